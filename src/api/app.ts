@@ -1,0 +1,144 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { ApiError } from '../domain/errors.ts';
+import { newId } from '../domain/ids.ts';
+import { DEFAULT_SCOPE, type Scope, type Store } from '../storage/store.ts';
+import { registerAssistantRoutes } from './routes/assistants.ts';
+import { registerMessageRoutes } from './routes/messages.ts';
+import { registerThreadRoutes } from './routes/threads.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The project every object of this request belongs to. */
+    scope: Scope;
+  }
+}
+
+/** Large enough for 256,000-character instructions or messages in any script; larger bodies get a 413. */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export interface AppOptions {
+  store: Store;
+  /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>`. */
+  apiKey: string | undefined;
+  logger: Logger;
+}
+
+export function buildApp({ store, apiKey, logger }: AppOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger,
+    // Per-request log lines cost more than the requests themselves; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_BODY_BYTES,
+    genReqId: () => newId('request'),
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: true },
+  }) as unknown as FastifyInstance;
+
+  // Until API keys map to projects, every request works in the default project.
+  app.decorateRequest('scope', { getter: () => DEFAULT_SCOPE });
+  acceptJsonBodies(app);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    if (apiKey !== undefined && request.url.startsWith('/v1')) checkApiKey(apiKey, request.headers.authorization);
+  });
+  app.setErrorHandler((error, request, reply) => sendError(reply, toApiError(error, request.log)));
+  handleUnknownRoutes(app);
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  registerAssistantRoutes(app, store);
+  registerThreadRoutes(app, store);
+  registerMessageRoutes(app, store);
+  return app;
+}
+
+/**
+ * Bodies are parsed as JSON whatever their content type, so `curl -d '{…}'` (form-encoded by default) works as it
+ * does upstream; an empty body is an empty object, as the SDK sends none for some POSTs.
+ */
+function acceptJsonBodies(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(
+        new ApiError(
+          400,
+          'We could not parse the JSON body of your request. The server expects a JSON payload, but what was sent was not valid JSON.',
+        ),
+        undefined,
+      );
+    }
+  });
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+function checkApiKey(expected: string, authorization: string | undefined): void {
+  const match = authorization?.match(/^Bearer\s+(.+)$/i);
+  if (!match)
+    throw new ApiError(
+      401,
+      "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+      { code: 'invalid_api_key' },
+    );
+  const given = match[1]!.trim();
+  // Compare digests: constant time, and equal lengths whatever the key given.
+  if (!timingSafeEqual(digest(given), digest(expected)))
+    throw new ApiError(401, `Incorrect API key provided: ${maskKey(given)}.`, { code: 'invalid_api_key' });
+}
+
+function maskKey(key: string): string {
+  return key.length <= 8 ? '*'.repeat(key.length) : `${key.slice(0, 3)}${'*'.repeat(key.length - 7)}${key.slice(-4)}`;
+}
+
+/** An unknown path is a 404 `Invalid URL (…)`, as upstream; a known path with the wrong method is a 405. */
+function handleUnknownRoutes(app: FastifyInstance): void {
+  const routes: Array<{ method: string; pattern: RegExp }> = [];
+  app.addHook('onRoute', (route) => {
+    const pattern = new RegExp(`^${route.url.replace(/:[^/]+/g, '[^/]+')}/?$`);
+    for (const method of [route.method].flat()) routes.push({ method, pattern });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? request.url;
+    const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))];
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(
+        reply,
+        new ApiError(405, `Method ${request.method} is not allowed for ${path}. Allowed: ${allowed.join(', ')}.`, {
+          code: 'method_not_allowed',
+        }),
+      );
+    }
+    return sendError(reply, new ApiError(404, `Invalid URL (${request.method} ${path})`));
+  });
+}
+
+function toApiError(error: unknown, log: Logger | FastifyInstance['log']): ApiError {
+  if (error instanceof ApiError) return error;
+  const fastifyError = error as Partial<FastifyError>;
+  if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return new ApiError(413, `Request body too large: the limit is ${MAX_BODY_BYTES} bytes.`, {
+      code: 'request_too_large',
+    });
+  const status = fastifyError.statusCode;
+  if (status !== undefined && status >= 400 && status < 500)
+    return new ApiError(status, fastifyError.message ?? 'Bad request.');
+  log.error({ err: error }, 'unexpected error while handling a request');
+  return new ApiError(500, 'The server had an error while processing your request. Sorry about that!', {
+    type: 'server_error',
+  });
+}
+
+export function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
+  return reply
+    .code(error.status)
+    .send({ error: { message: error.message, type: error.type, param: error.param, code: error.code } });
+}

@@ -1,0 +1,76 @@
+import { invalidRequest } from '../domain/errors.ts';
+import type { Page, PageRequest } from '../storage/store.ts';
+
+export const DEFAULT_LIMIT = 20;
+export const MAX_LIMIT = 100;
+
+type Query = Record<string, unknown>;
+
+/** `limit` (1–100, default 20), `order` (asc|desc, default desc), `after`, `before`: as the official list endpoints. */
+export function parsePageRequest(query: Query): PageRequest {
+  const limitRaw = single(query, 'limit');
+  let limit = DEFAULT_LIMIT;
+  if (limitRaw !== undefined) {
+    if (!/^-?\d+$/.test(limitRaw))
+      throw invalidRequest(
+        `Invalid 'limit': expected an integer, but got '${limitRaw}' instead.`,
+        'limit',
+        'invalid_type',
+      );
+    limit = Number(limitRaw);
+    if (limit < 1)
+      throw invalidRequest(
+        `Invalid 'limit': integer below minimum value. Expected a value >= 1, but got ${limit} instead.`,
+        'limit',
+        'integer_below_min_value',
+      );
+    if (limit > MAX_LIMIT)
+      throw invalidRequest(
+        `Invalid 'limit': integer above maximum value. Expected a value <= ${MAX_LIMIT}, but got ${limit} instead.`,
+        'limit',
+        'integer_above_max_value',
+      );
+  }
+  const order = single(query, 'order') ?? 'desc';
+  if (order !== 'asc' && order !== 'desc')
+    throw invalidRequest(
+      `Invalid value: '${order}'. Supported values are: 'asc' and 'desc'.`,
+      'order',
+      'invalid_value',
+    );
+  return { limit, order, after: nonEmpty(single(query, 'after')), before: nonEmpty(single(query, 'before')) };
+}
+
+/** A query parameter that must appear at most once. */
+export function single(query: Query, name: string): string | undefined {
+  const value = query[name];
+  if (value === undefined) return undefined;
+  if (typeof value === 'string') return value;
+  throw invalidRequest(`Invalid '${name}': expected a single value.`, name, 'invalid_type');
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export interface ListObject<W> {
+  object: 'list';
+  data: W[];
+  first_id: string | null;
+  last_id: string | null;
+  has_more: boolean;
+}
+
+/**
+ * The list envelope. The SDK reads only `data` and `has_more` (and pages with `after=<last id>`); `first_id` and
+ * `last_id` are null on an empty page, as the live API sends them, although the schema types them as strings.
+ */
+export function toListObject<T extends { id: string }, W>(page: Page<T>, serialize: (item: T) => W): ListObject<W> {
+  return {
+    object: 'list',
+    data: page.data.map(serialize),
+    first_id: page.data[0]?.id ?? null,
+    last_id: page.data.at(-1)?.id ?? null,
+    has_more: page.hasMore,
+  };
+}

@@ -1,0 +1,77 @@
+import type { FastifyInstance } from 'fastify';
+import { unixSeconds } from '../../domain/clock.ts';
+import { notFound } from '../../domain/errors.ts';
+import { newId } from '../../domain/ids.ts';
+import type { Assistant } from '../../domain/objects.ts';
+import type { AssistantPatch, Store } from '../../storage/store.ts';
+import { pathId } from '../ids.ts';
+import { parsePageRequest, toListObject } from '../pagination.ts';
+import { createAssistantRequest, modifyAssistantRequest } from '../schemas/assistants.ts';
+import { serializeAssistant, serializeDeleted } from '../serializers.ts';
+import { parseBody } from '../validation.ts';
+
+// Upstream reports these defaults on an assistant created without them.
+const DEFAULT_TEMPERATURE = 1;
+const DEFAULT_TOP_P = 1;
+
+export function registerAssistantRoutes(app: FastifyInstance, store: Store): void {
+  app.post('/v1/assistants', async (request) => {
+    const body = parseBody(createAssistantRequest, request.body);
+    const assistant: Assistant = {
+      id: newId('assistant'),
+      created_at: unixSeconds(),
+      name: body.name ?? null,
+      description: body.description ?? null,
+      model: body.model,
+      instructions: body.instructions ?? null,
+      tools: body.tools ?? [],
+      tool_resources: body.tool_resources ?? {},
+      metadata: body.metadata ?? {},
+      temperature: body.temperature ?? DEFAULT_TEMPERATURE,
+      top_p: body.top_p ?? DEFAULT_TOP_P,
+      response_format: body.response_format ?? 'auto',
+      reasoning_effort: body.reasoning_effort ?? null,
+    };
+    await store.createAssistant(request.scope, assistant);
+    return serializeAssistant(assistant);
+  });
+
+  app.get('/v1/assistants', async (request) => {
+    const page = await store.listAssistants(request.scope, parsePageRequest(request.query as Record<string, unknown>));
+    return toListObject(page, serializeAssistant);
+  });
+
+  app.get('/v1/assistants/:assistant_id', async (request) => {
+    const id = pathId('assistant', request.params, 'assistant_id');
+    const assistant = await store.getAssistant(request.scope, id);
+    if (!assistant) throw notFound('assistant', id);
+    return serializeAssistant(assistant);
+  });
+
+  app.post('/v1/assistants/:assistant_id', async (request) => {
+    const id = pathId('assistant', request.params, 'assistant_id');
+    const body = parseBody(modifyAssistantRequest, request.body);
+    // A null resets a field to what an assistant created without it has.
+    const patch: AssistantPatch = {};
+    if (body.model !== undefined) patch.model = body.model;
+    if (body.name !== undefined) patch.name = body.name;
+    if (body.description !== undefined) patch.description = body.description;
+    if (body.instructions !== undefined) patch.instructions = body.instructions;
+    if (body.reasoning_effort !== undefined) patch.reasoning_effort = body.reasoning_effort;
+    if (body.tools !== undefined) patch.tools = body.tools;
+    if (body.tool_resources !== undefined) patch.tool_resources = body.tool_resources ?? {};
+    if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
+    if (body.temperature !== undefined) patch.temperature = body.temperature ?? DEFAULT_TEMPERATURE;
+    if (body.top_p !== undefined) patch.top_p = body.top_p ?? DEFAULT_TOP_P;
+    if (body.response_format !== undefined) patch.response_format = body.response_format ?? 'auto';
+    const assistant = await store.updateAssistant(request.scope, id, patch);
+    if (!assistant) throw notFound('assistant', id);
+    return serializeAssistant(assistant);
+  });
+
+  app.delete('/v1/assistants/:assistant_id', async (request) => {
+    const id = pathId('assistant', request.params, 'assistant_id');
+    if (!(await store.deleteAssistant(request.scope, id))) throw notFound('assistant', id);
+    return serializeDeleted(id, 'assistant.deleted');
+  });
+}

@@ -1,0 +1,61 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { unixSeconds } from '../../domain/clock.ts';
+import { type ApiError, notFound } from '../../domain/errors.ts';
+import { newClientMessage } from '../../domain/messages.ts';
+import type { Store } from '../../storage/store.ts';
+import { pathId } from '../ids.ts';
+import { parsePageRequest, single, toListObject } from '../pagination.ts';
+import { createMessageRequest, modifyMessageRequest } from '../schemas/messages.ts';
+import { serializeDeleted, serializeMessage } from '../serializers.ts';
+import { parseBody } from '../validation.ts';
+
+export function registerMessageRoutes(app: FastifyInstance, store: Store): void {
+  /** A message that is not there: say which of thread or message is missing, as upstream does. */
+  async function missing(request: FastifyRequest, threadId: string, messageId: string): Promise<ApiError> {
+    return (await store.getThread(request.scope, threadId))
+      ? notFound('message', messageId)
+      : notFound('thread', threadId);
+  }
+
+  app.post('/v1/threads/:thread_id/messages', async (request) => {
+    const threadId = pathId('thread', request.params, 'thread_id');
+    const body = parseBody(createMessageRequest, request.body);
+    const message = newClientMessage(threadId, body, unixSeconds());
+    await store.createMessage(request.scope, message);
+    return serializeMessage(message);
+  });
+
+  app.get('/v1/threads/:thread_id/messages', async (request) => {
+    const threadId = pathId('thread', request.params, 'thread_id');
+    const query = request.query as Record<string, unknown>;
+    const page = await store.listMessages(request.scope, threadId, parsePageRequest(query), {
+      runId: single(query, 'run_id'),
+    });
+    return toListObject(page, serializeMessage);
+  });
+
+  app.get('/v1/threads/:thread_id/messages/:message_id', async (request) => {
+    const threadId = pathId('thread', request.params, 'thread_id');
+    const id = pathId('message', request.params, 'message_id');
+    const message = await store.getMessage(request.scope, threadId, id);
+    if (!message) throw await missing(request, threadId, id);
+    return serializeMessage(message);
+  });
+
+  app.post('/v1/threads/:thread_id/messages/:message_id', async (request) => {
+    const threadId = pathId('thread', request.params, 'thread_id');
+    const id = pathId('message', request.params, 'message_id');
+    const body = parseBody(modifyMessageRequest, request.body);
+    const patch = body.metadata !== undefined ? { metadata: body.metadata ?? {} } : {};
+    const message = await store.updateMessage(request.scope, threadId, id, patch);
+    if (!message) throw await missing(request, threadId, id);
+    return serializeMessage(message);
+  });
+
+  app.delete('/v1/threads/:thread_id/messages/:message_id', async (request) => {
+    const threadId = pathId('thread', request.params, 'thread_id');
+    const id = pathId('message', request.params, 'message_id');
+    if (!(await store.deleteMessage(request.scope, threadId, id))) throw await missing(request, threadId, id);
+    return serializeDeleted(id, 'thread.message.deleted');
+  });
+}

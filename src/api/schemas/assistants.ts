@@ -1,0 +1,30 @@
+import { z } from 'zod';
+import {
+  assistantTool,
+  metadata,
+  reasoningEffort,
+  responseFormat,
+  temperature,
+  toolResources,
+  topP,
+} from './common.ts';
+
+const assistantFields = {
+  model: z.string().min(1),
+  name: z.string().max(256).nullable().optional(),
+  description: z.string().max(512).nullable().optional(),
+  instructions: z.string().max(256_000).nullable().optional(),
+  reasoning_effort: reasoningEffort.optional(),
+  tools: z.array(assistantTool).max(128).optional(),
+  tool_resources: toolResources.optional(),
+  metadata: metadata.optional(),
+  temperature: temperature.optional(),
+  top_p: topP.optional(),
+  response_format: responseFormat.optional(),
+};
+
+/** `CreateAssistantRequest` */
+export const createAssistantRequest = z.strictObject(assistantFields);
+
+/** `ModifyAssistantRequest`: the same fields, all optional. */
+export const modifyAssistantRequest = z.strictObject({ ...assistantFields, model: assistantFields.model.optional() });

@@ -1,0 +1,156 @@
+import { z } from 'zod';
+import type { ToolResources } from '../../domain/objects.ts';
+
+// Building blocks of the official request schemas (../../../spec/assistants-v2.openapi.yaml), with its limits.
+
+const METADATA_MAX_PAIRS = 16;
+const METADATA_MAX_KEY = 64;
+const METADATA_MAX_VALUE = 512;
+
+/** `Metadata`: ≤16 string pairs, keys ≤64 characters, values ≤512. `null` clears it. */
+export const metadata = z
+  .record(z.string(), z.string())
+  .nullable()
+  .superRefine((value, ctx) => {
+    if (value === null) return;
+    const keys = Object.keys(value);
+    if (keys.length > METADATA_MAX_PAIRS)
+      ctx.addIssue({
+        code: 'custom',
+        message: `Invalid 'metadata': too many properties. Expected an object with at most ${METADATA_MAX_PAIRS} properties, but got an object with ${keys.length} properties instead.`,
+        params: { code: 'object_above_max_properties' },
+      });
+    for (const key of keys) {
+      if (key.length > METADATA_MAX_KEY)
+        ctx.addIssue({
+          code: 'custom',
+          message: `Invalid 'metadata': key '${key}' is too long. Expected keys of at most ${METADATA_MAX_KEY} characters, but got a key with ${key.length} characters instead.`,
+          params: { code: 'string_above_max_length' },
+        });
+      const item = value[key]!;
+      if (item.length > METADATA_MAX_VALUE)
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `Invalid 'metadata.${key}': string too long. Expected a string with maximum length ${METADATA_MAX_VALUE}, but got a string with length ${item.length} instead.`,
+          params: { code: 'string_above_max_length' },
+        });
+    }
+  });
+
+const NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/** `FunctionParameters`: a JSON Schema object describing the arguments. */
+const functionParameters = z.record(z.string(), z.unknown()).superRefine((schema, ctx) => {
+  if ('type' in schema && schema['type'] !== 'object')
+    ctx.addIssue({
+      code: 'custom',
+      message: `Invalid schema for function parameters: schema must be a JSON Schema of 'type: "object"', got 'type: ${JSON.stringify(schema['type'])}'.`,
+      params: { code: 'invalid_function_parameters' },
+    });
+});
+
+const functionTool = z.object({
+  type: z.literal('function'),
+  function: z.object({
+    name: z.string().regex(NAME_PATTERN),
+    description: z.string().optional(),
+    parameters: functionParameters.optional(),
+    strict: z.boolean().nullable().optional(),
+  }),
+});
+
+const fileSearchTool = z.object({
+  type: z.literal('file_search'),
+  file_search: z
+    .object({
+      max_num_results: z.number().int().min(1).max(50).optional(),
+      ranking_options: z
+        .object({
+          ranker: z.enum(['auto', 'default_2024_08_21']).optional(),
+          score_threshold: decimal(0, 1),
+        })
+        .optional(),
+    })
+    .optional(),
+});
+
+const codeInterpreterTool = z.object({ type: z.literal('code_interpreter') });
+
+export const assistantTool = z.discriminatedUnion('type', [codeInterpreterTool, fileSearchTool, functionTool]);
+
+/** `AssistantsApiResponseFormatOption`: "auto", text, json_object or json_schema. */
+export const responseFormat = z
+  .union([
+    z.discriminatedUnion('type', [
+      z.object({ type: z.literal('text') }),
+      z.object({ type: z.literal('json_object') }),
+      z.object({
+        type: z.literal('json_schema'),
+        json_schema: z.object({
+          name: z.string().regex(NAME_PATTERN),
+          description: z.string().optional(),
+          schema: z.record(z.string(), z.unknown()).optional(),
+          strict: z.boolean().nullable().optional(),
+        }),
+      }),
+    ]),
+    z.literal('auto'),
+  ])
+  .nullable();
+
+export const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullable();
+
+/**
+ * `tool_resources`. The `file_search.vector_stores` helper creates a vector store on the fly; vector stores are not
+ * part of assistd yet, so it is refused with a clear message instead of being dropped silently.
+ */
+export const toolResources = z
+  .object({
+    code_interpreter: z.object({ file_ids: z.array(z.string()).max(20).optional() }).optional(),
+    file_search: z
+      .object({
+        vector_store_ids: z.array(z.string()).max(1).optional(),
+        vector_stores: z.array(z.unknown()).max(1).optional(),
+      })
+      .superRefine((value, ctx) => {
+        if (value.vector_stores !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['vector_stores'],
+            message:
+              "Creating vector stores through 'tool_resources.file_search.vector_stores' is not supported by this server yet; pass 'vector_store_ids' instead.",
+            params: { code: 'unsupported_parameter' },
+          });
+      })
+      .optional(),
+  })
+  .nullable()
+  .transform((value): ToolResources | null => {
+    if (value === null) return null;
+    const out: ToolResources = {};
+    if (value.code_interpreter) out.code_interpreter = { file_ids: value.code_interpreter.file_ids ?? [] };
+    if (value.file_search) out.file_search = { vector_store_ids: value.file_search.vector_store_ids ?? [] };
+    return out;
+  });
+
+/** A number in [min, max], with upstream's wording for decimals (zod's bounds are worded for integers). */
+export function decimal(min: number, max: number) {
+  return z.number().superRefine((value, ctx) => {
+    if (value > max)
+      ctx.addIssue({
+        code: 'custom',
+        message: `decimal above maximum value. Expected a value <= ${max}, but got ${value} instead.`,
+        params: { code: 'decimal_above_max_value', prefixParam: true },
+      });
+    else if (value < min)
+      ctx.addIssue({
+        code: 'custom',
+        message: `decimal below minimum value. Expected a value >= ${min}, but got ${value} instead.`,
+        params: { code: 'decimal_below_min_value', prefixParam: true },
+      });
+  });
+}
+
+export const temperature = decimal(0, 2).nullable();
+export const topP = decimal(0, 1).nullable();

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, SETTINGS } from './config.ts';
+import { createLogger, startServer } from './main.ts';
+import { openStore } from './storage/open-store.ts';
+
+const HELP = `assistd — a self-hosted server for the OpenAI Assistants API v2
+
+Usage:
+  assistd [serve]      start the HTTP API (the default command)
+  assistd migrate      bring the database schema up to date, then exit
+  assistd --help       show this help
+
+Point the official SDK at it:  new OpenAI({ baseURL: 'http://127.0.0.1:8787/v1', apiKey: '…' })
+
+Settings (environment variables):
+${SETTINGS.map((s) => `  ${s.name.padEnd(22)} ${s.description} [default: ${s.default}]`).join('\n')}
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { help: { type: 'boolean', short: 'h' } },
+  });
+  const command = positionals[0] ?? 'serve';
+  if (values.help || command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const config = loadConfig();
+  switch (command) {
+    case 'serve': {
+      const server = await startServer(config, createLogger(config));
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          server.app.log.info(`${signal} received, shutting down`);
+          server.close().then(resolve, resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      return 0;
+    }
+    case 'migrate': {
+      const store = await openStore(config.storage);
+      process.stdout.write(`assistd: ${store.description} is up to date\n`);
+      await store.close();
+      return 0;
+    }
+    default:
+      process.stderr.write(`assistd: unknown command '${command}'\n\n${HELP}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) process.stderr.write(`assistd: invalid setting ${error.message}\n`);
+    else if (error instanceof Error && 'code' in error && (error.code === 'EADDRINUSE' || error.code === 'EACCES'))
+      process.stderr.write(`assistd: cannot listen (HOST/PORT): ${error.message}\n`);
+    else process.stderr.write(`assistd: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,34 @@
+/**
+ * Errors are data: every failure a client can cause is an ApiError carrying the HTTP status and the OpenAI error
+ * fields. One handler in api/ renders them as `{"error":{"message","type","param","code"}}`.
+ */
+export type ErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error' | 'rate_limit_error';
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly param: string | null;
+  readonly code: string | null;
+
+  constructor(
+    status: number,
+    message: string,
+    options: { type?: ErrorType; param?: string | null; code?: string | null } = {},
+  ) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.type = options.type ?? 'invalid_request_error';
+    this.param = options.param ?? null;
+    this.code = options.code ?? null;
+  }
+}
+
+export function invalidRequest(message: string, param: string | null = null, code: string | null = null): ApiError {
+  return new ApiError(400, message, { param, code });
+}
+
+/** The official wording: `No thread found with id 'thread_x'.` (type invalid_request_error, code null). */
+export function notFound(kind: string, id: string): ApiError {
+  return new ApiError(404, `No ${kind} found with id '${id}'.`);
+}

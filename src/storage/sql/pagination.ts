@@ -1,0 +1,83 @@
+import { type Kysely, type SelectQueryBuilder, sql } from 'kysely';
+import { invalidRequest } from '../../domain/errors.ts';
+import type { Page, PageRequest, Scope } from '../store.ts';
+import type { Database, PaginatedTable } from './schema.ts';
+
+/**
+ * Keyset pagination over (created_at, seq). Ordering by `created_at` alone is not stable: many objects share one
+ * second. `seq` is the insertion counter, so ties resolve in insertion order and a page boundary never skips or
+ * repeats an object. Row-value comparisons `(created_at, seq) > (?, ?)` use the (…, created_at, seq) indexes in
+ * both SQLite and PostgreSQL.
+ */
+interface CursorKey {
+  created_at: number;
+  seq: number | string; // bigint columns arrive as strings from pg; they are only passed back as parameters
+}
+
+export interface ListParent {
+  column: 'thread_id';
+  value: string;
+}
+
+export async function resolveCursors(
+  db: Kysely<Database>,
+  table: PaginatedTable,
+  scope: Scope,
+  page: PageRequest,
+  parent?: ListParent,
+): Promise<{ after?: CursorKey; before?: CursorKey }> {
+  const cursors: { after?: CursorKey; before?: CursorKey } = {};
+  for (const name of ['after', 'before'] as const) {
+    const id = page[name];
+    if (id === undefined) continue;
+    const parentFilter = parent ? sql`and ${sql.ref(parent.column)} = ${parent.value}` : sql``;
+    const { rows } = await sql<CursorKey>`
+      select created_at, seq from ${sql.table(table)}
+      where project_id = ${scope.projectId} and id = ${id} ${parentFilter}`.execute(db);
+    const key = rows[0];
+    if (!key)
+      throw invalidRequest(
+        `Invalid '${name}': '${id}' is not the id of an object in this list.`,
+        name,
+        'invalid_value',
+      );
+    cursors[name] = key;
+  }
+  return cursors;
+}
+
+/**
+ * Adds the cursor conditions, the order and the limit (+1, to learn `has_more`) to a list query. With only `before`
+ * the scan runs backwards from the cursor and `finishPage` restores the requested order.
+ */
+export function applyPage<DB, TB extends keyof DB, O>(
+  qb: SelectQueryBuilder<DB, TB, O>,
+  page: PageRequest,
+  cursors: { after?: CursorKey; before?: CursorKey },
+): SelectQueryBuilder<DB, TB, O> {
+  const backwards = page.before !== undefined && page.after === undefined;
+  const ascending = (page.order === 'asc') !== backwards;
+  const afterOp = page.order === 'asc' ? '>' : '<';
+  const beforeOp = page.order === 'asc' ? '<' : '>';
+  let q = qb;
+  if (cursors.after)
+    q = q.where(
+      sql<boolean>`(created_at, seq) ${sql.raw(afterOp)} (${cursors.after.created_at}, ${cursors.after.seq})`,
+    );
+  if (cursors.before)
+    q = q.where(
+      sql<boolean>`(created_at, seq) ${sql.raw(beforeOp)} (${cursors.before.created_at}, ${cursors.before.seq})`,
+    );
+  const direction = ascending ? sql`asc` : sql`desc`;
+  return q
+    .orderBy(sql`created_at ${direction}`)
+    .orderBy(sql`seq ${direction}`)
+    .limit(page.limit + 1);
+}
+
+export function finishPage<R, T>(rows: R[], page: PageRequest, toObject: (row: R) => T): Page<T> {
+  const hasMore = rows.length > page.limit;
+  const kept = hasMore ? rows.slice(0, page.limit) : rows;
+  if (page.before !== undefined && page.after === undefined) kept.reverse();
+  return { data: kept.map(toObject), hasMore };
+}

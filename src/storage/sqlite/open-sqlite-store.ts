@@ -1,0 +1,41 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, type Migration, Migrator, SqliteDialect } from 'kysely';
+import type { Database } from '../sql/schema.ts';
+import { SqlStore } from '../sql/sql-store.ts';
+import * as initial from './migrations/001-initial.ts';
+
+/** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
+const MIGRATIONS: Record<string, Migration> = {
+  '001-initial': initial,
+};
+
+export const SQLITE_FILE_NAME = 'assistd.sqlite';
+
+export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
+  mkdirSync(dataDir, { recursive: true });
+  const file = path.join(dataDir, SQLITE_FILE_NAME);
+  const sqlite = new BetterSqlite3(file);
+  // WAL: readers never block the writer. synchronous=NORMAL in WAL mode loses no committed transaction when the
+  // process dies (SIGKILL, crash); only an OS crash or power cut can roll back the last commits. FULL would fsync
+  // on every commit for that last case.
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('foreign_keys = ON');
+  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once.
+  sqlite.pragma('busy_timeout = 5000');
+
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  await migrate(db);
+  return new SqlStore(db, `sqlite:${file}`);
+}
+
+async function migrate(db: Kysely<Database>): Promise<void> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}

@@ -1,0 +1,96 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Ajv2019, type ValidateFunction } from 'ajv/dist/2019.js';
+import addFormatsModule from 'ajv-formats';
+import YAML from 'yaml';
+
+/**
+ * Validates wire objects against the official schema (spec/assistants-v2.openapi.yaml, the project's own copy).
+ *
+ * Draft 2019-09, because the spec mixes OpenAPI 3.0 `nullable` (which Ajv understands) with `$recursiveRef`.
+ * One deliberate patch: list envelopes' `first_id`/`last_id` may be null, as the live API sends them for an empty
+ * page (the schema types them as strings, which no empty list could satisfy). Nothing else is relaxed.
+ */
+const SPEC_FILE = fileURLToPath(new URL('../../spec/assistants-v2.openapi.yaml', import.meta.url));
+const SPEC_ID = 'https://assistd.local/openapi.json';
+
+interface Operation {
+  method: string;
+  pattern: RegExp;
+  template: string;
+  responseRef: string | undefined;
+}
+
+type Json = Record<string, unknown>;
+
+const spec = YAML.parse(readFileSync(SPEC_FILE, 'utf8')) as Json;
+const schemas = (spec['components'] as Json)['schemas'] as Record<string, Json>;
+for (const [name, schema] of Object.entries(schemas)) {
+  const props = schema['properties'] as Record<string, Json> | undefined;
+  if (name.startsWith('List') && name.endsWith('Response') && props?.['first_id'] && props['last_id']) {
+    props['first_id'] = { anyOf: [{ type: 'string' }, { type: 'null' }] };
+    props['last_id'] = { anyOf: [{ type: 'string' }, { type: 'null' }] };
+  }
+}
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2019) => Ajv2019;
+const ajv = new Ajv2019({ strict: false, allErrors: true });
+addFormats(ajv);
+ajv.addFormat('unixtime', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= 0 });
+ajv.addSchema({ $id: SPEC_ID, components: spec['components'] });
+
+const validators = new Map<string, ValidateFunction>();
+
+export function schemaValidator(name: string): ValidateFunction {
+  let validate = validators.get(name);
+  if (!validate) {
+    if (!schemas[name]) throw new Error(`no schema ${name} in the spec`);
+    validate = ajv.getSchema(`${SPEC_ID}#/components/schemas/${name}`);
+    if (!validate) throw new Error(`cannot compile schema ${name}`);
+    validators.set(name, validate);
+  }
+  return validate;
+}
+
+/** Throws, listing every violation, when `value` does not match the named component schema. */
+export function assertMatchesSchema(name: string, value: unknown, context = ''): void {
+  const validate = schemaValidator(name);
+  if (!validate(value)) {
+    const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+    throw new Error(`${context} response does not match ${name}: ${problems}\n${JSON.stringify(value).slice(0, 2000)}`);
+  }
+}
+
+const operations: Operation[] = [];
+for (const [template, item] of Object.entries(spec['paths'] as Record<string, Record<string, Json>>)) {
+  for (const [method, op] of Object.entries(item)) {
+    const content = ((op['responses'] as Json | undefined)?.['200'] as Json | undefined)?.['content'] as
+      | Json
+      | undefined;
+    const schema = (content?.['application/json'] as Json | undefined)?.['schema'] as Json | undefined;
+    const ref = typeof schema?.['$ref'] === 'string' ? (schema['$ref'] as string).split('/').at(-1) : undefined;
+    const pattern = new RegExp(`^/v1${template.replace(/\{[^}]+\}/g, '[^/]+')}$`);
+    operations.push({ method: method.toUpperCase(), pattern, template, responseRef: ref });
+  }
+}
+
+/** The spec operation for a request, e.g. `GET /v1/threads/thread_1/messages` → ListMessagesResponse. */
+export function findOperation(method: string, path: string): Operation | undefined {
+  return operations.find((op) => op.method === method.toUpperCase() && op.pattern.test(path));
+}
+
+/**
+ * Validates an API response body: a 2xx against the operation's declared response schema, anything else against
+ * `ErrorResponse`. Non-API paths (/healthz) are skipped. SSE responses are validated by the streaming tests.
+ */
+export function assertValidResponse(method: string, path: string, status: number, body: unknown): void {
+  if (!path.startsWith('/v1/')) return;
+  const context = `${method} ${path} → ${status}`;
+  if (status >= 400) {
+    assertMatchesSchema('ErrorResponse', body, context);
+    return;
+  }
+  const op = findOperation(method, path);
+  if (!op) throw new Error(`${context}: no such operation in the spec`);
+  if (op.responseRef) assertMatchesSchema(op.responseRef, body, context);
+}
