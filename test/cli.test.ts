@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { ApiClient, runCli, spawnServer, tempDir } from './support/server.ts';
+
+describe('assistd CLI', () => {
+  test('--help lists the commands and every setting', async () => {
+    const { code, stdout } = await runCli({}, ['--help']);
+    assert.equal(code, 0);
+    for (const word of [
+      'serve',
+      'migrate',
+      'HOST',
+      'PORT',
+      'ASSISTD_DATA_DIR',
+      'ASSISTD_DATABASE_URL',
+      'ASSISTD_API_KEY',
+    ])
+      assert.match(stdout, new RegExp(word));
+  });
+
+  test('invalid settings stop startup with one line naming the setting', async () => {
+    const file = path.join(tempDir(), 'not-a-dir');
+    writeFileSync(file, '');
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ PORT: 'eighty' }, 'PORT'],
+      [{ PORT: '70000' }, 'PORT'],
+      [{ ASSISTD_DATA_DIR: path.join(file, 'data') }, 'ASSISTD_DATA_DIR'],
+      [{ ASSISTD_DATABASE_URL: 'not a url' }, 'ASSISTD_DATABASE_URL'],
+      [{ ASSISTD_DATABASE_URL: 'mysql://localhost/db' }, 'ASSISTD_DATABASE_URL'],
+      [{ ASSISTD_LOG_LEVEL: 'loud' }, 'ASSISTD_LOG_LEVEL'],
+    ];
+    await Promise.all(
+      cases.map(async ([env, setting]) => {
+        const { code, stderr } = await runCli({ ASSISTD_DATA_DIR: tempDir(), ...env });
+        assert.notEqual(code, 0, `${setting} should fail`);
+        const lines = stderr.trim().split('\n');
+        assert.equal(lines.length, 1, `one line, got: ${stderr}`);
+        assert.match(lines[0]!, new RegExp(`^assistd: invalid setting ${setting}: `));
+      }),
+    );
+  });
+
+  test('a port already in use is a clear error', async () => {
+    const dir = tempDir();
+    const first = await spawnServer({ ASSISTD_DATA_DIR: dir });
+    const port = new URL(first.url).port;
+    const { code, stderr } = await runCli({ ASSISTD_DATA_DIR: tempDir(), PORT: port });
+    await first.stop();
+    assert.notEqual(code, 0);
+    assert.match(stderr, /cannot listen \(HOST\/PORT\)/);
+  });
+
+  test('serve answers /healthz, logs that no key is needed, and keeps data across a restart', async () => {
+    const dir = tempDir();
+    const first = await spawnServer({ ASSISTD_DATA_DIR: dir });
+    const api = new ApiClient(first.url);
+    const health = await api.get('/healthz');
+    assert.equal(health.status, 200);
+    assert.deepEqual(health.body, { status: 'ok' });
+    assert.match(first.output(), /ASSISTD_API_KEY is not set/);
+    const created = await api.post('/v1/assistants', { model: 'gpt-4o', name: 'Survivor' });
+    assert.equal(await first.stop('SIGTERM'), 0, 'a clean shutdown exits 0');
+
+    const second = await spawnServer({ ASSISTD_DATA_DIR: dir });
+    const again = await new ApiClient(second.url).get(`/v1/assistants/${created.body.id}`);
+    await second.stop();
+    assert.equal(again.status, 200);
+    assert.deepEqual(again.body, created.body);
+  });
+
+  test('a write acknowledged before SIGKILL is still there after restart', async () => {
+    const dir = tempDir();
+    const first = await spawnServer({ ASSISTD_DATA_DIR: dir });
+    const created = await new ApiClient(first.url).post('/v1/threads', {
+      messages: [{ role: 'user', content: 'kept' }],
+    });
+    await first.stop('SIGKILL');
+    const second = await spawnServer({ ASSISTD_DATA_DIR: dir });
+    const list = await new ApiClient(second.url).get<{ data: unknown[] }>(`/v1/threads/${created.body.id}/messages`);
+    await second.stop();
+    assert.equal(list.body.data.length, 1);
+  });
+
+  test('migrate brings the schema up to date and exits', async () => {
+    const { code, stdout } = await runCli({ ASSISTD_DATA_DIR: tempDir() }, ['migrate']);
+    assert.equal(code, 0);
+    assert.match(stdout, /up to date/);
+  });
+});
