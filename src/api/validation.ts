@@ -126,38 +126,21 @@ function boundToError(
   const big = issue.code === 'too_big';
   const limit = Number(big ? (issue as z.core.$ZodIssueTooBig).maximum : (issue as z.core.$ZodIssueTooSmall).minimum);
   switch (issue.origin) {
-    case 'string': {
-      const length = typeof value === 'string' ? value.length : 0;
-      if (!big && length === 0)
-        return new ApiError(
-          400,
-          `Invalid '${param}': empty string. Expected a string with minimum length ${limit}, but got an empty string instead.`,
-          {
-            param,
-            code: 'empty_string',
-          },
-        );
-      return new ApiError(
-        400,
-        `Invalid '${param}': string too ${big ? 'long' : 'short'}. Expected a string with ${big ? 'maximum' : 'minimum'} length ${limit}, but got a string with length ${length} instead.`,
-        { param, code: big ? 'string_above_max_length' : 'string_below_min_length' },
-      );
-    }
+    case 'string':
     case 'array': {
-      const length = Array.isArray(value) ? value.length : 0;
+      const noun = issue.origin;
+      const a = noun === 'array' ? 'an' : 'a';
+      const length = typeof value === 'string' || Array.isArray(value) ? value.length : 0;
       if (!big && length === 0)
         return new ApiError(
           400,
-          `Invalid '${param}': empty array. Expected an array with minimum length ${limit}, but got an empty array instead.`,
-          {
-            param,
-            code: 'empty_array',
-          },
+          `Invalid '${param}': empty ${noun}. Expected ${a} ${noun} with minimum length ${limit}, but got an empty ${noun} instead.`,
+          { param, code: `empty_${noun}` },
         );
       return new ApiError(
         400,
-        `Invalid '${param}': array too ${big ? 'long' : 'short'}. Expected an array with ${big ? 'maximum' : 'minimum'} length ${limit}, but got an array with length ${length} instead.`,
-        { param, code: big ? 'array_above_max_length' : 'array_below_min_length' },
+        `Invalid '${param}': ${noun} too ${big ? 'long' : 'short'}. Expected ${a} ${noun} with ${big ? 'maximum' : 'minimum'} length ${limit}, but got ${a} ${noun} with length ${length} instead.`,
+        { param, code: `${noun}_${big ? 'above_max' : 'below_min'}_length` },
       );
     }
     default:
