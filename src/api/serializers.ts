@@ -1,4 +1,5 @@
 import type { Assistant, Message, Thread } from '../domain/objects.ts';
+import type { Run, RunStep } from '../domain/runs.ts';
 
 // Domain → wire objects. Every field the official schema lists is present (null, never omitted), in upstream's
 // order, and nothing internal (project ids, sequence numbers) leaks.
@@ -53,4 +54,58 @@ export function serializeMessage(m: Message) {
 
 export function serializeDeleted(id: string, object: string) {
   return { id, object, deleted: true };
+}
+
+export function serializeRun(r: Run) {
+  return {
+    id: r.id,
+    object: 'thread.run' as const,
+    created_at: r.created_at,
+    assistant_id: r.assistant_id,
+    thread_id: r.thread_id,
+    status: r.status,
+    started_at: r.started_at,
+    expires_at: r.expires_at,
+    cancelled_at: r.cancelled_at,
+    failed_at: r.failed_at,
+    completed_at: r.completed_at,
+    required_action: r.required_action,
+    last_error: r.last_error,
+    model: r.model,
+    instructions: r.instructions,
+    tools: r.tools,
+    metadata: r.metadata,
+    incomplete_details: r.incomplete_details,
+    usage: r.usage,
+    temperature: r.temperature,
+    top_p: r.top_p,
+    max_prompt_tokens: r.max_prompt_tokens,
+    max_completion_tokens: r.max_completion_tokens,
+    truncation_strategy: r.truncation_strategy,
+    response_format: r.response_format,
+    tool_choice: r.tool_choice,
+    parallel_tool_calls: r.parallel_tool_calls,
+    reasoning_effort: r.reasoning_effort,
+  };
+}
+
+export function serializeRunStep(s: RunStep) {
+  return {
+    id: s.id,
+    object: 'thread.run.step' as const,
+    created_at: s.created_at,
+    run_id: s.run_id,
+    assistant_id: s.assistant_id,
+    thread_id: s.thread_id,
+    type: s.type,
+    status: s.status,
+    cancelled_at: s.cancelled_at,
+    completed_at: s.completed_at,
+    expired_at: s.expired_at,
+    failed_at: s.failed_at,
+    last_error: s.last_error,
+    step_details: s.step_details,
+    usage: s.usage,
+    metadata: s.metadata,
+  };
 }

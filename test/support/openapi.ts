@@ -8,7 +8,7 @@ import YAML from 'yaml';
  * Validates wire objects against the official schema (spec/assistants-v2.openapi.yaml, the project's own copy).
  *
  * Draft 2019-09, because the spec mixes OpenAPI 3.0 `nullable` (which Ajv understands) with `$recursiveRef`.
- * One deliberate patch: list envelopes' `first_id`/`last_id` may be null, as the live API sends them for an empty
+ * `nullable` beside no `type` is normalised (see normalizeNullable). One deliberate patch: list envelopes' `first_id`/`last_id` may be null, as the live API sends them for an empty
  * page (the schema types them as strings, which no empty list could satisfy). Nothing else is relaxed.
  */
 const SPEC_FILE = fileURLToPath(new URL('../../spec/assistants-v2.openapi.yaml', import.meta.url));
@@ -23,7 +23,23 @@ interface Operation {
 
 type Json = Record<string, unknown>;
 
-const spec = YAML.parse(readFileSync(SPEC_FILE, 'utf8')) as Json;
+/**
+ * OpenAPI 3.0 `nullable: true` means "or null". Ajv implements it only beside a `type`; where the spec puts it on
+ * a `$ref`/`allOf` node, it is rewritten to the equivalent `anyOf: [node, {type: "null"}]`.
+ */
+function normalizeNullable(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(normalizeNullable);
+  if (node === null || typeof node !== 'object') return node;
+  const out: Json = {};
+  for (const [key, value] of Object.entries(node)) out[key] = normalizeNullable(value);
+  if (out['nullable'] === true && out['type'] === undefined) {
+    const { nullable: _nullable, description, ...rest } = out;
+    return { description, anyOf: [rest, { type: 'null' }] };
+  }
+  return out;
+}
+
+const spec = normalizeNullable(YAML.parse(readFileSync(SPEC_FILE, 'utf8'))) as Json;
 const schemas = (spec['components'] as Json)['schemas'] as Record<string, Json>;
 for (const [name, schema] of Object.entries(schemas)) {
   const props = schema['properties'] as Record<string, Json> | undefined;

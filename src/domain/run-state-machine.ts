@@ -1,0 +1,160 @@
+import { ApiError } from './errors.ts';
+import {
+  type IncompleteReason,
+  type Run,
+  type RunError,
+  type RunStatus,
+  type RunStep,
+  type RunStepStatus,
+  type RunToolCall,
+  TERMINAL_STEP_STATUSES,
+  type Usage,
+} from './runs.ts';
+
+/**
+ * The run status machine (spec README §2), the only code that changes a run's or a step's status. Pure: it takes
+ * the current object and a command, and returns the next object with the events that announce it, or throws a 400
+ * for a command the current status does not allow. Persisting the result (fenced by the worker's lease) and
+ * publishing the events are the caller's job.
+ *
+ *   queued ─start→ in_progress ─require_action→ requires_action ─submit_tool_outputs→ queued …
+ *   in_progress ─complete | incomplete | fail→ completed | incomplete | failed
+ *   queued | in_progress | requires_action ─cancel→ cancelling ─confirm_cancel→ cancelled
+ *   queued | in_progress | requires_action | cancelling ─expire→ expired
+ */
+export type RunCommand =
+  | { type: 'start'; at: number }
+  | { type: 'require_action'; at: number; toolCalls: RunToolCall[] }
+  | { type: 'submit_tool_outputs'; at: number }
+  | { type: 'complete'; at: number; usage: Usage }
+  | { type: 'incomplete'; at: number; reason: IncompleteReason; usage: Usage }
+  | { type: 'fail'; at: number; error: RunError; usage: Usage }
+  | { type: 'cancel'; at: number }
+  | { type: 'confirm_cancel'; at: number; usage: Usage }
+  | { type: 'expire'; at: number; usage: Usage };
+
+export type RunEventName = `thread.run.${'created' | RunStatus}`;
+
+export interface RunEvent {
+  event: RunEventName;
+  data: Run;
+}
+
+export interface Transition {
+  run: Run;
+  events: RunEvent[];
+}
+
+const ALLOWED_FROM: Record<RunCommand['type'], readonly RunStatus[]> = {
+  start: ['queued'],
+  require_action: ['in_progress'],
+  submit_tool_outputs: ['requires_action'],
+  complete: ['in_progress'],
+  incomplete: ['in_progress'],
+  fail: ['queued', 'in_progress'],
+  cancel: ['queued', 'in_progress', 'requires_action'],
+  confirm_cancel: ['cancelling'],
+  expire: ['queued', 'in_progress', 'requires_action', 'cancelling'],
+};
+
+/** The events of a newly created run, which is stored as `queued`. */
+export function runCreatedEvents(run: Run): RunEvent[] {
+  return [
+    { event: 'thread.run.created', data: run },
+    { event: 'thread.run.queued', data: run },
+  ];
+}
+
+export function transition(run: Run, command: RunCommand): Transition {
+  if (!ALLOWED_FROM[command.type].includes(run.status)) throw illegal(run, command);
+  const next = apply(run, command);
+  return { run: next, events: [{ event: `thread.run.${next.status}`, data: next }] };
+}
+
+function apply(run: Run, command: RunCommand): Run {
+  // A terminal run no longer expires and reports its usage.
+  const ended = (status: RunStatus, usage: Usage): Run => ({
+    ...run,
+    status,
+    usage,
+    expires_at: null,
+    required_action: null,
+  });
+  switch (command.type) {
+    case 'start':
+      return { ...run, status: 'in_progress', started_at: run.started_at ?? command.at };
+    case 'require_action':
+      return {
+        ...run,
+        status: 'requires_action',
+        required_action: { type: 'submit_tool_outputs', submit_tool_outputs: { tool_calls: command.toolCalls } },
+      };
+    case 'submit_tool_outputs':
+      return { ...run, status: 'queued', required_action: null };
+    case 'complete':
+      return { ...ended('completed', command.usage), completed_at: command.at };
+    case 'incomplete':
+      return { ...ended('incomplete', command.usage), incomplete_details: { reason: command.reason } };
+    case 'fail':
+      return { ...ended('failed', command.usage), failed_at: command.at, last_error: command.error };
+    case 'cancel':
+      return { ...run, status: 'cancelling' };
+    case 'confirm_cancel':
+      return { ...ended('cancelled', command.usage), cancelled_at: command.at };
+    case 'expire':
+      return ended('expired', command.usage);
+  }
+}
+
+/** Upstream's wording for the two commands a client can send at the wrong time. */
+function illegal(run: Run, command: RunCommand): ApiError {
+  switch (command.type) {
+    case 'submit_tool_outputs':
+      return new ApiError(400, `Runs in status "${run.status}" do not accept tool outputs.`);
+    case 'cancel':
+      return new ApiError(400, `Cannot cancel run with status '${run.status}'.`);
+    default:
+      return new ApiError(400, `Cannot ${command.type.replace('_', ' ')} run with status '${run.status}'.`, {
+        code: 'invalid_run_state',
+      });
+  }
+}
+
+// ── steps ─────────────────────────────────────────────────────────────────────
+
+/** Steps follow their run: `in_progress` → `completed` | `failed` | `cancelled` | `expired`. */
+export type StepCommand =
+  | { type: 'complete'; at: number; usage: Usage; stepDetails?: RunStep['step_details'] }
+  | { type: 'fail'; at: number; error: NonNullable<RunStep['last_error']>; usage: Usage | null }
+  | { type: 'cancel'; at: number }
+  | { type: 'expire'; at: number };
+
+export type StepEventName = `thread.run.step.${RunStepStatus}`;
+
+export function transitionStep(step: RunStep, command: StepCommand): { step: RunStep; event: StepEventName } {
+  if (TERMINAL_STEP_STATUSES.has(step.status))
+    throw new ApiError(400, `Cannot ${command.type} run step with status '${step.status}'.`, {
+      code: 'invalid_run_state',
+    });
+  const next = applyStep(step, command);
+  return { step: next, event: `thread.run.step.${next.status}` };
+}
+
+function applyStep(step: RunStep, command: StepCommand): RunStep {
+  switch (command.type) {
+    case 'complete':
+      return {
+        ...step,
+        status: 'completed',
+        completed_at: command.at,
+        usage: command.usage,
+        step_details: command.stepDetails ?? step.step_details,
+      };
+    case 'fail':
+      return { ...step, status: 'failed', failed_at: command.at, last_error: command.error, usage: command.usage };
+    case 'cancel':
+      return { ...step, status: 'cancelled', cancelled_at: command.at };
+    case 'expire':
+      return { ...step, status: 'expired', expired_at: command.at };
+  }
+}

@@ -1,0 +1,126 @@
+import type { AssistantTool, Metadata, ReasoningEffort, ResponseFormat } from './objects.ts';
+
+// Runs and run steps as stored and served (wire shapes, snake_case). Their statuses change only through
+// run-state-machine.ts.
+
+export type RunStatus =
+  | 'queued'
+  | 'in_progress'
+  | 'requires_action'
+  | 'cancelling'
+  | 'cancelled'
+  | 'failed'
+  | 'completed'
+  | 'incomplete'
+  | 'expired';
+
+export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set([
+  'cancelled',
+  'failed',
+  'completed',
+  'incomplete',
+  'expired',
+]);
+
+/** A run in one of these holds its thread: no other run may start and no message may be added. */
+export const ACTIVE_RUN_STATUSES: ReadonlySet<RunStatus> = new Set([
+  'queued',
+  'in_progress',
+  'requires_action',
+  'cancelling',
+]);
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface RunToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+export type RunErrorCode = 'server_error' | 'rate_limit_exceeded' | 'invalid_prompt';
+
+export interface RunError {
+  code: RunErrorCode;
+  message: string;
+}
+
+export type IncompleteReason = 'max_completion_tokens' | 'max_prompt_tokens';
+
+export interface TruncationStrategy {
+  type: 'auto' | 'last_messages';
+  last_messages: number | null;
+}
+
+export type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+
+export interface Run {
+  id: string;
+  created_at: number;
+  thread_id: string;
+  assistant_id: string;
+  status: RunStatus;
+  required_action: { type: 'submit_tool_outputs'; submit_tool_outputs: { tool_calls: RunToolCall[] } } | null;
+  last_error: RunError | null;
+  expires_at: number | null;
+  started_at: number | null;
+  cancelled_at: number | null;
+  failed_at: number | null;
+  completed_at: number | null;
+  incomplete_details: { reason: IncompleteReason } | null;
+  model: string;
+  instructions: string;
+  tools: AssistantTool[];
+  metadata: Metadata;
+  usage: Usage | null;
+  temperature: number | null;
+  top_p: number | null;
+  max_prompt_tokens: number | null;
+  max_completion_tokens: number | null;
+  truncation_strategy: TruncationStrategy;
+  tool_choice: ToolChoice;
+  parallel_tool_calls: boolean;
+  response_format: ResponseFormat;
+  reasoning_effort: ReasoningEffort | null;
+}
+
+export type RunStepStatus = 'in_progress' | 'cancelled' | 'failed' | 'completed' | 'expired';
+
+export const TERMINAL_STEP_STATUSES: ReadonlySet<RunStepStatus> = new Set([
+  'cancelled',
+  'failed',
+  'completed',
+  'expired',
+]);
+
+export interface FunctionToolCallDetails {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string; output: string | null };
+}
+
+export type StepDetails =
+  | { type: 'message_creation'; message_creation: { message_id: string } }
+  | { type: 'tool_calls'; tool_calls: FunctionToolCallDetails[] };
+
+export interface RunStep {
+  id: string;
+  created_at: number;
+  assistant_id: string;
+  thread_id: string;
+  run_id: string;
+  type: StepDetails['type'];
+  status: RunStepStatus;
+  step_details: StepDetails;
+  last_error: { code: 'server_error' | 'rate_limit_exceeded'; message: string } | null;
+  expired_at: number | null;
+  cancelled_at: number | null;
+  failed_at: number | null;
+  completed_at: number | null;
+  metadata: Metadata;
+  usage: Usage | null;
+}
