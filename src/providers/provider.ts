@@ -1,0 +1,92 @@
+/**
+ * The small interface every model backend implements: stream one chat completion. Everything Assistants-specific
+ * (runs, steps, tool rounds, retries, budgets) stays outside, so a backend is only a translation to and from its
+ * wire format. Implementations: openai-compatible/ (any Chat Completions endpoint); later an embedded GGUF backend.
+ */
+
+export type ChatContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image_url'; image_url: { url: string; detail?: 'auto' | 'low' | 'high' } };
+
+export interface ChatToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+export type ChatMessage =
+  | { role: 'system'; content: string }
+  | { role: 'user'; content: string | ChatContentPart[] }
+  | { role: 'assistant'; content: string | null; tool_calls?: ChatToolCall[] }
+  | { role: 'tool'; tool_call_id: string; content: string };
+
+export interface ChatTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+}
+
+export type ChatToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+
+export type ChatResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema';
+      json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null };
+    };
+
+export interface ChatRequest {
+  model: string;
+  messages: ChatMessage[];
+  tools?: ChatTool[];
+  tool_choice?: ChatToolChoice;
+  parallel_tool_calls?: boolean;
+  temperature?: number | null;
+  top_p?: number | null;
+  /** Upper bound on the completion's tokens. */
+  max_tokens?: number;
+  response_format?: ChatResponseFormat;
+}
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'other';
+
+/**
+ * What a completion stream yields, in order: any number of `text` and `tool_call` deltas, then at most one `usage`
+ * and one `finish` (either may be missing when the upstream does not send it).
+ *
+ * `tool_call` deltas are keyed by `index`: the first delta of an index carries `name` (and the upstream's `id`, if
+ * any); later ones carry only `arguments` fragments, to be concatenated.
+ */
+export type ChatEvent =
+  | { type: 'text'; text: string }
+  | { type: 'tool_call'; index: number; id?: string; name?: string; arguments?: string }
+  | { type: 'usage'; usage: { prompt_tokens: number; completion_tokens: number } }
+  | { type: 'finish'; reason: FinishReason };
+
+/** `code` is the run's `last_error.code` this failure leads to once retries are exhausted. */
+export type ProviderErrorCode = 'rate_limit_exceeded' | 'server_error' | 'invalid_prompt';
+
+export class ProviderError extends Error {
+  readonly code: ProviderErrorCode;
+  /** Whether the same request may succeed if sent again (429, 5xx, timeouts, resets). */
+  readonly retryable: boolean;
+  /** The upstream's own hint (`retry-after-ms` / `retry-after`), when it gave one. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: ProviderErrorCode, message: string, options: { retryable: boolean; retryAfterMs?: number }) {
+    super(message);
+    this.name = 'ProviderError';
+    this.code = code;
+    this.retryable = options.retryable;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+export interface ModelProvider {
+  /**
+   * Streams one chat completion. Makes exactly one upstream attempt (retries are the caller's policy) and throws
+   * ProviderError for any upstream failure, before or during the stream. Aborting `signal` ends the request at
+   * once and makes the iterator throw the signal's reason.
+   */
+  stream(request: ChatRequest, signal: AbortSignal): AsyncIterable<ChatEvent>;
+}
