@@ -11,6 +11,28 @@ export interface Config {
   storage: StorageConfig;
   apiKey: string | undefined;
   logLevel: LogLevel;
+  runs: RunsConfig;
+  upstream: UpstreamConfig | undefined;
+}
+
+export interface RunsConfig {
+  /** How many runs this process executes at once. */
+  workerConcurrency: number;
+  /** A run expires this long after it was created unless it has ended. */
+  expiresAfterSeconds: number;
+  /** A worker's hold on a run; renewed while it runs, taken over by another worker once it lapses. */
+  leaseMs: number;
+  /** The model's context window, in tokens, for truncation. */
+  contextWindow: number;
+  /** Upstream attempts after the first, for 429s, 5xx, timeouts and resets. */
+  maxRetries: number;
+}
+
+export interface UpstreamConfig {
+  baseUrl: string;
+  apiKey: string | undefined;
+  /** How long the upstream may stay silent (before its first byte or between chunks). */
+  timeoutMs: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -41,6 +63,26 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     description: 'when set, every /v1 request must send Authorization: Bearer <key>',
   },
   { name: 'ASSISTD_LOG_LEVEL', default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
+  {
+    name: 'ASSISTD_UPSTREAM_BASE_URL',
+    default: '(unset: runs fail)',
+    description: 'an OpenAI-compatible Chat Completions endpoint, e.g. http://127.0.0.1:11434/v1',
+  },
+  { name: 'ASSISTD_UPSTREAM_API_KEY', default: '(unset)', description: 'the API key sent to the upstream' },
+  {
+    name: 'ASSISTD_UPSTREAM_TIMEOUT_S',
+    default: '120',
+    description: 'seconds the upstream may stay silent before the attempt counts as failed',
+  },
+  { name: 'ASSISTD_UPSTREAM_MAX_RETRIES', default: '3', description: 'retries after a 429, 5xx, timeout or reset' },
+  { name: 'ASSISTD_WORKER_CONCURRENCY', default: '64', description: 'runs executed at once by this process' },
+  { name: 'ASSISTD_RUN_EXPIRES_AFTER_S', default: '600', description: 'seconds after creation a run expires' },
+  {
+    name: 'ASSISTD_WORKER_LEASE_S',
+    default: '15',
+    description: 'seconds a worker holds a run without renewing; after a crash, its runs resume this long later',
+  },
+  { name: 'ASSISTD_CONTEXT_WINDOW', default: '128000', description: "the model's context window in tokens" },
 ];
 
 type Env = Record<string, string | undefined>;
@@ -54,6 +96,47 @@ export function loadConfig(env: Env = process.env): Config {
     storage: parseStorage(setting(env, 'ASSISTD_DATABASE_URL'), dataDir),
     apiKey: setting(env, 'ASSISTD_API_KEY'),
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
+    runs: {
+      workerConcurrency: integer(env, 'ASSISTD_WORKER_CONCURRENCY', 64, 0, 100_000),
+      expiresAfterSeconds: integer(env, 'ASSISTD_RUN_EXPIRES_AFTER_S', 600, 1, 31_536_000),
+      leaseMs: integer(env, 'ASSISTD_WORKER_LEASE_S', 15, 1, 3600) * 1000,
+      contextWindow: integer(env, 'ASSISTD_CONTEXT_WINDOW', 128_000, 256, 100_000_000),
+      maxRetries: integer(env, 'ASSISTD_UPSTREAM_MAX_RETRIES', 3, 0, 100),
+    },
+    upstream: parseUpstream(env),
+  };
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = setting(env, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max)
+    throw new ConfigError(name, `'${raw}' is not an integer from ${min} to ${max}.`);
+  return value;
+}
+
+function parseUpstream(env: Env): UpstreamConfig | undefined {
+  const baseUrl = setting(env, 'ASSISTD_UPSTREAM_BASE_URL');
+  if (baseUrl === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(baseUrl);
+  } catch {
+    throw new ConfigError(
+      'ASSISTD_UPSTREAM_BASE_URL',
+      `'${baseUrl}' is not a valid URL (expected e.g. http://127.0.0.1:11434/v1).`,
+    );
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new ConfigError(
+      'ASSISTD_UPSTREAM_BASE_URL',
+      `unsupported scheme '${parsed.protocol}' (expected http:// or https://).`,
+    );
+  return {
+    baseUrl: baseUrl.replace(/\/+$/, ''),
+    apiKey: setting(env, 'ASSISTD_UPSTREAM_API_KEY'),
+    timeoutMs: integer(env, 'ASSISTD_UPSTREAM_TIMEOUT_S', 120, 1, 86_400) * 1000,
   };
 }
 

@@ -15,6 +15,17 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Request ids only need to be unique, not unguessable: a random prefix per process and a counter, which costs
+ * nothing per request (object ids use newId's 142 random bits).
+ */
+const REQUEST_ID_PREFIX = `${newId('request')}`.slice(0, 16);
+let requestCounter = 0;
+function nextRequestId(): string {
+  requestCounter += 1;
+  return `${REQUEST_ID_PREFIX}${requestCounter.toString(36).padStart(8, '0')}`;
+}
+
 /** Large enough for 256,000-character instructions or messages in any script; larger bodies get a 413. */
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
@@ -31,7 +42,7 @@ export function buildApp({ store, apiKey, logger }: AppOptions): FastifyInstance
     // Per-request log lines cost more than the requests themselves; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_BODY_BYTES,
-    genReqId: () => newId('request'),
+    genReqId: nextRequestId,
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true },
   }) as unknown as FastifyInstance;

@@ -1,5 +1,5 @@
 import { invalidRequest } from '../domain/errors.ts';
-import type { Page, PageRequest } from '../storage/store.ts';
+import type { Page, PageRequest, WireJson } from '../storage/store.ts';
 
 export const DEFAULT_LIMIT = 20;
 export const MAX_LIMIT = 100;
@@ -73,4 +73,15 @@ export function toListObject<T extends { id: string }, W>(page: Page<T>, seriali
     last_id: page.data.at(-1)?.id ?? null,
     has_more: page.hasMore,
   };
+}
+
+/** The list envelope around objects that are already wire JSON (see WireJson), built without re-encoding them. */
+export function toListJson(page: Page<WireJson>): string {
+  const first = page.data[0]?.id;
+  const last = page.data.at(-1)?.id;
+  return (
+    `{"object":"list","data":[${page.data.map((d) => d.json).join(',')}],` +
+    `"first_id":${first === undefined ? 'null' : JSON.stringify(first)},` +
+    `"last_id":${last === undefined ? 'null' : JSON.stringify(last)},"has_more":${page.hasMore}}`
+  );
 }

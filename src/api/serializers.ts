@@ -1,4 +1,5 @@
-import type { Assistant, Message, Thread } from '../domain/objects.ts';
+import { messageToWire } from '../domain/messages.ts';
+import type { Assistant, Thread } from '../domain/objects.ts';
 import type { Run, RunStep } from '../domain/runs.ts';
 
 // Domain → wire objects. Every field the official schema lists is present (null, never omitted), in upstream's
@@ -33,24 +34,8 @@ export function serializeThread(t: Thread) {
   };
 }
 
-export function serializeMessage(m: Message) {
-  return {
-    id: m.id,
-    object: 'thread.message' as const,
-    created_at: m.created_at,
-    assistant_id: m.assistant_id,
-    thread_id: m.thread_id,
-    run_id: m.run_id,
-    status: m.status,
-    incomplete_details: m.incomplete_details,
-    completed_at: m.completed_at,
-    incomplete_at: m.incomplete_at,
-    role: m.role,
-    content: m.content,
-    attachments: m.attachments,
-    metadata: m.metadata,
-  };
-}
+/** The wire shape of a message is the domain's (storage keeps messages as exactly this JSON). */
+export const serializeMessage = messageToWire;
 
 export function serializeDeleted(id: string, object: string) {
   return { id, object, deleted: true };

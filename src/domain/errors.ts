@@ -32,3 +32,12 @@ export function invalidRequest(message: string, param: string | null = null, cod
 export function notFound(kind: string, id: string): ApiError {
   return new ApiError(404, `No ${kind} found with id '${id}'.`);
 }
+
+/** Upstream's wording when a thread is held by an active run. */
+export function threadHasActiveRun(threadId: string, runId: string): ApiError {
+  return invalidRequest(`Thread ${threadId} already has an active run ${runId}.`);
+}
+
+export function messagesLockedByRun(threadId: string, runId: string): ApiError {
+  return invalidRequest(`Can't add messages to ${threadId} while a run ${runId} is active.`);
+}

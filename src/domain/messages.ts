@@ -53,3 +53,26 @@ export function newClientMessage(threadId: string, input: NewMessageInput, creat
     metadata: input.metadata ?? {},
   };
 }
+
+/**
+ * A message on the wire: every field present, in upstream's order. Defined here, not in the API layer, because
+ * storage keeps each message as exactly this JSON so that lists are served without re-encoding.
+ */
+export function messageToWire(m: Message) {
+  return {
+    id: m.id,
+    object: 'thread.message' as const,
+    created_at: m.created_at,
+    assistant_id: m.assistant_id,
+    thread_id: m.thread_id,
+    run_id: m.run_id,
+    status: m.status,
+    incomplete_details: m.incomplete_details,
+    completed_at: m.completed_at,
+    incomplete_at: m.incomplete_at,
+    role: m.role,
+    content: m.content,
+    attachments: m.attachments,
+    metadata: m.metadata,
+  };
+}

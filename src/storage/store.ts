@@ -1,4 +1,5 @@
-import type { Assistant, Message, Thread } from '../domain/objects.ts';
+import type { Assistant, Message, Metadata, Thread } from '../domain/objects.ts';
+import type { Run, RunStatus, RunStep, Usage } from '../domain/runs.ts';
 
 /**
  * Every object belongs to a project. Until API keys and projects arrive, all requests share one default project,
@@ -30,8 +31,47 @@ export type AssistantPatch = Partial<Omit<Assistant, 'id' | 'created_at'>>;
 export type ThreadPatch = Partial<Pick<Thread, 'tool_resources' | 'metadata'>>;
 export type MessagePatch = Partial<Pick<Message, 'metadata'>>;
 
+/** An object's stored wire JSON, served as is: list endpoints splice it into the response without re-encoding. */
+export interface WireJson {
+  readonly id: string;
+  readonly json: string;
+}
+
 export interface MessageFilter {
   runId?: string | undefined;
+}
+
+/** A step as stored: with the usage of its model turn, kept while the step is still in progress. */
+export interface StoredStep extends RunStep {
+  turn_usage: Usage | null;
+}
+
+/** Who executes a run, and until when (ms since the epoch) that lease holds. */
+export interface RunLock {
+  lockedBy: string | null;
+  lockedUntil: number | null;
+}
+
+/**
+ * One atomic write of a run's progress: the run's new state with the steps and messages it created or changed.
+ * It happens only if the run is still in `expect.status` (and, when `expect.lockedBy` is given, still held by that
+ * worker), so a worker that lost its lease, or a cancel that raced a completion, changes nothing.
+ */
+export interface RunCommit {
+  run: Run;
+  expect: { status: RunStatus; lockedBy?: string | null };
+  /** The new lock; omitted = unchanged. */
+  lock?: RunLock;
+  /** Inserted, or replaced by id. */
+  steps?: readonly StoredStep[];
+  /** Inserted, or replaced by id. */
+  messages?: readonly Message[];
+}
+
+export interface ClaimedRun {
+  scope: Scope;
+  run: Run;
+  lock: RunLock;
 }
 
 /**
@@ -64,6 +104,39 @@ export interface Store {
   getMessage(scope: Scope, threadId: string, id: string): Promise<Message | undefined>;
   /** Throws not-found when the thread does not exist. */
   listMessages(scope: Scope, threadId: string, page: PageRequest, filter?: MessageFilter): Promise<Page<Message>>;
+  /** The same page as wire JSON (see WireJson). */
+  listMessagesJson(scope: Scope, threadId: string, page: PageRequest, filter?: MessageFilter): Promise<Page<WireJson>>;
   updateMessage(scope: Scope, threadId: string, id: string, patch: MessagePatch): Promise<Message | undefined>;
   deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean>;
+  /** Every message of a thread, oldest first (the context of a run). */
+  threadMessages(scope: Scope, threadId: string): Promise<Message[]>;
+
+  /**
+   * Creates a queued run, after adding `additionalMessages` to its thread, atomically. Throws not-found for a
+   * missing thread and the thread-lock error when the thread already has an active run.
+   */
+  createRun(scope: Scope, run: Run, additionalMessages: readonly Message[]): Promise<void>;
+  createThreadAndRun(scope: Scope, thread: Thread, messages: readonly Message[], run: Run): Promise<void>;
+  getRun(scope: Scope, threadId: string, runId: string): Promise<Run | undefined>;
+  /** Throws not-found when the thread does not exist. */
+  listRuns(scope: Scope, threadId: string, page: PageRequest): Promise<Page<Run>>;
+  updateRunMetadata(scope: Scope, threadId: string, runId: string, metadata: Metadata): Promise<Run | undefined>;
+  getRunStep(scope: Scope, threadId: string, runId: string, stepId: string): Promise<StoredStep | undefined>;
+  /** Throws not-found when the run does not exist. */
+  listRunSteps(scope: Scope, threadId: string, runId: string, page: PageRequest): Promise<Page<StoredStep>>;
+  /** Every step of a run, oldest first. */
+  runSteps(scope: Scope, runId: string): Promise<StoredStep[]>;
+  runLock(runId: string): Promise<RunLock | undefined>;
+
+  /** Applies a RunCommit; false when its fence did not hold (nothing was written). */
+  commitRun(scope: Scope, commit: RunCommit): Promise<boolean>;
+  /**
+   * Leases up to `limit` runs that need a worker — queued, or in progress / cancelling with no live lease (their
+   * worker died or gave them back) — to `workerId` until `leaseUntil`, oldest first.
+   */
+  claimRuns(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedRun[]>;
+  /** Extends a lease the worker still holds; returns the run's status, or undefined when the lease is lost. */
+  renewLease(runId: string, workerId: string, leaseUntil: number): Promise<RunStatus | undefined>;
+  /** Active runs whose `expires_at` (Unix seconds) has passed. */
+  runsDueForExpiry(nowSeconds: number, limit: number): Promise<ClaimedRun[]>;
 }

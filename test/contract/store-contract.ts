@@ -169,6 +169,17 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       );
     });
 
+    test('a thread can start with thousands of messages', async () => {
+      const thread = aThread();
+      const messages = Array.from({ length: 5000 }, (_, i) => aMessage(thread.id, `m${i}`));
+      await store.createThread(scope, thread, messages);
+      const all = await store.threadMessages(scope, thread.id);
+      assert.deepEqual(
+        all.map((m) => m.id),
+        messages.map((m) => m.id),
+      );
+    });
+
     test('a cursor that is not in the list is a 400 naming the parameter', async () => {
       const thread = aThread();
       await store.createThread(scope, thread, [aMessage(thread.id)]);

@@ -98,7 +98,8 @@ export interface ServerProcess {
 export function spawnServer(env: Record<string, string>, args: string[] = ['serve']): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
     cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ASSISTD_LOG_LEVEL: 'info', ...env },
+    // The harness waits for the info-level "listening" line, so the level is never raised above info here.
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env, ASSISTD_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

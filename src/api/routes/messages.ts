@@ -4,7 +4,7 @@ import { type ApiError, notFound } from '../../domain/errors.ts';
 import { newClientMessage } from '../../domain/messages.ts';
 import type { Store } from '../../storage/store.ts';
 import { pathId } from '../ids.ts';
-import { parsePageRequest, single, toListObject } from '../pagination.ts';
+import { parsePageRequest, single, toListJson } from '../pagination.ts';
 import { createMessageRequest, modifyMessageRequest } from '../schemas/messages.ts';
 import { serializeDeleted, serializeMessage } from '../serializers.ts';
 import { parseBody } from '../validation.ts';
@@ -25,13 +25,13 @@ export function registerMessageRoutes(app: FastifyInstance, store: Store): void 
     return serializeMessage(message);
   });
 
-  app.get('/v1/threads/:thread_id/messages', async (request) => {
+  app.get('/v1/threads/:thread_id/messages', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const query = request.query as Record<string, unknown>;
-    const page = await store.listMessages(request.scope, threadId, parsePageRequest(query), {
+    const page = await store.listMessagesJson(request.scope, threadId, parsePageRequest(query), {
       runId: single(query, 'run_id'),
     });
-    return toListObject(page, serializeMessage);
+    return reply.type('application/json; charset=utf-8').send(toListJson(page));
   });
 
   app.get('/v1/threads/:thread_id/messages/:message_id', async (request) => {

@@ -15,7 +15,7 @@ interface CursorKey {
 }
 
 export interface ListParent {
-  column: 'thread_id';
+  column: 'thread_id' | 'run_id';
   value: string;
 }
 

@@ -1,8 +1,10 @@
 import type { Insertable, Selectable, Updateable } from 'kysely';
+import { messageToWire } from '../../domain/messages.ts';
 import type { Assistant, Message, Thread } from '../../domain/objects.ts';
-import type { AssistantPatch, MessagePatch, Scope, ThreadPatch } from '../store.ts';
+import type { Run, RunStep } from '../../domain/runs.ts';
+import type { AssistantPatch, Scope, StoredStep, ThreadPatch } from '../store.ts';
 import { fromJson, fromNullableJson, toJson } from './json-column.ts';
-import type { AssistantsTable, MessagesTable, ThreadsTable } from './schema.ts';
+import type { AssistantsTable, MessagesTable, RunStepsTable, RunsTable, ThreadsTable } from './schema.ts';
 
 // Rows ↔ domain objects. The only place that knows how each field is encoded in a column.
 
@@ -94,39 +96,129 @@ export function messageToRow(scope: Scope, m: Message): Insertable<MessagesTable
     project_id: scope.projectId,
     thread_id: m.thread_id,
     created_at: m.created_at,
-    status: m.status,
-    incomplete_details: m.incomplete_details === null ? null : toJson(m.incomplete_details),
-    completed_at: m.completed_at,
-    incomplete_at: m.incomplete_at,
-    role: m.role,
-    content: toJson(m.content),
-    assistant_id: m.assistant_id,
     run_id: m.run_id,
-    attachments: toJson(m.attachments),
-    metadata: toJson(m.metadata),
+    doc: toJson(messageToWire(m)),
   };
 }
 
-export function messagePatchToRow(patch: MessagePatch): Updateable<MessagesTable> {
-  const row: Updateable<MessagesTable> = {};
-  if (patch.metadata !== undefined) row.metadata = toJson(patch.metadata);
-  return row;
+export function rowToMessage(row: Pick<Selectable<MessagesTable>, 'doc'>): Message {
+  const { object: _object, ...message } = fromJson<ReturnType<typeof messageToWire>>(row.doc);
+  return message;
 }
 
-export function rowToMessage(row: Selectable<MessagesTable>): Message {
+export function runToRow(scope: Scope, r: Run): Insertable<RunsTable> {
+  return {
+    id: r.id,
+    project_id: scope.projectId,
+    thread_id: r.thread_id,
+    assistant_id: r.assistant_id,
+    created_at: r.created_at,
+    ...runStateToRow(r),
+    model: r.model,
+    instructions: r.instructions,
+    tools: toJson(r.tools),
+    temperature: r.temperature,
+    top_p: r.top_p,
+    max_prompt_tokens: r.max_prompt_tokens,
+    max_completion_tokens: r.max_completion_tokens,
+    truncation_strategy: toJson(r.truncation_strategy),
+    tool_choice: toJson(r.tool_choice),
+    parallel_tool_calls: r.parallel_tool_calls ? 1 : 0,
+    response_format: toJson(r.response_format),
+    reasoning_effort: r.reasoning_effort,
+  };
+}
+
+/** The columns a run's lifecycle changes (its settings never change after creation; metadata may). */
+export function runStateToRow(r: Run) {
+  return {
+    status: r.status,
+    required_action: r.required_action === null ? null : toJson(r.required_action),
+    last_error: r.last_error === null ? null : toJson(r.last_error),
+    expires_at: r.expires_at,
+    started_at: r.started_at,
+    cancelled_at: r.cancelled_at,
+    failed_at: r.failed_at,
+    completed_at: r.completed_at,
+    incomplete_details: r.incomplete_details === null ? null : toJson(r.incomplete_details),
+    metadata: toJson(r.metadata),
+    usage: r.usage === null ? null : toJson(r.usage),
+  };
+}
+
+const nullableNumber = (v: number | null) => (v === null ? null : Number(v));
+
+export function rowToRun(row: Selectable<RunsTable>): Run {
   return {
     id: row.id,
     created_at: Number(row.created_at),
     thread_id: row.thread_id,
-    status: row.status as Message['status'],
-    incomplete_details: fromNullableJson(row.incomplete_details),
-    completed_at: row.completed_at === null ? null : Number(row.completed_at),
-    incomplete_at: row.incomplete_at === null ? null : Number(row.incomplete_at),
-    role: row.role as Message['role'],
-    content: fromJson(row.content),
     assistant_id: row.assistant_id,
-    run_id: row.run_id,
-    attachments: fromJson(row.attachments),
+    status: row.status as Run['status'],
+    required_action: fromNullableJson(row.required_action),
+    last_error: fromNullableJson(row.last_error),
+    expires_at: nullableNumber(row.expires_at),
+    started_at: nullableNumber(row.started_at),
+    cancelled_at: nullableNumber(row.cancelled_at),
+    failed_at: nullableNumber(row.failed_at),
+    completed_at: nullableNumber(row.completed_at),
+    incomplete_details: fromNullableJson(row.incomplete_details),
+    model: row.model,
+    instructions: row.instructions,
+    tools: fromJson(row.tools),
     metadata: fromJson(row.metadata),
+    usage: fromNullableJson(row.usage),
+    temperature: nullableNumber(row.temperature),
+    top_p: nullableNumber(row.top_p),
+    max_prompt_tokens: nullableNumber(row.max_prompt_tokens),
+    max_completion_tokens: nullableNumber(row.max_completion_tokens),
+    truncation_strategy: fromJson(row.truncation_strategy),
+    tool_choice: fromJson(row.tool_choice),
+    parallel_tool_calls: Boolean(row.parallel_tool_calls),
+    response_format: fromJson(row.response_format),
+    reasoning_effort: row.reasoning_effort as Run['reasoning_effort'],
+  };
+}
+
+export function stepToRow(scope: Scope, s: StoredStep): Insertable<RunStepsTable> {
+  return {
+    id: s.id,
+    project_id: scope.projectId,
+    run_id: s.run_id,
+    thread_id: s.thread_id,
+    assistant_id: s.assistant_id,
+    created_at: s.created_at,
+    type: s.type,
+    status: s.status,
+    step_details: toJson(s.step_details),
+    last_error: s.last_error === null ? null : toJson(s.last_error),
+    expired_at: s.expired_at,
+    cancelled_at: s.cancelled_at,
+    failed_at: s.failed_at,
+    completed_at: s.completed_at,
+    metadata: toJson(s.metadata),
+    usage: s.usage === null ? null : toJson(s.usage),
+    turn_usage: s.turn_usage === null ? null : toJson(s.turn_usage),
+  };
+}
+
+export function rowToStep(row: Selectable<RunStepsTable>): StoredStep {
+  return {
+    id: row.id,
+    created_at: Number(row.created_at),
+    run_id: row.run_id,
+    thread_id: row.thread_id,
+    assistant_id: row.assistant_id,
+    type: row.type as RunStep['type'],
+    status: row.status as RunStep['status'],
+    step_details: fromJson(row.step_details),
+    last_error: fromNullableJson(row.last_error),
+    expired_at: nullableNumber(row.expired_at),
+    cancelled_at: nullableNumber(row.cancelled_at),
+    failed_at: nullableNumber(row.failed_at),
+    completed_at: nullableNumber(row.completed_at),
+    metadata: fromJson(row.metadata),
+    usage: fromNullableJson(row.usage),
+    turn_usage: fromNullableJson(row.turn_usage),
   };
 }

@@ -8,6 +8,8 @@ export interface Database {
   assistants: AssistantsTable;
   threads: ThreadsTable;
   messages: MessagesTable;
+  runs: RunsTable;
+  run_steps: RunStepsTable;
 }
 
 export interface AssistantsTable {
@@ -43,17 +45,67 @@ export interface MessagesTable {
   project_id: string;
   thread_id: string;
   created_at: number;
-  status: string;
-  incomplete_details: string | null;
-  completed_at: number | null;
-  incomplete_at: number | null;
-  role: string;
-  content: string;
-  assistant_id: string | null;
   run_id: string | null;
-  attachments: string;
+  /** The whole Message as JSON. */
+  doc: string;
+}
+
+export interface RunsTable {
+  seq: Generated<number>;
+  id: string;
+  project_id: string;
+  thread_id: string;
+  assistant_id: string;
+  created_at: number;
+  status: string;
+  required_action: string | null;
+  last_error: string | null;
+  expires_at: number | null;
+  started_at: number | null;
+  cancelled_at: number | null;
+  failed_at: number | null;
+  completed_at: number | null;
+  incomplete_details: string | null;
+  model: string;
+  instructions: string;
+  tools: string;
   metadata: string;
+  usage: string | null;
+  temperature: number | null;
+  top_p: number | null;
+  max_prompt_tokens: number | null;
+  max_completion_tokens: number | null;
+  truncation_strategy: string;
+  tool_choice: string;
+  parallel_tool_calls: number;
+  response_format: string;
+  reasoning_effort: string | null;
+  /** The worker executing the run, and until when (ms since the epoch) its lease holds. */
+  locked_by: string | null;
+  locked_until: number | null;
+}
+
+export interface RunStepsTable {
+  seq: Generated<number>;
+  id: string;
+  project_id: string;
+  run_id: string;
+  thread_id: string;
+  assistant_id: string;
+  created_at: number;
+  type: string;
+  status: string;
+  step_details: string;
+  last_error: string | null;
+  expired_at: number | null;
+  cancelled_at: number | null;
+  failed_at: number | null;
+  completed_at: number | null;
+  metadata: string;
+  usage: string | null;
+  /** The model turn's usage while the step is in progress (the wire shows `usage: null` until it ends). */
+  turn_usage: string | null;
 }
 
 /** The tables whose rows are listed with cursor pagination: each has `created_at` and `seq`. */
-export type PaginatedTable = 'assistants' | 'threads' | 'messages';
+export type PaginatedTable = 'assistants' | 'threads' | 'messages' | 'runs' | 'run_steps';

@@ -1,29 +1,45 @@
 import type { Kysely } from 'kysely';
-import { notFound } from '../../domain/errors.ts';
-import type { Assistant, Message, Thread } from '../../domain/objects.ts';
+import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
+import type { Assistant, Message, Metadata, Thread } from '../../domain/objects.ts';
+import { ACTIVE_RUN_STATUSES, type Run, type RunStatus } from '../../domain/runs.ts';
 import type {
   AssistantPatch,
+  ClaimedRun,
   MessageFilter,
   MessagePatch,
   Page,
   PageRequest,
+  RunCommit,
+  RunLock,
   Scope,
   Store,
+  StoredStep,
   ThreadPatch,
+  WireJson,
 } from '../store.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import {
   assistantPatchToRow,
   assistantToRow,
-  messagePatchToRow,
   messageToRow,
   rowToAssistant,
   rowToMessage,
+  rowToRun,
+  rowToStep,
   rowToThread,
+  runStateToRow,
+  runToRow,
+  stepToRow,
   threadPatchToRow,
   threadToRow,
 } from './rows.ts';
 import type { Database } from './schema.ts';
+
+const ACTIVE = [...ACTIVE_RUN_STATUSES];
+/** Runs a worker must pick up: new ones, and running or cancelling ones whose worker is gone. */
+const NEEDS_WORKER: RunStatus[] = ['queued', 'in_progress', 'cancelling'];
+
+type Executor = Kysely<Database>;
 
 /**
  * The Store over any Kysely dialect. The queries here are portable SQL (row values, RETURNING, ON DELETE CASCADE
@@ -92,11 +108,7 @@ export class SqlStore implements Store {
   async createThread(scope: Scope, thread: Thread, messages: readonly Message[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx.insertInto('threads').values(threadToRow(scope, thread)).execute();
-      if (messages.length > 0)
-        await trx
-          .insertInto('messages')
-          .values(messages.map((m) => messageToRow(scope, m)))
-          .execute();
+      await insertMessages(trx, scope, messages);
     });
   }
 
@@ -144,6 +156,8 @@ export class SqlStore implements Store {
         .where('id', '=', message.thread_id)
         .executeTakeFirst();
       if (!thread) throw notFound('thread', message.thread_id);
+      const active = await activeRunOf(trx, message.thread_id);
+      if (active) throw messagesLockedByRun(message.thread_id, active);
       await trx.insertInto('messages').values(messageToRow(scope, message)).execute();
     });
   }
@@ -151,7 +165,7 @@ export class SqlStore implements Store {
   async getMessage(scope: Scope, threadId: string, id: string): Promise<Message | undefined> {
     const row = await this.db
       .selectFrom('messages')
-      .selectAll()
+      .select('doc')
       .where('project_id', '=', scope.projectId)
       .where('thread_id', '=', threadId)
       .where('id', '=', id)
@@ -165,29 +179,43 @@ export class SqlStore implements Store {
     page: PageRequest,
     filter: MessageFilter = {},
   ): Promise<Page<Message>> {
-    if (!(await this.getThread(scope, threadId))) throw notFound('thread', threadId);
+    const { data, hasMore } = await this.listMessagesJson(scope, threadId, page, filter);
+    return { data: data.map((doc) => rowToMessage({ doc: doc.json })), hasMore };
+  }
+
+  async listMessagesJson(
+    scope: Scope,
+    threadId: string,
+    page: PageRequest,
+    filter: MessageFilter = {},
+  ): Promise<Page<WireJson>> {
     const cursors = await resolveCursors(this.db, 'messages', scope, page, { column: 'thread_id', value: threadId });
     let query = this.db
       .selectFrom('messages')
-      .selectAll()
+      .select(['id', 'doc'])
       .where('thread_id', '=', threadId)
       .where('project_id', '=', scope.projectId);
     if (filter.runId !== undefined) query = query.where('run_id', '=', filter.runId);
-    return finishPage(await applyPage(query, page, cursors).execute(), page, rowToMessage);
+    const rows = await applyPage(query, page, cursors).execute();
+    // Only an empty page can hide a missing thread: the common case costs one query.
+    if (rows.length === 0 && !(await this.getThread(scope, threadId))) throw notFound('thread', threadId);
+    return finishPage(rows, page, (row) => ({ id: row.id, json: row.doc }));
   }
 
   async updateMessage(scope: Scope, threadId: string, id: string, patch: MessagePatch): Promise<Message | undefined> {
-    const changes = messagePatchToRow(patch);
-    if (Object.keys(changes).length === 0) return this.getMessage(scope, threadId, id);
-    const row = await this.db
-      .updateTable('messages')
-      .set(changes)
-      .where('project_id', '=', scope.projectId)
-      .where('thread_id', '=', threadId)
-      .where('id', '=', id)
-      .returningAll()
-      .executeTakeFirst();
-    return row && rowToMessage(row);
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .selectFrom('messages')
+        .select('doc')
+        .where('project_id', '=', scope.projectId)
+        .where('thread_id', '=', threadId)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!row) return undefined;
+      const message = { ...rowToMessage(row), ...patch };
+      await trx.updateTable('messages').set(messageToRow(scope, message)).where('id', '=', id).execute();
+      return message;
+    });
   }
 
   async deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean> {
@@ -199,4 +227,243 @@ export class SqlStore implements Store {
       .executeTakeFirst();
     return result.numDeletedRows > 0n;
   }
+
+  async threadMessages(scope: Scope, threadId: string): Promise<Message[]> {
+    const rows = await this.db
+      .selectFrom('messages')
+      .select('doc')
+      .where('thread_id', '=', threadId)
+      .where('project_id', '=', scope.projectId)
+      .orderBy('created_at')
+      .orderBy('seq')
+      .execute();
+    return rows.map(rowToMessage);
+  }
+
+  // ── runs ────────────────────────────────────────────────────────────────────
+
+  async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[]): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const thread = await trx
+        .selectFrom('threads')
+        .select('id')
+        .where('project_id', '=', scope.projectId)
+        .where('id', '=', run.thread_id)
+        .executeTakeFirst();
+      if (!thread) throw notFound('thread', run.thread_id);
+      await insertRun(trx, scope, run, additionalMessages);
+    });
+  }
+
+  async createThreadAndRun(scope: Scope, thread: Thread, messages: readonly Message[], run: Run): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.insertInto('threads').values(threadToRow(scope, thread)).execute();
+      await insertRun(trx, scope, run, messages);
+    });
+  }
+
+  async getRun(scope: Scope, threadId: string, runId: string): Promise<Run | undefined> {
+    const row = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('project_id', '=', scope.projectId)
+      .where('thread_id', '=', threadId)
+      .where('id', '=', runId)
+      .executeTakeFirst();
+    return row && rowToRun(row);
+  }
+
+  async listRuns(scope: Scope, threadId: string, page: PageRequest): Promise<Page<Run>> {
+    if (!(await this.getThread(scope, threadId))) throw notFound('thread', threadId);
+    const cursors = await resolveCursors(this.db, 'runs', scope, page, { column: 'thread_id', value: threadId });
+    const query = this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('thread_id', '=', threadId)
+      .where('project_id', '=', scope.projectId);
+    return finishPage(await applyPage(query, page, cursors).execute(), page, rowToRun);
+  }
+
+  async updateRunMetadata(scope: Scope, threadId: string, runId: string, metadata: Metadata): Promise<Run | undefined> {
+    const row = await this.db
+      .updateTable('runs')
+      .set({ metadata: JSON.stringify(metadata) })
+      .where('project_id', '=', scope.projectId)
+      .where('thread_id', '=', threadId)
+      .where('id', '=', runId)
+      .returningAll()
+      .executeTakeFirst();
+    return row && rowToRun(row);
+  }
+
+  async getRunStep(scope: Scope, threadId: string, runId: string, stepId: string): Promise<StoredStep | undefined> {
+    const row = await this.db
+      .selectFrom('run_steps')
+      .selectAll()
+      .where('project_id', '=', scope.projectId)
+      .where('thread_id', '=', threadId)
+      .where('run_id', '=', runId)
+      .where('id', '=', stepId)
+      .executeTakeFirst();
+    return row && rowToStep(row);
+  }
+
+  async listRunSteps(scope: Scope, threadId: string, runId: string, page: PageRequest): Promise<Page<StoredStep>> {
+    if (!(await this.getRun(scope, threadId, runId))) throw notFound('run', runId);
+    const cursors = await resolveCursors(this.db, 'run_steps', scope, page, { column: 'run_id', value: runId });
+    const query = this.db
+      .selectFrom('run_steps')
+      .selectAll()
+      .where('run_id', '=', runId)
+      .where('project_id', '=', scope.projectId);
+    return finishPage(await applyPage(query, page, cursors).execute(), page, rowToStep);
+  }
+
+  async runSteps(scope: Scope, runId: string): Promise<StoredStep[]> {
+    const rows = await this.db
+      .selectFrom('run_steps')
+      .selectAll()
+      .where('run_id', '=', runId)
+      .where('project_id', '=', scope.projectId)
+      .orderBy('created_at')
+      .orderBy('seq')
+      .execute();
+    return rows.map(rowToStep);
+  }
+
+  async runLock(runId: string): Promise<RunLock | undefined> {
+    const row = await this.db
+      .selectFrom('runs')
+      .select(['locked_by', 'locked_until'])
+      .where('id', '=', runId)
+      .executeTakeFirst();
+    return row && { lockedBy: row.locked_by, lockedUntil: row.locked_until === null ? null : Number(row.locked_until) };
+  }
+
+  // ── execution ───────────────────────────────────────────────────────────────
+
+  async commitRun(scope: Scope, { run, expect, lock, steps = [], messages = [] }: RunCommit): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      let update = trx
+        .updateTable('runs')
+        .set({
+          ...runStateToRow(run),
+          ...(lock ? { locked_by: lock.lockedBy, locked_until: lock.lockedUntil } : {}),
+        })
+        .where('project_id', '=', scope.projectId)
+        .where('id', '=', run.id)
+        .where('status', '=', expect.status);
+      if (expect.lockedBy === null) update = update.where('locked_by', 'is', null);
+      else if (expect.lockedBy !== undefined) update = update.where('locked_by', '=', expect.lockedBy);
+      const result = await update.executeTakeFirst();
+      if (result.numUpdatedRows === 0n) return false;
+      for (const step of steps) {
+        const { id: _id, project_id: _project, ...changes } = stepToRow(scope, step);
+        await trx
+          .insertInto('run_steps')
+          .values(stepToRow(scope, step))
+          .onConflict((oc) => oc.column('id').doUpdateSet(changes))
+          .execute();
+      }
+      for (const message of messages) {
+        const { id: _id, project_id: _project, ...changes } = messageToRow(scope, message);
+        await trx
+          .insertInto('messages')
+          .values(messageToRow(scope, message))
+          .onConflict((oc) => oc.column('id').doUpdateSet(changes))
+          .execute();
+      }
+      return true;
+    });
+  }
+
+  async claimRuns(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedRun[]> {
+    const rows = await this.db
+      .updateTable('runs')
+      .set({ locked_by: workerId, locked_until: leaseUntil })
+      .where('id', 'in', (eb) =>
+        eb
+          .selectFrom('runs')
+          .select('id')
+          .where('status', 'in', NEEDS_WORKER)
+          .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
+          .orderBy('created_at')
+          .orderBy('seq')
+          .limit(limit),
+      )
+      .returningAll()
+      .execute();
+    return rows.map((row) => ({
+      scope: { projectId: row.project_id },
+      run: rowToRun(row),
+      lock: { lockedBy: row.locked_by, lockedUntil: leaseUntil },
+    }));
+  }
+
+  async renewLease(runId: string, workerId: string, leaseUntil: number): Promise<RunStatus | undefined> {
+    const row = await this.db
+      .updateTable('runs')
+      .set({ locked_until: leaseUntil })
+      .where('id', '=', runId)
+      .where('locked_by', '=', workerId)
+      .returning('status')
+      .executeTakeFirst();
+    return row?.status as RunStatus | undefined;
+  }
+
+  async runsDueForExpiry(nowSeconds: number, limit: number): Promise<ClaimedRun[]> {
+    const rows = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('status', 'in', ACTIVE)
+      .where('expires_at', '<=', nowSeconds)
+      .orderBy('expires_at')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({
+      scope: { projectId: row.project_id },
+      run: rowToRun(row),
+      lock: { lockedBy: row.locked_by, lockedUntil: row.locked_until === null ? null : Number(row.locked_until) },
+    }));
+  }
+}
+
+async function activeRunOf(db: Executor, threadId: string): Promise<string | undefined> {
+  const row = await db
+    .selectFrom('runs')
+    .select('id')
+    .where('thread_id', '=', threadId)
+    .where('status', 'in', ACTIVE)
+    .executeTakeFirst();
+  return row?.id;
+}
+
+/**
+ * Inserts a run after its thread's new messages. The active-run check gives upstream's error message; the unique
+ * partial index `runs_one_active_per_thread` is what makes the lock hold when two creations race. (In SQLite the
+ * whole transaction is serialised anyway; a dialect whose failed statement aborts the transaction must lock the
+ * thread row first instead of relying on the re-read below.)
+ */
+async function insertRun(db: Executor, scope: Scope, run: Run, messages: readonly Message[]): Promise<void> {
+  const active = await activeRunOf(db, run.thread_id);
+  if (active) throw threadHasActiveRun(run.thread_id, active);
+  await insertMessages(db, scope, messages);
+  try {
+    await db.insertInto('runs').values(runToRow(scope, run)).execute();
+  } catch (error) {
+    const winner = await activeRunOf(db, run.thread_id);
+    if (winner) throw threadHasActiveRun(run.thread_id, winner);
+    throw error;
+  }
+}
+
+/** Multi-row inserts in chunks: SQLite allows 32,766 bound values per statement (15 columns × 500 rows stays under). */
+const INSERT_CHUNK = 500;
+
+async function insertMessages(db: Executor, scope: Scope, messages: readonly Message[]): Promise<void> {
+  for (let i = 0; i < messages.length; i += INSERT_CHUNK)
+    await db
+      .insertInto('messages')
+      .values(messages.slice(i, i + INSERT_CHUNK).map((m) => messageToRow(scope, m)))
+      .execute();
 }

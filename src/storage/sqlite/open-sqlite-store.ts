@@ -5,10 +5,13 @@ import { Kysely, type Migration, Migrator, SqliteDialect } from 'kysely';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import * as initial from './migrations/001-initial.ts';
+import * as runs from './migrations/002-runs.ts';
+import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
+  '002-runs': runs,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
@@ -26,7 +29,7 @@ export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
   // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once.
   sqlite.pragma('busy_timeout = 5000');
 
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db);
   return new SqlStore(db, `sqlite:${file}`);
 }

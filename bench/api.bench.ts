@@ -1,0 +1,283 @@
+/**
+ * HTTP benchmark: requests/s and p50/p99 latency of create-message and list-messages (limit 20 on a 10,000-message
+ * thread), beside the floor — Fastify answering a constant route of about the same size (bench/floor-server.ts).
+ * assistd and the floor each run in their own process; autocannon runs here. Run with `npm run bench`.
+ *
+ * Settings: BENCH_SECONDS (per scenario, default 5), BENCH_CONNECTIONS (default 10).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
+
+const SECONDS = positiveNumber('BENCH_SECONDS', 5);
+const CONNECTIONS = positiveNumber('BENCH_CONNECTIONS', 10);
+const WARMUP_SECONDS = Math.min(2, SECONDS);
+const SEED_MESSAGES = 10_000;
+const SEED_CONCURRENCY = 16;
+const STARTUP_TIMEOUT_MS = 30_000;
+const TARGET_RATIO = 2;
+
+function positiveNumber(name: string, fallback: number): number {
+  const raw = process.env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}: '${raw}' is not a positive number`);
+  return value;
+}
+
+// ── processes ──────────────────────────────────────────────────────────────────
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+let cleaning: Promise<void> | undefined;
+
+/** Stops the servers and removes the data directory, once: a signal and a failing run may both ask for it. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const step of cleanups.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not start within ${STARTUP_TIMEOUT_MS} ms`)),
+      STARTUP_TIMEOUT_MS,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function startAssistd(): Promise<ServerProcess> {
+  const dataDir = tempDir('assistd-bench-');
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  // Level info: spawnServer waits for the "assistd listening on" line, which is logged at info. Request logging is
+  // off in the app, so nothing is logged per request.
+  const server = await withTimeout(spawnServer({ ASSISTD_DATA_DIR: dataDir, ASSISTD_LOG_LEVEL: 'info' }), 'assistd');
+  cleanups.push(() => server.stop());
+  return server;
+}
+
+async function startFloor(): Promise<string> {
+  const script = fileURLToPath(new URL('./floor-server.ts', import.meta.url));
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  });
+  let output = '';
+  const listening = new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = output.match(/floor listening on (http:\/\/\S+)/);
+      if (match) resolve(match[1]!);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    exited.then((code) => reject(new Error(`floor server exited with ${code} before listening:\n${output}`)));
+  });
+  return withTimeout(listening, 'floor server');
+}
+
+// ── seeding ───────────────────────────────────────────────────────────────────
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+async function post(url: string, body: unknown): Promise<Record<string, unknown>> {
+  const response = await fetch(url, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`POST ${url} → ${response.status}: ${text}`);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+async function createThread(base: string): Promise<string> {
+  return (await post(`${base}/v1/threads`, {}))['id'] as string;
+}
+
+async function seedMessages(base: string, threadId: string, count: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      await post(`${base}/v1/threads/${threadId}/messages`, { role: 'user', content: `Benchmark message number ${i}` });
+    }
+  };
+  await Promise.all(Array.from({ length: SEED_CONCURRENCY }, worker));
+}
+
+// ── measuring ─────────────────────────────────────────────────────────────────
+
+interface Scenario {
+  name: string;
+  url: string;
+  method?: 'GET' | 'POST';
+  body?: string;
+  headers?: Record<string, string>;
+}
+
+interface Measurement {
+  name: string;
+  requestsPerSecond: number;
+  p50: number;
+  p99: number;
+  bytesPerResponse: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+/**
+ * One autocannon run. Latencies are taken from the `response` events (sub-millisecond, from process.hrtime)
+ * rather than from autocannon's histogram, which rounds to whole milliseconds — too coarse beside a ~1 ms floor.
+ */
+function run(scenario: Scenario, seconds: number): Promise<Measurement> {
+  const latencies: number[] = [];
+  let bytes = 0;
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: scenario.url,
+        method: scenario.method ?? 'GET',
+        connections: CONNECTIONS,
+        duration: seconds,
+        ...(scenario.body !== undefined ? { body: scenario.body } : {}),
+        ...(scenario.headers !== undefined ? { headers: scenario.headers } : {}),
+      },
+      (error, result) => {
+        if (error) return reject(error);
+        const failures = result.non2xx + result.errors + result.timeouts;
+        if (failures > 0 || latencies.length === 0)
+          return reject(
+            new Error(
+              `${scenario.name}: ${result.non2xx} non-2xx responses, ${result.errors} errors, ${result.timeouts} ` +
+                `timeouts out of ${result.requests.total} requests (4xx ${result['4xx']}, 5xx ${result['5xx']})`,
+            ),
+          );
+        latencies.sort((a, b) => a - b);
+        resolve({
+          name: scenario.name,
+          requestsPerSecond: latencies.length / result.duration,
+          p50: percentile(latencies, 50),
+          p99: percentile(latencies, 99),
+          bytesPerResponse: bytes / latencies.length,
+        });
+      },
+    );
+    instance.on('response', (_client, statusCode, resBytes, responseTime) => {
+      if (statusCode >= 200 && statusCode < 300) {
+        latencies.push(responseTime);
+        bytes += resBytes;
+      }
+    });
+  });
+}
+
+// ── report ────────────────────────────────────────────────────────────────────
+
+function table(rows: Measurement[], floor: Measurement): string {
+  const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p50 ÷ floor p50', 'floor req/s ÷ req/s', 'bytes/resp'];
+  const lines = rows.map((r) => [
+    r.name,
+    r.requestsPerSecond.toFixed(0),
+    r.p50.toFixed(2),
+    r.p99.toFixed(2),
+    `${(r.p50 / floor.p50).toFixed(2)}×`,
+    `${(floor.requestsPerSecond / r.requestsPerSecond).toFixed(2)}×`,
+    r.bytesPerResponse.toFixed(0),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const format = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i === 0 ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
+  return [format(header), rule, ...lines.map(format)].join('\n');
+}
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function main(): Promise<void> {
+  const cpus = os.cpus();
+  log(`machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${os.platform()} ${os.release()}`);
+  log(
+    `node ${process.version}; ${CONNECTIONS} connections, ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up`,
+  );
+
+  const [assistd, floorUrl] = await Promise.all([startAssistd(), startFloor()]);
+  const base = assistd.url;
+
+  const listThread = await createThread(base);
+  const createThreadId = await createThread(base);
+  const seedStart = performance.now();
+  await seedMessages(base, listThread, SEED_MESSAGES);
+  log(`seeded ${SEED_MESSAGES} messages in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
+
+  const check = await fetch(`${base}/v1/threads/${listThread}/messages?limit=20`);
+  const page = (await check.json()) as { data?: unknown[]; has_more?: boolean };
+  if (!check.ok || page.data?.length !== 20 || page.has_more !== true)
+    throw new Error(`list-messages did not return a full page: ${check.status} ${JSON.stringify(page).slice(0, 300)}`);
+
+  const scenarios: Scenario[] = [
+    { name: 'floor (Fastify, constant route)', url: `${floorUrl}/floor` },
+    { name: 'list-messages (limit 20, 10k thread)', url: `${base}/v1/threads/${listThread}/messages?limit=20` },
+    {
+      name: 'create-message',
+      url: `${base}/v1/threads/${createThreadId}/messages`,
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ role: 'user', content: 'Hello from the benchmark' }),
+    },
+  ];
+
+  for (const scenario of scenarios) await run(scenario, WARMUP_SECONDS);
+  const results: Measurement[] = [];
+  for (const scenario of scenarios) {
+    results.push(await run(scenario, SECONDS));
+    log(`measured ${scenario.name}`);
+  }
+
+  const [floor, list] = results as [Measurement, Measurement, Measurement];
+  log('');
+  log(table(results, floor));
+  log('');
+  const ratio = list.p50 / floor.p50;
+  log(
+    `list-messages p50 ratio to floor: ${ratio.toFixed(1)}× (target ≤ ${TARGET_RATIO}×) — ` +
+      (ratio <= TARGET_RATIO ? 'met' : 'NOT met'),
+  );
+}
+
+let exitCode = 0;
+const interrupted = (signal: NodeJS.Signals) => {
+  process.stderr.write(`${signal} received, stopping servers\n`);
+  cleanup().finally(() => process.exit(130));
+};
+process.once('SIGINT', interrupted);
+process.once('SIGTERM', interrupted);
+
+try {
+  await main();
+} catch (error) {
+  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  exitCode = 1;
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);
