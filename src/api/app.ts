@@ -3,9 +3,12 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, Lo
 import type { Logger } from 'pino';
 import { ApiError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
+import type { RunEventBus } from '../runs/run-event-bus.ts';
+import type { RunService } from '../runs/run-service.ts';
 import { DEFAULT_SCOPE, type Scope, type Store } from '../storage/store.ts';
 import { registerAssistantRoutes } from './routes/assistants.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
+import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 
 declare module 'fastify' {
@@ -31,12 +34,16 @@ export const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
 export interface AppOptions {
   store: Store;
+  runs: RunService;
+  bus: RunEventBus;
+  /** Aborted when the server starts shutting down. */
+  closing: AbortSignal;
   /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>`. */
   apiKey: string | undefined;
   logger: Logger;
 }
 
-export function buildApp({ store, apiKey, logger }: AppOptions): FastifyInstance {
+export function buildApp({ store, runs, bus, closing, apiKey, logger }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     // Per-request log lines cost more than the requests themselves; errors are still logged.
@@ -61,6 +68,7 @@ export function buildApp({ store, apiKey, logger }: AppOptions): FastifyInstance
   registerAssistantRoutes(app, store);
   registerThreadRoutes(app, store);
   registerMessageRoutes(app, store);
+  registerRunRoutes(app, { store, runs, bus, closing });
   return app;
 }
 

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { buildApp } from '../../src/api/app.ts';
+import { RunEventBus } from '../../src/runs/run-event-bus.ts';
+import { RunService } from '../../src/runs/run-service.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { type ApiResponse, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -385,7 +387,16 @@ describe('an unexpected error', () => {
     const failing = new Proxy({} as Store, {
       get: () => () => Promise.reject(new Error('disk on fire at /secret/path')),
     });
-    const app = buildApp({ store: failing, apiKey: undefined, logger });
+    const bus = new RunEventBus();
+    const runs = new RunService({ store: failing, bus, expiresAfterSeconds: 600 });
+    const app = buildApp({
+      store: failing,
+      runs,
+      bus,
+      closing: new AbortController().signal,
+      apiKey: undefined,
+      logger,
+    });
     const response = await app.inject({ method: 'GET', url: '/v1/assistants/asst_1' });
     await app.close();
     assert.equal(response.statusCode, 500);

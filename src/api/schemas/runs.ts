@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import {
+  assistantTool,
+  metadata,
+  reasoningEffort,
+  responseFormat,
+  temperature,
+  toolResources,
+  topP,
+} from './common.ts';
+import { createMessageRequest } from './messages.ts';
+import { createThreadRequest } from './threads.ts';
+
+const tokenBudget = z.number().int().min(256).nullable().optional();
+
+const truncationStrategy = z
+  .object({
+    type: z.enum(['auto', 'last_messages']),
+    last_messages: z.number().int().min(1).nullable().optional(),
+  })
+  .superRefine((value, ctx) => {
+    if (value.type === 'last_messages' && (value.last_messages === undefined || value.last_messages === null))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['last_messages'],
+        message: "Missing required parameter: 'truncation_strategy.last_messages'.",
+        params: { code: 'missing_required_parameter' },
+      });
+  })
+  .nullable()
+  .optional();
+
+const toolChoice = z
+  .union([
+    z.enum(['none', 'auto', 'required']),
+    z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }) }),
+  ])
+  .nullable()
+  .optional();
+
+/** The settings a run takes on top of its assistant's, shared by both ways of creating a run. */
+const runSettings = {
+  assistant_id: z.string().min(1),
+  model: z.string().min(1).nullable().optional(),
+  instructions: z.string().max(256_000).nullable().optional(),
+  tools: z.array(assistantTool).max(20).nullable().optional(),
+  metadata: metadata.optional(),
+  temperature: temperature.optional(),
+  top_p: topP.optional(),
+  stream: z.boolean().nullable().optional(),
+  max_prompt_tokens: tokenBudget,
+  max_completion_tokens: tokenBudget,
+  truncation_strategy: truncationStrategy,
+  tool_choice: toolChoice,
+  parallel_tool_calls: z.boolean().optional(),
+  response_format: responseFormat.optional(),
+};
+
+/** `CreateRunRequest` */
+export const createRunRequest = z.strictObject({
+  ...runSettings,
+  reasoning_effort: reasoningEffort.optional(),
+  additional_instructions: z.string().max(256_000).nullable().optional(),
+  additional_messages: z.array(createMessageRequest).nullable().optional(),
+});
+
+/** `CreateThreadAndRunRequest` */
+export const createThreadAndRunRequest = z.strictObject({
+  ...runSettings,
+  thread: createThreadRequest.optional(),
+  tool_resources: toolResources.optional(),
+});
+
+/** `ModifyRunRequest` */
+export const modifyRunRequest = z.strictObject({ metadata: metadata.optional() });
+
+/** `SubmitToolOutputsRunRequest` */
+export const submitToolOutputsRequest = z.strictObject({
+  tool_outputs: z.array(z.object({ tool_call_id: z.string().min(1), output: z.string().optional() })),
+  stream: z.boolean().nullable().optional(),
+});

@@ -1,0 +1,219 @@
+/**
+ * ModelProvider for any OpenAI Chat Completions endpoint (OpenAI, vLLM, llama.cpp, Ollama, LiteLLM…), with the
+ * official `openai` SDK as the HTTP client. The only place that knows the Chat Completions wire format: it builds
+ * the request body, maps streamed chunks to ChatEvents and upstream failures to ProviderErrors.
+ */
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
+import { type ChatEvent, type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../provider.ts';
+
+export interface OpenAICompatibleProviderOptions {
+  /** The endpoint's base URL, up to and including `/v1`. */
+  baseURL: string;
+  apiKey?: string | undefined;
+  /** Bound on the wait for the response headers, and on the silence between two chunks of the stream. */
+  timeoutMs: number;
+}
+
+export class OpenAICompatibleProvider implements ModelProvider {
+  private readonly client: OpenAI;
+  private readonly timeoutMs: number;
+
+  constructor(options: OpenAICompatibleProviderOptions) {
+    this.timeoutMs = options.timeoutMs;
+    this.client = new OpenAI({
+      baseURL: options.baseURL,
+      apiKey: options.apiKey ?? 'unused',
+      maxRetries: 0,
+      timeout: options.timeoutMs,
+    });
+  }
+
+  async *stream(request: ChatRequest, signal: AbortSignal): AsyncGenerator<ChatEvent> {
+    signal.throwIfAborted();
+    // One controller for the upstream request, aborted by the caller's signal, the idle timer, or an early exit.
+    const upstream = new AbortController();
+    let timedOut = false;
+    let idleTimer: NodeJS.Timeout | undefined;
+    const armIdleTimer = () => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => {
+        timedOut = true;
+        upstream.abort();
+      }, this.timeoutMs);
+    };
+    const onCallerAbort = () => upstream.abort(signal.reason);
+    signal.addEventListener('abort', onCallerAbort, { once: true });
+    // The SDK ends a stream quietly when aborted and may settle late: race every wait against the abort instead.
+    const stopped = new Promise<never>((_, reject) => {
+      upstream.signal.addEventListener('abort', () => reject(upstream.signal.reason), { once: true });
+    });
+    stopped.catch(() => {});
+    const untilStopped = <T>(promise: Promise<T>): Promise<T> => {
+      promise.catch(() => {});
+      return Promise.race([promise, stopped]);
+    };
+    const failure = (error: unknown): unknown => {
+      if (signal.aborted) return signal.reason;
+      if (timedOut) return timeoutError(this.timeoutMs);
+      return toProviderError(error, this.timeoutMs);
+    };
+
+    let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
+    let completed = false;
+    let usage: ChatEvent | undefined;
+    let finish: ChatEvent | undefined;
+    try {
+      armIdleTimer();
+      try {
+        const chunks = await untilStopped(
+          this.client.chat.completions.create(toUpstreamBody(request), { signal: upstream.signal }),
+        );
+        iterator = chunks[Symbol.asyncIterator]();
+      } catch (error) {
+        throw failure(error);
+      }
+      while (true) {
+        let result: IteratorResult<ChatCompletionChunk>;
+        armIdleTimer();
+        try {
+          result = await untilStopped(iterator.next());
+        } catch (error) {
+          throw failure(error);
+        } finally {
+          clearTimeout(idleTimer);
+        }
+        if (upstream.signal.aborted) throw failure(undefined);
+        if (result.done) break;
+        const chunk = result.value;
+        if (chunk.usage) {
+          usage = {
+            type: 'usage',
+            usage: { prompt_tokens: chunk.usage.prompt_tokens, completion_tokens: chunk.usage.completion_tokens },
+          };
+        }
+        const choice = chunk.choices.find((c) => c.index === 0);
+        if (!choice) continue;
+        yield* deltaEvents(choice.delta);
+        if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
+      }
+      completed = true;
+      if (usage) yield usage;
+      if (finish) yield finish;
+    } finally {
+      clearTimeout(idleTimer);
+      signal.removeEventListener('abort', onCallerAbort);
+      if (!completed) {
+        upstream.abort();
+        iterator?.return?.().catch(() => {});
+      }
+    }
+  }
+}
+
+/** The upstream body: only the fields that are set (no `tools: []`, no `temperature: null`). */
+function toUpstreamBody(request: ChatRequest): ChatCompletionCreateParamsStreaming {
+  const body: ChatCompletionCreateParamsStreaming = {
+    model: request.model,
+    messages: request.messages,
+    stream: true,
+    stream_options: { include_usage: true },
+  };
+  if (request.tools && request.tools.length > 0) {
+    body.tools = request.tools;
+    // Both are rejected by OpenAI when no tools are sent.
+    if (request.tool_choice !== undefined) body.tool_choice = request.tool_choice;
+    if (request.parallel_tool_calls !== undefined) body.parallel_tool_calls = request.parallel_tool_calls;
+  }
+  if (request.temperature !== undefined && request.temperature !== null) body.temperature = request.temperature;
+  if (request.top_p !== undefined && request.top_p !== null) body.top_p = request.top_p;
+  if (request.max_tokens !== undefined) body.max_tokens = request.max_tokens;
+  if (request.response_format !== undefined) body.response_format = request.response_format;
+  return body;
+}
+
+function* deltaEvents(delta: ChatCompletionChunk.Choice.Delta | undefined): Generator<ChatEvent> {
+  if (!delta) return;
+  if (typeof delta.content === 'string' && delta.content !== '') yield { type: 'text', text: delta.content };
+  for (const call of delta.tool_calls ?? []) {
+    const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index: call.index };
+    if (call.id) event.id = call.id;
+    if (call.function?.name) event.name = call.function.name;
+    if (call.function?.arguments) event.arguments = call.function.arguments;
+    if (event.id !== undefined || event.name !== undefined || event.arguments !== undefined) yield event;
+  }
+}
+
+function toFinishReason(reason: string): FinishReason {
+  switch (reason) {
+    case 'stop':
+    case 'length':
+    case 'tool_calls':
+    case 'content_filter':
+      return reason;
+    default:
+      return 'other';
+  }
+}
+
+function timeoutError(timeoutMs: number): ProviderError {
+  return new ProviderError('server_error', `upstream timed out after ${timeoutMs} ms`, { retryable: true });
+}
+
+/** The upstream's own error message (`{ error: { message } }`), when its body had one. */
+function upstreamMessage(error: APIError): string | undefined {
+  const body: unknown = error.error;
+  if (typeof body === 'object' && body !== null && 'message' in body && typeof body.message === 'string') {
+    return body.message;
+  }
+  return undefined;
+}
+
+function retryAfterMs(headers: Headers | undefined): number | undefined {
+  const ms = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const value = headers?.get('retry-after');
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (value.trim() !== '' && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+function toProviderError(error: unknown, timeoutMs: number): ProviderError {
+  if (error instanceof ProviderError) return error;
+  if (error instanceof APIConnectionTimeoutError) return timeoutError(timeoutMs);
+  if (error instanceof APIConnectionError) {
+    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    return new ProviderError('server_error', `upstream connection failed${cause}`, { retryable: true });
+  }
+  if (error instanceof APIError && typeof error.status === 'number') {
+    const { status } = error;
+    const message = upstreamMessage(error);
+    if (status === 429) {
+      return new ProviderError('rate_limit_exceeded', message ?? 'upstream rate limit exceeded', {
+        retryable: true,
+        retryAfterMs: retryAfterMs(error.headers),
+      });
+    }
+    if (status >= 500 || status === 408 || status === 409) {
+      return new ProviderError('server_error', message ?? `upstream returned ${status}`, { retryable: true });
+    }
+    if (status === 401 || status === 403) {
+      // The server's credentials for the upstream are wrong: not the prompt's fault, and not worth a retry.
+      return new ProviderError('server_error', `upstream rejected the credentials (${status})`, { retryable: false });
+    }
+    return new ProviderError('invalid_prompt', message ?? `upstream rejected the request (${status})`, {
+      retryable: false,
+    });
+  }
+  // An error event inside the stream, a reset connection, malformed SSE…
+  const message =
+    error instanceof APIError
+      ? (upstreamMessage(error) ?? error.message)
+      : error instanceof Error
+        ? error.message
+        : String(error);
+  const detail = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+  return new ProviderError('server_error', `upstream stream failed: ${message}${detail}`, { retryable: true });
+}

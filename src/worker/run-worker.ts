@@ -1,0 +1,174 @@
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { unixSeconds } from '../domain/clock.ts';
+import { newId } from '../domain/ids.ts';
+import { transition } from '../domain/run-state-machine.ts';
+import { endOpenSteps, runUsage } from '../runs/run-accounting.ts';
+import type { RunEventBus } from '../runs/run-event-bus.ts';
+import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
+import type { ClaimedRun, Store } from '../storage/store.ts';
+
+export interface RunWorkerOptions {
+  store: Store;
+  bus: RunEventBus;
+  executor: RunExecutor;
+  logger: Logger;
+  /** Runs executed at once. */
+  concurrency: number;
+  leaseMs: number;
+  /** How often to look for work when nothing announced any (runs whose lease lapsed, other processes' runs). */
+  pollMs?: number;
+  /** How often to expire runs past their deadline. */
+  sweepMs?: number;
+}
+
+interface Execution {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Claims runs from the database and executes them, up to `concurrency` at once. A run is held under a lease
+ * renewed every third of its length; the renewal also notices a cancel made through another process. The bus only
+ * wakes the loop early: claiming is decided by the database, so a missed wake-up costs at most `pollMs`.
+ *
+ * The sweeper expires runs past `expires_at`: in every status but a terminal one, whoever executes them.
+ */
+export class RunWorker {
+  readonly id = `worker_${hostname()}_${process.pid}_${newId('run').slice(-8)}`;
+  private readonly options: Required<RunWorkerOptions>;
+  private readonly executions = new Map<string, Execution>();
+  private readonly unsubscribe: Array<() => void> = [];
+  private timers: NodeJS.Timeout[] = [];
+  private wake: (() => void) | undefined;
+  private loopDone: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(options: RunWorkerOptions) {
+    this.options = { pollMs: 1000, sweepMs: 250, ...options };
+  }
+
+  start(): void {
+    const { bus, leaseMs, sweepMs } = this.options;
+    this.unsubscribe.push(
+      bus.onWorkAvailable(() => this.requestWake()),
+      bus.onStopRequested((runId, reason) => this.stop(runId, reason)),
+    );
+    this.timers = [
+      setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(leaseMs / 3))),
+      setInterval(() => void this.sweep(), sweepMs),
+    ];
+    this.loopDone = this.loop();
+  }
+
+  /** Stops claiming, stops every execution (their runs are handed back for a later attempt) and waits for them. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    for (const timer of this.timers) clearInterval(timer);
+    for (const off of this.unsubscribe) off();
+    this.requestWake();
+    await this.loopDone;
+    for (const runId of this.executions.keys()) this.stop(runId, 'shutdown');
+    await Promise.all([...this.executions.values()].map((e) => e.done));
+  }
+
+  private async loop(): Promise<void> {
+    const { store, concurrency, leaseMs, pollMs, logger } = this.options;
+    while (!this.stopping) {
+      const free = concurrency - this.executions.size;
+      let claimed: ClaimedRun[] = [];
+      if (free > 0) {
+        try {
+          const now = Date.now();
+          claimed = await store.claimRuns(this.id, now, now + leaseMs, free);
+        } catch (error) {
+          logger.error({ err: error }, 'claiming runs failed');
+        }
+        for (const claim of claimed) this.launch(claim);
+      }
+      // Every free slot filled: there may be more waiting. Otherwise all there was is claimed: wait for news.
+      if (free > 0 && claimed.length === free) continue;
+      await this.waitForWork(pollMs);
+    }
+  }
+
+  private wakeRequested = false;
+
+  /** Resolves on a wake-up (work announced, a slot freed) or after `ms`; a wake-up during a claim is not lost. */
+  private async waitForWork(ms: number): Promise<void> {
+    if (this.wakeRequested) {
+      this.wakeRequested = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+    this.wakeRequested = false;
+  }
+
+  private requestWake(): void {
+    this.wakeRequested = true;
+    this.wake?.();
+  }
+
+  private launch(claim: ClaimedRun): void {
+    const controller = new AbortController();
+    const done = this.options.executor.execute(claim, this.id, controller.signal).finally(() => {
+      this.executions.delete(claim.run.id);
+      this.requestWake(); // a slot is free
+    });
+    this.executions.set(claim.run.id, { controller, done });
+  }
+
+  private stop(runId: string, reason: StopReason): void {
+    const execution = this.executions.get(runId);
+    if (execution && !execution.controller.signal.aborted) execution.controller.abort(reason);
+  }
+
+  private async renewLeases(): Promise<void> {
+    const { store, leaseMs, logger } = this.options;
+    for (const runId of [...this.executions.keys()]) {
+      try {
+        const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
+        if (status === undefined) this.stop(runId, 'lease_lost');
+        else if (status === 'cancelling') this.stop(runId, 'cancel');
+      } catch (error) {
+        logger.error({ err: error, runId }, 'renewing a lease failed');
+      }
+    }
+  }
+
+  private sweeping = false;
+
+  /** Expires every active run past its deadline; an execution of it here is stopped. */
+  private async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    const { store, bus, logger } = this.options;
+    try {
+      for (const { scope, run, lock } of await store.runsDueForExpiry(unixSeconds(), 100)) {
+        const at = unixSeconds();
+        const steps = await store.runSteps(scope, run.id);
+        const expired = transition(run, { type: 'expire', at, usage: runUsage(steps) }).run;
+        const committed = await store.commitRun(scope, {
+          run: expired,
+          expect: { status: run.status, lockedBy: lock.lockedBy },
+          lock: { lockedBy: null, lockedUntil: null },
+          steps: endOpenSteps(steps, 'expire', at),
+        });
+        if (!committed) continue; // it changed meanwhile; the next sweep sees it again if still due
+        bus.runChanged(expired);
+        bus.stopRequested(run.id, 'expire');
+      }
+    } catch (error) {
+      logger.error({ err: error }, 'expiring runs failed');
+    } finally {
+      this.sweeping = false;
+    }
+  }
+}

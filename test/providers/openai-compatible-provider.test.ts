@@ -1,0 +1,337 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { OpenAICompatibleProvider } from '../../src/providers/openai-compatible/openai-compatible-provider.ts';
+import { type ChatEvent, type ChatRequest, ProviderError } from '../../src/providers/provider.ts';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+
+const REQUEST: ChatRequest = { model: 'gpt-test', messages: [{ role: 'user', content: 'Hello' }] };
+
+async function collect(events: AsyncIterable<ChatEvent>): Promise<ChatEvent[]> {
+  const out: ChatEvent[] = [];
+  for await (const event of events) out.push(event);
+  return out;
+}
+
+/** Runs the stream to its end and returns what it threw. */
+async function failure(events: AsyncIterable<ChatEvent>): Promise<{ error: unknown; events: ChatEvent[] }> {
+  const seen: ChatEvent[] = [];
+  try {
+    for await (const event of events) seen.push(event);
+  } catch (error) {
+    return { error, events: seen };
+  }
+  assert.fail(`expected the stream to fail, got ${JSON.stringify(seen)}`);
+}
+
+function assertProviderError(
+  error: unknown,
+  expected: { code: string; retryable: boolean; retryAfterMs?: number; message?: RegExp },
+): asserts error is ProviderError {
+  assert.ok(error instanceof ProviderError, `expected a ProviderError, got ${String(error)}`);
+  assert.equal(error.code, expected.code);
+  assert.equal(error.retryable, expected.retryable);
+  if ('retryAfterMs' in expected) assert.equal(error.retryAfterMs, expected.retryAfterMs);
+  if (expected.message) assert.match(error.message, expected.message);
+}
+
+describe('OpenAICompatibleProvider', () => {
+  let upstream: FakeUpstream;
+  let provider: OpenAICompatibleProvider;
+  let signal: AbortSignal;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, apiKey: 'sk-test', timeoutMs: 300 });
+  });
+  after(async () => upstream.close());
+  beforeEach(() => {
+    upstream.requests.length = 0;
+    signal = new AbortController().signal;
+  });
+
+  test('streams text chunks in order, then usage and finish', async () => {
+    upstream.enqueue({ text: ['Hel', 'lo', ' world'], usage: { prompt_tokens: 12, completion_tokens: 3 } });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(events, [
+      { type: 'text', text: 'Hel' },
+      { type: 'text', text: 'lo' },
+      { type: 'text', text: ' world' },
+      { type: 'usage', usage: { prompt_tokens: 12, completion_tokens: 3 } },
+      { type: 'finish', reason: 'stop' },
+    ]);
+  });
+
+  test('maps finish_reason length', async () => {
+    upstream.enqueue({ text: 'cut', finishReason: 'length' });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(events.at(-1), { type: 'finish', reason: 'length' });
+  });
+
+  test('sends the request fields that are set, and only those', async () => {
+    const tools: ChatRequest['tools'] = [
+      { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } },
+    ];
+    const request: ChatRequest = {
+      model: 'gpt-test',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Weather?' },
+      ],
+      tools,
+      tool_choice: 'required',
+      max_tokens: 64,
+      temperature: 0.2,
+      top_p: null,
+      response_format: { type: 'json_object' },
+    };
+    await collect(provider.stream(request, signal));
+    const [sent] = upstream.requests;
+    assert.ok(sent);
+    assert.equal(sent.headers['authorization'], 'Bearer sk-test');
+    assert.deepEqual(sent.body, {
+      model: 'gpt-test',
+      messages: request.messages,
+      tools,
+      tool_choice: 'required',
+      max_tokens: 64,
+      temperature: 0.2,
+      response_format: { type: 'json_object' },
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+
+    await collect(provider.stream({ ...REQUEST, tools: [], tool_choice: 'auto', temperature: null }, signal));
+    const minimal = upstream.requests[1]!.body;
+    assert.deepEqual(Object.keys(minimal).sort(), ['messages', 'model', 'stream', 'stream_options']);
+  });
+
+  test('parallel tool calls: deltas by index, names, and arguments that concatenate to the originals', async () => {
+    const calls = [
+      { name: 'get_weather', arguments: '{"city":"Paris","unit":"celsius"}', id: 'call_a' },
+      { name: 'get_time', arguments: '{"tz":"Europe/Paris"}', id: 'call_b' },
+    ];
+    upstream.enqueue({ toolCalls: calls });
+    const events = await collect(provider.stream(REQUEST, signal));
+    const deltas = events.filter((e) => e.type === 'tool_call');
+    assert.ok(deltas.length >= 6, 'each call streams its id/name, then 2+ argument fragments');
+    for (const [index, call] of calls.entries()) {
+      const mine = deltas.filter((e) => e.index === index);
+      assert.deepEqual(mine[0], { type: 'tool_call', index, id: call.id, name: call.name });
+      assert.ok(mine.slice(1).every((e) => e.name === undefined && e.id === undefined));
+      assert.ok(mine.length >= 3);
+      assert.equal(mine.map((e) => e.arguments ?? '').join(''), call.arguments);
+    }
+    assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });
+    assert.ok(events.some((e) => e.type === 'usage'));
+    assert.ok(!events.some((e) => e.type === 'text'));
+  });
+
+  test('no usage event when the upstream reports none', async () => {
+    upstream.enqueue({ text: ['a', 'b'], usage: null });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(events, [
+      { type: 'text', text: 'a' },
+      { type: 'text', text: 'b' },
+      { type: 'finish', reason: 'stop' },
+    ]);
+  });
+
+  test('429 → rate_limit_exceeded, retryable, with retry-after', async () => {
+    upstream.enqueue({ status: 429, headers: { 'retry-after': '2' } });
+    const { error } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, { code: 'rate_limit_exceeded', retryable: true, retryAfterMs: 2000 });
+
+    upstream.enqueue({ status: 429, headers: { 'retry-after-ms': '150', 'retry-after': '9' } });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'rate_limit_exceeded',
+      retryable: true,
+      retryAfterMs: 150,
+    });
+
+    upstream.enqueue({ status: 429, headers: { 'retry-after': new Date(Date.now() + 60_000).toUTCString() } });
+    const dated = (await failure(provider.stream(REQUEST, signal))).error;
+    assertProviderError(dated, { code: 'rate_limit_exceeded', retryable: true });
+    assert.ok(dated.retryAfterMs! > 55_000 && dated.retryAfterMs! <= 60_000, String(dated.retryAfterMs));
+
+    upstream.enqueue({ status: 429 });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'rate_limit_exceeded',
+      retryable: true,
+      retryAfterMs: undefined,
+    });
+  });
+
+  test('5xx → server_error, retryable', async () => {
+    upstream.enqueue({ status: 500 }, { status: 503 });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+    });
+    assert.equal(upstream.requests.length, 2, 'the provider itself never retries');
+  });
+
+  test("4xx → invalid_prompt, not retryable, with the upstream's message", async () => {
+    const message =
+      "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.";
+    upstream.enqueue(
+      { status: 400, body: { error: { message, type: 'invalid_request_error', param: 'messages', code: null } } },
+      { status: 404, body: { error: { message: 'The model `nope` does not exist', type: 'invalid_request_error' } } },
+    );
+    const { error } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, { code: 'invalid_prompt', retryable: false });
+    assert.equal(error.message, message);
+    assertProviderError((await failure(provider.stream({ ...REQUEST, model: 'nope' }, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /model `nope` does not exist/,
+    });
+  });
+
+  test('connection reset mid-stream → server_error, retryable, after the chunks already received', async () => {
+    upstream.enqueue({ resetAfterChunks: 2, text: ['one ', 'two ', 'three'] });
+    const { error, events } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, { code: 'server_error', retryable: true });
+    assert.deepEqual(events, [
+      { type: 'text', text: 'one ' },
+      { type: 'text', text: 'two ' },
+    ]);
+  });
+
+  test('connection refused → server_error, retryable', async () => {
+    const closed = await FakeUpstream.start();
+    await closed.close();
+    const orphan = new OpenAICompatibleProvider({ baseURL: closed.baseUrl, timeoutMs: 300 });
+    assertProviderError((await failure(orphan.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+    });
+  });
+
+  test('a stalled stream → idle timeout, server_error retryable', async () => {
+    upstream.enqueue({ hang: true, sendHeaders: true });
+    const started = Date.now();
+    const { error } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, { code: 'server_error', retryable: true, message: /timed out after 300 ms/ });
+    assert.ok(Date.now() - started < 800, `took ${Date.now() - started} ms`);
+    await upstream.waitForAbort(upstream.requests[0]!);
+  });
+
+  test('no response headers at all → timeout, server_error retryable', async () => {
+    upstream.enqueue({ hang: true });
+    const started = Date.now();
+    const { error } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, { code: 'server_error', retryable: true, message: /timed out after 300 ms/ });
+    assert.ok(Date.now() - started < 800, `took ${Date.now() - started} ms`);
+  });
+
+  test('a slow but steady stream is not an idle timeout', async () => {
+    upstream.enqueue({ text: ['a', 'b', 'c', 'd'], chunkDelayMs: 120 });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.equal(events.filter((e) => e.type === 'text').length, 4);
+  });
+
+  test('abort mid-stream throws the reason at once and the upstream request is closed', async () => {
+    upstream.enqueue({ text: Array.from({ length: 50 }, (_, i) => `t${i} `), chunkDelayMs: 50 });
+    const controller = new AbortController();
+    const reason = new Error('run cancelled');
+    const seen: ChatEvent[] = [];
+    let abortedAt = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const event of provider.stream(REQUEST, controller.signal)) {
+          seen.push(event);
+          if (seen.length === 2) {
+            abortedAt = Date.now();
+            controller.abort(reason);
+          }
+        }
+      })(),
+      (error) => error === reason,
+    );
+    assert.ok(Date.now() - abortedAt < 500, `took ${Date.now() - abortedAt} ms`);
+    assert.equal(seen.length, 2);
+    await upstream.waitForAbort(upstream.requests[0]!, 500);
+  });
+
+  test('abort while waiting for a chunk, and abort before the request', async () => {
+    upstream.enqueue({ hang: true, sendHeaders: true });
+    const controller = new AbortController();
+    const reason = new Error('cancelled while waiting');
+    setTimeout(() => controller.abort(reason), 50);
+    const started = Date.now();
+    const { error } = await failure(provider.stream(REQUEST, controller.signal));
+    assert.equal(error, reason);
+    assert.ok(Date.now() - started < 250, `took ${Date.now() - started} ms`);
+    await upstream.waitForAbort(upstream.requests[0]!, 500);
+
+    const already = new AbortController();
+    already.abort(reason);
+    assert.equal((await failure(provider.stream(REQUEST, already.signal))).error, reason);
+    assert.equal(upstream.requests.length, 1, 'no request once already aborted');
+  });
+
+  test('breaking out of the loop closes the upstream request', async () => {
+    upstream.enqueue({ text: Array.from({ length: 50 }, (_, i) => `t${i} `), chunkDelayMs: 30 });
+    for await (const event of provider.stream(REQUEST, signal)) {
+      if (event.type === 'text') break;
+    }
+    await upstream.waitForAbort(upstream.requests[0]!, 500);
+  });
+});
+
+describe('FakeUpstream', () => {
+  let upstream: FakeUpstream;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+  });
+  after(async () => upstream.close());
+
+  test('answers non-streaming requests with a chat.completion, and unknown routes with 404', async () => {
+    upstream.enqueue({ text: ['Hi', ' there'], usage: { prompt_tokens: 3, completion_tokens: 2 } });
+    const response = await fetch(`${upstream.baseUrl}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    const body = (await response.json()) as Record<string, unknown>;
+    assert.equal(body['object'], 'chat.completion');
+    assert.equal(body['model'], 'm');
+    assert.deepEqual(body['usage'], { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 });
+    assert.deepEqual((body['choices'] as unknown[])[0], {
+      index: 0,
+      message: { role: 'assistant', content: 'Hi there', refusal: null },
+      logprobs: null,
+      finish_reason: 'stop',
+    });
+
+    const missing = await fetch(`${upstream.baseUrl}/models`);
+    assert.equal(missing.status, 404);
+    assert.ok(((await missing.json()) as { error: { message: string } }).error.message);
+  });
+
+  test('streams SSE frames ending in [DONE], with a usage chunk only when asked', async () => {
+    const post = (body: Record<string, unknown>) =>
+      fetch(`${upstream.baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', messages: [], stream: true, ...body }),
+      });
+    const plain = await post({});
+    assert.equal(plain.headers.get('content-type'), 'text/event-stream');
+    const frames = (await plain.text()).split('\n\n').filter(Boolean);
+    assert.equal(frames.at(-1), 'data: [DONE]');
+    const chunks = frames.slice(0, -1).map((f) => JSON.parse(f.replace(/^data: /, '')) as Record<string, unknown>);
+    assert.ok(chunks.every((c) => c['object'] === 'chat.completion.chunk' && c['model'] === 'm'));
+    assert.ok(chunks.every((c) => !('usage' in c)));
+
+    const withUsage = await post({ stream_options: { include_usage: true } });
+    const last = (await withUsage.text()).split('\n\n').filter(Boolean).at(-2)!;
+    const usageChunk = JSON.parse(last.replace(/^data: /, '')) as Record<string, unknown>;
+    assert.deepEqual(usageChunk['choices'], []);
+    assert.equal((usageChunk['usage'] as { total_tokens: number }).total_tokens > 0, true);
+  });
+});

@@ -1,0 +1,459 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
+
+type ChatMessage = { role: string; content: unknown; tool_calls?: unknown[]; tool_call_id?: string };
+
+const orderTool = {
+  type: 'function' as const,
+  function: {
+    name: 'calculate_order_total',
+    description: 'Total price of an order',
+    parameters: {
+      type: 'object',
+      properties: { items: { type: 'array', items: { type: 'object' } } },
+      required: ['items'],
+    },
+  },
+};
+
+/** The scripted model: asks for the tool, then answers from the tool's output. */
+function orderModel(request: RecordedRequest): Reply {
+  const messages = request.body.messages as ChatMessage[];
+  const last = messages.at(-1)!;
+  if (last.role === 'tool') return { text: ['The total ', `is ${String(last.content)}.`] };
+  return { toolCalls: [{ name: 'calculate_order_total', arguments: '{"items":[{"sku":"A","qty":2}]}' }] };
+}
+
+describe('run engine', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let client: OpenAI;
+  let recorder: ValidatingFetch;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ASSISTD_UPSTREAM_MAX_RETRIES: '1' });
+    recorder = createValidatingFetch();
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', fetch: recorder.fetch, maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+    recorder.assertNoViolations({ all: true });
+  });
+
+  async function assistantWith(tools: OpenAI.Beta.AssistantTool[] = [], instructions = 'You are a shop assistant.') {
+    return client.beta.assistants.create({ model: 'gpt-test', instructions, tools });
+  }
+
+  test('the order-total flow: requires_action, tool outputs, then the answer built from them', async () => {
+    upstream.setDefault(orderModel);
+    const assistant = await assistantWith([orderTool]);
+    const thread = await client.beta.threads.create({
+      messages: [{ role: 'user', content: 'What is the total of 2 × A?' }],
+    });
+    const paused = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(paused.status, 'requires_action');
+    const calls = paused.required_action!.submit_tool_outputs.tool_calls;
+    assert.equal(calls.length, 1);
+    assert.match(calls[0]!.id, /^call_/);
+    assert.equal(calls[0]!.function.name, 'calculate_order_total');
+    assert.deepEqual(JSON.parse(calls[0]!.function.arguments), { items: [{ sku: 'A', qty: 2 }] });
+    assert.equal(paused.usage, null);
+
+    const done = await client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: calls[0]!.id, output: '$42.00' }],
+    });
+    assert.equal(done.status, 'completed');
+    assert.ok(done.usage && done.usage.total_tokens > 0);
+    assert.ok(done.completed_at);
+    assert.equal(done.expires_at, null);
+
+    const [newest] = (await client.beta.threads.messages.list(thread.id, { limit: 1 })).data;
+    assert.equal(newest!.role, 'assistant');
+    assert.equal(newest!.run_id, done.id);
+    assert.equal(newest!.assistant_id, assistant.id);
+    assert.deepEqual(newest!.content, [{ type: 'text', text: { value: 'The total is $42.00.', annotations: [] } }]);
+
+    const steps = (await client.beta.threads.runs.steps.list(done.id, { thread_id: thread.id, order: 'asc' })).data;
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [
+        ['tool_calls', 'completed'],
+        ['message_creation', 'completed'],
+      ],
+    );
+    const toolStep = steps[0]!.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails;
+    const fn = toolStep.tool_calls[0] as OpenAI.Beta.Threads.Runs.FunctionToolCall;
+    assert.equal(fn.function.output, '$42.00');
+    assert.ok(steps.every((s) => s.usage !== null));
+
+    // What assistd sent upstream on the second turn: system, user, the assistant's tool call, the tool's output.
+    const second = upstream.requests.at(-1)!.body.messages as ChatMessage[];
+    assert.deepEqual(
+      second.map((m) => m.role),
+      ['system', 'user', 'assistant', 'tool'],
+    );
+    assert.equal(second[0]!.content, 'You are a shop assistant.');
+    assert.equal(second[3]!.tool_call_id, calls[0]!.id);
+    assert.equal(upstream.requests.at(-1)!.body.tools?.[0]?.function.name, 'calculate_order_total');
+  });
+
+  test('two requires_action rounds in one run, and two parallel calls in one round', async () => {
+    const assistant = await assistantWith([
+      orderTool,
+      { type: 'function', function: { name: 'get_tax', parameters: { type: 'object', properties: {} } } },
+    ]);
+    upstream.enqueue(
+      { toolCalls: [{ name: 'calculate_order_total', arguments: '{"items":[]}' }] },
+      {
+        toolCalls: [
+          { name: 'get_tax', arguments: '{}' },
+          { name: 'calculate_order_total', arguments: '{"items":[1]}' },
+        ],
+      },
+      { text: 'All done.' },
+    );
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const first = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(first.status, 'requires_action');
+    const [call] = first.required_action!.submit_tool_outputs.tool_calls;
+    const second = await client.beta.threads.runs.submitToolOutputsAndPoll(first.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: call!.id, output: '0' }],
+    });
+    assert.equal(second.status, 'requires_action');
+    const parallel = second.required_action!.submit_tool_outputs.tool_calls;
+    assert.deepEqual(
+      parallel.map((c) => c.function.name),
+      ['get_tax', 'calculate_order_total'],
+    );
+    const done = await client.beta.threads.runs.submitToolOutputsAndPoll(first.id, {
+      thread_id: thread.id,
+      tool_outputs: parallel.map((c) => ({ tool_call_id: c.id, output: 'ok' })),
+    });
+    assert.equal(done.status, 'completed');
+    const steps = (await client.beta.threads.runs.steps.list(first.id, { thread_id: thread.id, order: 'asc' })).data;
+    assert.deepEqual(
+      steps.map((s) => s.type),
+      ['tool_calls', 'tool_calls', 'message_creation'],
+    );
+    const last = upstream.requests.at(-1)!.body.messages as ChatMessage[];
+    assert.deepEqual(
+      last.map((m) => m.role),
+      ['system', 'user', 'assistant', 'tool', 'assistant', 'tool', 'tool'],
+    );
+  });
+
+  test('parallel_tool_calls: false keeps at most one call, and tells the upstream', async () => {
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue({
+      toolCalls: [
+        { name: 'calculate_order_total', arguments: '{}' },
+        { name: 'calculate_order_total', arguments: '{"second":true}' },
+      ],
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      parallel_tool_calls: false,
+    });
+    assert.equal(run.required_action!.submit_tool_outputs.tool_calls.length, 1);
+    assert.equal(upstream.requests.at(-1)!.body.parallel_tool_calls, false);
+    await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+  });
+
+  test('tool outputs must cover every pending call exactly once', async () => {
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue({
+      toolCalls: [
+        { name: 'calculate_order_total', arguments: '{}' },
+        { name: 'calculate_order_total', arguments: '{}' },
+      ],
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const [a, b] = run.required_action!.submit_tool_outputs.tool_calls;
+    const submit = (tool_outputs: Array<{ tool_call_id: string; output: string }>) =>
+      server.api.post(`/v1/threads/${thread.id}/runs/${run.id}/submit_tool_outputs`, { tool_outputs });
+    for (const [outputs, pattern] of [
+      [[{ tool_call_id: a!.id, output: '1' }], new RegExp(`missing outputs for tool call ids ${b!.id}`)],
+      [
+        [
+          { tool_call_id: a!.id, output: '1' },
+          { tool_call_id: b!.id, output: '2' },
+          { tool_call_id: 'call_nope', output: '3' },
+        ],
+        /unknown tool call ids call_nope/,
+      ],
+      [
+        [
+          { tool_call_id: a!.id, output: '1' },
+          { tool_call_id: a!.id, output: '1' },
+          { tool_call_id: b!.id, output: '2' },
+        ],
+        new RegExp(`more than one output for tool call ids ${a!.id}`),
+      ],
+    ] as const) {
+      const response = await submit([...outputs]);
+      assert.equal(response.status, 400);
+      const error = response.body.error as { message: string; param: string; code: string };
+      assert.match(error.message, pattern);
+      assert.equal(error.param, 'tool_outputs');
+    }
+    const still = await client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.equal(still.status, 'requires_action');
+    const ok = await submit([
+      { tool_call_id: a!.id, output: '1' },
+      { tool_call_id: b!.id, output: '2' },
+    ]);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.status, 'queued');
+    const again = await submit([{ tool_call_id: a!.id, output: '1' }]);
+    assert.equal(again.status, 400);
+    assert.match((again.body.error as { message: string }).message, /do not accept tool outputs/);
+  });
+
+  test('cancel during a slow upstream reply: cancelled within a second, upstream aborted, partial text kept', async () => {
+    const assistant = await assistantWith();
+    upstream.enqueue({ text: ['Once ', 'upon ', 'a ', 'time ', 'there ', 'was '], chunkDelayMs: 400 });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Tell a story' }] });
+    const seen = upstream.requests.length;
+    const run = await client.beta.threads.runs.create(thread.id, { assistant_id: assistant.id });
+    const request = (await upstream.waitForRequests(seen + 1)).at(-1);
+    await new Promise((r) => setTimeout(r, 600)); // a chunk or two arrived
+    const started = Date.now();
+    const cancelling = await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+    assert.equal(cancelling.status, 'cancelling');
+    const final = await client.beta.threads.runs.poll(run.id, { thread_id: thread.id });
+    assert.equal(final.status, 'cancelled');
+    assert.ok(Date.now() - started < 1000, `cancelled after ${Date.now() - started} ms`);
+    assert.ok(final.cancelled_at);
+    await upstream.waitForAbort(request!, 500);
+    const [message] = (await client.beta.threads.messages.list(thread.id, { limit: 1, run_id: run.id })).data;
+    assert.equal(message!.status, 'incomplete');
+    assert.deepEqual(message!.incomplete_details, { reason: 'run_cancelled' });
+    assert.match((message!.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.value, /^Once /);
+
+    const again = await server.api.post(`/v1/threads/${thread.id}/runs/${run.id}/cancel`);
+    assert.equal(again.status, 400);
+    assert.equal((again.body.error as { message: string }).message, "Cannot cancel run with status 'cancelled'.");
+  });
+
+  test('cancelling a run waiting for tool outputs cancels it and its step; a completed run cannot be cancelled', async () => {
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue({ toolCalls: [{ name: 'calculate_order_total', arguments: '{}' }] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const cancelled = await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+    assert.equal(cancelled.status, 'cancelling');
+    const final = await client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.equal(final.status, 'cancelled');
+    const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
+    assert.equal(step!.status, 'cancelled');
+
+    upstream.enqueue({ text: 'hi' });
+    const completed = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(completed.status, 'completed');
+    const response = await server.api.post(`/v1/threads/${thread.id}/runs/${completed.id}/cancel`);
+    assert.equal(response.status, 400);
+    assert.equal((response.body.error as { message: string }).message, "Cannot cancel run with status 'completed'.");
+  });
+
+  test('the thread lock: while a run is active no other run starts and no message is added', async () => {
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue({ toolCalls: [{ name: 'calculate_order_total', arguments: '{}' }] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const second = await server.api.post(`/v1/threads/${thread.id}/runs`, { assistant_id: assistant.id });
+    assert.equal(second.status, 400);
+    assert.equal(
+      (second.body.error as { message: string }).message,
+      `Thread ${thread.id} already has an active run ${run.id}.`,
+    );
+    const message = await server.api.post(`/v1/threads/${thread.id}/messages`, { role: 'user', content: 'more' });
+    assert.equal(message.status, 400);
+    assert.equal(
+      (message.body.error as { message: string }).message,
+      `Can't add messages to ${thread.id} while a run ${run.id} is active.`,
+    );
+    await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+  });
+
+  test('50 concurrent run creations on one thread: exactly one succeeds', async () => {
+    const assistant = await assistantWith([orderTool]);
+    upstream.setDefault(orderModel);
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        server.api.post(`/v1/threads/${thread.id}/runs`, { assistant_id: assistant.id }),
+      ),
+    );
+    const statuses = responses.map((r) => r.status);
+    assert.equal(statuses.filter((s) => s === 200).length, 1);
+    assert.equal(statuses.filter((s) => s === 400).length, 49);
+    const winner = responses.find((r) => r.status === 200)!.body.id as string;
+    const final = await client.beta.threads.runs.poll(winner, { thread_id: thread.id });
+    if (final.status === 'requires_action') await client.beta.threads.runs.cancel(winner, { thread_id: thread.id });
+  });
+
+  test('truncation last_messages: 2 sends the system message and exactly the last 2 messages', async () => {
+    upstream.setDefault({ text: 'ok' });
+    const assistant = await assistantWith();
+    const thread = await client.beta.threads.create({
+      messages: Array.from({ length: 10 }, (_, i) => ({ role: 'user' as const, content: `message ${i}` })),
+    });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      truncation_strategy: { type: 'last_messages', last_messages: 2 },
+    });
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(run.truncation_strategy, { type: 'last_messages', last_messages: 2 });
+    const sent = upstream.requests.at(-1)!.body.messages as ChatMessage[];
+    assert.deepEqual(sent, [
+      { role: 'system', content: 'You are a shop assistant.' },
+      { role: 'user', content: 'message 8' },
+      { role: 'user', content: 'message 9' },
+    ]);
+  });
+
+  test('run options: instructions replace, additional_instructions append, additional_messages join the thread', async () => {
+    upstream.setDefault({ text: 'ok', usage: { prompt_tokens: 30, completion_tokens: 2 } });
+    const assistant = await assistantWith([], 'Base.');
+    const thread = await client.beta.threads.create();
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      additional_instructions: 'Also be kind.',
+      additional_messages: [{ role: 'user', content: 'Hello there' }],
+      temperature: 0.3,
+      metadata: { k: 'v' },
+    });
+    assert.equal(run.instructions, 'Base.\n\nAlso be kind.');
+    assert.equal(run.temperature, 0.3);
+    assert.deepEqual(run.metadata, { k: 'v' });
+    assert.deepEqual(run.usage, { prompt_tokens: 30, completion_tokens: 2, total_tokens: 32 });
+    const body = upstream.requests.at(-1)!.body;
+    assert.equal(body.temperature, 0.3);
+    assert.deepEqual(body.messages, [
+      { role: 'system', content: 'Base.\n\nAlso be kind.' },
+      { role: 'user', content: 'Hello there' },
+    ]);
+    const replaced = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      instructions: 'Replaced.',
+    });
+    assert.equal(replaced.instructions, 'Replaced.');
+    const listed = await client.beta.threads.runs.list(thread.id);
+    assert.deepEqual(
+      listed.data.map((r) => r.id),
+      [replaced.id, run.id],
+    );
+    const modified = await client.beta.threads.runs.update(run.id, { thread_id: thread.id, metadata: { k: 'w' } });
+    assert.deepEqual(modified.metadata, { k: 'w' });
+  });
+
+  test('max_completion_tokens reached → incomplete run and an incomplete message', async () => {
+    upstream.setDefault({
+      text: 'a long answer',
+      finishReason: 'length',
+      usage: { prompt_tokens: 20, completion_tokens: 256 },
+    });
+    const assistant = await assistantWith();
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Write a lot' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_completion_tokens: 256,
+    });
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+    assert.equal(upstream.requests.at(-1)!.body.max_tokens, 256);
+    const [message] = (await client.beta.threads.messages.list(thread.id, { limit: 1 })).data;
+    assert.equal(message!.status, 'incomplete');
+    assert.deepEqual(message!.incomplete_details, { reason: 'max_tokens' });
+  });
+
+  test('max_prompt_tokens too small for the prompt → incomplete without calling the model', async () => {
+    const assistant = await assistantWith();
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'word '.repeat(400) }] });
+    const before = upstream.requests.length;
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_prompt_tokens: 256,
+    });
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
+    assert.equal(upstream.requests.length, before);
+  });
+
+  test('upstream 500 on every try → failed with server_error; 429 → rate_limit_exceeded; 400 → invalid_prompt', async () => {
+    const assistant = await assistantWith();
+    for (const [reply, code] of [
+      [{ status: 500, body: { error: { message: 'boom' } } }, 'server_error'],
+      [
+        { status: 429, body: { error: { message: 'slow down' } }, headers: { 'retry-after': '0' } },
+        'rate_limit_exceeded',
+      ],
+      [{ status: 400, body: { error: { message: 'context length exceeded' } } }, 'invalid_prompt'],
+    ] as const) {
+      upstream.setDefault(reply);
+      const before = upstream.requests.length;
+      const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+      const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+      assert.equal(run.status, 'failed');
+      assert.equal(run.last_error?.code, code);
+      assert.ok(run.failed_at);
+      // ASSISTD_UPSTREAM_MAX_RETRIES=1: retryable errors are tried twice, the 400 once.
+      assert.equal(upstream.requests.length - before, code === 'invalid_prompt' ? 1 : 2);
+    }
+    upstream.setDefault({ text: 'OK' });
+  });
+
+  test('a transient upstream failure is retried and the run completes', async () => {
+    upstream.enqueue({ resetAfterChunks: 1, text: ['par', 'tial'] }, { text: 'whole answer' });
+    const assistant = await assistantWith();
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed');
+    const messages = (await client.beta.threads.messages.list(thread.id)).data;
+    assert.equal(messages.length, 2);
+    assert.equal((messages[0]!.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.value, 'whole answer');
+  });
+
+  test('createAndRunPoll creates the thread and runs it', async () => {
+    upstream.setDefault({ text: 'Hi!' });
+    const assistant = await assistantWith();
+    const run = await client.beta.threads.createAndRunPoll({
+      assistant_id: assistant.id,
+      thread: { messages: [{ role: 'user', content: 'Hello' }], metadata: { via: 'createAndRun' } },
+    });
+    assert.equal(run.status, 'completed');
+    const thread = await client.beta.threads.retrieve(run.thread_id);
+    assert.deepEqual(thread.metadata, { via: 'createAndRun' });
+    const messages = (await client.beta.threads.messages.list(run.thread_id, { order: 'asc' })).data;
+    assert.deepEqual(
+      messages.map((m) => m.role),
+      ['user', 'assistant'],
+    );
+  });
+
+  test('run errors: unknown assistant, unknown run, unknown thread, streaming not yet supported', async () => {
+    const thread = await client.beta.threads.create();
+    const noAssistant = await server.api.post(`/v1/threads/${thread.id}/runs`, { assistant_id: 'asst_nope' });
+    assert.equal(noAssistant.status, 404);
+    assert.equal((noAssistant.body.error as { message: string }).message, "No assistant found with id 'asst_nope'.");
+    assert.equal((await server.api.get(`/v1/threads/${thread.id}/runs/run_nope`)).status, 404);
+    assert.equal((await server.api.get('/v1/threads/thread_nope/runs')).status, 404);
+    const assistant = await assistantWith();
+    const streaming = await server.api.post(`/v1/threads/${thread.id}/runs`, {
+      assistant_id: assistant.id,
+      stream: true,
+    });
+    assert.equal(streaming.status, 400);
+    assert.equal((streaming.body.error as { param: string }).param, 'stream');
+  });
+});

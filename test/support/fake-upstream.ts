@@ -1,0 +1,447 @@
+/**
+ * A scripted OpenAI Chat Completions server on 127.0.0.1 for tests and benchmarks: real HTTP and real SSE framing,
+ * so the code under test talks to it through its ordinary client. Replies are scripted per request (`enqueue`) or
+ * by a default (`setDefault`); every request is recorded, including when the client hung up before the end.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** The parsed JSON body of a `POST /v1/chat/completions`, loosely typed: tests assert on what was sent. */
+export interface ChatCompletionsBody {
+  model: string;
+  messages: Array<Record<string, unknown>>;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  tools?: Array<{ type: string; function: { name: string; description?: string; parameters?: unknown } }>;
+  [key: string]: unknown;
+}
+
+export interface UpstreamUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+export interface RecordedRequest {
+  body: ChatCompletionsBody;
+  headers: IncomingHttpHeaders;
+  /** Date.now() when the body had been read. */
+  receivedAt: number;
+  /** The reply this request was answered with. */
+  reply: Reply;
+  /** Date.now() when the response had been fully written. */
+  finishedAt?: number;
+  /** Date.now() when the client closed the connection before the response was complete. */
+  abortedAt?: number;
+}
+
+export interface TextReply {
+  /** The completion; an array is streamed one element per SSE chunk. */
+  text: string | string[];
+  /** `null`: the upstream reports no usage at all. Default: estimated from the request and the text (~4 chars a token). */
+  usage?: UpstreamUsage | null;
+  finishReason?: 'stop' | 'length' | 'content_filter';
+  /** Overrides the server's `chunkDelayMs` for this reply. */
+  chunkDelayMs?: number;
+}
+
+export interface ToolCallsReply {
+  /** Streamed in order: each call's first delta has id/name/empty arguments, then its arguments in 2+ fragments. */
+  toolCalls: Array<{ name: string; arguments: string; id?: string }>;
+  usage?: UpstreamUsage | null;
+  chunkDelayMs?: number;
+}
+
+export interface ErrorReply {
+  status: number;
+  /** Default: `{ error: { message, type, param: null, code: null } }` with a message fitting the status. */
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface HangReply {
+  hang: true;
+  /** Send `200` and the SSE headers first (the stream then stalls); by default nothing at all is sent. */
+  sendHeaders?: boolean;
+}
+
+export interface ResetReply {
+  /** Streams the first `resetAfterChunks` elements of `text`, then destroys the socket. */
+  resetAfterChunks: number;
+  text: string[];
+}
+
+export type Reply = TextReply | ToolCallsReply | ErrorReply | HangReply | ResetReply;
+
+export interface FakeUpstreamOptions {
+  /** Delay before the first byte of every response. */
+  latencyMs?: number;
+  /** Delay between two SSE chunks. */
+  chunkDelayMs?: number;
+}
+
+const DEFAULT_REPLY: Reply = { text: 'OK' };
+
+function estimateTokens(text: string): number {
+  return Math.max(1, Math.ceil(text.length / 4));
+}
+
+function defaultErrorMessage(status: number): { message: string; type: string } {
+  if (status === 429) return { message: 'Rate limit reached. Please try again later.', type: 'requests' };
+  if (status >= 500) return { message: 'The server had an error while processing your request.', type: 'server_error' };
+  return { message: `Request failed with status ${status}.`, type: 'invalid_request_error' };
+}
+
+/** Splits a string into `count` consecutive fragments (some possibly empty when the string is shorter). */
+function fragments(value: string, count: number): string[] {
+  const size = Math.ceil(value.length / count);
+  return Array.from({ length: count }, (_, i) => value.slice(i * size, (i + 1) * size));
+}
+
+export class FakeUpstream {
+  readonly baseUrl: string;
+  readonly requests: RecordedRequest[] = [];
+  /** Called for every request once recorded, before its reply is chosen (it may `enqueue`). */
+  onRequest: ((request: RecordedRequest) => void) | undefined;
+
+  private readonly server: Server;
+  private readonly options: FakeUpstreamOptions;
+  private readonly sockets = new Set<Socket>();
+  private readonly closing = new AbortController();
+  private readonly queue: Reply[] = [];
+  private fallback: Reply | ((request: RecordedRequest) => Reply) = DEFAULT_REPLY;
+  private readonly waiters = new Set<() => void>();
+
+  private constructor(server: Server, options: FakeUpstreamOptions) {
+    this.server = server;
+    this.options = options;
+    const { port } = server.address() as AddressInfo;
+    this.baseUrl = `http://127.0.0.1:${port}/v1`;
+  }
+
+  static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const upstream = new FakeUpstream(server, options);
+    server.on('connection', (socket) => {
+      upstream.sockets.add(socket);
+      socket.once('close', () => upstream.sockets.delete(socket));
+    });
+    server.on('request', (req, res) => {
+      upstream.handle(req, res).catch((error: unknown) => {
+        if (!res.headersSent && !res.destroyed) {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { message: String(error), type: 'server_error', param: null, code: null } }));
+        } else res.destroy();
+      });
+    });
+    return upstream;
+  }
+
+  /** Replies for the next requests, consumed in order, one per request. */
+  enqueue(...replies: Reply[]): void {
+    this.queue.push(...replies);
+  }
+
+  /** The reply when the queue is empty (initially the text "OK"). */
+  setDefault(reply: Reply | ((request: RecordedRequest) => Reply)): void {
+    this.fallback = reply;
+  }
+
+  /** Resolves once at least `count` requests have been recorded. */
+  waitForRequests(count: number, timeoutMs = 2000): Promise<RecordedRequest[]> {
+    return this.waitFor(() => this.requests.length >= count, timeoutMs, `${count} upstream request(s)`).then(() =>
+      this.requests.slice(0, count),
+    );
+  }
+
+  /** Resolves once the client has closed `request`'s connection before the response was complete. */
+  waitForAbort(request: RecordedRequest, timeoutMs = 2000): Promise<number> {
+    return this.waitFor(() => request.abortedAt !== undefined, timeoutMs, 'the client to abort the request').then(
+      () => request.abortedAt!,
+    );
+  }
+
+  /** Stops listening and destroys every open connection, hanging ones included. */
+  async close(): Promise<void> {
+    this.closing.abort();
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  private waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    if (condition()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!condition()) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      this.waiters.add(check);
+    });
+  }
+
+  private notify(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'POST' || path !== '/v1/chat/completions') {
+      return sendJson(res, 404, {
+        error: {
+          message: `Unknown request URL: ${req.method} ${path}`,
+          type: 'invalid_request_error',
+          param: null,
+          code: 'unknown_url',
+        },
+      });
+    }
+    let body: ChatCompletionsBody;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ChatCompletionsBody;
+    } catch {
+      return sendJson(res, 400, {
+        error: {
+          message: 'We could not parse the JSON body of your request.',
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      });
+    }
+
+    const recorded: RecordedRequest = { body, headers: req.headers, receivedAt: Date.now(), reply: DEFAULT_REPLY };
+    this.requests.push(recorded);
+    this.onRequest?.(recorded);
+    const queued = this.queue.shift();
+    const fallback = this.fallback;
+    const reply = queued ?? (typeof fallback === 'function' ? fallback(recorded) : fallback);
+    recorded.reply = reply;
+
+    let resetByUs = false;
+    res.once('close', () => {
+      if (res.writableFinished) recorded.finishedAt = Date.now();
+      else if (!resetByUs && !this.closing.signal.aborted) recorded.abortedAt = Date.now();
+      this.notify();
+    });
+    this.notify();
+
+    const writer = new ReplyWriter(res, body, this.closing.signal, () => {
+      resetByUs = true;
+    });
+    if (!(await writer.pause(this.options.latencyMs))) return;
+    await writer.write(reply, this.options.chunkDelayMs ?? 0);
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+    ...headers,
+  });
+  res.end(payload);
+}
+
+/** Writes one reply, as SSE when the request asked for a stream, and stops quietly once the connection is gone. */
+class ReplyWriter {
+  private readonly id = `chatcmpl-${randomUUID().replaceAll('-', '').slice(0, 24)}`;
+  private readonly created = Math.floor(Date.now() / 1000);
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly body: ChatCompletionsBody,
+    private readonly closing: AbortSignal,
+    private readonly markReset: () => void,
+  ) {}
+
+  private get gone(): boolean {
+    return this.res.destroyed || this.closing.aborted;
+  }
+
+  /** Waits `ms`; false when the connection went away meanwhile. */
+  async pause(ms: number | undefined): Promise<boolean> {
+    if (ms && ms > 0) {
+      try {
+        await sleep(ms, undefined, { signal: this.closing });
+      } catch {
+        return false;
+      }
+    }
+    return !this.gone;
+  }
+
+  async write(reply: Reply, serverChunkDelayMs: number): Promise<void> {
+    if ('status' in reply) return this.error(reply);
+    if ('hang' in reply) {
+      if (reply.sendHeaders) this.startStream();
+      return; // never finishes; close() or the client ends it
+    }
+    const streaming = this.body.stream === true;
+    if ('resetAfterChunks' in reply) {
+      if (streaming) {
+        this.startStream();
+        await this.send({ role: 'assistant', content: '' }, null);
+        for (const piece of reply.text.slice(0, reply.resetAfterChunks)) {
+          if (!(await this.pause(serverChunkDelayMs))) return;
+          await this.send({ content: piece }, null);
+        }
+        await this.pause(10); // let the client read what was sent before the reset
+      }
+      this.markReset();
+      this.res.destroy();
+      return;
+    }
+    const delay = reply.chunkDelayMs ?? serverChunkDelayMs;
+    if ('toolCalls' in reply) return streaming ? this.streamToolCalls(reply, delay) : this.completeToolCalls(reply);
+    return streaming ? this.streamText(reply, delay) : this.completeText(reply);
+  }
+
+  private error(reply: ErrorReply): void {
+    const body = reply.body ?? { error: { ...defaultErrorMessage(reply.status), param: null, code: null } };
+    sendJson(this.res, reply.status, body, reply.headers);
+  }
+
+  private usage(reply: TextReply | ToolCallsReply, completion: string): UpstreamUsage | null {
+    if (reply.usage !== undefined) return reply.usage;
+    return {
+      prompt_tokens: estimateTokens(JSON.stringify(this.body.messages ?? [])),
+      completion_tokens: estimateTokens(completion),
+    };
+  }
+
+  private usageField(usage: UpstreamUsage | null): ({ total_tokens: number } & UpstreamUsage) | undefined {
+    return usage ? { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } : undefined;
+  }
+
+  private get includeUsage(): boolean {
+    return this.body.stream_options?.include_usage === true;
+  }
+
+  private startStream(): void {
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-request-id': `req_${randomUUID().replaceAll('-', '')}`,
+    });
+    this.res.flushHeaders();
+  }
+
+  private frame(payload: unknown): Promise<void> {
+    if (this.gone) return Promise.resolve();
+    return new Promise((resolve) => this.res.write(`data: ${JSON.stringify(payload)}\n\n`, () => resolve()));
+  }
+
+  private chunk(choices: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+      id: this.id,
+      object: 'chat.completion.chunk',
+      created: this.created,
+      model: this.body.model,
+      system_fingerprint: 'fp_fake',
+      choices,
+      ...(this.includeUsage ? { usage: null } : {}),
+      ...extra,
+    };
+  }
+
+  private send(delta: Record<string, unknown>, finishReason: string | null): Promise<void> {
+    return this.frame(this.chunk([{ index: 0, delta, logprobs: null, finish_reason: finishReason }]));
+  }
+
+  private async finishStream(finishReason: string, usage: UpstreamUsage | null, delay: number): Promise<void> {
+    if (!(await this.pause(delay))) return;
+    await this.send({}, finishReason);
+    if (this.includeUsage && usage) await this.frame(this.chunk([], { usage: this.usageField(usage) }));
+    if (this.gone) return;
+    this.res.end('data: [DONE]\n\n');
+  }
+
+  private async streamText(reply: TextReply, delay: number): Promise<void> {
+    const pieces = typeof reply.text === 'string' ? [reply.text] : reply.text;
+    this.startStream();
+    await this.send({ role: 'assistant', content: '', refusal: null }, null);
+    for (const piece of pieces) {
+      if (!(await this.pause(delay))) return;
+      await this.send({ content: piece }, null);
+    }
+    await this.finishStream(reply.finishReason ?? 'stop', this.usage(reply, pieces.join('')), delay);
+  }
+
+  private async streamToolCalls(reply: ToolCallsReply, delay: number): Promise<void> {
+    this.startStream();
+    await this.send({ role: 'assistant', content: null }, null);
+    for (const [index, call] of reply.toolCalls.entries()) {
+      if (!(await this.pause(delay))) return;
+      const id = call.id ?? `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`;
+      await this.send(
+        { tool_calls: [{ index, id, type: 'function', function: { name: call.name, arguments: '' } }] },
+        null,
+      );
+      for (const fragment of fragments(call.arguments, call.arguments.length >= 6 ? 3 : 2)) {
+        if (!(await this.pause(delay))) return;
+        await this.send({ tool_calls: [{ index, function: { arguments: fragment } }] }, null);
+      }
+    }
+    const completion = reply.toolCalls.map((call) => call.name + call.arguments).join('');
+    await this.finishStream('tool_calls', this.usage(reply, completion), delay);
+  }
+
+  private completion(message: Record<string, unknown>, finishReason: string, usage: UpstreamUsage | null): unknown {
+    return {
+      id: this.id,
+      object: 'chat.completion',
+      created: this.created,
+      model: this.body.model,
+      system_fingerprint: 'fp_fake',
+      choices: [{ index: 0, message: { refusal: null, ...message }, logprobs: null, finish_reason: finishReason }],
+      ...(usage ? { usage: this.usageField(usage) } : {}),
+    };
+  }
+
+  private completeText(reply: TextReply): void {
+    const text = typeof reply.text === 'string' ? reply.text : reply.text.join('');
+    const body = this.completion(
+      { role: 'assistant', content: text },
+      reply.finishReason ?? 'stop',
+      this.usage(reply, text),
+    );
+    sendJson(this.res, 200, body);
+  }
+
+  private completeToolCalls(reply: ToolCallsReply): void {
+    const toolCalls = reply.toolCalls.map((call) => ({
+      id: call.id ?? `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
+      type: 'function',
+      function: { name: call.name, arguments: call.arguments },
+    }));
+    const completion = reply.toolCalls.map((call) => call.name + call.arguments).join('');
+    const body = this.completion(
+      { role: 'assistant', content: null, tool_calls: toolCalls },
+      'tool_calls',
+      this.usage(reply, completion),
+    );
+    sendJson(this.res, 200, body);
+  }
+}
