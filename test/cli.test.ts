@@ -30,6 +30,9 @@ describe('assistd CLI', () => {
       [{ ASSISTD_DATABASE_URL: 'not a url' }, 'ASSISTD_DATABASE_URL'],
       [{ ASSISTD_DATABASE_URL: 'mysql://localhost/db' }, 'ASSISTD_DATABASE_URL'],
       [{ ASSISTD_LOG_LEVEL: 'loud' }, 'ASSISTD_LOG_LEVEL'],
+      [{ ASSISTD_UPSTREAM_BASE_URL: 'ftp://models' }, 'ASSISTD_UPSTREAM_BASE_URL'],
+      [{ ASSISTD_WORKER_CONCURRENCY: 'many' }, 'ASSISTD_WORKER_CONCURRENCY'],
+      [{ ASSISTD_RUN_EXPIRES_AFTER_S: '0' }, 'ASSISTD_RUN_EXPIRES_AFTER_S'],
     ];
     await Promise.all(
       cases.map(async ([env, setting]) => {

@@ -23,6 +23,15 @@ async function waitForRun(
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomplete']);
+
+/** An assistant on `model`, a thread with one message, a run of it; resolves with the run once it has ended. */
+async function runToEnd(api: ApiClient, model: string, timeoutMs: number): Promise<Body> {
+  const assistant = await api.post('/v1/assistants', { model });
+  const thread = await api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+  const run = await api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
+  const threadId = thread.body.id as string;
+  return waitForRun(api, threadId, run.body.id as string, (r) => TERMINAL.has(r.status as string), timeoutMs);
+}
 const tool = { type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } };
 
 describe('run lifecycle', () => {
@@ -83,16 +92,7 @@ describe('run lifecycle', () => {
     });
     try {
       upstream.enqueue({ hang: true });
-      const assistant = await server.api.post('/v1/assistants', { model: 'm' });
-      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
-      const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
-      const final = await waitForRun(
-        server.api,
-        thread.body.id as string,
-        run.body.id as string,
-        (r) => TERMINAL.has(r.status as string),
-        5000,
-      );
+      const final = await runToEnd(server.api, 'm', 5000);
       assert.equal(final.status, 'failed');
       assert.equal((final.last_error as Body).code, 'server_error');
       assert.match((final.last_error as Body).message as string, /timed out/);
@@ -104,16 +104,7 @@ describe('run lifecycle', () => {
   test('a run whose model has no backend fails with a clear last_error', async () => {
     const server = await startTestServer();
     try {
-      const assistant = await server.api.post('/v1/assistants', { model: 'nowhere-model' });
-      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
-      const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
-      const final = await waitForRun(
-        server.api,
-        thread.body.id as string,
-        run.body.id as string,
-        (r) => TERMINAL.has(r.status as string),
-        3000,
-      );
+      const final = await runToEnd(server.api, 'nowhere-model', 3000);
       assert.equal(final.status, 'failed');
       assert.match(
         (final.last_error as Body).message as string,

@@ -413,6 +413,32 @@ describe('run engine', () => {
     upstream.setDefault({ text: 'OK' });
   });
 
+  test("a 429's retry-after is honoured before the next attempt", async () => {
+    upstream.enqueue(
+      { status: 429, body: { error: { message: 'slow down' } }, headers: { 'retry-after': '1' } },
+      { text: 'ok' },
+    );
+    const assistant = await assistantWith();
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    const before = upstream.requests.length;
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed');
+    const [first, second] = upstream.requests.slice(before);
+    assert.ok(
+      second!.receivedAt - first!.receivedAt >= 950,
+      `retried after ${second!.receivedAt - first!.receivedAt} ms`,
+    );
+  });
+
+  test('usage is counted with the tokenizer when the upstream reports none', async () => {
+    upstream.enqueue({ text: 'hello world', usage: null });
+    const assistant = await assistantWith([], '');
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hello world' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    // o200k: "hello world" is 2 tokens; the prompt is one user message (3 + 1 role + 2) plus 3 for the reply.
+    assert.deepEqual(run.usage, { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 });
+  });
+
   test('a transient upstream failure is retried and the run completes', async () => {
     upstream.enqueue({ resetAfterChunks: 1, text: ['par', 'tial'] }, { text: 'whole answer' });
     const assistant = await assistantWith();

@@ -149,13 +149,7 @@ export class SqlStore implements Store {
 
   async createMessage(scope: Scope, message: Message): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      const thread = await trx
-        .selectFrom('threads')
-        .select('id')
-        .where('project_id', '=', scope.projectId)
-        .where('id', '=', message.thread_id)
-        .executeTakeFirst();
-      if (!thread) throw notFound('thread', message.thread_id);
+      await requireThread(trx, scope, message.thread_id);
       const active = await activeRunOf(trx, message.thread_id);
       if (active) throw messagesLockedByRun(message.thread_id, active);
       await trx.insertInto('messages').values(messageToRow(scope, message)).execute();
@@ -244,13 +238,7 @@ export class SqlStore implements Store {
 
   async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      const thread = await trx
-        .selectFrom('threads')
-        .select('id')
-        .where('project_id', '=', scope.projectId)
-        .where('id', '=', run.thread_id)
-        .executeTakeFirst();
-      if (!thread) throw notFound('thread', run.thread_id);
+      await requireThread(trx, scope, run.thread_id);
       await insertRun(trx, scope, run, additionalMessages);
     });
   }
@@ -426,6 +414,17 @@ export class SqlStore implements Store {
       lock: { lockedBy: row.locked_by, lockedUntil: row.locked_until === null ? null : Number(row.locked_until) },
     }));
   }
+}
+
+/** Inside a write transaction: the thread must exist in the scope, else the official not-found error. */
+async function requireThread(db: Executor, scope: Scope, threadId: string): Promise<void> {
+  const thread = await db
+    .selectFrom('threads')
+    .select('id')
+    .where('project_id', '=', scope.projectId)
+    .where('id', '=', threadId)
+    .executeTakeFirst();
+  if (!thread) throw notFound('thread', threadId);
 }
 
 async function activeRunOf(db: Executor, threadId: string): Promise<string | undefined> {
