@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
-import { newId } from '../domain/ids.ts';
 import type { Message, MessageIncompleteReason } from '../domain/objects.ts';
 import { transition } from '../domain/run-state-machine.ts';
-import type { Run, RunError, RunToolCall, Usage } from '../domain/runs.ts';
+import type { Run, RunError, RunStepStatus, Usage } from '../domain/runs.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
 import { type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../providers/provider.ts';
 import type { ClaimedRun, RunCommit, Scope, Store, StoredStep } from '../storage/store.ts';
@@ -11,6 +10,7 @@ import { buildContext } from './context.ts';
 import { endOpenSteps, runUsage } from './run-accounting.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 import { countTextTokens } from './tokens.ts';
+import { TurnOutput } from './turn-output.ts';
 
 /** Why an execution was told to stop (the reason its AbortSignal carries). */
 export type StopReason = 'cancel' | 'expire' | 'lease_lost' | 'shutdown';
@@ -25,10 +25,13 @@ export interface ExecutorOptions {
 }
 
 interface ModelTurn {
-  text: string;
-  toolCalls: Array<{ name: string; arguments: string }>;
   usage: { prompt_tokens: number; completion_tokens: number } | undefined;
   finish: FinishReason | undefined;
+}
+
+/** The execution's current turn, if any, so that a stop can record what it produced. */
+interface TurnRef {
+  output: TurnOutput | undefined;
 }
 
 const RELEASED = { lockedBy: null, lockedUntil: null };
@@ -36,10 +39,14 @@ const MAX_BACKOFF_MS = 8000;
 const MAX_RETRY_AFTER_MS = 60_000;
 
 /**
- * Executes a claimed run: one model turn, ending in `requires_action` (tool calls) or a terminal status. Nothing
- * is written while the model streams; the turn's result — message, step, run status — is committed in one
- * transaction fenced on this worker's lease, so a crash mid-turn leaves the run to be retried from the same point
- * and never writes an assistant message twice.
+ * Executes a claimed run: one model turn, ending in `requires_action` (tool calls) or a terminal status. While the
+ * model streams, its output is published as run events (TurnOutput) but nothing is written; the turn's result —
+ * message, steps, run status — is committed in one transaction fenced on this worker's lease, and only then are the
+ * closing events published. A crash mid-turn leaves the run to be retried from the same point, and no assistant
+ * message is ever written twice.
+ *
+ * An upstream failure is retried only while the attempt has published nothing: once text has reached a stream, a
+ * retry would show it twice, so the run fails instead and keeps the partial message as `incomplete`.
  */
 export class RunExecutor {
   private readonly options: ExecutorOptions;
@@ -50,24 +57,26 @@ export class RunExecutor {
 
   /** Never throws: every outcome is recorded on the run. */
   async execute({ scope, run: claimed }: ClaimedRun, workerId: string, signal: AbortSignal): Promise<void> {
-    const partial = { text: '' };
+    const ref: TurnRef = { output: undefined };
     try {
       let run = claimed;
-      if (run.status === 'cancelling') return await this.finishCancel(scope, run.id, run.thread_id, workerId, partial);
+      if (run.status === 'cancelling') return await this.finishCancel(scope, run, workerId, ref.output);
       if (run.status === 'queued') {
         const started = transition(run, { type: 'start', at: unixSeconds() }).run;
         if (!(await this.commit(scope, { run: started, expect: { status: 'queued', lockedBy: workerId } })))
-          return await this.settle(scope, run, workerId, partial);
+          return await this.settle(scope, run, workerId, ref.output);
         run = started;
       }
-      await this.turn(scope, run, workerId, signal, partial);
+      await this.turn(scope, run, workerId, signal, ref);
     } catch (error) {
-      if (signal.aborted) return await this.stopped(scope, claimed, workerId, signal.reason as StopReason, partial);
-      await this.failUnexpectedly(scope, claimed, workerId, error);
+      if (signal.aborted) return await this.stopped(scope, claimed, workerId, signal.reason as StopReason, ref.output);
+      await this.failUnexpectedly(scope, claimed, workerId, error, ref.output);
+    } finally {
+      this.options.bus.setLiveTurn(claimed.id, undefined);
     }
   }
 
-  private async turn(scope: Scope, run: Run, workerId: string, signal: AbortSignal, partial: { text: string }) {
+  private async turn(scope: Scope, run: Run, workerId: string, signal: AbortSignal, ref: TurnRef) {
     const { store, router, contextWindow } = this.options;
     const provider = router.resolve(run.model);
     if (!provider)
@@ -102,63 +111,61 @@ export class RunExecutor {
     }
 
     const request = this.chatRequest(run, context.messages, completionLeft);
+    const output = new TurnOutput(run, this.options.bus, unixSeconds());
+    ref.output = output;
     let turn: ModelTurn;
     try {
-      turn = await this.callModel(provider, request, signal, partial);
+      turn = await this.callModel(provider, request, signal, output, run.parallel_tool_calls);
     } catch (error) {
       if (error instanceof ProviderError && !signal.aborted)
-        return this.fail(scope, run, workerId, { code: error.code, message: error.message });
+        return this.fail(scope, run, workerId, { code: error.code, message: error.message }, output);
       throw error;
     }
     const usage = toUsage(
       turn.usage ?? {
         prompt_tokens: context.promptTokens,
-        completion_tokens: countTextTokens(turn.text + turn.toolCalls.map((c) => c.name + c.arguments).join('')),
+        completion_tokens: countTextTokens(
+          output.textSoFar + output.calls.map((c) => c.function.name + c.function.arguments).join(''),
+        ),
       },
     );
 
-    const at = unixSeconds();
-    if (turn.toolCalls.length > 0) {
-      const calls: RunToolCall[] = (run.parallel_tool_calls ? turn.toolCalls : turn.toolCalls.slice(0, 1)).map(
-        (call) => ({ id: newId('call'), type: 'function', function: { name: call.name, arguments: call.arguments } }),
-      );
-      const step = newStep(run, at, {
-        type: 'tool_calls',
-        tool_calls: calls.map((c) => ({ ...c, function: { ...c.function, output: null } })),
-      });
+    const at = output.at;
+    if (output.toolStep) {
+      const calls = output.calls.filter(Boolean);
       const next = transition(run, { type: 'require_action', at, toolCalls: calls }).run;
       const committed = await this.commit(scope, {
         run: next,
         expect: { status: 'in_progress', lockedBy: workerId },
         lock: RELEASED,
-        steps: [{ ...step, turn_usage: usage }],
+        steps: [...(output.earlier ? [output.earlier.step] : []), { ...output.toolStep, turn_usage: usage }],
+        messages: output.earlier ? [output.earlier.message] : [],
       });
-      if (!committed) await this.settle(scope, run, workerId, partial);
+      if (!committed) await this.settle(scope, run, workerId, output);
       return;
     }
 
+    output.ensureMessage();
     const hitBudget = turn.finish === 'length' && completionLeft !== null && usage.completion_tokens >= completionLeft;
     const incompleteReason: MessageIncompleteReason | null =
       turn.finish === 'length' ? 'max_tokens' : turn.finish === 'content_filter' ? 'content_filter' : null;
-    const message = assistantMessage(run, turn.text, at, incompleteReason);
-    const step: StoredStep = {
-      ...newStep(run, at, { type: 'message_creation', message_creation: { message_id: message.id } }),
-      status: 'completed',
-      completed_at: at,
-      usage,
-    };
+    const { message, step } = output.finishedMessage(usage, incompleteReason);
     const total = runUsage([...steps, step]);
     const next = hitBudget
       ? transition(run, { type: 'incomplete', at, reason: 'max_completion_tokens', usage: total }).run
       : transition(run, { type: 'complete', at, usage: total }).run;
-    const committed = await this.commit(scope, {
-      run: next,
-      expect: { status: 'in_progress', lockedBy: workerId },
-      lock: RELEASED,
-      steps: [step],
-      messages: [message],
-    });
-    if (!committed) await this.settle(scope, run, workerId, partial);
+    const committed = await this.commit(
+      scope,
+      {
+        run: next,
+        expect: { status: 'in_progress', lockedBy: workerId },
+        lock: RELEASED,
+        steps: [step],
+        messages: [message],
+      },
+      () => output.publishMessageEnd(message, step),
+    );
+    if (!committed) await this.settle(scope, run, workerId, output);
   }
 
   private chatRequest(run: Run, messages: ChatRequest['messages'], completionLeft: number | null): ChatRequest {
@@ -185,28 +192,20 @@ export class RunExecutor {
     provider: ModelProvider,
     request: ChatRequest,
     signal: AbortSignal,
-    partial: { text: string },
+    output: TurnOutput,
+    parallel: boolean,
   ): Promise<ModelTurn> {
     for (let attempt = 0; ; attempt++) {
-      const turn: ModelTurn = { text: '', toolCalls: [], usage: undefined, finish: undefined };
-      partial.text = '';
+      const turn: ModelTurn = { usage: undefined, finish: undefined };
       try {
         for await (const event of provider.stream(request, signal)) {
           switch (event.type) {
             case 'text':
-              turn.text += event.text;
-              partial.text = turn.text;
+              output.addText(event.text);
               break;
-            case 'tool_call': {
-              let call = turn.toolCalls[event.index];
-              if (!call) {
-                call = { name: '', arguments: '' };
-                turn.toolCalls[event.index] = call;
-              }
-              if (event.name) call.name = event.name;
-              if (event.arguments) call.arguments += event.arguments;
+            case 'tool_call':
+              output.addToolCall(event.index, event.name, event.arguments, parallel);
               break;
-            }
             case 'usage':
               turn.usage = event.usage;
               break;
@@ -215,16 +214,10 @@ export class RunExecutor {
               break;
           }
         }
-        turn.toolCalls = turn.toolCalls.filter(Boolean);
         return turn;
       } catch (error) {
-        if (
-          signal.aborted ||
-          !(error instanceof ProviderError) ||
-          !error.retryable ||
-          attempt >= this.options.maxRetries
-        )
-          throw error;
+        const retryable = error instanceof ProviderError && error.retryable && !output.published;
+        if (signal.aborted || !retryable || attempt >= this.options.maxRetries) throw error;
         const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
         const hinted = error.retryAfterMs !== undefined && error.retryAfterMs <= MAX_RETRY_AFTER_MS;
         this.options.logger.warn({ err: error.message, attempt }, 'upstream attempt failed; retrying');
@@ -234,10 +227,10 @@ export class RunExecutor {
   }
 
   /** The execution was told to stop: record what that means for the run. */
-  private async stopped(scope: Scope, run: Run, workerId: string, reason: StopReason, partial: { text: string }) {
+  private async stopped(scope: Scope, run: Run, workerId: string, reason: StopReason, output: TurnOutput | undefined) {
     try {
-      if (reason === 'cancel') return await this.finishCancel(scope, run.id, run.thread_id, workerId, partial);
-      if (reason === 'shutdown') return await this.settle(scope, run, workerId, partial);
+      if (reason === 'cancel') return await this.finishCancel(scope, run, workerId, output);
+      if (reason === 'shutdown') return await this.settle(scope, run, workerId, output);
       // 'expire': the sweeper already ended the run; 'lease_lost': another worker has it.
     } catch (error) {
       this.options.logger.error({ err: error, runId: run.id }, 'could not record a stopped run');
@@ -248,46 +241,40 @@ export class RunExecutor {
    * After a fence failed or the execution stopped: look at the run as it is now. A cancel this worker was left to
    * finish is finished; a run still held but not finished is handed back for another attempt.
    */
-  private async settle(scope: Scope, stale: Run, workerId: string, partial: { text: string }): Promise<void> {
+  private async settle(scope: Scope, stale: Run, workerId: string, output: TurnOutput | undefined): Promise<void> {
     const run = await this.options.store.getRun(scope, stale.thread_id, stale.id);
     if (!run) return;
-    if (run.status === 'cancelling') return this.finishCancel(scope, run.id, run.thread_id, workerId, partial);
+    if (run.status === 'cancelling') return this.finishCancel(scope, run, workerId, output);
     if (run.status === 'in_progress' || run.status === 'queued')
       await this.commit(scope, { run, expect: { status: run.status, lockedBy: workerId }, lock: RELEASED });
   }
 
-  /** cancelling → cancelled; text generated so far is kept as an incomplete message (`run_cancelled`). */
-  private async finishCancel(
-    scope: Scope,
-    runId: string,
-    threadId: string,
-    workerId: string,
-    partial: { text: string },
-  ): Promise<void> {
+  /** cancelling → cancelled; what the turn produced so far is kept, its message `incomplete` (`run_cancelled`). */
+  private async finishCancel(scope: Scope, stale: Run, workerId: string, output: TurnOutput | undefined) {
     const { store } = this.options;
-    const run = await store.getRun(scope, threadId, runId);
+    const run = await store.getRun(scope, stale.thread_id, stale.id);
     if (run?.status !== 'cancelling') return;
     const at = unixSeconds();
-    const steps = await store.runSteps(scope, runId);
-    const ended = endOpenSteps(steps, 'cancel', at);
-    const messages: Message[] = [];
-    if (partial.text !== '') {
-      const message = assistantMessage(run, partial.text, at, 'run_cancelled');
-      messages.push(message);
-      ended.push({
-        ...newStep(run, at, { type: 'message_creation', message_creation: { message_id: message.id } }),
-        status: 'cancelled',
-        cancelled_at: at,
-      });
-    }
+    const steps = await store.runSteps(scope, run.id);
+    const open = endOpenSteps(steps, 'cancel', at);
+    const turn = endTurn(output, at, 'cancelled', 'run_cancelled');
     const next = transition(run, { type: 'confirm_cancel', at, usage: runUsage(steps) }).run;
-    await this.commit(scope, {
-      run: next,
-      expect: { status: 'cancelling', lockedBy: workerId },
-      lock: RELEASED,
-      steps: ended,
-      messages,
-    });
+    await this.commit(
+      scope,
+      {
+        run: next,
+        expect: { status: 'cancelling', lockedBy: workerId },
+        lock: RELEASED,
+        steps: [...open, ...turn.steps],
+        messages: turn.messages,
+      },
+      () => {
+        output?.publishEnded(turn.endedMessages, [...open, ...turn.endedSteps]);
+        if (!output)
+          for (const step of open)
+            this.options.bus.publish(run.thread_id, run.id, { event: 'thread.run.step.cancelled', data: step });
+      },
+    );
   }
 
   private async end(
@@ -301,31 +288,97 @@ export class RunExecutor {
     await this.commit(scope, { run: next, expect: { status: 'in_progress', lockedBy: workerId }, lock: RELEASED });
   }
 
-  private async fail(scope: Scope, run: Run, workerId: string, error: RunError) {
+  /** The run fails; a turn's partial output is kept, its message `incomplete` (`run_failed`) and its step failed. */
+  private async fail(scope: Scope, run: Run, workerId: string, error: RunError, output?: TurnOutput) {
+    const at = unixSeconds();
     const steps = await this.options.store.runSteps(scope, run.id);
-    const next = transition(run, { type: 'fail', at: unixSeconds(), error, usage: runUsage(steps) }).run;
-    await this.commit(scope, { run: next, expect: { status: run.status, lockedBy: workerId }, lock: RELEASED });
+    const turn = endTurn(output, at, 'failed', 'run_failed', {
+      code: error.code === 'rate_limit_exceeded' ? 'rate_limit_exceeded' : 'server_error',
+      message: error.message,
+    });
+    const next = transition(run, { type: 'fail', at, error, usage: runUsage(steps) }).run;
+    await this.commit(
+      scope,
+      {
+        run: next,
+        expect: { status: run.status, lockedBy: workerId },
+        lock: RELEASED,
+        steps: turn.steps,
+        messages: turn.messages,
+      },
+      () => output?.publishEnded(turn.endedMessages, turn.endedSteps),
+    );
   }
 
-  private async failUnexpectedly(scope: Scope, claimed: Run, workerId: string, error: unknown) {
+  private async failUnexpectedly(scope: Scope, claimed: Run, workerId: string, error: unknown, output?: TurnOutput) {
     this.options.logger.error({ err: error, runId: claimed.id }, 'run execution failed unexpectedly');
     try {
       const run = await this.options.store.getRun(scope, claimed.thread_id, claimed.id);
       if (run && (run.status === 'queued' || run.status === 'in_progress'))
-        await this.fail(scope, run, workerId, {
-          code: 'server_error',
-          message: 'The run failed because of an internal error in the server.',
-        });
+        await this.fail(
+          scope,
+          run,
+          workerId,
+          { code: 'server_error', message: 'The run failed because of an internal error in the server.' },
+          output,
+        );
     } catch (inner) {
       this.options.logger.error({ err: inner, runId: claimed.id }, 'could not record the failure of a run');
     }
   }
 
-  private async commit(scope: Scope, commit: RunCommit): Promise<boolean> {
+  /**
+   * Commits, then publishes: first what `beforeRunEvent` publishes (messages and steps that ended), then the run's
+   * new status — the order the SDK's stream accumulator expects.
+   */
+  private async commit(scope: Scope, commit: RunCommit, beforeRunEvent?: () => void): Promise<boolean> {
     const committed = await this.options.store.commitRun(scope, commit);
-    if (committed) this.options.bus.runChanged(commit.run);
+    if (committed) {
+      beforeRunEvent?.();
+      this.options.bus.runChanged(commit.run);
+    }
     return committed;
   }
+}
+
+/**
+ * How a turn's unfinished output ends with its run: the open message becomes `incomplete` with the run's reason
+ * and the open steps take the run's fate; a message finished earlier in the turn is stored as it is.
+ */
+function endTurn(
+  output: TurnOutput | undefined,
+  at: number,
+  fate: Extract<RunStepStatus, 'cancelled' | 'failed'>,
+  reason: MessageIncompleteReason,
+  error?: NonNullable<StoredStep['last_error']>,
+): { steps: StoredStep[]; messages: Message[]; endedSteps: StoredStep[]; endedMessages: Message[] } {
+  const steps: StoredStep[] = [];
+  const messages: Message[] = [];
+  const endedSteps: StoredStep[] = [];
+  const endedMessages: Message[] = [];
+  if (!output) return { steps, messages, endedSteps, endedMessages };
+  if (output.earlier) {
+    steps.push(output.earlier.step);
+    messages.push(output.earlier.message);
+  }
+  const ending = (step: StoredStep): StoredStep =>
+    fate === 'cancelled'
+      ? { ...step, status: 'cancelled', cancelled_at: at }
+      : { ...step, status: 'failed', failed_at: at, last_error: error ?? null };
+  if (output.message && output.messageStep) {
+    const message: Message = {
+      ...output.message,
+      status: 'incomplete',
+      incomplete_details: { reason },
+      incomplete_at: at,
+    };
+    messages.push(message);
+    endedMessages.push(message);
+    endedSteps.push(ending(output.messageStep));
+  }
+  if (output.toolStep) endedSteps.push(ending(output.toolStep));
+  // What was announced earlier in the turn is stored, not announced again.
+  return { steps: [...steps, ...endedSteps], messages, endedSteps, endedMessages };
 }
 
 function toUsage(u: { prompt_tokens: number; completion_tokens: number }): Usage {
@@ -333,45 +386,6 @@ function toUsage(u: { prompt_tokens: number; completion_tokens: number }): Usage
     prompt_tokens: u.prompt_tokens,
     completion_tokens: u.completion_tokens,
     total_tokens: u.prompt_tokens + u.completion_tokens,
-  };
-}
-
-function newStep(run: Run, at: number, details: StoredStep['step_details']): StoredStep {
-  return {
-    id: newId('step'),
-    created_at: at,
-    assistant_id: run.assistant_id,
-    thread_id: run.thread_id,
-    run_id: run.id,
-    type: details.type,
-    status: 'in_progress',
-    step_details: details,
-    last_error: null,
-    expired_at: null,
-    cancelled_at: null,
-    failed_at: null,
-    completed_at: null,
-    metadata: {},
-    usage: null,
-    turn_usage: null,
-  };
-}
-
-function assistantMessage(run: Run, text: string, at: number, incomplete: MessageIncompleteReason | null): Message {
-  return {
-    id: newId('message'),
-    created_at: at,
-    thread_id: run.thread_id,
-    status: incomplete ? 'incomplete' : 'completed',
-    incomplete_details: incomplete ? { reason: incomplete } : null,
-    completed_at: incomplete ? null : at,
-    incomplete_at: incomplete ? at : null,
-    role: 'assistant',
-    content: text === '' ? [] : [{ type: 'text', text: { value: text, annotations: [] } }],
-    assistant_id: run.assistant_id,
-    run_id: run.id,
-    attachments: [],
-    metadata: {},
   };
 }
 

@@ -38,7 +38,7 @@ export class RunService {
     checkToolChoice(run);
     const additional = (input.additional_messages ?? []).map((m) => newClientMessage(threadId, m, now));
     await this.store.createRun(scope, run, additional);
-    this.announce(run);
+    this.announce(run, true);
     return run;
   }
 
@@ -54,7 +54,7 @@ export class RunService {
     checkToolChoice(run);
     const initial = messages.map((m) => newClientMessage(thread.id, m, thread.created_at));
     await this.store.createThreadAndRun(scope, thread, initial, run);
-    this.announce(run);
+    this.announce(run, true);
     return run;
   }
 
@@ -92,13 +92,17 @@ export class RunService {
     const at = unixSeconds();
     const steps = await this.store.runSteps(scope, run.id);
     const { run: cancelled } = transition(run, { type: 'confirm_cancel', at, usage: runUsage(steps) });
+    const ended = endOpenSteps(steps, 'cancel', at);
     const committed = await this.store.commitRun(scope, {
       run: cancelled,
       expect: { status: 'cancelling', lockedBy: lock.lockedBy },
       lock: { lockedBy: null, lockedUntil: null },
-      steps: endOpenSteps(steps, 'cancel', at),
+      steps: ended,
     });
-    if (committed) this.bus.runChanged(cancelled);
+    if (!committed) return;
+    for (const step of ended)
+      this.bus.publish(run.thread_id, run.id, { event: 'thread.run.step.cancelled', data: step });
+    this.bus.runChanged(cancelled);
   }
 
   /** Completes the pending tool_calls step with the outputs and queues the run for the next model turn. */
@@ -126,21 +130,26 @@ export class RunService {
       })),
     };
     const completed = transitionStep(step, { type: 'complete', at, usage: step.turn_usage ?? ZERO_USAGE, stepDetails });
+    const completedStep = { ...step, ...completed.step };
     const committed = await this.store.commitRun(scope, {
       run: queued,
       expect: { status: 'requires_action' },
-      steps: [{ ...step, ...completed.step }],
+      steps: [completedStep],
     });
     if (!committed) {
       // It expired or was cancelled in the meantime: report the status it has now.
       const now = await this.store.getRun(scope, threadId, runId);
       throw invalidRequest(`Runs in status "${now?.status ?? 'deleted'}" do not accept tool outputs.`);
     }
+    // A stream of the continuation starts with the tool step, now holding the outputs.
+    this.bus.publish(threadId, runId, { event: 'thread.run.step.completed', data: completedStep });
     this.announce(queued);
     return queued;
   }
 
-  private announce(run: Run): void {
+  /** A run was created (`created`, then `queued`) or queued again: tell streams, polls and workers. */
+  private announce(run: Run, created = false): void {
+    if (created) this.bus.publish(run.thread_id, run.id, { event: 'thread.run.created', data: run });
     this.bus.runChanged(run);
     this.bus.workAvailable();
   }

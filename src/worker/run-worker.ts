@@ -155,13 +155,15 @@ export class RunWorker {
         const at = unixSeconds();
         const steps = await store.runSteps(scope, run.id);
         const expired = transition(run, { type: 'expire', at, usage: runUsage(steps) }).run;
+        const ended = endOpenSteps(steps, 'expire', at);
         const committed = await store.commitRun(scope, {
           run: expired,
           expect: { status: run.status, lockedBy: lock.lockedBy },
           lock: { lockedBy: null, lockedUntil: null },
-          steps: endOpenSteps(steps, 'expire', at),
+          steps: ended,
         });
         if (!committed) continue; // it changed meanwhile; the next sweep sees it again if still due
+        for (const step of ended) bus.publish(run.thread_id, run.id, { event: 'thread.run.step.expired', data: step });
         bus.runChanged(expired);
         bus.stopRequested(run.id, 'expire');
       }

@@ -439,8 +439,8 @@ describe('run engine', () => {
     assert.deepEqual(run.usage, { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 });
   });
 
-  test('a transient upstream failure is retried and the run completes', async () => {
-    upstream.enqueue({ resetAfterChunks: 1, text: ['par', 'tial'] }, { text: 'whole answer' });
+  test('a failure before any output is retried invisibly, and the run completes', async () => {
+    upstream.enqueue({ resetAfterChunks: 0, text: ['never'] }, { text: 'whole answer' });
     const assistant = await assistantWith();
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
@@ -448,6 +448,22 @@ describe('run engine', () => {
     const messages = (await client.beta.threads.messages.list(thread.id)).data;
     assert.equal(messages.length, 2);
     assert.equal((messages[0]!.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.value, 'whole answer');
+  });
+
+  test('a failure after text was produced fails the run and keeps the partial message as incomplete', async () => {
+    upstream.enqueue({ resetAfterChunks: 3, text: ['par', 'tial', ' answer', ' lost'] });
+    const assistant = await assistantWith();
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'failed');
+    assert.equal(run.last_error?.code, 'server_error');
+    const [message] = (await client.beta.threads.messages.list(thread.id, { run_id: run.id })).data;
+    assert.equal(message!.status, 'incomplete');
+    assert.deepEqual(message!.incomplete_details, { reason: 'run_failed' });
+    assert.match((message!.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.value, /^par/);
+    const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
+    assert.equal(step!.status, 'failed');
+    assert.equal(step!.last_error?.code, 'server_error');
   });
 
   test('createAndRunPoll creates the thread and runs it', async () => {

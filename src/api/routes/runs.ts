@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { unixSeconds } from '../../domain/clock.ts';
-import { invalidRequest, notFound } from '../../domain/errors.ts';
+import { notFound } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import type { Thread } from '../../domain/objects.ts';
+import { RUN_STREAM_END, type RunStreamEvent } from '../../domain/run-events.ts';
 import type { Run, RunStatus } from '../../domain/runs.ts';
 import type { RunEventBus } from '../../runs/run-event-bus.ts';
 import type { RunService } from '../../runs/run-service.ts';
@@ -16,6 +17,7 @@ import {
   submitToolOutputsRequest,
 } from '../schemas/runs.ts';
 import { serializeRun, serializeRunStep } from '../serializers.ts';
+import { openSse, type SseStream } from '../sse.ts';
 import { parseBody } from '../validation.ts';
 
 export interface RunRouteDeps {
@@ -46,20 +48,22 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const body = parseBody(createRunRequest, request.body);
-    refuseStreaming(body.stream);
-    return sendRun(reply, await runs.createRun(request.scope, threadId, body));
+    const create = () => runs.createRun(request.scope, threadId, body);
+    if (body.stream) return streamRun(reply, bus, threadId, create);
+    return sendRun(reply, await create());
   });
 
   app.post('/v1/threads/runs', async (request, reply) => {
     const body = parseBody(createThreadAndRunRequest, request.body);
-    refuseStreaming(body.stream);
     const thread: Thread = {
       id: newId('thread'),
       created_at: unixSeconds(),
       tool_resources: body.tool_resources ?? body.thread?.tool_resources ?? {},
       metadata: body.thread?.metadata ?? {},
     };
-    return sendRun(reply, await runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body));
+    const create = () => runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body);
+    if (body.stream) return streamRun(reply, bus, thread.id, create, [{ event: 'thread.created', data: thread }]);
+    return sendRun(reply, await create());
   });
 
   app.get('/v1/threads/:thread_id/runs', async (request) => {
@@ -105,8 +109,35 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     const body = parseBody(submitToolOutputsRequest, request.body);
-    refuseStreaming(body.stream);
-    return sendRun(reply, await runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs));
+    const submit = () => runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs);
+    if (body.stream) return streamRun(reply, bus, threadId, submit);
+    return sendRun(reply, await submit());
+  });
+
+  /**
+   * assistd extension: re-attach to a run. Streams a snapshot — `thread.run.<status>` with the run as it is, and
+   * the step and message the model is writing, with their content so far — then the run's events from now on,
+   * ending with `done` once the run pauses or ends.
+   */
+  app.get('/v1/threads/:thread_id/runs/:run_id/events', async (request, reply) => {
+    const threadId = pathId('thread', request.params, 'thread_id');
+    const runId = pathId('run', request.params, 'run_id');
+    // Subscribe and take the live turn in one synchronous step: later deltas extend exactly this snapshot.
+    const follow = followRun(bus, threadId);
+    const live = bus.liveTurn(runId);
+    let run: Run | undefined;
+    try {
+      run = await store.getRun(request.scope, threadId, runId);
+    } finally {
+      if (!run) follow.stop();
+    }
+    if (!run) throw notFound('run', runId);
+    const snapshot: RunStreamEvent[] = [{ event: `thread.run.${run.status}`, data: run }];
+    if (!RUN_STREAM_END.has(`thread.run.${run.status}`) && live) {
+      if (live.step) snapshot.push({ event: 'thread.run.step.created', data: { ...live.step } });
+      if (live.message) snapshot.push({ event: 'thread.message.created', data: { ...live.message } });
+    }
+    follow.start(openSse(reply), run, snapshot);
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps', async (request) => {
@@ -127,11 +158,62 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
   });
 }
 
-function refuseStreaming(stream: boolean | null | undefined): void {
-  if (stream)
-    throw invalidRequest(
-      "Streaming ('stream: true') is not supported by this server yet; create the run without it and poll.",
-      'stream',
-      'unsupported_parameter',
-    );
+/**
+ * Streams a run that `start` creates (or continues): subscribes to the thread first, so nothing published while
+ * the run is being created is missed, and answers with an ordinary JSON error if `start` fails.
+ */
+async function streamRun(
+  reply: FastifyReply,
+  bus: RunEventBus,
+  threadId: string,
+  start: () => Promise<Run>,
+  prelude: RunStreamEvent[] = [],
+): Promise<void> {
+  const follow = followRun(bus, threadId);
+  let run: Run;
+  try {
+    run = await start();
+  } catch (error) {
+    follow.stop();
+    throw error;
+  }
+  follow.start(openSse(reply), run, prelude);
+}
+
+/**
+ * The events of one run on its thread, buffered from the moment of subscription until the stream is open. The
+ * stream ends after the run pauses (`requires_action`) or ends; a failed run is followed by an `error` event. A
+ * client that goes away only unsubscribes: the run goes on.
+ */
+function followRun(bus: RunEventBus, threadId: string) {
+  const buffered: Array<[string | undefined, RunStreamEvent]> = [];
+  let deliver: ((runId: string | undefined, event: RunStreamEvent) => void) | undefined;
+  const unsubscribe = bus.subscribeThread(threadId, (runId, event) => {
+    if (deliver) deliver(runId, event);
+    else buffered.push([runId, event]);
+  });
+  return {
+    stop: unsubscribe,
+    start(sse: SseStream, run: Run, prelude: RunStreamEvent[]) {
+      sse.onClose(unsubscribe);
+      const send = (event: RunStreamEvent) => {
+        if (sse.closed) return;
+        sse.send(event);
+        if (!RUN_STREAM_END.has(event.event)) return;
+        const ended = event.data as Run;
+        if (ended.status === 'failed' && ended.last_error)
+          sse.send({
+            event: 'error',
+            data: { code: ended.last_error.code, message: ended.last_error.message, param: null, type: 'server_error' },
+          });
+        sse.end();
+      };
+      for (const event of prelude) send(event);
+      if (sse.closed) return; // the snapshot was already final
+      deliver = (runId, event) => {
+        if (runId === run.id) send(event);
+      };
+      for (const [runId, event] of buffered.splice(0)) deliver(runId, event);
+    },
+  };
 }

@@ -1,0 +1,57 @@
+import type { Message, Thread } from './objects.ts';
+import type { Run, RunStatus, RunStep, RunStepStatus } from './runs.ts';
+
+/**
+ * What happens to a run, as events: the executor and the run service publish them, and api/sse.ts frames each one
+ * as the SSE event of the same name (spec README §3). `data` is the domain object; the SSE layer serializes it.
+ */
+
+export interface MessageDelta {
+  id: string;
+  object: 'thread.message.delta';
+  delta: {
+    content: Array<{ index: number; type: 'text'; text: { value: string; annotations?: [] } }>;
+  };
+}
+
+export interface RunStepDelta {
+  id: string;
+  object: 'thread.run.step.delta';
+  delta: {
+    step_details: {
+      type: 'tool_calls';
+      tool_calls: Array<{
+        index: number;
+        id?: string;
+        type: 'function';
+        function: { name?: string; arguments: string; output?: null };
+      }>;
+    };
+  };
+}
+
+export interface StreamError {
+  code: string | null;
+  message: string;
+  param: string | null;
+  type: string;
+}
+
+export type RunStreamEvent =
+  | { event: 'thread.created'; data: Thread }
+  | { event: `thread.run.${'created' | RunStatus}`; data: Run }
+  | { event: `thread.run.step.${'created' | RunStepStatus}`; data: RunStep }
+  | { event: 'thread.run.step.delta'; data: RunStepDelta }
+  | { event: `thread.message.${'created' | 'in_progress' | 'completed' | 'incomplete'}`; data: Message }
+  | { event: 'thread.message.delta'; data: MessageDelta }
+  | { event: 'error'; data: StreamError };
+
+/** The run events after which a stream of that run ends: it paused for tool outputs, or it is over. */
+export const RUN_STREAM_END: ReadonlySet<string> = new Set([
+  'thread.run.requires_action',
+  'thread.run.completed',
+  'thread.run.incomplete',
+  'thread.run.failed',
+  'thread.run.cancelled',
+  'thread.run.expired',
+]);

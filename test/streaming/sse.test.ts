@@ -1,0 +1,343 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { eventNames, postSse, readSse, type SseEvent } from '../support/sse.ts';
+
+const tool = { type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } };
+
+const MESSAGE_TURN = [
+  'thread.run.step.created',
+  'thread.run.step.in_progress',
+  'thread.message.created',
+  'thread.message.in_progress',
+  'thread.message.delta*',
+  'thread.message.completed',
+  'thread.run.step.completed',
+];
+
+function textOf(events: SseEvent[]): string {
+  return events
+    .filter((e) => e.event === 'thread.message.delta')
+    .map((e) => e.data.delta.content[0].text.value)
+    .join('');
+}
+
+describe('streaming (raw SSE)', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let assistantId: string;
+  let toolAssistantId: string;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ASSISTD_UPSTREAM_MAX_RETRIES: '0' });
+    assistantId = (await server.api.post('/v1/assistants', { model: 'm', instructions: 'Hi.' })).body.id as string;
+    toolAssistantId = (await server.api.post('/v1/assistants', { model: 'm', tools: [tool] })).body.id as string;
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  async function newThread(): Promise<string> {
+    return (await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hello' }] })).body.id as string;
+  }
+
+  test('a simple run: the exact sequence, deltas that add up to the stored message', async () => {
+    upstream.enqueue({ text: ['Hel', 'lo', ' there', '!'] });
+    const threadId = await newThread();
+    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+      assistant_id: assistantId,
+      stream: true,
+    });
+    assert.deepEqual(eventNames(events), [
+      'thread.run.created',
+      'thread.run.queued',
+      'thread.run.in_progress',
+      ...MESSAGE_TURN,
+      'thread.run.completed',
+      'done',
+    ]);
+    assert.equal(events.at(-1)!.data, '[DONE]');
+    const created = events.find((e) => e.event === 'thread.message.created')!.data;
+    assert.equal(created.status, 'in_progress');
+    assert.deepEqual(created.content, []);
+    const deltas = events.filter((e) => e.event === 'thread.message.delta');
+    assert.deepEqual(deltas[0]!.data.delta.content, [
+      { index: 0, type: 'text', text: { value: 'Hel', annotations: [] } },
+    ]);
+    assert.deepEqual(deltas[1]!.data.delta.content, [{ index: 0, type: 'text', text: { value: 'lo' } }]);
+    assert.ok(deltas.every((d) => d.data.id === created.id && !('id' in d.data.delta)));
+    const stored = await server.api.get(`/v1/threads/${threadId}/messages/${created.id}`);
+    assert.equal((stored.body.content as Array<{ text: { value: string } }>)[0]!.text.value, textOf(events));
+    assert.equal(textOf(events), 'Hello there!');
+    const completed = events.find((e) => e.event === 'thread.message.completed')!.data;
+    assert.deepEqual(completed, stored.body);
+    const run = events.find((e) => e.event === 'thread.run.completed')!.data;
+    assert.ok(run.usage);
+    const step = events.find((e) => e.event === 'thread.run.step.completed')!.data;
+    assert.deepEqual(step.step_details, { type: 'message_creation', message_creation: { message_id: created.id } });
+  });
+
+  test('create thread and run starts with thread.created', async () => {
+    upstream.enqueue({ text: ['Hi'] });
+    const events = await postSse(`${server.url}/v1/threads/runs`, {
+      assistant_id: assistantId,
+      stream: true,
+      thread: { messages: [{ role: 'user', content: 'hey' }] },
+    });
+    assert.deepEqual(eventNames(events).slice(0, 4), [
+      'thread.created',
+      'thread.run.created',
+      'thread.run.queued',
+      'thread.run.in_progress',
+    ]);
+    assert.equal(events[1]!.data.thread_id, events[0]!.data.id);
+    assert.deepEqual(eventNames(events).slice(-2), ['thread.run.completed', 'done']);
+  });
+
+  test('requires_action: tool-call step deltas, then the continuation after submit_tool_outputs', async () => {
+    upstream.enqueue({
+      toolCalls: [
+        { name: 'lookup', arguments: '{"q":"first"}' },
+        { name: 'lookup', arguments: '{"q":"second"}' },
+      ],
+    });
+    const threadId = await newThread();
+    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+      assistant_id: toolAssistantId,
+      stream: true,
+    });
+    assert.deepEqual(eventNames(events), [
+      'thread.run.created',
+      'thread.run.queued',
+      'thread.run.in_progress',
+      'thread.run.step.created',
+      'thread.run.step.in_progress',
+      'thread.run.step.delta*',
+      'thread.run.requires_action',
+      'done',
+    ]);
+    const created = events.find((e) => e.event === 'thread.run.step.created')!.data;
+    assert.deepEqual(created.step_details, { type: 'tool_calls', tool_calls: [] });
+    const deltas = events
+      .filter((e) => e.event === 'thread.run.step.delta')
+      .map((e) => e.data.delta.step_details.tool_calls[0]);
+    const run = events.find((e) => e.event === 'thread.run.requires_action')!.data;
+    const calls = run.required_action.submit_tool_outputs.tool_calls;
+    for (const [index, call] of calls.entries()) {
+      const mine = deltas.filter((d) => d.index === index);
+      assert.deepEqual(mine[0], {
+        index,
+        id: call.id,
+        type: 'function',
+        function: { name: 'lookup', arguments: '', output: null },
+      });
+      assert.ok(
+        mine
+          .slice(1)
+          .every(
+            (d) => Object.keys(d).join() === 'index,type,function' && Object.keys(d.function).join() === 'arguments',
+          ),
+      );
+      assert.equal(mine.map((d) => d.function.arguments).join(''), call.function.arguments);
+    }
+
+    upstream.enqueue({ text: ['Found ', 'both.'] });
+    const continuation = await postSse(`${server.url}/v1/threads/${threadId}/runs/${run.id}/submit_tool_outputs`, {
+      stream: true,
+      tool_outputs: calls.map((c: { id: string }) => ({ tool_call_id: c.id, output: 'ok' })),
+    });
+    assert.deepEqual(eventNames(continuation), [
+      'thread.run.step.completed',
+      'thread.run.queued',
+      'thread.run.in_progress',
+      ...MESSAGE_TURN,
+      'thread.run.completed',
+      'done',
+    ]);
+    const toolStep = continuation[0]!.data;
+    assert.equal(toolStep.id, created.id);
+    assert.deepEqual(
+      toolStep.step_details.tool_calls.map((c: { function: { output: string } }) => c.function.output),
+      ['ok', 'ok'],
+    );
+  });
+
+  test('incomplete: max_completion_tokens reached', async () => {
+    upstream.enqueue({
+      text: ['So ', 'much'],
+      finishReason: 'length',
+      usage: { prompt_tokens: 5, completion_tokens: 256 },
+    });
+    const threadId = await newThread();
+    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+      assistant_id: assistantId,
+      stream: true,
+      max_completion_tokens: 256,
+    });
+    assert.deepEqual(eventNames(events).slice(-5), [
+      'thread.message.delta*',
+      'thread.message.incomplete',
+      'thread.run.step.completed',
+      'thread.run.incomplete',
+      'done',
+    ]);
+    assert.deepEqual(events.at(-2)!.data.incomplete_details, { reason: 'max_completion_tokens' });
+  });
+
+  test('failed: the terminal run event, then an error event, then done', async () => {
+    upstream.enqueue({ status: 500, body: { error: { message: 'upstream exploded' } } });
+    const threadId = await newThread();
+    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+      assistant_id: assistantId,
+      stream: true,
+    });
+    assert.deepEqual(eventNames(events), [
+      'thread.run.created',
+      'thread.run.queued',
+      'thread.run.in_progress',
+      'thread.run.failed',
+      'error',
+      'done',
+    ]);
+    assert.equal(events[3]!.data.last_error.code, 'server_error');
+    assert.equal(events[4]!.data.code, 'server_error');
+    assert.match(events[4]!.data.message, /upstream exploded/);
+  });
+
+  test('failed mid-message: the partial message ends incomplete and its step failed', async () => {
+    upstream.enqueue({ resetAfterChunks: 2, text: ['part', 'ial', 'never'] });
+    const threadId = await newThread();
+    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+      assistant_id: assistantId,
+      stream: true,
+    });
+    assert.deepEqual(eventNames(events).slice(-6), [
+      'thread.message.delta*',
+      'thread.message.incomplete',
+      'thread.run.step.failed',
+      'thread.run.failed',
+      'error',
+      'done',
+    ]);
+    const message = events.find((e) => e.event === 'thread.message.incomplete')!.data;
+    assert.deepEqual(message.incomplete_details, { reason: 'run_failed' });
+    assert.equal(message.content[0].text.value, textOf(events));
+  });
+
+  test('cancel during a stream: cancelling, the partial message incomplete, cancelled, done', async () => {
+    upstream.enqueue({ text: ['a ', 'b ', 'c ', 'd ', 'e ', 'f '], chunkDelayMs: 150 });
+    const threadId = await newThread();
+    let runId: string | undefined;
+    let cancelled = false;
+    const events = await postSse(
+      `${server.url}/v1/threads/${threadId}/runs`,
+      { assistant_id: assistantId, stream: true },
+      async (event) => {
+        if (event.event === 'thread.run.created') runId = event.data.id;
+        if (event.event === 'thread.message.delta' && !cancelled) {
+          cancelled = true;
+          await server.api.post(`/v1/threads/${threadId}/runs/${runId}/cancel`);
+        }
+      },
+    );
+    assert.deepEqual(eventNames(events).slice(-6), [
+      'thread.message.delta*',
+      'thread.run.cancelling',
+      'thread.message.incomplete',
+      'thread.run.step.cancelled',
+      'thread.run.cancelled',
+      'done',
+    ]);
+    const message = events.find((e) => e.event === 'thread.message.incomplete')!.data;
+    assert.deepEqual(message.incomplete_details, { reason: 'run_cancelled' });
+  });
+
+  test('a client that disconnects mid-stream does not cancel the run', async () => {
+    upstream.enqueue({ text: ['one ', 'two ', 'three ', 'four'], chunkDelayMs: 100 });
+    const threadId = await newThread();
+    const controller = new AbortController();
+    const response = await fetch(`${server.url}/v1/threads/${threadId}/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistantId, stream: true }),
+      signal: controller.signal,
+    });
+    await readSse(response, (event) => {
+      if (event.event === 'thread.message.delta') controller.abort();
+    }).catch(() => undefined);
+    const runId = ((await server.api.get(`/v1/threads/${threadId}/runs`)).body as { data: Array<{ id: string }> })
+      .data[0]!.id;
+    let run: Record<string, unknown> = {};
+    for (let i = 0; i < 40 && run.status !== 'completed'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      run = (await server.api.get(`/v1/threads/${threadId}/runs/${runId}`)).body;
+    }
+    assert.equal(run.status, 'completed');
+    const messages = await server.api.get<{
+      data: Array<{ content: Array<{ text: { value: string } }>; status: string }>;
+    }>(`/v1/threads/${threadId}/messages?run_id=${runId}`);
+    assert.equal(messages.body.data[0]!.status, 'completed');
+    assert.equal(messages.body.data[0]!.content[0]!.text.value, 'one two three four');
+  });
+
+  test('/events re-attaches to a running run: a snapshot with the text so far, then the rest, then done', async () => {
+    upstream.enqueue({ text: ['alpha ', 'beta ', 'gamma ', 'delta'], chunkDelayMs: 120 });
+    const threadId = await newThread();
+    const run = await server.api.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
+    await new Promise((r) => setTimeout(r, 300)); // a couple of chunks in
+    const response = await fetch(`${server.url}/v1/threads/${threadId}/runs/${run.body.id}/events`);
+    const events = await readSse(response);
+    assert.equal(events[0]!.event, 'thread.run.in_progress');
+    assert.deepEqual(eventNames(events).slice(1, 3), ['thread.run.step.created', 'thread.message.created']);
+    const snapshot = events[2]!.data.content[0]?.text.value ?? '';
+    assert.ok(snapshot.length > 0, 'the snapshot carries the text so far');
+    assert.deepEqual(eventNames(events).slice(-3), ['thread.run.step.completed', 'thread.run.completed', 'done']);
+    const final = events.find((e) => e.event === 'thread.message.completed')!.data;
+    assert.equal(snapshot + textOf(events), final.content[0].text.value);
+    assert.equal(final.content[0].text.value, 'alpha beta gamma delta');
+
+    const after = await readSse(await fetch(`${server.url}/v1/threads/${threadId}/runs/${run.body.id}/events`));
+    assert.deepEqual(eventNames(after), ['thread.run.completed', 'done']);
+  });
+
+  test('a streaming request that fails validation is an ordinary JSON error', async () => {
+    const threadId = await newThread();
+    const response = await server.api.post(`/v1/threads/${threadId}/runs`, {
+      assistant_id: 'asst_missing',
+      stream: true,
+    });
+    assert.equal(response.status, 404);
+  });
+});
+
+describe('streaming: expiry', () => {
+  test('a run that expires mid-stream ends the stream with thread.run.expired', async () => {
+    const upstream = await FakeUpstream.start();
+    const server = await startTestServer({
+      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+      ASSISTD_RUN_EXPIRES_AFTER_S: '1',
+    });
+    try {
+      upstream.enqueue({ hang: true });
+      const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+      const events = await postSse(`${server.url}/v1/threads/${thread.body.id}/runs`, {
+        assistant_id: assistant.body.id,
+        stream: true,
+      });
+      assert.deepEqual(eventNames(events), [
+        'thread.run.created',
+        'thread.run.queued',
+        'thread.run.in_progress',
+        'thread.run.expired',
+        'done',
+      ]);
+    } finally {
+      await server.close();
+      await upstream.close();
+    }
+  });
+});
