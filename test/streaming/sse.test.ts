@@ -341,3 +341,27 @@ describe('streaming: expiry', () => {
     }
   });
 });
+
+describe('streaming: shutdown', () => {
+  test('shutting down ends open streams at once instead of waiting for their runs', async () => {
+    const upstream = await FakeUpstream.start();
+    const server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
+    try {
+      upstream.enqueue({ hang: true });
+      const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+      const stream = postSse(`${server.url}/v1/threads/${thread.body.id}/runs`, {
+        assistant_id: assistant.body.id,
+        stream: true,
+      });
+      await upstream.waitForRequests(1);
+      const started = Date.now();
+      await server.close();
+      assert.ok(Date.now() - started < 3000, `shutdown took ${Date.now() - started} ms`);
+      const events = await stream;
+      assert.deepEqual(eventNames(events).slice(-2), ['thread.run.in_progress', 'done']);
+    } finally {
+      await upstream.close();
+    }
+  });
+});

@@ -49,7 +49,7 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
     const threadId = pathId('thread', request.params, 'thread_id');
     const body = parseBody(createRunRequest, request.body);
     const create = () => runs.createRun(request.scope, threadId, body);
-    if (body.stream) return streamRun(reply, bus, threadId, create);
+    if (body.stream) return streamRun(reply, bus, closing, threadId, create);
     return sendRun(reply, await create());
   });
 
@@ -62,7 +62,8 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
       metadata: body.thread?.metadata ?? {},
     };
     const create = () => runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body);
-    if (body.stream) return streamRun(reply, bus, thread.id, create, [{ event: 'thread.created', data: thread }]);
+    if (body.stream)
+      return streamRun(reply, bus, closing, thread.id, create, [{ event: 'thread.created', data: thread }]);
     return sendRun(reply, await create());
   });
 
@@ -110,7 +111,7 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
     const runId = pathId('run', request.params, 'run_id');
     const body = parseBody(submitToolOutputsRequest, request.body);
     const submit = () => runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs);
-    if (body.stream) return streamRun(reply, bus, threadId, submit);
+    if (body.stream) return streamRun(reply, bus, closing, threadId, submit);
     return sendRun(reply, await submit());
   });
 
@@ -123,7 +124,7 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     // Subscribe and take the live turn in one synchronous step: later deltas extend exactly this snapshot.
-    const follow = followRun(bus, threadId);
+    const follow = followRun(bus, closing, threadId);
     const live = bus.liveTurn(runId);
     let run: Run | undefined;
     try {
@@ -165,11 +166,12 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
 async function streamRun(
   reply: FastifyReply,
   bus: RunEventBus,
+  closing: AbortSignal,
   threadId: string,
   start: () => Promise<Run>,
   prelude: RunStreamEvent[] = [],
 ): Promise<void> {
-  const follow = followRun(bus, threadId);
+  const follow = followRun(bus, closing, threadId);
   let run: Run;
   try {
     run = await start();
@@ -183,9 +185,10 @@ async function streamRun(
 /**
  * The events of one run on its thread, buffered from the moment of subscription until the stream is open. The
  * stream ends after the run pauses (`requires_action`) or ends; a failed run is followed by an `error` event. A
- * client that goes away only unsubscribes: the run goes on.
+ * client that goes away only unsubscribes: the run goes on. When the server shuts down, open streams end at once
+ * (their runs resume after the restart), so that shutdown never waits on a stream that waits on a run.
  */
-function followRun(bus: RunEventBus, threadId: string) {
+function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
   const buffered: Array<[string | undefined, RunStreamEvent]> = [];
   let deliver: ((runId: string | undefined, event: RunStreamEvent) => void) | undefined;
   const unsubscribe = bus.subscribeThread(threadId, (runId, event) => {
@@ -195,7 +198,12 @@ function followRun(bus: RunEventBus, threadId: string) {
   return {
     stop: unsubscribe,
     start(sse: SseStream, run: Run, prelude: RunStreamEvent[]) {
-      sse.onClose(unsubscribe);
+      const endOnShutdown = () => sse.end();
+      closing.addEventListener('abort', endOnShutdown, { once: true });
+      sse.onClose(() => {
+        unsubscribe();
+        closing.removeEventListener('abort', endOnShutdown);
+      });
       const send = (event: RunStreamEvent) => {
         if (sse.closed) return;
         sse.send(event);
