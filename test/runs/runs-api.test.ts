@@ -483,7 +483,7 @@ describe('run engine', () => {
     );
   });
 
-  test('run errors: unknown assistant, unknown run, unknown thread, streaming not yet supported', async () => {
+  test('run errors: unknown assistant, unknown run, unknown thread', async () => {
     const thread = await client.beta.threads.create();
     const noAssistant = await server.api.post(`/v1/threads/${thread.id}/runs`, { assistant_id: 'asst_nope' });
     assert.equal(noAssistant.status, 404);

@@ -83,11 +83,15 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
     const held = request.headers['x-stainless-poll-helper'] === 'true';
     const deadline = Date.now() + HOLD_MS;
     for (;;) {
-      const change = held ? bus.nextChange(runId, RECHECK_MS, closing) : undefined;
+      // Listen before reading, so a change between the read and the wait is not missed.
+      const stop = new AbortController();
+      const change = held ? bus.nextChange(runId, RECHECK_MS, AbortSignal.any([closing, stop.signal])) : undefined;
       const run = await store.getRun(request.scope, threadId, runId);
-      if (!run) throw notFound('run', runId);
-      if (!held || !POLLED_THROUGH.has(run.status) || Date.now() >= deadline || closing.aborted)
+      if (!run || !held || !POLLED_THROUGH.has(run.status) || Date.now() >= deadline || closing.aborted) {
+        stop.abort();
+        if (!run) throw notFound('run', runId);
         return sendRun(reply, run);
+      }
       await change;
     }
   });
