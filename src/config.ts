@@ -2,7 +2,14 @@
  * Environment → one validated Config. Every setting is read here and nowhere else; a bad value stops startup with
  * one line that names the setting.
  */
-export type StorageConfig = { kind: 'sqlite'; dataDir: string } | { kind: 'postgres'; url: string };
+export type StorageConfig =
+  | { kind: 'sqlite'; dataDir: string }
+  | {
+      kind: 'postgres';
+      url: string;
+      /** The most connections this process opens to PostgreSQL. */
+      poolSize: number;
+    };
 
 export interface Config {
   host: string;
@@ -58,6 +65,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     description: 'a postgres:// URL selects PostgreSQL instead of SQLite',
   },
   {
+    name: 'ASSISTD_DATABASE_POOL',
+    default: '10',
+    description: 'the most PostgreSQL connections this process opens (ignored with SQLite)',
+  },
+  {
     name: 'ASSISTD_API_KEY',
     default: '(unset: no key needed)',
     description: 'when set, every /v1 request must send Authorization: Bearer <key>',
@@ -93,7 +105,7 @@ export function loadConfig(env: Env = process.env): Config {
     host: setting(env, 'HOST') ?? '127.0.0.1',
     port: parsePort(setting(env, 'PORT')),
     dataDir,
-    storage: parseStorage(setting(env, 'ASSISTD_DATABASE_URL'), dataDir),
+    storage: parseStorage(env, dataDir),
     apiKey: setting(env, 'ASSISTD_API_KEY'),
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     runs: {
@@ -154,7 +166,8 @@ function parsePort(raw: string | undefined): number {
   return port;
 }
 
-function parseStorage(url: string | undefined, dataDir: string): StorageConfig {
+function parseStorage(env: Env, dataDir: string): StorageConfig {
+  const url = setting(env, 'ASSISTD_DATABASE_URL');
   if (url === undefined) return { kind: 'sqlite', dataDir };
   let parsed: URL;
   try {
@@ -170,7 +183,7 @@ function parseStorage(url: string | undefined, dataDir: string): StorageConfig {
       'ASSISTD_DATABASE_URL',
       `unsupported scheme '${parsed.protocol}' (expected postgres://…; leave it unset to use SQLite in ASSISTD_DATA_DIR).`,
     );
-  return { kind: 'postgres', url };
+  return { kind: 'postgres', url, poolSize: integer(env, 'ASSISTD_DATABASE_POOL', 10, 1, 1000) };
 }
 
 function parseLogLevel(raw: string | undefined): LogLevel {

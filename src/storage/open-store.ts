@@ -1,5 +1,6 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { ConfigError, type StorageConfig } from '../config.ts';
+import { openPostgresStore } from './postgres/open-postgres-store.ts';
 import { openSqliteStore } from './sqlite/open-sqlite-store.ts';
 import type { Store } from './store.ts';
 
@@ -10,10 +11,7 @@ export async function openStore(storage: StorageConfig): Promise<Store> {
       ensureWritableDir(storage.dataDir);
       return openSqliteStore(storage.dataDir);
     case 'postgres':
-      throw new ConfigError(
-        'ASSISTD_DATABASE_URL',
-        'PostgreSQL is not supported by this version of assistd yet; leave the setting unset to use SQLite.',
-      );
+      return openPostgresStore(storage.url, storage.poolSize);
   }
 }
 

@@ -75,8 +75,8 @@ export interface ClaimedRun {
 }
 
 /**
- * What assistd needs from a database. Implementations: storage/sql/sql-store.ts over a Kysely dialect (SQLite now;
- * PostgreSQL adds a dialect). test/contract/store-contract.ts is the suite every implementation must pass.
+ * What assistd needs from a database. Implementations: storage/sql/sql-store.ts over a Kysely dialect (SQLite,
+ * PostgreSQL). test/contract/store-contract.ts is the suite every implementation must pass.
  *
  * Reads return `undefined` for an id that does not exist in the scope; writes on a child of a missing parent
  * throw the domain's not-found error, checked in the same transaction as the write.

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ApiError } from '../../src/domain/errors.ts';
 import type { Message } from '../../src/domain/objects.ts';
+import type { Run } from '../../src/domain/runs.ts';
 import type { PageRequest, Scope, Store } from '../../src/storage/store.ts';
-import { aMessage, anAssistant, aThread } from '../support/builders.ts';
+import { aMessage, anAssistant, aRun, aStep, aThread } from '../support/builders.ts';
 
 export interface StoreFixture {
   store: Store;
@@ -213,6 +214,269 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         created.slice(0, 2).reverse(),
       );
       assert.equal(rest.hasMore, false);
+    });
+
+    // ── runs ──────────────────────────────────────────────────────────────────
+
+    /** Leases every run still waiting for a worker (left by earlier tests) far into the future, out of the way. */
+    async function claimEverythingWaiting(): Promise<void> {
+      await store.claimRuns('worker_sweeper', Date.now(), Date.now() + 1e10, 1_000_000);
+    }
+
+    async function threadWithRun(overrides: Partial<Run> = {}): Promise<Run> {
+      const thread = aThread();
+      await store.createThread(scope, thread, []);
+      const run = aRun(thread.id, overrides);
+      await store.createRun(scope, run, []);
+      return run;
+    }
+
+    test('a run round-trips every field with its additional messages; metadata updates; lists page', async () => {
+      const thread = aThread();
+      await store.createThread(scope, thread, [aMessage(thread.id, 'first')]);
+      const run = aRun(thread.id, { max_prompt_tokens: 2000, parallel_tool_calls: true, tool_choice: 'required' });
+      const extra = aMessage(thread.id, 'additional');
+      await store.createRun(scope, run, [extra]);
+
+      assert.deepEqual(await store.getRun(scope, thread.id, run.id), run);
+      assert.deepEqual(await store.getMessage(scope, thread.id, extra.id), extra);
+      assert.equal(await store.getRun(scope, 'thread_other', run.id), undefined);
+      assert.equal(await store.getRun(otherScope, thread.id, run.id), undefined);
+      assert.deepEqual(await store.runLock(run.id), { lockedBy: null, lockedUntil: null });
+
+      const updated = await store.updateRunMetadata(scope, thread.id, run.id, { v: '2' });
+      assert.deepEqual(updated, { ...run, metadata: { v: '2' } });
+      assert.equal(await store.updateRunMetadata(otherScope, thread.id, run.id, {}), undefined);
+
+      const listed = await store.listRuns(scope, thread.id, { limit: 20, order: 'desc' });
+      assert.deepEqual(listed.data, [updated]);
+      await assert.rejects(
+        store.listRuns(scope, 'thread_missing', { limit: 20, order: 'desc' }),
+        (e: ApiError) => e.status === 404,
+      );
+      await assert.rejects(
+        store.createRun(scope, aRun('thread_missing'), []),
+        (e: ApiError) => e.status === 404 && e.message === "No thread found with id 'thread_missing'.",
+      );
+    });
+
+    test('an active run locks its thread: no second run, no new message, until it ends', async () => {
+      const run = await threadWithRun();
+      const threadId = run.thread_id;
+      await assert.rejects(
+        store.createRun(scope, aRun(threadId), [aMessage(threadId, 'refused')]),
+        (e: ApiError) => e.status === 400 && e.message === `Thread ${threadId} already has an active run ${run.id}.`,
+      );
+      await assert.rejects(
+        store.createMessage(scope, aMessage(threadId)),
+        (e: ApiError) =>
+          e.status === 400 && e.message === `Can't add messages to ${threadId} while a run ${run.id} is active.`,
+      );
+      assert.equal((await store.threadMessages(scope, threadId)).length, 0, 'the refused run added no message');
+
+      const ended: Run = { ...run, status: 'completed', completed_at: run.created_at + 5 };
+      assert.equal(await store.commitRun(scope, { run: ended, expect: { status: 'queued' } }), true);
+      await store.createMessage(scope, aMessage(threadId));
+      const next = aRun(threadId);
+      await store.createRun(scope, next, []);
+      assert.deepEqual(await store.getRun(scope, threadId, next.id), next);
+    });
+
+    test('of 50 concurrent run creations on one thread, exactly one succeeds; the others get the thread-lock error', async () => {
+      const thread = aThread();
+      await store.createThread(scope, thread, []);
+      const runs = Array.from({ length: 50 }, () => aRun(thread.id));
+      const outcomes = await Promise.allSettled(runs.map((run) => store.createRun(scope, run, [aMessage(thread.id)])));
+
+      const winners = runs.filter((_, i) => outcomes[i]?.status === 'fulfilled');
+      assert.equal(winners.length, 1, 'exactly one run is created');
+      const winner = winners[0]!;
+      for (const outcome of outcomes) {
+        if (outcome.status === 'fulfilled') continue;
+        const error = outcome.reason as ApiError;
+        assert.ok(error instanceof ApiError, `expected an ApiError, got ${String(error)}`);
+        assert.equal(error.status, 400);
+        assert.equal(error.message, `Thread ${thread.id} already has an active run ${winner.id}.`);
+      }
+      const listed = await store.listRuns(scope, thread.id, { limit: 100, order: 'desc' });
+      assert.deepEqual(
+        listed.data.map((r) => r.id),
+        [winner.id],
+      );
+      assert.equal((await store.threadMessages(scope, thread.id)).length, 1, "only the winner's message was added");
+    });
+
+    test('creating a thread and a run is atomic', async () => {
+      const thread = aThread();
+      const messages = [aMessage(thread.id, 'a'), aMessage(thread.id, 'b')];
+      const run = aRun(thread.id);
+      await store.createThreadAndRun(scope, thread, messages, run);
+      assert.deepEqual(await store.getThread(scope, thread.id), thread);
+      assert.deepEqual(await store.threadMessages(scope, thread.id), messages);
+      assert.deepEqual(await store.getRun(scope, thread.id, run.id), run);
+
+      const failing = aThread();
+      await assert.rejects(
+        store.createThreadAndRun(scope, failing, [aMessage(failing.id)], { ...run, thread_id: failing.id }),
+      );
+      assert.equal(await store.getThread(scope, failing.id), undefined);
+    });
+
+    test('commitRun writes only while its fence holds, and upserts steps and messages', async () => {
+      const run = await threadWithRun();
+      const { thread_id: threadId } = run;
+      const started: Run = { ...run, status: 'in_progress', started_at: run.created_at + 1 };
+      const step = aStep(run);
+      const lock = { lockedBy: 'worker_a', lockedUntil: 1_700_000_000_123 };
+      assert.equal(
+        await store.commitRun(scope, {
+          run: started,
+          expect: { status: 'queued', lockedBy: null },
+          lock,
+          steps: [step],
+        }),
+        true,
+      );
+      assert.deepEqual(await store.getRun(scope, threadId, run.id), started);
+      assert.deepEqual(await store.runLock(run.id), lock);
+      assert.deepEqual(await store.getRunStep(scope, threadId, run.id, step.id), step);
+
+      // A stale status, another worker, or another project: nothing is written.
+      const wrong: Run = { ...started, status: 'failed' };
+      assert.equal(await store.commitRun(scope, { run: wrong, expect: { status: 'queued' } }), false);
+      assert.equal(
+        await store.commitRun(scope, { run: wrong, expect: { status: 'in_progress', lockedBy: 'worker_b' } }),
+        false,
+      );
+      assert.equal(await store.commitRun(otherScope, { run: wrong, expect: { status: 'in_progress' } }), false);
+      assert.deepEqual(await store.getRun(scope, threadId, run.id), started);
+
+      const doneStep = {
+        ...step,
+        status: 'completed' as const,
+        completed_at: run.created_at + 2,
+        usage: step.turn_usage,
+        turn_usage: null,
+      };
+      const answer = aMessage(threadId, 'the answer', {
+        role: 'assistant',
+        run_id: run.id,
+        assistant_id: run.assistant_id,
+      });
+      const finished: Run = {
+        ...started,
+        status: 'completed',
+        completed_at: run.created_at + 3,
+        usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
+      };
+      const released = { lockedBy: null, lockedUntil: null };
+      assert.equal(
+        await store.commitRun(scope, {
+          run: finished,
+          expect: { status: 'in_progress', lockedBy: 'worker_a' },
+          lock: released,
+          steps: [doneStep],
+          messages: [answer],
+        }),
+        true,
+      );
+      assert.deepEqual(await store.getRun(scope, threadId, run.id), finished);
+      assert.deepEqual(await store.runLock(run.id), released);
+      assert.deepEqual(await store.runSteps(scope, run.id), [doneStep]);
+      assert.deepEqual((await store.listRunSteps(scope, threadId, run.id, { limit: 20, order: 'asc' })).data, [
+        doneStep,
+      ]);
+      assert.deepEqual(await store.listMessages(scope, threadId, { limit: 20, order: 'asc' }, { runId: run.id }), {
+        data: [answer],
+        hasMore: false,
+      });
+      await assert.rejects(
+        store.listRunSteps(scope, threadId, 'run_missing', { limit: 20, order: 'asc' }),
+        (e: ApiError) => e.status === 404,
+      );
+    });
+
+    test('claimRuns leases waiting runs oldest first; a held lease is renewed, a lapsed one is taken over', async () => {
+      await claimEverythingWaiting();
+      const now = Date.now();
+      const newer = await threadWithRun({ created_at: 1_700_000_002 });
+      const older = await threadWithRun({ created_at: 1_700_000_001 });
+      const requiresAction = await threadWithRun();
+      await store.commitRun(scope, {
+        run: { ...requiresAction, status: 'requires_action' },
+        expect: { status: 'queued' },
+      });
+
+      const claimed = await store.claimRuns('worker_a', now, now + 15_000, 10);
+      assert.deepEqual(
+        claimed.map((c) => c.run.id),
+        [older.id, newer.id],
+      );
+      assert.deepEqual(claimed[0], { scope, run: older, lock: { lockedBy: 'worker_a', lockedUntil: now + 15_000 } });
+      assert.deepEqual(
+        await store.claimRuns('worker_b', now + 1, now + 15_001, 10),
+        [],
+        'held leases are not claimable',
+      );
+
+      assert.equal(await store.renewLease(older.id, 'worker_a', now + 30_000), 'queued');
+      assert.equal(await store.renewLease(older.id, 'worker_b', now + 30_000), undefined);
+      assert.deepEqual(await store.runLock(older.id), { lockedBy: 'worker_a', lockedUntil: now + 30_000 });
+
+      // worker_a dies: once its leases lapse, worker_b takes the runs over.
+      const later = now + 20_000;
+      const takenOver = await store.claimRuns('worker_b', later, later + 15_000, 10);
+      assert.deepEqual(
+        takenOver.map((c) => c.run.id),
+        [newer.id],
+      );
+      assert.equal(
+        await store.renewLease(newer.id, 'worker_a', later + 30_000),
+        undefined,
+        'the lost lease stays lost',
+      );
+    });
+
+    test('concurrent claims by different workers never lease the same run', async () => {
+      await claimEverythingWaiting();
+      for (let round = 0; round < 5; round++) {
+        const runs = await Promise.all(Array.from({ length: 20 }, () => threadWithRun()));
+        const now = Date.now();
+        const [a, b] = await Promise.all([
+          store.claimRuns(`worker_a${round}`, now, now + 1e9, 10),
+          store.claimRuns(`worker_b${round}`, now, now + 1e9, 10),
+        ]);
+        const idsA = a.map((c) => c.run.id);
+        const idsB = b.map((c) => c.run.id);
+        assert.equal(idsA.length, 10);
+        assert.equal(idsB.length, 10);
+        assert.deepEqual(
+          new Set([...idsA, ...idsB]),
+          new Set(runs.map((r) => r.id)),
+          'every run is leased exactly once',
+        );
+        for (const id of idsA) assert.equal((await store.runLock(id))?.lockedBy, `worker_a${round}`);
+        for (const id of idsB) assert.equal((await store.runLock(id))?.lockedBy, `worker_b${round}`);
+      }
+    });
+
+    test('runsDueForExpiry lists active runs past expires_at, soonest first', async () => {
+      const due = await threadWithRun({ expires_at: 1_000 });
+      const dueFirst = await threadWithRun({ expires_at: 900 });
+      const notYet = await threadWithRun({ expires_at: 1_200 });
+      const ended = await threadWithRun({ expires_at: 800 });
+      await store.commitRun(scope, {
+        run: { ...ended, status: 'cancelled', cancelled_at: 1 },
+        expect: { status: 'queued' },
+      });
+
+      const expiring = await store.runsDueForExpiry(1_100, 100);
+      assert.deepEqual(
+        expiring.map((c) => c.run.id),
+        [dueFirst.id, due.id],
+      );
+      assert.deepEqual(expiring[1], { scope, run: due, lock: { lockedBy: null, lockedUntil: null } });
+      assert.ok(!expiring.some((c) => c.run.id === notYet.id));
     });
   });
 }

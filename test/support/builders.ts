@@ -1,6 +1,8 @@
 import { newId } from '../../src/domain/ids.ts';
 import { newClientMessage } from '../../src/domain/messages.ts';
 import type { Assistant, Message, Thread } from '../../src/domain/objects.ts';
+import type { Run } from '../../src/domain/runs.ts';
+import type { StoredStep } from '../../src/storage/store.ts';
 
 export function anAssistant(overrides: Partial<Assistant> = {}): Assistant {
   return {
@@ -27,4 +29,66 @@ export function aThread(overrides: Partial<Thread> = {}): Thread {
 
 export function aMessage(threadId: string, text = 'hello', overrides: Partial<Message> = {}): Message {
   return { ...newClientMessage(threadId, { role: 'user', content: text }, 1_700_000_000), ...overrides };
+}
+
+/** A queued run with every setting given (as the run service would fill them in). */
+export function aRun(threadId: string, overrides: Partial<Run> = {}): Run {
+  return {
+    id: newId('run'),
+    created_at: 1_700_000_000,
+    thread_id: threadId,
+    assistant_id: 'asst_builder',
+    status: 'queued',
+    required_action: null,
+    last_error: null,
+    expires_at: 1_700_000_600,
+    started_at: null,
+    cancelled_at: null,
+    failed_at: null,
+    completed_at: null,
+    incomplete_details: null,
+    model: 'gpt-4o-mini',
+    instructions: 'Be brief.',
+    tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } }],
+    metadata: { purpose: 'test' },
+    usage: null,
+    temperature: 0.7,
+    top_p: 0.9,
+    max_prompt_tokens: null,
+    max_completion_tokens: 512,
+    truncation_strategy: { type: 'last_messages', last_messages: 10 },
+    tool_choice: 'auto',
+    parallel_tool_calls: false,
+    response_format: { type: 'json_object' },
+    reasoning_effort: 'low',
+    ...overrides,
+  };
+}
+
+/** An in-progress tool-calls step of `run`. */
+export function aStep(run: Run, overrides: Partial<StoredStep> = {}): StoredStep {
+  return {
+    id: newId('step'),
+    created_at: run.created_at,
+    assistant_id: run.assistant_id,
+    thread_id: run.thread_id,
+    run_id: run.id,
+    type: 'tool_calls',
+    status: 'in_progress',
+    step_details: {
+      type: 'tool_calls',
+      tool_calls: [
+        { id: newId('call'), type: 'function', function: { name: 'lookup', arguments: '{}', output: null } },
+      ],
+    },
+    last_error: null,
+    expired_at: null,
+    cancelled_at: null,
+    failed_at: null,
+    completed_at: null,
+    metadata: {},
+    usage: null,
+    turn_usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
+    ...overrides,
+  };
 }

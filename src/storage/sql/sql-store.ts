@@ -17,6 +17,7 @@ import type {
   ThreadPatch,
   WireJson,
 } from '../store.ts';
+import type { SqlCapabilities } from './capabilities.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import {
   assistantPatchToRow,
@@ -41,18 +42,23 @@ const NEEDS_WORKER: RunStatus[] = ['queued', 'in_progress', 'cancelling'];
 
 type Executor = Kysely<Database>;
 
+/** The unique partial index that holds the thread lock (see the migrations of each database). */
+const ONE_ACTIVE_RUN_PER_THREAD = 'runs_one_active_per_thread';
+
 /**
  * The Store over any Kysely dialect. The queries here are portable SQL (row values, RETURNING, ON DELETE CASCADE
  * are in both SQLite ≥ 3.35 and PostgreSQL); what differs between databases — connection setup, pragmas, DDL —
- * lives in the dialect's own folder.
+ * lives in the dialect's own folder, and how concurrent writers are kept apart is a capability (capabilities.ts).
  */
 export class SqlStore implements Store {
   readonly description: string;
   private readonly db: Kysely<Database>;
+  private readonly capabilities: SqlCapabilities;
 
-  constructor(db: Kysely<Database>, description: string) {
+  constructor(db: Kysely<Database>, description: string, capabilities: SqlCapabilities) {
     this.db = db;
     this.description = description;
+    this.capabilities = capabilities;
   }
 
   async close(): Promise<void> {
@@ -149,7 +155,7 @@ export class SqlStore implements Store {
 
   async createMessage(scope: Scope, message: Message): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      await requireThread(trx, scope, message.thread_id);
+      await requireThread(trx, scope, message.thread_id, this.capabilities.rowLocks);
       const active = await activeRunOf(trx, message.thread_id);
       if (active) throw messagesLockedByRun(message.thread_id, active);
       await trx.insertInto('messages').values(messageToRow(scope, message)).execute();
@@ -237,17 +243,37 @@ export class SqlStore implements Store {
   // ── runs ────────────────────────────────────────────────────────────────────
 
   async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[]): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      await requireThread(trx, scope, run.thread_id);
-      await insertRun(trx, scope, run, additionalMessages);
-    });
+    await this.reportActiveRunConflict(run.thread_id, () =>
+      this.db.transaction().execute(async (trx) => {
+        await requireThread(trx, scope, run.thread_id, this.capabilities.rowLocks);
+        await insertRun(trx, scope, run, additionalMessages, this.capabilities);
+      }),
+    );
   }
 
   async createThreadAndRun(scope: Scope, thread: Thread, messages: readonly Message[], run: Run): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      await trx.insertInto('threads').values(threadToRow(scope, thread)).execute();
-      await insertRun(trx, scope, run, messages);
-    });
+    // The thread is new and invisible to other transactions until this one commits: nothing to lock.
+    await this.reportActiveRunConflict(run.thread_id, () =>
+      this.db.transaction().execute(async (trx) => {
+        await trx.insertInto('threads').values(threadToRow(scope, thread)).execute();
+        await insertRun(trx, scope, run, messages, this.capabilities);
+      }),
+    );
+  }
+
+  /**
+   * With row locks, a run creation that still hits `runs_one_active_per_thread` (the backstop behind the thread
+   * row lock) has aborted its transaction; the winner is looked up after the rollback, for upstream's message.
+   */
+  private async reportActiveRunConflict(threadId: string, create: () => Promise<void>): Promise<void> {
+    try {
+      await create();
+    } catch (error) {
+      if (!this.capabilities.rowLocks || !this.capabilities.isUniqueViolation(error, ONE_ACTIVE_RUN_PER_THREAD))
+        throw error;
+      const winner = await activeRunOf(this.db, threadId);
+      throw winner ? threadHasActiveRun(threadId, winner) : error;
+    }
   }
 
   async getRun(scope: Scope, threadId: string, runId: string): Promise<Run | undefined> {
@@ -365,6 +391,20 @@ export class SqlStore implements Store {
     });
   }
 
+  /**
+   * One statement both picks the runs and leases them: no window between "this run is free" and "it is mine" for
+   * another worker to fall into, and no transaction held open across a round trip.
+   *
+   * With row locks (PostgreSQL) the picking subquery takes `for update skip locked`. A run that another worker's
+   * claim is leasing at this moment is skipped rather than waited for; a run whose lease another claim has just
+   * committed is re-read under READ COMMITTED, fails the `locked_until` filter and drops out, and the limit takes the
+   * next one. Without the clause, a second claim would wait on the first one's rows and then lease them again (the
+   * contract's concurrent-claims test fails that way). Considered and not taken: `select … for update` then
+   * `update` in a transaction (two round trips with the locks held in between); a per-worker advisory lock around
+   * the claim (serialises all claims instead of letting them skip each other). PostgreSQL plans `id in (subquery …
+   * limit n)` as a semi-join that hashes the subquery's rows once (EXPLAIN: Hash Semi Join ← Limit ← LockRows ←
+   * Sort); graphile-worker gets the same from a CTE. SQLite runs one write at a time, so it needs no lock clause.
+   */
   async claimRuns(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedRun[]> {
     const rows = await this.db
       .updateTable('runs')
@@ -377,10 +417,13 @@ export class SqlStore implements Store {
           .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
           .orderBy('created_at')
           .orderBy('seq')
-          .limit(limit),
+          .limit(limit)
+          .$if(this.capabilities.rowLocks, (qb) => qb.forUpdate().skipLocked()),
       )
       .returningAll()
       .execute();
+    // RETURNING follows no order in either database; the interface promises oldest first.
+    rows.sort((a, b) => a.created_at - b.created_at || Number(a.seq) - Number(b.seq));
     return rows.map((row) => ({
       scope: { projectId: row.project_id },
       run: rowToRun(row),
@@ -416,13 +459,22 @@ export class SqlStore implements Store {
   }
 }
 
-/** Inside a write transaction: the thread must exist in the scope, else the official not-found error. */
-async function requireThread(db: Executor, scope: Scope, threadId: string): Promise<void> {
+/**
+ * Inside a write transaction: the thread must exist in the scope, else the official not-found error.
+ *
+ * With `lock` (databases with row locks), the thread row stays locked until the transaction ends, so the writes that
+ * must see each other's effects — creating a run, adding a message — queue up per thread and each one's active-run
+ * check reads what the previous one committed. `for no key update` rather than `for update`: inserting a row that
+ * references the thread (a message, a run) takes `for key share` on it for the foreign key check, which
+ * `for update` would block; a worker committing a run's answer must not wait for a run creation on the thread.
+ */
+async function requireThread(db: Executor, scope: Scope, threadId: string, lock: boolean): Promise<void> {
   const thread = await db
     .selectFrom('threads')
     .select('id')
     .where('project_id', '=', scope.projectId)
     .where('id', '=', threadId)
+    .$if(lock, (qb) => qb.forNoKeyUpdate())
     .executeTakeFirst();
   if (!thread) throw notFound('thread', threadId);
 }
@@ -440,16 +492,23 @@ async function activeRunOf(db: Executor, threadId: string): Promise<string | und
 /**
  * Inserts a run after its thread's new messages. The active-run check gives upstream's error message; the unique
  * partial index `runs_one_active_per_thread` is what makes the lock hold when two creations race. (In SQLite the
- * whole transaction is serialised anyway; a dialect whose failed statement aborts the transaction must lock the
- * thread row first instead of relying on the re-read below.)
+ * whole transaction is serialised anyway. With row locks the caller has locked the thread row, and since a failed
+ * statement aborts the transaction there, the re-read below is left to SqlStore.reportActiveRunConflict.)
  */
-async function insertRun(db: Executor, scope: Scope, run: Run, messages: readonly Message[]): Promise<void> {
+async function insertRun(
+  db: Executor,
+  scope: Scope,
+  run: Run,
+  messages: readonly Message[],
+  capabilities: SqlCapabilities,
+): Promise<void> {
   const active = await activeRunOf(db, run.thread_id);
   if (active) throw threadHasActiveRun(run.thread_id, active);
   await insertMessages(db, scope, messages);
   try {
     await db.insertInto('runs').values(runToRow(scope, run)).execute();
   } catch (error) {
+    if (capabilities.rowLocks) throw error;
     const winner = await activeRunOf(db, run.thread_id);
     if (winner) throw threadHasActiveRun(run.thread_id, winner);
     throw error;

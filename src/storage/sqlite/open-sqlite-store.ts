@@ -31,7 +31,7 @@ export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
 
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db);
-  return new SqlStore(db, `sqlite:${file}`);
+  return new SqlStore(db, `sqlite:${file}`, { rowLocks: false });
 }
 
 async function migrate(db: Kysely<Database>): Promise<void> {

@@ -1,0 +1,120 @@
+import { Kysely, type Migration, Migrator, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { ConfigError } from '../../config.ts';
+import type { SqlCapabilities } from '../sql/capabilities.ts';
+import type { Database } from '../sql/schema.ts';
+import { SqlStore } from '../sql/sql-store.ts';
+import * as initial from './migrations/001-initial.ts';
+import * as runs from './migrations/002-runs.ts';
+
+/** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
+const MIGRATIONS: Record<string, Migration> = {
+  '001-initial': initial,
+  '002-runs': runs,
+};
+
+/** How long startup waits for the first connection before saying the database is unreachable. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Exported for tests that wrap them to observe the store (e.g. count unique violations). */
+export const POSTGRES_CAPABILITIES: SqlCapabilities = {
+  rowLocks: true,
+  // 23505 is unique_violation; pg names the violated index in `constraint`.
+  isUniqueViolation: (error, index) => {
+    const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };
+    return code === '23505' && constraint === index;
+  },
+};
+
+/**
+ * bigint (int8) columns hold Unix seconds, epoch milliseconds and `seq` — all far below 2^53 — so they are read as
+ * numbers, like SQLite's integers; pg's default is a string. A value that would lose precision fails the query
+ * rather than come back wrong.
+ */
+function parseInt8(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new RangeError(`bigint ${text} does not fit a JavaScript number`);
+  return value;
+}
+
+/** Per pool, not pg's process-wide `types.setTypeParser`: nothing else in the process is affected. */
+const TYPES: pg.CustomTypesConfig = {
+  getTypeParser: (oid, format) =>
+    oid === pg.types.builtins.INT8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format),
+};
+
+/**
+ * Opens a PostgreSQL store on a pool of at most `poolSize` connections and brings its schema up to date. A database
+ * that cannot be reached or refuses the login stops startup with a ConfigError naming ASSISTD_DATABASE_URL; the
+ * password never appears in it.
+ */
+export async function openPostgresStore(url: string, poolSize: number): Promise<SqlStore> {
+  const where = describe(url);
+  await checkConnection(url, where);
+
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES });
+  // An idle connection that dies (database restart, network cut) is dropped from the pool and reported here; with
+  // no listener Node would crash the process on the 'error' event. The next query opens a fresh connection, and if
+  // the database is really gone, that query fails with the reason.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await migrate(db);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return new SqlStore(db, where, POSTGRES_CAPABILITIES);
+}
+
+/** One connection with a timeout before the pool exists: a bad URL fails fast and clearly instead of hanging. */
+async function checkConnection(url: string, where: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message || error.name : String(error);
+    throw new ConfigError('ASSISTD_DATABASE_URL', `cannot connect to ${where}: ${hidePassword(reason, url)}`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/**
+ * Several processes may start on one fresh database at once; Kysely's Migrator already makes that safe, so no lock
+ * of our own is added. On PostgreSQL its adapter's `acquireMigrationLock` takes a session advisory lock
+ * (`pg_advisory_lock`, kysely/dist/esm/dialect/postgres/postgres-adapter.js) on one connection and runs the pending
+ * migrations in one transaction under it, so the first process migrates and the others find nothing left to do.
+ * Its bookkeeping tables (`kysely_migration`, `kysely_migration_lock`) are created before that lock, with
+ * `create table if not exists` plus a re-check when a racing creation fails. test/storage/postgres-store.test.ts
+ * opens four stores on one fresh database at once (and 8 × 10 such openings were tried by hand) to hold it to that.
+ */
+async function migrate(db: Kysely<Database>): Promise<void> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** `postgres://user@host:5432/db` for the startup log and errors: the URL without its password and parameters. */
+function describe(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const user = parsed.username ? `${decodeURIComponent(parsed.username)}@` : '';
+    return `postgres://${user}${parsed.host}${parsed.pathname}`;
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+/** Drivers do not echo passwords in their errors today; this keeps it so if one ever does. */
+function hidePassword(text: string, url: string): string {
+  let password = '';
+  try {
+    password = decodeURIComponent(new URL(url).password);
+  } catch {}
+  return password ? text.split(password).join('***') : text;
+}

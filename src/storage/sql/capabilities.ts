@@ -1,0 +1,20 @@
+/**
+ * What SqlStore needs to know about the database under it, as capabilities rather than a database name: each
+ * opener (sqlite/, postgres/) states what its database does, and the shared code never asks which one it is.
+ */
+export type SqlCapabilities =
+  /**
+   * The database runs one write transaction at a time, and a failed statement leaves its transaction usable
+   * (SQLite: one connection, serialised by Kysely's driver; SQLite itself allows a single writer).
+   */
+  | { readonly rowLocks: false }
+  /**
+   * Write transactions really run at once, so the ones that conflict must serialise on row locks
+   * (`select … for no key update`, `for update skip locked`); and a failed statement aborts its transaction, so a
+   * constraint violation can only be handled after the rollback (PostgreSQL).
+   */
+  | {
+      readonly rowLocks: true;
+      /** Whether `error` is the driver's report of a violation of the unique index named `index`. */
+      isUniqueViolation(error: unknown, index: string): boolean;
+    };

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { ApiError } from '../../src/domain/errors.ts';
+import { openStore } from '../../src/storage/open-store.ts';
+import { openPostgresStore, POSTGRES_CAPABILITIES } from '../../src/storage/postgres/open-postgres-store.ts';
+import type { SqlCapabilities } from '../../src/storage/sql/capabilities.ts';
+import type { Database } from '../../src/storage/sql/schema.ts';
+import { SqlStore } from '../../src/storage/sql/sql-store.ts';
+import type { Scope } from '../../src/storage/store.ts';
+import { storeContract } from '../contract/store-contract.ts';
+import { aMessage, anAssistant, aRun, aThread } from '../support/builders.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
+
+const adminUrl = postgresUrlOrSkip();
+const scope: Scope = { projectId: 'proj_pg' };
+
+test('ASSISTD_DATABASE_POOL sizes the PostgreSQL pool and is validated like the other integer settings', () => {
+  const url = 'postgres://u:secret@db.example:5432/assistd';
+  assert.deepEqual(loadConfig({ ASSISTD_DATABASE_URL: url }).storage, { kind: 'postgres', url, poolSize: 10 });
+  for (const bad of ['0', 'ten', '-1', '1001'])
+    assert.throws(
+      () => loadConfig({ ASSISTD_DATABASE_URL: url, ASSISTD_DATABASE_POOL: bad }),
+      (e: ConfigError) => e instanceof ConfigError && e.setting === 'ASSISTD_DATABASE_POOL',
+    );
+  assert.equal(loadConfig({ ASSISTD_DATABASE_POOL: 'ignored with SQLite' }).storage.kind, 'sqlite');
+});
+
+if (adminUrl === undefined) {
+  test('PostgreSQL store', { skip: POSTGRES_SKIP_REASON }, () => {});
+} else {
+  const serverUrl = adminUrl;
+
+  storeContract('postgres', async () => {
+    const database = await createTestDatabase(serverUrl);
+    const store = await openPostgresStore(database.url, 10);
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await database.drop();
+      },
+    };
+  });
+
+  describe('PostgreSQL store', () => {
+    test('four processes opening one fresh database at once migrate it once; reopening changes nothing', async () => {
+      const database = await createTestDatabase(serverUrl);
+      try {
+        const stores = await Promise.all(Array.from({ length: 4 }, () => openPostgresStore(database.url, 2)));
+        const assistant = anAssistant();
+        await stores[0]!.createAssistant(scope, assistant);
+        for (const store of stores) assert.deepEqual(await store.getAssistant(scope, assistant.id), assistant);
+        await Promise.all(stores.map((store) => store.close()));
+
+        const reopened = await openPostgresStore(database.url, 2);
+        assert.deepEqual(await reopened.getAssistant(scope, assistant.id), assistant);
+        await reopened.close();
+        assert.deepEqual(await query(database.url, 'select name from kysely_migration order by name'), [
+          { name: '001-initial' },
+          { name: '002-runs' },
+        ]);
+      } finally {
+        await database.drop();
+      }
+    });
+
+    test('50 run creations on one thread, all in flight at once: the thread lock serialises them, one wins', async () => {
+      const database = await createTestDatabase(serverUrl);
+      await (await openPostgresStore(database.url, 1)).close(); // migrate
+      // A store with 50 connections whose unique-violation check is counted: with the thread row locked, every
+      // loser must be refused by the active-run check, none by the unique index behind it.
+      let violations = 0;
+      const capabilities: SqlCapabilities = {
+        rowLocks: true,
+        isUniqueViolation: (error, index) => {
+          const violated = POSTGRES_CAPABILITIES.rowLocks && POSTGRES_CAPABILITIES.isUniqueViolation(error, index);
+          if (violated) violations++;
+          return violated;
+        },
+      };
+      const pool = new pg.Pool({ connectionString: database.url, max: 50 });
+      const store = new SqlStore(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'spy', capabilities);
+      try {
+        const thread = aThread();
+        await store.createThread(scope, thread, []);
+        const runs = Array.from({ length: 50 }, () => aRun(thread.id));
+        const outcomes = await Promise.allSettled(
+          runs.map((run) => store.createRun(scope, run, [aMessage(thread.id)])),
+        );
+        const winners = runs.filter((_, i) => outcomes[i]?.status === 'fulfilled');
+        assert.equal(winners.length, 1);
+        const expected = `Thread ${thread.id} already has an active run ${winners[0]!.id}.`;
+        for (const outcome of outcomes)
+          if (outcome.status === 'rejected') {
+            assert.ok(outcome.reason instanceof ApiError, String(outcome.reason));
+            assert.equal(outcome.reason.message, expected);
+          }
+        assert.equal(violations, 0, 'no creation reached the unique index');
+      } finally {
+        await store.close();
+        await database.drop();
+      }
+    });
+
+    test('a run that slips past the thread lock hits the unique index and still gets the thread-lock error', async () => {
+      const database = await createTestDatabase(serverUrl);
+      const store = await openPostgresStore(database.url, 4);
+      const intruder = new pg.Client({ connectionString: database.url });
+      await intruder.connect();
+      try {
+        const thread = aThread();
+        await store.createThread(scope, thread, []);
+        // Another writer inserts an active run without locking the thread row and has not committed yet: the
+        // store's active-run check cannot see it, so its insert waits on the unique index, then violates it.
+        await intruder.query('begin');
+        await intruder.query(
+          `insert into runs (id, project_id, thread_id, assistant_id, created_at, status, model, instructions, tools,
+             metadata, truncation_strategy, tool_choice, parallel_tool_calls, response_format)
+           values ('run_intruder', $1, $2, 'asst_x', 1, 'queued', 'm', '', '[]', '{}', '{}', '"auto"', 1, '"auto"')`,
+          [scope.projectId, thread.id],
+        );
+        const creating = store.createRun(scope, aRun(thread.id), []);
+        creating.catch(() => {}); // observed below, after the intruder commits
+        await waitFor(async () => {
+          const rows = await query(
+            database.url,
+            `select 1 from pg_stat_activity where datname = '${database.name}' and wait_event_type = 'Lock'`,
+          );
+          return rows.length === 1;
+        });
+        await intruder.query('commit');
+        await assert.rejects(creating, (e: ApiError) => {
+          assert.ok(e instanceof ApiError, String(e));
+          assert.equal(e.message, `Thread ${thread.id} already has an active run run_intruder.`);
+          return true;
+        });
+      } finally {
+        await intruder.end();
+        await store.close();
+        await database.drop();
+      }
+    });
+
+    test('an unreachable or missing database stops startup naming ASSISTD_DATABASE_URL, never the password', async () => {
+      const password = 'pa55-s3cret';
+      const missing = new URL(serverUrl);
+      missing.password = password;
+      missing.pathname = '/assistd_no_such_database';
+      const refused = new URL(missing);
+      refused.port = '1';
+      for (const url of [missing.toString(), refused.toString()]) {
+        const storage = loadConfig({ ASSISTD_DATABASE_URL: url, ASSISTD_DATABASE_POOL: '3' }).storage;
+        assert.deepEqual(storage, { kind: 'postgres', url, poolSize: 3 });
+        await assert.rejects(openStore(storage), (e: Error) => {
+          assert.ok(e instanceof ConfigError, String(e));
+          assert.equal(e.setting, 'ASSISTD_DATABASE_URL');
+          assert.match(e.message, /^ASSISTD_DATABASE_URL: cannot connect to postgres:\/\/\S+: \S/);
+          assert.ok(!e.message.includes(password), e.message);
+          return true;
+        });
+      }
+    });
+  });
+}
+
+async function query(url: string, text: string): Promise<unknown[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
