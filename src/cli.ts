@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS } from './config.ts';
-import { createLogger, startServer } from './main.ts';
+import { createLogger, startServer, startWorker } from './main.ts';
 import { openStore } from './storage/open-store.ts';
 
 const HELP = `assistd — a self-hosted server for the OpenAI Assistants API v2
 
 Usage:
-  assistd [serve]      start the HTTP API (the default command)
-  assistd migrate      bring the database schema up to date, then exit
-  assistd --help       show this help
+  assistd [serve]               the HTTP API and workers executing runs (the default command)
+  assistd serve --no-workers    the HTTP API only (streamed runs still execute where their stream is)
+  assistd worker                workers only, no HTTP (several processes on one PostgreSQL database)
+  assistd migrate               bring the database schema up to date, then exit
+  assistd --help                show this help
 
 Point the official SDK at it:  new OpenAI({ baseURL: 'http://127.0.0.1:8787/v1', apiKey: '…' })
 
@@ -21,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { help: { type: 'boolean', short: 'h' } },
+    options: { help: { type: 'boolean', short: 'h' }, 'no-workers': { type: 'boolean' } },
   });
   const command = positionals[0] ?? 'serve';
   if (values.help || command === 'help') {
@@ -31,15 +34,15 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   switch (command) {
     case 'serve': {
-      const server = await startServer(config, createLogger(config));
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          server.app.log.info(`${signal} received, shutting down`);
-          server.close().then(resolve, resolve);
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      const logger = createLogger(config);
+      const server = await startServer(config, logger, { workers: !values['no-workers'] });
+      await untilSignal(logger, () => server.close());
+      return 0;
+    }
+    case 'worker': {
+      const logger = createLogger(config);
+      const worker = await startWorker(config, logger);
+      await untilSignal(logger, () => worker.close());
       return 0;
     }
     case 'migrate': {
@@ -52,6 +55,18 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`assistd: unknown command '${command}'\n\n${HELP}`);
       return 2;
   }
+}
+
+/** Waits for SIGINT or SIGTERM, then shuts down gracefully: stop taking work, hand back runs in flight, close. */
+function untilSignal(logger: Logger, close: () => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info(`${signal} received, shutting down`);
+      close().then(resolve, resolve);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
 }
 
 main(process.argv.slice(2)).then(

@@ -25,44 +25,68 @@ export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
   return pino({ level: config.logLevel, base: { name: 'assistd' } });
 }
 
-export async function startServer(config: Config, logger: Logger = createLogger(config)): Promise<RunningServer> {
+interface Core {
+  store: Store;
+  bus: RunEventBus;
+  worker: RunWorker;
+  runs: RunService;
+}
+
+/**
+ * What every process role shares: the store, the bus (with the database's signals between processes), and a run
+ * worker — which claims runs only when `claimRuns` (serve, worker), and otherwise just executes the streamed runs
+ * this process adopts (serve --no-workers).
+ */
+async function startCore(config: Config, logger: Logger, claimRuns: boolean): Promise<Core> {
   const store = await openStore(config.storage);
-  const bus = new RunEventBus();
-  const runs = new RunService({ store, bus, expiresAfterSeconds: config.runs.expiresAfterSeconds });
+  const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId) });
+  const worker = new RunWorker({
+    store,
+    bus,
+    logger,
+    concurrency: claimRuns ? config.runs.workerConcurrency : 0,
+    leaseMs: config.runs.leaseMs,
+    executor: new RunExecutor({
+      store,
+      bus,
+      logger,
+      router: createModelRouter(config.upstream),
+      contextWindow: config.runs.contextWindow,
+      maxRetries: config.runs.maxRetries,
+    }),
+  });
+  const runs = new RunService({ store, bus, expiresAfterSeconds: config.runs.expiresAfterSeconds, local: worker });
+  if (!config.upstream)
+    logger.warn('ASSISTD_UPSTREAM_BASE_URL is not set: runs will fail until a model backend is configured.');
+  return { store, bus, worker, runs };
+}
+
+export interface ServerOptions {
+  /** Claim and execute queued runs here (`assistd serve`); false for an API-only process (`--no-workers`). */
+  workers?: boolean;
+}
+
+/** `assistd serve`: the HTTP API, and (unless `workers: false`) workers executing runs. */
+export async function startServer(
+  config: Config,
+  logger: Logger = createLogger(config),
+  { workers = true }: ServerOptions = {},
+): Promise<RunningServer> {
+  const { store, bus, worker, runs } = await startCore(config, logger, workers);
   const closing = new AbortController();
   const app = buildApp({ store, runs, bus, closing: closing.signal, apiKey: config.apiKey, logger });
-  const worker =
-    config.runs.workerConcurrency > 0
-      ? new RunWorker({
-          store,
-          bus,
-          logger,
-          concurrency: config.runs.workerConcurrency,
-          leaseMs: config.runs.leaseMs,
-          executor: new RunExecutor({
-            store,
-            bus,
-            logger,
-            router: createModelRouter(config.upstream),
-            contextWindow: config.runs.contextWindow,
-            maxRetries: config.runs.maxRetries,
-          }),
-        })
-      : undefined;
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await store.close();
     throw error;
   }
-  worker?.start();
+  worker.start();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
-  logger.info({ url, store: store.description }, `assistd listening on ${url}/v1`);
-  if (!config.upstream)
-    logger.warn('ASSISTD_UPSTREAM_BASE_URL is not set: runs will fail until a model backend is configured.');
+  logger.info({ url, store: store.description, workers }, `assistd listening on ${url}/v1`);
   if (config.apiKey === undefined)
     logger.warn('ASSISTD_API_KEY is not set: requests need no API key. Set it before exposing the server.');
 
@@ -75,8 +99,31 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       shutdown ??= (async () => {
         closing.abort();
         await app.close();
-        // Executions in flight are stopped and their runs handed back: the next start picks them up.
-        await worker?.close();
+        // Executions in flight are stopped and their runs handed back: another worker or the next start resumes them.
+        await worker.close();
+        await store.close();
+      })();
+      return shutdown;
+    },
+  };
+}
+
+/** `assistd worker`: executes runs, serves no HTTP. */
+export async function startWorker(
+  config: Config,
+  logger: Logger = createLogger(config),
+): Promise<{ close(): Promise<void> }> {
+  const { store, worker } = await startCore(config, logger, true);
+  worker.start();
+  logger.info(
+    { worker: worker.id, store: store.description, concurrency: config.runs.workerConcurrency },
+    `assistd worker ${worker.id} running`,
+  );
+  let shutdown: Promise<void> | undefined;
+  return {
+    close: () => {
+      shutdown ??= (async () => {
+        await worker.close();
         await store.close();
       })();
       return shutdown;

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Message } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import type { Run, RunStep } from '../domain/runs.ts';
+import type { ClaimedRun, SignalChannel } from '../storage/store.ts';
 
 export type RunEventListener = (runId: string | undefined, event: RunStreamEvent) => void;
 
@@ -11,25 +12,57 @@ export interface LiveTurn {
   message: Message | undefined;
 }
 
+export interface RunEventBusOptions {
+  /** Signals to and from other processes on the same database (absent: this process is alone). */
+  signals?: SignalChannel | undefined;
+  /** Reads a run named by another process's signal. */
+  findRun?: ((runId: string) => Promise<ClaimedRun | undefined>) | undefined;
+}
+
 /**
- * In-process notifications about runs. Run events (run-events.ts) are published per thread — a thread has at most
- * one active run, and a stream subscribes to its thread before the run it starts has an id. The bus only informs:
- * the database stays the truth, so a missed wake-up only delays work. A multi-process deployment adds a transport
- * (e.g. PostgreSQL LISTEN/NOTIFY) behind the same methods.
+ * Notifications about runs. Run events (run-events.ts) are published per thread — a thread has at most one active
+ * run, and a stream subscribes to its thread before the run it starts has an id. The bus only informs: the database
+ * stays the truth, so a missed wake-up only delays work.
+ *
+ * Across processes (PostgreSQL) only small signals travel (storage's SignalChannel): work is available, stop this
+ * run, this run changed. A run change from elsewhere is read back from the database and published here as
+ * `thread.run.<status>`, which is what held polls and re-attached streams need; the fine-grained events of a turn
+ * (steps, messages, deltas) stay on the process executing it — which is why a streamed run executes on the process
+ * holding its stream.
  */
 export class RunEventBus {
   private readonly emitter = new EventEmitter();
   private readonly live = new Map<string, LiveTurn>();
+  private readonly signals: SignalChannel | undefined;
 
-  constructor() {
+  constructor({ signals, findRun }: RunEventBusOptions = {}) {
     // Every stream, long poll and execution listens; there is no leak to warn about.
     this.emitter.setMaxListeners(0);
+    this.signals = signals;
+    signals?.listen((signal) => {
+      if (signal.kind === 'work') this.emitter.emit('work');
+      else if (signal.kind === 'stop') this.emitter.emit('stop', signal.runId, signal.reason);
+      else
+        void findRun?.(signal.runId)
+          .then((found) => {
+            if (found)
+              this.emitLocally(found.run.thread_id, found.run.id, {
+                event: `thread.run.${found.run.status}`,
+                data: found.run,
+              });
+          })
+          .catch(() => {}); // a missed change is found by the next re-read
+    });
   }
 
   publish(threadId: string, runId: string | undefined, event: RunStreamEvent): void {
+    this.emitLocally(threadId, runId, event);
+    if (runId !== undefined && isRunStatusEvent(event)) this.signals?.send({ kind: 'run', runId });
+  }
+
+  private emitLocally(threadId: string, runId: string | undefined, event: RunStreamEvent): void {
     this.emitter.emit(`thread:${threadId}`, runId, event);
-    if (runId !== undefined && event.event.startsWith('thread.run.') && !event.event.startsWith('thread.run.step.'))
-      this.emitter.emit(`run:${runId}`, event.data as Run);
+    if (runId !== undefined && isRunStatusEvent(event)) this.emitter.emit(`run:${runId}`, event.data as Run);
   }
 
   /** Publishes `thread.run.<status>` for a run whose status was just committed. */
@@ -45,11 +78,13 @@ export class RunEventBus {
   /** There is work for a worker (a run was queued or tool outputs were submitted). */
   workAvailable(): void {
     this.emitter.emit('work');
+    this.signals?.send({ kind: 'work' });
   }
 
   /** A cancel or an expiry wants the execution of this run to stop now. */
   stopRequested(runId: string, reason: 'cancel' | 'expire'): void {
     this.emitter.emit('stop', runId, reason);
+    this.signals?.send({ kind: 'stop', runId, reason });
   }
 
   onWorkAvailable(listener: () => void): () => void {
@@ -88,4 +123,8 @@ export class RunEventBus {
   liveTurn(runId: string): LiveTurn | undefined {
     return this.live.get(runId);
   }
+}
+
+function isRunStatusEvent(event: RunStreamEvent): boolean {
+  return event.event.startsWith('thread.run.') && !event.event.startsWith('thread.run.step.');
 }

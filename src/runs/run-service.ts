@@ -4,10 +4,22 @@ import { type NewMessageInput, newClientMessage } from '../domain/messages.ts';
 import type { Metadata, Thread } from '../domain/objects.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import type { Run } from '../domain/runs.ts';
-import type { Scope, Store, StoredStep } from '../storage/store.ts';
+import type { ClaimedRun, RunLock, Scope, Store, StoredStep } from '../storage/store.ts';
 import { newRun, type RunSettingsInput } from './new-run.ts';
 import { endOpenSteps, runUsage, ZERO_USAGE } from './run-accounting.ts';
 import type { RunEventBus } from './run-event-bus.ts';
+
+/** Executes a run on this process right away (the worker of this process; see RunWorker.adopt). */
+export interface LocalExecution {
+  readonly workerId: string;
+  readonly leaseMs: number;
+  adopt(claim: ClaimedRun): void;
+}
+
+/** A streamed run executes where its stream is: its events are published on this process's bus. */
+export interface RunRequestOptions {
+  executeHere?: boolean;
+}
 
 export interface ToolOutput {
   tool_call_id: string;
@@ -19,17 +31,31 @@ export class RunService {
   private readonly store: Store;
   private readonly bus: RunEventBus;
   private readonly expiresAfterSeconds: number;
+  private readonly local: LocalExecution | undefined;
 
-  constructor(deps: { store: Store; bus: RunEventBus; expiresAfterSeconds: number }) {
+  constructor(deps: {
+    store: Store;
+    bus: RunEventBus;
+    expiresAfterSeconds: number;
+    local?: LocalExecution | undefined;
+  }) {
     this.store = deps.store;
     this.bus = deps.bus;
     this.expiresAfterSeconds = deps.expiresAfterSeconds;
+    this.local = deps.local;
+  }
+
+  /** The lease under which this process takes a run it will execute itself, if it should and can. */
+  private localLock(options: RunRequestOptions): RunLock | undefined {
+    if (!options.executeHere || !this.local) return undefined;
+    return { lockedBy: this.local.workerId, lockedUntil: Date.now() + this.local.leaseMs };
   }
 
   async createRun(
     scope: Scope,
     threadId: string,
     input: RunSettingsInput & { assistant_id: string; additional_messages?: NewMessageInput[] | null | undefined },
+    options: RunRequestOptions = {},
   ): Promise<Run> {
     const assistant = await this.store.getAssistant(scope, input.assistant_id);
     if (!assistant) throw notFound('assistant', input.assistant_id);
@@ -37,8 +63,10 @@ export class RunService {
     const run = newRun(assistant, threadId, input, now, this.expiresAfterSeconds);
     checkToolChoice(run);
     const additional = (input.additional_messages ?? []).map((m) => newClientMessage(threadId, m, now));
-    await this.store.createRun(scope, run, additional);
+    const lock = this.localLock(options);
+    await this.store.createRun(scope, run, additional, lock);
     this.announce(run, true);
+    if (lock) this.local!.adopt({ scope, run, lock });
     return run;
   }
 
@@ -47,14 +75,17 @@ export class RunService {
     thread: Thread,
     messages: NewMessageInput[],
     input: RunSettingsInput & { assistant_id: string },
+    options: RunRequestOptions = {},
   ): Promise<Run> {
     const assistant = await this.store.getAssistant(scope, input.assistant_id);
     if (!assistant) throw notFound('assistant', input.assistant_id);
     const run = newRun(assistant, thread.id, input, thread.created_at, this.expiresAfterSeconds);
     checkToolChoice(run);
     const initial = messages.map((m) => newClientMessage(thread.id, m, thread.created_at));
-    await this.store.createThreadAndRun(scope, thread, initial, run);
+    const lock = this.localLock(options);
+    await this.store.createThreadAndRun(scope, thread, initial, run, lock);
     this.announce(run, true);
+    if (lock) this.local!.adopt({ scope, run, lock });
     return run;
   }
 
@@ -106,7 +137,13 @@ export class RunService {
   }
 
   /** Completes the pending tool_calls step with the outputs and queues the run for the next model turn. */
-  async submitToolOutputs(scope: Scope, threadId: string, runId: string, outputs: ToolOutput[]): Promise<Run> {
+  async submitToolOutputs(
+    scope: Scope,
+    threadId: string,
+    runId: string,
+    outputs: ToolOutput[],
+    options: RunRequestOptions = {},
+  ): Promise<Run> {
     const run = await this.store.getRun(scope, threadId, runId);
     if (!run) throw notFound('run', runId);
     const at = unixSeconds();
@@ -131,10 +168,12 @@ export class RunService {
     };
     const completed = transitionStep(step, { type: 'complete', at, usage: step.turn_usage ?? ZERO_USAGE, stepDetails });
     const completedStep = { ...step, ...completed.step };
+    const lock = this.localLock(options);
     const committed = await this.store.commitRun(scope, {
       run: queued,
       expect: { status: 'requires_action' },
       steps: [completedStep],
+      ...(lock ? { lock } : {}),
     });
     if (!committed) {
       // It expired or was cancelled in the meantime: report the status it has now.
@@ -144,6 +183,7 @@ export class RunService {
     // A stream of the continuation starts with the tool step, now holding the outputs.
     this.bus.publish(threadId, runId, { event: 'thread.run.step.completed', data: completedStep });
     this.announce(queued);
+    if (lock) this.local!.adopt({ scope, run: queued, lock });
     return queued;
   }
 

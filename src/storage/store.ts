@@ -68,6 +68,22 @@ export interface RunCommit {
   messages?: readonly Message[];
 }
 
+/**
+ * A nudge between processes sharing one database. Small on purpose (PostgreSQL NOTIFY payloads stop at 8 kB):
+ * it says what changed, and the receiver reads the rest from the database.
+ */
+export type RunSignal =
+  | { kind: 'work' }
+  | { kind: 'stop'; runId: string; reason: 'cancel' | 'expire' }
+  | { kind: 'run'; runId: string };
+
+/** Carries RunSignals to the other processes on the same database. */
+export interface SignalChannel {
+  send(signal: RunSignal): void;
+  /** Receives the signals other processes send (never this process's own). */
+  listen(receive: (signal: RunSignal) => void): void;
+}
+
 export interface ClaimedRun {
   scope: Scope;
   run: Run;
@@ -84,6 +100,11 @@ export interface ClaimedRun {
 export interface Store {
   /** A short description for the startup log, e.g. `sqlite:/data/assistd.sqlite`. */
   readonly description: string;
+  /**
+   * Present when several processes can share the database (PostgreSQL): signals between them. Absent for a
+   * database only one process uses (SQLite).
+   */
+  readonly signals: SignalChannel | undefined;
   close(): Promise<void>;
 
   createAssistant(scope: Scope, assistant: Assistant): Promise<void>;
@@ -115,9 +136,17 @@ export interface Store {
    * Creates a queued run, after adding `additionalMessages` to its thread, atomically. Throws not-found for a
    * missing thread and the thread-lock error when the thread already has an active run.
    */
-  createRun(scope: Scope, run: Run, additionalMessages: readonly Message[]): Promise<void>;
-  createThreadAndRun(scope: Scope, thread: Thread, messages: readonly Message[], run: Run): Promise<void>;
+  createRun(scope: Scope, run: Run, additionalMessages: readonly Message[], lock?: RunLock): Promise<void>;
+  createThreadAndRun(
+    scope: Scope,
+    thread: Thread,
+    messages: readonly Message[],
+    run: Run,
+    lock?: RunLock,
+  ): Promise<void>;
   getRun(scope: Scope, threadId: string, runId: string): Promise<Run | undefined>;
+  /** A run by id alone, with its scope: for signals from other processes, which name only the run. */
+  findRun(runId: string): Promise<ClaimedRun | undefined>;
   /** Throws not-found when the thread does not exist. */
   listRuns(scope: Scope, threadId: string, page: PageRequest): Promise<Page<Run>>;
   updateRunMetadata(scope: Scope, threadId: string, runId: string, metadata: Metadata): Promise<Run | undefined>;

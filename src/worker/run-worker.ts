@@ -6,6 +6,7 @@ import { transition } from '../domain/run-state-machine.ts';
 import { endOpenSteps, runUsage } from '../runs/run-accounting.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
+import type { LocalExecution } from '../runs/run-service.ts';
 import type { ClaimedRun, Store } from '../storage/store.ts';
 
 export interface RunWorkerOptions {
@@ -34,9 +35,15 @@ interface Execution {
  *
  * The sweeper expires runs past `expires_at`: in every status but a terminal one, whoever executes them.
  */
-export class RunWorker {
+export class RunWorker implements LocalExecution {
   readonly id = `worker_${hostname()}_${process.pid}_${newId('run').slice(-8)}`;
   private readonly options: Required<RunWorkerOptions>;
+  get leaseMs(): number {
+    return this.options.leaseMs;
+  }
+  get workerId(): string {
+    return this.id;
+  }
   private readonly executions = new Map<string, Execution>();
   private readonly unsubscribe: Array<() => void> = [];
   private timers: NodeJS.Timeout[] = [];
@@ -58,7 +65,14 @@ export class RunWorker {
       setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(leaseMs / 3))),
       setInterval(() => void this.sweep(), sweepMs),
     ];
-    this.loopDone = this.loop();
+    // Concurrency 0 (an API-only process): no claiming, but streamed runs are still adopted and executed here.
+    this.loopDone = this.options.concurrency > 0 ? this.loop() : Promise.resolve();
+  }
+
+  /** Executes a run this process has already leased to this worker (a streamed run), beside the claimed ones. */
+  adopt(claim: ClaimedRun): void {
+    if (this.stopping) return; // its lease lapses and another worker takes it
+    this.launch(claim);
   }
 
   /** Stops claiming, stops every execution (their runs are handed back for a later attempt) and waits for them. */

@@ -48,7 +48,7 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const body = parseBody(createRunRequest, request.body);
-    const create = () => runs.createRun(request.scope, threadId, body);
+    const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream) });
     if (body.stream) return streamRun(reply, bus, closing, threadId, create);
     return sendRun(reply, await create());
   });
@@ -61,7 +61,10 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
       tool_resources: body.tool_resources ?? body.thread?.tool_resources ?? {},
       metadata: body.thread?.metadata ?? {},
     };
-    const create = () => runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body);
+    const create = () =>
+      runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body, {
+        executeHere: Boolean(body.stream),
+      });
     if (body.stream)
       return streamRun(reply, bus, closing, thread.id, create, [{ event: 'thread.created', data: thread }]);
     return sendRun(reply, await create());
@@ -114,7 +117,8 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     const body = parseBody(submitToolOutputsRequest, request.body);
-    const submit = () => runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs);
+    const submit = () =>
+      runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs, { executeHere: Boolean(body.stream) });
     if (body.stream) return streamRun(reply, bus, closing, threadId, submit);
     return sendRun(reply, await submit());
   });

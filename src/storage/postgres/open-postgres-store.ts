@@ -6,6 +6,7 @@ import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
+import { PgSignals } from './pg-signals.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -64,7 +65,14 @@ export async function openPostgresStore(url: string, poolSize: number): Promise<
     await db.destroy();
     throw error;
   }
-  return new SqlStore(db, where, POSTGRES_CAPABILITIES);
+  const signals = new PgSignals(pool, url);
+  try {
+    await signals.start();
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return new SqlStore(db, where, POSTGRES_CAPABILITIES, signals);
 }
 
 /** One connection with a timeout before the pool exists: a bad URL fails fast and clearly instead of hanging. */

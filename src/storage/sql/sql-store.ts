@@ -12,6 +12,7 @@ import type {
   RunCommit,
   RunLock,
   Scope,
+  SignalChannel,
   Store,
   StoredStep,
   ThreadPatch,
@@ -52,16 +53,24 @@ const ONE_ACTIVE_RUN_PER_THREAD = 'runs_one_active_per_thread';
  */
 export class SqlStore implements Store {
   readonly description: string;
+  readonly signals: (SignalChannel & { close(): Promise<void> }) | undefined;
   private readonly db: Kysely<Database>;
   private readonly capabilities: SqlCapabilities;
 
-  constructor(db: Kysely<Database>, description: string, capabilities: SqlCapabilities) {
+  constructor(
+    db: Kysely<Database>,
+    description: string,
+    capabilities: SqlCapabilities,
+    signals?: SignalChannel & { close(): Promise<void> },
+  ) {
     this.db = db;
     this.description = description;
     this.capabilities = capabilities;
+    this.signals = signals;
   }
 
   async close(): Promise<void> {
+    await this.signals?.close();
     await this.db.destroy();
   }
 
@@ -242,21 +251,27 @@ export class SqlStore implements Store {
 
   // ── runs ────────────────────────────────────────────────────────────────────
 
-  async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[]): Promise<void> {
+  async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[], lock?: RunLock): Promise<void> {
     await this.reportActiveRunConflict(run.thread_id, () =>
       this.db.transaction().execute(async (trx) => {
         await requireThread(trx, scope, run.thread_id, this.capabilities.rowLocks);
-        await insertRun(trx, scope, run, additionalMessages, this.capabilities);
+        await insertRun(trx, scope, run, additionalMessages, this.capabilities, lock);
       }),
     );
   }
 
-  async createThreadAndRun(scope: Scope, thread: Thread, messages: readonly Message[], run: Run): Promise<void> {
+  async createThreadAndRun(
+    scope: Scope,
+    thread: Thread,
+    messages: readonly Message[],
+    run: Run,
+    lock?: RunLock,
+  ): Promise<void> {
     // The thread is new and invisible to other transactions until this one commits: nothing to lock.
     await this.reportActiveRunConflict(run.thread_id, () =>
       this.db.transaction().execute(async (trx) => {
         await trx.insertInto('threads').values(threadToRow(scope, thread)).execute();
-        await insertRun(trx, scope, run, messages, this.capabilities);
+        await insertRun(trx, scope, run, messages, this.capabilities, lock);
       }),
     );
   }
@@ -285,6 +300,17 @@ export class SqlStore implements Store {
       .where('id', '=', runId)
       .executeTakeFirst();
     return row && rowToRun(row);
+  }
+
+  async findRun(runId: string): Promise<ClaimedRun | undefined> {
+    const row = await this.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    return (
+      row && {
+        scope: { projectId: row.project_id },
+        run: rowToRun(row),
+        lock: { lockedBy: row.locked_by, lockedUntil: row.locked_until === null ? null : Number(row.locked_until) },
+      }
+    );
   }
 
   async listRuns(scope: Scope, threadId: string, page: PageRequest): Promise<Page<Run>> {
@@ -501,12 +527,15 @@ async function insertRun(
   run: Run,
   messages: readonly Message[],
   capabilities: SqlCapabilities,
+  lock?: RunLock,
 ): Promise<void> {
   const active = await activeRunOf(db, run.thread_id);
   if (active) throw threadHasActiveRun(run.thread_id, active);
   await insertMessages(db, scope, messages);
+  const row = runToRow(scope, run);
+  if (lock) Object.assign(row, { locked_by: lock.lockedBy, locked_until: lock.lockedUntil });
   try {
-    await db.insertInto('runs').values(runToRow(scope, run)).execute();
+    await db.insertInto('runs').values(row).execute();
   } catch (error) {
     if (capabilities.rowLocks) throw error;
     const winner = await activeRunOf(db, run.thread_id);
