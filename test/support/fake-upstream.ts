@@ -40,6 +40,11 @@ export interface RecordedRequest {
   finishedAt?: number;
   /** Date.now() when the client closed the connection before the response was complete. */
   abortedAt?: number;
+  /**
+   * performance.now() as each text content chunk of a streamed reply was handed to the socket, in order (benchmarks
+   * compare it with when a client got it: same process, same clock). Absent until the first one is written.
+   */
+  contentWrittenAt?: number[];
 }
 
 export interface TextReply {
@@ -245,9 +250,18 @@ export class FakeUpstream {
     });
     this.notify();
 
-    const writer = new ReplyWriter(res, body, this.closing.signal, () => {
-      resetByUs = true;
-    });
+    const writer = new ReplyWriter(
+      res,
+      body,
+      this.closing.signal,
+      () => {
+        resetByUs = true;
+      },
+      () => {
+        recorded.contentWrittenAt ??= [];
+        recorded.contentWrittenAt.push(performance.now());
+      },
+    );
     if (!(await writer.pause(this.options.latencyMs))) return;
     await writer.write(reply, this.options.chunkDelayMs ?? 0);
   }
@@ -273,6 +287,8 @@ class ReplyWriter {
     private readonly body: ChatCompletionsBody,
     private readonly closing: AbortSignal,
     private readonly markReset: () => void,
+    /** Called just before each text content chunk of a stream is written. */
+    private readonly markContent: () => void = () => {},
   ) {}
 
   private get gone(): boolean {
@@ -304,6 +320,7 @@ class ReplyWriter {
         await this.send({ role: 'assistant', content: '' }, null);
         for (const piece of reply.text.slice(0, reply.resetAfterChunks)) {
           if (!(await this.pause(serverChunkDelayMs))) return;
+          this.markContent();
           await this.send({ content: piece }, null);
         }
         await this.pause(10); // let the client read what was sent before the reset
@@ -384,6 +401,7 @@ class ReplyWriter {
     await this.send({ role: 'assistant', content: '', refusal: null }, null);
     for (const piece of pieces) {
       if (!(await this.pause(delay))) return;
+      this.markContent();
       await this.send({ content: piece }, null);
     }
     await this.finishStream(reply.finishReason ?? 'stop', this.usage(reply, pieces.join('')), delay);
