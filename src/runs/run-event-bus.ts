@@ -42,7 +42,8 @@ export class RunEventBus {
     signals?.listen((signal) => {
       if (signal.kind === 'work') this.emitter.emit('work');
       else if (signal.kind === 'stop') this.emitter.emit('stop', signal.runId, signal.reason);
-      else
+      // Read the run back only if someone here follows it (a held poll, a stream, /events).
+      else if (this.followed(signal.threadId, signal.runId))
         void findRun?.(signal.runId)
           .then((found) => {
             if (found)
@@ -57,7 +58,11 @@ export class RunEventBus {
 
   publish(threadId: string, runId: string | undefined, event: RunStreamEvent): void {
     this.emitLocally(threadId, runId, event);
-    if (runId !== undefined && isRunStatusEvent(event)) this.signals?.send({ kind: 'run', runId });
+    if (runId !== undefined && isRunStatusEvent(event)) this.signals?.send({ kind: 'run', runId, threadId });
+  }
+
+  private followed(threadId: string, runId: string): boolean {
+    return this.emitter.listenerCount(`thread:${threadId}`) + this.emitter.listenerCount(`run:${runId}`) > 0;
   }
 
   private emitLocally(threadId: string, runId: string | undefined, event: RunStreamEvent): void {

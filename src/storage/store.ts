@@ -75,7 +75,7 @@ export interface RunCommit {
 export type RunSignal =
   | { kind: 'work' }
   | { kind: 'stop'; runId: string; reason: 'cancel' | 'expire' }
-  | { kind: 'run'; runId: string };
+  | { kind: 'run'; runId: string; threadId: string };
 
 /** Carries RunSignals to the other processes on the same database. */
 export interface SignalChannel {

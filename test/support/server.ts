@@ -147,3 +147,45 @@ export function runCli(env: Record<string, string>, args: string[] = ['serve'], 
     });
   });
 }
+
+export interface WorkerProcess {
+  /** The worker id it logged (`worker_<host>_<pid>_…`), as runs' leases name it. */
+  id: string;
+  child: ChildProcess;
+  output: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * `assistd worker` as its own process (the CLI from source through tsx): workers only, no HTTP. Resolves once it
+ * logs `assistd worker <id> running`; rejects with its output if it exits first.
+ */
+export function spawnWorker(env: Record<string, string>): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'worker'], {
+    cwd: ROOT,
+    // The harness waits for the info-level "running" line, so the level is never raised above info here.
+    env: { ...process.env, ...env, ASSISTD_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = output.match(/assistd worker (\S+) running/);
+      if (match)
+        resolve({
+          id: match[1]!,
+          child,
+          output: () => output,
+          stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+            return exited;
+          },
+        });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    exited.then((code) => reject(new Error(`assistd worker exited with ${code} before running:\n${output}`)));
+  });
+}

@@ -1,0 +1,447 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import pg from 'pg';
+import { FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
+import { ApiClient, type ServerProcess, spawnServer, spawnWorker, type WorkerProcess } from '../support/server.ts';
+import { eventNames, postSse } from '../support/sse.ts';
+
+/**
+ * Several assistd processes on one PostgreSQL database, as README "Several processes" describes them: API processes
+ * (`serve --no-workers`) and worker processes (`worker`), each its own OS process, signalling each other over
+ * LISTEN/NOTIFY. The fake upstream runs in this process and records every model call; which process executes a run
+ * is read from the run's lease (`runs.locked_by`, the worker id each worker process logs at start).
+ */
+
+type Body = Record<string, unknown>;
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomplete']);
+const STARTUP_TIMEOUT_MS = 30_000;
+
+/** The default reply, streamed in 4 chunks, ~50 ms. */
+const PLAIN = ['Hello', ' from', ' a', ' worker'];
+/** The reply to a `quick …` message: ~100 ms (three pauses of 33 ms). */
+const QUICK = ['Quick', ' answer'];
+
+/**
+ * The fake's reply follows the first word of the thread's last user message: `slow` ~3 s, `crash` ~2 s, `quick`
+ * ~100 ms, anything else ~50 ms. Every message text also carries a UUID, to find its run's model calls.
+ */
+function replyFor(request: RecordedRequest): Reply {
+  const text = lastUserText(request);
+  if (text.startsWith('slow ')) return { text: Array.from({ length: 20 }, () => 'slow '), chunkDelayMs: 150 };
+  if (text.startsWith('crash ')) return { text: Array.from({ length: 10 }, () => 'steady '), chunkDelayMs: 200 };
+  if (text.startsWith('quick ')) return { text: QUICK, chunkDelayMs: 33 };
+  return { text: PLAIN, chunkDelayMs: 10 };
+}
+
+function lastUserText(request: RecordedRequest): string {
+  const user = request.body.messages.filter((m) => m.role === 'user').at(-1);
+  return typeof user?.content === 'string' ? user.content : '';
+}
+
+/** The model calls whose messages contain `text` (a unique marker of one thread). */
+function callsFor(upstream: FakeUpstream, text: string, from = 0): RecordedRequest[] {
+  return upstream.requests.slice(from).filter((r) => JSON.stringify(r.body.messages).includes(text));
+}
+
+async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Polls a run with plain GETs (no held polls) until `done` holds; returns it. */
+function waitForRun(api: ApiClient, threadId: string, runId: string, done: (run: Body) => boolean, timeoutMs: number) {
+  return eventually(`run ${runId}`, timeoutMs, async () => {
+    const { body } = await api.get(`/v1/threads/${threadId}/runs/${runId}`);
+    return done(body) ? body : undefined;
+  });
+}
+
+/** Runs `task` for every item, at most `limit` at a time. */
+async function pool<T, R>(items: readonly T[], limit: number, task: (item: T, index: number) => Promise<R>) {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await task(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not start within ${STARTUP_TIMEOUT_MS} ms`)),
+      STARTUP_TIMEOUT_MS,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The processes of one deployment on one throwaway database, and a connection to look at its runs. */
+class Deployment {
+  apis: ServerProcess[] = [];
+  workers: WorkerProcess[] = [];
+  private readonly spawned: Array<Promise<{ stop(signal?: NodeJS.Signals): Promise<number | null> }>> = [];
+  private observer: pg.Client | undefined;
+
+  private constructor(readonly database: TestDatabase) {}
+
+  static async start(
+    serverUrl: string,
+    upstream: FakeUpstream,
+    { apis, workers, env = {} }: { apis: number; workers: number; env?: Record<string, string> },
+  ): Promise<Deployment> {
+    const deployment = new Deployment(await createTestDatabase(serverUrl));
+    try {
+      const common = {
+        ASSISTD_DATABASE_URL: deployment.database.url,
+        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+        ...env,
+      };
+      const apiStarts = Array.from({ length: apis }, () => spawnServer(common, ['serve', '--no-workers']));
+      const workerStarts = Array.from({ length: workers }, () => spawnWorker(common));
+      deployment.spawned.push(...apiStarts, ...workerStarts);
+      deployment.apis = await withTimeout(Promise.all(apiStarts), 'the API processes');
+      deployment.workers = await withTimeout(Promise.all(workerStarts), 'the worker processes');
+      deployment.observer = new pg.Client({ connectionString: deployment.database.url });
+      await deployment.observer.connect();
+      return deployment;
+    } catch (error) {
+      await deployment.close();
+      throw error;
+    }
+  }
+
+  /** Who holds a lease on a run now, per run id (only runs with a lease). */
+  async leases(): Promise<Map<string, string>> {
+    const { rows } = await this.observer!.query<{ id: string; locked_by: string }>(
+      'select id, locked_by from runs where locked_by is not null',
+    );
+    return new Map(rows.map((row) => [row.id, row.locked_by]));
+  }
+
+  async statusCounts(): Promise<Map<string, number>> {
+    const { rows } = await this.observer!.query<{ status: string; n: string }>(
+      'select status, count(*) as n from runs group by status',
+    );
+    return new Map(rows.map((row) => [row.status, Number(row.n)]));
+  }
+
+  /** SIGKILLs every process (started or still starting), then drops the database. */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.spawned.map((starting) =>
+        starting.then(
+          (child) => child.stop('SIGKILL'),
+          () => {},
+        ),
+      ),
+    );
+    await this.observer?.end().catch(() => {});
+    await this.database.drop();
+  }
+}
+
+const adminUrl = postgresUrlOrSkip();
+
+if (adminUrl === undefined) {
+  test('several assistd processes on one PostgreSQL database', { skip: POSTGRES_SKIP_REASON }, () => {});
+} else {
+  const serverUrl = adminUrl;
+  let upstream: FakeUpstream;
+
+  before(async () => {
+    // The fake's pauses all listen on one AbortSignal: hundreds of requests in flight are expected, not a leak.
+    setMaxListeners(2000);
+    upstream = await FakeUpstream.start();
+    upstream.setDefault(replyFor);
+  });
+  after(async () => upstream?.close());
+
+  describe('two API processes and two worker processes on one PostgreSQL database', () => {
+    let deployment: Deployment;
+    let apis: ApiClient[];
+    let clients: OpenAI[];
+    let assistantId: string;
+
+    before(
+      async () => {
+        deployment = await Deployment.start(serverUrl, upstream, {
+          apis: 2,
+          workers: 2,
+          env: { ASSISTD_WORKER_CONCURRENCY: '16' },
+        });
+        apis = deployment.apis.map((p) => new ApiClient(p.url));
+        clients = deployment.apis.map((p) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'test', maxRetries: 0 }));
+        assistantId = (await apis[0]!.post('/v1/assistants', { model: 'm' })).body.id as string;
+      },
+      { timeout: 60_000 },
+    );
+    after(async () => deployment?.close());
+
+    function newThread(api: ApiClient, text: string): Promise<string> {
+      return api.post('/v1/threads', { messages: [{ role: 'user', content: text }] }).then(({ status, body }) => {
+        assert.equal(status, 200, JSON.stringify(body));
+        return body.id as string;
+      });
+    }
+
+    test('200 runs through both API processes: all complete, each model call made once, by both workers', async () => {
+      const texts = Array.from({ length: 200 }, (_, i) => `plain ${i} ${randomUUID()}`);
+      const threads = await pool(texts, 20, (text, i) => newThread(apis[i % 2]!, text));
+      const from = upstream.requests.length;
+
+      // Who executes: every lease seen while the runs go, sampled from the database.
+      const holders = new Map<string, string>();
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          for (const [runId, holder] of await deployment.leases()) holders.set(runId, holder);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      let runs: OpenAI.Beta.Threads.Run[];
+      try {
+        runs = await Promise.all(
+          threads.map((threadId, i) =>
+            clients[i % 2]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId }),
+          ),
+        );
+      } finally {
+        sampling = false;
+        await sampler;
+      }
+
+      const statuses = runs.map((r) => r.status);
+      assert.deepEqual(
+        statuses.filter((s) => s !== 'completed'),
+        [],
+      );
+      assert.equal(new Set(runs.map((r) => r.id)).size, 200);
+      // Exactly one model call per run: no run executed twice, none skipped.
+      assert.equal(upstream.requests.length - from, 200);
+      const counts = texts.map((text) => callsFor(upstream, text, from).length);
+      assert.deepEqual(
+        counts.map((n, i) => [i, n]).filter(([, n]) => n !== 1),
+        [],
+        'runs whose message reached the upstream other than once',
+      );
+      // Both worker processes executed runs; the API processes (no workers) none.
+      const workerIds = deployment.workers.map((w) => w.id);
+      const byHolder = new Map<string, number>();
+      for (const holder of holders.values()) byHolder.set(holder, (byHolder.get(holder) ?? 0) + 1);
+      assert.deepEqual(
+        [...byHolder.keys()].filter((holder) => !workerIds.includes(holder)),
+        [],
+        'leases held by a process other than the two workers',
+      );
+      for (const id of workerIds)
+        assert.ok((byHolder.get(id) ?? 0) > 0, `worker ${id} executed none of the runs seen (${[...byHolder]})`);
+      // Each answer was stored once, on the right thread.
+      const messages = await pool(threads, 20, (threadId, i) =>
+        apis[(i + 1) % 2]!.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`),
+      );
+      for (const { body } of messages) {
+        const answers = body.data.filter((m) => m.role === 'assistant');
+        assert.equal(answers.length, 1);
+      }
+    });
+
+    test('a cancel through API process A stops a run executing in a worker process within 1 s', async () => {
+      const text = `slow cancel ${randomUUID()}`;
+      const threadId = await newThread(apis[1]!, text);
+      const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
+      assert.equal(created.status, 200);
+      const runId = created.body.id as string;
+      const request = await eventually('the run to reach the upstream', 5000, async () => callsFor(upstream, text)[0]);
+      await waitForRun(apis[0]!, threadId, runId, (r) => r.status === 'in_progress', 5000);
+      const holder = (await deployment.leases()).get(runId);
+      assert.ok(
+        holder !== undefined && deployment.workers.some((w) => w.id === holder),
+        `run held by ${holder}, not a worker`,
+      );
+      assert.equal(request.abortedAt, undefined);
+
+      const start = Date.now();
+      const cancel = await apis[0]!.post(`/v1/threads/${threadId}/runs/${runId}/cancel`);
+      assert.equal(cancel.status, 200);
+      assert.ok(['cancelling', 'cancelled'].includes(cancel.body.status as string), String(cancel.body.status));
+      const [abortedAt, cancelled] = await Promise.all([
+        upstream.waitForAbort(request, 1000),
+        waitForRun(apis[0]!, threadId, runId, (r) => TERMINAL.has(r.status as string), 1000),
+      ]);
+      const endedAt = Date.now();
+      assert.equal(cancelled.status, 'cancelled');
+      assert.ok(abortedAt - start <= 1000, `upstream request aborted ${abortedAt - start} ms after the cancel`);
+      assert.ok(endedAt - start <= 1000, `run cancelled ${endedAt - start} ms after the cancel`);
+      assert.equal(callsFor(upstream, text).length, 1);
+    });
+
+    test('50 concurrent run creations on one thread through both API processes: one 200, 49 thread-lock 400s', async () => {
+      // The winner's run is slow, so that it is still active when the last creation arrives.
+      const threadId = await newThread(apis[0]!, `slow lock ${randomUUID()}`);
+      const outcomes = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          apis[i % 2]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId }),
+        ),
+      );
+      const winners = outcomes.filter((o) => o.status === 200);
+      assert.equal(winners.length, 1, `statuses: ${outcomes.map((o) => o.status).join(', ')}`);
+      const winner = winners[0]!.body.id as string;
+      const losers = outcomes.filter((o) => o.status !== 200);
+      assert.equal(losers.length, 49);
+      for (const loser of losers) {
+        assert.equal(loser.status, 400);
+        assert.deepEqual(loser.body, {
+          error: {
+            message: `Thread ${threadId} already has an active run ${winner}.`,
+            type: 'invalid_request_error',
+            param: null,
+            code: null,
+          },
+        });
+      }
+      const listed = await apis[1]!.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs`);
+      assert.deepEqual(
+        listed.body.data.map((r) => r.id),
+        [winner],
+      );
+      await apis[1]!.post(`/v1/threads/${threadId}/runs/${winner}/cancel`);
+      const ended = await waitForRun(apis[0]!, threadId, winner, (r) => TERMINAL.has(r.status as string), 5000);
+      assert.equal(ended.status, 'cancelled');
+    });
+
+    test('a streamed run works through either API process: official sequence, deltas add up to the message', async () => {
+      for (const [i, server] of deployment.apis.entries()) {
+        const other = apis[1 - i]!;
+        const text = `stream ${i} ${randomUUID()}`;
+        const threadId = await newThread(other, text);
+        const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+          assistant_id: assistantId,
+          stream: true,
+        });
+        assert.deepEqual(eventNames(events), [
+          'thread.run.created',
+          'thread.run.queued',
+          'thread.run.in_progress',
+          'thread.run.step.created',
+          'thread.run.step.in_progress',
+          'thread.message.created',
+          'thread.message.in_progress',
+          'thread.message.delta*',
+          'thread.message.completed',
+          'thread.run.step.completed',
+          'thread.run.completed',
+          'done',
+        ]);
+        const streamed = events
+          .filter((e) => e.event === 'thread.message.delta')
+          .flatMap((e) =>
+            (e.data.delta.content as Array<{ text?: { value?: string } }>).map((c) => c.text?.value ?? ''),
+          )
+          .join('');
+        assert.equal(streamed, PLAIN.join(''));
+        const messages = await other.get<{
+          data: Array<{ role: string; content: Array<{ text: { value: string } }> }>;
+        }>(`/v1/threads/${threadId}/messages`);
+        const answers = messages.body.data.filter((m) => m.role === 'assistant');
+        assert.equal(answers.length, 1);
+        assert.equal(answers[0]!.content[0]!.text.value, streamed);
+        const runId = events[0]!.data.id as string;
+        const run = await other.get(`/v1/threads/${threadId}/runs/${runId}`);
+        assert.equal(run.body.status, 'completed');
+        assert.equal(callsFor(upstream, text).length, 1);
+      }
+    });
+
+    test('createAndPoll through an API process returns promptly for a run a worker process executes', async () => {
+      const elapsed: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const threadId = await newThread(apis[i % 2]!, `quick ${i} ${randomUUID()}`);
+        const start = performance.now();
+        const run = await clients[i % 2]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId });
+        elapsed.push(performance.now() - start);
+        assert.equal(run.status, 'completed');
+      }
+      const shown = elapsed.map((ms) => ms.toFixed(0)).join(', ');
+      // The SDK polls every 5 s by default; held polls answered on the workers' NOTIFY make it ~the model call.
+      for (const ms of elapsed) assert.ok(ms < 2000, `createAndPoll took ${shown} ms`);
+      // Held polls also re-read the run every second: a median under that shows the wake-ups themselves worked.
+      const median = [...elapsed].sort((a, b) => a - b)[elapsed.length / 2]!;
+      assert.ok(median < 900, `createAndPoll median ${median.toFixed(0)} ms (${shown}): held polls not woken`);
+    });
+  });
+
+  describe('a worker process killed mid-run', () => {
+    test('SIGKILL one of two workers while both execute: every run completes on the other, one answer each', async () => {
+      const deployment = await Deployment.start(serverUrl, upstream, {
+        apis: 1,
+        workers: 2,
+        env: { ASSISTD_WORKER_LEASE_S: '2', ASSISTD_WORKER_CONCURRENCY: '5' },
+      });
+      try {
+        const api = new ApiClient(deployment.apis[0]!.url);
+        const assistant = await api.post('/v1/assistants', { model: 'm' });
+        const texts = Array.from({ length: 10 }, (_, i) => `crash ${i} ${randomUUID()}`);
+        const threads: string[] = [];
+        for (const text of texts)
+          threads.push(
+            (await api.post('/v1/threads', { messages: [{ role: 'user', content: text }] })).body.id as string,
+          );
+        const runs = await Promise.all(
+          threads.map(
+            async (threadId) =>
+              (await api.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistant.body.id })).body.id as string,
+          ),
+        );
+
+        // Five slots per worker: once all ten runs are at the upstream (~2 s each), both workers execute five.
+        await eventually('every run to reach the upstream', 10_000, async () =>
+          texts.every((text) => callsFor(upstream, text).length > 0) ? true : undefined,
+        );
+        const [victim, survivor] = deployment.workers as [WorkerProcess, WorkerProcess];
+        const leases = await deployment.leases();
+        const orphaned = runs.filter((id) => leases.get(id) === victim.id);
+        assert.equal(orphaned.length, 5, `leases: ${[...leases]}`);
+        assert.equal(runs.filter((id) => leases.get(id) === survivor.id).length, 5, `leases: ${[...leases]}`);
+        await victim.stop('SIGKILL');
+
+        const ended = await Promise.all(
+          runs.map((runId, i) => waitForRun(api, threads[i]!, runId, (r) => TERMINAL.has(r.status as string), 15_000)),
+        );
+        assert.deepEqual(
+          ended.map((r) => r.status),
+          runs.map(() => 'completed'),
+        );
+        const counts = await deployment.statusCounts();
+        assert.deepEqual([...counts], [['completed', 10]], 'no run left in a non-terminal status');
+        for (const [i, threadId] of threads.entries()) {
+          const messages = await api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
+          assert.equal(messages.body.data.filter((m) => m.role === 'assistant').length, 1, `thread ${i}`);
+          // One model call answered in full per run; the killed worker's calls were cut off, not completed.
+          const calls = callsFor(upstream, texts[i]!);
+          assert.equal(calls.filter((c) => c.finishedAt !== undefined).length, 1, `thread ${i}`);
+          const wasOrphaned = orphaned.includes(runs[i]!);
+          assert.equal(calls.length, wasOrphaned ? 2 : 1, `thread ${i}`);
+          if (wasOrphaned) assert.notEqual(calls[0]!.abortedAt, undefined);
+        }
+      } finally {
+        await deployment.close();
+      }
+    });
+  });
+}
