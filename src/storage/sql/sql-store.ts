@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, Metadata, Thread } from '../../domain/objects.ts';
 import { ACTIVE_RUN_STATUSES, type Run, type RunStatus } from '../../domain/runs.ts';
@@ -38,8 +38,14 @@ import {
 import type { Database } from './schema.ts';
 
 const ACTIVE = [...ACTIVE_RUN_STATUSES];
-/** Runs a worker must pick up: new ones, and running or cancelling ones whose worker is gone. */
-const NEEDS_WORKER: RunStatus[] = ['queued', 'in_progress', 'cancelling'];
+
+/**
+ * The conditions of the partial indexes `runs_claimable` and `runs_expiring`, written as literals: with the
+ * statuses bound as parameters SQLite cannot prove the index applies and scans the whole table (measured by
+ * bench/runs.bench.ts: a claim took 32 ms at 100,000 runs, 0.1 ms with the index).
+ */
+const NEEDS_WORKER = sql<boolean>`status in ('queued', 'in_progress', 'cancelling')`;
+const IS_ACTIVE = sql<boolean>`status in ('queued', 'in_progress', 'requires_action', 'cancelling')`;
 
 type Executor = Kysely<Database>;
 
@@ -439,7 +445,7 @@ export class SqlStore implements Store {
         eb
           .selectFrom('runs')
           .select('id')
-          .where('status', 'in', NEEDS_WORKER)
+          .where(NEEDS_WORKER)
           .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
           .orderBy('created_at')
           .orderBy('seq')
@@ -472,7 +478,7 @@ export class SqlStore implements Store {
     const rows = await this.db
       .selectFrom('runs')
       .selectAll()
-      .where('status', 'in', ACTIVE)
+      .where(IS_ACTIVE)
       .where('expires_at', '<=', nowSeconds)
       .orderBy('expires_at')
       .limit(limit)

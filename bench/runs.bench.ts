@@ -1,0 +1,681 @@
+/**
+ * Run benchmark: what the run engine costs on top of the model call, against the fake upstream (100 ms before the
+ * first byte) running in this process. assistd runs as its own process (`assistd serve`, SQLite in a temporary
+ * directory), one fresh server per part. Run with `npm run bench:runs`.
+ *
+ * 1. createAndPoll ratio: the official SDK's `runs.createAndPoll` on a fresh thread (one user message; creating
+ *    the thread is not timed) ÷ a streamed chat completion sent straight to the fake with the same SDK, consumed
+ *    to the end. Sequential, the two interleaved; p50/p90 of each and the ratio of the medians (target ≤ 1.05).
+ * 2. A burst: 500 threads created first, then 500 `POST /v1/threads/{id}/runs` fired at once; each run is then
+ *    followed with held polls (what createAndPoll does) until it ends. Wall time from the first POST to the last
+ *    terminal status, and runs/s; every run must be `completed`.
+ * 3. Database commits per run for a 5-chunk and a 2,000-chunk reply. Commits are counted from the server's WAL
+ *    file (one commit frame per committed write transaction) while this process holds a read transaction open,
+ *    which keeps SQLite from restarting the WAL under the count. The counter is checked first against a known
+ *    number of commits; `PRAGMA data_version` is shown beside it (it says "changed", it does not count).
+ *
+ * Lease renewals are writes too, one per executing run every lease ÷ 3 (5 s by default): they follow time, not
+ * tokens. Part 3 runs its server with a 1 h lease (BENCH_LEASE_S) so that none falls inside the count.
+ *
+ * Settings: BENCH_RUNS (runs of each kind in part 1, default 60), BENCH_BURST (part 2, default 500),
+ * BENCH_WRITE_RUNS (runs per reply length in part 3, default 20), BENCH_LEASE_S (ASSISTD_WORKER_LEASE_S of the
+ * server of part 3, default 3600).
+ */
+import { setMaxListeners } from 'node:events';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import BetterSqlite3 from 'better-sqlite3';
+import OpenAI from 'openai';
+import { FakeUpstream, type TextReply } from '../test/support/fake-upstream.ts';
+import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
+
+const RUNS = positiveInteger('BENCH_RUNS', 60);
+const BURST = positiveInteger('BENCH_BURST', 500);
+const WRITE_RUNS = positiveInteger('BENCH_WRITE_RUNS', 20);
+const LEASE_S = positiveInteger('BENCH_LEASE_S', 3600);
+const WARMUP_RUNS = 5;
+const LATENCY_MS = 100;
+const TARGET_RATIO = 1.05;
+const STARTUP_TIMEOUT_MS = 30_000;
+/** Threads are created this many at a time before the burst. */
+const SEED_CONCURRENCY = 16;
+/** assistd's default ASSISTD_WORKER_CONCURRENCY, for the throughput ceiling printed beside part 2. */
+const WORKER_CONCURRENCY = 64;
+const MODEL = 'bench-model';
+const PROMPT = 'Say hello.';
+const SHORT_REPLY = ['Hello', ' there', ',', ' how can I', ' help?'];
+const LONG_CHUNKS = 2000;
+const LONG_PIECE = ' tok';
+/** Where the SDK's createAndPoll stops polling. */
+const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomplete', 'requires_action']);
+
+function positiveInteger(name: string, fallback: number): number {
+  const raw = process.env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name}: '${raw}' is not a positive integer`);
+  return value;
+}
+
+// ── processes ──────────────────────────────────────────────────────────────────
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+let cleaning: Promise<void> | undefined;
+
+/** Stops the servers and the fake, closes the databases and removes the data directories, once. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const step of cleanups.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not start within ${STARTUP_TIMEOUT_MS} ms`)),
+      STARTUP_TIMEOUT_MS,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+interface Assistd {
+  server: ServerProcess;
+  dataDir: string;
+  client: OpenAI;
+  /** Stops the server and removes its data directory now (also done at exit if not called). */
+  stop(): Promise<void>;
+}
+
+async function startAssistd(upstream: FakeUpstream, env: Record<string, string> = {}): Promise<Assistd> {
+  const dataDir = tempDir('assistd-bench-runs-');
+  let removed = false;
+  const remove = () => {
+    if (!removed) rmSync(dataDir, { recursive: true, force: true });
+    removed = true;
+  };
+  cleanups.push(remove);
+  const spawned = spawnServer({ ASSISTD_DATA_DIR: dataDir, ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ...env });
+  // Should it start only after the timeout below gave up on it, it is stopped as soon as it does.
+  cleanups.push(() => void spawned.then((late) => late.stop()).catch(() => {}));
+  const server = await withTimeout(spawned, 'assistd');
+  cleanups.push(() => server.stop());
+  const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'bench', maxRetries: 0 });
+  return {
+    server,
+    dataDir,
+    client,
+    stop: async () => {
+      await server.stop();
+      remove();
+    },
+  };
+}
+
+// ── helpers ───────────────────────────────────────────────────────────────────
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+/** CPU time (user + system, all threads) a process has used, in ms; undefined where /proc is missing (not Linux). */
+function processCpuMs(pid: number | undefined): number | undefined {
+  try {
+    // Fields after the command name, which ends in ") ": utime and stime are the 12th and 13th, in clock ticks.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */
+const CLOCK_TICKS_PER_S = 100;
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const format = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i === 0 ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
+  return [format(header), rule, ...rows.map(format)].join('\n');
+}
+
+/** Runs `task` for every item, at most `limit` at a time. */
+async function pool<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await task(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+async function createThread(client: OpenAI): Promise<string> {
+  const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: PROMPT }] });
+  return thread.id;
+}
+
+/** The text of the newest message of a thread (the run's reply). */
+async function replyText(client: OpenAI, threadId: string): Promise<string> {
+  const page = await client.beta.threads.messages.list(threadId, { limit: 1, order: 'desc' });
+  const content = page.data[0]?.content[0];
+  return content?.type === 'text' ? content.text.value : '';
+}
+
+// ── 1. createAndPoll ÷ direct chat completion ───────────────────────────────────
+
+interface Latencies {
+  p50: number;
+  p90: number;
+}
+
+function summarize(samples: number[]): Latencies {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p90: percentile(sorted, 90) };
+}
+
+async function measureCreateAndPoll(
+  upstream: FakeUpstream,
+): Promise<{ run: Latencies; direct: Latencies; firstRunMs: number }> {
+  upstream.setDefault({ text: SHORT_REPLY });
+  const expected = SHORT_REPLY.join('');
+  const assistd = await startAssistd(upstream);
+  const { client } = assistd;
+  const direct = new OpenAI({ baseURL: upstream.baseUrl, apiKey: 'bench', maxRetries: 0 });
+  const assistant = await client.beta.assistants.create({ model: MODEL });
+
+  const timeRun = async (): Promise<number> => {
+    const threadId = await createThread(client);
+    const start = performance.now();
+    const run = await client.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistant.id });
+    const elapsed = performance.now() - start;
+    if (run.status !== 'completed') throw new Error(`run ${run.id} ended ${run.status}: ${JSON.stringify(run)}`);
+    const text = await replyText(client, threadId);
+    if (text !== expected) throw new Error(`run ${run.id} replied ${JSON.stringify(text)}`);
+    return elapsed;
+  };
+  const timeDirect = async (): Promise<number> => {
+    const start = performance.now();
+    const stream = await direct.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: PROMPT }],
+      stream: true,
+    });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    const elapsed = performance.now() - start;
+    if (text !== expected) throw new Error(`direct completion streamed ${JSON.stringify(text)}`);
+    return elapsed;
+  };
+
+  // The first run on a fresh server also pays for what is loaded lazily (e.g. the tokenizer's tables).
+  let firstRunMs = Number.NaN;
+  for (let i = 0; i < WARMUP_RUNS; i++) {
+    await timeDirect();
+    const ms = await timeRun();
+    if (i === 0) firstRunMs = ms;
+  }
+  const runs: number[] = [];
+  const directs: number[] = [];
+  // Interleaved, the order alternating, so drift on the machine falls on both sides alike.
+  for (let i = 0; i < RUNS; i++) {
+    if (i % 2 === 0) {
+      directs.push(await timeDirect());
+      runs.push(await timeRun());
+    } else {
+      runs.push(await timeRun());
+      directs.push(await timeDirect());
+    }
+  }
+  await assistd.stop();
+  return { run: summarize(runs), direct: summarize(directs), firstRunMs };
+}
+
+// ── 2. a burst of runs ─────────────────────────────────────────────────────────
+
+interface BurstResult {
+  wallMs: number;
+  /** CPU used during the burst by the server, and by this process (the clients and the fake upstream). */
+  serverCpuMs: number | undefined;
+  benchCpuMs: number;
+  statuses: Map<string, number>;
+  peakUpstream: number;
+  createMs: number;
+}
+
+/** The most upstream requests in flight at once, from the fake's record. */
+function peakConcurrency(upstream: FakeUpstream, from: number): number {
+  const events: Array<[number, number]> = [];
+  for (const r of upstream.requests.slice(from)) {
+    events.push([r.receivedAt, 1]);
+    events.push([r.finishedAt ?? r.abortedAt ?? Number.POSITIVE_INFINITY, -1]);
+  }
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let current = 0;
+  let peak = 0;
+  for (const [, delta] of events) {
+    current += delta;
+    peak = Math.max(peak, current);
+  }
+  return peak;
+}
+
+async function measureBurst(upstream: FakeUpstream): Promise<BurstResult> {
+  upstream.setDefault({ text: SHORT_REPLY });
+  const assistd = await startAssistd(upstream);
+  const { client } = assistd;
+  const base = `${assistd.server.url}/v1`;
+  const assistant = await client.beta.assistants.create({ model: MODEL });
+  // Warm the fresh server up first: its first runs pay for lazy loading, which is not throughput.
+  for (let i = 0; i < WARMUP_RUNS; i++) {
+    const run = await client.beta.threads.runs.createAndPoll(await createThread(client), {
+      assistant_id: assistant.id,
+    });
+    if (run.status !== 'completed') throw new Error(`warm-up run ${run.id} ended ${run.status}`);
+  }
+  const threads = await pool(
+    Array.from({ length: BURST }, (_, i) => i),
+    SEED_CONCURRENCY,
+    () => createThread(client),
+  );
+  const requestsBefore = upstream.requests.length;
+
+  const follow = async (threadId: string): Promise<{ status: string; createdAt: number }> => {
+    const created = await fetch(`${base}/threads/${threadId}/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistant.id }),
+    });
+    const createdAt = performance.now();
+    let run = (await created.json()) as { id: string; status: string };
+    if (!created.ok) throw new Error(`POST run on ${threadId} → ${created.status}: ${JSON.stringify(run)}`);
+    // A held poll, as the SDK's createAndPoll sends it: answered when the run changes (or after 10 s).
+    while (!TERMINAL.has(run.status)) {
+      const polled = await fetch(`${base}/threads/${threadId}/runs/${run.id}`, {
+        headers: { 'x-stainless-poll-helper': 'true' },
+      });
+      run = (await polled.json()) as { id: string; status: string };
+      if (!polled.ok) throw new Error(`GET run ${run.id} → ${polled.status}: ${JSON.stringify(run)}`);
+    }
+    return { status: run.status, createdAt };
+  };
+
+  const serverCpuBefore = processCpuMs(assistd.server.child.pid);
+  const benchCpuBefore = process.cpuUsage();
+  const start = performance.now();
+  const outcomes = await Promise.all(threads.map(follow));
+  const wallMs = performance.now() - start;
+  const serverCpuAfter = processCpuMs(assistd.server.child.pid);
+  const benchCpu = process.cpuUsage(benchCpuBefore);
+  const serverCpuMs =
+    serverCpuBefore === undefined || serverCpuAfter === undefined ? undefined : serverCpuAfter - serverCpuBefore;
+  const statuses = new Map<string, number>();
+  for (const { status } of outcomes) statuses.set(status, (statuses.get(status) ?? 0) + 1);
+  const createMs = Math.max(...outcomes.map((o) => o.createdAt)) - start;
+  const peakUpstream = peakConcurrency(upstream, requestsBefore);
+  await assistd.stop();
+  return {
+    wallMs,
+    statuses,
+    peakUpstream,
+    createMs,
+    serverCpuMs,
+    benchCpuMs: (benchCpu.user + benchCpu.system) / 1000,
+  };
+}
+
+// ── 3. database commits per run ─────────────────────────────────────────────────
+
+const WAL_HEADER_BYTES = 32;
+const WAL_FRAME_HEADER_BYTES = 24;
+
+/**
+ * Counts the transactions committed to a SQLite database in WAL mode by reading its `-wal` file: every commit ends
+ * with one frame whose header carries the database size ("commit frame"); other frames carry 0. Frames of the
+ * current WAL generation carry the salts of the WAL header; a restarted WAL gets new salts. The caller must hold a
+ * read transaction on the database, so the WAL cannot be restarted behind frames not yet read (a reader that
+ * started on a fully checkpointed WAL allows one restart before its first new frame: that case is followed).
+ */
+class WalCommitCounter {
+  private readonly fd: number;
+  private offset = WAL_HEADER_BYTES;
+  private salts: string | undefined;
+  private total = 0;
+  restarts = 0;
+
+  constructor(walPath: string) {
+    this.fd = openSync(walPath, 'r');
+  }
+
+  /** Skips the frames written so far; later calls of `commits()` count from here. */
+  begin(): void {
+    this.scan();
+    this.total = 0;
+    this.restarts = 0;
+  }
+
+  /** Commits since `begin()`. */
+  commits(): number {
+    this.scan();
+    return this.total;
+  }
+
+  private closed = false;
+
+  close(): void {
+    if (!this.closed) closeSync(this.fd);
+    this.closed = true;
+  }
+
+  private read(position: number, length: number): Buffer | undefined {
+    const buffer = Buffer.alloc(length);
+    return readSync(this.fd, buffer, 0, length, position) === length ? buffer : undefined;
+  }
+
+  private scan(): void {
+    const header = this.read(0, WAL_HEADER_BYTES);
+    if (!header) return;
+    const magic = header.readUInt32BE(0);
+    if (magic !== 0x377f0682 && magic !== 0x377f0683) throw new Error(`not a WAL file (magic ${magic.toString(16)})`);
+    const pageSize = header.readUInt32BE(8);
+    const salts = header.subarray(16, 24).toString('hex');
+    if (this.salts !== undefined && salts !== this.salts) {
+      this.restarts++;
+      this.offset = WAL_HEADER_BYTES;
+    }
+    this.salts = salts;
+    const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+    const size = fstatSync(this.fd).size;
+    while (this.offset + frameBytes <= size) {
+      const frame = this.read(this.offset, WAL_FRAME_HEADER_BYTES);
+      if (!frame || frame.subarray(8, 16).toString('hex') !== salts) break; // past this generation's last frame
+      if (frame.readUInt32BE(4) !== 0) this.total++;
+      this.offset += frameBytes;
+    }
+  }
+}
+
+interface WriteCounts {
+  perRun: number[];
+  /** Median createAndPoll time, ms. */
+  p50Ms: number;
+  replyChars: number;
+  completionTokens: number;
+}
+
+interface CommitsResult {
+  idleMs: number;
+  idleCommits: number;
+  knownCommits: number;
+  walCountedKnown: number;
+  dataVersionDelta: number;
+  dataVersionPolledEach: number;
+  restarts: number;
+  short: WriteCounts;
+  long: WriteCounts;
+}
+
+async function measureCommits(upstream: FakeUpstream): Promise<CommitsResult> {
+  upstream.setDefault({ text: SHORT_REPLY });
+  const assistd = await startAssistd(upstream, { ASSISTD_WORKER_LEASE_S: String(LEASE_S) });
+  const { client } = assistd;
+  const assistant = await client.beta.assistants.create({ model: MODEL });
+  const probeThread = await createThread(client); // also makes sure the WAL file exists
+
+  const file = path.join(assistd.dataDir, 'assistd.sqlite');
+  // The pinning reader: a read transaction held open to the end keeps the WAL from being restarted under the count.
+  const pin = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
+  cleanups.push(() => pin.close());
+  pin.exec('BEGIN');
+  pin.prepare('SELECT count(*) AS n FROM runs').get();
+  // A second reader, outside any transaction, for PRAGMA data_version.
+  const watcher = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
+  cleanups.push(() => watcher.close());
+  const dataVersion = () => watcher.pragma('data_version', { simple: true }) as number;
+  const counter = new WalCommitCounter(`${file}-wal`);
+  cleanups.push(() => counter.close());
+  counter.begin();
+
+  // Check the counter. An idle server must commit nothing (its worker polls and its sweeper only read) …
+  const idleMs = 2500;
+  await sleep(idleMs);
+  const idleCommits = counter.commits();
+  // … and each message created is one transaction.
+  const knownCommits = 20;
+  const before = counter.commits();
+  const versionBefore = dataVersion();
+  for (let i = 0; i < knownCommits; i++)
+    await client.beta.threads.messages.create(probeThread, { role: 'user', content: `probe ${i}` });
+  const walCountedKnown = counter.commits() - before;
+  const dataVersionDelta = dataVersion() - versionBefore;
+  let dataVersionPolledEach = 0;
+  for (let i = 0; i < knownCommits; i++) {
+    const v = dataVersion();
+    await client.beta.threads.messages.create(probeThread, { role: 'user', content: `probe again ${i}` });
+    dataVersionPolledEach += dataVersion() - v;
+  }
+
+  const measure = async (reply: TextReply, expectedText: string): Promise<WriteCounts> => {
+    upstream.setDefault(reply);
+    // Threads first, outside the count: what is counted is the run alone.
+    const threads = await pool(
+      Array.from({ length: WRITE_RUNS }, (_, i) => i),
+      4,
+      () => createThread(client),
+    );
+    const perRun: number[] = [];
+    const times: number[] = [];
+    let completionTokens = 0;
+    for (const threadId of threads) {
+      const from = counter.commits();
+      const start = performance.now();
+      const run = await client.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistant.id });
+      times.push(performance.now() - start);
+      perRun.push(counter.commits() - from);
+      if (run.status !== 'completed') throw new Error(`run ${run.id} ended ${run.status}`);
+      completionTokens += run.usage?.completion_tokens ?? 0;
+      const text = await replyText(client, threadId);
+      if (text !== expectedText)
+        throw new Error(`run ${run.id} replied ${text.length} chars, not ${expectedText.length}`);
+    }
+    return {
+      perRun,
+      p50Ms: summarize(times).p50,
+      replyChars: expectedText.length,
+      completionTokens: completionTokens / threads.length,
+    };
+  };
+
+  const short = await measure({ text: SHORT_REPLY }, SHORT_REPLY.join(''));
+  const longText = Array.from({ length: LONG_CHUNKS }, () => LONG_PIECE);
+  const long = await measure({ text: longText }, longText.join(''));
+  // Let a write that raced the last poll land before the last look.
+  await sleep(200);
+  counter.commits();
+  const restarts = counter.restarts;
+
+  pin.exec('COMMIT');
+  counter.close();
+  watcher.close();
+  pin.close();
+  await assistd.stop();
+  return {
+    idleMs,
+    idleCommits,
+    knownCommits,
+    walCountedKnown,
+    dataVersionDelta,
+    dataVersionPolledEach,
+    restarts,
+    short,
+    long,
+  };
+}
+
+// ── report ────────────────────────────────────────────────────────────────────
+
+function describeCounts(counts: number[]): { mean: string; min: number; max: number; total: number } {
+  const total = counts.reduce((a, b) => a + b, 0);
+  return { mean: (total / counts.length).toFixed(2), min: Math.min(...counts), max: Math.max(...counts), total };
+}
+
+async function main(): Promise<void> {
+  const cpus = os.cpus();
+  log(`machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${os.platform()} ${os.release()}`);
+  // Anything else running on the machine shows in every figure below: this says whether something was.
+  log(`load average at start (1/5/15 min): ${loadAverage()}`);
+  log(
+    `node ${process.version}; fake upstream ${LATENCY_MS} ms to first byte, no chunk delay; ` +
+      `${RUNS} runs per side (after ${WARMUP_RUNS} warm-up), burst of ${BURST}, ${WRITE_RUNS} runs per reply length`,
+  );
+
+  // The fake's pauses all listen on one AbortSignal: more than 10 requests in flight is expected, not a leak.
+  setMaxListeners(4 * BURST);
+  const upstream = await FakeUpstream.start({ latencyMs: LATENCY_MS });
+  cleanups.push(() => upstream.close());
+
+  // 1.
+  const { run, direct, firstRunMs } = await measureCreateAndPoll(upstream);
+  const ratio = run.p50 / direct.p50;
+  log('');
+  log(`1. createAndPoll vs direct streamed chat completion (${SHORT_REPLY.length}-chunk reply, sequential)`);
+  log('');
+  log(
+    table(
+      ['path', 'p50 ms', 'p90 ms'],
+      [
+        ['direct: chat.completions.create (stream)', direct.p50.toFixed(1), direct.p90.toFixed(1)],
+        ['assistd: runs.createAndPoll', run.p50.toFixed(1), run.p90.toFixed(1)],
+      ],
+    ),
+  );
+  log('');
+  log(
+    `createAndPoll p50 ÷ direct p50: ${ratio.toFixed(3)} (+${(run.p50 - direct.p50).toFixed(1)} ms; ` +
+      `target ≤ ${TARGET_RATIO}) — ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'}`,
+  );
+  log(`(first run on the fresh server, not counted: ${firstRunMs.toFixed(0)} ms)`);
+
+  // 2.
+  const burst = await measureBurst(upstream);
+  const completed = burst.statuses.get('completed') ?? 0;
+  const statusList = [...burst.statuses].map(([s, n]) => `${n} ${s}`).join(', ');
+  const ceiling = (WORKER_CONCURRENCY / LATENCY_MS) * 1000;
+  log('');
+  log(`2. ${BURST} runs created at once (held polls until terminal; ${WARMUP_RUNS} warm-up runs first)`);
+  log('');
+  log(
+    `${statusList}; wall ${(burst.wallMs / 1000).toFixed(2)} s (all ${BURST} POSTs answered after ` +
+      `${(burst.createMs / 1000).toFixed(2)} s) → ${((BURST / burst.wallMs) * 1000).toFixed(0)} runs/s; ` +
+      `peak ${burst.peakUpstream} upstream requests in flight ` +
+      `(ceiling at ${WORKER_CONCURRENCY} workers × ${LATENCY_MS} ms: ${ceiling.toFixed(0)} runs/s)`,
+  );
+  const cpuShare = (ms: number) =>
+    `${(ms / 1000).toFixed(2)} s (${((ms / burst.wallMs) * 100).toFixed(0)}% of one core)`;
+  log(
+    `CPU during the burst: server ${burst.serverCpuMs === undefined ? 'n/a' : cpuShare(burst.serverCpuMs)}` +
+      (burst.serverCpuMs === undefined ? '' : `, ${(burst.serverCpuMs / BURST).toFixed(1)} ms per run`) +
+      `; this process (clients, fake upstream) ${cpuShare(burst.benchCpuMs)}`,
+  );
+  if (completed !== BURST) throw new Error(`only ${completed} of ${BURST} runs completed (${statusList})`);
+
+  // 3.
+  const commits = await measureCommits(upstream);
+  const shortCounts = describeCounts(commits.short.perRun);
+  const longCounts = describeCounts(commits.long.perRun);
+  log('');
+  log(`3. database commits per run (counted from the WAL; server lease ${LEASE_S} s)`);
+  log('');
+  log(
+    `counter check: idle ${commits.idleMs / 1000} s → ${commits.idleCommits} commits (expected 0); ` +
+      `${commits.knownCommits} messages created → ${commits.walCountedKnown} commits (expected ${commits.knownCommits}); ` +
+      `PRAGMA data_version over the same ${commits.knownCommits}: +${commits.dataVersionDelta} read once, ` +
+      `+${commits.dataVersionPolledEach} read after each of ${commits.knownCommits} more; WAL restarts ${commits.restarts}`,
+  );
+  if (commits.idleCommits !== 0 || commits.walCountedKnown !== commits.knownCommits || commits.restarts > 1)
+    throw new Error('the WAL commit counter does not count commits: part 3 cannot be trusted');
+  log('');
+  log(
+    table(
+      ['reply', 'chars', 'completion tokens', 'run p50 ms', 'runs', 'commits/run', 'min', 'max'],
+      [
+        [
+          `${SHORT_REPLY.length} chunks`,
+          String(commits.short.replyChars),
+          commits.short.completionTokens.toFixed(0),
+          commits.short.p50Ms.toFixed(0),
+          String(commits.short.perRun.length),
+          shortCounts.mean,
+          String(shortCounts.min),
+          String(shortCounts.max),
+        ],
+        [
+          `${LONG_CHUNKS} chunks`,
+          String(commits.long.replyChars),
+          commits.long.completionTokens.toFixed(0),
+          commits.long.p50Ms.toFixed(0),
+          String(commits.long.perRun.length),
+          longCounts.mean,
+          String(longCounts.min),
+          String(longCounts.max),
+        ],
+      ],
+    ),
+  );
+  log('');
+  const equal = shortCounts.total === longCounts.total;
+  log(
+    `commits per run, ${LONG_CHUNKS} vs ${SHORT_REPLY.length} chunks: ${longCounts.mean} vs ${shortCounts.mean} — ` +
+      (equal
+        ? 'equal (met)'
+        : `NOT equal (a lease renewal is one more commit per ${(LEASE_S / 3).toFixed(1)} s of a run)`),
+  );
+  log('');
+  log(`load average at end (1/5/15 min): ${loadAverage()}`);
+}
+
+function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ');
+}
+
+let exitCode = 0;
+const interrupted = (signal: NodeJS.Signals) => {
+  process.stderr.write(`${signal} received, stopping servers\n`);
+  cleanup().finally(() => process.exit(130));
+};
+process.once('SIGINT', interrupted);
+process.once('SIGTERM', interrupted);
+
+try {
+  await main();
+} catch (error) {
+  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  exitCode = 1;
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);
