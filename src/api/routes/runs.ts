@@ -95,7 +95,10 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
         if (!run) throw notFound('run', runId);
         return sendRun(reply, run);
       }
-      await change;
+      // The change carries the committed run (this run, already found in the caller's scope above): a run that
+      // has stopped moving is answered at once, without another read queued behind the worker's next claim.
+      const changed = await change;
+      if (changed && !POLLED_THROUGH.has(changed.status)) return sendRun(reply, changed);
     }
   });
 
