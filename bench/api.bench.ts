@@ -7,57 +7,19 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
+import { cleanups, log, machine, percentile, positiveNumber, runBench, table, withTimeout } from './support.ts';
 
 const SECONDS = positiveNumber('BENCH_SECONDS', 5);
 const CONNECTIONS = positiveNumber('BENCH_CONNECTIONS', 10);
 const WARMUP_SECONDS = Math.min(2, SECONDS);
 const SEED_MESSAGES = 10_000;
 const SEED_CONCURRENCY = 16;
-const STARTUP_TIMEOUT_MS = 30_000;
 const TARGET_RATIO = 2;
 
-function positiveNumber(name: string, fallback: number): number {
-  const raw = process.env[name]?.trim();
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}: '${raw}' is not a positive number`);
-  return value;
-}
-
 // ── processes ──────────────────────────────────────────────────────────────────
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-
-let cleaning: Promise<void> | undefined;
-
-/** Stops the servers and removes the data directory, once: a signal and a failing run may both ask for it. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.splice(0).reverse()) {
-      try {
-        await step();
-      } catch (error) {
-        process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} did not start within ${STARTUP_TIMEOUT_MS} ms`)),
-      STARTUP_TIMEOUT_MS,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 async function startAssistd(): Promise<ServerProcess> {
   const dataDir = tempDir('assistd-bench-');
@@ -137,12 +99,6 @@ interface Measurement {
   bytesPerResponse: number;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index]!;
-}
-
 /**
  * One autocannon run. Latencies are taken from the `response` events (sub-millisecond, from process.hrtime)
  * rather than from autocannon's histogram, which rounds to whole milliseconds — too coarse beside a ~1 ms floor.
@@ -191,7 +147,7 @@ function run(scenario: Scenario, seconds: number): Promise<Measurement> {
 
 // ── report ────────────────────────────────────────────────────────────────────
 
-function table(rows: Measurement[], floor: Measurement): string {
+function measurementTable(rows: Measurement[], floor: Measurement): string {
   const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p50 ÷ floor p50', 'floor req/s ÷ req/s', 'bytes/resp'];
   const lines = rows.map((r) => [
     r.name,
@@ -202,20 +158,11 @@ function table(rows: Measurement[], floor: Measurement): string {
     `${(floor.requestsPerSecond / r.requestsPerSecond).toFixed(2)}×`,
     r.bytesPerResponse.toFixed(0),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const format = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i === 0 ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
-  return [format(header), rule, ...lines.map(format)].join('\n');
-}
-
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
+  return table(header, lines);
 }
 
 async function main(): Promise<void> {
-  const cpus = os.cpus();
-  log(`machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${os.platform()} ${os.release()}`);
+  log(machine());
   log(
     `node ${process.version}; ${CONNECTIONS} connections, ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up`,
   );
@@ -255,7 +202,7 @@ async function main(): Promise<void> {
 
   const [floor, list] = results as [Measurement, Measurement, Measurement];
   log('');
-  log(table(results, floor));
+  log(measurementTable(results, floor));
   log('');
   const ratio = list.p50 / floor.p50;
   log(
@@ -264,20 +211,4 @@ async function main(): Promise<void> {
   );
 }
 
-let exitCode = 0;
-const interrupted = (signal: NodeJS.Signals) => {
-  process.stderr.write(`${signal} received, stopping servers\n`);
-  cleanup().finally(() => process.exit(130));
-};
-process.once('SIGINT', interrupted);
-process.once('SIGTERM', interrupted);
-
-try {
-  await main();
-} catch (error) {
-  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  exitCode = 1;
-} finally {
-  await cleanup();
-}
-process.exit(exitCode);
+await runBench(main);

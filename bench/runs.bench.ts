@@ -22,14 +22,31 @@
  * server of part 3, default 3600).
  */
 import { setMaxListeners } from 'node:events';
-import { closeSync, fstatSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { closeSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import OpenAI from 'openai';
 import { FakeUpstream, type TextReply } from '../test/support/fake-upstream.ts';
 import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
+import {
+  cleanups,
+  directCompletionTimer,
+  interleaved,
+  type Latencies,
+  loadAverage,
+  log,
+  machine,
+  peakConcurrency,
+  pool,
+  positiveInteger,
+  processCpuMs,
+  reportCreateAndPoll,
+  runBench,
+  summarizeP50P90,
+  table,
+  withTimeout,
+} from './support.ts';
 
 const RUNS = positiveInteger('BENCH_RUNS', 60);
 const BURST = positiveInteger('BENCH_BURST', 500);
@@ -38,7 +55,6 @@ const LEASE_S = positiveInteger('BENCH_LEASE_S', 3600);
 const WARMUP_RUNS = 5;
 const LATENCY_MS = 100;
 const TARGET_RATIO = 1.05;
-const STARTUP_TIMEOUT_MS = 30_000;
 /** Threads are created this many at a time before the burst. */
 const SEED_CONCURRENCY = 16;
 /** assistd's default ASSISTD_WORKER_CONCURRENCY, for the throughput ceiling printed beside part 2. */
@@ -51,44 +67,7 @@ const LONG_PIECE = ' tok';
 /** Where the SDK's createAndPoll stops polling. */
 const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomplete', 'requires_action']);
 
-function positiveInteger(name: string, fallback: number): number {
-  const raw = process.env[name]?.trim();
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name}: '${raw}' is not a positive integer`);
-  return value;
-}
-
 // ── processes ──────────────────────────────────────────────────────────────────
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-
-let cleaning: Promise<void> | undefined;
-
-/** Stops the servers and the fake, closes the databases and removes the data directories, once. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.splice(0).reverse()) {
-      try {
-        await step();
-      } catch (error) {
-        process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} did not start within ${STARTUP_TIMEOUT_MS} ms`)),
-      STARTUP_TIMEOUT_MS,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 interface Assistd {
   server: ServerProcess;
@@ -125,52 +104,6 @@ async function startAssistd(upstream: FakeUpstream, env: Record<string, string> 
 
 // ── helpers ───────────────────────────────────────────────────────────────────
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index]!;
-}
-
-/** CPU time (user + system, all threads) a process has used, in ms; undefined where /proc is missing (not Linux). */
-function processCpuMs(pid: number | undefined): number | undefined {
-  try {
-    // Fields after the command name, which ends in ") ": utime and stime are the 12th and 13th, in clock ticks.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-  } catch {
-    return undefined;
-  }
-}
-
-/** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */
-const CLOCK_TICKS_PER_S = 100;
-
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const format = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i === 0 ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
-  return [format(header), rule, ...rows.map(format)].join('\n');
-}
-
-/** Runs `task` for every item, at most `limit` at a time. */
-async function pool<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await task(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 async function createThread(client: OpenAI): Promise<string> {
   const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: PROMPT }] });
   return thread.id;
@@ -184,16 +117,6 @@ async function replyText(client: OpenAI, threadId: string): Promise<string> {
 }
 
 // ── 1. createAndPoll ÷ direct chat completion ───────────────────────────────────
-
-interface Latencies {
-  p50: number;
-  p90: number;
-}
-
-function summarize(samples: number[]): Latencies {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p90: percentile(sorted, 90) };
-}
 
 async function measureCreateAndPoll(
   upstream: FakeUpstream,
@@ -215,19 +138,7 @@ async function measureCreateAndPoll(
     if (text !== expected) throw new Error(`run ${run.id} replied ${JSON.stringify(text)}`);
     return elapsed;
   };
-  const timeDirect = async (): Promise<number> => {
-    const start = performance.now();
-    const stream = await direct.chat.completions.create({
-      model: MODEL,
-      messages: [{ role: 'user', content: PROMPT }],
-      stream: true,
-    });
-    let text = '';
-    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
-    const elapsed = performance.now() - start;
-    if (text !== expected) throw new Error(`direct completion streamed ${JSON.stringify(text)}`);
-    return elapsed;
-  };
+  const timeDirect = directCompletionTimer(direct, MODEL, PROMPT, expected);
 
   // The first run on a fresh server also pays for what is loaded lazily (e.g. the tokenizer's tables).
   let firstRunMs = Number.NaN;
@@ -236,20 +147,9 @@ async function measureCreateAndPoll(
     const ms = await timeRun();
     if (i === 0) firstRunMs = ms;
   }
-  const runs: number[] = [];
-  const directs: number[] = [];
-  // Interleaved, the order alternating, so drift on the machine falls on both sides alike.
-  for (let i = 0; i < RUNS; i++) {
-    if (i % 2 === 0) {
-      directs.push(await timeDirect());
-      runs.push(await timeRun());
-    } else {
-      runs.push(await timeRun());
-      directs.push(await timeDirect());
-    }
-  }
+  const [directs, runs] = await interleaved(RUNS, timeDirect, timeRun);
   await assistd.stop();
-  return { run: summarize(runs), direct: summarize(directs), firstRunMs };
+  return { run: summarizeP50P90(runs), direct: summarizeP50P90(directs), firstRunMs };
 }
 
 // ── 2. a burst of runs ─────────────────────────────────────────────────────────
@@ -262,23 +162,6 @@ interface BurstResult {
   statuses: Map<string, number>;
   peakUpstream: number;
   createMs: number;
-}
-
-/** The most upstream requests in flight at once, from the fake's record. */
-function peakConcurrency(upstream: FakeUpstream, from: number): number {
-  const events: Array<[number, number]> = [];
-  for (const r of upstream.requests.slice(from)) {
-    events.push([r.receivedAt, 1]);
-    events.push([r.finishedAt ?? r.abortedAt ?? Number.POSITIVE_INFINITY, -1]);
-  }
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let current = 0;
-  let peak = 0;
-  for (const [, delta] of events) {
-    current += delta;
-    peak = Math.max(peak, current);
-  }
-  return peak;
 }
 
 async function measureBurst(upstream: FakeUpstream): Promise<BurstResult> {
@@ -333,7 +216,7 @@ async function measureBurst(upstream: FakeUpstream): Promise<BurstResult> {
   const statuses = new Map<string, number>();
   for (const { status } of outcomes) statuses.set(status, (statuses.get(status) ?? 0) + 1);
   const createMs = Math.max(...outcomes.map((o) => o.createdAt)) - start;
-  const peakUpstream = peakConcurrency(upstream, requestsBefore);
+  const peakUpstream = peakConcurrency(upstream.requests.slice(requestsBefore));
   await assistd.stop();
   return {
     wallMs,
@@ -501,7 +384,7 @@ async function measureCommits(upstream: FakeUpstream): Promise<CommitsResult> {
     }
     return {
       perRun,
-      p50Ms: summarize(times).p50,
+      p50Ms: summarizeP50P90(times).p50,
       replyChars: expectedText.length,
       completionTokens: completionTokens / threads.length,
     };
@@ -541,8 +424,7 @@ function describeCounts(counts: number[]): { mean: string; min: number; max: num
 }
 
 async function main(): Promise<void> {
-  const cpus = os.cpus();
-  log(`machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${os.platform()} ${os.release()}`);
+  log(machine());
   // Anything else running on the machine shows in every figure below: this says whether something was.
   log(`load average at start (1/5/15 min): ${loadAverage()}`);
   log(
@@ -557,25 +439,10 @@ async function main(): Promise<void> {
 
   // 1.
   const { run, direct, firstRunMs } = await measureCreateAndPoll(upstream);
-  const ratio = run.p50 / direct.p50;
   log('');
   log(`1. createAndPoll vs direct streamed chat completion (${SHORT_REPLY.length}-chunk reply, sequential)`);
   log('');
-  log(
-    table(
-      ['path', 'p50 ms', 'p90 ms'],
-      [
-        ['direct: chat.completions.create (stream)', direct.p50.toFixed(1), direct.p90.toFixed(1)],
-        ['assistd: runs.createAndPoll', run.p50.toFixed(1), run.p90.toFixed(1)],
-      ],
-    ),
-  );
-  log('');
-  log(
-    `createAndPoll p50 ÷ direct p50: ${ratio.toFixed(3)} (+${(run.p50 - direct.p50).toFixed(1)} ms; ` +
-      `target ≤ ${TARGET_RATIO}) — ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'}`,
-  );
-  log(`(first run on the fresh server, not counted: ${firstRunMs.toFixed(0)} ms)`);
+  reportCreateAndPoll(run, direct, firstRunMs, TARGET_RATIO);
 
   // 2.
   const burst = await measureBurst(upstream);
@@ -655,27 +522,4 @@ async function main(): Promise<void> {
   log(`load average at end (1/5/15 min): ${loadAverage()}`);
 }
 
-function loadAverage(): string {
-  return os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' / ');
-}
-
-let exitCode = 0;
-const interrupted = (signal: NodeJS.Signals) => {
-  process.stderr.write(`${signal} received, stopping servers\n`);
-  cleanup().finally(() => process.exit(130));
-};
-process.once('SIGINT', interrupted);
-process.once('SIGTERM', interrupted);
-
-try {
-  await main();
-} catch (error) {
-  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  exitCode = 1;
-} finally {
-  await cleanup();
-}
-process.exit(exitCode);
+await runBench(main);

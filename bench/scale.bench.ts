@@ -28,6 +28,24 @@ import pg from 'pg';
 import { FakeUpstream, type RecordedRequest } from '../test/support/fake-upstream.ts';
 import { createTestDatabase, type TestDatabase } from '../test/support/postgres.ts';
 import { type ServerProcess, spawnServer, spawnWorker, type WorkerProcess } from '../test/support/server.ts';
+import {
+  cleanups,
+  directCompletionTimer,
+  interleaved,
+  type Latencies,
+  loadAverage,
+  log,
+  machine,
+  peakConcurrency,
+  pool,
+  positiveInteger,
+  processCpuMs,
+  reportCreateAndPoll,
+  runBench,
+  summarizeP50P90,
+  table,
+  withTimeout,
+} from './support.ts';
 
 const ADMIN_URL = process.env.ASSISTD_TEST_DATABASE_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres';
 const RUNS = positiveInteger('BENCH_RUNS', 400);
@@ -41,7 +59,6 @@ const TARGET_RATIO = 1.05;
 const WARMUP_RUNS = 5;
 /** Warm-up runs per worker process in part 1 (each process's first runs load what is loaded lazily). */
 const WARMUP_PER_WORKER = 8;
-const STARTUP_TIMEOUT_MS = 30_000;
 /** Threads are created this many at a time before the burst. */
 const SEED_CONCURRENCY = 16;
 const MODEL = 'bench-model';
@@ -49,43 +66,7 @@ const PROMPT = 'Say hello.';
 const SHORT_REPLY = ['Hello', ' there', ',', ' how can I', ' help?'];
 const TERMINAL = ['completed', 'failed', 'cancelled', 'expired', 'incomplete'];
 
-function positiveInteger(name: string, fallback: number): number {
-  const raw = process.env[name]?.trim();
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name}: '${raw}' is not a positive integer`);
-  return value;
-}
-
 // ── processes and databases ────────────────────────────────────────────────────
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-let cleaning: Promise<void> | undefined;
-
-/** Stops the processes and the fakes and drops the databases, once. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.splice(0).reverse()) {
-      try {
-        await step();
-      } catch (error) {
-        process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} did not start within ${STARTUP_TIMEOUT_MS} ms`)),
-      STARTUP_TIMEOUT_MS,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Starts a process; it is stopped at cleanup, even if it only comes up after its timeout gave up on it. */
 async function started<P extends { stop(signal?: NodeJS.Signals): Promise<number | null> }>(
@@ -114,52 +95,6 @@ async function newDatabase(): Promise<{ database: TestDatabase; observer: pg.Cli
 
 // ── helpers ───────────────────────────────────────────────────────────────────
 
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index]!;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const format = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i === 0 ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
-  return [format(header), rule, ...rows.map(format)].join('\n');
-}
-
-/** Runs `task` for every item, at most `limit` at a time. */
-async function pool<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await task(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
-/** CPU time (user + system) a process has used, in ms; undefined where /proc is missing (not Linux). */
-function processCpuMs(pid: number | undefined): number | undefined {
-  try {
-    // Fields after the command name, which ends in ") ": utime and stime are the 12th and 13th, in clock ticks.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-  } catch {
-    return undefined;
-  }
-}
-
-/** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */
-const CLOCK_TICKS_PER_S = 100;
-
 /** The machine's CPU counters (all cores, in ticks): idle (with I/O wait) and total; undefined without /proc. */
 function machineTicks(): { idle: number; total: number } | undefined {
   try {
@@ -168,23 +103,6 @@ function machineTicks(): { idle: number; total: number } | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The most upstream requests in flight at once, from the fake's record. */
-function peakConcurrency(requests: readonly RecordedRequest[]): number {
-  const events: Array<[number, number]> = [];
-  for (const r of requests) {
-    events.push([r.receivedAt, 1]);
-    events.push([r.finishedAt ?? r.abortedAt ?? Number.POSITIVE_INFINITY, -1]);
-  }
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let current = 0;
-  let peak = 0;
-  for (const [, delta] of events) {
-    current += delta;
-    peak = Math.max(peak, current);
-  }
-  return peak;
 }
 
 function lastUserText(request: RecordedRequest): string {
@@ -201,13 +119,6 @@ async function statusCounts(observer: pg.Client): Promise<Map<string, number>> {
 
 function terminalCount(counts: Map<string, number>): number {
   return TERMINAL.reduce((sum, status) => sum + (counts.get(status) ?? 0), 0);
-}
-
-function loadAverage(): string {
-  return os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' / ');
 }
 
 // ── 1. throughput with 1 and 4 worker processes ────────────────────────────────
@@ -362,16 +273,6 @@ async function measureScale(upstream: FakeUpstream, workerCount: number): Promis
 
 // ── 2. createAndPoll ÷ direct chat completion, on PostgreSQL ────────────────────
 
-interface Latencies {
-  p50: number;
-  p90: number;
-}
-
-function summarize(samples: number[]): Latencies {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p90: percentile(sorted, 90) };
-}
-
 async function measureCreateAndPoll(
   upstream: FakeUpstream,
 ): Promise<{ run: Latencies; direct: Latencies; firstRunMs: number }> {
@@ -398,19 +299,7 @@ async function measureCreateAndPoll(
     if (text !== expected) throw new Error(`run ${run.id} replied ${JSON.stringify(text)}`);
     return elapsed;
   };
-  const timeDirect = async (): Promise<number> => {
-    const start = performance.now();
-    const stream = await direct.chat.completions.create({
-      model: MODEL,
-      messages: [{ role: 'user', content: PROMPT }],
-      stream: true,
-    });
-    let text = '';
-    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
-    const elapsed = performance.now() - start;
-    if (text !== expected) throw new Error(`direct completion streamed ${JSON.stringify(text)}`);
-    return elapsed;
-  };
+  const timeDirect = directCompletionTimer(direct, MODEL, PROMPT, expected);
 
   let firstRunMs = Number.NaN;
   for (let i = 0; i < WARMUP_RUNS; i++) {
@@ -418,28 +307,16 @@ async function measureCreateAndPoll(
     const ms = await timeRun();
     if (i === 0) firstRunMs = ms;
   }
-  const runs: number[] = [];
-  const directs: number[] = [];
-  // Interleaved, the order alternating, so drift on the machine falls on both sides alike.
-  for (let i = 0; i < POLL_RUNS; i++) {
-    if (i % 2 === 0) {
-      directs.push(await timeDirect());
-      runs.push(await timeRun());
-    } else {
-      runs.push(await timeRun());
-      directs.push(await timeDirect());
-    }
-  }
+  const [directs, runs] = await interleaved(POLL_RUNS, timeDirect, timeRun);
   await server.stop();
   await drop();
-  return { run: summarize(runs), direct: summarize(directs), firstRunMs };
+  return { run: summarizeP50P90(runs), direct: summarizeP50P90(directs), firstRunMs };
 }
 
 // ── report ────────────────────────────────────────────────────────────────────
 
 async function main(): Promise<void> {
-  const cpus = os.cpus();
-  log(`machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${os.platform()} ${os.release()}`);
+  log(machine());
   log(`load average at start (1/5/15 min): ${loadAverage()}`);
   const admin = new URL(ADMIN_URL);
   const version = await (async () => {
@@ -535,46 +412,15 @@ async function main(): Promise<void> {
   const pollUpstream = await FakeUpstream.start({ latencyMs: POLL_LATENCY_MS });
   cleanups.push(() => pollUpstream.close());
   const { run, direct, firstRunMs } = await measureCreateAndPoll(pollUpstream);
-  const ratio = run.p50 / direct.p50;
   log('');
   log(
     `2. createAndPoll vs direct streamed chat completion on PostgreSQL (one assistd serve; ${SHORT_REPLY.length}-chunk ` +
       `reply, sequential)`,
   );
   log('');
-  log(
-    table(
-      ['path', 'p50 ms', 'p90 ms'],
-      [
-        ['direct: chat.completions.create (stream)', direct.p50.toFixed(1), direct.p90.toFixed(1)],
-        ['assistd: runs.createAndPoll', run.p50.toFixed(1), run.p90.toFixed(1)],
-      ],
-    ),
-  );
-  log('');
-  log(
-    `createAndPoll p50 ÷ direct p50: ${ratio.toFixed(3)} (+${(run.p50 - direct.p50).toFixed(1)} ms; ` +
-      `target ≤ ${TARGET_RATIO}) — ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'}`,
-  );
-  log(`(first run on the fresh server, not counted: ${firstRunMs.toFixed(0)} ms)`);
+  reportCreateAndPoll(run, direct, firstRunMs, TARGET_RATIO);
   log('');
   log(`load average at end (1/5/15 min): ${loadAverage()}`);
 }
 
-let exitCode = 0;
-const interrupted = (signal: NodeJS.Signals) => {
-  process.stderr.write(`${signal} received, stopping processes\n`);
-  cleanup().finally(() => process.exit(130));
-};
-process.once('SIGINT', interrupted);
-process.once('SIGTERM', interrupted);
-
-try {
-  await main();
-} catch (error) {
-  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  exitCode = 1;
-} finally {
-  await cleanup();
-}
-process.exit(exitCode);
+await runBench(main, 'processes');

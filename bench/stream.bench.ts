@@ -25,12 +25,25 @@
 import { setMaxListeners } from 'node:events';
 import { readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createParser } from 'eventsource-parser';
 import OpenAI from 'openai';
 import { FakeUpstream, type RecordedRequest } from '../test/support/fake-upstream.ts';
 import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
+import {
+  cleanups,
+  interleaved,
+  loadAverage,
+  log,
+  machine,
+  percentile,
+  pool,
+  positiveInteger,
+  processCpuMs,
+  runBench,
+  table,
+  withTimeout,
+} from './support.ts';
 
 const RUNS = positiveInteger('BENCH_RUNS', 50);
 const STREAMS = positiveInteger('BENCH_STREAMS', 1000);
@@ -39,7 +52,6 @@ const STREAM_TIMEOUT_MS = positiveInteger('BENCH_STREAM_TIMEOUT_S', 120) * 1000;
 const WARMUP_RUNS = 5;
 const FIRST_TOKEN_CHUNKS = 30;
 const CONCURRENT_CHUNKS = 25;
-const STARTUP_TIMEOUT_MS = 30_000;
 /** Threads are created this many at a time before part 2. */
 const SEED_CONCURRENCY = 16;
 const TARGET_FIRST_P50_MS = 2;
@@ -47,49 +59,12 @@ const TARGET_FIRST_P99_MS = 10;
 const TARGET_GAP_P99_MS = 50;
 const MODEL = 'bench-model';
 
-function positiveInteger(name: string, fallback: number): number {
-  const raw = process.env[name]?.trim();
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name}: '${raw}' is not a positive integer`);
-  return value;
-}
-
 /** The reply: `count` one-word tokens, each its own SSE chunk. */
 function tokens(count: number): string[] {
   return Array.from({ length: count }, (_, i) => (i === 0 ? `token${i}` : ` token${i}`));
 }
 
 // ── processes ──────────────────────────────────────────────────────────────────
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-
-let cleaning: Promise<void> | undefined;
-
-/** Stops the servers, the fake and the client sockets, and removes the data directories, once. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.splice(0).reverse()) {
-      try {
-        await step();
-      } catch (error) {
-        process.stderr.write(`cleanup: ${error instanceof Error ? error.message : String(error)}\n`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} did not start within ${STARTUP_TIMEOUT_MS} ms`)),
-      STARTUP_TIMEOUT_MS,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 interface Assistd {
   server: ServerProcess;
@@ -131,12 +106,6 @@ async function startAssistd(upstream: FakeUpstream, env: Record<string, string> 
 
 // ── helpers ───────────────────────────────────────────────────────────────────
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index]!;
-}
-
 interface Summary {
   p50: number;
   p99: number;
@@ -154,20 +123,6 @@ function summarize(samples: number[]): Summary {
   };
 }
 
-/** CPU time (user + system, all threads) a process has used, in ms; undefined where /proc is missing (not Linux). */
-function processCpuMs(pid: number | undefined): number | undefined {
-  try {
-    // Fields after the command name, which ends in ") ": utime and stime are the 12th and 13th, in clock ticks.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-  } catch {
-    return undefined;
-  }
-}
-
-/** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */
-const CLOCK_TICKS_PER_S = 100;
-
 /** A `Vm…` line of /proc/<pid>/status in MiB (VmHWM: peak resident set; VmRSS: now); undefined off Linux. */
 function memoryMiB(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number | undefined {
   try {
@@ -178,41 +133,8 @@ function memoryMiB(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number | 
   }
 }
 
-function loadAverage(): string {
-  return os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-}
-
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
 function ms(value: number | undefined, digits = 2): string {
   return value === undefined || Number.isNaN(value) ? 'n/a' : value.toFixed(digits);
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const format = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i === 0 ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
-  return [format(header), rule, ...rows.map(format)].join('\n');
-}
-
-/** Runs `task` for every item, at most `limit` at a time. */
-async function pool<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await task(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /** The one request the fake received since `from`, with the times it wrote its content chunks. */
@@ -288,18 +210,7 @@ async function measureFirstToken(upstream: FakeUpstream): Promise<FirstToken> {
     await timeDirect();
     await timeAssistd();
   }
-  const directs: number[] = [];
-  const runs: number[] = [];
-  // Interleaved, the order alternating, so drift on the machine falls on both sides alike.
-  for (let i = 0; i < RUNS; i++) {
-    if (i % 2 === 0) {
-      directs.push(await timeDirect());
-      runs.push(await timeAssistd());
-    } else {
-      runs.push(await timeAssistd());
-      directs.push(await timeDirect());
-    }
-  }
+  const [directs, runs] = await interleaved(RUNS, timeDirect, timeAssistd);
   await assistd.stop();
   const d = summarize(directs);
   const a = summarize(runs);
@@ -525,11 +436,7 @@ function verdict(met: boolean): string {
 }
 
 async function main(): Promise<void> {
-  const cpus = os.cpus();
-  log(
-    `machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${os.platform()} ${os.release()}; ` +
-      `load average ${loadAverage()} (other processes share these cores)`,
-  );
+  log(`${machine()}; load average ${loadAverage(' ')} (other processes share these cores)`);
   log(
     `node ${process.version}; fake upstream in this process, a token every ${CHUNK_MS} ms; ` +
       `${RUNS} runs per side in part 1 (after ${WARMUP_RUNS} warm-up), ${STREAMS} concurrent streams in part 2`,
@@ -568,7 +475,7 @@ async function main(): Promise<void> {
 
   // 2.
   log('');
-  log(`load average before part 2: ${loadAverage()}`);
+  log(`load average before part 2: ${loadAverage(' ')}`);
   const result = await measureConcurrent(upstream);
   const cpuShare = (value: number | undefined) =>
     value === undefined
@@ -621,20 +528,4 @@ async function main(): Promise<void> {
   );
 }
 
-let exitCode = 0;
-const interrupted = (signal: NodeJS.Signals) => {
-  process.stderr.write(`${signal} received, stopping servers\n`);
-  cleanup().finally(() => process.exit(130));
-};
-process.once('SIGINT', interrupted);
-process.once('SIGTERM', interrupted);
-
-try {
-  await main();
-} catch (error) {
-  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  exitCode = 1;
-} finally {
-  await cleanup();
-}
-process.exit(exitCode);
+await runBench(main);

@@ -118,6 +118,7 @@ class Deployment {
       deployment.apis = await withTimeout(Promise.all(apiStarts), 'the API processes');
       deployment.workers = await withTimeout(Promise.all(workerStarts), 'the worker processes');
       deployment.observer = new pg.Client({ connectionString: deployment.database.url });
+      deployment.observer.on('error', () => {}); // terminated by the final forced drop: not an uncaught exception
       await deployment.observer.connect();
       return deployment;
     } catch (error) {

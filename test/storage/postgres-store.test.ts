@@ -82,6 +82,9 @@ if (adminUrl === undefined) {
         },
       };
       const pool = new pg.Pool({ connectionString: database.url, max: 50 });
+      // As in openPostgresStore: a connection the final forced drop terminates while it is still closing reports an
+      // 'error' event, which must not become an uncaught exception.
+      pool.on('error', () => {});
       const store = new SqlStore(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), 'spy', capabilities);
       try {
         const thread = aThread();
