@@ -84,33 +84,41 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   };
 }
 
-export interface ServerProcess {
-  url: string;
+interface CliProcess {
   child: ChildProcess;
   output: () => string;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+export interface ServerProcess extends CliProcess {
+  url: string;
+}
+
+export interface WorkerProcess extends CliProcess {
+  /** The worker id it logged (`worker_<host>_<pid>_…`), as runs' leases name it. */
+  id: string;
+}
+
 /**
- * `assistd serve` as its own process (the CLI from source through tsx), on a free port. Resolves once the server
- * logs its address; rejects with its output if it exits first.
+ * The CLI from source through tsx, as its own process. Resolves with what `ready` captures from the first line that
+ * matches it; rejects with the process's output if it exits first. The harness waits for info-level lines, so the
+ * log level is never raised above info here.
  */
-export function spawnServer(env: Record<string, string>, args: string[] = ['serve']): Promise<ServerProcess> {
+function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, what: string) {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
     cwd: ROOT,
-    // The harness waits for the info-level "listening" line, so the level is never raised above info here.
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env, ASSISTD_LOG_LEVEL: 'info' },
+    env: { ...process.env, ...env, ASSISTD_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
+  return new Promise<CliProcess & { captured: string }>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      const match = output.match(/assistd listening on (http:\/\/[^\s"]+)\/v1/);
+      const match = output.match(ready);
       if (match)
         resolve({
-          url: match[1]!,
+          captured: match[1]!,
           child,
           output: () => output,
           stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
@@ -121,8 +129,19 @@ export function spawnServer(env: Record<string, string>, args: string[] = ['serv
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
-    exited.then((code) => reject(new Error(`assistd exited with ${code} before listening:\n${output}`)));
+    exited.then((code) => reject(new Error(`${what} exited with ${code} before it was ready:\n${output}`)));
   });
+}
+
+/** `assistd serve` (or the given command) on a free port; resolves once the server logs its address. */
+export async function spawnServer(env: Record<string, string>, args: string[] = ['serve']): Promise<ServerProcess> {
+  const { captured, ...cli } = await spawnCli(
+    args,
+    { HOST: '127.0.0.1', PORT: '0', ...env },
+    /assistd listening on (http:\/\/[^\s"]+)\/v1/,
+    'assistd',
+  );
+  return { ...cli, url: captured };
 }
 
 /** Runs the CLI to completion, for startup errors and one-shot commands. */
@@ -148,44 +167,8 @@ export function runCli(env: Record<string, string>, args: string[] = ['serve'], 
   });
 }
 
-export interface WorkerProcess {
-  /** The worker id it logged (`worker_<host>_<pid>_…`), as runs' leases name it. */
-  id: string;
-  child: ChildProcess;
-  output: () => string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-/**
- * `assistd worker` as its own process (the CLI from source through tsx): workers only, no HTTP. Resolves once it
- * logs `assistd worker <id> running`; rejects with its output if it exits first.
- */
-export function spawnWorker(env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'worker'], {
-    cwd: ROOT,
-    // The harness waits for the info-level "running" line, so the level is never raised above info here.
-    env: { ...process.env, ...env, ASSISTD_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = output.match(/assistd worker (\S+) running/);
-      if (match)
-        resolve({
-          id: match[1]!,
-          child,
-          output: () => output,
-          stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
-            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-            return exited;
-          },
-        });
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    exited.then((code) => reject(new Error(`assistd worker exited with ${code} before running:\n${output}`)));
-  });
+/** `assistd worker`: workers only, no HTTP; resolves once it logs `assistd worker <id> running`. */
+export async function spawnWorker(env: Record<string, string>): Promise<WorkerProcess> {
+  const { captured, ...cli } = await spawnCli(['worker'], env, /assistd worker (\S+) running/, 'assistd worker');
+  return { ...cli, id: captured };
 }
