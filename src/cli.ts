@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS } from './config.ts';
 import { createLogger, startServer, startWorker } from './main.ts';
+import { ModelLoadError } from './providers/model-router.ts';
 import { openStore } from './storage/open-store.ts';
 
 const HELP = `assistd — a self-hosted server for the OpenAI Assistants API v2
@@ -73,6 +74,8 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     if (error instanceof ConfigError) process.stderr.write(`assistd: invalid setting ${error.message}\n`);
+    else if (error instanceof ModelLoadError)
+      process.stderr.write(`assistd: cannot load the model of ${error.setting}: ${error.message}\n`);
     else if (error instanceof Error && 'code' in error && (error.code === 'EADDRINUSE' || error.code === 'EACCES'))
       process.stderr.write(`assistd: cannot listen (HOST/PORT): ${error.message}\n`);
     else process.stderr.write(`assistd: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

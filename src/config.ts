@@ -1,3 +1,5 @@
+import { loadModelsConfig, type ModelsConfig, ModelsConfigError } from './models-config.ts';
+
 /**
  * Environment → one validated Config. Every setting is read here and nowhere else; a bad value stops startup with
  * one line that names the setting.
@@ -19,7 +21,8 @@ export interface Config {
   apiKey: string | undefined;
   logLevel: LogLevel;
   runs: RunsConfig;
-  upstream: UpstreamConfig | undefined;
+  /** Which backend serves which model name (models-config.ts). */
+  models: ModelsConfig;
 }
 
 export interface RunsConfig {
@@ -29,17 +32,8 @@ export interface RunsConfig {
   expiresAfterSeconds: number;
   /** A worker's hold on a run; renewed while it runs, taken over by another worker once it lapses. */
   leaseMs: number;
-  /** The model's context window, in tokens, for truncation. */
-  contextWindow: number;
   /** Upstream attempts after the first, for 429s, 5xx, timeouts and resets. */
   maxRetries: number;
-}
-
-export interface UpstreamConfig {
-  baseUrl: string;
-  apiKey: string | undefined;
-  /** How long the upstream may stay silent (before its first byte or between chunks). */
-  timeoutMs: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -94,7 +88,31 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '15',
     description: 'seconds a worker holds a run without renewing; after a crash, its runs resume this long later',
   },
-  { name: 'ASSISTD_CONTEXT_WINDOW', default: '128000', description: "the model's context window in tokens" },
+  {
+    name: 'ASSISTD_CONTEXT_WINDOW',
+    default: '128000',
+    description: "the upstream model's context window in tokens, for truncation",
+  },
+  {
+    name: 'ASSISTD_MODEL_FILE',
+    default: '(unset)',
+    description: 'a .gguf model file run in-process (CPU) for every model name, instead of an upstream',
+  },
+  {
+    name: 'ASSISTD_LLAMA_THREADS',
+    default: '(CPU cores)',
+    description: 'CPU threads for GGUF models; more than the cores is very slow',
+  },
+  {
+    name: 'ASSISTD_LLAMA_CONTEXT_SIZE',
+    default: '(model, ≤ 8192)',
+    description: "context size of GGUF models in tokens; default: the model's own, at most 8192",
+  },
+  {
+    name: 'ASSISTD_MODELS_FILE',
+    default: '(unset)',
+    description: 'a JSON or YAML file routing model names to backends (see README, "Several models")',
+  },
 ];
 
 type Env = Record<string, string | undefined>;
@@ -112,11 +130,31 @@ export function loadConfig(env: Env = process.env): Config {
       workerConcurrency: integer(env, 'ASSISTD_WORKER_CONCURRENCY', 64, 0, 100_000),
       expiresAfterSeconds: integer(env, 'ASSISTD_RUN_EXPIRES_AFTER_S', 600, 1, 31_536_000),
       leaseMs: integer(env, 'ASSISTD_WORKER_LEASE_S', 15, 1, 3600) * 1000,
-      contextWindow: integer(env, 'ASSISTD_CONTEXT_WINDOW', 128_000, 256, 100_000_000),
       maxRetries: integer(env, 'ASSISTD_UPSTREAM_MAX_RETRIES', 3, 0, 100),
     },
-    upstream: parseUpstream(env),
+    models: parseModels(env),
   };
+}
+
+function parseModels(env: Env): ModelsConfig {
+  const optionalInteger = (name: string, min: number, max: number) =>
+    setting(env, name) === undefined ? undefined : integer(env, name, 0, min, max);
+  try {
+    return loadModelsConfig({
+      modelsFile: setting(env, 'ASSISTD_MODELS_FILE'),
+      modelFile: setting(env, 'ASSISTD_MODEL_FILE'),
+      upstreamBaseUrl: setting(env, 'ASSISTD_UPSTREAM_BASE_URL'),
+      upstreamApiKey: setting(env, 'ASSISTD_UPSTREAM_API_KEY'),
+      upstreamTimeoutMs: integer(env, 'ASSISTD_UPSTREAM_TIMEOUT_S', 120, 1, 86_400) * 1000,
+      contextWindow: integer(env, 'ASSISTD_CONTEXT_WINDOW', 128_000, 256, 100_000_000),
+      llamaThreads: optionalInteger('ASSISTD_LLAMA_THREADS', 1, 1024),
+      llamaContextSize: optionalInteger('ASSISTD_LLAMA_CONTEXT_SIZE', 256, 10_000_000),
+      env,
+    });
+  } catch (error) {
+    if (error instanceof ModelsConfigError) throw new ConfigError(error.setting, error.message);
+    throw error;
+  }
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
@@ -126,30 +164,6 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   if (!/^\d+$/.test(raw) || value < min || value > max)
     throw new ConfigError(name, `'${raw}' is not an integer from ${min} to ${max}.`);
   return value;
-}
-
-function parseUpstream(env: Env): UpstreamConfig | undefined {
-  const baseUrl = setting(env, 'ASSISTD_UPSTREAM_BASE_URL');
-  if (baseUrl === undefined) return undefined;
-  let parsed: URL;
-  try {
-    parsed = new URL(baseUrl);
-  } catch {
-    throw new ConfigError(
-      'ASSISTD_UPSTREAM_BASE_URL',
-      `'${baseUrl}' is not a valid URL (expected e.g. http://127.0.0.1:11434/v1).`,
-    );
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
-    throw new ConfigError(
-      'ASSISTD_UPSTREAM_BASE_URL',
-      `unsupported scheme '${parsed.protocol}' (expected http:// or https://).`,
-    );
-  return {
-    baseUrl: baseUrl.replace(/\/+$/, ''),
-    apiKey: setting(env, 'ASSISTD_UPSTREAM_API_KEY'),
-    timeoutMs: integer(env, 'ASSISTD_UPSTREAM_TIMEOUT_S', 120, 1, 86_400) * 1000,
-  };
 }
 
 /** An empty variable counts as unset, so `PORT= assistd` behaves like no PORT at all. */

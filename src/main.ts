@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.ts';
 import type { Config } from './config.ts';
-import { createModelRouter } from './providers/model-router.ts';
+import { createModelRouter, type ModelRouter } from './providers/model-router.ts';
 import { RunEventBus } from './runs/run-event-bus.ts';
 import { RunExecutor } from './runs/run-executor.ts';
 import { RunService } from './runs/run-service.ts';
@@ -27,6 +27,7 @@ export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
 
 interface Core {
   store: Store;
+  router: ModelRouter;
   bus: RunEventBus;
   worker: RunWorker;
   runs: RunService;
@@ -38,7 +39,15 @@ interface Core {
  * this process adopts (serve --no-workers).
  */
 async function startCore(config: Config, logger: Logger, claimRuns: boolean): Promise<Core> {
-  const store = await openStore(config.storage);
+  // Models first: a GGUF file that cannot be loaded stops startup before anything else is opened.
+  const router = await createModelRouter(config.models, logger);
+  let store: Store;
+  try {
+    store = await openStore(config.storage);
+  } catch (error) {
+    await router.close();
+    throw error;
+  }
   const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId) });
   const worker = new RunWorker({
     store,
@@ -50,15 +59,16 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean): Pr
       store,
       bus,
       logger,
-      router: createModelRouter(config.upstream),
-      contextWindow: config.runs.contextWindow,
+      router,
       maxRetries: config.runs.maxRetries,
     }),
   });
   const runs = new RunService({ store, bus, expiresAfterSeconds: config.runs.expiresAfterSeconds, local: worker });
-  if (!config.upstream)
-    logger.warn('ASSISTD_UPSTREAM_BASE_URL is not set: runs will fail until a model backend is configured.');
-  return { store, bus, worker, runs };
+  if (config.models.routes.size === 0 && !config.models.fallback)
+    logger.warn(
+      'No model backend is configured (ASSISTD_UPSTREAM_BASE_URL, ASSISTD_MODEL_FILE or ASSISTD_MODELS_FILE): runs will fail.',
+    );
+  return { store, router, bus, worker, runs };
 }
 
 export interface ServerOptions {
@@ -72,13 +82,14 @@ export async function startServer(
   logger: Logger = createLogger(config),
   { workers = true }: ServerOptions = {},
 ): Promise<RunningServer> {
-  const { store, bus, worker, runs } = await startCore(config, logger, workers);
+  const { store, router, bus, worker, runs } = await startCore(config, logger, workers);
   const closing = new AbortController();
-  const app = buildApp({ store, runs, bus, closing: closing.signal, apiKey: config.apiKey, logger });
+  const app = buildApp({ store, runs, bus, models: router, closing: closing.signal, apiKey: config.apiKey, logger });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await store.close();
+    await router.close();
     throw error;
   }
   worker.start();
@@ -102,6 +113,7 @@ export async function startServer(
         // Executions in flight are stopped and their runs handed back: another worker or the next start resumes them.
         await worker.close();
         await store.close();
+        await router.close();
       })();
       return shutdown;
     },
@@ -113,7 +125,7 @@ export async function startWorker(
   config: Config,
   logger: Logger = createLogger(config),
 ): Promise<{ close(): Promise<void> }> {
-  const { store, worker } = await startCore(config, logger, true);
+  const { store, router, worker } = await startCore(config, logger, true);
   worker.start();
   logger.info(
     { worker: worker.id, store: store.description, concurrency: config.runs.workerConcurrency },
@@ -125,6 +137,7 @@ export async function startWorker(
       shutdown ??= (async () => {
         await worker.close();
         await store.close();
+        await router.close();
       })();
       return shutdown;
     },

@@ -8,6 +8,7 @@ import type { RunService } from '../runs/run-service.ts';
 import { DEFAULT_SCOPE, type Scope, type Store } from '../storage/store.ts';
 import { registerAssistantRoutes } from './routes/assistants.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
+import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 
@@ -36,6 +37,7 @@ export interface AppOptions {
   store: Store;
   runs: RunService;
   bus: RunEventBus;
+  models: ModelCatalog;
   /** Aborted when the server starts shutting down. */
   closing: AbortSignal;
   /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>`. */
@@ -43,7 +45,7 @@ export interface AppOptions {
   logger: Logger;
 }
 
-export function buildApp({ store, runs, bus, closing, apiKey, logger }: AppOptions): FastifyInstance {
+export function buildApp({ store, runs, bus, models, closing, apiKey, logger }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     // Per-request log lines cost more than the requests themselves; errors are still logged.
@@ -69,6 +71,7 @@ export function buildApp({ store, runs, bus, closing, apiKey, logger }: AppOptio
   registerThreadRoutes(app, store);
   registerMessageRoutes(app, store);
   registerRunRoutes(app, { store, runs, bus, closing });
+  registerModelRoutes(app, models);
   return app;
 }
 

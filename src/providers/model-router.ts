@@ -1,21 +1,135 @@
-import type { UpstreamConfig } from '../config.ts';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { ModelsConfig, RouteConfig } from '../models-config.ts';
 import { OpenAICompatibleProvider } from './openai-compatible/openai-compatible-provider.ts';
 import type { ModelProvider } from './provider.ts';
 
-/** Which backend serves a model name. One place to decide it; per-model routes slot in here. */
+/** A model as GET /v1/models lists it. */
+export interface ModelInfo {
+  id: string;
+  /** Unix seconds: a GGUF file's modification time; for an upstream route, when this process started. */
+  created: number;
+}
+
+/** Which backend serves a model name: the one place that decides it, from the models config. */
 export interface ModelRouter {
   resolve(model: string): ModelProvider | undefined;
   /** Why `model` has no backend, for the run's `last_error.message`. */
   unroutedReason(model: string): string;
+  /** The models to list: the named routes, then a default GGUF model under its file name. */
+  list(): ModelInfo[];
+  /** `id` as GET /v1/models/{id} shows it: any name that has a route, named or through the default. */
+  find(id: string): ModelInfo | undefined;
+  /** Releases the backends (embedded models' memory). */
+  close(): Promise<void>;
 }
 
-export function createModelRouter(upstream: UpstreamConfig | undefined): ModelRouter {
-  const provider =
-    upstream &&
-    new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, apiKey: upstream.apiKey, timeoutMs: upstream.timeoutMs });
-  return {
-    resolve: () => provider,
-    unroutedReason: (model) =>
-      `No model backend is configured for model '${model}': set ASSISTD_UPSTREAM_BASE_URL to an OpenAI-compatible endpoint.`,
+/** Thrown at startup when a GGUF route's file cannot be used; `setting` names where it was configured. */
+export class ModelLoadError extends Error {
+  readonly setting: string;
+  constructor(setting: string, message: string) {
+    super(message);
+    this.name = 'ModelLoadError';
+    this.setting = setting;
+  }
+}
+
+/**
+ * Builds every route's backend. GGUF models are loaded here, at startup, so that a missing, truncated or corrupt
+ * file stops the server with a clear message rather than failing runs later; node-llama-cpp itself is imported
+ * only when there is a GGUF route (llama-cpp/llama-runtime.ts). Routes with the same backend settings share one
+ * backend (one loaded model).
+ */
+export async function createModelRouter(config: ModelsConfig, logger: Logger): Promise<ModelRouter> {
+  const started = Math.floor(Date.now() / 1000);
+  const backends = new Map<string, Promise<Backend>>();
+  const open = (route: RouteConfig): Promise<Backend> => {
+    const key = JSON.stringify(route.type === 'gguf' ? { ...route, origin: undefined } : route);
+    let backend = backends.get(key);
+    if (!backend) {
+      backend = openBackend(route, logger, started);
+      backends.set(key, backend);
+    }
+    return backend;
   };
+
+  const routes = new Map<string, { provider: ModelProvider; info: ModelInfo }>();
+  let fallback: Backend | undefined;
+  try {
+    for (const [name, route] of config.routes) {
+      const { provider, created } = await open(route);
+      routes.set(name, { provider, info: { id: name, created } });
+    }
+    if (config.fallback) fallback = await open(config.fallback);
+  } catch (error) {
+    await closeAll(backends);
+    throw error;
+  }
+
+  const listed = [...routes.values()].map((route) => route.info);
+  if (config.fallback?.type === 'gguf' && fallback) {
+    const id = path.basename(config.fallback.path).replace(/\.gguf$/i, '');
+    if (!routes.has(id)) listed.push({ id, created: fallback.created });
+  }
+
+  return {
+    resolve: (model) => routes.get(model)?.provider ?? fallback?.provider,
+    unroutedReason: (model) =>
+      config.routes.size === 0
+        ? `No model backend is configured for model '${model}': set ASSISTD_UPSTREAM_BASE_URL to an OpenAI-compatible endpoint, ASSISTD_MODEL_FILE to a GGUF model, or route models with ASSISTD_MODELS_FILE.`
+        : `No backend serves model '${model}': the models file routes ${[...config.routes.keys()].map((n) => `'${n}'`).join(', ')} and has no default route.`,
+    list: () => listed,
+    find: (id) => {
+      const route = routes.get(id);
+      if (route) return route.info;
+      const listedOne = listed.find((model) => model.id === id);
+      if (listedOne) return listedOne;
+      return fallback ? { id, created: fallback.created } : undefined;
+    },
+    close: () => closeAll(backends),
+  };
+}
+
+interface Backend {
+  provider: ModelProvider;
+  /** For GET /v1/models: a GGUF file's modification time; else when this process started. */
+  created: number;
+}
+
+async function openBackend(route: RouteConfig, logger: Logger, started: number): Promise<Backend> {
+  if (route.type === 'openai-compatible') {
+    const provider = new OpenAICompatibleProvider({
+      baseURL: route.baseUrl,
+      apiKey: route.apiKey,
+      timeoutMs: route.timeoutMs,
+      contextWindow: route.contextWindow,
+      model: route.model,
+    });
+    return { provider, created: started };
+  }
+  // Imported here, not at the top: loading the module loads nothing of node-llama-cpp, but this keeps the
+  // embedded backend entirely out of servers that have no GGUF route.
+  const { LlamaCppProvider, GgufLoadError } = await import('./llama-cpp/llama-cpp-provider.ts');
+  try {
+    const provider = await LlamaCppProvider.open(route, logger);
+    return { provider, created: provider.createdAt };
+  } catch (error) {
+    if (!(error instanceof GgufLoadError)) throw error;
+    const where =
+      route.origin.route === undefined
+        ? ''
+        : route.origin.route === 'default'
+          ? 'default: '
+          : `model '${route.origin.route}': `;
+    throw new ModelLoadError(route.origin.setting, `${where}${error.message}`);
+  }
+}
+
+async function closeAll(backends: Map<string, Promise<Backend>>) {
+  await Promise.all(
+    [...backends.values()].map(async (opening) => {
+      const backend = await opening.catch(() => undefined);
+      await backend?.provider.close?.();
+    }),
+  );
 }

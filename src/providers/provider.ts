@@ -1,7 +1,7 @@
 /**
  * The small interface every model backend implements: stream one chat completion. Everything Assistants-specific
  * (runs, steps, tool rounds, retries, budgets) stays outside, so a backend is only a translation to and from its
- * wire format. Implementations: openai-compatible/ (any Chat Completions endpoint); later an embedded GGUF backend.
+ * wire format. Implementations: openai-compatible/ (any Chat Completions endpoint) and llama-cpp/ (a GGUF model in-process).
  */
 
 export type ChatContentPart =
@@ -83,6 +83,15 @@ export class ProviderError extends Error {
 }
 
 export interface ModelProvider {
+  /** The model's context size in tokens: truncation keeps prompts within it. */
+  readonly contextWindow: number;
+  /**
+   * The model's own tokenizer (a count of tokens in a text), when the backend has one; without it prompts are
+   * estimated with o200k_base.
+   */
+  tokenizer?(): Promise<(text: string) => number>;
+  /** Releases what the backend holds (an embedded model's memory). */
+  close?(): Promise<void>;
   /**
    * Streams one chat completion. Makes exactly one upstream attempt (retries are the caller's policy) and throws
    * ProviderError for any upstream failure, before or during the stream. Aborting `signal` ends the request at

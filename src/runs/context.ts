@@ -1,7 +1,7 @@
 import type { Message, MessageContent } from '../domain/objects.ts';
 import type { RunStep, TruncationStrategy } from '../domain/runs.ts';
 import type { ChatContentPart, ChatMessage } from '../providers/provider.ts';
-import { countMessageTokens, REPLY_PRIMING_TOKENS } from './tokens.ts';
+import { O200K, REPLY_PRIMING_TOKENS, type TokenCounter } from './tokens.ts';
 
 /**
  * Builds the upstream prompt of one model turn of a run: the instructions, the thread's messages (truncated to the
@@ -22,10 +22,12 @@ export interface ContextInput {
   maxPromptTokens: number | null;
   /** Tokens to keep free in the context window for the answer. */
   reservedCompletionTokens: number;
+  /** The model's tokenizer; default o200k_base. */
+  tokens?: TokenCounter;
 }
 
 /**
- * On success, `messages` is the prompt and `promptTokens` its countPromptTokens(). The message objects are shared
+ * On success, `messages` is the prompt and `promptTokens` its `tokens.prompt()`. The message objects are shared
  * with later builds (see toChatMessage): send them, never mutate them.
  */
 export type ContextResult =
@@ -39,6 +41,8 @@ export type ContextResult =
 
 export function buildContext(input: ContextInput): ContextResult {
   const { threadMessages, truncation } = input;
+  const tokens = input.tokens ?? O200K;
+  const countMessageTokens = (message: ChatMessage) => tokens.message(message);
 
   const head: ChatMessage[] = input.instructions === '' ? [] : [{ role: 'system', content: input.instructions }];
   const tail: ChatMessage[] = input.toolRounds.flatMap(toolRoundMessages);
@@ -70,19 +74,19 @@ export function buildContext(input: ContextInput): ContextResult {
   let first: ChatMessage | undefined;
   if (candidates.length >= 2) {
     const message = toChatMessage(candidates[0]!);
-    const tokens = countMessageTokens(message);
-    if (total + tokens <= budget) {
+    const cost = countMessageTokens(message);
+    if (total + cost <= budget) {
       first = message;
-      total += tokens;
+      total += cost;
     }
   }
   const recent: ChatMessage[] = []; // newest first
   for (let i = candidates.length - 2; i >= 1; i--) {
     const message = toChatMessage(candidates[i]!);
-    const tokens = countMessageTokens(message);
-    if (total + tokens > budget) break;
+    const cost = countMessageTokens(message);
+    if (total + cost > budget) break;
     recent.push(message);
-    total += tokens;
+    total += cost;
   }
 
   const messages: ChatMessage[] = [...head];

@@ -9,7 +9,7 @@ import type { ClaimedRun, RunCommit, Scope, Store, StoredStep } from '../storage
 import { buildContext } from './context.ts';
 import { endOpenSteps, runUsage } from './run-accounting.ts';
 import type { RunEventBus } from './run-event-bus.ts';
-import { countTextTokens } from './tokens.ts';
+import { O200K, TokenCounter } from './tokens.ts';
 import { TurnOutput } from './turn-output.ts';
 
 /** Why an execution was told to stop (the reason its AbortSignal carries). */
@@ -20,7 +20,6 @@ export interface ExecutorOptions {
   bus: RunEventBus;
   router: ModelRouter;
   logger: Logger;
-  contextWindow: number;
   maxRetries: number;
 }
 
@@ -50,6 +49,8 @@ const MAX_RETRY_AFTER_MS = 60_000;
  */
 export class RunExecutor {
   private readonly options: ExecutorOptions;
+  /** Token counters of backends with a tokenizer of their own. */
+  private readonly counters = new WeakMap<ModelProvider, TokenCounter>();
 
   constructor(options: ExecutorOptions) {
     this.options = options;
@@ -77,10 +78,19 @@ export class RunExecutor {
   }
 
   private async turn(scope: Scope, run: Run, workerId: string, signal: AbortSignal, ref: TurnRef) {
-    const { store, router, contextWindow } = this.options;
+    const { store, router } = this.options;
     const provider = router.resolve(run.model);
     if (!provider)
       return this.fail(scope, run, workerId, { code: 'invalid_prompt', message: router.unroutedReason(run.model) });
+    const { contextWindow } = provider;
+    let tokens: TokenCounter;
+    try {
+      tokens = await this.tokenCounter(provider);
+    } catch (error) {
+      if (error instanceof ProviderError)
+        return this.fail(scope, run, workerId, { code: error.code, message: error.message });
+      throw error;
+    }
 
     const [threadMessages, steps] = await Promise.all([
       store.threadMessages(scope, run.thread_id),
@@ -100,6 +110,7 @@ export class RunExecutor {
       contextWindow,
       maxPromptTokens: run.max_prompt_tokens === null ? null : run.max_prompt_tokens - used.prompt_tokens,
       reservedCompletionTokens: completionLeft ?? Math.min(4096, Math.floor(contextWindow / 8)),
+      tokens,
     });
     if (!context.ok) {
       if (context.reason === 'max_prompt_tokens')
@@ -124,7 +135,7 @@ export class RunExecutor {
     const usage = toUsage(
       turn.usage ?? {
         prompt_tokens: context.promptTokens,
-        completion_tokens: countTextTokens(
+        completion_tokens: tokens.text(
           output.textSoFar + output.calls.map((c) => c.function.name + c.function.arguments).join(''),
         ),
       },
@@ -166,6 +177,16 @@ export class RunExecutor {
       () => output.publishMessageEnd(message, step),
     );
     if (!committed) await this.settle(scope, run, workerId, output);
+  }
+
+  private async tokenCounter(provider: ModelProvider): Promise<TokenCounter> {
+    if (!provider.tokenizer) return O200K;
+    let counter = this.counters.get(provider);
+    if (!counter) {
+      counter = new TokenCounter(await provider.tokenizer());
+      this.counters.set(provider, counter);
+    }
+    return counter;
   }
 
   private chatRequest(run: Run, messages: ChatRequest['messages'], completionLeft: number | null): ChatRequest {

@@ -26,52 +26,70 @@ export const IMAGE_TOKENS_DEFAULT = 765;
 // (the library's default is to throw on them).
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
-export function countTextTokens(text: string): number {
-  return text.length === 0 ? 0 : countTokens(text, PLAIN_TEXT);
-}
+/**
+ * Counts prompts with one tokenizer. Truncation counts the same message objects again and again (and the executor
+ * rebuilds each turn from cached ones), so each counter keeps its counts per message object; ChatMessage objects are
+ * treated as immutable once counted. Models with a tokenizer of their own (GGUF) get a counter of their own, with
+ * the same per-message accounting.
+ */
+export class TokenCounter {
+  private readonly countText: (text: string) => number;
+  private readonly messageTokens = new WeakMap<ChatMessage, number>();
 
-// Truncation counts the same message objects again and again (and the executor rebuilds each turn from cached
-// ones): the count is kept per object. ChatMessage objects are treated as immutable once counted.
-const messageTokens = new WeakMap<ChatMessage, number>();
+  constructor(countText: (text: string) => number) {
+    this.countText = countText;
+  }
 
-export function countMessageTokens(message: ChatMessage): number {
-  const cached = messageTokens.get(message);
-  if (cached !== undefined) return cached;
-  const tokens = TOKENS_PER_MESSAGE + countTextTokens(message.role) + contentTokens(message);
-  messageTokens.set(message, tokens);
-  return tokens;
-}
+  text(text: string): number {
+    return text.length === 0 ? 0 : this.countText(text);
+  }
 
-/** The whole prompt: every message, plus the priming of the reply. */
-export function countPromptTokens(messages: readonly ChatMessage[]): number {
-  let total = REPLY_PRIMING_TOKENS;
-  for (const message of messages) total += countMessageTokens(message);
-  return total;
-}
+  message(message: ChatMessage): number {
+    const cached = this.messageTokens.get(message);
+    if (cached !== undefined) return cached;
+    const tokens = TOKENS_PER_MESSAGE + this.text(message.role) + this.content(message);
+    this.messageTokens.set(message, tokens);
+    return tokens;
+  }
 
-function contentTokens(message: ChatMessage): number {
-  switch (message.role) {
-    case 'system':
-    case 'tool':
-      return countTextTokens(message.content);
-    case 'user':
-      return typeof message.content === 'string' ? countTextTokens(message.content) : partsTokens(message.content);
-    case 'assistant': {
-      let tokens = message.content === null ? 0 : countTextTokens(message.content);
-      // The upstream renders tool calls in its own hidden format; their name and arguments are what it costs.
-      for (const call of message.tool_calls ?? []) {
-        tokens += countTextTokens(call.function.name) + countTextTokens(call.function.arguments);
+  /** The whole prompt: every message, plus the priming of the reply. */
+  prompt(messages: readonly ChatMessage[]): number {
+    let total = REPLY_PRIMING_TOKENS;
+    for (const message of messages) total += this.message(message);
+    return total;
+  }
+
+  private content(message: ChatMessage): number {
+    switch (message.role) {
+      case 'system':
+      case 'tool':
+        return this.text(message.content);
+      case 'user':
+        return typeof message.content === 'string' ? this.text(message.content) : this.parts(message.content);
+      case 'assistant': {
+        let tokens = message.content === null ? 0 : this.text(message.content);
+        // The upstream renders tool calls in its own hidden format; their name and arguments are what it costs.
+        for (const call of message.tool_calls ?? []) {
+          tokens += this.text(call.function.name) + this.text(call.function.arguments);
+        }
+        return tokens;
       }
-      return tokens;
     }
   }
+
+  private parts(parts: readonly ChatContentPart[]): number {
+    let tokens = 0;
+    for (const part of parts) {
+      if (part.type === 'text') tokens += this.text(part.text);
+      else tokens += part.image_url.detail === 'low' ? IMAGE_TOKENS_LOW_DETAIL : IMAGE_TOKENS_DEFAULT;
+    }
+    return tokens;
+  }
 }
 
-function partsTokens(parts: readonly ChatContentPart[]): number {
-  let tokens = 0;
-  for (const part of parts) {
-    if (part.type === 'text') tokens += countTextTokens(part.text);
-    else tokens += part.image_url.detail === 'low' ? IMAGE_TOKENS_LOW_DETAIL : IMAGE_TOKENS_DEFAULT;
-  }
-  return tokens;
-}
+/** The o200k_base counter: for OpenAI-compatible upstreams, which report their own usage whenever they can. */
+export const O200K = new TokenCounter((text) => countTokens(text, PLAIN_TEXT));
+
+export const countTextTokens = (text: string): number => O200K.text(text);
+export const countMessageTokens = (message: ChatMessage): number => O200K.message(message);
+export const countPromptTokens = (messages: readonly ChatMessage[]): number => O200K.prompt(messages);

@@ -393,6 +393,7 @@ describe('an unexpected error', () => {
       store: failing,
       runs,
       bus,
+      models: { list: () => [], find: () => undefined },
       closing: new AbortController().signal,
       apiKey: undefined,
       logger,

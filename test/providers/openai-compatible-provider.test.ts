@@ -41,7 +41,12 @@ describe('OpenAICompatibleProvider', () => {
 
   before(async () => {
     upstream = await FakeUpstream.start();
-    provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, apiKey: 'sk-test', timeoutMs: 300 });
+    provider = new OpenAICompatibleProvider({
+      baseURL: upstream.baseUrl,
+      apiKey: 'sk-test',
+      timeoutMs: 300,
+      contextWindow: 128_000,
+    });
   });
   after(async () => upstream.close());
   beforeEach(() => {
@@ -204,7 +209,7 @@ describe('OpenAICompatibleProvider', () => {
   test('connection refused → server_error, retryable', async () => {
     const closed = await FakeUpstream.start();
     await closed.close();
-    const orphan = new OpenAICompatibleProvider({ baseURL: closed.baseUrl, timeoutMs: 300 });
+    const orphan = new OpenAICompatibleProvider({ baseURL: closed.baseUrl, timeoutMs: 300, contextWindow: 128_000 });
     assertProviderError((await failure(orphan.stream(REQUEST, signal))).error, {
       code: 'server_error',
       retryable: true,

@@ -13,14 +13,22 @@ export interface OpenAICompatibleProviderOptions {
   apiKey?: string | undefined;
   /** Bound on the wait for the response headers, and on the silence between two chunks of the stream. */
   timeoutMs: number;
+  /** The model's context window in tokens. */
+  contextWindow: number;
+  /** The model name sent upstream instead of the run's, when set. */
+  model?: string | undefined;
 }
 
 export class OpenAICompatibleProvider implements ModelProvider {
+  readonly contextWindow: number;
   private readonly client: OpenAI;
   private readonly timeoutMs: number;
+  private readonly model: string | undefined;
 
   constructor(options: OpenAICompatibleProviderOptions) {
     this.timeoutMs = options.timeoutMs;
+    this.contextWindow = options.contextWindow;
+    this.model = options.model;
     this.client = new OpenAI({
       baseURL: options.baseURL,
       apiKey: options.apiKey ?? 'unused',
@@ -67,7 +75,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
       armIdleTimer();
       try {
         const chunks = await untilStopped(
-          this.client.chat.completions.create(toUpstreamBody(request), { signal: upstream.signal }),
+          this.client.chat.completions.create(toUpstreamBody(request, this.model), { signal: upstream.signal }),
         );
         iterator = chunks[Symbol.asyncIterator]();
       } catch (error) {
@@ -112,9 +120,9 @@ export class OpenAICompatibleProvider implements ModelProvider {
 }
 
 /** The upstream body: only the fields that are set (no `tools: []`, no `temperature: null`). */
-function toUpstreamBody(request: ChatRequest): ChatCompletionCreateParamsStreaming {
+function toUpstreamBody(request: ChatRequest, model: string | undefined): ChatCompletionCreateParamsStreaming {
   const body: ChatCompletionCreateParamsStreaming = {
-    model: request.model,
+    model: model ?? request.model,
     messages: request.messages,
     stream: true,
     stream_options: { include_usage: true },

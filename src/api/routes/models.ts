@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../../domain/errors.ts';
+import type { ModelInfo } from '../../providers/model-router.ts';
+
+/** What the models endpoints read: the routes of the model router. */
+export interface ModelCatalog {
+  list(): ModelInfo[];
+  find(id: string): ModelInfo | undefined;
+}
+
+/** GET /v1/models and /v1/models/{id}, in the official `Model` shape. */
+export function registerModelRoutes(app: FastifyInstance, models: ModelCatalog): void {
+  app.get('/v1/models', async () => ({ object: 'list', data: models.list().map(serializeModel) }));
+
+  // Model ids may contain slashes (`meta-llama/Llama-3.1-8B`), as upstream's do: the id is the rest of the path.
+  app.get('/v1/models/*', async (request) => {
+    const id = decodeURIComponent((request.params as { '*': string })['*']);
+    const model = models.find(id);
+    if (!model)
+      throw new ApiError(404, `The model '${id}' does not exist or you do not have access to it.`, {
+        code: 'model_not_found',
+      });
+    return serializeModel(model);
+  });
+}
+
+function serializeModel(model: ModelInfo) {
+  return { id: model.id, object: 'model', created: model.created, owned_by: 'assistd' };
+}

@@ -1,0 +1,258 @@
+/**
+ * Which backend serves which model name: the `ASSISTD_MODELS_FILE` (JSON or YAML), or the single-backend settings
+ * `ASSISTD_MODEL_FILE` (a GGUF for every model name) and `ASSISTD_UPSTREAM_BASE_URL` (an OpenAI-compatible
+ * endpoint for every model name). Read once at startup by loadConfig; every mistake stops startup with a message
+ * that names the setting, the route and the field.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export type RouteConfig = OpenAICompatibleRouteConfig | GgufRouteConfig;
+
+export interface OpenAICompatibleRouteConfig {
+  type: 'openai-compatible';
+  /** The endpoint's base URL, up to and including `/v1`, without a trailing slash. */
+  baseUrl: string;
+  apiKey: string | undefined;
+  /** The model name sent upstream; undefined: the run's own model name. */
+  model: string | undefined;
+  /** How long the upstream may stay silent (before its first byte or between chunks). */
+  timeoutMs: number;
+  /** The model's context window in tokens, for truncation. */
+  contextWindow: number;
+}
+
+export interface GgufRouteConfig {
+  type: 'gguf';
+  /** Absolute path of the .gguf file. */
+  path: string;
+  /** Context size in tokens; undefined: the model's trained context length, at most DEFAULT_GGUF_CONTEXT_SIZE. */
+  contextSize: number | undefined;
+  threads: number;
+  /** Where this route was configured, for startup errors: the setting, and the route's name in a models file. */
+  origin: { setting: string; route?: string };
+}
+
+export interface ModelsConfig {
+  /** Routes by model name, in the order the models file lists them. */
+  routes: ReadonlyMap<string, RouteConfig>;
+  /** Where every other model name goes; undefined: runs on other models fail with a clear error. */
+  fallback: RouteConfig | undefined;
+}
+
+/** Without a configured size, a GGUF model gets its trained context length, up to this (KV-cache memory grows with it). */
+export const DEFAULT_GGUF_CONTEXT_SIZE = 8192;
+
+/** A mistake in a setting: `setting` names the environment variable, `message` says what is wrong. */
+export class ModelsConfigError extends Error {
+  readonly setting: string;
+  constructor(setting: string, message: string) {
+    super(message);
+    this.name = 'ModelsConfigError';
+    this.setting = setting;
+  }
+}
+
+export interface ModelsEnv {
+  modelsFile: string | undefined;
+  modelFile: string | undefined;
+  upstreamBaseUrl: string | undefined;
+  upstreamApiKey: string | undefined;
+  upstreamTimeoutMs: number;
+  contextWindow: number;
+  llamaThreads: number | undefined;
+  llamaContextSize: number | undefined;
+  /** The whole environment, for the `api_key_env` of routes. */
+  env: Record<string, string | undefined>;
+}
+
+export function loadModelsConfig(settings: ModelsEnv): ModelsConfig {
+  const envFallback = fallbackFromEnv(settings);
+  if (settings.modelsFile === undefined) return { routes: new Map(), fallback: envFallback };
+
+  const file = readModelsFile(settings.modelsFile);
+  const dir = path.dirname(path.resolve(settings.modelsFile));
+  const routes = new Map<string, RouteConfig>();
+  for (const [name, route] of Object.entries(file.models ?? {}))
+    routes.set(name, toRoute(route, settings, dir, `model '${name}'`, name));
+
+  let fallback: RouteConfig | undefined;
+  if (typeof file.default === 'string') {
+    fallback = routes.get(file.default);
+    if (!fallback)
+      throw new ModelsConfigError(
+        'ASSISTD_MODELS_FILE',
+        `default: '${file.default}' is not one of the models in ${settings.modelsFile} (${[...routes.keys()].join(', ') || 'none'}).`,
+      );
+  } else if (file.default !== undefined) {
+    fallback = toRoute(file.default, settings, dir, 'default', undefined);
+  }
+  if (fallback && envFallback)
+    throw new ModelsConfigError(
+      'ASSISTD_MODELS_FILE',
+      `${settings.modelsFile} has a default route, and ${settings.modelFile !== undefined ? 'ASSISTD_MODEL_FILE' : 'ASSISTD_UPSTREAM_BASE_URL'} sets another: keep one.`,
+    );
+  return { routes, fallback: fallback ?? envFallback };
+}
+
+function fallbackFromEnv(settings: ModelsEnv): RouteConfig | undefined {
+  if (settings.modelFile !== undefined && settings.upstreamBaseUrl !== undefined)
+    throw new ModelsConfigError(
+      'ASSISTD_MODEL_FILE',
+      'both ASSISTD_MODEL_FILE and ASSISTD_UPSTREAM_BASE_URL are set, and each sends every model to its backend: ' +
+        'keep one, or route model names to each with ASSISTD_MODELS_FILE.',
+    );
+  if (settings.modelFile !== undefined)
+    return ggufRoute(settings.modelFile, undefined, undefined, settings, process.cwd(), {
+      setting: 'ASSISTD_MODEL_FILE',
+    });
+  if (settings.upstreamBaseUrl !== undefined)
+    return {
+      type: 'openai-compatible',
+      baseUrl: checkBaseUrl('ASSISTD_UPSTREAM_BASE_URL', '', settings.upstreamBaseUrl),
+      apiKey: settings.upstreamApiKey,
+      model: undefined,
+      timeoutMs: settings.upstreamTimeoutMs,
+      contextWindow: settings.contextWindow,
+    };
+  return undefined;
+}
+
+const positiveInt = (max: number) => z.number().int().min(1).max(max);
+
+const openAICompatibleRoute = z
+  .object({
+    type: z.literal('openai-compatible'),
+    base_url: z.string().min(1),
+    api_key_env: z.string().min(1).optional(),
+    model: z.string().min(1).optional(),
+    context_window: z.number().int().min(256).max(100_000_000).optional(),
+    timeout_s: positiveInt(86_400).optional(),
+  })
+  .strict();
+
+const ggufRouteSchema = z
+  .object({
+    type: z.literal('gguf'),
+    path: z.string().min(1),
+    context_size: z.number().int().min(256).max(10_000_000).optional(),
+    threads: positiveInt(1024).optional(),
+  })
+  .strict();
+
+const routeSchema = z.discriminatedUnion('type', [openAICompatibleRoute, ggufRouteSchema]);
+type RouteInput = z.infer<typeof routeSchema>;
+
+const modelsFileSchema = z
+  .object({
+    models: z.record(z.string().min(1), routeSchema).optional(),
+    default: z.union([z.string().min(1), routeSchema]).optional(),
+  })
+  .strict();
+
+function readModelsFile(file: string): z.infer<typeof modelsFileSchema> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ModelsConfigError('ASSISTD_MODELS_FILE', `cannot read ${file}: ${(error as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    // YAML is a superset of JSON, but JSON's own parser gives the clearer message for a .json file.
+    data = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new ModelsConfigError(
+      'ASSISTD_MODELS_FILE',
+      `${file} does not parse as ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`,
+    );
+  }
+  const parsed = modelsFileSchema.safeParse(data ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length > 0 ? issue.path.join('.') : 'the file';
+    throw new ModelsConfigError(
+      'ASSISTD_MODELS_FILE',
+      `${file}: ${where}: ${issueMessage(issue)} (expected { models: { <name>: { type: "openai-compatible" | "gguf", … } }, default?: … }).`,
+    );
+  }
+  return parsed.data;
+}
+
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown field ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+  if (issue.code === 'invalid_union')
+    return issue.path.length === 1 && issue.path[0] === 'default'
+      ? 'must be the name of one of the models, or a route { type: "openai-compatible" | "gguf", … }'
+      : 'type must be "openai-compatible" or "gguf"';
+  return issue.message;
+}
+
+function toRoute(input: RouteInput, settings: ModelsEnv, dir: string, label: string, name: string | undefined) {
+  if (input.type === 'gguf')
+    return ggufRoute(input.path, input.context_size, input.threads, settings, dir, {
+      setting: 'ASSISTD_MODELS_FILE',
+      ...(name === undefined ? { route: 'default' } : { route: name }),
+    });
+  let apiKey: string | undefined;
+  if (input.api_key_env !== undefined) {
+    apiKey = settings.env[input.api_key_env]?.trim() || undefined;
+    if (apiKey === undefined)
+      throw new ModelsConfigError(
+        'ASSISTD_MODELS_FILE',
+        `${label}: api_key_env names the environment variable ${input.api_key_env}, which is not set.`,
+      );
+  }
+  const route: OpenAICompatibleRouteConfig = {
+    type: 'openai-compatible',
+    baseUrl: checkBaseUrl('ASSISTD_MODELS_FILE', `${label}: base_url: `, input.base_url),
+    apiKey,
+    model: input.model,
+    timeoutMs: input.timeout_s === undefined ? settings.upstreamTimeoutMs : input.timeout_s * 1000,
+    contextWindow: input.context_window ?? settings.contextWindow,
+  };
+  return route;
+}
+
+function ggufRoute(
+  file: string,
+  contextSize: number | undefined,
+  threads: number | undefined,
+  settings: ModelsEnv,
+  dir: string,
+  origin: GgufRouteConfig['origin'],
+): GgufRouteConfig {
+  const where =
+    origin.route === undefined ? '' : `${origin.route === 'default' ? 'default' : `model '${origin.route}'`}: `;
+  const absolute = path.resolve(dir, file);
+  if (!existsSync(absolute) || !statSync(absolute).isFile())
+    throw new ModelsConfigError(origin.setting, `${where}the GGUF model file ${absolute} does not exist.`);
+  return {
+    type: 'gguf',
+    path: absolute,
+    contextSize: contextSize ?? settings.llamaContextSize,
+    threads: threads ?? settings.llamaThreads ?? availableParallelism(),
+    origin,
+  };
+}
+
+function checkBaseUrl(setting: string, where: string, raw: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ModelsConfigError(
+      setting,
+      `${where}'${raw}' is not a valid URL (expected e.g. http://127.0.0.1:11434/v1).`,
+    );
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new ModelsConfigError(
+      setting,
+      `${where}unsupported scheme '${parsed.protocol}' (expected http:// or https://).`,
+    );
+  return raw.replace(/\/+$/, '');
+}

@@ -1,0 +1,374 @@
+/**
+ * ModelProvider for a GGUF model run in this process by llama.cpp (node-llama-cpp), on the CPU. The only place that
+ * knows node-llama-cpp's chat API: it renders the request through the model's own chat template (node-llama-cpp's
+ * chat wrapper for it, which also knows the model's function-calling syntax), streams the text, and maps function
+ * calls, grammars, stop reasons and failures to ChatEvents and ProviderErrors.
+ *
+ * One generation at a time per model (a FIFO queue): CPU threads are the limit, and parallel sequences would only
+ * share them. A request waits its turn; aborting it while it waits takes it out of the queue. Consecutive
+ * requests reuse the evaluated prefix that their prompts share (the KV cache of one context sequence), so a run's
+ * turn after its tool outputs evaluates only the new tokens.
+ */
+import { stat } from 'node:fs/promises';
+import type {
+  ChatHistoryItem,
+  ChatModelFunctions,
+  ChatWrapper,
+  Llama,
+  LlamaChat,
+  LlamaContext,
+  LlamaGrammar,
+  LlamaModel,
+} from 'node-llama-cpp';
+import type { Logger } from 'pino';
+import type { GgufRouteConfig } from '../../models-config.ts';
+import { DEFAULT_GGUF_CONTEXT_SIZE } from '../../models-config.ts';
+import { type ChatEvent, type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../provider.ts';
+import { toChatHistory } from './chat-history.ts';
+import { toGrammarSchema } from './json-schema.ts';
+import { type LlamaRuntime, llamaRuntime } from './llama-runtime.ts';
+
+/** The model file cannot be used; the message says why, for the startup error. */
+export class GgufLoadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GgufLoadError';
+  }
+}
+
+interface Loaded {
+  runtime: LlamaRuntime;
+  model: LlamaModel;
+  chatWrapper: ChatWrapper;
+}
+
+export class LlamaCppProvider implements ModelProvider {
+  readonly contextWindow: number;
+  /** When the file was last modified (seconds), as GET /v1/models reports `created`. */
+  readonly createdAt: number;
+  private readonly loaded: Loaded;
+  private readonly threads: number;
+  private readonly logger: Logger;
+  private session: Promise<{ context: LlamaContext; chat: LlamaChat }> | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+
+  private constructor(loaded: Loaded, contextWindow: number, threads: number, createdAt: number, logger: Logger) {
+    this.loaded = loaded;
+    this.contextWindow = contextWindow;
+    this.threads = threads;
+    this.createdAt = createdAt;
+    this.logger = logger;
+  }
+
+  /**
+   * Loads the model (memory-mapped: the weights are read as they are used) and its chat template. Throws
+   * GgufLoadError when the file is not a usable GGUF model.
+   */
+  static async open(route: GgufRouteConfig, logger: Logger): Promise<LlamaCppProvider> {
+    const runtime = await llamaRuntime(logger);
+    const { lib, llama } = runtime;
+    const started = performance.now();
+    try {
+      // The header first: it names what is wrong with a file that is not GGUF at all.
+      await lib.readGgufFileInfo(route.path, { readTensorInfo: false, logWarnings: false });
+    } catch (error) {
+      throw new GgufLoadError(`${route.path} is not a GGUF model file: ${(error as Error).message}`);
+    }
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({ modelPath: route.path, gpuLayers: 0 });
+    } catch (error) {
+      const why = runtime.recentProblems().join('; ');
+      throw new GgufLoadError(
+        `${route.path} cannot be loaded (truncated or corrupt?): ${(error as Error).message}${why ? ` (llama.cpp: ${why})` : ''}`,
+      );
+    }
+    const chatWrapper = lib.resolveChatWrapper(model);
+    const contextWindow = route.contextSize ?? Math.min(model.trainContextSize, DEFAULT_GGUF_CONTEXT_SIZE);
+    const { mtimeMs } = await stat(route.path);
+    logger.info(
+      {
+        model: route.path,
+        chatWrapper: chatWrapper.wrapperName,
+        contextSize: contextWindow,
+        threads: route.threads,
+        ms: Math.round(performance.now() - started),
+      },
+      'GGUF model loaded',
+    );
+    return new LlamaCppProvider(
+      { runtime, model, chatWrapper },
+      contextWindow,
+      route.threads,
+      Math.floor(mtimeMs / 1000),
+      logger,
+    );
+  }
+
+  /** The model's own tokenizer, for truncation. */
+  async tokenizer(): Promise<(text: string) => number> {
+    const { model } = this.loaded;
+    return (text) => model.tokenize(text, false).length;
+  }
+
+  async close(): Promise<void> {
+    const session = await this.session?.catch(() => undefined);
+    await session?.context.dispose();
+    await this.loaded.model.dispose();
+  }
+
+  async *stream(request: ChatRequest, signal: AbortSignal): AsyncGenerator<ChatEvent> {
+    signal.throwIfAborted();
+    const events: ChatEvent[] = [];
+    let wake: (() => void) | undefined;
+    let settled = false;
+    let failure: unknown;
+    const push = (event: ChatEvent) => {
+      events.push(event);
+      wake?.();
+    };
+    // Ends the generation when the consumer stops early, and wakes the consumer at once on the caller's abort.
+    const stop = new AbortController();
+    const onAbort = () => {
+      stop.abort(signal.reason);
+      wake?.();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+
+    const generation = this.inTurn(stop.signal, () => this.generate(request, stop.signal, push)).then(
+      () => {
+        settled = true;
+        wake?.();
+      },
+      (error: unknown) => {
+        failure = error;
+        settled = true;
+        wake?.();
+      },
+    );
+    try {
+      while (true) {
+        if (signal.aborted) throw signal.reason;
+        const event = events.shift();
+        if (event) {
+          yield event;
+          continue;
+        }
+        if (settled) break;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+      if (failure !== undefined) throw this.toProviderError(failure, signal);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      if (!settled) stop.abort(signal.aborted ? signal.reason : new Error('stream closed by its consumer'));
+      // The next request's turn starts when this generation has stopped; nobody waits for it here.
+      void generation;
+    }
+  }
+
+  /** Runs `task` when the requests before it are done; leaves the queue at once if `signal` aborts first. */
+  private async inTurn(signal: AbortSignal, task: () => Promise<void>): Promise<void> {
+    const previous = this.queue;
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.queue = previous.then(() => mine);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        if (signal.aborted) return reject(signal.reason);
+        const onAbort = () => reject(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+        previous.then(() => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      });
+    } catch (error) {
+      previous.then(release);
+      throw error;
+    }
+    try {
+      signal.throwIfAborted();
+      await task();
+    } finally {
+      release();
+    }
+  }
+
+  private openSession() {
+    this.session ??= (async () => {
+      const { runtime, model, chatWrapper } = this.loaded;
+      const context = await model.createContext({
+        contextSize: this.contextWindow,
+        threads: this.threads,
+        sequences: 1,
+      });
+      const chat = new runtime.lib.LlamaChat({ contextSequence: context.getSequence(), chatWrapper });
+      return { context, chat };
+    })();
+    this.session.catch(() => {
+      this.session = undefined;
+    });
+    return this.session;
+  }
+
+  private async generate(request: ChatRequest, signal: AbortSignal, push: (event: ChatEvent) => void) {
+    const { model, chatWrapper } = this.loaded;
+    const { chat } = await this.openSession();
+    // Generated tokens, as the sequence meters them: every token the model produced for this request, including a
+    // function call's and a discarded first attempt's (see below).
+    const meter = chat.sequence.tokenMeter.getState();
+    const completionTokens = () => chat.sequence.tokenMeter.diff(meter).usedOutputTokens;
+    const history = toChatHistory(request.messages);
+    const functions = this.functionsFor(request);
+    const grammar = await this.grammarFor(request);
+
+    // The prompt as the chat template renders it, counted with the model's tokenizer (a history that does not end
+    // in a model response gets an empty one to generate into, as LlamaChat does).
+    const rendered: ChatHistoryItem[] =
+      history.at(-1)?.type === 'model' ? history : [...history, { type: 'model', response: [] }];
+    const promptTokens = chatWrapper
+      .generateContextState({ chatHistory: rendered, availableFunctions: functions, documentFunctionParams: true })
+      .contextText.tokenize(model.tokenizer).length;
+
+    const sampling = {
+      // Without a budget, at most what is left of the context: a model that never emits its end-of-turn token would
+      // otherwise generate forever, shifting its context along.
+      maxTokens: Math.max(
+        1,
+        Math.min(request.max_tokens ?? Number.POSITIVE_INFINITY, this.contextWindow - promptTokens),
+      ),
+      // The API's defaults (temperature 1, top_p 1), not llama.cpp's greedy decoding.
+      temperature: request.temperature ?? 1,
+      ...(request.top_p === undefined || request.top_p === null ? {} : { topP: request.top_p }),
+    };
+    const onTextChunk = (chunk: string) => {
+      if (chunk !== '') push({ type: 'text', text: chunk });
+    };
+
+    if (functions) {
+      const maxParallelFunctionCalls = request.parallel_tool_calls === false ? 1 : undefined;
+      let result: Awaited<ReturnType<LlamaChat['generateResponse']>>;
+      if (grammar) {
+        // A grammar and functions cannot constrain one generation together. First let the model choose: a
+        // function call is taken as it is; the first visible text means it answers instead, and the answer is
+        // generated again under the grammar (the prompt is still in the KV cache, so this costs little).
+        const choosing = new AbortController();
+        let answering = false;
+        result = await chat.generateResponse(history, {
+          ...sampling,
+          functions,
+          documentFunctionParams: true,
+          ...(maxParallelFunctionCalls === undefined ? {} : { maxParallelFunctionCalls }),
+          signal: AbortSignal.any([signal, choosing.signal]),
+          stopOnAbortSignal: true,
+          onTextChunk: (chunk) => {
+            if (!answering && chunk.trim() !== '') {
+              answering = true;
+              choosing.abort();
+            }
+          },
+        });
+        signal.throwIfAborted();
+        if (!result.functionCalls?.length) {
+          result = await chat.generateResponse(history, { ...sampling, grammar, signal, onTextChunk });
+        }
+      } else {
+        result = await chat.generateResponse(history, {
+          ...sampling,
+          functions,
+          documentFunctionParams: true,
+          ...(maxParallelFunctionCalls === undefined ? {} : { maxParallelFunctionCalls }),
+          signal,
+          onTextChunk,
+        });
+      }
+      (result.functionCalls ?? []).forEach((call, index) => {
+        push({ type: 'tool_call', index, name: call.functionName, arguments: JSON.stringify(call.params ?? {}) });
+      });
+      push({ type: 'usage', usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens() } });
+      push({ type: 'finish', reason: finishReason(result.metadata.stopReason) });
+      return;
+    }
+
+    const result = await chat.generateResponse(history, {
+      ...sampling,
+      ...(grammar ? { grammar } : {}),
+      signal,
+      onTextChunk,
+    });
+    push({ type: 'usage', usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens() } });
+    push({ type: 'finish', reason: finishReason(result.metadata.stopReason) });
+  }
+
+  /** The request's function tools as node-llama-cpp functions (no handlers: a call ends the generation). */
+  private functionsFor(request: ChatRequest): ChatModelFunctions | undefined {
+    const choice = request.tool_choice;
+    if (!request.tools?.length || choice === 'none') return undefined;
+    // A named tool_choice offers only that function. 'required' cannot be enforced here: node-llama-cpp lets the
+    // model decide between answering and calling, so 'required' offers every function like 'auto'.
+    const tools =
+      typeof choice === 'object'
+        ? request.tools.filter((t) => t.function.name === choice.function.name)
+        : request.tools;
+    const functions: Record<string, ChatModelFunctions[string]> = {};
+    for (const tool of tools) {
+      const { name, description, parameters } = tool.function;
+      const hasParams = parameters !== undefined && Object.keys(parameters).length > 0;
+      functions[name] = {
+        ...(description ? { description } : {}),
+        ...(hasParams ? { params: toGrammarSchema(parameters) } : {}),
+      };
+    }
+    return Object.keys(functions).length > 0 ? functions : undefined;
+  }
+
+  /** A grammar that makes the reply valid JSON (json_object) or valid for the schema (json_schema). */
+  private grammarFor(request: ChatRequest): Promise<LlamaGrammar> | undefined {
+    const format = request.response_format;
+    if (!format || format.type === 'text') return undefined;
+    const { llama } = this.loaded.runtime;
+    const key = format.type === 'json_object' ? 'json' : JSON.stringify(format.json_schema.schema ?? {});
+    let grammar = this.grammars.get(key);
+    if (!grammar) {
+      grammar =
+        format.type === 'json_object'
+          ? llama.getGrammarFor('json')
+          : llama.createGrammarForJsonSchema(
+              // Its type derives the output type from a literal schema; a schema known only at run time has none.
+              toGrammarSchema(format.json_schema.schema ?? {}) as Parameters<Llama['createGrammarForJsonSchema']>[0],
+            );
+      grammar.catch(() => this.grammars.delete(key));
+      // Schemas usually repeat (one per assistant); keep the most recent few compiled.
+      if (this.grammars.size >= MAX_CACHED_GRAMMARS) this.grammars.delete(this.grammars.keys().next().value!);
+      this.grammars.set(key, grammar);
+    }
+    return grammar;
+  }
+
+  private toProviderError(error: unknown, signal: AbortSignal): unknown {
+    if (signal.aborted) return signal.reason;
+    if (error instanceof ProviderError) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    this.logger.warn({ err: error }, 'embedded model failed');
+    return new ProviderError('server_error', `The embedded model failed: ${message}`, { retryable: false });
+  }
+}
+
+const MAX_CACHED_GRAMMARS = 32;
+
+function finishReason(stopReason: string): FinishReason {
+  switch (stopReason) {
+    case 'maxTokens':
+      return 'length';
+    case 'functionCalls':
+      return 'tool_calls';
+    default:
+      return 'stop';
+  }
+}

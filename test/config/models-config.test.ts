@@ -1,0 +1,521 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import {
+  type GgufRouteConfig,
+  loadModelsConfig,
+  ModelsConfigError,
+  type ModelsEnv,
+  type OpenAICompatibleRouteConfig,
+  type RouteConfig,
+} from '../../src/models-config.ts';
+
+let dir: string;
+
+before(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'assistd-models-'));
+  mkdirSync(path.join(dir, 'weights'));
+  writeFileSync(path.join(dir, 'weights', 'small.gguf'), 'GGUF');
+  writeFileSync(path.join(dir, 'other.gguf'), 'GGUF');
+});
+
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function settings(overrides: Partial<ModelsEnv> = {}): ModelsEnv {
+  return {
+    modelsFile: undefined,
+    modelFile: undefined,
+    upstreamBaseUrl: undefined,
+    upstreamApiKey: undefined,
+    upstreamTimeoutMs: 120_000,
+    contextWindow: 128_000,
+    llamaThreads: undefined,
+    llamaContextSize: undefined,
+    env: {},
+    ...overrides,
+  };
+}
+
+let fileCounter = 0;
+/** Writes a models file into the temp dir and returns its path. */
+function modelsFile(extension: 'yaml' | 'yml' | 'json', text: string): string {
+  const file = path.join(dir, `models-${++fileCounter}.${extension}`);
+  writeFileSync(file, text);
+  return file;
+}
+
+function asOpenAI(route: RouteConfig | undefined): OpenAICompatibleRouteConfig {
+  assert.ok(route, 'expected a route');
+  assert.equal(route.type, 'openai-compatible');
+  return route as OpenAICompatibleRouteConfig;
+}
+
+function asGguf(route: RouteConfig | undefined): GgufRouteConfig {
+  assert.ok(route, 'expected a route');
+  assert.equal(route.type, 'gguf');
+  return route as GgufRouteConfig;
+}
+
+/** Asserts that loading throws a ModelsConfigError for `setting` whose message matches every pattern. */
+function assertModelsError(run: () => unknown, setting: string, ...patterns: Array<string | RegExp>) {
+  assert.throws(run, (error: unknown) => {
+    assert.ok(error instanceof ModelsConfigError, `expected ModelsConfigError, got ${String(error)}`);
+    assert.equal(error.name, 'ModelsConfigError');
+    assert.equal(error.setting, setting);
+    for (const pattern of patterns) {
+      if (typeof pattern === 'string')
+        assert.ok(error.message.includes(pattern), `"${error.message}" lacks "${pattern}"`);
+      else assert.match(error.message, pattern);
+    }
+    return true;
+  });
+}
+
+const YAML_FILE = `
+models:
+  gpt-4o:
+    type: openai-compatible
+    base_url: https://api.example.com/v1/
+    api_key_env: EXAMPLE_KEY
+    model: gpt-4o-2024-08-06
+    context_window: 64000
+    timeout_s: 30
+  local:
+    type: gguf
+    path: weights/small.gguf
+    context_size: 4096
+    threads: 3
+default: local
+`;
+
+const JSON_FILE = JSON.stringify({
+  models: {
+    'gpt-4o': {
+      type: 'openai-compatible',
+      base_url: 'https://api.example.com/v1/',
+      api_key_env: 'EXAMPLE_KEY',
+      model: 'gpt-4o-2024-08-06',
+      context_window: 64000,
+      timeout_s: 30,
+    },
+    local: { type: 'gguf', path: 'weights/small.gguf', context_size: 4096, threads: 3 },
+  },
+  default: 'local',
+});
+
+describe('loadModelsConfig: a models file', () => {
+  for (const [format, extension, text] of [
+    ['YAML', 'yaml', YAML_FILE],
+    ['JSON', 'json', JSON_FILE],
+  ] as const) {
+    test(`reads the routes of a ${format} file`, () => {
+      const file = modelsFile(extension, text);
+      const config = loadModelsConfig(settings({ modelsFile: file, env: { EXAMPLE_KEY: '  sk-example  ' } }));
+
+      assert.deepEqual([...config.routes.keys()], ['gpt-4o', 'local']);
+      assert.deepEqual(asOpenAI(config.routes.get('gpt-4o')), {
+        type: 'openai-compatible',
+        baseUrl: 'https://api.example.com/v1',
+        apiKey: 'sk-example',
+        model: 'gpt-4o-2024-08-06',
+        timeoutMs: 30_000,
+        contextWindow: 64_000,
+      });
+      const local = asGguf(config.routes.get('local'));
+      assert.ok(path.isAbsolute(local.path));
+      assert.deepEqual(local, {
+        type: 'gguf',
+        path: path.join(dir, 'weights', 'small.gguf'),
+        contextSize: 4096,
+        threads: 3,
+        origin: { setting: 'ASSISTD_MODELS_FILE', route: 'local' },
+      });
+      // `default: local` names a route: the fallback is that very route.
+      assert.equal(config.fallback, config.routes.get('local'));
+    });
+  }
+
+  test('resolves a gguf path against the models file, not the working directory', () => {
+    const nested = path.join(dir, 'nested');
+    mkdirSync(nested, { recursive: true });
+    const file = path.join(nested, 'models.yaml');
+    writeFileSync(file, 'models:\n  up:\n    type: gguf\n    path: ../other.gguf\n');
+    const config = loadModelsConfig(settings({ modelsFile: file }));
+    assert.equal(asGguf(config.routes.get('up')).path, path.join(dir, 'other.gguf'));
+  });
+
+  test('a route without optional fields takes the defaults from the settings', () => {
+    const file = modelsFile(
+      'yaml',
+      'models:\n  remote:\n    type: openai-compatible\n    base_url: http://127.0.0.1:11434/v1\n' +
+        '  local:\n    type: gguf\n    path: other.gguf\n',
+    );
+    const config = loadModelsConfig(
+      settings({
+        modelsFile: file,
+        upstreamTimeoutMs: 45_000,
+        contextWindow: 32_000,
+        llamaThreads: 5,
+        llamaContextSize: 2048,
+      }),
+    );
+    assert.deepEqual(asOpenAI(config.routes.get('remote')), {
+      type: 'openai-compatible',
+      baseUrl: 'http://127.0.0.1:11434/v1',
+      apiKey: undefined,
+      model: undefined,
+      timeoutMs: 45_000,
+      contextWindow: 32_000,
+    });
+    const local = asGguf(config.routes.get('local'));
+    assert.equal(local.threads, 5);
+    assert.equal(local.contextSize, 2048);
+    assert.equal(config.fallback, undefined);
+  });
+
+  test('default given as a route object', () => {
+    const file = modelsFile(
+      'yaml',
+      'models:\n  local:\n    type: gguf\n    path: other.gguf\n' +
+        'default:\n  type: openai-compatible\n  base_url: https://fallback.example.com/v1//\n  timeout_s: 5\n',
+    );
+    const config = loadModelsConfig(settings({ modelsFile: file }));
+    assert.deepEqual(asOpenAI(config.fallback), {
+      type: 'openai-compatible',
+      baseUrl: 'https://fallback.example.com/v1',
+      apiKey: undefined,
+      model: undefined,
+      timeoutMs: 5_000,
+      contextWindow: 128_000,
+    });
+    assert.deepEqual([...config.routes.keys()], ['local']);
+  });
+
+  test('a gguf default object is labelled as the default route', () => {
+    const file = modelsFile('json', JSON.stringify({ default: { type: 'gguf', path: 'other.gguf', threads: 2 } }));
+    const config = loadModelsConfig(settings({ modelsFile: file }));
+    const fallback = asGguf(config.fallback);
+    assert.equal(fallback.path, path.join(dir, 'other.gguf'));
+    assert.equal(fallback.threads, 2);
+    assert.deepEqual(fallback.origin, { setting: 'ASSISTD_MODELS_FILE', route: 'default' });
+    assert.equal(config.routes.size, 0);
+  });
+
+  test('an empty file has no routes and no fallback', () => {
+    const file = modelsFile('yaml', '');
+    const config = loadModelsConfig(settings({ modelsFile: file }));
+    assert.equal(config.routes.size, 0);
+    assert.equal(config.fallback, undefined);
+  });
+});
+
+describe('loadModelsConfig: mistakes in a models file', () => {
+  test('default naming a missing route', () => {
+    const file = modelsFile('yaml', 'models:\n  local:\n    type: gguf\n    path: other.gguf\ndefault: missing\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      "'missing'",
+      'is not one of the models',
+      'local',
+    );
+  });
+
+  test('a gguf path that does not exist', () => {
+    const file = modelsFile('yaml', 'models:\n  local:\n    type: gguf\n    path: weights/nope.gguf\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      path.join(dir, 'weights', 'nope.gguf'),
+      'does not exist',
+      "model 'local'",
+    );
+  });
+
+  test('a gguf path that is a directory', () => {
+    const file = modelsFile('yaml', 'models:\n  local:\n    type: gguf\n    path: weights\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      path.join(dir, 'weights'),
+      'does not exist',
+    );
+  });
+
+  test('api_key_env naming an unset variable', () => {
+    const file = modelsFile(
+      'yaml',
+      'models:\n  remote:\n    type: openai-compatible\n    base_url: https://api.example.com/v1\n' +
+        '    api_key_env: MISSING_KEY\n',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file, env: { OTHER_KEY: 'x' } })),
+      'ASSISTD_MODELS_FILE',
+      "model 'remote'",
+      'MISSING_KEY',
+      'not set',
+    );
+    // A blank value counts as unset.
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file, env: { MISSING_KEY: '   ' } })),
+      'ASSISTD_MODELS_FILE',
+      'MISSING_KEY',
+    );
+  });
+
+  test('an unknown field in a route', () => {
+    const file = modelsFile('yaml', 'models:\n  local:\n    type: gguf\n    path: other.gguf\n    gpu_layers: 10\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      'models.local',
+      "unknown field 'gpu_layers'",
+    );
+  });
+
+  test('an unknown top-level field', () => {
+    const file = modelsFile('json', JSON.stringify({ modles: {} }));
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      "unknown field 'modles'",
+    );
+  });
+
+  test('a bad type', () => {
+    const file = modelsFile('yaml', 'models:\n  remote:\n    type: ollama\n    base_url: http://127.0.0.1:11434/v1\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      'models.remote',
+      'type must be "openai-compatible" or "gguf"',
+    );
+  });
+
+  test('a base_url that is not an http(s) URL', () => {
+    const bad = modelsFile('yaml', 'models:\n  remote:\n    type: openai-compatible\n    base_url: not a url\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: bad })),
+      'ASSISTD_MODELS_FILE',
+      "model 'remote': base_url:",
+      'is not a valid URL',
+    );
+    const ftp = modelsFile(
+      'yaml',
+      'models:\n  remote:\n    type: openai-compatible\n    base_url: ftp://example.com/v1\n',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: ftp })),
+      'ASSISTD_MODELS_FILE',
+      "unsupported scheme 'ftp:'",
+    );
+  });
+
+  test('a YAML file that does not parse', () => {
+    const file = modelsFile('yaml', 'models: [\n  a: b\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      file,
+      'does not parse as YAML',
+    );
+  });
+
+  test('a JSON file that does not parse', () => {
+    const file = modelsFile('json', '{"models": ');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      file,
+      'does not parse as JSON',
+    );
+  });
+
+  test('a models file that does not exist', () => {
+    const file = path.join(dir, 'no-such-models.yaml');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      `cannot read ${file}`,
+    );
+  });
+
+  test('a default in the file plus ASSISTD_UPSTREAM_BASE_URL', () => {
+    const file = modelsFile('yaml', 'models:\n  local:\n    type: gguf\n    path: other.gguf\ndefault: local\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file, upstreamBaseUrl: 'http://127.0.0.1:11434/v1' })),
+      'ASSISTD_MODELS_FILE',
+      'has a default route',
+      'ASSISTD_UPSTREAM_BASE_URL',
+    );
+  });
+
+  test('a default in the file plus ASSISTD_MODEL_FILE', () => {
+    const file = modelsFile('yaml', 'default:\n  type: gguf\n  path: other.gguf\n');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file, modelFile: path.join(dir, 'other.gguf') })),
+      'ASSISTD_MODELS_FILE',
+      'has a default route',
+      'ASSISTD_MODEL_FILE',
+    );
+  });
+
+  test('a models file without a default leaves the fallback to ASSISTD_UPSTREAM_BASE_URL', () => {
+    const file = modelsFile('yaml', 'models:\n  local:\n    type: gguf\n    path: other.gguf\n');
+    const config = loadModelsConfig(settings({ modelsFile: file, upstreamBaseUrl: 'http://127.0.0.1:11434/v1/' }));
+    assert.equal(asOpenAI(config.fallback).baseUrl, 'http://127.0.0.1:11434/v1');
+    assert.deepEqual([...config.routes.keys()], ['local']);
+  });
+});
+
+describe('loadModelsConfig: without a models file', () => {
+  test('nothing set: no routes and no fallback', () => {
+    const config = loadModelsConfig(settings());
+    assert.equal(config.routes.size, 0);
+    assert.equal(config.fallback, undefined);
+  });
+
+  test('ASSISTD_MODEL_FILE and ASSISTD_UPSTREAM_BASE_URL both set', () => {
+    assertModelsError(
+      () =>
+        loadModelsConfig(
+          settings({ modelFile: path.join(dir, 'other.gguf'), upstreamBaseUrl: 'http://127.0.0.1:11434/v1' }),
+        ),
+      'ASSISTD_MODEL_FILE',
+      'both ASSISTD_MODEL_FILE and ASSISTD_UPSTREAM_BASE_URL are set',
+    );
+  });
+
+  test('ASSISTD_MODEL_FILE alone: a gguf fallback with threads from llamaThreads', () => {
+    const file = path.join(dir, 'other.gguf');
+    const config = loadModelsConfig(settings({ modelFile: file, llamaThreads: 7, llamaContextSize: 1024 }));
+    assert.equal(config.routes.size, 0);
+    assert.deepEqual(asGguf(config.fallback), {
+      type: 'gguf',
+      path: file,
+      contextSize: 1024,
+      threads: 7,
+      origin: { setting: 'ASSISTD_MODEL_FILE' },
+    });
+  });
+
+  test('ASSISTD_MODEL_FILE alone without llamaThreads: as many threads as the machine runs in parallel', () => {
+    const config = loadModelsConfig(settings({ modelFile: path.join(dir, 'other.gguf') }));
+    const fallback = asGguf(config.fallback);
+    assert.equal(fallback.threads, os.availableParallelism());
+    assert.equal(fallback.contextSize, undefined);
+  });
+
+  test('ASSISTD_MODEL_FILE naming a missing file', () => {
+    const file = path.join(dir, 'missing.gguf');
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelFile: file })),
+      'ASSISTD_MODEL_FILE',
+      file,
+      'does not exist',
+    );
+  });
+
+  test('ASSISTD_UPSTREAM_BASE_URL alone: an openai-compatible fallback without the trailing slash', () => {
+    const config = loadModelsConfig(
+      settings({
+        upstreamBaseUrl: 'http://127.0.0.1:11434/v1/',
+        upstreamApiKey: 'sk-up',
+        upstreamTimeoutMs: 9_000,
+        contextWindow: 8_000,
+      }),
+    );
+    assert.equal(config.routes.size, 0);
+    assert.deepEqual(asOpenAI(config.fallback), {
+      type: 'openai-compatible',
+      baseUrl: 'http://127.0.0.1:11434/v1',
+      apiKey: 'sk-up',
+      model: undefined,
+      timeoutMs: 9_000,
+      contextWindow: 8_000,
+    });
+  });
+
+  test('ASSISTD_UPSTREAM_BASE_URL that is not a URL', () => {
+    assertModelsError(
+      () => loadModelsConfig(settings({ upstreamBaseUrl: 'localhost:11434' })),
+      'ASSISTD_UPSTREAM_BASE_URL',
+      'unsupported scheme',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ upstreamBaseUrl: 'no url at all' })),
+      'ASSISTD_UPSTREAM_BASE_URL',
+      'is not a valid URL',
+    );
+  });
+});
+
+describe('loadConfig: models settings', () => {
+  test('a mistake in the models file surfaces as a ConfigError naming ASSISTD_MODELS_FILE', () => {
+    const file = modelsFile('yaml', 'models:\n  local:\n    type: gguf\n    path: other.gguf\ndefault: missing\n');
+    assert.throws(
+      () => loadConfig({ ASSISTD_MODELS_FILE: file }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
+        assert.ok(!(error instanceof ModelsConfigError));
+        assert.equal(error.setting, 'ASSISTD_MODELS_FILE');
+        assert.ok(error.message.startsWith('ASSISTD_MODELS_FILE: '), error.message);
+        assert.ok(error.message.includes("'missing'"), error.message);
+        return true;
+      },
+    );
+  });
+
+  test('a missing ASSISTD_MODEL_FILE surfaces as a ConfigError naming ASSISTD_MODEL_FILE', () => {
+    const file = path.join(dir, 'missing.gguf');
+    assert.throws(
+      () => loadConfig({ ASSISTD_MODEL_FILE: file }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.setting, 'ASSISTD_MODEL_FILE');
+        assert.ok(error.message.startsWith('ASSISTD_MODEL_FILE: '), error.message);
+        assert.ok(error.message.includes('does not exist'), error.message);
+        return true;
+      },
+    );
+  });
+
+  test('passes the environment and the numeric settings through', () => {
+    const file = modelsFile(
+      'yaml',
+      'models:\n  remote:\n    type: openai-compatible\n    base_url: https://api.example.com/v1\n' +
+        '    api_key_env: ROUTE_KEY\n  local:\n    type: gguf\n    path: other.gguf\n',
+    );
+    const config = loadConfig({
+      ASSISTD_MODELS_FILE: ` ${file} `,
+      ROUTE_KEY: 'sk-route',
+      ASSISTD_UPSTREAM_TIMEOUT_S: '12',
+      ASSISTD_CONTEXT_WINDOW: '16000',
+      ASSISTD_LLAMA_THREADS: '2',
+      ASSISTD_LLAMA_CONTEXT_SIZE: '512',
+    });
+    assert.deepEqual(asOpenAI(config.models.routes.get('remote')), {
+      type: 'openai-compatible',
+      baseUrl: 'https://api.example.com/v1',
+      apiKey: 'sk-route',
+      model: undefined,
+      timeoutMs: 12_000,
+      contextWindow: 16_000,
+    });
+    const local = asGguf(config.models.routes.get('local'));
+    assert.equal(local.threads, 2);
+    assert.equal(local.contextSize, 512);
+    assert.equal(config.models.fallback, undefined);
+  });
+
+  test('an empty ASSISTD_MODELS_FILE counts as unset', () => {
+    const config = loadConfig({ ASSISTD_MODELS_FILE: '  ', ASSISTD_UPSTREAM_BASE_URL: 'http://127.0.0.1:8080/v1/' });
+    assert.equal(config.models.routes.size, 0);
+    assert.equal(asOpenAI(config.models.fallback).baseUrl, 'http://127.0.0.1:8080/v1');
+  });
+});
