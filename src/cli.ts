@@ -18,7 +18,7 @@ Usage:
 Point the official SDK at it:  new OpenAI({ baseURL: 'http://127.0.0.1:8787/v1', apiKey: '…' })
 
 Settings (environment variables):
-${SETTINGS.map((s) => `  ${s.name.padEnd(22)} ${s.description} [default: ${s.default}]`).join('\n')}
+${SETTINGS.map((s) => `  ${s.name.padEnd(28)} ${s.description} [default: ${s.default}]`).join('\n')}
 `;
 
 async function main(argv: string[]): Promise<number> {

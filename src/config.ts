@@ -106,7 +106,7 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
   {
     name: 'ASSISTD_LLAMA_CONTEXT_SIZE',
     default: '(model, ≤ 8192)',
-    description: "context size of GGUF models in tokens; default: the model's own, at most 8192",
+    description: 'context size of GGUF models in tokens',
   },
   {
     name: 'ASSISTD_MODELS_FILE',
