@@ -113,6 +113,8 @@ export class LlamaCppProvider implements ModelProvider {
   }
 
   async close(): Promise<void> {
+    // A stopped request's generation may still be winding down (it ends at its next token): let it, then free.
+    await this.queue;
     const session = await this.session?.catch(() => undefined);
     await session?.context.dispose();
     await this.loaded.model.dispose();
