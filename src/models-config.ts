@@ -32,8 +32,19 @@ export interface GgufRouteConfig {
   /** Context size in tokens; undefined: the model's trained context length, at most DEFAULT_GGUF_CONTEXT_SIZE. */
   contextSize: number | undefined;
   threads: number;
-  /** Where this route was configured, for startup errors: the setting, and the route's name in a models file. */
-  origin: { setting: string; route?: string };
+  /** Where this route was configured, for startup errors: the setting, and in a models file which route. */
+  origin: RouteOrigin;
+}
+
+export interface RouteOrigin {
+  setting: string;
+  /** `model 'name'` or `default`, for a route of a models file. */
+  label?: string;
+}
+
+/** `model 'x': ` — the prefix of a message about a route. */
+export function routePrefix(origin: RouteOrigin): string {
+  return origin.label === undefined ? '' : `${origin.label}: `;
 }
 
 export interface ModelsConfig {
@@ -77,7 +88,7 @@ export function loadModelsConfig(settings: ModelsEnv): ModelsConfig {
   const dir = path.dirname(path.resolve(settings.modelsFile));
   const routes = new Map<string, RouteConfig>();
   for (const [name, route] of Object.entries(file.models ?? {}))
-    routes.set(name, toRoute(route, settings, dir, `model '${name}'`, name));
+    routes.set(name, toRoute(route, settings, dir, `model '${name}'`));
 
   let fallback: RouteConfig | undefined;
   if (typeof file.default === 'string') {
@@ -88,7 +99,7 @@ export function loadModelsConfig(settings: ModelsEnv): ModelsConfig {
         `default: '${file.default}' is not one of the models in ${settings.modelsFile} (${[...routes.keys()].join(', ') || 'none'}).`,
       );
   } else if (file.default !== undefined) {
-    fallback = toRoute(file.default, settings, dir, 'default', undefined);
+    fallback = toRoute(file.default, settings, dir, 'default');
   }
   if (fallback && envFallback)
     throw new ModelsConfigError(
@@ -191,11 +202,11 @@ function issueMessage(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
-function toRoute(input: RouteInput, settings: ModelsEnv, dir: string, label: string, name: string | undefined) {
+function toRoute(input: RouteInput, settings: ModelsEnv, dir: string, label: string) {
   if (input.type === 'gguf')
     return ggufRoute(input.path, input.context_size, input.threads, settings, dir, {
       setting: 'ASSISTD_MODELS_FILE',
-      ...(name === undefined ? { route: 'default' } : { route: name }),
+      label,
     });
   let apiKey: string | undefined;
   if (input.api_key_env !== undefined) {
@@ -223,10 +234,9 @@ function ggufRoute(
   threads: number | undefined,
   settings: ModelsEnv,
   dir: string,
-  origin: GgufRouteConfig['origin'],
+  origin: RouteOrigin,
 ): GgufRouteConfig {
-  const where =
-    origin.route === undefined ? '' : `${origin.route === 'default' ? 'default' : `model '${origin.route}'`}: `;
+  const where = routePrefix(origin);
   const absolute = path.resolve(dir, file);
   if (!existsSync(absolute) || !statSync(absolute).isFile())
     throw new ModelsConfigError(origin.setting, `${where}the GGUF model file ${absolute} does not exist.`);

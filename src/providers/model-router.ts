@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { ModelsConfig, RouteConfig } from '../models-config.ts';
+import { type ModelsConfig, type RouteConfig, routePrefix } from '../models-config.ts';
 import { OpenAICompatibleProvider } from './openai-compatible/openai-compatible-provider.ts';
 import type { ModelProvider } from './provider.ts';
 
@@ -115,13 +115,7 @@ async function openBackend(route: RouteConfig, logger: Logger, started: number):
     return { provider, created: provider.createdAt };
   } catch (error) {
     if (!(error instanceof GgufLoadError)) throw error;
-    const where =
-      route.origin.route === undefined
-        ? ''
-        : route.origin.route === 'default'
-          ? 'default: '
-          : `model '${route.origin.route}': `;
-    throw new ModelLoadError(route.origin.setting, `${where}${error.message}`);
+    throw new ModelLoadError(route.origin.setting, `${routePrefix(route.origin)}${error.message}`);
   }
 }
 

@@ -133,7 +133,7 @@ describe('loadModelsConfig: a models file', () => {
         path: path.join(dir, 'weights', 'small.gguf'),
         contextSize: 4096,
         threads: 3,
-        origin: { setting: 'ASSISTD_MODELS_FILE', route: 'local' },
+        origin: { setting: 'ASSISTD_MODELS_FILE', label: "model 'local'" },
       });
       // `default: local` names a route: the fallback is that very route.
       assert.equal(config.fallback, config.routes.get('local'));
@@ -202,7 +202,7 @@ describe('loadModelsConfig: a models file', () => {
     const fallback = asGguf(config.fallback);
     assert.equal(fallback.path, path.join(dir, 'other.gguf'));
     assert.equal(fallback.threads, 2);
-    assert.deepEqual(fallback.origin, { setting: 'ASSISTD_MODELS_FILE', route: 'default' });
+    assert.deepEqual(fallback.origin, { setting: 'ASSISTD_MODELS_FILE', label: 'default' });
     assert.equal(config.routes.size, 0);
   });
 
