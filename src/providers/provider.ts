@@ -8,6 +8,14 @@ export type ChatContentPart =
   | { type: 'text'; text: string }
   | { type: 'image_url'; image_url: { url: string; detail?: 'auto' | 'low' | 'high' } };
 
+/**
+ * An image as text, for a model (or a message role) that takes no images: the model learns that there was one. A
+ * data: URL would put the whole image into the text; its mere presence is what matters.
+ */
+export function imageUrlNote(url: string): string {
+  return url.startsWith('data:') ? '[image (inline data)]' : `[image ${url}]`;
+}
+
 export interface ChatToolCall {
   id: string;
   type: 'function';

@@ -1,6 +1,6 @@
 import type { Message, MessageContent } from '../domain/objects.ts';
 import type { RunStep, TruncationStrategy } from '../domain/runs.ts';
-import type { ChatContentPart, ChatMessage } from '../providers/provider.ts';
+import { type ChatContentPart, type ChatMessage, imageUrlNote } from '../providers/provider.ts';
 import { O200K, REPLY_PRIMING_TOKENS, type TokenCounter } from './tokens.ts';
 
 /**
@@ -144,11 +144,6 @@ function partText(part: Exclude<MessageContent, { type: 'image_url' }>): string 
       // message referred to a file.
       return `[image file ${part.image_file.file_id}]`;
   }
-}
-
-function imageUrlNote(url: string): string {
-  // A data: URL would put the whole image into the text; its mere presence is what matters.
-  return url.startsWith('data:') ? '[image (inline data)]' : `[image ${url}]`;
 }
 
 function joinText(parts: readonly ChatContentPart[]): string {

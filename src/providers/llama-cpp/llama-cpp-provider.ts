@@ -21,8 +21,7 @@ import type {
   LlamaModel,
 } from 'node-llama-cpp';
 import type { Logger } from 'pino';
-import type { GgufRouteConfig } from '../../models-config.ts';
-import { DEFAULT_GGUF_CONTEXT_SIZE } from '../../models-config.ts';
+import { DEFAULT_GGUF_CONTEXT_SIZE, type GgufRouteConfig } from '../../models-config.ts';
 import { type ChatEvent, type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../provider.ts';
 import { toChatHistory } from './chat-history.ts';
 import { toGrammarSchema } from './json-schema.ts';
