@@ -8,6 +8,7 @@ import { RunExecutor } from './runs/run-executor.ts';
 import { RunService } from './runs/run-service.ts';
 import { openStore } from './storage/open-store.ts';
 import type { Store } from './storage/store.ts';
+import { type ServerTool, ToolRegistry } from './tools/tool.ts';
 import { RunWorker } from './worker/run-worker.ts';
 
 /**
@@ -38,7 +39,7 @@ interface Core {
  * worker — which claims runs only when `claimRuns` (serve, worker), and otherwise just executes the streamed runs
  * this process adopts (serve --no-workers).
  */
-async function startCore(config: Config, logger: Logger, claimRuns: boolean): Promise<Core> {
+async function startCore(config: Config, logger: Logger, claimRuns: boolean, toolList: ServerTool[]): Promise<Core> {
   // Models first: a GGUF file that cannot be loaded stops startup before anything else is opened.
   const router = await createModelRouter(config.models, logger);
   let store: Store;
@@ -49,6 +50,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean): Pr
     throw error;
   }
   const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId) });
+  const tools = new ToolRegistry(toolList);
   const worker = new RunWorker({
     store,
     bus,
@@ -60,10 +62,17 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean): Pr
       bus,
       logger,
       router,
+      tools,
       maxRetries: config.runs.maxRetries,
     }),
   });
-  const runs = new RunService({ store, bus, expiresAfterSeconds: config.runs.expiresAfterSeconds, local: worker });
+  const runs = new RunService({
+    store,
+    bus,
+    tools,
+    expiresAfterSeconds: config.runs.expiresAfterSeconds,
+    local: worker,
+  });
   if (config.models.routes.size === 0 && !config.models.fallback)
     logger.warn(
       'No model backend is configured (ASSISTD_UPSTREAM_BASE_URL, ASSISTD_MODEL_FILE or ASSISTD_MODELS_FILE): runs will fail.',
@@ -74,15 +83,17 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean): Pr
 export interface ServerOptions {
   /** Claim and execute queued runs here (`assistd serve`); false for an API-only process (`--no-workers`). */
   workers?: boolean;
+  /** The server-side tools runs may use (src/tools). */
+  tools?: ServerTool[];
 }
 
 /** `assistd serve`: the HTTP API, and (unless `workers: false`) workers executing runs. */
 export async function startServer(
   config: Config,
   logger: Logger = createLogger(config),
-  { workers = true }: ServerOptions = {},
+  { workers = true, tools = [] }: ServerOptions = {},
 ): Promise<RunningServer> {
-  const { store, router, bus, worker, runs } = await startCore(config, logger, workers);
+  const { store, router, bus, worker, runs } = await startCore(config, logger, workers, tools);
   const closing = new AbortController();
   const app = buildApp({ store, runs, bus, models: router, closing: closing.signal, apiKey: config.apiKey, logger });
   try {
@@ -124,8 +135,9 @@ export async function startServer(
 export async function startWorker(
   config: Config,
   logger: Logger = createLogger(config),
+  { tools = [] }: Pick<ServerOptions, 'tools'> = {},
 ): Promise<{ close(): Promise<void> }> {
-  const { store, router, worker } = await startCore(config, logger, true);
+  const { store, router, worker } = await startCore(config, logger, true, tools);
   worker.start();
   logger.info(
     { worker: worker.id, store: store.description, concurrency: config.runs.workerConcurrency },

@@ -14,20 +14,32 @@ export interface MessageDelta {
   };
 }
 
+/** One call's delta in a step delta: `index` is its position in `step_details.tool_calls` (spec README §3). */
+export type ToolCallDelta =
+  | {
+      index: number;
+      id?: string;
+      type: 'function';
+      function: { name?: string; arguments?: string; output?: string | null };
+    }
+  | {
+      index: number;
+      id?: string;
+      type: 'code_interpreter';
+      code_interpreter?: {
+        input?: string;
+        outputs?: Array<
+          | { index: number; type: 'logs'; logs?: string }
+          | { index: number; type: 'image'; image?: { file_id?: string } }
+        >;
+      };
+    }
+  | { index: number; id?: string; type: 'file_search'; file_search?: Record<string, never> };
+
 export interface RunStepDelta {
   id: string;
   object: 'thread.run.step.delta';
-  delta: {
-    step_details: {
-      type: 'tool_calls';
-      tool_calls: Array<{
-        index: number;
-        id?: string;
-        type: 'function';
-        function: { name?: string; arguments: string; output?: null };
-      }>;
-    };
-  };
+  delta: { step_details: { type: 'tool_calls'; tool_calls: ToolCallDelta[] } };
 }
 
 export interface StreamError {

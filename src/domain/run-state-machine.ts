@@ -1,23 +1,27 @@
 import { ApiError } from './errors.ts';
+import { newId } from './ids.ts';
+import type { Message, MessageIncompleteReason } from './objects.ts';
+import type { RunStreamEvent } from './run-events.ts';
 import {
   type IncompleteReason,
   type Run,
   type RunError,
   type RunStatus,
   type RunStep,
-  type RunStepStatus,
   type RunToolCall,
+  type StepDetails,
+  type StoredStep,
   TERMINAL_STEP_STATUSES,
   type Usage,
 } from './runs.ts';
 
 /**
- * The run status machine (spec README §2), the only code that changes a run's or a step's status. Pure: it takes
- * the current object and a command, and returns the next object with the events that announce it, or throws a 400
- * for a command the current status does not allow. Persisting the result (fenced by the worker's lease) and
- * publishing the events are the caller's job.
+ * The run status machine (spec README §2), the only code that gives a run, a step, or a message a run writes its
+ * status. Pure: it takes the current object and a command, and returns the next object with the events that
+ * announce it — the very events that are published, once the caller has committed the object (fenced by the
+ * worker's lease) — or throws a 400 for a command the current status does not allow.
  *
- *   queued ─start→ in_progress ─require_action→ requires_action ─submit_tool_outputs→ queued …
+ *   (new) ─create→ queued ─start→ in_progress ─require_action→ requires_action ─submit_tool_outputs→ queued …
  *   in_progress ─complete | incomplete | fail→ completed | incomplete | failed
  *   queued | in_progress | requires_action ─cancel→ cancelling ─confirm_cancel→ cancelled
  *   queued | in_progress | requires_action | cancelling ─expire→ expired
@@ -57,12 +61,16 @@ const ALLOWED_FROM: Record<RunCommand['type'], readonly RunStatus[]> = {
   expire: ['queued', 'in_progress', 'requires_action', 'cancelling'],
 };
 
-/** The events of a newly created run, which is stored as `queued`. */
-export function runCreatedEvents(run: Run): RunEvent[] {
-  return [
-    { event: 'thread.run.created', data: run },
-    { event: 'thread.run.queued', data: run },
-  ];
+/** A new run is stored `queued`, announced by `created` then `queued`. */
+export function createRun(fields: Omit<Run, 'status'>): Transition {
+  const run: Run = { ...fields, status: 'queued' };
+  return {
+    run,
+    events: [
+      { event: 'thread.run.created', data: run },
+      { event: 'thread.run.queued', data: run },
+    ],
+  };
 }
 
 export function transition(run: Run, command: RunCommand): Transition {
@@ -122,25 +130,59 @@ function illegal(run: Run, command: RunCommand): ApiError {
 
 // ── steps ─────────────────────────────────────────────────────────────────────
 
-/** Steps follow their run: `in_progress` → `completed` | `failed` | `cancelled` | `expired`. */
+/** Steps follow their run: (new) ─open→ `in_progress` → `completed` | `failed` | `cancelled` | `expired`. */
 export type StepCommand =
   | { type: 'complete'; at: number; usage: Usage; stepDetails?: RunStep['step_details'] }
   | { type: 'fail'; at: number; error: NonNullable<RunStep['last_error']>; usage: Usage | null }
   | { type: 'cancel'; at: number }
   | { type: 'expire'; at: number };
 
-export type StepEventName = `thread.run.step.${RunStepStatus}`;
+export interface StepTransition<S extends RunStep> {
+  step: S;
+  events: RunStreamEvent[];
+}
 
-export function transitionStep(step: RunStep, command: StepCommand): { step: RunStep; event: StepEventName } {
+/** A new step of `run`, in progress from the start: announced by `created` then `in_progress`. */
+export function openStep(run: Run, details: StepDetails, at: number): StepTransition<StoredStep> {
+  const step: StoredStep = {
+    id: newId('step'),
+    created_at: at,
+    assistant_id: run.assistant_id,
+    thread_id: run.thread_id,
+    run_id: run.id,
+    type: details.type,
+    status: 'in_progress',
+    step_details: details,
+    last_error: null,
+    expired_at: null,
+    cancelled_at: null,
+    failed_at: null,
+    completed_at: null,
+    metadata: {},
+    usage: null,
+    turn_usage: null,
+    model_calls: details.type === 'tool_calls' ? [] : null,
+  };
+  // Copies: the step object itself goes on changing while the turn streams.
+  return {
+    step,
+    events: [
+      { event: 'thread.run.step.created', data: { ...step } },
+      { event: 'thread.run.step.in_progress', data: { ...step } },
+    ],
+  };
+}
+
+export function transitionStep<S extends RunStep>(step: S, command: StepCommand): StepTransition<S> {
   if (TERMINAL_STEP_STATUSES.has(step.status))
     throw new ApiError(400, `Cannot ${command.type} run step with status '${step.status}'.`, {
       code: 'invalid_run_state',
     });
   const next = applyStep(step, command);
-  return { step: next, event: `thread.run.step.${next.status}` };
+  return { step: next, events: [{ event: `thread.run.step.${next.status}`, data: next }] };
 }
 
-function applyStep(step: RunStep, command: StepCommand): RunStep {
+function applyStep<S extends RunStep>(step: S, command: StepCommand): S {
   switch (command.type) {
     case 'complete':
       return {
@@ -157,4 +199,51 @@ function applyStep(step: RunStep, command: StepCommand): RunStep {
     case 'expire':
       return { ...step, status: 'expired', expired_at: command.at };
   }
+}
+
+// ── the messages a run writes ─────────────────────────────────────────────────
+
+export interface MessageTransition {
+  message: Message;
+  events: RunStreamEvent[];
+}
+
+/** The assistant message a run starts writing: `in_progress`, announced by `created` then `in_progress`. */
+export function openMessage(run: Run, at: number): MessageTransition {
+  const message: Message = {
+    id: newId('message'),
+    created_at: at,
+    thread_id: run.thread_id,
+    status: 'in_progress',
+    incomplete_details: null,
+    completed_at: null,
+    incomplete_at: null,
+    role: 'assistant',
+    content: [],
+    assistant_id: run.assistant_id,
+    run_id: run.id,
+    attachments: [],
+    metadata: {},
+  };
+  return {
+    message,
+    events: [
+      { event: 'thread.message.created', data: { ...message } },
+      { event: 'thread.message.in_progress', data: { ...message } },
+    ],
+  };
+}
+
+/** A run's message ends: `completed`, or `incomplete` with the reason (cut off, or its run ended first). */
+export function finishMessage(
+  message: Message,
+  at: number,
+  incomplete: MessageIncompleteReason | null = null,
+): MessageTransition {
+  if (message.status !== 'in_progress')
+    throw new ApiError(400, `Cannot finish message with status '${message.status}'.`, { code: 'invalid_run_state' });
+  const next: Message = incomplete
+    ? { ...message, status: 'incomplete', incomplete_details: { reason: incomplete }, incomplete_at: at }
+    : { ...message, status: 'completed', completed_at: at };
+  return { message: next, events: [{ event: `thread.message.${next.status}` as const, data: next }] };
 }

@@ -103,9 +103,52 @@ export interface FunctionToolCallDetails {
   function: { name: string; arguments: string; output: string | null };
 }
 
+export type CodeInterpreterOutput = { type: 'logs'; logs: string } | { type: 'image'; image: { file_id: string } };
+
+export interface CodeInterpreterToolCallDetails {
+  id: string;
+  type: 'code_interpreter';
+  code_interpreter: { input: string; outputs: CodeInterpreterOutput[] };
+}
+
+export interface FileSearchResult {
+  file_id: string;
+  file_name: string;
+  score: number;
+  content?: Array<{ type: 'text'; text: string }>;
+}
+
+export interface FileSearchToolCallDetails {
+  id: string;
+  type: 'file_search';
+  file_search: {
+    ranking_options?: { ranker: 'auto' | 'default_2024_08_21'; score_threshold: number };
+    results?: FileSearchResult[];
+  };
+}
+
+/** One call of a tool_calls step, as served: a function call (the client's) or a server-side tool's. */
+export type ToolCallDetails = FunctionToolCallDetails | CodeInterpreterToolCallDetails | FileSearchToolCallDetails;
+
+/** The tool types the server executes itself (src/tools). */
+export type ServerToolType = Exclude<ToolCallDetails['type'], 'function'>;
+
 export type StepDetails =
   | { type: 'message_creation'; message_creation: { message_id: string } }
-  | { type: 'tool_calls'; tool_calls: FunctionToolCallDetails[] };
+  | { type: 'tool_calls'; tool_calls: ToolCallDetails[] };
+
+/**
+ * A call as the model made it and the output it was given: the model's side of a tool_calls step. For a function
+ * call it is the step's details; for a server-side tool (whose details are shaped for the client, e.g. a
+ * code_interpreter input and outputs) it is stored beside them, since the next model turn must see its own calls.
+ */
+export interface ModelToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+  /** null until the call has its output. */
+  output: string | null;
+}
 
 export interface RunStep {
   id: string;
@@ -123,4 +166,14 @@ export interface RunStep {
   completed_at: number | null;
   metadata: Metadata;
   usage: Usage | null;
+}
+
+/**
+ * A step as stored: the wire step, plus what the engine keeps beside it. `turn_usage` is the usage of the model
+ * turn that produced the step, kept while the step is in progress (the wire shows `usage: null` until it ends);
+ * `model_calls` is the model's side of a tool_calls step (see ModelToolCall), null for message_creation steps.
+ */
+export interface StoredStep extends RunStep {
+  turn_usage: Usage | null;
+  model_calls: ModelToolCall[] | null;
 }

@@ -1,7 +1,7 @@
 import type { Message, MessageContent } from '../domain/objects.ts';
-import type { RunStep, TruncationStrategy } from '../domain/runs.ts';
+import type { ModelToolCall, RunStep, TruncationStrategy } from '../domain/runs.ts';
 import { type ChatContentPart, type ChatMessage, imageUrlNote } from '../providers/provider.ts';
-import { O200K, REPLY_PRIMING_TOKENS, type TokenCounter } from './tokens.ts';
+import { type CountedMessage, O200K, REPLY_PRIMING_TOKENS, type TokenCounter } from './tokens.ts';
 
 /**
  * Builds the upstream prompt of one model turn of a run: the instructions, the thread's messages (truncated to the
@@ -14,7 +14,7 @@ export interface ContextInput {
   /** The thread's messages, oldest first. */
   threadMessages: Message[];
   /** This run's completed tool_calls steps, oldest first, with their outputs filled in. */
-  toolRounds: RunStep[];
+  toolRounds: ToolRound[];
   truncation: TruncationStrategy;
   /** The model's context size in tokens. */
   contextWindow: number;
@@ -27,8 +27,8 @@ export interface ContextInput {
 }
 
 /**
- * On success, `messages` is the prompt and `promptTokens` its `tokens.prompt()`. The message objects are shared
- * with later builds (see toChatMessage): send them, never mutate them.
+ * On success, `messages` is the prompt and `promptTokens` its `tokens.prompt()`. The message objects of finished
+ * thread messages are shared with later builds (see TokenCounter.finished): send them, never mutate them.
  */
 export type ContextResult =
   | { ok: true; messages: ChatMessage[]; promptTokens: number; droppedMessages: number }
@@ -42,13 +42,13 @@ export type ContextResult =
 export function buildContext(input: ContextInput): ContextResult {
   const { threadMessages, truncation } = input;
   const tokens = input.tokens ?? O200K;
-  const countMessageTokens = (message: ChatMessage) => tokens.message(message);
 
+  // The instructions and the finished thread messages are counted once, then remembered by the counter (by text and
+  // by message id): a turn tokenises only what is new since the thread's previous turn, plus this run's tool rounds.
   const head: ChatMessage[] = input.instructions === '' ? [] : [{ role: 'system', content: input.instructions }];
   const tail: ChatMessage[] = input.toolRounds.flatMap(toolRoundMessages);
-  let fixedTokens = REPLY_PRIMING_TOKENS;
-  for (const message of head) fixedTokens += countMessageTokens(message);
-  for (const message of tail) fixedTokens += countMessageTokens(message);
+  let fixedTokens = REPLY_PRIMING_TOKENS + (input.instructions === '' ? 0 : tokens.system(input.instructions));
+  for (const message of tail) fixedTokens += tokens.message(message);
 
   // `last_messages: N` first narrows the thread to its N most recent messages; the budget then applies within them.
   let candidates: readonly Message[] = threadMessages;
@@ -64,53 +64,63 @@ export function buildContext(input: ContextInput): ContextResult {
   const reason = promptLimit <= windowBudget ? 'max_prompt_tokens' : 'context_window';
 
   // Always kept: system, tool rounds and the most recent thread message.
-  const last = candidates.length > 0 ? toChatMessage(candidates[candidates.length - 1]!) : undefined;
-  let total = fixedTokens + (last === undefined ? 0 : countMessageTokens(last));
+  const last = candidates.length > 0 ? counted(candidates[candidates.length - 1]!, tokens) : undefined;
+  let total = fixedTokens + (last === undefined ? 0 : last.tokens);
   if (total > budget) return { ok: false, reason, promptTokens: total };
 
   // Then the first (oldest) message if it fits: it often sets up the conversation. Then as many of the most recent
   // ones as fit, contiguous from the newest backwards; whatever lies between is dropped. Each message is converted
-  // and counted at most once, and counting stops at the first message that does not fit.
+  // and counted at most once per build (a finished one at most once per counter), and counting stops at the first
+  // message that does not fit.
   let first: ChatMessage | undefined;
   if (candidates.length >= 2) {
-    const message = toChatMessage(candidates[0]!);
-    const cost = countMessageTokens(message);
-    if (total + cost <= budget) {
-      first = message;
-      total += cost;
+    const message = counted(candidates[0]!, tokens);
+    if (total + message.tokens <= budget) {
+      first = message.message;
+      total += message.tokens;
     }
   }
   const recent: ChatMessage[] = []; // newest first
   for (let i = candidates.length - 2; i >= 1; i--) {
-    const message = toChatMessage(candidates[i]!);
-    const cost = countMessageTokens(message);
-    if (total + cost > budget) break;
-    recent.push(message);
-    total += cost;
+    const message = counted(candidates[i]!, tokens);
+    if (total + message.tokens > budget) break;
+    recent.push(message.message);
+    total += message.tokens;
   }
 
   const messages: ChatMessage[] = [...head];
   if (first !== undefined) messages.push(first);
   for (let i = recent.length - 1; i >= 0; i--) messages.push(recent[i]!);
-  if (last !== undefined) messages.push(last);
+  if (last !== undefined) messages.push(last.message);
   messages.push(...tail);
   const kept = (first === undefined ? 0 : 1) + recent.length + (last === undefined ? 0 : 1);
   return { ok: true, messages, promptTokens: total, droppedMessages: threadMessages.length - kept };
 }
 
-// A run's turns, and the runs that follow on the same thread, rebuild their context from the same messages: the
-// conversion (and so, through tokens.ts, the count) is kept per Message object. Only finished messages are cached:
-// their content no longer changes (modifying a message changes only its metadata).
-const converted = new WeakMap<Message, ChatMessage>();
+/**
+ * One thread message as a chat message, with its tokens. A run's turns, and the runs that follow on the same thread,
+ * rebuild their context from the same messages, read afresh from the store each time: a finished message's
+ * conversion and count are therefore kept by the counter under the message's id (its content no longer changes:
+ * modifying a message changes only its metadata). A message still `in_progress` is converted and counted each time.
+ */
+function counted(message: Message, tokens: TokenCounter): CountedMessage {
+  if (message.status !== 'in_progress') return tokens.finished(message.id, () => convert(message));
+  const chat = convert(message);
+  return { message: chat, tokens: tokens.message(chat) };
+}
 
-/** One thread message as a chat message. */
-export function toChatMessage(message: Message): ChatMessage {
-  const cached = converted.get(message);
-  if (cached !== undefined) return cached;
+/**
+ * One thread message as a chat message: for a finished message that `tokens` has cached, the very object that
+ * buildContext sends (never mutate it); otherwise a new conversion, cached nowhere.
+ */
+export function toChatMessage(message: Message, tokens: TokenCounter = O200K): ChatMessage {
+  const cached = message.status === 'in_progress' ? undefined : tokens.cachedFinished(message.id);
+  return cached?.message ?? convert(message);
+}
+
+function convert(message: Message): ChatMessage {
   // An `incomplete` message (a cancelled or cut-off answer) keeps its partial text, like upstream.
-  const chat = message.role === 'user' ? userMessage(message.content) : assistantMessage(message.content);
-  if (message.status !== 'in_progress') converted.set(message, chat);
-  return chat;
+  return message.role === 'user' ? userMessage(message.content) : assistantMessage(message.content);
 }
 
 function userMessage(content: readonly MessageContent[]): ChatMessage {
@@ -150,10 +160,20 @@ function joinText(parts: readonly ChatContentPart[]): string {
   return parts.map((part) => (part.type === 'text' ? part.text : '')).join('\n');
 }
 
-/** One completed tool_calls step: the assistant's calls, then one tool message per call, in order. */
-export function toolRoundMessages(step: RunStep): ChatMessage[] {
+/** A completed tool_calls step, with the model's side of its calls where the engine stored it (ModelToolCall). */
+export type ToolRound = RunStep & { model_calls?: ModelToolCall[] | null };
+
+/**
+ * One completed tool_calls step as the model made it: the assistant's calls, then one tool message per call, in
+ * order. A server-side tool's call is shown as the function the model called, with the output it was given.
+ */
+export function toolRoundMessages(step: ToolRound): ChatMessage[] {
   if (step.step_details.type !== 'tool_calls' || step.step_details.tool_calls.length === 0) return [];
-  const calls = step.step_details.tool_calls;
+  const calls: ModelToolCall[] =
+    step.model_calls ??
+    step.step_details.tool_calls.flatMap((call) =>
+      call.type === 'function' ? [{ id: call.id, ...call.function, output: call.function.output }] : [],
+    );
   return [
     {
       role: 'assistant',
@@ -161,9 +181,9 @@ export function toolRoundMessages(step: RunStep): ChatMessage[] {
       tool_calls: calls.map((call) => ({
         id: call.id,
         type: 'function' as const,
-        function: { name: call.function.name, arguments: call.function.arguments },
+        function: { name: call.name, arguments: call.arguments },
       })),
     },
-    ...calls.map((call): ChatMessage => ({ role: 'tool', tool_call_id: call.id, content: call.function.output ?? '' })),
+    ...calls.map((call): ChatMessage => ({ role: 'tool', tool_call_id: call.id, content: call.output ?? '' })),
   ];
 }

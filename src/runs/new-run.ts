@@ -1,6 +1,7 @@
 import { newId } from '../domain/ids.ts';
 import type { Assistant, AssistantTool, Metadata, ReasoningEffort, ResponseFormat } from '../domain/objects.ts';
-import type { Run, ToolChoice } from '../domain/runs.ts';
+import { createRun, type Transition } from '../domain/run-state-machine.ts';
+import type { ToolChoice } from '../domain/runs.ts';
 
 /** The run settings a request may give (validated by the API's request schemas). */
 export interface RunSettingsInput {
@@ -24,7 +25,7 @@ export interface RunSettingsInput {
 }
 
 /**
- * A new queued run: the assistant's settings, overridden by the request's. `instructions` replaces the assistant's;
+ * A new queued run, with the events that announce it: the assistant's settings, overridden by the request's. `instructions` replaces the assistant's;
  * `additional_instructions` is appended to it. The run echoes the effective settings.
  */
 export function newRun(
@@ -33,16 +34,15 @@ export function newRun(
   input: RunSettingsInput,
   now: number,
   expiresAfterSeconds: number,
-): Run {
+): Transition {
   const base = input.instructions ?? assistant.instructions ?? '';
   const additional = input.additional_instructions;
   const instructions = additional ? (base ? `${base}\n\n${additional}` : additional) : base;
-  return {
+  return createRun({
     id: newId('run'),
     created_at: now,
     thread_id: threadId,
     assistant_id: assistant.id,
-    status: 'queued',
     required_action: null,
     last_error: null,
     expires_at: now + expiresAfterSeconds,
@@ -67,5 +67,5 @@ export function newRun(
     parallel_tool_calls: input.parallel_tool_calls ?? true,
     response_format: input.response_format ?? assistant.response_format ?? 'auto',
     reasoning_effort: input.reasoning_effort ?? assistant.reasoning_effort ?? null,
-  };
+  });
 }

@@ -1,6 +1,4 @@
-import { transitionStep } from '../domain/run-state-machine.ts';
-import type { Usage } from '../domain/runs.ts';
-import type { StoredStep } from '../storage/store.ts';
+import type { StoredStep, Usage } from '../domain/runs.ts';
 
 export const ZERO_USAGE: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
 
@@ -16,11 +14,4 @@ export function addUsage(a: Usage, b: Usage | null): Usage {
 /** A run's usage is the sum of its steps' (a step still in progress counts its model turn). */
 export function runUsage(steps: readonly StoredStep[]): Usage {
   return steps.reduce((sum, step) => addUsage(sum, step.usage ?? step.turn_usage), ZERO_USAGE);
-}
-
-/** Ends every step still in progress the way its run ended (cancelled or expired). */
-export function endOpenSteps(steps: readonly StoredStep[], how: 'cancel' | 'expire', at: number): StoredStep[] {
-  return steps
-    .filter((step) => step.status === 'in_progress')
-    .map((step) => ({ ...step, ...transitionStep(step, { type: how, at }).step }));
 }

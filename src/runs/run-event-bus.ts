@@ -70,11 +70,6 @@ export class RunEventBus {
     if (runId !== undefined && isRunStatusEvent(event)) this.emitter.emit(`run:${runId}`, event.data as Run);
   }
 
-  /** Publishes `thread.run.<status>` for a run whose status was just committed. */
-  runChanged(run: Run): void {
-    this.publish(run.thread_id, run.id, { event: `thread.run.${run.status}`, data: run });
-  }
-
   subscribeThread(threadId: string, listener: RunEventListener): () => void {
     this.emitter.on(`thread:${threadId}`, listener);
     return () => this.emitter.off(`thread:${threadId}`, listener);

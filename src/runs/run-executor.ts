@@ -1,16 +1,19 @@
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
-import type { Message, MessageIncompleteReason } from '../domain/objects.ts';
-import { transition } from '../domain/run-state-machine.ts';
-import type { Run, RunError, RunStepStatus, Usage } from '../domain/runs.ts';
+import type { Message } from '../domain/objects.ts';
+import type { RunStreamEvent } from '../domain/run-events.ts';
+import { transition, transitionStep } from '../domain/run-state-machine.ts';
+import type { ModelToolCall, Run, RunError, RunToolCall, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
 import { type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../providers/provider.ts';
-import type { ClaimedRun, RunCommit, Scope, Store, StoredStep } from '../storage/store.ts';
+import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
+import { type ServerTool, ToolError, type ToolRegistry, type ToolResult } from '../tools/tool.ts';
 import { buildContext } from './context.ts';
-import { endOpenSteps, runUsage } from './run-accounting.ts';
+import { ModelTurn } from './model-turn.ts';
+import { runUsage, ZERO_USAGE } from './run-accounting.ts';
+import { endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 import { O200K, TokenCounter } from './tokens.ts';
-import { TurnOutput } from './turn-output.ts';
 
 /** Why an execution was told to stop (the reason its AbortSignal carries). */
 export type StopReason = 'cancel' | 'expire' | 'lease_lost' | 'shutdown';
@@ -19,30 +22,52 @@ export interface ExecutorOptions {
   store: Store;
   bus: RunEventBus;
   router: ModelRouter;
+  tools: ToolRegistry;
   logger: Logger;
   maxRetries: number;
 }
 
-interface ModelTurn {
+/** One execution of a claimed run: what it holds, and the run and steps as it last committed them. */
+interface Execution {
+  readonly scope: Scope;
+  readonly workerId: string;
+  readonly signal: AbortSignal;
+  readonly serverTools: ReadonlyMap<string, ServerTool>;
+  run: Run;
+  steps: StoredStep[];
+  /** The thread's messages, read at the first model turn and extended with those this execution stores. */
+  messages: Message[] | undefined;
+  /** The model turn being streamed, if any: what an ending must record of it. */
+  turn: ModelTurn | undefined;
+}
+
+/** What a change to the run records: the new run (or its transition), the objects with it, the events after it. */
+interface Change {
+  run: Run;
+  events?: readonly RunStreamEvent[];
+  steps?: readonly StoredStep[];
+  messages?: readonly Message[];
+  lock?: RunLock;
+}
+
+interface ModelReply {
   usage: { prompt_tokens: number; completion_tokens: number } | undefined;
   finish: FinishReason | undefined;
 }
 
-/** The execution's current turn, if any, so that a stop can record what it produced. */
-interface TurnRef {
-  output: TurnOutput | undefined;
-}
-
-const RELEASED = { lockedBy: null, lockedUntil: null };
+const RELEASED: RunLock = { lockedBy: null, lockedUntil: null };
 const MAX_BACKOFF_MS = 8000;
 const MAX_RETRY_AFTER_MS = 60_000;
 
 /**
- * Executes a claimed run: one model turn, ending in `requires_action` (tool calls) or a terminal status. While the
- * model streams, its output is published as run events (TurnOutput) but nothing is written; the turn's result —
- * message, steps, run status — is committed in one transaction fenced on this worker's lease, and only then are the
- * closing events published. A crash mid-turn leaves the run to be retried from the same point, and no assistant
- * message is ever written twice.
+ * Executes a claimed run to its end or its next pause, within one claim: model turn → the server-side tools it
+ * called (src/tools) → the next model turn with their results → … → the answer, or `requires_action` when the
+ * model calls a client's function. While the model streams, its output is published as run events (ModelTurn) but
+ * nothing is written. Each turn's result is committed in one transaction fenced on this worker's lease, and each
+ * server-side call's result likewise once it has run; the events that announce a commit are published after it.
+ * A crash therefore resumes from the last commit: a turn the model had not finished is asked again, a server-side
+ * call without a stored result is executed again, and nothing committed is repeated — no assistant message is
+ * ever written twice.
  *
  * An upstream failure is retried only while the attempt has published nothing: once text has reached a stream, a
  * retry would show it twice, so the run fails instead and keeps the partial message as `incomplete`.
@@ -57,55 +82,75 @@ export class RunExecutor {
   }
 
   /** Never throws: every outcome is recorded on the run. */
-  async execute({ scope, run: claimed }: ClaimedRun, workerId: string, signal: AbortSignal): Promise<void> {
-    const ref: TurnRef = { output: undefined };
+  async execute(
+    { scope, run, steps }: ClaimedRun & { steps?: StoredStep[] },
+    workerId: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const x: Execution = {
+      scope,
+      workerId,
+      signal,
+      serverTools: this.options.tools.forRun(run),
+      run,
+      steps: [],
+      messages: undefined,
+      turn: undefined,
+    };
     try {
-      let run = claimed;
-      if (run.status === 'cancelling') return await this.finishCancel(scope, run, workerId, ref.output);
-      if (run.status === 'queued') {
-        const started = transition(run, { type: 'start', at: unixSeconds() }).run;
-        if (!(await this.commit(scope, { run: started, expect: { status: 'queued', lockedBy: workerId } })))
-          return await this.settle(scope, run, workerId, ref.output);
-        run = started;
-      }
-      await this.turn(scope, run, workerId, signal, ref);
+      if (run.status === 'cancelling') return await this.finishCancel(x);
+      if (run.status === 'queued' && !(await this.commit(x, transition(run, { type: 'start', at: unixSeconds() }))))
+        return await this.settle(x);
+      x.steps = steps ?? (await this.options.store.runSteps(scope, run.id));
+      await this.loop(x);
     } catch (error) {
-      if (signal.aborted) return await this.stopped(scope, claimed, workerId, signal.reason as StopReason, ref.output);
-      await this.failUnexpectedly(scope, claimed, workerId, error, ref.output);
+      if (signal.aborted) return await this.stopped(x, signal.reason as StopReason);
+      await this.failUnexpectedly(x, error);
     } finally {
-      this.options.bus.setLiveTurn(claimed.id, undefined);
+      this.options.bus.setLiveTurn(run.id, undefined);
     }
   }
 
-  private async turn(scope: Scope, run: Run, workerId: string, signal: AbortSignal, ref: TurnRef) {
+  /** Turns until the run ends or pauses. A commit whose fence fails leaves the run to `settle`. */
+  private async loop(x: Execution): Promise<void> {
+    for (;;) {
+      const open = x.steps.find((s) => s.status === 'in_progress' && s.type === 'tool_calls');
+      const next = open ? await this.executeServerCalls(x, open) : await this.modelTurn(x);
+      if (next === 'settle') return this.settle(x);
+      if (next === 'done') return;
+    }
+  }
+
+  // ── a model turn ──────────────────────────────────────────────────────────────
+
+  private async modelTurn(x: Execution): Promise<'next' | 'done' | 'settle'> {
     const { store, router } = this.options;
+    const { run } = x;
     const provider = router.resolve(run.model);
     if (!provider)
-      return this.fail(scope, run, workerId, { code: 'invalid_prompt', message: router.unroutedReason(run.model) });
-    const { contextWindow } = provider;
+      return this.end(x, {
+        type: 'fail',
+        error: { code: 'invalid_prompt', message: router.unroutedReason(run.model) },
+      });
     let tokens: TokenCounter;
     try {
       tokens = await this.tokenCounter(provider);
     } catch (error) {
-      if (error instanceof ProviderError)
-        return this.fail(scope, run, workerId, { code: error.code, message: error.message });
+      if (error instanceof ProviderError) return this.end(x, { type: 'fail', error: providerError(error) });
       throw error;
     }
+    x.messages ??= await store.threadMessages(x.scope, run.thread_id);
 
-    const [threadMessages, steps] = await Promise.all([
-      store.threadMessages(scope, run.thread_id),
-      store.runSteps(scope, run.id),
-    ]);
-    const used = runUsage(steps);
+    const used = runUsage(x.steps);
     const completionLeft =
       run.max_completion_tokens === null ? null : run.max_completion_tokens - used.completion_tokens;
     if (completionLeft !== null && completionLeft <= 0)
-      return this.end(scope, run, workerId, steps, { reason: 'max_completion_tokens' });
-
+      return this.end(x, { type: 'incomplete', reason: 'max_completion_tokens' });
+    const { contextWindow } = provider;
     const context = buildContext({
       instructions: run.instructions,
-      threadMessages,
-      toolRounds: steps.filter((s) => s.type === 'tool_calls' && s.status === 'completed'),
+      threadMessages: x.messages,
+      toolRounds: x.steps.filter((s) => s.type === 'tool_calls' && s.status === 'completed'),
       truncation: run.truncation_strategy,
       contextWindow,
       maxPromptTokens: run.max_prompt_tokens === null ? null : run.max_prompt_tokens - used.prompt_tokens,
@@ -114,69 +159,78 @@ export class RunExecutor {
     });
     if (!context.ok) {
       if (context.reason === 'max_prompt_tokens')
-        return this.end(scope, run, workerId, steps, { reason: 'max_prompt_tokens' });
-      return this.fail(scope, run, workerId, {
-        code: 'invalid_prompt',
-        message: `The thread does not fit the model's context window of ${contextWindow} tokens, even after truncation.`,
+        return this.end(x, { type: 'incomplete', reason: 'max_prompt_tokens' });
+      return this.end(x, {
+        type: 'fail',
+        error: {
+          code: 'invalid_prompt',
+          message: `The thread does not fit the model's context window of ${contextWindow} tokens, even after truncation.`,
+        },
       });
     }
 
-    const request = this.chatRequest(run, context.messages, completionLeft);
-    const output = new TurnOutput(run, this.options.bus, unixSeconds());
-    ref.output = output;
-    let turn: ModelTurn;
+    const turn = new ModelTurn(run, this.options.bus, x.serverTools, unixSeconds());
+    x.turn = turn;
+    let reply: ModelReply;
     try {
-      turn = await this.callModel(provider, request, signal, output, run.parallel_tool_calls);
+      reply = await this.callModel(provider, this.chatRequest(x, context.messages, completionLeft), x.signal, turn);
     } catch (error) {
-      if (error instanceof ProviderError && !signal.aborted)
-        return this.fail(scope, run, workerId, { code: error.code, message: error.message }, output);
+      if (error instanceof ProviderError && !x.signal.aborted)
+        return this.end(x, { type: 'fail', error: providerError(error) });
       throw error;
     }
     const usage = toUsage(
-      turn.usage ?? {
-        prompt_tokens: context.promptTokens,
-        completion_tokens: tokens.text(
-          output.textSoFar + output.calls.map((c) => c.function.name + c.function.arguments).join(''),
-        ),
-      },
+      reply.usage ?? { prompt_tokens: context.promptTokens, completion_tokens: tokens.text(turn.outputText) },
     );
 
-    const at = output.at;
-    if (output.toolStep) {
-      const calls = output.calls.filter(Boolean);
-      const next = transition(run, { type: 'require_action', at, toolCalls: calls }).run;
-      const committed = await this.commit(scope, {
-        run: next,
-        expect: { status: 'in_progress', lockedBy: workerId },
-        lock: RELEASED,
-        steps: [...(output.earlier ? [output.earlier.step] : []), { ...output.toolStep, turn_usage: usage }],
-        messages: output.earlier ? [output.earlier.message] : [],
-      });
-      if (!committed) await this.settle(scope, run, workerId, output);
-      return;
+    if (turn.hasToolCalls) {
+      const { step, earlier } = turn.toolCallsResult(usage);
+      const change: Change = {
+        run,
+        steps: earlier ? [earlier.step, step] : [step],
+        messages: earlier ? [earlier.message] : [],
+      };
+      // Only functions: the client executes them. Otherwise the server-side calls run first (the loop's next step).
+      const functions = pendingFunctionCalls(step);
+      const paused = pendingServerCalls(step).length === 0;
+      if (paused)
+        Object.assign(change, {
+          ...transition(run, { type: 'require_action', at: turn.at, toolCalls: functions }),
+          lock: RELEASED,
+        });
+      if (!(await this.commit(x, change))) return 'settle';
+      return paused ? 'done' : 'next';
     }
 
-    output.ensureMessage();
-    const hitBudget = turn.finish === 'length' && completionLeft !== null && usage.completion_tokens >= completionLeft;
-    const incompleteReason: MessageIncompleteReason | null =
-      turn.finish === 'length' ? 'max_tokens' : turn.finish === 'content_filter' ? 'content_filter' : null;
-    const { message, step } = output.finishedMessage(usage, incompleteReason);
-    const total = runUsage([...steps, step]);
-    const next = hitBudget
-      ? transition(run, { type: 'incomplete', at, reason: 'max_completion_tokens', usage: total }).run
-      : transition(run, { type: 'complete', at, usage: total }).run;
-    const committed = await this.commit(
-      scope,
-      {
-        run: next,
-        expect: { status: 'in_progress', lockedBy: workerId },
-        lock: RELEASED,
-        steps: [step],
-        messages: [message],
-      },
-      () => output.publishMessageEnd(message, step),
-    );
-    if (!committed) await this.settle(scope, run, workerId, output);
+    const hitBudget = reply.finish === 'length' && completionLeft !== null && usage.completion_tokens >= completionLeft;
+    const incomplete =
+      reply.finish === 'length' ? 'max_tokens' : reply.finish === 'content_filter' ? 'content_filter' : null;
+    const answer = turn.messageResult(usage, incomplete, (message) => this.finishAnswer(x, message));
+    const total = runUsage([...x.steps, answer.step]);
+    const ended = hitBudget
+      ? transition(run, { type: 'incomplete', at: turn.at, reason: 'max_completion_tokens', usage: total })
+      : transition(run, { type: 'complete', at: turn.at, usage: total });
+    const committed = await this.commit(x, {
+      run: ended.run,
+      events: [...answer.events, ...ended.events],
+      steps: [answer.step],
+      messages: [answer.message],
+      lock: RELEASED,
+    });
+    return committed ? 'done' : 'settle';
+  }
+
+  /** What the run's server-side tools add to its answer (e.g. citations), each given its calls in this run. */
+  private finishAnswer(x: Execution, message: Message): Message {
+    let finished = message;
+    for (const tool of new Set(x.serverTools.values())) {
+      if (!tool.finishMessage) continue;
+      const calls = x.steps.flatMap((s) =>
+        s.step_details.type === 'tool_calls' ? s.step_details.tool_calls.filter((c) => c.type === tool.type) : [],
+      );
+      if (calls.length > 0) finished = tool.finishMessage(finished, calls);
+    }
+    return finished;
   }
 
   private async tokenCounter(provider: ModelProvider): Promise<TokenCounter> {
@@ -189,11 +243,13 @@ export class RunExecutor {
     return counter;
   }
 
-  private chatRequest(run: Run, messages: ChatRequest['messages'], completionLeft: number | null): ChatRequest {
+  private chatRequest(x: Execution, messages: ChatRequest['messages'], completionLeft: number | null): ChatRequest {
+    const { run } = x;
     const request: ChatRequest = { model: run.model, messages, temperature: run.temperature, top_p: run.top_p };
-    const functions = run.tools.flatMap((t) =>
-      t.type === 'function' ? [{ type: 'function' as const, function: t.function }] : [],
-    );
+    const functions = [
+      ...[...x.serverTools.values()].map((tool) => ({ type: 'function' as const, function: tool.function })),
+      ...run.tools.flatMap((t) => (t.type === 'function' ? [{ type: 'function' as const, function: t.function }] : [])),
+    ];
     if (functions.length > 0) {
       request.tools = functions;
       request.tool_choice = run.tool_choice;
@@ -213,31 +269,31 @@ export class RunExecutor {
     provider: ModelProvider,
     request: ChatRequest,
     signal: AbortSignal,
-    output: TurnOutput,
-    parallel: boolean,
-  ): Promise<ModelTurn> {
+    turn: ModelTurn,
+  ): Promise<ModelReply> {
+    const parallel = request.parallel_tool_calls !== false;
     for (let attempt = 0; ; attempt++) {
-      const turn: ModelTurn = { usage: undefined, finish: undefined };
+      const reply: ModelReply = { usage: undefined, finish: undefined };
       try {
         for await (const event of provider.stream(request, signal)) {
           switch (event.type) {
             case 'text':
-              output.addText(event.text);
+              turn.addText(event.text);
               break;
             case 'tool_call':
-              output.addToolCall(event.index, event.name, event.arguments, parallel);
+              turn.addToolCall(event.index, event.name, event.arguments, parallel);
               break;
             case 'usage':
-              turn.usage = event.usage;
+              reply.usage = event.usage;
               break;
             case 'finish':
-              turn.finish = event.reason;
+              reply.finish = event.reason;
               break;
           }
         }
-        return turn;
+        return reply;
       } catch (error) {
-        const retryable = error instanceof ProviderError && error.retryable && !output.published;
+        const retryable = error instanceof ProviderError && error.retryable && !turn.published;
         if (signal.aborted || !retryable || attempt >= this.options.maxRetries) throw error;
         const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
         const hinted = error.retryAfterMs !== undefined && error.retryAfterMs <= MAX_RETRY_AFTER_MS;
@@ -247,14 +303,105 @@ export class RunExecutor {
     }
   }
 
-  /** The execution was told to stop: record what that means for the run. */
-  private async stopped(scope: Scope, run: Run, workerId: string, reason: StopReason, output: TurnOutput | undefined) {
+  // ── server-side tools ─────────────────────────────────────────────────────────
+
+  /**
+   * Executes the server-side calls of an open tool_calls step that have no result yet, one after the other, each
+   * result committed as it comes (the last one together with what follows: the step completed, or the run paused
+   * for the client's functions). Each call's deltas are published while it runs: its first delta carries the
+   * details `describe` gives, then whatever the tool reports, then the step's end.
+   */
+  private async executeServerCalls(x: Execution, open: StoredStep): Promise<'next' | 'done' | 'settle'> {
+    x.turn = undefined;
+    let step = open;
+    this.options.bus.setLiveTurn(x.run.id, { step, message: undefined });
+    const pending = pendingServerCalls(step);
+    for (const [n, index] of pending.entries()) {
+      const call = step.model_calls![index]!;
+      const tool = x.serverTools.get(call.name);
+      if (!tool)
+        return this.end(x, {
+          type: 'fail',
+          error: { code: 'server_error', message: `The tool '${call.name}' is not available on this server.` },
+        });
+      const result = await this.executeCall(x, step, index, tool, call);
+      if (result === undefined) return 'done'; // the run failed
+      step = withCallResult(step, index, result);
+      if (n < pending.length - 1 && !(await this.commit(x, { run: x.run, steps: [step] }))) return 'settle';
+    }
+
+    const functions = pendingFunctionCalls(step);
+    if (functions.length > 0) {
+      const paused = transition(x.run, { type: 'require_action', at: unixSeconds(), toolCalls: functions });
+      return (await this.commit(x, { ...paused, steps: [step], lock: RELEASED })) ? 'done' : 'settle';
+    }
+    const completed = transitionStep(step, {
+      type: 'complete',
+      at: unixSeconds(),
+      usage: step.turn_usage ?? ZERO_USAGE,
+    });
+    return (await this.commit(x, { run: x.run, steps: [completed.step], events: completed.events }))
+      ? 'next'
+      : 'settle';
+  }
+
+  /** One server-side call; undefined when its failure has failed the run. An abort propagates. */
+  private async executeCall(
+    x: Execution,
+    step: StoredStep,
+    index: number,
+    tool: ServerTool,
+    call: ModelToolCall,
+  ): Promise<ToolResult | undefined> {
+    const invocation = { id: call.id, arguments: call.arguments };
+    const described = tool.describe(invocation);
+    const publishDelta = (delta: object) =>
+      this.options.bus.publish(x.run.thread_id, x.run.id, {
+        event: 'thread.run.step.delta',
+        data: {
+          id: step.id,
+          object: 'thread.run.step.delta',
+          delta: { step_details: { type: 'tool_calls', tool_calls: [{ index, type: tool.type, ...delta }] } },
+        },
+      } as RunStreamEvent);
+    publishDelta(described);
     try {
-      if (reason === 'cancel') return await this.finishCancel(scope, run, workerId, output);
-      if (reason === 'shutdown') return await this.settle(scope, run, workerId, output);
+      return await tool.execute(invocation, {
+        scope: x.scope,
+        run: x.run,
+        signal: x.signal,
+        progress: (delta) => publishDelta(delta),
+      });
+    } catch (error) {
+      if (x.signal.aborted) throw error;
+      if (error instanceof ToolError) return { details: described, output: `Error: ${error.message}` };
+      this.options.logger.error({ err: error, runId: x.run.id, tool: tool.type }, 'a server-side tool failed');
+      await this.end(x, {
+        type: 'fail',
+        error: { code: 'server_error', message: `The ${tool.type} tool failed while executing call ${call.id}.` },
+      });
+      return undefined;
+    }
+  }
+
+  // ── endings ───────────────────────────────────────────────────────────────────
+
+  /** Ends the run now (run-ending.ts), with whatever the current model turn has produced. */
+  private async end(x: Execution, ending: RunEnding): Promise<'done' | 'settle'> {
+    const at = unixSeconds();
+    const ended = endRun(x.run, x.steps, ending, at, x.turn?.soFar);
+    x.turn = undefined;
+    return (await this.commit(x, { ...ended, lock: RELEASED })) ? 'done' : 'settle';
+  }
+
+  /** The execution was told to stop: record what that means for the run. */
+  private async stopped(x: Execution, reason: StopReason) {
+    try {
+      if (reason === 'cancel') return await this.finishCancel(x);
+      if (reason === 'shutdown') return await this.settle(x);
       // 'expire': the sweeper already ended the run; 'lease_lost': another worker has it.
     } catch (error) {
-      this.options.logger.error({ err: error, runId: run.id }, 'could not record a stopped run');
+      this.options.logger.error({ err: error, runId: x.run.id }, 'could not record a stopped run');
     }
   }
 
@@ -262,144 +409,94 @@ export class RunExecutor {
    * After a fence failed or the execution stopped: look at the run as it is now. A cancel this worker was left to
    * finish is finished; a run still held but not finished is handed back for another attempt.
    */
-  private async settle(scope: Scope, stale: Run, workerId: string, output: TurnOutput | undefined): Promise<void> {
-    const run = await this.options.store.getRun(scope, stale.thread_id, stale.id);
+  private async settle(x: Execution): Promise<void> {
+    const run = await this.options.store.getRun(x.scope, x.run.thread_id, x.run.id);
     if (!run) return;
-    if (run.status === 'cancelling') return this.finishCancel(scope, run, workerId, output);
-    if (run.status === 'in_progress' || run.status === 'queued')
-      await this.commit(scope, { run, expect: { status: run.status, lockedBy: workerId }, lock: RELEASED });
+    x.run = run;
+    if (run.status === 'cancelling') return this.finishCancel(x);
+    if (run.status === 'in_progress' || run.status === 'queued') await this.commit(x, { run, lock: RELEASED });
   }
 
-  /** cancelling → cancelled; what the turn produced so far is kept, its message `incomplete` (`run_cancelled`). */
-  private async finishCancel(scope: Scope, stale: Run, workerId: string, output: TurnOutput | undefined) {
+  /** cancelling → cancelled, keeping what the current turn produced (its message `incomplete`, `run_cancelled`). */
+  private async finishCancel(x: Execution): Promise<void> {
     const { store } = this.options;
-    const run = await store.getRun(scope, stale.thread_id, stale.id);
+    const run = await store.getRun(x.scope, x.run.thread_id, x.run.id);
     if (run?.status !== 'cancelling') return;
-    const at = unixSeconds();
-    const steps = await store.runSteps(scope, run.id);
-    const open = endOpenSteps(steps, 'cancel', at);
-    const turn = endTurn(output, at, 'cancelled', 'run_cancelled');
-    const next = transition(run, { type: 'confirm_cancel', at, usage: runUsage(steps) }).run;
-    await this.commit(
-      scope,
-      {
-        run: next,
-        expect: { status: 'cancelling', lockedBy: workerId },
-        lock: RELEASED,
-        steps: [...open, ...turn.steps],
-        messages: turn.messages,
-      },
-      () => {
-        output?.publishEnded(turn.endedMessages, [...open, ...turn.endedSteps]);
-        if (!output)
-          for (const step of open)
-            this.options.bus.publish(run.thread_id, run.id, { event: 'thread.run.step.cancelled', data: step });
-      },
-    );
+    x.run = run;
+    x.steps = await store.runSteps(x.scope, run.id);
+    await this.end(x, { type: 'confirm_cancel' });
   }
 
-  private async end(
-    scope: Scope,
-    run: Run,
-    workerId: string,
-    steps: StoredStep[],
-    { reason }: { reason: 'max_completion_tokens' | 'max_prompt_tokens' },
-  ) {
-    const next = transition(run, { type: 'incomplete', at: unixSeconds(), reason, usage: runUsage(steps) }).run;
-    await this.commit(scope, { run: next, expect: { status: 'in_progress', lockedBy: workerId }, lock: RELEASED });
-  }
-
-  /** The run fails; a turn's partial output is kept, its message `incomplete` (`run_failed`) and its step failed. */
-  private async fail(scope: Scope, run: Run, workerId: string, error: RunError, output?: TurnOutput) {
-    const at = unixSeconds();
-    const steps = await this.options.store.runSteps(scope, run.id);
-    const turn = endTurn(output, at, 'failed', 'run_failed', {
-      code: error.code === 'rate_limit_exceeded' ? 'rate_limit_exceeded' : 'server_error',
-      message: error.message,
-    });
-    const next = transition(run, { type: 'fail', at, error, usage: runUsage(steps) }).run;
-    await this.commit(
-      scope,
-      {
-        run: next,
-        expect: { status: run.status, lockedBy: workerId },
-        lock: RELEASED,
-        steps: turn.steps,
-        messages: turn.messages,
-      },
-      () => output?.publishEnded(turn.endedMessages, turn.endedSteps),
-    );
-  }
-
-  private async failUnexpectedly(scope: Scope, claimed: Run, workerId: string, error: unknown, output?: TurnOutput) {
-    this.options.logger.error({ err: error, runId: claimed.id }, 'run execution failed unexpectedly');
+  private async failUnexpectedly(x: Execution, error: unknown) {
+    this.options.logger.error({ err: error, runId: x.run.id }, 'run execution failed unexpectedly');
     try {
-      const run = await this.options.store.getRun(scope, claimed.thread_id, claimed.id);
-      if (run && (run.status === 'queued' || run.status === 'in_progress'))
-        await this.fail(
-          scope,
-          run,
-          workerId,
-          { code: 'server_error', message: 'The run failed because of an internal error in the server.' },
-          output,
-        );
+      const run = await this.options.store.getRun(x.scope, x.run.thread_id, x.run.id);
+      if (run && (run.status === 'queued' || run.status === 'in_progress')) {
+        x.run = run;
+        x.steps = await this.options.store.runSteps(x.scope, run.id);
+        await this.end(x, {
+          type: 'fail',
+          error: { code: 'server_error', message: 'The run failed because of an internal error in the server.' },
+        });
+      }
     } catch (inner) {
-      this.options.logger.error({ err: inner, runId: claimed.id }, 'could not record the failure of a run');
+      this.options.logger.error({ err: inner, runId: x.run.id }, 'could not record the failure of a run');
     }
   }
 
   /**
-   * Commits, then publishes: first what `beforeRunEvent` publishes (messages and steps that ended), then the run's
-   * new status — the order the SDK's stream accumulator expects.
+   * Commits a change fenced on the run's status and this worker's lease, then publishes its events. Keeps the
+   * execution's view (run, steps, messages) in step with what was committed; false when the fence failed.
    */
-  private async commit(scope: Scope, commit: RunCommit, beforeRunEvent?: () => void): Promise<boolean> {
-    const committed = await this.options.store.commitRun(scope, commit);
-    if (committed) {
-      beforeRunEvent?.();
-      this.options.bus.runChanged(commit.run);
+  private async commit(x: Execution, change: Change): Promise<boolean> {
+    const committed = await this.options.store.commitRun(x.scope, {
+      run: change.run,
+      expect: { status: x.run.status, lockedBy: x.workerId },
+      ...(change.lock ? { lock: change.lock } : {}),
+      steps: change.steps ?? [],
+      messages: change.messages ?? [],
+    });
+    if (!committed) return false;
+    x.run = change.run;
+    for (const step of change.steps ?? []) {
+      const at = x.steps.findIndex((s) => s.id === step.id);
+      if (at >= 0) x.steps[at] = step;
+      else x.steps.push(step);
     }
-    return committed;
+    if (x.messages) x.messages.push(...(change.messages ?? []).filter((m) => m.status !== 'in_progress'));
+    for (const event of change.events ?? []) this.options.bus.publish(x.run.thread_id, x.run.id, event);
+    return true;
   }
 }
 
-/**
- * How a turn's unfinished output ends with its run: the open message becomes `incomplete` with the run's reason
- * and the open steps take the run's fate; a message finished earlier in the turn is stored as it is.
- */
-function endTurn(
-  output: TurnOutput | undefined,
-  at: number,
-  fate: Extract<RunStepStatus, 'cancelled' | 'failed'>,
-  reason: MessageIncompleteReason,
-  error?: NonNullable<StoredStep['last_error']>,
-): { steps: StoredStep[]; messages: Message[]; endedSteps: StoredStep[]; endedMessages: Message[] } {
-  const steps: StoredStep[] = [];
-  const messages: Message[] = [];
-  const endedSteps: StoredStep[] = [];
-  const endedMessages: Message[] = [];
-  if (!output) return { steps, messages, endedSteps, endedMessages };
-  if (output.earlier) {
-    steps.push(output.earlier.step);
-    messages.push(output.earlier.message);
-  }
-  const ending = (step: StoredStep): StoredStep =>
-    fate === 'cancelled'
-      ? { ...step, status: 'cancelled', cancelled_at: at }
-      : { ...step, status: 'failed', failed_at: at, last_error: error ?? null };
-  if (output.message && output.messageStep) {
-    const message: Message = {
-      ...output.message,
-      status: 'incomplete',
-      incomplete_details: { reason },
-      incomplete_at: at,
-    };
-    messages.push(message);
-    endedMessages.push(message);
-    endedSteps.push(ending(output.messageStep));
-  }
-  if (output.toolStep) endedSteps.push(ending(output.toolStep));
-  // What was announced earlier in the turn is stored, not announced again.
-  return { steps: [...steps, ...endedSteps], messages, endedSteps, endedMessages };
+/** The server-side calls of a tool_calls step that have no result yet, by index. */
+function pendingServerCalls(step: StoredStep): number[] {
+  if (step.step_details.type !== 'tool_calls' || !step.model_calls) return [];
+  const calls = step.model_calls;
+  return step.step_details.tool_calls.flatMap((d, i) =>
+    d.type !== 'function' && calls[i]?.output === null ? [i] : [],
+  );
+}
+
+/** The client's function calls of a tool_calls step that have no output yet: what `requires_action` asks for. */
+function pendingFunctionCalls(step: StoredStep): RunToolCall[] {
+  if (step.step_details.type !== 'tool_calls') return [];
+  return step.step_details.tool_calls.flatMap((d) =>
+    d.type === 'function' && d.function.output === null
+      ? [{ id: d.id, type: 'function' as const, function: { name: d.function.name, arguments: d.function.arguments } }]
+      : [],
+  );
+}
+
+function withCallResult(step: StoredStep, index: number, result: ToolResult): StoredStep {
+  if (step.step_details.type !== 'tool_calls') return step;
+  const details: ToolCallDetails[] = step.step_details.tool_calls.map((d, i) => (i === index ? result.details : d));
+  const calls = (step.model_calls ?? []).map((c, i) => (i === index ? { ...c, output: result.output } : c));
+  return { ...step, step_details: { type: 'tool_calls', tool_calls: details }, model_calls: calls };
+}
+
+function providerError(error: ProviderError): RunError {
+  return { code: error.code, message: error.message };
 }
 
 function toUsage(u: { prompt_tokens: number; completion_tokens: number }): Usage {

@@ -2,21 +2,34 @@ import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, invalidRequest, notFound } from '../domain/errors.ts';
 import { type NewMessageInput, newClientMessage } from '../domain/messages.ts';
 import type { Metadata, Thread } from '../domain/objects.ts';
-import { transition, transitionStep } from '../domain/run-state-machine.ts';
-import type { Run } from '../domain/runs.ts';
-import type { ClaimedRun, RunLock, Scope, Store, StoredStep } from '../storage/store.ts';
+import type { RunStreamEvent } from '../domain/run-events.ts';
+import { type Transition, transition, transitionStep } from '../domain/run-state-machine.ts';
+import type { Run, StoredStep } from '../domain/runs.ts';
+import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
+import type { ToolRegistry } from '../tools/tool.ts';
 import { newRun, type RunSettingsInput } from './new-run.ts';
-import { endOpenSteps, runUsage, ZERO_USAGE } from './run-accounting.ts';
+import { ZERO_USAGE } from './run-accounting.ts';
+import { endRun } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 
 /** Executes a run on this process right away (the worker of this process; see RunWorker.adopt). */
 export interface LocalExecution {
   readonly workerId: string;
   readonly leaseMs: number;
-  adopt(claim: ClaimedRun): void;
+  /** Whether it would take one more run now (it claims runs, and has a free slot). */
+  readonly hasCapacity: boolean;
+  adopt(claim: AdoptedRun): void;
 }
 
-/** A streamed run executes where its stream is: its events are published on this process's bus. */
+/** A run handed to this process's worker as it is created or continued, with its steps when they are known. */
+export interface AdoptedRun extends ClaimedRun {
+  steps?: StoredStep[];
+}
+
+/**
+ * A streamed run executes where its stream is: its events are published on this process's bus. Any other run is
+ * executed here too when this process's worker has room, and otherwise left queued for whichever worker claims it.
+ */
 export interface RunRequestOptions {
   executeHere?: boolean;
 }
@@ -32,23 +45,37 @@ export class RunService {
   private readonly bus: RunEventBus;
   private readonly expiresAfterSeconds: number;
   private readonly local: LocalExecution | undefined;
+  private readonly tools: ToolRegistry;
 
   constructor(deps: {
     store: Store;
     bus: RunEventBus;
+    tools: ToolRegistry;
     expiresAfterSeconds: number;
     local?: LocalExecution | undefined;
   }) {
     this.store = deps.store;
     this.bus = deps.bus;
+    this.tools = deps.tools;
     this.expiresAfterSeconds = deps.expiresAfterSeconds;
     this.local = deps.local;
   }
 
-  /** The lease under which this process takes a run it will execute itself, if it should and can. */
+  /**
+   * The lease under which this process takes a run it will execute itself, if it should and can. Taking it in the
+   * request's own transaction, already `in_progress`, saves a worker's claim and its start: the run is stored as
+   * its executor will find it, and a crash leaves it to be claimed once the lease lapses, as any other.
+   */
   private localLock(options: RunRequestOptions): RunLock | undefined {
-    if (!options.executeHere || !this.local) return undefined;
+    if (!this.local || !(options.executeHere || this.local.hasCapacity)) return undefined;
     return { lockedBy: this.local.workerId, lockedUntil: Date.now() + this.local.leaseMs };
+  }
+
+  /** A queued run this process executes itself starts at once, in the same commit. */
+  private startedIfLocal(queued: Transition, lock: RunLock | undefined): Transition {
+    if (!lock) return queued;
+    const started = transition(queued.run, { type: 'start', at: unixSeconds() });
+    return { run: started.run, events: [...queued.events, ...started.events] };
   }
 
   async createRun(
@@ -60,14 +87,14 @@ export class RunService {
     const assistant = await this.store.getAssistant(scope, input.assistant_id);
     if (!assistant) throw notFound('assistant', input.assistant_id);
     const now = unixSeconds();
-    const run = newRun(assistant, threadId, input, now, this.expiresAfterSeconds);
-    checkToolChoice(run);
+    const created = newRun(assistant, threadId, input, now, this.expiresAfterSeconds);
+    this.checkTools(created.run);
     const additional = (input.additional_messages ?? []).map((m) => newClientMessage(threadId, m, now));
     const lock = this.localLock(options);
-    await this.store.createRun(scope, run, additional, lock);
-    this.announce(run, true);
-    if (lock) this.local!.adopt({ scope, run, lock });
-    return run;
+    const stored = this.startedIfLocal(created, lock);
+    await this.store.createRun(scope, stored.run, additional, lock);
+    this.queued(scope, stored, lock, []);
+    return created.run;
   }
 
   async createThreadAndRun(
@@ -79,14 +106,14 @@ export class RunService {
   ): Promise<Run> {
     const assistant = await this.store.getAssistant(scope, input.assistant_id);
     if (!assistant) throw notFound('assistant', input.assistant_id);
-    const run = newRun(assistant, thread.id, input, thread.created_at, this.expiresAfterSeconds);
-    checkToolChoice(run);
+    const created = newRun(assistant, thread.id, input, thread.created_at, this.expiresAfterSeconds);
+    this.checkTools(created.run);
     const initial = messages.map((m) => newClientMessage(thread.id, m, thread.created_at));
     const lock = this.localLock(options);
-    await this.store.createThreadAndRun(scope, thread, initial, run, lock);
-    this.announce(run, true);
-    if (lock) this.local!.adopt({ scope, run, lock });
-    return run;
+    const stored = this.startedIfLocal(created, lock);
+    await this.store.createThreadAndRun(scope, thread, initial, stored.run, lock);
+    this.queued(scope, stored, lock, []);
+    return created.run;
   }
 
   async modifyRun(scope: Scope, threadId: string, runId: string, metadata: Metadata | undefined): Promise<Run> {
@@ -107,10 +134,10 @@ export class RunService {
     for (;;) {
       const run = await this.store.getRun(scope, threadId, runId);
       if (!run) throw notFound('run', runId);
-      const { run: cancelling } = transition(run, { type: 'cancel', at: unixSeconds() });
+      const { run: cancelling, events } = transition(run, { type: 'cancel', at: unixSeconds() });
       // A concurrent change (the worker finished, the run expired) makes the fence fail: look again.
       if (!(await this.store.commitRun(scope, { run: cancelling, expect: { status: run.status } }))) continue;
-      this.bus.runChanged(cancelling);
+      this.publish(cancelling, events);
       await this.cancelIfIdle(scope, cancelling);
       this.bus.stopRequested(runId, 'cancel');
       return cancelling;
@@ -120,20 +147,15 @@ export class RunService {
   private async cancelIfIdle(scope: Scope, run: Run): Promise<void> {
     const lock = await this.store.runLock(run.id);
     if (!lock || (lock.lockedBy !== null && (lock.lockedUntil ?? 0) > Date.now())) return;
-    const at = unixSeconds();
-    const steps = await this.store.runSteps(scope, run.id);
-    const { run: cancelled } = transition(run, { type: 'confirm_cancel', at, usage: runUsage(steps) });
-    const ended = endOpenSteps(steps, 'cancel', at);
+    const ended = endRun(run, await this.store.runSteps(scope, run.id), { type: 'confirm_cancel' }, unixSeconds());
     const committed = await this.store.commitRun(scope, {
-      run: cancelled,
+      run: ended.run,
       expect: { status: 'cancelling', lockedBy: lock.lockedBy },
       lock: { lockedBy: null, lockedUntil: null },
-      steps: ended,
+      steps: ended.steps,
+      messages: ended.messages,
     });
-    if (!committed) return;
-    for (const step of ended)
-      this.bus.publish(run.thread_id, run.id, { event: 'thread.run.step.cancelled', data: step });
-    this.bus.runChanged(cancelled);
+    if (committed) this.publish(run, ended.events);
   }
 
   /** Completes the pending tool_calls step with the outputs and queues the run for the next model turn. */
@@ -147,32 +169,38 @@ export class RunService {
     const run = await this.store.getRun(scope, threadId, runId);
     if (!run) throw notFound('run', runId);
     const at = unixSeconds();
-    const { run: queued } = transition(run, { type: 'submit_tool_outputs', at });
+    const queued = transition(run, { type: 'submit_tool_outputs', at });
     const pending = run.required_action?.submit_tool_outputs.tool_calls ?? [];
     const byId = checkOutputs(
       pending.map((c) => c.id),
       outputs,
     );
     const steps = await this.store.runSteps(scope, runId);
-    const step = steps.find(
-      (s): s is StoredStep & { step_details: { type: 'tool_calls' } } =>
-        s.status === 'in_progress' && s.step_details.type === 'tool_calls',
-    );
-    if (!step) throw new ApiError(500, `Run ${runId} requires action but has no pending tool_calls step.`);
+    const step = steps.find((s) => s.status === 'in_progress' && s.step_details.type === 'tool_calls');
+    if (step?.step_details.type !== 'tool_calls')
+      throw new ApiError(500, `Run ${runId} requires action but has no pending tool_calls step.`);
+    // The functions get their outputs; a server-side call of the same step keeps the result it has.
     const stepDetails = {
       type: 'tool_calls' as const,
-      tool_calls: step.step_details.tool_calls.map((call) => ({
-        ...call,
-        function: { ...call.function, output: byId.get(call.id) ?? '' },
-      })),
+      tool_calls: step.step_details.tool_calls.map((call) =>
+        call.type === 'function' && byId.has(call.id)
+          ? { ...call, function: { ...call.function, output: byId.get(call.id)! } }
+          : call,
+      ),
     };
-    const completed = transitionStep(step, { type: 'complete', at, usage: step.turn_usage ?? ZERO_USAGE, stepDetails });
-    const completedStep = { ...step, ...completed.step };
+    const modelCalls = step.model_calls?.map((call) =>
+      byId.has(call.id) ? { ...call, output: byId.get(call.id)! } : call,
+    );
+    const completed = transitionStep(
+      { ...step, model_calls: modelCalls ?? null },
+      { type: 'complete', at, usage: step.turn_usage ?? ZERO_USAGE, stepDetails },
+    );
     const lock = this.localLock(options);
+    const stored = this.startedIfLocal(queued, lock);
     const committed = await this.store.commitRun(scope, {
-      run: queued,
+      run: stored.run,
       expect: { status: 'requires_action' },
-      steps: [completedStep],
+      steps: [completed.step],
       ...(lock ? { lock } : {}),
     });
     if (!committed) {
@@ -181,17 +209,41 @@ export class RunService {
       throw invalidRequest(`Runs in status "${now?.status ?? 'deleted'}" do not accept tool outputs.`);
     }
     // A stream of the continuation starts with the tool step, now holding the outputs.
-    this.bus.publish(threadId, runId, { event: 'thread.run.step.completed', data: completedStep });
-    this.announce(queued);
-    if (lock) this.local!.adopt({ scope, run: queued, lock });
-    return queued;
+    const stepsNow = steps.map((s) => (s.id === completed.step.id ? completed.step : s));
+    this.queued(scope, { run: stored.run, events: [...completed.events, ...stored.events] }, lock, stepsNow);
+    return queued.run;
   }
 
-  /** A run was created (`created`, then `queued`) or queued again: tell streams, polls and workers. */
-  private announce(run: Run, created = false): void {
-    if (created) this.bus.publish(run.thread_id, run.id, { event: 'thread.run.created', data: run });
-    this.bus.runChanged(run);
-    this.bus.workAvailable();
+  /**
+   * A run was queued (created, or given its tool outputs) and committed: tell streams and polls, then hand it to
+   * this process's worker (under `lock`) or wake a worker to claim it.
+   */
+  private queued(
+    scope: Scope,
+    { run, events }: { run: Run; events: readonly RunStreamEvent[] },
+    lock: RunLock | undefined,
+    steps: StoredStep[],
+  ): void {
+    this.publish(run, events);
+    if (lock) this.local!.adopt({ scope, run, lock, steps });
+    else this.bus.workAvailable();
+  }
+
+  private publish(run: Run, events: readonly RunStreamEvent[]): void {
+    for (const event of events) this.bus.publish(run.thread_id, run.id, event);
+  }
+
+  /** `tool_choice` names a function the run has; no function shares its name with a server-side tool's. */
+  private checkTools(run: Run): void {
+    checkToolChoice(run);
+    const reserved = this.tools.forRun(run);
+    for (const tool of run.tools)
+      if (tool.type === 'function' && reserved.has(tool.function.name))
+        throw invalidRequest(
+          `Invalid 'tools': the function name '${tool.function.name}' is taken by the run's ${reserved.get(tool.function.name)!.type} tool.`,
+          'tools',
+          'invalid_value',
+        );
   }
 }
 

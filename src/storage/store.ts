@@ -1,5 +1,5 @@
 import type { Assistant, Message, Metadata, Thread } from '../domain/objects.ts';
-import type { Run, RunStatus, RunStep, Usage } from '../domain/runs.ts';
+import type { Run, RunStatus, StoredStep } from '../domain/runs.ts';
 
 /**
  * Every object belongs to a project. Until API keys and projects arrive, all requests share one default project,
@@ -41,10 +41,7 @@ export interface MessageFilter {
   runId?: string | undefined;
 }
 
-/** A step as stored: with the usage of its model turn, kept while the step is still in progress. */
-export interface StoredStep extends RunStep {
-  turn_usage: Usage | null;
-}
+export type { StoredStep } from '../domain/runs.ts';
 
 /** Who executes a run, and until when (ms since the epoch) that lease holds. */
 export interface RunLock {
@@ -117,7 +114,7 @@ export interface Store {
   createThread(scope: Scope, thread: Thread, messages: readonly Message[]): Promise<void>;
   getThread(scope: Scope, id: string): Promise<Thread | undefined>;
   updateThread(scope: Scope, id: string, patch: ThreadPatch): Promise<Thread | undefined>;
-  /** Deletes the thread with everything in it (messages, and later runs and steps). */
+  /** Deletes the thread with everything in it: its messages, runs and their steps. */
   deleteThread(scope: Scope, id: string): Promise<boolean>;
 
   /** Throws not-found when `message.thread_id` is not a thread of the scope. */

@@ -2,11 +2,10 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { newId } from '../domain/ids.ts';
-import { transition } from '../domain/run-state-machine.ts';
-import { endOpenSteps, runUsage } from '../runs/run-accounting.ts';
+import { endRun } from '../runs/run-ending.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
-import type { LocalExecution } from '../runs/run-service.ts';
+import type { AdoptedRun, LocalExecution } from '../runs/run-service.ts';
 import type { ClaimedRun, Store } from '../storage/store.ts';
 
 export interface RunWorkerOptions {
@@ -69,8 +68,12 @@ export class RunWorker implements LocalExecution {
     this.loopDone = this.options.concurrency > 0 ? this.loop() : Promise.resolve();
   }
 
-  /** Executes a run this process has already leased to this worker (a streamed run), beside the claimed ones. */
-  adopt(claim: ClaimedRun): void {
+  get hasCapacity(): boolean {
+    return !this.stopping && this.executions.size < this.options.concurrency;
+  }
+
+  /** Executes a run this process has already leased to this worker (as it was created), beside the claimed ones. */
+  adopt(claim: AdoptedRun): void {
     if (this.stopping) return; // its lease lapses and another worker takes it
     this.launch(claim);
   }
@@ -130,7 +133,7 @@ export class RunWorker implements LocalExecution {
     this.wake?.();
   }
 
-  private launch(claim: ClaimedRun): void {
+  private launch(claim: AdoptedRun): void {
     const controller = new AbortController();
     const done = this.options.executor.execute(claim, this.id, controller.signal).finally(() => {
       this.executions.delete(claim.run.id);
@@ -166,19 +169,16 @@ export class RunWorker implements LocalExecution {
     const { store, bus, logger } = this.options;
     try {
       for (const { scope, run, lock } of await store.runsDueForExpiry(unixSeconds(), 100)) {
-        const at = unixSeconds();
-        const steps = await store.runSteps(scope, run.id);
-        const expired = transition(run, { type: 'expire', at, usage: runUsage(steps) }).run;
-        const ended = endOpenSteps(steps, 'expire', at);
+        const ended = endRun(run, await store.runSteps(scope, run.id), { type: 'expire' }, unixSeconds());
         const committed = await store.commitRun(scope, {
-          run: expired,
+          run: ended.run,
           expect: { status: run.status, lockedBy: lock.lockedBy },
           lock: { lockedBy: null, lockedUntil: null },
-          steps: ended,
+          steps: ended.steps,
+          messages: ended.messages,
         });
         if (!committed) continue; // it changed meanwhile; the next sweep sees it again if still due
-        for (const step of ended) bus.publish(run.thread_id, run.id, { event: 'thread.run.step.expired', data: step });
-        bus.runChanged(expired);
+        for (const event of ended.events) bus.publish(run.thread_id, run.id, event);
         bus.stopRequested(run.id, 'expire');
       }
     } catch (error) {

@@ -5,6 +5,7 @@ import { buildApp } from '../../src/api/app.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import { RunService } from '../../src/runs/run-service.ts';
 import type { Store } from '../../src/storage/store.ts';
+import { ToolRegistry } from '../../src/tools/tool.ts';
 import { type ApiResponse, startTestServer, type TestServer } from '../support/server.ts';
 
 interface ErrorBody {
@@ -388,7 +389,7 @@ describe('an unexpected error', () => {
       get: () => () => Promise.reject(new Error('disk on fire at /secret/path')),
     });
     const bus = new RunEventBus();
-    const runs = new RunService({ store: failing, bus, expiresAfterSeconds: 600 });
+    const runs = new RunService({ store: failing, bus, tools: new ToolRegistry(), expiresAfterSeconds: 600 });
     const app = buildApp({
       store: failing,
       runs,

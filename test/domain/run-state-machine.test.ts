@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { serializeRun, serializeRunStep } from '../../src/api/serializers.ts';
 import { ApiError } from '../../src/domain/errors.ts';
-import { type RunCommand, runCreatedEvents, transition, transitionStep } from '../../src/domain/run-state-machine.ts';
+import { createRun, type RunCommand, transition, transitionStep } from '../../src/domain/run-state-machine.ts';
 import type { Run, RunStatus, RunStep } from '../../src/domain/runs.ts';
 import { assertMatchesSchema } from '../support/openapi.ts';
 
@@ -144,9 +144,11 @@ describe('run state machine', () => {
   });
 
   test('a new run announces created then queued', () => {
-    const run = aRun();
+    const { status: _status, ...fields } = aRun();
+    const created = createRun(fields);
+    assert.equal(created.run.status, 'queued');
     assert.deepEqual(
-      runCreatedEvents(run).map((e) => e.event),
+      created.events.map((e) => e.event),
       ['thread.run.created', 'thread.run.queued'],
     );
   });
@@ -177,7 +179,10 @@ describe('run step transitions', () => {
       tool_calls: [{ ...call, function: { ...call.function, output: '42' } }],
     };
     const completed = transitionStep(step, { type: 'complete', at: 1001, usage, stepDetails: withOutput });
-    assert.equal(completed.event, 'thread.run.step.completed');
+    assert.deepEqual(
+      completed.events.map((e) => e.event),
+      ['thread.run.step.completed'],
+    );
     assert.deepEqual(completed.step.step_details, withOutput);
     assertMatchesSchema('RunStepObject', serializeRunStep(completed.step));
     assertMatchesSchema('RunStepObject', serializeRunStep(step));

@@ -199,6 +199,7 @@ export function stepToRow(scope: Scope, s: StoredStep): Insertable<RunStepsTable
     metadata: toJson(s.metadata),
     usage: s.usage === null ? null : toJson(s.usage),
     turn_usage: s.turn_usage === null ? null : toJson(s.turn_usage),
+    model_calls: s.model_calls === null ? null : toJson(s.model_calls),
   };
 }
 
@@ -220,5 +221,6 @@ export function rowToStep(row: Selectable<RunStepsTable>): StoredStep {
     metadata: fromJson(row.metadata),
     usage: fromNullableJson(row.usage),
     turn_usage: fromNullableJson(row.turn_usage),
+    model_calls: fromNullableJson(row.model_calls),
   };
 }

@@ -105,6 +105,8 @@ export interface RunStepsTable {
   usage: string | null;
   /** The model turn's usage while the step is in progress (the wire shows `usage: null` until it ends). */
   turn_usage: string | null;
+  /** The model's side of a tool_calls step (ModelToolCall[] as JSON). */
+  model_calls: string | null;
 }
 
 /** The tables whose rows are listed with cursor pagination: each has `created_at` and `seq`. */

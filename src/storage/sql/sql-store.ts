@@ -157,7 +157,7 @@ export class SqlStore implements Store {
   }
 
   async deleteThread(scope: Scope, id: string): Promise<boolean> {
-    // Messages (and later runs and steps) go with their thread through ON DELETE CASCADE.
+    // Messages, runs and their steps go with their thread through ON DELETE CASCADE.
     const result = await this.db
       .deleteFrom('threads')
       .where('project_id', '=', scope.projectId)

@@ -6,12 +6,14 @@ import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
+import * as modelCalls from './migrations/003-model-calls.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
   '002-runs': runs,
+  '003-model-calls': modelCalls,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';

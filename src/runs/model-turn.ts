@@ -1,0 +1,200 @@
+import { newId } from '../domain/ids.ts';
+import type { Message } from '../domain/objects.ts';
+import type { RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
+import { finishMessage, openMessage, openStep, transitionStep } from '../domain/run-state-machine.ts';
+import type { ModelToolCall, Run, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
+import type { ServerTool } from '../tools/tool.ts';
+import { ZERO_USAGE } from './run-accounting.ts';
+import type { RunEventBus } from './run-event-bus.ts';
+
+/** What a model turn has produced that is not stored yet, as a run's ending must record it (run-ending.ts). */
+export interface TurnSoFar {
+  /** A message finished early in the turn (text came before tool calls): stored as it is. */
+  earlier: { message: Message; step: StoredStep } | undefined;
+  /** The message being written, and its message_creation step. */
+  message: { message: Message; step: StoredStep } | undefined;
+  /** The turn's tool_calls step, while the model is still writing its calls. */
+  toolStep: StoredStep | undefined;
+}
+
+/**
+ * One model turn's output, published as it arrives in the order the official SDK's AssistantStream enforces: one
+ * step open at a time, one message open at a time; a step or message is announced (`created`, `in_progress`)
+ * before its first delta; the first delta of a text part or tool call carries its full shape and later deltas only
+ * the new fragment (the SDK concatenates strings, so nothing is ever sent twice).
+ *
+ * The deltas of a server-side tool's call are not streamed while the model writes it: its details are shaped by
+ * the tool (run-executor.ts streams them when the call executes), so each call's deltas stay contiguous.
+ *
+ * Nothing here touches the database; the executor takes the turn's result at its end (`messageResult`,
+ * `toolCallsResult`) and commits it.
+ */
+export class ModelTurn {
+  readonly at: number;
+  private readonly run: Run;
+  private readonly bus: RunEventBus;
+  private readonly serverTools: ReadonlyMap<string, ServerTool>;
+  private message: Message | undefined;
+  private messageStep: StoredStep | undefined;
+  private text = '';
+  private earlier: { message: Message; step: StoredStep } | undefined;
+  private toolStep: StoredStep | undefined;
+  private readonly calls: Array<{ id: string; name: string; arguments: string } | undefined> = [];
+  /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
+  published = false;
+
+  constructor(run: Run, bus: RunEventBus, serverTools: ReadonlyMap<string, ServerTool>, at: number) {
+    this.run = run;
+    this.bus = bus;
+    this.serverTools = serverTools;
+    this.at = at;
+  }
+
+  /** The text and calls so far, for a token estimate when the upstream reports no usage. */
+  get outputText(): string {
+    return (
+      this.text +
+      this.madeCalls()
+        .map((c) => c.name + c.arguments)
+        .join('')
+    );
+  }
+
+  get hasToolCalls(): boolean {
+    return this.toolStep !== undefined;
+  }
+
+  get soFar(): TurnSoFar {
+    return {
+      earlier: this.earlier,
+      message: this.message && this.messageStep ? { message: this.message, step: this.messageStep } : undefined,
+      toolStep: this.toolStep,
+    };
+  }
+
+  addText(chunk: string): void {
+    if (chunk === '' || this.toolStep) return; // text after tool calls has nowhere to go in the Assistants model
+    const first = this.text === '';
+    this.openMessage();
+    this.text += chunk;
+    this.message!.content = [{ type: 'text', text: { value: this.text, annotations: [] } }];
+    this.emit({
+      event: 'thread.message.delta',
+      data: {
+        id: this.message!.id,
+        object: 'thread.message.delta',
+        delta: {
+          content: [{ index: 0, type: 'text', text: first ? { value: chunk, annotations: [] } : { value: chunk } }],
+        },
+      },
+    });
+  }
+
+  addToolCall(index: number, name: string | undefined, fragment: string | undefined, parallel: boolean): void {
+    if (!parallel && index > 0) return; // parallel_tool_calls: false keeps the first call only
+    if (this.message) this.finishMessageEarly();
+    this.openToolStep();
+    let call = this.calls[index];
+    const streamed = !this.serverTools.has(call?.name ?? name ?? '');
+    if (!call) {
+      call = { id: newId('call'), name: name ?? '', arguments: '' };
+      this.calls[index] = call;
+      if (streamed)
+        this.emitToolDelta({
+          index,
+          id: call.id,
+          type: 'function',
+          function: { name: call.name, arguments: '', output: null },
+        });
+    }
+    if (fragment) {
+      call.arguments += fragment;
+      if (streamed) this.emitToolDelta({ index, type: 'function', function: { arguments: fragment } });
+    }
+    this.toolStep!.step_details = { type: 'tool_calls', tool_calls: this.madeCalls().map((c) => this.details(c)) };
+  }
+
+  /** The turn ended with tool calls: its step, still in progress, with the model's calls and the turn's usage. */
+  toolCallsResult(usage: Usage): { step: StoredStep; earlier: TurnSoFar['earlier'] } {
+    const calls = this.madeCalls();
+    const step: StoredStep = {
+      ...this.toolStep!,
+      step_details: { type: 'tool_calls', tool_calls: calls.map((c) => this.details(c)) },
+      model_calls: calls.map((c): ModelToolCall => ({ ...c, output: null })),
+      turn_usage: usage,
+    };
+    return { step, earlier: this.earlier };
+  }
+
+  /**
+   * The turn ended with an answer: its message (an empty one if the model said nothing), ended by the state
+   * machine, with its completed step and the events that announce both.
+   */
+  messageResult(
+    usage: Usage,
+    incomplete: 'max_tokens' | 'content_filter' | null,
+    finish: (message: Message) => Message,
+  ): { message: Message; step: StoredStep; events: RunStreamEvent[] } {
+    this.openMessage();
+    const ended = finishMessage(finish(this.message!), this.at, incomplete);
+    const step = transitionStep(this.messageStep!, { type: 'complete', at: this.at, usage });
+    return { message: ended.message, step: step.step, events: [...ended.events, ...step.events] };
+  }
+
+  private details(call: { id: string; name: string; arguments: string }): ToolCallDetails {
+    const tool = this.serverTools.get(call.name);
+    if (tool) return tool.describe({ id: call.id, arguments: call.arguments });
+    return { id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } };
+  }
+
+  private madeCalls() {
+    return this.calls.filter((c) => c !== undefined);
+  }
+
+  private openMessage(): void {
+    if (this.message) return;
+    const message = openMessage(this.run, this.at);
+    const step = openStep(
+      this.run,
+      { type: 'message_creation', message_creation: { message_id: message.message.id } },
+      this.at,
+    );
+    this.message = message.message;
+    this.messageStep = step.step;
+    for (const event of [...step.events, ...message.events]) this.emit(event);
+    this.bus.setLiveTurn(this.run.id, { step: this.messageStep, message: this.message });
+  }
+
+  /** Text came before tool calls: that message is complete, and closes before the tool step opens. */
+  private finishMessageEarly(): void {
+    const finished = this.messageResult(ZERO_USAGE, null, (m) => m);
+    this.earlier = { message: finished.message, step: finished.step };
+    for (const event of finished.events) this.emit(event);
+    this.message = undefined;
+    this.messageStep = undefined;
+  }
+
+  private openToolStep(): void {
+    if (this.toolStep) return;
+    const opened = openStep(this.run, { type: 'tool_calls', tool_calls: [] }, this.at);
+    this.toolStep = opened.step;
+    for (const event of opened.events) this.emit(event);
+    this.bus.setLiveTurn(this.run.id, { step: this.toolStep, message: undefined });
+  }
+
+  private emitToolDelta(call: ToolCallDelta): void {
+    this.emit({
+      event: 'thread.run.step.delta',
+      data: {
+        id: this.toolStep!.id,
+        object: 'thread.run.step.delta',
+        delta: { step_details: { type: 'tool_calls', tool_calls: [call] } },
+      },
+    });
+  }
+
+  private emit(event: RunStreamEvent): void {
+    this.published = true;
+    this.bus.publish(this.run.thread_id, this.run.id, event);
+  }
+}

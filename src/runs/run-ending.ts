@@ -1,0 +1,89 @@
+import type { Message, MessageIncompleteReason } from '../domain/objects.ts';
+import type { RunStreamEvent } from '../domain/run-events.ts';
+import { finishMessage, type StepCommand, transition, transitionStep } from '../domain/run-state-machine.ts';
+import type { IncompleteReason, Run, RunError, StoredStep } from '../domain/runs.ts';
+import type { TurnSoFar } from './model-turn.ts';
+import { runUsage } from './run-accounting.ts';
+
+/** How a run ends before its model has answered. */
+export type RunEnding =
+  | { type: 'confirm_cancel' }
+  | { type: 'expire' }
+  | { type: 'fail'; error: RunError }
+  | { type: 'incomplete'; reason: IncompleteReason };
+
+export interface EndedRun {
+  run: Run;
+  /** The steps and messages to store with the run (replaced by id). */
+  steps: StoredStep[];
+  messages: Message[];
+  /** What announces the ending, in the order the SDK expects: messages, then steps, then the run. */
+  events: RunStreamEvent[];
+}
+
+const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
+  confirm_cancel: 'run_cancelled',
+  expire: 'run_expired',
+  fail: 'run_failed',
+  incomplete: 'max_tokens',
+};
+
+/**
+ * Ends a run that stops before its answer — cancelled, expired, failed, or out of budget — the one place that
+ * decides what that means for everything the run has open: every step still in progress (stored, or the current
+ * turn's) takes the run's fate, the message being written is kept `incomplete` with the run's reason, and a
+ * message the turn had already finished is stored as it is. Used by cancel (run service and executor), expiry (the
+ * worker's sweeper) and failure (executor); a shutdown does not end runs, it hands them back.
+ */
+export function endRun(
+  run: Run,
+  storedSteps: readonly StoredStep[],
+  ending: RunEnding,
+  at: number,
+  turn?: TurnSoFar,
+): EndedRun {
+  const steps: StoredStep[] = [];
+  const messages: Message[] = [];
+  const events: RunStreamEvent[] = [];
+  const stepCommand: StepCommand =
+    ending.type === 'fail'
+      ? {
+          type: 'fail',
+          at,
+          error: {
+            code: ending.error.code === 'rate_limit_exceeded' ? 'rate_limit_exceeded' : 'server_error',
+            message: ending.error.message,
+          },
+          usage: null,
+        }
+      : { type: ending.type === 'expire' ? 'expire' : 'cancel', at };
+
+  // What the turn finished early was announced already: stored, not announced again.
+  if (turn?.earlier) {
+    messages.push(turn.earlier.message);
+    steps.push(turn.earlier.step);
+  }
+  const open = storedSteps.filter((step) => step.status === 'in_progress');
+  if (turn?.message) {
+    const ended = finishMessage(turn.message.message, at, MESSAGE_REASON[ending.type]);
+    messages.push(ended.message);
+    events.push(...ended.events);
+    open.push(turn.message.step);
+  }
+  if (turn?.toolStep) open.push(turn.toolStep);
+  for (const step of open) {
+    const ended = transitionStep(step, stepCommand);
+    steps.push(ended.step);
+    events.push(...ended.events);
+  }
+
+  const usage = runUsage(storedSteps);
+  const next =
+    ending.type === 'fail'
+      ? transition(run, { type: 'fail', at, error: ending.error, usage })
+      : ending.type === 'incomplete'
+        ? transition(run, { type: 'incomplete', at, reason: ending.reason, usage })
+        : transition(run, { type: ending.type, at, usage });
+  events.push(...next.events);
+  return { run: next.run, steps, messages, events };
+}

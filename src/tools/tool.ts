@@ -1,0 +1,96 @@
+import type { FunctionDefinition, Message } from '../domain/objects.ts';
+import type { ToolCallDelta } from '../domain/run-events.ts';
+import type { Run, ServerToolType, ToolCallDetails } from '../domain/runs.ts';
+import type { Scope } from '../storage/store.ts';
+
+/**
+ * What a server-side tool is: a tool the server executes itself, inside the run (file_search, code_interpreter),
+ * as opposed to a `function`, which the client executes while the run waits in `requires_action`.
+ *
+ * The executor (runs/run-executor.ts) knows this interface, never a tool: the model is offered each enabled tool's
+ * `function`; a call of it becomes an entry of the turn's tool_calls step, shaped by `describe`, which the executor
+ * streams and stores; `execute` runs it and returns its final details and the text the model reads. A tool is
+ * added by writing its folder under src/tools and registering it in the composition root (main.ts).
+ */
+export interface ServerTool {
+  /** The run tool that enables it (`{type: 'code_interpreter'}` in `run.tools`); also the type of its call details. */
+  readonly type: ServerToolType;
+  /** The function the model calls, offered to it while the run's tools include `type`. */
+  readonly function: FunctionDefinition;
+  /**
+   * The call's details before it runs, from the model's complete arguments (e.g. a code_interpreter call's `input`
+   * with no outputs yet). Streamed as the call's first delta, and stored while the call executes.
+   */
+  describe(call: ServerToolCall): ToolCallDetails;
+  /**
+   * Executes the call. Must stop promptly once `context.signal` aborts (cancel, expiry, lease lost, shutdown) and
+   * may then throw anything. Throw ToolError to give the model an error output instead of failing the run; any
+   * other error fails the run with `server_error`.
+   */
+  execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult>;
+  /**
+   * What the tool adds to the run's answer (e.g. citations as annotations), given every call of it in the run so
+   * far: the answer's message before it is stored and completed. Optional.
+   */
+  finishMessage?(message: Message, calls: readonly ToolCallDetails[]): Message;
+}
+
+export interface ServerToolCall {
+  /** The call's id (`call_…`), the same in its step details, its deltas and the model's tool round. */
+  id: string;
+  /** The arguments as the model wrote them: JSON text, not validated. */
+  arguments: string;
+}
+
+export interface ToolContext {
+  scope: Scope;
+  run: Run;
+  signal: AbortSignal;
+  /**
+   * Streams progress as a delta of the call's details, in the SDK's accumulation rules (strings are appended,
+   * arrays of objects merged by `index`); the executor adds the call's `index` and `type`. E.g.
+   * `{ code_interpreter: { outputs: [{ index: 0, type: 'logs', logs: '5' }] } }`.
+   */
+  progress(delta: ToolCallDeltaBody): void;
+}
+
+/** A call delta without its `index`, `id` and `type`, which the executor adds. */
+export type ToolCallDeltaBody = Omit<ToolCallDelta, 'index' | 'id' | 'type'>;
+
+export interface ToolResult {
+  /** The call's final details, as stored and served. */
+  details: ToolCallDetails;
+  /** What the model reads as the call's result. */
+  output: string;
+}
+
+/** A failure the model should see (as the call's output) and may recover from, rather than one that fails the run. */
+export class ToolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ToolError';
+  }
+}
+
+/** The server-side tools this process offers, by the run tool type that enables each. */
+export class ToolRegistry {
+  private readonly byType = new Map<ServerToolType, ServerTool>();
+
+  constructor(tools: readonly ServerTool[] = []) {
+    for (const tool of tools) {
+      if (this.byType.has(tool.type)) throw new Error(`Two server-side tools for '${tool.type}'.`);
+      this.byType.set(tool.type, tool);
+    }
+  }
+
+  /** The tools a run enables, by the function name the model calls. */
+  forRun(run: Pick<Run, 'tools'>): Map<string, ServerTool> {
+    const enabled = new Map<string, ServerTool>();
+    for (const t of run.tools) {
+      if (t.type === 'function') continue;
+      const tool = this.byType.get(t.type);
+      if (tool) enabled.set(tool.function.name, tool);
+    }
+    return enabled;
+  }
+}
