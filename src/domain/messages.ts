@@ -1,5 +1,6 @@
 import { newId } from './ids.ts';
 import type { ImageDetail, Message, MessageAttachment, MessageContent, MessageRole, Metadata } from './objects.ts';
+import { clientMessage } from './run-state-machine.ts';
 
 /** Message content as a client sends it: a string, or parts whose text is a plain string. */
 export type MessageContentInput =
@@ -37,21 +38,17 @@ export function toMessageContent(input: MessageContentInput): MessageContent[] {
 
 /** A message added by a client (create message, create thread, a run's additional_messages): complete at once. */
 export function newClientMessage(threadId: string, input: NewMessageInput, createdAt: number): Message {
-  return {
+  return clientMessage({
     id: newId('message'),
     created_at: createdAt,
     thread_id: threadId,
-    status: 'completed',
-    incomplete_details: null,
-    completed_at: createdAt,
-    incomplete_at: null,
     role: input.role,
     content: toMessageContent(input.content),
     assistant_id: null,
     run_id: null,
     attachments: input.attachments ?? [],
     metadata: input.metadata ?? {},
-  };
+  });
 }
 
 /**

@@ -208,6 +208,19 @@ export interface MessageTransition {
   events: RunStreamEvent[];
 }
 
+/** A message a client adds (create message, create thread, a run's additional_messages) is complete at once. */
+export function clientMessage(
+  fields: Omit<Message, 'status' | 'incomplete_details' | 'completed_at' | 'incomplete_at'>,
+): Message {
+  return {
+    ...fields,
+    status: 'completed',
+    incomplete_details: null,
+    completed_at: fields.created_at,
+    incomplete_at: null,
+  };
+}
+
 /** The assistant message a run starts writing: `in_progress`, announced by `created` then `in_progress`. */
 export function openMessage(run: Run, at: number): MessageTransition {
   const message: Message = {
