@@ -57,8 +57,16 @@ export class RunEventBus {
   }
 
   publish(threadId: string, runId: string | undefined, event: RunStreamEvent): void {
-    this.emitLocally(threadId, runId, event);
-    if (runId !== undefined && isRunStatusEvent(event)) this.signals?.send({ kind: 'run', runId, threadId });
+    this.publishAll(threadId, runId, [event]);
+  }
+
+  /**
+   * Publishes the events of one commit, in order. Other processes get one signal for the lot, if any of them
+   * changed the run's status: they read the run back, which shows the last change.
+   */
+  publishAll(threadId: string, runId: string | undefined, events: readonly RunStreamEvent[]): void {
+    for (const event of events) this.emitLocally(threadId, runId, event);
+    if (runId !== undefined && events.some(isRunStatusEvent)) this.signals?.send({ kind: 'run', runId, threadId });
   }
 
   private followed(threadId: string, runId: string): boolean {

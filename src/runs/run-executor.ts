@@ -464,7 +464,7 @@ export class RunExecutor {
       else x.steps.push(step);
     }
     if (x.messages) x.messages.push(...(change.messages ?? []).filter((m) => m.status !== 'in_progress'));
-    for (const event of change.events ?? []) this.options.bus.publish(x.run.thread_id, x.run.id, event);
+    if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, change.events);
     return true;
   }
 }

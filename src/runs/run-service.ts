@@ -230,7 +230,7 @@ export class RunService {
   }
 
   private publish(run: Run, events: readonly RunStreamEvent[]): void {
-    for (const event of events) this.bus.publish(run.thread_id, run.id, event);
+    this.bus.publishAll(run.thread_id, run.id, events);
   }
 
   /** `tool_choice` names a function the run has; no function shares its name with a server-side tool's. */

@@ -178,7 +178,7 @@ export class RunWorker implements LocalExecution {
           messages: ended.messages,
         });
         if (!committed) continue; // it changed meanwhile; the next sweep sees it again if still due
-        for (const event of ended.events) bus.publish(run.thread_id, run.id, event);
+        bus.publishAll(run.thread_id, run.id, ended.events);
         bus.stopRequested(run.id, 'expire');
       }
     } catch (error) {

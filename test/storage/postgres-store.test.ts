@@ -61,6 +61,7 @@ if (adminUrl === undefined) {
         assert.deepEqual(await query(database.url, 'select name from kysely_migration order by name'), [
           { name: '001-initial' },
           { name: '002-runs' },
+          { name: '003-model-calls' },
         ]);
       } finally {
         await database.drop();

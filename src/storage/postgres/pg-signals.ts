@@ -4,12 +4,26 @@ import type { RunSignal, SignalChannel } from '../store.ts';
 
 const CHANNEL = 'assistd_runs';
 const RECONNECT_MS = 1000;
+/** How often the other listening processes are counted (see `peers`). */
+const PEER_CHECK_MS = 2000;
+/**
+ * The other sessions on this database that are listening on the channel: a listening connection runs nothing after
+ * its LISTEN, so that is its last query. A session of another role shows `<insufficient privilege>` and counts too.
+ */
+const COUNT_PEERS = `
+  select count(*)::int as peers from pg_stat_activity
+  where datname = current_database() and pid <> $1 and backend_type = 'client backend'
+    and query in ('listen ${CHANNEL}', '<insufficient privilege>')`;
 
 /**
  * RunSignals between processes over PostgreSQL LISTEN/NOTIFY. Sending goes through the pool (`pg_notify`, delivered
  * when the sending transaction — here, the statement — commits); receiving holds one dedicated connection. A signal
  * only nudges: if the listening connection drops, it reconnects, and what was missed meanwhile is found by the
  * workers' polling and the held polls' re-reads, only later.
+ *
+ * A process alone on its database sends nothing: every NOTIFY is a round trip and work for the server, for
+ * nobody. Whether others listen is counted every PEER_CHECK_MS; a process announces itself when it starts
+ * listening, and any signal from another process shows that one is there, so a newcomer is signalled at once.
  */
 export class PgSignals implements SignalChannel {
   private readonly origin = randomUUID();
@@ -18,6 +32,10 @@ export class PgSignals implements SignalChannel {
   private readonly receivers: Array<(signal: RunSignal) => void> = [];
   private client: pg.Client | undefined;
   private closed = false;
+  /** Other processes listening, as last counted; unknown (assume some) until the first count. */
+  private peers = 1;
+  private peerTimer: NodeJS.Timeout | undefined;
+  private listenerPid: number | undefined;
 
   constructor(pool: pg.Pool, url: string) {
     this.pool = pool;
@@ -36,18 +54,39 @@ export class PgSignals implements SignalChannel {
       } catch {
         return;
       }
-      if (parsed.origin === this.origin || !parsed.signal) return;
+      if (parsed.origin === this.origin) return;
+      this.peers = Math.max(this.peers, 1);
+      if (!parsed.signal) return; // a newcomer's greeting
       for (const receive of this.receivers) receive(parsed.signal);
     });
     await client.connect();
+    // The pid first: the LISTEN must stay this session's last query (COUNT_PEERS).
+    const backend = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+    this.listenerPid = backend.rows[0]?.pid;
     await client.query(`listen ${CHANNEL}`);
     this.client = client;
+    this.notify({ origin: this.origin });
+    await this.countPeers();
+    this.peerTimer ??= setInterval(() => void this.countPeers(), PEER_CHECK_MS).unref();
   }
 
   send(signal: RunSignal): void {
-    this.pool
-      .query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify({ origin: this.origin, signal })])
-      .catch(() => {}); // a lost nudge only delays: polling finds the work
+    if (this.peers > 0) this.notify({ origin: this.origin, signal });
+  }
+
+  private notify(payload: { origin: string; signal?: RunSignal }): void {
+    this.pool.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify(payload)]).catch(() => {}); // a lost nudge only delays: polling finds the work
+  }
+
+  private async countPeers(): Promise<void> {
+    const pid = this.listenerPid;
+    if (pid === undefined) return;
+    try {
+      const result = await this.pool.query<{ peers: number }>(COUNT_PEERS, [pid]);
+      this.peers = result.rows[0]?.peers ?? 1;
+    } catch {
+      this.peers = 1; // unknown: signal, as if there were others
+    }
   }
 
   listen(receive: (signal: RunSignal) => void): void {
@@ -56,6 +95,7 @@ export class PgSignals implements SignalChannel {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.peerTimer);
     await this.client?.end().catch(() => {});
   }
 
