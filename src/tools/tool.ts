@@ -54,8 +54,12 @@ export interface ToolContext {
   progress(delta: ToolCallDeltaBody): void;
 }
 
-/** A call delta without its `index`, `id` and `type`, which the executor adds. */
-export type ToolCallDeltaBody = Omit<ToolCallDelta, 'index' | 'id' | 'type'>;
+/** A call delta without its `index`, `id` and `type`, which the executor adds (one shape per tool type). */
+export type ToolCallDeltaBody = ToolCallDelta extends infer D
+  ? D extends ToolCallDelta
+    ? Omit<D, 'index' | 'id' | 'type'>
+    : never
+  : never;
 
 export interface ToolResult {
   /** The call's final details, as stored and served. */

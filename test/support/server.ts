@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger, type RunningServer, startServer } from '../../src/main.ts';
+import type { ServerTool } from '../../src/tools/tool.ts';
 import { assertValidResponse } from './openapi.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -67,11 +68,19 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+export interface TestServerOptions {
+  /** The server-side tools to register (e.g. test-tools.ts addTool()). */
+  tools?: ServerTool[];
+}
+
 /** The real server in this process, on a free port, with its own temporary data directory. */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  options: TestServerOptions = {},
+): Promise<TestServer> {
   const dataDir = tempDir();
   const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_DATA_DIR: dataDir, ...env });
-  const server = await startServer(config, createLogger({ logLevel: 'silent' }));
+  const server = await startServer(config, createLogger({ logLevel: 'silent' }), { tools: options.tools ?? [] });
   return {
     url: server.url,
     api: new ApiClient(server.url),
@@ -99,13 +108,17 @@ export interface WorkerProcess extends CliProcess {
   id: string;
 }
 
+const CLI_ENTRY = 'src/cli.ts';
+/** `assistd serve` with the test tool registered (see that file for its TEST_TOOL_* settings). */
+const TOOL_SERVER_ENTRY = 'test/support/tool-server.ts';
+
 /**
- * The CLI from source through tsx, as its own process. Resolves with what `ready` captures from the first line that
- * matches it; rejects with the process's output if it exits first. The harness waits for info-level lines, so the
- * log level is never raised above info here.
+ * The CLI from source through tsx (or another entry with the same logging, such as the tool server), as its own
+ * process. Resolves with what `ready` captures from the first line that matches it; rejects with the process's output
+ * if it exits first. The harness waits for info-level lines, so the log level is never raised above info here.
  */
-function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, what: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
+function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, what: string, entry = CLI_ENTRY) {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env, ASSISTD_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -133,21 +146,40 @@ function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, wh
   });
 }
 
-/** `assistd serve` (or the given command) on a free port; resolves once the server logs its address. */
-export async function spawnServer(env: Record<string, string>, args: string[] = ['serve']): Promise<ServerProcess> {
+/** An HTTP server process of `entry` on a free port; resolves once it logs its address. */
+async function spawnListening(
+  entry: string,
+  args: string[],
+  env: Record<string, string>,
+  what: string,
+): Promise<ServerProcess> {
   const { captured, ...cli } = await spawnCli(
     args,
     { HOST: '127.0.0.1', PORT: '0', ...env },
     /assistd listening on (http:\/\/[^\s"]+)\/v1/,
-    'assistd',
+    what,
+    entry,
   );
   return { ...cli, url: captured };
+}
+
+/** `assistd serve` (or the given command) on a free port; resolves once the server logs its address. */
+export function spawnServer(env: Record<string, string>, args: string[] = ['serve']): Promise<ServerProcess> {
+  return spawnListening(CLI_ENTRY, args, env, 'assistd');
+}
+
+/**
+ * `assistd serve` with the test tool `add` registered (test/support/tool-server.ts), on a free port; resolves once
+ * the server logs its address. TEST_TOOL_DELAY_MS and TEST_TOOL_LOG in `env` configure the tool.
+ */
+export function spawnToolServer(env: Record<string, string>): Promise<ServerProcess> {
+  return spawnListening(TOOL_SERVER_ENTRY, [], env, 'the tool server');
 }
 
 /** Runs the CLI to completion, for startup errors and one-shot commands. */
 export function runCli(env: Record<string, string>, args: string[] = ['serve'], timeoutMs = 20_000) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, CLI_ENTRY), ...args], {
       cwd: ROOT,
       env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

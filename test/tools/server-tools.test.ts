@@ -1,0 +1,498 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { ADD_ERROR, ADD_FUNCTION, type AddTool, addCall, addTool } from '../support/test-tools.ts';
+import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
+
+/**
+ * Server-side tools (src/tools/tool.ts): a run whose tools enable one executes the model's calls of it itself, inside
+ * the run, and goes on with the next model turn — no requires_action. The tool is the test tool `add` (enabled by
+ * `{type: 'code_interpreter'}`, see test/support/test-tools.ts); the model is the fake upstream.
+ */
+
+type ChatMessage = { role: string; content?: unknown; tool_calls?: unknown[]; tool_call_id?: string };
+type Steps = OpenAI.Beta.Threads.Runs.RunStep[];
+
+const CODE_INTERPRETER = { type: 'code_interpreter' as const };
+const lookup = {
+  type: 'function' as const,
+  function: { name: 'lookup', parameters: { type: 'object', properties: {} } },
+};
+const TERMINAL_STEP = new Set(['completed', 'failed', 'cancelled', 'expired']);
+
+/** One test server with `tool` registered, its fake model, and an SDK client whose responses are schema-checked. */
+class Harness {
+  upstream!: FakeUpstream;
+  server!: TestServer;
+  client!: OpenAI;
+  recorder!: ValidatingFetch;
+
+  constructor(
+    readonly tool: AddTool,
+    private readonly env: Record<string, string> = {},
+  ) {}
+
+  async start(): Promise<void> {
+    this.upstream = await FakeUpstream.start();
+    this.server = await startTestServer(
+      { ASSISTD_UPSTREAM_BASE_URL: this.upstream.baseUrl, ASSISTD_UPSTREAM_MAX_RETRIES: '0', ...this.env },
+      { tools: [this.tool] },
+    );
+    this.recorder = createValidatingFetch();
+    this.client = new OpenAI({
+      baseURL: `${this.server.url}/v1`,
+      apiKey: 'test',
+      fetch: this.recorder.fetch,
+      maxRetries: 0,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close();
+    await this.upstream?.close();
+    this.recorder?.assertNoViolations({ all: true });
+  }
+
+  /** An assistant with `tools` (the code_interpreter tool, which enables `add`, by default) and a fresh thread. */
+  async setup(tools: OpenAI.Beta.AssistantTool[] = [CODE_INTERPRETER], content = 'What is 2 + 3, then 4 + 5?') {
+    const assistant = await this.client.beta.assistants.create({ model: 'gpt-test', instructions: 'Use add.', tools });
+    const thread = await this.client.beta.threads.create({ messages: [{ role: 'user', content }] });
+    return { assistant, thread };
+  }
+
+  async steps(threadId: string, runId: string): Promise<Steps> {
+    return (await this.client.beta.threads.runs.steps.list(runId, { thread_id: threadId, order: 'asc' })).data;
+  }
+
+  async assistantMessages(threadId: string) {
+    return (await this.client.beta.threads.messages.list(threadId)).data.filter((m) => m.role === 'assistant');
+  }
+}
+
+function toolCallsOf(step: OpenAI.Beta.Threads.Runs.RunStep): OpenAI.Beta.Threads.Runs.ToolCall[] {
+  assert.equal(step.step_details.type, 'tool_calls');
+  return (step.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls;
+}
+
+/** The code_interpreter details an `add(a, b)` call ends with. */
+function addDetails(id: string, a: number, b: number) {
+  return {
+    id,
+    type: 'code_interpreter',
+    code_interpreter: { input: `${a} + ${b}`, outputs: [{ type: 'logs', logs: String(a + b) }] },
+  };
+}
+
+/** How the model's history shows a call it made: a Chat Completions tool call. */
+function modelCall(id: string, name: string, args: string) {
+  return { id, type: 'function', function: { name, arguments: args } };
+}
+
+/** A tool round as sent upstream, `{role, tool_calls}` of the assistant message (its `content` is not compared). */
+function assistantCalls(message: ChatMessage | undefined) {
+  assert.ok(message, 'a message is there');
+  return { role: message.role, tool_calls: message.tool_calls };
+}
+
+/**
+ * A tool message as sent upstream, its content reduced to the ToolError's message: the output must carry that
+ * message, and may frame it (e.g. `Error: …`).
+ */
+function toolOutput(message: ChatMessage | undefined) {
+  assert.ok(message, 'a message is there');
+  assert.equal(message.role, 'tool');
+  assert.equal(typeof message.content, 'string');
+  const content = message.content as string;
+  return { tool_call_id: message.tool_call_id, content: content.includes(ADD_ERROR) ? ADD_ERROR : content };
+}
+
+function sumUsage(steps: Steps) {
+  return steps.reduce(
+    (sum, step) => {
+      assert.ok(step.usage, `step ${step.id} has usage`);
+      return {
+        prompt_tokens: sum.prompt_tokens + step.usage.prompt_tokens,
+        completion_tokens: sum.completion_tokens + step.usage.completion_tokens,
+        total_tokens: sum.total_tokens + step.usage.total_tokens,
+      };
+    },
+    { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+  );
+}
+
+function textOf(message: OpenAI.Beta.Threads.Message | undefined): string {
+  assert.ok(message, 'there is a message');
+  return message.content.map((part) => (part.type === 'text' ? part.text.value : '')).join('');
+}
+
+describe('server-side tools: the run executes them itself', () => {
+  const h = new Harness(addTool());
+  before(() => h.start());
+  after(() => h.close());
+
+  test('two server-side calls in a row, then the answer, in one createAndPoll', async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    const executed = h.tool.executions.length;
+    h.upstream.enqueue(
+      addCall(2, 3, { prompt_tokens: 11, completion_tokens: 3 }),
+      addCall(4, 5, { prompt_tokens: 13, completion_tokens: 4 }),
+      { text: ['The ', 'answer'], usage: { prompt_tokens: 17, completion_tokens: 5 } },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    assert.equal(run.required_action, null);
+    assert.deepEqual(run.usage, { prompt_tokens: 41, completion_tokens: 12, total_tokens: 53 });
+
+    const steps = await h.steps(thread.id, run.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [
+        ['tool_calls', 'completed'],
+        ['tool_calls', 'completed'],
+        ['message_creation', 'completed'],
+      ],
+    );
+    const first = toolCallsOf(steps[0]!);
+    const second = toolCallsOf(steps[1]!);
+    assert.equal(first.length, 1);
+    assert.equal(second.length, 1);
+    const id1 = first[0]!.id;
+    const id2 = second[0]!.id;
+    assert.match(id1, /^call_/);
+    assert.match(id2, /^call_/);
+    assert.notEqual(id1, id2);
+    assert.deepEqual(first[0], addDetails(id1, 2, 3));
+    assert.deepEqual(second[0], addDetails(id2, 4, 5));
+    assert.ok(
+      steps.every((s) => s.usage !== null && s.completed_at !== null),
+      'every step has usage and completed_at',
+    );
+    assert.deepEqual(sumUsage(steps), run.usage, "the run's usage is the sum of its steps'");
+
+    const messages = await h.assistantMessages(thread.id);
+    assert.equal(messages.length, 1, 'exactly one assistant message');
+    assert.equal(textOf(messages[0]), 'The answer');
+    assert.equal(messages[0]!.run_id, run.id);
+    assert.deepEqual(steps[2]!.step_details, {
+      type: 'message_creation',
+      message_creation: { message_id: messages[0]!.id },
+    });
+
+    assert.deepEqual(h.tool.executions.slice(executed), [
+      { callId: id1, a: 2, b: 3, started: true, finished: true, aborted: false },
+      { callId: id2, a: 4, b: 5, started: true, finished: true, aborted: false },
+    ]);
+
+    const requests = h.upstream.requests.slice(seen);
+    assert.equal(requests.length, 3, 'three model turns');
+    for (const [i, request] of requests.entries()) {
+      const offered = request.body.tools?.find((t) => t.function.name === 'add');
+      assert.ok(offered, `request ${i + 1} offers add`);
+      assert.equal(offered.type, 'function');
+      assert.deepEqual(offered.function, ADD_FUNCTION);
+    }
+    const turn1 = requests[0]!.body.messages as ChatMessage[];
+    assert.equal(turn1.at(-1)!.role, 'user', 'the first turn has no tool round');
+    const turn2 = requests[1]!.body.messages as ChatMessage[];
+    assert.deepEqual(assistantCalls(turn2.at(-2)), {
+      role: 'assistant',
+      tool_calls: [modelCall(id1, 'add', '{"a":2,"b":3}')],
+    });
+    assert.deepEqual(turn2.at(-1), { role: 'tool', tool_call_id: id1, content: '5' });
+    assert.deepEqual(turn2.slice(0, -2), turn1, 'the tool round follows the first prompt');
+    const turn3 = requests[2]!.body.messages as ChatMessage[];
+    assert.deepEqual(turn3.slice(0, -2), turn2, 'the second round follows the first');
+    assert.deepEqual(assistantCalls(turn3.at(-2)), {
+      role: 'assistant',
+      tool_calls: [modelCall(id2, 'add', '{"a":4,"b":5}')],
+    });
+    assert.deepEqual(turn3.at(-1), { role: 'tool', tool_call_id: id2, content: '9' });
+  });
+
+  test('a turn with a server-side call and a client function: the server runs its call, the client gets only its own', async () => {
+    const { assistant, thread } = await h.setup([CODE_INTERPRETER, lookup], 'Add 2 and 3, and look it up.');
+    const seen = h.upstream.requests.length;
+    const executed = h.tool.executions.length;
+    h.upstream.enqueue(
+      {
+        toolCalls: [
+          { name: 'add', arguments: '{"a":2,"b":3}' },
+          { name: 'lookup', arguments: '{}' },
+        ],
+      },
+      { text: ['Found ', 'it.'] },
+    );
+    const paused = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(paused.status, 'requires_action', `run is ${paused.status}: ${JSON.stringify(paused.last_error)}`);
+    const required = paused.required_action!.submit_tool_outputs.tool_calls;
+    assert.equal(required.length, 1, 'only the client function is required');
+    const lookupId = required[0]!.id;
+    assert.deepEqual(required[0], modelCall(lookupId, 'lookup', '{}'));
+
+    let steps = await h.steps(thread.id, paused.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [['tool_calls', 'in_progress']],
+    );
+    let calls = toolCallsOf(steps[0]!);
+    assert.equal(calls.length, 2);
+    const addId = calls[0]!.id;
+    assert.match(addId, /^call_/);
+    assert.notEqual(addId, lookupId);
+    assert.deepEqual(calls[0], addDetails(addId, 2, 3), 'the server call already holds its final details');
+    assert.deepEqual(calls[1], {
+      id: lookupId,
+      type: 'function',
+      function: { name: 'lookup', arguments: '{}', output: null },
+    });
+    assert.deepEqual(h.tool.executions.slice(executed), [
+      { callId: addId, a: 2, b: 3, started: true, finished: true, aborted: false },
+    ]);
+    assert.equal(h.upstream.requests.length - seen, 1);
+
+    const done = await h.client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: lookupId, output: 'found' }],
+    });
+    assert.equal(done.status, 'completed', `run ended ${done.status}: ${JSON.stringify(done.last_error)}`);
+    steps = await h.steps(thread.id, done.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [
+        ['tool_calls', 'completed'],
+        ['message_creation', 'completed'],
+      ],
+    );
+    calls = toolCallsOf(steps[0]!);
+    assert.deepEqual(calls, [
+      addDetails(addId, 2, 3),
+      { id: lookupId, type: 'function', function: { name: 'lookup', arguments: '{}', output: 'found' } },
+    ]);
+    assert.equal(h.tool.executions.length - executed, 1, 'the server call is not executed again');
+    const messages = await h.assistantMessages(thread.id);
+    assert.equal(messages.length, 1);
+    assert.equal(textOf(messages[0]), 'Found it.');
+
+    const requests = h.upstream.requests.slice(seen);
+    assert.equal(requests.length, 2);
+    const turn2 = requests[1]!.body.messages as ChatMessage[];
+    assert.deepEqual(assistantCalls(turn2.at(-3)), {
+      role: 'assistant',
+      tool_calls: [modelCall(addId, 'add', '{"a":2,"b":3}'), modelCall(lookupId, 'lookup', '{}')],
+    });
+    assert.deepEqual(turn2.slice(-2), [
+      { role: 'tool', tool_call_id: addId, content: '5' },
+      { role: 'tool', tool_call_id: lookupId, content: 'found' },
+    ]);
+    assert.equal(turn2.filter((m) => m.role === 'assistant').length, 1, 'one assistant message with both calls');
+  });
+
+  test("invalid arguments: the model reads the ToolError's message as the call's output, and the run goes on", async () => {
+    const { assistant, thread } = await h.setup([CODE_INTERPRETER], 'Add something.');
+    const seen = h.upstream.requests.length;
+    const executed = h.tool.executions.length;
+    h.upstream.enqueue(
+      { toolCalls: [{ name: 'add', arguments: '{"a":"x"}' }] },
+      { toolCalls: [{ name: 'add', arguments: 'not json at all' }] },
+      { text: ['Sorry, ', 'I cannot.'] },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    const steps = await h.steps(thread.id, run.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [
+        ['tool_calls', 'completed'],
+        ['tool_calls', 'completed'],
+        ['message_creation', 'completed'],
+      ],
+    );
+    const id1 = toolCallsOf(steps[0]!)[0]!.id;
+    const id2 = toolCallsOf(steps[1]!)[0]!.id;
+    assert.ok(toolCallsOf(steps[0]!).every((c) => c.type === 'code_interpreter'));
+    const executions = h.tool.executions.slice(executed);
+    assert.deepEqual(
+      executions.map((e) => [e.callId, e.finished, e.error]),
+      [
+        [id1, false, ADD_ERROR],
+        [id2, false, ADD_ERROR],
+      ],
+    );
+
+    const requests = h.upstream.requests.slice(seen);
+    assert.equal(requests.length, 3);
+    const turn2 = requests[1]!.body.messages as ChatMessage[];
+    assert.deepEqual(assistantCalls(turn2.at(-2)), {
+      role: 'assistant',
+      tool_calls: [modelCall(id1, 'add', '{"a":"x"}')],
+    });
+    assert.deepEqual(toolOutput(turn2.at(-1)), { tool_call_id: id1, content: ADD_ERROR });
+    const turn3 = requests[2]!.body.messages as ChatMessage[];
+    assert.deepEqual(assistantCalls(turn3.at(-2)), {
+      role: 'assistant',
+      tool_calls: [modelCall(id2, 'add', 'not json at all')],
+    });
+    assert.deepEqual(toolOutput(turn3.at(-1)), { tool_call_id: id2, content: ADD_ERROR });
+    assert.equal(textOf((await h.assistantMessages(thread.id))[0]), 'Sorry, I cannot.');
+  });
+});
+
+describe('server-side tools: a tool that throws a plain Error fails the run', () => {
+  const h = new Harness(addTool({ fail: true }));
+  before(() => h.start());
+  after(() => h.close());
+
+  test('the run is failed with server_error, and so is its tool_calls step', async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(addCall(2, 3), { text: 'never asked for' });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'failed');
+    assert.equal(run.last_error?.code, 'server_error');
+    assert.ok(run.failed_at);
+    const steps = await h.steps(thread.id, run.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [['tool_calls', 'failed']],
+    );
+    assert.ok(steps[0]!.failed_at);
+    assert.equal(steps[0]!.last_error?.code, 'server_error');
+    assert.equal(h.tool.executions.length, 1);
+    assert.equal(toolCallsOf(steps[0]!)[0]!.id, h.tool.executions[0]!.callId);
+    assert.equal(h.upstream.requests.length - seen, 1, 'no model turn after the failure');
+    assert.equal((await h.assistantMessages(thread.id)).length, 0);
+  });
+});
+
+describe('server-side tools: cancel during an execution', () => {
+  const h = new Harness(addTool({ delayMs: 60_000 }));
+  before(() => h.start());
+  after(() => h.close());
+
+  test("the tool's signal fires, the run is cancelled within 2 s, and its tool_calls step too", async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(addCall(2, 3), { text: 'never asked for' });
+    const run = await h.client.beta.threads.runs.create(thread.id, { assistant_id: assistant.id });
+    await h.tool.waitFor((executions) => executions.length === 1, 10_000);
+    const started = Date.now();
+    const cancelling = await h.client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+    assert.equal(cancelling.status, 'cancelling');
+    const final = await h.client.beta.threads.runs.poll(run.id, { thread_id: thread.id });
+    const elapsed = Date.now() - started;
+    assert.equal(final.status, 'cancelled');
+    assert.ok(elapsed < 2000, `cancelled after ${elapsed} ms`);
+    assert.ok(final.cancelled_at);
+
+    await h.tool.waitFor((executions) => executions[0]!.aborted, 1000);
+    const [execution] = h.tool.executions;
+    assert.equal(execution!.aborted, true);
+    assert.equal(execution!.finished, false);
+
+    const steps = await h.steps(thread.id, run.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [['tool_calls', 'cancelled']],
+    );
+    assert.ok(steps[0]!.cancelled_at);
+    assert.equal(toolCallsOf(steps[0]!)[0]!.id, execution!.callId);
+    assert.equal(h.upstream.requests.length - seen, 1, 'no model turn after the cancel');
+    assert.equal((await h.assistantMessages(thread.id)).length, 0);
+  });
+});
+
+describe('server-side tools: expiry while the model calls a tool every turn', () => {
+  const h = new Harness(addTool({ delayMs: 300 }), { ASSISTD_RUN_EXPIRES_AFTER_S: '2' });
+  before(async () => {
+    await h.start();
+    h.upstream.setDefault(addCall(1, 2));
+  });
+  after(() => h.close());
+
+  test('the run expires within 5 s and leaves no step in progress', async () => {
+    const { assistant, thread } = await h.setup();
+    const created = Date.now();
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const elapsed = Date.now() - created;
+    assert.equal(run.status, 'expired', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    assert.ok(elapsed < 5000, `expired after ${elapsed} ms`);
+    assert.equal(run.expires_at, null);
+    const steps = await h.steps(thread.id, run.id);
+    assert.ok(steps.length >= 1, 'the loop ran');
+    assert.ok(
+      steps.every((s) => s.type === 'tool_calls' && TERMINAL_STEP.has(s.status)),
+      `steps: ${JSON.stringify(steps.map((s) => [s.type, s.status]))}`,
+    );
+    assert.ok(
+      steps.every((s) => s.status === 'completed' || s.status === 'expired'),
+      `steps: ${JSON.stringify(steps.map((s) => s.status))}`,
+    );
+    assert.ok(
+      steps.filter((s) => s.status === 'expired').every((s) => s.expired_at !== null),
+      'expired steps have expired_at',
+    );
+    // The execution in flight when the run expired was told to stop.
+    await h.tool.waitFor((executions) => executions.every((e) => e.finished || e.aborted), 1000);
+    assert.equal((await h.assistantMessages(thread.id)).length, 0);
+  });
+});
+
+describe('server-side tools: token budgets across the loop', () => {
+  const h = new Harness(addTool());
+  before(() => h.start());
+  after(() => h.close());
+
+  // The API's least budget is 256 tokens (below it, a 400): 100 completion tokens a turn reach it on the third turn.
+  test('max_completion_tokens: incomplete after at most 3 model turns, usage summed over them', async () => {
+    h.upstream.setDefault(addCall(1, 2, { prompt_tokens: 10, completion_tokens: 100 }));
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_completion_tokens: 256,
+    });
+    assert.equal(run.status, 'incomplete', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+    const turns = h.upstream.requests.length - seen;
+    assert.ok(turns >= 1 && turns <= 3, `${turns} model turns`);
+    assert.deepEqual(run.usage, {
+      prompt_tokens: 10 * turns,
+      completion_tokens: 100 * turns,
+      total_tokens: 110 * turns,
+    });
+    const steps = await h.steps(thread.id, run.id);
+    assert.ok(
+      steps.every((s) => s.status !== 'in_progress'),
+      `steps: ${JSON.stringify(steps.map((s) => s.status))}`,
+    );
+  });
+
+  test('max_prompt_tokens: incomplete after at most 3 model turns, usage summed over them', async () => {
+    // 100 reported prompt tokens a turn against 256: the budget runs out on the third turn at the latest, while the
+    // first prompt (a few dozen tokens however it is counted) always fits.
+    h.upstream.setDefault(addCall(1, 2, { prompt_tokens: 100, completion_tokens: 5 }));
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_prompt_tokens: 256,
+    });
+    assert.equal(run.status, 'incomplete', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
+    const turns = h.upstream.requests.length - seen;
+    assert.ok(turns >= 1 && turns <= 3, `${turns} model turns`);
+    assert.deepEqual(run.usage, {
+      prompt_tokens: 100 * turns,
+      completion_tokens: 5 * turns,
+      total_tokens: 105 * turns,
+    });
+    const steps = await h.steps(thread.id, run.id);
+    assert.ok(
+      steps.every((s) => s.status !== 'in_progress'),
+      `steps: ${JSON.stringify(steps.map((s) => s.status))}`,
+    );
+  });
+});
