@@ -1,11 +1,18 @@
 /**
- * ModelProvider for any OpenAI Chat Completions endpoint (OpenAI, vLLM, llama.cpp, Ollama, LiteLLM…), with the
- * official `openai` SDK as the HTTP client. The only place that knows the Chat Completions wire format: it builds
- * the request body, maps streamed chunks to ChatEvents and upstream failures to ProviderErrors.
+ * ModelProvider for any OpenAI Chat Completions endpoint (OpenAI, vLLM, llama.cpp, Ollama, LiteLLM…), over a lean
+ * HTTP client of its own (chat-completions-client.ts; the official SDK's types describe the wire). The only place
+ * that knows the Chat Completions wire format: it builds the request body, maps streamed chunks to ChatEvents and
+ * upstream failures to ProviderErrors.
  */
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { type ChatEvent, type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../provider.ts';
+import {
+  ChatCompletionsClient,
+  UpstreamConnectionError,
+  UpstreamHttpError,
+  UpstreamStreamError,
+} from './chat-completions-client.ts';
 
 export interface OpenAICompatibleProviderOptions {
   /** The endpoint's base URL, up to and including `/v1`. */
@@ -21,7 +28,7 @@ export interface OpenAICompatibleProviderOptions {
 
 export class OpenAICompatibleProvider implements ModelProvider {
   readonly contextWindow: number;
-  private readonly client: OpenAI;
+  private readonly client: ChatCompletionsClient;
   private readonly timeoutMs: number;
   private readonly model: string | undefined;
 
@@ -29,12 +36,11 @@ export class OpenAICompatibleProvider implements ModelProvider {
     this.timeoutMs = options.timeoutMs;
     this.contextWindow = options.contextWindow;
     this.model = options.model;
-    this.client = new OpenAI({
-      baseURL: options.baseURL,
-      apiKey: options.apiKey ?? 'unused',
-      maxRetries: 0,
-      timeout: options.timeoutMs,
-    });
+    this.client = new ChatCompletionsClient(options.baseURL, options.apiKey ?? 'unused');
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
   }
 
   async *stream(request: ChatRequest, signal: AbortSignal): AsyncGenerator<ChatEvent> {
@@ -64,7 +70,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     const failure = (error: unknown): unknown => {
       if (signal.aborted) return signal.reason;
       if (timedOut) return timeoutError(this.timeoutMs);
-      return toProviderError(error, this.timeoutMs);
+      return toProviderError(error);
     };
 
     let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
@@ -74,9 +80,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     try {
       armIdleTimer();
       try {
-        const chunks = await untilStopped(
-          this.client.chat.completions.create(toUpstreamBody(request, this.model), { signal: upstream.signal }),
-        );
+        const chunks = await untilStopped(this.client.stream(toUpstreamBody(request, this.model), upstream.signal));
         iterator = chunks[Symbol.asyncIterator]();
       } catch (error) {
         throw failure(error);
@@ -169,18 +173,22 @@ function timeoutError(timeoutMs: number): ProviderError {
 }
 
 /** The upstream's own error message (`{ error: { message } }`), when its body had one. */
-function upstreamMessage(error: APIError): string | undefined {
-  const body: unknown = error.error;
-  if (typeof body === 'object' && body !== null && 'message' in body && typeof body.message === 'string') {
-    return body.message;
-  }
+function upstreamMessage(body: unknown): string | undefined {
+  const error = typeof body === 'object' && body !== null && 'error' in body ? body.error : undefined;
+  if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
+    return error.message;
   return undefined;
 }
 
-function retryAfterMs(headers: Headers | undefined): number | undefined {
-  const ms = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
+  const ms = Number.parseFloat(header(headers, 'retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return ms;
-  const value = headers?.get('retry-after');
+  const value = header(headers, 'retry-after');
   if (!value) return undefined;
   const seconds = Number(value);
   if (value.trim() !== '' && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
@@ -188,16 +196,13 @@ function retryAfterMs(headers: Headers | undefined): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
-function toProviderError(error: unknown, timeoutMs: number): ProviderError {
+function toProviderError(error: unknown): ProviderError {
   if (error instanceof ProviderError) return error;
-  if (error instanceof APIConnectionTimeoutError) return timeoutError(timeoutMs);
-  if (error instanceof APIConnectionError) {
-    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-    return new ProviderError('server_error', `upstream connection failed${cause}`, { retryable: true });
-  }
-  if (error instanceof APIError && typeof error.status === 'number') {
+  if (error instanceof UpstreamConnectionError)
+    return new ProviderError('server_error', `upstream connection failed: ${error.message}`, { retryable: true });
+  if (error instanceof UpstreamHttpError) {
     const { status } = error;
-    const message = upstreamMessage(error);
+    const message = upstreamMessage(error.body);
     if (status === 429) {
       return new ProviderError('rate_limit_exceeded', message ?? 'upstream rate limit exceeded', {
         retryable: true,
@@ -216,12 +221,10 @@ function toProviderError(error: unknown, timeoutMs: number): ProviderError {
     });
   }
   // An error event inside the stream, a reset connection, malformed SSE…
-  const message =
-    error instanceof APIError
-      ? (upstreamMessage(error) ?? error.message)
-      : error instanceof Error
-        ? error.message
-        : String(error);
-  const detail = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+  const message = error instanceof Error ? error.message : String(error);
+  const detail =
+    error instanceof UpstreamStreamError && error.cause instanceof Error && error.cause.message !== message
+      ? ` (${error.cause.message})`
+      : '';
   return new ProviderError('server_error', `upstream stream failed: ${message}${detail}`, { retryable: true });
 }
