@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, Metadata, Thread } from '../../domain/objects.ts';
-import { ACTIVE_RUN_STATUSES, type Run, type RunStatus } from '../../domain/runs.ts';
+import type { Run, RunStatus } from '../../domain/runs.ts';
 import type {
   AssistantPatch,
   ClaimedRun,
@@ -19,6 +19,7 @@ import type {
   WireJson,
 } from '../store.ts';
 import type { SqlCapabilities } from './capabilities.ts';
+import { CompiledQueries, rowArgs } from './compiled-queries.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import {
   assistantPatchToRow,
@@ -37,8 +38,6 @@ import {
 } from './rows.ts';
 import type { Database } from './schema.ts';
 
-const ACTIVE = [...ACTIVE_RUN_STATUSES];
-
 /**
  * The conditions of the partial indexes `runs_claimable` and `runs_expiring`, written as literals: with the
  * statuses bound as parameters SQLite cannot prove the index applies and scans the whole table (measured by
@@ -48,6 +47,9 @@ const NEEDS_WORKER = sql<boolean>`status in ('queued', 'in_progress', 'cancellin
 const IS_ACTIVE = sql<boolean>`status in ('queued', 'in_progress', 'requires_action', 'cancelling')`;
 
 type Executor = Kysely<Database>;
+
+/** A placeholder argument where the column is a number (compiled-queries.ts binds the real value). */
+const num = (placeholder: string) => placeholder as unknown as number;
 
 /** The unique partial index that holds the thread lock (see the migrations of each database). */
 const ONE_ACTIVE_RUN_PER_THREAD = 'runs_one_active_per_thread';
@@ -62,6 +64,8 @@ export class SqlStore implements Store {
   readonly signals: (SignalChannel & { close(): Promise<void> }) | undefined;
   private readonly db: Kysely<Database>;
   private readonly capabilities: SqlCapabilities;
+  /** The hot queries of a run's path, compiled once for this database (compiled-queries.ts). */
+  private readonly q = new CompiledQueries();
 
   constructor(
     db: Kysely<Database>,
@@ -87,12 +91,12 @@ export class SqlStore implements Store {
   }
 
   async getAssistant(scope: Scope, id: string): Promise<Assistant | undefined> {
-    const row = await this.db
-      .selectFrom('assistants')
-      .selectAll()
-      .where('project_id', '=', scope.projectId)
-      .where('id', '=', id)
-      .executeTakeFirst();
+    const [row] = await this.q.rows(
+      this.db,
+      'getAssistant',
+      (a) => this.db.selectFrom('assistants').selectAll().where('project_id', '=', a(0)).where('id', '=', a(1)),
+      [scope.projectId, id],
+    );
     return row && rowToAssistant(row);
   }
 
@@ -128,8 +132,8 @@ export class SqlStore implements Store {
 
   async createThread(scope: Scope, thread: Thread, messages: readonly Message[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      await trx.insertInto('threads').values(threadToRow(scope, thread)).execute();
-      await insertMessages(trx, scope, messages);
+      await insertThread(trx, this.q, scope, thread);
+      await insertMessages(trx, this.q, scope, messages);
     });
   }
 
@@ -170,10 +174,10 @@ export class SqlStore implements Store {
 
   async createMessage(scope: Scope, message: Message): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      await requireThread(trx, scope, message.thread_id, this.capabilities.rowLocks);
-      const active = await activeRunOf(trx, message.thread_id);
+      await requireThread(trx, this.q, scope, message.thread_id, this.capabilities.rowLocks);
+      const active = await activeRunOf(trx, this.q, message.thread_id);
       if (active) throw messagesLockedByRun(message.thread_id, active);
-      await trx.insertInto('messages').values(messageToRow(scope, message)).execute();
+      await insertMessages(trx, this.q, scope, [message]);
     });
   }
 
@@ -244,14 +248,19 @@ export class SqlStore implements Store {
   }
 
   async threadMessages(scope: Scope, threadId: string): Promise<Message[]> {
-    const rows = await this.db
-      .selectFrom('messages')
-      .select('doc')
-      .where('thread_id', '=', threadId)
-      .where('project_id', '=', scope.projectId)
-      .orderBy('created_at')
-      .orderBy('seq')
-      .execute();
+    const rows = await this.q.rows(
+      this.db,
+      'threadMessages',
+      (a) =>
+        this.db
+          .selectFrom('messages')
+          .select('doc')
+          .where('thread_id', '=', a(0))
+          .where('project_id', '=', a(1))
+          .orderBy('created_at')
+          .orderBy('seq'),
+      [threadId, scope.projectId],
+    );
     return rows.map(rowToMessage);
   }
 
@@ -260,8 +269,8 @@ export class SqlStore implements Store {
   async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[], lock?: RunLock): Promise<void> {
     await this.reportActiveRunConflict(run.thread_id, () =>
       this.db.transaction().execute(async (trx) => {
-        await requireThread(trx, scope, run.thread_id, this.capabilities.rowLocks);
-        await insertRun(trx, scope, run, additionalMessages, this.capabilities, lock);
+        await requireThread(trx, this.q, scope, run.thread_id, this.capabilities.rowLocks);
+        await insertRun(trx, this.q, scope, run, additionalMessages, this.capabilities, lock);
       }),
     );
   }
@@ -276,8 +285,8 @@ export class SqlStore implements Store {
     // The thread is new and invisible to other transactions until this one commits: nothing to lock.
     await this.reportActiveRunConflict(run.thread_id, () =>
       this.db.transaction().execute(async (trx) => {
-        await trx.insertInto('threads').values(threadToRow(scope, thread)).execute();
-        await insertRun(trx, scope, run, messages, this.capabilities, lock);
+        await insertThread(trx, this.q, scope, thread);
+        await insertRun(trx, this.q, scope, run, messages, this.capabilities, lock);
       }),
     );
   }
@@ -292,19 +301,24 @@ export class SqlStore implements Store {
     } catch (error) {
       if (!this.capabilities.rowLocks || !this.capabilities.isUniqueViolation(error, ONE_ACTIVE_RUN_PER_THREAD))
         throw error;
-      const winner = await activeRunOf(this.db, threadId);
+      const winner = await activeRunOf(this.db, this.q, threadId);
       throw winner ? threadHasActiveRun(threadId, winner) : error;
     }
   }
 
   async getRun(scope: Scope, threadId: string, runId: string): Promise<Run | undefined> {
-    const row = await this.db
-      .selectFrom('runs')
-      .selectAll()
-      .where('project_id', '=', scope.projectId)
-      .where('thread_id', '=', threadId)
-      .where('id', '=', runId)
-      .executeTakeFirst();
+    const [row] = await this.q.rows(
+      this.db,
+      'getRun',
+      (a) =>
+        this.db
+          .selectFrom('runs')
+          .selectAll()
+          .where('project_id', '=', a(0))
+          .where('thread_id', '=', a(1))
+          .where('id', '=', a(2)),
+      [scope.projectId, threadId, runId],
+    );
     return row && rowToRun(row);
   }
 
@@ -390,35 +404,31 @@ export class SqlStore implements Store {
 
   async commitRun(scope: Scope, { run, expect, lock, steps = [], messages = [] }: RunCommit): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
-      let update = trx
-        .updateTable('runs')
-        .set({
-          ...runStateToRow(run),
-          ...(lock ? { locked_by: lock.lockedBy, locked_until: lock.lockedUntil } : {}),
-        })
-        .where('project_id', '=', scope.projectId)
-        .where('id', '=', run.id)
-        .where('status', '=', expect.status);
-      if (expect.lockedBy === null) update = update.where('locked_by', 'is', null);
-      else if (expect.lockedBy !== undefined) update = update.where('locked_by', '=', expect.lockedBy);
-      const result = await update.executeTakeFirst();
-      if (result.numUpdatedRows === 0n) return false;
-      for (const step of steps) {
-        const { id: _id, project_id: _project, ...changes } = stepToRow(scope, step);
-        await trx
-          .insertInto('run_steps')
-          .values(stepToRow(scope, step))
-          .onConflict((oc) => oc.column('id').doUpdateSet(changes))
-          .execute();
-      }
-      for (const message of messages) {
-        const { id: _id, project_id: _project, ...changes } = messageToRow(scope, message);
-        await trx
-          .insertInto('messages')
-          .values(messageToRow(scope, message))
-          .onConflict((oc) => oc.column('id').doUpdateSet(changes))
-          .execute();
-      }
+      const set = rowArgs({
+        ...runStateToRow(run),
+        ...(lock ? { locked_by: lock.lockedBy, locked_until: lock.lockedUntil } : {}),
+      });
+      const fence = expect.lockedBy === null ? 'free' : expect.lockedBy === undefined ? 'any' : 'held';
+      const n = set.values.length;
+      const result = await this.q.execute(
+        trx,
+        `commitRun:${fence}:${set.key}`,
+        (a) => {
+          let update = trx
+            .updateTable('runs')
+            .set(set.marked)
+            .where('project_id', '=', a(n))
+            .where('id', '=', a(n + 1))
+            .where('status', '=', a(n + 2));
+          if (fence === 'free') update = update.where('locked_by', 'is', null);
+          else if (fence === 'held') update = update.where('locked_by', '=', a(n + 3));
+          return update;
+        },
+        [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy],
+      );
+      if (!result.numAffectedRows) return false;
+      for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
+      for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
       return true;
     });
   }
@@ -464,25 +474,35 @@ export class SqlStore implements Store {
   }
 
   async renewLease(runId: string, workerId: string, leaseUntil: number): Promise<RunStatus | undefined> {
-    const row = await this.db
-      .updateTable('runs')
-      .set({ locked_until: leaseUntil })
-      .where('id', '=', runId)
-      .where('locked_by', '=', workerId)
-      .returning('status')
-      .executeTakeFirst();
+    const [row] = await this.q.rows(
+      this.db,
+      'renewLease',
+      (a) =>
+        this.db
+          .updateTable('runs')
+          .set({ locked_until: num(a(0)) })
+          .where('id', '=', a(1))
+          .where('locked_by', '=', a(2))
+          .returning('status'),
+      [leaseUntil, runId, workerId],
+    );
     return row?.status as RunStatus | undefined;
   }
 
   async runsDueForExpiry(nowSeconds: number, limit: number): Promise<ClaimedRun[]> {
-    const rows = await this.db
-      .selectFrom('runs')
-      .selectAll()
-      .where(IS_ACTIVE)
-      .where('expires_at', '<=', nowSeconds)
-      .orderBy('expires_at')
-      .limit(limit)
-      .execute();
+    const rows = await this.q.rows(
+      this.db,
+      'runsDueForExpiry',
+      (a) =>
+        this.db
+          .selectFrom('runs')
+          .selectAll()
+          .where(IS_ACTIVE)
+          .where('expires_at', '<=', num(a(0)))
+          .orderBy('expires_at')
+          .limit(num(a(1))),
+      [nowSeconds, limit],
+    );
     return rows.map((row) => ({
       scope: { projectId: row.project_id },
       run: rowToRun(row),
@@ -500,24 +520,35 @@ export class SqlStore implements Store {
  * references the thread (a message, a run) takes `for key share` on it for the foreign key check, which
  * `for update` would block; a worker committing a run's answer must not wait for a run creation on the thread.
  */
-async function requireThread(db: Executor, scope: Scope, threadId: string, lock: boolean): Promise<void> {
-  const thread = await db
-    .selectFrom('threads')
-    .select('id')
-    .where('project_id', '=', scope.projectId)
-    .where('id', '=', threadId)
-    .$if(lock, (qb) => qb.forNoKeyUpdate())
-    .executeTakeFirst();
+async function requireThread(
+  db: Executor,
+  q: CompiledQueries,
+  scope: Scope,
+  threadId: string,
+  lock: boolean,
+): Promise<void> {
+  const [thread] = await q.rows(
+    db,
+    `requireThread:${lock}`,
+    (a) =>
+      db
+        .selectFrom('threads')
+        .select('id')
+        .where('project_id', '=', a(0))
+        .where('id', '=', a(1))
+        .$if(lock, (qb) => qb.forNoKeyUpdate()),
+    [scope.projectId, threadId],
+  );
   if (!thread) throw notFound('thread', threadId);
 }
 
-async function activeRunOf(db: Executor, threadId: string): Promise<string | undefined> {
-  const row = await db
-    .selectFrom('runs')
-    .select('id')
-    .where('thread_id', '=', threadId)
-    .where('status', 'in', ACTIVE)
-    .executeTakeFirst();
+async function activeRunOf(db: Executor, q: CompiledQueries, threadId: string): Promise<string | undefined> {
+  const [row] = await q.rows(
+    db,
+    'activeRunOf',
+    (a) => db.selectFrom('runs').select('id').where('thread_id', '=', a(0)).where(IS_ACTIVE).limit(1),
+    [threadId],
+  );
   return row?.id;
 }
 
@@ -529,34 +560,90 @@ async function activeRunOf(db: Executor, threadId: string): Promise<string | und
  */
 async function insertRun(
   db: Executor,
+  q: CompiledQueries,
   scope: Scope,
   run: Run,
   messages: readonly Message[],
   capabilities: SqlCapabilities,
   lock?: RunLock,
 ): Promise<void> {
-  const active = await activeRunOf(db, run.thread_id);
+  const active = await activeRunOf(db, q, run.thread_id);
   if (active) throw threadHasActiveRun(run.thread_id, active);
-  await insertMessages(db, scope, messages);
+  await insertMessages(db, q, scope, messages);
   const row = runToRow(scope, run);
   if (lock) Object.assign(row, { locked_by: lock.lockedBy, locked_until: lock.lockedUntil });
+  const values = rowArgs(row);
   try {
-    await db.insertInto('runs').values(row).execute();
+    await q.execute(db, `insertRun:${values.key}`, () => db.insertInto('runs').values(values.marked), values.values);
   } catch (error) {
     if (capabilities.rowLocks) throw error;
-    const winner = await activeRunOf(db, run.thread_id);
+    const winner = await activeRunOf(db, q, run.thread_id);
     if (winner) throw threadHasActiveRun(run.thread_id, winner);
     throw error;
   }
 }
 
+async function insertThread(db: Executor, q: CompiledQueries, scope: Scope, thread: Thread): Promise<void> {
+  const values = rowArgs(threadToRow(scope, thread));
+  await q.execute(
+    db,
+    `insertThread:${values.key}`,
+    () => db.insertInto('threads').values(values.marked),
+    values.values,
+  );
+}
+
 /** Multi-row inserts in chunks: SQLite allows 32,766 bound values per statement (15 columns × 500 rows stays under). */
 const INSERT_CHUNK = 500;
+/** Inserts of up to this many messages are compiled once per count (compiled-queries.ts); larger ones each time. */
+const COMPILED_MESSAGE_ROWS = 8;
 
-async function insertMessages(db: Executor, scope: Scope, messages: readonly Message[]): Promise<void> {
+async function insertMessages(
+  db: Executor,
+  q: CompiledQueries,
+  scope: Scope,
+  messages: readonly Message[],
+): Promise<void> {
+  if (messages.length === 0) return;
+  if (messages.length <= COMPILED_MESSAGE_ROWS) {
+    const rows = messages.map((m) => messageToRow(scope, m));
+    const width = Object.keys(rows[0]!).length;
+    const args = rows.map((row, i) => rowArgs(row, i * width));
+    await q.execute(
+      db,
+      `insertMessages:${rows.length}:${args[0]!.key}`,
+      () => db.insertInto('messages').values(args.map((a) => a.marked)),
+      args.flatMap((a) => a.values),
+    );
+    return;
+  }
   for (let i = 0; i < messages.length; i += INSERT_CHUNK)
     await db
       .insertInto('messages')
       .values(messages.slice(i, i + INSERT_CHUNK).map((m) => messageToRow(scope, m)))
       .execute();
+}
+
+/** Inserts the row, or replaces every field but its id and project of the row with the same id. */
+async function upsert(
+  db: Executor,
+  q: CompiledQueries,
+  table: 'run_steps' | 'messages',
+  row: Record<string, unknown> & { id: string; project_id: string },
+): Promise<void> {
+  const values = rowArgs(row);
+  const changed = Object.keys(row).filter((k) => k !== 'id' && k !== 'project_id');
+  await q.execute(
+    db,
+    `upsert:${table}:${values.key}`,
+    () =>
+      // biome-ignore lint/suspicious/noExplicitAny: the row's columns are those of `table`, checked by its *ToRow function
+      (db as Kysely<any>)
+        .insertInto(table)
+        .values(values.marked)
+        .onConflict((oc) =>
+          oc.column('id').doUpdateSet((eb) => Object.fromEntries(changed.map((c) => [c, eb.ref(`excluded.${c}`)]))),
+        ),
+    values.values,
+  );
 }
