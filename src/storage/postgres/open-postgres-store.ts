@@ -7,6 +7,7 @@ import { SqlStore } from '../sql/sql-store.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
+import { oneStatementCommit } from './one-statement-commit.ts';
 import { PgSignals } from './pg-signals.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -27,6 +28,7 @@ export const POSTGRES_CAPABILITIES: SqlCapabilities = {
     const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };
     return code === '23505' && constraint === index;
   },
+  commitStatement: oneStatementCommit,
 };
 
 /**

@@ -1,3 +1,5 @@
+import type { CompiledQuery } from 'kysely';
+
 /**
  * What SqlStore needs to know about the database under it, as capabilities rather than a database name: each
  * opener (sqlite/, postgres/) states what its database does, and the shared code never asks which one it is.
@@ -17,4 +19,17 @@ export type SqlCapabilities =
       readonly rowLocks: true;
       /** Whether `error` is the driver's report of a violation of the unique index named `index`. */
       isUniqueViolation(error: unknown, index: string): boolean;
+      /**
+       * A run's commit (SqlStore.commitRun) as one statement, where the database can make one: a round trip
+       * instead of a transaction's five. It returns one row, `{ updated }`: 1 when the fence held.
+       */
+      commitStatement?(rows: CommitRows): CompiledQuery;
     };
+
+/** A run's commit as rows: the run's new columns, the fence of the update, and the step and message rows. */
+export interface CommitRows {
+  set: Record<string, unknown>;
+  fence: { projectId: string; runId: string; status: string; lockedBy?: string | null | undefined };
+  steps: ReadonlyArray<Record<string, unknown>>;
+  messages: ReadonlyArray<Record<string, unknown>>;
+}

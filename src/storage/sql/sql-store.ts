@@ -403,6 +403,16 @@ export class SqlStore implements Store {
   // ── execution ───────────────────────────────────────────────────────────────
 
   async commitRun(scope: Scope, { run, expect, lock, steps = [], messages = [] }: RunCommit): Promise<boolean> {
+    if (this.capabilities.rowLocks && this.capabilities.commitStatement) {
+      const statement = this.capabilities.commitStatement({
+        set: { ...runStateToRow(run), ...(lock ? { locked_by: lock.lockedBy, locked_until: lock.lockedUntil } : {}) },
+        fence: { projectId: scope.projectId, runId: run.id, status: expect.status, lockedBy: expect.lockedBy },
+        steps: steps.map((step) => stepToRow(scope, step)),
+        messages: messages.map((message) => messageToRow(scope, message)),
+      });
+      const { rows } = await this.db.executeQuery<{ updated: number }>(statement);
+      return rows[0]?.updated === 1;
+    }
     return this.db.transaction().execute(async (trx) => {
       const set = rowArgs({
         ...runStateToRow(run),

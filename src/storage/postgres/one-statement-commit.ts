@@ -1,0 +1,40 @@
+import { CompiledQuery } from 'kysely';
+import type { CommitRows } from '../sql/capabilities.ts';
+
+/**
+ * A run's commit as one statement (PostgreSQL): the fenced update of the run, and the upserts of its steps and
+ * messages in data-modifying CTEs that write only if the update matched (`where exists (select 1 from r)`). One
+ * round trip instead of five (begin, update, one upsert per row, commit), atomic as any single statement.
+ * `json_populate_record` types each row's values by the table's own row type, so the rows travel as one JSON
+ * parameter each and no column needs a cast.
+ */
+export function oneStatementCommit({ set, fence, steps, messages }: CommitRows): CompiledQuery {
+  const parameters: unknown[] = [];
+  const bind = (value: unknown) => {
+    parameters.push(value);
+    return `$${parameters.length}`;
+  };
+  const assignments = Object.entries(set).map(([column, value]) => `${quote(column)} = ${bind(value)}`);
+  let where = `"project_id" = ${bind(fence.projectId)} and "id" = ${bind(fence.runId)} and "status" = ${bind(fence.status)}`;
+  if (fence.lockedBy === null) where += ' and "locked_by" is null';
+  else if (fence.lockedBy !== undefined) where += ` and "locked_by" = ${bind(fence.lockedBy)}`;
+  const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning 1)`];
+  const upsert = (table: string, row: Record<string, unknown>, n: number) => {
+    const columns = Object.keys(row).map(quote);
+    const changed = Object.keys(row)
+      .filter((c) => c !== 'id' && c !== 'project_id')
+      .map((c) => `${quote(c)} = excluded.${quote(c)}`);
+    ctes.push(
+      `${table}_${n} as (insert into ${quote(table)} (${columns.join(', ')}) ` +
+        `select ${columns.join(', ')} from json_populate_record(null::${quote(table)}, ${bind(JSON.stringify(row))}::json) ` +
+        `where exists (select 1 from r) on conflict ("id") do update set ${changed.join(', ')})`,
+    );
+  };
+  for (const [n, row] of steps.entries()) upsert('run_steps', row, n);
+  for (const [n, row] of messages.entries()) upsert('messages', row, n);
+  return CompiledQuery.raw(`with ${ctes.join(', ')} select count(*)::int as "updated" from r`, parameters);
+}
+
+function quote(identifier: string): string {
+  return `"${identifier.replaceAll('"', '""')}"`;
+}
