@@ -20,19 +20,31 @@ export function oneStatementCommit({ set, fence, steps, messages }: CommitRows):
   else if (fence.lockedBy !== undefined) where += ` and "locked_by" = ${bind(fence.lockedBy)}`;
   const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning 1)`];
   const upsert = (table: string, row: Record<string, unknown>, n: number) => {
-    const columns = Object.keys(row).map(quote);
     const changed = Object.keys(row)
       .filter((c) => c !== 'id' && c !== 'project_id')
       .map((c) => `${quote(c)} = excluded.${quote(c)}`);
     ctes.push(
-      `${table}_${n} as (insert into ${quote(table)} (${columns.join(', ')}) ` +
-        `select ${columns.join(', ')} from json_populate_record(null::${quote(table)}, ${bind(JSON.stringify(row))}::json) ` +
-        `where exists (select 1 from r) on conflict ("id") do update set ${changed.join(', ')})`,
+      `${table}_${n} as (${populatedInsert(table, row, bind, 'exists (select 1 from r)')} ` +
+        `on conflict ("id") do update set ${changed.join(', ')})`,
     );
   };
   for (const [n, row] of steps.entries()) upsert('run_steps', row, n);
   for (const [n, row] of messages.entries()) upsert('messages', row, n);
   return CompiledQuery.raw(`with ${ctes.join(', ')} select count(*)::int as "updated" from r`, parameters);
+}
+
+/** `insert into table (columns) select columns from json_populate_record(…) where condition`, the row as JSON. */
+export function populatedInsert(
+  table: string,
+  row: Record<string, unknown>,
+  bind: (value: unknown) => string,
+  condition: string,
+): string {
+  const columns = Object.keys(row).map(quote).join(', ');
+  return (
+    `insert into ${quote(table)} (${columns}) select ${columns} ` +
+    `from json_populate_record(null::${quote(table)}, ${bind(JSON.stringify(row))}::json) where ${condition}`
+  );
 }
 
 function quote(identifier: string): string {

@@ -8,6 +8,7 @@ import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
+import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -29,6 +30,7 @@ export const POSTGRES_CAPABILITIES: SqlCapabilities = {
     return code === '23505' && constraint === index;
   },
   commitStatement: oneStatementCommit,
+  createRunStatement: oneStatementRunCreation,
 };
 
 /**

@@ -24,7 +24,21 @@ export type SqlCapabilities =
        * instead of a transaction's five. It returns one row, `{ updated }`: 1 when the fence held.
        */
       commitStatement?(rows: CommitRows): CompiledQuery;
+      /**
+       * A run's creation on an existing thread (SqlStore.createRun) as one statement, where the database can make
+       * one. It returns one row, `{ thread, active, inserted }`: whether the thread exists, the id of its active
+       * run if it has one, and 1 when the run was inserted.
+       */
+      createRunStatement?(rows: RunCreationRows): CompiledQuery;
     };
+
+/** A run's creation as rows: the thread it needs, the additional messages and the run. */
+export interface RunCreationRows {
+  projectId: string;
+  threadId: string;
+  messages: ReadonlyArray<Record<string, unknown>>;
+  run: Record<string, unknown>;
+}
 
 /** A run's commit as rows: the run's new columns, the fence of the update, and the step and message rows. */
 export interface CommitRows {

@@ -267,6 +267,24 @@ export class SqlStore implements Store {
   // ── runs ────────────────────────────────────────────────────────────────────
 
   async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[], lock?: RunLock): Promise<void> {
+    if (this.capabilities.rowLocks && this.capabilities.createRunStatement) {
+      const row = runToRow(scope, run);
+      if (lock) Object.assign(row, { locked_by: lock.lockedBy, locked_until: lock.lockedUntil });
+      const statement = this.capabilities.createRunStatement({
+        projectId: scope.projectId,
+        threadId: run.thread_id,
+        messages: additionalMessages.map((m) => messageToRow(scope, m)),
+        run: row,
+      });
+      return this.reportActiveRunConflict(run.thread_id, async () => {
+        const { rows } = await this.db.executeQuery<{ thread: boolean; active: string | null; inserted: number }>(
+          statement,
+        );
+        const result = rows[0];
+        if (!result?.thread) throw notFound('thread', run.thread_id);
+        if (result.active) throw threadHasActiveRun(run.thread_id, result.active);
+      });
+    }
     await this.reportActiveRunConflict(run.thread_id, () =>
       this.db.transaction().execute(async (trx) => {
         await requireThread(trx, this.q, scope, run.thread_id, this.capabilities.rowLocks);
