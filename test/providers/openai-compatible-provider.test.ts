@@ -66,6 +66,21 @@ describe('OpenAICompatibleProvider', () => {
     ]);
   });
 
+  test('sequential streams reuse kept-alive connections; multi-byte text arrives whole', async () => {
+    // A fresh provider, so that earlier tests' sockets (some deliberately broken) do not count.
+    const fresh = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 300, contextWindow: 128_000 });
+    const before = upstream.connections;
+    for (let i = 0; i < 5; i++) {
+      upstream.enqueue({ text: ['é', 'ü', ' 日本', '語 🙂'] });
+      const events = await collect(fresh.stream(REQUEST, signal));
+      const text = events.flatMap((e) => (e.type === 'text' ? [e.text] : [])).join('');
+      assert.equal(text, 'éü 日本語 🙂');
+    }
+    // The next request may leave before the previous response's end is read, and open a second connection.
+    assert.ok(upstream.connections - before <= 2, `${upstream.connections - before} connections for 5 requests`);
+    await fresh.close();
+  });
+
   test('maps finish_reason length', async () => {
     upstream.enqueue({ text: 'cut', finishReason: 'length' });
     const events = await collect(provider.stream(REQUEST, signal));

@@ -113,6 +113,8 @@ function fragments(value: string, count: number): string[] {
 export class FakeUpstream {
   readonly baseUrl: string;
   readonly requests: RecordedRequest[] = [];
+  /** TCP connections accepted so far (a client that keeps its connections alive opens few). */
+  connections = 0;
   /** Called for every request once recorded, before its reply is chosen (it may `enqueue`). */
   onRequest: ((request: RecordedRequest) => void) | undefined;
 
@@ -139,6 +141,7 @@ export class FakeUpstream {
     });
     const upstream = new FakeUpstream(server, options);
     server.on('connection', (socket) => {
+      upstream.connections += 1;
       upstream.sockets.add(socket);
       socket.once('close', () => upstream.sockets.delete(socket));
     });

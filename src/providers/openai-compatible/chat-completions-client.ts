@@ -98,7 +98,8 @@ export class ChatCompletionsClient {
 async function readErrorBody(response: IncomingMessage): Promise<unknown> {
   let text = '';
   try {
-    for await (const piece of response) {
+    // Not destroyed on `break`: after `[DONE]` the connection goes back to the agent (see `finally`).
+    for await (const piece of response.iterator({ destroyOnReturn: false })) {
       if (text.length < MAX_ERROR_BODY) text += piece.toString();
     }
   } catch {
@@ -144,7 +145,8 @@ async function* chunks(response: IncomingMessage): AsyncGenerator<ChatCompletion
     },
   });
   try {
-    for await (const piece of response) {
+    // Not destroyed on `break`: after `[DONE]` the connection goes back to the agent (see `finally`).
+    for await (const piece of response.iterator({ destroyOnReturn: false })) {
       parser.feed(piece as string);
       yield* ready.splice(0);
       if (failure) throw failure;
