@@ -18,7 +18,10 @@ export interface RunWorkerOptions {
   leaseMs: number;
   /** How often to look for work when nothing announced any (runs whose lease lapsed, other processes' runs). */
   pollMs?: number;
-  /** How often to expire runs past their deadline. */
+  /**
+   * How often to expire runs past their deadline. `expires_at` has a resolution of one second, and every sweep is a
+   * query even when nothing is due, so once a second.
+   */
   sweepMs?: number;
 }
 
@@ -51,7 +54,7 @@ export class RunWorker implements LocalExecution {
   private stopping = false;
 
   constructor(options: RunWorkerOptions) {
-    this.options = { pollMs: 1000, sweepMs: 250, ...options };
+    this.options = { pollMs: 1000, sweepMs: 1000, ...options };
   }
 
   start(): void {
