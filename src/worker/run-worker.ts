@@ -107,12 +107,19 @@ export class RunWorker implements LocalExecution {
         for (const claim of claimed) this.launch(claim);
       }
       // Every free slot filled: there may be more waiting. Otherwise all there was is claimed: wait for news.
+      this.backlog = free <= 0 || claimed.length === free;
       if (free > 0 && claimed.length === free) continue;
       await this.waitForWork(pollMs);
     }
   }
 
   private wakeRequested = false;
+  /**
+   * Whether the last claim may have left runs waiting (it filled every free slot, or there was none): only then
+   * does a finished execution wake the loop to claim again. Otherwise a claim after every run would find nothing,
+   * and it is the dearest statement of a run; new work is announced, and lapsed leases are found by polling.
+   */
+  private backlog = false;
 
   /** Resolves on a wake-up (work announced, a slot freed) or after `ms`; a wake-up during a claim is not lost. */
   private async waitForWork(ms: number): Promise<void> {
@@ -140,7 +147,7 @@ export class RunWorker implements LocalExecution {
     const controller = new AbortController();
     const done = this.options.executor.execute(claim, this.id, controller.signal).finally(() => {
       this.executions.delete(claim.run.id);
-      this.requestWake(); // a slot is free
+      if (this.backlog) this.requestWake(); // a slot is free for a run that may be waiting
     });
     this.executions.set(claim.run.id, { controller, done });
   }
