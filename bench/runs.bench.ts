@@ -1,11 +1,16 @@
 /**
  * Run benchmark: what the run engine costs on top of the model call, against the fake upstream (100 ms before the
- * first byte) running in this process. assistd runs as its own process (`assistd serve`, SQLite in a temporary
- * directory), one fresh server per part. Run with `npm run bench:runs`.
+ * first byte) running in this process. assistd runs as its own process (`assistd serve`), one fresh server per part
+ * and database: SQLite in a temporary directory, or PostgreSQL on a throwaway database created on the server of
+ * BENCH_DATABASE_URL and dropped at the end. Run with `npm run bench:runs`.
  *
- * 1. createAndPoll ratio: the official SDK's `runs.createAndPoll` on a fresh thread (one user message; creating
- *    the thread is not timed) ÷ a streamed chat completion sent straight to the fake with the same SDK, consumed
- *    to the end. Sequential, the two interleaved; p50/p90 of each and the ratio of the medians (target ≤ 1.05).
+ * 1. On each database of BENCH_DATABASES: the createAndPoll ratio — the official SDK's `runs.createAndPoll` on a
+ *    fresh thread (one user message; creating the thread is not timed) ÷ a streamed chat completion sent straight
+ *    to the fake with the same SDK, consumed to the end. Sequential, the two interleaved; p50/p90 of each and the
+ *    ratio of the medians (targets ≤ 1.05 on SQLite, ≤ 1.08 on PostgreSQL). Then, on the same server, the server's
+ *    CPU time per run: BENCH_CPU_RUNS createAndPoll one after another on threads created beforehand, the server
+ *    process's utime + stime (/proc/<pid>/stat) before and after ÷ runs (targets ≤ 3 ms on SQLite, ≤ 5 ms on
+ *    PostgreSQL); PostgreSQL's backends on the database are shown beside it, not counted in it.
  * 2. A burst: 500 threads created first, then 500 `POST /v1/threads/{id}/runs` fired at once; each run is then
  *    followed with held polls (what createAndPoll does) until it ends. Wall time from the first POST to the last
  *    terminal status, and runs/s; every run must be `completed`.
@@ -17,44 +22,59 @@
  * Lease renewals are writes too, one per executing run every lease ÷ 3 (5 s by default): they follow time, not
  * tokens. Part 3 runs its server with a 1 h lease (BENCH_LEASE_S) so that none falls inside the count.
  *
- * Settings: BENCH_RUNS (runs of each kind in part 1, default 60), BENCH_BURST (part 2, default 500),
- * BENCH_WRITE_RUNS (runs per reply length in part 3, default 20), BENCH_LEASE_S (ASSISTD_WORKER_LEASE_S of the
- * server of part 3, default 3600).
+ * Parts 2 and 3 run on SQLite only.
+ *
+ * Settings: BENCH_DATABASES (part 1: `sqlite,postgres` by default, or either alone), BENCH_DATABASE_URL (the
+ * PostgreSQL server where the throwaway database is created, default postgres://postgres@127.0.0.1:5432/postgres),
+ * BENCH_RUNS (runs of each kind in part 1, default 60), BENCH_CPU_RUNS (part 1's CPU batch, default 40),
+ * BENCH_BURST (part 2, default 500), BENCH_WRITE_RUNS (runs per reply length in part 3, default 20), BENCH_LEASE_S
+ * (ASSISTD_WORKER_LEASE_S of the server of part 3, default 3600).
  */
 import { setMaxListeners } from 'node:events';
-import { closeSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import OpenAI from 'openai';
 import { FakeUpstream, type TextReply } from '../test/support/fake-upstream.ts';
-import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
 import {
+  type Assistd,
+  type CpuPerRun,
   cleanups,
+  DATABASE_NAMES,
+  type DatabaseKind,
+  databaseKinds,
+  describeAdminUrl,
   directCompletionTimer,
   interleaved,
   type Latencies,
   loadAverage,
   log,
   machine,
+  measureCpuPerRun,
   peakConcurrency,
   pool,
   positiveInteger,
+  postgresVersion,
   processCpuMs,
   reportCreateAndPoll,
   runBench,
+  startAssistd,
   summarizeP50P90,
   table,
-  withTimeout,
 } from './support.ts';
 
+const DATABASES = databaseKinds();
 const RUNS = positiveInteger('BENCH_RUNS', 60);
+const CPU_RUNS = positiveInteger('BENCH_CPU_RUNS', 40);
 const BURST = positiveInteger('BENCH_BURST', 500);
 const WRITE_RUNS = positiveInteger('BENCH_WRITE_RUNS', 20);
 const LEASE_S = positiveInteger('BENCH_LEASE_S', 3600);
 const WARMUP_RUNS = 5;
 const LATENCY_MS = 100;
-const TARGET_RATIO = 1.05;
+const TARGET_RATIO: Record<DatabaseKind, number> = { sqlite: 1.05, postgres: 1.08 };
+/** Server CPU per run, ms. */
+const TARGET_CPU_MS: Record<DatabaseKind, number> = { sqlite: 3, postgres: 5 };
 /** Threads are created this many at a time before the burst. */
 const SEED_CONCURRENCY = 16;
 /** assistd's default ASSISTD_WORKER_CONCURRENCY, for the throughput ceiling printed beside part 2. */
@@ -69,37 +89,8 @@ const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomp
 
 // ── processes ──────────────────────────────────────────────────────────────────
 
-interface Assistd {
-  server: ServerProcess;
-  dataDir: string;
-  client: OpenAI;
-  /** Stops the server and removes its data directory now (also done at exit if not called). */
-  stop(): Promise<void>;
-}
-
-async function startAssistd(upstream: FakeUpstream, env: Record<string, string> = {}): Promise<Assistd> {
-  const dataDir = tempDir('assistd-bench-runs-');
-  let removed = false;
-  const remove = () => {
-    if (!removed) rmSync(dataDir, { recursive: true, force: true });
-    removed = true;
-  };
-  cleanups.push(remove);
-  const spawned = spawnServer({ ASSISTD_DATA_DIR: dataDir, ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ...env });
-  // Should it start only after the timeout below gave up on it, it is stopped as soon as it does.
-  cleanups.push(() => void spawned.then((late) => late.stop()).catch(() => {}));
-  const server = await withTimeout(spawned, 'assistd');
-  cleanups.push(() => server.stop());
-  const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'bench', maxRetries: 0 });
-  return {
-    server,
-    dataDir,
-    client,
-    stop: async () => {
-      await server.stop();
-      remove();
-    },
-  };
+function startServer(kind: DatabaseKind, upstream: FakeUpstream, env: Record<string, string> = {}): Promise<Assistd> {
+  return startAssistd(kind, upstream.baseUrl, { prefix: 'assistd-bench-runs-', env });
 }
 
 // ── helpers ───────────────────────────────────────────────────────────────────
@@ -116,26 +107,39 @@ async function replyText(client: OpenAI, threadId: string): Promise<string> {
   return content?.type === 'text' ? content.text.value : '';
 }
 
-// ── 1. createAndPoll ÷ direct chat completion ───────────────────────────────────
+// ── 1. createAndPoll ÷ direct chat completion, and server CPU per run ─────────────
 
-async function measureCreateAndPoll(
-  upstream: FakeUpstream,
-): Promise<{ run: Latencies; direct: Latencies; firstRunMs: number }> {
+interface CreateAndPollResult {
+  kind: DatabaseKind;
+  run: Latencies;
+  direct: Latencies;
+  firstRunMs: number;
+  cpu: CpuPerRun;
+}
+
+async function measureCreateAndPoll(kind: DatabaseKind, upstream: FakeUpstream): Promise<CreateAndPollResult> {
   upstream.setDefault({ text: SHORT_REPLY });
   const expected = SHORT_REPLY.join('');
-  const assistd = await startAssistd(upstream);
+  const assistd = await startServer(kind, upstream);
   const { client } = assistd;
   const direct = new OpenAI({ baseURL: upstream.baseUrl, apiKey: 'bench', maxRetries: 0 });
   const assistant = await client.beta.assistants.create({ model: MODEL });
 
+  const runOn = async (threadId: string): Promise<string> => {
+    const run = await client.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistant.id });
+    if (run.status !== 'completed') throw new Error(`run ${run.id} ended ${run.status}: ${JSON.stringify(run)}`);
+    return run.id;
+  };
+  const checkReply = async (threadId: string, runId: string) => {
+    const text = await replyText(client, threadId);
+    if (text !== expected) throw new Error(`run ${runId} replied ${JSON.stringify(text)}`);
+  };
   const timeRun = async (): Promise<number> => {
     const threadId = await createThread(client);
     const start = performance.now();
-    const run = await client.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistant.id });
+    const runId = await runOn(threadId);
     const elapsed = performance.now() - start;
-    if (run.status !== 'completed') throw new Error(`run ${run.id} ended ${run.status}: ${JSON.stringify(run)}`);
-    const text = await replyText(client, threadId);
-    if (text !== expected) throw new Error(`run ${run.id} replied ${JSON.stringify(text)}`);
+    await checkReply(threadId, runId);
     return elapsed;
   };
   const timeDirect = directCompletionTimer(direct, MODEL, PROMPT, expected);
@@ -148,8 +152,20 @@ async function measureCreateAndPoll(
     if (i === 0) firstRunMs = ms;
   }
   const [directs, runs] = await interleaved(RUNS, timeDirect, timeRun);
+
+  // CPU: the runs alone, one after another, on threads created beforehand; their replies are checked afterwards.
+  const threads = await pool(
+    Array.from({ length: CPU_RUNS }, (_, i) => i),
+    4,
+    () => createThread(client),
+  );
+  const runIds: string[] = [];
+  const cpu = await measureCpuPerRun(assistd, CPU_RUNS, async (i) => {
+    runIds.push(await runOn(threads[i]!));
+  });
+  for (const [i, threadId] of threads.entries()) await checkReply(threadId, runIds[i]!);
   await assistd.stop();
-  return { run: summarizeP50P90(runs), direct: summarizeP50P90(directs), firstRunMs };
+  return { kind, run: summarizeP50P90(runs), direct: summarizeP50P90(directs), firstRunMs, cpu };
 }
 
 // ── 2. a burst of runs ─────────────────────────────────────────────────────────
@@ -166,9 +182,8 @@ interface BurstResult {
 
 async function measureBurst(upstream: FakeUpstream): Promise<BurstResult> {
   upstream.setDefault({ text: SHORT_REPLY });
-  const assistd = await startAssistd(upstream);
-  const { client } = assistd;
-  const base = `${assistd.server.url}/v1`;
+  const assistd = await startServer('sqlite', upstream);
+  const { client, base } = assistd;
   const assistant = await client.beta.assistants.create({ model: MODEL });
   // Warm the fresh server up first: its first runs pay for lazy loading, which is not throughput.
   for (let i = 0; i < WARMUP_RUNS; i++) {
@@ -321,12 +336,12 @@ interface CommitsResult {
 
 async function measureCommits(upstream: FakeUpstream): Promise<CommitsResult> {
   upstream.setDefault({ text: SHORT_REPLY });
-  const assistd = await startAssistd(upstream, { ASSISTD_WORKER_LEASE_S: String(LEASE_S) });
+  const assistd = await startServer('sqlite', upstream, { ASSISTD_WORKER_LEASE_S: String(LEASE_S) });
   const { client } = assistd;
   const assistant = await client.beta.assistants.create({ model: MODEL });
   const probeThread = await createThread(client); // also makes sure the WAL file exists
 
-  const file = path.join(assistd.dataDir, 'assistd.sqlite');
+  const file = path.join(assistd.database.dataDir, 'assistd.sqlite');
   // The pinning reader: a read transaction held open to the end keeps the WAL from being restarted under the count.
   const pin = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
   cleanups.push(() => pin.close());
@@ -427,9 +442,14 @@ async function main(): Promise<void> {
   log(machine());
   // Anything else running on the machine shows in every figure below: this says whether something was.
   log(`load average at start (1/5/15 min): ${loadAverage()}`);
+  const postgres = DATABASES.includes('postgres') ? await postgresVersion() : undefined;
   log(
-    `node ${process.version}; fake upstream ${LATENCY_MS} ms to first byte, no chunk delay; ` +
-      `${RUNS} runs per side (after ${WARMUP_RUNS} warm-up), burst of ${BURST}, ${WRITE_RUNS} runs per reply length`,
+    `node ${process.version}; fake upstream ${LATENCY_MS} ms to first byte, no chunk delay; part 1 on ` +
+      DATABASES.map((k) =>
+        k === 'postgres' ? `PostgreSQL ${postgres} (throwaway database on ${describeAdminUrl()})` : 'SQLite',
+      ).join(' and ') +
+      `: ${RUNS} runs per side (after ${WARMUP_RUNS} warm-up) and ${CPU_RUNS} for CPU; ` +
+      `burst of ${BURST}, ${WRITE_RUNS} runs per reply length (SQLite)`,
   );
 
   // The fake's pauses all listen on one AbortSignal: more than 10 requests in flight is expected, not a leak.
@@ -438,11 +458,42 @@ async function main(): Promise<void> {
   cleanups.push(() => upstream.close());
 
   // 1.
-  const { run, direct, firstRunMs } = await measureCreateAndPoll(upstream);
+  const results: CreateAndPollResult[] = [];
+  for (const kind of DATABASES) results.push(await measureCreateAndPoll(kind, upstream));
   log('');
   log(`1. createAndPoll vs direct streamed chat completion (${SHORT_REPLY.length}-chunk reply, sequential)`);
+  for (const r of results) {
+    log('');
+    log(`${DATABASE_NAMES[r.kind]}:`);
+    log('');
+    reportCreateAndPoll(r.run, r.direct, r.firstRunMs, TARGET_RATIO[r.kind], DATABASE_NAMES[r.kind]);
+  }
   log('');
-  reportCreateAndPoll(run, direct, firstRunMs, TARGET_RATIO);
+  log(
+    `server CPU per run (${CPU_RUNS} createAndPoll one after another, ${SHORT_REPLY.length}-chunk reply; ` +
+      `utime + stime of the server process before and after ÷ runs)`,
+  );
+  log('');
+  log(
+    table(
+      ['database', 'runs', 'wall s', 'server CPU ms/run', 'target', 'PostgreSQL backends CPU ms/run (not counted)'],
+      results.map(({ kind, cpu }) => [
+        DATABASE_NAMES[kind],
+        String(cpu.runs),
+        (cpu.wallMs / 1000).toFixed(2),
+        cpu.serverMs === undefined ? 'n/a' : cpu.serverMs.toFixed(2),
+        `≤ ${TARGET_CPU_MS[kind]}`,
+        cpu.postgresMs === undefined ? '—' : cpu.postgresMs.toFixed(2),
+      ]),
+    ),
+  );
+  log('');
+  for (const { kind, cpu } of results)
+    log(
+      `server CPU per run on ${DATABASE_NAMES[kind]}: ${cpu.serverMs === undefined ? 'n/a' : `${cpu.serverMs.toFixed(2)} ms`} ` +
+        `(target ≤ ${TARGET_CPU_MS[kind]}) — ` +
+        (cpu.serverMs === undefined ? 'not measured' : cpu.serverMs <= TARGET_CPU_MS[kind] ? 'met' : 'NOT met'),
+    );
 
   // 2.
   const burst = await measureBurst(upstream);

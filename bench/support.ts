@@ -1,11 +1,16 @@
 /**
  * Plumbing shared by the benchmarks (bench/*.bench.ts): settings from the environment, cleanup at exit or on a
- * signal, start-up timeouts, statistics, process CPU, and the printed machine line and tables.
+ * signal, start-up timeouts, the databases a benchmark runs on (SQLite in a temporary directory, or a throwaway
+ * PostgreSQL database) and an `assistd serve` on one of them, statistics, process CPU (the server's and
+ * PostgreSQL's), and the printed machine line and tables.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import type OpenAI from 'openai';
+import OpenAI from 'openai';
+import pg from 'pg';
 import type { RecordedRequest } from '../test/support/fake-upstream.ts';
+import { createTestDatabase } from '../test/support/postgres.ts';
+import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
 
 // ── settings ──────────────────────────────────────────────────────────────────
 
@@ -94,6 +99,136 @@ export async function pool<T, R>(items: readonly T[], limit: number, task: (item
   return results;
 }
 
+/** Starts a process; it is stopped at cleanup, even if it only comes up after its timeout gave up on it. */
+export async function started<P extends { stop(signal?: NodeJS.Signals): Promise<number | null> }>(
+  spawned: Promise<P>,
+  what: string,
+): Promise<P> {
+  cleanups.push(() => spawned.then((late) => late.stop('SIGKILL')).catch(() => {}));
+  return withTimeout(spawned, what);
+}
+
+// ── databases ─────────────────────────────────────────────────────────────────
+
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+export const DATABASE_NAMES: Record<DatabaseKind, string> = { sqlite: 'SQLite', postgres: 'PostgreSQL' };
+
+/** The PostgreSQL server (and a database on it to connect to) where throwaway databases are created. */
+export const ADMIN_DATABASE_URL =
+  process.env.BENCH_DATABASE_URL?.trim() || 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** BENCH_DATABASES: a comma-separated list of `sqlite` and `postgres`, in the order they are measured (default both). */
+export function databaseKinds(name = 'BENCH_DATABASES'): DatabaseKind[] {
+  const raw = process.env[name]?.trim();
+  if (raw === undefined || raw === '') return ['sqlite', 'postgres'];
+  const kinds: DatabaseKind[] = [];
+  for (const item of raw.split(',').map((s) => s.trim().toLowerCase())) {
+    if (item !== 'sqlite' && item !== 'postgres')
+      throw new Error(`${name}: '${item}' is not a database (expected a comma-separated list of sqlite, postgres)`);
+    if (!kinds.includes(item)) kinds.push(item);
+  }
+  if (kinds.length === 0) throw new Error(`${name}: '${raw}' names no database`);
+  return kinds;
+}
+
+/** `postgres://user@host:port/db` without a password, for the printed header. */
+export function describeAdminUrl(url = ADMIN_DATABASE_URL): string {
+  try {
+    const parsed = new URL(url);
+    return `postgres://${parsed.username ? `${decodeURIComponent(parsed.username)}@` : ''}${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(unparsable BENCH_DATABASE_URL)';
+  }
+}
+
+/** The PostgreSQL server's version; a clear error (naming how to skip it) if it cannot be reached. */
+export async function postgresVersion(adminUrl = ADMIN_DATABASE_URL): Promise<string> {
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
+  try {
+    await client.connect();
+    return (await client.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]!.v;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `PostgreSQL at ${describeAdminUrl(adminUrl)} (BENCH_DATABASE_URL): ${reason}; BENCH_DATABASES=sqlite skips it`,
+    );
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Where one server keeps its data: the environment that points assistd at it, and how to throw it away. */
+export interface BenchDatabase {
+  kind: DatabaseKind;
+  /** ASSISTD_DATA_DIR (a temporary directory, for either database) and, for PostgreSQL, ASSISTD_DATABASE_URL. */
+  env: Record<string, string>;
+  dataDir: string;
+  /** PostgreSQL: the throwaway database's name (its backends are found by it in pg_stat_activity). */
+  postgresName: string | undefined;
+  /** Removes the directory and drops the database; also done at cleanup if not called. */
+  drop(): Promise<void>;
+}
+
+/** A temporary data directory, and with PostgreSQL a throwaway database created on ADMIN_DATABASE_URL's server. */
+export async function benchDatabase(kind: DatabaseKind, prefix: string): Promise<BenchDatabase> {
+  const dataDir = tempDir(prefix);
+  const database = kind === 'postgres' ? await createTestDatabase(ADMIN_DATABASE_URL) : undefined;
+  let dropped: Promise<void> | undefined;
+  const drop = () => {
+    dropped ??= (async () => {
+      rmSync(dataDir, { recursive: true, force: true });
+      await database?.drop();
+    })();
+    return dropped;
+  };
+  cleanups.push(drop);
+  return {
+    kind,
+    env: { ASSISTD_DATA_DIR: dataDir, ...(database ? { ASSISTD_DATABASE_URL: database.url } : {}) },
+    dataDir,
+    postgresName: database?.name,
+    drop,
+  };
+}
+
+export interface Assistd {
+  server: ServerProcess;
+  database: BenchDatabase;
+  /** The API base, up to and including /v1. */
+  base: string;
+  client: OpenAI;
+  /** Stops the server, then removes its data (also done at exit if not called). */
+  stop(): Promise<void>;
+}
+
+/** `assistd serve` in its own process on a fresh database of `kind`, executing runs on `upstreamUrl`. */
+export async function startAssistd(
+  kind: DatabaseKind,
+  upstreamUrl: string,
+  { prefix = 'assistd-bench-', env = {} }: { prefix?: string; env?: Record<string, string> } = {},
+): Promise<Assistd> {
+  const database = await benchDatabase(kind, prefix);
+  const server = await started(
+    spawnServer({ ...database.env, ASSISTD_UPSTREAM_BASE_URL: upstreamUrl, ...env }),
+    `assistd serve (${DATABASE_NAMES[kind]})`,
+  );
+  cleanups.push(() => server.stop());
+  const base = `${server.url}/v1`;
+  return {
+    server,
+    database,
+    base,
+    client: new OpenAI({ baseURL: base, apiKey: 'bench', maxRetries: 0 }),
+    stop: async () => {
+      await server.stop();
+      await database.drop();
+    },
+  };
+}
+
+// ── CPU ───────────────────────────────────────────────────────────────────────
+
 /** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */
 const CLOCK_TICKS_PER_S = 100;
 
@@ -106,6 +241,78 @@ export function processCpuMs(pid: number | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU time (ms) of every PostgreSQL backend connected to `database` (pool connections, the LISTEN connection), by
+ * pid: read from /proc, so only for a server on this machine; undefined for SQLite or where it cannot be read. The
+ * server's shared processes (WAL writer, checkpointer…) are not included.
+ */
+export async function postgresBackendsCpuMs(database: BenchDatabase): Promise<Map<number, number> | undefined> {
+  if (database.postgresName === undefined) return undefined;
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [
+      database.postgresName,
+    ]);
+    const cpu = new Map<number, number>();
+    for (const { pid } of rows) {
+      const ms = processCpuMs(pid);
+      if (ms === undefined) return undefined;
+      cpu.set(pid, ms);
+    }
+    return cpu;
+  } finally {
+    await client.end();
+  }
+}
+
+/** The CPU used between two samples of postgresBackendsCpuMs (a backend that started meanwhile counts in full). */
+export function backendsCpuDelta(
+  before: Map<number, number> | undefined,
+  after: Map<number, number> | undefined,
+): number | undefined {
+  if (before === undefined || after === undefined) return undefined;
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  return total;
+}
+
+export interface CpuPerRun {
+  runs: number;
+  wallMs: number;
+  /** The assistd process, ms per run; undefined without /proc. */
+  serverMs: number | undefined;
+  /** PostgreSQL's backends on the run's database, ms per run; undefined for SQLite. */
+  postgresMs: number | undefined;
+}
+
+/**
+ * Runs `runOne(0 … count − 1)` one after another and divides the server's CPU time over them (utime + stime from
+ * /proc/<pid>/stat, read before and after: 10 ms ticks, so the more runs the finer) by `count`. Whatever the server
+ * does meanwhile on its own (its sweeper, its worker's polling) is counted too; it is small next to a run.
+ */
+export async function measureCpuPerRun(
+  assistd: Assistd,
+  count: number,
+  runOne: (i: number) => Promise<void>,
+): Promise<CpuPerRun> {
+  const pid = assistd.server.child.pid;
+  const postgresBefore = await postgresBackendsCpuMs(assistd.database);
+  const serverBefore = processCpuMs(pid);
+  const start = performance.now();
+  for (let i = 0; i < count; i++) await runOne(i);
+  const wallMs = performance.now() - start;
+  const serverAfter = processCpuMs(pid);
+  const postgres = backendsCpuDelta(postgresBefore, await postgresBackendsCpuMs(assistd.database));
+  return {
+    runs: count,
+    wallMs,
+    serverMs:
+      serverBefore === undefined || serverAfter === undefined ? undefined : (serverAfter - serverBefore) / count,
+    postgresMs: postgres === undefined ? undefined : postgres / count,
+  };
 }
 
 /** The most upstream requests in flight at once, from the fake's record. */
@@ -147,13 +354,13 @@ export function summarizeP50P90(samples: number[]): Latencies {
  * `count` samples of each of two timings, interleaved, the order alternating (`first` first on even turns), so drift
  * on the machine falls on both sides alike.
  */
-export async function interleaved(
+export async function interleaved<A, B>(
   count: number,
-  first: () => Promise<number>,
-  second: () => Promise<number>,
-): Promise<[number[], number[]]> {
-  const firsts: number[] = [];
-  const seconds: number[] = [];
+  first: () => Promise<A>,
+  second: () => Promise<B>,
+): Promise<[A[], B[]]> {
+  const firsts: A[] = [];
+  const seconds: B[] = [];
   for (let i = 0; i < count; i++) {
     if (i % 2 === 0) {
       firsts.push(await first());
@@ -213,7 +420,13 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 /** The createAndPoll ÷ direct completion table and verdict (bench/runs.bench.ts part 1, bench/scale.bench.ts part 2). */
-export function reportCreateAndPoll(run: Latencies, direct: Latencies, firstRunMs: number, targetRatio: number): void {
+export function reportCreateAndPoll(
+  run: Latencies,
+  direct: Latencies,
+  firstRunMs: number,
+  targetRatio: number,
+  database?: string,
+): void {
   const ratio = run.p50 / direct.p50;
   log(
     table(
@@ -226,7 +439,7 @@ export function reportCreateAndPoll(run: Latencies, direct: Latencies, firstRunM
   );
   log('');
   log(
-    `createAndPoll p50 ÷ direct p50: ${ratio.toFixed(3)} (+${(run.p50 - direct.p50).toFixed(1)} ms; ` +
+    `createAndPoll p50 ÷ direct p50${database ? ` on ${database}` : ''}: ${ratio.toFixed(3)} (+${(run.p50 - direct.p50).toFixed(1)} ms; ` +
       `target ≤ ${targetRatio}) — ${ratio <= targetRatio ? 'met' : 'NOT met'}`,
   );
   log(`(first run on the fresh server, not counted: ${firstRunMs.toFixed(0)} ms)`);

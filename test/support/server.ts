@@ -109,6 +109,11 @@ export interface WorkerProcess extends CliProcess {
 }
 
 const CLI_ENTRY = 'src/cli.ts';
+/**
+ * Where spawned servers and workers run from: this checkout, or (benchmarks only) another one named by
+ * BENCH_SERVER_ROOT, e.g. a `git worktree` of an older commit, to measure what a change bought in one run.
+ */
+export const SERVER_ROOT = process.env.BENCH_SERVER_ROOT ? path.resolve(process.env.BENCH_SERVER_ROOT) : ROOT;
 /** `assistd serve` with the test tool registered (see that file for its TEST_TOOL_* settings). */
 const TOOL_SERVER_ENTRY = 'test/support/tool-server.ts';
 
@@ -118,8 +123,9 @@ const TOOL_SERVER_ENTRY = 'test/support/tool-server.ts';
  * if it exits first. The harness waits for info-level lines, so the log level is never raised above info here.
  */
 function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, what: string, entry = CLI_ENTRY) {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry), ...args], {
-    cwd: ROOT,
+  const root = SERVER_ROOT;
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry), ...args], {
+    cwd: root,
     env: { ...process.env, ...env, ASSISTD_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
