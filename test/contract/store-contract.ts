@@ -396,6 +396,19 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       );
     });
 
+    test("commitRun leaves the run's metadata as modify run last set it", async () => {
+      const run = await threadWithRun();
+      const modified = await store.updateRunMetadata(scope, run.thread_id, run.id, { changed: 'meanwhile' });
+      assert.deepEqual(modified?.metadata, { changed: 'meanwhile' });
+      // The executor's copy of the run is older than the modification.
+      const started: Run = { ...run, status: 'in_progress', started_at: run.created_at + 1 };
+      assert.equal(await store.commitRun(scope, { run: started, expect: { status: 'queued' } }), true);
+      assert.deepEqual(await store.getRun(scope, run.thread_id, run.id), {
+        ...started,
+        metadata: { changed: 'meanwhile' },
+      });
+    });
+
     test('claimRuns leases waiting runs oldest first; a held lease is renewed, a lapsed one is taken over', async () => {
       await claimEverythingWaiting();
       const now = Date.now();

@@ -114,6 +114,7 @@ export function runToRow(scope: Scope, r: Run): Insertable<RunsTable> {
     assistant_id: r.assistant_id,
     created_at: r.created_at,
     ...runStateToRow(r),
+    metadata: toJson(r.metadata),
     model: r.model,
     instructions: r.instructions,
     tools: toJson(r.tools),
@@ -129,7 +130,11 @@ export function runToRow(scope: Scope, r: Run): Insertable<RunsTable> {
   };
 }
 
-/** The columns a run's lifecycle changes (its settings never change after creation; metadata may). */
+/**
+ * The columns a run's lifecycle changes. Its settings never change after creation, and its metadata changes only
+ * through modify run (updateRunMetadata), never through a commit: an execution's copy of the run may be older than
+ * a modification made meanwhile.
+ */
 export function runStateToRow(r: Run) {
   return {
     status: r.status,
@@ -141,7 +146,6 @@ export function runStateToRow(r: Run) {
     failed_at: r.failed_at,
     completed_at: r.completed_at,
     incomplete_details: r.incomplete_details === null ? null : toJson(r.incomplete_details),
-    metadata: toJson(r.metadata),
     usage: r.usage === null ? null : toJson(r.usage),
   };
 }
