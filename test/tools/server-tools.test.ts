@@ -445,54 +445,34 @@ describe('server-side tools: token budgets across the loop', () => {
   before(() => h.start());
   after(() => h.close());
 
-  // The API's least budget is 256 tokens (below it, a 400): 100 completion tokens a turn reach it on the third turn.
-  test('max_completion_tokens: incomplete after at most 3 model turns, usage summed over them', async () => {
-    h.upstream.setDefault(addCall(1, 2, { prompt_tokens: 10, completion_tokens: 100 }));
-    const { assistant, thread } = await h.setup();
-    const seen = h.upstream.requests.length;
-    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
-      assistant_id: assistant.id,
-      max_completion_tokens: 256,
+  // The API's least budget is 256 tokens (below it, a 400): 100 tokens a turn reach it on the third turn at the
+  // latest, while the first prompt (a few dozen tokens however it is counted) always fits.
+  const budgets = [
+    { budget: 'max_completion_tokens', usage: { prompt_tokens: 10, completion_tokens: 100 } },
+    { budget: 'max_prompt_tokens', usage: { prompt_tokens: 100, completion_tokens: 5 } },
+  ] as const;
+  for (const { budget, usage } of budgets)
+    test(`${budget}: incomplete after at most 3 model turns, usage summed over them`, async () => {
+      h.upstream.setDefault(addCall(1, 2, usage));
+      const { assistant, thread } = await h.setup();
+      const seen = h.upstream.requests.length;
+      const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
+        assistant_id: assistant.id,
+        [budget]: 256,
+      });
+      assert.equal(run.status, 'incomplete', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+      assert.deepEqual(run.incomplete_details, { reason: budget });
+      const turns = h.upstream.requests.length - seen;
+      assert.ok(turns >= 1 && turns <= 3, `${turns} model turns`);
+      assert.deepEqual(run.usage, {
+        prompt_tokens: usage.prompt_tokens * turns,
+        completion_tokens: usage.completion_tokens * turns,
+        total_tokens: (usage.prompt_tokens + usage.completion_tokens) * turns,
+      });
+      const steps = await h.steps(thread.id, run.id);
+      assert.ok(
+        steps.every((s) => s.status !== 'in_progress'),
+        `steps: ${JSON.stringify(steps.map((s) => s.status))}`,
+      );
     });
-    assert.equal(run.status, 'incomplete', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
-    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
-    const turns = h.upstream.requests.length - seen;
-    assert.ok(turns >= 1 && turns <= 3, `${turns} model turns`);
-    assert.deepEqual(run.usage, {
-      prompt_tokens: 10 * turns,
-      completion_tokens: 100 * turns,
-      total_tokens: 110 * turns,
-    });
-    const steps = await h.steps(thread.id, run.id);
-    assert.ok(
-      steps.every((s) => s.status !== 'in_progress'),
-      `steps: ${JSON.stringify(steps.map((s) => s.status))}`,
-    );
-  });
-
-  test('max_prompt_tokens: incomplete after at most 3 model turns, usage summed over them', async () => {
-    // 100 reported prompt tokens a turn against 256: the budget runs out on the third turn at the latest, while the
-    // first prompt (a few dozen tokens however it is counted) always fits.
-    h.upstream.setDefault(addCall(1, 2, { prompt_tokens: 100, completion_tokens: 5 }));
-    const { assistant, thread } = await h.setup();
-    const seen = h.upstream.requests.length;
-    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
-      assistant_id: assistant.id,
-      max_prompt_tokens: 256,
-    });
-    assert.equal(run.status, 'incomplete', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
-    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
-    const turns = h.upstream.requests.length - seen;
-    assert.ok(turns >= 1 && turns <= 3, `${turns} model turns`);
-    assert.deepEqual(run.usage, {
-      prompt_tokens: 100 * turns,
-      completion_tokens: 5 * turns,
-      total_tokens: 105 * turns,
-    });
-    const steps = await h.steps(thread.id, run.id);
-    assert.ok(
-      steps.every((s) => s.status !== 'in_progress'),
-      `steps: ${JSON.stringify(steps.map((s) => s.status))}`,
-    );
-  });
 });
