@@ -46,7 +46,6 @@ export function openSse(reply: FastifyReply): SseStream {
     'x-accel-buffering': 'no',
     'x-request-id': String(reply.request.id),
   });
-  res.flushHeaders();
   let closed = false;
   const listeners: Array<() => void> = [];
   const heartbeat = setInterval(() => res.write(HEARTBEAT), HEARTBEAT_MS);
@@ -58,20 +57,27 @@ export function openSse(reply: FastifyReply): SseStream {
   };
   res.on('close', close);
   // Frames sent in the same tick (a step and a message opening with their first delta, a run's closing events)
-  // leave in one write: one syscall and one read for the client instead of one per frame.
+  // leave in one write: one syscall and one read for the client instead of one per frame. The headers go with the
+  // first frames, which a stream sends in the tick it opens (or alone, if it sent none).
   let corked = false;
+  let wrote = false;
   const uncork = () => {
     corked = false;
+    if (!wrote && !closed) res.flushHeaders();
     res.uncork();
   };
+  const batch = () => {
+    if (corked) return;
+    corked = true;
+    res.cork();
+    process.nextTick(uncork);
+  };
+  batch();
   return {
     send: (event) => {
       if (closed) return;
-      if (!corked) {
-        corked = true;
-        res.cork();
-        process.nextTick(uncork);
-      }
+      batch();
+      wrote = true;
       res.write(frame(event));
     },
     end: () => {
