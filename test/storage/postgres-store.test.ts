@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { ApiError } from '../../src/domain/errors.ts';
 import { openStore } from '../../src/storage/open-store.ts';
 import { openPostgresStore, POSTGRES_CAPABILITIES } from '../../src/storage/postgres/open-postgres-store.ts';
+import { withPreparedStatements } from '../../src/storage/postgres/prepared-statements.ts';
 import type { SqlCapabilities } from '../../src/storage/sql/capabilities.ts';
 import type { Database } from '../../src/storage/sql/schema.ts';
 import { SqlStore } from '../../src/storage/sql/sql-store.ts';
@@ -165,6 +166,29 @@ if (adminUrl === undefined) {
           assert.ok(!e.message.includes(password), e.message);
           return true;
         });
+      }
+    });
+
+    test('statements run prepared, and one whose plan a migration invalidated runs again unprepared', async () => {
+      const database = await createTestDatabase(adminUrl);
+      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+      const db = new Kysely<{ t: { id: number; extra?: string } }>({
+        dialect: new PostgresDialect({ pool: withPreparedStatements(pool) }),
+      });
+      try {
+        await sql`create table t (id integer)`.execute(db);
+        await sql`insert into t values (1)`.execute(db);
+        const read = () => db.selectFrom('t').selectAll().where('id', '=', 1).execute();
+        assert.deepEqual(await read(), [{ id: 1 }]);
+        const prepared = await sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements`.execute(db);
+        assert.equal(prepared.rows[0]!.n, 1);
+        // Another process's migration changes the table under the prepared plan.
+        await query(database.url, "alter table t add column extra text default 'x'");
+        assert.deepEqual(await read(), [{ id: 1, extra: 'x' }]);
+        assert.deepEqual(await read(), [{ id: 1, extra: 'x' }]);
+      } finally {
+        await db.destroy();
+        await database.drop();
       }
     });
   });

@@ -10,6 +10,7 @@ import * as modelCalls from './migrations/003-model-calls.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
+import { withPreparedStatements } from './prepared-statements.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -64,7 +65,7 @@ export async function openPostgresStore(url: string, poolSize: number): Promise<
   // no listener Node would crash the process on the 'error' event. The next query opens a fresh connection, and if
   // the database is really gone, that query fails with the reason.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: withPreparedStatements(pool) }) });
   try {
     await migrate(db);
   } catch (error) {
