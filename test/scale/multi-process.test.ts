@@ -4,6 +4,7 @@ import { setMaxListeners } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import pg from 'pg';
+import { eventually } from '../support/eventually.ts';
 import { FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
 import { ApiClient, type ServerProcess, spawnServer, spawnWorker, type WorkerProcess } from '../support/server.ts';
@@ -46,16 +47,6 @@ function lastUserText(request: RecordedRequest): string {
 /** The model calls whose messages contain `text` (a unique marker of one thread). */
 function callsFor(upstream: FakeUpstream, text: string, from = 0): RecordedRequest[] {
   return upstream.requests.slice(from).filter((r) => JSON.stringify(r.body.messages).includes(text));
-}
-
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Polls a run with plain GETs (no held polls) until `done` holds; returns it. */

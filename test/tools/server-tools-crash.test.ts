@@ -3,6 +3,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
+import { eventually } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { type ServerProcess, spawnToolServer, tempDir } from '../support/server.ts';
@@ -17,16 +18,6 @@ import { createValidatingFetch } from '../support/validating-fetch.ts';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomplete']);
 const TEST_TIMEOUT_MS = 90_000;
-
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function readLog(file: string): ToolLogEntry[] {
   return existsSync(file) ? parseToolLog(readFileSync(file, 'utf8')) : [];
