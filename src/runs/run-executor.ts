@@ -325,7 +325,7 @@ export class RunExecutor {
           error: { code: 'server_error', message: `The tool '${call.name}' is not available on this server.` },
         });
       const result = await this.executeCall(x, step, index, tool, call);
-      if (result === undefined) return 'done'; // the run failed
+      if (result === 'done' || result === 'settle') return result; // the tool's failure ended the run
       step = withCallResult(step, index, result);
       if (n < pending.length - 1 && !(await this.commit(x, { run: x.run, steps: [step] }))) return 'settle';
     }
@@ -345,14 +345,14 @@ export class RunExecutor {
       : 'settle';
   }
 
-  /** One server-side call; undefined when its failure has failed the run. An abort propagates. */
+  /** One server-side call's result, or how the run's failure by it was recorded. An abort propagates. */
   private async executeCall(
     x: Execution,
     step: StoredStep,
     index: number,
     tool: ServerTool,
     call: ModelToolCall,
-  ): Promise<ToolResult | undefined> {
+  ): Promise<ToolResult | 'done' | 'settle'> {
     const invocation = { id: call.id, arguments: call.arguments };
     const described = tool.describe(invocation);
     const publishDelta = (delta: object) =>
@@ -376,11 +376,10 @@ export class RunExecutor {
       if (x.signal.aborted) throw error;
       if (error instanceof ToolError) return { details: described, output: `Error: ${error.message}` };
       this.options.logger.error({ err: error, runId: x.run.id, tool: tool.type }, 'a server-side tool failed');
-      await this.end(x, {
+      return this.end(x, {
         type: 'fail',
         error: { code: 'server_error', message: `The ${tool.type} tool failed while executing call ${call.id}.` },
       });
-      return undefined;
     }
   }
 
