@@ -1,5 +1,6 @@
 import { appendFileSync } from 'node:fs';
-import type { CodeInterpreterToolCallDetails } from '../../src/domain/runs.ts';
+import type { Message } from '../../src/domain/objects.ts';
+import type { CodeInterpreterToolCallDetails, ToolCallDetails } from '../../src/domain/runs.ts';
 import {
   type ServerTool,
   type ServerToolCall,
@@ -25,6 +26,11 @@ export interface AddToolOptions {
   fail?: boolean;
   /** A file to append `{"event":"start"|"finish"|"abort","callId":…}` lines to, one per event. */
   logFile?: string;
+  /**
+   * What the tool adds to the run's answer (ServerTool.finishMessage): each `{{sum}}` in the answer's text becomes
+   * the sum of the run's last add call, as a citing tool turns its markers into annotations.
+   */
+  fillSums?: boolean;
 }
 
 export interface AddExecution {
@@ -111,10 +117,25 @@ export function addTool(options: AddToolOptions = {}): AddTool {
     return delayMs[Math.min(n, delayMs.length - 1)] ?? 0;
   };
 
+  const fillSums = (message: Message, calls: readonly ToolCallDetails[]): Message => {
+    const last = calls.at(-1);
+    const output = last?.type === 'code_interpreter' ? last.code_interpreter.outputs[0] : undefined;
+    const sum = output?.type === 'logs' ? output.logs : '?';
+    return {
+      ...message,
+      content: message.content.map((part) =>
+        part.type === 'text'
+          ? { ...part, text: { ...part.text, value: part.text.value.replaceAll('{{sum}}', sum) } }
+          : part,
+      ),
+    };
+  };
+
   return {
     type: 'code_interpreter',
     function: ADD_FUNCTION,
     executions,
+    ...(options.fillSums ? { finishMessage: fillSums } : {}),
 
     describe(call: ServerToolCall): CodeInterpreterToolCallDetails {
       return { id: call.id, type: 'code_interpreter', code_interpreter: { input: inputOf(call), outputs: [] } };

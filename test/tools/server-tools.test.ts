@@ -367,6 +367,21 @@ describe('server-side tools: a tool that throws a plain Error fails the run', ()
   });
 });
 
+describe("server-side tools: what a tool adds to the run's answer", () => {
+  const h = new Harness(addTool({ fillSums: true }));
+  before(() => h.start());
+  after(() => h.close());
+
+  test('finishMessage rewrites the answer before it is stored and completed', async () => {
+    const { assistant, thread } = await h.setup();
+    h.upstream.enqueue(addCall(2, 3), { text: ['The sum is ', '{{sum}}', '.'] });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed');
+    const [answer] = await h.assistantMessages(thread.id);
+    assert.deepEqual(answer!.content, [{ type: 'text', text: { value: 'The sum is 5.', annotations: [] } }]);
+  });
+});
+
 describe('server-side tools: cancel during an execution', () => {
   const h = new Harness(addTool({ delayMs: 60_000 }));
   before(() => h.start());
