@@ -96,6 +96,7 @@ export class ModelTurn {
     this.openToolStep();
     let call = this.calls[index];
     const streamed = !this.serverTools.has(call?.name ?? name ?? '');
+    const isNew = !call;
     if (!call) {
       call = { id: newId('call'), name: name ?? '', arguments: '' };
       this.calls[index] = call;
@@ -111,7 +112,14 @@ export class ModelTurn {
       call.arguments += fragment;
       if (streamed) this.emitToolDelta({ index, type: 'function', function: { arguments: fragment } });
     }
-    this.toolStep!.step_details = { type: 'tool_calls', tool_calls: this.madeCalls().map((c) => this.details(c)) };
+    // The live step (what /events shows a client that attaches now) follows the function calls' arguments; a
+    // server-side call is described once, as it starts (its details come whole when it executes). The details are
+    // replaced, never changed in place: announced copies of the step share them.
+    if (!isNew && !streamed) return;
+    const position = this.madeCalls().indexOf(call);
+    const live = [...(this.toolStep!.step_details as { tool_calls: ToolCallDetails[] }).tool_calls];
+    live.splice(position, isNew ? 0 : 1, this.details(call));
+    this.toolStep!.step_details = { type: 'tool_calls', tool_calls: live };
   }
 
   /** The turn ended with tool calls: its step, still in progress, with the model's calls and the turn's usage. */

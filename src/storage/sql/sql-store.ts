@@ -268,8 +268,7 @@ export class SqlStore implements Store {
 
   async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[], lock?: RunLock): Promise<void> {
     if (this.capabilities.rowLocks && this.capabilities.createRunStatement) {
-      const row = runToRow(scope, run);
-      if (lock) Object.assign(row, { locked_by: lock.lockedBy, locked_until: lock.lockedUntil });
+      const row = withLock(runToRow(scope, run), lock);
       const statement = this.capabilities.createRunStatement({
         projectId: scope.projectId,
         threadId: run.thread_id,
@@ -423,7 +422,7 @@ export class SqlStore implements Store {
   async commitRun(scope: Scope, { run, expect, lock, steps = [], messages = [] }: RunCommit): Promise<boolean> {
     if (this.capabilities.rowLocks && this.capabilities.commitStatement) {
       const statement = this.capabilities.commitStatement({
-        set: { ...runStateToRow(run), ...(lock ? { locked_by: lock.lockedBy, locked_until: lock.lockedUntil } : {}) },
+        set: withLock(runStateToRow(run), lock),
         fence: { projectId: scope.projectId, runId: run.id, status: expect.status, lockedBy: expect.lockedBy },
         steps: steps.map((step) => stepToRow(scope, step)),
         messages: messages.map((message) => messageToRow(scope, message)),
@@ -432,10 +431,7 @@ export class SqlStore implements Store {
       return rows[0]?.updated === 1;
     }
     return this.db.transaction().execute(async (trx) => {
-      const set = rowArgs({
-        ...runStateToRow(run),
-        ...(lock ? { locked_by: lock.lockedBy, locked_until: lock.lockedUntil } : {}),
-      });
+      const set = rowArgs(withLock(runStateToRow(run), lock));
       const fence = expect.lockedBy === null ? 'free' : expect.lockedBy === undefined ? 'any' : 'held';
       const n = set.values.length;
       const result = await this.q.execute(
@@ -598,9 +594,7 @@ async function insertRun(
   const active = await activeRunOf(db, q, run.thread_id);
   if (active) throw threadHasActiveRun(run.thread_id, active);
   await insertMessages(db, q, scope, messages);
-  const row = runToRow(scope, run);
-  if (lock) Object.assign(row, { locked_by: lock.lockedBy, locked_until: lock.lockedUntil });
-  const values = rowArgs(row);
+  const values = rowArgs(withLock(runToRow(scope, run), lock));
   try {
     await q.execute(db, `insertRun:${values.key}`, () => db.insertInto('runs').values(values.marked), values.values);
   } catch (error) {
@@ -674,4 +668,12 @@ async function upsert(
         ),
     values.values,
   );
+}
+
+/** A run's columns with its new lease, when there is one (RunLock → `locked_by`, `locked_until`). */
+function withLock<T extends object>(
+  row: T,
+  lock: RunLock | undefined,
+): T & { locked_by?: string | null; locked_until?: number | null } {
+  return lock ? { ...row, locked_by: lock.lockedBy, locked_until: lock.lockedUntil } : row;
 }
