@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { loadModelsConfig, type ModelsConfig, ModelsConfigError } from './models-config.ts';
 
 /**
@@ -21,6 +22,7 @@ export interface Config {
   apiKey: string | undefined;
   logLevel: LogLevel;
   runs: RunsConfig;
+  files: FilesConfig;
   /** Which backend serves which model name (models-config.ts). */
   models: ModelsConfig;
 }
@@ -34,6 +36,15 @@ export interface RunsConfig {
   leaseMs: number;
   /** Upstream attempts after the first, for 429s, 5xx, timeouts and resets. */
   maxRetries: number;
+}
+
+export interface FilesConfig {
+  /** Where file bytes live: a directory under the data directory, or chunked rows in the database. */
+  storage: 'directory' | 'database';
+  /** The directory of the `directory` storage. */
+  dir: string;
+  /** The largest file accepted, in bytes. */
+  maxBytes: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -89,6 +100,12 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     description: 'seconds a worker holds a run without renewing; after a crash, its runs resume this long later',
   },
   {
+    name: 'ASSISTD_FILE_STORAGE',
+    default: '(SQLite: directory; PostgreSQL: database)',
+    description: 'where uploaded files live: directory (ASSISTD_DATA_DIR/files) or database (chunked rows)',
+  },
+  { name: 'ASSISTD_MAX_FILE_MB', default: '512', description: 'the largest file accepted, in MB (1 MB = 10^6 bytes)' },
+  {
     name: 'ASSISTD_CONTEXT_WINDOW',
     default: '128000',
     description: "the upstream model's context window in tokens, for truncation",
@@ -119,11 +136,12 @@ type Env = Record<string, string | undefined>;
 
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = setting(env, 'ASSISTD_DATA_DIR') ?? './data';
+  const storage = parseStorage(env, dataDir);
   return {
     host: setting(env, 'HOST') ?? '127.0.0.1',
     port: parsePort(setting(env, 'PORT')),
     dataDir,
-    storage: parseStorage(env, dataDir),
+    storage,
     apiKey: setting(env, 'ASSISTD_API_KEY'),
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     runs: {
@@ -132,8 +150,21 @@ export function loadConfig(env: Env = process.env): Config {
       leaseMs: integer(env, 'ASSISTD_WORKER_LEASE_S', 15, 1, 3600) * 1000,
       maxRetries: integer(env, 'ASSISTD_UPSTREAM_MAX_RETRIES', 3, 0, 100),
     },
+    files: {
+      storage: parseFileStorage(setting(env, 'ASSISTD_FILE_STORAGE'), storage),
+      dir: path.join(dataDir, 'files'),
+      maxBytes: integer(env, 'ASSISTD_MAX_FILE_MB', 512, 1, 1_000_000) * 1_000_000,
+    },
     models: parseModels(env),
   };
+}
+
+/** Files live beside the data: in the data directory with SQLite, in the database every process shares with PostgreSQL. */
+function parseFileStorage(raw: string | undefined, storage: StorageConfig): FilesConfig['storage'] {
+  if (raw === undefined) return storage.kind === 'sqlite' ? 'directory' : 'database';
+  if (raw !== 'directory' && raw !== 'database')
+    throw new ConfigError('ASSISTD_FILE_STORAGE', `'${raw}' is not one of directory, database.`);
+  return raw;
 }
 
 function parseModels(env: Env): ModelsConfig {

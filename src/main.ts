@@ -2,10 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.ts';
 import type { Config } from './config.ts';
+import { FileService } from './files/file-service.ts';
+import { FileSweeper } from './files/file-sweeper.ts';
 import { createModelRouter, type ModelRouter } from './providers/model-router.ts';
 import { RunEventBus } from './runs/run-event-bus.ts';
 import { RunExecutor } from './runs/run-executor.ts';
 import { RunService } from './runs/run-service.ts';
+import type { BlobStore } from './storage/blobs/blob-store.ts';
+import { DirectoryBlobStore } from './storage/blobs/directory-blob-store.ts';
 import { openStore } from './storage/open-store.ts';
 import type { Store } from './storage/store.ts';
 import { type ServerTool, ToolRegistry } from './tools/tool.ts';
@@ -32,6 +36,12 @@ interface Core {
   bus: RunEventBus;
   worker: RunWorker;
   runs: RunService;
+  files: FileService;
+  sweeper: FileSweeper;
+}
+
+function openBlobStore(config: Config, store: Store): BlobStore {
+  return config.files.storage === 'directory' ? new DirectoryBlobStore(config.files.dir) : store.databaseBlobs();
 }
 
 /**
@@ -50,6 +60,15 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     throw error;
   }
   const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId) });
+  const blobs = openBlobStore(config, store);
+  const files = new FileService({
+    records: store.files,
+    blobs,
+    maxBytes: config.files.maxBytes,
+    leaseMs: config.runs.leaseMs,
+    logger,
+  });
+  const sweeper = new FileSweeper({ records: store.files, blobs, logger, intervalMs: config.runs.leaseMs });
   const tools = new ToolRegistry(toolList);
   const worker = new RunWorker({
     store,
@@ -77,7 +96,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     logger.warn(
       'No model backend is configured (ASSISTD_UPSTREAM_BASE_URL, ASSISTD_MODEL_FILE or ASSISTD_MODELS_FILE): runs will fail.',
     );
-  return { store, router, bus, worker, runs };
+  return { store, router, bus, worker, runs, files, sweeper };
 }
 
 export interface ServerOptions {
@@ -93,9 +112,18 @@ export async function startServer(
   logger: Logger = createLogger(config),
   { workers = true, tools = [] }: ServerOptions = {},
 ): Promise<RunningServer> {
-  const { store, router, bus, worker, runs } = await startCore(config, logger, workers, tools);
+  const { store, router, bus, worker, runs, files, sweeper } = await startCore(config, logger, workers, tools);
   const closing = new AbortController();
-  const app = buildApp({ store, runs, bus, models: router, closing: closing.signal, apiKey: config.apiKey, logger });
+  const app = buildApp({
+    store,
+    runs,
+    bus,
+    models: router,
+    files,
+    closing: closing.signal,
+    apiKey: config.apiKey,
+    logger,
+  });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -104,6 +132,7 @@ export async function startServer(
     throw error;
   }
   worker.start();
+  sweeper.start();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -123,6 +152,7 @@ export async function startServer(
         await app.close();
         // Executions in flight are stopped and their runs handed back: another worker or the next start resumes them.
         await worker.close();
+        await sweeper.close();
         await store.close();
         await router.close();
       })();
@@ -137,8 +167,9 @@ export async function startWorker(
   logger: Logger = createLogger(config),
   { tools = [] }: Pick<ServerOptions, 'tools'> = {},
 ): Promise<{ close(): Promise<void> }> {
-  const { store, router, worker } = await startCore(config, logger, true, tools);
+  const { store, router, worker, sweeper } = await startCore(config, logger, true, tools);
   worker.start();
+  sweeper.start();
   logger.info(
     { worker: worker.id, store: store.description, concurrency: config.runs.workerConcurrency },
     `assistd worker ${worker.id} running`,
@@ -148,6 +179,7 @@ export async function startWorker(
     close: () => {
       shutdown ??= (async () => {
         await worker.close();
+        await sweeper.close();
         await store.close();
         await router.close();
       })();

@@ -1,12 +1,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import multipart from '@fastify/multipart';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { ApiError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
+import type { FileService } from '../files/file-service.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunService } from '../runs/run-service.ts';
 import { DEFAULT_SCOPE, type Scope, type Store } from '../storage/store.ts';
 import { registerAssistantRoutes } from './routes/assistants.ts';
+import { registerFileRoutes } from './routes/files.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerRunRoutes } from './routes/runs.ts';
@@ -38,6 +41,7 @@ export interface AppOptions {
   runs: RunService;
   bus: RunEventBus;
   models: ModelCatalog;
+  files: FileService;
   /** Aborted when the server starts shutting down. */
   closing: AbortSignal;
   /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>`. */
@@ -45,7 +49,7 @@ export interface AppOptions {
   logger: Logger;
 }
 
-export function buildApp({ store, runs, bus, models, closing, apiKey, logger }: AppOptions): FastifyInstance {
+export function buildApp({ store, runs, bus, models, files, closing, apiKey, logger }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     // Per-request log lines cost more than the requests themselves; errors are still logged.
@@ -59,6 +63,7 @@ export function buildApp({ store, runs, bus, models, closing, apiKey, logger }: 
   // Until API keys map to projects, every request works in the default project.
   app.decorateRequest('scope', { getter: () => DEFAULT_SCOPE });
   acceptJsonBodies(app);
+  acceptMultipartUploads(app);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     if (apiKey !== undefined && request.url.startsWith('/v1')) checkApiKey(apiKey, request.headers.authorization);
@@ -72,7 +77,27 @@ export function buildApp({ store, runs, bus, models, closing, apiKey, logger }: 
   registerMessageRoutes(app, store);
   registerRunRoutes(app, { store, runs, bus, closing });
   registerModelRoutes(app, models);
+  registerFileRoutes(app, files);
   return app;
+}
+
+/** The routes that take a multipart/form-data body; every other route takes JSON. */
+const MULTIPART_ROUTES = new Set(['POST /v1/files']);
+
+/**
+ * Multipart bodies are streamed by @fastify/multipart (request.parts()), never buffered: only the upload routes
+ * read them. Anywhere else a multipart body is a 415 before the handler runs, rather than an empty JSON body.
+ */
+function acceptMultipartUploads(app: FastifyInstance): void {
+  void app.register(multipart);
+  app.addHook('preValidation', async (request) => {
+    if (request.isMultipart() && !MULTIPART_ROUTES.has(`${request.method} ${request.routeOptions.url}`))
+      throw new ApiError(
+        415,
+        `Invalid Content-Type header (multipart/form-data): ${request.method} ${request.routeOptions.url ?? request.url} takes a JSON body.`,
+        { code: 'unsupported_content_type' },
+      );
+  });
 }
 
 /**

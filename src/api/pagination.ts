@@ -6,10 +6,16 @@ export const MAX_LIMIT = 100;
 
 type Query = Record<string, unknown>;
 
-/** `limit` (1–100, default 20), `order` (asc|desc, default desc), `after`, `before`: as the official list endpoints. */
-export function parsePageRequest(query: Query): PageRequest {
+/**
+ * `limit` (1–100, default 20), `order` (asc|desc, default desc), `after`, `before`: as the official list endpoints.
+ * `/files` pages differently (1–10,000, default 10,000, no `before`): its route passes its own bounds.
+ */
+export function parsePageRequest(
+  query: Query,
+  { defaultLimit = DEFAULT_LIMIT, maxLimit = MAX_LIMIT, before = true } = {},
+): PageRequest {
   const limitRaw = single(query, 'limit');
-  let limit = DEFAULT_LIMIT;
+  let limit = defaultLimit;
   if (limitRaw !== undefined) {
     if (!/^-?\d+$/.test(limitRaw))
       throw invalidRequest(
@@ -24,9 +30,9 @@ export function parsePageRequest(query: Query): PageRequest {
         'limit',
         'integer_below_min_value',
       );
-    if (limit > MAX_LIMIT)
+    if (limit > maxLimit)
       throw invalidRequest(
-        `Invalid 'limit': integer above maximum value. Expected a value <= ${MAX_LIMIT}, but got ${limit} instead.`,
+        `Invalid 'limit': integer above maximum value. Expected a value <= ${maxLimit}, but got ${limit} instead.`,
         'limit',
         'integer_above_max_value',
       );
@@ -38,7 +44,12 @@ export function parsePageRequest(query: Query): PageRequest {
       'order',
       'invalid_value',
     );
-  return { limit, order, after: nonEmpty(single(query, 'after')), before: nonEmpty(single(query, 'before')) };
+  return {
+    limit,
+    order,
+    after: nonEmpty(single(query, 'after')),
+    before: before ? nonEmpty(single(query, 'before')) : undefined,
+  };
 }
 
 /** A query parameter that must appear at most once. */

@@ -1,3 +1,4 @@
+import type { StoredFile } from '../domain/files.ts';
 import { messageToWire } from '../domain/messages.ts';
 import type { Assistant, Thread } from '../domain/objects.ts';
 import type { Run, RunStep } from '../domain/runs.ts';
@@ -36,6 +37,24 @@ export function serializeThread(t: Thread) {
 
 /** The wire shape of a message is the domain's (storage keeps messages as exactly this JSON). */
 export const serializeMessage = messageToWire;
+
+/**
+ * `status` is deprecated upstream and always `processed` here: a file is acknowledged only once its bytes are
+ * stored. `expires_at` and `status_details` are optional in the schema and typed without null, so they are sent only
+ * when they have a value (the SDK types them as optional too).
+ */
+export function serializeFile(f: StoredFile) {
+  return {
+    id: f.id,
+    object: 'file' as const,
+    bytes: f.bytes,
+    created_at: f.created_at,
+    ...(f.expires_at === null ? {} : { expires_at: f.expires_at }),
+    filename: f.filename,
+    purpose: f.purpose,
+    status: 'processed' as const,
+  };
+}
 
 export function serializeDeleted(id: string, object: string) {
   return { id, object, deleted: true };

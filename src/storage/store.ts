@@ -1,5 +1,7 @@
+import type { StoredFile } from '../domain/files.ts';
 import type { Assistant, Message, Metadata, Thread } from '../domain/objects.ts';
 import type { Run, RunStatus, StoredStep } from '../domain/runs.ts';
+import type { BlobStore } from './blobs/blob-store.ts';
 
 /**
  * Every object belongs to a project. Until API keys and projects arrive, all requests share one default project,
@@ -87,6 +89,37 @@ export interface ClaimedRun {
   lock: RunLock;
 }
 
+/** An upload in progress: its row is leased to `owner` (a process) until `until` (ms since the epoch). */
+export interface UploadLease {
+  owner: string;
+  until: number;
+}
+
+/**
+ * The rows of the Files API. A file is written in two steps so that no crash leaves a row without bytes or bytes
+ * without a row for good: `beginUpload` inserts a row that only the uploader sees, leased to it; the bytes are made
+ * durable in the blob store; `finishUpload` makes the row a file. A row whose lease lapsed is a crashed upload, and
+ * bytes whose id has no row are orphans (a file's row is deleted before its bytes): the sweeper removes both.
+ */
+export interface FileRecords {
+  beginUpload(scope: Scope, id: string, createdAt: number, lease: UploadLease): Promise<void>;
+  /** Extends the lease of an upload still held by `lease.owner`; false when it was lost. */
+  renewUpload(id: string, lease: UploadLease): Promise<boolean>;
+  /** Makes the upload a file with these fields; false (nothing written) when the lease was lost. */
+  finishUpload(scope: Scope, file: StoredFile, owner: string): Promise<boolean>;
+  /** Removes the row of an upload that failed. */
+  abandonUpload(id: string, owner: string): Promise<void>;
+  getFile(scope: Scope, id: string): Promise<StoredFile | undefined>;
+  listFiles(scope: Scope, page: PageRequest, purpose?: string): Promise<Page<StoredFile>>;
+  /** Of `ids`, the ones that are not files of the scope. */
+  missingFiles(scope: Scope, ids: readonly string[]): Promise<string[]>;
+  deleteFile(scope: Scope, id: string): Promise<boolean>;
+  /** Deletes the rows of uploads whose lease lapsed before `now` and of files expired by `nowSeconds`; their ids. */
+  deleteLapsedAndExpired(now: number, nowSeconds: number, limit: number): Promise<string[]>;
+  /** For the orphan sweep: the state of each of `ids` that has a row (`uploading` or `ready`). */
+  rowStates(ids: readonly string[]): Promise<Map<string, 'uploading' | 'ready'>>;
+}
+
 /**
  * What assistd needs from a database. Implementations: storage/sql/sql-store.ts over a Kysely dialect (SQLite,
  * PostgreSQL). test/contract/store-contract.ts is the suite every implementation must pass.
@@ -103,6 +136,10 @@ export interface Store {
    */
   readonly signals: SignalChannel | undefined;
   close(): Promise<void>;
+
+  readonly files: FileRecords;
+  /** A blob store keeping file bytes in this database (storage/sql/sql-blob-store.ts). */
+  databaseBlobs(): BlobStore;
 
   createAssistant(scope: Scope, assistant: Assistant): Promise<void>;
   getAssistant(scope: Scope, id: string): Promise<Assistant | undefined>;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { buildApp } from '../../src/api/app.ts';
+import type { FileService } from '../../src/files/file-service.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import { RunService } from '../../src/runs/run-service.ts';
 import type { Store } from '../../src/storage/store.ts';
@@ -395,6 +396,7 @@ describe('an unexpected error', () => {
       runs,
       bus,
       models: { list: () => [], find: () => undefined },
+      files: {} as FileService,
       closing: new AbortController().signal,
       apiKey: undefined,
       logger,

@@ -7,6 +7,7 @@ import { SqlStore } from '../sql/sql-store.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
+import * as files from './migrations/004-files.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
   '002-runs': runs,
   '003-model-calls': modelCalls,
+  '004-files': files,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */

@@ -10,6 +10,8 @@ export interface Database {
   messages: MessagesTable;
   runs: RunsTable;
   run_steps: RunStepsTable;
+  files: FilesTable;
+  file_chunks: FileChunksTable;
 }
 
 export interface AssistantsTable {
@@ -109,5 +111,28 @@ export interface RunStepsTable {
   model_calls: string | null;
 }
 
+export interface FilesTable {
+  seq: Generated<number>;
+  id: string;
+  project_id: string;
+  created_at: number;
+  bytes: number;
+  filename: string;
+  purpose: string;
+  mime_type: string | null;
+  expires_at: number | null;
+  /** `uploading` while the bytes arrive (not yet a file to the API), then `ready`. */
+  state: 'uploading' | 'ready';
+  /** The process receiving an upload, and until when (ms since the epoch) its lease holds. */
+  upload_owner: string | null;
+  upload_until: number | null;
+}
+
+export interface FileChunksTable {
+  file_id: string;
+  idx: number;
+  data: Buffer;
+}
+
 /** The tables whose rows are listed with cursor pagination: each has `created_at` and `seq`. */
-export type PaginatedTable = 'assistants' | 'threads' | 'messages' | 'runs' | 'run_steps';
+export type PaginatedTable = 'assistants' | 'threads' | 'messages' | 'runs' | 'run_steps' | 'files';

@@ -2,6 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, Metadata, Thread } from '../../domain/objects.ts';
 import type { Run, RunStatus } from '../../domain/runs.ts';
+import type { BlobStore } from '../blobs/blob-store.ts';
 import type {
   AssistantPatch,
   ClaimedRun,
@@ -37,6 +38,8 @@ import {
   threadToRow,
 } from './rows.ts';
 import type { Database } from './schema.ts';
+import { SqlBlobStore } from './sql-blob-store.ts';
+import { SqlFileRecords } from './sql-file-records.ts';
 
 /**
  * The conditions of the partial indexes `runs_claimable` and `runs_expiring`, written as literals: with the
@@ -62,6 +65,7 @@ const ONE_ACTIVE_RUN_PER_THREAD = 'runs_one_active_per_thread';
 export class SqlStore implements Store {
   readonly description: string;
   readonly signals: (SignalChannel & { close(): Promise<void> }) | undefined;
+  readonly files: SqlFileRecords;
   private readonly db: Kysely<Database>;
   private readonly capabilities: SqlCapabilities;
   /** The hot queries of a run's path, compiled once for this database (compiled-queries.ts). */
@@ -77,6 +81,11 @@ export class SqlStore implements Store {
     this.description = description;
     this.capabilities = capabilities;
     this.signals = signals;
+    this.files = new SqlFileRecords(db);
+  }
+
+  databaseBlobs(): BlobStore {
+    return new SqlBlobStore(this.db, `database:${this.description}`);
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import { SqlStore } from '../sql/sql-store.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
+import * as files from './migrations/004-files.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -14,6 +15,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
   '002-runs': runs,
   '003-model-calls': modelCalls,
+  '004-files': files,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';

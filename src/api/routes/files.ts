@@ -1,0 +1,196 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ApiError, invalidRequest } from '../../domain/errors.ts';
+import { FILE_EXPIRY_MAX_SECONDS, FILE_EXPIRY_MIN_SECONDS, UPLOAD_PURPOSES } from '../../domain/files.ts';
+import { type FileFields, type FileService, fileTooLarge, type ReceivedUpload } from '../../files/file-service.ts';
+import { pathId } from '../ids.ts';
+import { parsePageRequest, single, toListObject } from '../pagination.ts';
+import { serializeDeleted, serializeFile } from '../serializers.ts';
+
+/** The form fields of an upload besides `file` (the SDK sends `expires_after` as bracketed fields). */
+const FIELDS = ['purpose', 'expires_after[anchor]', 'expires_after[seconds]'] as const;
+type FieldName = (typeof FIELDS)[number];
+
+/** `/files` lists up to 10,000 files a page, 10,000 by default, and pages only forwards. */
+const FILE_PAGE = { defaultLimit: 10_000, maxLimit: 10_000, before: false };
+
+export function registerFileRoutes(app: FastifyInstance, files: FileService): void {
+  app.post('/v1/files', async (request) => {
+    if (!request.isMultipart())
+      throw new ApiError(
+        415,
+        `Invalid Content-Type header (${request.headers['content-type'] ?? 'none'}), expected multipart/form-data with the fields 'file' and 'purpose'.`,
+        { code: 'unsupported_content_type' },
+      );
+    const upload = await receiveForm(request, files);
+    return serializeFile(await upload.received.commit(upload.fields));
+  });
+
+  app.get('/v1/files', async (request) => {
+    const query = request.query as Record<string, unknown>;
+    const purpose = single(query, 'purpose');
+    const page = await files.list(request.scope, parsePageRequest(query, FILE_PAGE), purpose || undefined);
+    return toListObject(page, serializeFile);
+  });
+
+  app.get('/v1/files/:file_id', async (request) => {
+    const id = pathId('file', request.params, 'file_id');
+    return serializeFile(await files.get(request.scope, id));
+  });
+
+  app.delete('/v1/files/:file_id', async (request) => {
+    const id = pathId('file', request.params, 'file_id');
+    await files.delete(request.scope, id);
+    return serializeDeleted(id, 'file');
+  });
+
+  app.get('/v1/files/:file_id/content', async (request, reply) => {
+    const id = pathId('file', request.params, 'file_id');
+    const { file, body } = await files.content(request.scope, id);
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', String(file.bytes))
+      .header('content-disposition', `attachment; filename="${asciiFilename(file.filename)}"`)
+      .send(body);
+  });
+}
+
+/**
+ * Reads the multipart form: the file's bytes go straight to the blob store as they arrive, the other fields are
+ * collected and validated once the form has ended (the SDK sends `file` first, `purpose` after it). Whatever
+ * fails after the bytes were stored removes them.
+ */
+async function receiveForm(
+  request: FastifyRequest,
+  files: FileService,
+): Promise<{ received: ReceivedUpload; fields: FileFields }> {
+  let received: ReceivedUpload | undefined;
+  const values = new Map<FieldName, string>();
+  try {
+    const parts = request.parts({
+      // One byte over the limit is enough to know the file is too large; the service says so.
+      limits: { fileSize: files.maxBytes + 1, files: 2, fields: 10, fieldSize: 64 * 1024, parts: 12 },
+    });
+    for await (const part of fromClient(parts)) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'file') throw unknownParameter(part.fieldname);
+        if (received !== undefined)
+          throw invalidRequest('Only one file can be uploaded per request.', 'file', 'invalid_value');
+        received = await files.receive(request.scope, part.filename || 'file', fromClient(part.file));
+        continue;
+      }
+      const name = part.fieldname as FieldName;
+      if (!FIELDS.includes(name)) throw unknownParameter(part.fieldname);
+      if (values.has(name)) throw invalidRequest(`Duplicate parameter: '${name}'.`, name, 'invalid_value');
+      values.set(name, String(part.value));
+    }
+    if (received === undefined)
+      throw new ApiError(400, "Missing required parameter: 'file'.", {
+        param: 'file',
+        code: 'missing_required_parameter',
+      });
+    return { received, fields: parseFields(values) };
+  } catch (error) {
+    await received?.abandon();
+    throw multipartError(error, files.maxBytes);
+  }
+}
+
+function parseFields(values: Map<FieldName, string>): FileFields {
+  const purpose = values.get('purpose');
+  if (purpose === undefined)
+    throw new ApiError(400, "Missing required parameter: 'purpose'.", {
+      param: 'purpose',
+      code: 'missing_required_parameter',
+    });
+  if (!(UPLOAD_PURPOSES as readonly string[]).includes(purpose))
+    throw invalidRequest(
+      `Invalid value for 'purpose': '${purpose}'. Supported values are: ${UPLOAD_PURPOSES.map((p) => `'${p}'`).join(', ')}.`,
+      'purpose',
+      'invalid_value',
+    );
+  const anchor = values.get('expires_after[anchor]');
+  const seconds = values.get('expires_after[seconds]');
+  if (anchor === undefined && seconds === undefined) return { purpose, expiresAfterSeconds: null };
+  if (anchor === undefined || seconds === undefined) {
+    const missing = anchor === undefined ? 'expires_after.anchor' : 'expires_after.seconds';
+    throw new ApiError(400, `Missing required parameter: '${missing}'.`, {
+      param: missing,
+      code: 'missing_required_parameter',
+    });
+  }
+  if (anchor !== 'created_at')
+    throw invalidRequest(
+      `Invalid value: '${anchor}'. Supported values are: 'created_at'.`,
+      'expires_after.anchor',
+      'invalid_value',
+    );
+  if (!/^-?\d+$/.test(seconds))
+    throw invalidRequest(
+      `Invalid type for 'expires_after.seconds': expected an integer, but got '${seconds}' instead.`,
+      'expires_after.seconds',
+      'invalid_type',
+    );
+  const value = Number(seconds);
+  if (value < FILE_EXPIRY_MIN_SECONDS)
+    throw invalidRequest(
+      `Invalid 'expires_after.seconds': integer below minimum value. Expected a value >= ${FILE_EXPIRY_MIN_SECONDS}, but got ${value} instead.`,
+      'expires_after.seconds',
+      'integer_below_min_value',
+    );
+  if (value > FILE_EXPIRY_MAX_SECONDS)
+    throw invalidRequest(
+      `Invalid 'expires_after.seconds': integer above maximum value. Expected a value <= ${FILE_EXPIRY_MAX_SECONDS}, but got ${value} instead.`,
+      'expires_after.seconds',
+      'integer_above_max_value',
+    );
+  return { purpose, expiresAfterSeconds: value };
+}
+
+function unknownParameter(name: string): ApiError {
+  return new ApiError(400, `Unknown parameter: '${name}'.`, { param: name, code: 'unknown_parameter' });
+}
+
+/** A failure of the request's body (malformed multipart, a limit, a client gone), as opposed to the server's. */
+class FormError extends Error {
+  readonly code: unknown;
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.code = (cause as { code?: unknown } | undefined)?.code;
+  }
+}
+
+/** What the client sends, with its failures marked as the client's (FormError). */
+async function* fromClient<T>(source: AsyncIterable<T>): AsyncIterable<T> {
+  try {
+    yield* source;
+  } catch (error) {
+    throw error instanceof ApiError ? error : new FormError(error);
+  }
+}
+
+/** @fastify/multipart's and busboy's errors as the client's mistakes they are; the server's own stay 500s. */
+function multipartError(error: unknown, maxBytes: number): unknown {
+  if (!(error instanceof FormError)) return error;
+  const code = error.code;
+  switch (code) {
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return fileTooLarge(maxBytes);
+    case 'FST_FILES_LIMIT':
+      return invalidRequest('Only one file can be uploaded per request.', 'file', 'invalid_value');
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return invalidRequest(
+        `Too many form fields: an upload takes 'file', 'purpose' and 'expires_after'.`,
+        null,
+        'invalid_value',
+      );
+    case 'FST_PROTO_VIOLATION':
+      return invalidRequest('Invalid form field name.', null, 'invalid_value');
+  }
+  return invalidRequest(`Could not parse the multipart/form-data body: ${error.message}.`, null, 'invalid_multipart');
+}
+
+/** A filename for a header: anything outside printable ASCII (and quotes, backslashes) becomes `_`. */
+function asciiFilename(name: string): string {
+  return name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+}

@@ -1,0 +1,53 @@
+import path from 'node:path';
+import { fileTypeFromBuffer } from 'file-type';
+
+/** How many leading bytes are kept for type detection (file-type's own recommendation). */
+export const SNIFF_BYTES = 4100;
+
+/**
+ * Text formats file-type cannot see in the bytes (it detects binary signatures only): named by their extension,
+ * like upstream's list of file_search formats.
+ */
+const TEXT_TYPES: Record<string, string> = {
+  '.txt': 'text/plain',
+  '.md': 'text/markdown',
+  '.markdown': 'text/markdown',
+  '.json': 'application/json',
+  '.jsonl': 'application/jsonl',
+  '.csv': 'text/csv',
+  '.tsv': 'text/tab-separated-values',
+  '.html': 'text/html',
+  '.htm': 'text/html',
+  '.css': 'text/css',
+  '.xml': 'application/xml',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.ts': 'application/typescript',
+  '.py': 'text/x-python',
+  '.java': 'text/x-java',
+  '.c': 'text/x-c',
+  '.h': 'text/x-c',
+  '.cpp': 'text/x-c++',
+  '.cs': 'text/x-csharp',
+  '.go': 'text/x-golang',
+  '.rb': 'text/x-ruby',
+  '.php': 'text/x-php',
+  '.sh': 'application/x-sh',
+  '.tex': 'text/x-tex',
+  '.yaml': 'application/yaml',
+  '.yml': 'application/yaml',
+};
+
+/**
+ * A file's media type from its first bytes, else from its name. The client's part content type is not used: the
+ * official SDK sends every file as `application/octet-stream`. Binary signatures win over the name, so a PNG named
+ * `notes.txt` is an image, and a text file named `photo.png` is not.
+ */
+export async function detectMimeType(head: Uint8Array, filename: string): Promise<string | null> {
+  const detected = head.byteLength === 0 ? undefined : await fileTypeFromBuffer(head).catch(() => undefined);
+  if (detected) return detected.mime;
+  const extension = path.extname(filename).toLowerCase();
+  const byName = TEXT_TYPES[extension];
+  if (byName) return byName;
+  return null;
+}
