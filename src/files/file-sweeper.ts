@@ -16,14 +16,23 @@ export class FileSweeper {
   private readonly blobs: BlobStore;
   private readonly logger: Logger;
   private readonly intervalMs: number;
+  private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
-  constructor(options: { records: FileRecords; blobs: BlobStore; logger: Logger; intervalMs: number }) {
+  constructor(options: {
+    records: FileRecords;
+    blobs: BlobStore;
+    logger: Logger;
+    intervalMs: number;
+    /** The clock (ms since the epoch); tests move it past an expiry. */
+    now?: () => number;
+  }) {
     this.records = options.records;
     this.blobs = options.blobs;
     this.logger = options.logger;
     this.intervalMs = options.intervalMs;
+    this.now = options.now ?? Date.now;
   }
 
   start(): void {
@@ -50,7 +59,8 @@ export class FileSweeper {
   async sweep(orphans: boolean): Promise<void> {
     let removedRows = 0;
     for (;;) {
-      const ids = await this.records.deleteLapsedAndExpired(Date.now(), unixSeconds(), BATCH);
+      const now = this.now();
+      const ids = await this.records.deleteLapsedAndExpired(now, unixSeconds(now), BATCH);
       for (const id of ids) await this.blobs.delete(id);
       removedRows += ids.length;
       if (ids.length < BATCH) break;

@@ -1,0 +1,78 @@
+import { invalidRequest, notFound } from '../domain/errors.ts';
+import { isImage } from '../domain/files.ts';
+import type { NewMessageInput } from '../domain/messages.ts';
+import type { ToolResources } from '../domain/objects.ts';
+import type { FileService } from '../files/file-service.ts';
+import type { Scope } from '../storage/store.ts';
+
+/**
+ * The files a request refers to — message attachments, image_file parts, `tool_resources.code_interpreter.file_ids`
+ * — checked before anything is written, in one place for every route that takes them. Each route collects its
+ * references in request order with the functions below, then calls `checkFileReferences` once.
+ *
+ * A check, not a hold: a file deleted after it stays referred to, and a run that needs its bytes then fails
+ * (runs/image-files.ts), as upstream cannot promise more either.
+ */
+
+/** A file id in a request body; `imageParam` marks an image_file part's id (its file must be an image): its path. */
+export interface FileReference {
+  id: string;
+  imageParam?: string;
+}
+
+type Files = Pick<FileService, 'missing' | 'get'>;
+
+/** One message's references: its content parts, then its attachments. `at` is the message's path in the body. */
+export function messageFileReferences(message: NewMessageInput, at = ''): FileReference[] {
+  const references: FileReference[] = [];
+  if (typeof message.content !== 'string')
+    for (const [i, part] of message.content.entries())
+      if (part.type === 'image_file')
+        references.push({
+          id: part.image_file.file_id,
+          imageParam: `${at === '' ? '' : `${at}.`}content[${i}].image_file.file_id`,
+        });
+  for (const attachment of message.attachments ?? []) references.push({ id: attachment.file_id });
+  return references;
+}
+
+/** The references of a list of messages at path `at` (`messages`, `additional_messages`, `thread.messages`). */
+export function messagesFileReferences(
+  messages: readonly NewMessageInput[] | null | undefined,
+  at: string,
+): FileReference[] {
+  return (messages ?? []).flatMap((message, i) => messageFileReferences(message, `${at}[${i}]`));
+}
+
+export function toolResourcesFileReferences(resources: ToolResources | null | undefined): FileReference[] {
+  return (resources?.code_interpreter?.file_ids ?? []).map((id) => ({ id }));
+}
+
+/**
+ * Throws upstream's 404 `No file found with id 'file-x'.` for the first reference (in request order) that is not a
+ * file of the scope — all ids are looked up in one query — then a 400 for the first image_file part whose file is
+ * not an image. Only the files of image_file parts are read whole (their type), each once.
+ */
+export async function checkFileReferences(
+  files: Files,
+  scope: Scope,
+  references: readonly FileReference[],
+): Promise<void> {
+  if (references.length === 0) return;
+  const missing = new Set(await files.missing(scope, references.map((r) => r.id)));
+  const firstMissing = references.find((r) => missing.has(r.id));
+  if (firstMissing) throw notFound('file', firstMissing.id);
+
+  const images = references.filter((r) => r.imageParam !== undefined);
+  const imageIds = [...new Set(images.map((r) => r.id))];
+  const found = new Map(
+    await Promise.all(imageIds.map(async (id) => [id, isImage(await files.get(scope, id))] as const)),
+  );
+  const notAnImage = images.find((r) => !found.get(r.id));
+  if (notAnImage)
+    throw invalidRequest(
+      `Invalid '${notAnImage.imageParam}': file '${notAnImage.id}' is not an image (png, jpeg, gif or webp).`,
+      notAnImage.imageParam,
+      'invalid_value',
+    );
+}
