@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  createReadStream,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { eventually } from '../support/eventually.ts';
+import { type ServerProcess, spawnServer, tempDir } from '../support/server.ts';
+
+/**
+ * Large and broken uploads against `assistd serve` as its own process (so that its memory is its own): a 300 MB
+ * upload and download stream through without being held in memory, a file over the 512 MB cap is refused while it
+ * streams, and an upload cut off mid-way leaves nothing.
+ */
+
+const MB = 1_000_000;
+
+/** Resident set size now and at its peak (VmHWM), in bytes, of a process of this machine. */
+function memoryOf(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1]) * 1024;
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** A file of `bytes` random bytes (1 MB of randomness repeated with a counter), and its SHA-256. */
+function writeRandomFile(file: string, bytes: number): string {
+  const hash = createHash('sha256');
+  const block = randomBytes(MB);
+  const fd = openSync(file, 'w');
+  try {
+    for (let written = 0, i = 0; written < bytes; i++) {
+      block.writeUInt32BE(i, 0);
+      const piece = block.subarray(0, Math.min(MB, bytes - written));
+      writeSync(fd, piece);
+      hash.update(piece);
+      written += piece.byteLength;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+describe('large and broken uploads', () => {
+  let dataDir: string;
+  let scratch: string;
+  let server: ServerProcess;
+  let client: OpenAI;
+  let pid: number;
+
+  const leftovers = () => ({
+    blobs: readdirSync(path.join(dataDir, 'files', 'blobs')),
+    tmp: readdirSync(path.join(dataDir, 'files', 'tmp')),
+  });
+
+  before(async () => {
+    dataDir = tempDir();
+    scratch = tempDir('assistd-large-');
+    server = await spawnServer({ ASSISTD_DATA_DIR: dataDir });
+    pid = server.child.pid!;
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', maxRetries: 0, timeout: 120_000 });
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test('a 300 MB upload and its download grow the server RSS by less than 64 MB', async () => {
+    const file = path.join(scratch, 'big.bin');
+    const digest = writeRandomFile(file, 300 * MB);
+    // Settle what startup allocated, then take the baseline.
+    await client.files.list();
+    const baseline = memoryOf(pid).rss;
+
+    const uploaded = await client.files.create({ file: createReadStream(file), purpose: 'assistants' });
+    assert.equal(uploaded.bytes, 300 * MB);
+    const afterUpload = memoryOf(pid).peak;
+
+    const response = await client.files.content(uploaded.id);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      hash.update(chunk);
+      bytes += chunk.byteLength;
+    }
+    assert.equal(bytes, 300 * MB);
+    assert.equal(hash.digest('hex'), digest, 'the download is byte-identical');
+    const afterDownload = memoryOf(pid).peak;
+
+    const growth = Math.max(afterUpload, afterDownload) - baseline;
+    process.stdout.write(
+      `# server RSS ${(baseline / MB).toFixed(1)} MB before; peak ${(afterUpload / MB).toFixed(1)} MB after the upload, ` +
+        `${(afterDownload / MB).toFixed(1)} MB after the download: growth ${(growth / MB).toFixed(1)} MB\n`,
+    );
+    assert.ok(growth < 64 * 1024 * 1024, `the server grew by ${(growth / MB).toFixed(1)} MB`);
+    await client.files.delete(uploaded.id);
+    rmSync(file);
+  });
+
+  test('a 513 MB upload is a 413 while it streams: no row, no blob, no temporary file', async () => {
+    const file = path.join(scratch, 'too-big.bin');
+    // Sparse: the bytes are zeros, which is all the limit needs.
+    const fd = openSync(file, 'w');
+    ftruncateSync(fd, 513 * MB);
+    closeSync(fd);
+    await assert.rejects(client.files.create({ file: createReadStream(file), purpose: 'assistants' }), (error) => {
+      assert.ok(error instanceof OpenAI.APIError, String(error));
+      assert.equal(error.status, 413);
+      assert.equal(error.code, 'file_too_large');
+      assert.equal(error.param, 'file');
+      assert.match(error.message, /largest file accepted is 512000000 bytes/);
+      return true;
+    });
+    assert.deepEqual((await client.files.list()).data, []);
+    assert.deepEqual(leftovers(), { blobs: [], tmp: [] });
+    rmSync(file);
+  });
+
+  test('an upload cut off mid-stream leaves nothing behind, and the server goes on', async () => {
+    const boundary = 'cutoffboundary';
+    const socketClosed = new Promise<void>((resolve) => {
+      const request = httpRequest(`${server.url}/v1/files`, {
+        method: 'POST',
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+      });
+      request.on('error', () => resolve());
+      request.on('close', () => resolve());
+      request.write(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n` +
+          'Content-Type: application/octet-stream\r\n\r\n',
+      );
+      let sent = 0;
+      const pump = () => {
+        if (sent >= 8 * MB) {
+          // Wait until the server is writing the upload, then go away.
+          void eventually('the upload to reach the blob store', 10_000, () =>
+            leftovers().tmp.length > 0 ? true : undefined,
+          ).then(() => request.destroy());
+          return;
+        }
+        sent += 256 * 1024;
+        if (request.write(randomBytes(256 * 1024))) setImmediate(pump);
+        else request.once('drain', pump);
+      };
+      pump();
+    });
+    await socketClosed;
+    await eventually('the cut-off upload to be cleaned up', 10_000, () => {
+      const left = leftovers();
+      return left.blobs.length === 0 && left.tmp.length === 0 ? true : undefined;
+    });
+    assert.deepEqual((await client.files.list()).data, []);
+    const health = await fetch(`${server.url}/healthz`);
+    assert.equal(health.status, 200);
+  });
+});
