@@ -82,6 +82,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
       logger,
       router,
       tools,
+      files,
       maxRetries: config.runs.maxRetries,
     }),
   });

@@ -72,10 +72,10 @@ export function buildApp({ store, runs, bus, models, files, closing, apiKey, log
   handleUnknownRoutes(app);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  registerAssistantRoutes(app, store);
-  registerThreadRoutes(app, store);
-  registerMessageRoutes(app, store);
-  registerRunRoutes(app, { store, runs, bus, closing });
+  registerAssistantRoutes(app, store, files);
+  registerThreadRoutes(app, store, files);
+  registerMessageRoutes(app, store, files);
+  registerRunRoutes(app, { store, runs, bus, files, closing });
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);
   return app;

@@ -11,7 +11,7 @@ import type { Scope } from '../storage/store.ts';
  * references in request order with the functions below, then calls `checkFileReferences` once.
  *
  * A check, not a hold: a file deleted after it stays referred to, and a run that needs its bytes then fails
- * (runs/image-files.ts), as upstream cannot promise more either.
+ * (runs/image-files.ts).
  */
 
 /** A file id in a request body; `imageParam` marks an image_file part's id (its file must be an image): its path. */
@@ -21,6 +21,12 @@ export interface FileReference {
 }
 
 type Files = Pick<FileService, 'missing' | 'get'>;
+
+/**
+ * The largest image an image_file part may name: upstream's limit for an image sent to a model. The image is read
+ * whole and base64-encoded into each request of a run, so it is bounded here rather than by the upload limit.
+ */
+export const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
 
 /** One message's references: its content parts, then its attachments. `at` is the message's path in the body. */
 export function messageFileReferences(message: NewMessageInput, at = ''): FileReference[] {
@@ -51,7 +57,7 @@ export function toolResourcesFileReferences(resources: ToolResources | null | un
 /**
  * Throws upstream's 404 `No file found with id 'file-x'.` for the first reference (in request order) that is not a
  * file of the scope — all ids are looked up in one query — then a 400 for the first image_file part whose file is
- * not an image. Only the files of image_file parts are read whole (their type), each once.
+ * not an image: the record of each image_file part's file is read once more, for its detected type.
  */
 export async function checkFileReferences(
   files: Files,
@@ -59,20 +65,27 @@ export async function checkFileReferences(
   references: readonly FileReference[],
 ): Promise<void> {
   if (references.length === 0) return;
-  const missing = new Set(await files.missing(scope, references.map((r) => r.id)));
+  const ids = references.map((r) => r.id);
+  const missing = new Set(await files.missing(scope, ids));
   const firstMissing = references.find((r) => missing.has(r.id));
   if (firstMissing) throw notFound('file', firstMissing.id);
 
   const images = references.filter((r) => r.imageParam !== undefined);
   const imageIds = [...new Set(images.map((r) => r.id))];
-  const found = new Map(
-    await Promise.all(imageIds.map(async (id) => [id, isImage(await files.get(scope, id))] as const)),
-  );
-  const notAnImage = images.find((r) => !found.get(r.id));
-  if (notAnImage)
-    throw invalidRequest(
-      `Invalid '${notAnImage.imageParam}': file '${notAnImage.id}' is not an image (png, jpeg, gif or webp).`,
-      notAnImage.imageParam,
-      'invalid_value',
-    );
+  const found = new Map(await Promise.all(imageIds.map(async (id) => [id, await files.get(scope, id)] as const)));
+  for (const reference of images) {
+    const file = found.get(reference.id)!;
+    if (!isImage(file))
+      throw invalidRequest(
+        `Invalid '${reference.imageParam}': file '${reference.id}' is not an image (png, jpeg, gif or webp).`,
+        reference.imageParam,
+        'invalid_value',
+      );
+    if (file.bytes > MAX_IMAGE_BYTES)
+      throw invalidRequest(
+        `Invalid '${reference.imageParam}': image file '${reference.id}' has ${file.bytes} bytes; images are limited to ${MAX_IMAGE_BYTES} bytes.`,
+        reference.imageParam,
+        'invalid_value',
+      );
+  }
 }

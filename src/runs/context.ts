@@ -1,11 +1,14 @@
 import type { Message, MessageContent } from '../domain/objects.ts';
 import type { ModelToolCall, RunStep, TruncationStrategy } from '../domain/runs.ts';
 import { type ChatContentPart, type ChatMessage, imageUrlNote } from '../providers/provider.ts';
+import { imageFileId, imageFileUrl } from './image-files.ts';
 import { type CountedMessage, O200K, REPLY_PRIMING_TOKENS, type TokenCounter } from './tokens.ts';
 
 /**
  * Builds the upstream prompt of one model turn of a run: the instructions, the thread's messages (truncated to the
- * run's strategy and token budget), then the run's tool rounds so far. Pure: no I/O.
+ * run's strategy and token budget), then the run's tool rounds so far. Pure: no I/O. A user message's image_file
+ * part becomes an image_url part with a placeholder URL naming the file (image-files.ts), for the executor to
+ * replace with the file's bytes.
  */
 
 export interface ContextInput {
@@ -126,8 +129,16 @@ function convert(message: Message): ChatMessage {
 function userMessage(content: readonly MessageContent[]): ChatMessage {
   const parts: ChatContentPart[] = content.map((part): ChatContentPart => {
     if (part.type === 'image_url') {
+      // A client's URL that looks like a placeholder must not be read as one: it only names itself.
+      if (imageFileId(part.image_url.url) !== undefined)
+        return { type: 'text', text: imageUrlNote(part.image_url.url) };
       return { type: 'image_url', image_url: { url: part.image_url.url, detail: part.image_url.detail } };
     }
+    if (part.type === 'image_file')
+      return {
+        type: 'image_url',
+        image_url: { url: imageFileUrl(part.image_file.file_id), detail: part.image_file.detail },
+      };
     return { type: 'text', text: partText(part) };
   });
   if (parts.some((part) => part.type === 'image_url')) return { role: 'user', content: parts };
@@ -150,8 +161,7 @@ function partText(part: Exclude<MessageContent, { type: 'image_url' }>): string 
     case 'refusal':
       return part.refusal;
     case 'image_file':
-      // The Files API does not exist in assistd yet, so there are no bytes to send: the model only learns that the
-      // message referred to a file.
+      // Only in assistant messages, which take no images: the model learns that the message showed a file.
       return `[image file ${part.image_file.file_id}]`;
   }
 }

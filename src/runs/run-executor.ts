@@ -1,14 +1,17 @@
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
+import { notFound } from '../domain/errors.ts';
 import type { Message } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import type { ModelToolCall, Run, RunError, RunToolCall, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
+import type { FileService } from '../files/file-service.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
 import { type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../providers/provider.ts';
 import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
 import { type ServerTool, ToolError, type ToolRegistry, type ToolResult } from '../tools/tool.ts';
 import { buildContext } from './context.ts';
+import { resolveImageFiles } from './image-files.ts';
 import { ModelTurn } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
 import { endRun, type RunEnding } from './run-ending.ts';
@@ -23,6 +26,8 @@ export interface ExecutorOptions {
   bus: RunEventBus;
   router: ModelRouter;
   tools: ToolRegistry;
+  /** Where the bytes of image_file parts are read, as each turn's request is built. */
+  files: Pick<FileService, 'readAll'>;
   logger: Logger;
   maxRetries: number;
 }
@@ -169,11 +174,19 @@ export class RunExecutor {
       });
     }
 
+    // Image files are read afresh for every turn's request, and not kept: a deleted one fails the run.
+    const prompt = await resolveImageFiles(context.messages, (id) => this.options.files.readAll(x.scope, id));
+    if (!prompt.ok)
+      return this.end(x, {
+        type: 'fail',
+        error: { code: 'invalid_prompt', message: notFound('file', prompt.missingFileId).message },
+      });
+
     const turn = new ModelTurn(run, this.options.bus, x.serverTools, unixSeconds());
     x.turn = turn;
     let reply: ModelReply;
     try {
-      reply = await this.callModel(provider, this.chatRequest(x, context.messages, completionLeft), x.signal, turn);
+      reply = await this.callModel(provider, this.chatRequest(x, prompt.messages, completionLeft), x.signal, turn);
     } catch (error) {
       if (error instanceof ProviderError && !x.signal.aborted)
         return this.end(x, { type: 'fail', error: providerError(error) });

@@ -1,8 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { onePixelPng } from '../support/images.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 type Body = Record<string, unknown>;
+
+/** Uploads a file (multipart, as the SDK sends it) and answers its id: message parts and attachments name real files. */
+async function upload(server: TestServer, bytes: Buffer, filename: string): Promise<string> {
+  const form = new FormData();
+  form.append('purpose', 'assistants');
+  form.append('file', new Blob([bytes]), filename);
+  const response = await fetch(`${server.url}/v1/files`, { method: 'POST', body: form });
+  assert.equal(response.status, 200);
+  return ((await response.json()) as { id: string }).id;
+}
 
 describe('resources', () => {
   let server: TestServer;
@@ -67,6 +78,7 @@ describe('resources', () => {
   });
 
   test('a thread with initial messages, modified and deleted with its messages', async () => {
+    const image = await upload(server, onePixelPng(), 'pixel.png');
     const { body: thread } = await server.api.post('/v1/threads', {
       messages: [
         { role: 'user', content: 'Hello', metadata: { n: '1' } },
@@ -75,7 +87,7 @@ describe('resources', () => {
           content: [
             { type: 'text', text: 'Look:' },
             { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'low' } },
-            { type: 'image_file', image_file: { file_id: 'file-abc' } },
+            { type: 'image_file', image_file: { file_id: image } },
           ],
         },
       ],
@@ -99,7 +111,7 @@ describe('resources', () => {
     assert.deepEqual(second!.content, [
       { type: 'text', text: { value: 'Look:', annotations: [] } },
       { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'low' } },
-      { type: 'image_file', image_file: { file_id: 'file-abc', detail: 'auto' } },
+      { type: 'image_file', image_file: { file_id: image, detail: 'auto' } },
     ]);
 
     const modified = await server.api.post(`/v1/threads/${thread.id}`, { metadata: { topic: 'other' } });
@@ -114,15 +126,16 @@ describe('resources', () => {
   test('messages: create with attachments, retrieve, modify metadata, delete', async () => {
     const { body: thread } = await server.api.post('/v1/threads');
     const url = `/v1/threads/${thread.id}/messages`;
+    const report = await upload(server, Buffer.from('The report.\n'), 'report.txt');
     const { body: message } = await server.api.post(url, {
       role: 'user',
       content: 'Summarise the report',
-      attachments: [{ file_id: 'file-1', tools: [{ type: 'file_search' }, { type: 'code_interpreter' }] }],
+      attachments: [{ file_id: report, tools: [{ type: 'file_search' }, { type: 'code_interpreter' }] }],
       metadata: { source: 'test' },
     });
     assert.match(message.id as string, /^msg_/);
     assert.deepEqual(message.attachments, [
-      { file_id: 'file-1', tools: [{ type: 'file_search' }, { type: 'code_interpreter' }] },
+      { file_id: report, tools: [{ type: 'file_search' }, { type: 'code_interpreter' }] },
     ]);
     assert.deepEqual((await server.api.get(`${url}/${message.id}`)).body, message);
     const modified = await server.api.post(`${url}/${message.id}`, { metadata: { source: 'edited' } });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, afterEach, before, describe, test } from 'node:test';
-import OpenAI, { type APIError } from 'openai';
+import OpenAI, { type APIError, toFile } from 'openai';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { type ServerProcess, spawnServer, tempDir } from '../support/server.ts';
 import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
@@ -443,16 +443,19 @@ function conformanceSuite(name: string, provision: () => Promise<Backend>): void
       let threadId: string;
       let textId: string;
       let partsId: string;
+      let fileId: string;
 
       before(async () => {
         threadId = (await client.beta.threads.create()).id;
+        const file = await toFile(Buffer.from('A short report.\n'), 'report.txt');
+        fileId = (await client.files.create({ file, purpose: 'assistants' })).id;
       });
 
       test('create with string content, attachments and metadata', async () => {
         const message = await client.beta.threads.messages.create(threadId, {
           role: 'user',
           content: 'Summarise the attached file.',
-          attachments: [{ file_id: 'file-abc', tools: [{ type: 'file_search' }] }],
+          attachments: [{ file_id: fileId, tools: [{ type: 'file_search' }] }],
           metadata: { source: 'sdk' },
         });
         textId = message.id;
@@ -466,7 +469,7 @@ function conformanceSuite(name: string, provision: () => Promise<Backend>): void
         assert.equal(message.run_id, null);
         assert.equal(message.status, 'completed');
         assert.deepEqual(message.content, textContent('Summarise the attached file.'));
-        assert.deepEqual(message.attachments, [{ file_id: 'file-abc', tools: [{ type: 'file_search' }] }]);
+        assert.deepEqual(message.attachments, [{ file_id: fileId, tools: [{ type: 'file_search' }] }]);
         assert.deepEqual(message.metadata, { source: 'sdk' });
       });
 

@@ -4,6 +4,7 @@ import type { Message, MessageContent } from '../../src/domain/objects.ts';
 import type { RunStep, TruncationStrategy } from '../../src/domain/runs.ts';
 import type { ChatMessage } from '../../src/providers/provider.ts';
 import { buildContext, type ContextInput, type ContextResult, toChatMessage } from '../../src/runs/context.ts';
+import { imageFileUrl } from '../../src/runs/image-files.ts';
 import { countMessageTokens, countPromptTokens } from '../../src/runs/tokens.ts';
 import { aMessage, aThread } from '../support/builders.ts';
 
@@ -92,12 +93,16 @@ describe('buildContext: mapping', () => {
   });
 
   it('maps every content kind of user and assistant messages', () => {
-    const textOnly = aMessage(thread.id, 'x', {
+    const withFile = aMessage(thread.id, 'x', {
       content: [
         text('first'),
         { type: 'image_file', image_file: { file_id: 'file-abc', detail: 'auto' } },
         text('second'),
       ],
+    });
+    // A client's image_url that looks like a placeholder is only a URL: it must never be resolved to a file.
+    const lookalike = aMessage(thread.id, 'x', {
+      content: [text('odd'), { type: 'image_url', image_url: { url: imageFileUrl('file-xyz'), detail: 'auto' } }],
     });
     const withImages = aMessage(thread.id, 'x', {
       content: [
@@ -125,18 +130,27 @@ describe('buildContext: mapping', () => {
       content: [text('The answer is')],
     });
     const result = ok(
-      buildContext(input({ instructions: '', threadMessages: [textOnly, withImages, assistant, partial] })),
+      buildContext(input({ instructions: '', threadMessages: [withFile, withImages, lookalike, assistant, partial] })),
     );
     assert.deepEqual(result.messages, [
-      { role: 'user', content: 'first\n[image file file-abc]\nsecond' },
+      // An image_file part of a user message is an image_url part whose placeholder URL names the file.
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'first' },
+          { type: 'image_url', image_url: { url: imageFileUrl('file-abc'), detail: 'auto' } },
+          { type: 'text', text: 'second' },
+        ],
+      },
       {
         role: 'user',
         content: [
           { type: 'text', text: 'look' },
           { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'low' } },
-          { type: 'text', text: '[image file file-def]' },
+          { type: 'image_url', image_url: { url: imageFileUrl('file-def'), detail: 'high' } },
         ],
       },
+      { role: 'user', content: `odd\n[image ${imageFileUrl('file-xyz')}]` },
       {
         role: 'assistant',
         content:

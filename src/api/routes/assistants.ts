@@ -3,7 +3,9 @@ import { unixSeconds } from '../../domain/clock.ts';
 import { notFound } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import type { Assistant } from '../../domain/objects.ts';
+import type { FileService } from '../../files/file-service.ts';
 import type { AssistantPatch, Store } from '../../storage/store.ts';
+import { checkFileReferences, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { parsePageRequest, toListObject } from '../pagination.ts';
 import { createAssistantRequest, modifyAssistantRequest } from '../schemas/assistants.ts';
@@ -14,9 +16,10 @@ import { parseBody } from '../validation.ts';
 const DEFAULT_TEMPERATURE = 1;
 const DEFAULT_TOP_P = 1;
 
-export function registerAssistantRoutes(app: FastifyInstance, store: Store): void {
+export function registerAssistantRoutes(app: FastifyInstance, store: Store, files: FileService): void {
   app.post('/v1/assistants', async (request) => {
     const body = parseBody(createAssistantRequest, request.body);
+    await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
     const assistant: Assistant = {
       id: newId('assistant'),
       created_at: unixSeconds(),
@@ -51,6 +54,7 @@ export function registerAssistantRoutes(app: FastifyInstance, store: Store): voi
   app.post('/v1/assistants/:assistant_id', async (request) => {
     const id = pathId('assistant', request.params, 'assistant_id');
     const body = parseBody(modifyAssistantRequest, request.body);
+    await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
     // A null resets a field to what an assistant created without it has.
     const patch: AssistantPatch = {};
     if (body.model !== undefined) patch.model = body.model;

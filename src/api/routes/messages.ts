@@ -2,14 +2,16 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { unixSeconds } from '../../domain/clock.ts';
 import { type ApiError, notFound } from '../../domain/errors.ts';
 import { newClientMessage } from '../../domain/messages.ts';
+import type { FileService } from '../../files/file-service.ts';
 import type { Store } from '../../storage/store.ts';
+import { checkFileReferences, messageFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { parsePageRequest, single, toListJson } from '../pagination.ts';
 import { createMessageRequest, modifyMessageRequest } from '../schemas/messages.ts';
 import { serializeDeleted, serializeMessage } from '../serializers.ts';
 import { parseBody } from '../validation.ts';
 
-export function registerMessageRoutes(app: FastifyInstance, store: Store): void {
+export function registerMessageRoutes(app: FastifyInstance, store: Store, files: FileService): void {
   /** A message that is not there: say which of thread or message is missing, as upstream does. */
   async function missing(request: FastifyRequest, threadId: string, messageId: string): Promise<ApiError> {
     return (await store.getThread(request.scope, threadId))
@@ -20,6 +22,7 @@ export function registerMessageRoutes(app: FastifyInstance, store: Store): void 
   app.post('/v1/threads/:thread_id/messages', async (request) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const body = parseBody(createMessageRequest, request.body);
+    await checkFileReferences(files, request.scope, messageFileReferences(body));
     const message = newClientMessage(threadId, body, unixSeconds());
     await store.createMessage(request.scope, message);
     return serializeMessage(message);

@@ -5,9 +5,11 @@ import { newId } from '../../domain/ids.ts';
 import type { Thread } from '../../domain/objects.ts';
 import { RUN_STREAM_END, type RunStreamEvent } from '../../domain/run-events.ts';
 import type { Run, RunStatus } from '../../domain/runs.ts';
+import type { FileService } from '../../files/file-service.ts';
 import type { RunEventBus } from '../../runs/run-event-bus.ts';
 import type { RunService } from '../../runs/run-service.ts';
 import type { Store } from '../../storage/store.ts';
+import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { parsePageRequest, toListObject } from '../pagination.ts';
 import {
@@ -24,6 +26,7 @@ export interface RunRouteDeps {
   store: Store;
   runs: RunService;
   bus: RunEventBus;
+  files: FileService;
   /** Aborted when the server shuts down, so held polls answer at once. */
   closing: AbortSignal;
 }
@@ -44,10 +47,15 @@ function sendRun(reply: FastifyReply, run: Run) {
   return serializeRun(run);
 }
 
-export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, closing }: RunRouteDeps): void {
+export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, files, closing }: RunRouteDeps): void {
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const body = parseBody(createRunRequest, request.body);
+    await checkFileReferences(
+      files,
+      request.scope,
+      messagesFileReferences(body.additional_messages, 'additional_messages'),
+    );
     const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream) });
     if (body.stream) return streamRun(reply, bus, closing, threadId, create);
     return sendRun(reply, await create());
@@ -55,6 +63,11 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, clos
 
   app.post('/v1/threads/runs', async (request, reply) => {
     const body = parseBody(createThreadAndRunRequest, request.body);
+    await checkFileReferences(files, request.scope, [
+      ...messagesFileReferences(body.thread?.messages, 'thread.messages'),
+      ...toolResourcesFileReferences(body.thread?.tool_resources),
+      ...toolResourcesFileReferences(body.tool_resources),
+    ]);
     const thread: Thread = {
       id: newId('thread'),
       created_at: unixSeconds(),

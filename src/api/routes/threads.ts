@@ -4,15 +4,21 @@ import { notFound } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import { newClientMessage } from '../../domain/messages.ts';
 import type { Thread } from '../../domain/objects.ts';
+import type { FileService } from '../../files/file-service.ts';
 import type { Store, ThreadPatch } from '../../storage/store.ts';
+import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { createThreadRequest, modifyThreadRequest } from '../schemas/threads.ts';
 import { serializeDeleted, serializeThread } from '../serializers.ts';
 import { parseBody } from '../validation.ts';
 
-export function registerThreadRoutes(app: FastifyInstance, store: Store): void {
+export function registerThreadRoutes(app: FastifyInstance, store: Store, files: FileService): void {
   app.post('/v1/threads', async (request) => {
     const body = parseBody(createThreadRequest, request.body);
+    await checkFileReferences(files, request.scope, [
+      ...messagesFileReferences(body.messages, 'messages'),
+      ...toolResourcesFileReferences(body.tool_resources),
+    ]);
     const now = unixSeconds();
     const thread: Thread = {
       id: newId('thread'),
@@ -35,6 +41,7 @@ export function registerThreadRoutes(app: FastifyInstance, store: Store): void {
   app.post('/v1/threads/:thread_id', async (request) => {
     const id = pathId('thread', request.params, 'thread_id');
     const body = parseBody(modifyThreadRequest, request.body);
+    await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
     const patch: ThreadPatch = {};
     if (body.tool_resources !== undefined) patch.tool_resources = body.tool_resources ?? {};
     if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
