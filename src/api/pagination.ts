@@ -15,28 +15,7 @@ export function parsePageRequest(
   { defaultLimit = DEFAULT_LIMIT, maxLimit = MAX_LIMIT, before = true } = {},
 ): PageRequest {
   const limitRaw = single(query, 'limit');
-  let limit = defaultLimit;
-  if (limitRaw !== undefined) {
-    if (!/^-?\d+$/.test(limitRaw))
-      throw invalidRequest(
-        `Invalid 'limit': expected an integer, but got '${limitRaw}' instead.`,
-        'limit',
-        'invalid_type',
-      );
-    limit = Number(limitRaw);
-    if (limit < 1)
-      throw invalidRequest(
-        `Invalid 'limit': integer below minimum value. Expected a value >= 1, but got ${limit} instead.`,
-        'limit',
-        'integer_below_min_value',
-      );
-    if (limit > maxLimit)
-      throw invalidRequest(
-        `Invalid 'limit': integer above maximum value. Expected a value <= ${maxLimit}, but got ${limit} instead.`,
-        'limit',
-        'integer_above_max_value',
-      );
-  }
+  const limit = limitRaw === undefined ? defaultLimit : integerParameter('limit', limitRaw, 1, maxLimit);
   const order = single(query, 'order') ?? 'desc';
   if (order !== 'asc' && order !== 'desc')
     throw invalidRequest(
@@ -50,6 +29,29 @@ export function parsePageRequest(
     after: nonEmpty(single(query, 'after')),
     before: before ? nonEmpty(single(query, 'before')) : undefined,
   };
+}
+
+/**
+ * An integer sent as text (a query parameter, a form field) within [min, max], with upstream's wording:
+ * `Invalid 'limit': integer above maximum value. Expected a value <= 100, but got 101 instead.`
+ */
+export function integerParameter(param: string, raw: string, min: number, max: number): number {
+  if (!/^-?\d+$/.test(raw))
+    throw invalidRequest(`Invalid '${param}': expected an integer, but got '${raw}' instead.`, param, 'invalid_type');
+  const value = Number(raw);
+  if (value < min)
+    throw invalidRequest(
+      `Invalid '${param}': integer below minimum value. Expected a value >= ${min}, but got ${value} instead.`,
+      param,
+      'integer_below_min_value',
+    );
+  if (value > max)
+    throw invalidRequest(
+      `Invalid '${param}': integer above maximum value. Expected a value <= ${max}, but got ${value} instead.`,
+      param,
+      'integer_above_max_value',
+    );
+  return value;
 }
 
 /** A query parameter that must appear at most once. */

@@ -4,7 +4,7 @@ import { ApiError, invalidRequest } from '../../domain/errors.ts';
 import { FILE_EXPIRY_MAX_SECONDS, FILE_EXPIRY_MIN_SECONDS, UPLOAD_PURPOSES } from '../../domain/files.ts';
 import { type FileFields, type FileService, fileTooLarge, type ReceivedUpload } from '../../files/file-service.ts';
 import { pathId } from '../ids.ts';
-import { parsePageRequest, single, toListObject } from '../pagination.ts';
+import { integerParameter, parsePageRequest, single, toListObject } from '../pagination.ts';
 import { serializeDeleted, serializeFile } from '../serializers.ts';
 
 /** The form fields of an upload besides `file` (the SDK sends `expires_after` as bracketed fields). */
@@ -144,25 +144,7 @@ function parseFields(values: Map<FieldName, string>): FileFields {
       'expires_after.anchor',
       'invalid_value',
     );
-  if (!/^-?\d+$/.test(seconds))
-    throw invalidRequest(
-      `Invalid type for 'expires_after.seconds': expected an integer, but got '${seconds}' instead.`,
-      'expires_after.seconds',
-      'invalid_type',
-    );
-  const value = Number(seconds);
-  if (value < FILE_EXPIRY_MIN_SECONDS)
-    throw invalidRequest(
-      `Invalid 'expires_after.seconds': integer below minimum value. Expected a value >= ${FILE_EXPIRY_MIN_SECONDS}, but got ${value} instead.`,
-      'expires_after.seconds',
-      'integer_below_min_value',
-    );
-  if (value > FILE_EXPIRY_MAX_SECONDS)
-    throw invalidRequest(
-      `Invalid 'expires_after.seconds': integer above maximum value. Expected a value <= ${FILE_EXPIRY_MAX_SECONDS}, but got ${value} instead.`,
-      'expires_after.seconds',
-      'integer_above_max_value',
-    );
+  const value = integerParameter('expires_after.seconds', seconds, FILE_EXPIRY_MIN_SECONDS, FILE_EXPIRY_MAX_SECONDS);
   return { purpose, expiresAfterSeconds: value };
 }
 
