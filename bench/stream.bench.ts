@@ -33,7 +33,6 @@
  * stream still open after this counts as an error, default 120).
  */
 import { setMaxListeners } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createParser } from 'eventsource-parser';
@@ -52,6 +51,7 @@ import {
   log,
   machine,
   measureCpuPerRun,
+  memoryMiB,
   percentile,
   pool,
   positiveInteger,
@@ -125,15 +125,6 @@ function summarize(samples: number[]): Summary {
 }
 
 /** A `Vm…` line of /proc/<pid>/status in MiB (VmHWM: peak resident set; VmRSS: now); undefined off Linux. */
-function memoryMiB(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number | undefined {
-  try {
-    const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
-    return match ? Number(match[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function ms(value: number | undefined, digits = 2): string {
   return value === undefined || Number.isNaN(value) ? 'n/a' : value.toFixed(digits);
 }

@@ -444,3 +444,13 @@ export function reportCreateAndPoll(
   );
   log(`(first run on the fresh server, not counted: ${firstRunMs.toFixed(0)} ms)`);
 }
+
+/** A process's resident memory now (VmRSS) or at its peak (VmHWM), in MiB; undefined once it is gone. */
+export function memoryMiB(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number | undefined {
+  try {
+    const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+    return match ? Number(match[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
