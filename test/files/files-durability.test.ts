@@ -59,7 +59,9 @@ async function killDuringUploads(env: Record<string, string>, probe: StorageProb
       acknowledged.set(file.id, sha256(bytes));
     }
     for (let i = 0; i < 3; i++) stalled.push(startStalledUpload(server.url, 2_000_000 + i * 100_000));
-    await eventually('three uploads in flight', 10_000, async () => ((await probe.uploading()) === 3 ? true : undefined));
+    await eventually('three uploads in flight', 10_000, async () =>
+      (await probe.uploading()) === 3 ? true : undefined,
+    );
 
     await server.stop('SIGKILL');
     for (const request of stalled) request.destroy();
@@ -145,38 +147,36 @@ describe('two API processes on PostgreSQL', () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
-  test(
-    'a file uploaded through one is listed, downloaded and deleted through the other',
-    { skip: postgresUrl === undefined && POSTGRES_SKIP_REASON },
-    async () => {
-      const database = await createTestDatabase(postgresUrl!);
-      cleanups.push(() => database.drop());
-      const env = { ASSISTD_DATABASE_URL: database.url };
-      // Separate data directories: nothing on disk is shared, as on two machines.
-      const dirs = [tempDir(), tempDir()];
-      cleanups.push(async () => {
-        for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-      });
-      const one = await spawnServer({ ...env, ASSISTD_DATA_DIR: dirs[0]! });
-      cleanups.push(async () => void (await one.stop()));
-      const two = await spawnServer({ ...env, ASSISTD_DATA_DIR: dirs[1]!, ASSISTD_WORKER_CONCURRENCY: '0' });
-      cleanups.push(async () => void (await two.stop()));
+  test('a file uploaded through one is listed, downloaded and deleted through the other', {
+    skip: postgresUrl === undefined && POSTGRES_SKIP_REASON,
+  }, async () => {
+    const database = await createTestDatabase(postgresUrl!);
+    cleanups.push(() => database.drop());
+    const env = { ASSISTD_DATABASE_URL: database.url };
+    // Separate data directories: nothing on disk is shared, as on two machines.
+    const dirs = [tempDir(), tempDir()];
+    cleanups.push(async () => {
+      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    });
+    const one = await spawnServer({ ...env, ASSISTD_DATA_DIR: dirs[0]! });
+    cleanups.push(async () => void (await one.stop()));
+    const two = await spawnServer({ ...env, ASSISTD_DATA_DIR: dirs[1]!, ASSISTD_WORKER_CONCURRENCY: '0' });
+    cleanups.push(async () => void (await two.stop()));
 
-      const bytes = randomBytes(3_500_000);
-      const uploaded = await clientOf(one).files.create({
-        file: await toFile(bytes, 'shared.bin'),
-        purpose: 'assistants',
-      });
-      const other = clientOf(two);
-      assert.deepEqual({ ...(await other.files.retrieve(uploaded.id)) }, { ...uploaded });
-      assert.deepEqual(
-        (await other.files.list()).data.map((f) => f.id),
-        [uploaded.id],
-      );
-      const downloaded = Buffer.from(await (await other.files.content(uploaded.id)).arrayBuffer());
-      assert.equal(sha256(downloaded), sha256(bytes));
-      await other.files.delete(uploaded.id);
-      await assert.rejects(clientOf(one).files.content(uploaded.id), OpenAI.NotFoundError);
-    },
-  );
+    const bytes = randomBytes(3_500_000);
+    const uploaded = await clientOf(one).files.create({
+      file: await toFile(bytes, 'shared.bin'),
+      purpose: 'assistants',
+    });
+    const other = clientOf(two);
+    assert.deepEqual({ ...(await other.files.retrieve(uploaded.id)) }, { ...uploaded });
+    assert.deepEqual(
+      (await other.files.list()).data.map((f) => f.id),
+      [uploaded.id],
+    );
+    const downloaded = Buffer.from(await (await other.files.content(uploaded.id)).arrayBuffer());
+    assert.equal(sha256(downloaded), sha256(bytes));
+    await other.files.delete(uploaded.id);
+    await assert.rejects(clientOf(one).files.content(uploaded.id), OpenAI.NotFoundError);
+  });
 });
