@@ -45,6 +45,8 @@ export interface FilesConfig {
   dir: string;
   /** The largest file accepted, in bytes. */
   maxBytes: number;
+  /** Threads extracting and chunking files for vector stores (each indexes two files at a time). */
+  indexingThreads: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -104,6 +106,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '(SQLite: directory; PostgreSQL: database)',
     description: 'where uploaded files live: directory (ASSISTD_DATA_DIR/files) or database (chunked rows)',
   },
+  {
+    name: 'ASSISTD_INDEXING_THREADS',
+    default: '1',
+    description: 'threads indexing vector-store files (extraction, chunking) in this process; 0: none here',
+  },
   { name: 'ASSISTD_MAX_FILE_MB', default: '512', description: 'the largest file accepted, in MB (1 MB = 10^6 bytes)' },
   {
     name: 'ASSISTD_CONTEXT_WINDOW',
@@ -154,6 +161,7 @@ export function loadConfig(env: Env = process.env): Config {
       storage: parseFileStorage(setting(env, 'ASSISTD_FILE_STORAGE'), storage),
       dir: path.join(dataDir, 'files'),
       maxBytes: integer(env, 'ASSISTD_MAX_FILE_MB', 512, 1, 1_000_000) * 1_000_000,
+      indexingThreads: integer(env, 'ASSISTD_INDEXING_THREADS', 1, 0, 64),
     },
     models: parseModels(env),
   };

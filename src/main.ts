@@ -12,7 +12,12 @@ import type { BlobStore } from './storage/blobs/blob-store.ts';
 import { DirectoryBlobStore } from './storage/blobs/directory-blob-store.ts';
 import { openStore } from './storage/open-store.ts';
 import type { Store } from './storage/store.ts';
+import { fileSearchTool } from './tools/file-search/file-search-tool.ts';
+import { vectorStoreBackend } from './tools/file-search/vector-store-backend.ts';
 import { type ServerTool, ToolRegistry } from './tools/tool.ts';
+import { ThreadIndexer } from './vector-stores/indexer.ts';
+import { VectorStoreService } from './vector-stores/vector-store-service.ts';
+import { IngestionWorker } from './worker/ingestion-worker.ts';
 import { RunWorker } from './worker/run-worker.ts';
 
 /**
@@ -38,6 +43,8 @@ interface Core {
   runs: RunService;
   files: FileService;
   sweeper: FileSweeper;
+  vectorStores: VectorStoreService;
+  ingestion: IngestionWorker;
 }
 
 function openBlobStore(config: Config, store: Store): BlobStore {
@@ -67,9 +74,28 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     maxBytes: config.files.maxBytes,
     leaseMs: config.runs.leaseMs,
     logger,
+    vectorStores: store.vectorStores,
   });
   const sweeper = new FileSweeper({ records: store.files, blobs, logger, intervalMs: config.runs.leaseMs });
-  const tools = new ToolRegistry(toolList);
+  const threads = claimRuns ? config.files.indexingThreads : 0;
+  const ingestion = new IngestionWorker({
+    records: store.vectorStores,
+    readFile: (scope, id) => files.readAll(scope, id),
+    indexer: new ThreadIndexer(threads),
+    logger,
+    // Two files per thread: one is read or committed while the other is extracted.
+    concurrency: threads * 2,
+    leaseMs: config.runs.leaseMs,
+  });
+  const vectorStores = new VectorStoreService({
+    records: store.vectorStores,
+    files,
+    wake: () => ingestion.wake(),
+  });
+  const tools = new ToolRegistry([
+    fileSearchTool({ backend: vectorStoreBackend({ store, vectorStores }) }),
+    ...toolList,
+  ]);
   const worker = new RunWorker({
     store,
     bus,
@@ -97,7 +123,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     logger.warn(
       'No model backend is configured (ASSISTD_UPSTREAM_BASE_URL, ASSISTD_MODEL_FILE or ASSISTD_MODELS_FILE): runs will fail.',
     );
-  return { store, router, bus, worker, runs, files, sweeper };
+  return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion };
 }
 
 export interface ServerOptions {
@@ -113,7 +139,12 @@ export async function startServer(
   logger: Logger = createLogger(config),
   { workers = true, tools = [] }: ServerOptions = {},
 ): Promise<RunningServer> {
-  const { store, router, bus, worker, runs, files, sweeper } = await startCore(config, logger, workers, tools);
+  const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion } = await startCore(
+    config,
+    logger,
+    workers,
+    tools,
+  );
   const closing = new AbortController();
   const app = buildApp({
     store,
@@ -121,6 +152,7 @@ export async function startServer(
     bus,
     models: router,
     files,
+    vectorStores,
     closing: closing.signal,
     apiKey: config.apiKey,
     logger,
@@ -134,6 +166,7 @@ export async function startServer(
   }
   worker.start();
   sweeper.start();
+  ingestion.start();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -153,6 +186,7 @@ export async function startServer(
         await app.close();
         // Executions in flight are stopped and their runs handed back: another worker or the next start resumes them.
         await worker.close();
+        await ingestion.close();
         await sweeper.close();
         await store.close();
         await router.close();
@@ -168,9 +202,10 @@ export async function startWorker(
   logger: Logger = createLogger(config),
   { tools = [] }: Pick<ServerOptions, 'tools'> = {},
 ): Promise<{ close(): Promise<void> }> {
-  const { store, router, worker, sweeper } = await startCore(config, logger, true, tools);
+  const { store, router, worker, sweeper, ingestion } = await startCore(config, logger, true, tools);
   worker.start();
   sweeper.start();
+  ingestion.start();
   logger.info(
     { worker: worker.id, store: store.description, concurrency: config.runs.workerConcurrency },
     `assistd worker ${worker.id} running`,
@@ -180,6 +215,7 @@ export async function startWorker(
     close: () => {
       shutdown ??= (async () => {
         await worker.close();
+        await ingestion.close();
         await sweeper.close();
         await store.close();
         await router.close();

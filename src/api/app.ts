@@ -8,12 +8,15 @@ import type { FileService } from '../files/file-service.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunService } from '../runs/run-service.ts';
 import { DEFAULT_SCOPE, type Scope, type Store } from '../storage/store.ts';
+import type { VectorStoreService } from '../vector-stores/vector-store-service.ts';
 import { registerAssistantRoutes } from './routes/assistants.ts';
 import { registerFileRoutes } from './routes/files.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
+import { registerVectorStoreRoutes } from './routes/vector-stores.ts';
+import { ToolResourceHelpers } from './tool-resources.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -42,6 +45,7 @@ export interface AppOptions {
   bus: RunEventBus;
   models: ModelCatalog;
   files: FileService;
+  vectorStores: VectorStoreService;
   /** Aborted when the server starts shutting down. */
   closing: AbortSignal;
   /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>`. */
@@ -49,7 +53,17 @@ export interface AppOptions {
   logger: Logger;
 }
 
-export function buildApp({ store, runs, bus, models, files, closing, apiKey, logger }: AppOptions): FastifyInstance {
+export function buildApp({
+  store,
+  runs,
+  bus,
+  models,
+  files,
+  vectorStores,
+  closing,
+  apiKey,
+  logger,
+}: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     // Per-request log lines cost more than the requests themselves; errors are still logged.
@@ -72,12 +86,14 @@ export function buildApp({ store, runs, bus, models, files, closing, apiKey, log
   handleUnknownRoutes(app);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  registerAssistantRoutes(app, store, files);
-  registerThreadRoutes(app, store, files);
-  registerMessageRoutes(app, store, files);
-  registerRunRoutes(app, { store, runs, bus, files, closing });
+  const helpers = new ToolResourceHelpers(store, vectorStores);
+  registerAssistantRoutes(app, store, files, helpers);
+  registerThreadRoutes(app, store, files, helpers);
+  registerMessageRoutes(app, store, files, helpers);
+  registerRunRoutes(app, { store, runs, bus, files, helpers, closing });
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);
+  registerVectorStoreRoutes(app, vectorStores);
   return app;
 }
 

@@ -4,11 +4,13 @@ import type { NewMessageInput } from '../domain/messages.ts';
 import type { ToolResources } from '../domain/objects.ts';
 import type { FileService } from '../files/file-service.ts';
 import type { Scope } from '../storage/store.ts';
+import type { CreateToolResources } from './schemas/tool-resources.ts';
 
 /**
- * The files a request refers to — message attachments, image_file parts, `tool_resources.code_interpreter.file_ids`
- * — checked before anything is written, in one place for every route that takes them. Each route collects its
- * references in request order with the functions below, then calls `checkFileReferences` once.
+ * The files a request refers to — message attachments, image_file parts, `tool_resources.code_interpreter.file_ids`,
+ * the files of a `tool_resources.file_search.vector_stores` helper — checked before anything is written, in one
+ * place for every route that takes them. Each route collects its references in request order with the functions
+ * below, then calls `checkFileReferences` once.
  *
  * A check, not a hold: a file deleted after it stays referred to, and a run that needs its bytes then fails
  * (runs/image-files.ts).
@@ -50,8 +52,15 @@ export function messagesFileReferences(
   return (messages ?? []).flatMap((message, i) => messageFileReferences(message, `${at}[${i}]`));
 }
 
-export function toolResourcesFileReferences(resources: ToolResources | null | undefined): FileReference[] {
-  return (resources?.code_interpreter?.file_ids ?? []).map((id) => ({ id }));
+/** `code_interpreter.file_ids`, then the files of a `file_search.vector_stores` helper (create requests). */
+export function toolResourcesFileReferences(
+  resources: ToolResources | CreateToolResources | null | undefined,
+): FileReference[] {
+  const helper = resources?.file_search && 'vector_stores' in resources.file_search ? resources.file_search : undefined;
+  return [
+    ...(resources?.code_interpreter?.file_ids ?? []),
+    ...(helper?.vector_stores ?? []).flatMap((store) => store.file_ids),
+  ].map((id) => ({ id }));
 }
 
 /**

@@ -1,7 +1,14 @@
 import type { StoredFile } from '../domain/files.ts';
 import { messageToWire } from '../domain/messages.ts';
 import type { Assistant, Thread } from '../domain/objects.ts';
-import type { Run, RunStep } from '../domain/runs.ts';
+import type { Run, RunStep, StepDetails } from '../domain/runs.ts';
+import {
+  type FileBatchView,
+  fileBatchStatus,
+  type VectorStoreFile,
+  type VectorStoreView,
+  vectorStoreStatus,
+} from '../domain/vector-stores.ts';
 
 // Domain → wire objects. Every field the official schema lists is present (null, never omitted), in upstream's
 // order, and nothing internal (project ids, sequence numbers) leaks.
@@ -93,7 +100,39 @@ export function serializeRun(r: Run) {
   };
 }
 
-export function serializeRunStep(s: RunStep) {
+/** What a request asked to add to the steps it gets (`include[]`, see api/include.ts). */
+export interface StepInclude {
+  /** `step_details.tool_calls[*].file_search.results[*].content` */
+  fileSearchContent: boolean;
+}
+
+export const NO_INCLUDE: StepInclude = Object.freeze({ fileSearchContent: false });
+
+/**
+ * A file_search call's results keep their text in storage; the wire shows it only when `include[]` asks for it, as
+ * upstream does.
+ */
+function stepDetails(details: StepDetails, include: StepInclude): StepDetails {
+  if (include.fileSearchContent || details.type !== 'tool_calls') return details;
+  if (!details.tool_calls.some((c) => c.type === 'file_search' && c.file_search.results?.some((r) => r.content)))
+    return details;
+  return {
+    type: 'tool_calls',
+    tool_calls: details.tool_calls.map((call) =>
+      call.type === 'file_search' && call.file_search.results
+        ? {
+            ...call,
+            file_search: {
+              ...call.file_search,
+              results: call.file_search.results.map(({ content: _content, ...result }) => result),
+            },
+          }
+        : call,
+    ),
+  };
+}
+
+export function serializeRunStep(s: RunStep, include: StepInclude = NO_INCLUDE) {
   return {
     id: s.id,
     object: 'thread.run.step' as const,
@@ -108,8 +147,51 @@ export function serializeRunStep(s: RunStep) {
     expired_at: s.expired_at,
     failed_at: s.failed_at,
     last_error: s.last_error,
-    step_details: s.step_details,
+    step_details: stepDetails(s.step_details, include),
     usage: s.usage,
     metadata: s.metadata,
+  };
+}
+
+/** `expires_after` is optional in the schema and not nullable: sent only when the store expires. */
+export function serializeVectorStore(v: VectorStoreView) {
+  return {
+    id: v.id,
+    object: 'vector_store' as const,
+    created_at: v.created_at,
+    // The schema types `name` as a string; a store created without one has an empty name.
+    name: v.name ?? '',
+    usage_bytes: v.usage_bytes,
+    file_counts: v.file_counts,
+    status: vectorStoreStatus(v),
+    ...(v.expires_after === null ? {} : { expires_after: v.expires_after }),
+    expires_at: v.expires_at,
+    last_active_at: v.last_active_at,
+    metadata: v.metadata,
+  };
+}
+
+export function serializeVectorStoreFile(f: VectorStoreFile) {
+  return {
+    id: f.id,
+    object: 'vector_store.file' as const,
+    usage_bytes: f.usage_bytes,
+    created_at: f.created_at,
+    vector_store_id: f.vector_store_id,
+    status: f.status,
+    last_error: f.last_error,
+    chunking_strategy: f.chunking_strategy,
+    attributes: f.attributes,
+  };
+}
+
+export function serializeFileBatch(b: FileBatchView) {
+  return {
+    id: b.id,
+    object: 'vector_store.files_batch' as const,
+    created_at: b.created_at,
+    vector_store_id: b.vector_store_id,
+    status: fileBatchStatus(b),
+    file_counts: b.file_counts,
   };
 }

@@ -2,7 +2,14 @@ import type { FastifyReply } from 'fastify';
 import type { Message, Thread } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import type { Run, RunStep } from '../domain/runs.ts';
-import { serializeMessage, serializeRun, serializeRunStep, serializeThread } from './serializers.ts';
+import {
+  NO_INCLUDE,
+  type StepInclude,
+  serializeMessage,
+  serializeRun,
+  serializeRunStep,
+  serializeThread,
+} from './serializers.ts';
 
 /** Every stream ends with this frame; the SDK stops reading at `data: [DONE]`. */
 const DONE = 'event: done\ndata: [DONE]\n\n';
@@ -10,15 +17,18 @@ const DONE = 'event: done\ndata: [DONE]\n\n';
 const HEARTBEAT = ': keep-alive\n\n';
 const HEARTBEAT_MS = 15_000;
 
-/** `event: <name>\ndata: <one-line JSON>\n\n`, with the data serialized as its wire object. */
-export function frame(e: RunStreamEvent): string {
-  return `event: ${e.event}\ndata: ${JSON.stringify(wire(e))}\n\n`;
+/**
+ * `event: <name>\ndata: <one-line JSON>\n\n`, with the data serialized as its wire object (steps with what the
+ * request's `include[]` asked for).
+ */
+export function frame(e: RunStreamEvent, include: StepInclude = NO_INCLUDE): string {
+  return `event: ${e.event}\ndata: ${JSON.stringify(wire(e, include))}\n\n`;
 }
 
-function wire(e: RunStreamEvent): unknown {
+function wire(e: RunStreamEvent, include: StepInclude): unknown {
   if (e.event === 'thread.created') return serializeThread(e.data as Thread);
   if (e.event === 'thread.run.step.delta' || e.event === 'thread.message.delta' || e.event === 'error') return e.data;
-  if (e.event.startsWith('thread.run.step.')) return serializeRunStep(e.data as RunStep);
+  if (e.event.startsWith('thread.run.step.')) return serializeRunStep(e.data as RunStep, include);
   if (e.event.startsWith('thread.message.')) return serializeMessage(e.data as Message);
   return serializeRun(e.data as Run);
 }
@@ -36,7 +46,7 @@ export interface SseStream {
  * Takes over the response for server-sent events. Frames are written as soon as they are sent, those of one tick
  * together; a slow client only grows its own socket buffer, never blocks the run. Proxy buffering is disabled by header.
  */
-export function openSse(reply: FastifyReply): SseStream {
+export function openSse(reply: FastifyReply, include: StepInclude = NO_INCLUDE): SseStream {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -78,7 +88,7 @@ export function openSse(reply: FastifyReply): SseStream {
       if (closed) return;
       batch();
       wrote = true;
-      res.write(frame(event));
+      res.write(frame(event, include));
     },
     end: () => {
       if (closed) return;

@@ -6,11 +6,25 @@ import type { Run, RunStatus, RunStep, RunStepStatus } from './runs.ts';
  * as the SSE event of the same name (spec README §3). `data` is the domain object; the SSE layer serializes it.
  */
 
+/**
+ * An annotation as a message delta carries it: `index` is its position in the part's `text.annotations`; a delta
+ * sends each annotation once, whole (the SDK would concatenate a resent `text` or add a resent `start_index`).
+ */
+export interface AnnotationDelta {
+  index: number;
+  type: 'file_citation' | 'file_path';
+  text: string;
+  start_index: number;
+  end_index: number;
+  file_citation?: { file_id: string };
+  file_path?: { file_id: string };
+}
+
 export interface MessageDelta {
   id: string;
   object: 'thread.message.delta';
   delta: {
-    content: Array<{ index: number; type: 'text'; text: { value: string; annotations?: [] } }>;
+    content: Array<{ index: number; type: 'text'; text: { value: string; annotations?: AnnotationDelta[] } }>;
   };
 }
 

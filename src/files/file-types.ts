@@ -44,6 +44,10 @@ const TEXT_TYPES: Record<string, string> = {
  * `notes.txt` is an image, and a text file named `photo.png` is not.
  */
 export async function detectMimeType(head: Uint8Array, filename: string): Promise<string | null> {
+  // A UTF-16 byte order mark: file-type takes FF FE for an MPEG audio frame, so a UTF-16 text file is named by its
+  // extension (and is text in any case).
+  const utf16 = (head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff);
+  if (utf16) return TEXT_TYPES[path.extname(filename).toLowerCase()] ?? 'text/plain';
   const detected = head.byteLength === 0 ? undefined : await fileTypeFromBuffer(head).catch(() => undefined);
   if (detected) return detected.mime;
   const extension = path.extname(filename).toLowerCase();

@@ -1,9 +1,9 @@
 import { newId } from '../domain/ids.ts';
-import type { Message } from '../domain/objects.ts';
-import type { RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
+import type { Message, TextAnnotation } from '../domain/objects.ts';
+import type { AnnotationDelta, RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
 import { finishMessage, openMessage, openStep, transitionStep } from '../domain/run-state-machine.ts';
 import type { ModelToolCall, Run, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
-import type { ServerTool } from '../tools/tool.ts';
+import type { ServerTool, TextAnnotator } from '../tools/tool.ts';
 import { ZERO_USAGE } from './run-accounting.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 
@@ -23,6 +23,10 @@ export interface TurnSoFar {
  * before its first delta; the first delta of a text part or tool call carries its full shape and later deltas only
  * the new fragment (the SDK concatenates strings, so nothing is ever sent twice).
  *
+ * The answer's annotations (e.g. a server-side tool's citations, see ServerTool.annotator) are found as its text
+ * streams, and each is sent with the text delta that completes it; the message keeps them, so what a stream
+ * accumulates is what is stored.
+ *
  * The deltas of a server-side tool's call are not streamed while the model writes it: its details are shaped by
  * the tool (run-executor.ts streams them when the call executes), so each call's deltas stay contiguous.
  *
@@ -37,17 +41,26 @@ export class ModelTurn {
   private message: Message | undefined;
   private messageStep: StoredStep | undefined;
   private text = '';
+  private readonly annotate: TextAnnotator | undefined;
+  private annotations: TextAnnotation[] = [];
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
   private readonly calls: Array<{ id: string; name: string; arguments: string } | undefined> = [];
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
 
-  constructor(run: Run, bus: RunEventBus, serverTools: ReadonlyMap<string, ServerTool>, at: number) {
+  constructor(
+    run: Run,
+    bus: RunEventBus,
+    serverTools: ReadonlyMap<string, ServerTool>,
+    at: number,
+    annotate?: TextAnnotator,
+  ) {
     this.run = run;
     this.bus = bus;
     this.serverTools = serverTools;
     this.at = at;
+    this.annotate = annotate;
   }
 
   /** The text and calls so far, for a token estimate when the upstream reports no usage. */
@@ -77,14 +90,23 @@ export class ModelTurn {
     const first = this.text === '';
     this.openMessage();
     this.text += chunk;
-    this.message!.content = [{ type: 'text', text: { value: this.text, annotations: [] } }];
+    const found = this.annotate?.(this.text) ?? [];
+    const added = found.map((a, i): AnnotationDelta => ({ index: this.annotations.length + i, ...a }));
+    if (found.length > 0) this.annotations = [...this.annotations, ...found];
+    this.message!.content = [{ type: 'text', text: { value: this.text, annotations: this.annotations } }];
     this.emit({
       event: 'thread.message.delta',
       data: {
         id: this.message!.id,
         object: 'thread.message.delta',
         delta: {
-          content: [{ index: 0, type: 'text', text: first ? { value: chunk, annotations: [] } : { value: chunk } }],
+          content: [
+            {
+              index: 0,
+              type: 'text',
+              text: first || added.length > 0 ? { value: chunk, annotations: added } : { value: chunk },
+            },
+          ],
         },
       },
     });

@@ -9,7 +9,14 @@ import type { FileService } from '../files/file-service.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
 import { type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../providers/provider.ts';
 import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
-import { type ServerTool, ToolError, type ToolRegistry, type ToolResult } from '../tools/tool.ts';
+import {
+  type ServerTool,
+  type TextAnnotator,
+  ToolError,
+  type ToolRegistry,
+  type ToolResult,
+  ToolRunFailure,
+} from '../tools/tool.ts';
 import { buildContext } from './context.ts';
 import { resolveImageFiles } from './image-files.ts';
 import { ModelTurn } from './model-turn.ts';
@@ -182,7 +189,7 @@ export class RunExecutor {
         error: { code: 'invalid_prompt', message: notFound('file', prompt.missingFileId).message },
       });
 
-    const turn = new ModelTurn(run, this.options.bus, x.serverTools, unixSeconds());
+    const turn = new ModelTurn(run, this.options.bus, x.serverTools, unixSeconds(), this.annotator(x));
     x.turn = turn;
     let reply: ModelReply;
     try {
@@ -238,12 +245,21 @@ export class RunExecutor {
     let finished = message;
     for (const tool of new Set(x.serverTools.values())) {
       if (!tool.finishMessage) continue;
-      const calls = x.steps.flatMap((s) =>
-        s.step_details.type === 'tool_calls' ? s.step_details.tool_calls.filter((c) => c.type === tool.type) : [],
-      );
+      const calls = callsOf(x.steps, tool.type);
       if (calls.length > 0) finished = tool.finishMessage(finished, calls);
     }
     return finished;
+  }
+
+  /** The annotator of this turn's answer: every server-side tool's that has calls in the run, merged in text order. */
+  private annotator(x: Execution): TextAnnotator | undefined {
+    const annotators: TextAnnotator[] = [];
+    for (const tool of new Set(x.serverTools.values())) {
+      const calls = tool.annotator ? callsOf(x.steps, tool.type) : [];
+      if (calls.length > 0) annotators.push(tool.annotator!(calls));
+    }
+    if (annotators.length <= 1) return annotators[0];
+    return (text) => annotators.flatMap((annotate) => annotate(text)).sort((a, b) => a.start_index - b.start_index);
   }
 
   private async tokenCounter(provider: ModelProvider): Promise<TokenCounter> {
@@ -378,22 +394,47 @@ export class RunExecutor {
         },
       } as RunStreamEvent);
     publishDelta(described);
+    const calls = callsOf([...x.steps.filter((s) => s.id !== step.id), withCalls(step, index)], tool.type);
     try {
       return await tool.execute(invocation, {
         scope: x.scope,
         run: x.run,
         signal: x.signal,
+        calls,
+        contextTokensLeft: await this.contextTokensLeft(x.run, step, index),
         progress: (delta) => publishDelta(delta),
       });
     } catch (error) {
       if (x.signal.aborted) throw error;
       if (error instanceof ToolError) return { details: described, output: `Error: ${error.message}` };
+      if (error instanceof ToolRunFailure)
+        return this.end(x, { type: 'fail', error: { code: error.code, message: error.message } });
       this.options.logger.error({ err: error, runId: x.run.id, tool: tool.type }, 'a server-side tool failed');
       return this.end(x, {
         type: 'fail',
         error: { code: 'server_error', message: `The ${tool.type} tool failed while executing call ${call.id}.` },
       });
     }
+  }
+
+  /**
+   * The context window's tokens not yet used when a server-side call starts: the window, less the prompt and the
+   * completion of the turn that made the call (as the upstream reported them, or as estimated) and the outputs of
+   * the calls before it in the same turn. Undefined when the run's model has no backend.
+   */
+  private async contextTokensLeft(run: Run, step: StoredStep, index: number): Promise<number | undefined> {
+    const provider = this.options.router.resolve(run.model);
+    if (!provider) return undefined;
+    let tokens: TokenCounter;
+    try {
+      tokens = await this.tokenCounter(provider);
+    } catch {
+      tokens = O200K;
+    }
+    const turn = step.turn_usage;
+    let used = turn ? turn.prompt_tokens + turn.completion_tokens : 0;
+    for (const call of (step.model_calls ?? []).slice(0, index)) used += tokens.text(call.output ?? '');
+    return Math.max(0, provider.contextWindow - used);
   }
 
   // ── endings ───────────────────────────────────────────────────────────────────
@@ -498,6 +539,19 @@ function pendingFunctionCalls(step: StoredStep): RunToolCall[] {
       ? [{ id: d.id, type: 'function' as const, function: { name: d.function.name, arguments: d.function.arguments } }]
       : [],
   );
+}
+
+/** The server-side calls of `type` in these steps, in order. */
+function callsOf(steps: readonly StoredStep[], type: ServerTool['type']): ToolCallDetails[] {
+  return steps.flatMap((s) =>
+    s.step_details.type === 'tool_calls' ? s.step_details.tool_calls.filter((c) => c.type === type) : [],
+  );
+}
+
+/** The step with only its calls before `index` (the ones a call at `index` comes after). */
+function withCalls(step: StoredStep, index: number): StoredStep {
+  if (step.step_details.type !== 'tool_calls') return step;
+  return { ...step, step_details: { type: 'tool_calls', tool_calls: step.step_details.tool_calls.slice(0, index) } };
 }
 
 function withCallResult(step: StoredStep, index: number, result: ToolResult): StoredStep {

@@ -1,6 +1,19 @@
 import type { StoredFile } from '../domain/files.ts';
 import type { Assistant, Message, Metadata, Thread } from '../domain/objects.ts';
 import type { Run, RunStatus, StoredStep } from '../domain/runs.ts';
+import type {
+  Attributes,
+  Chunk,
+  ChunkHit,
+  FileBatch,
+  FileBatchView,
+  StaticChunking,
+  VectorStore,
+  VectorStoreFile,
+  VectorStoreFileError,
+  VectorStoreFileStatus,
+  VectorStoreView,
+} from '../domain/vector-stores.ts';
 import type { BlobStore } from './blobs/blob-store.ts';
 
 /**
@@ -120,6 +133,123 @@ export interface FileRecords {
   rowStates(ids: readonly string[]): Promise<Map<string, 'uploading' | 'ready'>>;
 }
 
+export type VectorStorePatch = Partial<
+  Pick<VectorStore, 'name' | 'metadata' | 'expires_after' | 'expires_at' | 'last_active_at'>
+>;
+
+export interface VectorStoreFileFilter {
+  status?: VectorStoreFileStatus | undefined;
+  batchId?: string | undefined;
+}
+
+/** A vector-store file waiting to be indexed, leased to a worker. */
+export interface ClaimedIngestion {
+  scope: Scope;
+  vectorStoreId: string;
+  fileId: string;
+  chunking: StaticChunking;
+}
+
+/** A keyword search over the completed files of some stores of one scope. */
+export interface ChunkQuery {
+  vectorStoreIds: readonly string[];
+  /** The user's text as given: the implementation turns it into its index's query syntax, safely. */
+  query: string;
+  /** Only chunks of these files (the files that passed an attribute filter); undefined = every file. */
+  fileIds?: readonly string[] | undefined;
+  limit: number;
+}
+
+/**
+ * Vector stores, their files and batches, their chunks and the keyword index over them (storage/sql/
+ * sql-vector-store-records.ts). A vector-store file in progress is an ingestion job: claimed under a lease like a
+ * run, and completed by one fenced write of its chunks, so a crash mid-ingestion re-indexes the file from scratch
+ * and no chunk is ever indexed twice.
+ *
+ * Reads return undefined for an id that is not in the scope (or not in the named store); writes on a missing store
+ * throw the domain's not-found error.
+ */
+export interface VectorStoreRecords {
+  /** Creates the store with its first files (in progress) atomically. */
+  createVectorStore(scope: Scope, store: VectorStore, files: readonly VectorStoreFile[]): Promise<void>;
+  getVectorStore(scope: Scope, id: string): Promise<VectorStoreView | undefined>;
+  listVectorStores(scope: Scope, page: PageRequest): Promise<Page<VectorStoreView>>;
+  updateVectorStore(scope: Scope, id: string, patch: VectorStorePatch): Promise<VectorStoreView | undefined>;
+  /** Deletes the store with its files, batches and chunks. */
+  deleteVectorStore(scope: Scope, id: string): Promise<boolean>;
+
+  /**
+   * Adds files (in progress) to a store, and the batch they came in, if any, atomically. A file already in the store
+   * is replaced: its chunks are dropped and it is indexed again with the new settings.
+   */
+  addFiles(scope: Scope, vectorStoreId: string, files: readonly VectorStoreFile[], batch?: FileBatch): Promise<void>;
+  getVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<VectorStoreFile | undefined>;
+  /** Throws not-found when the store does not exist. */
+  listVectorStoreFiles(
+    scope: Scope,
+    vectorStoreId: string,
+    page: PageRequest,
+    filter?: VectorStoreFileFilter,
+  ): Promise<Page<VectorStoreFile>>;
+  updateFileAttributes(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    attributes: Attributes | null,
+  ): Promise<VectorStoreFile | undefined>;
+  /** Removes a file from a store with its chunks. */
+  deleteVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<boolean>;
+  /** Removes a file from every store of the scope, with its chunks (the file itself was deleted). */
+  deleteFileEverywhere(scope: Scope, fileId: string): Promise<void>;
+  /** Every file of the store with its attributes and status (for attribute filters). */
+  storeFiles(
+    scope: Scope,
+    vectorStoreId: string,
+  ): Promise<Array<{ fileId: string; attributes: Attributes | null; status: VectorStoreFileStatus }>>;
+
+  getFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined>;
+  /** Marks the batch cancelled and its files still in progress `cancelled` (an ingestion in flight then writes nothing). */
+  cancelFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined>;
+
+  /** Leases up to `limit` files in progress with no live lease to `workerId` until `leaseUntil`, oldest first. */
+  claimIngestions(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedIngestion[]>;
+  /** Extends a lease still held; false when it was lost (or the file is no longer in progress). */
+  renewIngestion(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    workerId: string,
+    leaseUntil: number,
+  ): Promise<boolean>;
+  /**
+   * Stores the file's chunks and marks it completed with `usageBytes`, in one transaction fenced on the lease and on
+   * the file still being in progress; false (nothing written) when the fence did not hold.
+   */
+  completeIngestion(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    workerId: string,
+    chunks: readonly Chunk[],
+    usageBytes: number,
+  ): Promise<boolean>;
+  /** Marks the file failed with `error`, fenced like completeIngestion. */
+  failIngestion(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    workerId: string,
+    error: VectorStoreFileError,
+  ): Promise<boolean>;
+
+  /** The best chunks for a keyword query, best first, scores in 0..1; only completed files of unexpired stores. */
+  searchChunks(scope: Scope, query: ChunkQuery): Promise<ChunkHit[]>;
+  /** The chunks of one file of a store, in order (the parsed content endpoint). */
+  fileChunks(scope: Scope, vectorStoreId: string, fileId: string): Promise<Chunk[]>;
+  /** Marks stores whose `expires_at` has passed as expired; returns their ids. */
+  expireVectorStores(nowSeconds: number, limit: number): Promise<string[]>;
+}
+
 /**
  * What assistd needs from a database. Implementations: storage/sql/sql-store.ts over a Kysely dialect (SQLite,
  * PostgreSQL). test/contract/store-contract.ts is the suite every implementation must pass.
@@ -138,6 +268,7 @@ export interface Store {
   close(): Promise<void>;
 
   readonly files: FileRecords;
+  readonly vectorStores: VectorStoreRecords;
   /** A blob store keeping file bytes in this database (storage/sql/sql-blob-store.ts). */
   databaseBlobs(): BlobStore;
 

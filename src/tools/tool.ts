@@ -1,6 +1,6 @@
-import type { FunctionDefinition, Message } from '../domain/objects.ts';
+import type { FunctionDefinition, Message, TextAnnotation } from '../domain/objects.ts';
 import type { ToolCallDelta } from '../domain/run-events.ts';
-import type { Run, ServerToolType, ToolCallDetails } from '../domain/runs.ts';
+import type { Run, RunErrorCode, ServerToolType, ToolCallDetails } from '../domain/runs.ts';
 import type { Scope } from '../storage/store.ts';
 
 /**
@@ -24,16 +24,33 @@ export interface ServerTool {
   describe(call: ServerToolCall): ToolCallDetails;
   /**
    * Executes the call. Must stop promptly once `context.signal` aborts (cancel, expiry, lease lost, shutdown) and
-   * may then throw anything. Throw ToolError to give the model an error output instead of failing the run; any
-   * other error fails the run with `server_error`.
+   * may then throw anything. Throw ToolError to give the model an error output instead of failing the run,
+   * ToolRunFailure to fail the run with a `last_error` of the tool's choosing; any other error fails the run with
+   * `server_error`.
    */
   execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult>;
   /**
-   * What the tool adds to the run's answer (e.g. citations as annotations), given every call of it in the run so
-   * far: the answer's message before it is stored and completed. Optional.
+   * What the tool adds to the run's answer, given every call of it in the run so far: the answer's message before it
+   * is stored and completed. Optional. It is not streamed: a change of the text here makes the stored text differ
+   * from the streamed one (annotations belong in `annotator`, which is).
    */
   finishMessage?(message: Message, calls: readonly ToolCallDetails[]): Message;
+  /**
+   * Annotations of the run's answer (e.g. citations of this tool's results), found as the answer streams. Called once
+   * per answer with every call of the tool in the run so far (when there is one); the annotator it returns is given
+   * the answer's text after each chunk. Each annotation is streamed with the chunk that completes it, in the
+   * `thread.message.delta` carrying that chunk, and stored with the message, so a stream and the stored message show
+   * the same text and annotations. Optional.
+   */
+  annotator?(calls: readonly ToolCallDetails[]): TextAnnotator;
 }
+
+/**
+ * Given the answer's whole text so far (it only ever grows), returns the annotations that end within it and were
+ * not returned before, in order; their indices are into the whole text. Keeping its own position, it need not scan
+ * the text again from the start on every chunk.
+ */
+export type TextAnnotator = (text: string) => TextAnnotation[];
 
 export interface ServerToolCall {
   /** The call's id (`call_…`), the same in its step details, its deltas and the model's tool round. */
@@ -46,6 +63,17 @@ export interface ToolContext {
   scope: Scope;
   run: Run;
   signal: AbortSignal;
+  /**
+   * This tool's calls earlier in the run, in order, with their details as stored: this call is the
+   * `calls.length`-th (from 0). Stable across a crash and resume, since earlier calls are committed.
+   */
+  calls: readonly ToolCallDetails[];
+  /**
+   * About how many tokens of the model's context window the run leaves free for this call's output: the window, less
+   * the prompt and completion of the turn that made the call and the outputs of the calls before it in that turn.
+   * A tool whose output can be large sizes it to fit. Undefined when the run's model has no backend.
+   */
+  contextTokensLeft: number | undefined;
   /**
    * Streams progress as a delta of the call's details, in the SDK's accumulation rules (strings are appended,
    * arrays of objects merged by `index`); the executor adds the call's `index` and `type`. E.g.
@@ -73,6 +101,20 @@ export class ToolError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'ToolError';
+  }
+}
+
+/**
+ * A failure that ends the run, with this `last_error` (e.g. `invalid_prompt` for a resource the run names that is
+ * gone), rather than an output the model could recover from (ToolError) or the generic `server_error`.
+ */
+export class ToolRunFailure extends Error {
+  readonly code: RunErrorCode;
+
+  constructor(code: RunErrorCode, message: string) {
+    super(message);
+    this.name = 'ToolRunFailure';
+    this.code = code;
   }
 }
 

@@ -7,6 +7,7 @@ import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import { RunService } from '../../src/runs/run-service.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { ToolRegistry } from '../../src/tools/tool.ts';
+import type { VectorStoreService } from '../../src/vector-stores/vector-store-service.ts';
 import { type ApiResponse, startTestServer, type TestServer } from '../support/server.ts';
 
 interface ErrorBody {
@@ -298,9 +299,22 @@ describe('errors', () => {
       );
     });
 
-    test('the vector_stores helper of tool_resources is refused clearly', async () => {
-      const body = { tool_resources: { file_search: { vector_stores: [{ file_ids: [] }] } } };
-      assertError(await server.api.post('/v1/threads', body), 400, {
+    test('tool_resources.file_search: the vector_stores helper only on create, alone, and one store at most', async () => {
+      const helper = { vector_stores: [{ file_ids: [] }] };
+      assertError(
+        await server.api.post('/v1/threads', { tool_resources: { file_search: { ...helper, vector_store_ids: [] } } }),
+        400,
+        { param: 'tool_resources.file_search.vector_stores', code: 'invalid_value' },
+      );
+      assertError(
+        await server.api.post('/v1/threads', {
+          tool_resources: { file_search: { vector_stores: [{ file_ids: [] }, { file_ids: [] }] } },
+        }),
+        400,
+        { param: 'tool_resources.file_search.vector_stores', code: 'array_above_max_length' },
+      );
+      const { body: thread } = await server.api.post('/v1/threads');
+      assertError(await server.api.post(`/v1/threads/${thread.id}`, { tool_resources: { file_search: helper } }), 400, {
         param: 'tool_resources.file_search.vector_stores',
         code: 'unsupported_parameter',
       });
@@ -397,6 +411,7 @@ describe('an unexpected error', () => {
       bus,
       models: { list: () => [], find: () => undefined },
       files: {} as FileService,
+      vectorStores: {} as VectorStoreService,
       closing: new AbortController().signal,
       apiKey: undefined,
       logger,

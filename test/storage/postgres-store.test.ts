@@ -79,6 +79,7 @@ if (adminUrl === undefined) {
       let violations = 0;
       const capabilities: SqlCapabilities = {
         rowLocks: true,
+        keywordIndex: 'tsvector',
         isUniqueViolation: (error, index) => {
           const violated = POSTGRES_CAPABILITIES.rowLocks && POSTGRES_CAPABILITIES.isUniqueViolation(error, index);
           if (violated) violations++;

@@ -71,6 +71,11 @@ export interface TestServer {
 export interface TestServerOptions {
   /** The server-side tools to register (e.g. test-tools.ts addTool()). */
   tools?: ServerTool[];
+  /**
+   * false: an API-only process (`serve --no-workers`): it claims no queued run and ingests no file, but executes the
+   * runs it streams. Default true.
+   */
+  workers?: boolean;
 }
 
 /** The real server in this process, on a free port, with its own temporary data directory. */
@@ -80,7 +85,10 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const dataDir = tempDir();
   const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_DATA_DIR: dataDir, ...env });
-  const server = await startServer(config, createLogger({ logLevel: 'silent' }), { tools: options.tools ?? [] });
+  const server = await startServer(config, createLogger({ logLevel: 'silent' }), {
+    tools: options.tools ?? [],
+    workers: options.workers ?? true,
+  });
   return {
     url: server.url,
     api: new ApiClient(server.url),

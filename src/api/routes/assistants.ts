@@ -10,16 +10,24 @@ import { pathId } from '../ids.ts';
 import { parsePageRequest, toListObject } from '../pagination.ts';
 import { createAssistantRequest, modifyAssistantRequest } from '../schemas/assistants.ts';
 import { serializeAssistant, serializeDeleted } from '../serializers.ts';
+import type { ToolResourceHelpers } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
 
 // Upstream reports these defaults on an assistant created without them.
 const DEFAULT_TEMPERATURE = 1;
 const DEFAULT_TOP_P = 1;
 
-export function registerAssistantRoutes(app: FastifyInstance, store: Store, files: FileService): void {
+export function registerAssistantRoutes(
+  app: FastifyInstance,
+  store: Store,
+  files: FileService,
+  helpers: ToolResourceHelpers,
+): void {
   app.post('/v1/assistants', async (request) => {
     const body = parseBody(createAssistantRequest, request.body);
     await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
+    // A `vector_stores` helper becomes a new store, named in vector_store_ids.
+    const toolResources = await helpers.forAssistant(request.scope, body.tool_resources);
     const assistant: Assistant = {
       id: newId('assistant'),
       created_at: unixSeconds(),
@@ -28,7 +36,7 @@ export function registerAssistantRoutes(app: FastifyInstance, store: Store, file
       model: body.model,
       instructions: body.instructions ?? null,
       tools: body.tools ?? [],
-      tool_resources: body.tool_resources ?? {},
+      tool_resources: toolResources ?? {},
       metadata: body.metadata ?? {},
       temperature: body.temperature ?? DEFAULT_TEMPERATURE,
       top_p: body.top_p ?? DEFAULT_TOP_P,

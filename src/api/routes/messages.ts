@@ -9,9 +9,15 @@ import { pathId } from '../ids.ts';
 import { parsePageRequest, single, toListJson } from '../pagination.ts';
 import { createMessageRequest, modifyMessageRequest } from '../schemas/messages.ts';
 import { serializeDeleted, serializeMessage } from '../serializers.ts';
+import type { ToolResourceHelpers } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
 
-export function registerMessageRoutes(app: FastifyInstance, store: Store, files: FileService): void {
+export function registerMessageRoutes(
+  app: FastifyInstance,
+  store: Store,
+  files: FileService,
+  helpers: ToolResourceHelpers,
+): void {
   /** A message that is not there: say which of thread or message is missing, as upstream does. */
   async function missing(request: FastifyRequest, threadId: string, messageId: string): Promise<ApiError> {
     return (await store.getThread(request.scope, threadId))
@@ -23,6 +29,8 @@ export function registerMessageRoutes(app: FastifyInstance, store: Store, files:
     const threadId = pathId('thread', request.params, 'thread_id');
     const body = parseBody(createMessageRequest, request.body);
     await checkFileReferences(files, request.scope, messageFileReferences(body));
+    // Files attached for file_search go into the thread's vector store (made if the thread has none).
+    await helpers.attachToThread(request.scope, threadId, [body]);
     const message = newClientMessage(threadId, body, unixSeconds());
     await store.createMessage(request.scope, message);
     return serializeMessage(message);

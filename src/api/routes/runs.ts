@@ -11,6 +11,7 @@ import type { RunService } from '../../runs/run-service.ts';
 import type { Store } from '../../storage/store.ts';
 import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
+import { parseInclude } from '../include.ts';
 import { parsePageRequest, toListObject } from '../pagination.ts';
 import {
   createRunRequest,
@@ -18,8 +19,9 @@ import {
   modifyRunRequest,
   submitToolOutputsRequest,
 } from '../schemas/runs.ts';
-import { serializeRun, serializeRunStep } from '../serializers.ts';
+import { NO_INCLUDE, type StepInclude, serializeRun, serializeRunStep } from '../serializers.ts';
 import { openSse, type SseStream } from '../sse.ts';
+import type { ToolResourceHelpers } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
 
 export interface RunRouteDeps {
@@ -27,6 +29,8 @@ export interface RunRouteDeps {
   runs: RunService;
   bus: RunEventBus;
   files: FileService;
+  /** Makes the vector stores of new threads and of files attached for file_search. */
+  helpers: ToolResourceHelpers;
   /** Aborted when the server shuts down, so held polls answer at once. */
   closing: AbortSignal;
 }
@@ -47,17 +51,23 @@ function sendRun(reply: FastifyReply, run: Run) {
   return serializeRun(run);
 }
 
-export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, files, closing }: RunRouteDeps): void {
+export function registerRunRoutes(
+  app: FastifyInstance,
+  { store, runs, bus, files, helpers, closing }: RunRouteDeps,
+): void {
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
+    // `include[]` shapes the steps this request's stream shows (a polled run's steps are listed with their own).
+    const include = parseInclude(request.query as Record<string, unknown>);
     const body = parseBody(createRunRequest, request.body);
     await checkFileReferences(
       files,
       request.scope,
       messagesFileReferences(body.additional_messages, 'additional_messages'),
     );
+    await helpers.attachToThread(request.scope, threadId, body.additional_messages);
     const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream) });
-    if (body.stream) return streamRun(reply, bus, closing, threadId, create);
+    if (body.stream) return streamRun(reply, bus, closing, threadId, create, [], include);
     return sendRun(reply, await create());
   });
 
@@ -68,10 +78,17 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, file
       ...toolResourcesFileReferences(body.thread?.tool_resources),
       ...toolResourcesFileReferences(body.tool_resources),
     ]);
+    const id = newId('thread');
+    const toolResources = await helpers.forNewThread(
+      request.scope,
+      id,
+      body.tool_resources ?? body.thread?.tool_resources,
+      body.thread?.messages,
+    );
     const thread: Thread = {
-      id: newId('thread'),
+      id,
       created_at: unixSeconds(),
-      tool_resources: body.tool_resources ?? body.thread?.tool_resources ?? {},
+      tool_resources: toolResources ?? {},
       metadata: body.thread?.metadata ?? {},
     };
     const create = () =>
@@ -147,6 +164,7 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, file
   app.get('/v1/threads/:thread_id/runs/:run_id/events', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
+    const include = parseInclude(request.query as Record<string, unknown>);
     // Subscribe and take the live turn in one synchronous step: later deltas extend exactly this snapshot.
     const follow = followRun(bus, closing, threadId);
     const live = bus.liveTurn(runId);
@@ -162,24 +180,26 @@ export function registerRunRoutes(app: FastifyInstance, { store, runs, bus, file
       if (live.step) snapshot.push({ event: 'thread.run.step.created', data: { ...live.step } });
       if (live.message) snapshot.push({ event: 'thread.message.created', data: { ...live.message } });
     }
-    follow.start(openSse(reply), run, snapshot);
+    follow.start(openSse(reply, include), run, snapshot);
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps', async (request) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     const query = request.query as Record<string, unknown>;
+    const include = parseInclude(query);
     const page = await store.listRunSteps(request.scope, threadId, runId, parsePageRequest(query));
-    return toListObject(page, serializeRunStep);
+    return toListObject(page, (step) => serializeRunStep(step, include));
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps/:step_id', async (request) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     const stepId = pathId('step', request.params, 'step_id');
+    const include = parseInclude(request.query as Record<string, unknown>);
     const step = await store.getRunStep(request.scope, threadId, runId, stepId);
     if (!step) throw notFound('run step', stepId);
-    return serializeRunStep(step);
+    return serializeRunStep(step, include);
   });
 }
 
@@ -194,6 +214,7 @@ async function streamRun(
   threadId: string,
   start: () => Promise<Run>,
   prelude: RunStreamEvent[] = [],
+  include: StepInclude = NO_INCLUDE,
 ): Promise<void> {
   const follow = followRun(bus, closing, threadId);
   let run: Run;
@@ -203,7 +224,7 @@ async function streamRun(
     follow.stop();
     throw error;
   }
-  follow.start(openSse(reply), run, prelude);
+  follow.start(openSse(reply, include), run, prelude);
 }
 
 /**

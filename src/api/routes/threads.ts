@@ -10,9 +10,15 @@ import { checkFileReferences, messagesFileReferences, toolResourcesFileReference
 import { pathId } from '../ids.ts';
 import { createThreadRequest, modifyThreadRequest } from '../schemas/threads.ts';
 import { serializeDeleted, serializeThread } from '../serializers.ts';
+import type { ToolResourceHelpers } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
 
-export function registerThreadRoutes(app: FastifyInstance, store: Store, files: FileService): void {
+export function registerThreadRoutes(
+  app: FastifyInstance,
+  store: Store,
+  files: FileService,
+  helpers: ToolResourceHelpers,
+): void {
   app.post('/v1/threads', async (request) => {
     const body = parseBody(createThreadRequest, request.body);
     await checkFileReferences(files, request.scope, [
@@ -20,12 +26,10 @@ export function registerThreadRoutes(app: FastifyInstance, store: Store, files: 
       ...toolResourcesFileReferences(body.tool_resources),
     ]);
     const now = unixSeconds();
-    const thread: Thread = {
-      id: newId('thread'),
-      created_at: now,
-      tool_resources: body.tool_resources ?? {},
-      metadata: body.metadata ?? {},
-    };
+    const id = newId('thread');
+    // The `vector_stores` helper and the files attached for file_search make the thread's vector store.
+    const toolResources = await helpers.forNewThread(request.scope, id, body.tool_resources, body.messages);
+    const thread: Thread = { id, created_at: now, tool_resources: toolResources ?? {}, metadata: body.metadata ?? {} };
     const messages = (body.messages ?? []).map((m) => newClientMessage(thread.id, m, now));
     await store.createThread(request.scope, thread, messages);
     return serializeThread(thread);

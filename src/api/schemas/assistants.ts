@@ -8,6 +8,7 @@ import {
   toolResources,
   topP,
 } from './common.ts';
+import { createToolResources } from './tool-resources.ts';
 
 const assistantFields = {
   model: z.string().min(1),
@@ -23,8 +24,11 @@ const assistantFields = {
   response_format: responseFormat.optional(),
 };
 
-/** `CreateAssistantRequest` */
-export const createAssistantRequest = z.strictObject(assistantFields);
+/** `CreateAssistantRequest`: its tool_resources may use the `vector_stores` helper. */
+export const createAssistantRequest = z.strictObject({
+  ...assistantFields,
+  tool_resources: createToolResources.optional(),
+});
 
 /** `ModifyAssistantRequest`: the same fields, all optional. */
 export const modifyAssistantRequest = z.strictObject({ ...assistantFields, model: assistantFields.model.optional() });

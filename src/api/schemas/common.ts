@@ -102,8 +102,9 @@ export const responseFormat = z
 export const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullable();
 
 /**
- * `tool_resources`. The `file_search.vector_stores` helper creates a vector store on the fly; vector stores are not
- * part of assistd yet, so it is refused with a clear message instead of being dropped silently.
+ * `tool_resources` where no vector store can be created: modify assistant, modify thread, and the top level of
+ * create-thread-and-run. Their schemas have no `file_search.vector_stores` helper (only the create requests do, see
+ * tool-resources.ts); it is refused with a clear message instead of being dropped silently.
  */
 export const toolResources = z
   .object({
@@ -119,7 +120,7 @@ export const toolResources = z
             code: 'custom',
             path: ['vector_stores'],
             message:
-              "Creating vector stores through 'tool_resources.file_search.vector_stores' is not supported by this server yet; pass 'vector_store_ids' instead.",
+              "'tool_resources.file_search.vector_stores' creates a vector store only when an assistant or a thread is created; pass 'vector_store_ids' here instead.",
             params: { code: 'unsupported_parameter' },
           });
       })

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { metadata, toolResources } from './common.ts';
 import { createMessageRequest } from './messages.ts';
+import { createToolResources } from './tool-resources.ts';
 
-/** `CreateThreadRequest` */
+/** `CreateThreadRequest`: its tool_resources may use the `vector_stores` helper. */
 export const createThreadRequest = z.strictObject({
   messages: z.array(createMessageRequest).optional(),
-  tool_resources: toolResources.optional(),
+  tool_resources: createToolResources.optional(),
   metadata: metadata.optional(),
 });
 

@@ -8,6 +8,7 @@ import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
 import * as files from './migrations/004-files.ts';
+import * as vectorStores from './migrations/005-vector-stores.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '002-runs': runs,
   '003-model-calls': modelCalls,
   '004-files': files,
+  '005-vector-stores': vectorStores,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */
@@ -27,6 +29,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** Exported for tests that wrap them to observe the store (e.g. count unique violations). */
 export const POSTGRES_CAPABILITIES: SqlCapabilities = {
   rowLocks: true,
+  keywordIndex: 'tsvector',
   // 23505 is unique_violation; pg names the violated index in `constraint`.
   isUniqueViolation: (error, index) => {
     const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };

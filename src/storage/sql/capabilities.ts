@@ -4,11 +4,16 @@ import type { CompiledQuery } from 'kysely';
  * What SqlStore needs to know about the database under it, as capabilities rather than a database name: each
  * opener (sqlite/, postgres/) states what its database does, and the shared code never asks which one it is.
  */
-export type SqlCapabilities =
+export type SqlCapabilities = {
   /**
-   * The database runs one write transaction at a time, and a failed statement leaves its transaction usable
-   * (SQLite: one connection, serialised by Kysely's driver; SQLite itself allows a single writer).
+   * The keyword index over vector-store chunks that the database's migration 005 made: an FTS5 table (SQLite) or a
+   * tsvector column with a GIN index (PostgreSQL).
    */
+  readonly keywordIndex: 'fts5' | 'tsvector';
+} /**
+ * The database runs one write transaction at a time, and a failed statement leaves its transaction usable
+ * (SQLite: one connection, serialised by Kysely's driver; SQLite itself allows a single writer).
+ */ & (
   | { readonly rowLocks: false }
   /**
    * Write transactions really run at once, so the ones that conflict must serialise on row locks
@@ -30,7 +35,8 @@ export type SqlCapabilities =
        * run if it has one, and 1 when the run was inserted.
        */
       createRunStatement?(rows: RunCreationRows): CompiledQuery;
-    };
+    }
+);
 
 /** A run's creation as rows: the thread it needs, the additional messages and the run. */
 export interface RunCreationRows {

@@ -15,9 +15,12 @@ interface CursorKey {
 }
 
 export interface ListParent {
-  column: 'thread_id' | 'run_id';
+  column: 'thread_id' | 'run_id' | 'vector_store_id';
   value: string;
 }
+
+/** The column holding the ids that `after` / `before` name: `id`, but a vector-store file is named by its file. */
+const ID_COLUMN: Partial<Record<PaginatedTable, string>> = { vector_store_files: 'file_id' };
 
 export async function resolveCursors(
   db: Kysely<Database>,
@@ -31,9 +34,10 @@ export async function resolveCursors(
     const id = page[name];
     if (id === undefined) continue;
     const parentFilter = parent ? sql`and ${sql.ref(parent.column)} = ${parent.value}` : sql``;
+    const idColumn = sql.ref(ID_COLUMN[table] ?? 'id');
     const { rows } = await sql<CursorKey>`
       select created_at, seq from ${sql.table(table)}
-      where project_id = ${scope.projectId} and id = ${id} ${parentFilter}`.execute(db);
+      where project_id = ${scope.projectId} and ${idColumn} = ${id} ${parentFilter}`.execute(db);
     const key = rows[0];
     if (!key)
       throw invalidRequest(

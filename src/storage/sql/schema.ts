@@ -12,6 +12,10 @@ export interface Database {
   run_steps: RunStepsTable;
   files: FilesTable;
   file_chunks: FileChunksTable;
+  vector_stores: VectorStoresTable;
+  vector_store_files: VectorStoreFilesTable;
+  vector_store_file_batches: VectorStoreFileBatchesTable;
+  chunks: ChunksTable;
 }
 
 export interface AssistantsTable {
@@ -134,5 +138,73 @@ export interface FileChunksTable {
   data: Buffer;
 }
 
+export interface VectorStoresTable {
+  seq: Generated<number>;
+  id: string;
+  project_id: string;
+  created_at: number;
+  name: string | null;
+  description: string | null;
+  metadata: string;
+  expires_after: string | null;
+  expires_at: number | null;
+  last_active_at: number | null;
+  /** 0 or 1: set once by the expiry sweeper. */
+  expired: number;
+}
+
+/**
+ * A file of a vector store; while `in_progress` it is an ingestion job, leased like a run. No `file_counts` or
+ * `usage_bytes` are stored on the store or the batch: they are aggregates of these rows, computed when read.
+ */
+export interface VectorStoreFilesTable {
+  seq: Generated<number>;
+  file_id: string;
+  vector_store_id: string;
+  project_id: string;
+  created_at: number;
+  status: string;
+  last_error: string | null;
+  usage_bytes: number;
+  chunking_strategy: string;
+  attributes: string | null;
+  batch_id: string | null;
+  /** The worker indexing the file, and until when (ms since the epoch) its lease holds. */
+  locked_by: string | null;
+  locked_until: number | null;
+}
+
+export interface VectorStoreFileBatchesTable {
+  seq: Generated<number>;
+  id: string;
+  vector_store_id: string;
+  project_id: string;
+  created_at: number;
+  /** 0 or 1. */
+  cancelled: number;
+}
+
+/**
+ * The indexed pieces of a completed vector-store file. The keyword index over `text` is not a column Kysely sees:
+ * an FTS5 table kept in step by rowid on SQLite, a `tsvector` column on PostgreSQL (sql-vector-store-records.ts).
+ */
+export interface ChunksTable {
+  seq: Generated<number>;
+  project_id: string;
+  vector_store_id: string;
+  file_id: string;
+  chunk_index: number;
+  text: string;
+  tokens: number;
+}
+
 /** The tables whose rows are listed with cursor pagination: each has `created_at` and `seq`. */
-export type PaginatedTable = 'assistants' | 'threads' | 'messages' | 'runs' | 'run_steps' | 'files';
+export type PaginatedTable =
+  | 'assistants'
+  | 'threads'
+  | 'messages'
+  | 'runs'
+  | 'run_steps'
+  | 'files'
+  | 'vector_stores'
+  | 'vector_store_files';

@@ -40,6 +40,7 @@ import {
 import type { Database } from './schema.ts';
 import { SqlBlobStore } from './sql-blob-store.ts';
 import { SqlFileRecords } from './sql-file-records.ts';
+import { SqlVectorStoreRecords } from './sql-vector-store-records.ts';
 
 /**
  * The conditions of the partial indexes `runs_claimable` and `runs_expiring`, written as literals: with the
@@ -66,6 +67,7 @@ export class SqlStore implements Store {
   readonly description: string;
   readonly signals: (SignalChannel & { close(): Promise<void> }) | undefined;
   readonly files: SqlFileRecords;
+  readonly vectorStores: SqlVectorStoreRecords;
   private readonly db: Kysely<Database>;
   private readonly capabilities: SqlCapabilities;
   /** The hot queries of a run's path, compiled once for this database (compiled-queries.ts). */
@@ -82,6 +84,7 @@ export class SqlStore implements Store {
     this.capabilities = capabilities;
     this.signals = signals;
     this.files = new SqlFileRecords(db);
+    this.vectorStores = new SqlVectorStoreRecords(db, capabilities);
   }
 
   databaseBlobs(): BlobStore {

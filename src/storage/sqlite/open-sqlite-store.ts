@@ -8,6 +8,7 @@ import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
 import * as files from './migrations/004-files.ts';
+import * as vectorStores from './migrations/005-vector-stores.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '002-runs': runs,
   '003-model-calls': modelCalls,
   '004-files': files,
+  '005-vector-stores': vectorStores,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
@@ -35,7 +37,7 @@ export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
 
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db);
-  return new SqlStore(db, `sqlite:${file}`, { rowLocks: false });
+  return new SqlStore(db, `sqlite:${file}`, { rowLocks: false, keywordIndex: 'fts5' });
 }
 
 async function migrate(db: Kysely<Database>): Promise<void> {

@@ -1,0 +1,21 @@
+import { invalidRequest } from '../domain/errors.ts';
+import type { StepInclude } from './serializers.ts';
+
+/** The one value `include[]` takes (run create, steps list and retrieve): the text of file_search results. */
+export const FILE_SEARCH_RESULT_CONTENT = 'step_details.tool_calls[*].file_search.results[*].content';
+
+/**
+ * `include[]` of a query, as the official SDK sends it (`include%5B%5D=…`, repeated for several values; `include=`
+ * is taken too). An unknown value is a 400, as upstream.
+ */
+export function parseInclude(query: Record<string, unknown>): StepInclude {
+  const values = [query['include[]'], query['include']].flat().filter((v) => v !== undefined);
+  for (const value of values)
+    if (value !== FILE_SEARCH_RESULT_CONTENT)
+      throw invalidRequest(
+        `Invalid value: '${String(value)}'. Supported values are: '${FILE_SEARCH_RESULT_CONTENT}'.`,
+        'include[]',
+        'invalid_value',
+      );
+  return { fileSearchContent: values.length > 0 };
+}

@@ -1,0 +1,223 @@
+import path from 'node:path';
+import JSZip from 'jszip';
+import mammoth from 'mammoth';
+import { BlockTextBuilder, LINE, PARAGRAPH } from './block-text.ts';
+import { describeError } from './describe-error.ts';
+import { scanMarkup } from './markup-scanner.ts';
+import { decodeText } from './text-decoding.ts';
+
+/**
+ * Text of Office Open XML files: DOCX through mammoth (`extractRawText`: paragraphs separated by blank lines), PPTX
+ * by reading the slides' text runs ourselves (mammoth reads Word only). JSZip is the project's zip library: mammoth
+ * depends on it already.
+ */
+export type OfficeTextResult =
+  | { ok: true; text: string }
+  | { ok: false; reason: 'unreadable' | 'too_large' | 'too_much_text'; detail: string };
+
+/**
+ * At most this many bytes of XML are decompressed from one file. A DOCX or PPTX is a zip, and a zip's XML can
+ * inflate a thousandfold (a zip bomb), so parts are inflated as streams and counted, never trusted by the sizes
+ * the zip declares. The figure follows from mammoth, which builds a DOM of the document: measured on Node 20, 47
+ * bytes of resident memory per byte of document XML, and 7 s for 27 MB of it, so 32 MiB of XML costs ≈ 1.6 GB and
+ * ≈ 9 s at most. A plainly formatted document with the most text we accept (MAX_TEXT_CHARS, 8 million characters) is
+ * ≈ 13 MB of XML, so the text bound is usually met first; heavily formatted documents can meet this one first.
+ */
+export const OFFICE_XML_LIMIT_BYTES = 32 * 1024 * 1024;
+
+class PartsTooLarge extends Error {}
+
+/** A running count of the XML inflated from one file, against OFFICE_XML_LIMIT_BYTES. */
+interface Budget {
+  remaining: number;
+}
+
+export async function docxToText(bytes: Buffer, maxChars: number): Promise<OfficeTextResult> {
+  const zip = await openZip(bytes);
+  if (!zip.ok) return zip;
+  // mammoth inflates the parts it reads in full: count them first, as streams, so that a bomb never reaches it.
+  const budget: Budget = { remaining: OFFICE_XML_LIMIT_BYTES };
+  try {
+    for (const file of Object.values(zip.zip.files)) {
+      if (!file.dir && /\.(xml|rels)$/i.test(file.name)) await readPart(file, budget, false);
+    }
+  } catch (error) {
+    return partError(error);
+  }
+  let text: string;
+  try {
+    text = (await mammoth.extractRawText({ buffer: bytes })).value;
+  } catch (error) {
+    return { ok: false, reason: 'unreadable', detail: describeError(error) };
+  }
+  if (text.length > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+  return { ok: true, text };
+}
+
+/**
+ * The text runs (`<a:t>`) of every slide in the presentation's order, a slide's paragraphs (`<a:p>`) one per line,
+ * slides separated by a blank line. The order is the presentation's slide list (`sldIdLst` in ppt/presentation.xml,
+ * through its relationships), which can differ from the file names' numbers once slides were moved; without a
+ * readable list, slides go by the number in `ppt/slides/slideN.xml`.
+ */
+export async function pptxToText(bytes: Buffer, maxChars: number): Promise<OfficeTextResult> {
+  const opened = await openZip(bytes);
+  if (!opened.ok) return opened;
+  const zip = opened.zip;
+  const budget: Budget = { remaining: OFFICE_XML_LIMIT_BYTES };
+  const out = new BlockTextBuilder();
+  try {
+    const slides = await slideOrder(zip, budget);
+    if (slides.length === 0) return { ok: false, reason: 'unreadable', detail: 'it has no slides' };
+    for (const slide of slides) {
+      const xml = await readXml(slide, budget);
+      out.break(PARAGRAPH);
+      let inText = 0;
+      await scanMarkup(
+        xml,
+        {
+          open(name) {
+            const local = localName(name);
+            if (local === 't') inText++;
+            else if (local === 'br') out.break(LINE);
+          },
+          close(name) {
+            const local = localName(name);
+            if (local === 't' && inText > 0) inText--;
+            else if (local === 'p') out.break(LINE);
+          },
+          text(text) {
+            if (inText > 0) out.preformatted(text);
+          },
+        },
+        { mode: 'xml', stop: () => out.length > maxChars },
+      );
+      if (out.length > maxChars)
+        return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+    }
+  } catch (error) {
+    return partError(error);
+  }
+  return { ok: true, text: out.toString() };
+}
+
+async function openZip(
+  bytes: Buffer,
+): Promise<{ ok: true; zip: JSZip } | { ok: false; reason: 'unreadable'; detail: string }> {
+  try {
+    return { ok: true, zip: await JSZip.loadAsync(bytes) };
+  } catch (error) {
+    return { ok: false, reason: 'unreadable', detail: `it is not a valid zip archive (${describeError(error)})` };
+  }
+}
+
+async function slideOrder(zip: JSZip, budget: Budget): Promise<JSZip.JSZipObject[]> {
+  const listed = await listedSlides(zip, budget);
+  if (listed.length > 0) return listed;
+  const numbered: Array<{ number: number; file: JSZip.JSZipObject }> = [];
+  zip.forEach((relativePath, file) => {
+    const match = /^ppt\/slides\/slide(\d{1,9})\.xml$/.exec(relativePath);
+    if (match && !file.dir) numbered.push({ number: Number(match[1]), file });
+  });
+  return numbered.sort((a, b) => a.number - b.number).map((entry) => entry.file);
+}
+
+/** The slides of `sldIdLst`, in its order, resolved through ppt/_rels/presentation.xml.rels; [] without a list. */
+async function listedSlides(zip: JSZip, budget: Budget): Promise<JSZip.JSZipObject[]> {
+  const presentation = zip.file('ppt/presentation.xml');
+  const relationships = zip.file('ppt/_rels/presentation.xml.rels');
+  if (presentation === null || relationships === null) return [];
+  const targets = new Map<string, string>();
+  await scanMarkup(
+    await readXml(relationships, budget),
+    {
+      open(name, attributes) {
+        const id = attributes.get('Id');
+        const target = attributes.get('Target');
+        if (localName(name) === 'Relationship' && id !== undefined && target !== undefined) targets.set(id, target);
+      },
+    },
+    { mode: 'xml', collectAttributes: true },
+  );
+  const slides: JSZip.JSZipObject[] = [];
+  await scanMarkup(
+    await readXml(presentation, budget),
+    {
+      open(name, attributes) {
+        if (localName(name) !== 'sldId') return;
+        // The relationship id is the namespaced `id` attribute (`r:id`); the plain `id` is the slide's number.
+        for (const [attribute, value] of attributes) {
+          if (!attribute.endsWith(':id')) continue;
+          const target = targets.get(value);
+          const file = target === undefined ? null : zip.file(resolveTarget(target));
+          if (file) slides.push(file);
+        }
+      },
+    },
+    { mode: 'xml', collectAttributes: true },
+  );
+  return slides;
+}
+
+/** A relationship target of ppt/presentation.xml: relative to ppt/, or absolute within the package. */
+function resolveTarget(target: string): string {
+  const resolved = target.startsWith('/') ? target.slice(1) : path.posix.join('ppt', target);
+  return path.posix.normalize(resolved);
+}
+
+function localName(name: string): string {
+  const colon = name.indexOf(':');
+  return colon === -1 ? name : name.slice(colon + 1);
+}
+
+async function readXml(file: JSZip.JSZipObject, budget: Budget): Promise<string> {
+  const decoded = decodeText((await readPart(file, budget, true)) as Buffer);
+  if (!decoded.ok) throw new Error(`${file.name} ${decoded.reason}`);
+  return decoded.text;
+}
+
+/**
+ * Inflates one part as a stream, counting its bytes against the budget; stops (and throws) as soon as the budget is
+ * spent. Returns the bytes when `keep`, else only counts them.
+ */
+function readPart(file: JSZip.JSZipObject, budget: Budget, keep: boolean): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const stream = file.nodeStream('nodebuffer');
+    const chunks: Buffer[] = [];
+    let done = false;
+    stream.on('data', (chunk: Buffer) => {
+      if (done) return;
+      budget.remaining -= chunk.byteLength;
+      if (budget.remaining < 0) {
+        // Paused, the stream stops pulling from JSZip once its buffer is full: nothing more is inflated.
+        done = true;
+        stream.pause();
+        stream.removeAllListeners('data');
+        reject(new PartsTooLarge());
+        return;
+      }
+      if (keep) chunks.push(chunk);
+    });
+    stream.on('error', (error: Error) => {
+      if (done) return;
+      done = true;
+      reject(error);
+    });
+    stream.on('end', () => {
+      if (done) return;
+      done = true;
+      resolve(keep ? Buffer.concat(chunks) : null);
+    });
+  });
+}
+
+function partError(error: unknown): OfficeTextResult {
+  if (error instanceof PartsTooLarge) {
+    return {
+      ok: false,
+      reason: 'too_large',
+      detail: `its XML inflates to more than ${OFFICE_XML_LIMIT_BYTES / (1024 * 1024)} MiB`,
+    };
+  }
+  return { ok: false, reason: 'unreadable', detail: describeError(error) };
+}

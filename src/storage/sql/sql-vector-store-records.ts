@@ -1,0 +1,867 @@
+import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
+import { notFound } from '../../domain/errors.ts';
+import type {
+  Attributes,
+  Chunk,
+  ChunkHit,
+  FileBatch,
+  FileBatchView,
+  FileCounts,
+  StaticChunking,
+  VectorStore,
+  VectorStoreFile,
+  VectorStoreFileError,
+  VectorStoreFileStatus,
+  VectorStoreView,
+} from '../../domain/vector-stores.ts';
+import type {
+  ChunkQuery,
+  ClaimedIngestion,
+  Page,
+  PageRequest,
+  Scope,
+  VectorStoreFileFilter,
+  VectorStorePatch,
+  VectorStoreRecords,
+} from '../store.ts';
+import type { SqlCapabilities } from './capabilities.ts';
+import { fromJson, fromNullableJson, toJson } from './json-column.ts';
+import { keywordText, queryTerms } from './keyword-text.ts';
+import { applyPage, finishPage, resolveCursors } from './pagination.ts';
+import type { Database, VectorStoreFileBatchesTable, VectorStoreFilesTable, VectorStoresTable } from './schema.ts';
+
+/**
+ * Written as literals so that SQLite can use the partial indexes `vector_store_files_claimable` and
+ * `vector_stores_expiring` (with a bound status it cannot prove the index applies).
+ */
+const IN_PROGRESS = sql<boolean>`status = 'in_progress'`;
+const EXPIRING = sql<boolean>`expired = 0 and expires_at is not null`;
+
+/** Multi-row inserts of files in groups: SQLite allows 32,766 bound values per statement (13 columns × 500). */
+const INSERT_CHUNK = 500;
+
+type Db = Kysely<Database>;
+
+/**
+ * Vector stores, their files, batches and chunks (see VectorStoreRecords in store.ts), over SQLite or PostgreSQL.
+ *
+ * What follows from a store's files — its file counts and usage, a batch's counts — is aggregated from
+ * `vector_store_files` when read, never stored twice. A file in progress is an ingestion job leased exactly like a
+ * run (SqlStore.claimRuns): one claim statement picks and leases, every later write is fenced on
+ * `status = 'in_progress' and locked_by = worker`, so a worker that lost its lease, or whose batch was cancelled,
+ * writes nothing. Chunks are only written by the fenced completion, in its transaction, after deleting the file's
+ * old ones: a retried or duplicated ingestion never indexes a chunk twice (the unique index `chunks_by_file` is
+ * the backstop).
+ */
+export class SqlVectorStoreRecords implements VectorStoreRecords {
+  private readonly db: Db;
+  private readonly rowLocks: boolean;
+  private readonly index: KeywordIndex;
+
+  constructor(db: Db, capabilities: SqlCapabilities) {
+    this.db = db;
+    this.rowLocks = capabilities.rowLocks;
+    this.index = capabilities.keywordIndex === 'fts5' ? FTS5_INDEX : TSVECTOR_INDEX;
+  }
+
+  // ── stores ──────────────────────────────────────────────────────────────────
+
+  async createVectorStore(scope: Scope, store: VectorStore, files: readonly VectorStoreFile[]): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.insertInto('vector_stores').values(storeToRow(scope, store)).execute();
+      await upsertFiles(trx, scope, store.id, files);
+    });
+  }
+
+  async getVectorStore(scope: Scope, id: string): Promise<VectorStoreView | undefined> {
+    const row = await this.db
+      .selectFrom('vector_stores')
+      .selectAll()
+      .where('project_id', '=', scope.projectId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const totals = await storeTotals(this.db, scope, [id]);
+    return storeView(row, totals);
+  }
+
+  async listVectorStores(scope: Scope, page: PageRequest): Promise<Page<VectorStoreView>> {
+    const cursors = await resolveCursors(this.db, 'vector_stores', scope, page);
+    const query = this.db.selectFrom('vector_stores').selectAll().where('project_id', '=', scope.projectId);
+    const rows = await applyPage(query, page, cursors).execute();
+    const totals = await storeTotals(
+      this.db,
+      scope,
+      rows.map((row) => row.id),
+    );
+    return finishPage(rows, page, (row) => storeView(row, totals));
+  }
+
+  async updateVectorStore(scope: Scope, id: string, patch: VectorStorePatch): Promise<VectorStoreView | undefined> {
+    const changes: Partial<Selectable<VectorStoresTable>> = {};
+    if (patch.name !== undefined) changes.name = patch.name;
+    if (patch.metadata !== undefined) changes.metadata = toJson(patch.metadata);
+    if (patch.expires_after !== undefined)
+      changes.expires_after = patch.expires_after === null ? null : toJson(patch.expires_after);
+    if (patch.expires_at !== undefined) changes.expires_at = patch.expires_at;
+    if (patch.last_active_at !== undefined) changes.last_active_at = patch.last_active_at;
+    if (Object.keys(changes).length === 0) return this.getVectorStore(scope, id);
+    const row = await this.db
+      .updateTable('vector_stores')
+      .set(changes)
+      .where('project_id', '=', scope.projectId)
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return storeView(row, await storeTotals(this.db, scope, [id]));
+  }
+
+  async deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
+    // Files and batches go with the store, chunks with their files (ON DELETE CASCADE), and on SQLite each chunk's
+    // FTS5 entry with it (the trigger chunks_fts_delete, which SQLite fires for cascaded deletes too).
+    const result = await this.db
+      .deleteFrom('vector_stores')
+      .where('project_id', '=', scope.projectId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  // ── files ───────────────────────────────────────────────────────────────────
+
+  async addFiles(
+    scope: Scope,
+    vectorStoreId: string,
+    files: readonly VectorStoreFile[],
+    batch?: FileBatch,
+  ): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await requireStore(trx, scope, vectorStoreId, this.rowLocks);
+      if (batch)
+        await trx
+          .insertInto('vector_store_file_batches')
+          .values(batchToRow(scope, vectorStoreId, batch))
+          .execute();
+      // The upsert takes each replaced file's row lock first (on PostgreSQL), so an ingestion completing at this
+      // moment either committed before — and its chunks are deleted below, by a statement that sees them — or
+      // finds the file back in progress without its lease and writes nothing.
+      const ids = await upsertFiles(trx, scope, vectorStoreId, files);
+      for (let i = 0; i < ids.length; i += INSERT_CHUNK)
+        await trx
+          .deleteFrom('chunks')
+          .where('vector_store_id', '=', vectorStoreId)
+          .where('file_id', 'in', ids.slice(i, i + INSERT_CHUNK))
+          .execute();
+    });
+  }
+
+  async getVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<VectorStoreFile | undefined> {
+    const row = await this.db
+      .selectFrom('vector_store_files')
+      .selectAll()
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('file_id', '=', fileId)
+      .executeTakeFirst();
+    return row && rowToFile(row);
+  }
+
+  async listVectorStoreFiles(
+    scope: Scope,
+    vectorStoreId: string,
+    page: PageRequest,
+    filter: VectorStoreFileFilter = {},
+  ): Promise<Page<VectorStoreFile>> {
+    const cursors = await resolveCursors(this.db, 'vector_store_files', scope, page, {
+      column: 'vector_store_id',
+      value: vectorStoreId,
+    });
+    let query = this.db
+      .selectFrom('vector_store_files')
+      .selectAll()
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('project_id', '=', scope.projectId);
+    if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+    if (filter.batchId !== undefined) query = query.where('batch_id', '=', filter.batchId);
+    const rows = await applyPage(query, page, cursors).execute();
+    // Only an empty page can hide a missing store: the common case costs one query.
+    if (rows.length === 0 && !(await storeExists(this.db, scope, vectorStoreId)))
+      throw notFound('vector store', vectorStoreId);
+    return finishPage(rows, page, rowToFile);
+  }
+
+  async updateFileAttributes(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    attributes: Attributes | null,
+  ): Promise<VectorStoreFile | undefined> {
+    const row = await this.db
+      .updateTable('vector_store_files')
+      .set({ attributes: attributes === null ? null : toJson(attributes) })
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('file_id', '=', fileId)
+      .returningAll()
+      .executeTakeFirst();
+    return row && rowToFile(row);
+  }
+
+  async deleteVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<boolean> {
+    // Its chunks go with it (ON DELETE CASCADE, and the FTS5 trigger on SQLite).
+    const result = await this.db
+      .deleteFrom('vector_store_files')
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('file_id', '=', fileId)
+      .executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  async deleteFileEverywhere(scope: Scope, fileId: string): Promise<void> {
+    await this.db
+      .deleteFrom('vector_store_files')
+      .where('project_id', '=', scope.projectId)
+      .where('file_id', '=', fileId)
+      .execute();
+  }
+
+  async storeFiles(
+    scope: Scope,
+    vectorStoreId: string,
+  ): Promise<Array<{ fileId: string; attributes: Attributes | null; status: VectorStoreFileStatus }>> {
+    const rows = await this.db
+      .selectFrom('vector_store_files')
+      .select(['file_id', 'attributes', 'status'])
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .orderBy('created_at')
+      .orderBy('seq')
+      .execute();
+    return rows.map((row) => ({
+      fileId: row.file_id,
+      attributes: fromNullableJson<Attributes>(row.attributes),
+      status: row.status as VectorStoreFileStatus,
+    }));
+  }
+
+  // ── batches ─────────────────────────────────────────────────────────────────
+
+  async getFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined> {
+    const row = await this.db
+      .selectFrom('vector_store_file_batches')
+      .selectAll()
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('id', '=', batchId)
+      .executeTakeFirst();
+    return row && batchView(row, await batchCounts(this.db, scope, vectorStoreId, batchId));
+  }
+
+  async cancelFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('vector_store_file_batches')
+        .set({ cancelled: 1 })
+        .where('project_id', '=', scope.projectId)
+        .where('vector_store_id', '=', vectorStoreId)
+        .where('id', '=', batchId)
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return undefined;
+      // Clearing the lease is what stops an ingestion in flight: its completion's fence no longer holds.
+      await trx
+        .updateTable('vector_store_files')
+        .set({ status: 'cancelled', locked_by: null, locked_until: null })
+        .where('project_id', '=', scope.projectId)
+        .where('vector_store_id', '=', vectorStoreId)
+        .where('batch_id', '=', batchId)
+        .where(IN_PROGRESS)
+        .execute();
+      return batchView(row, await batchCounts(trx, scope, vectorStoreId, batchId));
+    });
+  }
+
+  // ── ingestion ───────────────────────────────────────────────────────────────
+
+  /**
+   * One statement picks and leases, as SqlStore.claimRuns does: on PostgreSQL the picking query takes
+   * `for update skip locked`, so concurrent claims skip each other's files instead of waiting for them and leasing
+   * them again; SQLite runs one write at a time. The pick is a materialised CTE, not `seq in (subquery … limit n)`:
+   * PostgreSQL planned that subquery as the inner side of a nested-loop semi-join (EXPLAIN ANALYZE: Limit ←
+   * LockRows, loops=3), re-running it per outer row, and a re-run skips the rows this very statement has just
+   * updated — so `limit 2` leased 3 files. A CTE with a locking clause runs once. The update repeats the
+   * conditions so that a row re-read after a concurrent commit (READ COMMITTED's re-check) is leased only if it is
+   * still free.
+   */
+  async claimIngestions(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedIngestion[]> {
+    if (limit <= 0) return [];
+    const free = sql<boolean>`(locked_until is null or locked_until < ${now})`;
+    const rows = await this.db
+      .with(
+        (cte) => cte('picked').materialized(),
+        (db) =>
+          db
+            .selectFrom('vector_store_files')
+            .select('seq')
+            .where(IN_PROGRESS)
+            .where(free)
+            .orderBy('created_at')
+            .orderBy('seq')
+            .limit(limit)
+            .$if(this.rowLocks, (qb) => qb.forUpdate().skipLocked()),
+      )
+      .updateTable('vector_store_files')
+      .set({ locked_by: workerId, locked_until: leaseUntil })
+      .where('seq', 'in', (eb) => eb.selectFrom('picked').select('picked.seq'))
+      .where(IN_PROGRESS)
+      .where(free)
+      .returning(['seq', 'created_at', 'project_id', 'vector_store_id', 'file_id', 'chunking_strategy'])
+      .execute();
+    // RETURNING follows no order in either database; the interface promises oldest first.
+    rows.sort((a, b) => a.created_at - b.created_at || Number(a.seq) - Number(b.seq));
+    return rows.map((row) => ({
+      scope: { projectId: row.project_id },
+      vectorStoreId: row.vector_store_id,
+      fileId: row.file_id,
+      chunking: fromJson<StaticChunking>(row.chunking_strategy),
+    }));
+  }
+
+  async renewIngestion(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    workerId: string,
+    leaseUntil: number,
+  ): Promise<boolean> {
+    const result = await this.db
+      .updateTable('vector_store_files')
+      .set({ locked_until: leaseUntil })
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('file_id', '=', fileId)
+      .where(IN_PROGRESS)
+      .where('locked_by', '=', workerId)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  async completeIngestion(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    workerId: string,
+    chunks: readonly Chunk[],
+    usageBytes: number,
+  ): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const result = await trx
+        .updateTable('vector_store_files')
+        .set({ status: 'completed', usage_bytes: usageBytes, last_error: null, locked_by: null, locked_until: null })
+        .where('project_id', '=', scope.projectId)
+        .where('vector_store_id', '=', vectorStoreId)
+        .where('file_id', '=', fileId)
+        .where(IN_PROGRESS)
+        .where('locked_by', '=', workerId)
+        .executeTakeFirst();
+      if (result.numUpdatedRows === 0n) return false;
+      // A file in progress has no chunks (addFiles dropped them); deleting again keeps that true whatever wrote
+      // before, and costs an index probe.
+      await trx
+        .deleteFrom('chunks')
+        .where('vector_store_id', '=', vectorStoreId)
+        .where('file_id', '=', fileId)
+        .execute();
+      if (chunks.length > 0) await this.index.insertChunks(trx, { scope, vectorStoreId, fileId }, chunks);
+      return true;
+    });
+  }
+
+  async failIngestion(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    workerId: string,
+    error: VectorStoreFileError,
+  ): Promise<boolean> {
+    const result = await this.db
+      .updateTable('vector_store_files')
+      .set({ status: 'failed', last_error: toJson(error), locked_by: null, locked_until: null })
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('file_id', '=', fileId)
+      .where(IN_PROGRESS)
+      .where('locked_by', '=', workerId)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  // ── search ──────────────────────────────────────────────────────────────────
+
+  /**
+   * The query becomes its terms (keyword-text.ts), combined with OR. A chunk's score is
+   *
+   *     (matched + quality) / (terms + 1)
+   *
+   * where `matched` is how many of the query's distinct terms the chunk contains and `quality` ∈ [0, 1) is the
+   * index's own relevance squashed by x / (1 + x): FTS5's bm25 (negated) on SQLite, ts_rank_cd with length
+   * normalisation on PostgreSQL. Coverage dominates: a chunk with one more term always scores higher, whatever the
+   * ranking functions say, and the score reads the same in every query — the share of the query found, plus up to
+   * one term's worth of relevance — so a `score_threshold` means something on both databases. bm25 and ts_rank_cd
+   * differ (bm25 weighs rare terms up; ts_rank_cd has no corpus statistics), so only the order within chunks that
+   * match the same number of terms, and that last fraction of the score, depend on the database.
+   */
+  async searchChunks(scope: Scope, query: ChunkQuery): Promise<ChunkHit[]> {
+    const search = this.plan(scope, query);
+    if (!search) return [];
+    const { rows } = await this.index.search(search).execute(this.db);
+    const slots = search.terms.length + 1;
+    return rows.map((row) => ({
+      vector_store_id: row.vector_store_id,
+      file_id: row.file_id,
+      filename: row.filename,
+      chunk_index: Number(row.chunk_index),
+      text: row.text,
+      score: Math.min(1, Math.max(0, (Number(row.matched) + this.index.quality(Number(row.relevance))) / slots)),
+    }));
+  }
+
+  /** The database's plan for a search (for tests that check the keyword index is used), one line per step. */
+  async explainSearch(scope: Scope, query: ChunkQuery): Promise<string> {
+    const search = this.plan(scope, query);
+    if (!search) return '';
+    const explain = sql<Record<string, unknown>>`${sql.raw(this.index.explain)} ${this.index.search(search)}`;
+    const { rows } = await explain.execute(this.db);
+    return rows.map((row) => String(row['detail'] ?? row['QUERY PLAN'] ?? Object.values(row).join(' '))).join('\n');
+  }
+
+  private plan(scope: Scope, query: ChunkQuery): SearchPlan | undefined {
+    const terms = queryTerms(query.query);
+    const fileIds = query.fileIds === undefined ? undefined : [...new Set(query.fileIds)];
+    if (terms.length === 0 || query.vectorStoreIds.length === 0 || fileIds?.length === 0 || query.limit <= 0)
+      return undefined;
+    return { scope, terms, vectorStoreIds: [...new Set(query.vectorStoreIds)], fileIds, limit: query.limit };
+  }
+
+  async fileChunks(scope: Scope, vectorStoreId: string, fileId: string): Promise<Chunk[]> {
+    const rows = await this.db
+      .selectFrom('chunks')
+      .select(['chunk_index', 'text', 'tokens'])
+      .where('project_id', '=', scope.projectId)
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('file_id', '=', fileId)
+      .orderBy('chunk_index')
+      .execute();
+    return rows.map((row) => ({ index: Number(row.chunk_index), text: row.text, tokens: Number(row.tokens) }));
+  }
+
+  // ── expiry ──────────────────────────────────────────────────────────────────
+
+  /** Picks and marks in one statement, like claimIngestions (see there for why the pick is a CTE). */
+  async expireVectorStores(nowSeconds: number, limit: number): Promise<string[]> {
+    if (limit <= 0) return [];
+    const rows = await this.db
+      .with(
+        (cte) => cte('due').materialized(),
+        (db) =>
+          db
+            .selectFrom('vector_stores')
+            .select('seq')
+            .where(EXPIRING)
+            .where('expires_at', '<=', nowSeconds)
+            .orderBy('expires_at')
+            .limit(limit)
+            .$if(this.rowLocks, (qb) => qb.forUpdate().skipLocked()),
+      )
+      .updateTable('vector_stores')
+      .set({ expired: 1 })
+      .where('seq', 'in', (eb) => eb.selectFrom('due').select('due.seq'))
+      .where(EXPIRING)
+      .where('expires_at', '<=', nowSeconds)
+      .returning('id')
+      .execute();
+    return rows.map((row) => row.id);
+  }
+}
+
+// ── the keyword index of each database ──────────────────────────────────────
+
+interface SearchPlan {
+  scope: Scope;
+  /** From queryTerms: letters, digits and marks only. */
+  terms: string[];
+  vectorStoreIds: string[];
+  fileIds: string[] | undefined;
+  limit: number;
+}
+
+interface SearchRow {
+  vector_store_id: string;
+  file_id: string;
+  filename: string;
+  chunk_index: number;
+  text: string;
+  /** How many of the plan's terms the chunk contains. */
+  matched: number | string;
+  /** The index's raw relevance, turned into [0, 1) by KeywordIndex.quality. */
+  relevance: number | string;
+}
+
+/**
+ * How one database indexes chunk text for keyword search. Both are fed keywordText(text) and queried with the
+ * terms of queryTerms(query), so they hold the same words; each quotes the terms into its own query syntax.
+ */
+interface KeywordIndex {
+  /** Inserts a completed file's chunks and their keyword entries (inside the completion's transaction). */
+  insertChunks(
+    trx: Db,
+    file: { scope: Scope; vectorStoreId: string; fileId: string },
+    chunks: readonly Chunk[],
+  ): Promise<void>;
+  /** The best chunks, best first, with `matched` and `relevance`. */
+  search(plan: SearchPlan): RawBuilder<SearchRow>;
+  /** The raw relevance of a row mapped into [0, 1), higher better. */
+  quality(relevance: number): number;
+  /** The statement prefix that shows a query's plan. */
+  readonly explain: string;
+}
+
+/**
+ * The joins and filters every search applies after the index: the scope, the stores asked for, completed files
+ * only (a file has chunks only once completed, but the status is checked anyway), stores not expired, and the
+ * file's name from the Files API's rows (an empty name if the file was deleted meanwhile). `join` is the join
+ * operator: SQLite's planner is handed `cross join`, which fixes the order of the tables as written (its documented
+ * manual control) — left to itself it started from the store and walked all its chunks by `chunks_by_file`,
+ * probing each against the keyword hits, instead of looking each hit's chunk up by rowid.
+ */
+function searchJoins(join: 'join' | 'cross join'): RawBuilder<unknown> {
+  const op = sql.raw(join);
+  return sql`
+    ${op} vector_stores vs on vs.id = c.vector_store_id
+    ${op} vector_store_files vf on vf.vector_store_id = c.vector_store_id and vf.file_id = c.file_id
+    left join files f on f.id = c.file_id and f.project_id = c.project_id`;
+}
+
+function searchFilters(plan: SearchPlan, inList: (values: string[]) => RawBuilder<unknown>): RawBuilder<unknown> {
+  const files = plan.fileIds ? sql`and c.file_id ${inList(plan.fileIds)}` : sql``;
+  return sql`
+    c.project_id = ${plan.scope.projectId}
+    and c.vector_store_id ${inList(plan.vectorStoreIds)}
+    ${files}
+    and vs.project_id = ${plan.scope.projectId}
+    and vs.expired = 0
+    and vf.status = 'completed'`;
+}
+
+/** x ≥ 0 → [0, 1). */
+const squash = (x: number) => (x > 0 && Number.isFinite(x) ? x / (1 + x) : 0);
+
+/**
+ * SQLite: the contentless FTS5 table `chunks_fts` (rowid = chunks.seq, migration 005), written here beside each
+ * chunk and emptied by the trigger `chunks_fts_delete`.
+ *
+ * Each term is its own MATCH (a quoted FTS5 string: `"word"`, so AND, OR, NOT, NEAR, `*`, `:` or `-` in a user's
+ * query are never operators; the terms cannot even contain them), all in one statement by joining the list of
+ * terms — passed as one JSON parameter, so the statement's text is the same for every query — with the index.
+ * Grouping the hits by chunk gives both `matched` (how many terms hit it) and the chunk's bm25 for the OR of the
+ * terms (bm25 is a sum over the query's phrases, so the sum of per-term bm25 values is the OR query's). The MATCH
+ * rows are materialised first: FTS5 allows bm25() only in the query that scans the table. bm25's IDF is computed
+ * over every chunk in the table, all projects included; it only orders chunks matching equally many terms.
+ */
+const FTS5_INDEX: KeywordIndex = {
+  explain: 'explain query plan',
+
+  async insertChunks(trx, { scope, vectorStoreId, fileId }, chunks) {
+    for (let i = 0; i < chunks.length; i += INSERT_CHUNK) {
+      const group = chunks.slice(i, i + INSERT_CHUNK);
+      const json = JSON.stringify(group.map((c) => [c.index, c.text, c.tokens]));
+      const { rows } = await sql<{ seq: number; chunk_index: number }>`
+        insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens)
+        select ${scope.projectId}, ${vectorStoreId}, ${fileId}, value ->> 0, value ->> 1, value ->> 2
+        from json_each(${json})
+        returning seq, chunk_index`.execute(trx);
+      const keywords = new Map(group.map((c) => [c.index, keywordText(c.text)]));
+      const entries = JSON.stringify(rows.map((row) => [row.seq, keywords.get(row.chunk_index) ?? '']));
+      await sql`
+        insert into chunks_fts (rowid, keywords)
+        select value ->> 0, value ->> 1 from json_each(${entries})`.execute(trx);
+    }
+  },
+
+  search(plan) {
+    const phrases = JSON.stringify(plan.terms.map((term) => `"${term.replaceAll('"', '""')}"`));
+    const inList = (values: string[]) => sql`in (select value from json_each(${JSON.stringify(values)}))`;
+    return sql<SearchRow>`
+      with hit as materialized (
+        select chunks_fts.rowid as seq, bm25(chunks_fts) as rank
+        from json_each(${phrases}) as term cross join chunks_fts
+        where chunks_fts match term.value
+      ),
+      scored as (
+        select seq, count(*) as matched, sum(rank) as rank from hit group by seq
+      )
+      select c.vector_store_id, c.file_id, coalesce(f.filename, '') as filename, c.chunk_index, c.text,
+        s.matched, s.rank as relevance
+      from scored s
+      cross join chunks c on c.seq = s.seq
+      ${searchJoins('cross join')}
+      where ${searchFilters(plan, inList)}
+      order by s.matched desc, s.rank asc, c.vector_store_id, c.file_id, c.chunk_index
+      limit ${plan.limit}`;
+  },
+
+  // bm25() is negative, more negative = better.
+  quality: (relevance) => squash(-relevance),
+};
+
+/**
+ * PostgreSQL: the `tsvector` column `chunks.keywords` under the GIN index `chunks_keywords`, written by the chunk's
+ * insert as to_tsvector('english', keywordText(text)).
+ *
+ * The terms reach to_tsquery quoted as lexemes (`'word' | 'other'`); they hold letters, digits and marks only, so
+ * the quoting is a formality, kept (with `'` and `\` escaped) so that nothing depends on that. The OR query is
+ * what the GIN index answers; `matched` counts the per-term queries the chunk's vector satisfies, against a
+ * materialised list of them (parsed once per search, not per row). Arrays are bound as parameters, so the
+ * statement's text — and its prepared statement (postgres/prepared-statements.ts) — is the same for every query.
+ * ts_rank_cd: cover density with all weights 1 (chunks carry no weight labels), normalisation 1 (divides by
+ * 1 + log of the length, so long chunks do not win by size) | 32 (rank / (rank + 1), into [0, 1)).
+ */
+const TSVECTOR_INDEX: KeywordIndex = {
+  explain: 'explain',
+
+  async insertChunks(trx, { scope, vectorStoreId, fileId }, chunks) {
+    for (let i = 0; i < chunks.length; i += INSERT_CHUNK) {
+      const group = chunks.slice(i, i + INSERT_CHUNK);
+      await sql`
+        insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, keywords)
+        select ${scope.projectId}, ${vectorStoreId}, ${fileId}, c.chunk_index, c.text, c.tokens,
+          to_tsvector('english', c.keywords)
+        from unnest(
+          cast(${group.map((c) => c.index)} as integer[]),
+          cast(${group.map((c) => c.text)} as text[]),
+          cast(${group.map((c) => c.tokens)} as integer[]),
+          cast(${group.map((c) => keywordText(c.text))} as text[])
+        ) as c (chunk_index, text, tokens, keywords)`.execute(trx);
+    }
+  },
+
+  search(plan) {
+    const lexemes = plan.terms.map((term) => `'${term.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`);
+    const any = (text: string) => sql`to_tsquery('english', ${text})`;
+    const inList = (values: string[]) => sql`= any(cast(${values} as text[]))`;
+    return sql<SearchRow>`
+      with term as materialized (
+        select to_tsquery('english', lexeme) as query from unnest(cast(${lexemes} as text[])) as lexeme
+      )
+      select c.vector_store_id, c.file_id, coalesce(f.filename, '') as filename, c.chunk_index, c.text,
+        (select count(*) from term where c.keywords @@ term.query) as matched,
+        ts_rank_cd('{1,1,1,1}', c.keywords, ${any(lexemes.join(' | '))}, 1 | 32) as relevance
+      from chunks c
+      ${searchJoins('join')}
+      where c.keywords @@ ${any(lexemes.join(' | '))}
+        and ${searchFilters(plan, inList)}
+      order by matched desc, relevance desc, c.vector_store_id, c.file_id, c.chunk_index
+      limit ${plan.limit}`;
+  },
+
+  // ts_rank_cd with normalisation 32 is already in [0, 1).
+  quality: (relevance) => (relevance > 0 ? Math.min(relevance, 1) : 0),
+};
+
+// ── rows ─────────────────────────────────────────────────────────────────────
+
+async function requireStore(trx: Db, scope: Scope, id: string, lock: boolean): Promise<void> {
+  // `for key share` (PostgreSQL): a concurrent deleteVectorStore waits for this transaction, then deletes what it
+  // added too; a store already deleted is not found.
+  const row = await trx
+    .selectFrom('vector_stores')
+    .select('id')
+    .where('project_id', '=', scope.projectId)
+    .where('id', '=', id)
+    .$if(lock, (qb) => qb.forKeyShare())
+    .executeTakeFirst();
+  if (!row) throw notFound('vector store', id);
+}
+
+async function storeExists(db: Db, scope: Scope, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('vector_stores')
+    .select('id')
+    .where('project_id', '=', scope.projectId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/**
+ * Inserts the files of a store in progress; a file already in the store is replaced (back in progress with the
+ * new settings and batch, its lease cleared). Returns the distinct file ids.
+ */
+async function upsertFiles(
+  trx: Db,
+  scope: Scope,
+  vectorStoreId: string,
+  files: readonly VectorStoreFile[],
+): Promise<string[]> {
+  // One statement may not upsert a row twice (PostgreSQL refuses): the last mention of a file wins.
+  const byId = new Map(files.map((file) => [file.id, file]));
+  const rows = [...byId.values()].map((file) => fileToRow(scope, vectorStoreId, file));
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK)
+    await trx
+      .insertInto('vector_store_files')
+      .values(rows.slice(i, i + INSERT_CHUNK))
+      .onConflict((oc) =>
+        oc.columns(['vector_store_id', 'file_id']).doUpdateSet((eb) => ({
+          created_at: eb.ref('excluded.created_at'),
+          status: eb.ref('excluded.status'),
+          last_error: eb.ref('excluded.last_error'),
+          usage_bytes: eb.ref('excluded.usage_bytes'),
+          chunking_strategy: eb.ref('excluded.chunking_strategy'),
+          attributes: eb.ref('excluded.attributes'),
+          batch_id: eb.ref('excluded.batch_id'),
+          locked_by: null,
+          locked_until: null,
+        })),
+      )
+      .execute();
+  return [...byId.keys()];
+}
+
+interface Totals {
+  counts: FileCounts;
+  usageBytes: number;
+}
+
+function emptyTotals(): Totals {
+  return { counts: { in_progress: 0, completed: 0, failed: 0, cancelled: 0, total: 0 }, usageBytes: 0 };
+}
+
+function addCount(totals: Totals, status: string, n: number, usage: number): void {
+  if (status === 'in_progress' || status === 'completed' || status === 'failed' || status === 'cancelled')
+    totals.counts[status] += n;
+  totals.counts.total += n;
+  totals.usageBytes += usage;
+}
+
+/** The file counts and usage of each store, aggregated from its files. */
+async function storeTotals(db: Db, scope: Scope, ids: readonly string[]): Promise<Map<string, Totals>> {
+  const totals = new Map<string, Totals>();
+  if (ids.length === 0) return totals;
+  const rows = await db
+    .selectFrom('vector_store_files')
+    .select((eb) => [
+      'vector_store_id',
+      'status',
+      eb.fn.countAll().as('n'),
+      eb.fn.coalesce(eb.fn.sum('usage_bytes'), sql.lit(0)).as('usage'),
+    ])
+    .where('project_id', '=', scope.projectId)
+    .where('vector_store_id', 'in', [...ids])
+    .groupBy(['vector_store_id', 'status'])
+    .execute();
+  for (const row of rows) {
+    const t = totals.get(row.vector_store_id) ?? emptyTotals();
+    totals.set(row.vector_store_id, t);
+    addCount(t, row.status, Number(row.n), Number(row.usage));
+  }
+  return totals;
+}
+
+async function batchCounts(db: Db, scope: Scope, vectorStoreId: string, batchId: string): Promise<FileCounts> {
+  const rows = await db
+    .selectFrom('vector_store_files')
+    .select((eb) => ['status', eb.fn.countAll().as('n')])
+    .where('project_id', '=', scope.projectId)
+    .where('vector_store_id', '=', vectorStoreId)
+    .where('batch_id', '=', batchId)
+    .groupBy('status')
+    .execute();
+  const totals = emptyTotals();
+  for (const row of rows) addCount(totals, row.status, Number(row.n), 0);
+  return totals.counts;
+}
+
+function storeToRow(scope: Scope, store: VectorStore) {
+  return {
+    id: store.id,
+    project_id: scope.projectId,
+    created_at: store.created_at,
+    name: store.name,
+    description: store.description,
+    metadata: toJson(store.metadata),
+    expires_after: store.expires_after === null ? null : toJson(store.expires_after),
+    expires_at: store.expires_at,
+    last_active_at: store.last_active_at,
+    expired: store.expired ? 1 : 0,
+  };
+}
+
+function storeView(row: Selectable<VectorStoresTable>, totals: Map<string, Totals>): VectorStoreView {
+  const t = totals.get(row.id) ?? emptyTotals();
+  return {
+    id: row.id,
+    created_at: Number(row.created_at),
+    name: row.name,
+    description: row.description,
+    metadata: fromJson(row.metadata),
+    expires_after: fromNullableJson(row.expires_after),
+    expires_at: row.expires_at === null ? null : Number(row.expires_at),
+    last_active_at: row.last_active_at === null ? null : Number(row.last_active_at),
+    expired: Number(row.expired) === 1,
+    file_counts: t.counts,
+    usage_bytes: t.usageBytes,
+  };
+}
+
+function fileToRow(scope: Scope, vectorStoreId: string, file: VectorStoreFile) {
+  return {
+    file_id: file.id,
+    vector_store_id: vectorStoreId,
+    project_id: scope.projectId,
+    created_at: file.created_at,
+    status: file.status,
+    last_error: file.last_error === null ? null : toJson(file.last_error),
+    usage_bytes: file.usage_bytes,
+    chunking_strategy: toJson(file.chunking_strategy),
+    attributes: file.attributes === null ? null : toJson(file.attributes),
+    batch_id: file.batch_id,
+    locked_by: null,
+    locked_until: null,
+  };
+}
+
+function rowToFile(row: Selectable<VectorStoreFilesTable>): VectorStoreFile {
+  return {
+    id: row.file_id,
+    vector_store_id: row.vector_store_id,
+    created_at: Number(row.created_at),
+    status: row.status as VectorStoreFileStatus,
+    last_error: fromNullableJson<VectorStoreFileError>(row.last_error),
+    usage_bytes: Number(row.usage_bytes),
+    chunking_strategy: fromJson<StaticChunking>(row.chunking_strategy),
+    attributes: fromNullableJson<Attributes>(row.attributes),
+    batch_id: row.batch_id,
+  };
+}
+
+function batchToRow(scope: Scope, vectorStoreId: string, batch: FileBatch) {
+  return {
+    id: batch.id,
+    vector_store_id: vectorStoreId,
+    project_id: scope.projectId,
+    created_at: batch.created_at,
+    cancelled: batch.cancelled ? 1 : 0,
+  };
+}
+
+function batchView(row: Selectable<VectorStoreFileBatchesTable>, counts: FileCounts): FileBatchView {
+  return {
+    id: row.id,
+    vector_store_id: row.vector_store_id,
+    created_at: Number(row.created_at),
+    cancelled: Number(row.cancelled) === 1,
+    file_counts: counts,
+  };
+}

@@ -1,0 +1,141 @@
+import { Worker } from 'node:worker_threads';
+import type { Chunk, StaticChunking, VectorStoreFileError } from '../domain/vector-stores.ts';
+
+/** A file's bytes in, its chunks out (or why it cannot be indexed). */
+export type IndexResult =
+  | { ok: true; chunks: Chunk[]; usageBytes: number }
+  | { ok: false; code: VectorStoreFileError['code']; message: string };
+
+export interface Indexer {
+  index(input: {
+    bytes: Buffer;
+    filename: string;
+    mimeType: string | null;
+    chunking: StaticChunking;
+  }): Promise<IndexResult>;
+  close(): Promise<void>;
+}
+
+export interface IndexRequest {
+  id: number;
+  bytes: Uint8Array;
+  filename: string;
+  mimeType: string | null;
+  chunking: StaticChunking;
+}
+
+export type IndexResponse = { id: number } & IndexResult;
+
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const THREAD_ENTRY = new URL(FROM_SOURCE ? './index-thread.ts' : './index-thread.js', import.meta.url);
+
+/**
+ * A thread running the indexing entry. Built, it is the .js file. From source (the tests, `assistd` through tsx),
+ * the thread must load TypeScript too, and tsx's `--import` hooks do not reach worker threads: the thread registers
+ * tsx itself, then imports the entry.
+ */
+function startThread(): Worker {
+  if (!FROM_SOURCE) return new Worker(THREAD_ENTRY);
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(THREAD_ENTRY.href)}); });`;
+  return new Worker(code, { eval: true });
+}
+
+/**
+ * Extraction and chunking on worker threads (index-thread.ts), so that no file, however large or odd, blocks the
+ * event loop. Threads start on first use; a thread that dies fails the files it held with `server_error` and is
+ * replaced.
+ */
+export class ThreadIndexer implements Indexer {
+  private readonly size: number;
+  private readonly idle: Worker[] = [];
+  private readonly all = new Set<Worker>();
+  private readonly waiting: Array<(worker: Worker) => void> = [];
+  private nextId = 1;
+
+  constructor(threads: number) {
+    this.size = Math.max(1, threads);
+  }
+
+  async index(input: {
+    bytes: Buffer;
+    filename: string;
+    mimeType: string | null;
+    chunking: StaticChunking;
+  }): Promise<IndexResult> {
+    const worker = await this.acquire();
+    const id = this.nextId++;
+    try {
+      return await new Promise<IndexResult>((resolve) => {
+        const onMessage = (response: IndexResponse) => {
+          if (response.id !== id) return;
+          cleanup();
+          const { id: _id, ...result } = response;
+          resolve(result);
+        };
+        const onExit = (code: number) => {
+          cleanup();
+          this.all.delete(worker);
+          resolve({ ok: false, code: 'server_error', message: `The indexing thread stopped (exit code ${code}).` });
+        };
+        const onError = (error: Error) => {
+          cleanup();
+          this.all.delete(worker);
+          void worker.terminate();
+          resolve({ ok: false, code: 'server_error', message: `The indexing thread failed: ${error.message}` });
+        };
+        const cleanup = () => {
+          worker.off('message', onMessage);
+          worker.off('exit', onExit);
+          worker.off('error', onError);
+        };
+        worker.on('message', onMessage);
+        worker.on('exit', onExit);
+        worker.on('error', onError);
+        // A copy the thread owns: the caller's buffer may be a slice of a larger one.
+        const bytes = new Uint8Array(input.bytes);
+        const request: IndexRequest = {
+          id,
+          bytes,
+          filename: input.filename,
+          mimeType: input.mimeType,
+          chunking: input.chunking,
+        };
+        worker.postMessage(request, [bytes.buffer]);
+      });
+    } finally {
+      this.release(worker);
+    }
+  }
+
+  async close(): Promise<void> {
+    const workers = [...this.all];
+    this.all.clear();
+    this.idle.length = 0;
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  }
+
+  private acquire(): Promise<Worker> {
+    const idle = this.idle.pop();
+    if (idle) return Promise.resolve(idle);
+    if (this.all.size < this.size) {
+      const worker = startThread();
+      worker.unref();
+      this.all.add(worker);
+      return Promise.resolve(worker);
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(worker: Worker): void {
+    if (!this.all.has(worker)) {
+      // It died: a waiter gets a new thread instead.
+      const next = this.waiting.shift();
+      if (next) void this.acquire().then(next);
+      return;
+    }
+    const next = this.waiting.shift();
+    if (next) next(worker);
+    else this.idle.push(worker);
+  }
+}

@@ -1,0 +1,343 @@
+import { unixSeconds } from '../domain/clock.ts';
+import { invalidRequest, notFound } from '../domain/errors.ts';
+import { newId } from '../domain/ids.ts';
+import type { Metadata } from '../domain/objects.ts';
+import {
+  type AttributeFilter,
+  type Attributes,
+  AUTO_CHUNKING,
+  type ChunkHit,
+  type FileBatch,
+  type FileBatchView,
+  matchesFilter,
+  type StaticChunking,
+  type VectorStore,
+  type VectorStoreExpiry,
+  type VectorStoreFile,
+  type VectorStoreView,
+} from '../domain/vector-stores.ts';
+import type { Page, PageRequest, Scope, VectorStoreFileFilter, VectorStoreRecords } from '../storage/store.ts';
+
+const DAY_SECONDS = 86_400;
+
+/** What the service needs of the Files API: which ids are files of the scope. */
+export interface KnownFiles {
+  missing(scope: Scope, ids: readonly string[]): Promise<string[]>;
+}
+
+export interface NewVectorStore {
+  name?: string | undefined;
+  description?: string | undefined;
+  metadata?: Metadata | null | undefined;
+  expires_after?: VectorStoreExpiry | undefined;
+  file_ids?: readonly string[] | undefined;
+  chunking_strategy?: StaticChunking | undefined;
+}
+
+export interface NewVectorStoreFile {
+  file_id: string;
+  chunking_strategy?: StaticChunking | undefined;
+  attributes?: Attributes | null | undefined;
+}
+
+export interface SearchRequest {
+  query: string | string[];
+  max_num_results?: number | undefined;
+  filters?: AttributeFilter | undefined;
+  ranking_options?: { ranker?: string | undefined; score_threshold?: number | undefined } | undefined;
+}
+
+export interface SearchResult {
+  queries: string[];
+  hits: ChunkHit[];
+  /** Attributes of each file with a hit. */
+  attributes: Map<string, Attributes | null>;
+}
+
+/** Results fetched per query beyond the ones returned, so that merging several queries still finds the best. */
+const CANDIDATES_PER_RESULT = 2;
+
+/**
+ * Vector stores, their files and batches: the API's rules over VectorStoreRecords. Files are only recorded here
+ * (`in_progress`); the ingestion worker indexes them. `wake` tells this process's worker that there is work.
+ */
+export class VectorStoreService {
+  private readonly records: VectorStoreRecords;
+  private readonly files: KnownFiles;
+  private readonly wake: () => void;
+
+  constructor(options: { records: VectorStoreRecords; files: KnownFiles; wake?: () => void }) {
+    this.records = options.records;
+    this.files = options.files;
+    this.wake = options.wake ?? (() => {});
+  }
+
+  async create(scope: Scope, body: NewVectorStore): Promise<VectorStoreView> {
+    const fileIds = unique(body.file_ids ?? []);
+    await this.checkFiles(scope, fileIds);
+    const now = unixSeconds();
+    const store: VectorStore = {
+      id: newId('vectorStore'),
+      created_at: now,
+      name: body.name ?? null,
+      description: body.description ?? null,
+      metadata: body.metadata ?? {},
+      expires_after: body.expires_after ?? null,
+      expires_at: expiresAt(body.expires_after ?? null, now),
+      last_active_at: now,
+      expired: false,
+    };
+    const chunking = body.chunking_strategy ?? AUTO_CHUNKING;
+    await this.records.createVectorStore(
+      scope,
+      store,
+      fileIds.map((id) => newFile(store.id, { file_id: id, chunking_strategy: chunking }, null, now)),
+    );
+    if (fileIds.length > 0) this.wake();
+    return this.get(scope, store.id);
+  }
+
+  async get(scope: Scope, id: string): Promise<VectorStoreView> {
+    const store = await this.records.getVectorStore(scope, id);
+    if (!store) throw notFound('vector store', id);
+    return store;
+  }
+
+  list(scope: Scope, page: PageRequest): Promise<Page<VectorStoreView>> {
+    return this.records.listVectorStores(scope, page);
+  }
+
+  async update(
+    scope: Scope,
+    id: string,
+    body: { name?: string | null; metadata?: Metadata | null; expires_after?: VectorStoreExpiry | null },
+  ): Promise<VectorStoreView> {
+    const current = await this.get(scope, id);
+    const patch: Parameters<VectorStoreRecords['updateVectorStore']>[2] = {};
+    if (body.name !== undefined) patch.name = body.name;
+    if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
+    if (body.expires_after !== undefined) {
+      patch.expires_after = body.expires_after;
+      patch.expires_at = expiresAt(body.expires_after, current.last_active_at ?? unixSeconds());
+    }
+    const updated = await this.records.updateVectorStore(scope, id, patch);
+    if (!updated) throw notFound('vector store', id);
+    return updated;
+  }
+
+  async delete(scope: Scope, id: string): Promise<void> {
+    if (!(await this.records.deleteVectorStore(scope, id))) throw notFound('vector store', id);
+  }
+
+  async addFile(scope: Scope, vectorStoreId: string, body: NewVectorStoreFile): Promise<VectorStoreFile> {
+    await this.usable(scope, vectorStoreId);
+    await this.checkFiles(scope, [body.file_id]);
+    const file = newFile(vectorStoreId, body, null, unixSeconds());
+    await this.records.addFiles(scope, vectorStoreId, [file]);
+    this.wake();
+    return this.getFile(scope, vectorStoreId, body.file_id);
+  }
+
+  async getFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<VectorStoreFile> {
+    const file = await this.records.getVectorStoreFile(scope, vectorStoreId, fileId);
+    if (!file) {
+      await this.get(scope, vectorStoreId);
+      throw notFound('vector store file', fileId);
+    }
+    return file;
+  }
+
+  async listFiles(
+    scope: Scope,
+    vectorStoreId: string,
+    page: PageRequest,
+    filter: VectorStoreFileFilter,
+  ): Promise<Page<VectorStoreFile>> {
+    return this.records.listVectorStoreFiles(scope, vectorStoreId, page, filter);
+  }
+
+  async updateAttributes(
+    scope: Scope,
+    vectorStoreId: string,
+    fileId: string,
+    attributes: Attributes | null,
+  ): Promise<VectorStoreFile> {
+    const file = await this.records.updateFileAttributes(scope, vectorStoreId, fileId, attributes);
+    if (!file) return this.getFile(scope, vectorStoreId, fileId);
+    return file;
+  }
+
+  async deleteFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<void> {
+    if (!(await this.records.deleteVectorStoreFile(scope, vectorStoreId, fileId))) {
+      await this.get(scope, vectorStoreId);
+      throw notFound('vector store file', fileId);
+    }
+  }
+
+  /** The parsed content of a file: its chunks' text, in order. */
+  async fileContent(scope: Scope, vectorStoreId: string, fileId: string): Promise<string[]> {
+    await this.getFile(scope, vectorStoreId, fileId);
+    return (await this.records.fileChunks(scope, vectorStoreId, fileId)).map((chunk) => chunk.text);
+  }
+
+  async createBatch(
+    scope: Scope,
+    vectorStoreId: string,
+    body: {
+      file_ids?: readonly string[] | undefined;
+      files?: readonly NewVectorStoreFile[] | undefined;
+      chunking_strategy?: StaticChunking | undefined;
+      attributes?: Attributes | null | undefined;
+    },
+  ): Promise<FileBatchView> {
+    await this.usable(scope, vectorStoreId);
+    // `chunking_strategy` and `attributes` apply to every id of `file_ids`; `files` carry their own.
+    const requested: NewVectorStoreFile[] =
+      body.files !== undefined
+        ? [...body.files]
+        : (body.file_ids ?? []).map((id) => ({
+            file_id: id,
+            chunking_strategy: body.chunking_strategy,
+            attributes: body.attributes,
+          }));
+    const byId = new Map(requested.map((file) => [file.file_id, file]));
+    await this.checkFiles(scope, [...byId.keys()]);
+    const now = unixSeconds();
+    const batch: FileBatch = {
+      id: newId('fileBatch'),
+      vector_store_id: vectorStoreId,
+      created_at: now,
+      cancelled: false,
+    };
+    await this.records.addFiles(
+      scope,
+      vectorStoreId,
+      [...byId.values()].map((file) => newFile(vectorStoreId, file, batch.id, now)),
+      batch,
+    );
+    this.wake();
+    return this.getBatch(scope, vectorStoreId, batch.id);
+  }
+
+  async getBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView> {
+    const batch = await this.records.getFileBatch(scope, vectorStoreId, batchId);
+    if (!batch) {
+      await this.get(scope, vectorStoreId);
+      throw notFound('vector store file batch', batchId);
+    }
+    return batch;
+  }
+
+  async cancelBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView> {
+    const batch = await this.records.cancelFileBatch(scope, vectorStoreId, batchId);
+    if (!batch) return this.getBatch(scope, vectorStoreId, batchId);
+    return batch;
+  }
+
+  async listBatchFiles(
+    scope: Scope,
+    vectorStoreId: string,
+    batchId: string,
+    page: PageRequest,
+    filter: VectorStoreFileFilter,
+  ): Promise<Page<VectorStoreFile>> {
+    await this.getBatch(scope, vectorStoreId, batchId);
+    return this.records.listVectorStoreFiles(scope, vectorStoreId, page, { ...filter, batchId });
+  }
+
+  /**
+   * A keyword search of one store: each query searched, hits merged by their best score, then the threshold and
+   * the count applied. A filter first narrows the files to those whose attributes pass it.
+   */
+  async search(scope: Scope, vectorStoreId: string, body: SearchRequest): Promise<SearchResult> {
+    await this.usable(scope, vectorStoreId);
+    const queries = (Array.isArray(body.query) ? body.query : [body.query]).filter((q) => q.trim() !== '');
+    if (queries.length === 0)
+      throw invalidRequest("Invalid 'query': the query must not be empty.", 'query', 'invalid_value');
+    const limit = body.max_num_results ?? 10;
+    const files = await this.records.storeFiles(scope, vectorStoreId);
+    const attributes = new Map(files.map((file) => [file.fileId, file.attributes]));
+    const fileIds =
+      body.filters === undefined
+        ? undefined
+        : files.filter((file) => matchesFilter(file.attributes, body.filters!)).map((file) => file.fileId);
+    const best = new Map<string, ChunkHit>();
+    if (fileIds === undefined || fileIds.length > 0)
+      for (const query of queries) {
+        const hits = await this.records.searchChunks(scope, {
+          vectorStoreIds: [vectorStoreId],
+          query,
+          fileIds,
+          limit: limit * CANDIDATES_PER_RESULT,
+        });
+        for (const hit of hits) {
+          const key = `${hit.file_id}\u0000${hit.chunk_index}`;
+          const seen = best.get(key);
+          if (!seen || seen.score < hit.score) best.set(key, hit);
+        }
+      }
+    const threshold = body.ranking_options?.score_threshold ?? 0;
+    const hits = [...best.values()]
+      .filter((hit) => hit.score >= threshold)
+      .sort((a, b) => b.score - a.score)
+      .slice(0, limit);
+    await this.touch(scope, vectorStoreId);
+    return { queries, hits, attributes };
+  }
+
+  /** Use of a store moves its `last_active_at`, and with it the expiry. */
+  private async touch(scope: Scope, vectorStoreId: string): Promise<void> {
+    const store = await this.records.getVectorStore(scope, vectorStoreId);
+    if (!store) return;
+    const now = unixSeconds();
+    if (store.last_active_at === now) return;
+    await this.records.updateVectorStore(scope, vectorStoreId, {
+      last_active_at: now,
+      expires_at: expiresAt(store.expires_after, now),
+    });
+  }
+
+  /** The store, which must exist and not have expired. */
+  private async usable(scope: Scope, vectorStoreId: string): Promise<VectorStoreView> {
+    const store = await this.get(scope, vectorStoreId);
+    if (store.expired)
+      throw invalidRequest(
+        `Vector store ${vectorStoreId} has expired. Create a new vector store to add files or search.`,
+        'vector_store_id',
+        'vector_store_expired',
+      );
+    return store;
+  }
+
+  private async checkFiles(scope: Scope, ids: readonly string[]): Promise<void> {
+    const missing = await this.files.missing(scope, ids);
+    if (missing.length > 0) throw notFound('file', missing[0]!);
+  }
+}
+
+function unique(ids: readonly string[]): string[] {
+  return [...new Set(ids)];
+}
+
+function expiresAt(expiry: VectorStoreExpiry | null, anchor: number): number | null {
+  return expiry === null ? null : anchor + expiry.days * DAY_SECONDS;
+}
+
+function newFile(
+  vectorStoreId: string,
+  body: NewVectorStoreFile,
+  batchId: string | null,
+  now: number,
+): VectorStoreFile {
+  return {
+    id: body.file_id,
+    vector_store_id: vectorStoreId,
+    created_at: now,
+    status: 'in_progress',
+    last_error: null,
+    usage_bytes: 0,
+    chunking_strategy: body.chunking_strategy ?? AUTO_CHUNKING,
+    attributes: body.attributes ?? null,
+    batch_id: batchId,
+  };
+}

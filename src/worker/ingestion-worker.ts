@@ -1,0 +1,178 @@
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { unixSeconds } from '../domain/clock.ts';
+import type { StoredFile } from '../domain/files.ts';
+import { newId } from '../domain/ids.ts';
+import type { ClaimedIngestion, Scope, VectorStoreRecords } from '../storage/store.ts';
+import type { Indexer } from '../vector-stores/indexer.ts';
+
+export interface IngestionWorkerOptions {
+  records: VectorStoreRecords;
+  /** The bytes of a file of the Files API, or undefined once it was deleted. */
+  readFile(scope: Scope, fileId: string): Promise<{ file: StoredFile; bytes: Buffer } | undefined>;
+  indexer: Indexer;
+  logger: Logger;
+  /** Files indexed at once. */
+  concurrency: number;
+  leaseMs: number;
+  /** How often to look for work nobody announced (another process's files, lapsed leases), and to expire stores. */
+  pollMs?: number;
+}
+
+/**
+ * Indexes vector-store files: claims those in progress under a lease (renewed while it works), reads the file,
+ * extracts and chunks it on the indexer's threads, and writes the chunks with the file's completion in one fenced
+ * commit. A file whose worker died is claimed again once the lease lapses and indexed from scratch; a file
+ * cancelled or removed meanwhile makes the commit a no-op. It also expires vector stores past `expires_at`.
+ */
+export class IngestionWorker {
+  readonly id = `ingest_${hostname()}_${process.pid}_${newId('file').slice(-8)}`;
+  private readonly options: Required<IngestionWorkerOptions>;
+  private readonly active = new Map<string, ClaimedIngestion>();
+  private loopDone: Promise<void> | undefined;
+  private stopping = false;
+  private wakeRequested = false;
+  private wakeUp: (() => void) | undefined;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(options: IngestionWorkerOptions) {
+    this.options = { pollMs: 1000, ...options };
+  }
+
+  start(): void {
+    const { leaseMs, pollMs } = this.options;
+    this.timers = [
+      setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(leaseMs / 3))),
+      setInterval(() => void this.expireStores(), pollMs),
+    ];
+    this.loopDone = this.options.concurrency > 0 ? this.loop() : Promise.resolve();
+  }
+
+  /** Files were added here: claim them now rather than at the next poll. */
+  wake(): void {
+    this.wakeRequested = true;
+    this.wakeUp?.();
+  }
+
+  async close(): Promise<void> {
+    this.stopping = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.wake();
+    await this.loopDone;
+    await this.options.indexer.close();
+  }
+
+  private async loop(): Promise<void> {
+    const { records, concurrency, leaseMs, pollMs, logger } = this.options;
+    while (!this.stopping) {
+      const free = concurrency - this.active.size;
+      let claimed: ClaimedIngestion[] = [];
+      if (free > 0) {
+        try {
+          const now = Date.now();
+          claimed = await records.claimIngestions(this.id, now, now + leaseMs, free);
+        } catch (error) {
+          logger.error({ err: error }, 'claiming files to index failed');
+        }
+        for (const claim of claimed) this.launch(claim);
+      }
+      if (free > 0 && claimed.length === free) continue;
+      await this.waitForWork(pollMs);
+    }
+    // In-flight indexing finishes or is abandoned with the process; its lease lapses and another worker redoes it.
+  }
+
+  private async waitForWork(ms: number): Promise<void> {
+    if (this.wakeRequested) {
+      this.wakeRequested = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wakeUp = undefined;
+    this.wakeRequested = false;
+  }
+
+  private launch(claim: ClaimedIngestion): void {
+    const key = `${claim.vectorStoreId}/${claim.fileId}`;
+    this.active.set(key, claim);
+    void this.ingest(claim)
+      .catch((error: unknown) => this.options.logger.error({ err: error, fileId: claim.fileId }, 'indexing failed'))
+      .finally(() => {
+        this.active.delete(key);
+        this.wake();
+      });
+  }
+
+  private async ingest(claim: ClaimedIngestion): Promise<void> {
+    const { records, readFile, indexer, logger } = this.options;
+    const { scope, vectorStoreId, fileId } = claim;
+    const fail = (code: 'server_error' | 'unsupported_file' | 'invalid_file', message: string) =>
+      records.failIngestion(scope, vectorStoreId, fileId, this.id, { code, message });
+    let found: Awaited<ReturnType<typeof readFile>>;
+    try {
+      found = await readFile(scope, fileId);
+    } catch (error) {
+      logger.error({ err: error, fileId }, 'reading a file to index failed');
+      await fail('server_error', 'The file could not be read from storage.');
+      return;
+    }
+    if (!found) {
+      await fail('invalid_file', `No file found with id '${fileId}'.`);
+      return;
+    }
+    if (this.stopping) return;
+    const result = await indexer.index({
+      bytes: found.bytes,
+      filename: found.file.filename,
+      mimeType: found.file.mime_type,
+      chunking: claim.chunking,
+    });
+    if (this.stopping) return;
+    if (!result.ok) {
+      if (result.code === 'server_error') logger.error({ fileId, reason: result.message }, 'indexing a file failed');
+      await fail(result.code, result.message);
+      return;
+    }
+    const committed = await records.completeIngestion(
+      scope,
+      vectorStoreId,
+      fileId,
+      this.id,
+      result.chunks,
+      result.usageBytes,
+    );
+    if (!committed) logger.info({ fileId, vectorStoreId }, 'an indexed file was cancelled, removed or taken over');
+  }
+
+  private async renewLeases(): Promise<void> {
+    const { records, leaseMs, logger } = this.options;
+    for (const claim of [...this.active.values()]) {
+      try {
+        await records.renewIngestion(claim.scope, claim.vectorStoreId, claim.fileId, this.id, Date.now() + leaseMs);
+      } catch (error) {
+        logger.error({ err: error, fileId: claim.fileId }, 'renewing an indexing lease failed');
+      }
+    }
+  }
+
+  private expiring = false;
+
+  private async expireStores(): Promise<void> {
+    if (this.expiring) return;
+    this.expiring = true;
+    try {
+      const expired = await this.options.records.expireVectorStores(unixSeconds(), 500);
+      if (expired.length > 0) this.options.logger.info({ vectorStores: expired }, 'vector stores expired');
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'expiring vector stores failed');
+    } finally {
+      this.expiring = false;
+    }
+  }
+}

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import OpenAI, { toFile } from 'openai';
+import { eventually } from './eventually.ts';
+import { FakeUpstream, type RecordedRequest, type ToolCallsReply } from './fake-upstream.ts';
+import { startTestServer, type TestServer, type TestServerOptions } from './server.ts';
+import { createValidatingFetch, type ValidatingFetch } from './validating-fetch.ts';
+
+/**
+ * What the file_search tests share: a test server (file_search is registered by the composition root), the fake
+ * model, an SDK client whose JSON responses are schema-checked, documents to search, and builders of the model's
+ * replies.
+ */
+
+/** The one value of `include[]`. */
+export const INCLUDE_CONTENT = 'step_details.tool_calls[*].file_search.results[*].content' as const;
+
+export const COFFEE = 'The office espresso machine is descaled every Friday by the facilities team.';
+export const PARKING = 'Visitors park on level minus two of the garage; bring the blue ticket.';
+
+/** The model's turn calling file_search with these queries. */
+export function fileSearchCall(...queries: string[]): ToolCallsReply {
+  return { toolCalls: [{ name: 'file_search', arguments: JSON.stringify({ queries }) }] };
+}
+
+export type Steps = OpenAI.Beta.Threads.Runs.RunStep[];
+export type FileSearchCall = OpenAI.Beta.Threads.Runs.FileSearchToolCall;
+
+/** The file_search calls of a step. */
+export function fileSearchCalls(step: OpenAI.Beta.Threads.Runs.RunStep | undefined): FileSearchCall[] {
+  assert.ok(step, 'there is a step');
+  assert.equal(step.step_details.type, 'tool_calls');
+  const calls = (step.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls;
+  for (const call of calls) assert.equal(call.type, 'file_search');
+  return calls as FileSearchCall[];
+}
+
+/** The text part of a message. */
+export function textPart(message: OpenAI.Beta.Threads.Message | undefined): OpenAI.Beta.Threads.Text {
+  assert.ok(message, 'there is a message');
+  const part = message.content[0];
+  assert.equal(part?.type, 'text');
+  return (part as OpenAI.Beta.Threads.TextContentBlock).text;
+}
+
+/** The tool messages the model was sent in this request (its file_search results). */
+export function toolMessages(request: RecordedRequest | undefined): string[] {
+  assert.ok(request, 'there is a request');
+  return request.body.messages.filter((m) => m.role === 'tool').map((m) => String(m['content']));
+}
+
+/** What a client slicing by code points (as upstream's Python does) reads between an annotation's indices. */
+export function codePointSlice(text: string, start: number, end: number): string {
+  return [...text].slice(start, end).join('');
+}
+
+export class FileSearchHarness {
+  upstream!: FakeUpstream;
+  server!: TestServer;
+  client!: OpenAI;
+  recorder!: ValidatingFetch;
+
+  constructor(
+    private readonly env: Record<string, string> = {},
+    private readonly options: TestServerOptions = {},
+  ) {}
+
+  async start(): Promise<void> {
+    this.upstream = await FakeUpstream.start();
+    this.server = await startTestServer(
+      { ASSISTD_UPSTREAM_BASE_URL: this.upstream.baseUrl, ASSISTD_UPSTREAM_MAX_RETRIES: '0', ...this.env },
+      this.options,
+    );
+    this.recorder = createValidatingFetch();
+    this.client = new OpenAI({
+      baseURL: `${this.server.url}/v1`,
+      apiKey: 'test',
+      fetch: this.recorder.fetch,
+      maxRetries: 0,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close();
+    await this.upstream?.close();
+    this.recorder?.assertNoViolations({ all: true });
+  }
+
+  async upload(name: string, text: string): Promise<string> {
+    const file = await this.client.files.create({ file: await toFile(Buffer.from(text), name), purpose: 'assistants' });
+    return file.id;
+  }
+
+  /** A vector store with these files (name → text), each ingested before it returns; the ids by name. */
+  async vectorStore(files: Record<string, string>): Promise<{ id: string; files: Record<string, string> }> {
+    const store = await this.client.vectorStores.create({ name: 'docs' });
+    const ids: Record<string, string> = {};
+    for (const [name, text] of Object.entries(files)) {
+      const file = await this.client.vectorStores.files.uploadAndPoll(store.id, await toFile(Buffer.from(text), name), {
+        pollIntervalMs: 20,
+      });
+      assert.equal(file.status, 'completed', `${name}: ${JSON.stringify(file.last_error)}`);
+      ids[name] = file.id;
+    }
+    return { id: store.id, files: ids };
+  }
+
+  /** Waits until every file of the store is ingested. */
+  async ingested(vectorStoreId: string): Promise<void> {
+    await eventually(`the files of ${vectorStoreId} to be ingested`, 20_000, async () => {
+      const store = await this.client.vectorStores.retrieve(vectorStoreId);
+      return store.file_counts.in_progress === 0 ? store : undefined;
+    });
+  }
+
+  async assistant(
+    vectorStoreIds: string[] = [],
+    fileSearch: OpenAI.Beta.FileSearchTool['file_search'] = undefined,
+  ): Promise<OpenAI.Beta.Assistant> {
+    return this.client.beta.assistants.create({
+      model: 'gpt-test',
+      instructions: 'Answer from the files.',
+      tools: [fileSearch ? { type: 'file_search', file_search: fileSearch } : { type: 'file_search' }],
+      tool_resources: { file_search: { vector_store_ids: vectorStoreIds } },
+    });
+  }
+
+  async thread(content = 'When is the espresso machine descaled?'): Promise<OpenAI.Beta.Thread> {
+    return this.client.beta.threads.create({ messages: [{ role: 'user', content }] });
+  }
+
+  async steps(threadId: string, runId: string, include = false): Promise<Steps> {
+    const list = await this.client.beta.threads.runs.steps.list(runId, {
+      thread_id: threadId,
+      order: 'asc',
+      ...(include ? { include: [INCLUDE_CONTENT] } : {}),
+    });
+    return list.data;
+  }
+
+  async answer(threadId: string, runId: string): Promise<OpenAI.Beta.Threads.Message> {
+    const messages = await this.client.beta.threads.messages.list(threadId, { run_id: runId });
+    assert.equal(messages.data.length, 1, 'one answer');
+    return messages.data[0]!;
+  }
+}
