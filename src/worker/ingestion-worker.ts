@@ -5,6 +5,7 @@ import type { StoredFile } from '../domain/files.ts';
 import { newId } from '../domain/ids.ts';
 import type { ClaimedIngestion, Scope, VectorStoreRecords } from '../storage/store.ts';
 import type { Indexer } from '../vector-stores/indexer.ts';
+import { Wakeup } from './wakeup.ts';
 
 export interface IngestionWorkerOptions {
   records: VectorStoreRecords;
@@ -31,8 +32,7 @@ export class IngestionWorker {
   private readonly active = new Map<string, ClaimedIngestion>();
   private loopDone: Promise<void> | undefined;
   private stopping = false;
-  private wakeRequested = false;
-  private wakeUp: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private timers: NodeJS.Timeout[] = [];
 
   constructor(options: IngestionWorkerOptions) {
@@ -50,8 +50,7 @@ export class IngestionWorker {
 
   /** Files were added here: claim them now rather than at the next poll. */
   wake(): void {
-    this.wakeRequested = true;
-    this.wakeUp?.();
+    this.wakeup.wake();
   }
 
   async close(): Promise<void> {
@@ -77,25 +76,9 @@ export class IngestionWorker {
         for (const claim of claimed) this.launch(claim);
       }
       if (free > 0 && claimed.length === free) continue;
-      await this.waitForWork(pollMs);
+      await this.wakeup.sleep(pollMs);
     }
     // In-flight indexing finishes or is abandoned with the process; its lease lapses and another worker redoes it.
-  }
-
-  private async waitForWork(ms: number): Promise<void> {
-    if (this.wakeRequested) {
-      this.wakeRequested = false;
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.wakeUp = undefined;
-    this.wakeRequested = false;
   }
 
   private launch(claim: ClaimedIngestion): void {

@@ -7,6 +7,7 @@ import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
 import type { AdoptedRun, LocalExecution } from '../runs/run-service.ts';
 import type { ClaimedRun, Store } from '../storage/store.ts';
+import { Wakeup } from './wakeup.ts';
 
 export interface RunWorkerOptions {
   store: Store;
@@ -49,7 +50,7 @@ export class RunWorker implements LocalExecution {
   private readonly executions = new Map<string, Execution>();
   private readonly unsubscribe: Array<() => void> = [];
   private timers: NodeJS.Timeout[] = [];
-  private wake: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private loopDone: Promise<void> | undefined;
   private stopping = false;
 
@@ -109,11 +110,10 @@ export class RunWorker implements LocalExecution {
       // Every free slot filled: there may be more waiting. Otherwise all there was is claimed: wait for news.
       this.backlog = free <= 0 || claimed.length === free;
       if (free > 0 && claimed.length === free) continue;
-      await this.waitForWork(pollMs);
+      await this.wakeup.sleep(pollMs);
     }
   }
 
-  private wakeRequested = false;
   /**
    * Whether the last claim may have left runs waiting (it filled every free slot, or there was none): only then
    * does a finished execution wake the loop to claim again. Otherwise a claim after every run would find nothing,
@@ -121,26 +121,8 @@ export class RunWorker implements LocalExecution {
    */
   private backlog = false;
 
-  /** Resolves on a wake-up (work announced, a slot freed) or after `ms`; a wake-up during a claim is not lost. */
-  private async waitForWork(ms: number): Promise<void> {
-    if (this.wakeRequested) {
-      this.wakeRequested = false;
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.wake = undefined;
-    this.wakeRequested = false;
-  }
-
   private requestWake(): void {
-    this.wakeRequested = true;
-    this.wake?.();
+    this.wakeup.wake();
   }
 
   private launch(claim: AdoptedRun): void {

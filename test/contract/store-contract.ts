@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ApiError } from '../../src/domain/errors.ts';
-import type { Message } from '../../src/domain/objects.ts';
 import type { Run } from '../../src/domain/runs.ts';
 import type { PageRequest, Scope, Store } from '../../src/storage/store.ts';
 import { aMessage, anAssistant, aRun, aStep, aThread } from '../support/builders.ts';
+import { collectIds } from '../support/paging.ts';
 
 export interface StoreFixture {
   store: Store;
@@ -13,26 +13,6 @@ export interface StoreFixture {
 
 const scope: Scope = { projectId: 'proj_contract' };
 const otherScope: Scope = { projectId: 'proj_other' };
-
-/** Pages through a whole list with the cursor the SDK uses (`after` = last id) or with `before` = first id. */
-async function collect(
-  list: (page: PageRequest) => Promise<{ data: Message[]; hasMore: boolean }>,
-  order: 'asc' | 'desc',
-  via: 'after' | 'before',
-  limit: number,
-  start?: string,
-): Promise<string[]> {
-  const seen: string[] = [];
-  let cursor = start;
-  for (;;) {
-    const page = await list({ limit, order, [via]: cursor });
-    const ids = page.data.map((m) => m.id);
-    if (via === 'after') seen.push(...ids);
-    else seen.unshift(...ids);
-    if (!page.hasMore || ids.length === 0) return seen;
-    cursor = via === 'after' ? ids.at(-1) : ids[0];
-  }
-}
 
 /**
  * The behaviour every Store must have, written once. Each implementation's test file calls this with a factory
@@ -157,11 +137,11 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const inserted = messages.map((m) => m.id);
       const list = (page: PageRequest) => store.listMessages(scope, thread.id, page);
 
-      assert.deepEqual(await collect(list, 'asc', 'after', 17), inserted);
-      assert.deepEqual(await collect(list, 'desc', 'after', 17), [...inserted].reverse());
+      assert.deepEqual(await collectIds(list, 'asc', 'after', 17), inserted);
+      assert.deepEqual(await collectIds(list, 'desc', 'after', 17), [...inserted].reverse());
       // `before` walks back from an object: from the last one of each order, everything that precedes it.
-      assert.deepEqual(await collect(list, 'asc', 'before', 17, inserted.at(-1)), inserted.slice(0, -1));
-      assert.deepEqual(await collect(list, 'desc', 'before', 17, inserted[0]), [...inserted].reverse().slice(0, -1));
+      assert.deepEqual(await collectIds(list, 'asc', 'before', 17, inserted.at(-1)), inserted.slice(0, -1));
+      assert.deepEqual(await collectIds(list, 'desc', 'before', 17, inserted[0]), [...inserted].reverse().slice(0, -1));
 
       const window = await list({ limit: 100, order: 'asc', after: inserted[9], before: inserted[20] });
       assert.deepEqual(

@@ -12,6 +12,7 @@ import {
   type VectorStoreFile,
 } from '../../src/domain/vector-stores.ts';
 import type { ChunkQuery, PageRequest, Scope, Store, VectorStoreRecords } from '../../src/storage/store.ts';
+import { collectIds } from '../support/paging.ts';
 
 export interface VectorStoreFixture {
   store: Store;
@@ -78,26 +79,6 @@ const counts = (c: Partial<Record<'in_progress' | 'completed' | 'failed' | 'canc
   const full = { in_progress: 0, completed: 0, failed: 0, cancelled: 0, ...c };
   return { ...full, total: full.in_progress + full.completed + full.failed + full.cancelled };
 };
-
-/** Pages through a whole list with `after` = last id, or `before` = first id. */
-async function collect(
-  list: (page: PageRequest) => Promise<{ data: Array<{ id: string }>; hasMore: boolean }>,
-  order: 'asc' | 'desc',
-  via: 'after' | 'before',
-  limit: number,
-  start?: string,
-): Promise<string[]> {
-  const seen: string[] = [];
-  let cursor = start;
-  for (;;) {
-    const page = await list({ limit, order, [via]: cursor });
-    const ids = page.data.map((o) => o.id);
-    if (via === 'after') seen.push(...ids);
-    else seen.unshift(...ids);
-    if (!page.hasMore || ids.length === 0) return seen;
-    cursor = via === 'after' ? ids.at(-1) : ids[0];
-  }
-}
 
 /**
  * The behaviour every VectorStoreRecords must have, written once; each database's test file runs it on a fresh,
@@ -249,12 +230,12 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       const desc = [...asc].reverse();
       const list = (page: PageRequest) => records.listVectorStores(listScope, page);
       for (const limit of [1, 2, 4, 100]) {
-        assert.deepEqual(await collect(list, 'asc', 'after', limit), asc);
-        assert.deepEqual(await collect(list, 'desc', 'after', limit), desc);
-        assert.deepEqual(await collect(list, 'asc', 'before', limit, asc[5]), asc.slice(0, 5));
+        assert.deepEqual(await collectIds(list, 'asc', 'after', limit), asc);
+        assert.deepEqual(await collectIds(list, 'desc', 'after', limit), desc);
+        assert.deepEqual(await collectIds(list, 'asc', 'before', limit, asc[5]), asc.slice(0, 5));
       }
-      assert.deepEqual(await collect(list, 'desc', 'before', 2, asc[0]), desc.slice(0, 5));
-      assert.deepEqual(await collect(list, 'asc', 'after', 2, asc[1]), asc.slice(2));
+      assert.deepEqual(await collectIds(list, 'desc', 'before', 2, asc[0]), desc.slice(0, 5));
+      assert.deepEqual(await collectIds(list, 'asc', 'after', 2, asc[1]), asc.slice(2));
       const page = await list({ limit: 2, order: 'desc' });
       assert.equal(page.hasMore, true);
       assert.deepEqual(page.data[0]?.file_counts, counts({ in_progress: 1 }));
@@ -300,13 +281,13 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       const all = [...loose, ...batched];
       const list = (page: PageRequest) => records.listVectorStoreFiles(scope, store.id, page);
       for (const limit of [1, 2, 10]) {
-        assert.deepEqual(await collect(list, 'asc', 'after', limit), all);
-        assert.deepEqual(await collect(list, 'desc', 'after', limit), [...all].reverse());
-        assert.deepEqual(await collect(list, 'desc', 'before', limit, all[0]), [...all].reverse().slice(0, -1));
+        assert.deepEqual(await collectIds(list, 'asc', 'after', limit), all);
+        assert.deepEqual(await collectIds(list, 'desc', 'after', limit), [...all].reverse());
+        assert.deepEqual(await collectIds(list, 'desc', 'before', limit, all[0]), [...all].reverse().slice(0, -1));
       }
       const inBatch = (page: PageRequest) => records.listVectorStoreFiles(scope, store.id, page, { batchId: batch.id });
-      assert.deepEqual(await collect(inBatch, 'asc', 'after', 2), batched);
-      assert.deepEqual(await collect(inBatch, 'asc', 'after', 1, batched[0]), batched.slice(1));
+      assert.deepEqual(await collectIds(inBatch, 'asc', 'after', 2), batched);
+      assert.deepEqual(await collectIds(inBatch, 'asc', 'after', 1, batched[0]), batched.slice(1));
       await assert.rejects(list({ limit: 2, order: 'asc', after: 'file-not-here' }), (e: ApiError) => e.status === 400);
 
       const claimed = await records.claimIngestions('w', Date.now(), FOREVER, 10);
