@@ -137,6 +137,26 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '(unset)',
     description: 'a JSON or YAML file routing model names to backends (see README, "Several models")',
   },
+  {
+    name: 'ASSISTD_EMBEDDINGS_MODEL',
+    default: '(unset: keyword search only)',
+    description: 'an embedding model of an OpenAI-compatible endpoint, for hybrid vector-store search',
+  },
+  {
+    name: 'ASSISTD_EMBEDDINGS_BASE_URL',
+    default: '(ASSISTD_UPSTREAM_BASE_URL)',
+    description: 'the OpenAI-compatible endpoint serving ASSISTD_EMBEDDINGS_MODEL (POST …/embeddings)',
+  },
+  {
+    name: 'ASSISTD_EMBEDDINGS_API_KEY',
+    default: '(unset; with the upstream: its key)',
+    description: 'the API key sent to the embeddings endpoint',
+  },
+  {
+    name: 'ASSISTD_EMBEDDINGS_MODEL_FILE',
+    default: '(unset)',
+    description: 'a .gguf embedding model run in-process instead of an endpoint',
+  },
 ];
 
 type Env = Record<string, string | undefined>;
@@ -188,6 +208,10 @@ function parseModels(env: Env): ModelsConfig {
       contextWindow: integer(env, 'ASSISTD_CONTEXT_WINDOW', 128_000, 256, 100_000_000),
       llamaThreads: optionalInteger('ASSISTD_LLAMA_THREADS', 1, 1024),
       llamaContextSize: optionalInteger('ASSISTD_LLAMA_CONTEXT_SIZE', 256, 10_000_000),
+      embeddingsBaseUrl: setting(env, 'ASSISTD_EMBEDDINGS_BASE_URL'),
+      embeddingsModel: setting(env, 'ASSISTD_EMBEDDINGS_MODEL'),
+      embeddingsApiKey: setting(env, 'ASSISTD_EMBEDDINGS_API_KEY'),
+      embeddingsModelFile: setting(env, 'ASSISTD_EMBEDDINGS_MODEL_FILE'),
       env,
     });
   } catch (error) {

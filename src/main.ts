@@ -4,6 +4,8 @@ import { buildApp } from './api/app.ts';
 import type { Config } from './config.ts';
 import { FileService } from './files/file-service.ts';
 import { FileSweeper } from './files/file-sweeper.ts';
+import type { Embedder } from './providers/embedder.ts';
+import { openEmbedder } from './providers/embedders.ts';
 import { createModelRouter, type ModelRouter } from './providers/model-router.ts';
 import { RunEventBus } from './runs/run-event-bus.ts';
 import { RunExecutor } from './runs/run-executor.ts';
@@ -45,6 +47,7 @@ interface Core {
   sweeper: FileSweeper;
   vectorStores: VectorStoreService;
   ingestion: IngestionWorker;
+  embedder: Embedder | undefined;
 }
 
 function openBlobStore(config: Config, store: Store): BlobStore {
@@ -59,13 +62,17 @@ function openBlobStore(config: Config, store: Store): BlobStore {
 async function startCore(config: Config, logger: Logger, claimRuns: boolean, toolList: ServerTool[]): Promise<Core> {
   // Models first: a GGUF file that cannot be loaded stops startup before anything else is opened.
   const router = await createModelRouter(config.models, logger);
+  let embedder: Embedder | undefined;
   let store: Store;
   try {
+    embedder = await openEmbedder(config.models.embeddings, { logger, maxRetries: config.runs.maxRetries });
     store = await openStore(config.storage);
   } catch (error) {
+    await embedder?.close();
     await router.close();
     throw error;
   }
+  logEmbeddings(logger, config, embedder);
   const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId) });
   const blobs = openBlobStore(config, store);
   const files = new FileService({
@@ -82,6 +89,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     records: store.vectorStores,
     readFile: (scope, id) => files.readAll(scope, id),
     indexer: new ThreadIndexer(threads),
+    embedder,
     logger,
     // Two files per thread: one is read or committed while the other is extracted.
     concurrency: threads * 2,
@@ -91,6 +99,8 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     records: store.vectorStores,
     files,
     wake: () => ingestion.wake(),
+    embedder,
+    logger,
   });
   const tools = new ToolRegistry([
     fileSearchTool({ backend: vectorStoreBackend({ store, vectorStores }) }),
@@ -123,7 +133,26 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     logger.warn(
       'No model backend is configured (ASSISTD_UPSTREAM_BASE_URL, ASSISTD_MODEL_FILE or ASSISTD_MODELS_FILE): runs will fail.',
     );
-  return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion };
+  return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder };
+}
+
+/** Said once at startup: how vector stores are searched. */
+function logEmbeddings(logger: Logger, config: Config, embedder: Embedder | undefined): void {
+  const embeddings = config.models.embeddings;
+  if (!embedder || !embeddings)
+    logger.info(
+      { ranking: 'keyword' },
+      'No embedding model is configured (ASSISTD_EMBEDDINGS_MODEL, ASSISTD_EMBEDDINGS_MODEL_FILE or embeddings in ASSISTD_MODELS_FILE): vector stores are searched by keywords only.',
+    );
+  else
+    logger.info(
+      {
+        ranking: 'hybrid',
+        model: embedder.model,
+        via: embeddings.type === 'gguf' ? embeddings.path : embeddings.baseUrl,
+      },
+      `Embedding model ${embedder.model}: vector stores embedded with it are searched by keywords and vectors (hybrid).`,
+    );
 }
 
 export interface ServerOptions {
@@ -139,7 +168,7 @@ export async function startServer(
   logger: Logger = createLogger(config),
   { workers = true, tools = [] }: ServerOptions = {},
 ): Promise<RunningServer> {
-  const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion } = await startCore(
+  const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder } = await startCore(
     config,
     logger,
     workers,
@@ -161,6 +190,7 @@ export async function startServer(
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await store.close();
+    await embedder?.close();
     await router.close();
     throw error;
   }
@@ -189,6 +219,7 @@ export async function startServer(
         await ingestion.close();
         await sweeper.close();
         await store.close();
+        await embedder?.close();
         await router.close();
       })();
       return shutdown;
@@ -202,7 +233,7 @@ export async function startWorker(
   logger: Logger = createLogger(config),
   { tools = [] }: Pick<ServerOptions, 'tools'> = {},
 ): Promise<{ close(): Promise<void> }> {
-  const { store, router, worker, sweeper, ingestion } = await startCore(config, logger, true, tools);
+  const { store, router, worker, sweeper, ingestion, embedder } = await startCore(config, logger, true, tools);
   worker.start();
   sweeper.start();
   ingestion.start();
@@ -218,6 +249,7 @@ export async function startWorker(
         await ingestion.close();
         await sweeper.close();
         await store.close();
+        await embedder?.close();
         await router.close();
       })();
       return shutdown;

@@ -1,8 +1,10 @@
 /**
  * Which backend serves which model name: the `ASSISTD_MODELS_FILE` (JSON or YAML), or the single-backend settings
  * `ASSISTD_MODEL_FILE` (a GGUF for every model name) and `ASSISTD_UPSTREAM_BASE_URL` (an OpenAI-compatible
- * endpoint for every model name). Read once at startup by loadConfig; every mistake stops startup with a message
- * that names the setting, the route and the field.
+ * endpoint for every model name). The embedding model of vector stores too: the models file's `embeddings` entry,
+ * or `ASSISTD_EMBEDDINGS_MODEL` (an OpenAI-compatible endpoint) / `ASSISTD_EMBEDDINGS_MODEL_FILE` (a GGUF). Read
+ * once at startup by loadConfig; every mistake stops startup with a message that names the setting, the route and
+ * the field.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -52,6 +54,33 @@ export interface ModelsConfig {
   routes: ReadonlyMap<string, RouteConfig>;
   /** Where every other model name goes; undefined: runs on other models fail with a clear error. */
   fallback: RouteConfig | undefined;
+  /** The embedding model of vector stores; undefined: their search is keyword-only. */
+  embeddings?: EmbeddingsConfig | undefined;
+}
+
+export type EmbeddingsConfig = OpenAICompatibleEmbeddingsConfig | GgufEmbeddingsConfig;
+
+/** An OpenAI-compatible `POST {baseUrl}/embeddings` endpoint. */
+export interface OpenAICompatibleEmbeddingsConfig {
+  type: 'openai-compatible';
+  /** Up to and including `/v1`, without a trailing slash. */
+  baseUrl: string;
+  apiKey: string | undefined;
+  /** The model name sent upstream, and recorded on the stores it embeds. */
+  model: string;
+  /** How long one request may take. */
+  timeoutMs: number;
+}
+
+/** A GGUF embedding model run in this process. */
+export interface GgufEmbeddingsConfig {
+  type: 'gguf';
+  /** Absolute path of the .gguf file. */
+  path: string;
+  /** Context size in tokens (longer chunks are cut); undefined: the model's trained context length. */
+  contextSize: number | undefined;
+  threads: number;
+  origin: RouteOrigin;
 }
 
 /** Without a configured size, a GGUF model gets its trained context length, up to this (KV-cache memory grows with it). */
@@ -76,13 +105,19 @@ export interface ModelsEnv {
   contextWindow: number;
   llamaThreads: number | undefined;
   llamaContextSize: number | undefined;
+  /** ASSISTD_EMBEDDINGS_BASE_URL, …_MODEL, …_API_KEY, …_MODEL_FILE. */
+  embeddingsBaseUrl?: string | undefined;
+  embeddingsModel?: string | undefined;
+  embeddingsApiKey?: string | undefined;
+  embeddingsModelFile?: string | undefined;
   /** The whole environment, for the `api_key_env` of routes. */
   env: Record<string, string | undefined>;
 }
 
 export function loadModelsConfig(settings: ModelsEnv): ModelsConfig {
   const envFallback = fallbackFromEnv(settings);
-  if (settings.modelsFile === undefined) return { routes: new Map(), fallback: envFallback };
+  const envEmbeddings = embeddingsFromEnv(settings);
+  if (settings.modelsFile === undefined) return { routes: new Map(), fallback: envFallback, embeddings: envEmbeddings };
 
   const file = readModelsFile(settings.modelsFile);
   const dir = path.dirname(path.resolve(settings.modelsFile));
@@ -106,7 +141,57 @@ export function loadModelsConfig(settings: ModelsEnv): ModelsConfig {
       'ASSISTD_MODELS_FILE',
       `${settings.modelsFile} has a default route, and ${settings.modelFile !== undefined ? 'ASSISTD_MODEL_FILE' : 'ASSISTD_UPSTREAM_BASE_URL'} sets another: keep one.`,
     );
-  return { routes, fallback: fallback ?? envFallback };
+  let embeddings: EmbeddingsConfig | undefined;
+  if (file.embeddings !== undefined) {
+    if (envEmbeddings)
+      throw new ModelsConfigError(
+        'ASSISTD_MODELS_FILE',
+        `${settings.modelsFile} has an embeddings entry, and ${envEmbeddings.type === 'gguf' ? 'ASSISTD_EMBEDDINGS_MODEL_FILE' : 'ASSISTD_EMBEDDINGS_MODEL'} sets another: keep one.`,
+      );
+    embeddings = toEmbeddings(file.embeddings, settings, dir);
+  }
+  return { routes, fallback: fallback ?? envFallback, embeddings: embeddings ?? envEmbeddings };
+}
+
+/**
+ * ASSISTD_EMBEDDINGS_MODEL names a model of an OpenAI-compatible endpoint: ASSISTD_EMBEDDINGS_BASE_URL, or by
+ * default the chat upstream (ASSISTD_UPSTREAM_BASE_URL with its key), which often serves embeddings too (OpenAI,
+ * Ollama, vLLM, LiteLLM). ASSISTD_EMBEDDINGS_MODEL_FILE is a GGUF embedding model run in this process instead.
+ */
+function embeddingsFromEnv(settings: ModelsEnv): EmbeddingsConfig | undefined {
+  const { embeddingsBaseUrl, embeddingsModel, embeddingsModelFile } = settings;
+  if (embeddingsModelFile !== undefined) {
+    if (embeddingsModel !== undefined || embeddingsBaseUrl !== undefined)
+      throw new ModelsConfigError(
+        'ASSISTD_EMBEDDINGS_MODEL_FILE',
+        `both ASSISTD_EMBEDDINGS_MODEL_FILE and ${embeddingsModel !== undefined ? 'ASSISTD_EMBEDDINGS_MODEL' : 'ASSISTD_EMBEDDINGS_BASE_URL'} are set: keep one embedding model.`,
+      );
+    const origin = { setting: 'ASSISTD_EMBEDDINGS_MODEL_FILE' };
+    const gguf = ggufRoute(embeddingsModelFile, undefined, undefined, settings, process.cwd(), origin);
+    return { type: 'gguf', path: gguf.path, contextSize: undefined, threads: gguf.threads, origin };
+  }
+  if (embeddingsModel === undefined) {
+    if (embeddingsBaseUrl !== undefined)
+      throw new ModelsConfigError(
+        'ASSISTD_EMBEDDINGS_MODEL',
+        'is required with ASSISTD_EMBEDDINGS_BASE_URL: the name of the embedding model, e.g. text-embedding-3-small.',
+      );
+    return undefined;
+  }
+  const own = embeddingsBaseUrl !== undefined;
+  const baseUrl = embeddingsBaseUrl ?? settings.upstreamBaseUrl;
+  if (baseUrl === undefined)
+    throw new ModelsConfigError(
+      'ASSISTD_EMBEDDINGS_BASE_URL',
+      `is required with ASSISTD_EMBEDDINGS_MODEL when ASSISTD_UPSTREAM_BASE_URL is not set: the OpenAI-compatible endpoint serving '${embeddingsModel}', e.g. http://127.0.0.1:11434/v1.`,
+    );
+  return {
+    type: 'openai-compatible',
+    baseUrl: checkBaseUrl(own ? 'ASSISTD_EMBEDDINGS_BASE_URL' : 'ASSISTD_UPSTREAM_BASE_URL', '', baseUrl),
+    apiKey: own ? settings.embeddingsApiKey : (settings.embeddingsApiKey ?? settings.upstreamApiKey),
+    model: embeddingsModel,
+    timeoutMs: settings.upstreamTimeoutMs,
+  };
 }
 
 function fallbackFromEnv(settings: ModelsEnv): RouteConfig | undefined {
@@ -157,10 +242,32 @@ const ggufRouteSchema = z
 const routeSchema = z.discriminatedUnion('type', [openAICompatibleRoute, ggufRouteSchema]);
 type RouteInput = z.infer<typeof routeSchema>;
 
+const openAICompatibleEmbeddings = z
+  .object({
+    type: z.literal('openai-compatible'),
+    base_url: z.string().min(1),
+    model: z.string().min(1),
+    api_key_env: z.string().min(1).optional(),
+    timeout_s: positiveInt(86_400).optional(),
+  })
+  .strict();
+
+const ggufEmbeddings = z
+  .object({
+    type: z.literal('gguf'),
+    path: z.string().min(1),
+    context_size: z.number().int().min(16).max(10_000_000).optional(),
+    threads: positiveInt(1024).optional(),
+  })
+  .strict();
+
+const embeddingsSchema = z.discriminatedUnion('type', [openAICompatibleEmbeddings, ggufEmbeddings]);
+
 const modelsFileSchema = z
   .object({
     models: z.record(z.string().min(1), routeSchema).optional(),
     default: z.union([z.string().min(1), routeSchema]).optional(),
+    embeddings: embeddingsSchema.optional(),
   })
   .strict();
 
@@ -187,7 +294,7 @@ function readModelsFile(file: string): z.infer<typeof modelsFileSchema> {
     const where = issue.path.length > 0 ? issue.path.join('.') : 'the file';
     throw new ModelsConfigError(
       'ASSISTD_MODELS_FILE',
-      `${file}: ${where}: ${issueMessage(issue)} (expected { models: { <name>: { type: "openai-compatible" | "gguf", … } }, default?: … }).`,
+      `${file}: ${where}: ${issueMessage(issue)} (expected { models: { <name>: { type: "openai-compatible" | "gguf", … } }, default?: …, embeddings?: … }).`,
     );
   }
   return parsed.data;
@@ -202,21 +309,39 @@ function issueMessage(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
+function toEmbeddings(input: z.infer<typeof embeddingsSchema>, settings: ModelsEnv, dir: string): EmbeddingsConfig {
+  const origin = { setting: 'ASSISTD_MODELS_FILE', label: 'embeddings' };
+  if (input.type === 'gguf') {
+    const gguf = ggufRoute(input.path, input.context_size, input.threads, settings, dir, origin);
+    return { type: 'gguf', path: gguf.path, contextSize: input.context_size, threads: gguf.threads, origin };
+  }
+  return {
+    type: 'openai-compatible',
+    baseUrl: checkBaseUrl('ASSISTD_MODELS_FILE', 'embeddings: base_url: ', input.base_url),
+    apiKey: apiKeyFromEnv(input.api_key_env, settings, 'embeddings'),
+    model: input.model,
+    timeoutMs: input.timeout_s === undefined ? settings.upstreamTimeoutMs : input.timeout_s * 1000,
+  };
+}
+
+function apiKeyFromEnv(name: string | undefined, settings: ModelsEnv, label: string): string | undefined {
+  if (name === undefined) return undefined;
+  const apiKey = settings.env[name]?.trim() || undefined;
+  if (apiKey === undefined)
+    throw new ModelsConfigError(
+      'ASSISTD_MODELS_FILE',
+      `${label}: api_key_env names the environment variable ${name}, which is not set.`,
+    );
+  return apiKey;
+}
+
 function toRoute(input: RouteInput, settings: ModelsEnv, dir: string, label: string) {
   if (input.type === 'gguf')
     return ggufRoute(input.path, input.context_size, input.threads, settings, dir, {
       setting: 'ASSISTD_MODELS_FILE',
       label,
     });
-  let apiKey: string | undefined;
-  if (input.api_key_env !== undefined) {
-    apiKey = settings.env[input.api_key_env]?.trim() || undefined;
-    if (apiKey === undefined)
-      throw new ModelsConfigError(
-        'ASSISTD_MODELS_FILE',
-        `${label}: api_key_env names the environment variable ${input.api_key_env}, which is not set.`,
-      );
-  }
+  const apiKey = apiKeyFromEnv(input.api_key_env, settings, label);
   const route: OpenAICompatibleRouteConfig = {
     type: 'openai-compatible',
     baseUrl: checkBaseUrl('ASSISTD_MODELS_FILE', `${label}: base_url: `, input.base_url),

@@ -160,9 +160,34 @@ export interface ChunkQuery {
   limit: number;
 }
 
+/** The vectors of a completed file's chunks: one per chunk, in the chunks' order, by one model. */
+export interface ChunkVectors {
+  model: string;
+  dimensions: number;
+  /** Of `dimensions` numbers each; a zero vector (no direction) is stored as no vector. */
+  vectors: readonly Float32Array[];
+}
+
+/** The embedding model whose vectors a store holds: recorded with its first embedded file. */
+export interface StoreEmbedding {
+  model: string;
+  dimensions: number;
+}
+
+/** A nearest-neighbour search of one store's chunk vectors. */
+export interface VectorQuery {
+  vectorStoreId: string;
+  /** The model that embedded `vector`: a store holding another model's vectors is not searched. */
+  model: string;
+  vector: Float32Array;
+  /** Only chunks of these files (the files that passed an attribute filter); undefined = every file. */
+  fileIds?: readonly string[] | undefined;
+  limit: number;
+}
+
 /**
- * Vector stores, their files and batches, their chunks and the keyword index over them (storage/sql/
- * sql-vector-store-records.ts). A vector-store file in progress is an ingestion job: claimed under a lease like a
+ * Vector stores, their files and batches, their chunks with the keyword index over them, and the chunks' vectors
+ * with the vector index over those (storage/sql/sql-vector-store-records.ts, sql/vector-index.ts). A vector-store file in progress is an ingestion job: claimed under a lease like a
  * run, and completed by one fenced write of its chunks, so a crash mid-ingestion re-indexes the file from scratch
  * and no chunk is ever indexed twice.
  *
@@ -223,7 +248,9 @@ export interface VectorStoreRecords {
   ): Promise<boolean>;
   /**
    * Stores the file's chunks and marks it completed with `usageBytes`, in one transaction fenced on the lease and on
-   * the file still being in progress; false (nothing written) when the fence did not hold.
+   * the file still being in progress; false (nothing written) when the fence did not hold. With `vectors`, the
+   * chunks get them if the store holds no other model's vectors (the store then records this model and dimension,
+   * if it had none); otherwise the chunks are stored without.
    */
   completeIngestion(
     scope: Scope,
@@ -232,6 +259,7 @@ export interface VectorStoreRecords {
     workerId: string,
     chunks: readonly Chunk[],
     usageBytes: number,
+    vectors?: ChunkVectors,
   ): Promise<boolean>;
   /** Marks the file failed with `error`, fenced like completeIngestion. */
   failIngestion(
@@ -244,6 +272,13 @@ export interface VectorStoreRecords {
 
   /** The best chunks for a keyword query, best first, scores in 0..1; only completed files of unexpired stores. */
   searchChunks(scope: Scope, query: ChunkQuery): Promise<ChunkHit[]>;
+  /** The model whose vectors the store holds; null when it holds none (or there is no such store). */
+  storeEmbedding(scope: Scope, vectorStoreId: string): Promise<StoreEmbedding | null>;
+  /**
+   * The chunks nearest to the query vector by cosine similarity, best first, `score` the similarity (below 0 as 0);
+   * only completed files of an unexpired store, and none when the store holds another model's vectors.
+   */
+  searchVectors(scope: Scope, query: VectorQuery): Promise<ChunkHit[]>;
   /** The chunks of one file of a store, in order (the parsed content endpoint). */
   fileChunks(scope: Scope, vectorStoreId: string, fileId: string): Promise<Chunk[]>;
   /** Marks stores whose `expires_at` has passed as expired; returns their ids. */

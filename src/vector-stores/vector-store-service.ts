@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { invalidRequest, notFound } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
@@ -16,6 +17,8 @@ import {
   type VectorStoreFile,
   type VectorStoreView,
 } from '../domain/vector-stores.ts';
+import type { Embedder } from '../providers/embedder.ts';
+import { reciprocalRankFusion } from '../retrieval/rank-fusion.ts';
 import type { Page, PageRequest, Scope, VectorStoreFileFilter, VectorStoreRecords } from '../storage/store.ts';
 
 const DAY_SECONDS = 86_400;
@@ -52,10 +55,26 @@ export interface SearchResult {
   hits: ChunkHit[];
   /** Attributes of each file with a hit. */
   attributes: Map<string, Attributes | null>;
+  /**
+   * How the hits were ranked: `hybrid` (keywords and vectors fused) when the store holds vectors of the server's
+   * embedding model, else `keyword`.
+   */
+  ranking: SearchRanking;
 }
+
+export type SearchRanking = 'hybrid' | 'keyword';
 
 /** Results fetched per query beyond the ones returned, so that merging several queries still finds the best. */
 const CANDIDATES_PER_RESULT = 2;
+/**
+ * Candidates each index contributes to a hybrid search, at least: a chunk ranked this deep by one index still counts
+ * if the other ranks it well.
+ */
+const MIN_FUSION_CANDIDATES = 40;
+/** Vector candidates must be at least this similar to the query (cosine). */
+const MIN_SIMILARITY = 1e-4;
+/** A query's embedding should take a fraction of this; past it the search falls back to keywords. */
+const QUERY_EMBEDDING_TIMEOUT_MS = 30_000;
 
 /**
  * Vector stores, their files and batches: the API's rules over VectorStoreRecords. Files are only recorded here
@@ -65,11 +84,22 @@ export class VectorStoreService {
   private readonly records: VectorStoreRecords;
   private readonly files: KnownFiles;
   private readonly wake: () => void;
+  private readonly embedder: Embedder | undefined;
+  private readonly logger: Logger | undefined;
 
-  constructor(options: { records: VectorStoreRecords; files: KnownFiles; wake?: () => void }) {
+  constructor(options: {
+    records: VectorStoreRecords;
+    files: KnownFiles;
+    wake?: () => void;
+    /** The embedding model: without it, every search is keyword-only. */
+    embedder?: Embedder | undefined;
+    logger?: Logger | undefined;
+  }) {
     this.records = options.records;
     this.files = options.files;
     this.wake = options.wake ?? (() => {});
+    this.embedder = options.embedder;
+    this.logger = options.logger;
   }
 
   async create(scope: Scope, body: NewVectorStore): Promise<VectorStoreView> {
@@ -246,8 +276,14 @@ export class VectorStoreService {
   }
 
   /**
-   * A keyword search of one store: each query searched, hits merged by their best score, then the threshold and
-   * the count applied. A filter first narrows the files to those whose attributes pass it.
+   * A search of one store: each query searched, hits merged by their best score, then the threshold and the count
+   * applied. A filter first narrows the files to those whose attributes pass it.
+   *
+   * Keyword-only unless the store holds vectors of the server's embedding model: then each query is embedded too,
+   * and its keyword hits and its nearest chunks by cosine are fused by reciprocal rank fusion (retrieval/
+   * rank-fusion.ts) into 0..1 scores — 1 for a chunk both rank first. A store embedded by another model (the
+   * server's model changed) is searched by keywords, never with vectors of a model it was not embedded with; so
+   * is every store when the query cannot be embedded (the endpoint is down), which the log says.
    */
   async search(scope: Scope, vectorStoreId: string, body: SearchRequest): Promise<SearchResult> {
     await this.usable(scope, vectorStoreId);
@@ -262,16 +298,35 @@ export class VectorStoreService {
         ? undefined
         : files.filter((file) => matchesFilter(file.attributes, body.filters!)).map((file) => file.fileId);
     const best = new Map<string, ChunkHit>();
+    const vectors = await this.queryVectors(scope, vectorStoreId, queries);
     if (fileIds === undefined || fileIds.length > 0)
-      for (const query of queries) {
-        const hits = await this.records.searchChunks(scope, {
+      for (const [i, query] of queries.entries()) {
+        const candidates = vectors
+          ? Math.max(limit * CANDIDATES_PER_RESULT, MIN_FUSION_CANDIDATES)
+          : limit * CANDIDATES_PER_RESULT;
+        const keyword = await this.records.searchChunks(scope, {
           vectorStoreIds: [vectorStoreId],
           query,
           fileIds,
-          limit: limit * CANDIDATES_PER_RESULT,
+          limit: candidates,
         });
+        let hits = keyword;
+        if (vectors) {
+          // A chunk at a right angle to the query (or beyond) is unrelated to it, not near: it is no candidate
+          // (the margin absorbs float32 rounding: sqlite-vec's L2 distance of orthogonal unit vectors is ~√2).
+          const nearest = (
+            await this.records.searchVectors(scope, {
+              vectorStoreId,
+              model: vectors.model,
+              vector: vectors.vectors[i]!,
+              fileIds,
+              limit: candidates,
+            })
+          ).filter((hit) => hit.score > MIN_SIMILARITY);
+          hits = reciprocalRankFusion([keyword, nearest], chunkKey).map(({ item, score }) => ({ ...item, score }));
+        }
         for (const hit of hits) {
-          const key = `${hit.file_id}\u0000${hit.chunk_index}`;
+          const key = chunkKey(hit);
           const seen = best.get(key);
           if (!seen || seen.score < hit.score) best.set(key, hit);
         }
@@ -282,7 +337,30 @@ export class VectorStoreService {
       .sort((a, b) => b.score - a.score)
       .slice(0, limit);
     await this.touch(scope, vectorStoreId);
-    return { queries, hits, attributes };
+    return { queries, hits, attributes, ranking: vectors ? 'hybrid' : 'keyword' };
+  }
+
+  /** The queries' vectors when the store holds vectors of the server's embedding model; else undefined. */
+  private async queryVectors(
+    scope: Scope,
+    vectorStoreId: string,
+    queries: readonly string[],
+  ): Promise<{ model: string; vectors: Float32Array[] } | undefined> {
+    const embedder = this.embedder;
+    if (!embedder) return undefined;
+    const held = await this.records.storeEmbedding(scope, vectorStoreId);
+    if (!held || held.model !== embedder.model) return undefined;
+    try {
+      const vectors = await embedder.embed(queries, AbortSignal.timeout(QUERY_EMBEDDING_TIMEOUT_MS));
+      if (vectors.some((vector) => vector.length !== held.dimensions)) return undefined;
+      return { model: embedder.model, vectors };
+    } catch (error) {
+      this.logger?.warn(
+        { err: error instanceof Error ? error.message : String(error), vectorStoreId },
+        'embedding a search query failed: the store is searched by keywords only',
+      );
+      return undefined;
+    }
   }
 
   /** Use of a store moves its `last_active_at`, and with it the expiry. */
@@ -313,6 +391,10 @@ export class VectorStoreService {
     const missing = await this.files.missing(scope, ids);
     if (missing.length > 0) throw notFound('file', missing[0]!);
   }
+}
+
+function chunkKey(hit: ChunkHit): string {
+  return `${hit.file_id}\u0000${hit.chunk_index}`;
 }
 
 function unique(ids: readonly string[]): string[] {

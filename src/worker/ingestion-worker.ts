@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import type { StoredFile } from '../domain/files.ts';
 import { newId } from '../domain/ids.ts';
-import type { ClaimedIngestion, Scope, VectorStoreRecords } from '../storage/store.ts';
+import type { Embedder } from '../providers/embedder.ts';
+import type { ChunkVectors, ClaimedIngestion, Scope, VectorStoreRecords } from '../storage/store.ts';
 import type { Indexer } from '../vector-stores/indexer.ts';
 import { Wakeup } from './wakeup.ts';
 
@@ -12,6 +13,8 @@ export interface IngestionWorkerOptions {
   /** The bytes of a file of the Files API, or undefined once it was deleted. */
   readFile(scope: Scope, fileId: string): Promise<{ file: StoredFile; bytes: Buffer } | undefined>;
   indexer: Indexer;
+  /** Computes the chunks' vectors when set (an embedding model is configured). */
+  embedder?: Embedder | undefined;
   logger: Logger;
   /** Files indexed at once. */
   concurrency: number;
@@ -22,13 +25,16 @@ export interface IngestionWorkerOptions {
 
 /**
  * Indexes vector-store files: claims those in progress under a lease (renewed while it works), reads the file,
- * extracts and chunks it on the indexer's threads, and writes the chunks with the file's completion in one fenced
+ * extracts and chunks it on the indexer's threads, embeds the chunks (with an embedding model, unless the store
+ * holds another model's vectors), and writes the chunks and their vectors with the file's completion in one fenced
  * commit. A file whose worker died is claimed again once the lease lapses and indexed from scratch; a file
  * cancelled or removed meanwhile makes the commit a no-op. It also expires vector stores past `expires_at`.
  */
 export class IngestionWorker {
   readonly id = `ingest_${hostname()}_${process.pid}_${newId('file').slice(-8)}`;
-  private readonly options: Required<IngestionWorkerOptions>;
+  private readonly options: Required<Omit<IngestionWorkerOptions, 'embedder'>> & { embedder: Embedder | undefined };
+  /** Aborted by close(): stops the embeddings in flight. */
+  private readonly closing = new AbortController();
   private readonly active = new Map<string, ClaimedIngestion>();
   private loopDone: Promise<void> | undefined;
   private stopping = false;
@@ -36,7 +42,7 @@ export class IngestionWorker {
   private timers: NodeJS.Timeout[] = [];
 
   constructor(options: IngestionWorkerOptions) {
-    this.options = { pollMs: 1000, ...options };
+    this.options = { pollMs: 1000, ...options, embedder: options.embedder };
   }
 
   start(): void {
@@ -55,6 +61,7 @@ export class IngestionWorker {
 
   async close(): Promise<void> {
     this.stopping = true;
+    this.closing.abort(new Error('the worker is closing'));
     for (const timer of this.timers) clearInterval(timer);
     this.wake();
     await this.loopDone;
@@ -122,6 +129,20 @@ export class IngestionWorker {
       await fail(result.code, result.message);
       return;
     }
+    let vectors: ChunkVectors | undefined;
+    try {
+      vectors = await this.embed(
+        claim,
+        result.chunks.map((chunk) => chunk.text),
+      );
+    } catch (error) {
+      if (this.stopping) return;
+      const reason = error instanceof Error ? error.message : String(error);
+      logger.error({ fileId, vectorStoreId, reason }, "embedding a file's chunks failed");
+      await fail('server_error', `Computing the embeddings of the file's chunks failed: ${reason}`);
+      return;
+    }
+    if (this.stopping) return;
     const committed = await records.completeIngestion(
       scope,
       vectorStoreId,
@@ -129,8 +150,22 @@ export class IngestionWorker {
       this.id,
       result.chunks,
       result.usageBytes,
+      vectors,
     );
     if (!committed) logger.info({ fileId, vectorStoreId }, 'an indexed file was cancelled, removed or taken over');
+  }
+
+  /**
+   * The chunks' vectors, or undefined: without an embedding model, for a file without chunks, or for a store that
+   * holds another model's vectors (its files stay keyword-only; completeIngestion checks again, in its commit).
+   */
+  private async embed(claim: ClaimedIngestion, texts: string[]): Promise<ChunkVectors | undefined> {
+    const { embedder, records } = this.options;
+    if (!embedder || texts.length === 0) return undefined;
+    const held = await records.storeEmbedding(claim.scope, claim.vectorStoreId);
+    if (held && held.model !== embedder.model) return undefined;
+    const vectors = await embedder.embed(texts, this.closing.signal);
+    return { model: embedder.model, dimensions: vectors[0]!.length, vectors };
   }
 
   private async renewLeases(): Promise<void> {

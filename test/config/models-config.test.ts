@@ -519,3 +519,142 @@ describe('loadConfig: models settings', () => {
     assert.equal(asOpenAI(config.models.fallback).baseUrl, 'http://127.0.0.1:8080/v1');
   });
 });
+
+describe('embeddings: the embedding model of vector stores', () => {
+  test('none configured: undefined (keyword search only)', () => {
+    assert.equal(loadModelsConfig(settings()).embeddings, undefined);
+    assert.equal(loadConfig({}).models.embeddings, undefined);
+  });
+
+  test('ASSISTD_EMBEDDINGS_MODEL with its own endpoint and key', () => {
+    const config = loadConfig({
+      ASSISTD_EMBEDDINGS_MODEL: 'nomic-embed-text',
+      ASSISTD_EMBEDDINGS_BASE_URL: 'http://127.0.0.1:11434/v1/',
+      ASSISTD_EMBEDDINGS_API_KEY: 'sk-embed',
+      ASSISTD_UPSTREAM_BASE_URL: 'https://api.example.com/v1',
+      ASSISTD_UPSTREAM_API_KEY: 'sk-chat',
+      ASSISTD_UPSTREAM_TIMEOUT_S: '30',
+    });
+    assert.deepEqual(config.models.embeddings, {
+      type: 'openai-compatible',
+      baseUrl: 'http://127.0.0.1:11434/v1',
+      apiKey: 'sk-embed',
+      model: 'nomic-embed-text',
+      timeoutMs: 30_000,
+    });
+  });
+
+  test('ASSISTD_EMBEDDINGS_MODEL alone: the chat upstream and its key serve it', () => {
+    const config = loadConfig({
+      ASSISTD_EMBEDDINGS_MODEL: 'text-embedding-3-small',
+      ASSISTD_UPSTREAM_BASE_URL: 'https://api.example.com/v1',
+      ASSISTD_UPSTREAM_API_KEY: 'sk-chat',
+    });
+    assert.deepEqual(config.models.embeddings, {
+      type: 'openai-compatible',
+      baseUrl: 'https://api.example.com/v1',
+      apiKey: 'sk-chat',
+      model: 'text-embedding-3-small',
+      timeoutMs: 120_000,
+    });
+  });
+
+  test('ASSISTD_EMBEDDINGS_MODEL_FILE: a GGUF model, its path checked', () => {
+    const file = path.join(dir, 'other.gguf');
+    const config = loadModelsConfig(settings({ embeddingsModelFile: file, llamaThreads: 2 }));
+    assert.deepEqual(config.embeddings, {
+      type: 'gguf',
+      path: file,
+      contextSize: undefined,
+      threads: 2,
+      origin: { setting: 'ASSISTD_EMBEDDINGS_MODEL_FILE' },
+    });
+    assertModelsError(
+      () => loadModelsConfig(settings({ embeddingsModelFile: path.join(dir, 'nope.gguf') })),
+      'ASSISTD_EMBEDDINGS_MODEL_FILE',
+      'nope.gguf does not exist',
+    );
+  });
+
+  test('settings that do not go together stop startup, naming the setting', () => {
+    assertModelsError(
+      () => loadModelsConfig(settings({ embeddingsBaseUrl: 'http://127.0.0.1:1/v1' })),
+      'ASSISTD_EMBEDDINGS_MODEL',
+      'is required with ASSISTD_EMBEDDINGS_BASE_URL',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ embeddingsModel: 'm' })),
+      'ASSISTD_EMBEDDINGS_BASE_URL',
+      'is required with ASSISTD_EMBEDDINGS_MODEL',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ embeddingsModel: 'm', embeddingsModelFile: path.join(dir, 'other.gguf') })),
+      'ASSISTD_EMBEDDINGS_MODEL_FILE',
+      'keep one embedding model',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ embeddingsModel: 'm', embeddingsBaseUrl: 'ftp://x/v1' })),
+      'ASSISTD_EMBEDDINGS_BASE_URL',
+      "unsupported scheme 'ftp:'",
+    );
+    assert.throws(
+      () => loadConfig({ ASSISTD_EMBEDDINGS_MODEL: 'm' }),
+      (error: unknown) => error instanceof ConfigError && error.setting === 'ASSISTD_EMBEDDINGS_BASE_URL',
+    );
+  });
+
+  test('an embeddings entry of a models file: openai-compatible or gguf, validated like a route', () => {
+    const remote = modelsFile(
+      'yaml',
+      'embeddings:\n  type: openai-compatible\n  base_url: https://api.example.com/v1/\n  model: text-embedding-3-large\n' +
+        '  api_key_env: EMBED_KEY\n  timeout_s: 15\n',
+    );
+    assert.deepEqual(loadModelsConfig(settings({ modelsFile: remote, env: { EMBED_KEY: 'sk-e' } })).embeddings, {
+      type: 'openai-compatible',
+      baseUrl: 'https://api.example.com/v1',
+      apiKey: 'sk-e',
+      model: 'text-embedding-3-large',
+      timeoutMs: 15_000,
+    });
+    const local = modelsFile(
+      'json',
+      JSON.stringify({ embeddings: { type: 'gguf', path: 'weights/small.gguf', context_size: 2048, threads: 2 } }),
+    );
+    assert.deepEqual(loadModelsConfig(settings({ modelsFile: local })).embeddings, {
+      type: 'gguf',
+      path: path.join(dir, 'weights', 'small.gguf'),
+      contextSize: 2048,
+      threads: 2,
+      origin: { setting: 'ASSISTD_MODELS_FILE', label: 'embeddings' },
+    });
+
+    for (const [text, ...patterns] of [
+      ['embeddings:\n  type: openai-compatible\n  base_url: http://x/v1\n', 'embeddings.model'],
+      ['embeddings:\n  type: gguf\n  path: other.gguf\n  model: x\n', 'embeddings', "unknown field 'model'"],
+      ['embeddings:\n  type: bert\n  path: other.gguf\n', 'embeddings', 'type must be'],
+      [
+        'embeddings:\n  type: openai-compatible\n  base_url: http://x/v1\n  model: m\n  api_key_env: UNSET_KEY\n',
+        'embeddings: api_key_env names the environment variable UNSET_KEY',
+      ],
+      ['embeddings:\n  type: gguf\n  path: weights/nope.gguf\n', 'embeddings: the GGUF model file', 'does not exist'],
+    ] as const)
+      assertModelsError(
+        () => loadModelsConfig(settings({ modelsFile: modelsFile('yaml', text) })),
+        'ASSISTD_MODELS_FILE',
+        ...patterns,
+      );
+    assertModelsError(
+      () =>
+        loadModelsConfig(
+          settings({
+            modelsFile: remote,
+            env: { EMBED_KEY: 'k' },
+            embeddingsModel: 'm',
+            upstreamBaseUrl: 'http://127.0.0.1:1/v1',
+          }),
+        ),
+      'ASSISTD_MODELS_FILE',
+      'has an embeddings entry, and ASSISTD_EMBEDDINGS_MODEL sets another',
+    );
+  });
+});

@@ -80,6 +80,7 @@ if (adminUrl === undefined) {
       const capabilities: SqlCapabilities = {
         rowLocks: true,
         keywordIndex: 'tsvector',
+        vectorIndex: 'matrix-cache',
         isUniqueViolation: (error, index) => {
           const violated = POSTGRES_CAPABILITIES.rowLocks && POSTGRES_CAPABILITIES.isUniqueViolation(error, index);
           if (violated) violations++;

@@ -6,7 +6,9 @@ import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { openPostgresStore } from '../../src/storage/postgres/open-postgres-store.ts';
 import { keywordText, MAX_QUERY_TERMS, queryTerms } from '../../src/storage/sql/keyword-text.ts';
+import { MatrixCacheIndex, SqliteVecIndex } from '../../src/storage/sql/vector-index.ts';
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
+import { vectorIndexContract } from '../contract/vector-index-contract.ts';
 import { vectorStoreContract } from '../contract/vector-store-contract.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { tempDir } from '../support/server.ts';
@@ -85,6 +87,48 @@ if (adminUrl === undefined) {
       },
       cleanup: async () => {
         await raw.end();
+        await store.close();
+        await database.drop();
+      },
+    };
+  });
+}
+
+for (const inPlace of [false, true])
+  vectorIndexContract(inPlace ? 'sqlite (sqlite-vec in place)' : 'sqlite (in-memory cache)', async () => {
+    const dir = tempDir();
+    const store = await openSqliteStore(dir);
+    const other = await openSqliteStore(dir);
+    const index = store.vectorStores.vectorIndex;
+    assert.ok(index instanceof SqliteVecIndex);
+    // A cache of 0 bytes holds no store: every search goes to the vec0 tables.
+    if (inPlace) index.memory.cache.resize(0);
+    return {
+      store,
+      other,
+      vectorsRead: () => (inPlace ? undefined : index.memory.cache.vectorsRead),
+      cleanup: async () => {
+        await other.close();
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  });
+
+if (adminUrl !== undefined) {
+  const serverUrl = adminUrl;
+  vectorIndexContract('postgres (in-memory cache)', async () => {
+    const database = await createTestDatabase(serverUrl);
+    const store = await openPostgresStore(database.url, 4);
+    const other = await openPostgresStore(database.url, 4);
+    const index = store.vectorStores.vectorIndex;
+    assert.ok(index instanceof MatrixCacheIndex);
+    return {
+      store,
+      other,
+      vectorsRead: () => index.cache.vectorsRead,
+      cleanup: async () => {
+        await other.close();
         await store.close();
         await database.drop();
       },

@@ -2,6 +2,10 @@
  * A scripted OpenAI Chat Completions server on 127.0.0.1 for tests and benchmarks: real HTTP and real SSE framing,
  * so the code under test talks to it through its ordinary client. Replies are scripted per request (`enqueue`) or
  * by a default (`setDefault`); every request is recorded, including when the client hung up before the end.
+ *
+ * It also serves `POST /v1/embeddings` with vectors made for the test (`embed`, by default conceptEmbedding of
+ * CONCEPTS: synonyms share a dimension), recorded in `embeddingRequests`; `enqueueEmbeddingErrors` makes the next
+ * embedding requests fail.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -94,6 +98,43 @@ export interface FakeUpstreamOptions {
 
 const DEFAULT_REPLY: Reply = { text: 'OK' };
 
+/** The parsed body of a `POST /v1/embeddings`. */
+export interface EmbeddingsBody {
+  model: string;
+  input: string | string[];
+  [key: string]: unknown;
+}
+
+/**
+ * A tiny concept vocabulary for embedding tests: each entry is a dimension, and every word listed under it maps
+ * there, so "automobile maintenance" and "car servicing" are one vector while sharing no word.
+ */
+export const CONCEPTS: Record<string, readonly string[]> = {
+  vehicle: ['car', 'cars', 'automobile', 'automobiles', 'vehicle', 'vehicles'],
+  upkeep: ['maintenance', 'servicing', 'service', 'repair', 'repairs'],
+  food: ['pizza', 'pasta', 'recipe', 'recipes', 'dinner'],
+  weather: ['rain', 'storm', 'forecast', 'weather'],
+  money: ['invoice', 'invoices', 'payment', 'billing', 'salary'],
+};
+
+/**
+ * A bag-of-concepts embedding: each word of a concept adds 1 to its dimension; other words add nothing, so a text
+ * with no concept word is the zero vector (it has no direction and matches nothing).
+ */
+export function conceptEmbedding(concepts: Record<string, readonly string[]>): (text: string) => number[] {
+  const names = Object.keys(concepts);
+  const dimension = new Map<string, number>();
+  for (const [i, name] of names.entries()) for (const word of concepts[name]!) dimension.set(word, i);
+  return (text) => {
+    const vector = new Array<number>(names.length).fill(0);
+    for (const word of text.toLowerCase().match(/\p{L}+/gu) ?? []) {
+      const at = dimension.get(word);
+      if (at !== undefined) vector[at]! += 1;
+    }
+    return vector;
+  };
+}
+
 function estimateTokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
 }
@@ -117,6 +158,11 @@ export class FakeUpstream {
   connections = 0;
   /** Called for every request once recorded, before its reply is chosen (it may `enqueue`). */
   onRequest: ((request: RecordedRequest) => void) | undefined;
+  /** The vector `POST /v1/embeddings` answers for a text. */
+  embed: (text: string) => number[] = conceptEmbedding(CONCEPTS);
+  /** Every `POST /v1/embeddings`, answered or not. */
+  readonly embeddingRequests: Array<{ body: EmbeddingsBody; headers: IncomingHttpHeaders }> = [];
+  private readonly embeddingErrors: ErrorReply[] = [];
 
   private readonly server: Server;
   private readonly options: FakeUpstreamOptions;
@@ -166,6 +212,11 @@ export class FakeUpstream {
     this.fallback = reply;
   }
 
+  /** The next embedding requests fail with these replies, one each, in order. */
+  enqueueEmbeddingErrors(...replies: ErrorReply[]): void {
+    this.embeddingErrors.push(...replies);
+  }
+
   /** Resolves once at least `count` requests have been recorded. */
   waitForRequests(count: number, timeoutMs = 2000): Promise<RecordedRequest[]> {
     return this.waitFor(() => this.requests.length >= count, timeoutMs, `${count} upstream request(s)`).then(() =>
@@ -209,10 +260,37 @@ export class FakeUpstream {
     for (const waiter of [...this.waiters]) waiter();
   }
 
+  /** `POST /v1/embeddings` in OpenAI's shape: `{ object: 'list', data: [{ object, index, embedding }], model, usage }`. */
+  private embeddings(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
+    let body: EmbeddingsBody;
+    try {
+      body = JSON.parse(raw.toString('utf8')) as EmbeddingsBody;
+    } catch {
+      sendJson(res, 400, { error: { message: 'bad JSON', type: 'invalid_request_error', param: null, code: null } });
+      return;
+    }
+    this.embeddingRequests.push({ body, headers: req.headers });
+    const failure = this.embeddingErrors.shift();
+    if (failure) {
+      const error = failure.body ?? { error: { ...defaultErrorMessage(failure.status), param: null, code: null } };
+      sendJson(res, failure.status, error, failure.headers);
+      return;
+    }
+    const inputs = Array.isArray(body.input) ? body.input : [body.input];
+    const tokens = inputs.reduce((n, text) => n + estimateTokens(text), 0);
+    sendJson(res, 200, {
+      object: 'list',
+      data: inputs.map((text, index) => ({ object: 'embedding', index, embedding: this.embed(text) })),
+      model: body.model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const path = (req.url ?? '').split('?')[0];
+    if (req.method === 'POST' && path === '/v1/embeddings') return this.embeddings(req, res, Buffer.concat(chunks));
     if (req.method !== 'POST' || path !== '/v1/chat/completions') {
       return sendJson(res, 404, {
         error: {

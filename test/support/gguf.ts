@@ -150,7 +150,7 @@ export function scriptedGguf(script: ScriptedModel): Buffer {
   const ffnDown = zeros(N_FF * N_EMBD);
   ffnDown[AND_DIM * N_FF + 0] = 1;
 
-  const tensors: Array<{ name: string; dims: number[]; data: Float32Array }> = [
+  const tensors: Tensor[] = [
     { name: 'token_embd.weight', dims: [N_EMBD, nVocab], data: embeddings },
     { name: 'output_norm.weight', dims: [N_EMBD], data: ones(N_EMBD) },
     { name: 'output.weight', dims: [N_EMBD, nVocab], data: output },
@@ -165,7 +165,6 @@ export function scriptedGguf(script: ScriptedModel): Buffer {
     { name: 'blk.0.ffn_down.weight', dims: [N_FF, N_EMBD], data: ffnDown },
   ];
 
-  const w = new GgufWriter();
   const metadata: Array<[string, Value]> = [
     ['general.architecture', str('llama')],
     ['general.name', str('assistd scripted test model')],
@@ -190,6 +189,109 @@ export function scriptedGguf(script: ScriptedModel): Buffer {
     ['tokenizer.ggml.add_space_prefix', bool(false)],
     ['tokenizer.chat_template', str(CHATML_TEMPLATE)],
   ];
+  return ggufFile(metadata, tensors);
+}
+
+/**
+ * A scripted embedding model: `concepts` maps a concept to the words that mean it (e.g. `vehicle: ['car',
+ * 'automobile']`), and the model embeds a text as the mean, over its tokens, of each recognised word's concept
+ * dimension: a bag of concepts, so that "automobile maintenance" and "car servicing" (with `servicing` and
+ * `maintenance` one concept too) are the same vector while sharing no word.
+ *
+ * Every word becomes one token: the vocabulary holds each word's prefixes (`▁c`, `▁ca`, `▁car`), which the
+ * SentencePiece tokenizer merges, longest winning. Everything else tokenises as byte tokens, whose embedding is
+ * zero. The one layer adds nothing (all of its weights are zero), so each token's hidden state is its embedding,
+ * RMS-normalised by `output_norm` (a one-hot vector stays one-hot), and `llama.pooling_type` 1 (mean) makes
+ * llama.cpp average them into the text's embedding. Its dimension is the number of concepts plus one unused.
+ */
+export function scriptedEmbeddingGguf(concepts: Record<string, readonly string[]>): Buffer {
+  const names = Object.keys(concepts);
+  const nEmbd = Math.max(4, Math.ceil((names.length + 1) / 4) * 4);
+  const tokens: string[] = ['<unk>', '<s>', '</s>'];
+  const types: number[] = [2, 3, 3];
+  const scores: number[] = [0, 0, 0];
+  for (let byte = 0; byte < 256; byte++) {
+    tokens.push(`<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`);
+    types.push(6);
+    scores.push(0);
+  }
+  tokens.push('▁');
+  types.push(1);
+  scores.push(0);
+  const conceptOf = new Map<number, number>();
+  for (const [dim, name] of names.entries())
+    for (const word of concepts[name]!) {
+      const piece = `▁${word.toLowerCase()}`;
+      for (let end = 2; end <= piece.length; end++) {
+        const prefix = piece.slice(0, end);
+        let token = tokens.indexOf(prefix);
+        if (token === -1) {
+          token = tokens.push(prefix) - 1;
+          types.push(1);
+          scores.push(end);
+        }
+        if (end === piece.length) conceptOf.set(token, dim);
+      }
+    }
+  const nVocab = tokens.length;
+  const embeddings = new Float32Array(nEmbd * nVocab);
+  for (const [token, dim] of conceptOf) embeddings[token * nEmbd + dim] = 1;
+  const zeros = (n: number) => new Float32Array(n);
+  const ones = (n: number) => new Float32Array(n).fill(1);
+  const nHead = 2;
+  const tensors: Tensor[] = [
+    { name: 'token_embd.weight', dims: [nEmbd, nVocab], data: embeddings },
+    { name: 'output_norm.weight', dims: [nEmbd], data: ones(nEmbd) },
+    { name: 'output.weight', dims: [nEmbd, nVocab], data: zeros(nEmbd * nVocab) },
+    { name: 'blk.0.attn_norm.weight', dims: [nEmbd], data: ones(nEmbd) },
+    { name: 'blk.0.attn_q.weight', dims: [nEmbd, nEmbd], data: zeros(nEmbd * nEmbd) },
+    { name: 'blk.0.attn_k.weight', dims: [nEmbd, nEmbd], data: zeros(nEmbd * nEmbd) },
+    { name: 'blk.0.attn_v.weight', dims: [nEmbd, nEmbd], data: zeros(nEmbd * nEmbd) },
+    { name: 'blk.0.attn_output.weight', dims: [nEmbd, nEmbd], data: zeros(nEmbd * nEmbd) },
+    { name: 'blk.0.ffn_norm.weight', dims: [nEmbd], data: ones(nEmbd) },
+    { name: 'blk.0.ffn_gate.weight', dims: [nEmbd, nEmbd], data: zeros(nEmbd * nEmbd) },
+    { name: 'blk.0.ffn_up.weight', dims: [nEmbd, nEmbd], data: zeros(nEmbd * nEmbd) },
+    { name: 'blk.0.ffn_down.weight', dims: [nEmbd, nEmbd], data: zeros(nEmbd * nEmbd) },
+  ];
+  return ggufFile(
+    [
+      ['general.architecture', str('llama')],
+      ['general.name', str('assistd scripted embedding model')],
+      ['general.alignment', u32(ALIGNMENT)],
+      ['llama.context_length', u32(512)],
+      ['llama.embedding_length', u32(nEmbd)],
+      ['llama.block_count', u32(1)],
+      ['llama.feed_forward_length', u32(nEmbd)],
+      ['llama.attention.head_count', u32(nHead)],
+      ['llama.attention.head_count_kv', u32(nHead)],
+      ['llama.rope.dimension_count', u32(nEmbd / nHead)],
+      ['llama.rope.freq_base', f32(10000)],
+      ['llama.attention.layer_norm_rms_epsilon', f32(1e-5)],
+      ['llama.pooling_type', u32(1)],
+      ['tokenizer.ggml.model', str('llama')],
+      ['tokenizer.ggml.tokens', { type: 'strings', value: tokens }],
+      ['tokenizer.ggml.scores', { type: 'f32s', value: scores }],
+      ['tokenizer.ggml.token_type', { type: 'i32s', value: types }],
+      ['tokenizer.ggml.bos_token_id', u32(1)],
+      ['tokenizer.ggml.eos_token_id', u32(2)],
+      ['tokenizer.ggml.unknown_token_id', u32(0)],
+      ['tokenizer.ggml.add_bos_token', bool(false)],
+      ['tokenizer.ggml.add_eos_token', bool(false)],
+      ['tokenizer.ggml.add_space_prefix', bool(true)],
+    ],
+    tensors,
+  );
+}
+
+interface Tensor {
+  name: string;
+  dims: number[];
+  data: Float32Array;
+}
+
+/** A GGUF v3 file of these key-value pairs and F32 tensors. */
+function ggufFile(metadata: ReadonlyArray<[string, Value]>, tensors: readonly Tensor[]): Buffer {
+  const w = new GgufWriter();
   w.raw(Buffer.from('GGUF', 'latin1'));
   w.u32(3);
   w.u64(tensors.length);

@@ -28,6 +28,8 @@ import { parseBody } from '../validation.ts';
  * without the header they wait 5 s between polls.
  */
 const POLL_AFTER_MS = '100';
+/** A search's response header: `hybrid` (keywords and vectors fused) or `keyword` (no vectors of the server's model). */
+export const RANKING_HEADER = 'x-assistd-ranking';
 
 const FILE_STATUSES: readonly VectorStoreFileStatus[] = ['in_progress', 'completed', 'failed', 'cancelled'];
 
@@ -79,7 +81,7 @@ export function registerVectorStoreRoutes(app: FastifyInstance, stores: VectorSt
     return serializeDeleted(id, 'vector_store.deleted');
   });
 
-  app.post('/v1/vector_stores/:vector_store_id/search', async (request) => {
+  app.post('/v1/vector_stores/:vector_store_id/search', async (request, reply) => {
     const id = storeId(request.params);
     const filters = (request.body as { filters?: unknown } | undefined)?.filters;
     if (filterDepth(filters) > FILTER_MAX_DEPTH)
@@ -90,6 +92,8 @@ export function registerVectorStoreRoutes(app: FastifyInstance, stores: VectorSt
       );
     const body = parseBody(searchRequest, request.body);
     const result = await stores.search(request.scope, id, body);
+    // How the results were ranked (the page's schema has no field for it): `hybrid` or `keyword`.
+    void reply.header(RANKING_HEADER, result.ranking);
     return {
       object: 'vector_store.search_results.page',
       search_query: result.queries,

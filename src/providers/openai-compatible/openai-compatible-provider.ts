@@ -173,7 +173,7 @@ function timeoutError(timeoutMs: number): ProviderError {
 }
 
 /** The upstream's own error message (`{ error: { message } }`), when its body had one. */
-function upstreamMessage(body: unknown): string | undefined {
+export function upstreamMessage(body: unknown): string | undefined {
   const error = typeof body === 'object' && body !== null && 'error' in body ? body.error : undefined;
   if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
     return error.message;
@@ -185,7 +185,8 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
+/** The upstream's retry hint (`retry-after-ms`, or `retry-after` in seconds or as a date), in ms. */
+export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
   const ms = Number.parseFloat(header(headers, 'retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return ms;
   const value = header(headers, 'retry-after');

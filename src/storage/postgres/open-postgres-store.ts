@@ -9,6 +9,7 @@ import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
 import * as files from './migrations/004-files.ts';
 import * as vectorStores from './migrations/005-vector-stores.ts';
+import * as embeddings from './migrations/006-embeddings.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '003-model-calls': modelCalls,
   '004-files': files,
   '005-vector-stores': vectorStores,
+  '006-embeddings': embeddings,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */
@@ -30,6 +32,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export const POSTGRES_CAPABILITIES: SqlCapabilities = {
   rowLocks: true,
   keywordIndex: 'tsvector',
+  vectorIndex: 'matrix-cache',
   // 23505 is unique_violation; pg names the violated index in `constraint`.
   isUniqueViolation: (error, index) => {
     const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };

@@ -10,6 +10,12 @@ export type SqlCapabilities = {
    * tsvector column with a GIN index (PostgreSQL).
    */
   readonly keywordIndex: 'fts5' | 'tsvector';
+  /**
+   * How chunk vectors (`chunks.embedding`, migration 006) are searched: sqlite-vec's `vec0` tables (SQLite with the
+   * extension loaded), or exactly, in memory, by this process's cache of each store's vectors
+   * (vector-matrix-cache.ts; PostgreSQL without pgvector, or any database).
+   */
+  readonly vectorIndex: 'sqlite-vec' | 'matrix-cache';
 } /**
  * The database runs one write transaction at a time, and a failed statement leaves its transaction usable
  * (SQLite: one connection, serialised by Kysely's driver; SQLite itself allows a single writer).

@@ -151,6 +151,11 @@ export interface VectorStoresTable {
   last_active_at: number | null;
   /** 0 or 1: set once by the expiry sweeper. */
   expired: number;
+  /** The model whose vectors the store holds, set with its first embedded file (migration 006). */
+  embedding_model: string | null;
+  embedding_dimensions: number | null;
+  /** Moves whenever the store's set of chunk vectors changes (for in-memory caches of them). */
+  vectors_version: Generated<number>;
 }
 
 /**
@@ -196,6 +201,8 @@ export interface ChunksTable {
   chunk_index: number;
   text: string;
   tokens: number;
+  /** float32 little-endian, length 1; null without a vector. */
+  embedding: Buffer | null;
 }
 
 /** The tables whose rows are listed with cursor pagination: each has `created_at` and `seq`. */

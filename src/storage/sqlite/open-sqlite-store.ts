@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, type Migration, Migrator, SqliteDialect } from 'kysely';
+import * as sqliteVec from 'sqlite-vec';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import * as initial from './migrations/001-initial.ts';
@@ -9,6 +10,7 @@ import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
 import * as files from './migrations/004-files.ts';
 import * as vectorStores from './migrations/005-vector-stores.ts';
+import * as embeddings from './migrations/006-embeddings.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -18,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '003-model-calls': modelCalls,
   '004-files': files,
   '005-vector-stores': vectorStores,
+  '006-embeddings': embeddings,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
@@ -34,10 +37,22 @@ export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
   sqlite.pragma('foreign_keys = ON');
   // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once.
   sqlite.pragma('busy_timeout = 5000');
+  // sqlite-vec: the `vec0` tables that index chunk vectors. Its package ships the loadable extension for linux-x64
+  // (and darwin, windows, linux-arm64); where it cannot be loaded, vectors are searched by the in-memory cache.
+  const vectorIndex = loadSqliteVec(sqlite);
 
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db);
-  return new SqlStore(db, `sqlite:${file}`, { rowLocks: false, keywordIndex: 'fts5' });
+  return new SqlStore(db, `sqlite:${file}`, { rowLocks: false, keywordIndex: 'fts5', vectorIndex });
+}
+
+function loadSqliteVec(sqlite: BetterSqlite3.Database): 'sqlite-vec' | 'matrix-cache' {
+  try {
+    sqliteVec.load(sqlite);
+    return 'sqlite-vec';
+  } catch {
+    return 'matrix-cache';
+  }
 }
 
 async function migrate(db: Kysely<Database>): Promise<void> {

@@ -1,0 +1,32 @@
+/**
+ * The small interface every embedding backend implements: texts in, one vector each out. Implementations:
+ * openai-compatible/openai-compatible-embedder.ts (any `POST /v1/embeddings` endpoint) and
+ * llama-cpp/llama-cpp-embedder.ts (a GGUF embedding model in-process); embedders.ts builds the configured one.
+ * Vector stores record the `model` that embedded them, so a store is never searched with another model's vectors.
+ */
+export interface Embedder {
+  /** The model's name, as recorded on the vector stores it embeds. */
+  readonly model: string;
+  /** The vectors' length: known after the first call (or once the model is loaded). */
+  readonly dimensions: number | undefined;
+  /**
+   * One vector per text, in order, all of `dimensions` numbers. Batching and retries are the embedder's own;
+   * throws EmbeddingError once they are exhausted, or the signal's reason when it is aborted.
+   */
+  embed(texts: readonly string[], signal: AbortSignal): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
+
+/** Embedding failed: `message` says why, for a file's `last_error` and the log. */
+export class EmbeddingError extends Error {
+  /** Whether the same request may succeed if sent again (429, 5xx, timeouts, resets). */
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, options: { retryable: boolean; retryAfterMs?: number | undefined }) {
+    super(message);
+    this.name = 'EmbeddingError';
+    this.retryable = options.retryable;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Embedder for any OpenAI-compatible `POST {base}/embeddings` endpoint (OpenAI, Ollama, vLLM, llama.cpp's server,
+ * LiteLLM…), over node:http with a keep-alive agent like the chat client (chat-completions-client.ts): the request
+ * is `{ model, input: string[] }`, the answer `{ data: [{ index, embedding: number[] }] }`. Texts go in batches of
+ * BATCH_SIZE; a batch that fails with a 429, a 5xx, a timeout or a reset is retried with the run executor's policy
+ * (exponential backoff from 500 ms up to 8 s, or the upstream's retry-after up to 60 s), `maxRetries` times.
+ */
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Embedder, EmbeddingError } from '../embedder.ts';
+import { retryAfterMs, upstreamMessage } from './openai-compatible-provider.ts';
+
+export interface OpenAICompatibleEmbedderOptions {
+  /** Up to and including `/v1`. */
+  baseURL: string;
+  apiKey?: string | undefined;
+  model: string;
+  /** Bound on one request, from sending it to the end of the answer. */
+  timeoutMs: number;
+  /** Attempts after the first for a batch that failed with a retryable error. */
+  maxRetries: number;
+  /** Texts per request (default BATCH_SIZE). */
+  batchSize?: number | undefined;
+}
+
+/**
+ * Texts per request: OpenAI takes up to 2048 inputs, but local servers embed a request as one batch of tokens, and
+ * 64 chunks of 800 tokens (the default chunking) is already 51,200 tokens.
+ */
+export const BATCH_SIZE = 64;
+const MAX_BACKOFF_MS = 8000;
+const MAX_RETRY_AFTER_MS = 60_000;
+/** Answers are read up to this size (64 × 3072 floats as JSON text is ~4 MB). */
+const MAX_BODY = 256 * 1024 * 1024;
+
+export class OpenAICompatibleEmbedder implements Embedder {
+  readonly model: string;
+  private dims: number | undefined;
+  private readonly endpoint: URL;
+  private readonly apiKey: string;
+  private readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private readonly batchSize: number;
+  private readonly agent: http.Agent;
+  private readonly send: typeof http.request;
+
+  constructor(options: OpenAICompatibleEmbedderOptions) {
+    this.model = options.model;
+    this.endpoint = new URL(`${options.baseURL.replace(/\/+$/, '')}/embeddings`);
+    this.apiKey = options.apiKey ?? 'unused';
+    this.timeoutMs = options.timeoutMs;
+    this.maxRetries = options.maxRetries;
+    this.batchSize = Math.max(1, options.batchSize ?? BATCH_SIZE);
+    const secure = this.endpoint.protocol === 'https:';
+    this.agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+    this.send = secure ? https.request : http.request;
+  }
+
+  get dimensions(): number | undefined {
+    return this.dims;
+  }
+
+  async embed(texts: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
+    const vectors: Float32Array[] = [];
+    for (let i = 0; i < texts.length; i += this.batchSize)
+      vectors.push(...(await this.batch(texts.slice(i, i + this.batchSize), signal)));
+    return vectors;
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+
+  private async batch(input: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
+    for (let attempt = 0; ; attempt++) {
+      signal.throwIfAborted();
+      try {
+        return this.vectors(await this.post({ model: this.model, input }, signal), input.length);
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        if (!(error instanceof EmbeddingError) || !error.retryable || attempt >= this.maxRetries) throw error;
+        const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+        const hinted = error.retryAfterMs !== undefined && error.retryAfterMs <= MAX_RETRY_AFTER_MS;
+        await sleep(hinted ? error.retryAfterMs! : backoff, undefined, { signal });
+      }
+    }
+  }
+
+  /** The answer's vectors by `index`, checked: one per input, every one of the same length. */
+  private vectors(body: unknown, count: number): Float32Array[] {
+    const data = (body as { data?: unknown } | null)?.data;
+    const invalid = (why: string) =>
+      new EmbeddingError(`the embeddings endpoint ${this.endpoint.href} answered with ${why}`, { retryable: false });
+    if (!Array.isArray(data)) throw invalid('no `data` list');
+    if (data.length !== count) throw invalid(`${data.length} embeddings for ${count} inputs`);
+    const vectors = new Array<Float32Array>(count);
+    for (const [position, item] of data.entries()) {
+      const { index, embedding } = (item ?? {}) as { index?: unknown; embedding?: unknown };
+      const at = typeof index === 'number' ? index : position;
+      if (!Array.isArray(embedding) || embedding.length === 0 || !embedding.every((x) => typeof x === 'number'))
+        throw invalid('an embedding that is not a list of numbers (base64 answers are not supported)');
+      if (at < 0 || at >= count || vectors[at] !== undefined) throw invalid(`a duplicate or out-of-range index ${at}`);
+      vectors[at] = Float32Array.from(embedding as number[]);
+    }
+    const dims = vectors[0]!.length;
+    if (vectors.some((v) => v.length !== dims)) throw invalid('embeddings of different lengths');
+    if (this.dims !== undefined && this.dims !== dims)
+      throw invalid(`${dims}-dimensional embeddings after ${this.dims}-dimensional ones`);
+    this.dims = dims;
+    return vectors;
+  }
+
+  /** One request: the parsed JSON answer, or an EmbeddingError saying whether a retry may help. */
+  private async post(body: unknown, signal: AbortSignal): Promise<unknown> {
+    const payload = JSON.stringify(body);
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const both = AbortSignal.any([signal, timeout]);
+    let response: IncomingMessage;
+    try {
+      response = await new Promise<IncomingMessage>((resolve, reject) => {
+        const request = this.send(this.endpoint, {
+          method: 'POST',
+          agent: this.agent,
+          signal: both,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(payload),
+            accept: 'application/json',
+            authorization: `Bearer ${this.apiKey}`,
+          },
+        });
+        request.once('response', resolve);
+        request.once('error', reject);
+        request.end(payload);
+      });
+    } catch (error) {
+      throw this.failure(error, signal, timeout);
+    }
+    let text: string;
+    try {
+      text = await readBody(response);
+    } catch (error) {
+      throw this.failure(error, signal, timeout);
+    }
+    const status = response.statusCode ?? 0;
+    let parsed: unknown;
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+    if (status >= 400) {
+      const detail = upstreamMessage(parsed) ?? (typeof parsed === 'string' ? parsed.slice(0, 200) : '');
+      const message = `the embeddings endpoint ${this.endpoint.href} returned ${status}${detail ? `: ${detail}` : ''}`;
+      if (status === 429)
+        throw new EmbeddingError(message, { retryable: true, retryAfterMs: retryAfterMs(response.headers) });
+      throw new EmbeddingError(message, { retryable: status >= 500 || status === 408 || status === 409 });
+    }
+    if (typeof parsed !== 'object' || parsed === null)
+      throw new EmbeddingError(
+        `the embeddings endpoint ${this.endpoint.href} answered with something other than JSON`,
+        {
+          retryable: false,
+        },
+      );
+    return parsed;
+  }
+
+  private failure(error: unknown, signal: AbortSignal, timeout: AbortSignal): unknown {
+    if (signal.aborted) return signal.reason;
+    if (timeout.aborted)
+      return new EmbeddingError(
+        `the embeddings endpoint ${this.endpoint.href} did not answer within ${this.timeoutMs} ms`,
+        { retryable: true },
+      );
+    const reason = error instanceof Error ? error.message : String(error);
+    return new EmbeddingError(`the embeddings endpoint ${this.endpoint.href} could not be reached: ${reason}`, {
+      retryable: true,
+    });
+  }
+}
+
+async function readBody(response: IncomingMessage): Promise<string> {
+  response.setEncoding('utf8');
+  let text = '';
+  for await (const piece of response) {
+    text += piece as string;
+    if (text.length > MAX_BODY) {
+      response.destroy();
+      throw new Error(`the answer is larger than ${MAX_BODY} bytes`);
+    }
+  }
+  if (!response.complete) throw new Error('the connection closed before the answer was complete');
+  return text;
+}

@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { EmbeddingError } from '../../src/providers/embedder.ts';
+import { OpenAICompatibleEmbedder } from '../../src/providers/openai-compatible/openai-compatible-embedder.ts';
+import { reciprocalRankFusion } from '../../src/retrieval/rank-fusion.ts';
+import { allocateMatrix } from '../../src/storage/sql/scoring-matrix.ts';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+
+describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
+  let upstream: FakeUpstream;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+  });
+  after(() => upstream.close());
+
+  const embedder = (options: Partial<ConstructorParameters<typeof OpenAICompatibleEmbedder>[0]> = {}) =>
+    new OpenAICompatibleEmbedder({
+      baseURL: upstream.baseUrl,
+      apiKey: 'sk-embed',
+      model: 'concepts',
+      timeoutMs: 2000,
+      maxRetries: 2,
+      ...options,
+    });
+
+  test('sends {model, input} with the key, in batches, and returns one vector per text in order', async () => {
+    const start = upstream.embeddingRequests.length;
+    const e = embedder({ batchSize: 2 });
+    assert.equal(e.dimensions, undefined);
+    const vectors = await e.embed(['car', 'pizza', 'rain', 'nothing'], AbortSignal.timeout(5000));
+    assert.deepEqual(
+      vectors.map((v) => [...v]),
+      [upstream.embed('car'), upstream.embed('pizza'), upstream.embed('rain'), upstream.embed('nothing')],
+    );
+    assert.equal(e.dimensions, 5);
+    const sent = upstream.embeddingRequests.slice(start);
+    assert.deepEqual(
+      sent.map((r) => r.body),
+      [
+        { model: 'concepts', input: ['car', 'pizza'] },
+        { model: 'concepts', input: ['rain', 'nothing'] },
+      ],
+    );
+    assert.equal(sent[0]!.headers.authorization, 'Bearer sk-embed');
+    await e.close();
+  });
+
+  test('retries a 429 (after its retry-after) and a 5xx, then succeeds; a 400 is not retried', async () => {
+    const e = embedder();
+    upstream.enqueueEmbeddingErrors({ status: 429, headers: { 'retry-after-ms': '10' } }, { status: 502 });
+    const start = upstream.embeddingRequests.length;
+    assert.equal((await e.embed(['car'], AbortSignal.timeout(10_000))).length, 1);
+    assert.equal(upstream.embeddingRequests.length - start, 3);
+
+    upstream.enqueueEmbeddingErrors({
+      status: 400,
+      body: { error: { message: 'input too long', type: 'invalid_request_error' } },
+    });
+    await assert.rejects(e.embed(['car'], AbortSignal.timeout(5000)), (error: unknown) => {
+      assert.ok(error instanceof EmbeddingError);
+      assert.equal(error.retryable, false);
+      assert.match(error.message, /embeddings returned 400: input too long/);
+      return true;
+    });
+    upstream.enqueueEmbeddingErrors({ status: 500 }, { status: 500 }, { status: 500 });
+    await assert.rejects(e.embed(['car'], AbortSignal.timeout(10_000)), /returned 500/);
+    await e.close();
+  });
+
+  test('an unreachable endpoint and an aborted call fail clearly', async () => {
+    const closed = new OpenAICompatibleEmbedder({
+      baseURL: 'http://127.0.0.1:9/v1',
+      model: 'm',
+      timeoutMs: 1000,
+      maxRetries: 0,
+    });
+    await assert.rejects(closed.embed(['x'], AbortSignal.timeout(5000)), /could not be reached/);
+    const controller = new AbortController();
+    controller.abort(new Error('stop'));
+    await assert.rejects(embedder().embed(['x'], controller.signal), /stop/);
+  });
+});
+
+describe('OpenAICompatibleEmbedder against answers that are not embeddings', () => {
+  let server: Server;
+  let answer: unknown = {};
+  let baseURL = '';
+  before(async () => {
+    server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(typeof answer === 'string' ? answer : JSON.stringify(answer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  test('each is refused with what is wrong', async () => {
+    const e = new OpenAICompatibleEmbedder({ baseURL, model: 'm', timeoutMs: 1000, maxRetries: 0 });
+    for (const [body, why] of [
+      [{}, /no `data` list/],
+      [{ data: [] }, /0 embeddings for 2 inputs/],
+      [{ data: [{ embedding: 'AAAA' }, { embedding: [1] }] }, /not a list of numbers/],
+      [{ data: [{ embedding: [1, 2] }, { embedding: [1] }] }, /different lengths/],
+      [
+        {
+          data: [
+            { index: 0, embedding: [1] },
+            { index: 0, embedding: [2] },
+          ],
+        },
+        /duplicate or out-of-range index/,
+      ],
+      ['not json', /other than JSON/],
+    ] as const) {
+      answer = body;
+      await assert.rejects(e.embed(['a', 'b'], AbortSignal.timeout(5000)), why);
+    }
+    answer = {
+      data: [
+        { index: 1, embedding: [0, 1] },
+        { index: 0, embedding: [1, 0] },
+      ],
+    };
+    assert.deepEqual(
+      (await e.embed(['a', 'b'], AbortSignal.timeout(5000))).map((v) => [...v]),
+      [
+        [1, 0],
+        [0, 1],
+      ],
+      'ordered by index',
+    );
+    await e.close();
+  });
+});
+
+describe('reciprocal rank fusion', () => {
+  test('sums 1/(60 + rank) over the lists, scaled so that first in every list is 1', () => {
+    const fused = reciprocalRankFusion(
+      [
+        ['a', 'b', 'c'],
+        ['b', 'd'],
+      ],
+      (x) => x,
+    );
+    const score = (id: string) => fused.find((f) => f.item === id)!.score;
+    assert.deepEqual(
+      fused.map((f) => f.item),
+      ['b', 'a', 'd', 'c'],
+    );
+    assert.equal(score('b'), (1 / 62 + 1 / 61) / (2 / 61));
+    assert.equal(score('a'), 0.5);
+    assert.equal(score('d'), 1 / 62 / (2 / 61));
+    assert.equal(reciprocalRankFusion([['x'], ['x']], (x) => x)[0]!.score, 1);
+    assert.deepEqual(
+      reciprocalRankFusion([[], []], (x) => x),
+      [],
+    );
+  });
+});
+
+describe('scoring matrix', () => {
+  test('WebAssembly SIMD and the JavaScript loop give the same dot products, for any dimension', () => {
+    for (const dims of [1, 3, 8, 13, 384]) {
+      const rows = 37;
+      const wasm = allocateMatrix(rows, dims);
+      const js = allocateMatrix(rows, dims, false);
+      assert.ok(wasm.stride % 8 === 0 && wasm.stride >= dims);
+      const query = Float32Array.from({ length: dims }, (_, j) => Math.sin(j + 1));
+      for (let r = 0; r < rows; r++)
+        for (let j = 0; j < dims; j++) {
+          const value = Math.cos(r * 7 + j);
+          wasm.data[r * wasm.stride + j] = value;
+          js.data[r * js.stride + j] = value;
+        }
+      const a = [...wasm.scores(query)];
+      const b = [...js.scores(query)];
+      for (let r = 0; r < rows; r++) assert.ok(Math.abs(a[r]! - b[r]!) < 1e-3, `${dims} dims, row ${r}`);
+    }
+    assert.equal(allocateMatrix(0, 4).scores(new Float32Array(4)).length, 0);
+  });
+});
