@@ -7,7 +7,7 @@ import type { VectorStoreService } from '../vector-stores/vector-store-service.t
 import type { CreateToolResources } from './schemas/tool-resources.ts';
 
 /** What the helpers need of the vector stores. */
-export type VectorStoreCreation = Pick<VectorStoreService, 'create' | 'addFile'>;
+export type VectorStoreCreation = Pick<VectorStoreService, 'create' | 'addFile' | 'get'>;
 
 /**
  * Stores made for a thread — by its `vector_stores` helper or by its messages' attachments — expire 7 days after
@@ -43,6 +43,20 @@ export class ToolResourceHelpers {
   constructor(store: Pick<Store, 'getThread' | 'updateThread'>, vectorStores: VectorStoreCreation) {
     this.store = store;
     this.vectorStores = vectorStores;
+  }
+
+  /**
+   * Throws upstream's 404 `No vector store found with id 'vs_x'.` for the first store these tool_resources name that
+   * is not a store of the scope (as `file_ids` are checked in file-references.ts), before anything is written.
+   */
+  async checkVectorStores(
+    scope: Scope,
+    ...resources: ReadonlyArray<
+      { file_search?: { vector_store_ids?: readonly string[] | undefined } | undefined } | null | undefined
+    >
+  ): Promise<void> {
+    const ids = new Set(resources.flatMap((r) => r?.file_search?.vector_store_ids ?? []));
+    for (const id of ids) await this.vectorStores.get(scope, id);
   }
 
   /** An assistant's tool_resources, its helper (if any) resolved to a new store. */

@@ -79,6 +79,15 @@ describe('resources', () => {
 
   test('a thread with initial messages, modified and deleted with its messages', async () => {
     const image = await upload(server, onePixelPng(), 'pixel.png');
+    const { body: store } = await server.api.post('/v1/vector_stores', { name: 'notes' });
+    const storeId = store.id as string;
+    // An unknown store in tool_resources is refused before anything is created, as an unknown file is.
+    const refused = await server.api.post('/v1/threads', {
+      messages: [{ role: 'user', content: 'Hello' }],
+      tool_resources: { file_search: { vector_store_ids: ['vs_unknown'] } },
+    });
+    assert.equal(refused.status, 404);
+    assert.equal((refused.body.error as { message: string }).message, "No vector store found with id 'vs_unknown'.");
     const { body: thread } = await server.api.post('/v1/threads', {
       messages: [
         { role: 'user', content: 'Hello', metadata: { n: '1' } },
@@ -92,10 +101,10 @@ describe('resources', () => {
         },
       ],
       metadata: { topic: 'greeting' },
-      tool_resources: { file_search: { vector_store_ids: ['vs_1'] } },
+      tool_resources: { file_search: { vector_store_ids: [storeId] } },
     });
     assert.match(thread.id as string, /^thread_/);
-    assert.deepEqual(thread.tool_resources, { file_search: { vector_store_ids: ['vs_1'] } });
+    assert.deepEqual(thread.tool_resources, { file_search: { vector_store_ids: [storeId] } });
     assert.deepEqual(thread.metadata, { topic: 'greeting' });
 
     const list = await server.api.get<{ data: Body[] }>(`/v1/threads/${thread.id}/messages?order=asc`);

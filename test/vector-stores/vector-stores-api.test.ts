@@ -340,6 +340,17 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
           'filter',
         ],
         ['an unknown store', () => client.vectorStores.retrieve('vs_nope'), 404, null],
+        [
+          'an unknown store in an assistant',
+          () =>
+            client.beta.assistants.create({
+              model: 'gpt-test',
+              tools: [{ type: 'file_search' }],
+              tool_resources: { file_search: { vector_store_ids: ['vs_nope'] } },
+            }),
+          404,
+          null,
+        ],
         ['a wrong id prefix', () => client.vectorStores.retrieve('asst_1'), 400, 'vector_store_id'],
       ];
       for (const [what, call, status, param] of cases) {

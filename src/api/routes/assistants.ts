@@ -26,6 +26,7 @@ export function registerAssistantRoutes(
   app.post('/v1/assistants', async (request) => {
     const body = parseBody(createAssistantRequest, request.body);
     await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
+    await helpers.checkVectorStores(request.scope, body.tool_resources);
     // A `vector_stores` helper becomes a new store, named in vector_store_ids.
     const toolResources = await helpers.forAssistant(request.scope, body.tool_resources);
     const assistant: Assistant = {
@@ -63,6 +64,7 @@ export function registerAssistantRoutes(
     const id = pathId('assistant', request.params, 'assistant_id');
     const body = parseBody(modifyAssistantRequest, request.body);
     await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
+    await helpers.checkVectorStores(request.scope, body.tool_resources);
     // A null resets a field to what an assistant created without it has.
     const patch: AssistantPatch = {};
     if (body.model !== undefined) patch.model = body.model;

@@ -78,6 +78,7 @@ export function registerRunRoutes(
       ...toolResourcesFileReferences(body.thread?.tool_resources),
       ...toolResourcesFileReferences(body.tool_resources),
     ]);
+    await helpers.checkVectorStores(request.scope, body.thread?.tool_resources, body.tool_resources);
     const id = newId('thread');
     const toolResources = await helpers.forNewThread(
       request.scope,

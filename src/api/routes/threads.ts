@@ -25,6 +25,7 @@ export function registerThreadRoutes(
       ...messagesFileReferences(body.messages, 'messages'),
       ...toolResourcesFileReferences(body.tool_resources),
     ]);
+    await helpers.checkVectorStores(request.scope, body.tool_resources);
     const now = unixSeconds();
     const id = newId('thread');
     // The `vector_stores` helper and the files attached for file_search make the thread's vector store.
@@ -46,6 +47,7 @@ export function registerThreadRoutes(
     const id = pathId('thread', request.params, 'thread_id');
     const body = parseBody(modifyThreadRequest, request.body);
     await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
+    await helpers.checkVectorStores(request.scope, body.tool_resources);
     const patch: ThreadPatch = {};
     if (body.tool_resources !== undefined) patch.tool_resources = body.tool_resources ?? {};
     if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
