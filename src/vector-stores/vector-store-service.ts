@@ -286,7 +286,7 @@ export class VectorStoreService {
    * is every store when the query cannot be embedded (the endpoint is down), which the log says.
    */
   async search(scope: Scope, vectorStoreId: string, body: SearchRequest): Promise<SearchResult> {
-    await this.usable(scope, vectorStoreId);
+    const store = await this.usable(scope, vectorStoreId);
     const queries = (Array.isArray(body.query) ? body.query : [body.query]).filter((q) => q.trim() !== '');
     if (queries.length === 0)
       throw invalidRequest("Invalid 'query': the query must not be empty.", 'query', 'invalid_value');
@@ -336,7 +336,7 @@ export class VectorStoreService {
       .filter((hit) => hit.score >= threshold)
       .sort((a, b) => b.score - a.score)
       .slice(0, limit);
-    await this.touch(scope, vectorStoreId);
+    await this.touch(scope, store);
     return { queries, hits, attributes, ranking: vectors ? 'hybrid' : 'keyword' };
   }
 
@@ -364,12 +364,10 @@ export class VectorStoreService {
   }
 
   /** Use of a store moves its `last_active_at`, and with it the expiry. */
-  private async touch(scope: Scope, vectorStoreId: string): Promise<void> {
-    const store = await this.records.getVectorStore(scope, vectorStoreId);
-    if (!store) return;
+  private async touch(scope: Scope, store: VectorStore): Promise<void> {
     const now = unixSeconds();
     if (store.last_active_at === now) return;
-    await this.records.updateVectorStore(scope, vectorStoreId, {
+    await this.records.updateVectorStore(scope, store.id, {
       last_active_at: now,
       expires_at: expiresAt(store.expires_after, now),
     });

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { newId } from '../../src/domain/ids.ts';
 import { AUTO_CHUNKING, type Chunk, type VectorStore, type VectorStoreFile } from '../../src/domain/vector-stores.ts';
 import type { ChunkVectors, Scope, Store, VectorQuery, VectorStoreRecords } from '../../src/storage/store.ts';
+import { recordFile } from '../support/file-rows.ts';
 
 export interface VectorIndexFixture {
   store: Store;
@@ -96,13 +97,7 @@ export function vectorIndexContract(name: string, open: () => Promise<VectorInde
     });
     after(async () => fixture.cleanup());
 
-    async function upload(filename: string, s: Scope = scope): Promise<string> {
-      const id = newId('file');
-      await fixture.store.files.beginUpload(s, id, T0, { owner: 'u', until: Date.now() + 60_000 });
-      const file = { id, created_at: T0, bytes: 1, filename, purpose: 'assistants', expires_at: null, mime_type: null };
-      assert.equal(await fixture.store.files.finishUpload(s, file, 'u'), true);
-      return id;
-    }
+    const upload = (filename: string, s: Scope = scope) => recordFile(fixture.store.files, s, filename, T0);
 
     /** Adds files to a store (created if `storeId` is undefined) and completes each with its chunks and vectors. */
     async function ingest(

@@ -12,6 +12,7 @@ import {
   type VectorStoreFile,
 } from '../../src/domain/vector-stores.ts';
 import type { ChunkQuery, PageRequest, Scope, Store, VectorStoreRecords } from '../../src/storage/store.ts';
+import { recordFile } from '../support/file-rows.ts';
 import { collectIds } from '../support/paging.ts';
 
 export interface VectorStoreFixture {
@@ -95,22 +96,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     });
     after(async () => fixture.cleanup());
 
-    /** A file of the Files API (the name a search hit reports comes from its row). */
-    async function uploadFile(filename: string, s: Scope = scope): Promise<string> {
-      const id = newId('file');
-      await fixture.store.files.beginUpload(s, id, T0, { owner: 'uploader', until: Date.now() + 60_000 });
-      const file = {
-        id,
-        created_at: T0,
-        bytes: 10,
-        filename,
-        purpose: 'assistants',
-        expires_at: null,
-        mime_type: null,
-      };
-      assert.equal(await fixture.store.files.finishUpload(s, file, 'uploader'), true);
-      return id;
-    }
+    const uploadFile = (filename: string, s: Scope = scope) => recordFile(fixture.store.files, s, filename, T0);
 
     /** Leases every file waiting in the queue to a worker that never finishes: later claims see only new files. */
     async function drain(): Promise<void> {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import OpenAI, { toFile } from 'openai';
+import type OpenAI from 'openai';
+import { toFile } from 'openai';
 import { eventually } from './eventually.ts';
-import { FakeUpstream, type RecordedRequest, type ToolCallsReply } from './fake-upstream.ts';
-import { startTestServer, type TestServer, type TestServerOptions } from './server.ts';
-import { createValidatingFetch, type ValidatingFetch } from './validating-fetch.ts';
+import type { RecordedRequest, ToolCallsReply } from './fake-upstream.ts';
+import { SdkHarness } from './sdk-harness.ts';
 
 /**
  * What the file_search tests share: a test server (file_search is registered by the composition root), the fake
@@ -53,38 +53,7 @@ export function codePointSlice(text: string, start: number, end: number): string
   return [...text].slice(start, end).join('');
 }
 
-export class FileSearchHarness {
-  upstream!: FakeUpstream;
-  server!: TestServer;
-  client!: OpenAI;
-  recorder!: ValidatingFetch;
-
-  constructor(
-    private readonly env: Record<string, string> = {},
-    private readonly options: TestServerOptions = {},
-  ) {}
-
-  async start(): Promise<void> {
-    this.upstream = await FakeUpstream.start();
-    this.server = await startTestServer(
-      { ASSISTD_UPSTREAM_BASE_URL: this.upstream.baseUrl, ASSISTD_UPSTREAM_MAX_RETRIES: '0', ...this.env },
-      this.options,
-    );
-    this.recorder = createValidatingFetch();
-    this.client = new OpenAI({
-      baseURL: `${this.server.url}/v1`,
-      apiKey: 'test',
-      fetch: this.recorder.fetch,
-      maxRetries: 0,
-    });
-  }
-
-  async close(): Promise<void> {
-    await this.server?.close();
-    await this.upstream?.close();
-    this.recorder?.assertNoViolations({ all: true });
-  }
-
+export class FileSearchHarness extends SdkHarness {
   async upload(name: string, text: string): Promise<string> {
     const file = await this.client.files.create({ file: await toFile(Buffer.from(text), name), purpose: 'assistants' });
     return file.id;

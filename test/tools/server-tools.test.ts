@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import OpenAI from 'openai';
-import { FakeUpstream } from '../support/fake-upstream.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import type OpenAI from 'openai';
+import { SdkHarness } from '../support/sdk-harness.ts';
 import { ADD_ERROR, ADD_FUNCTION, type AddTool, addCall, addTool } from '../support/test-tools.ts';
-import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
 
 /**
  * Server-side tools (src/tools/tool.ts): a run whose tools enable one executes the model's calls of it itself, inside
@@ -23,36 +21,12 @@ const lookup = {
 const TERMINAL_STEP = new Set(['completed', 'failed', 'cancelled', 'expired']);
 
 /** One test server with `tool` registered, its fake model, and an SDK client whose responses are schema-checked. */
-class Harness {
-  upstream!: FakeUpstream;
-  server!: TestServer;
-  client!: OpenAI;
-  recorder!: ValidatingFetch;
-
+class Harness extends SdkHarness {
   constructor(
     readonly tool: AddTool,
-    private readonly env: Record<string, string> = {},
-  ) {}
-
-  async start(): Promise<void> {
-    this.upstream = await FakeUpstream.start();
-    this.server = await startTestServer(
-      { ASSISTD_UPSTREAM_BASE_URL: this.upstream.baseUrl, ASSISTD_UPSTREAM_MAX_RETRIES: '0', ...this.env },
-      { tools: [this.tool] },
-    );
-    this.recorder = createValidatingFetch();
-    this.client = new OpenAI({
-      baseURL: `${this.server.url}/v1`,
-      apiKey: 'test',
-      fetch: this.recorder.fetch,
-      maxRetries: 0,
-    });
-  }
-
-  async close(): Promise<void> {
-    await this.server?.close();
-    await this.upstream?.close();
-    this.recorder?.assertNoViolations({ all: true });
+    env: Record<string, string> = {},
+  ) {
+    super(env, { tools: [tool] });
   }
 
   /** An assistant with `tools` (the code_interpreter tool, which enables `add`, by default) and a fresh thread. */

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { FunctionDefinition } from '../../domain/objects.ts';
 import type { FileSearchToolCallDetails, Run } from '../../domain/runs.ts';
 import type { ChunkHit, VectorStoreView } from '../../domain/vector-stores.ts';
@@ -139,22 +140,6 @@ export function resultTokenBudget(contextTokensLeft: number | undefined, maxResu
   return Math.min(maxResultTokens, Math.max(MIN_RESULT_TOKENS, share));
 }
 
-/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
   const { backend } = options;
   const waitMs = options.ingestionWaitMs ?? DEFAULT_INGESTION_WAIT_MS;
@@ -187,7 +172,10 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
     for (const id of ids) {
       let store = usable(await backend.getStore(scope, id), id, 'thread');
       while (store.file_counts.in_progress > 0 && Date.now() < deadline) {
-        await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())), signal);
+        // An abort ends the wait with the signal's own reason (the run's stop reason), not Node's AbortError.
+        await delay(Math.min(pollMs, Math.max(0, deadline - Date.now())), undefined, { signal }).catch(() => {
+          throw signal.reason;
+        });
         store = usable(await backend.getStore(scope, id), id, 'thread');
       }
     }
