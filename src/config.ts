@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { loadModelsConfig, type ModelsConfig, ModelsConfigError } from './models-config.ts';
+import { DEFAULT_SANDBOX_SETTINGS, type SandboxSettings } from './sandbox/settings.ts';
 
 /**
  * Environment → one validated Config. Every setting is read here and nowhere else; a bad value stops startup with
@@ -25,6 +26,8 @@ export interface Config {
   files: FilesConfig;
   /** Which backend serves which model name (models-config.ts). */
   models: ModelsConfig;
+  /** The code_interpreter sandbox: whether it runs, its programs, each session's limits. */
+  sandbox: SandboxSettings;
 }
 
 export interface RunsConfig {
@@ -157,6 +160,43 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '(unset)',
     description: 'a .gguf embedding model run in-process instead of an endpoint',
   },
+  {
+    name: 'ASSISTD_CODE_INTERPRETER',
+    default: 'on',
+    description: 'off: code_interpreter calls get an output saying code execution is unavailable here',
+  },
+  {
+    name: 'ASSISTD_SANDBOX_PYTHON',
+    default: '/usr/bin/python3',
+    description: 'the Python (with numpy, pandas, matplotlib) that code_interpreter runs in its sandbox',
+  },
+  { name: 'ASSISTD_SANDBOX_BWRAP', default: 'bwrap', description: 'the bubblewrap executable' },
+  {
+    name: 'ASSISTD_SANDBOX_CELL_TIMEOUT_S',
+    default: '120',
+    description: "a code cell's time limit (interrupted, variables kept); the run's expiry shortens it",
+  },
+  { name: 'ASSISTD_SANDBOX_MEMORY_MB', default: '2048', description: 'address space of each sandbox process, in MiB' },
+  {
+    name: 'ASSISTD_SANDBOX_MAX_PROCESSES',
+    default: '64',
+    description: 'processes and threads of one session',
+  },
+  { name: 'ASSISTD_SANDBOX_MAX_FILE_MB', default: '256', description: 'the largest file a session can write, in MiB' },
+  { name: 'ASSISTD_SANDBOX_DATA_MB', default: '1024', description: "size of a session's /mnt/data, in MiB" },
+  { name: 'ASSISTD_SANDBOX_CPU_S', default: '1800', description: "CPU seconds of a session's life" },
+  { name: 'ASSISTD_SANDBOX_OUTPUT_CHARS', default: '20000', description: 'output kept per cell (head and tail)' },
+  { name: 'ASSISTD_SANDBOX_IDLE_S', default: '1800', description: 'a session unused this long is closed' },
+  {
+    name: 'ASSISTD_SANDBOX_LIFETIME_S',
+    default: '3600',
+    description: 'a session is closed this long after it started',
+  },
+  {
+    name: 'ASSISTD_SANDBOX_MAX_SESSIONS',
+    default: '8',
+    description: 'live Python sessions per process (the least recently used idle one makes room)',
+  },
 ];
 
 type Env = Record<string, string | undefined>;
@@ -184,6 +224,31 @@ export function loadConfig(env: Env = process.env): Config {
       indexingThreads: integer(env, 'ASSISTD_INDEXING_THREADS', 1, 0, 64),
     },
     models: parseModels(env),
+    sandbox: parseSandbox(env),
+  };
+}
+
+function parseSandbox(env: Env): SandboxSettings {
+  const d = DEFAULT_SANDBOX_SETTINGS;
+  const MiB = 1024 * 1024;
+  const toggle = setting(env, 'ASSISTD_CODE_INTERPRETER') ?? 'on';
+  if (toggle !== 'on' && toggle !== 'off')
+    throw new ConfigError('ASSISTD_CODE_INTERPRETER', `'${toggle}' is not one of on, off.`);
+  return {
+    enabled: toggle === 'on',
+    python: setting(env, 'ASSISTD_SANDBOX_PYTHON') ?? d.python,
+    bwrap: setting(env, 'ASSISTD_SANDBOX_BWRAP') ?? d.bwrap,
+    cellTimeoutMs: integer(env, 'ASSISTD_SANDBOX_CELL_TIMEOUT_S', d.cellTimeoutMs / 1000, 1, 86_400) * 1000,
+    killGraceMs: d.killGraceMs,
+    memoryBytes: integer(env, 'ASSISTD_SANDBOX_MEMORY_MB', d.memoryBytes / MiB, 64, 1_048_576) * MiB,
+    maxProcesses: integer(env, 'ASSISTD_SANDBOX_MAX_PROCESSES', d.maxProcesses, 8, 100_000),
+    maxFileBytes: integer(env, 'ASSISTD_SANDBOX_MAX_FILE_MB', d.maxFileBytes / MiB, 1, 1_048_576) * MiB,
+    cpuSeconds: integer(env, 'ASSISTD_SANDBOX_CPU_S', d.cpuSeconds, 1, 31_536_000),
+    dataBytes: integer(env, 'ASSISTD_SANDBOX_DATA_MB', d.dataBytes / MiB, 16, 1_048_576) * MiB,
+    outputChars: integer(env, 'ASSISTD_SANDBOX_OUTPUT_CHARS', d.outputChars, 100, 10_000_000),
+    idleMs: integer(env, 'ASSISTD_SANDBOX_IDLE_S', d.idleMs / 1000, 1, 31_536_000) * 1000,
+    lifetimeMs: integer(env, 'ASSISTD_SANDBOX_LIFETIME_S', d.lifetimeMs / 1000, 1, 31_536_000) * 1000,
+    maxSessions: integer(env, 'ASSISTD_SANDBOX_MAX_SESSIONS', d.maxSessions, 1, 10_000),
   };
 }
 

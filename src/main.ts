@@ -10,10 +10,13 @@ import { createModelRouter, type ModelRouter } from './providers/model-router.ts
 import { RunEventBus } from './runs/run-event-bus.ts';
 import { RunExecutor } from './runs/run-executor.ts';
 import { RunService } from './runs/run-service.ts';
+import { SandboxPool } from './sandbox/sandbox-pool.ts';
 import type { BlobStore } from './storage/blobs/blob-store.ts';
 import { DirectoryBlobStore } from './storage/blobs/directory-blob-store.ts';
 import { openStore } from './storage/open-store.ts';
 import type { Store } from './storage/store.ts';
+import { codeInterpreterBackend } from './tools/code-interpreter/code-interpreter-backend.ts';
+import { codeInterpreterTool } from './tools/code-interpreter/code-interpreter-tool.ts';
 import { fileSearchTool } from './tools/file-search/file-search-tool.ts';
 import { vectorStoreBackend } from './tools/file-search/vector-store-backend.ts';
 import { type ServerTool, ToolRegistry } from './tools/tool.ts';
@@ -48,6 +51,8 @@ interface Core {
   vectorStores: VectorStoreService;
   ingestion: IngestionWorker;
   embedder: Embedder | undefined;
+  /** code_interpreter's sessions; probed and used only by a process that executes runs. */
+  sandbox: SandboxPool;
 }
 
 function openBlobStore(config: Config, store: Store): BlobStore {
@@ -102,8 +107,20 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     embedder,
     logger,
   });
-  const tools = new ToolRegistry([
+  const sandbox = new SandboxPool(config.sandbox, logger);
+  const builtIn = [
     fileSearchTool({ backend: vectorStoreBackend({ store, vectorStores }) }),
+    codeInterpreterTool({
+      sandbox,
+      backend: codeInterpreterBackend({ store, files }),
+      logger,
+      cellTimeoutMs: config.sandbox.cellTimeoutMs,
+      maxFileBytes: config.files.maxBytes,
+    }),
+  ];
+  // A tool given by the caller (a test's) replaces the built-in one of its type.
+  const tools = new ToolRegistry([
+    ...builtIn.filter((tool) => !toolList.some((given) => given.type === tool.type)),
     ...toolList,
   ]);
   const worker = new RunWorker({
@@ -133,7 +150,9 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     logger.warn(
       'No model backend is configured (ASSISTD_UPSTREAM_BASE_URL, ASSISTD_MODEL_FILE or ASSISTD_MODELS_FILE): runs will fail.',
     );
-  return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder };
+  // The probe runs in the background: startup does not wait for it, and says what it found when it is done.
+  if (claimRuns) void sandbox.start();
+  return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox };
 }
 
 /** Said once at startup: how vector stores are searched. */
@@ -168,12 +187,8 @@ export async function startServer(
   logger: Logger = createLogger(config),
   { workers = true, tools = [] }: ServerOptions = {},
 ): Promise<RunningServer> {
-  const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder } = await startCore(
-    config,
-    logger,
-    workers,
-    tools,
-  );
+  const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox } =
+    await startCore(config, logger, workers, tools);
   const closing = new AbortController();
   const app = buildApp({
     store,
@@ -185,6 +200,7 @@ export async function startServer(
     closing: closing.signal,
     apiKey: config.apiKey,
     logger,
+    health: () => ({ code_interpreter: codeInterpreterHealth(sandbox, workers) }),
   });
   try {
     await app.listen({ host: config.host, port: config.port });
@@ -216,6 +232,7 @@ export async function startServer(
         await app.close();
         // Executions in flight are stopped and their runs handed back: another worker or the next start resumes them.
         await worker.close();
+        await sandbox.close();
         await ingestion.close();
         await sweeper.close();
         await store.close();
@@ -227,13 +244,21 @@ export async function startServer(
   };
 }
 
+/** `/healthz`'s word on code_interpreter in this process. */
+function codeInterpreterHealth(sandbox: SandboxPool, workers: boolean): Record<string, unknown> {
+  if (!workers) return { available: false, reason: 'this process executes no runs (--no-workers)' };
+  const status = sandbox.status;
+  if (!status) return { available: false, reason: 'the sandbox is still being probed' };
+  return status.available ? { available: true } : { available: false, reason: status.reason };
+}
+
 /** `assistd worker`: executes runs, serves no HTTP. */
 export async function startWorker(
   config: Config,
   logger: Logger = createLogger(config),
   { tools = [] }: Pick<ServerOptions, 'tools'> = {},
 ): Promise<{ close(): Promise<void> }> {
-  const { store, router, worker, sweeper, ingestion, embedder } = await startCore(config, logger, true, tools);
+  const { store, router, worker, sweeper, ingestion, embedder, sandbox } = await startCore(config, logger, true, tools);
   worker.start();
   sweeper.start();
   ingestion.start();
@@ -246,6 +271,7 @@ export async function startWorker(
     close: () => {
       shutdown ??= (async () => {
         await worker.close();
+        await sandbox.close();
         await ingestion.close();
         await sweeper.close();
         await store.close();

@@ -51,6 +51,8 @@ export interface AppOptions {
   /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>`. */
   apiKey: string | undefined;
   logger: Logger;
+  /** What `/healthz` reports besides `status: ok` (e.g. whether code_interpreter can run code here). */
+  health?: () => Record<string, unknown>;
 }
 
 export function buildApp({
@@ -63,6 +65,7 @@ export function buildApp({
   closing,
   apiKey,
   logger,
+  health,
 }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -85,7 +88,7 @@ export function buildApp({
   app.setErrorHandler((error, request, reply) => sendError(reply, toApiError(error, request.log)));
   handleUnknownRoutes(app);
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', async () => ({ status: 'ok', ...health?.() }));
   const helpers = new ToolResourceHelpers(store, vectorStores);
   registerAssistantRoutes(app, store, files, helpers);
   registerThreadRoutes(app, store, files, helpers);

@@ -24,7 +24,10 @@ export interface MessageDelta {
   id: string;
   object: 'thread.message.delta';
   delta: {
-    content: Array<{ index: number; type: 'text'; text: { value: string; annotations?: AnnotationDelta[] } }>;
+    content: Array<
+      | { index: number; type: 'text'; text: { value: string; annotations?: AnnotationDelta[] } }
+      | { index: number; type: 'image_file'; image_file: { file_id: string; detail?: 'auto' | 'low' | 'high' } }
+    >;
   };
 }
 

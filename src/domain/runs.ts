@@ -56,7 +56,13 @@ export interface TruncationStrategy {
   last_messages: number | null;
 }
 
-export type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+/** `required`, or a named tool, makes the model call a tool; a named built-in tool (`{type: 'code_interpreter'}`) is called. */
+export type ToolChoice =
+  | 'none'
+  | 'auto'
+  | 'required'
+  | { type: 'function'; function: { name: string } }
+  | { type: 'code_interpreter' | 'file_search' };
 
 export interface Run {
   id: string;

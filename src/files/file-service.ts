@@ -57,9 +57,13 @@ export class FileService {
    * Streams one file's bytes into the blob store. Throws a 413 once more than `maxBytes` arrived, and whatever
    * `source` throws (a client that went away); in both cases nothing is left.
    */
-  async receive(scope: Scope, filename: string, source: AsyncIterable<Uint8Array>): Promise<ReceivedUpload> {
+  async receive(
+    scope: Scope,
+    filename: string,
+    source: AsyncIterable<Uint8Array>,
+    id: string = newId('file'),
+  ): Promise<ReceivedUpload> {
     const { records, blobs, maxBytes, leaseMs } = this.options;
-    const id = newId('file');
     const createdAt = unixSeconds();
     const owner = this.owner;
     await records.beginUpload(scope, id, createdAt, { owner, until: Date.now() + leaseMs });
@@ -134,6 +138,23 @@ export class FileService {
     };
   }
 
+  /**
+   * A file the server makes (a code_interpreter plot, a file a run's answer links to), from bytes it holds, under
+   * `id` when the id was promised before the bytes were at hand. Same limits and durability as an upload.
+   */
+  async save(
+    scope: Scope,
+    file: { filename: string; purpose: string; bytes: Uint8Array; id?: string },
+  ): Promise<StoredFile> {
+    const upload = await this.receive(scope, file.filename, oneChunk(file.bytes), file.id);
+    try {
+      return await upload.commit({ purpose: file.purpose, expiresAfterSeconds: null });
+    } catch (error) {
+      await upload.abandon();
+      throw error;
+    }
+  }
+
   async get(scope: Scope, id: string): Promise<StoredFile> {
     const file = await this.options.records.getFile(scope, id);
     if (!file) throw notFound('file', id);
@@ -181,6 +202,10 @@ export class FileService {
   missing(scope: Scope, ids: readonly string[]): Promise<string[]> {
     return this.options.records.missingFiles(scope, ids);
   }
+}
+
+async function* oneChunk(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
 }
 
 export function fileTooLarge(maxBytes: number): ApiError {

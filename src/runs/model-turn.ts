@@ -1,5 +1,5 @@
 import { newId } from '../domain/ids.ts';
-import type { Message, TextAnnotation } from '../domain/objects.ts';
+import type { Message, MessageContent, TextAnnotation } from '../domain/objects.ts';
 import type { AnnotationDelta, RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
 import { finishMessage, openMessage, openStep, transitionStep } from '../domain/run-state-machine.ts';
 import type { ModelToolCall, Run, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
@@ -24,11 +24,14 @@ export interface TurnSoFar {
  * the new fragment (the SDK concatenates strings, so nothing is ever sent twice).
  *
  * The answer's annotations (e.g. a server-side tool's citations, see ServerTool.annotator) are found as its text
- * streams, and each is sent with the text delta that completes it; the message keeps them, so what a stream
- * accumulates is what is stored.
+ * streams, and each is sent with the text delta that completes it; text that may still become one (a link being
+ * written) is held back until it is complete, so an annotation goes out with all of its text. The message keeps
+ * what was sent, so what a stream accumulates is what is stored. Parts the answer shows before its text (a
+ * server-side tool's images, ServerTool.answerParts) are sent as it opens.
  *
- * The deltas of a server-side tool's call are not streamed while the model writes it: its details are shaped by
- * the tool (run-executor.ts streams them when the call executes), so each call's deltas stay contiguous.
+ * A server-side tool's call is streamed while the model writes it only if the tool shows its input being written
+ * (ServerTool.inputSoFar: code_interpreter's code); otherwise its details are shaped by the tool and run-executor.ts
+ * streams them whole when the call executes.
  *
  * Nothing here touches the database; the executor takes the turn's result at its end (`messageResult`,
  * `toolCallsResult`) and commits it.
@@ -40,12 +43,17 @@ export class ModelTurn {
   private readonly serverTools: ReadonlyMap<string, ServerTool>;
   private message: Message | undefined;
   private messageStep: StoredStep | undefined;
+  /** The answer's text as the model wrote it, and how much of it has been sent (the rest is held back). */
   private text = '';
+  private sent = 0;
   private readonly annotate: TextAnnotator | undefined;
+  private readonly leadingParts: readonly MessageContent[];
   private annotations: TextAnnotation[] = [];
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
   private readonly calls: Array<{ id: string; name: string; arguments: string } | undefined> = [];
+  /** The input streamed so far of each server-side call shown as it is written, by call index. */
+  private readonly inputs: string[] = [];
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
 
@@ -55,12 +63,14 @@ export class ModelTurn {
     serverTools: ReadonlyMap<string, ServerTool>,
     at: number,
     annotate?: TextAnnotator,
+    leadingParts: readonly MessageContent[] = [],
   ) {
     this.run = run;
     this.bus = bus;
     this.serverTools = serverTools;
     this.at = at;
     this.annotate = annotate;
+    this.leadingParts = leadingParts;
   }
 
   /** The text and calls so far, for a token estimate when the upstream reports no usage. */
@@ -87,13 +97,30 @@ export class ModelTurn {
 
   addText(chunk: string): void {
     if (chunk === '' || this.toolStep) return; // text after tool calls has nowhere to go in the Assistants model
-    const first = this.text === '';
     this.openMessage();
     this.text += chunk;
-    const found = this.annotate?.(this.text) ?? [];
+    this.sendText(false);
+  }
+
+  /**
+   * Sends the text not sent yet, up to where an annotation may still be in the making (all of it when `final`), with
+   * the annotations it completes.
+   */
+  private sendText(final: boolean): void {
+    const heldFrom = final ? undefined : this.annotate?.heldFrom?.(this.text);
+    const upTo = Math.max(this.sent, Math.min(this.text.length, heldFrom ?? this.text.length));
+    const visible = this.text.slice(0, upTo);
+    const found = this.annotate?.annotate(visible, final) ?? [];
+    if (upTo === this.sent && found.length === 0) return;
+    const first = this.sent === 0;
+    const chunk = this.text.slice(this.sent, upTo);
+    this.sent = upTo;
     const added = found.map((a, i): AnnotationDelta => ({ index: this.annotations.length + i, ...a }));
     if (found.length > 0) this.annotations = [...this.annotations, ...found];
-    this.message!.content = [{ type: 'text', text: { value: this.text, annotations: this.annotations } }];
+    this.message!.content = [
+      ...this.leadingParts,
+      { type: 'text', text: { value: visible, annotations: this.annotations } },
+    ];
     this.emit({
       event: 'thread.message.delta',
       data: {
@@ -102,7 +129,7 @@ export class ModelTurn {
         delta: {
           content: [
             {
-              index: 0,
+              index: this.leadingParts.length,
               type: 'text',
               text: first || added.length > 0 ? { value: chunk, annotations: added } : { value: chunk },
             },
@@ -112,12 +139,19 @@ export class ModelTurn {
     });
   }
 
+  /** Completes what the answer's annotations point at (ServerTool.annotator's `settle`); before the turn is stored. */
+  async settle(signal: AbortSignal): Promise<void> {
+    await this.annotate?.settle?.(signal);
+  }
+
   addToolCall(index: number, name: string | undefined, fragment: string | undefined, parallel: boolean): void {
     if (!parallel && index > 0) return; // parallel_tool_calls: false keeps the first call only
     if (this.message) this.finishMessageEarly();
     this.openToolStep();
     let call = this.calls[index];
-    const streamed = !this.serverTools.has(call?.name ?? name ?? '');
+    const tool = this.serverTools.get(call?.name ?? name ?? '');
+    const streamed = !tool;
+    const showsInput = tool?.inputSoFar !== undefined;
     const isNew = !call;
     if (!call) {
       call = { id: newId('call'), name: name ?? '', arguments: '' };
@@ -129,19 +163,38 @@ export class ModelTurn {
           type: 'function',
           function: { name: call.name, arguments: '', output: null },
         });
+      else if (showsInput) {
+        // The call's full shape first (its input empty), then each increment of the input as it is written.
+        this.inputs[index] = '';
+        this.emitToolDelta({ index, ...tool.describe({ id: call.id, arguments: '' }) } as ToolCallDelta);
+      }
     }
     if (fragment) {
       call.arguments += fragment;
       if (streamed) this.emitToolDelta({ index, type: 'function', function: { arguments: fragment } });
+      else if (showsInput) this.streamInput(index, tool, call.arguments);
     }
-    // The live step (what /events shows a client that attaches now) follows the function calls' arguments; a
+    // The live step (what /events shows a client that attaches now) follows the calls being written; any other
     // server-side call is described once, as it starts (its details come whole when it executes). The details are
     // replaced, never changed in place: announced copies of the step share them.
-    if (!isNew && !streamed) return;
+    if (!isNew && !streamed && !showsInput) return;
     const position = this.madeCalls().indexOf(call);
     const live = [...(this.toolStep!.step_details as { tool_calls: ToolCallDetails[] }).tool_calls];
     live.splice(position, isNew ? 0 : 1, this.details(call));
     this.toolStep!.step_details = { type: 'tool_calls', tool_calls: live };
+  }
+
+  /** Sends what the model added to a server-side call's input, if anything: increments only. */
+  private streamInput(index: number, tool: ServerTool, partialArguments: string): void {
+    const before = this.inputs[index] ?? '';
+    const input = tool.inputSoFar!(partialArguments);
+    if (input.length <= before.length || !input.startsWith(before)) return;
+    this.inputs[index] = input;
+    this.emitToolDelta({
+      index,
+      type: tool.type,
+      [tool.type]: { input: input.slice(before.length) },
+    } as ToolCallDelta);
   }
 
   /** The turn ended with tool calls: its step, still in progress, with the model's calls and the turn's usage. */
@@ -166,6 +219,7 @@ export class ModelTurn {
     finish: (message: Message) => Message,
   ): { message: Message; step: StoredStep; events: RunStreamEvent[] } {
     this.openMessage();
+    this.sendText(true);
     const ended = finishMessage(finish(this.message!), this.at, incomplete);
     const step = transitionStep(this.messageStep!, { type: 'complete', at: this.at, usage });
     return { message: ended.message, step: step.step, events: [...ended.events, ...step.events] };
@@ -192,6 +246,21 @@ export class ModelTurn {
     this.message = message.message;
     this.messageStep = step.step;
     for (const event of [...step.events, ...message.events]) this.emit(event);
+    if (this.leadingParts.length > 0) {
+      this.message.content = [...this.leadingParts];
+      this.emit({
+        event: 'thread.message.delta',
+        data: {
+          id: this.message.id,
+          object: 'thread.message.delta',
+          delta: {
+            content: this.leadingParts.flatMap((part, index) =>
+              part.type === 'image_file' ? [{ index, type: 'image_file' as const, image_file: part.image_file }] : [],
+            ),
+          },
+        },
+      });
+    }
     this.bus.setLiveTurn(this.run.id, { step: this.messageStep, message: this.message });
   }
 

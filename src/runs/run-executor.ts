@@ -1,13 +1,19 @@
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { notFound } from '../domain/errors.ts';
-import type { Message } from '../domain/objects.ts';
+import type { Message, MessageContent } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import type { ModelToolCall, Run, RunError, RunToolCall, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
 import type { FileService } from '../files/file-service.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
-import { type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../providers/provider.ts';
+import {
+  type ChatRequest,
+  type ChatToolChoice,
+  type FinishReason,
+  type ModelProvider,
+  ProviderError,
+} from '../providers/provider.ts';
 import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
 import {
   type ServerTool,
@@ -160,7 +166,7 @@ export class RunExecutor {
       return this.end(x, { type: 'incomplete', reason: 'max_completion_tokens' });
     const { contextWindow } = provider;
     const context = buildContext({
-      instructions: run.instructions,
+      instructions: await this.instructions(x),
       threadMessages: x.messages,
       toolRounds: x.steps.filter((s) => s.type === 'tool_calls' && s.status === 'completed'),
       truncation: run.truncation_strategy,
@@ -189,7 +195,14 @@ export class RunExecutor {
         error: { code: 'invalid_prompt', message: notFound('file', prompt.missingFileId).message },
       });
 
-    const turn = new ModelTurn(run, this.options.bus, x.serverTools, unixSeconds(), this.annotator(x));
+    const turn = new ModelTurn(
+      run,
+      this.options.bus,
+      x.serverTools,
+      unixSeconds(),
+      this.annotator(x),
+      this.answerParts(x),
+    );
     x.turn = turn;
     let reply: ModelReply;
     try {
@@ -204,6 +217,7 @@ export class RunExecutor {
     );
 
     if (turn.hasToolCalls) {
+      await turn.settle(x.signal); // what the annotations of a message written before the calls point at
       const { step, earlier } = turn.toolCallsResult(usage);
       const change: Change = {
         run,
@@ -226,6 +240,7 @@ export class RunExecutor {
     const incomplete =
       reply.finish === 'length' ? 'max_tokens' : reply.finish === 'content_filter' ? 'content_filter' : null;
     const answer = turn.messageResult(usage, incomplete, (message) => this.finishAnswer(x, message));
+    await turn.settle(x.signal);
     const total = runUsage([...x.steps, answer.step]);
     const ended = hitBudget
       ? transition(run, { type: 'incomplete', at: turn.at, reason: 'max_completion_tokens', usage: total })
@@ -256,10 +271,42 @@ export class RunExecutor {
     const annotators: TextAnnotator[] = [];
     for (const tool of new Set(x.serverTools.values())) {
       const calls = tool.annotator ? callsOf(x.steps, tool.type) : [];
-      if (calls.length > 0) annotators.push(tool.annotator!(calls));
+      if (calls.length > 0) annotators.push(tool.annotator!(calls, { scope: x.scope, run: x.run }));
     }
     if (annotators.length <= 1) return annotators[0];
-    return (text) => annotators.flatMap((annotate) => annotate(text)).sort((a, b) => a.start_index - b.start_index);
+    return {
+      annotate: (text, final) =>
+        annotators.flatMap((a) => a.annotate(text, final)).sort((a, b) => a.start_index - b.start_index),
+      heldFrom: (text) => {
+        const held = annotators.flatMap((a) => a.heldFrom?.(text) ?? []);
+        return held.length === 0 ? undefined : Math.min(...held);
+      },
+      settle: async (signal) => {
+        for (const a of annotators) await a.settle?.(signal);
+      },
+    };
+  }
+
+  /** What the run's server-side tools show before the text of its next message: from their calls since the last one. */
+  private answerParts(x: Execution): MessageContent[] {
+    const lastMessage = x.steps.findLastIndex((s) => s.type === 'message_creation');
+    const since = x.steps.slice(lastMessage + 1);
+    const parts: MessageContent[] = [];
+    for (const tool of new Set(x.serverTools.values())) {
+      const calls = tool.answerParts ? callsOf(since, tool.type) : [];
+      if (calls.length > 0) parts.push(...tool.answerParts!(calls));
+    }
+    return parts;
+  }
+
+  /** The run's instructions, followed by the notes of its server-side tools. */
+  private async instructions(x: Execution): Promise<string> {
+    const notes: string[] = [];
+    for (const tool of new Set(x.serverTools.values())) {
+      const note = await tool.instructions?.({ scope: x.scope, run: x.run });
+      if (note) notes.push(note);
+    }
+    return [x.run.instructions, ...notes].filter((part) => part !== '').join('\n\n');
   }
 
   private async tokenCounter(provider: ModelProvider): Promise<TokenCounter> {
@@ -276,12 +323,15 @@ export class RunExecutor {
     const { run } = x;
     const request: ChatRequest = { model: run.model, messages, temperature: run.temperature, top_p: run.top_p };
     const functions = [
-      ...[...x.serverTools.values()].map((tool) => ({ type: 'function' as const, function: tool.function })),
+      ...[...x.serverTools].map(([name, tool]) => ({
+        type: 'function' as const,
+        function: { ...tool.function, name },
+      })),
       ...run.tools.flatMap((t) => (t.type === 'function' ? [{ type: 'function' as const, function: t.function }] : [])),
     ];
     if (functions.length > 0) {
       request.tools = functions;
-      request.tool_choice = run.tool_choice;
+      request.tool_choice = chatToolChoice(run.tool_choice, x.serverTools);
       if (!run.parallel_tool_calls) request.parallel_tool_calls = false;
     }
     if (completionLeft !== null) request.max_tokens = completionLeft;
@@ -384,6 +434,8 @@ export class RunExecutor {
   ): Promise<ToolResult | 'done' | 'settle'> {
     const invocation = { id: call.id, arguments: call.arguments };
     const described = tool.describe(invocation);
+    // A call whose input was streamed as the model wrote it (ModelTurn) gets only what that left out, if anything.
+    const streamedInput = tool.inputSoFar?.(call.arguments);
     const publishDelta = (delta: object) =>
       this.options.bus.publish(x.run.thread_id, x.run.id, {
         event: 'thread.run.step.delta',
@@ -393,7 +445,12 @@ export class RunExecutor {
           delta: { step_details: { type: 'tool_calls', tool_calls: [{ index, type: tool.type, ...delta }] } },
         },
       } as RunStreamEvent);
-    publishDelta(described);
+    if (streamedInput === undefined) publishDelta(described);
+    else {
+      const input = described.type === 'code_interpreter' ? described.code_interpreter.input : '';
+      if (input.length > streamedInput.length && input.startsWith(streamedInput))
+        publishDelta({ [tool.type]: { input: input.slice(streamedInput.length) } });
+    }
     const calls = callsOf([...x.steps.filter((s) => s.id !== step.id), withCalls(step, index)], tool.type);
     try {
       return await tool.execute(invocation, {
@@ -520,6 +577,14 @@ export class RunExecutor {
     if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, change.events);
     return true;
   }
+}
+
+/** A tool_choice naming a server-side tool names the function it is offered as. */
+function chatToolChoice(choice: Run['tool_choice'], serverTools: ReadonlyMap<string, ServerTool>): ChatToolChoice {
+  if (typeof choice === 'string' || choice.type === 'function') return choice as ChatToolChoice;
+  for (const [name, tool] of serverTools)
+    if (tool.type === choice.type) return { type: 'function', function: { name } };
+  return 'auto';
 }
 
 /** The server-side calls of a tool_calls step that have no result yet, by index. */

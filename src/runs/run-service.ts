@@ -273,6 +273,15 @@ function checkOutputs(pendingIds: string[], outputs: ToolOutput[]): Map<string, 
 function checkToolChoice(run: Run): void {
   const choice = run.tool_choice;
   if (typeof choice === 'string') return;
+  if (choice.type !== 'function') {
+    if (!run.tools.some((t) => t.type === choice.type))
+      throw invalidRequest(
+        `Invalid 'tool_choice': the run has no ${choice.type} tool. Add {"type": "${choice.type}"} to its tools.`,
+        'tool_choice.type',
+        'invalid_value',
+      );
+    return;
+  }
   const names = run.tools.flatMap((t) => (t.type === 'function' ? [t.function.name] : []));
   if (!names.includes(choice.function.name))
     throw invalidRequest(

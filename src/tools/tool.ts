@@ -1,4 +1,4 @@
-import type { FunctionDefinition, Message, TextAnnotation } from '../domain/objects.ts';
+import type { FunctionDefinition, Message, MessageContent, TextAnnotation } from '../domain/objects.ts';
 import type { ToolCallDelta } from '../domain/run-events.ts';
 import type { Run, RunErrorCode, ServerToolType, ToolCallDetails } from '../domain/runs.ts';
 import type { Scope } from '../storage/store.ts';
@@ -17,6 +17,28 @@ export interface ServerTool {
   readonly type: ServerToolType;
   /** The function the model calls, offered to it while the run's tools include `type`. */
   readonly function: FunctionDefinition;
+  /**
+   * The function's name when a function of the run's client already has `function.name` (e.g. an assistant with a
+   * `python` function of its own and code_interpreter). Without one, such a run is refused.
+   */
+  readonly alternateName?: string;
+  /**
+   * The call's `input` as far as the model has written it, from its arguments so far (partial JSON), for tools whose
+   * details have an `input` the client watches being written (code_interpreter). It must only ever grow as the
+   * arguments do: the model turn streams each increment as the model writes it. Optional: without it the call is
+   * shown once, whole, when it executes.
+   */
+  inputSoFar?(partialArguments: string): string;
+  /**
+   * A note for the model about the tool (what it can do here, what files it has), added to the run's instructions
+   * for every model turn while the tool is enabled. Optional.
+   */
+  instructions?(context: Pick<ToolContext, 'scope' | 'run'>): Promise<string | undefined>;
+  /**
+   * Content parts the run's answer shows before its text, given this tool's calls since the run's previous message
+   * (e.g. the images code_interpreter cells drew, as `image_file` parts). Streamed as the answer opens. Optional.
+   */
+  answerParts?(calls: readonly ToolCallDetails[]): MessageContent[];
   /**
    * The call's details before it runs, from the model's complete arguments (e.g. a code_interpreter call's `input`
    * with no outputs yet). Streamed as the call's first delta, and stored while the call executes.
@@ -42,15 +64,29 @@ export interface ServerTool {
    * `thread.message.delta` carrying that chunk, and stored with the message, so a stream and the stored message show
    * the same text and annotations. Optional.
    */
-  annotator?(calls: readonly ToolCallDetails[]): TextAnnotator;
+  annotator?(calls: readonly ToolCallDetails[], context: Pick<ToolContext, 'scope' | 'run'>): TextAnnotator;
 }
 
 /**
- * Given the answer's whole text so far (it only ever grows), returns the annotations that end within it and were
- * not returned before, in order; their indices are into the whole text. Keeping its own position, it need not scan
- * the text again from the start on every chunk.
+ * Finds a tool's annotations in the run's answer as it streams (ServerTool.annotator). Its indices are into the
+ * whole text and count code points (as upstream's, computed in Python).
  */
-export type TextAnnotator = (text: string) => TextAnnotation[];
+export interface TextAnnotator {
+  /**
+   * Given the answer's text so far (it only ever grows), the annotations that end within it and were not returned
+   * before, in order. `final` is true when the text is the whole answer: an annotation still open at its end (a
+   * link not followed by anything) is complete then. Keeping its own position, it need not scan the text again from
+   * the start on every chunk.
+   */
+  annotate(text: string, final?: boolean): TextAnnotation[];
+  /**
+   * Where text that may still become an annotation begins (e.g. a link being written), or undefined. The stream
+   * holds the text back from there until it is complete, so the annotation goes out with all of its text.
+   */
+  heldFrom?(text: string): number | undefined;
+  /** Completes what the annotations found point at (e.g. creates their files) before the answer is stored. */
+  settle?(signal: AbortSignal): Promise<void>;
+}
 
 export interface ServerToolCall {
   /** The call's id (`call_…`), the same in its step details, its deltas and the model's tool round. */
@@ -129,14 +165,28 @@ export class ToolRegistry {
     }
   }
 
-  /** The tools a run enables, by the function name the model calls. */
+  /**
+   * The tools a run enables, by the function name the model calls: the tool's own, or its alternate name when a
+   * function of the run's client has that one (the run service refuses a run where both are taken).
+   */
   forRun(run: Pick<Run, 'tools'>): Map<string, ServerTool> {
+    const clientNames = new Set(run.tools.flatMap((t) => (t.type === 'function' ? [t.function.name] : [])));
     const enabled = new Map<string, ServerTool>();
     for (const t of run.tools) {
       if (t.type === 'function') continue;
       const tool = this.byType.get(t.type);
-      if (tool) enabled.set(tool.function.name, tool);
+      if (!tool) continue;
+      const name =
+        clientNames.has(tool.function.name) && tool.alternateName !== undefined
+          ? tool.alternateName
+          : tool.function.name;
+      enabled.set(name, tool);
     }
     return enabled;
+  }
+
+  /** Whether this process has the tool of this type. */
+  has(type: ServerToolType): boolean {
+    return this.byType.has(type);
   }
 }

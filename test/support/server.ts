@@ -60,6 +60,12 @@ export class ApiClient {
   }
 }
 
+/**
+ * Test servers run no code_interpreter sandbox unless a test asks for one (`ASSISTD_CODE_INTERPRETER: 'on'`): each
+ * would otherwise probe it and keep a Python process ready, for nothing, in every test that starts a server.
+ */
+const SANDBOX_OFF = { ASSISTD_CODE_INTERPRETER: 'off' };
+
 export interface TestServer {
   url: string;
   api: ApiClient;
@@ -84,7 +90,7 @@ export async function startTestServer(
   options: TestServerOptions = {},
 ): Promise<TestServer> {
   const dataDir = tempDir();
-  const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_DATA_DIR: dataDir, ...env });
+  const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_DATA_DIR: dataDir, ...SANDBOX_OFF, ...env });
   const server = await startServer(config, createLogger({ logLevel: 'silent' }), {
     tools: options.tools ?? [],
     workers: options.workers ?? true,
@@ -134,7 +140,7 @@ function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, wh
   const root = SERVER_ROOT;
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry), ...args], {
     cwd: root,
-    env: { ...process.env, ...env, ASSISTD_LOG_LEVEL: 'info' },
+    env: { ...process.env, ...SANDBOX_OFF, ...env, ASSISTD_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -195,7 +201,7 @@ export function runCli(env: Record<string, string>, args: string[] = ['serve'], 
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, CLI_ENTRY), ...args], {
       cwd: ROOT,
-      env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
+      env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...SANDBOX_OFF, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

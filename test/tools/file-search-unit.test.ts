@@ -119,7 +119,7 @@ describe('citation markers', () => {
     assert.equal(whole.length, 2);
     for (let cut = 1; cut < text.length; cut++)
       for (let cut2 = cut; cut2 < text.length; cut2++) {
-        const annotate = citationAnnotator(CALLS);
+        const { annotate } = citationAnnotator(CALLS);
         const seen: TextAnnotation[] = [];
         for (const end of [cut, cut2, text.length]) {
           const found = annotate(text.slice(0, end));
@@ -135,7 +135,7 @@ describe('citation markers', () => {
   });
 
   test('an opening bracket that never closes does not hide a later marker', () => {
-    const annotate = citationAnnotator(CALLS);
+    const { annotate } = citationAnnotator(CALLS);
     let text = 'An odd 【 bracket';
     assert.deepEqual(annotate(text), []);
     text += ' and a long tail '.repeat(30);
@@ -479,7 +479,11 @@ describe('annotations streamed by a model turn', () => {
     for (const chunk of chunks) turn.addText(chunk);
     const deltas = events
       .filter((e): e is { event: 'thread.message.delta'; data: MessageDelta } => e.event === 'thread.message.delta')
-      .map((e) => e.data.delta.content[0]!.text);
+      .map((e) => {
+        const part = e.data.delta.content[0]!;
+        assert.ok(part.type === 'text');
+        return part.text;
+      });
     assert.deepEqual(
       deltas.map((d) => d.value),
       chunks,

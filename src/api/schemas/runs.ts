@@ -34,6 +34,7 @@ const toolChoice = z
   .union([
     z.enum(['none', 'auto', 'required']),
     z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }) }),
+    z.object({ type: z.enum(['code_interpreter', 'file_search']) }),
   ])
   .nullable()
   .optional();

@@ -1,5 +1,6 @@
 import type { TextAnnotation } from '../../domain/objects.ts';
 import type { ToolCallDetails } from '../../domain/runs.ts';
+import { codePoints } from '../code-points.ts';
 import type { TextAnnotator } from '../tool.ts';
 
 /**
@@ -8,11 +9,7 @@ import type { TextAnnotator } from '../tool.ts';
  * reads each result under its marker and copies the marker into its answer after what it took from it; every
  * marker of the answer that points at a result of the run becomes a `file_citation` annotation of exactly the
  * marker's text. A marker that points nowhere (no such call or result) stays plain text, without an annotation.
- *
- * Indices count Unicode code points, not UTF-16 code units: upstream computes them in Python, whose strings index
- * by code point, and clients written against upstream slice with them (`text[start:end]` in Python; in JavaScript,
- * `[...value].slice(start, end).join('')`). They differ from `value.slice(start, end)` only after a character
- * outside the Basic Multilingual Plane (most emoji).
+ * Indices count code points (code-points.ts).
  */
 
 const OPEN = '【';
@@ -47,16 +44,6 @@ function citedFile(calls: readonly ToolCallDetails[], turn: number, index: numbe
   return call.file_search.results?.[index]?.file_id;
 }
 
-/** Code points in `text[from, to)`: every UTF-16 unit but the low half of a surrogate pair. */
-function codePoints(text: string, from: number, to: number): number {
-  let count = 0;
-  for (let i = from; i < to; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0xdc00 || unit > 0xdfff) count++;
-  }
-  return count;
-}
-
 /**
  * Where the next scan must start: the first `【` after the last `】` of `text[from, …)` (a marker in the making),
  * unless it has been open for longer than any marker; otherwise the end of the text.
@@ -80,7 +67,7 @@ function pendingStart(text: string, from: number): number {
 export function citationAnnotator(calls: readonly ToolCallDetails[]): TextAnnotator {
   let scanned = 0; // UTF-16 index up to which the text holds no marker still to come
   let scannedPoints = 0; // code points in text[0, scanned)
-  return (text) => {
+  const annotate = (text: string) => {
     const found: TextAnnotation[] = [];
     const pattern = new RegExp(MARKER.source, 'g');
     pattern.lastIndex = scanned;
@@ -104,9 +91,10 @@ export function citationAnnotator(calls: readonly ToolCallDetails[]): TextAnnota
     scanned = next;
     return found;
   };
+  return { annotate };
 }
 
 /** Every citation of a whole text (the annotator given it at once). */
 export function citationsOf(text: string, calls: readonly ToolCallDetails[]): TextAnnotation[] {
-  return citationAnnotator(calls)(text);
+  return citationAnnotator(calls).annotate(text, true);
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs and the machine lacks: bubblewrap and Debian's Python with
+# numpy, pandas and matplotlib, which code_interpreter's sandbox runs (test/sandbox, test/tools/code-interpreter*).
+# Does nothing when they are present. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+PYTHON=${ASSISTD_SANDBOX_PYTHON:-/usr/bin/python3}
+packages=()
+command -v "${ASSISTD_SANDBOX_BWRAP:-bwrap}" >/dev/null 2>&1 || packages+=(bubblewrap)
+if ! [ -x "$PYTHON" ] || ! "$PYTHON" -c 'import numpy, pandas, matplotlib' >/dev/null 2>&1; then
+  packages+=(python3 python3-numpy python3-pandas python3-matplotlib)
+fi
+[ ${#packages[@]} -eq 0 ] && exit 0
+
+echo "installing ${packages[*]} for the code_interpreter tests"
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine may have no package lists yet: update them only when the install cannot find the packages.
+"${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}" ||
+  { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}"; }

@@ -1,0 +1,514 @@
+# The in-sandbox driver of a code_interpreter session (see sandbox-process.ts for the host's side).
+#
+# Started by bwrap as `python3 -I -c <this file> <config json>`. It speaks JSON lines: requests on a private dup of
+# stdin, replies on a private dup of stdout. Fd 0 then reads /dev/null and fds 1 and 2 write into a pipe whose
+# reader keeps each cell's output, so nothing the user's code (or a process it starts) prints can reach the
+# protocol by accident. Code that sets out to corrupt the protocol can: the host treats anything unexpected as a
+# protocol violation and kills the session, so it only ever harms its own session.
+#
+# Requests (one line each, with an `id`):
+#   {"op": "run", "code": str}                                   → images, then a result
+#   {"op": "interrupt"}                                          (no reply: SIGINT to a running cell)
+#   {"op": "write", "name": str, "data": base64, "append": bool} → ok
+#   {"op": "read", "name": str, "max": int}                      → chunks, then ok with the size
+#   {"op": "list"}                                               → ok with the files
+# Replies: {"id", "type": "ready"|"image"|"result"|"chunk"|"ok"|"error", ...}.
+
+import ast
+import base64
+import codecs
+import io
+import json
+import linecache
+import os
+import resource
+import signal
+import stat
+import sys
+import threading
+import time
+import traceback
+import types
+
+CONFIG = json.loads(sys.argv[1])
+DATA_DIR = "/mnt/data"
+CHUNK_BYTES = 1 << 20  # a read reply's chunk, before base64
+MAX_IMAGES = 16
+MAX_IMAGE_BYTES = 8 << 20
+MAX_LIST = 1000
+MAX_LIST_DEPTH = 8
+
+
+def set_limits():
+    """Soft and hard limits alike: without CAP_SYS_RESOURCE in the host's namespace, no one can raise them again."""
+    both = lambda value: (value, value)  # noqa: E731
+    resource.setrlimit(resource.RLIMIT_AS, both(CONFIG["memoryBytes"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, both(CONFIG["maxFileBytes"]))
+    resource.setrlimit(resource.RLIMIT_CPU, (CONFIG["cpuSeconds"], CONFIG["cpuSeconds"] + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, both(0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, both(1024))
+    # Counted per uid within the sandbox's own user namespace (Linux ≥ 5.14 keeps one count per namespace), so this
+    # bounds the processes of this session only.
+    resource.setrlimit(resource.RLIMIT_NPROC, both(CONFIG["maxProcesses"]))
+
+
+# ── the protocol ─────────────────────────────────────────────────────────────
+
+PROTO_IN = os.dup(0)
+PROTO_OUT = os.dup(1)  # os.dup's fds are not inherited by the processes a cell starts
+_null = os.open("/dev/null", os.O_RDONLY)
+os.dup2(_null, 0)
+os.close(_null)
+_send_lock = threading.Lock()
+
+
+DRIVER_PID = os.getpid()
+
+
+def send(message):
+    if os.getpid() != DRIVER_PID:
+        os._exit(0)  # a process the cell forked came back into the driver: it must not speak for it
+    line = (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8", "replace")
+    with _send_lock:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(PROTO_OUT, view):]
+
+
+# ── output capture ───────────────────────────────────────────────────────────
+
+
+class Output:
+    """A cell's output, capped as it comes: the first and the last `limit // 2` characters, and a count of the rest."""
+
+    def __init__(self, limit):
+        self.lock = threading.Lock()
+        self.half = max(1, limit // 2)
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.head = []
+            self.head_len = 0
+            self.tail = []
+            self.tail_len = 0
+            self.dropped = 0
+
+    def write(self, text):
+        if not text:
+            return
+        with self.lock:
+            room = self.half - self.head_len
+            if room > 0:
+                piece = text[:room]
+                self.head.append(piece)
+                self.head_len += len(piece)
+                text = text[room:]
+                if not text:
+                    return
+            if len(text) >= self.half:
+                self.dropped += self.tail_len + len(text) - self.half
+                self.tail = [text[-self.half:]]
+                self.tail_len = self.half
+                return
+            self.tail.append(text)
+            self.tail_len += len(text)
+            if self.tail_len > 2 * self.half:
+                joined = "".join(self.tail)
+                self.dropped += len(joined) - self.half
+                self.tail = [joined[-self.half:]]
+                self.tail_len = self.half
+
+    def text(self):
+        with self.lock:
+            tail = "".join(self.tail)
+            if self.tail_len > self.half:
+                self.dropped += self.tail_len - self.half
+                tail = tail[-self.half:]
+            head = "".join(self.head)
+            if not self.dropped:
+                return head + tail
+            return f"{head}\n…[output truncated: {self.dropped:,} more characters]\n{tail}"
+
+
+OUTPUT = Output(CONFIG["outputChars"])
+
+
+_MARK = b"\0assistd-output-drained\0"
+_pipe_read, _pipe_write = os.pipe()  # both private: os.pipe's fds are not inherited
+_drained = threading.Event()
+
+
+def pump_fd_output():
+    """Reads what processes write to fds 1 and 2 (a subprocess, C code) into OUTPUT, so the pipe never fills."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = b""
+    while True:
+        chunk = os.read(_pipe_read, 65536)
+        if not chunk:
+            return
+        pending += chunk
+        at = pending.find(_MARK)
+        if at == -1:
+            keep = len(_MARK) - 1  # a mark may be split across reads
+            OUTPUT.write(decoder.decode(pending[:-keep]))
+            pending = pending[-keep:]
+            continue
+        OUTPUT.write(decoder.decode(pending[:at]))
+        pending = pending[at + len(_MARK):]
+        _drained.set()
+
+
+def drain_fd_output():
+    """Waits until everything written to fds 1 and 2 so far is in OUTPUT."""
+    _drained.clear()
+    try:
+        os.write(1, _MARK)
+    except OSError:
+        return  # the cell closed fd 1
+    _drained.wait(1)
+
+
+def install_streams():
+    """Points fds 1 and 2 at the capture pipe and sys.stdout/stderr at them, as a cell may have changed any of them.
+
+    Both streams are line-buffered into the one pipe, so a cell's output and what its processes print interleave
+    line by line in the order written, as in a terminal.
+    """
+    os.dup2(_pipe_write, 1)
+    os.dup2(_pipe_write, 2)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not STREAMS.get(name) or stream.closed:
+            fd = 1 if name == "stdout" else 2
+            STREAMS[name] = io.TextIOWrapper(
+                io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
+            )
+            setattr(sys, name, STREAMS[name])
+            setattr(sys, f"__{name}__", STREAMS[name])
+
+
+def flush_streams():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 (a stream the cell broke)
+            pass
+
+
+STREAMS = {}
+sys.stdin = open(0, "r", closefd=False)
+install_streams()
+
+
+# ── interrupts ───────────────────────────────────────────────────────────────
+
+_cell = {"running": False}
+
+
+def on_sigint(signum, frame):
+    # A SIGINT that arrives once the cell is over (the host's interrupt raced the cell's end) is dropped.
+    if _cell["running"]:
+        raise KeyboardInterrupt
+
+
+def read_requests(requests):
+    """Reads the host's requests; an interrupt is acted on here at once, anything else queued for the main thread."""
+    with os.fdopen(PROTO_IN, "rb", buffering=1 << 16) as source:
+        for line in source:
+            message = json.loads(line)
+            if message.get("op") == "interrupt":
+                if _cell["running"]:
+                    os.kill(os.getpid(), signal.SIGINT)
+                continue
+            requests.append(message)
+            _has_request.release()
+    os._exit(0)  # the host closed stdin: it is done with this session
+
+
+_has_request = threading.Semaphore(0)
+
+# ── cells ────────────────────────────────────────────────────────────────────
+
+main_module = types.ModuleType("__main__")
+sys.modules["__main__"] = main_module
+NAMESPACE = main_module.__dict__
+_cell_count = [0]
+
+
+def kill_strays():
+    """Kills every process a cell left behind (a fork bomb, a background job), so none outlives the cell."""
+    me = str(os.getpid())
+    for attempt in range(2000):
+        try:
+            os.kill(-1, signal.SIGKILL)  # every process of the sandbox's pid namespace but its init and this one
+        except ProcessLookupError:
+            pass
+        while True:  # reap this process's children; orphans are reaped by the sandbox's init
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not any(p.isdigit() and p != "1" and p != me for p in os.listdir("/proc")):
+            return
+        time.sleep(0.001)
+
+
+def run_code(code):
+    _cell_count[0] += 1
+    filename = f"<cell {_cell_count[0]}>"
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    tree = ast.parse(code, filename, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, filename, "exec"), NAMESPACE)
+    if last is not None:
+        value = eval(compile(last, filename, "eval"), NAMESPACE)
+        if value is not None:
+            NAMESPACE["_"] = value
+            text = repr(value)
+            flush_streams()
+            drain_fd_output()
+            OUTPUT.write(text + "\n")
+
+
+def user_traceback(error):
+    """The traceback of the user's code: the driver's own frames (file `<string>`) left out."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename != "<string>"]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
+    return "".join(lines + traceback.format_exception_only(type(error), error))
+
+
+def figures():
+    """PNG bytes of every pyplot figure still open, which are then closed."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    images = []
+    try:
+        for number in plt.get_fignums():
+            if len(images) == MAX_IMAGES:
+                OUTPUT.write(f"\n[only the first {MAX_IMAGES} figures are returned]\n")
+                break
+            buffer = io.BytesIO()
+            plt.figure(number).savefig(buffer, format="png")
+            png = buffer.getvalue()
+            if len(png) > MAX_IMAGE_BYTES:
+                OUTPUT.write(f"\n[figure {number} left out: its PNG has {len(png):,} bytes, over {MAX_IMAGE_BYTES:,}]\n")
+                continue
+            images.append(png)
+    except Exception as error:  # noqa: BLE001
+        OUTPUT.write(user_traceback(error))
+    finally:
+        plt.close("all")
+    return images
+
+
+def run_cell(request):
+    OUTPUT.reset()
+    install_streams()
+    outcome = "ok"
+    signal.signal(signal.SIGINT, on_sigint)
+    _cell["running"] = True
+    try:
+        try:
+            run_code(request["code"])
+        finally:
+            _cell["running"] = False
+            if os.getpid() != DRIVER_PID:
+                os._exit(0)  # a forked child finishing the cell
+    except KeyboardInterrupt as error:
+        outcome = "interrupted"
+        report(error)
+    except BaseException as error:  # noqa: BLE001 (SystemExit too: the session goes on)
+        outcome = "error"
+        report(error)
+    flush_streams()
+    kill_strays()
+    drain_fd_output()
+    images = figures()
+    for png in images:
+        send({"id": request["id"], "type": "image", "png": base64.b64encode(png).decode("ascii")})
+    send({"id": request["id"], "type": "result", "outcome": outcome, "logs": OUTPUT.text()})
+
+
+def report(error):
+    """The cell's traceback, after what it printed."""
+    flush_streams()
+    drain_fd_output()
+    OUTPUT.write(user_traceback(error))
+
+
+# ── files in /mnt/data ───────────────────────────────────────────────────────
+
+
+class FileError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def parts_of(name):
+    parts = name.split("/")
+    if not name or any(part in ("", ".", "..") or "\0" in part for part in parts):
+        raise FileError("invalid_name", f"invalid file name {name!r}")
+    return parts
+
+
+def open_in_data(name, flags):
+    """Opens /mnt/data/<name> without following a symlink at any component."""
+    parts = parts_of(name)
+    directory = os.open(DATA_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            except FileNotFoundError:
+                raise FileError("not_found", f"{name}: no such file") from None
+            except (NotADirectoryError, OSError) as error:
+                raise FileError("not_regular", f"{name}: {part} is not a directory (symlinks are not followed)") from error
+            os.close(directory)
+            directory = inner
+        try:
+            return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644, dir_fd=directory)
+        except FileNotFoundError:
+            raise FileError("not_found", f"{name}: no such file") from None
+        except OSError as error:
+            if error.errno == 40:  # ELOOP: the name is a symlink
+                raise FileError("not_regular", f"{name} is a symbolic link, not a regular file") from None
+            if error.errno in (6, 21):  # ENXIO: a FIFO with no reader; EISDIR
+                raise FileError("not_regular", f"{name} is not a regular file") from None
+            raise FileError("io", f"{name}: {error.strerror}") from None
+    finally:
+        os.close(directory)
+
+
+def regular(fd, name):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise FileError("not_regular", f"{name} is not a regular file")
+    os.set_blocking(fd, True)
+
+
+def write_file(request):
+    name = request["name"]
+    if "/" in name:
+        raise FileError("invalid_name", f"invalid file name {name!r}: no '/' allowed")
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if request.get("append") else os.O_TRUNC)
+    fd = open_in_data(name, flags)
+    try:
+        regular(fd, name)
+        view = memoryview(base64.b64decode(request["data"]))
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as error:
+        raise FileError("io", f"{name}: {error.strerror}") from None
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    send({"id": request["id"], "type": "ok"})
+
+
+def read_file(request):
+    name, limit = request["name"], request["max"]
+    fd = open_in_data(name, os.O_RDONLY)
+    try:
+        regular(fd, name)
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise FileError("too_large", f"{name} has {size:,} bytes, over the limit of {limit:,}")
+        total = 0
+        while True:
+            chunk = os.read(fd, min(CHUNK_BYTES, limit + 1 - total))
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise FileError("too_large", f"{name} grew over the limit of {limit:,} bytes")
+            send({"id": request["id"], "type": "chunk", "data": base64.b64encode(chunk).decode("ascii")})
+    except OSError as error:
+        raise FileError("io", f"{name}: {error.strerror}") from None
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    send({"id": request["id"], "type": "ok", "size": total})
+
+
+def list_files(request):
+    files = []
+
+    def walk(path, prefix, depth):
+        with os.scandir(path) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if len(files) >= MAX_LIST:
+                    return
+                name = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if depth < MAX_LIST_DEPTH:
+                        walk(entry.path, name + "/", depth + 1)
+                elif entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    files.append({"name": name, "size": info.st_size, "mtimeMs": info.st_mtime_ns / 1e6})
+
+    walk(DATA_DIR, "", 0)
+    send({"id": request["id"], "type": "ok", "files": files})
+
+
+# ── the loop ─────────────────────────────────────────────────────────────────
+
+HANDLERS = {"run": run_cell, "write": write_file, "read": read_file, "list": list_files}
+
+
+def serve():
+    requests = []
+    threading.Thread(target=pump_fd_output, daemon=True).start()
+    threading.Thread(target=read_requests, args=(requests,), daemon=True).start()
+    while True:
+        try:
+            _has_request.acquire()
+            request = requests.pop(0)
+        except KeyboardInterrupt:
+            continue
+        try:
+            HANDLERS[request["op"]](request)
+        except FileError as error:
+            send({"id": request["id"], "type": "error", "code": error.code, "message": str(error)})
+        except KeyboardInterrupt:
+            send({"id": request["id"], "type": "error", "code": "interrupted", "message": "interrupted"})
+
+
+def preload():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import numpy
+    import pandas
+
+    return f"python {sys.version.split()[0]}, numpy {numpy.__version__}, pandas {pandas.__version__}, matplotlib {matplotlib.__version__}"
+
+
+def seed_font_cache():
+    """Copies the font cache the host built (read-only here) into the writable MPLCONFIGDIR matplotlib requires."""
+    source = CONFIG.get("fontCache")
+    target = os.environ.get("MPLCONFIGDIR")
+    if not source or not target:
+        return
+    os.makedirs(target, exist_ok=True)
+    for name in os.listdir(source):
+        if name.endswith(".json"):
+            with open(os.path.join(source, name), "rb") as src, open(os.path.join(target, name), "wb") as dst:
+                dst.write(src.read())
+
+
+set_limits()
+seed_font_cache()
+send({"type": "ready", "detail": preload()})
+serve()

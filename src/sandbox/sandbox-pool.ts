@@ -1,0 +1,232 @@
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { type SandboxCommand, sandboxCommand } from './bwrap-command.ts';
+import { fontCacheDir } from './font-cache.ts';
+import { SandboxError } from './sandbox-error.ts';
+import { SandboxProcess } from './sandbox-process.ts';
+import { CodeSession, type SandboxSession } from './sandbox-session.ts';
+import type { SandboxSettings } from './settings.ts';
+
+/**
+ * The code_interpreter's sessions, one per key (a thread id): each a Python process in its own bubblewrap sandbox
+ * (bwrap-command.ts) running driver.py, with numpy, pandas and matplotlib preloaded. At most `maxSessions` live at
+ * once; a session ends after `idleMs` unused or `lifetimeMs` in all, when evicted for a new one, or on close().
+ *
+ * One spare process, started ahead and not counted in `maxSessions`, is what a new session gets: importing numpy,
+ * pandas and matplotlib costs ~1.3 s of CPU on a slow core, which the first cell of a thread would otherwise wait
+ * for. The probe's process is the first spare; each one taken starts the next (~80 MB idle while it waits).
+ */
+
+export type SandboxStatus = { available: true; detail: string } | { available: false; reason: string };
+
+const DRIVER_FILE = new URL('./driver.py', import.meta.url);
+
+/** The cell the startup probe runs: the real sandbox, the real libraries. */
+const PROBE_CELL = 'import numpy, pandas, matplotlib.pyplot\nprint(int(numpy.arange(4).sum()))';
+
+interface Entry {
+  session: CodeSession;
+  /** The session's generation when it was last handed out: a change means its state was lost meanwhile. */
+  handed: number;
+}
+
+export class SandboxPool {
+  private statusValue: SandboxStatus | undefined;
+  private starting: Promise<SandboxStatus> | undefined;
+  private command: SandboxCommand | undefined;
+  private spare: SandboxProcess | undefined;
+  private readonly sessions = new Map<string, Entry>();
+  private readonly closing = new Set<Promise<void>>();
+  private closed = false;
+
+  constructor(
+    private readonly settings: SandboxSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Probes once (runs the real sandbox command); later calls return the same status. */
+  start(): Promise<SandboxStatus> {
+    this.starting ??= this.probe().then((status) => {
+      this.statusValue = status;
+      if (status.available)
+        this.logger.info({ detail: status.detail }, `code_interpreter sandbox ready: ${status.detail}`);
+      else this.logger.warn({ reason: status.reason }, `code_interpreter is unavailable here: ${status.reason}`);
+      return status;
+    });
+    return this.starting;
+  }
+
+  get status(): SandboxStatus | undefined {
+    return this.statusValue;
+  }
+
+  /**
+   * The live session for this key (a thread id), or a new one (`fresh: true`) — also fresh after expiry, eviction
+   * or a hard kill, when its variables and files are gone. Throws SandboxError when unavailable, or when every
+   * session is busy and none can be evicted.
+   */
+  async session(key: string): Promise<{ session: SandboxSession; fresh: boolean }> {
+    const status = await this.start();
+    if (!status.available) throw new SandboxError(`The code interpreter is unavailable: ${status.reason}`);
+    if (this.closed) throw new SandboxError('The code interpreter is shutting down.');
+    let entry = this.sessions.get(key);
+    if (entry === undefined || entry.session.closed) {
+      this.makeRoom();
+      entry = { session: new CodeSession(key, this.settings, this.hooks, this.logger), handed: 0 };
+      this.sessions.set(key, entry);
+    }
+    const { session } = entry;
+    session.lastUsedMs = Date.now();
+    try {
+      await session.live();
+    } catch (error) {
+      if (this.sessions.get(key)?.session === session) this.forget(key, 'did not start', true);
+      throw error;
+    }
+    const fresh = entry.handed !== session.generation;
+    entry.handed = session.generation;
+    return { session, fresh };
+  }
+
+  /** Kills every session; no sandbox process is left. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const key of [...this.sessions.keys()]) this.forget(key, 'server closing', true);
+    const spare = this.spare;
+    this.spare = undefined;
+    await Promise.all([...this.closing, spare?.kill('server closing')]);
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────
+
+  private readonly hooks = {
+    startProcess: () => {
+      const spare = this.spare;
+      this.spare = undefined;
+      this.startSpare();
+      return spare !== undefined && !spare.ended ? spare : this.newProcess();
+    },
+    expired: (session: CodeSession, why: 'idle' | 'lifetime') => {
+      if (this.sessions.get(session.key)?.session !== session) return;
+      this.logger.info({ key: session.key, why }, 'code interpreter session expired');
+      // A lifetime reached during a cell lets the cell finish; an idle session has none.
+      this.forget(session.key, why === 'idle' ? 'idle too long' : 'lifetime reached', false);
+    },
+  };
+
+  private newProcess(): SandboxProcess {
+    if (this.command === undefined) throw new SandboxError('The code interpreter was not started.');
+    return new SandboxProcess(this.command, this.logger);
+  }
+
+  private startSpare(): void {
+    if (this.closed || this.spare !== undefined) return;
+    this.adoptSpare(this.newProcess());
+  }
+
+  private adoptSpare(spare: SandboxProcess): void {
+    this.spare = spare;
+    // One that dies waiting is dropped, not replaced in a loop: the next session starts its own and a new spare.
+    void spare.exited.then(() => {
+      if (this.spare === spare) this.spare = undefined;
+    });
+  }
+
+  /** Evicts the least recently used idle session while the pool is full. */
+  private makeRoom(): void {
+    while (this.sessions.size >= this.settings.maxSessions) {
+      let oldest: CodeSession | undefined;
+      for (const { session } of this.sessions.values())
+        if (!session.busy && (oldest === undefined || session.lastUsedMs < oldest.lastUsedMs)) oldest = session;
+      if (oldest === undefined)
+        throw new SandboxError(
+          `All ${this.settings.maxSessions} code interpreter sessions are busy running code; try again shortly.`,
+        );
+      this.logger.info({ key: oldest.key }, 'code interpreter session evicted');
+      this.forget(oldest.key, 'evicted for another session', true);
+    }
+  }
+
+  private forget(key: string, reason: string, now: boolean): void {
+    const entry = this.sessions.get(key);
+    if (entry === undefined) return;
+    this.sessions.delete(key);
+    const closing = entry.session.close(reason, now).catch(() => {});
+    this.closing.add(closing);
+    void closing.finally(() => this.closing.delete(closing));
+  }
+
+  private async probe(): Promise<SandboxStatus> {
+    if (!this.settings.enabled) return { available: false, reason: 'disabled by ASSISTD_CODE_INTERPRETER=off' };
+    try {
+      const python = this.settings.python;
+      if (!path.isAbsolute(python)) return unavailable(`the sandbox Python must be an absolute path, not '${python}'`);
+      await access(python, constants.X_OK).catch(() => {
+        throw new Error(`no Python at ${python}`);
+      });
+      const bwrap = await onPath(this.settings.bwrap);
+      const driver = await readFile(DRIVER_FILE, 'utf8');
+      const fontCache = await fontCacheDir(python).catch((error: unknown) => {
+        throw new Error(`${python} cannot build matplotlib's font cache: ${firstLine(error)}`);
+      });
+      this.command = sandboxCommand({ ...this.settings, bwrap }, driver, fontCache);
+      const started = performance.now();
+      const probe = new SandboxProcess(this.command, this.logger);
+      let keep = false;
+      try {
+        const detail = await probe.ready.catch((error: unknown) => {
+          throw new Error(`the sandbox does not start (${bwrap}): ${firstLine(error)}`);
+        });
+        const readyMs = performance.now() - started;
+        let result: unknown;
+        await probe.request({ op: 'run', code: PROBE_CELL }, (message) => {
+          result = message;
+          return message.type === 'result';
+        });
+        const { outcome, logs } = result as { outcome?: unknown; logs?: unknown };
+        if (outcome !== 'ok' || typeof logs !== 'string' || logs.trim() !== '6')
+          throw new Error(`the probe cell failed: ${String(logs).slice(-500)}`);
+        // It ran only the probe cell, whose names are now deleted: it becomes the first spare.
+        const reset = 'del numpy, pandas, matplotlib';
+        await probe.request({ op: 'run', code: reset }, (message) => message.type === 'result');
+        keep = !this.closed;
+        if (keep) this.adoptSpare(probe);
+        return { available: true, detail: `bubblewrap sandbox, ${detail}; ready in ${Math.round(readyMs)} ms` };
+      } finally {
+        if (!keep) await probe.kill('probe done');
+      }
+    } catch (error) {
+      return unavailable(firstLine(error));
+    }
+  }
+}
+
+function unavailable(reason: string): SandboxStatus {
+  return { available: false, reason };
+}
+
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.length > 1000 ? `${message.slice(0, 1000)}…` : message;
+}
+
+/** An absolute path for `command`: as given when it has a '/', else found on the server's PATH. */
+async function onPath(command: string): Promise<string> {
+  if (command.includes('/')) {
+    await access(command, constants.X_OK).catch(() => {
+      throw new Error(`no bubblewrap at ${command}`);
+    });
+    return command;
+  }
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    if (dir === '') continue;
+    const candidate = path.join(dir, command);
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {}
+  }
+  throw new Error(`${command} (bubblewrap) is not on PATH`);
+}

@@ -1,0 +1,289 @@
+import type { Logger } from 'pino';
+import type { StoredFile } from '../../domain/files.ts';
+import { newId } from '../../domain/ids.ts';
+import type { MessageContent } from '../../domain/objects.ts';
+import type { CodeInterpreterOutput, Run, ToolCallDetails } from '../../domain/runs.ts';
+import type { Scope } from '../../storage/store.ts';
+import type { ServerTool, ServerToolCall, TextAnnotator, ToolContext, ToolResult } from '../tool.ts';
+import { ALTERNATE_NAME, codeOf, codeSoFar, PYTHON_FUNCTION } from './code-arguments.ts';
+import { sandboxLinkAnnotator } from './sandbox-links.ts';
+
+/**
+ * The built-in `code_interpreter` tool: the model calls `python` with code, and the code runs in the thread's
+ * Python session, in a sandbox (src/sandbox), like a notebook cell: variables, imports and files persist between
+ * calls and runs of the thread while the session lives. Before a cell runs, the files the run gives the code (the
+ * assistant's and the thread's `tool_resources.code_interpreter.file_ids`, and message attachments for
+ * code_interpreter) are put in /mnt/data by name. What the cell prints becomes a `logs` output; each plot it draws
+ * becomes a file (purpose `assistants_output`), an `image` output, and an `image_file` part of the answer. A file the
+ * answer links as `sandbox:/mnt/data/<name>` becomes a file with a `file_path` annotation (sandbox-links.ts).
+ *
+ * When there is no sandbox (disabled, or the host cannot run one), the tool stays offered and each call gets an
+ * output saying why code cannot run here; the run goes on.
+ */
+
+/** What the tool needs of a sandbox: SandboxPool (src/sandbox) has this shape. */
+export interface CodeSandbox {
+  /** Whether sessions can be started here, and why not; waits for the startup probe. */
+  start(): Promise<SandboxStatus>;
+  /** The live session of `key`, or a new one (`fresh`). Throws when no session can be had. */
+  session(key: string): Promise<{ session: PythonSession; fresh: boolean }>;
+}
+
+export type SandboxStatus = { available: true; detail: string } | { available: false; reason: string };
+
+export interface PythonSession {
+  runCell(code: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<CellResult>;
+  writeFile(name: string, bytes: Uint8Array): Promise<void>;
+  readFile(name: string, maxBytes: number): Promise<Uint8Array>;
+  listFiles(): Promise<Array<{ name: string; size: number; mtimeMs: number }>>;
+}
+
+export interface CellResult {
+  logs: string;
+  images: Uint8Array[];
+  outcome: 'ok' | 'error' | 'timeout' | 'killed' | 'aborted';
+}
+
+/** What the tool needs of the rest of the server (code-interpreter-backend.ts over the Store and FileService). */
+export interface CodeInterpreterBackend {
+  /**
+   * The files the run's code is given, each once, in this order: the assistant's tool_resources, the thread's,
+   * then the thread's message attachments for code_interpreter. Files that no longer exist are left out.
+   */
+  runFiles(scope: Scope, run: Run): Promise<StoredFile[]>;
+  readFile(scope: Scope, id: string): Promise<Uint8Array | undefined>;
+  /** Makes a file of the run's output (purpose `assistants_output`), under `id` if one was promised. */
+  saveFile(scope: Scope, file: { id?: string; filename: string; bytes: Uint8Array }): Promise<StoredFile>;
+  /** Whether an earlier run of the thread called code_interpreter (its session would have state). */
+  hadEarlierCalls(scope: Scope, run: Run): Promise<boolean>;
+}
+
+export interface CodeInterpreterToolOptions {
+  sandbox: CodeSandbox;
+  backend: CodeInterpreterBackend;
+  logger: Logger;
+  /** A cell's time limit; a run's `expires_at` shortens it. */
+  cellTimeoutMs: number;
+  /** The largest file a link in an answer can hand back (the Files API's limit). */
+  maxFileBytes: number;
+}
+
+/** The sessions' files whose content the tool knows, per thread: what links can point at. */
+interface ThreadFiles {
+  session: PythonSession;
+  names: ReadonlySet<string>;
+}
+
+/** Threads whose files are remembered at once; the oldest is forgotten beyond this. */
+const MAX_REMEMBERED_THREADS = 10_000;
+
+export function codeInterpreterTool(options: CodeInterpreterToolOptions): ServerTool {
+  const { sandbox, backend, logger } = options;
+  /** The run files each session has in /mnt/data: file id → name. A new session starts with none. */
+  const placed = new WeakMap<PythonSession, Map<string, string>>();
+  const threadFiles = new Map<string, ThreadFiles>();
+
+  function remember(threadId: string, files: ThreadFiles): void {
+    threadFiles.delete(threadId);
+    threadFiles.set(threadId, files);
+    const oldest = threadFiles.keys().next().value;
+    if (threadFiles.size > MAX_REMEMBERED_THREADS && oldest !== undefined) threadFiles.delete(oldest);
+  }
+
+  /** Puts the run's files the session does not have yet in /mnt/data. */
+  async function placeFiles(scope: Scope, session: PythonSession, files: readonly StoredFile[]): Promise<string[]> {
+    const has = placed.get(session) ?? new Map<string, string>();
+    placed.set(session, has);
+    const missing: string[] = [];
+    for (const [id, name] of placements(files)) {
+      if (has.get(id) === name) continue;
+      const bytes = await backend.readFile(scope, id);
+      if (!bytes) {
+        missing.push(id);
+        continue;
+      }
+      await session.writeFile(name, bytes);
+      has.set(id, name);
+    }
+    return missing;
+  }
+
+  async function execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult> {
+    const { scope, run, signal } = context;
+    const code = codeOf(call.arguments);
+    const result = (outputs: CodeInterpreterOutput[], output: string): ToolResult => ({
+      details: { id: call.id, type: 'code_interpreter', code_interpreter: { input: code, outputs } },
+      output,
+    });
+    const unavailable = (reason: string) => {
+      const text = `Code execution is unavailable on this server: ${reason}`;
+      context.progress({ code_interpreter: { outputs: [{ index: 0, type: 'logs', logs: text }] } });
+      return result([{ type: 'logs', logs: text }], `${text} Answer without running code.`);
+    };
+
+    const status = await sandbox.start();
+    if (!status.available) return unavailable(status.reason);
+    let opened: { session: PythonSession; fresh: boolean };
+    try {
+      opened = await sandbox.session(run.thread_id);
+    } catch (error) {
+      return unavailable((error as Error).message);
+    }
+    const { session, fresh } = opened;
+    const notes: string[] = [];
+    if (fresh && (context.calls.length > 0 || (await backend.hadEarlierCalls(scope, run))))
+      notes.push(
+        'The Python session was restarted before this code ran: variables, imports and files written by earlier ' +
+          'code are gone. The files you were given are in /mnt/data again.',
+      );
+    const missing = await placeFiles(scope, session, await backend.runFiles(scope, run));
+    if (missing.length > 0) notes.push(`These files no longer exist and are not in /mnt/data: ${missing.join(', ')}.`);
+
+    const left = run.expires_at === null ? Number.POSITIVE_INFINITY : run.expires_at * 1000 - Date.now() - 1000;
+    const cell = await session.runCell(code, {
+      timeoutMs: Math.max(1000, Math.min(options.cellTimeoutMs, left)),
+      signal,
+    });
+    if (signal.aborted) throw signal.reason;
+    if (cell.outcome === 'killed') placed.delete(session); // a new sandbox: the files go in again
+
+    const outputs: CodeInterpreterOutput[] = [];
+    if (cell.logs !== '' || cell.images.length === 0) outputs.push({ type: 'logs', logs: cell.logs });
+    for (const [n, png] of cell.images.entries()) {
+      const file = await backend.saveFile(scope, { filename: `${call.id}-${n}.png`, bytes: png });
+      outputs.push({ type: 'image', image: { file_id: file.id } });
+    }
+    context.progress({
+      code_interpreter: {
+        outputs: outputs.map((o, index) =>
+          o.type === 'logs' ? { index, type: 'logs', logs: o.logs } : { index, type: 'image', image: o.image },
+        ),
+      },
+    });
+    try {
+      const names = new Set((await session.listFiles()).map((f) => f.name));
+      remember(run.thread_id, { session, names });
+    } catch (error) {
+      logger.warn({ err: error, threadId: run.thread_id }, 'could not list the files of a code_interpreter session');
+    }
+    return result(outputs, modelOutput(cell, outputs, notes, options.cellTimeoutMs));
+  }
+
+  function annotator(_calls: readonly ToolCallDetails[], context: Pick<ToolContext, 'scope' | 'run'>): TextAnnotator {
+    const files = threadFiles.get(context.run.thread_id);
+    /** The files the answer's links were promised: path → id. */
+    const promised = new Map<string, string>();
+    const links = sandboxLinkAnnotator((path) => {
+      if (!files?.names.has(path)) return undefined;
+      const id = promised.get(path) ?? newId('file');
+      promised.set(path, id);
+      return id;
+    });
+    return {
+      ...links,
+      async settle() {
+        for (const [path, id] of promised) {
+          try {
+            const bytes = await files!.session.readFile(path, options.maxFileBytes);
+            await backend.saveFile(context.scope, { id, filename: path.split('/').pop()!, bytes });
+          } catch (error) {
+            logger.warn(
+              { err: error, fileId: id, path, runId: context.run.id },
+              'a file the answer links could not be read from the sandbox',
+            );
+          }
+        }
+        promised.clear();
+      },
+    };
+  }
+
+  return {
+    type: 'code_interpreter',
+    function: PYTHON_FUNCTION,
+    alternateName: ALTERNATE_NAME,
+    inputSoFar: codeSoFar,
+    describe: (call) => ({
+      id: call.id,
+      type: 'code_interpreter',
+      code_interpreter: { input: codeOf(call.arguments), outputs: [] },
+    }),
+    execute,
+    annotator,
+    answerParts: (calls) =>
+      calls.flatMap((c): MessageContent[] =>
+        c.type === 'code_interpreter'
+          ? c.code_interpreter.outputs.flatMap((o): MessageContent[] =>
+              o.type === 'image'
+                ? [{ type: 'image_file', image_file: { file_id: o.image.file_id, detail: 'auto' } }]
+                : [],
+            )
+          : [],
+      ),
+    instructions: async ({ scope, run }) => {
+      const status = await sandbox.start();
+      if (!status.available)
+        return `You have a Python tool, but code execution is unavailable on this server (${status.reason}). If the user asks for something that needs running code, say so.`;
+      const names = [...placements(await backend.runFiles(scope, run)).values()];
+      return [
+        'You have a Python tool: it runs Python 3 code in a stateful session, like a Jupyter notebook. Variables, ' +
+          'imports and files persist between calls in this conversation (the session may be reset after a long ' +
+          'pause). numpy, pandas and matplotlib are installed; there is no internet access and no package can be ' +
+          'installed.',
+        names.length === 0
+          ? 'The working directory is /mnt/data; the user has given you no files.'
+          : `The working directory is /mnt/data, holding the files the user gave you: ${names.join(', ')}.`,
+        'Plots drawn with matplotlib are shown to the user. To give the user a file, save it under /mnt/data and ' +
+          'link it as sandbox:/mnt/data/<name>.',
+      ].join(' ');
+    },
+  };
+}
+
+/** Where each file goes in /mnt/data: its name; a second file of the same name gets its id added. */
+export function placements(files: readonly StoredFile[]): Map<string, string> {
+  const byId = new Map<string, string>();
+  const used = new Set<string>();
+  for (const file of files) {
+    if (byId.has(file.id)) continue;
+    let name = safeName(file.filename, file.id);
+    if (used.has(name)) {
+      const dot = name.lastIndexOf('.');
+      name = dot > 0 ? `${name.slice(0, dot)}-${file.id}${name.slice(dot)}` : `${name}-${file.id}`;
+    }
+    used.add(name);
+    byId.set(file.id, name);
+  }
+  return byId;
+}
+
+/** A file name as /mnt/data can take it: its last path segment, without control characters. */
+function safeName(filename: string, id: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+  const name = (filename.split(/[/\\]/).pop() ?? '').replace(/[\u0000-\u001f]/g, '').trim();
+  return name === '' || name === '.' || name === '..' ? id : name;
+}
+
+/** What the model reads of a cell: its output, what happened to it, the images it drew. */
+function modelOutput(
+  cell: CellResult,
+  outputs: readonly CodeInterpreterOutput[],
+  notes: readonly string[],
+  cellTimeoutMs: number,
+): string {
+  const parts = [...notes];
+  if (cell.logs !== '') parts.push(cell.logs);
+  const images = outputs.flatMap((o) => (o.type === 'image' ? [o.image.file_id] : []));
+  if (images.length > 0)
+    parts.push(`[${images.length === 1 ? 'An image was' : `${images.length} images were`} shown to the user.]`);
+  if (cell.outcome === 'timeout')
+    parts.push(
+      `[The code was interrupted: it ran longer than the time limit (${Math.round(cellTimeoutMs / 1000)} s at most). Variables defined before it are kept.]`,
+    );
+  if (cell.outcome === 'killed')
+    parts.push(
+      '[The code did not stop when interrupted, so the Python session was restarted: all variables, imports and files written by earlier code are gone.]',
+    );
+  if (parts.length === 0) parts.push('[The code ran and printed nothing.]');
+  return parts.join('\n');
+}

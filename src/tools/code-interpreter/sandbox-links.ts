@@ -1,0 +1,108 @@
+import type { TextAnnotation } from '../../domain/objects.ts';
+import { codePoints } from '../code-points.ts';
+import type { TextAnnotator } from '../tool.ts';
+
+/**
+ * Links to the sandbox's files in an answer: a model gives the user a file its code wrote by linking it as
+ * `sandbox:/mnt/data/<path>` (upstream's convention, which OpenAI's models follow), usually in a Markdown link. Each
+ * link to a file that exists becomes a `file_path` annotation of exactly the link's text, pointing at a file made
+ * of the sandbox file's bytes (the tool makes it before the answer is stored). A link to no file stays plain text.
+ *
+ * A link is complete only when something follows it (or the answer ends), so the stream holds it back from its
+ * first character until then (`heldFrom`): the annotation then goes out with the whole link.
+ */
+
+export const SANDBOX_PREFIX = 'sandbox:/mnt/data/';
+
+/** Where a link outside a Markdown link's parentheses ends. */
+const BARE_END = /[\s)\]>"'`<|*]/;
+/** Punctuation after a link that belongs to the sentence, not to the path. */
+const TRAILING = /[.,;:!?]+$/;
+/** A link longer than this is not waited for: the text is let go. */
+const MAX_LINK_LENGTH = 1024;
+
+/** The file id promised for a path under /mnt/data the answer links to, or undefined when there is no such file. */
+export type LinkTarget = (path: string) => string | undefined;
+
+/** The annotator of `sandbox:` links (without `settle`, which the tool adds). */
+export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'annotate' | 'heldFrom'> {
+  let scanned = 0; // UTF-16 index up to which the text has no link still to come
+  let scannedPoints = 0; // code points in text[0, scanned)
+  const advance = (text: string, to: number) => {
+    scannedPoints += codePoints(text, scanned, to);
+    scanned = to;
+  };
+
+  return {
+    annotate(text, final = false) {
+      const found: TextAnnotation[] = [];
+      for (;;) {
+        const start = text.indexOf(SANDBOX_PREFIX, scanned);
+        if (start === -1) {
+          // A prefix cut at the end of the text may still become a link: keep its first character unscanned.
+          advance(text, Math.max(scanned, text.length - SANDBOX_PREFIX.length + 1));
+          return found;
+        }
+        const end = linkEnd(text, start, final);
+        if (end === undefined) {
+          advance(text, start);
+          return found;
+        }
+        advance(text, start);
+        const link = text.slice(start, end);
+        const id = link.length > SANDBOX_PREFIX.length ? target(pathOf(link)) : undefined;
+        if (id !== undefined)
+          found.push({
+            type: 'file_path',
+            text: link,
+            start_index: scannedPoints,
+            end_index: scannedPoints + codePoints(link, 0, link.length),
+            file_path: { file_id: id },
+          });
+        advance(text, Math.max(end, start + SANDBOX_PREFIX.length));
+      }
+    },
+
+    heldFrom(text) {
+      const last = text.lastIndexOf(SANDBOX_PREFIX);
+      if (last >= scanned && linkEnd(text, last, false) === undefined) return last;
+      // The text ends with what may be the start of a link ("…(sandbox:/mnt/da").
+      for (let k = Math.min(SANDBOX_PREFIX.length - 1, text.length); k > 0; k--)
+        if (SANDBOX_PREFIX.startsWith(text.slice(text.length - k))) return Math.max(scanned, text.length - k);
+      return undefined;
+    },
+  };
+}
+
+/**
+ * Where the link at `start` ends (its trailing sentence punctuation left out), or undefined while it may go on.
+ * Inside a Markdown link's parentheses it ends at `)`; elsewhere at white space, a bracket or a quote.
+ */
+function linkEnd(text: string, start: number, final: boolean): number | undefined {
+  const inMarkdown = text.slice(Math.max(0, start - 2), start) === '](';
+  let end = -1;
+  for (let i = start + SANDBOX_PREFIX.length; i < text.length && i - start <= MAX_LINK_LENGTH; i++) {
+    const ch = text[i]!;
+    if (inMarkdown ? ch === ')' || ch === '\n' : BARE_END.test(ch)) {
+      end = i;
+      break;
+    }
+  }
+  if (end === -1) {
+    if (!final && text.length - start <= MAX_LINK_LENGTH) return undefined;
+    end = Math.min(text.length, start + MAX_LINK_LENGTH);
+  }
+  const trailing = TRAILING.exec(text.slice(start + SANDBOX_PREFIX.length, end));
+  return trailing ? end - trailing[0].length : end;
+}
+
+/** The path under /mnt/data a link names (percent-escapes decoded when they are valid). */
+function pathOf(link: string): string {
+  const path = link.slice(SANDBOX_PREFIX.length);
+  if (!path.includes('%')) return path;
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * What code in the sandbox must not be able to do: each case an attempt that must fail inside, with the event loop
+ * watched while it runs and a check that the session still works after it.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
+import type { SandboxPool } from '../../src/sandbox/sandbox-pool.ts';
+import type { CellResult, SandboxSession } from '../../src/sandbox/sandbox-session.ts';
+import { EVENT_LOOP_BOUND_MS, startedPool, watchEventLoop } from './support.ts';
+
+const SECRET = `assistd-secret-${randomBytes(12).toString('hex')}`;
+
+describe('the sandbox contains', () => {
+  let pool: SandboxPool;
+  let session: SandboxSession;
+  let hostDir: string;
+
+  before(async () => {
+    process.env.ASSISTD_TEST_SANDBOX_SECRET = SECRET;
+    hostDir = mkdtempSync(path.join(os.tmpdir(), 'assistd-containment-'));
+    writeFileSync(path.join(hostDir, 'marker.txt'), 'host marker', { mode: 0o644 });
+    pool = await startedPool();
+    ({ session } = await pool.session('thread_containment'));
+  });
+  after(async () => {
+    await pool.close();
+    delete process.env.ASSISTD_TEST_SANDBOX_SECRET;
+    rmSync(hostDir, { recursive: true, force: true });
+  });
+
+  /** Runs a nasty cell, asserting the event loop stayed responsive and that the session answers afterwards. */
+  async function nasty(code: string, timeoutMs?: number): Promise<CellResult> {
+    const { result, maxDelayMs } = await watchEventLoop(() =>
+      session.runCell(code, timeoutMs === undefined ? {} : { timeoutMs }),
+    );
+    assert.ok(maxDelayMs < EVENT_LOOP_BOUND_MS, `the event loop was blocked for ${maxDelayMs} ms`);
+    const next = await session.runCell('"alive"');
+    assert.equal(next.logs, "'alive'\n", 'the next cell works');
+    return result;
+  }
+
+  /** A cell printing one line per attempt: `name: refused <error>` or `name: DONE`. */
+  function attempts(cases: Record<string, string>): string {
+    return Object.entries(cases)
+      .map(
+        ([name, body]) =>
+          `try:\n${body.replace(/^/gm, '    ')}\n    print(${JSON.stringify(name)} + ': DONE')\n` +
+          `except BaseException as e:\n    print(${JSON.stringify(name)} + ': refused', type(e).__name__)`,
+      )
+      .join('\n');
+  }
+
+  function assertAllRefused(result: CellResult, names: string[]): void {
+    for (const name of names) assert.match(result.logs, new RegExp(`^${name}: refused`, 'm'), result.logs);
+    assert.doesNotMatch(result.logs, /: DONE/, result.logs);
+  }
+
+  it("keeps the host's files out of sight", async () => {
+    const hostPasswd = readFileSync('/etc/passwd', 'utf8');
+    const result = await nasty(
+      attempts({
+        marker: `open(${JSON.stringify(path.join(hostDir, 'marker.txt'))}).read()`,
+        project: `open(${JSON.stringify(path.join(process.cwd(), 'package.json'))}).read()`,
+        listing: `import os\nos.listdir(${JSON.stringify(process.cwd())})`,
+        passwd: 'open("/etc/passwd").read()',
+        shadow: 'open("/etc/shadow").read()',
+        root_home: 'import os\nos.listdir("/root")',
+      }),
+    );
+    assertAllRefused(result, ['marker', 'project', 'listing', 'passwd', 'shadow', 'root_home']);
+    assert.ok(!result.logs.includes('host marker') && !result.logs.includes(hostPasswd.slice(0, 20)));
+  });
+
+  it("keeps the server's environment secret (os.environ and every /proc/*/environ)", async () => {
+    const result = await nasty(
+      [
+        'import os',
+        'print(dict(os.environ))',
+        'for pid in ["self", *[p for p in os.listdir("/proc") if p.isdigit()]]:',
+        '    try:',
+        '        print(pid, open(f"/proc/{pid}/environ", "rb").read())',
+        '    except OSError as e:',
+        '        print(pid, "unreadable", e)',
+      ].join('\n'),
+    );
+    assert.match(result.logs, /^1 b'/m, 'bwrap’s pid 1 environ was read');
+    assert.match(result.logs, /^self b'.*PATH=\/usr\/bin:\/bin/m);
+    assert.ok(!result.logs.includes(SECRET), 'the secret leaked');
+    assert.ok(!result.logs.includes('ASSISTD_TEST_SANDBOX_SECRET'));
+  });
+
+  it('has no network: not the host’s PostgreSQL on 127.0.0.1:5432, no DNS', async () => {
+    const hostListens = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(5432, '127.0.0.1', () => resolve(true)).on('error', () => resolve(false));
+      socket.setTimeout(2_000, () => resolve(false));
+      socket.unref();
+      socket.once('connect', () => socket.destroy());
+    });
+    const result = await nasty(
+      attempts({
+        postgres: 'import socket\nsocket.create_connection(("127.0.0.1", 5432), timeout=3).close()',
+        dns: 'import socket\nsocket.getaddrinfo("example.com", 443)',
+        outside: 'import socket\nsocket.create_connection(("1.1.1.1", 53), timeout=3).close()',
+      }) + '\nimport socket\nprint(sorted(name for _, name in socket.if_nameindex()))',
+    );
+    assertAllRefused(result, ['postgres', 'dns', 'outside']);
+    assert.match(result.logs, /^\['lo'\]$/m, 'only a loopback of its own');
+    if (!hostListens) process.stderr.write('note: nothing listens on 127.0.0.1:5432 on this host\n');
+  });
+
+  it('keeps the system read-only, with no way to remount or gain privileges', async () => {
+    const result = await nasty(
+      attempts({
+        usr: 'open("/usr/evil", "w")',
+        etc: 'open("/etc/evil", "w")',
+        root: 'open("/evil", "w")',
+        dev: 'open("/dev/evil", "w")',
+        proc_sys: 'open("/proc/sys/kernel/hostname", "w").write("evil")',
+        remount:
+          'import subprocess\nsubprocess.run(["mount", "-o", "remount,rw", "/usr"], check=True, capture_output=True)',
+        userns: 'import subprocess\nsubprocess.run(["unshare", "-Urm", "true"], check=True, capture_output=True)',
+        setuid: 'import os\nos.setuid(0)',
+      }),
+    );
+    assertAllRefused(result, ['usr', 'etc', 'root', 'dev', 'proc_sys', 'remount', 'userns', 'setuid']);
+  });
+
+  it('contains a fork bomb: the host and other sessions can still start processes', async () => {
+    const other = (await pool.session('thread_containment_other')).session;
+    const bomb = session.runCell(
+      'import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass',
+      {
+        timeoutMs: 3_000,
+      },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    execFileSync('/bin/true'); // the host
+    const beside = await other.runCell('import subprocess\nsubprocess.run(["true"]).returncode');
+    assert.equal(beside.logs, '0\n', 'another session forks while the bomb runs');
+    const { result, maxDelayMs } = await watchEventLoop(() => bomb);
+    assert.ok(maxDelayMs < EVENT_LOOP_BOUND_MS, `the event loop was blocked for ${maxDelayMs} ms`);
+    assert.ok(result.outcome === 'timeout' || result.outcome === 'killed', result.outcome);
+    const next = await session.runCell('import subprocess\nsubprocess.run(["true"]).returncode');
+    assert.equal(next.logs, '0\n', 'the session forks again');
+    const left = await session.runCell('import os\nsorted(int(p) for p in os.listdir("/proc") if p.isdigit())[2:]');
+    assert.equal(left.logs, '[]\n', 'only the sandbox’s init and the driver remain');
+  });
+
+  it('stops a 20 GB allocation with MemoryError', async () => {
+    const result = await nasty('data = bytearray(20 * 1024**3)');
+    assert.equal(result.outcome, 'error');
+    assert.match(result.logs, /MemoryError/);
+    const numpy = await nasty('import numpy\nnumpy.ones(20 * 1024**3 // 8)');
+    assert.match(numpy.logs, /MemoryError|Unable to allocate/);
+  });
+
+  it('interrupts an infinite loop at its timeout and keeps the variables', async () => {
+    await session.runCell('before_loop = 7');
+    const result = await nasty('while True:\n    pass', 1_000);
+    assert.equal(result.outcome, 'timeout');
+    assert.equal((await session.runCell('before_loop')).logs, '7\n');
+  });
+
+  it('kills a loop in C that never sees the interrupt, and restarts the session', async () => {
+    await session.runCell('before_c_loop = 1');
+    const started = performance.now();
+    const result = await nasty('import re\nre.match(r"(a+)+$", "a" * 64 + "b")', 500);
+    assert.equal(result.outcome, 'killed');
+    assert.ok(performance.now() - started < 6_000);
+    assert.match((await session.runCell('before_c_loop')).logs, /NameError/);
+  });
+
+  it('stops a 10 GB file at RLIMIT_FSIZE and the disk at its tmpfs size', async () => {
+    const result = await nasty(
+      attempts({
+        big_file:
+          'chunk = b"\\0" * (1 << 24)\nwith open("/mnt/data/big", "wb") as f:\n    for _ in range(640):\n        f.write(chunk)',
+        big_tmp: 'import subprocess\nsubprocess.run("head -c 10G /dev/zero > /tmp/big", shell=True, check=True)',
+        fill_data:
+          'chunk = b"\\0" * (1 << 24)\nfor i in range(40):\n    with open(f"/mnt/data/part{i}", "wb") as f:\n        f.write(chunk)',
+        fill_shm: 'chunk = b"\\0" * (1 << 24)\nfor i in range(40):\n    open(f"/dev/shm/part{i}", "wb").write(chunk)',
+      }),
+    );
+    assertAllRefused(result, ['big_file', 'big_tmp', 'fill_data', 'fill_shm']);
+    assert.match(result.logs, /^big_file: refused OSError/m);
+    const usage = await session.runCell('import shutil\nshutil.disk_usage("/mnt/data").used <= 96 * 1024**2');
+    assert.equal(usage.logs, 'True\n');
+    await session.runCell('import glob, os\nfor f in glob.glob("/mnt/data/*") + glob.glob("/dev/shm/*"): os.remove(f)');
+  });
+
+  it('caps 100 MB of output', async () => {
+    const rssBefore = process.memoryUsage().rss;
+    const result = await nasty('import sys\nfor _ in range(100):\n    sys.stdout.write("z" * (1 << 20))');
+    assert.ok(result.logs.length <= 20_200);
+    assert.match(result.logs, /…\[output truncated: [\d,]+ more characters\]/);
+    assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024);
+  });
+
+  it('refuses symlinks, FIFOs and directories in /mnt/data, promptly, never reading host content', async () => {
+    const made = await session.runCell(
+      [
+        'import os',
+        'os.symlink("/etc/passwd", "/mnt/data/passwd")',
+        'os.symlink("/etc", "/mnt/data/etc")',
+        'os.symlink("/proc/1/environ", "/mnt/data/environ")',
+        'os.mkfifo("/mnt/data/fifo")',
+        'os.mkdir("/mnt/data/dir")',
+        'open("/mnt/data/dir/real.txt", "w").write("real")',
+      ].join('\n'),
+    );
+    assert.equal(made.outcome, 'ok', made.logs);
+    const refusals: Array<[string, RegExp]> = [
+      ['passwd', /passwd is a symbolic link/],
+      ['etc/passwd', /etc is not a directory/],
+      ['environ', /environ is a symbolic link/],
+      ['fifo', /fifo is not a regular file/],
+      ['dir', /dir is not a regular file/],
+    ];
+    const { maxDelayMs } = await watchEventLoop(async () => {
+      for (const [name, message] of refusals) {
+        const started = performance.now();
+        await assert.rejects(session.readFile(name, 1 << 20), (error: unknown) => {
+          assert.ok(error instanceof SandboxError);
+          assert.match(error.message, message);
+          assert.doesNotMatch(error.message, /root:/);
+          return true;
+        });
+        assert.ok(performance.now() - started < 2_000, `${name} took too long`);
+      }
+      await assert.rejects(session.writeFile('passwd', new Uint8Array([1])), /symbolic link/);
+      await assert.rejects(session.writeFile('fifo', new Uint8Array([1])), /not a regular file/);
+    });
+    assert.ok(maxDelayMs < EVENT_LOOP_BOUND_MS);
+    assert.equal(new TextDecoder().decode(await session.readFile('dir/real.txt', 10)), 'real');
+    assert.deepEqual(
+      (await session.listFiles()).map((f) => f.name),
+      ['dir/real.txt'],
+    );
+  });
+});

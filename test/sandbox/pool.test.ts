@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
+import { startedPool, testPool } from './support.ts';
+
+/** Pids of the bwrap processes this test process started. */
+function ownBwraps(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return state !== 'Z' && Number(ppid) === process.pid && stat.includes('(bwrap)');
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+describe('the sandbox pool', () => {
+  it('reports itself disabled, and refuses sessions', async () => {
+    const pool = testPool({ enabled: false });
+    assert.equal(pool.status, undefined);
+    const status = await pool.start();
+    assert.deepEqual(status, { available: false, reason: 'disabled by ASSISTD_CODE_INTERPRETER=off' });
+    assert.equal(pool.start(), pool.start(), 'probed once');
+    assert.deepEqual(pool.status, status);
+    await assert.rejects(pool.session('thread_a'), SandboxError);
+    await pool.close();
+  });
+
+  it('reports a missing Python or bubblewrap as unavailable, with a clear reason', async () => {
+    const noPython = testPool({ python: '/usr/bin/no-such-python3' });
+    assert.deepEqual(await noPython.start(), { available: false, reason: 'no Python at /usr/bin/no-such-python3' });
+    await assert.rejects(noPython.session('thread_a'), /unavailable: no Python at \/usr\/bin\/no-such-python3/);
+    const noBwrap = testPool({ bwrap: 'no-such-bwrap' });
+    assert.deepEqual(await noBwrap.start(), { available: false, reason: 'no-such-bwrap (bubblewrap) is not on PATH' });
+    // The real sandbox command fails (here: a Python the sandbox cannot see), not just a version check.
+    const hidden = testPool({ python: process.execPath });
+    const status = await hidden.start();
+    assert.equal(status.available, false);
+    assert.ok(
+      !status.available && /cannot build matplotlib|does not start/.test(status.reason),
+      JSON.stringify(status),
+    );
+    await Promise.all([noPython.close(), noBwrap.close(), hidden.close()]);
+  });
+
+  it('hands out one session per key, fresh the first time', async () => {
+    const pool = await startedPool();
+    try {
+      const first = await pool.session('thread_a');
+      assert.equal(first.fresh, true);
+      await first.session.runCell('value = "a"');
+      const again = await pool.session('thread_a');
+      assert.equal(again.session, first.session);
+      assert.equal(again.fresh, false);
+      assert.equal((await again.session.runCell('value')).logs, "'a'\n");
+      assert.equal(first.session.key, 'thread_a');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('evicts the least recently used idle session when full, and refuses when every session is busy', async () => {
+    const pool = await startedPool({ maxSessions: 2 });
+    try {
+      const a = (await pool.session('thread_a')).session;
+      const b = (await pool.session('thread_b')).session;
+      await b.runCell('name = "b"');
+      await a.runCell('name = "a"'); // a is now the most recently used
+      const c = await pool.session('thread_c'); // evicts b
+      assert.equal(c.fresh, true);
+      assert.equal((await a.runCell('name')).logs, "'a'\n", 'a kept');
+      await assert.rejects(b.runCell('name'), /closed \(evicted/);
+      await c.session.runCell('name = "c"');
+      const b2 = await pool.session('thread_b'); // evicts a, used before c
+      assert.equal(b2.fresh, true);
+      assert.notEqual(b2.session, b);
+      assert.match((await b2.session.runCell('name')).logs, /NameError/);
+      assert.equal((await c.session.runCell('name')).logs, "'c'\n", 'c kept');
+      await assert.rejects(a.runCell('name'), /closed \(evicted/);
+
+      const busy = b2.session.runCell('import time\ntime.sleep(3)');
+      const busyToo = c.session.runCell('import time\ntime.sleep(3)');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await assert.rejects(pool.session('thread_d'), /All 2 code interpreter sessions are busy/);
+      await Promise.all([busy, busyToo]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('closes a session idle too long; the key then gets a fresh one', async () => {
+    const pool = await startedPool({ idleMs: 400 });
+    try {
+      const first = await pool.session('thread_a');
+      await first.session.runCell('value = 1');
+      await new Promise((resolve) => setTimeout(resolve, 900));
+      const after = await pool.session('thread_a');
+      assert.equal(after.fresh, true);
+      assert.notEqual(after.session, first.session);
+      assert.match((await after.session.runCell('value')).logs, /NameError/);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('closes a session at the end of its lifetime, even while in use', async () => {
+    const pool = await startedPool({ lifetimeMs: 1_500 });
+    try {
+      const first = await pool.session('thread_a');
+      const cell = first.session.runCell('import time\ntime.sleep(2)\n"finished"');
+      await new Promise((resolve) => setTimeout(resolve, 1_700));
+      assert.equal((await pool.session('thread_a')).fresh, true, 'replaced at once');
+      assert.equal((await cell).logs, "'finished'\n", 'the running cell was let finish');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('leaves no sandbox process after close, and refuses sessions then', async () => {
+    const pool = await startedPool();
+    const { session } = await pool.session('thread_a');
+    const running = session.runCell('while True:\n    pass');
+    await pool.session('thread_b');
+    assert.ok(ownBwraps().length >= 3, 'two sessions and a spare');
+    await pool.close();
+    assert.equal((await running).outcome, 'killed');
+    assert.deepEqual(ownBwraps(), []);
+    await assert.rejects(pool.session('thread_c'), /shutting down/);
+  });
+});

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import pino from 'pino';
+import { sandboxCommand } from '../../src/sandbox/bwrap-command.ts';
+import { fontCacheDir } from '../../src/sandbox/font-cache.ts';
+import { SandboxProcess } from '../../src/sandbox/sandbox-process.ts';
+import { TEST_SETTINGS } from './support.ts';
+
+/** Live bwrap processes whose parent is this process or init (an orphan of a sandbox killed too early). */
+function bwraps(): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (stat.includes('(bwrap)') && state !== 'Z' && (Number(ppid) === process.pid || ppid === '1'))
+        found.push(Number(entry));
+    } catch {}
+  }
+  return found;
+}
+
+describe('a sandbox process', () => {
+  it('can be killed at any moment of its start, leaving nothing behind', async () => {
+    const driver = await readFile(new URL('../../src/sandbox/driver.py', import.meta.url), 'utf8');
+    const command = sandboxCommand(TEST_SETTINGS, driver, await fontCacheDir(TEST_SETTINGS.python));
+    const before = new Set(bwraps());
+    for (let delayMs = 0; delayMs < 30; delayMs += 0.5) {
+      const sandbox = new SandboxProcess(command, pino({ level: 'silent' }));
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const killed = await Promise.race([
+        sandbox.kill('test').then(() => true),
+        new Promise((resolve) => setTimeout(() => resolve(false), 3_000)),
+      ]);
+      assert.ok(killed, `kill after ${delayMs} ms did not finish`);
+    }
+    const deadline = Date.now() + 3_000;
+    let left = bwraps().filter((pid) => !before.has(pid));
+    while (left.length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      left = bwraps().filter((pid) => !before.has(pid));
+    }
+    assert.deepEqual(left, []);
+  });
+});

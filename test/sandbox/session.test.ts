@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
+import type { SandboxPool } from '../../src/sandbox/sandbox-pool.ts';
+import type { SandboxSession } from '../../src/sandbox/sandbox-session.ts';
+import { pngSize, startedPool } from './support.ts';
+
+describe('a code interpreter session', () => {
+  let pool: SandboxPool;
+  let session: SandboxSession;
+
+  before(async () => {
+    pool = await startedPool({ outputChars: 2_000 });
+    ({ session } = await pool.session('thread_session'));
+  });
+  after(() => pool.close());
+
+  it('keeps variables between cells', async () => {
+    assert.equal((await session.runCell('x = 41')).outcome, 'ok');
+    const result = await session.runCell('x + 1');
+    assert.deepEqual(result, { logs: '42\n', images: [], outcome: 'ok' });
+  });
+
+  it("logs what the cell prints, in order, then the last expression's repr (not None's)", async () => {
+    const code = 'import os, sys\nprint("out")\nprint("err", file=sys.stderr)\nos.system("echo shell")\n"a" * 2';
+    assert.equal((await session.runCell(code)).logs, "out\nerr\nshell\n'aa'\n");
+    assert.equal((await session.runCell('print("only")\nNone')).logs, 'only\n');
+  });
+
+  it("reports an exception as 'error' with the cell's traceback, without the driver's frames", async () => {
+    const result = await session.runCell('def f():\n    return 1 / 0\nf()');
+    assert.equal(result.outcome, 'error');
+    assert.match(result.logs, /^Traceback \(most recent call last\):\n {2}File "<cell \d+>", line 3/);
+    assert.match(result.logs, /return 1 \/ 0/);
+    assert.match(result.logs, /ZeroDivisionError: division by zero\n$/);
+    assert.doesNotMatch(result.logs, /<string>/);
+    const syntax = await session.runCell('def (:');
+    assert.equal(syntax.outcome, 'error');
+    assert.match(syntax.logs, /SyntaxError/);
+    const exit = await session.runCell('import sys\nsys.exit(3)');
+    assert.equal(exit.outcome, 'error');
+    assert.equal((await session.runCell('x')).logs, '41\n', 'the session survives SystemExit');
+  });
+
+  it('returns each open figure as a PNG, then closes them', async () => {
+    const result = await session.runCell(
+      'import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.figure(figsize=(2, 1), dpi=50)\nplt.bar([1], [2]);',
+    );
+    assert.equal(result.outcome, 'ok');
+    assert.equal(result.images.length, 2);
+    const [first, second] = result.images.map(pngSize);
+    assert.deepEqual(first, { width: 640, height: 480 });
+    assert.deepEqual(second, { width: 100, height: 50 });
+    assert.equal((await session.runCell('1')).images.length, 0, 'closed after the cell');
+  });
+
+  it('writes files pandas reads, reads back files, and lists them', async () => {
+    const csv = new TextEncoder().encode('city,temp\nOslo,3\nRome,17\n');
+    await session.writeFile('weather.csv', csv);
+    const read = await session.runCell('import pandas as pd\npd.read_csv("weather.csv")["temp"].sum()');
+    assert.equal(read.logs, '20\n');
+
+    const binary = Uint8Array.from({ length: 3 * 1024 * 1024 + 7 }, (_, i) => (i * 31) % 256);
+    await session.writeFile('blob.bin', binary);
+    assert.deepEqual(await session.readFile('blob.bin', binary.length), binary);
+
+    const made = await session.runCell(
+      'import os\nos.makedirs("out", exist_ok=True)\nopen("out/result.txt", "w").write("done")',
+    );
+    assert.equal(made.outcome, 'ok');
+    assert.equal(new TextDecoder().decode(await session.readFile('out/result.txt', 100)), 'done');
+
+    const files = await session.listFiles();
+    assert.deepEqual(
+      files.map((f) => [f.name, f.size]),
+      [
+        ['blob.bin', binary.length],
+        ['out/result.txt', 4],
+        ['weather.csv', csv.length],
+      ],
+    );
+    for (const file of files) assert.ok(Math.abs(file.mtimeMs - Date.now()) < 60_000);
+  });
+
+  it('refuses invalid names, missing files and files over the limit with a SandboxError', async () => {
+    for (const name of ['', 'a/b', '..', '.', 'a\0b'])
+      await assert.rejects(session.writeFile(name, new Uint8Array(1)), SandboxError, name);
+    for (const name of ['../etc/passwd', '/etc/passwd', 'a//b', 'out/../weather.csv', ''])
+      await assert.rejects(session.readFile(name, 100), SandboxError, name);
+    await assert.rejects(session.readFile('missing.txt', 100), /missing.txt: no such file/);
+    await assert.rejects(session.readFile('weather.csv', 10), /over the limit of 10/);
+  });
+
+  it("interrupts a cell at its timeout ('timeout') and keeps the session's variables", async () => {
+    await session.runCell('kept = "still here"');
+    const started = performance.now();
+    const result = await session.runCell('while True:\n    pass', { timeoutMs: 1_000 });
+    assert.equal(result.outcome, 'timeout');
+    assert.match(result.logs, /KeyboardInterrupt/);
+    assert.ok(performance.now() - started < 3_000);
+    assert.equal((await session.runCell('import time\ntime.sleep(30)', { timeoutMs: 300 })).outcome, 'timeout');
+    assert.equal((await session.runCell('kept')).logs, "'still here'\n");
+  });
+
+  it("aborts a cell on the caller's signal, and one still queued without running it", async () => {
+    const controller = new AbortController();
+    const running = session.runCell('import time\ntime.sleep(30)', { signal: controller.signal });
+    const queued = session.runCell('never = 1', { signal: controller.signal });
+    setTimeout(() => controller.abort(), 300);
+    assert.equal((await running).outcome, 'aborted');
+    assert.equal((await queued).outcome, 'aborted');
+    assert.equal((await session.runCell('"never" in globals(), kept')).logs, "(False, 'still here')\n");
+    const already = AbortSignal.abort();
+    assert.equal((await session.runCell('never = 1', { signal: already })).outcome, 'aborted');
+  });
+
+  it('runs cells one at a time, in the order asked', async () => {
+    const [first, second] = await Promise.all([
+      session.runCell('import time\ntime.sleep(0.3)\norder = ["first"]'),
+      session.runCell('order.append("second")\norder'),
+    ]);
+    assert.equal(first.outcome, 'ok');
+    assert.equal(second.logs, "['first', 'second']\n");
+  });
+
+  it('caps a flood of output, marked, with its head and tail, without Node holding it', async () => {
+    const rssBefore = process.memoryUsage().rss;
+    const result = await session.runCell(
+      'print("HEAD")\nfor _ in range(100):\n    print("x" * 1_000_000)\nimport os\nos.system("head -c 5000000 /dev/zero | tr \'\\\\0\' y")\nprint("TAIL")',
+    );
+    assert.equal(result.outcome, 'ok');
+    assert.ok(result.logs.length <= 2_000 + 200, `${result.logs.length} characters`);
+    assert.match(result.logs, /^HEAD\nx{900}/);
+    const dropped = /\n…\[output truncated: ([\d,]+) more characters\]\n/.exec(result.logs)?.[1];
+    assert.equal(Number(dropped?.replaceAll(',', '')), 105_000_110 - 2_000);
+    assert.match(result.logs, /y{900}TAIL\n$/);
+    assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024, 'Node held the output');
+  });
+
+  it("kills a cell that ignores the interrupt ('killed'); the next cell runs in a fresh session", async () => {
+    await session.writeFile('lost.txt', new Uint8Array([1]));
+    const result = await session.runCell(
+      'import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass',
+      {
+        timeoutMs: 500,
+      },
+    );
+    assert.equal(result.outcome, 'killed');
+    assert.match(result.logs, /did not stop within 1 s of its interrupt.*restarted/);
+    const next = await session.runCell('kept');
+    assert.equal(next.outcome, 'error');
+    assert.match(next.logs, /NameError: name 'kept' is not defined/);
+    assert.deepEqual(await session.listFiles(), []);
+    const again = await pool.session('thread_session');
+    assert.equal(again.session, session);
+    assert.equal(again.fresh, true, 'the pool reports the restart');
+    assert.equal((await pool.session('thread_session')).fresh, false);
+  });
+
+  it("reports a Python process that died under its cell as 'killed', and restarts it", async () => {
+    const result = await session.runCell('import os\nos._exit(3)');
+    assert.equal(result.outcome, 'killed');
+    assert.match(result.logs, /The Python process ended \(exited with code 3\)/);
+    assert.equal((await session.runCell('6 * 7')).logs, '42\n');
+  });
+});

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { frame } from '../../src/api/sse.ts';
+import type { StoredFile } from '../../src/domain/files.ts';
+import type { MessageDelta, RunStepDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
+import { ModelTurn } from '../../src/runs/model-turn.ts';
+import { RunEventBus } from '../../src/runs/run-event-bus.ts';
+import { codeOf, codeSoFar } from '../../src/tools/code-interpreter/code-arguments.ts';
+import { placements } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
+import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
+import type { ServerTool, TextAnnotator } from '../../src/tools/tool.ts';
+import { aRun } from '../support/builders.ts';
+import { assertMatchesSchema } from '../support/openapi.ts';
+
+/**
+ * code_interpreter's pure parts: the code of a call's arguments (whole and as they stream), the `sandbox:` links of
+ * an answer becoming file_path annotations (whole and streamed in every split), where the run's files go in
+ * /mnt/data; and what it relies on in ModelTurn: a call's input streamed as the model writes it, text held back
+ * while a link is incomplete, image parts before the answer's text.
+ */
+
+describe('the code of a call', () => {
+  test('JSON arguments, a JSON string, raw code, and JSON broken by raw line breaks', () => {
+    assert.equal(codeOf('{"code": "print(1)\\nx = 2"}'), 'print(1)\nx = 2');
+    assert.equal(codeOf('"print(1)"'), 'print(1)');
+    assert.equal(codeOf('import math\nprint(math.pi)'), 'import math\nprint(math.pi)');
+    assert.equal(codeOf('{"code": "print(1)\nprint(2)"}'), 'print(1)\nprint(2)');
+    assert.equal(codeOf('{"code": "a = \\"\\u00e9\\ud83d\\ude80\\t\\\\\\/"}'), 'a = "é🚀\t\\/');
+  });
+
+  test('as arguments stream, the code so far only grows and ends as the whole code, in every split', () => {
+    const args = JSON.stringify({ code: 'import pandas as pd\ndf = pd.read_csv("a.csv")\nprint("é🚀\\t", df)' });
+    const whole = codeOf(args);
+    for (let cut = 0; cut <= args.length; cut++) {
+      const before = codeSoFar(args.slice(0, cut));
+      const after = codeSoFar(args);
+      assert.ok(after.startsWith(before), `split at ${cut}: ${JSON.stringify(before)}`);
+    }
+    assert.equal(codeSoFar(args), whole);
+    const raw = 'x = 1\nprint(x)';
+    for (let cut = 0; cut <= raw.length; cut++) assert.ok(raw.startsWith(codeSoFar(raw.slice(0, cut))));
+  });
+});
+
+describe('sandbox: links', () => {
+  const FILES = new Map([
+    ['out.csv', 'file-out'],
+    ['plots/a b.png', 'file-ab'],
+  ]);
+  const target = (path: string) => FILES.get(path);
+  const byCodePoints = (text: string, a: { start_index: number; end_index: number }) =>
+    [...text].slice(a.start_index, a.end_index).join('');
+
+  test('a Markdown link, a bare link with trailing punctuation, an escaped path; a missing file gets nothing', () => {
+    const text =
+      '🚀 [Download](sandbox:/mnt/data/out.csv) or sandbox:/mnt/data/out.csv. See [plot](sandbox:/mnt/data/plots/a%20b.png), not sandbox:/mnt/data/nope.txt';
+    const found = sandboxLinkAnnotator(target).annotate(text, true);
+    assert.deepEqual(
+      found.map((a) => [a.text, a.file_path?.file_id, byCodePoints(text, a)]),
+      [
+        ['sandbox:/mnt/data/out.csv', 'file-out', 'sandbox:/mnt/data/out.csv'],
+        ['sandbox:/mnt/data/out.csv', 'file-out', 'sandbox:/mnt/data/out.csv'],
+        ['sandbox:/mnt/data/plots/a%20b.png', 'file-ab', 'sandbox:/mnt/data/plots/a%20b.png'],
+      ],
+    );
+    assert.ok(found.every((a) => a.type === 'file_path'));
+  });
+
+  test('streamed in every split: the same annotations, each once, never before its link has ended', () => {
+    const text = 'Here: [out](sandbox:/mnt/data/out.csv), and sandbox:/mnt/data/out.csv';
+    const whole = sandboxLinkAnnotator(target).annotate(text, true);
+    assert.equal(whole.length, 2);
+    for (let cut = 1; cut < text.length; cut++) {
+      const links = sandboxLinkAnnotator(target);
+      const first = links.annotate(text.slice(0, cut), false);
+      for (const a of first) assert.ok(a.end_index < cut, `split at ${cut}: a link completes only once it has ended`);
+      const rest = links.annotate(text, true);
+      assert.deepEqual([...first, ...rest], whole, `split at ${cut}`);
+    }
+  });
+
+  test('heldFrom: a link being written, or a prefix of one at the end, is held; ended text is not', () => {
+    const links = sandboxLinkAnnotator(target);
+    assert.equal(links.heldFrom!('Get it [here](sandbox:/mnt/data/ou'), 'Get it [here]('.length);
+    assert.equal(links.heldFrom!('Get it [here](sand'), 'Get it [here]('.length);
+    assert.equal(links.heldFrom!('Get it [here](sandbox:/mnt/data/out.csv)'), undefined);
+    assert.equal(links.heldFrom!('plain text.'), undefined);
+  });
+});
+
+describe('where the run files go in /mnt/data', () => {
+  const file = (id: string, filename: string): StoredFile => ({
+    id,
+    filename,
+    created_at: 0,
+    bytes: 1,
+    purpose: 'assistants',
+    expires_at: null,
+    mime_type: null,
+  });
+  test('by name; a clash gets the id added; no path or control characters; each file once', () => {
+    const placed = placements([
+      file('file-1', 'data.csv'),
+      file('file-2', 'data.csv'),
+      file('file-3', '../../etc/passwd'),
+      file('file-4', 'a\u0000b'),
+      file('file-5', '..'),
+      file('file-1', 'data.csv'),
+      file('file-6', 'README'),
+      file('file-7', 'README'),
+    ]);
+    assert.deepEqual(Object.fromEntries(placed), {
+      'file-1': 'data.csv',
+      'file-2': 'data-file-2.csv',
+      'file-3': 'passwd',
+      'file-4': 'ab',
+      'file-5': 'file-5',
+      'file-6': 'README',
+      'file-7': 'README-file-7',
+    });
+  });
+});
+
+describe('a model turn with code_interpreter', () => {
+  const tool = {
+    type: 'code_interpreter',
+    function: { name: 'python' },
+    inputSoFar: codeSoFar,
+    describe: (call) => ({
+      id: call.id,
+      type: 'code_interpreter',
+      code_interpreter: { input: codeOf(call.arguments), outputs: [] },
+    }),
+    execute: async () => {
+      throw new Error('not executed here');
+    },
+  } as ServerTool;
+
+  function turnWith(annotator?: TextAnnotator, parts = [] as ConstructorParameters<typeof ModelTurn>[5]) {
+    const bus = new RunEventBus();
+    const run = aRun('thread_ci', { status: 'in_progress' });
+    const events: RunStreamEvent[] = [];
+    bus.subscribeThread(run.thread_id, (_runId, event) => events.push(event));
+    const turn = new ModelTurn(run, bus, new Map([['python', tool]]), 1_700_000_000, annotator, parts);
+    return { turn, events };
+  }
+
+  function assertOfficialEvents(events: RunStreamEvent[]) {
+    for (const event of events) {
+      const [, name, data] = /^event: (.+)\ndata: (.+)\n\n$/.exec(frame(event))!;
+      assertMatchesSchema('AssistantStreamEvent', { event: name, data: JSON.parse(data!) }, name);
+    }
+  }
+
+  test("the call's input streams in increments as the model writes it; the step stores the whole code", () => {
+    const { turn, events } = turnWith();
+    const args = JSON.stringify({ code: 'x = 6 * 7\nprint("é", x)' });
+    turn.addToolCall(0, 'python', undefined, true);
+    for (let i = 0; i < args.length; i += 3) turn.addToolCall(0, undefined, args.slice(i, i + 3), true);
+    const deltas = events
+      .filter((e): e is { event: 'thread.run.step.delta'; data: RunStepDelta } => e.event === 'thread.run.step.delta')
+      .map((e) => e.data.delta.step_details.tool_calls[0]!);
+    assert.ok(deltas.length > 3);
+    assert.deepEqual(deltas[0], {
+      index: 0,
+      id: deltas[0]!.id,
+      type: 'code_interpreter',
+      code_interpreter: { input: '', outputs: [] },
+    });
+    const inputs = deltas.slice(1).map((d) => (d.type === 'code_interpreter' ? d.code_interpreter?.input : undefined));
+    assert.ok(
+      inputs.every((i) => typeof i === 'string' && i.length > 0),
+      'increments only, never empty',
+    );
+    assert.equal(inputs.join(''), 'x = 6 * 7\nprint("é", x)');
+    assert.ok(deltas.every((d) => d.index === 0));
+    const { step } = turn.toolCallsResult({ prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 });
+    assert.deepEqual(step.step_details, {
+      type: 'tool_calls',
+      tool_calls: [
+        { id: deltas[0]!.id, type: 'code_interpreter', code_interpreter: { input: inputs.join(''), outputs: [] } },
+      ],
+    });
+    assertOfficialEvents(events);
+  });
+
+  test('text is held back while a link is written; its annotation rides the delta with all of it; images first', () => {
+    const links = sandboxLinkAnnotator((path) => (path === 'out.csv' ? 'file-out' : undefined));
+    const { turn, events } = turnWith(links, [
+      { type: 'image_file', image_file: { file_id: 'file-img', detail: 'auto' } },
+    ]);
+    const chunks = ['Done. [CSV](sand', 'box:/mnt/da', 'ta/out.csv', ') is ready', ' at sandbox:/mnt/data/out.csv'];
+    for (const chunk of chunks) turn.addText(chunk);
+    const { message } = turn.messageResult({ prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, null, (m) => m);
+    const deltas = events
+      .filter((e): e is { event: 'thread.message.delta'; data: MessageDelta } => e.event === 'thread.message.delta')
+      .map((e) => e.data.delta.content);
+    assert.deepEqual(deltas[0], [
+      { index: 0, type: 'image_file', image_file: { file_id: 'file-img', detail: 'auto' } },
+    ]);
+    const texts = deltas.slice(1).map((content) => {
+      const part = content[0]!;
+      assert.ok(part.type === 'text' && part.index === 1);
+      return part.text;
+    });
+    assert.deepEqual(
+      texts.map((t) => t.value),
+      ['Done. [CSV](', 'sandbox:/mnt/data/out.csv) is ready', ' at ', 'sandbox:/mnt/data/out.csv'],
+      'a link goes out whole, when it has ended (or the answer has)',
+    );
+    assert.deepEqual(
+      texts.map((t) => (t.annotations ?? []).map((a) => [a.index, a.text, a.file_path?.file_id])),
+      [[], [[0, 'sandbox:/mnt/data/out.csv', 'file-out']], [], [[1, 'sandbox:/mnt/data/out.csv', 'file-out']]],
+    );
+    const text = chunks.join('');
+    assert.equal(message.content.length, 2);
+    assert.deepEqual(message.content[0], { type: 'image_file', image_file: { file_id: 'file-img', detail: 'auto' } });
+    const part = message.content[1]!;
+    assert.ok(part.type === 'text');
+    assert.equal(part.text.value, text, 'streamed text = stored text');
+    assert.deepEqual(
+      part.text.annotations,
+      texts.flatMap((t) => t.annotations ?? []).map(({ index: _index, ...a }) => a),
+      'streamed annotations = stored annotations',
+    );
+    assertOfficialEvents(events);
+  });
+});

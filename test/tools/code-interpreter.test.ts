@@ -1,0 +1,464 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+import type OpenAI from 'openai';
+import { toFile } from 'openai';
+import { PYTHON_FUNCTION } from '../../src/tools/code-interpreter/code-arguments.ts';
+import type { RecordedRequest, ToolCallsReply } from '../support/fake-upstream.ts';
+import { SdkHarness } from '../support/sdk-harness.ts';
+import { postSse, type SseEvent } from '../support/sse.ts';
+
+/**
+ * code_interpreter executed inside runs, through the official SDK against a live server with the real sandbox
+ * (bubblewrap + Debian's Python with numpy, pandas, matplotlib: .ci/run installs them; without them these tests
+ * fail, they do not skip). The fake upstream plays the model: it calls the offered `python` function with code,
+ * then answers. Every JSON response and SSE frame is checked against the official schema (SdkHarness).
+ */
+
+const SALES_CSV = 'region,amount\nnorth,10\nsouth,20\neast,30\n';
+
+function python(code: string, raw = false): ToolCallsReply {
+  return { toolCalls: [{ name: 'python', arguments: raw ? code : JSON.stringify({ code }) }] };
+}
+
+type Steps = OpenAI.Beta.Threads.Runs.RunStep[];
+type CodeCall = OpenAI.Beta.Threads.Runs.CodeInterpreterToolCall;
+
+function codeCalls(step: OpenAI.Beta.Threads.Runs.RunStep | undefined): CodeCall[] {
+  assert.ok(step, 'there is a step');
+  assert.equal(step.step_details.type, 'tool_calls');
+  return (step.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls.filter(
+    (c): c is CodeCall => c.type === 'code_interpreter',
+  );
+}
+
+function toolMessages(request: RecordedRequest | undefined): string[] {
+  assert.ok(request, 'there is a request');
+  return request.body.messages.filter((m) => m.role === 'tool').map((m) => String(m['content']));
+}
+
+function systemMessage(request: RecordedRequest | undefined): string {
+  assert.ok(request, 'there is a request');
+  return String(request.body.messages.find((m) => m.role === 'system')?.['content'] ?? '');
+}
+
+function isPng(bytes: Buffer): boolean {
+  return (
+    bytes.subarray(0, 8).equals(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10])) &&
+    bytes.subarray(12, 16).toString('latin1') === 'IHDR' &&
+    bytes.readUInt32BE(16) > 0 &&
+    bytes.readUInt32BE(20) > 0
+  );
+}
+
+class CodeHarness extends SdkHarness {
+  async upload(name: string, text: string, purpose: 'assistants' = 'assistants'): Promise<string> {
+    return (await this.client.files.create({ file: await toFile(Buffer.from(text), name), purpose })).id;
+  }
+
+  async assistant(fileIds: string[] = [], tools: OpenAI.Beta.AssistantTool[] = [{ type: 'code_interpreter' }]) {
+    return this.client.beta.assistants.create({
+      model: 'gpt-test',
+      instructions: 'Compute with Python.',
+      tools,
+      tool_resources: { code_interpreter: { file_ids: fileIds } },
+    });
+  }
+
+  async steps(threadId: string, runId: string): Promise<Steps> {
+    return (await this.client.beta.threads.runs.steps.list(runId, { thread_id: threadId, order: 'asc' })).data;
+  }
+
+  async answer(threadId: string, runId: string): Promise<OpenAI.Beta.Threads.Message> {
+    const messages = await this.client.beta.threads.messages.list(threadId, { run_id: runId });
+    assert.equal(messages.data.length, 1, 'one answer');
+    return messages.data[0]!;
+  }
+
+  async download(fileId: string): Promise<Buffer> {
+    return Buffer.from(await (await this.client.files.content(fileId)).arrayBuffer());
+  }
+}
+
+describe('code_interpreter in a run (createAndPoll)', () => {
+  const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'on', ASSISTD_SANDBOX_CELL_TIMEOUT_S: '20' });
+  let csvId: string;
+  let assistantId: string;
+
+  before(async () => {
+    await h.start();
+    csvId = await h.upload('sales.csv', SALES_CSV);
+    assistantId = (await h.assistant([csvId])).id;
+  });
+  after(() => h.close());
+  afterEach(() => h.recorder.assertNoViolations());
+
+  test('pandas over the uploaded CSV; a second run of the thread reuses the variable the first defined', async () => {
+    const thread = await h.client.beta.threads.create({
+      messages: [{ role: 'user', content: 'What is the total amount?' }],
+    });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(
+      python(
+        "import pandas as pd\ndf = pd.read_csv('/mnt/data/sales.csv')\ntotal = int(df['amount'].sum())\nprint(total)",
+      ),
+      { text: 'The total amount is 60.' },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+
+    const requests = h.upstream.requests.slice(seen);
+    assert.equal(requests.length, 2);
+    const offered = requests[0]!.body.tools?.find((t) => t.function.name === 'python');
+    assert.deepEqual(offered?.function, PYTHON_FUNCTION);
+    const note = systemMessage(requests[0]);
+    assert.ok(note.startsWith('Compute with Python.'), note);
+    assert.match(note, /\/mnt\/data, holding the files the user gave you: sales\.csv/);
+    assert.match(note, /no internet/);
+    assert.equal(toolMessages(requests[1])[0], '60\n');
+
+    const steps = await h.steps(thread.id, run.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [
+        ['tool_calls', 'completed'],
+        ['message_creation', 'completed'],
+      ],
+    );
+    const [call] = codeCalls(steps[0]);
+    assert.match(call!.id, /^call_/);
+    assert.deepEqual(call!.code_interpreter, {
+      input:
+        "import pandas as pd\ndf = pd.read_csv('/mnt/data/sales.csv')\ntotal = int(df['amount'].sum())\nprint(total)",
+      outputs: [{ type: 'logs', logs: '60\n' }],
+    });
+
+    // The same thread, a new run: the session kept `total`.
+    await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'And twice that?' });
+    h.upstream.enqueue(python('total * 2'), { text: 'Twice the total is 120.' });
+    const second = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(second.status, 'completed', JSON.stringify(second.last_error));
+    const [again] = codeCalls((await h.steps(thread.id, second.id))[0]);
+    assert.deepEqual(again!.code_interpreter.outputs, [{ type: 'logs', logs: '120\n' }]);
+  });
+
+  test('a matplotlib plot: an image output and an image_file part of the answer, whose file is a PNG', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Plot the sales.' }] });
+    h.upstream.enqueue(
+      python(
+        "import pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('sales.csv')\nplt.bar(df['region'], df['amount'])\nplt.title('Sales')\nprint('plotted')",
+      ),
+      { text: 'Here is the chart of sales by region.' },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    const outputs = call!.code_interpreter.outputs;
+    assert.equal(outputs.length, 2);
+    assert.deepEqual(outputs[0], { type: 'logs', logs: 'plotted\n' });
+    assert.equal(outputs[1]!.type, 'image');
+    const imageId = (outputs[1] as OpenAI.Beta.Threads.Runs.CodeInterpreterToolCall.CodeInterpreter.Image).image
+      .file_id;
+
+    const message = await h.answer(thread.id, run.id);
+    assert.deepEqual(message.content[0], { type: 'image_file', image_file: { file_id: imageId, detail: 'auto' } });
+    assert.equal(message.content[1]?.type, 'text');
+    const file = await h.client.files.retrieve(imageId);
+    assert.equal(file.purpose, 'assistants_output');
+    const png = await h.download(imageId);
+    assert.equal(file.bytes, png.length);
+    assert.ok(isPng(png), 'a valid PNG');
+  });
+
+  test('a CSV written by the code and linked as sandbox:/mnt/data/out.csv gets a file_path annotation', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Double the amounts.' }] });
+    h.upstream.enqueue(
+      python("import pandas as pd\nd = pd.read_csv('sales.csv')\nd['amount'] *= 2\nd.to_csv('out.csv', index=False)"),
+      {
+        text: [
+          'Done: [download out.csv](sandbox:/mnt/',
+          'data/out.csv) — ',
+          'and sandbox:/mnt/data/missing.csv is not there.',
+        ],
+      },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const message = await h.answer(thread.id, run.id);
+    const text = (message.content[0] as OpenAI.Beta.Threads.TextContentBlock).text;
+    const link = 'sandbox:/mnt/data/out.csv';
+    const start = text.value.indexOf(link);
+    assert.equal(text.annotations.length, 1, 'the link to a missing file gets no annotation');
+    const annotation = text.annotations[0] as OpenAI.Beta.Threads.FilePathAnnotation;
+    assert.deepEqual(annotation, {
+      type: 'file_path',
+      text: link,
+      start_index: start,
+      end_index: start + link.length,
+      file_path: { file_id: annotation.file_path.file_id },
+    });
+    const csv = await h.download(annotation.file_path.file_id);
+    assert.equal(csv.toString(), 'region,amount\nnorth,20\nsouth,40\neast,60\n');
+    const file = await h.client.files.retrieve(annotation.file_path.file_id);
+    assert.equal(file.filename, 'out.csv');
+    assert.equal(file.purpose, 'assistants_output');
+  });
+
+  test('tool_choice {type: code_interpreter} forces the python function; raw code as arguments runs', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: '2**10?' }] });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python('print(2**10)', true), { text: '1024' });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistantId,
+      tool_choice: { type: 'code_interpreter' },
+    });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.deepEqual(run.tool_choice, { type: 'code_interpreter' });
+    assert.deepEqual(h.upstream.requests[seen]!.body['tool_choice'], {
+      type: 'function',
+      function: { name: 'python' },
+    });
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    assert.deepEqual(call!.code_interpreter, { input: 'print(2**10)', outputs: [{ type: 'logs', logs: '1024\n' }] });
+
+    // A named built-in tool the run does not have is the client's mistake.
+    const refused = await fetch(`${h.server.url}/v1/threads/${thread.id}/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistantId, tool_choice: { type: 'file_search' } }),
+    });
+    assert.equal(refused.status, 400);
+    const body = (await refused.json()) as { error: { param: string; message: string } };
+    assert.equal(body.error.param, 'tool_choice.type');
+  });
+
+  test('an assistant with a python function of its own: code_interpreter is offered as `code_interpreter`', async () => {
+    const own: OpenAI.Beta.FunctionTool = {
+      type: 'function',
+      function: { name: 'python', description: 'the client’s own', parameters: { type: 'object', properties: {} } },
+    };
+    const assistant = await h.assistant([], [{ type: 'code_interpreter' }, own]);
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: '3*3?' }] });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(
+      { toolCalls: [{ name: 'code_interpreter', arguments: JSON.stringify({ code: 'print(3*3)' }) }] },
+      { text: '9' },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const names = h.upstream.requests[seen]!.body.tools?.map((t) => t.function.name).sort();
+    assert.deepEqual(names, ['code_interpreter', 'python']);
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    assert.deepEqual(call!.code_interpreter.outputs, [{ type: 'logs', logs: '9\n' }]);
+  });
+
+  test('a file attached to a later message for code_interpreter is in /mnt/data on the next run', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Hello' }] });
+    h.upstream.enqueue({ text: 'Hi.' });
+    await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    const notes = await h.upload('notes.txt', 'alpha\nbeta\n');
+    await h.client.beta.threads.messages.create(thread.id, {
+      role: 'user',
+      content: 'How many lines?',
+      attachments: [{ file_id: notes, tools: [{ type: 'code_interpreter' }] }],
+    });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python("print(len(open('/mnt/data/notes.txt').read().splitlines()))"), { text: 'Two.' });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.match(systemMessage(h.upstream.requests[seen]), /sales\.csv, notes\.txt/);
+    assert.equal(toolMessages(h.upstream.requests[seen + 1])[0], '2\n');
+  });
+
+  test('an error in the code: the traceback is the output, the model reads it and the run goes on', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Divide.' }] });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python('1/0'), { text: 'That divides by zero.' });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
+    assert.match(output, /ZeroDivisionError/);
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    assert.match((call!.code_interpreter.outputs[0] as { logs: string }).logs, /ZeroDivisionError/);
+  });
+});
+
+/** Names of the events of a raw stream, and the frames of one kind. */
+const ofKind = (events: SseEvent[], name: string) => events.filter((e) => e.event === name).map((e) => e.data);
+
+describe('code_interpreter, streamed', () => {
+  const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'on' });
+  let assistantId: string;
+  const CODE =
+    'import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nsquares = [i * i for i in range(4)]\nprint(squares)';
+  const ANSWER = ['The squares are 0, 1, 4 and 9 ', '(see [squares.txt](sandbox:/mnt/data/sq', 'uares.txt)).'];
+  const CODE_WITH_FILE = `${CODE}\n_ = open('squares.txt', 'w').write(str(squares))`;
+
+  before(async () => {
+    await h.start();
+    assistantId = (await h.assistant()).id;
+  });
+  after(() => h.close());
+  afterEach(() => h.recorder.assertNoViolations());
+
+  test('raw SSE: the official event order; the input streamed as written; outputs; image part; annotation', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Squares?' }] });
+    h.upstream.enqueue(python(CODE_WITH_FILE), { text: ANSWER });
+    const events = await postSse(`${h.server.url}/v1/threads/${thread.id}/runs`, {
+      assistant_id: assistantId,
+      stream: true,
+    });
+    const names = events.map((e) => e.event);
+    const firstMessage = names.indexOf('thread.message.created');
+    const stepDeltas = names.filter((n) => n === 'thread.run.step.delta').length;
+    assert.ok(stepDeltas >= 3, 'the call announced, its input in increments, its outputs');
+    assert.deepEqual(names.slice(0, 5), [
+      'thread.run.created',
+      'thread.run.queued',
+      'thread.run.in_progress',
+      'thread.run.step.created',
+      'thread.run.step.in_progress',
+    ]);
+    assert.deepEqual(names.slice(5, 5 + stepDeltas), Array(stepDeltas).fill('thread.run.step.delta'));
+    assert.deepEqual(names.slice(5 + stepDeltas, firstMessage), [
+      'thread.run.step.completed',
+      'thread.run.step.created',
+      'thread.run.step.in_progress',
+    ]);
+    assert.deepEqual(names.slice(firstMessage, firstMessage + 2), [
+      'thread.message.created',
+      'thread.message.in_progress',
+    ]);
+    assert.deepEqual(names.slice(-4), [
+      'thread.message.completed',
+      'thread.run.step.completed',
+      'thread.run.completed',
+      'done',
+    ]);
+
+    // The call: its full shape with an empty input, then increments of the input, then the outputs.
+    const calls = ofKind(events, 'thread.run.step.delta').map((d) => d.delta.step_details.tool_calls[0]);
+    assert.deepEqual(calls[0], {
+      index: 0,
+      id: calls[0].id,
+      type: 'code_interpreter',
+      code_interpreter: { input: '', outputs: [] },
+    });
+    const inputs = calls.slice(1, -1).map((c) => c.code_interpreter.input);
+    assert.ok(inputs.length >= 2 && inputs.every((i) => typeof i === 'string' && i !== ''));
+    assert.equal(inputs.join(''), CODE_WITH_FILE);
+    const outputs = calls.at(-1).code_interpreter.outputs;
+    assert.deepEqual(outputs[0], { index: 0, type: 'logs', logs: '[0, 1, 4, 9]\n' });
+    assert.equal(outputs[1].index, 1);
+    assert.equal(outputs[1].type, 'image');
+    const imageId = outputs[1].image.file_id;
+    const completedStep = ofKind(events, 'thread.run.step.completed')[0];
+    assert.deepEqual(completedStep.step_details.tool_calls[0].code_interpreter, {
+      input: CODE_WITH_FILE,
+      outputs: [
+        { type: 'logs', logs: '[0, 1, 4, 9]\n' },
+        { type: 'image', image: { file_id: imageId } },
+      ],
+    });
+
+    // The answer: the image part first, then the text, the link held back until complete.
+    const contents = ofKind(events, 'thread.message.delta').map((d) => d.delta.content[0]);
+    assert.deepEqual(contents[0], { index: 0, type: 'image_file', image_file: { file_id: imageId, detail: 'auto' } });
+    const texts = contents.slice(1).map((c) => c.text);
+    assert.ok(contents.slice(1).every((c) => c.index === 1 && c.type === 'text'));
+    const linkDelta = texts.find((t) => t.annotations?.length > 0);
+    assert.ok(linkDelta.value.includes('sandbox:/mnt/data/squares.txt'), 'the link is sent whole, with its annotation');
+    const message = ofKind(events, 'thread.message.completed')[0];
+    assert.equal(texts.map((t) => t.value).join(''), message.content[1].text.value, 'streamed text = stored text');
+    assert.equal(message.content[1].text.value, ANSWER.join(''));
+    const [annotation] = message.content[1].text.annotations;
+    assert.deepEqual({ ...linkDelta.annotations[0], index: undefined }, { ...annotation, index: undefined });
+    assert.equal((await h.download(annotation.file_path.file_id)).toString(), '[0, 1, 4, 9]');
+    assert.deepEqual(await h.client.beta.threads.messages.retrieve(message.id, { thread_id: thread.id }), message);
+  });
+
+  test("AssistantStream: toolCallDelta shows the code and the logs as the SDK's example prints them", async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Squares?' }] });
+    h.upstream.enqueue(python(CODE_WITH_FILE), { text: ANSWER });
+    let printed = '';
+    const images: string[] = [];
+    const stream = h.client.beta.threads.runs
+      .stream(thread.id, { assistant_id: assistantId })
+      .on('toolCallCreated', (call) => {
+        printed += `\n${call.type}\n`;
+      })
+      .on('toolCallDelta', (delta) => {
+        // The official example, verbatim in substance.
+        if (delta.type === 'code_interpreter') {
+          if (delta.code_interpreter?.input) printed += delta.code_interpreter.input;
+          if (delta.code_interpreter?.outputs) {
+            printed += '\noutput >\n';
+            for (const output of delta.code_interpreter.outputs)
+              if (output.type === 'logs') printed += `\n${output.logs}\n`;
+          }
+        }
+      })
+      .on('imageFileDone', (image) => images.push(image.file_id));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed');
+    assert.equal(printed, `\ncode_interpreter\n${CODE_WITH_FILE}\noutput >\n\n[0, 1, 4, 9]\n\n`);
+    const steps = await stream.finalRunSteps();
+    const [call] = codeCalls(steps[0]);
+    assert.equal(call!.code_interpreter.input, CODE_WITH_FILE);
+    const messages = await stream.finalMessages();
+    const stored = await h.client.beta.threads.messages.retrieve(messages[0]!.id, { thread_id: thread.id });
+    assert.deepEqual(messages[0], stored, 'what the SDK accumulated is what is stored');
+    assert.equal(images.length, 1);
+    assert.deepEqual(stored.content[0], { type: 'image_file', image_file: { file_id: images[0], detail: 'auto' } });
+  });
+});
+
+describe("code_interpreter when the thread's session is gone", () => {
+  // Sessions idle for a second are closed: as when a run of the thread lands on another worker, or after a pause.
+  const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'on', ASSISTD_SANDBOX_IDLE_S: '1' });
+  before(() => h.start());
+  after(() => h.close());
+  afterEach(() => h.recorder.assertNoViolations());
+
+  test('the next run starts a new session and the model is told its state was reset', async () => {
+    const assistant = await h.assistant();
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Remember 7.' }] });
+    h.upstream.enqueue(python('kept = 7'), { text: 'Remembered.' });
+    const first = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(first.status, 'completed', JSON.stringify(first.last_error));
+
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'What was it?' });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python('print(kept)'), { text: 'It is gone.' });
+    const second = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(second.status, 'completed', JSON.stringify(second.last_error));
+    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
+    assert.match(output, /^The Python session was restarted before this code ran/);
+    assert.match(output, /NameError: name 'kept' is not defined/);
+  });
+});
+
+describe('code_interpreter with the sandbox disabled', () => {
+  const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'off' });
+  before(() => h.start());
+  after(() => h.close());
+
+  test('the run completes; the step says why no code ran; /healthz says why too', async () => {
+    const assistant = await h.assistant();
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: '2+2?' }] });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python('print(2+2)'), { text: 'It is 4.' });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    const reason = 'Code execution is unavailable on this server: disabled by ASSISTD_CODE_INTERPRETER=off';
+    assert.deepEqual(call!.code_interpreter, { input: 'print(2+2)', outputs: [{ type: 'logs', logs: reason }] });
+    assert.match(toolMessages(h.upstream.requests[seen + 1])[0]!, /unavailable on this server/);
+    assert.match(systemMessage(h.upstream.requests[seen]), /code execution is unavailable on this server/);
+    const health = (await (await fetch(`${h.server.url}/healthz`)).json()) as Record<string, unknown>;
+    assert.deepEqual(health, {
+      status: 'ok',
+      code_interpreter: { available: false, reason: 'disabled by ASSISTD_CODE_INTERPRETER=off' },
+    });
+  });
+});
