@@ -492,9 +492,11 @@ interface Settled {
 
 /**
  * PostgreSQL, after the ingestion: the database as autovacuum leaves it a minute or so later on a server with the
- * default settings — every table past autovacuum's thresholds analysed (the planner otherwise plans on no
- * statistics: it took `vector_store_files` for one row and ran the keyword index scan once per file, 150 times) and
- * vacuumed (which also merges the GIN index's pending list). With autovacuum on, this waits for it (it would
+ * default settings — every table past autovacuum's thresholds analysed and vacuumed (which also merges the GIN
+ * index's pending list). The server analyses `chunks` itself as it ingests (src/storage/postgres/
+ * chunk-statistics.ts), last when the table had doubled, so the search right after the ingestion is the one that
+ * shows whether that is enough; before it did, the planner had no statistics there and walked the store's chunks
+ * file by file. With autovacuum on, this waits for it (it would
  * otherwise work meanwhile, and its CPU would count as the searches'); with autovacuum off (as on test servers) or
  * not done within `timeoutMs`, it runs `VACUUM (ANALYZE)` on the throwaway database.
  */

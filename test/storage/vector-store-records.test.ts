@@ -80,8 +80,11 @@ if (adminUrl === undefined) {
       indexEntries: async () =>
         Number((await raw.query('select count(*) as n from chunks where keywords is not null')).rows[0].n),
       explainSearch: (scope, query) => store.vectorStores.explainSearch(scope, query),
+      // The keyword index alone: not ANDed with, nor replaced by, a walk of the store's chunks (`chunks_by_file`),
+      // which is what PostgreSQL planned for a large store it had no statistics of.
       usesKeywordIndex: (plan) =>
-        /(Bitmap Index Scan|Index Scan) on chunks_keywords/.test(plan) && !/Seq Scan on chunks/.test(plan),
+        /(Bitmap Index Scan|Index Scan) on chunks_keywords/.test(plan) &&
+        !/Seq Scan on chunks|chunks_by_file/.test(plan),
       analyze: async () => {
         await raw.query('analyze');
       },
@@ -133,5 +136,101 @@ if (adminUrl !== undefined) {
         await database.drop();
       },
     };
+  });
+}
+
+if (adminUrl !== undefined) {
+  const serverUrl = adminUrl;
+  describe('PostgreSQL: the ingestion keeps the statistics of chunks current', () => {
+    test('chunks are analysed (and the GIN pending list merged) once never analysed, then each time they doubled', async () => {
+      const database = await createTestDatabase(serverUrl);
+      const store = await openPostgresStore(database.url, 4);
+      const raw = new pg.Client({ connectionString: database.url });
+      await raw.connect();
+      try {
+        const scope = { projectId: 'proj_stats' };
+        const records = store.vectorStores;
+        const stats = records.chunkStatistics;
+        assert.ok(stats);
+        const vectorStoreId = 'vs_stats';
+        await records.createVectorStore(
+          scope,
+          {
+            id: vectorStoreId,
+            created_at: 1,
+            name: null,
+            description: null,
+            metadata: {},
+            expires_after: null,
+            expires_at: null,
+            last_active_at: null,
+            expired: false,
+          },
+          [],
+        );
+        const analysed = async () => {
+          const { rows } = await raw.query(
+            `select c.reltuples::float8 as reltuples, s.last_analyze is not null as analysed
+             from pg_class c join pg_stat_user_tables s on s.relid = c.oid where c.oid = 'chunks'::regclass`,
+          );
+          return rows[0] as { reltuples: number; analysed: boolean };
+        };
+        const found = async () => {
+          const { rows } = await raw.query(
+            `select count(*)::int as n from chunks where keywords @@ to_tsquery('english', 'pending')`,
+          );
+          return rows[0].n as number;
+        };
+        // gin_clean_pending_list merges what is pending and says how many pages that was: 0 once merged.
+        const pending = async () =>
+          Number((await raw.query(`select gin_clean_pending_list('chunks_keywords') as n`)).rows[0].n);
+        let file = 0;
+        /** Completes one file of `n` chunks. */
+        const ingest = async (n: number) => {
+          const fileId = `file_${file++}`;
+          await records.addFiles(scope, vectorStoreId, [
+            {
+              id: fileId,
+              vector_store_id: vectorStoreId,
+              created_at: 1,
+              status: 'in_progress',
+              last_error: null,
+              usage_bytes: 0,
+              chunking_strategy: { type: 'static', static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 0 } },
+              attributes: null,
+              batch_id: null,
+            },
+          ]);
+          const [claim] = await records.claimIngestions('w', Date.now(), Number.MAX_SAFE_INTEGER, 1);
+          assert.equal(claim?.fileId, fileId);
+          const chunks = Array.from({ length: n }, (_, index) => ({
+            index,
+            text: `pending words of chunk ${index} in ${fileId}`,
+            tokens: 7,
+          }));
+          assert.equal(await records.completeIngestion(scope, vectorStoreId, fileId, 'w', chunks, 1), true);
+        };
+
+        // The rule is looked at after every 1,000 chunks this process added.
+        await ingest(600);
+        assert.equal(stats.analyses, 0, 'under 1,000 chunks nothing is looked at');
+        assert.equal((await analysed()).analysed, false);
+        await ingest(600);
+        assert.equal(stats.analyses, 1, 'never analysed, past 1,000 chunks: analysed');
+        assert.deepEqual(await analysed(), { reltuples: 1200, analysed: true });
+        assert.equal(await pending(), 0, 'the GIN pending list was merged');
+        assert.equal(await found(), 1200, 'and lost nothing');
+        await ingest(600);
+        await ingest(500);
+        assert.equal(stats.analyses, 1, '1,100 changed rows against 1,200 analysed: not doubled, left alone');
+        await ingest(1000);
+        assert.equal(stats.analyses, 2, '2,100 changed rows: doubled, analysed again');
+        assert.equal((await analysed()).reltuples, 3300);
+      } finally {
+        await raw.end();
+        await store.close();
+        await database.drop();
+      }
+    });
   });
 }

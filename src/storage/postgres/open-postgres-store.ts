@@ -10,6 +10,7 @@ import * as modelCalls from './migrations/003-model-calls.ts';
 import * as files from './migrations/004-files.ts';
 import * as vectorStores from './migrations/005-vector-stores.ts';
 import * as embeddings from './migrations/006-embeddings.ts';
+import * as chunkStatistics from './migrations/007-chunk-statistics.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '004-files': files,
   '005-vector-stores': vectorStores,
   '006-embeddings': embeddings,
+  '007-chunk-statistics': chunkStatistics,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */
