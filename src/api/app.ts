@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
@@ -48,7 +49,7 @@ export interface AppOptions {
   vectorStores: VectorStoreService;
   /** Aborted when the server starts shutting down. */
   closing: AbortSignal;
-  /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>`. */
+  /** When set, every /v1 (or /openai) request must carry `Authorization: Bearer <apiKey>` or `api-key: <apiKey>`. */
   apiKey: string | undefined;
   logger: Logger;
   /** What `/healthz` reports besides `status: ok` (e.g. whether code_interpreter can run code here). */
@@ -75,6 +76,7 @@ export function buildApp({
     genReqId: nextRequestId,
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true },
+    rewriteUrl: (request) => azurePathToV1(request.url ?? '/'),
   }) as unknown as FastifyInstance;
 
   // Until API keys map to projects, every request works in the default project.
@@ -83,7 +85,8 @@ export function buildApp({
   acceptMultipartUploads(app);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
-    if (apiKey !== undefined && request.url.startsWith('/v1')) checkApiKey(apiKey, request.headers.authorization);
+    // request.url is the rewritten one: /openai paths are /v1 paths here, and need the key as well.
+    if (apiKey !== undefined && request.url.startsWith('/v1')) checkApiKey(apiKey, request.headers);
   });
   app.setErrorHandler((error, request, reply) => sendError(reply, toApiError(error, request.log)));
   handleUnknownRoutes(app);
@@ -98,6 +101,18 @@ export function buildApp({
   registerFileRoutes(app, files);
   registerVectorStoreRoutes(app, vectorStores);
   return app;
+}
+
+/**
+ * Azure OpenAI clients (`new AzureOpenAI({ endpoint })` in the official SDKs) send every /v1 path with /openai in its
+ * place, e.g. `/openai/threads/{id}/runs?api-version=2024-05-01-preview`. Rewriting the URL before routing serves
+ * them with the /v1 routes as they are, with no second registration of anything; a /v1 request pays one
+ * `startsWith`. Handlers and hooks see the /v1 URL; `request.originalUrl` keeps what the client sent, for messages.
+ * `api-version` is left in the query: no route rejects query parameters it does not know.
+ */
+function azurePathToV1(url: string): string {
+  // Only the whole segment (`/openai`, `/openai/…`, `/openai?…`), not `/openaix`.
+  return url.startsWith('/openai') && /^\/openai(?:[/?]|$)/.test(url) ? `/v1${url.slice('/openai'.length)}` : url;
 }
 
 /** The routes that take a multipart/form-data body; every other route takes JSON. */
@@ -146,15 +161,26 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
-function checkApiKey(expected: string, authorization: string | undefined): void {
-  const match = authorization?.match(/^Bearer\s+(.+)$/i);
-  if (!match)
+/**
+ * The key a request presents: a Bearer token (OpenAI clients), else an `api-key` header (Azure OpenAI clients, which
+ * send no Authorization header). A request with a Bearer token is judged on it alone, exactly as before `api-key` was
+ * accepted; a blank `api-key` counts as none.
+ */
+function presentedApiKey(headers: IncomingHttpHeaders): string | undefined {
+  const bearer = headers.authorization?.match(/^Bearer\s+(.+)$/i);
+  if (bearer) return bearer[1]!.trim();
+  const azure = headers['api-key'];
+  return typeof azure === 'string' && azure.trim() !== '' ? azure.trim() : undefined;
+}
+
+function checkApiKey(expected: string, headers: IncomingHttpHeaders): void {
+  const given = presentedApiKey(headers);
+  if (given === undefined)
     throw new ApiError(
       401,
       "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
       { code: 'invalid_api_key' },
     );
-  const given = match[1]!.trim();
   // Compare digests: constant time, and equal lengths whatever the key given.
   if (!timingSafeEqual(digest(given), digest(expected)))
     throw new ApiError(401, `Incorrect API key provided: ${maskKey(given)}.`, { code: 'invalid_api_key' });
@@ -173,17 +199,19 @@ function handleUnknownRoutes(app: FastifyInstance): void {
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? request.url;
+    // The path as the client sent it (`/openai/…` for an Azure client), not as routed.
+    const sent = request.originalUrl.split('?')[0] ?? request.originalUrl;
     const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))];
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '));
       return sendError(
         reply,
-        new ApiError(405, `Method ${request.method} is not allowed for ${path}. Allowed: ${allowed.join(', ')}.`, {
+        new ApiError(405, `Method ${request.method} is not allowed for ${sent}. Allowed: ${allowed.join(', ')}.`, {
           code: 'method_not_allowed',
         }),
       );
     }
-    return sendError(reply, new ApiError(404, `Invalid URL (${request.method} ${path})`));
+    return sendError(reply, new ApiError(404, `Invalid URL (${request.method} ${sent})`));
   });
 }
 

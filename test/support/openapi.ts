@@ -99,9 +99,11 @@ export function findOperation(method: string, path: string): Operation | undefin
  * Validates an API response body: a 2xx against the operation's declared response schema, anything else against
  * `ErrorResponse`. Non-API paths (/healthz) are skipped. SSE responses are validated by the streaming tests.
  */
-export function assertValidResponse(method: string, path: string, status: number, body: unknown): void {
+export function assertValidResponse(method: string, sentPath: string, status: number, body: unknown): void {
+  // Azure OpenAI clients send the same operations under /openai (src/api/app.ts serves them with the /v1 routes).
+  const path = sentPath.replace(/^\/openai\//, '/v1/');
   if (!path.startsWith('/v1/')) return;
-  const context = `${method} ${path} → ${status}`;
+  const context = `${method} ${sentPath} → ${status}`;
   if (status >= 400) {
     assertMatchesSchema('ErrorResponse', body, context);
     return;
