@@ -16,12 +16,18 @@ import type { SandboxSettings } from './settings.ts';
  *
  * One spare process, started ahead and not counted in `maxSessions`, is what a new session gets: importing numpy,
  * pandas and matplotlib costs ~1.3 s of CPU on a slow core, which the first cell of a thread would otherwise wait
- * for. The probe's process is the first spare; each one taken starts the next (~80 MB idle while it waits).
+ * for. The probe's process is the first spare; each one taken starts the next (~64 MiB idle while it waits), a
+ * moment later (SPARE_DELAY_MS): spawning blocks the event loop for as long as forking the server takes (10–20 ms
+ * for a server of a few hundred MB), and the spare's imports take a core, both of which the session just handed out
+ * would otherwise pay for in its first cell.
  */
 
 export type SandboxStatus = { available: true; detail: string } | { available: false; reason: string };
 
 const DRIVER_FILE = new URL('./driver.py', import.meta.url);
+
+/** How long after a spare is taken the next one is started. */
+const SPARE_DELAY_MS = 250;
 
 /** The cell the startup probe runs: the real sandbox, the real libraries. */
 const PROBE_CELL = 'import numpy, pandas, matplotlib.pyplot\nprint(int(numpy.arange(4).sum()))';
@@ -105,7 +111,7 @@ export class SandboxPool {
     startProcess: () => {
       const spare = this.spare;
       this.spare = undefined;
-      this.startSpare();
+      setTimeout(() => this.startSpare(), SPARE_DELAY_MS).unref();
       return spare !== undefined && !spare.ended ? spare : this.newProcess();
     },
     expired: (session: CodeSession, why: 'idle' | 'lifetime') => {
