@@ -1,4 +1,4 @@
-import type { Message, Thread } from './objects.ts';
+import type { ImageDetail, Message, TextAnnotation, Thread } from './objects.ts';
 import type { Run, RunStatus, RunStep, RunStepStatus } from './runs.ts';
 
 /**
@@ -10,15 +10,7 @@ import type { Run, RunStatus, RunStep, RunStepStatus } from './runs.ts';
  * An annotation as a message delta carries it: `index` is its position in the part's `text.annotations`; a delta
  * sends each annotation once, whole (the SDK would concatenate a resent `text` or add a resent `start_index`).
  */
-export interface AnnotationDelta {
-  index: number;
-  type: 'file_citation' | 'file_path';
-  text: string;
-  start_index: number;
-  end_index: number;
-  file_citation?: { file_id: string };
-  file_path?: { file_id: string };
-}
+export type AnnotationDelta = TextAnnotation & { index: number };
 
 export interface MessageDelta {
   id: string;
@@ -26,7 +18,7 @@ export interface MessageDelta {
   delta: {
     content: Array<
       | { index: number; type: 'text'; text: { value: string; annotations?: AnnotationDelta[] } }
-      | { index: number; type: 'image_file'; image_file: { file_id: string; detail?: 'auto' | 'low' | 'high' } }
+      | { index: number; type: 'image_file'; image_file: { file_id: string; detail?: ImageDetail } }
     >;
   };
 }

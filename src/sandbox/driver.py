@@ -17,6 +17,7 @@
 import ast
 import base64
 import codecs
+import contextlib
 import io
 import json
 import linecache
@@ -385,25 +386,15 @@ def open_in_data(name, flags):
         os.close(directory)
 
 
-def regular(fd, name):
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise FileError("not_regular", f"{name} is not a regular file")
-    os.set_blocking(fd, True)
-
-
-def write_file(request):
-    name = request["name"]
-    if "/" in name:
-        raise FileError("invalid_name", f"invalid file name {name!r}: no '/' allowed")
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if request.get("append") else os.O_TRUNC)
+@contextlib.contextmanager
+def data_file(name, flags):
+    """/mnt/data/<name> open (open_in_data) if it is a regular file, closed afterwards; an OSError is a FileError."""
     fd = open_in_data(name, flags)
     try:
-        regular(fd, name)
-        view = memoryview(base64.b64decode(request["data"]))
-        while view:
-            view = view[os.write(fd, view):]
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FileError("not_regular", f"{name} is not a regular file")
+        os.set_blocking(fd, True)
+        yield fd
     except OSError as error:
         raise FileError("io", f"{name}: {error.strerror}") from None
     finally:
@@ -411,14 +402,23 @@ def write_file(request):
             os.close(fd)
         except OSError:
             pass
+
+
+def write_file(request):
+    name = request["name"]
+    if "/" in name:
+        raise FileError("invalid_name", f"invalid file name {name!r}: no '/' allowed")
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if request.get("append") else os.O_TRUNC)
+    with data_file(name, flags) as fd:
+        view = memoryview(base64.b64decode(request["data"]))
+        while view:
+            view = view[os.write(fd, view):]
     send({"id": request["id"], "type": "ok"})
 
 
 def read_file(request):
     name, limit = request["name"], request["max"]
-    fd = open_in_data(name, os.O_RDONLY)
-    try:
-        regular(fd, name)
+    with data_file(name, os.O_RDONLY) as fd:
         size = os.fstat(fd).st_size
         if size > limit:
             raise FileError("too_large", f"{name} has {size:,} bytes, over the limit of {limit:,}")
@@ -431,13 +431,6 @@ def read_file(request):
             if total > limit:
                 raise FileError("too_large", f"{name} grew over the limit of {limit:,} bytes")
             send({"id": request["id"], "type": "chunk", "data": base64.b64encode(chunk).decode("ascii")})
-    except OSError as error:
-        raise FileError("io", f"{name}: {error.strerror}") from None
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
     send({"id": request["id"], "type": "ok", "size": total})
 
 

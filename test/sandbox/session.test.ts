@@ -3,7 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
 import type { SandboxPool } from '../../src/sandbox/sandbox-pool.ts';
 import type { SandboxSession } from '../../src/sandbox/sandbox-session.ts';
-import { pngSize, startedPool } from './support.ts';
+import { pngSize } from '../support/images.ts';
+import { startedPool } from './support.ts';
 
 describe('a code interpreter session', () => {
   let pool: SandboxPool;

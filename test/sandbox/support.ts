@@ -30,15 +30,6 @@ export async function startedPool(overrides: Partial<SandboxSettings> = {}): Pro
   return pool;
 }
 
-/** Width and height from a PNG's IHDR; throws when the bytes are not a PNG starting with its IHDR chunk. */
-export function pngSize(bytes: Uint8Array): { width: number; height: number } {
-  const buffer = Buffer.from(bytes);
-  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  if (!buffer.subarray(0, 8).equals(signature)) throw new Error('no PNG signature');
-  if (buffer.readUInt32BE(8) !== 13 || buffer.toString('latin1', 12, 16) !== 'IHDR') throw new Error('no IHDR');
-  return { width: buffer.readUInt32BE(16), height: buffer.readUInt32BE(20) };
-}
-
 /** Runs `task`, returning its result and the event loop's longest delay meanwhile, in ms. */
 export async function watchEventLoop<T>(task: () => Promise<T>): Promise<{ result: T; maxDelayMs: number }> {
   const histogram = monitorEventLoopDelay({ resolution: 10 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type OpenAI from 'openai';
 import { toFile } from 'openai';
 import { eventually } from './eventually.ts';
-import type { RecordedRequest, ToolCallsReply } from './fake-upstream.ts';
+import type { ToolCallsReply } from './fake-upstream.ts';
 import { SdkHarness } from './sdk-harness.ts';
 
 /**
@@ -11,8 +11,7 @@ import { SdkHarness } from './sdk-harness.ts';
  * replies.
  */
 
-/** The one value of `include[]`. */
-export const INCLUDE_CONTENT = 'step_details.tool_calls[*].file_search.results[*].content' as const;
+export { INCLUDE_CONTENT, toolMessages } from './sdk-harness.ts';
 
 export const COFFEE = 'The office espresso machine is descaled every Friday by the facilities team.';
 export const PARKING = 'Visitors park on level minus two of the garage; bring the blue ticket.';
@@ -42,23 +41,12 @@ export function textPart(message: OpenAI.Beta.Threads.Message | undefined): Open
   return (part as OpenAI.Beta.Threads.TextContentBlock).text;
 }
 
-/** The tool messages the model was sent in this request (its file_search results). */
-export function toolMessages(request: RecordedRequest | undefined): string[] {
-  assert.ok(request, 'there is a request');
-  return request.body.messages.filter((m) => m.role === 'tool').map((m) => String(m['content']));
-}
-
 /** What a client slicing by code points (as upstream's Python does) reads between an annotation's indices. */
 export function codePointSlice(text: string, start: number, end: number): string {
   return [...text].slice(start, end).join('');
 }
 
 export class FileSearchHarness extends SdkHarness {
-  async upload(name: string, text: string): Promise<string> {
-    const file = await this.client.files.create({ file: await toFile(Buffer.from(text), name), purpose: 'assistants' });
-    return file.id;
-  }
-
   /** A vector store with these files (name → text), each ingested before it returns; the ids by name. */
   async vectorStore(files: Record<string, string>): Promise<{ id: string; files: Record<string, string> }> {
     const store = await this.client.vectorStores.create({ name: 'docs' });
@@ -95,20 +83,5 @@ export class FileSearchHarness extends SdkHarness {
 
   async thread(content = 'When is the espresso machine descaled?'): Promise<OpenAI.Beta.Thread> {
     return this.client.beta.threads.create({ messages: [{ role: 'user', content }] });
-  }
-
-  async steps(threadId: string, runId: string, include = false): Promise<Steps> {
-    const list = await this.client.beta.threads.runs.steps.list(runId, {
-      thread_id: threadId,
-      order: 'asc',
-      ...(include ? { include: [INCLUDE_CONTENT] } : {}),
-    });
-    return list.data;
-  }
-
-  async answer(threadId: string, runId: string): Promise<OpenAI.Beta.Threads.Message> {
-    const messages = await this.client.beta.threads.messages.list(threadId, { run_id: runId });
-    assert.equal(messages.data.length, 1, 'one answer');
-    return messages.data[0]!;
   }
 }

@@ -36,10 +36,6 @@ class Harness extends SdkHarness {
     return { assistant, thread };
   }
 
-  async steps(threadId: string, runId: string): Promise<Steps> {
-    return (await this.client.beta.threads.runs.steps.list(runId, { thread_id: threadId, order: 'asc' })).data;
-  }
-
   async assistantMessages(threadId: string) {
     return (await this.client.beta.threads.messages.list(threadId)).data.filter((m) => m.role === 'assistant');
   }

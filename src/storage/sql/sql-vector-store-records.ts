@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
+import { type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import { notFound } from '../../domain/errors.ts';
 import type {
   Attributes,
@@ -41,6 +41,22 @@ import { MatrixCacheIndex, SqliteVecIndex, toBlob, unitVector, type VectorIndex 
  */
 const IN_PROGRESS = sql<boolean>`status = 'in_progress'`;
 const EXPIRING = sql<boolean>`expired = 0 and expires_at is not null`;
+
+/** A store's file, as a condition on `vector_store_files`. */
+function theFile(scope: Scope, vectorStoreId: string, fileId: string) {
+  return (eb: ExpressionBuilder<Database, 'vector_store_files'>) =>
+    eb.and([
+      eb('project_id', '=', scope.projectId),
+      eb('vector_store_id', '=', vectorStoreId),
+      eb('file_id', '=', fileId),
+    ]);
+}
+
+/** The fence of every write of an ingestion: the file is still in progress and leased to this worker. */
+function heldBy(scope: Scope, vectorStoreId: string, fileId: string, workerId: string) {
+  return (eb: ExpressionBuilder<Database, 'vector_store_files'>) =>
+    eb.and([theFile(scope, vectorStoreId, fileId)(eb), IN_PROGRESS, eb('locked_by', '=', workerId)]);
+}
 
 /** Multi-row inserts of files in groups: SQLite allows 32,766 bound values per statement (13 columns × 500). */
 const INSERT_CHUNK = 500;
@@ -172,9 +188,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     const row = await this.db
       .selectFrom('vector_store_files')
       .selectAll()
-      .where('project_id', '=', scope.projectId)
-      .where('vector_store_id', '=', vectorStoreId)
-      .where('file_id', '=', fileId)
+      .where(theFile(scope, vectorStoreId, fileId))
       .executeTakeFirst();
     return row && rowToFile(row);
   }
@@ -212,9 +226,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     const row = await this.db
       .updateTable('vector_store_files')
       .set({ attributes: attributes === null ? null : toJson(attributes) })
-      .where('project_id', '=', scope.projectId)
-      .where('vector_store_id', '=', vectorStoreId)
-      .where('file_id', '=', fileId)
+      .where(theFile(scope, vectorStoreId, fileId))
       .returningAll()
       .executeTakeFirst();
     return row && rowToFile(row);
@@ -225,9 +237,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     return this.db.transaction().execute(async (trx) => {
       const result = await trx
         .deleteFrom('vector_store_files')
-        .where('project_id', '=', scope.projectId)
-        .where('vector_store_id', '=', vectorStoreId)
-        .where('file_id', '=', fileId)
+        .where(theFile(scope, vectorStoreId, fileId))
         .executeTakeFirst();
       if (result.numDeletedRows === 0n) return false;
       await bumpVectors(trx, scope, [vectorStoreId]);
@@ -364,11 +374,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     const result = await this.db
       .updateTable('vector_store_files')
       .set({ locked_until: leaseUntil })
-      .where('project_id', '=', scope.projectId)
-      .where('vector_store_id', '=', vectorStoreId)
-      .where('file_id', '=', fileId)
-      .where(IN_PROGRESS)
-      .where('locked_by', '=', workerId)
+      .where(heldBy(scope, vectorStoreId, fileId, workerId))
       .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
@@ -388,11 +394,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
       const result = await trx
         .updateTable('vector_store_files')
         .set({ status: 'completed', usage_bytes: usageBytes, last_error: null, locked_by: null, locked_until: null })
-        .where('project_id', '=', scope.projectId)
-        .where('vector_store_id', '=', vectorStoreId)
-        .where('file_id', '=', fileId)
-        .where(IN_PROGRESS)
-        .where('locked_by', '=', workerId)
+        .where(heldBy(scope, vectorStoreId, fileId, workerId))
         .executeTakeFirst();
       if (result.numUpdatedRows === 0n) return false;
       // A file in progress has no chunks (addFiles dropped them); deleting again keeps that true whatever wrote
@@ -451,11 +453,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     const result = await this.db
       .updateTable('vector_store_files')
       .set({ status: 'failed', last_error: toJson(error), locked_by: null, locked_until: null })
-      .where('project_id', '=', scope.projectId)
-      .where('vector_store_id', '=', vectorStoreId)
-      .where('file_id', '=', fileId)
-      .where(IN_PROGRESS)
-      .where('locked_by', '=', workerId)
+      .where(heldBy(scope, vectorStoreId, fileId, workerId))
       .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }

@@ -64,8 +64,13 @@ export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'a
     },
 
     heldFrom(text) {
-      const last = text.lastIndexOf(SANDBOX_PREFIX);
-      if (last >= scanned && linkEnd(text, last, false) === undefined) return last;
+      // Only what `annotate` has not passed yet: every link before it has ended (called per chunk, this stays short).
+      for (
+        let start = text.indexOf(SANDBOX_PREFIX, scanned);
+        start !== -1;
+        start = text.indexOf(SANDBOX_PREFIX, start + SANDBOX_PREFIX.length)
+      )
+        if (linkEnd(text, start, false) === undefined) return start;
       // The text ends with what may be the start of a link ("…(sandbox:/mnt/da").
       for (let k = Math.min(SANDBOX_PREFIX.length - 1, text.length); k > 0; k--)
         if (SANDBOX_PREFIX.startsWith(text.slice(text.length - k))) return Math.max(scanned, text.length - k);
