@@ -60,7 +60,8 @@ export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' |
 
 /**
  * What a completion stream yields, in order: any number of `text` and `tool_call` deltas, then at most one `usage`
- * and one `finish` (either may be missing when the upstream does not send it).
+ * (missing when the upstream does not report it), then one `finish`, which ends every stream that does not throw.
+ * A backend whose stream stops without a finish reason throws ProviderError: that answer was cut short, not given.
  *
  * `tool_call` deltas are keyed by `index`: the first delta of an index carries `name` (and the upstream's `id`, if
  * any); later ones carry only `arguments` fragments, to be concatenated.
@@ -76,7 +77,10 @@ export type ProviderErrorCode = 'rate_limit_exceeded' | 'server_error' | 'invali
 
 export class ProviderError extends Error {
   readonly code: ProviderErrorCode;
-  /** Whether the same request may succeed if sent again (429, 5xx, timeouts, resets). */
+  /**
+   * Whether the same request may succeed if sent again: 429, 5xx, timeouts, resets, and answers that are not a valid
+   * stream (an HTML page, chunks that are not JSON, a stream that ends without a finish reason).
+   */
   readonly retryable: boolean;
   /** The upstream's own hint (`retry-after-ms` / `retry-after`), when it gave one. */
   readonly retryAfterMs: number | undefined;

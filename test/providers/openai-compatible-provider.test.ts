@@ -5,6 +5,7 @@ import { type ChatEvent, type ChatRequest, ProviderError } from '../../src/provi
 import { FakeUpstream } from '../support/fake-upstream.ts';
 
 const REQUEST: ChatRequest = { model: 'gpt-test', messages: [{ role: 'user', content: 'Hello' }] };
+const API_KEY = 'sk-test-0123456789';
 
 async function collect(events: AsyncIterable<ChatEvent>): Promise<ChatEvent[]> {
   const out: ChatEvent[] = [];
@@ -43,7 +44,7 @@ describe('OpenAICompatibleProvider', () => {
     upstream = await FakeUpstream.start();
     provider = new OpenAICompatibleProvider({
       baseURL: upstream.baseUrl,
-      apiKey: 'sk-test',
+      apiKey: API_KEY,
       timeoutMs: 300,
       contextWindow: 128_000,
     });
@@ -107,7 +108,7 @@ describe('OpenAICompatibleProvider', () => {
     await collect(provider.stream(request, signal));
     const [sent] = upstream.requests;
     assert.ok(sent);
-    assert.equal(sent.headers['authorization'], 'Bearer sk-test');
+    assert.equal(sent.headers['authorization'], `Bearer ${API_KEY}`);
     assert.deepEqual(sent.body, {
       model: 'gpt-test',
       messages: request.messages,
@@ -221,6 +222,102 @@ describe('OpenAICompatibleProvider', () => {
     ]);
   });
 
+  test('a 200 that is not an event stream → server_error, retryable, saying what came (no page body, no key)', async () => {
+    const page =
+      '<!doctype html><html><head><title>Sign in – Corporate Proxy</title></head><body>' +
+      `<form><input type="hidden" name="csrf" value="csrf-secret-123"></form>Bearer ${API_KEY}</body></html>`;
+    upstream.enqueue({ raw: page, contentType: 'text/html; charset=utf-8' });
+    const html = (await failure(provider.stream(REQUEST, signal))).error;
+    assertProviderError(html, { code: 'server_error', retryable: true });
+    assert.equal(
+      html.message,
+      'The model backend answered 200 with text/html instead of an event stream: a page titled "Sign in – Corporate Proxy"',
+    );
+
+    upstream.enqueue(
+      {
+        raw: JSON.stringify({ error: { message: `quota exhausted for ${API_KEY}` } }),
+        contentType: 'application/json',
+      },
+      { raw: 'Service temporarily parked', contentType: 'text/plain' },
+      { raw: '', contentType: 'text/html', status: 302 },
+    );
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message:
+        /^The model backend answered 200 with application\/json instead of an event stream, with the error: quota exhausted for \[api key\]$/,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message: /answered 200 with text\/plain instead of an event stream: "Service temporarily parked"$/,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message: /^The model backend answered 302 \(a redirect\) instead of an event stream$/,
+    });
+  });
+
+  test('a chunk that is not JSON, or not an object → server_error, retryable, after the chunks before it', async () => {
+    const good = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: null }] })}\n\n`;
+    upstream.enqueue(
+      {
+        raw: [good, `data: {"choices":[{"index":0,"delta":{"content":"${'x'.repeat(300)}\n\n`],
+        contentType: 'text/event-stream',
+      },
+      { raw: 'data: 42\n\n', contentType: 'text/event-stream' },
+    );
+    const { error, events } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, {
+      code: 'server_error',
+      retryable: true,
+      message: /^The model backend sent a stream chunk that is not JSON: "\{"choices/,
+    });
+    assert.ok(error.message.length < 200, 'a short excerpt, not the whole chunk');
+    assert.deepEqual(events, [{ type: 'text', text: 'Hi' }]);
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message: /not a chat completion chunk: "42"/,
+    });
+  });
+
+  test('a stream without a finish_reason → server_error, retryable: empty, [DONE] alone, or cut short', async () => {
+    upstream.enqueue(
+      { raw: '', contentType: 'text/event-stream' },
+      { raw: 'data: [DONE]\n\n', contentType: 'text/event-stream' },
+      { text: ['half ', 'an answer'], finishReason: null },
+    );
+    for (let i = 0; i < 2; i++)
+      assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+        code: 'server_error',
+        retryable: true,
+        message: /^The model backend answered with an empty event stream \(no chunks\)$/,
+      });
+    const { error, events } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, { code: 'server_error', retryable: true, message: /ended without a finish_reason/ });
+    assert.deepEqual(events, [
+      { type: 'text', text: 'half ' },
+      { type: 'text', text: 'an answer' },
+    ]);
+  });
+
+  test('a valid stream with a charset, or with no content type at all, is read', async () => {
+    const frames = [
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'fine' }, finish_reason: null }] })}\n\n`,
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+      'data: [DONE]\n\n',
+    ];
+    upstream.enqueue({ raw: frames, contentType: 'text/event-stream; charset=utf-8' }, { raw: frames });
+    for (let i = 0; i < 2; i++)
+      assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+        { type: 'text', text: 'fine' },
+        { type: 'finish', reason: 'stop' },
+      ]);
+  });
+
   test('connection refused → server_error, retryable', async () => {
     const closed = await FakeUpstream.start();
     await closed.close();
@@ -235,7 +332,11 @@ describe('OpenAICompatibleProvider', () => {
     upstream.enqueue({ hang: true, sendHeaders: true });
     const started = Date.now();
     const { error } = await failure(provider.stream(REQUEST, signal));
-    assertProviderError(error, { code: 'server_error', retryable: true, message: /timed out after 300 ms/ });
+    assertProviderError(error, {
+      code: 'server_error',
+      retryable: true,
+      message: /timed out after 300 ms waiting for the next chunk of its stream/,
+    });
     assert.ok(Date.now() - started < 800, `took ${Date.now() - started} ms`);
     await upstream.waitForAbort(upstream.requests[0]!);
   });
@@ -244,7 +345,11 @@ describe('OpenAICompatibleProvider', () => {
     upstream.enqueue({ hang: true });
     const started = Date.now();
     const { error } = await failure(provider.stream(REQUEST, signal));
-    assertProviderError(error, { code: 'server_error', retryable: true, message: /timed out after 300 ms/ });
+    assertProviderError(error, {
+      code: 'server_error',
+      retryable: true,
+      message: /timed out after 300 ms waiting for an answer/,
+    });
     assert.ok(Date.now() - started < 800, `took ${Date.now() - started} ms`);
   });
 
@@ -292,6 +397,35 @@ describe('OpenAICompatibleProvider', () => {
     already.abort(reason);
     assert.equal((await failure(provider.stream(REQUEST, already.signal))).error, reason);
     assert.equal(upstream.requests.length, 1, 'no request once already aborted');
+  });
+
+  test('stopping after the whole response is in but before it is read leaves no error behind', async () => {
+    // One write: the body is complete before the first chunk is handed over. An abort then used to be emitted on a
+    // socket with no error listener, and crash the process.
+    const frames = ['a', 'b', 'c']
+      .map(
+        (text) =>
+          `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: text }, finish_reason: null }] })}\n\n`,
+      )
+      .join('');
+    const whole = `${frames}data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`;
+    upstream.enqueue(
+      { raw: whole, contentType: 'text/event-stream' },
+      { raw: whole, contentType: 'text/event-stream' },
+    );
+    for await (const event of provider.stream(REQUEST, signal)) if (event.type === 'text') break;
+    const controller = new AbortController();
+    const reason = new Error('run cancelled');
+    const { error } = await failure(
+      (async function* () {
+        for await (const event of provider.stream(REQUEST, controller.signal)) {
+          controller.abort(reason);
+          yield event;
+        }
+      })(),
+    );
+    assert.equal(error, reason);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // where the stray error used to surface
   });
 
   test('breaking out of the loop closes the upstream request', async () => {

@@ -56,7 +56,8 @@ export interface TextReply {
   text: string | string[];
   /** `null`: the upstream reports no usage at all. Default: estimated from the request and the text (~4 chars a token). */
   usage?: UpstreamUsage | null;
-  finishReason?: 'stop' | 'length' | 'content_filter';
+  /** `null`: the stream ends (with `[DONE]`) without any finish_reason, as a cut-short stream would. */
+  finishReason?: 'stop' | 'length' | 'content_filter' | null;
   /** Overrides the server's `chunkDelayMs` for this reply. */
   chunkDelayMs?: number;
 }
@@ -87,7 +88,19 @@ export interface ResetReply {
   text: string[];
 }
 
-export type Reply = TextReply | ToolCallsReply | ErrorReply | HangReply | ResetReply;
+/**
+ * A body sent as it is, whatever the request asked for: a proxy's HTML page, a JSON body where a stream was asked
+ * for, malformed or empty SSE. An array is written one element at a time, `chunkDelayMs` apart.
+ */
+export interface RawReply {
+  raw: string | string[];
+  /** No `content-type` at all when unset. */
+  contentType?: string;
+  /** Default 200. */
+  status?: number;
+}
+
+export type Reply = TextReply | ToolCallsReply | ErrorReply | HangReply | ResetReply | RawReply;
 
 export interface FakeUpstreamOptions {
   /** Delay before the first byte of every response. */
@@ -389,6 +402,7 @@ class ReplyWriter {
   }
 
   async write(reply: Reply, serverChunkDelayMs: number): Promise<void> {
+    if ('raw' in reply) return this.raw(reply, serverChunkDelayMs);
     if ('status' in reply) return this.error(reply);
     if ('hang' in reply) {
       if (reply.sendHeaders) this.startStream();
@@ -418,6 +432,19 @@ class ReplyWriter {
   private error(reply: ErrorReply): void {
     const body = reply.body ?? { error: { ...defaultErrorMessage(reply.status), param: null, code: null } };
     sendJson(this.res, reply.status, body, reply.headers);
+  }
+
+  private async raw(reply: RawReply, delay: number): Promise<void> {
+    this.res.writeHead(
+      reply.status ?? 200,
+      reply.contentType === undefined ? {} : { 'content-type': reply.contentType },
+    );
+    this.res.flushHeaders();
+    for (const piece of typeof reply.raw === 'string' ? [reply.raw] : reply.raw) {
+      if (!(await this.pause(delay))) return;
+      await new Promise<void>((resolve) => this.res.write(piece, () => resolve()));
+    }
+    if (!this.gone) this.res.end();
   }
 
   private usage(reply: TextReply | ToolCallsReply, completion: string): UpstreamUsage | null {
@@ -468,9 +495,9 @@ class ReplyWriter {
     return this.frame(this.chunk([{ index: 0, delta, logprobs: null, finish_reason: finishReason }]));
   }
 
-  private async finishStream(finishReason: string, usage: UpstreamUsage | null, delay: number): Promise<void> {
+  private async finishStream(finishReason: string | null, usage: UpstreamUsage | null, delay: number): Promise<void> {
     if (!(await this.pause(delay))) return;
-    await this.send({}, finishReason);
+    if (finishReason !== null) await this.send({}, finishReason);
     if (this.includeUsage && usage) await this.frame(this.chunk([], { usage: this.usageField(usage) }));
     if (this.gone) return;
     this.res.end('data: [DONE]\n\n');
@@ -485,7 +512,11 @@ class ReplyWriter {
       this.markContent();
       await this.send({ content: piece }, null);
     }
-    await this.finishStream(reply.finishReason ?? 'stop', this.usage(reply, pieces.join('')), delay);
+    await this.finishStream(
+      reply.finishReason === undefined ? 'stop' : reply.finishReason,
+      this.usage(reply, pieces.join('')),
+      delay,
+    );
   }
 
   private async streamToolCalls(reply: ToolCallsReply, delay: number): Promise<void> {

@@ -26,7 +26,11 @@ export class UpstreamHttpError extends Error {
   }
 }
 
-/** The stream itself failed: an `error` object in its data, unparseable data, or a connection that broke. */
+/**
+ * The answer is not a valid event stream, or its stream failed: a 2xx or 3xx that is not `text/event-stream` (a
+ * proxy's login page, a JSON body), an `error` object in its data, a chunk that is not a JSON object, or a
+ * connection that broke. The message says what the upstream sent, with at most a short excerpt of it.
+ */
 export class UpstreamStreamError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -44,6 +48,9 @@ export class UpstreamConnectionError extends Error {
 
 /** Error bodies are read up to this size; the rest is dropped. */
 const MAX_ERROR_BODY = 1024 * 1024;
+/** How much of what the upstream sent instead of a chunk an error message quotes; its own error messages, more. */
+const MAX_EXCERPT = 100;
+const MAX_QUOTED_ERROR = 500;
 
 export class ChatCompletionsClient {
   private readonly endpoint: URL;
@@ -61,19 +68,20 @@ export class ChatCompletionsClient {
 
   /**
    * Sends the request; resolves once the response headers are in, with the stream of chunks. Rejects with
-   * UpstreamHttpError for an error status and UpstreamConnectionError when no response came; the iterator throws
-   * UpstreamStreamError. Aborting `signal` destroys the request at once.
+   * UpstreamHttpError for an error status, UpstreamStreamError for an answer that is not an event stream, and
+   * UpstreamConnectionError when no response came; the iterator throws UpstreamStreamError. Aborting `signal`
+   * destroys the request at once.
    */
   async stream(
     body: ChatCompletionCreateParamsStreaming,
     signal: AbortSignal,
   ): Promise<AsyncIterable<ChatCompletionChunk>> {
     const payload = JSON.stringify(body);
+    signal.throwIfAborted();
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
       const request = this.send(this.endpoint, {
         method: 'POST',
         agent: this.agent,
-        signal,
         headers: {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(payload),
@@ -81,13 +89,45 @@ export class ChatCompletionsClient {
           authorization: `Bearer ${this.apiKey}`,
         },
       });
+      // Not http.request's `signal` option: it destroys the socket with an AbortError, which, once the whole
+      // response is in but unread, is emitted on a socket that no longer listens for errors and crashes the
+      // process. Destroyed without an error, the socket just closes; the caller knows why from its signal.
+      const onAbort = () => request.destroy();
+      signal.addEventListener('abort', onAbort, { once: true });
+      request.once('close', () => signal.removeEventListener('abort', onAbort));
       request.once('response', resolve);
-      request.once('error', (error) => reject(signal.aborted ? signal.reason : new UpstreamConnectionError(error)));
+      request.on('error', (error) => reject(signal.aborted ? signal.reason : new UpstreamConnectionError(error)));
       request.end(payload);
     });
     const status = response.statusCode ?? 0;
     if (status >= 400) throw new UpstreamHttpError(status, response.headers, await readErrorBody(response));
-    return chunks(response);
+    // A missing content type is let through (some small servers send none): the stream's own checks still apply.
+    const type = response.headers['content-type'];
+    if (status >= 300 || (type !== undefined && !/^\s*text\/event-stream\s*(;|$)/i.test(type)))
+      throw new UpstreamStreamError(this.notAStream(status, type, await readErrorBody(response)));
+    return chunks(response, (text, max) => this.excerpt(text, max));
+  }
+
+  /** What an answer that is not an event stream was, for a run's last_error. */
+  private notAStream(status: number, type: string | undefined, body: unknown): string {
+    if (status >= 300) return `The model backend answered ${status} (a redirect) instead of an event stream`;
+    const what = `The model backend answered ${status} with ${type?.split(';')[0]?.trim()} instead of an event stream`;
+    const message = upstreamMessage(body);
+    if (message !== undefined) return `${what}, with the error: ${this.excerpt(message, MAX_QUOTED_ERROR)}`;
+    if (typeof body !== 'string') return what;
+    // An HTML page is named by its title alone: its body may hold a login form's tokens.
+    const title = /<title[^>]*>([^<]*)</i.exec(body)?.[1];
+    if (title !== undefined) return `${what}: a page titled "${this.excerpt(title)}"`;
+    if (/^\s*</.test(body)) return `${what}: a page without a title`;
+    return `${what}: "${this.excerpt(body)}"`;
+  }
+
+  /** The start of what the upstream sent, on one line, without the API key should the upstream echo it. */
+  private excerpt(text: string, max = MAX_EXCERPT): string {
+    let line = text.replace(/\s+/g, ' ').trim();
+    // Not the placeholder sent when no key is configured (`unused`): that is no secret, and may be a word.
+    if (this.apiKey.length >= 8) line = line.replaceAll(this.apiKey, '[api key]');
+    return line.length > max ? `${line.slice(0, max)}…` : line;
   }
 
   close(): void {
@@ -112,8 +152,22 @@ async function readErrorBody(response: IncomingMessage): Promise<unknown> {
   }
 }
 
-/** The chunks of a `text/event-stream` response, until `data: [DONE]` or the end of the body. */
-async function* chunks(response: IncomingMessage): AsyncGenerator<ChatCompletionChunk> {
+/** The upstream's own error message (`{ error: { message } }`), when its body had one. */
+export function upstreamMessage(body: unknown): string | undefined {
+  const error = typeof body === 'object' && body !== null && 'error' in body ? body.error : undefined;
+  if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
+    return error.message;
+  return undefined;
+}
+
+/**
+ * The chunks of a `text/event-stream` response, until `data: [DONE]` or the end of the body. `excerpt` quotes what
+ * came instead of a chunk.
+ */
+async function* chunks(
+  response: IncomingMessage,
+  excerpt: (text: string, max?: number) => string,
+): AsyncGenerator<ChatCompletionChunk> {
   response.setEncoding('utf8'); // decodes characters split across network chunks
   const ready: ChatCompletionChunk[] = [];
   let failure: UpstreamStreamError | undefined;
@@ -129,16 +183,23 @@ async function* chunks(response: IncomingMessage): AsyncGenerator<ChatCompletion
       try {
         parsed = JSON.parse(event.data);
       } catch {
-        failure = new UpstreamStreamError(`could not parse a chunk: ${event.data.slice(0, 200)}`);
+        failure = new UpstreamStreamError(
+          `The model backend sent a stream chunk that is not JSON: "${excerpt(event.data)}"`,
+        );
+        return;
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+        failure = new UpstreamStreamError(
+          `The model backend sent a stream chunk that is not a chat completion chunk: "${excerpt(event.data)}"`,
+        );
         return;
       }
       const error = (parsed as { error?: unknown }).error;
       if (error !== undefined && error !== null) {
-        const message =
-          typeof error === 'object' && 'message' in error && typeof error.message === 'string'
-            ? error.message
-            : JSON.stringify(error);
-        failure = new UpstreamStreamError(message);
+        const message = upstreamMessage(parsed) ?? JSON.stringify(error);
+        failure = new UpstreamStreamError(
+          `The model backend reported an error in its stream: ${excerpt(message, MAX_QUOTED_ERROR)}`,
+        );
         return;
       }
       ready.push(parsed as ChatCompletionChunk);
@@ -154,7 +215,10 @@ async function* chunks(response: IncomingMessage): AsyncGenerator<ChatCompletion
     }
   } catch (error) {
     if (error instanceof UpstreamStreamError) throw error;
-    throw new UpstreamStreamError(error instanceof Error ? error.message : String(error), { cause: error });
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UpstreamStreamError(`The connection to the model backend broke mid-stream (${reason})`, {
+      cause: error,
+    });
   } finally {
     // After `[DONE]` the rest of the body is read away, so the connection goes back to the agent; an early exit
     // (a failure, the consumer stopped) closes it.
@@ -162,5 +226,5 @@ async function* chunks(response: IncomingMessage): AsyncGenerator<ChatCompletion
     else if (!response.complete) response.destroy();
   }
   if (!done && !response.complete)
-    throw new UpstreamStreamError('the connection closed before the response was complete');
+    throw new UpstreamStreamError('The connection to the model backend closed before its stream ended');
 }

@@ -9,7 +9,8 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Embedder, EmbeddingError } from '../embedder.ts';
-import { retryAfterMs, upstreamMessage } from './openai-compatible-provider.ts';
+import { upstreamMessage } from './chat-completions-client.ts';
+import { retryAfterMs } from './openai-compatible-provider.ts';
 
 export interface OpenAICompatibleEmbedderOptions {
   /** Up to and including `/v1`. */

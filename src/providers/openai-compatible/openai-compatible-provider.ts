@@ -12,6 +12,7 @@ import {
   UpstreamConnectionError,
   UpstreamHttpError,
   UpstreamStreamError,
+  upstreamMessage,
 } from './chat-completions-client.ts';
 
 export interface OpenAICompatibleProviderOptions {
@@ -67,14 +68,16 @@ export class OpenAICompatibleProvider implements ModelProvider {
       promise.catch(() => {});
       return Promise.race([promise, stopped]);
     };
+    let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
+    let chunkCount = 0;
     const failure = (error: unknown): unknown => {
       if (signal.aborted) return signal.reason;
-      if (timedOut) return timeoutError(this.timeoutMs);
+      if (timedOut) return timeoutError(this.timeoutMs, iterator !== undefined);
       return toProviderError(error);
     };
 
-    let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
-    let completed = false;
+    /** The upstream's body was read to its end: nothing is left to stop. */
+    let ended = false;
     let usage: ChatEvent | undefined;
     let finish: ChatEvent | undefined;
     try {
@@ -96,7 +99,11 @@ export class OpenAICompatibleProvider implements ModelProvider {
           clearTimeout(idleTimer);
         }
         if (upstream.signal.aborted) throw failure(undefined);
-        if (result.done) break;
+        if (result.done) {
+          ended = true;
+          break;
+        }
+        chunkCount += 1;
         const chunk = result.value;
         if (chunk.usage) {
           usage = {
@@ -104,18 +111,20 @@ export class OpenAICompatibleProvider implements ModelProvider {
             usage: { prompt_tokens: chunk.usage.prompt_tokens, completion_tokens: chunk.usage.completion_tokens },
           };
         }
-        const choice = chunk.choices.find((c) => c.index === 0);
+        const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => c.index === 0) : undefined;
         if (!choice) continue;
         yield* deltaEvents(choice.delta);
         if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
       }
-      completed = true;
+      // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
+      // and an empty one is no answer at all, so neither may pass for a completion.
+      if (!finish) throw unfinishedError(chunkCount);
       if (usage) yield usage;
-      if (finish) yield finish;
+      yield finish;
     } finally {
       clearTimeout(idleTimer);
       signal.removeEventListener('abort', onCallerAbort);
-      if (!completed) {
+      if (!ended) {
         upstream.abort();
         iterator?.return?.().catch(() => {});
       }
@@ -168,16 +177,19 @@ function toFinishReason(reason: string): FinishReason {
   }
 }
 
-function timeoutError(timeoutMs: number): ProviderError {
-  return new ProviderError('server_error', `upstream timed out after ${timeoutMs} ms`, { retryable: true });
+function timeoutError(timeoutMs: number, answered: boolean): ProviderError {
+  const waiting = answered ? 'the next chunk of its stream' : 'an answer';
+  return new ProviderError('server_error', `The model backend timed out after ${timeoutMs} ms waiting for ${waiting}`, {
+    retryable: true,
+  });
 }
 
-/** The upstream's own error message (`{ error: { message } }`), when its body had one. */
-export function upstreamMessage(body: unknown): string | undefined {
-  const error = typeof body === 'object' && body !== null && 'error' in body ? body.error : undefined;
-  if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
-    return error.message;
-  return undefined;
+function unfinishedError(chunkCount: number): ProviderError {
+  const message =
+    chunkCount === 0
+      ? 'The model backend answered with an empty event stream (no chunks)'
+      : `The model backend's stream ended without a finish_reason (after ${chunkCount} chunks)`;
+  return new ProviderError('server_error', message, { retryable: true });
 }
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -200,32 +212,36 @@ export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
 function toProviderError(error: unknown): ProviderError {
   if (error instanceof ProviderError) return error;
   if (error instanceof UpstreamConnectionError)
-    return new ProviderError('server_error', `upstream connection failed: ${error.message}`, { retryable: true });
+    return new ProviderError('server_error', `The model backend could not be reached: ${error.message}`, {
+      retryable: true,
+    });
   if (error instanceof UpstreamHttpError) {
     const { status } = error;
     const message = upstreamMessage(error.body);
     if (status === 429) {
-      return new ProviderError('rate_limit_exceeded', message ?? 'upstream rate limit exceeded', {
+      return new ProviderError('rate_limit_exceeded', message ?? 'The model backend answered 429 (rate limited)', {
         retryable: true,
         retryAfterMs: retryAfterMs(error.headers),
       });
     }
     if (status >= 500 || status === 408 || status === 409) {
-      return new ProviderError('server_error', message ?? `upstream returned ${status}`, { retryable: true });
+      // A proxy's error page is not quoted: only an OpenAI-shaped error's message is.
+      const detail = message === undefined ? '' : `: ${message}`;
+      return new ProviderError('server_error', `The model backend answered ${status}${detail}`, { retryable: true });
     }
     if (status === 401 || status === 403) {
       // The server's credentials for the upstream are wrong: not the prompt's fault, and not worth a retry.
-      return new ProviderError('server_error', `upstream rejected the credentials (${status})`, { retryable: false });
+      return new ProviderError('server_error', `The model backend rejected this server's credentials (${status})`, {
+        retryable: false,
+      });
     }
-    return new ProviderError('invalid_prompt', message ?? `upstream rejected the request (${status})`, {
+    return new ProviderError('invalid_prompt', message ?? `The model backend rejected the request (${status})`, {
       retryable: false,
     });
   }
-  // An error event inside the stream, a reset connection, malformed SSE…
+  // The answer was not an event stream, or its stream failed (the message says how).
+  if (error instanceof UpstreamStreamError)
+    return new ProviderError('server_error', error.message, { retryable: true });
   const message = error instanceof Error ? error.message : String(error);
-  const detail =
-    error instanceof UpstreamStreamError && error.cause instanceof Error && error.cause.message !== message
-      ? ` (${error.cause.message})`
-      : '';
-  return new ProviderError('server_error', `upstream stream failed: ${message}${detail}`, { retryable: true });
+  return new ProviderError('server_error', `The model backend's stream failed: ${message}`, { retryable: true });
 }
