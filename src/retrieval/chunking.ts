@@ -1,6 +1,7 @@
 import O200K_RANKS from 'gpt-tokenizer/bpeRanks/o200k_base';
 import { encode } from 'gpt-tokenizer/encoding/o200k_base';
 import type { Chunk } from '../domain/vector-stores.ts';
+import { isSpace, textPieces } from './text-pieces.ts';
 
 /**
  * The second stage of file_search ingestion: text to chunks of o200k_base tokens, as upstream's `static` strategy
@@ -27,17 +28,6 @@ export interface ChunkSpan {
  * most 15% of the window, and a chunk always ends past the next one's start, so the overlap stays exact.
  */
 export const PREFERRED_END_WINDOW = 0.15;
-
-/**
- * Runs of whitespace or non-whitespace are cut into pieces of at most this many characters before encoding. BPE
- * merges within one pre-tokenised "word", and gpt-tokenizer's merging is quadratic in a word's length: measured on
- * Node 20, 64,000 letters without a space take 2.2 s, 32,000 CJK characters 4.3 s. Natural text never has runs this
- * long (words, URLs, a CJK sentence between punctuation); a megabyte of one letter, base64 without line breaks or a
- * CJK text without punctuation does, and is encoded piecewise instead: the tokens differ from a whole encoding only
- * at the cuts. Pieces of 256 characters encode a megabyte of random letters in 0.7 s and of random CJK characters in
- * 1.7 s (1,000-character pieces: 0.9 s and 3.4 s).
- */
-export const MAX_RUN_CHARS = 256;
 
 // Documents may contain strings like `<|endoftext|>`: they are text, never special tokens (the library's default is
 // to throw on them).
@@ -134,23 +124,6 @@ function isWideSentencePunctuation(code: number): boolean {
   return code === 0x3002 || code === 0xff01 || code === 0xff1f;
 }
 
-/** JavaScript's `\s`, without a regular expression. */
-function isSpace(code: number): boolean {
-  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
-  if (code < 0xa0) return false;
-  return (
-    code === 0xa0 ||
-    code === 0x1680 ||
-    (code >= 0x2000 && code <= 0x200a) ||
-    code === 0x2028 ||
-    code === 0x2029 ||
-    code === 0x202f ||
-    code === 0x205f ||
-    code === 0x3000 ||
-    code === 0xfeff
-  );
-}
-
 /**
  * The text's o200k_base encoding as the character offset of every token boundary: `offsets[i]` is where token `i`
  * starts (`offsets[tokenCount]` is the text's length), or -1 where the boundary falls inside a character whose
@@ -163,7 +136,7 @@ function tokenOffsets(text: string): number[] {
   let offset = 0;
   let pendingBytes = 0; // continuation bytes the current character still needs
   let pendingUnits = 0; // UTF-16 units it will take in the text
-  for (const [segmentStart, segmentEnd] of segments(text)) {
+  for (const [segmentStart, segmentEnd] of textPieces(text)) {
     for (const token of encode(text.slice(segmentStart, segmentEnd), PLAIN_TEXT)) {
       const piece = O200K_RANKS[token];
       if (typeof piece === 'string') {
@@ -187,31 +160,4 @@ function tokenOffsets(text: string): number[] {
     if (offset !== segmentEnd) throw new Error(`token offsets diverged from the text at ${segmentStart}`);
   }
   return offsets;
-}
-
-/** The text as [start, end) pieces in which no run of whitespace or of non-whitespace exceeds MAX_RUN_CHARS. */
-function* segments(text: string): Generator<[number, number]> {
-  let segmentStart = 0;
-  let runStart = 0;
-  let runIsSpace = isSpace(text.charCodeAt(0));
-  for (let i = 1; i < text.length; i++) {
-    const space = isSpace(text.charCodeAt(i));
-    if (space !== runIsSpace) {
-      runIsSpace = space;
-      runStart = i;
-    } else if (i - runStart >= MAX_RUN_CHARS) {
-      // Never between the two halves of a surrogate pair.
-      const cut = isLowSurrogate(text.charCodeAt(i)) ? i - 1 : i;
-      if (cut > segmentStart) {
-        yield [segmentStart, cut];
-        segmentStart = cut;
-      }
-      runStart = cut;
-    }
-  }
-  yield [segmentStart, text.length];
-}
-
-function isLowSurrogate(code: number): boolean {
-  return code >= 0xdc00 && code <= 0xdfff;
 }

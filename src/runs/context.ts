@@ -42,7 +42,7 @@ export type ContextResult =
       promptTokens: number;
     };
 
-export function buildContext(input: ContextInput): ContextResult {
+export async function buildContext(input: ContextInput): Promise<ContextResult> {
   const { threadMessages, truncation } = input;
   const tokens = input.tokens ?? O200K;
 
@@ -50,8 +50,8 @@ export function buildContext(input: ContextInput): ContextResult {
   // by message id): a turn tokenises only what is new since the thread's previous turn, plus this run's tool rounds.
   const head: ChatMessage[] = input.instructions === '' ? [] : [{ role: 'system', content: input.instructions }];
   const tail: ChatMessage[] = input.toolRounds.flatMap(toolRoundMessages);
-  let fixedTokens = REPLY_PRIMING_TOKENS + (input.instructions === '' ? 0 : tokens.system(input.instructions));
-  for (const message of tail) fixedTokens += tokens.message(message);
+  let fixedTokens = REPLY_PRIMING_TOKENS + (input.instructions === '' ? 0 : await tokens.system(input.instructions));
+  for (const message of tail) fixedTokens += await tokens.message(message);
 
   // `last_messages: N` first narrows the thread to its N most recent messages; the budget then applies within them.
   let candidates: readonly Message[] = threadMessages;
@@ -67,7 +67,7 @@ export function buildContext(input: ContextInput): ContextResult {
   const reason = promptLimit <= windowBudget ? 'max_prompt_tokens' : 'context_window';
 
   // Always kept: system, tool rounds and the most recent thread message.
-  const last = candidates.length > 0 ? counted(candidates[candidates.length - 1]!, tokens) : undefined;
+  const last = candidates.length > 0 ? await counted(candidates[candidates.length - 1]!, tokens) : undefined;
   let total = fixedTokens + (last === undefined ? 0 : last.tokens);
   if (total > budget) return { ok: false, reason, promptTokens: total };
 
@@ -77,7 +77,7 @@ export function buildContext(input: ContextInput): ContextResult {
   // message that does not fit.
   let first: ChatMessage | undefined;
   if (candidates.length >= 2) {
-    const message = counted(candidates[0]!, tokens);
+    const message = await counted(candidates[0]!, tokens);
     if (total + message.tokens <= budget) {
       first = message.message;
       total += message.tokens;
@@ -85,7 +85,7 @@ export function buildContext(input: ContextInput): ContextResult {
   }
   const recent: ChatMessage[] = []; // newest first
   for (let i = candidates.length - 2; i >= 1; i--) {
-    const message = counted(candidates[i]!, tokens);
+    const message = await counted(candidates[i]!, tokens);
     if (total + message.tokens > budget) break;
     recent.push(message.message);
     total += message.tokens;
@@ -106,10 +106,10 @@ export function buildContext(input: ContextInput): ContextResult {
  * conversion and count are therefore kept by the counter under the message's id (its content no longer changes:
  * modifying a message changes only its metadata). A message still `in_progress` is converted and counted each time.
  */
-function counted(message: Message, tokens: TokenCounter): CountedMessage {
+async function counted(message: Message, tokens: TokenCounter): Promise<CountedMessage> {
   if (message.status !== 'in_progress') return tokens.finished(message.id, () => convert(message));
   const chat = convert(message);
-  return { message: chat, tokens: tokens.message(chat) };
+  return { message: chat, tokens: await tokens.message(chat) };
 }
 
 /**

@@ -165,7 +165,7 @@ export class RunExecutor {
     if (completionLeft !== null && completionLeft <= 0)
       return this.end(x, { type: 'incomplete', reason: 'max_completion_tokens' });
     const { contextWindow } = provider;
-    const context = buildContext({
+    const context = await buildContext({
       instructions: await this.instructions(x),
       threadMessages: x.messages,
       toolRounds: x.steps.filter((s) => s.type === 'tool_calls' && s.status === 'completed'),
@@ -213,7 +213,7 @@ export class RunExecutor {
       throw error;
     }
     const usage = toUsage(
-      reply.usage ?? { prompt_tokens: context.promptTokens, completion_tokens: tokens.text(turn.outputText) },
+      reply.usage ?? { prompt_tokens: context.promptTokens, completion_tokens: await tokens.count(turn.outputText) },
     );
 
     if (turn.hasToolCalls) {
@@ -340,8 +340,9 @@ export class RunExecutor {
   }
 
   /**
-   * One model turn with the retry policy: 429s, 5xx, timeouts and resets are retried with exponential backoff
-   * (or the upstream's retry-after), up to `maxRetries` times; anything else fails at once. Nothing of a failed
+   * One model turn with the retry policy: 429s, 5xx, timeouts, resets and answers that are not a valid stream
+   * (ProviderError.retryable) are retried with exponential backoff (or the upstream's retry-after), up to
+   * `maxRetries` times, while the attempt has published nothing; anything else fails at once. Nothing of a failed
    * attempt is kept.
    */
   private async callModel(
@@ -490,7 +491,7 @@ export class RunExecutor {
     }
     const turn = step.turn_usage;
     let used = turn ? turn.prompt_tokens + turn.completion_tokens : 0;
-    for (const call of (step.model_calls ?? []).slice(0, index)) used += tokens.text(call.output ?? '');
+    for (const call of (step.model_calls ?? []).slice(0, index)) used += await tokens.count(call.output ?? '');
     return Math.max(0, provider.contextWindow - used);
   }
 

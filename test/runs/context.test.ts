@@ -61,9 +61,9 @@ function input(overrides: Partial<ContextInput> = {}): ContextInput {
   };
 }
 
-function ok(result: ContextResult): Extract<ContextResult, { ok: true }> {
+async function ok(result: ContextResult): Promise<Extract<ContextResult, { ok: true }>> {
   assert.ok(result.ok, `expected ok, got ${JSON.stringify(result)}`);
-  assert.equal(result.promptTokens, countPromptTokens(result.messages));
+  assert.equal(result.promptTokens, await countPromptTokens(result.messages));
   return result;
 }
 
@@ -76,23 +76,23 @@ function keptIds(result: Extract<ContextResult, { ok: true }>, messages: Message
   });
 }
 
-function tokensOf(message: Message): number {
+function tokensOf(message: Message): Promise<number> {
   return countMessageTokens(toChatMessage(message));
 }
 
 describe('buildContext: mapping', () => {
-  it('maps instructions to a system message, and omits it when empty', () => {
+  it('maps instructions to a system message, and omits it when empty', async () => {
     const messages = [aMessage(thread.id, 'hello world')];
-    assert.deepEqual(ok(buildContext(input({ threadMessages: messages }))).messages, [
+    assert.deepEqual((await ok(await buildContext(input({ threadMessages: messages })))).messages, [
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: 'hello world' },
     ]);
-    assert.deepEqual(ok(buildContext(input({ instructions: '', threadMessages: messages }))).messages, [
+    assert.deepEqual((await ok(await buildContext(input({ instructions: '', threadMessages: messages })))).messages, [
       { role: 'user', content: 'hello world' },
     ]);
   });
 
-  it('maps every content kind of user and assistant messages', () => {
+  it('maps every content kind of user and assistant messages', async () => {
     const withFile = aMessage(thread.id, 'x', {
       content: [
         text('first'),
@@ -129,8 +129,10 @@ describe('buildContext: mapping', () => {
       incomplete_at: 1_700_000_000,
       content: [text('The answer is')],
     });
-    const result = ok(
-      buildContext(input({ instructions: '', threadMessages: [withFile, withImages, lookalike, assistant, partial] })),
+    const result = await ok(
+      await buildContext(
+        input({ instructions: '', threadMessages: [withFile, withImages, lookalike, assistant, partial] }),
+      ),
     );
     assert.deepEqual(result.messages, [
       // An image_file part of a user message is an image_url part whose placeholder URL names the file.
@@ -161,7 +163,7 @@ describe('buildContext: mapping', () => {
     assert.equal(result.droppedMessages, 0);
   });
 
-  it('appends tool rounds after the thread: the calls, then one tool message per call in order', () => {
+  it('appends tool rounds after the thread: the calls, then one tool message per call in order', async () => {
     const rounds = [
       toolStep([
         { id: 'call_a', name: 'lookup', arguments: '{"q":"a"}', output: 'A' },
@@ -169,7 +171,9 @@ describe('buildContext: mapping', () => {
       ]),
       toolStep([{ id: 'call_c', name: 'lookup', arguments: '{"q":"c"}', output: 'C' }]),
     ];
-    const result = ok(buildContext(input({ threadMessages: [aMessage(thread.id, 'hi')], toolRounds: rounds })));
+    const result = await ok(
+      await buildContext(input({ threadMessages: [aMessage(thread.id, 'hi')], toolRounds: rounds })),
+    );
     assert.deepEqual(result.messages, [
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: 'hi' },
@@ -194,9 +198,9 @@ describe('buildContext: mapping', () => {
 });
 
 describe('buildContext: truncation', () => {
-  it('keeps everything when it fits', () => {
+  it('keeps everything when it fits', async () => {
     const messages = conversation(10);
-    const result = ok(buildContext(input({ threadMessages: messages })));
+    const result = await ok(await buildContext(input({ threadMessages: messages })));
     assert.equal(result.droppedMessages, 0);
     assert.equal(result.messages.length, 11);
     assert.deepEqual(
@@ -205,10 +209,10 @@ describe('buildContext: truncation', () => {
     );
   });
 
-  it('last_messages: 2 keeps the system message and the 2 most recent messages', () => {
+  it('last_messages: 2 keeps the system message and the 2 most recent messages', async () => {
     const messages = conversation(10);
-    const result = ok(
-      buildContext(input({ threadMessages: messages, truncation: { type: 'last_messages', last_messages: 2 } })),
+    const result = await ok(
+      await buildContext(input({ threadMessages: messages, truncation: { type: 'last_messages', last_messages: 2 } })),
     );
     assert.equal(result.messages.length, 3);
     assert.deepEqual(result.messages[0], { role: 'system', content: 'Be brief.' });
@@ -216,14 +220,20 @@ describe('buildContext: truncation', () => {
     assert.equal(result.droppedMessages, 8);
   });
 
-  it('auto keeps the first and the most recent messages under a tight budget, dropping the middle', () => {
+  it('auto keeps the first and the most recent messages under a tight budget, dropping the middle', async () => {
     const messages = conversation(10);
-    const fixed = countPromptTokens([{ role: 'system', content: 'Be brief.' }]);
+    const fixed = await countPromptTokens([{ role: 'system', content: 'Be brief.' }]);
     const budget =
-      fixed + tokensOf(messages[0]!) + tokensOf(messages[7]!) + tokensOf(messages[8]!) + tokensOf(messages[9]!);
+      fixed +
+      (await tokensOf(messages[0]!)) +
+      (await tokensOf(messages[7]!)) +
+      (await tokensOf(messages[8]!)) +
+      (await tokensOf(messages[9]!));
     // Exactly at the budget, through the context window…
-    const byWindow = ok(
-      buildContext(input({ threadMessages: messages, contextWindow: budget + 4_096, reservedCompletionTokens: 4_096 })),
+    const byWindow = await ok(
+      await buildContext(
+        input({ threadMessages: messages, contextWindow: budget + 4_096, reservedCompletionTokens: 4_096 }),
+      ),
     );
     assert.deepEqual(
       keptIds(byWindow, messages),
@@ -232,7 +242,7 @@ describe('buildContext: truncation', () => {
     assert.equal(byWindow.droppedMessages, 6);
     assert.equal(byWindow.promptTokens, budget);
     // …and through max_prompt_tokens, where one token less drops one more message.
-    const byPrompt = ok(buildContext(input({ threadMessages: messages, maxPromptTokens: budget - 1 })));
+    const byPrompt = await ok(await buildContext(input({ threadMessages: messages, maxPromptTokens: budget - 1 })));
     assert.deepEqual(
       keptIds(byPrompt, messages),
       [0, 8, 9].map((i) => messages[i]!.id),
@@ -240,12 +250,13 @@ describe('buildContext: truncation', () => {
     assert.equal(byPrompt.droppedMessages, 7);
   });
 
-  it('auto drops the first message when it does not fit, keeping the most recent ones', () => {
+  it('auto drops the first message when it does not fit, keeping the most recent ones', async () => {
     const messages = conversation(6);
     messages[0] = aMessage(thread.id, 'a long opening message '.repeat(100));
-    const fixed = countPromptTokens([{ role: 'system', content: 'Be brief.' }]);
-    const budget = fixed + tokensOf(messages[3]!) + tokensOf(messages[4]!) + tokensOf(messages[5]!);
-    const result = ok(buildContext(input({ threadMessages: messages, maxPromptTokens: budget })));
+    const fixed = await countPromptTokens([{ role: 'system', content: 'Be brief.' }]);
+    const budget =
+      fixed + (await tokensOf(messages[3]!)) + (await tokensOf(messages[4]!)) + (await tokensOf(messages[5]!));
+    const result = await ok(await buildContext(input({ threadMessages: messages, maxPromptTokens: budget })));
     assert.deepEqual(
       keptIds(result, messages),
       [3, 4, 5].map((i) => messages[i]!.id),
@@ -253,12 +264,12 @@ describe('buildContext: truncation', () => {
     assert.equal(result.droppedMessages, 3);
   });
 
-  it('applies the budget within last_messages too', () => {
+  it('applies the budget within last_messages too', async () => {
     const messages = conversation(10);
-    const fixed = countPromptTokens([{ role: 'system', content: 'Be brief.' }]);
-    const budget = fixed + tokensOf(messages[6]!) + tokensOf(messages[9]!);
-    const result = ok(
-      buildContext(
+    const fixed = await countPromptTokens([{ role: 'system', content: 'Be brief.' }]);
+    const budget = fixed + (await tokensOf(messages[6]!)) + (await tokensOf(messages[9]!));
+    const result = await ok(
+      await buildContext(
         input({
           threadMessages: messages,
           truncation: { type: 'last_messages', last_messages: 4 },
@@ -273,37 +284,42 @@ describe('buildContext: truncation', () => {
     assert.equal(result.droppedMessages, 8);
   });
 
-  it('always keeps the tool rounds, dropping thread messages instead', () => {
+  it('always keeps the tool rounds, dropping thread messages instead', async () => {
     const messages = conversation(5);
     const rounds = [
       toolStep([{ id: 'call_a', name: 'lookup', arguments: '{"q":"a"}', output: 'a result '.repeat(20) }]),
     ];
-    const full = ok(buildContext(input({ threadMessages: messages, toolRounds: rounds })));
+    const full = await ok(await buildContext(input({ threadMessages: messages, toolRounds: rounds })));
     const toolMessages = full.messages.slice(-2);
     const minimal =
-      countPromptTokens([{ role: 'system', content: 'Be brief.' }, ...toolMessages]) + tokensOf(messages[4]!);
-    const result = ok(buildContext(input({ threadMessages: messages, toolRounds: rounds, maxPromptTokens: minimal })));
+      (await countPromptTokens([{ role: 'system', content: 'Be brief.' }, ...toolMessages])) +
+      (await tokensOf(messages[4]!));
+    const result = await ok(
+      await buildContext(input({ threadMessages: messages, toolRounds: rounds, maxPromptTokens: minimal })),
+    );
     assert.deepEqual(keptIds(result, messages), [messages[4]!.id]);
     assert.equal(result.droppedMessages, 4);
     assert.deepEqual(result.messages.slice(-2), toolMessages);
     assert.equal(result.promptTokens, minimal);
   });
 
-  it('fails with max_prompt_tokens when even the smallest prompt exceeds max_prompt_tokens', () => {
+  it('fails with max_prompt_tokens when even the smallest prompt exceeds max_prompt_tokens', async () => {
     const messages = conversation(3);
-    const minimal = countPromptTokens([{ role: 'system', content: 'Be brief.' }]) + tokensOf(messages[2]!);
-    assert.deepEqual(buildContext(input({ threadMessages: messages, maxPromptTokens: minimal - 1 })), {
+    const minimal =
+      (await countPromptTokens([{ role: 'system', content: 'Be brief.' }])) + (await tokensOf(messages[2]!));
+    assert.deepEqual(await buildContext(input({ threadMessages: messages, maxPromptTokens: minimal - 1 })), {
       ok: false,
       reason: 'max_prompt_tokens',
       promptTokens: minimal,
     });
   });
 
-  it('fails with context_window when the context window is the binding limit', () => {
+  it('fails with context_window when the context window is the binding limit', async () => {
     const messages = conversation(3);
-    const minimal = countPromptTokens([{ role: 'system', content: 'Be brief.' }]) + tokensOf(messages[2]!);
+    const minimal =
+      (await countPromptTokens([{ role: 'system', content: 'Be brief.' }])) + (await tokensOf(messages[2]!));
     assert.deepEqual(
-      buildContext(
+      await buildContext(
         input({
           threadMessages: messages,
           contextWindow: minimal + 99,
@@ -315,11 +331,11 @@ describe('buildContext: truncation', () => {
     );
   });
 
-  it('builds the context of a 10,000-message thread', (t) => {
+  it('builds the context of a 10,000-message thread', async (t) => {
     const messages = conversation(10_000, 'some words to make every message a little longer than a few tokens');
     const started = performance.now();
-    const all = ok(buildContext(input({ threadMessages: messages, contextWindow: 1_000_000 })));
-    const truncated = ok(buildContext(input({ threadMessages: messages })));
+    const all = await ok(await buildContext(input({ threadMessages: messages, contextWindow: 1_000_000 })));
+    const truncated = await ok(await buildContext(input({ threadMessages: messages })));
     const elapsed = performance.now() - started;
     assert.equal(all.droppedMessages, 0);
     assert.ok(truncated.droppedMessages > 0);

@@ -48,9 +48,12 @@ function ok(result: ContextResult): Extract<ContextResult, { ok: true }> {
 }
 
 /** How many texts `build` made `counter` tokenise. */
-function tokenizedBy<T>(counter: TokenCounter, build: () => T): { result: T; tokenized: number } {
+async function tokenizedBy<T>(
+  counter: TokenCounter,
+  build: () => Promise<T>,
+): Promise<{ result: T; tokenized: number }> {
   const before = counter.tokenized;
-  const result = build();
+  const result = await build();
   return { result, tokenized: counter.tokenized - before };
 }
 
@@ -61,54 +64,57 @@ describe('token counts cached by message id', () => {
   const thread = aThread();
   const messages = conversation(thread.id, 10_000);
 
-  it('tokenises each finished message once, then only what is new, across fresh message objects', (t) => {
+  it('tokenises each finished message once, then only what is new, across fresh message objects', async (t) => {
     const counter = new TokenCounter(o200k);
-    const first = tokenizedBy(counter, () => ok(buildContext(input(reread(messages), counter))));
+    const first = await tokenizedBy(counter, async () => ok(await buildContext(input(reread(messages), counter))));
     assert.equal(first.result.droppedMessages, 0);
     assert.equal(first.tokenized, messages.length + 1 + ROLES, 'every message, the instructions and the roles');
-    assert.equal(first.result.promptTokens, new TokenCounter(o200k).prompt(first.result.messages));
+    assert.equal(first.result.promptTokens, await new TokenCounter(o200k).prompt(first.result.messages));
 
     const added = [...messages, aMessage(thread.id, 'and one more question')];
-    const second = tokenizedBy(counter, () => ok(buildContext(input(reread(added), counter))));
+    const second = await tokenizedBy(counter, async () => ok(await buildContext(input(reread(added), counter))));
     assert.equal(second.tokenized, 1, 'only the new message: not the thread, not the instructions');
     assert.equal(second.result.messages.length, 1 + added.length);
-    assert.equal(second.result.promptTokens, new TokenCounter(o200k).prompt(second.result.messages));
+    assert.equal(second.result.promptTokens, await new TokenCounter(o200k).prompt(second.result.messages));
     // The same result as a counter that has seen nothing.
-    assert.deepEqual(second.result, ok(buildContext(input(reread(added), new TokenCounter(o200k)))));
+    assert.deepEqual(second.result, ok(await buildContext(input(reread(added), new TokenCounter(o200k)))));
     t.diagnostic(`10,000 messages: first build ${first.tokenized} texts tokenised, second ${second.tokenized}`);
   });
 
-  it('truncates exactly as an uncached counter does', () => {
+  it('truncates exactly as an uncached counter does', async () => {
     const counter = new TokenCounter(o200k);
-    ok(buildContext(input(reread(messages), counter)));
+    ok(await buildContext(input(reread(messages), counter)));
     for (const overrides of [
       { contextWindow: 128_000 },
       { maxPromptTokens: 5_000 },
       { truncation: { type: 'last_messages', last_messages: 50 } as const, maxPromptTokens: 700 },
       { maxPromptTokens: 10 },
     ]) {
-      const cold = buildContext(input(reread(messages), new TokenCounter(o200k), overrides));
-      const warm = tokenizedBy(counter, () => buildContext(input(reread(messages), counter, overrides)));
+      const cold = await buildContext(input(reread(messages), new TokenCounter(o200k), overrides));
+      const warm = await tokenizedBy(
+        counter,
+        async () => await buildContext(input(reread(messages), counter, overrides)),
+      );
       assert.deepEqual(warm.result, cold);
       assert.equal(warm.tokenized, 0);
     }
   });
 
-  it('keeps one cache per counter: another tokenizer counts for itself', () => {
+  it('keeps one cache per counter: another tokenizer counts for itself', async () => {
     const o200kCounter = new TokenCounter(o200k);
     const byChars = new TokenCounter((text) => Math.ceil(text.length / 4));
     const small = reread(messages.slice(0, 100));
-    const a = ok(buildContext(input(small, o200kCounter)));
-    const b = tokenizedBy(byChars, () => ok(buildContext(input(reread(small), byChars))));
+    const a = ok(await buildContext(input(small, o200kCounter)));
+    const b = await tokenizedBy(byChars, async () => ok(await buildContext(input(reread(small), byChars))));
     assert.equal(b.tokenized, small.length + 1 + ROLES);
     assert.equal(
       b.result.promptTokens,
-      new TokenCounter((text) => Math.ceil(text.length / 4)).prompt(b.result.messages),
+      await new TokenCounter((text) => Math.ceil(text.length / 4)).prompt(b.result.messages),
     );
     assert.notEqual(a.promptTokens, b.result.promptTokens);
   });
 
-  it('counts a message still in progress on every build, and shares the cached conversion', () => {
+  it('counts a message still in progress on every build, and shares the cached conversion', async () => {
     const counter = new TokenCounter(o200k);
     const streaming = aMessage(thread.id, 'The answer is', {
       role: 'assistant',
@@ -116,28 +122,31 @@ describe('token counts cached by message id', () => {
       completed_at: null,
     });
     const thread10 = [...messages.slice(0, 10), streaming];
-    ok(buildContext(input(reread(thread10), counter)));
-    assert.equal(tokenizedBy(counter, () => buildContext(input(reread(thread10), counter))).tokenized, 1);
+    ok(await buildContext(input(reread(thread10), counter)));
+    assert.equal(
+      (await tokenizedBy(counter, async () => await buildContext(input(reread(thread10), counter)))).tokenized,
+      1,
+    );
 
     const finished = { ...streaming, status: 'completed' as const, completed_at: 1_700_000_001 };
-    const last = ok(buildContext(input([...reread(messages.slice(0, 10)), finished], counter))).messages.at(-1);
+    const last = ok(await buildContext(input([...reread(messages.slice(0, 10)), finished], counter))).messages.at(-1);
     assert.equal(toChatMessage(reread([finished])[0]!, counter), last);
     assert.notEqual(toChatMessage(reread([streaming])[0]!, counter), last);
   });
 
-  it('bounds the cache: the least recently used messages are forgotten, then counted again', () => {
+  it('bounds the cache: the least recently used messages are forgotten, then counted again', async () => {
     const counter = new TokenCounter(o200k, { finishedMessages: 100 });
     const a = conversation(thread.id, 60);
     const b = conversation(thread.id, 60);
-    ok(buildContext(input(reread(a), counter)));
-    assert.equal(tokenizedBy(counter, () => buildContext(input(reread(a), counter))).tokenized, 0);
-    ok(buildContext(input(reread(b), counter))); // 60 more: the 20 of a's touched first are forgotten
-    assert.equal(tokenizedBy(counter, () => buildContext(input(reread(b), counter))).tokenized, 0);
+    ok(await buildContext(input(reread(a), counter)));
+    assert.equal((await tokenizedBy(counter, async () => await buildContext(input(reread(a), counter)))).tokenized, 0);
+    ok(await buildContext(input(reread(b), counter))); // 60 more: the 20 of a's touched first are forgotten
+    assert.equal((await tokenizedBy(counter, async () => await buildContext(input(reread(b), counter)))).tokenized, 0);
     // a's other 40 are now the least recent: counting its 20 forgotten ones again pushes them out in turn.
-    assert.equal(tokenizedBy(counter, () => buildContext(input(reread(a), counter))).tokenized, 60);
+    assert.equal((await tokenizedBy(counter, async () => await buildContext(input(reread(a), counter)))).tokenized, 60);
   });
 
-  it('LruCache evicts the least recently used entry', () => {
+  it('LruCache evicts the least recently used entry', async () => {
     const cache = new LruCache<string, number>(2);
     cache.set('a', 1);
     cache.set('b', 2);
@@ -178,7 +187,7 @@ describe('token counts across runs of the real server', () => {
     await server.server.store.createThread(DEFAULT_SCOPE, thread, messages);
     // The server counts with the shared o200k_base counter (an OpenAI-compatible upstream has no tokenizer of its
     // own). Its role counts are remembered once and for all: have them counted now, so that only messages remain.
-    for (const role of ['system', 'user', 'assistant'] as const) O200K.message({ role, content: '' });
+    for (const role of ['system', 'user', 'assistant'] as const) await O200K.message({ role, content: '' });
 
     let before = O200K.tokenized;
     const first = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
