@@ -14,6 +14,7 @@ import {
   type ModelProvider,
   ProviderError,
 } from '../providers/provider.ts';
+import { retryDelayMs } from '../providers/retry-delay.ts';
 import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
 import {
   type ServerTool,
@@ -74,8 +75,6 @@ interface ModelReply {
 }
 
 const RELEASED: RunLock = { lockedBy: null, lockedUntil: null };
-const MAX_BACKOFF_MS = 8000;
-const MAX_RETRY_AFTER_MS = 60_000;
 
 /**
  * Executes a claimed run to its end or its next pause, within one claim: model turn → the server-side tools it
@@ -375,10 +374,8 @@ export class RunExecutor {
       } catch (error) {
         const retryable = error instanceof ProviderError && error.retryable && !turn.published;
         if (signal.aborted || !retryable || attempt >= this.options.maxRetries) throw error;
-        const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
-        const hinted = error.retryAfterMs !== undefined && error.retryAfterMs <= MAX_RETRY_AFTER_MS;
         this.options.logger.warn({ err: error.message, attempt }, 'upstream attempt failed; retrying');
-        await sleep(hinted ? error.retryAfterMs! : backoff, signal);
+        await sleep(retryDelayMs(attempt, error.retryAfterMs), signal);
       }
     }
   }

@@ -9,6 +9,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Embedder, EmbeddingError } from '../embedder.ts';
+import { retryDelayMs } from '../retry-delay.ts';
 import { upstreamMessage } from './chat-completions-client.ts';
 import { retryAfterMs } from './openai-compatible-provider.ts';
 
@@ -30,8 +31,6 @@ export interface OpenAICompatibleEmbedderOptions {
  * 64 chunks of 800 tokens (the default chunking) is already 51,200 tokens.
  */
 export const BATCH_SIZE = 64;
-const MAX_BACKOFF_MS = 8000;
-const MAX_RETRY_AFTER_MS = 60_000;
 /** Answers are read up to this size (64 × 3072 floats as JSON text is ~4 MB). */
 const MAX_BODY = 256 * 1024 * 1024;
 
@@ -81,9 +80,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         if (!(error instanceof EmbeddingError) || !error.retryable || attempt >= this.maxRetries) throw error;
-        const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
-        const hinted = error.retryAfterMs !== undefined && error.retryAfterMs <= MAX_RETRY_AFTER_MS;
-        await sleep(hinted ? error.retryAfterMs! : backoff, undefined, { signal });
+        await sleep(retryDelayMs(attempt, error.retryAfterMs), undefined, { signal });
       }
     }
   }
