@@ -63,6 +63,9 @@ const ONE_ACTIVE_RUN_PER_THREAD = 'runs_one_active_per_thread';
  * are in both SQLite ≥ 3.35 and PostgreSQL); what differs between databases — connection setup, pragmas, DDL —
  * lives in the dialect's own folder, and how concurrent writers are kept apart is a capability (capabilities.ts).
  */
+/** Creations of a run that lost to runs which had ended by the time the loser looked (reportActiveRunConflict). */
+const MAX_CREATE_ATTEMPTS = 3;
+
 export class SqlStore implements Store {
   readonly description: string;
   readonly signals: (SignalChannel & { close(): Promise<void> }) | undefined;
@@ -322,16 +325,21 @@ export class SqlStore implements Store {
 
   /**
    * With row locks, a run creation that still hits `runs_one_active_per_thread` (the backstop behind the thread
-   * row lock) has aborted its transaction; the winner is looked up after the rollback, for upstream's message.
+   * row lock) has aborted its transaction; the winner is looked up after the rollback, for upstream's message. A
+   * winner that has already ended by then left the thread free: the creation is tried again, as if it had come a
+   * moment later (it wrote nothing).
    */
   private async reportActiveRunConflict(threadId: string, create: () => Promise<void>): Promise<void> {
-    try {
-      await create();
-    } catch (error) {
-      if (!this.capabilities.rowLocks || !this.capabilities.isUniqueViolation(error, ONE_ACTIVE_RUN_PER_THREAD))
-        throw error;
-      const winner = await activeRunOf(this.db, this.q, threadId);
-      throw winner ? threadHasActiveRun(threadId, winner) : error;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await create();
+      } catch (error) {
+        if (!this.capabilities.rowLocks || !this.capabilities.isUniqueViolation(error, ONE_ACTIVE_RUN_PER_THREAD))
+          throw error;
+        const winner = await activeRunOf(this.db, this.q, threadId);
+        if (winner) throw threadHasActiveRun(threadId, winner);
+        if (attempt === MAX_CREATE_ATTEMPTS) throw error;
+      }
     }
   }
 
