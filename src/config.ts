@@ -22,6 +22,8 @@ export interface Config {
   storage: StorageConfig;
   apiKey: string | undefined;
   logLevel: LogLevel;
+  /** One info line per HTTP response (ASSISTD_LOG_REQUESTS). */
+  logRequests: boolean;
   runs: RunsConfig;
   files: FilesConfig;
   /** Which backend serves which model name (models-config.ts). */
@@ -86,6 +88,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
   },
   { name: 'ASSISTD_LOG_LEVEL', default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
   {
+    name: 'ASSISTD_LOG_REQUESTS',
+    default: 'on',
+    description: 'on: one info line per HTTP response (request id, route, status, time); off: errors only',
+  },
+  {
     name: 'ASSISTD_UPSTREAM_BASE_URL',
     default: '(unset: runs fail)',
     description: 'an OpenAI-compatible Chat Completions endpoint, e.g. http://127.0.0.1:11434/v1',
@@ -96,7 +103,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '120',
     description: 'seconds the upstream may stay silent before the attempt counts as failed',
   },
-  { name: 'ASSISTD_UPSTREAM_MAX_RETRIES', default: '3', description: 'retries after a 429, 5xx, timeout or reset' },
+  {
+    name: 'ASSISTD_UPSTREAM_MAX_RETRIES',
+    default: '3',
+    description: 'retries after a 429, 5xx, timeout, reset or invalid stream',
+  },
   { name: 'ASSISTD_WORKER_CONCURRENCY', default: '64', description: 'runs executed at once by this process' },
   { name: 'ASSISTD_RUN_EXPIRES_AFTER_S', default: '600', description: 'seconds after creation a run expires' },
   {
@@ -211,6 +222,7 @@ export function loadConfig(env: Env = process.env): Config {
     storage,
     apiKey: setting(env, 'ASSISTD_API_KEY'),
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
+    logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
     runs: {
       workerConcurrency: integer(env, 'ASSISTD_WORKER_CONCURRENCY', 64, 0, 100_000),
       expiresAfterSeconds: integer(env, 'ASSISTD_RUN_EXPIRES_AFTER_S', 600, 1, 31_536_000),
@@ -226,6 +238,12 @@ export function loadConfig(env: Env = process.env): Config {
     models: parseModels(env),
     sandbox: parseSandbox(env),
   };
+}
+
+function onOff(env: Env, name: string, fallback: 'on' | 'off'): boolean {
+  const raw = setting(env, name) ?? fallback;
+  if (raw !== 'on' && raw !== 'off') throw new ConfigError(name, `'${raw}' is not one of on, off.`);
+  return raw === 'on';
 }
 
 function parseSandbox(env: Env): SandboxSettings {

@@ -4,6 +4,7 @@ import { buildApp } from './api/app.ts';
 import type { Config } from './config.ts';
 import { FileService } from './files/file-service.ts';
 import { FileSweeper } from './files/file-sweeper.ts';
+import { Metrics } from './metrics/metrics.ts';
 import type { Embedder } from './providers/embedder.ts';
 import { openEmbedder } from './providers/embedders.ts';
 import { createModelRouter, type ModelRouter } from './providers/model-router.ts';
@@ -36,8 +37,16 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
-  return pino({ level: config.logLevel, base: { name: 'assistd' } });
+/** `destination`: where lines go (default stdout); a test captures them. */
+export function createLogger(config: Pick<Config, 'logLevel'>, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
+    level: config.logLevel,
+    base: { name: 'assistd' },
+    // Nothing logs request headers today (request lines are our own, app.ts); should anything log one, its key is
+    // censored rather than written.
+    redact: { paths: ['req.headers.authorization', 'req.headers["api-key"]'], censor: '[redacted]' },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 interface Core {
@@ -53,6 +62,7 @@ interface Core {
   embedder: Embedder | undefined;
   /** code_interpreter's sessions; probed and used only by a process that executes runs. */
   sandbox: SandboxPool;
+  metrics: Metrics;
 }
 
 function openBlobStore(config: Config, store: Store): BlobStore {
@@ -66,7 +76,8 @@ function openBlobStore(config: Config, store: Store): BlobStore {
  */
 async function startCore(config: Config, logger: Logger, claimRuns: boolean, toolList: ServerTool[]): Promise<Core> {
   // Models first: a GGUF file that cannot be loaded stops startup before anything else is opened.
-  const router = await createModelRouter(config.models, logger);
+  const metrics = new Metrics();
+  const router = await createModelRouter(config.models, logger, metrics);
   let embedder: Embedder | undefined;
   let store: Store;
   try {
@@ -75,10 +86,12 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
   } catch (error) {
     await embedder?.close();
     await router.close();
+    metrics.close();
     throw error;
   }
+  if (store.poolUse) metrics.watchPool(() => store.poolUse!());
   logEmbeddings(logger, config, embedder);
-  const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId) });
+  const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId), metrics });
   const blobs = openBlobStore(config, store);
   const files = new FileService({
     records: store.files,
@@ -129,6 +142,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     logger,
     concurrency: claimRuns ? config.runs.workerConcurrency : 0,
     leaseMs: config.runs.leaseMs,
+    metrics,
     executor: new RunExecutor({
       store,
       bus,
@@ -152,7 +166,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     );
   // The probe runs in the background: startup does not wait for it, and says what it found when it is done.
   if (claimRuns) void sandbox.start();
-  return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox };
+  return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox, metrics };
 }
 
 /** Said once at startup: how vector stores are searched. */
@@ -181,13 +195,16 @@ export interface ServerOptions {
   tools?: ServerTool[];
 }
 
+/** How long a closing server waits for the requests in flight before it closes their connections. */
+const CLOSE_GRACE_MS = 2_000;
+
 /** `assistd serve`: the HTTP API, and (unless `workers: false`) workers executing runs. */
 export async function startServer(
   config: Config,
   logger: Logger = createLogger(config),
   { workers = true, tools = [] }: ServerOptions = {},
 ): Promise<RunningServer> {
-  const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox } =
+  const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox, metrics } =
     await startCore(config, logger, workers, tools);
   const closing = new AbortController();
   const app = buildApp({
@@ -200,6 +217,8 @@ export async function startServer(
     closing: closing.signal,
     apiKey: config.apiKey,
     logger,
+    metrics,
+    logRequests: config.logRequests,
     health: () => ({ code_interpreter: codeInterpreterHealth(sandbox, workers) }),
   });
   try {
@@ -208,6 +227,7 @@ export async function startServer(
     await store.close();
     await embedder?.close();
     await router.close();
+    metrics.close();
     throw error;
   }
   worker.start();
@@ -229,7 +249,11 @@ export async function startServer(
     close: () => {
       shutdown ??= (async () => {
         closing.abort();
+        // Requests in flight get a grace period to finish; then whatever connection is still open is closed, idle
+        // or not (a keep-alive connection Node still counts as busy would otherwise hold the close for 72 s).
+        const grace = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
         await app.close();
+        clearTimeout(grace);
         // Executions in flight are stopped and their runs handed back: another worker or the next start resumes them.
         await worker.close();
         await sandbox.close();
@@ -238,6 +262,7 @@ export async function startServer(
         await store.close();
         await embedder?.close();
         await router.close();
+        metrics.close();
       })();
       return shutdown;
     },
@@ -258,7 +283,12 @@ export async function startWorker(
   logger: Logger = createLogger(config),
   { tools = [] }: Pick<ServerOptions, 'tools'> = {},
 ): Promise<{ close(): Promise<void> }> {
-  const { store, router, worker, sweeper, ingestion, embedder, sandbox } = await startCore(config, logger, true, tools);
+  const { store, router, worker, sweeper, ingestion, embedder, sandbox, metrics } = await startCore(
+    config,
+    logger,
+    true,
+    tools,
+  );
   worker.start();
   sweeper.start();
   ingestion.start();
@@ -277,6 +307,7 @@ export async function startWorker(
         await store.close();
         await embedder?.close();
         await router.close();
+        metrics.close();
       })();
       return shutdown;
     },

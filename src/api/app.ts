@@ -1,11 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
+import { type IncomingHttpHeaders, maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { ApiError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import type { FileService } from '../files/file-service.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { registerMetricsRoute } from '../metrics/metrics-route.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunService } from '../runs/run-service.ts';
 import { DEFAULT_SCOPE, type Scope, type Store } from '../storage/store.ts';
@@ -14,6 +17,7 @@ import { registerAssistantRoutes } from './routes/assistants.ts';
 import { registerFileRoutes } from './routes/files.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
+import { registerOpenApiRoute } from './routes/openapi.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 import { registerVectorStoreRoutes } from './routes/vector-stores.ts';
@@ -52,6 +56,10 @@ export interface AppOptions {
   /** When set, every /v1 (or /openai) request must carry `Authorization: Bearer <apiKey>` or `api-key: <apiKey>`. */
   apiKey: string | undefined;
   logger: Logger;
+  /** Served at `/metrics`, and fed by every response. */
+  metrics?: Metrics;
+  /** One info line per response (request id, route, status, time): ASSISTD_LOG_REQUESTS. */
+  logRequests?: boolean;
   /** What `/healthz` reports besides `status: ok` (e.g. whether code_interpreter can run code here). */
   health?: () => Record<string, unknown>;
 }
@@ -66,17 +74,32 @@ export function buildApp({
   closing,
   apiKey,
   logger,
+  metrics,
+  logRequests = false,
   health,
 }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
-    // Per-request log lines cost more than the requests themselves; errors are still logged.
+    // Fastify's two lines per request (with the request's headers) are replaced by one of ours (logResponses).
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_BODY_BYTES,
     genReqId: nextRequestId,
     requestIdHeader: false,
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      // Fastify's default (100 characters) guards regex parameters, which no route here has, and answered a longer
+      // id with its own 414 before any route ran. Any id that fits in a request line now reaches its route and is
+      // answered as every unknown id is (404 `No thread found with id '…'`): no id this server issues is that long.
+      maxParamLength: maxHeaderSize,
+    },
     rewriteUrl: (request) => azurePathToV1(request.url ?? '/'),
+    // What the router refuses before any route or hook runs (a path that is not valid percent-encoding).
+    frameworkErrors: (error, request, reply) => {
+      void reply.header('x-request-id', request.id);
+      sendError(reply, routingError(error, request.method, request.url));
+    },
+    // What Node's HTTP parser refuses before Fastify sees a request (a request line and headers over maxHeaderSize).
+    clientErrorHandler: answerClientError,
   }) as unknown as FastifyInstance;
 
   // Until API keys map to projects, every request works in the default project.
@@ -86,12 +109,18 @@ export function buildApp({
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     // request.url is the rewritten one: /openai paths are /v1 paths here, and need the key as well.
-    if (apiKey !== undefined && request.url.startsWith('/v1')) checkApiKey(apiKey, request.headers);
+    if (apiKey !== undefined && (request.url.startsWith('/v1') || request.url.startsWith('/metrics')))
+      checkApiKey(apiKey, request.headers);
+    // `%00` is the only way a URL can carry a NUL (Node's parser refuses a raw one).
+    if (request.url.includes('%00')) throw nulCharacter(`URL (${request.method} ${request.originalUrl})`);
   });
+  observeResponses(app, metrics, logRequests);
+  closeUnfinishedConnections(app, closing);
   app.setErrorHandler((error, request, reply) => sendError(reply, toApiError(error, request.log)));
   handleUnknownRoutes(app);
 
   app.get('/healthz', async () => ({ status: 'ok', ...health?.() }));
+  if (metrics) registerMetricsRoute(app, metrics);
   const helpers = new ToolResourceHelpers(store, vectorStores);
   registerAssistantRoutes(app, store, files, helpers);
   registerThreadRoutes(app, store, files, helpers);
@@ -100,7 +129,38 @@ export function buildApp({
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);
   registerVectorStoreRoutes(app, vectorStores);
+  registerOpenApiRoute(app);
   return app;
+}
+
+/**
+ * A response sent before its request's body was read (a 413, a 415 for a multipart body, a 401 before an upload)
+ * closes the connection: Node would otherwise read and drop the rest of the body, up to gigabytes, to keep the
+ * connection. So does every response once the server is closing: a keep-alive connection busy when the close began
+ * would otherwise stay open, idle, until its keep-alive timeout (72 s), and delay the shutdown that long.
+ */
+function closeUnfinishedConnections(app: FastifyInstance, closing: AbortSignal): void {
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (closing.aborted || !request.raw.complete) reply.header('connection', 'close');
+    done(null, payload);
+  });
+}
+
+/**
+ * Every response, once it is sent (a stream's once it ends), in the HTTP metrics and, when `log`, in one log line:
+ * the request id (the request logger's `reqId`), method, route template, status and time. The template, never the
+ * URL: no query string, and one metrics series per route. Nothing else of the request is logged — its headers hold
+ * the API key, its body whatever the client sent.
+ */
+function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, log: boolean): void {
+  if (!metrics && !log) return;
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const status = reply.statusCode;
+    metrics?.httpResponse(request.method, route, status, reply.elapsedTime / 1000);
+    if (log) request.log.info({ method: request.method, route, status, responseTime: reply.elapsedTime }, 'request');
+    done();
+  });
 }
 
 /**
@@ -135,14 +195,34 @@ function acceptMultipartUploads(app: FastifyInstance): void {
 }
 
 /**
+ * How deeply arrays and objects may nest in a JSON body. The deepest request a real client sends is a JSON Schema
+ * (a function's `parameters`, `response_format.json_schema.schema`): OpenAI's structured outputs allow 10 levels
+ * of schema nesting, two JSON levels each (`properties` → name → schema), plus the request's own 4 or 5 levels
+ * around it — about 30. 100 leaves room for any hand-written schema, and keeps every recursive walk of the body
+ * (validation, error messages, JSON.stringify on storage) thousands of frames below a stack overflow.
+ */
+export const MAX_JSON_DEPTH = 100;
+
+/**
  * Bodies are parsed as JSON whatever their content type, so `curl -d '{…}'` (form-encoded by default) works as it
- * does upstream; an empty body is an empty object, as the SDK sends none for some POSTs.
+ * does upstream; an empty body is an empty object, as the SDK sends none for some POSTs. A body nested deeper than
+ * MAX_JSON_DEPTH is refused here, before it is parsed, so no later code ever sees one.
  */
 function acceptJsonBodies(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, undefined);
+    if (nestedDeeperThan(text, MAX_JSON_DEPTH))
+      return done(
+        new ApiError(
+          400,
+          `The JSON body of your request is nested too deeply: at most ${MAX_JSON_DEPTH} levels of arrays and objects are accepted.`,
+          { code: 'json_too_deeply_nested' },
+        ),
+        undefined,
+      );
+    if (hasNulEscape(text)) return done(nulCharacter('JSON body'), undefined);
     try {
       done(null, JSON.parse(text));
     } catch {
@@ -155,6 +235,66 @@ function acceptJsonBodies(app: FastifyInstance): void {
       );
     }
   });
+}
+
+/**
+ * Whether JSON text opens more than `limit` arrays or objects inside each other, read from the text itself: JSON.parse
+ * of a deep body is the slow part (seconds for the millions of levels an 8 MB body can hold), and this stops at
+ * the first level too many. Strings are skipped with indexOf, so a long string costs next to nothing; text that is
+ * not JSON is left for JSON.parse to refuse.
+ */
+function nestedDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      let end = i;
+      do end = text.indexOf('"', end + 1);
+      while (end !== -1 && isEscaped(text, end));
+      if (end === -1) return false;
+      i = end;
+    } else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
+      depth += 1;
+      if (depth > limit) return true;
+    } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) depth -= 1;
+  }
+  return false;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+
+/**
+ * PostgreSQL's text and jsonb cannot hold U+0000: a NUL in an id, a cursor or a field would be a 500 there and stored
+ * as sent in SQLite. Refused where it enters, for both stores alike: the URL, a JSON body (where it can only be
+ * written `\u0000`). No id, name or text a client means holds one.
+ */
+function nulCharacter(where: string): ApiError {
+  return new ApiError(
+    400,
+    `Your request's ${where} contains a NUL character (\\u0000 or %00), which is not accepted.`,
+    {
+      code: 'invalid_value',
+    },
+  );
+}
+
+/** Whether JSON text holds a `\u0000` escape (one that is not itself an escaped backslash followed by `u0000`). */
+function hasNulEscape(text: string): boolean {
+  for (let at = text.indexOf('\\u0000'); at !== -1; at = text.indexOf('\\u0000', at + 1))
+    if (!isEscaped(text, at)) return true;
+  return false;
+}
+
+/** A character preceded by an odd number of backslashes is escaped by them. */
+function isEscaped(text: string, at: number): boolean {
+  let backslashes = 0;
+  while (text.charCodeAt(at - 1 - backslashes) === BACKSLASH) backslashes += 1;
+  return backslashes % 2 === 1;
 }
 
 function digest(value: string): Buffer {
@@ -231,8 +371,56 @@ function toApiError(error: unknown, log: Logger | FastifyInstance['log']): ApiEr
   });
 }
 
+/**
+ * The router's own refusals. A path that does not decode (`/v1/threads/thread_%FF`) is the client's malformed
+ * request: a 400 naming it, in the words upstream uses for a path it cannot serve.
+ */
+function routingError(error: FastifyError, method: string, url: string): ApiError {
+  const path = url.split('?')[0] ?? url;
+  if (error.code === 'FST_ERR_BAD_URL')
+    return new ApiError(400, `Invalid URL (${method} ${path}): the path is not valid percent-encoded UTF-8.`, {
+      code: 'invalid_url',
+    });
+  return new ApiError(400, `Invalid URL (${method} ${path}).`, { code: 'invalid_url' });
+}
+
+/**
+ * Node's HTTP parser refused the request (its request line and headers over maxHeaderSize → 431, a request that is
+ * not HTTP → 400, headers not received in time → 408). There is no request or reply object yet: the response is
+ * written to the socket as it is, OpenAI-shaped like every other, and the connection is closed, as Node's own
+ * handler does, since the rest of what the client sent cannot be read as a request.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const refusal = clientErrorToApiError(error.code);
+  const body = JSON.stringify(errorBody(refusal));
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  socket.destroy();
+}
+
+function clientErrorToApiError(code: string | undefined): ApiError {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new ApiError(
+        431,
+        `Request header fields too large: the request line and headers may take at most ${maxHeaderSize} bytes.`,
+        { code: 'request_header_fields_too_large' },
+      );
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new ApiError(408, 'The request was not received in time.', { code: 'request_timeout' });
+    default:
+      return new ApiError(400, 'The request is not valid HTTP/1.1.', { code: 'invalid_http_request' });
+  }
+}
+
+function errorBody(error: ApiError) {
+  return { error: { message: error.message, type: error.type, param: error.param, code: error.code } };
+}
+
 export function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
-  return reply
-    .code(error.status)
-    .send({ error: { message: error.message, type: error.type, param: error.param, code: error.code } });
+  return reply.code(error.status).send(errorBody(error));
 }

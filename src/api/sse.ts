@@ -59,10 +59,12 @@ export function openSse(reply: FastifyReply, include: StepInclude = NO_INCLUDE):
   let closed = false;
   const listeners: Array<() => void> = [];
   const heartbeat = setInterval(() => res.write(HEARTBEAT), HEARTBEAT_MS);
+  const streamEnded = reply.server.metrics?.streamOpened();
   const close = () => {
     if (closed) return;
     closed = true;
     clearInterval(heartbeat);
+    streamEnded?.();
     for (const listener of listeners) listener();
   };
   res.on('close', close);

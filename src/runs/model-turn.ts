@@ -57,6 +57,11 @@ export class ModelTurn {
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
 
+  /** The run this turn belongs to, for log lines. */
+  get runId(): string {
+    return this.run.id;
+  }
+
   constructor(
     run: Run,
     bus: RunEventBus,

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Message } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import type { Run, RunStep } from '../domain/runs.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { ClaimedRun, SignalChannel } from '../storage/store.ts';
 
 export type RunEventListener = (runId: string | undefined, event: RunStreamEvent) => void;
@@ -17,6 +18,8 @@ export interface RunEventBusOptions {
   signals?: SignalChannel | undefined;
   /** Reads a run named by another process's signal. */
   findRun?: ((runId: string) => Promise<ClaimedRun | undefined>) | undefined;
+  /** Told of every run event published here: each status change is published once, by the process committing it. */
+  metrics?: Metrics | undefined;
 }
 
 /**
@@ -34,11 +37,13 @@ export class RunEventBus {
   private readonly emitter = new EventEmitter();
   private readonly live = new Map<string, LiveTurn>();
   private readonly signals: SignalChannel | undefined;
+  private readonly metrics: Metrics | undefined;
 
-  constructor({ signals, findRun }: RunEventBusOptions = {}) {
+  constructor({ signals, findRun, metrics }: RunEventBusOptions = {}) {
     // Every stream, long poll and execution listens; there is no leak to warn about.
     this.emitter.setMaxListeners(0);
     this.signals = signals;
+    this.metrics = metrics;
     signals?.listen((signal) => {
       if (signal.kind === 'work') this.emitter.emit('work');
       else if (signal.kind === 'stop') this.emitter.emit('stop', signal.runId, signal.reason);
@@ -65,7 +70,10 @@ export class RunEventBus {
    * changed the run's status: they read the run back, which shows the last change.
    */
   publishAll(threadId: string, runId: string | undefined, events: readonly RunStreamEvent[]): void {
-    for (const event of events) this.emitLocally(threadId, runId, event);
+    for (const event of events) {
+      this.emitLocally(threadId, runId, event);
+      if (this.metrics && isRunStatusEvent(event)) this.metrics.runEvent(event.event, event.data as Run);
+    }
     if (runId !== undefined && events.some(isRunStatusEvent)) this.signals?.send({ kind: 'run', runId, threadId });
   }
 

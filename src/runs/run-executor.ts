@@ -374,7 +374,10 @@ export class RunExecutor {
       } catch (error) {
         const retryable = error instanceof ProviderError && error.retryable && !turn.published;
         if (signal.aborted || !retryable || attempt >= this.options.maxRetries) throw error;
-        this.options.logger.warn({ err: error.message, attempt }, 'upstream attempt failed; retrying');
+        this.options.logger.warn(
+          { err: error.message, attempt, runId: turn.runId },
+          'upstream attempt failed; retrying',
+        );
         await sleep(retryDelayMs(attempt, error.retryAfterMs), signal);
       }
     }

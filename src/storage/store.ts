@@ -300,6 +300,8 @@ export interface Store {
    * database only one process uses (SQLite).
    */
   readonly signals: SignalChannel | undefined;
+  /** The connection pool's use now, for /metrics: present for a database reached over a pool (PostgreSQL). */
+  poolUse?(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
 
   readonly files: FileRecords;

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { newId } from '../domain/ids.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import { endRun } from '../runs/run-ending.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
@@ -24,6 +25,8 @@ export interface RunWorkerOptions {
    * query even when nothing is due, so once a second.
    */
   sweepMs?: number;
+  /** Told of lease renewals and lost leases; reads how many runs execute here. */
+  metrics?: Metrics | undefined;
 }
 
 interface Execution {
@@ -40,7 +43,8 @@ interface Execution {
  */
 export class RunWorker implements LocalExecution {
   readonly id = `worker_${hostname()}_${process.pid}_${newId('run').slice(-8)}`;
-  private readonly options: Required<RunWorkerOptions>;
+  private readonly options: Required<Omit<RunWorkerOptions, 'metrics'>>;
+  private readonly metrics: Metrics | undefined;
   get leaseMs(): number {
     return this.options.leaseMs;
   }
@@ -56,6 +60,8 @@ export class RunWorker implements LocalExecution {
 
   constructor(options: RunWorkerOptions) {
     this.options = { pollMs: 1000, sweepMs: 1000, ...options };
+    this.metrics = options.metrics;
+    this.metrics?.watchActiveRuns(() => this.executions.size);
   }
 
   start(): void {
@@ -144,8 +150,13 @@ export class RunWorker implements LocalExecution {
     for (const runId of [...this.executions.keys()]) {
       try {
         const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
-        if (status === undefined) this.stop(runId, 'lease_lost');
-        else if (status === 'cancelling') this.stop(runId, 'cancel');
+        if (status === undefined) {
+          this.metrics?.leaseLost();
+          this.stop(runId, 'lease_lost');
+        } else {
+          this.metrics?.leaseRenewed();
+          if (status === 'cancelling') this.stop(runId, 'cancel');
+        }
       } catch (error) {
         logger.error({ err: error, runId }, 'renewing a lease failed');
       }

@@ -146,10 +146,13 @@ function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, wh
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise<CliProcess & { captured: string }>((resolve, reject) => {
+    let waiting = true;
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      const match = output.match(ready);
-      if (match)
+      // Matched until ready only: a server logging every request would otherwise be re-scanned whole per chunk.
+      const match = waiting ? output.match(ready) : null;
+      if (match) {
+        waiting = false;
         resolve({
           captured: match[1]!,
           child,
@@ -159,6 +162,7 @@ function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, wh
             return exited;
           },
         });
+      }
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);

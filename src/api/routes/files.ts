@@ -76,6 +76,13 @@ async function receiveForm(
         if (part.fieldname !== 'file') throw unknownParameter(part.fieldname);
         if (received !== undefined)
           throw invalidRequest('Only one file can be uploaded per request.', 'file', 'invalid_value');
+        // As in JSON bodies (api/app.ts): PostgreSQL cannot store a NUL, and no filename means one.
+        if (part.filename.includes('\u0000'))
+          throw invalidRequest(
+            "Invalid 'file': its filename contains a NUL character, which is not accepted.",
+            'file',
+            'invalid_value',
+          );
         received = await files.receive(request.scope, part.filename || 'file', fromClient(part.file));
         continue;
       }

@@ -89,7 +89,20 @@ export async function openPostgresStore(url: string, poolSize: number): Promise<
     await db.destroy();
     throw error;
   }
-  return new SqlStore(db, where, POSTGRES_CAPABILITIES, signals);
+  return new PostgresStore(db, where, POSTGRES_CAPABILITIES, signals, pool);
+}
+
+/** The SQL store, with its pool's use for /metrics. */
+class PostgresStore extends SqlStore {
+  private readonly pool: pg.Pool;
+  constructor(...[db, where, capabilities, signals, pool]: [...ConstructorParameters<typeof SqlStore>, pg.Pool]) {
+    super(db, where, capabilities, signals);
+    this.pool = pool;
+  }
+
+  poolUse(): { total: number; idle: number; waiting: number } {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
+  }
 }
 
 /** One connection with a timeout before the pool exists: a bad URL fails fast and clearly instead of hanging. */
