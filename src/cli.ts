@@ -1,9 +1,12 @@
 #!/usr/bin/env node
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig, SETTINGS } from './config.ts';
+import { type Config, ConfigError, loadConfig, SETTINGS } from './config.ts';
 import { createLogger, startServer, startWorker } from './main.ts';
 import { ModelLoadError } from './providers/model-router.ts';
+import { BackupError, backupSqlite } from './storage/backup.ts';
+import { DirectoryBlobStore } from './storage/blobs/directory-blob-store.ts';
 import { openStore } from './storage/open-store.ts';
 
 const HELP = `assistd — a self-hosted server for the OpenAI Assistants API v2
@@ -13,6 +16,7 @@ Usage:
   assistd serve --no-workers    the HTTP API only (streamed runs still execute where their stream is)
   assistd worker                workers only, no HTTP (several processes on one PostgreSQL database)
   assistd migrate               bring the database schema up to date, then exit
+  assistd backup DIR            write a backup of a SQLite deployment, running or not, as a new data directory DIR
   assistd --help                show this help
 
 Point the official SDK at it:  new OpenAI({ baseURL: 'http://127.0.0.1:8787/v1', apiKey: '…' })
@@ -52,9 +56,52 @@ async function main(argv: string[]): Promise<number> {
       await store.close();
       return 0;
     }
+    case 'backup':
+      return backup(config, positionals[1]);
     default:
       process.stderr.write(`assistd: unknown command '${command}'\n\n${HELP}`);
       return 2;
+  }
+}
+
+/** `assistd backup DIR`: see storage/backup.ts. Run with the server's settings, so it finds what the server writes. */
+async function backup(config: Config, destination: string | undefined): Promise<number> {
+  if (destination === undefined) {
+    process.stderr.write('assistd backup: name the directory to write, e.g. assistd backup /backups/assistd-1\n');
+    return 2;
+  }
+  if (config.storage.kind === 'postgres') {
+    const blobs =
+      config.files.storage === 'directory' ? `, and copy ${config.files.dir} (ASSISTD_FILE_STORAGE=directory)` : '';
+    process.stderr.write(
+      `assistd backup: this deployment is on PostgreSQL (ASSISTD_DATABASE_URL), which assistd does not back up: use pg_dump${blobs}. See the README, "Operations".\n`,
+    );
+    return 1;
+  }
+  // The backup is a data directory: its file bytes go where they are in this one, relative to it.
+  const filesDir = path.relative(config.dataDir, config.files.dir);
+  try {
+    const summary = await backupSqlite(
+      {
+        dataDir: config.dataDir,
+        blobs:
+          config.files.storage === 'directory'
+            ? {
+                source: new DirectoryBlobStore(config.files.dir),
+                target: (dataDir) => new DirectoryBlobStore(path.join(dataDir, filesDir)),
+              }
+            : undefined,
+      },
+      destination,
+    );
+    process.stdout.write(
+      `assistd: backup written to ${path.resolve(destination)} (database ${summary.databaseBytes} bytes, ${summary.files} file${summary.files === 1 ? '' : 's'})\n`,
+    );
+    return 0;
+  } catch (error) {
+    if (!(error instanceof BackupError)) throw error;
+    process.stderr.write(`assistd backup: ${error.message}\n`);
+    return 1;
   }
 }
 

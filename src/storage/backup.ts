@@ -1,0 +1,153 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import type { BlobStore } from './blobs/blob-store.ts';
+import { SQLITE_FILE_NAME } from './sqlite/open-sqlite-store.ts';
+
+/**
+ * `assistd backup DIR` of a SQLite deployment, while it runs. The backup is a new data directory: the database
+ * (`assistd.sqlite`) and, when file bytes live in a directory, the bytes of every file in that database, where that
+ * deployment keeps them. Restoring is pointing ASSISTD_DATA_DIR at it (or moving it into place).
+ *
+ * The database is copied with SQLite's online backup in one step, so the copy is one read transaction: a snapshot
+ * that holds every write committed before it began. The file bytes are then read for the files that snapshot
+ * holds. A file deleted meanwhile loses its row before its bytes (blob-store.ts), so bytes that are gone belong to
+ * a row that is gone from a newer snapshot: the database is copied again, and only the bytes not yet copied are
+ * read. Bytes are written once and never changed under an id, so what was copied stays right.
+ */
+export interface SqliteBackupSource {
+  /** The deployment's data directory, holding its SQLite database. */
+  dataDir: string;
+  /**
+   * When file bytes live in a directory: the store reading the deployment's, and one writing into the backup's
+   * data directory at the same place. Absent when the bytes are rows in the database, and so in its copy.
+   */
+  blobs?: { source: BlobStore; target: (backupDataDir: string) => BlobStore };
+}
+
+export interface BackupSummary {
+  databaseBytes: number;
+  files: number;
+  /** How many times the database was copied: more than once when files were deleted during the backup. */
+  snapshots: number;
+}
+
+/** A backup that cannot be made, with the reason said plainly for the operator. */
+export class BackupError extends Error {
+  override readonly name = 'BackupError';
+}
+
+/** Copies of the database before giving up on a deployment that deletes files faster than a backup copies them. */
+const MAX_SNAPSHOTS = 10;
+
+export async function backupSqlite(source: SqliteBackupSource, destination: string): Promise<BackupSummary> {
+  const target = path.resolve(destination);
+  if (existsSync(target)) throw new BackupError(`${target} already exists: name a new directory for the backup.`);
+  const databaseFile = path.join(source.dataDir, SQLITE_FILE_NAME);
+  if (!existsSync(databaseFile))
+    throw new BackupError(`there is no database at ${databaseFile}: is ASSISTD_DATA_DIR the server's?`);
+
+  // Written beside the destination and renamed into place at the end: a directory at that name is a whole backup.
+  await mkdir(path.dirname(target), { recursive: true });
+  const staging = await mkdtemp(path.join(path.dirname(target), `.${path.basename(target)}.partial-`));
+  const database = new BetterSqlite3(databaseFile, { fileMustExist: true });
+  try {
+    database.pragma('busy_timeout = 5000');
+    const summary = await copyDeployment(database, source, staging);
+    await syncDirectory(staging);
+    await rename(staging, target);
+    await syncDirectory(path.dirname(target));
+    return summary;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  } finally {
+    database.close();
+  }
+}
+
+async function copyDeployment(
+  database: BetterSqlite3.Database,
+  source: SqliteBackupSource,
+  staging: string,
+): Promise<BackupSummary> {
+  const snapshotFile = path.join(staging, SQLITE_FILE_NAME);
+  const blobs = source.blobs && { source: source.blobs.source, target: source.blobs.target(staging) };
+  const copied = new Set<string>();
+  let missingBefore = new Set<string>();
+  for (let snapshots = 1; snapshots <= MAX_SNAPSHOTS; snapshots++) {
+    await rm(snapshotFile, { force: true });
+    // better-sqlite3 first opens the backup (0 pages), then copies the number of pages this returns: all of them,
+    // in one step. In smaller steps, every write of the server in between would restart the copy.
+    await database.backup(snapshotFile, { progress: () => 0x7fffffff });
+    const files = readyFiles(snapshotFile, blobs === undefined);
+    if (blobs === undefined) {
+      if (files.withoutBytes.length > 0)
+        throw new BackupError(
+          `${files.withoutBytes.length} files (e.g. ${files.withoutBytes[0]}) have no bytes in the database: is ASSISTD_FILE_STORAGE the server's?`,
+        );
+      return { databaseBytes: (await stat(snapshotFile)).size, files: files.ids.length, snapshots };
+    }
+
+    const missing = new Set<string>();
+    for (const id of files.ids) {
+      if (copied.has(id)) continue;
+      const bytes = await blobs.source.read(id);
+      if (bytes === undefined) {
+        // Missing from two snapshots in a row: not a deletion under way (its row would be gone by now).
+        if (missingBefore.has(id))
+          throw new BackupError(
+            `the bytes of ${id} are not in ${blobs.source.description}: are ASSISTD_DATA_DIR and ASSISTD_FILE_STORAGE the server's?`,
+          );
+        missing.add(id);
+        continue;
+      }
+      await blobs.target.write(id, bytes);
+      copied.add(id);
+    }
+    if (missing.size === 0) {
+      // Bytes copied for an earlier snapshot whose files this one no longer has.
+      const kept = new Set(files.ids);
+      for (const id of copied) if (!kept.has(id)) await blobs.target.delete(id);
+      return { databaseBytes: (await stat(snapshotFile)).size, files: kept.size, snapshots };
+    }
+    missingBefore = missing;
+  }
+  throw new BackupError(
+    `files were deleted during each of ${MAX_SNAPSHOTS} copies of the database; try again when fewer are deleted.`,
+  );
+}
+
+/** The files of a snapshot (uploads in progress are not files yet); with bytes in the database, those that lack them. */
+function readyFiles(snapshotFile: string, bytesInDatabase: boolean): { ids: string[]; withoutBytes: string[] } {
+  const snapshot = new BetterSqlite3(snapshotFile, { fileMustExist: true });
+  try {
+    const ids = snapshot
+      .prepare<[], { id: string }>(`select id from files where state = 'ready' order by seq`)
+      .all()
+      .map((row) => row.id);
+    // Every file stored in the database has a chunk 0, even an empty one (sql-blob-store.ts).
+    const withoutBytes = bytesInDatabase
+      ? snapshot
+          .prepare<[], { id: string }>(
+            `select id from files where state = 'ready'
+               and not exists (select 1 from file_chunks where file_id = files.id and idx = 0)`,
+          )
+          .all()
+          .map((row) => row.id)
+      : [];
+    return { ids, withoutBytes };
+  } finally {
+    snapshot.close();
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
