@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.ts';
 import { type ModelsConfig, type RouteConfig, routePrefix } from '../models-config.ts';
 import { OpenAICompatibleProvider } from './openai-compatible/openai-compatible-provider.ts';
-import { type ModelProvider, ProviderError } from './provider.ts';
+import type { ModelProvider } from './provider.ts';
 
 /** A model as GET /v1/models lists it. */
 export interface ModelInfo {
@@ -109,7 +109,7 @@ async function openBackend(route: RouteConfig, logger: Logger, started: number):
       contextWindow: route.contextWindow,
       model: route.model,
     });
-    return { provider: route.apiKey ? hidingKey(provider, route.apiKey) : provider, created: started };
+    return { provider, created: started };
   }
   // Imported here, not at the top: loading the module loads nothing of node-llama-cpp, but this keeps the
   // embedded backend entirely out of servers that have no GGUF route.
@@ -121,34 +121,6 @@ async function openBackend(route: RouteConfig, logger: Logger, started: number):
     if (!(error instanceof GgufLoadError)) throw error;
     throw new ModelLoadError(route.origin.setting, `${routePrefix(route.origin)}${error.message}`);
   }
-}
-
-/**
- * An upstream's error text is quoted in the log and in the run's `last_error`; one that echoes the request it was
- * sent (a proxy's debug page) would hand the server's upstream key to the log and to every client reading the run.
- * The key is masked here, the one place that knows it and sees every failure of its backend.
- */
-function hidingKey(provider: ModelProvider, key: string): ModelProvider {
-  const hidden: ModelProvider = {
-    get contextWindow() {
-      return provider.contextWindow;
-    },
-    async *stream(request, signal) {
-      try {
-        yield* provider.stream(request, signal);
-      } catch (error) {
-        if (!(error instanceof ProviderError) || !error.message.includes(key)) throw error;
-        const retryAfter = error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs };
-        throw new ProviderError(error.code, error.message.replaceAll(key, '[redacted]'), {
-          retryable: error.retryable,
-          ...retryAfter,
-        });
-      }
-    },
-  };
-  if (provider.tokenizer) hidden.tokenizer = () => provider.tokenizer!();
-  if (provider.close) hidden.close = () => provider.close!();
-  return hidden;
 }
 
 async function closeAll(backends: Map<string, Promise<Backend>>) {

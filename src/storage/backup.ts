@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import type { BlobStore } from './blobs/blob-store.ts';
+import { syncDir } from './blobs/directory-blob-store.ts';
 import { SQLITE_FILE_NAME } from './sqlite/open-sqlite-store.ts';
 
 /**
@@ -55,9 +56,9 @@ export async function backupSqlite(source: SqliteBackupSource, destination: stri
   try {
     database.pragma('busy_timeout = 5000');
     const summary = await copyDeployment(database, source, staging);
-    await syncDirectory(staging);
+    await syncDir(staging);
     await rename(staging, target);
-    await syncDirectory(path.dirname(target));
+    await syncDir(path.dirname(target));
     return summary;
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
@@ -140,14 +141,5 @@ function readyFiles(snapshotFile: string, bytesInDatabase: boolean): { ids: stri
     return { ids, withoutBytes };
   } finally {
     snapshot.close();
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

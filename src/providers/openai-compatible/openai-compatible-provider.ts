@@ -32,9 +32,11 @@ export class OpenAICompatibleProvider implements ModelProvider {
   private readonly client: ChatCompletionsClient;
   private readonly timeoutMs: number;
   private readonly model: string | undefined;
+  private readonly apiKey: string | undefined;
 
   constructor(options: OpenAICompatibleProviderOptions) {
     this.timeoutMs = options.timeoutMs;
+    this.apiKey = options.apiKey;
     this.contextWindow = options.contextWindow;
     this.model = options.model;
     this.client = new ChatCompletionsClient(options.baseURL, options.apiKey ?? 'unused');
@@ -73,7 +75,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     const failure = (error: unknown): unknown => {
       if (signal.aborted) return signal.reason;
       if (timedOut) return timeoutError(this.timeoutMs, iterator !== undefined);
-      return toProviderError(error);
+      return toProviderError(error, this.apiKey);
     };
 
     /** The upstream's body was read to its end: nothing is left to stop. */
@@ -209,7 +211,22 @@ export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
-function toProviderError(error: unknown): ProviderError {
+/**
+ * The provider's error for what went wrong. Its message quotes the upstream where that helps, and reaches the log
+ * and the run's `last_error`: an upstream that echoes the request it was sent (a proxy's debug page) would hand the
+ * server's key to both, so the key is masked here, where every failure of this backend passes.
+ */
+function toProviderError(error: unknown, apiKey: string | undefined): ProviderError {
+  const described = describeFailure(error);
+  if (apiKey === undefined || apiKey.length < 8 || !described.message.includes(apiKey)) return described;
+  const retryAfter = described.retryAfterMs === undefined ? {} : { retryAfterMs: described.retryAfterMs };
+  return new ProviderError(described.code, described.message.replaceAll(apiKey, '[api key]'), {
+    retryable: described.retryable,
+    ...retryAfter,
+  });
+}
+
+function describeFailure(error: unknown): ProviderError {
   if (error instanceof ProviderError) return error;
   if (error instanceof UpstreamConnectionError)
     return new ProviderError('server_error', `The model backend could not be reached: ${error.message}`, {

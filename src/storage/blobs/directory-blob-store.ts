@@ -118,7 +118,8 @@ function idOfTemporary(name: string): string {
   return dot === -1 ? name : name.slice(0, dot);
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsync of a directory: its entries (a file just renamed into it) survive a crash. */
+export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     await handle.sync();
