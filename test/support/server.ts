@@ -128,6 +128,8 @@ const CLI_ENTRY = 'src/cli.ts';
  * BENCH_SERVER_ROOT, e.g. a `git worktree` of an older commit, to measure what a change bought in one run.
  */
 export const SERVER_ROOT = process.env.BENCH_SERVER_ROOT ? path.resolve(process.env.BENCH_SERVER_ROOT) : ROOT;
+/** Node flags for the server processes of benchmarks, e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile them. */
+const SERVER_NODE_ARGS = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 /** `assistd serve` with the test tool registered (see that file for its TEST_TOOL_* settings). */
 const TOOL_SERVER_ENTRY = 'test/support/tool-server.ts';
 
@@ -138,7 +140,7 @@ const TOOL_SERVER_ENTRY = 'test/support/tool-server.ts';
  */
 function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, what: string, entry = CLI_ENTRY) {
   const root = SERVER_ROOT;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry), ...args], {
+  const child = spawn(process.execPath, [...SERVER_NODE_ARGS, '--import', 'tsx', path.join(root, entry), ...args], {
     cwd: root,
     env: { ...process.env, ...SANDBOX_OFF, ...env, ASSISTD_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -75,7 +75,7 @@ export class ChatCompletionsClient {
   async stream(
     body: ChatCompletionCreateParamsStreaming,
     signal: AbortSignal,
-  ): Promise<AsyncIterable<ChatCompletionChunk>> {
+  ): Promise<AsyncIterableIterator<ChatCompletionChunk>> {
     const payload = JSON.stringify(body);
     signal.throwIfAborted();
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -94,7 +94,11 @@ export class ChatCompletionsClient {
       // process. Destroyed without an error, the socket just closes; the caller knows why from its signal.
       const onAbort = () => request.destroy();
       signal.addEventListener('abort', onAbort, { once: true });
-      request.once('close', () => signal.removeEventListener('abort', onAbort));
+      request.once('close', () => {
+        signal.removeEventListener('abort', onAbort);
+        // Closed with neither a response nor an error (destroyed by the abort before one came): the answer is no.
+        reject(signal.aborted ? signal.reason : new UpstreamConnectionError(new Error('the connection closed')));
+      });
       request.once('response', resolve);
       request.on('error', (error) => reject(signal.aborted ? signal.reason : new UpstreamConnectionError(error)));
       request.end(payload);
@@ -160,18 +164,31 @@ export function upstreamMessage(body: unknown): string | undefined {
   return undefined;
 }
 
+/** Chunks parsed but not yet taken: past this many, the response is paused until the consumer catches up. */
+const HIGH_WATER_CHUNKS = 256;
+
 /**
  * The chunks of a `text/event-stream` response, until `data: [DONE]` or the end of the body. `excerpt` quotes what
  * came instead of a chunk.
+ *
+ * Fed by the response's `data` events rather than read through its async iterator: a token is one network read
+ * and one chunk, and this is the path every token of every stream takes, so it holds one promise per chunk at
+ * most (none when chunks are already waiting) — no stream iterator, no generator.
  */
-async function* chunks(
+function chunks(
   response: IncomingMessage,
   excerpt: (text: string, max?: number) => string,
-): AsyncGenerator<ChatCompletionChunk> {
+): AsyncIterableIterator<ChatCompletionChunk> {
   response.setEncoding('utf8'); // decodes characters split across network chunks
-  const ready: ChatCompletionChunk[] = [];
+  let ready: ChatCompletionChunk[] = [];
+  let taken = 0;
   let failure: UpstreamStreamError | undefined;
   let done = false;
+  let ended = false;
+  let finished = false;
+  let waiting:
+    | { resolve: (result: IteratorResult<ChatCompletionChunk>) => void; reject: (e: unknown) => void }
+    | undefined;
   const parser = createParser({
     onEvent: (event) => {
       if (done || failure) return;
@@ -205,26 +222,86 @@ async function* chunks(
       ready.push(parsed as ChatCompletionChunk);
     },
   });
-  try {
-    // Not destroyed on `break`: after `[DONE]` the connection goes back to the agent (see `finally`).
-    for await (const piece of response.iterator({ destroyOnReturn: false })) {
-      parser.feed(piece as string);
-      yield* ready.splice(0);
-      if (failure) throw failure;
-      if (done) break;
-    }
-  } catch (error) {
-    if (error instanceof UpstreamStreamError) throw error;
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new UpstreamStreamError(`The connection to the model backend broke mid-stream (${reason})`, {
-      cause: error,
-    });
-  } finally {
-    // After `[DONE]` the rest of the body is read away, so the connection goes back to the agent; an early exit
-    // (a failure, the consumer stopped) closes it.
+
+  /** Stops listening. After `[DONE]` the rest of the body is read away, so the connection goes back to the agent;
+   * an early exit (a failure, the consumer stopped) closes it. */
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    response.off('data', onData);
     if (done) response.resume();
     else if (!response.complete) response.destroy();
-  }
-  if (!done && !response.complete)
-    throw new UpstreamStreamError('The connection to the model backend closed before its stream ended');
+  };
+  /** The next step of the iteration, if one can be told now. */
+  const settled = (): IteratorResult<ChatCompletionChunk> | UpstreamStreamError | undefined => {
+    if (taken < ready.length) {
+      const value = ready[taken++]!;
+      if (taken === ready.length) {
+        ready = [];
+        taken = 0;
+        if (response.isPaused() && !finished) response.resume();
+      }
+      return { value, done: false };
+    }
+    if (failure) return failure;
+    if (done || ended) return { value: undefined, done: true };
+    return undefined;
+  };
+  const wake = () => {
+    if (!waiting) return;
+    const next = settled();
+    if (next === undefined) return;
+    const { resolve, reject } = waiting;
+    waiting = undefined;
+    if (next instanceof UpstreamStreamError) {
+      finish();
+      reject(next);
+    } else {
+      if (next.done) finish();
+      resolve(next);
+    }
+  };
+  const onData = (piece: string) => {
+    parser.feed(piece);
+    if (ready.length - taken >= HIGH_WATER_CHUNKS) response.pause();
+    wake();
+  };
+  response.on('data', onData);
+  response.once('end', () => {
+    ended = true;
+    wake();
+  });
+  // Kept for good, as an error after the end must not go unhandled.
+  response.on('error', (error) => {
+    failure ??= new UpstreamStreamError(`The connection to the model backend broke mid-stream (${error.message})`, {
+      cause: error,
+    });
+    wake();
+  });
+  response.once('close', () => {
+    if (!done && !response.complete)
+      failure ??= new UpstreamStreamError('The connection to the model backend closed before its stream ended');
+    ended = true;
+    wake();
+  });
+
+  return {
+    next: () => {
+      const next = settled();
+      if (next === undefined) return new Promise((resolve, reject) => (waiting = { resolve, reject }));
+      if (next instanceof UpstreamStreamError) {
+        finish();
+        return Promise.reject(next);
+      }
+      if (next.done) finish();
+      return Promise.resolve(next);
+    },
+    return: () => {
+      finish();
+      return Promise.resolve({ value: undefined, done: true });
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }

@@ -49,27 +49,17 @@ export class OpenAICompatibleProvider implements ModelProvider {
   async *stream(request: ChatRequest, signal: AbortSignal): AsyncGenerator<ChatEvent> {
     signal.throwIfAborted();
     // One controller for the upstream request, aborted by the caller's signal, the idle timer, or an early exit.
+    // Aborting it destroys the request, which fails whatever waits on it: the wait for the headers, or the next
+    // chunk.
     const upstream = new AbortController();
     let timedOut = false;
-    let idleTimer: NodeJS.Timeout | undefined;
-    const armIdleTimer = () => {
-      clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => {
-        timedOut = true;
-        upstream.abort();
-      }, this.timeoutMs);
-    };
+    // One timer for the whole stream, pushed back as each chunk arrives (refresh, not a new timer per token).
+    const idleTimer = setTimeout(() => {
+      timedOut = true;
+      upstream.abort();
+    }, this.timeoutMs);
     const onCallerAbort = () => upstream.abort(signal.reason);
     signal.addEventListener('abort', onCallerAbort, { once: true });
-    // The SDK ends a stream quietly when aborted and may settle late: race every wait against the abort instead.
-    const stopped = new Promise<never>((_, reject) => {
-      upstream.signal.addEventListener('abort', () => reject(upstream.signal.reason), { once: true });
-    });
-    stopped.catch(() => {});
-    const untilStopped = <T>(promise: Promise<T>): Promise<T> => {
-      promise.catch(() => {});
-      return Promise.race([promise, stopped]);
-    };
     let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
     let chunkCount = 0;
     const failure = (error: unknown): unknown => {
@@ -83,22 +73,18 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let usage: ChatEvent | undefined;
     let finish: ChatEvent | undefined;
     try {
-      armIdleTimer();
       try {
-        const chunks = await untilStopped(this.client.stream(toUpstreamBody(request, this.model), upstream.signal));
-        iterator = chunks[Symbol.asyncIterator]();
+        iterator = await this.client.stream(toUpstreamBody(request, this.model), upstream.signal);
       } catch (error) {
         throw failure(error);
       }
       while (true) {
         let result: IteratorResult<ChatCompletionChunk>;
-        armIdleTimer();
+        idleTimer.refresh();
         try {
-          result = await untilStopped(iterator.next());
+          result = await iterator.next();
         } catch (error) {
           throw failure(error);
-        } finally {
-          clearTimeout(idleTimer);
         }
         if (upstream.signal.aborted) throw failure(undefined);
         if (result.done) {
@@ -115,7 +101,9 @@ export class OpenAICompatibleProvider implements ModelProvider {
         }
         const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => c.index === 0) : undefined;
         if (!choice) continue;
-        yield* deltaEvents(choice.delta);
+        const delta = choice.delta;
+        if (typeof delta?.content === 'string' && delta.content !== '') yield { type: 'text', text: delta.content };
+        if (delta?.tool_calls) for (const event of toolCallEvents(delta.tool_calls)) yield event;
         if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
       }
       // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
@@ -155,16 +143,16 @@ function toUpstreamBody(request: ChatRequest, model: string | undefined): ChatCo
   return body;
 }
 
-function* deltaEvents(delta: ChatCompletionChunk.Choice.Delta | undefined): Generator<ChatEvent> {
-  if (!delta) return;
-  if (typeof delta.content === 'string' && delta.content !== '') yield { type: 'text', text: delta.content };
-  for (const call of delta.tool_calls ?? []) {
+function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[]): ChatEvent[] {
+  const events: ChatEvent[] = [];
+  for (const call of calls) {
     const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index: call.index };
     if (call.id) event.id = call.id;
     if (call.function?.name) event.name = call.function.name;
     if (call.function?.arguments) event.arguments = call.function.arguments;
-    if (event.id !== undefined || event.name !== undefined || event.arguments !== undefined) yield event;
+    if (event.id !== undefined || event.name !== undefined || event.arguments !== undefined) events.push(event);
   }
+  return events;
 }
 
 function toFinishReason(reason: string): FinishReason {
