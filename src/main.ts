@@ -11,6 +11,7 @@ import { createModelRouter, type ModelRouter } from './providers/model-router.ts
 import { RunEventBus } from './runs/run-event-bus.ts';
 import { RunExecutor } from './runs/run-executor.ts';
 import { RunService } from './runs/run-service.ts';
+import { TurnGate } from './runs/turn-gate.ts';
 import { SandboxPool } from './sandbox/sandbox-pool.ts';
 import type { BlobStore } from './storage/blobs/blob-store.ts';
 import { DirectoryBlobStore } from './storage/blobs/directory-blob-store.ts';
@@ -136,6 +137,8 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     ...builtIn.filter((tool) => !toolList.some((given) => given.type === tool.type)),
     ...toolList,
   ]);
+  // One gate for both: a run's creation and its turns' beginnings take turns with each other (turn-gate.ts).
+  const gate = new TurnGate();
   const worker = new RunWorker({
     store,
     bus,
@@ -151,6 +154,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
       tools,
       files,
       maxRetries: config.runs.maxRetries,
+      gate,
     }),
   });
   const runs = new RunService({
@@ -159,6 +163,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     tools,
     expiresAfterSeconds: config.runs.expiresAfterSeconds,
     local: worker,
+    gate,
   });
   if (config.models.routes.size === 0 && !config.models.fallback)
     logger.warn(

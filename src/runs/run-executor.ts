@@ -31,6 +31,7 @@ import { runUsage, ZERO_USAGE } from './run-accounting.ts';
 import { endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 import { O200K, TokenCounter } from './tokens.ts';
+import type { TurnGate } from './turn-gate.ts';
 
 /** Why an execution was told to stop (the reason its AbortSignal carries). */
 export type StopReason = 'cancel' | 'expire' | 'lease_lost' | 'shutdown';
@@ -44,6 +45,8 @@ export interface ExecutorOptions {
   files: Pick<FileService, 'readAll'>;
   logger: Logger;
   maxRetries: number;
+  /** Model turns begin through it, one per turn of the event loop (see turn-gate.ts); absent, at once. */
+  gate?: TurnGate | undefined;
 }
 
 /** One execution of a claimed run: what it holds, and the run and steps as it last committed them. */
@@ -143,6 +146,7 @@ export class RunExecutor {
   private async modelTurn(x: Execution): Promise<'next' | 'done' | 'settle'> {
     const { store, router } = this.options;
     const { run } = x;
+    await this.options.gate?.pass();
     const provider = router.resolve(run.model);
     if (!provider)
       return this.end(x, {
@@ -211,6 +215,7 @@ export class RunExecutor {
         return this.end(x, { type: 'fail', error: providerError(error) });
       throw error;
     }
+    await this.options.gate?.pass(); // the turn's end is committed in turn with other beginnings and ends
     const usage = toUsage(
       reply.usage ?? { prompt_tokens: context.promptTokens, completion_tokens: await tokens.count(turn.outputText) },
     );

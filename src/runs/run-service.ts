@@ -11,6 +11,7 @@ import { newRun, type RunSettingsInput } from './new-run.ts';
 import { ZERO_USAGE } from './run-accounting.ts';
 import { endRun } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
+import type { TurnGate } from './turn-gate.ts';
 
 /** Executes a run on this process right away (the worker of this process; see RunWorker.adopt). */
 export interface LocalExecution {
@@ -45,6 +46,7 @@ export class RunService {
   private readonly bus: RunEventBus;
   private readonly expiresAfterSeconds: number;
   private readonly local: LocalExecution | undefined;
+  private readonly gate: TurnGate | undefined;
   private readonly tools: ToolRegistry;
 
   constructor(deps: {
@@ -53,12 +55,15 @@ export class RunService {
     tools: ToolRegistry;
     expiresAfterSeconds: number;
     local?: LocalExecution | undefined;
+    /** Runs are created through it, one per turn of the event loop (see turn-gate.ts); absent, at once. */
+    gate?: TurnGate | undefined;
   }) {
     this.store = deps.store;
     this.bus = deps.bus;
     this.tools = deps.tools;
     this.expiresAfterSeconds = deps.expiresAfterSeconds;
     this.local = deps.local;
+    this.gate = deps.gate;
   }
 
   /**
@@ -84,6 +89,7 @@ export class RunService {
     input: RunSettingsInput & { assistant_id: string; additional_messages?: NewMessageInput[] | null | undefined },
     options: RunRequestOptions = {},
   ): Promise<Run> {
+    await this.gate?.pass();
     const assistant = await this.store.getAssistant(scope, input.assistant_id);
     if (!assistant) throw notFound('assistant', input.assistant_id);
     const now = unixSeconds();
@@ -104,6 +110,7 @@ export class RunService {
     input: RunSettingsInput & { assistant_id: string },
     options: RunRequestOptions = {},
   ): Promise<Run> {
+    await this.gate?.pass();
     const assistant = await this.store.getAssistant(scope, input.assistant_id);
     if (!assistant) throw notFound('assistant', input.assistant_id);
     const created = newRun(assistant, thread.id, input, thread.created_at, this.expiresAfterSeconds);
