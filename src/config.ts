@@ -24,6 +24,8 @@ export interface Config {
   logLevel: LogLevel;
   /** One info line per HTTP response (ASSISTD_LOG_REQUESTS). */
   logRequests: boolean;
+  /** How much of a stream may wait for a client that does not read it before its connection is closed. */
+  streamBufferBytes: number;
   runs: RunsConfig;
   files: FilesConfig;
   /** Which backend serves which model name (models-config.ts). */
@@ -107,6 +109,12 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     name: 'ASSISTD_UPSTREAM_MAX_RETRIES',
     default: '3',
     description: 'retries after a 429, 5xx, timeout, reset or invalid stream',
+  },
+  {
+    name: 'ASSISTD_STREAM_BUFFER_KB',
+    default: '1024',
+    description:
+      'KiB of a stream that may wait for a client not reading it; past this its connection is closed (the run goes on)',
   },
   { name: 'ASSISTD_WORKER_CONCURRENCY', default: '64', description: 'runs executed at once by this process' },
   { name: 'ASSISTD_RUN_EXPIRES_AFTER_S', default: '600', description: 'seconds after creation a run expires' },
@@ -223,6 +231,7 @@ export function loadConfig(env: Env = process.env): Config {
     apiKey: setting(env, 'ASSISTD_API_KEY'),
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
+    streamBufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
     runs: {
       workerConcurrency: integer(env, 'ASSISTD_WORKER_CONCURRENCY', 64, 0, 100_000),
       expiresAfterSeconds: integer(env, 'ASSISTD_RUN_EXPIRES_AFTER_S', 600, 1, 31_536_000),

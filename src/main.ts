@@ -224,6 +224,7 @@ export async function startServer(
     logger,
     metrics,
     logRequests: config.logRequests,
+    streamBufferBytes: config.streamBufferBytes,
     health: () => ({ code_interpreter: codeInterpreterHealth(sandbox, workers) }),
   });
   try {

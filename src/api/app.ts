@@ -21,6 +21,7 @@ import { registerOpenApiRoute } from './routes/openapi.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 import { registerVectorStoreRoutes } from './routes/vector-stores.ts';
+import { DEFAULT_STREAM_BUFFER_BYTES } from './sse.ts';
 import { ToolResourceHelpers } from './tool-resources.ts';
 
 declare module 'fastify' {
@@ -62,6 +63,8 @@ export interface AppOptions {
   logRequests?: boolean;
   /** What `/healthz` reports besides `status: ok` (e.g. whether code_interpreter can run code here). */
   health?: () => Record<string, unknown>;
+  /** ASSISTD_STREAM_BUFFER_KB, in bytes (sse.ts). */
+  streamBufferBytes?: number;
 }
 
 export function buildApp({
@@ -77,6 +80,7 @@ export function buildApp({
   metrics,
   logRequests = false,
   health,
+  streamBufferBytes = DEFAULT_STREAM_BUFFER_BYTES,
 }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -125,7 +129,7 @@ export function buildApp({
   registerAssistantRoutes(app, store, files, helpers);
   registerThreadRoutes(app, store, files, helpers);
   registerMessageRoutes(app, store, files, helpers);
-  registerRunRoutes(app, { store, runs, bus, files, helpers, closing });
+  registerRunRoutes(app, { store, runs, bus, files, helpers, closing, streamBufferBytes });
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);
   registerVectorStoreRoutes(app, vectorStores);

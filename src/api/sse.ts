@@ -20,10 +20,21 @@ const HEARTBEAT_MS = 15_000;
 /**
  * `event: <name>\ndata: <one-line JSON>\n\n`, with the data serialized as its wire object (steps with what the
  * request's `include[]` asked for).
+ *
+ * The last frame made is kept: the bus hands one event to every stream following the run, one after the other,
+ * and they share one serialization of it instead of making one each.
  */
 export function frame(e: RunStreamEvent, include: StepInclude = NO_INCLUDE): string {
-  return `event: ${e.event}\ndata: ${JSON.stringify(wire(e, include))}\n\n`;
+  if (e === lastEvent && include === lastInclude) return lastFrame;
+  lastFrame = `event: ${e.event}\ndata: ${JSON.stringify(wire(e, include))}\n\n`;
+  lastEvent = e;
+  lastInclude = include;
+  return lastFrame;
 }
+
+let lastEvent: RunStreamEvent | undefined;
+let lastInclude: StepInclude | undefined;
+let lastFrame = '';
 
 function wire(e: RunStreamEvent, include: StepInclude): unknown {
   if (e.event === 'thread.created') return serializeThread(e.data as Thread);
@@ -42,11 +53,23 @@ export interface SseStream {
   onClose(listener: () => void): void;
 }
 
+/** How much of a stream may wait for its client, unless ASSISTD_STREAM_BUFFER_KB says otherwise. */
+export const DEFAULT_STREAM_BUFFER_BYTES = 1024 * 1024;
+
 /**
  * Takes over the response for server-sent events. Frames are written as soon as they are sent, those of one tick
- * together; a slow client only grows its own socket buffer, never blocks the run. Proxy buffering is disabled by header.
+ * together; a slow client never blocks the run. Proxy buffering is disabled by header.
+ *
+ * A client that reads slower than its run writes (or stops reading) leaves frames waiting in this process, after
+ * the kernel's socket buffers are full. Once more than `maxBufferedBytes` wait, the connection is closed (at the
+ * next frame): the server's memory stays bounded whatever its clients do, and the run goes on — it is stored as it happens, and its
+ * client can retrieve it, or re-attach (GET …/runs/{run_id}/events) and stream the rest.
  */
-export function openSse(reply: FastifyReply, include: StepInclude = NO_INCLUDE): SseStream {
+export function openSse(
+  reply: FastifyReply,
+  include: StepInclude = NO_INCLUDE,
+  maxBufferedBytes = DEFAULT_STREAM_BUFFER_BYTES,
+): SseStream {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -88,6 +111,17 @@ export function openSse(reply: FastifyReply, include: StepInclude = NO_INCLUDE):
   return {
     send: (event) => {
       if (closed) return;
+      // Checked before the frame is added: one frame always goes (a re-attached stream's snapshot may be large),
+      // and a stream never holds more than the bound and one frame.
+      if (res.writableLength > maxBufferedBytes) {
+        reply.log.info(
+          { waitingBytes: res.writableLength },
+          'stream closed: its client is not reading it (its run goes on)',
+        );
+        res.destroy();
+        close();
+        return;
+      }
       batch();
       wrote = true;
       res.write(frame(event, include));

@@ -43,9 +43,14 @@ export class ModelTurn {
   private readonly serverTools: ReadonlyMap<string, ServerTool>;
   private message: Message | undefined;
   private messageStep: StoredStep | undefined;
-  /** The answer's text as the model wrote it, and how much of it has been sent (the rest is held back). */
+  /**
+   * The answer's text as the model wrote it, how much of it has been sent, and the rest (held back, or just
+   * written). What is sent is cut from `unsent` alone: slicing `text` would copy all of it for every token (V8
+   * flattens a string built by `+=` to slice it), which grows as the square of the answer's length.
+   */
   private text = '';
   private sent = 0;
+  private unsent = '';
   private readonly annotate: TextAnnotator | undefined;
   private readonly leadingParts: readonly MessageContent[];
   private annotations: TextAnnotation[] = [];
@@ -104,6 +109,7 @@ export class ModelTurn {
     if (chunk === '' || this.toolStep) return; // text after tool calls has nowhere to go in the Assistants model
     this.openMessage();
     this.text += chunk;
+    this.unsent += chunk;
     this.sendText(false);
   }
 
@@ -114,11 +120,12 @@ export class ModelTurn {
   private sendText(final: boolean): void {
     const heldFrom = final ? undefined : this.annotate?.heldFrom?.(this.text);
     const upTo = Math.max(this.sent, Math.min(this.text.length, heldFrom ?? this.text.length));
-    const visible = this.text.slice(0, upTo);
+    const visible = upTo === this.text.length ? this.text : this.text.slice(0, upTo);
     const found = this.annotate?.annotate(visible, final) ?? [];
     if (upTo === this.sent && found.length === 0) return;
     const first = this.sent === 0;
-    const chunk = this.text.slice(this.sent, upTo);
+    const chunk = this.unsent.slice(0, upTo - this.sent);
+    this.unsent = this.unsent.slice(upTo - this.sent);
     this.sent = upTo;
     const added = found.map((a, i): AnnotationDelta => ({ index: this.annotations.length + i, ...a }));
     if (found.length > 0) this.annotations = [...this.annotations, ...found];

@@ -33,6 +33,8 @@ export interface RunRouteDeps {
   helpers: ToolResourceHelpers;
   /** Aborted when the server shuts down, so held polls answer at once. */
   closing: AbortSignal;
+  /** How much of a stream may wait for a client that reads slowly before its connection is closed (sse.ts). */
+  streamBufferBytes: number;
 }
 
 /** The statuses the SDK keeps polling through (lib/polling.js): a poll of a run in one of them may be held. */
@@ -53,8 +55,9 @@ function sendRun(reply: FastifyReply, run: Run) {
 
 export function registerRunRoutes(
   app: FastifyInstance,
-  { store, runs, bus, files, helpers, closing }: RunRouteDeps,
+  { store, runs, bus, files, helpers, closing, streamBufferBytes }: RunRouteDeps,
 ): void {
+  const streaming: Streaming = { bus, closing, bufferBytes: streamBufferBytes };
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     // `include[]` shapes the steps this request's stream shows (a polled run's steps are listed with their own).
@@ -67,7 +70,7 @@ export function registerRunRoutes(
     );
     await helpers.attachToThread(request.scope, threadId, body.additional_messages);
     const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream) });
-    if (body.stream) return streamRun(reply, bus, closing, threadId, create, [], include);
+    if (body.stream) return streamRun(reply, streaming, threadId, create, [], include);
     return sendRun(reply, await create());
   });
 
@@ -96,8 +99,7 @@ export function registerRunRoutes(
       runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body, {
         executeHere: Boolean(body.stream),
       });
-    if (body.stream)
-      return streamRun(reply, bus, closing, thread.id, create, [{ event: 'thread.created', data: thread }]);
+    if (body.stream) return streamRun(reply, streaming, thread.id, create, [{ event: 'thread.created', data: thread }]);
     return sendRun(reply, await create());
   });
 
@@ -153,7 +155,7 @@ export function registerRunRoutes(
     const body = parseBody(submitToolOutputsRequest, request.body);
     const submit = () =>
       runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs, { executeHere: Boolean(body.stream) });
-    if (body.stream) return streamRun(reply, bus, closing, threadId, submit);
+    if (body.stream) return streamRun(reply, streaming, threadId, submit);
     return sendRun(reply, await submit());
   });
 
@@ -181,7 +183,7 @@ export function registerRunRoutes(
       if (live.step) snapshot.push({ event: 'thread.run.step.created', data: { ...live.step } });
       if (live.message) snapshot.push({ event: 'thread.message.created', data: { ...live.message } });
     }
-    follow.start(openSse(reply, include), run, snapshot);
+    follow.start(openSse(reply, include, streamBufferBytes), run, snapshot);
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps', async (request) => {
@@ -204,14 +206,20 @@ export function registerRunRoutes(
   });
 }
 
+/** What a streamed response needs besides its request. */
+interface Streaming {
+  bus: RunEventBus;
+  closing: AbortSignal;
+  bufferBytes: number;
+}
+
 /**
  * Streams a run that `start` creates (or continues): subscribes to the thread first, so nothing published while
  * the run is being created is missed, and answers with an ordinary JSON error if `start` fails.
  */
 async function streamRun(
   reply: FastifyReply,
-  bus: RunEventBus,
-  closing: AbortSignal,
+  { bus, closing, bufferBytes }: Streaming,
   threadId: string,
   start: () => Promise<Run>,
   prelude: RunStreamEvent[] = [],
@@ -225,7 +233,7 @@ async function streamRun(
     follow.stop();
     throw error;
   }
-  follow.start(openSse(reply, include), run, prelude);
+  follow.start(openSse(reply, include, bufferBytes), run, prelude);
 }
 
 /**
