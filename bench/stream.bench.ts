@@ -17,7 +17,7 @@
  *    ÷ runs (targets ≤ 3 ms on SQLite, ≤ 5 ms on PostgreSQL); PostgreSQL's backends are shown beside it.
  * 2. Concurrent streams on one server (ASSISTD_WORKER_CONCURRENCY = the number of streams): the threads (one
  *    message each) are created first, then every streamed run is opened at once, each on its own connection
- *    (node:http, no socket limit; SSE read with eventsource-parser). Every stream must end with
+ *    (node:http, no socket limit; deltas counted as they arrive, the SSE parsed at the end). Every stream must end with
  *    `thread.run.completed` then `done` and carry the whole reply. Reported: errors, wall time, the added
  *    inter-token delay (each gap between consecutive deltas at the client minus the fake's 20 ms spacing; all gaps
  *    pooled), the same gaps minus the fake's actual spacing of those two tokens (what the server added, with the
@@ -288,35 +288,50 @@ interface StreamOutcome {
   /** performance.now() when the stream ended. */
   endedAt: number;
   error?: string;
+  /** Parses the stream and says what is wrong with it, if anything: called once every stream has ended. */
+  verify(): string | undefined;
 }
 
+/** What marks a delta in the stream; counted as bytes arrive, the stream is parsed once it has ended. */
+const DELTA_MARK = 'event: thread.message.delta\n';
+
 /**
- * One streamed run over its own connection, read with eventsource-parser. Never rejects: a failure is the outcome's
- * `error`. Every event parsed from one network chunk gets that chunk's arrival time.
+ * One streamed run over its own connection. Never rejects: a failure is the outcome's `error`. While the stream
+ * flows, each network chunk only has its deltas counted (each gets the chunk's arrival time) and is kept; the
+ * stream is parsed (eventsource-parser) and checked by `verify`, once every stream has ended. A thousand clients parsing every frame as it
+ * comes would take much of a core in this process, and the fake upstream's timers and the clients' clocks with it.
  */
 function streamRun(agent: Agent, base: string, threadId: string, assistantId: string, expected: string) {
   return new Promise<StreamOutcome>((resolve) => {
     const deltaAt: number[] = [];
-    const names: string[] = [];
-    let text = '';
-    let arrivedAt = 0;
+    const chunks: Buffer[] = [];
     let openedAt: number | undefined;
     let settled = false;
     const finish = (error?: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ openedAt, deltaAt, endedAt: performance.now(), ...(error !== undefined ? { error } : {}) });
+      resolve({ openedAt, deltaAt, endedAt: performance.now(), verify, ...(error !== undefined ? { error } : {}) });
     };
-    const parser = createParser({
-      onEvent: (message) => {
-        names.push(message.event ?? 'message');
-        if (message.event !== 'thread.message.delta') return;
-        deltaAt.push(arrivedAt);
-        const data = JSON.parse(message.data) as { delta: { content?: Array<{ text?: { value?: string } }> } };
-        text += data.delta.content?.[0]?.text?.value ?? '';
-      },
-    });
+    const verify = (): string | undefined => {
+      const names: string[] = [];
+      let text = '';
+      const parser = createParser({
+        onEvent: (message) => {
+          names.push(message.event ?? 'message');
+          if (message.event !== 'thread.message.delta') return;
+          const data = JSON.parse(message.data) as { delta: { content?: Array<{ text?: { value?: string } }> } };
+          text += data.delta.content?.[0]?.text?.value ?? '';
+        },
+      });
+      parser.feed(Buffer.concat(chunks).toString('utf8'));
+      const ending = names.slice(-2).join(', ');
+      if (ending !== 'thread.run.completed, done') return `events ended ${names.slice(-3).join(', ')}`;
+      if (text !== expected) return `streamed ${text.length} chars, not ${expected.length}`;
+      const deltas = names.filter((n) => n === 'thread.message.delta').length;
+      if (deltas !== deltaAt.length) return `${deltas} deltas parsed, ${deltaAt.length} counted`;
+      return undefined;
+    };
     const body = JSON.stringify({ assistant_id: assistantId, stream: true });
     const req = request(`${base}/threads/${threadId}/runs`, {
       method: 'POST',
@@ -324,25 +339,26 @@ function streamRun(agent: Agent, base: string, threadId: string, assistantId: st
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
     });
     const timer = setTimeout(() => {
-      finish(`still open after ${STREAM_TIMEOUT_MS / 1000} s (${names.length} events)`);
+      finish(`still open after ${STREAM_TIMEOUT_MS / 1000} s`);
       req.destroy();
     }, STREAM_TIMEOUT_MS);
     req.on('error', (error) => finish(`${error.name}: ${error.message}`));
     req.on('response', (res) => {
       openedAt = performance.now();
-      const decoder = new TextDecoder();
-      let raw = '';
+      // The end of the previous chunk, where a mark cut in two begins.
+      let carry = '';
       res.on('data', (chunk: Buffer) => {
-        arrivedAt = performance.now();
-        if (res.statusCode !== 200) raw += chunk.toString();
-        else parser.feed(decoder.decode(chunk, { stream: true }));
+        const arrivedAt = performance.now();
+        chunks.push(chunk);
+        const seen = carry + chunk.toString('latin1');
+        for (let i = seen.indexOf(DELTA_MARK); i !== -1; i = seen.indexOf(DELTA_MARK, i + 1))
+          if (i + DELTA_MARK.length > carry.length) deltaAt.push(arrivedAt);
+        carry = seen.slice(-(DELTA_MARK.length - 1));
       });
       res.on('error', (error) => finish(`${error.name}: ${error.message}`));
       res.on('end', () => {
-        if (res.statusCode !== 200) return finish(`HTTP ${res.statusCode}: ${raw.slice(0, 200)}`);
-        const ending = names.slice(-2).join(', ');
-        if (ending !== 'thread.run.completed, done') return finish(`events ended ${names.slice(-3).join(', ')}`);
-        if (text !== expected) return finish(`streamed ${text.length} chars, not ${expected.length}`);
+        if (res.statusCode !== 200)
+          return finish(`HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 200)}`);
         finish();
       });
     });
@@ -388,7 +404,8 @@ async function measureConcurrent(upstream: FakeUpstream): Promise<ConcurrentResu
   for (let i = 0; i < WARMUP_RUNS; i++) {
     const thread = await assistd.client.beta.threads.create({ messages: [{ role: 'user', content: 'Warm up.' }] });
     const warm = await streamRun(agent, assistd.base, thread.id, assistd.assistantId, expected);
-    if (warm.error) throw new Error(`warm-up stream: ${warm.error}`);
+    const problem = warm.error ?? warm.verify();
+    if (problem) throw new Error(`warm-up stream: ${problem}`);
   }
 
   const seedStart = performance.now();
@@ -438,8 +455,9 @@ async function measureConcurrent(upstream: FakeUpstream): Promise<ConcurrentResu
   let allOpened = 0;
   for (const [i, outcome] of outcomes.entries()) {
     allOpened = Math.max(allOpened, outcome.openedAt ?? Number.NaN);
-    if (outcome.error) {
-      errors.push(`stream ${i}: ${outcome.error}`);
+    const problem = outcome.error ?? outcome.verify();
+    if (problem) {
+      errors.push(`stream ${i}: ${problem}`);
       continue;
     }
     const written = byStream.get(i)?.contentWrittenAt ?? [];
