@@ -25,13 +25,16 @@
  *    receipt − the fake's write, every token), CPU of both processes and the server's per token, and the server's
  *    peak memory (VmHWM; target ≤ 400 MiB).
  *
- * Part 2 runs on SQLite only.
+ * Part 2 runs on SQLite. Part 3 (BENCH_PARTS=3) is part 2 on PostgreSQL, first with one API process and then with
+ * BENCH_API_PROCESSES (default 2) sharing the database, the streams spread over them in turn: how one machine uses
+ * more than one core for streams.
  *
  * Settings: BENCH_DATABASES (part 1: `sqlite,postgres` by default, or either alone), BENCH_DATABASE_URL (the
  * PostgreSQL server where the throwaway database is created, default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_RUNS (part 1 runs per side, default 50), BENCH_CPU_RUNS (part 1's CPU batch, default 40), BENCH_STREAMS
  * (part 2, default 1000), BENCH_CHUNK_MS (the fake's token spacing, default 20), BENCH_STREAM_TIMEOUT_S (part 2: a
- * stream still open after this counts as an error, default 120), BENCH_PARTS (`1,2` by default, or either alone).
+ * stream still open after this counts as an error, default 120), BENCH_PARTS (`1,2` by default; any of 1, 2, 3),
+ * BENCH_API_PROCESSES (part 3, default 2).
  */
 import { setMaxListeners } from 'node:events';
 import { Agent, request } from 'node:http';
@@ -39,8 +42,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createParser } from 'eventsource-parser';
 import OpenAI from 'openai';
 import { FakeUpstream, type RecordedRequest } from '../test/support/fake-upstream.ts';
+import { spawnServer } from '../test/support/server.ts';
 import {
   type Assistd,
+  backendsCpuDelta,
   type CpuPerRun,
   cleanups,
   DATABASE_NAMES,
@@ -56,10 +61,12 @@ import {
   percentile,
   pool,
   positiveInteger,
+  postgresBackendsCpuMs,
   postgresVersion,
   processCpuMs,
   runBench,
   startAssistd,
+  started,
   table,
 } from './support.ts';
 
@@ -86,6 +93,8 @@ const TARGET_GAP_P99_MS = 50;
 /** Peak resident memory of the server during part 2, MiB. */
 const TARGET_PEAK_MIB = 400;
 const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2').split(',').map((p) => p.trim()));
+/** Part 3's API processes on one PostgreSQL database. */
+const API_PROCESSES = positiveInteger('BENCH_API_PROCESSES', 2);
 const MODEL = 'bench-model';
 
 /** The reply: `count` one-word tokens, each its own SSE chunk. */
@@ -384,6 +393,8 @@ interface ConcurrentResult {
   firstTokenLatency: Summary;
   upstreamRequests: number;
   serverCpuMs: number | undefined;
+  /** PostgreSQL's backends for the throwaway database, when on PostgreSQL (not counted in serverCpuMs). */
+  postgresCpuMs: number | undefined;
   benchCpuMs: number;
   rssBeforeMiB: number | undefined;
   peakMiB: number | undefined;
@@ -391,22 +402,47 @@ interface ConcurrentResult {
   benchLoopDelay: { p99: number; max: number };
 }
 
-async function measureConcurrent(upstream: FakeUpstream): Promise<ConcurrentResult> {
+/**
+ * STREAMS streamed runs opened at once on `processes` API processes sharing one database (`serve`, each executing
+ * the streams it receives), the streams spread over them in turn. CPU and memory are the sum and the largest over
+ * the processes.
+ */
+async function measureConcurrent(
+  upstream: FakeUpstream,
+  kind: DatabaseKind = 'sqlite',
+  processes = 1,
+): Promise<ConcurrentResult> {
   const reply = tokens(CONCURRENT_CHUNKS);
   const expected = reply.join('');
   upstream.setDefault({ text: reply, chunkDelayMs: CHUNK_MS });
-  const assistd = await startServer('sqlite', upstream, { ASSISTD_WORKER_CONCURRENCY: String(STREAMS) });
+  const concurrency = { ASSISTD_WORKER_CONCURRENCY: String(STREAMS) };
+  const assistd = await startServer(kind, upstream, concurrency);
+  const bases = [assistd.base];
+  const pids = [assistd.server.child.pid];
+  for (let i = 1; i < processes; i++) {
+    const more = await started(
+      spawnServer({ ...assistd.database.env, ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ...concurrency }),
+      `assistd serve #${i + 1}`,
+    );
+    cleanups.push(() => more.stop());
+    bases.push(`${more.url}/v1`);
+    pids.push(more.child.pid);
+  }
   const agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
   cleanups.push(() => agent.destroy());
-  const pid = assistd.server.child.pid;
+  const sum = (values: Array<number | undefined>) =>
+    values.some((v) => v === undefined) ? undefined : values.reduce((a: number, b) => a + b!, 0);
+  const max = (values: Array<number | undefined>) =>
+    values.some((v) => v === undefined) ? undefined : Math.max(...(values as number[]));
 
-  // Warm the fresh server up first: its first runs pay for lazy loading.
-  for (let i = 0; i < WARMUP_RUNS; i++) {
-    const thread = await assistd.client.beta.threads.create({ messages: [{ role: 'user', content: 'Warm up.' }] });
-    const warm = await streamRun(agent, assistd.base, thread.id, assistd.assistantId, expected);
-    const problem = warm.error ?? warm.verify();
-    if (problem) throw new Error(`warm-up stream: ${problem}`);
-  }
+  // Warm the fresh servers up first: their first runs pay for lazy loading.
+  for (const base of bases)
+    for (let i = 0; i < WARMUP_RUNS; i++) {
+      const thread = await assistd.client.beta.threads.create({ messages: [{ role: 'user', content: 'Warm up.' }] });
+      const warm = await streamRun(agent, base, thread.id, assistd.assistantId, expected);
+      const problem = warm.error ?? warm.verify();
+      if (problem) throw new Error(`warm-up stream: ${problem}`);
+    }
 
   const seedStart = performance.now();
   const threads = await pool(
@@ -422,20 +458,22 @@ async function measureConcurrent(upstream: FakeUpstream): Promise<ConcurrentResu
   log(`created ${STREAMS} threads in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
 
   const requestsBefore = upstream.requests.length;
-  const rssBeforeMiB = memoryMiB(pid, 'VmRSS');
-  const serverCpuBefore = processCpuMs(pid);
+  const rssBeforeMiB = max(pids.map((pid) => memoryMiB(pid, 'VmRSS')));
+  const serverCpuBefore = sum(pids.map(processCpuMs));
+  const postgresBefore = await postgresBackendsCpuMs(assistd.database);
   const benchCpuBefore = process.cpuUsage();
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   loopDelay.enable();
   const start = performance.now();
   const outcomes = await Promise.all(
-    threads.map((threadId) => streamRun(agent, assistd.base, threadId, assistd.assistantId, expected)),
+    threads.map((threadId, i) => streamRun(agent, bases[i % bases.length]!, threadId, assistd.assistantId, expected)),
   );
   loopDelay.disable();
   const wallMs = Math.max(...outcomes.map((o) => o.endedAt)) - start;
-  const serverCpuAfter = processCpuMs(pid);
+  const serverCpuAfter = sum(pids.map(processCpuMs));
   const benchCpu = process.cpuUsage(benchCpuBefore);
-  const peakMiB = memoryMiB(pid, 'VmHWM');
+  const postgresCpuMs = backendsCpuDelta(postgresBefore, await postgresBackendsCpuMs(assistd.database));
+  const peakMiB = max(pids.map((pid) => memoryMiB(pid, 'VmHWM')));
 
   // Which upstream request served which stream: the thread's message names the stream.
   const byStream = new Map<number, RecordedRequest>();
@@ -493,6 +531,7 @@ async function measureConcurrent(upstream: FakeUpstream): Promise<ConcurrentResu
     upstreamRequests: received.length,
     serverCpuMs:
       serverCpuBefore === undefined || serverCpuAfter === undefined ? undefined : serverCpuAfter - serverCpuBefore,
+    postgresCpuMs,
     benchCpuMs: (benchCpu.user + benchCpu.system) / 1000,
     rssBeforeMiB,
     peakMiB,
@@ -527,7 +566,12 @@ async function main(): Promise<void> {
   // 1.
   if (PARTS.has('1')) await firstTokenPart(upstream);
   // 2.
-  if (PARTS.has('2')) await concurrentPart(upstream);
+  if (PARTS.has('2')) await concurrentPart(upstream, '2');
+  // 3. The same on PostgreSQL, on one process and then on several: how one machine uses more than one core.
+  if (PARTS.has('3')) {
+    await concurrentPart(upstream, '3a', 'postgres', 1);
+    await concurrentPart(upstream, '3b', 'postgres', API_PROCESSES);
+  }
 }
 
 async function firstTokenPart(upstream: FakeUpstream): Promise<void> {
@@ -600,18 +644,25 @@ async function firstTokenPart(upstream: FakeUpstream): Promise<void> {
     );
 }
 
-async function concurrentPart(upstream: FakeUpstream): Promise<void> {
+async function concurrentPart(
+  upstream: FakeUpstream,
+  part: string,
+  kind: DatabaseKind = 'sqlite',
+  processes = 1,
+): Promise<void> {
   log('');
-  log(`load average before part 2: ${loadAverage(' ')}`);
-  const result = await measureConcurrent(upstream);
+  log(`load average before part ${part}: ${loadAverage(' ')}`);
+  const result = await measureConcurrent(upstream, kind, processes);
   const cpuShare = (value: number | undefined) =>
     value === undefined
       ? 'n/a'
       : `${(value / 1000).toFixed(2)} s (${((value / result.wallMs) * 100).toFixed(0)}% of one core)`;
   log('');
+  const where =
+    processes === 1 ? 'one server' : `${processes} API processes (\`serve\`, the streams spread over them in turn)`;
   log(
-    `2. ${STREAMS} streamed runs opened at once on one server (ASSISTD_WORKER_CONCURRENCY=${STREAMS}), ` +
-      `${CONCURRENT_CHUNKS} tokens each`,
+    `${part}. ${STREAMS} streamed runs opened at once on ${where} on ${DATABASE_NAMES[kind]} ` +
+      `(ASSISTD_WORKER_CONCURRENCY=${STREAMS}), ${CONCURRENT_CHUNKS} tokens each`,
   );
   log('');
   log(
@@ -639,13 +690,15 @@ async function concurrentPart(upstream: FakeUpstream): Promise<void> {
   );
   log('');
   log(
-    `CPU during the streams: server ${cpuShare(result.serverCpuMs)}; ` +
+    `CPU during the streams: server${processes === 1 ? '' : `s (${processes} processes)`} ` +
+      `${cpuShare(result.serverCpuMs)}; ` +
+      (result.postgresCpuMs === undefined ? '' : `PostgreSQL's backends ${cpuShare(result.postgresCpuMs)}; `) +
       `this process (clients, fake upstream) ${cpuShare(result.benchCpuMs)}, its event-loop delay ` +
       `p99 ${ms(result.benchLoopDelay.p99, 1)} ms, max ${ms(result.benchLoopDelay.max, 1)} ms`,
   );
   log(
-    `server memory: RSS ${ms(result.rssBeforeMiB, 0)} MiB before the streams, peak (VmHWM) ` +
-      `${ms(result.peakMiB, 0)} MiB`,
+    `server memory${processes === 1 ? '' : ' (the largest process)'}: RSS ${ms(result.rssBeforeMiB, 0)} MiB ` +
+      `before the streams, peak (VmHWM) ${ms(result.peakMiB, 0)} MiB`,
   );
   log('');
   const tokens = STREAMS * CONCURRENT_CHUNKS;
