@@ -5,12 +5,20 @@
  *
  * Settings: BENCH_SECONDS (per scenario, default 5), BENCH_CONNECTIONS (default 10).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
-import { cleanups, log, machine, percentile, positiveNumber, runBench, table, withTimeout } from './support.ts';
+import {
+  cleanups,
+  log,
+  machine,
+  percentile,
+  positiveNumber,
+  runBench,
+  startFloor,
+  table,
+  withTimeout,
+} from './support.ts';
 
 const SECONDS = positiveNumber('BENCH_SECONDS', 5);
 const CONNECTIONS = positiveNumber('BENCH_CONNECTIONS', 10);
@@ -29,30 +37,6 @@ async function startAssistd(): Promise<ServerProcess> {
   const server = await withTimeout(spawnServer({ ASSISTD_DATA_DIR: dataDir, ASSISTD_LOG_LEVEL: 'info' }), 'assistd');
   cleanups.push(() => server.stop());
   return server;
-}
-
-async function startFloor(): Promise<string> {
-  const script = fileURLToPath(new URL('./floor-server.ts', import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let output = '';
-  const listening = new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = output.match(/floor listening on (http:\/\/\S+)/);
-      if (match) resolve(match[1]!);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    exited.then((code) => reject(new Error(`floor server exited with ${code} before listening:\n${output}`)));
-  });
-  return withTimeout(listening, 'floor server');
 }
 
 // ── seeding ───────────────────────────────────────────────────────────────────
@@ -167,7 +151,7 @@ async function main(): Promise<void> {
     `node ${process.version}; ${CONNECTIONS} connections, ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up`,
   );
 
-  const [assistd, floorUrl] = await Promise.all([startAssistd(), startFloor()]);
+  const [assistd, { url: floorUrl }] = await Promise.all([startAssistd(), startFloor('./floor-server.ts')]);
   const base = assistd.url;
 
   const listThread = await createThread(base);

@@ -4,8 +4,10 @@
  * PostgreSQL database) and an `assistd serve` on one of them, statistics, process CPU (the server's and
  * PostgreSQL's), and the printed machine line and tables.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import pg from 'pg';
 import type { RecordedRequest } from '../test/support/fake-upstream.ts';
@@ -106,6 +108,41 @@ export async function started<P extends { stop(signal?: NodeJS.Signals): Promise
 ): Promise<P> {
   cleanups.push(() => spawned.then((late) => late.stop('SIGKILL')).catch(() => {}));
   return withTimeout(spawned, what);
+}
+
+/**
+ * A floor server (a script of bench/ printing `floor listening on <url>` once it listens) as its own process, stopped
+ * at cleanup; resolves with its URL and pid.
+ */
+export async function startFloor(
+  script: string,
+  env: Record<string, string> = {},
+): Promise<{ url: string; pid: number }> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  });
+  let output = '';
+  const listening = new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = output.match(/floor listening on (http:\/\/\S+)/);
+      if (match) resolve(match[1]!);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    exited.then((code) => reject(new Error(`floor server exited with ${code} before listening:\n${output}`)));
+  });
+  return { url: await withTimeout(listening, 'floor server'), pid: child.pid! };
 }
 
 // ── databases ─────────────────────────────────────────────────────────────────
@@ -232,15 +269,25 @@ export async function startAssistd(
 /** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */
 const CLOCK_TICKS_PER_S = 100;
 
-/** CPU time (user + system, all threads) a process has used, in ms; undefined where /proc is missing (not Linux). */
-export function processCpuMs(pid: number | undefined): number | undefined {
+/**
+ * CPU time (all threads) a process has used, in ms, in user space and in the kernel; undefined where /proc is
+ * missing (not Linux).
+ */
+export function processCpu(pid: number | undefined): { user: number; system: number } | undefined {
   try {
     // Fields after the command name, which ends in ") ": utime and stime are the 12th and 13th, in clock ticks.
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+    const ms = (field: string | undefined) => (Number(field) * 1000) / CLOCK_TICKS_PER_S;
+    return { user: ms(fields[11]), system: ms(fields[12]) };
   } catch {
     return undefined;
   }
+}
+
+/** CPU time (user + system, all threads) a process has used, in ms; undefined where /proc is missing (not Linux). */
+export function processCpuMs(pid: number | undefined): number | undefined {
+  const cpu = processCpu(pid);
+  return cpu && cpu.user + cpu.system;
 }
 
 /**

@@ -17,11 +17,8 @@
  * Settings: BENCH_TOKEN_STREAMS (default 20), BENCH_TOKENS (the long reply, default 400), BENCH_ROUNDS (default 5),
  * BENCH_CHUNK_MS (default 2).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { FakeUpstream } from '../test/support/fake-upstream.ts';
 import {
   cleanups,
@@ -30,10 +27,11 @@ import {
   machine,
   positiveInteger,
   positiveNumber,
+  processCpu,
   runBench,
   startAssistd,
+  startFloor,
   table,
-  withTimeout,
 } from './support.ts';
 
 const STREAMS = positiveInteger('BENCH_TOKEN_STREAMS', 20);
@@ -46,31 +44,6 @@ const MODEL = 'bench-model';
 
 function tokens(count: number): string[] {
   return Array.from({ length: count }, (_, i) => (i === 0 ? `token${i}` : ` token${i}`));
-}
-
-async function startFloor(upstreamUrl: string): Promise<{ url: string; pid: number }> {
-  const script = fileURLToPath(new URL('./stream-floor-server.ts', import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script], {
-    env: { ...process.env, FLOOR_UPSTREAM_URL: upstreamUrl },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let output = '';
-  const listening = new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = output.match(/floor listening on (http:\/\/\S+)/);
-      if (match) resolve(match[1]!);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    exited.then((code) => reject(new Error(`floor server exited with ${code} before listening:\n${output}`)));
-  });
-  return { url: await withTimeout(listening, 'floor server'), pid: child.pid! };
 }
 
 /** One POST whose SSE answer is read and thrown away; rejects unless it ends with `done`. */
@@ -112,15 +85,11 @@ interface Cpu {
   system: number;
 }
 
-/** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */
-const CLOCK_TICKS_PER_S = 100;
-
-/** A process's CPU time so far in ms, in user space and in the kernel (its syscalls: most of a token's cost). */
+/** A process's CPU time so far in ms, in user space and in the kernel (its syscalls: much of a token's cost). */
 function cpuOf(pid: number): Cpu {
-  // Fields after the command name, which ends in ") ": utime and stime are the 12th and 13th, in clock ticks.
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const ms = (field: string | undefined) => (Number(field) * 1000) / CLOCK_TICKS_PER_S;
-  return { user: ms(fields[11]), system: ms(fields[12]) };
+  const cpu = processCpu(pid);
+  if (!cpu) throw new Error('no /proc: CPU time cannot be read here');
+  return cpu;
 }
 
 async function batch(path: Path, upstream: FakeUpstream, agent: Agent, count: number): Promise<Cpu> {
@@ -156,7 +125,7 @@ async function main(): Promise<void> {
     env: { ASSISTD_WORKER_CONCURRENCY: String(STREAMS) },
   });
   const assistant = await assistd.client.beta.assistants.create({ model: MODEL });
-  const floor = await startFloor(upstream.baseUrl);
+  const floor = await startFloor('./stream-floor-server.ts', { FLOOR_UPSTREAM_URL: upstream.baseUrl });
 
   const paths: Path[] = [
     {

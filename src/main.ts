@@ -137,7 +137,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     ...builtIn.filter((tool) => !toolList.some((given) => given.type === tool.type)),
     ...toolList,
   ]);
-  // One gate for both: a run's creation and its turns' beginnings take turns with each other (turn-gate.ts).
+  // One gate for both: runs' creations and their turns' beginnings and ends take turns with each other (turn-gate.ts).
   const gate = new TurnGate();
   const worker = new RunWorker({
     store,

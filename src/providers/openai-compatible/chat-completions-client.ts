@@ -223,8 +223,8 @@ function chunks(
     },
   });
 
-  /** Stops listening. After `[DONE]` the rest of the body is read away, so the connection goes back to the agent;
-   * an early exit (a failure, the consumer stopped) closes it. */
+  // Stops listening. After `[DONE]` the rest of the body is read away, so the connection goes back to the agent; an
+  // early exit (a failure, the consumer stopped) closes it.
   const finish = () => {
     if (finished) return;
     finished = true;
@@ -247,12 +247,11 @@ function chunks(
     if (done || ended) return { value: undefined, done: true };
     return undefined;
   };
-  const wake = () => {
-    if (!waiting) return;
-    const next = settled();
-    if (next === undefined) return;
-    const { resolve, reject } = waiting;
-    waiting = undefined;
+  /** Settles one `next()` with what was told: a chunk, the end, or the failure (the last two stop the reading). */
+  const deliver = (
+    next: IteratorResult<ChatCompletionChunk> | UpstreamStreamError,
+    { resolve, reject }: NonNullable<typeof waiting>,
+  ) => {
     if (next instanceof UpstreamStreamError) {
       finish();
       reject(next);
@@ -260,6 +259,15 @@ function chunks(
       if (next.done) finish();
       resolve(next);
     }
+  };
+  /** Settles the waiting `next()`, if there is one and something to tell it. */
+  const wake = () => {
+    if (!waiting) return;
+    const next = settled();
+    if (next === undefined) return;
+    const caller = waiting;
+    waiting = undefined;
+    deliver(next, caller);
   };
   const onData = (piece: string) => {
     parser.feed(piece);
@@ -286,16 +294,12 @@ function chunks(
   });
 
   return {
-    next: () => {
-      const next = settled();
-      if (next === undefined) return new Promise((resolve, reject) => (waiting = { resolve, reject }));
-      if (next instanceof UpstreamStreamError) {
-        finish();
-        return Promise.reject(next);
-      }
-      if (next.done) finish();
-      return Promise.resolve(next);
-    },
+    next: () =>
+      new Promise((resolve, reject) => {
+        const next = settled();
+        if (next === undefined) waiting = { resolve, reject };
+        else deliver(next, { resolve, reject });
+      }),
     return: () => {
       finish();
       return Promise.resolve({ value: undefined, done: true });
