@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { newId } from '../domain/ids.ts';
@@ -28,6 +29,9 @@ export interface RunWorkerOptions {
   /** Told of lease renewals and lost leases; reads how many runs execute here. */
   metrics?: Metrics | undefined;
 }
+
+/** How long lease renewals may hold the event loop before letting it go round. */
+const RENEW_SLICE_MS = 4;
 
 interface Execution {
   controller: AbortController;
@@ -145,9 +149,18 @@ export class RunWorker implements LocalExecution {
     if (execution && !execution.controller.signal.aborted) execution.controller.abort(reason);
   }
 
+  /**
+   * One statement per run executing here. With SQLite each is synchronous, so a thousand runs would hold the event
+   * loop for a tenth of a second, every live stream with it: the loop is let go every RENEW_SLICE_MS.
+   */
   private async renewLeases(): Promise<void> {
     const { store, leaseMs, logger } = this.options;
+    let since = performance.now();
     for (const runId of [...this.executions.keys()]) {
+      if (performance.now() - since >= RENEW_SLICE_MS) {
+        await nextTurn();
+        since = performance.now();
+      }
       try {
         const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
         if (status === undefined) {

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import type { Run } from '../../src/domain/runs.ts';
+import { RunEventBus } from '../../src/runs/run-event-bus.ts';
+import type { RunExecutor } from '../../src/runs/run-executor.ts';
+import { DEFAULT_SCOPE, type Store } from '../../src/storage/store.ts';
+import { RunWorker } from '../../src/worker/run-worker.ts';
+
+/** Keeps the thread busy for `ms`, as a synchronous SQLite statement does. */
+function busy(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {}
+}
+
+test('renewing the leases of 2,000 runs lets the event loop go round (streams keep flowing meanwhile)', async () => {
+  const RUNS = 2000;
+  // Which turn of the event loop each renewal ran in.
+  let turn = 0;
+  const renewedInTurn: number[] = [];
+  let renewalDone: () => void;
+  const renewed = new Promise<void>((resolve) => {
+    renewalDone = resolve;
+  });
+  const store = {
+    // As SQLite: a synchronous statement of ~20 µs, behind a promise.
+    renewLease: async () => {
+      busy(0.02);
+      renewedInTurn.push(turn);
+      if (renewedInTurn.length === RUNS) renewalDone();
+      return 'in_progress';
+    },
+    runsDueForExpiry: async () => [],
+  } as unknown as Store;
+  // Executions that last until they are stopped.
+  const executor = {
+    execute: (_claim: unknown, _worker: string, signal: AbortSignal) =>
+      new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve())),
+  } as unknown as RunExecutor;
+  const worker = new RunWorker({
+    store,
+    bus: new RunEventBus(),
+    executor,
+    logger: pino({ level: 'silent' }),
+    concurrency: 0,
+    leaseMs: 300, // renewed every 100 ms
+    sweepMs: 60_000,
+  });
+  worker.start();
+  for (let i = 0; i < RUNS; i++)
+    worker.adopt({
+      scope: DEFAULT_SCOPE,
+      run: { id: `run_${i}`, thread_id: `thread_${i}`, status: 'in_progress' } as Run,
+      lock: { lockedBy: worker.id, lockedUntil: Date.now() + 300 },
+    });
+  let ticking = true;
+  const tick = () => {
+    turn += 1;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  await renewed;
+  ticking = false;
+  await worker.close();
+  // ~40 ms of statements: without a break they all run in one turn, and every stream waits for them.
+  const turns = new Set(renewedInTurn).size;
+  assert.ok(turns >= 5, `the renewals of ${RUNS} runs ran in ${turns} turn(s) of the event loop`);
+});
