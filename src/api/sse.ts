@@ -118,6 +118,7 @@ export function openSse(
           { waitingBytes: res.writableLength },
           'stream closed: its client is not reading it (its run goes on)',
         );
+        reply.server.metrics?.streamUnreadClosed();
         res.destroy();
         close();
         return;

@@ -81,6 +81,11 @@ export class Metrics {
     help: 'Server-sent event streams opened (stream: true, and re-attached streams).',
     registers: [this.registry],
   });
+  private readonly streamsUnread = new Counter({
+    name: 'assistd_streams_unread_closed_total',
+    help: 'Streams closed because their client did not read them: more than ASSISTD_STREAM_BUFFER_KB was waiting.',
+    registers: [this.registry],
+  });
   private readonly upstreamDuration = new Histogram({
     name: 'assistd_upstream_request_duration_seconds',
     help: 'One model call (one attempt), by model and outcome (completed, failed, aborted): to the end of its stream.',
@@ -235,6 +240,11 @@ export class Metrics {
       this.queuedAt.delete(run.id);
       this.startedAt.delete(run.id);
     }
+  }
+
+  /** A stream was closed because its client did not read it (its run goes on). */
+  streamUnreadClosed(): void {
+    this.streamsUnread.inc();
   }
 
   /** A server-sent event stream opened; the function returned closes it. */

@@ -165,6 +165,9 @@ describe('a stream whose client stops reading', () => {
     }
     // Half of what the stalled streams would hold without the bound (the reply's frames and the completed
     // message's, ~2 × the reply each, less what the kernel holds); measured with it: 43–143 MiB.
+    // Operators see them: one count per stream closed for not reading (the first run's and these).
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, new RegExp(`^assistd_streams_unread_closed_total ${1 + STALLED}$`, 'm'));
     assert.ok(grown < STALLED * reply, `the server's peak memory grew by ${(grown / MiB).toFixed(0)} MiB`);
   });
 });
