@@ -61,8 +61,8 @@ export const DEFAULT_STREAM_BUFFER_BYTES = 1024 * 1024;
  * together; a slow client never blocks the run. Proxy buffering is disabled by header.
  *
  * A client that reads slower than its run writes (or stops reading) leaves frames waiting in this process, after
- * the kernel's socket buffers are full. Once more than `maxBufferedBytes` wait, the connection is closed (at the
- * next frame): the server's memory stays bounded whatever its clients do, and the run goes on — it is stored as it
+ * the kernel's socket buffers are full. Once more than `maxBufferedBytes` wait from earlier ticks, the connection
+ * is closed (at the next frame): the server's memory stays bounded whatever its clients do, and the run goes on — it is stored as it
  * happens, and its client can retrieve it, or re-attach (GET …/runs/{run_id}/events) and stream the rest.
  */
 export function openSse(
@@ -96,8 +96,11 @@ export function openSse(
   // first frames, which a stream sends in the tick it opens (or alone, if it sent none).
   let corked = false;
   let wrote = false;
+  /** What this tick's frames added to what waits (they leave together when it ends). */
+  let tickLength = 0;
   const uncork = () => {
     corked = false;
+    tickLength = 0;
     if (!wrote && !closed) res.flushHeaders();
     res.uncork();
   };
@@ -111,13 +114,12 @@ export function openSse(
   return {
     send: (event) => {
       if (closed) return;
-      // Checked before the frame is added: one frame always goes (a re-attached stream's snapshot may be large),
-      // and a stream never holds more than the bound and one frame.
-      if (res.writableLength > maxBufferedBytes) {
-        reply.log.info(
-          { waitingBytes: res.writableLength },
-          'stream closed: its client is not reading it (its run goes on)',
-        );
+      // What earlier ticks left waiting, not this tick's frames: those always go together (a re-attached stream's
+      // snapshot, or a long message completed with its step and run, may be larger than the bound), and a stream
+      // never holds more than the bound and one tick's frames.
+      const waiting = res.writableLength - tickLength;
+      if (waiting > maxBufferedBytes) {
+        reply.log.info({ waitingBytes: waiting }, 'stream closed: its client is not reading it (its run goes on)');
         reply.server.metrics?.streamUnreadClosed();
         res.destroy();
         close();
@@ -125,7 +127,10 @@ export function openSse(
       }
       batch();
       wrote = true;
-      res.write(frame(event, include));
+      const text = frame(event, include);
+      const before = res.writableLength;
+      res.write(text);
+      tickLength += res.writableLength - before;
     },
     end: () => {
       if (closed) return;

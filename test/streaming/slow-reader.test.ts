@@ -141,6 +141,22 @@ describe('a stream whose client stops reading', () => {
     return Promise.all(stalled.map(readRest));
   }
 
+  test('a client that reads keeps its stream, however large the frames of one moment (a 15 MiB message, completed)', async () => {
+    const assistant = await client.beta.assistants.create({ model: 'm' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Say the long one.' }] });
+    let streamed = 0;
+    const stream = client.beta.threads.runs
+      .stream(thread.id, { assistant_id: assistant.id })
+      .on('textDelta', (delta) => {
+        streamed += delta.value?.length ?? 0;
+      });
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed');
+    const [message] = await stream.finalMessages();
+    assert.equal((message!.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.value, LONG_REPLY.join(''));
+    assert.equal(streamed, LONG_REPLY.join('').length);
+  });
+
   test('is closed once its frames pass the bound: memory does not grow with stalled clients; the run completes, other streams flow', async () => {
     const assistant = await client.beta.assistants.create({ model: 'm' });
     const pid = server.child.pid!;
