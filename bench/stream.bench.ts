@@ -307,8 +307,9 @@ const DELTA_MARK = 'event: thread.message.delta\n';
 /**
  * One streamed run over its own connection. Never rejects: a failure is the outcome's `error`. While the stream
  * flows, each network chunk only has its deltas counted (each gets the chunk's arrival time) and is kept; the
- * stream is parsed (eventsource-parser) and checked by `verify`, once every stream has ended. A thousand clients parsing every frame as it
- * comes would take much of a core in this process, and the fake upstream's timers and the clients' clocks with it.
+ * stream is parsed (eventsource-parser) and checked by `verify`, once every stream has ended. A thousand clients
+ * parsing every frame as it comes would take much of a core in this process, and the fake upstream's timers and the
+ * clients' clocks with it.
  */
 function streamRun(agent: Agent, base: string, threadId: string, assistantId: string, expected: string) {
   return new Promise<StreamOutcome>((resolve) => {

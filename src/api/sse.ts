@@ -62,8 +62,9 @@ export const DEFAULT_STREAM_BUFFER_BYTES = 1024 * 1024;
  *
  * A client that reads slower than its run writes (or stops reading) leaves frames waiting in this process, after
  * the kernel's socket buffers are full. Once more than `maxBufferedBytes` wait from earlier ticks, the connection
- * is closed (at the next frame): the server's memory stays bounded whatever its clients do, and the run goes on — it is stored as it
- * happens, and its client can retrieve it, or re-attach (GET …/runs/{run_id}/events) and stream the rest.
+ * is closed (at the next frame): the server's memory stays bounded whatever its clients do, and the run goes on —
+ * it is stored as it happens, and its client can retrieve it, or re-attach (GET …/runs/{run_id}/events) and stream
+ * the rest.
  */
 export function openSse(
   reply: FastifyReply,

@@ -1,7 +1,7 @@
 /**
  * Lets the costly beginnings and ends of work — creating a run, starting a model turn (reading the thread, counting
- * its tokens, opening the upstream request), committing a turn's end — through one per turn of the event loop. Between two of them the loop goes
- * round once, and the streams already running have their tokens read and written.
+ * its tokens, opening the upstream request), committing a turn's end — through one per turn of the event loop.
+ * Between two of them the loop goes round once, and the streams already running have their tokens read and written.
  *
  * Without it, runs created together (a thousand clients opening streams at once) run as one block of work of a few
  * milliseconds each: the requests that arrived in one poll of the loop are handled back to back, and every live
