@@ -68,6 +68,7 @@ import {
   startAssistd,
   started,
   table,
+  tokens,
 } from './support.ts';
 
 const DATABASES = databaseKinds();
@@ -96,11 +97,6 @@ const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2').split(',').map((p) => p
 /** Part 3's API processes on one PostgreSQL database. */
 const API_PROCESSES = positiveInteger('BENCH_API_PROCESSES', 2);
 const MODEL = 'bench-model';
-
-/** The reply: `count` one-word tokens, each its own SSE chunk. */
-function tokens(count: number): string[] {
-  return Array.from({ length: count }, (_, i) => (i === 0 ? `token${i}` : ` token${i}`));
-}
 
 // ── processes ──────────────────────────────────────────────────────────────────
 

@@ -264,6 +264,11 @@ export async function startAssistd(
   };
 }
 
+/** A streamed reply of `count` one-word tokens, each its own SSE chunk. */
+export function tokens(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => (i === 0 ? `token${i}` : ` token${i}`));
+}
+
 // ── CPU ───────────────────────────────────────────────────────────────────────
 
 /** USER_HZ: 100 on every mainstream Linux (`getconf CLK_TCK`). */

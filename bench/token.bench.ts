@@ -32,6 +32,7 @@ import {
   startAssistd,
   startFloor,
   table,
+  tokens,
 } from './support.ts';
 
 const STREAMS = positiveInteger('BENCH_TOKEN_STREAMS', 20);
@@ -41,10 +42,6 @@ const CHUNK_MS = positiveNumber('BENCH_CHUNK_MS', 2);
 const SHORT_TOKENS = 20;
 const TARGET_US = 25;
 const MODEL = 'bench-model';
-
-function tokens(count: number): string[] {
-  return Array.from({ length: count }, (_, i) => (i === 0 ? `token${i}` : ` token${i}`));
-}
 
 /** One POST whose SSE answer is read and thrown away; rejects unless it ends with `done`. */
 function discardStream(agent: Agent, url: string, body: string): Promise<void> {

@@ -1,20 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  createReadStream,
-  ftruncateSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, createReadStream, ftruncateSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { eventually } from '../support/eventually.ts';
+import { memoryOf } from '../support/processes.ts';
 import { type ServerProcess, spawnServer, tempDir } from '../support/server.ts';
 
 /**
@@ -24,13 +16,6 @@ import { type ServerProcess, spawnServer, tempDir } from '../support/server.ts';
  */
 
 const MB = 1_000_000;
-
-/** Resident set size now and at its peak (VmHWM), in bytes, of a process of this machine. */
-function memoryOf(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1]) * 1024;
-  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
-}
 
 /** A file of `bytes` random bytes (1 MB of randomness repeated with a counter), and its SHA-256. */
 function writeRandomFile(file: string, bytes: number): string {

@@ -2,12 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { TurnGate } from '../../src/runs/turn-gate.ts';
-
-/** Keeps the thread busy for `ms`, as a run's creation or a turn's start does with its synchronous work. */
-function busy(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {}
-}
+import { busy } from '../support/processes.ts';
 
 describe('TurnGate', () => {
   test('an idle server begins at once, within the same turn of the event loop', async () => {

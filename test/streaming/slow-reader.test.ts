@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { type IncomingMessage, request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { eventually } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
+import { memoryOf } from '../support/processes.ts';
 import { type ServerProcess, spawnServer, tempDir } from '../support/server.ts';
 
 /** The server's bound on what may wait for one stream's client (ASSISTD_STREAM_BUFFER_KB), here 256 KiB. */
@@ -17,14 +18,6 @@ const STALLED = 20;
 const MiB = 1024 * 1024;
 const LONG_REPLY = Array.from({ length: CHUNKS }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(CHUNK_CHARS));
 const SHORT_REPLY = Array.from({ length: 40 }, (_, i) => `word${i} `);
-
-/** A line of /proc/<pid>/status (VmHWM: the peak resident set so far; VmRSS: now), in bytes. */
-function memory(pid: number, field: 'VmHWM' | 'VmRSS'): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return Number(line!.split(/\s+/)[1]) * 1024;
-}
 
 /** Opens a stream (POST or GET) and stops reading once its headers are in; resolves with the paused response. */
 function openAndStall(url: string, body?: string): Promise<IncomingMessage> {
@@ -163,11 +156,11 @@ describe('a stream whose client stops reading', () => {
     // A long run with one stalled stream: what the run itself takes (its text, its commit, garbage not yet
     // collected) sets the server's peak.
     const first = await longRunWithStalledStreams(assistant.id, 1);
-    const peakAfterOne = memory(pid, 'VmHWM');
+    const peakAfterOne = memoryOf(pid).peak;
     // The same with STALLED streams: without the bound, each would keep the frames its client did not take in the
     // server (~26 MiB each, beyond the ~4 MiB the kernel's socket buffers hold): 1.2 GiB more, measured.
     const rests = await longRunWithStalledStreams(assistant.id, STALLED);
-    const grown = memory(pid, 'VmHWM') - peakAfterOne;
+    const grown = memoryOf(pid).peak - peakAfterOne;
     const reply = LONG_REPLY.join('').length;
     const got = rests.map((r) => r.bytes);
     console.log(

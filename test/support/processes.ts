@@ -49,3 +49,16 @@ export function commandOf(pid: number): string | undefined {
     return undefined;
   }
 }
+
+/** Resident set size now and at its peak (VmHWM), in bytes, of a process of this machine. */
+export function memoryOf(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1]) * 1024;
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** Keeps the thread busy for `ms`, as synchronous work (a SQLite statement, a run's creation) does. */
+export function busy(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {}
+}

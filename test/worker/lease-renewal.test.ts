@@ -6,12 +6,7 @@ import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import type { RunExecutor } from '../../src/runs/run-executor.ts';
 import { DEFAULT_SCOPE, type Store } from '../../src/storage/store.ts';
 import { RunWorker } from '../../src/worker/run-worker.ts';
-
-/** Keeps the thread busy for `ms`, as a synchronous SQLite statement does. */
-function busy(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {}
-}
+import { busy } from '../support/processes.ts';
 
 test('renewing the leases of 2,000 runs lets the event loop go round (streams keep flowing meanwhile)', async () => {
   const RUNS = 2000;
