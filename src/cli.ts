@@ -2,12 +2,17 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
+import { MAX_LIMIT } from './api/pagination.ts';
+import { serializeApiKey, serializeProject } from './api/serializers.ts';
 import { type Config, ConfigError, loadConfig, SETTINGS } from './config.ts';
+import { ApiError } from './domain/errors.ts';
 import { createLogger, startServer, startWorker } from './main.ts';
 import { ModelLoadError } from './providers/model-router.ts';
 import { BackupError, backupSqlite } from './storage/backup.ts';
 import { DirectoryBlobStore } from './storage/blobs/directory-blob-store.ts';
 import { openStore } from './storage/open-store.ts';
+import type { Page } from './storage/store.ts';
+import { ProjectService } from './tenancy/project-service.ts';
 
 const HELP = `assistd — a self-hosted server for the OpenAI Assistants API v2
 
@@ -17,6 +22,14 @@ Usage:
   assistd worker                workers only, no HTTP (several processes on one PostgreSQL database)
   assistd migrate               bring the database schema up to date, then exit
   assistd backup DIR            write a backup of a SQLite deployment, running or not, as a new data directory DIR
+  assistd projects create NAME  create a project (prints it as the admin API does)
+  assistd projects list [--all] list the projects (--all: archived ones too)
+  assistd projects archive ID   archive a project: its keys stop working at once, its objects stay
+  assistd keys create PROJECT_ID [--name NAME]
+                                create an API key of a project; its value is printed this once, never again
+  assistd keys list PROJECT_ID  list a project's keys (redacted)
+  assistd keys delete PROJECT_ID KEY_ID
+                                delete a key: every server refuses it from its next request on
   assistd --help                show this help
 
 Point the official SDK at it:  new OpenAI({ baseURL: 'http://127.0.0.1:8787/v1', apiKey: '…' })
@@ -29,7 +42,12 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { help: { type: 'boolean', short: 'h' }, 'no-workers': { type: 'boolean' } },
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      'no-workers': { type: 'boolean' },
+      all: { type: 'boolean' },
+      name: { type: 'string' },
+    },
   });
   const command = positionals[0] ?? 'serve';
   if (values.help || command === 'help') {
@@ -58,6 +76,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'backup':
       return backup(config, positionals[1]);
+    case 'projects':
+    case 'keys':
+      return manageProjects(config, positionals, values);
     default:
       process.stderr.write(`assistd: unknown command '${command}'\n\n${HELP}`);
       return 2;
@@ -103,6 +124,66 @@ async function backup(config: Config, destination: string | undefined): Promise<
     process.stderr.write(`assistd backup: ${error.message}\n`);
     return 1;
   }
+}
+
+/**
+ * `assistd projects …` and `assistd keys …`: the admin API's operations on the database directly, for a first key
+ * without HTTP (or without an admin key). Each prints what the admin API would answer, as JSON.
+ */
+async function manageProjects(
+  config: Config,
+  [command, action, ...args]: string[],
+  options: { all?: boolean | undefined; name?: string | undefined },
+): Promise<number> {
+  const usage = `assistd ${command}: see assistd --help for its actions\n`;
+  const store = await openStore(config.storage);
+  const projects = new ProjectService(store.projects);
+  const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  const all = { limit: MAX_LIMIT } as const;
+  try {
+    const [first, second] = args;
+    if (command === 'projects' && action === 'create' && first !== undefined)
+      print(serializeProject(await projects.create(first)));
+    else if (command === 'projects' && action === 'list')
+      print(await listAll((after) => projects.list({ ...all, after }, options.all === true), serializeProject));
+    else if (command === 'projects' && action === 'archive' && first !== undefined)
+      print(serializeProject(await projects.archive(first)));
+    else if (command === 'keys' && action === 'create' && first !== undefined) {
+      const { key, value } = await projects.createKey(first, options.name ?? 'Secret key');
+      print({ ...serializeApiKey(key), value });
+      process.stderr.write('assistd: keep the key now: its value is not stored and cannot be shown again.\n');
+    } else if (command === 'keys' && action === 'list' && first !== undefined)
+      print(await listAll((after) => projects.listKeys(first, { ...all, after }), serializeApiKey));
+    else if (command === 'keys' && action === 'delete' && first !== undefined && second !== undefined) {
+      await projects.deleteKey(first, second);
+      print({ object: 'organization.project.api_key.deleted', id: second, deleted: true });
+    } else {
+      process.stderr.write(usage);
+      return 2;
+    }
+    return 0;
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    process.stderr.write(`assistd ${command}: ${error.message}\n`);
+    return 1;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Every page of a list, as one array. */
+async function listAll<T extends { id: string }, W>(
+  page: (after: string | undefined) => Promise<Page<T>>,
+  serialize: (item: T) => W,
+): Promise<W[]> {
+  const out: W[] = [];
+  for (let after: string | undefined, more = true; more; ) {
+    const next = await page(after);
+    out.push(...next.data.map(serialize));
+    after = next.data.at(-1)?.id;
+    more = next.hasMore;
+  }
+  return out;
 }
 
 /** Waits for SIGINT or SIGTERM, then shuts down gracefully: stop taking work, hand back runs in flight, close. */

@@ -21,6 +21,9 @@ export interface Config {
   dataDir: string;
   storage: StorageConfig;
   apiKey: string | undefined;
+  adminKey: string | undefined;
+  /** Per API key and minute (api/rate-limits.ts); undefined: no limit. */
+  rateLimits: { requestsPerMinute: number | undefined; tokensPerMinute: number | undefined };
   logLevel: LogLevel;
   /** One info line per HTTP response (ASSISTD_LOG_REQUESTS). */
   logRequests: boolean;
@@ -43,6 +46,11 @@ export interface RunsConfig {
   leaseMs: number;
   /** Upstream attempts after the first, for 429s, 5xx, timeouts and resets. */
   maxRetries: number;
+  /**
+   * Queued runs (ASSISTD_QUEUE_RUNS): a run or message created on a thread with an active run waits behind it,
+   * unless the request says `x-assistd-queue: false`; off, it is refused as upstream refuses it unless `true`.
+   */
+  queue: boolean;
 }
 
 export interface FilesConfig {
@@ -88,6 +96,23 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '(unset: no key needed)',
     description: 'when set, every /v1 request must send Authorization: Bearer <key>',
   },
+  {
+    name: 'ASSISTD_ADMIN_KEY',
+    default: '(unset: no admin API)',
+    description:
+      'the key of the admin API (/v1/organization/…: projects and their API keys); when set, every request needs a key',
+  },
+  {
+    name: 'ASSISTD_RATE_LIMIT_RPM',
+    default: '(unset: no limit)',
+    description: 'requests per minute per API key; past it a 429 with retry-after (the SDK retries)',
+  },
+  {
+    name: 'ASSISTD_RATE_LIMIT_TPM',
+    default: '(unset: no limit)',
+    description:
+      "tokens per minute per API key: a run is refused (429) while the key's runs of the last minute used that many",
+  },
   { name: 'ASSISTD_LOG_LEVEL', default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
   {
     name: 'ASSISTD_LOG_REQUESTS',
@@ -118,6 +143,12 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
   },
   { name: 'ASSISTD_WORKER_CONCURRENCY', default: '64', description: 'runs executed at once by this process' },
   { name: 'ASSISTD_RUN_EXPIRES_AFTER_S', default: '600', description: 'seconds after creation a run expires' },
+  {
+    name: 'ASSISTD_QUEUE_RUNS',
+    default: 'off',
+    description:
+      'on: a run or message created while its thread has an active run waits behind it instead of a 400 (header x-assistd-queue overrides)',
+  },
   {
     name: 'ASSISTD_WORKER_LEASE_S',
     default: '15',
@@ -229,6 +260,11 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir,
     storage,
     apiKey: setting(env, 'ASSISTD_API_KEY'),
+    adminKey: setting(env, 'ASSISTD_ADMIN_KEY'),
+    rateLimits: {
+      requestsPerMinute: optional(env, 'ASSISTD_RATE_LIMIT_RPM', 1, 100_000_000),
+      tokensPerMinute: optional(env, 'ASSISTD_RATE_LIMIT_TPM', 1, 1_000_000_000_000),
+    },
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
     streamBufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
@@ -237,6 +273,7 @@ export function loadConfig(env: Env = process.env): Config {
       expiresAfterSeconds: integer(env, 'ASSISTD_RUN_EXPIRES_AFTER_S', 600, 1, 31_536_000),
       leaseMs: integer(env, 'ASSISTD_WORKER_LEASE_S', 15, 1, 3600) * 1000,
       maxRetries: integer(env, 'ASSISTD_UPSTREAM_MAX_RETRIES', 3, 0, 100),
+      queue: onOff(env, 'ASSISTD_QUEUE_RUNS', 'off'),
     },
     files: {
       storage: parseFileStorage(setting(env, 'ASSISTD_FILE_STORAGE'), storage),
@@ -288,8 +325,6 @@ function parseFileStorage(raw: string | undefined, storage: StorageConfig): File
 }
 
 function parseModels(env: Env): ModelsConfig {
-  const optionalInteger = (name: string, min: number, max: number) =>
-    setting(env, name) === undefined ? undefined : integer(env, name, 0, min, max);
   try {
     return loadModelsConfig({
       modelsFile: setting(env, 'ASSISTD_MODELS_FILE'),
@@ -298,8 +333,8 @@ function parseModels(env: Env): ModelsConfig {
       upstreamApiKey: setting(env, 'ASSISTD_UPSTREAM_API_KEY'),
       upstreamTimeoutMs: integer(env, 'ASSISTD_UPSTREAM_TIMEOUT_S', 120, 1, 86_400) * 1000,
       contextWindow: integer(env, 'ASSISTD_CONTEXT_WINDOW', 128_000, 256, 100_000_000),
-      llamaThreads: optionalInteger('ASSISTD_LLAMA_THREADS', 1, 1024),
-      llamaContextSize: optionalInteger('ASSISTD_LLAMA_CONTEXT_SIZE', 256, 10_000_000),
+      llamaThreads: optional(env, 'ASSISTD_LLAMA_THREADS', 1, 1024),
+      llamaContextSize: optional(env, 'ASSISTD_LLAMA_CONTEXT_SIZE', 256, 10_000_000),
       embeddingsBaseUrl: setting(env, 'ASSISTD_EMBEDDINGS_BASE_URL'),
       embeddingsModel: setting(env, 'ASSISTD_EMBEDDINGS_MODEL'),
       embeddingsApiKey: setting(env, 'ASSISTD_EMBEDDINGS_API_KEY'),
@@ -319,6 +354,11 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   if (!/^\d+$/.test(raw) || value < min || value > max)
     throw new ConfigError(name, `'${raw}' is not an integer from ${min} to ${max}.`);
   return value;
+}
+
+/** An integer setting whose absence means "none" (no limit). */
+function optional(env: Env, name: string, min: number, max: number): number | undefined {
+  return setting(env, name) === undefined ? undefined : integer(env, name, 0, min, max);
 }
 
 /** An empty variable counts as unset, so `PORT= assistd` behaves like no PORT at all. */

@@ -93,6 +93,8 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
   if (store.poolUse) metrics.watchPool(() => store.poolUse!());
   logEmbeddings(logger, config, embedder);
   const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId), metrics });
+  // A run ended with queued runs behind it: the next may start, and a worker here or elsewhere should claim it now.
+  store.onWaitingRunsFreed(() => bus.workAvailable());
   const blobs = openBlobStore(config, store);
   const files = new FileService({
     records: store.files,
@@ -221,10 +223,13 @@ export async function startServer(
     vectorStores,
     closing: closing.signal,
     apiKey: config.apiKey,
+    adminKey: config.adminKey,
+    rateLimits: config.rateLimits,
     logger,
     metrics,
     logRequests: config.logRequests,
     streamBufferBytes: config.streamBufferBytes,
+    queueRuns: config.runs.queue,
     health: () => ({ code_interpreter: codeInterpreterHealth(sandbox, workers) }),
   });
   try {
@@ -244,8 +249,10 @@ export async function startServer(
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   logger.info({ url, store: store.description, workers }, `assistd listening on ${url}/v1`);
-  if (config.apiKey === undefined)
-    logger.warn('ASSISTD_API_KEY is not set: requests need no API key. Set it before exposing the server.');
+  if (config.apiKey === undefined && config.adminKey === undefined)
+    logger.warn(
+      'Neither ASSISTD_API_KEY nor ASSISTD_ADMIN_KEY is set: requests need no API key. Set one before exposing the server.',
+    );
 
   let shutdown: Promise<void> | undefined;
   return {

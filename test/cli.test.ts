@@ -67,7 +67,7 @@ describe('assistd CLI', () => {
       status: 'ok',
       code_interpreter: { available: false, reason: 'disabled by ASSISTD_CODE_INTERPRETER=off' },
     });
-    assert.match(first.output(), /ASSISTD_API_KEY is not set/);
+    assert.match(first.output(), /Neither ASSISTD_API_KEY nor ASSISTD_ADMIN_KEY is set/);
     assert.match(first.output(), /code_interpreter is unavailable here: disabled by ASSISTD_CODE_INTERPRETER=off/);
     const created = await api.post('/v1/assistants', { model: 'gpt-4o', name: 'Survivor' });
     assert.equal(await first.stop('SIGTERM'), 0, 'a clean shutdown exits 0');

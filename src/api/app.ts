@@ -1,8 +1,13 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { type IncomingHttpHeaders, maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import multipart from '@fastify/multipart';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { ApiError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
@@ -11,13 +16,17 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { registerMetricsRoute } from '../metrics/metrics-route.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunService } from '../runs/run-service.ts';
-import { DEFAULT_SCOPE, type Scope, type Store } from '../storage/store.ts';
+import type { Scope, Store } from '../storage/store.ts';
+import { Authenticator } from '../tenancy/authenticator.ts';
+import { ProjectService } from '../tenancy/project-service.ts';
 import type { VectorStoreService } from '../vector-stores/vector-store-service.ts';
+import { type RateLimitSettings, RateLimits } from './rate-limits.ts';
 import { registerAssistantRoutes } from './routes/assistants.ts';
 import { registerFileRoutes } from './routes/files.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerOpenApiRoute } from './routes/openapi.ts';
+import { registerOrganizationRoutes } from './routes/organization.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 import { registerVectorStoreRoutes } from './routes/vector-stores.ts';
@@ -54,8 +63,15 @@ export interface AppOptions {
   vectorStores: VectorStoreService;
   /** Aborted when the server starts shutting down. */
   closing: AbortSignal;
-  /** When set, every /v1 (or /openai) request must carry `Authorization: Bearer <apiKey>` or `api-key: <apiKey>`. */
+  /**
+   * ASSISTD_API_KEY: the key of the default project. When it or `adminKey` is set, every /v1 (or /openai) request
+   * must carry a key (`Authorization: Bearer <key>` or `api-key: <key>`): this one, a project's, or the admin key.
+   */
   apiKey: string | undefined;
+  /** ASSISTD_ADMIN_KEY: the key of the admin API (/v1/organization/…), and of nothing else. */
+  adminKey?: string | undefined;
+  /** ASSISTD_RATE_LIMIT_RPM / _TPM: per project key (rate-limits.ts). */
+  rateLimits?: RateLimitSettings;
   logger: Logger;
   /** Served at `/metrics`, and fed by every response. */
   metrics?: Metrics;
@@ -65,6 +81,8 @@ export interface AppOptions {
   health?: () => Record<string, unknown>;
   /** ASSISTD_STREAM_BUFFER_KB, in bytes (sse.ts). */
   streamBufferBytes?: number;
+  /** ASSISTD_QUEUE_RUNS: runs and messages queue on a busy thread unless `x-assistd-queue: false` (queue-header.ts). */
+  queueRuns?: boolean;
 }
 
 export function buildApp({
@@ -76,11 +94,14 @@ export function buildApp({
   vectorStores,
   closing,
   apiKey,
+  adminKey,
+  rateLimits = {},
   logger,
   metrics,
   logRequests = false,
   health,
   streamBufferBytes = DEFAULT_STREAM_BUFFER_BYTES,
+  queueRuns = false,
 }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -106,15 +127,22 @@ export function buildApp({
     clientErrorHandler: answerClientError,
   }) as unknown as FastifyInstance;
 
-  // Until API keys map to projects, every request works in the default project.
-  app.decorateRequest('scope', { getter: () => DEFAULT_SCOPE });
+  const authenticator = new Authenticator({
+    projects: store.projects,
+    apiKey,
+    adminKey,
+    onTouchError: (error) => logger.warn({ err: error }, "could not record an API key's last use"),
+  });
+  app.decorateRequest('scope', DEFAULT_SCOPE_PLACEHOLDER);
+  const limits = new RateLimits(rateLimits, (scope, since) => store.tokensUsedSince(scope, since));
   acceptJsonBodies(app);
   acceptMultipartUploads(app);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     // request.url is the rewritten one: /openai paths are /v1 paths here, and need the key as well.
-    if (apiKey !== undefined && (request.url.startsWith('/v1') || request.url.startsWith('/metrics')))
-      checkApiKey(apiKey, request.headers);
+    await authorize(authenticator, request);
+    // A project's request (the admin API and /metrics are not limited).
+    if (limits.active && request.scope && request.url.startsWith('/v1')) await limits.admit(request, reply);
     // `%00` is the only way a URL can carry a NUL (Node's parser refuses a raw one).
     if (request.url.includes('%00')) throw nulCharacter(`URL (${request.method} ${request.originalUrl})`);
   });
@@ -128,13 +156,56 @@ export function buildApp({
   const helpers = new ToolResourceHelpers(store, vectorStores);
   registerAssistantRoutes(app, store, files, helpers);
   registerThreadRoutes(app, store, files, helpers);
-  registerMessageRoutes(app, store, files, helpers);
-  registerRunRoutes(app, { store, runs, bus, files, helpers, closing, streamBufferBytes });
+  registerMessageRoutes(app, store, files, helpers, queueRuns);
+  registerRunRoutes(app, { store, runs, bus, files, helpers, closing, streamBufferBytes, queueRuns });
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);
   registerVectorStoreRoutes(app, vectorStores);
+  registerOrganizationRoutes(app, new ProjectService(store.projects));
   registerOpenApiRoute(app);
   return app;
+}
+
+/**
+ * Every scope is set by `authorize`; a request that reaches no route needing one (healthz, an unknown path) keeps
+ * this. Fastify decorates requests with primitives only, and the default project's scope is a frozen object.
+ */
+const DEFAULT_SCOPE_PLACEHOLDER = null as unknown as Scope;
+
+const ADMIN_PATH = /^\/v1\/organization(?:[/?]|$)/;
+
+/**
+ * Who may call what: the admin key opens the admin API and /metrics, and nothing else; a project's key (or
+ * ASSISTD_API_KEY, the default project's) opens the rest of /v1 with that project's scope. /metrics is
+ * server-wide, so no project key opens it, only ASSISTD_API_KEY (with no admin key, the one key of the server) and
+ * the admin key. /healthz needs no key.
+ */
+async function authorize(authenticator: Authenticator, request: FastifyRequest): Promise<void> {
+  const url = request.url;
+  const isMetrics = url.startsWith('/metrics');
+  if (!url.startsWith('/v1') && !isMetrics) return;
+  if (isMetrics && authenticator.open) return;
+  const caller = await authenticator.authenticate(presentedApiKey(request.headers));
+  if (ADMIN_PATH.test(url)) {
+    if (caller.kind !== 'admin')
+      throw new ApiError(
+        403,
+        'The admin API (/v1/organization/…) needs the admin key (ASSISTD_ADMIN_KEY); a project key cannot manage projects.',
+        { code: 'insufficient_permissions' },
+      );
+    return;
+  }
+  if (caller.kind === 'admin') {
+    if (isMetrics) return;
+    throw new ApiError(
+      403,
+      'The admin key opens only the admin API (/v1/organization/…) and /metrics: use a project API key here.',
+      { code: 'insufficient_permissions' },
+    );
+  }
+  if (isMetrics && caller.scope.keyId !== undefined)
+    throw new ApiError(403, "A project key cannot read the server's metrics.", { code: 'insufficient_permissions' });
+  request.scope = caller.scope;
 }
 
 /**
@@ -153,8 +224,8 @@ function closeUnfinishedConnections(app: FastifyInstance, closing: AbortSignal):
 /**
  * Every response, once it is sent (a stream's once it ends), in the HTTP metrics and, when `log`, in one log line:
  * the request id (the request logger's `reqId`), method, route template, status and time. The template, never the
- * URL: no query string, and one metrics series per route. Nothing else of the request is logged — its headers hold
- * the API key, its body whatever the client sent.
+ * URL: no query string, and one metrics series per route; and the id of the project key used, if any. Nothing else
+ * of the request is logged — its headers hold the API key, its body whatever the client sent.
  */
 function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, log: boolean): void {
   if (!metrics && !log) return;
@@ -162,7 +233,12 @@ function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, lo
     const route = request.routeOptions.url ?? 'unmatched';
     const status = reply.statusCode;
     metrics?.httpResponse(request.method, route, status, reply.elapsedTime / 1000);
-    if (log) request.log.info({ method: request.method, route, status, responseTime: reply.elapsedTime }, 'request');
+    // A project key by its id (`key_…`), never its value.
+    if (log)
+      request.log.info(
+        { method: request.method, route, status, responseTime: reply.elapsedTime, key: request.scope?.keyId },
+        'request',
+      );
     done();
   });
 }
@@ -301,10 +377,6 @@ function isEscaped(text: string, at: number): boolean {
   return backslashes % 2 === 1;
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
-}
-
 /**
  * The key a request presents: a Bearer token (OpenAI clients), else an `api-key` header (Azure OpenAI clients, which
  * send no Authorization header). A request with a Bearer token is judged on it alone, exactly as before `api-key` was
@@ -315,23 +387,6 @@ function presentedApiKey(headers: IncomingHttpHeaders): string | undefined {
   if (bearer) return bearer[1]!.trim();
   const azure = headers['api-key'];
   return typeof azure === 'string' && azure.trim() !== '' ? azure.trim() : undefined;
-}
-
-function checkApiKey(expected: string, headers: IncomingHttpHeaders): void {
-  const given = presentedApiKey(headers);
-  if (given === undefined)
-    throw new ApiError(
-      401,
-      "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-      { code: 'invalid_api_key' },
-    );
-  // Compare digests: constant time, and equal lengths whatever the key given.
-  if (!timingSafeEqual(digest(given), digest(expected)))
-    throw new ApiError(401, `Incorrect API key provided: ${maskKey(given)}.`, { code: 'invalid_api_key' });
-}
-
-function maskKey(key: string): string {
-  return key.length <= 8 ? '*'.repeat(key.length) : `${key.slice(0, 3)}${'*'.repeat(key.length - 7)}${key.slice(-4)}`;
 }
 
 /** An unknown path is a 404 `Invalid URL (…)`, as upstream; a known path with the wrong method is a 405. */

@@ -1,6 +1,7 @@
 import type { StoredFile } from '../domain/files.ts';
 import { messageToWire } from '../domain/messages.ts';
 import type { Assistant, Thread } from '../domain/objects.ts';
+import type { ApiKey, Project } from '../domain/projects.ts';
 import type { Run, RunStep, StepDetails } from '../domain/runs.ts';
 import {
   type FileBatchView,
@@ -193,5 +194,29 @@ export function serializeFileBatch(b: FileBatchView) {
     vector_store_id: b.vector_store_id,
     status: fileBatchStatus(b),
     file_counts: b.file_counts,
+  };
+}
+
+/** As OpenAI's admin API: `organization.project`, with `status` derived from `archived_at`. */
+export function serializeProject(p: Project) {
+  return {
+    id: p.id,
+    object: 'organization.project',
+    name: p.name,
+    created_at: p.created_at,
+    archived_at: p.archived_at,
+    status: p.archived_at === null ? 'active' : 'archived',
+  };
+}
+
+/** As OpenAI's admin API: `organization.project.api_key`; the key's value is never part of it. */
+export function serializeApiKey(k: ApiKey) {
+  return {
+    id: k.id,
+    object: 'organization.project.api_key',
+    name: k.name,
+    redacted_value: k.redacted_value,
+    created_at: k.created_at,
+    last_used_at: k.last_used_at,
   };
 }

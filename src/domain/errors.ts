@@ -2,7 +2,14 @@
  * Errors are data: every failure a client can cause is an ApiError carrying the HTTP status and the OpenAI error
  * fields. One handler in api/ renders them as `{"error":{"message","type","param","code"}}`.
  */
-export type ErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error' | 'rate_limit_error';
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'not_found_error'
+  | 'server_error'
+  | 'rate_limit_error'
+  // OpenAI's types of its own 429s: which limit was reached.
+  | 'requests'
+  | 'tokens';
 
 export class ApiError extends Error {
   readonly status: number;

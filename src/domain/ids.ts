@@ -12,6 +12,8 @@ export const ID_PREFIX = {
   vectorStore: 'vs_',
   fileBatch: 'vsfb_',
   request: 'req_',
+  project: 'proj_',
+  apiKey: 'key_',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

@@ -33,6 +33,11 @@ export interface AdoptedRun extends ClaimedRun {
  */
 export interface RunRequestOptions {
   executeHere?: boolean;
+  /**
+   * Queued runs (storage's QueueOption): a run created on a busy thread waits behind its runs instead of being
+   * refused; it is then executed by whichever worker claims it when its turn comes, even a streamed one.
+   */
+  queue?: boolean;
 }
 
 export interface ToolOutput {
@@ -97,6 +102,14 @@ export class RunService {
     this.checkTools(created.run);
     const additional = (input.additional_messages ?? []).map((m) => newClientMessage(threadId, m, now));
     const lock = this.localLock(options);
+    if (options.queue) {
+      // Whether it waits is learnt only as it is stored: it is stored queued, and a run leased here is started by
+      // its executor, as a claimed one is. A waiting run wakes no worker: a claim takes it when its turn comes.
+      const { waiting } = await this.store.createRun(scope, created.run, additional, lock, { queue: true });
+      if (waiting) this.publish(created.run, created.events);
+      else this.queued(scope, created, lock, []);
+      return created.run;
+    }
     const stored = this.startedIfLocal(created, lock);
     await this.store.createRun(scope, stored.run, additional, lock);
     this.queued(scope, stored, lock, []);

@@ -1,5 +1,6 @@
 import type { StoredFile } from '../domain/files.ts';
 import type { Assistant, Message, Metadata, Thread } from '../domain/objects.ts';
+import { type ApiKey, DEFAULT_PROJECT_ID, type Project } from '../domain/projects.ts';
 import type { Run, RunStatus, StoredStep } from '../domain/runs.ts';
 import type {
   Attributes,
@@ -23,9 +24,14 @@ import type { BlobStore } from './blobs/blob-store.ts';
  */
 export interface Scope {
   readonly projectId: string;
+  /**
+   * The API key the request came with (its id, never its secret), for what is counted per key (rate limits);
+   * absent where no key is involved (the worker executing a run, the single-key mode of ASSISTD_API_KEY).
+   */
+  readonly keyId?: string | undefined;
 }
 
-export const DEFAULT_SCOPE: Scope = Object.freeze({ projectId: 'proj_default' });
+export const DEFAULT_SCOPE: Scope = Object.freeze({ projectId: DEFAULT_PROJECT_ID });
 
 export type SortOrder = 'asc' | 'desc';
 
@@ -54,6 +60,15 @@ export interface WireJson {
 
 export interface MessageFilter {
   runId?: string | undefined;
+}
+
+/** What a thread list is sorted by (then by insertion order): its creation, or its last message or run. */
+export type ThreadOrderBy = 'created_at' | 'last_active_at';
+
+export interface ThreadFilter {
+  /** Only the threads whose metadata holds every one of these key–value pairs. */
+  metadata?: Metadata | undefined;
+  orderBy?: ThreadOrderBy | undefined;
 }
 
 export type { StoredStep } from '../domain/runs.ts';
@@ -94,6 +109,16 @@ export interface SignalChannel {
   send(signal: RunSignal): void;
   /** Receives the signals other processes send (never this process's own). */
   listen(receive: (signal: RunSignal) => void): void;
+}
+
+/**
+ * Queued runs, an assistd extension (off unless asked for; README "Queued runs"). With `queue`, a run created while
+ * its thread has an active run is not refused with the thread-lock error: it is stored `queued` and waits behind
+ * every run before it, first in first out per thread, until a claim finds it first in line on a thread with no other
+ * run going (claimRuns); and a message added while a run is active is stored, for the runs after it.
+ */
+export interface QueueOption {
+  queue?: boolean | undefined;
 }
 
 export interface ClaimedRun {
@@ -285,6 +310,38 @@ export interface VectorStoreRecords {
   expireVectorStores(nowSeconds: number, limit: number): Promise<string[]>;
 }
 
+/** A page of an organization-level list (projects, a project's keys): oldest first, after an id. */
+export interface OrganizationPageRequest {
+  limit: number;
+  after?: string | undefined;
+}
+
+/** What a request's key is checked against: read on every request, so a deletion or an archive holds at once. */
+export interface KeyCredentials {
+  projectId: string;
+  secretHash: string;
+  projectArchived: boolean;
+}
+
+/**
+ * Projects and their API keys (storage/sql/sql-project-records.ts). Organization-level: not scoped, since they are
+ * what scopes are made of; only the admin API (api/routes/organization.ts) and the CLI reach them.
+ */
+export interface ProjectRecords {
+  createProject(project: Project): Promise<void>;
+  getProject(id: string): Promise<Project | undefined>;
+  listProjects(page: OrganizationPageRequest, includeArchived: boolean): Promise<Page<Project>>;
+  updateProject(id: string, patch: Partial<Pick<Project, 'name' | 'archived_at'>>): Promise<Project | undefined>;
+  /** Throws not-found when the project does not exist. */
+  createKey(key: ApiKey, secretHash: string): Promise<void>;
+  getKey(projectId: string, id: string): Promise<ApiKey | undefined>;
+  listKeys(projectId: string, page: OrganizationPageRequest): Promise<Page<ApiKey>>;
+  deleteKey(projectId: string, id: string): Promise<boolean>;
+  keyCredentials(id: string): Promise<KeyCredentials | undefined>;
+  /** Records that the key was used at `at` (Unix seconds). */
+  touchKey(id: string, at: number): Promise<void>;
+}
+
 /**
  * What assistd needs from a database. Implementations: storage/sql/sql-store.ts over a Kysely dialect (SQLite,
  * PostgreSQL). test/contract/store-contract.ts is the suite every implementation must pass.
@@ -306,6 +363,7 @@ export interface Store {
 
   readonly files: FileRecords;
   readonly vectorStores: VectorStoreRecords;
+  readonly projects: ProjectRecords;
   /** A blob store keeping file bytes in this database (storage/sql/sql-blob-store.ts). */
   databaseBlobs(): BlobStore;
 
@@ -318,12 +376,20 @@ export interface Store {
   /** Creates the thread and its initial messages atomically. */
   createThread(scope: Scope, thread: Thread, messages: readonly Message[]): Promise<void>;
   getThread(scope: Scope, id: string): Promise<Thread | undefined>;
+  /**
+   * A page of the scope's threads (an assistd extension: the official API has no thread list). A thread's last
+   * activity is its creation, or the latest message added or run created on it.
+   */
+  listThreads(scope: Scope, page: PageRequest, filter?: ThreadFilter): Promise<Page<Thread>>;
   updateThread(scope: Scope, id: string, patch: ThreadPatch): Promise<Thread | undefined>;
   /** Deletes the thread with everything in it: its messages, runs and their steps. */
   deleteThread(scope: Scope, id: string): Promise<boolean>;
 
-  /** Throws not-found when `message.thread_id` is not a thread of the scope. */
-  createMessage(scope: Scope, message: Message): Promise<void>;
+  /**
+   * Throws not-found when `message.thread_id` is not a thread of the scope, and, unless `options.queue`, the
+   * messages-locked error when the thread has an active run.
+   */
+  createMessage(scope: Scope, message: Message, options?: QueueOption): Promise<void>;
   getMessage(scope: Scope, threadId: string, id: string): Promise<Message | undefined>;
   /** Throws not-found when the thread does not exist. */
   listMessages(scope: Scope, threadId: string, page: PageRequest, filter?: MessageFilter): Promise<Page<Message>>;
@@ -336,9 +402,17 @@ export interface Store {
 
   /**
    * Creates a queued run, after adding `additionalMessages` to its thread, atomically. Throws not-found for a
-   * missing thread and the thread-lock error when the thread already has an active run.
+   * missing thread and the thread-lock error when the thread already has an active run — unless `options.queue`:
+   * the run is then stored waiting behind it, without `lock` (a waiting run is only ever claimed), and the answer
+   * says so.
    */
-  createRun(scope: Scope, run: Run, additionalMessages: readonly Message[], lock?: RunLock): Promise<void>;
+  createRun(
+    scope: Scope,
+    run: Run,
+    additionalMessages: readonly Message[],
+    lock?: RunLock,
+    options?: QueueOption,
+  ): Promise<{ waiting: boolean }>;
   createThreadAndRun(
     scope: Scope,
     thread: Thread,
@@ -362,12 +436,24 @@ export interface Store {
   /** Applies a RunCommit; false when its fence did not hold (nothing was written). */
   commitRun(scope: Scope, commit: RunCommit): Promise<boolean>;
   /**
+   * Calls `listener` after a commit made here ended a run while other runs of its thread were waiting (QueueOption):
+   * the first of them may start now, and a wake-up has a worker claim it at once rather than at its next poll.
+   */
+  onWaitingRunsFreed(listener: () => void): void;
+  /**
    * Leases up to `limit` runs that need a worker — queued, or in progress / cancelling with no live lease (their
-   * worker died or gave them back) — to `workerId` until `leaseUntil`, oldest first.
+   * worker died or gave them back) — to `workerId` until `leaseUntil`, oldest first. A waiting run (QueueOption) is
+   * leased only when it is the first in line on a thread with no other run going, and stops waiting then.
    */
   claimRuns(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedRun[]>;
   /** Extends a lease the worker still holds; returns the run's status, or undefined when the lease is lost. */
   renewLease(runId: string, workerId: string, leaseUntil: number): Promise<RunStatus | undefined>;
   /** Active runs whose `expires_at` (Unix seconds) has passed. */
   runsDueForExpiry(nowSeconds: number, limit: number): Promise<ClaimedRun[]>;
+  /**
+   * The tokens (`usage.total_tokens`) of the runs created since `sinceSeconds` with the scope's key — with no key
+   * (ASSISTD_API_KEY, a server without keys), the project's runs created without one — and when the oldest of those
+   * that used tokens was created (null: none): the tokens-per-minute limit.
+   */
+  tokensUsedSince(scope: Scope, sinceSeconds: number): Promise<{ tokens: number; oldest: number | null }>;
 }

@@ -216,8 +216,11 @@ describe('/openai paths and the api-key header', () => {
       headers,
     });
     assert.equal(wrongMethod.status, 405);
-    assert.equal(errorOf(wrongMethod).message, 'Method DELETE is not allowed for /openai/threads. Allowed: POST.');
-    assert.equal(wrongMethod.headers.get('allow'), 'POST');
+    assert.equal(
+      errorOf(wrongMethod).message,
+      'Method DELETE is not allowed for /openai/threads. Allowed: POST, GET, HEAD.',
+    );
+    assert.equal(wrongMethod.headers.get('allow'), 'POST, GET, HEAD');
     // Only the /openai segment is Azure's: /openaix is not rewritten (and, not being /v1, needs no key).
     const lookalike = await server.api.request('GET', '/openaix/assistants', undefined, { validate: false });
     assert.equal(lookalike.status, 404);

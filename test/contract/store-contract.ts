@@ -196,6 +196,53 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.equal(rest.hasMore, false);
     });
 
+    test('threads list by creation or by last activity, filtered by metadata, in their project only', async () => {
+      const fresh: Scope = { projectId: 'proj_thread_list' };
+      // Pairs of threads share a second, so `seq` must order them; the keys are taken literally, dots and all.
+      const threads = Array.from({ length: 9 }, (_, i) =>
+        aThread({
+          created_at: 1_700_000_000 + Math.floor(i / 2),
+          metadata: { parity: i % 2 === 0 ? 'even' : 'odd', 'a.b': i < 3 ? 'low' : 'high', '$"q': String(i) },
+        }),
+      );
+      for (const thread of threads) await store.createThread(fresh, thread, []);
+      const ids = threads.map((t) => t.id);
+      const byCreation = (page: PageRequest) => store.listThreads(fresh, page);
+      assert.deepEqual(await collectIds(byCreation, 'asc', 'after', 4), ids);
+      assert.deepEqual(await collectIds(byCreation, 'desc', 'after', 4), [...ids].reverse());
+      assert.deepEqual(await collectIds(byCreation, 'desc', 'before', 4, ids[0]), [...ids].reverse().slice(0, -1));
+      assert.deepEqual((await store.listThreads(fresh, { limit: 1, order: 'desc' })).data, [threads.at(-1)]);
+      assert.equal((await store.listThreads(otherScope, { limit: 100, order: 'desc' })).data.length, 0);
+
+      const matching = async (metadata: Record<string, string>) =>
+        (await store.listThreads(fresh, { limit: 100, order: 'asc' }, { metadata })).data.map((t) => t.id);
+      assert.deepEqual(await matching({ parity: 'even' }), [ids[0], ids[2], ids[4], ids[6], ids[8]]);
+      assert.deepEqual(await matching({ parity: 'even', 'a.b': 'low' }), [ids[0], ids[2]]);
+      assert.deepEqual(await matching({ '$"q': '7' }), [ids[7]]);
+      assert.deepEqual(await matching({ parity: 'odd', 'a.b': 'none' }), []);
+      assert.deepEqual(await matching({ a: 'low' }), []);
+
+      // Activity: a message on threads[2], then a run on threads[5]; an older timestamp never moves a thread back.
+      await store.createMessage(fresh, aMessage(ids[2]!, 'later', { created_at: 1_700_000_100 }));
+      await store.createRun(fresh, aRun(ids[5]!, { created_at: 1_700_000_200 }), []);
+      await store.createMessage(fresh, aMessage(ids[2]!, 'older', { created_at: 1_700_000_001 }));
+      const byActivity = (page: PageRequest) => store.listThreads(fresh, page, { orderBy: 'last_active_at' });
+      const active = [ids[0], ids[1], ids[3], ids[4], ids[6], ids[7], ids[8], ids[2], ids[5]];
+      assert.deepEqual(await collectIds(byActivity, 'asc', 'after', 2), active);
+      assert.deepEqual(await collectIds(byActivity, 'desc', 'after', 2), [...active].reverse());
+      assert.deepEqual(await collectIds(byActivity, 'asc', 'before', 2, ids[5]), active.slice(0, -1));
+      const evenByActivity = await store.listThreads(
+        fresh,
+        { limit: 2, order: 'desc' },
+        { orderBy: 'last_active_at', metadata: { parity: 'even' } },
+      );
+      assert.deepEqual(
+        evenByActivity.data.map((t) => t.id),
+        [ids[2], ids[8]],
+      );
+      assert.equal(evenByActivity.hasMore, true);
+    });
+
     // ── runs ──────────────────────────────────────────────────────────────────
 
     /** Leases every run still waiting for a worker (left by earlier tests) far into the future, out of the way. */
@@ -260,6 +307,77 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const next = aRun(threadId);
       await store.createRun(scope, next, []);
       assert.deepEqual(await store.getRun(scope, threadId, next.id), next);
+    });
+
+    test('queued runs: a run created on a busy thread waits, and is claimed first in line once the one before ended', async () => {
+      await claimEverythingWaiting();
+      let freed = 0;
+      store.onWaitingRunsFreed(() => freed++);
+      const first = await threadWithRun();
+      const threadId = first.thread_id;
+      const second = aRun(threadId);
+      const third = aRun(threadId);
+      const lease = { lockedBy: 'worker_local', lockedUntil: Date.now() + 60_000 };
+      const added = aMessage(threadId, 'with the second run');
+      assert.deepEqual(await store.createRun(scope, second, [added], undefined, { queue: true }), { waiting: true });
+      assert.deepEqual(await store.createRun(scope, third, [], lease, { queue: true }), { waiting: true });
+      assert.deepEqual(
+        await store.runLock(third.id),
+        { lockedBy: null, lockedUntil: null },
+        'a waiting run is unleased',
+      );
+      assert.deepEqual(await store.getRun(scope, threadId, third.id), third, 'its wire status is queued');
+      await store.createMessage(scope, aMessage(threadId, 'during the first run'), { queue: true });
+      assert.equal((await store.threadMessages(scope, threadId)).length, 2);
+      // Without `queue`, a thread with waiting runs is as busy as one with a run going.
+      await assert.rejects(store.createRun(scope, aRun(threadId), []), (e: ApiError) => e.status === 400);
+
+      const now = Date.now();
+      const claim = async (worker: string) =>
+        (await store.claimRuns(worker, now, now + 60_000, 100)).map((c) => c.run.id);
+      assert.deepEqual(await claim('worker_a'), [first.id], 'the waiting runs are not claimed while one goes');
+      const started: Run = { ...first, status: 'in_progress', started_at: first.created_at };
+      assert.equal(
+        await store.commitRun(scope, { run: started, expect: { status: 'queued', lockedBy: 'worker_a' } }),
+        true,
+      );
+      assert.equal(freed, 0, 'a commit that does not end the run frees nothing');
+      const completed: Run = { ...started, status: 'completed', completed_at: first.created_at + 1 };
+      const release = { lockedBy: null, lockedUntil: null };
+      assert.equal(
+        await store.commitRun(scope, {
+          run: completed,
+          expect: { status: 'in_progress', lockedBy: 'worker_a' },
+          lock: release,
+        }),
+        true,
+      );
+      assert.equal(freed, 1, 'ending the run with runs waiting behind it tells the listener');
+
+      assert.deepEqual(await claim('worker_b'), [second.id], 'the first in line, and only it');
+      assert.deepEqual(await claim('worker_c'), []);
+      const expired: Run = { ...second, status: 'expired', expires_at: null };
+      assert.equal(
+        await store.commitRun(scope, {
+          run: expired,
+          expect: { status: 'queued', lockedBy: 'worker_b' },
+          lock: release,
+        }),
+        true,
+      );
+      assert.equal(freed, 2);
+      assert.deepEqual(await claim('worker_c'), [third.id]);
+      const cancelled: Run = { ...third, status: 'cancelled', cancelled_at: third.created_at + 1 };
+      assert.equal(
+        await store.commitRun(scope, {
+          run: cancelled,
+          expect: { status: 'queued', lockedBy: 'worker_c' },
+          lock: release,
+        }),
+        true,
+      );
+      assert.equal(freed, 2, 'nothing waits behind the last run');
+      await store.createRun(scope, aRun(threadId), []);
     });
 
     test('of 50 concurrent run creations on one thread, exactly one succeeds; the others get the thread-lock error', async () => {

@@ -85,7 +85,7 @@ describe('GET /v1/openapi.json', () => {
     assert.deepEqual(servers, ['/v1', '/openai']);
     assert.match(String((document['info'] as Json)['description']), /\/openai/);
     const components = document['components'] as Record<string, Json>;
-    assert.deepEqual(Object.keys(components['securitySchemes']!).sort(), ['ApiKeyAuth', 'AzureApiKey']);
+    assert.deepEqual(Object.keys(components['securitySchemes']!).sort(), ['AdminApiKey', 'ApiKeyAuth', 'AzureApiKey']);
   });
 
   test('is protected by the API key like every /v1 route, and served under /openai too', async () => {

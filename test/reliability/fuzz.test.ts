@@ -132,6 +132,15 @@ const BAD_QUERIES = [
   'run_id=garbage',
   'include[]=bogus',
   'include=x',
+  // The thread list's extensions (GET /v1/threads): a metadata filter and its sort key, wrong in each way.
+  `metadata[${'k'.repeat(65)}]=v`,
+  `metadata[k]=${'v'.repeat(513)}`,
+  'metadata[]=v',
+  'metadata[k]=1&metadata[k]=2',
+  'metadata=v',
+  'metadata[a.b]=%22&metadata[$x]=1',
+  'order_by=bogus',
+  'order_by=last_active_at&order=asc&limit=2',
   'unknown_param=1',
 ];
 const GOOD_QUERIES = ['limit=1', 'limit=100', 'order=asc', 'order=desc&limit=2'];

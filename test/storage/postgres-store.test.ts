@@ -81,6 +81,7 @@ if (adminUrl === undefined) {
         rowLocks: true,
         keywordIndex: 'tsvector',
         vectorIndex: 'matrix-cache',
+        jsonField: POSTGRES_CAPABILITIES.jsonField,
         isUniqueViolation: (error, index) => {
           const violated = POSTGRES_CAPABILITIES.rowLocks && POSTGRES_CAPABILITIES.isUniqueViolation(error, index);
           if (violated) violations++;

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { ADDED_OPERATIONS } from '../../src/api/routes/openapi.ts';
 import type { RouteEntry } from './route-table.ts';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -61,7 +62,10 @@ export interface FuzzOperation {
   queryParams: string[];
   /** The body's content type and schema, when it takes one. */
   body?: { contentType: string; schema: Schema };
-  /** False for a route the server answers that the spec does not describe (e.g. /v1/models). */
+  /**
+   * False for a route the server answers that neither the spec nor the server's own additions to it (the models
+   * endpoints, the extensions: src/api/routes/openapi.ts) describe.
+   */
   inSpec: boolean;
 }
 
@@ -74,6 +78,8 @@ export function fuzzOperations(routes: readonly RouteEntry[]): { operations: Fuz
   for (const [template, item] of Object.entries(spec.paths))
     for (const [method, op] of Object.entries(item))
       specOps.set(`${method.toUpperCase()} /v1${template.replace(/\{([^}]+)\}/g, ':$1')}`, op);
+  for (const { method, route, operation } of ADDED_OPERATIONS)
+    specOps.set(`${method.toUpperCase()} ${route}`, operation);
   const operations: FuzzOperation[] = [];
   const answered = new Set<string>();
   for (const { method, url } of routes) {

@@ -33,4 +33,8 @@ test('responses are matched to their operation', () => {
   assert.equal(findOperation('DELETE', '/v1/threads/thread_1/messages/msg_1')?.responseRef, 'DeleteMessageResponse');
   assert.throws(() => assertValidResponse('GET', '/v1/assistants/asst_1', 200, { ...assistant, metadata: 'x' }));
   assert.throws(() => assertValidResponse('GET', '/v1/assistants/asst_1', 404, { message: 'not wrapped' }));
+  // An extension the server documents (src/api/routes/openapi.ts), its items checked against the official schema.
+  assert.equal(findOperation('GET', '/v1/threads')?.responseRef, 'ListThreadsResponse');
+  const threads = { object: 'list', data: [{ id: 'thread_1' }], first_id: 'thread_1', last_id: 'thread_1' };
+  assert.throws(() => assertValidResponse('GET', '/v1/threads', 200, { ...threads, has_more: false }), /created_at/);
 });

@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { Ajv2019, type ValidateFunction } from 'ajv/dist/2019.js';
 import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
+import { ADDED_OPERATIONS, ADDED_SCHEMAS } from '../../src/api/routes/openapi.ts';
+import { ORGANIZATION_OPERATIONS, ORGANIZATION_SCHEMAS } from '../../src/api/routes/organization-openapi.ts';
 
 /**
  * Validates wire objects against the official schema (spec/assistants-v2.openapi.yaml, the project's own copy).
@@ -10,6 +12,10 @@ import YAML from 'yaml';
  * Draft 2019-09, because the spec mixes OpenAPI 3.0 `nullable` (which Ajv understands) with `$recursiveRef`.
  * `nullable` beside no `type` is normalised (see normalizeNullable). One deliberate patch: list envelopes' `first_id`/`last_id` may be null, as the live API sends them for an empty
  * page (the schema types them as strings, which no empty list could satisfy). Nothing else is relaxed.
+ *
+ * The operations the spec lacks and the server documents in /v1/openapi.json (src/api/routes/openapi.ts: the models
+ * endpoints, assistd's extensions such as GET /v1/threads, the admin API) are validated as the document describes them, against
+ * the spec's schemas where it names them.
  */
 const SPEC_FILE = fileURLToPath(new URL('../../spec/assistants-v2.openapi.yaml', import.meta.url));
 const SPEC_ID = 'https://assistd.local/openapi.json';
@@ -41,6 +47,7 @@ function normalizeNullable(node: unknown): unknown {
 
 const spec = normalizeNullable(YAML.parse(readFileSync(SPEC_FILE, 'utf8'))) as Json;
 const schemas = (spec['components'] as Json)['schemas'] as Record<string, Json>;
+Object.assign(schemas, normalizeNullable(structuredClone({ ...ADDED_SCHEMAS, ...ORGANIZATION_SCHEMAS })));
 for (const [name, schema] of Object.entries(schemas)) {
   const props = schema['properties'] as Record<string, Json> | undefined;
   if (name.startsWith('List') && name.endsWith('Response') && props?.['first_id'] && props['last_id']) {
@@ -77,17 +84,24 @@ export function assertMatchesSchema(name: string, value: unknown, context = ''):
   }
 }
 
+/** The schema an operation's 200 JSON answer is declared with, by name. */
+function responseRef(op: Json): string | undefined {
+  const content = ((op['responses'] as Json | undefined)?.['200'] as Json | undefined)?.['content'] as Json | undefined;
+  const schema = (content?.['application/json'] as Json | undefined)?.['schema'] as Json | undefined;
+  return typeof schema?.['$ref'] === 'string' ? (schema['$ref'] as string).split('/').at(-1) : undefined;
+}
+
 const operations: Operation[] = [];
 for (const [template, item] of Object.entries(spec['paths'] as Record<string, Record<string, Json>>)) {
   for (const [method, op] of Object.entries(item)) {
-    const content = ((op['responses'] as Json | undefined)?.['200'] as Json | undefined)?.['content'] as
-      | Json
-      | undefined;
-    const schema = (content?.['application/json'] as Json | undefined)?.['schema'] as Json | undefined;
-    const ref = typeof schema?.['$ref'] === 'string' ? (schema['$ref'] as string).split('/').at(-1) : undefined;
     const pattern = new RegExp(`^/v1${template.replace(/\{[^}]+\}/g, '[^/]+')}$`);
-    operations.push({ method: method.toUpperCase(), pattern, template, responseRef: ref });
+    operations.push({ method: method.toUpperCase(), pattern, template, responseRef: responseRef(op) });
   }
+}
+// The added operations are matched by their Fastify route, whose `*` takes slashes too (`/v1/models/*`).
+for (const { method, path, route, operation } of [...ADDED_OPERATIONS, ...ORGANIZATION_OPERATIONS]) {
+  const pattern = new RegExp(`^${route.replace(/:[^/]+/g, '[^/]+').replace('*', '.+')}$`);
+  operations.push({ method: method.toUpperCase(), pattern, template: path, responseRef: responseRef(operation) });
 }
 
 /** The spec operation for a request, e.g. `GET /v1/threads/thread_1/messages` → ListMessagesResponse. */

@@ -7,6 +7,7 @@ import type { Store } from '../../storage/store.ts';
 import { checkFileReferences, messageFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { parsePageRequest, single, toListJson } from '../pagination.ts';
+import { queueRequested } from '../queue-header.ts';
 import { createMessageRequest, modifyMessageRequest } from '../schemas/messages.ts';
 import { serializeDeleted, serializeMessage } from '../serializers.ts';
 import type { ToolResourceHelpers } from '../tool-resources.ts';
@@ -17,6 +18,8 @@ export function registerMessageRoutes(
   store: Store,
   files: FileService,
   helpers: ToolResourceHelpers,
+  /** ASSISTD_QUEUE_RUNS: whether a message added during a run is stored without `x-assistd-queue` (queue-header.ts). */
+  queueRuns: boolean,
 ): void {
   /** A message that is not there: say which of thread or message is missing, as upstream does. */
   async function missing(request: FastifyRequest, threadId: string, messageId: string): Promise<ApiError> {
@@ -27,12 +30,13 @@ export function registerMessageRoutes(
 
   app.post('/v1/threads/:thread_id/messages', async (request) => {
     const threadId = pathId('thread', request.params, 'thread_id');
+    const queue = queueRequested(request.headers, queueRuns);
     const body = parseBody(createMessageRequest, request.body);
     await checkFileReferences(files, request.scope, messageFileReferences(body));
     // Files attached for file_search go into the thread's vector store (made if the thread has none).
     await helpers.attachToThread(request.scope, threadId, [body]);
     const message = newClientMessage(threadId, body, unixSeconds());
-    await store.createMessage(request.scope, message);
+    await store.createMessage(request.scope, message, { queue });
     return serializeMessage(message);
   });
 

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { FastifyInstance, HTTPMethods } from 'fastify';
 import { FILE_SEARCH_RESULT_CONTENT } from '../include.ts';
+import { type DocumentedOperation, ORGANIZATION_OPERATIONS, ORGANIZATION_SCHEMAS } from './organization-openapi.ts';
 
 type Json = Record<string, unknown>;
 
@@ -36,8 +37,61 @@ export function registerOpenApiRoute(app: FastifyInstance): void {
   });
 }
 
-/** Operations the spec's subset lacks: the official models endpoints, and assistd's extensions. */
-const ADDED_OPERATIONS: Array<{ method: 'get'; path: string; route: string; operation: Json }> = [
+/**
+ * Operations the spec's subset lacks: the official models endpoints, and assistd's extensions. The tests' response
+ * validation (test/support/openapi.ts) knows them from here.
+ */
+export const ADDED_OPERATIONS: DocumentedOperation[] = [
+  {
+    method: 'get',
+    path: '/threads',
+    route: '/v1/threads',
+    operation: {
+      operationId: 'listThreads',
+      tags: ['assistd'],
+      summary: 'Returns a list of threads (assistd extension).',
+      description:
+        "The project's threads, newest first by default, paged as the official lists are. Not part of the official API, whose SDKs have no method for it: `client.getAPIList('/threads', …)` in openai-node, `client.get('/threads', …)` in others.",
+      parameters: [
+        queryParameter(
+          'limit',
+          'A limit on the number of objects to be returned. Limit can range between 1 and 100, and the default is 20.',
+          { type: 'integer', default: 20 },
+        ),
+        queryParameter(
+          'order',
+          'Sort order by `order_by`: `asc` for ascending order and `desc` for descending order.',
+          {
+            type: 'string',
+            default: 'desc',
+            enum: ['asc', 'desc'],
+          },
+        ),
+        queryParameter(
+          'order_by',
+          "What the threads are sorted by: `created_at`, or `last_active_at`, the thread's latest activity (its creation, the latest message added or run created on it). Ties keep the order of creation.",
+          { type: 'string', default: 'created_at', enum: ['created_at', 'last_active_at'] },
+        ),
+        queryParameter('after', 'A cursor: the ID of the last thread of the previous page.', { type: 'string' }),
+        queryParameter('before', 'A cursor: the ID of the first thread of the next page.', { type: 'string' }),
+        {
+          ...queryParameter(
+            'metadata',
+            'Only the threads whose metadata holds every pair given, one `metadata[key]=value` parameter per key (at most 16; keys up to 64 characters, values up to 512).',
+            { type: 'object', additionalProperties: { type: 'string' } },
+          ),
+          style: 'deepObject',
+          explode: true,
+        },
+      ],
+      responses: {
+        '200': {
+          description: 'OK',
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/ListThreadsResponse' } } },
+        },
+      },
+    },
+  },
   {
     method: 'get',
     path: '/threads/{thread_id}/runs/{run_id}/events',
@@ -118,8 +172,22 @@ const ADDED_OPERATIONS: Array<{ method: 'get'; path: string; route: string; oper
   },
 ];
 
-/** The official `Model` and `ListModelsResponse`, which the spec's Assistants subset leaves out. */
-const ADDED_SCHEMAS: Json = {
+/**
+ * The official `Model` and `ListModelsResponse`, which the spec's Assistants subset leaves out, and the thread list's
+ * envelope, shaped as the official lists' (ListAssistantsResponse).
+ */
+export const ADDED_SCHEMAS: Json = {
+  ListThreadsResponse: {
+    type: 'object',
+    properties: {
+      object: { type: 'string', example: 'list' },
+      data: { type: 'array', items: { $ref: '#/components/schemas/ThreadObject' } },
+      first_id: { type: 'string', example: 'thread_abc123' },
+      last_id: { type: 'string', example: 'thread_abc456' },
+      has_more: { type: 'boolean', example: false },
+    },
+    required: ['object', 'data', 'first_id', 'last_id', 'has_more'],
+  },
   Model: {
     title: 'Model',
     description: 'Describes an OpenAI model offering that can be used with the API.',
@@ -146,6 +214,10 @@ function pathParameter(name: string, description: string): Json {
   return { name, in: 'path', required: true, schema: { type: 'string' }, description };
 }
 
+function queryParameter(name: string, description: string, schema: Json): Json {
+  return { name, in: 'query', required: false, schema, description };
+}
+
 function buildDocument(spec: Json, app: FastifyInstance): Json {
   const answered = (method: string, route: string) =>
     app.hasRoute({ method: method.toUpperCase() as HTTPMethods, url: route });
@@ -159,14 +231,14 @@ function buildDocument(spec: Json, app: FastifyInstance): Json {
   for (const [path, item] of Object.entries(spec['paths'] as Record<string, Record<string, Json>>))
     for (const [method, operation] of Object.entries(item))
       if (answered(method, `/v1${path.replace(/\{([^}]+)\}/g, ':$1')}`)) keep(path, method, operation);
-  for (const { method, path, route, operation } of ADDED_OPERATIONS)
+  for (const { method, path, route, operation } of [...ADDED_OPERATIONS, ...ORGANIZATION_OPERATIONS])
     if (answered(method, route)) keep(path, method, structuredClone(operation));
 
   const info = spec['info'] as Json;
   const components = spec['components'] as Record<string, Json>;
   const available: Record<string, Json> = {
     ...components,
-    schemas: { ...components['schemas'], ...ADDED_SCHEMAS },
+    schemas: { ...components['schemas'], ...ADDED_SCHEMAS, ...ORGANIZATION_SCHEMAS },
     responses: {
       ...components['responses'],
       Error: {
@@ -177,6 +249,7 @@ function buildDocument(spec: Json, app: FastifyInstance): Json {
     securitySchemes: {
       ...components['securitySchemes'],
       AzureApiKey: { type: 'apiKey', in: 'header', name: 'api-key' },
+      AdminApiKey: { type: 'http', scheme: 'bearer', description: 'ASSISTD_ADMIN_KEY' },
     },
   };
   return {
@@ -190,6 +263,7 @@ function buildDocument(spec: Json, app: FastifyInstance): Json {
     tags: [
       ...(spec['tags'] as Json[]),
       { name: 'Models' },
+      { name: 'Projects', description: 'The admin API: projects and their API keys (the admin key only).' },
       { name: 'assistd', description: 'Extensions of assistd: not part of the official API.' },
     ],
     paths,

@@ -13,6 +13,7 @@ import { checkFileReferences, messagesFileReferences, toolResourcesFileReference
 import { pathId } from '../ids.ts';
 import { parseInclude } from '../include.ts';
 import { parsePageRequest, toListObject } from '../pagination.ts';
+import { queueRequested } from '../queue-header.ts';
 import {
   createRunRequest,
   createThreadAndRunRequest,
@@ -35,6 +36,8 @@ export interface RunRouteDeps {
   closing: AbortSignal;
   /** How much of a stream may wait for a client that reads slowly before its connection is closed (sse.ts). */
   streamBufferBytes: number;
+  /** ASSISTD_QUEUE_RUNS: whether a run created on a busy thread waits without `x-assistd-queue` (queue-header.ts). */
+  queueRuns: boolean;
 }
 
 /** The statuses the SDK keeps polling through (lib/polling.js): a poll of a run in one of them may be held. */
@@ -55,13 +58,14 @@ function sendRun(reply: FastifyReply, run: Run) {
 
 export function registerRunRoutes(
   app: FastifyInstance,
-  { store, runs, bus, files, helpers, closing, streamBufferBytes }: RunRouteDeps,
+  { store, runs, bus, files, helpers, closing, streamBufferBytes, queueRuns }: RunRouteDeps,
 ): void {
   const streaming: Streaming = { bus, closing, bufferBytes: streamBufferBytes };
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     // `include[]` shapes the steps this request's stream shows (a polled run's steps are listed with their own).
     const include = parseInclude(request.query as Record<string, unknown>);
+    const queue = queueRequested(request.headers, queueRuns);
     const body = parseBody(createRunRequest, request.body);
     await checkFileReferences(
       files,
@@ -69,7 +73,7 @@ export function registerRunRoutes(
       messagesFileReferences(body.additional_messages, 'additional_messages'),
     );
     await helpers.attachToThread(request.scope, threadId, body.additional_messages);
-    const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream) });
+    const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream), queue });
     if (body.stream) return streamRun(reply, streaming, threadId, create, [], include);
     return sendRun(reply, await create());
   });

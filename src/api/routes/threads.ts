@@ -1,13 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import { unixSeconds } from '../../domain/clock.ts';
-import { notFound } from '../../domain/errors.ts';
+import { invalidRequest, notFound } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import { newClientMessage } from '../../domain/messages.ts';
 import type { Thread } from '../../domain/objects.ts';
 import type { FileService } from '../../files/file-service.ts';
-import type { Store, ThreadPatch } from '../../storage/store.ts';
+import type { Store, ThreadFilter, ThreadOrderBy, ThreadPatch } from '../../storage/store.ts';
 import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
+import { parseMetadataFilter } from '../metadata-filter.ts';
+import { parsePageRequest, single, toListObject } from '../pagination.ts';
 import { createThreadRequest, modifyThreadRequest } from '../schemas/threads.ts';
 import { serializeDeleted, serializeThread } from '../serializers.ts';
 import type { ToolResourceHelpers } from '../tool-resources.ts';
@@ -36,6 +38,14 @@ export function registerThreadRoutes(
     return serializeThread(thread);
   });
 
+  // An assistd extension: the official API has no thread list (OpenAI's dashboard had one).
+  app.get('/v1/threads', async (request) => {
+    const query = request.query as Record<string, unknown>;
+    const filter: ThreadFilter = { metadata: parseMetadataFilter(query), orderBy: parseThreadOrderBy(query) };
+    const page = await store.listThreads(request.scope, parsePageRequest(query), filter);
+    return toListObject(page, serializeThread);
+  });
+
   app.get('/v1/threads/:thread_id', async (request) => {
     const id = pathId('thread', request.params, 'thread_id');
     const thread = await store.getThread(request.scope, id);
@@ -61,4 +71,16 @@ export function registerThreadRoutes(
     if (!(await store.deleteThread(request.scope, id))) throw notFound('thread', id);
     return serializeDeleted(id, 'thread.deleted');
   });
+}
+
+/** `order_by` (extension): `created_at` (the default, as every list) or `last_active_at`, the latest activity. */
+function parseThreadOrderBy(query: Record<string, unknown>): ThreadOrderBy {
+  const orderBy = single(query, 'order_by') ?? 'created_at';
+  if (orderBy !== 'created_at' && orderBy !== 'last_active_at')
+    throw invalidRequest(
+      `Invalid value: '${orderBy}'. Supported values are: 'created_at' and 'last_active_at'.`,
+      'order_by',
+      'invalid_value',
+    );
+  return orderBy;
 }

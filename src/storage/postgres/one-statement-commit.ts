@@ -8,7 +8,7 @@ import type { CommitRows } from '../sql/capabilities.ts';
  * `json_populate_record` types each row's values by the table's own row type, so the rows travel as one JSON
  * parameter each and no column needs a cast.
  */
-export function oneStatementCommit({ set, fence, steps, messages }: CommitRows): CompiledQuery {
+export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: CommitRows): CompiledQuery {
   const parameters: unknown[] = [];
   const bind = (value: unknown) => {
     parameters.push(value);
@@ -30,7 +30,17 @@ export function oneStatementCommit({ set, fence, steps, messages }: CommitRows):
   };
   for (const [n, row] of steps.entries()) upsert('run_steps', row, n);
   for (const [n, row] of messages.entries()) upsert('messages', row, n);
-  return CompiledQuery.raw(`with ${ctes.join(', ')} select count(*)::int as "updated" from r`, parameters);
+  // Read as of the statement's start: a run made to wait while this one ended may be missed, and is then claimed at
+  // a worker's next poll instead (the claim, not this report, decides who runs). By thread alone, as waitingRunOf.
+  const waiting =
+    waitingOf === undefined
+      ? 'false'
+      : `exists (select 1 from "runs" where "thread_id" = ${bind(waitingOf)} and "waiting" = 1 ` +
+        `and "id" <> ${bind(fence.runId)} and "status" in ('queued', 'in_progress', 'requires_action', 'cancelling'))`;
+  return CompiledQuery.raw(
+    `with ${ctes.join(', ')} select count(*)::int as "updated", ${waiting} as "waiting" from r`,
+    parameters,
+  );
 }
 
 /** `insert into table (columns) select columns from json_populate_record(…) where condition`, the row as JSON. */

@@ -4,8 +4,9 @@ import { populatedInsert } from './one-statement-commit.ts';
 
 /**
  * A run's creation on an existing thread as one statement (PostgreSQL): lock the thread row (`for no key update`,
- * as SqlStore's transaction does), look for an active run, and insert the additional messages and the run only if
- * the thread exists and has none. One round trip instead of a transaction's five or more.
+ * as SqlStore's transaction does), look for an active run, and insert the additional messages and the run, and move
+ * the thread's `last_active_at` (as touchThread does), only if the thread exists and has none. One round trip
+ * instead of a transaction's five or more.
  *
  * A creation that waited for the thread's lock sees the thread row as it is now but the runs as they were when it
  * began; a run inserted meanwhile is caught by the unique index `runs_one_active_per_thread`, whose violation
@@ -18,8 +19,9 @@ export function oneStatementRunCreation({ projectId, threadId, messages, run }: 
     return `$${parameters.length}`;
   };
   const thread = bind(threadId);
+  const project = bind(projectId);
   const ctes = [
-    `t as (select 1 from "threads" where "project_id" = ${bind(projectId)} and "id" = ${thread} for no key update)`,
+    `t as (select 1 from "threads" where "project_id" = ${project} and "id" = ${thread} for no key update)`,
     `a as (select "id" from "runs" where "thread_id" = ${thread} ` +
       `and "status" in ('queued', 'in_progress', 'requires_action', 'cancelling') limit 1)`,
   ];
@@ -27,6 +29,11 @@ export function oneStatementRunCreation({ projectId, threadId, messages, run }: 
   for (const [n, row] of messages.entries())
     ctes.push(`m_${n} as (${populatedInsert('messages', row, bind, allowed)})`);
   ctes.push(`r as (${populatedInsert('runs', run, bind, allowed)} returning 1)`);
+  const at = bind(run['created_at']);
+  ctes.push(
+    `u as (update "threads" set "last_active_at" = ${at} where "project_id" = ${project} and "id" = ${thread} ` +
+      `and "last_active_at" < ${at} and ${allowed})`,
+  );
   return CompiledQuery.raw(
     `with ${ctes.join(', ')} select exists (select 1 from t) as "thread", (select "id" from a) as "active", ` +
       `(select count(*)::int from r) as "inserted"`,

@@ -1,4 +1,4 @@
-import { Kysely, type Migration, Migrator, PostgresDialect } from 'kysely';
+import { Kysely, type Migration, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { ConfigError } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
@@ -11,6 +11,10 @@ import * as files from './migrations/004-files.ts';
 import * as vectorStores from './migrations/005-vector-stores.ts';
 import * as embeddings from './migrations/006-embeddings.ts';
 import * as chunkStatistics from './migrations/007-chunk-statistics.ts';
+import * as projects from './migrations/008-projects.ts';
+import * as threadActivity from './migrations/009-thread-activity.ts';
+import * as runQueue from './migrations/010-run-queue.ts';
+import * as runKeys from './migrations/011-run-keys.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -25,6 +29,10 @@ const MIGRATIONS: Record<string, Migration> = {
   '005-vector-stores': vectorStores,
   '006-embeddings': embeddings,
   '007-chunk-statistics': chunkStatistics,
+  '008-projects': projects,
+  '009-thread-activity': threadActivity,
+  '010-run-queue': runQueue,
+  '011-run-keys': runKeys,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */
@@ -42,6 +50,7 @@ export const POSTGRES_CAPABILITIES: SqlCapabilities = {
   },
   commitStatement: oneStatementCommit,
   createRunStatement: oneStatementRunCreation,
+  jsonField: (column, key) => sql<string | null>`(${sql.ref(column)}::jsonb ->> ${key}::text)`,
 };
 
 /**

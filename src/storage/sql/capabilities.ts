@@ -1,4 +1,4 @@
-import type { CompiledQuery } from 'kysely';
+import type { CompiledQuery, RawBuilder } from 'kysely';
 
 /**
  * What SqlStore needs to know about the database under it, as capabilities rather than a database name: each
@@ -16,6 +16,11 @@ export type SqlCapabilities = {
    * (vector-matrix-cache.ts; PostgreSQL without pgvector, or any database).
    */
   readonly vectorIndex: 'sqlite-vec' | 'matrix-cache';
+  /**
+   * A top-level field of a JSON text column as text, null when the object lacks it: how lists filter on `metadata`.
+   * The key is bound as a parameter and taken literally (dots, quotes, a leading `$`), which a JSON path would not.
+   */
+  jsonField(column: string, key: string): RawBuilder<string | null>;
 } /**
  * The database runs one write transaction at a time, and a failed statement leaves its transaction usable
  * (SQLite: one connection, serialised by Kysely's driver; SQLite itself allows a single writer).
@@ -32,7 +37,8 @@ export type SqlCapabilities = {
       isUniqueViolation(error: unknown, index: string): boolean;
       /**
        * A run's commit (SqlStore.commitRun) as one statement, where the database can make one: a round trip
-       * instead of a transaction's five. It returns one row, `{ updated }`: 1 when the fence held.
+       * instead of a transaction's five. It returns one row, `{ updated, waiting }`: 1 when the fence held, and,
+       * with `waitingOf`, whether other runs of that thread wait (queued runs).
        */
       commitStatement?(rows: CommitRows): CompiledQuery;
       /**
@@ -56,6 +62,8 @@ export interface RunCreationRows {
 export interface CommitRows {
   set: Record<string, unknown>;
   fence: { projectId: string; runId: string; status: string; lockedBy?: string | null | undefined };
+  /** The thread of a run this commit ends: whether other runs of it wait behind is reported too. */
+  waitingOf?: string | undefined;
   steps: ReadonlyArray<Record<string, unknown>>;
   messages: ReadonlyArray<Record<string, unknown>>;
 }

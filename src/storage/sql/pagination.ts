@@ -7,11 +7,20 @@ import type { Database, PaginatedTable } from './schema.ts';
  * Keyset pagination over (created_at, seq). Ordering by `created_at` alone is not stable: many objects share one
  * second. `seq` is the insertion counter, so ties resolve in insertion order and a page boundary never skips or
  * repeats an object. Row-value comparisons `(created_at, seq) > (?, ?)` use the (…, created_at, seq) indexes in
- * both SQLite and PostgreSQL.
+ * both SQLite and PostgreSQL. Threads can also be listed by `last_active_at` (index threads_by_activity), the same
+ * way: the cursor object's current value of the column, then its seq.
  */
 interface CursorKey {
-  created_at: number;
+  sort_key: number;
   seq: number | string; // bigint columns arrive as strings from pg; they are only passed back as parameters
+}
+
+export type SortColumn = 'created_at' | 'last_active_at';
+
+export interface Cursors {
+  column: SortColumn;
+  after?: CursorKey;
+  before?: CursorKey;
 }
 
 export interface ListParent {
@@ -28,15 +37,16 @@ export async function resolveCursors(
   scope: Scope,
   page: PageRequest,
   parent?: ListParent,
-): Promise<{ after?: CursorKey; before?: CursorKey }> {
-  const cursors: { after?: CursorKey; before?: CursorKey } = {};
+  column: SortColumn = 'created_at',
+): Promise<Cursors> {
+  const cursors: Cursors = { column };
   for (const name of ['after', 'before'] as const) {
     const id = page[name];
     if (id === undefined) continue;
     const parentFilter = parent ? sql`and ${sql.ref(parent.column)} = ${parent.value}` : sql``;
     const idColumn = sql.ref(ID_COLUMN[table] ?? 'id');
     const { rows } = await sql<CursorKey>`
-      select created_at, seq from ${sql.table(table)}
+      select ${sql.ref(column)} as sort_key, seq from ${sql.table(table)}
       where project_id = ${scope.projectId} and ${idColumn} = ${id} ${parentFilter}`.execute(db);
     const key = rows[0];
     if (!key)
@@ -57,24 +67,23 @@ export async function resolveCursors(
 export function applyPage<DB, TB extends keyof DB, O>(
   qb: SelectQueryBuilder<DB, TB, O>,
   page: PageRequest,
-  cursors: { after?: CursorKey; before?: CursorKey },
+  cursors: Cursors,
 ): SelectQueryBuilder<DB, TB, O> {
   const backwards = page.before !== undefined && page.after === undefined;
   const ascending = (page.order === 'asc') !== backwards;
   const afterOp = page.order === 'asc' ? '>' : '<';
   const beforeOp = page.order === 'asc' ? '<' : '>';
+  const column = sql.ref(cursors.column);
   let q = qb;
   if (cursors.after)
-    q = q.where(
-      sql<boolean>`(created_at, seq) ${sql.raw(afterOp)} (${cursors.after.created_at}, ${cursors.after.seq})`,
-    );
+    q = q.where(sql<boolean>`(${column}, seq) ${sql.raw(afterOp)} (${cursors.after.sort_key}, ${cursors.after.seq})`);
   if (cursors.before)
     q = q.where(
-      sql<boolean>`(created_at, seq) ${sql.raw(beforeOp)} (${cursors.before.created_at}, ${cursors.before.seq})`,
+      sql<boolean>`(${column}, seq) ${sql.raw(beforeOp)} (${cursors.before.sort_key}, ${cursors.before.seq})`,
     );
   const direction = ascending ? sql`asc` : sql`desc`;
   return q
-    .orderBy(sql`created_at ${direction}`)
+    .orderBy(sql`${column} ${direction}`)
     .orderBy(sql`seq ${direction}`)
     .limit(page.limit + 1);
 }

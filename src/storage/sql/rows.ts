@@ -70,6 +70,7 @@ export function threadToRow(scope: Scope, t: Thread): Insertable<ThreadsTable> {
     created_at: t.created_at,
     tool_resources: t.tool_resources === null ? null : toJson(t.tool_resources),
     metadata: toJson(t.metadata),
+    last_active_at: t.created_at,
   };
 }
 
@@ -127,6 +128,7 @@ export function runToRow(scope: Scope, r: Run): Insertable<RunsTable> {
     parallel_tool_calls: r.parallel_tool_calls ? 1 : 0,
     response_format: toJson(r.response_format),
     reasoning_effort: r.reasoning_effort,
+    api_key_id: scope.keyId ?? null,
   };
 }
 

@@ -16,6 +16,8 @@ export interface Database {
   vector_store_files: VectorStoreFilesTable;
   vector_store_file_batches: VectorStoreFileBatchesTable;
   chunks: ChunksTable;
+  projects: ProjectsTable;
+  api_keys: ApiKeysTable;
 }
 
 export interface AssistantsTable {
@@ -43,6 +45,8 @@ export interface ThreadsTable {
   created_at: number;
   tool_resources: string | null;
   metadata: string;
+  /** Unix seconds of the latest message added or run created on the thread, else its creation (migration 009). */
+  last_active_at: number;
 }
 
 export interface MessagesTable {
@@ -89,6 +93,10 @@ export interface RunsTable {
   /** The worker executing the run, and until when (ms since the epoch) its lease holds. */
   locked_by: string | null;
   locked_until: number | null;
+  /** 1 while a queued run waits behind another run of its thread (queued runs: SqlStore.createRun's `queue`). */
+  waiting: Generated<number>;
+  /** The project key the run was created with; null for ASSISTD_API_KEY or no key (migration 011). */
+  api_key_id: string | null;
 }
 
 export interface RunStepsTable {
@@ -203,6 +211,27 @@ export interface ChunksTable {
   tokens: number;
   /** float32 little-endian, length 1; null without a vector. */
   embedding: Buffer | null;
+}
+
+/** A project: what every object belongs to (migration 008). `proj_default` is created with the table. */
+export interface ProjectsTable {
+  seq: Generated<number>;
+  id: string;
+  name: string;
+  created_at: number;
+  archived_at: number | null;
+}
+
+/** A project's API key: never its secret, only the secret's hash (tenancy/api-keys.ts) and a redacted form. */
+export interface ApiKeysTable {
+  seq: Generated<number>;
+  id: string;
+  project_id: string;
+  name: string;
+  redacted_value: string;
+  secret_hash: string;
+  created_at: number;
+  last_used_at: number | null;
 }
 
 /** The tables whose rows are listed with cursor pagination: each has `created_at` and `seq`. */

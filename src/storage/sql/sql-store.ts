@@ -1,7 +1,7 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type Selectable, sql } from 'kysely';
 import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, Metadata, Thread } from '../../domain/objects.ts';
-import type { Run, RunStatus } from '../../domain/runs.ts';
+import { type Run, type RunStatus, TERMINAL_RUN_STATUSES } from '../../domain/runs.ts';
 import type { BlobStore } from '../blobs/blob-store.ts';
 import type {
   AssistantPatch,
@@ -10,12 +10,14 @@ import type {
   MessagePatch,
   Page,
   PageRequest,
+  QueueOption,
   RunCommit,
   RunLock,
   Scope,
   SignalChannel,
   Store,
   StoredStep,
+  ThreadFilter,
   ThreadPatch,
   WireJson,
 } from '../store.ts';
@@ -37,9 +39,10 @@ import {
   threadPatchToRow,
   threadToRow,
 } from './rows.ts';
-import type { Database } from './schema.ts';
+import type { Database, RunsTable } from './schema.ts';
 import { SqlBlobStore } from './sql-blob-store.ts';
 import { SqlFileRecords } from './sql-file-records.ts';
+import { SqlProjectRecords } from './sql-project-records.ts';
 import { SqlVectorStoreRecords } from './sql-vector-store-records.ts';
 
 /**
@@ -49,6 +52,16 @@ import { SqlVectorStoreRecords } from './sql-vector-store-records.ts';
  */
 const NEEDS_WORKER = sql<boolean>`status in ('queued', 'in_progress', 'cancelling')`;
 const IS_ACTIVE = sql<boolean>`status in ('queued', 'in_progress', 'requires_action', 'cancelling')`;
+/**
+ * Of a waiting run (`runs` in the claim's picking query): no other active run of its thread is going, or waiting
+ * since before it — it is first in line on a free thread.
+ */
+const FIRST_IN_LINE = sql<boolean>`not exists (
+  select 1 from runs as ahead
+  where ahead.thread_id = runs.thread_id and ahead.id <> runs.id
+    and ahead.status in ('queued', 'in_progress', 'requires_action', 'cancelling')
+    and (ahead.waiting = 0 or ahead.created_at < runs.created_at
+      or (ahead.created_at = runs.created_at and ahead.seq < runs.seq)))`;
 
 type Executor = Kysely<Database>;
 
@@ -71,10 +84,12 @@ export class SqlStore implements Store {
   readonly signals: (SignalChannel & { close(): Promise<void> }) | undefined;
   readonly files: SqlFileRecords;
   readonly vectorStores: SqlVectorStoreRecords;
+  readonly projects: SqlProjectRecords;
   private readonly db: Kysely<Database>;
   private readonly capabilities: SqlCapabilities;
   /** The hot queries of a run's path, compiled once for this database (compiled-queries.ts). */
   private readonly q = new CompiledQueries();
+  private readonly waitingRunsFreed: Array<() => void> = [];
 
   constructor(
     db: Kysely<Database>,
@@ -88,6 +103,7 @@ export class SqlStore implements Store {
     this.signals = signals;
     this.files = new SqlFileRecords(db);
     this.vectorStores = new SqlVectorStoreRecords(db, capabilities);
+    this.projects = new SqlProjectRecords(db);
   }
 
   databaseBlobs(): BlobStore {
@@ -162,6 +178,14 @@ export class SqlStore implements Store {
     return row && rowToThread(row);
   }
 
+  async listThreads(scope: Scope, page: PageRequest, filter: ThreadFilter = {}): Promise<Page<Thread>> {
+    const cursors = await resolveCursors(this.db, 'threads', scope, page, undefined, filter.orderBy);
+    let query = this.db.selectFrom('threads').selectAll().where('project_id', '=', scope.projectId);
+    for (const [key, value] of Object.entries(filter.metadata ?? {}))
+      query = query.where(sql<boolean>`${this.capabilities.jsonField('metadata', key)} = ${value}`);
+    return finishPage(await applyPage(query, page, cursors).execute(), page, rowToThread);
+  }
+
   async updateThread(scope: Scope, id: string, patch: ThreadPatch): Promise<Thread | undefined> {
     const changes = threadPatchToRow(patch);
     if (Object.keys(changes).length === 0) return this.getThread(scope, id);
@@ -187,12 +211,14 @@ export class SqlStore implements Store {
 
   // ── messages ────────────────────────────────────────────────────────────────
 
-  async createMessage(scope: Scope, message: Message): Promise<void> {
+  async createMessage(scope: Scope, message: Message, { queue }: QueueOption = {}): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await requireThread(trx, this.q, scope, message.thread_id, this.capabilities.rowLocks);
-      const active = await activeRunOf(trx, this.q, message.thread_id);
+      // Queued: the message is for the runs after the active one, which read the thread when they start.
+      const active = queue ? undefined : await activeRunOf(trx, this.q, message.thread_id);
       if (active) throw messagesLockedByRun(message.thread_id, active);
       await insertMessages(trx, this.q, scope, [message]);
+      await touchThread(trx, this.q, scope, message.thread_id, message.created_at);
     });
   }
 
@@ -247,7 +273,13 @@ export class SqlStore implements Store {
         .executeTakeFirst();
       if (!row) return undefined;
       const message = { ...rowToMessage(row), ...patch };
-      await trx.updateTable('messages').set(messageToRow(scope, message)).where('id', '=', id).execute();
+      await trx
+        .updateTable('messages')
+        .set(messageToRow(scope, message))
+        .where('project_id', '=', scope.projectId)
+        .where('thread_id', '=', threadId)
+        .where('id', '=', id)
+        .execute();
       return message;
     });
   }
@@ -281,8 +313,16 @@ export class SqlStore implements Store {
 
   // ── runs ────────────────────────────────────────────────────────────────────
 
-  async createRun(scope: Scope, run: Run, additionalMessages: readonly Message[], lock?: RunLock): Promise<void> {
-    if (this.capabilities.rowLocks && this.capabilities.createRunStatement) {
+  async createRun(
+    scope: Scope,
+    run: Run,
+    additionalMessages: readonly Message[],
+    lock?: RunLock,
+    { queue = false }: QueueOption = {},
+  ): Promise<{ waiting: boolean }> {
+    // One statement reads the runs as they were before it waited for the thread's lock: a queued creation could
+    // then miss the runs it must wait behind, so it takes the transaction, whose reads follow the lock.
+    if (this.capabilities.rowLocks && this.capabilities.createRunStatement && !queue) {
       const row = withLock(runToRow(scope, run), lock);
       const statement = this.capabilities.createRunStatement({
         projectId: scope.projectId,
@@ -297,13 +337,17 @@ export class SqlStore implements Store {
         const result = rows[0];
         if (!result?.thread) throw notFound('thread', run.thread_id);
         if (result.active) throw threadHasActiveRun(run.thread_id, result.active);
+        return { waiting: false };
       });
     }
-    await this.reportActiveRunConflict(run.thread_id, () =>
-      this.db.transaction().execute(async (trx) => {
-        await requireThread(trx, this.q, scope, run.thread_id, this.capabilities.rowLocks);
-        await insertRun(trx, this.q, scope, run, additionalMessages, this.capabilities, lock);
-      }),
+    return this.reportActiveRunConflict(
+      run.thread_id,
+      () =>
+        this.db.transaction().execute(async (trx) => {
+          await requireThread(trx, this.q, scope, run.thread_id, this.capabilities.rowLocks);
+          return insertRun(trx, this.q, scope, run, additionalMessages, this.capabilities, lock, queue);
+        }),
+      queue,
     );
   }
 
@@ -327,9 +371,9 @@ export class SqlStore implements Store {
    * With row locks, a run creation that still hits `runs_one_active_per_thread` (the backstop behind the thread
    * row lock) has aborted its transaction; the winner is looked up after the rollback, for upstream's message. A
    * winner that has already ended by then left the thread free: the creation is tried again, as if it had come a
-   * moment later (it wrote nothing).
+   * moment later (it wrote nothing). A queued creation is tried again in any case: it then waits behind the winner.
    */
-  private async reportActiveRunConflict(threadId: string, create: () => Promise<void>): Promise<void> {
+  private async reportActiveRunConflict<T>(threadId: string, create: () => Promise<T>, queue = false): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await create();
@@ -337,7 +381,7 @@ export class SqlStore implements Store {
         if (!this.capabilities.rowLocks || !this.capabilities.isUniqueViolation(error, ONE_ACTIVE_RUN_PER_THREAD))
           throw error;
         const winner = await activeRunOf(this.db, this.q, threadId);
-        if (winner) throw threadHasActiveRun(threadId, winner);
+        if (winner && !queue) throw threadHasActiveRun(threadId, winner);
         if (attempt === MAX_CREATE_ATTEMPTS) throw error;
       }
     }
@@ -359,6 +403,11 @@ export class SqlStore implements Store {
     return row && rowToRun(row);
   }
 
+  /**
+   * By id alone, across projects: a signal from another process names only the run. Nothing leaks: the run comes
+   * with its own project as scope, and only the event bus reads it, for listeners that found the run in their own
+   * scope before they listened (a held poll, a stream, /events).
+   */
   async findRun(runId: string): Promise<ClaimedRun | undefined> {
     const row = await this.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
     return (
@@ -428,6 +477,10 @@ export class SqlStore implements Store {
     return rows.map(rowToStep);
   }
 
+  /**
+   * By id alone: its one caller (RunService.cancelIfIdle) has just read and committed this run in its scope, and run
+   * ids are unique across projects (the primary key; 142 random bits, never guessed).
+   */
   async runLock(runId: string): Promise<RunLock | undefined> {
     const row = await this.db
       .selectFrom('runs')
@@ -439,16 +492,32 @@ export class SqlStore implements Store {
 
   // ── execution ───────────────────────────────────────────────────────────────
 
-  async commitRun(scope: Scope, { run, expect, lock, steps = [], messages = [] }: RunCommit): Promise<boolean> {
+  async commitRun(scope: Scope, commit: RunCommit): Promise<boolean> {
+    const { committed, waiting } = await this.writeCommit(scope, commit);
+    if (committed && waiting) for (const listener of this.waitingRunsFreed) listener();
+    return committed;
+  }
+
+  onWaitingRunsFreed(listener: () => void): void {
+    this.waitingRunsFreed.push(listener);
+  }
+
+  /** Applies the commit; `waiting` when it ended the run and other runs of its thread wait (queued runs). */
+  private async writeCommit(
+    scope: Scope,
+    { run, expect, lock, steps = [], messages = [] }: RunCommit,
+  ): Promise<{ committed: boolean; waiting: boolean }> {
+    const ends = TERMINAL_RUN_STATUSES.has(run.status);
     if (this.capabilities.rowLocks && this.capabilities.commitStatement) {
       const statement = this.capabilities.commitStatement({
         set: withLock(runStateToRow(run), lock),
         fence: { projectId: scope.projectId, runId: run.id, status: expect.status, lockedBy: expect.lockedBy },
+        waitingOf: ends ? run.thread_id : undefined,
         steps: steps.map((step) => stepToRow(scope, step)),
         messages: messages.map((message) => messageToRow(scope, message)),
       });
-      const { rows } = await this.db.executeQuery<{ updated: number }>(statement);
-      return rows[0]?.updated === 1;
+      const { rows } = await this.db.executeQuery<{ updated: number; waiting: boolean }>(statement);
+      return { committed: rows[0]?.updated === 1, waiting: rows[0]?.waiting === true };
     }
     return this.db.transaction().execute(async (trx) => {
       const set = rowArgs(withLock(runStateToRow(run), lock));
@@ -470,10 +539,10 @@ export class SqlStore implements Store {
         },
         [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy],
       );
-      if (!result.numAffectedRows) return false;
+      if (!result.numAffectedRows) return { committed: false, waiting: false };
       for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
       for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
-      return true;
+      return { committed: true, waiting: ends && (await waitingRunOf(trx, this.q, run.thread_id, run.id)) };
     });
   }
 
@@ -490,24 +559,41 @@ export class SqlStore implements Store {
    * the claim (serialises all claims instead of letting them skip each other). PostgreSQL plans `id in (subquery …
    * limit n)` as a semi-join that hashes the subquery's rows once (EXPLAIN: Hash Semi Join ← Limit ← LockRows ←
    * Sort); graphile-worker gets the same from a CTE. SQLite runs one write at a time, so it needs no lock clause.
+   *
+   * A waiting run (queued runs) is taken only when no other active run of its thread goes or waits before it
+   * (FIRST_IN_LINE), and stops waiting in the same update. Two claims cannot both take a thread's next run: each
+   * sees the other's pick either still waiting, and so before its own, or locked, and so skipped. Should a run going
+   * on the thread still escape the claim's view (a creation committed as the claim began), the unique index
+   * `runs_one_active_per_thread` refuses the update: the claim takes nothing this time, and the next one sees it.
+   *
+   * Across every project, as workers serve them all: each claimed run comes with its own project as scope, and
+   * everything its execution reads or writes is scoped by that.
    */
   async claimRuns(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedRun[]> {
-    const rows = await this.db
-      .updateTable('runs')
-      .set({ locked_by: workerId, locked_until: leaseUntil })
-      .where('id', 'in', (eb) =>
-        eb
-          .selectFrom('runs')
-          .select('id')
-          .where(NEEDS_WORKER)
-          .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
-          .orderBy('created_at')
-          .orderBy('seq')
-          .limit(limit)
-          .$if(this.capabilities.rowLocks, (qb) => qb.forUpdate().skipLocked()),
-      )
-      .returningAll()
-      .execute();
+    let rows: Array<Selectable<RunsTable>>;
+    try {
+      rows = await this.db
+        .updateTable('runs')
+        .set({ locked_by: workerId, locked_until: leaseUntil, waiting: 0 })
+        .where('id', 'in', (eb) =>
+          eb
+            .selectFrom('runs')
+            .select('id')
+            .where(NEEDS_WORKER)
+            .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
+            .where((w) => w.or([w('waiting', '=', 0), FIRST_IN_LINE]))
+            .orderBy('created_at')
+            .orderBy('seq')
+            .limit(limit)
+            .$if(this.capabilities.rowLocks, (qb) => qb.forUpdate().skipLocked()),
+        )
+        .returningAll()
+        .execute();
+    } catch (error) {
+      if (this.capabilities.rowLocks && this.capabilities.isUniqueViolation(error, ONE_ACTIVE_RUN_PER_THREAD))
+        return [];
+      throw error;
+    }
     // RETURNING follows no order in either database; the interface promises oldest first.
     rows.sort((a, b) => a.created_at - b.created_at || Number(a.seq) - Number(b.seq));
     return rows.map((row) => ({
@@ -517,6 +603,7 @@ export class SqlStore implements Store {
     }));
   }
 
+  /** By id and lease: only the worker that claimed the run (with its scope) holds the lease it renews. */
   async renewLease(runId: string, workerId: string, leaseUntil: number): Promise<RunStatus | undefined> {
     const [row] = await this.q.rows(
       this.db,
@@ -533,6 +620,24 @@ export class SqlStore implements Store {
     return row?.status as RunStatus | undefined;
   }
 
+  async tokensUsedSince(scope: Scope, sinceSeconds: number): Promise<{ tokens: number; oldest: number | null }> {
+    const tokens = sql<number>`cast(${this.capabilities.jsonField('usage', 'total_tokens')} as bigint)`;
+    const row = await this.db
+      .selectFrom('runs')
+      .select([
+        sql<string | number | null>`sum(${tokens})`.as('tokens'),
+        sql<string | number | null>`min(case when ${tokens} > 0 then created_at end)`.as('oldest'),
+      ])
+      .$if(scope.keyId !== undefined, (q) => q.where('api_key_id', '=', scope.keyId!))
+      .$if(scope.keyId === undefined, (q) =>
+        q.where('api_key_id', 'is', null).where('project_id', '=', scope.projectId),
+      )
+      .where('created_at', '>=', sinceSeconds)
+      .executeTakeFirst();
+    return { tokens: Number(row?.tokens ?? 0), oldest: row?.oldest == null ? null : Number(row.oldest) };
+  }
+
+  /** Across every project, as claimRuns: each run comes with its own project as scope, and expires in it. */
   async runsDueForExpiry(nowSeconds: number, limit: number): Promise<ClaimedRun[]> {
     const rows = await this.q.rows(
       this.db,
@@ -586,6 +691,34 @@ async function requireThread(
   if (!thread) throw notFound('thread', threadId);
 }
 
+/**
+ * Whether a run of the thread other than `runId` waits (queued runs). By thread alone: asked only once the ending
+ * run's update, fenced by its project, has succeeded, and the answer only says whether to wake the workers.
+ */
+async function waitingRunOf(db: Executor, q: CompiledQueries, threadId: string, runId: string): Promise<boolean> {
+  const rows = await q.rows(
+    db,
+    'waitingRunOf',
+    (a) =>
+      db
+        .selectFrom('runs')
+        .select('id')
+        .where('thread_id', '=', a(0))
+        .where('id', '!=', a(1))
+        .where('waiting', '=', 1)
+        .where(IS_ACTIVE)
+        .limit(1),
+    [threadId, runId],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * The thread's active run — going, or waiting behind another (queued runs) — if it has one.
+ *
+ * By thread alone: every caller has found the thread in its scope first (requireThread, a creation statement that
+ * checks it, or a thread inserted in this transaction), and thread ids are unique across projects.
+ */
 async function activeRunOf(db: Executor, q: CompiledQueries, threadId: string): Promise<string | undefined> {
   const [row] = await q.rows(
     db,
@@ -601,6 +734,9 @@ async function activeRunOf(db: Executor, q: CompiledQueries, threadId: string): 
  * partial index `runs_one_active_per_thread` is what makes the lock hold when two creations race. (In SQLite the
  * whole transaction is serialised anyway. With row locks the caller has locked the thread row, and since a failed
  * statement aborts the transaction there, the re-read below is left to SqlStore.reportActiveRunConflict.)
+ *
+ * With `queue`, a thread with an active run — going or itself waiting — gets the run waiting behind it, unleased;
+ * the answer says whether it waits.
  */
 async function insertRun(
   db: Executor,
@@ -610,11 +746,13 @@ async function insertRun(
   messages: readonly Message[],
   capabilities: SqlCapabilities,
   lock?: RunLock,
-): Promise<void> {
+  queue = false,
+): Promise<{ waiting: boolean }> {
   const active = await activeRunOf(db, q, run.thread_id);
-  if (active) throw threadHasActiveRun(run.thread_id, active);
+  if (active && !queue) throw threadHasActiveRun(run.thread_id, active);
+  const waiting = active !== undefined;
   await insertMessages(db, q, scope, messages);
-  const values = rowArgs(withLock(runToRow(scope, run), lock));
+  const values = rowArgs(waiting ? { ...runToRow(scope, run), waiting: 1 } : withLock(runToRow(scope, run), lock));
   try {
     await q.execute(db, `insertRun:${values.key}`, () => db.insertInto('runs').values(values.marked), values.values);
   } catch (error) {
@@ -623,6 +761,34 @@ async function insertRun(
     if (winner) throw threadHasActiveRun(run.thread_id, winner);
     throw error;
   }
+  await touchThread(db, q, scope, run.thread_id, run.created_at);
+  return { waiting };
+}
+
+/**
+ * Moves the thread's `last_active_at` (the thread list's `order_by=last_active_at`) to `at`, in the transaction of
+ * the message or run that is the activity. Never backwards, and no write when it already says that second: the
+ * messages of a busy thread mostly share their second with the one before.
+ */
+async function touchThread(
+  db: Executor,
+  q: CompiledQueries,
+  scope: Scope,
+  threadId: string,
+  at: number,
+): Promise<void> {
+  await q.execute(
+    db,
+    'touchThread',
+    (a) =>
+      db
+        .updateTable('threads')
+        .set({ last_active_at: num(a(0)) })
+        .where('project_id', '=', a(1))
+        .where('id', '=', a(2))
+        .where('last_active_at', '<', num(a(0))),
+    [at, scope.projectId, threadId],
+  );
 }
 
 async function insertThread(db: Executor, q: CompiledQueries, scope: Scope, thread: Thread): Promise<void> {
@@ -666,7 +832,11 @@ async function insertMessages(
       .execute();
 }
 
-/** Inserts the row, or replaces every field but its id and project of the row with the same id. */
+/**
+ * Inserts the row, or replaces every field but its id and project of the row with the same id. By id alone: the
+ * rows are the run's own steps and messages (new ids, or ones read in the run's scope), written only once the run's
+ * update, fenced by project, has succeeded; and a conflict never moves a row to another project.
+ */
 async function upsert(
   db: Executor,
   q: CompiledQueries,

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, type Migration, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, type Migration, Migrator, SqliteDialect, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
@@ -11,6 +11,10 @@ import * as modelCalls from './migrations/003-model-calls.ts';
 import * as files from './migrations/004-files.ts';
 import * as vectorStores from './migrations/005-vector-stores.ts';
 import * as embeddings from './migrations/006-embeddings.ts';
+import * as projects from './migrations/008-projects.ts';
+import * as threadActivity from './migrations/009-thread-activity.ts';
+import * as runQueue from './migrations/010-run-queue.ts';
+import * as runKeys from './migrations/011-run-keys.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -21,6 +25,10 @@ const MIGRATIONS: Record<string, Migration> = {
   '004-files': files,
   '005-vector-stores': vectorStores,
   '006-embeddings': embeddings,
+  '008-projects': projects,
+  '009-thread-activity': threadActivity,
+  '010-run-queue': runQueue,
+  '011-run-keys': runKeys,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
@@ -43,7 +51,14 @@ export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
 
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db);
-  return new SqlStore(db, `sqlite:${file}`, { rowLocks: false, keywordIndex: 'fts5', vectorIndex });
+  return new SqlStore(db, `sqlite:${file}`, {
+    rowLocks: false,
+    keywordIndex: 'fts5',
+    vectorIndex,
+    // json_each names each field by its key as it is; `->> 'key'` would read the key as a path.
+    jsonField: (column, key) =>
+      sql<string | null>`(select value from json_each(${sql.ref(column)}) where key = ${key})`,
+  });
 }
 
 function loadSqliteVec(sqlite: BetterSqlite3.Database): 'sqlite-vec' | 'matrix-cache' {
