@@ -8,6 +8,9 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The playground: bundled into dist/playground by scripts/build-playground.mjs.
+COPY playground ./playground
+COPY scripts/build-playground.mjs ./scripts/
 RUN npm run build && npm prune --omit=dev
 
 # Runtime: the same Debian release as the build (better-sqlite3's and sqlite-vec's binaries), no compiler.

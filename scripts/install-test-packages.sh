@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs and the machine lacks: bubblewrap and Debian's Python with
-# numpy, pandas and matplotlib, which code_interpreter's sandbox runs (test/sandbox, test/tools/code-interpreter*).
-# Does nothing when they are present. Needs root (or sudo) only when something is missing.
+# numpy, pandas and matplotlib, which code_interpreter's sandbox runs (test/sandbox, test/tools/code-interpreter*),
+# and Chromium, which the playground's browser tests drive (test/playground). Does nothing when they are present.
+# Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 PYTHON=${ASSISTD_SANDBOX_PYTHON:-/usr/bin/python3}
@@ -10,9 +11,10 @@ command -v "${ASSISTD_SANDBOX_BWRAP:-bwrap}" >/dev/null 2>&1 || packages+=(bubbl
 if ! [ -x "$PYTHON" ] || ! "$PYTHON" -c 'import numpy, pandas, matplotlib' >/dev/null 2>&1; then
   packages+=(python3 python3-numpy python3-pandas python3-matplotlib)
 fi
+[ -x "${ASSISTD_TEST_CHROMIUM:-/usr/bin/chromium}" ] || packages+=(chromium)
 [ ${#packages[@]} -eq 0 ] && exit 0
 
-echo "installing ${packages[*]} for the code_interpreter tests"
+echo "installing ${packages[*]} for the code_interpreter and playground tests"
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 export DEBIAN_FRONTEND=noninteractive

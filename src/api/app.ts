@@ -27,6 +27,7 @@ import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerOpenApiRoute } from './routes/openapi.ts';
 import { registerOrganizationRoutes } from './routes/organization.ts';
+import { registerPlaygroundRoutes } from './routes/playground.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 import { registerVectorStoreRoutes } from './routes/vector-stores.ts';
@@ -163,6 +164,7 @@ export function buildApp({
   registerVectorStoreRoutes(app, vectorStores);
   registerOrganizationRoutes(app, new ProjectService(store.projects));
   registerOpenApiRoute(app);
+  registerPlaygroundRoutes(app);
   return app;
 }
 

@@ -16,17 +16,17 @@ function shape(template: string): string {
   return template.replace(/\{[^}]+\}|:[^/]+|\*/g, '{}');
 }
 
-/**
- * Routes that are not operations of the API the document describes: its servers are /v1 (and /openai, the same
- * routes), so /healthz and /metrics — the deployment's, outside /v1 — are not in it; and Fastify answers HEAD for
- * every GET route by itself, which no client calls as an operation.
- */
 /** Whether @readme/openapi-parser finds `document` valid; it dereferences in place, so it is given a copy. */
 async function validation(document: unknown): Promise<string | undefined> {
   const result = await validate(structuredClone(document) as Parameters<typeof validate>[0]);
   return result.valid ? undefined : compileErrors(result);
 }
 
+/**
+ * Routes that are not operations of the API the document describes: its servers are /v1 (and /openai, the same
+ * routes), so /healthz, /metrics and the playground's page (/, /playground) — the deployment's, outside /v1 — are
+ * not in it; and Fastify answers HEAD for every GET route by itself, which no client calls as an operation.
+ */
 function isApiOperation(route: { method: string; url: string }): boolean {
   return route.method !== 'HEAD' && route.url.startsWith('/v1/');
 }
@@ -76,7 +76,14 @@ describe('GET /v1/openapi.json', () => {
       assert.ok(answered.includes(expected), expected);
     assert.deepEqual(
       [...new Set(routes.filter((r) => !isApiOperation(r)).map((r) => (r.method === 'HEAD' ? 'HEAD' : r.url)))].sort(),
-      ['/healthz', 'HEAD', ...(routes.some((r) => r.url === '/metrics') ? ['/metrics'] : [])].sort(),
+      [
+        '/',
+        '/healthz',
+        '/playground',
+        '/playground/*',
+        'HEAD',
+        ...(routes.some((r) => r.url === '/metrics') ? ['/metrics'] : []),
+      ].sort(),
     );
   });
 

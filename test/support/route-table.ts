@@ -23,7 +23,8 @@ export function listRoutes(app: FastifyInstance): RouteEntry[] {
     const depth = match[1]!.length / 4;
     const segment = match[2]!;
     const parent = parents[depth - 1] ?? '';
-    const url = segment.startsWith('/') ? parent + segment : `${parent}/${segment}`;
+    // Children of the root route `/` are printed with their own slash (`/` then `healthz`), others without.
+    const url = segment.startsWith('/') || parent.endsWith('/') ? parent + segment : `${parent}/${segment}`;
     parents[depth] = url;
     parents.length = depth + 1;
     for (const method of match[3]?.split(', ') ?? []) {
