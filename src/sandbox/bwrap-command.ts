@@ -1,5 +1,6 @@
 import { lstatSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
+import { seccompFilter } from './seccomp.ts';
 import type { SandboxSettings } from './settings.ts';
 
 /**
@@ -17,11 +18,16 @@ import type { SandboxSettings } from './settings.ts';
  *   path, where a symlink made inside would lead the host elsewhere.
  * - No network (`--unshare-net`: only a loopback of its own), its own pid, ipc, uts and cgroup namespaces; the
  *   sandbox dies with the server (`--die-with-parent`, and the pid namespace ends with its pid 1).
+ * - Memory that RLIMIT_AS does not count (SysV shared memory and message queues, memfds) is refused by a seccomp
+ *   filter (seccomp.ts), which bwrap reads from the fd SECCOMP_FD.
  * Limits (RLIMIT_AS, NPROC, FSIZE, CPU, NOFILE) are set by the driver itself before any user code runs (driver.py).
  */
 
 /** The uid and gid bwrap runs as when the server is root. */
 export const SANDBOX_UID = 65534;
+
+/** The fd of the sandbox's process on which bwrap reads the seccomp filter (`SandboxCommand.seccomp`). */
+export const SECCOMP_FD = 3;
 
 /** Where the font cache the host built is bound, read-only. */
 const FONT_CACHE_MOUNT = '/opt/assistd/matplotlib';
@@ -31,6 +37,8 @@ export interface SandboxCommand {
   args: string[];
   /** For child_process.spawn: the environment, and the uid/gid when the server is root. */
   spawn: { env: NodeJS.ProcessEnv; uid?: number; gid?: number };
+  /** The compiled seccomp filter, to be written to the process's fd SECCOMP_FD (then closed: bwrap reads to EOF). */
+  seccomp: Buffer;
 }
 
 /** How the host's root is laid out: merged-/usr distributions make /bin, /lib… symlinks into /usr. */
@@ -54,7 +62,7 @@ const ETC_ENTRIES = ['/etc/alternatives', '/etc/ld.so.cache', '/etc/matplotlibrc
 
 /**
  * The command of a session running `driverSource` with `settings`; `fontCacheDir` (a root-owned host directory
- * holding matplotlib's font cache) is bound read-only when given.
+ * holding matplotlib's font cache) is bound read-only when given. Throws on an architecture without a seccomp filter.
  */
 export function sandboxCommand(
   settings: SandboxSettings,
@@ -79,6 +87,8 @@ export function sandboxCommand(
     '--new-session',
     '--cap-drop',
     'ALL',
+    '--seccomp',
+    String(SECCOMP_FD),
     ...rootEntries(),
     ...ETC_ENTRIES.flatMap((entry) => ['--ro-bind-try', entry, entry]),
     ...(fontCacheDir === undefined ? [] : ['--ro-bind', fontCacheDir, FONT_CACHE_MOUNT]),
@@ -128,5 +138,6 @@ export function sandboxCommand(
     command: settings.bwrap,
     args,
     spawn: { env: { PATH: '/usr/bin:/bin' }, ...(root ? { uid: SANDBOX_UID, gid: SANDBOX_UID } : {}) },
+    seccomp: seccompFilter(),
   };
 }

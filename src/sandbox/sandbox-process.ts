@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { SandboxCommand } from './bwrap-command.ts';
+import { type SandboxCommand, SECCOMP_FD } from './bwrap-command.ts';
 
 /**
  * One sandboxed Python process running driver.py, and the host's side of its JSON-lines protocol: requests on its
@@ -69,11 +70,15 @@ export class SandboxProcess {
     });
     this.ready.catch(() => {}); // observed through `exited` too
     // detached: a terminal's ^C reaches the server, which closes the sandboxes, rather than the sandboxes directly.
+    // fd 3 (SECCOMP_FD) carries the seccomp filter, which bwrap reads to its end before it starts the driver.
     this.child = spawn(command.command, command.args, {
       ...command.spawn,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       detached: true,
     });
+    const filterPipe = this.child.stdio[SECCOMP_FD] as Writable | null;
+    filterPipe?.on('error', () => {}); // bwrap gone before reading it: `close` reports why
+    filterPipe?.end(command.seccomp);
     const startTimer = setTimeout(() => this.fail(`did not start within ${startTimeoutMs} ms`), startTimeoutMs);
     this.exited = new Promise((resolve) => {
       let spawnError: string | undefined;

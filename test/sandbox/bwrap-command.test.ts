@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SANDBOX_UID, sandboxCommand } from '../../src/sandbox/bwrap-command.ts';
+import { SANDBOX_UID, SECCOMP_FD, sandboxCommand } from '../../src/sandbox/bwrap-command.ts';
+import { seccompFilter } from '../../src/sandbox/seccomp.ts';
 import { TEST_SETTINGS } from './support.ts';
 
 describe('the bwrap command', () => {
-  const { command, args, spawn } = sandboxCommand(TEST_SETTINGS, 'DRIVER', '/tmp/fonts');
+  const { command, args, spawn, seccomp } = sandboxCommand(TEST_SETTINGS, 'DRIVER', '/tmp/fonts');
   const pairs = (flag: string) => args.flatMap((arg, i) => (arg === flag ? [args[i + 1]] : []));
 
   it('spawns bwrap with nothing of the server’s environment, unprivileged when the server is root', () => {
@@ -21,6 +22,12 @@ describe('the bwrap command', () => {
       assert.ok(args.includes(flag), flag);
     assert.deepEqual(pairs('--cap-drop'), ['ALL']);
     assert.ok(args.includes('--clearenv'));
+  });
+
+  it('loads the seccomp filter from the fd the process is given it on', () => {
+    assert.deepEqual(pairs('--seccomp'), [String(SECCOMP_FD)]);
+    assert.ok(args.indexOf('--seccomp') < args.indexOf('--'), 'an option of bwrap, not of the command');
+    assert.deepEqual(seccomp, seccompFilter());
   });
 
   it('binds nothing writable; every writable place is a tmpfs with a size; / and /dev are read-only', () => {

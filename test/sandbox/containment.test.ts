@@ -161,6 +161,27 @@ describe('the sandbox contains', () => {
     assert.match(numpy.logs, /MemoryError|Unable to allocate/);
   });
 
+  it('refuses the memory RLIMIT_AS does not count: SysV shared memory and queues, memfds', async () => {
+    // Without the seccomp filter, a loop of shmget/shmat/memset/shmdt held 4 GiB of the host under a 2 GiB RLIMIT_AS,
+    // still held after the cell ended; memfds filled with write() are never mapped, so never counted either.
+    const call = (name: string, args: string) =>
+      `import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.${name}(${args}) < 0:\n` +
+      '    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))';
+    const x32 = process.arch === 'x64' ? 0x40000000 | 319 : 0x40000000 | 279;
+    const result = await nasty(
+      attempts({
+        shmget: call('shmget', '0, ctypes.c_size_t(256 << 20), 0o1600'),
+        msgget: call('msgget', '0, 0o1600'),
+        memfd_create: 'import os\nos.memfd_create("hold")',
+        memfd_secret: call('syscall', '447, 0'),
+        x32_memfd: call('syscall', `${x32}, b"hold", 0`),
+      }),
+    );
+    assertAllRefused(result, ['shmget', 'msgget', 'memfd_create', 'memfd_secret', 'x32_memfd']);
+    assert.match(result.logs, /^shmget: refused PermissionError/m, 'refused by the filter (EPERM)');
+    assert.match(result.logs, /^memfd_create: refused PermissionError/m);
+  });
+
   it('interrupts an infinite loop at its timeout and keeps the variables', async () => {
     await session.runCell('before_loop = 7');
     const result = await nasty('while True:\n    pass', 1_000);
