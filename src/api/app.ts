@@ -20,6 +20,7 @@ import type { Scope, Store } from '../storage/store.ts';
 import { Authenticator } from '../tenancy/authenticator.ts';
 import { ProjectService } from '../tenancy/project-service.ts';
 import type { VectorStoreService } from '../vector-stores/vector-store-service.ts';
+import { isDiscarding } from './discard.ts';
 import { type RateLimitSettings, RateLimits } from './rate-limits.ts';
 import { registerAssistantRoutes } from './routes/assistants.ts';
 import { registerFileRoutes } from './routes/files.ts';
@@ -213,12 +214,13 @@ async function authorize(authenticator: Authenticator, request: FastifyRequest):
 /**
  * A response sent before its request's body was read (a 413, a 415 for a multipart body, a 401 before an upload)
  * closes the connection: Node would otherwise read and drop the rest of the body, up to gigabytes, to keep the
- * connection. So does every response once the server is closing: a keep-alive connection busy when the close began
+ * connection. Not when a route drops the rest itself, for a bounded time (`discardRest`): that connection ends once
+ * the body has, and closing it under a client still sending would reset it before the client read the answer. So does every response once the server is closing: a keep-alive connection busy when the close began
  * would otherwise stay open, idle, until its keep-alive timeout (72 s), and delay the shutdown that long.
  */
 function closeUnfinishedConnections(app: FastifyInstance, closing: AbortSignal): void {
   app.addHook('onSend', (request, reply, payload, done) => {
-    if (closing.aborted || !request.raw.complete) reply.header('connection', 'close');
+    if (closing.aborted || (!request.raw.complete && !isDiscarding(request.raw))) reply.header('connection', 'close');
     done(null, payload);
   });
 }

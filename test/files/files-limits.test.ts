@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, createReadStream, ftruncateSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
@@ -148,5 +148,102 @@ describe('large and broken uploads', () => {
     assert.deepEqual((await client.files.list()).data, []);
     const health = await fetch(`${server.url}/healthz`);
     assert.equal(health.status, 200);
+  });
+});
+
+describe('an upload refused while the client is still sending', () => {
+  let server: ServerProcess;
+  let dataDir: string;
+
+  before(async () => {
+    dataDir = tempDir();
+    server = await spawnServer({ ASSISTD_DATA_DIR: dataDir, ASSISTD_MAX_FILE_MB: '1' });
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('the 413 arrives, the client finishes sending without a reset, and the connection serves the next request', async () => {
+    const boundary = 'refusedboundary';
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<unknown>();
+    try {
+      const outcome = await new Promise<{ status: number; body: string; error?: Error }>((resolve) => {
+        const request = httpRequest(`${server.url}/v1/files`, {
+          method: 'POST',
+          agent,
+          headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+        });
+        request.on('socket', (socket) => sockets.add(socket));
+        let response: { status: number; body: string } | undefined;
+        let error: Error | undefined;
+        const settle = () => resolve({ ...(response ?? { status: 0, body: '' }), error });
+        let sentAll = false;
+        request.on('error', (e) => {
+          error = e;
+          settle();
+        });
+        // A connection closed under the client ends its request without an error event, the rest unsent.
+        request.on('close', () => {
+          if (sentAll) return;
+          error ??= new Error('the connection closed before the whole body was sent');
+          settle();
+        });
+        request.on('response', (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            body += chunk;
+          });
+          res.on('end', () => {
+            response = { status: res.statusCode ?? 0, body };
+          });
+        });
+        request.write(
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n` +
+            'Content-Type: application/octet-stream\r\n\r\n',
+        );
+        // Past the 1 MB limit, then on sending once the answer is in, as a client that writes its whole body does.
+        request.write(Buffer.alloc(1.5 * MB));
+        let sent = 0;
+        const more = () => {
+          if (error) return;
+          if (sent >= 4 * MB) {
+            request.end(`\r\n--${boundary}--\r\n`, () => {
+              sentAll = true;
+              setTimeout(settle, 200);
+            });
+            return;
+          }
+          sent += 256 * 1024;
+          request.write(Buffer.alloc(256 * 1024));
+          setTimeout(more, 20);
+        };
+        void eventually('the 413 to arrive', 10_000, () => response).then(more);
+      });
+      assert.equal(outcome.error, undefined, 'the client sent its whole body without a reset');
+      assert.equal(outcome.status, 413);
+      const { error } = JSON.parse(outcome.body);
+      assert.equal(error.code, 'file_too_large');
+      assert.match(error.message, /largest file accepted is 1000000 bytes/);
+
+      // The connection was kept, its body read to the end: the next request goes on it.
+      const next = await new Promise<number>((resolve, reject) => {
+        const request = httpRequest(`${server.url}/v1/files`, { agent, headers: { authorization: 'Bearer test' } });
+        request.on('socket', (socket) => sockets.add(socket));
+        request.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        request.on('error', reject);
+        request.end();
+      });
+      assert.equal(next, 200);
+      assert.equal(sockets.size, 1, 'one connection served both requests');
+      assert.deepEqual(readdirSync(path.join(dataDir, 'files', 'tmp')), []);
+    } finally {
+      agent.destroy();
+    }
   });
 });

@@ -1,8 +1,8 @@
-import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError, invalidRequest } from '../../domain/errors.ts';
 import { FILE_EXPIRY_MAX_SECONDS, FILE_EXPIRY_MIN_SECONDS, UPLOAD_PURPOSES } from '../../domain/files.ts';
 import { type FileFields, type FileService, fileTooLarge, type ReceivedUpload } from '../../files/file-service.ts';
+import { discardRest } from '../discard.ts';
 import { pathId } from '../ids.ts';
 import { integerParameter, parsePageRequest, single, toListObject } from '../pagination.ts';
 import { serializeDeleted, serializeFile } from '../serializers.ts';
@@ -102,24 +102,6 @@ async function receiveForm(
     await received?.abandon();
     throw multipartError(error, files.maxBytes);
   }
-}
-
-/** How long the rest of a refused upload is read and dropped before its connection is closed. */
-const DISCARD_MS = 10_000;
-
-/**
- * After an upload is refused mid-body (too large, a bad field), the client is usually still sending. The rest is
- * read and dropped, so the client sees the error response rather than a reset connection, and the connection ends
- * normally; a client that keeps sending past DISCARD_MS is disconnected.
- */
-function discardRest(raw: IncomingMessage): void {
-  if (raw.readableEnded || raw.destroyed) return;
-  raw.unpipe();
-  raw.resume();
-  const timer = setTimeout(() => raw.socket?.destroy(), DISCARD_MS);
-  timer.unref();
-  raw.once('end', () => clearTimeout(timer));
-  raw.once('close', () => clearTimeout(timer));
 }
 
 function parseFields(values: Map<FieldName, string>): FileFields {
