@@ -514,8 +514,9 @@ export class RunExecutor {
   private async stopped(x: Execution, reason: StopReason) {
     try {
       if (reason === 'cancel') return await this.finishCancel(x);
+      if (reason === 'expire') return await this.finishExpiry(x);
       if (reason === 'shutdown') return await this.settle(x);
-      // 'expire': the sweeper already ended the run; 'lease_lost': another worker has it.
+      // 'lease_lost': another worker has it.
     } catch (error) {
       this.options.logger.error({ err: error, runId: x.run.id }, 'could not record a stopped run');
     }
@@ -531,6 +532,21 @@ export class RunExecutor {
     x.run = run;
     if (run.status === 'cancelling') return this.finishCancel(x);
     if (run.status === 'in_progress' || run.status === 'queued') await this.commit(x, { run, lock: RELEASED });
+  }
+
+  /**
+   * in_progress → expired, keeping what the current turn produced (its message `incomplete`, `run_expired`), as a
+   * cancel does. A run the sweeper has expired already, or one cancelled meanwhile, is left to that ending.
+   */
+  private async finishExpiry(x: Execution): Promise<void> {
+    const { store } = this.options;
+    const run = await store.getRun(x.scope, x.run.thread_id, x.run.id);
+    if (!run) return;
+    x.run = run;
+    if (run.status === 'cancelling') return this.finishCancel(x);
+    if (run.status !== 'in_progress') return;
+    x.steps = await store.runSteps(x.scope, run.id);
+    await this.end(x, { type: 'expire' });
   }
 
   /** cancelling → cancelled, keeping what the current turn produced (its message `incomplete`, `run_cancelled`). */

@@ -33,6 +33,12 @@ export interface RunWorkerOptions {
 /** How long lease renewals may hold the event loop before letting it go round. */
 const RENEW_SLICE_MS = 4;
 
+/**
+ * How long past its deadline a run being executed is left to its execution to expire, with what its current model
+ * turn has written; after that (the execution is stuck, or the signal was lost) the sweeper expires it itself.
+ */
+const EXPIRY_HANDOVER_S = 5;
+
 interface Execution {
   controller: AbortController;
   done: Promise<void>;
@@ -43,7 +49,9 @@ interface Execution {
  * renewed every third of its length; the renewal also notices a cancel made through another process. The bus only
  * wakes the loop early: claiming is decided by the database, so a missed wake-up costs at most `pollMs`.
  *
- * The sweeper expires runs past `expires_at`: in every status but a terminal one, whoever executes them.
+ * The sweeper expires runs past `expires_at`: in every status but a terminal one, whoever executes them. A run
+ * an execution holds is told to stop and expires there, keeping the message its turn was writing (the only place it
+ * is); one not held, or not ended within EXPIRY_HANDOVER_S, is expired by the sweeper with what is stored.
  */
 export class RunWorker implements LocalExecution {
   readonly id = `worker_${hostname()}_${process.pid}_${newId('run').slice(-8)}`;
@@ -185,6 +193,11 @@ export class RunWorker implements LocalExecution {
     const { store, bus, logger } = this.options;
     try {
       for (const { scope, run, lock } of await store.runsDueForExpiry(unixSeconds(), 100)) {
+        const held = run.status === 'in_progress' && lock.lockedBy !== null && (lock.lockedUntil ?? 0) > Date.now();
+        if (held && unixSeconds() - (run.expires_at ?? 0) < EXPIRY_HANDOVER_S) {
+          bus.stopRequested(run.id, 'expire');
+          continue;
+        }
         const ended = endRun(run, await store.runSteps(scope, run.id), { type: 'expire' }, unixSeconds());
         const committed = await store.commitRun(scope, {
           run: ended.run,

@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { ApiClient, type ServerProcess, spawnServer, startTestServer, tempDir } from '../support/server.ts';
+import { eventNames, postSse } from '../support/sse.ts';
 
 type Body = Record<string, unknown>;
 
@@ -79,6 +80,57 @@ describe('run lifecycle', () => {
         tool_outputs: [],
       });
       assert.equal(late.status, 400);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a streamed run that expires mid-answer keeps the message it streamed, incomplete with run_expired', async () => {
+    const server = await startTestServer({
+      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+      ASSISTD_RUN_EXPIRES_AFTER_S: '2',
+    });
+    try {
+      // Twenty pieces 400 ms apart: the answer is still being written when the run expires, 2 s in.
+      upstream.enqueue({ text: Array.from({ length: 20 }, (_, i) => `piece ${i}. `), chunkDelayMs: 400 });
+      const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+      const threadId = thread.body.id as string;
+      const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+        assistant_id: assistant.body.id,
+        stream: true,
+      });
+      const names = eventNames(events);
+      assert.deepEqual(names.slice(-5), [
+        'thread.message.delta*',
+        'thread.message.incomplete',
+        'thread.run.step.expired',
+        'thread.run.expired',
+        'done',
+      ]);
+      const streamed = events
+        .filter((e) => e.event === 'thread.message.delta')
+        .map((e) => e.data.delta.content[0].text.value)
+        .join('');
+      assert.match(streamed, /^piece 0\. piece 1\. /);
+      assert.ok(!streamed.includes('piece 19'), 'the answer was cut short');
+
+      // What was streamed is what is stored.
+      const run = events.find((e) => e.event === 'thread.run.expired')!.data;
+      const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages?run_id=${run.id}`);
+      assert.equal(messages.body.data.length, 1);
+      const message = messages.body.data[0]!;
+      assert.equal(message.status, 'incomplete');
+      assert.deepEqual(message.incomplete_details, { reason: 'run_expired' });
+      const [part] = message.content as Array<{ text: { value: string } }>;
+      assert.equal(part!.text.value, streamed);
+      const steps = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs/${run.id}/steps`);
+      assert.deepEqual(
+        steps.body.data.map((s) => s.status),
+        ['expired'],
+      );
+      const stored = await server.api.get(`/v1/threads/${threadId}/runs/${run.id}`);
+      assert.equal(stored.body.status, 'expired');
     } finally {
       await server.close();
     }
