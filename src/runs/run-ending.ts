@@ -33,7 +33,8 @@ const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
  * decides what that means for everything the run has open: every step still in progress (stored, or the current
  * turn's) takes the run's fate, the message being written is kept `incomplete` with the run's reason, and a
  * message the turn had already finished is stored as it is. Used by cancel (run service and executor), expiry (the
- * worker's sweeper) and failure (executor); a shutdown does not end runs, it hands them back.
+ * executor holding the run, else the worker's sweeper) and failure (executor); a shutdown does not end runs, it
+ * hands them back.
  */
 export function endRun(
   run: Run,
