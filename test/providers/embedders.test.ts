@@ -69,6 +69,31 @@ describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
     await e.close();
   });
 
+  test("an upstream that echoes the key, or a base URL's password, never puts them in the error", async () => {
+    const key = 'sk-embed-secret-0123456789';
+    const e = embedder({ apiKey: key, baseURL: upstream.baseUrl.replace('http://', 'http://bench:url-password@') });
+    upstream.enqueueEmbeddingErrors({
+      status: 401,
+      body: { error: { message: `Incorrect API key provided: ${key}.`, type: 'invalid_request_error' } },
+    });
+    await assert.rejects(e.embed(['car'], AbortSignal.timeout(5000)), (error: unknown) => {
+      assert.ok(error instanceof EmbeddingError);
+      assert.match(error.message, /returned 401: Incorrect API key provided: \[api key\]\.$/);
+      assert.ok(!error.message.includes(key) && !error.message.includes('url-password'), error.message);
+      return true;
+    });
+    upstream.enqueueEmbeddingErrors({ status: 500, body: `upstream failed for Bearer ${key}` });
+    await assert.rejects(
+      embedder({ apiKey: key, maxRetries: 0 }).embed(['car'], AbortSignal.timeout(5000)),
+      (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.match(error.message, /returned 500: upstream failed for Bearer \[api key\]$/);
+        return true;
+      },
+    );
+    await e.close();
+  });
+
   test('an unreachable endpoint and an aborted call fail clearly', async () => {
     const closed = new OpenAICompatibleEmbedder({
       baseURL: 'http://127.0.0.1:9/v1',

@@ -38,6 +38,8 @@ export class OpenAICompatibleEmbedder implements Embedder {
   readonly model: string;
   private dims: number | undefined;
   private readonly endpoint: URL;
+  /** The endpoint as messages name it: without the user and password a base URL may carry. */
+  private readonly shownEndpoint: string;
   private readonly apiKey: string;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
@@ -48,6 +50,10 @@ export class OpenAICompatibleEmbedder implements Embedder {
   constructor(options: OpenAICompatibleEmbedderOptions) {
     this.model = options.model;
     this.endpoint = new URL(`${options.baseURL.replace(/\/+$/, '')}/embeddings`);
+    const shown = new URL(this.endpoint);
+    shown.username = '';
+    shown.password = '';
+    this.shownEndpoint = shown.href;
     this.apiKey = options.apiKey ?? 'unused';
     this.timeoutMs = options.timeoutMs;
     this.maxRetries = options.maxRetries;
@@ -89,7 +95,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
   private vectors(body: unknown, count: number): Float32Array[] {
     const data = (body as { data?: unknown } | null)?.data;
     const invalid = (why: string) =>
-      new EmbeddingError(`the embeddings endpoint ${this.endpoint.href} answered with ${why}`, { retryable: false });
+      new EmbeddingError(`the embeddings endpoint ${this.shownEndpoint} answered with ${why}`, { retryable: false });
     if (!Array.isArray(data)) throw invalid('no `data` list');
     if (data.length !== count) throw invalid(`${data.length} embeddings for ${count} inputs`);
     const vectors = new Array<Float32Array>(count);
@@ -149,15 +155,17 @@ export class OpenAICompatibleEmbedder implements Embedder {
       parsed = text;
     }
     if (status >= 400) {
-      const detail = upstreamMessage(parsed) ?? (typeof parsed === 'string' ? parsed.slice(0, 200) : '');
-      const message = `the embeddings endpoint ${this.endpoint.href} returned ${status}${detail ? `: ${detail}` : ''}`;
+      const detail = this.withoutKey(
+        upstreamMessage(parsed) ?? (typeof parsed === 'string' ? parsed.slice(0, 200) : ''),
+      );
+      const message = `the embeddings endpoint ${this.shownEndpoint} returned ${status}${detail ? `: ${detail}` : ''}`;
       if (status === 429)
         throw new EmbeddingError(message, { retryable: true, retryAfterMs: retryAfterMs(response.headers) });
       throw new EmbeddingError(message, { retryable: status >= 500 || status === 408 || status === 409 });
     }
     if (typeof parsed !== 'object' || parsed === null)
       throw new EmbeddingError(
-        `the embeddings endpoint ${this.endpoint.href} answered with something other than JSON`,
+        `the embeddings endpoint ${this.shownEndpoint} answered with something other than JSON`,
         {
           retryable: false,
         },
@@ -165,15 +173,24 @@ export class OpenAICompatibleEmbedder implements Embedder {
     return parsed;
   }
 
+  /**
+   * An upstream's words without the API key, should it echo it: the message becomes a vector store file's
+   * `last_error`, which every user of the API reads, and a log line. Not the placeholder sent when no key is
+   * configured (`unused`): that is no secret, and may be a word.
+   */
+  private withoutKey(text: string): string {
+    return this.apiKey.length >= 8 ? text.replaceAll(this.apiKey, '[api key]') : text;
+  }
+
   private failure(error: unknown, signal: AbortSignal, timeout: AbortSignal): unknown {
     if (signal.aborted) return signal.reason;
     if (timeout.aborted)
       return new EmbeddingError(
-        `the embeddings endpoint ${this.endpoint.href} did not answer within ${this.timeoutMs} ms`,
+        `the embeddings endpoint ${this.shownEndpoint} did not answer within ${this.timeoutMs} ms`,
         { retryable: true },
       );
-    const reason = error instanceof Error ? error.message : String(error);
-    return new EmbeddingError(`the embeddings endpoint ${this.endpoint.href} could not be reached: ${reason}`, {
+    const reason = this.withoutKey(error instanceof Error ? error.message : String(error));
+    return new EmbeddingError(`the embeddings endpoint ${this.shownEndpoint} could not be reached: ${reason}`, {
       retryable: true,
     });
   }
