@@ -11,6 +11,10 @@
  *    CPU time per run: BENCH_CPU_RUNS createAndPoll one after another on threads created beforehand, the server
  *    process's utime + stime (/proc/<pid>/stat) before and after ÷ runs (targets ≤ 3 ms on SQLite, ≤ 5 ms on
  *    PostgreSQL); PostgreSQL's backends on the database are shown beside it, not counted in it.
+ *    Before the databases, the same two measurements of a floor (bench/run-floor-server.ts, its own process): the
+ *    two requests of createAndPoll answered by Fastify relaying the same model call with node:http, and nothing
+ *    else — no database, validation, logging or metrics. Its ratio and CPU are what the HTTP traffic of a run costs
+ *    on this machine; assistd's CPU is also printed as a multiple of the floor's.
  * 2. A burst: 500 threads created first, then 500 `POST /v1/threads/{id}/runs` fired at once; each run is then
  *    followed with held polls (what createAndPoll does) until it ends. Wall time from the first POST to the last
  *    terminal status, and runs/s; every run must be `completed`.
@@ -60,6 +64,7 @@ import {
   reportCreateAndPoll,
   runBench,
   startAssistd,
+  startFloor,
   summarizeP50P90,
   table,
 } from './support.ts';
@@ -166,6 +171,44 @@ async function measureCreateAndPoll(kind: DatabaseKind, upstream: FakeUpstream):
   for (const [i, threadId] of threads.entries()) await checkReply(threadId, runIds[i]!);
   await assistd.stop();
   return { kind, run: summarizeP50P90(runs), direct: summarizeP50P90(directs), firstRunMs, cpu };
+}
+
+interface FloorResult {
+  run: Latencies;
+  direct: Latencies;
+  /** The floor process's CPU per run, ms; undefined without /proc. */
+  cpuMs: number | undefined;
+}
+
+/** Part 1's measurements on the floor server: latency interleaved with the direct call, then CPU per run. */
+async function measureFloor(upstream: FakeUpstream): Promise<FloorResult> {
+  upstream.setDefault({ text: SHORT_REPLY });
+  const floor = await startFloor('./run-floor-server.ts', { FLOOR_UPSTREAM_URL: upstream.baseUrl });
+  const client = new OpenAI({ baseURL: `${floor.url}/v1`, apiKey: 'bench', maxRetries: 0 });
+  const direct = new OpenAI({ baseURL: upstream.baseUrl, apiKey: 'bench', maxRetries: 0 });
+  const runOnce = async () => {
+    const run = await client.beta.threads.runs.createAndPoll('thread_floor', { assistant_id: 'asst_floor' });
+    if (run.status !== 'completed') throw new Error(`the floor's run ended ${run.status}`);
+  };
+  const timeRun = async (): Promise<number> => {
+    const start = performance.now();
+    await runOnce();
+    return performance.now() - start;
+  };
+  const timeDirect = directCompletionTimer(direct, MODEL, PROMPT, SHORT_REPLY.join(''));
+  for (let i = 0; i < WARMUP_RUNS; i++) {
+    await timeDirect();
+    await timeRun();
+  }
+  const [directs, runs] = await interleaved(RUNS, timeDirect, timeRun);
+  const before = processCpuMs(floor.pid);
+  for (let i = 0; i < CPU_RUNS; i++) await runOnce();
+  const after = processCpuMs(floor.pid);
+  return {
+    run: summarizeP50P90(runs),
+    direct: summarizeP50P90(directs),
+    cpuMs: before === undefined || after === undefined ? undefined : (after - before) / CPU_RUNS,
+  };
 }
 
 // ── 2. a burst of runs ─────────────────────────────────────────────────────────
@@ -458,10 +501,32 @@ async function main(): Promise<void> {
   cleanups.push(() => upstream.close());
 
   // 1.
+  const floor = await measureFloor(upstream);
   const results: CreateAndPollResult[] = [];
   for (const kind of DATABASES) results.push(await measureCreateAndPoll(kind, upstream));
+  const floorCpu = floor.cpuMs === undefined ? 'n/a' : floor.cpuMs.toFixed(2);
   log('');
   log(`1. createAndPoll vs direct streamed chat completion (${SHORT_REPLY.length}-chunk reply, sequential)`);
+  log('');
+  log(
+    'floor (bench/run-floor-server.ts: the same two requests relayed to the same upstream by Fastify and node:http; ' +
+      'no database, validation, logging or metrics):',
+  );
+  log('');
+  log(
+    table(
+      ['path', 'p50 ms', 'p90 ms'],
+      [
+        ['direct: chat.completions.create (stream)', floor.direct.p50.toFixed(1), floor.direct.p90.toFixed(1)],
+        ['floor: runs.createAndPoll', floor.run.p50.toFixed(1), floor.run.p90.toFixed(1)],
+      ],
+    ),
+  );
+  log('');
+  log(
+    `floor createAndPoll p50 ÷ direct p50: ${(floor.run.p50 / floor.direct.p50).toFixed(3)} ` +
+      `(+${(floor.run.p50 - floor.direct.p50).toFixed(1)} ms); floor CPU per run: ${floorCpu} ms`,
+  );
   for (const r of results) {
     log('');
     log(`${DATABASE_NAMES[r.kind]}:`);
@@ -476,13 +541,22 @@ async function main(): Promise<void> {
   log('');
   log(
     table(
-      ['database', 'runs', 'wall s', 'server CPU ms/run', 'target', 'PostgreSQL backends CPU ms/run (not counted)'],
+      [
+        'database',
+        'runs',
+        'wall s',
+        'server CPU ms/run',
+        'target',
+        `÷ floor (${floorCpu} ms)`,
+        'PostgreSQL backends CPU ms/run (not counted)',
+      ],
       results.map(({ kind, cpu }) => [
         DATABASE_NAMES[kind],
         String(cpu.runs),
         (cpu.wallMs / 1000).toFixed(2),
         cpu.serverMs === undefined ? 'n/a' : cpu.serverMs.toFixed(2),
         `≤ ${TARGET_CPU_MS[kind]}`,
+        cpu.serverMs === undefined || !floor.cpuMs ? 'n/a' : `${(cpu.serverMs / floor.cpuMs).toFixed(2)}×`,
         cpu.postgresMs === undefined ? '—' : cpu.postgresMs.toFixed(2),
       ]),
     ),
