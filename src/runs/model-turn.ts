@@ -44,11 +44,12 @@ export class ModelTurn {
   private message: Message | undefined;
   private messageStep: StoredStep | undefined;
   /**
-   * The answer's text as the model wrote it, how much of it has been sent, and the rest (held back, or just
-   * written). What is sent is cut from `unsent` alone: slicing `text` would copy all of it for every token (V8
-   * flattens a string built by `+=` to slice it), which grows as the square of the answer's length.
+   * The answer's text as the model wrote it, what of it has been sent, and the rest (held back, or just written).
+   * Each grows by `+=` and none is searched or sliced whole: V8 copies a string built that way whole to do either,
+   * which for every token would grow as the square of the answer's length. What is sent is cut from `unsent` alone.
    */
   private text = '';
+  private sentText = '';
   private sent = 0;
   private unsent = '';
   private readonly annotate: TextAnnotator | undefined;
@@ -110,6 +111,7 @@ export class ModelTurn {
     this.openMessage();
     this.text += chunk;
     this.unsent += chunk;
+    this.annotate?.write(chunk);
     this.sendText(false);
   }
 
@@ -118,15 +120,16 @@ export class ModelTurn {
    * the annotations it completes.
    */
   private sendText(final: boolean): void {
-    const heldFrom = final ? undefined : this.annotate?.heldFrom?.(this.text);
+    const heldFrom = final ? undefined : this.annotate?.heldFrom?.();
     const upTo = Math.max(this.sent, Math.min(this.text.length, heldFrom ?? this.text.length));
-    const visible = upTo === this.text.length ? this.text : this.text.slice(0, upTo);
-    const found = this.annotate?.annotate(visible, final) ?? [];
+    const found = this.annotate?.annotate(upTo, final) ?? [];
     if (upTo === this.sent && found.length === 0) return;
     const first = this.sent === 0;
     const chunk = this.unsent.slice(0, upTo - this.sent);
     this.unsent = this.unsent.slice(upTo - this.sent);
     this.sent = upTo;
+    this.sentText += chunk;
+    const visible = this.sentText;
     const added = found.map((a, i): AnnotationDelta => ({ index: this.annotations.length + i, ...a }));
     if (found.length > 0) this.annotations = [...this.annotations, ...found];
     this.message!.content = [

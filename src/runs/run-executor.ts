@@ -279,10 +279,13 @@ export class RunExecutor {
     }
     if (annotators.length <= 1) return annotators[0];
     return {
-      annotate: (text, final) =>
-        annotators.flatMap((a) => a.annotate(text, final)).sort((a, b) => a.start_index - b.start_index),
-      heldFrom: (text) => {
-        const held = annotators.flatMap((a) => a.heldFrom?.(text) ?? []);
+      write: (piece) => {
+        for (const a of annotators) a.write(piece);
+      },
+      annotate: (upTo, final) =>
+        annotators.flatMap((a) => a.annotate(upTo, final)).sort((a, b) => a.start_index - b.start_index),
+      heldFrom: () => {
+        const held = annotators.flatMap((a) => a.heldFrom?.() ?? []);
         return held.length === 0 ? undefined : Math.min(...held);
       },
       settle: async (signal) => {

@@ -73,17 +73,24 @@ export interface ServerTool {
  */
 export interface TextAnnotator {
   /**
-   * Given the answer's text so far (it only ever grows), the annotations that end within it and were not returned
-   * before, in order. `final` is true when the text is the whole answer: an annotation still open at its end (a
-   * link not followed by anything) is complete then. Keeping its own position, it need not scan the text again from
-   * the start on every chunk.
+   * Takes the answer's next piece: the pieces written so far, in order, are its text. An annotator keeps only the
+   * end of the text that may still become an annotation (a link or a marker being written), never all of it: V8
+   * copies a string built by `+=` whole to search or slice it, which for every piece of a long answer would grow as
+   * the square of its length (a 50,000-token answer held the event loop for 11 s that way).
    */
-  annotate(text: string, final?: boolean): TextAnnotation[];
+  write(piece: string): void;
   /**
-   * Where text that may still become an annotation begins (e.g. a link being written), or undefined. The stream
-   * holds the text back from there until it is complete, so the annotation goes out with all of its text.
+   * The annotations that end within the first `upTo` UTF-16 units of the text and were not returned before, in
+   * order. `final` is true when those units are the whole answer: an annotation still open at its end (a link not
+   * followed by anything) is complete then.
    */
-  heldFrom?(text: string): number | undefined;
+  annotate(upTo: number, final?: boolean): TextAnnotation[];
+  /**
+   * Where (a UTF-16 index into the text) text that may still become an annotation begins, e.g. a link being written,
+   * or undefined. The stream holds the text back from there until it is complete, so the annotation goes out with
+   * all of its text.
+   */
+  heldFrom?(): number | undefined;
   /** Completes what the annotations found point at (e.g. creates their files) before the answer is stored. */
   settle?(signal: AbortSignal): Promise<void>;
 }

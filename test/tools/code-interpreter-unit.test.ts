@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { frame } from '../../src/api/sse.ts';
 import type { StoredFile } from '../../src/domain/files.ts';
+import type { TextAnnotation } from '../../src/domain/objects.ts';
 import type { MessageDelta, RunStepDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
 import { ModelTurn } from '../../src/runs/model-turn.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
@@ -50,11 +51,23 @@ describe('sandbox: links', () => {
   const target = (path: string) => FILES.get(path);
   const byCodePoints = (text: string, a: { start_index: number; end_index: number }) =>
     [...text].slice(a.start_index, a.end_index).join('');
+  /** The annotations of a whole answer. */
+  const linksOf = (text: string) => {
+    const links = sandboxLinkAnnotator(target);
+    links.write(text);
+    return links.annotate(text.length, true);
+  };
+  /** Where an answer written so far as `text` is held back from. */
+  const heldFrom = (text: string) => {
+    const links = sandboxLinkAnnotator(target);
+    links.write(text);
+    return links.heldFrom!();
+  };
 
   test('a Markdown link, a bare link with trailing punctuation, an escaped path; a missing file gets nothing', () => {
     const text =
       '🚀 [Download](sandbox:/mnt/data/out.csv) or sandbox:/mnt/data/out.csv. See [plot](sandbox:/mnt/data/plots/a%20b.png), not sandbox:/mnt/data/nope.txt';
-    const found = sandboxLinkAnnotator(target).annotate(text, true);
+    const found = linksOf(text);
     assert.deepEqual(
       found.map((a) => [a.text, a.file_path?.file_id, byCodePoints(text, a)]),
       [
@@ -68,23 +81,42 @@ describe('sandbox: links', () => {
 
   test('streamed in every split: the same annotations, each once, never before its link has ended', () => {
     const text = 'Here: [out](sandbox:/mnt/data/out.csv), and sandbox:/mnt/data/out.csv';
-    const whole = sandboxLinkAnnotator(target).annotate(text, true);
+    const whole = linksOf(text);
     assert.equal(whole.length, 2);
     for (let cut = 1; cut < text.length; cut++) {
       const links = sandboxLinkAnnotator(target);
-      const first = links.annotate(text.slice(0, cut), false);
+      links.write(text.slice(0, cut));
+      const first = links.annotate(cut, false);
       for (const a of first) assert.ok(a.end_index < cut, `split at ${cut}: a link completes only once it has ended`);
-      const rest = links.annotate(text, true);
+      links.write(text.slice(cut));
+      const rest = links.annotate(text.length, true);
       assert.deepEqual([...first, ...rest], whole, `split at ${cut}`);
     }
   });
 
-  test('heldFrom: a link being written, or a prefix of one at the end, is held; ended text is not', () => {
+  test('a long answer in small pieces: the same annotations as the whole text, at the same indices', () => {
+    let text = '';
+    for (let i = 0; i < 300; i++)
+      text += `Part ${i} 🚀 is in [file ${i}](sandbox:/mnt/data/out.csv) and sandbox:/mnt/data/nope.txt, also sandbox:/mnt/data/out.csv. `;
+    const whole = linksOf(text);
+    assert.equal(whole.length, 600);
     const links = sandboxLinkAnnotator(target);
-    assert.equal(links.heldFrom!('Get it [here](sandbox:/mnt/data/ou'), 'Get it [here]('.length);
-    assert.equal(links.heldFrom!('Get it [here](sand'), 'Get it [here]('.length);
-    assert.equal(links.heldFrom!('Get it [here](sandbox:/mnt/data/out.csv)'), undefined);
-    assert.equal(links.heldFrom!('plain text.'), undefined);
+    const streamed: TextAnnotation[] = [];
+    for (let at = 0, size = 1; at < text.length; at += size, size = (size % 7) + 1) {
+      const end = Math.min(text.length, at + size);
+      links.write(text.slice(at, end));
+      streamed.push(...links.annotate(Math.min(end, links.heldFrom!() ?? end)));
+    }
+    streamed.push(...links.annotate(text.length, true));
+    assert.deepEqual(streamed, whole);
+    for (const a of whole.slice(-2)) assert.equal(byCodePoints(text, a), 'sandbox:/mnt/data/out.csv');
+  });
+
+  test('heldFrom: a link being written, or a prefix of one at the end, is held; ended text is not', () => {
+    assert.equal(heldFrom('Get it [here](sandbox:/mnt/data/ou'), 'Get it [here]('.length);
+    assert.equal(heldFrom('Get it [here](sand'), 'Get it [here]('.length);
+    assert.equal(heldFrom('Get it [here](sandbox:/mnt/data/out.csv)'), undefined);
+    assert.equal(heldFrom('plain text.'), undefined);
   });
 });
 

@@ -119,10 +119,13 @@ describe('citation markers', () => {
     assert.equal(whole.length, 2);
     for (let cut = 1; cut < text.length; cut++)
       for (let cut2 = cut; cut2 < text.length; cut2++) {
-        const { annotate } = citationAnnotator(CALLS);
+        const citations = citationAnnotator(CALLS);
         const seen: TextAnnotation[] = [];
+        let written = 0;
         for (const end of [cut, cut2, text.length]) {
-          const found = annotate(text.slice(0, end));
+          citations.write(text.slice(written, end));
+          written = end;
+          const found = citations.annotate(end);
           for (const a of found)
             assert.ok(
               a.end_index <= [...text.slice(0, end)].length,
@@ -134,14 +137,34 @@ describe('citation markers', () => {
       }
   });
 
+  test('a long answer in small pieces: the same citations as the whole text, at the same indices', () => {
+    let text = '';
+    for (let i = 0; i < 300; i++)
+      text += `Fact ${i} ☕🚀【0:0†coffee.txt】, not 【 this, 【9:9†z】 but 【1:0†parking.md】. `;
+    const whole = citationsOf(text, CALLS);
+    assert.equal(whole.length, 600);
+    const citations = citationAnnotator(CALLS);
+    const streamed: TextAnnotation[] = [];
+    for (let at = 0, size = 1; at < text.length; at += size, size = (size % 7) + 1) {
+      const end = Math.min(text.length, at + size);
+      citations.write(text.slice(at, end));
+      streamed.push(...citations.annotate(end));
+    }
+    assert.deepEqual(streamed, whole);
+    assert.equal(byCodePoints(text, whole.at(-1)!), '【1:0†parking.md】');
+  });
+
   test('an opening bracket that never closes does not hide a later marker', () => {
-    const { annotate } = citationAnnotator(CALLS);
-    let text = 'An odd 【 bracket';
-    assert.deepEqual(annotate(text), []);
-    text += ' and a long tail '.repeat(30);
-    assert.deepEqual(annotate(text), []);
-    text += 'then【0:0†coffee.txt】';
-    const found = annotate(text);
+    const citations = citationAnnotator(CALLS);
+    let text = '';
+    const write = (piece: string) => {
+      citations.write(piece);
+      text += piece;
+      return citations.annotate(text.length);
+    };
+    assert.deepEqual(write('An odd 【 bracket'), []);
+    assert.deepEqual(write(' and a long tail '.repeat(30)), []);
+    const found = write('then【0:0†coffee.txt】');
     assert.equal(found.length, 1);
     assert.equal(byCodePoints(text, found[0]!), '【0:0†coffee.txt】');
   });

@@ -24,31 +24,42 @@ const MAX_LINK_LENGTH = 1024;
 /** The file id promised for a path under /mnt/data the answer links to, or undefined when there is no such file. */
 export type LinkTarget = (path: string) => string | undefined;
 
+/** Units kept before the scanned point: linkEnd looks at the two before a link for a Markdown link's `](`. */
+const CONTEXT = 2;
+
 /** The annotator of `sandbox:` links (without `settle`, which the tool adds). */
-export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'annotate' | 'heldFrom'> {
+export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'write' | 'annotate' | 'heldFrom'> {
+  let tail = ''; // the text from `origin` on: CONTEXT units before `scanned`, and what follows
+  let origin = 0; // UTF-16 index of tail[0] in the text
   let scanned = 0; // UTF-16 index up to which the text has no link still to come
-  let scannedPoints = 0; // code points in text[0, scanned)
-  const advance = (text: string, to: number) => {
-    scannedPoints += codePoints(text, scanned, to);
-    scanned = to;
-  };
+  let scannedPoints = 0; // code points in the text up to `scanned`
 
   return {
-    annotate(text, final = false) {
+    write(piece) {
+      tail += piece;
+    },
+
+    annotate(upTo, final = false) {
+      const text = upTo - origin >= tail.length ? tail : tail.slice(0, Math.max(0, upTo - origin));
       const found: TextAnnotation[] = [];
+      let at = scanned - origin;
+      const advance = (to: number) => {
+        scannedPoints += codePoints(text, at, to);
+        at = to;
+      };
       for (;;) {
-        const start = text.indexOf(SANDBOX_PREFIX, scanned);
+        const start = text.indexOf(SANDBOX_PREFIX, at);
         if (start === -1) {
           // A prefix cut at the end of the text may still become a link: keep its first character unscanned.
-          advance(text, Math.max(scanned, text.length - SANDBOX_PREFIX.length + 1));
-          return found;
+          advance(Math.max(at, text.length - SANDBOX_PREFIX.length + 1));
+          break;
         }
         const end = linkEnd(text, start, final);
         if (end === undefined) {
-          advance(text, start);
-          return found;
+          advance(start);
+          break;
         }
-        advance(text, start);
+        advance(start);
         const link = text.slice(start, end);
         const id = link.length > SANDBOX_PREFIX.length ? target(pathOf(link)) : undefined;
         if (id !== undefined)
@@ -59,21 +70,26 @@ export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'a
             end_index: scannedPoints + codePoints(link, 0, link.length),
             file_path: { file_id: id },
           });
-        advance(text, Math.max(end, start + SANDBOX_PREFIX.length));
+        advance(Math.max(end, start + SANDBOX_PREFIX.length));
       }
+      scanned = origin + at;
+      const drop = Math.max(0, at - CONTEXT);
+      tail = tail.slice(drop);
+      origin += drop;
+      return found;
     },
 
-    heldFrom(text) {
+    heldFrom() {
       // Only what `annotate` has not passed yet: every link before it has ended (called per chunk, this stays short).
       for (
-        let start = text.indexOf(SANDBOX_PREFIX, scanned);
+        let start = tail.indexOf(SANDBOX_PREFIX, scanned - origin);
         start !== -1;
-        start = text.indexOf(SANDBOX_PREFIX, start + SANDBOX_PREFIX.length)
+        start = tail.indexOf(SANDBOX_PREFIX, start + SANDBOX_PREFIX.length)
       )
-        if (linkEnd(text, start, false) === undefined) return start;
+        if (linkEnd(tail, start, false) === undefined) return origin + start;
       // The text ends with what may be the start of a link ("…(sandbox:/mnt/da").
-      for (let k = Math.min(SANDBOX_PREFIX.length - 1, text.length); k > 0; k--)
-        if (SANDBOX_PREFIX.startsWith(text.slice(text.length - k))) return Math.max(scanned, text.length - k);
+      for (let k = Math.min(SANDBOX_PREFIX.length - 1, tail.length); k > 0; k--)
+        if (SANDBOX_PREFIX.startsWith(tail.slice(tail.length - k))) return Math.max(scanned, origin + tail.length - k);
       return undefined;
     },
   };

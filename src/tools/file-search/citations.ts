@@ -60,41 +60,50 @@ function pendingStart(text: string, from: number): number {
 }
 
 /**
- * The annotator of an answer citing the run's file_search `calls` (ServerTool.annotator): given the text so far
- * after each chunk, it returns the citations that chunk completed. It scans only what is new since its previous
- * call, from a marker still open if there is one, so a long answer costs one pass over its text.
+ * The annotator of an answer citing the run's file_search `calls` (ServerTool.annotator): after each chunk, it
+ * returns the citations that chunk completed. It keeps the text from the first marker still open (or from its end),
+ * so a long answer costs one pass over its text.
  */
 export function citationAnnotator(calls: readonly ToolCallDetails[]): TextAnnotator {
+  let tail = ''; // the text from `scanned` on
   let scanned = 0; // UTF-16 index up to which the text holds no marker still to come
-  let scannedPoints = 0; // code points in text[0, scanned)
-  const annotate = (text: string) => {
-    const found: TextAnnotation[] = [];
-    const pattern = new RegExp(MARKER.source, 'g');
-    pattern.lastIndex = scanned;
-    for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
-      const start = scannedPoints + codePoints(text, scanned, match.index);
-      const end = start + codePoints(match[0], 0, match[0].length);
-      scanned = match.index + match[0].length;
-      scannedPoints = end;
-      const fileId = citedFile(calls, Number(match[1]), Number(match[2]));
-      if (fileId !== undefined)
-        found.push({
-          type: 'file_citation',
-          text: match[0],
-          start_index: start,
-          end_index: end,
-          file_citation: { file_id: fileId },
-        });
-    }
-    const next = pendingStart(text, scanned);
-    scannedPoints += codePoints(text, scanned, next);
-    scanned = next;
-    return found;
+  let scannedPoints = 0; // code points in the text up to `scanned`
+  return {
+    write(piece) {
+      tail += piece;
+    },
+    annotate(upTo) {
+      const text = upTo - scanned >= tail.length ? tail : tail.slice(0, Math.max(0, upTo - scanned));
+      const found: TextAnnotation[] = [];
+      const pattern = new RegExp(MARKER.source, 'g');
+      let at = 0;
+      for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
+        const start = scannedPoints + codePoints(text, at, match.index);
+        const end = start + codePoints(match[0], 0, match[0].length);
+        at = match.index + match[0].length;
+        scannedPoints = end;
+        const fileId = citedFile(calls, Number(match[1]), Number(match[2]));
+        if (fileId !== undefined)
+          found.push({
+            type: 'file_citation',
+            text: match[0],
+            start_index: start,
+            end_index: end,
+            file_citation: { file_id: fileId },
+          });
+      }
+      const next = pendingStart(text, at);
+      scannedPoints += codePoints(text, at, next);
+      tail = tail.slice(next);
+      scanned += next;
+      return found;
+    },
   };
-  return { annotate };
 }
 
 /** Every citation of a whole text (the annotator given it at once). */
 export function citationsOf(text: string, calls: readonly ToolCallDetails[]): TextAnnotation[] {
-  return citationAnnotator(calls).annotate(text, true);
+  const annotator = citationAnnotator(calls);
+  annotator.write(text);
+  return annotator.annotate(text.length, true);
 }
