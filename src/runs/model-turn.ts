@@ -30,7 +30,7 @@ export interface TurnSoFar {
  * server-side tool's images, ServerTool.answerParts) are sent as it opens.
  *
  * A server-side tool's call is streamed while the model writes it only if the tool shows its input being written
- * (ServerTool.inputSoFar: code_interpreter's code); otherwise its details are shaped by the tool and run-executor.ts
+ * (ServerTool.inputReader: code_interpreter's code); otherwise its details are shaped by the tool and run-executor.ts
  * streams them whole when the call executes.
  *
  * Nothing here touches the database; the executor takes the turn's result at its end (`messageResult`,
@@ -58,8 +58,11 @@ export class ModelTurn {
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
   private readonly calls: Array<{ id: string; name: string; arguments: string } | undefined> = [];
-  /** The input streamed so far of each server-side call shown as it is written, by call index. */
-  private readonly inputs: string[] = [];
+  /**
+   * Of each server-side call shown as it is written, by call index: its input streamed so far, the reader of its
+   * arguments' fragments (ServerTool.inputReader), and its details with an empty input (for the live step).
+   */
+  private readonly inputs: Array<{ soFar: string; read: (fragment: string) => string; empty: ToolCallDetails }> = [];
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
 
@@ -166,7 +169,7 @@ export class ModelTurn {
     let call = this.calls[index];
     const tool = this.serverTools.get(call?.name ?? name ?? '');
     const streamed = !tool;
-    const showsInput = tool?.inputSoFar !== undefined;
+    const showsInput = tool?.inputReader !== undefined;
     const isNew = !call;
     if (!call) {
       call = { id: newId('call'), name: name ?? '', arguments: '' };
@@ -180,14 +183,15 @@ export class ModelTurn {
         });
       else if (showsInput) {
         // The call's full shape first (its input empty), then each increment of the input as it is written.
-        this.inputs[index] = '';
-        this.emitToolDelta({ index, ...tool.describe({ id: call.id, arguments: '' }) } as ToolCallDelta);
+        const empty = tool.describe({ id: call.id, arguments: '' });
+        this.inputs[index] = { soFar: '', read: tool.inputReader!(), empty };
+        this.emitToolDelta({ index, ...empty } as ToolCallDelta);
       }
     }
     if (fragment) {
       call.arguments += fragment;
       if (streamed) this.emitToolDelta({ index, type: 'function', function: { arguments: fragment } });
-      else if (showsInput) this.streamInput(index, tool, call.arguments);
+      else if (showsInput) this.streamInput(index, tool, fragment);
     }
     // The live step (what /events shows a client that attaches now) follows the calls being written; any other
     // server-side call is described once, as it starts (its details come whole when it executes). The details are
@@ -195,21 +199,24 @@ export class ModelTurn {
     if (!isNew && !streamed && !showsInput) return;
     const position = this.madeCalls().indexOf(call);
     const live = [...(this.toolStep!.step_details as { tool_calls: ToolCallDetails[] }).tool_calls];
-    live.splice(position, isNew ? 0 : 1, this.details(call));
+    live.splice(position, isNew ? 0 : 1, showsInput ? this.liveDetails(index, tool) : this.details(call));
     this.toolStep!.step_details = { type: 'tool_calls', tool_calls: live };
   }
 
-  /** Sends what the model added to a server-side call's input, if anything: increments only. */
-  private streamInput(index: number, tool: ServerTool, partialArguments: string): void {
-    const before = this.inputs[index] ?? '';
-    const input = tool.inputSoFar!(partialArguments);
-    if (input.length <= before.length || !input.startsWith(before)) return;
-    this.inputs[index] = input;
-    this.emitToolDelta({
-      index,
-      type: tool.type,
-      [tool.type]: { input: input.slice(before.length) },
-    } as ToolCallDelta);
+  /** Sends what a fragment of a server-side call's arguments added to its input, if anything: increments only. */
+  private streamInput(index: number, tool: ServerTool, fragment: string): void {
+    const input = this.inputs[index]!;
+    const added = input.read(fragment);
+    if (added === '') return;
+    input.soFar += added;
+    this.emitToolDelta({ index, type: tool.type, [tool.type]: { input: added } } as ToolCallDelta);
+  }
+
+  /** A call shown as it is written, as far as it is: its details with the input streamed so far. */
+  private liveDetails(index: number, tool: ServerTool): ToolCallDetails {
+    const { empty, soFar } = this.inputs[index]!;
+    const details = empty as unknown as Record<string, object>;
+    return { ...empty, [tool.type]: { ...details[tool.type], input: soFar } } as ToolCallDetails;
   }
 
   /** The turn ended with tool calls: its step, still in progress, with the model's calls and the turn's usage. */

@@ -444,7 +444,7 @@ export class RunExecutor {
     const invocation = { id: call.id, arguments: call.arguments };
     const described = tool.describe(invocation);
     // A call whose input was streamed as the model wrote it (ModelTurn) gets only what that left out, if anything.
-    const streamedInput = tool.inputSoFar?.(call.arguments);
+    const streamedInput = tool.inputReader?.()(call.arguments);
     const publishDelta = (delta: object) =>
       this.options.bus.publish(x.run.thread_id, x.run.id, {
         event: 'thread.run.step.delta',

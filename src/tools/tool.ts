@@ -23,12 +23,13 @@ export interface ServerTool {
    */
   readonly alternateName?: string;
   /**
-   * The call's `input` as far as the model has written it, from its arguments so far (partial JSON), for tools whose
-   * details have an `input` the client watches being written (code_interpreter). It must only ever grow as the
-   * arguments do: the model turn streams each increment as the model writes it. Optional: without it the call is
-   * shown once, whole, when it executes.
+   * For tools whose details have an `input` the client watches being written (code_interpreter's code): a reader of
+   * one call's arguments (partial JSON), given each fragment as the model writes it, returning what the fragment
+   * adds to the input ('' while there is nothing new, e.g. an escape cut by a chunk). The input only ever grows; the
+   * model turn streams each increment. A reader keeps only what it cannot read yet, so a long input costs one pass
+   * over it. Optional: without it the call is shown once, whole, when it executes.
    */
-  inputSoFar?(partialArguments: string): string;
+  inputReader?(): (fragment: string) => string;
   /**
    * A note for the model about the tool (what it can do here, what files it has), added to the run's instructions
    * for every model turn while the tool is enabled. Optional.

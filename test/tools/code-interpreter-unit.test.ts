@@ -4,9 +4,10 @@ import { frame } from '../../src/api/sse.ts';
 import type { StoredFile } from '../../src/domain/files.ts';
 import type { TextAnnotation } from '../../src/domain/objects.ts';
 import type { MessageDelta, RunStepDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
+import type { ToolCallDetails } from '../../src/domain/runs.ts';
 import { ModelTurn } from '../../src/runs/model-turn.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
-import { codeOf, codeSoFar } from '../../src/tools/code-interpreter/code-arguments.ts';
+import { codeOf, codeReader, codeSoFar } from '../../src/tools/code-interpreter/code-arguments.ts';
 import { placements } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
 import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
 import type { ServerTool, TextAnnotator } from '../../src/tools/tool.ts';
@@ -40,6 +41,27 @@ describe('the code of a call', () => {
     assert.equal(codeSoFar(args), whole);
     const raw = 'x = 1\nprint(x)';
     for (let cut = 0; cut <= raw.length; cut++) assert.ok(raw.startsWith(codeSoFar(raw.slice(0, cut))));
+  });
+
+  test('a reader given the fragments returns, joined, the code so far at every point, in every split', () => {
+    const cases = [
+      JSON.stringify({ code: 'print("é🚀\\t\\u00e9")\nx = 1' }),
+      `  {"language": "python", "code" :  "a = \\"\\ud83d\\ude80\\"\\nb = 2", "x": 1}`,
+      '  import math\nprint(math.pi)',
+      `{"note": "${'long text, no key yet; '.repeat(40)}", "code": "print(1)"}`,
+    ];
+    for (const args of cases)
+      for (let cut = 0; cut <= args.length; cut++)
+        for (const size of [1, 3, 7]) {
+          const read = codeReader();
+          let code = read(args.slice(0, cut));
+          assert.equal(code, codeSoFar(args.slice(0, cut)));
+          for (let at = cut; at < args.length; at += size) {
+            code += read(args.slice(at, at + size));
+            assert.equal(code, codeSoFar(args.slice(0, Math.min(args.length, at + size))), `${args} at ${at}`);
+          }
+          assert.equal(code, codeOf(args));
+        }
   });
 });
 
@@ -157,7 +179,7 @@ describe('a model turn with code_interpreter', () => {
   const tool = {
     type: 'code_interpreter',
     function: { name: 'python' },
-    inputSoFar: codeSoFar,
+    inputReader: codeReader,
     describe: (call) => ({
       id: call.id,
       type: 'code_interpreter',
@@ -188,7 +210,18 @@ describe('a model turn with code_interpreter', () => {
     const { turn, events } = turnWith();
     const args = JSON.stringify({ code: 'x = 6 * 7\nprint("é", x)' });
     turn.addToolCall(0, 'python', undefined, true);
-    for (let i = 0; i < args.length; i += 3) turn.addToolCall(0, undefined, args.slice(i, i + 3), true);
+    for (let i = 0; i < args.length; i += 3) {
+      turn.addToolCall(0, undefined, args.slice(i, i + 3), true);
+      // The live step (what /events shows a client attaching now) has the code so far.
+      const live = turn.soFar.toolStep!.step_details as { tool_calls: ToolCallDetails[] };
+      assert.deepEqual(live.tool_calls, [
+        {
+          id: live.tool_calls[0]!.id,
+          type: 'code_interpreter',
+          code_interpreter: { input: codeSoFar(args.slice(0, i + 3)), outputs: [] },
+        },
+      ]);
+    }
     const deltas = events
       .filter((e): e is { event: 'thread.run.step.delta'; data: RunStepDelta } => e.event === 'thread.run.step.delta')
       .map((e) => e.data.delta.step_details.tool_calls[0]!);

@@ -49,23 +49,67 @@ export function codeOf(args: string): string {
  * arguments do (an escape sequence cut by a chunk waits for the rest), so each increment can be streamed.
  */
 export function codeSoFar(partial: string): string {
-  const start = partial.search(/\S/);
-  if (start === -1) return '';
-  if (partial[start] !== '{') return partial;
-  const key = CODE_KEY.exec(partial);
-  if (!key) return '';
-  return decodeJsonString(partial, key.index + key[0].length);
+  return codeReader()(partial);
+}
+
+/**
+ * Before `"code": "` is found, how much of the arguments a reader keeps looking in (their end): more than any key
+ * with its spacing, so that arguments with no `code` key do not make every fragment search all of them again.
+ */
+const KEY_WINDOW = 256;
+
+/**
+ * A reader of one call's arguments as the model writes them (ServerTool.inputReader): given each fragment, what it
+ * adds to the code — `codeSoFar` of all the fragments so far, less what it returned before. It keeps only what it
+ * cannot decode yet (the object's start before the `code` key, an escape cut by a chunk), so a long cell costs one
+ * pass over its arguments, not one per fragment.
+ */
+export function codeReader(): (fragment: string) => string {
+  let state: 'start' | 'raw' | 'key' | 'string' | 'end' = 'start';
+  let pending = '';
+  return (fragment) => {
+    if (state === 'raw') return fragment;
+    if (state === 'end') return '';
+    pending += fragment;
+    if (state === 'start') {
+      const start = pending.search(/\S/);
+      if (start === -1) return '';
+      if (pending[start] !== '{') {
+        state = 'raw';
+        const all = pending;
+        pending = '';
+        return all;
+      }
+      state = 'key';
+    }
+    if (state === 'key') {
+      const key = CODE_KEY.exec(pending);
+      if (!key) {
+        if (pending.length > KEY_WINDOW) pending = pending.slice(-KEY_WINDOW);
+        return '';
+      }
+      pending = pending.slice(key.index + key[0].length);
+      state = 'string';
+    }
+    const { out, end, closed } = decodeJsonString(pending);
+    pending = pending.slice(end);
+    if (closed) state = 'end';
+    return out;
+  };
 }
 
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
-/** A JSON string's content from `from` up to its closing quote, or as far as it is complete. */
-function decodeJsonString(text: string, from: number): string {
+/**
+ * A JSON string's content from the start of `text` up to its closing quote (`closed`), or as far as it is complete;
+ * `end` is where decoding stopped (the quote, a cut escape, or the end of the text).
+ */
+function decodeJsonString(text: string): { out: string; end: number; closed: boolean } {
   let out = '';
-  let i = from;
+  let i = 0;
   while (i < text.length) {
     const ch = text[i]!;
-    if (ch === '"') break;
+    if (ch === '"') return { out, end: i, closed: true };
     if (ch !== '\\') {
       out += ch;
       i++;
@@ -99,5 +143,5 @@ function decodeJsonString(text: string, from: number): string {
     out += ESCAPES[next] ?? next;
     i += 2;
   }
-  return out;
+  return { out, end: i, closed: false };
 }

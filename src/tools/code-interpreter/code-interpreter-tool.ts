@@ -5,7 +5,7 @@ import type { MessageContent } from '../../domain/objects.ts';
 import type { CodeInterpreterOutput, Run, ToolCallDetails } from '../../domain/runs.ts';
 import type { Scope } from '../../storage/store.ts';
 import type { ServerTool, ServerToolCall, TextAnnotator, ToolContext, ToolResult } from '../tool.ts';
-import { ALTERNATE_NAME, codeOf, codeSoFar, PYTHON_FUNCTION } from './code-arguments.ts';
+import { ALTERNATE_NAME, codeOf, codeReader, PYTHON_FUNCTION } from './code-arguments.ts';
 import { sandboxLinkAnnotator } from './sandbox-links.ts';
 
 /**
@@ -202,7 +202,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     type: 'code_interpreter',
     function: PYTHON_FUNCTION,
     alternateName: ALTERNATE_NAME,
-    inputSoFar: codeSoFar,
+    inputReader: codeReader,
     describe: (call) => ({
       id: call.id,
       type: 'code_interpreter',
