@@ -4,6 +4,7 @@
  * Prints `floor listening on <url>` once it listens.
  */
 import Fastify from 'fastify';
+import { listenAsFloor } from './floor-listen.ts';
 
 const THREAD_ID = 'thread_Floor00000000000000000000';
 
@@ -32,14 +33,4 @@ const body = { object: 'list', data, first_id: data[0]!.id, last_id: data.at(-1)
 const app = Fastify({ logger: false });
 app.get('/floor', async () => body);
 
-const url = await app.listen({ host: '127.0.0.1', port: 0 });
-process.stdout.write(`floor listening on ${url}\n`);
-
-const stop = () => {
-  app.close().then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
+await listenAsFloor(app);

@@ -9,6 +9,7 @@
 import http from 'node:http';
 import { createParser } from 'eventsource-parser';
 import Fastify from 'fastify';
+import { listenAsFloor } from './floor-listen.ts';
 
 const upstreamUrl = process.env.FLOOR_UPSTREAM_URL;
 if (!upstreamUrl) throw new Error('FLOOR_UPSTREAM_URL is required');
@@ -102,14 +103,4 @@ app.get<{ Params: { thread: string; run: string } }>('/v1/threads/:thread/runs/:
   return run(request.params.thread, request.params.run, 'completed', entry.createdAt);
 });
 
-const url = await app.listen({ host: '127.0.0.1', port: 0 });
-process.stdout.write(`floor listening on ${url}\n`);
-
-const stop = () => {
-  app.close().then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
+await listenAsFloor(app);

@@ -16,11 +16,11 @@
  */
 import { ModelTurn } from '../src/runs/model-turn.ts';
 import { RunEventBus } from '../src/runs/run-event-bus.ts';
-import { codeOf, codeReader } from '../src/tools/code-interpreter/code-arguments.ts';
+import { codeOf } from '../src/tools/code-interpreter/code-arguments.ts';
 import { sandboxLinkAnnotator } from '../src/tools/code-interpreter/sandbox-links.ts';
 import { citationAnnotator, citationMarker, citationsOf } from '../src/tools/file-search/citations.ts';
-import type { ServerTool, TextAnnotator } from '../src/tools/tool.ts';
-import { aRun } from '../test/support/builders.ts';
+import type { TextAnnotator } from '../src/tools/tool.ts';
+import { aCodeInterpreterForTurns, aRun } from '../test/support/builders.ts';
 import { loadAverage, log, machine, percentile, runBench, table } from './support.ts';
 
 const LENGTHS = (process.env.BENCH_TOOL_STREAM_TOKENS ?? '1000,10000,50000')
@@ -59,21 +59,6 @@ function annotatorOf(kind: Kind): TextAnnotator | undefined {
   return undefined;
 }
 
-/** code_interpreter as the model turn sees it: its code shown as it is written. */
-const CODE_TOOL = {
-  type: 'code_interpreter',
-  function: { name: 'python' },
-  inputReader: codeReader,
-  describe: (call) => ({
-    id: call.id,
-    type: 'code_interpreter',
-    code_interpreter: { input: codeOf(call.arguments), outputs: [] },
-  }),
-  execute: async () => {
-    throw new Error('not executed here');
-  },
-} as ServerTool;
-
 /** The arguments of a call writing `count` tokens of code, in the pieces a model streams them. */
 function codeFragments(count: number): string[] {
   return ['{"code": "', ...Array.from({ length: count - 2 }, (_, i) => (i % 8 === 7 ? '\\n' : 'x = 1;')), '"}'];
@@ -93,7 +78,13 @@ function feed(kind: Kind, tokens: readonly string[]): { ms: number; found: numbe
     code += call?.code_interpreter?.input ?? '';
   });
   const calls = kind === 'function call' || kind === 'code input';
-  const turn = new ModelTurn(run, bus, new Map([['python', CODE_TOOL]]), 1_700_000_000, annotatorOf(kind));
+  const turn = new ModelTurn(
+    run,
+    bus,
+    new Map([['python', aCodeInterpreterForTurns()]]),
+    1_700_000_000,
+    annotatorOf(kind),
+  );
   const name = kind === 'code input' ? 'python' : 'client_function';
   const start = performance.now();
   if (calls) for (const token of tokens) turn.addToolCall(0, name, token, true);

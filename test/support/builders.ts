@@ -3,6 +3,8 @@ import { newClientMessage } from '../../src/domain/messages.ts';
 import type { Assistant, Message, Thread } from '../../src/domain/objects.ts';
 import type { Run } from '../../src/domain/runs.ts';
 import type { StoredStep } from '../../src/storage/store.ts';
+import { codeOf, codeReader } from '../../src/tools/code-interpreter/code-arguments.ts';
+import type { ServerTool } from '../../src/tools/tool.ts';
 
 export function anAssistant(overrides: Partial<Assistant> = {}): Assistant {
   return {
@@ -92,4 +94,24 @@ export function aStep(run: Run, overrides: Partial<StoredStep> = {}): StoredStep
     model_calls: null,
     ...overrides,
   };
+}
+
+/**
+ * code_interpreter as a model turn sees it (named `python`, its code shown as it is written), for feeding a
+ * ModelTurn without a sandbox: executing it throws.
+ */
+export function aCodeInterpreterForTurns(): ServerTool {
+  return {
+    type: 'code_interpreter',
+    function: { name: 'python' },
+    inputReader: codeReader,
+    describe: (call) => ({
+      id: call.id,
+      type: 'code_interpreter',
+      code_interpreter: { input: codeOf(call.arguments), outputs: [] },
+    }),
+    execute: async () => {
+      throw new Error('not executed here');
+    },
+  } as ServerTool;
 }

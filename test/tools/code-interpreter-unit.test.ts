@@ -10,8 +10,8 @@ import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import { codeOf, codeReader, codeSoFar } from '../../src/tools/code-interpreter/code-arguments.ts';
 import { placements } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
 import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
-import type { ServerTool, TextAnnotator } from '../../src/tools/tool.ts';
-import { aRun } from '../support/builders.ts';
+import type { TextAnnotator } from '../../src/tools/tool.ts';
+import { aCodeInterpreterForTurns, aRun } from '../support/builders.ts';
 import { assertMatchesSchema } from '../support/openapi.ts';
 
 /**
@@ -176,19 +176,7 @@ describe('where the run files go in /mnt/data', () => {
 });
 
 describe('a model turn with code_interpreter', () => {
-  const tool = {
-    type: 'code_interpreter',
-    function: { name: 'python' },
-    inputReader: codeReader,
-    describe: (call) => ({
-      id: call.id,
-      type: 'code_interpreter',
-      code_interpreter: { input: codeOf(call.arguments), outputs: [] },
-    }),
-    execute: async () => {
-      throw new Error('not executed here');
-    },
-  } as ServerTool;
+  const tool = aCodeInterpreterForTurns();
 
   function turnWith(annotator?: TextAnnotator, parts = [] as ConstructorParameters<typeof ModelTurn>[5]) {
     const bus = new RunEventBus();
