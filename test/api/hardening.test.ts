@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest, maxHeaderSize } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { MAX_JSON_DEPTH } from '../../src/api/app.ts';
+import { MAX_JSON_DEPTH, MAX_JSON_VALUES } from '../../src/api/app.ts';
 import { type ApiResponse, startTestServer, type TestServer } from '../support/server.ts';
 
 interface ErrorBody {
@@ -89,6 +89,48 @@ describe('hardening', () => {
       const created = await postRaw(server, '/v1/assistants', `{"model":"m","instructions":"${instructions}"}`);
       assert.equal(created.status, 200, JSON.stringify(created.body));
       assert.equal(created.body.instructions, `"${'[{'.repeat(3000)}\\`);
+    });
+  });
+
+  describe(`JSON of more than ${MAX_JSON_VALUES.toLocaleString('en-US')} values → 400 (JSON.parse held the event loop for seconds)`, () => {
+    /** An assistant whose one function takes a string of an enum of `count`: the body holds count + 13 values. */
+    const assistantWithEnum = (count: number) =>
+      `{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":"string","enum":[${Array.from(
+        { length: count },
+        (_, i) => `"v${i}"`,
+      ).join(',')}]}}}}}]}`;
+
+    function assertTooMany(response: ApiResponse): void {
+      assert.equal(response.status, 400, JSON.stringify(response.body).slice(0, 500));
+      const error = errorOf(response);
+      assert.equal(error.type, 'invalid_request_error');
+      assert.equal(error.code, 'json_too_many_values');
+      assert.equal(error.param, null);
+      assert.match(error.message, /too many values: at most 100,000/);
+    }
+
+    test('exactly the limit is accepted and stored; one more is refused', async () => {
+      const created = await postRaw(server, '/v1/assistants', assistantWithEnum(MAX_JSON_VALUES - 13));
+      assert.equal(created.status, 200, JSON.stringify(created.body).slice(0, 500));
+      const read = await server.api.get(`/v1/assistants/${created.body.id}`);
+      const [tool] = read.body.tools as Array<{ function: { parameters: { properties: { x: { enum: string[] } } } } }>;
+      assert.equal(tool!.function.parameters.properties.x.enum.length, MAX_JSON_VALUES - 13);
+      assertTooMany(await postRaw(server, '/v1/assistants', assistantWithEnum(MAX_JSON_VALUES - 12)));
+    });
+
+    test('600,000 members of one object, or a million empty objects: refused before parsing', async () => {
+      const members = `{${Array.from({ length: 600_000 }, (_, i) => `"k${i}":1`).join(',')}}`;
+      assertTooMany(await postRaw(server, '/v1/threads', `{"metadata":${members}}`));
+      const empties = `[${Array(1_000_000).fill('{}').join(',')}]`;
+      assertTooMany(await postRaw(server, '/v1/threads', `{"messages":[{"role":"user","content":${empties}}]}`));
+      // Commas and brackets inside strings are text, not values.
+      const text = ',[{'.repeat(200_000);
+      const created = await postRaw(
+        server,
+        '/v1/assistants',
+        `{"model":"m","instructions":"${text.slice(0, 250_000)}"}`,
+      );
+      assert.equal(created.status, 200, JSON.stringify(created.body).slice(0, 500));
     });
   });
 
