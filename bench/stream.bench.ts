@@ -15,6 +15,9 @@
  *    Then, on the same server, the server's CPU time per streamed run: BENCH_CPU_RUNS streamed runs one after
  *    another on threads created beforehand, the server process's utime + stime (/proc/<pid>/stat) before and after
  *    ÷ runs (targets ≤ 3 ms on SQLite, ≤ 5 ms on PostgreSQL); PostgreSQL's backends are shown beside it.
+ *    Before the databases, the same measurements of a floor (bench/run-floor-server.ts, its own process): the same
+ *    streamed runs answered by Fastify relaying the same model call with node:http and writing the run's events,
+ *    with nothing else. What it adds is what the second HTTP hop and the events cost on this machine.
  * 2. Concurrent streams on one server (ASSISTD_WORKER_CONCURRENCY = the number of streams): the threads (one
  *    message each) are created first, then every streamed run is opened at once, each on its own connection
  *    (node:http, no socket limit; deltas counted as they arrive, the SSE parsed at the end). Every stream must end with
@@ -67,6 +70,7 @@ import {
   runBench,
   startAssistd,
   started,
+  startFloor,
   table,
   tokens,
 } from './support.ts';
@@ -187,16 +191,9 @@ interface FirstToken {
   cpu: CpuPerRun;
 }
 
-async function measureFirstToken(kind: DatabaseKind, upstream: FakeUpstream): Promise<FirstToken> {
-  const reply = tokens(FIRST_TOKEN_CHUNKS);
-  const expected = reply.join('');
-  upstream.setDefault({ text: reply, chunkDelayMs: CHUNK_MS });
-  const assistd = await startServer(kind, upstream);
-  const direct = new OpenAI({ baseURL: upstream.baseUrl, apiKey: 'bench', maxRetries: 0 });
-  const newThread = async () =>
-    (await assistd.client.beta.threads.create({ messages: [{ role: 'user', content: 'Say hello.' }] })).id;
-
-  const timeDirect = async (): Promise<FirstSample> => {
+/** Times a streamed chat completion straight from the fake: from the request, and from the fake's first write. */
+function directFirstTimer(upstream: FakeUpstream, direct: OpenAI, expected: string): () => Promise<FirstSample> {
+  return async () => {
     const from = upstream.requests.length;
     let firstAt: number | undefined;
     let text = '';
@@ -217,29 +214,93 @@ async function measureFirstToken(kind: DatabaseKind, upstream: FakeUpstream): Pr
       fromWrite: firstAt - onlyRequestSince(upstream, from, FIRST_TOKEN_CHUNKS)[0]!,
     };
   };
+}
 
-  /** A streamed run on the thread, read to its end; when the request went out and the first delta came. */
-  const streamedRun = async (threadId: string): Promise<{ start: number; firstAt: number }> => {
-    let firstAt: number | undefined;
-    let text = '';
-    const names: string[] = [];
-    const start = performance.now();
-    const stream = await assistd.client.beta.threads.runs.create(threadId, {
-      assistant_id: assistd.assistantId,
-      stream: true,
-    });
-    for await (const event of stream) {
-      names.push(event.event);
-      if (event.event !== 'thread.message.delta') continue;
-      firstAt ??= performance.now();
-      const part = event.data.delta.content?.[0];
-      if (part?.type === 'text') text += part.text?.value ?? '';
-    }
-    if (names.at(-1) !== 'thread.run.completed' || text !== expected || firstAt === undefined)
-      throw new Error(`streamed run on ${threadId}: ${text.length} chars, events ended ${names.slice(-3).join(', ')}`);
-    return { start, firstAt };
+/** A streamed run on the thread through the SDK, read to its end; when the request went out and the first delta came. */
+async function streamRunToEnd(
+  client: OpenAI,
+  threadId: string,
+  assistantId: string,
+  expected: string,
+): Promise<{ start: number; firstAt: number }> {
+  let firstAt: number | undefined;
+  let text = '';
+  const names: string[] = [];
+  const start = performance.now();
+  const stream = await client.beta.threads.runs.create(threadId, { assistant_id: assistantId, stream: true });
+  for await (const event of stream) {
+    names.push(event.event);
+    if (event.event !== 'thread.message.delta') continue;
+    firstAt ??= performance.now();
+    const part = event.data.delta.content?.[0];
+    if (part?.type === 'text') text += part.text?.value ?? '';
+  }
+  if (names.at(-1) !== 'thread.run.completed' || text !== expected || firstAt === undefined)
+    throw new Error(`streamed run on ${threadId}: ${text.length} chars, events ended ${names.slice(-3).join(', ')}`);
+  return { start, firstAt };
+}
+
+interface FloorFirstToken {
+  fromRequest: Comparison;
+  fromWrite: Comparison;
+  /** The floor process's CPU per streamed run, ms; undefined without /proc. */
+  cpuMs: number | undefined;
+}
+
+/**
+ * Part 1 on the floor (bench/run-floor-server.ts): the same streamed runs, answered by Fastify relaying the same
+ * model call with node:http and writing the run's events, with no database, validation, logging or metrics.
+ */
+async function measureFloorFirstToken(upstream: FakeUpstream): Promise<FloorFirstToken> {
+  const reply = tokens(FIRST_TOKEN_CHUNKS);
+  const expected = reply.join('');
+  upstream.setDefault({ text: reply, chunkDelayMs: CHUNK_MS });
+  const floor = await startFloor('./run-floor-server.ts', { FLOOR_UPSTREAM_URL: upstream.baseUrl });
+  const client = new OpenAI({ baseURL: `${floor.url}/v1`, apiKey: 'bench', maxRetries: 0 });
+  const direct = new OpenAI({ baseURL: upstream.baseUrl, apiKey: 'bench', maxRetries: 0 });
+  const timeDirect = directFirstTimer(upstream, direct, expected);
+  const streamedRun = () => streamRunToEnd(client, 'thread_floor', 'asst_floor', expected);
+  const timeFloor = async (): Promise<FirstSample> => {
+    const from = upstream.requests.length;
+    const { start, firstAt } = await streamedRun();
+    return {
+      fromRequest: firstAt - start,
+      fromWrite: firstAt - onlyRequestSince(upstream, from, FIRST_TOKEN_CHUNKS)[0]!,
+    };
   };
+  for (let i = 0; i < WARMUP_RUNS; i++) {
+    await timeDirect();
+    await timeFloor();
+  }
+  const [directs, runs] = await interleaved(RUNS, timeDirect, timeFloor);
+  const before = processCpuMs(floor.pid);
+  for (let i = 0; i < CPU_RUNS; i++) await streamedRun();
+  const after = processCpuMs(floor.pid);
+  return {
+    fromRequest: compare(
+      directs.map((d) => d.fromRequest),
+      runs.map((r) => r.fromRequest),
+    ),
+    fromWrite: compare(
+      directs.map((d) => d.fromWrite),
+      runs.map((r) => r.fromWrite),
+    ),
+    cpuMs: before === undefined || after === undefined ? undefined : (after - before) / CPU_RUNS,
+  };
+}
 
+async function measureFirstToken(kind: DatabaseKind, upstream: FakeUpstream): Promise<FirstToken> {
+  const reply = tokens(FIRST_TOKEN_CHUNKS);
+  const expected = reply.join('');
+  upstream.setDefault({ text: reply, chunkDelayMs: CHUNK_MS });
+  const assistd = await startServer(kind, upstream);
+  const direct = new OpenAI({ baseURL: upstream.baseUrl, apiKey: 'bench', maxRetries: 0 });
+  const newThread = async () =>
+    (await assistd.client.beta.threads.create({ messages: [{ role: 'user', content: 'Say hello.' }] })).id;
+
+  const timeDirect = directFirstTimer(upstream, direct, expected);
+
+  const streamedRun = (threadId: string) => streamRunToEnd(assistd.client, threadId, assistd.assistantId, expected);
   const timeAssistd = async (): Promise<FirstSample> => {
     const threadId = await newThread();
     const from = upstream.requests.length;
@@ -572,6 +633,7 @@ async function main(): Promise<void> {
 }
 
 async function firstTokenPart(upstream: FakeUpstream): Promise<void> {
+  const floor = await measureFloorFirstToken(upstream);
   const firsts: FirstToken[] = [];
   for (const kind of DATABASES) firsts.push(await measureFirstToken(kind, upstream));
   log('');
@@ -580,6 +642,29 @@ async function firstTokenPart(upstream: FakeUpstream): Promise<void> {
       `client sending its request, and from the fake writing its first content chunk, to the first delta`,
   );
   const row = (name: string, s: Summary) => [name, ms(s.p50), ms(s.p99), ms(s.max)];
+  log('');
+  log(
+    'floor (bench/run-floor-server.ts: the same streamed runs relayed to the same upstream by Fastify and ' +
+      'node:http, the run’s events written; no database, validation, logging or metrics):',
+  );
+  log('');
+  log(
+    table(
+      ['path', 'p50 ms', 'p99 ms', 'max ms'],
+      [
+        row('direct: request → first chunk (chat.completions.create)', floor.fromRequest.direct),
+        row('floor: request → first delta (threads.runs.create)', floor.fromRequest.assistd),
+        row('paired difference (floor − direct)', floor.fromRequest.paired),
+        row("floor: fake's first chunk written → first delta", floor.fromWrite.assistd),
+      ],
+    ),
+  );
+  log('');
+  log(
+    `floor: added first-token latency from the client's request: +${ms(floor.fromRequest.addedAtP50)} ms at p50, ` +
+      `+${ms(floor.fromRequest.addedAtP99)} ms at p99; after the upstream's first chunk: ` +
+      `+${ms(floor.fromWrite.addedAtP50)} ms at p50; CPU per streamed run: ${ms(floor.cpuMs)} ms`,
+  );
   for (const { kind, fromRequest, fromWrite } of firsts) {
     log('');
     log(`${DATABASE_NAMES[kind]}:`);
@@ -621,13 +706,22 @@ async function firstTokenPart(upstream: FakeUpstream): Promise<void> {
   log('');
   log(
     table(
-      ['database', 'runs', 'wall s', 'server CPU ms/run', 'target', 'PostgreSQL backends CPU ms/run (not counted)'],
+      [
+        'database',
+        'runs',
+        'wall s',
+        'server CPU ms/run',
+        'target',
+        `÷ floor (${ms(floor.cpuMs)} ms)`,
+        'PostgreSQL backends CPU ms/run (not counted)',
+      ],
       firsts.map(({ kind, cpu }) => [
         DATABASE_NAMES[kind],
         String(cpu.runs),
         (cpu.wallMs / 1000).toFixed(2),
         ms(cpu.serverMs),
         `≤ ${TARGET_CPU_MS[kind]}`,
+        cpu.serverMs === undefined || !floor.cpuMs ? 'n/a' : `${(cpu.serverMs / floor.cpuMs).toFixed(2)}×`,
         cpu.postgresMs === undefined ? '—' : ms(cpu.postgresMs),
       ]),
     ),
