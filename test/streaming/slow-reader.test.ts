@@ -63,13 +63,17 @@ describe('a stream whose client stops reading', () => {
   let client: OpenAI;
   let dataDir: string;
 
+  /** Lets the long reply end (its last piece waits for it), once the stalled streams have attached. */
+  let releaseLong: () => void = () => {};
+  let longEnd: Promise<void> | undefined;
+
   before(async () => {
     upstream = await FakeUpstream.start();
-    // The long reply for the thread that asks for it (paced, so the stalled streams attach before it ends); a short
-    // one for everything else.
+    // The long reply for the thread that asks for it (its last piece held until the stalled streams have attached,
+    // when a test holds it: a re-attach after the end gets the completed run and `done`); a short one for the rest.
     upstream.setDefault((request) =>
       JSON.stringify(request.body.messages).includes('the long one')
-        ? { text: LONG_REPLY, chunkDelayMs: 5 }
+        ? { text: LONG_REPLY, chunkDelayMs: 5, ...(longEnd && { holdLast: longEnd }) }
         : { text: SHORT_REPLY, chunkDelayMs: 10 },
     );
     dataDir = tempDir();
@@ -91,6 +95,9 @@ describe('a stream whose client stops reading', () => {
    * /events), with a short stream flowing meanwhile. Returns how each stalled stream ended once read again.
    */
   async function longRunWithStalledStreams(assistantId: string, count: number) {
+    longEnd = new Promise<void>((resolve) => {
+      releaseLong = resolve;
+    });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Say the long one.' }] });
     const started = openAndStall(
       `${server.url}/v1/threads/${thread.id}/runs`,
@@ -108,6 +115,8 @@ describe('a stream whose client stops reading', () => {
         ),
       )),
     ];
+    releaseLong();
+    longEnd = undefined;
 
     // Meanwhile another client's stream flows, start to end.
     const other = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Say something short.' }] });

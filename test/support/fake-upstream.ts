@@ -60,6 +60,8 @@ export interface TextReply {
   finishReason?: 'stop' | 'length' | 'content_filter' | null;
   /** Overrides the server's `chunkDelayMs` for this reply. */
   chunkDelayMs?: number;
+  /** The last piece is sent once this settles: a test keeps the stream going until it is ready for its end. */
+  holdLast?: Promise<unknown>;
 }
 
 export interface ToolCallsReply {
@@ -507,8 +509,9 @@ class ReplyWriter {
     const pieces = typeof reply.text === 'string' ? [reply.text] : reply.text;
     this.startStream();
     await this.send({ role: 'assistant', content: '', refusal: null }, null);
-    for (const piece of pieces) {
+    for (const [i, piece] of pieces.entries()) {
       if (!(await this.pause(delay))) return;
+      if (i === pieces.length - 1 && reply.holdLast) await reply.holdLast;
       this.markContent();
       await this.send({ content: piece }, null);
     }
