@@ -61,6 +61,7 @@ import {
   positiveInteger,
   postgresVersion,
   processCpuMs,
+  processCpuMsPerRun,
   reportCreateAndPoll,
   runBench,
   startAssistd,
@@ -201,13 +202,10 @@ async function measureFloor(upstream: FakeUpstream): Promise<FloorResult> {
     await timeRun();
   }
   const [directs, runs] = await interleaved(RUNS, timeDirect, timeRun);
-  const before = processCpuMs(floor.pid);
-  for (let i = 0; i < CPU_RUNS; i++) await runOnce();
-  const after = processCpuMs(floor.pid);
   return {
     run: summarizeP50P90(runs),
     direct: summarizeP50P90(directs),
-    cpuMs: before === undefined || after === undefined ? undefined : (after - before) / CPU_RUNS,
+    cpuMs: await processCpuMsPerRun(floor.pid, CPU_RUNS, runOnce),
   };
 }
 

@@ -67,6 +67,7 @@ import {
   postgresBackendsCpuMs,
   postgresVersion,
   processCpuMs,
+  processCpuMsPerRun,
   runBench,
   startAssistd,
   started,
@@ -258,34 +259,46 @@ async function measureFloorFirstToken(upstream: FakeUpstream): Promise<FloorFirs
   const floor = await startFloor('./run-floor-server.ts', { FLOOR_UPSTREAM_URL: upstream.baseUrl });
   const client = new OpenAI({ baseURL: `${floor.url}/v1`, apiKey: 'bench', maxRetries: 0 });
   const direct = new OpenAI({ baseURL: upstream.baseUrl, apiKey: 'bench', maxRetries: 0 });
-  const timeDirect = directFirstTimer(upstream, direct, expected);
   const streamedRun = () => streamRunToEnd(client, 'thread_floor', 'asst_floor', expected);
-  const timeFloor = async (): Promise<FirstSample> => {
-    const from = upstream.requests.length;
-    const { start, firstAt } = await streamedRun();
-    return {
-      fromRequest: firstAt - start,
-      fromWrite: firstAt - onlyRequestSince(upstream, from, FIRST_TOKEN_CHUNKS)[0]!,
-    };
+  const compared = await firstTokens(directFirstTimer(upstream, direct, expected), () =>
+    firstSampleOf(upstream, streamedRun),
+  );
+  return { ...compared, cpuMs: await processCpuMsPerRun(floor.pid, CPU_RUNS, streamedRun) };
+}
+
+/** A run's first delta, timed from its request and from the fake writing its first chunk (its one request since). */
+async function firstSampleOf(
+  upstream: FakeUpstream,
+  run: () => Promise<{ start: number; firstAt: number }>,
+): Promise<FirstSample> {
+  const from = upstream.requests.length;
+  const { start, firstAt } = await run();
+  return {
+    fromRequest: firstAt - start,
+    fromWrite: firstAt - onlyRequestSince(upstream, from, FIRST_TOKEN_CHUNKS)[0]!,
   };
+}
+
+/** WARMUP_RUNS of each, then RUNS of each interleaved: the direct call and the other side, compared both ways. */
+async function firstTokens(
+  timeDirect: () => Promise<FirstSample>,
+  timeOther: () => Promise<FirstSample>,
+): Promise<{ fromRequest: Comparison; fromWrite: Comparison }> {
+  // The first runs on a fresh server pay for what is loaded lazily (e.g. the tokenizer's tables).
   for (let i = 0; i < WARMUP_RUNS; i++) {
     await timeDirect();
-    await timeFloor();
+    await timeOther();
   }
-  const [directs, runs] = await interleaved(RUNS, timeDirect, timeFloor);
-  const before = processCpuMs(floor.pid);
-  for (let i = 0; i < CPU_RUNS; i++) await streamedRun();
-  const after = processCpuMs(floor.pid);
+  const [directs, others] = await interleaved(RUNS, timeDirect, timeOther);
   return {
     fromRequest: compare(
       directs.map((d) => d.fromRequest),
-      runs.map((r) => r.fromRequest),
+      others.map((r) => r.fromRequest),
     ),
     fromWrite: compare(
       directs.map((d) => d.fromWrite),
-      runs.map((r) => r.fromWrite),
+      others.map((r) => r.fromWrite),
     ),
-    cpuMs: before === undefined || after === undefined ? undefined : (after - before) / CPU_RUNS,
   };
 }
 
@@ -298,25 +311,11 @@ async function measureFirstToken(kind: DatabaseKind, upstream: FakeUpstream): Pr
   const newThread = async () =>
     (await assistd.client.beta.threads.create({ messages: [{ role: 'user', content: 'Say hello.' }] })).id;
 
-  const timeDirect = directFirstTimer(upstream, direct, expected);
-
   const streamedRun = (threadId: string) => streamRunToEnd(assistd.client, threadId, assistd.assistantId, expected);
-  const timeAssistd = async (): Promise<FirstSample> => {
+  const compared = await firstTokens(directFirstTimer(upstream, direct, expected), async () => {
     const threadId = await newThread();
-    const from = upstream.requests.length;
-    const { start, firstAt } = await streamedRun(threadId);
-    return {
-      fromRequest: firstAt - start,
-      fromWrite: firstAt - onlyRequestSince(upstream, from, FIRST_TOKEN_CHUNKS)[0]!,
-    };
-  };
-
-  // The first runs on a fresh server pay for what is loaded lazily (e.g. the tokenizer's tables).
-  for (let i = 0; i < WARMUP_RUNS; i++) {
-    await timeDirect();
-    await timeAssistd();
-  }
-  const [directs, runs] = await interleaved(RUNS, timeDirect, timeAssistd);
+    return firstSampleOf(upstream, () => streamedRun(threadId));
+  });
 
   // CPU: streamed runs alone, one after another, on threads created beforehand.
   const threads = await pool(
@@ -328,18 +327,7 @@ async function measureFirstToken(kind: DatabaseKind, upstream: FakeUpstream): Pr
     await streamedRun(threads[i]!);
   });
   await assistd.stop();
-  return {
-    kind,
-    fromRequest: compare(
-      directs.map((d) => d.fromRequest),
-      runs.map((r) => r.fromRequest),
-    ),
-    fromWrite: compare(
-      directs.map((d) => d.fromWrite),
-      runs.map((r) => r.fromWrite),
-    ),
-    cpu,
-  };
+  return { kind, ...compared, cpu };
 }
 
 // ── 2. concurrent streams ──────────────────────────────────────────────────────

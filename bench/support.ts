@@ -331,6 +331,21 @@ export function backendsCpuDelta(
   return total;
 }
 
+/**
+ * Runs `runOne(0 … count − 1)` one after another and divides the CPU time the process `pid` used meanwhile (utime +
+ * stime from /proc) by `count`, in ms; undefined where /proc cannot be read.
+ */
+export async function processCpuMsPerRun(
+  pid: number | undefined,
+  count: number,
+  runOne: (i: number) => Promise<unknown>,
+): Promise<number | undefined> {
+  const before = processCpuMs(pid);
+  for (let i = 0; i < count; i++) await runOne(i);
+  const after = processCpuMs(pid);
+  return before === undefined || after === undefined ? undefined : (after - before) / count;
+}
+
 export interface CpuPerRun {
   runs: number;
   wallMs: number;
