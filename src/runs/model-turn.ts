@@ -44,13 +44,11 @@ export class ModelTurn {
   private message: Message | undefined;
   private messageStep: StoredStep | undefined;
   /**
-   * The answer's text as the model wrote it, what of it has been sent, and the rest (held back, or just written).
-   * Each grows by `+=` and none is searched or sliced whole: V8 copies a string built that way whole to do either,
+   * The answer's text as the model wrote it: what of it has been sent, and the rest (held back, or just written).
+   * Both grow by `+=` and neither is searched or sliced whole: V8 copies a string built that way whole to do either,
    * which for every token would grow as the square of the answer's length. What is sent is cut from `unsent` alone.
    */
-  private text = '';
-  private sentText = '';
-  private sent = 0;
+  private sent = '';
   private unsent = '';
   private readonly annotate: TextAnnotator | undefined;
   private readonly leadingParts: readonly MessageContent[];
@@ -90,7 +88,8 @@ export class ModelTurn {
   /** The text and calls so far, for a token estimate when the upstream reports no usage. */
   get outputText(): string {
     return (
-      this.text +
+      this.sent +
+      this.unsent +
       this.madeCalls()
         .map((c) => c.name + c.arguments)
         .join('')
@@ -112,7 +111,6 @@ export class ModelTurn {
   addText(chunk: string): void {
     if (chunk === '' || this.toolStep) return; // text after tool calls has nowhere to go in the Assistants model
     this.openMessage();
-    this.text += chunk;
     this.unsent += chunk;
     this.annotate?.write(chunk);
     this.sendText(false);
@@ -124,20 +122,19 @@ export class ModelTurn {
    */
   private sendText(final: boolean): void {
     const heldFrom = final ? undefined : this.annotate?.heldFrom?.();
-    const upTo = Math.max(this.sent, Math.min(this.text.length, heldFrom ?? this.text.length));
+    const written = this.sent.length + this.unsent.length;
+    const upTo = Math.max(this.sent.length, Math.min(written, heldFrom ?? written));
     const found = this.annotate?.annotate(upTo, final) ?? [];
-    if (upTo === this.sent && found.length === 0) return;
-    const first = this.sent === 0;
-    const chunk = this.unsent.slice(0, upTo - this.sent);
-    this.unsent = this.unsent.slice(upTo - this.sent);
-    this.sent = upTo;
-    this.sentText += chunk;
-    const visible = this.sentText;
+    if (upTo === this.sent.length && found.length === 0) return;
+    const first = this.sent.length === 0;
+    const chunk = this.unsent.slice(0, upTo - this.sent.length);
+    this.unsent = this.unsent.slice(chunk.length);
+    this.sent += chunk;
     const added = found.map((a, i): AnnotationDelta => ({ index: this.annotations.length + i, ...a }));
     if (found.length > 0) this.annotations = [...this.annotations, ...found];
     this.message!.content = [
       ...this.leadingParts,
-      { type: 'text', text: { value: visible, annotations: this.annotations } },
+      { type: 'text', text: { value: this.sent, annotations: this.annotations } },
     ];
     this.emit({
       event: 'thread.message.delta',

@@ -129,8 +129,7 @@ export class ChatCompletionsClient {
   /** The start of what the upstream sent, on one line, without the API key should the upstream echo it. */
   private excerpt(text: string, max = MAX_EXCERPT): string {
     let line = text.replace(/\s+/g, ' ').trim();
-    // Not the placeholder sent when no key is configured (`unused`): that is no secret, and may be a word.
-    if (this.apiKey.length >= 8) line = line.replaceAll(this.apiKey, '[api key]');
+    line = withoutKey(line, this.apiKey);
     return line.length > max ? `${line.slice(0, max)}…` : line;
   }
 
@@ -154,6 +153,16 @@ async function readErrorBody(response: IncomingMessage): Promise<unknown> {
   } catch {
     return text === '' ? undefined : text;
   }
+}
+
+/**
+ * Text from or about an upstream (its error message, what it sent instead of a stream) without the API key sent to
+ * it, should the upstream echo it: such text reaches logs and objects every user of the API reads (a run's or a
+ * vector store file's `last_error`). Not a key shorter than 8 characters, such as the placeholder sent when none is
+ * configured (`unused`): that is no secret, and may be a word.
+ */
+export function withoutKey(text: string, apiKey: string | undefined): string {
+  return apiKey !== undefined && apiKey.length >= 8 ? text.replaceAll(apiKey, '[api key]') : text;
 }
 
 /** The upstream's own error message (`{ error: { message } }`), when its body had one. */

@@ -10,7 +10,7 @@ import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Embedder, EmbeddingError } from '../embedder.ts';
 import { retryDelayMs } from '../retry-delay.ts';
-import { upstreamMessage } from './chat-completions-client.ts';
+import { upstreamMessage, withoutKey } from './chat-completions-client.ts';
 import { retryAfterMs } from './openai-compatible-provider.ts';
 
 export interface OpenAICompatibleEmbedderOptions {
@@ -155,8 +155,9 @@ export class OpenAICompatibleEmbedder implements Embedder {
       parsed = text;
     }
     if (status >= 400) {
-      const detail = this.withoutKey(
+      const detail = withoutKey(
         upstreamMessage(parsed) ?? (typeof parsed === 'string' ? parsed.slice(0, 200) : ''),
+        this.apiKey,
       );
       const message = `the embeddings endpoint ${this.shownEndpoint} returned ${status}${detail ? `: ${detail}` : ''}`;
       if (status === 429)
@@ -173,15 +174,6 @@ export class OpenAICompatibleEmbedder implements Embedder {
     return parsed;
   }
 
-  /**
-   * An upstream's words without the API key, should it echo it: the message becomes a vector store file's
-   * `last_error`, which every user of the API reads, and a log line. Not the placeholder sent when no key is
-   * configured (`unused`): that is no secret, and may be a word.
-   */
-  private withoutKey(text: string): string {
-    return this.apiKey.length >= 8 ? text.replaceAll(this.apiKey, '[api key]') : text;
-  }
-
   private failure(error: unknown, signal: AbortSignal, timeout: AbortSignal): unknown {
     if (signal.aborted) return signal.reason;
     if (timeout.aborted)
@@ -189,7 +181,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
         `the embeddings endpoint ${this.shownEndpoint} did not answer within ${this.timeoutMs} ms`,
         { retryable: true },
       );
-    const reason = this.withoutKey(error instanceof Error ? error.message : String(error));
+    const reason = withoutKey(error instanceof Error ? error.message : String(error), this.apiKey);
     return new EmbeddingError(`the embeddings endpoint ${this.shownEndpoint} could not be reached: ${reason}`, {
       retryable: true,
     });

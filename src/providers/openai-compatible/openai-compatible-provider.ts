@@ -13,6 +13,7 @@ import {
   UpstreamHttpError,
   UpstreamStreamError,
   upstreamMessage,
+  withoutKey,
 } from './chat-completions-client.ts';
 
 export interface OpenAICompatibleProviderOptions {
@@ -206,9 +207,10 @@ export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
  */
 function toProviderError(error: unknown, apiKey: string | undefined): ProviderError {
   const described = describeFailure(error);
-  if (apiKey === undefined || apiKey.length < 8 || !described.message.includes(apiKey)) return described;
+  const message = withoutKey(described.message, apiKey);
+  if (message === described.message) return described;
   const retryAfter = described.retryAfterMs === undefined ? {} : { retryAfterMs: described.retryAfterMs };
-  return new ProviderError(described.code, described.message.replaceAll(apiKey, '[api key]'), {
+  return new ProviderError(described.code, message, {
     retryable: described.retryable,
     ...retryAfter,
   });
