@@ -61,6 +61,10 @@ interface Execution {
   messages: Message[] | undefined;
   /** The model turn being streamed, if any: what an ending must record of it. */
   turn: ModelTurn | undefined;
+  /** Whether the next model turn begins without the gate: the run's creation went through it for this turn. */
+  gatePassed: boolean;
+  /** Called once, when the first model request is on its way or the execution stops before one (see `execute`). */
+  asked: (() => void) | undefined;
 }
 
 /** What a change to the run records: the new run (or its transition), the objects with it, the events after it. */
@@ -101,11 +105,16 @@ export class RunExecutor {
     this.options = options;
   }
 
-  /** Never throws: every outcome is recorded on the run. */
+  /**
+   * Never throws: every outcome is recorded on the run. `asked` is called once the first model request has been
+   * sent (or the execution has stopped before sending one): what answers the request that started the run waits
+   * for it, so that the model, which everyone waits for, is asked before the client is answered.
+   */
   async execute(
-    { scope, run, steps }: ClaimedRun & { steps?: StoredStep[] },
+    { scope, run, steps, gatePassed = false }: ClaimedRun & { steps?: StoredStep[]; gatePassed?: boolean },
     workerId: string,
     signal: AbortSignal,
+    asked?: () => void,
   ): Promise<void> {
     const x: Execution = {
       scope,
@@ -116,6 +125,8 @@ export class RunExecutor {
       steps: [],
       messages: undefined,
       turn: undefined,
+      gatePassed,
+      asked,
     };
     try {
       if (run.status === 'cancelling') return await this.finishCancel(x);
@@ -128,6 +139,7 @@ export class RunExecutor {
       await this.failUnexpectedly(x, error);
     } finally {
       this.options.bus.setLiveTurn(run.id, undefined);
+      askedModel(x);
     }
   }
 
@@ -146,7 +158,8 @@ export class RunExecutor {
   private async modelTurn(x: Execution): Promise<'next' | 'done' | 'settle'> {
     const { store, router } = this.options;
     const { run } = x;
-    await this.options.gate?.pass();
+    if (x.gatePassed) x.gatePassed = false;
+    else await this.options.gate?.pass();
     const provider = router.resolve(run.model);
     if (!provider)
       return this.end(x, {
@@ -209,7 +222,9 @@ export class RunExecutor {
     x.turn = turn;
     let reply: ModelReply;
     try {
-      reply = await this.callModel(provider, this.chatRequest(x, prompt.messages, completionLeft), x.signal, turn);
+      const replied = this.callModel(provider, this.chatRequest(x, prompt.messages, completionLeft), x.signal, turn);
+      askedModel(x); // the request is on its way (the provider writes it before its first wait)
+      reply = await replied;
     } catch (error) {
       if (error instanceof ProviderError && !x.signal.aborted)
         return this.end(x, { type: 'fail', error: providerError(error) });
@@ -676,4 +691,15 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     };
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * Tells whoever waits for the execution's first model request that it has been sent (once). Node writes a request
+ * made on a kept-alive connection in a `nextTick` queued as the request was made: this one, queued after it, comes
+ * once the request is written.
+ */
+function askedModel(x: Execution): void {
+  const asked = x.asked;
+  x.asked = undefined;
+  if (asked) process.nextTick(asked);
 }

@@ -95,9 +95,9 @@ export class RunWorker implements LocalExecution {
   }
 
   /** Executes a run this process has already leased to this worker (as it was created), beside the claimed ones. */
-  adopt(claim: AdoptedRun): void {
-    if (this.stopping) return; // its lease lapses and another worker takes it
-    this.launch(claim);
+  adopt(claim: AdoptedRun): Promise<void> {
+    if (this.stopping) return Promise.resolve(); // its lease lapses and another worker takes it
+    return new Promise((asked) => this.launch(claim, asked));
   }
 
   /** Stops claiming, stops every execution (their runs are handed back for a later attempt) and waits for them. */
@@ -143,9 +143,9 @@ export class RunWorker implements LocalExecution {
     this.wakeup.wake();
   }
 
-  private launch(claim: AdoptedRun): void {
+  private launch(claim: AdoptedRun, asked?: () => void): void {
     const controller = new AbortController();
-    const done = this.options.executor.execute(claim, this.id, controller.signal).finally(() => {
+    const done = this.options.executor.execute(claim, this.id, controller.signal, asked).finally(() => {
       this.executions.delete(claim.run.id);
       if (this.backlog) this.requestWake(); // a slot is free for a run that may be waiting
     });
