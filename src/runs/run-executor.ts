@@ -166,6 +166,9 @@ export class RunExecutor {
         type: 'fail',
         error: { code: 'invalid_prompt', message: router.unroutedReason(run.model) },
       });
+    // A model's own tokenizer is loaded with the model (an embedded one, on its first run: seconds): the client is
+    // answered meanwhile rather than after it.
+    if (provider.tokenizer && !this.counters.has(provider)) askedModel(x);
     let tokens: TokenCounter;
     try {
       tokens = await this.tokenCounter(provider);
