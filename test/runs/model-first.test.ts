@@ -65,15 +65,21 @@ describe('the model is asked before the client is answered', () => {
     });
   }
 
-  test('a polled run: its creation is answered after its model request', async () => {
+  /** Creates a run on a new thread, noting in `order` when the answer's headers arrive. */
+  async function createRun(stream: boolean): Promise<{ threadId: string; response: Response }> {
     const { threadId, assistantId } = await threadAndAssistant();
     order.length = 0;
     const response = await fetch(`${server.url}/v1/threads/${threadId}/runs`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ assistant_id: assistantId }),
+      body: JSON.stringify({ assistant_id: assistantId, stream }),
     });
     order.push('run answered');
+    return { threadId, response };
+  }
+
+  test('a polled run: its creation is answered after its model request', async () => {
+    const { threadId, response } = await createRun(false);
     const run = (await response.json()) as { id: string };
     assert.equal(response.status, 200);
     assert.deepEqual(order, ['model asked', 'run answered']);
@@ -81,14 +87,7 @@ describe('the model is asked before the client is answered', () => {
   });
 
   test('a streamed run: its first frames are written after its model request', async () => {
-    const { threadId, assistantId } = await threadAndAssistant();
-    order.length = 0;
-    const response = await fetch(`${server.url}/v1/threads/${threadId}/runs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ assistant_id: assistantId, stream: true }),
-    });
-    order.push('run answered');
+    const { response } = await createRun(true);
     const text = await response.text();
     assert.deepEqual(order, ['model asked', 'run answered']);
     assert.match(text, /event: thread\.run\.created\n[\s\S]*event: thread\.run\.completed\n[\s\S]*data: \[DONE\]/);
