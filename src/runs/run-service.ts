@@ -114,12 +114,12 @@ export class RunService {
       // its executor, as a claimed one is. A waiting run wakes no worker: a claim takes it when its turn comes.
       const { waiting } = await this.store.createRun(scope, created.run, additional, lock, { queue: true });
       if (waiting) this.publish(created.run, created.events);
-      else await this.queued(scope, created, lock, [], true);
+      else await this.queued(scope, created, lock, { steps: [], gatePassed: true });
       return created.run;
     }
     const stored = this.startedIfLocal(created, lock);
     await this.store.createRun(scope, stored.run, additional, lock);
-    await this.queued(scope, stored, lock, [], true);
+    await this.queued(scope, stored, lock, { steps: [], gatePassed: true });
     return created.run;
   }
 
@@ -139,7 +139,7 @@ export class RunService {
     const lock = this.localLock(options);
     const stored = this.startedIfLocal(created, lock);
     await this.store.createThreadAndRun(scope, thread, initial, stored.run, lock);
-    await this.queued(scope, stored, lock, [], true);
+    await this.queued(scope, stored, lock, { steps: [], gatePassed: true });
     return created.run;
   }
 
@@ -237,7 +237,9 @@ export class RunService {
     }
     // A stream of the continuation starts with the tool step, now holding the outputs.
     const stepsNow = steps.map((s) => (s.id === completed.step.id ? completed.step : s));
-    await this.queued(scope, { run: stored.run, events: [...completed.events, ...stored.events] }, lock, stepsNow);
+    await this.queued(scope, { run: stored.run, events: [...completed.events, ...stored.events] }, lock, {
+      steps: stepsNow,
+    });
     return queued.run;
   }
 
@@ -252,11 +254,10 @@ export class RunService {
     scope: Scope,
     { run, events }: { run: Run; events: readonly RunStreamEvent[] },
     lock: RunLock | undefined,
-    steps: StoredStep[],
-    gatePassed = false,
+    handed: Pick<AdoptedRun, 'steps' | 'gatePassed'>,
   ): Promise<void> {
     this.publish(run, events);
-    if (lock) await this.local!.adopt({ scope, run, lock, steps, gatePassed });
+    if (lock) await this.local!.adopt({ scope, run, lock, ...handed });
     else this.bus.workAvailable();
   }
 

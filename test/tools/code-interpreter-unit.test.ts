@@ -11,6 +11,7 @@ import { codeOf, codeReader, codeSoFar } from '../../src/tools/code-interpreter/
 import { placements } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
 import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
 import type { TextAnnotator } from '../../src/tools/tool.ts';
+import { annotateInPieces } from '../support/annotators.ts';
 import { aCodeInterpreterForTurns, aRun } from '../support/builders.ts';
 import { assertMatchesSchema } from '../support/openapi.ts';
 
@@ -123,12 +124,7 @@ describe('sandbox: links', () => {
     const whole = linksOf(text);
     assert.equal(whole.length, 600);
     const links = sandboxLinkAnnotator(target);
-    const streamed: TextAnnotation[] = [];
-    for (let at = 0, size = 1; at < text.length; at += size, size = (size % 7) + 1) {
-      const end = Math.min(text.length, at + size);
-      links.write(text.slice(at, end));
-      streamed.push(...links.annotate(Math.min(end, links.heldFrom!() ?? end)));
-    }
+    const streamed = annotateInPieces(links, text);
     streamed.push(...links.annotate(text.length, true));
     assert.deepEqual(streamed, whole);
     for (const a of whole.slice(-2)) assert.equal(byCodePoints(text, a), 'sandbox:/mnt/data/out.csv');

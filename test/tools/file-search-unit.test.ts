@@ -20,6 +20,7 @@ import {
 } from '../../src/tools/file-search/file-search-tool.ts';
 import { resultsText } from '../../src/tools/file-search/results-text.ts';
 import { type ToolContext, ToolError, ToolRunFailure } from '../../src/tools/tool.ts';
+import { annotateInPieces } from '../support/annotators.ts';
 import { aRun, aStep } from '../support/builders.ts';
 import { assertMatchesSchema } from '../support/openapi.ts';
 
@@ -143,14 +144,7 @@ describe('citation markers', () => {
       text += `Fact ${i} ☕🚀【0:0†coffee.txt】, not 【 this, 【9:9†z】 but 【1:0†parking.md】. `;
     const whole = citationsOf(text, CALLS);
     assert.equal(whole.length, 600);
-    const citations = citationAnnotator(CALLS);
-    const streamed: TextAnnotation[] = [];
-    for (let at = 0, size = 1; at < text.length; at += size, size = (size % 7) + 1) {
-      const end = Math.min(text.length, at + size);
-      citations.write(text.slice(at, end));
-      streamed.push(...citations.annotate(end));
-    }
-    assert.deepEqual(streamed, whole);
+    assert.deepEqual(annotateInPieces(citationAnnotator(CALLS), text), whole);
     assert.equal(byCodePoints(text, whole.at(-1)!), '【1:0†parking.md】');
   });
 
