@@ -382,6 +382,28 @@ describe('code_interpreter, streamed', () => {
     assert.equal(images.length, 1);
     assert.deepEqual(stored.content[0], { type: 'image_file', image_file: { file_id: images[0], detail: 'auto' } });
   });
+
+  test('arguments that are one JSON string, and raw code opening with a docstring: streamed input = stored', async () => {
+    const docstring = `"""Squares."""\n${CODE}`;
+    for (const [args, code] of [
+      [JSON.stringify(CODE), CODE],
+      [docstring, docstring],
+    ] as const) {
+      const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Squares?' }] });
+      h.upstream.enqueue(python(args, true), { text: ['Done.'] });
+      let input = '';
+      const stream = h.client.beta.threads.runs
+        .stream(thread.id, { assistant_id: assistantId })
+        .on('toolCallDelta', (delta) => {
+          if (delta.type === 'code_interpreter') input += delta.code_interpreter?.input ?? '';
+        });
+      assert.equal((await stream.finalRun()).status, 'completed');
+      const [call] = codeCalls((await stream.finalRunSteps())[0]);
+      assert.equal(call!.code_interpreter.input, code);
+      assert.equal(input, code, 'what the client was streamed is what is stored');
+      assert.deepEqual(call!.code_interpreter.outputs[0], { type: 'logs', logs: '[0, 1, 4, 9]\n' });
+    }
+  });
 });
 
 describe("code_interpreter when the thread's session is gone", () => {

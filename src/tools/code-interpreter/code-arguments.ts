@@ -4,6 +4,8 @@ import type { FunctionDefinition } from '../../domain/objects.ts';
  * What the model calls to run code: a function `python` taking `{code}` — the name and shape OpenAI's and Llama's
  * models were trained on for a code interpreter — or `code_interpreter` when the run has a `python` function of its
  * own. Models write the code as a JSON string, or (llama.cpp's Python tool) as the raw arguments; both are taken.
+ * Arguments that are one JSON string are taken as that string's content; raw code can start with a string literal
+ * too (a docstring), so such arguments stream nothing until they show which they are (below: `codeReader`).
  */
 
 export const PYTHON_FUNCTION: FunctionDefinition = {
@@ -40,13 +42,18 @@ export function codeOf(args: string): string {
   } catch {
     // not JSON: below
   }
+  // Arguments that start with a quote and are not one JSON string are raw code (`"a".upper()`, or a string left open).
+  if (/^\s*"/.test(args)) return args;
   return codeSoFar(args);
 }
 
 /**
  * The code as far as the arguments written so far show it: the decoded prefix of the `code` string of a JSON
- * object being written, or the raw text when the arguments do not start as a JSON object. It only ever grows as the
- * arguments do (an escape sequence cut by a chunk waits for the rest), so each increment can be streamed.
+ * object being written, or the raw text when the arguments do not start as a JSON object — except arguments that
+ * start with a quote, which show nothing while they could still be one JSON string (its content is the code, and
+ * `codeOf` gives it once the arguments are complete) and all of their raw text once they cannot. It only ever grows
+ * as the arguments do (an escape sequence cut by a chunk waits for the rest), so each increment can be streamed, and
+ * it is always a prefix of `codeOf` of the complete arguments.
  */
 export function codeSoFar(partial: string): string {
   return codeReader()(partial);
@@ -65,8 +72,16 @@ const KEY_WINDOW = 256;
  * pass over its arguments, not one per fragment.
  */
 export function codeReader(): (fragment: string) => string {
-  let state: 'start' | 'raw' | 'key' | 'string' | 'end' = 'start';
+  let state: 'start' | 'raw' | 'quoted' | 'key' | 'string' | 'end' = 'start';
   let pending = '';
+  let scanned = 0; // 'quoted': how far `pending` is known to be a JSON string (and whitespace after it)
+  let ended = false; // 'quoted': whether that string has ended
+  const raw = () => {
+    state = 'raw';
+    const all = pending;
+    pending = '';
+    return all;
+  };
   return (fragment) => {
     if (state === 'raw') return fragment;
     if (state === 'end') return '';
@@ -74,13 +89,17 @@ export function codeReader(): (fragment: string) => string {
     if (state === 'start') {
       const start = pending.search(/\S/);
       if (start === -1) return '';
-      if (pending[start] !== '{') {
-        state = 'raw';
-        const all = pending;
-        pending = '';
-        return all;
-      }
-      state = 'key';
+      if (pending[start] === '"') {
+        state = 'quoted';
+        scanned = start + 1;
+      } else if (pending[start] !== '{') return raw();
+      else state = 'key';
+    }
+    if (state === 'quoted') {
+      const scan = scanJsonString(pending, scanned, ended);
+      if (scan === 'not') return raw();
+      ({ scanned, closed: ended } = scan);
+      return '';
     }
     if (state === 'key') {
       const key = CODE_KEY.exec(pending);
@@ -96,6 +115,40 @@ export function codeReader(): (fragment: string) => string {
     if (closed) state = 'end';
     return out;
   };
+}
+
+/**
+ * How far `text`, from `from`, goes on being one JSON string (`closed`: its closing quote was reached earlier)
+ * followed by whitespace: where the scan stopped (the end, or an escape cut by a chunk) and whether the string has
+ * closed — or 'not' once something shows it is not (a raw control character or an invalid escape inside it, or
+ * anything but whitespace after it).
+ */
+function scanJsonString(text: string, from: number, closed: boolean): { scanned: number; closed: boolean } | 'not' {
+  let i = from;
+  while (i < text.length) {
+    const ch = text[i]!;
+    if (closed) {
+      if (!' \t\n\r'.includes(ch)) return 'not'; // JSON's whitespace
+      i++;
+    } else if (ch === '"') {
+      closed = true;
+      i++;
+    } else if (ch === '\\') {
+      const next = text[i + 1];
+      if (next === undefined) break;
+      if (next !== 'u') {
+        if (!(next in ESCAPES)) return 'not';
+        i += 2;
+        continue;
+      }
+      const hex = text.slice(i + 2, i + 6);
+      if (!/^[0-9a-fA-F]*$/.test(hex)) return 'not';
+      if (hex.length < 4) break;
+      i += 6;
+    } else if (ch < ' ') return 'not';
+    else i++;
+  }
+  return { scanned: i, closed };
 }
 
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
