@@ -141,10 +141,10 @@ export function buildApp({
   acceptMultipartUploads(app);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
-    // request.url is the rewritten one: /openai paths are /v1 paths here, and need the key as well.
-    await authorize(authenticator, request);
+    const area = areaOf(request);
+    await authorize(authenticator, request, area);
     // A project's request (the admin API and /metrics are not limited).
-    if (limits.active && request.scope && request.url.startsWith('/v1')) await limits.admit(request, reply);
+    if (limits.active && request.scope && area === 'project') await limits.admit(request, reply);
     // `%00` is the only way a URL can carry a NUL (Node's parser refuses a raw one).
     if (request.url.includes('%00')) throw nulCharacter(`URL (${request.method} ${request.originalUrl})`);
   });
@@ -175,7 +175,21 @@ export function buildApp({
  */
 const DEFAULT_SCOPE_PLACEHOLDER = null as unknown as Scope;
 
-const ADMIN_PATH = /^\/v1\/organization(?:[/?]|$)/;
+/** Which key a request needs: the admin API's, /metrics', a project's (the rest of /v1), or none. */
+type Area = 'admin' | 'metrics' | 'project' | 'open';
+
+/**
+ * A request's area, by the route it matched: the route's template, since the router decodes the path (`/%761/…` is
+ * routed to `/v1/…`, and `/v1/%6Frganization` to the admin API), and rewritten /openai paths are /v1 routes. A
+ * request that matched no route (answered 404 or 405, no handler runs) by its URL, so an unknown /v1 path without a
+ * key is a 401 as upstream.
+ */
+function areaOf(request: FastifyRequest): Area {
+  const path = request.routeOptions.url ?? request.url;
+  if (path.startsWith('/metrics')) return 'metrics';
+  if (!path.startsWith('/v1')) return 'open';
+  return /^\/v1\/organization(?:[/?]|$)/.test(path) ? 'admin' : 'project';
+}
 
 /**
  * Who may call what: the admin key opens the admin API and /metrics, and nothing else; a project's key (or
@@ -183,13 +197,12 @@ const ADMIN_PATH = /^\/v1\/organization(?:[/?]|$)/;
  * server-wide, so no project key opens it, only ASSISTD_API_KEY (with no admin key, the one key of the server) and
  * the admin key. /healthz needs no key.
  */
-async function authorize(authenticator: Authenticator, request: FastifyRequest): Promise<void> {
-  const url = request.url;
-  const isMetrics = url.startsWith('/metrics');
-  if (!url.startsWith('/v1') && !isMetrics) return;
+async function authorize(authenticator: Authenticator, request: FastifyRequest, area: Area): Promise<void> {
+  if (area === 'open') return;
+  const isMetrics = area === 'metrics';
   if (isMetrics && authenticator.open) return;
   const caller = await authenticator.authenticate(presentedApiKey(request.headers));
-  if (ADMIN_PATH.test(url)) {
+  if (area === 'admin') {
     if (caller.kind !== 'admin')
       throw new ApiError(
         403,

@@ -157,6 +157,20 @@ describe('projects and API keys (SQLite, one process)', () => {
       [key.value, 'GET', '/metrics', 403],
       [undefined, 'GET', '/metrics', 401],
       [undefined, 'GET', '/healthz', 200],
+      // The router decodes the path: a percent-encoded letter reaches the same route and needs the same key.
+      [undefined, 'GET', '/%761/organization/projects', 401],
+      [undefined, 'POST', `/%761/organization/projects/${project}/api_keys`, 401],
+      [key.value, 'GET', '/v1/%6Frganization/projects', 403],
+      [SINGLE_KEY, 'GET', `/v1/organization/%70rojects/${project}/api_keys`, 403],
+      [ADMIN_KEY, 'GET', '/v1/%6Frganization/projects', 200],
+      [undefined, 'GET', '/%6detrics', 401],
+      [key.value, 'GET', '/%6Detrics', 403],
+      [undefined, 'GET', '/%761/assistants', 401],
+      [undefined, 'GET', '/%761/models', 401],
+      [undefined, 'GET', '/%761/openapi.json', 401],
+      [ADMIN_KEY, 'GET', '/v1/%61ssistants', 403],
+      [key.value, 'GET', '/%761/assistants', 200],
+      [undefined, 'GET', '/v1/no-such-route', 401],
     ];
     for (const [presented, method, url, status] of cases) {
       const headers: Record<string, string> = presented === undefined ? {} : { authorization: `Bearer ${presented}` };
