@@ -458,3 +458,53 @@ describe('API key', () => {
     assert.equal((await server.api.get('/healthz')).status, 200);
   });
 });
+
+describe('GET /v1/models/{id}', () => {
+  test('an id is the path as the router decodes it, once: slashes, an encoded slash, a literal %', async () => {
+    const ids = ['meta-llama/Llama-3.1-8B', 'a%41', '%'];
+    const found = (id: string) => (ids.includes(id) ? { id, created: 1_700_000_000 } : undefined);
+    const bus = new RunEventBus();
+    const store = {} as Store;
+    const app = buildApp({
+      store,
+      runs: new RunService({ store, bus, tools: new ToolRegistry(), expiresAfterSeconds: 600 }),
+      bus,
+      models: { list: () => [], find: found } as never,
+      files: {} as FileService,
+      vectorStores: {} as VectorStoreService,
+      closing: new AbortController().signal,
+      apiKey: undefined,
+      logger: pino({ level: 'silent' }),
+    });
+    const get = (path: string) => app.inject({ method: 'GET', url: `/v1/models/${path}` });
+    try {
+      for (const [path, id] of [
+        ['meta-llama/Llama-3.1-8B', 'meta-llama/Llama-3.1-8B'],
+        ['meta-llama%2FLlama-3.1-8B', 'meta-llama/Llama-3.1-8B'], // as the SDK sends it (encodeURIComponent)
+        ['a%2541', 'a%41'],
+        ['%25', '%'],
+      ] as const) {
+        const response = await get(path);
+        assert.equal(response.statusCode, 200, `${path}: ${response.body}`);
+        assert.equal(response.json().id, id);
+      }
+      for (const [path, id] of [
+        ['%25ZZ', '%ZZ'],
+        ['aA', 'aA'],
+      ] as const) {
+        const response = await get(path);
+        assert.equal(response.statusCode, 404, `${path}: ${response.body}`);
+        assert.deepEqual(response.json(), {
+          error: {
+            message: `The model '${id}' does not exist or you do not have access to it.`,
+            type: 'invalid_request_error',
+            param: null,
+            code: 'model_not_found',
+          },
+        });
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});

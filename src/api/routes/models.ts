@@ -12,9 +12,10 @@ export interface ModelCatalog {
 export function registerModelRoutes(app: FastifyInstance, models: ModelCatalog): void {
   app.get('/v1/models', async () => ({ object: 'list', data: models.list().map(serializeModel) }));
 
-  // Model ids may contain slashes (`meta-llama/Llama-3.1-8B`), as upstream's do: the id is the rest of the path.
+  // Model ids may contain slashes (`meta-llama/Llama-3.1-8B`), as upstream's do: the id is the rest of the path, as
+  // the router decoded it (once: `%2F` is a slash, `%25` a percent sign).
   app.get('/v1/models/*', async (request) => {
-    const id = decodeURIComponent((request.params as { '*': string })['*']);
+    const id = (request.params as { '*': string })['*'];
     const model = models.find(id);
     if (!model)
       throw new ApiError(404, `The model '${id}' does not exist or you do not have access to it.`, {
