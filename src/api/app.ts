@@ -157,7 +157,7 @@ export function buildApp({
   if (metrics) registerMetricsRoute(app, metrics);
   const helpers = new ToolResourceHelpers(store, vectorStores);
   registerAssistantRoutes(app, store, files, helpers);
-  registerThreadRoutes(app, store, files, helpers);
+  registerThreadRoutes(app, store, files, helpers, bus);
   registerMessageRoutes(app, store, files, helpers, queueRuns);
   registerRunRoutes(app, { store, runs, bus, files, helpers, closing, streamBufferBytes, queueRuns });
   registerModelRoutes(app, models);

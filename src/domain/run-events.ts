@@ -67,6 +67,22 @@ export type RunStreamEvent =
   | { event: 'thread.message.delta'; data: MessageDelta }
   | { event: 'error'; data: StreamError };
 
+/**
+ * What a stream following a run gets when the run's thread is deleted under it (the run is gone with it), before
+ * the stream ends: an `error` event, the only one the bus carries.
+ */
+export function runDeletedEvent(threadId: string, runId: string): RunStreamEvent {
+  return {
+    event: 'error',
+    data: {
+      message: `Thread ${threadId} was deleted, and run ${runId} with it.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: null,
+    },
+  };
+}
+
 /** The run events after which a stream of that run ends: it paused for tool outputs, or it is over. */
 export const RUN_STREAM_END: ReadonlySet<string> = new Set([
   'thread.run.requires_action',

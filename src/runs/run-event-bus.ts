@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Message } from '../domain/objects.ts';
-import type { RunStreamEvent } from '../domain/run-events.ts';
+import { type RunStreamEvent, runDeletedEvent } from '../domain/run-events.ts';
 import type { Run, RunStep } from '../domain/runs.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { ClaimedRun, SignalChannel } from '../storage/store.ts';
+import type { ClaimedRun, SignalChannel, StopRequest } from '../storage/store.ts';
 
 export type RunEventListener = (runId: string | undefined, event: RunStreamEvent) => void;
 
@@ -56,6 +56,8 @@ export class RunEventBus {
                 event: `thread.run.${found.run.status}`,
                 data: found.run,
               });
+            // Followed here and gone: its thread was deleted (runsDeleted, on the process that deleted it).
+            else this.emitLocally(signal.threadId, signal.runId, runDeletedEvent(signal.threadId, signal.runId));
           })
           .catch(() => {}); // a missed change is found by the next re-read
     });
@@ -97,8 +99,20 @@ export class RunEventBus {
     this.signals?.send({ kind: 'work' });
   }
 
-  /** A cancel or an expiry wants the execution of this run to stop now. */
-  stopRequested(runId: string, reason: 'cancel' | 'expire'): void {
+  /**
+   * These runs went with their deleted thread: their executions stop, wherever they are, and whoever follows them
+   * (a stream, /events) gets an `error` event and its end, here and (through their signal) in other processes.
+   */
+  runsDeleted(threadId: string, runIds: readonly string[]): void {
+    for (const runId of runIds) {
+      this.stopRequested(runId, 'delete');
+      this.emitLocally(threadId, runId, runDeletedEvent(threadId, runId));
+      this.signals?.send({ kind: 'run', runId, threadId });
+    }
+  }
+
+  /** A cancel, an expiry or a deletion wants the execution of this run to stop now. */
+  stopRequested(runId: string, reason: StopRequest): void {
     this.emitter.emit('stop', runId, reason);
     this.signals?.send({ kind: 'stop', runId, reason });
   }
@@ -108,7 +122,7 @@ export class RunEventBus {
     return () => this.emitter.off('work', listener);
   }
 
-  onStopRequested(listener: (runId: string, reason: 'cancel' | 'expire') => void): () => void {
+  onStopRequested(listener: (runId: string, reason: StopRequest) => void): () => void {
     this.emitter.on('stop', listener);
     return () => this.emitter.off('stop', listener);
   }

@@ -15,7 +15,7 @@ import {
   ProviderError,
 } from '../providers/provider.ts';
 import { retryDelayMs } from '../providers/retry-delay.ts';
-import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
+import type { ClaimedRun, RunLock, Scope, StopRequest, Store } from '../storage/store.ts';
 import {
   type ServerTool,
   type TextAnnotator,
@@ -34,7 +34,7 @@ import { O200K, TokenCounter } from './tokens.ts';
 import type { TurnGate } from './turn-gate.ts';
 
 /** Why an execution was told to stop (the reason its AbortSignal carries). */
-export type StopReason = 'cancel' | 'expire' | 'lease_lost' | 'shutdown';
+export type StopReason = StopRequest | 'lease_lost' | 'shutdown';
 
 export interface ExecutorOptions {
   store: Store;
@@ -537,7 +537,7 @@ export class RunExecutor {
       if (reason === 'cancel') return await this.finishCancel(x);
       if (reason === 'expire') return await this.finishExpiry(x);
       if (reason === 'shutdown') return await this.settle(x);
-      // 'lease_lost': another worker has it.
+      // 'lease_lost': another worker has it; 'delete': it went with its thread.
     } catch (error) {
       this.options.logger.error({ err: error, runId: x.run.id }, 'could not record a stopped run');
     }

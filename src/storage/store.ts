@@ -95,13 +95,16 @@ export interface RunCommit {
   messages?: readonly Message[];
 }
 
+/** Why a run's execution is asked to stop: cancelled, expired, or its thread deleted (the run is gone). */
+export type StopRequest = 'cancel' | 'expire' | 'delete';
+
 /**
  * A nudge between processes sharing one database. Small on purpose (PostgreSQL NOTIFY payloads stop at 8 kB):
  * it says what changed, and the receiver reads the rest from the database.
  */
 export type RunSignal =
   | { kind: 'work' }
-  | { kind: 'stop'; runId: string; reason: 'cancel' | 'expire' }
+  | { kind: 'stop'; runId: string; reason: StopRequest }
   | { kind: 'run'; runId: string; threadId: string };
 
 /** Carries RunSignals to the other processes on the same database. */
@@ -382,8 +385,11 @@ export interface Store {
    */
   listThreads(scope: Scope, page: PageRequest, filter?: ThreadFilter): Promise<Page<Thread>>;
   updateThread(scope: Scope, id: string, patch: ThreadPatch): Promise<Thread | undefined>;
-  /** Deletes the thread with everything in it: its messages, runs and their steps. */
-  deleteThread(scope: Scope, id: string): Promise<boolean>;
+  /**
+   * Deletes the thread with everything in it: its messages, runs and their steps. Gives the ids of its runs that
+   * were not over (their executions and streams are to be told), or undefined when there was no such thread.
+   */
+  deleteThread(scope: Scope, id: string): Promise<string[] | undefined>;
 
   /**
    * Throws not-found when `message.thread_id` is not a thread of the scope, and, unless `options.queue`, the

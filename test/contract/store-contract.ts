@@ -55,7 +55,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.equal(await store.deleteAssistant(otherScope, assistant.id), false);
       assert.equal((await store.listAssistants(otherScope, { limit: 100, order: 'desc' })).data.length, 0);
       assert.equal(await store.getThread(otherScope, thread.id), undefined);
-      assert.equal(await store.deleteThread(otherScope, thread.id), false);
+      assert.equal(await store.deleteThread(otherScope, thread.id), undefined);
       assert.equal(await store.getMessage(otherScope, thread.id, message.id), undefined);
       await assert.rejects(store.createMessage(otherScope, aMessage(thread.id)), (e: ApiError) => e.status === 404);
       await assert.rejects(store.listMessages(otherScope, thread.id, { limit: 20, order: 'desc' }), ApiError);
@@ -80,7 +80,8 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const patched = await store.updateThread(scope, thread.id, { metadata: {} });
       assert.deepEqual(patched, { ...thread, metadata: {} });
 
-      assert.equal(await store.deleteThread(scope, thread.id), true);
+      assert.deepEqual(await store.deleteThread(scope, thread.id), [], 'no run was going');
+      assert.equal(await store.deleteThread(scope, thread.id), undefined);
       assert.equal(await store.getThread(scope, thread.id), undefined);
       for (const m of messages) assert.equal(await store.getMessage(scope, thread.id, m.id), undefined);
       assert.equal(await store.updateThread(scope, thread.id, { metadata: {} }), undefined);
@@ -307,6 +308,11 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const next = aRun(threadId);
       await store.createRun(scope, next, []);
       assert.deepEqual(await store.getRun(scope, threadId, next.id), next);
+
+      // Deleting the thread names the run still going, not the one that ended; both go with it.
+      assert.deepEqual(await store.deleteThread(scope, threadId), [next.id]);
+      assert.equal(await store.getRun(scope, threadId, next.id), undefined);
+      assert.equal(await store.getRun(scope, threadId, run.id), undefined);
     });
 
     test('queued runs: a run created on a busy thread waits, and is claimed first in line once the one before ended', async () => {

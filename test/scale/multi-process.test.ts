@@ -8,7 +8,7 @@ import { eventually } from '../support/eventually.ts';
 import { FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
 import { ApiClient, type ServerProcess, spawnServer, spawnWorker, type WorkerProcess } from '../support/server.ts';
-import { eventNames, postSse } from '../support/sse.ts';
+import { eventNames, postSse, readSse } from '../support/sse.ts';
 
 /**
  * Several assistd processes on one PostgreSQL database, as README "Several processes" describes them: API processes
@@ -281,6 +281,24 @@ if (adminUrl === undefined) {
       assert.ok(abortedAt - start <= 1000, `upstream request aborted ${abortedAt - start} ms after the cancel`);
       assert.ok(endedAt - start <= 1000, `run cancelled ${endedAt - start} ms after the cancel`);
       assert.equal(callsFor(upstream, text).length, 1);
+    });
+
+    test("deleting a thread through API process A: a worker's execution of its run stops, B's /events follower ends", async () => {
+      const text = `slow delete ${randomUUID()}`;
+      const threadId = await newThread(apis[1]!, text);
+      const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
+      const runId = created.body.id as string;
+      const request = await eventually('the run to reach the upstream', 5000, async () => callsFor(upstream, text)[0]);
+      await waitForRun(apis[1]!, threadId, runId, (r) => r.status === 'in_progress', 5000);
+      const follower = readSse(await fetch(`${deployment.apis[1]!.url}/v1/threads/${threadId}/runs/${runId}/events`));
+
+      const deleted = await apis[0]!.delete(`/v1/threads/${threadId}`);
+      assert.equal(deleted.status, 200);
+      const [abortedAt, followed] = await Promise.all([upstream.waitForAbort(request, 2000), follower]);
+      assert.ok(abortedAt > 0, 'the worker let the model go');
+      assert.deepEqual(eventNames(followed).slice(-2), ['error', 'done']);
+      assert.equal(followed.at(-2)!.data.message, `Thread ${threadId} was deleted, and run ${runId} with it.`);
+      assert.equal((await apis[1]!.get(`/v1/threads/${threadId}/runs/${runId}`)).status, 404);
     });
 
     test('50 concurrent run creations on one thread through both API processes: one 200, 49 thread-lock 400s', async () => {

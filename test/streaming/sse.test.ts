@@ -255,6 +255,44 @@ describe('streaming (raw SSE)', () => {
     assert.deepEqual(message.incomplete_details, { reason: 'run_cancelled' });
   });
 
+  test('deleting the thread mid-stream: the stream and an /events follower get an error and end; the model is let go', {
+    timeout: 15_000,
+  }, async () => {
+    upstream.enqueue({ text: ['a ', 'b ', 'c ', 'd ', 'e ', 'f ', 'g ', 'h '], chunkDelayMs: 200 });
+    const threadId = await newThread();
+    let runId = '';
+    let follower: Promise<SseEvent[]> | undefined;
+    let deleted: Promise<unknown> | undefined;
+    const events = await postSse(
+      `${server.url}/v1/threads/${threadId}/runs`,
+      { assistant_id: assistantId, stream: true },
+      async (event) => {
+        if (event.event === 'thread.run.created') runId = event.data.id;
+        if (event.event !== 'thread.message.delta' || follower) return;
+        const attached = await fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}/events`);
+        follower = readSse(attached);
+        deleted = server.api.delete(`/v1/threads/${threadId}`);
+      },
+    );
+    assert.equal(((await deleted) as { status: number }).status, 200);
+    const error = {
+      message: `Thread ${threadId} was deleted, and run ${runId} with it.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: null,
+    };
+    assert.deepEqual(eventNames(events).slice(-3), ['thread.message.delta*', 'error', 'done']);
+    assert.deepEqual(events.at(-2)!.data, error);
+    const followed = await follower!;
+    assert.deepEqual(eventNames(followed).slice(-2), ['error', 'done']);
+    assert.deepEqual(followed.at(-2)!.data, error);
+    // The model's request is abandoned, not read to its end.
+    const request = upstream.requests.at(-1)!;
+    for (let i = 0; i < 40 && request.abortedAt === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(request.abortedAt !== undefined && request.finishedAt === undefined, 'the model request was abandoned');
+    assert.equal((await server.api.get(`/v1/threads/${threadId}`)).status, 404);
+  });
+
   test('a client that disconnects mid-stream does not cancel the run', async () => {
     upstream.enqueue({ text: ['one ', 'two ', 'three ', 'four'], chunkDelayMs: 100 });
     const threadId = await newThread();

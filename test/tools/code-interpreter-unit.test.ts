@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { frame } from '../../src/api/sse.ts';
 import type { StoredFile } from '../../src/domain/files.ts';
-import type { TextAnnotation } from '../../src/domain/objects.ts';
 import type { MessageDelta, RunStepDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
 import type { ToolCallDetails } from '../../src/domain/runs.ts';
 import { ModelTurn } from '../../src/runs/model-turn.ts';

@@ -242,7 +242,8 @@ async function streamRun(
 
 /**
  * The events of one run on its thread, buffered from the moment of subscription until the stream is open. The
- * stream ends after the run pauses (`requires_action`) or ends; a failed run is followed by an `error` event. A
+ * stream ends after the run pauses (`requires_action`) or ends; a failed run is followed by an `error` event, and
+ * so is a run gone with its deleted thread (RunEventBus.runsDeleted). A
  * client that goes away only unsubscribes: the run goes on. When the server shuts down, open streams end at once
  * (their runs resume after the restart), so that shutdown never waits on a stream that waits on a run.
  */
@@ -265,6 +266,7 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
       const send = (event: RunStreamEvent) => {
         if (sse.closed) return;
         sse.send(event);
+        if (event.event === 'error') return sse.end(); // the run went with its deleted thread (runDeletedEvent)
         if (!RUN_STREAM_END.has(event.event)) return;
         const ended = event.data as Run;
         if (ended.status === 'failed' && ended.last_error)

@@ -5,6 +5,7 @@ import { newId } from '../../domain/ids.ts';
 import { newClientMessage } from '../../domain/messages.ts';
 import type { Thread } from '../../domain/objects.ts';
 import type { FileService } from '../../files/file-service.ts';
+import type { RunEventBus } from '../../runs/run-event-bus.ts';
 import type { Store, ThreadFilter, ThreadOrderBy, ThreadPatch } from '../../storage/store.ts';
 import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
@@ -20,6 +21,7 @@ export function registerThreadRoutes(
   store: Store,
   files: FileService,
   helpers: ToolResourceHelpers,
+  bus: RunEventBus,
 ): void {
   app.post('/v1/threads', async (request) => {
     const body = parseBody(createThreadRequest, request.body);
@@ -68,7 +70,9 @@ export function registerThreadRoutes(
 
   app.delete('/v1/threads/:thread_id', async (request) => {
     const id = pathId('thread', request.params, 'thread_id');
-    if (!(await store.deleteThread(request.scope, id))) throw notFound('thread', id);
+    const runsGoing = await store.deleteThread(request.scope, id);
+    if (!runsGoing) throw notFound('thread', id);
+    bus.runsDeleted(id, runsGoing);
     return serializeDeleted(id, 'thread.deleted');
   });
 }

@@ -199,14 +199,22 @@ export class SqlStore implements Store {
     return row && rowToThread(row);
   }
 
-  async deleteThread(scope: Scope, id: string): Promise<boolean> {
-    // Messages, runs and their steps go with their thread through ON DELETE CASCADE.
-    const result = await this.db
-      .deleteFrom('threads')
-      .where('project_id', '=', scope.projectId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numDeletedRows > 0n;
+  async deleteThread(scope: Scope, id: string): Promise<string[] | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      // The thread's row locked first (as a run's creation locks it), so no run is created between the two reads.
+      const thread = await trx
+        .selectFrom('threads')
+        .select('id')
+        .where('project_id', '=', scope.projectId)
+        .where('id', '=', id)
+        .$if(this.capabilities.rowLocks, (qb) => qb.forUpdate())
+        .executeTakeFirst();
+      if (!thread) return undefined;
+      const active = await trx.selectFrom('runs').select('id').where('thread_id', '=', id).where(IS_ACTIVE).execute();
+      // Messages, runs and their steps go with their thread through ON DELETE CASCADE.
+      await trx.deleteFrom('threads').where('project_id', '=', scope.projectId).where('id', '=', id).execute();
+      return active.map((r) => r.id);
+    });
   }
 
   // ── messages ────────────────────────────────────────────────────────────────
