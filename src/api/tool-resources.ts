@@ -1,4 +1,4 @@
-import { notFound } from '../domain/errors.ts';
+import { type ApiError, notFound } from '../domain/errors.ts';
 import type { NewMessageInput } from '../domain/messages.ts';
 import type { ToolResources } from '../domain/objects.ts';
 import type { VectorStoreExpiry } from '../domain/vector-stores.ts';
@@ -32,17 +32,30 @@ function fileSearchAttachments(messages: readonly NewMessageInput[] | null | und
  *
  * The files are ingested in the background; a run waits (bounded) for those of its thread's store (the file_search
  * tool). The request's file ids are checked before (api/file-references.ts), so a missing file is a 404 before
- * anything is created.
+ * anything is created; so is what else would refuse the request (`writes` says whether these helpers would write
+ * anything, for the routes to check first what the request's own creation would refuse: RunService.checkCreation,
+ * and the thread's active run, which `attachToThread` is told of).
  */
 export class ToolResourceHelpers {
-  private readonly store: Pick<Store, 'getThread' | 'updateThread'>;
+  private readonly store: Pick<Store, 'getThread' | 'updateThread' | 'activeRunOf'>;
   private readonly vectorStores: VectorStoreCreation;
   /** Attachments to one thread are added one request at a time in this process, so that two never make two stores. */
   private readonly threadQueues = new Map<string, Promise<unknown>>();
 
-  constructor(store: Pick<Store, 'getThread' | 'updateThread'>, vectorStores: VectorStoreCreation) {
+  constructor(store: Pick<Store, 'getThread' | 'updateThread' | 'activeRunOf'>, vectorStores: VectorStoreCreation) {
     this.store = store;
     this.vectorStores = vectorStores;
+  }
+
+  /** Whether `forNewThread` or `attachToThread` would create a store or add files for these tool_resources and messages. */
+  writes(
+    messages: readonly NewMessageInput[] | null | undefined,
+    ...resources: ReadonlyArray<CreateToolResources | null | undefined>
+  ): boolean {
+    return (
+      fileSearchAttachments(messages).length > 0 ||
+      resources.some((r) => (r?.file_search?.vector_stores?.length ?? 0) > 0)
+    );
   }
 
   /**
@@ -92,19 +105,21 @@ export class ToolResourceHelpers {
   /**
    * Adds the files these messages attach for file_search to an existing thread's store, creating the store (and
    * naming it in the thread's tool_resources) if the thread has none. A store the thread names that is gone or has
-   * expired is the client's error (404, 400), as upstream: a run of the thread would fail on it too.
+   * expired is the client's error (404, 400), as upstream: a run of the thread would fail on it too. `busy`: the
+   * error for a thread with an active run, which then gets nothing (the request adding the messages will be refused).
    */
   async attachToThread(
     scope: Scope,
     threadId: string,
     messages: readonly NewMessageInput[] | null | undefined,
+    busy?: (threadId: string, runId: string) => ApiError,
   ): Promise<void> {
     const attached = fileSearchAttachments(messages);
     if (attached.length === 0) return;
     // Within this process, one request at a time per thread; two processes sharing a database could still each
     // make a store for the same thread at the same moment, and the thread would then name the later one.
     const previous = this.threadQueues.get(threadId) ?? Promise.resolve();
-    const mine = previous.catch(() => {}).then(() => this.attachNow(scope, threadId, attached));
+    const mine = previous.catch(() => {}).then(() => this.attachNow(scope, threadId, attached, busy));
     this.threadQueues.set(threadId, mine);
     try {
       await mine;
@@ -113,9 +128,16 @@ export class ToolResourceHelpers {
     }
   }
 
-  private async attachNow(scope: Scope, threadId: string, fileIds: readonly string[]): Promise<void> {
+  private async attachNow(
+    scope: Scope,
+    threadId: string,
+    fileIds: readonly string[],
+    busy: ((threadId: string, runId: string) => ApiError) | undefined,
+  ): Promise<void> {
     const thread = await this.store.getThread(scope, threadId);
     if (!thread) throw notFound('thread', threadId);
+    const active = busy && (await this.store.activeRunOf(scope, threadId));
+    if (active) throw busy(threadId, active);
     const named = thread.tool_resources?.file_search?.vector_store_ids[0];
     if (named !== undefined) return this.addFiles(scope, named, fileIds);
     const created = await this.createThreadStore(scope, threadId, fileIds);

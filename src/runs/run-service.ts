@@ -95,6 +95,20 @@ export class RunService {
     return { run: started.run, events: [...queued.events, ...started.events] };
   }
 
+  /**
+   * Throws what creating this run would be refused with, before the request writes anything else (the stores its
+   * attachments make: api/tool-resources.ts): an unknown assistant, tools or a tool_choice the run cannot have.
+   */
+  async checkCreation(
+    scope: Scope,
+    threadId: string,
+    input: RunSettingsInput & { assistant_id: string },
+  ): Promise<void> {
+    const assistant = await this.store.getAssistant(scope, input.assistant_id);
+    if (!assistant) throw notFound('assistant', input.assistant_id);
+    this.checkTools(newRun(assistant, threadId, input, unixSeconds(), this.expiresAfterSeconds).run);
+  }
+
   async createRun(
     scope: Scope,
     threadId: string,

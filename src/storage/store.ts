@@ -385,6 +385,8 @@ export interface Store {
    */
   listThreads(scope: Scope, page: PageRequest, filter?: ThreadFilter): Promise<Page<Thread>>;
   updateThread(scope: Scope, id: string, patch: ThreadPatch): Promise<Thread | undefined>;
+  /** The id of the thread's active run (queued, in progress, requiring action or cancelling), if it has one. */
+  activeRunOf(scope: Scope, threadId: string): Promise<string | undefined>;
   /**
    * Deletes the thread with everything in it: its messages, runs and their steps. Gives the ids of its runs that
    * were not over (their executions and streams are to be told), or undefined when there was no such thread.

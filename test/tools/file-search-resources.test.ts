@@ -148,6 +148,67 @@ describe('file_search tool resources through the SDK', () => {
     assert.equal(second.call.file_search.results![0]!.file_id, parking, 'the file attached later is searched');
   });
 
+  test('a request refused after its attachments or helper would make a store makes none and leaves the thread', async () => {
+    const stores = async () => (await h.client.vectorStores.list({ limit: 100 })).data.length;
+    const before = await stores();
+    const attachments = [{ file_id: coffee, tools: [{ type: 'file_search' as const }] }];
+    const refused = (status: number, message: RegExp) => (error: { status?: number; message?: string }) =>
+      error.status === status && message.test(error.message ?? '');
+    const noAssistant = refused(404, /No assistant found with id 'asst_nope'/);
+    await assert.rejects(
+      h.client.beta.threads.createAndRun({
+        assistant_id: 'asst_nope',
+        thread: { tool_resources: { file_search: { vector_stores: [{ file_ids: [coffee] }] } } },
+      }),
+      noAssistant,
+    );
+    await assert.rejects(
+      h.client.beta.threads.createAndRun({
+        assistant_id: 'asst_nope',
+        thread: { messages: [{ role: 'user', content: 'x', attachments }] },
+      }),
+      noAssistant,
+    );
+    const thread = await h.client.beta.threads.create();
+    const assistant = await h.assistant();
+    const additional = [{ role: 'user' as const, content: 'x', attachments }];
+    await assert.rejects(
+      h.client.beta.threads.runs.create(thread.id, { assistant_id: 'asst_nope', additional_messages: additional }),
+      noAssistant,
+    );
+    await assert.rejects(
+      h.client.beta.threads.runs.create(thread.id, {
+        assistant_id: assistant.id,
+        additional_messages: additional,
+        tool_choice: { type: 'code_interpreter' },
+      }),
+      refused(400, /the run has no code_interpreter tool/),
+    );
+
+    // A thread busy with a run: a message or a run with attachments is refused before any store is made.
+    let release!: () => void;
+    h.upstream.enqueue({ text: ['Still ', 'going.'], holdLast: new Promise<void>((r) => (release = r)) });
+    const going = await h.client.beta.threads.runs.create(thread.id, { assistant_id: assistant.id });
+    await assert.rejects(
+      h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'x', attachments }),
+      refused(400, new RegExp(`Can't add messages to ${thread.id} while a run ${going.id} is active`)),
+    );
+    await assert.rejects(
+      h.client.beta.threads.runs.create(thread.id, { assistant_id: assistant.id, additional_messages: additional }),
+      refused(400, new RegExp(`Thread ${thread.id} already has an active run ${going.id}`)),
+    );
+    release();
+    assert.equal((await h.client.beta.threads.runs.poll(going.id, { thread_id: thread.id })).status, 'completed');
+    assert.deepEqual((await h.client.beta.threads.retrieve(thread.id)).tool_resources, {});
+    assert.equal(await stores(), before, 'no store was made');
+    const messages = await h.client.beta.threads.messages.list(thread.id);
+    assert.deepEqual(
+      messages.data.map((m) => m.role),
+      ['assistant'],
+      'no message was added',
+    );
+  });
+
   test('an attachment for code_interpreter only makes no store', async () => {
     const thread = await h.client.beta.threads.create({
       messages: [

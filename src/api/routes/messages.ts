@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { unixSeconds } from '../../domain/clock.ts';
-import { type ApiError, notFound } from '../../domain/errors.ts';
+import { type ApiError, messagesLockedByRun, notFound } from '../../domain/errors.ts';
 import { newClientMessage } from '../../domain/messages.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { Store } from '../../storage/store.ts';
@@ -34,7 +34,7 @@ export function registerMessageRoutes(
     const body = parseBody(createMessageRequest, request.body);
     await checkFileReferences(files, request.scope, messageFileReferences(body));
     // Files attached for file_search go into the thread's vector store (made if the thread has none).
-    await helpers.attachToThread(request.scope, threadId, [body]);
+    await helpers.attachToThread(request.scope, threadId, [body], queue ? undefined : messagesLockedByRun);
     const message = newClientMessage(threadId, body, unixSeconds());
     await store.createMessage(request.scope, message, { queue });
     return serializeMessage(message);

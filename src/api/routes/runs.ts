@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { unixSeconds } from '../../domain/clock.ts';
-import { notFound } from '../../domain/errors.ts';
+import { notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import type { Thread } from '../../domain/objects.ts';
 import { RUN_STREAM_END, type RunStreamEvent } from '../../domain/run-events.ts';
@@ -72,7 +72,14 @@ export function registerRunRoutes(
       request.scope,
       messagesFileReferences(body.additional_messages, 'additional_messages'),
     );
-    await helpers.attachToThread(request.scope, threadId, body.additional_messages);
+    // What the run's creation would refuse is refused before its attachments make or fill a store.
+    if (helpers.writes(body.additional_messages)) await runs.checkCreation(request.scope, threadId, body);
+    await helpers.attachToThread(
+      request.scope,
+      threadId,
+      body.additional_messages,
+      queue ? undefined : threadHasActiveRun,
+    );
     const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream), queue });
     if (body.stream) return streamRun(reply, streaming, threadId, create, [], include);
     return sendRun(reply, await create());
@@ -87,6 +94,8 @@ export function registerRunRoutes(
     ]);
     await helpers.checkVectorStores(request.scope, body.thread?.tool_resources, body.tool_resources);
     const id = newId('thread');
+    if (helpers.writes(body.thread?.messages, body.tool_resources, body.thread?.tool_resources))
+      await runs.checkCreation(request.scope, id, body);
     const toolResources = await helpers.forNewThread(
       request.scope,
       id,

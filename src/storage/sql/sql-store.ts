@@ -199,6 +199,18 @@ export class SqlStore implements Store {
     return row && rowToThread(row);
   }
 
+  async activeRunOf(scope: Scope, threadId: string): Promise<string | undefined> {
+    const row = await this.db
+      .selectFrom('runs')
+      .select('id')
+      .where('project_id', '=', scope.projectId)
+      .where('thread_id', '=', threadId)
+      .where(IS_ACTIVE)
+      .limit(1)
+      .executeTakeFirst();
+    return row?.id;
+  }
+
   async deleteThread(scope: Scope, id: string): Promise<string[] | undefined> {
     return this.db.transaction().execute(async (trx) => {
       // The thread's row locked first (as a run's creation locks it), so no run is created between the two reads.
