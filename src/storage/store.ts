@@ -261,8 +261,15 @@ export interface VectorStoreRecords {
   ): Promise<Array<{ fileId: string; attributes: Attributes | null; status: VectorStoreFileStatus }>>;
 
   getFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined>;
-  /** Marks the batch cancelled and its files still in progress `cancelled` (an ingestion in flight then writes nothing). */
-  cancelFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined>;
+  /**
+   * A batch still in progress: marks it cancelled and its files still in progress `cancelled` (an ingestion in
+   * flight then writes nothing). `cancelled` false: the batch was no longer in progress, and is left as it was.
+   */
+  cancelFileBatch(
+    scope: Scope,
+    vectorStoreId: string,
+    batchId: string,
+  ): Promise<{ batch: FileBatchView; cancelled: boolean } | undefined>;
 
   /** Leases up to `limit` files in progress with no live lease to `workerId` until `leaseUntil`, oldest first. */
   claimIngestions(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedIngestion[]>;

@@ -10,6 +10,7 @@ import {
   type ChunkHit,
   type FileBatch,
   type FileBatchView,
+  fileBatchStatus,
   matchesFilter,
   type StaticChunking,
   type VectorStore,
@@ -258,10 +259,15 @@ export class VectorStoreService {
     return batch;
   }
 
+  /** Cancels a batch in progress; one that is not (completed, failed, cancelled already) is a 400, as a run's cancel. */
   async cancelBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView> {
-    const batch = await this.records.cancelFileBatch(scope, vectorStoreId, batchId);
-    if (!batch) return this.getBatch(scope, vectorStoreId, batchId);
-    return batch;
+    const result = await this.records.cancelFileBatch(scope, vectorStoreId, batchId);
+    if (!result) return this.getBatch(scope, vectorStoreId, batchId);
+    if (!result.cancelled)
+      throw invalidRequest(
+        `Cannot cancel vector store file batch ${batchId}: its status is '${fileBatchStatus(result.batch)}', not 'in_progress'.`,
+      );
+    return result.batch;
   }
 
   async listBatchFiles(

@@ -170,6 +170,23 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
       assert.equal(counts.in_progress, 0);
       assert.ok(counts.cancelled > 0, JSON.stringify(counts));
       assert.equal(counts.completed + counts.cancelled + counts.failed, 60);
+
+      // A batch no longer in progress cannot be cancelled, and stays as it was.
+      for (const [done, status] of [
+        [batch, 'completed'],
+        [settled, 'cancelled'],
+      ] as const) {
+        const refused = await client.vectorStores.fileBatches
+          .cancel(done.id, { vector_store_id: store.id })
+          .catch((error: unknown) => error);
+        assert.ok(refused instanceof OpenAI.BadRequestError, String(refused));
+        assert.equal(
+          refused.message,
+          `400 Cannot cancel vector store file batch ${done.id}: its status is '${status}', not 'in_progress'.`,
+        );
+        const again = await client.vectorStores.fileBatches.retrieve(done.id, { vector_store_id: store.id });
+        assert.deepEqual(again, done);
+      }
       await client.vectorStores.delete(store.id);
     });
 

@@ -294,27 +294,40 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     return row && batchView(row, await batchCounts(this.db, scope, vectorStoreId, batchId));
   }
 
-  async cancelFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined> {
+  async cancelFileBatch(
+    scope: Scope,
+    vectorStoreId: string,
+    batchId: string,
+  ): Promise<{ batch: FileBatchView; cancelled: boolean } | undefined> {
     return this.db.transaction().execute(async (trx) => {
       const row = await trx
-        .updateTable('vector_store_file_batches')
-        .set({ cancelled: 1 })
+        .selectFrom('vector_store_file_batches')
+        .selectAll()
         .where('project_id', '=', scope.projectId)
         .where('vector_store_id', '=', vectorStoreId)
         .where('id', '=', batchId)
-        .returningAll()
         .executeTakeFirst();
       if (!row) return undefined;
       // Clearing the lease is what stops an ingestion in flight: its completion's fence no longer holds.
-      await trx
+      const files = await trx
         .updateTable('vector_store_files')
         .set({ status: 'cancelled', locked_by: null, locked_until: null })
         .where('project_id', '=', scope.projectId)
         .where('vector_store_id', '=', vectorStoreId)
         .where('batch_id', '=', batchId)
         .where(IN_PROGRESS)
-        .execute();
-      return batchView(row, await batchCounts(trx, scope, vectorStoreId, batchId));
+        .executeTakeFirst();
+      // A batch is in progress while any of its files is (fileBatchStatus): one that is not stays as it is.
+      const cancelled = files.numUpdatedRows > 0n;
+      if (cancelled)
+        await trx
+          .updateTable('vector_store_file_batches')
+          .set({ cancelled: 1 })
+          .where('project_id', '=', scope.projectId)
+          .where('id', '=', batchId)
+          .execute();
+      const counts = await batchCounts(trx, scope, vectorStoreId, batchId);
+      return { batch: batchView(cancelled ? { ...row, cancelled: 1 } : row, counts), cancelled };
     });
   }
 
