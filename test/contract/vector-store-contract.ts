@@ -144,6 +144,40 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     const search = (query: string, vectorStoreIds: string[], extra: Partial<ChunkQuery> = {}, s: Scope = scope) =>
       records.searchChunks(s, { query, vectorStoreIds, limit: 20, ...extra });
 
+    test("a project's search scores and order do not depend on another project's chunks", async () => {
+      await drain();
+      const neighbour: Scope = { projectId: 'proj_vs_neighbour' };
+      // Each project has a term of its own, so that its index is not empty of the words searched below.
+      const mine = await storeWith(
+        {
+          'mine.txt': ['quokka 4465 4466 zebra walrus', 'quokka penguins penguins', 'zebra 4471 notes'],
+        },
+        scope,
+      );
+      const query = async () =>
+        (await search('zebra 4471 quokka penguins', [mine.id])).map((h) => [h.chunk_index, h.score]);
+      const before = await query();
+      assert.equal(before.length, 3);
+      // Another project's files full of some of those words (and of others), as a neighbour would upload.
+      await storeWith(
+        {
+          'secret.txt': Array.from({ length: 30 }, (_, i) => `ZEBRA-4471-ALPHA penguins ${i} ${'filler '.repeat(i)}`),
+        },
+        neighbour,
+      );
+      assert.deepEqual(await query(), before);
+      for (const term of ['4471', 'zebra', 'penguins', 'walrus']) {
+        const scores = (await search(term, [mine.id])).map((h) => h.score);
+        assert.ok(scores.length > 0, term);
+        await storeWith({ [`more-${term}.txt`]: [`${term} ${term} ${term}`] }, neighbour);
+        assert.deepEqual(
+          (await search(term, [mine.id])).map((h) => h.score),
+          scores,
+          `the scores for '${term}' moved with another project's chunks`,
+        );
+      }
+    });
+
     test('a store round-trips, reads its file counts and usage from its files, updates and deletes', async () => {
       await drain();
       const store = aStore({ expires_after: { anchor: 'last_active_at', days: 7 }, expires_at: T0 + 7 * 86_400 });

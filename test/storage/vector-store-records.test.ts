@@ -47,12 +47,20 @@ vectorStoreContract('sqlite', async () => {
   const raw = new BetterSqlite3(path.join(dir, SQLITE_FILE_NAME));
   return {
     store,
-    indexEntries: async () => (raw.prepare('select count(*) as n from chunks_fts').get() as { n: number }).n,
+    // Every project's FTS5 table (sql/fts5-tables.ts).
+    indexEntries: async () => {
+      const tables = raw
+        .prepare("select name from sqlite_master where type = 'table' and sql like 'create virtual table%fts5%'")
+        .all() as Array<{ name: string }>;
+      let n = 0;
+      for (const { name } of tables) n += (raw.prepare(`select count(*) as n from "${name}"`).get() as { n: number }).n;
+      return n;
+    },
     explainSearch: (scope, query) => store.vectorStores.explainSearch(scope, query),
     // FTS5 answers the MATCH from its index (`VIRTUAL TABLE INDEX … :M…`); each hit's chunk is then found by its
     // rowid, never by reading the store's chunks (a scan of `chunks` or a walk of `chunks_by_file`).
     usesKeywordIndex: (plan) =>
-      /SCAN chunks_fts VIRTUAL TABLE INDEX \d+:M/.test(plan) &&
+      /SCAN chunks_fts_[0-9a-f]+ VIRTUAL TABLE INDEX \d+:M/.test(plan) &&
       /SEARCH c USING INTEGER PRIMARY KEY \(rowid=\?\)/.test(plan) &&
       !/SCAN c\b|chunks_by_file/.test(plan),
     analyze: async () => {},

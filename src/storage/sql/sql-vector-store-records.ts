@@ -29,6 +29,7 @@ import type {
 } from '../store.ts';
 import type { SqlCapabilities } from './capabilities.ts';
 import { ChunkStatistics } from './chunk-statistics.ts';
+import { createFtsTable, ftsTableExists, ftsTableOf } from './fts5-tables.ts';
 import { fromJson, fromNullableJson, toJson } from './json-column.ts';
 import { keywordText, queryTerms } from './keyword-text.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
@@ -86,7 +87,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   constructor(db: Db, capabilities: SqlCapabilities) {
     this.db = db;
     this.rowLocks = capabilities.rowLocks;
-    this.index = capabilities.keywordIndex === 'fts5' ? FTS5_INDEX : TSVECTOR_INDEX;
+    this.index = capabilities.keywordIndex === 'fts5' ? fts5Index() : TSVECTOR_INDEX;
     this.chunkStatistics = this.index.plansOnStatistics ? new ChunkStatistics() : undefined;
     this.vectorIndex = capabilities.vectorIndex === 'sqlite-vec' ? new SqliteVecIndex() : new MatrixCacheIndex();
   }
@@ -146,7 +147,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
 
   async deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
     // Files and batches go with the store, chunks with their files (ON DELETE CASCADE), and on SQLite each chunk's
-    // FTS5 entry with it (the trigger chunks_fts_delete, which SQLite fires for cascaded deletes too).
+    // FTS5 entry with it (its project table's delete trigger, fired for cascaded deletes too: fts5-tables.ts).
     const result = await this.db
       .deleteFrom('vector_stores')
       .where('project_id', '=', scope.projectId)
@@ -489,7 +490,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
    */
   async searchChunks(scope: Scope, query: ChunkQuery): Promise<ChunkHit[]> {
     const search = this.plan(scope, query);
-    if (!search) return [];
+    if (!search || (this.index.ready && !(await this.index.ready(this.db, scope)))) return [];
     const { rows } = await this.index.search(search).execute(this.db);
     const slots = search.terms.length + 1;
     return rows.map((row) => ({
@@ -577,7 +578,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   /** The database's plan for a search (for tests that check the keyword index is used), one line per step. */
   async explainSearch(scope: Scope, query: ChunkQuery): Promise<string> {
     const search = this.plan(scope, query);
-    if (!search) return '';
+    if (!search || (this.index.ready && !(await this.index.ready(this.db, scope)))) return '';
     const explain = sql<Record<string, unknown>>`${sql.raw(this.index.explain)} ${this.index.search(search)}`;
     const { rows } = await explain.execute(this.db);
     return rows.map((row) => String(row['detail'] ?? row['QUERY PLAN'] ?? Object.values(row).join(' '))).join('\n');
@@ -690,6 +691,8 @@ interface KeywordIndex {
   readonly join: 'join' | 'cross join';
   /** `in (…)` over a list bound as one parameter, so the statement's text is the same for any length. */
   inList(values: ReadonlyArray<string | number>, type: 'text' | 'bigint'): RawBuilder<unknown>;
+  /** Whether the scope has a keyword index to search (SQLite: a project's table is made with its first chunk). */
+  ready?(db: Db, scope: Scope): Promise<boolean>;
   /** The best chunks, best first, with `matched` and `relevance`. */
   search(plan: SearchPlan): RawBuilder<SearchRow>;
   /** The raw relevance of a row mapped into [0, 1), higher better. */
@@ -737,51 +740,63 @@ function searchFilters(
 const squash = (x: number) => (x > 0 && Number.isFinite(x) ? x / (1 + x) : 0);
 
 /**
- * SQLite: the contentless FTS5 table `chunks_fts` (rowid = chunks.seq, migration 005), written here beside each
- * chunk and emptied by the trigger `chunks_fts_delete`.
+ * SQLite: the project's contentless FTS5 table (fts5-tables.ts: one per project, rowid = chunks.seq), written here
+ * beside each chunk, made with the project's first chunk, and emptied by its delete trigger.
  *
  * Each term is its own MATCH (a quoted FTS5 string: `"word"`, so AND, OR, NOT, NEAR, `*`, `:` or `-` in a user's
  * query are never operators; the terms cannot even contain them), all in one statement by joining the list of
  * terms — passed as one JSON parameter, so the statement's text is the same for every query — with the index.
  * Grouping the hits by chunk gives both `matched` (how many terms hit it) and the chunk's bm25 for the OR of the
  * terms (bm25 is a sum over the query's phrases, so the sum of per-term bm25 values is the OR query's). The MATCH
- * rows are materialised first: FTS5 allows bm25() only in the query that scans the table. bm25's IDF is computed
- * over every chunk in the table, all projects included; it only orders chunks matching equally many terms.
+ * rows are materialised first: FTS5 allows bm25() only in the query that scans the table. bm25's statistics (a
+ * term's rarity, the average length) are the project's own table's: no other project's chunks weigh in a score.
  */
-const FTS5_INDEX: KeywordIndex = {
-  explain: 'explain query plan',
-  join: 'cross join',
-  plansOnStatistics: false,
+function fts5Index(): KeywordIndex {
+  /** The projects whose table is known to exist (tables are never dropped). */
+  const tables = new Set<string>();
+  return {
+    explain: 'explain query plan',
+    join: 'cross join',
+    plansOnStatistics: false,
 
-  async insertChunks(trx, { scope, vectorStoreId, fileId }, chunks, embeddings) {
-    for (let i = 0; i < chunks.length; i += INSERT_CHUNK) {
-      const group = chunks.slice(i, i + INSERT_CHUNK);
-      // Vectors travel in the JSON as hex, turned back into blobs by unhex().
-      const json = JSON.stringify(
-        group.map((c, k) => [c.index, c.text, c.tokens, embeddings?.[i + k]?.toString('hex') ?? null]),
-      );
-      const { rows } = await sql<{ seq: number; chunk_index: number }>`
+    async ready(db, scope) {
+      if (tables.has(scope.projectId)) return true;
+      const exists = await ftsTableExists(db, scope.projectId);
+      if (exists) tables.add(scope.projectId);
+      return exists;
+    },
+
+    async insertChunks(trx, { scope, vectorStoreId, fileId }, chunks, embeddings) {
+      const table = await createFtsTable(trx, scope.projectId);
+      for (let i = 0; i < chunks.length; i += INSERT_CHUNK) {
+        const group = chunks.slice(i, i + INSERT_CHUNK);
+        // Vectors travel in the JSON as hex, turned back into blobs by unhex().
+        const json = JSON.stringify(
+          group.map((c, k) => [c.index, c.text, c.tokens, embeddings?.[i + k]?.toString('hex') ?? null]),
+        );
+        const { rows } = await sql<{ seq: number; chunk_index: number }>`
         insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, embedding)
         select ${scope.projectId}, ${vectorStoreId}, ${fileId}, value ->> 0, value ->> 1, value ->> 2,
           unhex(value ->> 3)
         from json_each(${json})
         returning seq, chunk_index`.execute(trx);
-      const keywords = new Map(group.map((c) => [c.index, keywordText(c.text)]));
-      const entries = JSON.stringify(rows.map((row) => [row.seq, keywords.get(row.chunk_index) ?? '']));
-      await sql`
-        insert into chunks_fts (rowid, keywords)
+        const keywords = new Map(group.map((c) => [c.index, keywordText(c.text)]));
+        const entries = JSON.stringify(rows.map((row) => [row.seq, keywords.get(row.chunk_index) ?? '']));
+        await sql`
+        insert into ${sql.id(table)} (rowid, keywords)
         select value ->> 0, value ->> 1 from json_each(${entries})`.execute(trx);
-    }
-  },
+      }
+    },
 
-  search(plan) {
-    const phrases = JSON.stringify(plan.terms.map((term) => `"${term.replaceAll('"', '""')}"`));
-    const inList = (values: string[]) => this.inList(values, 'text');
-    return sql<SearchRow>`
+    search(plan) {
+      const phrases = JSON.stringify(plan.terms.map((term) => `"${term.replaceAll('"', '""')}"`));
+      const inList = (values: string[]) => this.inList(values, 'text');
+      const fts = sql.id(ftsTableOf(plan.scope.projectId));
+      return sql<SearchRow>`
       with hit as materialized (
-        select chunks_fts.rowid as seq, bm25(chunks_fts) as rank
-        from json_each(${phrases}) as term cross join chunks_fts
-        where chunks_fts match term.value
+        select ${fts}.rowid as seq, bm25(${fts}) as rank
+        from json_each(${phrases}) as term cross join ${fts}
+        where ${fts} match term.value
       ),
       scored as (
         select seq, count(*) as matched, sum(rank) as rank from hit group by seq
@@ -794,13 +809,14 @@ const FTS5_INDEX: KeywordIndex = {
       where ${searchFilters(plan, inList)}
       order by s.matched desc, s.rank asc, c.vector_store_id, c.file_id, c.chunk_index
       limit ${plan.limit}`;
-  },
+    },
 
-  // bm25() is negative, more negative = better.
-  quality: (relevance) => squash(-relevance),
+    // bm25() is negative, more negative = better.
+    quality: (relevance) => squash(-relevance),
 
-  inList: (values) => sql`in (select value from json_each(${JSON.stringify(values)}))`,
-};
+    inList: (values) => sql`in (select value from json_each(${JSON.stringify(values)}))`,
+  };
+}
 
 /**
  * PostgreSQL: the `tsvector` column `chunks.keywords` under the GIN index `chunks_keywords`, written by the chunk's

@@ -103,7 +103,7 @@ export class MatrixCacheIndex implements VectorIndex {
  *
  * Each table is created with the first vector of its dimension (in that completion's transaction), with the
  * trigger that deletes a chunk's entry with the chunk — for the cascades of deleting a file or a store too, as
- * chunks_fts_delete does for the keyword index.
+ * each project's keyword table's trigger does (fts5-tables.ts).
  */
 export class SqliteVecIndex implements VectorIndex {
   readonly memory: MatrixCacheIndex;
