@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { type IncomingHttpHeaders, maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import multipart from '@fastify/multipart';
@@ -317,8 +318,11 @@ export const MAX_JSON_VALUES = 100_000;
  */
 function acceptJsonBodies(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    const text = body as string;
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => {
+    // JSON is UTF-8 (RFC 8259): bytes that are not are refused, not stored as U+FFFD.
+    if (!isUtf8(body as Buffer)) return done(notJson('not UTF-8 text, as JSON is'), undefined);
+    const decoded = (body as Buffer).toString('utf8');
+    const text = decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded; // a byte order mark
     if (text.trim() === '') return done(null, undefined);
     const shape = jsonShapeOverLimit(text);
     if (shape === 'depth')
@@ -343,15 +347,17 @@ function acceptJsonBodies(app: FastifyInstance): void {
     try {
       done(null, JSON.parse(text));
     } catch {
-      done(
-        new ApiError(
-          400,
-          'We could not parse the JSON body of your request. The server expects a JSON payload, but what was sent was not valid JSON.',
-        ),
-        undefined,
-      );
+      done(notJson('not valid JSON'), undefined);
     }
   });
+}
+
+/** Upstream's wording, and what was wrong with the body. */
+function notJson(what: string): ApiError {
+  return new ApiError(
+    400,
+    `We could not parse the JSON body of your request. The server expects a JSON payload, but what was sent was ${what}.`,
+  );
 }
 
 /**

@@ -93,6 +93,35 @@ describe('errors', () => {
       assertError(r, 400, { param: null, code: null, message: /could not parse the JSON body/ });
     });
 
+    test('a body that is not UTF-8 is refused, not stored with its bytes replaced', async () => {
+      const post = (bytes: Buffer, contentType = 'application/json') =>
+        fetch(`${server.url}/v1/assistants`, { method: 'POST', headers: { 'content-type': contentType }, body: bytes });
+      for (const [bytes, contentType] of [
+        [Buffer.concat([Buffer.from('{"model":"m","name":"'), Buffer.from([0xff, 0xfe, 0xc0]), Buffer.from('"}')])],
+        [Buffer.from('{"model":"m","name":"caf\xe9"}', 'latin1'), 'application/json; charset=latin1'],
+        [Buffer.concat([Buffer.from('{"model":"m","name":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])],
+      ] as const) {
+        const response = await post(bytes, contentType);
+        assert.equal(response.status, 400);
+        assert.deepEqual(await response.json(), {
+          error: {
+            message:
+              'We could not parse the JSON body of your request. The server expects a JSON payload, but what was sent was not UTF-8 text, as JSON is.',
+            type: 'invalid_request_error',
+            param: null,
+            code: null,
+          },
+        });
+      }
+      // UTF-8 with a byte order mark, and characters of every length, are fine.
+      const name = 'café 🚀 中文';
+      const ok = await post(
+        Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ model: 'm', name }))]),
+      );
+      assert.equal(ok.status, 200);
+      assert.equal(((await ok.json()) as { name: string }).name, name);
+    });
+
     test('a body that is not a JSON object', async () => {
       assertError(await server.api.post('/v1/assistants', ['gpt-4o']), 400, { param: null, code: 'invalid_type' });
     });
