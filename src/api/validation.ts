@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { ApiError } from '../domain/errors.ts';
+import { INTEGER_EXPECTED } from './schemas/common.ts';
 
 /**
  * Request validation with the official API's error wording. Zod checks the shape; this module turns its first issue
@@ -39,20 +40,19 @@ function issueToError(issue: Issue, root: unknown, base: Path = []): ApiError {
       const key = formatPath([...path, issue.keys[0]!]);
       return new ApiError(400, `Unknown parameter: '${key}'.`, { param: key, code: 'unknown_parameter' });
     }
-    case 'invalid_type':
-      if (value === undefined)
-        return new ApiError(400, `Missing required parameter: '${param}'.`, {
-          param,
-          code: 'missing_required_parameter',
-        });
+    case 'invalid_type': {
+      if (value === undefined) return missing(param);
+      const expected = issue.message === INTEGER_EXPECTED ? 'int' : issue.expected;
       return new ApiError(
         400,
-        `Invalid type for '${param}': expected ${describeExpected(issue.expected)}, but got ${describeValue(value)} instead.`,
+        `Invalid type for '${param}': expected ${describeExpected(expected)}, but got ${describeValue(value)} instead.`,
         { param, code: 'invalid_type' },
       );
+    }
     case 'invalid_union':
       return unionToError(issue, root, path);
     case 'invalid_value':
+      if (value === undefined) return missing(param);
       return new ApiError(400, `Invalid value: ${quote(value)}. Supported values are: ${listValues(issue.values)}.`, {
         param,
         code: 'invalid_value',
@@ -76,6 +76,10 @@ function issueToError(issue: Issue, root: unknown, base: Path = []): ApiError {
     default:
       return new ApiError(400, `Invalid '${param}': ${issue.message}.`, { param, code: 'invalid_value' });
   }
+}
+
+function missing(param: string): ApiError {
+  return new ApiError(400, `Missing required parameter: '${param}'.`, { param, code: 'missing_required_parameter' });
 }
 
 /**
@@ -102,7 +106,11 @@ function unionToError(issue: z.core.$ZodIssueInvalidUnion, root: unknown, path: 
     });
   }
   const branches = issue.errors.filter((branch) => branch.length > 0);
-  const meant = branches.find((branch) => branch.some((i) => i.path.length > 0 || i.code !== 'invalid_type'));
+  // A branch whose problems lie inside the value (an object of the right kind, missing a field) before one that
+  // refused the value itself (a string not among an enum's values).
+  const meant =
+    branches.find((branch) => branch.some((i) => i.path.length > 0)) ??
+    branches.find((branch) => branch.some((i) => i.code !== 'invalid_type'));
   if (meant) return issueToError(pickIssue(meant), root, path);
   const expected = branches.flatMap((branch) =>
     branch.map((i) => (i.code === 'invalid_type' ? describeExpected(i.expected) : '')).filter(Boolean),
@@ -189,7 +197,10 @@ function describeExpected(expected: string): string {
 export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'number') return Number.isInteger(value) ? 'an integer' : 'a decimal';
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return 'a number too large';
+    return Number.isInteger(value) ? 'an integer' : 'a decimal';
+  }
   if (typeof value === 'string') return 'a string';
   if (typeof value === 'boolean') return 'a boolean';
   return 'an object';

@@ -156,6 +156,36 @@ describe('errors', () => {
         param: 'content',
         code: 'missing_required_parameter',
       });
+      // A missing enum is missing, not an invalid value.
+      assertError(await server.api.post(`/v1/threads/${threadId}/messages`, { content: 'x' }), 400, {
+        param: 'role',
+        code: 'missing_required_parameter',
+        message: "Missing required parameter: 'role'.",
+      });
+      assertError(await server.api.post('/v1/threads', { messages: [{ content: 'x' }] }), 400, {
+        param: 'messages[0].role',
+        code: 'missing_required_parameter',
+      });
+    });
+
+    test('tool_choice: the problem inside the object, not the string values', async () => {
+      const run = (tool_choice: unknown) =>
+        server.api.post(`/v1/threads/${threadId}/runs`, { assistant_id: 'asst_x', tool_choice });
+      assertError(await run({ type: 'function' }), 400, {
+        param: 'tool_choice.function',
+        code: 'missing_required_parameter',
+        message: "Missing required parameter: 'tool_choice.function'.",
+      });
+      assertError(await run({ type: 'bogus' }), 400, {
+        param: 'tool_choice.type',
+        code: 'invalid_value',
+        message: "Invalid value: 'bogus'. Supported values are: 'function', 'code_interpreter', and 'file_search'.",
+      });
+      assertError(await run('bogus'), 400, {
+        param: 'tool_choice',
+        code: 'invalid_value',
+        message: "Invalid value: 'bogus'. Supported values are: 'none', 'auto', and 'required'.",
+      });
     });
 
     test('wrong types name the field', async () => {
@@ -168,6 +198,29 @@ describe('errors', () => {
         param: 'temperature',
         code: 'invalid_type',
         message: "Invalid type for 'temperature': expected a decimal, but got a string instead.",
+      });
+      // Integer parameters say so, whatever was sent.
+      for (const [value, got] of [
+        ['5', 'a string'],
+        [5.5, 'a decimal'],
+      ] as const)
+        assertError(
+          await server.api.post(`/v1/threads/${threadId}/runs`, { assistant_id: 'a', max_completion_tokens: value }),
+          400,
+          {
+            param: 'max_completion_tokens',
+            code: 'invalid_type',
+            message: `Invalid type for 'max_completion_tokens': expected an integer, but got ${got} instead.`,
+          },
+        );
+      const huge = await server.api.request('POST', '/v1/assistants', undefined, {
+        raw: '{"model": "m", "temperature": 1e400}',
+        headers: { 'content-type': 'application/json' },
+      });
+      assertError(huge, 400, {
+        param: 'temperature',
+        code: 'invalid_type',
+        message: "Invalid type for 'temperature': expected a decimal, but got a number too large instead.",
       });
       assertError(await server.api.post('/v1/assistants', { model: 'm', tools: {} }), 400, {
         param: 'tools',

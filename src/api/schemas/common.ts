@@ -3,6 +3,17 @@ import type { ToolResources } from '../../domain/objects.ts';
 
 // Building blocks of the official request schemas (../../../spec/assistants-v2.openapi.yaml), with its limits.
 
+/**
+ * An integer parameter: a value of another type is reported as not an integer (zod's own check says `number`, which
+ * validation.ts would word as a decimal). Bounds as zod's `.min()` / `.max()`.
+ */
+export function integer() {
+  return z.number({ error: INTEGER_EXPECTED }).int();
+}
+
+/** The message validation.ts recognises on an integer parameter's type issue. */
+export const INTEGER_EXPECTED = 'expected an integer';
+
 const METADATA_MAX_PAIRS = 16;
 const METADATA_MAX_KEY = 64;
 const METADATA_MAX_VALUE = 512;
@@ -64,7 +75,7 @@ const fileSearchTool = z.object({
   type: z.literal('file_search'),
   file_search: z
     .object({
-      max_num_results: z.number().int().min(1).max(50).optional(),
+      max_num_results: integer().min(1).max(50).optional(),
       ranking_options: z
         .object({
           ranker: z.enum(['auto', 'default_2024_08_21']).optional(),

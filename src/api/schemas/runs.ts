@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   assistantTool,
+  integer,
   metadata,
   reasoningEffort,
   responseFormat,
@@ -11,12 +12,12 @@ import {
 import { createMessageRequest } from './messages.ts';
 import { createThreadRequest } from './threads.ts';
 
-const tokenBudget = z.number().int().min(256).nullable().optional();
+const tokenBudget = integer().min(256).nullable().optional();
 
 const truncationStrategy = z
   .object({
     type: z.enum(['auto', 'last_messages']),
-    last_messages: z.number().int().min(1).nullable().optional(),
+    last_messages: integer().min(1).nullable().optional(),
   })
   .superRefine((value, ctx) => {
     if (value.type === 'last_messages' && (value.last_messages === undefined || value.last_messages === null))
@@ -33,8 +34,11 @@ const truncationStrategy = z
 const toolChoice = z
   .union([
     z.enum(['none', 'auto', 'required']),
-    z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }) }),
-    z.object({ type: z.enum(['code_interpreter', 'file_search']) }),
+    z.discriminatedUnion('type', [
+      z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }) }),
+      z.object({ type: z.literal('code_interpreter') }),
+      z.object({ type: z.literal('file_search') }),
+    ]),
   ])
   .nullable()
   .optional();

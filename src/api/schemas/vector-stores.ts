@@ -6,7 +6,7 @@ import {
   MIN_CHUNK_TOKENS,
   type StaticChunking,
 } from '../../domain/vector-stores.ts';
-import { decimal, metadata } from './common.ts';
+import { decimal, integer, metadata } from './common.ts';
 
 // The vector-store request schemas of the official spec, with its limits.
 
@@ -23,8 +23,8 @@ export const chunkingStrategy = z
     z.strictObject({
       type: z.literal('static'),
       static: z.strictObject({
-        max_chunk_size_tokens: z.number().int().min(MIN_CHUNK_TOKENS).max(MAX_CHUNK_TOKENS),
-        chunk_overlap_tokens: z.number().int().min(0),
+        max_chunk_size_tokens: integer().min(MIN_CHUNK_TOKENS).max(MAX_CHUNK_TOKENS),
+        chunk_overlap_tokens: integer().min(0),
       }),
     }),
   ])
@@ -63,7 +63,7 @@ export const attributes = z
 
 const expiresAfter = z.strictObject({
   anchor: z.literal('last_active_at'),
-  days: z.number().int().min(1).max(365),
+  days: integer().min(1).max(365),
 });
 
 const fileId = z.string().min(1);
@@ -141,7 +141,7 @@ export { FILTER_MAX_DEPTH };
 export const searchRequest = z.strictObject({
   query: z.union([z.string(), z.array(z.string()).min(1).max(10)]),
   rewrite_query: z.boolean().optional(),
-  max_num_results: z.number().int().min(1).max(50).optional(),
+  max_num_results: integer().min(1).max(50).optional(),
   filters: attributeFilter.optional(),
   ranking_options: z
     .strictObject({
