@@ -71,7 +71,8 @@ function issueToError(issue: Issue, root: unknown, base: Path = []): ApiError {
     case 'custom': {
       const code = typeof issue.params?.['code'] === 'string' ? (issue.params['code'] as string) : 'invalid_value';
       const message = issue.params?.['prefixParam'] ? `Invalid '${param}': ${issue.message}` : issue.message;
-      return new ApiError(400, message, { param, code });
+      // An issue of the whole body (e.g. a choice between two fields) names no parameter.
+      return new ApiError(400, message, { param: param === '' ? null : param, code });
     }
     default:
       return new ApiError(400, `Invalid '${param}': ${issue.message}.`, { param, code: 'invalid_value' });

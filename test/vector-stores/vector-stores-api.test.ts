@@ -338,6 +338,29 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
           null,
         ],
         [
+          "'in' with one value",
+          () =>
+            client.vectorStores.search(store.id, { query: 'x', filters: { type: 'in', key: 'a', value: 1 } as never }),
+          400,
+          'filters.value',
+        ],
+        [
+          "'eq' with a list, in a compound filter",
+          () =>
+            client.vectorStores.search(store.id, {
+              query: 'x',
+              filters: { type: 'and', filters: [{ type: 'eq', key: 'a', value: [1, 2] as never }] },
+            }),
+          400,
+          'filters.filters[0].value',
+        ],
+        [
+          'a file batch with neither file_ids nor files',
+          () => client.vectorStores.fileBatches.create(store.id, {} as never),
+          400,
+          'none',
+        ],
+        [
           'max_num_results 0',
           () => client.vectorStores.search(store.id, { query: 'x', max_num_results: 0 }),
           400,
@@ -374,7 +397,8 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
         await assert.rejects(call(), (error: unknown) => {
           assert.ok(error instanceof OpenAI.APIError, `${what}: ${String(error)}`);
           assert.equal(error.status, status, `${what}: ${error.message}`);
-          if (param !== null) assert.equal(error.param, param, `${what}: ${error.message}`);
+          if (param === 'none') assert.equal(error.param, null, `${what}: names no parameter`);
+          else if (param !== null) assert.equal(error.param, param, `${what}: ${error.message}`);
           return true;
         });
       }

@@ -6,6 +6,7 @@ import {
   MIN_CHUNK_TOKENS,
   type StaticChunking,
 } from '../../domain/vector-stores.ts';
+import { describeValue } from '../validation.ts';
 import { decimal, integer, metadata } from './common.ts';
 
 // The vector-store request schemas of the official spec, with its limits.
@@ -112,11 +113,25 @@ export const createFileBatchRequest = z
       });
   });
 
-const comparisonFilter = z.strictObject({
-  type: z.enum(['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'nin']),
-  key: z.string(),
-  value: z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number()]))]),
-});
+const comparisonFilter = z
+  .strictObject({
+    type: z.enum(['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'nin']),
+    key: z.string(),
+    value: z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number()]))]),
+  })
+  .superRefine((filter, ctx) => {
+    // `in` and `nin` compare with a list, the others with one value: the other shape would match nothing.
+    const list = filter.type === 'in' || filter.type === 'nin';
+    if (list === Array.isArray(filter.value)) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['value'],
+      message: list
+        ? `'${filter.type}' compares with a list: expected an array, but got ${describeValue(filter.value)} instead.`
+        : `'${filter.type}' compares with one value: expected a string, a number or a boolean, but got an array instead.`,
+      params: { code: 'invalid_type', prefixParam: true },
+    });
+  });
 
 type FilterInput = z.input<typeof comparisonFilter> | { type: 'and' | 'or'; filters: FilterInput[] };
 
