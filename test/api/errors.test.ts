@@ -371,6 +371,12 @@ describe('errors', () => {
         param: 'content[0].image_url.url',
         code: 'missing_required_parameter',
       });
+      for (const address of ['javascript:alert(1)', 'ftp://example.com/a.png', 'file:///etc/passwd', 'assistd-file:f'])
+        assertError(
+          await server.api.post(url, { role: 'user', content: [{ type: 'image_url', image_url: { url: address } }] }),
+          400,
+          { param: 'content[0].image_url.url', code: 'invalid_value' },
+        );
       assertError(
         await server.api.post(url, { role: 'user', content: 'x', attachments: [{ file_id: 'file-1' }] }),
         400,

@@ -4,13 +4,16 @@ import { metadata } from './common.ts';
 const MAX_CONTENT_LENGTH = 256_000;
 const imageDetail = z.enum(['auto', 'low', 'high']).optional();
 
+/** An image's address: on the web, or its bytes in a `data:` URL; no other scheme (`javascript:`, `file:`, `ftp:`). */
+const imageUrl = z.url({ protocol: /^(https?|data)$/ });
+
 const contentPart = z.discriminatedUnion('type', [
   z.object({ type: z.literal('text'), text: z.string().min(1).max(MAX_CONTENT_LENGTH) }),
   z.object({
     type: z.literal('image_file'),
     image_file: z.object({ file_id: z.string().min(1), detail: imageDetail }),
   }),
-  z.object({ type: z.literal('image_url'), image_url: z.object({ url: z.url(), detail: imageDetail }) }),
+  z.object({ type: z.literal('image_url'), image_url: z.object({ url: imageUrl, detail: imageDetail }) }),
 ]);
 
 const attachment = z.object({
