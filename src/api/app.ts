@@ -321,8 +321,7 @@ function acceptJsonBodies(app: FastifyInstance): void {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => {
     // JSON is UTF-8 (RFC 8259): bytes that are not are refused, not stored as U+FFFD.
     if (!isUtf8(body as Buffer)) return done(notJson('not UTF-8 text, as JSON is'), undefined);
-    const decoded = (body as Buffer).toString('utf8');
-    const text = decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded; // a byte order mark
+    const text = (body as Buffer).toString('utf8');
     if (text.trim() === '') return done(null, undefined);
     const shape = jsonShapeOverLimit(text);
     if (shape === 'depth')

@@ -113,11 +113,9 @@ describe('errors', () => {
           },
         });
       }
-      // UTF-8 with a byte order mark, and characters of every length, are fine.
+      // Characters of every length are fine.
       const name = 'café 🚀 中文';
-      const ok = await post(
-        Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ model: 'm', name }))]),
-      );
+      const ok = await post(Buffer.from(JSON.stringify({ model: 'm', name })));
       assert.equal(ok.status, 200);
       assert.equal(((await ok.json()) as { name: string }).name, name);
     });
