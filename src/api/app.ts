@@ -35,6 +35,7 @@ import { registerThreadRoutes } from './routes/threads.ts';
 import { registerVectorStoreRoutes } from './routes/vector-stores.ts';
 import { DEFAULT_STREAM_BUFFER_BYTES } from './sse.ts';
 import { ToolResourceHelpers } from './tool-resources.ts';
+import { formatPath } from './validation.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -343,11 +344,22 @@ function acceptJsonBodies(app: FastifyInstance): void {
         undefined,
       );
     if (hasNulEscape(text)) return done(nulCharacter('JSON body'), undefined);
+    let value: unknown;
     try {
-      done(null, JSON.parse(text));
+      value = JSON.parse(text);
     } catch {
-      done(notJson('not valid JSON'), undefined);
+      return done(notJson('not valid JSON'), undefined);
     }
+    const proto = protoKeyPath(value);
+    if (proto !== undefined)
+      return done(
+        new ApiError(400, `Invalid '${proto}': '__proto__' cannot be used as a key.`, {
+          param: proto,
+          code: 'invalid_value',
+        }),
+        undefined,
+      );
+    done(null, value);
   });
 }
 
@@ -409,6 +421,27 @@ function nulCharacter(where: string): ApiError {
       code: 'invalid_value',
     },
   );
+}
+
+/**
+ * Where parsed JSON has a key `__proto__`, if anywhere (its path). JSON.parse makes it an ordinary key, but the
+ * validation's objects are built by assignment, where it would set the prototype: the key would be lost, silently.
+ */
+function protoKeyPath(root: unknown): string | undefined {
+  const stack: Array<[unknown, PropertyKey[]]> = [[root, []]];
+  while (stack.length > 0) {
+    const [value, path] = stack.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--)
+        if (value[i] !== null && typeof value[i] === 'object') stack.push([value[i], [...path, i]]);
+      continue;
+    }
+    if (Object.hasOwn(value, '__proto__')) return formatPath([...path, '__proto__']);
+    for (const [key, inner] of Object.entries(value))
+      if (inner !== null && typeof inner === 'object') stack.push([inner, [...path, key]]);
+  }
+  return undefined;
 }
 
 /** Whether JSON text holds a `\u0000` escape (one that is not itself an escaped backslash followed by `u0000`). */

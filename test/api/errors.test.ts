@@ -120,6 +120,26 @@ describe('errors', () => {
       assert.equal(((await ok.json()) as { name: string }).name, name);
     });
 
+    test("a key '__proto__' is refused where it would be lost", async () => {
+      const raw = (path: string, body: string) =>
+        server.api.request('POST', path, undefined, { raw: body, headers: { 'content-type': 'application/json' } });
+      assertError(await raw('/v1/assistants', '{"model":"m","metadata":{"__proto__":"v","a":"b"}}'), 400, {
+        param: 'metadata.__proto__',
+        code: 'invalid_value',
+        message: "Invalid 'metadata.__proto__': '__proto__' cannot be used as a key.",
+      });
+      // Escaped, and deep inside an array.
+      assertError(
+        await raw('/v1/threads', '{"messages":[{"role":"user","content":"x","metadata":{"\\u005f_proto__":"v"}}]}'),
+        400,
+        { param: 'messages[0].metadata.__proto__', code: 'invalid_value' },
+      );
+      // As a value, or a longer key, it is only text.
+      const ok = await raw('/v1/assistants', '{"model":"m","metadata":{"k":"__proto__","__proto__x":"v"}}');
+      assert.equal(ok.status, 200);
+      assert.deepEqual(ok.body.metadata, { k: '__proto__', __proto__x: 'v' });
+    });
+
     test('a body that is not a JSON object', async () => {
       assertError(await server.api.post('/v1/assistants', ['gpt-4o']), 400, { param: null, code: 'invalid_type' });
     });
