@@ -502,6 +502,13 @@ function toApiError(error: unknown, log: Logger | FastifyInstance['log']): ApiEr
     return new ApiError(413, `Request body too large: the limit is ${MAX_BODY_BYTES} bytes.`, {
       code: 'request_too_large',
     });
+  // A Content-Type header that is not a media type (`;;;`, or empty) where a body was sent.
+  if (fastifyError.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return new ApiError(
+      415,
+      'Invalid Content-Type header: it names no media type. Send the JSON body with Content-Type: application/json.',
+      { code: 'unsupported_media_type' },
+    );
   const status = fastifyError.statusCode;
   if (status !== undefined && status >= 400 && status < 500)
     return new ApiError(status, fastifyError.message ?? 'Bad request.');

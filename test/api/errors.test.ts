@@ -120,6 +120,23 @@ describe('errors', () => {
       assert.equal(((await ok.json()) as { name: string }).name, name);
     });
 
+    test('a Content-Type that names no media type is a 415 saying what to send', async () => {
+      for (const contentType of [';;;', ''])
+        assertError(
+          await server.api.request('POST', '/v1/assistants', undefined, {
+            raw: '{"model":"m"}',
+            headers: { 'content-type': contentType },
+          }),
+          415,
+          {
+            param: null,
+            code: 'unsupported_media_type',
+            message:
+              'Invalid Content-Type header: it names no media type. Send the JSON body with Content-Type: application/json.',
+          },
+        );
+    });
+
     test("a key '__proto__' is refused where it would be lost", async () => {
       const raw = (path: string, body: string) =>
         server.api.request('POST', path, undefined, { raw: body, headers: { 'content-type': 'application/json' } });
