@@ -14,6 +14,16 @@ const DEFAULT_PROJECT: Caller = Object.freeze({ kind: 'project', scope: DEFAULT_
 const MAX_VERIFIED_KEYS = 10_000;
 /** `last_used_at` is a minute-grained fact: written at most once a minute per key and process, never awaited. */
 const TOUCH_INTERVAL_S = 60;
+/**
+ * scrypt checks running at once in this process, and waiting: each costs ~40 ms of a libuv thread and 16 MiB, and
+ * anyone who knows a key's id can make the server run one with a made-up secret. Bounded, such a flood keeps to
+ * one thread (the others stay free for files), and a check that finds the queue full is a 429 at no cost. Keys
+ * already verified here are compared by digest and never wait.
+ */
+const CONCURRENT_CHECKS = 1;
+const WAITING_CHECKS = 64;
+/** A value refused by a check is refused again without one, for this long (a client retrying with a wrong key). */
+const REFUSED_FOR_MS = 60_000;
 
 export interface AuthenticatorOptions {
   projects: ProjectRecords;
@@ -23,6 +33,8 @@ export interface AuthenticatorOptions {
   adminKey: string | undefined;
   /** Where a failed `last_used_at` write is reported. */
   onTouchError?: (error: unknown) => void;
+  /** The scrypt check of a key's secret (tests count and hold them). */
+  verify?: (value: string, secretHash: string) => Promise<boolean>;
 }
 
 /**
@@ -43,9 +55,15 @@ export class Authenticator {
   /** key id → the digest of its value and the hash it was verified against (a changed hash is checked again). */
   private readonly verified = new Map<string, { digest: Buffer; secretHash: string; caller: Caller }>();
   private readonly touched = new Map<string, number>();
+  /** The digests (hex) of values a check refused, and until when they stay refused. */
+  private readonly refused = new Map<string, number>();
+  private readonly verify: (value: string, secretHash: string) => Promise<boolean>;
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
 
-  constructor({ projects, apiKey, adminKey, onTouchError = () => {} }: AuthenticatorOptions) {
+  constructor({ projects, apiKey, adminKey, onTouchError = () => {}, verify = verifySecret }: AuthenticatorOptions) {
     this.projects = projects;
+    this.verify = verify;
     this.apiKeyDigest = apiKey === undefined ? undefined : digest(apiKey);
     this.adminKeyDigest = adminKey === undefined ? undefined : digest(adminKey);
     this.open = apiKey === undefined && adminKey === undefined;
@@ -70,7 +88,7 @@ export class Authenticator {
     if (!credentials || credentials.projectArchived) throw incorrectKey(value);
     let known = this.verified.get(keyId);
     if (!(known && known.secretHash === credentials.secretHash && timingSafeEqual(known.digest, given))) {
-      if (!(await verifySecret(value, credentials.secretHash))) throw incorrectKey(value);
+      if (!(await this.check(value, given, credentials.secretHash))) throw incorrectKey(value);
       known = {
         digest: given,
         secretHash: credentials.secretHash,
@@ -83,6 +101,29 @@ export class Authenticator {
     return known.caller;
   }
 
+  /** A bounded scrypt check (CONCURRENT_CHECKS), remembering what it refused (REFUSED_FOR_MS). */
+  private async check(value: string, given: Buffer, secretHash: string): Promise<boolean> {
+    const id = `${given.toString('hex')}:${secretHash}`;
+    if ((this.refused.get(id) ?? 0) > Date.now()) return false;
+    if (this.running >= CONCURRENT_CHECKS) {
+      if (this.waiting.length >= WAITING_CHECKS) throw tooManyChecks();
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else this.running += 1;
+    try {
+      const ok = await this.verify(value, secretHash);
+      if (!ok) {
+        if (this.refused.size >= MAX_VERIFIED_KEYS) this.refused.clear();
+        this.refused.set(id, Date.now() + REFUSED_FOR_MS);
+      }
+      return ok;
+    } finally {
+      // The slot passes to the next waiting check, if any.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running -= 1;
+    }
+  }
+
   private touch(keyId: string): void {
     const now = unixSeconds();
     if ((this.touched.get(keyId) ?? 0) > now - TOUCH_INTERVAL_S) return;
@@ -90,6 +131,13 @@ export class Authenticator {
     this.touched.set(keyId, now);
     this.projects.touchKey(keyId, now).catch(this.onTouchError);
   }
+}
+
+function tooManyChecks(): ApiError {
+  return new ApiError(429, 'Too many API keys are being checked at once on this server. Retry in a moment.', {
+    type: 'rate_limit_error',
+    code: 'rate_limit_exceeded',
+  });
 }
 
 function missingKey(): ApiError {
