@@ -1,6 +1,5 @@
 import type { z } from 'zod';
 import { ApiError } from '../domain/errors.ts';
-import { INTEGER_EXPECTED } from './schemas/common.ts';
 
 /**
  * Request validation with the official API's error wording. Zod checks the shape; this module turns its first issue
@@ -22,6 +21,9 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.outp
   if (result.success) return result.data;
   throw issueToError(pickIssue(result.error.issues), body);
 }
+
+/** The message an integer parameter's type issue carries (schemas/common.ts `integer`): worded as an integer. */
+export const INTEGER_EXPECTED = 'expected an integer';
 
 type Issue = z.core.$ZodIssue;
 type Path = readonly PropertyKey[];

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { ToolResources } from '../../domain/objects.ts';
+import { INTEGER_EXPECTED } from '../validation.ts';
 
 // Building blocks of the official request schemas (../../../spec/assistants-v2.openapi.yaml), with its limits.
 
@@ -10,9 +11,6 @@ import type { ToolResources } from '../../domain/objects.ts';
 export function integer() {
   return z.number({ error: INTEGER_EXPECTED }).int();
 }
-
-/** The message validation.ts recognises on an integer parameter's type issue. */
-export const INTEGER_EXPECTED = 'expected an integer';
 
 const METADATA_MAX_PAIRS = 16;
 const METADATA_MAX_KEY = 64;
