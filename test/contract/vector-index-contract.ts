@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { newId } from '../../src/domain/ids.ts';
-import { AUTO_CHUNKING, type Chunk, type VectorStore, type VectorStoreFile } from '../../src/domain/vector-stores.ts';
+import type { Chunk } from '../../src/domain/vector-stores.ts';
 import type { ChunkVectors, Scope, Store, VectorQuery, VectorStoreRecords } from '../../src/storage/store.ts';
+import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
 import { recordFile } from '../support/file-rows.ts';
 
 export interface VectorIndexFixture {
@@ -20,33 +21,8 @@ const T0 = 1_700_000_000;
 const FOREVER = Number.MAX_SAFE_INTEGER;
 const MODEL = 'test-embedding';
 
-function aStore(): VectorStore {
-  return {
-    id: newId('vectorStore'),
-    created_at: T0,
-    name: 'vectors',
-    description: null,
-    metadata: {},
-    expires_after: null,
-    expires_at: null,
-    last_active_at: T0,
-    expired: false,
-  };
-}
-
-function aFile(vectorStoreId: string, fileId: string): VectorStoreFile {
-  return {
-    id: fileId,
-    vector_store_id: vectorStoreId,
-    created_at: T0,
-    status: 'in_progress',
-    last_error: null,
-    usage_bytes: 0,
-    chunking_strategy: AUTO_CHUNKING,
-    attributes: null,
-    batch_id: null,
-  };
-}
+const aStore = () => aVectorStore({ name: 'vectors' });
+const aFile = (vectorStoreId: string, fileId: string) => aVectorStoreFile(vectorStoreId, fileId);
 
 const chunksOf = (texts: readonly string[]): Chunk[] => texts.map((text, index) => ({ index, text, tokens: 3 }));
 

@@ -12,6 +12,7 @@ import {
   type VectorStoreFile,
 } from '../../src/domain/vector-stores.ts';
 import type { ChunkQuery, PageRequest, Scope, Store, VectorStoreRecords } from '../../src/storage/store.ts';
+import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
 import { recordFile } from '../support/file-rows.ts';
 import { collectIds } from '../support/paging.ts';
 
@@ -39,35 +40,9 @@ const SMALL_CHUNKS: StaticChunking = {
   static: { max_chunk_size_tokens: 200, chunk_overlap_tokens: 50 },
 };
 
-function aStore(overrides: Partial<VectorStore> = {}): VectorStore {
-  return {
-    id: newId('vectorStore'),
-    created_at: T0,
-    name: 'docs',
-    description: null,
-    metadata: { team: 'a' },
-    expires_after: null,
-    expires_at: null,
-    last_active_at: T0,
-    expired: false,
-    ...overrides,
-  };
-}
-
-function aFile(vectorStoreId: string, fileId: string, overrides: Partial<VectorStoreFile> = {}): VectorStoreFile {
-  return {
-    id: fileId,
-    vector_store_id: vectorStoreId,
-    created_at: T0,
-    status: 'in_progress',
-    last_error: null,
-    usage_bytes: 0,
-    chunking_strategy: AUTO_CHUNKING,
-    attributes: null,
-    batch_id: null,
-    ...overrides,
-  };
-}
+/** The contract's stores carry metadata, to check it round-trips. */
+const aStore = (overrides: Partial<VectorStore> = {}) => aVectorStore({ metadata: { team: 'a' }, ...overrides });
+const aFile = aVectorStoreFile;
 
 function aBatch(vectorStoreId: string, overrides: Partial<FileBatch> = {}): FileBatch {
   return { id: newId('fileBatch'), vector_store_id: vectorStoreId, created_at: T0, cancelled: false, ...overrides };

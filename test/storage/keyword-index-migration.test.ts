@@ -5,11 +5,11 @@ import { test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql } from 'kysely';
 import { newId } from '../../src/domain/ids.ts';
-import { AUTO_CHUNKING } from '../../src/domain/vector-stores.ts';
 import { ftsTableOf } from '../../src/storage/sql/fts5-tables.ts';
 import { up } from '../../src/storage/sqlite/migrations/012-keyword-index-per-project.ts';
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import type { Scope } from '../../src/storage/store.ts';
+import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
 import { recordFile } from '../support/file-rows.ts';
 import { tempDir } from '../support/server.ts';
 
@@ -32,33 +32,7 @@ test('012-keyword-index-per-project rebuilds every project keyword index from th
       const id = newId('vectorStore');
       stores[scope.projectId] = id;
       const fileId = await recordFile(store.files, scope, 'notes.txt', T0);
-      await store.vectorStores.createVectorStore(
-        scope,
-        {
-          id,
-          created_at: T0,
-          name: 'notes',
-          description: null,
-          metadata: {},
-          expires_after: null,
-          expires_at: null,
-          last_active_at: T0,
-          expired: false,
-        },
-        [
-          {
-            id: fileId,
-            vector_store_id: id,
-            created_at: T0,
-            status: 'in_progress',
-            last_error: null,
-            usage_bytes: 0,
-            chunking_strategy: AUTO_CHUNKING,
-            attributes: null,
-            batch_id: null,
-          },
-        ],
-      );
+      await store.vectorStores.createVectorStore(scope, aVectorStore({ id }), [aVectorStoreFile(id, fileId)]);
       const [job] = await store.vectorStores.claimIngestions('w', Date.now(), Number.MAX_SAFE_INTEGER, 10);
       const texts = [`Café opening hours ${n}`, `The descaling schedule, project ${n}`, '中文搜索 works too'];
       const chunks = texts.map((text, index) => ({ index, text, tokens: 4 }));

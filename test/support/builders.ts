@@ -2,6 +2,7 @@ import { newId } from '../../src/domain/ids.ts';
 import { newClientMessage } from '../../src/domain/messages.ts';
 import type { Assistant, Message, Thread } from '../../src/domain/objects.ts';
 import type { Run } from '../../src/domain/runs.ts';
+import { AUTO_CHUNKING, type VectorStore, type VectorStoreFile } from '../../src/domain/vector-stores.ts';
 import type { StoredStep } from '../../src/storage/store.ts';
 import { codeOf, codeReader } from '../../src/tools/code-interpreter/code-arguments.ts';
 import type { ServerTool } from '../../src/tools/tool.ts';
@@ -114,4 +115,40 @@ export function aCodeInterpreterForTurns(): ServerTool {
       throw new Error('not executed here');
     },
   } as ServerTool;
+}
+
+/** A vector store with no expiry, created at 1_700_000_000. */
+export function aVectorStore(overrides: Partial<VectorStore> = {}): VectorStore {
+  return {
+    id: newId('vectorStore'),
+    created_at: 1_700_000_000,
+    name: 'docs',
+    description: null,
+    metadata: {},
+    expires_after: null,
+    expires_at: null,
+    last_active_at: 1_700_000_000,
+    expired: false,
+    ...overrides,
+  };
+}
+
+/** A file of a vector store, waiting to be ingested (`auto` chunking). */
+export function aVectorStoreFile(
+  vectorStoreId: string,
+  fileId: string,
+  overrides: Partial<VectorStoreFile> = {},
+): VectorStoreFile {
+  return {
+    id: fileId,
+    vector_store_id: vectorStoreId,
+    created_at: 1_700_000_000,
+    status: 'in_progress',
+    last_error: null,
+    usage_bytes: 0,
+    chunking_strategy: AUTO_CHUNKING,
+    attributes: null,
+    batch_id: null,
+    ...overrides,
+  };
 }
