@@ -83,6 +83,22 @@ export function runDeletedEvent(threadId: string, runId: string): RunStreamEvent
   };
 }
 
+/**
+ * What a stream gets when the server shuts down under it, before it ends: the run is not over (it resumes when a
+ * server runs again), and the client learns that, and how to follow it, instead of a bare `done`.
+ */
+export function serverClosingEvent(threadId: string, runId: string): RunStreamEvent {
+  return {
+    event: 'error',
+    data: {
+      message: `The server is shutting down; run ${runId} is not over and goes on when the server is back. Follow it with GET /v1/threads/${threadId}/runs/${runId}/events, or poll it.`,
+      type: 'server_error',
+      param: null,
+      code: 'server_shutting_down',
+    },
+  };
+}
+
 /** The run events after which a stream of that run ends: it paused for tool outputs, or it is over. */
 export const RUN_STREAM_END: ReadonlySet<string> = new Set([
   'thread.run.requires_action',

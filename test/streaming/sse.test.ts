@@ -397,7 +397,14 @@ describe('streaming: shutdown', () => {
       await server.close();
       assert.ok(Date.now() - started < 3000, `shutdown took ${Date.now() - started} ms`);
       const events = await stream;
-      assert.deepEqual(eventNames(events).slice(-2), ['thread.run.in_progress', 'done']);
+      assert.deepEqual(eventNames(events).slice(-3), ['thread.run.in_progress', 'error', 'done']);
+      const runId = events[0]!.data.id;
+      assert.deepEqual(events.at(-2)!.data, {
+        message: `The server is shutting down; run ${runId} is not over and goes on when the server is back. Follow it with GET /v1/threads/${thread.body.id}/runs/${runId}/events, or poll it.`,
+        type: 'server_error',
+        param: null,
+        code: 'server_shutting_down',
+      });
     } finally {
       await upstream.close();
     }

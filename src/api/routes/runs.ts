@@ -3,7 +3,7 @@ import { unixSeconds } from '../../domain/clock.ts';
 import { notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import type { Thread } from '../../domain/objects.ts';
-import { RUN_STREAM_END, type RunStreamEvent } from '../../domain/run-events.ts';
+import { RUN_STREAM_END, type RunStreamEvent, serverClosingEvent } from '../../domain/run-events.ts';
 import type { Run, RunStatus } from '../../domain/runs.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { RunEventBus } from '../../runs/run-event-bus.ts';
@@ -254,7 +254,8 @@ async function streamRun(
  * stream ends after the run pauses (`requires_action`) or ends; a failed run is followed by an `error` event, and
  * so is a run gone with its deleted thread (RunEventBus.runsDeleted). A
  * client that goes away only unsubscribes: the run goes on. When the server shuts down, open streams end at once
- * (their runs resume after the restart), so that shutdown never waits on a stream that waits on a run.
+ * with an `error` event saying so (their runs resume after the restart), so that shutdown never waits on a stream
+ * that waits on a run.
  */
 function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
   const buffered: Array<[string | undefined, RunStreamEvent]> = [];
@@ -266,7 +267,11 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
   return {
     stop: unsubscribe,
     start(sse: SseStream, run: Run, prelude: RunStreamEvent[]) {
-      const endOnShutdown = () => sse.end();
+      const endOnShutdown = () => {
+        if (sse.closed) return;
+        sse.send(serverClosingEvent(run.thread_id, run.id));
+        sse.end();
+      };
       closing.addEventListener('abort', endOnShutdown, { once: true });
       sse.onClose(() => {
         unsubscribe();
