@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.ts';
@@ -214,6 +215,8 @@ export async function startServer(
   const { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox, metrics } =
     await startCore(config, logger, workers, tools);
   const closing = new AbortController();
+  // Every open stream and held poll listens for the close, each while it lasts: thousands at once are expected.
+  setMaxListeners(0, closing.signal);
   const app = buildApp({
     store,
     runs,

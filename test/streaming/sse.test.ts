@@ -293,6 +293,28 @@ describe('streaming (raw SSE)', () => {
     assert.equal((await server.api.get(`/v1/threads/${threadId}`)).status, 404);
   });
 
+  test('many streams open at once: no listener-leak warning from the server', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const streams = [];
+      for (let i = 0; i < 15; i++) {
+        upstream.enqueue({ text: ['a ', 'b ', 'c'], chunkDelayMs: 100 });
+        streams.push(
+          postSse(`${server.url}/v1/threads/${await newThread()}/runs`, { assistant_id: assistantId, stream: true }),
+        );
+      }
+      for (const events of await Promise.all(streams)) assert.equal(eventNames(events).at(-1), 'done');
+    } finally {
+      process.off('warning', onWarning);
+    }
+    const fromServer = warnings.filter(
+      (w) => w.name === 'MaxListenersExceededWarning' && /\/src\//.test(w.stack ?? ''),
+    );
+    assert.deepEqual(fromServer, []);
+  });
+
   test('a client that disconnects mid-stream does not cancel the run', async () => {
     upstream.enqueue({ text: ['one ', 'two ', 'three ', 'four'], chunkDelayMs: 100 });
     const threadId = await newThread();
