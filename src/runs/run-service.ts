@@ -104,9 +104,21 @@ export class RunService {
     threadId: string,
     input: RunSettingsInput & { assistant_id: string },
   ): Promise<void> {
+    await this.newChecked(scope, threadId, input, unixSeconds());
+  }
+
+  /** The run these settings make on the thread, from its assistant: refused if the assistant or its tools are not. */
+  private async newChecked(
+    scope: Scope,
+    threadId: string,
+    input: RunSettingsInput & { assistant_id: string },
+    now: number,
+  ): Promise<Transition> {
     const assistant = await this.store.getAssistant(scope, input.assistant_id);
     if (!assistant) throw notFound('assistant', input.assistant_id);
-    this.checkTools(newRun(assistant, threadId, input, unixSeconds(), this.expiresAfterSeconds).run);
+    const created = newRun(assistant, threadId, input, now, this.expiresAfterSeconds);
+    this.checkTools(created.run);
+    return created;
   }
 
   async createRun(
@@ -116,11 +128,8 @@ export class RunService {
     options: RunRequestOptions = {},
   ): Promise<Run> {
     await this.gate?.pass();
-    const assistant = await this.store.getAssistant(scope, input.assistant_id);
-    if (!assistant) throw notFound('assistant', input.assistant_id);
     const now = unixSeconds();
-    const created = newRun(assistant, threadId, input, now, this.expiresAfterSeconds);
-    this.checkTools(created.run);
+    const created = await this.newChecked(scope, threadId, input, now);
     const additional = (input.additional_messages ?? []).map((m) => newClientMessage(threadId, m, now));
     const lock = this.localLock(options);
     if (options.queue) {
@@ -145,10 +154,7 @@ export class RunService {
     options: RunRequestOptions = {},
   ): Promise<Run> {
     await this.gate?.pass();
-    const assistant = await this.store.getAssistant(scope, input.assistant_id);
-    if (!assistant) throw notFound('assistant', input.assistant_id);
-    const created = newRun(assistant, thread.id, input, thread.created_at, this.expiresAfterSeconds);
-    this.checkTools(created.run);
+    const created = await this.newChecked(scope, thread.id, input, thread.created_at);
     const initial = messages.map((m) => newClientMessage(thread.id, m, thread.created_at));
     const lock = this.localLock(options);
     const stored = this.startedIfLocal(created, lock);
