@@ -54,6 +54,8 @@ export interface ChatRequest {
   /** Upper bound on the completion's tokens. */
   max_tokens?: number;
   response_format?: ChatResponseFormat;
+  /** The run's `reasoning_effort` (`low`, `high`…), for the models that take one; absent when the run has none. */
+  reasoning_effort?: string;
 }
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'other';

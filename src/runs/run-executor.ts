@@ -356,11 +356,13 @@ export class RunExecutor {
     ];
     if (functions.length > 0) {
       request.tools = functions;
-      request.tool_choice = chatToolChoice(run.tool_choice, x.serverTools);
+      const calledBefore = x.steps.some((s) => s.type === 'tool_calls');
+      request.tool_choice = chatToolChoice(run.tool_choice, x.serverTools, calledBefore);
       if (!run.parallel_tool_calls) request.parallel_tool_calls = false;
     }
     if (completionLeft !== null) request.max_tokens = completionLeft;
     if (typeof run.response_format === 'object') request.response_format = run.response_format;
+    if (run.reasoning_effort !== null) request.reasoning_effort = run.reasoning_effort;
     return request;
   }
 
@@ -623,7 +625,19 @@ export class RunExecutor {
 }
 
 /** A tool_choice naming a server-side tool names the function it is offered as. */
-function chatToolChoice(choice: Run['tool_choice'], serverTools: ReadonlyMap<string, ServerTool>): ChatToolChoice {
+/**
+ * The run's tool_choice as a model turn is asked with it. `none` and `auto` hold for every turn; a choice that forces
+ * a call (`required`, a named tool) holds until the model has called tools in this run — the API's "must call one or
+ * more tools before responding to the user" — and the turns after are `auto`: forced on every turn, a model that obeys
+ * would call a server-side tool again and again until the run expires, or ask the client for its function forever.
+ */
+function chatToolChoice(
+  choice: Run['tool_choice'],
+  serverTools: ReadonlyMap<string, ServerTool>,
+  calledBefore: boolean,
+): ChatToolChoice {
+  if (choice === 'none' || choice === 'auto') return choice;
+  if (calledBefore) return 'auto';
   if (typeof choice === 'string' || choice.type === 'function') return choice as ChatToolChoice;
   for (const [name, tool] of serverTools)
     if (tool.type === choice.type) return { type: 'function', function: { name } };

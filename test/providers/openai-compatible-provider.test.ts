@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { OpenAICompatibleProvider } from '../../src/providers/openai-compatible/openai-compatible-provider.ts';
+import {
+  completionLimitField,
+  OpenAICompatibleProvider,
+} from '../../src/providers/openai-compatible/openai-compatible-provider.ts';
 import { type ChatEvent, type ChatRequest, ProviderError } from '../../src/providers/provider.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 
@@ -104,6 +107,7 @@ describe('OpenAICompatibleProvider', () => {
       temperature: 0.2,
       top_p: null,
       response_format: { type: 'json_object' },
+      reasoning_effort: 'low',
     };
     await collect(provider.stream(request, signal));
     const [sent] = upstream.requests;
@@ -117,6 +121,7 @@ describe('OpenAICompatibleProvider', () => {
       max_tokens: 64,
       temperature: 0.2,
       response_format: { type: 'json_object' },
+      reasoning_effort: 'low',
       stream: true,
       stream_options: { include_usage: true },
     });
@@ -124,6 +129,26 @@ describe('OpenAICompatibleProvider', () => {
     await collect(provider.stream({ ...REQUEST, tools: [], tool_choice: 'auto', temperature: null }, signal));
     const minimal = upstream.requests[1]!.body;
     assert.deepEqual(Object.keys(minimal).sort(), ['messages', 'model', 'stream', 'stream_options']);
+  });
+
+  test("the completion's bound goes in max_completion_tokens to OpenAI's API, in max_tokens to any other", async () => {
+    assert.equal(completionLimitField('https://api.openai.com/v1'), 'max_completion_tokens');
+    for (const other of ['http://127.0.0.1:11434/v1', 'https://openrouter.ai/api/v1', 'http://vllm:8000/v1'])
+      assert.equal(completionLimitField(other), 'max_tokens', other);
+    const openai = new OpenAICompatibleProvider({
+      baseURL: upstream.baseUrl,
+      timeoutMs: 5_000,
+      contextWindow: 128_000,
+      completionLimitField: 'max_completion_tokens',
+    });
+    try {
+      await collect(openai.stream({ ...REQUEST, max_tokens: 64 }, signal));
+      const sent = upstream.requests.at(-1)!.body;
+      assert.equal(sent.max_completion_tokens, 64);
+      assert.equal('max_tokens' in sent, false);
+    } finally {
+      await openai.close();
+    }
   });
 
   test('parallel tool calls: deltas by index, names, and arguments that concatenate to the originals', async () => {

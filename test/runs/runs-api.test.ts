@@ -331,14 +331,17 @@ describe('run engine', () => {
       additional_instructions: 'Also be kind.',
       additional_messages: [{ role: 'user', content: 'Hello there' }],
       temperature: 0.3,
+      reasoning_effort: 'high',
       metadata: { k: 'v' },
     });
     assert.equal(run.instructions, 'Base.\n\nAlso be kind.');
     assert.equal(run.temperature, 0.3);
+    assert.equal((run as unknown as { reasoning_effort: string }).reasoning_effort, 'high');
     assert.deepEqual(run.metadata, { k: 'v' });
     assert.deepEqual(run.usage, { prompt_tokens: 30, completion_tokens: 2, total_tokens: 32 });
     const body = upstream.requests.at(-1)!.body;
     assert.equal(body.temperature, 0.3);
+    assert.equal(body.reasoning_effort, 'high', "the run's reasoning_effort reaches the model");
     assert.deepEqual(body.messages, [
       { role: 'system', content: 'Base.\n\nAlso be kind.' },
       { role: 'user', content: 'Hello there' },
@@ -348,6 +351,7 @@ describe('run engine', () => {
       instructions: 'Replaced.',
     });
     assert.equal(replaced.instructions, 'Replaced.');
+    assert.equal(upstream.requests.at(-1)!.body.reasoning_effort, undefined, 'none sent when the run has none');
     const listed = await client.beta.threads.runs.list(thread.id);
     assert.deepEqual(
       listed.data.map((r) => r.id),

@@ -260,6 +260,65 @@ describe('server-side tools: the run executes them itself', () => {
     assert.equal(turn2.filter((m) => m.role === 'assistant').length, 1, 'one assistant message with both calls');
   });
 
+  test('a forced tool_choice holds for the first model turn only, so a model that obeys it does not loop', async () => {
+    // A model that obeys: while tool_choice forces a call it calls a tool (at most 4 times, so that a server that
+    // kept forcing ends its run instead of looping until it expires), otherwise it answers.
+    let forcedCalls = 0;
+    h.upstream.onRequest = (request) => {
+      const choice = request.body.tool_choice;
+      const forced = choice === 'required' || (typeof choice === 'object' && choice !== null);
+      if (forced && forcedCalls++ < 4) {
+        const named = (choice as { function?: { name?: string } }).function?.name;
+        h.upstream.enqueue(named === 'lookup' ? { toolCalls: [{ name: 'lookup', arguments: '{}' }] } : addCall(1, 2));
+      } else h.upstream.enqueue({ text: 'Done.' });
+    };
+    try {
+      for (const toolChoice of ['required', { type: 'code_interpreter' }] as const) {
+        forcedCalls = 0;
+        const { assistant, thread } = await h.setup();
+        const seen = h.upstream.requests.length;
+        const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
+          assistant_id: assistant.id,
+          tool_choice: toolChoice,
+        });
+        assert.equal(run.status, 'completed', `${JSON.stringify(toolChoice)}: run ended ${run.status}`);
+        assert.deepEqual(run.tool_choice, toolChoice, 'the run still shows the choice it was created with');
+        const sent = h.upstream.requests.slice(seen).map((r) => r.body.tool_choice);
+        const forcedAs = toolChoice === 'required' ? 'required' : { type: 'function', function: { name: 'add' } };
+        assert.deepEqual(sent, [forcedAs, 'auto'], `${JSON.stringify(toolChoice)}: forced once, then free`);
+        assert.deepEqual(
+          (await h.steps(thread.id, run.id)).map((s) => [s.type, s.status]),
+          [
+            ['tool_calls', 'completed'],
+            ['message_creation', 'completed'],
+          ],
+        );
+      }
+
+      // A named function: forced on the turn that asks for it, not on the one after its output.
+      forcedCalls = 0;
+      const { assistant, thread } = await h.setup([CODE_INTERPRETER, lookup]);
+      const seen = h.upstream.requests.length;
+      const named = { type: 'function', function: { name: 'lookup' } } as const;
+      const paused = await h.client.beta.threads.runs.createAndPoll(thread.id, {
+        assistant_id: assistant.id,
+        tool_choice: named,
+      });
+      assert.equal(paused.status, 'requires_action');
+      const done = await h.client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
+        thread_id: thread.id,
+        tool_outputs: [{ tool_call_id: paused.required_action!.submit_tool_outputs.tool_calls[0]!.id, output: 'x' }],
+      });
+      assert.equal(done.status, 'completed', `run ended ${done.status}`);
+      assert.deepEqual(
+        h.upstream.requests.slice(seen).map((r) => r.body.tool_choice),
+        [named, 'auto'],
+      );
+    } finally {
+      h.upstream.onRequest = undefined;
+    }
+  });
+
   test("invalid arguments: the model reads the ToolError's message as the call's output, and the run goes on", async () => {
     const { assistant, thread } = await h.setup([CODE_INTERPRETER], 'Add something.');
     const seen = h.upstream.requests.length;

@@ -26,6 +26,20 @@ export interface OpenAICompatibleProviderOptions {
   contextWindow: number;
   /** The model name sent upstream instead of the run's, when set. */
   model?: string | undefined;
+  /** The field a completion's token bound is sent in; by default completionLimitField(baseURL). */
+  completionLimitField?: CompletionLimitField;
+}
+
+/** `max_completion_tokens` is OpenAI's name; the older `max_tokens` is the one every other endpoint accepts. */
+export type CompletionLimitField = 'max_tokens' | 'max_completion_tokens';
+
+/**
+ * The field an endpoint takes a completion's token bound in: `max_completion_tokens` for OpenAI's own API, which
+ * refuses `max_tokens` for its reasoning models (o-series, gpt-5), and `max_tokens` for any other endpoint (vLLM,
+ * llama.cpp, Ollama, LM Studio, LiteLLM…), which all accept it while not all know the newer name.
+ */
+export function completionLimitField(baseURL: string): CompletionLimitField {
+  return new URL(baseURL).hostname === 'api.openai.com' ? 'max_completion_tokens' : 'max_tokens';
 }
 
 export class OpenAICompatibleProvider implements ModelProvider {
@@ -34,12 +48,14 @@ export class OpenAICompatibleProvider implements ModelProvider {
   private readonly timeoutMs: number;
   private readonly model: string | undefined;
   private readonly apiKey: string | undefined;
+  private readonly limitField: CompletionLimitField;
 
   constructor(options: OpenAICompatibleProviderOptions) {
     this.timeoutMs = options.timeoutMs;
     this.apiKey = options.apiKey;
     this.contextWindow = options.contextWindow;
     this.model = options.model;
+    this.limitField = options.completionLimitField ?? completionLimitField(options.baseURL);
     this.client = new ChatCompletionsClient(options.baseURL, options.apiKey ?? 'unused');
   }
 
@@ -75,7 +91,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let finish: ChatEvent | undefined;
     try {
       try {
-        iterator = await this.client.stream(toUpstreamBody(request, this.model), upstream.signal);
+        iterator = await this.client.stream(toUpstreamBody(request, this.model, this.limitField), upstream.signal);
       } catch (error) {
         throw failure(error);
       }
@@ -124,7 +140,11 @@ export class OpenAICompatibleProvider implements ModelProvider {
 }
 
 /** The upstream body: only the fields that are set (no `tools: []`, no `temperature: null`). */
-function toUpstreamBody(request: ChatRequest, model: string | undefined): ChatCompletionCreateParamsStreaming {
+function toUpstreamBody(
+  request: ChatRequest,
+  model: string | undefined,
+  limitField: CompletionLimitField,
+): ChatCompletionCreateParamsStreaming {
   const body: ChatCompletionCreateParamsStreaming = {
     model: model ?? request.model,
     messages: request.messages,
@@ -139,7 +159,9 @@ function toUpstreamBody(request: ChatRequest, model: string | undefined): ChatCo
   }
   if (request.temperature !== undefined && request.temperature !== null) body.temperature = request.temperature;
   if (request.top_p !== undefined && request.top_p !== null) body.top_p = request.top_p;
-  if (request.max_tokens !== undefined) body.max_tokens = request.max_tokens;
+  if (request.max_tokens !== undefined) body[limitField] = request.max_tokens;
+  if (request.reasoning_effort !== undefined)
+    body.reasoning_effort = request.reasoning_effort as ChatCompletionCreateParamsStreaming['reasoning_effort'];
   if (request.response_format !== undefined) body.response_format = request.response_format;
   return body;
 }
