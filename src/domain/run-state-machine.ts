@@ -134,8 +134,8 @@ function illegal(run: Run, command: RunCommand): ApiError {
 export type StepCommand =
   | { type: 'complete'; at: number; usage: Usage; stepDetails?: RunStep['step_details'] }
   | { type: 'fail'; at: number; error: NonNullable<RunStep['last_error']>; usage: Usage | null }
-  | { type: 'cancel'; at: number }
-  | { type: 'expire'; at: number };
+  | { type: 'cancel'; at: number; usage: Usage | null }
+  | { type: 'expire'; at: number; usage: Usage | null };
 
 export interface StepTransition<S extends RunStep> {
   step: S;
@@ -195,9 +195,9 @@ function applyStep<S extends RunStep>(step: S, command: StepCommand): S {
     case 'fail':
       return { ...step, status: 'failed', failed_at: command.at, last_error: command.error, usage: command.usage };
     case 'cancel':
-      return { ...step, status: 'cancelled', cancelled_at: command.at };
+      return { ...step, status: 'cancelled', cancelled_at: command.at, usage: command.usage };
     case 'expire':
-      return { ...step, status: 'expired', expired_at: command.at };
+      return { ...step, status: 'expired', expired_at: command.at, usage: command.usage };
   }
 }
 

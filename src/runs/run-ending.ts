@@ -1,7 +1,7 @@
 import type { Message, MessageIncompleteReason } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import { finishMessage, type StepCommand, transition, transitionStep } from '../domain/run-state-machine.ts';
-import type { IncompleteReason, Run, RunError, StoredStep } from '../domain/runs.ts';
+import type { IncompleteReason, Run, RunError, StoredStep, Usage } from '../domain/runs.ts';
 import type { TurnSoFar } from './model-turn.ts';
 import { runUsage } from './run-accounting.ts';
 
@@ -46,7 +46,9 @@ export function endRun(
   const steps: StoredStep[] = [];
   const messages: Message[] = [];
   const events: RunStreamEvent[] = [];
-  const stepCommand: StepCommand =
+  // A step ends with the usage of the model turn that made it, when that turn had finished (a tool_calls step
+  // waiting for its outputs), so that the run's usage stays the sum of its steps'; a turn cut short has none.
+  const stepCommand = (usage: Usage | null): StepCommand =>
     ending.type === 'fail'
       ? {
           type: 'fail',
@@ -55,9 +57,9 @@ export function endRun(
             code: ending.error.code === 'rate_limit_exceeded' ? 'rate_limit_exceeded' : 'server_error',
             message: ending.error.message,
           },
-          usage: null,
+          usage,
         }
-      : { type: ending.type === 'expire' ? 'expire' : 'cancel', at };
+      : { type: ending.type === 'expire' ? 'expire' : 'cancel', at, usage };
 
   // What the turn finished early was announced already: stored, not announced again.
   if (turn?.earlier) {
@@ -73,7 +75,7 @@ export function endRun(
   }
   if (turn?.toolStep) open.push(turn.toolStep);
   for (const step of open) {
-    const ended = transitionStep(step, stepCommand);
+    const ended = transitionStep(step, stepCommand(step.turn_usage));
     steps.push(ended.step);
     events.push(...ended.events);
   }

@@ -186,8 +186,10 @@ describe('run step transitions', () => {
     assert.deepEqual(completed.step.step_details, withOutput);
     assertMatchesSchema('RunStepObject', serializeRunStep(completed.step));
     assertMatchesSchema('RunStepObject', serializeRunStep(step));
-    assert.equal(transitionStep(step, { type: 'expire', at: 1600 }).step.expired_at, 1600);
-    assert.equal(transitionStep(step, { type: 'cancel', at: 1002 }).step.cancelled_at, 1002);
+    const expired = transitionStep(step, { type: 'expire', at: 1600, usage });
+    assert.deepEqual([expired.step.expired_at, expired.step.usage], [1600, usage]);
+    const cancelled = transitionStep(step, { type: 'cancel', at: 1002, usage: null });
+    assert.deepEqual([cancelled.step.cancelled_at, cancelled.step.usage], [1002, null]);
     const failed = transitionStep(step, {
       type: 'fail',
       at: 1003,
@@ -195,7 +197,7 @@ describe('run step transitions', () => {
       usage: null,
     });
     assert.equal(failed.step.failed_at, 1003);
-    assert.throws(() => transitionStep(completed.step, { type: 'cancel', at: 1004 }), ApiError);
+    assert.throws(() => transitionStep(completed.step, { type: 'cancel', at: 1004, usage: null }), ApiError);
   });
 });
 

@@ -247,7 +247,10 @@ describe('run engine', () => {
 
   test('cancelling a run waiting for tool outputs cancels it and its step; a completed run cannot be cancelled', async () => {
     const assistant = await assistantWith([orderTool]);
-    upstream.enqueue({ toolCalls: [{ name: 'calculate_order_total', arguments: '{}' }] });
+    upstream.enqueue({
+      toolCalls: [{ name: 'calculate_order_total', arguments: '{}' }],
+      usage: { prompt_tokens: 18, completion_tokens: 1 },
+    });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
     const cancelled = await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
@@ -256,6 +259,13 @@ describe('run engine', () => {
     assert.equal(final.status, 'cancelled');
     const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
     assert.equal(step!.status, 'cancelled');
+    const turnUsage = { prompt_tokens: 18, completion_tokens: 1, total_tokens: 19 };
+    assert.deepEqual(final.usage, turnUsage);
+    assert.deepEqual(
+      step!.usage,
+      turnUsage,
+      "the ended step keeps its model turn's usage: the run's is its steps' sum",
+    );
 
     upstream.enqueue({ text: 'hi' });
     const completed = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
