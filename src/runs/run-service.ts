@@ -222,10 +222,18 @@ export class RunService {
       pending.map((c) => c.id),
       outputs,
     );
+    // Another request (here or in another process) may have given the outputs, cancelled it or expired it since it
+    // was read: then its steps have moved on too, and the answer is the status it has now.
+    const statusNow = async () => (await this.store.getRun(scope, threadId, runId))?.status ?? 'deleted';
+    const notAccepted = (status: string) => invalidRequest(`Runs in status "${status}" do not accept tool outputs.`);
     const steps = await this.store.runSteps(scope, runId);
     const step = steps.find((s) => s.status === 'in_progress' && s.step_details.type === 'tool_calls');
-    if (step?.step_details.type !== 'tool_calls')
-      throw new ApiError(500, `Run ${runId} requires action but has no pending tool_calls step.`);
+    if (step?.step_details.type !== 'tool_calls') {
+      const status = await statusNow();
+      if (status === 'requires_action')
+        throw new ApiError(500, `Run ${runId} requires action but has no pending tool_calls step.`);
+      throw notAccepted(status);
+    }
     // The functions get their outputs; a server-side call of the same step keeps the result it has.
     const stepDetails = {
       type: 'tool_calls' as const,
@@ -250,11 +258,7 @@ export class RunService {
       steps: [completed.step],
       ...(lock ? { lock } : {}),
     });
-    if (!committed) {
-      // It expired or was cancelled in the meantime: report the status it has now.
-      const now = await this.store.getRun(scope, threadId, runId);
-      throw invalidRequest(`Runs in status "${now?.status ?? 'deleted'}" do not accept tool outputs.`);
-    }
+    if (!committed) throw notAccepted(await statusNow());
     // A stream of the continuation starts with the tool step, now holding the outputs.
     const stepsNow = steps.map((s) => (s.id === completed.step.id ? completed.step : s));
     await this.queued(scope, { run: stored.run, events: [...completed.events, ...stored.events] }, lock, {

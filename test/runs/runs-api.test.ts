@@ -219,6 +219,46 @@ describe('run engine', () => {
     assert.match((again.body.error as { message: string }).message, /do not accept tool outputs/);
   });
 
+  test('two submissions of the same outputs at once: one is taken, the other is the official 400', async () => {
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue({ toolCalls: [{ name: 'calculate_order_total', arguments: '{}' }] }, { text: 'Total: 3' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const [call] = run.required_action!.submit_tool_outputs.tool_calls;
+    const submit = () =>
+      server.api.post(`/v1/threads/${thread.id}/runs/${run.id}/submit_tool_outputs`, {
+        tool_outputs: [{ tool_call_id: call!.id, output: '3' }],
+      });
+    // The loser read the run while it still required action; the winner commits before the loser reads its steps
+    // (as another process may, between two statements).
+    const store = server.server.store;
+    const runSteps = store.runSteps.bind(store);
+    let winner: Promise<Awaited<ReturnType<typeof submit>>> | undefined;
+    store.runSteps = async (...args) => {
+      if (!winner) {
+        store.runSteps = runSteps;
+        winner = submit();
+        await winner;
+      }
+      return runSteps(...args);
+    };
+    let loser: Awaited<ReturnType<typeof submit>>;
+    try {
+      loser = await submit();
+    } finally {
+      store.runSteps = runSteps;
+    }
+    assert.ok(winner, 'the race was staged');
+    assert.equal((await winner).status, 200);
+    assert.equal(loser.status, 400, JSON.stringify(loser.body));
+    assert.match(
+      (loser.body.error as { message: string }).message,
+      /^Runs in status "\w+" do not accept tool outputs\.$/,
+    );
+    const done = await client.beta.threads.runs.poll(run.id, { thread_id: thread.id });
+    assert.equal(done.status, 'completed');
+  });
+
   test('cancel during a slow upstream reply: cancelled within a second, upstream aborted, partial text kept', async () => {
     const assistant = await assistantWith();
     upstream.enqueue({ text: ['Once ', 'upon ', 'a ', 'time ', 'there ', 'was '], chunkDelayMs: 400 });
