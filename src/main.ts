@@ -103,7 +103,6 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     maxBytes: config.files.maxBytes,
     leaseMs: config.runs.leaseMs,
     logger,
-    vectorStores: store.vectorStores,
   });
   const sweeper = new FileSweeper({ records: store.files, blobs, logger, intervalMs: config.runs.leaseMs });
   const threads = claimRuns ? config.files.indexingThreads : 0;

@@ -6,7 +6,7 @@ import { ApiError, notFound } from '../domain/errors.ts';
 import type { StoredFile } from '../domain/files.ts';
 import { newId } from '../domain/ids.ts';
 import type { BlobStore } from '../storage/blobs/blob-store.ts';
-import type { FileRecords, Page, PageRequest, Scope, VectorStoreRecords } from '../storage/store.ts';
+import type { FileRecords, Page, PageRequest, Scope } from '../storage/store.ts';
 import { detectMimeType, SNIFF_BYTES } from './file-types.ts';
 
 export interface FileServiceOptions {
@@ -17,8 +17,6 @@ export interface FileServiceOptions {
   /** How long an upload's row stays leased to this process without a renewal (a crashed upload lapses then). */
   leaseMs: number;
   logger: Logger;
-  /** Where a deleted file is removed from every vector store that indexes it. */
-  vectorStores?: Pick<VectorStoreRecords, 'deleteFileEverywhere'>;
 }
 
 /** What the client said about a file besides its bytes. */
@@ -189,12 +187,11 @@ export class FileService {
   }
 
   /**
-   * Deletes the file: its row first (it is then gone for every reader), then its chunks in every vector store, then
-   * its bytes. Messages and tool resources that name it keep the id, as upstream.
+   * Deletes the file: its row, and with it its place and chunks in every vector store (one transaction), then its
+   * bytes. Messages and tool resources that name it keep the id, as upstream.
    */
   async delete(scope: Scope, id: string): Promise<void> {
     if (!(await this.options.records.deleteFile(scope, id))) throw notFound('file', id);
-    await this.options.vectorStores?.deleteFileEverywhere(scope, id);
     await this.options.blobs.delete(id);
   }
 

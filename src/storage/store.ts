@@ -154,6 +154,10 @@ export interface FileRecords {
   listFiles(scope: Scope, page: PageRequest, purpose?: string): Promise<Page<StoredFile>>;
   /** Of `ids`, the ones that are not files of the scope. */
   missingFiles(scope: Scope, ids: readonly string[]): Promise<string[]>;
+  /**
+   * Deletes a ready file and, in the same transaction, takes it out of every vector store with its chunks; false
+   * when the scope has no such file.
+   */
   deleteFile(scope: Scope, id: string): Promise<boolean>;
   /** Deletes the rows of uploads whose lease lapsed before `now` and of files expired by `nowSeconds`; their ids. */
   deleteLapsedAndExpired(now: number, nowSeconds: number, limit: number): Promise<string[]>;
@@ -252,8 +256,6 @@ export interface VectorStoreRecords {
   ): Promise<VectorStoreFile | undefined>;
   /** Removes a file from a store with its chunks. */
   deleteVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<boolean>;
-  /** Removes a file from every store of the scope, with its chunks (the file itself was deleted). */
-  deleteFileEverywhere(scope: Scope, fileId: string): Promise<void>;
   /** Every file of the store with its attributes and status (for attribute filters). */
   storeFiles(
     scope: Scope,

@@ -72,6 +72,12 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     after(async () => fixture.cleanup());
 
     const uploadFile = (filename: string, s: Scope = scope) => recordFile(fixture.store.files, s, filename, T0);
+    /** `n` files of the Files API, as a vector store's files must be. */
+    const uploadFiles = async (n: number, s: Scope = scope) => {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) ids.push(await uploadFile(`file-${i}.txt`, s));
+      return ids;
+    };
 
     /** Leases every file waiting in the queue to a worker that never finishes: later claims see only new files. */
     async function drain(): Promise<void> {
@@ -156,7 +162,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     test('a store round-trips, reads its file counts and usage from its files, updates and deletes', async () => {
       await drain();
       const store = aStore({ expires_after: { anchor: 'last_active_at', days: 7 }, expires_at: T0 + 7 * 86_400 });
-      const [f1, f2, f3] = [newId('file'), newId('file'), newId('file')];
+      const [f1, f2, f3] = (await uploadFiles(3)) as [string, string, string];
       await records.createVectorStore(scope, store, [aFile(store.id, f1), aFile(store.id, f2), aFile(store.id, f3)]);
       assert.deepEqual(await records.getVectorStore(scope, store.id), {
         ...store,
@@ -220,7 +226,8 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     test('stores list newest first or oldest first, page by after/before without skipping ties, with counts', async () => {
       const listScope: Scope = { projectId: 'proj_vs_list' };
       const stores = [0, 0, 1, 1, 1, 2].map((dt) => aStore({ created_at: T0 + dt }));
-      for (const store of stores) await records.createVectorStore(listScope, store, [aFile(store.id, newId('file'))]);
+      for (const store of stores)
+        await records.createVectorStore(listScope, store, [aFile(store.id, await uploadFile('f.txt', listScope))]);
       const asc = stores.map((s) => s.id);
       const desc = [...asc].reverse();
       const list = (page: PageRequest) => records.listVectorStores(listScope, page);
@@ -254,13 +261,13 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
         hasMore: false,
       });
 
-      const loose = [newId('file'), newId('file')];
+      const loose = await uploadFiles(2);
       await records.addFiles(scope, store.id, [
         aFile(store.id, loose[0]!, { attributes: { lang: 'en', year: 2024, draft: false } }),
         aFile(store.id, loose[1]!, { created_at: T0 + 1 }),
       ]);
       const batch = aBatch(store.id, { created_at: T0 + 2 });
-      const batched = [newId('file'), newId('file'), newId('file')];
+      const batched = await uploadFiles(3);
       await records.addFiles(
         scope,
         store.id,
@@ -367,7 +374,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       const { id, files } = await storeWith({ 'secret.txt': ['classified zebra payload'] });
       const fileId = files['secret.txt']!;
       const batch = aBatch(id);
-      const pending = newId('file');
+      const pending = await uploadFile('pending.txt');
       await records.addFiles(scope, id, [aFile(id, pending, { batch_id: batch.id })], batch);
 
       assert.equal(await records.getVectorStore(otherScope, id), undefined);
@@ -385,7 +392,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       assert.equal(await records.getVectorStoreFile(otherScope, id, fileId), undefined);
       assert.equal(await records.updateFileAttributes(otherScope, id, fileId, { a: 1 }), undefined);
       assert.equal(await records.deleteVectorStoreFile(otherScope, id, fileId), false);
-      await records.deleteFileEverywhere(otherScope, fileId);
+      assert.equal(await fixture.store.files.deleteFile(otherScope, fileId), false);
       assert.deepEqual(await records.storeFiles(otherScope, id), []);
       assert.deepEqual(await records.fileChunks(otherScope, id, fileId), []);
       assert.equal(await records.getFileBatch(otherScope, id, batch.id), undefined);
@@ -412,7 +419,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     test('claims lease oldest first and skip live leases; renew, complete and fail are fenced on the lease', async () => {
       await drain();
       const store = aStore();
-      const ids = [newId('file'), newId('file'), newId('file')];
+      const ids = await uploadFiles(3);
       await records.createVectorStore(
         scope,
         store,
@@ -490,8 +497,8 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       await drain();
       const store = aStore();
       const batch = aBatch(store.id);
-      const ids = [newId('file'), newId('file'), newId('file')];
-      const outside = newId('file');
+      const ids = await uploadFiles(3);
+      const outside = await uploadFile('outside.txt');
       await records.createVectorStore(scope, store, [aFile(store.id, outside)]);
       await records.addFiles(
         scope,
@@ -533,7 +540,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     test('5 workers claiming 50 files at once never share one, and together take them all', async () => {
       await drain();
       const store = aStore();
-      const ids = Array.from({ length: 50 }, () => newId('file'));
+      const ids = await uploadFiles(50);
       await records.createVectorStore(
         scope,
         store,
@@ -631,7 +638,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       await drain();
       const a = await storeWith({ 'a.txt': ['shared walrus term in a'] });
       const b = await storeWith({ 'b.txt': ['shared walrus term in b'] });
-      const pending = newId('file');
+      const pending = await uploadFile('pending.txt');
       await records.addFiles(scope, a.id, [aFile(a.id, pending)]);
       const [job] = await records.claimIngestions('w', Date.now(), FOREVER, 10);
       assert.equal(job?.fileId, pending);
@@ -749,7 +756,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
         6,
       );
 
-      await records.deleteFileEverywhere(scope, shared);
+      assert.equal(await fixture.store.files.deleteFile(scope, shared), true);
       for (const store of stores) {
         assert.equal(await records.getVectorStoreFile(scope, store.id, shared), undefined);
         assert.deepEqual(await records.fileChunks(scope, store.id, shared), []);
@@ -770,7 +777,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       await records.addFiles(
         scope,
         stores[0]!.id,
-        [aFile(stores[0]!.id, newId('file'), { batch_id: batch.id })],
+        [aFile(stores[0]!.id, await uploadFile('batched.txt'), { batch_id: batch.id })],
         batch,
       );
       assert.equal(await records.deleteVectorStore(scope, stores[0]!.id), true);
@@ -785,6 +792,50 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
           stores.map((s) => s.id),
         ),
         [],
+      );
+    });
+
+    test('a store holds only files the Files API has: a missing or expired file is out of every store', async () => {
+      await drain();
+      const store = aStore();
+      await records.createVectorStore(scope, store, []);
+      const ghost = newId('file');
+      const foreign = await uploadFile('foreign.txt', otherScope);
+      for (const missing of [ghost, foreign]) {
+        await assert.rejects(records.addFiles(scope, store.id, [aFile(store.id, missing)]), (e: ApiError) => {
+          assert.equal(e.status, 404);
+          assert.match(e.message, new RegExp(missing));
+          return true;
+        });
+        const other = aStore();
+        await assert.rejects(records.createVectorStore(scope, other, [aFile(other.id, missing)]), (e: ApiError) => {
+          assert.equal(e.status, 404);
+          return true;
+        });
+        assert.equal(await records.getVectorStore(scope, other.id), undefined, 'no store is made');
+      }
+      assert.deepEqual(await records.storeFiles(scope, store.id), []);
+
+      // A file past its expires_at is swept like a deleted one: out of its stores, its chunks unsearchable.
+      const expiring = newId('file');
+      const at = T0 + 100;
+      await fixture.store.files.beginUpload(scope, expiring, T0, { owner: 'u', until: Date.now() + 60_000 });
+      const file = { id: expiring, created_at: T0, bytes: 1, filename: 'dingo.txt', purpose: 'assistants' };
+      assert.equal(
+        await fixture.store.files.finishUpload(scope, { ...file, expires_at: at, mime_type: null }, 'u'),
+        true,
+      );
+      const keep = await uploadFile('keep.txt');
+      await records.addFiles(scope, store.id, [aFile(store.id, expiring), aFile(store.id, keep)]);
+      await ingest(scope, { [store.id]: { [expiring]: ['dingo facts'], [keep]: ['dingo lore kept'] } });
+      assert.equal((await search('dingo', [store.id])).length, 2);
+      assert.deepEqual(await fixture.store.files.deleteLapsedAndExpired(Date.now(), at, 100), [expiring]);
+      assert.equal(await records.getVectorStoreFile(scope, store.id, expiring), undefined);
+      assert.deepEqual(await records.fileChunks(scope, store.id, expiring), []);
+      assert.deepEqual((await records.getVectorStore(scope, store.id))?.file_counts, counts({ completed: 1 }));
+      assert.deepEqual(
+        (await search('dingo', [store.id])).map((hit) => hit.text),
+        ['dingo lore kept'],
       );
     });
 
@@ -808,7 +859,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     test('fileChunks returns a file’s chunks in order, whatever order they were written in', async () => {
       await drain();
       const store = aStore();
-      const fileId = newId('file');
+      const fileId = await uploadFile('f.txt');
       await records.createVectorStore(scope, store, [aFile(store.id, fileId)]);
       await records.claimIngestions('w', Date.now(), FOREVER, 10);
       const chunks = chunksOf(Array.from({ length: 12 }, (_, i) => `piece ${i}`));
@@ -820,7 +871,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
     test('a keyword search over 20,000 chunks goes through the keyword index', async () => {
       await drain();
       const store = aStore();
-      const fileIds = Array.from({ length: 20 }, () => newId('file'));
+      const fileIds = await uploadFiles(20);
       await records.createVectorStore(
         scope,
         store,

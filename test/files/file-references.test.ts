@@ -5,6 +5,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import OpenAI, { type APIError, toFile } from 'openai';
 import { MAX_IMAGE_BYTES } from '../../src/api/file-references.ts';
 import { SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
+import { DEFAULT_SCOPE } from '../../src/storage/store.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { onePixelPng } from '../support/images.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -169,6 +170,29 @@ describe('file ids are checked where the API takes them', () => {
     await refusedWithoutWriting(() =>
       assertNoFile(client.beta.threads.messages.create(thread.id, { role: 'user', content: [imagePart(gone)] }), gone),
     );
+  });
+
+  test('a file deleted while a request adds it to a vector store: the add is a 404, the store does not name it', async () => {
+    const doomed = (
+      await client.files.create({ file: await toFile(Buffer.from('Doomed.\n'), 'doomed.txt'), purpose: 'assistants' })
+    ).id;
+    const store = await client.vectorStores.create({ name: 'race' });
+    // Another request (here, or in another process) deletes the file right after this one found it.
+    const files = server.server.store.files;
+    const missingFiles = files.missingFiles;
+    files.missingFiles = async (...args) => {
+      files.missingFiles = missingFiles;
+      const missing = await missingFiles.apply(files, args);
+      assert.equal(await files.deleteFile(DEFAULT_SCOPE, doomed), true);
+      return missing;
+    };
+    try {
+      await assertNoFile(client.vectorStores.files.create(store.id, { file_id: doomed }), doomed);
+    } finally {
+      files.missingFiles = missingFiles;
+    }
+    assert.deepEqual((await client.vectorStores.files.list(store.id)).data, []);
+    assert.equal((await client.vectorStores.retrieve(store.id)).file_counts.total, 0);
   });
 
   test('create thread: messages and tool_resources are checked, and a refused thread does not exist', async () => {

@@ -10,6 +10,7 @@ import { MatrixCacheIndex, SqliteVecIndex } from '../../src/storage/sql/vector-i
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { vectorIndexContract } from '../contract/vector-index-contract.ts';
 import { vectorStoreContract } from '../contract/vector-store-contract.ts';
+import { recordFile } from '../support/file-rows.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { tempDir } from '../support/server.ts';
 
@@ -195,7 +196,7 @@ if (adminUrl !== undefined) {
         let file = 0;
         /** Completes one file of `n` chunks. */
         const ingest = async (n: number) => {
-          const fileId = `file_${file++}`;
+          const fileId = await recordFile(store.files, scope, `file_${file++}.txt`, 1);
           await records.addFiles(scope, vectorStoreId, [
             {
               id: fileId,

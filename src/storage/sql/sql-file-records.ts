@@ -3,6 +3,7 @@ import type { StoredFile } from '../../domain/files.ts';
 import type { FileRecords, Page, PageRequest, Scope, UploadLease } from '../store.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, FilesTable } from './schema.ts';
+import { removeFilesFromStores } from './sql-vector-store-records.ts';
 
 /** The Files API's rows (see FileRecords in store.ts for the two-step write). */
 export class SqlFileRecords implements FileRecords {
@@ -105,13 +106,17 @@ export class SqlFileRecords implements FileRecords {
   }
 
   async deleteFile(scope: Scope, id: string): Promise<boolean> {
-    const result = await this.db
-      .deleteFrom('files')
-      .where('project_id', '=', scope.projectId)
-      .where('id', '=', id)
-      .where(READY)
-      .executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return this.db.transaction().execute(async (trx) => {
+      const result = await trx
+        .deleteFrom('files')
+        .where('project_id', '=', scope.projectId)
+        .where('id', '=', id)
+        .where(READY)
+        .executeTakeFirst();
+      if (result.numDeletedRows === 0n) return false;
+      await removeFilesFromStores(trx, [id]);
+      return true;
+    });
   }
 
   async deleteLapsedAndExpired(now: number, nowSeconds: number, limit: number): Promise<string[]> {
@@ -133,18 +138,22 @@ export class SqlFileRecords implements FileRecords {
       .execute();
     const ids = [...lapsed, ...expired].map((row) => row.id);
     if (ids.length === 0) return [];
-    const deleted = await this.db
-      .deleteFrom('files')
-      .where('id', 'in', ids)
-      .where((eb) =>
-        eb.or([
-          eb.and([eb('state', '=', 'uploading'), eb('upload_until', '<', now)]),
-          eb.and([eb('state', '=', 'ready'), eb('expires_at', '<=', nowSeconds)]),
-        ]),
-      )
-      .returning('id')
-      .execute();
-    return deleted.map((row) => row.id);
+    return this.db.transaction().execute(async (trx) => {
+      const deleted = await trx
+        .deleteFrom('files')
+        .where('id', 'in', ids)
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('state', '=', 'uploading'), eb('upload_until', '<', now)]),
+            eb.and([eb('state', '=', 'ready'), eb('expires_at', '<=', nowSeconds)]),
+          ]),
+        )
+        .returning('id')
+        .execute();
+      const gone = deleted.map((row) => row.id);
+      await removeFilesFromStores(trx, gone);
+      return gone;
+    });
   }
 
   async rowStates(ids: readonly string[]): Promise<Map<string, 'uploading' | 'ready'>> {

@@ -96,6 +96,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
 
   async createVectorStore(scope: Scope, store: VectorStore, files: readonly VectorStoreFile[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
+      await requireFiles(trx, scope, files, this.rowLocks);
       await trx.insertInto('vector_stores').values(storeToRow(scope, store)).execute();
       await upsertFiles(trx, scope, store.id, files);
     });
@@ -166,6 +167,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   ): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await requireStore(trx, scope, vectorStoreId, this.rowLocks);
+      await requireFiles(trx, scope, files, this.rowLocks);
       if (batch)
         await trx
           .insertInto('vector_store_file_batches')
@@ -243,23 +245,6 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
       if (result.numDeletedRows === 0n) return false;
       await bumpVectors(trx, scope, [vectorStoreId]);
       return true;
-    });
-  }
-
-  async deleteFileEverywhere(scope: Scope, fileId: string): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      // The file's rows first, then the stores' versions: the order in which a completion locks them.
-      const rows = await trx
-        .deleteFrom('vector_store_files')
-        .where('project_id', '=', scope.projectId)
-        .where('file_id', '=', fileId)
-        .returning('vector_store_id')
-        .execute();
-      await bumpVectors(
-        trx,
-        scope,
-        rows.map((row) => row.vector_store_id),
-      );
     });
   }
 
@@ -933,6 +918,50 @@ async function requireStore(trx: Db, scope: Scope, id: string, lock: boolean): P
     .$if(lock, (qb) => qb.forKeyShare())
     .executeTakeFirst();
   if (!row) throw notFound('vector store', id);
+}
+
+/**
+ * Every file of `files` is a file of the scope, with its row locked against deletion until the transaction ends
+ * (`for key share`, PostgreSQL; SQLite runs one transaction at a time): a file deleted or expiring meanwhile is
+ * either gone before — a 404 here — or deleted after, by a transaction that then takes it out of this store too
+ * (removeFilesFromStores).
+ */
+async function requireFiles(trx: Db, scope: Scope, files: readonly VectorStoreFile[], lock: boolean): Promise<void> {
+  const ids = [...new Set(files.map((file) => file.id))];
+  const found = new Set<string>();
+  for (let i = 0; i < ids.length; i += INSERT_CHUNK) {
+    const rows = await trx
+      .selectFrom('files')
+      .select('id')
+      .where('project_id', '=', scope.projectId)
+      .where('id', 'in', ids.slice(i, i + INSERT_CHUNK))
+      .where(sql<boolean>`state = 'ready'`)
+      .$if(lock, (qb) => qb.forKeyShare())
+      .execute();
+    for (const row of rows) found.add(row.id);
+  }
+  const missing = ids.find((id) => !found.has(id));
+  if (missing !== undefined) throw notFound('file', missing);
+}
+
+/**
+ * Takes files out of every vector store that holds them, their chunks with them (ON DELETE CASCADE), in the
+ * transaction that deletes their rows from the Files API (deleted, or past their `expires_at`): nothing of a file
+ * that is gone stays searchable, even if the process dies right after. The rows locked first, then the stores'
+ * versions: the order in which an ingestion's completion locks them.
+ */
+export async function removeFilesFromStores(trx: Db, fileIds: readonly string[]): Promise<void> {
+  for (let i = 0; i < fileIds.length; i += INSERT_CHUNK) {
+    const rows = await trx
+      .deleteFrom('vector_store_files')
+      .where('file_id', 'in', fileIds.slice(i, i + INSERT_CHUNK))
+      .returning(['project_id', 'vector_store_id'])
+      .execute();
+    const byProject = new Map<string, string[]>();
+    for (const row of rows)
+      byProject.set(row.project_id, [...(byProject.get(row.project_id) ?? []), row.vector_store_id]);
+    for (const [projectId, storeIds] of byProject) await bumpVectors(trx, { projectId }, storeIds);
+  }
 }
 
 async function storeExists(db: Db, scope: Scope, id: string): Promise<boolean> {
