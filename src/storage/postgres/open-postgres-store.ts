@@ -15,6 +15,7 @@ import * as projects from './migrations/008-projects.ts';
 import * as threadActivity from './migrations/009-thread-activity.ts';
 import * as runQueue from './migrations/010-run-queue.ts';
 import * as runKeys from './migrations/011-run-keys.ts';
+import * as storeFilesOfDeletedFiles from './migrations/013-store-files-of-deleted-files.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -33,6 +34,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '009-thread-activity': threadActivity,
   '010-run-queue': runQueue,
   '011-run-keys': runKeys,
+  '013-store-files-of-deleted-files': storeFilesOfDeletedFiles,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */
