@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { EmbeddingError } from '../../src/providers/embedder.ts';
 import { OpenAICompatibleEmbedder } from '../../src/providers/openai-compatible/openai-compatible-embedder.ts';
 import { reciprocalRankFusion } from '../../src/retrieval/rank-fusion.ts';
-import { allocateMatrix } from '../../src/storage/sql/scoring-matrix.ts';
+import { allocateMatrix, MIN_WASM_MATRIX_BYTES } from '../../src/storage/sql/scoring-matrix.ts';
+import { MAX_CACHED_STORES, VectorMatrixCache } from '../../src/storage/sql/vector-matrix-cache.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 
 describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
@@ -189,9 +190,11 @@ describe('reciprocal rank fusion', () => {
 describe('scoring matrix', () => {
   test('WebAssembly SIMD and the JavaScript loop give the same dot products, for any dimension', () => {
     for (const dims of [1, 3, 8, 13, 384]) {
-      const rows = 37;
+      const stride = Math.ceil(dims / 8) * 8;
+      const rows = Math.ceil(MIN_WASM_MATRIX_BYTES / (stride * 4)) + 37;
       const wasm = allocateMatrix(rows, dims);
       const js = allocateMatrix(rows, dims, false);
+      assert.deepEqual([wasm.wasm, js.wasm], [true, false]);
       assert.ok(wasm.stride % 8 === 0 && wasm.stride >= dims);
       const query = Float32Array.from({ length: dims }, (_, j) => Math.sin(j + 1));
       for (let r = 0; r < rows; r++)
@@ -205,5 +208,36 @@ describe('scoring matrix', () => {
       for (let r = 0; r < rows; r++) assert.ok(Math.abs(a[r]! - b[r]!) < 1e-3, `${dims} dims, row ${r}`);
     }
     assert.equal(allocateMatrix(0, 4).scores(new Float32Array(4)).length, 0);
+  });
+
+  test('20,000 small matrices live at once: only large ones take a WebAssembly memory (~10 GiB of address each)', () => {
+    // About 13,000 WebAssembly memories exhaust a process's address space, and the next allocation throws.
+    const held = Array.from({ length: 20_000 }, () => allocateMatrix(3, 384));
+    assert.ok(held.every((matrix) => !matrix.wasm));
+    const query = Float32Array.from({ length: 384 }, () => 1);
+    held[19_999]!.data.fill(0.5, 0, 384);
+    assert.equal(held[19_999]!.scores(query)[0], 192);
+  });
+});
+
+describe('vector matrix cache', () => {
+  test(`holds at most ${MAX_CACHED_STORES} stores, least recently searched dropped first`, async () => {
+    const cache = new VectorMatrixCache();
+    const source = {
+      rows: async () => [{ seq: 1, fileId: 'file-1' }],
+      vectors: async () => new Map([[1, Buffer.from(new Float32Array([1, 0, 0, 0]).buffer)]]),
+    };
+    const stores = MAX_CACHED_STORES + 100;
+    for (let i = 0; i < stores; i++) {
+      if (i > 0) await cache.matrix('vs-first', 1, 4, source); // searched all along: never the oldest
+      await cache.matrix(`vs-${i}`, 1, 4, source);
+    }
+    assert.equal(cache.size, MAX_CACHED_STORES);
+    const read = cache.vectorsRead;
+    await cache.matrix('vs-first', 1, 4, source);
+    await cache.matrix(`vs-${stores - 1}`, 1, 4, source);
+    assert.equal(cache.vectorsRead, read, 'the most recently searched stores are still cached');
+    await cache.matrix('vs-1', 1, 4, source);
+    assert.equal(cache.vectorsRead, read + 1, 'one of the oldest was dropped and is read again');
   });
 });

@@ -3,8 +3,8 @@
  * (vector-matrix-cache.ts). The rows live in a WebAssembly memory and are scored by a 271-byte WebAssembly module
  * using 128-bit SIMD (four float32 multiply-adds per instruction, two accumulators): measured on 100,000 rows, 15.7
  * ms at 384 dimensions, 30 ms at 768 and 58 ms at 1536, against 54, 105 and 248 ms for the plain JavaScript loop,
- * which V8 does not vectorise. Where WebAssembly SIMD is unavailable, or a matrix would not fit a 32-bit
- * WebAssembly memory, the JavaScript loop is used.
+ * which V8 does not vectorise. Where WebAssembly SIMD is unavailable, or a matrix is small (MIN_WASM_MATRIX_BYTES) or
+ * would not fit a 32-bit WebAssembly memory, the JavaScript loop is used.
  *
  * The module, in the text format (compiled with wabt's wat2wasm, `--enable-simd`):
  *
@@ -60,6 +60,14 @@ const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 const PAGE = 65_536;
 /** A 32-bit WebAssembly memory: 65,536 pages of 64 KiB. */
 const MAX_WASM_BYTES = 65_536 * PAGE;
+/**
+ * The smallest matrix given a WebAssembly memory of its own. Each memory reserves about 10 GiB of address space
+ * (V8's guard regions), whatever its size, and a process has 128 TiB: some 13,000 memories at once and the next
+ * allocation throws. Below this size the JavaScript loop is used — a 1 MiB matrix (680 rows of 384 dimensions)
+ * takes it a fraction of a millisecond — so the cache's budget (vector-matrix-cache.ts, 1 GiB) holds at most 1,024
+ * memories however many stores it holds.
+ */
+export const MIN_WASM_MATRIX_BYTES = 1024 * 1024;
 
 let compiled: object | null | undefined;
 
@@ -83,6 +91,8 @@ export interface ScoringMatrix {
   readonly data: Float32Array;
   /** Bytes held. */
   readonly bytes: number;
+  /** Scored by the WebAssembly module (in a memory of its own), or else by the JavaScript loop. */
+  readonly wasm: boolean;
   /** Every row's dot product with `query` (of `dimensions` numbers): a view that the next call overwrites. */
   scores(query: Float32Array): Float32Array;
 }
@@ -94,7 +104,7 @@ export function allocateMatrix(rows: number, dimensions: number, useWasm = true)
   const queryBytes = stride * 4;
   const outBytes = Math.ceil((rows * 4) / 16) * 16;
   const total = queryBytes + outBytes + rows * stride * 4;
-  if (wasm && module && total <= MAX_WASM_BYTES && rows > 0) {
+  if (wasm && module && total <= MAX_WASM_BYTES && rows * stride * 4 >= MIN_WASM_MATRIX_BYTES) {
     const memory = new wasm.Memory({ initial: Math.max(1, Math.ceil(total / PAGE)) });
     const instance = new wasm.Instance(module, { env: { memory } });
     const run = instance.exports['scores'] as (m: number, q: number, r: number, d: number, o: number) => void;
@@ -107,6 +117,7 @@ export function allocateMatrix(rows: number, dimensions: number, useWasm = true)
       stride,
       data: new Float32Array(memory.buffer, matrixAt, rows * stride),
       bytes: memory.buffer.byteLength,
+      wasm: true,
       scores(q) {
         query.set(q.subarray(0, dimensions));
         run(matrixAt, 0, rows, stride, queryBytes);
@@ -122,6 +133,7 @@ export function allocateMatrix(rows: number, dimensions: number, useWasm = true)
     stride: dimensions,
     data,
     bytes: data.byteLength + out.byteLength,
+    wasm: false,
     scores(query) {
       for (let row = 0, offset = 0; row < rows; row++, offset += dimensions) {
         // A plain loop: V8 compiles it tighter than a 4-way unrolled one (measured: 42 vs 66 ms for 90k × 384).

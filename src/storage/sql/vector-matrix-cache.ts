@@ -13,7 +13,8 @@ import { allocateMatrix, type ScoringMatrix } from './scoring-matrix.ts';
  * a file removed or replaced), by whichever process makes it, and the search reads it anyway. The reload only reads
  * what changed: the list of the store's chunk seqs with a vector, then the vectors of the seqs it does not have.
  *
- * The cache holds at most `maxBytes` of vectors, least recently searched stores dropped first. A store larger than
+ * The cache holds at most `maxBytes` of vectors and MAX_CACHED_STORES stores, least recently searched stores dropped
+ * first. A store larger than
  * that on its own is either loaded all the same, evicting every other (`oversized: 'load'`, when there is no other
  * way to search it), or not loaded (`'refuse'`: the caller searches it in place; SQLite's vec0 tables).
  */
@@ -45,6 +46,11 @@ export interface Neighbour {
 }
 
 export const DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024;
+/**
+ * The most stores cached at once, however small: a deployment with a store per thread searches many stores of a
+ * few chunks, and each costs a map entry and its arrays beside its vectors.
+ */
+export const MAX_CACHED_STORES = 4096;
 
 export class VectorMatrixCache {
   private readonly entries = new Map<string, StoreMatrix>();
@@ -52,6 +58,11 @@ export class VectorMatrixCache {
   private bytes = 0;
   /** Loads, for tests: how many vectors were read from the database. */
   vectorsRead = 0;
+
+  /** How many stores are cached. */
+  get size(): number {
+    return this.entries.size;
+  }
 
   constructor(private maxBytes = DEFAULT_CACHE_BYTES) {}
 
@@ -166,7 +177,7 @@ export class VectorMatrixCache {
     this.entries.set(key, entry);
     this.bytes += entry.matrix.bytes;
     for (const [victim, evicted] of this.entries) {
-      if (this.bytes <= this.maxBytes || victim === key) break;
+      if ((this.bytes <= this.maxBytes && this.entries.size <= MAX_CACHED_STORES) || victim === key) break;
       this.entries.delete(victim);
       this.bytes -= evicted.matrix.bytes;
     }
