@@ -29,6 +29,8 @@ export interface Config {
   logRequests: boolean;
   /** How much of a stream may wait for a client that does not read it before its connection is closed. */
   streamBufferBytes: number;
+  /** How long a request's body may stop arriving before the request is answered 408 and its connection closed. */
+  bodyTimeoutMs: number;
   runs: RunsConfig;
   files: FilesConfig;
   /** Which backend serves which model name (models-config.ts). */
@@ -140,6 +142,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '1024',
     description:
       'KiB of a stream that may wait for a client not reading it; past this its connection is closed (the run goes on)',
+  },
+  {
+    name: 'ASSISTD_BODY_TIMEOUT_S',
+    default: '60',
+    description: 'seconds a request body may stop arriving before the request is answered 408 and closed',
   },
   { name: 'ASSISTD_WORKER_CONCURRENCY', default: '64', description: 'runs executed at once by this process' },
   { name: 'ASSISTD_RUN_EXPIRES_AFTER_S', default: '600', description: 'seconds after creation a run expires' },
@@ -268,6 +275,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
     streamBufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
+    bodyTimeoutMs: integer(env, 'ASSISTD_BODY_TIMEOUT_S', 60, 1, 3600) * 1000,
     runs: {
       workerConcurrency: integer(env, 'ASSISTD_WORKER_CONCURRENCY', 64, 0, 100_000),
       expiresAfterSeconds: integer(env, 'ASSISTD_RUN_EXPIRES_AFTER_S', 600, 1, 31_536_000),

@@ -231,6 +231,7 @@ export async function startServer(
     metrics,
     logRequests: config.logRequests,
     streamBufferBytes: config.streamBufferBytes,
+    bodyTimeoutMs: config.bodyTimeoutMs,
     queueRuns: config.runs.queue,
     health: () => ({ code_interpreter: codeInterpreterHealth(sandbox, workers) }),
   });

@@ -85,6 +85,8 @@ export interface AppOptions {
   health?: () => Record<string, unknown>;
   /** ASSISTD_STREAM_BUFFER_KB, in bytes (sse.ts). */
   streamBufferBytes?: number;
+  /** ASSISTD_BODY_TIMEOUT_S, in ms (dropStalledBodies). */
+  bodyTimeoutMs?: number;
   /** ASSISTD_QUEUE_RUNS: runs and messages queue on a busy thread unless `x-assistd-queue: false` (queue-header.ts). */
   queueRuns?: boolean;
 }
@@ -105,6 +107,7 @@ export function buildApp({
   logRequests = false,
   health,
   streamBufferBytes = DEFAULT_STREAM_BUFFER_BYTES,
+  bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
   queueRuns = false,
 }: AppOptions): FastifyInstance {
   const app = Fastify({
@@ -139,6 +142,7 @@ export function buildApp({
   });
   app.decorateRequest('scope', DEFAULT_SCOPE_PLACEHOLDER);
   const limits = new RateLimits(rateLimits, (scope, since) => store.tokensUsedSince(scope, since));
+  dropStalledBodies(app, bodyTimeoutMs);
   acceptJsonBodies(app);
   acceptMultipartUploads(app);
   app.addHook('onRequest', async (request, reply) => {
@@ -224,6 +228,51 @@ async function authorize(authenticator: Authenticator, request: FastifyRequest, 
   if (isMetrics && caller.scope.keyId !== undefined)
     throw new ApiError(403, "A project key cannot read the server's metrics.", { code: 'insufficient_permissions' });
   request.scope = caller.scope;
+}
+
+const DEFAULT_BODY_TIMEOUT_MS = 60_000;
+
+/**
+ * A request whose body stops arriving for `idleMs` is answered 408 and its connection closed. Node and Fastify wait
+ * for a body for ever: a client that sent part of one and went quiet held its buffer (up to the body limit), or an
+ * upload's temporary file, row and lease, for as long as it kept the socket open. Only the body is timed — the
+ * socket's idle timer runs from the request's headers to the body's end — so an answer may then take as long as it
+ * takes (a held poll, a stream between two tokens, a search waiting for the embeddings endpoint). The 408 is
+ * written to the socket as Node writes its own refusals, since the request is still Fastify's.
+ */
+function dropStalledBodies(app: FastifyInstance, idleMs: number): void {
+  const body = JSON.stringify({
+    error: {
+      message: `The request body stopped arriving: nothing came for ${idleMs / 1000} s.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: 'request_timeout',
+    },
+  });
+  const refusal =
+    'HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n' +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  app.addHook('onRequest', (request, reply, done) => {
+    const req = request.raw;
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
+    if (hasBody && !req.complete) {
+      const { socket } = req;
+      // A 'timeout' listener on the request tells Node's own handler to leave the socket to it.
+      const stalled = () => {
+        if (reply.raw.headersSent) socket.destroy();
+        else socket.end(refusal, () => socket.destroy());
+      };
+      const stop = () => {
+        socket.setTimeout(0);
+        req.off('timeout', stalled);
+      };
+      req.on('timeout', stalled);
+      req.once('end', stop);
+      req.once('close', stop);
+      socket.setTimeout(idleMs);
+    }
+    done();
+  });
 }
 
 /**

@@ -8,6 +8,7 @@ import { request as httpRequest, maxHeaderSize } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { MAX_JSON_DEPTH, MAX_JSON_VALUES } from '../../src/api/app.ts';
+import { FakeUpstream } from '../support/fake-upstream.ts';
 import { type ApiResponse, startTestServer, type TestServer } from '../support/server.ts';
 
 interface ErrorBody {
@@ -271,5 +272,77 @@ describe('hardening', () => {
         },
       });
     });
+  });
+});
+
+describe('a request body that stops arriving', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    server = await startTestServer({ ASSISTD_BODY_TIMEOUT_S: '1', ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
+  });
+  after(async () => {
+    await server?.close();
+    await upstream?.close();
+  });
+
+  /** Sends `head` and the start of a body, then nothing: what the server answers, and after how long it closed. */
+  async function stall(head: string, start: string): Promise<{ status: string; body: string; closedAfterMs: number }> {
+    const url = new URL(server.url);
+    const began = Date.now();
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(url.port), url.hostname, () => socket.write(`${head}\r\n\r\n${start}`));
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+      setTimeout(() => reject(new Error(`still open after 10 s; received: ${text}`)), 10_000).unref();
+    });
+    const [status, ...rest] = raw.split('\r\n');
+    return { status: status!, body: rest.join('\r\n').split('\r\n\r\n')[1] ?? '', closedAfterMs: Date.now() - began };
+  }
+
+  test('is answered 408 and its connection closed, a JSON body or an upload; the server holds nothing of it', async () => {
+    const host = `Host: 127.0.0.1`;
+    const json = await stall(
+      `POST /v1/threads HTTP/1.1\r\n${host}\r\ncontent-type: application/json\r\ncontent-length: 100000`,
+      '{"metadata": {"a": "',
+    );
+    const boundary = 'x-boundary';
+    const upload = await stall(
+      `POST /v1/files HTTP/1.1\r\n${host}\r\ncontent-type: multipart/form-data; boundary=${boundary}\r\ncontent-length: 100000`,
+      `--${boundary}\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nassistants\r\n--${boundary}\r\n` +
+        `content-disposition: form-data; name="file"; filename="slow.txt"\r\ncontent-type: text/plain\r\n\r\nThe start of`,
+    );
+    for (const answer of [json, upload]) {
+      assert.equal(answer.status, 'HTTP/1.1 408 Request Timeout');
+      assert.deepEqual(JSON.parse(answer.body), {
+        error: {
+          message: 'The request body stopped arriving: nothing came for 1 s.',
+          type: 'invalid_request_error',
+          param: null,
+          code: 'request_timeout',
+        },
+      });
+      assert.ok(answer.closedAfterMs >= 900, `closed after ${answer.closedAfterMs} ms`);
+    }
+    assert.deepEqual((await server.api.get('/v1/files')).body.data, []);
+    assert.deepEqual((await server.api.get('/v1/threads')).body.data, []);
+  });
+
+  test('an answer that takes longer than that, once the body is in, is not cut: a stream with slow tokens', async () => {
+    upstream.enqueue({ text: ['Slow ', 'but ', 'whole.'], chunkDelayMs: 1_500 });
+    const assistant = await server.api.post('/v1/assistants', { model: 'gpt-test' });
+    const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'Hi' }] });
+    const response = await fetch(`${server.url}/v1/threads/${thread.body.id}/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistant.body.id, stream: true }),
+    });
+    const text = await response.text();
+    assert.match(text, /event: thread\.run\.completed\n/);
+    assert.match(text, /event: done\ndata: \[DONE\]/);
   });
 });
