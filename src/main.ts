@@ -124,6 +124,9 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     logger,
   });
   const sandbox = new SandboxPool(config.sandbox, logger);
+  // A deleted thread's session (code_interpreter's key is the thread id) would keep its variables and /mnt/data
+  // files, and a place in the pool, until it idled out.
+  bus.onThreadDeleted((threadId) => void sandbox.closeSession(threadId, 'thread deleted'));
   const builtIn = [
     fileSearchTool({ backend: vectorStoreBackend({ store, vectorStores }) }),
     codeInterpreterTool({

@@ -47,6 +47,7 @@ export class RunEventBus {
     signals?.listen((signal) => {
       if (signal.kind === 'work') this.emitter.emit('work');
       else if (signal.kind === 'stop') this.emitter.emit('stop', signal.runId, signal.reason);
+      else if (signal.kind === 'thread-deleted') this.emitter.emit('thread-deleted', signal.threadId);
       // Read the run back only if someone here follows it (a held poll, a stream, /events).
       else if (this.followed(signal.threadId, signal.runId))
         void findRun?.(signal.runId)
@@ -100,8 +101,9 @@ export class RunEventBus {
   }
 
   /**
-   * These runs went with their deleted thread: their executions stop, wherever they are, and whoever follows them
-   * (a stream, /events) gets an `error` event and its end, here and (through their signal) in other processes.
+   * The thread was deleted, and these runs with it: their executions stop, wherever they are, and whoever follows
+   * them (a stream, /events) gets an `error` event and its end, here and (through their signal) in other processes.
+   * Then what this process keeps for the thread goes (onThreadDeleted).
    */
   runsDeleted(threadId: string, runIds: readonly string[]): void {
     for (const runId of runIds) {
@@ -109,6 +111,8 @@ export class RunEventBus {
       this.emitLocally(threadId, runId, runDeletedEvent(threadId, runId));
       this.signals?.send({ kind: 'run', runId, threadId });
     }
+    this.emitter.emit('thread-deleted', threadId);
+    this.signals?.send({ kind: 'thread-deleted', threadId });
   }
 
   /** A cancel, an expiry or a deletion wants the execution of this run to stop now. */
@@ -125,6 +129,12 @@ export class RunEventBus {
   onStopRequested(listener: (runId: string, reason: StopRequest) => void): () => void {
     this.emitter.on('stop', listener);
     return () => this.emitter.off('stop', listener);
+  }
+
+  /** A thread was deleted, through this process or another on the same database. */
+  onThreadDeleted(listener: (threadId: string) => void): () => void {
+    this.emitter.on('thread-deleted', listener);
+    return () => this.emitter.off('thread-deleted', listener);
   }
 
   /** Resolves with the run's next status change, or undefined after `timeoutMs` or on `signal`. */

@@ -12,7 +12,10 @@ import type { SandboxSettings } from './settings.ts';
 /**
  * The code_interpreter's sessions, one per key (a thread id): each a Python process in its own bubblewrap sandbox
  * (bwrap-command.ts) running driver.py, with numpy, pandas and matplotlib preloaded. At most `maxSessions` live at
- * once; a session ends after `idleMs` unused or `lifetimeMs` in all, when evicted for a new one, or on close().
+ * once; a session ends after `idleMs` unused or `lifetimeMs` in all, when evicted for a new one, when its key is
+ * closed (closeSession: the thread was deleted), or on close(). Only a session no one is using is evicted: one held by
+ * a caller (from session() to its release(), which covers its start and the file placing before a cell) or running
+ * an operation; when every session is in use, a new key is refused rather than a caller's session closed under it.
  *
  * One spare process, started ahead and not counted in `maxSessions`, is what a new session gets: importing numpy,
  * pandas and matplotlib costs ~1.3 s of CPU on a slow core, which the first cell of a thread would otherwise wait
@@ -23,6 +26,15 @@ import type { SandboxSettings } from './settings.ts';
  */
 
 export type SandboxStatus = { available: true; detail: string } | { available: false; reason: string };
+
+/** A session handed out: the pool does not evict it until `release()`, which the caller calls once done with it. */
+export interface SessionLease {
+  session: SandboxSession;
+  /** New to this caller's key: the variables and files of earlier use are gone (or there were none). */
+  fresh: boolean;
+  /** Lets the session be evicted again; later calls do nothing. */
+  release(): void;
+}
 
 const DRIVER_FILE = new URL('./driver.py', import.meta.url);
 
@@ -36,6 +48,8 @@ interface Entry {
   session: CodeSession;
   /** The session's generation when it was last handed out: a change means its state was lost meanwhile. */
   handed: number;
+  /** Callers holding the session (session() to release()). */
+  holders: number;
 }
 
 export class SandboxPool {
@@ -70,30 +84,49 @@ export class SandboxPool {
 
   /**
    * The live session for this key (a thread id), or a new one (`fresh: true`) — also fresh after expiry, eviction
-   * or a hard kill, when its variables and files are gone. Throws SandboxError when unavailable, or when every
-   * session is busy and none can be evicted.
+   * or a hard kill, when its variables and files are gone. The caller holds it, starting included, until it
+   * releases it. Throws SandboxError when unavailable, or when every session is in use and none can be evicted.
    */
-  async session(key: string): Promise<{ session: SandboxSession; fresh: boolean }> {
+  async session(key: string): Promise<SessionLease> {
     const status = await this.start();
     if (!status.available) throw new SandboxError(`The code interpreter is unavailable: ${status.reason}`);
     if (this.closed) throw new SandboxError('The code interpreter is shutting down.');
     let entry = this.sessions.get(key);
     if (entry === undefined || entry.session.closed) {
       this.makeRoom();
-      entry = { session: new CodeSession(key, this.settings, this.hooks, this.logger), handed: 0 };
+      entry = { session: new CodeSession(key, this.settings, this.hooks, this.logger), handed: 0, holders: 0 };
       this.sessions.set(key, entry);
     }
-    const { session } = entry;
-    session.lastUsedMs = Date.now();
+    const held = entry;
+    const { session } = held;
+    held.holders++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      held.holders--;
+    };
+    session.lastUsedMs = performance.now();
     try {
       await session.live();
     } catch (error) {
+      release();
       if (this.sessions.get(key)?.session === session) this.forget(key, 'did not start', true);
       throw error;
     }
-    const fresh = entry.handed !== session.generation;
-    entry.handed = session.generation;
-    return { session, fresh };
+    const fresh = held.handed !== session.generation;
+    held.handed = session.generation;
+    return { session, fresh, release };
+  }
+
+  /**
+   * Closes this key's session at once, if there is one, held or not (a running cell ends 'killed'): its thread was
+   * deleted, and its variables and /mnt/data files would otherwise hold memory and a place in the pool until it
+   * idled out. Resolves when its process is gone.
+   */
+  closeSession(key: string, reason: string): Promise<void> {
+    if (this.sessions.has(key)) this.logger.info({ key, reason }, 'code interpreter session closed');
+    return this.forget(key, reason, true);
   }
 
   /** Kills every session; no sandbox process is left. */
@@ -140,12 +173,13 @@ export class SandboxPool {
     });
   }
 
-  /** Evicts the least recently used idle session while the pool is full. */
+  /** Evicts the least recently used session no one is using while the pool is full. */
   private makeRoom(): void {
     while (this.sessions.size >= this.settings.maxSessions) {
       let oldest: CodeSession | undefined;
-      for (const { session } of this.sessions.values())
-        if (!session.busy && (oldest === undefined || session.lastUsedMs < oldest.lastUsedMs)) oldest = session;
+      for (const { session, holders } of this.sessions.values())
+        if (holders === 0 && !session.busy && (oldest === undefined || session.lastUsedMs < oldest.lastUsedMs))
+          oldest = session;
       if (oldest === undefined)
         throw new SandboxError(
           `All ${this.settings.maxSessions} code interpreter sessions are busy running code; try again shortly.`,
@@ -155,13 +189,14 @@ export class SandboxPool {
     }
   }
 
-  private forget(key: string, reason: string, now: boolean): void {
+  private forget(key: string, reason: string, now: boolean): Promise<void> {
     const entry = this.sessions.get(key);
-    if (entry === undefined) return;
+    if (entry === undefined) return Promise.resolve();
     this.sessions.delete(key);
     const closing = entry.session.close(reason, now).catch(() => {});
     this.closing.add(closing);
     void closing.finally(() => this.closing.delete(closing));
+    return closing;
   }
 
   private async probe(): Promise<SandboxStatus> {

@@ -75,7 +75,11 @@ export interface SessionHooks {
 export class CodeSession implements SandboxSession {
   /** Counts the processes started: a caller is told the session is fresh when it changed since it last looked. */
   generation = 0;
-  lastUsedMs = Date.now();
+  /**
+   * When it was last handed out or finished an operation (performance.now(), ms): the pool evicts the least recent.
+   * Finer than Date.now(), whose milliseconds two quick cells of two sessions can share, making the order a tie.
+   */
+  lastUsedMs = performance.now();
 
   private process: SandboxProcess | undefined;
   private tail: Promise<unknown> = Promise.resolve();
@@ -209,7 +213,7 @@ export class CodeSession implements SandboxSession {
       .catch(() => {})
       .finally(() => {
         this.queued--;
-        this.lastUsedMs = Date.now();
+        this.lastUsedMs = performance.now();
         if (this.queued === 0 && this.closedReason === undefined) this.armIdleTimer();
       });
     return run;

@@ -31,8 +31,8 @@ export interface SandboxSettings {
   /** A session is closed this long after it started, used or not (once its running cell ends). */
   lifetimeMs: number;
   /**
-   * Live sessions per process. One more evicts the least recently used idle session; when every session is busy,
-   * `SandboxPool.session` refuses with a SandboxError.
+   * Live sessions per process. One more evicts the least recently used session no one is using; when every session
+   * is in use (held by a caller or running code), `SandboxPool.session` refuses with a SandboxError.
    */
   maxSessions: number;
 }

@@ -105,7 +105,8 @@ export type StopRequest = 'cancel' | 'expire' | 'delete';
 export type RunSignal =
   | { kind: 'work' }
   | { kind: 'stop'; runId: string; reason: StopRequest }
-  | { kind: 'run'; runId: string; threadId: string };
+  | { kind: 'run'; runId: string; threadId: string }
+  | { kind: 'thread-deleted'; threadId: string };
 
 /** Carries RunSignals to the other processes on the same database. */
 export interface SignalChannel {

@@ -68,16 +68,23 @@ describe('the sandbox pool', () => {
   it('evicts the least recently used idle session when full, and refuses when every session is busy', async () => {
     const pool = await startedPool({ maxSessions: 2 });
     try {
-      const a = (await pool.session('thread_a')).session;
-      const b = (await pool.session('thread_b')).session;
+      const heldA = await pool.session('thread_a');
+      const a = heldA.session;
+      const heldB = await pool.session('thread_b');
+      const b = heldB.session;
       await b.runCell('name = "b"');
       await a.runCell('name = "a"'); // a is now the most recently used
+      await assert.rejects(pool.session('thread_c'), /All 2 code interpreter sessions are busy/, 'both held');
+      heldB.release();
+      heldA.release();
       const c = await pool.session('thread_c'); // evicts b
+      c.release();
       assert.equal(c.fresh, true);
       assert.equal((await a.runCell('name')).logs, "'a'\n", 'a kept');
       await assert.rejects(b.runCell('name'), /closed \(evicted/);
       await c.session.runCell('name = "c"');
       const b2 = await pool.session('thread_b'); // evicts a, used before c
+      b2.release();
       assert.equal(b2.fresh, true);
       assert.notEqual(b2.session, b);
       assert.match((await b2.session.runCell('name')).logs, /NameError/);
@@ -89,6 +96,54 @@ describe('the sandbox pool', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       await assert.rejects(pool.session('thread_d'), /All 2 code interpreter sessions are busy/);
       await Promise.all([busy, busyToo]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('never evicts a session starting or held: of four keys at once with room for two, two run, two are refused', async () => {
+    const pool = await startedPool({ maxSessions: 2 });
+    try {
+      // Each caller holds its session from session() to the end of its cell, as the tool does while it places files.
+      const outcomes = await Promise.all(
+        ['thread_a', 'thread_b', 'thread_c', 'thread_d'].map(async (key) => {
+          try {
+            const held = await pool.session(key);
+            try {
+              return (await held.session.runCell('import time\ntime.sleep(0.5)\nprint("ran")')).logs;
+            } finally {
+              held.release();
+            }
+          } catch (error) {
+            return (error as Error).message;
+          }
+        }),
+      );
+      const busy = 'All 2 code interpreter sessions are busy running code; try again shortly.';
+      assert.deepEqual(outcomes, ['ran\n', 'ran\n', busy, busy]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('closes the session of a key at once (its thread deleted), held or not; its process is gone', async () => {
+    const pool = await startedPool();
+    try {
+      const held = await pool.session('thread_a');
+      await held.session.runCell('kept = 1');
+      const running = held.session.runCell('while True:\n    pass');
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the cell has started
+      const before = ownBwraps();
+      await pool.closeSession('thread_a', 'thread deleted');
+      assert.equal((await running).outcome, 'killed');
+      const after = ownBwraps();
+      assert.equal(before.filter((pid) => !after.includes(pid)).length, 1, 'its sandbox ended');
+      await assert.rejects(held.session.runCell('kept'), /closed \(thread deleted\)/);
+      held.release();
+      const again = await pool.session('thread_a');
+      again.release();
+      assert.equal(again.fresh, true);
+      await pool.closeSession('thread_none', 'thread deleted'); // no session: nothing to do
     } finally {
       await pool.close();
     }

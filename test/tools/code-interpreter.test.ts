@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
 import { after, afterEach, before, describe, test } from 'node:test';
 import type OpenAI from 'openai';
 import { PYTHON_FUNCTION } from '../../src/tools/code-interpreter/code-arguments.ts';
+import { eventually } from '../support/eventually.ts';
 import type { RecordedRequest, ToolCallsReply } from '../support/fake-upstream.ts';
 import { pngSize } from '../support/images.ts';
 import { SdkHarness, toolMessages } from '../support/sdk-harness.ts';
@@ -21,6 +23,13 @@ function python(code: string, raw = false): ToolCallsReply {
 }
 
 type CodeCall = OpenAI.Beta.Threads.Runs.CodeInterpreterToolCall;
+
+/** The pids of the processes that see /mnt/data/<name>: those of the one sandbox whose code wrote it. */
+function processesSeeing(name: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry) && existsSync(`/proc/${entry}/root/mnt/data/${name}`))
+    .map(Number);
+}
 
 function codeCalls(step: OpenAI.Beta.Threads.Runs.RunStep | undefined): CodeCall[] {
   assert.ok(step, 'there is a step');
@@ -239,6 +248,20 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
     assert.match(systemMessage(h.upstream.requests[seen]), /sales\.csv, notes\.txt/);
     assert.equal(toolMessages(h.upstream.requests[seen + 1])[0], '2\n');
+  });
+
+  test('deleting the thread ends its session: its Python process and its /mnt/data files are gone', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Make a big file.' }] });
+    const marker = `${thread.id}.bin`;
+    h.upstream.enqueue(python(`open('${marker}', 'wb').write(bytes(8 << 20))\nkept = 1`), { text: 'Done.' });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.notDeepEqual(processesSeeing(marker), [], "the session's processes hold the file");
+
+    assert.equal((await h.client.beta.threads.delete(thread.id)).deleted, true);
+    await eventually("the deleted thread's session to end", 5_000, () =>
+      processesSeeing(marker).length === 0 ? true : undefined,
+    );
   });
 
   test('an error in the code: the traceback is the output, the model reads it and the run goes on', async () => {

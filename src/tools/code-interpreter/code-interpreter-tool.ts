@@ -26,7 +26,14 @@ export interface CodeSandbox {
   /** Whether sessions can be started here, and why not; waits for the startup probe. */
   start(): Promise<SandboxStatus>;
   /** The live session of `key`, or a new one (`fresh`). Throws when no session can be had. */
-  session(key: string): Promise<{ session: PythonSession; fresh: boolean }>;
+  session(key: string): Promise<HeldSession>;
+}
+
+/** A session handed to a call: the sandbox does not evict it for another key until `release()`. */
+export interface HeldSession {
+  session: PythonSession;
+  fresh: boolean;
+  release(): void;
 }
 
 export type SandboxStatus = { available: true; detail: string } | { available: false; reason: string };
@@ -123,50 +130,60 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
 
     const status = await sandbox.start();
     if (!status.available) return unavailable(status.reason);
-    let opened: { session: PythonSession; fresh: boolean };
+    // A run stopped meanwhile starts no session: if its thread was deleted, the sandbox has closed the thread's
+    // session already, and a new one would live on until it idled out.
+    if (signal.aborted) throw signal.reason;
+    let opened: HeldSession;
     try {
       opened = await sandbox.session(run.thread_id);
     } catch (error) {
       return unavailable((error as Error).message);
     }
-    const { session, fresh } = opened;
-    const notes: string[] = [];
-    if (fresh && (context.calls.length > 0 || (await backend.hadEarlierCalls(scope, run))))
-      notes.push(
-        'The Python session was restarted before this code ran: variables, imports and files written by earlier ' +
-          'code are gone. The files you were given are in /mnt/data again.',
-      );
-    const missing = await placeFiles(scope, session, await backend.runFiles(scope, run));
-    if (missing.length > 0) notes.push(`These files no longer exist and are not in /mnt/data: ${missing.join(', ')}.`);
-
-    const left = run.expires_at === null ? Number.POSITIVE_INFINITY : run.expires_at * 1000 - Date.now() - 1000;
-    const cell = await session.runCell(code, {
-      timeoutMs: Math.max(1000, Math.min(options.cellTimeoutMs, left)),
-      signal,
-    });
-    if (signal.aborted) throw signal.reason;
-    if (cell.outcome === 'killed') placed.delete(session); // a new sandbox: the files go in again
-
-    const outputs: CodeInterpreterOutput[] = [];
-    if (cell.logs !== '' || cell.images.length === 0) outputs.push({ type: 'logs', logs: cell.logs });
-    for (const [n, png] of cell.images.entries()) {
-      const file = await backend.saveFile(scope, { filename: `${call.id}-${n}.png`, bytes: png });
-      outputs.push({ type: 'image', image: { file_id: file.id } });
-    }
-    context.progress({
-      code_interpreter: {
-        outputs: outputs.map((o, index) =>
-          o.type === 'logs' ? { index, type: 'logs', logs: o.logs } : { index, type: 'image', image: o.image },
-        ),
-      },
-    });
+    const { session, fresh, release } = opened;
+    // Held until the call is done: its files are placed before the cell and listed after it, with awaits between,
+    // in any of which another thread's new session could otherwise evict it.
     try {
-      const names = new Set((await session.listFiles()).map((f) => f.name));
-      remember(run.thread_id, { session, names });
-    } catch (error) {
-      logger.warn({ err: error, threadId: run.thread_id }, 'could not list the files of a code_interpreter session');
+      const notes: string[] = [];
+      if (fresh && (context.calls.length > 0 || (await backend.hadEarlierCalls(scope, run))))
+        notes.push(
+          'The Python session was restarted before this code ran: variables, imports and files written by earlier ' +
+            'code are gone. The files you were given are in /mnt/data again.',
+        );
+      const missing = await placeFiles(scope, session, await backend.runFiles(scope, run));
+      if (missing.length > 0)
+        notes.push(`These files no longer exist and are not in /mnt/data: ${missing.join(', ')}.`);
+
+      const left = run.expires_at === null ? Number.POSITIVE_INFINITY : run.expires_at * 1000 - Date.now() - 1000;
+      const cell = await session.runCell(code, {
+        timeoutMs: Math.max(1000, Math.min(options.cellTimeoutMs, left)),
+        signal,
+      });
+      if (signal.aborted) throw signal.reason;
+      if (cell.outcome === 'killed') placed.delete(session); // a new sandbox: the files go in again
+
+      const outputs: CodeInterpreterOutput[] = [];
+      if (cell.logs !== '' || cell.images.length === 0) outputs.push({ type: 'logs', logs: cell.logs });
+      for (const [n, png] of cell.images.entries()) {
+        const file = await backend.saveFile(scope, { filename: `${call.id}-${n}.png`, bytes: png });
+        outputs.push({ type: 'image', image: { file_id: file.id } });
+      }
+      context.progress({
+        code_interpreter: {
+          outputs: outputs.map((o, index) =>
+            o.type === 'logs' ? { index, type: 'logs', logs: o.logs } : { index, type: 'image', image: o.image },
+          ),
+        },
+      });
+      try {
+        const names = new Set((await session.listFiles()).map((f) => f.name));
+        remember(run.thread_id, { session, names });
+      } catch (error) {
+        logger.warn({ err: error, threadId: run.thread_id }, 'could not list the files of a code_interpreter session');
+      }
+      return result(outputs, modelOutput(cell, outputs, notes, options.cellTimeoutMs));
+    } finally {
+      release();
     }
-    return result(outputs, modelOutput(cell, outputs, notes, options.cellTimeoutMs));
   }
 
   function annotator(_calls: readonly ToolCallDetails[], context: Pick<ToolContext, 'scope' | 'run'>): TextAnnotator {
