@@ -12,10 +12,13 @@ import { promisify } from 'node:util';
  * It is built on the host, by the sandbox's Python run on a fixed one-liner (no user code), into a fresh directory
  * only the server can write; sessions get it bound read-only, and the driver copies it into the writable
  * MPLCONFIGDIR that matplotlib insists on (given a read-only one, it builds a cache of its own). The directory is
- * removed when the process exits.
+ * removed when the process exits; one left by a process that was killed is removed by the next build (its name
+ * carries its process id).
  */
 
 const run = promisify(execFile);
+
+const PREFIX = 'assistd-matplotlib-';
 
 const BUILD = 'import matplotlib; matplotlib.use("Agg"); import matplotlib.font_manager';
 
@@ -35,7 +38,8 @@ export function fontCacheDir(python: string): Promise<string> {
 }
 
 async function build(python: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'assistd-matplotlib-'));
+  await sweepFontCaches();
+  const dir = await mkdtemp(path.join(os.tmpdir(), `${PREFIX}${process.pid}-`));
   try {
     await access(python, constants.X_OK);
     await run(python, ['-I', '-c', BUILD], {
@@ -57,4 +61,24 @@ async function build(python: string): Promise<string> {
     });
   dirs.push(dir);
   return dir;
+}
+
+/**
+ * Removes the cache directories in `tmp` of processes that are gone (killed: their exit handler never ran). A
+ * directory whose process still runs is kept, whoever runs it.
+ */
+export async function sweepFontCaches(tmp = os.tmpdir()): Promise<void> {
+  for (const name of await readdir(tmp).catch(() => [])) {
+    const pid = /^assistd-matplotlib-(\d+)-[^/]+$/.exec(name)?.[1];
+    if (pid !== undefined && !alive(Number(pid))) await rm(path.join(tmp, name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // another user's: alive
+  }
 }
