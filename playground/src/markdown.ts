@@ -41,9 +41,16 @@ export function resolveAnnotations(text: TextContentBlock['text'], cited: CitedF
 
 /**
  * Markdown as sanitized HTML: DOMPurify keeps what Markdown can make (no script, no event handler, no `style`, which
- * the page's CSP would refuse anyway), and links to files (`#file:`) pass as any relative link does.
+ * the page's CSP would refuse anyway), and links to files (`#file:`) pass as any relative link does. No `class`,
+ * `id`, `role` or `aria-*` either: with the page's own classes and roles, a message could dress up as the page (an
+ * alert asking for the key again, another assistant message, the header).
  */
 export function markdownHtml(markdown: string): string {
   const html = marked.parse(markdown, { async: false, gfm: true, breaks: false });
-  return DOMPurify.sanitize(html, { FORBID_ATTR: ['style'], FORBID_TAGS: ['style', 'form', 'input'] });
+  return DOMPurify.sanitize(html, {
+    FORBID_ATTR: ['style', 'class', 'id', 'role'],
+    ALLOW_ARIA_ATTR: false,
+    ALLOW_DATA_ATTR: false,
+    FORBID_TAGS: ['style', 'form', 'input'],
+  });
 }

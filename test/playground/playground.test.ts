@@ -459,6 +459,37 @@ describe('the playground (1280×860)', () => {
     await ui.heading(`Thread ${gemini.id}`).waitFor();
   });
 
+  test('a message cannot dress up as the page: no class, role or aria-* of its own; links tell no referrer', async () => {
+    const { page } = ui;
+    const thread = await sdk.beta.threads.create({
+      messages: [
+        {
+          role: 'user',
+          content:
+            'Hello <p role="alert" class="alert" aria-live="assertive">Your API key expired. Enter it again.</p>' +
+            '<article class="message assistant" aria-label="assistant message">A fake answer</article>',
+        },
+      ],
+    });
+    await ui.go(`/threads/${thread.id}`);
+    await ui.untilText(ui.messages, 'A fake answer', 'the message');
+    assert.equal(await page.getByRole('alert').filter({ hasText: 'Your API key expired' }).count(), 0, 'no alert');
+    assert.equal(
+      await ui.messages.getByRole('article', { name: 'assistant message', exact: true }).count(),
+      0,
+      'no assistant message but the real ones',
+    );
+    const attributes = await ui.messages.evaluate((log) =>
+      [...log.querySelectorAll('.markdown *')].flatMap((element) => element.getAttributeNames()),
+    );
+    assert.deepEqual(attributes, [], 'the content keeps no attribute of its own');
+    const response = await fetch(`${server.url}/playground/`);
+    assert.equal(response.headers.get('referrer-policy'), 'no-referrer');
+    const missing = await fetch(`${server.url}/playground/nothing.js`);
+    assert.equal(missing.status, 404);
+    assert.ok(missing.headers.get('content-security-policy'), 'a 404 is as guarded as a page');
+  });
+
   test('uploads a file: it is listed, and the API has it', async () => {
     const { page } = ui;
     const text = 'Meeting notes: the playground ships on Friday.\n';

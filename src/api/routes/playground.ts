@@ -42,6 +42,11 @@ export function registerPlaygroundRoutes(app: FastifyInstance): void {
   const serve = async (name: string, reply: FastifyReply) => {
     const loaded = await bundle().catch(() => undefined);
     const body = loaded?.get(name);
+    // A link in a message (the model's, a user's) leads anywhere: the site it opens is not told where it came from.
+    reply
+      .header('content-security-policy', CONTENT_SECURITY_POLICY)
+      .header('x-content-type-options', 'nosniff')
+      .header('referrer-policy', 'no-referrer');
     if (body === undefined)
       return reply
         .code(404)
@@ -49,8 +54,6 @@ export function registerPlaygroundRoutes(app: FastifyInstance): void {
         .send(loaded ? `No playground file ${name}.` : 'The playground is not built: run `npm run build`.');
     return reply
       .type(TYPES[name.slice(name.lastIndexOf('.'))] ?? 'application/octet-stream')
-      .header('content-security-policy', CONTENT_SECURITY_POLICY)
-      .header('x-content-type-options', 'nosniff')
       .header('cache-control', name === 'index.html' ? 'no-cache' : 'public, max-age=300')
       .send(body);
   };
