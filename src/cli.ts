@@ -101,6 +101,15 @@ async function backup(config: Config, destination: string | undefined): Promise<
   }
   // The backup is a data directory: its file bytes go where they are in this one, relative to it.
   const filesDir = path.relative(config.dataDir, config.files.dir);
+  // Interrupted, it removes what it wrote so far (backupSqlite) and exits as a signal would have ended it.
+  const stopped = new AbortController();
+  const stop = (signal: NodeJS.Signals) => {
+    stopped.abort();
+    process.stderr.write(`assistd backup: stopped by ${signal}; nothing was written to ${path.resolve(destination)}\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
     const summary = await backupSqlite(
       {
@@ -114,6 +123,7 @@ async function backup(config: Config, destination: string | undefined): Promise<
             : undefined,
       },
       destination,
+      stopped.signal,
     );
     process.stdout.write(
       `assistd: backup written to ${path.resolve(destination)} (database ${summary.databaseBytes} bytes, ${summary.files} file${summary.files === 1 ? '' : 's'})\n`,

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -42,7 +42,15 @@ export class BackupError extends Error {
 /** Copies of the database before giving up on a deployment that deletes files faster than a backup copies them. */
 const MAX_SNAPSHOTS = 10;
 
-export async function backupSqlite(source: SqliteBackupSource, destination: string): Promise<BackupSummary> {
+/**
+ * `stopped`: aborted when the process is told to stop (SIGINT, SIGTERM) — the partial backup is removed at once,
+ * before the process exits, rather than left beside the destination.
+ */
+export async function backupSqlite(
+  source: SqliteBackupSource,
+  destination: string,
+  stopped?: AbortSignal,
+): Promise<BackupSummary> {
   const target = path.resolve(destination);
   if (existsSync(target)) throw new BackupError(`${target} already exists: name a new directory for the backup.`);
   const databaseFile = path.join(source.dataDir, SQLITE_FILE_NAME);
@@ -52,18 +60,23 @@ export async function backupSqlite(source: SqliteBackupSource, destination: stri
   // Written beside the destination and renamed into place at the end: a directory at that name is a whole backup.
   await mkdir(path.dirname(target), { recursive: true });
   const staging = await mkdtemp(path.join(path.dirname(target), `.${path.basename(target)}.partial-`));
+  const removeStaging = () => rmSync(staging, { recursive: true, force: true });
+  stopped?.addEventListener('abort', removeStaging, { once: true });
   const database = new BetterSqlite3(databaseFile, { fileMustExist: true });
   try {
     database.pragma('busy_timeout = 5000');
     const summary = await copyDeployment(database, source, staging);
     await syncDir(staging);
+    stopped?.throwIfAborted(); // whatever a copy still under way wrote after the abort is not a backup
     await rename(staging, target);
     await syncDir(path.dirname(target));
     return summary;
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
-    throw error;
+    // Stopped, the copy under way fails on the directory removed under it: the stop is the reason.
+    throw stopped?.aborted ? stopped.reason : error;
   } finally {
+    stopped?.removeEventListener('abort', removeStaging);
     database.close();
   }
 }

@@ -311,3 +311,50 @@ test('a file deleted between the copy of the database and the copy of its bytes:
     await server.close();
   }
 });
+
+test('a backup stopped midway (SIGINT, SIGTERM) leaves nothing: no backup, no partial directory beside it', async () => {
+  const server = await startTestServer();
+  try {
+    for (const i of [0, 1, 2]) {
+      const form = new FormData();
+      form.append('file', new Blob([uploadBytes(i)]), `f${i}.bin`);
+      form.append('purpose', 'assistants');
+      assert.equal((await fetch(`${server.url}/v1/files`, { method: 'POST', body: form })).status, 200);
+    }
+    const live = new DirectoryBlobStore(path.join(server.dataDir, 'files'));
+    const parent = tempDir();
+    const target = path.join(parent, 'backup');
+    const stopped = new AbortController();
+    let leftAtAbort: string[] = [];
+    // The process is told to stop while the second file's bytes are copied.
+    let reads = 0;
+    const interrupted: BlobStore = {
+      description: live.description,
+      write: (id, source) => live.write(id, source),
+      delete: (id) => live.delete(id),
+      sweepOrphans: (rowStates) => live.sweepOrphans(rowStates),
+      read: async (id) => {
+        if (++reads === 2) {
+          stopped.abort();
+          leftAtAbort = readdirSync(parent);
+        }
+        return live.read(id);
+      },
+    };
+    await assert.rejects(
+      backupSqlite(
+        {
+          dataDir: server.dataDir,
+          blobs: { source: interrupted, target: (dir) => new DirectoryBlobStore(path.join(dir, 'files')) },
+        },
+        target,
+        stopped.signal,
+      ),
+      { name: 'AbortError' },
+    );
+    assert.deepEqual(leftAtAbort, [], 'the partial backup is gone as soon as the stop is asked for');
+    assert.deepEqual(readdirSync(parent), [], 'and nothing the copy still wrote is left');
+  } finally {
+    await server.close();
+  }
+});
