@@ -44,9 +44,16 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: pin
   const options: pino.LoggerOptions = {
     level: config.logLevel,
     base: { name: 'assistd' },
-    // Nothing logs request headers today (request lines are our own, app.ts); should anything log one, its key is
-    // censored rather than written.
-    redact: { paths: ['req.headers.authorization', 'req.headers["api-key"]'], censor: '[redacted]' },
+    // Request lines are our own (app.ts) and hold no header; what else logs a request's headers has its key censored:
+    // @fastify/multipart logs them at trace, as `busboyOptions.headers`. Any object one or two levels down.
+    redact: {
+      paths: ['authorization', 'api-key'].flatMap((header) => [
+        `headers["${header}"]`,
+        `*.headers["${header}"]`,
+        `*.*.headers["${header}"]`,
+      ]),
+      censor: '[redacted]',
+    },
   };
   return destination ? pino(options, destination) : pino(options);
 }

@@ -229,8 +229,14 @@ export class RunExecutor {
       askedModel(x); // the request is on its way (the provider writes it before its first wait)
       reply = await replied;
     } catch (error) {
-      if (error instanceof ProviderError && !x.signal.aborted)
+      if (error instanceof ProviderError && !x.signal.aborted) {
+        // The operator's view of it (a wrong upstream key, a model the backend does not have): the run says it too.
+        this.options.logger.warn(
+          { err: error.message, code: error.code, runId: run.id, model: run.model },
+          'the model backend failed; the run fails',
+        );
         return this.end(x, { type: 'fail', error: providerError(error) });
+      }
       throw error;
     }
     await this.options.gate?.pass(); // the turn's end is committed in turn with other beginnings and ends

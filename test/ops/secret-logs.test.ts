@@ -104,6 +104,23 @@ describe('no secret in any log line', () => {
     assert.equal(upstream.requests.length, 2);
     const threadRead = await call('GET', `/v1/threads/${run.thread_id}`, right);
     assert.equal(threadRead.status, 200);
+    // Uploads: the multipart parser logs the request's headers at trace.
+    for (const headers of [right, { 'api-key': API_KEY }]) {
+      const form = new FormData();
+      form.append('purpose', 'assistants');
+      form.append('file', new Blob(['notes']), 'notes.txt');
+      const response = await fetch(`${server.url}/v1/files`, { method: 'POST', headers, body: form });
+      assert.equal(response.status, 200);
+    }
+    assert.ok(
+      lines.some((line) => line.includes('busboy') && line.includes('[redacted]')),
+      'the parser logged the headers, censored',
+    );
+    // The run's failure is the operator's to see, with the backend's answer and never its key.
+    assert.ok(
+      lines.some((line) => line.includes('the model backend failed') && line.includes(run.id)),
+      'the failure is logged',
+    );
 
     assert.ok(lines.length > 0);
     assertNoSecret(lines.join('\n'));
