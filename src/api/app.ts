@@ -297,16 +297,38 @@ function closeUnfinishedConnections(app: FastifyInstance, closing: AbortSignal):
  */
 function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, log: boolean): void {
   if (!metrics && !log) return;
-  app.addHook('onResponse', (request, reply, done) => {
+  const observed = new WeakSet<FastifyRequest>();
+  const observe = (request: FastifyRequest, reply: FastifyReply, aborted: boolean) => {
+    if (observed.has(request)) return;
+    observed.add(request);
     const route = request.routeOptions.url ?? 'unmatched';
-    const status = reply.statusCode;
+    // A client that left before any answer was sent: 499, as proxies count it.
+    const status = aborted && !reply.raw.headersSent ? 499 : reply.statusCode;
     metrics?.httpResponse(request.method, route, status, reply.elapsedTime / 1000);
     // A project key by its id (`key_…`), never its value.
     if (log)
       request.log.info(
-        { method: request.method, route, status, responseTime: reply.elapsedTime, key: request.scope?.keyId },
+        {
+          method: request.method,
+          route,
+          status,
+          responseTime: reply.elapsedTime,
+          key: request.scope?.keyId,
+          ...(aborted ? { aborted: true } : {}),
+        },
         'request',
       );
+  };
+  app.addHook('onResponse', (request, reply, done) => {
+    observe(request, reply, false);
+    done();
+  });
+  // A response whose connection closed before it was all written (a stream its client stopped following, a held poll
+  // it gave up on): Fastify calls no onResponse for it.
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) observe(request, reply, true);
+    });
     done();
   });
 }

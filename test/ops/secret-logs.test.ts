@@ -139,6 +139,79 @@ describe('no secret in any log line', () => {
   });
 });
 
+describe('a request its client gives up on', () => {
+  test('is logged and counted too: a stream stopped midway, a held poll abandoned before its answer', async () => {
+    const upstream = await FakeUpstream.start();
+    const dataDir = tempDir();
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const config = loadConfig({
+      HOST: '127.0.0.1',
+      PORT: '0',
+      ASSISTD_DATA_DIR: dataDir,
+      ASSISTD_CODE_INTERPRETER: 'off',
+      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+    });
+    const server = await startServer(config, createLogger({ logLevel: 'info' }, destination));
+    try {
+      upstream.setDefault({ text: ['Slow', ' ', 'answer', '.'], chunkDelayMs: 500 });
+      const post = (path: string, body: unknown) =>
+        fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      const assistant = (await (await post('/v1/assistants', { model: 'm' })).json()) as { id: string };
+      const thread = (await (await post('/v1/threads', {})).json()) as { id: string };
+      const streamed = new AbortController();
+      const stream = await fetch(`${server.url}/v1/threads/${thread.id}/runs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ assistant_id: assistant.id, stream: true }),
+        signal: streamed.signal,
+      });
+      const streamId = stream.headers.get('x-request-id');
+      await stream.body!.getReader().read(); // its first events
+      streamed.abort();
+      const run = await eventually('the run', 10_000, async () => {
+        const runs = (await (await fetch(`${server.url}/v1/threads/${thread.id}/runs`)).json()) as {
+          data: Array<{ id: string; status: string }>;
+        };
+        return runs.data[0];
+      });
+      const held = new AbortController();
+      const poll = fetch(`${server.url}/v1/threads/${thread.id}/runs/${run.id}`, {
+        headers: { 'x-stainless-poll-helper': 'true' },
+        signal: held.signal,
+      }).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      held.abort();
+      await poll;
+
+      const logged = await eventually('both lines', 5_000, async () => {
+        const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+        const aborted = entries.filter((entry) => entry.msg === 'request' && entry.aborted === true);
+        return aborted.length >= 2 ? aborted : undefined;
+      });
+      const byRoute = Object.fromEntries(logged.map((entry) => [entry.route, entry]));
+      const streamLine = byRoute['/v1/threads/:thread_id/runs'];
+      assert.ok(streamLine, JSON.stringify(logged));
+      assert.equal(streamLine.reqId, streamId);
+      assert.equal(streamLine.status, 200, 'the stream had its answer started');
+      assert.equal(byRoute['/v1/threads/:thread_id/runs/:run_id']?.status, 499, 'the poll had no answer yet');
+    } finally {
+      await server.close();
+      await upstream.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('no database password in the startup error', () => {
   test('a PostgreSQL URL with a password that cannot be reached', async () => {
     const url = `postgres://assistd:${DB_PASSWORD}@127.0.0.1:1/assistd`;
