@@ -159,7 +159,13 @@ export function buildApp({
   app.setErrorHandler((error, request, reply) => sendError(reply, toApiError(error, request.log)));
   handleUnknownRoutes(app);
 
-  app.get('/healthz', async () => ({ status: 'ok', ...health?.() }));
+  app.get('/healthz', async (request, reply) => {
+    const problem = await databaseProblem(store);
+    if (problem === undefined) return { status: 'ok', ...health?.() };
+    // The reason is the operator's (the log's): this route needs no key.
+    request.log.warn({ err: problem }, '/healthz: the database does not answer');
+    return reply.code(503).send({ status: 'unavailable', reason: 'the database does not answer' });
+  });
   if (metrics) registerMetricsRoute(app, metrics);
   const helpers = new ToolResourceHelpers(store, vectorStores);
   registerAssistantRoutes(app, store, files, helpers);
@@ -231,6 +237,32 @@ async function authorize(authenticator: Authenticator, request: FastifyRequest, 
 }
 
 const DEFAULT_BODY_TIMEOUT_MS = 60_000;
+
+/** How long /healthz waits for the database: a pool that busy is as good as down to a load balancer. */
+const HEALTH_DATABASE_TIMEOUT_MS = 5_000;
+
+/**
+ * Why the database cannot serve requests now, or undefined when it answered a trivial query: a process whose database
+ * went away (a restarted PostgreSQL, revoked connections) is then reported unhealthy instead of answering every
+ * request with a 500 behind an `ok`.
+ */
+async function databaseProblem(store: Store): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${HEALTH_DATABASE_TIMEOUT_MS} ms`)),
+      HEALTH_DATABASE_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([store.ping(), timeout]);
+    return undefined;
+  } catch (error) {
+    return error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * A request whose body stops arriving for `idleMs` is answered 408 and its connection closed. Node and Fastify wait

@@ -372,6 +372,8 @@ export interface Store {
   readonly signals: SignalChannel | undefined;
   /** The connection pool's use now, for /metrics: present for a database reached over a pool (PostgreSQL). */
   poolUse?(): { total: number; idle: number; waiting: number };
+  /** Resolves once the database has answered a trivial query (for /healthz); rejects when it cannot. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 
   readonly files: FileRecords;

@@ -554,6 +554,47 @@ describe('an unexpected error', () => {
   });
 });
 
+describe('/healthz', () => {
+  test('is a 503 while the database does not answer, and says so in the log, not to the caller', async () => {
+    const logged: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => logged.push(line) });
+    let down = true;
+    const store = new Proxy({} as Store, {
+      get: (_target, name) =>
+        name === 'ping'
+          ? () => (down ? Promise.reject(new Error('connection to db-host:5432 refused')) : Promise.resolve())
+          : () => Promise.reject(new Error('not in this test')),
+    });
+    const bus = new RunEventBus();
+    const app = buildApp({
+      store,
+      runs: new RunService({ store, bus, tools: new ToolRegistry(), expiresAfterSeconds: 600 }),
+      bus,
+      models: { list: () => [], find: () => undefined },
+      files: {} as FileService,
+      vectorStores: {} as VectorStoreService,
+      closing: new AbortController().signal,
+      apiKey: undefined,
+      logger,
+    });
+    try {
+      const refused = await app.inject({ method: 'GET', url: '/healthz' });
+      assert.equal(refused.statusCode, 503);
+      assert.deepEqual(refused.json(), { status: 'unavailable', reason: 'the database does not answer' });
+      assert.ok(
+        logged.some((line) => line.includes('db-host:5432 refused')),
+        'the reason is logged',
+      );
+      down = false;
+      const back = await app.inject({ method: 'GET', url: '/healthz' });
+      assert.equal(back.statusCode, 200);
+      assert.deepEqual(back.json(), { status: 'ok' });
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('API key', () => {
   let server: TestServer;
   before(async () => {

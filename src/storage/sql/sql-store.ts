@@ -110,6 +110,10 @@ export class SqlStore implements Store {
     return new SqlBlobStore(this.db, `database:${this.description}`);
   }
 
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
+  }
+
   async close(): Promise<void> {
     await this.signals?.close();
     await this.db.destroy();
