@@ -55,7 +55,7 @@ export class RateLimits {
   async admit(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const scope = request.scope;
     const route = `${request.method} ${request.routeOptions.url}`;
-    if (this.tokensPerMinute !== undefined && MODEL_ROUTES.has(route)) await this.admitTokens(scope, reply);
+    // The request counts first, so that every answer carries both sets of headers, a tokens 429 included.
     if (this.requests) {
       const key = bucketKey(scope);
       const taken = this.requests.take(key);
@@ -67,6 +67,7 @@ export class RateLimits {
       if (!taken.admitted)
         throw tooMany(reply, 'requests', 'requests per min (RPM)', scope, this.requests.limit, taken.retryMs);
     }
+    if (this.tokensPerMinute !== undefined && MODEL_ROUTES.has(route)) await this.admitTokens(scope, reply);
   }
 
   private async admitTokens(scope: Scope, reply: FastifyReply): Promise<void> {

@@ -166,6 +166,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
         ASSISTD_ADMIN_KEY: ADMIN_KEY,
         ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
         ASSISTD_RATE_LIMIT_TPM: '120',
+        ASSISTD_RATE_LIMIT_RPM: '1000',
         ...(testDatabase ? { ASSISTD_DATABASE_URL: testDatabase.url } : {}),
       });
     });
@@ -199,6 +200,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
       assert.equal(refused.body.error['code'], 'rate_limit_exceeded');
       assert.match(refused.body.error['message'] as string, /tokens per min \(TPM\).*Limit 120, Used 150/);
       assert.equal(refused.headers.get('x-ratelimit-remaining-tokens'), '0');
+      assert.equal(refused.headers.get('x-ratelimit-limit-requests'), '1000', 'the requests headers too');
       assert.ok(Number(refused.headers.get('retry-after')) >= 1);
       assert.ok(Number(refused.headers.get('retry-after-ms')) <= 61_000);
       // Nothing was created; reading is not limited by tokens; another key of the project still runs.
