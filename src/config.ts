@@ -252,7 +252,7 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
   {
     name: 'ASSISTD_SANDBOX_MAX_SESSIONS',
     default: '8',
-    description: 'live Python sessions per process (the least recently used idle one makes room)',
+    description: 'live Python sessions per process (the least recently used one not in use makes room)',
   },
 ];
 
@@ -261,13 +261,21 @@ type Env = Record<string, string | undefined>;
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = setting(env, 'ASSISTD_DATA_DIR') ?? './data';
   const storage = parseStorage(env, dataDir);
+  const apiKey = setting(env, 'ASSISTD_API_KEY');
+  const adminKey = setting(env, 'ASSISTD_ADMIN_KEY');
+  // The admin key opens the admin API and nothing else: as the project's key too, /v1 would refuse it.
+  if (adminKey !== undefined && adminKey === apiKey)
+    throw new ConfigError(
+      'ASSISTD_ADMIN_KEY',
+      'it must differ from ASSISTD_API_KEY (the admin key opens no /v1 route).',
+    );
   return {
     host: setting(env, 'HOST') ?? '127.0.0.1',
     port: parsePort(setting(env, 'PORT')),
     dataDir,
     storage,
-    apiKey: setting(env, 'ASSISTD_API_KEY'),
-    adminKey: setting(env, 'ASSISTD_ADMIN_KEY'),
+    apiKey,
+    adminKey,
     rateLimits: {
       requestsPerMinute: optional(env, 'ASSISTD_RATE_LIMIT_RPM', 1, 100_000_000),
       tokensPerMinute: optional(env, 'ASSISTD_RATE_LIMIT_TPM', 1, 1_000_000_000_000),

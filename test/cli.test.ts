@@ -33,6 +33,8 @@ describe('assistd CLI', () => {
       [{ ASSISTD_UPSTREAM_BASE_URL: 'ftp://models' }, 'ASSISTD_UPSTREAM_BASE_URL'],
       [{ ASSISTD_WORKER_CONCURRENCY: 'many' }, 'ASSISTD_WORKER_CONCURRENCY'],
       [{ ASSISTD_RUN_EXPIRES_AFTER_S: '0' }, 'ASSISTD_RUN_EXPIRES_AFTER_S'],
+      // The admin key opens only the admin API: as the project key too, it would open neither as expected.
+      [{ ASSISTD_API_KEY: 'same-key-0001', ASSISTD_ADMIN_KEY: 'same-key-0001' }, 'ASSISTD_ADMIN_KEY'],
     ];
     // Three processes at a time: each is a Node start-up, and a loaded 2-core machine is slow to run many at once.
     for (let i = 0; i < cases.length; i += 3)
