@@ -24,6 +24,8 @@ const RUN_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
  * their own series and the rest share `other`: a client cannot grow the registry without bound.
  */
 const MAX_MODEL_LABELS = 100;
+/** How often the event loop's delay is sampled. */
+const LOOP_RESOLUTION_MS = 10;
 /** Runs whose queueing or start this process saw and whose end it has not (yet): bounded the same way. */
 const MAX_TRACKED_RUNS = 10_000;
 
@@ -36,7 +38,7 @@ const MAX_TRACKED_RUNS = 10_000;
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly eventLoop = monitorEventLoopDelay({ resolution: 10 });
+  private readonly eventLoop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   private readonly models = new Set<string>();
   private readonly queuedAt = new Map<string, number>();
   private readonly startedAt = new Map<string, number>();
@@ -154,7 +156,8 @@ export class Metrics {
         help,
         registers: [this.registry],
         collect() {
-          this.set(read() / 1e9);
+          // Node records the time between two ticks of its timer, the resolution included: the delay is the rest.
+          this.set(Math.max(0, read() - LOOP_RESOLUTION_MS * 1e6) / 1e9);
         },
       });
     // Read in this order at a scrape: the maximum last, as it resets the histogram for the next interval.
