@@ -3,7 +3,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { MAX_LIMIT } from './api/pagination.ts';
+import { createApiKeyRequest, createProjectRequest } from './api/schemas/organization.ts';
 import { serializeApiKey, serializeProject } from './api/serializers.ts';
+import { parseBody } from './api/validation.ts';
 import { type Config, ConfigError, loadConfig, SETTINGS } from './config.ts';
 import { ApiError } from './domain/errors.ts';
 import { createLogger, startServer, startWorker } from './main.ts';
@@ -152,14 +154,16 @@ async function manageProjects(
   const all = { limit: MAX_LIMIT } as const;
   try {
     const [first, second] = args;
+    // Names are checked as the admin API checks them.
     if (command === 'projects' && action === 'create' && first !== undefined)
-      print(serializeProject(await projects.create(first)));
+      print(serializeProject(await projects.create(parseBody(createProjectRequest, { name: first }).name)));
     else if (command === 'projects' && action === 'list')
       print(await listAll((after) => projects.list({ ...all, after }, options.all === true), serializeProject));
     else if (command === 'projects' && action === 'archive' && first !== undefined)
       print(serializeProject(await projects.archive(first)));
     else if (command === 'keys' && action === 'create' && first !== undefined) {
-      const { key, value } = await projects.createKey(first, options.name ?? 'Secret key');
+      const name = parseBody(createApiKeyRequest, options.name === undefined ? {} : { name: options.name }).name;
+      const { key, value } = await projects.createKey(first, name ?? 'Secret key');
       print({ ...serializeApiKey(key), value });
       process.stderr.write('assistd: keep the key now: its value is not stored and cannot be shown again.\n');
     } else if (command === 'keys' && action === 'list' && first !== undefined)

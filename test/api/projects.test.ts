@@ -239,6 +239,17 @@ describe('projects and API keys (SQLite, one process)', () => {
     const unknown = await runCli(env, ['keys', 'delete', projectId, id]);
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /No API key found/);
+
+    // Names are checked as the admin API checks them.
+    const [empty, long, longKey] = await Promise.all([
+      runCli(env, ['projects', 'create', '  ']),
+      runCli(env, ['projects', 'create', 'n'.repeat(257)]),
+      runCli(env, ['keys', 'create', projectId, '--name', 'k'.repeat(257)]),
+    ]);
+    for (const refused of [empty, long, longKey]) {
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(refused.stderr, /^assistd (projects|keys): Invalid 'name': /);
+    }
   });
 
   test('no key can be read back from the database', async () => {
