@@ -519,6 +519,26 @@ describe('errors', () => {
   });
 });
 
+/** The app alone over `store` (often a Proxy standing for a database in a given state): no server, no workers. */
+function bareApp(
+  store: Store,
+  logger: pino.Logger,
+  models: Parameters<typeof buildApp>[0]['models'] = { list: () => [], find: () => undefined },
+) {
+  const bus = new RunEventBus();
+  return buildApp({
+    store,
+    runs: new RunService({ store, bus, tools: new ToolRegistry(), expiresAfterSeconds: 600 }),
+    bus,
+    models,
+    files: {} as FileService,
+    vectorStores: {} as VectorStoreService,
+    closing: new AbortController().signal,
+    apiKey: undefined,
+    logger,
+  });
+}
+
 describe('an unexpected error', () => {
   test('is a logged 500 with no internals in the body', async () => {
     const logged: string[] = [];
@@ -526,19 +546,7 @@ describe('an unexpected error', () => {
     const failing = new Proxy({} as Store, {
       get: () => () => Promise.reject(new Error('disk on fire at /secret/path')),
     });
-    const bus = new RunEventBus();
-    const runs = new RunService({ store: failing, bus, tools: new ToolRegistry(), expiresAfterSeconds: 600 });
-    const app = buildApp({
-      store: failing,
-      runs,
-      bus,
-      models: { list: () => [], find: () => undefined },
-      files: {} as FileService,
-      vectorStores: {} as VectorStoreService,
-      closing: new AbortController().signal,
-      apiKey: undefined,
-      logger,
-    });
+    const app = bareApp(failing, logger);
     const response = await app.inject({ method: 'GET', url: '/v1/assistants/asst_1' });
     await app.close();
     assert.equal(response.statusCode, 500);
@@ -565,18 +573,7 @@ describe('/healthz', () => {
           ? () => (down ? Promise.reject(new Error('connection to db-host:5432 refused')) : Promise.resolve())
           : () => Promise.reject(new Error('not in this test')),
     });
-    const bus = new RunEventBus();
-    const app = buildApp({
-      store,
-      runs: new RunService({ store, bus, tools: new ToolRegistry(), expiresAfterSeconds: 600 }),
-      bus,
-      models: { list: () => [], find: () => undefined },
-      files: {} as FileService,
-      vectorStores: {} as VectorStoreService,
-      closing: new AbortController().signal,
-      apiKey: undefined,
-      logger,
-    });
+    const app = bareApp(store, logger);
     try {
       const refused = await app.inject({ method: 'GET', url: '/healthz' });
       assert.equal(refused.statusCode, 503);
@@ -627,19 +624,7 @@ describe('GET /v1/models/{id}', () => {
   test('an id is the path as the router decodes it, once: slashes, an encoded slash, a literal %', async () => {
     const ids = ['meta-llama/Llama-3.1-8B', 'a%41', '%'];
     const found = (id: string) => (ids.includes(id) ? { id, created: 1_700_000_000 } : undefined);
-    const bus = new RunEventBus();
-    const store = {} as Store;
-    const app = buildApp({
-      store,
-      runs: new RunService({ store, bus, tools: new ToolRegistry(), expiresAfterSeconds: 600 }),
-      bus,
-      models: { list: () => [], find: found } as never,
-      files: {} as FileService,
-      vectorStores: {} as VectorStoreService,
-      closing: new AbortController().signal,
-      apiKey: undefined,
-      logger: pino({ level: 'silent' }),
-    });
+    const app = bareApp({} as Store, pino({ level: 'silent' }), { list: () => [], find: found } as never);
     const get = (path: string) => app.inject({ method: 'GET', url: `/v1/models/${path}` });
     try {
       for (const [path, id] of [

@@ -278,17 +278,9 @@ test('a file deleted between the copy of the database and the copy of its bytes:
     const live = new DirectoryBlobStore(path.join(server.dataDir, 'files'));
     // The bytes of the victim are asked for once the database has been copied with it: it is deleted through the API
     // right then (row, then bytes), as a client's delete racing the backup would be.
-    const racing: BlobStore = {
-      description: live.description,
-      write: (id, source) => live.write(id, source),
-      delete: (id) => live.delete(id),
-      sweepOrphans: (rowStates) => live.sweepOrphans(rowStates),
-      read: async (id) => {
-        if (id === victim)
-          assert.equal((await fetch(`${server.url}/v1/files/${id}`, { method: 'DELETE' })).status, 200);
-        return live.read(id);
-      },
-    };
+    const racing = beforeEachRead(live, async (id) => {
+      if (id === victim) assert.equal((await fetch(`${server.url}/v1/files/${id}`, { method: 'DELETE' })).status, 200);
+    });
     const target = path.join(tempDir(), 'backup');
     const summary = await backupSqlite(
       {
@@ -328,19 +320,12 @@ test('a backup stopped midway (SIGINT, SIGTERM) leaves nothing: no backup, no pa
     let leftAtAbort: string[] = [];
     // The process is told to stop while the second file's bytes are copied.
     let reads = 0;
-    const interrupted: BlobStore = {
-      description: live.description,
-      write: (id, source) => live.write(id, source),
-      delete: (id) => live.delete(id),
-      sweepOrphans: (rowStates) => live.sweepOrphans(rowStates),
-      read: async (id) => {
-        if (++reads === 2) {
-          stopped.abort();
-          leftAtAbort = readdirSync(parent);
-        }
-        return live.read(id);
-      },
-    };
+    const interrupted = beforeEachRead(live, async () => {
+      if (++reads === 2) {
+        stopped.abort();
+        leftAtAbort = readdirSync(parent);
+      }
+    });
     await assert.rejects(
       backupSqlite(
         {
@@ -358,3 +343,17 @@ test('a backup stopped midway (SIGINT, SIGTERM) leaves nothing: no backup, no pa
     await server.close();
   }
 });
+
+/** `blobs`, calling `before` with a file's id before each read of its bytes (what a backup copies). */
+function beforeEachRead(blobs: BlobStore, before: (id: string) => Promise<void>): BlobStore {
+  return {
+    description: blobs.description,
+    write: (id, source) => blobs.write(id, source),
+    delete: (id) => blobs.delete(id),
+    sweepOrphans: (rowStates) => blobs.sweepOrphans(rowStates),
+    read: async (id) => {
+      await before(id);
+      return blobs.read(id);
+    },
+  };
+}
