@@ -125,7 +125,6 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
   });
   const vectorStores = new VectorStoreService({
     records: store.vectorStores,
-    files,
     wake: () => ingestion.wake(),
     embedder,
     logger,

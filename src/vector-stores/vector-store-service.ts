@@ -24,11 +24,6 @@ import type { Page, PageRequest, Scope, VectorStoreFileFilter, VectorStoreRecord
 
 const DAY_SECONDS = 86_400;
 
-/** What the service needs of the Files API: which ids are files of the scope. */
-export interface KnownFiles {
-  missing(scope: Scope, ids: readonly string[]): Promise<string[]>;
-}
-
 export interface NewVectorStore {
   name?: string | undefined;
   description?: string | undefined;
@@ -83,21 +78,18 @@ const QUERY_EMBEDDING_TIMEOUT_MS = 30_000;
  */
 export class VectorStoreService {
   private readonly records: VectorStoreRecords;
-  private readonly files: KnownFiles;
   private readonly wake: () => void;
   private readonly embedder: Embedder | undefined;
   private readonly logger: Logger | undefined;
 
   constructor(options: {
     records: VectorStoreRecords;
-    files: KnownFiles;
     wake?: () => void;
     /** The embedding model: without it, every search is keyword-only. */
     embedder?: Embedder | undefined;
     logger?: Logger | undefined;
   }) {
     this.records = options.records;
-    this.files = options.files;
     this.wake = options.wake ?? (() => {});
     this.embedder = options.embedder;
     this.logger = options.logger;
@@ -105,7 +97,6 @@ export class VectorStoreService {
 
   async create(scope: Scope, body: NewVectorStore): Promise<VectorStoreView> {
     const fileIds = unique(body.file_ids ?? []);
-    await this.checkFiles(scope, fileIds);
     const now = unixSeconds();
     const store: VectorStore = {
       id: newId('vectorStore'),
@@ -162,7 +153,6 @@ export class VectorStoreService {
 
   async addFile(scope: Scope, vectorStoreId: string, body: NewVectorStoreFile): Promise<VectorStoreFile> {
     await this.usable(scope, vectorStoreId);
-    await this.checkFiles(scope, [body.file_id]);
     const file = newFile(vectorStoreId, body, null, unixSeconds());
     await this.records.addFiles(scope, vectorStoreId, [file]);
     this.wake();
@@ -232,7 +222,6 @@ export class VectorStoreService {
             attributes: body.attributes,
           }));
     const byId = new Map(requested.map((file) => [file.file_id, file]));
-    await this.checkFiles(scope, [...byId.keys()]);
     const now = unixSeconds();
     const batch: FileBatch = {
       id: newId('fileBatch'),
@@ -389,11 +378,6 @@ export class VectorStoreService {
         'vector_store_expired',
       );
     return store;
-  }
-
-  private async checkFiles(scope: Scope, ids: readonly string[]): Promise<void> {
-    const missing = await this.files.missing(scope, ids);
-    if (missing.length > 0) throw notFound('file', missing[0]!);
   }
 }
 

@@ -177,19 +177,18 @@ describe('file ids are checked where the API takes them', () => {
       await client.files.create({ file: await toFile(Buffer.from('Doomed.\n'), 'doomed.txt'), purpose: 'assistants' })
     ).id;
     const store = await client.vectorStores.create({ name: 'race' });
-    // Another request (here, or in another process) deletes the file right after this one found it.
-    const files = server.server.store.files;
-    const missingFiles = files.missingFiles;
-    files.missingFiles = async (...args) => {
-      files.missingFiles = missingFiles;
-      const missing = await missingFiles.apply(files, args);
+    // Another request (here, or in another process) deletes the file right before this one writes it into the store.
+    const { files, vectorStores } = server.server.store;
+    const addFiles = vectorStores.addFiles;
+    vectorStores.addFiles = async (...args) => {
+      vectorStores.addFiles = addFiles;
       assert.equal(await files.deleteFile(DEFAULT_SCOPE, doomed), true);
-      return missing;
+      return addFiles.apply(vectorStores, args);
     };
     try {
       await assertNoFile(client.vectorStores.files.create(store.id, { file_id: doomed }), doomed);
     } finally {
-      files.missingFiles = missingFiles;
+      vectorStores.addFiles = addFiles;
     }
     assert.deepEqual((await client.vectorStores.files.list(store.id)).data, []);
     assert.equal((await client.vectorStores.retrieve(store.id)).file_counts.total, 0);

@@ -935,7 +935,7 @@ async function requireFiles(trx: Db, scope: Scope, files: readonly VectorStoreFi
       .select('id')
       .where('project_id', '=', scope.projectId)
       .where('id', 'in', ids.slice(i, i + INSERT_CHUNK))
-      .where(sql<boolean>`state = 'ready'`)
+      .where(sql<boolean>`state = 'ready'`) // a file of the Files API, its upload finished (sql-file-records.ts READY)
       .$if(lock, (qb) => qb.forKeyShare())
       .execute();
     for (const row of rows) found.add(row.id);
@@ -958,8 +958,11 @@ export async function removeFilesFromStores(trx: Db, fileIds: readonly string[])
       .returning(['project_id', 'vector_store_id'])
       .execute();
     const byProject = new Map<string, string[]>();
-    for (const row of rows)
-      byProject.set(row.project_id, [...(byProject.get(row.project_id) ?? []), row.vector_store_id]);
+    for (const row of rows) {
+      const stores = byProject.get(row.project_id);
+      if (stores) stores.push(row.vector_store_id);
+      else byProject.set(row.project_id, [row.vector_store_id]);
+    }
     for (const [projectId, storeIds] of byProject) await bumpVectors(trx, { projectId }, storeIds);
   }
 }
