@@ -154,9 +154,27 @@ export class ModelTurn {
     });
   }
 
-  /** Completes what the answer's annotations point at (ServerTool.annotator's `settle`); before the turn is stored. */
+  /**
+   * Completes what the answer's annotations point at (ServerTool.annotator's `settle`), once the text written so far
+   * is annotated to its end; before the turn is stored. An annotation whose file could not be made is left out of
+   * the message (a delta streamed before may have carried it: what is stored names only files that exist).
+   */
   async settle(signal: AbortSignal): Promise<void> {
-    await this.annotate?.settle?.(signal);
+    if (!this.annotate?.settle) return;
+    if (this.message) this.sendText(true);
+    const unmade = new Set(await this.annotate.settle(signal));
+    if (unmade.size === 0) return;
+    const kept = (a: TextAnnotation) => {
+      const target = a.type === 'file_path' ? a.file_path : a.file_citation;
+      return !unmade.has(target?.file_id ?? '');
+    };
+    this.annotations = this.annotations.filter(kept);
+    if (this.message) this.message.content = withAnnotations(this.message.content, kept);
+    if (this.earlier)
+      this.earlier = {
+        ...this.earlier,
+        message: { ...this.earlier.message, content: withAnnotations(this.earlier.message.content, kept) },
+      };
   }
 
   addToolCall(index: number, name: string | undefined, fragment: string | undefined, parallel: boolean): void {
@@ -315,4 +333,11 @@ export class ModelTurn {
     this.published = true;
     this.bus.publish(this.run.thread_id, this.run.id, event);
   }
+}
+
+/** Message content with only the annotations `kept` keeps. */
+function withAnnotations(content: MessageContent[], kept: (a: TextAnnotation) => boolean): MessageContent[] {
+  return content.map((part) =>
+    part.type === 'text' ? { ...part, text: { ...part.text, annotations: part.text.annotations.filter(kept) } } : part,
+  );
 }

@@ -267,8 +267,8 @@ export class RunExecutor {
     const hitBudget = reply.finish === 'length' && completionLeft !== null && usage.completion_tokens >= completionLeft;
     const incomplete =
       reply.finish === 'length' ? 'max_tokens' : reply.finish === 'content_filter' ? 'content_filter' : null;
-    const answer = turn.messageResult(usage, incomplete, (message) => this.finishAnswer(x, message));
     await turn.settle(x.signal);
+    const answer = turn.messageResult(usage, incomplete, (message) => this.finishAnswer(x, message));
     const total = runUsage([...x.steps, answer.step]);
     const ended = hitBudget
       ? transition(run, { type: 'incomplete', at: turn.at, reason: 'max_completion_tokens', usage: total })
@@ -313,7 +313,9 @@ export class RunExecutor {
         return held.length === 0 ? undefined : Math.min(...held);
       },
       settle: async (signal) => {
-        for (const a of annotators) await a.settle?.(signal);
+        const unmade: string[] = [];
+        for (const a of annotators) unmade.push(...((await a.settle?.(signal)) ?? []));
+        return unmade;
       },
     };
   }

@@ -92,8 +92,11 @@ export interface TextAnnotator {
    * all of its text.
    */
   heldFrom?(): number | undefined;
-  /** Completes what the annotations found point at (e.g. creates their files) before the answer is stored. */
-  settle?(signal: AbortSignal): Promise<void>;
+  /**
+   * Completes what the annotations found point at (e.g. creates their files) before the answer is stored. Returns
+   * the file ids it could not make, whose annotations the stored answer leaves out.
+   */
+  settle?(signal: AbortSignal): Promise<readonly string[]>;
 }
 
 export interface ServerToolCall {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { frame } from '../../src/api/sse.ts';
 import type { StoredFile } from '../../src/domain/files.ts';
+import type { Message, MessageContent } from '../../src/domain/objects.ts';
 import type { MessageDelta, RunStepDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
 import type { ToolCallDetails } from '../../src/domain/runs.ts';
 import { ModelTurn } from '../../src/runs/model-turn.ts';
@@ -150,6 +151,35 @@ describe('sandbox: links', () => {
     for (const a of whole.slice(-2)) assert.equal(byCodePoints(text, a), 'sandbox:/mnt/data/out.csv');
   });
 
+  test('a Markdown link whose path holds parentheses; a link in angle brackets, spaces and all', () => {
+    const files = new Map([
+      ['report (1).csv', 'file-r1'],
+      ['a b.csv', 'file-ab'],
+    ]);
+    const text =
+      'See [the report](sandbox:/mnt/data/report (1).csv), <sandbox:/mnt/data/a b.csv> and [it](<sandbox:/mnt/data/a b.csv>).';
+    const annotationsOf = (pieces: string[]) => {
+      const links = sandboxLinkAnnotator((path) => files.get(path));
+      const found = [];
+      let written = 0;
+      for (const piece of pieces) {
+        links.write(piece);
+        written += piece.length;
+        found.push(...links.annotate(Math.min(written, links.heldFrom!() ?? written), false));
+      }
+      found.push(...links.annotate(written, true));
+      return found.map((a) => [a.text, a.file_path?.file_id, byCodePoints(text, a)]);
+    };
+    const expected = [
+      ['sandbox:/mnt/data/report (1).csv', 'file-r1', 'sandbox:/mnt/data/report (1).csv'],
+      ['sandbox:/mnt/data/a b.csv', 'file-ab', 'sandbox:/mnt/data/a b.csv'],
+      ['sandbox:/mnt/data/a b.csv', 'file-ab', 'sandbox:/mnt/data/a b.csv'],
+    ];
+    assert.deepEqual(annotationsOf([text]), expected);
+    for (let cut = 1; cut < text.length; cut++)
+      assert.deepEqual(annotationsOf([text.slice(0, cut), text.slice(cut)]), expected, `split at ${cut}`);
+  });
+
   test('heldFrom: a link being written, or a prefix of one at the end, is held; ended text is not', () => {
     assert.equal(heldFrom('Get it [here](sandbox:/mnt/data/ou'), 'Get it [here]('.length);
     assert.equal(heldFrom('Get it [here](sand'), 'Get it [here]('.length);
@@ -189,10 +219,30 @@ describe('where the run files go in /mnt/data', () => {
       'file-7': 'README-file-7',
     });
   });
+
+  test('a name taken by a file named like a renamed one gets a count; every name fits 255 bytes, extension kept', () => {
+    const placed = placements([
+      file('file-a', 'data-file-2.csv'),
+      file('file-1', 'data.csv'),
+      file('file-2', 'data.csv'),
+      file('file-3', `${'é'.repeat(200)}.csv`),
+      file('file-4', `${'é'.repeat(200)}.csv`),
+      file('file-5', `${'x'.repeat(300)}`),
+      file('file-6', `a.${'z'.repeat(300)}`),
+    ]);
+    assert.equal(placed.get('file-2'), 'data-file-2-2.csv');
+    assert.equal(new Set(placed.values()).size, placed.size, 'each file a name of its own');
+    assert.equal(placed.get('file-3'), `${'é'.repeat(125)}.csv`, 'shortened at a character, not inside one');
+    assert.equal(placed.get('file-4'), `${'é'.repeat(122)}-file-4.csv`);
+    assert.equal(placed.get('file-5'), 'x'.repeat(255));
+    for (const name of placed.values()) assert.ok(Buffer.byteLength(name) <= 255, name);
+    assert.equal(placed.get('file-6'), `a.${'z'.repeat(253)}`, 'a long "extension" is shortened as part of the name');
+  });
 });
 
 describe('a model turn with code_interpreter', () => {
   const tool = aCodeInterpreterForTurns();
+  const ZERO = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
 
   function turnWith(annotator?: TextAnnotator, parts = [] as ConstructorParameters<typeof ModelTurn>[5]) {
     const bus = new RunEventBus();
@@ -293,5 +343,34 @@ describe('a model turn with code_interpreter', () => {
       'streamed annotations = stored annotations',
     );
     assertOfficialEvents(events);
+  });
+
+  test("an annotation whose file could not be made is left out of the stored message, the answer's and an earlier", async () => {
+    const ids = new Map([
+      ['out.csv', 'file-out'],
+      ['lost.csv', 'file-lost'],
+    ]);
+    const annotator = (): TextAnnotator => ({
+      ...sandboxLinkAnnotator((path) => ids.get(path)),
+      settle: async () => ['file-lost'],
+    });
+    const text = 'Get [out](sandbox:/mnt/data/out.csv) and [lost](sandbox:/mnt/data/lost.csv)';
+    const linked = (message: { content: MessageContent[] }) =>
+      message.content.flatMap((p) => (p.type === 'text' ? p.text.annotations.map((a) => a.file_path?.file_id) : []));
+
+    const answer = turnWith(annotator());
+    answer.turn.addText(text);
+    await answer.turn.settle(new AbortController().signal);
+    const { message, events } = answer.turn.messageResult(ZERO, null, (m) => m);
+    assert.deepEqual(linked(message), ['file-out']);
+    const completed = events.find((e) => e.event === 'thread.message.completed');
+    assert.deepEqual(linked(completed!.data as Message), ['file-out'], 'the completed event says what is stored');
+
+    const before = turnWith(annotator());
+    before.turn.addText(text);
+    before.turn.addToolCall(0, 'python', '{"code": "1"}', true);
+    await before.turn.settle(new AbortController().signal);
+    const { earlier } = before.turn.toolCallsResult(ZERO);
+    assert.deepEqual(linked(earlier!.message), ['file-out']);
   });
 });

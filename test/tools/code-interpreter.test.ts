@@ -60,7 +60,11 @@ class CodeHarness extends SdkHarness {
 }
 
 describe('code_interpreter in a run (createAndPoll)', () => {
-  const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'on', ASSISTD_SANDBOX_CELL_TIMEOUT_S: '20' });
+  const h = new CodeHarness({
+    ASSISTD_CODE_INTERPRETER: 'on',
+    ASSISTD_SANDBOX_CELL_TIMEOUT_S: '20',
+    ASSISTD_MAX_FILE_MB: '1',
+  });
   let csvId: string;
   let assistantId: string;
 
@@ -182,6 +186,39 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     const file = await h.client.files.retrieve(annotation.file_path.file_id);
     assert.equal(file.filename, 'out.csv');
     assert.equal(file.purpose, 'assistants_output');
+  });
+
+  test('a name over 255 bytes is shortened; a deleted file is named to the model; an over-limit link is plain', async () => {
+    const long = await h.upload(`${'é'.repeat(150)}.csv`, 'x\n1\n'); // 304 bytes of name: more than Linux takes
+    const gone = await h.upload('gone.csv', 'y\n');
+    const thread = await h.client.beta.threads.create({
+      messages: [
+        { role: 'user', content: 'Look.', attachments: [{ file_id: long, tools: [{ type: 'code_interpreter' }] }] },
+      ],
+      tool_resources: { code_interpreter: { file_ids: [gone] } },
+    });
+    await h.client.files.delete(gone);
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(
+      python(
+        "import os\nopen('big.bin', 'wb').write(bytes(1_500_000))\nprint(sorted(n for n in os.listdir('.') if n.endswith('.csv')))",
+      ),
+      { text: 'Here: [big](sandbox:/mnt/data/big.bin) and [sales](sandbox:/mnt/data/sales.csv)' },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
+    assert.ok(output.includes(`These files no longer exist and are not in /mnt/data: ${gone}.`), output);
+    // 'é' is 2 bytes: 125 of them and '.csv' make 254 bytes.
+    assert.ok(output.includes(`['sales.csv', '${'é'.repeat(125)}.csv']`), output);
+    assert.match(systemMessage(h.upstream.requests[seen]), new RegExp(`sales\\.csv, ${'é'.repeat(125)}\\.csv\\.`));
+
+    // 1.5 MB is over the Files API's 1 MB here: the link names no file; the other one does.
+    const text = ((await h.answer(thread.id, run.id)).content[0] as OpenAI.Beta.Threads.TextContentBlock).text;
+    assert.deepEqual(
+      text.annotations.map((a) => a.text),
+      ['sandbox:/mnt/data/sales.csv'],
+    );
   });
 
   test('tool_choice {type: code_interpreter} forces the python function; raw code as arguments runs', async () => {

@@ -31,11 +31,13 @@ export function codeInterpreterBackend(deps: {
         ),
       ];
       const found: StoredFile[] = [];
+      const missing: string[] = [];
       for (const id of new Set(ids)) {
         const file = await store.files.getFile(scope, id);
         if (file) found.push(file);
+        else missing.push(id);
       }
-      return found;
+      return { files: found, missing };
     },
 
     async readFile(scope, id) {

@@ -40,6 +40,7 @@ export type SandboxStatus = { available: true; detail: string } | { available: f
 
 export interface PythonSession {
   runCell(code: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<CellResult>;
+  /** Rejects with a message the model can read (an invalid name, the session ended…). */
   writeFile(name: string, bytes: Uint8Array): Promise<void>;
   readFile(name: string, maxBytes: number): Promise<Uint8Array>;
   listFiles(): Promise<Array<{ name: string; size: number; mtimeMs: number }>>;
@@ -55,14 +56,20 @@ export interface CellResult {
 export interface CodeInterpreterBackend {
   /**
    * The files the run's code is given, each once, in this order: the assistant's tool_resources, the thread's,
-   * then the thread's message attachments for code_interpreter. Files that no longer exist are left out.
+   * then the thread's message attachments for code_interpreter; and the ids named there of files that no longer
+   * exist (deleted or expired), which the model is told about.
    */
-  runFiles(scope: Scope, run: Run): Promise<StoredFile[]>;
+  runFiles(scope: Scope, run: Run): Promise<RunFiles>;
   readFile(scope: Scope, id: string): Promise<Uint8Array | undefined>;
   /** Makes a file of the run's output (purpose `assistants_output`), under `id` if one was promised. */
   saveFile(scope: Scope, file: { id?: string; filename: string; bytes: Uint8Array }): Promise<StoredFile>;
   /** Whether an earlier run of the thread called code_interpreter (its session would have state). */
   hadEarlierCalls(scope: Scope, run: Run): Promise<boolean>;
+}
+
+export interface RunFiles {
+  files: StoredFile[];
+  missing: string[];
 }
 
 export interface CodeInterpreterToolOptions {
@@ -78,6 +85,7 @@ export interface CodeInterpreterToolOptions {
 /** The sessions' files whose content the tool knows, per thread: what links can point at. */
 interface ThreadFiles {
   session: PythonSession;
+  /** The files a link can hand back: listed after the thread's last cell, and not over the Files API's limit. */
   names: ReadonlySet<string>;
 }
 
@@ -97,22 +105,35 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     if (threadFiles.size > MAX_REMEMBERED_THREADS && oldest !== undefined) threadFiles.delete(oldest);
   }
 
-  /** Puts the run's files the session does not have yet in /mnt/data. */
-  async function placeFiles(scope: Scope, session: PythonSession, files: readonly StoredFile[]): Promise<string[]> {
+  /**
+   * Puts the run's files the session does not have yet in /mnt/data. What the model is told of those it cannot have:
+   * files that no longer exist, files the sandbox refused (each named with why); the others are placed all the same.
+   */
+  async function placeFiles(scope: Scope, session: PythonSession, run: Run): Promise<string[]> {
+    const { files, missing } = await backend.runFiles(scope, run);
     const has = placed.get(session) ?? new Map<string, string>();
     placed.set(session, has);
-    const missing: string[] = [];
+    const gone = [...missing];
+    const refused: string[] = [];
     for (const [id, name] of placements(files)) {
       if (has.get(id) === name) continue;
       const bytes = await backend.readFile(scope, id);
       if (!bytes) {
-        missing.push(id);
+        gone.push(id);
         continue;
       }
-      await session.writeFile(name, bytes);
-      has.set(id, name);
+      try {
+        await session.writeFile(name, bytes);
+        has.set(id, name);
+      } catch (error) {
+        logger.warn({ err: error, fileId: id, threadId: run.thread_id }, 'a run file could not be put in /mnt/data');
+        refused.push(`${name} (${id}): ${(error as Error).message}`);
+      }
     }
-    return missing;
+    const notes: string[] = [];
+    if (gone.length > 0) notes.push(`These files no longer exist and are not in /mnt/data: ${gone.join(', ')}.`);
+    if (refused.length > 0) notes.push(`These files could not be put in /mnt/data: ${refused.join('; ')}.`);
+    return notes;
   }
 
   async function execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult> {
@@ -149,9 +170,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
           'The Python session was restarted before this code ran: variables, imports and files written by earlier ' +
             'code are gone. The files you were given are in /mnt/data again.',
         );
-      const missing = await placeFiles(scope, session, await backend.runFiles(scope, run));
-      if (missing.length > 0)
-        notes.push(`These files no longer exist and are not in /mnt/data: ${missing.join(', ')}.`);
+      notes.push(...(await placeFiles(scope, session, run)));
 
       const left = run.expires_at === null ? Number.POSITIVE_INFINITY : run.expires_at * 1000 - Date.now() - 1000;
       const cell = await session.runCell(code, {
@@ -175,7 +194,9 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         },
       });
       try {
-        const names = new Set((await session.listFiles()).map((f) => f.name));
+        const names = new Set(
+          (await session.listFiles()).filter((f) => f.size <= options.maxFileBytes).map((f) => f.name),
+        );
         remember(run.thread_id, { session, names });
       } catch (error) {
         logger.warn({ err: error, threadId: run.thread_id }, 'could not list the files of a code_interpreter session');
@@ -199,6 +220,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     return {
       ...links,
       async settle() {
+        // A file listed after the last cell can still be gone: its session closed since (evicted, idle, deleted).
+        const unmade: string[] = [];
         for (const [path, id] of promised) {
           try {
             const bytes = await files!.session.readFile(path, options.maxFileBytes);
@@ -206,11 +229,13 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
           } catch (error) {
             logger.warn(
               { err: error, fileId: id, path, runId: context.run.id },
-              'a file the answer links could not be read from the sandbox',
+              'a file the answer links could not be read from the sandbox; its annotation is left out',
             );
+            unmade.push(id);
           }
         }
         promised.clear();
+        return unmade;
       },
     };
   }
@@ -241,7 +266,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       const status = await sandbox.start();
       if (!status.available)
         return `You have a Python tool, but code execution is unavailable on this server (${status.reason}). If the user asks for something that needs running code, say so.`;
-      const names = [...placements(await backend.runFiles(scope, run)).values()];
+      const names = [...placements((await backend.runFiles(scope, run)).files).values()];
       return [
         'You have a Python tool: it runs Python 3 code in a stateful session, like a Jupyter notebook. Variables, ' +
           'imports and files persist between calls in this conversation (the session may be reset after a long ' +
@@ -257,28 +282,56 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
   };
 }
 
-/** Where each file goes in /mnt/data: its name; a second file of the same name gets its id added. */
+/**
+ * Where each file goes in /mnt/data: its name; a file whose name is taken gets its id added (`data-file-….csv`), and a
+ * count after it should that be taken too. Every name fits Linux's 255 bytes, its extension kept.
+ */
 export function placements(files: readonly StoredFile[]): Map<string, string> {
   const byId = new Map<string, string>();
   const used = new Set<string>();
   for (const file of files) {
     if (byId.has(file.id)) continue;
-    let name = safeName(file.filename, file.id);
-    if (used.has(name)) {
-      const dot = name.lastIndexOf('.');
-      name = dot > 0 ? `${name.slice(0, dot)}-${file.id}${name.slice(dot)}` : `${name}-${file.id}`;
-    }
-    used.add(name);
-    byId.set(file.id, name);
+    const name = safeName(file.filename, file.id);
+    let placed = name;
+    for (let n = 1; used.has(placed); n++) placed = withSuffix(name, n === 1 ? `-${file.id}` : `-${file.id}-${n}`);
+    used.add(placed);
+    byId.set(file.id, placed);
   }
   return byId;
 }
 
-/** A file name as /mnt/data can take it: its last path segment, without control characters. */
+/** The longest file name Linux takes, in bytes (NAME_MAX). */
+const MAX_NAME_BYTES = 255;
+/** A longer "extension" is part of the name, shortened with it. */
+const MAX_EXTENSION_BYTES = 32;
+
+/** A file name as /mnt/data can take it: its last path segment, without control characters, at most 255 bytes. */
 function safeName(filename: string, id: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
   const name = (filename.split(/[/\\]/).pop() ?? '').replace(/[\u0000-\u001f]/g, '').trim();
-  return name === '' || name === '.' || name === '..' ? id : name;
+  return name === '' || name === '.' || name === '..' ? id : withSuffix(name, '');
+}
+
+/** `name` with `suffix` before its extension, the rest of the name shortened to fit MAX_NAME_BYTES. */
+function withSuffix(name: string, suffix: string): string {
+  const dot = name.lastIndexOf('.');
+  const extension = dot > 0 && Buffer.byteLength(name.slice(dot)) <= MAX_EXTENSION_BYTES ? name.slice(dot) : '';
+  const stem = name.slice(0, name.length - extension.length);
+  const room = MAX_NAME_BYTES - Buffer.byteLength(suffix) - Buffer.byteLength(extension);
+  return `${prefixOfBytes(stem, room)}${suffix}${extension}`;
+}
+
+/** The longest prefix of `text` of at most `max` UTF-8 bytes that cuts no character. */
+function prefixOfBytes(text: string, max: number): string {
+  if (Buffer.byteLength(text) <= max) return text;
+  let bytes = 0;
+  let end = 0;
+  for (const ch of text) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > max) break;
+    end += ch.length;
+  }
+  return text.slice(0, end);
 }
 
 /** What the model reads of a cell: its output, what happened to it, the images it drew. */

@@ -97,24 +97,39 @@ export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'w
 
 /**
  * Where the link at `start` ends (its trailing sentence punctuation left out), or undefined while it may go on.
- * Inside a Markdown link's parentheses it ends at `)`; elsewhere at white space, a bracket or a quote.
+ * Inside a Markdown link's parentheses it ends at the `)` that closes them (a path may hold balanced parentheses, as
+ * in `report (1).csv`); inside angle brackets (`<sandbox:…>`, `[a](<sandbox:…>)`) at `>`; elsewhere at white space,
+ * a bracket or a quote.
  */
 function linkEnd(text: string, start: number, final: boolean): number | undefined {
-  const inMarkdown = text.slice(Math.max(0, start - 2), start) === '](';
+  const before = text.slice(Math.max(0, start - CONTEXT), start);
+  const ends: (ch: string) => boolean = before.endsWith('<')
+    ? (ch) => ch === '>' || ch === '\n'
+    : before === ']('
+      ? markdownEnd()
+      : (ch) => BARE_END.test(ch);
   let end = -1;
-  for (let i = start + SANDBOX_PREFIX.length; i < text.length && i - start <= MAX_LINK_LENGTH; i++) {
-    const ch = text[i]!;
-    if (inMarkdown ? ch === ')' || ch === '\n' : BARE_END.test(ch)) {
+  for (let i = start + SANDBOX_PREFIX.length; i < text.length && i - start <= MAX_LINK_LENGTH; i++)
+    if (ends(text[i]!)) {
       end = i;
       break;
     }
-  }
   if (end === -1) {
     if (!final && text.length - start <= MAX_LINK_LENGTH) return undefined;
     end = Math.min(text.length, start + MAX_LINK_LENGTH);
   }
   const trailing = TRAILING.exec(text.slice(start + SANDBOX_PREFIX.length, end));
   return trailing ? end - trailing[0].length : end;
+}
+
+/** The end of a Markdown link's destination, read a character at a time: the `)` its parentheses do not match. */
+function markdownEnd(): (ch: string) => boolean {
+  let depth = 0;
+  return (ch) => {
+    if (ch === '(') depth++;
+    else if (ch === ')') return depth-- === 0;
+    return ch === '\n';
+  };
 }
 
 /** The path under /mnt/data a link names (percent-escapes decoded when they are valid). */
