@@ -18,6 +18,7 @@ import ast
 import base64
 import codecs
 import contextlib
+import heapq
 import io
 import json
 import linecache
@@ -36,7 +37,8 @@ DATA_DIR = "/mnt/data"
 CHUNK_BYTES = 1 << 20  # a read reply's chunk, before base64
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 8 << 20
-MAX_LIST = 1000
+MAX_LIST = 1000  # files listed: the most recently modified
+MAX_LIST_SCAN = 100_000  # directory entries looked at, in all
 MAX_LIST_DEPTH = 8
 
 
@@ -204,7 +206,9 @@ install_streams()
 
 # ── interrupts ───────────────────────────────────────────────────────────────
 
-_cell = {"running": False}
+# running: the cell's code (or its figures' saving) runs, and a SIGINT interrupts it. interrupted: the host asked for
+# an interrupt during the cell's request, remembered for when it came between the code's end and the figures.
+_cell = {"running": False, "interrupted": False}
 
 
 def on_sigint(signum, frame):
@@ -219,9 +223,12 @@ def read_requests(requests):
         for line in source:
             message = json.loads(line)
             if message.get("op") == "interrupt":
+                _cell["interrupted"] = True
                 if _cell["running"]:
                     os.kill(os.getpid(), signal.SIGINT)
                 continue
+            if message.get("op") == "run":
+                _cell["interrupted"] = False  # an interrupt read after this line is this cell's
             requests.append(message)
             _has_request.release()
     os._exit(0)  # the host closed stdin: it is done with this session
@@ -283,28 +290,47 @@ def user_traceback(error):
 
 
 def figures():
-    """PNG bytes of every pyplot figure still open, which are then closed."""
+    """PNG bytes of every pyplot figure still open, which are then closed.
+
+    Saving can take long (millions of points), so it is interruptible like the cell: on the host's interrupt the
+    figures saved so far are returned and the rest dropped, with a note in the output.
+    """
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
         return []
     images = []
+    numbers = []
     try:
-        for number in plt.get_fignums():
-            if len(images) == MAX_IMAGES:
-                OUTPUT.write(f"\n[only the first {MAX_IMAGES} figures are returned]\n")
-                break
-            buffer = io.BytesIO()
-            plt.figure(number).savefig(buffer, format="png")
-            png = buffer.getvalue()
-            if len(png) > MAX_IMAGE_BYTES:
-                OUTPUT.write(f"\n[figure {number} left out: its PNG has {len(png):,} bytes, over {MAX_IMAGE_BYTES:,}]\n")
-                continue
-            images.append(png)
+        try:
+            _cell["running"] = True
+            numbers = plt.get_fignums()
+            if _cell["interrupted"]:  # after `running`: an interrupt is either seen here or sent as a SIGINT
+                raise KeyboardInterrupt
+            save_figures(plt, numbers, images)
+        finally:
+            _cell["running"] = False  # in the try: a SIGINT at this boundary is caught below, not in the loop
+    except KeyboardInterrupt:
+        OUTPUT.write(f"\n[interrupted while saving figures: {len(images)} of {len(numbers)} figures returned]\n")
     except Exception as error:  # noqa: BLE001
         OUTPUT.write(user_traceback(error))
     finally:
         plt.close("all")
     return images
+
+
+def save_figures(plt, numbers, images):
+    """Appends the PNG of each figure of `numbers` to `images` as it is saved, so an interrupt keeps those done."""
+    for number in numbers:
+        if len(images) == MAX_IMAGES:
+            OUTPUT.write(f"\n[only the first {MAX_IMAGES} figures are returned]\n")
+            break
+        buffer = io.BytesIO()
+        plt.figure(number).savefig(buffer, format="png")
+        png = buffer.getvalue()
+        if len(png) > MAX_IMAGE_BYTES:
+            OUTPUT.write(f"\n[figure {number} left out: its PNG has {len(png):,} bytes, over {MAX_IMAGE_BYTES:,}]\n")
+            continue
+        images.append(png)
 
 
 def run_cell(request):
@@ -315,6 +341,8 @@ def run_cell(request):
     _cell["running"] = True
     try:
         try:
+            if _cell["interrupted"]:  # interrupted before it started (after `running`, as in figures())
+                raise KeyboardInterrupt
             run_code(request["code"])
         finally:
             _cell["running"] = False
@@ -322,6 +350,7 @@ def run_cell(request):
                 os._exit(0)  # a forked child finishing the cell
     except KeyboardInterrupt as error:
         outcome = "interrupted"
+        _cell["interrupted"] = False  # the interrupt stopped the code: the figures it drew are still saved
         report(error)
     except BaseException as error:  # noqa: BLE001 (SystemExit too: the session goes on)
         outcome = "error"
@@ -435,22 +464,33 @@ def read_file(request):
 
 
 def list_files(request):
-    files = []
+    """The MAX_LIST most recently modified files (a file the cell just wrote is listed however many there are)."""
+    scanned = [0]
 
     def walk(path, prefix, depth):
-        with os.scandir(path) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                if len(files) >= MAX_LIST:
+        try:
+            entries = os.scandir(path)
+        except OSError:
+            return  # a directory the code made unreadable (chmod 0) is left out, not the end of the session
+        with entries:
+            for entry in entries:
+                if scanned[0] >= MAX_LIST_SCAN:
                     return
+                scanned[0] += 1
                 name = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
                     if depth < MAX_LIST_DEPTH:
-                        walk(entry.path, name + "/", depth + 1)
+                        yield from walk(entry.path, name + "/", depth + 1)
                 elif entry.is_file(follow_symlinks=False):
-                    info = entry.stat(follow_symlinks=False)
-                    files.append({"name": name, "size": info.st_size, "mtimeMs": info.st_mtime_ns / 1e6})
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    yield info.st_mtime_ns, name, info.st_size
 
-    walk(DATA_DIR, "", 0)
+    newest = heapq.nlargest(MAX_LIST, walk(DATA_DIR, "", 0))  # by mtime, ties by name
+    files = [{"name": name, "size": size, "mtimeMs": mtime_ns / 1e6} for mtime_ns, name, size in newest]
+    files.sort(key=lambda file: file["name"])  # replied by name, as ever
     send({"id": request["id"], "type": "ok", "files": files})
 
 

@@ -51,8 +51,9 @@ export interface SandboxSession {
    */
   readFile(name: string, maxBytes: number): Promise<Uint8Array>;
   /**
-   * The regular files under /mnt/data, subdirectories included (8 levels deep), by name; at most 1,000. Symlinks
-   * and other special files are left out.
+   * The regular files under /mnt/data, subdirectories included (8 levels deep), by name: the 1,000 most recently
+   * modified (of the first 100,000 entries found), so a file a cell just wrote is listed however many there are.
+   * Symlinks and other special files are left out.
    */
   listFiles(): Promise<DataFile[]>;
 }

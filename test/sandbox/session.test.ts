@@ -83,6 +83,30 @@ describe('a code interpreter session', () => {
     for (const file of files) assert.ok(Math.abs(file.mtimeMs - Date.now()) < 60_000);
   });
 
+  it('lists the 1,000 most recently modified files, so a file just written is listed among many', async () => {
+    const made = await session.runCell(
+      'import time\nfor i in range(1500):\n    open(f"a{i:04}.txt", "w").write("x")\n' +
+        'time.sleep(0.05)  # a later mtime, even on a coarse clock\nopen("zz-result.csv", "w").write("a,b\\n")',
+    );
+    assert.equal(made.outcome, 'ok');
+    const names = (await session.listFiles()).map((f) => f.name);
+    assert.equal(names.length, 1000);
+    assert.ok(names.includes('zz-result.csv'), 'the file just written');
+    const newest = Array.from({ length: 999 }, (_, i) => `a${String(501 + i).padStart(4, '0')}.txt`);
+    assert.deepEqual(names, [...newest, 'zz-result.csv'], 'the newest (ties by name), listed by name');
+  });
+
+  it('a directory the code made unreadable is left out of the listing; the session lives on', async () => {
+    const made = await session.runCell(
+      'import os\nos.makedirs("locked/in", exist_ok=True)\nopen("locked/in/x.txt", "w").write("x")\n' +
+        'os.chmod("locked", 0)\nmarker = "alive"',
+    );
+    assert.equal(made.outcome, 'ok');
+    const names = (await session.listFiles()).map((f) => f.name);
+    assert.ok(!names.some((n) => n.startsWith('locked/')), 'nothing under the locked directory');
+    assert.equal((await session.runCell('os.chmod("locked", 0o755)\nmarker')).logs, "'alive'\n");
+  });
+
   it('refuses invalid names, missing files and files over the limit with a SandboxError', async () => {
     for (const name of ['', 'a/b', '..', '.', 'a\0b'])
       await assert.rejects(session.writeFile(name, new Uint8Array(1)), SandboxError, name);
@@ -101,6 +125,27 @@ describe('a code interpreter session', () => {
     assert.ok(performance.now() - started < 3_000);
     assert.equal((await session.runCell('import time\ntime.sleep(30)', { timeoutMs: 300 })).outcome, 'timeout');
     assert.equal((await session.runCell('kept')).logs, "'still here'\n");
+  });
+
+  it("interrupts a cell whose figures are slow to save ('timeout'), keeping those saved and the session", async () => {
+    const slow = await startedPool({ cellTimeoutMs: 1_500, killGraceMs: 3_000 });
+    try {
+      const { session: own } = await slow.session('thread_slow_figures');
+      await own.runCell('kept = 42');
+      // The second figure takes ~19 s to save (in the sandbox), far over the timeout and grace; each scatter is
+      // drawn in one C++ call (~0.3 s) that the interrupt waits for.
+      const result = await own.runCell(
+        'import matplotlib.pyplot as plt, numpy as np\nplt.plot([1, 3, 2])\nplt.figure()\n' +
+          'for _ in range(30):\n    plt.scatter(np.random.rand(250_000), np.random.rand(250_000))',
+      );
+      assert.equal(result.outcome, 'timeout');
+      assert.equal(result.images.length, 1, 'the figure saved before the interrupt');
+      assert.match(result.logs, /\[interrupted while saving figures: 1 of 2 figures returned\]\n$/);
+      assert.equal((await own.runCell('kept')).logs, '42\n');
+      assert.equal((await own.runCell('import matplotlib.pyplot as plt\nplt.get_fignums()')).logs, '[]\n');
+    } finally {
+      await slow.close();
+    }
   });
 
   it("aborts a cell on the caller's signal, and one still queued without running it", async () => {
