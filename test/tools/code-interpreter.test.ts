@@ -221,6 +221,26 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     );
   });
 
+  test("a session whose process died between runs gets the run's files again", async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Mark it.' }] });
+    const marker = `${thread.id}.mark`;
+    h.upstream.enqueue(python(`open('${marker}', 'w').write('x')`), { text: 'Marked.' });
+    const first = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(first.status, 'completed', JSON.stringify(first.last_error));
+    const pids = processesSeeing(marker);
+    assert.notDeepEqual(pids, []);
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+
+    await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Total?' });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python("print(open('sales.csv').read().count('\\n'))"), { text: 'Four lines.' });
+    const second = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(second.status, 'completed', JSON.stringify(second.last_error));
+    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
+    assert.match(output, /^The Python session was restarted before this code ran/);
+    assert.match(output, /\n4\n$/, 'sales.csv is in /mnt/data again');
+  });
+
   test('tool_choice {type: code_interpreter} forces the python function; raw code as arguments runs', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: '2**10?' }] });
     const seen = h.upstream.requests.length;

@@ -126,6 +126,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         await session.writeFile(name, bytes);
         has.set(id, name);
       } catch (error) {
+        // Its process may have died under it, with the files placed before: the next call places them all again.
+        placed.delete(session);
         logger.warn({ err: error, fileId: id, threadId: run.thread_id }, 'a run file could not be put in /mnt/data');
         refused.push(`${name} (${id}): ${(error as Error).message}`);
       }
@@ -161,6 +163,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       return unavailable((error as Error).message);
     }
     const { session, fresh, release } = opened;
+    if (fresh) placed.delete(session); // a new process (the last one died, even between calls): /mnt/data is empty
     // Held until the call is done: its files are placed before the cell and listed after it, with awaits between,
     // in any of which another thread's new session could otherwise evict it.
     try {
