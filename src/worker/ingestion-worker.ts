@@ -8,6 +8,10 @@ import type { ChunkVectors, ClaimedIngestion, Scope, VectorStoreRecords } from '
 import type { Indexer } from '../vector-stores/indexer.ts';
 import { Wakeup } from './wakeup.ts';
 
+/** Tries of a file's commit before the file fails, the waits between them growing by this much. */
+const COMMIT_ATTEMPTS = 3;
+const COMMIT_RETRY_MS = 500;
+
 export interface IngestionWorkerOptions {
   records: VectorStoreRecords;
   /** The bytes of a file of the Files API, or undefined once it was deleted. */
@@ -143,15 +147,31 @@ export class IngestionWorker {
       return;
     }
     if (this.stopping) return;
-    const committed = await records.completeIngestion(
-      scope,
-      vectorStoreId,
-      fileId,
-      this.id,
-      result.chunks,
-      result.usageBytes,
-      vectors,
-    );
+    let committed = false;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        committed = await records.completeIngestion(
+          scope,
+          vectorStoreId,
+          fileId,
+          this.id,
+          result.chunks,
+          result.usageBytes,
+          vectors,
+        );
+        break;
+      } catch (error) {
+        // A commit the database refuses every time (text it cannot store) would otherwise be redone from scratch at
+        // every lapse of the lease, the file in progress forever: after a few tries, the file fails.
+        logger.error({ err: error, fileId, vectorStoreId, attempt }, "storing an indexed file's chunks failed");
+        if (attempt === COMMIT_ATTEMPTS) {
+          await fail('server_error', "The file's chunks could not be stored.");
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, COMMIT_RETRY_MS * attempt));
+        if (this.stopping) return;
+      }
+    }
     if (!committed) logger.info({ fileId, vectorStoreId }, 'an indexed file was cancelled, removed or taken over');
   }
 
