@@ -328,10 +328,8 @@ describe('upstream fault matrix', () => {
     assert.equal(events.at(-1)?.event, 'done');
     const shown = shownBy(events);
     assert.ok(shown.run, 'the stream announced the run');
-    if (shown.run.status === 'failed') {
-      const error = events.find((e) => e.event === 'error');
-      assert.equal(error?.data.code, shown.run.last_error?.code, 'the error event carries the run’s code');
-    }
+    // A failed run ends as any run does: its event says why (last_error); an `error` event would make the SDK throw.
+    assert.ok(!events.some((e) => e.event === 'error'), 'no error event');
     return { run: await client.beta.threads.runs.retrieve(shown.run.id, { thread_id: threadId }), shown };
   }
 

@@ -130,14 +130,20 @@ describe('streaming through the official SDK (AssistantStream)', () => {
     );
   });
 
-  test('a failed run rejects the stream with the run error', async () => {
+  test('a failed run: finalRun() gives it, failed with last_error; the stream raises no error', async () => {
     upstream.enqueue({ status: 400, body: { error: { message: 'prompt rejected' } } });
     const assistant = await client.beta.assistants.create({ model: 'm' });
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Hi' }] });
-    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
-    await assert.rejects(stream.finalRun(), (error: Error) => /prompt rejected/.test(error.message));
-    const [run] = (await client.beta.threads.runs.list(thread.id)).data;
-    assert.equal(run!.status, 'failed');
-    assert.equal(run!.last_error?.code, 'invalid_prompt');
+    const errors: unknown[] = [];
+    const stream = client.beta.threads.runs
+      .stream(thread.id, { assistant_id: assistant.id })
+      .on('error', (error) => errors.push(error));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'failed');
+    assert.equal(run.last_error?.code, 'invalid_prompt');
+    assert.match(run.last_error?.message ?? '', /prompt rejected/);
+    assert.deepEqual(errors, []);
+    const [listed] = (await client.beta.threads.runs.list(thread.id)).data;
+    assert.deepEqual(listed, run);
   });
 });

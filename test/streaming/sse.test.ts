@@ -187,7 +187,7 @@ describe('streaming (raw SSE)', () => {
     assert.deepEqual(events.at(-2)!.data.incomplete_details, { reason: 'max_completion_tokens' });
   });
 
-  test('failed: the terminal run event, then an error event, then done', async () => {
+  test('failed: the terminal run event, with last_error, then done (no error event: the SDK would throw)', async () => {
     upstream.enqueue({ status: 500, body: { error: { message: 'upstream exploded' } } });
     const threadId = await newThread();
     const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
@@ -199,12 +199,10 @@ describe('streaming (raw SSE)', () => {
       'thread.run.queued',
       'thread.run.in_progress',
       'thread.run.failed',
-      'error',
       'done',
     ]);
     assert.equal(events[3]!.data.last_error.code, 'server_error');
-    assert.equal(events[4]!.data.code, 'server_error');
-    assert.match(events[4]!.data.message, /upstream exploded/);
+    assert.match(events[3]!.data.last_error.message, /upstream exploded/);
   });
 
   test('failed mid-message: the partial message ends incomplete and its step failed', async () => {
@@ -214,12 +212,11 @@ describe('streaming (raw SSE)', () => {
       assistant_id: assistantId,
       stream: true,
     });
-    assert.deepEqual(eventNames(events).slice(-6), [
+    assert.deepEqual(eventNames(events).slice(-5), [
       'thread.message.delta*',
       'thread.message.incomplete',
       'thread.run.step.failed',
       'thread.run.failed',
-      'error',
       'done',
     ]);
     const message = events.find((e) => e.event === 'thread.message.incomplete')!.data;

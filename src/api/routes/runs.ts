@@ -281,14 +281,9 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
         if (sse.closed) return;
         sse.send(event);
         if (event.event === 'error') return sse.end(); // the run went with its deleted thread (runDeletedEvent)
-        if (!RUN_STREAM_END.has(event.event)) return;
-        const ended = event.data as Run;
-        if (ended.status === 'failed' && ended.last_error)
-          sse.send({
-            event: 'error',
-            data: { code: ended.last_error.code, message: ended.last_error.message, param: null, type: 'server_error' },
-          });
-        sse.end();
+        // A failed run ends as any run: its event (`last_error` says why), then done. An `error` event after it made
+        // the SDK throw (its stream turns `error` into an APIError), so finalRun() never gave programs the failed run.
+        if (RUN_STREAM_END.has(event.event)) sse.end();
       };
       for (const event of prelude) send(event);
       if (sse.closed) return; // the snapshot was already final
