@@ -10,6 +10,7 @@ import { MatrixCacheIndex, SqliteVecIndex } from '../../src/storage/sql/vector-i
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { vectorIndexContract } from '../contract/vector-index-contract.ts';
 import { vectorStoreContract } from '../contract/vector-store-contract.ts';
+import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
 import { recordFile } from '../support/file-rows.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { tempDir } from '../support/server.ts';
@@ -71,6 +72,42 @@ vectorStoreContract('sqlite', async () => {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+});
+
+test("SQLite: a large file's completion lets the event loop go round between its groups of chunks", async () => {
+  // better-sqlite3's statements are synchronous: written in one go, a file of thousands of chunks held the event loop
+  // (every stream and request of the process) for seconds. Counted in turns of the loop, not in time.
+  const dir = tempDir();
+  const store = await openSqliteStore(dir);
+  try {
+    const scope = { projectId: 'proj_turns' };
+    const records = store.vectorStores;
+    const fileId = await recordFile(store.files, scope, 'big.txt', 1_700_000_000);
+    const vectorStore = aVectorStore();
+    await records.createVectorStore(scope, vectorStore, [aVectorStoreFile(vectorStore.id, fileId)]);
+    assert.equal((await records.claimIngestions('w', Date.now(), Number.MAX_SAFE_INTEGER, 1)).length, 1);
+    const chunks = Array.from({ length: 2000 }, (_, index) => ({ index, text: `chunk ${index} words`, tokens: 3 }));
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const before = turns;
+    assert.equal(await records.completeIngestion(scope, vectorStore.id, fileId, 'w', chunks, 1), true);
+    const during = turns - before;
+    ticking = false;
+    assert.ok(during >= 10, `the loop went round ${during} times while 2,000 chunks were written`);
+    const hits = await records.searchChunks(scope, { vectorStoreIds: [vectorStore.id], query: 'chunk 1999', limit: 5 });
+    assert.ok(
+      hits.some((h) => h.text === 'chunk 1999 words'),
+      'every group was written',
+    );
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const adminUrl = postgresUrlOrSkip();

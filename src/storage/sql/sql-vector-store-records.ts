@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import { notFound } from '../../domain/errors.ts';
 import type {
@@ -61,6 +62,8 @@ function heldBy(scope: Scope, vectorStoreId: string, fileId: string, workerId: s
 
 /** Multi-row inserts of files in groups: SQLite allows 32,766 bound values per statement (13 columns × 500). */
 const INSERT_CHUNK = 500;
+/** SQLite's chunks go in groups this small, each with its FTS5 entries (a 9 MB CJK text: 75 groups of ~30 ms). */
+const FTS_INSERT_CHUNK = 100;
 
 type Db = Kysely<Database>;
 
@@ -753,8 +756,12 @@ function fts5Index(): KeywordIndex {
 
     async insertChunks(trx, { scope, vectorStoreId, fileId }, chunks, embeddings) {
       const table = await createFtsTable(trx, scope.projectId);
-      for (let i = 0; i < chunks.length; i += INSERT_CHUNK) {
-        const group = chunks.slice(i, i + INSERT_CHUNK);
+      for (let i = 0; i < chunks.length; i += FTS_INSERT_CHUNK) {
+        // better-sqlite3 runs each statement synchronously: a file of thousands of chunks held the event loop for
+        // seconds (every stream and request of the process waited). Between groups the loop goes round; queries
+        // wait for the connection meanwhile (Kysely's mutex), so nothing runs inside this transaction.
+        if (i > 0) await nextTurn();
+        const group = chunks.slice(i, i + FTS_INSERT_CHUNK);
         // Vectors travel in the JSON as hex, turned back into blobs by unhex().
         const json = JSON.stringify(
           group.map((c, k) => [c.index, c.text, c.tokens, embeddings?.[i + k]?.toString('hex') ?? null]),
