@@ -96,11 +96,12 @@ describe('file_search, streamed', () => {
           'no content without include[]',
         );
 
-      // The answer: the marker split over two chunks; the chunk that completes it carries the annotation.
+      // The answer: the marker split over two chunks is held back until it closes, then goes out whole with its
+      // annotation.
       const deltas = messageDeltas(events);
       assert.deepEqual(
         deltas.map((d) => d.value),
-        ANSWER_CHUNKS,
+        ['The espresso machine is ', 'descaled on Fridays', MARKER, '.'],
       );
       const start = ANSWER.indexOf(MARKER);
       const citation = {

@@ -486,7 +486,7 @@ describe('file_search execute() with a fake backend', () => {
 // ── outside the tool's folder ──────────────────────────────────────────────────
 
 describe('annotations streamed by a model turn', () => {
-  test('each annotation rides the delta that completes its marker, with its index; the message keeps them all', () => {
+  test('a marker is held back until it closes: the delta that carries it whole carries its annotation', () => {
     const bus = new RunEventBus();
     const run = aRun('thread_stream', { status: 'in_progress' });
     const events: RunStreamEvent[] = [];
@@ -503,9 +503,11 @@ describe('annotations streamed by a model turn', () => {
       });
     assert.deepEqual(
       deltas.map((d) => d.value),
-      chunks,
-      'the text is streamed as it came',
+      ['Fridays 🚀', '【0:0†coffee.txt】 and', '【1:0†parking.md】【0:0†c】.', ' Done【5:5†x】.'],
+      'the text is streamed as it came, each marker whole',
     );
+    for (const delta of deltas)
+      for (const a of delta.annotations ?? []) assert.ok(delta.value.includes(a.text), `${a.text} in its delta`);
     assert.deepEqual(deltas[0]!.annotations, [], 'the first delta carries the full shape');
     assert.deepEqual(
       deltas.map((d) => (d.annotations ?? []).map((a) => [a.index, a.text])),

@@ -61,7 +61,7 @@ function pendingStart(text: string, from: number): number {
 
 /**
  * The annotator of an answer citing the run's file_search `calls` (ServerTool.annotator): after each chunk, it
- * returns the citations that chunk completed. It keeps the text from the first marker still open (or from its end),
+ * returns the citations that chunk completed; streamed, the text is held back from a marker's `【` until its `】`. It keeps the text from the first marker still open (or from its end),
  * so a long answer costs one pass over its text.
  */
 export function citationAnnotator(calls: readonly ToolCallDetails[]): TextAnnotator {
@@ -97,6 +97,12 @@ export function citationAnnotator(calls: readonly ToolCallDetails[]): TextAnnota
       tail = tail.slice(next);
       scanned += next;
       return found;
+    },
+    heldFrom() {
+      // A marker being written is held back until it closes, so the delta that carries it carries its annotation
+      // (a client replacing markers in each delta's text finds the whole marker there).
+      const open = pendingStart(tail, 0);
+      return open === tail.length ? undefined : scanned + open;
     },
   };
 }
