@@ -183,8 +183,12 @@ export class ModelTurn {
     this.openToolStep();
     let call = this.calls[index];
     const tool = this.serverTools.get(call?.name ?? name ?? '');
-    const streamed = !tool;
-    const showsInput = tool?.inputReader !== undefined;
+    // Held (a call after a server-side one): its deltas go out when the calls before it have executed.
+    const asWritten = streamsAsWritten(
+      this.calls.slice(0, index).map((c) => c !== undefined && this.serverTools.has(c.name)),
+    );
+    const streamed = !tool && asWritten;
+    const showsInput = tool?.inputReader !== undefined && asWritten;
     const isNew = !call;
     if (!call) {
       call = { id: newId('call'), name: name ?? '', arguments: '' };
@@ -211,7 +215,7 @@ export class ModelTurn {
     // The live step (what /events shows a client that attaches now) follows the calls being written; any other
     // server-side call is described once, as it starts (its details come whole when it executes). The details are
     // replaced, never changed in place: announced copies of the step share them.
-    if (!isNew && !streamed && !showsInput) return;
+    if (!isNew && tool && !showsInput) return;
     const position = this.madeCalls().indexOf(call);
     const live = [...(this.toolStep!.step_details as { tool_calls: ToolCallDetails[] }).tool_calls];
     live.splice(position, isNew ? 0 : 1, showsInput ? this.liveDetails(index, tool) : this.details(call));
@@ -340,4 +344,15 @@ function withAnnotations(content: MessageContent[], kept: (a: TextAnnotation) =>
   return content.map((part) =>
     part.type === 'text' ? { ...part, text: { ...part.text, annotations: part.text.annotations.filter(kept) } } : part,
   );
+}
+
+/**
+ * Whether a tool call's deltas stream as the model writes it, given for each call before it in the turn whether it
+ * is a server-side call: only while none is. A server-side call has more to stream when it executes, after the turn
+ * (its outputs, or all of it), and the SDK's AssistantStream takes any change of a delta's index for the start of
+ * another call (toolCallDone, then toolCallCreated): each call's deltas must be contiguous. The calls after the first
+ * server-side one are held, and published in order as the run executes its calls (RunExecutor).
+ */
+export function streamsAsWritten(serverCallsBefore: readonly boolean[]): boolean {
+  return !serverCallsBefore.some(Boolean);
 }

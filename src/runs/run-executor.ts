@@ -26,7 +26,7 @@ import {
 } from '../tools/tool.ts';
 import { buildContext } from './context.ts';
 import { resolveImageFiles } from './image-files.ts';
-import { ModelTurn } from './model-turn.ts';
+import { ModelTurn, streamsAsWritten } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
 import { endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
@@ -431,8 +431,18 @@ export class RunExecutor {
     x.turn = undefined;
     let step = open;
     this.options.bus.setLiveTurn(x.run.id, { step, message: undefined });
-    const pending = pendingServerCalls(step);
-    for (const [n, index] of pending.entries()) {
+    const pending = new Set(pendingServerCalls(step));
+    const last = Math.max(...pending);
+    const kinds = (step.step_details as { tool_calls: ToolCallDetails[] }).tool_calls.map((d) => d.type !== 'function');
+    // In the order of the calls: a call the model turn held (after a server-side one) is published as its turn comes,
+    // so that each call's deltas are contiguous (streamsAsWritten).
+    for (const [index, server] of kinds.entries()) {
+      const held = !streamsAsWritten(kinds.slice(0, index));
+      if (!server) {
+        if (held) this.publishToolDelta(x, step, index, pendingCallDetails(step, index));
+        continue;
+      }
+      if (!pending.has(index)) continue;
       const call = step.model_calls![index]!;
       const tool = x.serverTools.get(call.name);
       if (!tool)
@@ -440,10 +450,10 @@ export class RunExecutor {
           type: 'fail',
           error: { code: 'server_error', message: `The tool '${call.name}' is not available on this server.` },
         });
-      const result = await this.executeCall(x, step, index, tool, call);
+      const result = await this.executeCall(x, step, index, tool, call, held);
       if (result === 'done' || result === 'settle') return result; // the tool's failure ended the run
       step = withCallResult(step, index, result);
-      if (n < pending.length - 1 && !(await this.commit(x, { run: x.run, steps: [step] }))) return 'settle';
+      if (index < last && !(await this.commit(x, { run: x.run, steps: [step] }))) return 'settle';
     }
 
     const functions = pendingFunctionCalls(step);
@@ -461,27 +471,35 @@ export class RunExecutor {
       : 'settle';
   }
 
-  /** One server-side call's result, or how the run's failure by it was recorded. An abort propagates. */
+  /** A delta of the call at `index` of a tool_calls step. */
+  private publishToolDelta(x: Execution, step: StoredStep, index: number, delta: object): void {
+    this.options.bus.publish(x.run.thread_id, x.run.id, {
+      event: 'thread.run.step.delta',
+      data: {
+        id: step.id,
+        object: 'thread.run.step.delta',
+        delta: { step_details: { type: 'tool_calls', tool_calls: [{ index, ...delta }] } },
+      },
+    } as RunStreamEvent);
+  }
+
+  /**
+   * One server-side call's result, or how the run's failure by it was recorded. An abort propagates. `held`: the
+   * model turn published nothing of it (streamsAsWritten).
+   */
   private async executeCall(
     x: Execution,
     step: StoredStep,
     index: number,
     tool: ServerTool,
     call: ModelToolCall,
+    held: boolean,
   ): Promise<ToolResult | 'done' | 'settle'> {
     const invocation = { id: call.id, arguments: call.arguments };
     const described = tool.describe(invocation);
     // A call whose input was streamed as the model wrote it (ModelTurn) gets only what that left out, if anything.
-    const streamedInput = tool.inputReader?.()(call.arguments);
-    const publishDelta = (delta: object) =>
-      this.options.bus.publish(x.run.thread_id, x.run.id, {
-        event: 'thread.run.step.delta',
-        data: {
-          id: step.id,
-          object: 'thread.run.step.delta',
-          delta: { step_details: { type: 'tool_calls', tool_calls: [{ index, type: tool.type, ...delta }] } },
-        },
-      } as RunStreamEvent);
+    const streamedInput = held ? undefined : tool.inputReader?.()(call.arguments);
+    const publishDelta = (delta: object) => this.publishToolDelta(x, step, index, { type: tool.type, ...delta });
     if (streamedInput === undefined) publishDelta(described);
     else {
       const input = described.type === 'code_interpreter' ? described.code_interpreter.input : '';
@@ -659,6 +677,11 @@ function pendingServerCalls(step: StoredStep): number[] {
   return step.step_details.tool_calls.flatMap((d, i) =>
     d.type !== 'function' && calls[i]?.output === null ? [i] : [],
   );
+}
+
+/** The details of the call at `index` of a tool_calls step, whole: what a delta announcing it carries. */
+function pendingCallDetails(step: StoredStep, index: number): ToolCallDetails {
+  return (step.step_details as { tool_calls: ToolCallDetails[] }).tool_calls[index]!;
 }
 
 /** The client's function calls of a tool_calls step that have no output yet: what `requires_action` asks for. */

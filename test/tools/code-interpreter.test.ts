@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, test } from 'node:test';
 import type OpenAI from 'openai';
 import { PYTHON_FUNCTION } from '../../src/tools/code-interpreter/code-arguments.ts';
@@ -229,7 +229,12 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.equal(first.status, 'completed', JSON.stringify(first.last_error));
     const pids = processesSeeing(marker);
     assert.notDeepEqual(pids, []);
+    // bubblewrap, outside the sandbox: gone once the server has reaped it, i.e. has seen the session's process end.
+    const parents = pids.map((pid) => Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]));
+    const bwrap = parents.filter((pid) => !pids.includes(pid));
+    assert.equal(bwrap.length, 1);
     for (const pid of pids) process.kill(pid, 'SIGKILL');
+    await eventually('the sandbox process reaped', 5_000, () => (existsSync(`/proc/${bwrap[0]}`) ? undefined : true));
 
     await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Total?' });
     const seen = h.upstream.requests.length;
@@ -461,6 +466,36 @@ describe('code_interpreter, streamed', () => {
     assert.deepEqual(messages[0], stored, 'what the SDK accumulated is what is stored');
     assert.equal(images.length, 1);
     assert.deepEqual(stored.content[0], { type: 'image_file', image_file: { file_id: images[0], detail: 'auto' } });
+  });
+
+  test('AssistantStream, two calls in one turn: each created once and done once, with its outputs', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Two sums.' }] });
+    h.upstream.enqueue(
+      {
+        toolCalls: [
+          { name: 'python', arguments: JSON.stringify({ code: 'print(1 + 1)' }) },
+          { name: 'python', arguments: JSON.stringify({ code: 'print(2 + 2)' }) },
+        ],
+      },
+      { text: '2 and 4.' },
+    );
+    const seen: string[] = [];
+    const stream = h.client.beta.threads.runs
+      .stream(thread.id, { assistant_id: assistantId })
+      .on('toolCallCreated', (call) => seen.push(`created ${call.id}`))
+      .on('toolCallDone', (call) => {
+        const outputs = call.type === 'code_interpreter' ? call.code_interpreter.outputs : [];
+        seen.push(`done ${call.id} ${outputs.map((o) => (o.type === 'logs' ? o.logs.trim() : o.type)).join()}`);
+      });
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const [first, second] = codeCalls((await stream.finalRunSteps())[0]);
+    assert.deepEqual(seen, [
+      `created ${first!.id}`,
+      `done ${first!.id} 2`,
+      `created ${second!.id}`,
+      `done ${second!.id} 4`,
+    ]);
   });
 
   test('arguments that are one JSON string, and raw code opening with a docstring: streamed input = stored', async () => {
