@@ -15,7 +15,8 @@ import type { SandboxSettings } from './settings.ts';
  * once; a session ends after `idleMs` unused or `lifetimeMs` in all, when evicted for a new one, when its key is
  * closed (closeSession: the thread was deleted), or on close(). Only a session no one is using is evicted: one held by
  * a caller (from session() to its release(), which covers its start and the file placing before a cell) or running
- * an operation; when every session is in use, a new key is refused rather than a caller's session closed under it.
+ * an operation; when every session is in use, a new key waits for one (session()) rather than a caller's session
+ * being closed under it.
  *
  * One spare process, started ahead and not counted in `maxSessions`, is what a new session gets: importing numpy,
  * pandas and matplotlib costs ~1.3 s of CPU on a slow core, which the first cell of a thread would otherwise wait
@@ -85,17 +86,35 @@ export class SandboxPool {
   /**
    * The live session for this key (a thread id), or a new one (`fresh: true`) — also fresh after expiry, eviction
    * or a hard kill, when its variables and files are gone. The caller holds it, starting included, until it
-   * releases it. Throws SandboxError when unavailable, or when every session is in use and none can be evicted.
+   * releases it. When every session is in use, a new key waits for one to be free (first come, first served), at
+   * most `waitMs` (by default a cell's time limit and its kill grace: what any cell holds a session for) or until
+   * `signal` aborts (rejecting with its reason). Throws SandboxError when unavailable, or when no session was free
+   * in time.
    */
-  async session(key: string): Promise<SessionLease> {
+  async session(
+    key: string,
+    { signal, waitMs }: { signal?: AbortSignal; waitMs?: number } = {},
+  ): Promise<SessionLease> {
     const status = await this.start();
     if (!status.available) throw new SandboxError(`The code interpreter is unavailable: ${status.reason}`);
-    if (this.closed) throw new SandboxError('The code interpreter is shutting down.');
-    let entry = this.sessions.get(key);
-    if (entry === undefined || entry.session.closed) {
-      this.makeRoom();
-      entry = { session: new CodeSession(key, this.settings, this.hooks, this.logger), handed: 0, holders: 0 };
-      this.sessions.set(key, entry);
+    const deadline = performance.now() + (waitMs ?? this.settings.cellTimeoutMs + this.settings.killGraceMs);
+    let entry: Entry | undefined;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.closed) throw new SandboxError('The code interpreter is shutting down.');
+      entry = this.sessions.get(key);
+      if (entry !== undefined && !entry.session.closed) break;
+      if (this.makeRoom()) {
+        entry = { session: new CodeSession(key, this.settings, this.hooks, this.logger), handed: 0, holders: 0 };
+        this.sessions.set(key, entry);
+        break;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0)
+        throw new SandboxError(
+          `All ${this.settings.maxSessions} code interpreter sessions are busy running code; try again shortly.`,
+        );
+      await this.roomChange(left, signal);
     }
     const held = entry;
     const { session } = held;
@@ -105,6 +124,7 @@ export class SandboxPool {
       if (released) return;
       released = true;
       held.holders--;
+      this.roomChanged();
     };
     session.lastUsedMs = performance.now();
     try {
@@ -132,6 +152,7 @@ export class SandboxPool {
   /** Kills every session; no sandbox process is left. */
   async close(): Promise<void> {
     this.closed = true;
+    this.roomChanged();
     for (const key of [...this.sessions.keys()]) this.forget(key, 'server closing', true);
     const spare = this.spare;
     this.spare = undefined;
@@ -147,6 +168,7 @@ export class SandboxPool {
       setTimeout(() => this.startSpare(), SPARE_DELAY_MS).unref();
       return spare !== undefined && !spare.ended ? spare : this.newProcess();
     },
+    idle: () => this.roomChanged(),
     expired: (session: CodeSession, why: 'idle' | 'lifetime') => {
       if (this.sessions.get(session.key)?.session !== session) return;
       this.logger.info({ key: session.key, why }, 'code interpreter session expired');
@@ -173,26 +195,58 @@ export class SandboxPool {
     });
   }
 
-  /** Evicts the least recently used session no one is using while the pool is full. */
-  private makeRoom(): void {
+  /**
+   * Evicts the least recently used session no one is using while the pool is full; false when every session is in
+   * use (held, or running an operation).
+   */
+  private makeRoom(): boolean {
     while (this.sessions.size >= this.settings.maxSessions) {
       let oldest: CodeSession | undefined;
       for (const { session, holders } of this.sessions.values())
         if (holders === 0 && !session.busy && (oldest === undefined || session.lastUsedMs < oldest.lastUsedMs))
           oldest = session;
-      if (oldest === undefined)
-        throw new SandboxError(
-          `All ${this.settings.maxSessions} code interpreter sessions are busy running code; try again shortly.`,
-        );
+      if (oldest === undefined) return false;
       this.logger.info({ key: oldest.key }, 'code interpreter session evicted');
       this.forget(oldest.key, 'evicted for another session', true);
     }
+    return true;
+  }
+
+  /** Callers waiting for room (session()), woken in the order they came whenever a session may have become free. */
+  private readonly roomWaiters: Array<() => void> = [];
+
+  private roomChanged(): void {
+    for (const wake of this.roomWaiters.splice(0)) wake();
+  }
+
+  /** Resolves at the next change of the pool's room, or after `ms`; rejects when `signal` aborts. */
+  private roomChange(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const finish = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        const at = this.roomWaiters.indexOf(wake);
+        if (at !== -1) this.roomWaiters.splice(at, 1);
+      };
+      const wake = () => {
+        finish();
+        resolve();
+      };
+      const onAbort = () => {
+        finish();
+        reject(signal!.reason);
+      };
+      const timer = setTimeout(wake, ms);
+      this.roomWaiters.push(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private forget(key: string, reason: string, now: boolean): Promise<void> {
     const entry = this.sessions.get(key);
     if (entry === undefined) return Promise.resolve();
     this.sessions.delete(key);
+    this.roomChanged();
     const closing = entry.session.close(reason, now).catch(() => {});
     this.closing.add(closing);
     void closing.finally(() => this.closing.delete(closing));

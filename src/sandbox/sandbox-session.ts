@@ -70,6 +70,8 @@ export interface SessionHooks {
   startProcess(): SandboxProcess;
   /** The session reached its idle time or lifetime: the pool forgets it and closes it. */
   expired(session: CodeSession, why: 'idle' | 'lifetime'): void;
+  /** The session has no operation running or queued any more: it may be evicted now. */
+  idle(): void;
 }
 
 /** The SandboxSession of a pool: a queue of operations over a process it restarts when that dies. */
@@ -215,7 +217,10 @@ export class CodeSession implements SandboxSession {
       .finally(() => {
         this.queued--;
         this.lastUsedMs = performance.now();
-        if (this.queued === 0 && this.closedReason === undefined) this.armIdleTimer();
+        if (this.queued === 0 && this.closedReason === undefined) {
+          this.armIdleTimer();
+          this.hooks.idle();
+        }
       });
     return run;
   }

@@ -74,7 +74,11 @@ describe('the sandbox pool', () => {
       const b = heldB.session;
       await b.runCell('name = "b"');
       await a.runCell('name = "a"'); // a is now the most recently used
-      await assert.rejects(pool.session('thread_c'), /All 2 code interpreter sessions are busy/, 'both held');
+      await assert.rejects(
+        pool.session('thread_c', { waitMs: 0 }),
+        /All 2 code interpreter sessions are busy/,
+        'both held',
+      );
       heldB.release();
       heldA.release();
       const c = await pool.session('thread_c'); // evicts b
@@ -94,33 +98,54 @@ describe('the sandbox pool', () => {
       const busy = b2.session.runCell('import time\ntime.sleep(3)');
       const busyToo = c.session.runCell('import time\ntime.sleep(3)');
       await new Promise((resolve) => setTimeout(resolve, 200));
-      await assert.rejects(pool.session('thread_d'), /All 2 code interpreter sessions are busy/);
+      await assert.rejects(pool.session('thread_d', { waitMs: 0 }), /All 2 code interpreter sessions are busy/);
       await Promise.all([busy, busyToo]);
     } finally {
       await pool.close();
     }
   });
 
-  it('never evicts a session starting or held: of four keys at once with room for two, two run, two are refused', async () => {
+  it('never evicts a session starting or held: of four keys at once with room for two, two run, two wait their turn', async () => {
     const pool = await startedPool({ maxSessions: 2 });
     try {
       // Each caller holds its session from session() to the end of its cell, as the tool does while it places files.
+      const order: string[] = [];
       const outcomes = await Promise.all(
         ['thread_a', 'thread_b', 'thread_c', 'thread_d'].map(async (key) => {
+          const held = await pool.session(key);
+          order.push(`${key} in`);
           try {
-            const held = await pool.session(key);
-            try {
-              return (await held.session.runCell('import time\ntime.sleep(0.5)\nprint("ran")')).logs;
-            } finally {
-              held.release();
-            }
-          } catch (error) {
-            return (error as Error).message;
+            return (await held.session.runCell('import time\ntime.sleep(0.5)\nprint("ran")')).logs;
+          } finally {
+            order.push(`${key} out`);
+            held.release();
           }
         }),
       );
-      const busy = 'All 2 code interpreter sessions are busy running code; try again shortly.';
-      assert.deepEqual(outcomes, ['ran\n', 'ran\n', busy, busy]);
+      assert.deepEqual(outcomes, ['ran\n', 'ran\n', 'ran\n', 'ran\n']);
+      let inside = 0;
+      for (const event of order) {
+        inside += event.endsWith(' in') ? 1 : -1;
+        assert.ok(inside <= 2, `never more than two held at once: ${order.join(', ')}`);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a wait for a session ends at its time limit (refused) or when its signal aborts (its reason)', async () => {
+    const pool = await startedPool({ maxSessions: 1 });
+    try {
+      const held = await pool.session('thread_a');
+      await assert.rejects(pool.session('thread_b', { waitMs: 300 }), /All 1 code interpreter sessions are busy/);
+      const controller = new AbortController();
+      const waiting = pool.session('thread_b', { signal: controller.signal });
+      setTimeout(() => controller.abort(new Error('run cancelled')), 200);
+      await assert.rejects(waiting, /run cancelled/);
+      held.release();
+      const next = await pool.session('thread_b', { waitMs: 0 });
+      assert.equal(next.fresh, true);
+      next.release();
     } finally {
       await pool.close();
     }

@@ -25,8 +25,11 @@ import { sandboxLinkAnnotator } from './sandbox-links.ts';
 export interface CodeSandbox {
   /** Whether sessions can be started here, and why not; waits for the startup probe. */
   start(): Promise<SandboxStatus>;
-  /** The live session of `key`, or a new one (`fresh`). Throws when no session can be had. */
-  session(key: string): Promise<HeldSession>;
+  /**
+   * The live session of `key`, or a new one (`fresh`), waiting while every session is in use (until `signal`
+   * aborts: rejecting with its reason). Throws when no session can be had.
+   */
+  session(key: string, options?: { signal?: AbortSignal }): Promise<HeldSession>;
 }
 
 /** A session handed to a call: the sandbox does not evict it for another key until `release()`. */
@@ -158,8 +161,9 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     if (signal.aborted) throw signal.reason;
     let opened: HeldSession;
     try {
-      opened = await sandbox.session(run.thread_id);
+      opened = await sandbox.session(run.thread_id, { signal });
     } catch (error) {
+      if (signal.aborted) throw signal.reason;
       return unavailable((error as Error).message);
     }
     const { session, fresh, release } = opened;
