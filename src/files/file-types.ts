@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { fileTypeFromBuffer } from 'file-type';
+import { readsAsText } from '../retrieval/text-decoding.ts';
 
 /** How many leading bytes are kept for type detection (file-type's own recommendation). */
 export const SNIFF_BYTES = 4100;
@@ -41,17 +42,19 @@ const TEXT_TYPES: Record<string, string> = {
 /**
  * A file's media type from its first bytes, else from its name. The client's part content type is not used: the
  * official SDK sends every file as `application/octet-stream`. Binary signatures win over the name, so a PNG named
- * `notes.txt` is an image, and a text file named `photo.png` is not.
+ * `notes.txt` is an image, and a text file named `photo.png` is not. But a file named as text whose first bytes read
+ * as text (`readsAsText`) is text, as upstream decides by the extension: many signatures are a few characters that
+ * text can start with ("BM25 is…" is a BMP to file-type, "MZ-200" a Windows program, "ID3v2" MP3, "GIF89a is…" a
+ * GIF, "%!PS" PostScript, an armored PGP block an encrypted file), while a real file of those formats has NUL or
+ * non-UTF-8 bytes among its first. A PDF need not have any, and file_search reads PDF: its signature still wins.
  */
 export async function detectMimeType(head: Uint8Array, filename: string): Promise<string | null> {
+  const byName = TEXT_TYPES[path.extname(filename).toLowerCase()];
   // A UTF-16 byte order mark: file-type takes FF FE for an MPEG audio frame, so a UTF-16 text file is named by its
   // extension (and is text in any case).
   const utf16 = (head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff);
-  if (utf16) return TEXT_TYPES[path.extname(filename).toLowerCase()] ?? 'text/plain';
+  if (utf16) return byName ?? 'text/plain';
   const detected = head.byteLength === 0 ? undefined : await fileTypeFromBuffer(head).catch(() => undefined);
-  if (detected) return detected.mime;
-  const extension = path.extname(filename).toLowerCase();
-  const byName = TEXT_TYPES[extension];
-  if (byName) return byName;
-  return null;
+  if (byName && detected?.mime !== 'application/pdf' && readsAsText(head)) return byName;
+  return detected?.mime ?? byName ?? null;
 }

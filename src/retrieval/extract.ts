@@ -3,7 +3,7 @@ import { describeError } from './describe-error.ts';
 import { declaredCharset, htmlToText } from './html-text.ts';
 import { docxToText, type OfficeTextResult, pptxToText } from './office-text.ts';
 import { pdfToText } from './pdf-text.ts';
-import { decodeText, normalizeLineEnds } from './text-decoding.ts';
+import { decodeText, normalizeLineEnds, readsAsText, replaceNul } from './text-decoding.ts';
 
 /**
  * The first stage of file_search ingestion: a file's bytes to its text. Failures are data, with the codes a
@@ -139,20 +139,21 @@ export type FormatDecision = { ok: true; format: DocumentFormat } | { ok: false;
  * The format to read a file as: the detected type first (the bytes' signature beats the name, so a PNG named
  * notes.txt is an image), the extension second — when nothing was detected, or to refine a detection: a zip named
  * .docx or .pptx is read as one, XML named .html as HTML, an unlisted text type (text/vtt) named .txt as text.
- * `bytes` (the file, or its first bytes) only serves to see through one misdetection, explained below.
+ * `bytes` (the file, or its first bytes) only serves to see through misdetections, explained below.
  */
 export function decideFormat(mimeType: string | null, filename: string, bytes?: Uint8Array): FormatDecision {
   const extension = path.extname(filename).toLowerCase();
   const byExtension = FORMAT_BY_EXTENSION[extension];
   const mime = mimeType?.split(';')[0]?.trim().toLowerCase() || null;
-  // file-type takes UTF-16LE's byte order mark (FF FE) for the frame sync of MPEG audio, so every UTF-16LE text
-  // file (Windows' "Unicode" text) is detected as audio/mpeg. Named as text, it is read as text: decoding then
-  // checks that it really is UTF-16.
+  // A type we do not read, for a file named as text whose bytes read as text: file-type's match of a few leading
+  // characters ("BM25 is…" as a BMP, UTF-16LE's byte order mark as MPEG audio's frame sync). `detectMimeType` gives
+  // such a file its name's type; this reads those typed otherwise (stored before it did, or by another caller).
   if (
-    mime === 'audio/mpeg' &&
-    bytes?.[0] === 0xff &&
-    bytes[1] === 0xfe &&
-    (byExtension === 'text' || byExtension === 'html')
+    mime !== null &&
+    FORMAT_BY_MIME[mime] === undefined &&
+    (byExtension === 'text' || byExtension === 'html') &&
+    bytes !== undefined &&
+    readsAsText(bytes)
   ) {
     return { ok: true, format: byExtension };
   }
@@ -203,7 +204,8 @@ export async function extractText(input: ExtractInput): Promise<ExtractResult> {
     result = invalid(`The file could not be read as ${FORMAT_NAMES[format]}: ${describeError(error)}`);
   }
   if (!result.ok) return result;
-  const text = normalizeLineEnds(result.text);
+  // Every format's text passes here: no U+0000 reaches the store.
+  const text = replaceNul(normalizeLineEnds(result.text));
   if (text.length > MAX_TEXT_CHARS) return tooMuchText();
   return { ok: true, text };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { countTokens, decode, encode } from 'gpt-tokenizer/encoding/o200k_base';
+import { clearMergeCache, countTokens, decode, encode } from 'gpt-tokenizer/encoding/o200k_base';
 import { AUTO_CHUNKING, MAX_CHUNK_TOKENS, MIN_CHUNK_TOKENS } from '../../src/domain/vector-stores.ts';
 import { type ChunkingStrategy, type ChunkSpan, chunkSpans, chunkText } from '../../src/retrieval/chunking.ts';
 
@@ -182,6 +183,36 @@ describe('chunkText', () => {
     let cjk = '';
     for (let i = 0; i < 200_000; i++) cjk += String.fromCharCode(0x4e00 + ((i * 7919) % 20_000));
     assert.ok(chunkText(cjk, AUTO).every((chunk) => chunk.tokens <= 800));
+  });
+
+  it('chunks a long line of random base64, whose pre-tokens are nearly all unique', () => {
+    // 1,200,000 characters: past the 100,000 pre-tokens missing from the vocabulary that gpt-tokenizer caches.
+    const blocks: Buffer[] = [];
+    for (let i = 0; i < 28_200; i++) blocks.push(createHash('sha256').update(`block ${i}`).digest());
+    const text = Buffer.concat(blocks).toString('base64').slice(0, 1_200_000);
+    const spans = chunkSpans(text, AUTO);
+    assert.equal(spans[0]!.start, 0);
+    assert.equal(spans.at(-1)!.end, text.length, 'the chunks cover the whole text');
+    let reassembled = text.slice(spans[0]!.start, spans[0]!.end);
+    for (let i = 0; i < spans.length; i++) {
+      const span = spans[i]!;
+      assert.ok(span.tokenEnd - span.tokenStart <= 800, `chunk ${i} has ${span.tokenEnd - span.tokenStart} tokens`);
+      if (i === spans.length - 1) break;
+      // No better place to cut in a line of base64: every chunk but the last is a full window.
+      assert.equal(span.tokenEnd - span.tokenStart, 800, `chunk ${i}`);
+      const next = spans[i + 1]!;
+      assert.equal(next.tokenStart, span.tokenEnd - 400, `chunks ${i} and ${i + 1} overlap by 400 tokens`);
+      reassembled += text.slice(span.end, next.end);
+    }
+    assert.equal(reassembled, text, 'the chunks, less their overlaps, are the text');
+    // The last chunk's end counts every token of the text, encoded in 256-character pieces (with gpt-tokenizer's
+    // merge cache emptied as chunking empties it: full, it is slow to evict from).
+    let tokens = 0;
+    for (let start = 0; start < text.length; start += 256) {
+      clearMergeCache();
+      tokens += countTokens(text.slice(start, start + 256), PLAIN);
+    }
+    assert.equal(spans.at(-1)!.tokenEnd, tokens);
   });
 
   it('chunks about 2,000,000 tokens in near-linear time', { timeout: 120_000 }, () => {

@@ -32,6 +32,15 @@ function failure(result: ExtractResult, code: 'unsupported_file' | 'invalid_file
   assert.match(result.message, message);
 }
 
+/** The zip with `from` replaced by `to` in one part: markup the fixture builders escape, or would never write. */
+async function rewritePart(bytes: Buffer, part: string, from: string, to: string): Promise<Buffer> {
+  const zip = await JSZip.loadAsync(bytes);
+  const xml = await zip.file(part)!.async('string');
+  assert.ok(xml.includes(from), `${part} has ${from}`);
+  zip.file(part, xml.replace(from, to));
+  return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
+}
+
 describe('extractText: PDF', () => {
   it('reads every page in order, lines as lines, pages separated by a blank line', async () => {
     const pdf = pdfDocument([
@@ -84,6 +93,27 @@ describe('extractText: DOCX', () => {
     );
     const text = textOf(await extract(docx, 'memo.docx'));
     assert.equal(text.trim(), 'Title of the memo\n\nTerms & conditions <apply>\n\nGrüße aus Köln — 東京');
+  });
+
+  it('keeps no U+0000 in the text (PostgreSQL cannot store it): a NUL in a run and &#0; become U+FFFD', async () => {
+    const raw = await docxDocument(['before\0after', 'second']);
+    assert.equal(textOf(await extract(raw, 'raw.docx')).trim(), 'before\ufffdafter\n\nsecond');
+    const reference = await rewritePart(
+      await docxDocument(['before MARK after']),
+      'word/document.xml',
+      'MARK',
+      'x&#0;y&#x0;z',
+    );
+    assert.equal(textOf(await extract(reference, 'reference.docx')).trim(), 'before x\ufffdy\ufffdz after');
+    // The same as the markup scanner makes of the reference in PPTX and HTML.
+    const pptx = await rewritePart(
+      await pptxDocument([['before MARK after']]),
+      'ppt/slides/slide1.xml',
+      'MARK',
+      'x&#0;y',
+    );
+    assert.equal(textOf(await extract(pptx, 'reference.pptx')), 'before x\ufffdy after');
+    assert.equal(textOf(await extract(htmlDocument('<p>x&#0;y</p>', ''), 'reference.html')), 'x\ufffdy');
   });
 
   it('refuses a zip named .docx that holds no Word document as invalid_file', async () => {
@@ -247,6 +277,27 @@ describe('extractText: text formats', () => {
     }
   });
 
+  it('reads text named as text whose first characters are a binary signature to file-type', async () => {
+    const texts: Array<[name: string, text: string]> = [
+      ['ranking.md', 'BM25 is a ranking function used by search engines.\n'], // image/bmp
+      ['ranking-bom.md', '\ufeffBM25 with a byte order mark first.\n'], // image/bmp
+      ['router.md', 'MZ-200 router: setup guide\n'], // application/x-msdownload
+      ['tags.txt', 'ID3v2 tags carry an MP3 file’s title and artist.\n'], // audio/mpeg
+      ['formats.md', 'GIF89a is a format for animated images.\n'], // image/gif
+      ['key.txt', '-----BEGIN PGP MESSAGE-----\n\nhQEMA5+ExampleOnly\n=abcd\n-----END PGP MESSAGE-----\n'],
+      ['bzip.txt', 'BZh is how every bzip2 stream starts.\n'], // application/x-bzip2
+      ['flac.txt', 'fLaC marks a FLAC stream.\n'], // audio/flac
+      ['printer.txt', '%!PS-Adobe-3.0 starts a PostScript file.\n'], // application/postscript
+      ['cabinet.txt', 'MSCF: the Microsoft cabinet signature.\n'], // application/vnd.ms-cab-compressed
+      ['midi.txt', 'MThd opens a standard MIDI file.\n'], // audio/midi
+    ];
+    for (const [name, text] of texts) {
+      assert.equal(textOf(await extract(Buffer.from(text), name)), text.replace(/^\ufeff/, ''), name);
+    }
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('GIF89a in UTF-16', 'utf16le')]);
+    assert.equal(textOf(await extract(utf16, 'utf16.txt')), 'GIF89a in UTF-16');
+  });
+
   it('refuses text that is not valid UTF-8 as invalid_file', async () => {
     const latin1 = Buffer.from('caf\xe9 au lait', 'latin1');
     failure(await extract(latin1, 'menu.txt'), 'invalid_file', /is not valid UTF-8 text/);
@@ -278,6 +329,13 @@ describe('extractText: unsupported files', () => {
 
   it('refuses an image named as text: the detected type wins over the name', async () => {
     failure(await extract(onePixelPng(), 'notes.txt'), 'unsupported_file', /image\/png is not supported/);
+  });
+
+  it('refuses binary files named as text, whatever their signature', async () => {
+    const gif = Buffer.concat([Buffer.from('GIF89a'), Buffer.from([1, 0, 1, 0, 0x80, 0, 0]), Buffer.alloc(20)]);
+    failure(await extract(gif, 'notes.md'), 'unsupported_file', /image\/gif is not supported/);
+    const bmp = Buffer.concat([Buffer.from('BM'), Buffer.from([0x3a, 0, 0, 0, 0, 0, 0, 0, 0x36, 0, 0, 0, 0x28, 0])]);
+    failure(await extract(Buffer.concat([bmp, Buffer.alloc(40)]), 'notes.txt'), 'unsupported_file', /image\/bmp/);
   });
 
   it('refuses legacy binary Word (.doc) with a message saying what to do', async () => {
@@ -327,5 +385,19 @@ describe('decideFormat', () => {
     assert.deepEqual(decideFormat('text/html; charset=utf-8', 'page'), { ok: true, format: 'html' });
     assert.equal(decideFormat('application/zip', 'archive.txt').ok, false);
     assert.equal(decideFormat('text/vtt', 'subtitles.vtt').ok, false);
+  });
+
+  it('reads a file named as text whose bytes are text, whatever type was detected for it; a PDF stays a PDF', () => {
+    const text = Buffer.from('BM25 is a ranking function.\n');
+    assert.deepEqual(decideFormat('image/bmp', 'ranking.md', text), { ok: true, format: 'text' });
+    assert.deepEqual(decideFormat('image/bmp', 'ranking.html', text), { ok: true, format: 'html' });
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('text', 'utf16le')]);
+    assert.deepEqual(decideFormat('audio/mpeg', 'windows.txt', utf16), { ok: true, format: 'text' });
+    assert.equal(decideFormat('image/bmp', 'ranking.bmp', text).ok, false, 'not named as text');
+    assert.equal(decideFormat('image/bmp', 'image.txt', Buffer.from([0x42, 0x4d, 0x3a, 0, 0, 0])).ok, false);
+    assert.deepEqual(decideFormat('application/pdf', 'notes.txt', Buffer.from('%PDF-1.4\n')), {
+      ok: true,
+      format: 'pdf',
+    });
   });
 });
