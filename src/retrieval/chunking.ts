@@ -1,6 +1,6 @@
 import O200K_RANKS from 'gpt-tokenizer/bpeRanks/o200k_base';
-import { clearMergeCache, DEFAULT_MERGE_CACHE_SIZE, encodeGenerator } from 'gpt-tokenizer/encoding/o200k_base';
 import type { Chunk } from '../domain/vector-stores.ts';
+import { o200kPreTokens } from './o200k.ts';
 import { isSpace, textPieces } from './text-pieces.ts';
 
 /**
@@ -28,22 +28,6 @@ export interface ChunkSpan {
  * most 15% of the window, and a chunk always ends past the next one's start, so the overlap stays exact.
  */
 export const PREFERRED_END_WINDOW = 0.15;
-
-// Documents may contain strings like `<|endoftext|>`: they are text, never special tokens (the library's default is
-// to throw on them).
-const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
-
-/**
- * gpt-tokenizer caches the tokens of pre-tokens missing from the vocabulary, up to DEFAULT_MERGE_CACHE_SIZE (100,000)
- * of them, and once full evicts the oldest with `Map.keys().next()`, which in V8 steps over every entry deleted since
- * the table was last rebuilt: tens of microseconds an eviction. Text whose pre-tokens are nearly all unique (base64,
- * hex, generated identifiers) fills it within a megabyte, then encodes several times slower (measured on Node 20: a
- * base64 line of 2,000,000 characters chunked in 6 s, of 8,000,000 in 33 s; 1.8 s and 6.7 s with the cache emptied
- * in time). So it is emptied before it can fill: a pre-token adds at most one entry, and only one of several tokens
- * (in well-formed text a single token is a vocabulary entry, never cached). The cache is worth keeping otherwise:
- * prose encodes twice as fast with it.
- */
-const MERGED_PRE_TOKENS_BETWEEN_CACHE_CLEARS = DEFAULT_MERGE_CACHE_SIZE;
 
 /** The chunks of `text`; none for empty or whitespace-only text. */
 export function chunkText(text: string, strategy: ChunkingStrategy): Chunk[] {
@@ -148,15 +132,8 @@ function tokenOffsets(text: string): number[] {
   let offset = 0;
   let pendingBytes = 0; // continuation bytes the current character still needs
   let pendingUnits = 0; // UTF-16 units it will take in the text
-  let merged = 0; // pre-tokens of several tokens since the cache was emptied: the most it can have gained
-  clearMergeCache();
   for (const [segmentStart, segmentEnd] of textPieces(text)) {
-    // A pre-token at a time, so that the cache is also emptied within a long piece.
-    for (const tokens of encodeGenerator(text.slice(segmentStart, segmentEnd), PLAIN_TEXT)) {
-      if (tokens.length > 1 && ++merged === MERGED_PRE_TOKENS_BETWEEN_CACHE_CLEARS) {
-        clearMergeCache();
-        merged = 0;
-      }
+    for (const tokens of o200kPreTokens(text.slice(segmentStart, segmentEnd))) {
       for (const token of tokens) {
         const piece = O200K_RANKS[token];
         if (typeof piece === 'string') {

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import type { ChatContentPart, ChatMessage } from '../providers/provider.ts';
+import { countO200k } from '../retrieval/o200k.ts';
 import { textPieces } from '../retrieval/text-pieces.ts';
 
 /**
@@ -23,10 +23,6 @@ export const REPLY_PRIMING_TOKENS = 3;
  */
 export const IMAGE_TOKENS_LOW_DETAIL = 85;
 export const IMAGE_TOKENS_DEFAULT = 765;
-
-// User text may contain strings like `<|endoftext|>`: count them as the plain text they are, never as special tokens
-// (the library's default is to throw on them).
-const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
 /**
  * A Map bounded to `capacity` entries that forgets the least recently used one first: a hit moves its entry to the
@@ -233,7 +229,7 @@ export class TokenCounter {
 }
 
 /** The o200k_base counter: for OpenAI-compatible upstreams, which report their own usage whenever they can. */
-export const O200K = new TokenCounter((text) => countTokens(text, PLAIN_TEXT));
+export const O200K = new TokenCounter(countO200k);
 
 export const countTextTokens = (text: string): number => O200K.text(text);
 export const countMessageTokens = (message: ChatMessage): Promise<number> => O200K.message(message);
