@@ -139,6 +139,13 @@ export class VectorStoreService {
     if (body.name !== undefined) patch.name = body.name;
     if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
     if (body.expires_after !== undefined) {
+      // An expired store stays expired: a new expiry would only contradict its status.
+      if (current.expired)
+        throw invalidRequest(
+          `Vector store ${id} has expired; its expiration cannot be changed. Create a new vector store.`,
+          'expires_after',
+          'vector_store_expired',
+        );
       patch.expires_after = body.expires_after;
       patch.expires_at = expiresAt(body.expires_after, current.last_active_at ?? unixSeconds());
     }

@@ -294,6 +294,17 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
         assert.equal(error.code, 'vector_store_expired');
         return true;
       });
+      // Its expiry cannot be moved (it would claim a future expires_at while expired); its name can change.
+      for (const expires_after of [{ anchor: 'last_active_at' as const, days: 30 }, null])
+        await assert.rejects(client.vectorStores.update(store.id, { expires_after }), (error: unknown) => {
+          assert.ok(error instanceof OpenAI.BadRequestError);
+          assert.equal(error.code, 'vector_store_expired');
+          assert.equal(error.param, 'expires_after');
+          return true;
+        });
+      const renamed = await client.vectorStores.update(store.id, { name: 'gone' });
+      assert.equal(renamed.status, 'expired');
+      assert.equal(renamed.expires_at, 1);
     });
 
     test('bad input is a clear OpenAI-shaped error', async () => {
