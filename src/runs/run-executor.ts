@@ -139,6 +139,7 @@ export class RunExecutor {
       await this.failUnexpectedly(x, error);
     } finally {
       this.options.bus.setLiveTurn(run.id, undefined);
+      for (const tool of new Set(x.serverTools.values())) tool.executionEnded?.(run);
       askedModel(x);
     }
   }

@@ -87,9 +87,8 @@ export class SandboxPool {
    * The live session for this key (a thread id), or a new one (`fresh: true`) — also fresh after expiry, eviction
    * or a hard kill, when its variables and files are gone. The caller holds it, starting included, until it
    * releases it. When every session is in use, a new key waits for one to be free (first come, first served), at
-   * most `waitMs` (by default a cell's time limit and its kill grace: what any cell holds a session for) or until
-   * `signal` aborts (rejecting with its reason). Throws SandboxError when unavailable, or when no session was free
-   * in time.
+   * most `waitMs` (by default, as long as it takes) or until `signal` aborts (rejecting with its reason). Throws
+   * SandboxError when unavailable, or when no session was free in time.
    */
   async session(
     key: string,
@@ -97,7 +96,7 @@ export class SandboxPool {
   ): Promise<SessionLease> {
     const status = await this.start();
     if (!status.available) throw new SandboxError(`The code interpreter is unavailable: ${status.reason}`);
-    const deadline = performance.now() + (waitMs ?? this.settings.cellTimeoutMs + this.settings.killGraceMs);
+    const deadline = performance.now() + (waitMs ?? Number.POSITIVE_INFINITY);
     let entry: Entry | undefined;
     for (;;) {
       signal?.throwIfAborted();
@@ -236,7 +235,7 @@ export class SandboxPool {
         finish();
         reject(signal!.reason);
       };
-      const timer = setTimeout(wake, ms);
+      const timer = Number.isFinite(ms) ? setTimeout(wake, ms) : undefined;
       this.roomWaiters.push(wake);
       signal?.addEventListener('abort', onAbort, { once: true });
     });

@@ -53,6 +53,11 @@ export interface ServerTool {
    */
   execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult>;
   /**
+   * The run's execution in this process has stopped (the run ended or paused, or was handed back): what the tool
+   * kept for it between its calls is let go. Called once per execution, whatever happened; must not throw.
+   */
+  executionEnded?(run: Run): void;
+  /**
    * What the tool adds to the run's answer, given every call of it in the run so far: the answer's message before it
    * is stored and completed. Optional. It is not streamed: a change of the text here makes the stored text differ
    * from the streamed one (annotations belong in `annotator`, which is).

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { pino } from 'pino';
 import { frame } from '../../src/api/sse.ts';
 import type { StoredFile } from '../../src/domain/files.ts';
 import type { Message, MessageContent } from '../../src/domain/objects.ts';
@@ -8,7 +9,7 @@ import type { ToolCallDetails } from '../../src/domain/runs.ts';
 import { ModelTurn } from '../../src/runs/model-turn.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import { codeOf, codeReader, codeSoFar } from '../../src/tools/code-interpreter/code-arguments.ts';
-import { placements } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
+import { codeInterpreterTool, placements } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
 import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
 import type { TextAnnotator } from '../../src/tools/tool.ts';
 import { annotateInPieces } from '../support/annotators.ts';
@@ -237,6 +238,55 @@ describe('where the run files go in /mnt/data', () => {
     assert.equal(placed.get('file-5'), 'x'.repeat(255));
     for (const name of placed.values()) assert.ok(Buffer.byteLength(name) <= 255, name);
     assert.equal(placed.get('file-6'), `a.${'z'.repeat(253)}`, 'a long "extension" is shortened as part of the name');
+  });
+});
+
+describe('the session a run holds', () => {
+  test("a run's first lease is kept between its calls, let go when its execution ends; later leases at each call's end", async () => {
+    const events: string[] = [];
+    let leases = 0;
+    const session = {
+      runCell: async () => ({ logs: '', images: [], outcome: 'ok' as const }),
+      writeFile: async () => {},
+      readFile: async () => new Uint8Array(),
+      listFiles: async () => [],
+    };
+    const tool = codeInterpreterTool({
+      sandbox: {
+        start: async () => ({ available: true, detail: 'fake' }),
+        session: async () => {
+          const n = ++leases;
+          events.push(`lease ${n}`);
+          return { session, fresh: n === 1, release: () => events.push(`release ${n}`) };
+        },
+      },
+      backend: {
+        runFiles: async () => ({ files: [], missing: [] }),
+        readFile: async () => undefined,
+        saveFile: async () => {
+          throw new Error('no files here');
+        },
+        hadEarlierCalls: async () => false,
+      },
+      logger: pino({ level: 'silent' }),
+      cellTimeoutMs: 1000,
+      maxFileBytes: 1000,
+    });
+    const run = aRun('thread_pin', { status: 'in_progress' });
+    const context = {
+      scope: { projectId: 'proj_pin' },
+      run,
+      signal: new AbortController().signal,
+      calls: [],
+      contextTokensLeft: undefined,
+      progress: () => {},
+    };
+    await tool.execute({ id: 'call_1', arguments: '{"code": "x = 1"}' }, context);
+    await tool.execute({ id: 'call_2', arguments: '{"code": "x"}' }, context);
+    assert.deepEqual(events, ['lease 1', 'lease 2', 'release 2'], 'the first lease is still held');
+    tool.executionEnded!(run);
+    tool.executionEnded!(run);
+    assert.deepEqual(events, ['lease 1', 'lease 2', 'release 2', 'release 1'], 'let go once');
   });
 });
 

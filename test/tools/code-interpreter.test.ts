@@ -246,6 +246,21 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.match(output, /\n4\n$/, 'sales.csv is in /mnt/data again');
   });
 
+  test('two files of one name from two assistants, on one thread: each run reads its own', async () => {
+    const x = await h.assistant([await h.upload('same.csv', 'from x\n')]);
+    const y = await h.assistant([await h.upload('same.csv', 'from y\n')]);
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Read it.' }] });
+    const outputs: string[] = [];
+    for (const assistant of [x, y, x]) {
+      const seen = h.upstream.requests.length;
+      h.upstream.enqueue(python("print(open('same.csv').read(), end='')"), { text: 'Read.' });
+      const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+      assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+      outputs.push(toolMessages(h.upstream.requests[seen + 1])[0]!);
+    }
+    assert.deepEqual(outputs, ['from x\n', 'from y\n', 'from x\n']);
+  });
+
   test('tool_choice {type: code_interpreter} forces the python function; raw code as arguments runs', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: '2**10?' }] });
     const seen = h.upstream.requests.length;

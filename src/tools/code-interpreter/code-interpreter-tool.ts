@@ -100,6 +100,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
   /** The run files each session has in /mnt/data: file id → name. A new session starts with none. */
   const placed = new WeakMap<PythonSession, Map<string, string>>();
   const threadFiles = new Map<string, ThreadFiles>();
+  /** The session lease each executing run holds until its execution ends, by run id. */
+  const pinned = new Map<string, HeldSession>();
 
   function remember(threadId: string, files: ThreadFiles): void {
     threadFiles.delete(threadId);
@@ -127,6 +129,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       }
       try {
         await session.writeFile(name, bytes);
+        // Another file that was there under this name (an earlier run's) is not any more.
+        for (const [other, at] of has) if (at === name) has.delete(other);
         has.set(id, name);
       } catch (error) {
         // Its process may have died under it, with the files placed before: the next call places them all again.
@@ -166,8 +170,12 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       if (signal.aborted) throw signal.reason;
       return unavailable((error as Error).message);
     }
-    const { session, fresh, release } = opened;
+    const { session, fresh } = opened;
     if (fresh) placed.delete(session); // a new process (the last one died, even between calls): /mnt/data is empty
+    // The run's first lease is kept until its execution ends (executionEnded): between its calls, while the model
+    // writes the next one, the session is not evicted for another thread's, which would lose the run's variables.
+    const release = pinned.has(run.id) ? opened.release : () => {};
+    if (!pinned.has(run.id)) pinned.set(run.id, opened);
     // Held until the call is done: its files are placed before the cell and listed after it, with awaits between,
     // in any of which another thread's new session could otherwise evict it.
     try {
@@ -258,6 +266,10 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       code_interpreter: { input: codeOf(call.arguments), outputs: [] },
     }),
     execute,
+    executionEnded(run) {
+      pinned.get(run.id)?.release();
+      pinned.delete(run.id);
+    },
     annotator,
     answerParts: (calls) =>
       calls.flatMap((c): MessageContent[] =>
