@@ -61,6 +61,8 @@ export class ModelTurn {
    * arguments' fragments (ServerTool.inputReader), and its details with an empty input (for the live step).
    */
   private readonly inputs: Array<{ soFar: string; read: (fragment: string) => string; empty: ToolCallDetails }> = [];
+  /** How many of the tool step's calls (a prefix) have been announced in deltas as they were written. */
+  private announced = 0;
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
 
@@ -217,6 +219,7 @@ export class ModelTurn {
     // replaced, never changed in place: announced copies of the step share them.
     if (!isNew && tool && !showsInput) return;
     const position = this.madeCalls().indexOf(call);
+    if (isNew && (streamed || showsInput)) this.announced = position + 1;
     const live = [...(this.toolStep!.step_details as { tool_calls: ToolCallDetails[] }).tool_calls];
     live.splice(position, isNew ? 0 : 1, showsInput ? this.liveDetails(index, tool) : this.details(call));
     this.toolStep!.step_details = { type: 'tool_calls', tool_calls: live };
@@ -319,7 +322,14 @@ export class ModelTurn {
     const opened = openStep(this.run, { type: 'tool_calls', tool_calls: [] }, this.at);
     this.toolStep = opened.step;
     for (const event of opened.events) this.emit(event);
-    this.bus.setLiveTurn(this.run.id, { step: this.toolStep, message: undefined });
+    // What a client attaching now is shown: the calls announced so far, which the deltas to come extend.
+    const turn = this;
+    this.bus.setLiveTurn(this.run.id, {
+      get step() {
+        return announcedCalls(turn.toolStep!, turn.announced);
+      },
+      message: undefined,
+    });
   }
 
   private emitToolDelta(call: ToolCallDelta): void {
@@ -355,4 +365,15 @@ function withAnnotations(content: MessageContent[], kept: (a: TextAnnotation) =>
  */
 export function streamsAsWritten(serverCallsBefore: readonly boolean[]): boolean {
   return !serverCallsBefore.some(Boolean);
+}
+
+/**
+ * A tool_calls step as a client that attaches now (GET …/events) must be shown it: with its first `count` calls only,
+ * those announced in deltas so far. A held call (streamsAsWritten), or a server-side call not streamed as written,
+ * is announced whole later: shown before, the SDK would add its details to themselves (`"call_xcall_x"`).
+ */
+export function announcedCalls(step: StoredStep, count: number): StoredStep {
+  const calls = step.step_details.type === 'tool_calls' ? step.step_details.tool_calls : [];
+  if (calls.length <= count) return step;
+  return { ...step, step_details: { type: 'tool_calls', tool_calls: calls.slice(0, count) } };
 }

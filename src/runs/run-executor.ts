@@ -26,7 +26,7 @@ import {
 } from '../tools/tool.ts';
 import { buildContext } from './context.ts';
 import { resolveImageFiles } from './image-files.ts';
-import { ModelTurn, streamsAsWritten } from './model-turn.ts';
+import { announcedCalls, ModelTurn, streamsAsWritten } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
 import { endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
@@ -431,14 +431,28 @@ export class RunExecutor {
   private async executeServerCalls(x: Execution, open: StoredStep): Promise<'next' | 'done' | 'settle'> {
     x.turn = undefined;
     let step = open;
-    this.options.bus.setLiveTurn(x.run.id, { step, message: undefined });
     const pending = new Set(pendingServerCalls(step));
     const last = Math.max(...pending);
     const kinds = (step.step_details as { tool_calls: ToolCallDetails[] }).tool_calls.map((d) => d.type !== 'function');
+    // What a client attaching now is shown (announcedCalls): the calls the model turn streamed as it wrote them, then
+    // each call as its turn comes.
+    const live = { step, announced: 0 };
+    for (const [index, server] of kinds.entries()) {
+      if (server && !x.serverTools.get(step.model_calls![index]!.name)?.inputReader) break;
+      live.announced = index + 1;
+      if (server) break;
+    }
+    this.options.bus.setLiveTurn(x.run.id, {
+      get step() {
+        return announcedCalls(live.step, live.announced);
+      },
+      message: undefined,
+    });
     // In the order of the calls: a call the model turn held (after a server-side one) is published as its turn comes,
     // so that each call's deltas are contiguous (streamsAsWritten).
     for (const [index, server] of kinds.entries()) {
       const held = !streamsAsWritten(kinds.slice(0, index));
+      live.announced = Math.max(live.announced, index + 1);
       if (!server) {
         if (held) this.publishToolDelta(x, step, index, pendingCallDetails(step, index));
         continue;
@@ -454,6 +468,7 @@ export class RunExecutor {
       const result = await this.executeCall(x, step, index, tool, call, held);
       if (result === 'done' || result === 'settle') return result; // the tool's failure ended the run
       step = withCallResult(step, index, result);
+      live.step = step;
       if (index < last && !(await this.commit(x, { run: x.run, steps: [step] }))) return 'settle';
     }
 

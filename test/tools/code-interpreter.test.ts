@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, test } from 'node:test';
 import type OpenAI from 'openai';
+import { AssistantStream } from 'openai/lib/AssistantStream';
 import { PYTHON_FUNCTION } from '../../src/tools/code-interpreter/code-arguments.ts';
 import { eventually } from '../support/eventually.ts';
 import type { RecordedRequest, ToolCallsReply } from '../support/fake-upstream.ts';
 import { pngSize } from '../support/images.ts';
 import { SdkHarness, toolMessages } from '../support/sdk-harness.ts';
-import { postSse, type SseEvent } from '../support/sse.ts';
+import { postSse, readSse, type SseEvent } from '../support/sse.ts';
 
 /**
  * code_interpreter executed inside runs, through the official SDK against a live server with the real sandbox
@@ -511,6 +512,61 @@ describe('code_interpreter, streamed', () => {
       `created ${second!.id}`,
       `done ${second!.id} 4`,
     ]);
+  });
+
+  test('re-attached (/events) while a cell runs: the snapshot holds only announced calls; the SDK accumulates the stored steps', async () => {
+    const weather: OpenAI.Beta.FunctionTool = {
+      type: 'function',
+      function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+    };
+    const assistant = await h.assistant([], [{ type: 'code_interpreter' }, weather]);
+    const thread = await h.client.beta.threads.create({
+      messages: [{ role: 'user', content: 'Slow sum, then weather.' }],
+    });
+    h.upstream.enqueue({
+      toolCalls: [
+        { name: 'python', arguments: JSON.stringify({ code: 'import time\ntime.sleep(1.5)\nprint(1 + 1)' }) },
+        { name: 'get_weather', arguments: '{"city":"Paris"}' },
+      ],
+    });
+    const run = await h.client.beta.threads.runs.create(thread.id, { assistant_id: assistant.id });
+    await eventually('the cell to be running', 10_000, async () => {
+      const steps = await h.client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+      return steps.data.length > 0 ? true : undefined;
+    });
+    const events = await readSse(await fetch(`${h.server.url}/v1/threads/${thread.id}/runs/${run.id}/events`));
+    const created = events.find((e) => e.event === 'thread.run.step.created');
+    assert.ok(created, 'the snapshot has the step being executed');
+    assert.deepEqual(
+      created.data.step_details.tool_calls.map((c: { type: string }) => c.type),
+      ['code_interpreter'],
+      'the function written after it is not shown before it is announced',
+    );
+    const lines = events
+      .filter((e) => e.event !== 'done')
+      .map((e) => `${JSON.stringify({ event: e.event, data: e.data })}\n`)
+      .join('');
+    const stream = AssistantStream.fromReadableStream(new Response(lines).body!);
+    const final = await stream.finalRun();
+    assert.equal(final.status, 'requires_action');
+    const stored = await h.steps(thread.id, run.id);
+    // The step is still in progress: the SDK's copy is its accumulation of deltas, whose entries keep their `index`.
+    const withoutIndex = (value: unknown): unknown =>
+      Array.isArray(value)
+        ? value.map(withoutIndex)
+        : value !== null && typeof value === 'object'
+          ? Object.fromEntries(
+              Object.entries(value)
+                .filter(([key]) => key !== 'index')
+                .map(([key, inner]) => [key, withoutIndex(inner)]),
+            )
+          : value;
+    assert.deepEqual(
+      (await stream.finalRunSteps()).map((s) => withoutIndex(s.step_details)),
+      stored.map((s) => s.step_details),
+      'each call once: no id, name, input or arguments added to itself',
+    );
+    await h.client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
   });
 
   test('arguments that are one JSON string, and raw code opening with a docstring: streamed input = stored', async () => {
