@@ -214,9 +214,9 @@ export class ModelTurn {
       if (streamed) this.emitToolDelta({ index, type: 'function', function: { arguments: fragment } });
       else if (showsInput) this.streamInput(index, tool, fragment);
     }
-    // The live step (what /events shows a client that attaches now) follows the calls being written; any other
-    // server-side call is described once, as it starts (its details come whole when it executes). The details are
-    // replaced, never changed in place: announced copies of the step share them.
+    // The turn's step (what a run stopped now stores; /events shows its announced calls: announcedCalls) follows the
+    // calls being written; any other server-side call is described once, as it starts (its details come whole when
+    // it executes). The details are replaced, never changed in place: announced copies of the step share them.
     if (!isNew && tool && !showsInput) return;
     const position = this.madeCalls().indexOf(call);
     if (isNew && (streamed || showsInput)) this.announced = position + 1;

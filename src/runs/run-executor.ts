@@ -139,7 +139,12 @@ export class RunExecutor {
       await this.failUnexpectedly(x, error);
     } finally {
       this.options.bus.setLiveTurn(run.id, undefined);
-      for (const tool of new Set(x.serverTools.values())) tool.executionEnded?.(run);
+      for (const tool of new Set(x.serverTools.values()))
+        try {
+          tool.executionEnded?.(run);
+        } catch (error) {
+          this.options.logger.error({ err: error, runId: run.id, tool: tool.type }, 'a tool failed to let a run go');
+        }
       askedModel(x);
     }
   }
