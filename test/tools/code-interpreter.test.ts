@@ -58,6 +58,22 @@ class CodeHarness extends SdkHarness {
   async download(fileId: string): Promise<Buffer> {
     return Buffer.from(await (await this.client.files.content(fileId)).arrayBuffer());
   }
+
+  /**
+   * A run of the thread in which the model calls `python` with `code`, then answers `text`: the run (completed), the
+   * output the model read back, and the system message it was given.
+   */
+  async runCode(threadId: string, assistantId: string, code: string, text = 'Done.') {
+    const seen = this.upstream.requests.length;
+    this.upstream.enqueue(python(code), { text });
+    const run = await this.client.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    return {
+      run,
+      output: toolMessages(this.upstream.requests[seen + 1])[0]!,
+      system: systemMessage(this.upstream.requests[seen]),
+    };
+  }
 }
 
 describe('code_interpreter in a run (createAndPoll)', () => {
@@ -199,20 +215,16 @@ describe('code_interpreter in a run (createAndPoll)', () => {
       tool_resources: { code_interpreter: { file_ids: [gone] } },
     });
     await h.client.files.delete(gone);
-    const seen = h.upstream.requests.length;
-    h.upstream.enqueue(
-      python(
-        "import os\nopen('big.bin', 'wb').write(bytes(1_500_000))\nprint(sorted(n for n in os.listdir('.') if n.endswith('.csv')))",
-      ),
-      { text: 'Here: [big](sandbox:/mnt/data/big.bin) and [sales](sandbox:/mnt/data/sales.csv)' },
+    const { run, output, system } = await h.runCode(
+      thread.id,
+      assistantId,
+      "import os\nopen('big.bin', 'wb').write(bytes(1_500_000))\nprint(sorted(n for n in os.listdir('.') if n.endswith('.csv')))",
+      'Here: [big](sandbox:/mnt/data/big.bin) and [sales](sandbox:/mnt/data/sales.csv)',
     );
-    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
-    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
-    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
     assert.ok(output.includes(`These files no longer exist and are not in /mnt/data: ${gone}.`), output);
     // 'é' is 2 bytes: 125 of them and '.csv' make 254 bytes.
     assert.ok(output.includes(`['sales.csv', '${'é'.repeat(125)}.csv']`), output);
-    assert.match(systemMessage(h.upstream.requests[seen]), new RegExp(`sales\\.csv, ${'é'.repeat(125)}\\.csv\\.`));
+    assert.match(system, new RegExp(`sales\\.csv, ${'é'.repeat(125)}\\.csv\\.`));
 
     // 1.5 MB is over the Files API's 1 MB here: the link names no file; the other one does.
     const text = ((await h.answer(thread.id, run.id)).content[0] as OpenAI.Beta.Threads.TextContentBlock).text;
@@ -238,11 +250,7 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     await eventually('the sandbox process reaped', 5_000, () => (existsSync(`/proc/${bwrap[0]}`) ? undefined : true));
 
     await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Total?' });
-    const seen = h.upstream.requests.length;
-    h.upstream.enqueue(python("print(open('sales.csv').read().count('\\n'))"), { text: 'Four lines.' });
-    const second = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
-    assert.equal(second.status, 'completed', JSON.stringify(second.last_error));
-    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
+    const { output } = await h.runCode(thread.id, assistantId, "print(open('sales.csv').read().count('\\n'))");
     assert.match(output, /^The Python session was restarted before this code ran/);
     assert.match(output, /\n4\n$/, 'sales.csv is in /mnt/data again');
   });
@@ -252,13 +260,8 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     const y = await h.assistant([await h.upload('same.csv', 'from y\n')]);
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Read it.' }] });
     const outputs: string[] = [];
-    for (const assistant of [x, y, x]) {
-      const seen = h.upstream.requests.length;
-      h.upstream.enqueue(python("print(open('same.csv').read(), end='')"), { text: 'Read.' });
-      const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
-      assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
-      outputs.push(toolMessages(h.upstream.requests[seen + 1])[0]!);
-    }
+    for (const assistant of [x, y, x])
+      outputs.push((await h.runCode(thread.id, assistant.id, "print(open('same.csv').read(), end='')")).output);
     assert.deepEqual(outputs, ['from x\n', 'from y\n', 'from x\n']);
   });
 
@@ -320,12 +323,13 @@ describe('code_interpreter in a run (createAndPoll)', () => {
       content: 'How many lines?',
       attachments: [{ file_id: notes, tools: [{ type: 'code_interpreter' }] }],
     });
-    const seen = h.upstream.requests.length;
-    h.upstream.enqueue(python("print(len(open('/mnt/data/notes.txt').read().splitlines()))"), { text: 'Two.' });
-    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
-    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
-    assert.match(systemMessage(h.upstream.requests[seen]), /sales\.csv, notes\.txt/);
-    assert.equal(toolMessages(h.upstream.requests[seen + 1])[0], '2\n');
+    const { output, system } = await h.runCode(
+      thread.id,
+      assistantId,
+      "print(len(open('/mnt/data/notes.txt').read().splitlines()))",
+    );
+    assert.match(system, /sales\.csv, notes\.txt/);
+    assert.equal(output, '2\n');
   });
 
   test('deleting the thread ends its session: its Python process and its /mnt/data files are gone', async () => {
@@ -344,11 +348,7 @@ describe('code_interpreter in a run (createAndPoll)', () => {
 
   test('an error in the code: the traceback is the output, the model reads it and the run goes on', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Divide.' }] });
-    const seen = h.upstream.requests.length;
-    h.upstream.enqueue(python('1/0'), { text: 'That divides by zero.' });
-    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
-    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
-    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
+    const { run, output } = await h.runCode(thread.id, assistantId, '1/0', 'That divides by zero.');
     assert.match(output, /ZeroDivisionError/);
     const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
     assert.match((call!.code_interpreter.outputs[0] as { logs: string }).logs, /ZeroDivisionError/);
@@ -608,11 +608,7 @@ describe("code_interpreter when the thread's session is gone", () => {
 
     await new Promise((resolve) => setTimeout(resolve, 2500));
     await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'What was it?' });
-    const seen = h.upstream.requests.length;
-    h.upstream.enqueue(python('print(kept)'), { text: 'It is gone.' });
-    const second = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
-    assert.equal(second.status, 'completed', JSON.stringify(second.last_error));
-    const output = toolMessages(h.upstream.requests[seen + 1])[0]!;
+    const { output } = await h.runCode(thread.id, assistant.id, 'print(kept)', 'It is gone.');
     assert.match(output, /^The Python session was restarted before this code ran/);
     assert.match(output, /NameError: name 'kept' is not defined/);
   });
