@@ -438,7 +438,8 @@ export class RunExecutor {
     let step = open;
     const pending = new Set(pendingServerCalls(step));
     const last = Math.max(...pending);
-    const kinds = (step.step_details as { tool_calls: ToolCallDetails[] }).tool_calls.map((d) => d.type !== 'function');
+    const details = (step.step_details as { tool_calls: ToolCallDetails[] }).tool_calls;
+    const kinds = details.map((d) => d.type !== 'function');
     // What a client attaching now is shown (announcedCalls): the calls the model turn streamed as it wrote them, then
     // each call as its turn comes.
     const live = { step, announced: 0 };
@@ -459,7 +460,7 @@ export class RunExecutor {
       const held = !streamsAsWritten(kinds.slice(0, index));
       live.announced = Math.max(live.announced, index + 1);
       if (!server) {
-        if (held) this.publishToolDelta(x, step, index, pendingCallDetails(step, index));
+        if (held) this.publishToolDelta(x, step, index, details[index]!);
         continue;
       }
       if (!pending.has(index)) continue;
@@ -698,11 +699,6 @@ function pendingServerCalls(step: StoredStep): number[] {
   return step.step_details.tool_calls.flatMap((d, i) =>
     d.type !== 'function' && calls[i]?.output === null ? [i] : [],
   );
-}
-
-/** The details of the call at `index` of a tool_calls step, whole: what a delta announcing it carries. */
-function pendingCallDetails(step: StoredStep, index: number): ToolCallDetails {
-  return (step.step_details as { tool_calls: ToolCallDetails[] }).tool_calls[index]!;
 }
 
 /** The client's function calls of a tool_calls step that have no output yet: what `requires_action` asks for. */

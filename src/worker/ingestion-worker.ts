@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import type { StoredFile } from '../domain/files.ts';
@@ -168,7 +169,7 @@ export class IngestionWorker {
           await fail('server_error', "The file's chunks could not be stored.");
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, COMMIT_RETRY_MS * attempt));
+        await sleep(COMMIT_RETRY_MS * attempt);
         if (this.stopping) return;
       }
     }

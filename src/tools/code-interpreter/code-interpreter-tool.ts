@@ -174,8 +174,9 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     if (fresh) placed.delete(session); // a new process (the last one died, even between calls): /mnt/data is empty
     // The run's first lease is kept until its execution ends (executionEnded): between its calls, while the model
     // writes the next one, the session is not evicted for another thread's, which would lose the run's variables.
-    const release = pinned.has(run.id) ? opened.release : () => {};
-    if (!pinned.has(run.id)) pinned.set(run.id, opened);
+    const first = !pinned.has(run.id);
+    if (first) pinned.set(run.id, opened);
+    const release = first ? () => {} : opened.release;
     // Held until the call is done: its files are placed before the cell and listed after it, with awaits between,
     // in any of which another thread's new session could otherwise evict it.
     try {
