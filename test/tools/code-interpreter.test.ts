@@ -246,7 +246,13 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     const parents = pids.map((pid) => Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]));
     const bwrap = parents.filter((pid) => !pids.includes(pid));
     assert.equal(bwrap.length, 1);
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    for (const pid of pids)
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (error) {
+        // Gone already: the sandbox's init took the others with it.
+        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+      }
     await eventually('the sandbox process reaped', 5_000, () => (existsSync(`/proc/${bwrap[0]}`) ? undefined : true));
 
     await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Total?' });
