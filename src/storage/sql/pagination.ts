@@ -1,6 +1,7 @@
 import { type Kysely, type SelectQueryBuilder, sql } from 'kysely';
 import { invalidRequest } from '../../domain/errors.ts';
 import type { Page, PageRequest, Scope } from '../store.ts';
+import { buriedCursor } from './list-tombstones.ts';
 import type { Database, PaginatedTable } from './schema.ts';
 
 /**
@@ -10,7 +11,7 @@ import type { Database, PaginatedTable } from './schema.ts';
  * both SQLite and PostgreSQL. Threads can also be listed by `last_active_at` (index threads_by_activity), the same
  * way: the cursor object's current value of the column, then its seq.
  */
-interface CursorKey {
+export interface CursorKey {
   sort_key: number;
   seq: number | string; // bigint columns arrive as strings from pg; they are only passed back as parameters
 }
@@ -48,7 +49,8 @@ export async function resolveCursors(
     const { rows } = await sql<CursorKey>`
       select ${sql.ref(column)} as sort_key, seq from ${sql.table(table)}
       where project_id = ${scope.projectId} and ${idColumn} = ${id} ${parentFilter}`.execute(db);
-    const key = rows[0];
+    // A deleted object's place still counts: a loop that deletes what it lists asks for the page after it.
+    const key = rows[0] ?? (await buriedCursor(db, table, scope.projectId, parent?.value, id, column));
     if (!key)
       throw invalidRequest(
         `Invalid '${name}': '${id}' is not the id of an object in this list.`,

@@ -18,6 +18,7 @@ export interface Database {
   chunks: ChunksTable;
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
+  list_tombstones: ListTombstonesTable;
 }
 
 export interface AssistantsTable {
@@ -232,6 +233,19 @@ export interface ApiKeysTable {
   secret_hash: string;
   created_at: number;
   last_used_at: number | null;
+}
+
+/** Where a deleted object stood in its list, for a day (list-tombstones.ts). */
+export interface ListTombstonesTable {
+  project_id: string;
+  list: string;
+  parent_id: string;
+  id: string;
+  created_at: number;
+  last_active_at: number | null;
+  /** A bigint: a string from PostgreSQL, only passed back as a parameter. */
+  seq: number | string;
+  deleted_at: number;
 }
 
 /** The tables whose rows are listed with cursor pagination: each has `created_at` and `seq`. */

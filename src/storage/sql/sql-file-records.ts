@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { StoredFile } from '../../domain/files.ts';
 import type { FileRecords, Page, PageRequest, Scope, UploadLease } from '../store.ts';
+import { bury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, FilesTable } from './schema.ts';
 import { removeFilesFromStores } from './sql-vector-store-records.ts';
@@ -107,13 +108,15 @@ export class SqlFileRecords implements FileRecords {
 
   async deleteFile(scope: Scope, id: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
-      const result = await trx
+      const rows = await trx
         .deleteFrom('files')
         .where('project_id', '=', scope.projectId)
         .where('id', '=', id)
         .where(READY)
-        .executeTakeFirst();
-      if (result.numDeletedRows === 0n) return false;
+        .returning(['project_id', 'id', 'created_at', 'seq'])
+        .execute();
+      if (rows.length === 0) return false;
+      await bury(trx, 'files', rows);
       await removeFilesFromStores(trx, [id]);
       return true;
     });

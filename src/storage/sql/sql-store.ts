@@ -23,6 +23,7 @@ import type {
 } from '../store.ts';
 import type { SqlCapabilities } from './capabilities.ts';
 import { CompiledQueries, rowArgs } from './compiled-queries.ts';
+import { bury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import {
   assistantPatchToRow,
@@ -155,12 +156,16 @@ export class SqlStore implements Store {
   }
 
   async deleteAssistant(scope: Scope, id: string): Promise<boolean> {
-    const result = await this.db
-      .deleteFrom('assistants')
-      .where('project_id', '=', scope.projectId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return this.db.transaction().execute(async (trx) => {
+      const rows = await trx
+        .deleteFrom('assistants')
+        .where('project_id', '=', scope.projectId)
+        .where('id', '=', id)
+        .returning(['project_id', 'id', 'created_at', 'seq'])
+        .execute();
+      await bury(trx, 'assistants', rows);
+      return rows.length > 0;
+    });
   }
 
   // ── threads ─────────────────────────────────────────────────────────────────
@@ -220,7 +225,7 @@ export class SqlStore implements Store {
       // The thread's row locked first (as a run's creation locks it), so no run is created between the two reads.
       const thread = await trx
         .selectFrom('threads')
-        .select('id')
+        .select(['project_id', 'id', 'created_at', 'last_active_at', 'seq'])
         .where('project_id', '=', scope.projectId)
         .where('id', '=', id)
         .$if(this.capabilities.rowLocks, (qb) => qb.forUpdate())
@@ -229,6 +234,7 @@ export class SqlStore implements Store {
       const active = await trx.selectFrom('runs').select('id').where('thread_id', '=', id).where(IS_ACTIVE).execute();
       // Messages, runs and their steps go with their thread through ON DELETE CASCADE.
       await trx.deleteFrom('threads').where('project_id', '=', scope.projectId).where('id', '=', id).execute();
+      await bury(trx, 'threads', [thread]);
       return active.map((r) => r.id);
     });
   }
@@ -309,13 +315,17 @@ export class SqlStore implements Store {
   }
 
   async deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean> {
-    const result = await this.db
-      .deleteFrom('messages')
-      .where('project_id', '=', scope.projectId)
-      .where('thread_id', '=', threadId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return this.db.transaction().execute(async (trx) => {
+      const rows = await trx
+        .deleteFrom('messages')
+        .where('project_id', '=', scope.projectId)
+        .where('thread_id', '=', threadId)
+        .where('id', '=', id)
+        .returning(['project_id', 'thread_id as parent_id', 'id', 'created_at', 'seq'])
+        .execute();
+      await bury(trx, 'messages', rows);
+      return rows.length > 0;
+    });
   }
 
   async threadMessages(scope: Scope, threadId: string): Promise<Message[]> {

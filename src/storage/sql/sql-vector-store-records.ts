@@ -33,6 +33,7 @@ import { ChunkStatistics } from './chunk-statistics.ts';
 import { createFtsTable, ftsTableExists, ftsTableOf } from './fts5-tables.ts';
 import { fromJson, fromNullableJson, toJson } from './json-column.ts';
 import { keywordText, queryTerms } from './keyword-text.ts';
+import { bury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, VectorStoreFileBatchesTable, VectorStoreFilesTable, VectorStoresTable } from './schema.ts';
 import { MatrixCacheIndex, SqliteVecIndex, toBlob, unitVector, type VectorIndex } from './vector-index.ts';
@@ -152,12 +153,16 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   async deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
     // Files and batches go with the store, chunks with their files (ON DELETE CASCADE), and on SQLite each chunk's
     // FTS5 entry with it (its project table's delete trigger, fired for cascaded deletes too: fts5-tables.ts).
-    const result = await this.db
-      .deleteFrom('vector_stores')
-      .where('project_id', '=', scope.projectId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return this.db.transaction().execute(async (trx) => {
+      const rows = await trx
+        .deleteFrom('vector_stores')
+        .where('project_id', '=', scope.projectId)
+        .where('id', '=', id)
+        .returning(['project_id', 'id', 'created_at', 'seq'])
+        .execute();
+      await bury(trx, 'vector_stores', rows);
+      return rows.length > 0;
+    });
   }
 
   // ── files ───────────────────────────────────────────────────────────────────
@@ -241,11 +246,13 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   async deleteVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<boolean> {
     // Its chunks go with it (ON DELETE CASCADE, and the FTS5 and vec0 triggers on SQLite).
     return this.db.transaction().execute(async (trx) => {
-      const result = await trx
+      const rows = await trx
         .deleteFrom('vector_store_files')
         .where(theFile(scope, vectorStoreId, fileId))
-        .executeTakeFirst();
-      if (result.numDeletedRows === 0n) return false;
+        .returning(BURIED_STORE_FILE)
+        .execute();
+      if (rows.length === 0) return false;
+      await bury(trx, 'vector_store_files', rows);
       await bumpVectors(trx, scope, [vectorStoreId]);
       return true;
     });
@@ -957,13 +964,17 @@ async function requireFiles(trx: Db, scope: Scope, files: readonly VectorStoreFi
  * that is gone stays searchable, even if the process dies right after. The rows locked first, then the stores'
  * versions: the order in which an ingestion's completion locks them.
  */
+/** A vector-store file's place in its store's list: it is named by its file. */
+const BURIED_STORE_FILE = ['project_id', 'vector_store_id as parent_id', 'file_id as id', 'created_at', 'seq'] as const;
+
 export async function removeFilesFromStores(trx: Db, fileIds: readonly string[]): Promise<void> {
   for (let i = 0; i < fileIds.length; i += INSERT_CHUNK) {
     const rows = await trx
       .deleteFrom('vector_store_files')
       .where('file_id', 'in', fileIds.slice(i, i + INSERT_CHUNK))
-      .returning(['project_id', 'vector_store_id'])
+      .returning([...BURIED_STORE_FILE, 'vector_store_id'])
       .execute();
+    await bury(trx, 'vector_store_files', rows);
     const byProject = new Map<string, string[]>();
     for (const row of rows) {
       const stores = byProject.get(row.project_id);

@@ -17,6 +17,7 @@ import * as runQueue from './migrations/010-run-queue.ts';
 import * as runKeys from './migrations/011-run-keys.ts';
 import * as keywordIndexPerProject from './migrations/012-keyword-index-per-project.ts';
 import * as storeFilesOfDeletedFiles from './migrations/013-store-files-of-deleted-files.ts';
+import * as listTombstones from './migrations/014-list-tombstones.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -33,6 +34,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '011-run-keys': runKeys,
   '012-keyword-index-per-project': keywordIndexPerProject,
   '013-store-files-of-deleted-files': storeFilesOfDeletedFiles,
+  '014-list-tombstones': listTombstones,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
