@@ -282,6 +282,7 @@ export class Metrics {
       stream: (request, signal) => this.observeStream(provider, request, signal),
     };
     if (provider.tokenizer) observed.tokenizer = () => provider.tokenizer!();
+    if (provider.toolTokens) observed.toolTokens = (request) => provider.toolTokens!(request);
     if (provider.close) observed.close = () => provider.close!();
     return observed;
   }

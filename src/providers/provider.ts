@@ -104,6 +104,11 @@ export interface ModelProvider {
    * estimated with o200k_base.
    */
   tokenizer?(): Promise<(text: string) => number>;
+  /**
+   * The prompt tokens the tools of a request add (their definitions as the backend renders them into the prompt),
+   * when the backend can count them; without it they are estimated from their JSON.
+   */
+  toolTokens?(request: Pick<ChatRequest, 'tools' | 'tool_choice'>): Promise<number>;
   /** Releases what the backend holds (an embedded model's memory). */
   close?(): Promise<void>;
   /**

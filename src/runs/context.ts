@@ -25,6 +25,8 @@ export interface ContextInput {
   maxPromptTokens: number | null;
   /** Tokens to keep free in the context window for the answer. */
   reservedCompletionTokens: number;
+  /** What the definitions of the tools offered to the model add to the prompt; default 0. */
+  toolDefinitionTokens?: number;
   /** The model's tokenizer; default o200k_base. */
   tokens?: TokenCounter;
 }
@@ -38,7 +40,10 @@ export type ContextResult =
   | {
       ok: false;
       reason: 'max_prompt_tokens' | 'context_window';
-      /** The tokens of the smallest prompt tried: system + the most recent thread message + the tool rounds. */
+      /**
+       * The tokens of the smallest prompt tried: system, tool definitions, the most recent thread message, the tool
+       * rounds.
+       */
       promptTokens: number;
     };
 
@@ -50,7 +55,10 @@ export async function buildContext(input: ContextInput): Promise<ContextResult> 
   // by message id): a turn tokenises only what is new since the thread's previous turn, plus this run's tool rounds.
   const head: ChatMessage[] = input.instructions === '' ? [] : [{ role: 'system', content: input.instructions }];
   const tail: ChatMessage[] = input.toolRounds.flatMap(toolRoundMessages);
-  let fixedTokens = REPLY_PRIMING_TOKENS + (input.instructions === '' ? 0 : await tokens.system(input.instructions));
+  let fixedTokens =
+    REPLY_PRIMING_TOKENS +
+    (input.toolDefinitionTokens ?? 0) +
+    (input.instructions === '' ? 0 : await tokens.system(input.instructions));
   for (const message of tail) fixedTokens += await tokens.message(message);
 
   // `last_messages: N` first narrows the thread to its N most recent messages; the budget then applies within them.
@@ -66,7 +74,7 @@ export async function buildContext(input: ContextInput): Promise<ContextResult> 
   const budget = Math.min(promptLimit, windowBudget);
   const reason = promptLimit <= windowBudget ? 'max_prompt_tokens' : 'context_window';
 
-  // Always kept: system, tool rounds and the most recent thread message.
+  // Always kept: system, tool definitions, tool rounds and the most recent thread message.
   const last = candidates.length > 0 ? await counted(candidates[candidates.length - 1]!, tokens) : undefined;
   let total = fixedTokens + (last === undefined ? 0 : last.tokens);
   if (total > budget) return { ok: false, reason, promptTokens: total };

@@ -190,6 +190,7 @@ export class RunExecutor {
     if (completionLeft !== null && completionLeft <= 0)
       return this.end(x, { type: 'incomplete', reason: 'max_completion_tokens' });
     const { contextWindow } = provider;
+    const offered = this.offeredTools(x);
     const context = await buildContext({
       instructions: await this.instructions(x),
       threadMessages: x.messages,
@@ -197,7 +198,10 @@ export class RunExecutor {
       truncation: run.truncation_strategy,
       contextWindow,
       maxPromptTokens: run.max_prompt_tokens === null ? null : run.max_prompt_tokens - used.prompt_tokens,
-      reservedCompletionTokens: completionLeft ?? Math.min(4096, Math.floor(contextWindow / 8)),
+      // max_completion_tokens bounds the run's answers; it is no reserve: 100,000 of them on an 8,192-token model
+      // still leaves the thread room.
+      reservedCompletionTokens: Math.min(completionLeft ?? Number.POSITIVE_INFINITY, answerReserve(contextWindow)),
+      toolDefinitionTokens: offered.tools ? await (provider.toolTokens?.(offered) ?? tokens.tools(offered.tools)) : 0,
       tokens,
     });
     if (!context.ok) {
@@ -231,7 +235,10 @@ export class RunExecutor {
     x.turn = turn;
     let reply: ModelReply;
     try {
-      const replied = this.callModel(provider, this.chatRequest(x, prompt.messages, completionLeft), x.signal, turn);
+      const maxTokens =
+        completionLeft === null ? null : Math.max(1, Math.min(completionLeft, contextWindow - context.promptTokens));
+      const request = this.chatRequest(x, prompt.messages, offered, maxTokens);
+      const replied = this.callModel(provider, request, x.signal, turn);
       askedModel(x); // the request is on its way (the provider writes it before its first wait)
       reply = await replied;
     } catch (error) {
@@ -358,9 +365,9 @@ export class RunExecutor {
     return counter;
   }
 
-  private chatRequest(x: Execution, messages: ChatRequest['messages'], completionLeft: number | null): ChatRequest {
+  /** The functions a turn offers the model (the server-side tools', then the run's), and how it may choose. */
+  private offeredTools(x: Execution): Pick<ChatRequest, 'tools' | 'tool_choice' | 'parallel_tool_calls'> {
     const { run } = x;
-    const request: ChatRequest = { model: run.model, messages, temperature: run.temperature, top_p: run.top_p };
     const functions = [
       ...[...x.serverTools].map(([name, tool]) => ({
         type: 'function' as const,
@@ -368,13 +375,25 @@ export class RunExecutor {
       })),
       ...run.tools.flatMap((t) => (t.type === 'function' ? [{ type: 'function' as const, function: t.function }] : [])),
     ];
-    if (functions.length > 0) {
-      request.tools = functions;
-      const calledBefore = x.steps.some((s) => s.type === 'tool_calls');
-      request.tool_choice = chatToolChoice(run.tool_choice, x.serverTools, calledBefore);
-      if (!run.parallel_tool_calls) request.parallel_tool_calls = false;
-    }
-    if (completionLeft !== null) request.max_tokens = completionLeft;
+    if (functions.length === 0) return {};
+    const calledBefore = x.steps.some((s) => s.type === 'tool_calls');
+    return {
+      tools: functions,
+      tool_choice: chatToolChoice(run.tool_choice, x.serverTools, calledBefore),
+      ...(run.parallel_tool_calls ? {} : { parallel_tool_calls: false }),
+    };
+  }
+
+  private chatRequest(
+    x: Execution,
+    messages: ChatRequest['messages'],
+    offered: Pick<ChatRequest, 'tools' | 'tool_choice' | 'parallel_tool_calls'>,
+    maxTokens: number | null,
+  ): ChatRequest {
+    const { run } = x;
+    const request: ChatRequest = { model: run.model, messages, temperature: run.temperature, top_p: run.top_p };
+    Object.assign(request, offered);
+    if (maxTokens !== null) request.max_tokens = maxTokens;
     if (typeof run.response_format === 'object') request.response_format = run.response_format;
     if (run.reasoning_effort !== null) request.reasoning_effort = run.reasoning_effort;
     return request;
@@ -733,6 +752,11 @@ function withCallResult(step: StoredStep, index: number, result: ToolResult): St
 
 function providerError(error: ProviderError): RunError {
   return { code: error.code, message: error.message };
+}
+
+/** The context a turn's prompt leaves free for the answer: an eighth of the window, at most 4,096 tokens. */
+function answerReserve(contextWindow: number): number {
+  return Math.min(4096, Math.floor(contextWindow / 8));
 }
 
 function toUsage(u: { prompt_tokens: number; completion_tokens: number }): Usage {

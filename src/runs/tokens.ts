@@ -1,5 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { ChatContentPart, ChatMessage } from '../providers/provider.ts';
+import type { ChatContentPart, ChatMessage, ChatTool } from '../providers/provider.ts';
 import { countO200k } from '../retrieval/o200k.ts';
 import { textPieces } from '../retrieval/text-pieces.ts';
 
@@ -181,6 +181,17 @@ export class TokenCounter {
       this.instructions.set(instructions, tokens);
     }
     return tokens;
+  }
+
+  /**
+   * An estimate of what the definitions of `tools` add to a prompt: the tokens of their JSON. Backends render them
+   * in their own ways (OpenAI's as TypeScript declarations, chat templates as JSON or prose), usually in fewer
+   * tokens than the JSON's quotes and braces; a backend that can count its own rendering does
+   * (ModelProvider.toolTokens).
+   */
+  async tools(tools: readonly ChatTool[]): Promise<number> {
+    if (tools.length === 0) return 0;
+    return this.count(JSON.stringify(tools.map((tool) => tool.function)));
   }
 
   /** The whole prompt: every message, plus the priming of the reply. */

@@ -249,6 +249,30 @@ describe('the embedded GGUF backend, routed next to an OpenAI-compatible upstrea
     assert.ok(run.usage!.prompt_tokens > 2000, `prompt ${run.usage!.prompt_tokens}: truncated too much`);
   });
 
+  test("the functions' documentation counts in the prompt: truncation and max_prompt_tokens leave room for it", async () => {
+    // The chat template writes a preamble and each function's description into the prompt: ~1,900 tokens here.
+    const tool = {
+      type: 'function' as const,
+      function: { name: 'lookup', description: 'detail '.repeat(150), parameters: { type: 'object', properties: {} } },
+    };
+    const assistant = await client.beta.assistants.create({ model: 'scripted-text', tools: [tool] });
+    const filler = 'lorem ipsum dolor sit amet '.repeat(40);
+    const { id: threadId } = await client.beta.threads.create({
+      messages: Array.from({ length: 10 }, (_, i) => ({ role: 'user' as const, content: `${i}: ${filler}` })),
+    });
+    const run = await client.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.ok(run.usage!.prompt_tokens <= 4096 - 512, `prompt ${run.usage!.prompt_tokens}: the answer's room kept`);
+
+    const small = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Hi' }] });
+    const limited = await client.beta.threads.runs.createAndPoll(small.id, {
+      assistant_id: assistant.id,
+      max_prompt_tokens: 1000,
+    });
+    assert.equal(limited.status, 'incomplete');
+    assert.deepEqual(limited.incomplete_details, { reason: 'max_prompt_tokens' });
+  });
+
   test('routes by model name: the upstream route answers from the fake upstream with its API key', async () => {
     upstream.enqueue({ text: ['Hi ', 'from upstream'] });
     const assistant = await client.beta.assistants.create({ model: 'gpt-4o-mini' });

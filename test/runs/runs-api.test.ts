@@ -547,3 +547,70 @@ describe('run engine', () => {
     assert.equal((await server.api.get(`/v1/threads/${thread.id}/runs/run_nope/steps`)).status, 404);
   });
 });
+
+describe('the context window: a 4,096-token model', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let client: OpenAI;
+  const history = Array.from({ length: 6 }, (_, i) => ({
+    role: 'user' as const,
+    content: `message ${i}: ${'word '.repeat(300)}`,
+  }));
+  /** A function whose definition alone is about 2,500 tokens. */
+  const bigTool = {
+    type: 'function' as const,
+    function: { name: 'lookup', description: 'detail '.repeat(2500), parameters: { type: 'object', properties: {} } },
+  };
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    upstream.setDefault({ text: 'Done.' });
+    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ASSISTD_CONTEXT_WINDOW: '4096' });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  test('max_completion_tokens above the window bounds the answers, and reserves no more than usual', async () => {
+    const assistant = await client.beta.assistants.create({ model: 'gpt-test' });
+    for (const budget of [4096, 100_000]) {
+      const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Hello' }] });
+      const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+        assistant_id: assistant.id,
+        max_completion_tokens: budget,
+      });
+      assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+      const sent = upstream.requests.at(-1)!.body.max_tokens as number;
+      assert.ok(sent > 4000 && sent < 4096, `max_tokens ${sent}: what the window leaves after the prompt`);
+    }
+  });
+
+  test("the tools' definitions count in the prompt: older messages make room for them", async () => {
+    const plain = await client.beta.assistants.create({ model: 'gpt-test' });
+    const tooled = await client.beta.assistants.create({ model: 'gpt-test', tools: [bigTool] });
+    const sentMessages = async (assistantId: string) => {
+      const thread = await client.beta.threads.create({ messages: history });
+      const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+      assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+      return upstream.requests.at(-1)!.body.messages.filter((m) => m.role === 'user').length;
+    };
+    assert.equal(await sentMessages(plain.id), 6, 'without the tool the whole thread fits');
+    const kept = await sentMessages(tooled.id);
+    assert.ok(kept >= 1 && kept <= 3, `with the tool, ${kept} of the 6 messages are sent`);
+  });
+
+  test("max_prompt_tokens smaller than the tools' definitions → incomplete without calling the model", async () => {
+    const assistant = await client.beta.assistants.create({ model: 'gpt-test', tools: [bigTool] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Hi' }] });
+    const before = upstream.requests.length;
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_prompt_tokens: 1000,
+    });
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
+    assert.equal(upstream.requests.length, before);
+  });
+});

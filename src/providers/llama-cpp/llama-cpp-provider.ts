@@ -51,6 +51,8 @@ export class LlamaCppProvider implements ModelProvider {
   private session: Promise<{ context: LlamaContext; chat: LlamaChat }> | undefined;
   private queue: Promise<void> = Promise.resolve();
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  /** toolTokens by the functions' JSON: an assistant's tools repeat in every run. */
+  private readonly toolTokensOf = new Map<string, number>();
 
   private constructor(loaded: Loaded, contextWindow: number, threads: number, createdAt: number, logger: Logger) {
     this.loaded = loaded;
@@ -109,6 +111,33 @@ export class LlamaCppProvider implements ModelProvider {
   async tokenizer(): Promise<(text: string) => number> {
     const { model } = this.loaded;
     return (text) => model.tokenize(text, false).length;
+  }
+
+  /**
+   * What the functions of `request` add to the prompt, exactly: the chat template renders their documentation into
+   * it (a preamble, and each function's signature and description), counted here with and without them.
+   */
+  async toolTokens(request: Pick<ChatRequest, 'tools' | 'tool_choice'>): Promise<number> {
+    const functions = this.functionsFor(request);
+    if (!functions) return 0;
+    const key = JSON.stringify(functions);
+    let tokens = this.toolTokensOf.get(key);
+    if (tokens === undefined) {
+      const { model, chatWrapper } = this.loaded;
+      const chatHistory: ChatHistoryItem[] = [
+        { type: 'user', text: '' },
+        { type: 'model', response: [] },
+      ];
+      const rendered = (availableFunctions: ChatModelFunctions | undefined) =>
+        chatWrapper
+          .generateContextState({ chatHistory, availableFunctions, documentFunctionParams: true })
+          .contextText.tokenize(model.tokenizer).length;
+      tokens = Math.max(0, rendered(functions) - rendered(undefined));
+      if (this.toolTokensOf.size >= MAX_CACHED_GRAMMARS)
+        this.toolTokensOf.delete(this.toolTokensOf.keys().next().value!);
+      this.toolTokensOf.set(key, tokens);
+    }
+    return tokens;
   }
 
   async close(): Promise<void> {
@@ -236,6 +265,14 @@ export class LlamaCppProvider implements ModelProvider {
     const promptTokens = chatWrapper
       .generateContextState({ chatHistory: rendered, availableFunctions: functions, documentFunctionParams: true })
       .contextText.tokenize(model.tokenizer).length;
+    // Truncation estimated the prompt with the same tokenizer, template aside; a prompt that still fills the window
+    // is said plainly (llama.cpp's own context shift would fail with a riddle, or drop what it chooses).
+    if (promptTokens >= this.contextWindow)
+      throw new ProviderError(
+        'invalid_prompt',
+        `The prompt (${promptTokens} tokens) does not fit the model's context window of ${this.contextWindow} tokens.`,
+        { retryable: false },
+      );
 
     const sampling = {
       // Without a budget, at most what is left of the context: a model that never emits its end-of-turn token would
@@ -308,7 +345,7 @@ export class LlamaCppProvider implements ModelProvider {
   }
 
   /** The request's function tools as node-llama-cpp functions (no handlers: a call ends the generation). */
-  private functionsFor(request: ChatRequest): ChatModelFunctions | undefined {
+  private functionsFor(request: Pick<ChatRequest, 'tools' | 'tool_choice'>): ChatModelFunctions | undefined {
     const choice = request.tool_choice;
     if (!request.tools?.length || choice === 'none') return undefined;
     // A named tool_choice offers only that function. 'required' cannot be enforced here: node-llama-cpp lets the
