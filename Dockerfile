@@ -20,6 +20,7 @@ FROM node:20-bookworm-slim
 # why code cannot run (/healthz).
 RUN apt-get update \
   && apt-get install -y --no-install-recommends bubblewrap python3 python3-numpy python3-pandas python3-matplotlib \
+    python3-openpyxl python3-seaborn \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs and the machine lacks: bubblewrap and Debian's Python with
-# numpy, pandas and matplotlib, which code_interpreter's sandbox runs (test/sandbox, test/tools/code-interpreter*),
-# and Chromium, which the playground's browser tests drive (test/playground). Does nothing when they are present.
+# numpy, pandas, matplotlib, openpyxl and seaborn, which code_interpreter's sandbox runs (test/sandbox,
+# test/tools/code-interpreter*), and Chromium, which the playground's browser tests drive (test/playground). Does
+# nothing when they are present.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 PYTHON=${ASSISTD_SANDBOX_PYTHON:-/usr/bin/python3}
 packages=()
 command -v "${ASSISTD_SANDBOX_BWRAP:-bwrap}" >/dev/null 2>&1 || packages+=(bubblewrap)
-if ! [ -x "$PYTHON" ] || ! "$PYTHON" -c 'import numpy, pandas, matplotlib' >/dev/null 2>&1; then
-  packages+=(python3 python3-numpy python3-pandas python3-matplotlib)
+if ! [ -x "$PYTHON" ] || ! "$PYTHON" -c 'import numpy, pandas, matplotlib, openpyxl, seaborn' >/dev/null 2>&1; then
+  packages+=(python3 python3-numpy python3-pandas python3-matplotlib python3-openpyxl python3-seaborn)
 fi
 [ -x "${ASSISTD_TEST_CHROMIUM:-/usr/bin/chromium}" ] || packages+=(chromium)
 [ ${#packages[@]} -eq 0 ] && exit 0

@@ -16,9 +16,12 @@
 
 import ast
 import base64
+import builtins
 import codecs
 import contextlib
 import heapq
+import importlib.abc
+import importlib.util
 import io
 import json
 import linecache
@@ -242,6 +245,39 @@ main_module = types.ModuleType("__main__")
 sys.modules["__main__"] = main_module
 NAMESPACE = main_module.__dict__
 _cell_count = [0]
+
+
+def display(*objs, **_options):
+    """A notebook's display(): each object's text form on a line of the output, where a print would be."""
+    for obj in objs:
+        print(repr(obj))
+
+
+class IPythonStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """`import IPython.display` where IPython is not installed: a stand-in with `display`, found last on the path.
+
+    Its `get_ipython()` returns None, as an installed IPython outside a kernel does: libraries that look for IPython
+    (matplotlib, pandas) then behave as in a script.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in ("IPython", "IPython.display"):
+            return None
+        return importlib.util.spec_from_loader(name, self, is_package=name == "IPython")
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        if module.__name__ == "IPython":
+            module.get_ipython = lambda: None
+        else:
+            module.display = display
+
+
+# Models write `display(df)` (a notebook's built-in) and `from IPython.display import display`: both work.
+builtins.display = display
+sys.meta_path.append(IPythonStandIn())
 
 
 def kill_strays():

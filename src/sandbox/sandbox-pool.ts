@@ -26,7 +26,13 @@ import type { SandboxSettings } from './settings.ts';
  * would otherwise pay for in its first cell.
  */
 
-export type SandboxStatus = { available: true; detail: string } | { available: false; reason: string };
+export type SandboxStatus =
+  | {
+      available: true;
+      detail: string /** The Python libraries a cell can import, by import name. */;
+      libraries: string[];
+    }
+  | { available: false; reason: string };
 
 /** A session handed out: the pool does not evict it until `release()`, which the caller calls once done with it. */
 export interface SessionLease {
@@ -42,8 +48,15 @@ const DRIVER_FILE = new URL('./driver.py', import.meta.url);
 /** How long after a spare is taken the next one is started. */
 const SPARE_DELAY_MS = 250;
 
-/** The cell the startup probe runs: the real sandbox, the real libraries. */
-const PROBE_CELL = 'import numpy, pandas, matplotlib.pyplot\nprint(int(numpy.arange(4).sum()))';
+/** Libraries models often reach for besides the three the sandbox needs; the probe says which are installed. */
+const OPTIONAL_LIBRARIES = ['scipy', 'openpyxl', 'seaborn', 'sklearn', 'statsmodels', 'PIL'];
+
+/** The cell the startup probe runs: the real sandbox, the real libraries (then which optional ones it finds). */
+const PROBE_CELL = [
+  'import numpy, pandas, matplotlib.pyplot, importlib.util',
+  'print(int(numpy.arange(4).sum()))',
+  `print(",".join(m for m in ${JSON.stringify(OPTIONAL_LIBRARIES)} if importlib.util.find_spec(m)))`,
+].join('\n');
 
 interface Entry {
   session: CodeSession;
@@ -280,14 +293,19 @@ export class SandboxPool {
           return message.type === 'result';
         });
         const { outcome, logs } = result as { outcome?: unknown; logs?: unknown };
-        if (outcome !== 'ok' || typeof logs !== 'string' || logs.trim() !== '6')
-          throw new Error(`the probe cell failed: ${String(logs).slice(-500)}`);
+        const [sum, optional = ''] = typeof logs === 'string' ? logs.split('\n') : [];
+        if (outcome !== 'ok' || sum !== '6') throw new Error(`the probe cell failed: ${String(logs).slice(-500)}`);
+        const libraries = ['numpy', 'pandas', 'matplotlib', ...optional.split(',').filter((name) => name !== '')];
         // It ran only the probe cell, whose names are now deleted: it becomes the first spare.
-        const reset = 'del numpy, pandas, matplotlib';
+        const reset = 'del numpy, pandas, matplotlib, importlib';
         await probe.request({ op: 'run', code: reset }, (message) => message.type === 'result');
         keep = !this.closed;
         if (keep) this.adoptSpare(probe);
-        return { available: true, detail: `bubblewrap sandbox, ${detail}; ready in ${Math.round(readyMs)} ms` };
+        return {
+          available: true,
+          detail: `bubblewrap sandbox, ${detail}; also ${libraries.slice(3).join(', ') || 'no optional library'}; ready in ${Math.round(readyMs)} ms`,
+          libraries,
+        };
       } finally {
         if (!keep) await probe.kill('probe done');
       }

@@ -28,6 +28,20 @@ describe('a code interpreter session', () => {
     assert.equal((await session.runCell('print("only")\nNone')).logs, 'only\n');
   });
 
+  it('display() shows each object as a notebook does, in order with prints; IPython.display offers it too', async () => {
+    const code = [
+      'import pandas as pd',
+      "df = pd.DataFrame({'a': [1, 2]})",
+      'display(df.head(1), "s")',
+      "print('after')",
+      'from IPython.display import display as d',
+      'd(3)',
+    ].join('\n');
+    const result = await session.runCell(code);
+    assert.equal(result.outcome, 'ok', result.logs);
+    assert.equal(result.logs, "   a\n0  1\n's'\nafter\n3\n");
+  });
+
   it("reports an exception as 'error' with the cell's traceback, without the driver's frames", async () => {
     const result = await session.runCell('def f():\n    return 1 / 0\nf()');
     assert.equal(result.outcome, 'error');

@@ -115,6 +115,8 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.ok(note.startsWith('Compute with Python.'), note);
     assert.match(note, /\/mnt\/data, holding the files the user gave you: sales\.csv/);
     assert.match(note, /no internet/);
+    // The libraries the startup probe found, the optional ones that .ci/run installs among them.
+    assert.match(note, /numpy, pandas, matplotlib, [^.]*openpyxl, seaborn[^.]* are installed/);
     assert.equal(toolMessages(requests[1])[0], '60\n');
 
     const steps = await h.steps(thread.id, run.id);
@@ -203,6 +205,17 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     const file = await h.client.files.retrieve(annotation.file_path.file_id);
     assert.equal(file.filename, 'out.csv');
     assert.equal(file.purpose, 'assistants_output');
+  });
+
+  test('an Excel workbook written and read with pandas (openpyxl), and display() as in a notebook', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'As Excel, please.' }] });
+    const { output } = await h.runCode(
+      thread.id,
+      assistantId,
+      "import pandas as pd\npd.read_csv('sales.csv').to_excel('sales.xlsx', index=False)\n" +
+        "display(pd.read_excel('sales.xlsx')['amount'].sum())",
+    );
+    assert.equal(output, '60\n');
   });
 
   test('a name over 255 bytes is shortened; a deleted file is named to the model; an over-limit link is plain', async () => {

@@ -39,7 +39,13 @@ export interface HeldSession {
   release(): void;
 }
 
-export type SandboxStatus = { available: true; detail: string } | { available: false; reason: string };
+export type SandboxStatus =
+  | {
+      available: true;
+      detail: string /** What a cell can import; default numpy, pandas, matplotlib. */;
+      libraries?: string[];
+    }
+  | { available: false; reason: string };
 
 export interface PythonSession {
   runCell(code: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<CellResult>;
@@ -287,10 +293,11 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       if (!status.available)
         return `You have a Python tool, but code execution is unavailable on this server (${status.reason}). If the user asks for something that needs running code, say so.`;
       const names = [...placements((await backend.runFiles(scope, run)).files).values()];
+      const libraries = status.libraries ?? ['numpy', 'pandas', 'matplotlib'];
       return [
         'You have a Python tool: it runs Python 3 code in a stateful session, like a Jupyter notebook. Variables, ' +
           'imports and files persist between calls in this conversation (the session may be reset after a long ' +
-          'pause). numpy, pandas and matplotlib are installed; there is no internet access and no package can be ' +
+          `pause). ${libraries.join(', ')} are installed; there is no internet access and no package can be ` +
           'installed.',
         names.length === 0
           ? 'The working directory is /mnt/data; the user has given you no files.'
