@@ -141,6 +141,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
       logger,
       cellTimeoutMs: config.sandbox.cellTimeoutMs,
       maxFileBytes: config.files.maxBytes,
+      sandboxFileBytes: config.sandbox.maxFileBytes,
     }),
   ];
   // A tool given by the caller (a test's) replaces the built-in one of its type.

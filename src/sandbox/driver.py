@@ -12,6 +12,7 @@
 #   {"op": "write", "name": str, "data": base64, "append": bool} → ok
 #   {"op": "read", "name": str, "max": int}                      → chunks, then ok with the size
 #   {"op": "list"}                                               → ok with the files
+#   {"op": "remove", "name": str}                                → ok (also when there was no such file)
 # Replies: {"id", "type": "ready"|"image"|"result"|"chunk"|"ok"|"error", ...}.
 
 import ast
@@ -481,6 +482,20 @@ def write_file(request):
     send({"id": request["id"], "type": "ok"})
 
 
+def remove_file(request):
+    """Removes /mnt/data/<name> (a file placed in part, on the host's failure to place it whole)."""
+    name = request["name"]
+    if "/" in name:
+        raise FileError("invalid_name", f"invalid file name {name!r}: no '/' allowed")
+    try:
+        os.unlink(os.path.join(DATA_DIR, name))
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise FileError("io", f"{name}: {error.strerror}") from None
+    send({"id": request["id"], "type": "ok"})
+
+
 def read_file(request):
     name, limit = request["name"], request["max"]
     with data_file(name, os.O_RDONLY) as fd:
@@ -532,7 +547,7 @@ def list_files(request):
 
 # ── the loop ─────────────────────────────────────────────────────────────────
 
-HANDLERS = {"run": run_cell, "write": write_file, "read": read_file, "list": list_files}
+HANDLERS = {"run": run_cell, "write": write_file, "read": read_file, "list": list_files, "remove": remove_file}
 
 
 def serve():

@@ -43,8 +43,12 @@ export interface CellOptions {
 export interface SandboxSession {
   readonly key: string;
   runCell(code: string, options?: CellOptions): Promise<CellResult>;
-  /** Writes /mnt/data/<name>, replacing a regular file of that name. SandboxError for an invalid name. */
-  writeFile(name: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Writes /mnt/data/<name>, replacing a regular file of that name, whole or not at all: a write refused midway (the
+   * file size or /mnt/data's limit) or stopped by `signal` (checked between chunks) removes what it wrote.
+   * SandboxError for an invalid name.
+   */
+  writeFile(name: string, bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<void>;
   /**
    * Reads /mnt/data/<name> (a relative path without `.` or `..`), following no symlink at any component; regular
    * files only. SandboxError when it is missing, not a regular file, or over `maxBytes`.
@@ -150,16 +154,24 @@ export class CodeSession implements SandboxSession {
     });
   }
 
-  async writeFile(name: string, bytes: Uint8Array): Promise<void> {
+  async writeFile(name: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
     validateFileName(name);
     return this.enqueue(async () => {
       let offset = 0;
-      do {
-        const chunk = bytes.subarray(offset, offset + WRITE_CHUNK_BYTES);
-        const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('base64');
-        await this.call(`writing ${name}`, { op: 'write', name, data, append: offset > 0 });
-        offset += chunk.byteLength;
-      } while (offset < bytes.byteLength);
+      try {
+        do {
+          options.signal?.throwIfAborted();
+          const chunk = bytes.subarray(offset, offset + WRITE_CHUNK_BYTES);
+          const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('base64');
+          await this.call(`writing ${name}`, { op: 'write', name, data, append: offset > 0 });
+          offset += chunk.byteLength;
+        } while (offset < bytes.byteLength);
+      } catch (error) {
+        // A session that ended has no file left to remove.
+        if (this.process && !this.process.ended)
+          await this.call(`removing ${name}`, { op: 'remove', name }).catch(() => {});
+        throw error;
+      }
     });
   }
 

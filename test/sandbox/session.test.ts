@@ -130,6 +130,17 @@ describe('a code interpreter session', () => {
     await assert.rejects(session.readFile('weather.csv', 10), /over the limit of 10/);
   });
 
+  it('writes a file whole or not at all: refused midway (over the file size limit) or stopped, nothing is left', async () => {
+    const big = new Uint8Array(33 * 1024 * 1024); // the test pool's limit is 32 MiB a file
+    await assert.rejects(session.writeFile('big.bin', big), /File too large/);
+    const stop = new AbortController();
+    const stopped = session.writeFile('stopped.bin', big, { signal: stop.signal });
+    setImmediate(() => stop.abort(new Error('cancelled')));
+    await assert.rejects(stopped, /cancelled/);
+    const names = (await session.listFiles()).map((f) => f.name);
+    assert.ok(!names.includes('big.bin') && !names.includes('stopped.bin'), names.join(', '));
+  });
+
   it("interrupts a cell at its timeout ('timeout') and keeps the session's variables", async () => {
     await session.runCell('kept = "still here"');
     const started = performance.now();

@@ -5,11 +5,16 @@ import { frame } from '../../src/api/sse.ts';
 import type { StoredFile } from '../../src/domain/files.ts';
 import type { Message, MessageContent } from '../../src/domain/objects.ts';
 import type { MessageDelta, RunStepDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
-import type { ToolCallDetails } from '../../src/domain/runs.ts';
+import type { Run, ToolCallDetails } from '../../src/domain/runs.ts';
 import { ModelTurn } from '../../src/runs/model-turn.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import { codeOf, codeReader, codeSoFar } from '../../src/tools/code-interpreter/code-arguments.ts';
-import { codeInterpreterTool, placements } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
+import {
+  type CodeInterpreterBackend,
+  codeInterpreterTool,
+  type PythonSession,
+  placements,
+} from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
 import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
 import type { TextAnnotator } from '../../src/tools/tool.ts';
 import { annotateInPieces } from '../support/annotators.ts';
@@ -241,52 +246,120 @@ describe('where the run files go in /mnt/data', () => {
   });
 });
 
-describe('the session a run holds', () => {
-  test("a run's first lease is kept between its calls, let go when its execution ends; later leases at each call's end", async () => {
-    const events: string[] = [];
+describe('the session a run holds, and the files it is given', () => {
+  const noFiles: CodeInterpreterBackend = {
+    runFiles: async () => ({ files: [], missing: [] }),
+    readFile: async () => undefined,
+    saveFile: async () => {
+      throw new Error('no files here');
+    },
+    hadEarlierCalls: async () => false,
+  };
+
+  /** The tool over a fake sandbox (a session per thread) whose leases are logged in `events`, files in `written`. */
+  function toolOver(backend: CodeInterpreterBackend, events: string[] = []) {
     let leases = 0;
-    const session = {
-      runCell: async () => ({ logs: '', images: [], outcome: 'ok' as const }),
-      writeFile: async () => {},
-      readFile: async () => new Uint8Array(),
-      listFiles: async () => [],
+    const written = new Map<string, number>();
+    const sessions = new Map<string, PythonSession>();
+    const sessionOf = (key: string) => {
+      let session = sessions.get(key);
+      if (!session) {
+        session = {
+          runCell: async () => ({ logs: '', images: [], outcome: 'ok' as const }),
+          writeFile: async (name: string, bytes: Uint8Array) => {
+            written.set(name, bytes.byteLength);
+          },
+          readFile: async () => new Uint8Array(),
+          listFiles: async () => [],
+        };
+        sessions.set(key, session);
+      }
+      return session;
     };
     const tool = codeInterpreterTool({
       sandbox: {
         start: async () => ({ available: true, detail: 'fake' }),
-        session: async () => {
+        session: async (key) => {
           const n = ++leases;
           events.push(`lease ${n}`);
-          return { session, fresh: n === 1, release: () => events.push(`release ${n}`) };
+          return { session: sessionOf(key), fresh: n === 1, release: () => events.push(`release ${n}`) };
         },
       },
-      backend: {
-        runFiles: async () => ({ files: [], missing: [] }),
-        readFile: async () => undefined,
-        saveFile: async () => {
-          throw new Error('no files here');
-        },
-        hadEarlierCalls: async () => false,
-      },
+      backend,
       logger: pino({ level: 'silent' }),
       cellTimeoutMs: 1000,
       maxFileBytes: 1000,
+      sandboxFileBytes: 1000,
     });
-    const run = aRun('thread_pin', { status: 'in_progress' });
-    const context = {
+    return { tool, written };
+  }
+
+  function contextOf(run: Run, signal = new AbortController().signal) {
+    return {
       scope: { projectId: 'proj_pin' },
       run,
-      signal: new AbortController().signal,
+      signal,
       calls: [],
       contextTokensLeft: undefined,
       progress: () => {},
     };
+  }
+
+  test("a run's first lease is kept between its calls, let go when its execution ends; later leases at each call's end", async () => {
+    const events: string[] = [];
+    const { tool } = toolOver(noFiles, events);
+    const run = aRun('thread_pin', { status: 'in_progress' });
+    const context = contextOf(run);
     await tool.execute({ id: 'call_1', arguments: '{"code": "x = 1"}' }, context);
     await tool.execute({ id: 'call_2', arguments: '{"code": "x"}' }, context);
     assert.deepEqual(events, ['lease 1', 'lease 2', 'release 2'], 'the first lease is still held');
     tool.executionEnded!(run);
     tool.executionEnded!(run);
     assert.deepEqual(events, ['lease 1', 'lease 2', 'release 2', 'release 1'], 'let go once');
+  });
+
+  test('a file over the sandbox limit is named to the model, never read; a cancel stops the placing of files', async () => {
+    const file = (id: string, filename: string, bytes: number): StoredFile => ({
+      id,
+      filename,
+      created_at: 0,
+      bytes,
+      purpose: 'assistants',
+      expires_at: null,
+      mime_type: null,
+    });
+    const read: string[] = [];
+    let stop: AbortController | undefined;
+    const { tool, written } = toolOver({
+      ...noFiles,
+      runFiles: async () => ({
+        files: [file('file-big', 'big.bin', 1001), file('file-1', 'a.csv', 10), file('file-2', 'b.csv', 10)],
+        missing: [],
+      }),
+      readFile: async (_scope, id) => {
+        read.push(id);
+        stop?.abort(new Error('cancelled')); // the run is cancelled while its first file is read
+        return new Uint8Array(10);
+      },
+    });
+    const placed = await tool.execute(
+      { id: 'call_1', arguments: '{"code": "1"}' },
+      contextOf(aRun('thread_files', { status: 'in_progress' })),
+    );
+    assert.match(placed.output, /could not be put in \/mnt\/data: big\.bin \(file-big\): larger than the 0 MiB/);
+    assert.deepEqual(read, ['file-1', 'file-2'], 'the big file is not read');
+    assert.deepEqual([...written.keys()], ['a.csv', 'b.csv']);
+
+    read.length = 0;
+    stop = new AbortController();
+    await assert.rejects(
+      tool.execute(
+        { id: 'call_2', arguments: '{"code": "1"}' },
+        contextOf(aRun('thread_files_2', { status: 'in_progress' }), stop.signal),
+      ),
+      /cancelled/,
+    );
+    assert.deepEqual(read, ['file-1'], 'no file read once the run was cancelled');
   });
 });
 

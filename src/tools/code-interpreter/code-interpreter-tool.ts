@@ -42,15 +42,19 @@ export interface HeldSession {
 export type SandboxStatus =
   | {
       available: true;
-      detail: string /** What a cell can import; default numpy, pandas, matplotlib. */;
+      detail: string;
+      /** What a cell can import; default numpy, pandas, matplotlib. */
       libraries?: string[];
     }
   | { available: false; reason: string };
 
 export interface PythonSession {
   runCell(code: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<CellResult>;
-  /** Rejects with a message the model can read (an invalid name, the session ended…). */
-  writeFile(name: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Writes the file whole or not at all; rejects with a message the model can read (an invalid name, the session
+   * ended…), or with `signal`'s reason.
+   */
+  writeFile(name: string, bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<void>;
   readFile(name: string, maxBytes: number): Promise<Uint8Array>;
   listFiles(): Promise<Array<{ name: string; size: number; mtimeMs: number }>>;
 }
@@ -89,6 +93,8 @@ export interface CodeInterpreterToolOptions {
   cellTimeoutMs: number;
   /** The largest file a link in an answer can hand back (the Files API's limit). */
   maxFileBytes: number;
+  /** The largest file the sandbox holds (ASSISTD_SANDBOX_MAX_FILE_MB): a larger run file is not placed. */
+  sandboxFileBytes: number;
 }
 
 /** The sessions' files whose content the tool knows, per thread: what links can point at. */
@@ -120,25 +126,34 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
    * Puts the run's files the session does not have yet in /mnt/data. What the model is told of those it cannot have:
    * files that no longer exist, files the sandbox refused (each named with why); the others are placed all the same.
    */
-  async function placeFiles(scope: Scope, session: PythonSession, run: Run): Promise<string[]> {
+  async function placeFiles(scope: Scope, session: PythonSession, run: Run, signal: AbortSignal): Promise<string[]> {
     const { files, missing } = await backend.runFiles(scope, run);
     const has = placed.get(session) ?? new Map<string, string>();
     placed.set(session, has);
     const gone = [...missing];
     const refused: string[] = [];
+    const sizes = new Map(files.map((file) => [file.id, file.bytes]));
     for (const [id, name] of placements(files)) {
       if (has.get(id) === name) continue;
+      signal.throwIfAborted();
+      if ((sizes.get(id) ?? 0) > options.sandboxFileBytes) {
+        // Not even read: a file the sandbox would cut short is not there at all.
+        const limit = `${Math.floor(options.sandboxFileBytes / 1024 / 1024)} MiB`;
+        refused.push(`${name} (${id}): larger than the ${limit} a file here may have`);
+        continue;
+      }
       const bytes = await backend.readFile(scope, id);
       if (!bytes) {
         gone.push(id);
         continue;
       }
       try {
-        await session.writeFile(name, bytes);
+        await session.writeFile(name, bytes, { signal });
         // Another file that was there under this name (an earlier run's) is not any more.
         for (const [other, at] of has) if (at === name) has.delete(other);
         has.set(id, name);
       } catch (error) {
+        if (signal.aborted) throw signal.reason;
         // Its process may have died under it, with the files placed before: the next call places them all again.
         placed.delete(session);
         logger.warn({ err: error, fileId: id, threadId: run.thread_id }, 'a run file could not be put in /mnt/data');
@@ -192,7 +207,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
           'The Python session was restarted before this code ran: variables, imports and files written by earlier ' +
             'code are gone. The files you were given are in /mnt/data again.',
         );
-      notes.push(...(await placeFiles(scope, session, run)));
+      notes.push(...(await placeFiles(scope, session, run, signal)));
 
       const left = run.expires_at === null ? Number.POSITIVE_INFINITY : run.expires_at * 1000 - Date.now() - 1000;
       const cell = await session.runCell(code, {
