@@ -253,7 +253,7 @@ describe('the session a run holds, and the files it is given', () => {
     saveFile: async () => {
       throw new Error('no files here');
     },
-    hadEarlierCalls: async () => false,
+    lastCall: async () => undefined,
   };
 
   /** The tool over a fake sandbox (a session per thread) whose leases are logged in `events`, files in `written`. */
@@ -263,6 +263,7 @@ describe('the session a run holds, and the files it is given', () => {
     const sessions = new Map<string, PythonSession>();
     const sessionOf = (key: string) => {
       let session = sessions.get(key);
+      const fresh = !session;
       if (!session) {
         session = {
           runCell: async () => ({ logs: '', images: [], outcome: 'ok' as const }),
@@ -274,7 +275,7 @@ describe('the session a run holds, and the files it is given', () => {
         };
         sessions.set(key, session);
       }
-      return session;
+      return { session, fresh };
     };
     const tool = codeInterpreterTool({
       sandbox: {
@@ -282,7 +283,11 @@ describe('the session a run holds, and the files it is given', () => {
         session: async (key) => {
           const n = ++leases;
           events.push(`lease ${n}`);
-          return { session: sessionOf(key), fresh: n === 1, release: () => events.push(`release ${n}`) };
+          return { ...sessionOf(key), release: () => events.push(`release ${n}`) };
+        },
+        closeSession: async (key) => {
+          events.push(`close ${key}`);
+          sessions.delete(key);
         },
       },
       backend,
@@ -360,6 +365,24 @@ describe('the session a run holds, and the files it is given', () => {
       /cancelled/,
     );
     assert.deepEqual(read, ['file-1'], 'no file read once the run was cancelled');
+  });
+
+  test("a session older than the thread's last code (run in another process meanwhile) is started again", async () => {
+    let last: string | undefined;
+    const events: string[] = [];
+    const { tool } = toolOver({ ...noFiles, lastCall: async () => last }, events);
+    const run = (id: string) => aRun('thread_hop', { id, status: 'in_progress' });
+    await tool.execute({ id: 'call_1', arguments: '{"code": "x = 1"}' }, contextOf(run('run_1')));
+    tool.executionEnded!(run('run_1'));
+    last = 'call_1'; // the session ran it: kept
+    const kept = await tool.execute({ id: 'call_2', arguments: '{"code": "x"}' }, contextOf(run('run_2')));
+    tool.executionEnded!(run('run_2'));
+    assert.doesNotMatch(kept.output, /restarted/);
+    assert.ok(!events.some((e) => e.startsWith('close')));
+    last = 'call_elsewhere'; // a run of the thread ran code in another process since
+    const again = await tool.execute({ id: 'call_3', arguments: '{"code": "x"}' }, contextOf(run('run_3')));
+    assert.ok(events.includes('close thread_hop'), events.join(', '));
+    assert.match(again.output, /The Python session was restarted before this code ran/);
   });
 });
 

@@ -46,21 +46,18 @@ export function codeInterpreterBackend(deps: {
 
     saveFile: (scope, file) => files.save(scope, { ...file, purpose: 'assistants_output' }),
 
-    async hadEarlierCalls(scope, run) {
+    async lastCall(scope, run) {
       const { data } = await store.listRuns(scope, run.thread_id, { limit: EARLIER_RUNS, order: 'desc' });
       for (const earlier of data) {
         if (earlier.id === run.id || !earlier.tools.some((t) => t.type === 'code_interpreter')) continue;
         const steps = await store.runSteps(scope, earlier.id);
-        if (
-          steps.some(
-            (s) =>
-              s.step_details.type === 'tool_calls' &&
-              s.step_details.tool_calls.some((c) => c.type === 'code_interpreter'),
-          )
-        )
-          return true;
+        for (const step of [...steps].reverse()) {
+          if (step.status !== 'completed' || step.step_details.type !== 'tool_calls') continue;
+          const call = step.step_details.tool_calls.findLast((c) => c.type === 'code_interpreter');
+          if (call) return call.id;
+        }
       }
-      return false;
+      return undefined;
     },
   };
 }

@@ -30,6 +30,8 @@ export interface CodeSandbox {
    * aborts: rejecting with its reason). Throws when no session can be had.
    */
   session(key: string, options?: { signal?: AbortSignal }): Promise<HeldSession>;
+  /** Closes the session of `key`, held or not; the next `session(key)` is a new one. */
+  closeSession(key: string, reason: string): Promise<void>;
 }
 
 /** A session handed to a call: the sandbox does not evict it for another key until `release()`. */
@@ -76,8 +78,11 @@ export interface CodeInterpreterBackend {
   readFile(scope: Scope, id: string): Promise<Uint8Array | undefined>;
   /** Makes a file of the run's output (purpose `assistants_output`), under `id` if one was promised. */
   saveFile(scope: Scope, file: { id?: string; filename: string; bytes: Uint8Array }): Promise<StoredFile>;
-  /** Whether an earlier run of the thread called code_interpreter (its session would have state). */
-  hadEarlierCalls(scope: Scope, run: Run): Promise<boolean>;
+  /**
+   * The id of the thread's latest code_interpreter call that completed in an earlier run (the session's state is
+   * that call's, or later), if any.
+   */
+  lastCall(scope: Scope, run: Run): Promise<string | undefined>;
 }
 
 export interface RunFiles {
@@ -114,6 +119,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
   const threadFiles = new Map<string, ThreadFiles>();
   /** The session lease each executing run holds until its execution ends, by run id. */
   const pinned = new Map<string, HeldSession>();
+  /** The calls each session has run the code of: its state is theirs. A new session has none. */
+  const ran = new WeakMap<PythonSession, Set<string>>();
 
   function remember(threadId: string, files: ThreadFiles): void {
     threadFiles.delete(threadId);
@@ -184,15 +191,28 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     // A run stopped meanwhile starts no session: if its thread was deleted, the sandbox has closed the thread's
     // session already, and a new one would live on until it idled out.
     if (signal.aborted) throw signal.reason;
+    // The call the session should have run last: this run's previous one, or the thread's last before this run.
+    const previous = context.calls.at(-1)?.id ?? (await backend.lastCall(scope, run));
     let opened: HeldSession;
     try {
       opened = await sandbox.session(run.thread_id, { signal });
+      if (!opened.fresh && previous !== undefined && !ran.get(opened.session)?.has(previous)) {
+        // The thread's last code ran in another process (this session is older: a thread whose runs went from this
+        // process to another and back): its state is not what the model saw last. Start again, and say so.
+        opened.release();
+        await sandbox.closeSession(run.thread_id, "its state is older than the thread's last code");
+        opened = await sandbox.session(run.thread_id, { signal });
+      }
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       return unavailable((error as Error).message);
     }
     const { session, fresh } = opened;
-    if (fresh) placed.delete(session); // a new process (the last one died, even between calls): /mnt/data is empty
+    if (fresh) {
+      // A new process (the last one died, even between calls): /mnt/data is empty, no code has run.
+      placed.delete(session);
+      ran.delete(session);
+    }
     // The run's first lease is kept until its execution ends (executionEnded): between its calls, while the model
     // writes the next one, the session is not evicted for another thread's, which would lose the run's variables.
     const first = !pinned.has(run.id);
@@ -202,7 +222,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     // in any of which another thread's new session could otherwise evict it.
     try {
       const notes: string[] = [];
-      if (fresh && (context.calls.length > 0 || (await backend.hadEarlierCalls(scope, run))))
+      if (fresh && previous !== undefined)
         notes.push(
           'The Python session was restarted before this code ran: variables, imports and files written by earlier ' +
             'code are gone. The files you were given are in /mnt/data again.',
@@ -210,6 +230,9 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       notes.push(...(await placeFiles(scope, session, run, signal)));
 
       const left = run.expires_at === null ? Number.POSITIVE_INFINITY : run.expires_at * 1000 - Date.now() - 1000;
+      const calls = ran.get(session) ?? new Set<string>();
+      ran.set(session, calls);
+      calls.add(call.id);
       const cell = await session.runCell(code, {
         timeoutMs: Math.max(1000, Math.min(options.cellTimeoutMs, left)),
         signal,
