@@ -107,6 +107,7 @@ export class TokenCounter {
   private readonly roles = new Map<string, number>();
   private readonly finishedMessages: LruCache<string, CountedMessage>;
   private readonly instructions = new LruCache<string, number>(INSTRUCTIONS_CAPACITY);
+  private readonly toolDefinitions = new LruCache<string, number>(INSTRUCTIONS_CAPACITY);
 
   constructor(countText: (text: string) => number, options: { finishedMessages?: number } = {}) {
     this.countText = countText;
@@ -191,7 +192,14 @@ export class TokenCounter {
    */
   async tools(tools: readonly ChatTool[]): Promise<number> {
     if (tools.length === 0) return 0;
-    return this.count(JSON.stringify(tools.map((tool) => tool.function)));
+    // Remembered by their JSON, like instructions: every turn of a run, and every run of an assistant, sends them.
+    const json = JSON.stringify(tools.map((tool) => tool.function));
+    let tokens = this.toolDefinitions.get(json);
+    if (tokens === undefined) {
+      tokens = await this.count(json);
+      this.toolDefinitions.set(json, tokens);
+    }
+    return tokens;
   }
 
   /** The whole prompt: every message, plus the priming of the reply. */

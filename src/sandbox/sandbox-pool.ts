@@ -29,7 +29,8 @@ import type { SandboxSettings } from './settings.ts';
 export type SandboxStatus =
   | {
       available: true;
-      detail: string /** The Python libraries a cell can import, by import name. */;
+      detail: string;
+      /** The Python libraries a cell can import, by import name. */
       libraries: string[];
     }
   | { available: false; reason: string };

@@ -146,6 +146,17 @@ describe('token counts cached by message id', () => {
     assert.equal((await tokenizedBy(counter, async () => await buildContext(input(reread(a), counter)))).tokenized, 60);
   });
 
+  it("counts the tools' definitions once per counter, by their JSON", async () => {
+    const counter = new TokenCounter(o200k);
+    const tools = [{ type: 'function' as const, function: { name: 'lookup', description: 'Looks a word up.' } }];
+    const first = await tokenizedBy(counter, () => counter.tools(tools));
+    const again = await tokenizedBy(counter, () => counter.tools(structuredClone(tools)));
+    assert.equal(first.tokenized, 1);
+    assert.equal(again.tokenized, 0);
+    assert.equal(again.result, first.result);
+    assert.ok(first.result > 5, `${first.result} tokens`);
+  });
+
   it('LruCache evicts the least recently used entry', async () => {
     const cache = new LruCache<string, number>(2);
     cache.set('a', 1);
