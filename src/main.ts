@@ -181,8 +181,9 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
     logger.warn(
       'No model backend is configured (ASSISTD_UPSTREAM_BASE_URL, ASSISTD_MODEL_FILE or ASSISTD_MODELS_FILE): runs will fail.',
     );
-  // The probe runs in the background: startup does not wait for it, and says what it found when it is done.
-  if (claimRuns) void sandbox.start();
+  // The probe runs in the background: startup does not wait for it, and says what it found when it is done. An
+  // API-only process (serve --no-workers) probes too: it executes the runs it streams, code included.
+  void sandbox.start();
   return { store, router, bus, worker, runs, files, sweeper, vectorStores, ingestion, embedder, sandbox, metrics };
 }
 
@@ -243,7 +244,7 @@ export async function startServer(
     streamBufferBytes: config.streamBufferBytes,
     bodyTimeoutMs: config.bodyTimeoutMs,
     queueRuns: config.runs.queue,
-    health: () => ({ code_interpreter: codeInterpreterHealth(sandbox, workers) }),
+    health: () => ({ code_interpreter: codeInterpreterHealth(sandbox) }),
   });
   try {
     await app.listen({ host: config.host, port: config.port });
@@ -296,8 +297,7 @@ export async function startServer(
 }
 
 /** `/healthz`'s word on code_interpreter in this process. */
-function codeInterpreterHealth(sandbox: SandboxPool, workers: boolean): Record<string, unknown> {
-  if (!workers) return { available: false, reason: 'this process executes no runs (--no-workers)' };
+function codeInterpreterHealth(sandbox: SandboxPool): Record<string, unknown> {
   const status = sandbox.status;
   if (!status) return { available: false, reason: 'the sandbox is still being probed' };
   return status.available ? { available: true } : { available: false, reason: status.reason };

@@ -657,3 +657,24 @@ describe('code_interpreter with the sandbox disabled', () => {
     });
   });
 });
+
+describe('code_interpreter on an API-only process (serve --no-workers)', () => {
+  const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'on' }, { workers: false });
+  before(() => h.start());
+  after(() => h.close());
+
+  test('it runs the code of the runs it streams, and /healthz says the sandbox is available', async () => {
+    const health = await eventually('the sandbox probe', 20_000, async () => {
+      const body = (await (await fetch(`${h.server.url}/healthz`)).json()) as { code_interpreter: { reason?: string } };
+      return body.code_interpreter.reason === 'the sandbox is still being probed' ? undefined : body;
+    });
+    assert.deepEqual(health, { status: 'ok', code_interpreter: { available: true } });
+    const assistant = await h.assistant();
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: '2+2?' }] });
+    h.upstream.enqueue(python('print(2 + 2)'), { text: 'It is 4.' });
+    const run = await h.client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id }).finalRun();
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    assert.deepEqual(call!.code_interpreter.outputs, [{ type: 'logs', logs: '4\n' }]);
+  });
+});
