@@ -167,20 +167,19 @@ export class FileService {
   async content(scope: Scope, id: string): Promise<{ file: StoredFile; body: Readable }> {
     const file = await this.get(scope, id);
     const body = await this.options.blobs.read(id);
-    if (!body) {
-      // A row with no bytes: only if they were deleted behind the server's back.
-      this.options.logger.error({ fileId: id }, 'a file has a row but no bytes in the blob store');
-      throw new ApiError(500, `The content of file '${id}' is missing from storage.`, { type: 'server_error' });
-    }
+    if (!body) throw this.missingBytes(id);
     return { file, body };
   }
 
-  /** The whole content of a file, for the few readers that need it at once (an image for a model). */
+  /**
+   * The whole content of a file, for the few readers that need it at once (an image for a model, a file indexed or
+   * put in a sandbox); undefined when there is no such file. A file whose bytes are missing is a server error.
+   */
   async readAll(scope: Scope, id: string): Promise<{ file: StoredFile; bytes: Buffer } | undefined> {
     const file = await this.options.records.getFile(scope, id);
     if (!file) return undefined;
     const body = await this.options.blobs.read(id);
-    if (!body) return undefined;
+    if (!body) throw this.missingBytes(id);
     const chunks: Buffer[] = [];
     for await (const chunk of body) chunks.push(chunk as Buffer);
     return { file, bytes: Buffer.concat(chunks) };
@@ -193,6 +192,15 @@ export class FileService {
   async delete(scope: Scope, id: string): Promise<void> {
     if (!(await this.options.records.deleteFile(scope, id))) throw notFound('file', id);
     await this.options.blobs.delete(id);
+  }
+
+  /**
+   * A row with no bytes: they were deleted behind the server's back, or this process's storage is not the one that
+   * wrote them (`directory` storage in processes that do not share ASSISTD_DATA_DIR).
+   */
+  private missingBytes(id: string): ApiError {
+    this.options.logger.error({ fileId: id }, "a file has a row but no bytes in this process's blob store");
+    return new ApiError(500, `The content of file '${id}' is missing from storage.`, { type: 'server_error' });
   }
 
   /** Of `ids`, the ones that are not files of the scope. */

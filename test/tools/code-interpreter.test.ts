@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import type OpenAI from 'openai';
 import { AssistantStream } from 'openai/lib/AssistantStream';
@@ -216,6 +217,23 @@ describe('code_interpreter in a run (createAndPoll)', () => {
         "display(pd.read_excel('sales.xlsx')['amount'].sum())",
     );
     assert.equal(output, '60\n');
+  });
+
+  test("a file whose bytes are missing from this process's storage: the model and the vector store say so", async () => {
+    const lost = await h.upload('lost.csv', 'a\n1\n');
+    // Bytes another process's directory holds, or that were deleted behind the server's back.
+    rmSync(path.join(h.server.dataDir, 'files', 'blobs', lost));
+    const thread = await h.client.beta.threads.create({
+      messages: [
+        { role: 'user', content: 'Read it.', attachments: [{ file_id: lost, tools: [{ type: 'code_interpreter' }] }] },
+      ],
+    });
+    const { output } = await h.runCode(thread.id, assistantId, 'print(1)');
+    assert.ok(output.includes(`lost.csv (${lost}): The content of file '${lost}' is missing from storage.`), output);
+    const store = await h.client.vectorStores.create({});
+    const file = await h.client.vectorStores.files.createAndPoll(store.id, { file_id: lost });
+    assert.equal(file.status, 'failed');
+    assert.deepEqual(file.last_error, { code: 'server_error', message: 'The file could not be read from storage.' });
   });
 
   test('a name over 255 bytes is shortened; a deleted file is named to the model; an over-limit link is plain', async () => {

@@ -149,7 +149,13 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         refused.push(`${name} (${id}): larger than the ${limit} a file here may have`);
         continue;
       }
-      const bytes = await backend.readFile(scope, id);
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = await backend.readFile(scope, id);
+      } catch (error) {
+        refused.push(`${name} (${id}): ${(error as Error).message}`);
+        continue;
+      }
       if (!bytes) {
         gone.push(id);
         continue;
