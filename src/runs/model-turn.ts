@@ -15,6 +15,8 @@ export interface TurnSoFar {
   message: { message: Message; step: StoredStep } | undefined;
   /** The turn's tool_calls step, while the model is still writing its calls. */
   toolStep: StoredStep | undefined;
+  /** What the turn has used so far, when it is cut short (estimated: the upstream reports usage at its end). */
+  usage?: Usage | undefined;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { RunStreamEvent } from '../domain/run-events.ts';
 import { finishMessage, type StepCommand, transition, transitionStep } from '../domain/run-state-machine.ts';
 import type { IncompleteReason, Run, RunError, StoredStep, Usage } from '../domain/runs.ts';
 import type { TurnSoFar } from './model-turn.ts';
-import { runUsage } from './run-accounting.ts';
+import { addUsage, runUsage } from './run-accounting.ts';
 
 /** How a run ends before its model has answered. */
 export type RunEnding =
@@ -46,8 +46,9 @@ export function endRun(
   const steps: StoredStep[] = [];
   const messages: Message[] = [];
   const events: RunStreamEvent[] = [];
-  // A step ends with the usage of the model turn that made it, when that turn had finished (a tool_calls step
-  // waiting for its outputs), so that the run's usage stays the sum of its steps'; a turn cut short has none.
+  // A step ends with the usage of the model turn that made it, so that the run's usage stays the sum of its steps':
+  // the turn's reported usage when it had finished (a tool_calls step waiting for its outputs); for a turn cut
+  // short, what it used so far (its prompt and what it wrote, estimated), on the last step it opened.
   const stepCommand = (usage: Usage | null): StepCommand =>
     ending.type === 'fail'
       ? {
@@ -74,13 +75,15 @@ export function endRun(
     open.push(turn.message.step);
   }
   if (turn?.toolStep) open.push(turn.toolStep);
+  const cutShort = turn?.usage && (turn.toolStep ?? turn.message?.step);
   for (const step of open) {
-    const ended = transitionStep(step, stepCommand(step.turn_usage));
+    const ended = transitionStep(step, stepCommand(step === cutShort ? turn!.usage! : step.turn_usage));
     steps.push(ended.step);
     events.push(...ended.events);
   }
 
-  const usage = runUsage(storedSteps);
+  // The turn cut short was not stored: its usage is added to the stored steps'.
+  const usage = addUsage(runUsage(storedSteps), cutShort ? turn!.usage! : null);
   const next =
     ending.type === 'fail'
       ? transition(run, { type: 'fail', at, error: ending.error, usage })

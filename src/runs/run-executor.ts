@@ -61,6 +61,8 @@ interface Execution {
   messages: Message[] | undefined;
   /** The model turn being streamed, if any: what an ending must record of it. */
   turn: ModelTurn | undefined;
+  /** What that turn has used so far (its prompt as counted, what it wrote, estimated): a cut-short turn's usage. */
+  turnUsage: (() => Promise<Usage>) | undefined;
   /** Whether the next model turn begins without the gate: the run's creation went through it for this turn. */
   gatePassed: boolean;
   /** Called once, when the first model request is on its way or the execution stops before one (see `execute`). */
@@ -125,6 +127,7 @@ export class RunExecutor {
       steps: [],
       messages: undefined,
       turn: undefined,
+      turnUsage: undefined,
       gatePassed,
       asked,
     };
@@ -233,6 +236,8 @@ export class RunExecutor {
       this.answerParts(x),
     );
     x.turn = turn;
+    x.turnUsage = async () =>
+      toUsage({ prompt_tokens: context.promptTokens, completion_tokens: await tokens.count(turn.outputText) });
     let reply: ModelReply;
     try {
       const maxTokens =
@@ -595,7 +600,8 @@ export class RunExecutor {
   /** Ends the run now (run-ending.ts), with whatever the current model turn has produced. */
   private async end(x: Execution, ending: RunEnding): Promise<'done' | 'settle'> {
     const at = unixSeconds();
-    const ended = endRun(x.run, x.steps, ending, at, x.turn?.soFar);
+    const turn = x.turn && { ...x.turn.soFar, usage: await x.turnUsage?.() };
+    const ended = endRun(x.run, x.steps, ending, at, turn);
     x.turn = undefined;
     return (await this.commit(x, { ...ended, lock: RELEASED })) ? 'done' : 'settle';
   }

@@ -279,6 +279,14 @@ describe('run engine', () => {
     assert.equal(message!.status, 'incomplete');
     assert.deepEqual(message!.incomplete_details, { reason: 'run_cancelled' });
     assert.match((message!.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.value, /^Once /);
+    // The tokens the cut-short turn used count (estimated: the upstream reports usage only at its end), on the run
+    // and on its step.
+    assert.ok(
+      final.usage && final.usage.prompt_tokens > 5 && final.usage.completion_tokens >= 1,
+      JSON.stringify(final.usage),
+    );
+    const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
+    assert.deepEqual(step!.usage, final.usage);
 
     const again = await server.api.post(`/v1/threads/${thread.id}/runs/${run.id}/cancel`);
     assert.equal(again.status, 400);
