@@ -363,8 +363,10 @@ function ggufRoute(
 ): GgufRouteConfig {
   const where = routePrefix(origin);
   const absolute = path.resolve(dir, file);
-  if (!existsSync(absolute) || !statSync(absolute).isFile())
+  if (!existsSync(absolute))
     throw new ModelsConfigError(origin.setting, `${where}the GGUF model file ${absolute} does not exist.`);
+  if (!statSync(absolute).isFile())
+    throw new ModelsConfigError(origin.setting, `${where}${absolute} is not a file: a GGUF model file is needed.`);
   return {
     type: 'gguf',
     path: absolute,

@@ -243,7 +243,7 @@ describe('loadModelsConfig: mistakes in a models file', () => {
       () => loadModelsConfig(settings({ modelsFile: file })),
       'ASSISTD_MODELS_FILE',
       path.join(dir, 'weights'),
-      'does not exist',
+      'is not a file',
     );
   });
 
