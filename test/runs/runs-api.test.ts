@@ -28,6 +28,25 @@ function orderModel(request: RecordedRequest): Reply {
   return { toolCalls: [{ name: 'calculate_order_total', arguments: '{"items":[{"sku":"A","qty":2}]}' }] };
 }
 
+/** A run of `content` under `maxPromptTokens` ends incomplete (max_prompt_tokens) without asking the model. */
+async function assertPromptOverBudget(
+  client: OpenAI,
+  upstream: FakeUpstream,
+  assistantId: string,
+  content: string,
+  maxPromptTokens: number,
+) {
+  const thread = await client.beta.threads.create({ messages: [{ role: 'user', content }] });
+  const before = upstream.requests.length;
+  const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+    assistant_id: assistantId,
+    max_prompt_tokens: maxPromptTokens,
+  });
+  assert.equal(run.status, 'incomplete');
+  assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
+  assert.equal(upstream.requests.length, before);
+}
+
 describe('run engine', () => {
   let upstream: FakeUpstream;
   let server: TestServer;
@@ -440,16 +459,7 @@ describe('run engine', () => {
   });
 
   test('max_prompt_tokens too small for the prompt → incomplete without calling the model', async () => {
-    const assistant = await assistantWith();
-    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'word '.repeat(400) }] });
-    const before = upstream.requests.length;
-    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
-      assistant_id: assistant.id,
-      max_prompt_tokens: 256,
-    });
-    assert.equal(run.status, 'incomplete');
-    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
-    assert.equal(upstream.requests.length, before);
+    await assertPromptOverBudget(client, upstream, (await assistantWith()).id, 'word '.repeat(400), 256);
   });
 
   test('upstream 500 on every try → failed with server_error; 429 → rate_limit_exceeded; 400 → invalid_prompt', async () => {
@@ -611,14 +621,6 @@ describe('the context window: a 4,096-token model', () => {
 
   test("max_prompt_tokens smaller than the tools' definitions → incomplete without calling the model", async () => {
     const assistant = await client.beta.assistants.create({ model: 'gpt-test', tools: [bigTool] });
-    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Hi' }] });
-    const before = upstream.requests.length;
-    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
-      assistant_id: assistant.id,
-      max_prompt_tokens: 1000,
-    });
-    assert.equal(run.status, 'incomplete');
-    assert.deepEqual(run.incomplete_details, { reason: 'max_prompt_tokens' });
-    assert.equal(upstream.requests.length, before);
+    await assertPromptOverBudget(client, upstream, assistant.id, 'Hi', 1000);
   });
 });
