@@ -333,8 +333,13 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         'a waiting run is unleased',
       );
       assert.deepEqual(await store.getRun(scope, threadId, third.id), third, 'its wire status is queued');
-      await store.createMessage(scope, aMessage(threadId, 'during the first run'), { queue: true });
-      assert.equal((await store.threadMessages(scope, threadId)).length, 2);
+      await store.createMessage(scope, aMessage(threadId, 'after the third run'), { queue: true });
+      // Each waits behind the last run made before it, out of the runs' reading until that run ends.
+      const read = async () =>
+        (await store.threadMessages(scope, threadId)).map(
+          (m) => (m.content[0] as { text: { value: string } }).text.value,
+        );
+      assert.deepEqual(await read(), []);
       // Without `queue`, a thread with waiting runs is as busy as one with a run going.
       await assert.rejects(store.createRun(scope, aRun(threadId), []), (e: ApiError) => e.status === 400);
 
@@ -359,6 +364,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         true,
       );
       assert.equal(freed, 1, 'ending the run with runs waiting behind it tells the listener');
+      assert.deepEqual(await read(), ['with the second run'], 'it joins the thread as the run before it ends');
 
       assert.deepEqual(await claim('worker_b'), [second.id], 'the first in line, and only it');
       assert.deepEqual(await claim('worker_c'), []);
@@ -383,6 +389,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         true,
       );
       assert.equal(freed, 2, 'nothing waits behind the last run');
+      assert.deepEqual(await read(), ['with the second run', 'after the third run']);
       await store.createRun(scope, aRun(threadId), []);
     });
 

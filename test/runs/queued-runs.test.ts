@@ -167,7 +167,7 @@ function queuedRunsSuite(
       assert.equal((await ended(threadId, runId)).status, 'completed');
     });
 
-    test('a message added during a run is stored, and the next run reads it', async () => {
+    test('a message added during a run joins the thread after its answer; that run does not read it, the next does', async () => {
       const { threadId, runId, callId } = await busyThread();
       const message = await server.api.request(
         'POST',
@@ -179,15 +179,41 @@ function queuedRunsSuite(
       const listed = await server.api.get<{ data: Array<{ id: string }> }>(`/v1/threads/${threadId}/messages`);
       assert.ok(listed.body.data.some((m) => m.id === message.body.id));
 
-      const next = await createRun(threadId, { instructions: marker(99) });
+      const next = await createRun(threadId, {
+        instructions: marker(99),
+        additional_messages: [{ role: 'user', content: 'brought by the next run' }],
+      });
       assert.equal(next.status, 200);
       assert.equal((await getRun(threadId, next.body.id)).status, 'queued');
+      const seen = upstream.requests.length;
       await submitOutputs(threadId, runId, callId);
       assert.equal((await ended(threadId, runId)).status, 'completed');
       assert.equal((await ended(threadId, next.body.id)).status, 'completed');
+      const going = upstream.requests.slice(seen).find((r) => markerOf(r) !== marker(99));
+      assert.ok(going, 'the busy run asked the model again after its tool outputs');
+      assert.ok(!JSON.stringify(going.body.messages).includes('added while busy'), 'not read by the run it came after');
       const request = upstream.requests.find((r) => markerOf(r) === marker(99));
       assert.ok(request, 'the next run called the upstream');
-      assert.ok(JSON.stringify(request.body.messages).includes('added while busy'));
+      const said = (m: Record<string, unknown>) => `${String(m['role'])}: ${String(m['content'])}`;
+      assert.deepEqual(
+        request.body.messages
+          .filter((m) => m['role'] === 'user' || (m['role'] === 'assistant' && !m['tool_calls']))
+          .map(said),
+        ['user: hi', 'assistant: An answer.', 'user: added while busy', 'user: brought by the next run'],
+      );
+      const thread = await server.api.get<{
+        data: Array<{ role: string; content: Array<{ text: { value: string } }> }>;
+      }>(`/v1/threads/${threadId}/messages?order=asc`);
+      assert.deepEqual(
+        thread.body.data.map((m) => `${m.role}: ${m.content[0]!.text.value}`),
+        [
+          'user: hi',
+          'assistant: An answer.',
+          'user: added while busy',
+          'user: brought by the next run',
+          'assistant: An answer.',
+        ],
+      );
     });
 
     test('a waiting run that is cancelled ends cancelled without running, and the one behind it still runs', async () => {

@@ -3,7 +3,8 @@ import type { CommitRows } from '../sql/capabilities.ts';
 
 /**
  * A run's commit as one statement (PostgreSQL): the fenced update of the run, and the upserts of its steps and
- * messages in data-modifying CTEs that write only if the update matched (`where exists (select 1 from r)`). One
+ * messages in data-modifying CTEs that write only if the update matched (`where exists (select 1 from r)`); an
+ * ending that queued messages wait behind matches nothing and says so (`queued`), for a transaction to make. One
  * round trip instead of five (begin, update, one upsert per row, commit), atomic as any single statement.
  * `json_populate_record` types each row's values by the table's own row type, so the rows travel as one JSON
  * parameter each and no column needs a cast.
@@ -18,6 +19,12 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
   let where = `"project_id" = ${bind(fence.projectId)} and "id" = ${bind(fence.runId)} and "status" = ${bind(fence.status)}`;
   if (fence.lockedBy === null) where += ' and "locked_by" is null';
   else if (fence.lockedBy !== undefined) where += ` and "locked_by" = ${bind(fence.lockedBy)}`;
+  // An ending that messages wait behind (queued-messages.ts) is left to a transaction, which releases them too.
+  const queued =
+    waitingOf === undefined
+      ? 'false'
+      : `exists (select 1 from "messages" where "thread_id" = ${bind(waitingOf)} and "queued_behind" = ${bind(fence.runId)})`;
+  where += ` and not ${queued}`;
   const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning 1)`];
   const upsert = (table: string, row: Record<string, unknown>, n: number) => {
     const changed = Object.keys(row)
@@ -38,7 +45,7 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
       : `exists (select 1 from "runs" where "thread_id" = ${bind(waitingOf)} and "waiting" = 1 ` +
         `and "id" <> ${bind(fence.runId)} and "status" in ('queued', 'in_progress', 'requires_action', 'cancelling'))`;
   return CompiledQuery.raw(
-    `with ${ctes.join(', ')} select count(*)::int as "updated", ${waiting} as "waiting" from r`,
+    `with ${ctes.join(', ')} select count(*)::int as "updated", ${waiting} as "waiting", ${queued} as "queued" from r`,
     parameters,
   );
 }

@@ -1,4 +1,4 @@
-import type { Generated } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 
 /**
  * The tables as Kysely sees them. JSON values are stored as text in every dialect (see json-column.ts), `seq` is an
@@ -59,6 +59,8 @@ export interface MessagesTable {
   run_id: string | null;
   /** The whole Message as JSON. */
   doc: string;
+  /** The run this message waits behind, added while it was going (queued runs; queued-messages.ts). */
+  queued_behind: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface RunsTable {

@@ -25,6 +25,7 @@ import type { SqlCapabilities } from './capabilities.ts';
 import { CompiledQueries, rowArgs } from './compiled-queries.ts';
 import { bury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
+import { queueBehindLastRun, releaseQueuedMessages } from './queued-messages.ts';
 import {
   assistantPatchToRow,
   assistantToRow,
@@ -248,6 +249,7 @@ export class SqlStore implements Store {
       const active = queue ? undefined : await activeRunOf(trx, this.q, message.thread_id);
       if (active) throw messagesLockedByRun(message.thread_id, active);
       await insertMessages(trx, this.q, scope, [message]);
+      if (queue) await queueBehindLastRun(trx, message.thread_id, [message.id]);
       await touchThread(trx, this.q, scope, message.thread_id, message.created_at);
     });
   }
@@ -338,6 +340,7 @@ export class SqlStore implements Store {
           .select('doc')
           .where('thread_id', '=', a(0))
           .where('project_id', '=', a(1))
+          .where('queued_behind', 'is', null)
           .orderBy('created_at')
           .orderBy('seq'),
       [threadId, scope.projectId],
@@ -550,8 +553,9 @@ export class SqlStore implements Store {
         steps: steps.map((step) => stepToRow(scope, step)),
         messages: messages.map((message) => messageToRow(scope, message)),
       });
-      const { rows } = await this.db.executeQuery<{ updated: number; waiting: boolean }>(statement);
-      return { committed: rows[0]?.updated === 1, waiting: rows[0]?.waiting === true };
+      const { rows } = await this.db.executeQuery<{ updated: number; waiting: boolean; queued: boolean }>(statement);
+      // An ending that messages wait behind is not made by the statement: the transaction below releases them too.
+      if (rows[0]?.queued !== true) return { committed: rows[0]?.updated === 1, waiting: rows[0]?.waiting === true };
     }
     return this.db.transaction().execute(async (trx) => {
       const set = rowArgs(withLock(runStateToRow(run), lock));
@@ -576,6 +580,7 @@ export class SqlStore implements Store {
       if (!result.numAffectedRows) return { committed: false, waiting: false };
       for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
       for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
+      if (ends) await releaseQueuedMessages(trx, run.thread_id, run.id, this.capabilities.rowLocks);
       return { committed: true, waiting: ends && (await waitingRunOf(trx, this.q, run.thread_id, run.id)) };
     });
   }
@@ -786,6 +791,13 @@ async function insertRun(
   if (active && !queue) throw threadHasActiveRun(run.thread_id, active);
   const waiting = active !== undefined;
   await insertMessages(db, q, scope, messages);
+  // A run made to wait brings messages that the runs before it must not read, and that follow their answers.
+  if (waiting)
+    await queueBehindLastRun(
+      db,
+      run.thread_id,
+      messages.map((m) => m.id),
+    );
   const values = rowArgs(waiting ? { ...runToRow(scope, run), waiting: 1 } : withLock(runToRow(scope, run), lock));
   try {
     await q.execute(db, `insertRun:${values.key}`, () => db.insertInto('runs').values(values.marked), values.values);

@@ -18,6 +18,7 @@ import * as runKeys from './migrations/011-run-keys.ts';
 import * as keywordIndexPerProject from './migrations/012-keyword-index-per-project.ts';
 import * as storeFilesOfDeletedFiles from './migrations/013-store-files-of-deleted-files.ts';
 import * as listTombstones from './migrations/014-list-tombstones.ts';
+import * as queuedMessages from './migrations/015-queued-messages.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -35,6 +36,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '012-keyword-index-per-project': keywordIndexPerProject,
   '013-store-files-of-deleted-files': storeFilesOfDeletedFiles,
   '014-list-tombstones': listTombstones,
+  '015-queued-messages': queuedMessages,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';

@@ -1,0 +1,77 @@
+import { type Kysely, sql } from 'kysely';
+import { unixSeconds } from '../../domain/clock.ts';
+import { messageToRow, rowToMessage } from './rows.ts';
+import type { Database } from './schema.ts';
+
+/**
+ * Queued runs (`x-assistd-queue`) let a message, or a run with its messages, be added while the thread has runs
+ * going or waiting. Such messages wait behind the last of those runs: no run before them reads them (they came
+ * after those runs were made), and when that run ends they join the thread after its answer — as if added then,
+ * with that `created_at` and a new `seq` — so the thread reads in the order things were asked (a question, its
+ * answer, the next question), and the runs made after them read them there. Without this, a message added while
+ * the model answered was listed, and given to the next run, before the answer it had not seen.
+ */
+
+/** Migration 015, the same on both databases. */
+export async function addQueuedMessages(db: Kysely<unknown>): Promise<void> {
+  await sql`alter table messages add column queued_behind text`.execute(db);
+  await sql`create index messages_queued on messages (thread_id, queued_behind) where queued_behind is not null`.execute(
+    db,
+  );
+}
+
+/** Makes `messageIds` wait behind the last active run of the thread (the most recent one), if it has any. */
+export async function queueBehindLastRun(
+  db: Kysely<Database>,
+  threadId: string,
+  messageIds: readonly string[],
+): Promise<void> {
+  if (messageIds.length === 0) return;
+  const last = await db
+    .selectFrom('runs')
+    .select('id')
+    .where('thread_id', '=', threadId)
+    .where('status', 'in', ['queued', 'in_progress', 'requires_action', 'cancelling'])
+    .orderBy('created_at', 'desc')
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  if (!last) return;
+  await db.updateTable('messages').set({ queued_behind: last.id }).where('id', 'in', messageIds).execute();
+}
+
+/**
+ * The messages waiting behind `runId`, which has ended, join the thread now, in the order they were added: each
+ * `created_at` becomes now (if later) and each gets a new `seq`, after the run's answer. `identitySeq`: `seq` is
+ * PostgreSQL's identity column (set to DEFAULT for its next value); else SQLite's rowid (one past the largest).
+ */
+export async function releaseQueuedMessages(
+  db: Kysely<Database>,
+  threadId: string,
+  runId: string,
+  identitySeq: boolean,
+): Promise<void> {
+  const rows = await db
+    .selectFrom('messages')
+    .select(['id', 'project_id', 'doc'])
+    .where('thread_id', '=', threadId)
+    .where('queued_behind', '=', runId)
+    .orderBy('seq')
+    .execute();
+  const now = unixSeconds();
+  for (const row of rows) {
+    const message = rowToMessage(row);
+    const joined = { ...message, created_at: Math.max(message.created_at, now) };
+    const { doc, created_at } = messageToRow({ projectId: row.project_id }, joined);
+    await db
+      .updateTable('messages')
+      .set({
+        doc,
+        created_at,
+        queued_behind: null,
+        seq: identitySeq ? sql`default` : sql`(select max(seq) + 1 from messages)`,
+      })
+      .where('id', '=', row.id)
+      .execute();
+  }
+}
