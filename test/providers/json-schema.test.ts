@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ANY_JSON, toGrammarSchema } from '../../src/providers/llama-cpp/json-schema.ts';
+import { pino } from 'pino';
+import { ANY_JSON, finiteNumbers, toGrammarSchema } from '../../src/providers/llama-cpp/json-schema.ts';
+import { llamaRuntime } from '../../src/providers/llama-cpp/llama-runtime.ts';
 
 describe('toGrammarSchema', () => {
   test('ANY_JSON accepts every JSON value', () => {
@@ -246,5 +248,22 @@ describe('toGrammarSchema', () => {
     const copy = structuredClone(schema);
     toGrammarSchema(schema);
     assert.deepEqual(schema, copy);
+  });
+});
+
+describe('finiteNumbers', () => {
+  test("node-llama-cpp's grammar, with an integer and a number: no exponent on the integer, two digits at most", async () => {
+    const { llama } = await llamaRuntime(pino({ level: 'silent' }));
+    const schema = { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'number' } } } as const;
+    const { grammar } = await llama.createGrammarForJsonSchema(schema);
+    const rule = (text: string, name: string) => text.split('\n').find((line) => line.startsWith(`${name} ::= `));
+    assert.match(rule(grammar, 'integer-number-rule')!, /\[eE\]/, 'the exponent this fixes is there');
+    const fixed = finiteNumbers(grammar);
+    assert.equal(rule(fixed, 'integer-number-rule'), 'integer-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15})');
+    assert.equal(
+      rule(fixed, 'fractional-number-rule'),
+      'fractional-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? ("0" | [1-9] [0-9]?))?',
+    );
+    assert.equal(rule(fixed, 'root'), rule(grammar, 'root'));
   });
 });

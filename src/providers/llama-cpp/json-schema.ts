@@ -144,3 +144,22 @@ function isObject(value: unknown): value is Json {
 function isScalar(value: unknown): value is string | number | boolean | null {
   return value === null || ['string', 'number', 'boolean'].includes(typeof value);
 }
+
+/**
+ * node-llama-cpp's JSON grammar lets a number have an exponent of up to 16 digits, an integer too: a small model
+ * then writes `3882502462098e773502735797`, which JSON.parse reads as Infinity, and an integer such as `1E42`. In the
+ * grammar's text, an integer gets no exponent and a fraction one of at most two digits, so every number parses to a
+ * finite value and every integer is written as one. Rules of another shape are left as they are.
+ */
+export function finiteNumbers(grammar: string): string {
+  const exponent = '([eE] [-+]? ("0" | [1-9] [0-9]{0,15}))?';
+  return grammar
+    .split('\n')
+    .map((line) => {
+      if (line.startsWith('integer-number-rule ::= ')) return line.replace(` ${exponent}`, '');
+      if (line.startsWith('fractional-number-rule ::= '))
+        return line.replace(exponent, '([eE] [-+]? ("0" | [1-9] [0-9]?))?');
+      return line;
+    })
+    .join('\n');
+}

@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_GGUF_CONTEXT_SIZE, type GgufRouteConfig } from '../../models-config.ts';
 import { type ChatEvent, type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../provider.ts';
 import { toChatHistory } from './chat-history.ts';
-import { toGrammarSchema } from './json-schema.ts';
+import { finiteNumbers, toGrammarSchema } from './json-schema.ts';
 import { type LlamaRuntime, llamaRuntime } from './llama-runtime.ts';
 
 /** The model file cannot be used; the message says why, for the startup error. */
@@ -377,10 +377,18 @@ export class LlamaCppProvider implements ModelProvider {
       grammar =
         format.type === 'json_object'
           ? llama.getGrammarFor('json')
-          : llama.createGrammarForJsonSchema(
-              // Its type derives the output type from a literal schema; a schema known only at run time has none.
-              toGrammarSchema(format.json_schema.schema ?? {}) as Parameters<Llama['createGrammarForJsonSchema']>[0],
-            );
+          : llama
+              .createGrammarForJsonSchema(
+                // Its type derives the output type from a literal schema; a schema known only at run time has none.
+                toGrammarSchema(format.json_schema.schema ?? {}) as Parameters<Llama['createGrammarForJsonSchema']>[0],
+              )
+              .then((json) =>
+                llama.createGrammar({
+                  grammar: finiteNumbers(json.grammar),
+                  stopGenerationTriggers: json.stopGenerationTriggers,
+                  trimWhitespaceSuffix: json.trimWhitespaceSuffix,
+                }),
+              );
       grammar.catch(() => this.grammars.delete(key));
       // Schemas usually repeat (one per assistant); keep the most recent few compiled.
       if (this.grammars.size >= MAX_CACHED_GRAMMARS) this.grammars.delete(this.grammars.keys().next().value!);
