@@ -88,6 +88,25 @@ function fileStorageSuite(name: string, open: () => Promise<Fixture>): void {
       await fixture.blobs.delete('file-neverwritten');
     });
 
+    test('a blob deleted while it is read: the reader gets all of it or an error, never a shorter blob', async () => {
+      const bytes = randomBytes(3 * MiB + 17);
+      await fixture.blobs.write('file-deleted-midway', chunksOf(bytes, MiB));
+      const body = (await fixture.blobs.read('file-deleted-midway'))!;
+      const parts: Buffer[] = [];
+      const read = (async () => {
+        for await (const part of body) {
+          parts.push(part as Buffer);
+          if (parts.length === 1) await fixture.blobs.delete('file-deleted-midway');
+        }
+      })();
+      const outcome = await read.then(
+        () => 'read',
+        (error: Error) => error.message,
+      );
+      if (outcome === 'read') assert.equal(sha(Buffer.concat(parts)), sha(bytes), 'a whole blob, as it was');
+      else assert.match(outcome, /deleted while it was read/);
+    });
+
     test('a failing source leaves no bytes', async () => {
       async function* failing(): AsyncIterable<Uint8Array> {
         yield randomBytes(2 * MiB);

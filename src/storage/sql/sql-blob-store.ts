@@ -61,20 +61,33 @@ export class SqlBlobStore implements BlobStore {
     }
   }
 
+  /**
+   * The chunks in order, each its own statement. The file may be deleted while it is read (its chunks go after its
+   * row): a chunk missing before the last one known at the start ends the stream with an error, never as a shorter
+   * file that a reader (or an HTTP response that announced the length) would take for the whole.
+   */
   async read(id: string): Promise<Readable | undefined> {
     const first = await this.chunk(id, 0);
     if (first === undefined) return undefined;
+    const { last } = await this.db
+      .selectFrom('file_chunks')
+      .select((eb) => eb.fn.max('idx').as('last'))
+      .where('file_id', '=', id)
+      .executeTakeFirstOrThrow();
+    const count = Number(last ?? 0) + 1;
     const next = (idx: number) => this.chunk(id, idx);
     return Readable.from(
       (async function* chunks() {
         let current: Buffer | undefined = first;
-        for (let idx = 1; current !== undefined; idx++) {
+        for (let idx = 1; ; idx++) {
           // The next chunk is read while this one is sent.
-          const following = next(idx);
+          const following = idx < count ? next(idx) : undefined;
           // Handled here too: a reader that stops early leaves it unawaited, and a late failure must not crash.
-          following.catch(() => {});
+          following?.catch(() => {});
           if (current.byteLength > 0) yield current;
+          if (!following) return;
           current = await following;
+          if (current === undefined) throw new Error(`file ${id} was deleted while it was read`);
         }
       })(),
       { objectMode: false },
