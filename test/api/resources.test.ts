@@ -166,4 +166,16 @@ describe('resources', () => {
     assert.equal((await server.api.delete(`/v1/threads/${b.id}/messages/${id}`)).status, 404);
     assert.equal((await server.api.get(`/v1/threads/${b.id}/messages?after=${id}`)).status, 400);
   });
+
+  test('a list under a missing thread or vector store answers 404, even with a cursor', async () => {
+    const { body: a } = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'in a' }] });
+    const id = (await server.api.get<{ data: Body[] }>(`/v1/threads/${a.id}/messages`)).body.data[0]!.id;
+    for (const query of ['', `?after=${id}`, `?before=${id}`, '?after=msg_unknown']) {
+      const missing = await server.api.get(`/v1/threads/thread_unknown/messages${query}`);
+      assert.equal(missing.status, 404, query);
+      assert.match(JSON.stringify(missing.body), /thread_unknown/);
+      const store = await server.api.get(`/v1/vector_stores/vs_unknown/files${query}`);
+      assert.equal(store.status, 404, query);
+    }
+  });
 });

@@ -27,6 +27,11 @@ export interface Cursors {
 export interface ListParent {
   column: 'thread_id' | 'run_id' | 'vector_store_id';
   value: string;
+  /**
+   * Throws the parent's 404 when it does not exist. Called only when a cursor names nothing in the list: a list
+   * whose parent is missing answers 404, not 400 for its cursor (lists that check the parent first leave it out).
+   */
+  mustExist?: () => Promise<void>;
 }
 
 /** The column holding the ids that `after` / `before` name: `id`, but a vector-store file is named by its file. */
@@ -51,6 +56,7 @@ export async function resolveCursors(
       where project_id = ${scope.projectId} and ${idColumn} = ${id} ${parentFilter}`.execute(db);
     // A deleted object's place still counts: a loop that deletes what it lists asks for the page after it.
     const key = rows[0] ?? (await buriedCursor(db, table, scope.projectId, parent?.value, id, column));
+    if (!key) await parent?.mustExist?.();
     if (!key)
       throw invalidRequest(
         `Invalid '${name}': '${id}' is not the id of an object in this list.`,

@@ -281,7 +281,14 @@ export class SqlStore implements Store {
     page: PageRequest,
     filter: MessageFilter = {},
   ): Promise<Page<WireJson>> {
-    const cursors = await resolveCursors(this.db, 'messages', scope, page, { column: 'thread_id', value: threadId });
+    const threadMustExist = async () => {
+      if (!(await this.getThread(scope, threadId))) throw notFound('thread', threadId);
+    };
+    const cursors = await resolveCursors(this.db, 'messages', scope, page, {
+      column: 'thread_id',
+      value: threadId,
+      mustExist: threadMustExist,
+    });
     let query = this.db
       .selectFrom('messages')
       .select(['id', 'doc'])
@@ -290,7 +297,7 @@ export class SqlStore implements Store {
     if (filter.runId !== undefined) query = query.where('run_id', '=', filter.runId);
     const rows = await applyPage(query, page, cursors).execute();
     // Only an empty page can hide a missing thread: the common case costs one query.
-    if (rows.length === 0 && !(await this.getThread(scope, threadId))) throw notFound('thread', threadId);
+    if (rows.length === 0) await threadMustExist();
     return finishPage(rows, page, (row) => ({ id: row.id, json: row.doc }));
   }
 

@@ -210,9 +210,13 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     page: PageRequest,
     filter: VectorStoreFileFilter = {},
   ): Promise<Page<VectorStoreFile>> {
+    const storeMustExist = async () => {
+      if (!(await storeExists(this.db, scope, vectorStoreId))) throw notFound('vector store', vectorStoreId);
+    };
     const cursors = await resolveCursors(this.db, 'vector_store_files', scope, page, {
       column: 'vector_store_id',
       value: vectorStoreId,
+      mustExist: storeMustExist,
     });
     let query = this.db
       .selectFrom('vector_store_files')
@@ -223,8 +227,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     if (filter.batchId !== undefined) query = query.where('batch_id', '=', filter.batchId);
     const rows = await applyPage(query, page, cursors).execute();
     // Only an empty page can hide a missing store: the common case costs one query.
-    if (rows.length === 0 && !(await storeExists(this.db, scope, vectorStoreId)))
-      throw notFound('vector store', vectorStoreId);
+    if (rows.length === 0) await storeMustExist();
     return finishPage(rows, page, rowToFile);
   }
 
