@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
-import { notFound } from '../domain/errors.ts';
+import { ApiError, notFound } from '../domain/errors.ts';
 import type { Message, MessageContent } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
@@ -662,10 +662,12 @@ export class RunExecutor {
       if (run && (run.status === 'queued' || run.status === 'in_progress')) {
         x.run = run;
         x.steps = await this.options.store.runSteps(x.scope, run.id);
-        await this.end(x, {
-          type: 'fail',
-          error: { code: 'server_error', message: 'The run failed because of an internal error in the server.' },
-        });
+        // A server error made to be shown (a file's bytes missing from storage) says what went wrong; others do not.
+        const message =
+          error instanceof ApiError && error.type === 'server_error'
+            ? error.message
+            : 'The run failed because of an internal error in the server.';
+        await this.end(x, { type: 'fail', error: { code: 'server_error', message } });
       }
     } catch (inner) {
       this.options.logger.error({ err: inner, runId: x.run.id }, 'could not record the failure of a run');

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import OpenAI, { toFile } from 'openai';
 import type { StoredFile } from '../../src/domain/files.ts';
@@ -190,6 +192,20 @@ describe('image files in runs', () => {
     assert.equal(run.status, 'failed');
     assert.deepEqual(run.last_error, { code: 'invalid_prompt', message: `No file found with id '${fileId}'.` });
     assert.equal(upstream.requests.length, requests);
+  });
+
+  test('a run whose image has a row but no bytes fails with server_error naming the file', async () => {
+    const fileId = await uploadPng(onePixelPng([0, 0, 255]));
+    rmSync(path.join(server.dataDir, 'files', 'blobs', fileId)); // deleted behind the server's back
+    const thread = await client.beta.threads.create({
+      messages: [{ role: 'user', content: [{ type: 'image_file', image_file: { file_id: fileId } }] }],
+    });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'failed');
+    assert.deepEqual(run.last_error, {
+      code: 'server_error',
+      message: `The content of file '${fileId}' is missing from storage.`,
+    });
   });
 
   test("a later run of the same thread reads the image again: the first run's prompt kept no bytes", async () => {
