@@ -229,7 +229,7 @@ describe('code_interpreter in a run (createAndPoll)', () => {
       ],
     });
     const { output } = await h.runCode(thread.id, assistantId, 'print(1)');
-    assert.ok(output.includes(`lost.csv (${lost}): The content of file '${lost}' is missing from storage.`), output);
+    assert.ok(output.includes(`lost.csv (${lost}): The content of file '${lost}' is missing from storage.\n`), output);
     const store = await h.client.vectorStores.create({});
     const file = await h.client.vectorStores.files.createAndPoll(store.id, { file_id: lost });
     assert.equal(file.status, 'failed');

@@ -153,7 +153,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       try {
         bytes = await backend.readFile(scope, id);
       } catch (error) {
-        refused.push(`${name} (${id}): ${(error as Error).message}`);
+        refused.push(`${name} (${id}): ${clause(error)}`);
         continue;
       }
       if (!bytes) {
@@ -170,13 +170,18 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         // Its process may have died under it, with the files placed before: the next call places them all again.
         placed.delete(session);
         logger.warn({ err: error, fileId: id, threadId: run.thread_id }, 'a run file could not be put in /mnt/data');
-        refused.push(`${name} (${id}): ${(error as Error).message}`);
+        refused.push(`${name} (${id}): ${clause(error)}`);
       }
     }
     const notes: string[] = [];
     if (gone.length > 0) notes.push(`These files no longer exist and are not in /mnt/data: ${gone.join(', ')}.`);
     if (refused.length > 0) notes.push(`These files could not be put in /mnt/data: ${refused.join('; ')}.`);
     return notes;
+  }
+
+  /** An error's message as a clause of a longer sentence: without its final period. */
+  function clause(error: unknown): string {
+    return (error as Error).message.replace(/\.$/, '');
   }
 
   async function execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult> {
