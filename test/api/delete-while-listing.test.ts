@@ -185,6 +185,27 @@ test("a deleted object's place is kept for a day, then swept by a later deletion
     await bury(db, 'assistants', [row('asst_newer')], t0 + day + 1);
     assert.equal(await buriedCursor(db, 'assistants', 'proj_a', undefined, 'asst_old', 'created_at'), undefined);
     assert.ok(await buriedCursor(db, 'assistants', 'proj_a', undefined, 'asst_new', 'created_at'));
+
+    // Many due at once (a bulk clean-up a day ago): each deletion sweeps a bounded batch, oldest first.
+    const count = async () =>
+      Number(
+        (
+          await db
+            .selectFrom('list_tombstones')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    const t1 = t0 + 10 * day;
+    const bulk = Array.from({ length: 2500 }, (_, i) => row(`thread_${i}`));
+    await bury(db, 'threads', bulk, t1); // sweeps the two records above
+    assert.equal(await count(), 2500);
+    await bury(db, 'assistants', [row('asst_a')], t1 + day + 1);
+    assert.equal(await count(), 2500 - 1001 + 1);
+    await bury(db, 'assistants', [row('asst_b')], t1 + day + 2);
+    assert.equal(await count(), 1499 - 1001 + 2);
+    await bury(db, 'assistants', [row('asst_c')], t1 + day + 3);
+    assert.equal(await count(), 3);
   } finally {
     await db.destroy();
     await store.close();

@@ -13,6 +13,13 @@ import type { Database, PaginatedTable } from './schema.ts';
  */
 const KEPT_MS = 24 * 60 * 60 * 1000;
 
+/**
+ * How many expired records one deletion sweeps at most: a deletion's own transaction stays short however many are
+ * due (half a million after a bulk clean-up a day ago took a second on SQLite), and each deletion sweeps more
+ * records than it adds, so the table still shrinks back.
+ */
+const SWEEP_LIMIT = 1000;
+
 /** Migration 014, the same on both databases. `parent_id` is the thread or vector store of the list, else ''. */
 export async function createListTombstones(db: Kysely<unknown>): Promise<void> {
   await sql`
@@ -48,9 +55,16 @@ export async function bury(
   now = Date.now(),
 ): Promise<void> {
   if (rows.length === 0) return;
+  const due = trx
+    .selectFrom('list_tombstones')
+    .select(['project_id', 'list', 'parent_id', 'id'])
+    .where('deleted_at', '<', now - KEPT_MS)
+    .orderBy('deleted_at')
+    .limit(SWEEP_LIMIT + rows.length)
+    .$asTuple('project_id', 'list', 'parent_id', 'id');
   await trx
     .deleteFrom('list_tombstones')
-    .where('deleted_at', '<', now - KEPT_MS)
+    .where((eb) => eb(eb.refTuple('project_id', 'list', 'parent_id', 'id'), 'in', due))
     .execute();
   await trx
     .insertInto('list_tombstones')
@@ -75,6 +89,25 @@ export async function bury(
       })),
     )
     .execute();
+}
+
+/** Deletes the object `id` of a top-level list and records where it stood; false when there was none. */
+export function deleteAndBury(
+  db: Kysely<Database>,
+  list: 'assistants' | 'vector_stores',
+  projectId: string,
+  id: string,
+): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const rows = await trx
+      .deleteFrom(list)
+      .where('project_id', '=', projectId)
+      .where('id', '=', id)
+      .returning(['project_id', 'id', 'created_at', 'seq'])
+      .execute();
+    await bury(trx, list, rows);
+    return rows.length > 0;
+  });
 }
 
 /** Where the deleted object `id` stood in the list, if it was deleted within the day. */

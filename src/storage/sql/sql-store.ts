@@ -23,7 +23,7 @@ import type {
 } from '../store.ts';
 import type { SqlCapabilities } from './capabilities.ts';
 import { CompiledQueries, rowArgs } from './compiled-queries.ts';
-import { bury } from './list-tombstones.ts';
+import { bury, deleteAndBury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import { queueBehindLastRun, releaseQueuedMessages } from './queued-messages.ts';
 import {
@@ -156,17 +156,8 @@ export class SqlStore implements Store {
     return row && rowToAssistant(row);
   }
 
-  async deleteAssistant(scope: Scope, id: string): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
-      const rows = await trx
-        .deleteFrom('assistants')
-        .where('project_id', '=', scope.projectId)
-        .where('id', '=', id)
-        .returning(['project_id', 'id', 'created_at', 'seq'])
-        .execute();
-      await bury(trx, 'assistants', rows);
-      return rows.length > 0;
-    });
+  deleteAssistant(scope: Scope, id: string): Promise<boolean> {
+    return deleteAndBury(this.db, 'assistants', scope.projectId, id);
   }
 
   // ── threads ─────────────────────────────────────────────────────────────────

@@ -33,7 +33,7 @@ import { ChunkStatistics } from './chunk-statistics.ts';
 import { createFtsTable, ftsTableExists, ftsTableOf } from './fts5-tables.ts';
 import { fromJson, fromNullableJson, toJson } from './json-column.ts';
 import { keywordText, queryTerms } from './keyword-text.ts';
-import { bury } from './list-tombstones.ts';
+import { bury, deleteAndBury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, VectorStoreFileBatchesTable, VectorStoreFilesTable, VectorStoresTable } from './schema.ts';
 import { MatrixCacheIndex, SqliteVecIndex, toBlob, unitVector, type VectorIndex } from './vector-index.ts';
@@ -150,19 +150,10 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     return storeView(row, await storeTotals(this.db, scope, [id]));
   }
 
-  async deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
+  deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
     // Files and batches go with the store, chunks with their files (ON DELETE CASCADE), and on SQLite each chunk's
     // FTS5 entry with it (its project table's delete trigger, fired for cascaded deletes too: fts5-tables.ts).
-    return this.db.transaction().execute(async (trx) => {
-      const rows = await trx
-        .deleteFrom('vector_stores')
-        .where('project_id', '=', scope.projectId)
-        .where('id', '=', id)
-        .returning(['project_id', 'id', 'created_at', 'seq'])
-        .execute();
-      await bury(trx, 'vector_stores', rows);
-      return rows.length > 0;
-    });
+    return deleteAndBury(this.db, 'vector_stores', scope.projectId, id);
   }
 
   // ── files ───────────────────────────────────────────────────────────────────
