@@ -131,7 +131,13 @@ export function buildApp({
       sendError(reply, routingError(error, request.method, request.url));
     },
     // What Node's HTTP parser refuses before Fastify sees a request (a request line and headers over maxHeaderSize).
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (error, socket) => {
+      const status = answerClientError(error, socket);
+      if (status === undefined) return;
+      // Logged and counted as every other answer, under the route 'unparsed': there is no method or path to name.
+      metrics?.httpResponse('unparsed', 'unparsed', status, 0);
+      if (logRequests) logger.info({ route: 'unparsed', status, err: error.message }, 'request');
+    },
   }) as unknown as FastifyInstance;
 
   const authenticator = new Authenticator({
@@ -639,10 +645,10 @@ function routingError(error: FastifyError, method: string, url: string): ApiErro
  * Node's HTTP parser refused the request (its request line and headers over maxHeaderSize → 431, a request that is
  * not HTTP → 400, headers not received in time → 408). There is no request or reply object yet: the response is
  * written to the socket as it is, OpenAI-shaped like every other, and the connection is closed, as Node's own
- * handler does, since the rest of what the client sent cannot be read as a request.
+ * handler does, since the rest of what the client sent cannot be read as a request. Returns the status answered.
  */
-function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+function answerClientError(error: Error & { code?: string }, socket: Duplex): number | undefined {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return undefined;
   const refusal = clientErrorToApiError(error.code);
   const body = JSON.stringify(errorBody(refusal));
   if (socket.writable)
@@ -651,6 +657,7 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex): vo
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   socket.destroy();
+  return refusal.status;
 }
 
 function clientErrorToApiError(code: string | undefined): ApiError {

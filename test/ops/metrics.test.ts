@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { eventually } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
@@ -106,6 +108,22 @@ describe('/metrics', () => {
     assert.equal(moved('assistd_upstream_errors_total', { model: 'failing-model', code: 'server_error' }), 2);
     assert.equal(moved('assistd_upstream_retries_total', { model: 'failing-model' }), 1);
     assert.equal(moved('assistd_runs_finished_total', { status: 'failed' }), 1);
+  });
+
+  test("a request Node's parser refuses (431, 400) is counted, under the route 'unparsed'", async () => {
+    const before = await scrape();
+    const url = new URL(server.url);
+    for (const request of [`GET /v1/threads/thread_${'a'.repeat(20_000)} HTTP/1.1\r\n\r\n`, 'NOT HTTP\r\n\r\n']) {
+      const socket = connect(Number(url.port), url.hostname);
+      socket.end(request);
+      await once(socket.resume(), 'close');
+    }
+    const after = await scrape();
+    const moved = (status: string) =>
+      sample(after, 'assistd_http_request_duration_seconds_count', { route: 'unparsed', status_code: status }) -
+      sample(before, 'assistd_http_request_duration_seconds_count', { route: 'unparsed', status_code: status });
+    assert.equal(moved('431'), 1);
+    assert.equal(moved('400'), 1);
   });
 
   test('a stream counts as opened, and as open only while it is', async () => {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
@@ -204,6 +206,17 @@ describe('a request its client gives up on', () => {
       assert.equal(streamLine.reqId, streamId);
       assert.equal(streamLine.status, 200, 'the stream had its answer started');
       assert.equal(byRoute['/v1/threads/:thread_id/runs/:run_id']?.status, 499, 'the poll had no answer yet');
+
+      // A request Node's parser refused has its line too, though it never reached a route.
+      const url = new URL(server.url);
+      const socket = connect(Number(url.port), url.hostname);
+      socket.end(`GET /v1/threads/thread_${'a'.repeat(20_000)} HTTP/1.1\r\n\r\n`);
+      await once(socket.resume(), 'close');
+      await eventually('the refusal logged', 5_000, () =>
+        lines
+          .map((line) => JSON.parse(line) as Record<string, unknown>)
+          .find((entry) => entry.msg === 'request' && entry.route === 'unparsed' && entry.status === 431),
+      );
     } finally {
       await server.close();
       await upstream.close();
