@@ -6,6 +6,7 @@ import OpenAI, { toFile } from 'openai';
 import type { StoredFile } from '../../src/domain/files.ts';
 import type { ChatMessage } from '../../src/providers/provider.ts';
 import { imageFileUrl, type ReadFile, resolveImageFiles } from '../../src/runs/image-files.ts';
+import { aStoredFile } from '../support/builders.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { onePixelPng } from '../support/images.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -17,7 +18,7 @@ import { createValidatingFetch, type ValidatingFetch } from '../support/validati
  */
 
 function storedFile(id: string, mime_type: string | null): StoredFile {
-  return { id, created_at: 1_700_000_000, bytes: 4, filename: 'f', purpose: 'vision', expires_at: null, mime_type };
+  return aStoredFile({ id, bytes: 4, filename: 'f', purpose: 'vision', mime_type });
 }
 
 describe('resolveImageFiles', () => {

@@ -1,3 +1,4 @@
+import type { StoredFile } from '../../src/domain/files.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { newClientMessage } from '../../src/domain/messages.ts';
 import type { Assistant, Message, Thread } from '../../src/domain/objects.ts';
@@ -22,6 +23,20 @@ export function anAssistant(overrides: Partial<Assistant> = {}): Assistant {
     top_p: 0.9,
     response_format: { type: 'json_object' },
     reasoning_effort: 'low',
+    ...overrides,
+  };
+}
+
+/** A file's row, as the Files API stores it (a one-byte file named `data.csv`, unless overridden). */
+export function aStoredFile(overrides: Partial<StoredFile> = {}): StoredFile {
+  return {
+    id: newId('file'),
+    filename: 'data.csv',
+    created_at: 1_700_000_000,
+    bytes: 1,
+    purpose: 'assistants',
+    expires_at: null,
+    mime_type: null,
     ...overrides,
   };
 }

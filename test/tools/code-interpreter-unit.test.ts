@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { frame } from '../../src/api/sse.ts';
-import type { StoredFile } from '../../src/domain/files.ts';
 import type { Message, MessageContent } from '../../src/domain/objects.ts';
 import type { MessageDelta, RunStepDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
 import type { Run, ToolCallDetails } from '../../src/domain/runs.ts';
@@ -18,7 +17,7 @@ import {
 import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
 import type { TextAnnotator } from '../../src/tools/tool.ts';
 import { annotateInPieces } from '../support/annotators.ts';
-import { aCodeInterpreterForTurns, aRun } from '../support/builders.ts';
+import { aCodeInterpreterForTurns, aRun, aStoredFile } from '../support/builders.ts';
 import { assertMatchesSchema } from '../support/openapi.ts';
 
 /**
@@ -195,15 +194,7 @@ describe('sandbox: links', () => {
 });
 
 describe('where the run files go in /mnt/data', () => {
-  const file = (id: string, filename: string): StoredFile => ({
-    id,
-    filename,
-    created_at: 0,
-    bytes: 1,
-    purpose: 'assistants',
-    expires_at: null,
-    mime_type: null,
-  });
+  const file = (id: string, filename: string) => aStoredFile({ id, filename });
   test('by name; a clash gets the id added; no path or control characters; each file once', () => {
     const placed = placements([
       file('file-1', 'data.csv'),
@@ -324,15 +315,7 @@ describe('the session a run holds, and the files it is given', () => {
   });
 
   test('a file over the sandbox limit is named to the model, never read; a cancel stops the placing of files', async () => {
-    const file = (id: string, filename: string, bytes: number): StoredFile => ({
-      id,
-      filename,
-      created_at: 0,
-      bytes,
-      purpose: 'assistants',
-      expires_at: null,
-      mime_type: null,
-    });
+    const file = (id: string, filename: string, bytes: number) => aStoredFile({ id, filename, bytes });
     const read: string[] = [];
     let stop: AbortController | undefined;
     const { tool, written } = toolOver({

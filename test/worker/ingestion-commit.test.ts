@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import type { StoredFile } from '../../src/domain/files.ts';
 import type { VectorStoreFileError } from '../../src/domain/vector-stores.ts';
 import { DEFAULT_SCOPE, type VectorStoreRecords } from '../../src/storage/store.ts';
 import type { Indexer } from '../../src/vector-stores/indexer.ts';
 import { IngestionWorker } from '../../src/worker/ingestion-worker.ts';
+import { aStoredFile } from '../support/builders.ts';
 import { eventually } from '../support/eventually.ts';
 
 /**
@@ -47,7 +47,7 @@ function workerOver(commits: Array<'throw' | 'ok'>) {
   };
   const worker = new IngestionWorker({
     records,
-    readFile: async () => ({ file: { filename: 'a.docx', mime_type: null } as StoredFile, bytes: Buffer.from('x') }),
+    readFile: async () => ({ file: aStoredFile({ filename: 'a.docx' }), bytes: Buffer.from('x') }),
     indexer,
     logger: pino({ level: 'silent' }),
     concurrency: 1,
