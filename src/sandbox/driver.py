@@ -240,6 +240,146 @@ def read_requests(requests):
 
 _has_request = threading.Semaphore(0)
 
+# ── images ───────────────────────────────────────────────────────────────────
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PIL's modes a PNG holds as they are; any other is converted first, with its alpha if it has one.
+PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
+PNG_CONVERSIONS = {"La": "LA", "PA": "RGBA", "RGBa": "RGBA"}  # else RGB (CMYK, YCbCr, F, I;16B…)
+
+
+class CellImages:
+    """The PNGs a cell shows, in the order shown: by display() or as its last expression while it runs, then the
+    pyplot figures it leaves open. They are sent with the cell's result, not as shown: an interrupt could cut a line
+    of the protocol in two. MAX_IMAGES and MAX_IMAGE_BYTES hold for all of them together."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.pngs = []
+        # The figures display() showed, which are not saved again when left open. Held for the cell: `is` then
+        # cannot mistake a new figure for one collected meanwhile.
+        self.displayed = []
+        self.noted_full = False
+
+    def was_displayed(self, figure):
+        return any(figure is shown for shown in self.displayed)
+
+    def room(self, note):
+        """Whether one more image is taken; the first time not, `note` says so."""
+        if len(self.pngs) < MAX_IMAGES:
+            return True
+        if not self.noted_full:
+            self.noted_full = True
+            note(f"[only the first {MAX_IMAGES} images are returned]")
+        return False
+
+    def add(self, png, what, note):
+        if len(png) > MAX_IMAGE_BYTES:
+            note(f"[{what} left out: its PNG has {len(png):,} bytes, over {MAX_IMAGE_BYTES:,}]")
+            return
+        self.pngs.append(png)
+
+
+IMAGES = CellImages()
+
+
+class ImageLeftOut(Exception):
+    """An image that cannot be shown here; its message is the note the output gets instead."""
+
+
+class IPythonImage:
+    """IPython.display.Image in the stand-in: an image from bytes or a file, read at once as IPython does. A URL is
+    kept but not fetched (the sandbox has no network)."""
+
+    def __init__(self, data=None, url=None, filename=None, **options):
+        if isinstance(data, str):  # IPython's reading of a string: a URL, else a file name
+            if data.startswith(("http://", "https://")):
+                url = data
+            else:
+                filename = data
+            data = None
+        if filename is not None:
+            with open(filename, "rb") as file:
+                data = file.read()
+        self.data = None if data is None else bytes(data)
+        self.url = url
+        self.filename = filename
+        self.options = options  # format, width, height…: the PNG is shown as it is
+
+    def __repr__(self):
+        return "<IPython.core.display.Image object>"
+
+    def png(self):
+        """Its bytes as a PNG: the host takes PNG only (it names each image <call>-<n>.png), so other formats are
+        converted with PIL."""
+        if self.data is None:
+            raise ImageLeftOut(f"[the image at {self.url} left out: the sandbox has no network]")
+        if self.data.startswith(PNG_SIGNATURE):
+            return self.data
+        try:
+            from PIL import Image as pil
+        except ImportError:
+            raise ImageLeftOut("[an image left out: it is not a PNG, and PIL, to convert it, is missing]") from None
+        try:
+            with pil.open(io.BytesIO(self.data)) as image:
+                return pil_png(image)
+        except OSError:  # not an image: a notebook shows a broken one, here a note says why there is none
+            raise ImageLeftOut("[an image left out: its data is not an image PIL can read]") from None
+
+
+def figure_png(figure):
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def pil_png(image):
+    if image.mode not in PNG_MODES:
+        image = image.convert(PNG_CONVERSIONS.get(image.mode, "RGB"))
+    buffer = io.BytesIO()
+    image.save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def image_saver(obj):
+    """What `obj` is and how to save it as a PNG if a notebook shows it as an image (a matplotlib figure, a PIL
+    image, an IPython.display.Image), else None. Their modules are looked up, not imported: the driver runs without
+    them, and an object of a module never imported cannot be here."""
+    figure = sys.modules.get("matplotlib.figure")
+    if figure is not None and isinstance(obj, figure.Figure):
+        return "a figure", lambda: displayed_figure_png(obj)
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(obj, pil.Image):
+        return "an image", lambda: pil_png(obj)
+    if isinstance(obj, IPythonImage):
+        return "an image", obj.png
+    return None
+
+
+def displayed_figure_png(figure):
+    # Shown now, so not again at the cell's end if left open. Marked before it is saved: a figure whose saving was
+    # interrupted is not saved again then either, which would take as long as the grace period allows.
+    IMAGES.displayed.append(figure)
+    return figure_png(figure)
+
+
+def show_image(obj, note):
+    """Shows `obj` as an image if a notebook would, saving it now (so it is shown as it is now, and an interrupt
+    stops the saving as it stops the cell); False for anything else. Why an image is not shown is `note`d."""
+    saver = image_saver(obj)
+    if saver is None:
+        return False
+    what, save = saver
+    if IMAGES.room(note):
+        try:
+            IMAGES.add(save(), what, note)
+        except ImageLeftOut as left_out:
+            note(str(left_out))
+    return True
+
+
 # ── cells ────────────────────────────────────────────────────────────────────
 
 main_module = types.ModuleType("__main__")
@@ -249,13 +389,16 @@ _cell_count = [0]
 
 
 def display(*objs, **_options):
-    """A notebook's display(): each object's text form on a line of the output, where a print would be."""
+    """A notebook's display(): a figure or an image is shown as one (show_image), anything else as its text form on a
+    line of the output, where a print would be."""
     for obj in objs:
-        print(repr(obj))
+        if not show_image(obj, print):
+            print(repr(obj))
 
 
 class IPythonStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """`import IPython.display` where IPython is not installed: a stand-in with `display`, found last on the path.
+    """`import IPython.display` where IPython is not installed: a stand-in with `display` and `Image`, found last on
+    the path.
 
     Its `get_ipython()` returns None, as an installed IPython outside a kernel does: libraries that look for IPython
     (matplotlib, pandas) then behave as in a script.
@@ -274,6 +417,7 @@ class IPythonStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             module.get_ipython = lambda: None
         else:
             module.display = display
+            module.Image = IPythonImage
 
 
 # Models write `display(df)` (a notebook's built-in) and `from IPython.display import display`: both work.
@@ -313,10 +457,14 @@ def run_code(code):
         value = eval(compile(last, filename, "eval"), NAMESPACE)
         if value is not None:
             NAMESPACE["_"] = value
-            text = repr(value)
-            flush_streams()
-            drain_fd_output()
-            OUTPUT.write(text + "\n")
+            if not show_image(value, write_after_prints):
+                write_after_prints(repr(value))
+
+
+def write_after_prints(line):
+    flush_streams()
+    drain_fd_output()
+    OUTPUT.write(line + "\n")
 
 
 def user_traceback(error):
@@ -327,51 +475,49 @@ def user_traceback(error):
 
 
 def figures():
-    """PNG bytes of every pyplot figure still open, which are then closed.
+    """Adds the PNG of every pyplot figure still open to IMAGES (but those display() showed), then closes them all.
 
     Saving can take long (millions of points), so it is interruptible like the cell: on the host's interrupt the
-    figures saved so far are returned and the rest dropped, with a note in the output.
+    figures saved so far are kept and the rest dropped, with a note in the output.
     """
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
-        return []
-    images = []
+        return
+    before = len(IMAGES.pngs)
     numbers = []
     try:
         try:
             _cell["running"] = True
-            numbers = plt.get_fignums()
+            numbers = [number for number in plt.get_fignums() if not IMAGES.was_displayed(plt.figure(number))]
             if _cell["interrupted"]:  # after `running`: an interrupt is either seen here or sent as a SIGINT
                 raise KeyboardInterrupt
-            save_figures(plt, numbers, images)
+            save_figures(plt, numbers)
         finally:
             _cell["running"] = False  # in the try: a SIGINT at this boundary is caught below, not in the loop
     except KeyboardInterrupt:
-        OUTPUT.write(f"\n[interrupted while saving figures: {len(images)} of {len(numbers)} figures returned]\n")
+        saved = len(IMAGES.pngs) - before
+        OUTPUT.write(f"\n[interrupted while saving figures: {saved} of {len(numbers)} figures returned]\n")
     except Exception as error:  # noqa: BLE001
         OUTPUT.write(user_traceback(error))
     finally:
         plt.close("all")
-    return images
 
 
-def save_figures(plt, numbers, images):
-    """Appends the PNG of each figure of `numbers` to `images` as it is saved, so an interrupt keeps those done."""
+def save_figures(plt, numbers):
+    """Adds the PNG of each figure of `numbers` to IMAGES as it is saved, so an interrupt keeps those done."""
     for number in numbers:
-        if len(images) == MAX_IMAGES:
-            OUTPUT.write(f"\n[only the first {MAX_IMAGES} figures are returned]\n")
+        if not IMAGES.room(note_after_cell):
             break
-        buffer = io.BytesIO()
-        plt.figure(number).savefig(buffer, format="png")
-        png = buffer.getvalue()
-        if len(png) > MAX_IMAGE_BYTES:
-            OUTPUT.write(f"\n[figure {number} left out: its PNG has {len(png):,} bytes, over {MAX_IMAGE_BYTES:,}]\n")
-            continue
-        images.append(png)
+        IMAGES.add(figure_png(plt.figure(number)), f"figure {number}", note_after_cell)
+
+
+def note_after_cell(note):
+    OUTPUT.write(f"\n{note}\n")
 
 
 def run_cell(request):
     OUTPUT.reset()
+    IMAGES.reset()
     install_streams()
     outcome = "ok"
     signal.signal(signal.SIGINT, on_sigint)
@@ -395,9 +541,10 @@ def run_cell(request):
     flush_streams()
     kill_strays()
     drain_fd_output()
-    images = figures()
-    for png in images:
+    figures()
+    for png in IMAGES.pngs:
         send({"id": request["id"], "type": "image", "png": base64.b64encode(png).decode("ascii")})
+    IMAGES.reset()  # neither the PNGs nor the figures shown are held until the next cell
     send({"id": request["id"], "type": "result", "outcome": outcome, "logs": OUTPUT.text()})
 
 

@@ -11,7 +11,11 @@ export interface CellResult {
    * `outputChars`: its first and last halves, with "…[output truncated: N more characters]" between.
    */
   logs: string;
-  /** PNG bytes of each matplotlib figure open at the end of the cell (figures are then closed); at most 16. */
+  /**
+   * PNG bytes of the images the cell showed, in order: the figures and images it passed to display() or left as its
+   * last expression, then each matplotlib figure open at its end that it did not display (figures are then closed);
+   * at most 16.
+   */
   images: Uint8Array[];
   /**
    * 'ok'; 'error' (the cell raised: traceback in logs); 'timeout' (soft: KeyboardInterrupt delivered, the session and

@@ -69,6 +69,77 @@ describe('a code interpreter session', () => {
     assert.equal((await session.runCell('1')).images.length, 0, 'closed after the cell');
   });
 
+  it('shows a figure or a PIL image given to display() or left as the last expression as a PNG, in the order shown', async () => {
+    const code = [
+      'import matplotlib.pyplot as plt',
+      'from matplotlib.figure import Figure',
+      'from PIL import Image',
+      'shown, ax = plt.subplots(figsize=(2, 1), dpi=50)',
+      'ax.plot([1, 2])',
+      'display(shown)  # still open at the end: not shown twice',
+      'print("between")',
+      'display(Image.new("CMYK", (3, 2)), "text")  # a mode PNG cannot hold',
+      'plt.figure(figsize=(1, 1), dpi=40)',
+      'Figure(figsize=(1, 2), dpi=30)',
+    ].join('\n');
+    const result = await session.runCell(code);
+    assert.equal(result.outcome, 'ok', result.logs);
+    assert.equal(result.logs, "between\n'text'\n");
+    assert.deepEqual(result.images.map(pngSize), [
+      { width: 100, height: 50 },
+      { width: 3, height: 2 },
+      { width: 30, height: 60 },
+      { width: 40, height: 40 },
+    ]);
+    const last = await session.runCell('from PIL import Image\nImage.new("RGB", (2, 7), "red")');
+    assert.equal(last.logs, '');
+    assert.deepEqual(last.images.map(pngSize), [{ width: 2, height: 7 }]);
+  });
+
+  it('shows an IPython.display.Image of PNG bytes as they are, and of a JPEG file as a PNG', async () => {
+    const code = [
+      'import io',
+      'from IPython.display import Image, display',
+      'from PIL import Image as PIL',
+      'buffer = io.BytesIO()',
+      'PIL.new("RGB", (5, 4), "red").save(buffer, format="png")',
+      'PIL.new("RGB", (6, 3), "blue").save("photo.jpg")',
+      'display(Image(data=buffer.getvalue()), Image(filename="photo.jpg"))',
+      'print(buffer.getvalue().hex())',
+      'photo = Image("photo.jpg")',
+      'import os',
+      'os.remove("photo.jpg")  # read when the Image was made, as IPython does',
+      'photo',
+    ].join('\n');
+    const result = await session.runCell(code);
+    assert.equal(result.outcome, 'ok', result.logs);
+    const [first, ...rest] = result.images;
+    assert.equal(Buffer.from(first ?? []).toString('hex'), result.logs.trim(), 'the PNG bytes as they were');
+    assert.deepEqual(rest.map(pngSize), [
+      { width: 6, height: 3 },
+      { width: 6, height: 3 },
+    ]);
+  });
+
+  it('counts displayed images and figures left open together against the limit of 16, noting it once', async () => {
+    const code = [
+      'import matplotlib.pyplot as plt',
+      'for _ in range(10):',
+      '    figure = plt.figure(figsize=(1, 1), dpi=10)',
+      '    display(figure)',
+      '    plt.close(figure)',
+      'for _ in range(10):',
+      '    plt.figure(figsize=(1, 1), dpi=20)',
+    ].join('\n');
+    const result = await session.runCell(code);
+    assert.equal(result.outcome, 'ok', result.logs);
+    assert.equal(result.logs, '\n[only the first 16 images are returned]\n');
+    assert.deepEqual(
+      result.images.map((png) => pngSize(png).width),
+      [...Array(10).fill(10), ...Array(6).fill(20)],
+    );
+  });
+
   it('writes files pandas reads, reads back files, and lists them', async () => {
     const csv = new TextEncoder().encode('city,temp\nOslo,3\nRome,17\n');
     await session.writeFile('weather.csv', csv);
