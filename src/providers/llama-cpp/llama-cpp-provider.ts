@@ -16,6 +16,7 @@ import type {
   ChatWrapper,
   Llama,
   LlamaChat,
+  LlamaChatResponse,
   LlamaContext,
   LlamaGrammar,
   LlamaModel,
@@ -24,6 +25,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_GGUF_CONTEXT_SIZE, type GgufRouteConfig } from '../../models-config.ts';
 import { type ChatEvent, type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../provider.ts';
 import { toChatHistory } from './chat-history.ts';
+import { forcingFunctionCall } from './forced-function-call.ts';
 import { finiteNumbers, toGrammarSchema } from './json-schema.ts';
 import { type LlamaRuntime, llamaRuntime } from './llama-runtime.ts';
 
@@ -41,6 +43,26 @@ interface Loaded {
   chatWrapper: ChatWrapper;
 }
 
+/** One context sequence, and two views of it: `chat` lets the model choose, `forcedChat` makes it call a function. */
+interface Session {
+  context: LlamaContext;
+  chat: LlamaChat;
+  forcedChat: LlamaChat;
+}
+
+/**
+ * Thrown (through node-llama-cpp, from the context-shift size it asks for) when a generation has filled the context
+ * window. node-llama-cpp would shift the context, dropping the oldest messages of the prompt it was asked to answer,
+ * or fail with "The context size is too small…" when what it is generating fills the window alone (a long batch of
+ * function calls). The answer is cut there instead, as a cut by `max_tokens` is: finish `length`.
+ */
+class ContextWindowFull extends Error {
+  constructor() {
+    super('the generation filled the context window');
+    this.name = 'ContextWindowFull';
+  }
+}
+
 export class LlamaCppProvider implements ModelProvider {
   readonly contextWindow: number;
   /** When the file was last modified (seconds), as GET /v1/models reports `created`. */
@@ -48,7 +70,7 @@ export class LlamaCppProvider implements ModelProvider {
   private readonly loaded: Loaded;
   private readonly threads: number;
   private readonly logger: Logger;
-  private session: Promise<{ context: LlamaContext; chat: LlamaChat }> | undefined;
+  private session: Promise<Session> | undefined;
   private queue: Promise<void> = Promise.resolve();
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   /** toolTokens by the functions' JSON: an assistant's tools repeat in every run. */
@@ -238,8 +260,14 @@ export class LlamaCppProvider implements ModelProvider {
         threads: this.threads,
         sequences: 1,
       });
-      const chat = new runtime.lib.LlamaChat({ contextSequence: context.getSequence(), chatWrapper });
-      return { context, chat };
+      const contextSequence = context.getSequence();
+      // Both share the one sequence (its KV cache); the queue lets only one of them generate at a time.
+      const chat = new runtime.lib.LlamaChat({ contextSequence, chatWrapper });
+      const forcedChat = new runtime.lib.LlamaChat({
+        contextSequence,
+        chatWrapper: forcingFunctionCall(chatWrapper, runtime.lib),
+      });
+      return { context, chat, forcedChat };
     })();
     this.session.catch(() => {
       this.session = undefined;
@@ -249,14 +277,19 @@ export class LlamaCppProvider implements ModelProvider {
 
   private async generate(request: ChatRequest, signal: AbortSignal, push: (event: ChatEvent) => void) {
     const { model, chatWrapper } = this.loaded;
-    const { chat } = await this.openSession();
+    const session = await this.openSession();
+    const functions = this.functionsFor(request);
+    // `required` and a named function (then the only one offered) promise a call: the model is given no other way.
+    const forced =
+      functions !== undefined && (request.tool_choice === 'required' || typeof request.tool_choice === 'object');
+    const chat = forced ? session.forcedChat : session.chat;
     // Generated tokens, as the sequence meters them: every token the model produced for this request, including a
     // function call's and a discarded first attempt's (see below).
     const meter = chat.sequence.tokenMeter.getState();
     const completionTokens = () => chat.sequence.tokenMeter.diff(meter).usedOutputTokens;
     const history = toChatHistory(request.messages);
-    const functions = this.functionsFor(request);
-    const grammar = await this.grammarFor(request);
+    // A forced call is never a text answer: the answer's format has nothing to constrain.
+    const grammar = forced ? undefined : await this.grammarFor(request);
 
     // The prompt as the chat template renders it, counted with the model's tokenizer (a history that does not end
     // in a model response gets an empty one to generate into, as LlamaChat does).
@@ -284,25 +317,46 @@ export class LlamaCppProvider implements ModelProvider {
       // The API's defaults (temperature 1, top_p 1), not llama.cpp's greedy decoding.
       temperature: request.temperature ?? 1,
       ...(request.top_p === undefined || request.top_p === null ? {} : { topP: request.top_p }),
+      // maxTokens counts only the tokens the model generates; the syntax of function calls that node-llama-cpp writes
+      // into the context itself (and a batch of calls, rendered again for each next call) does not count, and can
+      // fill the window first. The generation ends there, never shifting the context (see ContextWindowFull).
+      contextShift: {
+        size: (): number => {
+          throw new ContextWindowFull();
+        },
+      },
     };
     const onTextChunk = (chunk: string) => {
       if (chunk !== '') push({ type: 'text', text: chunk });
     };
+    // Each function call as it is complete. The calls of one generation are one batch, handed back together: a
+    // template that writes calls in parallel lets the model go on calling until it ends the batch, or the window is
+    // full, and then the batch holds the calls completed so far (a call cut off is dropped).
+    const calls: { name: string; arguments: string }[] = [];
+    const calling = {
+      functions,
+      documentFunctionParams: true,
+      ...(request.parallel_tool_calls === false ? { maxParallelFunctionCalls: 1 } : {}),
+      onFunctionCall: (call: { functionName: string; params: unknown }) => {
+        calls.push({ name: call.functionName, arguments: JSON.stringify(call.params ?? {}) });
+      },
+    };
 
-    if (functions) {
-      const maxParallelFunctionCalls = request.parallel_tool_calls === false ? 1 : undefined;
-      let result: Awaited<ReturnType<LlamaChat['generateResponse']>>;
-      if (grammar) {
+    let stopReason: LlamaChatResponse['metadata']['stopReason'];
+    try {
+      if (!functions) {
+        stopReason = (
+          await chat.generateResponse(history, { ...sampling, ...(grammar ? { grammar } : {}), signal, onTextChunk })
+        ).metadata.stopReason;
+      } else if (grammar) {
         // A grammar and functions cannot constrain one generation together. First let the model choose: a
         // function call is taken as it is; the first visible text means it answers instead, and the answer is
         // generated again under the grammar (the prompt is still in the KV cache, so this costs little).
         const choosing = new AbortController();
         let answering = false;
-        result = await chat.generateResponse(history, {
+        const result = await chat.generateResponse(history, {
           ...sampling,
-          functions,
-          documentFunctionParams: true,
-          ...(maxParallelFunctionCalls === undefined ? {} : { maxParallelFunctionCalls }),
+          ...calling,
           signal: AbortSignal.any([signal, choosing.signal]),
           stopOnAbortSignal: true,
           onTextChunk: (chunk) => {
@@ -313,43 +367,30 @@ export class LlamaCppProvider implements ModelProvider {
           },
         });
         signal.throwIfAborted();
-        if (!result.functionCalls?.length) {
-          result = await chat.generateResponse(history, { ...sampling, grammar, signal, onTextChunk });
-        }
+        stopReason = result.metadata.stopReason;
+        if (calls.length === 0)
+          stopReason = (await chat.generateResponse(history, { ...sampling, grammar, signal, onTextChunk })).metadata
+            .stopReason;
       } else {
-        result = await chat.generateResponse(history, {
-          ...sampling,
-          functions,
-          documentFunctionParams: true,
-          ...(maxParallelFunctionCalls === undefined ? {} : { maxParallelFunctionCalls }),
-          signal,
-          onTextChunk,
-        });
+        stopReason = (await chat.generateResponse(history, { ...sampling, ...calling, signal, onTextChunk })).metadata
+          .stopReason;
       }
-      (result.functionCalls ?? []).forEach((call, index) => {
-        push({ type: 'tool_call', index, name: call.functionName, arguments: JSON.stringify(call.params ?? {}) });
-      });
-      push({ type: 'usage', usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens() } });
-      push({ type: 'finish', reason: finishReason(result.metadata.stopReason) });
-      return;
+    } catch (error) {
+      if (!(error instanceof ContextWindowFull) || signal.aborted) throw error;
+      stopReason = 'maxTokens';
     }
-
-    const result = await chat.generateResponse(history, {
-      ...sampling,
-      ...(grammar ? { grammar } : {}),
-      signal,
-      onTextChunk,
+    calls.forEach((call, index) => {
+      push({ type: 'tool_call', index, ...call });
     });
     push({ type: 'usage', usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens() } });
-    push({ type: 'finish', reason: finishReason(result.metadata.stopReason) });
+    push({ type: 'finish', reason: finishReason(stopReason, calls.length > 0) });
   }
 
   /** The request's function tools as node-llama-cpp functions (no handlers: a call ends the generation). */
   private functionsFor(request: Pick<ChatRequest, 'tools' | 'tool_choice'>): ChatModelFunctions | undefined {
     const choice = request.tool_choice;
     if (!request.tools?.length || choice === 'none') return undefined;
-    // A named tool_choice offers only that function. 'required' cannot be enforced here: node-llama-cpp lets the
-    // model decide between answering and calling, so 'required' offers every function like 'auto'.
+    // A named tool_choice offers only that function (and generate() makes the model call it).
     const tools =
       typeof choice === 'object'
         ? request.tools.filter((t) => t.function.name === choice.function.name)
@@ -408,13 +449,8 @@ export class LlamaCppProvider implements ModelProvider {
 
 const MAX_CACHED_GRAMMARS = 32;
 
-function finishReason(stopReason: string): FinishReason {
-  switch (stopReason) {
-    case 'maxTokens':
-      return 'length';
-    case 'functionCalls':
-      return 'tool_calls';
-    default:
-      return 'stop';
-  }
+/** A batch of calls cut by the budget or the window is `length`, as an upstream reports it; its calls stand. */
+function finishReason(stopReason: LlamaChatResponse['metadata']['stopReason'], called: boolean): FinishReason {
+  if (stopReason === 'maxTokens') return 'length';
+  return called ? 'tool_calls' : 'stop';
 }
