@@ -285,8 +285,9 @@ export interface VectorStoreRecords {
     leaseUntil: number,
   ): Promise<boolean>;
   /**
-   * Stores the file's chunks and marks it completed with `usageBytes`, in one transaction fenced on the lease and on
-   * the file still being in progress; false (nothing written) when the fence did not hold. With `vectors`, the
+   * Stores the file's chunks and marks it completed with `usageBytes`, fenced on the lease and on the file still
+   * being in progress; false when the fence did not hold (no chunk of it is then read: a large file's chunks are
+   * written in several transactions, each fenced, and readers skip files not completed). With `vectors`, the
    * chunks get them if the store holds no other model's vectors (the store then records this model and dimension,
    * if it had none); otherwise the chunks are stored without.
    */

@@ -369,6 +369,108 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       assert.equal(await fixture.indexEntries(), entries - 1);
     });
 
+    test("a large file's chunks go in over several transactions: queries run between them, none reads them early", async () => {
+      await drain();
+      const store = aStore();
+      const fileId = await uploadFile('large.txt');
+      await records.createVectorStore(scope, store, [aFile(store.id, fileId)]);
+      const [job] = await records.claimIngestions('w', Date.now(), FOREVER, 10);
+      assert.equal(job?.fileId, fileId);
+      const texts = Array.from({ length: 1000 }, (_, i) => `zeta${i} large chunk ${i}`);
+      // Whatever a first search starts (SQLite's reader threads) is started before.
+      const warm = await storeWith({ 'warm.txt': ['zeta0 warm'] });
+      assert.equal((await search('zeta0', [warm.id])).length, 1);
+      let pending = true;
+      const completion = records
+        .completeIngestion(scope, store.id, fileId, 'w', chunksOf(texts), 10)
+        .finally(() => (pending = false));
+      let answeredMeanwhile = 0;
+      while (pending) {
+        // A read sees all of the file's chunks or none: none while the file is in progress (its status read after).
+        const [hits, chunks] = await Promise.all([
+          search('zeta0 zeta999', [store.id]),
+          records.fileChunks(scope, store.id, fileId),
+        ]);
+        const status = (await records.getVectorStoreFile(scope, store.id, fileId))?.status;
+        if (status === 'in_progress') {
+          answeredMeanwhile++;
+          assert.deepEqual([hits, chunks], [[], []]);
+        } else {
+          assert.ok([0, 2].includes(hits.length), `${hits.length} hits`); // each read before or after the commit
+          assert.ok([0, texts.length].includes(chunks.length), `${chunks.length} chunks`);
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.equal(await completion, true);
+      assert.ok(answeredMeanwhile >= 2, `only ${answeredMeanwhile} reads answered while 1,000 chunks were written`);
+      assert.deepEqual(await records.fileChunks(scope, store.id, fileId), chunksOf(texts));
+      assert.equal((await search('zeta0 zeta999', [store.id])).length, 2);
+    });
+
+    test('a large ingestion cut short leaves no chunk: cancelled, re-added, or lost to a worker that fails or completes', async () => {
+      await drain();
+      // Enough transactions (20) that the cut, made once the first is committed, always comes before the last.
+      const texts = Array.from({ length: 4000 }, (_, i) => `eta${i} cut chunk ${i}`);
+      const entries = await fixture.indexEntries();
+      /** Starts `worker`'s completion of the file, and resolves once some of its chunks are written. */
+      async function cutShort(
+        store: string,
+        fileId: string,
+        worker: string,
+        cut: () => Promise<unknown>,
+      ): Promise<void> {
+        const completion = records.completeIngestion(scope, store, fileId, worker, chunksOf(texts), 10);
+        while ((await fixture.indexEntries()) === entries) await new Promise((resolve) => setImmediate(resolve));
+        await cut();
+        assert.equal(await completion, false, 'the fence stops the rest');
+      }
+
+      /** 'w2' takes the file over once its lease has expired (PostgreSQL's claim skips it while a write holds it). */
+      async function takeOver(fileId: string): Promise<void> {
+        while (
+          !(await records.claimIngestions('w2', Date.now() + 120_000, FOREVER, 10)).some((c) => c.fileId === fileId)
+        );
+      }
+
+      // Cancelled with its batch.
+      const store = aStore();
+      const batch = aBatch(store.id);
+      const [cancelled, readded, lost] = await uploadFiles(3);
+      await records.createVectorStore(scope, store, []);
+      await records.addFiles(scope, store.id, [aFile(store.id, cancelled!, { batch_id: batch.id })], batch);
+      await records.claimIngestions('w', Date.now(), FOREVER, 10);
+      await cutShort(store.id, cancelled!, 'w', () => records.cancelFileBatch(scope, store.id, batch.id));
+      assert.equal((await records.getVectorStoreFile(scope, store.id, cancelled!))?.status, 'cancelled');
+      assert.equal(await fixture.indexEntries(), entries);
+
+      // Added again meanwhile.
+      await records.addFiles(scope, store.id, [aFile(store.id, readded!)]);
+      await records.claimIngestions('w', Date.now(), FOREVER, 10);
+      await cutShort(store.id, readded!, 'w', () => records.addFiles(scope, store.id, [aFile(store.id, readded!)]));
+      assert.equal((await records.getVectorStoreFile(scope, store.id, readded!))?.status, 'in_progress');
+      assert.equal(await fixture.indexEntries(), entries);
+      await drain();
+
+      // Its lease expired (a crash) and another worker took it over: that worker's failure drops the chunks, as
+      // does its completion, which writes each chunk once.
+      await records.addFiles(scope, store.id, [aFile(store.id, lost!)]);
+      await records.claimIngestions('w', Date.now(), Date.now() + 60_000, 10);
+      await cutShort(store.id, lost!, 'w', () => takeOver(lost!));
+      assert.ok((await fixture.indexEntries()) > entries, "the crashed worker's chunks are still there");
+      assert.equal(
+        await records.failIngestion(scope, store.id, lost!, 'w2', { code: 'server_error', message: 'x' }),
+        true,
+      );
+      assert.equal(await fixture.indexEntries(), entries);
+
+      await records.addFiles(scope, store.id, [aFile(store.id, lost!)]);
+      await records.claimIngestions('w', Date.now(), Date.now() + 60_000, 10);
+      await cutShort(store.id, lost!, 'w', () => takeOver(lost!));
+      assert.equal(await records.completeIngestion(scope, store.id, lost!, 'w2', chunksOf(texts), 10), true);
+      assert.deepEqual(await records.fileChunks(scope, store.id, lost!), chunksOf(texts));
+      assert.equal(await fixture.indexEntries(), entries + texts.length);
+    });
+
     test('another project sees none of it: not the store, its files, its batches, its chunks or its search hits', async () => {
       await drain();
       const { id, files } = await storeWith({ 'secret.txt': ['classified zebra payload'] });

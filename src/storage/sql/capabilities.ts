@@ -1,4 +1,4 @@
-import type { CompiledQuery, RawBuilder } from 'kysely';
+import type { CompiledQuery, QueryResult, RawBuilder } from 'kysely';
 
 /**
  * What SqlStore needs to know about the database under it, as capabilities rather than a database name: each
@@ -21,6 +21,14 @@ export type SqlCapabilities = {
    * The key is bound as a parameter and taken literally (dots, quotes, a leading `$`), which a JSON path would not.
    */
   jsonField(column: string, key: string): RawBuilder<string | null>;
+  /**
+   * Where the searches' heavy read-only statements run — the keyword search, sqlite-vec's KNN, the loads of the
+   * vector cache — when the store's own connection must not run them: better-sqlite3 runs each statement
+   * synchronously on the event loop (a keyword search of a common word over a large store held it ~350 ms, every
+   * request of the process waiting), so SQLite hands them to reader threads (sqlite/reader-pool.ts). Absent, they
+   * run on the store's connections: PostgreSQL's are asynchronous already.
+   */
+  readonly searchReader?: SearchReader;
 } /**
  * The database runs one write transaction at a time, and a failed statement leaves its transaction usable
  * (SQLite: one connection, serialised by Kysely's driver; SQLite itself allows a single writer).
@@ -66,4 +74,14 @@ export interface CommitRows {
   waitingOf?: string | undefined;
   steps: ReadonlyArray<Record<string, unknown>>;
   messages: ReadonlyArray<Record<string, unknown>>;
+}
+
+/** What runs a compiled query: a Kysely instance, a transaction, or reader threads (SearchReader). */
+export interface QueryRunner {
+  executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>>;
+}
+
+/** Runs read-only statements on connections of its own, which close with it (when the store closes). */
+export interface SearchReader extends QueryRunner {
+  close(): Promise<void>;
 }

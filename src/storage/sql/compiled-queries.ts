@@ -1,9 +1,5 @@
 import { type Compilable, CompiledQuery, type QueryResult } from 'kysely';
-
-/** What runs a compiled query: a Kysely instance or a transaction. */
-interface QueryRunner {
-  executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>>;
-}
+import type { QueryRunner } from './capabilities.ts';
 
 const MARK = '\u0000assistd-arg:';
 

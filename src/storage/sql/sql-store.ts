@@ -118,6 +118,8 @@ export class SqlStore implements Store {
 
   async close(): Promise<void> {
     await this.signals?.close();
+    // The reader threads' connections first: the store's, closing last, checkpoints and removes SQLite's WAL file.
+    await this.capabilities.searchReader?.close();
     await this.db.destroy();
   }
 

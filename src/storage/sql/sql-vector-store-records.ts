@@ -28,7 +28,7 @@ import type {
   VectorStorePatch,
   VectorStoreRecords,
 } from '../store.ts';
-import type { SqlCapabilities } from './capabilities.ts';
+import type { QueryRunner, SqlCapabilities } from './capabilities.ts';
 import { ChunkStatistics } from './chunk-statistics.ts';
 import { createFtsTable, ftsTableExists, ftsTableOf } from './fts5-tables.ts';
 import { fromJson, fromNullableJson, toJson } from './json-column.ts';
@@ -61,10 +61,39 @@ function heldBy(scope: Scope, vectorStoreId: string, fileId: string, workerId: s
     eb.and([theFile(scope, vectorStoreId, fileId)(eb), IN_PROGRESS, eb('locked_by', '=', workerId)]);
 }
 
+/**
+ * Whether `workerId` still holds the file's ingestion, checked by writing its row: on PostgreSQL the row stays
+ * locked until the transaction ends, so a re-add, a cancel or a delete of the file waits for the chunks written
+ * under the check and then drops them (they see them: each statement reads what was committed before it began).
+ */
+async function holdLease(trx: Db, scope: Scope, vectorStoreId: string, fileId: string, workerId: string) {
+  const result = await trx
+    .updateTable('vector_store_files')
+    .set((eb) => ({ locked_until: eb.ref('locked_until') }))
+    .where(heldBy(scope, vectorStoreId, fileId, workerId))
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** Deletes the chunks of the files `fileIds` of a store (with their keyword and vector entries: triggers). */
+async function deleteChunks(trx: Db, vectorStoreId: string, fileIds: readonly string[]): Promise<void> {
+  for (let i = 0; i < fileIds.length; i += INSERT_CHUNK)
+    await trx
+      .deleteFrom('chunks')
+      .where('vector_store_id', '=', vectorStoreId)
+      .where('file_id', 'in', fileIds.slice(i, i + INSERT_CHUNK))
+      .execute();
+}
+
 /** Multi-row inserts of files in groups: SQLite allows 32,766 bound values per statement (13 columns × 500). */
 const INSERT_CHUNK = 500;
 /** SQLite's chunks go in groups this small, each with its FTS5 entries (a 9 MB CJK text: 75 groups of ~30 ms). */
 const FTS_INSERT_CHUNK = 100;
+/**
+ * How many chunks one transaction of a file's completion writes (completeIngestion): 200 took about 40 ms on
+ * SQLite (an 8 MB text's 5,511 chunks took one second in one transaction).
+ */
+const COMMIT_CHUNKS = 200;
 
 type Db = Kysely<Database>;
 
@@ -75,14 +104,20 @@ type Db = Kysely<Database>;
  * `vector_store_files` when read, never stored twice. A file in progress is an ingestion job leased exactly like a
  * run (SqlStore.claimRuns): one claim statement picks and leases, every later write is fenced on
  * `status = 'in_progress' and locked_by = worker`, so a worker that lost its lease, or whose batch was cancelled,
- * writes nothing. Chunks are only written by the fenced completion, in its transaction, after deleting the file's
- * old ones: a retried or duplicated ingestion never indexes a chunk twice (the unique index `chunks_by_file` is
- * the backstop).
+ * writes nothing. Chunks are only written by the fenced completion (a large file's in several transactions, each
+ * fenced), whose first write deletes the file's old ones: a retried or duplicated ingestion never indexes a chunk
+ * twice (the unique index `chunks_by_file` is the backstop), and readers take a file's chunks once it is completed.
  */
 export class SqlVectorStoreRecords implements VectorStoreRecords {
   private readonly db: Db;
   private readonly rowLocks: boolean;
   private readonly index: KeywordIndex;
+  /**
+   * Runs the searches' heavy reads — the keyword search, and the vector index's (vector-index.ts) — off the event
+   * loop where the database needs that (SqlCapabilities.searchReader), else on the store's connections. Only reads
+   * made outside any transaction go there: they see what was committed before they began.
+   */
+  private readonly searches: QueryRunner;
   /** Keeps the planner's statistics of `chunks` current where the database plans on them (PostgreSQL). */
   readonly chunkStatistics: ChunkStatistics | undefined;
   /** Exposed for tests (the PostgreSQL cache's loads). */
@@ -92,6 +127,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     this.db = db;
     this.rowLocks = capabilities.rowLocks;
     this.index = capabilities.keywordIndex === 'fts5' ? fts5Index() : TSVECTOR_INDEX;
+    this.searches = capabilities.searchReader ?? db;
     this.chunkStatistics = this.index.plansOnStatistics ? new ChunkStatistics() : undefined;
     this.vectorIndex = capabilities.vectorIndex === 'sqlite-vec' ? new SqliteVecIndex() : new MatrixCacheIndex();
   }
@@ -176,12 +212,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
       // moment either committed before — and its chunks are deleted below, by a statement that sees them — or
       // finds the file back in progress without its lease and writes nothing.
       const ids = await upsertFiles(trx, scope, vectorStoreId, files);
-      for (let i = 0; i < ids.length; i += INSERT_CHUNK)
-        await trx
-          .deleteFrom('chunks')
-          .where('vector_store_id', '=', vectorStoreId)
-          .where('file_id', 'in', ids.slice(i, i + INSERT_CHUNK))
-          .execute();
+      await deleteChunks(trx, vectorStoreId, ids);
       if (ids.length > 0) await bumpVectors(trx, scope, [vectorStoreId]);
     });
   }
@@ -298,7 +329,8 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
         .where('id', '=', batchId)
         .executeTakeFirst();
       if (!row) return undefined;
-      // Clearing the lease is what stops an ingestion in flight: its completion's fence no longer holds.
+      // Clearing the lease is what stops an ingestion in flight: its completion's fence no longer holds. The chunks
+      // it wrote before (a large file's first transactions) go with it.
       const files = await trx
         .updateTable('vector_store_files')
         .set({ status: 'cancelled', locked_by: null, locked_until: null })
@@ -306,9 +338,15 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
         .where('vector_store_id', '=', vectorStoreId)
         .where('batch_id', '=', batchId)
         .where(IN_PROGRESS)
-        .executeTakeFirst();
+        .returning('file_id')
+        .execute();
+      await deleteChunks(
+        trx,
+        vectorStoreId,
+        files.map((f) => f.file_id),
+      );
       // A batch is in progress while any of its files is (fileBatchStatus): one that is not stays as it is.
-      const cancelled = files.numUpdatedRows > 0n;
+      const cancelled = files.length > 0;
       if (cancelled)
         await trx
           .updateTable('vector_store_file_batches')
@@ -393,6 +431,28 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   ): Promise<boolean> {
     if (vectors && vectors.vectors.length !== chunks.length)
       throw new RangeError(`${vectors.vectors.length} vectors for ${chunks.length} chunks`);
+    const embeddings = vectors?.vectors.map((vector) => {
+      if (vector.length !== vectors.dimensions)
+        throw new RangeError(`a ${vector.length}-dimensional vector among ${vectors.dimensions}-dimensional ones`);
+      const unit = unitVector(vector);
+      return unit ? toBlob(unit) : null;
+    });
+    const file = { scope, vectorStoreId, fileId };
+    // A large file's chunks go in first, in transactions of COMMIT_CHUNKS each, and its completion commits the last
+    // of them: one transaction for thousands of chunks held the database for seconds (on SQLite every query of the
+    // process waited). Until then the file is in progress, which every reader of chunks skips.
+    const last = Math.max(0, chunks.length - COMMIT_CHUNKS);
+    for (let start = 0; start < last; start += COMMIT_CHUNKS) {
+      const end = Math.min(start + COMMIT_CHUNKS, last);
+      const written = await this.db.transaction().execute(async (trx) => {
+        if (!(await holdLease(trx, scope, vectorStoreId, fileId, workerId))) return false;
+        if (start === 0) await deleteChunks(trx, vectorStoreId, [fileId]);
+        await this.index.insertChunks(trx, file, chunks.slice(start, end), embeddings?.slice(start, end));
+        return true;
+      });
+      if (!written) return false;
+      await nextTurn(); // the queries that waited for these transactions run before the next
+    }
     const completed = await this.db.transaction().execute(async (trx) => {
       const result = await trx
         .updateTable('vector_store_files')
@@ -400,21 +460,11 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
         .where(heldBy(scope, vectorStoreId, fileId, workerId))
         .executeTakeFirst();
       if (result.numUpdatedRows === 0n) return false;
-      // A file in progress has no chunks (addFiles dropped them); deleting again keeps that true whatever wrote
-      // before, and costs an index probe.
-      await trx
-        .deleteFrom('chunks')
-        .where('vector_store_id', '=', vectorStoreId)
-        .where('file_id', '=', fileId)
-        .execute();
+      // A file in progress has no chunks but those written above (addFiles dropped any others; a crashed
+      // ingestion's are dropped by the next one's first write); deleting here keeps that true, for an index probe.
+      if (last === 0) await deleteChunks(trx, vectorStoreId, [fileId]);
       if (chunks.length === 0) return true;
-      const embeddings = vectors?.vectors.map((vector) => {
-        if (vector.length !== vectors.dimensions)
-          throw new RangeError(`a ${vector.length}-dimensional vector among ${vectors.dimensions}-dimensional ones`);
-        const unit = unitVector(vector);
-        return unit ? toBlob(unit) : null;
-      });
-      await this.index.insertChunks(trx, { scope, vectorStoreId, fileId }, chunks, embeddings);
+      await this.index.insertChunks(trx, file, chunks.slice(last), embeddings?.slice(last));
       if (!vectors) return true;
       // Last, so that on PostgreSQL the store's row is locked only for the rest of the commit: the store takes this
       // model if it has none, or keeps it; a store holding another model's vectors keeps the chunks without these.
@@ -453,12 +503,16 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     workerId: string,
     error: VectorStoreFileError,
   ): Promise<boolean> {
-    const result = await this.db
-      .updateTable('vector_store_files')
-      .set({ status: 'failed', last_error: toJson(error), locked_by: null, locked_until: null })
-      .where(heldBy(scope, vectorStoreId, fileId, workerId))
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    return this.db.transaction().execute(async (trx) => {
+      const result = await trx
+        .updateTable('vector_store_files')
+        .set({ status: 'failed', last_error: toJson(error), locked_by: null, locked_until: null })
+        .where(heldBy(scope, vectorStoreId, fileId, workerId))
+        .executeTakeFirst();
+      if (result.numUpdatedRows === 0n) return false;
+      await deleteChunks(trx, vectorStoreId, [fileId]); // an earlier attempt's, cut short by a crash
+      return true;
+    });
   }
 
   // ── search ──────────────────────────────────────────────────────────────────
@@ -480,7 +534,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   async searchChunks(scope: Scope, query: ChunkQuery): Promise<ChunkHit[]> {
     const search = this.plan(scope, query);
     if (!search || (this.index.ready && !(await this.index.ready(this.db, scope)))) return [];
-    const { rows } = await this.index.search(search).execute(this.db);
+    const { rows } = await this.searches.executeQuery(this.index.search(search).compile(this.db));
     const slots = search.terms.length + 1;
     return rows.map((row) => ({
       vector_store_id: row.vector_store_id,
@@ -521,7 +575,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     if (!store || store.embedding_model !== query.model || dimensions !== query.vector.length) return [];
     const vector = unitVector(query.vector);
     if (!vector) return [];
-    const nearest = await this.vectorIndex.nearest(this.db, {
+    const nearest = await this.vectorIndex.nearest(this.db, this.searches, {
       scope,
       vectorStoreId: query.vectorStoreId,
       dimensions,
@@ -582,12 +636,17 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   }
 
   async fileChunks(scope: Scope, vectorStoreId: string, fileId: string): Promise<Chunk[]> {
+    // A file's chunks are its content once it is completed: a large file in progress has some written already.
     const rows = await this.db
       .selectFrom('chunks')
+      .innerJoin('vector_store_files as vf', (join) =>
+        join.onRef('vf.vector_store_id', '=', 'chunks.vector_store_id').onRef('vf.file_id', '=', 'chunks.file_id'),
+      )
       .select(['chunk_index', 'text', 'tokens'])
-      .where('project_id', '=', scope.projectId)
-      .where('vector_store_id', '=', vectorStoreId)
-      .where('file_id', '=', fileId)
+      .where('chunks.project_id', '=', scope.projectId)
+      .where('chunks.vector_store_id', '=', vectorStoreId)
+      .where('chunks.file_id', '=', fileId)
+      .where('vf.status', '=', 'completed')
       .orderBy('chunk_index')
       .execute();
     return rows.map((row) => ({ index: Number(row.chunk_index), text: row.text, tokens: Number(row.tokens) }));
@@ -667,8 +726,8 @@ interface SearchRow {
  */
 interface KeywordIndex {
   /**
-   * Inserts a completed file's chunks, with their vectors if given (`chunks.embedding`, one per chunk or null), and
-   * their keyword entries (inside the completion's transaction).
+   * Inserts a file's chunks, with their vectors if given (`chunks.embedding`, one per chunk or null), and their
+   * keyword entries (inside one of the completion's transactions).
    */
   insertChunks(
     trx: Db,
@@ -697,7 +756,7 @@ interface KeywordIndex {
 
 /**
  * The joins and filters every search applies after the index: the scope, the stores asked for, completed files
- * only (a file has chunks only once completed, but the status is checked anyway), stores not expired, and the
+ * only (a large file in progress has some of its chunks written already), stores not expired, and the
  * file's name from the Files API's rows (an empty name if the file was deleted meanwhile). `join` is the join
  * operator: SQLite's planner is handed `cross join`, which fixes the order of the tables as written (its documented
  * manual control) — left to itself it started from the store and walked all its chunks by `chunks_by_file`,

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { Scope } from '../store.ts';
+import type { QueryRunner } from './capabilities.ts';
 import type { Database } from './schema.ts';
 import { type MatrixSource, type Neighbour, nearestRows, VectorMatrixCache } from './vector-matrix-cache.ts';
 
@@ -26,8 +27,11 @@ export interface VectorSearch {
 export interface VectorIndex {
   /** After a completed file's chunks were inserted with their vectors (in the completion's transaction). */
   indexFile(trx: Db, file: { vectorStoreId: string; fileId: string; dimensions: number }): Promise<void>;
-  /** The nearest chunks, best first: seq and cosine similarity. */
-  nearest(db: Db, search: VectorSearch): Promise<Neighbour[]>;
+  /**
+   * The nearest chunks, best first: seq and cosine similarity. Queries are built with `db` and run on `reads` (the
+   * store's reader threads, or `db` itself: SqlCapabilities.searchReader).
+   */
+  nearest(db: Db, reads: QueryRunner, search: VectorSearch): Promise<Neighbour[]>;
 }
 
 /** Any database: the process's cache of each store's vectors, searched exactly (vector-matrix-cache.ts). */
@@ -43,37 +47,49 @@ export class MatrixCacheIndex implements VectorIndex {
     // process's cache to read them.
   }
 
-  async nearest(db: Db, search: VectorSearch): Promise<Neighbour[]> {
-    return (await this.search(db, search, 'load'))!;
+  async nearest(db: Db, reads: QueryRunner, search: VectorSearch): Promise<Neighbour[]> {
+    return (await this.search(db, reads, search, 'load'))!;
   }
 
   /** The nearest chunks from the cache, or undefined when the store is larger than the whole cache. */
-  nearestIfCached(db: Db, search: VectorSearch): Promise<Neighbour[] | undefined> {
-    return this.search(db, search, 'refuse');
+  nearestIfCached(db: Db, reads: QueryRunner, search: VectorSearch): Promise<Neighbour[] | undefined> {
+    return this.search(db, reads, search, 'refuse');
   }
 
-  private async search(db: Db, search: VectorSearch, oversized: 'load' | 'refuse'): Promise<Neighbour[] | undefined> {
+  private async search(
+    db: Db,
+    reads: QueryRunner,
+    search: VectorSearch,
+    oversized: 'load' | 'refuse',
+  ): Promise<Neighbour[] | undefined> {
     const { scope, vectorStoreId } = search;
     const source: MatrixSource = {
       rows: async () => {
-        const rows = await db
+        // Completed files only: a large file in progress has some of its chunks written already.
+        const query = db
           .selectFrom('chunks')
-          .select(['seq', 'file_id'])
-          .where('project_id', '=', scope.projectId)
-          .where('vector_store_id', '=', vectorStoreId)
-          .where('embedding', 'is not', null)
-          .orderBy('seq')
-          .execute();
+          .innerJoin('vector_store_files as vf', (join) =>
+            join.onRef('vf.vector_store_id', '=', 'chunks.vector_store_id').onRef('vf.file_id', '=', 'chunks.file_id'),
+          )
+          .select(['chunks.seq', 'chunks.file_id'])
+          .where('chunks.project_id', '=', scope.projectId)
+          .where('chunks.vector_store_id', '=', vectorStoreId)
+          .where('chunks.embedding', 'is not', null)
+          .where('vf.status', '=', 'completed')
+          .orderBy('chunks.seq')
+          .compile();
+        const { rows } = await reads.executeQuery(query);
         return rows.map((row) => ({ seq: Number(row.seq), fileId: row.file_id }));
       },
       vectors: async (seqs) => {
         const found = new Map<number, Buffer>();
         for (let i = 0; i < seqs.length; i += VECTOR_READ_BATCH) {
-          const rows = await db
+          const query = db
             .selectFrom('chunks')
             .select(['seq', 'embedding'])
             .where('seq', 'in', seqs.slice(i, i + VECTOR_READ_BATCH))
-            .execute();
+            .compile();
+          const { rows } = await reads.executeQuery(query);
           for (const row of rows) if (row.embedding) found.set(Number(row.seq), row.embedding);
         }
         return found;
@@ -135,23 +151,24 @@ export class SqliteVecIndex implements VectorIndex {
       where vector_store_id = ${vectorStoreId} and file_id = ${fileId} and embedding is not null`.execute(trx);
   }
 
-  async nearest(db: Db, search: VectorSearch): Promise<Neighbour[]> {
-    return (await this.memory.nearestIfCached(db, search)) ?? this.inPlace(db, search);
+  async nearest(db: Db, reads: QueryRunner, search: VectorSearch): Promise<Neighbour[]> {
+    return (await this.memory.nearestIfCached(db, reads, search)) ?? this.inPlace(db, reads, search);
   }
 
   /** vec0's exact KNN over the store's partition. */
-  async inPlace(db: Db, search: VectorSearch): Promise<Neighbour[]> {
+  async inPlace(db: Db, reads: QueryRunner, search: VectorSearch): Promise<Neighbour[]> {
     const table = sql.raw(vecTable(search.dimensions));
     const files =
       search.fileIds === undefined
         ? sql``
         : sql`and file_id in (select value from json_each(${JSON.stringify(search.fileIds)}))`;
     try {
-      const { rows } = await sql<{ seq: number; distance: number }>`
+      const query = sql<{ seq: number; distance: number }>`
         select rowid as seq, distance from ${table}
         where embedding match ${toBlob(search.vector)} and k = ${BigInt(search.limit)}
           and vector_store_id = ${search.vectorStoreId} ${files}
-        order by distance`.execute(db);
+        order by distance`.compile(db);
+      const { rows } = await reads.executeQuery(query);
       return rows.map((row) => ({ seq: Number(row.seq), similarity: 1 - (row.distance * row.distance) / 2 }));
     } catch (error) {
       // No vector of this dimension was ever stored (every one of the store's chunks embedded to zero).

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, type Migration, Migrator, SqliteDialect, sql } from 'kysely';
@@ -19,6 +20,7 @@ import * as keywordIndexPerProject from './migrations/012-keyword-index-per-proj
 import * as storeFilesOfDeletedFiles from './migrations/013-store-files-of-deleted-files.ts';
 import * as listTombstones from './migrations/014-list-tombstones.ts';
 import * as queuedMessages from './migrations/015-queued-messages.ts';
+import { SqliteReaderPool } from './reader-pool.ts';
 import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -41,7 +43,19 @@ const MIGRATIONS: Record<string, Migration> = {
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
 
-export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
+/**
+ * Reader threads for the searches (reader-pool.ts): two run two searches at once beside the event loop, which is
+ * what a 2-core machine has room for (more would take the event loop's CPU). Each holds a connection and its own
+ * page cache, and a search is tens of milliseconds: larger machines get two as well.
+ */
+const READER_THREADS = Math.min(2, availableParallelism());
+
+export interface SqliteStoreOptions {
+  /** Reader threads for the searches; 0 runs them on the store's connection (tests compare the two). */
+  readerThreads?: number;
+}
+
+export async function openSqliteStore(dataDir: string, options: SqliteStoreOptions = {}): Promise<SqlStore> {
   mkdirSync(dataDir, { recursive: true });
   const file = path.join(dataDir, SQLITE_FILE_NAME);
   const sqlite = new BetterSqlite3(file);
@@ -57,10 +71,18 @@ export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
   // (and darwin, windows, linux-arm64); where it cannot be loaded, vectors are searched by the in-memory cache.
   const vectorIndex = loadSqliteVec(sqlite);
 
+  // A reader thread opens the file anew: a database in memory exists only on this connection, and is searched there.
+  const readerThreads = options.readerThreads ?? READER_THREADS;
+  const searchReader =
+    sqlite.memory || readerThreads <= 0
+      ? undefined
+      : new SqliteReaderPool({ file, sqliteVec: vectorIndex === 'sqlite-vec' }, readerThreads);
+
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db);
   return new SqlStore(db, `sqlite:${file}`, {
     rowLocks: false,
+    ...(searchReader && { searchReader }),
     keywordIndex: 'fts5',
     vectorIndex,
     // json_each names each field by its key as it is; `->> 'key'` would read the key as a path.
