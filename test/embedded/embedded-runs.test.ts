@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import type { Run } from 'openai/resources/beta/threads/runs/runs';
-import { FakeUpstream } from '../support/fake-upstream.ts';
+import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { END, MARKER, writeScriptedGguf } from '../support/gguf.ts';
-import { startTestServer, type TestServer, tempDir } from '../support/server.ts';
-import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
+import { startScriptedModels } from '../support/gguf-server.ts';
+import { type TestServer, tempDir } from '../support/server.ts';
+import type { ValidatingFetch } from '../support/validating-fetch.ts';
 
 /**
  * Runs on the embedded backend (GGUF models run in-process by llama.cpp) through the official SDK, with models the
@@ -56,26 +57,12 @@ describe('the embedded GGUF backend, routed next to an OpenAI-compatible upstrea
     writeScriptedGguf(path.join(dir, 'json.gguf'), { reply: ['{"answer":', '42,', '"unit":', '"cm"}', END] });
     // Never ends its turn: tick, tock, tick, … (for budgets and cancellation).
     writeScriptedGguf(path.join(dir, 'loop.gguf'), { reply: ['tick'], chains: [['tick', ' tock', 'tick']] });
-    upstream = await FakeUpstream.start();
-    const gguf = (file: string) => ({ type: 'gguf', path: file, context_size: 4096, threads: 1 });
-    writeFileSync(
-      path.join(dir, 'models.json'),
-      JSON.stringify({
-        models: {
-          'scripted-text': gguf('text.gguf'),
-          'scripted-tools': gguf('tools.gguf'),
-          'scripted-json': gguf('json.gguf'),
-          'scripted-loop': gguf('loop.gguf'),
-          'gpt-4o-mini': { type: 'openai-compatible', base_url: upstream.baseUrl, api_key_env: 'TEST_UPSTREAM_KEY' },
-        },
-      }),
-    );
-    server = await startTestServer({
-      ASSISTD_MODELS_FILE: path.join(dir, 'models.json'),
-      TEST_UPSTREAM_KEY: 'sk-upstream',
-    });
-    validating = createValidatingFetch();
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', fetch: validating.fetch, maxRetries: 0 });
+    ({ upstream, server, client, validating } = await startScriptedModels(dir, {
+      'scripted-text': 'text.gguf',
+      'scripted-tools': 'tools.gguf',
+      'scripted-json': 'json.gguf',
+      'scripted-loop': 'loop.gguf',
+    }));
   });
 
   after(async () => {

@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import type { Run } from 'openai/resources/beta/threads/runs/runs';
-import { FakeUpstream } from '../support/fake-upstream.ts';
+import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { END, scriptedGguf } from '../support/gguf.ts';
-import { startTestServer, type TestServer, tempDir } from '../support/server.ts';
-import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
-import { TOOL_CALL_TEMPLATE, withChatTemplate } from './gguf-chat-template.ts';
+import { TOOL_CALL_TEMPLATE, withChatTemplate } from '../support/gguf-chat-template.ts';
+import { startScriptedModels } from '../support/gguf-server.ts';
+import { type TestServer, tempDir } from '../support/server.ts';
+import type { ValidatingFetch } from '../support/validating-fetch.ts';
 
 /**
  * Tool turns on the embedded backend as an Assistants API client expects them: a tool_choice that forces a call gets
@@ -72,25 +73,11 @@ describe('tool turns on the embedded GGUF backend', () => {
     writeFileSync(path.join(dir, 'calls-forever.gguf'), calling(['{"city":', '"Paris"}', '\n']));
     // One call whose argument never ends ("Paris is is is …"): cut by the context window.
     writeFileSync(path.join(dir, 'endless-call.gguf'), calling(['{"city":', '"Paris', ' is', ' is']));
-    upstream = await FakeUpstream.start();
-    const gguf = (file: string) => ({ type: 'gguf', path: file, context_size: 4096, threads: 1 });
-    writeFileSync(
-      path.join(dir, 'models.json'),
-      JSON.stringify({
-        models: {
-          'scripted-text': gguf('text.gguf'),
-          'calls-forever': gguf('calls-forever.gguf'),
-          'endless-call': gguf('endless-call.gguf'),
-          'gpt-4o-mini': { type: 'openai-compatible', base_url: upstream.baseUrl, api_key_env: 'TEST_UPSTREAM_KEY' },
-        },
-      }),
-    );
-    server = await startTestServer({
-      ASSISTD_MODELS_FILE: path.join(dir, 'models.json'),
-      TEST_UPSTREAM_KEY: 'sk-upstream',
-    });
-    validating = createValidatingFetch();
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', fetch: validating.fetch, maxRetries: 0 });
+    ({ upstream, server, client, validating } = await startScriptedModels(dir, {
+      'scripted-text': 'text.gguf',
+      'calls-forever': 'calls-forever.gguf',
+      'endless-call': 'endless-call.gguf',
+    }));
   });
 
   after(async () => {
