@@ -36,7 +36,14 @@ import { keywordText, queryTerms } from './keyword-text.ts';
 import { bury, deleteAndBury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, VectorStoreFileBatchesTable, VectorStoreFilesTable, VectorStoresTable } from './schema.ts';
-import { MatrixCacheIndex, SqliteVecIndex, toBlob, unitVector, type VectorIndex } from './vector-index.ts';
+import {
+  completedChunks,
+  MatrixCacheIndex,
+  SqliteVecIndex,
+  toBlob,
+  unitVector,
+  type VectorIndex,
+} from './vector-index.ts';
 
 /**
  * Written as literals so that SQLite can use the partial indexes `vector_store_files_claimable` and
@@ -637,16 +644,11 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
 
   async fileChunks(scope: Scope, vectorStoreId: string, fileId: string): Promise<Chunk[]> {
     // A file's chunks are its content once it is completed: a large file in progress has some written already.
-    const rows = await this.db
-      .selectFrom('chunks')
-      .innerJoin('vector_store_files as vf', (join) =>
-        join.onRef('vf.vector_store_id', '=', 'chunks.vector_store_id').onRef('vf.file_id', '=', 'chunks.file_id'),
-      )
+    const rows = await completedChunks(this.db)
       .select(['chunk_index', 'text', 'tokens'])
       .where('chunks.project_id', '=', scope.projectId)
       .where('chunks.vector_store_id', '=', vectorStoreId)
       .where('chunks.file_id', '=', fileId)
-      .where('vf.status', '=', 'completed')
       .orderBy('chunk_index')
       .execute();
     return rows.map((row) => ({ index: Number(row.chunk_index), text: row.text, tokens: Number(row.tokens) }));

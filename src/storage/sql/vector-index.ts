@@ -65,17 +65,11 @@ export class MatrixCacheIndex implements VectorIndex {
     const { scope, vectorStoreId } = search;
     const source: MatrixSource = {
       rows: async () => {
-        // Completed files only: a large file in progress has some of its chunks written already.
-        const query = db
-          .selectFrom('chunks')
-          .innerJoin('vector_store_files as vf', (join) =>
-            join.onRef('vf.vector_store_id', '=', 'chunks.vector_store_id').onRef('vf.file_id', '=', 'chunks.file_id'),
-          )
+        const query = completedChunks(db)
           .select(['chunks.seq', 'chunks.file_id'])
           .where('chunks.project_id', '=', scope.projectId)
           .where('chunks.vector_store_id', '=', vectorStoreId)
           .where('chunks.embedding', 'is not', null)
-          .where('vf.status', '=', 'completed')
           .orderBy('chunks.seq')
           .compile();
         const { rows } = await reads.executeQuery(query);
@@ -187,6 +181,16 @@ function vecTable(dimensions: number): string {
 const VECTOR_READ_BATCH = 2000;
 
 /** A vector scaled to length 1, or undefined for a zero (or non-finite) vector, which has no direction. */
+/** The chunks of completed files, to select from: a large file in progress has some of its chunks written already. */
+export function completedChunks(db: Db) {
+  return db
+    .selectFrom('chunks')
+    .innerJoin('vector_store_files as vf', (join) =>
+      join.onRef('vf.vector_store_id', '=', 'chunks.vector_store_id').onRef('vf.file_id', '=', 'chunks.file_id'),
+    )
+    .where('vf.status', '=', 'completed');
+}
+
 export function unitVector(vector: Float32Array): Float32Array | undefined {
   let norm = 0;
   for (let i = 0; i < vector.length; i++) norm += vector[i]! * vector[i]!;
