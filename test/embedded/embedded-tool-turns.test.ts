@@ -75,8 +75,9 @@ describe('tool turns on the embedded GGUF backend', () => {
     writeFileSync(path.join(dir, 'endless-call.gguf'), calling(['{"city":', '"Paris', ' is', ' is']));
     ({ upstream, server, client, validating } = await startScriptedModels(dir, {
       'scripted-text': 'text.gguf',
-      'calls-forever': 'calls-forever.gguf',
-      'endless-call': 'endless-call.gguf',
+      // Filled to the end of their window: a smaller one is filled sooner.
+      'calls-forever': { file: 'calls-forever.gguf', contextSize: 2048 },
+      'endless-call': { file: 'endless-call.gguf', contextSize: 2048 },
     }));
   });
 

@@ -14,14 +14,19 @@ export interface ScriptedModelsServer {
 }
 
 /**
- * A server whose models are the GGUF files of `dir` (`files`: model name → file name; a context of 4,096 tokens, one
- * thread), and `gpt-4o-mini` on a fake upstream beside them.
+ * A server whose models are the GGUF files of `dir` (`files`: model name → file name, or the file and its context
+ * size; 4,096 tokens unless given; one thread), and `gpt-4o-mini` on a fake upstream beside them.
  */
-export async function startScriptedModels(dir: string, files: Record<string, string>): Promise<ScriptedModelsServer> {
+export async function startScriptedModels(
+  dir: string,
+  files: Record<string, string | { file: string; contextSize: number }>,
+): Promise<ScriptedModelsServer> {
   const upstream = await FakeUpstream.start();
   const models: Record<string, unknown> = {};
-  for (const [name, file] of Object.entries(files))
-    models[name] = { type: 'gguf', path: file, context_size: 4096, threads: 1 };
+  for (const [name, given] of Object.entries(files)) {
+    const { file, contextSize } = typeof given === 'string' ? { file: given, contextSize: 4096 } : given;
+    models[name] = { type: 'gguf', path: file, context_size: contextSize, threads: 1 };
+  }
   models['gpt-4o-mini'] = { type: 'openai-compatible', base_url: upstream.baseUrl, api_key_env: 'TEST_UPSTREAM_KEY' };
   writeFileSync(path.join(dir, 'models.json'), JSON.stringify({ models }));
   const server = await startTestServer({
