@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import type { Run } from 'openai/resources/beta/threads/runs/runs';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { END, MARKER, writeScriptedGguf } from '../support/gguf.ts';
-import { startScriptedModels } from '../support/gguf-server.ts';
+import { messageText, startScriptedModels, WEATHER_TOOL } from '../support/gguf-server.ts';
 import { type TestServer, tempDir } from '../support/server.ts';
 import type { ValidatingFetch } from '../support/validating-fetch.ts';
 
@@ -18,24 +18,12 @@ import type { ValidatingFetch } from '../support/validating-fetch.ts';
  */
 
 const TEXT_PIECES = ['Hello', ' from', ' the', ' embedded', ' model'];
-const WEATHER_TOOL = {
-  type: 'function' as const,
-  function: {
-    name: 'get_weather',
-    description: 'The current weather in a city',
-    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-  },
-};
 const ANSWER_SCHEMA = {
   type: 'object',
   properties: { answer: { type: 'integer' }, unit: { type: 'string', enum: ['cm', 'm'] } },
   required: ['answer', 'unit'],
   additionalProperties: false,
 };
-
-function messageText(message: OpenAI.Beta.Threads.Message): string {
-  return message.content.map((part) => (part.type === 'text' ? part.text.value : '')).join('');
-}
 
 describe('the embedded GGUF backend, routed next to an OpenAI-compatible upstream', () => {
   let dir: string;

@@ -7,7 +7,7 @@ import type { Run } from 'openai/resources/beta/threads/runs/runs';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { END, scriptedGguf } from '../support/gguf.ts';
 import { TOOL_CALL_TEMPLATE, withChatTemplate } from '../support/gguf-chat-template.ts';
-import { startScriptedModels } from '../support/gguf-server.ts';
+import { messageText, startScriptedModels, WEATHER_TOOL } from '../support/gguf-server.ts';
 import { type TestServer, tempDir } from '../support/server.ts';
 import type { ValidatingFetch } from '../support/validating-fetch.ts';
 
@@ -17,14 +17,6 @@ import type { ValidatingFetch } from '../support/validating-fetch.ts';
  * cut by the context window ends as an upstream's cut does.
  */
 
-const WEATHER_TOOL = {
-  type: 'function' as const,
-  function: {
-    name: 'get_weather',
-    description: 'The current weather in a city',
-    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-  },
-};
 const TIME_TOOL = {
   type: 'function' as const,
   function: {
@@ -37,10 +29,6 @@ const PING_TOOL = {
   type: 'function' as const,
   function: { name: 'ping', description: 'Checks the connection', parameters: { type: 'object', properties: {} } },
 };
-
-function messageText(message: OpenAI.Beta.Threads.Message): string {
-  return message.content.map((part) => (part.type === 'text' ? part.text.value : '')).join('');
-}
 
 describe('tool turns on the embedded GGUF backend', () => {
   let dir: string;

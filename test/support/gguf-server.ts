@@ -37,3 +37,18 @@ export async function startScriptedModels(
   const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', fetch: validating.fetch, maxRetries: 0 });
   return { upstream, server, client, validating };
 }
+
+/** The text of a message's text parts, joined. */
+export function messageText(message: OpenAI.Beta.Threads.Message): string {
+  return message.content.map((part) => (part.type === 'text' ? part.text.value : '')).join('');
+}
+
+/** The function the scripted models call (`get_weather` with `{"city":"Paris"}`). */
+export const WEATHER_TOOL = {
+  type: 'function' as const,
+  function: {
+    name: 'get_weather',
+    description: 'The current weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+};
