@@ -224,7 +224,9 @@ describe('a code interpreter session', () => {
   });
 
   it("interrupts a cell whose figures are slow to save ('timeout'), keeping those saved and the session", async () => {
-    const slow = await startedPool({ cellTimeoutMs: 1_500, killGraceMs: 3_000 });
+    // A grace long enough for the interrupt to land between two draw calls on a loaded machine (CI runs two test
+    // files at once: 3 s once was not), and far under what saving the second figure takes.
+    const slow = await startedPool({ cellTimeoutMs: 1_500, killGraceMs: 8_000 });
     try {
       const { session: own } = await slow.session('thread_slow_figures');
       await own.runCell('kept = 42');
