@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Chunk, StaticChunking, VectorStoreFileError } from '../domain/vector-stores.ts';
+import { startModuleThread } from '../worker-thread.ts';
 
 /** A file's bytes in, its chunks out (or why it cannot be indexed). */
 export type IndexResult =
@@ -26,19 +27,9 @@ export interface IndexRequest {
 
 export type IndexResponse = { id: number } & IndexResult;
 
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const THREAD_ENTRY = new URL(FROM_SOURCE ? './index-thread.ts' : './index-thread.js', import.meta.url);
-
-/**
- * A thread running the indexing entry. Built, it is the .js file. From source (the tests, `assistd` through tsx),
- * the thread must load TypeScript too, and tsx's `--import` hooks do not reach worker threads: the thread registers
- * tsx itself, then imports the entry.
- */
+/** A thread running the indexing entry (index-thread.ts). */
 function startThread(): Worker {
-  if (!FROM_SOURCE) return new Worker(THREAD_ENTRY);
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(THREAD_ENTRY.href)}); });`;
-  return new Worker(code, { eval: true });
+  return startModuleThread(import.meta.url, './index-thread');
 }
 
 /**

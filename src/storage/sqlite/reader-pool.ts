@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { CompiledQuery, QueryResult } from 'kysely';
+import { startModuleThread } from '../../worker-thread.ts';
 import type { SearchReader } from '../sql/capabilities.ts';
 
 export interface ReaderThreadData {
@@ -21,19 +22,9 @@ interface Job extends ReaderRequest {
   reject(error: Error): void;
 }
 
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const THREAD_ENTRY = new URL(FROM_SOURCE ? './reader-thread.ts' : './reader-thread.js', import.meta.url);
-
-/**
- * A thread running reader-thread.ts. Built, it is the .js file. From source (the tests, `assistd` through tsx), the
- * thread must load TypeScript too, and tsx's `--import` hooks do not reach worker threads: the thread registers tsx
- * itself, then imports the entry (as vector-stores/indexer.ts does).
- */
+/** A thread running reader-thread.ts. */
 function startThread(workerData: ReaderThreadData): Worker {
-  if (!FROM_SOURCE) return new Worker(THREAD_ENTRY, { workerData });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(THREAD_ENTRY.href)}); });`;
-  return new Worker(code, { eval: true, workerData });
+  return startModuleThread(import.meta.url, './reader-thread', { workerData });
 }
 
 /**
