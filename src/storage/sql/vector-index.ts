@@ -180,7 +180,6 @@ function vecTable(dimensions: number): string {
 /** Vectors read per statement when a store is (re)loaded: bounded bound parameters, and bounded result sets. */
 const VECTOR_READ_BATCH = 2000;
 
-/** A vector scaled to length 1, or undefined for a zero (or non-finite) vector, which has no direction. */
 /** The chunks of completed files, to select from: a large file in progress has some of its chunks written already. */
 export function completedChunks(db: Db) {
   return db
@@ -191,6 +190,7 @@ export function completedChunks(db: Db) {
     .where('vf.status', '=', 'completed');
 }
 
+/** A vector scaled to length 1, or undefined for a zero (or non-finite) vector, which has no direction. */
 export function unitVector(vector: Float32Array): Float32Array | undefined {
   let norm = 0;
   for (let i = 0; i < vector.length; i++) norm += vector[i]! * vector[i]!;
