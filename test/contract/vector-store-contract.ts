@@ -376,7 +376,8 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       await records.createVectorStore(scope, store, [aFile(store.id, fileId)]);
       const [job] = await records.claimIngestions('w', Date.now(), FOREVER, 10);
       assert.equal(job?.fileId, fileId);
-      const texts = Array.from({ length: 1000 }, (_, i) => `zeta${i} large chunk ${i}`);
+      // 20 transactions: under load a round of reads can take as long as several of them.
+      const texts = Array.from({ length: 4000 }, (_, i) => `zeta${i} large chunk ${i}`);
       // Whatever a first search starts (SQLite's reader threads) is started before.
       const warm = await storeWith({ 'warm.txt': ['zeta0 warm'] });
       assert.equal((await search('zeta0', [warm.id])).length, 1);
@@ -388,7 +389,7 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       while (pending) {
         // A read sees all of the file's chunks or none: none while the file is in progress (its status read after).
         const [hits, chunks] = await Promise.all([
-          search('zeta0 zeta999', [store.id]),
+          search('zeta0 zeta3999', [store.id]),
           records.fileChunks(scope, store.id, fileId),
         ]);
         const status = (await records.getVectorStoreFile(scope, store.id, fileId))?.status;
@@ -402,9 +403,9 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
         await new Promise((resolve) => setImmediate(resolve));
       }
       assert.equal(await completion, true);
-      assert.ok(answeredMeanwhile >= 2, `only ${answeredMeanwhile} reads answered while 1,000 chunks were written`);
+      assert.ok(answeredMeanwhile >= 2, `only ${answeredMeanwhile} reads answered while 4,000 chunks were written`);
       assert.deepEqual(await records.fileChunks(scope, store.id, fileId), chunksOf(texts));
-      assert.equal((await search('zeta0 zeta999', [store.id])).length, 2);
+      assert.equal((await search('zeta0 zeta3999', [store.id])).length, 2);
     });
 
     test('a large ingestion cut short leaves no chunk: cancelled, re-added, or lost to a worker that fails or completes', async () => {
