@@ -1,17 +1,19 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { ConfigError, type StorageConfig } from '../config.ts';
-import { openPostgresStore } from './postgres/open-postgres-store.ts';
-import { openSqliteStore } from './sqlite/open-sqlite-store.ts';
 import type { Store } from './store.ts';
 
-/** Opens the configured database and brings its schema up to date. */
+/** Opens the configured database and brings its schema up to date. Only that database's driver and store load. */
 export async function openStore(storage: StorageConfig): Promise<Store> {
   switch (storage.kind) {
-    case 'sqlite':
+    case 'sqlite': {
       ensureWritableDir(storage.dataDir);
+      const { openSqliteStore } = await import('./sqlite/open-sqlite-store.ts');
       return openSqliteStore(storage.dataDir);
-    case 'postgres':
+    }
+    case 'postgres': {
+      const { openPostgresStore } = await import('./postgres/open-postgres-store.ts');
       return openPostgresStore(storage.url, storage.poolSize);
+    }
   }
 }
 
