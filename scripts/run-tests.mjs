@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs every test file under test/ with Node's test runner (TypeScript through tsx). Node 20's `--test` does not
-// expand globs itself, so the files are listed here. Extra arguments narrow the run: `npm test -- test/api`.
+// Builds, then runs every test file under test/ with Node's test runner (TypeScript through tsx). Node 20's `--test`
+// does not expand globs itself, so the files are listed here. Extra arguments narrow the run: `npm test -- test/api`.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +15,11 @@ function testFiles(dir) {
     .sort();
 }
 
+// The tests that start the CLI as a process (servers, workers, crashes and restarts) start the build, as `npm start`
+// does: half the CPU time of the source through tsx, for each of some hundred processes (test/support/server.ts).
+const build = spawnSync('npm', ['run', '-s', 'build'], { stdio: 'inherit' });
+if (build.status !== 0) process.exit(build.status ?? 1);
+
 const roots = process.argv.slice(2);
 const files = (roots.length > 0 ? roots : ['test']).flatMap((root) =>
   statSync(root).isDirectory() ? testFiles(root) : [root],
@@ -22,6 +27,6 @@ const files = (roots.length > 0 ? roots : ['test']).flatMap((root) =>
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files],
-  { stdio: 'inherit' },
+  { stdio: 'inherit', env: { ...process.env, ASSISTD_TEST_BUILT: '1' } },
 );
 process.exit(result.status ?? 1);
