@@ -699,12 +699,12 @@ export class RunExecutor {
   }
 }
 
-/** A tool_choice naming a server-side tool names the function it is offered as. */
 /**
  * The run's tool_choice as a model turn is asked with it. `none` and `auto` hold for every turn; a choice that forces
  * a call (`required`, a named tool) holds until the model has called tools in this run — the API's "must call one or
  * more tools before responding to the user" — and the turns after are `auto`: forced on every turn, a model that obeys
  * would call a server-side tool again and again until the run expires, or ask the client for its function forever.
+ * A server-side tool is named as the function it is offered as.
  */
 function chatToolChoice(
   choice: Run['tool_choice'],
