@@ -27,12 +27,18 @@ import io
 import json
 import linecache
 import os
+import re
 import resource
+import runpy
+import shlex
 import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
+import timeit
+import tokenize
 import traceback
 import types
 
@@ -349,7 +355,8 @@ def image_saver(obj):
     them, and an object of a module never imported cannot be here."""
     figure = sys.modules.get("matplotlib.figure")
     if figure is not None and isinstance(obj, figure.Figure):
-        return "a figure", lambda: displayed_figure_png(obj)
+        # A figure with nothing drawn is shown as its text, as a notebook shows it: `<Figure size … with 0 Axes>`.
+        return ("a figure", lambda: displayed_figure_png(obj)) if obj.axes or obj.lines else None
     pil = sys.modules.get("PIL.Image")
     if pil is not None and isinstance(obj, pil.Image):
         return "an image", lambda: pil_png(obj)
@@ -446,9 +453,21 @@ def kill_strays():
 
 def run_code(code):
     _cell_count[0] += 1
-    filename = f"<cell {_cell_count[0]}>"
+    filename = cell_filename()
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    tree = ast.parse(code, filename, "exec")
+    execute(code, filename)
+
+
+def cell_filename():
+    return f"<cell {_cell_count[0]}>"
+
+
+def execute(code, filename):
+    """Runs code as a notebook runs a cell: the value of its last expression is shown."""
+    try:
+        tree = ast.parse(code, filename, "exec")
+    except SyntaxError as error:
+        tree = notebook_tree(code, filename, error)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
@@ -461,6 +480,179 @@ def run_code(code):
                 write_after_prints(repr(value))
 
 
+def notebook_tree(code, filename, error):
+    """The cell read as a notebook's (notebook_code), when plain Python refused it with `error`; else that error,
+    about the code as the cell has it."""
+    notebook = notebook_code(code)
+    if notebook is None:
+        raise error.with_traceback(None)  # ast's frames are not the cell's
+    try:
+        return ast.parse(notebook, filename, "exec")
+    except SyntaxError as other:
+        # An error on a line of the cell's own (not one rewritten) is the one to show.
+        at = slice((other.lineno or 0) - 1, other.lineno or 0)
+        rewritten = other.lineno is None or code.splitlines()[at] != notebook.splitlines()[at]
+        raise (error if rewritten else other).with_traceback(None) from None
+
+
+# ── a notebook's shell escapes and magics ────────────────────────────────────
+
+# IPython's aliases of shell commands, usable as line magics (`%ls`).
+SHELL_ALIASES = {"cat", "cp", "ls", "mkdir", "mv", "rm", "rmdir"}
+# Magics that set up what the sandbox already is (inline figures): nothing to do.
+SETUP_MAGICS = {"matplotlib", "config", "load_ext", "reload_ext", "autoreload"}
+ESCAPED_LINE = re.compile(r"([ \t]*)(%%|%|!)(.*?)(\r?\n)?$", re.DOTALL)
+
+
+class UsageError(Exception):
+    """A magic used wrongly or unknown: IPython's message alone, without a traceback."""
+
+
+def notebook_code(code):
+    """The cell as Python if it is a notebook's cell that plain Python refuses: `!command` (the shell), `%magic args`
+    lines, and a cell starting with a `%%magic` line, each made a call (a line for a line, so tracebacks point at the
+    cell's own lines). None when it has none of them. A line that continues a statement is left as it is."""
+    lines = code.splitlines(True)
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        name, _, args = lines[first].strip()[2:].partition(" ")
+        body = "\n" * (first + 1) + "".join(lines[first + 1:])  # its lines numbered as in the cell
+        return "\n" * first + f"__assistd_cell_magic__({name!r}, {args.strip()!r}, {body!r})\n"
+    continued = continued_lines(code)
+    changed = False
+    for i, line in enumerate(lines):
+        match = ESCAPED_LINE.match(line)
+        if match is None or i + 1 in continued or match.group(2) == "%%":
+            continue
+        indent, escape, command, newline = match.groups()
+        if escape == "!":
+            lines[i] = f"{indent}__assistd_shell__({command.strip()!r}){newline or ''}"
+        else:
+            name, _, args = command.strip().partition(" ")
+            lines[i] = f"{indent}__assistd_magic__({name!r}, {args.strip()!r}){newline or ''}"
+        changed = True
+    return "".join(lines) if changed else None
+
+
+def continued_lines(code):
+    """The numbers of the lines that continue a statement begun above (in a multi-line string, or inside brackets),
+    whose `%` or `!` is not a notebook's."""
+    continued = set()
+    depth = 0
+    line = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.start[0] > line and depth > 0:
+                continued.add(token.start[0])
+            line = token.end[0]
+            if token.type == tokenize.STRING:
+                continued.update(range(token.start[0] + 1, token.end[0] + 1))
+            elif token.type == tokenize.OP and token.string in "([{":
+                depth += 1
+            elif token.type == tokenize.OP and token.string in ")]}":
+                depth = max(0, depth - 1)
+    except (tokenize.TokenError, SyntaxError):
+        pass  # unbalanced to its end: the lines read before are known
+    return continued
+
+
+def shell(command, program="/bin/sh"):
+    """`!command`: run by the shell, its output in the cell's, as in a notebook."""
+    flush_streams()
+    subprocess.run([program, "-c", command], stdin=subprocess.DEVNULL, check=False)
+
+
+def line_magic(name, args):
+    if name in SETUP_MAGICS:
+        return None
+    if name == "time":
+        return timed(lambda: execute(args, cell_filename()) if args else None)
+    if name == "timeit":
+        return time_it(args)
+    if name == "run":
+        return run_file(args)
+    if name in ("pip", "conda"):
+        return shell(f"{sys.executable} -m pip {args}" if name == "pip" else f"conda {args}")
+    if name in SHELL_ALIASES:
+        return shell(f"{name} {args}")
+    if name == "cd":
+        os.chdir(os.path.expanduser(args or "~"))
+        print(os.getcwd())
+        return None
+    if name == "pwd":
+        return os.getcwd()
+    raise UsageError(f"Line magic function `%{name}` not found.")
+
+
+def cell_magic(name, args, body):
+    """A `%%name args` cell; `body` is the rest of the cell, after as many empty lines as the cell has above it."""
+    if name == "time":
+        return timed(lambda: execute(body, cell_filename()))
+    if name in ("bash", "sh"):
+        return shell(body.lstrip("\n"), f"/bin/{name}")
+    if name == "writefile":
+        append = args.startswith("-a ")
+        target = os.path.expanduser(args[3:].strip() if append else args)
+        if not target:
+            raise UsageError("%%writefile is missing the name of the file to write.")
+        verb = "Appending to" if append else "Overwriting" if os.path.exists(target) else "Writing"
+        print(f"{verb} {target}")
+        with open(target, "a" if append else "w", encoding="utf-8") as file:
+            file.write(body.lstrip("\n"))
+        return None
+    raise UsageError(f"Cell magic `%%{name}` not found.")
+
+
+def timed(run):
+    """`%time` and `%%time`: runs, then prints the times as IPython does (not after an error)."""
+    before, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run()
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    write_after_prints(
+        f"CPU times: user {duration(user)}, sys: {duration(system)}, total: {duration(user + system)}\n"
+        f"Wall time: {duration(wall)}"
+    )
+
+
+def time_it(statement):
+    """`%timeit statement`: the mean and standard deviation of 7 runs of as many loops as take 0.2 s, as IPython."""
+    if not statement:
+        raise UsageError("%timeit is missing the statement to time.")
+    timer = timeit.Timer(statement, globals=NAMESPACE)
+    loops, _ = timer.autorange()
+    per_loop = [total / loops for total in timer.repeat(7, loops)]
+    mean = sum(per_loop) / len(per_loop)
+    deviation = (sum((t - mean) ** 2 for t in per_loop) / len(per_loop)) ** 0.5
+    print(f"{duration(mean)} ± {duration(deviation)} per loop (mean ± std. dev. of 7 runs, {loops:,} loops each)")
+
+
+def duration(seconds):
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def run_file(args):
+    """`%run script.py args`: the script runs as `__main__` with those arguments, and its names join the session's."""
+    words = shlex.split(args)
+    if not words:
+        raise UsageError("%run is missing the file to run.")
+    argv = sys.argv
+    sys.argv = words
+    try:
+        NAMESPACE.update(runpy.run_path(words[0], run_name="__main__"))
+    finally:
+        sys.argv = argv
+
+
+builtins.__assistd_shell__ = shell
+builtins.__assistd_magic__ = line_magic
+builtins.__assistd_cell_magic__ = cell_magic
+
+
 def write_after_prints(line):
     flush_streams()
     drain_fd_output()
@@ -468,10 +660,26 @@ def write_after_prints(line):
 
 
 def user_traceback(error):
-    """The traceback of the user's code: the driver's own frames (file `<string>`) left out."""
+    """The traceback of the user's code: from its cell's frame on, without the driver's own frames (file
+    `<string>`). An error before the cell ran (its syntax) has no frame of it: the error alone."""
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename != "<string>"]
+    first = next((i for i, frame in enumerate(frames) if frame.filename.startswith("<cell ")), len(frames))
+    frames = frames[first:]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
     return "".join(lines + traceback.format_exception_only(type(error), error))
+
+
+def show(*_args, **_kwargs):
+    """pyplot.show() as a notebook's: every figure open (but those display() showed) is shown now, then closed, so
+    `plot, show, plot, show` shows two images and a figure shown then closed is not lost."""
+    plt = sys.modules["matplotlib.pyplot"]
+    show_figures(plt, [number for number in plt.get_fignums() if not IMAGES.was_displayed(plt.figure(number))], print)
+    plt.close("all")
+
+
+def show_figure(figure, *_args, **_kwargs):
+    """Figure.show() as a notebook's: display(figure)."""
+    display(figure)
 
 
 def figures():
@@ -491,7 +699,7 @@ def figures():
             numbers = [number for number in plt.get_fignums() if not IMAGES.was_displayed(plt.figure(number))]
             if _cell["interrupted"]:  # after `running`: an interrupt is either seen here or sent as a SIGINT
                 raise KeyboardInterrupt
-            save_figures(plt, numbers)
+            show_figures(plt, numbers, note_after_cell)
         finally:
             _cell["running"] = False  # in the try: a SIGINT at this boundary is caught below, not in the loop
     except KeyboardInterrupt:
@@ -503,12 +711,18 @@ def figures():
         plt.close("all")
 
 
-def save_figures(plt, numbers):
-    """Adds the PNG of each figure of `numbers` to IMAGES as it is saved, so an interrupt keeps those done."""
+def show_figures(plt, numbers, note):
+    """Adds the PNG of each figure of `numbers` to IMAGES as it is saved, so an interrupt keeps those done, and
+    closes it. A figure with nothing drawn is shown as its text (image_saver): `plt.show(); plt.clf()` leaves one."""
     for number in numbers:
-        if not IMAGES.room(note_after_cell):
+        figure = plt.figure(number)
+        if image_saver(figure) is None:
+            write_after_prints(repr(figure))
+        elif IMAGES.room(note):
+            IMAGES.add(figure_png(figure), f"figure {number}", note)
+        else:
             break
-        IMAGES.add(figure_png(plt.figure(number)), f"figure {number}", note_after_cell)
+        plt.close(figure)
 
 
 def note_after_cell(note):
@@ -549,10 +763,10 @@ def run_cell(request):
 
 
 def report(error):
-    """The cell's traceback, after what it printed."""
+    """The cell's traceback, after what it printed (a UsageError's message alone, as IPython writes it)."""
     flush_streams()
     drain_fd_output()
-    OUTPUT.write(user_traceback(error))
+    OUTPUT.write(f"UsageError: {error}\n" if isinstance(error, UsageError) else user_traceback(error))
 
 
 # ── files in /mnt/data ───────────────────────────────────────────────────────
@@ -719,7 +933,11 @@ def preload():
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.figure
+    import matplotlib.pyplot
+
+    matplotlib.pyplot.show = show
+    matplotlib.figure.Figure.show = show_figure
     import numpy
     import pandas
 
