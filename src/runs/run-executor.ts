@@ -312,12 +312,12 @@ export class RunExecutor {
     return finished;
   }
 
-  /** The annotator of this turn's answer: every server-side tool's that has calls in the run, merged in text order. */
+  /** The annotator of this turn's answer: every server-side tool's that has one for it, merged in text order. */
   private annotator(x: Execution): TextAnnotator | undefined {
     const annotators: TextAnnotator[] = [];
     for (const tool of new Set(x.serverTools.values())) {
-      const calls = tool.annotator ? callsOf(x.steps, tool.type) : [];
-      if (calls.length > 0) annotators.push(tool.annotator!(calls, { scope: x.scope, run: x.run }));
+      const annotator = tool.annotator?.(callsOf(x.steps, tool.type), { scope: x.scope, run: x.run });
+      if (annotator) annotators.push(annotator);
     }
     if (annotators.length <= 1) return annotators[0];
     return {

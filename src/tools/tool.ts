@@ -65,12 +65,13 @@ export interface ServerTool {
   finishMessage?(message: Message, calls: readonly ToolCallDetails[]): Message;
   /**
    * Annotations of the run's answer (e.g. citations of this tool's results), found as the answer streams. Called once
-   * per answer with every call of the tool in the run so far (when there is one); the annotator it returns is given
-   * the answer's text after each chunk. Each annotation is streamed with the chunk that completes it, in the
+   * per answer with every call of the tool in the run so far (none, in a run that made no call of it: a tool whose
+   * earlier runs on the thread left something to point at may still annotate); the annotator it returns, if any, is
+   * given the answer's text after each chunk. Each annotation is streamed with the chunk that completes it, in the
    * `thread.message.delta` carrying that chunk, and stored with the message, so a stream and the stored message show
    * the same text and annotations. Optional.
    */
-  annotator?(calls: readonly ToolCallDetails[], context: Pick<ToolContext, 'scope' | 'run'>): TextAnnotator;
+  annotator?(calls: readonly ToolCallDetails[], context: Pick<ToolContext, 'scope' | 'run'>): TextAnnotator | undefined;
 }
 
 /**

@@ -206,6 +206,17 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     const file = await h.client.files.retrieve(annotation.file_path.file_id);
     assert.equal(file.filename, 'out.csv');
     assert.equal(file.purpose, 'assistants_output');
+
+    // A follow-up run that runs no code links the file again: a new file of its bytes as they are now.
+    await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'The link again, please.' });
+    h.upstream.enqueue({ text: [`Here it is again: [out.csv](${link}).`] });
+    const again = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(again.status, 'completed', JSON.stringify(again.last_error));
+    const [relinked] = ((await h.answer(thread.id, again.id)).content[0] as OpenAI.Beta.Threads.TextContentBlock).text
+      .annotations as OpenAI.Beta.Threads.FilePathAnnotation[];
+    assert.equal(relinked?.text, link);
+    assert.notEqual(relinked.file_path.file_id, annotation.file_path.file_id);
+    assert.equal((await h.download(relinked.file_path.file_id)).toString(), csv.toString());
   });
 
   test('an Excel workbook written and read with pandas (openpyxl), and display() as in a notebook', async () => {

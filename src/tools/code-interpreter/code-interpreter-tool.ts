@@ -278,12 +278,20 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     }
   }
 
-  function annotator(_calls: readonly ToolCallDetails[], context: Pick<ToolContext, 'scope' | 'run'>): TextAnnotator {
+  /**
+   * The answer's `sandbox:` links to the files of the thread's session, in a run that ran code or a later one
+   * (a follow-up that links a file again); none when this process has run no cell of the thread.
+   */
+  function annotator(
+    _calls: readonly ToolCallDetails[],
+    context: Pick<ToolContext, 'scope' | 'run'>,
+  ): TextAnnotator | undefined {
     const files = threadFiles.get(context.run.thread_id);
+    if (!files) return undefined;
     /** The files the answer's links were promised: path → id. */
     const promised = new Map<string, string>();
     const links = sandboxLinkAnnotator((path) => {
-      if (!files?.names.has(path)) return undefined;
+      if (!files.names.has(path)) return undefined;
       const id = promised.get(path) ?? newId('file');
       promised.set(path, id);
       return id;
@@ -295,7 +303,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         const unmade: string[] = [];
         for (const [path, id] of promised) {
           try {
-            const bytes = await files!.session.readFile(path, options.maxFileBytes);
+            const bytes = await files.session.readFile(path, options.maxFileBytes);
             await backend.saveFile(context.scope, { id, filename: path.split('/').pop()!, bytes });
           } catch (error) {
             logger.warn(

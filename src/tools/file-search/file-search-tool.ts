@@ -235,6 +235,6 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
     // come with the completed step.
     describe: (call) => ({ id: call.id, type: 'file_search', file_search: {} }),
     execute,
-    annotator: citationAnnotator,
+    annotator: (calls) => (calls.length > 0 ? citationAnnotator(calls) : undefined),
   };
 }
