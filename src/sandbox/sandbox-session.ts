@@ -58,6 +58,8 @@ export interface SandboxSession {
    * files only. SandboxError when it is missing, not a regular file, or over `maxBytes`.
    */
   readFile(name: string, maxBytes: number): Promise<Uint8Array>;
+  /** Removes /mnt/data/<name> (done also when there was no such file). SandboxError for an invalid name. */
+  removeFile(name: string): Promise<void>;
   /**
    * The regular files under /mnt/data, subdirectories included (8 levels deep), by name: the 1,000 most recently
    * modified (of the first 100,000 entries found), so a file a cell just wrote is listed however many there are.
@@ -192,6 +194,13 @@ export class CodeSession implements SandboxSession {
         chunks.push(chunk);
       });
       return new Uint8Array(Buffer.concat(chunks, total));
+    });
+  }
+
+  async removeFile(name: string): Promise<void> {
+    validateFileName(name);
+    return this.enqueue(async () => {
+      await this.call(`removing ${name}`, { op: 'remove', name });
     });
   }
 

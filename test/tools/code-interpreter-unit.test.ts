@@ -262,6 +262,9 @@ describe('the session a run holds, and the files it is given', () => {
             written.set(name, bytes.byteLength);
           },
           readFile: async () => new Uint8Array(),
+          removeFile: async (name: string) => {
+            written.delete(name);
+          },
           listFiles: async () => [],
         };
         sessions.set(key, session);

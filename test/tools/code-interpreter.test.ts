@@ -361,7 +361,7 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.deepEqual(call!.code_interpreter.outputs, [{ type: 'logs', logs: '9\n' }]);
   });
 
-  test('a file attached to a later message for code_interpreter is in /mnt/data on the next run', async () => {
+  test('a file attached to a later message for code_interpreter is in /mnt/data on the next run, until deleted', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Hello' }] });
     h.upstream.enqueue({ text: 'Hi.' });
     await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
@@ -378,6 +378,12 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     );
     assert.match(system, /sales\.csv, notes\.txt/);
     assert.equal(output, '2\n');
+
+    // Deleted since, it is gone from /mnt/data too, as the model is told.
+    await h.client.files.delete(notes);
+    const after = await h.runCode(thread.id, assistantId, "import os\nprint(os.path.exists('/mnt/data/notes.txt'))");
+    assert.ok(after.output.endsWith('\nFalse\n'), after.output);
+    assert.ok(after.output.includes(`These files no longer exist and are not in /mnt/data: ${notes}.`), after.output);
   });
 
   test('deleting the thread ends its session: its Python process and its /mnt/data files are gone', async () => {

@@ -58,6 +58,8 @@ export interface PythonSession {
    */
   writeFile(name: string, bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<void>;
   readFile(name: string, maxBytes: number): Promise<Uint8Array>;
+  /** Removes a file of /mnt/data; done also when there was no such file. */
+  removeFile(name: string): Promise<void>;
   listFiles(): Promise<Array<{ name: string; size: number; mtimeMs: number }>>;
 }
 
@@ -171,6 +173,22 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         placed.delete(session);
         logger.warn({ err: error, fileId: id, threadId: run.thread_id }, 'a run file could not be put in /mnt/data');
         refused.push(`${name} (${id}): ${clause(error)}`);
+      }
+    }
+    // A file placed by an earlier run and deleted since goes from /mnt/data too, as the model is told.
+    for (const id of gone) {
+      const name = has.get(id);
+      if (name === undefined) continue;
+      signal.throwIfAborted();
+      try {
+        await session.removeFile(name);
+        has.delete(id);
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        logger.warn(
+          { err: error, fileId: id, threadId: run.thread_id },
+          'a deleted file could not be removed from /mnt/data',
+        );
       }
     }
     const notes: string[] = [];
