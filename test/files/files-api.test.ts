@@ -88,6 +88,17 @@ function filesSuite(name: string, makeStorage: () => Promise<Storage>): void {
       assert.equal(response.headers.get('content-type'), 'application/octet-stream');
       assert.equal(response.headers.get('content-length'), String(binary.byteLength));
       await response.arrayBuffer();
+      const named = await client.files.create({
+        file: await toFile(Buffer.from('x'), "my report ü's.txt"),
+        purpose: 'assistants',
+      });
+      const disposition = (await client.files.content(named.id)).headers.get('content-disposition') ?? '';
+      assert.equal(
+        disposition,
+        `attachment; filename="my report _'s.txt"; filename*=UTF-8''my%20report%20%C3%BC%27s.txt`,
+      );
+      assert.equal(decodeURIComponent(disposition.split("''")[1]!), named.filename);
+      await client.files.delete(named.id);
 
       for (const id of [streamed.id, fromBuffer.id, empty.id]) await client.files.delete(id);
     });

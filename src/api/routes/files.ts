@@ -50,7 +50,7 @@ export function registerFileRoutes(app: FastifyInstance, files: FileService): vo
     return reply
       .header('content-type', 'application/octet-stream')
       .header('content-length', String(file.bytes))
-      .header('content-disposition', `attachment; filename="${asciiFilename(file.filename)}"`)
+      .header('content-disposition', contentDisposition(file.filename))
       .send(body);
   });
 }
@@ -181,7 +181,18 @@ function multipartError(error: unknown, maxBytes: number): unknown {
   return invalidRequest(`Could not parse the multipart/form-data body: ${error.message}.`, null, 'invalid_multipart');
 }
 
-/** A filename for a header: anything outside printable ASCII (and quotes, backslashes) becomes `_`. */
-function asciiFilename(name: string): string {
-  return name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+/**
+ * The download's Content-Disposition: `filename` for every client (anything outside printable ASCII, and quotes and
+ * backslashes, become `_`), and the name as it is in `filename*` (RFC 6266) when that changed it.
+ */
+function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  if (ascii === name) return `attachment; filename="${ascii}"`;
+  // A lone surrogate (not UTF-16 of any character) would make encodeURIComponent throw.
+  const wellFormed = name.replace(/\p{Cs}/gu, '\uFFFD');
+  const encoded = encodeURIComponent(wellFormed).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
 }
