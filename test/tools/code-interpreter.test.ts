@@ -313,6 +313,21 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.deepEqual(outputs, ['from x\n', 'from y\n', 'from x\n']);
   });
 
+  test('a later file of a name already taken is named to the model as a later file of that name', async () => {
+    const first = await h.upload('data.csv', 'v\n1\n');
+    const second = await h.upload('data.csv', 'v\n2\n');
+    const attach = (id: string) => [{ file_id: id, tools: [{ type: 'code_interpreter' as const }] }];
+    const thread = await h.client.beta.threads.create({
+      messages: [
+        { role: 'user', content: 'Here is data.csv.', attachments: attach(first) },
+        { role: 'user', content: 'Here is the corrected data.csv.', attachments: attach(second) },
+      ],
+    });
+    const { output, system } = await h.runCode(thread.id, assistantId, `print(open('data-${second}.csv').read())`);
+    assert.ok(system.includes(`data.csv, data-${second}.csv (a later file also named data.csv).`), system);
+    assert.equal(output, 'v\n2\n\n');
+  });
+
   test('tool_choice {type: code_interpreter} forces the python function; raw code as arguments runs', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: '2**10?' }] });
     const seen = h.upstream.requests.length;

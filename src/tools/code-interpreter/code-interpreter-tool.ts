@@ -367,7 +367,14 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       const status = await sandbox.start();
       if (!status.available)
         return `You have a Python tool, but code execution is unavailable on this server (${status.reason}). If the user asks for something that needs running code, say so.`;
-      const names = [...placements((await backend.runFiles(scope, run)).files).values()];
+      const { files } = await backend.runFiles(scope, run);
+      const placed = placements(files);
+      // A file whose name another took first (an earlier one, e.g. data.csv corrected in a later message) is told
+      // apart: the model cannot see which message attached which file.
+      const names = files.map((file) => {
+        const [name, own] = [placed.get(file.id)!, safeName(file.filename, file.id)];
+        return name === own ? name : `${name} (a later file also named ${own})`;
+      });
       const libraries = status.libraries ?? ['numpy', 'pandas', 'matplotlib'];
       return [
         'You have a Python tool: it runs Python 3 code in a stateful session, like a Jupyter notebook. Variables, ' +
