@@ -427,8 +427,17 @@ class IPythonStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             module.Image = IPythonImage
 
 
+class StdinNotImplementedError(IOError, NotImplementedError):
+    """IPython's error for input() in a kernel whose frontend takes no input, as here."""
+
+
+def no_input(prompt=""):
+    raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+
+
 # Models write `display(df)` (a notebook's built-in) and `from IPython.display import display`: both work.
 builtins.display = display
+builtins.input = no_input
 sys.meta_path.append(IPythonStandIn())
 
 

@@ -92,7 +92,7 @@ describe('a code interpreter session', () => {
     assert.equal(result.logs, '<Figure size 640x480 with 0 Axes>\n');
   });
 
-  it("runs a notebook's shell escapes and magics; a line continuing Python is left as it is", async () => {
+  it("runs a notebook's shell escapes and magics, and refuses input() as a notebook does; a line continuing Python is left as it is", async () => {
     const run = async (code: string) => {
       const result = await session.runCell(code);
       assert.equal(result.outcome, 'ok', result.logs);
@@ -122,6 +122,12 @@ describe('a code interpreter session', () => {
     assert.match(await run('%timeit sum(range(10))'), perLoop);
     assert.match(await run('%%time\nsum(range(10))'), /^45\nCPU times: user .+, sys: .+, total: .+\nWall time: .+\n$/);
 
+    const input = await session.runCell('input("Your name? ")');
+    assert.equal(input.outcome, 'error');
+    assert.match(
+      input.logs,
+      /\nStdinNotImplementedError: raw_input was called, but this frontend does not support input requests\.\n$/,
+    );
     const unknown = await session.runCell('%nonesuch');
     assert.equal(unknown.outcome, 'error');
     assert.equal(unknown.logs, 'UsageError: Line magic function `%nonesuch` not found.\n');
