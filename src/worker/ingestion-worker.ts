@@ -28,6 +28,13 @@ export interface IngestionWorkerOptions {
   pollMs?: number;
 }
 
+/** An ingestion this worker runs: its claim, and the lease holder its writes are fenced on (one per claim). */
+interface Ingestion extends ClaimedIngestion {
+  holder: string;
+  /** Its lease was found lost (the file cancelled, removed, added again, or taken over): its work is wasted. */
+  lost: boolean;
+}
+
 /**
  * Indexes vector-store files: claims those in progress under a lease (renewed while it works), reads the file,
  * extracts and chunks it on the indexer's threads, embeds the chunks (with an embedding model, unless the store
@@ -40,7 +47,12 @@ export class IngestionWorker {
   private readonly options: Required<Omit<IngestionWorkerOptions, 'embedder'>> & { embedder: Embedder | undefined };
   /** Aborted by close(): stops the embeddings in flight. */
   private readonly closing = new AbortController();
-  private readonly active = new Map<string, ClaimedIngestion>();
+  /**
+   * The ingestions running. A file added again while it is being indexed is claimed again, here too: its earlier
+   * ingestion runs on until it finds its lease lost, which its own holder (not this worker's id) makes sure of.
+   */
+  private readonly active = new Set<Ingestion>();
+  private claims = 0;
   private loopDone: Promise<void> | undefined;
   private stopping = false;
   private readonly wakeup = new Wakeup();
@@ -79,13 +91,14 @@ export class IngestionWorker {
       const free = concurrency - this.active.size;
       let claimed: ClaimedIngestion[] = [];
       if (free > 0) {
+        const holder = `${this.id}.${++this.claims}`;
         try {
           const now = Date.now();
-          claimed = await records.claimIngestions(this.id, now, now + leaseMs, free);
+          claimed = await records.claimIngestions(holder, now, now + leaseMs, free);
         } catch (error) {
           logger.error({ err: error }, 'claiming files to index failed');
         }
-        for (const claim of claimed) this.launch(claim);
+        for (const claim of claimed) this.launch({ ...claim, holder, lost: false });
       }
       if (free > 0 && claimed.length === free) continue;
       await this.wakeup.sleep(pollMs);
@@ -93,22 +106,22 @@ export class IngestionWorker {
     // In-flight indexing finishes or is abandoned with the process; its lease lapses and another worker redoes it.
   }
 
-  private launch(claim: ClaimedIngestion): void {
-    const key = `${claim.vectorStoreId}/${claim.fileId}`;
-    this.active.set(key, claim);
-    void this.ingest(claim)
-      .catch((error: unknown) => this.options.logger.error({ err: error, fileId: claim.fileId }, 'indexing failed'))
+  private launch(ingestion: Ingestion): void {
+    this.active.add(ingestion);
+    void this.ingest(ingestion)
+      .catch((error: unknown) => this.options.logger.error({ err: error, fileId: ingestion.fileId }, 'indexing failed'))
       .finally(() => {
-        this.active.delete(key);
+        this.active.delete(ingestion);
         this.wake();
       });
   }
 
-  private async ingest(claim: ClaimedIngestion): Promise<void> {
+  private async ingest(claim: Ingestion): Promise<void> {
     const { records, readFile, indexer, logger } = this.options;
-    const { scope, vectorStoreId, fileId } = claim;
+    const { scope, vectorStoreId, fileId, holder } = claim;
     const fail = (code: 'server_error' | 'unsupported_file' | 'invalid_file', message: string) =>
-      records.failIngestion(scope, vectorStoreId, fileId, this.id, { code, message });
+      records.failIngestion(scope, vectorStoreId, fileId, holder, { code, message });
+    const over = () => this.stopping || claim.lost;
     let found: Awaited<ReturnType<typeof readFile>>;
     try {
       found = await readFile(scope, fileId);
@@ -121,14 +134,14 @@ export class IngestionWorker {
       await fail('invalid_file', `No file found with id '${fileId}'.`);
       return;
     }
-    if (this.stopping) return;
+    if (over()) return;
     const result = await indexer.index({
       bytes: found.bytes,
       filename: found.file.filename,
       mimeType: found.file.mime_type,
       chunking: claim.chunking,
     });
-    if (this.stopping) return;
+    if (over()) return;
     if (!result.ok) {
       if (result.code === 'server_error') logger.error({ fileId, reason: result.message }, 'indexing a file failed');
       await fail(result.code, result.message);
@@ -141,13 +154,13 @@ export class IngestionWorker {
         result.chunks.map((chunk) => chunk.text),
       );
     } catch (error) {
-      if (this.stopping) return;
+      if (over()) return;
       const reason = error instanceof Error ? error.message : String(error);
       logger.error({ fileId, vectorStoreId, reason }, "embedding a file's chunks failed");
       await fail('server_error', `Computing the embeddings of the file's chunks failed: ${reason}`);
       return;
     }
-    if (this.stopping) return;
+    if (over()) return;
     let committed = false;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -155,7 +168,7 @@ export class IngestionWorker {
           scope,
           vectorStoreId,
           fileId,
-          this.id,
+          holder,
           result.chunks,
           result.usageBytes,
           vectors,
@@ -170,7 +183,7 @@ export class IngestionWorker {
           return;
         }
         await sleep(COMMIT_RETRY_MS * attempt);
-        if (this.stopping) return;
+        if (over()) return;
       }
     }
     if (!committed) logger.info({ fileId, vectorStoreId }, 'an indexed file was cancelled, removed or taken over');
@@ -191,9 +204,11 @@ export class IngestionWorker {
 
   private async renewLeases(): Promise<void> {
     const { records, leaseMs, logger } = this.options;
-    for (const claim of [...this.active.values()]) {
+    for (const claim of [...this.active]) {
       try {
-        await records.renewIngestion(claim.scope, claim.vectorStoreId, claim.fileId, this.id, Date.now() + leaseMs);
+        const { scope, vectorStoreId, fileId, holder } = claim;
+        if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))
+          claim.lost = true;
       } catch (error) {
         logger.error({ err: error, fileId: claim.fileId }, 'renewing an indexing lease failed');
       }
