@@ -378,9 +378,13 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       assert.equal(job?.fileId, fileId);
       // 20 transactions: under load a round of reads can take as long as several of them.
       const texts = Array.from({ length: 4000 }, (_, i) => `zeta${i} large chunk ${i}`);
-      // Whatever a first search starts (SQLite's reader threads) is started before.
+      // Whatever the reads below start (SQLite's reader threads, two at once) is started before.
       const warm = await storeWith({ 'warm.txt': ['zeta0 warm'] });
-      assert.equal((await search('zeta0', [warm.id])).length, 1);
+      const [warmHits, warmChunks] = await Promise.all([
+        search('zeta0', [warm.id]),
+        records.fileChunks(scope, warm.id, warm.files['warm.txt']!),
+      ]);
+      assert.deepEqual([warmHits.length, warmChunks.length], [1, 1]);
       let pending = true;
       const completion = records
         .completeIngestion(scope, store.id, fileId, 'w', chunksOf(texts), 10)

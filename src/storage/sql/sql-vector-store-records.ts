@@ -644,13 +644,14 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
 
   async fileChunks(scope: Scope, vectorStoreId: string, fileId: string): Promise<Chunk[]> {
     // A file's chunks are its content once it is completed: a large file in progress has some written already.
-    const rows = await completedChunks(this.db)
+    // Read where searches are (a large file's are megabytes: off the event loop on SQLite).
+    const query = completedChunks(this.db)
       .select(['chunk_index', 'text', 'tokens'])
       .where('chunks.project_id', '=', scope.projectId)
       .where('chunks.vector_store_id', '=', vectorStoreId)
       .where('chunks.file_id', '=', fileId)
-      .orderBy('chunk_index')
-      .execute();
+      .orderBy('chunk_index');
+    const { rows } = await this.searches.executeQuery(query.compile());
     return rows.map((row) => ({ index: Number(row.chunk_index), text: row.text, tokens: Number(row.tokens) }));
   }
 
