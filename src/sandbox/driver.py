@@ -571,6 +571,32 @@ def shell(command, program="/bin/sh"):
     subprocess.run([program, "-c", command], stdin=subprocess.DEVNULL, check=False)
 
 
+def shell_line(command):
+    """A `!command` line: its `{expression}`s and `$name`s expanded first, from where the line is, as IPython does."""
+    caller = sys._getframe(1)
+    shell(expand(command, {**caller.f_globals, **caller.f_locals}))
+
+
+SHELL_FIELD = re.compile(r"\$\$|\$([A-Za-z_][A-Za-z0-9_]*)|\{([^{}]+)\}")
+
+
+def expand(command, namespace):
+    """IPython's expansion of a shell command: `{expression}` and `$name` become their values, `$$` a `$`; a command
+    with any that cannot be (`awk '{print $1}'`, `${HOME}`, an unknown name) is run as written."""
+
+    def value(match):
+        if match.group(0) == "$$":
+            return "$"
+        if match.group(1) is not None:
+            return str(namespace[match.group(1)])
+        return str(eval(match.group(2), namespace))
+
+    try:
+        return SHELL_FIELD.sub(value, command)
+    except Exception:  # noqa: BLE001 (anything the expression raises: the command is the shell's)
+        return command
+
+
 def line_magic(name, args):
     if name in SETUP_MAGICS:
         return None
@@ -578,6 +604,8 @@ def line_magic(name, args):
         return timed(lambda: execute(args, cell_filename()) if args else None)
     if name == "timeit":
         return time_it(args)
+    caller = sys._getframe(1)  # the arguments of the others are expanded as a `!` line's (not code's, as those)
+    args = expand(args, {**caller.f_globals, **caller.f_locals})
     if name == "run":
         return run_file(args)
     if name in ("pip", "conda"):
@@ -657,7 +685,7 @@ def run_file(args):
         sys.argv = argv
 
 
-builtins.__assistd_shell__ = shell
+builtins.__assistd_shell__ = shell_line
 builtins.__assistd_magic__ = line_magic
 builtins.__assistd_cell_magic__ = cell_magic
 

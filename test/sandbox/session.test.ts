@@ -110,8 +110,17 @@ describe('a code interpreter session', () => {
       'ratio = (10',
       '% 4)',
       'print(text.strip(), ratio)',
+      'name = "data.csv"',
+      'def f(n):',
+      '    !echo "{missing}" \'{print $1}\'  # not Python: left to the shell',
+      "    !echo {n + 1} $name '$$1'",
+      'f(21)',
+      '%ls -d /{name.split(".")[0][:0]}tmp',
     ].join('\n');
-    assert.equal(await run(code), 'before\nshell 3\nloop\nloop\n!not a command 2\n');
+    assert.equal(
+      await run(code),
+      'before\nshell 3\nloop\nloop\n!not a command 2\n{missing} {print $1}\n22 data.csv $1\n/tmp\n',
+    );
     const script = '%%writefile /tmp/script.py\nimport sys\nprint("args", sys.argv[1:])\nresult = 6 * 7\n';
     assert.equal(await run(script), 'Writing /tmp/script.py\n');
     assert.equal(await run('%run /tmp/script.py a b'), "args ['a', 'b']\n");
