@@ -710,7 +710,7 @@ def show(*_args, **_kwargs):
     """pyplot.show() as a notebook's: every figure open (but those display() showed) is shown now, then closed, so
     `plot, show, plot, show` shows two images and a figure shown then closed is not lost."""
     plt = sys.modules["matplotlib.pyplot"]
-    show_figures(plt, [number for number in plt.get_fignums() if not IMAGES.was_displayed(plt.figure(number))], print)
+    show_figures(plt, undisplayed(plt), print)
     plt.close("all")
 
 
@@ -733,7 +733,7 @@ def figures():
     try:
         try:
             _cell["running"] = True
-            numbers = [number for number in plt.get_fignums() if not IMAGES.was_displayed(plt.figure(number))]
+            numbers = undisplayed(plt)
             if _cell["interrupted"]:  # after `running`: an interrupt is either seen here or sent as a SIGINT
                 raise KeyboardInterrupt
             show_figures(plt, numbers, note_after_cell)
@@ -746,6 +746,11 @@ def figures():
         OUTPUT.write(user_traceback(error))
     finally:
         plt.close("all")
+
+
+def undisplayed(plt):
+    """The numbers of the pyplot figures open that display() has not shown in this cell."""
+    return [number for number in plt.get_fignums() if not IMAGES.was_displayed(plt.figure(number))]
 
 
 def show_figures(plt, numbers, note):

@@ -372,7 +372,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       // A file whose name another took first (an earlier one, e.g. data.csv corrected in a later message) is told
       // apart: the model cannot see which message attached which file.
       const names = files.map((file) => {
-        const [name, own] = [placed.get(file.id)!, safeName(file.filename, file.id)];
+        const name = placed.get(file.id)!;
+        const own = safeName(file.filename, file.id);
         return name === own ? name : `${name} (a later file also named ${own})`;
       });
       const libraries = status.libraries ?? ['numpy', 'pandas', 'matplotlib'];
