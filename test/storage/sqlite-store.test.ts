@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely } from 'kysely';
+import { sqliteDialect } from '../../src/storage/sqlite/dialect.ts';
 import { openSqliteStore } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { DEFAULT_SCOPE } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
@@ -30,4 +34,39 @@ test('sqlite: data survives closing and reopening the database, and migrations r
   assert.deepEqual(await second.getAssistant(DEFAULT_SCOPE, assistant.id), assistant);
   await second.close();
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("a transaction that reads, then writes, is not failed by another process's write in between", async () => {
+  // `assistd keys create` next to a running server failed with `database is locked` (SQLITE_BUSY) at once: its
+  // transaction, begun deferred, read, then could not write, as the server had written since.
+  const dir = tempDir();
+  const file = path.join(dir, 'db.sqlite');
+  const other = new BetterSqlite3(file, { timeout: 0 }); // this thread holds what it would wait for
+  other.pragma('journal_mode = WAL');
+  other.exec('create table t (n integer)');
+  const sqlite = new BetterSqlite3(file);
+  sqlite.pragma('busy_timeout = 5000');
+  const db = new Kysely<{ t: { n: number } }>({ dialect: sqliteDialect(sqlite) });
+  try {
+    let waited = false;
+    await db.transaction().execute(async (trx) => {
+      await trx.selectFrom('t').selectAll().execute();
+      try {
+        other.exec('insert into t values (1)'); // another process's write: waits for this transaction, if it can
+      } catch (error) {
+        assert.equal((error as { code?: string }).code, 'SQLITE_BUSY');
+        waited = true;
+      }
+      await trx.insertInto('t').values({ n: 2 }).execute();
+    });
+    if (waited) other.exec('insert into t values (1)');
+    assert.deepEqual(
+      (await db.selectFrom('t').select('n').orderBy('n').execute()).map((row) => row.n),
+      [1, 2],
+    );
+  } finally {
+    await db.destroy();
+    other.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

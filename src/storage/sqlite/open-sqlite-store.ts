@@ -2,10 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, type Migration, Migrator, SqliteDialect, sql } from 'kysely';
+import { Kysely, type Migration, Migrator, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
+import { sqliteDialect } from './dialect.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
@@ -21,7 +22,6 @@ import * as storeFilesOfDeletedFiles from './migrations/013-store-files-of-delet
 import * as listTombstones from './migrations/014-list-tombstones.ts';
 import * as queuedMessages from './migrations/015-queued-messages.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
-import { withStatementCache } from './statement-cache.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -78,7 +78,7 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
       ? undefined
       : new SqliteReaderPool({ file, sqliteVec: vectorIndex === 'sqlite-vec' }, readerThreads);
 
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
   await migrate(db);
   return new SqlStore(db, `sqlite:${file}`, {
     rowLocks: false,
