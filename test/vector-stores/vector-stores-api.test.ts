@@ -346,7 +346,39 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
               filters: { type: 'like', key: 'a', value: 'b' } as unknown as OpenAI.ComparisonFilter,
             }),
           400,
-          null,
+          'filters.type',
+        ],
+        [
+          // Before, the first branch of ComparisonFilter | CompoundFilter answered: "Unknown parameter:
+          // 'filters.filters'", about a compound filter that was right.
+          'a bad filter inside a compound filter',
+          () =>
+            client.vectorStores.search(store.id, {
+              query: 'x',
+              filters: { type: 'and', filters: [{ type: 'like', key: 'a', value: 'b' } as never] },
+            }),
+          400,
+          'filters.filters[0].type',
+        ],
+        [
+          'a comparison missing its value, inside a compound filter',
+          () =>
+            client.vectorStores.search(store.id, {
+              query: 'x',
+              filters: { type: 'or', filters: [{ type: 'eq', key: 'a' } as never] },
+            }),
+          400,
+          'filters.filters[0].value',
+        ],
+        [
+          'a compound filter with an unknown field',
+          () =>
+            client.vectorStores.search(store.id, {
+              query: 'x',
+              filters: { type: 'or', filters: [{ type: 'eq', key: 'a', value: 1 }], extra: 1 } as never,
+            }),
+          400,
+          'filters.extra',
         ],
         [
           "'in' with one value",

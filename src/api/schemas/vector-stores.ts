@@ -137,7 +137,12 @@ type FilterInput = z.input<typeof comparisonFilter> | { type: 'and' | 'or'; filt
 
 /** `ComparisonFilter | CompoundFilter`, nesting at most FILTER_MAX_DEPTH deep. */
 export const attributeFilter: z.ZodType<AttributeFilter, FilterInput> = z.lazy(() =>
-  z.union([comparisonFilter, z.strictObject({ type: z.enum(['and', 'or']), filters: z.array(attributeFilter) })]),
+  // Told apart by `type`, so that a mistake inside a compound filter is reported where it is, not as the compound
+  // filter's `filters` being unknown to a comparison.
+  z.discriminatedUnion('type', [
+    comparisonFilter,
+    z.strictObject({ type: z.enum(['and', 'or']), filters: z.array(attributeFilter) }),
+  ]),
 ) as z.ZodType<AttributeFilter, FilterInput>;
 
 /** Refuses filters nested deeper than FILTER_MAX_DEPTH (checked before the recursive schema walks them). */
