@@ -172,6 +172,50 @@ describe('OpenAICompatibleProvider', () => {
     assert.ok(!events.some((e) => e.type === 'text'));
   });
 
+  test('tool calls streamed with no index (as Gemini does) are numbered: a new id starts a call', async () => {
+    const frame = (delta: object, finish: string | null = null, choice: object = { index: 0 }) =>
+      `data: ${JSON.stringify({ choices: [{ ...choice, delta, finish_reason: finish }] })}\n\n`;
+    const call = (id: string | undefined, name: string | undefined, args: string) => ({
+      ...(id === undefined ? {} : { id, type: 'function' }),
+      function: { ...(name === undefined ? {} : { name }), arguments: args },
+    });
+    upstream.enqueue({
+      contentType: 'text/event-stream',
+      raw: [
+        // Each call whole in its chunk; the choice without its index too.
+        frame({ role: 'assistant', tool_calls: [call('a', 'get_weather', '{"city":"Paris"}')] }, null, {}),
+        frame({ tool_calls: [call('b', 'get_time', '{"tz":"CET"}')] }),
+        // A call in fragments: its id first, then none; then one that repeats its id on every fragment.
+        frame({ tool_calls: [call('c', 'lookup', '{"q":')] }),
+        frame({ tool_calls: [call(undefined, undefined, '"x"}')] }),
+        frame({ tool_calls: [call('d', 'add', '{"a":1,')] }),
+        frame({ tool_calls: [call('d', undefined, '"b":2}')] }),
+        frame({}, 'tool_calls'),
+        'data: [DONE]\n\n',
+      ],
+    });
+    const events = await collect(provider.stream(REQUEST, signal));
+    const calls = new Map<number, { id?: string; name?: string; arguments: string }>();
+    for (const event of events) {
+      if (event.type !== 'tool_call') continue;
+      const call = calls.get(event.index) ?? { arguments: '' };
+      if (event.id) call.id ??= event.id;
+      if (event.name) call.name ??= event.name;
+      call.arguments += event.arguments ?? '';
+      calls.set(event.index, call);
+    }
+    assert.deepEqual(
+      [...calls.entries()],
+      [
+        [0, { id: 'a', name: 'get_weather', arguments: '{"city":"Paris"}' }],
+        [1, { id: 'b', name: 'get_time', arguments: '{"tz":"CET"}' }],
+        [2, { id: 'c', name: 'lookup', arguments: '{"q":"x"}' }],
+        [3, { id: 'd', name: 'add', arguments: '{"a":1,"b":2}' }],
+      ],
+    );
+    assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });
+  });
+
   test('no usage event when the upstream reports none', async () => {
     upstream.enqueue({ text: ['a', 'b'], usage: null });
     const events = await collect(provider.stream(REQUEST, signal));

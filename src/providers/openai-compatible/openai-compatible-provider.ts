@@ -89,6 +89,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let ended = false;
     let usage: ChatEvent | undefined;
     let finish: ChatEvent | undefined;
+    const calls = new ToolCallIndices();
     try {
       try {
         iterator = await this.client.stream(toUpstreamBody(request, this.model, this.limitField), upstream.signal);
@@ -116,11 +117,12 @@ export class OpenAICompatibleProvider implements ModelProvider {
             usage: { prompt_tokens: chunk.usage.prompt_tokens, completion_tokens: chunk.usage.completion_tokens },
           };
         }
-        const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => c.index === 0) : undefined;
+        // An endpoint that leaves `index` out (Gemini's) sends one choice: it is the first.
+        const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => (c.index ?? 0) === 0) : undefined;
         if (!choice) continue;
         const delta = choice.delta;
         if (typeof delta?.content === 'string' && delta.content !== '') yield { type: 'text', text: delta.content };
-        if (delta?.tool_calls) for (const event of toolCallEvents(delta.tool_calls)) yield event;
+        if (Array.isArray(delta?.tool_calls)) for (const event of toolCallEvents(delta.tool_calls, calls)) yield event;
         if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
       }
       // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
@@ -166,10 +168,31 @@ function toUpstreamBody(
   return body;
 }
 
-function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[]): ChatEvent[] {
+/**
+ * The index of each streamed fragment of a tool call. OpenAI numbers the calls; some compatible endpoints (Gemini's,
+ * for one) leave `index` out and send each call whole or in fragments: then a fragment with a new `id` starts the
+ * next call, and one without continues the last.
+ */
+class ToolCallIndices {
+  private last: { index: number; id: string | undefined } | undefined;
+  private next = 0;
+
+  of(call: { index?: number | null; id?: string | null }): number {
+    const id = call.id || undefined;
+    const { last } = this;
+    let index = call.index;
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0)
+      index = last !== undefined && (id === undefined || id === last.id) ? last.index : this.next;
+    this.last = { index, id: id ?? (last?.index === index ? last.id : undefined) };
+    this.next = Math.max(this.next, index + 1);
+    return index;
+  }
+}
+
+function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], indices: ToolCallIndices): ChatEvent[] {
   const events: ChatEvent[] = [];
   for (const call of calls) {
-    const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index: call.index };
+    const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index: indices.of(call) };
     if (call.id) event.id = call.id;
     if (call.function?.name) event.name = call.function.name;
     if (call.function?.arguments) event.arguments = call.function.arguments;
