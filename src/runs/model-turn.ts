@@ -245,6 +245,7 @@ export class ModelTurn {
 
   /** The turn ended with tool calls: its step, still in progress, with the model's calls and the turn's usage. */
   toolCallsResult(usage: Usage): { step: StoredStep; earlier: TurnSoFar['earlier'] } {
+    this.completeEmptyArguments();
     const calls = this.madeCalls();
     const step: StoredStep = {
       ...this.toolStep!,
@@ -269,6 +270,21 @@ export class ModelTurn {
     const ended = finishMessage(finish(this.message!), this.at, incomplete);
     const step = transitionStep(this.messageStep!, { type: 'complete', at: this.at, usage });
     return { message: ended.message, step: step.step, events: [...ended.events, ...step.events] };
+  }
+
+  /**
+   * A function called with no arguments at all (some endpoints send none where OpenAI sends `{}`) is given `{}`:
+   * clients parse the arguments as JSON. A call streamed as written gets it as its last delta.
+   */
+  private completeEmptyArguments(): void {
+    for (const [index, call] of this.calls.entries()) {
+      if (call === undefined || call.arguments.trim() !== '' || this.serverTools.has(call.name)) continue;
+      call.arguments += '{}';
+      const asWritten = streamsAsWritten(
+        this.calls.slice(0, index).map((c) => c !== undefined && this.serverTools.has(c.name)),
+      );
+      if (asWritten) this.emitToolDelta({ index, type: 'function', function: { arguments: '{}' } });
+    }
   }
 
   private details(call: { id: string; name: string; arguments: string }): ToolCallDetails {

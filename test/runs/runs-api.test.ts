@@ -187,6 +187,26 @@ describe('run engine', () => {
     await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
   });
 
+  test('a function called with no arguments at all is given {}, streamed and stored, as OpenAI sends', async () => {
+    // Some endpoints send `"arguments": ""` for a function without parameters; clients JSON.parse the arguments.
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue({ toolCalls: [{ name: 'calculate_order_total', arguments: '' }] });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
+    const done: OpenAI.Beta.Threads.Runs.ToolCall[] = [];
+    stream.on('toolCallDone', (call) => done.push(call));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'requires_action');
+    const [call] = run.required_action!.submit_tool_outputs.tool_calls;
+    assert.equal(call!.function.arguments, '{}');
+    assert.equal(done.length, 1);
+    assert.equal(done[0]!.type === 'function' && done[0]!.function.arguments, '{}', 'the deltas add up to {}');
+    const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+    const details = steps.data[0]!.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails;
+    assert.equal(details.tool_calls[0]!.type === 'function' && details.tool_calls[0]!.function.arguments, '{}');
+    await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
+  });
+
   test('tool outputs must cover every pending call exactly once', async () => {
     const assistant = await assistantWith([orderTool]);
     upstream.enqueue({
