@@ -264,15 +264,25 @@ export class RunExecutor {
 
     if (turn.hasToolCalls) {
       await turn.settle(x.signal); // what the annotations of a message written before the calls point at
-      const { step, earlier } = turn.toolCallsResult(usage);
+      const made = turn.toolCallsResult(usage);
+      const { earlier } = made;
+      let step = answerUnknownCalls(made.step, offered);
+      const functions = pendingFunctionCalls(step);
+      const serverCalls = pendingServerCalls(step).length > 0;
+      // Nothing left to execute (every call named a tool that does not exist): the model is told so next turn.
+      const answered = !serverCalls && functions.length === 0;
+      const completed = answered
+        ? transitionStep(step, { type: 'complete', at: turn.at, usage: step.turn_usage ?? ZERO_USAGE })
+        : undefined;
+      if (completed) step = completed.step;
       const change: Change = {
         run,
         steps: earlier ? [earlier.step, step] : [step],
         messages: earlier ? [earlier.message] : [],
+        ...(completed ? { events: completed.events } : {}),
       };
       // Only functions: the client executes them. Otherwise the server-side calls run first (the loop's next step).
-      const functions = pendingFunctionCalls(step);
-      const paused = pendingServerCalls(step).length === 0;
+      const paused = !serverCalls && !answered;
       if (paused)
         Object.assign(change, {
           ...transition(run, { type: 'require_action', at: turn.at, toolCalls: functions }),
@@ -717,6 +727,33 @@ function chatToolChoice(
   for (const [name, tool] of serverTools)
     if (tool.type === choice.type) return { type: 'function', function: { name } };
   return 'auto';
+}
+
+/**
+ * A call of a function the model was not offered (a smaller model's guess: `python` with no code_interpreter, a
+ * misspelt name) is answered here with an error the model reads next turn: `requires_action` asks the client only
+ * for the functions it defined, as with OpenAI's models, which never call another.
+ */
+function answerUnknownCalls(step: StoredStep, offered: Pick<ChatRequest, 'tools'>): StoredStep {
+  if (step.step_details.type !== 'tool_calls') return step;
+  const names = (offered.tools ?? []).map((t) => t.function.name);
+  const unknown = (d: ToolCallDetails) => d.type === 'function' && !names.includes(d.function.name);
+  const details = step.step_details.tool_calls;
+  if (!details.some(unknown)) return step;
+  const known = names.length === 0 ? 'There are no tools.' : `The tools are: ${names.join(', ')}.`;
+  const outputs = details.map((d) =>
+    unknown(d) && d.type === 'function' ? `Error: there is no tool named '${d.function.name}'. ${known}` : null,
+  );
+  return {
+    ...step,
+    step_details: {
+      type: 'tool_calls',
+      tool_calls: details.map((d, i) =>
+        outputs[i] !== null && d.type === 'function' ? { ...d, function: { ...d.function, output: outputs[i]! } } : d,
+      ),
+    },
+    model_calls: step.model_calls?.map((c, i) => (outputs[i] !== null ? { ...c, output: outputs[i]! } : c)) ?? null,
+  };
 }
 
 /** The server-side calls of a tool_calls step that have no result yet, by index. */

@@ -207,6 +207,62 @@ describe('run engine', () => {
     await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
   });
 
+  test('a call of a function the model was not offered is answered with an error, never asked of the client', async () => {
+    const assistant = await assistantWith([orderTool]);
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    // With a real one: the client is asked for that one only.
+    upstream.enqueue(
+      {
+        toolCalls: [
+          { name: 'python', arguments: '{"code":"1+1"}' },
+          { name: 'calculate_order_total', arguments: '{}' },
+        ],
+      },
+      { text: 'Done.' },
+    );
+    const paused = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(paused.status, 'requires_action');
+    const asked = paused.required_action!.submit_tool_outputs.tool_calls;
+    assert.deepEqual(
+      asked.map((c) => c.function.name),
+      ['calculate_order_total'],
+    );
+    const done = await client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: asked[0]!.id, output: '$1' }],
+    });
+    assert.equal(done.status, 'completed');
+    const toolMessages = (upstream.requests.at(-1)!.body.messages as ChatMessage[]).filter((m) => m.role === 'tool');
+    assert.deepEqual(
+      toolMessages.map((m) => m.content),
+      ["Error: there is no tool named 'python'. The tools are: calculate_order_total.", '$1'],
+    );
+    const [step] = (await client.beta.threads.runs.steps.list(done.id, { thread_id: thread.id, order: 'asc' })).data;
+    const calls = (step!.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls;
+    assert.deepEqual(
+      calls.map((c) => c.type === 'function' && [c.function.name, c.function.output]),
+      [
+        ['python', "Error: there is no tool named 'python'. The tools are: calculate_order_total."],
+        ['calculate_order_total', '$1'],
+      ],
+    );
+
+    // Only unknown ones, streamed: the step completes and the model answers, with no requires_action at all.
+    upstream.enqueue({ toolCalls: [{ name: 'calculate_total', arguments: '{}' }] }, { text: 'Sorry.' });
+    const events: string[] = [];
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
+    stream.on('event', ({ event }) => events.push(event));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed');
+    assert.ok(!events.includes('thread.run.requires_action'), events.join(' '));
+    assert.ok(events.includes('thread.run.step.completed'));
+    const last = upstream.requests.at(-1)!.body.messages as ChatMessage[];
+    assert.equal(
+      last.at(-1)!.content,
+      "Error: there is no tool named 'calculate_total'. The tools are: calculate_order_total.",
+    );
+  });
+
   test('tool outputs must cover every pending call exactly once', async () => {
     const assistant = await assistantWith([orderTool]);
     upstream.enqueue({
