@@ -329,6 +329,46 @@ describe('OpenAICompatibleProvider', () => {
     });
   });
 
+  test('an endpoint that ignores `stream` and answers with the whole chat.completion is read as one chunk', async () => {
+    const completion = (message: object, finish: string) =>
+      JSON.stringify({
+        id: 'c',
+        object: 'chat.completion',
+        created: 1,
+        model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', ...message }, finish_reason: finish }],
+        usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+      });
+    upstream.enqueue(
+      { raw: completion({ content: 'Hello there.' }, 'stop'), contentType: 'application/json' },
+      {
+        raw: completion(
+          {
+            content: null,
+            tool_calls: [
+              { id: 'a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+              // Some endpoints send the arguments as an object.
+              { id: 'b', type: 'function', function: { name: 'get_time', arguments: { tz: 'CET' } } },
+            ],
+          },
+          'tool_calls',
+        ),
+        contentType: 'application/json; charset=utf-8',
+      },
+    );
+    assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+      { type: 'text', text: 'Hello there.' },
+      { type: 'usage', usage: { prompt_tokens: 9, completion_tokens: 3 } },
+      { type: 'finish', reason: 'stop' },
+    ]);
+    assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+      { type: 'tool_call', index: 0, id: 'a', name: 'get_weather', arguments: '{"city":"Paris"}' },
+      { type: 'tool_call', index: 1, id: 'b', name: 'get_time', arguments: '{"tz":"CET"}' },
+      { type: 'usage', usage: { prompt_tokens: 9, completion_tokens: 3 } },
+      { type: 'finish', reason: 'tool_calls' },
+    ]);
+  });
+
   test('a chunk that is not JSON, or not an object → server_error, retryable, after the chunks before it', async () => {
     const good = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: null }] })}\n\n`;
     upstream.enqueue(

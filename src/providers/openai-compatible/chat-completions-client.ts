@@ -46,8 +46,8 @@ export class UpstreamConnectionError extends Error {
   }
 }
 
-/** Error bodies are read up to this size; the rest is dropped. */
-const MAX_ERROR_BODY = 1024 * 1024;
+/** A body that is not an event stream (an error, a page, a whole completion) is read up to this size; the rest is dropped. */
+const MAX_BODY = 1024 * 1024;
 /** How much of what the upstream sent instead of a chunk an error message quotes; its own error messages, more. */
 const MAX_EXCERPT = 100;
 const MAX_QUOTED_ERROR = 500;
@@ -104,11 +104,18 @@ export class ChatCompletionsClient {
       request.end(payload);
     });
     const status = response.statusCode ?? 0;
-    if (status >= 400) throw new UpstreamHttpError(status, response.headers, await readErrorBody(response));
+    if (status >= 400) throw new UpstreamHttpError(status, response.headers, await readBody(response));
     // A missing content type is let through (some small servers send none): the stream's own checks still apply.
     const type = response.headers['content-type'];
+    if (status < 300 && type !== undefined && /^\s*application\/json\s*(;|$)/i.test(type)) {
+      // An endpoint that ignores `stream` (some do when tools are sent) answers with the whole completion at once.
+      const body = await readBody(response);
+      const chunk = completionAsChunk(body);
+      if (chunk) return single(chunk);
+      throw new UpstreamStreamError(this.notAStream(status, type, body));
+    }
     if (status >= 300 || (type !== undefined && !/^\s*text\/event-stream\s*(;|$)/i.test(type)))
-      throw new UpstreamStreamError(this.notAStream(status, type, await readErrorBody(response)));
+      throw new UpstreamStreamError(this.notAStream(status, type, await readBody(response)));
     return chunks(response, (text, max) => this.excerpt(text, max));
   }
 
@@ -138,12 +145,13 @@ export class ChatCompletionsClient {
   }
 }
 
-async function readErrorBody(response: IncomingMessage): Promise<unknown> {
+/** A response's body that is not an event stream (an error, a page, a whole completion): JSON if it parses. */
+async function readBody(response: IncomingMessage): Promise<unknown> {
   let text = '';
   try {
     // Not destroyed on `break`: after `[DONE]` the connection goes back to the agent (see `finally`).
     for await (const piece of response.iterator({ destroyOnReturn: false })) {
-      if (text.length < MAX_ERROR_BODY) text += piece.toString();
+      if (text.length < MAX_BODY) text += piece.toString();
     }
   } catch {
     // What arrived is all there is.
@@ -171,6 +179,64 @@ export function upstreamMessage(body: unknown): string | undefined {
   if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
     return error.message;
   return undefined;
+}
+
+/**
+ * A whole `chat.completion` (an answer that is not streamed) as the one chunk a stream of it would add up to, or
+ * undefined when `body` is not one.
+ */
+function completionAsChunk(body: unknown): ChatCompletionChunk | undefined {
+  if (typeof body !== 'object' || body === null || !('choices' in body) || !Array.isArray(body.choices))
+    return undefined;
+  const choices: ChatCompletionChunk.Choice[] = [];
+  for (const choice of body.choices as unknown[]) {
+    if (typeof choice !== 'object' || choice === null) return undefined;
+    const { index, message, finish_reason } = choice as Record<string, unknown>;
+    if (typeof message !== 'object' || message === null) return undefined;
+    const { content, tool_calls } = message as { content?: unknown; tool_calls?: unknown };
+    const calls = Array.isArray(tool_calls) ? (tool_calls as unknown[]) : [];
+    choices.push({
+      index: typeof index === 'number' ? index : 0,
+      delta: {
+        role: 'assistant',
+        content: typeof content === 'string' ? content : null,
+        ...(calls.length === 0
+          ? {}
+          : {
+              tool_calls: calls.map((call, i) => {
+                const { id, function: fn } = (call ?? {}) as { id?: unknown; function?: Record<string, unknown> };
+                const args = fn?.['arguments'];
+                return {
+                  index: i,
+                  ...(typeof id === 'string' ? { id } : {}),
+                  type: 'function' as const,
+                  function: {
+                    name: typeof fn?.['name'] === 'string' ? fn['name'] : '',
+                    // A string of JSON, as OpenAI sends; some endpoints send the object itself.
+                    arguments: typeof args === 'string' ? args : args === undefined ? '' : JSON.stringify(args),
+                  },
+                };
+              }),
+            }),
+      },
+      finish_reason: (typeof finish_reason === 'string'
+        ? finish_reason
+        : null) as ChatCompletionChunk.Choice['finish_reason'],
+    });
+  }
+  const { usage } = body as { usage?: ChatCompletionChunk['usage'] };
+  return {
+    id: '',
+    object: 'chat.completion.chunk',
+    created: 0,
+    model: '',
+    choices,
+    ...(typeof usage === 'object' && usage !== null ? { usage } : {}),
+  };
+}
+
+async function* single(chunk: ChatCompletionChunk): AsyncIterableIterator<ChatCompletionChunk> {
+  yield chunk;
 }
 
 /** Chunks parsed but not yet taken: past this many, the response is paused until the consumer catches up. */
