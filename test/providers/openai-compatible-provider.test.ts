@@ -281,6 +281,15 @@ describe('OpenAICompatibleProvider', () => {
     });
   });
 
+  test("a 404 that is not an API's error (a wrong base URL, without its /v1) → server_error saying so", async () => {
+    upstream.enqueue({ status: 404, raw: '404 page not found', contentType: 'text/plain' });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: false,
+      message: /no Chat Completions endpoint at the address .* usually ends in \/v1$/,
+    });
+  });
+
   test('connection reset mid-stream → server_error, retryable, after the chunks already received', async () => {
     upstream.enqueue({ resetAfterChunks: 2, text: ['one ', 'two ', 'three'] });
     const { error, events } = await failure(provider.stream(REQUEST, signal));

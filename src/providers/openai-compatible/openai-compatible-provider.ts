@@ -287,6 +287,13 @@ function describeFailure(error: unknown): ProviderError {
         retryable: false,
       });
     }
+    if (status === 404 && message === undefined)
+      // Not an API's answer (that names what is missing) but a web server's: the base URL is wrong, often its `/v1`.
+      return new ProviderError(
+        'server_error',
+        'The model backend has no Chat Completions endpoint at the address this server is configured with (404); an OpenAI-compatible base URL usually ends in /v1',
+        { retryable: false },
+      );
     return new ProviderError('invalid_prompt', message ?? `The model backend rejected the request (${status})`, {
       retryable: false,
     });
