@@ -172,7 +172,7 @@ describe('OpenAICompatibleProvider', () => {
     assert.ok(!events.some((e) => e.type === 'text'));
   });
 
-  test('tool calls streamed with no index (as Gemini does) are numbered: a new id starts a call', async () => {
+  test('tool calls streamed with no index (Gemini), or all as index 0 (Ollama), are numbered: a new id starts a call', async () => {
     const frame = (delta: object, finish: string | null = null, choice: object = { index: 0 }) =>
       `data: ${JSON.stringify({ choices: [{ ...choice, delta, finish_reason: finish }] })}\n\n`;
     const call = (id: string | undefined, name: string | undefined, args: string) => ({
@@ -190,6 +190,10 @@ describe('OpenAICompatibleProvider', () => {
         frame({ tool_calls: [call(undefined, undefined, '"x"}')] }),
         frame({ tool_calls: [call('d', 'add', '{"a":1,')] }),
         frame({ tool_calls: [call('d', undefined, '"b":2}')] }),
+        // Ollama: every call of the batch as index 0, each whole; and one in fragments after its start.
+        frame({ tool_calls: [{ index: 0, ...call('e', 'write', '{"f":"a.py"}') }] }),
+        frame({ tool_calls: [{ index: 0, ...call('f', 'write', '{"f":') }] }),
+        frame({ tool_calls: [{ index: 0, ...call(undefined, undefined, '"b.py"}') }] }),
         frame({}, 'tool_calls'),
         'data: [DONE]\n\n',
       ],
@@ -211,6 +215,8 @@ describe('OpenAICompatibleProvider', () => {
         [1, { id: 'b', name: 'get_time', arguments: '{"tz":"CET"}' }],
         [2, { id: 'c', name: 'lookup', arguments: '{"q":"x"}' }],
         [3, { id: 'd', name: 'add', arguments: '{"a":1,"b":2}' }],
+        [4, { id: 'e', name: 'write', arguments: '{"f":"a.py"}' }],
+        [5, { id: 'f', name: 'write', arguments: '{"f":"b.py"}' }],
       ],
     );
     assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });

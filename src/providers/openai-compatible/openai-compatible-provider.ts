@@ -169,23 +169,35 @@ function toUpstreamBody(
 }
 
 /**
- * The index of each streamed fragment of a tool call. OpenAI numbers the calls; some compatible endpoints (Gemini's,
- * for one) leave `index` out and send each call whole or in fragments: then a fragment with a new `id` starts the
- * next call, and one without continues the last.
+ * The index of each streamed fragment of a tool call, counted here. OpenAI numbers the calls; some compatible
+ * endpoints do not: Ollama sends every call of a parallel batch as `index: 0`, its older versions and Gemini's
+ * endpoint send none. So a fragment that starts a call (its name, with an id other than that of the call at its
+ * index) is the next call; a fragment without an index continues the last call unless its id is new.
  */
 class ToolCallIndices {
+  /** Per index the upstream sent: our index for it, and the id of the call there. */
+  private readonly byUpstream = new Map<number, { index: number; id: string | undefined }>();
   private last: { index: number; id: string | undefined } | undefined;
   private next = 0;
 
-  of(call: { index?: number | null; id?: string | null }): number {
+  of(call: { index?: number | null; id?: string | null; function?: { name?: string | null } | null }): number {
     const id = call.id || undefined;
-    const { last } = this;
-    let index = call.index;
-    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0)
-      index = last !== undefined && (id === undefined || id === last.id) ? last.index : this.next;
-    this.last = { index, id: id ?? (last?.index === index ? last.id : undefined) };
-    this.next = Math.max(this.next, index + 1);
-    return index;
+    const starts = id !== undefined && Boolean(call.function?.name);
+    const upstream = call.index;
+    let entry: { index: number; id: string | undefined } | undefined;
+    if (typeof upstream === 'number' && Number.isInteger(upstream) && upstream >= 0) {
+      entry = this.byUpstream.get(upstream);
+      if (entry === undefined || (starts && entry.id !== undefined && entry.id !== id)) {
+        entry = { index: this.next++, id };
+        this.byUpstream.set(upstream, entry);
+      }
+    } else {
+      const last = this.last;
+      entry = last !== undefined && (id === undefined || id === last.id) ? last : { index: this.next++, id };
+    }
+    entry.id ??= id;
+    this.last = entry;
+    return entry.index;
   }
 }
 
