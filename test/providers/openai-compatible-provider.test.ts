@@ -344,6 +344,34 @@ describe('OpenAICompatibleProvider', () => {
     });
   });
 
+  test('arguments resent whole in every fragment (some gateways do) pass on only what each adds', async () => {
+    const frame = (index: number, fn: object, id?: string) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { tool_calls: [{ index, ...(id ? { id, type: 'function' } : {}), function: fn }] }, finish_reason: null }] })}\n\n`;
+    upstream.enqueue({
+      contentType: 'text/event-stream',
+      raw: [
+        frame(0, { name: 'search', arguments: '' }, 'a'),
+        frame(0, { arguments: '{"q":' }),
+        frame(0, { arguments: '{"q":"cats"' }),
+        frame(0, { arguments: '{"q":"cats"}' }),
+        frame(0, { arguments: '{"q":"cats"}' }), // the whole of it once more
+        // An ordinary call beside it, its fragments incremental.
+        frame(1, { name: 'search', arguments: '{"q":' }, 'b'),
+        frame(1, { arguments: '"dogs"}' }),
+        `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] })}\n\n`,
+        'data: [DONE]\n\n',
+      ],
+    });
+    const events = await collect(provider.stream(REQUEST, signal));
+    const args = (index: number) =>
+      events
+        .filter((e) => e.type === 'tool_call' && e.index === index)
+        .map((e) => (e.type === 'tool_call' ? (e.arguments ?? '') : ''))
+        .join('');
+    assert.equal(args(0), '{"q":"cats"}');
+    assert.equal(args(1), '{"q":"dogs"}');
+  });
+
   test('an endpoint that ignores `stream` and answers with the whole chat.completion is read as one chunk', async () => {
     const completion = (message: object, finish: string) =>
       JSON.stringify({

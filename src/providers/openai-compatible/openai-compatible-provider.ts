@@ -89,7 +89,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let ended = false;
     let usage: ChatEvent | undefined;
     let finish: ChatEvent | undefined;
-    const calls = new ToolCallIndices();
+    const calls = new ToolCallFragments();
     try {
       try {
         iterator = await this.client.stream(toUpstreamBody(request, this.model, this.limitField), upstream.signal);
@@ -169,17 +169,27 @@ function toUpstreamBody(
 }
 
 /**
- * The index of each streamed fragment of a tool call, counted here. OpenAI numbers the calls; some compatible
- * endpoints do not: Ollama sends every call of a parallel batch as `index: 0`, its older versions and Gemini's
- * endpoint send none. So a fragment that starts a call (its name, with an id other than that of the call at its
- * index) is the next call; a fragment without an index continues the last call unless its id is new.
+ * The streamed fragments of the tool calls, as OpenAI sends them: each numbered, each adding to its call's arguments.
+ *
+ * The index is counted here. Some compatible endpoints do not number the calls: Ollama sends every call of a
+ * parallel batch as `index: 0`, its older versions and Gemini's endpoint send none. So a fragment that starts a call
+ * (its name, with an id other than that of the call at its index) is the next call; a fragment without an index
+ * continues the last call unless its id is new.
+ *
+ * Some endpoints (gateways to DeepSeek or Qianfan, older vLLM parsers) send a call's arguments so far in every
+ * fragment rather than what is new: a fragment that extends the arguments so far marks its call so, and only what it
+ * adds is passed on (a repeat of them, nothing).
  */
-class ToolCallIndices {
+class ToolCallFragments {
+  /** Per call (our index): its arguments so far, and whether its endpoint resends them whole. */
+  private readonly args = new Map<number, { text: string; cumulative: boolean }>();
+
   /** Per index the upstream sent: our index for it, and the id of the call there. */
   private readonly byUpstream = new Map<number, { index: number; id: string | undefined }>();
   private last: { index: number; id: string | undefined } | undefined;
   private next = 0;
 
+  /** Our index of the call a fragment belongs to. */
   of(call: { index?: number | null; id?: string | null; function?: { name?: string | null } | null }): number {
     const id = call.id || undefined;
     const starts = id !== undefined && Boolean(call.function?.name);
@@ -199,15 +209,34 @@ class ToolCallIndices {
     this.last = entry;
     return entry.index;
   }
+
+  /** What `text`, a fragment of call `index`'s arguments, adds to them. */
+  added(index: number, text: string): string {
+    const so = this.args.get(index);
+    if (so === undefined) {
+      this.args.set(index, { text, cumulative: false });
+      return text;
+    }
+    if (so.text !== '' && text.startsWith(so.text) && (so.cumulative || text.length > so.text.length)) {
+      const added = text.slice(so.text.length);
+      so.text = text;
+      so.cumulative = true;
+      return added;
+    }
+    so.text += text;
+    return text;
+  }
 }
 
-function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], indices: ToolCallIndices): ChatEvent[] {
+function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], fragments: ToolCallFragments): ChatEvent[] {
   const events: ChatEvent[] = [];
   for (const call of calls) {
-    const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index: indices.of(call) };
+    const index = fragments.of(call);
+    const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index };
     if (call.id) event.id = call.id;
     if (call.function?.name) event.name = call.function.name;
-    if (call.function?.arguments) event.arguments = call.function.arguments;
+    const added = typeof call.function?.arguments === 'string' ? fragments.added(index, call.function.arguments) : '';
+    if (added) event.arguments = added;
     if (event.id !== undefined || event.name !== undefined || event.arguments !== undefined) events.push(event);
   }
   return events;
