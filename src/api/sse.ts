@@ -46,8 +46,11 @@ function wire(e: RunStreamEvent, include: StepInclude): unknown {
 
 export interface SseStream {
   send(event: RunStreamEvent): void;
-  /** Writes `done` and ends the response. */
-  end(): void;
+  /**
+   * Writes `done` and ends the response; with `closeConnection`, its connection too once it is sent (at shutdown: a
+   * connection kept alive after the server began to close would hold the close until its grace period ends).
+   */
+  end(options?: { closeConnection?: boolean }): void;
   readonly closed: boolean;
   /** Called once when the client goes away or the stream ends. */
   onClose(listener: () => void): void;
@@ -133,9 +136,10 @@ export function openSse(
       res.write(text);
       tickLength += res.writableLength - before;
     },
-    end: () => {
+    end: (options) => {
       if (closed) return;
-      res.end(DONE);
+      const { socket } = res; // detached from the response once it is sent
+      res.end(DONE, options?.closeConnection ? () => socket?.end() : undefined);
       close();
     },
     get closed() {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import { FakeUpstream } from '../support/fake-upstream.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { eventNames, postSse, readSse, type SseEvent } from '../support/sse.ts';
 
@@ -429,3 +431,46 @@ describe('streaming: shutdown', () => {
     }
   });
 });
+
+// The run's creation waits on the thread's row here (PostgreSQL: the wait does not hold the event loop), so that the
+// shutdown begins before the stream opens.
+const postgresUrl = postgresUrlOrSkip();
+if (postgresUrl === undefined)
+  test('a stream that opens after the shutdown began', { skip: POSTGRES_SKIP_REASON }, () => {});
+else
+  test('a stream whose run is created after the shutdown began ends at once with the shutdown error', async () => {
+    const database = await createTestDatabase(postgresUrl);
+    const upstream = await FakeUpstream.start();
+    const locker = new pg.Client({ connectionString: database.url });
+    try {
+      const server = await startTestServer({
+        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+        ASSISTD_DATABASE_URL: database.url,
+      });
+      upstream.setDefault({ text: ['one ', 'two ', 'three'], chunkDelayMs: 1000 });
+      const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+      await locker.connect();
+      await locker.query('begin');
+      await locker.query('select id from threads where id = $1 for update', [thread.body.id]);
+      const stream = postSse(`${server.url}/v1/threads/${thread.body.id}/runs`, {
+        assistant_id: assistant.body.id,
+        stream: true,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the creation is waiting on the row
+      const started = Date.now();
+      const closed = server.close();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await locker.query('commit');
+      const events = await stream;
+      await closed;
+      assert.ok(Date.now() - started < 1500, `shutdown took ${Date.now() - started} ms`);
+      assert.equal(events.at(-2)?.event, 'error', eventNames(events).join(' '));
+      assert.equal(events.at(-2)!.data.code, 'server_shutting_down');
+      assert.equal(events.at(-1)?.event, 'done');
+    } finally {
+      await locker.end().catch(() => {});
+      await upstream.close();
+      await database.drop();
+    }
+  });

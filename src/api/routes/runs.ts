@@ -270,7 +270,7 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
       const endOnShutdown = () => {
         if (sse.closed) return;
         sse.send(serverClosingEvent(run.thread_id, run.id));
-        sse.end();
+        sse.end({ closeConnection: true });
       };
       closing.addEventListener('abort', endOnShutdown, { once: true });
       sse.onClose(() => {
@@ -291,6 +291,8 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
         if (runId === run.id) send(event);
       };
       for (const [runId, event] of buffered.splice(0)) deliver(runId, event);
+      // The shutdown began while the run was being created: a listener added now would never be called.
+      if (closing.aborted) endOnShutdown();
     },
   };
 }
