@@ -20,7 +20,8 @@ import type { SandboxSettings } from './settings.ts';
  *   sandbox dies with the server (`--die-with-parent`, and the pid namespace ends with its pid 1).
  * - Memory that RLIMIT_AS does not count (SysV shared memory and message queues, memfds) is refused by a seccomp
  *   filter (seccomp.ts), which bwrap reads from the fd SECCOMP_FD.
- * Limits (RLIMIT_AS, NPROC, FSIZE, CPU, NOFILE) are set by the driver itself before any user code runs (driver.py).
+ * Limits (RLIMIT_AS, NPROC, FSIZE, CPU, NOFILE) are set by the driver itself before any user code runs (driver.py);
+ *   the driver is the pid namespace's pid 1 (`--as-pid-1`), so no process of the sandbox is without them.
  */
 
 /** The uid and gid bwrap runs as when the server is root. */
@@ -84,6 +85,9 @@ export function sandboxCommand(
     '--unshare-user',
     '--disable-userns',
     '--die-with-parent',
+    // The driver is the namespace's pid 1, under its own limits: bwrap's init, with none, could be ptrace'd by the
+    // code (same uid) and made to hold any amount of memory, CPU or processes.
+    '--as-pid-1',
     '--new-session',
     '--cap-drop',
     'ALL',

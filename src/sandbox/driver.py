@@ -446,10 +446,10 @@ def kill_strays():
     me = str(os.getpid())
     for attempt in range(2000):
         try:
-            os.kill(-1, signal.SIGKILL)  # every process of the sandbox's pid namespace but its init and this one
+            os.kill(-1, signal.SIGKILL)  # every process of the sandbox's pid namespace but this one, its pid 1
         except ProcessLookupError:
             pass
-        while True:  # reap this process's children; orphans are reaped by the sandbox's init
+        while True:  # reap them: as pid 1, this process is every orphan's parent
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
                     break

@@ -132,6 +132,28 @@ describe('the sandbox contains', () => {
     assertAllRefused(result, ['usr', 'etc', 'root', 'dev', 'proc_sys', 'remount', 'userns', 'setuid']);
   });
 
+  it('has no process outside its limits: the driver is pid 1, and no other process can be ptraced into', async () => {
+    // Before, bwrap's own init was pid 1, with no limits: code ptrace'd it (same uid) and made it map 4 GB.
+    const result = await nasty(
+      [
+        'import ctypes, os, resource, subprocess',
+        'print("pid", os.getpid())',
+        'child = subprocess.Popen(["sleep", "5"])',
+        // Every process it can see (itself and its child) has the memory limit: none is there to be ptrace'd.
+        'pids = [p for p in os.listdir("/proc") if p.isdigit()]',
+        'limited = [p for p in pids if "Max address space" in open(f"/proc/{p}/limits").read()',
+        '           and "unlimited" not in [l for l in open(f"/proc/{p}/limits") if l.startswith("Max address space")][0]]',
+        'print("processes", len(pids), "limited", len(limited))',
+        'libc = ctypes.CDLL(None, use_errno=True)',
+        'print("ptrace pid1", "DONE" if libc.ptrace(16, 1, None, None) == 0 else "refused")  # PTRACE_ATTACH',
+        'child.kill(); child.wait()',
+      ].join('\n'),
+    );
+    assert.match(result.logs, /^pid 1$/m, result.logs);
+    assert.match(result.logs, /^processes 2 limited 2$/m, result.logs);
+    assert.match(result.logs, /^ptrace pid1 refused$/m, result.logs);
+  });
+
   it('contains a fork bomb: the host and other sessions can still start processes', async () => {
     const other = (await pool.session('thread_containment_other')).session;
     const bomb = session.runCell(
