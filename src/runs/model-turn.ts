@@ -187,10 +187,7 @@ export class ModelTurn {
     this.openToolStep();
     let call = this.calls[index];
     const tool = this.serverTools.get(call?.name ?? name ?? '');
-    // Held (a call after a server-side one): its deltas go out when the calls before it have executed.
-    const asWritten = streamsAsWritten(
-      this.calls.slice(0, index).map((c) => c !== undefined && this.serverTools.has(c.name)),
-    );
+    const asWritten = this.streamsAsWritten(index);
     const streamed = !tool && asWritten;
     const showsInput = tool?.inputReader !== undefined && asWritten;
     const isNew = !call;
@@ -280,11 +277,13 @@ export class ModelTurn {
     for (const [index, call] of this.calls.entries()) {
       if (call === undefined || call.arguments.trim() !== '' || this.serverTools.has(call.name)) continue;
       call.arguments += '{}';
-      const asWritten = streamsAsWritten(
-        this.calls.slice(0, index).map((c) => c !== undefined && this.serverTools.has(c.name)),
-      );
-      if (asWritten) this.emitToolDelta({ index, type: 'function', function: { arguments: '{}' } });
+      if (this.streamsAsWritten(index)) this.emitToolDelta({ index, type: 'function', function: { arguments: '{}' } });
     }
+  }
+
+  /** Whether the call at `index` streams as it is written; held (after a server-side call), it goes out later. */
+  private streamsAsWritten(index: number): boolean {
+    return streamsAsWritten(this.calls.slice(0, index).map((c) => c !== undefined && this.serverTools.has(c.name)));
   }
 
   private details(call: { id: string; name: string; arguments: string }): ToolCallDetails {
