@@ -289,6 +289,7 @@ export class RunExecutor {
           lock: RELEASED,
         });
       if (!(await this.commit(x, change))) return 'settle';
+      x.turn = undefined; // committed: an ending before the next turn has no turn of its own to record
       return paused ? 'done' : 'next';
     }
 

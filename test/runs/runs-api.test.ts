@@ -263,6 +263,32 @@ describe('run engine', () => {
     );
   });
 
+  test('a turn whose calls the server answered stays completed, its outputs kept, when the run ends before the next turn', async () => {
+    // The turn spends the whole max_completion_tokens: the run ends incomplete before a next turn is asked for.
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue({
+      toolCalls: [{ name: 'python', arguments: '{"code":"1+1"}' }],
+      usage: { prompt_tokens: 20, completion_tokens: 300 },
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const seen = upstream.requests.length;
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_completion_tokens: 256,
+    });
+    assert.equal(run.status, 'incomplete', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+    assert.equal(upstream.requests.length - seen, 1);
+    const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
+    assert.equal(step!.status, 'completed');
+    assert.deepEqual(step!.usage, { prompt_tokens: 20, completion_tokens: 300, total_tokens: 320 });
+    const [call] = (step!.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls;
+    assert.equal(
+      call!.type === 'function' && call!.function.output,
+      "Error: there is no tool named 'python'. The tools are: calculate_order_total.",
+    );
+  });
+
   test('tool outputs must cover every pending call exactly once', async () => {
     const assistant = await assistantWith([orderTool]);
     upstream.enqueue({
