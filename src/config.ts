@@ -49,6 +49,11 @@ export interface RunsConfig {
   /** Upstream attempts after the first, for 429s, 5xx, timeouts and resets. */
   maxRetries: number;
   /**
+   * How many rounds of server-side tool calls a run makes in a row (none going to the client) before its model is
+   * asked to answer with no tools offered.
+   */
+  maxToolRounds: number;
+  /**
    * Queued runs (ASSISTD_QUEUE_RUNS): a run or message created on a thread with an active run waits behind it,
    * unless the request says `x-assistd-queue: false`; off, it is refused as upstream refuses it unless `true`.
    */
@@ -136,6 +141,12 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     name: 'ASSISTD_UPSTREAM_MAX_RETRIES',
     default: '3',
     description: 'retries after a 429, 5xx, timeout, reset or invalid stream',
+  },
+  {
+    name: 'ASSISTD_MAX_TOOL_ROUNDS',
+    default: '20',
+    description:
+      'rounds of server-side tool calls a run makes in a row before the model must answer (it is offered no tools)',
   },
   {
     name: 'ASSISTD_STREAM_BUFFER_KB',
@@ -289,6 +300,7 @@ export function loadConfig(env: Env = process.env): Config {
       expiresAfterSeconds: integer(env, 'ASSISTD_RUN_EXPIRES_AFTER_S', 600, 1, 31_536_000),
       leaseMs: integer(env, 'ASSISTD_WORKER_LEASE_S', 15, 1, 3600) * 1000,
       maxRetries: integer(env, 'ASSISTD_UPSTREAM_MAX_RETRIES', 3, 0, 100),
+      maxToolRounds: integer(env, 'ASSISTD_MAX_TOOL_ROUNDS', 20, 1, 10_000),
       queue: onOff(env, 'ASSISTD_QUEUE_RUNS', 'off'),
     },
     files: {

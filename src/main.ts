@@ -166,6 +166,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
       tools,
       files,
       maxRetries: config.runs.maxRetries,
+      maxToolRounds: config.runs.maxToolRounds,
       gate,
     }),
   });

@@ -45,6 +45,11 @@ export interface ExecutorOptions {
   files: Pick<FileService, 'readAll'>;
   logger: Logger;
   maxRetries: number;
+  /**
+   * How many rounds of server-side calls a run makes in a row (ASSISTD_MAX_TOOL_ROUNDS): the next turn is offered no
+   * tools, so that the model answers; a model that calls tools even then fails the run.
+   */
+  maxToolRounds: number;
   /** Model turns begin through it, one per turn of the event loop (see turn-gate.ts); absent, at once. */
   gate?: TurnGate | undefined;
 }
@@ -193,9 +198,22 @@ export class RunExecutor {
     if (completionLeft !== null && completionLeft <= 0)
       return this.end(x, { type: 'incomplete', reason: 'max_completion_tokens' });
     const { contextWindow } = provider;
-    const offered = this.offeredTools(x);
+    // A model calling server-side tools round after round (a small model repeating its search) is asked to answer
+    // once the rounds reach the bound: its turn is offered no tools.
+    const rounds = toolRoundsInARow(x.steps, run);
+    const { maxToolRounds } = this.options;
+    if (rounds > maxToolRounds)
+      return this.end(x, {
+        type: 'fail',
+        error: {
+          code: 'server_error',
+          message: `The model called tools again after ${maxToolRounds} rounds of tool calls in a row, when it was offered none and asked to answer.`,
+        },
+      });
+    const answerNow = rounds === maxToolRounds;
+    const offered = answerNow ? {} : this.offeredTools(x);
     const context = await buildContext({
-      instructions: await this.instructions(x),
+      instructions: await this.instructions(x, answerNow),
       threadMessages: x.messages,
       toolRounds: x.steps.filter((s) => s.type === 'tool_calls' && s.status === 'completed'),
       truncation: run.truncation_strategy,
@@ -230,7 +248,7 @@ export class RunExecutor {
     const turn = new ModelTurn(
       run,
       this.options.bus,
-      x.serverTools,
+      answerNow ? new Map() : x.serverTools, // a call of a tool not offered is answered, not executed
       unixSeconds(),
       this.annotator(x),
       this.answerParts(x),
@@ -361,13 +379,21 @@ export class RunExecutor {
     return parts;
   }
 
-  /** The run's instructions, followed by the notes of its server-side tools. */
-  private async instructions(x: Execution): Promise<string> {
+  /**
+   * The run's instructions, followed by the notes of its server-side tools; or, when the model must answer now (too
+   * many tool rounds in a row), by a note saying so.
+   */
+  private async instructions(x: Execution, answerNow: boolean): Promise<string> {
     const notes: string[] = [];
-    for (const tool of new Set(x.serverTools.values())) {
-      const note = await tool.instructions?.({ scope: x.scope, run: x.run });
-      if (note) notes.push(note);
-    }
+    if (answerNow)
+      notes.push(
+        'You have made as many tool calls in a row as this run allows, and no tools are available now. Answer with what the results so far show.',
+      );
+    else
+      for (const tool of new Set(x.serverTools.values())) {
+        const note = await tool.instructions?.({ scope: x.scope, run: x.run });
+        if (note) notes.push(note);
+      }
     return [x.run.instructions, ...notes].filter((part) => part !== '').join('\n\n');
   }
 
@@ -774,6 +800,22 @@ function pendingFunctionCalls(step: StoredStep): RunToolCall[] {
       ? [{ id: d.id, type: 'function' as const, function: { name: d.function.name, arguments: d.function.arguments } }]
       : [],
   );
+}
+
+/**
+ * How many tool_calls steps the run has made in a row without the client: counted back from its last step, up to one
+ * that called a function of the client's (the client's outputs are a round it took part in).
+ */
+function toolRoundsInARow(steps: readonly StoredStep[], run: Run): number {
+  const clientFunctions = new Set(run.tools.flatMap((t) => (t.type === 'function' ? [t.function.name] : [])));
+  let rounds = 0;
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const details = steps[i]!.step_details;
+    if (details.type !== 'tool_calls') continue; // a message the model wrote before its calls
+    if (details.tool_calls.some((d) => d.type === 'function' && clientFunctions.has(d.function.name))) break;
+    rounds++;
+  }
+  return rounds;
 }
 
 /** The server-side calls of `type` in these steps, in order. */

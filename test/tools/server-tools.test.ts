@@ -520,3 +520,81 @@ describe('server-side tools: token budgets across the loop', () => {
       );
     });
 });
+
+describe('server-side tools: a bound on the rounds of calls a run makes in a row', () => {
+  const h = new Harness(addTool(), { ASSISTD_MAX_TOOL_ROUNDS: '2' });
+  before(() => h.start());
+  after(() => h.close());
+
+  /** The names of the tools a recorded request offered. */
+  const offeredNames = (request: { body: { tools?: Array<{ function: { name: string } }> } }) =>
+    (request.body.tools ?? []).map((t) => t.function.name);
+
+  test('after two rounds the model is offered no tools, told to answer, and answers', async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(addCall(1, 2), addCall(3, 4), { text: ['3 and 7.'] });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    const requests = h.upstream.requests.slice(seen);
+    assert.deepEqual(requests.map(offeredNames), [['add'], ['add'], []]);
+    assert.equal(requests[2]!.body.tool_choice, undefined, 'no tool_choice without tools');
+    const system = (requests[2]!.body.messages as ChatMessage[])[0]!;
+    assert.equal(system.role, 'system');
+    assert.match(String(system.content), /no tools are available now/);
+    assert.doesNotMatch(String((requests[0]!.body.messages as ChatMessage[])[0]!.content), /no tools are available/);
+    const steps = await h.steps(thread.id, run.id);
+    assert.deepEqual(
+      steps.map((s) => [s.type, s.status]),
+      [
+        ['tool_calls', 'completed'],
+        ['tool_calls', 'completed'],
+        ['message_creation', 'completed'],
+      ],
+    );
+    assert.equal(textOf((await h.assistantMessages(thread.id))[0]), '3 and 7.');
+  });
+
+  test('a model that calls a tool even when offered none fails the run, with no step left in progress', async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(addCall(1, 2), addCall(3, 4), addCall(5, 6));
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'failed');
+    assert.equal(run.last_error?.code, 'server_error');
+    assert.match(run.last_error!.message, /after 2 rounds of tool calls in a row/);
+    assert.equal(h.upstream.requests.length - seen, 3, 'no fourth turn');
+    const steps = await h.steps(thread.id, run.id);
+    assert.ok(
+      steps.every((s) => TERMINAL_STEP.has(s.status)),
+      `steps: ${JSON.stringify(steps.map((s) => s.status))}`,
+    );
+    // The third turn's call, of a tool it was not offered, was answered by the server, not executed.
+    const third = toolCallsOf(steps[2]!)[0]!;
+    assert.equal(third.type, 'function');
+    assert.match((third as OpenAI.Beta.Threads.Runs.FunctionToolCall).function.output ?? '', /There are no tools/);
+  });
+
+  test("the client's function outputs start the count again", async () => {
+    const { assistant, thread } = await h.setup([CODE_INTERPRETER, lookup]);
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(addCall(1, 2), { toolCalls: [{ name: 'lookup', arguments: '{}' }] }, addCall(3, 4), {
+      text: ['done'],
+    });
+    const paused = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(paused.status, 'requires_action', `run is ${paused.status}: ${JSON.stringify(paused.last_error)}`);
+    const call = paused.required_action!.submit_tool_outputs.tool_calls[0]!;
+    const run = await h.client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: call.id, output: 'found' }],
+    });
+    assert.equal(run.status, 'completed', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    // Two rounds without the client in all, but not in a row: every turn is offered the tools.
+    assert.deepEqual(h.upstream.requests.slice(seen).map(offeredNames), [
+      ['add', 'lookup'],
+      ['add', 'lookup'],
+      ['add', 'lookup'],
+      ['add', 'lookup'],
+    ]);
+  });
+});
