@@ -50,7 +50,7 @@ export interface RunsConfig {
   maxRetries: number;
   /**
    * How many rounds of server-side tool calls a run makes in a row (none going to the client) before its model is
-   * asked to answer with no tools offered.
+   * asked to answer, allowed no call.
    */
   maxToolRounds: number;
   /**
@@ -146,7 +146,7 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     name: 'ASSISTD_MAX_TOOL_ROUNDS',
     default: '20',
     description:
-      'rounds of server-side tool calls a run makes in a row before the model must answer (it is offered no tools)',
+      'rounds of server-side tool calls a run makes in a row before the model must answer (tool_choice none)',
   },
   {
     name: 'ASSISTD_STREAM_BUFFER_KB',

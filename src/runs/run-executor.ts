@@ -46,8 +46,8 @@ export interface ExecutorOptions {
   logger: Logger;
   maxRetries: number;
   /**
-   * How many rounds of server-side calls a run makes in a row (ASSISTD_MAX_TOOL_ROUNDS): the next turn is offered no
-   * tools, so that the model answers; a model that calls tools even then fails the run.
+   * How many rounds of server-side calls a run makes in a row (ASSISTD_MAX_TOOL_ROUNDS): the next turn may call no
+   * tool, so that the model answers; a model that calls one even then fails the run.
    */
   maxToolRounds: number;
   /** Model turns begin through it, one per turn of the event loop (see turn-gate.ts); absent, at once. */
@@ -199,19 +199,11 @@ export class RunExecutor {
       return this.end(x, { type: 'incomplete', reason: 'max_completion_tokens' });
     const { contextWindow } = provider;
     // A model calling server-side tools round after round (a small model repeating its search) is asked to answer
-    // once the rounds reach the bound: its turn is offered no tools.
-    const rounds = toolRoundsInARow(x.steps, run);
-    const { maxToolRounds } = this.options;
-    if (rounds > maxToolRounds)
-      return this.end(x, {
-        type: 'fail',
-        error: {
-          code: 'server_error',
-          message: `The model called tools again after ${maxToolRounds} rounds of tool calls in a row, when it was offered none and asked to answer.`,
-        },
-      });
-    const answerNow = rounds === maxToolRounds;
-    const offered = answerNow ? {} : this.offeredTools(x);
+    // once the rounds reach the bound: its turn may call no tool (`tool_choice: none`; the tools stay declared, as
+    // some endpoints refuse tool calls in the history of a request without them).
+    const answerNow = toolRoundsInARow(x.steps, run) >= this.options.maxToolRounds;
+    const offered = this.offeredTools(x);
+    if (answerNow && offered.tools) offered.tool_choice = 'none';
     const context = await buildContext({
       instructions: await this.instructions(x, answerNow),
       threadMessages: x.messages,
@@ -248,7 +240,7 @@ export class RunExecutor {
     const turn = new ModelTurn(
       run,
       this.options.bus,
-      answerNow ? new Map() : x.serverTools, // a call of a tool not offered is answered, not executed
+      x.serverTools,
       unixSeconds(),
       this.annotator(x),
       this.answerParts(x),
@@ -280,6 +272,14 @@ export class RunExecutor {
       reply.usage ?? { prompt_tokens: context.promptTokens, completion_tokens: await tokens.count(turn.outputText) },
     );
 
+    if (turn.hasToolCalls && answerNow)
+      return this.end(x, {
+        type: 'fail',
+        error: {
+          code: 'server_error',
+          message: `The model called a tool after ${this.options.maxToolRounds} rounds of tool calls in a row, when it was asked to answer and allowed no call (tool_choice: none).`,
+        },
+      });
     if (turn.hasToolCalls) {
       await turn.settle(x.signal); // what the annotations of a message written before the calls point at
       const made = turn.toolCallsResult(usage);
@@ -387,7 +387,7 @@ export class RunExecutor {
     const notes: string[] = [];
     if (answerNow)
       notes.push(
-        'You have made as many tool calls in a row as this run allows, and no tools are available now. Answer with what the results so far show.',
+        'You have made as many rounds of tool calls in a row as this run allows: call no tool now, and answer with what the results so far show.',
       );
     else
       for (const tool of new Set(x.serverTools.values())) {
