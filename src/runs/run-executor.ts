@@ -433,7 +433,11 @@ export class RunExecutor {
     maxTokens: number | null,
   ): ChatRequest {
     const { run } = x;
-    const request: ChatRequest = { model: run.model, messages, temperature: run.temperature, top_p: run.top_p };
+    const request: ChatRequest = { model: run.model, messages };
+    // The API's default of each (1) is not sent: the backend's own holds (a model's recommended sampling), and
+    // some models refuse top_p (OpenAI's reasoning models) or top_p beside temperature (Claude's).
+    if (run.temperature !== null && run.temperature !== 1) request.temperature = run.temperature;
+    if (run.top_p !== null && run.top_p !== 1) request.top_p = run.top_p;
     Object.assign(request, offered);
     if (maxTokens !== null) request.max_tokens = maxTokens;
     if (typeof run.response_format === 'object') request.response_format = run.response_format;

@@ -520,6 +520,10 @@ describe('run engine', () => {
     assert.deepEqual(run.usage, { prompt_tokens: 30, completion_tokens: 2, total_tokens: 32 });
     const body = upstream.requests.at(-1)!.body;
     assert.equal(body.temperature, 0.3);
+    // top_p is the API's default (1, no truncation): not sent, so the backend's own default holds. Some models
+    // refuse it (OpenAI's reasoning models), or refuse it beside temperature (Claude's).
+    assert.equal(run.top_p, 1);
+    assert.ok(!('top_p' in body), `top_p sent: ${body.top_p}`);
     assert.equal(body.reasoning_effort, 'high', "the run's reasoning_effort reaches the model");
     assert.deepEqual(body.messages, [
       { role: 'system', content: 'Base.\n\nAlso be kind.' },
@@ -531,6 +535,9 @@ describe('run engine', () => {
     });
     assert.equal(replaced.instructions, 'Replaced.');
     assert.equal(upstream.requests.at(-1)!.body.reasoning_effort, undefined, 'none sent when the run has none');
+    assert.deepEqual([replaced.temperature, replaced.top_p], [1, 1]);
+    const sampling = Object.keys(upstream.requests.at(-1)!.body).filter((k) => k === 'temperature' || k === 'top_p');
+    assert.deepEqual(sampling, [], "the API's defaults are not sent");
     const listed = await client.beta.threads.runs.list(thread.id);
     assert.deepEqual(
       listed.data.map((r) => r.id),
