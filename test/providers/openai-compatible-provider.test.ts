@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import {
   completionLimitField,
@@ -503,6 +505,40 @@ describe('OpenAICompatibleProvider', () => {
       message: /timed out after 300 ms waiting for an answer/,
     });
     assert.ok(Date.now() - started < 800, `took ${Date.now() - started} ms`);
+  });
+
+  test('keep-alive comments before the first chunk (OpenRouter sends them) are not an idle timeout', async () => {
+    // Comments every 100 ms for 900 ms, then the answer: three times the 300 ms idle timeout, never 300 ms silent.
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (sent++ < 9) return void res.write(': OPENROUTER PROCESSING\n\n');
+        clearInterval(timer);
+        const chunk = (delta: object, finish: string | null) =>
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+        res.end(`${chunk({ content: 'late' }, null)}${chunk({}, 'stop')}data: [DONE]\n\n`);
+      }, 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const slow = new OpenAICompatibleProvider({
+      baseURL: `http://127.0.0.1:${port}/v1`,
+      timeoutMs: 300,
+      contextWindow: 128_000,
+    });
+    try {
+      const events = await collect(slow.stream(REQUEST, signal));
+      assert.deepEqual(
+        events.filter((e) => e.type === 'text'),
+        [{ type: 'text', text: 'late' }],
+      );
+    } finally {
+      await slow.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   test('a slow but steady stream is not an idle timeout', async () => {

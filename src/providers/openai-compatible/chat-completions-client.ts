@@ -70,11 +70,13 @@ export class ChatCompletionsClient {
    * Sends the request; resolves once the response headers are in, with the stream of chunks. Rejects with
    * UpstreamHttpError for an error status, UpstreamStreamError for an answer that is not an event stream, and
    * UpstreamConnectionError when no response came; the iterator throws UpstreamStreamError. Aborting `signal`
-   * destroys the request at once.
+   * destroys the request at once. `onActivity` is called as each piece of the stream arrives, keep-alive comments
+   * included (`: OPENROUTER PROCESSING`, sent while a slow model has not begun): the upstream is not silent.
    */
   async stream(
     body: ChatCompletionCreateParamsStreaming,
     signal: AbortSignal,
+    onActivity?: () => void,
   ): Promise<AsyncIterableIterator<ChatCompletionChunk>> {
     const payload = JSON.stringify(body);
     signal.throwIfAborted();
@@ -116,7 +118,7 @@ export class ChatCompletionsClient {
     }
     if (status >= 300 || (type !== undefined && !/^\s*text\/event-stream\s*(;|$)/i.test(type)))
       throw new UpstreamStreamError(this.notAStream(status, type, await readBody(response)));
-    return chunks(response, (text, max) => this.excerpt(text, max));
+    return chunks(response, (text, max) => this.excerpt(text, max), onActivity);
   }
 
   /** What an answer that is not an event stream was, for a run's last_error. */
@@ -253,6 +255,7 @@ const HIGH_WATER_CHUNKS = 256;
 function chunks(
   response: IncomingMessage,
   excerpt: (text: string, max?: number) => string,
+  onActivity: (() => void) | undefined,
 ): AsyncIterableIterator<ChatCompletionChunk> {
   response.setEncoding('utf8'); // decodes characters split across network chunks
   let ready: ChatCompletionChunk[] = [];
@@ -345,6 +348,7 @@ function chunks(
     deliver(next, caller);
   };
   const onData = (piece: string) => {
+    onActivity?.();
     parser.feed(piece);
     if (ready.length - taken >= HIGH_WATER_CHUNKS) response.pause();
     wake();

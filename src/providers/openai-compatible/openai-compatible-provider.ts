@@ -70,7 +70,8 @@ export class OpenAICompatibleProvider implements ModelProvider {
     // chunk.
     const upstream = new AbortController();
     let timedOut = false;
-    // One timer for the whole stream, pushed back as each chunk arrives (refresh, not a new timer per token).
+    // One timer for the whole stream, pushed back as each chunk, or anything else of the stream, arrives (refresh,
+    // not a new timer per token).
     const idleTimer = setTimeout(() => {
       timedOut = true;
       upstream.abort();
@@ -92,7 +93,9 @@ export class OpenAICompatibleProvider implements ModelProvider {
     const calls = new ToolCallFragments();
     try {
       try {
-        iterator = await this.client.stream(toUpstreamBody(request, this.model, this.limitField), upstream.signal);
+        iterator = await this.client.stream(toUpstreamBody(request, this.model, this.limitField), upstream.signal, () =>
+          idleTimer.refresh(),
+        );
       } catch (error) {
         throw failure(error);
       }
