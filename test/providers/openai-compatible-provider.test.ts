@@ -289,6 +289,30 @@ describe('OpenAICompatibleProvider', () => {
     });
   });
 
+  test("4xx in other servers' error shapes → invalid_prompt with their message", async () => {
+    const message = 'This model supports at most 4096 tokens';
+    const shapes = [
+      { object: 'error', message, type: 'BadRequestError', code: 400 }, // older vLLM
+      { error: message, error_type: 'validation' }, // Hugging Face TGI
+      [{ error: { code: 400, message, status: 'INVALID_ARGUMENT' } }], // Gemini's endpoint
+    ];
+    for (const body of shapes) {
+      upstream.enqueue({ status: 400, raw: JSON.stringify(body), contentType: 'application/json' });
+      assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+        code: 'invalid_prompt',
+        retryable: false,
+        message: new RegExp(`^${message}$`),
+      });
+    }
+    // A web framework's 404 for a path it does not have is still a wrong address.
+    upstream.enqueue({ status: 404, raw: '{"detail":"Not Found"}', contentType: 'application/json' });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: false,
+      message: /usually ends in \/v1$/,
+    });
+  });
+
   test("a 404 that is not an API's error (a wrong base URL, without its /v1) → server_error saying so", async () => {
     upstream.enqueue({ status: 404, raw: '404 page not found', contentType: 'text/plain' });
     assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {

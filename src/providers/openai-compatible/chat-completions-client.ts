@@ -175,11 +175,20 @@ export function withoutKey(text: string, apiKey: string | undefined): string {
   return apiKey !== undefined && apiKey.length >= 8 ? text.replaceAll(apiKey, '[api key]') : text;
 }
 
-/** The upstream's own error message (`{ error: { message } }`), when its body had one. */
+/**
+ * The upstream's own error message, when its body had one: OpenAI's `{ error: { message } }`, and the shapes of
+ * other servers — `{ error: "…" }` (Hugging Face TGI), `{ object: "error", message }` (older vLLM), and an array
+ * around OpenAI's (Gemini's endpoint). Not a web framework's `{ detail }`: a FastAPI server's 404 for a wrong path
+ * says `Not Found`, which is no API's answer.
+ */
 export function upstreamMessage(body: unknown): string | undefined {
-  const error = typeof body === 'object' && body !== null && 'error' in body ? body.error : undefined;
+  const wrapped = Array.isArray(body) && body.length === 1 ? body[0] : body;
+  if (typeof wrapped !== 'object' || wrapped === null) return undefined;
+  const { error, object, message } = wrapped as { error?: unknown; object?: unknown; message?: unknown };
   if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
     return error.message;
+  if (typeof error === 'string' && error !== '') return error;
+  if (object === 'error' && typeof message === 'string') return message;
   return undefined;
 }
 
@@ -289,9 +298,9 @@ function chunks(
         );
         return;
       }
-      const error = (parsed as { error?: unknown }).error;
-      if (error !== undefined && error !== null) {
-        const message = upstreamMessage(parsed) ?? JSON.stringify(error);
+      const { error, object } = parsed as { error?: unknown; object?: unknown };
+      if ((error !== undefined && error !== null) || object === 'error') {
+        const message = upstreamMessage(parsed) ?? JSON.stringify(error ?? parsed);
         failure = new UpstreamStreamError(
           `The model backend reported an error in its stream: ${excerpt(message, MAX_QUOTED_ERROR)}`,
         );
