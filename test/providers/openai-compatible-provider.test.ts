@@ -87,6 +87,13 @@ describe('OpenAICompatibleProvider', () => {
     await fresh.close();
   });
 
+  test('finish_reason "error" (OpenRouter) → server_error, retryable: a cut-short answer, not a completion', async () => {
+    upstream.enqueue({ text: ['A partial'], finishReason: 'error' });
+    const { error, events } = await failure(provider.stream(REQUEST, signal));
+    assertProviderError(error, { code: 'server_error', retryable: true, message: /finish_reason "error"/ });
+    assert.ok(!events.some((e) => e.type === 'finish'), 'no finish event');
+  });
+
   test('maps finish_reason length', async () => {
     upstream.enqueue({ text: 'cut', finishReason: 'length' });
     const events = await collect(provider.stream(REQUEST, signal));

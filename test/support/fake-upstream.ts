@@ -57,7 +57,7 @@ export interface TextReply {
   /** `null`: the upstream reports no usage at all. Default: estimated from the request and the text (~4 chars a token). */
   usage?: UpstreamUsage | null;
   /** `null`: the stream ends (with `[DONE]`) without any finish_reason, as a cut-short stream would. */
-  finishReason?: 'stop' | 'length' | 'content_filter' | null;
+  finishReason?: 'stop' | 'length' | 'content_filter' | 'error' | null;
   /** Overrides the server's `chunkDelayMs` for this reply. */
   chunkDelayMs?: number;
   /** The last piece is sent once this settles: a test keeps the stream going until it is ready for its end. */

@@ -126,6 +126,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
         const delta = choice.delta;
         if (typeof delta?.content === 'string' && delta.content !== '') yield { type: 'text', text: delta.content };
         if (Array.isArray(delta?.tool_calls)) for (const event of toolCallEvents(delta.tool_calls, calls)) yield event;
+        if ((choice.finish_reason as string | null) === 'error') throw finishedInError();
         if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
       }
       // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
@@ -255,6 +256,16 @@ function toFinishReason(reason: string): FinishReason {
     default:
       return 'other';
   }
+}
+
+/**
+ * `finish_reason: "error"` (OpenRouter's, when the model's provider failed mid-answer): the answer is cut short, not
+ * finished, and may be retried like a dropped connection.
+ */
+function finishedInError(): ProviderError {
+  return new ProviderError('server_error', 'The model backend ended its answer with finish_reason "error"', {
+    retryable: true,
+  });
 }
 
 function timeoutError(timeoutMs: number, answered: boolean): ProviderError {
