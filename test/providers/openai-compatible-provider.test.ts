@@ -94,6 +94,22 @@ describe('OpenAICompatibleProvider', () => {
     assert.ok(!events.some((e) => e.type === 'finish'), 'no finish event');
   });
 
+  test("a base URL with a query (an Azure deployment's ?api-version=…) keeps it after the path", async () => {
+    const azure = new OpenAICompatibleProvider({
+      baseURL: `${upstream.baseUrl}?api-version=2024-10-21`,
+      timeoutMs: 300,
+      contextWindow: 128_000,
+    });
+    try {
+      upstream.enqueue({ text: 'ok' });
+      const events = await collect(azure.stream(REQUEST, signal));
+      assert.deepEqual(events.at(-1), { type: 'finish', reason: 'stop' });
+      assert.equal(upstream.requests.at(-1)!.url, '/v1/chat/completions?api-version=2024-10-21');
+    } finally {
+      await azure.close();
+    }
+  });
+
   test('maps finish_reason length', async () => {
     upstream.enqueue({ text: 'cut', finishReason: 'length' });
     const events = await collect(provider.stream(REQUEST, signal));

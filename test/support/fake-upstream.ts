@@ -36,6 +36,8 @@ export interface UpstreamUsage {
 export interface RecordedRequest {
   body: ChatCompletionsBody;
   headers: IncomingHttpHeaders;
+  /** The request's path and query, as sent. */
+  url: string;
   /** Date.now() when the body had been read. */
   receivedAt: number;
   /** The reply this request was answered with. */
@@ -330,7 +332,13 @@ export class FakeUpstream {
       });
     }
 
-    const recorded: RecordedRequest = { body, headers: req.headers, receivedAt: Date.now(), reply: DEFAULT_REPLY };
+    const recorded: RecordedRequest = {
+      body,
+      headers: req.headers,
+      url: req.url ?? '',
+      receivedAt: Date.now(),
+      reply: DEFAULT_REPLY,
+    };
     this.requests.push(recorded);
     this.onRequest?.(recorded);
     const queued = this.queue.shift();

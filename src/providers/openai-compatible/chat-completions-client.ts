@@ -59,7 +59,7 @@ export class ChatCompletionsClient {
   private readonly send: typeof http.request;
 
   constructor(baseURL: string, apiKey: string) {
-    this.endpoint = new URL(`${baseURL.replace(/\/+$/, '')}/chat/completions`);
+    this.endpoint = endpointUrl(baseURL, 'chat/completions');
     this.apiKey = apiKey;
     const secure = this.endpoint.protocol === 'https:';
     this.agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
@@ -173,6 +173,16 @@ async function readBody(response: IncomingMessage): Promise<unknown> {
  */
 export function withoutKey(text: string, apiKey: string | undefined): string {
   return apiKey !== undefined && apiKey.length >= 8 ? text.replaceAll(apiKey, '[api key]') : text;
+}
+
+/**
+ * `path` under a base URL, its query kept where it belongs: an Azure deployment's base URL carries its
+ * `?api-version=…`, which must follow the path, not have the path appended to it.
+ */
+export function endpointUrl(baseURL: string, path: string): URL {
+  const url = new URL(baseURL);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/${path}`;
+  return url;
 }
 
 /**

@@ -10,7 +10,7 @@ import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Embedder, EmbeddingError } from '../embedder.ts';
 import { retryDelayMs } from '../retry-delay.ts';
-import { upstreamMessage, withoutKey } from './chat-completions-client.ts';
+import { endpointUrl, upstreamMessage, withoutKey } from './chat-completions-client.ts';
 import { retryAfterMs } from './openai-compatible-provider.ts';
 
 export interface OpenAICompatibleEmbedderOptions {
@@ -49,7 +49,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
 
   constructor(options: OpenAICompatibleEmbedderOptions) {
     this.model = options.model;
-    this.endpoint = new URL(`${options.baseURL.replace(/\/+$/, '')}/embeddings`);
+    this.endpoint = endpointUrl(options.baseURL, 'embeddings');
     const shown = new URL(this.endpoint);
     shown.username = '';
     shown.password = '';
