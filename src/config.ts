@@ -27,6 +27,8 @@ export interface Config {
   logLevel: LogLevel;
   /** One info line per HTTP response (ASSISTD_LOG_REQUESTS). */
   logRequests: boolean;
+  /** The web origins whose pages may call the API from a browser (CORS): none, every one (`*`), or these. */
+  corsOrigins: 'none' | '*' | string[];
   /** How much of a stream may wait for a client that does not read it before its connection is closed. */
   streamBufferBytes: number;
   /** How long a request's body may stop arriving before the request is answered 408 and its connection closed. */
@@ -125,6 +127,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     name: 'ASSISTD_LOG_REQUESTS',
     default: 'on',
     description: 'on: one info line per HTTP response (request id, route, status, time); off: errors only',
+  },
+  {
+    name: 'ASSISTD_CORS_ORIGINS',
+    default: '(unset: none)',
+    description: "web origins whose pages may call the API from a browser: '*' or a comma-separated list",
   },
   {
     name: 'ASSISTD_UPSTREAM_BASE_URL',
@@ -293,6 +300,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
+    corsOrigins: parseCorsOrigins(setting(env, 'ASSISTD_CORS_ORIGINS')),
     streamBufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
     bodyTimeoutMs: integer(env, 'ASSISTD_BODY_TIMEOUT_S', 60, 1, 3600) * 1000,
     runs: {
@@ -421,6 +429,25 @@ function parseStorage(env: Env, dataDir: string): StorageConfig {
       `unsupported scheme '${parsed.protocol}' (expected postgres://…; leave it unset to use SQLite in ASSISTD_DATA_DIR).`,
     );
   return { kind: 'postgres', url, poolSize: integer(env, 'ASSISTD_DATABASE_POOL', 10, 1, 1000) };
+}
+
+/** `*`, or origins as a browser sends them (`https://app.example.com`, `http://localhost:3000`): scheme, host, port. */
+function parseCorsOrigins(raw: string | undefined): Config['corsOrigins'] {
+  if (raw === undefined) return 'none';
+  if (raw === '*') return '*';
+  return raw.split(',').map((entry) => {
+    const origin = entry.trim();
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {}
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.origin !== origin)
+      throw new ConfigError(
+        'ASSISTD_CORS_ORIGINS',
+        `'${origin}' is not an origin (expected '*' or a comma-separated list like https://app.example.com,http://localhost:3000).`,
+      );
+    return origin;
+  });
 }
 
 function parseLogLevel(raw: string | undefined): LogLevel {

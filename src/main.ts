@@ -242,6 +242,7 @@ export async function startServer(
     logger,
     metrics,
     logRequests: config.logRequests,
+    corsOrigins: config.corsOrigins,
     streamBufferBytes: config.streamBufferBytes,
     bodyTimeoutMs: config.bodyTimeoutMs,
     queueRuns: config.runs.queue,

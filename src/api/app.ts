@@ -89,6 +89,8 @@ export interface AppOptions {
   bodyTimeoutMs?: number;
   /** ASSISTD_QUEUE_RUNS: runs and messages queue on a busy thread unless `x-assistd-queue: false` (queue-header.ts). */
   queueRuns?: boolean;
+  /** ASSISTD_CORS_ORIGINS: the web origins whose pages may call the API from a browser. */
+  corsOrigins?: 'none' | '*' | string[];
 }
 
 export function buildApp({
@@ -109,6 +111,7 @@ export function buildApp({
   streamBufferBytes = DEFAULT_STREAM_BUFFER_BYTES,
   bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
   queueRuns = false,
+  corsOrigins = 'none',
 }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -148,6 +151,7 @@ export function buildApp({
   });
   app.decorateRequest('scope', DEFAULT_SCOPE_PLACEHOLDER);
   const limits = new RateLimits(rateLimits, (scope, since) => store.tokensUsedSince(scope, since));
+  allowOrigins(app, corsOrigins);
   dropStalledBodies(app, bodyTimeoutMs);
   acceptJsonBodies(app);
   acceptMultipartUploads(app);
@@ -268,6 +272,32 @@ async function databaseProblem(store: Store): Promise<unknown> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * CORS, for pages that call the API from a browser (the SDK's `dangerouslyAllowBrowser`), from the origins
+ * ASSISTD_CORS_ORIGINS allows. Every answer to such an origin says so, errors and streams included (the hook runs
+ * first, before authentication, and openSse writes the headers set here), so that a page reads a 401's message
+ * rather than an opaque network failure; a preflight (`OPTIONS` with `access-control-request-method`, which carries
+ * no credentials) is answered 204 here. The key still comes in a header, never a cookie: no credentials mode.
+ */
+function allowOrigins(app: FastifyInstance, origins: 'none' | '*' | string[]): void {
+  if (origins === 'none') return;
+  const allowed = (origin: string) => origins === '*' || origins.includes(origin);
+  app.addHook('onRequest', async (request, reply) => {
+    const origin = request.headers.origin;
+    if (origins !== '*') reply.header('vary', 'origin');
+    if (origin === undefined || !allowed(origin)) return;
+    reply.header('access-control-allow-origin', origins === '*' ? '*' : origin);
+    reply.header('access-control-expose-headers', 'x-request-id, retry-after');
+    const method = request.headers['access-control-request-method'];
+    if (request.method !== 'OPTIONS' || method === undefined) return;
+    reply.header('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS');
+    const headers = request.headers['access-control-request-headers'];
+    if (headers) reply.header('access-control-allow-headers', headers);
+    reply.header('access-control-max-age', '86400');
+    await reply.code(204).send();
+  });
 }
 
 /**

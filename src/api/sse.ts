@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import type { Message, Thread } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
@@ -77,6 +78,7 @@ export function openSse(
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
+    ...(reply.getHeaders() as OutgoingHttpHeaders), // those set before the route (CORS)
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache, no-transform',
     connection: 'keep-alive',
