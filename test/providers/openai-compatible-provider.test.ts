@@ -110,6 +110,18 @@ describe('OpenAICompatibleProvider', () => {
     }
   });
 
+  test('inline reasoning at the start of the content (<think>…</think>) is not passed on as text', async () => {
+    upstream.enqueue({ text: ['<think>', 'Greet them.', '</think>', '\n\n', 'Hello', '!'] });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(
+      events.filter((e) => e.type === 'text'),
+      [
+        { type: 'text', text: 'Hello' },
+        { type: 'text', text: '!' },
+      ],
+    );
+  });
+
   test('maps finish_reason length', async () => {
     upstream.enqueue({ text: 'cut', finishReason: 'length' });
     const events = await collect(provider.stream(REQUEST, signal));

@@ -15,6 +15,7 @@ import {
   upstreamMessage,
   withoutKey,
 } from './chat-completions-client.ts';
+import { LeadingThinking } from './leading-thinking.ts';
 
 export interface OpenAICompatibleProviderOptions {
   /** The endpoint's base URL, up to and including `/v1`. */
@@ -91,6 +92,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let usage: ChatEvent | undefined;
     let finish: ChatEvent | undefined;
     const calls = new ToolCallFragments();
+    const thinking = new LeadingThinking();
     try {
       try {
         iterator = await this.client.stream(toUpstreamBody(request, this.model, this.limitField), upstream.signal, () =>
@@ -124,7 +126,10 @@ export class OpenAICompatibleProvider implements ModelProvider {
         const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => (c.index ?? 0) === 0) : undefined;
         if (!choice) continue;
         const delta = choice.delta;
-        if (typeof delta?.content === 'string' && delta.content !== '') yield { type: 'text', text: delta.content };
+        if (typeof delta?.content === 'string' && delta.content !== '') {
+          const text = thinking.take(delta.content);
+          if (text !== '') yield { type: 'text', text };
+        }
         if (Array.isArray(delta?.tool_calls)) for (const event of toolCallEvents(delta.tool_calls, calls)) yield event;
         if ((choice.finish_reason as string | null) === 'error') throw finishedInError();
         if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
@@ -132,6 +137,8 @@ export class OpenAICompatibleProvider implements ModelProvider {
       // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
       // and an empty one is no answer at all, so neither may pass for a completion.
       if (!finish) throw unfinishedError(chunkCount);
+      const held = thinking.flush();
+      if (held !== '') yield { type: 'text', text: held };
       if (usage) yield usage;
       yield finish;
     } finally {
