@@ -122,6 +122,38 @@ describe('OpenAICompatibleProvider', () => {
     );
   });
 
+  test("tool-call ids sent to Mistral's models are 9 letters or digits, the same for a call and its output", async () => {
+    const history: ChatRequest['messages'] = [
+      { role: 'user', content: 'Weather in Paris and Rome?' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: 'call_Ypay6pD6wiWMirFEYRKTZjUN', type: 'function', function: { name: 'weather', arguments: '{}' } },
+          { id: 'abcDEF123', type: 'function', function: { name: 'weather', arguments: '{}' } },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'call_Ypay6pD6wiWMirFEYRKTZjUN', content: 'sunny' },
+      { role: 'tool', tool_call_id: 'abcDEF123', content: 'rain' },
+    ];
+    upstream.enqueue({ text: 'ok' }, { text: 'ok' }, { text: 'ok' });
+    await collect(provider.stream({ model: 'mistral-large-latest', messages: history }, signal));
+    await collect(provider.stream({ model: 'mistral-large-latest', messages: history }, signal));
+    await collect(provider.stream({ model: 'gpt-test', messages: history }, signal));
+    const [first, again, other] = upstream.requests.map((r) => r.body.messages as typeof history);
+    const ids = (messages: typeof history) =>
+      messages.flatMap((m) =>
+        m.role === 'assistant' ? (m.tool_calls ?? []).map((c) => c.id) : m.role === 'tool' ? [m.tool_call_id] : [],
+      );
+    const sent = ids(first!);
+    for (const id of sent) assert.match(id, /^[a-zA-Z0-9]{9}$/);
+    assert.equal(sent[0], sent[2], 'the call and its output pair');
+    assert.notEqual(sent[0], sent[1]);
+    assert.equal(sent[1], 'abcDEF123', 'an id that already fits is kept');
+    assert.deepEqual(ids(again!), sent, 'the same ids in every turn');
+    assert.deepEqual(ids(other!), ids(history), 'other models get the ids as they are');
+  });
+
   test('maps finish_reason length', async () => {
     upstream.enqueue({ text: 'cut', finishReason: 'length' });
     const events = await collect(provider.stream(REQUEST, signal));

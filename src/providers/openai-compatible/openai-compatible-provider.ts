@@ -4,9 +4,17 @@
  * that knows the Chat Completions wire format: it builds the request body, maps streamed chunks to ChatEvents and
  * upstream failures to ProviderErrors.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
-import { type ChatEvent, type ChatRequest, type FinishReason, type ModelProvider, ProviderError } from '../provider.ts';
+import {
+  type ChatEvent,
+  type ChatMessage,
+  type ChatRequest,
+  type FinishReason,
+  type ModelProvider,
+  ProviderError,
+} from '../provider.ts';
 import {
   ChatCompletionsClient,
   UpstreamConnectionError,
@@ -152,15 +160,35 @@ export class OpenAICompatibleProvider implements ModelProvider {
   }
 }
 
+/** Mistral's models, by name: their API and their tokenizer in vLLM (mistral_common) check tool-call ids. */
+const MISTRAL = /mistral|mixtral|codestral|devstral|magistral|ministral|pixtral/i;
+
+/**
+ * The messages with each tool-call id as Mistral's models require it, 9 letters or digits (`call_…` ids are
+ * refused: "Tool call id … must be a-z, A-Z, 0-9, with a length of 9"): the same 9 for the same id in every turn,
+ * so that a call and its output still pair. Ids only the request sees; the API's objects keep their own.
+ */
+function withMistralCallIds(messages: ChatMessage[]): ChatMessage[] {
+  const short = (id: string) =>
+    /^[a-zA-Z0-9]{9}$/.test(id) ? id : createHash('sha256').update(id).digest('hex').slice(0, 9);
+  return messages.map((message) => {
+    if (message.role === 'tool') return { ...message, tool_call_id: short(message.tool_call_id) };
+    if (message.role === 'assistant' && message.tool_calls)
+      return { ...message, tool_calls: message.tool_calls.map((call) => ({ ...call, id: short(call.id) })) };
+    return message;
+  });
+}
+
 /** The upstream body: only the fields that are set (no `tools: []`, no `temperature: null`). */
 function toUpstreamBody(
   request: ChatRequest,
   model: string | undefined,
   limitField: CompletionLimitField,
 ): ChatCompletionCreateParamsStreaming {
+  const name = model ?? request.model;
   const body: ChatCompletionCreateParamsStreaming = {
-    model: model ?? request.model,
-    messages: request.messages,
+    model: name,
+    messages: MISTRAL.test(name) ? withMistralCallIds(request.messages) : request.messages,
     stream: true,
     stream_options: { include_usage: true },
   };
