@@ -178,8 +178,40 @@ function joinText(parts: readonly ChatContentPart[]): string {
   return parts.map((part) => (part.type === 'text' ? part.text : '')).join('\n');
 }
 
-/** A completed tool_calls step, with the model's side of its calls where the engine stored it (ModelToolCall). */
-export type ToolRound = RunStep & { model_calls?: ModelToolCall[] | null };
+/**
+ * A completed tool_calls step, with the model's side of its calls where the engine stored it (ModelToolCall), and
+ * what the model wrote before its calls in the same turn (a message of the thread, stored on its own).
+ */
+export type ToolRound = RunStep & { model_calls?: ModelToolCall[] | null; said?: readonly MessageContent[] };
+
+/**
+ * A run's completed tool rounds, each with the message the model wrote before its calls in that turn (the
+ * message_creation step just before the round's), and the thread without those messages: the prompt shows each where
+ * it was written, in the assistant message of its calls. Sent apart, they all came before every round (`asst "Let me
+ * check A.", asst "Now B.", asst(calls 1), tool 1, …`), out of order, and as assistant messages in a row, which strict
+ * chat templates (Mistral's, Gemma's) refuse.
+ */
+export function toolRoundsOfRun(
+  steps: readonly (RunStep & { model_calls?: ModelToolCall[] | null })[],
+  threadMessages: Message[],
+): { toolRounds: ToolRound[]; threadMessages: Message[] } {
+  const byId = new Map(threadMessages.map((m) => [m.id, m]));
+  const moved = new Set<string>();
+  const toolRounds: ToolRound[] = [];
+  for (const [i, step] of steps.entries()) {
+    if (step.type !== 'tool_calls' || step.status !== 'completed') continue;
+    const before = steps[i - 1]?.step_details;
+    const said = before?.type === 'message_creation' ? byId.get(before.message_creation.message_id) : undefined;
+    if (said === undefined) {
+      toolRounds.push(step);
+      continue;
+    }
+    moved.add(said.id);
+    toolRounds.push({ ...step, said: said.content });
+  }
+  if (moved.size === 0) return { toolRounds, threadMessages };
+  return { toolRounds, threadMessages: threadMessages.filter((m) => !moved.has(m.id)) };
+}
 
 /**
  * One completed tool_calls step as the model made it: the assistant's calls, then one tool message per call, in
@@ -192,10 +224,11 @@ export function toolRoundMessages(step: ToolRound): ChatMessage[] {
     step.step_details.tool_calls.flatMap((call) =>
       call.type === 'function' ? [{ id: call.id, ...call.function, output: call.function.output }] : [],
     );
+  const said = step.said === undefined ? null : (assistantMessage(step.said).content as string);
   return [
     {
       role: 'assistant',
-      content: null,
+      content: said === '' ? null : said,
       tool_calls: calls.map((call) => ({
         id: call.id,
         type: 'function' as const,

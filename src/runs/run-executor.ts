@@ -24,7 +24,7 @@ import {
   type ToolResult,
   ToolRunFailure,
 } from '../tools/tool.ts';
-import { buildContext } from './context.ts';
+import { buildContext, toolRoundsOfRun } from './context.ts';
 import { resolveImageFiles } from './image-files.ts';
 import { announcedCalls, ModelTurn, streamsAsWritten } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
@@ -206,8 +206,7 @@ export class RunExecutor {
     if (answerNow && offered.tools) offered.tool_choice = 'none';
     const context = await buildContext({
       instructions: await this.instructions(x, answerNow),
-      threadMessages: x.messages,
-      toolRounds: x.steps.filter((s) => s.type === 'tool_calls' && s.status === 'completed'),
+      ...toolRoundsOfRun(x.steps, x.messages),
       truncation: run.truncation_strategy,
       contextWindow,
       maxPromptTokens: run.max_prompt_tokens === null ? null : run.max_prompt_tokens - used.prompt_tokens,

@@ -603,3 +603,53 @@ describe('server-side tools: a bound on the rounds of calls a run makes in a row
     ]);
   });
 });
+
+describe('server-side tools: what the model wrote before its calls, in the next turns', () => {
+  const h = new Harness(addTool());
+  before(() => h.start());
+  after(() => h.close());
+
+  /** A turn that writes `text`, then calls add(a, b): raw SSE, as an endpoint streams it. */
+  function saidThenAdd(text: string, a: number, b: number) {
+    const chunk = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'gpt-test', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const call = {
+      index: 0,
+      id: `up_${a}`,
+      type: 'function',
+      function: { name: 'add', arguments: JSON.stringify({ a, b }) },
+    };
+    return {
+      raw: [
+        chunk({ role: 'assistant', content: text }),
+        chunk({ tool_calls: [call] }),
+        chunk({}, 'tool_calls'),
+        'data: [DONE]\n\n',
+      ],
+      contentType: 'text/event-stream',
+    };
+  }
+
+  test("each text is sent with its turn's calls, in the order written, not all before every round", async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(saidThenAdd('Let me add 1 and 2.', 1, 2), saidThenAdd('Now 3 and 4.', 3, 4), {
+      text: ['3 and 7.'],
+    });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    const texts = (await h.assistantMessages(thread.id)).map(textOf).reverse();
+    assert.deepEqual(texts, ['Let me add 1 and 2.', 'Now 3 and 4.', '3 and 7.'], 'each is a message of the thread');
+
+    const last = h.upstream.requests.slice(seen)[2]!.body.messages as ChatMessage[];
+    const shape = last.map((m) => [m.role, m.content ?? null, m.tool_calls?.length ?? 0]);
+    assert.deepEqual(shape, [
+      ['system', 'Use add.', 0],
+      ['user', 'What is 2 + 3, then 4 + 5?', 0],
+      ['assistant', 'Let me add 1 and 2.', 1],
+      ['tool', '3', 0],
+      ['assistant', 'Now 3 and 4.', 1],
+      ['tool', '7', 0],
+    ]);
+  });
+});
