@@ -162,6 +162,7 @@ export function openStep(run: Run, details: StepDetails, at: number): StepTransi
     usage: null,
     turn_usage: null,
     model_calls: details.type === 'tool_calls' ? [] : null,
+    model_reasoning: null,
   };
   // Copies: the step object itself goes on changing while the turn streams.
   return {

@@ -25,7 +25,16 @@ export interface ChatToolCall {
 export type ChatMessage =
   | { role: 'system'; content: string }
   | { role: 'user'; content: string | ChatContentPart[] }
-  | { role: 'assistant'; content: string | null; tool_calls?: ChatToolCall[] }
+  | {
+      role: 'assistant';
+      content: string | null;
+      tool_calls?: ChatToolCall[];
+      /**
+       * The reasoning the model wrote in the turn that made these calls (a `reasoning` ChatEvent), for the backends
+       * that take it back: DeepSeek's thinking mode refuses a history of tool calls without it.
+       */
+      reasoning?: string;
+    }
   | { role: 'tool'; tool_call_id: string; content: string };
 
 export interface ChatTool {
@@ -61,14 +70,18 @@ export interface ChatRequest {
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'other';
 
 /**
- * What a completion stream yields, in order: any number of `text` and `tool_call` deltas, then at most one `usage`
+ * What a completion stream yields, in order: any number of `reasoning`, `text` and `tool_call` deltas, then at most one `usage`
  * (missing when the upstream does not report it), then one `finish`, which ends every stream that does not throw.
  * A backend whose stream stops without a finish reason throws ProviderError: that answer was cut short, not given.
+ *
+ * `reasoning` is what a model that thinks aloud in a field of its own (`reasoning_content`) wrote there: never shown
+ * to clients (OpenAI's reasoning models show none), kept only to be sent back with the turn's tool calls.
  *
  * `tool_call` deltas are keyed by `index`: the first delta of an index carries `name` (and the upstream's `id`, if
  * any); later ones carry only `arguments` fragments, to be concatenated.
  */
 export type ChatEvent =
+  | { type: 'reasoning'; text: string }
   | { type: 'text'; text: string }
   | { type: 'tool_call'; index: number; id?: string; name?: string; arguments?: string }
   | { type: 'usage'; usage: { prompt_tokens: number; completion_tokens: number } }

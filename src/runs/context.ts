@@ -182,7 +182,11 @@ function joinText(parts: readonly ChatContentPart[]): string {
  * A completed tool_calls step, with the model's side of its calls where the engine stored it (ModelToolCall), and
  * what the model wrote before its calls in the same turn (a message of the thread, stored on its own).
  */
-export type ToolRound = RunStep & { model_calls?: ModelToolCall[] | null; said?: readonly MessageContent[] };
+export type ToolRound = RunStep & {
+  model_calls?: ModelToolCall[] | null;
+  model_reasoning?: string | null;
+  said?: readonly MessageContent[];
+};
 
 /**
  * A run's completed tool rounds, each with the message the model wrote before its calls in that turn (the
@@ -192,7 +196,7 @@ export type ToolRound = RunStep & { model_calls?: ModelToolCall[] | null; said?:
  * chat templates (Mistral's, Gemma's) refuse.
  */
 export function toolRoundsOfRun(
-  steps: readonly (RunStep & { model_calls?: ModelToolCall[] | null })[],
+  steps: readonly (RunStep & { model_calls?: ModelToolCall[] | null; model_reasoning?: string | null })[],
   threadMessages: Message[],
 ): { toolRounds: ToolRound[]; threadMessages: Message[] } {
   const byId = new Map(threadMessages.map((m) => [m.id, m]));
@@ -214,8 +218,9 @@ export function toolRoundsOfRun(
 }
 
 /**
- * One completed tool_calls step as the model made it: the assistant's calls, then one tool message per call, in
- * order. A server-side tool's call is shown as the function the model called, with the output it was given.
+ * One completed tool_calls step as the model made it: the assistant's calls (with the reasoning the model wrote
+ * before them, if any), then one tool message per call, in order. A server-side tool's call is shown as the function
+ * the model called, with the output it was given.
  */
 export function toolRoundMessages(step: ToolRound): ChatMessage[] {
   if (step.step_details.type !== 'tool_calls' || step.step_details.tool_calls.length === 0) return [];
@@ -225,16 +230,18 @@ export function toolRoundMessages(step: ToolRound): ChatMessage[] {
       call.type === 'function' ? [{ id: call.id, ...call.function, output: call.function.output }] : [],
     );
   const said = step.said === undefined ? null : (assistantMessage(step.said).content as string);
+  const assistant: ChatMessage = {
+    role: 'assistant',
+    content: said === '' ? null : said,
+    tool_calls: calls.map((call) => ({
+      id: call.id,
+      type: 'function' as const,
+      function: { name: call.name, arguments: call.arguments },
+    })),
+  };
+  if (step.model_reasoning) assistant.reasoning = step.model_reasoning;
   return [
-    {
-      role: 'assistant',
-      content: said === '' ? null : said,
-      tool_calls: calls.map((call) => ({
-        id: call.id,
-        type: 'function' as const,
-        function: { name: call.name, arguments: call.arguments },
-      })),
-    },
+    assistant,
     ...calls.map((call): ChatMessage => ({ role: 'tool', tool_call_id: call.id, content: call.output ?? '' })),
   ];
 }

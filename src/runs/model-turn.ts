@@ -55,6 +55,8 @@ export class ModelTurn {
   private readonly annotate: TextAnnotator | undefined;
   private readonly leadingParts: readonly MessageContent[];
   private annotations: TextAnnotation[] = [];
+  /** The reasoning the model wrote in its own field (never published): kept with the turn's tool calls. */
+  private reasoning = '';
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
   private readonly calls: Array<{ id: string; name: string; arguments: string } | undefined> = [];
@@ -92,6 +94,7 @@ export class ModelTurn {
   /** The text and calls so far, for a token estimate when the upstream reports no usage. */
   get outputText(): string {
     return (
+      this.reasoning +
       this.sent +
       this.unsent +
       this.madeCalls()
@@ -110,6 +113,10 @@ export class ModelTurn {
       message: this.message && this.messageStep ? { message: this.message, step: this.messageStep } : undefined,
       toolStep: this.toolStep,
     };
+  }
+
+  addReasoning(chunk: string): void {
+    this.reasoning += chunk;
   }
 
   addText(chunk: string): void {
@@ -248,6 +255,7 @@ export class ModelTurn {
       ...this.toolStep!,
       step_details: { type: 'tool_calls', tool_calls: calls.map((c) => this.details(c)) },
       model_calls: calls.map((c): ModelToolCall => ({ ...c, output: null })),
+      model_reasoning: this.reasoning === '' ? null : this.reasoning,
       turn_usage: usage,
     };
     return { step, earlier: this.earlier };

@@ -462,6 +462,9 @@ export class RunExecutor {
       try {
         for await (const event of provider.stream(request, signal)) {
           switch (event.type) {
+            case 'reasoning':
+              turn.addReasoning(event.text);
+              break;
             case 'text':
               turn.addText(event.text);
               break;

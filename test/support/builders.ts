@@ -108,6 +108,7 @@ export function aStep(run: Run, overrides: Partial<StoredStep> = {}): StoredStep
     usage: null,
     turn_usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
     model_calls: null,
+    model_reasoning: null,
     ...overrides,
   };
 }

@@ -653,3 +653,89 @@ describe('server-side tools: what the model wrote before its calls, in the next 
     ]);
   });
 });
+
+describe("server-side tools: the reasoning a model wrote in its own field, sent back with that turn's calls", () => {
+  const h = new Harness(addTool());
+  before(() => h.start());
+  after(() => h.close());
+
+  /** A turn that reasons in `reasoning_content` (DeepSeek's thinking mode), then calls `name`: raw SSE. */
+  function thinkThenCall(reasoning: string[], name: string, args: object, id: string) {
+    const chunk = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'deepseek-test', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const call = { index: 0, id, type: 'function', function: { name, arguments: JSON.stringify(args) } };
+    return {
+      raw: [
+        chunk({ role: 'assistant', content: null, reasoning_content: reasoning[0] }),
+        ...reasoning.slice(1).map((piece) => chunk({ content: null, reasoning_content: piece })),
+        chunk({ content: '', tool_calls: [call] }),
+        chunk({}, 'tool_calls'),
+        'data: [DONE]\n\n',
+      ],
+      contentType: 'text/event-stream',
+    };
+  }
+
+  test('each tool-call turn carries its reasoning_content in the next turns; no client sees it', async () => {
+    const { assistant, thread } = await h.setup([CODE_INTERPRETER, lookup]);
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(
+      thinkThenCall(['I should add ', 'first.'], 'add', { a: 1, b: 2 }, 'up_1'),
+      thinkThenCall(['Now look it up.'], 'lookup', {}, 'up_2'),
+      { text: ['Done: 3.'] },
+    );
+    const paused = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(paused.status, 'requires_action', `run ended ${paused.status}: ${JSON.stringify(paused.last_error)}`);
+    const second = h.upstream.requests.slice(seen)[1]!.body.messages as (ChatMessage & {
+      reasoning_content?: string;
+    })[];
+    assert.deepEqual(
+      second.map((m) => [m.role, m.reasoning_content ?? null]),
+      [
+        ['system', null],
+        ['user', null],
+        ['assistant', 'I should add first.'],
+        ['tool', null],
+      ],
+    );
+
+    const callId = paused.required_action!.submit_tool_outputs.tool_calls[0]!.id;
+    const stream = h.client.beta.threads.runs.submitToolOutputsStream(paused.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: callId, output: 'found' }],
+    });
+    const frames: string[] = [];
+    stream.on('event', (event) => frames.push(JSON.stringify(event)));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    const third = h.upstream.requests.slice(seen)[2]!.body.messages as (ChatMessage & { reasoning_content?: string })[];
+    assert.deepEqual(
+      third.map((m) => [m.role, m.reasoning_content ?? null]),
+      [
+        ['system', null],
+        ['user', null],
+        ['assistant', 'I should add first.'],
+        ['tool', null],
+        ['assistant', 'Now look it up.'],
+        ['tool', null],
+      ],
+    );
+    assert.ok(!third.some((m) => 'reasoning' in m), 'the internal field name is not sent');
+
+    // The reasoning is the model's own: not in the thread, the steps, or any streamed frame.
+    const messages = await h.client.beta.threads.messages.list(thread.id);
+    const steps = await h.client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+    for (const shown of [JSON.stringify(messages.data), JSON.stringify(steps.data), ...frames])
+      assert.ok(!shown.includes('look it up') && !shown.includes('should add'), shown);
+  });
+
+  test('an endpoint that writes no reasoning is sent none', async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(addCall(2, 3), { text: ['5.'] });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed');
+    const second = h.upstream.requests.slice(seen)[1]!.body.messages as object[];
+    assert.ok(!second.some((m) => 'reasoning_content' in m || 'reasoning' in m), JSON.stringify(second));
+  });
+});

@@ -134,6 +134,8 @@ export class OpenAICompatibleProvider implements ModelProvider {
         const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => (c.index ?? 0) === 0) : undefined;
         if (!choice) continue;
         const delta = choice.delta;
+        const reasoning = (delta as { reasoning_content?: unknown } | undefined)?.reasoning_content;
+        if (typeof reasoning === 'string' && reasoning !== '') yield { type: 'reasoning', text: reasoning };
         if (typeof delta?.content === 'string' && delta.content !== '') {
           const text = thinking.take(delta.content);
           if (text !== '') yield { type: 'text', text };
@@ -179,6 +181,21 @@ function withMistralCallIds(messages: ChatMessage[]): ChatMessage[] {
   });
 }
 
+/**
+ * The messages in the wire's shape: an assistant message's reasoning goes in `reasoning_content`, the field DeepSeek
+ * (and Moonshot's Kimi, vLLM, llama.cpp) answer it in and take it back in. DeepSeek's thinking mode refuses a history
+ * of tool calls without it ("Missing `reasoning_content` field in the assistant message"). Only a model that wrote
+ * reasoning there is sent any.
+ */
+function wireMessages(messages: ChatMessage[]): ChatCompletionCreateParamsStreaming['messages'] {
+  if (!messages.some((m) => m.role === 'assistant' && m.reasoning !== undefined)) return messages;
+  return messages.map((message) => {
+    if (message.role !== 'assistant' || message.reasoning === undefined) return message;
+    const { reasoning, ...rest } = message;
+    return { ...rest, reasoning_content: reasoning };
+  });
+}
+
 /** The upstream body: only the fields that are set (no `tools: []`, no `temperature: null`). */
 function toUpstreamBody(
   request: ChatRequest,
@@ -188,7 +205,7 @@ function toUpstreamBody(
   const name = model ?? request.model;
   const body: ChatCompletionCreateParamsStreaming = {
     model: name,
-    messages: MISTRAL.test(name) ? withMistralCallIds(request.messages) : request.messages,
+    messages: wireMessages(MISTRAL.test(name) ? withMistralCallIds(request.messages) : request.messages),
     stream: true,
     stream_options: { include_usage: true },
   };

@@ -18,6 +18,7 @@ import * as runKeys from './migrations/011-run-keys.ts';
 import * as storeFilesOfDeletedFiles from './migrations/013-store-files-of-deleted-files.ts';
 import * as listTombstones from './migrations/014-list-tombstones.ts';
 import * as queuedMessages from './migrations/015-queued-messages.ts';
+import * as modelReasoning from './migrations/016-model-reasoning.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -39,6 +40,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '013-store-files-of-deleted-files': storeFilesOfDeletedFiles,
   '014-list-tombstones': listTombstones,
   '015-queued-messages': queuedMessages,
+  '016-model-reasoning': modelReasoning,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */

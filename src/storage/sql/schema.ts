@@ -124,6 +124,7 @@ export interface RunStepsTable {
   turn_usage: string | null;
   /** The model's side of a tool_calls step (ModelToolCall[] as JSON). */
   model_calls: string | null;
+  model_reasoning: string | null;
 }
 
 export interface FilesTable {

@@ -21,6 +21,7 @@ import * as keywordIndexPerProject from './migrations/012-keyword-index-per-proj
 import * as storeFilesOfDeletedFiles from './migrations/013-store-files-of-deleted-files.ts';
 import * as listTombstones from './migrations/014-list-tombstones.ts';
 import * as queuedMessages from './migrations/015-queued-messages.ts';
+import * as modelReasoning from './migrations/016-model-reasoning.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -39,6 +40,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '013-store-files-of-deleted-files': storeFilesOfDeletedFiles,
   '014-list-tombstones': listTombstones,
   '015-queued-messages': queuedMessages,
+  '016-model-reasoning': modelReasoning,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
