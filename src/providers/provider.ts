@@ -125,7 +125,8 @@ export interface ModelProvider {
   /** Releases what the backend holds (an embedded model's memory). */
   close?(): Promise<void>;
   /**
-   * Streams one chat completion. Makes exactly one upstream attempt (retries are the caller's policy) and throws
+   * Streams one chat completion. Makes one upstream attempt (retries are the caller's policy; a backend may send a
+   * request again in another shape the endpoint turned out to need, see alternating-roles.ts) and throws
    * ProviderError for any upstream failure, before or during the stream. Aborting `signal` ends the request at
    * once and makes the iterator throw the signal's reason.
    */

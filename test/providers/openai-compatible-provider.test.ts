@@ -716,6 +716,119 @@ describe('OpenAICompatibleProvider', () => {
   });
 });
 
+describe('OpenAICompatibleProvider: an endpoint whose chat template refuses roles in a row', () => {
+  let upstream: FakeUpstream;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+  });
+  after(async () => upstream.close());
+
+  const rows: ChatRequest = {
+    model: 'gemma-3-12b-it',
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Here is my question.' },
+      { role: 'user', content: 'And the file it is about.' },
+      { role: 'assistant', content: 'Hello!' },
+      {
+        role: 'assistant',
+        content: 'Let me look.',
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: 'c1', content: 'x' },
+    ],
+  };
+  const vllm = {
+    status: 400,
+    body: {
+      object: 'error',
+      message: 'Conversation roles must alternate user/assistant/user/assistant/...',
+      type: 'BadRequestError',
+      param: null,
+      code: 400,
+    },
+  };
+
+  test('its refusal is answered by sending the request again with the rows joined, and so is every later one', async () => {
+    const provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });
+    const signal = new AbortController().signal;
+    const before = upstream.requests.length;
+    upstream.enqueue(vllm, { text: 'ok' }, { text: 'again' });
+    const events = await collect(provider.stream(rows, signal));
+    assert.deepEqual(events[0], { type: 'text', text: 'ok' });
+    const [refused, first] = upstream.requests.slice(before).map((r) => r.body.messages);
+    assert.deepEqual(refused, rows.messages, 'sent as they were, the first time');
+    const joined = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Here is my question.\n\nAnd the file it is about.' },
+      {
+        role: 'assistant',
+        content: 'Hello!\n\nLet me look.',
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: 'c1', content: 'x' },
+    ];
+    assert.deepEqual(first, joined);
+    await collect(provider.stream(rows, signal));
+    assert.equal(upstream.requests.length - before, 3, 'the next request is joined at once');
+    assert.deepEqual(upstream.requests.at(-1)!.body.messages, joined);
+  });
+
+  test("llama.cpp's 500 and mistral_common's wording are read the same way; other 400s are not", async () => {
+    const signal = new AbortController().signal;
+    for (const [status, message] of [
+      [500, 'Conversation roles must alternate user/assistant/user/assistant/...'],
+      [400, "Unexpected role 'assistant' after role 'assistant'"],
+    ] as const) {
+      const provider = new OpenAICompatibleProvider({
+        baseURL: upstream.baseUrl,
+        timeoutMs: 2000,
+        contextWindow: 8192,
+      });
+      const before = upstream.requests.length;
+      upstream.enqueue({ status, body: { error: { code: status, message, type: 'server_error' } } }, { text: 'ok' });
+      await collect(provider.stream(rows, signal));
+      assert.equal(upstream.requests.slice(before).at(-1)!.body.messages.length, 4, message);
+    }
+    const provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });
+    const before = upstream.requests.length;
+    upstream.enqueue({
+      status: 400,
+      body: { error: { message: 'max_tokens is too large', type: 'invalid_request_error' } },
+    });
+    assertProviderError((await failure(provider.stream(rows, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+    });
+    assert.equal(upstream.requests.length - before, 1);
+  });
+
+  test('a refusal repeated after the join is the error it is', async () => {
+    const provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });
+    upstream.enqueue(vllm, vllm);
+    const { error } = await failure(provider.stream(rows, new AbortController().signal));
+    assertProviderError(error, { code: 'invalid_prompt', retryable: false, message: /must alternate/ });
+  });
+
+  test('a refusal of a request with nothing in a row is the error it is', async () => {
+    const provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });
+    upstream.enqueue(vllm);
+    const { error } = await failure(
+      provider.stream(
+        {
+          model: 'm',
+          messages: [
+            { role: 'assistant', content: 'Hi!' },
+            { role: 'user', content: 'Hello' },
+          ],
+        },
+        new AbortController().signal,
+      ),
+    );
+    assertProviderError(error, { code: 'invalid_prompt', retryable: false, message: /must alternate/ });
+  });
+});
+
 describe('FakeUpstream', () => {
   let upstream: FakeUpstream;
   before(async () => {

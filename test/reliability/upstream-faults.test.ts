@@ -418,3 +418,68 @@ describe('upstream fault matrix', () => {
         }
       });
 });
+
+describe('an endpoint whose chat template refuses two messages of one role in a row', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let client: OpenAI;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    // No retries: the join must not need one of the run's retries.
+    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ASSISTD_UPSTREAM_MAX_RETRIES: '0' });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', maxRetries: 0 });
+  });
+  after(async () => {
+    await server?.close();
+    await upstream?.close();
+  });
+
+  test('the run is sent again at once with the rows joined, and so is every later run', async () => {
+    const assistant = await client.beta.assistants.create({ model: 'gemma-3-27b-it', instructions: 'Be brief.' });
+    const thread = await client.beta.threads.create({
+      messages: [
+        { role: 'user', content: 'Summarise the note below.' },
+        { role: 'user', content: 'Note: the meeting moved to 3 pm.' },
+      ],
+    });
+    const refusal = {
+      status: 400,
+      body: {
+        object: 'error',
+        message: 'Conversation roles must alternate user/assistant/user/assistant/...',
+        type: 'BadRequestError',
+        param: null,
+        code: 400,
+      },
+    };
+    const before = upstream.requests.length;
+    upstream.enqueue(refusal, { text: ['Moved to ', '3 pm.'] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const [refused, joined] = upstream.requests.slice(before).map((r) => r.body.messages);
+    assert.equal(refused!.length, 3);
+    assert.deepEqual(joined, [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Summarise the note below.\n\nNote: the meeting moved to 3 pm.' },
+    ]);
+
+    await client.beta.threads.messages.create(thread.id, { role: 'assistant', content: 'Anything else?' });
+    await client.beta.threads.messages.create(thread.id, { role: 'user', content: 'No, thanks.' });
+    const next = upstream.requests.length;
+    upstream.enqueue({ text: ['Bye.'] });
+    const streamed = await client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id }).finalRun();
+    assert.equal(streamed.status, 'completed', JSON.stringify(streamed.last_error));
+    const sent = upstream.requests.slice(next);
+    assert.equal(sent.length, 1, 'joined from the first attempt');
+    assert.deepEqual(
+      sent[0]!.body.messages.map((m) => [m['role'], m['content']]),
+      [
+        ['system', 'Be brief.'],
+        ['user', 'Summarise the note below.\n\nNote: the meeting moved to 3 pm.'],
+        ['assistant', 'Moved to 3 pm.\n\nAnything else?'],
+        ['user', 'No, thanks.'],
+      ],
+    );
+  });
+});

@@ -15,6 +15,7 @@ import {
   type ModelProvider,
   ProviderError,
 } from '../provider.ts';
+import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
 import {
   ChatCompletionsClient,
   UpstreamConnectionError,
@@ -58,6 +59,12 @@ export class OpenAICompatibleProvider implements ModelProvider {
   private readonly model: string | undefined;
   private readonly apiKey: string | undefined;
   private readonly limitField: CompletionLimitField;
+  /**
+   * Whether the endpoint's chat template refused messages of one role in a row (alternating-roles.ts): from then on
+   * they are sent joined. Learnt from its error, once per process, since the model name does not say which template
+   * an endpoint renders.
+   */
+  private joinRows = false;
 
   constructor(options: OpenAICompatibleProviderOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -102,10 +109,18 @@ export class OpenAICompatibleProvider implements ModelProvider {
     const calls = new ToolCallFragments();
     const thinking = new LeadingThinking();
     try {
-      try {
-        iterator = await this.client.stream(toUpstreamBody(request, this.model, this.limitField), upstream.signal, () =>
+      const send = () =>
+        this.client.stream(toUpstreamBody(request, this.model, this.limitField, this.joinRows), upstream.signal, () =>
           idleTimer.refresh(),
         );
+      try {
+        try {
+          iterator = await send();
+        } catch (error) {
+          if (signal.aborted || timedOut || !this.learntRows(error, request.messages)) throw error;
+          idleTimer.refresh();
+          iterator = await send();
+        }
       } catch (error) {
         throw failure(error);
       }
@@ -160,6 +175,17 @@ export class OpenAICompatibleProvider implements ModelProvider {
       }
     }
   }
+
+  /**
+   * Whether `error` is the endpoint refusing messages of one role in a row that the request had, not joined yet: then
+   * they are joined from now on, and the request is sent again so.
+   */
+  private learntRows(error: unknown, messages: ChatMessage[]): boolean {
+    if (this.joinRows || !(error instanceof UpstreamHttpError)) return false;
+    if (!refusesRowsOfRoles(upstreamMessage(error.body)) || joinedInRows(messages) === messages) return false;
+    this.joinRows = true;
+    return true;
+  }
 }
 
 /** Mistral's models, by name: their API and their tokenizer in vLLM (mistral_common) check tool-call ids. */
@@ -201,11 +227,13 @@ function toUpstreamBody(
   request: ChatRequest,
   model: string | undefined,
   limitField: CompletionLimitField,
+  joinRows: boolean,
 ): ChatCompletionCreateParamsStreaming {
   const name = model ?? request.model;
+  const messages = joinRows ? joinedInRows(request.messages) : request.messages;
   const body: ChatCompletionCreateParamsStreaming = {
     model: name,
-    messages: wireMessages(MISTRAL.test(name) ? withMistralCallIds(request.messages) : request.messages),
+    messages: wireMessages(MISTRAL.test(name) ? withMistralCallIds(messages) : messages),
     stream: true,
     stream_options: { include_usage: true },
   };
