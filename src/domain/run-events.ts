@@ -19,6 +19,7 @@ export interface MessageDelta {
     content: Array<
       | { index: number; type: 'text'; text: { value: string; annotations?: AnnotationDelta[] } }
       | { index: number; type: 'image_file'; image_file: { file_id: string; detail?: ImageDetail } }
+      | { index: number; type: 'refusal'; refusal: string }
     >;
   };
 }

@@ -70,12 +70,14 @@ export interface ChatRequest {
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'other';
 
 /**
- * What a completion stream yields, in order: any number of `reasoning`, `text` and `tool_call` deltas, then at most one `usage`
+ * What a completion stream yields, in order: any number of `reasoning`, `text`, `refusal` and `tool_call` deltas, then at most one `usage`
  * (missing when the upstream does not report it), then one `finish`, which ends every stream that does not throw.
  * A backend whose stream stops without a finish reason throws ProviderError: that answer was cut short, not given.
  *
  * `reasoning` is what a model that thinks aloud in a field of its own (`reasoning_content`) wrote there: never shown
  * to clients (OpenAI's reasoning models show none), kept only to be sent back with the turn's tool calls.
+ *
+ * `refusal` is the model's refusal to answer, in place of the answer (OpenAI's models, with structured outputs).
  *
  * `tool_call` deltas are keyed by `index`: the first delta of an index carries `name` (and the upstream's `id`, if
  * any); later ones carry only `arguments` fragments, to be concatenated.
@@ -83,6 +85,7 @@ export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' |
 export type ChatEvent =
   | { type: 'reasoning'; text: string }
   | { type: 'text'; text: string }
+  | { type: 'refusal'; text: string }
   | { type: 'tool_call'; index: number; id?: string; name?: string; arguments?: string }
   | { type: 'usage'; usage: { prompt_tokens: number; completion_tokens: number } }
   | { type: 'finish'; reason: FinishReason };

@@ -57,6 +57,12 @@ export class ModelTurn {
   private annotations: TextAnnotation[] = [];
   /** The reasoning the model wrote in its own field (never published): kept with the turn's tool calls. */
   private reasoning = '';
+  /**
+   * The model's refusal to answer (OpenAI's models, with structured outputs), a `refusal` part of the message after
+   * any text, at `refusalIndex`: text written after it is dropped, so that the parts keep their indexes.
+   */
+  private refusal = '';
+  private refusalIndex = 0;
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
   private readonly calls: Array<{ id: string; name: string; arguments: string } | undefined> = [];
@@ -96,6 +102,7 @@ export class ModelTurn {
     return (
       this.reasoning +
       this.sent +
+      this.refusal +
       this.unsent +
       this.madeCalls()
         .map((c) => c.name + c.arguments)
@@ -120,11 +127,39 @@ export class ModelTurn {
   }
 
   addText(chunk: string): void {
-    if (chunk === '' || this.toolStep) return; // text after tool calls has nowhere to go in the Assistants model
+    // Text after tool calls has nowhere to go in the Assistants model.
+    if (chunk === '' || this.toolStep || this.refusal !== '') return;
     this.openMessage();
     this.unsent += chunk;
     this.annotate?.write(chunk);
     this.sendText(false);
+  }
+
+  addRefusal(chunk: string): void {
+    if (chunk === '' || this.toolStep) return;
+    this.openMessage();
+    if (this.refusal === '') {
+      if (this.unsent !== '') this.sendText(true);
+      this.refusalIndex = this.leadingParts.length + (this.sent === '' ? 0 : 1);
+    }
+    this.refusal += chunk;
+    this.message!.content = this.content();
+    this.emit({
+      event: 'thread.message.delta',
+      data: {
+        id: this.message!.id,
+        object: 'thread.message.delta',
+        delta: { content: [{ index: this.refusalIndex, type: 'refusal', refusal: chunk }] },
+      },
+    });
+  }
+
+  /** The message's parts: what the answer shows before its text, its text, its refusal. */
+  private content(): MessageContent[] {
+    const content: MessageContent[] = [...this.leadingParts];
+    if (this.sent !== '') content.push({ type: 'text', text: { value: this.sent, annotations: this.annotations } });
+    if (this.refusal !== '') content.push({ type: 'refusal', refusal: this.refusal });
+    return content;
   }
 
   /**
@@ -143,10 +178,7 @@ export class ModelTurn {
     this.sent += chunk;
     const added = found.map((a, i): AnnotationDelta => ({ index: this.annotations.length + i, ...a }));
     if (found.length > 0) this.annotations = [...this.annotations, ...found];
-    this.message!.content = [
-      ...this.leadingParts,
-      { type: 'text', text: { value: this.sent, annotations: this.annotations } },
-    ];
+    this.message!.content = this.content();
     this.emit({
       event: 'thread.message.delta',
       data: {

@@ -468,6 +468,9 @@ export class RunExecutor {
             case 'text':
               turn.addText(event.text);
               break;
+            case 'refusal':
+              turn.addRefusal(event.text);
+              break;
             case 'tool_call':
               turn.addToolCall(event.index, event.name, event.arguments, parallel);
               break;

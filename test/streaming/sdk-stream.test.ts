@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { FakeUpstream } from '../support/fake-upstream.ts';
+import { assertMatchesSchema } from '../support/openapi.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
 
@@ -145,5 +146,76 @@ describe('streaming through the official SDK (AssistantStream)', () => {
     assert.deepEqual(errors, []);
     const [listed] = (await client.beta.threads.runs.list(thread.id)).data;
     assert.deepEqual(listed, run);
+  });
+});
+
+describe("a model's refusal (OpenAI's structured outputs)", () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let client: OpenAI;
+  let recorder: ValidatingFetch;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
+    recorder = createValidatingFetch();
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', fetch: recorder.fetch, maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+    recorder.assertNoViolations({ all: true });
+  });
+
+  /** A streamed answer that refuses, in pieces, as OpenAI streams it: `delta.refusal`, `content` null. */
+  function refusing(...pieces: string[]) {
+    const chunk = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'gpt-4o', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    return {
+      raw: [
+        chunk({ role: 'assistant', content: null, refusal: '' }),
+        ...pieces.map((refusal) => chunk({ refusal })),
+        chunk({}, 'stop'),
+        'data: [DONE]\n\n',
+      ],
+      contentType: 'text/event-stream',
+    };
+  }
+
+  test('is a refusal part of the message, streamed as refusal deltas; the next turn is sent it', async () => {
+    const assistant = await client.beta.assistants.create({
+      model: 'gpt-4o',
+      response_format: {
+        type: 'json_schema',
+        json_schema: { name: 'plan', schema: { type: 'object', properties: { steps: { type: 'array' } } } },
+      },
+    });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Plan a bank robbery.' }] });
+    upstream.enqueue(refusing("I'm sorry, ", "I can't help with that."));
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
+    const deltas: unknown[] = [];
+    stream.on('event', (event) => {
+      if (event.event === 'thread.message.delta') deltas.push(event.data);
+    });
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed');
+    const [shown] = await stream.finalMessages();
+    const stored = await client.beta.threads.messages.retrieve(shown!.id, { thread_id: thread.id });
+    assert.deepEqual(stored.content, [{ type: 'refusal', refusal: "I'm sorry, I can't help with that." }]);
+    assert.deepEqual(shown, stored, 'streamed = stored');
+    assert.equal(deltas.length, 2);
+    for (const delta of deltas) assertMatchesSchema('MessageDeltaObject', delta);
+    assert.deepEqual((deltas[1] as OpenAI.Beta.Threads.MessageDeltaEvent).delta.content, [
+      { index: 0, type: 'refusal', refusal: "I can't help with that." },
+    ]);
+
+    upstream.enqueue({ text: ['Fine.'] });
+    await client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Then plan a picnic.' });
+    await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const history = upstream.requests.at(-1)!.body.messages.map((m) => [m['role'], m['content']]);
+    assert.deepEqual(history.slice(-2), [
+      ['assistant', "I'm sorry, I can't help with that."],
+      ['user', 'Then plan a picnic.'],
+    ]);
   });
 });

@@ -155,6 +155,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
           const text = thinking.take(delta.content);
           if (text !== '') yield { type: 'text', text };
         }
+        if (typeof delta?.refusal === 'string' && delta.refusal !== '') yield { type: 'refusal', text: delta.refusal };
         if (Array.isArray(delta?.tool_calls)) for (const event of toolCallEvents(delta.tool_calls, calls)) yield event;
         if ((choice.finish_reason as string | null) === 'error') throw finishedInError();
         if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
