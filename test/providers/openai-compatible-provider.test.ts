@@ -291,6 +291,75 @@ describe('OpenAICompatibleProvider', () => {
     assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });
   });
 
+  test("Mistral's content as a list of parts: its text parts are the answer, its thinking parts are not shown", async () => {
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const thinking = (text: string) => ({ type: 'thinking', thinking: [{ type: 'text', text }] });
+    upstream.enqueue({
+      contentType: 'text/event-stream',
+      raw: [
+        frame({ role: 'assistant', content: [thinking('The user wants ')] }),
+        frame({ content: [thinking('a greeting.')] }),
+        frame({ content: [{ type: 'text', text: 'Hello' }] }),
+        frame({
+          content: [
+            { type: 'text', text: ', world' },
+            { type: 'text', text: '!' },
+          ],
+        }),
+        frame({ content: [] }),
+        frame({}, 'stop'),
+        'data: [DONE]\n\n',
+      ],
+    });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(events, [
+      { type: 'text', text: 'Hello' },
+      { type: 'text', text: ', world' },
+      { type: 'text', text: '!' },
+      { type: 'finish', reason: 'stop' },
+    ]);
+  });
+
+  test('reasoning_content and refusal are read from a stream, and from a whole chat.completion', async () => {
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    upstream.enqueue({
+      contentType: 'text/event-stream',
+      raw: [frame({ role: 'assistant', reasoning_content: 'Hmm.' }), frame({ refusal: 'No.' }), frame({}, 'stop')],
+    });
+    assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+      { type: 'reasoning', text: 'Hmm.' },
+      { type: 'refusal', text: 'No.' },
+      { type: 'finish', reason: 'stop' },
+    ]);
+    const completion = (message: object) => ({
+      contentType: 'application/json',
+      raw: JSON.stringify({
+        object: 'chat.completion',
+        choices: [{ index: 0, message: { role: 'assistant', ...message }, finish_reason: 'stop' }],
+      }),
+    });
+    upstream.enqueue(
+      completion({ content: null, reasoning_content: 'Hmm.', refusal: 'No.' }),
+      completion({
+        content: [
+          { type: 'thinking', thinking: [{ type: 'text', text: 'Hmm.' }] },
+          { type: 'text', text: 'Hi.' },
+        ],
+      }),
+    );
+    assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+      { type: 'reasoning', text: 'Hmm.' },
+      { type: 'refusal', text: 'No.' },
+      { type: 'finish', reason: 'stop' },
+    ]);
+    assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+      { type: 'text', text: 'Hi.' },
+      { type: 'finish', reason: 'stop' },
+    ]);
+  });
+
   test('no usage event when the upstream reports none', async () => {
     upstream.enqueue({ text: ['a', 'b'], usage: null });
     const events = await collect(provider.stream(REQUEST, signal));

@@ -214,13 +214,16 @@ function completionAsChunk(body: unknown): ChatCompletionChunk | undefined {
     if (typeof choice !== 'object' || choice === null) return undefined;
     const { index, message, finish_reason } = choice as Record<string, unknown>;
     if (typeof message !== 'object' || message === null) return undefined;
-    const { content, tool_calls } = message as { content?: unknown; tool_calls?: unknown };
+    const { content, tool_calls, refusal, reasoning_content } = message as Record<string, unknown>;
     const calls = Array.isArray(tool_calls) ? (tool_calls as unknown[]) : [];
     choices.push({
       index: typeof index === 'number' ? index : 0,
       delta: {
         role: 'assistant',
-        content: typeof content === 'string' ? content : null,
+        // A list of parts (Mistral's) as it is: the provider reads both.
+        content: typeof content === 'string' || Array.isArray(content) ? (content as string) : null,
+        ...(typeof refusal === 'string' ? { refusal } : {}),
+        ...(typeof reasoning_content === 'string' ? { reasoning_content } : {}),
         ...(calls.length === 0
           ? {}
           : {

@@ -151,8 +151,8 @@ export class OpenAICompatibleProvider implements ModelProvider {
         const delta = choice.delta;
         const reasoning = (delta as { reasoning_content?: unknown } | undefined)?.reasoning_content;
         if (typeof reasoning === 'string' && reasoning !== '') yield { type: 'reasoning', text: reasoning };
-        if (typeof delta?.content === 'string' && delta.content !== '') {
-          const text = thinking.take(delta.content);
+        for (const piece of contentTexts(delta?.content)) {
+          const text = thinking.take(piece);
           if (text !== '') yield { type: 'text', text };
         }
         if (typeof delta?.refusal === 'string' && delta.refusal !== '') yield { type: 'refusal', text: delta.refusal };
@@ -187,6 +187,23 @@ export class OpenAICompatibleProvider implements ModelProvider {
     this.joinRows = true;
     return true;
   }
+}
+
+/**
+ * The answer's text in a delta's content: a string, as OpenAI sends it, or a list of parts, as Mistral's API sends its
+ * reasoning models' answers (Magistral; Mistral Small with `reasoning_effort`): its `text` parts. Its `thinking` parts
+ * are the model's reasoning, not shown (as OpenAI's reasoning models show none), and not needed back by Mistral's
+ * API, which would refuse it in any other field.
+ */
+function contentTexts(content: unknown): string[] {
+  if (typeof content === 'string') return content === '' ? [] : [content];
+  if (!Array.isArray(content)) return [];
+  const texts: string[] = [];
+  for (const part of content as unknown[]) {
+    const { type, text } = (part ?? {}) as { type?: unknown; text?: unknown };
+    if (type === 'text' && typeof text === 'string' && text !== '') texts.push(text);
+  }
+  return texts;
 }
 
 /** Mistral's models, by name: their API and their tokenizer in vLLM (mistral_common) check tool-call ids. */
