@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { keyHeader } from '../../src/providers/openai-compatible/chat-completions-client.ts';
 import {
   completionLimitField,
   OpenAICompatibleProvider,
@@ -202,6 +203,13 @@ describe('OpenAICompatibleProvider', () => {
 
   test("the completion's bound goes in max_completion_tokens to OpenAI's API, in max_tokens to any other", async () => {
     assert.equal(completionLimitField('https://api.openai.com/v1'), 'max_completion_tokens');
+    for (const azure of [
+      'https://my-res.openai.azure.com/openai/v1',
+      'https://my-res.openai.azure.com/openai/deployments/gpt-5?api-version=2025-04-01-preview',
+      'https://my-res.cognitiveservices.azure.com/openai/v1/',
+      'https://my-proj.services.ai.azure.com/openai/v1',
+    ])
+      assert.equal(completionLimitField(azure), 'max_completion_tokens', azure);
     for (const other of ['http://127.0.0.1:11434/v1', 'https://openrouter.ai/api/v1', 'http://vllm:8000/v1'])
       assert.equal(completionLimitField(other), 'max_tokens', other);
     const openai = new OpenAICompatibleProvider({
@@ -218,6 +226,17 @@ describe('OpenAICompatibleProvider', () => {
     } finally {
       await openai.close();
     }
+  });
+
+  test("the key goes in Azure OpenAI's api-key header, in Authorization: Bearer to any other endpoint", () => {
+    for (const azure of [
+      'https://my-res.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21',
+      'https://my-res.openai.azure.com/openai/v1',
+      'https://MY-RES.cognitiveservices.azure.com/openai/v1',
+    ])
+      assert.deepEqual(keyHeader(azure, 'k-1'), { 'api-key': 'k-1' }, azure);
+    for (const other of ['https://api.openai.com/v1', 'http://127.0.0.1:8000/v1', 'https://azure.com.example/v1'])
+      assert.deepEqual(keyHeader(other, 'k-1'), { authorization: 'Bearer k-1' }, other);
   });
 
   test('parallel tool calls: deltas by index, names, and arguments that concatenate to the originals', async () => {

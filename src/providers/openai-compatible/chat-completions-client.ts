@@ -55,12 +55,14 @@ const MAX_QUOTED_ERROR = 500;
 export class ChatCompletionsClient {
   private readonly endpoint: URL;
   private readonly apiKey: string;
+  private readonly key: Record<string, string>;
   private readonly agent: http.Agent;
   private readonly send: typeof http.request;
 
   constructor(baseURL: string, apiKey: string) {
     this.endpoint = endpointUrl(baseURL, 'chat/completions');
     this.apiKey = apiKey;
+    this.key = keyHeader(baseURL, apiKey);
     const secure = this.endpoint.protocol === 'https:';
     this.agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
     this.send = secure ? https.request : http.request;
@@ -88,7 +90,7 @@ export class ChatCompletionsClient {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(payload),
           accept: 'text/event-stream',
-          authorization: `Bearer ${this.apiKey}`,
+          ...this.key,
         },
       });
       // Not http.request's `signal` option: it destroys the socket with an AbortError, which, once the whole
@@ -173,6 +175,22 @@ async function readBody(response: IncomingMessage): Promise<unknown> {
  */
 export function withoutKey(text: string, apiKey: string | undefined): string {
   return apiKey !== undefined && apiKey.length >= 8 ? text.replaceAll(apiKey, '[api key]') : text;
+}
+
+/** Azure OpenAI's hosts (an Azure OpenAI resource, or an AI Foundry / AI Services one). */
+const AZURE_HOST = /\.(openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com)$/i;
+
+/** Whether a base URL is Azure OpenAI's. */
+export function isAzure(baseURL: string): boolean {
+  return AZURE_HOST.test(new URL(baseURL).hostname);
+}
+
+/**
+ * The header an endpoint takes its key in: `api-key` for Azure OpenAI (its deployment paths take no other; its v1
+ * path takes it too), as Azure's own clients send it; `Authorization: Bearer` for any other endpoint.
+ */
+export function keyHeader(baseURL: string, apiKey: string): Record<string, string> {
+  return isAzure(baseURL) ? { 'api-key': apiKey } : { authorization: `Bearer ${apiKey}` };
 }
 
 /**

@@ -10,7 +10,7 @@ import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Embedder, EmbeddingError } from '../embedder.ts';
 import { retryDelayMs } from '../retry-delay.ts';
-import { endpointUrl, upstreamMessage, withoutKey } from './chat-completions-client.ts';
+import { endpointUrl, keyHeader, upstreamMessage, withoutKey } from './chat-completions-client.ts';
 import { retryAfterMs } from './openai-compatible-provider.ts';
 
 export interface OpenAICompatibleEmbedderOptions {
@@ -131,7 +131,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(payload),
             accept: 'application/json',
-            authorization: `Bearer ${this.apiKey}`,
+            ...keyHeader(this.endpoint.href, this.apiKey),
           },
         });
         request.once('response', resolve);

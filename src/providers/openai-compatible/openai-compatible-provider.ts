@@ -18,6 +18,7 @@ import {
 import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
 import {
   ChatCompletionsClient,
+  isAzure,
   UpstreamConnectionError,
   UpstreamHttpError,
   UpstreamStreamError,
@@ -44,12 +45,12 @@ export interface OpenAICompatibleProviderOptions {
 export type CompletionLimitField = 'max_tokens' | 'max_completion_tokens';
 
 /**
- * The field an endpoint takes a completion's token bound in: `max_completion_tokens` for OpenAI's own API, which
- * refuses `max_tokens` for its reasoning models (o-series, gpt-5), and `max_tokens` for any other endpoint (vLLM,
- * llama.cpp, Ollama, LM Studio, LiteLLM…), which all accept it while not all know the newer name.
+ * The field an endpoint takes a completion's token bound in: `max_completion_tokens` for OpenAI's own API and Azure
+ * OpenAI, which refuse `max_tokens` for their reasoning models (o-series, gpt-5), and `max_tokens` for any other
+ * endpoint (vLLM, llama.cpp, Ollama, LM Studio, LiteLLM…), which all accept it while not all know the newer name.
  */
 export function completionLimitField(baseURL: string): CompletionLimitField {
-  return new URL(baseURL).hostname === 'api.openai.com' ? 'max_completion_tokens' : 'max_tokens';
+  return new URL(baseURL).hostname === 'api.openai.com' || isAzure(baseURL) ? 'max_completion_tokens' : 'max_tokens';
 }
 
 export class OpenAICompatibleProvider implements ModelProvider {
