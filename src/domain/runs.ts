@@ -154,6 +154,8 @@ export interface ModelToolCall {
   arguments: string;
   /** null until the call has its output. */
   output: string | null;
+  /** What else the endpoint put on the call, sent back with it (ChatToolCall.extra). */
+  extra?: Record<string, unknown>;
 }
 
 export interface RunStep {

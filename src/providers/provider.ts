@@ -20,6 +20,11 @@ export interface ChatToolCall {
   id: string;
   type: 'function';
   function: { name: string; arguments: string };
+  /**
+   * What else the endpoint put on the call, sent back with it as it came: Gemini's `extra_content` (its thought
+   * signature, without which Gemini 3 refuses the call in a later request).
+   */
+  extra?: Record<string, unknown>;
 }
 
 export type ChatMessage =
@@ -80,13 +85,21 @@ export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' |
  * `refusal` is the model's refusal to answer, in place of the answer (OpenAI's models, with structured outputs).
  *
  * `tool_call` deltas are keyed by `index`: the first delta of an index carries `name` (and the upstream's `id`, if
- * any); later ones carry only `arguments` fragments, to be concatenated.
+ * any); later ones carry only `arguments` fragments, to be concatenated. `extra` is what else the endpoint put on the
+ * call (ChatToolCall.extra), to be merged into what came before.
  */
 export type ChatEvent =
   | { type: 'reasoning'; text: string }
   | { type: 'text'; text: string }
   | { type: 'refusal'; text: string }
-  | { type: 'tool_call'; index: number; id?: string; name?: string; arguments?: string }
+  | {
+      type: 'tool_call';
+      index: number;
+      id?: string;
+      name?: string;
+      arguments?: string;
+      extra?: Record<string, unknown>;
+    }
   | { type: 'usage'; usage: { prompt_tokens: number; completion_tokens: number } }
   | { type: 'finish'; reason: FinishReason };
 

@@ -237,6 +237,7 @@ export function toolRoundMessages(step: ToolRound): ChatMessage[] {
       id: call.id,
       type: 'function' as const,
       function: { name: call.name, arguments: call.arguments },
+      ...(call.extra === undefined ? {} : { extra: call.extra }),
     })),
   };
   if (step.model_reasoning) assistant.reasoning = step.model_reasoning;

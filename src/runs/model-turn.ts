@@ -65,7 +65,9 @@ export class ModelTurn {
   private refusalIndex = 0;
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
-  private readonly calls: Array<{ id: string; name: string; arguments: string } | undefined> = [];
+  private readonly calls: Array<
+    { id: string; name: string; arguments: string; extra?: Record<string, unknown> } | undefined
+  > = [];
   /**
    * Of each server-side call shown as it is written, by call index: its input streamed so far, the reader of its
    * arguments' fragments (ServerTool.inputReader), and its details with an empty input (for the live step).
@@ -220,7 +222,13 @@ export class ModelTurn {
       };
   }
 
-  addToolCall(index: number, name: string | undefined, fragment: string | undefined, parallel: boolean): void {
+  addToolCall(
+    index: number,
+    name: string | undefined,
+    fragment: string | undefined,
+    parallel: boolean,
+    extra?: Record<string, unknown>,
+  ): void {
     if (!parallel && index > 0) return; // parallel_tool_calls: false keeps the first call only
     if (this.message) this.finishMessageEarly();
     this.openToolStep();
@@ -247,6 +255,7 @@ export class ModelTurn {
         this.emitToolDelta({ index, ...empty } as ToolCallDelta);
       }
     }
+    if (extra) call.extra = { ...call.extra, ...extra };
     if (fragment) {
       call.arguments += fragment;
       if (streamed) this.emitToolDelta({ index, type: 'function', function: { arguments: fragment } });

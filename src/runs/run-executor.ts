@@ -472,7 +472,7 @@ export class RunExecutor {
               turn.addRefusal(event.text);
               break;
             case 'tool_call':
-              turn.addToolCall(event.index, event.name, event.arguments, parallel);
+              turn.addToolCall(event.index, event.name, event.arguments, parallel, event.extra);
               break;
             case 'usage':
               reply.usage = event.usage;

@@ -654,7 +654,7 @@ describe('server-side tools: what the model wrote before its calls, in the next 
   });
 });
 
-describe("server-side tools: the reasoning a model wrote in its own field, sent back with that turn's calls", () => {
+describe("server-side tools: what a model sends beside its calls (its reasoning, Gemini's signatures) goes back with them", () => {
   const h = new Harness(addTool());
   before(() => h.start());
   after(() => h.close());
@@ -727,6 +727,48 @@ describe("server-side tools: the reasoning a model wrote in its own field, sent 
     const steps = await h.client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
     for (const shown of [JSON.stringify(messages.data), JSON.stringify(steps.data), ...frames])
       assert.ok(!shown.includes('look it up') && !shown.includes('should add'), shown);
+  });
+
+  test("Gemini's thought signature on a call (extra_content) goes back on that call in the next turns", async () => {
+    const { assistant, thread } = await h.setup([CODE_INTERPRETER, lookup]);
+    const seen = h.upstream.requests.length;
+    // As Google's OpenAI-compatible endpoint streams Gemini 3's calls: whole, no index, the signature beside them.
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const signed = (id: string, name: string, args: object, signature?: string) => ({
+      id,
+      type: 'function',
+      function: { name, arguments: JSON.stringify(args) },
+      ...(signature === undefined ? {} : { extra_content: { google: { thought_signature: signature } } }),
+    });
+    const turn = (...calls: object[]) => ({
+      contentType: 'text/event-stream',
+      raw: [frame({ role: 'assistant', tool_calls: calls }), frame({}, 'tool_calls'), 'data: [DONE]\n\n'],
+    });
+    h.upstream.enqueue(
+      turn(signed('g1', 'add', { a: 1, b: 2 }, 'EoYCCoMCARFNMg')),
+      turn(signed('g2', 'lookup', {}, 'Ep8BCpwBAXLI2n'), signed('g3', 'add', { a: 2, b: 2 })),
+      { text: ['Done.'] },
+    );
+    const paused = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(paused.status, 'requires_action', JSON.stringify(paused.last_error));
+    const callId = paused.required_action!.submit_tool_outputs.tool_calls[0]!.id;
+    const run = await h.client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: callId, output: 'found' }],
+    });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const last = h.upstream.requests.slice(seen)[2]!.body.messages as ChatMessage[];
+    const calls = last
+      .filter((m) => m.tool_calls)
+      .map((m) => (m.tool_calls as Array<{ extra_content?: unknown }>).map((c) => c.extra_content ?? null));
+    assert.deepEqual(calls, [
+      [{ google: { thought_signature: 'EoYCCoMCARFNMg' } }],
+      [{ google: { thought_signature: 'Ep8BCpwBAXLI2n' } }, null],
+    ]);
+    assert.ok(!JSON.stringify(last).includes('"extra"'), 'the internal field name is not sent');
+    const steps = await h.client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id });
+    assert.ok(!JSON.stringify(steps.data).includes('thought_signature'), 'clients are not shown it');
   });
 
   test('an endpoint that writes no reasoning is sent none', async () => {

@@ -227,17 +227,26 @@ function withMistralCallIds(messages: ChatMessage[]): ChatMessage[] {
 }
 
 /**
- * The messages in the wire's shape: an assistant message's reasoning goes in `reasoning_content`, the field DeepSeek
- * (and Moonshot's Kimi, vLLM, llama.cpp) answer it in and take it back in. DeepSeek's thinking mode refuses a history
- * of tool calls without it ("Missing `reasoning_content` field in the assistant message"). Only a model that wrote
- * reasoning there is sent any.
+ * The messages in the wire's shape. An assistant message's reasoning goes in `reasoning_content`, the field DeepSeek
+ * (and Moonshot's Kimi, vLLM, llama.cpp) answer it in and take it back in: DeepSeek's thinking mode refuses a history
+ * of tool calls without it ("Missing `reasoning_content` field in the assistant message"). A tool call's extra fields
+ * go back on the call as they came: Gemini 3 refuses a call without its thought signature ("Function call is missing
+ * a thought_signature"). Only a model that sent either is sent any.
  */
 function wireMessages(messages: ChatMessage[]): ChatCompletionCreateParamsStreaming['messages'] {
-  if (!messages.some((m) => m.role === 'assistant' && m.reasoning !== undefined)) return messages;
+  const special = (m: ChatMessage) =>
+    m.role === 'assistant' && (m.reasoning !== undefined || m.tool_calls?.some((c) => c.extra !== undefined));
+  if (!messages.some(special)) return messages;
   return messages.map((message) => {
-    if (message.role !== 'assistant' || message.reasoning === undefined) return message;
-    const { reasoning, ...rest } = message;
-    return { ...rest, reasoning_content: reasoning };
+    if (message.role !== 'assistant' || !special(message)) return message;
+    const { reasoning, tool_calls, ...rest } = message;
+    return {
+      ...rest,
+      ...(tool_calls === undefined
+        ? {}
+        : { tool_calls: tool_calls.map(({ extra, ...call }) => (extra === undefined ? call : { ...extra, ...call })) }),
+      ...(reasoning === undefined ? {} : { reasoning_content: reasoning }),
+    };
   });
 }
 
@@ -340,7 +349,10 @@ function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], frag
     if (call.function?.name) event.name = call.function.name;
     const added = typeof call.function?.arguments === 'string' ? fragments.added(index, call.function.arguments) : '';
     if (added) event.arguments = added;
-    if (event.id !== undefined || event.name !== undefined || event.arguments !== undefined) events.push(event);
+    const { index: _i, id: _id, type: _t, function: _f, ...extra } = call as typeof call & Record<string, unknown>;
+    if (Object.keys(extra).length > 0) event.extra = extra;
+    if (event.id !== undefined || event.name !== undefined || event.arguments !== undefined || event.extra)
+      events.push(event);
   }
   return events;
 }
