@@ -43,10 +43,39 @@ describe('joinedInRows', () => {
     assert.equal(JSON.stringify(messages), before, 'the messages given are not changed');
   });
 
+  test('a conversation that begins with the assistant gets an empty user turn before it', () => {
+    assert.deepEqual(
+      joinedInRows([
+        { role: 'system', content: 's' },
+        { role: 'assistant', content: 'Hi! How can I help?' },
+        { role: 'user', content: 'Hello' },
+      ]),
+      [
+        { role: 'system', content: 's' },
+        { role: 'user', content: '' },
+        { role: 'assistant', content: 'Hi! How can I help?' },
+        { role: 'user', content: 'Hello' },
+      ],
+    );
+    assert.deepEqual(
+      joinedInRows([
+        { role: 'assistant', content: 'Hi!' },
+        { role: 'assistant', content: 'Ask me anything.' },
+        { role: 'user', content: 'Hello' },
+      ]),
+      [
+        { role: 'user', content: '' },
+        { role: 'assistant', content: 'Hi!\n\nAsk me anything.' },
+        { role: 'user', content: 'Hello' },
+      ],
+    );
+  });
+
   test('assistant messages join until one with tool calls, which keeps its calls and reasoning; empty texts add nothing', () => {
     const call = { id: 'c', type: 'function' as const, function: { name: 'f', arguments: '{}' } };
     assert.deepEqual(
       joinedInRows([
+        { role: 'user', content: 'Go.' },
         { role: 'assistant', content: 'One.' },
         { role: 'assistant', content: '' },
         { role: 'assistant', content: null, tool_calls: [call], reasoning: 'r' },
@@ -55,6 +84,7 @@ describe('joinedInRows', () => {
         { role: 'assistant', content: 'Three.' },
       ]),
       [
+        { role: 'user', content: 'Go.' },
         { role: 'assistant', content: 'One.', tool_calls: [call], reasoning: 'r' },
         { role: 'tool', tool_call_id: 'c', content: 'x' },
         { role: 'assistant', content: 'Two.\n\nThree.' },

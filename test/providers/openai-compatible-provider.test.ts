@@ -906,7 +906,7 @@ describe('OpenAICompatibleProvider: an endpoint whose chat template refuses role
         {
           model: 'm',
           messages: [
-            { role: 'assistant', content: 'Hi!' },
+            { role: 'system', content: 'Be brief.' },
             { role: 'user', content: 'Hello' },
           ],
         },

@@ -482,4 +482,29 @@ describe('an endpoint whose chat template refuses two messages of one role in a 
       ],
     );
   });
+
+  // The server learnt in the test before that this endpoint wants roles to alternate.
+  test("a thread that begins with the assistant's greeting is sent with an empty user turn before it", async () => {
+    const assistant = await client.beta.assistants.create({ model: 'gemma-3-27b-it' });
+    const thread = await client.beta.threads.create({
+      messages: [
+        { role: 'assistant', content: 'Hi! How can I help?' },
+        { role: 'user', content: 'What time is it in Tokyo?' },
+      ],
+    });
+    const before = upstream.requests.length;
+    upstream.enqueue({ text: ['Evening.'] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.deepEqual(
+      upstream.requests.slice(before).map((r) => r.body.messages.map((m) => [m['role'], m['content']])),
+      [
+        [
+          ['user', ''],
+          ['assistant', 'Hi! How can I help?'],
+          ['user', 'What time is it in Tokyo?'],
+        ],
+      ],
+    );
+  });
 });

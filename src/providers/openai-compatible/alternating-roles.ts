@@ -3,10 +3,11 @@ import type { ChatContentPart, ChatMessage } from '../provider.ts';
 /**
  * Messages of one role in a row, joined, for the endpoints whose chat template refuses them. A thread may hold two
  * user messages in a row (a question, then a file; a message added after a run that failed; truncation that dropped
- * the answers between) or two assistant messages (one a client added, then a run's answer). OpenAI's API and most
- * templates take them as they are; the templates of Mistral's, Gemma's and Llama 2's models, as vLLM, llama.cpp or
- * LM Studio render them, raise "Conversation roles must alternate user/assistant/user/assistant/...", and
- * mistral_common (vLLM's Mistral tokenizer) says "Unexpected role 'assistant' after role 'assistant'".
+ * the answers between) or two assistant messages (one a client added, then a run's answer), or begin with an
+ * assistant's greeting. OpenAI's API and most templates take them as they are; the templates of Mistral's, Gemma's
+ * and Llama 2's models, as vLLM, llama.cpp or LM Studio render them, raise "Conversation roles must alternate
+ * user/assistant/user/assistant/...", and mistral_common (vLLM's Mistral tokenizer) says "Unexpected role
+ * 'assistant' after role 'assistant'".
  */
 const REFUSED = /roles must alternate|unexpected role '\w+' after role/i;
 
@@ -19,8 +20,9 @@ const ROW_SEPARATOR = '\n\n';
 
 /**
  * The messages with each row of user messages, and each row of assistant messages without tool calls before the
- * row's last, joined into one: the model reads the same text in the same order. The messages given are not changed;
- * when nothing is in a row, they are returned as they are.
+ * row's last, joined into one: the model reads the same text in the same order. A conversation that begins with the
+ * assistant (after the system message) gets an empty user message before it, where the templates want the user's
+ * turn. The messages given are not changed; when nothing needs changing, they are returned as they are.
  */
 export function joinedInRows(messages: ChatMessage[]): ChatMessage[] {
   const joined: ChatMessage[] = [];
@@ -29,9 +31,12 @@ export function joinedInRows(messages: ChatMessage[]): ChatMessage[] {
     if (previous?.role === 'user' && message.role === 'user') joined[joined.length - 1] = joinUser(previous, message);
     else if (previous?.role === 'assistant' && message.role === 'assistant' && previous.tool_calls === undefined)
       joined[joined.length - 1] = joinAssistant(previous, message);
+    else if (message.role === 'assistant' && (previous === undefined || previous.role === 'system'))
+      joined.push({ role: 'user', content: '' }, message);
     else joined.push(message);
   }
-  return joined.length === messages.length ? messages : joined;
+  const same = joined.length === messages.length && joined.every((message, i) => message === messages[i]);
+  return same ? messages : joined;
 }
 
 type UserMessage = Extract<ChatMessage, { role: 'user' }>;
