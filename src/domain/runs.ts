@@ -180,11 +180,11 @@ export interface RunStep {
  * A step as stored: the wire step, plus what the engine keeps beside it. `turn_usage` is the usage of the model
  * turn that produced the step, kept while the step is in progress (the wire shows `usage: null` until it ends);
  * `model_calls` is the model's side of a tool_calls step (see ModelToolCall), null for message_creation steps;
- * `model_reasoning` the reasoning the model wrote in its own field in the turn that made those calls, sent back with
- * them in the run's next turns (null when it wrote none).
+ * `model_reasoning` what the model wrote beside its answer in the endpoint's own fields in the turn that made those
+ * calls (its reasoning, by field: ModelReasoning), sent back with them in the run's next turns (null: none).
  */
 export interface StoredStep extends RunStep {
   turn_usage: Usage | null;
   model_calls: ModelToolCall[] | null;
-  model_reasoning: string | null;
+  model_reasoning: Record<string, string | unknown[]> | null;
 }

@@ -34,13 +34,47 @@ export type ChatMessage =
       role: 'assistant';
       content: string | null;
       tool_calls?: ChatToolCall[];
-      /**
-       * The reasoning the model wrote in the turn that made these calls (a `reasoning` ChatEvent), for the backends
-       * that take it back: DeepSeek's thinking mode refuses a history of tool calls without it.
-       */
-      reasoning?: string;
+      /** What the model wrote beside its answer in the turn that made these calls (ModelReasoning). */
+      reasoning?: ModelReasoning;
     }
   | { role: 'tool'; tool_call_id: string; content: string };
+
+/**
+ * What a model wrote beside its answer in fields of the endpoint's own, by field name as the endpoint sent them, to be
+ * sent back the same way on the assistant message of the turn's tool calls: text (`reasoning_content`: DeepSeek,
+ * Kimi, llama.cpp; `reasoning`: vLLM, Ollama, OpenRouter) or a list (`reasoning_details`: OpenRouter's, carrying
+ * Gemini's and Claude's signatures). DeepSeek's thinking mode, and Gemini 3 through OpenRouter, refuse a history of
+ * tool calls without it. Never shown to clients: OpenAI's reasoning models show none.
+ */
+export type ModelReasoning = Record<string, string | unknown[]>;
+
+/** Text fields of a list item of ModelReasoning that arrive in pieces, to be joined. */
+const PIECED = new Set(['text', 'summary', 'data']);
+
+/**
+ * `reasoning` with a streamed piece of one of its fields added: text is appended; list items are merged into the item
+ * of the same `index` (their text fields joined, other fields replaced) or appended. Returns a new object.
+ */
+export function addReasoning(reasoning: ModelReasoning, field: string, piece: string | unknown[]): ModelReasoning {
+  const so = reasoning[field];
+  if (typeof piece === 'string') return { ...reasoning, [field]: (typeof so === 'string' ? so : '') + piece };
+  const items = Array.isArray(so) ? [...so] : [];
+  for (const item of piece) {
+    const index = (item as { index?: unknown } | null)?.index;
+    const at = typeof index === 'number' ? items.findIndex((i) => (i as { index?: unknown }).index === index) : -1;
+    if (at < 0 || typeof item !== 'object' || item === null) {
+      items.push(item);
+      continue;
+    }
+    const merged: Record<string, unknown> = { ...(items[at] as Record<string, unknown>) };
+    for (const [key, value] of Object.entries(item)) {
+      const before = merged[key];
+      merged[key] = PIECED.has(key) && typeof before === 'string' && typeof value === 'string' ? before + value : value;
+    }
+    items[at] = merged;
+  }
+  return { ...reasoning, [field]: items };
+}
 
 export interface ChatTool {
   type: 'function';
@@ -79,8 +113,8 @@ export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' |
  * (missing when the upstream does not report it), then one `finish`, which ends every stream that does not throw.
  * A backend whose stream stops without a finish reason throws ProviderError: that answer was cut short, not given.
  *
- * `reasoning` is what a model that thinks aloud in a field of its own (`reasoning_content`) wrote there: never shown
- * to clients (OpenAI's reasoning models show none), kept only to be sent back with the turn's tool calls.
+ * `reasoning` is a piece of what a model wrote in a field of the endpoint's own beside its answer (ModelReasoning):
+ * never shown, kept only to be sent back with the turn's tool calls.
  *
  * `refusal` is the model's refusal to answer, in place of the answer (OpenAI's models, with structured outputs).
  *
@@ -89,7 +123,7 @@ export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' |
  * call (ChatToolCall.extra), to be merged into what came before.
  */
 export type ChatEvent =
-  | { type: 'reasoning'; text: string }
+  | { type: 'reasoning'; field: string; piece: string | unknown[] }
   | { type: 'text'; text: string }
   | { type: 'refusal'; text: string }
   | {

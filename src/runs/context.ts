@@ -1,6 +1,6 @@
 import type { Message, MessageContent } from '../domain/objects.ts';
 import type { ModelToolCall, RunStep, TruncationStrategy } from '../domain/runs.ts';
-import { type ChatContentPart, type ChatMessage, imageUrlNote } from '../providers/provider.ts';
+import { type ChatContentPart, type ChatMessage, imageUrlNote, type ModelReasoning } from '../providers/provider.ts';
 import { imageFileId, imageFileUrl } from './image-files.ts';
 import { type CountedMessage, O200K, REPLY_PRIMING_TOKENS, type TokenCounter } from './tokens.ts';
 
@@ -184,7 +184,7 @@ function joinText(parts: readonly ChatContentPart[]): string {
  */
 export type ToolRound = RunStep & {
   model_calls?: ModelToolCall[] | null;
-  model_reasoning?: string | null;
+  model_reasoning?: ModelReasoning | null;
   said?: readonly MessageContent[];
 };
 
@@ -196,7 +196,7 @@ export type ToolRound = RunStep & {
  * chat templates (Mistral's, Gemma's) refuse.
  */
 export function toolRoundsOfRun(
-  steps: readonly (RunStep & { model_calls?: ModelToolCall[] | null; model_reasoning?: string | null })[],
+  steps: readonly (RunStep & { model_calls?: ModelToolCall[] | null; model_reasoning?: ModelReasoning | null })[],
   threadMessages: Message[],
 ): { toolRounds: ToolRound[]; threadMessages: Message[] } {
   const byId = new Map(threadMessages.map((m) => [m.id, m]));

@@ -3,6 +3,7 @@ import type { Message, MessageContent, TextAnnotation } from '../domain/objects.
 import type { AnnotationDelta, RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
 import { finishMessage, openMessage, openStep, transitionStep } from '../domain/run-state-machine.ts';
 import type { ModelToolCall, Run, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
+import { addReasoning, type ModelReasoning } from '../providers/provider.ts';
 import type { ServerTool, TextAnnotator } from '../tools/tool.ts';
 import { ZERO_USAGE } from './run-accounting.ts';
 import type { RunEventBus } from './run-event-bus.ts';
@@ -55,8 +56,8 @@ export class ModelTurn {
   private readonly annotate: TextAnnotator | undefined;
   private readonly leadingParts: readonly MessageContent[];
   private annotations: TextAnnotation[] = [];
-  /** The reasoning the model wrote in its own field (never published): kept with the turn's tool calls. */
-  private reasoning = '';
+  /** What the model wrote beside its answer in the endpoint's own fields (never published), by field. */
+  private reasoning: ModelReasoning = {};
   /**
    * The model's refusal to answer (OpenAI's models, with structured outputs), a `refusal` part of the message after
    * any text, at `refusalIndex`: text written after it is dropped, so that the parts keep their indexes.
@@ -102,7 +103,9 @@ export class ModelTurn {
   /** The text and calls so far, for a token estimate when the upstream reports no usage. */
   get outputText(): string {
     return (
-      this.reasoning +
+      Object.values(this.reasoning)
+        .map((value) => (typeof value === 'string' ? value : JSON.stringify(value)))
+        .join('') +
       this.sent +
       this.refusal +
       this.unsent +
@@ -124,8 +127,8 @@ export class ModelTurn {
     };
   }
 
-  addReasoning(chunk: string): void {
-    this.reasoning += chunk;
+  addReasoning(field: string, piece: string | unknown[]): void {
+    this.reasoning = addReasoning(this.reasoning, field, piece);
   }
 
   addText(chunk: string): void {
@@ -296,7 +299,7 @@ export class ModelTurn {
       ...this.toolStep!,
       step_details: { type: 'tool_calls', tool_calls: calls.map((c) => this.details(c)) },
       model_calls: calls.map((c): ModelToolCall => ({ ...c, output: null })),
-      model_reasoning: this.reasoning === '' ? null : this.reasoning,
+      model_reasoning: Object.keys(this.reasoning).length === 0 ? null : this.reasoning,
       turn_usage: usage,
     };
     return { step, earlier: this.earlier };

@@ -463,7 +463,7 @@ export class RunExecutor {
         for await (const event of provider.stream(request, signal)) {
           switch (event.type) {
             case 'reasoning':
-              turn.addReasoning(event.text);
+              turn.addReasoning(event.field, event.piece);
               break;
             case 'text':
               turn.addText(event.text);

@@ -228,7 +228,8 @@ export class TokenCounter {
         return typeof message.content === 'string' ? this.count(message.content) : this.parts(message.content);
       case 'assistant': {
         let tokens = message.content === null ? 0 : await this.count(message.content);
-        if (message.reasoning !== undefined) tokens += await this.count(message.reasoning);
+        for (const value of Object.values(message.reasoning ?? {}))
+          tokens += await this.count(typeof value === 'string' ? value : JSON.stringify(value));
         // The upstream renders tool calls in its own hidden format; their name and arguments are what it costs.
         for (const call of message.tool_calls ?? []) {
           tokens += this.text(call.function.name) + (await this.count(call.function.arguments));

@@ -348,7 +348,7 @@ describe('OpenAICompatibleProvider', () => {
       raw: [frame({ role: 'assistant', reasoning_content: 'Hmm.' }), frame({ refusal: 'No.' }), frame({}, 'stop')],
     });
     assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
-      { type: 'reasoning', text: 'Hmm.' },
+      { type: 'reasoning', field: 'reasoning_content', piece: 'Hmm.' },
       { type: 'refusal', text: 'No.' },
       { type: 'finish', reason: 'stop' },
     ]);
@@ -369,7 +369,7 @@ describe('OpenAICompatibleProvider', () => {
       }),
     );
     assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
-      { type: 'reasoning', text: 'Hmm.' },
+      { type: 'reasoning', field: 'reasoning_content', piece: 'Hmm.' },
       { type: 'refusal', text: 'No.' },
       { type: 'finish', reason: 'stop' },
     ]);

@@ -729,6 +729,52 @@ describe("server-side tools: what a model sends beside its calls (its reasoning,
       assert.ok(!shown.includes('look it up') && !shown.includes('should add'), shown);
   });
 
+  test("OpenRouter's reasoning and reasoning_details go back as they came, the details' pieces joined", async () => {
+    const { assistant, thread } = await h.setup();
+    const seen = h.upstream.requests.length;
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const detail = (fields: object) => ({ type: 'reasoning.text', format: 'google-gemini-v1', index: 0, ...fields });
+    h.upstream.enqueue(
+      {
+        contentType: 'text/event-stream',
+        raw: [
+          frame({ role: 'assistant', reasoning: 'Add them', reasoning_details: [detail({ text: 'Add them' })] }),
+          frame({ reasoning: ' now.', reasoning_details: [detail({ text: ' now.' })] }),
+          frame({
+            reasoning_details: [
+              {
+                type: 'reasoning.encrypted',
+                data: 'CiQB0e2Kb',
+                id: 'tool_add_1',
+                format: 'google-gemini-v1',
+                index: 1,
+              },
+            ],
+          }),
+          frame({
+            tool_calls: [
+              { index: 0, id: 'tool_add_1', type: 'function', function: { name: 'add', arguments: '{"a":2,"b":3}' } },
+            ],
+          }),
+          frame({}, 'tool_calls'),
+          'data: [DONE]\n\n',
+        ],
+      },
+      { text: ['5.'] },
+    );
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const next = h.upstream.requests.slice(seen)[1]!.body.messages as Record<string, unknown>[];
+    const calls = next.find((m) => m['tool_calls'])!;
+    assert.equal(calls['reasoning'], 'Add them now.');
+    assert.deepEqual(calls['reasoning_details'], [
+      detail({ text: 'Add them now.' }),
+      { type: 'reasoning.encrypted', data: 'CiQB0e2Kb', id: 'tool_add_1', format: 'google-gemini-v1', index: 1 },
+    ]);
+    assert.equal('reasoning_content' in calls, false, 'no field it did not send');
+  });
+
   test("Gemini's thought signature on a call (extra_content) goes back on that call in the next turns", async () => {
     const { assistant, thread } = await h.setup([CODE_INTERPRETER, lookup]);
     const seen = h.upstream.requests.length;

@@ -150,8 +150,11 @@ export class OpenAICompatibleProvider implements ModelProvider {
         const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => (c.index ?? 0) === 0) : undefined;
         if (!choice) continue;
         const delta = choice.delta;
-        const reasoning = (delta as { reasoning_content?: unknown } | undefined)?.reasoning_content;
-        if (typeof reasoning === 'string' && reasoning !== '') yield { type: 'reasoning', text: reasoning };
+        for (const field of REASONING_FIELDS) {
+          const piece = (delta as Record<string, unknown> | undefined)?.[field];
+          if ((typeof piece === 'string' || Array.isArray(piece)) && piece.length > 0)
+            yield { type: 'reasoning', field, piece };
+        }
         for (const piece of contentTexts(delta?.content)) {
           const text = thinking.take(piece);
           if (text !== '') yield { type: 'text', text };
@@ -227,11 +230,16 @@ function withMistralCallIds(messages: ChatMessage[]): ChatMessage[] {
 }
 
 /**
- * The messages in the wire's shape. An assistant message's reasoning goes in `reasoning_content`, the field DeepSeek
- * (and Moonshot's Kimi, vLLM, llama.cpp) answer it in and take it back in: DeepSeek's thinking mode refuses a history
- * of tool calls without it ("Missing `reasoning_content` field in the assistant message"). A tool call's extra fields
- * go back on the call as they came: Gemini 3 refuses a call without its thought signature ("Function call is missing
- * a thought_signature"). Only a model that sent either is sent any.
+ * The fields a delta carries the model's reasoning in (ModelReasoning), sent back under the same names: DeepSeek's
+ * thinking mode refuses a history of tool calls without its `reasoning_content` ("Missing `reasoning_content` field in
+ * the assistant message"), OpenRouter's Gemini 3 one without its `reasoning_details`.
+ */
+const REASONING_FIELDS = ['reasoning_content', 'reasoning', 'reasoning_details'] as const;
+
+/**
+ * The messages in the wire's shape. An assistant message's reasoning goes back in the fields it came in
+ * (REASONING_FIELDS). A tool call's extra fields go back on the call as they came: Gemini 3 refuses a call without
+ * its thought signature ("Function call is missing a thought_signature"). Only a model that sent either is sent any.
  */
 function wireMessages(messages: ChatMessage[]): ChatCompletionCreateParamsStreaming['messages'] {
   const special = (m: ChatMessage) =>
@@ -245,7 +253,7 @@ function wireMessages(messages: ChatMessage[]): ChatCompletionCreateParamsStream
       ...(tool_calls === undefined
         ? {}
         : { tool_calls: tool_calls.map(({ extra, ...call }) => (extra === undefined ? call : { ...extra, ...call })) }),
-      ...(reasoning === undefined ? {} : { reasoning_content: reasoning }),
+      ...reasoning,
     };
   });
 }

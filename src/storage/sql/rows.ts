@@ -206,7 +206,7 @@ export function stepToRow(scope: Scope, s: StoredStep): Insertable<RunStepsTable
     usage: s.usage === null ? null : toJson(s.usage),
     turn_usage: s.turn_usage === null ? null : toJson(s.turn_usage),
     model_calls: s.model_calls === null ? null : toJson(s.model_calls),
-    model_reasoning: s.model_reasoning,
+    model_reasoning: s.model_reasoning === null ? null : toJson(s.model_reasoning),
   };
 }
 
@@ -229,6 +229,6 @@ export function rowToStep(row: Selectable<RunStepsTable>): StoredStep {
     usage: fromNullableJson(row.usage),
     turn_usage: fromNullableJson(row.turn_usage),
     model_calls: fromNullableJson(row.model_calls),
-    model_reasoning: row.model_reasoning,
+    model_reasoning: fromNullableJson(row.model_reasoning),
   };
 }
