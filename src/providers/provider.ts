@@ -176,7 +176,7 @@ export interface ModelProvider {
   close?(): Promise<void>;
   /**
    * Streams one chat completion. Makes one upstream attempt (retries are the caller's policy; a backend may send a
-   * request again in another shape the endpoint turned out to need, see alternating-roles.ts) and throws
+   * request again in another shape the endpoint turned out to need, see learnt-shape.ts) and throws
    * ProviderError for any upstream failure, before or during the stream. Aborting `signal` ends the request at
    * once and makes the iterator throw the signal's reason.
    */

@@ -867,6 +867,7 @@ describe('OpenAICompatibleProvider: an endpoint whose chat template refuses role
     for (const [status, message] of [
       [500, 'Conversation roles must alternate user/assistant/user/assistant/...'],
       [400, "Unexpected role 'assistant' after role 'assistant'"],
+      [400, 'After the (optional) system message(s), user and assistant roles should be alternating.'],
     ] as const) {
       const provider = new OpenAICompatibleProvider({
         baseURL: upstream.baseUrl,
@@ -914,6 +915,200 @@ describe('OpenAICompatibleProvider: an endpoint whose chat template refuses role
       ),
     );
     assertProviderError(error, { code: 'invalid_prompt', retryable: false, message: /must alternate/ });
+  });
+});
+
+describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not take', () => {
+  let upstream: FakeUpstream;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+  });
+  after(async () => upstream.close());
+
+  const open = () => new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });
+  const signal = new AbortController().signal;
+  const tools: ChatRequest['tools'] = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
+  /** Mistral's 422 for a field it does not know, its message an object (pydantic's validation errors). */
+  const mistral = (field: string) => ({
+    status: 422,
+    body: {
+      object: 'error',
+      message: {
+        detail: [{ type: 'extra_forbidden', loc: ['body', field], msg: 'Extra inputs are not permitted', input: {} }],
+      },
+      type: 'invalid_request_error',
+      param: null,
+      code: null,
+    },
+  });
+
+  test("Mistral's 422 for stream_options: sent again at once without it, and every later request too", async () => {
+    const provider = open();
+    const before = upstream.requests.length;
+    upstream.enqueue(mistral('stream_options'), { text: 'ok' }, { text: 'again' });
+    await collect(provider.stream(REQUEST, signal));
+    await collect(provider.stream(REQUEST, signal));
+    const sent = upstream.requests.slice(before).map((r) => 'stream_options' in r.body);
+    assert.deepEqual(sent, [true, false, false]);
+  });
+
+  test('reasoning_effort (xAI), a forced tool_choice (thinking modes), parallel_tool_calls: each dropped once refused', async () => {
+    const provider = open();
+    const before = upstream.requests.length;
+    upstream.enqueue(
+      {
+        status: 400,
+        body: {
+          error: { message: 'Model grok-4 does not support parameter reasoningEffort.', type: 'invalid_request_error' },
+        },
+      },
+      {
+        status: 400,
+        body: {
+          error: {
+            message: 'The tool_choice parameter does not support being set to required or object in thinking mode',
+            code: 'invalid_parameter_error',
+          },
+        },
+      },
+      {
+        status: 400,
+        body: { error: { message: "Unsupported parameter: 'parallel_tool_calls'", type: 'invalid_request_error' } },
+      },
+      { text: 'ok' },
+    );
+    const request: ChatRequest = {
+      ...REQUEST,
+      tools,
+      tool_choice: 'required',
+      parallel_tool_calls: false,
+      reasoning_effort: 'low',
+    };
+    await collect(provider.stream(request, signal));
+    const bodies = upstream.requests.slice(before).map((r) => r.body);
+    assert.deepEqual(
+      bodies.map((b) => ['reasoning_effort', 'tool_choice', 'parallel_tool_calls'].filter((f) => f in b)),
+      [
+        ['reasoning_effort', 'tool_choice', 'parallel_tool_calls'],
+        ['tool_choice', 'parallel_tool_calls'],
+        ['parallel_tool_calls'],
+        [],
+      ],
+    );
+    assert.deepEqual(bodies.at(-1)!.tools, tools, 'the tools themselves stay');
+  });
+
+  test("a gateway that wants max_completion_tokens (OpenAI's reasoning models) gets it from then on", async () => {
+    const provider = open();
+    const before = upstream.requests.length;
+    upstream.enqueue(
+      {
+        status: 400,
+        body: {
+          error: {
+            message:
+              "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+            type: 'invalid_request_error',
+            param: 'max_tokens',
+            code: 'unsupported_parameter',
+          },
+        },
+      },
+      { text: 'ok' },
+      { text: 'ok' },
+    );
+    await collect(provider.stream({ ...REQUEST, max_tokens: 50 }, signal));
+    await collect(provider.stream({ ...REQUEST, max_tokens: 60 }, signal));
+    assert.deepEqual(
+      upstream.requests.slice(before).map((r) => [r.body.max_tokens ?? null, r.body.max_completion_tokens ?? null]),
+      [
+        [50, null],
+        [null, 50],
+        [null, 60],
+      ],
+    );
+  });
+
+  test('a refusal that names nothing learnable, or a field that was not sent, is the error it is; so is a fourth one', async () => {
+    const provider = open();
+    let before = upstream.requests.length;
+    upstream.enqueue({
+      status: 400,
+      body: { error: { message: 'max_tokens must be at most 4096', type: 'invalid_request_error' } },
+    });
+    assertProviderError((await failure(provider.stream({ ...REQUEST, max_tokens: 9000 }, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /at most 4096/,
+    });
+    upstream.enqueue({ status: 400, body: { error: { message: 'temperature is not supported', type: 'x' } } });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+    });
+    assert.equal(upstream.requests.length - before, 2, 'neither was sent again');
+
+    before = upstream.requests.length;
+    const refusal = (field: string) => ({
+      status: 400,
+      body: { error: { message: `Unknown field: ${field}`, type: 'x' } },
+    });
+    upstream.enqueue(refusal('temperature'), refusal('top_p'), refusal('reasoning_effort'), refusal('tool_choice'));
+    const request: ChatRequest = {
+      ...REQUEST,
+      tools,
+      tool_choice: 'auto',
+      temperature: 0.2,
+      top_p: 0.9,
+      reasoning_effort: 'low',
+    };
+    assertProviderError((await failure(provider.stream(request, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /tool_choice/,
+    });
+    assert.equal(upstream.requests.length - before, 4, 'sent again three times at most');
+  });
+
+  test("validation errors are quoted: Mistral's object message, and a FastAPI server's 422", async () => {
+    const provider = open();
+    upstream.enqueue(mistral('foo'), {
+      status: 422,
+      body: { detail: [{ loc: ['body', 'messages', 0, 'role'], msg: 'Input should be user' }] },
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /^body\.foo: Extra inputs are not permitted$/,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /^body\.messages\.0\.role: Input should be user$/,
+    });
+  });
+
+  test('finish reasons that mean a failure are retryable errors; Zhipu\'s "sensitive" is a content filter', async () => {
+    const provider = open();
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const ending = (reason: string) => ({
+      contentType: 'text/event-stream',
+      raw: [frame({ role: 'assistant', content: 'Part' }), frame({}, reason), 'data: [DONE]\n\n'],
+    });
+    for (const reason of ['network_error', 'insufficient_system_resource']) {
+      upstream.enqueue(ending(reason));
+      assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+        code: 'server_error',
+        retryable: true,
+        message: new RegExp(reason),
+      });
+    }
+    upstream.enqueue(ending('sensitive'));
+    assert.deepEqual((await collect(provider.stream(REQUEST, signal))).at(-1), {
+      type: 'finish',
+      reason: 'content_filter',
+    });
   });
 });
 

@@ -6,10 +6,11 @@ import type { ChatContentPart, ChatMessage } from '../provider.ts';
  * the answers between) or two assistant messages (one a client added, then a run's answer), or begin with an
  * assistant's greeting. OpenAI's API and most templates take them as they are; the templates of Mistral's, Gemma's
  * and Llama 2's models, as vLLM, llama.cpp or LM Studio render them, raise "Conversation roles must alternate
- * user/assistant/user/assistant/...", and mistral_common (vLLM's Mistral tokenizer) says "Unexpected role
- * 'assistant' after role 'assistant'".
+ * user/assistant/user/assistant/...", mistral_common (vLLM's Mistral tokenizer) says "Unexpected role 'assistant'
+ * after role 'assistant'", and Perplexity's API "user and assistant roles should be alternating".
  */
-const REFUSED = /roles must alternate|unexpected role '\w+' after role/i;
+const REFUSED =
+  /roles must alternate|roles should be alternating|should alternate with assistant|unexpected role '\w+' after role/i;
 
 /** Whether an endpoint's error message says it refused roles in a row. */
 export function refusesRowsOfRoles(message: string | undefined): boolean {

@@ -205,19 +205,34 @@ export function endpointUrl(baseURL: string, path: string): URL {
 
 /**
  * The upstream's own error message, when its body had one: OpenAI's `{ error: { message } }`, and the shapes of
- * other servers — `{ error: "…" }` (Hugging Face TGI), `{ object: "error", message }` (older vLLM), and an array
- * around OpenAI's (Gemini's endpoint). Not a web framework's `{ detail }`: a FastAPI server's 404 for a wrong path
- * says `Not Found`, which is no API's answer.
+ * other servers — `{ error: "…" }` (Hugging Face TGI), `{ object: "error", message }` (older vLLM), an array around
+ * OpenAI's (Gemini's endpoint), and a request's validation errors, `{ detail: [{ loc, msg }] }` (a FastAPI server's
+ * 422), also as the `message` of Mistral's `{ object: "error", message: { detail } }`. Not a web framework's
+ * `{ detail: "…" }`: a FastAPI server's 404 for a wrong path says `Not Found`, which is no API's answer.
  */
 export function upstreamMessage(body: unknown): string | undefined {
   const wrapped = Array.isArray(body) && body.length === 1 ? body[0] : body;
   if (typeof wrapped !== 'object' || wrapped === null) return undefined;
-  const { error, object, message } = wrapped as { error?: unknown; object?: unknown; message?: unknown };
+  const { error, object, message, detail } = wrapped as Record<string, unknown>;
   if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
     return error.message;
   if (typeof error === 'string' && error !== '') return error;
   if (object === 'error' && typeof message === 'string') return message;
-  return undefined;
+  if (object === 'error' && typeof message === 'object' && message !== null)
+    return validationErrors((message as { detail?: unknown }).detail);
+  return validationErrors(detail);
+}
+
+/** A FastAPI (pydantic) server's validation errors as one line: `body.stream_options: Extra inputs are not permitted`. */
+function validationErrors(detail: unknown): string | undefined {
+  if (!Array.isArray(detail) || detail.length === 0) return undefined;
+  const lines: string[] = [];
+  for (const item of detail as unknown[]) {
+    const { loc, msg } = (item ?? {}) as { loc?: unknown; msg?: unknown };
+    if (typeof msg !== 'string') return undefined;
+    lines.push(Array.isArray(loc) ? `${loc.join('.')}: ${msg}` : msg);
+  }
+  return lines.join('; ');
 }
 
 /**

@@ -15,7 +15,6 @@ import {
   type ModelProvider,
   ProviderError,
 } from '../provider.ts';
-import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
 import {
   ChatCompletionsClient,
   isAzure,
@@ -26,6 +25,7 @@ import {
   withoutKey,
 } from './chat-completions-client.ts';
 import { LeadingThinking } from './leading-thinking.ts';
+import { type CompletionLimitField, LearntShape } from './learnt-shape.ts';
 
 export interface OpenAICompatibleProviderOptions {
   /** The endpoint's base URL, up to and including `/v1`. */
@@ -41,8 +41,7 @@ export interface OpenAICompatibleProviderOptions {
   completionLimitField?: CompletionLimitField;
 }
 
-/** `max_completion_tokens` is OpenAI's name; the older `max_tokens` is the one every other endpoint accepts. */
-export type CompletionLimitField = 'max_tokens' | 'max_completion_tokens';
+export type { CompletionLimitField } from './learnt-shape.ts';
 
 /**
  * The field an endpoint takes a completion's token bound in: `max_completion_tokens` for OpenAI's own API and Azure
@@ -59,20 +58,15 @@ export class OpenAICompatibleProvider implements ModelProvider {
   private readonly timeoutMs: number;
   private readonly model: string | undefined;
   private readonly apiKey: string | undefined;
-  private readonly limitField: CompletionLimitField;
-  /**
-   * Whether the endpoint's chat template refused messages of one role in a row (alternating-roles.ts): from then on
-   * they are sent joined. Learnt from its error, once per process, since the model name does not say which template
-   * an endpoint renders.
-   */
-  private joinRows = false;
+  /** What the endpoint turned out to refuse, and how requests are shaped for it from then on. */
+  private readonly shape: LearntShape;
 
   constructor(options: OpenAICompatibleProviderOptions) {
     this.timeoutMs = options.timeoutMs;
     this.apiKey = options.apiKey;
     this.contextWindow = options.contextWindow;
     this.model = options.model;
-    this.limitField = options.completionLimitField ?? completionLimitField(options.baseURL);
+    this.shape = new LearntShape(options.completionLimitField ?? completionLimitField(options.baseURL));
     this.client = new ChatCompletionsClient(options.baseURL, options.apiKey ?? 'unused');
   }
 
@@ -110,17 +104,19 @@ export class OpenAICompatibleProvider implements ModelProvider {
     const calls = new ToolCallFragments();
     const thinking = new LeadingThinking();
     try {
-      const send = () =>
-        this.client.stream(toUpstreamBody(request, this.model, this.limitField, this.joinRows), upstream.signal, () =>
-          idleTimer.refresh(),
-        );
       try {
-        try {
-          iterator = await send();
-        } catch (error) {
-          if (signal.aborted || timedOut || !this.learntRows(error, request.messages)) throw error;
-          idleTimer.refresh();
-          iterator = await send();
+        // A refusal of something the endpoint turned out not to take is answered by sending the request again without
+        // it, at once (LearntShape), a few times at most: each time something else.
+        for (let reshaped = 0; ; reshaped++) {
+          const body = this.shape.without(toUpstreamBody(request, this.model, this.shape));
+          try {
+            iterator = await this.client.stream(body, upstream.signal, () => idleTimer.refresh());
+            break;
+          } catch (error) {
+            if (signal.aborted || timedOut || reshaped >= MAX_RESHAPES || !this.learnt(error, body, request))
+              throw error;
+            idleTimer.refresh();
+          }
         }
       } catch (error) {
         throw failure(error);
@@ -161,7 +157,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
         }
         if (typeof delta?.refusal === 'string' && delta.refusal !== '') yield { type: 'refusal', text: delta.refusal };
         if (Array.isArray(delta?.tool_calls)) for (const event of toolCallEvents(delta.tool_calls, calls)) yield event;
-        if ((choice.finish_reason as string | null) === 'error') throw finishedInError();
+        if (FAILED.has(choice.finish_reason as string)) throw finishedInError(choice.finish_reason as string);
         if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
       }
       // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
@@ -181,15 +177,11 @@ export class OpenAICompatibleProvider implements ModelProvider {
     }
   }
 
-  /**
-   * Whether `error` is the endpoint refusing messages of one role in a row that the request had, not joined yet: then
-   * they are joined from now on, and the request is sent again so.
-   */
-  private learntRows(error: unknown, messages: ChatMessage[]): boolean {
-    if (this.joinRows || !(error instanceof UpstreamHttpError)) return false;
-    if (!refusesRowsOfRoles(upstreamMessage(error.body)) || joinedInRows(messages) === messages) return false;
-    this.joinRows = true;
-    return true;
+  /** Whether `error` is a refusal the endpoint's shape learnt from (LearntShape.learn). */
+  private learnt(error: unknown, sent: ChatCompletionCreateParamsStreaming, request: ChatRequest): boolean {
+    if (!(error instanceof UpstreamHttpError)) return false;
+    const message = upstreamMessage(error.body);
+    return message !== undefined && this.shape.learn(error.status, message, sent, request.messages);
   }
 }
 
@@ -209,6 +201,9 @@ function contentTexts(content: unknown): string[] {
   }
   return texts;
 }
+
+/** How many times one request is sent again reshaped (LearntShape), each time without something else. */
+const MAX_RESHAPES = 3;
 
 /** Mistral's models, by name: their API and their tokenizer in vLLM (mistral_common) check tool-call ids. */
 const MISTRAL = /mistral|mixtral|codestral|devstral|magistral|ministral|pixtral/i;
@@ -262,11 +257,10 @@ function wireMessages(messages: ChatMessage[]): ChatCompletionCreateParamsStream
 function toUpstreamBody(
   request: ChatRequest,
   model: string | undefined,
-  limitField: CompletionLimitField,
-  joinRows: boolean,
+  shape: LearntShape,
 ): ChatCompletionCreateParamsStreaming {
   const name = model ?? request.model;
-  const messages = joinRows ? joinedInRows(request.messages) : request.messages;
+  const messages = shape.messages(request.messages);
   const body: ChatCompletionCreateParamsStreaming = {
     model: name,
     messages: wireMessages(MISTRAL.test(name) ? withMistralCallIds(messages) : messages),
@@ -281,7 +275,7 @@ function toUpstreamBody(
   }
   if (request.temperature !== undefined && request.temperature !== null) body.temperature = request.temperature;
   if (request.top_p !== undefined && request.top_p !== null) body.top_p = request.top_p;
-  if (request.max_tokens !== undefined) body[limitField] = request.max_tokens;
+  if (request.max_tokens !== undefined) body[shape.limitField] = request.max_tokens;
   if (request.reasoning_effort !== undefined)
     body.reasoning_effort = request.reasoning_effort as ChatCompletionCreateParamsStreaming['reasoning_effort'];
   if (request.response_format !== undefined) body.response_format = request.response_format;
@@ -372,17 +366,22 @@ function toFinishReason(reason: string): FinishReason {
     case 'tool_calls':
     case 'content_filter':
       return reason;
+    case 'sensitive': // Zhipu's GLM: the answer was stopped by its moderation
+      return 'content_filter';
     default:
       return 'other';
   }
 }
 
 /**
- * `finish_reason: "error"` (OpenRouter's, when the model's provider failed mid-answer): the answer is cut short, not
- * finished, and may be retried like a dropped connection.
+ * Finish reasons that say the model's backend failed mid-answer: `error` (OpenRouter), `network_error` (Zhipu's
+ * GLM: "model inference error"), `insufficient_system_resource` (DeepSeek, when it is overloaded).
  */
-function finishedInError(): ProviderError {
-  return new ProviderError('server_error', 'The model backend ended its answer with finish_reason "error"', {
+const FAILED = new Set(['error', 'network_error', 'insufficient_system_resource']);
+
+/** A finish reason in FAILED: the answer is cut short, not finished, and may be retried like a dropped connection. */
+function finishedInError(reason: string): ProviderError {
+  return new ProviderError('server_error', `The model backend ended its answer with finish_reason "${reason}"`, {
     retryable: true,
   });
 }

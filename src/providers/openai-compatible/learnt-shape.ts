@@ -1,0 +1,81 @@
+import type { ChatMessage } from '../provider.ts';
+import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
+
+/** `max_completion_tokens` is OpenAI's name; the older `max_tokens` is the one every other endpoint accepts. */
+export type CompletionLimitField = 'max_tokens' | 'max_completion_tokens';
+
+/**
+ * Request fields an endpoint may refuse that a run can do without, each with how the endpoint's error names it:
+ * Mistral's API refuses `stream_options` (422, "Extra inputs are not permitted"; it reports usage anyway), xAI's
+ * reasoning models `reasoning_effort`, thinking modes (Qwen's, Kimi's, GLM's) a `tool_choice` other than `auto`,
+ * some servers `parallel_tool_calls`, `temperature` or `top_p`. Without them the backend's defaults hold.
+ */
+const OPTIONAL_FIELDS = [
+  { field: 'stream_options', named: /stream[_ ]?options|include_usage/i },
+  { field: 'reasoning_effort', named: /reasoning[_ ]?effort/i },
+  { field: 'tool_choice', named: /tool[_ ]?choice/i },
+  { field: 'parallel_tool_calls', named: /parallel[_ ]?tool[_ ]?calls/i },
+  { field: 'temperature', named: /\btemperature\b/i },
+  { field: 'top_p', named: /\btop[_ ]?p\b/i },
+] as const;
+
+type OptionalField = (typeof OPTIONAL_FIELDS)[number]['field'];
+
+/** How servers say they do not take a field. */
+const UNKNOWN = /unsupported|not supported|does not support|unknown|unrecognized|extra inputs|not permitted/i;
+
+/**
+ * What an endpoint turned out to refuse, learnt from its errors (once per process: the model name does not say which
+ * server, template or version answers), and the requests shaped accordingly from then on. A refusal that names
+ * something learnable makes the request be sent again at once, reshaped; any other is the error it is.
+ */
+export class LearntShape {
+  /** Messages of one role in a row are sent joined (alternating-roles.ts). */
+  private joinRows = false;
+  private readonly dropped = new Set<OptionalField>();
+  private limit: CompletionLimitField;
+
+  constructor(limitField: CompletionLimitField) {
+    this.limit = limitField;
+  }
+
+  /** The field a completion's token bound goes in. */
+  get limitField(): CompletionLimitField {
+    return this.limit;
+  }
+
+  messages(messages: ChatMessage[]): ChatMessage[] {
+    return this.joinRows ? joinedInRows(messages) : messages;
+  }
+
+  /** `body` without the fields the endpoint refused. */
+  without<B extends object>(body: B): B {
+    if (this.dropped.size === 0) return body;
+    const kept: Record<string, unknown> = { ...(body as Record<string, unknown>) };
+    for (const field of this.dropped) delete kept[field];
+    return kept as B;
+  }
+
+  /**
+   * Learns from an endpoint's refusal (`status`, its error `message`) of the request `sent` (built from
+   * `messages`): true when something new was learnt, and the request is to be sent again.
+   */
+  learn(status: number, message: string, sent: object, messages: ChatMessage[]): boolean {
+    if (!this.joinRows && refusesRowsOfRoles(message) && joinedInRows(messages) !== messages) {
+      this.joinRows = true;
+      return true;
+    }
+    if (status !== 400 && status !== 422) return false;
+    // "Unsupported parameter: 'max_tokens' … Use 'max_completion_tokens' instead" (a gateway in front of OpenAI's
+    // reasoning models), or an older server that does not know the newer name; not a bound that is too large.
+    const other: CompletionLimitField = this.limit === 'max_tokens' ? 'max_completion_tokens' : 'max_tokens';
+    if (this.limit in sent && message.includes(this.limit) && (message.includes(other) || UNKNOWN.test(message))) {
+      this.limit = other;
+      return true;
+    }
+    const refused = OPTIONAL_FIELDS.find(({ field, named }) => field in sent && named.test(message));
+    if (refused === undefined) return false;
+    this.dropped.add(refused.field);
+    return true;
+  }
+}
