@@ -99,6 +99,18 @@ function filesSuite(name: string, makeStorage: () => Promise<Storage>): void {
       );
       assert.equal(decodeURIComponent(disposition.split("''")[1]!), named.filename);
       await client.files.delete(named.id);
+      // FormData sends a quote or a line break in a filename as %22, %0A, %0D (the HTML standard's multipart
+      // encoding, which the SDKs follow): the file keeps the name it was given.
+      const quoted = await client.files.create({
+        file: await toFile(Buffer.from('x'), 'say "hi"\r\n2.txt'),
+        purpose: 'assistants',
+      });
+      assert.equal(quoted.filename, 'say "hi"\r\n2.txt');
+      assert.equal(
+        (await client.files.content(quoted.id)).headers.get('content-disposition'),
+        `attachment; filename="say _hi___2.txt"; filename*=UTF-8''say%20%22hi%22%0D%0A2.txt`,
+      );
+      await client.files.delete(quoted.id);
 
       for (const id of [streamed.id, fromBuffer.id, empty.id]) await client.files.delete(id);
     });

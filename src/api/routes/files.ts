@@ -83,7 +83,7 @@ async function receiveForm(
             'file',
             'invalid_value',
           );
-        received = await files.receive(request.scope, part.filename || 'file', fromClient(part.file));
+        received = await files.receive(request.scope, uploadedName(part.filename), fromClient(part.file));
         continue;
       }
       const name = part.fieldname as FieldName;
@@ -179,6 +179,16 @@ function multipartError(error: unknown, maxBytes: number): unknown {
       return invalidRequest('Invalid form field name.', null, 'invalid_value');
   }
   return invalidRequest(`Could not parse the multipart/form-data body: ${error.message}.`, null, 'invalid_multipart');
+}
+
+/**
+ * A file part's filename as the client named the file: FormData (the SDKs', a browser's) sends a quote and line
+ * breaks as `%22`, `%0A`, `%0D`, as the HTML standard's multipart encoding says; nothing else is escaped, so a name
+ * that held those three characters literally cannot be told apart. No filename means one.
+ */
+function uploadedName(filename: string): string {
+  const name = filename.replace(/%22|%0A|%0D/gi, (escaped) => decodeURIComponent(escaped));
+  return name || 'file';
 }
 
 /**
