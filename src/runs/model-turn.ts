@@ -132,7 +132,7 @@ export class ModelTurn {
   }
 
   addText(chunk: string): void {
-    // Text after tool calls has nowhere to go in the Assistants model.
+    // Text after tool calls has nowhere to go in the Assistants model; after a refusal, it is dropped (refusalIndex).
     if (chunk === '' || this.toolStep || this.refusal !== '') return;
     this.openMessage();
     this.unsent += chunk;
