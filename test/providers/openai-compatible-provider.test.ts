@@ -1088,6 +1088,46 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
     });
   });
 
+  test('an error sent inside the stream after its 200 is a refusal when its code says so, else retryable', async () => {
+    const provider = open();
+    const frame = (data: object) => `data: ${JSON.stringify(data)}\n\n`;
+    const erring = (error: object) => ({
+      contentType: 'text/event-stream',
+      raw: [
+        frame({ choices: [{ index: 0, delta: { role: 'assistant', content: 'Par' }, finish_reason: null }] }),
+        frame({ error }),
+      ],
+    });
+    upstream.enqueue(
+      erring({
+        object: 'error',
+        message: "This model's maximum context length is 4096 tokens.",
+        type: 'BadRequestError',
+        code: 400,
+      }),
+      erring({ message: 'CUDA error: out of memory', type: 'InternalServerError', code: 500 }),
+      erring({ message: 'Too many requests', code: '429' }),
+      erring({ message: 'The server had an error while processing your request.', type: 'server_error' }),
+    );
+    const { error, events } = await failure(provider.stream(REQUEST, signal));
+    assert.deepEqual(events, [{ type: 'text', text: 'Par' }]);
+    assertProviderError(error, { code: 'invalid_prompt', retryable: false, message: /maximum context length is 4096/ });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message: /in its stream: CUDA error: out of memory/,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'rate_limit_exceeded',
+      retryable: true,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message: /processing your request/,
+    });
+  });
+
   test('finish reasons that mean a failure are retryable errors; Zhipu\'s "sensitive" is a content filter', async () => {
     const provider = open();
     const frame = (delta: object, finish: string | null = null) =>

@@ -32,9 +32,16 @@ export class UpstreamHttpError extends Error {
  * connection that broke. The message says what the upstream sent, with at most a short excerpt of it.
  */
 export class UpstreamStreamError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * For an `error` object in the stream, the HTTP status its `code` (or `status`) gives, when it gives one (vLLM sends
+   * `code: 400` for a prompt longer than the model's context).
+   */
+  readonly status: number | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; status?: number | undefined }) {
     super(message, options);
     this.name = 'UpstreamStreamError';
+    this.status = options?.status;
   }
 }
 
@@ -352,8 +359,13 @@ function chunks(
       const { error, object } = parsed as { error?: unknown; object?: unknown };
       if ((error !== undefined && error !== null) || object === 'error') {
         const message = upstreamMessage(parsed) ?? JSON.stringify(error ?? parsed);
+        const { code, status } = (typeof error === 'object' && error !== null ? error : parsed) as Record<
+          string,
+          unknown
+        >;
         failure = new UpstreamStreamError(
           `The model backend reported an error in its stream: ${excerpt(message, MAX_QUOTED_ERROR)}`,
+          { status: [code, status].map(Number).find((n) => Number.isInteger(n) && n >= 400 && n < 600) },
         );
         return;
       }

@@ -472,8 +472,14 @@ function describeFailure(error: unknown): ProviderError {
     });
   }
   // The answer was not an event stream, or its stream failed (the message says how).
-  if (error instanceof UpstreamStreamError)
+  if (error instanceof UpstreamStreamError) {
+    const { status } = error;
+    // An error in the stream that says the request was refused (its code a 4xx): the same request would be again.
+    if (status === 429) return new ProviderError('rate_limit_exceeded', error.message, { retryable: true });
+    if (status !== undefined && status < 500 && status !== 408 && status !== 409)
+      return new ProviderError('invalid_prompt', error.message, { retryable: false });
     return new ProviderError('server_error', error.message, { retryable: true });
+  }
   const message = error instanceof Error ? error.message : String(error);
   return new ProviderError('server_error', `The model backend's stream failed: ${message}`, { retryable: true });
 }
