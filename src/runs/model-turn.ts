@@ -1,6 +1,6 @@
 import { newId } from '../domain/ids.ts';
 import type { Message, MessageContent, TextAnnotation } from '../domain/objects.ts';
-import type { AnnotationDelta, RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
+import type { AnnotationDelta, MessageDelta, RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
 import { finishMessage, openMessage, openStep, transitionStep } from '../domain/run-state-machine.ts';
 import type { ModelToolCall, Run, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
 import { addReasoning, type ModelReasoning } from '../providers/provider.ts';
@@ -148,15 +148,7 @@ export class ModelTurn {
       this.refusalIndex = this.leadingParts.length + (this.sent === '' ? 0 : 1);
     }
     this.refusal += chunk;
-    this.message!.content = this.content();
-    this.emit({
-      event: 'thread.message.delta',
-      data: {
-        id: this.message!.id,
-        object: 'thread.message.delta',
-        delta: { content: [{ index: this.refusalIndex, type: 'refusal', refusal: chunk }] },
-      },
-    });
+    this.emitContent([{ index: this.refusalIndex, type: 'refusal', refusal: chunk }]);
   }
 
   /** The message's parts: what the answer shows before its text, its text, its refusal. */
@@ -183,23 +175,13 @@ export class ModelTurn {
     this.sent += chunk;
     const added = found.map((a, i): AnnotationDelta => ({ index: this.annotations.length + i, ...a }));
     if (found.length > 0) this.annotations = [...this.annotations, ...found];
-    this.message!.content = this.content();
-    this.emit({
-      event: 'thread.message.delta',
-      data: {
-        id: this.message!.id,
-        object: 'thread.message.delta',
-        delta: {
-          content: [
-            {
-              index: this.leadingParts.length,
-              type: 'text',
-              text: first || added.length > 0 ? { value: chunk, annotations: added } : { value: chunk },
-            },
-          ],
-        },
+    this.emitContent([
+      {
+        index: this.leadingParts.length,
+        type: 'text',
+        text: first || added.length > 0 ? { value: chunk, annotations: added } : { value: chunk },
       },
-    });
+    ]);
   }
 
   /**
@@ -359,21 +341,12 @@ export class ModelTurn {
     this.message = message.message;
     this.messageStep = step.step;
     for (const event of [...step.events, ...message.events]) this.emit(event);
-    if (this.leadingParts.length > 0) {
-      this.message.content = [...this.leadingParts];
-      this.emit({
-        event: 'thread.message.delta',
-        data: {
-          id: this.message.id,
-          object: 'thread.message.delta',
-          delta: {
-            content: this.leadingParts.flatMap((part, index) =>
-              part.type === 'image_file' ? [{ index, type: 'image_file' as const, image_file: part.image_file }] : [],
-            ),
-          },
-        },
-      });
-    }
+    if (this.leadingParts.length > 0)
+      this.emitContent(
+        this.leadingParts.flatMap((part, index) =>
+          part.type === 'image_file' ? [{ index, type: 'image_file' as const, image_file: part.image_file }] : [],
+        ),
+      );
     this.bus.setLiveTurn(this.run.id, { step: this.messageStep, message: this.message });
   }
 
@@ -398,6 +371,15 @@ export class ModelTurn {
         return announcedCalls(turn.toolStep!, turn.announced);
       },
       message: undefined,
+    });
+  }
+
+  /** The message as it now is (content()), and a delta of it: `parts`, what was added to its parts. */
+  private emitContent(parts: MessageDelta['delta']['content']): void {
+    this.message!.content = this.content();
+    this.emit({
+      event: 'thread.message.delta',
+      data: { id: this.message!.id, object: 'thread.message.delta', delta: { content: parts } },
     });
   }
 

@@ -147,25 +147,6 @@ describe('streaming through the official SDK (AssistantStream)', () => {
     const [listed] = (await client.beta.threads.runs.list(thread.id)).data;
     assert.deepEqual(listed, run);
   });
-});
-
-describe("a model's refusal (OpenAI's structured outputs)", () => {
-  let upstream: FakeUpstream;
-  let server: TestServer;
-  let client: OpenAI;
-  let recorder: ValidatingFetch;
-
-  before(async () => {
-    upstream = await FakeUpstream.start();
-    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
-    recorder = createValidatingFetch();
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', fetch: recorder.fetch, maxRetries: 0 });
-  });
-  after(async () => {
-    await server.close();
-    await upstream.close();
-    recorder.assertNoViolations({ all: true });
-  });
 
   /** A streamed answer that refuses, in pieces, as OpenAI streams it: `delta.refusal`, `content` null. */
   function refusing(...pieces: string[]) {
@@ -182,7 +163,7 @@ describe("a model's refusal (OpenAI's structured outputs)", () => {
     };
   }
 
-  test('is a refusal part of the message, streamed as refusal deltas; the next turn is sent it', async () => {
+  test("a model's refusal (OpenAI's structured outputs) is a refusal part, streamed as refusal deltas, sent back next turn", async () => {
     const assistant = await client.beta.assistants.create({
       model: 'gpt-4o',
       response_format: {
