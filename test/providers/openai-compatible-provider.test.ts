@@ -8,7 +8,7 @@ import {
   OpenAICompatibleProvider,
 } from '../../src/providers/openai-compatible/openai-compatible-provider.ts';
 import { type ChatEvent, type ChatRequest, ProviderError } from '../../src/providers/provider.ts';
-import { FakeUpstream } from '../support/fake-upstream.ts';
+import { FakeUpstream, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
 
 const REQUEST: ChatRequest = { model: 'gpt-test', messages: [{ role: 'user', content: 'Hello' }] };
 const API_KEY = 'sk-test-0123456789';
@@ -826,16 +826,7 @@ describe('OpenAICompatibleProvider: an endpoint whose chat template refuses role
       { role: 'tool', tool_call_id: 'c1', content: 'x' },
     ],
   };
-  const vllm = {
-    status: 400,
-    body: {
-      object: 'error',
-      message: 'Conversation roles must alternate user/assistant/user/assistant/...',
-      type: 'BadRequestError',
-      param: null,
-      code: 400,
-    },
-  };
+  const vllm = ROLES_MUST_ALTERNATE;
 
   test('its refusal is answered by sending the request again with the rows joined, and so is every later one', async () => {
     const provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });

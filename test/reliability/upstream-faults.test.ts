@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { FakeUpstream, type Reply } from '../support/fake-upstream.ts';
+import { FakeUpstream, type Reply, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { readSse, type SseEvent } from '../support/sse.ts';
 import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
@@ -443,18 +443,8 @@ describe('an endpoint whose chat template refuses two messages of one role in a 
         { role: 'user', content: 'Note: the meeting moved to 3 pm.' },
       ],
     });
-    const refusal = {
-      status: 400,
-      body: {
-        object: 'error',
-        message: 'Conversation roles must alternate user/assistant/user/assistant/...',
-        type: 'BadRequestError',
-        param: null,
-        code: 400,
-      },
-    };
     const before = upstream.requests.length;
-    upstream.enqueue(refusal, { text: ['Moved to ', '3 pm.'] });
+    upstream.enqueue(ROLES_MUST_ALTERNATE, { text: ['Moved to ', '3 pm.'] });
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
     assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
     const [refused, joined] = upstream.requests.slice(before).map((r) => r.body.messages);

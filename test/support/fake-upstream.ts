@@ -106,6 +106,18 @@ export interface RawReply {
 
 export type Reply = TextReply | ToolCallsReply | ErrorReply | HangReply | ResetReply | RawReply;
 
+/** vLLM's 400 when the model's chat template wants roles to alternate and the request's do not. */
+export const ROLES_MUST_ALTERNATE: ErrorReply = {
+  status: 400,
+  body: {
+    object: 'error',
+    message: 'Conversation roles must alternate user/assistant/user/assistant/...',
+    type: 'BadRequestError',
+    param: null,
+    code: 400,
+  },
+};
+
 export interface FakeUpstreamOptions {
   /** Delay before the first byte of every response. */
   latencyMs?: number;
