@@ -43,37 +43,51 @@ export type ChatMessage =
  * What a model wrote beside its answer in fields of the endpoint's own, by field name as the endpoint sent them, to be
  * sent back the same way on the assistant message of the turn's tool calls: text (`reasoning_content`: DeepSeek,
  * Kimi, llama.cpp; `reasoning`: vLLM, Ollama, OpenRouter) or a list (`reasoning_details`: OpenRouter's, carrying
- * Gemini's and Claude's signatures). DeepSeek's thinking mode, and Gemini 3 through OpenRouter, refuse a history of
- * tool calls without it. Never shown to clients: OpenAI's reasoning models show none.
+ * Gemini's and Claude's signatures; `thinking_blocks`: LiteLLM's, Claude's signed thinking). DeepSeek's thinking mode,
+ * Gemini 3 through OpenRouter and Claude's thinking through LiteLLM refuse a history of tool calls without it. Never
+ * shown to clients: OpenAI's reasoning models show none.
  */
 export type ModelReasoning = Record<string, string | unknown[]>;
 
 /** Text fields of a list item of ModelReasoning that arrive in pieces, to be joined. */
-const PIECED = new Set(['text', 'summary', 'data']);
+const PIECED = new Set(['text', 'summary', 'data', 'thinking']);
 
 /**
- * `reasoning` with a streamed piece of one of its fields added: text is appended; list items are merged into the item
- * of the same `index` (their text fields joined, other fields replaced) or appended. Returns a new object.
+ * `reasoning` with a streamed piece of one of its fields added: text is appended. A list item is merged into the item
+ * it continues (its text fields joined, other fields replaced by those it brings that are not empty): the item of
+ * the same `index` (OpenRouter's), or, for a signable item without one, the last item when it is of the same `type`
+ * and its signature is still empty (LiteLLM sends Claude's thinking one piece per item, its signature in the last).
+ * Otherwise it is appended. Returns a new object.
  */
 export function addReasoning(reasoning: ModelReasoning, field: string, piece: string | unknown[]): ModelReasoning {
   const so = reasoning[field];
   if (typeof piece === 'string') return { ...reasoning, [field]: (typeof so === 'string' ? so : '') + piece };
   const items = Array.isArray(so) ? [...so] : [];
   for (const item of piece) {
-    const index = (item as { index?: unknown } | null)?.index;
-    const at = typeof index === 'number' ? items.findIndex((i) => (i as { index?: unknown }).index === index) : -1;
-    if (at < 0 || typeof item !== 'object' || item === null) {
+    const at = typeof item === 'object' && item !== null ? continued(items, item as Record<string, unknown>) : -1;
+    if (at < 0) {
       items.push(item);
       continue;
     }
     const merged: Record<string, unknown> = { ...(items[at] as Record<string, unknown>) };
-    for (const [key, value] of Object.entries(item)) {
+    for (const [key, value] of Object.entries(item as Record<string, unknown>)) {
       const before = merged[key];
-      merged[key] = PIECED.has(key) && typeof before === 'string' && typeof value === 'string' ? before + value : value;
+      if (PIECED.has(key) && typeof before === 'string' && typeof value === 'string') merged[key] = before + value;
+      else if (value !== '' && value !== null && value !== undefined) merged[key] = value;
     }
     items[at] = merged;
   }
   return { ...reasoning, [field]: items };
+}
+
+/** The position of the item of `items` that `item` continues (addReasoning), or -1. */
+function continued(items: readonly unknown[], item: Record<string, unknown>): number {
+  if (typeof item['index'] === 'number')
+    return items.findIndex((i) => (i as { index?: unknown }).index === item['index']);
+  // Only a signable item (one with a `signature`, if empty) continues one not signed yet: a redacted block has none.
+  const last = items[items.length - 1] as Record<string, unknown> | undefined;
+  if (last === undefined || typeof last !== 'object' || 'index' in last || last['type'] !== item['type']) return -1;
+  return 'signature' in item && last['signature'] === '' ? items.length - 1 : -1;
 }
 
 export interface ChatTool {

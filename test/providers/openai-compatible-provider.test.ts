@@ -379,6 +379,28 @@ describe('OpenAICompatibleProvider', () => {
     ]);
   });
 
+  test("every field reasoning comes in is read, under its name: LiteLLM's thinking_blocks among them", async () => {
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const block = { type: 'thinking', thinking: 'Hm.', signature: '' };
+    const detail = { type: 'reasoning.text', text: 'Hm.', index: 0 };
+    upstream.enqueue({
+      contentType: 'text/event-stream',
+      raw: [
+        frame({ role: 'assistant', reasoning: 'Hm.', reasoning_details: [detail] }),
+        frame({ reasoning_content: 'Hm.', thinking_blocks: [block] }),
+        frame({}, 'stop'),
+      ],
+    });
+    assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+      { type: 'reasoning', field: 'reasoning', piece: 'Hm.' },
+      { type: 'reasoning', field: 'reasoning_details', piece: [detail] },
+      { type: 'reasoning', field: 'reasoning_content', piece: 'Hm.' },
+      { type: 'reasoning', field: 'thinking_blocks', piece: [block] },
+      { type: 'finish', reason: 'stop' },
+    ]);
+  });
+
   test('no usage event when the upstream reports none', async () => {
     upstream.enqueue({ text: ['a', 'b'], usage: null });
     const events = await collect(provider.stream(REQUEST, signal));

@@ -254,10 +254,8 @@ function completionAsChunk(body: unknown): ChatCompletionChunk | undefined {
     if (typeof choice !== 'object' || choice === null) return undefined;
     const { index, message, finish_reason } = choice as Record<string, unknown>;
     if (typeof message !== 'object' || message === null) return undefined;
-    const { content, tool_calls, refusal, reasoning_content, reasoning, reasoning_details } = message as Record<
-      string,
-      unknown
-    >;
+    const { content, tool_calls, refusal, reasoning_content, reasoning, reasoning_details, thinking_blocks } =
+      message as Record<string, unknown>;
     const calls = Array.isArray(tool_calls) ? (tool_calls as unknown[]) : [];
     choices.push({
       index: typeof index === 'number' ? index : 0,
@@ -269,6 +267,7 @@ function completionAsChunk(body: unknown): ChatCompletionChunk | undefined {
         ...(typeof reasoning_content === 'string' ? { reasoning_content } : {}),
         ...(typeof reasoning === 'string' ? { reasoning } : {}),
         ...(Array.isArray(reasoning_details) ? { reasoning_details } : {}),
+        ...(Array.isArray(thinking_blocks) ? { thinking_blocks } : {}),
         ...(calls.length === 0
           ? {}
           : {

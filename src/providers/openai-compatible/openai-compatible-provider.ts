@@ -227,9 +227,10 @@ function withMistralCallIds(messages: ChatMessage[]): ChatMessage[] {
 /**
  * The fields a delta carries the model's reasoning in (ModelReasoning), sent back under the same names: DeepSeek's
  * thinking mode refuses a history of tool calls without its `reasoning_content` ("Missing `reasoning_content` field in
- * the assistant message"), OpenRouter's Gemini 3 one without its `reasoning_details`.
+ * the assistant message"), OpenRouter's Gemini 3 one without its `reasoning_details`, LiteLLM's Claude with thinking
+ * one without its `thinking_blocks`.
  */
-const REASONING_FIELDS = ['reasoning_content', 'reasoning', 'reasoning_details'] as const;
+const REASONING_FIELDS = ['reasoning_content', 'reasoning', 'reasoning_details', 'thinking_blocks'] as const;
 
 /**
  * The messages in the wire's shape. An assistant message's reasoning goes back in the fields it came in
