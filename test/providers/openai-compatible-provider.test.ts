@@ -1011,6 +1011,30 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
     assert.deepEqual(bodies.at(-1)!.tools, tools, 'the tools themselves stay');
   });
 
+  test("an older llama.cpp's 500 for tools in a stream: requests with tools are sent unstreamed, their answer read whole", async () => {
+    const provider = open();
+    const before = upstream.requests.length;
+    upstream.enqueue(
+      { status: 500, body: { error: { code: 500, message: 'Cannot use tools with stream', type: 'server_error' } } },
+      { toolCalls: [{ name: 'f', arguments: '{"x":1}', id: 'c1' }] },
+      { text: 'plain' },
+    );
+    const events = await collect(provider.stream({ ...REQUEST, tools }, signal));
+    const calls = events.filter((e) => e.type === 'tool_call');
+    assert.equal(calls.map((e) => (e.type === 'tool_call' ? (e.arguments ?? '') : '')).join(''), '{"x":1}');
+    assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });
+    await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(
+      upstream.requests.slice(before).map((r) => [r.body.stream, 'stream_options' in r.body]),
+      [
+        [true, true],
+        [false, false],
+        [true, true],
+      ],
+      'a request without tools still streams',
+    );
+  });
+
   test("a gateway that wants max_completion_tokens (OpenAI's reasoning models) gets it from then on", async () => {
     const provider = open();
     const before = upstream.requests.length;

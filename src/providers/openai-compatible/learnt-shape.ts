@@ -33,6 +33,8 @@ export class LearntShape {
   /** Messages of one role in a row are sent joined (alternating-roles.ts). */
   private joinRows = false;
   private readonly dropped = new Set<OptionalField>();
+  /** The request is sent with `stream: false`, and its answer read whole (chat-completions-client.ts). */
+  private unstreamedTools = false;
   private limit: CompletionLimitField;
 
   constructor(limitField: CompletionLimitField) {
@@ -48,11 +50,16 @@ export class LearntShape {
     return this.joinRows ? joinedInRows(messages) : messages;
   }
 
-  /** `body` without the fields the endpoint refused. */
+  /** `body` without the fields the endpoint refused, and not streamed where it refused to stream tools. */
   without<B extends object>(body: B): B {
-    if (this.dropped.size === 0) return body;
+    const unstreamed = this.unstreamedTools && 'tools' in body;
+    if (this.dropped.size === 0 && !unstreamed) return body;
     const kept: Record<string, unknown> = { ...(body as Record<string, unknown>) };
     for (const field of this.dropped) delete kept[field];
+    if (unstreamed) {
+      kept['stream'] = false;
+      delete kept['stream_options'];
+    }
     return kept as B;
   }
 
@@ -63,6 +70,12 @@ export class LearntShape {
   learn(status: number, message: string, sent: object, messages: ChatMessage[]): boolean {
     if (!this.joinRows && refusesRowsOfRoles(message) && joinedInRows(messages) !== messages) {
       this.joinRows = true;
+      return true;
+    }
+    // llama.cpp's server before May 2025 (its pull request 12379): a 500 "Cannot use tools with stream". Its answer then comes
+    // whole, as the stream's one chunk.
+    if (!this.unstreamedTools && 'tools' in sent && /cannot use tools with stream/i.test(message)) {
+      this.unstreamedTools = true;
       return true;
     }
     if (status !== 400 && status !== 422) return false;
