@@ -12,6 +12,9 @@ export interface PoolUse {
   waiting: number;
 }
 
+/** What answered a held poll (`Metrics.heldPollAnswered`). */
+export type HeldPollAnswer = 'notified' | 'rechecked' | 'deadline';
+
 const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'cancelled', 'expired', 'incomplete']);
 
 /** HTTP answers take a millisecond; a streamed run's response lasts as long as the run. */
@@ -118,6 +121,12 @@ export class Metrics {
     name: 'assistd_upstream_tokens_total',
     help: 'Tokens the model backends reported, by model and kind (prompt, completion).',
     labelNames: ['model', 'kind'] as const,
+    registers: [this.registry],
+  });
+  private readonly heldPolls = new Counter({
+    name: 'assistd_held_polls_total',
+    help: "Polls of a moving run held until it changed (the SDK's createAndPoll), by what answered them: notified, rechecked (a re-read found the change no notification announced) or deadline (still moving when the hold ended).",
+    labelNames: ['answered_by'] as const,
     registers: [this.registry],
   });
   private readonly leaseRenewals = new Counter({
@@ -259,6 +268,15 @@ export class Metrics {
       if (open) this.streams -= 1;
       open = false;
     };
+  }
+
+  /**
+   * A held poll was answered: after a notification of the run's change (`notified`), after a periodic re-read found
+   * a change no notification announced (`rechecked`: notifications from other processes are lost or late), or with
+   * the run still moving when the hold ended (`deadline`).
+   */
+  heldPollAnswered(by: HeldPollAnswer): void {
+    this.heldPolls.inc({ answered_by: by });
   }
 
   leaseRenewed(): void {

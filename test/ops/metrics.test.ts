@@ -97,6 +97,36 @@ describe('/metrics', () => {
     assert.ok(after.includes('assistd_event_loop_delay_p99_seconds '));
   });
 
+  test("a held poll (the SDK's createAndPoll) is counted by what answered it", async () => {
+    const before = await scrape();
+    let release = () => {};
+    const holdLast = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    upstream.enqueue({ text: ['Hel', 'lo'], holdLast });
+    const seen = upstream.requests.length;
+    const assistant = await api.post('/v1/assistants', { model: 'm' });
+    const run = await api.post('/v1/threads/runs', {
+      assistant_id: assistant.body.id,
+      thread: { messages: [{ role: 'user', content: 'hello' }] },
+    });
+    await upstream.waitForRequests(seen + 1);
+    const held = api.request('GET', `/v1/threads/${run.body.thread_id}/runs/${run.body.id}`, undefined, {
+      headers: { 'x-stainless-poll-helper': 'true' },
+    });
+    // The poll is held while the model's answer is: it cannot be answered before the release, only by it.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    release();
+    assert.equal((await held).body.status, 'completed');
+    const after = await scrape();
+    const moved = (by: string) =>
+      sample(after, 'assistd_held_polls_total', { answered_by: by }) -
+      sample(before, 'assistd_held_polls_total', { answered_by: by });
+    assert.equal(moved('notified'), 1);
+    assert.equal(moved('rechecked'), 0);
+    assert.equal(moved('deadline'), 0);
+  });
+
   test('a failed attempt is an upstream error and its retry is counted; a failed run by its status', async () => {
     const before = await scrape();
     upstream.enqueue({ status: 503 }, { status: 503 });

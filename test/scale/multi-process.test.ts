@@ -34,6 +34,7 @@ const QUICK = ['Quick', ' answer'];
 function replyFor(request: RecordedRequest): Reply {
   const text = lastUserText(request);
   if (text.startsWith('slow ')) return { text: Array.from({ length: 20 }, () => 'slow '), chunkDelayMs: 150 };
+  if (text.startsWith('long ')) return { text: Array.from({ length: 100 }, () => 'long '), chunkDelayMs: 150 };
   if (text.startsWith('crash ')) return { text: Array.from({ length: 10 }, () => 'steady '), chunkDelayMs: 200 };
   if (text.startsWith('quick ')) return { text: QUICK, chunkDelayMs: 33 };
   return { text: PLAIN, chunkDelayMs: 10 };
@@ -42,6 +43,15 @@ function replyFor(request: RecordedRequest): Reply {
 function lastUserText(request: RecordedRequest): string {
   const user = request.body.messages.filter((m) => m.role === 'user').at(-1);
   return typeof user?.content === 'string' ? user.content : '';
+}
+
+/** An API process's held polls so far, by what answered them (`assistd_held_polls_total` on its /metrics). */
+async function heldPolls(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const counts: Record<string, number> = { notified: 0, rechecked: 0, deadline: 0 };
+  for (const [, by, value] of text.matchAll(/^assistd_held_polls_total\{answered_by="(\w+)"\} (\d+)$/gm))
+    counts[by!] = Number(value);
+  return counts;
 }
 
 /** The model calls whose messages contain `text` (a unique marker of one thread). */
@@ -175,7 +185,8 @@ if (adminUrl === undefined) {
         deployment = await Deployment.start(serverUrl, upstream, {
           apis: 2,
           workers: 2,
-          env: { ASSISTD_WORKER_CONCURRENCY: '16' },
+          // Leases renewed every 200 s: within a test, only a notification can tell a worker of a cancel.
+          env: { ASSISTD_WORKER_CONCURRENCY: '16', ASSISTD_WORKER_LEASE_S: '600' },
         });
         apis = deployment.apis.map((p) => new ApiClient(p.url));
         clients = deployment.apis.map((p) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'test', maxRetries: 0 }));
@@ -253,8 +264,8 @@ if (adminUrl === undefined) {
       }
     });
 
-    test('a cancel through API process A stops a run executing in a worker process within 1 s', async () => {
-      const text = `slow cancel ${randomUUID()}`;
+    test('a cancel through API process A stops a run executing in a worker process, and its model call', async () => {
+      const text = `long cancel ${randomUUID()}`;
       const threadId = await newThread(apis[1]!, text);
       const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
       assert.equal(created.status, 200);
@@ -268,23 +279,22 @@ if (adminUrl === undefined) {
       );
       assert.equal(request.abortedAt, undefined);
 
-      const start = Date.now();
       const cancel = await apis[0]!.post(`/v1/threads/${threadId}/runs/${runId}/cancel`);
       assert.equal(cancel.status, 200);
       assert.ok(['cancelling', 'cancelled'].includes(cancel.body.status as string), String(cancel.body.status));
-      const [abortedAt, cancelled] = await Promise.all([
-        upstream.waitForAbort(request, 1000),
-        waitForRun(apis[0]!, threadId, runId, (r) => TERMINAL.has(r.status as string), 1000),
+      // The reply takes 15 s and the worker's lease is not renewed before 200 s: a model call cut short (not
+      // finished) shows the worker learnt of the cancel from the API process's notification.
+      const [ended, cancelled] = await Promise.all([
+        upstream.waitForEnd(request, 30_000),
+        waitForRun(apis[0]!, threadId, runId, (r) => TERMINAL.has(r.status as string), 30_000),
       ]);
-      const endedAt = Date.now();
+      assert.equal(ended, 'aborted');
       assert.equal(cancelled.status, 'cancelled');
-      assert.ok(abortedAt - start <= 1000, `upstream request aborted ${abortedAt - start} ms after the cancel`);
-      assert.ok(endedAt - start <= 1000, `run cancelled ${endedAt - start} ms after the cancel`);
       assert.equal(callsFor(upstream, text).length, 1);
     });
 
     test("deleting a thread through API process A: a worker's execution of its run stops, B's /events follower ends", async () => {
-      const text = `slow delete ${randomUUID()}`;
+      const text = `long delete ${randomUUID()}`;
       const threadId = await newThread(apis[1]!, text);
       const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
       const runId = created.body.id as string;
@@ -294,8 +304,8 @@ if (adminUrl === undefined) {
 
       const deleted = await apis[0]!.delete(`/v1/threads/${threadId}`);
       assert.equal(deleted.status, 200);
-      const [abortedAt, followed] = await Promise.all([upstream.waitForAbort(request, 2000), follower]);
-      assert.ok(abortedAt > 0, 'the worker let the model go');
+      const [ended, followed] = await Promise.all([upstream.waitForEnd(request, 30_000), follower]);
+      assert.equal(ended, 'aborted', 'the worker let the model go');
       assert.deepEqual(eventNames(followed).slice(-2), ['error', 'done']);
       assert.equal(followed.at(-2)!.data.message, `Thread ${threadId} was deleted, and run ${runId} with it.`);
       assert.equal((await apis[1]!.get(`/v1/threads/${threadId}/runs/${runId}`)).status, 404);
@@ -378,21 +388,20 @@ if (adminUrl === undefined) {
       }
     });
 
-    test('createAndPoll through an API process returns promptly for a run a worker process executes', async () => {
-      const elapsed: number[] = [];
+    test("createAndPoll through an API process is answered on the worker process's notification", async () => {
+      const before = await Promise.all(deployment.apis.map((p) => heldPolls(p.url)));
       for (let i = 0; i < 6; i++) {
         const threadId = await newThread(apis[i % 2]!, `quick ${i} ${randomUUID()}`);
-        const start = performance.now();
         const run = await clients[i % 2]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId });
-        elapsed.push(performance.now() - start);
         assert.equal(run.status, 'completed');
       }
-      const shown = elapsed.map((ms) => ms.toFixed(0)).join(', ');
-      // The SDK polls every 5 s by default; held polls answered on the workers' NOTIFY make it ~the model call.
-      for (const ms of elapsed) assert.ok(ms < 2000, `createAndPoll took ${shown} ms`);
-      // Held polls also re-read the run every second: a median under that shows the wake-ups themselves worked.
-      const median = [...elapsed].sort((a, b) => a - b)[elapsed.length / 2]!;
-      assert.ok(median < 900, `createAndPoll median ${median.toFixed(0)} ms (${shown}): held polls not woken`);
+      const after = await Promise.all(deployment.apis.map((p) => heldPolls(p.url)));
+      const answered = (by: string) => after.reduce((sum, counts, i) => sum + counts[by]! - before[i]![by]!, 0);
+      // The SDK polls every 5 s by default: its next poll is held instead, and answered when the worker process's
+      // NOTIFY of the run's change reaches the API process, not by the once-a-second re-read of a held poll.
+      assert.ok(answered('notified') >= 1, `held polls answered on a notification: ${answered('notified')}`);
+      assert.equal(answered('rechecked'), 0, 'held polls answered by a re-read: the notifications did not arrive');
+      assert.equal(answered('deadline'), 0);
     });
   });
 

@@ -260,6 +260,19 @@ export class FakeUpstream {
     );
   }
 
+  /**
+   * Resolves once `request`'s response is over, with how it ended: `aborted` when the client closed the connection
+   * before it was complete, `finished` when it was written whole. A test asserts that a stream was cut without
+   * asserting how long anything took.
+   */
+  waitForEnd(request: RecordedRequest, timeoutMs = 10_000): Promise<'aborted' | 'finished'> {
+    return this.waitFor(
+      () => request.abortedAt !== undefined || request.finishedAt !== undefined,
+      timeoutMs,
+      'the response to end',
+    ).then(() => (request.abortedAt !== undefined ? 'aborted' : 'finished'));
+  }
+
   /** Stops listening and destroys every open connection, hanging ones included. */
   async close(): Promise<void> {
     this.closing.abort();

@@ -131,20 +131,28 @@ export function registerRunRoutes(
     const runId = pathId('run', request.params, 'run_id');
     const held = request.headers['x-stainless-poll-helper'] === 'true';
     const deadline = Date.now() + HOLD_MS;
+    // What ended the last wait of this poll: a notification of the run's change, or the re-read's timer.
+    let waited: 'notified' | 'rechecked' | undefined;
     for (;;) {
       // Listen before reading, so a change between the read and the wait is not missed.
       const stop = new AbortController();
       const change = held ? bus.nextChange(runId, RECHECK_MS, AbortSignal.any([closing, stop.signal])) : undefined;
       const run = await store.getRun(request.scope, threadId, runId);
-      if (!run || !held || !POLLED_THROUGH.has(run.status) || Date.now() >= deadline || closing.aborted) {
+      const moving = run !== undefined && POLLED_THROUGH.has(run.status);
+      if (!run || !held || !moving || Date.now() >= deadline || closing.aborted) {
         stop.abort();
         if (!run) throw notFound('run', runId);
+        if (waited !== undefined && !closing.aborted) app.metrics?.heldPollAnswered(moving ? 'deadline' : waited);
         return sendRun(reply, run);
       }
       // The change carries the committed run (this run, already found in the caller's scope above): a run that
       // has stopped moving is answered at once, without another read queued behind the worker's next claim.
       const changed = await change;
-      if (changed && !POLLED_THROUGH.has(changed.status)) return sendRun(reply, changed);
+      waited = changed ? 'notified' : 'rechecked';
+      if (changed && !POLLED_THROUGH.has(changed.status)) {
+        app.metrics?.heldPollAnswered('notified');
+        return sendRun(reply, changed);
+      }
     }
   });
 
