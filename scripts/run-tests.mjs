@@ -24,9 +24,11 @@ const roots = process.argv.slice(2);
 const files = (roots.length > 0 ? roots : ['test']).flatMap((root) =>
   statSync(root).isDirectory() ? testFiles(root) : [root],
 );
+// A test that waits for something that never happens fails after five minutes instead of holding the run: the tests
+// assert what happened, not how long it took, so a regression can show as a wait.
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files],
+  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', '--test-reporter=spec', ...files],
   { stdio: 'inherit', env: { ...process.env, ASSISTD_TEST_BUILT: '1' } },
 );
 process.exit(result.status ?? 1);

@@ -193,12 +193,10 @@ describe('the embedded GGUF backend, routed next to an OpenAI-compatible upstrea
     stream.on('event', ({ event, data }) => {
       if (event === 'thread.run.created') runId = (data as Run).id;
     });
-    const started = Date.now();
     const final = await stream.finalRun();
     assert.ok(cancelling, 'a text delta arrived');
     await cancelling;
     assert.equal(final.status, 'cancelled');
-    assert.ok(Date.now() - started < 5000);
     const messages = await client.beta.threads.messages.list(threadId, { order: 'desc', limit: 1 });
     assert.equal(messages.data[0]!.status, 'incomplete');
     assert.deepEqual(messages.data[0]!.incomplete_details, { reason: 'run_cancelled' });

