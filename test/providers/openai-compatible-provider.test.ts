@@ -741,6 +741,68 @@ describe('OpenAICompatibleProvider', () => {
     }
   });
 
+  for (const after of ['keep-alive comments', 'silence'] as const)
+    test(`a stream that gave its finish_reason, then ${after} without [DONE] or its end, is a whole answer`, async () => {
+      // The answer, its finish_reason and its usage, then the stream stays open: keep-alive comments every 100 ms, or
+      // nothing. Neither is waited for until the idle timeout, which comments keep pushing back.
+      let closed = false;
+      const server = createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = (choices: object[], usage?: object) =>
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices, ...(usage ? { usage } : {}) })}\n\n`;
+        res.write(chunk([{ index: 0, delta: { content: 'whole' }, finish_reason: null }]));
+        res.write(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
+        res.write(chunk([], { prompt_tokens: 3, completion_tokens: 1 }));
+        const timer = setInterval(() => after === 'keep-alive comments' && res.write(': keep-alive\n\n'), 100);
+        res.on('close', () => {
+          clearInterval(timer);
+          closed = true;
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      const open = new OpenAICompatibleProvider({
+        baseURL: `http://127.0.0.1:${port}/v1`,
+        timeoutMs: 600_000,
+        contextWindow: 128_000,
+      });
+      // Bounds a failure of this test (a stream waited on for ever), not the time the provider takes.
+      const stalled = new AbortController();
+      const guard = setTimeout(() => stalled.abort(new Error('the stream was waited on for 60 s')), 60_000);
+      try {
+        assert.deepEqual(await collect(open.stream(REQUEST, stalled.signal)), [
+          { type: 'text', text: 'whole' },
+          { type: 'usage', usage: { prompt_tokens: 3, completion_tokens: 1 } },
+          { type: 'finish', reason: 'stop' },
+        ]);
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.ok(closed, 'the connection the endpoint left open was closed');
+      } finally {
+        clearTimeout(guard);
+        await open.close();
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+
+  test('chunks that keep coming after a finish_reason are still read', async () => {
+    const frames = [
+      { choices: [{ index: 0, delta: { content: 'early ' }, finish_reason: 'stop' }] },
+      { choices: [{ index: 0, delta: { content: 'late' }, finish_reason: null }] },
+      { choices: [], usage: { prompt_tokens: 2, completion_tokens: 2 } },
+    ].map((frame) => `data: ${JSON.stringify(frame)}\n\n`);
+    upstream.enqueue({ raw: [...frames, 'data: [DONE]\n\n'], contentType: 'text/event-stream' });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(
+      events.filter((e) => e.type === 'text'),
+      [
+        { type: 'text', text: 'early ' },
+        { type: 'text', text: 'late' },
+      ],
+    );
+    assert.deepEqual(events.at(-1), { type: 'finish', reason: 'stop' });
+  });
+
   test('a slow but steady stream is not an idle timeout', async () => {
     upstream.enqueue({ text: ['a', 'b', 'c', 'd'], chunkDelayMs: 120 });
     const events = await collect(provider.stream(REQUEST, signal));

@@ -87,6 +87,11 @@ export class OpenAICompatibleProvider implements ModelProvider {
       timedOut = true;
       upstream.abort();
     }, this.timeoutMs);
+    // Once a finish_reason came, the answer is whole: what may follow (the usage, `[DONE]`) is waited for while
+    // chunks keep coming, FINISH_GRACE_MS of silence at most. Keep-alive comments do not push it back: an endpoint
+    // that sends them, or nothing, after its last chunk without ever closing would hold the run for ever.
+    let graceTimer: NodeJS.Timeout | undefined;
+    let graceOver = false;
     const onCallerAbort = () => upstream.abort(signal.reason);
     signal.addEventListener('abort', onCallerAbort, { once: true });
     let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
@@ -124,12 +129,17 @@ export class OpenAICompatibleProvider implements ModelProvider {
       while (true) {
         let result: IteratorResult<ChatCompletionChunk>;
         idleTimer.refresh();
+        graceTimer?.refresh();
         try {
           result = await iterator.next();
         } catch (error) {
+          if (finish && (graceOver || timedOut) && !signal.aborted) break;
           throw failure(error);
         }
-        if (upstream.signal.aborted) throw failure(undefined);
+        if (upstream.signal.aborted) {
+          if (finish && (graceOver || timedOut) && !signal.aborted) break;
+          throw failure(undefined);
+        }
         if (result.done) {
           ended = true;
           break;
@@ -158,7 +168,13 @@ export class OpenAICompatibleProvider implements ModelProvider {
         if (typeof delta?.refusal === 'string' && delta.refusal !== '') yield { type: 'refusal', text: delta.refusal };
         if (Array.isArray(delta?.tool_calls)) for (const event of toolCallEvents(delta.tool_calls, calls)) yield event;
         if (FAILED.has(choice.finish_reason as string)) throw finishedInError(choice.finish_reason as string);
-        if (choice.finish_reason) finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
+        if (choice.finish_reason) {
+          finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
+          graceTimer ??= setTimeout(() => {
+            graceOver = true;
+            upstream.abort();
+          }, FINISH_GRACE_MS);
+        }
       }
       // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
       // and an empty one is no answer at all, so neither may pass for a completion.
@@ -169,6 +185,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
       yield finish;
     } finally {
       clearTimeout(idleTimer);
+      clearTimeout(graceTimer);
       signal.removeEventListener('abort', onCallerAbort);
       if (!ended) {
         upstream.abort();
@@ -201,6 +218,12 @@ function contentTexts(content: unknown): string[] {
   }
   return texts;
 }
+
+/**
+ * How long the end of a stream (its usage, `[DONE]`) is waited for once a chunk gave its finish_reason, in silence or
+ * keep-alive comments: it follows at once from every server that sends it; some never close the stream.
+ */
+const FINISH_GRACE_MS = 2_000;
 
 /** How many times one request is sent again reshaped (LearntShape), each time without something else. */
 const MAX_RESHAPES = 3;
