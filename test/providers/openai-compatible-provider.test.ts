@@ -643,7 +643,7 @@ describe('OpenAICompatibleProvider', () => {
     upstream.enqueue(
       { raw: '', contentType: 'text/event-stream' },
       { raw: 'data: [DONE]\n\n', contentType: 'text/event-stream' },
-      { text: ['half ', 'an answer'], finishReason: null },
+      { text: ['half ', 'an answer'], finishReason: null, done: false },
     );
     for (let i = 0; i < 2; i++)
       assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
@@ -657,6 +657,41 @@ describe('OpenAICompatibleProvider', () => {
       { type: 'text', text: 'half ' },
       { type: 'text', text: 'an answer' },
     ]);
+  });
+
+  test('an answer that ends with [DONE] but no finish_reason (vllm-mlx, older llama-cpp-python) is whole', async () => {
+    upstream.enqueue(
+      { text: ['a whole ', 'answer'], finishReason: null, usage: { prompt_tokens: 4, completion_tokens: 3 } },
+      {
+        raw: [
+          `data: ${JSON.stringify({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{}' } }] }, finish_reason: null }] })}\n\n`,
+          'data: [DONE]\n\n',
+        ],
+        contentType: 'text/event-stream',
+      },
+      // Nothing but the assistant's role: no answer, [DONE] or not.
+      {
+        raw: [
+          `data: ${JSON.stringify({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })}\n\n`,
+          'data: [DONE]\n\n',
+        ],
+        contentType: 'text/event-stream',
+      },
+    );
+    assert.deepEqual(await collect(provider.stream(REQUEST, signal)), [
+      { type: 'text', text: 'a whole ' },
+      { type: 'text', text: 'answer' },
+      { type: 'usage', usage: { prompt_tokens: 4, completion_tokens: 3 } },
+      { type: 'finish', reason: 'stop' },
+    ]);
+    const calls = await collect(provider.stream(REQUEST, signal));
+    assert.equal(calls.filter((e) => e.type === 'tool_call').length, 1, JSON.stringify(calls));
+    assert.deepEqual(calls.at(-1), { type: 'finish', reason: 'tool_calls' });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message: /ended without a finish_reason \(after 1 chunks\)/,
+    });
   });
 
   test('a valid stream with a charset, or with no content type at all, is read', async () => {

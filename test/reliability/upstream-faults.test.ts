@@ -225,8 +225,8 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'a stream that ends without a finish_reason: not retried, the shown text kept incomplete',
-    replies: () => [fault('no-finish-reason', { text: ['Cut ', 'short'], finishReason: null })],
+    name: 'a stream that ends without a finish_reason or [DONE]: not retried, the shown text kept incomplete',
+    replies: () => [fault('no-finish-reason', { text: ['Cut ', 'short'], finishReason: null, done: false })],
     expect: {
       status: 'failed',
       code: 'server_error',

@@ -58,8 +58,10 @@ export interface TextReply {
   text: string | string[];
   /** `null`: the upstream reports no usage at all. Default: estimated from the request and the text (~4 chars a token). */
   usage?: UpstreamUsage | null;
-  /** `null`: the stream ends (with `[DONE]`) without any finish_reason, as a cut-short stream would. */
+  /** `null`: the stream ends without any finish_reason (with `[DONE]` unless `done` is false). */
   finishReason?: 'stop' | 'length' | 'content_filter' | 'error' | null;
+  /** `false`: the body ends without `data: [DONE]`, as a stream cut short by a proxy would (default true). */
+  done?: boolean;
   /** Overrides the server's `chunkDelayMs` for this reply. */
   chunkDelayMs?: number;
   /** The last piece is sent once this settles: a test keeps the stream going until it is ready for its end. */
@@ -530,12 +532,17 @@ class ReplyWriter {
     return this.frame(this.chunk([{ index: 0, delta, logprobs: null, finish_reason: finishReason }]));
   }
 
-  private async finishStream(finishReason: string | null, usage: UpstreamUsage | null, delay: number): Promise<void> {
+  private async finishStream(
+    finishReason: string | null,
+    usage: UpstreamUsage | null,
+    delay: number,
+    done = true,
+  ): Promise<void> {
     if (!(await this.pause(delay))) return;
     if (finishReason !== null) await this.send({}, finishReason);
     if (this.includeUsage && usage) await this.frame(this.chunk([], { usage: this.usageField(usage) }));
     if (this.gone) return;
-    this.res.end('data: [DONE]\n\n');
+    this.res.end(done ? 'data: [DONE]\n\n' : undefined);
   }
 
   private async streamText(reply: TextReply, delay: number): Promise<void> {
@@ -552,6 +559,7 @@ class ReplyWriter {
       reply.finishReason === undefined ? 'stop' : reply.finishReason,
       this.usage(reply, pieces.join('')),
       delay,
+      reply.done,
     );
   }
 

@@ -86,7 +86,7 @@ export class ChatCompletionsClient {
     body: ChatCompletionCreateParamsStreaming,
     signal: AbortSignal,
     onActivity?: () => void,
-  ): Promise<AsyncIterableIterator<ChatCompletionChunk>> {
+  ): Promise<ChunkStream> {
     const payload = JSON.stringify(body);
     signal.throwIfAborted();
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -303,12 +303,20 @@ function completionAsChunk(body: unknown): ChatCompletionChunk | undefined {
   };
 }
 
-async function* single(chunk: ChatCompletionChunk): AsyncIterableIterator<ChatCompletionChunk> {
+/** A whole completion, as the one chunk of a stream that ended as `[DONE]` would end it. */
+async function* single(chunk: ChatCompletionChunk): ChunkStream {
   yield chunk;
+  return true;
 }
 
 /** Chunks parsed but not yet taken: past this many, the response is paused until the consumer catches up. */
 const HIGH_WATER_CHUNKS = 256;
+
+/**
+ * The chunks of an answer; their iteration returns whether the stream ended with `data: [DONE]`, the server's word
+ * that the answer is whole (rather than with the end of the body, as a stream cut short also ends).
+ */
+export type ChunkStream = AsyncIterableIterator<ChatCompletionChunk, boolean>;
 
 /**
  * The chunks of a `text/event-stream` response, until `data: [DONE]` or the end of the body. `excerpt` quotes what
@@ -322,7 +330,7 @@ function chunks(
   response: IncomingMessage,
   excerpt: (text: string, max?: number) => string,
   onActivity: (() => void) | undefined,
-): AsyncIterableIterator<ChatCompletionChunk> {
+): ChunkStream {
   response.setEncoding('utf8'); // decodes characters split across network chunks
   let ready: ChatCompletionChunk[] = [];
   let taken = 0;
@@ -393,12 +401,12 @@ function chunks(
       return { value, done: false };
     }
     if (failure) return failure;
-    if (done || ended) return { value: undefined, done: true };
+    if (done || ended) return { value: done, done: true };
     return undefined;
   };
   /** Settles one `next()` with what was told: a chunk, the end, or the failure (the last two stop the reading). */
   const deliver = (
-    next: IteratorResult<ChatCompletionChunk> | UpstreamStreamError,
+    next: IteratorResult<ChatCompletionChunk, boolean> | UpstreamStreamError,
     { resolve, reject }: NonNullable<typeof waiting>,
   ) => {
     if (next instanceof UpstreamStreamError) {
@@ -452,7 +460,7 @@ function chunks(
       }),
     return: () => {
       finish();
-      return Promise.resolve({ value: undefined, done: true });
+      return Promise.resolve({ value: false, done: true });
     },
     [Symbol.asyncIterator]() {
       return this;

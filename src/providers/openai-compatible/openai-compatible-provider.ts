@@ -17,6 +17,7 @@ import {
 } from '../provider.ts';
 import {
   ChatCompletionsClient,
+  type ChunkStream,
   isAzure,
   UpstreamConnectionError,
   UpstreamHttpError,
@@ -94,7 +95,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let graceOver = false;
     const onCallerAbort = () => upstream.abort(signal.reason);
     signal.addEventListener('abort', onCallerAbort, { once: true });
-    let iterator: AsyncIterator<ChatCompletionChunk> | undefined;
+    let iterator: ChunkStream | undefined;
     let chunkCount = 0;
     const failure = (error: unknown): unknown => {
       if (signal.aborted) return signal.reason;
@@ -106,6 +107,9 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let ended = false;
     let usage: ChatEvent | undefined;
     let finish: ChatEvent | undefined;
+    /** Whether the stream ended with `[DONE]`; whether it gave any answer (text, a refusal, a tool call). */
+    let marked = false;
+    let answered = false;
     const calls = new ToolCallFragments();
     const thinking = new LeadingThinking();
     try {
@@ -142,6 +146,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
         }
         if (result.done) {
           ended = true;
+          marked = result.value;
           break;
         }
         chunkCount += 1;
@@ -163,10 +168,20 @@ export class OpenAICompatibleProvider implements ModelProvider {
         }
         for (const piece of contentTexts(delta?.content)) {
           const text = thinking.take(piece);
-          if (text !== '') yield { type: 'text', text };
+          if (text !== '') {
+            answered = true;
+            yield { type: 'text', text };
+          }
         }
-        if (typeof delta?.refusal === 'string' && delta.refusal !== '') yield { type: 'refusal', text: delta.refusal };
-        if (Array.isArray(delta?.tool_calls)) for (const event of toolCallEvents(delta.tool_calls, calls)) yield event;
+        if (typeof delta?.refusal === 'string' && delta.refusal !== '') {
+          answered = true;
+          yield { type: 'refusal', text: delta.refusal };
+        }
+        if (Array.isArray(delta?.tool_calls))
+          for (const event of toolCallEvents(delta.tool_calls, calls)) {
+            answered = true;
+            yield event;
+          }
         if (FAILED.has(choice.finish_reason as string)) throw finishedInError(choice.finish_reason as string);
         if (choice.finish_reason) {
           finish = { type: 'finish', reason: toFinishReason(choice.finish_reason) };
@@ -176,10 +191,15 @@ export class OpenAICompatibleProvider implements ModelProvider {
           }, FINISH_GRACE_MS);
         }
       }
-      // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be partial,
-      // and an empty one is no answer at all, so neither may pass for a completion.
-      if (!finish) throw unfinishedError(chunkCount);
       const held = thinking.flush();
+      if (!finish) {
+        // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be
+        // partial, and an empty one is no answer at all, so neither may pass for a completion. Unless it ended with
+        // `[DONE]`, the server's word that the answer is whole: some never give a finish_reason (vllm-mlx on a natural
+        // stop, older llama-cpp-python, some Gemini proxies).
+        if (!marked || !(answered || held !== '')) throw unfinishedError(chunkCount);
+        finish = { type: 'finish', reason: calls.count > 0 ? 'tool_calls' : 'stop' };
+      }
       if (held !== '') yield { type: 'text', text: held };
       if (usage) yield usage;
       yield finish;
@@ -326,6 +346,11 @@ class ToolCallFragments {
   private readonly byUpstream = new Map<number, { index: number; id: string | undefined }>();
   private last: { index: number; id: string | undefined } | undefined;
   private next = 0;
+
+  /** How many calls there were. */
+  get count(): number {
+    return this.next;
+  }
 
   /** Our index of the call a fragment belongs to. */
   of(call: { index?: number | null; id?: string | null; function?: { name?: string | null } | null }): number {
