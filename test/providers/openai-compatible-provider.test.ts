@@ -161,6 +161,55 @@ describe('OpenAICompatibleProvider', () => {
     assert.deepEqual(events.at(-1), { type: 'finish', reason: 'length' });
   });
 
+  test("other servers' finish reasons: Anthropic's through gateways, TGI's, legacy function_call", async () => {
+    const expected: Record<string, string> = {
+      end_turn: 'stop',
+      stop_sequence: 'stop',
+      eos: 'stop',
+      eos_token: 'stop',
+      max_tokens: 'length',
+      tool_use: 'tool_calls',
+      function_call: 'tool_calls',
+      something_else: 'other',
+    };
+    for (const [sent, reason] of Object.entries(expected)) {
+      const frames = [
+        { choices: [{ index: 0, delta: { content: 'x' }, finish_reason: null }] },
+        { choices: [{ index: 0, delta: {}, finish_reason: sent }] },
+      ].map((frame) => `data: ${JSON.stringify(frame)}\n\n`);
+      upstream.enqueue({ raw: [...frames, 'data: [DONE]\n\n'], contentType: 'text/event-stream' });
+      const events = await collect(provider.stream(REQUEST, signal));
+      assert.deepEqual(events.at(-1), { type: 'finish', reason }, sent);
+    }
+  });
+
+  test('tool-call arguments sent as a JSON object (llama.cpp --tool-args-object, TGI) are taken as their JSON', async () => {
+    const call = (args: unknown) => ({
+      choices: [
+        {
+          index: 0,
+          delta: {
+            tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'lookup', arguments: args } }],
+          },
+          finish_reason: null,
+        },
+      ],
+    });
+    const frames = [
+      call({ city: 'Paris', days: 2 }),
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ];
+    upstream.enqueue({
+      raw: [...frames.map((frame) => `data: ${JSON.stringify(frame)}\n\n`), 'data: [DONE]\n\n'],
+      contentType: 'text/event-stream',
+    });
+    const events = await collect(provider.stream(REQUEST, signal));
+    const calls = events.filter((e) => e.type === 'tool_call');
+    assert.deepEqual(calls, [
+      { type: 'tool_call', index: 0, id: 'call_1', name: 'lookup', arguments: '{"city":"Paris","days":2}' },
+    ]);
+  });
+
   test('sends the request fields that are set, and only those', async () => {
     const tools: ChatRequest['tools'] = [
       { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } },

@@ -398,7 +398,8 @@ function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], frag
     const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index };
     if (call.id) event.id = call.id;
     if (call.function?.name) event.name = call.function.name;
-    const added = typeof call.function?.arguments === 'string' ? fragments.added(index, call.function.arguments) : '';
+    const text = argumentsText(call.function?.arguments);
+    const added = text === '' ? '' : fragments.added(index, text);
     if (added) event.arguments = added;
     const { index: _i, id: _id, type: _t, function: _f, ...extra } = call as typeof call & Record<string, unknown>;
     if (Object.keys(extra).length > 0) event.extra = extra;
@@ -408,6 +409,15 @@ function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], frag
   return events;
 }
 
+/**
+ * A call's arguments as text: a string as OpenAI sends them, or an object, as some servers send them whole
+ * (llama.cpp's server with `--tool-args-object`, and some of its builds by default; TGI), as its JSON.
+ */
+function argumentsText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  return typeof value === 'object' && value !== null ? JSON.stringify(value) : '';
+}
+
 function toFinishReason(reason: string): FinishReason {
   switch (reason) {
     case 'stop':
@@ -415,6 +425,18 @@ function toFinishReason(reason: string): FinishReason {
     case 'tool_calls':
     case 'content_filter':
       return reason;
+    // Other servers' and gateways' names: Anthropic's (end_turn, stop_sequence, max_tokens, tool_use), TGI's and
+    // some servers' (eos, eos_token), OpenAI's legacy function calling (function_call).
+    case 'end_turn':
+    case 'stop_sequence':
+    case 'eos':
+    case 'eos_token':
+      return 'stop';
+    case 'max_tokens':
+      return 'length';
+    case 'tool_use':
+    case 'function_call':
+      return 'tool_calls';
     case 'sensitive': // Zhipu's GLM: the answer was stopped by its moderation
       return 'content_filter';
     default:
