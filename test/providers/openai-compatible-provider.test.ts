@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { keyHeader } from '../../src/providers/openai-compatible/chat-completions-client.ts';
@@ -12,6 +12,25 @@ import { FakeUpstream, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts'
 
 const REQUEST: ChatRequest = { model: 'gpt-test', messages: [{ role: 'user', content: 'Hello' }] };
 const API_KEY = 'sk-test-0123456789';
+
+/** `server` listening on a free port, and a provider for it with `timeoutMs`; `close` stops both. */
+async function listening(server: Server, timeoutMs: number) {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const provider = new OpenAICompatibleProvider({
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    timeoutMs,
+    contextWindow: 128_000,
+  });
+  return {
+    provider,
+    close: async () => {
+      await provider.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
 
 async function collect(events: AsyncIterable<ChatEvent>): Promise<ChatEvent[]> {
   const out: ChatEvent[] = [];
@@ -805,23 +824,15 @@ describe('OpenAICompatibleProvider', () => {
       }, 100);
       res.on('close', () => clearInterval(timer));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    const slow = new OpenAICompatibleProvider({
-      baseURL: `http://127.0.0.1:${port}/v1`,
-      timeoutMs: 300,
-      contextWindow: 128_000,
-    });
+    const endpoint = await listening(server, 300);
     try {
-      const events = await collect(slow.stream(REQUEST, signal));
+      const events = await collect(endpoint.provider.stream(REQUEST, signal));
       assert.deepEqual(
         events.filter((e) => e.type === 'text'),
         [{ type: 'text', text: 'late' }],
       );
     } finally {
-      await slow.close();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await endpoint.close();
     }
   });
 
@@ -843,18 +854,12 @@ describe('OpenAICompatibleProvider', () => {
           closed = true;
         });
       });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const { port } = server.address() as AddressInfo;
-      const open = new OpenAICompatibleProvider({
-        baseURL: `http://127.0.0.1:${port}/v1`,
-        timeoutMs: 600_000,
-        contextWindow: 128_000,
-      });
+      const endpoint = await listening(server, 600_000);
       // Bounds a failure of this test (a stream waited on for ever), not the time the provider takes.
       const stalled = new AbortController();
       const guard = setTimeout(() => stalled.abort(new Error('the stream was waited on for 60 s')), 60_000);
       try {
-        assert.deepEqual(await collect(open.stream(REQUEST, stalled.signal)), [
+        assert.deepEqual(await collect(endpoint.provider.stream(REQUEST, stalled.signal)), [
           { type: 'text', text: 'whole' },
           { type: 'usage', usage: { prompt_tokens: 3, completion_tokens: 1 } },
           { type: 'finish', reason: 'stop' },
@@ -863,9 +868,7 @@ describe('OpenAICompatibleProvider', () => {
         assert.ok(closed, 'the connection the endpoint left open was closed');
       } finally {
         clearTimeout(guard);
-        await open.close();
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
+        await endpoint.close();
       }
     });
 
