@@ -229,6 +229,37 @@ describe('OpenAICompatibleProvider', () => {
     ]);
   });
 
+  test('a tool call whose name comes after its first fragment (vLLM with Command-A, vmlx) keeps its name', async () => {
+    const fragment = (call: object) => ({
+      choices: [{ index: 0, delta: { tool_calls: [call] }, finish_reason: null }],
+    });
+    const frames = [
+      fragment({ index: 0, id: 'call_x', type: 'function', function: { name: '', arguments: '' } }),
+      fragment({ index: 0, id: 'call_x', function: { name: 'bash', arguments: '{"cmd":' } }),
+      fragment({ index: 0, function: { arguments: ' "ls"}' } }),
+      // Its arguments before its name, and a name that never comes.
+      fragment({ index: 1, id: 'call_y', type: 'function', function: { name: '', arguments: '{"a":' } }),
+      fragment({ index: 1, function: { name: 'add', arguments: '1}' } }),
+      fragment({ index: 2, id: 'call_z', type: 'function', function: { name: '', arguments: '{}' } }),
+      { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
+    ];
+    upstream.enqueue({
+      raw: [...frames.map((frame) => `data: ${JSON.stringify(frame)}\n\n`), 'data: [DONE]\n\n'],
+      contentType: 'text/event-stream',
+    });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(
+      events.filter((e) => e.type === 'tool_call'),
+      [
+        { type: 'tool_call', index: 0, id: 'call_x', name: 'bash', arguments: '{"cmd":' },
+        { type: 'tool_call', index: 0, arguments: ' "ls"}' },
+        { type: 'tool_call', index: 1, id: 'call_y', name: 'add', arguments: '{"a":1}' },
+        { type: 'tool_call', index: 2, id: 'call_z', arguments: '{}' },
+      ],
+    );
+    assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });
+  });
+
   test('sends the request fields that are set, and only those', async () => {
     const tools: ChatRequest['tools'] = [
       { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } },

@@ -191,6 +191,10 @@ export class OpenAICompatibleProvider implements ModelProvider {
           }, FINISH_GRACE_MS);
         }
       }
+      for (const event of calls.leftNameless()) {
+        answered = true;
+        yield event;
+      }
       const held = thinking.flush();
       if (!finish) {
         // A stream that stops without saying why was cut short (a proxy, a crashed worker): its answer may be
@@ -342,6 +346,11 @@ class ToolCallFragments {
   /** Per call (our index): its arguments so far, and whether its endpoint resends them whole. */
   private readonly args = new Map<number, { text: string; cumulative: boolean }>();
 
+  /** Per call (our index) whose name has not come yet: what came of it so far, held back until its name does. */
+  private readonly nameless = new Map<number, ToolCallEvent>();
+  /** The calls (our index) whose name came, whose fragments are passed on as they come. */
+  private readonly named = new Set<number>();
+
   /** Per index the upstream sent: our index for it, and the id of the call there. */
   private readonly byUpstream = new Map<number, { index: number; id: string | undefined }>();
   private last: { index: number; id: string | undefined } | undefined;
@@ -373,6 +382,32 @@ class ToolCallFragments {
     return entry.index;
   }
 
+  /**
+   * The event to pass on for `event`, a fragment of its call: none while the call has no name (some servers send an
+   * empty name first and the name in a later fragment: vLLM with Command-A, vmlx), then what was held joined to it.
+   */
+  passOn(event: ToolCallEvent): ToolCallEvent | undefined {
+    if (this.named.has(event.index)) return event;
+    const held = this.nameless.get(event.index);
+    const joined: ToolCallEvent = held === undefined ? event : { ...held, ...event };
+    if (held?.arguments !== undefined) joined.arguments = held.arguments + (event.arguments ?? '');
+    if (held?.extra !== undefined || event.extra !== undefined) joined.extra = { ...held?.extra, ...event.extra };
+    if (event.name === undefined) {
+      this.nameless.set(event.index, joined);
+      return undefined;
+    }
+    this.nameless.delete(event.index);
+    this.named.add(event.index);
+    return joined;
+  }
+
+  /** The calls whose name never came, as they are, once the stream has ended. */
+  leftNameless(): ToolCallEvent[] {
+    const left = [...this.nameless.values()];
+    this.nameless.clear();
+    return left;
+  }
+
   /** What `text`, a fragment of call `index`'s arguments, adds to them. */
   added(index: number, text: string): string {
     const so = this.args.get(index);
@@ -391,11 +426,13 @@ class ToolCallFragments {
   }
 }
 
+type ToolCallEvent = Extract<ChatEvent, { type: 'tool_call' }>;
+
 function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], fragments: ToolCallFragments): ChatEvent[] {
   const events: ChatEvent[] = [];
   for (const call of calls) {
     const index = fragments.of(call);
-    const event: Extract<ChatEvent, { type: 'tool_call' }> = { type: 'tool_call', index };
+    const event: ToolCallEvent = { type: 'tool_call', index };
     if (call.id) event.id = call.id;
     if (call.function?.name) event.name = call.function.name;
     const text = argumentsText(call.function?.arguments);
@@ -403,8 +440,9 @@ function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], frag
     if (added) event.arguments = added;
     const { index: _i, id: _id, type: _t, function: _f, ...extra } = call as typeof call & Record<string, unknown>;
     if (Object.keys(extra).length > 0) event.extra = extra;
-    if (event.id !== undefined || event.name !== undefined || event.arguments !== undefined || event.extra)
-      events.push(event);
+    if (event.id === undefined && event.name === undefined && event.arguments === undefined && !event.extra) continue;
+    const passed = fragments.passOn(event);
+    if (passed) events.push(passed);
   }
   return events;
 }
