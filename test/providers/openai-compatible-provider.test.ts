@@ -260,6 +260,29 @@ describe('OpenAICompatibleProvider', () => {
     assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });
   });
 
+  test("usage in the choice (Moonshot's API) is read; a partial usage object (SGLang) replaces no whole one", async () => {
+    const frames = [
+      { choices: [{ index: 0, delta: { content: 'hi' }, finish_reason: null }] },
+      {
+        choices: [
+          {
+            index: 0,
+            delta: {},
+            finish_reason: 'stop',
+            usage: { prompt_tokens: 19, completion_tokens: 13, total_tokens: 32 },
+          },
+        ],
+      },
+      { choices: [], usage: { prompt_tokens_details: { cached_tokens: 0 } } },
+    ].map((frame) => `data: ${JSON.stringify(frame)}\n\n`);
+    upstream.enqueue({ raw: [...frames, 'data: [DONE]\n\n'], contentType: 'text/event-stream' });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(events.slice(-2), [
+      { type: 'usage', usage: { prompt_tokens: 19, completion_tokens: 13 } },
+      { type: 'finish', reason: 'stop' },
+    ]);
+  });
+
   test('sends the request fields that are set, and only those', async () => {
     const tools: ChatRequest['tools'] = [
       { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } },
@@ -1193,6 +1216,25 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
       ],
     );
     assert.deepEqual(bodies.at(-1)!.tools, tools, 'the tools themselves stay');
+  });
+
+  test("Ollama's refusal of thinking for a model without it drops reasoning_effort, in either wording", async () => {
+    for (const message of [
+      '"llama3.2" does not support thinking',
+      'think value "medium" is not supported for this model',
+    ]) {
+      const provider = open();
+      const before = upstream.requests.length;
+      upstream.enqueue({ status: 400, body: { error: { message } } }, { text: 'ok' });
+      const events = await collect(provider.stream({ ...REQUEST, reasoning_effort: 'medium' }, signal));
+      assert.deepEqual(events.at(-1), { type: 'finish', reason: 'stop' }, message);
+      const bodies = upstream.requests.slice(before).map((r) => r.body);
+      assert.deepEqual(
+        bodies.map((b) => 'reasoning_effort' in b),
+        [true, false],
+        message,
+      );
+    }
   });
 
   test("an older llama.cpp's 500 for tools in a stream: requests with tools are sent unstreamed, their answer read whole", async () => {

@@ -12,7 +12,9 @@ export type CompletionLimitField = 'max_tokens' | 'max_completion_tokens';
  */
 const OPTIONAL_FIELDS = [
   { field: 'stream_options', named: /stream[_ ]?options|include_usage/i },
-  { field: 'reasoning_effort', named: /reasoning[_ ]?effort/i },
+  // Ollama maps it to `think`, and a model without thinking answers `"llama3.2" does not support thinking`, or
+  // `think value "medium" is not supported for this model`.
+  { field: 'reasoning_effort', named: /reasoning[_ ]?effort|does not support thinking|think value/i },
   { field: 'tool_choice', named: /tool[_ ]?choice/i },
   { field: 'parallel_tool_calls', named: /parallel[_ ]?tool[_ ]?calls/i },
   { field: 'temperature', named: /\btemperature\b/i },

@@ -151,14 +151,10 @@ export class OpenAICompatibleProvider implements ModelProvider {
         }
         chunkCount += 1;
         const chunk = result.value;
-        if (chunk.usage) {
-          usage = {
-            type: 'usage',
-            usage: { prompt_tokens: chunk.usage.prompt_tokens, completion_tokens: chunk.usage.completion_tokens },
-          };
-        }
         // An endpoint that leaves `index` out (Gemini's) sends one choice: it is the first.
         const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => (c.index ?? 0) === 0) : undefined;
+        // Moonshot's API puts the usage in the choice.
+        usage = usageEvent(chunk.usage ?? (choice as { usage?: unknown } | undefined)?.usage) ?? usage;
         if (!choice) continue;
         const delta = choice.delta;
         for (const field of REASONING_FIELDS) {
@@ -445,6 +441,18 @@ function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], frag
     if (passed) events.push(passed);
   }
   return events;
+}
+
+/**
+ * A usage event for what an endpoint reported, if it has both counts: some send a partial object first (SGLang:
+ * only `prompt_tokens_details`), which must not replace a whole one nor count as zero.
+ */
+function usageEvent(reported: unknown): ChatEvent | undefined {
+  if (typeof reported !== 'object' || reported === null) return undefined;
+  const { prompt_tokens, completion_tokens } = reported as Record<string, unknown>;
+  if (typeof prompt_tokens !== 'number' || !Number.isFinite(prompt_tokens)) return undefined;
+  if (typeof completion_tokens !== 'number' || !Number.isFinite(completion_tokens)) return undefined;
+  return { type: 'usage', usage: { prompt_tokens, completion_tokens } };
 }
 
 /**
