@@ -7,11 +7,16 @@ import {
   completionLimitField,
   OpenAICompatibleProvider,
 } from '../../src/providers/openai-compatible/openai-compatible-provider.ts';
-import { type ChatEvent, type ChatRequest, ProviderError } from '../../src/providers/provider.ts';
+import { type ChatEvent, type ChatMessage, type ChatRequest, ProviderError } from '../../src/providers/provider.ts';
 import { FakeUpstream, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
 
 const REQUEST: ChatRequest = { model: 'gpt-test', messages: [{ role: 'user', content: 'Hello' }] };
 const API_KEY = 'sk-test-0123456789';
+
+/** A tool call of a request's history. */
+function call(id: string, name: string, args: string) {
+  return { id, type: 'function' as const, function: { name, arguments: args } };
+}
 
 /** `server` listening on a free port, and a provider for it with `timeoutMs`; `close` stops both. */
 async function listening(server: Server, timeoutMs: number) {
@@ -281,6 +286,27 @@ describe('OpenAICompatibleProvider', () => {
       { type: 'usage', usage: { prompt_tokens: 19, completion_tokens: 13 } },
       { type: 'finish', reason: 'stop' },
     ]);
+  });
+
+  test('an empty tool output is sent as a word (Gemini through OpenRouter, GLM and MiniMax refuse an empty one)', async () => {
+    const request: ChatRequest = {
+      model: 'm',
+      messages: [
+        { role: 'user', content: 'go' },
+        { role: 'assistant', content: null, tool_calls: [call('c1', 'bash', '{}'), call('c2', 'bash', '{}')] },
+        { role: 'tool', tool_call_id: 'c1', content: '' },
+        { role: 'tool', tool_call_id: 'c2', content: '/' },
+      ],
+    };
+    upstream.enqueue({ text: 'ok' });
+    const before = upstream.requests.length;
+    await collect(provider.stream(request, signal));
+    const sent = upstream.requests[before]!.body.messages as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      sent.slice(2).map((m) => m.content),
+      ['(no output)', '/'],
+    );
+    assert.equal(request.messages[2]!.content, '', 'the messages the run keeps are not changed');
   });
 
   test('sends the request fields that are set, and only those', async () => {
@@ -1236,6 +1262,88 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
       );
     }
   });
+
+  for (const [server, refusal] of [
+    [
+      'vLLM 0.24',
+      {
+        status: 400,
+        body: {
+          error: {
+            message: 'Unterminated string starting at: line 1 column 9 (char 8)',
+            type: 'BadRequestError',
+            code: 400,
+          },
+        },
+      },
+    ],
+    [
+      'llama.cpp',
+      {
+        status: 500,
+        body: {
+          error: {
+            code: 500,
+            message:
+              'Failed to parse tool call arguments as JSON: [json.exception.parse_error.101] parse error at line 1, column 12',
+            type: 'server_error',
+          },
+        },
+      },
+    ],
+  ] as const)
+    test(`history calls whose arguments are not a JSON object are sent as objects once refused (${server})`, async () => {
+      const provider = open();
+      const tools: ChatRequest['tools'] = [
+        {
+          type: 'function',
+          function: { name: 'python', parameters: { type: 'object', properties: { code: { type: 'string' } } } },
+        },
+        {
+          type: 'function',
+          function: {
+            name: 'bash',
+            parameters: { type: 'object', properties: { cmd: { type: 'string' }, cwd: { type: 'string' } } },
+          },
+        },
+      ];
+      const request: ChatRequest = {
+        model: 'm',
+        tools,
+        messages: [
+          { role: 'user', content: 'go' },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              call('c1', 'bash', '{"cmd": "ls'), // cut off by a length limit
+              call('c2', 'python', 'print(1 + 1)'), // raw code, as llama.cpp's Python tool writes it
+              call('c3', 'bash', '{"cmd": "pwd"}'),
+            ],
+          },
+          { role: 'tool', tool_call_id: 'c1', content: 'error' },
+          { role: 'tool', tool_call_id: 'c2', content: '2' },
+          { role: 'tool', tool_call_id: 'c3', content: '/' },
+        ],
+      };
+      const before = upstream.requests.length;
+      upstream.enqueue(refusal, { text: 'ok' }, { text: 'again' });
+      await collect(provider.stream(request, signal));
+      await collect(provider.stream(request, signal));
+      const argumentsSent = upstream.requests
+        .slice(before)
+        .map(
+          (r) =>
+            ((r.body.messages as ChatMessage[])[1] as { tool_calls: Array<{ function: { arguments: string } }> })
+              .tool_calls,
+        )
+        .map((calls) => calls.map((c) => c.function.arguments));
+      assert.deepEqual(argumentsSent, [
+        ['{"cmd": "ls', 'print(1 + 1)', '{"cmd": "pwd"}'], // as written, which OpenAI takes: the model sees what it wrote
+        ['{}', '{"code":"print(1 + 1)"}', '{"cmd": "pwd"}'],
+        ['{}', '{"code":"print(1 + 1)"}', '{"cmd": "pwd"}'], // learnt
+      ]);
+    });
 
   test("an older llama.cpp's 500 for tools in a stream: requests with tools are sent unstreamed, their answer read whole", async () => {
     const provider = open();

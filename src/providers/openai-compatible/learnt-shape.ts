@@ -1,5 +1,6 @@
 import type { ChatMessage } from '../provider.ts';
 import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
+import { hasLooseArguments, REFUSES_LOOSE_ARGUMENTS } from './object-arguments.ts';
 
 /** `max_completion_tokens` is OpenAI's name; the older `max_tokens` is the one every other endpoint accepts. */
 export type CompletionLimitField = 'max_tokens' | 'max_completion_tokens';
@@ -37,6 +38,8 @@ export class LearntShape {
   private readonly dropped = new Set<OptionalField>();
   /** The request is sent with `stream: false`, and its answer read whole (chat-completions-client.ts). */
   private unstreamedTools = false;
+  /** Tool calls' arguments in the history are sent as JSON objects (object-arguments.ts). */
+  private objects = false;
   private limit: CompletionLimitField;
 
   constructor(limitField: CompletionLimitField) {
@@ -46,6 +49,11 @@ export class LearntShape {
   /** The field a completion's token bound goes in. */
   get limitField(): CompletionLimitField {
     return this.limit;
+  }
+
+  /** Whether tool calls' arguments in the history go as JSON objects. */
+  get objectArguments(): boolean {
+    return this.objects;
   }
 
   messages(messages: ChatMessage[]): ChatMessage[] {
@@ -78,6 +86,11 @@ export class LearntShape {
     // whole, as the stream's one chunk.
     if (!this.unstreamedTools && 'tools' in sent && /cannot use tools with stream/i.test(message)) {
       this.unstreamedTools = true;
+      return true;
+    }
+    // A server that parses the history's tool-call arguments: vLLM's 400, llama.cpp's 500 (object-arguments.ts).
+    if (!this.objects && REFUSES_LOOSE_ARGUMENTS.test(message) && hasLooseArguments(messages)) {
+      this.objects = true;
       return true;
     }
     if (status !== 400 && status !== 422) return false;

@@ -11,6 +11,7 @@ import {
   type ChatEvent,
   type ChatMessage,
   type ChatRequest,
+  type ChatTool,
   type FinishReason,
   type ModelProvider,
   ProviderError,
@@ -27,6 +28,7 @@ import {
 } from './chat-completions-client.ts';
 import { LeadingThinking } from './leading-thinking.ts';
 import { type CompletionLimitField, LearntShape } from './learnt-shape.ts';
+import { isJsonObject, objectArguments } from './object-arguments.ts';
 
 export interface OpenAICompatibleProviderOptions {
   /** The endpoint's base URL, up to and including `/v1`. */
@@ -279,23 +281,48 @@ const REASONING_FIELDS = ['reasoning_content', 'reasoning', 'reasoning_details',
  * The messages in the wire's shape. An assistant message's reasoning goes back in the fields it came in
  * (REASONING_FIELDS). A tool call's extra fields go back on the call as they came: Gemini 3 refuses a call without
  * its thought signature ("Function call is missing a thought_signature"). Only a model that sent either is sent any.
+ * With `tools` (once the endpoint refused otherwise), calls' arguments go as JSON objects (object-arguments.ts). An
+ * empty tool output is sent as a word: Gemini through OpenRouter, GLM and MiniMax refuse an empty tool message.
  */
-function wireMessages(messages: ChatMessage[]): ChatCompletionCreateParamsStreaming['messages'] {
-  const special = (m: ChatMessage) =>
-    m.role === 'assistant' && (m.reasoning !== undefined || m.tool_calls?.some((c) => c.extra !== undefined));
-  if (!messages.some(special)) return messages;
+function wireMessages(
+  messages: ChatMessage[],
+  objects: { tools: ChatTool[] | undefined } | undefined,
+): ChatCompletionCreateParamsStreaming['messages'] {
+  const wiring = (message: ChatMessage): boolean => {
+    if (message.role === 'tool') return message.content === '';
+    if (message.role !== 'assistant') return false;
+    if (message.reasoning !== undefined) return true;
+    return (
+      message.tool_calls?.some((c) => c.extra !== undefined || (objects && !isJsonObject(c.function.arguments))) ??
+      false
+    );
+  };
+  if (!messages.some(wiring)) return messages;
   return messages.map((message) => {
-    if (message.role !== 'assistant' || !special(message)) return message;
+    if (!wiring(message)) return message;
+    if (message.role === 'tool') return { ...message, content: EMPTY_OUTPUT };
+    if (message.role !== 'assistant') return message;
     const { reasoning, tool_calls, ...rest } = message;
     return {
       ...rest,
       ...(tool_calls === undefined
         ? {}
-        : { tool_calls: tool_calls.map(({ extra, ...call }) => (extra === undefined ? call : { ...extra, ...call })) }),
+        : {
+            tool_calls: tool_calls.map(({ extra, ...call }) => {
+              const tool = objects?.tools?.find((t) => t.function.name === call.function.name);
+              const args = objects ? objectArguments(call.function.arguments, tool) : call.function.arguments;
+              const wired =
+                args === call.function.arguments ? call : { ...call, function: { ...call.function, arguments: args } };
+              return extra === undefined ? wired : { ...extra, ...wired };
+            }),
+          }),
       ...reasoning,
     };
   });
 }
+
+/** What an empty tool output is sent as. */
+const EMPTY_OUTPUT = '(no output)';
 
 /** The upstream body: only the fields that are set (no `tools: []`, no `temperature: null`). */
 function toUpstreamBody(
@@ -307,7 +334,10 @@ function toUpstreamBody(
   const messages = shape.messages(request.messages);
   const body: ChatCompletionCreateParamsStreaming = {
     model: name,
-    messages: wireMessages(MISTRAL.test(name) ? withMistralCallIds(messages) : messages),
+    messages: wireMessages(
+      MISTRAL.test(name) ? withMistralCallIds(messages) : messages,
+      shape.objectArguments ? { tools: request.tools } : undefined,
+    ),
     stream: true,
     stream_options: { include_usage: true },
   };
