@@ -1345,6 +1345,62 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
       ]);
     });
 
+  for (const [server, refusal] of [
+    [
+      'LiteLLM in front of Mistral',
+      {
+        status: 422,
+        body: {
+          detail: [
+            {
+              type: 'extra_forbidden',
+              loc: ['body', 'messages', 2, 'assistant', 'reasoning_content'],
+              msg: 'Extra inputs are not permitted',
+            },
+          ],
+        },
+      },
+    ],
+    [
+      'Groq',
+      {
+        status: 400,
+        body: {
+          error: {
+            message:
+              "'messages.2' : for 'role:assistant' the following must be satisfied[('messages.2' : property 'reasoning' is unsupported)]",
+            type: 'invalid_request_error',
+          },
+        },
+      },
+    ],
+  ] as const)
+    test(`reasoning sent back that the endpoint does not know is no longer sent (${server})`, async () => {
+      const provider = open();
+      const request: ChatRequest = {
+        model: 'm',
+        messages: [
+          { role: 'user', content: 'go' },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [call('c1', 'bash', '{}')],
+            reasoning: { reasoning_content: 'Let me look.', reasoning: 'Let me look.' },
+          },
+          { role: 'tool', tool_call_id: 'c1', content: '/' },
+        ],
+      };
+      const before = upstream.requests.length;
+      upstream.enqueue(refusal, { text: 'ok' }, { text: 'again' });
+      assert.deepEqual((await collect(provider.stream(request, signal))).at(-1), { type: 'finish', reason: 'stop' });
+      await collect(provider.stream(request, signal));
+      const sent = upstream.requests.slice(before).map((r) => (r.body.messages as Array<Record<string, unknown>>)[1]!);
+      assert.deepEqual(
+        sent.map((m) => ['reasoning_content', 'reasoning'].filter((field) => field in m)),
+        [['reasoning_content', 'reasoning'], [], []],
+      );
+    });
+
   test("an older llama.cpp's 500 for tools in a stream: requests with tools are sent unstreamed, their answer read whole", async () => {
     const provider = open();
     const before = upstream.requests.length;

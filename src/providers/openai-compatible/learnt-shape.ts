@@ -24,6 +24,9 @@ const OPTIONAL_FIELDS = [
 
 type OptionalField = (typeof OPTIONAL_FIELDS)[number]['field'];
 
+/** The fields the model's reasoning goes back in (the provider's REASONING_FIELDS), as an error names them. */
+const REASONING_NAMED = /reasoning_content|reasoning_details|thinking_blocks|\breasoning\b/i;
+
 /** How servers say they do not take a field. */
 const UNKNOWN = /unsupported|not supported|does not support|unknown|unrecognized|extra inputs|not permitted/i;
 
@@ -40,6 +43,8 @@ export class LearntShape {
   private unstreamedTools = false;
   /** Tool calls' arguments in the history are sent as JSON objects (object-arguments.ts). */
   private objects = false;
+  /** The model's reasoning is not sent back with its tool calls: the endpoint refused it as a field it does not know. */
+  private noReasoning = false;
   private limit: CompletionLimitField;
 
   constructor(limitField: CompletionLimitField) {
@@ -54,6 +59,11 @@ export class LearntShape {
   /** Whether tool calls' arguments in the history go as JSON objects. */
   get objectArguments(): boolean {
     return this.objects;
+  }
+
+  /** Whether the model's reasoning goes back with its tool calls (ModelReasoning). */
+  get sendsReasoning(): boolean {
+    return !this.noReasoning;
   }
 
   messages(messages: ChatMessage[]): ChatMessage[] {
@@ -99,6 +109,18 @@ export class LearntShape {
     const other: CompletionLimitField = this.limit === 'max_tokens' ? 'max_completion_tokens' : 'max_tokens';
     if (this.limit in sent && message.includes(this.limit) && (message.includes(other) || UNKNOWN.test(message))) {
       this.limit = other;
+      return true;
+    }
+    // A server behind the endpoint that does not know the reasoning sent back: LiteLLM in front of Mistral's API
+    // (422 "body.messages.2.assistant.reasoning_content: Extra inputs are not permitted"), Groq ("property
+    // 'reasoning' is unsupported"). The ones that want it back (DeepSeek's thinking mode) never refuse it.
+    if (
+      !this.noReasoning &&
+      REASONING_NAMED.test(message) &&
+      UNKNOWN.test(message) &&
+      messages.some((m) => m.role === 'assistant' && m.reasoning !== undefined)
+    ) {
+      this.noReasoning = true;
       return true;
     }
     const refused = OPTIONAL_FIELDS.find(({ field, named }) => field in sent && named.test(message));

@@ -281,12 +281,14 @@ const REASONING_FIELDS = ['reasoning_content', 'reasoning', 'reasoning_details',
  * The messages in the wire's shape. An assistant message's reasoning goes back in the fields it came in
  * (REASONING_FIELDS). A tool call's extra fields go back on the call as they came: Gemini 3 refuses a call without
  * its thought signature ("Function call is missing a thought_signature"). Only a model that sent either is sent any.
- * With `tools` (once the endpoint refused otherwise), calls' arguments go as JSON objects (object-arguments.ts). An
+ * Without `sendsReasoning` (the endpoint refused it as an unknown field), no reasoning is sent back. With `tools`
+ * (once the endpoint refused otherwise), calls' arguments go as JSON objects (object-arguments.ts). An
  * empty tool output is sent as a word: Gemini through OpenRouter, GLM and MiniMax refuse an empty tool message.
  */
 function wireMessages(
   messages: ChatMessage[],
   objects: { tools: ChatTool[] | undefined } | undefined,
+  sendsReasoning: boolean,
 ): ChatCompletionCreateParamsStreaming['messages'] {
   const wiring = (message: ChatMessage): boolean => {
     if (message.role === 'tool') return message.content === '';
@@ -316,7 +318,7 @@ function wireMessages(
               return extra === undefined ? wired : { ...extra, ...wired };
             }),
           }),
-      ...reasoning,
+      ...(sendsReasoning ? reasoning : {}),
     };
   });
 }
@@ -337,6 +339,7 @@ function toUpstreamBody(
     messages: wireMessages(
       MISTRAL.test(name) ? withMistralCallIds(messages) : messages,
       shape.objectArguments ? { tools: request.tools } : undefined,
+      shape.sendsReasoning,
     ),
     stream: true,
     stream_options: { include_usage: true },
