@@ -1401,6 +1401,82 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
       );
     });
 
+  test('structured output an endpoint does not offer is eased: JSON mode with the schema in words, then words alone', async () => {
+    const provider = open();
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+    const request: ChatRequest = {
+      model: 'm',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Where?' },
+      ],
+      response_format: { type: 'json_schema', json_schema: { name: 'place', schema, strict: true } },
+    };
+    const before = upstream.requests.length;
+    upstream.enqueue(
+      // DeepSeek's.
+      {
+        status: 400,
+        body: { error: { message: 'This response_format type is unavailable now', type: 'invalid_request_error' } },
+      },
+      // Gemini's, with tools.
+      {
+        status: 400,
+        body: [
+          {
+            error: {
+              code: 400,
+              message: "Function calling with a response mime type: 'application/json' is unsupported",
+              status: 'INVALID_ARGUMENT',
+            },
+          },
+        ],
+      },
+      { text: '{"city":"Paris"}' },
+    );
+    assert.deepEqual((await collect(provider.stream(request, signal))).at(-1), { type: 'finish', reason: 'stop' });
+    const bodies = upstream.requests.slice(before).map((r) => r.body as unknown as Record<string, unknown>);
+    assert.deepEqual(
+      bodies.map((b) => (b.response_format as { type?: string } | undefined)?.type),
+      ['json_schema', 'json_object', undefined],
+    );
+    const systems = bodies.map((b) => (b.messages as Array<{ content: string }>)[0]!.content);
+    assert.equal(systems[0], 'Be brief.');
+    for (const system of systems.slice(1))
+      assert.equal(
+        system,
+        `Be brief.\n\nAnswer with one JSON object and nothing else, matching this JSON schema: ${JSON.stringify(schema)}`,
+      );
+  });
+
+  test("a schema the endpoint finds wrong is the client's error, not eased", async () => {
+    const provider = open();
+    upstream.enqueue({
+      status: 400,
+      body: {
+        error: {
+          message:
+            "Invalid schema for response_format 'place': In context=(), 'additionalProperties' is required to be supplied and to be false.",
+          type: 'invalid_request_error',
+          param: 'response_format',
+        },
+      },
+    });
+    const before = upstream.requests.length;
+    const { error } = await failure(
+      provider.stream(
+        { ...REQUEST, response_format: { type: 'json_schema', json_schema: { name: 'place', schema: {} } } },
+        signal,
+      ),
+    );
+    assertProviderError(error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /Invalid schema for response_format/,
+    });
+    assert.equal(upstream.requests.length - before, 1);
+  });
+
   test("an older llama.cpp's 500 for tools in a stream: requests with tools are sent unstreamed, their answer read whole", async () => {
     const provider = open();
     const before = upstream.requests.length;

@@ -1,4 +1,4 @@
-import type { ChatMessage } from '../provider.ts';
+import type { ChatMessage, ChatResponseFormat } from '../provider.ts';
 import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
 import { hasLooseArguments, REFUSES_LOOSE_ARGUMENTS } from './object-arguments.ts';
 
@@ -45,6 +45,8 @@ export class LearntShape {
   private objects = false;
   /** The model's reasoning is not sent back with its tool calls: the endpoint refused it as a field it does not know. */
   private noReasoning = false;
+  /** How far `response_format` is eased: as asked, JSON mode instead of a schema, or asked for in words only. */
+  private format: 'as-asked' | 'json-mode' | 'in-words' = 'as-asked';
   private limit: CompletionLimitField;
 
   constructor(limitField: CompletionLimitField) {
@@ -68,6 +70,22 @@ export class LearntShape {
 
   messages(messages: ChatMessage[]): ChatMessage[] {
     return this.joinRows ? joinedInRows(messages) : messages;
+  }
+
+  /**
+   * The `response_format` to send for `asked`, and what to tell the model in words where the endpoint refused it: a
+   * schema it refused (DeepSeek: "This response_format type is unavailable now") is asked for as JSON mode with the
+   * schema in words; JSON mode it refused (Gemini with tools: "Function calling with a response mime type:
+   * 'application/json' is unsupported") in words alone.
+   */
+  responseFormat(asked: ChatResponseFormat | undefined): { format?: ChatResponseFormat; instruction?: string } {
+    if (asked === undefined || asked.type === 'text' || this.format === 'as-asked') return { format: asked };
+    const schema = asked.type === 'json_schema' ? asked.json_schema.schema : undefined;
+    const instruction =
+      schema === undefined
+        ? 'Answer with one JSON object and nothing else.'
+        : `Answer with one JSON object and nothing else, matching this JSON schema: ${JSON.stringify(schema)}`;
+    return this.format === 'json-mode' ? { format: { type: 'json_object' }, instruction } : { instruction };
   }
 
   /** `body` without the fields the endpoint refused, and not streamed where it refused to stream tools. */
@@ -121,6 +139,17 @@ export class LearntShape {
       messages.some((m) => m.role === 'assistant' && m.reasoning !== undefined)
     ) {
       this.noReasoning = true;
+      return true;
+    }
+    // Structured output the endpoint does not offer (not a schema it finds wrong: that is the client's to fix).
+    const format = (sent as { response_format?: ChatResponseFormat }).response_format;
+    if (
+      format !== undefined &&
+      this.format !== 'in-words' &&
+      /response[_ ]?format|mime type/i.test(message) &&
+      (UNKNOWN.test(message) || /unavailable/i.test(message))
+    ) {
+      this.format = format.type === 'json_schema' && this.format === 'as-asked' ? 'json-mode' : 'in-words';
       return true;
     }
     const refused = OPTIONAL_FIELDS.find(({ field, named }) => field in sent && named.test(message));

@@ -326,6 +326,14 @@ function wireMessages(
 /** What an empty tool output is sent as. */
 const EMPTY_OUTPUT = '(no output)';
 
+/** `messages` with `instruction` added to the leading system message (one is made for it when there is none). */
+function withInstruction(messages: ChatMessage[], instruction: string | undefined): ChatMessage[] {
+  if (instruction === undefined) return messages;
+  const [first, ...rest] = messages;
+  if (first?.role === 'system') return [{ role: 'system', content: `${first.content}\n\n${instruction}` }, ...rest];
+  return [{ role: 'system', content: instruction }, ...messages];
+}
+
 /** The upstream body: only the fields that are set (no `tools: []`, no `temperature: null`). */
 function toUpstreamBody(
   request: ChatRequest,
@@ -333,7 +341,8 @@ function toUpstreamBody(
   shape: LearntShape,
 ): ChatCompletionCreateParamsStreaming {
   const name = model ?? request.model;
-  const messages = shape.messages(request.messages);
+  const { format, instruction } = shape.responseFormat(request.response_format);
+  const messages = withInstruction(shape.messages(request.messages), instruction);
   const body: ChatCompletionCreateParamsStreaming = {
     model: name,
     messages: wireMessages(
@@ -355,7 +364,7 @@ function toUpstreamBody(
   if (request.max_tokens !== undefined) body[shape.limitField] = request.max_tokens;
   if (request.reasoning_effort !== undefined)
     body.reasoning_effort = request.reasoning_effort as ChatCompletionCreateParamsStreaming['reasoning_effort'];
-  if (request.response_format !== undefined) body.response_format = request.response_format;
+  if (format !== undefined) body.response_format = format;
   return body;
 }
 
