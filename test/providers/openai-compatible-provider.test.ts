@@ -179,6 +179,34 @@ describe('OpenAICompatibleProvider', () => {
     assert.deepEqual(ids(other!), ids(history), 'other models get the ids as they are');
   });
 
+  test("tool-call ids sent to Kimi's models are functions.<name>:<n>, counted through the conversation", async () => {
+    const history: ChatRequest['messages'] = [
+      { role: 'user', content: 'Weather in Paris and Rome?' },
+      { role: 'assistant', content: null, tool_calls: [call('call_a', 'weather', '{}'), call('call_b', 'time', '{}')] },
+      { role: 'tool', tool_call_id: 'call_a', content: 'sunny' },
+      { role: 'tool', tool_call_id: 'call_b', content: 'noon' },
+      { role: 'assistant', content: null, tool_calls: [call('call_c', 'weather', '{}')] },
+      { role: 'tool', tool_call_id: 'call_c', content: 'rain' },
+    ];
+    const before = upstream.requests.length;
+    upstream.enqueue({ text: 'ok' });
+    await collect(provider.stream({ model: 'moonshotai/Kimi-K2.5', messages: history }, signal));
+    const sent = upstream.requests[before]!.body.messages as typeof history;
+    assert.deepEqual(
+      sent.flatMap((m) =>
+        m.role === 'assistant' ? (m.tool_calls ?? []).map((c) => c.id) : m.role === 'tool' ? [m.tool_call_id] : [],
+      ),
+      [
+        'functions.weather:0',
+        'functions.time:1',
+        'functions.weather:0',
+        'functions.time:1',
+        'functions.weather:2',
+        'functions.weather:2',
+      ],
+    );
+  });
+
   test('maps finish_reason length', async () => {
     upstream.enqueue({ text: 'cut', finishReason: 'length' });
     const events = await collect(provider.stream(REQUEST, signal));

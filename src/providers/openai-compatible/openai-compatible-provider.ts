@@ -269,6 +269,30 @@ function withMistralCallIds(messages: ChatMessage[]): ChatMessage[] {
   });
 }
 
+/** Kimi's models, by name (K2 and later, served by Moonshot's API, vLLM, SGLang or exo). */
+const KIMI = /kimi/i;
+
+/**
+ * The messages with each tool-call id in the form Kimi's models write them, `functions.<name>:<n>` (n counting the
+ * calls of the conversation from 0): their chat template shows the ids as they are, and a model shown other ids starts
+ * writing calls its server's parser no longer reads (vLLM then passes the raw call markup on as text). The same id for
+ * a call and its output; ids only the request sees.
+ */
+function withKimiCallIds(messages: ChatMessage[]): ChatMessage[] {
+  const ids = new Map<string, string>();
+  return messages.map((message) => {
+    if (message.role === 'tool')
+      return { ...message, tool_call_id: ids.get(message.tool_call_id) ?? message.tool_call_id };
+    if (message.role !== 'assistant' || !message.tool_calls) return message;
+    const tool_calls = message.tool_calls.map((call) => {
+      const id = ids.get(call.id) ?? `functions.${call.function.name}:${ids.size}`;
+      ids.set(call.id, id);
+      return { ...call, id };
+    });
+    return { ...message, tool_calls };
+  });
+}
+
 /**
  * The fields a delta carries the model's reasoning in (ModelReasoning), sent back under the same names: DeepSeek's
  * thinking mode refuses a history of tool calls without its `reasoning_content` ("Missing `reasoning_content` field in
@@ -346,7 +370,7 @@ function toUpstreamBody(
   const body: ChatCompletionCreateParamsStreaming = {
     model: name,
     messages: wireMessages(
-      MISTRAL.test(name) ? withMistralCallIds(messages) : messages,
+      MISTRAL.test(name) ? withMistralCallIds(messages) : KIMI.test(name) ? withKimiCallIds(messages) : messages,
       shape.objectArguments ? { tools: request.tools } : undefined,
       shape.sendsReasoning,
     ),
