@@ -1,5 +1,6 @@
 const MAX_BACKOFF_MS = 8000;
-const MAX_RETRY_AFTER_MS = 60_000;
+/** The longest wait an upstream asks for that a retry waits out; a longer one is not retried. */
+export const MAX_RETRY_AFTER_MS = 60_000;
 
 /**
  * How long to wait before retrying an upstream request after its `attempt`-th failure (from 0): the upstream's

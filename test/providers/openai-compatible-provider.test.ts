@@ -612,6 +612,144 @@ describe('OpenAICompatibleProvider', () => {
     });
   });
 
+  test('a 429\'s retry hint in its body (Gemini\'s retryDelay, "try again in"); a spent quota or a long wait is not retried', async () => {
+    const cases: Array<[object, { retryable: boolean; retryAfterMs?: number }]> = [
+      [
+        {
+          status: 429,
+          body: [
+            {
+              error: {
+                code: 429,
+                message: 'You exceeded your current quota. Please retry in 25.465784708s.',
+                status: 'RESOURCE_EXHAUSTED',
+                details: [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '33s' }],
+              },
+            },
+          ],
+        },
+        { retryable: true, retryAfterMs: 33_000 },
+      ],
+      [
+        {
+          status: 429,
+          body: { error: { message: 'Rate limit reached for model. Please try again in 7.66s.', type: 'tokens' } },
+        },
+        { retryable: true, retryAfterMs: 7660 },
+      ],
+      [
+        {
+          status: 429,
+          body: { error: { message: 'Rate limit reached. Please try again in 640ms.', code: 'rate_limit_exceeded' } },
+        },
+        { retryable: true, retryAfterMs: 640 },
+      ],
+      [
+        { status: 429, body: { error: { message: 'You exceeded your current quota.', code: 'insufficient_quota' } } },
+        { retryable: false },
+      ],
+      [
+        {
+          status: 429,
+          body: [
+            {
+              error: {
+                code: 429,
+                message: 'Quota exceeded. Please retry in 40s.',
+                details: [
+                  {
+                    '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+                    violations: [{ quotaId: 'GenerateRequestsPerDayPerProjectPerModel-FreeTier' }],
+                  },
+                ],
+              },
+            },
+          ],
+        },
+        { retryable: false },
+      ],
+      [
+        { status: 429, headers: { 'retry-after': '300' } },
+        { retryable: false, retryAfterMs: 300_000 },
+      ],
+    ];
+    for (const [reply, expected] of cases) {
+      upstream.enqueue(reply as Parameters<FakeUpstream['enqueue']>[0]);
+      assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+        code: 'rate_limit_exceeded',
+        ...expected,
+      });
+    }
+  });
+
+  test("402 (OpenRouter's credits) is this server's account, not the prompt; Groq's 498 is retried", async () => {
+    upstream.enqueue(
+      {
+        status: 402,
+        body: { error: { message: 'This request requires more credits, or fewer max_tokens.', code: 402 } },
+      },
+      { status: 498, body: { error: { message: 'Capacity exceeded', code: 'capacity_exceeded' } } },
+    );
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: false,
+      message: /billing \(402\): This request requires more credits/,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+    });
+  });
+
+  test("other servers' error bodies are quoted: TEI's { message, code, type }, a FastAPI server's { detail }", async () => {
+    upstream.enqueue(
+      {
+        status: 422,
+        body: { message: 'batch size 64 > maximum allowed batch size 32', code: 422, type: 'Validation' },
+      },
+      { status: 400, body: { detail: "'input_type' parameter is required for asymmetric models" } },
+    );
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /^batch size 64 > maximum allowed batch size 32$/,
+    });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /^'input_type' parameter is required for asymmetric models$/,
+    });
+  });
+
+  test('an error in the stream with no status that refuses the prompt (LM Studio, TGI) is not retried', async () => {
+    upstream.enqueue(
+      {
+        raw: [
+          'event: error\ndata: {"error":{"message":"Input does not fit in context length. The input has 31430 tokens, but the context length only supports 30000 tokens."}}\n\n',
+        ],
+        contentType: 'text/event-stream',
+      },
+      {
+        raw: [
+          'data: {"error":"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096","error_type":"validation"}\n\n',
+        ],
+        contentType: 'text/event-stream',
+      },
+      { raw: ['data: {"error":{"message":"the model crashed"}}\n\n'], contentType: 'text/event-stream' },
+    );
+    for (const message of [/does not fit in context length/, /Input validation error/])
+      assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+        code: 'invalid_prompt',
+        retryable: false,
+        message,
+      });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      message: /the model crashed/,
+    });
+  });
+
   test('5xx → server_error, retryable', async () => {
     upstream.enqueue({ status: 500 }, { status: 503 });
     assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {

@@ -214,21 +214,31 @@ export function endpointUrl(baseURL: string, path: string): URL {
  * The upstream's own error message, when its body had one: OpenAI's `{ error: { message } }`, and the shapes of
  * other servers — `{ error: "…" }` (Hugging Face TGI), `{ object: "error", message }` (older vLLM), an array around
  * OpenAI's (Gemini's endpoint), and a request's validation errors, `{ detail: [{ loc, msg }] }` (a FastAPI server's
- * 422), also as the `message` of Mistral's `{ object: "error", message: { detail } }`. Not a web framework's
- * `{ detail: "…" }`: a FastAPI server's 404 for a wrong path says `Not Found`, which is no API's answer.
+ * 422), also as the `message` of Mistral's `{ object: "error", message: { detail } }`; `{ message, code, type }`
+ * (Hugging Face TEI), and `{ detail: "…" }` (NVIDIA NIM and other FastAPI servers). Not a web framework's own
+ * answer: a FastAPI server's 404 for a wrong path says `Not Found`, which is no API's answer.
  */
 export function upstreamMessage(body: unknown): string | undefined {
   const wrapped = Array.isArray(body) && body.length === 1 ? body[0] : body;
   if (typeof wrapped !== 'object' || wrapped === null) return undefined;
-  const { error, object, message, detail } = wrapped as Record<string, unknown>;
+  const { error, object, message, detail, code, type } = wrapped as Record<string, unknown>;
   if (typeof error === 'object' && error !== null && 'message' in error && typeof error.message === 'string')
     return error.message;
   if (typeof error === 'string' && error !== '') return error;
-  if (object === 'error' && typeof message === 'string') return message;
+  if ((object === 'error' || code !== undefined || type !== undefined) && typeof message === 'string' && message !== '')
+    return message;
   if (object === 'error' && typeof message === 'object' && message !== null)
     return validationErrors((message as { detail?: unknown }).detail);
+  if (typeof detail === 'string' && detail !== '' && !FRAMEWORK_DETAIL.test(detail)) return detail;
   return validationErrors(detail);
 }
+
+/** How servers say a prompt is longer than the model's context, or otherwise not valid for it. */
+const PROMPT_REFUSED =
+  /context length|context size|context window|does not fit|maximum context|input validation error/i;
+
+/** What a web framework (FastAPI, Starlette) answers for a path or method it has no route for. */
+const FRAMEWORK_DETAIL = /^(not found|method not allowed)$/i;
 
 /** A FastAPI (pydantic) server's validation errors as one line: `body.stream_options: Extra inputs are not permitted`. */
 function validationErrors(detail: unknown): string | undefined {
@@ -370,9 +380,15 @@ function chunks(
           string,
           unknown
         >;
+        // Without a status, a refusal of the prompt is told by its words (LM Studio's `event: error` for a prompt
+        // over the context; TGI's `error_type: "validation"`): sending it again would not help.
+        const refused =
+          (parsed as { error_type?: unknown }).error_type === 'validation' || PROMPT_REFUSED.test(message)
+            ? 400
+            : undefined;
         failure = new UpstreamStreamError(
           `The model backend reported an error in its stream: ${excerpt(message, MAX_QUOTED_ERROR)}`,
-          { status: [code, status].map(Number).find((n) => Number.isInteger(n) && n >= 400 && n < 600) },
+          { status: [code, status].map(Number).find((n) => Number.isInteger(n) && n >= 400 && n < 600) ?? refused },
         );
         return;
       }

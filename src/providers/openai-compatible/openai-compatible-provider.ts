@@ -16,6 +16,7 @@ import {
   type ModelProvider,
   ProviderError,
 } from '../provider.ts';
+import { MAX_RETRY_AFTER_MS } from '../retry-delay.ts';
 import {
   ChatCompletionsClient,
   type ChunkStream,
@@ -590,6 +591,24 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
 }
 
 /** The upstream's retry hint (`retry-after-ms`, or `retry-after` in seconds or as a date), in ms. */
+/**
+ * A 429's retry hint in its body, where some endpoints give it instead of a header: Gemini's
+ * `details: [{ "@type": "…RetryInfo", retryDelay: "33s" }]`, or the message's "Please retry in 25.46s" (Gemini) /
+ * "Please try again in 7.66s" (OpenAI, Groq; also in ms).
+ */
+export function retryHintMs(body: unknown, message: string | undefined): number | undefined {
+  const wrapped = Array.isArray(body) && body.length === 1 ? body[0] : body;
+  const details = (wrapped as { error?: { details?: unknown } } | undefined)?.error?.details;
+  if (Array.isArray(details))
+    for (const detail of details as Array<{ retryDelay?: unknown }>) {
+      const delay = typeof detail?.retryDelay === 'string' ? /^(\d+(?:\.\d+)?)s$/.exec(detail.retryDelay) : null;
+      if (delay) return Number(delay[1]) * 1000;
+    }
+  const said = message === undefined ? null : /(?:retry|try again) in (\d+(?:\.\d+)?)\s*(ms|s)\b/i.exec(message);
+  if (!said) return undefined;
+  return Number(said[1]) * (said[2]!.toLowerCase() === 'ms' ? 1 : 1000);
+}
+
 export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
   const ms = Number.parseFloat(header(headers, 'retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return ms;
@@ -627,12 +646,24 @@ function describeFailure(error: unknown): ProviderError {
     const { status } = error;
     const message = upstreamMessage(error.body);
     if (status === 429) {
+      const after = retryAfterMs(error.headers) ?? retryHintMs(error.body, message);
+      // A quota that is spent (OpenAI's insufficient_quota, Gemini's per-day quotas), or a wait longer than a retry
+      // waits, is not worth retrying now.
+      const spent = /insufficient_quota|PerDay/i.test(JSON.stringify(error.body ?? ''));
       return new ProviderError('rate_limit_exceeded', message ?? 'The model backend answered 429 (rate limited)', {
-        retryable: true,
-        retryAfterMs: retryAfterMs(error.headers),
+        retryable: !spent && (after === undefined || after <= MAX_RETRY_AFTER_MS),
+        retryAfterMs: after,
       });
     }
-    if (status >= 500 || status === 408 || status === 409) {
+    if (status === 402) {
+      // Payment required (OpenRouter's credits, DeepSeek's balance): this server's account, not the prompt.
+      const detail = message === undefined ? '' : `: ${message}`;
+      return new ProviderError('server_error', `The model backend refused for billing (402)${detail}`, {
+        retryable: false,
+      });
+    }
+    // 498: Groq's flex tier is at capacity, and says to retry.
+    if (status >= 500 || status === 408 || status === 409 || status === 498) {
       // A proxy's error page is not quoted: only an OpenAI-shaped error's message is.
       const detail = message === undefined ? '' : `: ${message}`;
       return new ProviderError('server_error', `The model backend answered ${status}${detail}`, { retryable: true });
