@@ -22,11 +22,17 @@ export class EmbeddingError extends Error {
   /** Whether the same request may succeed if sent again (429, 5xx, timeouts, resets). */
   readonly retryable: boolean;
   readonly retryAfterMs: number | undefined;
+  /** The endpoint's own words for a refusal (4xx, or a 5xx that names the request's size), when it gave any. */
+  readonly refusal: string | undefined;
 
-  constructor(message: string, options: { retryable: boolean; retryAfterMs?: number | undefined }) {
+  constructor(
+    message: string,
+    options: { retryable: boolean; retryAfterMs?: number | undefined; refusal?: string | undefined },
+  ) {
     super(message);
     this.name = 'EmbeddingError';
     this.retryable = options.retryable;
     this.retryAfterMs = options.retryAfterMs;
+    this.refusal = options.refusal;
   }
 }

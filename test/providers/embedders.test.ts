@@ -54,6 +54,12 @@ describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
     const start = upstream.embeddingRequests.length;
     assert.equal((await e.embed(['car'], AbortSignal.timeout(10_000))).length, 1);
     assert.equal(upstream.embeddingRequests.length - start, 3);
+    // Gemini's hint is in the body only.
+    upstream.enqueueEmbeddingErrors({
+      status: 429,
+      body: [{ error: { code: 429, message: 'Quota exceeded.', details: [{ retryDelay: '0.01s' }] } }],
+    });
+    assert.equal((await e.embed(['car'], AbortSignal.timeout(10_000))).length, 1);
 
     upstream.enqueueEmbeddingErrors({
       status: 400,
@@ -69,6 +75,72 @@ describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
     await assert.rejects(e.embed(['car'], AbortSignal.timeout(10_000)), /returned 500/);
     await e.close();
   });
+
+  test('an endpoint that takes fewer inputs per request (TEI, Mistral) gets smaller batches from then on', async () => {
+    const e = embedder({ batchSize: 4 });
+    upstream.enqueueEmbeddingErrors({
+      status: 422,
+      body: { message: 'batch size 4 > maximum allowed batch size 2', code: 422, type: 'Validation' },
+    });
+    const start = upstream.embeddingRequests.length;
+    const texts = ['car', 'pizza', 'rain', 'nothing', 'auto'];
+    const vectors = await e.embed(texts, AbortSignal.timeout(5000));
+    assert.deepEqual(
+      vectors.map((v) => [...v]),
+      texts.map((text) => upstream.embed(text)),
+    );
+    await e.embed(texts, AbortSignal.timeout(5000));
+    assert.deepEqual(
+      upstream.embeddingRequests.slice(start).map((r) => (r.body.input as string[]).length),
+      [4, 2, 2, 1, 2, 2, 1],
+    );
+    // Without a number in the refusal, the batch is halved.
+    const halving = embedder({ batchSize: 4, maxRetries: 0 });
+    upstream.enqueueEmbeddingErrors({
+      status: 400,
+      body: { object: 'error', message: 'Too many tokens overall, split into more batches.', code: '3210' },
+    });
+    const before = upstream.embeddingRequests.length;
+    assert.equal((await halving.embed(texts.slice(0, 4), AbortSignal.timeout(5000))).length, 4);
+    assert.deepEqual(
+      upstream.embeddingRequests.slice(before).map((r) => (r.body.input as string[]).length),
+      [4, 2, 2],
+    );
+    await Promise.all([e.close(), halving.close()]);
+  });
+
+  for (const [server, refusal] of [
+    ['Ollama', { status: 400, body: { error: 'the input length exceeds the context length' } }],
+    [
+      'llama.cpp',
+      {
+        status: 500,
+        body: {
+          error: {
+            code: 500,
+            message:
+              'input (992 tokens) is too large to process. increase the physical batch size (current batch size: 512)',
+            type: 'server_error',
+          },
+        },
+      },
+    ],
+  ] as const)
+    test(`an input longer than the model takes (${server}) is embedded by its start, from then on`, async () => {
+      const e = embedder({ maxRetries: 0 });
+      upstream.enqueueEmbeddingErrors(refusal);
+      const long = 'car '.repeat(500); // 2,000 characters
+      const start = upstream.embeddingRequests.length;
+      const vectors = await e.embed([long, 'pizza'], AbortSignal.timeout(5000));
+      assert.equal(vectors.length, 2);
+      await e.embed([long], AbortSignal.timeout(5000));
+      assert.deepEqual(
+        upstream.embeddingRequests.slice(start).map((r) => (r.body.input as string[]).map((text) => text.length)),
+        [[2000, 5], [1000, 5], [1000]],
+      );
+      assert.deepEqual([...vectors[1]!], upstream.embed('pizza'));
+      await e.close();
+    });
 
   test("an upstream that echoes the key, or a base URL's password, never puts them in the error", async () => {
     const key = 'sk-embed-secret-0123456789';

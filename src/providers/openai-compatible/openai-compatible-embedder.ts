@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Embedder, EmbeddingError } from '../embedder.ts';
 import { retryDelayMs } from '../retry-delay.ts';
 import { endpointUrl, keyHeader, upstreamMessage, withoutKey } from './chat-completions-client.ts';
-import { retryAfterMs } from './openai-compatible-provider.ts';
+import { retryAfterMs, retryHintMs } from './openai-compatible-provider.ts';
 
 export interface OpenAICompatibleEmbedderOptions {
   /** Up to and including `/v1`. */
@@ -31,6 +31,15 @@ export interface OpenAICompatibleEmbedderOptions {
  * 64 chunks of 800 tokens (the default chunking) is already 51,200 tokens.
  */
 export const BATCH_SIZE = 64;
+/** How servers say a request holds too many inputs, or too many tokens in all (`OpenAICompatibleEmbedder.learn`). */
+const REFUSES_BATCH =
+  /batch size|maximum allowed batch|too many (?:inputs|tokens overall|tokens in batch)|split into more batches|should not be larger than/i;
+/** How servers say one input is longer than the model takes. */
+const REFUSES_LENGTH =
+  /input length exceeds|too large to process|maximum context length|must have less than \d+ tokens|exceeds the (?:model'?s? )?(?:maximum )?context/i;
+/** Inputs are not cut shorter than this, in characters: an endpoint refusing those refuses for another reason. */
+const MIN_INPUT_CHARS = 256;
+
 /** Answers are read up to this size (64 × 3072 floats as JSON text is ~4 MB). */
 const MAX_BODY = 256 * 1024 * 1024;
 
@@ -43,7 +52,10 @@ export class OpenAICompatibleEmbedder implements Embedder {
   private readonly apiKey: string;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
-  private readonly batchSize: number;
+  /** Texts per request: as configured, or fewer once the endpoint refused as many (`learn`). */
+  private batchSize: number;
+  /** The longest input sent, in characters, once the endpoint refused a longer one (`learn`). */
+  private maxChars: number | undefined;
   private readonly agent: http.Agent;
   private readonly send: typeof http.request;
 
@@ -69,8 +81,12 @@ export class OpenAICompatibleEmbedder implements Embedder {
 
   async embed(texts: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
     const vectors: Float32Array[] = [];
-    for (let i = 0; i < texts.length; i += this.batchSize)
-      vectors.push(...(await this.batch(texts.slice(i, i + this.batchSize), signal)));
+    // The batch size may shrink meanwhile (`learn`): each batch is cut at the size learnt so far.
+    for (let i = 0; i < texts.length; ) {
+      const size = this.batchSize;
+      vectors.push(...(await this.batch(texts.slice(i, i + size), signal)));
+      i += size;
+    }
     return vectors;
   }
 
@@ -81,14 +97,55 @@ export class OpenAICompatibleEmbedder implements Embedder {
   private async batch(input: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
     for (let attempt = 0; ; attempt++) {
       signal.throwIfAborted();
+      const max = this.maxChars;
+      const sent = max === undefined ? input : input.map((text) => (text.length > max ? text.slice(0, max) : text));
       try {
-        return this.vectors(await this.post({ model: this.model, input }, signal), input.length);
+        return this.vectors(await this.post({ model: this.model, input: sent }, signal), input.length);
       } catch (error) {
         if (signal.aborted) throw signal.reason;
+        if (error instanceof EmbeddingError && error.refusal !== undefined) {
+          const learnt = this.learn(error.refusal, sent);
+          // Smaller batches: this one is sent again cut at the new size; shorter inputs: sent again at once.
+          if (learnt === 'batch') return this.embed(input, signal);
+          if (learnt === 'length') {
+            attempt--;
+            continue;
+          }
+        }
         if (!(error instanceof EmbeddingError) || !error.retryable || attempt >= this.maxRetries) throw error;
         await sleep(retryDelayMs(attempt, error.retryAfterMs), undefined, { signal });
       }
     }
+  }
+
+  /**
+   * Learns from the endpoint's refusal of `sent` what it takes, for this and every later request: fewer inputs per
+   * request, or shorter inputs. Servers limit both below what OpenAI takes, and say so only in their errors:
+   * - a batch: TEI's 422 "batch size 64 > maximum allowed batch size 32" (its default), Mistral's "Too many tokens
+   *   overall, split into more batches", DashScope's "should not be larger than 10";
+   * - an input: an embedding model's context is often 512 tokens, under the 800 of a default chunk (counted with
+   *   OpenAI's tokenizer, fewer than a BERT model's): Ollama's 400 "the input length exceeds the context length",
+   *   llama.cpp's 500 "input (992 tokens) is too large to process. increase the physical batch size", vLLM's "maximum
+   *   context length is 512 tokens", TEI's "must have less than 512 tokens". An input is then embedded by its start
+   *   (its text is stored and searched by keywords whole).
+   * Each step halves what it bounds (or takes the number the error names), so the adapting ends.
+   */
+  private learn(refusal: string, sent: readonly string[]): 'batch' | 'length' | undefined {
+    // Length first: llama.cpp's refusal of a long input also speaks of its own "physical batch size".
+    if (REFUSES_LENGTH.test(refusal)) {
+      const longest = Math.max(...sent.map((text) => text.length));
+      if (longest <= MIN_INPUT_CHARS) return undefined;
+      this.maxChars = Math.max(MIN_INPUT_CHARS, Math.floor(longest / 2));
+      return 'length';
+    }
+    if (sent.length > 1 && REFUSES_BATCH.test(refusal)) {
+      const named = Number(
+        /maximum allowed batch size (\d+)|not be larger than (\d+)/i.exec(refusal)?.slice(1).find(Boolean),
+      );
+      this.batchSize = Number.isInteger(named) && named > 0 && named < sent.length ? named : Math.ceil(sent.length / 2);
+      return 'batch';
+    }
+    return undefined;
   }
 
   /** The answer's vectors by `index`, checked: one per input, every one of the same length. */
@@ -161,8 +218,14 @@ export class OpenAICompatibleEmbedder implements Embedder {
       );
       const message = `the embeddings endpoint ${this.shownEndpoint} returned ${status}${detail ? `: ${detail}` : ''}`;
       if (status === 429)
-        throw new EmbeddingError(message, { retryable: true, retryAfterMs: retryAfterMs(response.headers) });
-      throw new EmbeddingError(message, { retryable: status >= 500 || status === 408 || status === 409 });
+        throw new EmbeddingError(message, {
+          retryable: true,
+          retryAfterMs: retryAfterMs(response.headers) ?? retryHintMs(parsed, upstreamMessage(parsed)),
+        });
+      throw new EmbeddingError(message, {
+        retryable: status >= 500 || status === 408 || status === 409,
+        refusal: upstreamMessage(parsed),
+      });
     }
     if (typeof parsed !== 'object' || parsed === null)
       throw new EmbeddingError(
