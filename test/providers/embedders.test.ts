@@ -195,6 +195,37 @@ describe('OpenAICompatibleEmbedder against answers that are not embeddings', () 
   });
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
+  test('one embedding for a list of inputs (FastFlowLM, older llama-box): one input per request from then on', async () => {
+    const inputs: unknown[] = [];
+    const one = createServer(async (req, res) => {
+      let text = '';
+      for await (const piece of req) text += piece;
+      const { input } = JSON.parse(text) as { input: string[] };
+      inputs.push(input);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ data: [{ index: 0, embedding: [input[0]!.length, 1] }] }));
+    });
+    await new Promise<void>((resolve) => one.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(one.address() as AddressInfo).port}/v1`;
+    const e = new OpenAICompatibleEmbedder({ baseURL: url, model: 'm', timeoutMs: 1000, maxRetries: 0 });
+    try {
+      assert.deepEqual(
+        (await e.embed(['a', 'bb', 'ccc'], AbortSignal.timeout(5000))).map((v) => [...v]),
+        [
+          [1, 1],
+          [2, 1],
+          [3, 1],
+        ],
+      );
+      await e.embed(['dd', 'e'], AbortSignal.timeout(5000));
+      assert.deepEqual(inputs, [['a', 'bb', 'ccc'], ['a'], ['bb'], ['ccc'], ['dd'], ['e']]);
+    } finally {
+      await e.close();
+      one.closeAllConnections();
+      await new Promise((resolve) => one.close(resolve));
+    }
+  });
+
   test('each is refused with what is wrong', async () => {
     const e = new OpenAICompatibleEmbedder({ baseURL, model: 'm', timeoutMs: 1000, maxRetries: 0 });
     for (const [body, why] of [

@@ -100,7 +100,15 @@ export class OpenAICompatibleEmbedder implements Embedder {
       const max = this.maxChars;
       const sent = max === undefined ? input : input.map((text) => (text.length > max ? text.slice(0, max) : text));
       try {
-        return this.vectors(await this.post({ model: this.model, input: sent }, signal), input.length);
+        const answer = await this.post({ model: this.model, input: sent }, signal);
+        // One embedding for a list of inputs (FastFlowLM, older llama-box: the list embedded as one text): one input
+        // per request from then on.
+        const data = (answer as { data?: unknown }).data;
+        if (input.length > 1 && Array.isArray(data) && data.length === 1) {
+          this.batchSize = 1;
+          return this.embed(input, signal);
+        }
+        return this.vectors(answer, input.length);
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         if (error instanceof EmbeddingError && error.refusal !== undefined) {
