@@ -4,6 +4,12 @@
  * llama-cpp/llama-cpp-embedder.ts (a GGUF embedding model in-process); embedders.ts builds the configured one.
  * Vector stores record the `model` that embedded them, so a store is never searched with another model's vectors.
  */
+/**
+ * What texts are embedded for: a file's chunks (`document`, the default) or a search's queries (`query`). Asymmetric
+ * models embed the two differently, and some endpoints want to be told which (OpenAICompatibleEmbedder).
+ */
+export type EmbeddingPurpose = 'document' | 'query';
+
 export interface Embedder {
   /** The model's name, as recorded on the vector stores it embeds. */
   readonly model: string;
@@ -13,7 +19,7 @@ export interface Embedder {
    * One vector per text, in order, all of `dimensions` numbers. Batching and retries are the embedder's own;
    * throws EmbeddingError once they are exhausted, or the signal's reason when it is aborted.
    */
-  embed(texts: readonly string[], signal: AbortSignal): Promise<Float32Array[]>;
+  embed(texts: readonly string[], signal: AbortSignal, purpose?: EmbeddingPurpose): Promise<Float32Array[]>;
   close(): Promise<void>;
 }
 

@@ -353,7 +353,7 @@ export class VectorStoreService {
     const held = await this.records.storeEmbedding(scope, vectorStoreId);
     if (!held || held.model !== embedder.model) return undefined;
     try {
-      const vectors = await embedder.embed(queries, AbortSignal.timeout(QUERY_EMBEDDING_TIMEOUT_MS));
+      const vectors = await embedder.embed(queries, AbortSignal.timeout(QUERY_EMBEDDING_TIMEOUT_MS), 'query');
       if (vectors.some((vector) => vector.length !== held.dimensions)) return undefined;
       return { model: embedder.model, vectors };
     } catch (error) {

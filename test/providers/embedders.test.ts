@@ -226,6 +226,39 @@ describe('OpenAICompatibleEmbedder against answers that are not embeddings', () 
     }
   });
 
+  test("an asymmetric model that must be told what it embeds (NVIDIA NIM's input_type) is told: passage or query", async () => {
+    const told: unknown[] = [];
+    const nim = createServer(async (req, res) => {
+      let text = '';
+      for await (const piece of req) text += piece;
+      const { input, input_type } = JSON.parse(text) as { input: string[]; input_type?: string };
+      told.push(input_type);
+      if (input_type === undefined) {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ detail: "'input_type' parameter is required for asymmetric models" }));
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ data: input.map((_, index) => ({ index, embedding: [1, 0] })) }));
+    });
+    await new Promise<void>((resolve) => nim.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(nim.address() as AddressInfo).port}/v1`;
+    const e = new OpenAICompatibleEmbedder({
+      baseURL: url,
+      model: 'nvidia/nv-embedqa-e5-v5',
+      timeoutMs: 1000,
+      maxRetries: 0,
+    });
+    try {
+      assert.equal((await e.embed(['a chunk', 'another'], AbortSignal.timeout(5000))).length, 2);
+      assert.equal((await e.embed(['a question'], AbortSignal.timeout(5000), 'query')).length, 1);
+      assert.deepEqual(told, [undefined, 'passage', 'query']);
+    } finally {
+      await e.close();
+      nim.closeAllConnections();
+      await new Promise((resolve) => nim.close(resolve));
+    }
+  });
+
   test('each is refused with what is wrong', async () => {
     const e = new OpenAICompatibleEmbedder({ baseURL, model: 'm', timeoutMs: 1000, maxRetries: 0 });
     for (const [body, why] of [

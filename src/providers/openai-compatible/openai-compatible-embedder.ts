@@ -8,7 +8,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Embedder, EmbeddingError } from '../embedder.ts';
+import { type Embedder, EmbeddingError, type EmbeddingPurpose } from '../embedder.ts';
 import { retryDelayMs } from '../retry-delay.ts';
 import { endpointUrl, keyHeader, upstreamMessage, withoutKey } from './chat-completions-client.ts';
 import { retryAfterMs, retryHintMs } from './openai-compatible-provider.ts';
@@ -56,6 +56,8 @@ export class OpenAICompatibleEmbedder implements Embedder {
   private batchSize: number;
   /** The longest input sent, in characters, once the endpoint refused a longer one (`learn`). */
   private maxChars: number | undefined;
+  /** Each request says what it embeds (`input_type`), once the endpoint asked for it (`learn`). */
+  private inputType = false;
   private readonly agent: http.Agent;
   private readonly send: typeof http.request;
 
@@ -79,12 +81,16 @@ export class OpenAICompatibleEmbedder implements Embedder {
     return this.dims;
   }
 
-  async embed(texts: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
+  async embed(
+    texts: readonly string[],
+    signal: AbortSignal,
+    purpose: EmbeddingPurpose = 'document',
+  ): Promise<Float32Array[]> {
     const vectors: Float32Array[] = [];
     // The batch size may shrink meanwhile (`learn`): each batch is cut at the size learnt so far.
     for (let i = 0; i < texts.length; ) {
       const size = this.batchSize;
-      vectors.push(...(await this.batch(texts.slice(i, i + size), signal)));
+      vectors.push(...(await this.batch(texts.slice(i, i + size), signal, purpose)));
       i += size;
     }
     return vectors;
@@ -94,19 +100,25 @@ export class OpenAICompatibleEmbedder implements Embedder {
     this.agent.destroy();
   }
 
-  private async batch(input: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
+  private async batch(
+    input: readonly string[],
+    signal: AbortSignal,
+    purpose: EmbeddingPurpose,
+  ): Promise<Float32Array[]> {
     for (let attempt = 0; ; attempt++) {
       signal.throwIfAborted();
       const max = this.maxChars;
       const sent = max === undefined ? input : input.map((text) => (text.length > max ? text.slice(0, max) : text));
+      // NVIDIA NIM's values: `passage` for what is searched, `query` for what searches it.
+      const told = this.inputType ? { input_type: purpose === 'query' ? 'query' : 'passage' } : {};
       try {
-        const answer = await this.post({ model: this.model, input: sent }, signal);
+        const answer = await this.post({ model: this.model, input: sent, ...told }, signal);
         // One embedding for a list of inputs (FastFlowLM, older llama-box: the list embedded as one text): one input
         // per request from then on.
         const data = (answer as { data?: unknown }).data;
         if (input.length > 1 && Array.isArray(data) && data.length === 1) {
           this.batchSize = 1;
-          return this.embed(input, signal);
+          return this.embed(input, signal, purpose);
         }
         return this.vectors(answer, input.length);
       } catch (error) {
@@ -114,8 +126,8 @@ export class OpenAICompatibleEmbedder implements Embedder {
         if (error instanceof EmbeddingError && error.refusal !== undefined) {
           const learnt = this.learn(error.refusal, sent);
           // Smaller batches: this one is sent again cut at the new size; shorter inputs: sent again at once.
-          if (learnt === 'batch') return this.embed(input, signal);
-          if (learnt === 'length') {
+          if (learnt === 'batch') return this.embed(input, signal, purpose);
+          if (learnt === 'length' || learnt === 'input_type') {
             attempt--;
             continue;
           }
@@ -138,7 +150,13 @@ export class OpenAICompatibleEmbedder implements Embedder {
    *   (its text is stored and searched by keywords whole).
    * Each step halves what it bounds (or takes the number the error names), so the adapting ends.
    */
-  private learn(refusal: string, sent: readonly string[]): 'batch' | 'length' | undefined {
+  private learn(refusal: string, sent: readonly string[]): 'batch' | 'length' | 'input_type' | undefined {
+    // An asymmetric model that must be told what it embeds: NVIDIA NIM's 400 "'input_type' parameter is required for
+    // asymmetric models".
+    if (!this.inputType && /input_type/i.test(refusal) && /required/i.test(refusal)) {
+      this.inputType = true;
+      return 'input_type';
+    }
     // Length first: llama.cpp's refusal of a long input also speaks of its own "physical batch size".
     if (REFUSES_LENGTH.test(refusal)) {
       const longest = Math.max(...sent.map((text) => text.length));
