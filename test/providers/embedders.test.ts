@@ -7,7 +7,7 @@ import { OpenAICompatibleEmbedder } from '../../src/providers/openai-compatible/
 import { reciprocalRankFusion } from '../../src/retrieval/rank-fusion.ts';
 import { allocateMatrix, MIN_WASM_MATRIX_BYTES } from '../../src/storage/sql/scoring-matrix.ts';
 import { MAX_CACHED_STORES, VectorMatrixCache } from '../../src/storage/sql/vector-matrix-cache.ts';
-import { FakeUpstream } from '../support/fake-upstream.ts';
+import { FakeUpstream, llamaCppError } from '../support/fake-upstream.ts';
 
 describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
   let upstream: FakeUpstream;
@@ -113,17 +113,10 @@ describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
     ['Ollama', { status: 400, body: { error: 'the input length exceeds the context length' } }],
     [
       'llama.cpp',
-      {
-        status: 500,
-        body: {
-          error: {
-            code: 500,
-            message:
-              'input (992 tokens) is too large to process. increase the physical batch size (current batch size: 512)',
-            type: 'server_error',
-          },
-        },
-      },
+      llamaCppError(
+        500,
+        'input (992 tokens) is too large to process. increase the physical batch size (current batch size: 512)',
+      ),
     ],
   ] as const)
     test(`an input longer than the model takes (${server}) is embedded by its start, from then on`, async () => {

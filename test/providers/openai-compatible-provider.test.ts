@@ -8,7 +8,7 @@ import {
   OpenAICompatibleProvider,
 } from '../../src/providers/openai-compatible/openai-compatible-provider.ts';
 import { type ChatEvent, type ChatMessage, type ChatRequest, ProviderError } from '../../src/providers/provider.ts';
-import { FakeUpstream, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
+import { FakeUpstream, llamaCppError, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
 
 const REQUEST: ChatRequest = { model: 'gpt-test', messages: [{ role: 'user', content: 'Hello' }] };
 const API_KEY = 'sk-test-0123456789';
@@ -1445,17 +1445,10 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
     ],
     [
       'llama.cpp',
-      {
-        status: 500,
-        body: {
-          error: {
-            code: 500,
-            message:
-              'Failed to parse tool call arguments as JSON: [json.exception.parse_error.101] parse error at line 1, column 12',
-            type: 'server_error',
-          },
-        },
-      },
+      llamaCppError(
+        500,
+        'Failed to parse tool call arguments as JSON: [json.exception.parse_error.101] parse error at line 1, column 12',
+      ),
     ],
   ] as const)
     test(`history calls whose arguments are not a JSON object are sent as objects once refused (${server})`, async () => {

@@ -120,6 +120,14 @@ export const ROLES_MUST_ALTERNATE: ErrorReply = {
   },
 };
 
+/** llama.cpp's server's error reply: `{ error: { code, message, type } }`, its code the status. */
+export function llamaCppError(status: number, message: string): ErrorReply {
+  return {
+    status,
+    body: { error: { code: status, message, type: status >= 500 ? 'server_error' : 'invalid_request_error' } },
+  };
+}
+
 export interface FakeUpstreamOptions {
   /** Delay before the first byte of every response. */
   latencyMs?: number;
