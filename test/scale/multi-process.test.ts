@@ -304,8 +304,9 @@ if (adminUrl === undefined) {
 
       const deleted = await apis[0]!.delete(`/v1/threads/${threadId}`);
       assert.equal(deleted.status, 200);
-      const [ended, followed] = await Promise.all([upstream.waitForEnd(request, 30_000), follower]);
-      assert.equal(ended, 'aborted', 'the worker let the model go');
+      // The model call first: were the deletion not to reach the worker, its follower would never end.
+      assert.equal(await upstream.waitForEnd(request, 30_000), 'aborted', 'the worker let the model go');
+      const followed = await follower;
       assert.deepEqual(eventNames(followed).slice(-2), ['error', 'done']);
       assert.equal(followed.at(-2)!.data.message, `Thread ${threadId} was deleted, and run ${runId} with it.`);
       assert.equal((await apis[1]!.get(`/v1/threads/${threadId}/runs/${runId}`)).status, 404);
