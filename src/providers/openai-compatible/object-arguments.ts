@@ -9,7 +9,7 @@ import type { ChatMessage, ChatTool } from '../provider.ts';
  */
 
 /** Whether `text` is a JSON object. */
-export function isJsonObject(text: string): boolean {
+function isJsonObject(text: string): boolean {
   if (!text.trimStart().startsWith('{')) return false;
   try {
     const value: unknown = JSON.parse(text);

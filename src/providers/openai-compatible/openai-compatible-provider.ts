@@ -6,12 +6,17 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
+import type {
+  ChatCompletionChunk,
+  ChatCompletionCreateParamsStreaming,
+  ChatCompletionMessageToolCall,
+} from 'openai/resources/chat/completions';
 import {
   type ChatEvent,
   type ChatMessage,
   type ChatRequest,
   type ChatTool,
+  type ChatToolCall,
   type FinishReason,
   type ModelProvider,
   ProviderError,
@@ -29,7 +34,7 @@ import {
 } from './chat-completions-client.ts';
 import { LeadingThinking } from './leading-thinking.ts';
 import { type CompletionLimitField, LearntShape } from './learnt-shape.ts';
-import { isJsonObject, objectArguments } from './object-arguments.ts';
+import { objectArguments } from './object-arguments.ts';
 
 export interface OpenAICompatibleProviderOptions {
   /** The endpoint's base URL, up to and including `/v1`. */
@@ -315,37 +320,29 @@ function wireMessages(
   objects: { tools: ChatTool[] | undefined } | undefined,
   sendsReasoning: boolean,
 ): ChatCompletionCreateParamsStreaming['messages'] {
-  const wiring = (message: ChatMessage): boolean => {
-    if (message.role === 'tool') return message.content === '';
-    if (message.role !== 'assistant') return false;
-    if (message.reasoning !== undefined) return true;
-    return (
-      message.tool_calls?.some((c) => c.extra !== undefined || (objects && !isJsonObject(c.function.arguments))) ??
-      false
-    );
-  };
-  if (!messages.some(wiring)) return messages;
   return messages.map((message) => {
-    if (!wiring(message)) return message;
-    if (message.role === 'tool') return { ...message, content: EMPTY_OUTPUT };
-    if (message.role !== 'assistant') return message;
+    if (message.role === 'tool') return message.content === '' ? { ...message, content: EMPTY_OUTPUT } : message;
+    if (message.role !== 'assistant' || (message.reasoning === undefined && message.tool_calls === undefined)) {
+      return message;
+    }
     const { reasoning, tool_calls, ...rest } = message;
     return {
       ...rest,
-      ...(tool_calls === undefined
-        ? {}
-        : {
-            tool_calls: tool_calls.map(({ extra, ...call }) => {
-              const tool = objects?.tools?.find((t) => t.function.name === call.function.name);
-              const args = objects ? objectArguments(call.function.arguments, tool) : call.function.arguments;
-              const wired =
-                args === call.function.arguments ? call : { ...call, function: { ...call.function, arguments: args } };
-              return extra === undefined ? wired : { ...extra, ...wired };
-            }),
-          }),
+      ...(tool_calls === undefined ? {} : { tool_calls: tool_calls.map((call) => wireCall(call, objects)) }),
       ...(sendsReasoning ? reasoning : {}),
     };
   });
+}
+
+/** A tool call as wireMessages sends it: its extra fields beside it, its arguments as an object when asked. */
+function wireCall(
+  { extra, ...call }: ChatToolCall,
+  objects: { tools: ChatTool[] | undefined } | undefined,
+): ChatCompletionMessageToolCall {
+  const tool = objects?.tools?.find((t) => t.function.name === call.function.name);
+  const args = objects ? objectArguments(call.function.arguments, tool) : call.function.arguments;
+  const wired = args === call.function.arguments ? call : { ...call, function: { ...call.function, arguments: args } };
+  return extra === undefined ? wired : { ...extra, ...wired };
 }
 
 /** What an empty tool output is sent as. */
