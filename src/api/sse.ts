@@ -37,9 +37,15 @@ let lastEvent: RunStreamEvent | undefined;
 let lastInclude: StepInclude | undefined;
 let lastFrame = '';
 
+/**
+ * An event's data on the wire. An `error` event's is the error (the spec's ErrorEvent) and the error again under
+ * `error`: the Python SDK's stream helpers (`runs.stream`, `submit_tool_outputs_stream`) raise only for data with an
+ * `error` field, and without one would end the stream as if the run were over; the node SDK reads either.
+ */
 function wire(e: RunStreamEvent, include: StepInclude): unknown {
   if (e.event === 'thread.created') return serializeThread(e.data as Thread);
-  if (e.event === 'thread.run.step.delta' || e.event === 'thread.message.delta' || e.event === 'error') return e.data;
+  if (e.event === 'error') return { ...e.data, error: e.data };
+  if (e.event === 'thread.run.step.delta' || e.event === 'thread.message.delta') return e.data;
   if (e.event.startsWith('thread.run.step.')) return serializeRunStep(e.data as RunStep, include);
   if (e.event.startsWith('thread.message.')) return serializeMessage(e.data as Message);
   return serializeRun(e.data as Run);
