@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { unixSeconds } from '../../domain/clock.ts';
 import { notFound, threadHasActiveRun } from '../../domain/errors.ts';
@@ -42,9 +43,25 @@ export interface RunRouteDeps {
 
 /** The statuses the SDK keeps polling through (lib/polling.js): a poll of a run in one of them may be held. */
 const POLLED_THROUGH: ReadonlySet<RunStatus> = new Set(['queued', 'in_progress', 'cancelling']);
-/** How long one held poll may wait for a change, and how often it re-reads the database meanwhile. */
-const HOLD_MS = 10_000;
+/**
+ * How long one held poll may wait for a change, and how often it re-reads the database meanwhile. A waiting client
+ * makes one request per HOLD_MS, as many as the SDK makes against OpenAI (5 s between polls); a client whose timeout
+ * is shorter and unsaid (the node SDK says only a request's own `timeout`, not the client's) gives up before then.
+ */
+const HOLD_MS = 5000;
 const RECHECK_MS = 1000;
+
+/**
+ * How long this poll may be held: HOLD_MS, or half the client's own timeout when it is shorter. The SDKs say theirs
+ * (node: `X-Stainless-Timeout`, whole seconds, for a request given its own `timeout`; Python: `x-stainless-read-timeout`,
+ * always); a client held past it gives up, retries into another hold, and fails a run that would have completed.
+ */
+function holdMs(headers: IncomingHttpHeaders): number {
+  const timeouts = [headers['x-stainless-timeout'], headers['x-stainless-read-timeout']]
+    .map((value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN))
+    .filter((seconds) => seconds >= 0);
+  return Math.min(HOLD_MS, ...timeouts.map((seconds) => seconds * 500));
+}
 
 /**
  * A run response: while the run is still moving, `openai-poll-after-ms: 0` makes the SDK's `createAndPoll`
@@ -130,7 +147,7 @@ export function registerRunRoutes(
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     const held = request.headers['x-stainless-poll-helper'] === 'true';
-    const deadline = Date.now() + HOLD_MS;
+    const deadline = Date.now() + holdMs(request.headers);
     // What ended the last wait of this poll: a notification of the run's change, or the re-read's timer.
     let waited: 'notified' | 'rechecked' | undefined;
     for (;;) {

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+/**
+ * A poll the SDK's helpers make (`X-Stainless-Poll-Helper`) is held until the run changes; a client that says its
+ * timeout is answered before that timeout runs out, the run still moving, and polls again.
+ */
+describe('held polls and the client timeout', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  /** A run whose model answers only when `release` is called; resolves once the model has been called. */
+  async function heldRun(): Promise<{ threadId: string; runId: string; release: () => void }> {
+    let release = () => {};
+    const holdLast = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    upstream.enqueue({ text: ['Hel', 'lo'], holdLast });
+    const seen = upstream.requests.length;
+    const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+    const run = await server.api.post('/v1/threads/runs', {
+      assistant_id: assistant.body.id,
+      thread: { messages: [{ role: 'user', content: 'hello' }] },
+    });
+    await upstream.waitForRequests(seen + 1);
+    return { threadId: run.body.thread_id as string, runId: run.body.id as string, release };
+  }
+
+  test("the node SDK's createAndPoll with a timeout shorter than a hold completes the run", async () => {
+    const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+    const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hello' }] });
+    let release = () => {};
+    upstream.enqueue({ text: ['Hel', 'lo'], holdLast: new Promise<void>((resolve) => (release = resolve)) });
+    // The SDK gives up on each request after 3 s (it sends `X-Stainless-Timeout: 3`), and does not retry.
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', maxRetries: 0 });
+    const polled = client.beta.threads.runs.createAndPoll(
+      thread.body.id as string,
+      { assistant_id: assistant.body.id as string },
+      { timeout: 3000 },
+    );
+    // The model answers after more than one timeout has passed: a poll held until then would have timed out.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    release();
+    const run = await polled;
+    assert.equal(run.status, 'completed');
+  });
+
+  test("a poll with the Python SDK's read timeout is answered within it, the run still in progress", async () => {
+    const { threadId, runId, release } = await heldRun();
+    try {
+      const response = await fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}`, {
+        headers: { 'x-stainless-poll-helper': 'true', 'x-stainless-read-timeout': '4.0' },
+        signal: AbortSignal.timeout(4000), // what httpx does at its read timeout
+      });
+      assert.equal(response.status, 200);
+      assert.equal(((await response.json()) as { status: string }).status, 'in_progress');
+      assert.equal(response.headers.get('openai-poll-after-ms'), '0', 'the client polls again at once');
+    } finally {
+      release();
+    }
+  });
+
+  test('a timeout under a second (node sends 0) is answered at once; a timeout that is not a number is ignored', async () => {
+    const { threadId, runId, release } = await heldRun();
+    try {
+      const poll = (headers: Record<string, string>, signal?: AbortSignal) =>
+        fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}`, {
+          headers: { 'x-stainless-poll-helper': 'true', ...headers },
+          signal,
+        });
+      const atOnce = await poll({ 'x-stainless-timeout': '0' }, AbortSignal.timeout(2000));
+      assert.equal(((await atOnce.json()) as { status: string }).status, 'in_progress');
+      // Held as without the header: only the model's answer ends it.
+      const held = poll({ 'x-stainless-timeout': 'soon' });
+      const first = await Promise.race([held.then(() => 'answered'), new Promise((r) => setTimeout(r, 1500, 'held'))]);
+      assert.equal(first, 'held');
+      release();
+      assert.equal(((await (await held).json()) as { status: string }).status, 'completed');
+    } finally {
+      release();
+    }
+  });
+});
