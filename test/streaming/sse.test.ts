@@ -281,10 +281,11 @@ describe('streaming (raw SSE)', () => {
       code: null,
     };
     assert.deepEqual(eventNames(events).slice(-3), ['thread.message.delta*', 'error', 'done']);
-    assert.deepEqual(events.at(-2)!.data, error);
+    // The error, and again under `error` (the Python SDK's stream helpers raise only for data with that field).
+    assert.deepEqual(events.at(-2)!.data, { ...error, error });
     const followed = await follower!;
     assert.deepEqual(eventNames(followed).slice(-2), ['error', 'done']);
-    assert.deepEqual(followed.at(-2)!.data, error);
+    assert.deepEqual(followed.at(-2)!.data, { ...error, error });
     // The model's request is abandoned, not read to its end.
     const request = upstream.requests.at(-1)!;
     for (let i = 0; i < 40 && request.abortedAt === undefined; i++) await new Promise((r) => setTimeout(r, 50));
