@@ -4,7 +4,16 @@ import { ApiError, notFound } from '../domain/errors.ts';
 import type { Message, MessageContent } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
-import type { ModelToolCall, Run, RunError, RunToolCall, StoredStep, ToolCallDetails, Usage } from '../domain/runs.ts';
+import type {
+  FunctionToolCallDetails,
+  ModelToolCall,
+  Run,
+  RunError,
+  RunToolCall,
+  StoredStep,
+  ToolCallDetails,
+  Usage,
+} from '../domain/runs.ts';
 import type { FileService } from '../files/file-service.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
 import {
@@ -530,7 +539,7 @@ export class RunExecutor {
       const held = !streamsAsWritten(kinds.slice(0, index));
       live.announced = Math.max(live.announced, index + 1);
       if (!server) {
-        if (held) this.publishToolDelta(x, step, index, details[index]!);
+        if (held) this.publishHeldFunction(x, step, index, details[index] as FunctionToolCallDetails);
         continue;
       }
       if (!pending.has(index)) continue;
@@ -563,6 +572,17 @@ export class RunExecutor {
       : 'settle';
   }
 
+  /**
+   * A function call the model turn held (streamsAsWritten), published as the turn would have: its shape with empty
+   * arguments, then its arguments. The SDK's AssistantStream shows a call's first delta only as `toolCallCreated`;
+   * what the call carries is shown as `toolCallDelta`s, from the second delta on.
+   */
+  private publishHeldFunction(x: Execution, step: StoredStep, index: number, call: FunctionToolCallDetails): void {
+    this.publishToolDelta(x, step, index, { ...call, function: { ...call.function, arguments: '' } });
+    const { arguments: args } = call.function;
+    if (args !== '') this.publishToolDelta(x, step, index, { type: 'function', function: { arguments: args } });
+  }
+
   /** A delta of the call at `index` of a tool_calls step. */
   private publishToolDelta(x: Execution, step: StoredStep, index: number, delta: object): void {
     this.options.bus.publish(x.run.thread_id, x.run.id, {
@@ -589,9 +609,15 @@ export class RunExecutor {
   ): Promise<ToolResult | 'done' | 'settle'> {
     const invocation = { id: call.id, arguments: call.arguments };
     const described = tool.describe(invocation);
-    // A call whose input was streamed as the model wrote it (ModelTurn) gets only what that left out, if anything.
-    const streamedInput = held ? undefined : tool.inputReader?.()(call.arguments);
     const publishDelta = (delta: object) => this.publishToolDelta(x, step, index, { type: tool.type, ...delta });
+    // A call whose input is shown as it is written (ServerTool.inputReader) gets, if the model turn streamed it, only
+    // what that left out; if the turn held it, its shape with an empty input and then its input, as the turn would
+    // have sent them (the SDK shows a call's first delta only as `toolCallCreated`, not as a `toolCallDelta`).
+    let streamedInput: string | undefined;
+    if (tool.inputReader && held) {
+      publishDelta(tool.describe({ id: call.id, arguments: '' }));
+      streamedInput = '';
+    } else streamedInput = tool.inputReader?.()(call.arguments);
     if (streamedInput === undefined) publishDelta(described);
     else {
       const input = described.type === 'code_interpreter' ? described.code_interpreter.input : '';

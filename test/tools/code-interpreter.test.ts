@@ -565,9 +565,18 @@ describe('code_interpreter, streamed', () => {
       { text: '2 and 4.' },
     );
     const seen: string[] = [];
+    // The code boxes of OpenAI's assistants quickstart: one opened empty by toolCallCreated, filled by toolCallDelta.
+    const boxes: string[] = [];
     const stream = h.client.beta.threads.runs
       .stream(thread.id, { assistant_id: assistantId })
-      .on('toolCallCreated', (call) => seen.push(`created ${call.id}`))
+      .on('toolCallCreated', (call) => {
+        seen.push(`created ${call.id}`);
+        boxes.push('');
+      })
+      .on('toolCallDelta', (delta) => {
+        if (delta.type === 'code_interpreter' && delta.code_interpreter?.input)
+          boxes[boxes.length - 1] += delta.code_interpreter.input;
+      })
       .on('toolCallDone', (call) => {
         const outputs = call.type === 'code_interpreter' ? call.code_interpreter.outputs : [];
         seen.push(`done ${call.id} ${outputs.map((o) => (o.type === 'logs' ? o.logs.trim() : o.type)).join()}`);
@@ -581,6 +590,8 @@ describe('code_interpreter, streamed', () => {
       `created ${second!.id}`,
       `done ${second!.id} 4`,
     ]);
+    // The second call is held until the first has run, and still shows its code in deltas after its creation.
+    assert.deepEqual(boxes, ['print(1 + 1)', 'print(2 + 2)']);
   });
 
   test('re-attached (/events) while a cell runs: the snapshot holds only announced calls; the SDK accumulates the stored steps', async () => {
