@@ -55,7 +55,8 @@ type Kind = 'none' | 'citations' | 'sandbox links' | 'function call' | 'code inp
 
 function annotatorOf(kind: Kind): TextAnnotator | undefined {
   if (kind === 'citations') return citationAnnotator(CALLS);
-  if (kind === 'sandbox links') return sandboxLinkAnnotator((path) => (path === 'out.csv' ? 'file-out' : undefined));
+  if (kind === 'sandbox links')
+    return sandboxLinkAnnotator((path) => (path === 'out.csv' ? { id: 'file-out', made: true } : undefined));
   return undefined;
 }
 

@@ -186,12 +186,21 @@ export class ModelTurn {
 
   /**
    * Completes what the answer's annotations point at (ServerTool.annotator's `settle`), once the text written so far
-   * is annotated to its end; before the turn is stored. An annotation whose file could not be made is left out of
-   * the message (a delta streamed before may have carried it: what is stored names only files that exist).
+   * is annotated to its end; before the turn is stored. The end of the text is held until what its last
+   * annotations point at is made (TextAnnotator.heldFrom). An annotation whose file could not be made is left out of
+   * the message (a message ended early by tool calls, sent without waiting, may have streamed it: what is stored
+   * names only files that exist).
    */
   async settle(signal: AbortSignal): Promise<void> {
     if (!this.annotate?.settle) return;
-    if (this.message) this.sendText(true);
+    if (this.message) {
+      while (this.annotate.heldFrom?.(true) !== undefined) {
+        const ready = this.annotate.ready?.();
+        if (ready === undefined) break;
+        await ready;
+      }
+      this.sendText(true);
+    }
     const unmade = new Set(await this.annotate.settle(signal));
     if (unmade.size === 0) return;
     const kept = (a: TextAnnotation) => {

@@ -363,9 +363,13 @@ export class RunExecutor {
       },
       annotate: (upTo, final) =>
         annotators.flatMap((a) => a.annotate(upTo, final)).sort((a, b) => a.start_index - b.start_index),
-      heldFrom: () => {
-        const held = annotators.flatMap((a) => a.heldFrom?.() ?? []);
+      heldFrom: (final) => {
+        const held = annotators.flatMap((a) => a.heldFrom?.(final) ?? []);
         return held.length === 0 ? undefined : Math.min(...held);
+      },
+      ready: () => {
+        const pending = annotators.flatMap((a) => a.ready?.() ?? []);
+        return pending.length === 0 ? undefined : Promise.all(pending).then(() => {});
       },
       settle: async (signal) => {
         const unmade: string[] = [];

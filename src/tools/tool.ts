@@ -93,14 +93,17 @@ export interface TextAnnotator {
    */
   annotate(upTo: number, final?: boolean): TextAnnotation[];
   /**
-   * Where (a UTF-16 index into the text) text that may still become an annotation begins, e.g. a link being written,
-   * or undefined. The stream holds the text back from there until it is complete, so the annotation goes out with
-   * all of its text.
+   * Where (a UTF-16 index into the text) text that may still become an annotation begins, e.g. a link being written
+   * (none when `final`: the text is whole), or an annotation whose target is still being made (a file being saved),
+   * or undefined. The stream holds the text back from there until it is complete and its target made, so the
+   * annotation goes out with all of its text and points at something that exists.
    */
-  heldFrom?(): number | undefined;
+  heldFrom?(final?: boolean): number | undefined;
+  /** While a target heldFrom holds text for is being made, the promise of its end; otherwise undefined. */
+  ready?(): Promise<void> | undefined;
   /**
-   * Completes what the annotations found point at (e.g. creates their files) before the answer is stored. Returns
-   * the file ids it could not make, whose annotations the stored answer leaves out.
+   * Completes what the annotations found point at (e.g. the files still being made) before the answer is stored.
+   * Returns the file ids it could not make, whose annotations the stored answer leaves out.
    */
   settle?(signal: AbortSignal): Promise<readonly string[]>;
 }

@@ -92,12 +92,17 @@ function oneJsonString(args: string): boolean {
   }
 }
 
+/** A link target (sandbox-links.ts) whose file, if any, is made already. */
+function madeFile(id: string | undefined): { id: string; made: boolean } | undefined {
+  return id === undefined ? undefined : { id, made: true };
+}
+
 describe('sandbox: links', () => {
   const FILES = new Map([
     ['out.csv', 'file-out'],
     ['plots/a b.png', 'file-ab'],
   ]);
-  const target = (path: string) => FILES.get(path);
+  const target = (path: string) => madeFile(FILES.get(path));
   const byCodePoints = (text: string, a: { start_index: number; end_index: number }) =>
     [...text].slice(a.start_index, a.end_index).join('');
   /** The annotations of a whole answer. */
@@ -164,7 +169,7 @@ describe('sandbox: links', () => {
     const text =
       'See [the report](sandbox:/mnt/data/report (1).csv), <sandbox:/mnt/data/a b.csv> and [it](<sandbox:/mnt/data/a b.csv>).';
     const annotationsOf = (pieces: string[]) => {
-      const links = sandboxLinkAnnotator((path) => files.get(path));
+      const links = sandboxLinkAnnotator((path) => madeFile(files.get(path)));
       const found = [];
       let written = 0;
       for (const piece of pieces) {
@@ -436,7 +441,7 @@ describe('a model turn with code_interpreter', () => {
   });
 
   test('text is held back while a link is written; its annotation rides the delta with all of it; images first', () => {
-    const links = sandboxLinkAnnotator((path) => (path === 'out.csv' ? 'file-out' : undefined));
+    const links = sandboxLinkAnnotator((path) => madeFile(path === 'out.csv' ? 'file-out' : undefined));
     const { turn, events } = turnWith(links, [
       { type: 'image_file', image_file: { file_id: 'file-img', detail: 'auto' } },
     ]);
@@ -477,13 +482,77 @@ describe('a model turn with code_interpreter', () => {
     assertOfficialEvents(events);
   });
 
+  test('a link is held until its file is made, then goes out with its annotation; a file that could not be made, plain', async () => {
+    const files = new Map([
+      ['out.csv', { id: 'file-out', made: false }],
+      ['lost.csv', { id: 'file-lost', made: false }],
+    ]);
+    let made = () => {};
+    const making = new Promise<void>((resolve) => {
+      made = resolve;
+    });
+    const annotator: TextAnnotator = {
+      ...sandboxLinkAnnotator((path) => files.get(path)),
+      ready: () => ([...files.values()].some((f) => !f.made) ? making : undefined),
+      settle: async () => [],
+    };
+    const { turn, events } = turnWith(annotator);
+    const texts = () =>
+      events.flatMap((e) =>
+        e.event === 'thread.message.delta'
+          ? (e.data as MessageDelta).delta.content.flatMap((p) => (p.type === 'text' ? [p.text] : []))
+          : [],
+      );
+    turn.addText('See [out](sandbox:/mnt/data/out.csv) and [lost](sandbox:/mnt/data/lost.csv)');
+    turn.addText(' now.');
+    assert.deepEqual(
+      texts().map((t) => t.value),
+      ['See [out]('],
+      'held from the first link whose file is being made',
+    );
+    files.get('out.csv')!.made = true;
+    files.delete('lost.csv'); // could not be made
+    made();
+    turn.addText(' Then');
+    assert.deepEqual(
+      texts().map((t) => [t.value, (t.annotations ?? []).map((a) => a.file_path?.file_id)]),
+      [
+        ['See [out](', []],
+        ['sandbox:/mnt/data/out.csv) and [lost](sandbox:/mnt/data/lost.csv) now. Then', ['file-out']],
+      ],
+    );
+
+    // The answer's last link: settle holds the end of the text until its file is made.
+    files.set('end.csv', { id: 'file-end', made: false });
+    let madeEnd = () => {};
+    const makingEnd = new Promise<void>((resolve) => {
+      madeEnd = resolve;
+    });
+    annotator.ready = () => (files.get('end.csv')!.made ? undefined : makingEnd);
+    turn.addText(' sandbox:/mnt/data/end.csv');
+    const settled = turn.settle(new AbortController().signal);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(texts().length, 3);
+    assert.equal(texts()[2]!.value, ' ', 'the last link is held while its file is made');
+    files.get('end.csv')!.made = true;
+    madeEnd();
+    await settled;
+    assert.deepEqual(
+      texts()
+        .slice(3)
+        .map((t) => [t.value, (t.annotations ?? []).map((a) => a.file_path?.file_id)]),
+      [['sandbox:/mnt/data/end.csv', ['file-end']]],
+    );
+    assertOfficialEvents(events);
+  });
+
   test("an annotation whose file could not be made is left out of the stored message, the answer's and an earlier", async () => {
     const ids = new Map([
       ['out.csv', 'file-out'],
       ['lost.csv', 'file-lost'],
     ]);
     const annotator = (): TextAnnotator => ({
-      ...sandboxLinkAnnotator((path) => ids.get(path)),
+      ...sandboxLinkAnnotator((path) => madeFile(ids.get(path))),
       settle: async () => ['file-lost'],
     });
     const text = 'Get [out](sandbox:/mnt/data/out.csv) and [lost](sandbox:/mnt/data/lost.csv)';

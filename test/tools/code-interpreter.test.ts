@@ -553,6 +553,38 @@ describe('code_interpreter, streamed', () => {
     assert.deepEqual(stored.content[0], { type: 'image_file', image_file: { file_id: images[0], detail: 'auto' } });
   });
 
+  test('a file_path annotation names a file that exists when it arrives (a Markdown image is fetched at once)', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Plot it.' }] });
+    let release = () => {};
+    const holdLast = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    h.upstream.enqueue(python("import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.savefig('chart.png')"), {
+      text: ['Here: ![chart](sandbox:/mnt/data/chart.png) ', 'is the chart.'],
+      holdLast,
+    });
+    // What the assistants quickstart does with each file_path annotation as it arrives: its file is fetched.
+    const fetched: Array<Promise<string>> = [];
+    const stream = h.client.beta.threads.runs
+      .stream(thread.id, { assistant_id: assistantId })
+      .on('textDelta', (delta) => {
+        for (const annotation of delta.annotations ?? [])
+          if (annotation.type === 'file_path')
+            fetched.push(
+              h.client.files.retrieve(annotation.file_path!.file_id!).then(
+                (file) => file.filename,
+                (error: { status?: number }) => `error ${error.status}`,
+              ),
+            );
+        release(); // the model's last words come once the first text has reached the client
+      });
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.deepEqual(await Promise.all(fetched), ['chart.png']);
+    const [message] = await stream.finalMessages();
+    assert.deepEqual(message, await h.client.beta.threads.messages.retrieve(message!.id, { thread_id: thread.id }));
+  });
+
   test('AssistantStream, two calls in one turn: each created once and done once, with its outputs', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Two sums.' }] });
     h.upstream.enqueue(

@@ -111,6 +111,15 @@ interface ThreadFiles {
   names: ReadonlySet<string>;
 }
 
+/** A file an answer links to (sandbox-links.ts), made of the sandbox file's bytes while the answer streams. */
+interface LinkedFile {
+  id: string;
+  made: boolean;
+  /** It could not be made: the link is left plain. */
+  failed: boolean;
+  making: Promise<void>;
+}
+
 /** Threads whose files are remembered at once; the oldest is forgotten beyond this. */
 const MAX_REMEMBERED_THREADS = 10_000;
 
@@ -306,33 +315,42 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
   ): TextAnnotator | undefined {
     const files = threadFiles.get(context.run.thread_id);
     if (!files) return undefined;
-    /** The files the answer's links were promised: path → id. */
-    const promised = new Map<string, string>();
+    /** The files the answer links to, by path: each made once, as its first link is complete. */
+    const linked = new Map<string, LinkedFile>();
+    const make = async (path: string, file: LinkedFile) => {
+      try {
+        const bytes = await files.session.readFile(path, options.maxFileBytes);
+        await backend.saveFile(context.scope, { id: file.id, filename: path.split('/').pop()!, bytes });
+        file.made = true;
+      } catch (error) {
+        // A file listed after the last cell can still be gone: its session closed since (evicted, idle, deleted).
+        logger.warn(
+          { err: error, fileId: file.id, path, runId: context.run.id },
+          'a file the answer links could not be read from the sandbox; its link is left plain',
+        );
+        file.failed = true;
+      }
+    };
     const links = sandboxLinkAnnotator((path) => {
       if (!files.names.has(path)) return undefined;
-      const id = promised.get(path) ?? newId('file');
-      promised.set(path, id);
-      return id;
+      let file = linked.get(path);
+      if (!file) {
+        file = { id: newId('file'), made: false, failed: false, making: Promise.resolve() };
+        file.making = make(path, file);
+        linked.set(path, file);
+      }
+      return file.failed ? undefined : file;
     });
+    const making = () => [...linked.values()].filter((f) => !f.made && !f.failed).map((f) => f.making);
     return {
       ...links,
+      ready() {
+        const pending = making();
+        return pending.length === 0 ? undefined : Promise.all(pending).then(() => {});
+      },
       async settle() {
-        // A file listed after the last cell can still be gone: its session closed since (evicted, idle, deleted).
-        const unmade: string[] = [];
-        for (const [path, id] of promised) {
-          try {
-            const bytes = await files.session.readFile(path, options.maxFileBytes);
-            await backend.saveFile(context.scope, { id, filename: path.split('/').pop()!, bytes });
-          } catch (error) {
-            logger.warn(
-              { err: error, fileId: id, path, runId: context.run.id },
-              'a file the answer links could not be read from the sandbox; its annotation is left out',
-            );
-            unmade.push(id);
-          }
-        }
-        promised.clear();
-        return unmade;
+        await Promise.all(making());
+        return [...linked.values()].filter((f) => f.failed).map((f) => f.id);
       },
     };
   }

@@ -6,10 +6,12 @@ import type { TextAnnotator } from '../tool.ts';
  * Links to the sandbox's files in an answer: a model gives the user a file its code wrote by linking it as
  * `sandbox:/mnt/data/<path>` (upstream's convention, which OpenAI's models follow), usually in a Markdown link. Each
  * link to a file that exists becomes a `file_path` annotation of exactly the link's text, pointing at a file made
- * of the sandbox file's bytes (the tool makes it before the answer is stored). A link to no file stays plain text.
+ * of the sandbox file's bytes. A link to no file stays plain text.
  *
  * A link is complete only when something follows it (or the answer ends), so the stream holds it back from its
- * first character until then (`heldFrom`): the annotation then goes out with the whole link.
+ * first character until then (`heldFrom`), and then until its file is made (the tool begins making it when the link
+ * is complete): the annotation goes out with the whole link, and a client that fetches its file at once (a Markdown
+ * image) finds it.
  */
 
 export const SANDBOX_PREFIX = 'sandbox:/mnt/data/';
@@ -21,8 +23,11 @@ const TRAILING = /[.,;:!?]+$/;
 /** A link longer than this is not waited for: the text is let go. */
 const MAX_LINK_LENGTH = 1024;
 
-/** The file id promised for a path under /mnt/data the answer links to, or undefined when there is no such file. */
-export type LinkTarget = (path: string) => string | undefined;
+/**
+ * The file for a path under /mnt/data the answer links to: its id, and whether it is made yet (asked first, the
+ * target begins making it); undefined when there is no such file, or it could not be made.
+ */
+export type LinkTarget = (path: string) => { id: string; made: boolean } | undefined;
 
 /** Units kept before the scanned point: linkEnd looks at the two before a link for a Markdown link's `](`. */
 const CONTEXT = 2;
@@ -61,7 +66,7 @@ export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'w
         }
         advance(start);
         const link = text.slice(start, end);
-        const id = link.length > SANDBOX_PREFIX.length ? target(pathOf(link)) : undefined;
+        const id = link.length > SANDBOX_PREFIX.length ? target(pathOf(link))?.id : undefined;
         if (id !== undefined)
           found.push({
             type: 'file_path',
@@ -79,14 +84,19 @@ export function sandboxLinkAnnotator(target: LinkTarget): Pick<TextAnnotator, 'w
       return found;
     },
 
-    heldFrom() {
+    heldFrom(final = false) {
       // Only what `annotate` has not passed yet: every link before it has ended (called per chunk, this stays short).
       for (
         let start = tail.indexOf(SANDBOX_PREFIX, scanned - origin);
         start !== -1;
         start = tail.indexOf(SANDBOX_PREFIX, start + SANDBOX_PREFIX.length)
-      )
-        if (linkEnd(tail, start, false) === undefined) return origin + start;
+      ) {
+        const end = linkEnd(tail, start, final);
+        if (end === undefined) return origin + start;
+        const link = tail.slice(start, end);
+        if (link.length > SANDBOX_PREFIX.length && target(pathOf(link))?.made === false) return origin + start;
+      }
+      if (final) return undefined;
       // The text ends with what may be the start of a link ("…(sandbox:/mnt/da").
       for (let k = Math.min(SANDBOX_PREFIX.length - 1, tail.length); k > 0; k--)
         if (SANDBOX_PREFIX.startsWith(tail.slice(tail.length - k))) return Math.max(scanned, origin + tail.length - k);
