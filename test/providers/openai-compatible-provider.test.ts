@@ -59,8 +59,8 @@ function assertProviderError(
   expected: { code: string; retryable: boolean; retryAfterMs?: number; message?: RegExp },
 ): asserts error is ProviderError {
   assert.ok(error instanceof ProviderError, `expected a ProviderError, got ${String(error)}`);
-  assert.equal(error.code, expected.code);
-  assert.equal(error.retryable, expected.retryable);
+  assert.equal(error.code, expected.code, error.message);
+  assert.equal(error.retryable, expected.retryable, error.message);
   if ('retryAfterMs' in expected) assert.equal(error.retryAfterMs, expected.retryAfterMs);
   if (expected.message) assert.match(error.message, expected.message);
 }
@@ -72,13 +72,18 @@ describe('OpenAICompatibleProvider', () => {
 
   before(async () => {
     upstream = await FakeUpstream.start();
+    // A timeout no test waits for: on a loaded machine a request may well be 300 ms late, and one that timed out
+    // before its reply was taken would leave that reply to the next test. The timeouts' tests have their own.
     provider = new OpenAICompatibleProvider({
       baseURL: upstream.baseUrl,
       apiKey: API_KEY,
-      timeoutMs: 300,
+      timeoutMs: 60_000,
       contextWindow: 128_000,
     });
   });
+  /** A provider for the shared upstream that gives up after `timeoutMs` without a byte. */
+  const timingOut = (timeoutMs: number) =>
+    new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs, contextWindow: 128_000 });
   after(async () => upstream.close());
   beforeEach(() => {
     upstream.requests.length = 0;
@@ -99,7 +104,11 @@ describe('OpenAICompatibleProvider', () => {
 
   test('sequential streams reuse kept-alive connections; multi-byte text arrives whole', async () => {
     // A fresh provider, so that earlier tests' sockets (some deliberately broken) do not count.
-    const fresh = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 300, contextWindow: 128_000 });
+    const fresh = new OpenAICompatibleProvider({
+      baseURL: upstream.baseUrl,
+      timeoutMs: 60_000,
+      contextWindow: 128_000,
+    });
     const before = upstream.connections;
     for (let i = 0; i < 5; i++) {
       upstream.enqueue({ text: ['é', 'ü', ' 日本', '語 🙂'] });
@@ -122,7 +131,7 @@ describe('OpenAICompatibleProvider', () => {
   test("a base URL with a query (an Azure deployment's ?api-version=…) keeps it after the path", async () => {
     const azure = new OpenAICompatibleProvider({
       baseURL: `${upstream.baseUrl}?api-version=2024-10-21`,
-      timeoutMs: 300,
+      timeoutMs: 60_000,
       contextWindow: 128_000,
     });
     try {
@@ -1034,7 +1043,7 @@ describe('OpenAICompatibleProvider', () => {
 
   test('a stalled stream → idle timeout, server_error retryable', async () => {
     upstream.enqueue({ hang: true, sendHeaders: true });
-    const { error } = await failure(provider.stream(REQUEST, signal));
+    const { error } = await failure(timingOut(300).stream(REQUEST, signal));
     assertProviderError(error, {
       code: 'server_error',
       retryable: true,
@@ -1046,7 +1055,7 @@ describe('OpenAICompatibleProvider', () => {
 
   test('no response headers at all → timeout, server_error retryable', async () => {
     upstream.enqueue({ hang: true });
-    const { error } = await failure(provider.stream(REQUEST, signal));
+    const { error } = await failure(timingOut(300).stream(REQUEST, signal));
     assertProviderError(error, {
       code: 'server_error',
       retryable: true,
@@ -1057,7 +1066,7 @@ describe('OpenAICompatibleProvider', () => {
   });
 
   test('keep-alive comments before the first chunk (OpenRouter sends them) are not an idle timeout', async () => {
-    // Comments every 100 ms for 900 ms, then the answer: three times the 300 ms idle timeout, never 300 ms silent.
+    // Comments every 100 ms for 900 ms, then the answer: longer than the 600 ms idle timeout, never 600 ms silent.
     const server = createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       let sent = 0;
@@ -1070,7 +1079,7 @@ describe('OpenAICompatibleProvider', () => {
       }, 100);
       res.on('close', () => clearInterval(timer));
     });
-    const endpoint = await listening(server, 300);
+    const endpoint = await listening(server, 600);
     try {
       const events = await collect(endpoint.provider.stream(REQUEST, signal));
       assert.deepEqual(
@@ -1137,9 +1146,10 @@ describe('OpenAICompatibleProvider', () => {
   });
 
   test('a slow but steady stream is not an idle timeout', async () => {
-    upstream.enqueue({ text: ['a', 'b', 'c', 'd'], chunkDelayMs: 120 });
-    const events = await collect(provider.stream(REQUEST, signal));
-    assert.equal(events.filter((e) => e.type === 'text').length, 4);
+    // Longer than the timeout in all, never silent for a third of it.
+    upstream.enqueue({ text: ['a', 'b', 'c', 'd', 'e', 'f', 'g'], chunkDelayMs: 200 });
+    const events = await collect(timingOut(1000).stream(REQUEST, signal));
+    assert.equal(events.filter((e) => e.type === 'text').length, 7);
   });
 
   test('abort mid-stream throws the reason at once and the upstream request is closed', async () => {
