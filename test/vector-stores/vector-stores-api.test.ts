@@ -280,6 +280,21 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
       await assert.rejects(client.vectorStores.retrieve(store.id), OpenAI.NotFoundError);
     });
 
+    test('create with null for the fields a client leaves unset (as Flowise sends them): as if left out', async () => {
+      const store = await client.vectorStores.create({
+        name: null,
+        description: null,
+        expires_after: null,
+        file_ids: null,
+        chunking_strategy: null,
+      } as unknown as OpenAI.VectorStores.VectorStoreCreateParams);
+      assert.equal(store.name, '');
+      assert.equal(store.expires_after, undefined);
+      assert.equal(store.expires_at, null);
+      assert.equal(store.file_counts.total, 0);
+      await client.vectorStores.delete(store.id);
+    });
+
     test('an expired store says so, and is not searched', async () => {
       const store = await client.vectorStores.create({
         name: 'ephemeral',

@@ -69,15 +69,26 @@ const expiresAfter = z.strictObject({
 
 const fileId = z.string().min(1);
 
-/** `CreateVectorStoreRequest` */
+/**
+ * `CreateVectorStoreRequest`. A field sent as `null` is as if left out (Flowise sends `name: null` and
+ * `expires_after: null` for a store without them, and OpenAI took them).
+ */
 export const createVectorStoreRequest = z.strictObject({
-  file_ids: z.array(fileId).max(500).optional(),
-  name: z.string().optional(),
-  description: z.string().optional(),
-  expires_after: expiresAfter.optional(),
-  chunking_strategy: chunkingStrategy.optional(),
+  file_ids: absentIfNull(z.array(fileId).max(500)),
+  name: absentIfNull(z.string()),
+  description: absentIfNull(z.string()),
+  expires_after: absentIfNull(expiresAfter),
+  chunking_strategy: absentIfNull(chunkingStrategy),
   metadata: metadata.optional(),
 });
+
+/** An optional field whose `null` means what leaving it out means. */
+function absentIfNull<T extends z.ZodType>(schema: T) {
+  return schema
+    .nullish()
+    .transform((value) => value ?? undefined)
+    .optional();
+}
 
 /** `UpdateVectorStoreRequest` */
 export const updateVectorStoreRequest = z.strictObject({
