@@ -350,12 +350,9 @@ export class ModelTurn {
     this.message = message.message;
     this.messageStep = step.step;
     for (const event of [...step.events, ...message.events]) this.emit(event);
-    if (this.leadingParts.length > 0)
-      this.emitContent(
-        this.leadingParts.flatMap((part, index) =>
-          part.type === 'image_file' ? [{ index, type: 'image_file' as const, image_file: part.image_file }] : [],
-        ),
-      );
+    // One delta per part: clients read a delta's first part only (Flowise's `delta.content[0]`, for its images).
+    for (const [index, part] of this.leadingParts.entries())
+      if (part.type === 'image_file') this.emitContent([{ index, type: 'image_file', image_file: part.image_file }]);
     this.bus.setLiveTurn(this.run.id, { step: this.messageStep, message: this.message });
   }
 

@@ -482,6 +482,24 @@ describe('a model turn with code_interpreter', () => {
     assertOfficialEvents(events);
   });
 
+  test("images before the text go out one to a delta (clients read a delta's first part only)", () => {
+    const image = (id: string) => ({
+      type: 'image_file' as const,
+      image_file: { file_id: id, detail: 'auto' as const },
+    });
+    const { turn, events } = turnWith(undefined, [image('file-a'), image('file-b')]);
+    turn.addText('Two plots.');
+    const deltas = events
+      .filter((e): e is { event: 'thread.message.delta'; data: MessageDelta } => e.event === 'thread.message.delta')
+      .map((e) => e.data.delta.content);
+    assert.deepEqual(deltas, [
+      [{ index: 0, ...image('file-a') }],
+      [{ index: 1, ...image('file-b') }],
+      [{ index: 2, type: 'text', text: { value: 'Two plots.', annotations: [] } }],
+    ]);
+    assertOfficialEvents(events);
+  });
+
   test('a link is held until its file is made, then goes out with its annotation; a file that could not be made, plain', async () => {
     const files = new Map([
       ['out.csv', { id: 'file-out', made: false }],
