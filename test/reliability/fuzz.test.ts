@@ -21,6 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { ID_PREFIX, type IdKind } from '../../src/domain/ids.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import {
+  type BodyCase,
   bodyCases,
   type FuzzOperation,
   fuzzOperations,
@@ -72,6 +73,17 @@ interface Case {
   guarded?: boolean;
   /** The operation is in the spec: a 2xx JSON body is checked against its response schema. */
   inSpec?: boolean;
+}
+
+/** The optional fields of a vector store's creation whose `null` the server takes as leaving them out. */
+const NULL_AS_ABSENT = new Set(['name', 'description', 'expires_after', 'file_ids', 'chunking_strategy']);
+
+/**
+ * Bodies the schema refuses that the server takes on purpose, as OpenAI took them, because real programs send them:
+ * a vector store created with `null` for an optional field (Flowise).
+ */
+function takenOnPurpose(operation: string, c: BodyCase): boolean {
+  return operation === 'POST /v1/vector_stores' && c.kind === 'null' && NULL_AS_ABSENT.has(c.where);
 }
 
 interface Outcome {
@@ -306,14 +318,15 @@ function casesFor(op: FuzzOperation, worlds: Record<World, Ids>, random: Random,
   if (op.body?.contentType === 'application/json') {
     const base = minimalInstance(op.body.schema, idOf);
     for (const c of bodyCases(op.body.schema, base, random)) {
+      const invalid = c.invalid && !takenOnPurpose(name, c);
       cases.push({
         method: op.method,
-        ...anyTarget(c.invalid),
+        ...anyTarget(invalid),
         body: c.text,
         headers: json,
         kind: `${name} ${c.kind}`,
         where: c.where,
-        invalid: c.invalid,
+        invalid,
       });
     }
     const form = new FormData();
