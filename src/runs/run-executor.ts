@@ -26,6 +26,7 @@ import {
 import { retryDelayMs } from '../providers/retry-delay.ts';
 import type { ClaimedRun, RunLock, Scope, StopRequest, Store } from '../storage/store.ts';
 import {
+  allMade,
   type ServerTool,
   type TextAnnotator,
   ToolError,
@@ -367,10 +368,7 @@ export class RunExecutor {
         const held = annotators.flatMap((a) => a.heldFrom?.(final) ?? []);
         return held.length === 0 ? undefined : Math.min(...held);
       },
-      ready: () => {
-        const pending = annotators.flatMap((a) => a.ready?.() ?? []);
-        return pending.length === 0 ? undefined : Promise.all(pending).then(() => {});
-      },
+      ready: () => allMade(annotators.flatMap((a) => a.ready?.() ?? [])),
       settle: async (signal) => {
         const unmade: string[] = [];
         for (const a of annotators) unmade.push(...((await a.settle?.(signal)) ?? []));

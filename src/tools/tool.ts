@@ -99,7 +99,9 @@ export interface TextAnnotator {
    * annotation goes out with all of its text and points at something that exists.
    */
   heldFrom?(final?: boolean): number | undefined;
-  /** While a target heldFrom holds text for is being made, the promise of its end; otherwise undefined. */
+  /**
+   * While a target heldFrom holds text for is being made, the promise of its end (`allMade`); otherwise undefined.
+   */
   ready?(): Promise<void> | undefined;
   /**
    * Completes what the annotations found point at (e.g. the files still being made) before the answer is stored.
@@ -209,4 +211,9 @@ export class ToolRegistry {
   has(type: ServerToolType): boolean {
     return this.byType.has(type);
   }
+}
+
+/** What TextAnnotator.ready gives for the targets being made: the promise of all of their ends, or none. */
+export function allMade(making: readonly Promise<unknown>[]): Promise<void> | undefined {
+  return making.length === 0 ? undefined : Promise.all(making).then(() => {});
 }

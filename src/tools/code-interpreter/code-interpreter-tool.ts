@@ -4,7 +4,14 @@ import { newId } from '../../domain/ids.ts';
 import type { MessageContent } from '../../domain/objects.ts';
 import type { CodeInterpreterOutput, Run, ToolCallDetails } from '../../domain/runs.ts';
 import type { Scope } from '../../storage/store.ts';
-import type { ServerTool, ServerToolCall, TextAnnotator, ToolContext, ToolResult } from '../tool.ts';
+import {
+  allMade,
+  type ServerTool,
+  type ServerToolCall,
+  type TextAnnotator,
+  type ToolContext,
+  type ToolResult,
+} from '../tool.ts';
 import { ALTERNATE_NAME, codeOf, codeReader, PYTHON_FUNCTION } from './code-arguments.ts';
 import { sandboxLinkAnnotator } from './sandbox-links.ts';
 
@@ -344,10 +351,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     const making = () => [...linked.values()].filter((f) => !f.made && !f.failed).map((f) => f.making);
     return {
       ...links,
-      ready() {
-        const pending = making();
-        return pending.length === 0 ? undefined : Promise.all(pending).then(() => {});
-      },
+      ready: () => allMade(making()),
       async settle() {
         await Promise.all(making());
         return [...linked.values()].filter((f) => f.failed).map((f) => f.id);
