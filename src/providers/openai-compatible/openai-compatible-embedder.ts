@@ -238,19 +238,17 @@ export class OpenAICompatibleEmbedder implements Embedder {
       parsed = text;
     }
     if (status >= 400) {
-      const detail = withoutKey(
-        upstreamMessage(parsed) ?? (typeof parsed === 'string' ? parsed.slice(0, 200) : ''),
-        this.apiKey,
-      );
+      const said = upstreamMessage(parsed);
+      const detail = withoutKey(said ?? (typeof parsed === 'string' ? parsed.slice(0, 200) : ''), this.apiKey);
       const message = `the embeddings endpoint ${this.shownEndpoint} returned ${status}${detail ? `: ${detail}` : ''}`;
       if (status === 429)
         throw new EmbeddingError(message, {
           retryable: true,
-          retryAfterMs: retryAfterMs(response.headers) ?? retryHintMs(parsed, upstreamMessage(parsed)),
+          retryAfterMs: retryAfterMs(response.headers) ?? retryHintMs(parsed, said),
         });
       throw new EmbeddingError(message, {
         retryable: status >= 500 || status === 408 || status === 409,
-        refusal: upstreamMessage(parsed),
+        refusal: said,
       });
     }
     if (typeof parsed !== 'object' || parsed === null)

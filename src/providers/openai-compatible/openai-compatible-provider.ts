@@ -587,7 +587,6 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** The upstream's retry hint (`retry-after-ms`, or `retry-after` in seconds or as a date), in ms. */
 /**
  * A 429's retry hint in its body, where some endpoints give it instead of a header: Gemini's
  * `details: [{ "@type": "…RetryInfo", retryDelay: "33s" }]`, or the message's "Please retry in 25.46s" (Gemini) /
@@ -606,6 +605,7 @@ export function retryHintMs(body: unknown, message: string | undefined): number 
   return Number(said[1]) * (said[2]!.toLowerCase() === 'ms' ? 1 : 1000);
 }
 
+/** The upstream's retry hint (`retry-after-ms`, or `retry-after` in seconds or as a date), in ms. */
 export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
   const ms = Number.parseFloat(header(headers, 'retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return ms;
