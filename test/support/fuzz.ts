@@ -204,6 +204,8 @@ interface Slot {
   schema: Schema;
   /** Its own union and nullability, before a branch was chosen. */
   declared: unknown;
+  /** Not in its object's `required`. */
+  optional: boolean;
 }
 
 /** Every property reachable from the body (through arrays' items and one branch of each union), up to `maxDepth`. */
@@ -215,8 +217,14 @@ function slots(raw: unknown, random: Random, path: (string | number)[] = [], max
     out.push(...slots(schema['items'], random, [...path, 0], maxDepth));
     return out;
   }
+  const required = (schema['required'] as string[] | undefined) ?? [];
   for (const [name, property] of Object.entries((schema['properties'] ?? {}) as Record<string, unknown>)) {
-    const slot = { path: [...path, name], schema: random.pick(branchesOf(property)), declared: property };
+    const slot = {
+      path: [...path, name],
+      schema: random.pick(branchesOf(property)),
+      declared: property,
+      optional: !required.includes(name),
+    };
     out.push(slot, ...slots(property, random, slot.path, maxDepth));
   }
   return out;
@@ -251,6 +259,8 @@ export interface BodyCase {
   text: string;
   /** True when the schema refuses the body whatever the server's state: the server must answer 4xx. */
   invalid: boolean;
+  /** The field changed is an optional property of its object (not in its `required`). */
+  optional: boolean;
 }
 
 const WRONG_VALUE: Record<JsonType, Json> = {
@@ -292,8 +302,8 @@ const metadataKeys = (count: number, keyLength = 8, valueLength = 8): Json =>
 export function bodyCases(raw: Schema, base: Json, random: Random): BodyCase[] {
   const cases: BodyCase[] = [];
   const root = resolve(raw);
-  const add = (kind: string, where: string, body: Json, invalid: boolean) =>
-    cases.push({ kind, where, text: JSON.stringify(body), invalid });
+  const add = (kind: string, where: string, body: Json, invalid: boolean, optional = false) =>
+    cases.push({ kind, where, text: JSON.stringify(body), invalid, optional });
   add('minimal', '', base, false);
   add('unknown-field', 'fuzz_unknown', setAt(base, ['fuzz_unknown'], random.pick(Object.values(WRONG_VALUE))), true);
   for (const name of (root['required'] as string[] | undefined) ?? [])
@@ -305,7 +315,7 @@ export function bodyCases(raw: Schema, base: Json, random: Random): BodyCase[] {
       const wrong = ALL_TYPES.filter((t) => !types.has(t) && !(t === 'integer' && types.has('number')));
       const nonNull = wrong.filter((t) => t !== 'null');
       if (nonNull.length > 0) add('wrong-type', where, setAt(base, slot.path, WRONG_VALUE[random.pick(nonNull)]), true);
-      if (wrong.includes('null')) add('null', where, setAt(base, slot.path, null), true);
+      if (wrong.includes('null')) add('null', where, setAt(base, slot.path, null), true, slot.optional);
     } else add('any-value', where, setAt(base, slot.path, random.pick(Object.values(WRONG_VALUE))), false);
     const s = slot.schema;
     // Only where every branch is an enum: `model` is any string or one of the known names.
@@ -347,7 +357,7 @@ export function bodyCases(raw: Schema, base: Json, random: Random): BodyCase[] {
   // As text: JSON.stringify itself overflows the stack on thousands of levels.
   for (const levels of DEEP_LEVELS) {
     const text = JSON.stringify(setAt(base, ['fuzz_deep'], DEEP_MARK)).replace(`"${DEEP_MARK}"`, nestedText(levels));
-    cases.push({ kind: `nested-${levels}`, where: 'fuzz_deep', text, invalid: true });
+    cases.push({ kind: `nested-${levels}`, where: 'fuzz_deep', text, invalid: true, optional: true });
   }
   return cases;
 }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   assistantTool,
   metadata,
+  nullAsAbsent,
   reasoningEffort,
   responseFormat,
   temperature,
@@ -25,10 +26,11 @@ const assistantFields = {
 };
 
 /** `CreateAssistantRequest`: its tool_resources may use the `vector_stores` helper. */
-export const createAssistantRequest = z.strictObject({
-  ...assistantFields,
-  tool_resources: createToolResources.optional(),
-});
+export const createAssistantRequest = z.strictObject(
+  nullAsAbsent({ ...assistantFields, tool_resources: createToolResources.optional() }),
+);
 
 /** `ModifyAssistantRequest`: the same fields, all optional. */
-export const modifyAssistantRequest = z.strictObject({ ...assistantFields, model: assistantFields.model.optional() });
+export const modifyAssistantRequest = z.strictObject(
+  nullAsAbsent({ ...assistantFields, model: assistantFields.model.optional() }),
+);

@@ -12,6 +12,29 @@ export function integer() {
   return z.number({ error: INTEGER_EXPECTED }).int();
 }
 
+/**
+ * A request object's fields, each optional one that takes no `null` of its own taking `null` as leaving it out. The
+ * Python SDK sends a `None` it is given as `null` (`tools=None`, `parallel_tool_calls=None`), and programs send back
+ * what they read (`tool_resources.model_dump()` holds `"file_search": null`); OpenAI took them. A field whose `null`
+ * means something (`metadata`, `instructions`: clear it) keeps its meaning; a required field's `null` is refused.
+ */
+export function nullAsAbsent<S extends z.ZodRawShape>(shape: S): S {
+  const fields = Object.entries(shape).map(([name, field]) => {
+    const schema = field as z.ZodType;
+    const lenient = schema.safeParse(undefined).success && !schema.safeParse(null).success;
+    return [name, lenient ? absentIfNull(schema) : schema];
+  });
+  return Object.fromEntries(fields) as S;
+}
+
+/** An optional field whose `null` means what leaving it out means. */
+export function absentIfNull<T extends z.ZodType>(schema: T) {
+  return schema
+    .nullish()
+    .transform((value) => value ?? undefined)
+    .optional();
+}
+
 const METADATA_MAX_PAIRS = 16;
 const METADATA_MAX_KEY = 64;
 const METADATA_MAX_VALUE = 512;
@@ -61,28 +84,36 @@ const functionParameters = z.record(z.string(), z.unknown()).superRefine((schema
 
 const functionTool = z.object({
   type: z.literal('function'),
-  function: z.object({
-    name: z.string().regex(NAME_PATTERN),
-    description: z.string().optional(),
-    parameters: functionParameters.optional(),
-    strict: z.boolean().nullable().optional(),
-  }),
+  function: z.object(
+    nullAsAbsent({
+      name: z.string().regex(NAME_PATTERN),
+      description: z.string().optional(),
+      parameters: functionParameters.optional(),
+      strict: z.boolean().nullable().optional(),
+    }),
+  ),
 });
 
-const fileSearchTool = z.object({
-  type: z.literal('file_search'),
-  file_search: z
-    .object({
-      max_num_results: integer().min(1).max(50).optional(),
-      ranking_options: z
-        .object({
-          ranker: z.enum(['auto', 'default_2024_08_21']).optional(),
-          score_threshold: decimal(0, 1),
-        })
-        .optional(),
-    })
-    .optional(),
-});
+const fileSearchTool = z.object(
+  nullAsAbsent({
+    type: z.literal('file_search'),
+    file_search: z
+      .object(
+        nullAsAbsent({
+          max_num_results: integer().min(1).max(50).optional(),
+          ranking_options: z
+            .object(
+              nullAsAbsent({
+                ranker: z.enum(['auto', 'default_2024_08_21']).optional(),
+                score_threshold: decimal(0, 1),
+              }),
+            )
+            .optional(),
+        }),
+      )
+      .optional(),
+  }),
+);
 
 const codeInterpreterTool = z.object({ type: z.literal('code_interpreter') });
 
@@ -96,12 +127,14 @@ export const responseFormat = z
       z.object({ type: z.literal('json_object') }),
       z.object({
         type: z.literal('json_schema'),
-        json_schema: z.object({
-          name: z.string().regex(NAME_PATTERN),
-          description: z.string().optional(),
-          schema: z.record(z.string(), z.unknown()).optional(),
-          strict: z.boolean().nullable().optional(),
-        }),
+        json_schema: z.object(
+          nullAsAbsent({
+            name: z.string().regex(NAME_PATTERN),
+            description: z.string().optional(),
+            schema: z.record(z.string(), z.unknown()).optional(),
+            strict: z.boolean().nullable().optional(),
+          }),
+        ),
       }),
     ]),
     z.literal('auto'),
@@ -116,25 +149,29 @@ export const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high
  * tool-resources.ts); it is refused with a clear message instead of being dropped silently.
  */
 export const toolResources = z
-  .object({
-    code_interpreter: z.object({ file_ids: z.array(z.string()).max(20).optional() }).optional(),
-    file_search: z
-      .object({
-        vector_store_ids: z.array(z.string()).max(1).optional(),
-        vector_stores: z.array(z.unknown()).max(1).optional(),
-      })
-      .superRefine((value, ctx) => {
-        if (value.vector_stores !== undefined)
-          ctx.addIssue({
-            code: 'custom',
-            path: ['vector_stores'],
-            message:
-              "'tool_resources.file_search.vector_stores' creates a vector store only when an assistant or a thread is created; pass 'vector_store_ids' here instead.",
-            params: { code: 'unsupported_parameter' },
-          });
-      })
-      .optional(),
-  })
+  .object(
+    nullAsAbsent({
+      code_interpreter: z.object(nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() })).optional(),
+      file_search: z
+        .object(
+          nullAsAbsent({
+            vector_store_ids: z.array(z.string()).max(1).optional(),
+            vector_stores: z.array(z.unknown()).max(1).optional(),
+          }),
+        )
+        .superRefine((value, ctx) => {
+          if (value.vector_stores !== undefined)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['vector_stores'],
+              message:
+                "'tool_resources.file_search.vector_stores' creates a vector store only when an assistant or a thread is created; pass 'vector_store_ids' here instead.",
+              params: { code: 'unsupported_parameter' },
+            });
+        })
+        .optional(),
+    }),
+  )
   .nullable()
   .transform((value): ToolResources | null => {
     if (value === null) return null;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { metadata } from './common.ts';
+import { metadata, nullAsAbsent } from './common.ts';
 
 const MAX_CONTENT_LENGTH = 256_000;
 const imageDetail = z.enum(['auto', 'low', 'high']).optional();
@@ -11,9 +11,9 @@ const contentPart = z.discriminatedUnion('type', [
   z.object({ type: z.literal('text'), text: z.string().min(1).max(MAX_CONTENT_LENGTH) }),
   z.object({
     type: z.literal('image_file'),
-    image_file: z.object({ file_id: z.string().min(1), detail: imageDetail }),
+    image_file: z.object(nullAsAbsent({ file_id: z.string().min(1), detail: imageDetail })),
   }),
-  z.object({ type: z.literal('image_url'), image_url: z.object({ url: imageUrl, detail: imageDetail }) }),
+  z.object({ type: z.literal('image_url'), image_url: z.object(nullAsAbsent({ url: imageUrl, detail: imageDetail })) }),
 ]);
 
 const attachment = z.object({
@@ -27,12 +27,14 @@ const attachment = z.object({
 });
 
 /** `CreateMessageRequest` */
-export const createMessageRequest = z.strictObject({
-  role: z.enum(['user', 'assistant']),
-  content: z.union([z.string().min(1).max(MAX_CONTENT_LENGTH), z.array(contentPart).min(1)]),
-  attachments: z.array(attachment).nullable().optional(),
-  metadata: metadata.optional(),
-});
+export const createMessageRequest = z.strictObject(
+  nullAsAbsent({
+    role: z.enum(['user', 'assistant']),
+    content: z.union([z.string().min(1).max(MAX_CONTENT_LENGTH), z.array(contentPart).min(1)]),
+    attachments: z.array(attachment).nullable().optional(),
+    metadata: metadata.optional(),
+  }),
+);
 
 /** `ModifyMessageRequest` */
 export const modifyMessageRequest = z.strictObject({ metadata: metadata.optional() });

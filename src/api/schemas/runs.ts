@@ -3,6 +3,7 @@ import {
   assistantTool,
   integer,
   metadata,
+  nullAsAbsent,
   reasoningEffort,
   responseFormat,
   temperature,
@@ -62,25 +63,25 @@ const runSettings = {
 };
 
 /** `CreateRunRequest` */
-export const createRunRequest = z.strictObject({
-  ...runSettings,
-  reasoning_effort: reasoningEffort.optional(),
-  additional_instructions: z.string().max(256_000).nullable().optional(),
-  additional_messages: z.array(createMessageRequest).nullable().optional(),
-});
+export const createRunRequest = z.strictObject(
+  nullAsAbsent({
+    ...runSettings,
+    reasoning_effort: reasoningEffort.optional(),
+    additional_instructions: z.string().max(256_000).nullable().optional(),
+    additional_messages: z.array(createMessageRequest).nullable().optional(),
+  }),
+);
 
 /** `CreateThreadAndRunRequest` */
-export const createThreadAndRunRequest = z.strictObject({
-  ...runSettings,
-  thread: createThreadRequest.optional(),
-  tool_resources: toolResources.optional(),
-});
+export const createThreadAndRunRequest = z.strictObject(
+  nullAsAbsent({ ...runSettings, thread: createThreadRequest.optional(), tool_resources: toolResources.optional() }),
+);
 
 /** `ModifyRunRequest` */
-export const modifyRunRequest = z.strictObject({ metadata: metadata.optional() });
+export const modifyRunRequest = z.strictObject(nullAsAbsent({ metadata: metadata.optional() }));
 
 /** `SubmitToolOutputsRunRequest` */
 export const submitToolOutputsRequest = z.strictObject({
-  tool_outputs: z.array(z.object({ tool_call_id: z.string().min(1), output: z.string().optional() })),
+  tool_outputs: z.array(z.object(nullAsAbsent({ tool_call_id: z.string().min(1), output: z.string().optional() }))),
   stream: z.boolean().nullable().optional(),
 });

@@ -1,14 +1,16 @@
 import { z } from 'zod';
-import { metadata, toolResources } from './common.ts';
+import { metadata, nullAsAbsent, toolResources } from './common.ts';
 import { createMessageRequest } from './messages.ts';
 import { createToolResources } from './tool-resources.ts';
 
 /** `CreateThreadRequest`: its tool_resources may use the `vector_stores` helper. */
-export const createThreadRequest = z.strictObject({
-  messages: z.array(createMessageRequest).optional(),
-  tool_resources: createToolResources.optional(),
-  metadata: metadata.optional(),
-});
+export const createThreadRequest = z.strictObject(
+  nullAsAbsent({
+    messages: z.array(createMessageRequest).optional(),
+    tool_resources: createToolResources.optional(),
+    metadata: metadata.optional(),
+  }),
+);
 
 /** `ModifyThreadRequest` */
 export const modifyThreadRequest = z.strictObject({

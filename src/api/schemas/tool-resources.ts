@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Metadata, ToolResources } from '../../domain/objects.ts';
 import type { StaticChunking } from '../../domain/vector-stores.ts';
-import { metadata } from './common.ts';
+import { metadata, nullAsAbsent } from './common.ts';
 import { chunkingStrategy } from './vector-stores.ts';
 
 // `tool_resources` where an assistant or a thread is created: the only places that take the `vector_stores` helper.
@@ -22,34 +22,40 @@ export type CreateToolResources = Omit<ToolResources, 'file_search'> & {
 /** Upstream's limit on the files of the helper's store (for stores created before Nov 2025; a bound on one request). */
 const HELPER_MAX_FILES = 10_000;
 
-const vectorStoreHelper = z.object({
-  file_ids: z.array(z.string().min(1)).max(HELPER_MAX_FILES).optional(),
-  chunking_strategy: chunkingStrategy.optional(),
-  metadata: metadata.optional(),
-});
+const vectorStoreHelper = z.object(
+  nullAsAbsent({
+    file_ids: z.array(z.string().min(1)).max(HELPER_MAX_FILES).optional(),
+    chunking_strategy: chunkingStrategy.optional(),
+    metadata: metadata.optional(),
+  }),
+);
 
 /** `tool_resources` of CreateAssistantRequest and CreateThreadRequest (also `thread` of create-thread-and-run). */
 export const createToolResources = z
-  .object({
-    code_interpreter: z.object({ file_ids: z.array(z.string()).max(20).optional() }).optional(),
-    file_search: z
-      .object({
-        vector_store_ids: z.array(z.string()).max(1).optional(),
-        vector_stores: z.array(vectorStoreHelper).max(1).optional(),
-      })
-      .superRefine((value, ctx) => {
-        // The spec's `oneOf: [required: [vector_store_ids], required: [vector_stores]]`.
-        if (value.vector_store_ids !== undefined && value.vector_stores !== undefined)
-          ctx.addIssue({
-            code: 'custom',
-            path: ['vector_stores'],
-            message:
-              "Invalid 'tool_resources.file_search': pass either 'vector_store_ids' or 'vector_stores', not both.",
-            params: { code: 'invalid_value' },
-          });
-      })
-      .optional(),
-  })
+  .object(
+    nullAsAbsent({
+      code_interpreter: z.object(nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() })).optional(),
+      file_search: z
+        .object(
+          nullAsAbsent({
+            vector_store_ids: z.array(z.string()).max(1).optional(),
+            vector_stores: z.array(vectorStoreHelper).max(1).optional(),
+          }),
+        )
+        .superRefine((value, ctx) => {
+          // The spec's `oneOf: [required: [vector_store_ids], required: [vector_stores]]`.
+          if (value.vector_store_ids !== undefined && value.vector_stores !== undefined)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['vector_stores'],
+              message:
+                "Invalid 'tool_resources.file_search': pass either 'vector_store_ids' or 'vector_stores', not both.",
+              params: { code: 'invalid_value' },
+            });
+        })
+        .optional(),
+    }),
+  )
   .nullable()
   .transform((value): CreateToolResources | null => {
     if (value === null) return null;

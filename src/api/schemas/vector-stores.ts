@@ -7,7 +7,7 @@ import {
   type StaticChunking,
 } from '../../domain/vector-stores.ts';
 import { describeValue } from '../validation.ts';
-import { decimal, integer, metadata } from './common.ts';
+import { decimal, integer, metadata, nullAsAbsent } from './common.ts';
 
 // The vector-store request schemas of the official spec, with its limits.
 
@@ -69,26 +69,17 @@ const expiresAfter = z.strictObject({
 
 const fileId = z.string().min(1);
 
-/**
- * `CreateVectorStoreRequest`. A field sent as `null` is as if left out (Flowise sends `name: null` and
- * `expires_after: null` for a store without them, and OpenAI took them).
- */
-export const createVectorStoreRequest = z.strictObject({
-  file_ids: absentIfNull(z.array(fileId).max(500)),
-  name: absentIfNull(z.string()),
-  description: absentIfNull(z.string()),
-  expires_after: absentIfNull(expiresAfter),
-  chunking_strategy: absentIfNull(chunkingStrategy),
-  metadata: metadata.optional(),
-});
-
-/** An optional field whose `null` means what leaving it out means. */
-function absentIfNull<T extends z.ZodType>(schema: T) {
-  return schema
-    .nullish()
-    .transform((value) => value ?? undefined)
-    .optional();
-}
+/** `CreateVectorStoreRequest` (Flowise sends `name: null` and `expires_after: null` for a store without them). */
+export const createVectorStoreRequest = z.strictObject(
+  nullAsAbsent({
+    file_ids: z.array(fileId).max(500).optional(),
+    name: z.string().optional(),
+    description: z.string().optional(),
+    expires_after: expiresAfter.optional(),
+    chunking_strategy: chunkingStrategy.optional(),
+    metadata: metadata.optional(),
+  }),
+);
 
 /** `UpdateVectorStoreRequest` */
 export const updateVectorStoreRequest = z.strictObject({
@@ -98,23 +89,23 @@ export const updateVectorStoreRequest = z.strictObject({
 });
 
 /** `CreateVectorStoreFileRequest` */
-export const createVectorStoreFileRequest = z.strictObject({
-  file_id: fileId,
-  chunking_strategy: chunkingStrategy.optional(),
-  attributes: attributes.optional(),
-});
+export const createVectorStoreFileRequest = z.strictObject(
+  nullAsAbsent({ file_id: fileId, chunking_strategy: chunkingStrategy.optional(), attributes: attributes.optional() }),
+);
 
 /** `UpdateVectorStoreFileAttributesRequest` */
 export const updateVectorStoreFileAttributesRequest = z.strictObject({ attributes });
 
 /** `CreateVectorStoreFileBatchRequest`: exactly one of `file_ids` and `files`, 1–2000 items. */
 export const createFileBatchRequest = z
-  .strictObject({
-    file_ids: z.array(fileId).min(1).max(2000).optional(),
-    files: z.array(createVectorStoreFileRequest).min(1).max(2000).optional(),
-    chunking_strategy: chunkingStrategy.optional(),
-    attributes: attributes.optional(),
-  })
+  .strictObject(
+    nullAsAbsent({
+      file_ids: z.array(fileId).min(1).max(2000).optional(),
+      files: z.array(createVectorStoreFileRequest).min(1).max(2000).optional(),
+      chunking_strategy: chunkingStrategy.optional(),
+      attributes: attributes.optional(),
+    }),
+  )
   .superRefine((value, ctx) => {
     if ((value.file_ids === undefined) === (value.files === undefined))
       ctx.addIssue({
@@ -169,15 +160,19 @@ export function filterDepth(filter: unknown, depth = 1): number {
 export { FILTER_MAX_DEPTH };
 
 /** `VectorStoreSearchRequest` */
-export const searchRequest = z.strictObject({
-  query: z.union([z.string(), z.array(z.string()).min(1).max(10)]),
-  rewrite_query: z.boolean().optional(),
-  max_num_results: integer().min(1).max(50).optional(),
-  filters: attributeFilter.optional(),
-  ranking_options: z
-    .strictObject({
-      ranker: z.enum(['none', 'auto', 'default-2024-11-15']).optional(),
-      score_threshold: decimal(0, 1).optional(),
-    })
-    .optional(),
-});
+export const searchRequest = z.strictObject(
+  nullAsAbsent({
+    query: z.union([z.string(), z.array(z.string()).min(1).max(10)]),
+    rewrite_query: z.boolean().optional(),
+    max_num_results: integer().min(1).max(50).optional(),
+    filters: attributeFilter.optional(),
+    ranking_options: z
+      .strictObject(
+        nullAsAbsent({
+          ranker: z.enum(['none', 'auto', 'default-2024-11-15']).optional(),
+          score_threshold: decimal(0, 1).optional(),
+        }),
+      )
+      .optional(),
+  }),
+);
