@@ -83,6 +83,7 @@ function feed(kind: Kind, tokens: readonly string[]): { ms: number; found: numbe
     run,
     bus,
     new Map([['python', aCodeInterpreterForTurns()]]),
+    ['python', 'client_function'],
     1_700_000_000,
     annotatorOf(kind),
   );

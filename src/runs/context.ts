@@ -220,15 +220,16 @@ export function toolRoundsOfRun(
 /**
  * One completed tool_calls step as the model made it: the assistant's calls (with the reasoning the model wrote
  * before them, if any), then one tool message per call, in order. A server-side tool's call is shown as the function
- * the model called, with the output it was given.
+ * the model called, with the output it was given; so is a call the step does not show (a stray one, ModelTurn).
  */
 export function toolRoundMessages(step: ToolRound): ChatMessage[] {
-  if (step.step_details.type !== 'tool_calls' || step.step_details.tool_calls.length === 0) return [];
+  if (step.step_details.type !== 'tool_calls') return [];
   const calls: ModelToolCall[] =
     step.model_calls ??
     step.step_details.tool_calls.flatMap((call) =>
       call.type === 'function' ? [{ id: call.id, ...call.function, output: call.function.output }] : [],
     );
+  if (calls.length === 0) return [];
   const said = step.said === undefined ? null : (assistantMessage(step.said).content as string);
   const assistant: ChatMessage = {
     role: 'assistant',

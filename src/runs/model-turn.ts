@@ -36,6 +36,11 @@ export interface TurnSoFar {
  * (ServerTool.inputReader: code_interpreter's code); otherwise its details are shaped by the tool and run-executor.ts
  * streams them whole when the call executes.
  *
+ * A call of a function the model was not offered (a smaller model's guess: `python` with no code_interpreter, a
+ * misspelt name) is answered here with an error the model reads next turn, and is never shown: a step shows only
+ * the calls of the run's tools, as with OpenAI's models, which never call another. Clients count on it: Semantic
+ * Kernel takes every function call of a completed step for one it was asked to execute, and fails on any other.
+ *
  * Nothing here touches the database; the executor takes the turn's result at its end (`messageResult`,
  * `toolCallsResult`) and commits it.
  */
@@ -66,9 +71,9 @@ export class ModelTurn {
   private refusalIndex = 0;
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
-  private readonly calls: Array<
-    { id: string; name: string; arguments: string; extra?: Record<string, unknown> } | undefined
-  > = [];
+  /** The names of the functions offered to the model; a call of another is answered here (see above). */
+  private readonly offered: readonly string[];
+  private readonly calls: Array<Call | undefined> = [];
   /**
    * Of each server-side call shown as it is written, by call index: its input streamed so far, the reader of its
    * arguments' fragments (ServerTool.inputReader), and its details with an empty input (for the live step).
@@ -88,6 +93,7 @@ export class ModelTurn {
     run: Run,
     bus: RunEventBus,
     serverTools: ReadonlyMap<string, ServerTool>,
+    offered: readonly string[],
     at: number,
     annotate?: TextAnnotator,
     leadingParts: readonly MessageContent[] = [],
@@ -95,6 +101,7 @@ export class ModelTurn {
     this.run = run;
     this.bus = bus;
     this.serverTools = serverTools;
+    this.offered = offered;
     this.at = at;
     this.annotate = annotate;
     this.leadingParts = leadingParts;
@@ -109,9 +116,7 @@ export class ModelTurn {
       this.sent +
       this.refusal +
       this.unsent +
-      this.madeCalls()
-        .map((c) => c.name + c.arguments)
-        .join('')
+      this.calls.map((c) => (c === undefined ? '' : c.name + c.arguments)).join('')
     );
   }
 
@@ -227,39 +232,43 @@ export class ModelTurn {
     if (this.message) this.finishMessageEarly();
     this.openToolStep();
     let call = this.calls[index];
-    const tool = this.serverTools.get(call?.name ?? name ?? '');
-    const asWritten = this.streamsAsWritten(index);
-    const streamed = !tool && asWritten;
-    const showsInput = tool?.inputReader !== undefined && asWritten;
     const isNew = !call;
     if (!call) {
       call = { id: newId('call'), name: name ?? '', arguments: '' };
+      if (!this.offered.includes(call.name)) call.stray = true;
       this.calls[index] = call;
-      if (streamed)
-        this.emitToolDelta({
-          index,
-          id: call.id,
-          type: 'function',
-          function: { name: call.name, arguments: '', output: null },
-        });
-      else if (showsInput) {
-        // The call's full shape first (its input empty), then each increment of the input as it is written.
-        const empty = tool.describe({ id: call.id, arguments: '' });
-        this.inputs[index] = { soFar: '', read: tool.inputReader!(), empty };
-        this.emitToolDelta({ index, ...empty } as ToolCallDelta);
-      }
     }
     if (extra) call.extra = { ...call.extra, ...extra };
+    if (fragment) call.arguments += fragment;
+    if (call.stray) return;
+
+    const tool = this.serverTools.get(call.name);
+    const asWritten = this.streamsAsWritten(index);
+    const streamed = !tool && asWritten;
+    const showsInput = tool?.inputReader !== undefined && asWritten;
+    // Deltas number the calls the step shows: a stray call before this one is not among them.
+    const position = this.madeCalls().indexOf(call);
+    if (isNew && streamed)
+      this.emitToolDelta({
+        index: position,
+        id: call.id,
+        type: 'function',
+        function: { name: call.name, arguments: '', output: null },
+      });
+    else if (isNew && showsInput) {
+      // The call's full shape first (its input empty), then each increment of the input as it is written.
+      const empty = tool.describe({ id: call.id, arguments: '' });
+      this.inputs[index] = { soFar: '', read: tool.inputReader!(), empty };
+      this.emitToolDelta({ index: position, ...empty } as ToolCallDelta);
+    }
     if (fragment) {
-      call.arguments += fragment;
-      if (streamed) this.emitToolDelta({ index, type: 'function', function: { arguments: fragment } });
-      else if (showsInput) this.streamInput(index, tool, fragment);
+      if (streamed) this.emitToolDelta({ index: position, type: 'function', function: { arguments: fragment } });
+      else if (showsInput) this.streamInput(index, position, tool, fragment);
     }
     // The turn's step (what a run stopped now stores; /events shows its announced calls: announcedCalls) follows the
     // calls being written; any other server-side call is described once, as it starts (its details come whole when
     // it executes). The details are replaced, never changed in place: announced copies of the step share them.
     if (!isNew && tool && !showsInput) return;
-    const position = this.madeCalls().indexOf(call);
     if (isNew && (streamed || showsInput)) this.announced = position + 1;
     const live = [...(this.toolStep!.step_details as { tool_calls: ToolCallDetails[] }).tool_calls];
     live.splice(position, isNew ? 0 : 1, showsInput ? this.liveDetails(index, tool) : this.details(call));
@@ -267,12 +276,12 @@ export class ModelTurn {
   }
 
   /** Sends what a fragment of a server-side call's arguments added to its input, if anything: increments only. */
-  private streamInput(index: number, tool: ServerTool, fragment: string): void {
+  private streamInput(index: number, position: number, tool: ServerTool, fragment: string): void {
     const input = this.inputs[index]!;
     const added = input.read(fragment);
     if (added === '') return;
     input.soFar += added;
-    this.emitToolDelta({ index, type: tool.type, [tool.type]: { input: added } } as ToolCallDelta);
+    this.emitToolDelta({ index: position, type: tool.type, [tool.type]: { input: added } } as ToolCallDelta);
   }
 
   /** A call shown as it is written, as far as it is: its details with the input streamed so far. */
@@ -282,14 +291,21 @@ export class ModelTurn {
     return { ...empty, [tool.type]: { ...details[tool.type], input: soFar } } as ToolCallDetails;
   }
 
-  /** The turn ended with tool calls: its step, still in progress, with the model's calls and the turn's usage. */
+  /**
+   * The turn ended with tool calls: its step, still in progress, with the calls it shows and the turn's usage; the
+   * model's side of all of its calls, in the order written, a stray one with its answer (an error).
+   */
   toolCallsResult(usage: Usage): { step: StoredStep; earlier: TurnSoFar['earlier'] } {
     this.completeEmptyArguments();
-    const calls = this.madeCalls();
+    const known = this.offered.length === 0 ? 'There are no tools.' : `The tools are: ${this.offered.join(', ')}.`;
     const step: StoredStep = {
       ...this.toolStep!,
-      step_details: { type: 'tool_calls', tool_calls: calls.map((c) => this.details(c)) },
-      model_calls: calls.map((c): ModelToolCall => ({ ...c, output: null })),
+      step_details: { type: 'tool_calls', tool_calls: this.madeCalls().map((c) => this.details(c)) },
+      model_calls: this.calls.flatMap((c): ModelToolCall[] => {
+        if (c === undefined) return [];
+        const { stray, ...call } = c;
+        return [{ ...call, output: stray ? `Error: there is no tool named '${c.name}'. ${known}` : null }];
+      }),
       model_reasoning: Object.keys(this.reasoning).length === 0 ? null : this.reasoning,
       turn_usage: usage,
     };
@@ -320,7 +336,12 @@ export class ModelTurn {
     for (const [index, call] of this.calls.entries()) {
       if (call === undefined || call.arguments.trim() !== '' || this.serverTools.has(call.name)) continue;
       call.arguments += '{}';
-      if (this.streamsAsWritten(index)) this.emitToolDelta({ index, type: 'function', function: { arguments: '{}' } });
+      if (!call.stray && this.streamsAsWritten(index))
+        this.emitToolDelta({
+          index: this.madeCalls().indexOf(call),
+          type: 'function',
+          function: { arguments: '{}' },
+        });
     }
   }
 
@@ -335,8 +356,9 @@ export class ModelTurn {
     return { id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } };
   }
 
-  private madeCalls() {
-    return this.calls.filter((c) => c !== undefined);
+  /** The calls the turn's step shows: all but the stray ones. */
+  private madeCalls(): Call[] {
+    return this.calls.filter((c) => c !== undefined && !c.stray) as Call[];
   }
 
   private openMessage(): void {
@@ -404,6 +426,15 @@ export class ModelTurn {
     this.published = true;
     this.bus.publish(this.run.thread_id, this.run.id, event);
   }
+}
+
+/** A call the model is writing; `stray` when it names no function the model was offered (ModelTurn). */
+interface Call {
+  id: string;
+  name: string;
+  arguments: string;
+  extra?: Record<string, unknown>;
+  stray?: true;
 }
 
 /** Message content with only the annotations `kept` keeps. */

@@ -250,6 +250,7 @@ export class RunExecutor {
       run,
       this.options.bus,
       x.serverTools,
+      (offered.tools ?? []).map((t) => t.function.name),
       unixSeconds(),
       this.annotator(x),
       this.answerParts(x),
@@ -293,10 +294,10 @@ export class RunExecutor {
       await turn.settle(x.signal); // what the annotations of a message written before the calls point at
       const made = turn.toolCallsResult(usage);
       const { earlier } = made;
-      let step = answerUnknownCalls(made.step, offered);
+      let step = made.step;
       const functions = pendingFunctionCalls(step);
       const serverCalls = pendingServerCalls(step).length > 0;
-      // Nothing left to execute (every call named a tool that does not exist): the model is told so next turn.
+      // Nothing left to execute (every call named a function that does not exist): the model is told so next turn.
       const answered = !serverCalls && functions.length === 0;
       const completed = answered
         ? transitionStep(step, { type: 'complete', at: turn.at, usage: step.turn_usage ?? ZERO_USAGE })
@@ -525,7 +526,7 @@ export class RunExecutor {
     // each call as its turn comes.
     const live = { step, announced: 0 };
     for (const [index, server] of kinds.entries()) {
-      if (server && !x.serverTools.get(step.model_calls![index]!.name)?.inputReader) break;
+      if (server && !x.serverTools.get(modelCall(step, index).name)?.inputReader) break;
       live.announced = index + 1;
       if (server) break;
     }
@@ -545,7 +546,7 @@ export class RunExecutor {
         continue;
       }
       if (!pending.has(index)) continue;
-      const call = step.model_calls![index]!;
+      const call = modelCall(step, index);
       const tool = x.serverTools.get(call.name);
       if (!tool)
         return this.end(x, {
@@ -665,7 +666,9 @@ export class RunExecutor {
     }
     const turn = step.turn_usage;
     let used = turn ? turn.prompt_tokens + turn.completion_tokens : 0;
-    for (const call of (step.model_calls ?? []).slice(0, index)) used += await tokens.count(call.output ?? '');
+    const calls = step.model_calls ?? [];
+    for (const call of calls.slice(0, calls.indexOf(modelCall(step, index))))
+      used += await tokens.count(call.output ?? '');
     return Math.max(0, provider.contextWindow - used);
   }
 
@@ -793,40 +796,21 @@ function chatToolChoice(
   return 'auto';
 }
 
-/**
- * A call of a function the model was not offered (a smaller model's guess: `python` with no code_interpreter, a
- * misspelt name) is answered here with an error the model reads next turn: `requires_action` asks the client only
- * for the functions it defined, as with OpenAI's models, which never call another.
- */
-function answerUnknownCalls(step: StoredStep, offered: Pick<ChatRequest, 'tools'>): StoredStep {
-  if (step.step_details.type !== 'tool_calls') return step;
-  const names = (offered.tools ?? []).map((t) => t.function.name);
-  const unknown = (d: ToolCallDetails) => d.type === 'function' && !names.includes(d.function.name);
-  const details = step.step_details.tool_calls;
-  if (!details.some(unknown)) return step;
-  const known = names.length === 0 ? 'There are no tools.' : `The tools are: ${names.join(', ')}.`;
-  const outputs = details.map((d) =>
-    unknown(d) && d.type === 'function' ? `Error: there is no tool named '${d.function.name}'. ${known}` : null,
-  );
-  return {
-    ...step,
-    step_details: {
-      type: 'tool_calls',
-      tool_calls: details.map((d, i) =>
-        outputs[i] !== null && d.type === 'function' ? { ...d, function: { ...d.function, output: outputs[i]! } } : d,
-      ),
-    },
-    model_calls: step.model_calls?.map((c, i) => (outputs[i] !== null ? { ...c, output: outputs[i]! } : c)) ?? null,
-  };
-}
-
 /** The server-side calls of a tool_calls step that have no result yet, by index. */
 function pendingServerCalls(step: StoredStep): number[] {
   if (step.step_details.type !== 'tool_calls' || !step.model_calls) return [];
-  const calls = step.model_calls;
   return step.step_details.tool_calls.flatMap((d, i) =>
-    d.type !== 'function' && calls[i]?.output === null ? [i] : [],
+    d.type !== 'function' && modelCall(step, i).output === null ? [i] : [],
   );
+}
+
+/**
+ * The model's side of the call a tool_calls step shows at `index`. The model's calls are all of its calls, in the
+ * order written; the step shows those of the run's tools only (ModelTurn: a stray call is answered, never shown).
+ */
+function modelCall(step: StoredStep, index: number): ModelToolCall {
+  const shown = (step.step_details as { tool_calls: ToolCallDetails[] }).tool_calls[index]!;
+  return step.model_calls!.find((call) => call.id === shown.id)!;
 }
 
 /** The client's function calls of a tool_calls step that have no output yet: what `requires_action` asks for. */
@@ -871,7 +855,8 @@ function withCalls(step: StoredStep, index: number): StoredStep {
 function withCallResult(step: StoredStep, index: number, result: ToolResult): StoredStep {
   if (step.step_details.type !== 'tool_calls') return step;
   const details: ToolCallDetails[] = step.step_details.tool_calls.map((d, i) => (i === index ? result.details : d));
-  const calls = (step.model_calls ?? []).map((c, i) => (i === index ? { ...c, output: result.output } : c));
+  const id = modelCall(step, index).id;
+  const calls = (step.model_calls ?? []).map((c) => (c.id === id ? { ...c, output: result.output } : c));
   return { ...step, step_details: { type: 'tool_calls', tool_calls: details }, model_calls: calls };
 }
 

@@ -227,6 +227,13 @@ describe('run engine', () => {
       asked.map((c) => c.function.name),
       ['calculate_order_total'],
     );
+    // Semantic Kernel (.NET) reads the calls to execute from the step in progress: the same ones.
+    const open = (await client.beta.threads.runs.steps.list(paused.id, { thread_id: thread.id })).data[0]!;
+    assert.equal(open.status, 'in_progress');
+    assert.deepEqual(
+      (open.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls.map((c) => c.id),
+      asked.map((c) => c.id),
+    );
     const done = await client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
       thread_id: thread.id,
       tool_outputs: [{ tool_call_id: asked[0]!.id, output: '$1' }],
@@ -237,17 +244,23 @@ describe('run engine', () => {
       toolMessages.map((m) => m.content),
       ["Error: there is no tool named 'python'. The tools are: calculate_order_total.", '$1'],
     );
+    // The step shows only the call the client was asked for: Semantic Kernel fails on a function call it was not.
     const [step] = (await client.beta.threads.runs.steps.list(done.id, { thread_id: thread.id, order: 'asc' })).data;
     const calls = (step!.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls;
     assert.deepEqual(
-      calls.map((c) => c.type === 'function' && [c.function.name, c.function.output]),
-      [
-        ['python', "Error: there is no tool named 'python'. The tools are: calculate_order_total."],
-        ['calculate_order_total', '$1'],
-      ],
+      calls.map((c) => c.type === 'function' && [c.id, c.function.name, c.function.output]),
+      [[asked[0]!.id, 'calculate_order_total', '$1']],
+    );
+    const history = upstream.requests.at(-1)!.body.messages as ChatMessage[];
+    const calling = history.find((m) => m.tool_calls !== undefined)!;
+    assert.deepEqual(
+      (calling.tool_calls as Array<{ function: { name: string } }>).map((c) => c.function.name),
+      ['python', 'calculate_order_total'],
+      'the model sees its calls as it wrote them',
     );
 
-    // Only unknown ones, streamed: the step completes and the model answers, with no requires_action at all.
+    // Only unknown ones, streamed: the step completes, showing no call, and the model answers, with no
+    // requires_action at all. Semantic Kernel's streaming takes any function call delta for one to execute.
     upstream.enqueue({ toolCalls: [{ name: 'calculate_total', arguments: '{}' }] }, { text: 'Sorry.' });
     const events: string[] = [];
     const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
@@ -255,12 +268,48 @@ describe('run engine', () => {
     const run = await stream.finalRun();
     assert.equal(run.status, 'completed');
     assert.ok(!events.includes('thread.run.requires_action'), events.join(' '));
+    assert.ok(!events.includes('thread.run.step.delta'), events.join(' '));
     assert.ok(events.includes('thread.run.step.completed'));
+    const shown = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, order: 'asc' })).data;
+    assert.deepEqual(
+      shown.map((s) => [s.type, s.step_details.type === 'tool_calls' ? s.step_details.tool_calls.length : 1]),
+      [
+        ['tool_calls', 0],
+        ['message_creation', 1],
+      ],
+    );
     const last = upstream.requests.at(-1)!.body.messages as ChatMessage[];
     assert.equal(
       last.at(-1)!.content,
       "Error: there is no tool named 'calculate_total'. The tools are: calculate_order_total.",
     );
+  });
+
+  test('a stray call written before a real one is not streamed, and the real one is the first call of the step', async () => {
+    const assistant = await assistantWith([orderTool]);
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    upstream.enqueue({
+      toolCalls: [
+        { name: 'python', arguments: '{"code":"1+1"}' },
+        { name: 'calculate_order_total', arguments: '{"items":[]}' },
+      ],
+    });
+    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id });
+    const indexes: number[] = [];
+    const created: string[] = [];
+    stream.on('event', ({ event, data }) => {
+      if (event !== 'thread.run.step.delta') return;
+      for (const call of (data.delta.step_details as { tool_calls: Array<{ index: number }> }).tool_calls)
+        indexes.push(call.index);
+    });
+    stream.on('toolCallCreated', (call) => created.push(call.type === 'function' ? call.function.name : call.type));
+    const run = await stream.finalRun();
+    assert.equal(run.status, 'requires_action');
+    assert.deepEqual(created, ['calculate_order_total']);
+    assert.ok(indexes.length > 0 && indexes.every((i) => i === 0), JSON.stringify(indexes));
+    const [call] = run.required_action!.submit_tool_outputs.tool_calls;
+    assert.equal(call!.function.arguments, '{"items":[]}');
+    await client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
   });
 
   test('a turn whose calls the server answered stays completed, its outputs kept, when the run ends before the next turn', async () => {
@@ -282,11 +331,7 @@ describe('run engine', () => {
     const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
     assert.equal(step!.status, 'completed');
     assert.deepEqual(step!.usage, { prompt_tokens: 20, completion_tokens: 300, total_tokens: 320 });
-    const [call] = (step!.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls;
-    assert.equal(
-      call!.type === 'function' && call!.function.output,
-      "Error: there is no tool named 'python'. The tools are: calculate_order_total.",
-    );
+    assert.deepEqual((step!.step_details as OpenAI.Beta.Threads.Runs.ToolCallsStepDetails).tool_calls, []);
   });
 
   test('tool outputs must cover every pending call exactly once', async () => {
