@@ -358,7 +358,20 @@ describe('errors', () => {
         code: 'integer_above_max_value',
       });
       const ok = Array.from({ length: 128 }, (_, i) => ({ type: 'function', function: { name: `f_${i}` } }));
-      assert.equal((await server.api.post('/v1/assistants', { model: 'm', tools: ok })).status, 200);
+      const assistant = await server.api.post('/v1/assistants', { model: 'm', tools: ok });
+      assert.equal(assistant.status, 200);
+      // A run takes as many (Semantic Kernel sends every function of its kernel with each run), not the spec's 20.
+      const run = await server.api.post('/v1/threads/runs', { assistant_id: assistant.body.id, tools: ok });
+      assert.equal(run.status, 200, JSON.stringify(run.body));
+      assert.equal((run.body.tools as unknown[]).length, 128);
+      assertError(
+        await server.api.post('/v1/threads/runs', {
+          assistant_id: assistant.body.id,
+          tools: [...ok, { type: 'code_interpreter' }],
+        }),
+        400,
+        { param: 'tools', code: 'array_above_max_length' },
+      );
     });
 
     test('response_format: auto, text, json_object or json_schema', async () => {

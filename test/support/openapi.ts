@@ -55,6 +55,10 @@ for (const [name, schema] of Object.entries(schemas)) {
     props['last_id'] = { anyOf: [{ type: 'string' }, { type: 'null' }] };
   }
 }
+// A run shows the tools it runs with: its assistant's, up to 128, or its own, as many (the spec's 20 is refused by no
+// client, and Semantic Kernel sends more).
+const runTools = (schemas['RunObject']!['properties'] as Record<string, Json>)['tools']!;
+runTools['maxItems'] = 128;
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2019) => Ajv2019;
 const ajv = new Ajv2019({ strict: false, allErrors: true });

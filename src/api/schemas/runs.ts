@@ -44,12 +44,16 @@ const toolChoice = z
   .nullable()
   .optional();
 
-/** The settings a run takes on top of its assistant's, shared by both ways of creating a run. */
+/**
+ * The settings a run takes on top of its assistant's, shared by both ways of creating a run. Its `tools` may be as
+ * many as an assistant's (128), not the spec's 20: Semantic Kernel sends every function of its kernel with each run,
+ * and Azure's agents took 30 and more.
+ */
 const runSettings = {
   assistant_id: z.string().min(1),
   model: z.string().min(1).nullable().optional(),
   instructions: z.string().max(256_000).nullable().optional(),
-  tools: z.array(assistantTool).max(20).nullable().optional(),
+  tools: z.array(assistantTool).max(128).nullable().optional(),
   metadata: metadata.optional(),
   temperature: temperature.optional(),
   top_p: topP.optional(),
