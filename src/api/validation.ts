@@ -12,7 +12,8 @@ import { ApiError } from '../domain/errors.ts';
  * `param` is the path in the request body, like `tools[0].function.name`.
  */
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
-  if (body === undefined || body === null) body = {};
+  // An empty list is PHP's empty parameters: openai-php sends `$client->threads()->create([])` as `[]`.
+  if (body === undefined || body === null || (Array.isArray(body) && body.length === 0)) body = {};
   if (typeof body !== 'object' || Array.isArray(body))
     throw new ApiError(400, `Invalid request body: expected a JSON object, but got ${describeValue(body)} instead.`, {
       code: 'invalid_type',

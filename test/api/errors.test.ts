@@ -159,6 +159,19 @@ describe('errors', () => {
 
     test('a body that is not a JSON object', async () => {
       assertError(await server.api.post('/v1/assistants', ['gpt-4o']), 400, { param: null, code: 'invalid_type' });
+      assertError(await server.api.post('/v1/assistants', 'gpt-4o'), 400, { param: null, code: 'invalid_type' });
+    });
+
+    test('an empty list is no parameters: openai-php sends `threads()->create([])` as `[]`', async () => {
+      const thread = await server.api.post('/v1/threads', []);
+      assert.equal(thread.status, 200, JSON.stringify(thread.body));
+      assert.equal(thread.body.object, 'thread');
+      const store = await server.api.post('/v1/vector_stores', []);
+      assert.equal(store.status, 200, JSON.stringify(store.body));
+      assertError(await server.api.post('/v1/assistants', []), 400, {
+        param: 'model',
+        code: 'missing_required_parameter',
+      });
     });
 
     test('unknown body fields name the field', async () => {

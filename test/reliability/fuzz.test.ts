@@ -354,7 +354,7 @@ function casesFor(op: FuzzOperation, worlds: Record<World, Ids>, random: Random,
       kind: `${name} text/plain`,
       invalid: false,
     });
-    for (const body of ['', 'null', '{}'])
+    for (const body of ['', 'null', '{}', '[]'])
       cases.push({
         method: op.method,
         ...anyTarget(false),

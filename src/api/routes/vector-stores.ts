@@ -101,7 +101,8 @@ export function registerVectorStoreRoutes(app: FastifyInstance, stores: VectorSt
         file_id: hit.file_id,
         filename: hit.filename,
         score: hit.score,
-        attributes: result.attributes.get(hit.file_id) ?? null,
+        // An object even for a file with none, as OpenAI sent it: async-openai and openai-php take no null here.
+        attributes: result.attributes.get(hit.file_id) ?? {},
         content: [{ type: 'text', text: hit.text }],
       })),
       has_more: false,
