@@ -146,6 +146,7 @@ export function serializeRunStep(s: RunStep, include: StepInclude = NO_INCLUDE) 
     cancelled_at: s.cancelled_at,
     completed_at: s.completed_at,
     expired_at: s.expired_at,
+    expires_at: s.expires_at,
     failed_at: s.failed_at,
     last_error: s.last_error,
     step_details: stepDetails(s.step_details, include),

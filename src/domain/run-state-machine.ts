@@ -155,6 +155,7 @@ export function openStep(run: Run, details: StepDetails, at: number): StepTransi
     step_details: details,
     last_error: null,
     expired_at: null,
+    expires_at: run.expires_at,
     cancelled_at: null,
     failed_at: null,
     completed_at: null,

@@ -169,6 +169,11 @@ export interface RunStep {
   step_details: StepDetails;
   last_error: { code: 'server_error' | 'rate_limit_exceeded'; message: string } | null;
   expired_at: number | null;
+  /**
+   * The run's deadline when the step began: OpenAI showed it on every step, in progress or ended (openai-php reads
+   * it, and fails without it), beside the spec's `expired_at`.
+   */
+  expires_at: number | null;
   cancelled_at: number | null;
   failed_at: number | null;
   completed_at: number | null;

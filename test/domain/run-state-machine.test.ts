@@ -166,6 +166,7 @@ describe('run step transitions', () => {
     step_details: { type: 'tool_calls', tool_calls: [{ ...call, function: { ...call.function, output: null } }] },
     last_error: null,
     expired_at: null,
+    expires_at: null,
     cancelled_at: null,
     failed_at: null,
     completed_at: null,

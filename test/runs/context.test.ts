@@ -40,6 +40,7 @@ function toolStep(calls: Array<{ id: string; name: string; arguments: string; ou
     },
     last_error: null,
     expired_at: null,
+    expires_at: null,
     cancelled_at: null,
     failed_at: null,
     completed_at: 1_700_000_001,

@@ -123,6 +123,43 @@ describe('run engine', () => {
     assert.equal(upstream.requests.at(-1)!.body.tools?.[0]?.function.name, 'calculate_order_total');
   });
 
+  test("every step shows its run's deadline as expires_at, streamed and listed, as OpenAI showed it", async () => {
+    // openai-php reads a step's `expires_at` (what OpenAI sent), and fails without it; the spec names `expired_at`.
+    const assistant = await assistantWith([orderTool]);
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    upstream.enqueue({ toolCalls: [{ name: 'calculate_order_total', arguments: '{}' }] }, { text: 'Done.' });
+    const deadlines: unknown[] = [];
+    const watch = (stream: ReturnType<typeof client.beta.threads.runs.stream>) =>
+      stream.on('event', ({ event, data }) => {
+        if (event.startsWith('thread.run.step.') && event !== 'thread.run.step.delta')
+          deadlines.push((data as unknown as { expires_at: unknown }).expires_at);
+      });
+    const paused = await watch(client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id })).finalRun();
+    const deadline = paused.expires_at;
+    assert.equal(typeof deadline, 'number');
+    const [call] = paused.required_action!.submit_tool_outputs.tool_calls;
+    const done = await watch(
+      client.beta.threads.runs.submitToolOutputsStream(paused.id, {
+        thread_id: thread.id,
+        tool_outputs: [{ tool_call_id: call!.id, output: '$1' }],
+      }),
+    ).finalRun();
+    assert.equal(done.status, 'completed');
+    assert.ok(deadlines.length >= 5, JSON.stringify(deadlines));
+    assert.ok(
+      deadlines.every((d) => d === deadline),
+      JSON.stringify({ deadline, deadlines }),
+    );
+    const steps = await client.beta.threads.runs.steps.list(done.id, { thread_id: thread.id });
+    assert.deepEqual(
+      steps.data.map((step) => [step.status, (step as unknown as { expires_at: unknown }).expires_at]),
+      [
+        ['completed', deadline],
+        ['completed', deadline],
+      ],
+    );
+  });
+
   test('two requires_action rounds in one run, and two parallel calls in one round', async () => {
     const assistant = await assistantWith([
       orderTool,

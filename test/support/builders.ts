@@ -101,6 +101,7 @@ export function aStep(run: Run, overrides: Partial<StoredStep> = {}): StoredStep
     },
     last_error: null,
     expired_at: null,
+    expires_at: run.expires_at,
     cancelled_at: null,
     failed_at: null,
     completed_at: null,

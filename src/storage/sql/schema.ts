@@ -115,6 +115,8 @@ export interface RunStepsTable {
   step_details: string;
   last_error: string | null;
   expired_at: number | null;
+  /** Null for a step stored before the column existed. */
+  expires_at: number | null;
   cancelled_at: number | null;
   failed_at: number | null;
   completed_at: number | null;
