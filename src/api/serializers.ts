@@ -1,6 +1,12 @@
 import type { StoredFile } from '../domain/files.ts';
 import { messageToWire } from '../domain/messages.ts';
-import type { Assistant, Thread } from '../domain/objects.ts';
+import {
+  type Assistant,
+  type AssistantTool,
+  DEFAULT_RANKER,
+  type Thread,
+  type ToolResources,
+} from '../domain/objects.ts';
 import type { ApiKey, Project } from '../domain/projects.ts';
 import type { Run, RunStep, StepDetails } from '../domain/runs.ts';
 import {
@@ -23,14 +29,42 @@ export function serializeAssistant(a: Assistant) {
     description: a.description,
     model: a.model,
     instructions: a.instructions,
-    tools: a.tools,
-    tool_resources: a.tool_resources,
+    tools: a.tools.map(wireTool),
+    tool_resources: withCodeInterpreterFiles(a.tool_resources, a.tools),
     metadata: a.metadata,
     temperature: a.temperature,
     top_p: a.top_p,
     response_format: a.response_format,
     reasoning_effort: a.reasoning_effort,
   };
+}
+
+/**
+ * A tool as OpenAI echoed it, with the defaults it filled in: a function's `parameters` (an object schema without
+ * properties, when none was given) and `strict` (false); file_search's `ranking_options` (the default ranker,
+ * threshold 0). Programs read them (`tool.function.parameters["properties"]`; openai-php takes no function without
+ * parameters). The tool is stored, and offered to the model, as the client gave it.
+ */
+function wireTool(tool: AssistantTool): AssistantTool {
+  if (tool.type === 'function') {
+    const { parameters = { type: 'object', properties: {} }, strict = false } = tool.function;
+    return { type: 'function', function: { ...tool.function, parameters, strict } };
+  }
+  if (tool.type === 'file_search') {
+    const ranking = tool.file_search?.ranking_options;
+    const ranking_options = {
+      ranker: ranking?.ranker ?? DEFAULT_RANKER,
+      score_threshold: ranking?.score_threshold ?? 0,
+    };
+    return { type: 'file_search', file_search: { ...tool.file_search, ranking_options } };
+  }
+  return tool;
+}
+
+/** An assistant with the code_interpreter tool has its file list, empty when none was given, as OpenAI showed it. */
+function withCodeInterpreterFiles(resources: ToolResources | null, tools: AssistantTool[]): ToolResources | null {
+  if (resources?.code_interpreter || !tools.some((tool) => tool.type === 'code_interpreter')) return resources;
+  return { code_interpreter: { file_ids: [] }, ...resources };
 }
 
 export function serializeThread(t: Thread) {
@@ -48,8 +82,8 @@ export const serializeMessage = messageToWire;
 
 /**
  * `status` is deprecated upstream and always `processed` here: a file is acknowledged only once its bytes are
- * stored. `expires_at` and `status_details` are optional in the schema and typed without null, so they are sent only
- * when they have a value (the SDK types them as optional too).
+ * stored. `expires_at` and `status_details` are null when they have no value, as OpenAI sent them (the schema types
+ * them without null).
  */
 export function serializeFile(f: StoredFile) {
   return {
@@ -57,10 +91,11 @@ export function serializeFile(f: StoredFile) {
     object: 'file' as const,
     bytes: f.bytes,
     created_at: f.created_at,
-    ...(f.expires_at === null ? {} : { expires_at: f.expires_at }),
+    expires_at: f.expires_at,
     filename: f.filename,
     purpose: f.purpose,
     status: 'processed' as const,
+    status_details: null,
   };
 }
 
@@ -85,7 +120,7 @@ export function serializeRun(r: Run) {
     last_error: r.last_error,
     model: r.model,
     instructions: r.instructions,
-    tools: r.tools,
+    tools: r.tools.map(wireTool),
     metadata: r.metadata,
     incomplete_details: r.incomplete_details,
     usage: r.usage,
@@ -163,6 +198,8 @@ export function serializeVectorStore(v: VectorStoreView) {
     created_at: v.created_at,
     // The schema types `name` as a string; a store created without one has an empty name.
     name: v.name ?? '',
+    // Not in the schema, as OpenAI sent it: null when the store has none.
+    description: v.description,
     usage_bytes: v.usage_bytes,
     file_counts: v.file_counts,
     status: vectorStoreStatus(v),
@@ -190,7 +227,9 @@ export function serializeVectorStoreFile(f: VectorStoreFile) {
 export function serializeFileBatch(b: FileBatchView) {
   return {
     id: b.id,
-    object: 'vector_store.files_batch' as const,
+    // OpenAI sent `vector_store.file_batch` (2024 and 2025 recordings), though its schema and SDK types say
+    // `vector_store.files_batch`.
+    object: 'vector_store.file_batch' as const,
     created_at: b.created_at,
     vector_store_id: b.vector_store_id,
     status: fileBatchStatus(b),

@@ -16,6 +16,9 @@ export interface FileSearchRankingOptions {
   score_threshold: number;
 }
 
+/** The ranker OpenAI named for a file_search that asked for `auto`, or for none. */
+export const DEFAULT_RANKER = 'default_2024_08_21';
+
 export type AssistantTool =
   | { type: 'code_interpreter' }
   | { type: 'file_search'; file_search?: { max_num_results?: number; ranking_options?: FileSearchRankingOptions } }

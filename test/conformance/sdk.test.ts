@@ -162,6 +162,12 @@ function conformanceSuite(name: string, provision: () => Promise<Backend>): void
         { type: 'code_interpreter' },
         { type: 'file_search' },
       ];
+      // As OpenAI echoed them: with `strict` and file_search's ranking options filled in.
+      const echoed = [
+        { ...tools[0], function: { ...(tools[0] as OpenAI.Beta.FunctionTool).function, strict: false } },
+        { type: 'code_interpreter' },
+        { type: 'file_search', file_search: { ranking_options: { ranker: 'default_2024_08_21', score_threshold: 0 } } },
+      ];
       const responseFormat: OpenAI.ResponseFormatJSONSchema = {
         type: 'json_schema',
         json_schema: {
@@ -194,7 +200,7 @@ function conformanceSuite(name: string, provision: () => Promise<Backend>): void
         assert.equal(assistant.description, 'Answers weather questions.');
         assert.equal(assistant.model, 'gpt-4o');
         assert.equal(assistant.instructions, 'Be brief.');
-        assert.deepEqual(assistant.tools, tools);
+        assert.deepEqual(assistant.tools, echoed);
         assert.deepEqual(assistant.metadata, { team: 'conformance', tier: '1' });
         assert.equal(assistant.temperature, 0.5);
         assert.equal(assistant.top_p, 0.25);
@@ -220,7 +226,7 @@ function conformanceSuite(name: string, provision: () => Promise<Backend>): void
         assert.equal(assistant.id, assistantId);
         assert.equal(assistant.object, 'assistant');
         assert.equal(assistant.name, 'Weather bot');
-        assert.deepEqual(assistant.tools, tools);
+        assert.deepEqual(assistant.tools, echoed);
         assert.deepEqual(assistant.metadata, { team: 'conformance', tier: '1' });
         assert.deepEqual(assistant.response_format, responseFormat);
       });

@@ -55,10 +55,16 @@ for (const [name, schema] of Object.entries(schemas)) {
     props['last_id'] = { anyOf: [{ type: 'string' }, { type: 'null' }] };
   }
 }
-// A run shows the tools it runs with: its assistant's, up to 128, or its own, as many (the spec's 20 is refused by no
-// client, and Semantic Kernel sends more).
-const runTools = (schemas['RunObject']!['properties'] as Record<string, Json>)['tools']!;
-runTools['maxItems'] = 128;
+// Where assistd answers as OpenAI did rather than as its schema says. A run shows the tools it runs with: its
+// assistant's, up to 128, or its own, as many (the spec's 20 is refused by no client; Semantic Kernel sends more).
+// A file's `expires_at` and `status_details` are null when they have no value; a batch is a `vector_store.file_batch`.
+const propertiesOf = (name: string) => schemas[name]!['properties'] as Record<string, Json>;
+propertiesOf('RunObject')['tools']!['maxItems'] = 128;
+for (const field of ['expires_at', 'status_details']) {
+  const declared = propertiesOf('OpenAIFile')[field]!;
+  propertiesOf('OpenAIFile')[field] = { anyOf: [declared, { type: 'null' }] };
+}
+propertiesOf('VectorStoreFileBatchObject')['object'] = { enum: ['vector_store.file_batch'] };
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2019) => Ajv2019;
 const ajv = new Ajv2019({ strict: false, allErrors: true });

@@ -133,7 +133,7 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
         ),
       );
       const batch = await client.vectorStores.fileBatches.uploadAndPoll(store.id, { files });
-      assert.equal(batch.object, 'vector_store.files_batch');
+      assert.equal(batch.object as string, 'vector_store.file_batch');
       assert.equal(batch.status, 'completed');
       assert.deepEqual(batch.file_counts, { in_progress: 0, completed: 20, failed: 0, cancelled: 0, total: 20 });
       const inBatch: string[] = [];

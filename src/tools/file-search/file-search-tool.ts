@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { FunctionDefinition } from '../../domain/objects.ts';
+import { DEFAULT_RANKER, type FunctionDefinition } from '../../domain/objects.ts';
 import type { FileSearchToolCallDetails, Run } from '../../domain/runs.ts';
 import type { ChunkHit, VectorStoreView } from '../../domain/vector-stores.ts';
 import { countTextTokens } from '../../runs/tokens.ts';
@@ -73,8 +73,6 @@ const CONTEXT_SHARE = 0.5;
  * messages (runs/context.ts), and results the model cannot read are of no use.
  */
 const MIN_RESULT_TOKENS = 500;
-/** The ranker upstream reports when `auto` (or nothing) was asked for. */
-const RANKER = 'default_2024_08_21';
 
 export const FILE_SEARCH_FUNCTION: FunctionDefinition = {
   name: 'file_search',
@@ -214,7 +212,7 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
       id: call.id,
       type: 'file_search',
       file_search: {
-        ranking_options: { ranker: RANKER, score_threshold: settings.scoreThreshold },
+        ranking_options: { ranker: DEFAULT_RANKER, score_threshold: settings.scoreThreshold },
         // What the model read: its markers' indices are positions in this list. The text is stored, and served
         // only when asked for (include[]).
         results: ranked.slice(0, rendered.shown).map((hit) => ({
