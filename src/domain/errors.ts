@@ -40,6 +40,14 @@ export function notFound(kind: string, id: string): ApiError {
   return new ApiError(404, `No ${kind} found with id '${id}'.`);
 }
 
+/**
+ * The Files API's own wording for an unknown file (retrieve, content, delete), as OpenAI answered it:
+ * `No such File object: file-x`, naming the `id` parameter.
+ */
+export function noSuchFile(id: string): ApiError {
+  return new ApiError(404, `No such File object: ${id}`, { param: 'id' });
+}
+
 /** Upstream's wording when a thread is held by an active run. */
 export function threadHasActiveRun(threadId: string, runId: string): ApiError {
   return invalidRequest(`Thread ${threadId} already has an active run ${runId}.`);

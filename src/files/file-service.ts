@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
-import { ApiError, notFound } from '../domain/errors.ts';
+import { ApiError, noSuchFile } from '../domain/errors.ts';
 import type { StoredFile } from '../domain/files.ts';
 import { newId } from '../domain/ids.ts';
 import type { BlobStore } from '../storage/blobs/blob-store.ts';
@@ -155,7 +155,7 @@ export class FileService {
 
   async get(scope: Scope, id: string): Promise<StoredFile> {
     const file = await this.options.records.getFile(scope, id);
-    if (!file) throw notFound('file', id);
+    if (!file) throw noSuchFile(id);
     return file;
   }
 
@@ -190,7 +190,7 @@ export class FileService {
    * bytes. Messages and tool resources that name it keep the id, as upstream.
    */
   async delete(scope: Scope, id: string): Promise<void> {
-    if (!(await this.options.records.deleteFile(scope, id))) throw notFound('file', id);
+    if (!(await this.options.records.deleteFile(scope, id))) throw noSuchFile(id);
     await this.options.blobs.delete(id);
   }
 

@@ -132,7 +132,7 @@ function fileStorageSuite(name: string, open: () => Promise<Fixture>): void {
       assert.equal(await fixture.store.files.getFile(otherScope, file.id), undefined);
       assert.deepEqual(await files.missing(otherScope, [file.id]), [file.id]);
       assert.equal((await files.list(otherScope, { limit: 100, order: 'desc' })).data.length, 0);
-      await assert.rejects(files.delete(otherScope, file.id), /No file found/);
+      await assert.rejects(files.delete(otherScope, file.id), /No such File object/);
 
       await files.delete(scope, file.id);
       assert.equal(await fixture.blobs.read(file.id), undefined, 'the bytes are deleted with the file');

@@ -166,7 +166,7 @@ function filesSuite(name: string, makeStorage: () => Promise<Storage>): void {
       if (storage.blobDir) assert.ok(existsSync(path.join(storage.blobDir, file.id)));
       const deleted = await client.files.delete(file.id);
       assert.deepEqual({ ...deleted }, { id: file.id, object: 'file', deleted: true });
-      const message = `No file found with id '${file.id}'.`;
+      const message = `No such File object: ${file.id}`; // the Files API's own wording, as OpenAI answered it
       for (const attempt of [
         () => client.files.retrieve(file.id),
         () => client.files.content(file.id),
@@ -174,7 +174,7 @@ function filesSuite(name: string, makeStorage: () => Promise<Storage>): void {
       ]) {
         await assert.rejects(attempt(), (error: unknown) => {
           assert.ok(error instanceof OpenAI.NotFoundError);
-          assert.deepEqual(error.error, { message, type: 'invalid_request_error', param: null, code: null });
+          assert.deepEqual(error.error, { message, type: 'invalid_request_error', param: 'id', code: null });
           return true;
         });
       }
