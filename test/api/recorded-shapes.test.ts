@@ -75,4 +75,24 @@ describe('objects as OpenAI sent them', () => {
     const batch = await server.api.post(`/v1/vector_stores/${store.body.id}/file_batches`, { file_ids: [file.id] });
     assert.equal(batch.body.object, 'vector_store.file_batch');
   });
+
+  test('the Files API answers an unknown file in its own words, whatever the form of its id', async () => {
+    for (const id of ['fake_id', 'file-nope']) {
+      const expected = {
+        message: `No such File object: ${id}`,
+        type: 'invalid_request_error',
+        param: 'id',
+        code: null,
+      };
+      for (const [method, path] of [
+        ['GET', `/v1/files/${id}`],
+        ['GET', `/v1/files/${id}/content`],
+        ['DELETE', `/v1/files/${id}`],
+      ] as const) {
+        const response = await fetch(`${server.url}${path}`, { method });
+        assert.equal(response.status, 404, `${method} ${path}`);
+        assert.deepEqual(((await response.json()) as { error: unknown }).error, expected);
+      }
+    }
+  });
 });

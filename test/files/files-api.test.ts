@@ -362,9 +362,10 @@ function filesSuite(name: string, makeStorage: () => Promise<Storage>): void {
     });
 
     test('bad ids and list parameters', async () => {
+      // Looked up whatever its form, as OpenAI's Files API did (`fake_id`): not found.
       await assert.rejects(client.files.retrieve('asst_123'), (error: unknown) => {
-        assert.ok(error instanceof OpenAI.BadRequestError);
-        assert.equal(error.param, 'file_id');
+        assert.ok(error instanceof OpenAI.NotFoundError);
+        assert.equal(error.param, 'id');
         return true;
       });
       await assert.rejects(client.files.list({ limit: 10_001 }), OpenAI.BadRequestError);

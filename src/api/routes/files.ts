@@ -3,7 +3,6 @@ import { ApiError, invalidRequest } from '../../domain/errors.ts';
 import { FILE_EXPIRY_MAX_SECONDS, FILE_EXPIRY_MIN_SECONDS, UPLOAD_PURPOSES } from '../../domain/files.ts';
 import { type FileFields, type FileService, fileTooLarge, type ReceivedUpload } from '../../files/file-service.ts';
 import { discardRest } from '../discard.ts';
-import { pathId } from '../ids.ts';
 import { integerParameter, parsePageRequest, single, toListObject } from '../pagination.ts';
 import { serializeDeleted, serializeFile } from '../serializers.ts';
 
@@ -34,18 +33,18 @@ export function registerFileRoutes(app: FastifyInstance, files: FileService): vo
   });
 
   app.get('/v1/files/:file_id', async (request) => {
-    const id = pathId('file', request.params, 'file_id');
+    const id = fileId(request.params);
     return serializeFile(await files.get(request.scope, id));
   });
 
   app.delete('/v1/files/:file_id', async (request) => {
-    const id = pathId('file', request.params, 'file_id');
+    const id = fileId(request.params);
     await files.delete(request.scope, id);
     return serializeDeleted(id, 'file');
   });
 
   app.get('/v1/files/:file_id/content', async (request, reply) => {
-    const id = pathId('file', request.params, 'file_id');
+    const id = fileId(request.params);
     const { file, body } = await files.content(request.scope, id);
     return reply
       .header('content-type', 'application/octet-stream')
@@ -205,4 +204,12 @@ function contentDisposition(name: string): string {
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
   );
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
+}
+
+/**
+ * The file a path names. Any id is looked up, whatever its form: the Files API answers one it does not have with a
+ * 404 (`No such File object: fake_id`), as OpenAI did, where the other APIs refuse an id without its prefix.
+ */
+function fileId(params: unknown): string {
+  return (params as { file_id: string }).file_id;
 }
