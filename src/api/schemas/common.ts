@@ -17,6 +17,7 @@ export function integer() {
  * Python SDK sends a `None` it is given as `null` (`tools=None`, `parallel_tool_calls=None`), and programs send back
  * what they read (`tool_resources.model_dump()` holds `"file_search": null`); OpenAI took them. A field whose `null`
  * means something (`metadata`, `instructions`: clear it) keeps its meaning; a required field's `null` is refused.
+ * Every object of the official request schemas is built through it, nested ones included.
  */
 export function nullAsAbsent<S extends z.ZodRawShape>(shape: S): S {
   const fields = Object.entries(shape).map(([name, field]) => {
@@ -28,7 +29,7 @@ export function nullAsAbsent<S extends z.ZodRawShape>(shape: S): S {
 }
 
 /** An optional field whose `null` means what leaving it out means. */
-export function absentIfNull<T extends z.ZodType>(schema: T) {
+function absentIfNull<T extends z.ZodType>(schema: T) {
   return schema
     .nullish()
     .transform((value) => value ?? undefined)
@@ -143,6 +144,9 @@ export const responseFormat = z
 
 export const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullable();
 
+/** `tool_resources.code_interpreter`: at most 20 files. */
+export const codeInterpreterResources = z.object(nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() }));
+
 /**
  * `tool_resources` where no vector store can be created: modify assistant, modify thread, and the top level of
  * create-thread-and-run. Their schemas have no `file_search.vector_stores` helper (only the create requests do, see
@@ -151,7 +155,7 @@ export const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high
 export const toolResources = z
   .object(
     nullAsAbsent({
-      code_interpreter: z.object(nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() })).optional(),
+      code_interpreter: codeInterpreterResources.optional(),
       file_search: z
         .object(
           nullAsAbsent({

@@ -37,4 +37,4 @@ export const createMessageRequest = z.strictObject(
 );
 
 /** `ModifyMessageRequest` */
-export const modifyMessageRequest = z.strictObject({ metadata: metadata.optional() });
+export const modifyMessageRequest = z.strictObject(nullAsAbsent({ metadata: metadata.optional() }));

@@ -85,7 +85,9 @@ export const createThreadAndRunRequest = z.strictObject(
 export const modifyRunRequest = z.strictObject(nullAsAbsent({ metadata: metadata.optional() }));
 
 /** `SubmitToolOutputsRunRequest` */
-export const submitToolOutputsRequest = z.strictObject({
-  tool_outputs: z.array(z.object(nullAsAbsent({ tool_call_id: z.string().min(1), output: z.string().optional() }))),
-  stream: z.boolean().nullable().optional(),
-});
+export const submitToolOutputsRequest = z.strictObject(
+  nullAsAbsent({
+    tool_outputs: z.array(z.object(nullAsAbsent({ tool_call_id: z.string().min(1), output: z.string().optional() }))),
+    stream: z.boolean().nullable().optional(),
+  }),
+);

@@ -13,7 +13,6 @@ export const createThreadRequest = z.strictObject(
 );
 
 /** `ModifyThreadRequest` */
-export const modifyThreadRequest = z.strictObject({
-  tool_resources: toolResources.optional(),
-  metadata: metadata.optional(),
-});
+export const modifyThreadRequest = z.strictObject(
+  nullAsAbsent({ tool_resources: toolResources.optional(), metadata: metadata.optional() }),
+);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Metadata, ToolResources } from '../../domain/objects.ts';
 import type { StaticChunking } from '../../domain/vector-stores.ts';
-import { metadata, nullAsAbsent } from './common.ts';
+import { codeInterpreterResources, metadata, nullAsAbsent } from './common.ts';
 import { chunkingStrategy } from './vector-stores.ts';
 
 // `tool_resources` where an assistant or a thread is created: the only places that take the `vector_stores` helper.
@@ -34,7 +34,7 @@ const vectorStoreHelper = z.object(
 export const createToolResources = z
   .object(
     nullAsAbsent({
-      code_interpreter: z.object(nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() })).optional(),
+      code_interpreter: codeInterpreterResources.optional(),
       file_search: z
         .object(
           nullAsAbsent({

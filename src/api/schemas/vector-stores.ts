@@ -82,11 +82,13 @@ export const createVectorStoreRequest = z.strictObject(
 );
 
 /** `UpdateVectorStoreRequest` */
-export const updateVectorStoreRequest = z.strictObject({
-  name: z.string().nullable().optional(),
-  expires_after: expiresAfter.nullable().optional(),
-  metadata: metadata.optional(),
-});
+export const updateVectorStoreRequest = z.strictObject(
+  nullAsAbsent({
+    name: z.string().nullable().optional(),
+    expires_after: expiresAfter.nullable().optional(),
+    metadata: metadata.optional(),
+  }),
+);
 
 /** `CreateVectorStoreFileRequest` */
 export const createVectorStoreFileRequest = z.strictObject(
@@ -94,7 +96,7 @@ export const createVectorStoreFileRequest = z.strictObject(
 );
 
 /** `UpdateVectorStoreFileAttributesRequest` */
-export const updateVectorStoreFileAttributesRequest = z.strictObject({ attributes });
+export const updateVectorStoreFileAttributesRequest = z.strictObject(nullAsAbsent({ attributes }));
 
 /** `CreateVectorStoreFileBatchRequest`: exactly one of `file_ids` and `files`, 1–2000 items. */
 export const createFileBatchRequest = z
