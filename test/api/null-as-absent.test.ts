@@ -14,14 +14,7 @@ describe('null for an optional field', () => {
   });
   after(async () => server.close());
 
-  async function upload(): Promise<string> {
-    const form = new FormData();
-    form.append('purpose', 'assistants');
-    form.append('file', new Blob(['print(1)\n']), 'script.py');
-    const response = await fetch(`${server.url}/v1/files`, { method: 'POST', body: form });
-    assert.equal(response.status, 200);
-    return ((await response.json()) as { id: string }).id;
-  }
+  const upload = async () => (await server.api.upload('print(1)\n', 'script.py')).id as string;
 
   test("AutoGen's upload for code_interpreter: a thread's tool_resources dumped with file_search: null", async () => {
     const file = await upload();

@@ -64,11 +64,7 @@ describe('objects as OpenAI sent them', () => {
   });
 
   test('a file has expires_at and status_details, null when they have no value', async () => {
-    const form = new FormData();
-    form.append('purpose', 'assistants');
-    form.append('file', new Blob(['hello']), 'hello.txt');
-    const response = await fetch(`${server.url}/v1/files`, { method: 'POST', body: form });
-    const file = (await response.json()) as Record<string, unknown>;
+    const file = await server.api.upload('hello', 'hello.txt');
     assert.equal(file.expires_at, null);
     assert.equal(file.status_details, null);
     const store = await server.api.post('/v1/vector_stores', {});

@@ -5,14 +5,9 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 
 type Body = Record<string, unknown>;
 
-/** Uploads a file (multipart, as the SDK sends it) and answers its id: message parts and attachments name real files. */
+/** Uploads a file and answers its id: message parts and attachments name real files. */
 async function upload(server: TestServer, bytes: Buffer, filename: string): Promise<string> {
-  const form = new FormData();
-  form.append('purpose', 'assistants');
-  form.append('file', new Blob([bytes]), filename);
-  const response = await fetch(`${server.url}/v1/files`, { method: 'POST', body: form });
-  assert.equal(response.status, 200);
-  return ((await response.json()) as { id: string }).id;
+  return (await server.api.upload(bytes, filename)).id as string;
 }
 
 describe('resources', () => {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,6 +58,18 @@ export class ApiClient {
   }
   delete<T = Record<string, unknown>>(url: string) {
     return this.request<T>('DELETE', url);
+  }
+
+  /** Uploads a file as the SDK does (multipart, purpose `assistants`); answers the file object, schema-checked. */
+  async upload(content: string | Buffer, filename: string): Promise<Record<string, unknown>> {
+    const form = new FormData();
+    form.append('purpose', 'assistants');
+    form.append('file', new Blob([content]), filename);
+    const response = await fetch(`${this.baseUrl}/v1/files`, { method: 'POST', headers: this.headers, body: form });
+    const file = (await response.json()) as Record<string, unknown>;
+    assertValidResponse('POST', '/v1/files', response.status, file);
+    assert.equal(response.status, 200, JSON.stringify(file));
+    return file;
   }
 }
 

@@ -147,6 +147,16 @@ export const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high
 /** `tool_resources.code_interpreter`: at most 20 files. */
 export const codeInterpreterResources = z.object(nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() }));
 
+/** `tool_resources.file_search`: at most one vector store, named, or made by the `vector_stores` helper (`helper`). */
+export function fileSearchResources<T extends z.ZodType>(helper: T) {
+  return z.object(
+    nullAsAbsent({
+      vector_store_ids: z.array(z.string()).max(1).optional(),
+      vector_stores: z.array(helper).max(1).optional(),
+    }),
+  );
+}
+
 /**
  * `tool_resources` where no vector store can be created: modify assistant, modify thread, and the top level of
  * create-thread-and-run. Their schemas have no `file_search.vector_stores` helper (only the create requests do, see
@@ -156,13 +166,7 @@ export const toolResources = z
   .object(
     nullAsAbsent({
       code_interpreter: codeInterpreterResources.optional(),
-      file_search: z
-        .object(
-          nullAsAbsent({
-            vector_store_ids: z.array(z.string()).max(1).optional(),
-            vector_stores: z.array(z.unknown()).max(1).optional(),
-          }),
-        )
+      file_search: fileSearchResources(z.unknown())
         .superRefine((value, ctx) => {
           if (value.vector_stores !== undefined)
             ctx.addIssue({

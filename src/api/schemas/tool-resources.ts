@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Metadata, ToolResources } from '../../domain/objects.ts';
 import type { StaticChunking } from '../../domain/vector-stores.ts';
-import { codeInterpreterResources, metadata, nullAsAbsent } from './common.ts';
+import { codeInterpreterResources, fileSearchResources, metadata, nullAsAbsent } from './common.ts';
 import { chunkingStrategy } from './vector-stores.ts';
 
 // `tool_resources` where an assistant or a thread is created: the only places that take the `vector_stores` helper.
@@ -35,13 +35,7 @@ export const createToolResources = z
   .object(
     nullAsAbsent({
       code_interpreter: codeInterpreterResources.optional(),
-      file_search: z
-        .object(
-          nullAsAbsent({
-            vector_store_ids: z.array(z.string()).max(1).optional(),
-            vector_stores: z.array(vectorStoreHelper).max(1).optional(),
-          }),
-        )
+      file_search: fileSearchResources(vectorStoreHelper)
         .superRefine((value, ctx) => {
           // The spec's `oneOf: [required: [vector_store_ids], required: [vector_stores]]`.
           if (value.vector_store_ids !== undefined && value.vector_stores !== undefined)
