@@ -257,7 +257,7 @@ export class ModelTurn {
       });
     else if (isNew && showsInput) {
       // The call's full shape first (its input empty), then each increment of the input as it is written.
-      const empty = tool.describe({ id: call.id, arguments: '' });
+      const empty = tool.describe({ id: call.id, arguments: '' }, this.run);
       this.inputs[index] = { soFar: '', read: tool.inputReader!(), empty };
       this.emitToolDelta({ index: position, ...empty } as ToolCallDelta);
     }
@@ -352,7 +352,7 @@ export class ModelTurn {
 
   private details(call: { id: string; name: string; arguments: string }): ToolCallDetails {
     const tool = this.serverTools.get(call.name);
-    if (tool) return tool.describe({ id: call.id, arguments: call.arguments });
+    if (tool) return tool.describe({ id: call.id, arguments: call.arguments }, this.run);
     return { id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments, output: null } };
   }
 

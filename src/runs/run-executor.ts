@@ -611,14 +611,14 @@ export class RunExecutor {
     held: boolean,
   ): Promise<ToolResult | 'done' | 'settle'> {
     const invocation = { id: call.id, arguments: call.arguments };
-    const described = tool.describe(invocation);
+    const described = tool.describe(invocation, x.run);
     const publishDelta = (delta: object) => this.publishToolDelta(x, step, index, { type: tool.type, ...delta });
     // A call whose input is shown as it is written (ServerTool.inputReader) gets, if the model turn streamed it, only
     // what that left out; if the turn held it, its shape with an empty input and then its input, as the turn would
     // have sent them (the SDK shows a call's first delta only as `toolCallCreated`, not as a `toolCallDelta`).
     let streamedInput: string | undefined;
     if (tool.inputReader && held) {
-      publishDelta(tool.describe({ id: call.id, arguments: '' }));
+      publishDelta(tool.describe({ id: call.id, arguments: '' }, x.run));
       streamedInput = '';
     } else streamedInput = tool.inputReader?.()(call.arguments);
     if (streamedInput === undefined) publishDelta(described);

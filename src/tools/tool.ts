@@ -41,10 +41,12 @@ export interface ServerTool {
    */
   answerParts?(calls: readonly ToolCallDetails[]): MessageContent[];
   /**
-   * The call's details before it runs, from the model's complete arguments (e.g. a code_interpreter call's `input`
-   * with no outputs yet). Streamed as the call's first delta, and stored while the call executes.
+   * The call's details before it runs, from the model's complete arguments and the run's tools (e.g. a
+   * code_interpreter call's `input` with no outputs yet). Streamed as the call's first delta, and stored while the
+   * call executes; kept if it ends without a result (an error output, or its run ended first). Every field the
+   * finished details have is there, empty where it has no value yet: typed clients require them.
    */
-  describe(call: ServerToolCall): ToolCallDetails;
+  describe(call: ServerToolCall, run: Pick<Run, 'tools'>): ToolCallDetails;
   /**
    * Executes the call. Must stop promptly once `context.signal` aborts (cancel, expiry, lease lost, shutdown) and
    * may then throw anything. Throw ToolError to give the model an error output instead of failing the run,

@@ -14,7 +14,7 @@ import { postSse, type SseEvent } from '../support/sse.ts';
 
 /**
  * file_search streamed (spec README §3): the tool_calls step opens empty, its call's one delta is
- * `{index, id, type: 'file_search', file_search: {}}`, and the completed step carries the results (with their text
+ * `{index, id, type: 'file_search', file_search: {ranking_options, results: []}}` (as upstream streamed it), and the completed step carries the results (with their text
  * only when the run was created with include[]). The answer's annotations ride the text deltas that complete their
  * markers, so what the SDK accumulates — and what a raw client concatenates — is the stored message. Every SSE frame
  * is checked against the official schema (support/sse.ts).
@@ -23,6 +23,8 @@ import { postSse, type SseEvent } from '../support/sse.ts';
 const MARKER = '【0:0†coffee.txt】';
 const ANSWER_CHUNKS = ['The espresso machine is ', 'descaled on Fridays【0:', '0†coffee.txt】', '.'];
 const ANSWER = ANSWER_CHUNKS.join('');
+/** A call's details before its search, as upstream's stream showed them. */
+const NOT_YET_SEARCHED = { ranking_options: { ranker: 'default_2024_08_21', score_threshold: 0 }, results: [] };
 
 const EVENTS = [
   'thread.run.created',
@@ -81,7 +83,7 @@ describe('file_search, streamed', () => {
       assert.deepEqual(created.step_details, { type: 'tool_calls', tool_calls: [] });
       const [callDelta] = events[5]!.data.delta.step_details.tool_calls;
       assert.match(callDelta.id, /^call_/);
-      assert.deepEqual(callDelta, { index: 0, type: 'file_search', id: callDelta.id, file_search: {} });
+      assert.deepEqual(callDelta, { index: 0, type: 'file_search', id: callDelta.id, file_search: NOT_YET_SEARCHED });
       const completed = events[6]!.data;
       assert.equal(completed.id, created.id);
       assert.equal(completed.status, 'completed');
@@ -151,7 +153,12 @@ describe('file_search, streamed', () => {
     const messages = await stream.finalMessages();
 
     assert.equal(created.length, 1);
-    assert.deepEqual(created[0], { index: 0, type: 'file_search', id: created[0]!.id, file_search: {} });
+    assert.deepEqual(created[0], {
+      index: 0,
+      type: 'file_search',
+      id: created[0]!.id,
+      file_search: NOT_YET_SEARCHED,
+    });
     const [finalCall] = fileSearchCalls(steps[0]);
     assert.equal(finalCall!.id, created[0]!.id);
     assert.deepEqual(finalCall!.file_search.results![0]!.content, [{ type: 'text', text: COFFEE }]);

@@ -356,10 +356,12 @@ describe('file_search execute() with a fake backend', () => {
     assert.match(result.output, /【1:0†coffee.txt】\nThe espresso machine is descaled on Fridays\./);
     assert.match(result.output, /【1:1†parking.md】\nVisitors park on level -2\./);
     assert.doesNotMatch(result.output, /Below the threshold/);
-    assert.deepEqual(tool.describe({ id: 'call_1', arguments: '' }), {
+    // Before it runs (and if it ends without results), a call shows the run's ranking options and no results, as
+    // upstream streamed it: typed clients (openai-kotlin) require both fields.
+    assert.deepEqual(tool.describe({ id: 'call_1', arguments: '' }, run), {
       id: 'call_1',
       type: 'file_search',
-      file_search: {},
+      file_search: { ranking_options: { ranker: 'default_2024_08_21', score_threshold: 0.2 }, results: [] },
     });
   });
 

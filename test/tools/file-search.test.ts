@@ -231,6 +231,21 @@ function fileSearchSuite(name: string, makeDatabase: () => Promise<Database>): v
         steps.map((s) => [s.type, s.status]),
         [['tool_calls', 'failed']],
       );
+      // A call that never searched still has every field of its details (openai-kotlin requires them).
+      assert.deepEqual(fileSearchCalls(steps[0])[0]!.file_search, NOT_SEARCHED);
+    });
+
+    test('a call the model got wrong is answered with an error, and its details show no results', async () => {
+      const thread = await h.thread();
+      h.upstream.enqueue({ toolCalls: [{ name: 'file_search', arguments: '{"queries":[]}' }] }, { text: 'Sorry.' });
+      const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+      assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+      assert.match(toolMessages(h.upstream.requests.at(-1))[0]!, /^Error: file_search takes/);
+      const steps = await h.steps(thread.id, run.id);
+      assert.deepEqual(fileSearchCalls(steps[0])[0]!.file_search, NOT_SEARCHED);
     });
   });
 }
+
+/** The details of a call that did not search: the run's ranking options and no results, as upstream showed them. */
+const NOT_SEARCHED = { ranking_options: { ranker: 'default_2024_08_21', score_threshold: 0 }, results: [] };

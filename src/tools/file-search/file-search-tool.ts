@@ -229,9 +229,16 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
   return {
     type: 'file_search',
     function: FILE_SEARCH_FUNCTION,
-    // Upstream streams a file_search call as `file_search: {}` ("for now, always an empty object"); its results
-    // come with the completed step.
-    describe: (call) => ({ id: call.id, type: 'file_search', file_search: {} }),
+    // The spec says a call's details are `{}` for now, but upstream streamed (and kotlin's client requires) the
+    // ranking options and an empty result list; the results come with the completed step.
+    describe: (call, run) => ({
+      id: call.id,
+      type: 'file_search',
+      file_search: {
+        ranking_options: { ranker: DEFAULT_RANKER, score_threshold: searchSettings(run).scoreThreshold },
+        results: [],
+      },
+    }),
     execute,
     annotator: (calls) => (calls.length > 0 ? citationAnnotator(calls) : undefined),
   };
