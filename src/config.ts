@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { StreamSettings } from './api/sse.ts';
 import { loadModelsConfig, type ModelsConfig, ModelsConfigError } from './models-config.ts';
 import { DEFAULT_SANDBOX_SETTINGS, type SandboxSettings } from './sandbox/settings.ts';
 
@@ -29,8 +30,8 @@ export interface Config {
   logRequests: boolean;
   /** The web origins whose pages may call the API from a browser (CORS): none, every one (`*`), or these. */
   corsOrigins: 'none' | '*' | string[];
-  /** How much of a stream may wait for a client that does not read it before its connection is closed. */
-  streamBufferBytes: number;
+  /** How streams are written: what may wait for a client not reading, and when a silent one gets a keep-alive. */
+  stream: StreamSettings;
   /** How long a request's body may stop arriving before the request is answered 408 and its connection closed. */
   bodyTimeoutMs: number;
   runs: RunsConfig;
@@ -160,6 +161,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '1024',
     description:
       'KiB of a stream that may wait for a client not reading it; past this its connection is closed (the run goes on)',
+  },
+  {
+    name: 'ASSISTD_STREAM_KEEPALIVE_S',
+    default: '15',
+    description: 'seconds a stream may be silent before a keep-alive comment is sent; 0: never',
   },
   {
     name: 'ASSISTD_BODY_TIMEOUT_S',
@@ -301,7 +307,10 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
     corsOrigins: parseCorsOrigins(setting(env, 'ASSISTD_CORS_ORIGINS')),
-    streamBufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
+    stream: {
+      bufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
+      keepAliveMs: integer(env, 'ASSISTD_STREAM_KEEPALIVE_S', 15, 0, 3600) * 1000,
+    },
     bodyTimeoutMs: integer(env, 'ASSISTD_BODY_TIMEOUT_S', 60, 1, 3600) * 1000,
     runs: {
       workerConcurrency: integer(env, 'ASSISTD_WORKER_CONCURRENCY', 64, 0, 100_000),

@@ -243,7 +243,7 @@ export async function startServer(
     metrics,
     logRequests: config.logRequests,
     corsOrigins: config.corsOrigins,
-    streamBufferBytes: config.streamBufferBytes,
+    stream: config.stream,
     bodyTimeoutMs: config.bodyTimeoutMs,
     queueRuns: config.runs.queue,
     health: () => ({ code_interpreter: codeInterpreterHealth(sandbox) }),

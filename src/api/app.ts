@@ -33,7 +33,7 @@ import { registerPlaygroundRoutes } from './routes/playground.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 import { registerVectorStoreRoutes } from './routes/vector-stores.ts';
-import { DEFAULT_STREAM_BUFFER_BYTES } from './sse.ts';
+import { DEFAULT_STREAM_SETTINGS, type StreamSettings } from './sse.ts';
 import { ToolResourceHelpers } from './tool-resources.ts';
 import { formatPath } from './validation.ts';
 
@@ -83,8 +83,8 @@ export interface AppOptions {
   logRequests?: boolean;
   /** What `/healthz` reports besides `status: ok` (e.g. whether code_interpreter can run code here). */
   health?: () => Record<string, unknown>;
-  /** ASSISTD_STREAM_BUFFER_KB, in bytes (sse.ts). */
-  streamBufferBytes?: number;
+  /** ASSISTD_STREAM_BUFFER_KB and ASSISTD_STREAM_KEEPALIVE_S (sse.ts). */
+  stream?: StreamSettings;
   /** ASSISTD_BODY_TIMEOUT_S, in ms (dropStalledBodies). */
   bodyTimeoutMs?: number;
   /** ASSISTD_QUEUE_RUNS: runs and messages queue on a busy thread unless `x-assistd-queue: false` (queue-header.ts). */
@@ -108,7 +108,7 @@ export function buildApp({
   metrics,
   logRequests = false,
   health,
-  streamBufferBytes = DEFAULT_STREAM_BUFFER_BYTES,
+  stream = DEFAULT_STREAM_SETTINGS,
   bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
   queueRuns = false,
   corsOrigins = 'none',
@@ -181,7 +181,7 @@ export function buildApp({
   registerAssistantRoutes(app, store, files, helpers);
   registerThreadRoutes(app, store, files, helpers, bus);
   registerMessageRoutes(app, store, files, helpers, queueRuns);
-  registerRunRoutes(app, { store, runs, bus, files, helpers, closing, streamBufferBytes, queueRuns });
+  registerRunRoutes(app, { store, runs, bus, files, helpers, closing, stream, queueRuns });
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);
   registerVectorStoreRoutes(app, vectorStores);

@@ -14,9 +14,12 @@ import {
 
 /** Every stream ends with this frame; the SDK stops reading at `data: [DONE]`. */
 const DONE = 'event: done\ndata: [DONE]\n\n';
-/** A comment line: ignored by every SSE client, it keeps idle proxies and load balancers from closing the stream. */
+/**
+ * A comment line, sent once a stream has been silent for `keepAliveMs` (a long prompt read by a slow model, a long
+ * code cell): it keeps idle proxies and load balancers from closing the stream. The official SDKs ignore it, but a
+ * few parsers refuse any comment (upstream sent none), hence the setting, and never while frames flow.
+ */
 const HEARTBEAT = ': keep-alive\n\n';
-const HEARTBEAT_MS = 15_000;
 
 /**
  * `event: <name>\ndata: <one-line JSON>\n\n`, with the data serialized as its wire object (steps with what the
@@ -63,15 +66,22 @@ export interface SseStream {
   onClose(listener: () => void): void;
 }
 
-/** How much of a stream may wait for its client, unless ASSISTD_STREAM_BUFFER_KB says otherwise. */
-export const DEFAULT_STREAM_BUFFER_BYTES = 1024 * 1024;
+/** How streams are written: the server's settings. */
+export interface StreamSettings {
+  /** How much of a stream may wait for its client before its connection is closed (ASSISTD_STREAM_BUFFER_KB). */
+  bufferBytes: number;
+  /** How long a stream may be silent before a keep-alive comment is sent; 0: never (ASSISTD_STREAM_KEEPALIVE_S). */
+  keepAliveMs: number;
+}
+
+export const DEFAULT_STREAM_SETTINGS: StreamSettings = { bufferBytes: 1024 * 1024, keepAliveMs: 15_000 };
 
 /**
  * Takes over the response for server-sent events. Frames are written as soon as they are sent, those of one tick
  * together; a slow client never blocks the run. Proxy buffering is disabled by header.
  *
  * A client that reads slower than its run writes (or stops reading) leaves frames waiting in this process, after
- * the kernel's socket buffers are full. Once more than `maxBufferedBytes` wait from earlier ticks, the connection
+ * the kernel's socket buffers are full. Once more than `bufferBytes` wait from earlier ticks, the connection
  * is closed (at the next frame): the server's memory stays bounded whatever its clients do, and the run goes on —
  * it is stored as it happens, and its client can retrieve it, or re-attach (GET …/runs/{run_id}/events) and stream
  * the rest.
@@ -79,7 +89,7 @@ export const DEFAULT_STREAM_BUFFER_BYTES = 1024 * 1024;
 export function openSse(
   reply: FastifyReply,
   include: StepInclude = NO_INCLUDE,
-  maxBufferedBytes = DEFAULT_STREAM_BUFFER_BYTES,
+  { bufferBytes, keepAliveMs }: StreamSettings = DEFAULT_STREAM_SETTINGS,
 ): SseStream {
   reply.hijack();
   const res = reply.raw;
@@ -93,12 +103,19 @@ export function openSse(
   });
   let closed = false;
   const listeners: Array<() => void> = [];
-  const heartbeat = setInterval(() => res.write(HEARTBEAT), HEARTBEAT_MS);
+  // Re-armed once per tick that writes (batch), not per frame.
+  const heartbeat =
+    keepAliveMs > 0
+      ? setTimeout(function beat() {
+          res.write(HEARTBEAT);
+          heartbeat!.refresh();
+        }, keepAliveMs)
+      : undefined;
   const streamEnded = reply.server.metrics?.streamOpened();
   const close = () => {
     if (closed) return;
     closed = true;
-    clearInterval(heartbeat);
+    clearTimeout(heartbeat);
     streamEnded?.();
     for (const listener of listeners) listener();
   };
@@ -119,6 +136,7 @@ export function openSse(
   const batch = () => {
     if (corked) return;
     corked = true;
+    heartbeat?.refresh();
     res.cork();
     process.nextTick(uncork);
   };
@@ -130,7 +148,7 @@ export function openSse(
       // snapshot, or a long message completed with its step and run, may be larger than the bound), and a stream
       // never holds more than the bound and one tick's frames.
       const waiting = res.writableLength - tickLength;
-      if (waiting > maxBufferedBytes) {
+      if (waiting > bufferBytes) {
         reply.log.info({ waitingBytes: waiting }, 'stream closed: its client is not reading it (its run goes on)');
         reply.server.metrics?.streamUnreadClosed();
         res.destroy();

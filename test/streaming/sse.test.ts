@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { FakeUpstream } from '../support/fake-upstream.ts';
+import { FakeUpstream, type TextReply } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { eventNames, postSse, readSse, type SseEvent } from '../support/sse.ts';
@@ -479,3 +479,60 @@ else
       await database.drop();
     }
   });
+
+describe('streaming: keep-alive comments (ASSISTD_STREAM_KEEPALIVE_S)', () => {
+  /** A streamed run's whole body as written, comments included, checked to still be the official sequence. */
+  async function rawStream(server: TestServer, reply: TextReply): Promise<string> {
+    const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+    const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+    upstream.enqueue(reply);
+    const response = await fetch(`${server.url}/v1/threads/${thread.body.id}/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistant.body.id, stream: true }),
+    });
+    const body = await response.text();
+    const events = await readSse(new Response(body, { headers: { 'content-type': 'text/event-stream' } }));
+    assert.equal(events.at(-2)?.event, 'thread.run.completed', eventNames(events).join(' '));
+    return body;
+  }
+
+  let upstream: FakeUpstream;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+  });
+  after(() => upstream.close());
+
+  test('a silent stream gets a comment, one whose frames flow gets none', async () => {
+    const server = await startTestServer({
+      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+      ASSISTD_STREAM_KEEPALIVE_S: '1',
+    });
+    try {
+      // The model is silent for 2.5 s before its answer: the stream says it is alive meanwhile.
+      const silent = await rawStream(server, { text: ['Hello'], chunkDelayMs: 2500 });
+      const comment = silent.indexOf(': keep-alive\n\n');
+      assert.ok(comment > silent.indexOf('event: thread.run.in_progress'), silent);
+      assert.ok(comment < silent.indexOf('event: thread.message.delta'), silent);
+      // Tokens every 250 ms for 3 s: never a second of silence, so never a comment (upstream sent none; a few
+      // clients' parsers refuse them).
+      const flowing = await rawStream(server, { text: Array(12).fill('word '), chunkDelayMs: 250 });
+      assert.ok(!flowing.includes(': keep-alive'), flowing);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('0 turns them off', async () => {
+    const server = await startTestServer({
+      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+      ASSISTD_STREAM_KEEPALIVE_S: '0',
+    });
+    try {
+      const silent = await rawStream(server, { text: ['Hello'], chunkDelayMs: 1500 });
+      assert.ok(!silent.includes(': keep-alive'), silent);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -22,7 +22,7 @@ import {
   submitToolOutputsRequest,
 } from '../schemas/runs.ts';
 import { NO_INCLUDE, type StepInclude, serializeRun, serializeRunStep } from '../serializers.ts';
-import { openSse, type SseStream } from '../sse.ts';
+import { openSse, type SseStream, type StreamSettings } from '../sse.ts';
 import type { ToolResourceHelpers } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
 
@@ -35,8 +35,8 @@ export interface RunRouteDeps {
   helpers: ToolResourceHelpers;
   /** Aborted when the server shuts down, so held polls answer at once. */
   closing: AbortSignal;
-  /** How much of a stream may wait for a client that reads slowly before its connection is closed (sse.ts). */
-  streamBufferBytes: number;
+  /** How streams are written (sse.ts). */
+  stream: StreamSettings;
   /** ASSISTD_QUEUE_RUNS: whether a run created on a busy thread waits without `x-assistd-queue` (queue-header.ts). */
   queueRuns: boolean;
 }
@@ -75,9 +75,9 @@ function sendRun(reply: FastifyReply, run: Run) {
 
 export function registerRunRoutes(
   app: FastifyInstance,
-  { store, runs, bus, files, helpers, closing, streamBufferBytes, queueRuns }: RunRouteDeps,
+  { store, runs, bus, files, helpers, closing, stream, queueRuns }: RunRouteDeps,
 ): void {
-  const streaming: Streaming = { bus, closing, bufferBytes: streamBufferBytes };
+  const streaming: Streaming = { bus, closing, settings: stream };
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     // `include[]` shapes the steps this request's stream shows (a polled run's steps are listed with their own).
@@ -221,7 +221,7 @@ export function registerRunRoutes(
       if (live.step) snapshot.push({ event: 'thread.run.step.created', data: { ...live.step } });
       if (live.message) snapshot.push({ event: 'thread.message.created', data: { ...live.message } });
     }
-    follow.start(openSse(reply, include, streamBufferBytes), run, snapshot);
+    follow.start(openSse(reply, include, stream), run, snapshot);
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps', async (request) => {
@@ -248,7 +248,7 @@ export function registerRunRoutes(
 interface Streaming {
   bus: RunEventBus;
   closing: AbortSignal;
-  bufferBytes: number;
+  settings: StreamSettings;
 }
 
 /**
@@ -257,7 +257,7 @@ interface Streaming {
  */
 async function streamRun(
   reply: FastifyReply,
-  { bus, closing, bufferBytes }: Streaming,
+  { bus, closing, settings }: Streaming,
   threadId: string,
   start: () => Promise<Run>,
   prelude: RunStreamEvent[] = [],
@@ -271,7 +271,7 @@ async function streamRun(
     follow.stop();
     throw error;
   }
-  follow.start(openSse(reply, include, bufferBytes), run, prelude);
+  follow.start(openSse(reply, include, settings), run, prelude);
 }
 
 /**
