@@ -422,6 +422,14 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
     assert.match((call!.code_interpreter.outputs[0] as { logs: string }).logs, /ZeroDivisionError/);
   });
+
+  test('a cell that shows nothing has no outputs, as upstream’s; the model is told it printed nothing', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Set x.' }] });
+    const { run, output } = await h.runCode(thread.id, assistantId, 'x = 1', 'x is set.');
+    assert.equal(output, '[The code ran and printed nothing.]');
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    assert.deepEqual(call!.code_interpreter, { input: 'x = 1', outputs: [] });
+  });
 });
 
 /** Names of the events of a raw stream, and the frames of one kind. */

@@ -285,19 +285,21 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       if (signal.aborted) throw signal.reason;
       if (cell.outcome === 'killed') placed.delete(session); // a new sandbox: the files go in again
 
+      // A cell that showed nothing has no outputs, as upstream's (the model is told so: modelOutput).
       const outputs: CodeInterpreterOutput[] = [];
-      if (cell.logs !== '' || cell.images.length === 0) outputs.push({ type: 'logs', logs: cell.logs });
+      if (cell.logs !== '') outputs.push({ type: 'logs', logs: cell.logs });
       for (const [n, png] of cell.images.entries()) {
         const file = await backend.saveFile(scope, { filename: `${call.id}-${n}.png`, bytes: png });
         outputs.push({ type: 'image', image: { file_id: file.id } });
       }
-      context.progress({
-        code_interpreter: {
-          outputs: outputs.map((o, index) =>
-            o.type === 'logs' ? { index, type: 'logs', logs: o.logs } : { index, type: 'image', image: o.image },
-          ),
-        },
-      });
+      if (outputs.length > 0)
+        context.progress({
+          code_interpreter: {
+            outputs: outputs.map((o, index) =>
+              o.type === 'logs' ? { index, type: 'logs', logs: o.logs } : { index, type: 'image', image: o.image },
+            ),
+          },
+        });
       try {
         const names = new Set(
           (await session.listFiles()).filter((f) => f.size <= options.maxFileBytes).map((f) => f.name),
