@@ -69,6 +69,8 @@ export class ModelTurn {
    */
   private refusal = '';
   private refusalIndex = 0;
+  /** The model answered without a word: the answer is one empty text part (messageResult). */
+  private saidNothing = false;
   private earlier: { message: Message; step: StoredStep } | undefined;
   private toolStep: StoredStep | undefined;
   /** The names of the functions offered to the model; a call of another is answered here (see above). */
@@ -159,7 +161,8 @@ export class ModelTurn {
   /** The message's parts: what the answer shows before its text, its text, its refusal. */
   private content(): MessageContent[] {
     const content: MessageContent[] = [...this.leadingParts];
-    if (this.sent !== '') content.push({ type: 'text', text: { value: this.sent, annotations: this.annotations } });
+    if (this.sent !== '' || this.saidNothing)
+      content.push({ type: 'text', text: { value: this.sent, annotations: this.annotations } });
     if (this.refusal !== '') content.push({ type: 'refusal', refusal: this.refusal });
     return content;
   }
@@ -313,7 +316,7 @@ export class ModelTurn {
   }
 
   /**
-   * The turn ended with an answer: its message (an empty one if the model said nothing), ended by the state
+   * The turn ended with an answer: its message (one empty text part if the model said nothing), ended by the state
    * machine, with its completed step and the events that announce both.
    */
   messageResult(
@@ -323,6 +326,12 @@ export class ModelTurn {
   ): { message: Message; step: StoredStep; events: RunStreamEvent[] } {
     this.openMessage();
     this.sendText(true);
+    // An answer has a part to read: programs read `content[0]` of the run's message (AG2, OpenAI's cookbook), and
+    // Semantic Kernel raises on a message without one.
+    if (this.content().length === 0) {
+      this.saidNothing = true;
+      this.emitContent([{ index: 0, type: 'text', text: { value: '', annotations: [] } }]);
+    }
     const ended = finishMessage(finish(this.message!), this.at, incomplete);
     const step = transitionStep(this.messageStep!, { type: 'complete', at: this.at, usage });
     return { message: ended.message, step: step.step, events: [...ended.events, ...step.events] };

@@ -82,6 +82,31 @@ describe('streaming (raw SSE)', () => {
     assert.deepEqual(step.step_details, { type: 'message_creation', message_creation: { message_id: created.id } });
   });
 
+  test('a model that says nothing: the answer is one empty text part, streamed as stored', async () => {
+    upstream.enqueue({ text: '' });
+    const threadId = await newThread();
+    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
+      assistant_id: assistantId,
+      stream: true,
+    });
+    assert.deepEqual(eventNames(events), [
+      'thread.run.created',
+      'thread.run.queued',
+      'thread.run.in_progress',
+      ...MESSAGE_TURN,
+      'thread.run.completed',
+      'done',
+    ]);
+    const deltas = events.filter((e) => e.event === 'thread.message.delta');
+    assert.deepEqual(
+      deltas.map((d) => d.data.delta.content),
+      [[{ index: 0, type: 'text', text: { value: '', annotations: [] } }]],
+    );
+    const completed = events.find((e) => e.event === 'thread.message.completed')!.data;
+    assert.deepEqual(completed.content, [{ type: 'text', text: { value: '', annotations: [] } }]);
+    assert.deepEqual((await server.api.get(`/v1/threads/${threadId}/messages/${completed.id}`)).body, completed);
+  });
+
   test('create thread and run starts with thread.created', async () => {
     upstream.enqueue({ text: ['Hi'] });
     const events = await postSse(`${server.url}/v1/threads/runs`, {
