@@ -4,6 +4,7 @@ import {
   type Assistant,
   type AssistantTool,
   DEFAULT_RANKER,
+  NO_PARAMETERS,
   type Thread,
   type ToolResources,
 } from '../domain/objects.ts';
@@ -43,12 +44,12 @@ export function serializeAssistant(a: Assistant) {
  * A tool as OpenAI echoed it, with the defaults it filled in: a function's `parameters` (an object schema without
  * properties, when none was given) and `strict` (false); file_search's `ranking_options` (the default ranker,
  * threshold 0). Programs read them (`tool.function.parameters["properties"]`; openai-php takes no function without
- * parameters). The tool is stored, and offered to the model, as the client gave it.
+ * parameters). The tool is stored as the client gave it.
  */
 function wireTool(tool: AssistantTool): AssistantTool {
   if (tool.type === 'function') {
-    const { parameters = { type: 'object', properties: {} }, strict = false } = tool.function;
-    return { type: 'function', function: { ...tool.function, parameters, strict } };
+    const { parameters = NO_PARAMETERS, strict } = tool.function;
+    return { type: 'function', function: { ...tool.function, parameters, strict: strict ?? false } };
   }
   if (tool.type === 'file_search') {
     const ranking = tool.file_search?.ranking_options;

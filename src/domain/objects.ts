@@ -19,6 +19,9 @@ export interface FileSearchRankingOptions {
 /** The ranker OpenAI named for a file_search that asked for `auto`, or for none. */
 export const DEFAULT_RANKER = 'default_2024_08_21';
 
+/** The parameters of a function defined without any, as OpenAI filled them in: an object without properties. */
+export const NO_PARAMETERS: Readonly<Record<string, unknown>> = { type: 'object', properties: {} };
+
 export type AssistantTool =
   | { type: 'code_interpreter' }
   | { type: 'file_search'; file_search?: { max_num_results?: number; ranking_options?: FileSearchRankingOptions } }

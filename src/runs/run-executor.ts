@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, notFound } from '../domain/errors.ts';
-import type { Message, MessageContent } from '../domain/objects.ts';
+import { type FunctionDefinition, type Message, type MessageContent, NO_PARAMETERS } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import type {
@@ -426,7 +426,9 @@ export class RunExecutor {
         type: 'function' as const,
         function: { ...tool.function, name },
       })),
-      ...run.tools.flatMap((t) => (t.type === 'function' ? [{ type: 'function' as const, function: t.function }] : [])),
+      ...run.tools.flatMap((t) =>
+        t.type === 'function' ? [{ type: 'function' as const, function: offered(t.function) }] : [],
+      ),
     ];
     if (functions.length === 0) return {};
     const calledBefore = x.steps.some((s) => s.type === 'tool_calls');
@@ -774,6 +776,14 @@ export class RunExecutor {
     if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, change.events);
     return true;
   }
+}
+
+/**
+ * A function of the run as the model is offered it: with parameters (llama.cpp's server refuses a function without
+ * them, which OpenAI took, and filled in), and without a `strict` of null (a Python program's dump of its tool).
+ */
+function offered({ strict, ...fn }: FunctionDefinition): FunctionDefinition {
+  return { ...fn, parameters: fn.parameters ?? NO_PARAMETERS, ...(typeof strict === 'boolean' ? { strict } : {}) };
 }
 
 /**

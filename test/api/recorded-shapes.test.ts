@@ -18,6 +18,7 @@ describe('objects as OpenAI sent them', () => {
     const tools = [
       { type: 'function', function: { name: 'lookup', description: 'Looks it up.' } },
       { type: 'function', function: { name: 'strict_one', parameters: { type: 'object' }, strict: true } },
+      { type: 'function', function: { name: 'dumped', parameters: { type: 'object', properties: {} }, strict: null } },
       { type: 'file_search', file_search: {} },
       { type: 'file_search', file_search: { max_num_results: 2, ranking_options: { score_threshold: 0.5 } } },
       { type: 'code_interpreter' },
@@ -33,6 +34,7 @@ describe('objects as OpenAI sent them', () => {
         },
       },
       { type: 'function', function: { name: 'strict_one', parameters: { type: 'object' }, strict: true } },
+      { type: 'function', function: { name: 'dumped', parameters: { type: 'object', properties: {} }, strict: false } },
       { type: 'file_search', file_search: { ranking_options: { ranker: 'default_2024_08_21', score_threshold: 0 } } },
       {
         type: 'file_search',

@@ -123,6 +123,28 @@ describe('run engine', () => {
     assert.equal(upstream.requests.at(-1)!.body.tools?.[0]?.function.name, 'calculate_order_total');
   });
 
+  test('a function defined without parameters is offered with an empty object schema, a strict of null without it', async () => {
+    // llama.cpp's server refuses a function without parameters (OpenAI took it); Python programs dump `strict: None`.
+    const assistant = await assistantWith([{ type: 'function', function: { name: 'get_time' } }]);
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Time?' }] });
+    upstream.enqueue({ text: 'Noon.' }, { text: 'Noon.' });
+    await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.deepEqual(upstream.requests.at(-1)!.body.tools, [
+      { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } },
+    ]);
+    const dumped = { name: 'get_date', description: 'Today.', strict: null } as unknown as OpenAI.FunctionDefinition;
+    await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      tools: [{ type: 'function', function: dumped }],
+    });
+    assert.deepEqual(upstream.requests.at(-1)!.body.tools, [
+      {
+        type: 'function',
+        function: { name: 'get_date', description: 'Today.', parameters: { type: 'object', properties: {} } },
+      },
+    ]);
+  });
+
   test("every step shows its run's deadline as expires_at, streamed and listed, as OpenAI showed it", async () => {
     // openai-php reads a step's `expires_at` (what OpenAI sent), and fails without it; the spec names `expired_at`.
     const assistant = await assistantWith([orderTool]);
