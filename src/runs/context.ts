@@ -74,9 +74,12 @@ export async function buildContext(input: ContextInput): Promise<ContextResult> 
   const budget = Math.min(promptLimit, windowBudget);
   const reason = promptLimit <= windowBudget ? 'max_prompt_tokens' : 'context_window';
 
-  // Always kept: system, tool definitions, tool rounds and the most recent thread message.
+  // Always kept: system, tool definitions, tool rounds and the most recent thread message; then a user's note when
+  // the model is left without a user message to answer (nothingToAnswer).
   const last = candidates.length > 0 ? await counted(candidates[candidates.length - 1]!, tokens) : undefined;
+  const note = tail.length === 0 ? nothingToAnswer(last?.message) : undefined;
   let total = fixedTokens + (last === undefined ? 0 : last.tokens);
+  if (note !== undefined) total += (await tokens.finished(`note: ${note.content}`, () => note)).tokens;
   if (total > budget) return { ok: false, reason, promptTokens: total };
 
   // Then the first (oldest) message if it fits: it often sets up the conversation. Then as many of the most recent
@@ -103,6 +106,7 @@ export async function buildContext(input: ContextInput): Promise<ContextResult> 
   if (first !== undefined) messages.push(first);
   for (let i = recent.length - 1; i >= 0; i--) messages.push(recent[i]!);
   if (last !== undefined) messages.push(last.message);
+  if (note !== undefined) messages.push(note);
   messages.push(...tail);
   const kept = (first === undefined ? 0 : 1) + recent.length + (last === undefined ? 0 : 1);
   return { ok: true, messages, promptTokens: total, droppedMessages: threadMessages.length - kept };
@@ -131,8 +135,34 @@ export function toChatMessage(message: Message, tokens: TokenCounter = O200K): C
 
 function convert(message: Message): ChatMessage {
   // An `incomplete` message (a cancelled or cut-off answer) keeps its partial text, like upstream.
-  return message.role === 'user' ? userMessage(message.content) : assistantMessage(message.content);
+  if (message.role === 'user') return userMessage(message.content);
+  const chat = assistantMessage(message.content);
+  return (chat.content as string).trim() === '' ? { role: 'assistant', content: NO_ANSWER } : chat;
 }
+
+/**
+ * An answer of the thread without a word (the model said nothing), as the model reads it: Mistral's, Anthropic's
+ * and Gemini's endpoints refuse an assistant message without content, and would fail every later run of the thread.
+ */
+const NO_ANSWER = '(no answer)';
+
+/**
+ * A note in the user's name for a prompt that leaves the model no user message to answer: a run on a thread without
+ * messages (an assistant that greets), or started after an assistant's message with nothing new. OpenAI's models
+ * just answered; other backends refuse such a prompt (Qwen's chat template: "No user query found in messages";
+ * Mistral's: "Expected last role User or Tool"; llama.cpp's with thinking: "Assistant response prefill is
+ * incompatible with enable_thinking"; Gemini's without contents), or, Anthropic's, continue the last answer.
+ */
+function nothingToAnswer(last: ChatMessage | undefined): ChatMessage | undefined {
+  if (last === undefined) return NOTHING_YET;
+  return last.role === 'assistant' ? NOTHING_SINCE : undefined;
+}
+
+const NOTHING_YET: ChatMessage = { role: 'user', content: '(The user has not written anything yet.)' };
+const NOTHING_SINCE: ChatMessage = {
+  role: 'user',
+  content: '(The user has not written anything since your last message.)',
+};
 
 function userMessage(content: readonly MessageContent[]): ChatMessage {
   const parts: ChatContentPart[] = content.map((part): ChatContentPart => {

@@ -15,9 +15,10 @@ function text(value: string): MessageContent {
   return { type: 'text', text: { value, annotations: [] } };
 }
 
+/** `count` messages, the user's and the assistant's in turn, ending with the user's (the model answers it). */
 function conversation(count: number, words = 'a short line of conversation'): Message[] {
   return Array.from({ length: count }, (_, i) =>
-    aMessage(thread.id, `message ${i}: ${words}`, { role: i % 2 === 0 ? 'user' : 'assistant' }),
+    aMessage(thread.id, `message ${i}: ${words}`, { role: (count - 1 - i) % 2 === 0 ? 'user' : 'assistant' }),
   );
 }
 
@@ -160,8 +161,55 @@ describe('buildContext: mapping', () => {
           'here\n[image https://example.com/b.png]\n[image (inline data)]\n[image file file-ghi]\nI cannot help with that.',
       },
       { role: 'assistant', content: 'The answer is' },
+      // The thread ends with the assistant's: the model is told there is nothing new (nothingToAnswer).
+      { role: 'user', content: '(The user has not written anything since your last message.)' },
     ]);
     assert.equal(result.droppedMessages, 0);
+  });
+
+  it('an answer without a word is sent as a note, never as an empty assistant message', async () => {
+    // Mistral's, Anthropic's and Gemini's endpoints refuse an empty assistant message: every later run would fail.
+    const silent = aMessage(thread.id, 'x', { role: 'assistant', content: [text('')] });
+    const blank = aMessage(thread.id, 'x', { role: 'assistant', content: [text(' \n')] });
+    const result = await ok(
+      await buildContext(
+        input({
+          threadMessages: [
+            aMessage(thread.id, 'hi'),
+            silent,
+            aMessage(thread.id, 'hello?'),
+            blank,
+            aMessage(thread.id, 'well?'),
+          ],
+        }),
+      ),
+    );
+    assert.deepEqual(
+      result.messages.slice(1).map((m) => m.content),
+      ['hi', '(no answer)', 'hello?', '(no answer)', 'well?'],
+    );
+  });
+
+  it('a prompt without a user message to answer gets a note in the user’s name, counted', async () => {
+    // Qwen's template ("No user query found"), Mistral's ("Expected last role User or Tool") and others refuse a
+    // prompt without one; Anthropic's would continue the assistant's last answer.
+    const empty = await ok(await buildContext(input({ threadMessages: [] })));
+    assert.deepEqual(empty.messages, [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: '(The user has not written anything yet.)' },
+    ]);
+    assert.equal(empty.promptTokens, await countPromptTokens(empty.messages));
+    const greeted = [aMessage(thread.id, 'Hi', { role: 'assistant' })];
+    const after = await ok(await buildContext(input({ threadMessages: greeted })));
+    assert.deepEqual(after.messages.at(-1), {
+      role: 'user',
+      content: '(The user has not written anything since your last message.)',
+    });
+    assert.equal(after.promptTokens, await countPromptTokens(after.messages));
+    // Not after a tool round: the model answers its outputs.
+    const rounds = [toolStep([{ id: 'call_a', name: 'lookup', arguments: '{}', output: 'A' }])];
+    const withRound = await ok(await buildContext(input({ threadMessages: greeted, toolRounds: rounds })));
+    assert.equal(withRound.messages.at(-1)!.role, 'tool');
   });
 
   it('appends tool rounds after the thread: the calls, then one tool message per call in order', async () => {

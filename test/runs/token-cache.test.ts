@@ -15,10 +15,11 @@ const AUTO: TruncationStrategy = { type: 'auto', last_messages: null };
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 const o200k = (text: string) => countTokens(text, PLAIN_TEXT);
 
+/** `count` messages, the user's and the assistant's in turn, ending with the user's (the model answers it). */
 function conversation(threadId: string, count: number): Message[] {
   return Array.from({ length: count }, (_, i) =>
     aMessage(threadId, `message ${i}: some words to make every message a little longer than a few tokens`, {
-      role: i % 2 === 0 ? 'user' : 'assistant',
+      role: (count - 1 - i) % 2 === 0 ? 'user' : 'assistant',
     }),
   );
 }
@@ -129,7 +130,8 @@ describe('token counts cached by message id', () => {
     );
 
     const finished = { ...streaming, status: 'completed' as const, completed_at: 1_700_000_001 };
-    const last = ok(await buildContext(input([...reread(messages.slice(0, 10)), finished], counter))).messages.at(-1);
+    // The answer is the thread's last message, followed by the note that the user wrote nothing since (at -1).
+    const last = ok(await buildContext(input([...reread(messages.slice(0, 10)), finished], counter))).messages.at(-2);
     assert.equal(toChatMessage(reread([finished])[0]!, counter), last);
     assert.notEqual(toChatMessage(reread([streaming])[0]!, counter), last);
   });
