@@ -1340,6 +1340,65 @@ describe('OpenAICompatibleProvider: an endpoint whose chat template refuses role
   });
 });
 
+describe('OpenAICompatibleProvider: an endpoint whose model reads no images', () => {
+  let upstream: FakeUpstream;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+  });
+  after(async () => upstream.close());
+
+  const withImage: ChatRequest = {
+    model: 'qwen3-8b',
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What is in it?' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+        ],
+      },
+    ],
+  };
+
+  test("llama.cpp's 500 without a projector: sent again at once with the image as a note, and so is every later one", async () => {
+    const provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });
+    const message = 'image input is not supported - hint: if this is unexpected, you may need to provide the mmproj';
+    const before = upstream.requests.length;
+    upstream.enqueue({ status: 500, body: { error: { code: 500, message, type: 'server_error' } } }, { text: 'ok' });
+    const events = await collect(provider.stream(withImage, new AbortController().signal));
+    assert.ok(events.some((e) => e.type === 'text'));
+    assert.equal(upstream.requests.length - before, 2, 'one refusal, then the reshaped request: no backoff retries');
+    const asNote = [{ role: 'user', content: 'What is in it?\n[image (inline data)]' }];
+    assert.deepEqual(upstream.requests.at(-1)!.body.messages, asNote);
+    upstream.enqueue({ text: 'ok' });
+    await collect(provider.stream(withImage, new AbortController().signal));
+    assert.equal(upstream.requests.length - before, 3);
+    assert.deepEqual(upstream.requests.at(-1)!.body.messages, asNote);
+  });
+
+  test('vLLM and LM Studio say it in their words; a request without images is not reshaped', async () => {
+    for (const message of ['Qwen/Qwen3-8B is not a multimodal model', 'Model does not support images.']) {
+      const provider = new OpenAICompatibleProvider({
+        baseURL: upstream.baseUrl,
+        timeoutMs: 2000,
+        contextWindow: 8192,
+      });
+      upstream.enqueue({ status: 400, body: { error: { message, type: 'BadRequestError' } } }, { text: 'ok' });
+      await collect(provider.stream(withImage, new AbortController().signal));
+      assert.equal(typeof upstream.requests.at(-1)!.body.messages[0]!.content, 'string', message);
+    }
+    const provider = new OpenAICompatibleProvider({ baseURL: upstream.baseUrl, timeoutMs: 2000, contextWindow: 8192 });
+    const before = upstream.requests.length;
+    upstream.enqueue({ status: 400, body: { error: { message: 'Model does not support images.', type: 'x' } } });
+    const textOnly: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    assertProviderError((await failure(provider.stream(textOnly, new AbortController().signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+    });
+    assert.equal(upstream.requests.length - before, 1);
+  });
+});
+
 describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not take', () => {
   let upstream: FakeUpstream;
   before(async () => {

@@ -1,4 +1,4 @@
-import type { ChatMessage, ChatResponseFormat } from '../provider.ts';
+import { type ChatMessage, type ChatResponseFormat, imageUrlNote } from '../provider.ts';
 import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
 import { hasLooseArguments, REFUSES_LOOSE_ARGUMENTS } from './object-arguments.ts';
 
@@ -27,6 +27,14 @@ type OptionalField = (typeof OPTIONAL_FIELDS)[number]['field'];
 /** The fields the model's reasoning goes back in (the provider's REASONING_FIELDS), as an error names them. */
 const REASONING_NAMED = /reasoning_content|reasoning_details|thinking_blocks|\breasoning\b/i;
 
+/**
+ * How a server says its model reads no images: llama.cpp's without a projector (a 500, "image input is not supported
+ * - hint: … provide the mmproj"), vLLM's ("is not a multimodal model"), LM Studio's ("does not support images"),
+ * OpenAI's older models ("image_url is only supported by certain models").
+ */
+const REFUSES_IMAGES =
+  /image input is not supported|mmproj|not a multimodal model|does not support (images|image input|vision)|image_url is only supported/i;
+
 /** How servers say they do not take a field. */
 const UNKNOWN = /unsupported|not supported|does not support|unknown|unrecognized|extra inputs|not permitted/i;
 
@@ -38,6 +46,8 @@ const UNKNOWN = /unsupported|not supported|does not support|unknown|unrecognized
 export class LearntShape {
   /** Messages of one role in a row are sent joined (alternating-roles.ts). */
   private joinRows = false;
+  /** Images are sent as notes in the text (imageUrlNote): the model reads none. */
+  private noImages = false;
   private readonly dropped = new Set<OptionalField>();
   /** The request is sent with `stream: false`, and its answer read whole (chat-completions-client.ts). */
   private unstreamedTools = false;
@@ -69,7 +79,8 @@ export class LearntShape {
   }
 
   messages(messages: ChatMessage[]): ChatMessage[] {
-    return this.joinRows ? joinedInRows(messages) : messages;
+    const seen = this.noImages ? withoutImages(messages) : messages;
+    return this.joinRows ? joinedInRows(seen) : seen;
   }
 
   /**
@@ -108,6 +119,10 @@ export class LearntShape {
   learn(status: number, message: string, sent: object, messages: ChatMessage[]): boolean {
     if (!this.joinRows && refusesRowsOfRoles(message) && joinedInRows(messages) !== messages) {
       this.joinRows = true;
+      return true;
+    }
+    if (!this.noImages && REFUSES_IMAGES.test(message) && withoutImages(messages) !== messages) {
+      this.noImages = true;
       return true;
     }
     // llama.cpp's server before May 2025 (its pull request 12379): a 500 "Cannot use tools with stream". Its answer then comes
@@ -157,4 +172,24 @@ export class LearntShape {
     this.dropped.add(refused.field);
     return true;
   }
+}
+
+/**
+ * The messages with each user message's images as notes in its text, as the embedded backend reads them: the model
+ * learns that there was an image. Returned as they are when there is none.
+ */
+function withoutImages(messages: ChatMessage[]): ChatMessage[] {
+  const hasImages = (m: ChatMessage) =>
+    m.role === 'user' && typeof m.content !== 'string' && m.content.some((part) => part.type === 'image_url');
+  if (!messages.some(hasImages)) return messages;
+  return messages.map((m) =>
+    m.role === 'user' && typeof m.content !== 'string'
+      ? {
+          role: 'user',
+          content: m.content
+            .map((part) => (part.type === 'text' ? part.text : imageUrlNote(part.image_url.url)))
+            .join('\n'),
+        }
+      : m,
+  );
 }
