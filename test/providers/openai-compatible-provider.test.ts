@@ -772,6 +772,17 @@ describe('OpenAICompatibleProvider', () => {
     assert.equal(upstream.requests.length, 2, 'the provider itself never retries');
   });
 
+  test("a 500 saying the chat template raised → invalid_prompt, not retryable, in the template's words", async () => {
+    // llama.cpp's server: the same prompt raises again, so retrying it only delays the run's failure.
+    const message = 'Jinja Exception: No user query found in messages.';
+    upstream.enqueue({ status: 500, body: { error: { code: 500, message, type: 'server_error' } } });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'invalid_prompt',
+      retryable: false,
+      message: /^Jinja Exception: No user query found in messages\.$/,
+    });
+  });
+
   test("4xx → invalid_prompt, not retryable, with the upstream's message", async () => {
     const message =
       "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.";

@@ -253,6 +253,9 @@ function contentTexts(content: unknown): string[] {
  */
 const FINISH_GRACE_MS = 2_000;
 
+/** How a server says the model's chat template raised an exception (Jinja's `raise_exception`). */
+const TEMPLATE_RAISED = /jinja exception|raise_exception/i;
+
 /** How many times one request is sent again reshaped (LearntShape), each time without something else. */
 const MAX_RESHAPES = 3;
 
@@ -659,6 +662,10 @@ function describeFailure(error: unknown): ProviderError {
         retryable: false,
       });
     }
+    // llama.cpp's server answers a 500 when the model's chat template raises ("Jinja Exception: …"): the same prompt
+    // would raise again, so it is the prompt's error, with the template's words.
+    if (status === 500 && message !== undefined && TEMPLATE_RAISED.test(message))
+      return new ProviderError('invalid_prompt', message, { retryable: false });
     // 498: Groq's flex tier is at capacity, and says to retry.
     if (status >= 500 || status === 408 || status === 409 || status === 498) {
       // A proxy's error page is not quoted: only an OpenAI-shaped error's message is.
