@@ -16,6 +16,12 @@ export function imageUrlNote(url: string): string {
   return url.startsWith('data:') ? '[image (inline data)]' : `[image ${url}]`;
 }
 
+/** A message's content as text alone, its images as notes (imageUrlNote), for a model that reads no images. */
+export function textWithImageNotes(content: string | ChatContentPart[]): string {
+  if (typeof content === 'string') return content;
+  return content.map((part) => (part.type === 'text' ? part.text : imageUrlNote(part.image_url.url))).join('\n');
+}
+
 export interface ChatToolCall {
   id: string;
   type: 'function';

@@ -11,7 +11,7 @@
  * generate the next reply into (LlamaChat would otherwise continue the old one).
  */
 import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelResponse } from 'node-llama-cpp';
-import { type ChatContentPart, type ChatMessage, imageUrlNote } from '../provider.ts';
+import { type ChatMessage, textWithImageNotes } from '../provider.ts';
 
 export function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = [];
@@ -76,8 +76,5 @@ function parseJson(text: string): unknown {
   }
 }
 
-function userText(content: string | ChatContentPart[]): string {
-  if (typeof content === 'string') return content;
-  // The embedded backend reads no images.
-  return content.map((part) => (part.type === 'text' ? part.text : imageUrlNote(part.image_url.url))).join('\n');
-}
+/** The embedded backend reads no images. */
+const userText = textWithImageNotes;

@@ -1,4 +1,4 @@
-import { type ChatMessage, type ChatResponseFormat, imageUrlNote } from '../provider.ts';
+import { type ChatMessage, type ChatResponseFormat, textWithImageNotes } from '../provider.ts';
 import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
 import { hasLooseArguments, REFUSES_LOOSE_ARGUMENTS } from './object-arguments.ts';
 
@@ -183,13 +183,6 @@ function withoutImages(messages: ChatMessage[]): ChatMessage[] {
     m.role === 'user' && typeof m.content !== 'string' && m.content.some((part) => part.type === 'image_url');
   if (!messages.some(hasImages)) return messages;
   return messages.map((m) =>
-    m.role === 'user' && typeof m.content !== 'string'
-      ? {
-          role: 'user',
-          content: m.content
-            .map((part) => (part.type === 'text' ? part.text : imageUrlNote(part.image_url.url)))
-            .join('\n'),
-        }
-      : m,
+    m.role === 'user' && hasImages(m) ? { role: 'user', content: textWithImageNotes(m.content) } : m,
   );
 }

@@ -131,6 +131,13 @@ export function searchSettings(run: Pick<Run, 'tools'>): FileSearchOptions {
   };
 }
 
+/** A call's ranking options as its details show them: the ranker OpenAI named, and the run's threshold. */
+function rankingOptions(
+  settings: FileSearchOptions,
+): NonNullable<FileSearchToolCallDetails['file_search']['ranking_options']> {
+  return { ranker: DEFAULT_RANKER, score_threshold: settings.scoreThreshold };
+}
+
 /** The token budget of a call's results, given what the context window has left. */
 export function resultTokenBudget(contextTokensLeft: number | undefined, maxResultTokens: number): number {
   if (contextTokensLeft === undefined) return maxResultTokens;
@@ -212,7 +219,7 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
       id: call.id,
       type: 'file_search',
       file_search: {
-        ranking_options: { ranker: DEFAULT_RANKER, score_threshold: settings.scoreThreshold },
+        ranking_options: rankingOptions(settings),
         // What the model read: its markers' indices are positions in this list. The text is stored, and served
         // only when asked for (include[]).
         results: ranked.slice(0, rendered.shown).map((hit) => ({
@@ -235,7 +242,7 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
       id: call.id,
       type: 'file_search',
       file_search: {
-        ranking_options: { ranker: DEFAULT_RANKER, score_threshold: searchSettings(run).scoreThreshold },
+        ranking_options: rankingOptions(searchSettings(run)),
         results: [],
       },
     }),
