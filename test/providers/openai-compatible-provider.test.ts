@@ -1301,6 +1301,10 @@ describe('OpenAICompatibleProvider: an endpoint whose chat template refuses role
       [500, 'Conversation roles must alternate user/assistant/user/assistant/...'],
       [400, "Unexpected role 'assistant' after role 'assistant'"],
       [400, 'After the (optional) system message(s), user and assistant roles should be alternating.'],
+      [
+        400,
+        'deepseek-reasoner does not support successive user or assistant messages (messages[1] and messages[2] in your input). You should interleave the user/assistant messages in the message sequence.',
+      ],
     ] as const) {
       const provider = new OpenAICompatibleProvider({
         baseURL: upstream.baseUrl,

@@ -7,10 +7,12 @@ import type { ChatContentPart, ChatMessage } from '../provider.ts';
  * assistant's greeting. OpenAI's API and most templates take them as they are; the templates of Mistral's, Gemma's
  * and Llama 2's models, as vLLM, llama.cpp or LM Studio render them, raise "Conversation roles must alternate
  * user/assistant/user/assistant/...", mistral_common (vLLM's Mistral tokenizer) says "Unexpected role 'assistant'
- * after role 'assistant'", and Perplexity's API "user and assistant roles should be alternating".
+ * after role 'assistant'", Perplexity's API "user and assistant roles should be alternating", DeepSeek's reasoner
+ * "does not support successive user or assistant messages" and "The first message (except the system message) of
+ * deepseek-reasoner must be a user message".
  */
 const REFUSED =
-  /roles must alternate|roles should be alternating|should alternate with assistant|unexpected role '\w+' after role/i;
+  /roles must alternate|roles should be alternating|should alternate with assistant|unexpected role '\w+' after role|successive user or assistant messages|first message \(except the system message\)/i;
 
 /** Whether an endpoint's error message says it refused roles in a row. */
 export function refusesRowsOfRoles(message: string | undefined): boolean {
