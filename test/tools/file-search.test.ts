@@ -216,23 +216,38 @@ function fileSearchSuite(name: string, makeDatabase: () => Promise<Database>): v
       assert.match(toolMessages(h.upstream.requests.at(-1))[0]!, /nothing in the files matched/);
     });
 
-    test('a vector store that no longer exists fails the run with invalid_prompt naming it', async () => {
+    test('a deleted vector store is no longer named by its assistant or thread, and a run finds nothing in it', async () => {
+      // OpenAI's cookbook (Assistants API overview) deletes the store, then runs its assistant: the assistant shows
+      // no store, the model's search finds nothing, and the run goes on to its function call.
       const gone = await h.client.vectorStores.create({ name: 'short-lived' });
-      const assistant = await h.assistant([gone.id]);
+      const assistant = await h.client.beta.assistants.create({
+        model: 'gpt-test',
+        tools: [{ type: 'file_search' }, { type: 'function', function: { name: 'display_quiz' } }],
+        tool_resources: { file_search: { vector_store_ids: [gone.id] }, code_interpreter: { file_ids: [] } },
+      });
+      const thread = await h.client.beta.threads.create({
+        messages: [{ role: 'user', content: 'Make a quiz.' }],
+        tool_resources: { file_search: { vector_store_ids: [gone.id] } },
+      });
       await h.client.vectorStores.delete(gone.id);
-      const thread = await h.thread();
-      h.upstream.enqueue(fileSearchCall('anything'));
+      const kept = await h.client.beta.assistants.retrieve(assistant.id);
+      assert.deepEqual(kept.tool_resources, {
+        file_search: { vector_store_ids: [] },
+        code_interpreter: { file_ids: [] },
+      });
+      assert.deepEqual((await h.client.beta.threads.retrieve(thread.id)).tool_resources?.file_search, {
+        vector_store_ids: [],
+      });
+
+      h.upstream.enqueue(fileSearchCall('quiz topics'), { toolCalls: [{ name: 'display_quiz', arguments: '{}' }] });
       const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
-      assert.equal(run.status, 'failed');
-      assert.equal(run.last_error?.code, 'invalid_prompt');
-      assert.match(run.last_error!.message, new RegExp(`No vector store found with id '${gone.id}'`));
+      assert.equal(run.status, 'requires_action', JSON.stringify(run.last_error));
+      assert.equal(run.required_action?.submit_tool_outputs.tool_calls[0]?.function.name, 'display_quiz');
       const steps = await h.steps(thread.id, run.id);
-      assert.deepEqual(
-        steps.map((s) => [s.type, s.status]),
-        [['tool_calls', 'failed']],
-      );
-      // A call that never searched still has every field of its details (openai-kotlin requires them).
+      // A call that found nothing still has every field of its details (openai-kotlin requires them).
       assert.deepEqual(fileSearchCalls(steps[0])[0]!.file_search, NOT_SEARCHED);
+      assert.match(toolMessages(h.upstream.requests.at(-1))[0]!, /there are no files to search/);
+      await h.client.beta.threads.runs.cancel(run.id, { thread_id: thread.id });
     });
 
     test('a call the model got wrong is answered with an error, and its details show no results', async () => {

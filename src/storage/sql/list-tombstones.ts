@@ -91,12 +91,16 @@ export async function bury(
     .execute();
 }
 
-/** Deletes the object `id` of a top-level list and records where it stood; false when there was none. */
+/**
+ * Deletes the object `id` of a top-level list and records where it stood; false when there was none. `alsoForget`
+ * removes what named it, in the same transaction.
+ */
 export function deleteAndBury(
   db: Kysely<Database>,
   list: 'assistants' | 'vector_stores',
   projectId: string,
   id: string,
+  alsoForget?: (trx: Kysely<Database>) => Promise<void>,
 ): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
     const rows = await trx
@@ -106,6 +110,7 @@ export function deleteAndBury(
       .returning(['project_id', 'id', 'created_at', 'seq'])
       .execute();
     await bury(trx, list, rows);
+    if (rows.length > 0) await alsoForget?.(trx);
     return rows.length > 0;
   });
 }

@@ -1,6 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import { notFound } from '../../domain/errors.ts';
+import type { ToolResources } from '../../domain/objects.ts';
 import type {
   Attributes,
   Chunk,
@@ -196,7 +197,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
     // Files and batches go with the store, chunks with their files (ON DELETE CASCADE), and on SQLite each chunk's
     // FTS5 entry with it (its project table's delete trigger, fired for cascaded deletes too: fts5-tables.ts).
-    return deleteAndBury(this.db, 'vector_stores', scope.projectId, id);
+    return deleteAndBury(this.db, 'vector_stores', scope.projectId, id, (trx) => forgetStore(trx, scope.projectId, id));
   }
 
   // ── files ───────────────────────────────────────────────────────────────────
@@ -1222,4 +1223,33 @@ function batchView(row: Selectable<VectorStoreFileBatchesTable>, counts: FileCou
     cancelled: Number(row.cancelled) === 1,
     file_counts: counts,
   };
+}
+
+/**
+ * A deleted store is no longer named by the assistants and threads that named it (their
+ * `tool_resources.file_search.vector_store_ids`), as upstream dropped it: OpenAI's cookbook deletes a store and then
+ * runs its assistant, which searches and finds nothing. Each names at most one store, in its `tool_resources` column;
+ * the rows that may name it are found by the id's text.
+ */
+async function forgetStore(trx: Kysely<Database>, projectId: string, id: string): Promise<void> {
+  for (const table of ['assistants', 'threads'] as const) {
+    const rows = await trx
+      .selectFrom(table)
+      .select(['id', 'tool_resources'])
+      .where('project_id', '=', projectId)
+      .where('tool_resources', 'like', `%"${id}"%`)
+      .execute();
+    for (const row of rows) {
+      const resources = fromNullableJson<ToolResources>(row.tool_resources);
+      const named = resources?.file_search?.vector_store_ids;
+      if (!resources || !named?.includes(id)) continue;
+      const kept = { ...resources, file_search: { vector_store_ids: named.filter((v) => v !== id) } };
+      await trx
+        .updateTable(table)
+        .set({ tool_resources: toJson(kept) })
+        .where('project_id', '=', projectId)
+        .where('id', '=', row.id)
+        .execute();
+    }
+  }
 }

@@ -153,17 +153,13 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
   const countTokens = options.countTokens ?? countTextTokens;
 
   /**
-   * A store the run names must exist and not have expired: upstream fails such a run ("runs will fail if the
-   * vector store has expired"), and so does this, with `invalid_prompt` as for any other resource of the run that
-   * is gone (a deleted image file). The message says which store and where it is named.
+   * A store the run names, unless it no longer exists: a deleted store is not searched (upstream dropped it from the
+   * assistant or thread that named it, as deleting one does here). One that expired fails the run, as upstream's
+   * ("runs will fail if the vector store has expired"), with `invalid_prompt` and a message that says which store
+   * and where it is named.
    */
-  function usable(store: VectorStoreView | undefined, id: string, where: string): VectorStoreView {
-    if (!store)
-      throw new ToolRunFailure(
-        'invalid_prompt',
-        `No vector store found with id '${id}' (named by the ${where}'s tool_resources.file_search.vector_store_ids).`,
-      );
-    if (store.expired)
+  function usable(store: VectorStoreView | undefined, id: string, where: string): VectorStoreView | undefined {
+    if (store?.expired)
       throw new ToolRunFailure(
         'invalid_prompt',
         `Vector store ${id} (the ${where}'s) has expired. Create a new vector store with its files and attach it to the ${where} in tool_resources.file_search.vector_store_ids.`,
@@ -171,19 +167,32 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
     return store;
   }
 
-  /** Waits, bounded, while a store of the thread still has files being ingested, so that they are searched too. */
-  async function awaitIngestion(scope: Scope, ids: readonly string[], signal: AbortSignal): Promise<void> {
+  /** The assistant's stores that can be searched (usable). */
+  async function assistantStores(scope: Scope, ids: readonly string[]): Promise<string[]> {
+    const kept: string[] = [];
+    for (const id of ids) if (usable(await backend.getStore(scope, id), id, 'assistant')) kept.push(id);
+    return kept;
+  }
+
+  /**
+   * The thread's stores that can be searched (usable), once none still has files being ingested, waiting for
+   * them, bounded, so that they are searched too.
+   */
+  async function threadStores(scope: Scope, ids: readonly string[], signal: AbortSignal): Promise<string[]> {
     const deadline = Date.now() + waitMs;
+    const kept: string[] = [];
     for (const id of ids) {
       let store = usable(await backend.getStore(scope, id), id, 'thread');
-      while (store.file_counts.in_progress > 0 && Date.now() < deadline) {
+      while (store && store.file_counts.in_progress > 0 && Date.now() < deadline) {
         // An abort ends the wait with the signal's own reason (the run's stop reason), not Node's AbortError.
         await delay(Math.min(pollMs, Math.max(0, deadline - Date.now())), undefined, { signal }).catch(() => {
           throw signal.reason;
         });
         store = usable(await backend.getStore(scope, id), id, 'thread');
       }
+      if (store) kept.push(id);
     }
+    return kept;
   }
 
   async function execute(call: ServerToolCall, context: ToolContext) {
@@ -191,9 +200,8 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
     const queries = parseQueries(call.arguments);
     const settings = searchSettings(run);
     const stores = await backend.resolveStores(scope, run);
-    for (const id of stores.assistant) usable(await backend.getStore(scope, id), id, 'assistant');
-    await awaitIngestion(scope, stores.thread, signal);
-    const ids = [...new Set([...stores.assistant, ...stores.thread])];
+    const named = await assistantStores(scope, stores.assistant);
+    const ids = [...new Set([...named, ...(await threadStores(scope, stores.thread, signal))])];
     const hits = ids.length === 0 ? [] : await backend.search(scope, ids, queries, settings);
     // The backend's promises are checked, not trusted: a fake or a new index must not break the call's contract.
     const ranked = hits
