@@ -18,6 +18,16 @@ const MESSAGE_TURN = [
   'thread.run.step.completed',
 ];
 
+/** A run that answers, streamed from its creation. */
+const ANSWERED = [
+  'thread.run.created',
+  'thread.run.queued',
+  'thread.run.in_progress',
+  ...MESSAGE_TURN,
+  'thread.run.completed',
+  'done',
+];
+
 function textOf(events: SseEvent[]): string {
   return events
     .filter((e) => e.event === 'thread.message.delta')
@@ -46,21 +56,16 @@ describe('streaming (raw SSE)', () => {
     return (await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hello' }] })).body.id as string;
   }
 
+  /** A run of the plain assistant on the thread, streamed. */
+  function streamRun(threadId: string): Promise<SseEvent[]> {
+    return postSse(`${server.url}/v1/threads/${threadId}/runs`, { assistant_id: assistantId, stream: true });
+  }
+
   test('a simple run: the exact sequence, deltas that add up to the stored message', async () => {
     upstream.enqueue({ text: ['Hel', 'lo', ' there', '!'] });
     const threadId = await newThread();
-    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
-      assistant_id: assistantId,
-      stream: true,
-    });
-    assert.deepEqual(eventNames(events), [
-      'thread.run.created',
-      'thread.run.queued',
-      'thread.run.in_progress',
-      ...MESSAGE_TURN,
-      'thread.run.completed',
-      'done',
-    ]);
+    const events = await streamRun(threadId);
+    assert.deepEqual(eventNames(events), ANSWERED);
     assert.equal(events.at(-1)!.data, '[DONE]');
     const created = events.find((e) => e.event === 'thread.message.created')!.data;
     assert.equal(created.status, 'in_progress');
@@ -85,18 +90,8 @@ describe('streaming (raw SSE)', () => {
   test('a model that says nothing: the answer is one empty text part, streamed as stored', async () => {
     upstream.enqueue({ text: '' });
     const threadId = await newThread();
-    const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
-      assistant_id: assistantId,
-      stream: true,
-    });
-    assert.deepEqual(eventNames(events), [
-      'thread.run.created',
-      'thread.run.queued',
-      'thread.run.in_progress',
-      ...MESSAGE_TURN,
-      'thread.run.completed',
-      'done',
-    ]);
+    const events = await streamRun(threadId);
+    assert.deepEqual(eventNames(events), ANSWERED);
     const deltas = events.filter((e) => e.event === 'thread.message.delta');
     assert.deepEqual(
       deltas.map((d) => d.data.delta.content),
@@ -506,6 +501,19 @@ else
   });
 
 describe('streaming: keep-alive comments (ASSISTD_STREAM_KEEPALIVE_S)', () => {
+  /** `check` against a server whose ASSISTD_STREAM_KEEPALIVE_S is `seconds`, closed afterwards. */
+  async function withKeepAlive(seconds: string, check: (server: TestServer) => Promise<void>): Promise<void> {
+    const server = await startTestServer({
+      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+      ASSISTD_STREAM_KEEPALIVE_S: seconds,
+    });
+    try {
+      await check(server);
+    } finally {
+      await server.close();
+    }
+  }
+
   /** A streamed run's whole body as written, comments included, checked to still be the official sequence. */
   async function rawStream(server: TestServer, reply: TextReply): Promise<string> {
     const assistant = await server.api.post('/v1/assistants', { model: 'm' });
@@ -529,11 +537,7 @@ describe('streaming: keep-alive comments (ASSISTD_STREAM_KEEPALIVE_S)', () => {
   after(() => upstream.close());
 
   test('a silent stream gets a comment, one whose frames flow gets none', async () => {
-    const server = await startTestServer({
-      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
-      ASSISTD_STREAM_KEEPALIVE_S: '1',
-    });
-    try {
+    await withKeepAlive('1', async (server) => {
       // The model is silent for 2.5 s before its answer: the stream says it is alive meanwhile.
       const silent = await rawStream(server, { text: ['Hello'], chunkDelayMs: 2500 });
       const comment = silent.indexOf(': keep-alive\n\n');
@@ -543,21 +547,13 @@ describe('streaming: keep-alive comments (ASSISTD_STREAM_KEEPALIVE_S)', () => {
       // clients' parsers refuse them).
       const flowing = await rawStream(server, { text: Array(12).fill('word '), chunkDelayMs: 250 });
       assert.ok(!flowing.includes(': keep-alive'), flowing);
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   test('0 turns them off', async () => {
-    const server = await startTestServer({
-      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
-      ASSISTD_STREAM_KEEPALIVE_S: '0',
-    });
-    try {
+    await withKeepAlive('0', async (server) => {
       const silent = await rawStream(server, { text: ['Hello'], chunkDelayMs: 1500 });
       assert.ok(!silent.includes(': keep-alive'), silent);
-    } finally {
-      await server.close();
-    }
+    });
   });
 });
