@@ -237,8 +237,10 @@ export class ModelTurn {
     let call = this.calls[index];
     const isNew = !call;
     if (!call) {
-      call = { id: newId('call'), name: name ?? '', arguments: '' };
-      if (!this.offered.includes(call.name)) call.stray = true;
+      const stray = !this.offered.includes(name ?? '');
+      // Deltas number the calls the step shows: a stray call before this one is not among them.
+      const position = stray ? -1 : this.calls.slice(0, index).filter((c) => c !== undefined && !c.stray).length;
+      call = { id: newId('call'), name: name ?? '', arguments: '', position, ...(stray ? { stray } : {}) };
       this.calls[index] = call;
     }
     if (extra) call.extra = { ...call.extra, ...extra };
@@ -249,8 +251,7 @@ export class ModelTurn {
     const asWritten = this.streamsAsWritten(index);
     const streamed = !tool && asWritten;
     const showsInput = tool?.inputReader !== undefined && asWritten;
-    // Deltas number the calls the step shows: a stray call before this one is not among them.
-    const position = this.madeCalls().indexOf(call);
+    const { position } = call;
     if (isNew && streamed)
       this.emitToolDelta({
         index: position,
@@ -306,7 +307,7 @@ export class ModelTurn {
       step_details: { type: 'tool_calls', tool_calls: this.madeCalls().map((c) => this.details(c)) },
       model_calls: this.calls.flatMap((c): ModelToolCall[] => {
         if (c === undefined) return [];
-        const { stray, ...call } = c;
+        const { stray, position: _, ...call } = c;
         return [{ ...call, output: stray ? `Error: there is no tool named '${c.name}'. ${known}` : null }];
       }),
       model_reasoning: Object.keys(this.reasoning).length === 0 ? null : this.reasoning,
@@ -347,7 +348,7 @@ export class ModelTurn {
       call.arguments += '{}';
       if (!call.stray && this.streamsAsWritten(index))
         this.emitToolDelta({
-          index: this.madeCalls().indexOf(call),
+          index: call.position,
           type: 'function',
           function: { arguments: '{}' },
         });
@@ -437,11 +438,15 @@ export class ModelTurn {
   }
 }
 
-/** A call the model is writing; `stray` when it names no function the model was offered (ModelTurn). */
+/**
+ * A call the model is writing; `stray` when it names no function the model was offered (ModelTurn). `position` is
+ * where the turn's step shows it, set once as it begins (-1 for a stray call, which the step does not show).
+ */
 interface Call {
   id: string;
   name: string;
   arguments: string;
+  position: number;
   extra?: Record<string, unknown>;
   stray?: true;
 }
