@@ -44,7 +44,9 @@ export interface AuthenticatorOptions {
  * every process. The slow scrypt check runs once per key and process; later requests compare digests.
  *
  * With neither ASSISTD_API_KEY nor ASSISTD_ADMIN_KEY set the server is open: a request without a project key works
- * in the default project, as before keys existed. A project key is checked even then: a deleted one is refused.
+ * in the default project, as before keys existed. A project key is checked even then: a deleted one is refused. Any
+ * other value is no key there, OpenAI's own `sk-proj-…` keys included: a program moved here by its base URL alone
+ * still sends the key it had.
  */
 export class Authenticator {
   readonly open: boolean;
@@ -75,15 +77,14 @@ export class Authenticator {
       const given = digest(presented);
       if (this.adminKeyDigest && timingSafeEqual(given, this.adminKeyDigest)) return ADMIN;
       if (this.apiKeyDigest && timingSafeEqual(given, this.apiKeyDigest)) return DEFAULT_PROJECT;
-      if (isProjectKeyShaped(presented)) return this.projectCaller(presented, given);
+      const keyId = keyIdOf(presented);
+      if (keyId !== undefined) return this.projectCaller(keyId, presented, given);
     }
     if (this.open) return DEFAULT_PROJECT;
     throw presented === undefined ? missingKey() : incorrectKey(presented);
   }
 
-  private async projectCaller(value: string, given: Buffer): Promise<Caller> {
-    const keyId = keyIdOf(value);
-    if (keyId === undefined) throw incorrectKey(value);
+  private async projectCaller(keyId: string, value: string, given: Buffer): Promise<Caller> {
     const credentials = await this.projects.keyCredentials(keyId);
     if (!credentials || credentials.projectArchived) throw incorrectKey(value);
     let known = this.verified.get(keyId);

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2019 } from 'ajv/dist/2019.js';
+import OpenAI from 'openai';
 import { ORGANIZATION_SCHEMAS } from '../../src/api/routes/organization-openapi.ts';
 import { createTestDatabase, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
 import {
@@ -268,6 +269,37 @@ describe('projects and API keys (SQLite, one process)', () => {
       assert.ok(!bytes.includes(Buffer.from(secret).toString('base64')));
     }
     assert.match(bytes, /scrypt\$16384\$8\$1\$/);
+  });
+});
+
+describe('an open server (no key set)', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({});
+  });
+  after(() => server.close());
+
+  test("a program moved here by its base URL alone keeps OpenAI's key: that is no key; assistd's keys are checked", async () => {
+    // OpenAI's project keys start as assistd's do; this one has their length (164 characters) and alphabet.
+    const openAiKey = `sk-proj-${'Ab3_-Xy9'.repeat(19)}T3Bl`;
+    const sdk = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: openAiKey, maxRetries: 0 });
+    const assistant = await sdk.beta.assistants.create({ model: 'gpt-4o-mini', name: 'moved' });
+    assert.deepEqual(
+      (await client(server.url).get<{ data: Json[] }>('/v1/assistants')).body.data.map((a) => a['id']),
+      [assistant.id],
+      'in the default project, as without a key',
+    );
+
+    const env = { ASSISTD_DATA_DIR: server.dataDir };
+    const project = await runCli(env, ['projects', 'create', 'Open']);
+    const projectId = (JSON.parse(project.stdout) as Json)['id'] as string;
+    const made = await runCli(env, ['keys', 'create', projectId]);
+    const { id, value } = JSON.parse(made.stdout) as { id: string; value: string };
+    const own = client(server.url, value);
+    assert.deepEqual((await own.get<{ data: Json[] }>('/v1/assistants')).body.data, [], 'its own project');
+    assert.equal((await client(server.url, `${value.slice(0, -1)}x`).get('/v1/assistants')).status, 401);
+    assert.equal((await runCli(env, ['keys', 'delete', projectId, id])).code, 0);
+    assert.equal((await own.get('/v1/assistants')).status, 401, 'a deleted key is refused, not taken for no key');
   });
 });
 
