@@ -127,7 +127,7 @@ export function buildApp({
       // answered as every unknown id is (404 `No thread found with id '…'`): no id this server issues is that long.
       maxParamLength: maxHeaderSize,
     },
-    rewriteUrl: (request) => azurePathToV1(request.url ?? '/'),
+    rewriteUrl: (request) => pathToV1(request.url ?? '/'),
     // What the router refuses before any route or hook runs (a path that is not valid percent-encoding).
     frameworkErrors: (error, request, reply) => {
       void reply.header('x-request-id', request.id);
@@ -402,16 +402,24 @@ function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, lo
 }
 
 /**
- * Azure OpenAI clients (`new AzureOpenAI({ endpoint })` in the official SDKs) send every /v1 path with /openai in its
- * place, e.g. `/openai/threads/{id}/runs?api-version=2024-05-01-preview`. Rewriting the URL before routing serves
- * them with the /v1 routes as they are, with no second registration of anything; a /v1 request pays one
- * `startsWith`. Handlers and hooks see the /v1 URL; `request.originalUrl` keeps what the client sent, for messages.
- * `api-version` is left in the query: no route rejects query parameters it does not know.
+ * Two other spellings of the /v1 paths are served by the /v1 routes, the URL rewritten before routing (no second
+ * registration of anything; a /v1 request pays one `startsWith`):
+ * - Azure OpenAI clients (`new AzureOpenAI({ endpoint })` in the official SDKs) send every /v1 path with /openai in
+ *   its place, e.g. `/openai/threads/{id}/runs?api-version=2024-05-01-preview`; `api-version` is left in the query
+ *   (no route rejects query parameters it does not know).
+ * - A client whose base URL lacks `/v1` sends `/threads/…`: LiteLLM's assistants calls take the base URL as given,
+ *   and its OpenAI pass-through adds `/v1` itself, so one base URL serves both only if both spellings work (as
+ *   LiteLLM's own proxy serves them). Only the resources of the Assistants API are taken so.
+ * Handlers and hooks see the /v1 URL; `request.originalUrl` keeps what the client sent, for messages.
  */
-function azurePathToV1(url: string): string {
-  // Only the whole segment (`/openai`, `/openai/…`, `/openai?…`), not `/openaix`.
-  return url.startsWith('/openai') && /^\/openai(?:[/?]|$)/.test(url) ? `/v1${url.slice('/openai'.length)}` : url;
+function pathToV1(url: string): string {
+  if (url.startsWith('/v1/')) return url;
+  // Only whole segments (`/openai`, `/openai/…`, `/openai?…`), not `/openaix`.
+  if (url.startsWith('/openai') && /^\/openai(?:[/?]|$)/.test(url)) return `/v1${url.slice('/openai'.length)}`;
+  return UNVERSIONED.test(url) ? `/v1${url}` : url;
 }
+
+const UNVERSIONED = /^\/(?:assistants|threads|files|vector_stores|models)(?:[/?]|$)/;
 
 /** The routes that take a multipart/form-data body; every other route takes JSON. */
 const MULTIPART_ROUTES = new Set(['POST /v1/files']);

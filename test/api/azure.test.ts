@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { AzureOpenAI, toFile } from 'openai';
+import OpenAI, { AzureOpenAI, toFile } from 'openai';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { listRoutes } from '../support/route-table.ts';
 import { type ApiResponse, startTestServer, type TestServer } from '../support/server.ts';
@@ -240,7 +240,7 @@ const PLACEHOLDERS: Record<string, string> = {
   batch_id: 'vsfb_missing',
 };
 
-describe('every /v1 route is served under /openai', () => {
+describe('every /v1 route is served under /openai, and those of the Assistants API without /v1 too', () => {
   let server: TestServer;
   before(async () => {
     server = await startTestServer({ ASSISTD_API_KEY: KEY });
@@ -270,6 +270,12 @@ describe('every /v1 route is served under /openai', () => {
       const azure = await send(`/openai${rest}?api-version=${API_VERSION}`, { 'api-key': KEY });
       const v1WithVersion = await send(`/v1${rest}?api-version=${API_VERSION}`, { 'api-key': KEY });
       const what = `${method} ${url}`;
+      if (/^\/(assistants|threads|files|vector_stores|models)\b/.test(rest)) {
+        const unversioned = await send(rest, { authorization: `Bearer ${KEY}` });
+        assert.equal(unversioned.status, v1.status, `${what} without /v1: ${JSON.stringify(unversioned.body)}`);
+        if (v1.status >= 400) assert.deepEqual(unversioned.body, v1.body, what);
+        assert.equal((await send(rest, {})).status, 401, `${what} without /v1 needs the key`);
+      }
       assert.notEqual(v1.status, 405, what);
       assert.ok(
         !(v1.status === 404 && /^Invalid URL/.test(errorOf(v1).message)),
@@ -282,5 +288,27 @@ describe('every /v1 route is served under /openai', () => {
         assert.deepEqual(v1WithVersion.body, v1.body, what);
       }
     }
+  });
+
+  test('the official client with a base URL lacking /v1 (as LiteLLM passes it on) works; other paths are still unknown', async () => {
+    const recorder = createValidatingFetch();
+    const client = new OpenAI({ baseURL: server.url, apiKey: KEY, fetch: recorder.fetch, maxRetries: 0 });
+    const assistant = await client.beta.assistants.create({ model: 'gpt-4o-mini', name: 'no /v1' });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+    const messages = await client.beta.threads.messages.list(thread.id);
+    assert.equal(messages.data.length, 1);
+    assert.equal((await client.beta.assistants.retrieve(assistant.id)).name, 'no /v1');
+    const file = await client.files.create({ file: await toFile(Buffer.from('x'), 'x.txt'), purpose: 'assistants' });
+    assert.equal((await client.files.retrieve(file.id)).filename, 'x.txt');
+    recorder.assertNoViolations({ all: true });
+
+    const bearer = { authorization: `Bearer ${KEY}` };
+    for (const path of ['/threadsx', '/organization/projects', '/assistant']) {
+      const unknown = await server.api.request('GET', path, undefined, { headers: bearer, validate: false });
+      assert.equal(unknown.status, 404, path);
+      assert.equal(errorOf(unknown).message, `Invalid URL (GET ${path})`);
+    }
+    const wrongMethod = await server.api.request('DELETE', '/threads', undefined, { headers: bearer });
+    assert.equal(errorOf(wrongMethod).message, 'Method DELETE is not allowed for /threads. Allowed: POST, GET, HEAD.');
   });
 });
