@@ -266,13 +266,9 @@ export interface VectorStoreRecords {
   getFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined>;
   /**
    * A batch still in progress: marks it cancelled and its files still in progress `cancelled` (an ingestion in
-   * flight then writes nothing). `cancelled` false: the batch was no longer in progress, and is left as it was.
+   * flight then writes nothing). A batch no longer in progress is left as it was. The batch as it is then.
    */
-  cancelFileBatch(
-    scope: Scope,
-    vectorStoreId: string,
-    batchId: string,
-  ): Promise<{ batch: FileBatchView; cancelled: boolean } | undefined>;
+  cancelFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined>;
 
   /** Leases up to `limit` files in progress with no live lease to `workerId` until `leaseUntil`, oldest first. */
   claimIngestions(workerId: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedIngestion[]>;

@@ -323,11 +323,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     return row && batchView(row, await batchCounts(this.db, scope, vectorStoreId, batchId));
   }
 
-  async cancelFileBatch(
-    scope: Scope,
-    vectorStoreId: string,
-    batchId: string,
-  ): Promise<{ batch: FileBatchView; cancelled: boolean } | undefined> {
+  async cancelFileBatch(scope: Scope, vectorStoreId: string, batchId: string): Promise<FileBatchView | undefined> {
     return this.db.transaction().execute(async (trx) => {
       const row = await trx
         .selectFrom('vector_store_file_batches')
@@ -363,7 +359,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
           .where('id', '=', batchId)
           .execute();
       const counts = await batchCounts(trx, scope, vectorStoreId, batchId);
-      return { batch: batchView(cancelled ? { ...row, cancelled: 1 } : row, counts), cancelled };
+      return batchView(cancelled ? { ...row, cancelled: 1 } : row, counts);
     });
   }
 
