@@ -14,8 +14,10 @@ import { type CountedMessage, O200K, REPLY_PRIMING_TOKENS, type TokenCounter } f
 export interface ContextInput {
   /** run.instructions (already including additional_instructions); '' → no system message. */
   instructions: string;
-  /** The thread's messages, oldest first. */
+  /** The thread's messages, oldest first: all of them, or its first and its most recent (`olderUnread`). */
   threadMessages: Message[];
+  /** Messages between threadMessages[0], the thread's first, and threadMessages[1] were not read (ThreadWindow). */
+  olderUnread?: boolean;
   /** This run's completed tool_calls steps, oldest first, with their outputs filled in. */
   toolRounds: ToolRound[];
   truncation: TruncationStrategy;
@@ -32,11 +34,14 @@ export interface ContextInput {
 }
 
 /**
- * On success, `messages` is the prompt and `promptTokens` its `tokens.prompt()`. The message objects of finished
- * thread messages are shared with later builds (see TokenCounter.finished): send them, never mutate them.
+ * On success, `messages` is the prompt and `promptTokens` its `tokens.prompt()`; `droppedMessages` counts the given
+ * thread messages it leaves out. The message objects of finished thread messages are shared with later builds (see
+ * TokenCounter.finished): send them, never mutate them. `unread`: the prompt may show messages that were not read
+ * (`olderUnread`): build again with more.
  */
 export type ContextResult =
   | { ok: true; messages: ChatMessage[]; promptTokens: number; droppedMessages: number }
+  | { ok: false; reason: 'unread' }
   | {
       ok: false;
       reason: 'max_prompt_tokens' | 'context_window';
@@ -63,9 +68,12 @@ export async function buildContext(input: ContextInput): Promise<ContextResult> 
 
   // `last_messages: N` first narrows the thread to its N most recent messages; the budget then applies within them.
   let candidates: readonly Message[] = threadMessages;
+  let olderUnread = input.olderUnread ?? false;
   if (truncation.type === 'last_messages' && truncation.last_messages !== null) {
     const n = Math.max(0, Math.floor(truncation.last_messages));
+    if (olderUnread && n > threadMessages.length - 1) return { ok: false, reason: 'unread' };
     candidates = n === 0 ? [] : threadMessages.slice(-n);
+    olderUnread = false;
   }
 
   const windowBudget = input.contextWindow - input.reservedCompletionTokens;
@@ -95,12 +103,17 @@ export async function buildContext(input: ContextInput): Promise<ContextResult> 
     }
   }
   const recent: ChatMessage[] = []; // newest first
+  let full = false;
   for (let i = candidates.length - 2; i >= 1; i--) {
     const message = await counted(candidates[i]!, tokens);
-    if (total + message.tokens > budget) break;
+    if (total + message.tokens > budget) {
+      full = true;
+      break;
+    }
     recent.push(message.message);
     total += message.tokens;
   }
+  if (olderUnread && !full) return { ok: false, reason: 'unread' };
 
   const messages: ChatMessage[] = [...head];
   if (first !== undefined) messages.push(first);

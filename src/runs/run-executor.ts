@@ -34,12 +34,13 @@ import {
   type ToolResult,
   ToolRunFailure,
 } from '../tools/tool.ts';
-import { buildContext, toolRoundsOfRun } from './context.ts';
+import { buildContext, type ContextResult, toolRoundsOfRun } from './context.ts';
 import { resolveImageFiles } from './image-files.ts';
 import { announcedCalls, ModelTurn, streamsAsWritten } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
 import { endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
+import { ThreadWindow } from './thread-window.ts';
 import { O200K, TokenCounter } from './tokens.ts';
 import type { TurnGate } from './turn-gate.ts';
 
@@ -72,8 +73,8 @@ interface Execution {
   readonly serverTools: ReadonlyMap<string, ServerTool>;
   run: Run;
   steps: StoredStep[];
-  /** The thread's messages, read at the first model turn and extended with those this execution stores. */
-  messages: Message[] | undefined;
+  /** The thread's messages the prompt may show, read at the first model turn; with those this execution stores. */
+  messages: ThreadWindow | undefined;
   /** The model turn being streamed, if any: what an ending must record of it. */
   turn: ModelTurn | undefined;
   /** What that turn has used so far (its prompt as counted, what it wrote, estimated): a cut-short turn's usage. */
@@ -200,7 +201,7 @@ export class RunExecutor {
       if (error instanceof ProviderError) return this.end(x, { type: 'fail', error: providerError(error) });
       throw error;
     }
-    x.messages ??= await store.threadMessages(x.scope, run.thread_id);
+    x.messages ??= await ThreadWindow.open(store, x.scope, run.thread_id);
 
     const used = runUsage(x.steps);
     const completionLeft =
@@ -214,18 +215,28 @@ export class RunExecutor {
     const answerNow = toolRoundsInARow(x.steps, run) >= this.options.maxToolRounds;
     const offered = this.offeredTools(x);
     if (answerNow && offered.tools) offered.tool_choice = 'none';
-    const context = await buildContext({
-      instructions: await this.instructions(x, answerNow),
-      ...toolRoundsOfRun(x.steps, x.messages),
-      truncation: run.truncation_strategy,
-      contextWindow,
-      maxPromptTokens: run.max_prompt_tokens === null ? null : run.max_prompt_tokens - used.prompt_tokens,
-      // max_completion_tokens bounds the run's answers; it is no reserve: 100,000 of them on an 8,192-token model
-      // still leaves the thread room.
-      reservedCompletionTokens: Math.min(completionLeft ?? Number.POSITIVE_INFINITY, answerReserve(contextWindow)),
-      toolDefinitionTokens: offered.tools ? await (provider.toolTokens?.(offered) ?? tokens.tools(offered.tools)) : 0,
-      tokens,
-    });
+    const instructions = await this.instructions(x, answerNow);
+    const toolDefinitionTokens = offered.tools
+      ? await (provider.toolTokens?.(offered) ?? tokens.tools(offered.tools))
+      : 0;
+    let context: ContextResult;
+    for (;;) {
+      context = await buildContext({
+        instructions,
+        ...toolRoundsOfRun(x.steps, x.messages.messages),
+        olderUnread: x.messages.olderUnread,
+        truncation: run.truncation_strategy,
+        contextWindow,
+        maxPromptTokens: run.max_prompt_tokens === null ? null : run.max_prompt_tokens - used.prompt_tokens,
+        // max_completion_tokens bounds the run's answers; it is no reserve: 100,000 of them on an 8,192-token model
+        // still leaves the thread room.
+        reservedCompletionTokens: Math.min(completionLeft ?? Number.POSITIVE_INFINITY, answerReserve(contextWindow)),
+        toolDefinitionTokens,
+        tokens,
+      });
+      if (context.ok || context.reason !== 'unread') break;
+      await x.messages.readOlder();
+    }
     if (!context.ok) {
       if (context.reason === 'max_prompt_tokens')
         return this.end(x, { type: 'incomplete', reason: 'max_prompt_tokens' });
@@ -772,7 +783,7 @@ export class RunExecutor {
       if (at >= 0) x.steps[at] = step;
       else x.steps.push(step);
     }
-    if (x.messages) x.messages.push(...(change.messages ?? []).filter((m) => m.status !== 'in_progress'));
+    x.messages?.add((change.messages ?? []).filter((m) => m.status !== 'in_progress'));
     if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, change.events);
     return true;
   }

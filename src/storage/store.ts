@@ -414,8 +414,19 @@ export interface Store {
   listMessagesJson(scope: Scope, threadId: string, page: PageRequest, filter?: MessageFilter): Promise<Page<WireJson>>;
   updateMessage(scope: Scope, threadId: string, id: string, patch: MessagePatch): Promise<Message | undefined>;
   deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean>;
-  /** Every message of a thread, oldest first (the context of a run). */
+  /** Every message of a thread, oldest first. */
   threadMessages(scope: Scope, threadId: string): Promise<Message[]>;
+  /**
+   * Up to `limit` of a thread's messages counted from one end (`newest`: newest first), after the `skip` nearest that
+   * end: a run's context reads the thread back from its end only as far as its model's window needs (ThreadWindow).
+   */
+  threadMessagesFrom(
+    scope: Scope,
+    threadId: string,
+    end: 'oldest' | 'newest',
+    skip: number,
+    limit: number,
+  ): Promise<Message[]>;
 
   /**
    * Creates a queued run, after adding `additionalMessages` to its thread, atomically. Throws not-found for a

@@ -162,6 +162,25 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       );
     });
 
+    test("a thread's messages read from either end, a part at a time, in its order; only the scope's", async () => {
+      const thread = aThread();
+      // Many in one second: the order within it is the order of creation.
+      const messages = Array.from({ length: 30 }, (_, i) => aMessage(thread.id, `m${i}`));
+      await store.createThread(scope, thread, messages);
+      const ids = messages.map((m) => m.id);
+      const from = async (end: 'oldest' | 'newest', skip: number, limit: number) =>
+        (await store.threadMessagesFrom(scope, thread.id, end, skip, limit)).map((m) => m.id);
+      assert.deepEqual(await from('oldest', 0, 1), ids.slice(0, 1));
+      assert.deepEqual(await from('newest', 0, 4), ids.slice(-4).reverse());
+      assert.deepEqual(await from('newest', 4, 12), ids.slice(-16, -4).reverse());
+      assert.deepEqual(await from('newest', 24, 12), ids.slice(0, 6).reverse());
+      assert.deepEqual(await from('newest', 30, 12), []);
+      assert.deepEqual(await from('oldest', 28, 5), ids.slice(28));
+      const read = await store.threadMessagesFrom(scope, thread.id, 'newest', 0, 1);
+      assert.deepEqual(read, [messages.at(-1)]);
+      assert.deepEqual(await store.threadMessagesFrom(otherScope, thread.id, 'newest', 0, 10), []);
+    });
+
     test('a cursor that is not in the list is a 400 naming the parameter', async () => {
       const thread = aThread();
       await store.createThread(scope, thread, [aMessage(thread.id)]);

@@ -348,6 +348,33 @@ export class SqlStore implements Store {
     return rows.map(rowToMessage);
   }
 
+  async threadMessagesFrom(
+    scope: Scope,
+    threadId: string,
+    end: 'oldest' | 'newest',
+    skip: number,
+    limit: number,
+  ): Promise<Message[]> {
+    const order = end === 'oldest' ? 'asc' : 'desc';
+    const rows = await this.q.rows(
+      this.db,
+      `threadMessagesFrom:${order}`,
+      (a) =>
+        this.db
+          .selectFrom('messages')
+          .select('doc')
+          .where('thread_id', '=', a(0))
+          .where('project_id', '=', a(1))
+          .where('queued_behind', 'is', null)
+          .orderBy('created_at', order)
+          .orderBy('seq', order)
+          .limit(num(a(2)))
+          .offset(num(a(3))),
+      [threadId, scope.projectId, limit, skip],
+    );
+    return rows.map(rowToMessage);
+  }
+
   // ── runs ────────────────────────────────────────────────────────────────────
 
   async createRun(
