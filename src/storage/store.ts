@@ -1,5 +1,5 @@
 import type { StoredFile } from '../domain/files.ts';
-import type { Assistant, Message, Metadata, Thread } from '../domain/objects.ts';
+import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../domain/objects.ts';
 import { type ApiKey, DEFAULT_PROJECT_ID, type Project } from '../domain/projects.ts';
 import type { Run, RunStatus, StoredStep } from '../domain/runs.ts';
 import type {
@@ -414,8 +414,8 @@ export interface Store {
   listMessagesJson(scope: Scope, threadId: string, page: PageRequest, filter?: MessageFilter): Promise<Page<WireJson>>;
   updateMessage(scope: Scope, threadId: string, id: string, patch: MessagePatch): Promise<Message | undefined>;
   deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean>;
-  /** Every message of a thread, oldest first. */
-  threadMessages(scope: Scope, threadId: string): Promise<Message[]>;
+  /** The attachments of a thread's messages, oldest first; read without reading the messages that have none. */
+  threadAttachments(scope: Scope, threadId: string): Promise<MessageAttachment[]>;
   /**
    * Up to `limit` of a thread's messages counted from one end (`newest`: newest first), after the `skip` nearest that
    * end: a run's context reads the thread back from its end only as far as its model's window needs (ThreadWindow).

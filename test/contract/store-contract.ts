@@ -14,6 +14,11 @@ export interface StoreFixture {
 const scope: Scope = { projectId: 'proj_contract' };
 const otherScope: Scope = { projectId: 'proj_other' };
 
+/** Every message of a thread, oldest first. */
+function everyMessage(store: Store, scope: Scope, threadId: string) {
+  return store.threadMessagesFrom(scope, threadId, 'oldest', 0, 1_000_000);
+}
+
 /**
  * The behaviour every Store must have, written once. Each implementation's test file calls this with a factory
  * for a fresh, empty store.
@@ -155,7 +160,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const thread = aThread();
       const messages = Array.from({ length: 5000 }, (_, i) => aMessage(thread.id, `m${i}`));
       await store.createThread(scope, thread, messages);
-      const all = await store.threadMessages(scope, thread.id);
+      const all = await everyMessage(store, scope, thread.id);
       assert.deepEqual(
         all.map((m) => m.id),
         messages.map((m) => m.id),
@@ -179,6 +184,31 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const read = await store.threadMessagesFrom(scope, thread.id, 'newest', 0, 1);
       assert.deepEqual(read, [messages.at(-1)]);
       assert.deepEqual(await store.threadMessagesFrom(otherScope, thread.id, 'newest', 0, 10), []);
+    });
+
+    test("a thread's attachments, oldest first, whatever the messages' text says; only the scope's", async () => {
+      const thread = aThread();
+      const code = { type: 'code_interpreter' as const };
+      const search = { type: 'file_search' as const };
+      const messages = [
+        aMessage(thread.id, 'none'),
+        aMessage(thread.id, 'one', { attachments: [{ file_id: 'file-a', tools: [code] }] }),
+        aMessage(thread.id, 'none either: "attachments":[] and %"attachments":[]%'),
+        aMessage(thread.id, 'my text says "attachments":[]', {
+          attachments: [
+            { file_id: 'file-b', tools: [search] },
+            { file_id: 'file-c', tools: [code, search] },
+          ],
+        }),
+        aMessage(thread.id, 'none'),
+      ];
+      await store.createThread(scope, thread, messages);
+      assert.deepEqual(await store.threadAttachments(scope, thread.id), [
+        { file_id: 'file-a', tools: [code] },
+        { file_id: 'file-b', tools: [search] },
+        { file_id: 'file-c', tools: [code, search] },
+      ]);
+      assert.deepEqual(await store.threadAttachments(otherScope, thread.id), []);
     });
 
     test('a cursor that is not in the list is a 400 naming the parameter', async () => {
@@ -319,7 +349,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         (e: ApiError) =>
           e.status === 400 && e.message === `Can't add messages to ${threadId} while a run ${run.id} is active.`,
       );
-      assert.equal((await store.threadMessages(scope, threadId)).length, 0, 'the refused run added no message');
+      assert.equal((await everyMessage(store, scope, threadId)).length, 0, 'the refused run added no message');
 
       const ended: Run = { ...run, status: 'completed', completed_at: run.created_at + 5 };
       assert.equal(await store.commitRun(scope, { run: ended, expect: { status: 'queued' } }), true);
@@ -355,7 +385,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       await store.createMessage(scope, aMessage(threadId, 'after the third run'), { queue: true });
       // Each waits behind the last run made before it, out of the runs' reading until that run ends.
       const read = async () =>
-        (await store.threadMessages(scope, threadId)).map(
+        (await everyMessage(store, scope, threadId)).map(
           (m) => (m.content[0] as { text: { value: string } }).text.value,
         );
       assert.deepEqual(await read(), []);
@@ -433,7 +463,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         listed.data.map((r) => r.id),
         [winner.id],
       );
-      assert.equal((await store.threadMessages(scope, thread.id)).length, 1, "only the winner's message was added");
+      assert.equal((await everyMessage(store, scope, thread.id)).length, 1, "only the winner's message was added");
     });
 
     test('creating a thread and a run is atomic', async () => {
@@ -442,7 +472,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const run = aRun(thread.id);
       await store.createThreadAndRun(scope, thread, messages, run);
       assert.deepEqual(await store.getThread(scope, thread.id), thread);
-      assert.deepEqual(await store.threadMessages(scope, thread.id), messages);
+      assert.deepEqual(await everyMessage(store, scope, thread.id), messages);
       assert.deepEqual(await store.getRun(scope, thread.id, run.id), run);
 
       const failing = aThread();

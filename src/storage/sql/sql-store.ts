@@ -1,6 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
-import type { Assistant, Message, Metadata, Thread } from '../../domain/objects.ts';
+import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../../domain/objects.ts';
 import { type Run, type RunStatus, TERMINAL_RUN_STATUSES } from '../../domain/runs.ts';
 import type { BlobStore } from '../blobs/blob-store.ts';
 import type {
@@ -69,6 +69,8 @@ type Executor = Kysely<Database>;
 
 /** A placeholder argument where the column is a number (compiled-queries.ts binds the real value). */
 const num = (placeholder: string) => placeholder as unknown as number;
+/** The stored JSON of a message without attachments contains this, and only such a message's does (LIKE pattern). */
+const NO_ATTACHMENTS = '%"attachments":[]%';
 
 /** The unique partial index that holds the thread lock (see the migrations of each database). */
 const ONE_ACTIVE_RUN_PER_THREAD = 'runs_one_active_per_thread';
@@ -330,10 +332,10 @@ export class SqlStore implements Store {
     });
   }
 
-  async threadMessages(scope: Scope, threadId: string): Promise<Message[]> {
+  async threadAttachments(scope: Scope, threadId: string): Promise<MessageAttachment[]> {
     const rows = await this.q.rows(
       this.db,
-      'threadMessages',
+      'threadAttachments',
       (a) =>
         this.db
           .selectFrom('messages')
@@ -341,11 +343,14 @@ export class SqlStore implements Store {
           .where('thread_id', '=', a(0))
           .where('project_id', '=', a(1))
           .where('queued_behind', 'is', null)
+          // messageToRow writes JSON.stringify's text: a message without attachments holds exactly this, and no
+          // other message can (within a string every quote is escaped). Only the others are read and parsed.
+          .where('doc', 'not like', NO_ATTACHMENTS)
           .orderBy('created_at')
           .orderBy('seq'),
       [threadId, scope.projectId],
     );
-    return rows.map(rowToMessage);
+    return rows.flatMap((row) => rowToMessage(row).attachments ?? []);
   }
 
   async threadMessagesFrom(

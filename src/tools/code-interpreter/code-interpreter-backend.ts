@@ -12,23 +12,21 @@ const EARLIER_RUNS = 20;
  * FileService, which also stores the files a run makes.
  */
 export function codeInterpreterBackend(deps: {
-  store: Pick<Store, 'getAssistant' | 'getThread' | 'threadMessages' | 'listRuns' | 'runSteps' | 'files'>;
+  store: Pick<Store, 'getAssistant' | 'getThread' | 'threadAttachments' | 'listRuns' | 'runSteps' | 'files'>;
   files: Pick<FileService, 'readAll' | 'save'>;
 }): CodeInterpreterBackend {
   const { store, files } = deps;
   return {
     async runFiles(scope, run) {
-      const [assistant, thread, messages] = await Promise.all([
+      const [assistant, thread, attachments] = await Promise.all([
         store.getAssistant(scope, run.assistant_id),
         store.getThread(scope, run.thread_id),
-        store.threadMessages(scope, run.thread_id),
+        store.threadAttachments(scope, run.thread_id),
       ]);
       const ids = [
         ...(assistant?.tool_resources?.code_interpreter?.file_ids ?? []),
         ...(thread?.tool_resources?.code_interpreter?.file_ids ?? []),
-        ...messages.flatMap((m) =>
-          (m.attachments ?? []).flatMap((a) => (a.tools.some((t) => t.type === 'code_interpreter') ? [a.file_id] : [])),
-        ),
+        ...attachments.flatMap((a) => (a.tools.some((t) => t.type === 'code_interpreter') ? [a.file_id] : [])),
       ];
       const found: StoredFile[] = [];
       const missing: string[] = [];
