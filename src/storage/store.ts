@@ -397,8 +397,9 @@ export interface Store {
   /** The id of the thread's active run (queued, in progress, requiring action or cancelling), if it has one. */
   activeRunOf(scope: Scope, threadId: string): Promise<string | undefined>;
   /**
-   * Deletes the thread with everything in it: its messages, runs and their steps. Gives the ids of its runs that
-   * were not over (their executions and streams are to be told), or undefined when there was no such thread.
+   * Deletes the thread with everything in it: its messages, runs and their steps (a long thread's a part at a time,
+   * the thread itself last). Gives the ids of its runs that were not over (their executions and streams are to be
+   * told), or undefined when there was no such thread.
    */
   deleteThread(scope: Scope, id: string): Promise<string[] | undefined>;
 

@@ -364,6 +364,45 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.equal(await store.getRun(scope, threadId, run.id), undefined);
     });
 
+    test('deleting a long thread lets the event loop run meanwhile; all of it goes; its active run is named', async () => {
+      const thread = aThread();
+      await store.createThread(
+        scope,
+        thread,
+        Array.from({ length: 10_000 }, (_, i) => aMessage(thread.id, `m${i}`)),
+      );
+      const ended: Run[] = [];
+      for (let i = 0; i < 600; i++) {
+        const run = aRun(thread.id);
+        await store.createRun(scope, run, []);
+        const done: Run = { ...run, status: 'completed', completed_at: run.created_at + 1 };
+        await store.commitRun(scope, { run: done, expect: { status: 'queued' }, steps: [aStep(done)] });
+        ended.push(done);
+      }
+      const going = aRun(thread.id);
+      await store.createRun(scope, going, [aMessage(thread.id, 'the last question')]);
+
+      // Turns of the event loop while the thread is deleted: one statement deleting it all would allow none.
+      let turns = 0;
+      let ticking = true;
+      const tick = () => {
+        turns += 1;
+        if (ticking) setImmediate(tick);
+      };
+      setImmediate(tick);
+      const deleted = await store.deleteThread(scope, thread.id);
+      ticking = false;
+      assert.deepEqual(deleted, [going.id]);
+      assert.ok(turns >= 3, `${turns} turns of the event loop`);
+
+      assert.equal(await store.getThread(scope, thread.id), undefined);
+      assert.deepEqual(await everyMessage(store, scope, thread.id), []);
+      for (const run of [ended[0]!, ended.at(-1)!, going]) {
+        assert.equal(await store.getRun(scope, thread.id, run.id), undefined);
+        assert.deepEqual(await store.runSteps(scope, run.id), []);
+      }
+    });
+
     test('queued runs: a run created on a busy thread waits, and is claimed first in line once the one before ended', async () => {
       await claimEverythingWaiting();
       let freed = 0;

@@ -69,6 +69,8 @@ type Executor = Kysely<Database>;
 
 /** A placeholder argument where the column is a number (compiled-queries.ts binds the real value). */
 const num = (placeholder: string) => placeholder as unknown as number;
+/** Rows a part of a thread's deletion deletes at most (messages; runs, with their steps, a quarter as many). */
+const DELETED_PER_PART = 2_000;
 /** The stored JSON of a message without attachments contains this, and only such a message's does (LIKE pattern). */
 const NO_ATTACHMENTS = '%"attachments":[]%';
 
@@ -217,6 +219,7 @@ export class SqlStore implements Store {
   }
 
   async deleteThread(scope: Scope, id: string): Promise<string[] | undefined> {
+    await this.deleteThreadContents(scope, id);
     return this.db.transaction().execute(async (trx) => {
       // The thread's row locked first (as a run's creation locks it), so no run is created between the two reads.
       const thread = await trx
@@ -233,6 +236,46 @@ export class SqlStore implements Store {
       await bury(trx, 'threads', [thread]);
       return active.map((r) => r.id);
     });
+  }
+
+  /**
+   * A thread's messages, and its runs that have ended (with their steps), deleted a part at a time, each part its
+   * own transaction, the event loop free between them; the thread's deletion then takes what is left. On SQLite a
+   * statement runs on the event loop: the one cascade of a thread of 100,000 messages held it for half a second,
+   * and every other request and stream with it. Meanwhile the thread may show some of its history gone; what the
+   * client asked is its deletion, and an interrupted one is finished by asking again.
+   */
+  private async deleteThreadContents(scope: Scope, id: string): Promise<void> {
+    const parts = [
+      (trx: Kysely<Database>) =>
+        trx
+          .deleteFrom('messages')
+          .where('seq', 'in', (q) =>
+            q
+              .selectFrom('messages')
+              .select('seq')
+              .where('thread_id', '=', id)
+              .where('project_id', '=', scope.projectId)
+              .limit(DELETED_PER_PART),
+          ),
+      // A run's steps go with it (ON DELETE CASCADE): a few per run.
+      (trx: Kysely<Database>) =>
+        trx.deleteFrom('runs').where('seq', 'in', (q) =>
+          q
+            .selectFrom('runs')
+            .select('seq')
+            .where('thread_id', '=', id)
+            .where('project_id', '=', scope.projectId)
+            .where(sql<boolean>`not ${IS_ACTIVE}`)
+            .limit(DELETED_PER_PART / 4),
+        ),
+    ];
+    for (const part of parts)
+      for (;;) {
+        const { numDeletedRows } = await part(this.db).executeTakeFirstOrThrow();
+        if (numDeletedRows === 0n) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
   }
 
   // ── messages ────────────────────────────────────────────────────────────────
