@@ -10,12 +10,15 @@
  * tables, as autovacuum would soon. Then, interleaved, BENCH_RUNS runs of each: a user message added (not timed),
  * then the official SDK's `runs.createAndPoll`, timed from the client's request to the run's end; p50/p90 and the
  * ratio of the medians. Then BENCH_CPU_RUNS more of each, one after another, for the server's CPU time per run
- * (utime + stime from /proc; PostgreSQL's backends beside it).
+ * (utime + stime from /proc; PostgreSQL's backends beside it). Last, the long thread is deleted while another
+ * client asks `/healthz` one request after another: the deletion's time, and that client's p50 and longest wait,
+ * beside the same client's against the idle server.
  *
  * Settings: BENCH_DATABASES (`sqlite,postgres` by default, or either alone), BENCH_DATABASE_URL (see support.ts),
  * BENCH_MESSAGES (default 20,000), BENCH_BASELINE (default 500), BENCH_WINDOW (default 16,000), BENCH_RUNS (default
  * 20), BENCH_CPU_RUNS (default 20). BENCH_SERVER_ROOT runs the servers from another checkout (bench/README.md).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type OpenAI from 'openai';
 import pg from 'pg';
 import { FakeUpstream } from '../test/support/fake-upstream.ts';
@@ -28,6 +31,7 @@ import {
   log,
   machine,
   measureCpuPerRun,
+  percentile,
   pool,
   positiveInteger,
   runBench,
@@ -109,6 +113,35 @@ async function measure(assistd: Assistd, upstream: FakeUpstream, name: string): 
       ? ` ; server CPU ratio ${(cpuLong.serverMs / cpuShort.serverMs).toFixed(2)}`
       : '';
   log(`ratio of the p50s (long ÷ baseline): ${(b.p50 / a.p50).toFixed(2)}${cpuRatio}`);
+
+  // Deleting the long thread, while another client asks /healthz again and again: how long that client waits.
+  const idle = await healthzLatencies(assistd, () => sleep(300));
+  let deleteMs = 0;
+  const during = await healthzLatencies(assistd, async () => {
+    const start = performance.now();
+    await client.beta.threads.delete(long);
+    deleteMs = performance.now() - start;
+  });
+  log(
+    `deleting the ${MESSAGES}-message thread: ${deleteMs.toFixed(0)} ms; meanwhile /healthz p50 ${percentile(during, 50).toFixed(1)} ms, max ${Math.max(...during).toFixed(1)} ms (idle: p50 ${percentile(idle, 50).toFixed(1)}, max ${Math.max(...idle).toFixed(1)})`,
+  );
+}
+
+/** /healthz asked again and again, one at a time, until `meanwhile` ends: each request's latency, sorted. */
+async function healthzLatencies(assistd: Assistd, meanwhile: () => Promise<unknown>): Promise<number[]> {
+  const latencies: number[] = [];
+  let done = false;
+  const asking = (async () => {
+    while (!done) {
+      const start = performance.now();
+      await (await fetch(`${assistd.server.url}/healthz`)).arrayBuffer();
+      latencies.push(performance.now() - start);
+    }
+  })();
+  await meanwhile();
+  done = true;
+  await asking;
+  return latencies.sort((x, y) => x - y);
 }
 
 await runBench(async () => {

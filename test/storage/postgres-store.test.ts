@@ -79,6 +79,7 @@ if (adminUrl === undefined) {
       let violations = 0;
       const capabilities: SqlCapabilities = {
         rowLocks: true,
+        statementsOnEventLoop: false,
         keywordIndex: 'tsvector',
         vectorIndex: 'matrix-cache',
         jsonField: POSTGRES_CAPABILITIES.jsonField,

@@ -51,6 +51,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** Exported for tests that wrap them to observe the store (e.g. count unique violations). */
 export const POSTGRES_CAPABILITIES: SqlCapabilities = {
   rowLocks: true,
+  statementsOnEventLoop: false,
   keywordIndex: 'tsvector',
   vectorIndex: 'matrix-cache',
   // 23505 is unique_violation; pg names the violated index in `constraint`.

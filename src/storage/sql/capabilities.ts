@@ -29,6 +29,11 @@ export type SqlCapabilities = {
    * run on the store's connections: PostgreSQL's are asynchronous already.
    */
   readonly searchReader?: SearchReader;
+  /**
+   * Whether the store's statements run on the event loop (better-sqlite3 runs each synchronously), so that a long
+   * one holds up every request of the process: such work is split into short statements (a long thread's deletion).
+   */
+  readonly statementsOnEventLoop: boolean;
 } /**
  * The database runs one write transaction at a time, and a failed statement leaves its transaction usable
  * (SQLite: one connection, serialised by Kysely's driver; SQLite itself allows a single writer).

@@ -219,7 +219,7 @@ export class SqlStore implements Store {
   }
 
   async deleteThread(scope: Scope, id: string): Promise<string[] | undefined> {
-    await this.deleteThreadContents(scope, id);
+    if (this.capabilities.statementsOnEventLoop) await this.deleteThreadContents(scope, id);
     return this.db.transaction().execute(async (trx) => {
       // The thread's row locked first (as a run's creation locks it), so no run is created between the two reads.
       const thread = await trx
@@ -240,10 +240,10 @@ export class SqlStore implements Store {
 
   /**
    * A thread's messages, and its runs that have ended (with their steps), deleted a part at a time, each part its
-   * own transaction, the event loop free between them; the thread's deletion then takes what is left. On SQLite a
-   * statement runs on the event loop: the one cascade of a thread of 100,000 messages held it for half a second,
-   * and every other request and stream with it. Meanwhile the thread may show some of its history gone; what the
-   * client asked is its deletion, and an interrupted one is finished by asking again.
+   * own transaction, the event loop free between them; the thread's deletion then takes what is left. Where
+   * statements run on the event loop (SQLite), one cascade deleting a long thread held every other request and
+   * stream of the process meanwhile (bench/README.md, "Long-thread benchmark"). Meanwhile the thread may show some
+   * of its history gone; what the client asked is its deletion, and an interrupted one is finished by asking again.
    */
   private async deleteThreadContents(scope: Scope, id: string): Promise<void> {
     const parts = [

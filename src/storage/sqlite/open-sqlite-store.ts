@@ -86,6 +86,7 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
   await migrate(db);
   return new SqlStore(db, `sqlite:${file}`, {
     rowLocks: false,
+    statementsOnEventLoop: true,
     ...(searchReader && { searchReader }),
     keywordIndex: 'fts5',
     vectorIndex,
