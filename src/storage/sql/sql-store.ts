@@ -246,12 +246,15 @@ export class SqlStore implements Store {
    * of its history gone; what the client asked is its deletion, and an interrupted one is finished by asking again.
    */
   private async deleteThreadContents(scope: Scope, id: string): Promise<void> {
+    const { db } = this;
     const parts = [
-      (trx: Kysely<Database>) =>
-        trx
+      () =>
+        db
           .deleteFrom('messages')
-          .where('seq', 'in', (q) =>
-            q
+          .where(
+            'seq',
+            'in',
+            db
               .selectFrom('messages')
               .select('seq')
               .where('thread_id', '=', id)
@@ -259,9 +262,11 @@ export class SqlStore implements Store {
               .limit(DELETED_PER_PART),
           ),
       // A run's steps go with it (ON DELETE CASCADE): a few per run.
-      (trx: Kysely<Database>) =>
-        trx.deleteFrom('runs').where('seq', 'in', (q) =>
-          q
+      () =>
+        db.deleteFrom('runs').where(
+          'seq',
+          'in',
+          db
             .selectFrom('runs')
             .select('seq')
             .where('thread_id', '=', id)
@@ -272,7 +277,7 @@ export class SqlStore implements Store {
     ];
     for (const part of parts)
       for (;;) {
-        const { numDeletedRows } = await part(this.db).executeTakeFirstOrThrow();
+        const { numDeletedRows } = await part().executeTakeFirstOrThrow();
         if (numDeletedRows === 0n) break;
         await new Promise((resolve) => setImmediate(resolve));
       }
