@@ -131,7 +131,8 @@ export function buildApp({
     // What the router refuses before any route or hook runs (a path that is not valid percent-encoding).
     frameworkErrors: (error, request, reply) => {
       void reply.header('x-request-id', request.id);
-      sendError(reply, routingError(error, request.method, request.url));
+      // The path as the client sent it (`/openai/…`, `/threads/…`), not as rewritten.
+      sendError(reply, routingError(error, request.method, request.originalUrl));
     },
     // What Node's HTTP parser refuses before Fastify sees a request (a request line and headers over maxHeaderSize).
     clientErrorHandler: (error, socket) => {

@@ -16,8 +16,8 @@ type Read = (end: 'oldest' | 'newest', skip: number, limit: number) => Promise<M
  * hundred (bench/README.md, "Long-thread benchmark"); OpenAI allowed 100,000.
  *
  * Reads are by position from the end. A message added since (the run's own, given to `add`) or deleted meanwhile
- * shifts them by one: a message read twice is kept once, and one deleted while the run reads is not missed for
- * long (the next turn's window has moved on from it).
+ * shifts them by one: a message read twice is kept once, one skipped is missing from this run's prompts only, and
+ * the thread's first message is read again rather than lost.
  */
 export class ThreadWindow {
   /** The thread's first message, while messages between it and `recent` are unread. */
@@ -66,8 +66,14 @@ export class ThreadWindow {
     const known = new Set(this.recent.map((m) => m.id));
     const older = page.filter((m) => !known.has(m.id)).reverse();
     this.recent = [...older, ...this.recent];
-    // The page reached the thread's start: it holds the first message.
-    if (page.length < limit || older[0]?.id === first.id) this.first = undefined;
+    if (older[0]?.id === first.id) this.first = undefined;
+    else if (page.length < limit) {
+      // The page reached the thread's start without its first message: messages deleted meanwhile shifted the
+      // positions. The first message, if it is still there, is read again.
+      const [still] = await this.read('oldest', 0, 1);
+      if (still !== undefined && !this.recent.some((m) => m.id === still.id)) this.recent.unshift(still);
+      this.first = undefined;
+    }
   }
 
   /** The run's own messages, finished and stored since the window was read. */

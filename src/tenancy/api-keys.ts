@@ -32,10 +32,15 @@ export function generateKey(): NewKey {
 
 /** The key id a presented value names, when it has a project key's shape; undefined otherwise. */
 export function keyIdOf(value: string): string | undefined {
+  const id = namedKeyIdOf(value);
+  return id !== undefined && SECRET.test(value.slice(KEY_PREFIX.length + ID_BODY_LENGTH + 1)) ? id : undefined;
+}
+
+/** The key id a value starts as a project key would, whatever follows (a key cut short, or pasted wrong). */
+export function namedKeyIdOf(value: string): string | undefined {
   if (!value.startsWith(KEY_PREFIX) || value[KEY_PREFIX.length + ID_BODY_LENGTH] !== '_') return undefined;
   const body = value.slice(KEY_PREFIX.length, KEY_PREFIX.length + ID_BODY_LENGTH);
-  const secret = value.slice(KEY_PREFIX.length + ID_BODY_LENGTH + 1);
-  return ID_BODY.test(body) && SECRET.test(secret) ? ID_PREFIX.apiKey + body : undefined;
+  return ID_BODY.test(body) ? ID_PREFIX.apiKey + body : undefined;
 }
 
 export function isProjectKeyShaped(value: string): boolean {

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { unixSeconds } from '../domain/clock.ts';
 import { ApiError } from '../domain/errors.ts';
 import { DEFAULT_SCOPE, type ProjectRecords, type Scope } from '../storage/store.ts';
-import { digest, isProjectKeyShaped, keyIdOf, redact, verifySecret } from './api-keys.ts';
+import { digest, isProjectKeyShaped, keyIdOf, namedKeyIdOf, redact, verifySecret } from './api-keys.ts';
 
 /** Who a request comes from: a project (its objects are the only ones it sees), or the organization's admin. */
 export type Caller = { kind: 'project'; scope: Scope } | { kind: 'admin' };
@@ -45,8 +45,8 @@ export interface AuthenticatorOptions {
  *
  * With neither ASSISTD_API_KEY nor ASSISTD_ADMIN_KEY set the server is open: a request without a project key works
  * in the default project, as before keys existed. A project key is checked even then: a deleted one is refused. Any
- * other value is no key there, OpenAI's own `sk-proj-…` keys included: a program moved here by its base URL alone
- * still sends the key it had.
+ * other value is no key there, OpenAI's own `sk-proj-…` keys included (a program moved here by its base URL alone
+ * still sends the key it had), unless it names one of the keys: a key cut short is refused.
  */
 export class Authenticator {
   readonly open: boolean;
@@ -79,6 +79,9 @@ export class Authenticator {
       if (this.apiKeyDigest && timingSafeEqual(given, this.apiKeyDigest)) return DEFAULT_PROJECT;
       const keyId = keyIdOf(presented);
       if (keyId !== undefined) return this.projectCaller(keyId, presented, given);
+      // Open, a value naming one of the keys with a secret cut short or pasted wrong is refused, not taken for none.
+      const named = this.open ? namedKeyIdOf(presented) : undefined;
+      if (named !== undefined && (await this.projects.keyCredentials(named))) throw incorrectKey(presented);
     }
     if (this.open) return DEFAULT_PROJECT;
     throw presented === undefined ? missingKey() : incorrectKey(presented);

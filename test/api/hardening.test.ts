@@ -208,6 +208,9 @@ describe('hardening', () => {
         '/v1/threads/thread_%FF',
         '/v1/assistants/asst_%E0%A4%A',
         '/v1/threads/thread_1/messages/%C0',
+        // Named as sent, not as served (/v1/…).
+        '/openai/threads/thread_%FF',
+        '/threads/thread_%FF',
       ]) {
         const response = await server.api.get(path);
         assert.equal(response.status, 400, JSON.stringify(response.body));

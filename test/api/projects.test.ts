@@ -298,6 +298,7 @@ describe('an open server (no key set)', () => {
     const own = client(server.url, value);
     assert.deepEqual((await own.get<{ data: Json[] }>('/v1/assistants')).body.data, [], 'its own project');
     assert.equal((await client(server.url, `${value.slice(0, -1)}x`).get('/v1/assistants')).status, 401);
+    assert.equal((await client(server.url, value.slice(0, -5)).get('/v1/assistants')).status, 401, 'cut short');
     assert.equal((await runCli(env, ['keys', 'delete', projectId, id])).code, 0);
     assert.equal((await own.get('/v1/assistants')).status, 401, 'a deleted key is refused, not taken for no key');
   });

@@ -117,6 +117,20 @@ describe('ThreadWindow', () => {
     }
   });
 
+  it('messages deleted while a run reads: the first message is still read, and none twice', async () => {
+    const messages = conversation(20, 10);
+    const window = await ThreadWindow.open(memoryThread(messages).store, DEFAULT_SCOPE, thread.id, 16);
+    assert.deepEqual(window.messages, [messages[0], ...messages.slice(-16)]);
+    // Four of the recent ones deleted: reading by position from the end now starts past the start of the thread (the
+    // three between the first and the recent ones are missed by this run, not the first).
+    messages.splice(10, 4);
+    await window.readOlder();
+    assert.equal(window.olderUnread, false);
+    const read = window.messages.map((m) => m.id);
+    assert.equal(read[0], messages[0]!.id, 'the first message is kept');
+    assert.equal(new Set(read).size, read.length, 'no message twice');
+  });
+
   it("the prompt built from the window is the whole thread's, and a long thread is not read whole", async () => {
     const strategies: TruncationStrategy[] = [
       { type: 'auto', last_messages: null },

@@ -247,38 +247,48 @@ export class SqlStore implements Store {
    */
   private async deleteThreadContents(scope: Scope, id: string): Promise<void> {
     const { db } = this;
+    const ofThread = { messages: DELETED_PER_PART, runs: DELETED_PER_PART / 4 };
     const parts = [
-      () =>
-        db
-          .deleteFrom('messages')
-          .where(
-            'seq',
-            'in',
-            db
-              .selectFrom('messages')
-              .select('seq')
-              .where('thread_id', '=', id)
-              .where('project_id', '=', scope.projectId)
-              .limit(DELETED_PER_PART),
-          ),
-      // A run's steps go with it (ON DELETE CASCADE): a few per run.
-      () =>
-        db.deleteFrom('runs').where(
-          'seq',
-          'in',
+      {
+        limit: ofThread.messages,
+        delete: () =>
           db
-            .selectFrom('runs')
-            .select('seq')
-            .where('thread_id', '=', id)
-            .where('project_id', '=', scope.projectId)
-            .where(sql<boolean>`not ${IS_ACTIVE}`)
-            .limit(DELETED_PER_PART / 4),
-        ),
+            .deleteFrom('messages')
+            .where(
+              'seq',
+              'in',
+              db
+                .selectFrom('messages')
+                .select('seq')
+                .where('thread_id', '=', id)
+                .where('project_id', '=', scope.projectId)
+                .limit(ofThread.messages),
+            ),
+      },
+      // A run's steps go with it (ON DELETE CASCADE): a few per run.
+      {
+        limit: ofThread.runs,
+        delete: () =>
+          db
+            .deleteFrom('runs')
+            .where(
+              'seq',
+              'in',
+              db
+                .selectFrom('runs')
+                .select('seq')
+                .where('thread_id', '=', id)
+                .where('project_id', '=', scope.projectId)
+                .where(sql<boolean>`not ${IS_ACTIVE}`)
+                .limit(ofThread.runs),
+            ),
+      },
     ];
+    // A part short of its limit was the last: what arrives meanwhile goes with the thread.
     for (const part of parts)
       for (;;) {
-        const { numDeletedRows } = await part().executeTakeFirstOrThrow();
-        if (numDeletedRows === 0n) break;
+        const { numDeletedRows } = await part.delete().executeTakeFirstOrThrow();
+        if (numDeletedRows < BigInt(part.limit)) break;
         await new Promise((resolve) => setImmediate(resolve));
       }
   }
