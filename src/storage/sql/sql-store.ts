@@ -246,49 +246,23 @@ export class SqlStore implements Store {
    * of its history gone; what the client asked is its deletion, and an interrupted one is finished by asking again.
    */
   private async deleteThreadContents(scope: Scope, id: string): Promise<void> {
-    const { db } = this;
-    const ofThread = { messages: DELETED_PER_PART, runs: DELETED_PER_PART / 4 };
+    // Runs go once they ended; a run's steps go with it (ON DELETE CASCADE): a few per run.
     const parts = [
-      {
-        limit: ofThread.messages,
-        delete: () =>
-          db
-            .deleteFrom('messages')
-            .where(
-              'seq',
-              'in',
-              db
-                .selectFrom('messages')
-                .select('seq')
-                .where('thread_id', '=', id)
-                .where('project_id', '=', scope.projectId)
-                .limit(ofThread.messages),
-            ),
-      },
-      // A run's steps go with it (ON DELETE CASCADE): a few per run.
-      {
-        limit: ofThread.runs,
-        delete: () =>
-          db
-            .deleteFrom('runs')
-            .where(
-              'seq',
-              'in',
-              db
-                .selectFrom('runs')
-                .select('seq')
-                .where('thread_id', '=', id)
-                .where('project_id', '=', scope.projectId)
-                .where(sql<boolean>`not ${IS_ACTIVE}`)
-                .limit(ofThread.runs),
-            ),
-      },
-    ];
+      { table: 'messages', limit: DELETED_PER_PART, deletable: sql<boolean>`true` },
+      { table: 'runs', limit: DELETED_PER_PART / 4, deletable: sql<boolean>`not ${IS_ACTIVE}` },
+    ] as const;
     // A part short of its limit was the last: what arrives meanwhile goes with the thread.
-    for (const part of parts)
+    for (const { table, limit, deletable } of parts)
       for (;;) {
-        const { numDeletedRows } = await part.delete().executeTakeFirstOrThrow();
-        if (numDeletedRows < BigInt(part.limit)) break;
+        const part = this.db
+          .selectFrom(table)
+          .select('seq')
+          .where('thread_id', '=', id)
+          .where('project_id', '=', scope.projectId)
+          .where(deletable)
+          .limit(limit);
+        const { numDeletedRows } = await this.db.deleteFrom(table).where('seq', 'in', part).executeTakeFirstOrThrow();
+        if (numDeletedRows < BigInt(limit)) break;
         await new Promise((resolve) => setImmediate(resolve));
       }
   }
