@@ -22,7 +22,7 @@ import type {
   WireJson,
 } from '../store.ts';
 import type { SqlCapabilities } from './capabilities.ts';
-import { CompiledQueries, rowArgs } from './compiled-queries.ts';
+import { type Arg, CompiledQueries, rowArgs } from './compiled-queries.ts';
 import { bury, deleteAndBury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import { queueBehindLastRun, releaseQueuedMessages } from './queued-messages.ts';
@@ -364,17 +364,25 @@ export class SqlStore implements Store {
     });
   }
 
+  /**
+   * The stored messages of thread `a(0)` in project `a(1)` that its runs read: all but those queued behind a run
+   * still to come (queued-messages.ts).
+   */
+  private readMessages(a: Arg) {
+    return this.db
+      .selectFrom('messages')
+      .select('doc')
+      .where('thread_id', '=', a(0))
+      .where('project_id', '=', a(1))
+      .where('queued_behind', 'is', null);
+  }
+
   async threadAttachments(scope: Scope, threadId: string): Promise<MessageAttachment[]> {
     const rows = await this.q.rows(
       this.db,
       'threadAttachments',
       (a) =>
-        this.db
-          .selectFrom('messages')
-          .select('doc')
-          .where('thread_id', '=', a(0))
-          .where('project_id', '=', a(1))
-          .where('queued_behind', 'is', null)
+        this.readMessages(a)
           // messageToRow writes JSON.stringify's text: a message without attachments holds exactly this, and no
           // other message can (within a string every quote is escaped). Only the others are read and parsed.
           .where('doc', 'not like', NO_ATTACHMENTS)
@@ -397,12 +405,7 @@ export class SqlStore implements Store {
       this.db,
       `threadMessagesFrom:${order}`,
       (a) =>
-        this.db
-          .selectFrom('messages')
-          .select('doc')
-          .where('thread_id', '=', a(0))
-          .where('project_id', '=', a(1))
-          .where('queued_behind', 'is', null)
+        this.readMessages(a)
           .orderBy('created_at', order)
           .orderBy('seq', order)
           .limit(num(a(2)))
