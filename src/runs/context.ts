@@ -103,17 +103,14 @@ export async function buildContext(input: ContextInput): Promise<ContextResult> 
     }
   }
   const recent: ChatMessage[] = []; // newest first
-  let full = false;
   for (let i = candidates.length - 2; i >= 1; i--) {
     const message = await counted(candidates[i]!, tokens);
-    if (total + message.tokens > budget) {
-      full = true;
-      break;
-    }
+    if (total + message.tokens > budget) break;
     recent.push(message.message);
     total += message.tokens;
   }
-  if (olderUnread && !full) return { ok: false, reason: 'unread' };
+  // Every message read between the first and the last fits: older ones might too.
+  if (olderUnread && recent.length === candidates.length - 2) return { ok: false, reason: 'unread' };
 
   const messages: ChatMessage[] = [...head];
   if (first !== undefined) messages.push(first);
