@@ -10,7 +10,7 @@ import { openPostgresStore, POSTGRES_CAPABILITIES } from '../../src/storage/post
 import { withPreparedStatements } from '../../src/storage/postgres/prepared-statements.ts';
 import type { SqlCapabilities } from '../../src/storage/sql/capabilities.ts';
 import type { Database } from '../../src/storage/sql/schema.ts';
-import { SqlStore } from '../../src/storage/sql/sql-store.ts';
+import { SqlStore, WITH_ATTACHMENTS } from '../../src/storage/sql/sql-store.ts';
 import type { Scope } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
 import { aMessage, anAssistant, aRun, aThread } from '../support/builders.ts';
@@ -172,6 +172,33 @@ if (adminUrl === undefined) {
           assert.ok(!e.message.includes(password), e.message);
           return true;
         });
+      }
+    });
+
+    test("a thread's attachments are read from the index of the messages that have some, not by scanning the thread", async () => {
+      const database = await createTestDatabase(serverUrl);
+      const store = await openPostgresStore(database.url, 2);
+      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+      try {
+        const thread = aThread();
+        const attachment = { file_id: 'file-a', tools: [{ type: 'code_interpreter' as const }] };
+        await store.createThread(scope, thread, [
+          ...Array.from({ length: 300 }, (_, i) => aMessage(thread.id, `message ${i}`)),
+          aMessage(thread.id, 'with a file', { attachments: [attachment] }),
+        ]);
+        assert.deepEqual(await store.threadAttachments(scope, thread.id), [attachment]);
+        // A table this small is read whole whatever its indexes: the planner is told to use one if it can.
+        await sql`set enable_seqscan = off`.execute(db);
+        const plan = await sql<{ 'QUERY PLAN': string }>`explain select doc from messages
+          where thread_id = ${thread.id} and project_id = ${scope.projectId} and queued_behind is null
+            and ${WITH_ATTACHMENTS} order by created_at, seq`.execute(db);
+        const text = plan.rows.map((row) => row['QUERY PLAN']).join('\n');
+        assert.match(text, /Index Scan (using|on) messages_with_attachments/, text);
+      } finally {
+        await db.destroy();
+        await store.close();
+        await database.drop();
       }
     });
 

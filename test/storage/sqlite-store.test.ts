@@ -3,12 +3,14 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely } from 'kysely';
+import { Kysely, sql } from 'kysely';
+import type { Database } from '../../src/storage/sql/schema.ts';
+import { WITH_ATTACHMENTS } from '../../src/storage/sql/sql-store.ts';
 import { sqliteDialect } from '../../src/storage/sqlite/dialect.ts';
-import { openSqliteStore } from '../../src/storage/sqlite/open-sqlite-store.ts';
+import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { DEFAULT_SCOPE } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
-import { anAssistant } from '../support/builders.ts';
+import { aMessage, anAssistant, aThread } from '../support/builders.ts';
 import { tempDir } from '../support/server.ts';
 
 storeContract('sqlite', async () => {
@@ -67,6 +69,33 @@ test("a transaction that reads, then writes, is not failed by another process's 
   } finally {
     await db.destroy();
     other.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a thread's attachments are read from the index of the messages that have some, not by scanning the thread", async () => {
+  // code_interpreter reads them on every run that calls it; SQLite reads on the event loop.
+  const dir = tempDir();
+  const store = await openSqliteStore(dir);
+  const thread = aThread();
+  const attachment = { file_id: 'file-a', tools: [{ type: 'code_interpreter' as const }] };
+  await store.createThread(DEFAULT_SCOPE, thread, [
+    ...Array.from({ length: 300 }, (_, i) => aMessage(thread.id, `message ${i}`)),
+    aMessage(thread.id, 'with a file', { attachments: [attachment] }),
+  ]);
+  assert.deepEqual(await store.threadAttachments(DEFAULT_SCOPE, thread.id), [attachment]);
+  await store.close();
+  const db = new Kysely<Database>({ dialect: sqliteDialect(new BetterSqlite3(path.join(dir, SQLITE_FILE_NAME))) });
+  try {
+    const plan = await sql<{ detail: string }>`explain query plan select doc from messages
+      where thread_id = ${thread.id} and project_id = ${DEFAULT_SCOPE.projectId} and queued_behind is null
+        and ${WITH_ATTACHMENTS} order by created_at, seq`.execute(db);
+    assert.deepEqual(
+      plan.rows.map((row) => row.detail),
+      ['SEARCH messages USING INDEX messages_with_attachments (thread_id=?)'],
+    );
+  } finally {
+    await db.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
 });

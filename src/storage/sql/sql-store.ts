@@ -71,8 +71,13 @@ type Executor = Kysely<Database>;
 const num = (placeholder: string) => placeholder as unknown as number;
 /** Rows a part of a thread's deletion deletes at most (messages; runs, with their steps, a quarter as many). */
 const DELETED_PER_PART = 2_000;
-/** The stored JSON of a message without attachments contains this, and only such a message's does (LIKE pattern). */
-const NO_ATTACHMENTS = '%"attachments":[]%';
+/**
+ * The messages that have attachments. messageToRow writes JSON.stringify's text: a message without attachments holds
+ * `"attachments":[]`, and no other message can (within a string every quote is escaped). Written out, not bound: the
+ * index messages_with_attachments (migration 018) holds the rows that meet this very condition, and a planner uses
+ * it only for a query that states the condition as the index does.
+ */
+export const WITH_ATTACHMENTS = sql<boolean>`doc not like '%"attachments":[]%'`;
 
 /** The unique partial index that holds the thread lock (see the migrations of each database). */
 const ONE_ACTIVE_RUN_PER_THREAD = 'runs_one_active_per_thread';
@@ -381,13 +386,7 @@ export class SqlStore implements Store {
     const rows = await this.q.rows(
       this.db,
       'threadAttachments',
-      (a) =>
-        this.readMessages(a)
-          // messageToRow writes JSON.stringify's text: a message without attachments holds exactly this, and no
-          // other message can (within a string every quote is escaped). Only the others are read and parsed.
-          .where('doc', 'not like', NO_ATTACHMENTS)
-          .orderBy('created_at')
-          .orderBy('seq'),
+      (a) => this.readMessages(a).where(WITH_ATTACHMENTS).orderBy('created_at').orderBy('seq'),
       [threadId, scope.projectId],
     );
     return rows.flatMap((row) => rowToMessage(row).attachments ?? []);
