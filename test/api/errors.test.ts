@@ -194,6 +194,83 @@ describe('errors', () => {
       });
     });
 
+    test('unknown fields of nested objects name the field, as upstream did, instead of being dropped', async () => {
+      // openai-scala-client writes a thread-and-run's tool resources with its own field names: dropped, the run went
+      // ahead without the vector store it named.
+      const cases: Array<[string, Record<string, unknown>, string]> = [
+        [
+          '/v1/threads/runs',
+          { assistant_id: 'asst_x', tool_resources: { file_search_resources: { vectorStoreIds: ['vs_x'] } } },
+          'tool_resources.file_search_resources',
+        ],
+        [
+          '/v1/threads/runs',
+          { assistant_id: 'asst_x', tool_resources: { file_search: { vectorStoreIds: ['vs_x'] } } },
+          'tool_resources.file_search.vectorStoreIds',
+        ],
+        [
+          `/v1/threads/${threadId}/runs`,
+          { assistant_id: 'asst_x', truncation_strategy: { type: 'last_messages', lastMessages: 5 } },
+          'truncation_strategy.lastMessages',
+        ],
+        [
+          `/v1/threads/${threadId}/runs`,
+          { assistant_id: 'asst_x', tool_choice: { type: 'function', function: { name: 'f', arguments: '{}' } } },
+          'tool_choice.function.arguments',
+        ],
+        [
+          '/v1/assistants',
+          { model: 'm', tools: [{ type: 'function', function: { name: 'f' }, strict: true }] },
+          'tools[0].strict',
+        ],
+        [
+          '/v1/assistants',
+          { model: 'm', tools: [{ type: 'file_search', file_search: { max_results: 5 } }] },
+          'tools[0].file_search.max_results',
+        ],
+        [
+          '/v1/assistants',
+          { model: 'm', response_format: { type: 'json_schema', json_schema: { name: 'n', schemaa: {} } } },
+          'response_format.json_schema.schemaa',
+        ],
+        [
+          '/v1/assistants',
+          { model: 'm', tool_resources: { code_interpreter: { file_ids: [], files: [] } } },
+          'tool_resources.code_interpreter.files',
+        ],
+        [
+          '/v1/threads',
+          { tool_resources: { file_search: { vector_stores: [{ file_ids: [], name: 'docs' }] } } },
+          'tool_resources.file_search.vector_stores[0].name',
+        ],
+        [
+          `/v1/threads/${threadId}/messages`,
+          {
+            role: 'user',
+            content: 'x',
+            attachments: [{ file_id: 'file_x', tools: [{ type: 'file_search' }], name: 'a' }],
+          },
+          'attachments[0].name',
+        ],
+        [
+          `/v1/threads/${threadId}/messages`,
+          { role: 'user', content: [{ type: 'image_file', image_file: { file_id: 'file_x', url: 'u' } }] },
+          'content[0].image_file.url',
+        ],
+        [
+          `/v1/threads/${threadId}/messages`,
+          { role: 'user', content: [{ type: 'text', text: 'x', annotations: [] }] },
+          'content[0].annotations',
+        ],
+      ];
+      for (const [url, body, param] of cases)
+        assertError(await server.api.post(url, body), 400, {
+          param,
+          code: 'unknown_parameter',
+          message: `Unknown parameter: '${param}'.`,
+        });
+    });
+
     test('missing required fields', async () => {
       assertError(await server.api.post('/v1/assistants', { name: 'no model' }), 400, {
         param: 'model',

@@ -83,9 +83,9 @@ const functionParameters = z.record(z.string(), z.unknown()).superRefine((schema
     });
 });
 
-const functionTool = z.object({
+const functionTool = z.strictObject({
   type: z.literal('function'),
-  function: z.object(
+  function: z.strictObject(
     nullAsAbsent({
       name: z.string().regex(NAME_PATTERN),
       description: z.string().optional(),
@@ -95,15 +95,15 @@ const functionTool = z.object({
   ),
 });
 
-const fileSearchTool = z.object(
+const fileSearchTool = z.strictObject(
   nullAsAbsent({
     type: z.literal('file_search'),
     file_search: z
-      .object(
+      .strictObject(
         nullAsAbsent({
           max_num_results: integer().min(1).max(50).optional(),
           ranking_options: z
-            .object(
+            .strictObject(
               nullAsAbsent({
                 ranker: z.enum(['auto', 'default_2024_08_21']).optional(),
                 score_threshold: decimal(0, 1),
@@ -116,7 +116,7 @@ const fileSearchTool = z.object(
   }),
 );
 
-const codeInterpreterTool = z.object({ type: z.literal('code_interpreter') });
+const codeInterpreterTool = z.strictObject({ type: z.literal('code_interpreter') });
 
 export const assistantTool = z.discriminatedUnion('type', [codeInterpreterTool, fileSearchTool, functionTool]);
 
@@ -124,11 +124,11 @@ export const assistantTool = z.discriminatedUnion('type', [codeInterpreterTool, 
 export const responseFormat = z
   .union([
     z.discriminatedUnion('type', [
-      z.object({ type: z.literal('text') }),
-      z.object({ type: z.literal('json_object') }),
-      z.object({
+      z.strictObject({ type: z.literal('text') }),
+      z.strictObject({ type: z.literal('json_object') }),
+      z.strictObject({
         type: z.literal('json_schema'),
-        json_schema: z.object(
+        json_schema: z.strictObject(
           nullAsAbsent({
             name: z.string().regex(NAME_PATTERN),
             description: z.string().optional(),
@@ -145,11 +145,13 @@ export const responseFormat = z
 export const reasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullable();
 
 /** `tool_resources.code_interpreter`: at most 20 files. */
-export const codeInterpreterResources = z.object(nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() }));
+export const codeInterpreterResources = z.strictObject(
+  nullAsAbsent({ file_ids: z.array(z.string()).max(20).optional() }),
+);
 
 /** `tool_resources.file_search`: at most one vector store, named, or made by the `vector_stores` helper (`helper`). */
 export function fileSearchResources<T extends z.ZodType>(helper: T) {
-  return z.object(
+  return z.strictObject(
     nullAsAbsent({
       vector_store_ids: z.array(z.string()).max(1).optional(),
       vector_stores: z.array(helper).max(1).optional(),
@@ -163,7 +165,7 @@ export function fileSearchResources<T extends z.ZodType>(helper: T) {
  * tool-resources.ts); it is refused with a clear message instead of being dropped silently.
  */
 export const toolResources = z
-  .object(
+  .strictObject(
     nullAsAbsent({
       code_interpreter: codeInterpreterResources.optional(),
       file_search: fileSearchResources(z.unknown())

@@ -8,20 +8,23 @@ const imageDetail = z.enum(['auto', 'low', 'high']).optional();
 const imageUrl = z.url({ protocol: /^(https?|data)$/ });
 
 const contentPart = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('text'), text: z.string().min(1).max(MAX_CONTENT_LENGTH) }),
-  z.object({
+  z.strictObject({ type: z.literal('text'), text: z.string().min(1).max(MAX_CONTENT_LENGTH) }),
+  z.strictObject({
     type: z.literal('image_file'),
-    image_file: z.object(nullAsAbsent({ file_id: z.string().min(1), detail: imageDetail })),
+    image_file: z.strictObject(nullAsAbsent({ file_id: z.string().min(1), detail: imageDetail })),
   }),
-  z.object({ type: z.literal('image_url'), image_url: z.object(nullAsAbsent({ url: imageUrl, detail: imageDetail })) }),
+  z.strictObject({
+    type: z.literal('image_url'),
+    image_url: z.strictObject(nullAsAbsent({ url: imageUrl, detail: imageDetail })),
+  }),
 ]);
 
-const attachment = z.object({
+const attachment = z.strictObject({
   file_id: z.string().min(1),
   tools: z.array(
     z.discriminatedUnion('type', [
-      z.object({ type: z.literal('code_interpreter') }),
-      z.object({ type: z.literal('file_search') }),
+      z.strictObject({ type: z.literal('code_interpreter') }),
+      z.strictObject({ type: z.literal('file_search') }),
     ]),
   ),
 });

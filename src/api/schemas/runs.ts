@@ -16,7 +16,7 @@ import { createThreadRequest } from './threads.ts';
 const tokenBudget = integer().min(256).nullable().optional();
 
 const truncationStrategy = z
-  .object({
+  .strictObject({
     type: z.enum(['auto', 'last_messages']),
     last_messages: integer().min(1).nullable().optional(),
   })
@@ -36,9 +36,9 @@ const toolChoice = z
   .union([
     z.enum(['none', 'auto', 'required']),
     z.discriminatedUnion('type', [
-      z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }) }),
-      z.object({ type: z.literal('code_interpreter') }),
-      z.object({ type: z.literal('file_search') }),
+      z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string().min(1) }) }),
+      z.strictObject({ type: z.literal('code_interpreter') }),
+      z.strictObject({ type: z.literal('file_search') }),
     ]),
   ])
   .nullable()
@@ -87,7 +87,9 @@ export const modifyRunRequest = z.strictObject(nullAsAbsent({ metadata: metadata
 /** `SubmitToolOutputsRunRequest` */
 export const submitToolOutputsRequest = z.strictObject(
   nullAsAbsent({
-    tool_outputs: z.array(z.object(nullAsAbsent({ tool_call_id: z.string().min(1), output: z.string().optional() }))),
+    tool_outputs: z.array(
+      z.strictObject(nullAsAbsent({ tool_call_id: z.string().min(1), output: z.string().optional() })),
+    ),
     stream: z.boolean().nullable().optional(),
   }),
 );

@@ -22,7 +22,7 @@ export type CreateToolResources = Omit<ToolResources, 'file_search'> & {
 /** Upstream's limit on the files of the helper's store (for stores created before Nov 2025; a bound on one request). */
 const HELPER_MAX_FILES = 10_000;
 
-const vectorStoreHelper = z.object(
+const vectorStoreHelper = z.strictObject(
   nullAsAbsent({
     file_ids: z.array(z.string().min(1)).max(HELPER_MAX_FILES).optional(),
     chunking_strategy: chunkingStrategy.optional(),
@@ -32,7 +32,7 @@ const vectorStoreHelper = z.object(
 
 /** `tool_resources` of CreateAssistantRequest and CreateThreadRequest (also `thread` of create-thread-and-run). */
 export const createToolResources = z
-  .object(
+  .strictObject(
     nullAsAbsent({
       code_interpreter: codeInterpreterResources.optional(),
       file_search: fileSearchResources(vectorStoreHelper)
