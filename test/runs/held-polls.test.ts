@@ -82,12 +82,31 @@ describe('held polls and the client timeout', () => {
         });
       const atOnce = await poll({ 'x-stainless-timeout': '0' }, AbortSignal.timeout(2000));
       assert.equal(((await atOnce.json()) as { status: string }).status, 'in_progress');
-      // Held as without the header: only the model's answer ends it.
+      // Held as without the header: the model's answer ends it, well within the hold of a client that says none.
       const held = poll({ 'x-stainless-timeout': 'soon' });
-      const first = await Promise.race([held.then(() => 'answered'), new Promise((r) => setTimeout(r, 1500, 'held'))]);
+      const first = await Promise.race([held.then(() => 'answered'), new Promise((r) => setTimeout(r, 500, 'held'))]);
       assert.equal(first, 'held');
       release();
       assert.equal(((await (await held).json()) as { status: string }).status, 'completed');
+    } finally {
+      release();
+    }
+  });
+
+  test('a client that says no timeout, or says it in milliseconds, is answered within it', async () => {
+    // The Python SDK before 1.62 says none, and its README of then read with a 5 s timeout; the node SDK from 4.83 to
+    // 4.91 said its timeout in milliseconds (`600000` by default). Both were held 5 s: past a 5 s timeout or a
+    // request's own `timeout: 4000`, each poll failed, was retried into another hold, and the run's polling failed.
+    const { threadId, runId, release } = await heldRun();
+    try {
+      for (const headers of [{}, { 'x-stainless-timeout': '4000' }] as Array<Record<string, string>>) {
+        const response = await fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}`, {
+          headers: { 'x-stainless-poll-helper': 'true', ...headers },
+          signal: AbortSignal.timeout(4000),
+        });
+        assert.equal(((await response.json()) as { status: string }).status, 'in_progress', JSON.stringify(headers));
+        assert.equal(response.headers.get('openai-poll-after-ms'), '0', 'the client polls again at once');
+      }
     } finally {
       release();
     }

@@ -45,21 +45,30 @@ export interface RunRouteDeps {
 const POLLED_THROUGH: ReadonlySet<RunStatus> = new Set(['queued', 'in_progress', 'cancelling']);
 /**
  * How long one held poll may wait for a change, and how often it re-reads the database meanwhile. A waiting client
- * makes one request per HOLD_MS, as many as the SDK makes against OpenAI (5 s between polls); a client whose timeout
- * is shorter and unsaid (the node SDK says only a request's own `timeout`, not the client's) gives up before then.
+ * makes one request per HOLD_MS, as many as the SDK makes against OpenAI (5 s between polls).
  */
 const HOLD_MS = 5000;
 const RECHECK_MS = 1000;
+/**
+ * The hold of a client that does not say its timeout: the Python SDK before 1.62 and the node SDK before 4.83 say
+ * none, and the Python SDK's README of then set a read timeout of 5 s.
+ */
+const UNSAID_HOLD_MS = 2000;
+/** A stated timeout this large is in milliseconds: the node SDK from 4.83 to 4.91 sent its default as `600000`. */
+const MILLISECONDS_FROM = 1000;
 
 /**
- * How long this poll may be held: HOLD_MS, or half the client's own timeout when it is shorter. The SDKs say theirs
- * (node: `X-Stainless-Timeout`, whole seconds, for a request given its own `timeout`; Python: `x-stainless-read-timeout`,
- * always); a client held past it gives up, retries into another hold, and fails a run that would have completed.
+ * How long this poll may be held: HOLD_MS, or half the client's own timeout when it is shorter (UNSAID_HOLD_MS when
+ * it says none). The SDKs say theirs (node: `X-Stainless-Timeout`, whole seconds; Python: `x-stainless-read-timeout`,
+ * from 1.62); a client held past it gives up, retries into another hold, and fails a run that would have completed.
+ * A timeout of MILLISECONDS_FROM seconds or more, so taken for milliseconds, only makes the hold shorter.
  */
 function holdMs(headers: IncomingHttpHeaders): number {
   const timeouts = [headers['x-stainless-timeout'], headers['x-stainless-read-timeout']]
     .map((value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN))
-    .filter((seconds) => seconds >= 0);
+    .filter((timeout) => timeout >= 0)
+    .map((timeout) => (timeout >= MILLISECONDS_FROM ? timeout / 1000 : timeout));
+  if (timeouts.length === 0) return UNSAID_HOLD_MS;
   return Math.min(HOLD_MS, ...timeouts.map((seconds) => seconds * 500));
 }
 
