@@ -25,7 +25,8 @@ export interface RunSettingsInput {
 }
 
 /**
- * A new queued run, with the events that announce it: the assistant's settings, overridden by the request's. `instructions` replaces the assistant's;
+ * A new queued run, with the events that announce it: the assistant's settings, overridden by the request's.
+ * `instructions` replaces the assistant's, unless empty (OpenAssistantGPT sends `""` for "no override of its own");
  * `additional_instructions` is appended to it. The run echoes the effective settings.
  */
 export function newRun(
@@ -35,7 +36,7 @@ export function newRun(
   now: number,
   expiresAfterSeconds: number,
 ): Transition {
-  const base = input.instructions ?? assistant.instructions ?? '';
+  const base = input.instructions || assistant.instructions || '';
   const additional = input.additional_instructions;
   const instructions = additional ? (base ? `${base}\n\n${additional}` : additional) : base;
   return createRun({

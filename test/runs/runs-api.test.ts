@@ -641,6 +641,17 @@ describe('run engine', () => {
       instructions: 'Replaced.',
     });
     assert.equal(replaced.instructions, 'Replaced.');
+    // An empty override keeps the assistant's: OpenAssistantGPT sends `instructions: ""` on every chat whose widget
+    // gives no prompt of its own, and its chatbots kept their assistant's prompt.
+    const unset = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      instructions: '',
+    });
+    assert.equal(unset.instructions, 'Base.');
+    assert.deepEqual((upstream.requests.at(-1)!.body.messages as ChatMessage[])[0], {
+      role: 'system',
+      content: 'Base.',
+    });
     assert.equal(upstream.requests.at(-1)!.body.reasoning_effort, undefined, 'none sent when the run has none');
     assert.deepEqual([replaced.temperature, replaced.top_p], [1, 1]);
     const sampling = Object.keys(upstream.requests.at(-1)!.body).filter((k) => k === 'temperature' || k === 'top_p');
@@ -648,7 +659,7 @@ describe('run engine', () => {
     const listed = await client.beta.threads.runs.list(thread.id);
     assert.deepEqual(
       listed.data.map((r) => r.id),
-      [replaced.id, run.id],
+      [unset.id, replaced.id, run.id],
     );
     const modified = await client.beta.threads.runs.update(run.id, { thread_id: thread.id, metadata: { k: 'w' } });
     assert.deepEqual(modified.metadata, { k: 'w' });
