@@ -13,6 +13,7 @@
 #   {"op": "read", "name": str, "max": int}                      → chunks, then ok with the size
 #   {"op": "list"}                                               → ok with the files
 #   {"op": "remove", "name": str}                                → ok (also when there was no such file)
+#   {"op": "link", "name": str, "target": str}                   → ok (name: a symbolic link to target, beside it)
 # Replies: {"id", "type": "ready"|"image"|"result"|"chunk"|"ok"|"error", ...}.
 
 import ast
@@ -899,6 +900,25 @@ def remove_file(request):
     send({"id": request["id"], "type": "ok"})
 
 
+def link_file(request):
+    """Makes /mnt/data/<name> a symbolic link to <target>, a file beside it. A symbolic link there is replaced;
+    anything else there stays, and is an error."""
+    name, target = request["name"], request["target"]
+    for each in (name, target):
+        if "/" in each or each in ("", ".", ".."):
+            raise FileError("invalid_name", f"invalid file name {each!r}")
+    path = os.path.join(DATA_DIR, name)
+    try:
+        if os.path.islink(path):
+            os.unlink(path)
+        os.symlink(target, path)
+    except FileExistsError:
+        raise FileError("exists", f"{name} exists and is not a symbolic link") from None
+    except OSError as error:
+        raise FileError("io", f"{name}: {error.strerror}") from None
+    send({"id": request["id"], "type": "ok"})
+
+
 def read_file(request):
     name, limit = request["name"], request["max"]
     with data_file(name, os.O_RDONLY) as fd:
@@ -950,7 +970,14 @@ def list_files(request):
 
 # ── the loop ─────────────────────────────────────────────────────────────────
 
-HANDLERS = {"run": run_cell, "write": write_file, "read": read_file, "list": list_files, "remove": remove_file}
+HANDLERS = {
+    "run": run_cell,
+    "write": write_file,
+    "read": read_file,
+    "list": list_files,
+    "remove": remove_file,
+    "link": link_file,
+}
 
 
 def serve():

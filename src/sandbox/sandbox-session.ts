@@ -61,6 +61,11 @@ export interface SandboxSession {
   /** Removes /mnt/data/<name> (done also when there was no such file). SandboxError for an invalid name. */
   removeFile(name: string): Promise<void>;
   /**
+   * Makes /mnt/data/<name> a symbolic link to `target`, a file beside it, replacing a symbolic link of that name.
+   * SandboxError for an invalid name, or when something else has the name.
+   */
+  linkFile(name: string, target: string): Promise<void>;
+  /**
    * The regular files under /mnt/data, subdirectories included (8 levels deep), by name: the 1,000 most recently
    * modified (of the first 100,000 entries found), so a file a cell just wrote is listed however many there are.
    * Symlinks and other special files are left out.
@@ -201,6 +206,14 @@ export class CodeSession implements SandboxSession {
     validateFileName(name);
     return this.enqueue(async () => {
       await this.call(`removing ${name}`, { op: 'remove', name });
+    });
+  }
+
+  async linkFile(name: string, target: string): Promise<void> {
+    validateFileName(name);
+    validateFileName(target);
+    return this.enqueue(async () => {
+      await this.call(`linking ${name}`, { op: 'link', name, target });
     });
   }
 

@@ -261,6 +261,27 @@ describe('a code interpreter session', () => {
     assert.deepEqual(names, [...newest, 'zz-result.csv'], 'the newest (ties by name), listed by name');
   });
 
+  it('links a file under another name: a link there is replaced, anything else stays; links are not listed', async () => {
+    await session.writeFile('first.txt', new TextEncoder().encode('one'));
+    await session.writeFile('second.txt', new TextEncoder().encode('two'));
+    await session.linkFile('file-abc', 'first.txt');
+    assert.equal((await session.runCell('open("file-abc").read()')).logs, "'one'\n");
+    await session.linkFile('file-abc', 'second.txt');
+    assert.equal((await session.runCell('open("file-abc").read()')).logs, "'two'\n");
+    await assert.rejects(session.linkFile('first.txt', 'second.txt'), /first.txt exists and is not a symbolic link/);
+    assert.equal((await session.runCell('open("first.txt").read()')).logs, "'one'\n");
+    for (const [name, target] of [
+      ['a/b', 'first.txt'],
+      ['file-x', '../etc/passwd'],
+      ['..', 'first.txt'],
+    ])
+      await assert.rejects(session.linkFile(name!, target!), SandboxError, `${name} → ${target}`);
+    const names = (await session.listFiles()).map((f) => f.name);
+    assert.ok(!names.includes('file-abc'), 'a link is no file of its own');
+    await session.removeFile('file-abc');
+    assert.equal((await session.runCell('import os\nos.path.lexists("file-abc")')).logs, 'False\n');
+  });
+
   it('a directory the code made unreadable is left out of the listing; the session lives on', async () => {
     const made = await session.runCell(
       'import os\nos.makedirs("locked/in", exist_ok=True)\nopen("locked/in/x.txt", "w").write("x")\n' +

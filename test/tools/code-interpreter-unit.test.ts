@@ -270,6 +270,7 @@ describe('the session a run holds, and the files it is given', () => {
           removeFile: async (name: string) => {
             written.delete(name);
           },
+          linkFile: async () => {},
           listFiles: async () => [],
         };
         sessions.set(key, session);

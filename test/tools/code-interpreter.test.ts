@@ -376,7 +376,7 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.deepEqual(call!.code_interpreter.outputs, [{ type: 'logs', logs: '9\n' }]);
   });
 
-  test('a file attached to a later message for code_interpreter is in /mnt/data on the next run, until deleted', async () => {
+  test('a file attached to a later message for code_interpreter is in /mnt/data on the next run, until deleted; under its id too', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Hello' }] });
     h.upstream.enqueue({ text: 'Hi.' });
     await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
@@ -386,18 +386,25 @@ describe('code_interpreter in a run (createAndPoll)', () => {
       content: 'How many lines?',
       attachments: [{ file_id: notes, tools: [{ type: 'code_interpreter' }] }],
     });
+    // Upstream placed a file under its id alone: programs tell their model it is at /mnt/data/file-…
     const { output, system } = await h.runCode(
       thread.id,
       assistantId,
-      "print(len(open('/mnt/data/notes.txt').read().splitlines()))",
+      `print(len(open('/mnt/data/notes.txt').read().splitlines()), open('/mnt/data/${notes}').read() == open('/mnt/data/${csvId}').read())`,
     );
     assert.match(system, /sales\.csv, notes\.txt/);
-    assert.equal(output, '2\n');
+    assert.equal(output, '2 False\n');
+    const same = await h.runCode(thread.id, assistantId, `print(open('/mnt/data/${notes}').read().split())`);
+    assert.equal(same.output, "['alpha', 'beta']\n");
 
-    // Deleted since, it is gone from /mnt/data too, as the model is told.
+    // Deleted since, it is gone from /mnt/data too, as the model is told; so is its id.
     await h.client.files.delete(notes);
-    const after = await h.runCode(thread.id, assistantId, "import os\nprint(os.path.exists('/mnt/data/notes.txt'))");
-    assert.ok(after.output.endsWith('\nFalse\n'), after.output);
+    const after = await h.runCode(
+      thread.id,
+      assistantId,
+      `import os\nprint(os.path.exists('/mnt/data/notes.txt'), os.path.lexists('/mnt/data/${notes}'))`,
+    );
+    assert.ok(after.output.endsWith('\nFalse False\n'), after.output);
     assert.ok(after.output.includes(`These files no longer exist and are not in /mnt/data: ${notes}.`), after.output);
   });
 

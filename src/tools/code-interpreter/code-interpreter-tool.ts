@@ -67,6 +67,8 @@ export interface PythonSession {
   readFile(name: string, maxBytes: number): Promise<Uint8Array>;
   /** Removes a file of /mnt/data; done also when there was no such file. */
   removeFile(name: string): Promise<void>;
+  /** Makes /mnt/data/<name> a symbolic link to `target`, a file beside it (replacing a symbolic link there). */
+  linkFile(name: string, target: string): Promise<void>;
   listFiles(): Promise<Array<{ name: string; size: number; mtimeMs: number }>>;
 }
 
@@ -180,9 +182,14 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       }
       try {
         await session.writeFile(name, bytes, { signal });
-        // Another file that was there under this name (an earlier run's) is not any more.
-        for (const [other, at] of has) if (at === name) has.delete(other);
+        // Another file that was there under this name (an earlier run's) is not any more, nor its id's link.
+        for (const [other, at] of has)
+          if (at === name) {
+            has.delete(other);
+            if (other !== at) await session.removeFile(other);
+          }
         has.set(id, name);
+        if (name !== id) await linkById(session, id, name, run, signal);
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         // Its process may have died under it, with the files placed before: the next call places them all again.
@@ -198,6 +205,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       signal.throwIfAborted();
       try {
         await session.removeFile(name);
+        if (name !== id) await session.removeFile(id);
         has.delete(id);
       } catch (error) {
         if (signal.aborted) throw signal.reason;
@@ -211,6 +219,23 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     if (gone.length > 0) notes.push(`These files no longer exist and are not in /mnt/data: ${gone.join(', ')}.`);
     if (refused.length > 0) notes.push(`These files could not be put in /mnt/data: ${refused.join('; ')}.`);
     return notes;
+  }
+
+  /**
+   * Names a placed file by its id too (/mnt/data/file-…, a symbolic link), as upstream placed it: programs told
+   * their model where a file was by its id. One the link cannot be made for (the code wrote a file of that name) is
+   * still there under its name.
+   */
+  async function linkById(session: PythonSession, id: string, name: string, run: Run, signal: AbortSignal) {
+    try {
+      await session.linkFile(id, name);
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      logger.warn(
+        { err: error, fileId: id, threadId: run.thread_id },
+        "a run file's id could not name it in /mnt/data",
+      );
+    }
   }
 
   /** An error's message as a clause of a longer sentence: without its final period. */
