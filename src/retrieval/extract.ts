@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describeError } from './describe-error.ts';
 import { declaredCharset, htmlToText } from './html-text.ts';
-import { docxToText, type OfficeTextResult, pptxToText } from './office-text.ts';
+import { docToText, docxToText, type OfficeTextResult, pptxToText } from './office-text.ts';
 import { pdfToText } from './pdf-text.ts';
 import { decodeText, normalizeLineEnds, readsAsText, replaceNul } from './text-decoding.ts';
 
@@ -37,15 +37,15 @@ export const MAX_TEXT_CHARS = 8_000_000;
 export const MAX_HTML_BYTES = 64 * 1024 * 1024;
 
 /** How a file is read. */
-export type DocumentFormat = 'text' | 'html' | 'pdf' | 'docx' | 'pptx';
+export type DocumentFormat = 'text' | 'html' | 'pdf' | 'doc' | 'docx' | 'pptx';
 
 const DOCX_MIME = 'application/vnd.openxmlformats-officedocument.wordprocessingml.document';
 const PPTX_MIME = 'application/vnd.openxmlformats-officedocument.presentationml.presentation';
 
 /**
- * file_search's formats by extension: upstream's list (.c .cpp .cs .css .docx .go .html .java .js .json .md .pdf
- * .php .pptx .py .rb .sh .tex .ts .txt) and the other text formats `detectMimeType` names (.csv .h .htm .jsonl
- * .markdown .mjs .tsv .xml .yaml .yml). Not .doc: legacy binary Word is answered with its own message.
+ * file_search's formats by extension: upstream's list (.c .cpp .cs .css .doc .docx .go .html .java .js .json .md
+ * .pdf .php .pptx .py .rb .sh .tex .ts .txt) and the other text formats `detectMimeType` names (.csv .h .htm .jsonl
+ * .markdown .mjs .tsv .xml .yaml .yml). The other legacy binary Office files are answered with their own message.
  */
 const FORMAT_BY_EXTENSION: Readonly<Record<string, DocumentFormat>> = {
   '.c': 'text',
@@ -53,6 +53,7 @@ const FORMAT_BY_EXTENSION: Readonly<Record<string, DocumentFormat>> = {
   '.cs': 'text',
   '.css': 'text',
   '.csv': 'text',
+  '.doc': 'doc',
   '.docx': 'docx',
   '.go': 'text',
   '.h': 'text',
@@ -83,6 +84,7 @@ const FORMAT_BY_EXTENSION: Readonly<Record<string, DocumentFormat>> = {
 /** The media types `detectMimeType` answers for the formats above (and a few common aliases of them). */
 const FORMAT_BY_MIME: Readonly<Record<string, DocumentFormat>> = {
   'application/pdf': 'pdf',
+  'application/msword': 'doc',
   [DOCX_MIME]: 'docx',
   [PPTX_MIME]: 'pptx',
   'text/html': 'html',
@@ -123,12 +125,14 @@ export const SUPPORTED_EXTENSIONS: readonly string[] = Object.keys(FORMAT_BY_EXT
 
 /** The Compound File container of legacy Office files (.doc, .xls, .ppt), as file-type reports it. */
 const LEGACY_OFFICE_MIME = 'application/x-cfb';
-const LEGACY_OFFICE_EXTENSIONS = new Set(['.doc', '.dot', '.xls', '.ppt', '.pps']);
+/** Legacy binary Office files not read (upstream read .doc only, which is). */
+const LEGACY_OFFICE_EXTENSIONS = new Set(['.dot', '.xls', '.ppt', '.pps']);
 
 const FORMAT_NAMES: Readonly<Record<DocumentFormat, string>> = {
   text: 'text',
   html: 'HTML',
   pdf: 'PDF',
+  doc: 'DOC',
   docx: 'DOCX',
   pptx: 'PPTX',
 };
@@ -158,6 +162,8 @@ export function decideFormat(mimeType: string | null, filename: string, bytes?: 
     return { ok: true, format: byExtension };
   }
   if (mime === LEGACY_OFFICE_MIME || (mime === null && LEGACY_OFFICE_EXTENSIONS.has(extension))) {
+    // A Compound File is a Word document by its name: .xls and .ppt are Compound Files as well.
+    if (byExtension === 'doc') return { ok: true, format: 'doc' };
     return { ok: false, message: legacyOfficeMessage(extension) };
   }
   if (mime !== null) {
@@ -241,6 +247,8 @@ async function extractFormat(format: DocumentFormat, bytes: Buffer): Promise<Ext
       if (pdf.reason === 'encrypted') return invalid('The PDF is encrypted with a password and cannot be read.');
       return invalid(`The file is not a valid PDF: ${pdf.detail}`);
     }
+    case 'doc':
+      return officeResult('Word 97–2003 document', await docToText(bytes, MAX_TEXT_CHARS));
     case 'docx':
       return officeResult('DOCX document', await docxToText(bytes, MAX_TEXT_CHARS));
     case 'pptx':

@@ -1,15 +1,17 @@
 import path from 'node:path';
+import CFB from 'cfb';
 import JSZip from 'jszip';
 import mammoth from 'mammoth';
+import WordExtractor from 'word-extractor';
 import { BlockTextBuilder, LINE, PARAGRAPH } from './block-text.ts';
 import { describeError } from './describe-error.ts';
 import { scanMarkup } from './markup-scanner.ts';
 import { decodeText } from './text-decoding.ts';
 
 /**
- * Text of Office Open XML files: DOCX through mammoth (`extractRawText`: paragraphs separated by blank lines), PPTX
- * by reading the slides' text runs ourselves (mammoth reads Word only). JSZip is the project's zip library: mammoth
- * depends on it already.
+ * Text of Office files: DOCX through mammoth (`extractRawText`: paragraphs separated by blank lines), PPTX by reading
+ * the slides' text runs ourselves (mammoth reads Word only), legacy binary Word (.doc) through word-extractor. JSZip
+ * is the project's zip library: mammoth depends on it already.
  */
 export type OfficeTextResult =
   | { ok: true; text: string }
@@ -52,6 +54,73 @@ export async function docxToText(bytes: Buffer, maxChars: number): Promise<Offic
   }
   if (text.length > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
   return { ok: true, text };
+}
+
+/** The signature of a Compound File, the container of Word 97–2003 documents. */
+const COMPOUND_FILE = Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]);
+
+/**
+ * The text of a Word 97–2003 document (.doc), which upstream's file_search read: its body, then its text boxes,
+ * footnotes and endnotes (headers and footers repeat on every page, and are left out as mammoth leaves them out of a
+ * DOCX). The piece table is measured first (wordTextChars): its pieces may name the same bytes many times over, a
+ * bomb as a zip's parts can be, and word-extractor would build every copy.
+ */
+export async function docToText(bytes: Buffer, maxChars: number): Promise<OfficeTextResult> {
+  if (!bytes.subarray(0, COMPOUND_FILE.length).equals(COMPOUND_FILE))
+    return { ok: false, reason: 'unreadable', detail: 'it is not a Word 97–2003 document (no Compound File header)' };
+  const claimed = wordTextChars(bytes);
+  if (typeof claimed === 'string') return { ok: false, reason: 'unreadable', detail: claimed };
+  if (claimed > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+  let parts: string[];
+  try {
+    const document = await new WordExtractor().extract(bytes);
+    const options = { filterUnicode: false };
+    parts = [
+      document.getBody(options),
+      document.getTextboxes({ ...options, includeHeadersAndFooters: false }),
+      document.getFootnotes(options),
+      document.getEndnotes(options),
+    ];
+  } catch (error) {
+    return { ok: false, reason: 'unreadable', detail: describeError(error) };
+  }
+  const text = parts
+    .map((part) => part.trim())
+    .filter((part) => part !== '')
+    .join('\n\n');
+  if (text.length > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+  return { ok: true, text };
+}
+
+/**
+ * The characters a Word document's pieces hold (the CLX's piece table, in the table stream the FIB names), or why it
+ * cannot be read: [MS-DOC] 2.5.1 (FIB: flags at 0x0A, fcClx at 0x01A2), 2.9.38 (Clx: Prc entries, then a Pcdt).
+ */
+function wordTextChars(bytes: Buffer): number | string {
+  try {
+    const container = CFB.read(bytes, { type: 'buffer' });
+    const stream = (name: string) => {
+      const content = CFB.find(container, name)?.content;
+      return content ? Buffer.from(content as Uint8Array) : undefined;
+    };
+    const fib = stream('WordDocument');
+    if (!fib) return 'it has no WordDocument stream (not a Word document)';
+    if (fib.readUInt16LE(0) !== 0xa5ec) return 'its WordDocument stream is not a Word 97–2003 document';
+    const table = stream((fib.readUInt16LE(0x0a) & 0x0200) !== 0 ? '1Table' : '0Table');
+    if (!table) return 'its table stream is missing';
+    let at = fib.readUInt32LE(0x01a2);
+    while (table.readUInt8(at) === 1) at += 3 + table.readUInt16LE(at + 1); // a Prc: formatting, skipped
+    if (table.readUInt8(at) !== 2) return 'its piece table is missing';
+    const pieces = (table.readUInt32LE(at + 1) - 4) / 12;
+    let chars = 0;
+    for (let i = 0; i < pieces; i++) {
+      const start = table.readUInt32LE(at + 5 + i * 4);
+      chars += Math.max(0, table.readUInt32LE(at + 5 + (i + 1) * 4) - start);
+    }
+    return chars;
+  } catch (error) {
+    return `its structure is damaged (${describeError(error)})`;
+  }
 }
 
 /**

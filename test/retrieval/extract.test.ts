@@ -11,7 +11,7 @@ import {
   SUPPORTED_EXTENSIONS,
 } from '../../src/retrieval/extract.ts';
 import { OFFICE_XML_LIMIT_BYTES } from '../../src/retrieval/office-text.ts';
-import { docxDocument, htmlDocument, pdfDocument, pptxDocument } from '../support/documents.ts';
+import { docDocument, docxDocument, htmlDocument, pdfDocument, pptxDocument } from '../support/documents.ts';
 import { onePixelPng } from '../support/images.ts';
 
 /** Extraction as an upload reaches it: the type detected from the first bytes and the name, as the Files API does. */
@@ -81,6 +81,29 @@ describe('extractText: PDF', () => {
   it('reads a PDF named as something else: the detected type wins over the name', async () => {
     const text = textOf(await extract(pdfDocument([['Signed content']]), 'notes.txt'));
     assert.equal(text, 'Signed content');
+  });
+});
+
+describe('extractText: DOC (Word 97–2003)', () => {
+  it('reads the paragraphs, one per line, in 8-bit and in UTF-16 pieces', async () => {
+    const doc = docDocument(['Title of the memo', 'Terms & conditions <apply>']);
+    assert.equal(await detectMimeType(doc.subarray(0, SNIFF_BYTES), 'memo.doc'), 'application/x-cfb');
+    assert.equal(textOf(await extract(doc, 'memo.doc')), 'Title of the memo\nTerms & conditions <apply>');
+    const unicode = docDocument(['Grüße aus Köln — 東京', '“quoted”']);
+    assert.equal(textOf(await extract(unicode, 'memo.doc')), 'Grüße aus Köln — 東京\n“quoted”', 'kept as written');
+    const declared = await extractText({ bytes: doc, filename: 'memo', mimeType: 'application/msword' });
+    assert.equal(textOf(declared), 'Title of the memo\nTerms & conditions <apply>');
+  });
+
+  it('refuses a damaged document, and one whose pieces claim more text than is indexed, before reading them', async () => {
+    const doc = docDocument(['Some text']);
+    failure(await extract(doc.subarray(0, 600), 'cut.doc'), 'invalid_file', /not a valid Word 97–2003 document/);
+    const notWord = Buffer.concat([Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]), Buffer.alloc(1024)]);
+    failure(await extract(notWord, 'letter.doc'), 'invalid_file', /not a valid Word 97–2003 document/);
+    // 9,000 pieces that each name the same 1,001 characters: 9 million, over MAX_TEXT_CHARS.
+    const bomb = docDocument(['x'.repeat(1000)], { repeat: 9000 });
+    assert.ok(bomb.length < 200_000);
+    failure(await extract(bomb, 'bomb.doc'), 'invalid_file', /too much text/);
   });
 });
 
@@ -338,14 +361,14 @@ describe('extractText: unsupported files', () => {
     failure(await extract(Buffer.concat([bmp, Buffer.alloc(40)]), 'notes.txt'), 'unsupported_file', /image\/bmp/);
   });
 
-  it('refuses legacy binary Word (.doc) with a message saying what to do', async () => {
+  it('refuses the other legacy binary Office files (.xls, .ppt) with a message saying what to do', async () => {
     const cfb = Buffer.concat([Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]), Buffer.alloc(1024)]);
     failure(
-      await extract(cfb, 'letter.doc'),
+      await extract(cfb, 'sheet.xls'),
       'unsupported_file',
-      /Legacy binary Microsoft Office files \(\.doc\).*\.docx/,
+      /Legacy binary Microsoft Office files \(\.xls\).*\.docx/,
     );
-    const undetected = await extractText({ bytes: Buffer.from('x'), filename: 'letter.doc', mimeType: null });
+    const undetected = await extractText({ bytes: Buffer.from('x'), filename: 'slides.ppt', mimeType: null });
     failure(undetected, 'unsupported_file', /Legacy binary Microsoft Office files/);
   });
 
@@ -364,9 +387,9 @@ describe('decideFormat', () => {
     assert.deepEqual(
       [...SUPPORTED_EXTENSIONS],
       [
-        ...['.c', '.cpp', '.cs', '.css', '.csv', '.docx', '.go', '.h', '.htm', '.html', '.java', '.js', '.json'],
-        ...['.jsonl', '.markdown', '.md', '.mjs', '.pdf', '.php', '.pptx', '.py', '.rb', '.sh', '.tex', '.ts', '.tsv'],
-        ...['.txt', '.xml', '.yaml', '.yml'],
+        ...['.c', '.cpp', '.cs', '.css', '.csv', '.doc', '.docx', '.go', '.h', '.htm', '.html', '.java', '.js'],
+        ...['.json', '.jsonl', '.markdown', '.md', '.mjs', '.pdf', '.php', '.pptx', '.py', '.rb', '.sh', '.tex', '.ts'],
+        ...['.tsv', '.txt', '.xml', '.yaml', '.yml'],
       ],
     );
     for (const extension of SUPPORTED_EXTENSIONS) {

@@ -1,7 +1,8 @@
+import CFB from 'cfb';
 import JSZip from 'jszip';
 
 /**
- * Builders of the document fixtures that file_search ingests: PDF, DOCX, PPTX and HTML, made in memory by each test
+ * Builders of the document fixtures that file_search ingests: PDF, DOC, DOCX, PPTX and HTML, made in memory by each test
  * (no binary fixture is checked in). Each builds the smallest file that real readers accept and that file-type
  * detects as its format from the first bytes, so the extraction tests and the API tests go through type detection
  * exactly as an upload does.
@@ -190,4 +191,44 @@ export function pptxDocument(slides: ReadonlyArray<readonly string[]>, options: 
 /** An HTML page: `head` and `body` are inserted as given (markup, not text). */
 export function htmlDocument(body: string, head = '<title>Fixture</title>'): Buffer {
   return Buffer.from(`<!DOCTYPE html>\n<html lang="en">\n<head>${head}</head>\n<body>\n${body}\n</body>\n</html>\n`);
+}
+
+export interface DocOptions {
+  /** How many pieces the piece table holds, each naming all the text's bytes (a bomb's shape; default 1). */
+  repeat?: number;
+}
+
+/**
+ * A Word 97–2003 document (.doc) of `paragraphs`, in a Compound File: the FIB fields readers take ([MS-DOC] 2.5.1:
+ * the magic number, the table stream's name, the main text's length, where the piece table is) and one piece of
+ * text, 8-bit when all of it is ASCII ([MS-DOC] 2.9.73: fc with 0x40000000, twice the offset), else UTF-16.
+ */
+export function docDocument(paragraphs: readonly string[], { repeat = 1 }: DocOptions = {}): Buffer {
+  const text = `${paragraphs.join('\r')}\r`;
+  const ascii = /^[\x00-\x7f]*$/.test(text);
+  const textAt = 0x800;
+  const encoded = ascii ? Buffer.from(text, 'latin1') : Buffer.from(text, 'utf16le');
+  const word = Buffer.alloc(textAt + encoded.length);
+  word.writeUInt16LE(0xa5ec, 0x00); // wIdent
+  word.writeUInt16LE(0x00c1, 0x02); // nFib: Word 97
+  word.writeUInt16LE(0x0200, 0x0a); // fWhichTblStm: the table stream is 1Table
+  word.writeUInt32LE(textAt, 0x18); // fcMin
+  word.writeUInt32LE(text.length, 0x4c); // ccpText
+  encoded.copy(word, textAt);
+
+  // The table stream: a Clx of one Pcdt, its PlcPcd the character positions of each piece, then each piece's Pcd.
+  const cps = Array.from({ length: repeat + 1 }, (_, i) => i * text.length);
+  const plcPcd = Buffer.alloc(4 * cps.length + 8 * repeat);
+  cps.forEach((cp, i) => plcPcd.writeUInt32LE(cp, 4 * i));
+  for (let i = 0; i < repeat; i++)
+    plcPcd.writeUInt32LE(ascii ? (textAt * 2) | 0x40000000 : textAt, 4 * cps.length + 8 * i + 2);
+  const clx = Buffer.concat([Buffer.from([2]), Buffer.alloc(4), plcPcd]);
+  clx.writeUInt32LE(plcPcd.length, 1);
+  word.writeUInt32LE(0, 0x01a2); // fcClx: at the table stream's start
+  word.writeUInt32LE(clx.length, 0x01a6); // lcbClx
+
+  const container = CFB.utils.cfb_new();
+  CFB.utils.cfb_add(container, '/WordDocument', word);
+  CFB.utils.cfb_add(container, '/1Table', clx);
+  return Buffer.from(CFB.write(container, { type: 'buffer' }) as Uint8Array);
 }

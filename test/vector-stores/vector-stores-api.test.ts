@@ -6,7 +6,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import OpenAI, { toFile } from 'openai';
 import pg from 'pg';
 import { SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
-import { docxDocument, htmlDocument, pdfDocument } from '../support/documents.ts';
+import { docDocument, docxDocument, htmlDocument, pdfDocument } from '../support/documents.ts';
 import { eventually } from '../support/eventually.ts';
 import { onePixelPng } from '../support/images.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
@@ -47,7 +47,7 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
 
     const text = (body: string, name: string) => toFile(Buffer.from(body, 'utf8'), name);
 
-    test('uploadAndPoll indexes .txt, .md, .pdf, .docx and .html files; counts and search follow', async () => {
+    test('uploadAndPoll indexes .txt, .md, .pdf, .doc, .docx and .html files; counts and search follow', async () => {
       const store = await client.vectorStores.create({ name: 'handbook', metadata: { team: 'docs' } });
       assert.equal(store.object, 'vector_store');
       assert.equal(store.status, 'completed');
@@ -59,6 +59,10 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
         await toFile(
           pdfDocument([['Quarterly revenue grew thanks to the aquarium subscription service.']]),
           'report.pdf',
+        ),
+        await toFile(
+          docDocument(['Travel claims are refunded within three weeks by the walrus office.']),
+          'travel.doc',
         ),
         await toFile(
           await docxDocument(['Holiday requests need approval from the zeppelin department.']),
@@ -81,13 +85,14 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
       }
       const after = await client.vectorStores.retrieve(store.id);
       assert.equal(after.status, 'completed');
-      assert.deepEqual(after.file_counts, { in_progress: 0, completed: 5, failed: 0, cancelled: 0, total: 5 });
+      assert.deepEqual(after.file_counts, { in_progress: 0, completed: 6, failed: 0, cancelled: 0, total: 6 });
       assert.ok(after.usage_bytes > 0);
 
       for (const [query, filename] of [
         ['espresso descaled', 'coffee.txt'],
         ['where do visitors park', 'parking.md'],
         ['aquarium subscription revenue', 'report.pdf'],
+        ['walrus refunds travel claims', 'travel.doc'],
         ['zeppelin approval', 'policy.docx'],
         ['wifi password', 'it.html'],
       ] as const) {
@@ -101,7 +106,7 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
 
       const listed: string[] = [];
       for await (const file of client.vectorStores.files.list(store.id, { limit: 2 })) listed.push(file.id);
-      assert.equal(listed.length, 5);
+      assert.equal(listed.length, 6);
       await client.vectorStores.delete(store.id);
     });
 
