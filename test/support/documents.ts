@@ -205,7 +205,7 @@ export interface DocOptions {
  */
 export function docDocument(paragraphs: readonly string[], { repeat = 1 }: DocOptions = {}): Buffer {
   const text = `${paragraphs.join('\r')}\r`;
-  const ascii = /^[\x00-\x7f]*$/.test(text);
+  const ascii = [...text].every((ch) => ch.charCodeAt(0) < 0x80);
   const textAt = 0x800;
   const encoded = ascii ? Buffer.from(text, 'latin1') : Buffer.from(text, 'utf16le');
   const word = Buffer.alloc(textAt + encoded.length);
@@ -219,7 +219,7 @@ export function docDocument(paragraphs: readonly string[], { repeat = 1 }: DocOp
   // The table stream: a Clx of one Pcdt, its PlcPcd the character positions of each piece, then each piece's Pcd.
   const cps = Array.from({ length: repeat + 1 }, (_, i) => i * text.length);
   const plcPcd = Buffer.alloc(4 * cps.length + 8 * repeat);
-  cps.forEach((cp, i) => plcPcd.writeUInt32LE(cp, 4 * i));
+  for (const [i, cp] of cps.entries()) plcPcd.writeUInt32LE(cp, 4 * i);
   for (let i = 0; i < repeat; i++)
     plcPcd.writeUInt32LE(ascii ? (textAt * 2) | 0x40000000 : textAt, 4 * cps.length + 8 * i + 2);
   const clx = Buffer.concat([Buffer.from([2]), Buffer.alloc(4), plcPcd]);
