@@ -411,9 +411,15 @@ function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, lo
  * - A client whose base URL lacks `/v1` sends `/threads/…`: LiteLLM's assistants calls take the base URL as given,
  *   and its OpenAI pass-through adds `/v1` itself, so one base URL serves both only if both spellings work (as
  *   LiteLLM's own proxy serves them). Only the resources of the Assistants API are taken so.
+ * Slashes doubled in a path are taken as one, as OpenAI took them: programs join a base URL ending in `/` to paths
+ * starting with one (`'https://api.openai.com/v1/' + '/threads'`).
  * Handlers and hooks see the /v1 URL; `request.originalUrl` keeps what the client sent, for messages.
  */
-function pathToV1(url: string): string {
+function pathToV1(sent: string): string {
+  if (sent.startsWith('/v1/') && !sent.includes('//')) return sent;
+  const query = sent.indexOf('?');
+  const url =
+    query === -1 ? sent.replace(/\/{2,}/g, '/') : sent.slice(0, query).replace(/\/{2,}/g, '/') + sent.slice(query);
   if (url.startsWith('/v1/')) return url;
   // Only whole segments (`/openai`, `/openai/…`, `/openai?…`), not `/openaix`.
   if (url.startsWith('/openai') && /^\/openai(?:[/?]|$)/.test(url)) return `/v1${url.slice('/openai'.length)}`;

@@ -311,4 +311,24 @@ describe('every /v1 route is served under /openai, and those of the Assistants A
     const wrongMethod = await server.api.request('DELETE', '/threads', undefined, { headers: bearer });
     assert.equal(errorOf(wrongMethod).message, 'Method DELETE is not allowed for /threads. Allowed: POST, GET, HEAD.');
   });
+
+  test('slashes doubled in a path are taken as one: a base URL ending in / joined to paths starting with /', async () => {
+    // A Google Apps Script bot: `UrlFetchApp.fetch('https://api.openai.com/v1/' + '/threads', …)`, which OpenAI served.
+    const bearer = { authorization: `Bearer ${KEY}` };
+    const thread = await server.api.request('POST', '/v1//threads', {}, { headers: bearer, validate: false });
+    assert.equal(thread.status, 200, JSON.stringify(thread.body));
+    const id = thread.body.id as string;
+    for (const path of [
+      `//v1/threads/${id}`,
+      `/v1//threads//${id}?a=b//c`,
+      `/openai//threads/${id}`,
+      `//threads/${id}`,
+    ]) {
+      const got = await server.api.request('GET', path, undefined, { headers: bearer, validate: false });
+      assert.equal(got.status, 200, `${path}: ${JSON.stringify(got.body)}`);
+      assert.equal(got.body.id, id, path);
+    }
+    const unknown = await server.api.request('GET', '//threadsx', undefined, { headers: bearer, validate: false });
+    assert.equal(errorOf(unknown).message, 'Invalid URL (GET //threadsx)');
+  });
 });
