@@ -31,7 +31,7 @@ export function serializeAssistant(a: Assistant) {
     model: a.model,
     instructions: a.instructions,
     tools: a.tools.map(wireTool),
-    tool_resources: withCodeInterpreterFiles(a.tool_resources, a.tools),
+    tool_resources: withToolResourceLists(a.tool_resources, a.tools),
     metadata: a.metadata,
     temperature: a.temperature,
     top_p: a.top_p,
@@ -62,10 +62,21 @@ function wireTool(tool: AssistantTool): AssistantTool {
   return tool;
 }
 
-/** An assistant with the code_interpreter tool has its file list, empty when none was given, as OpenAI showed it. */
-function withCodeInterpreterFiles(resources: ToolResources | null, tools: AssistantTool[]): ToolResources | null {
-  if (resources?.code_interpreter || !tools.some((tool) => tool.type === 'code_interpreter')) return resources;
-  return { code_interpreter: { file_ids: [] }, ...resources };
+/**
+ * An assistant's tool_resources with a list for each built-in tool it has, empty when none was given, as OpenAI showed
+ * them (`{"file_search": {"vector_store_ids": []}}`): programs read `tool_resources.file_search.vector_store_ids` of
+ * an assistant with file_search unguarded (open-chat-studio's import of an assistant).
+ */
+function withToolResourceLists(resources: ToolResources | null, tools: AssistantTool[]): ToolResources | null {
+  const has = (type: AssistantTool['type']) => tools.some((tool) => tool.type === type);
+  const code = !resources?.code_interpreter && has('code_interpreter');
+  const search = !resources?.file_search && has('file_search');
+  if (!code && !search) return resources;
+  return {
+    ...(code && { code_interpreter: { file_ids: [] } }),
+    ...(search && { file_search: { vector_store_ids: [] } }),
+    ...resources,
+  };
 }
 
 export function serializeThread(t: Thread) {

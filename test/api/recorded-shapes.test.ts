@@ -50,9 +50,21 @@ describe('objects as OpenAI sent them', () => {
     assert.deepEqual(run.body.tools, expected);
   });
 
-  test('an assistant with code_interpreter and no files has an empty file list for it', async () => {
+  test('an assistant with code_interpreter or file_search and no resources for it has an empty list for it', async () => {
     const assistant = await server.api.post('/v1/assistants', { model: 'm', tools: [{ type: 'code_interpreter' }] });
     assert.deepEqual(assistant.body.tool_resources, { code_interpreter: { file_ids: [] } });
+    // As recorded from api.openai.com (July 2024): `"tool_resources": {"file_search": {"vector_store_ids": []}}`.
+    const search = await server.api.post('/v1/assistants', { model: 'm', tools: [{ type: 'file_search' }] });
+    assert.deepEqual(search.body.tool_resources, { file_search: { vector_store_ids: [] } });
+    const both = await server.api.post('/v1/assistants', {
+      model: 'm',
+      tools: [{ type: 'code_interpreter' }, { type: 'file_search' }],
+      tool_resources: { code_interpreter: { file_ids: [] } },
+    });
+    assert.deepEqual((await server.api.get(`/v1/assistants/${both.body.id}`)).body.tool_resources, {
+      code_interpreter: { file_ids: [] },
+      file_search: { vector_store_ids: [] },
+    });
     const plain = await server.api.post('/v1/assistants', { model: 'm' });
     assert.deepEqual(plain.body.tool_resources, {});
   });
