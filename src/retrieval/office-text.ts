@@ -56,24 +56,27 @@ export async function docxToText(bytes: Buffer, maxChars: number): Promise<Offic
   return { ok: true, text };
 }
 
-/** The signature of a Compound File, the container of Word 97–2003 documents. */
-const COMPOUND_FILE = Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]);
-
 /**
  * The text of a Word 97–2003 document (.doc), which upstream's file_search read: its body, then its text boxes,
  * footnotes and endnotes (headers and footers repeat on every page, and are left out as mammoth leaves them out of a
- * DOCX). The piece table is measured first (wordTextChars): its pieces may name the same bytes many times over, a
- * bomb as a zip's parts can be, and word-extractor would build every copy.
+ * DOCX). word-extractor does not get the file as uploaded: SheetJS's cfb reads its Compound File, and word-extractor
+ * gets a new one of the two streams it reads, written by cfb. Its own reader follows the file's sector chains, and a
+ * chain that loops grew an array until V8 aborted the whole process (a fuzz of damaged documents found it). The piece
+ * table is measured first (wordTextChars): its pieces may name the same bytes many times over, a bomb as a zip's
+ * parts can be, and word-extractor would build every copy.
  */
 export async function docToText(bytes: Buffer, maxChars: number): Promise<OfficeTextResult> {
-  if (!bytes.subarray(0, COMPOUND_FILE.length).equals(COMPOUND_FILE))
-    return { ok: false, reason: 'unreadable', detail: 'it is not a Word 97–2003 document (no Compound File header)' };
-  const claimed = wordTextChars(bytes);
+  const streams = wordStreams(bytes);
+  if (typeof streams === 'string') return { ok: false, reason: 'unreadable', detail: streams };
+  const claimed = wordTextChars(streams);
   if (typeof claimed === 'string') return { ok: false, reason: 'unreadable', detail: claimed };
   if (claimed > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
   let parts: string[];
   try {
-    const document = await new WordExtractor().extract(bytes);
+    const rewritten = CFB.utils.cfb_new();
+    CFB.utils.cfb_add(rewritten, '/WordDocument', streams.fib);
+    CFB.utils.cfb_add(rewritten, `/${streams.tableName}`, streams.table);
+    const document = await new WordExtractor().extract(Buffer.from(CFB.write(rewritten, { type: 'buffer' })));
     const options = { filterUnicode: false };
     parts = [
       document.getBody(options),
@@ -92,11 +95,21 @@ export async function docToText(bytes: Buffer, maxChars: number): Promise<Office
   return { ok: true, text };
 }
 
-/**
- * The characters a Word document's pieces hold (the CLX's piece table, in the table stream the FIB names), or why it
- * cannot be read: [MS-DOC] 2.5.1 (FIB: flags at 0x0A, fcClx at 0x01A2), 2.9.38 (Clx: Prc entries, then a Pcdt).
- */
-function wordTextChars(bytes: Buffer): number | string {
+/** The signature of a Compound File, the container of Word 97–2003 documents. */
+const COMPOUND_FILE = Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]);
+
+interface WordStreams {
+  /** The WordDocument stream, which begins with the FIB. */
+  fib: Buffer;
+  /** The table stream the FIB names, and its name. */
+  table: Buffer;
+  tableName: '0Table' | '1Table';
+}
+
+/** A Word document's two streams that hold its text, or why they cannot be read ([MS-DOC] 2.5.1: the FIB's flags). */
+function wordStreams(bytes: Buffer): WordStreams | string {
+  if (!bytes.subarray(0, COMPOUND_FILE.length).equals(COMPOUND_FILE))
+    return 'it is not a Word 97–2003 document (no Compound File header)';
   try {
     const container = CFB.read(bytes, { type: 'buffer' });
     const stream = (name: string) => {
@@ -105,9 +118,23 @@ function wordTextChars(bytes: Buffer): number | string {
     };
     const fib = stream('WordDocument');
     if (!fib) return 'it has no WordDocument stream (not a Word document)';
-    if (fib.readUInt16LE(0) !== 0xa5ec) return 'its WordDocument stream is not a Word 97–2003 document';
-    const table = stream((fib.readUInt16LE(0x0a) & 0x0200) !== 0 ? '1Table' : '0Table');
+    if (fib.length < 0x01aa || fib.readUInt16LE(0) !== 0xa5ec)
+      return 'its WordDocument stream is not a Word 97–2003 document';
+    const tableName = (fib.readUInt16LE(0x0a) & 0x0200) !== 0 ? '1Table' : '0Table';
+    const table = stream(tableName);
     if (!table) return 'its table stream is missing';
+    return { fib, table, tableName };
+  } catch (error) {
+    return `its structure is damaged (${describeError(error)})`;
+  }
+}
+
+/**
+ * The characters a Word document's pieces hold (the CLX's piece table, where the FIB's fcClx says), or why it cannot
+ * be read: [MS-DOC] 2.5.1 (fcClx at 0x01A2), 2.9.38 (Clx: Prc entries, then a Pcdt).
+ */
+function wordTextChars({ fib, table }: WordStreams): number | string {
+  try {
     let at = fib.readUInt32LE(0x01a2);
     while (table.readUInt8(at) === 1) at += 3 + table.readUInt16LE(at + 1); // a Prc: formatting, skipped
     if (table.readUInt8(at) !== 2) return 'its piece table is missing';
@@ -119,7 +146,7 @@ function wordTextChars(bytes: Buffer): number | string {
     }
     return chars;
   } catch (error) {
-    return `its structure is damaged (${describeError(error)})`;
+    return `its piece table is damaged (${describeError(error)})`;
   }
 }
 
