@@ -13,7 +13,7 @@ import type { Database } from '../../src/storage/sql/schema.ts';
 import { SqlStore, WITH_ATTACHMENTS } from '../../src/storage/sql/sql-store.ts';
 import type { Scope } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
-import { aMessage, anAssistant, aRun, aThread } from '../support/builders.ts';
+import { aMessage, anAssistant, aRun, aThread, storedThreadWithOneAttachment } from '../support/builders.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 
 const adminUrl = postgresUrlOrSkip();
@@ -181,13 +181,7 @@ if (adminUrl === undefined) {
       const pool = new pg.Pool({ connectionString: database.url, max: 1 });
       const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
       try {
-        const thread = aThread();
-        const attachment = { file_id: 'file-a', tools: [{ type: 'code_interpreter' as const }] };
-        await store.createThread(scope, thread, [
-          ...Array.from({ length: 300 }, (_, i) => aMessage(thread.id, `message ${i}`)),
-          aMessage(thread.id, 'with a file', { attachments: [attachment] }),
-        ]);
-        assert.deepEqual(await store.threadAttachments(scope, thread.id), [attachment]);
+        const thread = await storedThreadWithOneAttachment(store, scope);
         // A table this small is read whole whatever its indexes: the planner is told to use one if it can.
         await sql`set enable_seqscan = off`.execute(db);
         const plan = await sql<{ 'QUERY PLAN': string }>`explain select doc from messages

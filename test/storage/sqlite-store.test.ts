@@ -10,7 +10,7 @@ import { sqliteDialect } from '../../src/storage/sqlite/dialect.ts';
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { DEFAULT_SCOPE } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
-import { aMessage, anAssistant, aThread } from '../support/builders.ts';
+import { anAssistant, storedThreadWithOneAttachment } from '../support/builders.ts';
 import { tempDir } from '../support/server.ts';
 
 storeContract('sqlite', async () => {
@@ -77,13 +77,7 @@ test("a thread's attachments are read from the index of the messages that have s
   // code_interpreter reads them on every run that calls it; SQLite reads on the event loop.
   const dir = tempDir();
   const store = await openSqliteStore(dir);
-  const thread = aThread();
-  const attachment = { file_id: 'file-a', tools: [{ type: 'code_interpreter' as const }] };
-  await store.createThread(DEFAULT_SCOPE, thread, [
-    ...Array.from({ length: 300 }, (_, i) => aMessage(thread.id, `message ${i}`)),
-    aMessage(thread.id, 'with a file', { attachments: [attachment] }),
-  ]);
-  assert.deepEqual(await store.threadAttachments(DEFAULT_SCOPE, thread.id), [attachment]);
+  const thread = await storedThreadWithOneAttachment(store, DEFAULT_SCOPE);
   await store.close();
   const db = new Kysely<Database>({ dialect: sqliteDialect(new BetterSqlite3(path.join(dir, SQLITE_FILE_NAME))) });
   try {

@@ -1,10 +1,11 @@
+import assert from 'node:assert/strict';
 import type { StoredFile } from '../../src/domain/files.ts';
 import { newId } from '../../src/domain/ids.ts';
 import { newClientMessage } from '../../src/domain/messages.ts';
 import type { Assistant, Message, Thread } from '../../src/domain/objects.ts';
 import type { Run } from '../../src/domain/runs.ts';
 import { AUTO_CHUNKING, type VectorStore, type VectorStoreFile } from '../../src/domain/vector-stores.ts';
-import type { StoredStep } from '../../src/storage/store.ts';
+import type { Scope, Store, StoredStep } from '../../src/storage/store.ts';
 import { codeOf, codeReader } from '../../src/tools/code-interpreter/code-arguments.ts';
 import type { ServerTool } from '../../src/tools/tool.ts';
 
@@ -168,4 +169,22 @@ export function aVectorStoreFile(
     batch_id: null,
     ...overrides,
   };
+}
+
+/**
+ * A thread of 300 messages without attachments and one with a file for code_interpreter, stored through `store`,
+ * which reads back that one attachment: the thread the index tests of each database plan the read over.
+ */
+export async function storedThreadWithOneAttachment(
+  store: Pick<Store, 'createThread' | 'threadAttachments'>,
+  scope: Scope,
+): Promise<Thread> {
+  const thread = aThread();
+  const attachment = { file_id: 'file-a', tools: [{ type: 'code_interpreter' as const }] };
+  await store.createThread(scope, thread, [
+    ...Array.from({ length: 300 }, (_, i) => aMessage(thread.id, `message ${i}`)),
+    aMessage(thread.id, 'with a file', { attachments: [attachment] }),
+  ]);
+  assert.deepEqual(await store.threadAttachments(scope, thread.id), [attachment]);
+  return thread;
 }

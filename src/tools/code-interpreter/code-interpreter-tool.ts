@@ -186,7 +186,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         for (const [other, at] of has)
           if (at === name) {
             has.delete(other);
-            if (other !== at) await session.removeFile(other);
+            if (other !== name) await session.removeFile(other);
           }
         has.set(id, name);
         if (name !== id) await linkById(session, id, name, run, signal);
