@@ -27,6 +27,11 @@ export type OfficeTextResult =
  */
 export const OFFICE_XML_LIMIT_BYTES = 32 * 1024 * 1024;
 
+/** A file with more than `maxChars` characters of text. */
+function tooMuchText(maxChars: number): OfficeTextResult {
+  return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+}
+
 class PartsTooLarge extends Error {}
 
 /** A running count of the XML inflated from one file, against OFFICE_XML_LIMIT_BYTES. */
@@ -52,7 +57,7 @@ export async function docxToText(bytes: Buffer, maxChars: number): Promise<Offic
   } catch (error) {
     return { ok: false, reason: 'unreadable', detail: describeError(error) };
   }
-  if (text.length > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+  if (text.length > maxChars) return tooMuchText(maxChars);
   return { ok: true, text };
 }
 
@@ -70,7 +75,7 @@ export async function docToText(bytes: Buffer, maxChars: number): Promise<Office
   if (typeof streams === 'string') return { ok: false, reason: 'unreadable', detail: streams };
   const claimed = wordTextChars(streams);
   if (typeof claimed === 'string') return { ok: false, reason: 'unreadable', detail: claimed };
-  if (claimed > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+  if (claimed > maxChars) return tooMuchText(maxChars);
   let parts: string[];
   try {
     const rewritten = CFB.utils.cfb_new();
@@ -91,7 +96,7 @@ export async function docToText(bytes: Buffer, maxChars: number): Promise<Office
     .map((part) => part.trim())
     .filter((part) => part !== '')
     .join('\n\n');
-  if (text.length > maxChars) return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+  if (text.length > maxChars) return tooMuchText(maxChars);
   return { ok: true, text };
 }
 
@@ -188,8 +193,7 @@ export async function pptxToText(bytes: Buffer, maxChars: number): Promise<Offic
         },
         { mode: 'xml', stop: () => out.length > maxChars },
       );
-      if (out.length > maxChars)
-        return { ok: false, reason: 'too_much_text', detail: `more than ${maxChars} characters` };
+      if (out.length > maxChars) return tooMuchText(maxChars);
     }
   } catch (error) {
     return partError(error);

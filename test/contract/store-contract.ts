@@ -4,6 +4,7 @@ import { ApiError } from '../../src/domain/errors.ts';
 import type { Run } from '../../src/domain/runs.ts';
 import type { PageRequest, Scope, Store } from '../../src/storage/store.ts';
 import { aMessage, anAssistant, aRun, aStep, aThread } from '../support/builders.ts';
+import { countTurns } from '../support/event-loop.ts';
 import { collectIds } from '../support/paging.ts';
 
 export interface StoreFixture {
@@ -383,17 +384,11 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       await store.createRun(scope, going, [aMessage(thread.id, 'the last question')]);
 
       // Turns of the event loop while the thread is deleted: one statement deleting it all would allow none.
-      let turns = 0;
-      let ticking = true;
-      const tick = () => {
-        turns += 1;
-        if (ticking) setImmediate(tick);
-      };
-      setImmediate(tick);
+      const turns = countTurns();
       const deleted = await store.deleteThread(scope, thread.id);
-      ticking = false;
+      turns.stop();
       assert.deepEqual(deleted, [going.id]);
-      assert.ok(turns >= 3, `${turns} turns of the event loop`);
+      assert.ok(turns.count >= 3, `${turns.count} turns of the event loop`);
 
       assert.equal(await store.getThread(scope, thread.id), undefined);
       assert.deepEqual(await everyMessage(store, scope, thread.id), []);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { TurnGate } from '../../src/runs/turn-gate.ts';
+import { countTurns } from '../support/event-loop.ts';
 import { busy } from '../support/processes.ts';
 
 describe('TurnGate', () => {
@@ -17,23 +18,17 @@ describe('TurnGate', () => {
 
   test('beginnings that arrive together go through one per turn, in order', async () => {
     const gate = new TurnGate();
-    let turn = 0;
-    let ticking = true;
-    const tick = () => {
-      turn += 1;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const turn = countTurns();
     const order: number[] = [];
     const turns: number[] = [];
     await Promise.all(
       Array.from({ length: 10 }, async (_, i) => {
         await gate.pass();
         order.push(i);
-        turns.push(turn);
+        turns.push(turn.count);
       }),
     );
-    ticking = false;
+    turn.stop();
     assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert.equal(new Set(turns).size, 10, `turns ${turns.join(', ')}`);
   });

@@ -11,6 +11,7 @@ import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open
 import { vectorIndexContract } from '../contract/vector-index-contract.ts';
 import { vectorStoreContract } from '../contract/vector-store-contract.ts';
 import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
+import { countTurns } from '../support/event-loop.ts';
 import { recordFile } from '../support/file-rows.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { tempDir } from '../support/server.ts';
@@ -87,17 +88,10 @@ test("SQLite: a large file's completion lets the event loop go round between its
     await records.createVectorStore(scope, vectorStore, [aVectorStoreFile(vectorStore.id, fileId)]);
     assert.equal((await records.claimIngestions('w', Date.now(), Number.MAX_SAFE_INTEGER, 1)).length, 1);
     const chunks = Array.from({ length: 2000 }, (_, index) => ({ index, text: `chunk ${index} words`, tokens: 3 }));
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      turns++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
-    const before = turns;
+    const turns = countTurns();
     assert.equal(await records.completeIngestion(scope, vectorStore.id, fileId, 'w', chunks, 1), true);
-    const during = turns - before;
-    ticking = false;
+    const during = turns.count;
+    turns.stop();
     assert.ok(during >= 10, `the loop went round ${during} times while 2,000 chunks were written`);
     const hits = await records.searchChunks(scope, { vectorStoreIds: [vectorStore.id], query: 'chunk 1999', limit: 5 });
     assert.ok(

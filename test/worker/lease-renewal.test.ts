@@ -6,12 +6,13 @@ import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import type { RunExecutor } from '../../src/runs/run-executor.ts';
 import { DEFAULT_SCOPE, type Store } from '../../src/storage/store.ts';
 import { RunWorker } from '../../src/worker/run-worker.ts';
+import { countTurns, type TurnCounter } from '../support/event-loop.ts';
 import { busy } from '../support/processes.ts';
 
 test('renewing the leases of 2,000 runs lets the event loop go round (streams keep flowing meanwhile)', async () => {
   const RUNS = 2000;
-  // Which turn of the event loop each renewal ran in.
-  let turn = 0;
+  // Which turn of the event loop each renewal ran in (counted from when the renewals begin).
+  let turn: TurnCounter | undefined;
   const renewedInTurn: number[] = [];
   let renewalDone: () => void;
   const renewed = new Promise<void>((resolve) => {
@@ -21,7 +22,7 @@ test('renewing the leases of 2,000 runs lets the event loop go round (streams ke
     // As SQLite: a synchronous statement of ~20 µs, behind a promise.
     renewLease: async () => {
       busy(0.02);
-      renewedInTurn.push(turn);
+      renewedInTurn.push(turn?.count ?? 0);
       if (renewedInTurn.length === RUNS) renewalDone();
       return 'in_progress';
     },
@@ -48,14 +49,9 @@ test('renewing the leases of 2,000 runs lets the event loop go round (streams ke
       run: { id: `run_${i}`, thread_id: `thread_${i}`, status: 'in_progress' } as Run,
       lock: { lockedBy: worker.id, lockedUntil: Date.now() + 300 },
     });
-  let ticking = true;
-  const tick = () => {
-    turn += 1;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  turn = countTurns();
   await renewed;
-  ticking = false;
+  turn.stop();
   await worker.close();
   // ~40 ms of statements: without a break they all run in one turn, and every stream waits for them.
   const turns = new Set(renewedInTurn).size;
