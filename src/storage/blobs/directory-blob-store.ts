@@ -31,9 +31,9 @@ export class DirectoryBlobStore implements BlobStore {
     await this.ensureDirs();
     const tmp = path.join(this.tmpDir, `${id}.${randomBytes(6).toString('hex')}`);
     let bytes = 0;
+    // `flush` fsyncs the file before it is closed: the rename below must never publish bytes still in the cache.
+    const out = createWriteStream(tmp, { flags: 'wx', flush: true });
     try {
-      // `flush` fsyncs the file before it is closed: the rename below must never publish bytes still in the cache.
-      const out = createWriteStream(tmp, { flags: 'wx', flush: true });
       await pipeline(
         source,
         async function* count(chunks: AsyncIterable<Uint8Array>) {
@@ -48,6 +48,8 @@ export class DirectoryBlobStore implements BlobStore {
       await syncDir(this.blobsDir);
       return bytes;
     } catch (error) {
+      // A source failing at once ends the pipeline while the stream may still be opening, that is creating, its file.
+      if (!out.closed) await new Promise<void>((closed) => out.once('close', () => closed()));
       await rm(tmp, { force: true });
       throw error;
     }
