@@ -117,6 +117,12 @@ export interface Chunk {
   index: number;
   text: string;
   tokens: number;
+  /**
+   * How many characters at its start repeat the end of the chunk before it (the chunking strategy's overlap, in
+   * characters): `text.slice(overlap)` is what this chunk adds to the file's text. Absent for chunks stored before
+   * it was recorded (migration 019), where it is not known.
+   */
+  overlap?: number;
 }
 
 /** A search hit: a chunk of a file of a store, with a score in 0..1 (higher is better). */

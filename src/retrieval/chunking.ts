@@ -31,10 +31,11 @@ export const PREFERRED_END_WINDOW = 0.15;
 
 /** The chunks of `text`; none for empty or whitespace-only text. */
 export function chunkText(text: string, strategy: ChunkingStrategy): Chunk[] {
-  return chunkSpans(text, strategy).map((span) => ({
+  return chunkSpans(text, strategy).map((span, i, spans) => ({
     index: span.index,
     text: text.slice(span.start, span.end),
     tokens: span.tokenEnd - span.tokenStart,
+    overlap: i === 0 ? 0 : Math.max(0, spans[i - 1]!.end - span.start),
   }));
 }
 

@@ -201,10 +201,14 @@ export class VectorStoreService {
     }
   }
 
-  /** The parsed content of a file: its chunks' text, in order. */
+  /**
+   * The parsed content of a file, in its chunks' order, each chunk less what it repeats of the one before: joined,
+   * they are the file's text, each part of it once. (Chunks stored before their overlap was recorded are given whole.)
+   */
   async fileContent(scope: Scope, vectorStoreId: string, fileId: string): Promise<string[]> {
     await this.getFile(scope, vectorStoreId, fileId);
-    return (await this.records.fileChunks(scope, vectorStoreId, fileId)).map((chunk) => chunk.text);
+    const chunks = await this.records.fileChunks(scope, vectorStoreId, fileId);
+    return chunks.map((chunk) => chunk.text.slice(chunk.overlap ?? 0));
   }
 
   async createBatch(

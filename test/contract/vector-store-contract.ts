@@ -971,6 +971,22 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       assert.deepEqual(await records.fileChunks(scope, store.id, fileId), chunks);
     });
 
+    test('a chunk’s overlap is kept with it; a chunk written without one is read back without one', async () => {
+      await drain();
+      const store = aStore();
+      const [said, unsaid] = [await uploadFile('said.txt'), await uploadFile('unsaid.txt')];
+      await records.createVectorStore(scope, store, [aFile(store.id, said), aFile(store.id, unsaid)]);
+      await records.claimIngestions('w', Date.now(), FOREVER, 10);
+      const overlapping = chunksOf(['one two three', 'three four five']).map((c, i) => ({ ...c, overlap: i * 5 }));
+      assert.equal(await records.completeIngestion(scope, store.id, said, 'w', overlapping, 100), true);
+      assert.equal(
+        await records.completeIngestion(scope, store.id, unsaid, 'w', chunksOf(['old', 'chunks']), 100),
+        true,
+      );
+      assert.deepEqual(await records.fileChunks(scope, store.id, said), overlapping);
+      assert.deepEqual(await records.fileChunks(scope, store.id, unsaid), chunksOf(['old', 'chunks']));
+    });
+
     test('a keyword search over 20,000 chunks goes through the keyword index', async () => {
       await drain();
       const store = aStore();

@@ -57,11 +57,14 @@ function assertChunking(text: string, strategy: ChunkingStrategy): ChunkSpan[] {
     assert.equal(chunk.text, text.slice(span.start, span.end));
     assert.equal(chunk.text, decode(tokens.slice(span.tokenStart, span.tokenEnd)), `chunk ${i} is its token span`);
     assert.ok(!chunk.text.includes('\ufffd'), 'no chunk ends inside a character');
-    if (i === 0) reassembled = chunk.text;
-    else {
+    if (i === 0) {
+      assert.equal(chunk.overlap, 0);
+      reassembled = chunk.text;
+    } else {
       const previous = spans[i - 1]!;
       assert.equal(span.tokenStart, previous.tokenEnd - overlap, `chunks ${i - 1} and ${i} overlap by ${overlap}`);
-      reassembled += chunk.text.slice(previous.end - span.start);
+      assert.equal(chunk.overlap, previous.end - span.start, `chunk ${i} says how many characters it repeats`);
+      reassembled += chunk.text.slice(chunk.overlap);
     }
   });
   assert.equal(reassembled, text, 'the chunks, less their overlaps, are the text');
@@ -76,7 +79,7 @@ describe('chunkText', () => {
 
   it('keeps a short text as one chunk, its tokens counted with o200k_base', () => {
     const text = 'A short note about the vector store.';
-    assert.deepEqual(chunkText(text, AUTO), [{ index: 0, text, tokens: countTokens(text) }]);
+    assert.deepEqual(chunkText(text, AUTO), [{ index: 0, text, tokens: countTokens(text), overlap: 0 }]);
   });
 
   it('cuts long prose into chunks of at most 800 tokens overlapping by exactly 400 (auto)', () => {

@@ -266,8 +266,11 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
         type: 'static',
         static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 20 },
       });
+      // The parsed content, in the chunks' order, each chunk less what it repeats of the one before: a client that
+      // joins the parts (as glific's and others' do) gets the file's text, each sentence once.
       const chunks = await client.vectorStores.files.content(file.id, { vector_store_id: store.id });
       assert.ok(chunks.data.length > 10, `${chunks.data.length} chunks`);
+      assert.equal(chunks.data.map((part) => part.text).join(''), long);
 
       const renamed = await client.vectorStores.update(store.id, { name: 'planets', metadata: { v: '2' } });
       assert.equal(renamed.name, 'planets');

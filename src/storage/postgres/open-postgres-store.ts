@@ -21,6 +21,7 @@ import * as queuedMessages from './migrations/015-queued-messages.ts';
 import * as modelReasoning from './migrations/016-model-reasoning.ts';
 import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
+import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -45,6 +46,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '016-model-reasoning': modelReasoning,
   '017-step-deadline': stepDeadline,
   '018-messages-with-attachments': messagesWithAttachments,
+  '019-chunk-overlap': chunkOverlap,
 };
 
 /** How long startup waits for the first connection before saying the database is unreachable. */

@@ -215,6 +215,8 @@ export interface ChunksTable {
   chunk_index: number;
   text: string;
   tokens: number;
+  /** Chunk.overlap; null for chunks stored before migration 019. */
+  text_overlap: number | null;
   /** float32 little-endian, length 1; null without a vector. */
   embedding: Buffer | null;
 }

@@ -643,13 +643,18 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     // A file's chunks are its content once it is completed: a large file in progress has some written already.
     // Read where searches are (a large file's are megabytes: off the event loop on SQLite).
     const query = completedChunks(this.db)
-      .select(['chunk_index', 'text', 'tokens'])
+      .select(['chunk_index', 'text', 'tokens', 'text_overlap'])
       .where('chunks.project_id', '=', scope.projectId)
       .where('chunks.vector_store_id', '=', vectorStoreId)
       .where('chunks.file_id', '=', fileId)
       .orderBy('chunk_index');
     const { rows } = await this.searches.executeQuery(query.compile());
-    return rows.map((row) => ({ index: Number(row.chunk_index), text: row.text, tokens: Number(row.tokens) }));
+    return rows.map((row) => ({
+      index: Number(row.chunk_index),
+      text: row.text,
+      tokens: Number(row.tokens),
+      ...(row.text_overlap === null ? {} : { overlap: Number(row.text_overlap) }),
+    }));
   }
 
   // ── expiry ──────────────────────────────────────────────────────────────────
@@ -824,12 +829,12 @@ function fts5Index(): KeywordIndex {
         const group = chunks.slice(i, i + FTS_INSERT_CHUNK);
         // Vectors travel in the JSON as hex, turned back into blobs by unhex().
         const json = JSON.stringify(
-          group.map((c, k) => [c.index, c.text, c.tokens, embeddings?.[i + k]?.toString('hex') ?? null]),
+          group.map((c, k) => [c.index, c.text, c.tokens, embeddings?.[i + k]?.toString('hex') ?? null, c.overlap]),
         );
         const { rows } = await sql<{ seq: number; chunk_index: number }>`
-        insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, embedding)
+        insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, embedding, text_overlap)
         select ${scope.projectId}, ${vectorStoreId}, ${fileId}, value ->> 0, value ->> 1, value ->> 2,
-          unhex(value ->> 3)
+          unhex(value ->> 3), value ->> 4
         from json_each(${json})
         returning seq, chunk_index`.execute(trx);
         const keywords = new Map(group.map((c) => [c.index, keywordText(c.text)]));
@@ -914,16 +919,18 @@ const TSVECTOR_INDEX: KeywordIndex = {
     for (let i = 0; i < chunks.length; i += INSERT_CHUNK) {
       const group = chunks.slice(i, i + INSERT_CHUNK);
       await sql`
-        insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, keywords, embedding)
+        insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, keywords, embedding,
+          text_overlap)
         select ${scope.projectId}, ${vectorStoreId}, ${fileId}, c.chunk_index, c.text, c.tokens,
-          to_tsvector('english', c.keywords), c.embedding
+          to_tsvector('english', c.keywords), c.embedding, c.text_overlap
         from unnest(
           cast(${group.map((c) => c.index)} as integer[]),
           cast(${group.map((c) => c.text)} as text[]),
           cast(${group.map((c) => c.tokens)} as integer[]),
           cast(${group.map((c) => keywordText(c.text))} as text[]),
-          cast(${group.map((_, k) => embeddings?.[i + k] ?? null)} as bytea[])
-        ) as c (chunk_index, text, tokens, keywords, embedding)`.execute(trx);
+          cast(${group.map((_, k) => embeddings?.[i + k] ?? null)} as bytea[]),
+          cast(${group.map((c) => c.overlap ?? null)} as integer[])
+        ) as c (chunk_index, text, tokens, keywords, embedding, text_overlap)`.execute(trx);
     }
   },
 
