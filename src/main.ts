@@ -233,6 +233,7 @@ export async function startServer(
     runs,
     bus,
     models: router,
+    passThrough: router,
     files,
     vectorStores,
     closing: closing.signal,

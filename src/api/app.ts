@@ -29,6 +29,7 @@ import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerOpenApiRoute } from './routes/openapi.ts';
 import { registerOrganizationRoutes } from './routes/organization.ts';
+import { type PassThroughTargets, registerPassThroughRoutes } from './routes/pass-through.ts';
 import { registerPlaygroundRoutes } from './routes/playground.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
@@ -91,6 +92,8 @@ export interface AppOptions {
   queueRuns?: boolean;
   /** ASSISTD_CORS_ORIGINS: the web origins whose pages may call the API from a browser. */
   corsOrigins?: 'none' | '*' | string[];
+  /** Where chat completions, embeddings and OpenAI's other JSON endpoints are passed on to (pass-through.ts). */
+  passThrough?: PassThroughTargets;
 }
 
 export function buildApp({
@@ -112,6 +115,7 @@ export function buildApp({
   bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
   queueRuns = false,
   corsOrigins = 'none',
+  passThrough,
 }: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -189,6 +193,7 @@ export function buildApp({
   registerOrganizationRoutes(app, new ProjectService(store.projects));
   registerOpenApiRoute(app);
   registerPlaygroundRoutes(app);
+  if (passThrough) registerPassThroughRoutes(app, passThrough);
   return app;
 }
 
@@ -410,7 +415,7 @@ function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, lo
  *   (no route rejects query parameters it does not know).
  * - A client whose base URL lacks `/v1` sends `/threads/…`: LiteLLM's assistants calls take the base URL as given,
  *   and its OpenAI pass-through adds `/v1` itself, so one base URL serves both only if both spellings work (as
- *   LiteLLM's own proxy serves them). Only the resources of the Assistants API are taken so.
+ *   LiteLLM's own proxy serves them). Only the paths assistd serves are taken so (pass-through.ts's among them).
  * Slashes doubled in a path are taken as one, as OpenAI took them: programs join a base URL ending in `/` to paths
  * starting with one (`'https://api.openai.com/v1/' + '/threads'`).
  * Handlers and hooks see the /v1 URL; `request.originalUrl` keeps what the client sent, for messages.
@@ -426,7 +431,8 @@ function pathToV1(sent: string): string {
   return UNVERSIONED.test(url) ? `/v1${url}` : url;
 }
 
-const UNVERSIONED = /^\/(?:assistants|threads|files|vector_stores|models)(?:[/?]|$)/;
+const UNVERSIONED =
+  /^\/(?:assistants|threads|files|vector_stores|models|chat|completions|embeddings|moderations|audio|images)(?:[/?]|$)/;
 
 /** The routes that take a multipart/form-data body; every other route takes JSON. */
 const MULTIPART_ROUTES = new Set(['POST /v1/files']);

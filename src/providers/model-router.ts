@@ -21,8 +21,25 @@ export interface ModelRouter {
   list(): ModelInfo[];
   /** `id` as GET /v1/models/{id} shows it: any name that has a route, named or through the default. */
   find(id: string): ModelInfo | undefined;
+  /**
+   * The OpenAI-compatible endpoint serving `model` (undefined: a request that names none, which the default route
+   * serves), for a request passed through to it as it is (api/routes/pass-through.ts); `in-process` for a GGUF model;
+   * undefined when no route serves it. For `embeddings`, the embedding model of vector stores is one of the routes.
+   */
+  endpoint(model: string | undefined, kind: 'chat' | 'embeddings'): UpstreamEndpoint | 'in-process' | undefined;
   /** Releases the backends (embedded models' memory). */
   close(): Promise<void>;
+}
+
+/** An OpenAI-compatible endpoint, as a request for one of its models is passed on to it. */
+export interface UpstreamEndpoint {
+  /** Up to and including `/v1` (or an Azure deployment's URL with its `api-version`). */
+  baseUrl: string;
+  apiKey: string | undefined;
+  /** The model name to send: the route's name for it upstream, else the request's own (undefined: it named none). */
+  model: string | undefined;
+  /** How long it may stay silent (before its first byte or between two). */
+  timeoutMs: number;
 }
 
 /** Thrown at startup when a GGUF route's file cannot be used; `setting` names where it was configured. */
@@ -89,6 +106,18 @@ export async function createModelRouter(config: ModelsConfig, logger: Logger, me
       const listedOne = listed.find((model) => model.id === id);
       if (listedOne) return listedOne;
       return fallback ? { id, created: fallback.created } : undefined;
+    },
+    endpoint: (model, kind) => {
+      const embeddings = config.embeddings;
+      if (kind === 'embeddings' && embeddings?.type === 'openai-compatible' && model === embeddings.model) {
+        const { baseUrl, apiKey, timeoutMs } = embeddings;
+        return { baseUrl, apiKey, timeoutMs, model };
+      }
+      const route = (model === undefined ? undefined : config.routes.get(model)) ?? config.fallback;
+      if (route === undefined) return undefined;
+      if (route.type === 'gguf') return 'in-process';
+      const { baseUrl, apiKey, timeoutMs } = route;
+      return { baseUrl, apiKey, timeoutMs, model: route.model ?? model };
     },
     close: () => closeAll(backends),
   };

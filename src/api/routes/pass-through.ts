@@ -1,0 +1,159 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { ApiError, invalidRequest } from '../../domain/errors.ts';
+import type { ModelRouter, UpstreamEndpoint } from '../../providers/model-router.ts';
+import {
+  endpointUrl,
+  keyHeader,
+  upstreamMessage,
+  withoutKey,
+} from '../../providers/openai-compatible/chat-completions-client.ts';
+
+/**
+ * OpenAI's endpoints beside the Assistants API that a program's one client also calls (a title from
+ * `chat.completions`, its own `embeddings`, `moderations`, speech, images): passed on, as they are, to the
+ * OpenAI-compatible endpoint that serves the request's model, so that changing the client's base URL to assistd's
+ * keeps them working. Their bodies are JSON; the multipart ones (transcriptions, image edits) are not passed on.
+ */
+export const PASSED_THROUGH = [
+  'chat/completions',
+  'completions',
+  'embeddings',
+  'moderations',
+  'audio/speech',
+  'images/generations',
+] as const;
+
+/** What an answer that is not the upstream's own may quote of its body, and what an error body may be. */
+const MAX_ERROR_BODY = 1024 * 1024;
+
+/** The upstream's response headers given to the client: what the body is, and what an SDK's retries read. */
+const PASSED_HEADERS = new Set([
+  'content-type',
+  'cache-control',
+  'retry-after',
+  'retry-after-ms',
+  'x-should-retry',
+  'openai-processing-ms',
+]);
+
+export type PassThroughTargets = Pick<ModelRouter, 'endpoint' | 'unroutedReason'>;
+
+export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThroughTargets): void {
+  const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  app.addHook('onClose', async () => {
+    agents.http.destroy();
+    agents.https.destroy();
+  });
+
+  for (const path of PASSED_THROUGH) {
+    app.post(`/v1/${path}`, async (request, reply) => {
+      const body = request.body;
+      if (typeof body !== 'object' || body === null || Array.isArray(body))
+        throw invalidRequest(`POST /v1/${path} takes a JSON object.`, null, 'invalid_value');
+      const model = (body as Record<string, unknown>)['model'];
+      if (model !== undefined && typeof model !== 'string')
+        throw invalidRequest(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
+      const target = targets.endpoint(model, path === 'embeddings' ? 'embeddings' : 'chat');
+      if (target === undefined)
+        throw new ApiError(404, targets.unroutedReason(model ?? ''), { param: 'model', code: 'model_not_found' });
+      if (target === 'in-process')
+        throw invalidRequest(
+          `The model '${model ?? ''}' runs inside assistd (a GGUF file) and answers runs only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
+          'model',
+          'model_not_supported',
+        );
+      const payload = JSON.stringify(target.model === undefined ? body : { ...body, model: target.model });
+      const url = endpointUrl(target.baseUrl, path);
+      const response = await send(url, target, payload, request.headers.accept, reply, agents);
+      return answer(reply, response, target.apiKey);
+    });
+  }
+}
+
+/**
+ * Sends the request; resolves with the response once its headers are in. The request is given up when the client
+ * goes away, and when the upstream stays silent for its timeout (before its headers, or between two pieces of the
+ * body, which then ends the client's response short).
+ */
+function send(
+  url: URL,
+  target: UpstreamEndpoint,
+  payload: string,
+  accept: string | undefined,
+  reply: FastifyReply,
+  agents: { http: http.Agent; https: https.Agent },
+): Promise<IncomingMessage> {
+  const secure = url.protocol === 'https:';
+  return new Promise((resolve, reject) => {
+    const outgoing = (secure ? https.request : http.request)(url, {
+      method: 'POST',
+      agent: secure ? agents.https : agents.http,
+      headers: {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(payload),
+        ...(accept === undefined ? {} : { accept }),
+        ...keyHeader(target.baseUrl, target.apiKey ?? 'unused'),
+      },
+    });
+    // The client's answer is done with (sent, or its connection gone): nothing more is wanted from the upstream.
+    reply.raw.once('close', () => outgoing.destroy());
+    outgoing.setTimeout(target.timeoutMs, () =>
+      outgoing.destroy(
+        new ApiError(504, `The model backend did not answer within ${target.timeoutMs / 1000} s.`, {
+          type: 'server_error',
+          code: 'upstream_timeout',
+        }),
+      ),
+    );
+    outgoing.once('response', resolve);
+    outgoing.on('error', (error: Error & { code?: string }) =>
+      reject(
+        error instanceof ApiError
+          ? error
+          : new ApiError(502, `The model backend could not be reached (${error.code ?? error.message}).`, {
+              type: 'server_error',
+              code: 'upstream_unavailable',
+            }),
+      ),
+    );
+    outgoing.end(payload);
+  });
+}
+
+/**
+ * The upstream's answer, passed on: a success as it comes (a stream piece by piece); an error read whole, without
+ * the key should the upstream echo it, and in OpenAI's shape when the upstream's own is another (Ollama's, vLLM's).
+ */
+async function answer(reply: FastifyReply, response: IncomingMessage, apiKey: string | undefined) {
+  const status = response.statusCode ?? 502;
+  for (const [name, value] of Object.entries(response.headers))
+    if (PASSED_HEADERS.has(name) && value !== undefined) reply.header(name, value);
+  reply.code(status);
+  if (status < 400) return reply.send(response);
+  let text = '';
+  for await (const piece of response) if (text.length < MAX_ERROR_BODY) text += String(piece);
+  text = withoutKey(text.slice(0, MAX_ERROR_BODY), apiKey);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  if (isOpenAIError(parsed)) return reply.type('application/json').send(text);
+  const message = upstreamMessage(parsed) ?? (text.trim() === '' ? `The model backend answered ${status}.` : text);
+  return reply.type('application/json').send({
+    error: {
+      message,
+      type: status >= 500 ? 'server_error' : 'invalid_request_error',
+      param: null,
+      code: null,
+    },
+  });
+}
+
+function isOpenAIError(body: unknown): boolean {
+  const error = (body as { error?: unknown } | null)?.error;
+  return typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string';
+}

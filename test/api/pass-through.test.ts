@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { FakeUpstream, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
+import { END, scriptedGguf } from '../support/gguf.ts';
+import { startTestServer, type TestServer, tempDir } from '../support/server.ts';
+
+/**
+ * A program's one client calls more than the Assistants API: a thread's title from chat.completions, its own
+ * embeddings, a moderation. With its base URL changed to assistd's, those calls are passed on, as they are, to the
+ * OpenAI-compatible endpoint that serves the model, under that endpoint's key.
+ */
+
+const KEY = 'client-key';
+const UPSTREAM_KEY = 'sk-upstream-secret-1234';
+const hi = [{ role: 'user' as const, content: 'hi' }];
+
+describe('OpenAI endpoints beside the Assistants API, passed on to the model backend', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let client: OpenAI;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    server = await startTestServer({
+      ASSISTD_API_KEY: KEY,
+      ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+      ASSISTD_UPSTREAM_API_KEY: UPSTREAM_KEY,
+    });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
+  });
+  after(async () => {
+    await server?.close();
+    await upstream?.close();
+  });
+
+  test("chat.completions, streamed: the pieces arrive as written; the upstream gets its own key, not the client's", async () => {
+    upstream.enqueue({ text: ['Hel', 'lo', ' there'] });
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi, stream: true });
+    const pieces: string[] = [];
+    for await (const chunk of stream) {
+      const content = chunk.choices[0]?.delta.content;
+      if (content) pieces.push(content);
+    }
+    assert.deepEqual(pieces, ['Hel', 'lo', ' there']);
+    const sent = upstream.requests.at(-1)!;
+    assert.equal(sent.url, '/v1/chat/completions');
+    assert.equal(sent.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+    assert.equal(sent.body.model, 'gpt-4o-mini');
+    assert.deepEqual(sent.body.messages, hi);
+    assert.equal(sent.body.stream, true);
+  });
+
+  test('chat.completions, not streamed: the completion as the upstream wrote it, every request field passed on', async () => {
+    const completion = {
+      id: 'chatcmpl-1',
+      object: 'chat.completion',
+      created: 1_700_000_000,
+      model: 'gpt-4o-mini-2024-07-18',
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: 'A short title', refusal: null },
+          logprobs: null,
+          finish_reason: 'stop',
+        },
+      ],
+      usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+    };
+    upstream.enqueue({ raw: JSON.stringify(completion), contentType: 'application/json' });
+    const answer = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: hi,
+      seed: 7,
+      stop: ['\n'],
+      logit_bias: { '50256': -100 },
+      n: 1,
+    });
+    assert.deepEqual({ ...answer }, completion);
+    const sent = upstream.requests.at(-1)!.body;
+    assert.deepEqual(
+      [sent['seed'], sent['stop'], sent['logit_bias'], sent['n']],
+      [7, ['\n'], { '50256': -100 }, 1],
+      'fields assistd has no use for reach the upstream as sent',
+    );
+  });
+
+  test('embeddings: the vectors of the upstream', async () => {
+    const result = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['lighthouse', 'ship'] });
+    assert.equal(result.data.length, 2);
+    assert.deepEqual(result.data[0]!.embedding, upstream.embed('lighthouse'));
+    const sent = upstream.embeddingRequests.at(-1)!;
+    assert.equal(sent.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+    assert.deepEqual(sent.body.input, ['lighthouse', 'ship']);
+  });
+
+  test("an upstream's error reaches the SDK as its own, with its retry-after, and without the upstream's key", async () => {
+    upstream.enqueue({
+      status: 429,
+      body: {
+        error: {
+          message: `Rate limit reached for key ${UPSTREAM_KEY}.`,
+          type: 'requests',
+          param: null,
+          code: 'rate_limit_exceeded',
+        },
+      },
+      headers: { 'retry-after': '3' },
+    });
+    const error = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
+    assert.ok(error instanceof OpenAI.RateLimitError, String(error));
+    assert.equal(error.code, 'rate_limit_exceeded');
+    assert.equal(error.headers?.get('retry-after'), '3');
+    assert.match(error.message, /Rate limit reached for key \[api key\]\./);
+    assert.ok(!JSON.stringify(error).includes(UPSTREAM_KEY));
+  });
+
+  test("an upstream's error in its own shape (vLLM's) is given in OpenAI's", async () => {
+    upstream.enqueue(ROLES_MUST_ALTERNATE);
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: hi }),
+    });
+    assert.equal(response.status, 400);
+    assert.deepEqual(await response.json(), {
+      error: {
+        message: 'Conversation roles must alternate user/assistant/user/assistant/...',
+        type: 'invalid_request_error',
+        param: null,
+        code: null,
+      },
+    });
+  });
+
+  test('a request naming no model goes to the default backend: its path is kept (here the upstream has none)', async () => {
+    const error = await client.moderations.create({ input: 'x' }).catch((e) => e);
+    assert.ok(error instanceof OpenAI.NotFoundError, String(error));
+    assert.match(error.message, /Unknown request URL: POST \/v1\/moderations/);
+  });
+
+  test('a client that leaves in the middle of a stream: the upstream request is given up', async () => {
+    upstream.enqueue({ text: Array.from({ length: 200 }, (_, i) => `${i} `), chunkDelayMs: 20 });
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi, stream: true });
+    for await (const chunk of stream) if (chunk.choices[0]?.delta.content) break;
+    const sent = upstream.requests.at(-1)!;
+    for (let i = 0; i < 200 && sent.abortedAt === undefined; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(sent.abortedAt !== undefined, 'the upstream saw the request go');
+    assert.equal(sent.finishedAt, undefined);
+  });
+
+  test('a base URL without /v1 works too, and the client key is still required', async () => {
+    upstream.enqueue({ raw: JSON.stringify({ ok: true }), contentType: 'application/json' });
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: hi });
+    const headers = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' };
+    const unversioned = await fetch(`${server.url}/chat/completions`, { method: 'POST', headers, body });
+    assert.equal(unversioned.status, 200);
+    assert.deepEqual(await unversioned.json(), { ok: true });
+    const keyless = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    assert.equal(keyless.status, 401);
+  });
+
+  test('bad input is a clear OpenAI-shaped error, and nothing is sent upstream', async () => {
+    const before = upstream.requests.length;
+    const post = (body: string) =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body,
+      });
+    for (const [body, param] of [
+      ['[1, 2]', null],
+      ['{"model": 4, "messages": []}', 'model'],
+      ['{"model": ', null],
+    ] as const) {
+      const response = await post(body);
+      assert.equal(response.status, 400, body);
+      const { error } = (await response.json()) as { error: Record<string, unknown> };
+      assert.equal(error['type'], 'invalid_request_error', body);
+      assert.equal(error['param'], param, body);
+      assert.equal(typeof error['message'], 'string');
+    }
+    assert.equal(upstream.requests.length, before);
+  });
+});
+
+describe('pass-through: models routed elsewhere, in-process or nowhere', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let client: OpenAI;
+  let dir: string;
+  let closedPort: number;
+
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    dir = tempDir();
+    writeFileSync(path.join(dir, 'local.gguf'), scriptedGguf({ reply: ['Hello', END] }));
+    // A port with nothing listening on it.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    closedPort = (probe.address() as { port: number }).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const models = {
+      models: {
+        alias: { type: 'openai-compatible', base_url: upstream.baseUrl, model: 'served-name' },
+        local: { type: 'gguf', path: path.join(dir, 'local.gguf') },
+        down: { type: 'openai-compatible', base_url: `http://127.0.0.1:${closedPort}/v1` },
+        slow: { type: 'openai-compatible', base_url: upstream.baseUrl, timeout_s: 1 },
+      },
+    };
+    writeFileSync(path.join(dir, 'models.json'), JSON.stringify(models));
+    server = await startTestServer({ ASSISTD_MODELS_FILE: path.join(dir, 'models.json') });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  after(async () => {
+    await server?.close();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a route's upstream name for the model is sent in its place", async () => {
+    upstream.enqueue({ text: 'fine' });
+    const stream = await client.chat.completions.create({ model: 'alias', messages: hi, stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'fine');
+    assert.equal(upstream.requests.at(-1)!.body.model, 'served-name');
+  });
+
+  test('a GGUF model, a model no route serves and an upstream that cannot be reached are each said plainly', async () => {
+    const local = await client.chat.completions.create({ model: 'local', messages: hi }).catch((e) => e);
+    assert.ok(local instanceof OpenAI.BadRequestError, String(local));
+    assert.equal(local.code, 'model_not_supported');
+    assert.equal(local.param, 'model');
+    assert.match(local.message, /'local' runs inside assistd \(a GGUF file\)/);
+
+    const unrouted = await client.chat.completions.create({ model: 'nobody', messages: hi }).catch((e) => e);
+    assert.ok(unrouted instanceof OpenAI.NotFoundError, String(unrouted));
+    assert.equal(unrouted.code, 'model_not_found');
+    assert.match(unrouted.message, /No backend serves model 'nobody'/);
+
+    const down = await client.chat.completions.create({ model: 'down', messages: hi }).catch((e) => e);
+    assert.ok(down instanceof OpenAI.APIError && down.status === 502, String(down));
+    assert.equal(down.code, 'upstream_unavailable');
+    assert.match(down.message, /could not be reached \(ECONNREFUSED\)/);
+
+    upstream.enqueue({ hang: true });
+    const silent = await client.chat.completions.create({ model: 'slow', messages: hi }).catch((e) => e);
+    assert.ok(silent instanceof OpenAI.APIError && silent.status === 504, String(silent));
+    assert.equal(silent.code, 'upstream_timeout');
+    assert.match(silent.message, /did not answer within 1 s/);
+  });
+});
