@@ -322,6 +322,12 @@ export class FakeUpstream {
       return;
     }
     this.embeddingRequests.push({ body, headers: req.headers });
+    const input: unknown = body?.input;
+    if (!(typeof input === 'string' || (Array.isArray(input) && input.every((text) => typeof text === 'string')))) {
+      const message = "'input' must be a string or an array of strings.";
+      sendJson(res, 400, { error: { message, type: 'invalid_request_error', param: 'input', code: null } });
+      return;
+    }
     const failure = this.embeddingErrors.shift();
     if (failure) {
       const error = failure.body ?? { error: { ...defaultErrorMessage(failure.status), param: null, code: null } };

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { FastifyInstance, HTTPMethods } from 'fastify';
 import { FILE_SEARCH_RESULT_CONTENT } from '../include.ts';
 import { type DocumentedOperation, ORGANIZATION_OPERATIONS, ORGANIZATION_SCHEMAS } from './organization-openapi.ts';
+import { PASSED_THROUGH } from './pass-through.ts';
 
 type Json = Record<string, unknown>;
 
@@ -170,6 +171,29 @@ export const ADDED_OPERATIONS: DocumentedOperation[] = [
       },
     },
   },
+  ...PASSED_THROUGH.map(
+    (path): DocumentedOperation => ({
+      method: 'post',
+      path: `/${path}`,
+      route: `/v1/${path}`,
+      operation: {
+        operationId: `passThrough_${path.replace('/', '_')}`,
+        tags: ['assistd'],
+        summary: `OpenAI's POST /${path}, passed on to the model backend (assistd).`,
+        description:
+          "The request goes, as it is, to the OpenAI-compatible endpoint that serves its `model` (the default backend when it names none), with that route's name for the model; the answer is that endpoint's.",
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { type: 'object', additionalProperties: true } } },
+        },
+        responses: {
+          '200': {
+            description: "The backend's answer, as it gave it: JSON, an event stream, or audio or image bytes.",
+          },
+        },
+      },
+    }),
+  ),
 ];
 
 /**
