@@ -14,6 +14,7 @@ export const ID_PREFIX = {
   request: 'req_',
   project: 'proj_',
   apiKey: 'key_',
+  chatCompletion: 'chatcmpl-',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

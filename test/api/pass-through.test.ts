@@ -234,12 +234,17 @@ describe('pass-through: models routed elsewhere, in-process or nowhere', () => {
     assert.equal(upstream.requests.at(-1)!.body.model, 'served-name');
   });
 
-  test('a GGUF model, a model no route serves and an upstream that cannot be reached are each said plainly', async () => {
-    const local = await client.chat.completions.create({ model: 'local', messages: hi }).catch((e) => e);
+  test('a GGUF model answers chat completions itself, and nothing else; a model no route serves and an upstream that cannot be reached are each said plainly', async () => {
+    const answer = await client.chat.completions.create({ model: 'local', messages: hi });
+    assert.equal(answer.choices[0]!.message.content, 'Hello');
+    const local = await client.embeddings.create({ model: 'local', input: 'x' }).catch((e) => e);
     assert.ok(local instanceof OpenAI.BadRequestError, String(local));
     assert.equal(local.code, 'model_not_supported');
     assert.equal(local.param, 'model');
-    assert.match(local.message, /'local' runs inside assistd \(a GGUF file\)/);
+    assert.match(
+      local.message,
+      /'local' runs inside assistd \(a GGUF file\), which answers runs and chat completions only/,
+    );
 
     const unrouted = await client.chat.completions.create({ model: 'nobody', messages: hi }).catch((e) => e);
     assert.ok(unrouted instanceof OpenAI.NotFoundError, String(unrouted));

@@ -9,6 +9,7 @@ import {
   upstreamMessage,
   withoutKey,
 } from '../../providers/openai-compatible/chat-completions-client.ts';
+import { completeInProcess } from './in-process-completions.ts';
 
 /**
  * OpenAI's endpoints beside the Assistants API that a program's one client also calls (a title from
@@ -38,7 +39,7 @@ const PASSED_HEADERS = new Set([
   'openai-processing-ms',
 ]);
 
-export type PassThroughTargets = Pick<ModelRouter, 'endpoint' | 'unroutedReason'>;
+export type PassThroughTargets = Pick<ModelRouter, 'endpoint' | 'unroutedReason' | 'resolve'>;
 
 export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThroughTargets): void {
   const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
@@ -58,12 +59,15 @@ export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThr
       const target = targets.endpoint(model, path === 'embeddings' ? 'embeddings' : 'chat');
       if (target === undefined)
         throw new ApiError(404, targets.unroutedReason(model ?? ''), { param: 'model', code: 'model_not_found' });
-      if (target === 'in-process')
+      if (target === 'in-process') {
+        const provider = path === 'chat/completions' && model !== undefined ? targets.resolve(model) : undefined;
+        if (provider) return completeInProcess(provider, body, reply);
         throw invalidRequest(
-          `The model '${model ?? ''}' runs inside assistd (a GGUF file) and answers runs only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
+          `The model '${model ?? ''}' runs inside assistd (a GGUF file), which answers runs and chat completions only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
           'model',
           'model_not_supported',
         );
+      }
       const payload = JSON.stringify(target.model === undefined ? body : { ...body, model: target.model });
       const url = endpointUrl(target.baseUrl, path);
       const response = await send(url, target, payload, request.headers.accept, reply, agents);

@@ -83,7 +83,7 @@ const functionParameters = z.record(z.string(), z.unknown()).superRefine((schema
     });
 });
 
-const functionTool = z.strictObject({
+export const functionTool = z.strictObject({
   type: z.literal('function'),
   function: z.strictObject(
     nullAsAbsent({
