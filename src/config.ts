@@ -30,6 +30,8 @@ export interface Config {
   logRequests: boolean;
   /** The web origins whose pages may call the API from a browser (CORS): none, every one (`*`), or these. */
   corsOrigins: 'none' | '*' | string[];
+  /** Whether chat completions, embeddings and OpenAI's other JSON endpoints are served (ASSISTD_PASS_THROUGH). */
+  passThrough: boolean;
   /** How streams are written: what may wait for a client not reading, and when a silent one gets a keep-alive. */
   stream: StreamSettings;
   /** How long a request's body may stop arriving before the request is answered 408 and its connection closed. */
@@ -133,6 +135,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     name: 'ASSISTD_CORS_ORIGINS',
     default: '(unset: none)',
     description: "web origins whose pages may call the API from a browser: '*' or a comma-separated list",
+  },
+  {
+    name: 'ASSISTD_PASS_THROUGH',
+    default: 'on',
+    description: 'on: chat completions, embeddings, moderations, speech and images are passed on to the model backends',
   },
   {
     name: 'ASSISTD_UPSTREAM_BASE_URL',
@@ -307,6 +314,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
     corsOrigins: parseCorsOrigins(setting(env, 'ASSISTD_CORS_ORIGINS')),
+    passThrough: onOff(env, 'ASSISTD_PASS_THROUGH', 'on'),
     stream: {
       bufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
       keepAliveMs: integer(env, 'ASSISTD_STREAM_KEEPALIVE_S', 15, 0, 3600) * 1000,

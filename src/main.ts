@@ -233,7 +233,7 @@ export async function startServer(
     runs,
     bus,
     models: router,
-    passThrough: router,
+    passThrough: config.passThrough ? router : undefined,
     files,
     vectorStores,
     closing: closing.signal,

@@ -263,3 +263,18 @@ describe('pass-through: models routed elsewhere, in-process or nowhere', () => {
     assert.match(silent.message, /did not answer within 1 s/);
   });
 });
+
+test('ASSISTD_PASS_THROUGH=off: none of these endpoints is served, and nothing reaches the backend', async () => {
+  const upstream = await FakeUpstream.start();
+  const server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ASSISTD_PASS_THROUGH: 'off' });
+  try {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const error = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
+    assert.ok(error instanceof OpenAI.NotFoundError, String(error));
+    assert.match(error.message, /Invalid URL \(POST \/v1\/chat\/completions\)/);
+    assert.equal(upstream.requests.length, 0);
+  } finally {
+    await server.close();
+    await upstream.close();
+  }
+});
