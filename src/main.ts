@@ -233,7 +233,9 @@ export async function startServer(
     runs,
     bus,
     models: router,
-    passThrough: config.passThrough ? router : undefined,
+    passThrough: config.passThrough
+      ? { models: router, embedder: config.models.embeddings?.type === 'gguf' ? embedder : undefined }
+      : undefined,
     files,
     vectorStores,
     closing: closing.signal,

@@ -66,6 +66,44 @@ describe('a GGUF embedding model (ASSISTD_EMBEDDINGS_MODEL_FILE)', () => {
     );
   });
 
+  test("the model answers the client's own embeddings requests: base64 (the SDK's default) and floats alike", async () => {
+    const cosine = (a: number[], b: number[]) => {
+      const dot = a.reduce((sum, x, i) => sum + x * b[i]!, 0);
+      return dot / Math.hypot(...a) / Math.hypot(...b);
+    };
+    const result = await client.embeddings.create({ model: 'concepts-embed', input: ['car', 'automobile', 'pizza'] });
+    assert.equal(result.model, 'concepts-embed');
+    const [car, automobile, pizza] = result.data.map((d) => d.embedding);
+    assert.deepEqual(
+      result.data.map((d) => [d.index, d.embedding.length]),
+      [
+        [0, 8],
+        [1, 8],
+        [2, 8],
+      ],
+    );
+    assert.ok(cosine(car!, automobile!) > 0.99, 'synonyms share a direction');
+    assert.ok(cosine(car!, pizza!) < 0.5, 'other concepts do not');
+    assert.ok(result.usage.prompt_tokens > 0);
+    const floats = await client.embeddings.create({ model: 'concepts-embed', input: 'car', encoding_format: 'float' });
+    assert.deepEqual(
+      floats.data[0]!.embedding.map((x) => Math.fround(x)),
+      car,
+    );
+
+    for (const [extra, param] of [
+      [{ dimensions: 4 }, 'dimensions'],
+      [{ input: [[1, 2, 3]] }, 'input'],
+      [{ input: [] }, 'input'],
+    ] as const) {
+      const error = await client.embeddings
+        .create({ model: 'concepts-embed', input: 'car', ...extra } as OpenAI.EmbeddingCreateParams)
+        .catch((e) => e);
+      assert.ok(error instanceof OpenAI.BadRequestError, `${JSON.stringify(extra)}: ${String(error)}`);
+      assert.equal(error.param, param, JSON.stringify(extra));
+    }
+  });
+
   test('a file that is not a GGUF embedding model stops startup, naming the setting', async () => {
     const bad = path.join(dir, 'bad.gguf');
     writeFileSync(bad, 'not a model\n'.repeat(20));

@@ -2,6 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ApiError, invalidRequest } from '../../domain/errors.ts';
+import type { Embedder } from '../../providers/embedder.ts';
 import type { ModelRouter, UpstreamEndpoint } from '../../providers/model-router.ts';
 import {
   endpointUrl,
@@ -10,6 +11,7 @@ import {
   withoutKey,
 } from '../../providers/openai-compatible/chat-completions-client.ts';
 import { completeInProcess } from './in-process-completions.ts';
+import { embedInProcess } from './in-process-embeddings.ts';
 
 /**
  * OpenAI's endpoints beside the Assistants API that a program's one client also calls (a title from
@@ -39,7 +41,12 @@ const PASSED_HEADERS = new Set([
   'openai-processing-ms',
 ]);
 
-export type PassThroughTargets = Pick<ModelRouter, 'endpoint' | 'unroutedReason' | 'resolve'>;
+export interface PassThroughTargets {
+  /** Which backend serves a model. */
+  models: Pick<ModelRouter, 'endpoint' | 'unroutedReason' | 'resolve'>;
+  /** The embedding model of vector stores when it runs in-process (a GGUF file): it answers embeddings itself. */
+  embedder?: Embedder | undefined;
+}
 
 export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThroughTargets): void {
   const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
@@ -56,11 +63,20 @@ export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThr
       const model = (body as Record<string, unknown>)['model'];
       if (model !== undefined && typeof model !== 'string')
         throw invalidRequest(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
-      const target = targets.endpoint(model, path === 'embeddings' ? 'embeddings' : 'chat');
+      const embedder = targets.embedder;
+      if (path === 'embeddings' && embedder !== undefined && model === embedder.model) {
+        const abort = new AbortController();
+        reply.raw.once('close', () => abort.abort());
+        return embedInProcess(embedder, body, abort.signal);
+      }
+      const target = targets.models.endpoint(model, path === 'embeddings' ? 'embeddings' : 'chat');
       if (target === undefined)
-        throw new ApiError(404, targets.unroutedReason(model ?? ''), { param: 'model', code: 'model_not_found' });
+        throw new ApiError(404, targets.models.unroutedReason(model ?? ''), {
+          param: 'model',
+          code: 'model_not_found',
+        });
       if (target === 'in-process') {
-        const provider = path === 'chat/completions' && model !== undefined ? targets.resolve(model) : undefined;
+        const provider = path === 'chat/completions' && model !== undefined ? targets.models.resolve(model) : undefined;
         if (provider) return completeInProcess(provider, body, reply);
         throw invalidRequest(
           `The model '${model ?? ''}' runs inside assistd (a GGUF file), which answers runs and chat completions only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
