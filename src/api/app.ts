@@ -29,7 +29,7 @@ import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerOpenApiRoute } from './routes/openapi.ts';
 import { registerOrganizationRoutes } from './routes/organization.ts';
-import { type PassThroughTargets, registerPassThroughRoutes } from './routes/pass-through.ts';
+import { PASSED_THROUGH_FORMS, type PassThroughTargets, registerPassThroughRoutes } from './routes/pass-through.ts';
 import { registerPlaygroundRoutes } from './routes/playground.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
@@ -435,7 +435,7 @@ const UNVERSIONED =
   /^\/(?:assistants|threads|files|vector_stores|models|chat|completions|embeddings|moderations|audio|images)(?:[/?]|$)/;
 
 /** The routes that take a multipart/form-data body; every other route takes JSON. */
-const MULTIPART_ROUTES = new Set(['POST /v1/files']);
+const MULTIPART_ROUTES = new Set(['POST /v1/files', ...PASSED_THROUGH_FORMS.map((path) => `POST /v1/${path}`)]);
 
 /**
  * Multipart bodies are streamed by @fastify/multipart (request.parts()), never buffered: only the upload routes

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
+import { atMost } from '../../src/api/routes/pass-through.ts';
+import { ApiError } from '../../src/domain/errors.ts';
 import { FakeUpstream, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
 import { END, scriptedGguf } from '../support/gguf.ts';
 import { startTestServer, type TestServer, tempDir } from '../support/server.ts';
@@ -277,4 +282,74 @@ test('ASSISTD_PASS_THROUGH=off: none of these endpoints is served, and nothing r
     await server.close();
     await upstream.close();
   }
+});
+
+describe('multipart endpoints (a recording to transcribe): the form passed on byte for byte to the default backend', () => {
+  let backend: Server;
+  let received: Array<{ url: string; headers: IncomingHttpHeaders; body: Buffer }>;
+  let server: TestServer;
+  let client: OpenAI;
+
+  before(async () => {
+    received = [];
+    backend = createHttpServer(async (req, res) => {
+      const parts: Buffer[] = [];
+      for await (const part of req) parts.push(part as Buffer);
+      received.push({ url: req.url ?? '', headers: req.headers, body: Buffer.concat(parts) });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ text: 'hello world' }));
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    const { port } = backend.address() as AddressInfo;
+    server = await startTestServer({
+      ASSISTD_API_KEY: KEY,
+      ASSISTD_UPSTREAM_BASE_URL: `http://127.0.0.1:${port}/v1`,
+      ASSISTD_UPSTREAM_API_KEY: UPSTREAM_KEY,
+    });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
+  });
+  after(async () => {
+    await server?.close();
+    await new Promise((resolve) => backend?.close(resolve));
+  });
+
+  test('audio.transcriptions: the recording and the fields reach the backend under its key; its answer comes back', async () => {
+    const recording = randomBytes(300_000);
+    const result = await client.audio.transcriptions.create({
+      file: await toFile(recording, 'note.wav'),
+      model: 'whisper-1',
+      language: 'en',
+    });
+    assert.deepEqual({ ...result }, { text: 'hello world' });
+    const sent = received.at(-1)!;
+    assert.equal(sent.url, '/v1/audio/transcriptions');
+    assert.equal(sent.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+    assert.match(String(sent.headers['content-type']), /^multipart\/form-data; boundary=/);
+    assert.ok(sent.body.includes(recording), 'the recording, byte for byte');
+    assert.match(sent.body.toString('latin1'), /name="model"\r\n\r\nwhisper-1\r\n/);
+    assert.match(sent.body.toString('latin1'), /name="language"\r\n\r\nen\r\n/);
+  });
+
+  test('a JSON body is refused with a 415, and nothing is sent', async () => {
+    const before = received.length;
+    const response = await fetch(`${server.url}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'whisper-1' }),
+    });
+    assert.equal(response.status, 415);
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
+    assert.equal(error['code'], 'unsupported_content_type');
+    assert.equal(received.length, before);
+  });
+
+  test('a form over the limit fails with a 413 once the limit is passed', async () => {
+    const limited = atMost(Readable.from([Buffer.alloc(4), Buffer.alloc(4)]), 6);
+    await assert.rejects(
+      async () => {
+        for await (const _ of limited);
+      },
+      (error: unknown) => error instanceof ApiError && error.status === 413 && error.code === 'request_too_large',
+    );
+  });
 });

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { FastifyInstance, HTTPMethods } from 'fastify';
 import { FILE_SEARCH_RESULT_CONTENT } from '../include.ts';
 import { type DocumentedOperation, ORGANIZATION_OPERATIONS, ORGANIZATION_SCHEMAS } from './organization-openapi.ts';
-import { PASSED_THROUGH } from './pass-through.ts';
+import { PASSED_THROUGH, PASSED_THROUGH_FORMS } from './pass-through.ts';
 
 type Json = Record<string, unknown>;
 
@@ -171,30 +171,40 @@ export const ADDED_OPERATIONS: DocumentedOperation[] = [
       },
     },
   },
-  ...PASSED_THROUGH.map(
-    (path): DocumentedOperation => ({
-      method: 'post',
-      path: `/${path}`,
-      route: `/v1/${path}`,
-      operation: {
-        operationId: `passThrough_${path.replace('/', '_')}`,
-        tags: ['assistd'],
-        summary: `OpenAI's POST /${path}, passed on to the model backend (assistd).`,
-        description:
-          "The request goes, as it is, to the OpenAI-compatible endpoint that serves its `model` (the default backend when it names none), with that route's name for the model; the answer is that endpoint's.",
-        requestBody: {
-          required: true,
-          content: { 'application/json': { schema: { type: 'object', additionalProperties: true } } },
-        },
-        responses: {
-          '200': {
-            description: "The backend's answer, as it gave it: JSON, an event stream, or audio or image bytes.",
-          },
-        },
-      },
-    }),
+  ...PASSED_THROUGH.map((path) =>
+    passedThrough(
+      path,
+      'application/json',
+      "The request goes, as it is, to the OpenAI-compatible endpoint that serves its `model` (the default backend when it names none), with that route's name for the model; the answer is that endpoint's.",
+    ),
+  ),
+  ...PASSED_THROUGH_FORMS.map((path) =>
+    passedThrough(
+      path,
+      'multipart/form-data',
+      "The form goes, byte for byte, to the default backend's endpoint (its model is named inside it); the answer is that endpoint's.",
+    ),
   ),
 ];
+
+/** One of OpenAI's endpoints beside the Assistants API, passed on to a model backend (pass-through.ts). */
+function passedThrough(path: string, type: string, description: string): DocumentedOperation {
+  return {
+    method: 'post',
+    path: `/${path}`,
+    route: `/v1/${path}`,
+    operation: {
+      operationId: `passThrough_${path.replace('/', '_')}`,
+      tags: ['assistd'],
+      summary: `OpenAI's POST /${path}, passed on to a model backend (assistd).`,
+      description,
+      requestBody: { required: true, content: { [type]: { schema: { type: 'object', additionalProperties: true } } } },
+      responses: {
+        '200': { description: "The backend's answer, as it gave it: JSON, an event stream, or audio or image bytes." },
+      },
+    },
+  };
+}
 
 /**
  * The official `Model` and `ListModelsResponse`, which the spec's Assistants subset leaves out, and the thread list's

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { pipeline, type Readable, Transform } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ApiError, invalidRequest } from '../../domain/errors.ts';
 import type { Embedder } from '../../providers/embedder.ts';
@@ -17,7 +18,7 @@ import { embedInProcess } from './in-process-embeddings.ts';
  * OpenAI's endpoints beside the Assistants API that a program's one client also calls (a title from
  * `chat.completions`, its own `embeddings`, `moderations`, speech, images): passed on, as they are, to the
  * OpenAI-compatible endpoint that serves the request's model, so that changing the client's base URL to assistd's
- * keeps them working. Their bodies are JSON; the multipart ones (transcriptions, image edits) are not passed on.
+ * keeps them working. Their bodies are JSON.
  */
 export const PASSED_THROUGH = [
   'chat/completions',
@@ -27,6 +28,20 @@ export const PASSED_THROUGH = [
   'audio/speech',
   'images/generations',
 ] as const;
+
+/**
+ * OpenAI's endpoints whose bodies are multipart forms (a recording to transcribe, an image to edit): passed on as they
+ * come, byte for byte, to the default backend, since their model is named inside the form.
+ */
+export const PASSED_THROUGH_FORMS = [
+  'audio/transcriptions',
+  'audio/translations',
+  'images/edits',
+  'images/variations',
+] as const;
+
+/** The largest form passed on (OpenAI took recordings up to 25 MB, and images up to 50 MB each). */
+export const MAX_FORM_BYTES = 256 * 1024 * 1024;
 
 /** What an answer that is not the upstream's own may quote of its body, and what an error body may be. */
 const MAX_ERROR_BODY = 1024 * 1024;
@@ -84,12 +99,61 @@ export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThr
           'model_not_supported',
         );
       }
-      const payload = JSON.stringify(target.model === undefined ? body : { ...body, model: target.model });
+      const json = JSON.stringify(target.model === undefined ? body : { ...body, model: target.model });
       const url = endpointUrl(target.baseUrl, path);
-      const response = await send(url, target, payload, request.headers.accept, reply, agents);
+      const response = await send(url, target, { json }, request.headers.accept, reply, agents);
       return answer(reply, response, target.apiKey);
     });
   }
+
+  for (const path of PASSED_THROUGH_FORMS) {
+    app.post(`/v1/${path}`, async (request, reply) => {
+      const type = request.headers['content-type'];
+      if (!request.isMultipart() || type === undefined)
+        throw new ApiError(415, `Invalid Content-Type header: POST /v1/${path} takes a multipart/form-data body.`, {
+          code: 'unsupported_content_type',
+        });
+      const target = targets.models.endpoint(undefined, 'chat');
+      if (target === undefined)
+        throw new ApiError(
+          404,
+          `No default model backend is configured: POST /v1/${path} names its model inside its form, and is passed on to the default backend (ASSISTD_UPSTREAM_BASE_URL, or the models file's default route).`,
+          { code: 'model_not_found' },
+        );
+      if (target === 'in-process')
+        throw invalidRequest(
+          `The default model runs inside assistd (a GGUF file): POST /v1/${path} is passed on to OpenAI-compatible endpoints only.`,
+          null,
+          'model_not_supported',
+        );
+      const length = request.headers['content-length'];
+      const form = { type, length, stream: atMost(request.raw, MAX_FORM_BYTES) };
+      const url = endpointUrl(target.baseUrl, path);
+      const response = await send(url, target, { form }, request.headers.accept, reply, agents);
+      return answer(reply, response, target.apiKey);
+    });
+  }
+}
+
+/** A request body as it is sent on: JSON, or a client's multipart form as it arrives. */
+type Body = { json: string } | { form: { type: string; length: string | undefined; stream: Readable } };
+
+/** `source`, failing with a 413 once more than `max` bytes came. */
+export function atMost(source: Readable, max: number): Readable {
+  let bytes = 0;
+  return source.pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        bytes += chunk.byteLength;
+        if (bytes <= max) return done(null, chunk);
+        done(
+          new ApiError(413, `Request body too large: a form passed on may take at most ${max} bytes.`, {
+            code: 'request_too_large',
+          }),
+        );
+      },
+    }),
+  );
 }
 
 /**
@@ -100,7 +164,7 @@ export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThr
 function send(
   url: URL,
   target: UpstreamEndpoint,
-  payload: string,
+  body: Body,
   accept: string | undefined,
   reply: FastifyReply,
   agents: { http: http.Agent; https: https.Agent },
@@ -111,8 +175,12 @@ function send(
       method: 'POST',
       agent: secure ? agents.https : agents.http,
       headers: {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(payload),
+        ...('json' in body
+          ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body.json) }
+          : {
+              'content-type': body.form.type,
+              ...(body.form.length === undefined ? {} : { 'content-length': body.form.length }),
+            }),
         ...(accept === undefined ? {} : { accept }),
         ...keyHeader(target.baseUrl, target.apiKey ?? 'unused'),
       },
@@ -138,7 +206,8 @@ function send(
             }),
       ),
     );
-    outgoing.end(payload);
+    if ('json' in body) outgoing.end(body.json);
+    else pipeline(body.form.stream, outgoing, (error) => error && outgoing.destroy(error));
   });
 }
 
