@@ -138,7 +138,7 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
   },
   {
     name: 'ASSISTD_PASS_THROUGH',
-    default: 'on',
+    default: 'on (off with ASSISTD_RATE_LIMIT_TPM)',
     description: 'on: chat completions, embeddings, moderations, speech and images are passed on to the model backends',
   },
   {
@@ -300,6 +300,7 @@ export function loadConfig(env: Env = process.env): Config {
       'ASSISTD_ADMIN_KEY',
       'it must differ from ASSISTD_API_KEY (the admin key opens no /v1 route).',
     );
+  const tokensPerMinute = optional(env, 'ASSISTD_RATE_LIMIT_TPM', 1, 1_000_000_000_000);
   return {
     host: setting(env, 'HOST') ?? '127.0.0.1',
     port: parsePort(setting(env, 'PORT')),
@@ -309,12 +310,13 @@ export function loadConfig(env: Env = process.env): Config {
     adminKey,
     rateLimits: {
       requestsPerMinute: optional(env, 'ASSISTD_RATE_LIMIT_RPM', 1, 100_000_000),
-      tokensPerMinute: optional(env, 'ASSISTD_RATE_LIMIT_TPM', 1, 1_000_000_000_000),
+      tokensPerMinute,
     },
     logLevel: parseLogLevel(setting(env, 'ASSISTD_LOG_LEVEL')),
     logRequests: onOff(env, 'ASSISTD_LOG_REQUESTS', 'on'),
     corsOrigins: parseCorsOrigins(setting(env, 'ASSISTD_CORS_ORIGINS')),
-    passThrough: onOff(env, 'ASSISTD_PASS_THROUGH', 'on'),
+    // What passed-on calls use is not counted: a tokens-per-minute limit is not opened a way around by default.
+    passThrough: onOff(env, 'ASSISTD_PASS_THROUGH', tokensPerMinute === undefined ? 'on' : 'off'),
     stream: {
       bufferBytes: integer(env, 'ASSISTD_STREAM_BUFFER_KB', 1024, 16, 1_048_576) * 1024,
       keepAliveMs: integer(env, 'ASSISTD_STREAM_KEEPALIVE_S', 15, 0, 3600) * 1000,

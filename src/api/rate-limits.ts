@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../domain/errors.ts';
 import type { Scope } from '../storage/store.ts';
+import { PASSED_THROUGH, PASSED_THROUGH_FORMS } from './routes/pass-through.ts';
 
 export interface RateLimitSettings {
   /** ASSISTD_RATE_LIMIT_RPM: requests per minute per key. */
@@ -16,11 +17,18 @@ const MINUTE_MS = 60_000;
 /** Buckets kept before the full ones (which say nothing a new bucket would not) are dropped. */
 const MAX_BUCKETS = 10_000;
 
-/** The routes that start model work: where the tokens-per-minute limit is checked. */
+/**
+ * The routes that start model work: where the tokens-per-minute limit is checked. The passed-on endpoints
+ * (pass-through.ts) are refused once runs used the minute's tokens, though what they use themselves is not counted.
+ */
 const MODEL_ROUTES = new Set([
   'POST /v1/threads/:thread_id/runs',
   'POST /v1/threads/runs',
   'POST /v1/threads/:thread_id/runs/:run_id/submit_tool_outputs',
+  ...[...PASSED_THROUGH, ...PASSED_THROUGH_FORMS].flatMap((path) => [
+    `POST /v1/${path}`,
+    `POST /v1/deployments/:deployment/${path}`,
+  ]),
 ]);
 
 /**

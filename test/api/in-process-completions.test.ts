@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { sendError } from '../../src/api/app.ts';
+import { untilClientGone } from '../../src/api/client-gone.ts';
 import { completeInProcess } from '../../src/api/routes/in-process-completions.ts';
 import { ApiError } from '../../src/domain/errors.ts';
 import { type ChatEvent, type ChatRequest, type ModelProvider, ProviderError } from '../../src/providers/provider.ts';
@@ -151,7 +152,9 @@ describe('chat completions from backend events: tool calls, the messages given, 
     app.setErrorHandler((error, _request, reply) =>
       sendError(reply, error instanceof ApiError ? error : new ApiError(500, String(error), { type: 'server_error' })),
     );
-    app.post('/v1/chat/completions', (request, reply) => completeInProcess(provider, request.body, reply));
+    app.post('/v1/chat/completions', (request, reply) =>
+      completeInProcess(provider, request.body, reply, untilClientGone(reply)),
+    );
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as AddressInfo;
     client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'unused', maxRetries: 0 });

@@ -6,8 +6,11 @@ import { type AddressInfo, createServer } from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import OpenAI, { toFile } from 'openai';
+import type { FastifyReply } from 'fastify';
+import OpenAI, { AzureOpenAI, toFile } from 'openai';
+import { untilClientGone } from '../../src/api/client-gone.ts';
 import { atMost } from '../../src/api/routes/pass-through.ts';
+import { loadConfig } from '../../src/config.ts';
 import { ApiError } from '../../src/domain/errors.ts';
 import { FakeUpstream, ROLES_MUST_ALTERNATE } from '../support/fake-upstream.ts';
 import { END, scriptedGguf } from '../support/gguf.ts';
@@ -155,6 +158,56 @@ describe('OpenAI endpoints beside the Assistants API, passed on to the model bac
     for (let i = 0; i < 200 && sent.abortedAt === undefined; i++) await new Promise((r) => setTimeout(r, 25));
     assert.ok(sent.abortedAt !== undefined, 'the upstream saw the request go');
     assert.equal(sent.finishedAt, undefined);
+  });
+
+  test("Azure OpenAI's client, unchanged: its deployment paths are served, the deployment the model", async () => {
+    const azure = new AzureOpenAI({
+      endpoint: server.url,
+      apiKey: KEY,
+      apiVersion: '2024-10-21',
+      deployment: 'gpt-4o-mini',
+      maxRetries: 0,
+    });
+    upstream.enqueue({ text: ['Az', 'ure'] });
+    const stream = await azure.chat.completions.create({ model: 'ignored', messages: hi, stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'Azure');
+    const sent = upstream.requests.at(-1)!;
+    assert.equal(sent.url, '/v1/chat/completions');
+    assert.equal(sent.body.model, 'gpt-4o-mini', 'the deployment is the model');
+    const vectors = await new AzureOpenAI({
+      endpoint: server.url,
+      apiKey: KEY,
+      apiVersion: '2024-10-21',
+    }).embeddings.create({
+      model: 'text-embedding-3-small',
+      input: 'lighthouse',
+    });
+    assert.deepEqual(vectors.data[0]!.embedding, upstream.embed('lighthouse'));
+    assert.equal(upstream.embeddingRequests.at(-1)!.body.model, 'text-embedding-3-small');
+  });
+
+  test("a redirect, or the backend refusing assistd's own key, is the backend's failure: a 502 saying so", async () => {
+    upstream.enqueue({ raw: '<a href="https://elsewhere/">Moved</a>', contentType: 'text/html', status: 301 });
+    const moved = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
+    assert.ok(moved instanceof OpenAI.APIError && moved.status === 502, String(moved));
+    assert.equal(moved.code, 'upstream_redirect');
+    upstream.enqueue({
+      status: 401,
+      body: {
+        error: {
+          message: 'Incorrect API key provided: sk-upst***1234.',
+          type: 'invalid_request_error',
+          param: null,
+          code: 'invalid_api_key',
+        },
+      },
+    });
+    const refused = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
+    assert.ok(refused instanceof OpenAI.APIError && refused.status === 502, String(refused));
+    assert.equal(refused.code, 'upstream_auth_failed');
+    assert.doesNotMatch(refused.message, /sk-upst/);
   });
 
   test('a base URL without /v1 works too, and the client key is still required', async () => {
@@ -352,4 +405,21 @@ describe('multipart endpoints (a recording to transcribe): the form passed on by
       (error: unknown) => error instanceof ApiError && error.status === 413 && error.code === 'request_too_large',
     );
   });
+});
+
+test('ASSISTD_PASS_THROUGH is on by default, and off by default with a tokens-per-minute limit (what it uses is not counted)', () => {
+  assert.equal(loadConfig({}).passThrough, true);
+  assert.equal(loadConfig({ ASSISTD_RATE_LIMIT_TPM: '1000' }).passThrough, false);
+  assert.equal(loadConfig({ ASSISTD_RATE_LIMIT_TPM: '1000', ASSISTD_PASS_THROUGH: 'on' }).passThrough, true);
+});
+
+test('a client gone before its request reached the handler: the signal is aborted at once', () => {
+  const gone = untilClientGone({ raw: { destroyed: true } } as unknown as FastifyReply);
+  assert.equal(gone.aborted, true);
+  let close: (() => void) | undefined;
+  const raw = { destroyed: false, once: (_event: string, listener: () => void) => (close = listener) };
+  const here = untilClientGone({ raw } as unknown as FastifyReply);
+  assert.equal(here.aborted, false);
+  close?.();
+  assert.equal(here.aborted, true);
 });

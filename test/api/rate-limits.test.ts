@@ -167,6 +167,8 @@ for (const database of ['sqlite', 'postgres'] as const) {
         ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
         ASSISTD_RATE_LIMIT_TPM: '120',
         ASSISTD_RATE_LIMIT_RPM: '1000',
+        // Off by default with a tokens limit; on, the passed-on endpoints are refused with the runs.
+        ASSISTD_PASS_THROUGH: 'on',
         ...(testDatabase ? { ASSISTD_DATABASE_URL: testDatabase.url } : {}),
       });
     });
@@ -203,6 +205,12 @@ for (const database of ['sqlite', 'postgres'] as const) {
       assert.equal(refused.headers.get('x-ratelimit-limit-requests'), '1000', 'the requests headers too');
       assert.ok(Number(refused.headers.get('retry-after')) >= 1);
       assert.ok(Number(refused.headers.get('retry-after-ms')) <= 61_000);
+      const completion = await api.post<{ error: Json }>('/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'A title?' }],
+      });
+      assert.equal(completion.status, 429, 'a passed-on endpoint is refused once the runs used the tokens');
+      assert.equal(completion.body.error['type'], 'tokens');
       // Nothing was created; reading is not limited by tokens; another key of the project still runs.
       assert.equal((await client.beta.threads.runs.list(thread.id)).data.length, 3);
       const other = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: second!, maxRetries: 0 });

@@ -91,6 +91,16 @@ describe('a GGUF embedding model (ASSISTD_EMBEDDINGS_MODEL_FILE)', () => {
       car,
     );
 
+    // Asked without the SDK, whose decoding would take floats too: base64 is a string.
+    const raw = await fetch(`${server.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'concepts-embed', input: 'car', encoding_format: 'base64' }),
+    });
+    const encoded = ((await raw.json()) as { data: Array<{ embedding: unknown }> }).data[0]!.embedding;
+    assert.equal(typeof encoded, 'string');
+    assert.deepEqual([...new Float32Array(new Uint8Array(Buffer.from(encoded as string, 'base64')).buffer)], car);
+
     for (const [extra, param] of [
       [{ dimensions: 4 }, 'dimensions'],
       [{ input: [[1, 2, 3]] }, 'input'],

@@ -13,6 +13,7 @@ import {
   type ModelProvider,
   ProviderError,
 } from '../../providers/provider.ts';
+import { clientGone } from '../client-gone.ts';
 import {
   functionTool,
   integer,
@@ -139,8 +140,13 @@ const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   web_search_options: () => false,
 };
 
-/** Answers a chat completion request with `provider`. */
-export async function completeInProcess(provider: ModelProvider, body: unknown, reply: FastifyReply) {
+/** Answers a chat completion request with `provider`; `signal` is aborted once the client's answer is done with. */
+export async function completeInProcess(
+  provider: ModelProvider,
+  body: unknown,
+  reply: FastifyReply,
+  signal: AbortSignal,
+) {
   const request = parseBody(chatCompletionRequest, body);
   for (const [name, asksNothing] of Object.entries(UNSUPPORTED)) {
     const value = (request as Record<string, unknown>)[name];
@@ -151,19 +157,10 @@ export async function completeInProcess(provider: ModelProvider, body: unknown, 
         { param: name, code: 'unsupported_parameter' },
       );
   }
-  const abort = new AbortController();
-  // The client's answer is done with (sent, or its connection gone): the model stops writing.
-  reply.raw.once('close', () => abort.abort());
-  const events = provider.stream(toChatRequest(request), abort.signal)[Symbol.asyncIterator]();
+  const events = provider.stream(toChatRequest(request), signal)[Symbol.asyncIterator]();
   // The first event is awaited before anything is sent: a request the backend refuses is an error status.
-  const first = await events.next().catch(asApiError);
-  const meta = {
-    id: newId('chatCompletion'),
-    created: unixSeconds(),
-    model: request.model,
-    signal: abort.signal,
-    log: reply.log,
-  };
+  const first = await events.next().catch((error: unknown) => asApiError(signal.aborted ? clientGone() : error));
+  const meta = { id: newId('chatCompletion'), created: unixSeconds(), model: request.model, signal, log: reply.log };
   if (!request.stream) return completion(first, events, meta);
   const chunks = streamedChunks(first, events, meta, request.stream_options?.include_usage === true);
   return reply
@@ -294,9 +291,7 @@ async function completion(first: IteratorResult<ChatEvent>, events: Events, meta
       else if (event.type === 'finish') reason = event.reason;
     }
   } catch (error) {
-    // Never sent: the client is gone. Not the server's error either, which is what anything else would be logged as.
-    if (meta.signal.aborted) throw new ApiError(499, 'The client closed the request.', { code: 'client_closed' });
-    asApiError(error);
+    asApiError(meta.signal.aborted ? clientGone() : error);
   }
   const toolCalls = calls.filter((call) => call !== undefined);
   return {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ApiError } from '../../domain/errors.ts';
 import { type Embedder, EmbeddingError } from '../../providers/embedder.ts';
 import { countO200k } from '../../retrieval/o200k.ts';
+import { clientGone } from '../client-gone.ts';
 import { integer, nullAsAbsent } from '../schemas/common.ts';
 import { parseBody } from '../validation.ts';
 
@@ -51,6 +52,7 @@ export async function embedInProcess(embedder: Embedder, body: unknown, signal: 
   try {
     vectors = await embedder.embed(input, signal, 'document');
   } catch (error) {
+    if (signal.aborted) throw clientGone();
     if (!(error instanceof EmbeddingError)) throw error;
     throw new ApiError(500, error.message, { type: 'server_error', code: 'server_error' });
   }

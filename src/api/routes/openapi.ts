@@ -171,14 +171,14 @@ export const ADDED_OPERATIONS: DocumentedOperation[] = [
       },
     },
   },
-  ...PASSED_THROUGH.map((path) =>
+  ...PASSED_THROUGH.flatMap((path) =>
     passedThrough(
       path,
       'application/json',
       "The request goes, as it is, to the OpenAI-compatible endpoint that serves its `model` (the default backend when it names none), with that route's name for the model; the answer is that endpoint's.",
     ),
   ),
-  ...PASSED_THROUGH_FORMS.map((path) =>
+  ...PASSED_THROUGH_FORMS.flatMap((path) =>
     passedThrough(
       path,
       'multipart/form-data',
@@ -187,23 +187,31 @@ export const ADDED_OPERATIONS: DocumentedOperation[] = [
   ),
 ];
 
-/** One of OpenAI's endpoints beside the Assistants API, passed on to a model backend (pass-through.ts). */
-function passedThrough(path: string, type: string, description: string): DocumentedOperation {
-  return {
-    method: 'post',
-    path: `/${path}`,
-    route: `/v1/${path}`,
-    operation: {
-      operationId: `passThrough_${path.replace('/', '_')}`,
-      tags: ['assistd'],
-      summary: `OpenAI's POST /${path}, passed on to a model backend (assistd).`,
-      description,
-      requestBody: { required: true, content: { [type]: { schema: { type: 'object', additionalProperties: true } } } },
-      responses: {
-        '200': { description: "The backend's answer, as it gave it: JSON, an event stream, or audio or image bytes." },
-      },
+/**
+ * One of OpenAI's endpoints beside the Assistants API, passed on to a model backend (pass-through.ts): at its own
+ * path, and under an Azure deployment's, whose deployment is the model.
+ */
+function passedThrough(path: string, type: string, description: string): DocumentedOperation[] {
+  const operation = (azure: boolean) => ({
+    operationId: `passThrough_${azure ? 'deployment_' : ''}${path.replace('/', '_')}`,
+    tags: ['assistd'],
+    summary: `OpenAI's POST /${path}${azure ? " as Azure OpenAI's clients send it" : ''}, passed on to a model backend (assistd).`,
+    description: azure ? `${description} The deployment is the model.` : description,
+    ...(azure ? { parameters: [{ name: 'deployment', in: 'path', required: true, schema: { type: 'string' } }] } : {}),
+    requestBody: { required: true, content: { [type]: { schema: { type: 'object', additionalProperties: true } } } },
+    responses: {
+      '200': { description: "The backend's answer, as it gave it: JSON, an event stream, or audio or image bytes." },
     },
-  };
+  });
+  return [
+    { method: 'post', path: `/${path}`, route: `/v1/${path}`, operation: operation(false) },
+    {
+      method: 'post',
+      path: `/deployments/{deployment}/${path}`,
+      route: `/v1/deployments/:deployment/${path}`,
+      operation: operation(true),
+    },
+  ];
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   upstreamMessage,
   withoutKey,
 } from '../../providers/openai-compatible/chat-completions-client.ts';
+import { clientGone, untilClientGone } from '../client-gone.ts';
 import { completeInProcess } from './in-process-completions.ts';
 import { embedInProcess } from './in-process-embeddings.ts';
 
@@ -70,69 +71,79 @@ export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThr
     agents.https.destroy();
   });
 
-  for (const path of PASSED_THROUGH) {
-    app.post(`/v1/${path}`, async (request, reply) => {
-      const body = request.body;
-      if (typeof body !== 'object' || body === null || Array.isArray(body))
-        throw invalidRequest(`POST /v1/${path} takes a JSON object.`, null, 'invalid_value');
-      const model = (body as Record<string, unknown>)['model'];
-      if (model !== undefined && typeof model !== 'string')
-        throw invalidRequest(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
-      const embedder = targets.embedder;
-      if (path === 'embeddings' && embedder !== undefined && model === embedder.model) {
-        const abort = new AbortController();
-        reply.raw.once('close', () => abort.abort());
-        return embedInProcess(embedder, body, abort.signal);
-      }
-      const target = targets.models.endpoint(model, path === 'embeddings' ? 'embeddings' : 'chat');
-      if (target === undefined)
-        throw new ApiError(404, targets.models.unroutedReason(model ?? ''), {
-          param: 'model',
-          code: 'model_not_found',
-        });
-      if (target === 'in-process') {
-        const provider = path === 'chat/completions' && model !== undefined ? targets.models.resolve(model) : undefined;
-        if (provider) return completeInProcess(provider, body, reply);
-        throw invalidRequest(
-          `The model '${model ?? ''}' runs inside assistd (a GGUF file), which answers runs and chat completions only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
-          'model',
-          'model_not_supported',
-        );
-      }
-      const json = JSON.stringify(target.model === undefined ? body : { ...body, model: target.model });
-      const url = endpointUrl(target.baseUrl, path);
-      const response = await send(url, target, { json }, request.headers.accept, reply, agents);
-      return answer(reply, response, target.apiKey);
-    });
-  }
+  /**
+   * Each path is also served under `/deployments/{deployment}/`, as Azure OpenAI's clients send it (`/openai/…` is
+   * served as `/v1/…`, app.ts): the deployment is then the model.
+   */
+  const routes = (path: string) => [`/v1/${path}`, `/v1/deployments/:deployment/${path}`];
+  const deploymentOf = (params: unknown) => (params as { deployment?: string }).deployment;
 
-  for (const path of PASSED_THROUGH_FORMS) {
-    app.post(`/v1/${path}`, async (request, reply) => {
-      const type = request.headers['content-type'];
-      if (!request.isMultipart() || type === undefined)
-        throw new ApiError(415, `Invalid Content-Type header: POST /v1/${path} takes a multipart/form-data body.`, {
-          code: 'unsupported_content_type',
-        });
-      const target = targets.models.endpoint(undefined, 'chat');
-      if (target === undefined)
-        throw new ApiError(
-          404,
-          `No default model backend is configured: POST /v1/${path} names its model inside its form, and is passed on to the default backend (ASSISTD_UPSTREAM_BASE_URL, or the models file's default route).`,
-          { code: 'model_not_found' },
-        );
-      if (target === 'in-process')
-        throw invalidRequest(
-          `The default model runs inside assistd (a GGUF file): POST /v1/${path} is passed on to OpenAI-compatible endpoints only.`,
-          null,
-          'model_not_supported',
-        );
-      const length = request.headers['content-length'];
-      const form = { type, length, stream: atMost(request.raw, MAX_FORM_BYTES) };
-      const url = endpointUrl(target.baseUrl, path);
-      const response = await send(url, target, { form }, request.headers.accept, reply, agents);
-      return answer(reply, response, target.apiKey);
-    });
-  }
+  for (const path of PASSED_THROUGH)
+    for (const route of routes(path))
+      app.post(route, async (request, reply) => {
+        const body = request.body;
+        if (typeof body !== 'object' || body === null || Array.isArray(body))
+          throw invalidRequest(`POST /v1/${path} takes a JSON object.`, null, 'invalid_value');
+        const model = deploymentOf(request.params) ?? (body as Record<string, unknown>)['model'];
+        if (model !== undefined && typeof model !== 'string')
+          throw invalidRequest(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
+        const given = model === undefined ? body : { ...body, model };
+        const embedder = targets.embedder;
+        if (path === 'embeddings' && embedder !== undefined && model === embedder.model)
+          return embedInProcess(embedder, given, untilClientGone(reply));
+        const target = targets.models.endpoint(model, path === 'embeddings' ? 'embeddings' : 'chat');
+        if (target === undefined)
+          throw new ApiError(404, targets.models.unroutedReason(model ?? ''), {
+            param: 'model',
+            code: 'model_not_found',
+          });
+        if (target === 'in-process') {
+          const provider =
+            path === 'chat/completions' && model !== undefined ? targets.models.resolve(model) : undefined;
+          if (provider) return completeInProcess(provider, given, reply, untilClientGone(reply));
+          throw invalidRequest(
+            `The model '${model ?? ''}' runs inside assistd (a GGUF file), which answers runs and chat completions only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
+            'model',
+            'model_not_supported',
+          );
+        }
+        const json = JSON.stringify(target.model === undefined ? given : { ...given, model: target.model });
+        const url = endpointUrl(target.baseUrl, path);
+        const response = await send(url, target, { json }, request.headers.accept, reply, agents);
+        return answer(reply, response, target.apiKey);
+      });
+
+  for (const path of PASSED_THROUGH_FORMS)
+    for (const route of routes(path))
+      app.post(route, async (request, reply) => {
+        const type = request.headers['content-type'];
+        if (!request.isMultipart() || type === undefined)
+          throw new ApiError(415, `Invalid Content-Type header: POST /v1/${path} takes a multipart/form-data body.`, {
+            code: 'unsupported_content_type',
+          });
+        // The form names its model inside it: the default backend, or the deployment's.
+        const model = deploymentOf(request.params);
+        const target = targets.models.endpoint(model, 'chat');
+        if (target === undefined)
+          throw new ApiError(
+            404,
+            model !== undefined
+              ? targets.models.unroutedReason(model)
+              : `No default model backend is configured: POST /v1/${path} names its model inside its form, and is passed on to the default backend (ASSISTD_UPSTREAM_BASE_URL, or the models file's default route).`,
+            { code: 'model_not_found' },
+          );
+        if (target === 'in-process')
+          throw invalidRequest(
+            `The model runs inside assistd (a GGUF file): POST /v1/${path} is passed on to OpenAI-compatible endpoints only.`,
+            null,
+            'model_not_supported',
+          );
+        const length = request.headers['content-length'];
+        const form = { type, length, stream: atMost(request.raw, MAX_FORM_BYTES) };
+        const url = endpointUrl(target.baseUrl, path);
+        const response = await send(url, target, { form }, request.headers.accept, reply, agents);
+        return answer(reply, response, target.apiKey);
+      });
 }
 
 /** A request body as it is sent on: JSON, or a client's multipart form as it arrives. */
@@ -186,7 +197,7 @@ function send(
       },
     });
     // The client's answer is done with (sent, or its connection gone): nothing more is wanted from the upstream.
-    reply.raw.once('close', () => outgoing.destroy());
+    untilClientGone(reply).addEventListener('abort', () => outgoing.destroy(clientGone()), { once: true });
     outgoing.setTimeout(target.timeoutMs, () =>
       outgoing.destroy(
         new ApiError(504, `The model backend did not answer within ${target.timeoutMs / 1000} s.`, {
@@ -214,16 +225,26 @@ function send(
 /**
  * The upstream's answer, passed on: a success as it comes (a stream piece by piece); an error read whole, without
  * the key should the upstream echo it, and in OpenAI's shape when the upstream's own is another (Ollama's, vLLM's).
+ * A redirect or a refusal of assistd's own key is the backend's failure, said so: the client did nothing wrong.
  */
 async function answer(reply: FastifyReply, response: IncomingMessage, apiKey: string | undefined) {
   const status = response.statusCode ?? 502;
+  if (status < 200 || (status >= 300 && status < 400) || status === 401) {
+    response.resume();
+    const what = status === 401 ? "refused assistd's key for it" : 'answered with a redirect';
+    throw new ApiError(502, `The model backend ${what} (HTTP ${status}).`, {
+      type: 'server_error',
+      code: status === 401 ? 'upstream_auth_failed' : 'upstream_redirect',
+    });
+  }
   for (const [name, value] of Object.entries(response.headers))
     if (PASSED_HEADERS.has(name) && value !== undefined) reply.header(name, value);
   reply.code(status);
-  if (status < 400) return reply.send(response);
+  if (status < 300) return reply.send(response);
+  response.setEncoding('utf8');
   let text = '';
-  for await (const piece of response) if (text.length < MAX_ERROR_BODY) text += String(piece);
-  text = withoutKey(text.slice(0, MAX_ERROR_BODY), apiKey);
+  for await (const piece of response) if (text.length <= MAX_ERROR_BODY) text += piece;
+  text = withoutKey(text, apiKey).slice(0, MAX_ERROR_BODY);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
