@@ -93,8 +93,12 @@ function projectRoutes(routes: RouteEntry[]): RouteEntry[] {
   );
 }
 
+/** Path parameters that name no object of a project: an Azure deployment is a model's name (pass-through.ts). */
+const NOT_IDS = new Set(['deployment']);
+
+/** The ids a route's path names. */
 function paramsOf(url: string): string[] {
-  return [...url.matchAll(/:(\w+)/g)].map((m) => m[1]!);
+  return [...url.matchAll(/:(\w+)/g)].map((m) => m[1]!).filter((name) => !NOT_IDS.has(name));
 }
 
 function fill(url: string, ids: Ids): string {
