@@ -30,7 +30,7 @@ export interface Config {
   logRequests: boolean;
   /** The web origins whose pages may call the API from a browser (CORS): none, every one (`*`), or these. */
   corsOrigins: 'none' | '*' | string[];
-  /** Whether chat completions, embeddings and OpenAI's other JSON endpoints are served (ASSISTD_PASS_THROUGH). */
+  /** Whether chat completions, embeddings and OpenAI's other endpoints are passed on (ASSISTD_PASS_THROUGH). */
   passThrough: boolean;
   /** How streams are written: what may wait for a client not reading, and when a silent one gets a keep-alive. */
   stream: StreamSettings;

@@ -233,9 +233,7 @@ export async function startServer(
     runs,
     bus,
     models: router,
-    passThrough: config.passThrough
-      ? { models: router, embedder: config.models.embeddings?.type === 'gguf' ? embedder : undefined }
-      : undefined,
+    passThrough: config.passThrough ? { models: router, embedder } : undefined,
     files,
     vectorStores,
     closing: closing.signal,

@@ -83,6 +83,11 @@ export interface GgufEmbeddingsConfig {
   origin: RouteOrigin;
 }
 
+/** A GGUF file's model name, where it has no other: the file's name without `.gguf`. */
+export function ggufModelName(file: string): string {
+  return path.basename(file).replace(/\.gguf$/i, '');
+}
+
 /** Without a configured size, a GGUF model gets its trained context length, up to this (KV-cache memory grows with it). */
 export const DEFAULT_GGUF_CONTEXT_SIZE = 8192;
 

@@ -22,6 +22,7 @@ import { Authenticator } from '../tenancy/authenticator.ts';
 import { ProjectService } from '../tenancy/project-service.ts';
 import type { VectorStoreService } from '../vector-stores/vector-store-service.ts';
 import { isDiscarding } from './discard.ts';
+import { PASSED_THROUGH_FORMS, PASSED_THROUGH_SEGMENTS, passedThroughRoutes } from './passed-through-paths.ts';
 import { type RateLimitSettings, RateLimits } from './rate-limits.ts';
 import { registerAssistantRoutes } from './routes/assistants.ts';
 import { registerFileRoutes } from './routes/files.ts';
@@ -29,7 +30,7 @@ import { registerMessageRoutes } from './routes/messages.ts';
 import { type ModelCatalog, registerModelRoutes } from './routes/models.ts';
 import { registerOpenApiRoute } from './routes/openapi.ts';
 import { registerOrganizationRoutes } from './routes/organization.ts';
-import { PASSED_THROUGH_FORMS, type PassThroughTargets, registerPassThroughRoutes } from './routes/pass-through.ts';
+import { type PassThroughTargets, registerPassThroughRoutes } from './routes/pass-through.ts';
 import { registerPlaygroundRoutes } from './routes/playground.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
@@ -92,7 +93,7 @@ export interface AppOptions {
   queueRuns?: boolean;
   /** ASSISTD_CORS_ORIGINS: the web origins whose pages may call the API from a browser. */
   corsOrigins?: 'none' | '*' | string[];
-  /** Where chat completions, embeddings and OpenAI's other JSON endpoints are passed on to (pass-through.ts). */
+  /** Where chat completions, embeddings and OpenAI's other endpoints are passed on to (pass-through.ts). */
   passThrough?: PassThroughTargets;
 }
 
@@ -431,11 +432,15 @@ function pathToV1(sent: string): string {
   return UNVERSIONED.test(url) ? `/v1${url}` : url;
 }
 
-const UNVERSIONED =
-  /^\/(?:assistants|threads|files|vector_stores|models|chat|completions|embeddings|moderations|audio|images)(?:[/?]|$)/;
+const UNVERSIONED = new RegExp(
+  `^/(?:${['assistants', 'threads', 'files', 'vector_stores', 'models', ...PASSED_THROUGH_SEGMENTS].join('|')})(?:[/?]|$)`,
+);
 
 /** The routes that take a multipart/form-data body; every other route takes JSON. */
-const MULTIPART_ROUTES = new Set(['POST /v1/files', ...PASSED_THROUGH_FORMS.map((path) => `POST /v1/${path}`)]);
+const MULTIPART_ROUTES = new Set([
+  'POST /v1/files',
+  ...PASSED_THROUGH_FORMS.flatMap(passedThroughRoutes).map((route) => `POST ${route}`),
+]);
 
 /**
  * Multipart bodies are streamed by @fastify/multipart (request.parts()), never buffered: only the upload routes

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../domain/errors.ts';
 import type { Scope } from '../storage/store.ts';
-import { PASSED_THROUGH, PASSED_THROUGH_FORMS } from './routes/pass-through.ts';
+import { PASSED_THROUGH_ROUTES } from './passed-through-paths.ts';
 
 export interface RateLimitSettings {
   /** ASSISTD_RATE_LIMIT_RPM: requests per minute per key. */
@@ -25,10 +25,7 @@ const MODEL_ROUTES = new Set([
   'POST /v1/threads/:thread_id/runs',
   'POST /v1/threads/runs',
   'POST /v1/threads/:thread_id/runs/:run_id/submit_tool_outputs',
-  ...[...PASSED_THROUGH, ...PASSED_THROUGH_FORMS].flatMap((path) => [
-    `POST /v1/${path}`,
-    `POST /v1/deployments/:deployment/${path}`,
-  ]),
+  ...PASSED_THROUGH_ROUTES.map((route) => `POST ${route}`),
 ]);
 
 /**

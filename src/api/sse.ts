@@ -14,6 +14,21 @@ import {
 
 /** Every stream ends with this frame; the SDK stops reading at `data: [DONE]`. */
 const DONE = 'event: done\ndata: [DONE]\n\n';
+
+/** What an event stream's response says of itself, besides what was set before the route (CORS). */
+export const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+} as const;
+
+/** A frame of a Chat Completions stream, which names no events: `data: <one-line JSON>\n\n`. */
+export function dataFrame(value: unknown): string {
+  return `data: ${JSON.stringify(value)}\n\n`;
+}
+
+/** The end of a Chat Completions stream. */
+export const DATA_DONE = 'data: [DONE]\n\n';
 /**
  * A comment line, sent once a stream has been silent for `keepAliveMs` (a long prompt read by a slow model, a long
  * code cell): it keeps idle proxies and load balancers from closing the stream. The official SDKs ignore it, but a
@@ -95,10 +110,8 @@ export function openSse(
   const res = reply.raw;
   res.writeHead(200, {
     ...(reply.getHeaders() as OutgoingHttpHeaders), // those set before the route (CORS)
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache, no-transform',
+    ...SSE_HEADERS,
     connection: 'keep-alive',
-    'x-accel-buffering': 'no',
     'x-request-id': String(reply.request.id),
   });
   let closed = false;

@@ -31,6 +31,11 @@ export class ApiError extends Error {
   }
 }
 
+/** The server's own failure, worded as it happened. */
+export function serverError(message = 'The server had an error while processing your request.'): ApiError {
+  return new ApiError(500, message, { type: 'server_error', code: 'server_error' });
+}
+
 export function invalidRequest(message: string, param: string | null = null, code: string | null = null): ApiError {
   return new ApiError(400, message, { param, code });
 }

@@ -1,7 +1,6 @@
-import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.ts';
-import { type ModelsConfig, type RouteConfig, routePrefix } from '../models-config.ts';
+import { ggufModelName, type ModelsConfig, type RouteConfig, routePrefix } from '../models-config.ts';
 import { OpenAICompatibleProvider } from './openai-compatible/openai-compatible-provider.ts';
 import type { ModelProvider } from './provider.ts';
 
@@ -22,11 +21,15 @@ export interface ModelRouter {
   /** `id` as GET /v1/models/{id} shows it: any name that has a route, named or through the default. */
   find(id: string): ModelInfo | undefined;
   /**
-   * The OpenAI-compatible endpoint serving `model` (undefined: a request that names none, which the default route
-   * serves), for a request passed through to it as it is (api/routes/pass-through.ts); `in-process` for a GGUF model;
-   * undefined when no route serves it. For `embeddings`, the embedding model of vector stores is one of the routes.
+   * Where a request passed through as it is (api/routes/pass-through.ts) goes for `model` (undefined: a request that
+   * names none, which the default route serves): the OpenAI-compatible endpoint serving it; `in-process` for a GGUF
+   * model (`resolve` gives it); undefined when no route serves it. For `embeddings`, the embedding model of vector
+   * stores comes first: its endpoint, or `embedder` when it is a GGUF file run in-process.
    */
-  endpoint(model: string | undefined, kind: 'chat' | 'embeddings'): UpstreamEndpoint | 'in-process' | undefined;
+  endpoint(
+    model: string | undefined,
+    kind: 'chat' | 'embeddings',
+  ): UpstreamEndpoint | 'in-process' | 'embedder' | undefined;
   /** Releases the backends (embedded models' memory). */
   close(): Promise<void>;
 }
@@ -89,7 +92,7 @@ export async function createModelRouter(config: ModelsConfig, logger: Logger, me
 
   const listed = [...routes.values()].map((route) => route.info);
   if (config.fallback?.type === 'gguf' && fallback) {
-    const id = path.basename(config.fallback.path).replace(/\.gguf$/i, '');
+    const id = ggufModelName(config.fallback.path);
     if (!routes.has(id)) listed.push({ id, created: fallback.created });
   }
 
@@ -108,8 +111,9 @@ export async function createModelRouter(config: ModelsConfig, logger: Logger, me
       return fallback ? { id, created: fallback.created } : undefined;
     },
     endpoint: (model, kind) => {
-      const embeddings = config.embeddings;
-      if (kind === 'embeddings' && embeddings?.type === 'openai-compatible' && model === embeddings.model) {
+      const embeddings = kind === 'embeddings' ? config.embeddings : undefined;
+      if (embeddings?.type === 'gguf' && model === ggufModelName(embeddings.path)) return 'embedder';
+      if (embeddings?.type === 'openai-compatible' && model === embeddings.model) {
         const { baseUrl, apiKey, timeoutMs } = embeddings;
         return { baseUrl, apiKey, timeoutMs, model };
       }

@@ -35,7 +35,7 @@ export function chunkText(text: string, strategy: ChunkingStrategy): Chunk[] {
     index: span.index,
     text: text.slice(span.start, span.end),
     tokens: span.tokenEnd - span.tokenStart,
-    overlap: i === 0 ? 0 : Math.max(0, spans[i - 1]!.end - span.start),
+    overlap: i === 0 ? 0 : spans[i - 1]!.end - span.start,
   }));
 }
 

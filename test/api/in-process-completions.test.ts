@@ -10,8 +10,10 @@ import { untilClientGone } from '../../src/api/client-gone.ts';
 import { completeInProcess } from '../../src/api/routes/in-process-completions.ts';
 import { ApiError } from '../../src/domain/errors.ts';
 import { type ChatEvent, type ChatRequest, type ModelProvider, ProviderError } from '../../src/providers/provider.ts';
+import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { END, scriptedGguf } from '../support/gguf.ts';
-import { startTestServer, type TestServer, tempDir } from '../support/server.ts';
+import { startScriptedModels } from '../support/gguf-server.ts';
+import { type TestServer, tempDir } from '../support/server.ts';
 
 /**
  * Chat completions of a GGUF model run in-process, which has no endpoint to pass them on to: served from the
@@ -22,19 +24,18 @@ const hi = [{ role: 'user' as const, content: 'hi' }];
 
 describe('chat completions of a GGUF model, through the SDK', () => {
   let dir: string;
+  let upstream: FakeUpstream;
   let server: TestServer;
   let client: OpenAI;
 
   before(async () => {
     dir = tempDir();
     writeFileSync(path.join(dir, 'local.gguf'), scriptedGguf({ reply: ['Hello', ' there', END] }));
-    const models = { models: { local: { type: 'gguf', path: path.join(dir, 'local.gguf'), threads: 1 } } };
-    writeFileSync(path.join(dir, 'models.json'), JSON.stringify(models));
-    server = await startTestServer({ ASSISTD_MODELS_FILE: path.join(dir, 'models.json') });
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    ({ upstream, server, client } = await startScriptedModels(dir, { local: 'local.gguf' }));
   });
   after(async () => {
     await server?.close();
+    await upstream?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -103,7 +104,7 @@ describe('chat completions of a GGUF model, through the SDK', () => {
       [{ stop: ['\n'] }, 'stop', 'unsupported_parameter'],
       [{ logprobs: true }, 'logprobs', 'unsupported_parameter'],
       [{ presence_penalty: 0.5 }, 'presence_penalty', 'unsupported_parameter'],
-      [{ n: 2 }, 'n', 'invalid_value'],
+      [{ n: 2 }, 'n', 'unsupported_parameter'],
       [{ fuzz: 1 }, 'fuzz', 'unknown_parameter'],
       [{ messages: [] }, 'messages', 'empty_array'],
       [{ messages: [{ role: 'function', name: 'f', content: 'x' }] }, 'messages[0].role', 'invalid_value'],

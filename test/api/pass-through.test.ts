@@ -301,7 +301,7 @@ describe('pass-through: models routed elsewhere, in-process or nowhere', () => {
     assert.equal(local.param, 'model');
     assert.match(
       local.message,
-      /'local' runs inside assistd \(a GGUF file\), which answers runs and chat completions only/,
+      /'local' runs inside assistd \(a GGUF file\), which answers runs, chat completions and embeddings only/,
     );
 
     const unrouted = await client.chat.completions.create({ model: 'nobody', messages: hi }).catch((e) => e);
@@ -381,6 +381,16 @@ describe('multipart endpoints (a recording to transcribe): the form passed on by
     assert.ok(sent.body.includes(recording), 'the recording, byte for byte');
     assert.match(sent.body.toString('latin1'), /name="model"\r\n\r\nwhisper-1\r\n/);
     assert.match(sent.body.toString('latin1'), /name="language"\r\n\r\nen\r\n/);
+  });
+
+  test("Azure OpenAI's client sends its form under the deployment: passed on the same way", async () => {
+    const azure = new AzureOpenAI({ endpoint: server.url, apiKey: KEY, apiVersion: '2024-10-21', maxRetries: 0 });
+    const result = await azure.audio.transcriptions.create({
+      file: await toFile(Buffer.from('RIFF'), 'note.wav'),
+      model: 'whisper-1',
+    });
+    assert.deepEqual({ ...result }, { text: 'hello world' });
+    assert.equal(received.at(-1)!.url, '/v1/audio/transcriptions');
   });
 
   test('a JSON body is refused with a 415, and nothing is sent', async () => {

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { unixSeconds } from '../../domain/clock.ts';
-import { ApiError } from '../../domain/errors.ts';
+import { ApiError, serverError } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import {
   type ChatContentPart,
@@ -23,6 +23,7 @@ import {
   temperature,
   topP,
 } from '../schemas/common.ts';
+import { DATA_DONE, dataFrame, SSE_HEADERS } from '../sse.ts';
 import { parseBody } from '../validation.ts';
 
 /**
@@ -101,7 +102,7 @@ const chatCompletionRequest = z.strictObject(
         nullAsAbsent({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }),
       )
       .optional(),
-    n: z.literal(1).optional(),
+    n: z.unknown().optional(),
     seed: integer().optional(),
     user: z.string().optional(),
     store: z.boolean().optional(),
@@ -126,6 +127,7 @@ type ChatCompletionRequest = z.output<typeof chatCompletionRequest>;
 
 /** The fields this backend cannot honour, with the values that ask for nothing (and are taken). */
 const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
+  n: (value) => value === 1,
   stop: (value) => Array.isArray(value) && value.length === 0,
   logprobs: (value) => value === false,
   top_logprobs: (value) => value === 0,
@@ -163,10 +165,7 @@ export async function completeInProcess(
   const meta = { id: newId('chatCompletion'), created: unixSeconds(), model: request.model, signal, log: reply.log };
   if (!request.stream) return completion(first, events, meta);
   const chunks = streamedChunks(first, events, meta, request.stream_options?.include_usage === true);
-  return reply
-    .header('content-type', 'text/event-stream')
-    .header('cache-control', 'no-cache')
-    .send(Readable.from(chunks, { objectMode: false }));
+  return reply.headers(SSE_HEADERS).send(Readable.from(chunks, { objectMode: false }));
 }
 
 function toChatRequest(request: ChatCompletionRequest): ChatRequest {
@@ -247,7 +246,7 @@ function providerApiError(error: ProviderError): ApiError {
   if (error.code === 'invalid_prompt') return new ApiError(400, error.message, { code: 'invalid_prompt' });
   if (error.code === 'rate_limit_exceeded')
     return new ApiError(429, error.message, { type: 'requests', code: 'rate_limit_exceeded' });
-  return new ApiError(500, error.message, { type: 'server_error', code: 'server_error' });
+  return serverError(error.message);
 }
 
 function asApiError(error: unknown): never {
@@ -295,10 +294,7 @@ async function completion(first: IteratorResult<ChatEvent>, events: Events, meta
   }
   const toolCalls = calls.filter((call) => call !== undefined);
   return {
-    id: meta.id,
-    object: 'chat.completion',
-    created: meta.created,
-    model: meta.model,
+    ...envelope(meta, 'chat.completion'),
     choices: [
       {
         index: 0,
@@ -312,7 +308,7 @@ async function completion(first: IteratorResult<ChatEvent>, events: Events, meta
         finish_reason: finishReason(reason),
       },
     ],
-    usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens },
+    usage: withTotal(usage),
   };
 }
 
@@ -329,11 +325,8 @@ async function* streamedChunks(
   includeUsage: boolean,
 ): AsyncGenerator<string> {
   const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
-    data({
-      id: meta.id,
-      object: 'chat.completion.chunk',
-      created: meta.created,
-      model: meta.model,
+    dataFrame({
+      ...envelope(meta, 'chat.completion.chunk'),
       choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
       ...(includeUsage ? { usage: null } : {}),
     });
@@ -358,23 +351,20 @@ async function* streamedChunks(
   } catch (error) {
     if (meta.signal.aborted) return;
     if (!(error instanceof ProviderError)) meta.log.error({ err: error }, 'a chat completion stream failed');
-    const failure =
-      error instanceof ProviderError
-        ? providerApiError(error)
-        : new ApiError(500, 'The server had an error while processing your request.', { type: 'server_error' });
-    yield data({ error: { message: failure.message, type: failure.type, param: null, code: failure.code } });
+    const failure = error instanceof ProviderError ? providerApiError(error) : serverError();
+    yield dataFrame({ error: { message: failure.message, type: failure.type, param: null, code: failure.code } });
     return;
   }
   if (includeUsage && usage !== undefined)
-    yield data({
-      id: meta.id,
-      object: 'chat.completion.chunk',
-      created: meta.created,
-      model: meta.model,
-      choices: [],
-      usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens },
-    });
-  yield 'data: [DONE]\n\n';
+    yield dataFrame({ ...envelope(meta, 'chat.completion.chunk'), choices: [], usage: withTotal(usage) });
+  yield DATA_DONE;
 }
 
-const data = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
+/** What every chat completion and chunk of one answer begins with. */
+function envelope(meta: Meta, object: 'chat.completion' | 'chat.completion.chunk') {
+  return { id: meta.id, object, created: meta.created, model: meta.model };
+}
+
+function withTotal(usage: { prompt_tokens: number; completion_tokens: number }) {
+  return { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens };
+}

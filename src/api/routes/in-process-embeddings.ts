@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiError } from '../../domain/errors.ts';
+import { ApiError, serverError } from '../../domain/errors.ts';
 import { type Embedder, EmbeddingError } from '../../providers/embedder.ts';
 import { countO200k } from '../../retrieval/o200k.ts';
 import { clientGone } from '../client-gone.ts';
@@ -54,7 +54,7 @@ export async function embedInProcess(embedder: Embedder, body: unknown, signal: 
   } catch (error) {
     if (signal.aborted) throw clientGone();
     if (!(error instanceof EmbeddingError)) throw error;
-    throw new ApiError(500, error.message, { type: 'server_error', code: 'server_error' });
+    throw serverError(error.message);
   }
   const base64 = request.encoding_format === 'base64';
   const tokens = input.reduce((sum, text) => sum + countO200k(text), 0);
@@ -70,8 +70,7 @@ export async function embedInProcess(embedder: Embedder, body: unknown, signal: 
   };
 }
 
+/** A vector as OpenAI's base64 encoding has it: its float32 bytes, little-endian as the platforms Node runs on. */
 function littleEndianBase64(vector: Float32Array): string {
-  const bytes = Buffer.alloc(vector.length * 4);
-  for (let i = 0; i < vector.length; i++) bytes.writeFloatLE(vector[i]!, i * 4);
-  return bytes.toString('base64');
+  return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64');
 }

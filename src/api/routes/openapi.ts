@@ -1,8 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import type { FastifyInstance, HTTPMethods } from 'fastify';
 import { FILE_SEARCH_RESULT_CONTENT } from '../include.ts';
+import { PASSED_THROUGH, PASSED_THROUGH_FORMS, passedThroughRoutes } from '../passed-through-paths.ts';
 import { type DocumentedOperation, ORGANIZATION_OPERATIONS, ORGANIZATION_SCHEMAS } from './organization-openapi.ts';
-import { PASSED_THROUGH, PASSED_THROUGH_FORMS } from './pass-through.ts';
 
 type Json = Record<string, unknown>;
 
@@ -203,14 +203,10 @@ function passedThrough(path: string, type: string, description: string): Documen
       '200': { description: "The backend's answer, as it gave it: JSON, an event stream, or audio or image bytes." },
     },
   });
+  const [route, deploymentRoute] = passedThroughRoutes(path);
   return [
-    { method: 'post', path: `/${path}`, route: `/v1/${path}`, operation: operation(false) },
-    {
-      method: 'post',
-      path: `/deployments/{deployment}/${path}`,
-      route: `/v1/deployments/:deployment/${path}`,
-      operation: operation(true),
-    },
+    { method: 'post', path: `/${path}`, route, operation: operation(false) },
+    { method: 'post', path: `/deployments/{deployment}/${path}`, route: deploymentRoute, operation: operation(true) },
   ];
 }
 

@@ -1,50 +1,27 @@
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
-import { pipeline, type Readable, Transform } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { type Readable, Transform } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ApiError, invalidRequest } from '../../domain/errors.ts';
 import type { Embedder } from '../../providers/embedder.ts';
 import type { ModelRouter, UpstreamEndpoint } from '../../providers/model-router.ts';
-import {
-  endpointUrl,
-  keyHeader,
-  upstreamMessage,
-  withoutKey,
-} from '../../providers/openai-compatible/chat-completions-client.ts';
+import { upstreamMessage, withoutKey } from '../../providers/openai-compatible/chat-completions-client.ts';
+import { type ForwardedBody, Forwarder } from '../../providers/openai-compatible/forwarder.ts';
 import { clientGone, untilClientGone } from '../client-gone.ts';
+import { PASSED_THROUGH, PASSED_THROUGH_FORMS, passedThroughRoutes } from '../passed-through-paths.ts';
 import { completeInProcess } from './in-process-completions.ts';
 import { embedInProcess } from './in-process-embeddings.ts';
 
 /**
  * OpenAI's endpoints beside the Assistants API that a program's one client also calls (a title from
- * `chat.completions`, its own `embeddings`, `moderations`, speech, images): passed on, as they are, to the
- * OpenAI-compatible endpoint that serves the request's model, so that changing the client's base URL to assistd's
- * keeps them working. Their bodies are JSON.
+ * `chat.completions`, its own `embeddings`, a moderation, speech, a transcription, images): passed on, as they are,
+ * to the OpenAI-compatible endpoint that serves the request's model, so that changing the client's base URL to
+ * assistd's keeps them working; answered here for a model run in-process. Which endpoints: passed-through-paths.ts.
  */
-export const PASSED_THROUGH = [
-  'chat/completions',
-  'completions',
-  'embeddings',
-  'moderations',
-  'audio/speech',
-  'images/generations',
-] as const;
-
-/**
- * OpenAI's endpoints whose bodies are multipart forms (a recording to transcribe, an image to edit): passed on as they
- * come, byte for byte, to the default backend, since their model is named inside the form.
- */
-export const PASSED_THROUGH_FORMS = [
-  'audio/transcriptions',
-  'audio/translations',
-  'images/edits',
-  'images/variations',
-] as const;
 
 /** The largest form passed on (OpenAI took recordings up to 25 MB, and images up to 50 MB each). */
-export const MAX_FORM_BYTES = 256 * 1024 * 1024;
+const MAX_FORM_BYTES = 256 * 1024 * 1024;
 
-/** What an answer that is not the upstream's own may quote of its body, and what an error body may be. */
+/** What an error body may be, read whole to be passed on. */
 const MAX_ERROR_BODY = 1024 * 1024;
 
 /** The upstream's response headers given to the client: what the body is, and what an SDK's retries read. */
@@ -60,26 +37,32 @@ const PASSED_HEADERS = new Set([
 export interface PassThroughTargets {
   /** Which backend serves a model. */
   models: Pick<ModelRouter, 'endpoint' | 'unroutedReason' | 'resolve'>;
-  /** The embedding model of vector stores when it runs in-process (a GGUF file): it answers embeddings itself. */
+  /** The embedding model of vector stores: it answers embeddings itself when it runs in-process (`embedder`). */
   embedder?: Embedder | undefined;
 }
 
 export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThroughTargets): void {
-  const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
-  app.addHook('onClose', async () => {
-    agents.http.destroy();
-    agents.https.destroy();
-  });
-
-  /**
-   * Each path is also served under `/deployments/{deployment}/`, as Azure OpenAI's clients send it (`/openai/…` is
-   * served as `/v1/…`, app.ts): the deployment is then the model.
-   */
-  const routes = (path: string) => [`/v1/${path}`, `/v1/deployments/:deployment/${path}`];
+  const forwarder = new Forwarder();
+  app.addHook('onClose', async () => forwarder.close());
   const deploymentOf = (params: unknown) => (params as { deployment?: string }).deployment;
 
+  /** Sends the request on, and passes the answer back. */
+  const forward = async (
+    reply: FastifyReply,
+    target: UpstreamEndpoint,
+    path: string,
+    body: ForwardedBody,
+    accept: string | undefined,
+  ) => {
+    const gone = untilClientGone(reply);
+    const response = await forwarder.post(target, path, body, accept, gone).catch((error: unknown) => {
+      throw gone.aborted ? clientGone() : error;
+    });
+    return answer(reply, response, target.apiKey);
+  };
+
   for (const path of PASSED_THROUGH)
-    for (const route of routes(path))
+    for (const route of passedThroughRoutes(path))
       app.post(route, async (request, reply) => {
         const body = request.body;
         if (typeof body !== 'object' || body === null || Array.isArray(body))
@@ -88,33 +71,22 @@ export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThr
         if (model !== undefined && typeof model !== 'string')
           throw invalidRequest(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
         const given = model === undefined ? body : { ...body, model };
-        const embedder = targets.embedder;
-        if (path === 'embeddings' && embedder !== undefined && model === embedder.model)
-          return embedInProcess(embedder, given, untilClientGone(reply));
         const target = targets.models.endpoint(model, path === 'embeddings' ? 'embeddings' : 'chat');
-        if (target === undefined)
-          throw new ApiError(404, targets.models.unroutedReason(model ?? ''), {
-            param: 'model',
-            code: 'model_not_found',
-          });
-        if (target === 'in-process') {
+        if (target === undefined) throw noBackend(path, model, targets);
+        if (target === 'embedder' && targets.embedder)
+          return embedInProcess(targets.embedder, given, untilClientGone(reply));
+        if (target === 'in-process' || target === 'embedder') {
           const provider =
             path === 'chat/completions' && model !== undefined ? targets.models.resolve(model) : undefined;
           if (provider) return completeInProcess(provider, given, reply, untilClientGone(reply));
-          throw invalidRequest(
-            `The model '${model ?? ''}' runs inside assistd (a GGUF file), which answers runs and chat completions only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
-            'model',
-            'model_not_supported',
-          );
+          throw inProcessOnly(path, model);
         }
         const json = JSON.stringify(target.model === undefined ? given : { ...given, model: target.model });
-        const url = endpointUrl(target.baseUrl, path);
-        const response = await send(url, target, { json }, request.headers.accept, reply, agents);
-        return answer(reply, response, target.apiKey);
+        return forward(reply, target, path, { json }, request.headers.accept);
       });
 
   for (const path of PASSED_THROUGH_FORMS)
-    for (const route of routes(path))
+    for (const route of passedThroughRoutes(path))
       app.post(route, async (request, reply) => {
         const type = request.headers['content-type'];
         if (!request.isMultipart() || type === undefined)
@@ -124,30 +96,31 @@ export function registerPassThroughRoutes(app: FastifyInstance, targets: PassThr
         // The form names its model inside it: the default backend, or the deployment's.
         const model = deploymentOf(request.params);
         const target = targets.models.endpoint(model, 'chat');
-        if (target === undefined)
-          throw new ApiError(
-            404,
-            model !== undefined
-              ? targets.models.unroutedReason(model)
-              : `No default model backend is configured: POST /v1/${path} names its model inside its form, and is passed on to the default backend (ASSISTD_UPSTREAM_BASE_URL, or the models file's default route).`,
-            { code: 'model_not_found' },
-          );
-        if (target === 'in-process')
-          throw invalidRequest(
-            `The model runs inside assistd (a GGUF file): POST /v1/${path} is passed on to OpenAI-compatible endpoints only.`,
-            null,
-            'model_not_supported',
-          );
-        const length = request.headers['content-length'];
-        const form = { type, length, stream: atMost(request.raw, MAX_FORM_BYTES) };
-        const url = endpointUrl(target.baseUrl, path);
-        const response = await send(url, target, { form }, request.headers.accept, reply, agents);
-        return answer(reply, response, target.apiKey);
+        if (target === undefined) throw noBackend(path, model, targets);
+        if (target === 'in-process' || target === 'embedder') throw inProcessOnly(path, model);
+        const form = { type, length: request.headers['content-length'], stream: atMost(request.raw, MAX_FORM_BYTES) };
+        return forward(reply, target, path, { form }, request.headers.accept);
       });
 }
 
-/** A request body as it is sent on: JSON, or a client's multipart form as it arrives. */
-type Body = { json: string } | { form: { type: string; length: string | undefined; stream: Readable } };
+/** No backend serves the model; or, for a request naming none, there is no default backend. */
+function noBackend(path: string, model: string | undefined, targets: PassThroughTargets): ApiError {
+  return new ApiError(
+    404,
+    model !== undefined
+      ? targets.models.unroutedReason(model)
+      : `No default model backend is configured: POST /v1/${path} names no model, and is passed on to the default backend (ASSISTD_UPSTREAM_BASE_URL, or the models file's default route).`,
+    { param: 'model', code: 'model_not_found' },
+  );
+}
+
+function inProcessOnly(path: string, model: string | undefined): ApiError {
+  return invalidRequest(
+    `The model${model === undefined ? '' : ` '${model}'`} runs inside assistd (a GGUF file), which answers runs, chat completions and embeddings only: POST /v1/${path} is passed on to OpenAI-compatible endpoints.`,
+    'model',
+    'model_not_supported',
+  );
+}
 
 /** `source`, failing with a 413 once more than `max` bytes came. */
 export function atMost(source: Readable, max: number): Readable {
@@ -165,61 +138,6 @@ export function atMost(source: Readable, max: number): Readable {
       },
     }),
   );
-}
-
-/**
- * Sends the request; resolves with the response once its headers are in. The request is given up when the client
- * goes away, and when the upstream stays silent for its timeout (before its headers, or between two pieces of the
- * body, which then ends the client's response short).
- */
-function send(
-  url: URL,
-  target: UpstreamEndpoint,
-  body: Body,
-  accept: string | undefined,
-  reply: FastifyReply,
-  agents: { http: http.Agent; https: https.Agent },
-): Promise<IncomingMessage> {
-  const secure = url.protocol === 'https:';
-  return new Promise((resolve, reject) => {
-    const outgoing = (secure ? https.request : http.request)(url, {
-      method: 'POST',
-      agent: secure ? agents.https : agents.http,
-      headers: {
-        ...('json' in body
-          ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body.json) }
-          : {
-              'content-type': body.form.type,
-              ...(body.form.length === undefined ? {} : { 'content-length': body.form.length }),
-            }),
-        ...(accept === undefined ? {} : { accept }),
-        ...keyHeader(target.baseUrl, target.apiKey ?? 'unused'),
-      },
-    });
-    // The client's answer is done with (sent, or its connection gone): nothing more is wanted from the upstream.
-    untilClientGone(reply).addEventListener('abort', () => outgoing.destroy(clientGone()), { once: true });
-    outgoing.setTimeout(target.timeoutMs, () =>
-      outgoing.destroy(
-        new ApiError(504, `The model backend did not answer within ${target.timeoutMs / 1000} s.`, {
-          type: 'server_error',
-          code: 'upstream_timeout',
-        }),
-      ),
-    );
-    outgoing.once('response', resolve);
-    outgoing.on('error', (error: Error & { code?: string }) =>
-      reject(
-        error instanceof ApiError
-          ? error
-          : new ApiError(502, `The model backend could not be reached (${error.code ?? error.message}).`, {
-              type: 'server_error',
-              code: 'upstream_unavailable',
-            }),
-      ),
-    );
-    if ('json' in body) outgoing.end(body.json);
-    else pipeline(body.form.stream, outgoing, (error) => error && outgoing.destroy(error));
-  });
 }
 
 /**

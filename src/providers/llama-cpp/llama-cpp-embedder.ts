@@ -5,10 +5,9 @@
  * A text longer than the context is cut to its first tokens (as OpenAI-compatible servers such as Ollama do),
  * rather than failing the file.
  */
-import path from 'node:path';
 import type { LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
 import type { Logger } from 'pino';
-import type { GgufEmbeddingsConfig } from '../../models-config.ts';
+import { type GgufEmbeddingsConfig, ggufModelName } from '../../models-config.ts';
 import { type Embedder, EmbeddingError } from '../embedder.ts';
 import { GgufLoadError } from './llama-cpp-provider.ts';
 import { llamaRuntime } from './llama-runtime.ts';
@@ -69,7 +68,7 @@ export class LlamaCppEmbedder implements Embedder {
       await model.dispose();
       throw new GgufLoadError(`${config.path} cannot compute embeddings: ${(error as Error).message}`);
     }
-    const name = path.basename(config.path).replace(/\.gguf$/i, '');
+    const name = ggufModelName(config.path);
     const probe = await context.getEmbeddingFor('dimension probe');
     const embedder = new LlamaCppEmbedder(name, probe.vector.length, model, context, contextSize);
     if (embedder.dimensions === 0) {
