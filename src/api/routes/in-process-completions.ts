@@ -73,6 +73,23 @@ const message = z.discriminatedUnion('role', [
   z.strictObject({ role: z.literal('tool'), tool_call_id: z.string(), content: textContent }),
 ]);
 
+/** The fields this backend cannot honour, with the values that ask for nothing (and are taken). */
+const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
+  n: (value) => value === 1,
+  stop: (value) => Array.isArray(value) && value.length === 0,
+  logprobs: (value) => value === false,
+  top_logprobs: (value) => value === 0,
+  logit_bias: (value) => typeof value === 'object' && value !== null && Object.keys(value).length === 0,
+  presence_penalty: (value) => value === 0,
+  frequency_penalty: (value) => value === 0,
+  modalities: (value) => Array.isArray(value) && value.length === 1 && value[0] === 'text',
+  audio: () => false,
+  prediction: () => false,
+  functions: () => false,
+  function_call: () => false,
+  web_search_options: () => false,
+};
+
 /**
  * What changes the answer, and this backend cannot do, is refused (UNSUPPORTED) rather than ignored; what only
  * files or bills the answer upstream (`user`, `store`, `metadata`, `service_tier`) and `seed` (best effort upstream
@@ -102,45 +119,17 @@ const chatCompletionRequest = z.strictObject(
         nullAsAbsent({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }),
       )
       .optional(),
-    n: z.unknown().optional(),
     seed: integer().optional(),
     user: z.string().optional(),
     store: z.boolean().optional(),
     metadata: z.record(z.string(), z.string()).optional(),
     service_tier: z.string().optional(),
-    stop: z.unknown().optional(),
-    logprobs: z.unknown().optional(),
-    top_logprobs: z.unknown().optional(),
-    logit_bias: z.unknown().optional(),
-    presence_penalty: z.unknown().optional(),
-    frequency_penalty: z.unknown().optional(),
-    modalities: z.unknown().optional(),
-    audio: z.unknown().optional(),
-    prediction: z.unknown().optional(),
-    functions: z.unknown().optional(),
-    function_call: z.unknown().optional(),
-    web_search_options: z.unknown().optional(),
+    // Read to be refused by name (UNSUPPORTED), unless they ask for nothing.
+    ...Object.fromEntries(Object.keys(UNSUPPORTED).map((name) => [name, z.unknown().optional()])),
   }),
 );
 
 type ChatCompletionRequest = z.output<typeof chatCompletionRequest>;
-
-/** The fields this backend cannot honour, with the values that ask for nothing (and are taken). */
-const UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
-  n: (value) => value === 1,
-  stop: (value) => Array.isArray(value) && value.length === 0,
-  logprobs: (value) => value === false,
-  top_logprobs: (value) => value === 0,
-  logit_bias: (value) => typeof value === 'object' && value !== null && Object.keys(value).length === 0,
-  presence_penalty: (value) => value === 0,
-  frequency_penalty: (value) => value === 0,
-  modalities: (value) => Array.isArray(value) && value.length === 1 && value[0] === 'text',
-  audio: () => false,
-  prediction: () => false,
-  functions: () => false,
-  function_call: () => false,
-  web_search_options: () => false,
-};
 
 /** Answers a chat completion request with `provider`; `signal` is aborted once the client's answer is done with. */
 export async function completeInProcess(
