@@ -207,53 +207,40 @@ describe('chat completions from backend events: tool calls, the messages given, 
       { type: 'text', text: 'ok' },
       { type: 'finish', reason: 'stop' },
     ]);
-    await client.chat.completions.create({
-      model: 'local',
-      messages: [
-        { role: 'developer', content: [{ type: 'text', text: 'Be brief.' }] },
-        {
-          role: 'user',
-          content: [
-            { type: 'text', text: 'What is here?' },
-            { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA', detail: 'low' } },
-          ],
-        },
-        {
-          role: 'assistant',
-          content: null,
-          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'look', arguments: '{}' } }],
-        },
-        { role: 'tool', tool_call_id: 'call_1', content: 'a lighthouse' },
+    // Given as they are: a user's parts, an assistant's calls, a tool's output, and the settings the backend takes.
+    const unchanged = [
+      {
+        role: 'user' as const,
+        content: [
+          { type: 'text' as const, text: 'What is here?' },
+          { type: 'image_url' as const, image_url: { url: 'data:image/png;base64,AAAA', detail: 'low' as const } },
+        ],
+      },
+      {
+        role: 'assistant' as const,
+        content: null,
+        tool_calls: [{ id: 'call_1', type: 'function' as const, function: { name: 'look', arguments: '{}' } }],
+      },
+      { role: 'tool' as const, tool_call_id: 'call_1', content: 'a lighthouse' },
+    ];
+    const settings = {
+      tools: [
+        { type: 'function' as const, function: { name: 'look', parameters: { type: 'object', properties: {} } } },
       ],
-      tools: [{ type: 'function', function: { name: 'look', parameters: { type: 'object', properties: {} } } }],
-      tool_choice: 'auto',
+      tool_choice: 'auto' as const,
       temperature: 0.2,
       max_tokens: 50,
-      response_format: { type: 'json_object' },
+      response_format: { type: 'json_object' as const },
+    };
+    await client.chat.completions.create({
+      model: 'local',
+      messages: [{ role: 'developer', content: [{ type: 'text', text: 'Be brief.' }] }, ...unchanged],
+      ...settings,
     });
     assert.deepEqual(provider.requests[0], {
       model: 'local',
-      messages: [
-        { role: 'system', content: 'Be brief.' },
-        {
-          role: 'user',
-          content: [
-            { type: 'text', text: 'What is here?' },
-            { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA', detail: 'low' } },
-          ],
-        },
-        {
-          role: 'assistant',
-          content: null,
-          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'look', arguments: '{}' } }],
-        },
-        { role: 'tool', tool_call_id: 'call_1', content: 'a lighthouse' },
-      ],
-      tools: [{ type: 'function', function: { name: 'look', parameters: { type: 'object', properties: {} } } }],
-      tool_choice: 'auto',
-      temperature: 0.2,
-      max_tokens: 50,
-      response_format: { type: 'json_object' },
+      messages: [{ role: 'system', content: 'Be brief.' }, ...unchanged],
+      ...settings,
     });
   });
 

@@ -80,22 +80,20 @@ export class Forwarder {
   }
 
   private url(baseUrl: string, path: string): URL {
-    const key = `${baseUrl} ${path}`;
-    let url = this.urls.get(key);
-    if (url === undefined) {
-      url = endpointUrl(baseUrl, path);
-      this.urls.set(key, url);
-    }
-    return url;
+    return once(this.urls, `${baseUrl} ${path}`, () => endpointUrl(baseUrl, path));
   }
 
   private key({ baseUrl, apiKey = 'unused' }: UpstreamEndpoint): Record<string, string> {
-    const key = `${baseUrl} ${apiKey}`;
-    let header = this.keys.get(key);
-    if (header === undefined) {
-      header = keyHeader(baseUrl, apiKey);
-      this.keys.set(key, header);
-    }
-    return header;
+    return once(this.keys, `${baseUrl} ${apiKey}`, () => keyHeader(baseUrl, apiKey));
   }
+}
+
+/** The value of `key` in `cache`, made the first time. */
+function once<T>(cache: Map<string, T>, key: string, make: () => T): T {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make();
+    cache.set(key, value);
+  }
+  return value;
 }
