@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.ts';
 import { ggufModelName, type ModelsConfig, type RouteConfig, routePrefix } from '../models-config.ts';
+import { listModels } from './openai-compatible/list-models.ts';
 import { OpenAICompatibleProvider } from './openai-compatible/openai-compatible-provider.ts';
 import type { ModelProvider } from './provider.ts';
 
@@ -18,6 +19,11 @@ export interface ModelRouter {
   unroutedReason(model: string): string;
   /** The models to list: the named routes, then a default GGUF model under its file name. */
   list(): ModelInfo[];
+  /**
+   * The models the default backend lists, when it is an OpenAI-compatible endpoint: every name it serves is served
+   * here too. Asked of it at most once a minute; one that does not answer lists none (and the log says why).
+   */
+  defaultModels(): Promise<ModelInfo[]>;
   /** `id` as GET /v1/models/{id} shows it: any name that has a route, named or through the default. */
   find(id: string): ModelInfo | undefined;
   /**
@@ -96,8 +102,23 @@ export async function createModelRouter(config: ModelsConfig, logger: Logger, me
     if (!routes.has(id)) listed.push({ id, created: fallback.created });
   }
 
+  let asked: { at: number; models: Promise<ModelInfo[]> } | undefined;
+  const defaultModels = (): Promise<ModelInfo[]> => {
+    const route = config.fallback;
+    if (route?.type !== 'openai-compatible') return Promise.resolve([]);
+    if (asked === undefined || Date.now() - asked.at >= DEFAULT_MODELS_TTL_MS) {
+      const models = listModels(route, started).catch((error: unknown) => {
+        logger.warn({ err: error, via: route.baseUrl }, "the default model backend's list of models could not be read");
+        return [];
+      });
+      asked = { at: Date.now(), models };
+    }
+    return asked.models;
+  };
+
   return {
     resolve: (model) => routes.get(model)?.provider ?? fallback?.provider,
+    defaultModels,
     unroutedReason: (model) =>
       config.routes.size === 0
         ? `No model backend is configured for model '${model}': set ASSISTD_UPSTREAM_BASE_URL to an OpenAI-compatible endpoint, ASSISTD_MODEL_FILE to a GGUF model, or route models with ASSISTD_MODELS_FILE.`
@@ -126,6 +147,9 @@ export async function createModelRouter(config: ModelsConfig, logger: Logger, me
     close: () => closeAll(backends),
   };
 }
+
+/** How long the default backend's list of models is kept. */
+const DEFAULT_MODELS_TTL_MS = 60_000;
 
 interface Backend {
   provider: ModelProvider;

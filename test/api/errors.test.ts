@@ -626,7 +626,11 @@ describe('errors', () => {
 function bareApp(
   store: Store,
   logger: pino.Logger,
-  models: Parameters<typeof buildApp>[0]['models'] = { list: () => [], find: () => undefined },
+  models: Parameters<typeof buildApp>[0]['models'] = {
+    list: () => [],
+    defaultModels: async () => [],
+    find: () => undefined,
+  },
 ) {
   const bus = new RunEventBus();
   return buildApp({

@@ -210,6 +210,27 @@ describe('OpenAI endpoints beside the Assistants API, passed on to the model bac
     assert.doesNotMatch(refused.message, /sk-upst/);
   });
 
+  test('GET /v1/models lists what the default backend lists, asking it at most once a minute', async () => {
+    upstream.models = [
+      { id: 'gpt-4o-mini', created: 1_721_172_741, owned_by: 'system' },
+      { id: 'text-embedding-3-small' },
+    ];
+    const listed = [];
+    for await (const model of client.models.list()) listed.push(model);
+    assert.deepEqual(
+      listed.map((model) => [model.id, model.object]),
+      [
+        ['gpt-4o-mini', 'model'],
+        ['text-embedding-3-small', 'model'],
+      ],
+    );
+    assert.equal(listed[0]!.created, 1_721_172_741);
+    assert.ok(Number.isInteger(listed[1]!.created), 'a model listed without a date gets one');
+    await client.models.list();
+    assert.equal(upstream.modelListRequests, 1, 'the list is kept for a minute');
+    assert.equal((await client.models.retrieve('gpt-4o-mini')).id, 'gpt-4o-mini');
+  });
+
   test('a base URL without /v1 works too, and the client key is still required', async () => {
     upstream.enqueue({ raw: JSON.stringify({ ok: true }), contentType: 'application/json' });
     const body = JSON.stringify({ model: 'gpt-4o-mini', messages: hi });
@@ -281,6 +302,14 @@ describe('pass-through: models routed elsewhere, in-process or nowhere', () => {
     await server?.close();
     await upstream?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('GET /v1/models lists the routes alone when there is no default backend', async () => {
+    const listed = await client.models.list();
+    assert.deepEqual(
+      listed.data.map((model) => model.id),
+      ['alias', 'local', 'down', 'slow'],
+    );
   });
 
   test("a route's upstream name for the model is sent in its place", async () => {

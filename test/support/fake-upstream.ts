@@ -199,6 +199,10 @@ export class FakeUpstream {
   onRequest: ((request: RecordedRequest) => void) | undefined;
   /** The vector `POST /v1/embeddings` answers for a text. */
   embed: (text: string) => number[] = conceptEmbedding(CONCEPTS);
+  /** What `GET /v1/models` lists; undefined: it is not served (404), as many endpoints do not serve it. */
+  models: Array<{ id: string; created?: number; owned_by?: string }> | undefined;
+  /** How many `GET /v1/models` came. */
+  modelListRequests = 0;
   /** Every `POST /v1/embeddings`, answered or not. */
   readonly embeddingRequests: Array<{ body: EmbeddingsBody; headers: IncomingHttpHeaders }> = [];
   private readonly embeddingErrors: ErrorReply[] = [];
@@ -349,6 +353,10 @@ export class FakeUpstream {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'POST' && path === '/v1/embeddings') return this.embeddings(req, res, Buffer.concat(chunks));
+    if (req.method === 'GET' && path === '/v1/models' && this.models !== undefined) {
+      this.modelListRequests += 1;
+      return sendJson(res, 200, { object: 'list', data: this.models.map((model) => ({ object: 'model', ...model })) });
+    }
     if (req.method !== 'POST' || path !== '/v1/chat/completions') {
       return sendJson(res, 404, {
         error: {

@@ -2,15 +2,21 @@ import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../../domain/errors.ts';
 import type { ModelInfo } from '../../providers/model-router.ts';
 
-/** What the models endpoints read: the routes of the model router. */
+/** What the models endpoints read: the routes of the model router, and what its default backend lists. */
 export interface ModelCatalog {
   list(): ModelInfo[];
+  defaultModels(): Promise<ModelInfo[]>;
   find(id: string): ModelInfo | undefined;
 }
 
 /** GET /v1/models and /v1/models/{id}, in the official `Model` shape. */
 export function registerModelRoutes(app: FastifyInstance, models: ModelCatalog): void {
-  app.get('/v1/models', async () => ({ object: 'list', data: models.list().map(serializeModel) }));
+  app.get('/v1/models', async () => {
+    const routed = models.list();
+    const named = new Set(routed.map((model) => model.id));
+    const served = (await models.defaultModels()).filter((model) => !named.has(model.id));
+    return { object: 'list', data: [...routed, ...served].map(serializeModel) };
+  });
 
   // Model ids may contain slashes (`meta-llama/Llama-3.1-8B`), as upstream's do: the id is the rest of the path, as
   // the router decoded it (once: `%2F` is a slash, `%25` a percent sign).
