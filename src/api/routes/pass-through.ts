@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ApiError, invalidRequest } from '../../domain/errors.ts';
 import type { Embedder } from '../../providers/embedder.ts';
 import type { ModelRouter, UpstreamEndpoint } from '../../providers/model-router.ts';
-import { upstreamMessage, withoutKey } from '../../providers/openai-compatible/chat-completions-client.ts';
+import { readText, upstreamMessage, withoutKey } from '../../providers/openai-compatible/chat-completions-client.ts';
 import { type ForwardedBody, Forwarder } from '../../providers/openai-compatible/forwarder.ts';
 import { clientGone, untilClientGone } from '../client-gone.ts';
 import { PASSED_THROUGH, PASSED_THROUGH_FORMS, passedThroughRoutes } from '../passed-through-paths.ts';
@@ -159,10 +159,7 @@ async function answer(reply: FastifyReply, response: IncomingMessage, apiKey: st
     if (PASSED_HEADERS.has(name) && value !== undefined) reply.header(name, value);
   reply.code(status);
   if (status < 300) return reply.send(response);
-  response.setEncoding('utf8');
-  let text = '';
-  for await (const piece of response) if (text.length <= MAX_ERROR_BODY) text += piece;
-  text = withoutKey(text, apiKey).slice(0, MAX_ERROR_BODY);
+  const text = withoutKey(await readText(response), apiKey).slice(0, MAX_ERROR_BODY);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

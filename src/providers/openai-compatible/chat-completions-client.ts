@@ -156,17 +156,27 @@ export class ChatCompletionsClient {
   }
 }
 
-/** A response's body that is not an event stream (an error, a page, a whole completion): JSON if it parses. */
-async function readBody(response: IncomingMessage): Promise<unknown> {
+/**
+ * A response's body as text, read to its end: its first MAX_BODY characters (and the rest of the piece that reached
+ * them), decoded as UTF-8 across pieces. A connection that fails midway gives what arrived.
+ */
+export async function readText(response: IncomingMessage): Promise<string> {
+  response.setEncoding('utf8');
   let text = '';
   try {
     // Not destroyed on `break`: after `[DONE]` the connection goes back to the agent (see `finally`).
     for await (const piece of response.iterator({ destroyOnReturn: false })) {
-      if (text.length < MAX_BODY) text += piece.toString();
+      if (text.length < MAX_BODY) text += piece;
     }
   } catch {
     // What arrived is all there is.
   }
+  return text;
+}
+
+/** A response's body that is not an event stream (an error, a page, a whole completion): JSON if it parses. */
+async function readBody(response: IncomingMessage): Promise<unknown> {
+  const text = await readText(response);
   try {
     return JSON.parse(text);
   } catch {
