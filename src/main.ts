@@ -167,6 +167,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
       files,
       maxRetries: config.runs.maxRetries,
       maxToolRounds: config.runs.maxToolRounds,
+      leaseMs: config.runs.leaseMs,
       gate,
     }),
   });

@@ -17,7 +17,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { registerMetricsRoute } from '../metrics/metrics-route.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunService } from '../runs/run-service.ts';
-import type { Scope, Store } from '../storage/store.ts';
+import { DatabaseUnavailable, type Scope, type Store } from '../storage/store.ts';
 import { Authenticator } from '../tenancy/authenticator.ts';
 import { ProjectService } from '../tenancy/project-service.ts';
 import type { VectorStoreService } from '../vector-stores/vector-store-service.ts';
@@ -172,7 +172,11 @@ export function buildApp({
   });
   observeResponses(app, metrics, logRequests);
   closeUnfinishedConnections(app, closing);
-  app.setErrorHandler((error, request, reply) => sendError(reply, toApiError(error, request.log)));
+  app.setErrorHandler((error, request, reply) => {
+    // The SDKs wait as long before they try again (their own backoff is shorter than a database restart).
+    if (error instanceof DatabaseUnavailable) reply.header('retry-after', '1');
+    return sendError(reply, toApiError(error, request.log));
+  });
   handleUnknownRoutes(app);
 
   app.get('/healthz', async (request, reply) => {
@@ -675,6 +679,13 @@ function toApiError(error: unknown, log: Logger | FastifyInstance['log']): ApiEr
       'Invalid Content-Type header: it names no media type. Send the JSON body with Content-Type: application/json.',
       { code: 'unsupported_media_type' },
     );
+  if (error instanceof DatabaseUnavailable) {
+    log.warn({ err: error.message }, 'a request failed: the database is unavailable');
+    return new ApiError(503, 'The database is unavailable at the moment; try again shortly.', {
+      type: 'server_error',
+      code: 'database_unavailable',
+    });
+  }
   const status = fastifyError.statusCode;
   if (status !== undefined && status >= 400 && status < 500)
     return new ApiError(status, fastifyError.message ?? 'Bad request.');

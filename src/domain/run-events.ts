@@ -100,6 +100,24 @@ export function serverClosingEvent(threadId: string, runId: string): RunStreamEv
   };
 }
 
+/**
+ * What a stream gets when the execution it follows stops short of the run's end or pause: its database went away
+ * for longer than the run's lease, or another worker took the run over. The run is not over: its next attempt
+ * (here or in another process) carries it on, and the client learns how to follow it, rather than the steps of a
+ * turn that was never stored being left open, or a second attempt's steps following them.
+ */
+export function runInterruptedEvent(threadId: string, runId: string): RunStreamEvent {
+  return {
+    event: 'error',
+    data: {
+      message: `The execution of run ${runId} was interrupted (its database was away too long, or another worker took the run over); the run is not over and goes on in a new attempt. Follow it with GET /v1/threads/${threadId}/runs/${runId}/events, or poll it.`,
+      type: 'server_error',
+      param: null,
+      code: 'run_interrupted',
+    },
+  };
+}
+
 /** The run events after which a stream of that run ends: it paused for tool outputs, or it is over. */
 export const RUN_STREAM_END: ReadonlySet<string> = new Set([
   'thread.run.requires_action',

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, notFound } from '../domain/errors.ts';
 import { type FunctionDefinition, type Message, type MessageContent, NO_PARAMETERS } from '../domain/objects.ts';
-import type { RunStreamEvent } from '../domain/run-events.ts';
+import { RUN_STREAM_END, type RunStreamEvent, runInterruptedEvent } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import type {
   FunctionToolCallDetails,
@@ -24,7 +24,16 @@ import {
   ProviderError,
 } from '../providers/provider.ts';
 import { retryDelayMs } from '../providers/retry-delay.ts';
-import type { ClaimedRun, RunLock, Scope, StopRequest, Store } from '../storage/store.ts';
+import {
+  type ClaimedRun,
+  DatabaseUnavailable,
+  type RunCommit,
+  type RunLock,
+  type Scope,
+  type StopRequest,
+  type Store,
+  whileUnavailable,
+} from '../storage/store.ts';
 import {
   allMade,
   type ServerTool,
@@ -57,6 +66,11 @@ export interface ExecutorOptions {
   logger: Logger;
   maxRetries: number;
   /**
+   * A worker's lease on a run (ASSISTD_WORKER_LEASE_S): how long a commit waits for a database that went away.
+   * After that another worker may take the run over.
+   */
+  leaseMs: number;
+  /**
    * How many rounds of server-side calls a run makes in a row (ASSISTD_MAX_TOOL_ROUNDS): the next turn may call no
    * tool, so that the model answers; a model that calls one even then fails the run.
    */
@@ -83,6 +97,8 @@ interface Execution {
   gatePassed: boolean;
   /** Called once, when the first model request is on its way or the execution stops before one (see `execute`). */
   asked: (() => void) | undefined;
+  /** Whether this execution has committed the run's end or pause: its streams have ended. */
+  ended: boolean;
 }
 
 /** What a change to the run records: the new run (or its transition), the objects with it, the events after it. */
@@ -146,6 +162,7 @@ export class RunExecutor {
       turnUsage: undefined,
       gatePassed,
       asked,
+      ended: false,
     };
     try {
       if (run.status === 'cancelling') return await this.finishCancel(x);
@@ -158,6 +175,8 @@ export class RunExecutor {
       await this.failUnexpectedly(x, error);
     } finally {
       this.options.bus.setLiveTurn(run.id, undefined);
+      if (!x.ended && interrupts(signal))
+        this.options.bus.publish(run.thread_id, run.id, runInterruptedEvent(run.thread_id, run.id));
       for (const tool of new Set(x.serverTools.values()))
         try {
           tool.executionEnded?.(run);
@@ -651,7 +670,7 @@ export class RunExecutor {
         progress: (delta) => publishDelta(delta),
       });
     } catch (error) {
-      if (x.signal.aborted) throw error;
+      if (x.signal.aborted || error instanceof DatabaseUnavailable) throw error;
       if (error instanceof ToolError) return { details: described, output: `Error: ${error.message}` };
       if (error instanceof ToolRunFailure)
         return this.end(x, { type: 'fail', error: { code: error.code, message: error.message } });
@@ -746,6 +765,12 @@ export class RunExecutor {
   }
 
   private async failUnexpectedly(x: Execution, error: unknown) {
+    if (error instanceof DatabaseUnavailable) {
+      // Not the run's failure: it is handed back for another attempt if the database is back already, and otherwise
+      // its lease lapses and a worker takes it again once the database is back.
+      this.options.logger.warn({ err: error.message, runId: x.run.id }, 'a run is left for another attempt');
+      return this.settle(x).catch(() => {});
+    }
     this.options.logger.error({ err: error, runId: x.run.id }, 'run execution failed unexpectedly');
     try {
       const run = await this.options.store.getRun(x.scope, x.run.thread_id, x.run.id);
@@ -769,15 +794,25 @@ export class RunExecutor {
    * execution's view (run, steps, messages) in step with what was committed; false when the fence failed.
    */
   private async commit(x: Execution, change: Change): Promise<boolean> {
-    const committed = await this.options.store.commitRun(x.scope, {
+    const commit: RunCommit = {
       run: change.run,
       expect: { status: x.run.status, lockedBy: x.workerId },
       ...(change.lock ? { lock: change.lock } : {}),
       steps: change.steps ?? [],
       messages: change.messages ?? [],
-    });
+    };
+    // A database that went away (a restart, a failover) is waited for, so that a model's answer is kept rather than
+    // asked again; as long as a lease lasts, after which another worker may take the run over. Trying again repeats
+    // the same upserts under the same fence: a commit that was applied before its connection was lost is applied
+    // again to the same effect, or refused by its fence if it changed the run's status.
+    const committed = await whileUnavailable(
+      () => this.options.store.commitRun(x.scope, commit),
+      Date.now() + this.options.leaseMs,
+      x.signal,
+    );
     if (!committed) return false;
     x.run = change.run;
+    x.ended = RUN_STREAM_END.has(`thread.run.${change.run.status}`);
     for (const step of change.steps ?? []) {
       const at = x.steps.findIndex((s) => s.id === step.id);
       if (at >= 0) x.steps[at] = step;
@@ -787,6 +822,15 @@ export class RunExecutor {
     if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, change.events);
     return true;
   }
+}
+
+/**
+ * Whether an execution that stopped short of the run's end or pause leaves its streams interrupted. A shutdown and
+ * a deletion end them with their own `error` event; a cancel or an expiry is ended (and announced) by whoever made
+ * it.
+ */
+function interrupts(signal: AbortSignal): boolean {
+  return !signal.aborted || signal.reason === 'lease_lost';
 }
 
 /**

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { StoredFile } from '../domain/files.ts';
 import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../domain/objects.ts';
 import { type ApiKey, DEFAULT_PROJECT_ID, type Project } from '../domain/projects.ts';
@@ -16,6 +17,36 @@ import type {
   VectorStoreView,
 } from '../domain/vector-stores.ts';
 import type { BlobStore } from './blobs/blob-store.ts';
+
+/**
+ * The database cannot be reached now (a restart, a failover, a network cut): what failed may succeed once it is
+ * back. Thrown by the stores whose database can go away (PostgreSQL), in place of the driver's error (`cause`).
+ * A statement whose connection was lost may or may not have been applied: only an idempotent write is retried.
+ */
+export class DatabaseUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(`the database is unavailable: ${cause instanceof Error ? cause.message || cause.name : String(cause)}`, {
+      cause,
+    });
+    this.name = 'DatabaseUnavailable';
+  }
+}
+
+/**
+ * `write`, tried again while the database is unavailable, after waits of 100 ms doubling up to a second, until
+ * `deadline` (epoch ms) or `signal`; then the last DatabaseUnavailable is thrown. Only for a write that is safe to
+ * repeat: one applied before its connection was lost is applied again.
+ */
+export async function whileUnavailable<T>(write: () => Promise<T>, deadline: number, signal?: AbortSignal): Promise<T> {
+  for (let waitMs = 100; ; waitMs = Math.min(waitMs * 2, 1000)) {
+    try {
+      return await write();
+    } catch (error) {
+      if (!(error instanceof DatabaseUnavailable) || signal?.aborted || Date.now() + waitMs > deadline) throw error;
+      await sleep(waitMs, undefined, { signal }).catch(() => {});
+    }
+  }
+}
 
 /**
  * Every object belongs to a project. Until API keys and projects arrive, all requests share one default project,

@@ -5,7 +5,14 @@ import { unixSeconds } from '../domain/clock.ts';
 import type { StoredFile } from '../domain/files.ts';
 import { newId } from '../domain/ids.ts';
 import type { Embedder } from '../providers/embedder.ts';
-import type { ChunkVectors, ClaimedIngestion, Scope, VectorStoreRecords } from '../storage/store.ts';
+import {
+  type ChunkVectors,
+  type ClaimedIngestion,
+  DatabaseUnavailable,
+  type Scope,
+  type VectorStoreRecords,
+  whileUnavailable,
+} from '../storage/store.ts';
 import type { Indexer } from '../vector-stores/indexer.ts';
 import { Wakeup } from './wakeup.ts';
 
@@ -109,7 +116,13 @@ export class IngestionWorker {
   private launch(ingestion: Ingestion): void {
     this.active.add(ingestion);
     void this.ingest(ingestion)
-      .catch((error: unknown) => this.options.logger.error({ err: error, fileId: ingestion.fileId }, 'indexing failed'))
+      .catch((error: unknown) => {
+        const { logger } = this.options;
+        // The file stays in progress: its lease lapses, and a worker indexes it again once the database is back.
+        if (error instanceof DatabaseUnavailable)
+          logger.warn({ err: error.message, fileId: ingestion.fileId }, 'indexing is left for another attempt');
+        else logger.error({ err: error, fileId: ingestion.fileId }, 'indexing failed');
+      })
       .finally(() => {
         this.active.delete(ingestion);
         this.wake();
@@ -126,6 +139,7 @@ export class IngestionWorker {
     try {
       found = await readFile(scope, fileId);
     } catch (error) {
+      if (error instanceof DatabaseUnavailable) throw error;
       logger.error({ err: error, fileId }, 'reading a file to index failed');
       await fail('server_error', 'The file could not be read from storage.');
       return;
@@ -155,6 +169,7 @@ export class IngestionWorker {
       );
     } catch (error) {
       if (over()) return;
+      if (error instanceof DatabaseUnavailable) throw error;
       const reason = error instanceof Error ? error.message : String(error);
       logger.error({ fileId, vectorStoreId, reason }, "embedding a file's chunks failed");
       await fail('server_error', `Computing the embeddings of the file's chunks failed: ${reason}`);
@@ -164,17 +179,17 @@ export class IngestionWorker {
     let committed = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        committed = await records.completeIngestion(
-          scope,
-          vectorStoreId,
-          fileId,
-          holder,
-          result.chunks,
-          result.usageBytes,
-          vectors,
+        // A database that went away is waited for as long as the lease lasts: the file's chunks and vectors are
+        // kept rather than made again. Trying again is safe: the commit is fenced on the lease.
+        committed = await whileUnavailable(
+          () =>
+            records.completeIngestion(scope, vectorStoreId, fileId, holder, result.chunks, result.usageBytes, vectors),
+          Date.now() + this.options.leaseMs,
+          this.closing.signal,
         );
         break;
       } catch (error) {
+        if (error instanceof DatabaseUnavailable) throw error;
         // A commit the database refuses every time (text it cannot store) would otherwise be redone from scratch at
         // every lapse of the lease, the file in progress forever: after a few tries, the file fails.
         logger.error({ err: error, fileId, vectorStoreId, attempt }, "storing an indexed file's chunks failed");

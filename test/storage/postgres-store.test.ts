@@ -6,8 +6,8 @@ import pg from 'pg';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { ApiError } from '../../src/domain/errors.ts';
 import { openStore } from '../../src/storage/open-store.ts';
+import { kyselyPool } from '../../src/storage/postgres/kysely-pool.ts';
 import { openPostgresStore, POSTGRES_CAPABILITIES } from '../../src/storage/postgres/open-postgres-store.ts';
-import { withPreparedStatements } from '../../src/storage/postgres/prepared-statements.ts';
 import type { SqlCapabilities } from '../../src/storage/sql/capabilities.ts';
 import type { Database } from '../../src/storage/sql/schema.ts';
 import { SqlStore, WITH_ATTACHMENTS } from '../../src/storage/sql/sql-store.ts';
@@ -200,7 +200,7 @@ if (adminUrl === undefined) {
       const database = await createTestDatabase(adminUrl);
       const pool = new pg.Pool({ connectionString: database.url, max: 1 });
       const db = new Kysely<{ t: { id: number; extra?: string } }>({
-        dialect: new PostgresDialect({ pool: withPreparedStatements(pool) }),
+        dialect: new PostgresDialect({ pool: kyselyPool(pool) }),
       });
       try {
         await sql`create table t (id integer)`.execute(db);

@@ -4,6 +4,7 @@ import { ConfigError } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
+import { kyselyPool } from './kysely-pool.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
@@ -25,7 +26,6 @@ import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
-import { withPreparedStatements } from './prepared-statements.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -99,7 +99,7 @@ export async function openPostgresStore(url: string, poolSize: number): Promise<
   // no listener Node would crash the process on the 'error' event. The next query opens a fresh connection, and if
   // the database is really gone, that query fails with the reason.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: withPreparedStatements(pool) }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
   try {
     await migrate(db);
   } catch (error) {

@@ -882,7 +882,7 @@ function fts5Index(): KeywordIndex {
  * The terms reach to_tsquery quoted as lexemes (`'word' | 'other'`); they hold letters, digits and marks only, so
  * the quoting is a formality, kept (with `'` and `\` escaped) so that nothing depends on that. The OR query is
  * what the GIN index answers; `matched` counts the per-term queries the chunk's vector satisfies. Arrays are bound
- * as parameters, so the statement's text — and its prepared statement (postgres/prepared-statements.ts) — is the
+ * as parameters, so the statement's text — and its prepared statement (postgres/kysely-pool.ts) — is the
  * same for every query. One statement per search. Its shape, measured on bench:search's 100,000-chunk store
  * (statement alone, named prepared statement, 200 queries of 1–4 words, limit 10; p50 / p99 ms, on a loaded 2-core
  * machine, so read the ratios):

@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import pg from 'pg';
+import { eventually } from '../support/eventually.ts';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { eventNames, postSse, type SseEvent } from '../support/sse.ts';
+import { TcpProxy } from '../support/tcp-proxy.ts';
+
+/**
+ * PostgreSQL goes away for a while under a running server (a restart, a failover, a network cut), simulated by a TCP
+ * proxy between the two that drops every connection and refuses new ones: requests meanwhile get a 503 that says
+ * so, and a run whose model turn ends in the outage commits it once the database is back, so that its stream goes
+ * on as if nothing had happened. An outage longer than the run's lease ends the stream with an `error` event saying
+ * the run goes on, and the run does go on.
+ */
+
+type Body = Record<string, unknown>;
+
+/** 20 words, one every 100 ms: a turn of two seconds, for the outage to fall into. */
+const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
+
+const postgresUrl = postgresUrlOrSkip();
+if (postgresUrl === undefined) test('database outages (PostgreSQL)', { skip: POSTGRES_SKIP_REASON }, () => {});
+else
+  describe('a database outage under a running server (PostgreSQL)', () => {
+    let upstream: FakeUpstream;
+    before(async () => {
+      upstream = await FakeUpstream.start();
+      upstream.setDefault({ text: WORDS, chunkDelayMs: 100 });
+    });
+    after(() => upstream.close());
+
+    /** A server on a fresh database reached through a proxy; `check` gets both, and everything is closed after. */
+    async function withServer(
+      env: Record<string, string>,
+      check: (server: TestServer, proxy: TcpProxy, database: TestDatabase) => Promise<void>,
+    ) {
+      const database: TestDatabase = await createTestDatabase(postgresUrl!);
+      const target = new URL(database.url);
+      const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+      const server = await startTestServer({
+        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+        ASSISTD_DATABASE_URL: proxy.through(database.url),
+        ...env,
+      });
+      try {
+        await check(server, proxy, database);
+      } finally {
+        await proxy.restore(); // a failed check may have left it cut
+        await server.close();
+        await proxy.close();
+        await database.drop();
+      }
+    }
+
+    /** Starts a streamed run; resolves with its events once the stream ends. `onDelta` is called at the first delta. */
+    async function streamedRun(server: TestServer, onDelta: (threadId: string) => Promise<void>) {
+      const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+      let cut: Promise<void> | undefined;
+      const events = await postSse(
+        `${server.url}/v1/threads/${thread.body.id}/runs`,
+        { assistant_id: assistant.body.id, stream: true },
+        (event: SseEvent) => {
+          if (event.event === 'thread.message.delta' && !cut) cut = onDelta(thread.body.id as string);
+        },
+      );
+      await cut;
+      return { events, threadId: thread.body.id as string, runId: events[0]!.data.id as string };
+    }
+
+    function streamedText(events: SseEvent[]): string {
+      return events
+        .filter((e) => e.event === 'thread.message.delta')
+        .map((e) => e.data.delta.content[0].text.value)
+        .join('');
+    }
+
+    test('a turn that ends while the database is away is committed when it is back: the stream goes on as usual', async () => {
+      await withServer({}, async (server, proxy) => {
+        const asked = upstream.requests.length;
+        const { events, threadId, runId } = await streamedRun(server, async (threadId) => {
+          await proxy.cut();
+          // The model's turn ends in the outage (its last word comes ~1.9 s after the first), and its commit fails
+          // for a while; meanwhile a request gets the 503 that says why.
+          const [request] = upstream.requests.slice(asked);
+          assert.equal(await upstream.waitForEnd(request!), 'finished');
+          const during = await server.api.get(`/v1/threads/${threadId}`);
+          assert.equal(during.status, 503);
+          assert.deepEqual(during.body, {
+            error: {
+              message: 'The database is unavailable at the moment; try again shortly.',
+              type: 'server_error',
+              param: null,
+              code: 'database_unavailable',
+            },
+          });
+          assert.equal(during.headers.get('retry-after'), '1');
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          await proxy.restore();
+        });
+        assert.deepEqual(eventNames(events), [
+          'thread.run.created',
+          'thread.run.queued',
+          'thread.run.in_progress',
+          'thread.run.step.created',
+          'thread.run.step.in_progress',
+          'thread.message.created',
+          'thread.message.in_progress',
+          'thread.message.delta*',
+          'thread.message.completed',
+          'thread.run.step.completed',
+          'thread.run.completed',
+          'done',
+        ]);
+        assert.equal(streamedText(events), WORDS.join(''));
+        // The model was asked once: its answer was kept, not asked again.
+        assert.equal(upstream.requests.length, asked + 1);
+        const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
+        assert.equal(run.body.status, 'completed');
+        const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
+        assert.deepEqual(
+          messages.body.data.map((m) => m.role),
+          ['assistant', 'user'],
+        );
+        assert.equal(
+          (messages.body.data[0]!.content as Array<{ text: { value: string } }>)[0]!.text.value,
+          WORDS.join(''),
+        );
+      });
+    });
+
+    test('a connection lost under a running statement fails that request with a 503, and the server goes on', async () => {
+      await withServer({}, async (server, proxy, database) => {
+        const thread = await server.api.post('/v1/threads', {});
+        // The update waits on a row lock held by another client (not through the proxy) while its connection is cut:
+        // pg reports such a loss on the connection itself, with no listener while the pool has it lent out.
+        const locker = new pg.Client({ connectionString: database.url });
+        await locker.connect();
+        try {
+          await locker.query('begin');
+          await locker.query('select id from threads where id = $1 for update', [thread.body.id]);
+          const update = server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { topic: 'pets' } });
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          await proxy.cut();
+          const failed = await update;
+          assert.equal(failed.status, 503, JSON.stringify(failed.body));
+          await proxy.restore();
+          await locker.query('commit');
+        } finally {
+          await locker.end();
+        }
+        const updated = await server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { topic: 'pets' } });
+        assert.equal(updated.status, 200);
+        assert.deepEqual(updated.body.metadata, { topic: 'pets' });
+      });
+    });
+
+    test('the official SDK retries through a short outage without a word to its program', async () => {
+      await withServer({}, async (server, proxy) => {
+        const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none' });
+        const assistant = await client.beta.assistants.create({ model: 'm' });
+        await proxy.cut();
+        setTimeout(() => void proxy.restore(), 1500);
+        const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'hi' }] });
+        const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+        assert.equal(run.status, 'completed');
+      });
+    });
+
+    test('a file indexed while the database is away is stored once it is back, its embeddings not asked again', async () => {
+      await withServer({ ASSISTD_EMBEDDINGS_MODEL: 'embedder' }, async (server, proxy) => {
+        const file = await server.api.upload('Cats and kittens purr.\n\nDogs and puppies bark.', 'pets.txt');
+        const store = await server.api.post('/v1/vector_stores', { name: 'pets' });
+        const asked = upstream.embeddingRequests.length;
+        // The database goes away as the file's vectors are computed: the commit that follows meets the outage.
+        const embed = upstream.embed;
+        let cut: Promise<void> | undefined;
+        upstream.embed = (text) => {
+          cut ??= proxy.cut();
+          return embed(text);
+        };
+        try {
+          const added = await server.api.post(`/v1/vector_stores/${store.body.id}/files`, { file_id: file.id });
+          assert.equal(added.status, 200, JSON.stringify(added.body));
+          await eventually('the outage', 10_000, () => (cut ? true : undefined));
+          await cut;
+          await new Promise((resolve) => setTimeout(resolve, 2500));
+          await proxy.restore();
+          const indexed = await eventually('the file to be indexed', 30_000, async () => {
+            const { body } = await server.api.get(`/v1/vector_stores/${store.body.id}/files/${file.id}`);
+            return body.status === 'in_progress' ? undefined : body;
+          });
+          assert.equal(indexed.status, 'completed', JSON.stringify(indexed.last_error));
+          assert.equal(upstream.embeddingRequests.length - asked, 1);
+        } finally {
+          upstream.embed = embed;
+        }
+      });
+    });
+
+    test('an outage longer than the lease ends the stream with an error saying the run goes on; it does', async () => {
+      await withServer({ ASSISTD_WORKER_LEASE_S: '1' }, async (server, proxy) => {
+        const asked = upstream.requests.length;
+        const { events, threadId, runId } = await streamedRun(server, async () => {
+          await proxy.cut();
+          const [request] = upstream.requests.slice(asked);
+          await upstream.waitForEnd(request!);
+          await new Promise((resolve) => setTimeout(resolve, 2500));
+          await proxy.restore();
+        });
+        const names = eventNames(events);
+        assert.deepEqual(names.slice(-3), ['thread.message.delta*', 'error', 'done']);
+        const error = {
+          message: `The execution of run ${runId} was interrupted (its database was away too long, or another worker took the run over); the run is not over and goes on in a new attempt. Follow it with GET /v1/threads/${threadId}/runs/${runId}/events, or poll it.`,
+          type: 'server_error',
+          param: null,
+          code: 'run_interrupted',
+        };
+        assert.deepEqual(events.at(-2)!.data, { ...error, error });
+        // The run goes on, once, and ends with one answer.
+        const run = await eventually('the run to complete', 30_000, async () => {
+          const { body } = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
+          return body.status === 'completed' ? body : undefined;
+        });
+        assert.equal(run.status, 'completed');
+        const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
+        assert.deepEqual(
+          messages.body.data.map((m) => [m.role, m.status]),
+          [
+            ['assistant', 'completed'],
+            ['user', 'completed'],
+          ],
+        );
+        const steps = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs/${runId}/steps`);
+        assert.deepEqual(
+          steps.body.data.map((s) => s.status),
+          ['completed'],
+        );
+      });
+    });
+  });
