@@ -123,7 +123,9 @@ export class RunWorker implements LocalExecution {
         } catch (error) {
           logger.error({ err: error }, 'claiming runs failed');
         }
-        for (const claim of claimed) this.launch(claim);
+        // A run executing here whose lease lapsed (its commit waiting for a database that was away) is claimed back
+        // by its own worker: the claim renewed its lease, and its execution goes on; a second one would ask again.
+        for (const claim of claimed) if (!this.executions.has(claim.run.id)) this.launch(claim);
       }
       // Every free slot filled: there may be more waiting. Otherwise all there was is claimed: wait for news.
       this.backlog = free <= 0 || claimed.length === free;

@@ -2,13 +2,13 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
  * A TCP proxy in front of a server (PostgreSQL, for the tests of a database outage): `cut()` drops every connection
- * through it and refuses new ones (ECONNREFUSED), as a database restart or a network cut does; `restore()` accepts
- * connections again on the same port. Only what goes through the proxy is cut: the server itself, and every other
- * test using it, go on.
+ * through it and, until `restore()`, hangs up on new ones as they come, as a database restart or a network cut
+ * does. It keeps its port meanwhile, so that no other test takes it. Only what goes through the proxy is cut: the
+ * server itself, and every other test using it, go on.
  */
 export class TcpProxy {
   readonly port: number;
-  private server: Server;
+  private readonly server: Server;
   private readonly target: { host: string; port: number };
   private readonly sockets = new Set<Socket>();
   private isCut = false;
@@ -21,10 +21,13 @@ export class TcpProxy {
 
   /** A proxy on a free port of 127.0.0.1 to `host:port`. */
   static async start(target: { host: string; port: number }): Promise<TcpProxy> {
-    const probe = createServer();
-    const port = await listen(probe, 0);
-    const proxy = new TcpProxy(probe, port, target);
-    probe.on('connection', (client) => proxy.pipe(client));
+    const server = createServer();
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    });
+    const proxy = new TcpProxy(server, port, target);
+    server.on('connection', (client) => proxy.accept(client));
     return proxy;
   }
 
@@ -36,28 +39,28 @@ export class TcpProxy {
     return proxied.toString();
   }
 
-  /** Drops every connection and refuses new ones until `restore()`. */
-  async cut(): Promise<void> {
-    if (this.isCut) return;
+  /** Drops every connection, and every new one until `restore()`. */
+  cut(): void {
     this.isCut = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
-    await closed;
   }
 
-  /** Accepts connections again, on the same port (if they were cut). */
-  async restore(): Promise<void> {
-    if (!this.isCut) return;
+  /** Passes connections on again. */
+  restore(): void {
     this.isCut = false;
-    this.server = createServer((client) => this.pipe(client));
-    await listen(this.server, this.port);
   }
 
   async close(): Promise<void> {
-    await this.cut();
+    this.cut();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private pipe(client: Socket): void {
+  private accept(client: Socket): void {
+    client.on('error', () => {});
+    if (this.isCut) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(this.target.port, this.target.host);
     for (const socket of [client, upstream]) {
       this.sockets.add(socket);
@@ -71,15 +74,4 @@ export class TcpProxy {
     client.pipe(upstream);
     upstream.pipe(client);
   }
-}
-
-function listen(server: Server, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      const address = server.address();
-      resolve(typeof address === 'object' && address ? address.port : port);
-    });
-  });
 }

@@ -57,3 +57,39 @@ test('renewing the leases of 2,000 runs lets the event loop go round (streams ke
   const turns = new Set(renewedInTurn).size;
   assert.ok(turns >= 5, `the renewals of ${RUNS} runs ran in ${turns} turn(s) of the event loop`);
 });
+
+test('a run executing here whose lease lapsed, claimed back by its own worker, is not executed a second time', async () => {
+  // As after a database outage: the execution is still waiting to commit when the worker's next claim finds the run's
+  // lease lapsed, and claims it (for this worker again).
+  const run = { id: 'run_lapsed', thread_id: 'thread_lapsed', status: 'in_progress' } as Run;
+  let claims = 0;
+  const store = {
+    claimRuns: async (workerId: string) => {
+      claims += 1;
+      return [{ scope: DEFAULT_SCOPE, run, lock: { lockedBy: workerId, lockedUntil: Date.now() + 1000 } }];
+    },
+    renewLease: async () => 'in_progress',
+    runsDueForExpiry: async () => [],
+  } as unknown as Store;
+  let executions = 0;
+  const executor = {
+    execute: (_claim: unknown, _worker: string, signal: AbortSignal) => {
+      executions += 1;
+      return new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+    },
+  } as unknown as RunExecutor;
+  const worker = new RunWorker({
+    store,
+    bus: new RunEventBus(),
+    executor,
+    logger: pino({ level: 'silent' }),
+    concurrency: 4,
+    leaseMs: 1000,
+    pollMs: 10,
+    sweepMs: 60_000,
+  });
+  worker.start();
+  while (claims < 5) await new Promise((resolve) => setTimeout(resolve, 10));
+  await worker.close();
+  assert.equal(executions, 1);
+});

@@ -72,6 +72,7 @@ function unavailableIfLost(error: unknown): never {
 /** Node's errors for a connection refused, cut or not routable, and a host name not resolved (yet). */
 const NETWORK_ERRORS = new Set([
   'ECONNREFUSED',
+  'EADDRNOTAVAIL',
   'ECONNRESET',
   'EPIPE',
   'ETIMEDOUT',
@@ -99,5 +100,7 @@ export function isConnectionLoss(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && (NETWORK_ERRORS.has(code) || GOING_AWAY.has(code) || code.startsWith('08')))
     return true;
+  // A host name with several addresses: one error per address tried (Node names the first one's code only).
+  if (error instanceof AggregateError) return error.errors.some(isConnectionLoss);
   return code === undefined && LOST.test(error.message);
 }
