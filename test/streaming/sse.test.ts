@@ -4,29 +4,9 @@ import pg from 'pg';
 import { FakeUpstream, type TextReply } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
-import { eventNames, postSse, readSse, type SseEvent } from '../support/sse.ts';
+import { ANSWERED, eventNames, MESSAGE_TURN, postSse, readSse, type SseEvent } from '../support/sse.ts';
 
 const tool = { type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } };
-
-const MESSAGE_TURN = [
-  'thread.run.step.created',
-  'thread.run.step.in_progress',
-  'thread.message.created',
-  'thread.message.in_progress',
-  'thread.message.delta*',
-  'thread.message.completed',
-  'thread.run.step.completed',
-];
-
-/** A run that answers, streamed from its creation. */
-const ANSWERED = [
-  'thread.run.created',
-  'thread.run.queued',
-  'thread.run.in_progress',
-  ...MESSAGE_TURN,
-  'thread.run.completed',
-  'done',
-];
 
 function textOf(events: SseEvent[]): string {
   return events

@@ -57,3 +57,24 @@ export function eventNames(events: SseEvent[]): string[] {
   }
   return names;
 }
+
+/** The events of a model turn that writes a message, as eventNames lists them. */
+export const MESSAGE_TURN = [
+  'thread.run.step.created',
+  'thread.run.step.in_progress',
+  'thread.message.created',
+  'thread.message.in_progress',
+  'thread.message.delta*',
+  'thread.message.completed',
+  'thread.run.step.completed',
+];
+
+/** A run that answers, streamed from its creation. */
+export const ANSWERED = [
+  'thread.run.created',
+  'thread.run.queued',
+  'thread.run.in_progress',
+  ...MESSAGE_TURN,
+  'thread.run.completed',
+  'done',
+];
