@@ -173,9 +173,17 @@ export function buildApp({
   observeResponses(app, metrics, logRequests);
   closeUnfinishedConnections(app, closing);
   app.setErrorHandler((error, request, reply) => {
+    if (!(error instanceof DatabaseUnavailable)) return sendError(reply, toApiError(error, request.log));
+    request.log.warn({ err: error.message }, 'a request failed: the database is unavailable');
     // The SDKs wait as long before they try again (their own backoff is shorter than a database restart).
-    if (error instanceof DatabaseUnavailable) reply.header('retry-after', '1');
-    return sendError(reply, toApiError(error, request.log));
+    reply.header('retry-after', '1');
+    return sendError(
+      reply,
+      new ApiError(503, 'The database is unavailable at the moment; try again shortly.', {
+        type: 'server_error',
+        code: 'database_unavailable',
+      }),
+    );
   });
   handleUnknownRoutes(app);
 
@@ -679,13 +687,6 @@ function toApiError(error: unknown, log: Logger | FastifyInstance['log']): ApiEr
       'Invalid Content-Type header: it names no media type. Send the JSON body with Content-Type: application/json.',
       { code: 'unsupported_media_type' },
     );
-  if (error instanceof DatabaseUnavailable) {
-    log.warn({ err: error.message }, 'a request failed: the database is unavailable');
-    return new ApiError(503, 'The database is unavailable at the moment; try again shortly.', {
-      type: 'server_error',
-      code: 'database_unavailable',
-    });
-  }
   const status = fastifyError.statusCode;
   if (status !== undefined && status >= 400 && status < 500)
     return new ApiError(status, fastifyError.message ?? 'Bad request.');
