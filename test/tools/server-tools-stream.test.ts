@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
-import { eventNames, postSse, type SseEvent } from '../support/sse.ts';
+import { eventNames, MESSAGE_TURN, postSse, type SseEvent } from '../support/sse.ts';
 import { type AddTool, addCall, addTool } from '../support/test-tools.ts';
 import { createValidatingFetch, type ValidatingFetch } from '../support/validating-fetch.ts';
 
@@ -361,13 +361,7 @@ describe('server-side tools, streamed', () => {
       'thread.run.step.completed',
       'thread.run.queued',
       'thread.run.in_progress',
-      'thread.run.step.created',
-      'thread.run.step.in_progress',
-      'thread.message.created',
-      'thread.message.in_progress',
-      'thread.message.delta*',
-      'thread.message.completed',
-      'thread.run.step.completed',
+      ...MESSAGE_TURN,
       'thread.run.completed',
       'done',
     ]);
