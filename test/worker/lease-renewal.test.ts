@@ -5,9 +5,25 @@ import type { Run } from '../../src/domain/runs.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import type { RunExecutor } from '../../src/runs/run-executor.ts';
 import { DEFAULT_SCOPE, type Store } from '../../src/storage/store.ts';
-import { RunWorker } from '../../src/worker/run-worker.ts';
+import { RunWorker, type RunWorkerOptions } from '../../src/worker/run-worker.ts';
 import { countTurns, type TurnCounter } from '../support/event-loop.ts';
 import { busy } from '../support/processes.ts';
+
+/** A worker on a fake store and executor, with no expiry sweep to speak of and no log. */
+function testWorker(
+  store: Store,
+  executor: RunExecutor,
+  options: Pick<RunWorkerOptions, 'concurrency' | 'leaseMs' | 'pollMs'>,
+): RunWorker {
+  return new RunWorker({
+    store,
+    bus: new RunEventBus(),
+    executor,
+    logger: pino({ level: 'silent' }),
+    sweepMs: 60_000,
+    ...options,
+  });
+}
 
 test('renewing the leases of 2,000 runs lets the event loop go round (streams keep flowing meanwhile)', async () => {
   const RUNS = 2000;
@@ -33,15 +49,7 @@ test('renewing the leases of 2,000 runs lets the event loop go round (streams ke
     execute: (_claim: unknown, _worker: string, signal: AbortSignal) =>
       new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve())),
   } as unknown as RunExecutor;
-  const worker = new RunWorker({
-    store,
-    bus: new RunEventBus(),
-    executor,
-    logger: pino({ level: 'silent' }),
-    concurrency: 0,
-    leaseMs: 300, // renewed every 100 ms
-    sweepMs: 60_000,
-  });
+  const worker = testWorker(store, executor, { concurrency: 0, leaseMs: 300 }); // renewed every 100 ms
   worker.start();
   for (let i = 0; i < RUNS; i++)
     worker.adopt({
@@ -78,16 +86,7 @@ test('a run executing here whose lease lapsed, claimed back by its own worker, i
       return new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
     },
   } as unknown as RunExecutor;
-  const worker = new RunWorker({
-    store,
-    bus: new RunEventBus(),
-    executor,
-    logger: pino({ level: 'silent' }),
-    concurrency: 4,
-    leaseMs: 1000,
-    pollMs: 10,
-    sweepMs: 60_000,
-  });
+  const worker = testWorker(store, executor, { concurrency: 4, leaseMs: 1000, pollMs: 10 });
   worker.start();
   while (claims < 5) await new Promise((resolve) => setTimeout(resolve, 10));
   await worker.close();
