@@ -14,7 +14,15 @@ export type StorageConfig =
       url: string;
       /** The most connections this process opens to PostgreSQL. */
       poolSize: number;
+      /**
+       * How long a connection may leave a statement or a connection attempt unanswered before it is given up as
+       * dead (kysely-pool.ts): a database gone without closing its connections never answers them at all.
+       */
+      timeoutMs: number;
     };
+
+/** ASSISTD_DATABASE_TIMEOUT_S's default: far above any statement of assistd's, far below TCP's own give-up (minutes). */
+export const DEFAULT_DATABASE_TIMEOUT_MS = 30_000;
 
 export interface Config {
   host: string;
@@ -102,6 +110,12 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     name: 'ASSISTD_DATABASE_POOL',
     default: '10',
     description: 'the most PostgreSQL connections this process opens (ignored with SQLite)',
+  },
+  {
+    name: 'ASSISTD_DATABASE_TIMEOUT_S',
+    default: String(DEFAULT_DATABASE_TIMEOUT_MS / 1000),
+    description:
+      'a PostgreSQL statement or connection attempt unanswered this long gives its connection up as dead; the request gets a 503',
   },
   {
     name: 'ASSISTD_API_KEY',
@@ -447,7 +461,12 @@ function parseStorage(env: Env, dataDir: string): StorageConfig {
       'ASSISTD_DATABASE_URL',
       `unsupported scheme '${parsed.protocol}' (expected postgres://…; leave it unset to use SQLite in ASSISTD_DATA_DIR).`,
     );
-  return { kind: 'postgres', url, poolSize: integer(env, 'ASSISTD_DATABASE_POOL', 10, 1, 1000) };
+  return {
+    kind: 'postgres',
+    url,
+    poolSize: integer(env, 'ASSISTD_DATABASE_POOL', 10, 1, 1000),
+    timeoutMs: integer(env, 'ASSISTD_DATABASE_TIMEOUT_S', DEFAULT_DATABASE_TIMEOUT_MS / 1000, 1, 3600) * 1000,
+  };
 }
 
 /** `*`, or origins as a browser sends them (`https://app.example.com`, `http://localhost:3000`): scheme, host, port. */

@@ -12,7 +12,7 @@ export async function openStore(storage: StorageConfig): Promise<Store> {
     }
     case 'postgres': {
       const { openPostgresStore } = await import('./postgres/open-postgres-store.ts');
-      return openPostgresStore(storage.url, storage.poolSize);
+      return openPostgresStore(storage.url, storage.poolSize, storage.timeoutMs);
     }
   }
 }

@@ -48,8 +48,11 @@ else
       });
       try {
         await check(server, proxy, database);
+      } catch (error) {
+        proxy.cut(); // what still waits on a silenced connection fails, so that the server can close
+        throw error;
       } finally {
-        proxy.restore(); // a failed check may have left it cut
+        proxy.restore(); // a failed check may have left it cut or stalled
         await server.close();
         await proxy.close();
         await database.drop();
@@ -131,12 +134,9 @@ else
           await locker.query('begin');
           await locker.query('select id from threads where id = $1 for update', [thread.body.id]);
           const update = server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { topic: 'pets' } });
-          await eventually('the update to wait on the lock', 10_000, async () => {
-            const { rows } = await locker.query(
-              "select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
-            );
-            return rows.length > 0 ? true : undefined;
-          });
+          await eventually('the update to wait on the lock', 10_000, async () =>
+            (await lockWaits(database)) > 0 ? true : undefined,
+          );
           proxy.cut();
           const failed = await update;
           assert.equal(failed.status, 503, JSON.stringify(failed.body));
@@ -191,6 +191,130 @@ else
         } finally {
           upstream.embed = embed;
         }
+      });
+    });
+
+    /** `pending`, failing the test if it does not settle within `timeoutMs`: a request that hangs is what is tested. */
+    async function within<T>(what: string, timeoutMs: number, pending: Promise<T>): Promise<T> {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        return await Promise.race([pending, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+
+    /**
+     * The sessions on `database` that match `where`, by pid, read on a connection of their own (within a transaction,
+     * pg_stat_activity would show the same snapshot every time).
+     */
+    async function sessions(database: TestDatabase, where: string): Promise<number[]> {
+      const client = new pg.Client({ connectionString: database.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ pid: number }>(
+          `select pid from pg_stat_activity where datname = current_database() and ${where}`,
+        );
+        return rows.map((row) => row.pid);
+      } finally {
+        await client.end();
+      }
+    }
+
+    /** The sessions LISTENing for this database's signals (PgSignals). */
+    const listeners = (database: TestDatabase) => sessions(database, "query = 'listen assistd_runs'");
+    /** How many sessions wait on a lock. */
+    const lockWaits = async (database: TestDatabase) => (await sessions(database, "wait_event_type = 'Lock'")).length;
+
+    // A database that stops answering without closing its connections (a failover, a host or a network gone): the
+    // proxy's stall(). Nothing fails on its own; the server's timeout (ASSISTD_DATABASE_TIMEOUT_S) is what notices.
+    const SILENCE_TIMEOUT = { ASSISTD_DATABASE_TIMEOUT_S: '1' };
+
+    test('a database that stops answering gets requests a 503, not a hang; once it is back, the silent connections are not used', async () => {
+      await withServer({ ...SILENCE_TIMEOUT, ASSISTD_DATABASE_POOL: '20' }, async (server, proxy, database) => {
+        const thread = await server.api.post('/v1/threads', {});
+        // Ten connections open in the pool, all of them silenced by the stall: updates that wait together on row
+        // locks each hold one. More than the server's own polling takes (and so gives up) while the stall lasts.
+        const threads = await Promise.all(Array.from({ length: 10 }, () => server.api.post('/v1/threads', {})));
+        const locker = new pg.Client({ connectionString: database.url });
+        locker.on('error', () => {});
+        await locker.connect();
+        try {
+          await locker.query('begin');
+          await locker.query('select id from threads where id = any($1) for update', [threads.map((t) => t.body.id)]);
+          const updates = threads.map((t) => server.api.post(`/v1/threads/${t.body.id}`, { metadata: { a: 'b' } }));
+          await eventually('the updates to wait on the locks', 10_000, async () =>
+            (await lockWaits(database)) >= 10 ? true : undefined,
+          );
+          await locker.query('commit');
+          assert.deepEqual(
+            (await Promise.all(updates)).map((r) => r.status),
+            Array(10).fill(200),
+          );
+        } finally {
+          await locker.end();
+        }
+        proxy.stall();
+        const during = await within(
+          'a request to a silent database',
+          10_000,
+          server.api.get(`/v1/threads/${thread.body.id}`),
+        );
+        assert.equal(during.status, 503, JSON.stringify(during.body));
+        assert.equal((during.body.error as Body).code, 'database_unavailable');
+        proxy.restore();
+        // A silent connection taken from the pool now would cost its request the timeout and a 503: none is.
+        for (let i = 0; i < 12; i++) {
+          const after = await within(
+            'a request once the database is back',
+            10_000,
+            server.api.get(`/v1/threads/${thread.body.id}`),
+          );
+          assert.equal(after.status, 200, `request ${i}: ${JSON.stringify(after.body)}`);
+        }
+      });
+    });
+
+    test('a turn that ends while the database does not answer is committed once it does: the stream goes on as usual', async () => {
+      await withServer(SILENCE_TIMEOUT, async (server, proxy) => {
+        const asked = upstream.requests.length;
+        const streamed = streamedRun(server, async () => {
+          proxy.stall();
+          const [request] = upstream.requests.slice(asked);
+          assert.equal(await upstream.waitForEnd(request!), 'finished');
+          await new Promise((resolve) => setTimeout(resolve, 1500)); // the commit's statement goes unanswered, then a connection attempt
+          proxy.restore();
+        });
+        const { events, threadId, runId } = await within('the stream', 30_000, streamed);
+        assert.deepEqual(eventNames(events), ANSWERED);
+        assert.equal(streamedText(events), WORDS.join(''));
+        assert.equal(upstream.requests.length, asked + 1);
+        const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
+        assert.equal(run.body.status, 'completed');
+      });
+    });
+
+    test('a listening connection that stops answering is given up and opened again', async () => {
+      await withServer(SILENCE_TIMEOUT, async (server, proxy, database) => {
+        const [before] = await eventually('the server to listen', 10_000, async () => {
+          const pids = await listeners(database);
+          return pids.length === 1 ? pids : undefined;
+        });
+        proxy.stall();
+        // Given up: its session ends, as the proxy closes the other side of a connection closed on this one.
+        await eventually('the silent listener to be given up', 10_000, async () =>
+          (await listeners(database)).includes(before!) ? undefined : true,
+        );
+        proxy.restore();
+        const [again] = await eventually('the server to listen again', 10_000, async () => {
+          const pids = await listeners(database);
+          return pids.length === 1 ? pids : undefined;
+        });
+        assert.notEqual(again, before);
+        assert.equal((await server.api.post('/v1/threads', {})).status, 200);
       });
     });
 

@@ -19,14 +19,27 @@ import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../
 const adminUrl = postgresUrlOrSkip();
 const scope: Scope = { projectId: 'proj_pg' };
 
-test('ASSISTD_DATABASE_POOL sizes the PostgreSQL pool and is validated like the other integer settings', () => {
+test('ASSISTD_DATABASE_POOL and ASSISTD_DATABASE_TIMEOUT_S size the pool and its timeout, validated like the other integer settings', () => {
   const url = 'postgres://u:secret@db.example:5432/assistd';
-  assert.deepEqual(loadConfig({ ASSISTD_DATABASE_URL: url }).storage, { kind: 'postgres', url, poolSize: 10 });
-  for (const bad of ['0', 'ten', '-1', '1001'])
-    assert.throws(
-      () => loadConfig({ ASSISTD_DATABASE_URL: url, ASSISTD_DATABASE_POOL: bad }),
-      (e: ConfigError) => e instanceof ConfigError && e.setting === 'ASSISTD_DATABASE_POOL',
-    );
+  assert.deepEqual(loadConfig({ ASSISTD_DATABASE_URL: url }).storage, {
+    kind: 'postgres',
+    url,
+    poolSize: 10,
+    timeoutMs: 30_000,
+  });
+  assert.deepEqual(
+    loadConfig({ ASSISTD_DATABASE_URL: url, ASSISTD_DATABASE_POOL: '4', ASSISTD_DATABASE_TIMEOUT_S: '5' }).storage,
+    { kind: 'postgres', url, poolSize: 4, timeoutMs: 5000 },
+  );
+  for (const [setting, bad] of [
+    ['ASSISTD_DATABASE_POOL', ['0', 'ten', '-1', '1001']],
+    ['ASSISTD_DATABASE_TIMEOUT_S', ['0', '1.5', '3601']],
+  ] as const)
+    for (const value of bad)
+      assert.throws(
+        () => loadConfig({ ASSISTD_DATABASE_URL: url, [setting]: value }),
+        (e: ConfigError) => e instanceof ConfigError && e.setting === setting,
+      );
   assert.equal(loadConfig({ ASSISTD_DATABASE_POOL: 'ignored with SQLite' }).storage.kind, 'sqlite');
 });
 
@@ -164,7 +177,7 @@ if (adminUrl === undefined) {
       refused.port = '1';
       for (const url of [missing.toString(), refused.toString()]) {
         const storage = loadConfig({ ASSISTD_DATABASE_URL: url, ASSISTD_DATABASE_POOL: '3' }).storage;
-        assert.deepEqual(storage, { kind: 'postgres', url, poolSize: 3 });
+        assert.deepEqual(storage, { kind: 'postgres', url, poolSize: 3, timeoutMs: 30_000 });
         await assert.rejects(openStore(storage), (e: Error) => {
           assert.ok(e instanceof ConfigError, String(e));
           assert.equal(e.setting, 'ASSISTD_DATABASE_URL');
@@ -200,7 +213,7 @@ if (adminUrl === undefined) {
       const database = await createTestDatabase(adminUrl);
       const pool = new pg.Pool({ connectionString: database.url, max: 1 });
       const db = new Kysely<{ t: { id: number; extra?: string } }>({
-        dialect: new PostgresDialect({ pool: kyselyPool(pool) }),
+        dialect: new PostgresDialect({ pool: kyselyPool(pool, 10_000) }),
       });
       try {
         await sql`create table t (id integer)`.execute(db);

@@ -1,17 +1,25 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
- * A TCP proxy in front of a server (PostgreSQL, for the tests of a database outage): `cut()` drops every connection
- * through it and, until `restore()`, hangs up on new ones as they come, as a database restart or a network cut
- * does. It keeps its port meanwhile, so that no other test takes it. Only what goes through the proxy is cut: the
- * server itself, and every other test using it, go on.
+ * A TCP proxy in front of a server (PostgreSQL, for the tests of a database outage). Two ways to fail, as a database
+ * can:
+ * - `cut()` drops every connection through it and, until `restore()`, hangs up on new ones as they come, as a
+ *   database restart or a refused connection does;
+ * - `stall()` leaves every connection open and silent from then on, and new ones too until `restore()`: a failover,
+ *   or a host or network gone without a trace, where nothing ever answers again on a connection that was open.
+ *   Silenced connections stay silent after `restore()`; only new ones are passed on.
+ *
+ * It keeps its port meanwhile, so that no other test takes it. Only what goes through the proxy fails: the server
+ * itself, and every other test using it, go on.
  */
 export class TcpProxy {
   readonly port: number;
   private readonly server: Server;
   private readonly target: { host: string; port: number };
   private readonly sockets = new Set<Socket>();
-  private isCut = false;
+  /** The pairs passing bytes on, each as the function that silences it. */
+  private readonly live = new Set<() => void>();
+  private state: 'passing' | 'cut' | 'stalled' = 'passing';
 
   private constructor(server: Server, port: number, target: { host: string; port: number }) {
     this.server = server;
@@ -41,13 +49,20 @@ export class TcpProxy {
 
   /** Drops every connection, and every new one until `restore()`. */
   cut(): void {
-    this.isCut = true;
+    this.state = 'cut';
     for (const socket of this.sockets) socket.destroy();
   }
 
-  /** Passes connections on again. */
+  /** Silences every connection for good, and every new one until `restore()`: none is closed. */
+  stall(): void {
+    this.state = 'stalled';
+    for (const silence of this.live) silence();
+    this.live.clear();
+  }
+
+  /** Passes new connections on again. */
   restore(): void {
-    this.isCut = false;
+    this.state = 'passing';
   }
 
   async close(): Promise<void> {
@@ -57,20 +72,34 @@ export class TcpProxy {
 
   private accept(client: Socket): void {
     client.on('error', () => {});
-    if (this.isCut) {
+    if (this.state === 'cut') {
       client.destroy();
       return;
     }
+    this.sockets.add(client);
+    client.once('close', () => this.sockets.delete(client));
+    if (this.state === 'stalled') {
+      client.resume(); // accepted, and never answered
+      return;
+    }
     const upstream = connect(this.target.port, this.target.host);
-    for (const socket of [client, upstream]) {
-      this.sockets.add(socket);
-      socket.on('error', () => {});
+    this.sockets.add(upstream);
+    upstream.on('error', () => {});
+    // What either side sends from then on is read and dropped: each still sees the other one close.
+    const silence = () => {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.resume();
+      upstream.resume();
+    };
+    this.live.add(silence);
+    for (const socket of [client, upstream])
       socket.once('close', () => {
         this.sockets.delete(socket);
+        this.live.delete(silence);
         client.destroy();
         upstream.destroy();
       });
-    }
     client.pipe(upstream);
     upstream.pipe(client);
   }

@@ -1,5 +1,5 @@
 import type { PostgresCursor, PostgresPool, PostgresPoolClient } from 'kysely';
-import type pg from 'pg';
+import pg from 'pg';
 import { DatabaseUnavailable } from '../store.ts';
 
 /** Distinct statements given a name; the rest (rare shapes) run unnamed. */
@@ -8,7 +8,7 @@ const CAPACITY = 256;
 const FEATURE_NOT_SUPPORTED = '0A000';
 
 /**
- * The pool Kysely uses. Two things differ from pg's own:
+ * The pool every statement of the store goes through (Kysely's, and PgSignals' own). Three things differ from pg's:
  *
  * - Every statement that has parameters runs as a named prepared statement: PostgreSQL parses and plans it once per
  *   connection instead of on every call (planning was about 0.3 ms of a run's short statements, measured by
@@ -18,8 +18,13 @@ const FEATURE_NOT_SUPPORTED = '0A000';
  * - A connection that cannot be made or is lost (isConnectionLoss) fails with DatabaseUnavailable, which the API
  *   answers with a 503 and the run executor waits out; any other failure stays the driver's own error. A connection
  *   lost while lent out never crashes the process.
+ * - A statement unanswered for `timeoutMs` gives its connection up (answerWithin), which fails it with
+ *   DatabaseUnavailable: a database that went away without closing its connections (a failover, a host or a network
+ *   gone) never answers on them, and TCP alone takes many minutes to say so, or never does on an idle one. The
+ *   connections opened before that are given up too, when next taken from the pool, unused: they lead to the same
+ *   place. The pool's connection attempts have the same limit (`connectingWithin`).
  */
-export function kyselyPool(pool: pg.Pool): PostgresPool {
+export function kyselyPool(pool: pg.Pool, timeoutMs: number): PostgresPool {
   const names = new Map<string, string>();
   const unnamed = new Set<string>();
   const nameOf = (sql: string): string | undefined => {
@@ -31,13 +36,29 @@ export function kyselyPool(pool: pg.Pool): PostgresPool {
     }
     return name;
   };
+  /** Connections given up for want of an answer so far; each connection is stamped with the count when it opened. */
+  let silences = 0;
+  const stamps = new WeakMap<pg.PoolClient, number>();
+  const connect = async (): Promise<pg.PoolClient> => {
+    for (;;) {
+      const client = await pool.connect().catch(unavailableIfLost);
+      const stamp = stamps.get(client);
+      if (stamp === silences) return client;
+      if (stamp === undefined) {
+        // pg's pool listens for a connection's errors only while it is idle: one lost while lent out (a restart under
+        // a running statement) would be emitted with no listener, which would crash the process. The statement fails
+        // with it anyway, and the pool drops the connection when it comes back.
+        client.on('error', ignore);
+        stamps.set(client, silences);
+        return client;
+      }
+      giveUp(client, 'opened before a connection went silent');
+      client.release(true);
+    }
+  };
   return {
     connect: async () => {
-      const client = await pool.connect().catch(unavailableIfLost);
-      // pg's pool listens for a connection's errors only while it is idle: one lost while lent out (a restart under a
-      // running statement) is emitted with no listener, which would crash the process. The statement fails with it
-      // anyway, and the pool drops the connection when it comes back.
-      client.on('error', ignore);
+      const client = await connect();
       const query = (sql: string, values: unknown[]) => {
         const name = values.length > 0 ? nameOf(sql) : undefined;
         if (name === undefined) return client.query(sql, values);
@@ -50,17 +71,53 @@ export function kyselyPool(pool: pg.Pool): PostgresPool {
       const wrapped: PostgresPoolClient = {
         query: ((sql: string | PostgresCursor<unknown>, parameters?: ReadonlyArray<unknown>) => {
           if (typeof sql !== 'string') return client.query(sql as never);
-          return query(sql, parameters ? [...parameters] : []).catch(unavailableIfLost);
+          const answered = answerWithin(client, timeoutMs, query(sql, parameters ? [...parameters] : []), () => {
+            silences++;
+          });
+          return answered.catch(unavailableIfLost);
         }) as unknown as PostgresPoolClient['query'],
-        release: () => {
-          client.off('error', ignore);
-          client.release();
-        },
+        release: () => client.release(),
       };
       return wrapped;
     },
     end: () => pool.end(),
   };
+}
+
+/**
+ * `pending`, a statement of `client`'s; if it is not answered within `timeoutMs`, the connection is given up: closed
+ * at once, which fails the statement with an ETIMEDOUT error (a connection loss) and keeps the pool from lending the
+ * connection again. `onSilence` is told.
+ */
+export function answerWithin<T>(
+  client: pg.ClientBase,
+  timeoutMs: number,
+  pending: Promise<T>,
+  onSilence?: () => void,
+): Promise<T> {
+  const timer = setTimeout(() => {
+    onSilence?.();
+    giveUp(client, `no answer from the database within ${timeoutMs / 1000} s`);
+  }, timeoutMs);
+  return pending.finally(() => clearTimeout(timer));
+}
+
+/** pg's Client with a limit on connecting (pg's own `connectionTimeoutMillis`, which its pool would also put on waiting for a connection). */
+export function connectingWithin(timeoutMs: number): typeof pg.Client {
+  return class extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super({
+        ...(typeof config === 'string' ? { connectionString: config } : config),
+        connectionTimeoutMillis: timeoutMs,
+      });
+    }
+  };
+}
+
+/** Closes `client`'s connection now, failing what it runs with ETIMEDOUT. pg has no public way to do it. */
+function giveUp(client: pg.ClientBase, reason: string): void {
+  const socket = (client as unknown as { connection: { stream: { destroy(error: Error): void } } }).connection.stream;
+  socket.destroy(Object.assign(new Error(reason), { code: 'ETIMEDOUT' }));
 }
 
 function ignore(): void {}
@@ -88,8 +145,8 @@ const NETWORK_ERRORS = new Set([
  */
 const GOING_AWAY = new Set(['57P01', '57P02', '57P03', '53300']);
 
-/** pg's own errors for a connection that ended under it or was already broken; they carry no code. */
-const LOST = /^Connection terminated|^Client has encountered a connection error|^Client was closed/;
+/** pg's own errors for a connection that ended under it, was already broken, or did not open in time; they carry no code. */
+const LOST = /^Connection terminated|^Client has encountered a connection error|^Client was closed|^timeout expired$/;
 
 /**
  * Whether `error` says the database could not be reached or the connection to it was lost: worth trying again once

@@ -1,10 +1,10 @@
 import { Kysely, type Migration, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { ConfigError } from '../../config.ts';
+import { ConfigError, DEFAULT_DATABASE_TIMEOUT_MS } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
-import { kyselyPool } from './kysely-pool.ts';
+import { connectingWithin, kyselyPool } from './kysely-pool.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
@@ -90,23 +90,23 @@ const TYPES: pg.CustomTypesConfig = {
  * that cannot be reached or refuses the login stops startup with a ConfigError naming ASSISTD_DATABASE_URL; the
  * password never appears in it.
  */
-export async function openPostgresStore(url: string, poolSize: number): Promise<SqlStore> {
+export async function openPostgresStore(
+  url: string,
+  poolSize: number,
+  timeoutMs = DEFAULT_DATABASE_TIMEOUT_MS,
+): Promise<SqlStore> {
   const where = describe(url);
   await checkConnection(url, where);
+  await migrate(url);
 
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES });
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, Client: connectingWithin(timeoutMs) });
   // An idle connection that dies (database restart, network cut) is dropped from the pool and reported here; with
   // no listener Node would crash the process on the 'error' event. The next query opens a fresh connection, and if
   // the database is really gone, that query fails with the reason.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
-  try {
-    await migrate(db);
-  } catch (error) {
-    await db.destroy();
-    throw error;
-  }
-  const signals = new PgSignals(pool, url);
+  const statements = kyselyPool(pool, timeoutMs);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: statements }) });
+  const signals = new PgSignals(statements, url, timeoutMs);
   try {
     await signals.start();
   } catch (error) {
@@ -152,12 +152,21 @@ async function checkConnection(url: string, where: string): Promise<void> {
  * `create table if not exists` plus a re-check when a racing creation fails. test/storage/postgres-store.test.ts
  * opens four stores on one fresh database at once (and 8 × 10 such openings were tried by hand) to hold it to that.
  */
-async function migrate(db: Kysely<Database>): Promise<void> {
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) {
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+async function migrate(url: string): Promise<void> {
+  // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
+  // long, and so may waiting for another process's migration.
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1, types: TYPES }) }),
+  });
+  try {
+    const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+      throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  } finally {
+    await db.destroy();
   }
 }
 

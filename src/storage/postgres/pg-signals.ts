@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+import type { PostgresPool } from 'kysely';
+import type pg from 'pg';
 import type { RunSignal, SignalChannel } from '../store.ts';
+import { answerWithin, connectingWithin } from './kysely-pool.ts';
 
 const CHANNEL = 'assistd_runs';
 const RECONNECT_MS = 1000;
-/** How often the other listening processes are counted (see `peers`). */
+/** How often the other listening processes are counted (see `peers`), and the listening connection is checked. */
 const PEER_CHECK_MS = 2000;
 /**
  * The other sessions on this database that are listening on the channel: a listening connection runs nothing after
@@ -19,7 +21,10 @@ const COUNT_PEERS = `
  * RunSignals between processes over PostgreSQL LISTEN/NOTIFY. Sending goes through the pool (`pg_notify`, delivered
  * when the sending transaction — here, the statement — commits); receiving holds one dedicated connection. A signal
  * only nudges: if the listening connection drops, it reconnects, and what was missed meanwhile is found by the
- * workers' polling and the held polls' re-reads, only later.
+ * workers' polling and the held polls' re-reads, only later. A listening connection is idle, so one whose database
+ * went away without closing it would wait for ever: it says its LISTEN again every PEER_CHECK_MS (the same
+ * statement, so pg_stat_activity still shows it, for COUNT_PEERS), and one that does not answer within the
+ * database's timeout is given up and opened anew.
  *
  * A process alone on its database sends nothing: every NOTIFY is a round trip and work for the server, for
  * nobody. Whether others listen is counted every PEER_CHECK_MS; a process announces itself when it starts
@@ -27,8 +32,9 @@ const COUNT_PEERS = `
  */
 export class PgSignals implements SignalChannel {
   private readonly origin = randomUUID();
-  private readonly pool: pg.Pool;
+  private readonly pool: PostgresPool;
   private readonly url: string;
+  private readonly timeoutMs: number;
   private readonly receivers: Array<(signal: RunSignal) => void> = [];
   private client: pg.Client | undefined;
   private closed = false;
@@ -36,14 +42,18 @@ export class PgSignals implements SignalChannel {
   private peers = 1;
   private peerTimer: NodeJS.Timeout | undefined;
   private listenerPid: number | undefined;
+  /** A check of the listening connection under way. */
+  private checking = false;
 
-  constructor(pool: pg.Pool, url: string) {
+  /** `pool`: the store's (kyselyPool); `timeoutMs`: how long a statement or a connection attempt may go unanswered. */
+  constructor(pool: PostgresPool, url: string, timeoutMs: number) {
     this.pool = pool;
     this.url = url;
+    this.timeoutMs = timeoutMs;
   }
 
   async start(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
+    const client = new (connectingWithin(this.timeoutMs))({ connectionString: this.url });
     client.on('error', () => this.reconnect(client));
     client.on('end', () => this.reconnect(client));
     client.on('notification', (message) => {
@@ -67,7 +77,10 @@ export class PgSignals implements SignalChannel {
     this.client = client;
     this.notify({ origin: this.origin });
     await this.countPeers();
-    this.peerTimer ??= setInterval(() => void this.countPeers(), PEER_CHECK_MS).unref();
+    this.peerTimer ??= setInterval(() => {
+      void this.countPeers();
+      this.checkListener();
+    }, PEER_CHECK_MS).unref();
   }
 
   send(signal: RunSignal): void {
@@ -75,17 +88,38 @@ export class PgSignals implements SignalChannel {
   }
 
   private notify(payload: { origin: string; signal?: RunSignal }): void {
-    this.pool.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify(payload)]).catch(() => {}); // a lost nudge only delays: polling finds the work
+    this.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify(payload)]).catch(() => {}); // a lost nudge only delays: polling finds the work
   }
 
   private async countPeers(): Promise<void> {
     const pid = this.listenerPid;
     if (pid === undefined) return;
     try {
-      const result = await this.pool.query<{ peers: number }>(COUNT_PEERS, [pid]);
-      this.peers = result.rows[0]?.peers ?? 1;
+      const rows = await this.query<{ peers: number }>(COUNT_PEERS, [pid]);
+      this.peers = rows[0]?.peers ?? 1;
     } catch {
       this.peers = 1; // unknown: signal, as if there were others
+    }
+  }
+
+  /** Says the LISTEN again on the listening connection: unanswered, the connection is closed, and reopened ('error'). */
+  private checkListener(): void {
+    const client = this.client;
+    if (client === undefined || this.checking) return;
+    this.checking = true;
+    answerWithin(client, this.timeoutMs, client.query(`listen ${CHANNEL}`))
+      .catch(() => {}) // a lost connection is handled by its 'error' and 'end' listeners
+      .finally(() => {
+        this.checking = false;
+      });
+  }
+
+  private async query<R>(sql: string, values: unknown[]): Promise<R[]> {
+    const client = await this.pool.connect();
+    try {
+      return (await client.query<R>(sql, values)).rows;
+    } finally {
+      client.release();
     }
   }
 
