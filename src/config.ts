@@ -115,7 +115,7 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     name: 'ASSISTD_DATABASE_TIMEOUT_S',
     default: String(DEFAULT_DATABASE_TIMEOUT_MS / 1000),
     description:
-      'a PostgreSQL statement or connection attempt unanswered this long gives its connection up as dead; the request gets a 503',
+      'a PostgreSQL statement, connection attempt or wait for a free connection lasting this long fails with a 503, a silent connection given up (ignored with SQLite)',
   },
   {
     name: 'ASSISTD_API_KEY',

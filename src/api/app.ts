@@ -17,7 +17,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { registerMetricsRoute } from '../metrics/metrics-route.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunService } from '../runs/run-service.ts';
-import { DatabaseUnavailable, type Scope, type Store } from '../storage/store.ts';
+import { DatabaseUnavailable, type Scope, StorageFull, type Store } from '../storage/store.ts';
 import { Authenticator } from '../tenancy/authenticator.ts';
 import { ProjectService } from '../tenancy/project-service.ts';
 import type { VectorStoreService } from '../vector-stores/vector-store-service.ts';
@@ -173,6 +173,16 @@ export function buildApp({
   observeResponses(app, metrics, logRequests);
   closeUnfinishedConnections(app, closing);
   app.setErrorHandler((error, request, reply) => {
+    if (error instanceof StorageFull) {
+      request.log.error({ err: error.message }, 'a request failed: no room left to store');
+      return sendError(
+        reply,
+        new ApiError(507, 'The server has no room left to store this at the moment; try again later.', {
+          type: 'server_error',
+          code: 'storage_full',
+        }),
+      );
+    }
     if (!(error instanceof DatabaseUnavailable)) return sendError(reply, toApiError(error, request.log));
     request.log.warn({ err: error.message }, 'a request failed: the database is unavailable');
     // The SDKs wait as long before they try again (their own backoff is shorter than a database restart).

@@ -19,16 +19,27 @@ import type {
 import type { BlobStore } from './blobs/blob-store.ts';
 
 /**
- * The database cannot be reached now (a restart, a failover, a network cut): what failed may succeed once it is
- * back. Thrown by the stores whose database can go away (PostgreSQL), in place of the driver's error (`cause`).
- * A statement whose connection was lost may or may not have been applied: only an idempotent write is retried.
+ * The database cannot be reached now (a restart, a failover, a network cut, another process holding SQLite's write
+ * lock past its busy timeout): what failed may succeed once it is back. Thrown by the stores in place of the
+ * driver's error (`cause`). A statement whose connection was lost may or may not have been applied: only an
+ * idempotent write is retried.
  */
 export class DatabaseUnavailable extends Error {
-  constructor(cause: unknown) {
-    super(`the database is unavailable: ${cause instanceof Error ? cause.message || cause.name : String(cause)}`, {
-      cause,
-    });
+  constructor(cause: unknown, what = 'the database is unavailable') {
+    super(`${what}: ${cause instanceof Error ? cause.message || cause.name : String(cause)}`, { cause });
     this.name = 'DatabaseUnavailable';
+  }
+}
+
+/**
+ * No room is left where a write goes: in the database (SQLite's SQLITE_FULL, PostgreSQL's `disk_full`) or in the
+ * directory of file bytes (ENOSPC, EDQUOT). A DatabaseUnavailable: the write may succeed once room is made, so what
+ * waits for the database waits for room too. The API answers it with a 507.
+ */
+export class StorageFull extends DatabaseUnavailable {
+  constructor(cause: unknown) {
+    super(cause, 'no room left to store');
+    this.name = 'StorageFull';
   }
 }
 

@@ -278,6 +278,34 @@ else
       });
     });
 
+    test('while the database does not answer, requests get their 503 within twice the timeout, however many wait for the pool', async () => {
+      // A timeout above the listener's 2-second checks, and a pool of two for the server's own polling and ten requests.
+      await withServer({ ASSISTD_DATABASE_TIMEOUT_S: '3', ASSISTD_DATABASE_POOL: '2' }, async (server, proxy) => {
+        const thread = await server.api.post('/v1/threads', {});
+        proxy.stall();
+        await new Promise((resolve) => setTimeout(resolve, 4000)); // the server's polling has queued for the pool
+        const answers = await within(
+          'ten requests to a silent database',
+          30_000,
+          Promise.all(
+            Array.from({ length: 10 }, async () => {
+              const started = Date.now();
+              const response = await server.api.get(`/v1/threads/${thread.body.id}`);
+              return { status: response.status, ms: Date.now() - started };
+            }),
+          ),
+        );
+        proxy.restore();
+        assert.deepEqual(
+          answers.map((a) => a.status),
+          Array(10).fill(503),
+        );
+        // At most the timeout waiting for a connection of the pool, and the timeout opening one (a second of slack).
+        const slowest = Math.max(...answers.map((a) => a.ms));
+        assert.ok(slowest <= 7000, `the slowest request took ${slowest} ms`);
+      });
+    });
+
     test('a turn that ends while the database does not answer is committed once it does: the stream goes on as usual', async () => {
       await withServer(SILENCE_TIMEOUT, async (server, proxy) => {
         const asked = upstream.requests.length;

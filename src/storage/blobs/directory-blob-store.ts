@@ -4,6 +4,7 @@ import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { StorageFull } from '../store.ts';
 import type { BlobStore } from './blob-store.ts';
 
 /** How many ids the orphan sweep looks up at once. */
@@ -51,7 +52,7 @@ export class DirectoryBlobStore implements BlobStore {
       // A source failing at once ends the pipeline while the stream may still be opening, that is creating, its file.
       if (!out.closed) await new Promise<void>((closed) => out.once('close', () => closed()));
       await rm(tmp, { force: true });
-      throw error;
+      throw fullIfNoRoom(error);
     }
   }
 
@@ -128,4 +129,10 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** A write refused for want of room (the disk, or the user's quota) as StorageFull; any other error as it is. */
+export function fullIfNoRoom(error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? new StorageFull(error) : error;
 }

@@ -1,14 +1,17 @@
 import type { PostgresCursor, PostgresPool, PostgresPoolClient } from 'kysely';
-import pg from 'pg';
-import { DatabaseUnavailable } from '../store.ts';
+import type pg from 'pg';
+import { DatabaseUnavailable, StorageFull } from '../store.ts';
 
 /** Distinct statements given a name; the rest (rare shapes) run unnamed. */
 const CAPACITY = 256;
 /** `cached plan must not change result type`: a prepared `select *` after a migration added a column. */
 const FEATURE_NOT_SUPPORTED = '0A000';
+/** `disk_full`: PostgreSQL could not extend a file of the database. */
+const DISK_FULL = '53100';
 
 /**
- * The pool every statement of the store goes through (Kysely's, and PgSignals' own). Three things differ from pg's:
+ * The pool every statement of the store goes through (Kysely's, PgSignals' own, the migrations'). Three things
+ * differ from pg's:
  *
  * - Every statement that has parameters runs as a named prepared statement: PostgreSQL parses and plans it once per
  *   connection instead of on every call (planning was about 0.3 ms of a run's short statements, measured by
@@ -16,15 +19,17 @@ const FEATURE_NOT_SUPPORTED = '0A000';
  *   shape, and the run path's queries are compiled once per shape anyway (sql/compiled-queries.ts). A plan
  *   invalidated by a schema change made by another process's migration is retried unnamed, once and from then on.
  * - A connection that cannot be made or is lost (isConnectionLoss) fails with DatabaseUnavailable, which the API
- *   answers with a 503 and the run executor waits out; any other failure stays the driver's own error. A connection
- *   lost while lent out never crashes the process.
- * - A statement unanswered for `timeoutMs` gives its connection up (answerWithin), which fails it with
+ *   answers with a 503 and the run executor waits out; a full disk (`disk_full`) with StorageFull, a 507 waited out
+ *   the same way; any other failure stays the driver's own error. A connection lost while lent out never crashes the
+ *   process.
+ * - With `timeoutMs`, a statement unanswered that long gives its connection up (answerWithin), which fails it with
  *   DatabaseUnavailable: a database that went away without closing its connections (a failover, a host or a network
  *   gone) never answers on them, and TCP alone takes many minutes to say so, or never does on an idle one. The
  *   connections opened before that are given up too, when next taken from the pool, unused: they lead to the same
- *   place. The pool's connection attempts have the same limit (`connectingWithin`).
+ *   place. (`pool` itself limits its connection attempts and its waits for a free connection: pg's
+ *   `connectionTimeoutMillis`.) Without it, statements take as long as they take: migrations.
  */
-export function kyselyPool(pool: pg.Pool, timeoutMs: number): PostgresPool {
+export function kyselyPool(pool: pg.Pool, timeoutMs?: number): PostgresPool {
   const names = new Map<string, string>();
   const unnamed = new Set<string>();
   const nameOf = (sql: string): string | undefined => {
@@ -71,9 +76,13 @@ export function kyselyPool(pool: pg.Pool, timeoutMs: number): PostgresPool {
       const wrapped: PostgresPoolClient = {
         query: ((sql: string | PostgresCursor<unknown>, parameters?: ReadonlyArray<unknown>) => {
           if (typeof sql !== 'string') return client.query(sql as never);
-          const answered = answerWithin(client, timeoutMs, query(sql, parameters ? [...parameters] : []), () => {
-            silences++;
-          });
+          const pending = query(sql, parameters ? [...parameters] : []);
+          const answered =
+            timeoutMs === undefined
+              ? pending
+              : answerWithin(client, timeoutMs, pending, () => {
+                  silences++;
+                });
           return answered.catch(unavailableIfLost);
         }) as unknown as PostgresPoolClient['query'],
         release: () => client.release(),
@@ -102,18 +111,6 @@ export function answerWithin<T>(
   return pending.finally(() => clearTimeout(timer));
 }
 
-/** pg's Client with a limit on connecting (pg's own `connectionTimeoutMillis`, which its pool would also put on waiting for a connection). */
-export function connectingWithin(timeoutMs: number): typeof pg.Client {
-  return class extends pg.Client {
-    constructor(config?: string | pg.ClientConfig) {
-      super({
-        ...(typeof config === 'string' ? { connectionString: config } : config),
-        connectionTimeoutMillis: timeoutMs,
-      });
-    }
-  };
-}
-
 /** Closes `client`'s connection now, failing what it runs with ETIMEDOUT. pg has no public way to do it. */
 function giveUp(client: pg.ClientBase, reason: string): void {
   const socket = (client as unknown as { connection: { stream: { destroy(error: Error): void } } }).connection.stream;
@@ -123,6 +120,7 @@ function giveUp(client: pg.ClientBase, reason: string): void {
 function ignore(): void {}
 
 function unavailableIfLost(error: unknown): never {
+  if ((error as { code?: unknown } | undefined)?.code === DISK_FULL) throw new StorageFull(error);
   throw isConnectionLoss(error) ? new DatabaseUnavailable(error) : error;
 }
 
@@ -145,8 +143,12 @@ const NETWORK_ERRORS = new Set([
  */
 const GOING_AWAY = new Set(['57P01', '57P02', '57P03', '53300']);
 
-/** pg's own errors for a connection that ended under it, was already broken, or did not open in time; they carry no code. */
-const LOST = /^Connection terminated|^Client has encountered a connection error|^Client was closed|^timeout expired$/;
+/**
+ * pg's own errors for a connection that ended under it, was already broken, or did not open in time, and pg's pool's
+ * for no connection free in time; they carry no code.
+ */
+const LOST =
+  /^Connection terminated|^Client has encountered a connection error|^Client was closed|^timeout expired$|^timeout exceeded when trying to connect$/;
 
 /**
  * Whether `error` says the database could not be reached or the connection to it was lost: worth trying again once

@@ -4,7 +4,7 @@ import { ConfigError, DEFAULT_DATABASE_TIMEOUT_MS } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
-import { connectingWithin, kyselyPool } from './kysely-pool.ts';
+import { kyselyPool } from './kysely-pool.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
@@ -99,11 +99,7 @@ export async function openPostgresStore(
   await checkConnection(url, where);
   await migrate(url);
 
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, Client: connectingWithin(timeoutMs) });
-  // An idle connection that dies (database restart, network cut) is dropped from the pool and reported here; with
-  // no listener Node would crash the process on the 'error' event. The next query opens a fresh connection, and if
-  // the database is really gone, that query fails with the reason.
-  pool.on('error', () => {});
+  const pool = newPool(url, poolSize, timeoutMs);
   const statements = kyselyPool(pool, timeoutMs);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: statements }) });
   const signals = new PgSignals(statements, url, timeoutMs);
@@ -114,6 +110,20 @@ export async function openPostgresStore(
     throw error;
   }
   return new PostgresStore(db, where, POSTGRES_CAPABILITIES, signals, pool);
+}
+
+/**
+ * A pool of at most `max` connections to `url`. With `timeoutMs`, a connection attempt, or a wait for a free
+ * connection, that lasts longer fails (pg's `connectionTimeoutMillis` is both): with connections that do not answer,
+ * requests would otherwise queue for them without end.
+ */
+function newPool(url: string, max: number, timeoutMs?: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, types: TYPES, connectionTimeoutMillis: timeoutMs ?? 0 });
+  // An idle connection that dies (database restart, network cut) is dropped from the pool and reported here; with
+  // no listener Node would crash the process on the 'error' event. The next query opens a fresh connection, and if
+  // the database is really gone, that query fails with the reason.
+  pool.on('error', () => {});
+  return pool;
 }
 
 /** The SQL store, with its pool's use for /metrics. */
@@ -155,9 +165,7 @@ async function checkConnection(url: string, where: string): Promise<void> {
 async function migrate(url: string): Promise<void> {
   // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
   // long, and so may waiting for another process's migration.
-  const db = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1, types: TYPES }) }),
-  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(newPool(url, 1)) }) });
   try {
     const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
     const { error, results } = await migrator.migrateToLatest();

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { PostgresPool } from 'kysely';
-import type pg from 'pg';
+import pg from 'pg';
 import type { RunSignal, SignalChannel } from '../store.ts';
-import { answerWithin, connectingWithin } from './kysely-pool.ts';
+import { answerWithin } from './kysely-pool.ts';
 
 const CHANNEL = 'assistd_runs';
 const RECONNECT_MS = 1000;
@@ -44,6 +44,8 @@ export class PgSignals implements SignalChannel {
   private listenerPid: number | undefined;
   /** A check of the listening connection under way. */
   private checking = false;
+  /** A count of the peers under way. */
+  private counting = false;
 
   /** `pool`: the store's (kyselyPool); `timeoutMs`: how long a statement or a connection attempt may go unanswered. */
   constructor(pool: PostgresPool, url: string, timeoutMs: number) {
@@ -53,7 +55,7 @@ export class PgSignals implements SignalChannel {
   }
 
   async start(): Promise<void> {
-    const client = new (connectingWithin(this.timeoutMs))({ connectionString: this.url });
+    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.timeoutMs });
     client.on('error', () => this.reconnect(client));
     client.on('end', () => this.reconnect(client));
     client.on('notification', (message) => {
@@ -69,11 +71,24 @@ export class PgSignals implements SignalChannel {
       if (!parsed.signal) return; // a newcomer's greeting
       for (const receive of this.receivers) receive(parsed.signal);
     });
-    await client.connect();
-    // The pid first: the LISTEN must stay this session's last query (COUNT_PEERS).
-    const backend = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
-    this.listenerPid = backend.rows[0]?.pid;
-    await client.query(`listen ${CHANNEL}`);
+    try {
+      await client.connect();
+      // The pid first: the LISTEN must stay this session's last query (COUNT_PEERS).
+      const backend = await answerWithin(
+        client,
+        this.timeoutMs,
+        client.query<{ pid: number }>('select pg_backend_pid() as pid'),
+      );
+      this.listenerPid = backend.rows[0]?.pid;
+      await answerWithin(client, this.timeoutMs, client.query(`listen ${CHANNEL}`));
+    } catch (error) {
+      client.end().catch(() => {});
+      throw error;
+    }
+    if (this.closed) {
+      client.end().catch(() => {});
+      return;
+    }
     this.client = client;
     this.notify({ origin: this.origin });
     await this.countPeers();
@@ -93,12 +108,16 @@ export class PgSignals implements SignalChannel {
 
   private async countPeers(): Promise<void> {
     const pid = this.listenerPid;
-    if (pid === undefined) return;
+    // One count at a time: while the database does not answer, each would hold a connection of the pool for long.
+    if (pid === undefined || this.counting) return;
+    this.counting = true;
     try {
       const rows = await this.query<{ peers: number }>(COUNT_PEERS, [pid]);
       this.peers = rows[0]?.peers ?? 1;
     } catch {
       this.peers = 1; // unknown: signal, as if there were others
+    } finally {
+      this.counting = false;
     }
   }
 

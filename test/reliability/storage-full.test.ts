@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { type Kysely, sql } from 'kysely';
+import { fullIfNoRoom } from '../../src/storage/blobs/directory-blob-store.ts';
+import { kyselyPool } from '../../src/storage/postgres/kysely-pool.ts';
+import type { Database } from '../../src/storage/sql/schema.ts';
+import { SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
+import { DatabaseUnavailable, StorageFull } from '../../src/storage/store.ts';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { ANSWERED, eventNames, postSse, type SseEvent } from '../support/sse.ts';
+
+/**
+ * The disk under the database fills up (simulated with SQLite's `max_page_count`, which fails a write that needs a
+ * new page as a full disk does, with SQLITE_FULL), or another process keeps SQLite's write lock: requests meanwhile
+ * get an error that says so, nothing stored is lost, and a run whose turn ends meanwhile commits it once there is
+ * room, its stream going on as usual.
+ */
+
+/** 20 words of 5,000 characters, one every 100 ms: a turn of two seconds whose answer needs new pages. */
+const WORDS = Array.from({ length: 20 }, (_, i) => `${String(i).padStart(2, '0')}${'w'.repeat(4997)} `);
+
+const STORAGE_FULL = {
+  error: {
+    message: 'The server has no room left to store this at the moment; try again later.',
+    type: 'server_error',
+    param: null,
+    code: 'storage_full',
+  },
+};
+
+describe('a full or locked SQLite database under a running server', () => {
+  let upstream: FakeUpstream;
+  let server: TestServer;
+  let db: Kysely<Database>;
+  before(async () => {
+    upstream = await FakeUpstream.start();
+    upstream.setDefault({ text: WORDS, chunkDelayMs: 100 });
+    server = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
+    db = (server.server.store as unknown as { db: Kysely<Database> }).db; // the server's one writing connection
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  /** The database can grow no further: a write that needs a new page fails as on a full disk. */
+  async function fill(): Promise<void> {
+    const { rows } = await sql<{ page_count: number }>`pragma page_count`.execute(db);
+    await sql.raw(`pragma max_page_count = ${rows[0]!.page_count}`).execute(db);
+  }
+  async function makeRoom(): Promise<void> {
+    await sql.raw('pragma max_page_count = 1073741823').execute(db);
+  }
+
+  test('a write to a full database gets a 507 that says so; nothing is lost, and writes go on once there is room', async () => {
+    const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+    const long = { role: 'user', content: 'x'.repeat(100_000) };
+    await fill();
+    try {
+      const refused = await server.api.post(`/v1/threads/${thread.body.id}/messages`, long);
+      assert.equal(refused.status, 507);
+      assert.deepEqual(refused.body, STORAGE_FULL);
+      const messages = await server.api.get<{ data: Array<{ content: Array<{ text: { value: string } }> }> }>(
+        `/v1/threads/${thread.body.id}/messages`,
+      );
+      assert.deepEqual(
+        messages.body.data.map((m) => m.content[0]!.text.value),
+        ['hi'],
+      );
+    } finally {
+      await makeRoom();
+    }
+    const added = await server.api.post(`/v1/threads/${thread.body.id}/messages`, long);
+    assert.equal(added.status, 200, JSON.stringify(added.body));
+  });
+
+  test('a turn that ends while the database is full is committed once there is room: the stream goes on as usual', async () => {
+    const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+    const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+    const asked = upstream.requests.length;
+    let filled: Promise<void> | undefined;
+    const events = await postSse(
+      `${server.url}/v1/threads/${thread.body.id}/runs`,
+      { assistant_id: assistant.body.id, stream: true },
+      (event: SseEvent) => {
+        if (event.event !== 'thread.message.delta' || filled) return;
+        filled = (async () => {
+          await fill();
+          // The model's turn ends while the database is full, and its commit is refused for a while.
+          const [request] = upstream.requests.slice(asked);
+          assert.equal(await upstream.waitForEnd(request!), 'finished');
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          await makeRoom();
+        })();
+      },
+    );
+    await filled;
+    assert.deepEqual(eventNames(events), ANSWERED);
+    const streamed = events
+      .filter((e) => e.event === 'thread.message.delta')
+      .map((e) => e.data.delta.content[0].text.value)
+      .join('');
+    assert.equal(streamed, WORDS.join(''));
+    assert.equal(upstream.requests.length, asked + 1); // the answer was kept, not asked for again
+    const run = await server.api.get(`/v1/threads/${thread.body.id}/runs/${events[0]!.data.id}`);
+    assert.equal(run.body.status, 'completed');
+    const messages = await server.api.get<{
+      data: Array<{ role: string; content: Array<{ text: { value: string } }> }>;
+    }>(`/v1/threads/${thread.body.id}/messages`);
+    assert.deepEqual(
+      messages.body.data.map((m) => m.role),
+      ['assistant', 'user'],
+    );
+    assert.equal(messages.body.data[0]!.content[0]!.text.value, WORDS.join(''));
+  });
+
+  test('a write while another process holds the write lock past the busy timeout gets a 503, and goes through after', async () => {
+    const thread = await server.api.post('/v1/threads', {});
+    const other = new BetterSqlite3(path.join(server.dataDir, SQLITE_FILE_NAME));
+    // The server's busy timeout is 5 s, for each statement queued behind that one: a tenth of a second will do here.
+    const { rows } = await sql<{ timeout: number }>`pragma busy_timeout`.execute(db);
+    await sql.raw('pragma busy_timeout = 100').execute(db);
+    try {
+      other.exec('begin immediate'); // `sqlite3 assistd.sqlite` left in a transaction, say
+      const refused = await server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { a: 'b' } });
+      assert.equal(refused.status, 503);
+      assert.equal((refused.body.error as { code: string }).code, 'database_unavailable');
+      assert.equal(refused.headers.get('retry-after'), '1');
+      other.exec('rollback');
+    } finally {
+      other.close();
+      await sql.raw(`pragma busy_timeout = ${rows[0]!.timeout}`).execute(db);
+    }
+    const updated = await server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { a: 'b' } });
+    assert.equal(updated.status, 200);
+    assert.deepEqual(updated.body.metadata, { a: 'b' });
+  });
+});
+
+test('a full disk is StorageFull wherever it is met: PostgreSQL (disk_full), the directory of file bytes (ENOSPC, EDQUOT)', async () => {
+  const diskFull = Object.assign(new Error('could not extend file "base/16384/16385": No space left on device'), {
+    code: '53100',
+  });
+  const client = { on() {}, release() {}, query: () => Promise.reject(diskFull) };
+  const pool = kyselyPool({ connect: async () => client } as never, 1000);
+  const connection = await pool.connect();
+  await assert.rejects(connection.query('insert into t values ($1)', [1]), (error: Error) => {
+    assert.ok(error instanceof StorageFull, String(error));
+    assert.ok(error instanceof DatabaseUnavailable); // waited out like an outage
+    assert.equal(error.cause, diskFull);
+    return true;
+  });
+  for (const code of ['ENOSPC', 'EDQUOT']) {
+    const error = Object.assign(new Error(code), { code });
+    assert.ok(fullIfNoRoom(error) instanceof StorageFull, code);
+  }
+  const other = Object.assign(new Error('EACCES'), { code: 'EACCES' });
+  assert.equal(fullIfNoRoom(other), other);
+});
