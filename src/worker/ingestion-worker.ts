@@ -14,6 +14,7 @@ import {
   whileUnavailable,
 } from '../storage/store.ts';
 import type { Indexer } from '../vector-stores/indexer.ts';
+import { LoopFailures } from './loop-failures.ts';
 import { Wakeup } from './wakeup.ts';
 
 /** Tries of a file's commit before the file fails, the waits between them growing by this much. */
@@ -54,6 +55,7 @@ export class IngestionWorker {
   private readonly options: Required<Omit<IngestionWorkerOptions, 'embedder'>> & { embedder: Embedder | undefined };
   /** Aborted by close(): stops the embeddings in flight. */
   private readonly closing = new AbortController();
+  private readonly failures: LoopFailures;
   /**
    * The ingestions running. A file added again while it is being indexed is claimed again, here too: its earlier
    * ingestion runs on until it finds its lease lost, which its own holder (not this worker's id) makes sure of.
@@ -67,6 +69,7 @@ export class IngestionWorker {
 
   constructor(options: IngestionWorkerOptions) {
     this.options = { pollMs: 1000, ...options, embedder: options.embedder };
+    this.failures = new LoopFailures(options.logger);
   }
 
   start(): void {
@@ -93,7 +96,7 @@ export class IngestionWorker {
   }
 
   private async loop(): Promise<void> {
-    const { records, concurrency, leaseMs, pollMs, logger } = this.options;
+    const { records, concurrency, leaseMs, pollMs } = this.options;
     while (!this.stopping) {
       const free = concurrency - this.active.size;
       let claimed: ClaimedIngestion[] = [];
@@ -102,8 +105,9 @@ export class IngestionWorker {
         try {
           const now = Date.now();
           claimed = await records.claimIngestions(holder, now, now + leaseMs, free);
+          this.failures.succeeded('claiming files to index');
         } catch (error) {
-          logger.error({ err: error }, 'claiming files to index failed');
+          this.failures.failed('claiming files to index', error);
         }
         for (const claim of claimed) this.launch({ ...claim, holder, lost: false });
       }
@@ -218,14 +222,15 @@ export class IngestionWorker {
   }
 
   private async renewLeases(): Promise<void> {
-    const { records, leaseMs, logger } = this.options;
+    const { records, leaseMs } = this.options;
     for (const claim of [...this.active]) {
       try {
         const { scope, vectorStoreId, fileId, holder } = claim;
         if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))
           claim.lost = true;
+        this.failures.succeeded('renewing indexing leases');
       } catch (error) {
-        logger.error({ err: error, fileId: claim.fileId }, 'renewing an indexing lease failed');
+        this.failures.failed('renewing indexing leases', error, { fileId: claim.fileId });
       }
     }
   }
@@ -238,8 +243,9 @@ export class IngestionWorker {
     try {
       const expired = await this.options.records.expireVectorStores(unixSeconds(), 500);
       if (expired.length > 0) this.options.logger.info({ vectorStores: expired }, 'vector stores expired');
+      this.failures.succeeded('expiring vector stores');
     } catch (error) {
-      this.options.logger.error({ err: error }, 'expiring vector stores failed');
+      this.failures.failed('expiring vector stores', error);
     } finally {
       this.expiring = false;
     }

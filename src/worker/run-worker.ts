@@ -9,6 +9,7 @@ import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
 import type { AdoptedRun, LocalExecution } from '../runs/run-service.ts';
 import type { ClaimedRun, Store } from '../storage/store.ts';
+import { LoopFailures } from './loop-failures.ts';
 import { Wakeup } from './wakeup.ts';
 
 export interface RunWorkerOptions {
@@ -57,6 +58,7 @@ export class RunWorker implements LocalExecution {
   readonly id = `worker_${hostname()}_${process.pid}_${newId('run').slice(-8)}`;
   private readonly options: Required<Omit<RunWorkerOptions, 'metrics'>>;
   private readonly metrics: Metrics | undefined;
+  private readonly failures: LoopFailures;
   get leaseMs(): number {
     return this.options.leaseMs;
   }
@@ -73,6 +75,7 @@ export class RunWorker implements LocalExecution {
   constructor(options: RunWorkerOptions) {
     this.options = { pollMs: 1000, sweepMs: 1000, ...options };
     this.metrics = options.metrics;
+    this.failures = new LoopFailures(options.logger);
     this.metrics?.watchActiveRuns(() => this.executions.size);
   }
 
@@ -112,7 +115,7 @@ export class RunWorker implements LocalExecution {
   }
 
   private async loop(): Promise<void> {
-    const { store, concurrency, leaseMs, pollMs, logger } = this.options;
+    const { store, concurrency, leaseMs, pollMs } = this.options;
     while (!this.stopping) {
       const free = concurrency - this.executions.size;
       let claimed: ClaimedRun[] = [];
@@ -120,8 +123,9 @@ export class RunWorker implements LocalExecution {
         try {
           const now = Date.now();
           claimed = await store.claimRuns(this.id, now, now + leaseMs, free);
+          this.failures.succeeded('claiming runs');
         } catch (error) {
-          logger.error({ err: error }, 'claiming runs failed');
+          this.failures.failed('claiming runs', error);
         }
         // A run executing here whose lease lapsed (its commit waiting for a database that was away) is claimed back
         // by its own worker: the claim renewed its lease, and its execution goes on; a second one would ask again.
@@ -164,7 +168,7 @@ export class RunWorker implements LocalExecution {
    * loop for a tenth of a second, every live stream with it: the loop is let go every RENEW_SLICE_MS.
    */
   private async renewLeases(): Promise<void> {
-    const { store, leaseMs, logger } = this.options;
+    const { store, leaseMs } = this.options;
     let since = performance.now();
     for (const runId of [...this.executions.keys()]) {
       if (performance.now() - since >= RENEW_SLICE_MS) {
@@ -173,6 +177,7 @@ export class RunWorker implements LocalExecution {
       }
       try {
         const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
+        this.failures.succeeded('renewing leases');
         if (status === undefined) {
           this.metrics?.leaseLost();
           this.stop(runId, 'lease_lost');
@@ -181,7 +186,7 @@ export class RunWorker implements LocalExecution {
           if (status === 'cancelling') this.stop(runId, 'cancel');
         }
       } catch (error) {
-        logger.error({ err: error, runId }, 'renewing a lease failed');
+        this.failures.failed('renewing leases', error, { runId });
       }
     }
   }
@@ -192,7 +197,7 @@ export class RunWorker implements LocalExecution {
   private async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
-    const { store, bus, logger } = this.options;
+    const { store, bus } = this.options;
     try {
       for (const { scope, run, lock } of await store.runsDueForExpiry(unixSeconds(), 100)) {
         const held = run.status === 'in_progress' && lock.lockedBy !== null && (lock.lockedUntil ?? 0) > Date.now();
@@ -212,8 +217,9 @@ export class RunWorker implements LocalExecution {
         bus.publishAll(run.thread_id, run.id, ended.events);
         bus.stopRequested(run.id, 'expire');
       }
+      this.failures.succeeded('expiring runs');
     } catch (error) {
-      logger.error({ err: error }, 'expiring runs failed');
+      this.failures.failed('expiring runs', error);
     } finally {
       this.sweeping = false;
     }

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { eventually } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { startTestServer, type TestServer, type TestServerOptions } from '../support/server.ts';
 import { ANSWERED, eventNames, postSse, type SseEvent } from '../support/sse.ts';
 import { TcpProxy } from '../support/tcp-proxy.ts';
 
@@ -37,15 +37,19 @@ else
     async function withServer(
       env: Record<string, string>,
       check: (server: TestServer, proxy: TcpProxy, database: TestDatabase) => Promise<void>,
+      options: TestServerOptions = {},
     ) {
       const database: TestDatabase = await createTestDatabase(postgresUrl!);
       const target = new URL(database.url);
       const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
-      const server = await startTestServer({
-        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
-        ASSISTD_DATABASE_URL: proxy.through(database.url),
-        ...env,
-      });
+      const server = await startTestServer(
+        {
+          ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+          ASSISTD_DATABASE_URL: proxy.through(database.url),
+          ...env,
+        },
+        options,
+      );
       try {
         await check(server, proxy, database);
       } catch (error) {
@@ -121,6 +125,41 @@ else
           WORDS.join(''),
         );
       });
+    });
+
+    test('an outage is logged once by each loop of the workers, and once more when it works again, not at every turn', async () => {
+      const lines: string[] = [];
+      await withServer(
+        {},
+        async (server, proxy) => {
+          proxy.cut();
+          await new Promise((resolve) => setTimeout(resolve, 3500)); // three turns of the claim loops, at least
+          proxy.restore();
+          await eventually('the claim loop to work again', 10_000, () =>
+            lines.some((line) => line.includes('claiming runs works again')) ? true : undefined,
+          );
+          assert.equal((await server.api.post('/v1/threads', {})).status, 200);
+        },
+        { logLines: lines },
+      );
+      const entries = lines.map(
+        (line) => JSON.parse(line) as { level: number; msg: string; reason?: string; err?: unknown },
+      );
+      const failures = entries.filter((e) => e.msg.endsWith('failed; it goes on trying, said again once it works'));
+      const loops = failures.map((e) => e.msg.replace(' failed; it goes on trying, said again once it works', ''));
+      assert.ok(loops.includes('claiming runs'), JSON.stringify(loops));
+      assert.ok(loops.includes('claiming files to index'), JSON.stringify(loops));
+      assert.deepEqual(loops, [...new Set(loops)], 'one line per loop');
+      for (const failure of failures) {
+        assert.equal(failure.level, 40); // a warning: the database comes back by itself
+        assert.match(failure.reason!, /^the database is unavailable: /);
+        assert.equal(failure.err, undefined); // no stack, once per loop
+      }
+      // Nothing else of the workers said the outage: no error line at all.
+      assert.deepEqual(
+        entries.filter((e) => e.level >= 50).map((e) => e.msg),
+        [],
+      );
     });
 
     test('a connection lost under a running statement fails that request with a 503, and the server goes on', async () => {

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger, type RunningServer, startServer } from '../../src/main.ts';
@@ -95,6 +96,8 @@ export interface TestServerOptions {
    * runs it streams. Default true.
    */
   workers?: boolean;
+  /** Where the server's log lines (info and above) go, one JSON line per entry; by default nothing is logged. */
+  logLines?: string[];
 }
 
 /** The real server in this process, on a free port, with its own temporary data directory. */
@@ -104,7 +107,19 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const dataDir = tempDir();
   const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_DATA_DIR: dataDir, ...SANDBOX_OFF, ...env });
-  const server = await startServer(config, createLogger({ logLevel: 'silent' }), {
+  const lines = options.logLines;
+  const logger = lines
+    ? createLogger(
+        { logLevel: 'info' },
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            lines.push(...chunk.toString().split('\n').filter(Boolean));
+            done();
+          },
+        }),
+      )
+    : createLogger({ logLevel: 'silent' });
+  const server = await startServer(config, logger, {
     tools: options.tools ?? [],
     workers: options.workers ?? true,
   });
