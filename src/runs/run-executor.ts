@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, notFound } from '../domain/errors.ts';
@@ -804,15 +805,22 @@ export class RunExecutor {
     // A database that went away (a restart, a failover) is waited for, so that a model's answer is kept rather than
     // asked again; as long as a lease lasts, after which another worker may take the run over. Trying again repeats
     // the same upserts under the same fence: a commit that was applied before its connection was lost is applied
-    // again to the same effect, or refused by its fence if it changed the run's status.
+    // again to the same effect, or refused by its fence if it changed the run's status: then what the run holds
+    // says whether it was this commit (applied).
+    let lost = false;
     const committed = await whileUnavailable(
-      () => this.options.store.commitRun(x.scope, commit),
+      () =>
+        this.options.store.commitRun(x.scope, commit).catch((error: unknown) => {
+          lost ||= error instanceof DatabaseUnavailable;
+          throw error;
+        }),
       Date.now() + this.options.leaseMs,
       x.signal,
     );
-    if (!committed) return false;
+    const ends = RUN_STREAM_END.has(`thread.run.${change.run.status}`);
+    if (!committed && !(lost && ends && (await this.applied(x, change)))) return false;
     x.run = change.run;
-    x.ended = RUN_STREAM_END.has(`thread.run.${change.run.status}`);
+    x.ended = ends;
     for (const step of change.steps ?? []) {
       const at = x.steps.findIndex((s) => s.id === step.id);
       if (at >= 0) x.steps[at] = step;
@@ -821,6 +829,29 @@ export class RunExecutor {
     x.messages?.add((change.messages ?? []).filter((m) => m.status !== 'in_progress'));
     if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, change.events);
     return true;
+  }
+
+  /**
+   * Whether `change`, a commit that ends or pauses the run refused by its fence after an attempt whose connection
+   * was lost, is what the run holds: that attempt was applied, and only its answer was lost. The run is as it wrote
+   * it, and so are its steps. (A commit that leaves the run in progress is refused when another worker took the run
+   * over after its lease: that one goes on with it. An ended or paused run is taken over by none.)
+   */
+  private async applied(x: Execution, change: Change): Promise<boolean> {
+    const { store } = this.options;
+    try {
+      const [run, steps] = await Promise.all([
+        store.getRun(x.scope, x.run.thread_id, x.run.id),
+        store.runSteps(x.scope, x.run.id),
+      ]);
+      const stored = new Map(steps.map((step) => [step.id, step]));
+      return (
+        isDeepStrictEqual(run, change.run) &&
+        (change.steps ?? []).every((step) => isDeepStrictEqual(stored.get(step.id), step))
+      );
+    } catch {
+      return false; // unknown: as refused
+    }
   }
 }
 

@@ -385,6 +385,45 @@ else
       });
     });
 
+    test('a turn whose commit was applied but whose answer was lost ends its stream as usual, not as interrupted', async () => {
+      await withServer({ ASSISTD_DATABASE_TIMEOUT_S: '2' }, async (server, proxy, database) => {
+        const asked = upstream.requests.length;
+        const locker = new pg.Client({ connectionString: database.url });
+        locker.on('error', () => {});
+        await locker.connect();
+        try {
+          const streamed = streamedRun(server, async (threadId) => {
+            // The run's row locked: its ending commit, sent to the database, waits there.
+            await locker.query('begin');
+            await locker.query('select id from runs where thread_id = $1 for update', [threadId]);
+            await eventually('the commit to wait on the lock', 10_000, async () =>
+              (await sessions(database, `wait_event_type = 'Lock' and query like 'with r as (update "runs"%'`)).length >
+              0
+                ? true
+                : undefined,
+            );
+            // Applied once the lock is let go, its answer lost: the server gives its connection up (2 s) and commits
+            // again, which the run's fence refuses, the run having ended.
+            proxy.loseAnswers();
+            await locker.query('commit');
+          });
+          const { events, threadId, runId } = await within('the stream', 30_000, streamed);
+          assert.deepEqual(eventNames(events), ANSWERED);
+          assert.equal(streamedText(events), WORDS.join(''));
+          assert.equal(upstream.requests.length, asked + 1);
+          const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
+          assert.equal(run.body.status, 'completed');
+          const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
+          assert.deepEqual(
+            messages.body.data.map((m) => m.role),
+            ['assistant', 'user'],
+          );
+        } finally {
+          await locker.end();
+        }
+      });
+    });
+
     test('an outage longer than the lease ends the stream with an error saying the run goes on; it does', async () => {
       await withServer({ ASSISTD_WORKER_LEASE_S: '1' }, async (server, proxy) => {
         const asked = upstream.requests.length;

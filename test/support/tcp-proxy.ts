@@ -1,13 +1,15 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
- * A TCP proxy in front of a server (PostgreSQL, for the tests of a database outage). Two ways to fail, as a database
- * can:
+ * A TCP proxy in front of a server (PostgreSQL, for the tests of a database outage). Three ways to fail, as a
+ * database can:
  * - `cut()` drops every connection through it and, until `restore()`, hangs up on new ones as they come, as a
  *   database restart or a refused connection does;
  * - `stall()` leaves every connection open and silent from then on, and new ones too until `restore()`: a failover,
  *   or a host or network gone without a trace, where nothing ever answers again on a connection that was open.
- *   Silenced connections stay silent after `restore()`; only new ones are passed on.
+ *   Silenced connections stay silent after `restore()`; only new ones are passed on;
+ * - `loseAnswers()` drops what the server answers on every connection open now: a connection lost between a
+ *   statement reaching the database and its answer reaching the client.
  *
  * It keeps its port meanwhile, so that no other test takes it. Only what goes through the proxy fails: the server
  * itself, and every other test using it, go on.
@@ -19,6 +21,8 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   /** The pairs passing bytes on, each as the function that silences it. */
   private readonly live = new Set<() => void>();
+  /** The same pairs, each as the function that drops what its server answers. */
+  private readonly deafening = new Set<() => void>();
   private state: 'passing' | 'cut' | 'stalled' = 'passing';
 
   private constructor(server: Server, port: number, target: { host: string; port: number }) {
@@ -58,6 +62,15 @@ export class TcpProxy {
     this.state = 'stalled';
     for (const silence of this.live) silence();
     this.live.clear();
+    this.deafening.clear();
+  }
+
+  /**
+   * Every connection open now loses what the server answers from now on, while what it is sent still reaches it: a
+   * statement is executed, and its answer never arrives. New connections are passed on as usual.
+   */
+  loseAnswers(): void {
+    for (const loseAnswers of this.deafening) loseAnswers();
   }
 
   /** Passes new connections on again. */
@@ -92,11 +105,17 @@ export class TcpProxy {
       client.resume();
       upstream.resume();
     };
+    const loseAnswers = () => {
+      upstream.unpipe(client);
+      upstream.resume();
+    };
     this.live.add(silence);
+    this.deafening.add(loseAnswers);
     for (const socket of [client, upstream])
       socket.once('close', () => {
         this.sockets.delete(socket);
         this.live.delete(silence);
+        this.deafening.delete(loseAnswers);
         client.destroy();
         upstream.destroy();
       });
