@@ -6,8 +6,10 @@ import { type Kysely, sql } from 'kysely';
 import { fullIfNoRoom } from '../../src/storage/blobs/directory-blob-store.ts';
 import { kyselyPool } from '../../src/storage/postgres/kysely-pool.ts';
 import type { Database } from '../../src/storage/sql/schema.ts';
+import { BUSY_WAIT_MS } from '../../src/storage/sqlite/dialect.ts';
 import { SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { DatabaseUnavailable, StorageFull } from '../../src/storage/store.ts';
+import { countTurns } from '../support/event-loop.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { ANSWERED, eventNames, postSse, type SseEvent } from '../support/sse.ts';
@@ -117,26 +119,42 @@ describe('a full or locked SQLite database under a running server', () => {
     assert.equal(messages.body.data[0]!.content[0]!.text.value, WORDS.join(''));
   });
 
-  test('a write while another process holds the write lock past the busy timeout gets a 503, and goes through after', async () => {
+  test('a write waits for the write lock another process holds without holding the event loop, and gets a 503 once it is held past 5 s', async () => {
     const thread = await server.api.post('/v1/threads', {});
+    const update = (topic: string) => server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { topic } });
     const other = new BetterSqlite3(path.join(server.dataDir, SQLITE_FILE_NAME));
-    // The server's busy timeout is 5 s, for each statement queued behind that one: a tenth of a second will do here.
-    const { rows } = await sql<{ timeout: number }>`pragma busy_timeout`.execute(db);
-    await sql.raw('pragma busy_timeout = 100').execute(db);
     try {
-      other.exec('begin immediate'); // `sqlite3 assistd.sqlite` left in a transaction, say
-      const refused = await server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { a: 'b' } });
+      // `sqlite3 assistd.sqlite` left in a transaction for a second, say: the write waits for it, and goes through.
+      other.exec('begin immediate');
+      let turns = countTurns();
+      const waiting = update('pets');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      other.exec('rollback');
+      const updated = await waiting;
+      turns.stop();
+      assert.equal(updated.status, 200, JSON.stringify(updated.body));
+      assert.deepEqual(updated.body.metadata, { topic: 'pets' });
+      // A wait that held the event loop would have let the turns of a second go by as one (and kept this test from
+      // letting the lock go).
+      assert.ok(turns.count > 100, `${turns.count} turns of the event loop in a second`);
+
+      // Held past BUSY_WAIT_MS: a 503 that says so, the event loop free all along.
+      other.exec('begin immediate');
+      turns = countTurns();
+      const refused = await update('cats');
+      turns.stop();
       assert.equal(refused.status, 503);
       assert.equal((refused.body.error as { code: string }).code, 'database_unavailable');
       assert.equal(refused.headers.get('retry-after'), '1');
+      assert.ok(turns.count > 100, `${turns.count} turns of the event loop in ${BUSY_WAIT_MS} ms`);
       other.exec('rollback');
     } finally {
+      if (other.inTransaction) other.exec('rollback');
       other.close();
-      await sql.raw(`pragma busy_timeout = ${rows[0]!.timeout}`).execute(db);
     }
-    const updated = await server.api.post(`/v1/threads/${thread.body.id}`, { metadata: { a: 'b' } });
-    assert.equal(updated.status, 200);
-    assert.deepEqual(updated.body.metadata, { a: 'b' });
+    const after = await update('dogs');
+    assert.equal(after.status, 200);
+    assert.deepEqual(after.body.metadata, { topic: 'dogs' });
   });
 });
 

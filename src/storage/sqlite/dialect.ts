@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
@@ -17,9 +18,9 @@ import { withStatementCache } from './statement-cache.ts';
  * busy timeout does not apply to that upgrade. Begun immediate, it waits for the other writer instead, as the busy
  * timeout says. Within the process, Kysely runs one transaction at a time on the one connection anyway.
  *
- * A full database (SQLITE_FULL) fails a statement with StorageFull, and a write lock still held by another process
- * when the busy timeout ends (SQLITE_BUSY) with DatabaseUnavailable: the API answers 507 and 503, and a run's commit
- * waits, as for PostgreSQL.
+ * A full database (SQLITE_FULL) fails a statement with StorageFull, and a write lock held by another process past
+ * BUSY_WAIT_MS (SQLITE_BUSY) with DatabaseUnavailable: the API answers 507 and 503, and a run's commit waits, as for
+ * PostgreSQL.
  */
 export function sqliteDialect(sqlite: BetterSqlite3.Database): SqliteDialect {
   return new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }, sqlite);
@@ -40,9 +41,18 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 }
 
+/**
+ * How long statements wait, all told, for a write lock another process holds (`sqlite3` left in a transaction, say),
+ * before failing with DatabaseUnavailable; until one succeeds again, the next fail at once. SQLite's own busy timeout
+ * would wait with the event loop held, every stream of the process with it: here it is waited out asynchronously.
+ */
+export const BUSY_WAIT_MS = 5000;
+
 class ImmediateSqliteDriver extends SqliteDriver {
   readonly #sqlite: BetterSqlite3.Database;
   #connection: DatabaseConnection | undefined;
+  /** When statements started finding the write lock held by another process; undefined while they do not. */
+  #busySince: number | undefined;
 
   constructor(config: ConstructorParameters<typeof SqliteDialect>[0], sqlite: BetterSqlite3.Database) {
     super(config);
@@ -53,16 +63,37 @@ class ImmediateSqliteDriver extends SqliteDriver {
     const connection = await super.acquireConnection(); // the one connection, for as long as the driver lives
     this.#connection ??= {
       // Kysely's SQLite connection throws at once rather than rejecting: no await is added to every statement.
-      executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      executeQuery: <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
         try {
-          return connection.executeQuery<R>(query);
+          const result = connection.executeQuery<R>(query);
+          this.#busySince = undefined;
+          return result;
         } catch (error) {
-          return Promise.reject(unavailableIfFullOrBusy(error));
+          return this.#whileBusy(connection, query, error);
         }
       },
       streamQuery: (query, chunkSize) => connection.streamQuery(query, chunkSize),
     };
     return this.#connection;
+  }
+
+  /** `query`, which failed with `error`, tried again while the write lock is another process's (BUSY_WAIT_MS). */
+  async #whileBusy<R>(connection: DatabaseConnection, query: CompiledQuery, error: unknown): Promise<QueryResult<R>> {
+    // Not within a transaction: its statements before this one would not be tried again (`begin immediate` itself
+    // begins none when it finds the lock taken).
+    for (let waitMs = 2; isBusy(error) && !this.#sqlite.inTransaction; waitMs = Math.min(waitMs * 2, 50)) {
+      this.#busySince ??= Date.now();
+      if (Date.now() - this.#busySince >= BUSY_WAIT_MS) break;
+      await sleep(waitMs);
+      try {
+        const result = await connection.executeQuery<R>(query);
+        this.#busySince = undefined;
+        return result;
+      } catch (again) {
+        error = again;
+      }
+    }
+    throw unavailableIfFullOrBusy(error);
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
@@ -76,9 +107,12 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 }
 
-function unavailableIfFullOrBusy(error: unknown): unknown {
+function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (code === 'SQLITE_FULL') return new StorageFull(error);
-  if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) return new DatabaseUnavailable(error);
-  return error;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+}
+
+function unavailableIfFullOrBusy(error: unknown): unknown {
+  if ((error as { code?: unknown } | undefined)?.code === 'SQLITE_FULL') return new StorageFull(error);
+  return isBusy(error) ? new DatabaseUnavailable(error) : error;
 }

@@ -6,7 +6,7 @@ import { Kysely, type Migration, Migrator, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
-import { sqliteDialect } from './dialect.ts';
+import { BUSY_WAIT_MS, sqliteDialect } from './dialect.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
@@ -73,8 +73,9 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
-  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once.
-  sqlite.pragma('busy_timeout = 5000');
+  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once; at
+  // startup, before any request, with the event loop held.
+  sqlite.pragma(`busy_timeout = ${BUSY_WAIT_MS}`);
   // sqlite-vec: the `vec0` tables that index chunk vectors. Its package ships the loadable extension for linux-x64
   // (and darwin, windows, linux-arm64); where it cannot be loaded, vectors are searched by the in-memory cache.
   const vectorIndex = loadSqliteVec(sqlite);
@@ -88,6 +89,8 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
 
   const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
   await migrate(db);
+  // From now on a write lock held by another process is waited for without holding the event loop (dialect.ts).
+  sqlite.pragma('busy_timeout = 0');
   return new SqlStore(db, `sqlite:${file}`, {
     rowLocks: false,
     statementsOnEventLoop: true,
