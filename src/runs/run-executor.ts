@@ -32,6 +32,7 @@ import {
   type RunLock,
   type Scope,
   type StopRequest,
+  StorageFull,
   type Store,
   whileUnavailable,
 } from '../storage/store.ts';
@@ -811,7 +812,8 @@ export class RunExecutor {
     const committed = await whileUnavailable(
       () =>
         this.options.store.commitRun(x.scope, commit).catch((error: unknown) => {
-          lost ||= error instanceof DatabaseUnavailable;
+          // A connection lost under it: applied or not, none can say. (No room or a lock: not applied.)
+          lost ||= error instanceof DatabaseUnavailable && !(error instanceof StorageFull);
           throw error;
         }),
       Date.now() + this.options.leaseMs,
@@ -845,8 +847,10 @@ export class RunExecutor {
         store.runSteps(x.scope, x.run.id),
       ]);
       const stored = new Map(steps.map((step) => [step.id, step]));
+      // All but its metadata, which modify run may have changed meanwhile and no commit writes.
       return (
-        isDeepStrictEqual(run, change.run) &&
+        run !== undefined &&
+        isDeepStrictEqual({ ...run, metadata: null }, { ...change.run, metadata: null }) &&
         (change.steps ?? []).every((step) => isDeepStrictEqual(stored.get(step.id), step))
       );
     } catch {

@@ -221,17 +221,26 @@ export class IngestionWorker {
     return { model: embedder.model, dimensions: vectors[0]!.length, vectors };
   }
 
+  private renewing = false;
+
+  /** One pass at a time: while the database is slow to answer (or away), passes would pile up behind each other. */
   private async renewLeases(): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
     const { records, leaseMs } = this.options;
-    for (const claim of [...this.active]) {
-      try {
-        const { scope, vectorStoreId, fileId, holder } = claim;
-        if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))
-          claim.lost = true;
-        this.failures.succeeded('renewing indexing leases');
-      } catch (error) {
-        this.failures.failed('renewing indexing leases', error, { fileId: claim.fileId });
+    try {
+      for (const claim of [...this.active]) {
+        try {
+          const { scope, vectorStoreId, fileId, holder } = claim;
+          if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))
+            claim.lost = true;
+          this.failures.succeeded('renewing indexing leases');
+        } catch (error) {
+          this.failures.failed('renewing indexing leases', error, { fileId: claim.fileId });
+        }
       }
+    } finally {
+      this.renewing = false;
     }
   }
 

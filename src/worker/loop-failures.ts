@@ -3,13 +3,13 @@ import { DatabaseUnavailable, StorageFull } from '../storage/store.ts';
 
 /**
  * How a worker's loops (claims, lease renewals, sweeps) say that a turn failed. A database that is away or full fails
- * every turn of every loop, several times a second, until it is back: that is said once per loop, with its reason,
- * and once more when the loop's turn succeeds again. Any other failure is an error with its stack, every time.
+ * every turn of every loop, several times a second, until it is back: that is said once per loop, with its reason
+ * (again if the reason changes), and once more when the loop's turn succeeds again. Any other failure is an error with its stack, every time.
  */
 export class LoopFailures {
   private readonly logger: Logger;
-  /** The loops whose last turn failed for want of the database. */
-  private readonly waiting = new Set<string>();
+  /** The loops whose last turn failed for want of the database, and why: it was away, or full. */
+  private readonly waiting = new Map<string, 'away' | 'full'>();
 
   constructor(logger: Logger) {
     this.logger = logger;
@@ -21,10 +21,11 @@ export class LoopFailures {
       this.logger.error({ ...fields, err: error }, `${loop} failed`);
       return;
     }
-    if (this.waiting.has(loop)) return;
-    this.waiting.add(loop);
+    const why = error instanceof StorageFull ? 'full' : 'away';
+    if (this.waiting.get(loop) === why) return;
+    this.waiting.set(loop, why);
     // A full disk needs its operator; a database away mostly comes back by itself.
-    const level = error instanceof StorageFull ? 'error' : 'warn';
+    const level = why === 'full' ? 'error' : 'warn';
     this.logger[level](
       { ...fields, reason: error.message },
       `${loop} failed; it goes on trying, said again once it works`,

@@ -163,31 +163,40 @@ export class RunWorker implements LocalExecution {
     if (execution && !execution.controller.signal.aborted) execution.controller.abort(reason);
   }
 
+  private renewing = false;
+
   /**
    * One statement per run executing here. With SQLite each is synchronous, so a thousand runs would hold the event
-   * loop for a tenth of a second, every live stream with it: the loop is let go every RENEW_SLICE_MS.
+   * loop for a tenth of a second, every live stream with it: the loop is let go every RENEW_SLICE_MS. One pass at a
+   * time: while the database is slow to answer (or away), passes would pile up behind each other.
    */
   private async renewLeases(): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
     const { store, leaseMs } = this.options;
-    let since = performance.now();
-    for (const runId of [...this.executions.keys()]) {
-      if (performance.now() - since >= RENEW_SLICE_MS) {
-        await nextTurn();
-        since = performance.now();
-      }
-      try {
-        const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
-        this.failures.succeeded('renewing leases');
-        if (status === undefined) {
-          this.metrics?.leaseLost();
-          this.stop(runId, 'lease_lost');
-        } else {
-          this.metrics?.leaseRenewed();
-          if (status === 'cancelling') this.stop(runId, 'cancel');
+    try {
+      let since = performance.now();
+      for (const runId of [...this.executions.keys()]) {
+        if (performance.now() - since >= RENEW_SLICE_MS) {
+          await nextTurn();
+          since = performance.now();
         }
-      } catch (error) {
-        this.failures.failed('renewing leases', error, { runId });
+        try {
+          const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
+          this.failures.succeeded('renewing leases');
+          if (status === undefined) {
+            this.metrics?.leaseLost();
+            this.stop(runId, 'lease_lost');
+          } else {
+            this.metrics?.leaseRenewed();
+            if (status === 'cancelling') this.stop(runId, 'cancel');
+          }
+        } catch (error) {
+          this.failures.failed('renewing leases', error, { runId });
+        }
       }
+    } finally {
+      this.renewing = false;
     }
   }
 

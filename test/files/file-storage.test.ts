@@ -317,6 +317,22 @@ describe('directory blob store', () => {
     }
   });
 
+  test('directories it could not make (a full disk, say) are made at the next write, once they can be', async () => {
+    const root = tempDir();
+    try {
+      writeFileSync(path.join(root, 'blobs'), 'in the way'); // mkdir fails, as it would on a full disk
+      const blobs = new DirectoryBlobStore(root);
+      const bytes = async function* (): AsyncIterable<Uint8Array> {
+        yield Buffer.from('abc');
+      };
+      await assert.rejects(blobs.write('file-a', bytes()));
+      rmSync(path.join(root, 'blobs'));
+      assert.equal(await blobs.write('file-a', bytes()), 3);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   test('a temporary file of a live upload is kept by the orphan sweep; one of a dead upload is removed', async () => {
     const root = tempDir();
     try {

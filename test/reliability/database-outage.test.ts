@@ -393,6 +393,12 @@ else
         await locker.connect();
         try {
           const streamed = streamedRun(server, async (threadId) => {
+            // Modified meanwhile: its metadata, which no commit writes, is newer than the execution's copy.
+            const runs = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs`);
+            const modified = await server.api.post(`/v1/threads/${threadId}/runs/${runs.body.data[0]!.id}`, {
+              metadata: { topic: 'pets' },
+            });
+            assert.equal(modified.status, 200);
             // The run's row locked: its ending commit, sent to the database, waits there.
             await locker.query('begin');
             await locker.query('select id from runs where thread_id = $1 for update', [threadId]);
@@ -413,6 +419,7 @@ else
           assert.equal(upstream.requests.length, asked + 1);
           const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
           assert.equal(run.body.status, 'completed');
+          assert.deepEqual(run.body.metadata, { topic: 'pets' });
           const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
           assert.deepEqual(
             messages.body.data.map((m) => m.role),

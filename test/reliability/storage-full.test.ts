@@ -147,6 +147,11 @@ describe('a full or locked SQLite database under a running server', () => {
       assert.equal((refused.body.error as { code: string }).code, 'database_unavailable');
       assert.equal(refused.headers.get('retry-after'), '1');
       assert.ok(turns.count > 100, `${turns.count} turns of the event loop in ${BUSY_WAIT_MS} ms`);
+      // Reads go on, and do not make writes wait again: the next write gets its 503 at once.
+      assert.equal((await server.api.get(`/v1/threads/${thread.body.id}`)).status, 200);
+      const started = Date.now();
+      assert.equal((await update('birds')).status, 503);
+      assert.ok(Date.now() - started < BUSY_WAIT_MS / 2, `${Date.now() - started} ms for the next write's 503`);
       other.exec('rollback');
     } finally {
       if (other.inTransaction) other.exec('rollback');

@@ -29,7 +29,9 @@ export class DirectoryBlobStore implements BlobStore {
   }
 
   async write(id: string, source: AsyncIterable<Uint8Array>): Promise<number> {
-    await this.ensureDirs();
+    await this.ensureDirs().catch((error: unknown) => {
+      throw fullIfNoRoom(error);
+    });
     const tmp = path.join(this.tmpDir, `${id}.${randomBytes(6).toString('hex')}`);
     let bytes = 0;
     // `flush` fsyncs the file before it is closed: the rename below must never publish bytes still in the cache.
@@ -107,11 +109,15 @@ export class DirectoryBlobStore implements BlobStore {
     return path.join(this.blobsDir, id);
   }
 
+  /** Made once; tried again at the next call when it fails (a full disk, say). */
   private ensureDirs(): Promise<void> {
     this.ready ??= (async () => {
       await mkdir(this.blobsDir, { recursive: true });
       await mkdir(this.tmpDir, { recursive: true });
-    })();
+    })().catch((error: unknown) => {
+      this.ready = undefined;
+      throw error;
+    });
     return this.ready;
   }
 }

@@ -5,6 +5,7 @@ import {
   type DatabaseConnection,
   type Driver,
   type QueryResult,
+  type SqliteDatabase,
   SqliteDialect,
   SqliteDriver,
 } from 'kysely';
@@ -15,8 +16,8 @@ import { withStatementCache } from './statement-cache.ts';
  * Kysely's SQLite dialect over `sqlite` (its statements cached, statement-cache.ts), whose transactions take the
  * write lock when they begin (`begin immediate`). Begun deferred, a transaction that reads and then writes fails at
  * once with SQLITE_BUSY if another process wrote in between (`assistd keys create` next to a running server): the
- * busy timeout does not apply to that upgrade. Begun immediate, it waits for the other writer instead, as the busy
- * timeout says. Within the process, Kysely runs one transaction at a time on the one connection anyway.
+ * busy timeout does not apply to that upgrade. Begun immediate, it waits for the other writer instead (BUSY_WAIT_MS).
+ * Within the process, Kysely runs one transaction at a time on the one connection anyway.
  *
  * A full database (SQLITE_FULL) fails a statement with StorageFull, and a write lock held by another process past
  * BUSY_WAIT_MS (SQLITE_BUSY) with DatabaseUnavailable: the API answers 507 and 503, and a run's commit waits, as for
@@ -43,20 +44,23 @@ class ImmediateSqliteDialect extends SqliteDialect {
 
 /**
  * How long statements wait, all told, for a write lock another process holds (`sqlite3` left in a transaction, say),
- * before failing with DatabaseUnavailable; until one succeeds again, the next fail at once. SQLite's own busy timeout
- * would wait with the event loop held, every stream of the process with it: here it is waited out asynchronously.
+ * before failing with DatabaseUnavailable; until a write goes through again, the next fail at once. SQLite's own busy
+ * timeout would wait with the event loop held, every stream of the process with it: here it is waited out
+ * asynchronously. The statements of this process wait behind the one waiting (one connection), reads too.
  */
 export const BUSY_WAIT_MS = 5000;
 
 class ImmediateSqliteDriver extends SqliteDriver {
   readonly #sqlite: BetterSqlite3.Database;
+  readonly #statements: SqliteDatabase;
   #connection: DatabaseConnection | undefined;
-  /** When statements started finding the write lock held by another process; undefined while they do not. */
+  /** When writes started finding the write lock held by another process; undefined once one goes through. */
   #busySince: number | undefined;
 
   constructor(config: ConstructorParameters<typeof SqliteDialect>[0], sqlite: BetterSqlite3.Database) {
     super(config);
     this.#sqlite = sqlite;
+    this.#statements = config.database as SqliteDatabase;
   }
 
   override async acquireConnection(): Promise<DatabaseConnection> {
@@ -66,7 +70,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
       executeQuery: <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
         try {
           const result = connection.executeQuery<R>(query);
-          this.#busySince = undefined;
+          if (this.#busySince !== undefined) this.#wrote(query);
           return result;
         } catch (error) {
           return this.#whileBusy(connection, query, error);
@@ -87,13 +91,18 @@ class ImmediateSqliteDriver extends SqliteDriver {
       await sleep(waitMs);
       try {
         const result = await connection.executeQuery<R>(query);
-        this.#busySince = undefined;
+        this.#wrote(query);
         return result;
       } catch (again) {
         error = again;
       }
     }
     throw unavailableIfFullOrBusy(error);
+  }
+
+  /** `query` went through: if it writes (a read goes through while another process holds the lock), the lock is free. */
+  #wrote(query: CompiledQuery): void {
+    if (!this.#statements.prepare(query.sql).reader) this.#busySince = undefined;
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {

@@ -73,8 +73,8 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
-  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once; at
-  // startup, before any request, with the event loop held.
+  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once: for
+  // these first statements, before any request, with the event loop held.
   sqlite.pragma(`busy_timeout = ${BUSY_WAIT_MS}`);
   // sqlite-vec: the `vec0` tables that index chunk vectors. Its package ships the loadable extension for linux-x64
   // (and darwin, windows, linux-arm64); where it cannot be loaded, vectors are searched by the in-memory cache.
@@ -87,10 +87,10 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
       ? undefined
       : new SqliteReaderPool({ file, sqliteVec: vectorIndex === 'sqlite-vec' }, readerThreads);
 
-  const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
-  await migrate(db);
   // From now on a write lock held by another process is waited for without holding the event loop (dialect.ts).
   sqlite.pragma('busy_timeout = 0');
+  const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
+  await migrate(db);
   return new SqlStore(db, `sqlite:${file}`, {
     rowLocks: false,
     statementsOnEventLoop: true,
