@@ -86,10 +86,38 @@ else
         .join('');
     }
 
+    /**
+     * The run of `streamed` went as if nothing had happened: its stream in the official order with the whole answer,
+     * the model asked once (`asked`: its requests before), the run completed, its answer the thread's last message.
+     * Answers the run.
+     */
+    async function answeredOnce(
+      server: TestServer,
+      streamed: { events: SseEvent[]; threadId: string; runId: string },
+      asked: number,
+    ): Promise<Body> {
+      const { events, threadId, runId } = streamed;
+      assert.deepEqual(eventNames(events), ANSWERED);
+      assert.equal(streamedText(events), WORDS.join(''));
+      assert.equal(upstream.requests.length, asked + 1); // its answer was kept, not asked for again
+      const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
+      assert.equal(run.body.status, 'completed');
+      const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
+      assert.deepEqual(
+        messages.body.data.map((m) => m.role),
+        ['assistant', 'user'],
+      );
+      assert.equal(
+        (messages.body.data[0]!.content as Array<{ text: { value: string } }>)[0]!.text.value,
+        WORDS.join(''),
+      );
+      return run.body;
+    }
+
     test('a turn that ends while the database is away is committed when it is back: the stream goes on as usual', async () => {
       await withServer({}, async (server, proxy) => {
         const asked = upstream.requests.length;
-        const { events, threadId, runId } = await streamedRun(server, async (threadId) => {
+        const streamed = await streamedRun(server, async (threadId) => {
           proxy.cut();
           // The model's turn ends in the outage (its last word comes ~1.9 s after the first), and its commit fails
           // for a while; meanwhile a request gets the 503 that says why.
@@ -109,21 +137,7 @@ else
           await new Promise((resolve) => setTimeout(resolve, 1000));
           proxy.restore();
         });
-        assert.deepEqual(eventNames(events), ANSWERED);
-        assert.equal(streamedText(events), WORDS.join(''));
-        // The model was asked once: its answer was kept, not asked again.
-        assert.equal(upstream.requests.length, asked + 1);
-        const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
-        assert.equal(run.body.status, 'completed');
-        const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
-        assert.deepEqual(
-          messages.body.data.map((m) => m.role),
-          ['assistant', 'user'],
-        );
-        assert.equal(
-          (messages.body.data[0]!.content as Array<{ text: { value: string } }>)[0]!.text.value,
-          WORDS.join(''),
-        );
+        await answeredOnce(server, streamed, asked);
       });
     });
 
@@ -355,12 +369,7 @@ else
           await new Promise((resolve) => setTimeout(resolve, 1500)); // the commit's statement goes unanswered, then a connection attempt
           proxy.restore();
         });
-        const { events, threadId, runId } = await within('the stream', 30_000, streamed);
-        assert.deepEqual(eventNames(events), ANSWERED);
-        assert.equal(streamedText(events), WORDS.join(''));
-        assert.equal(upstream.requests.length, asked + 1);
-        const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
-        assert.equal(run.body.status, 'completed');
+        await answeredOnce(server, await within('the stream', 30_000, streamed), asked);
       });
     });
 
@@ -413,18 +422,8 @@ else
             proxy.loseAnswers();
             await locker.query('commit');
           });
-          const { events, threadId, runId } = await within('the stream', 30_000, streamed);
-          assert.deepEqual(eventNames(events), ANSWERED);
-          assert.equal(streamedText(events), WORDS.join(''));
-          assert.equal(upstream.requests.length, asked + 1);
-          const run = await server.api.get(`/v1/threads/${threadId}/runs/${runId}`);
-          assert.equal(run.body.status, 'completed');
-          assert.deepEqual(run.body.metadata, { topic: 'pets' });
-          const messages = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`);
-          assert.deepEqual(
-            messages.body.data.map((m) => m.role),
-            ['assistant', 'user'],
-          );
+          const run = await answeredOnce(server, await within('the stream', 30_000, streamed), asked);
+          assert.deepEqual(run.metadata, { topic: 'pets' });
         } finally {
           await locker.end();
         }
