@@ -21,7 +21,7 @@ export type StorageConfig =
       timeoutMs: number;
     };
 
-/** ASSISTD_DATABASE_TIMEOUT_S's default: far above any statement of assistd's, far below TCP's own give-up (minutes). */
+/** ASSISTD_DATABASE_TIMEOUT_S's default: far above a run's statements (milliseconds), far below TCP's own give-up (minutes). */
 export const DEFAULT_DATABASE_TIMEOUT_MS = 30_000;
 
 export interface Config {
