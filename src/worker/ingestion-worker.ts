@@ -15,6 +15,7 @@ import {
 } from '../storage/store.ts';
 import type { Indexer } from '../vector-stores/indexer.ts';
 import { LoopFailures } from './loop-failures.ts';
+import { every } from './periodic.ts';
 import { Wakeup } from './wakeup.ts';
 
 /** Tries of a file's commit before the file fails, the waits between them growing by this much. */
@@ -75,8 +76,8 @@ export class IngestionWorker {
   start(): void {
     const { leaseMs, pollMs } = this.options;
     this.timers = [
-      setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(leaseMs / 3))),
-      setInterval(() => void this.expireStores(), pollMs),
+      every(Math.max(100, Math.floor(leaseMs / 3)), () => this.renewLeases()),
+      every(pollMs, () => this.expireStores()),
     ];
     this.loopDone = this.options.concurrency > 0 ? this.loop() : Promise.resolve();
   }
@@ -221,42 +222,27 @@ export class IngestionWorker {
     return { model: embedder.model, dimensions: vectors[0]!.length, vectors };
   }
 
-  private renewing = false;
-
-  /** One pass at a time: while the database is slow to answer (or away), passes would pile up behind each other. */
   private async renewLeases(): Promise<void> {
-    if (this.renewing) return;
-    this.renewing = true;
     const { records, leaseMs } = this.options;
-    try {
-      for (const claim of [...this.active]) {
-        try {
-          const { scope, vectorStoreId, fileId, holder } = claim;
-          if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))
-            claim.lost = true;
-          this.failures.succeeded('renewing indexing leases');
-        } catch (error) {
-          this.failures.failed('renewing indexing leases', error, { fileId: claim.fileId });
-        }
+    for (const claim of [...this.active]) {
+      try {
+        const { scope, vectorStoreId, fileId, holder } = claim;
+        if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))
+          claim.lost = true;
+        this.failures.succeeded('renewing indexing leases');
+      } catch (error) {
+        this.failures.failed('renewing indexing leases', error, { fileId: claim.fileId });
       }
-    } finally {
-      this.renewing = false;
     }
   }
 
-  private expiring = false;
-
   private async expireStores(): Promise<void> {
-    if (this.expiring) return;
-    this.expiring = true;
     try {
       const expired = await this.options.records.expireVectorStores(unixSeconds(), 500);
       if (expired.length > 0) this.options.logger.info({ vectorStores: expired }, 'vector stores expired');
       this.failures.succeeded('expiring vector stores');
     } catch (error) {
       this.failures.failed('expiring vector stores', error);
-    } finally {
-      this.expiring = false;
     }
   }
 }

@@ -10,6 +10,7 @@ import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
 import type { AdoptedRun, LocalExecution } from '../runs/run-service.ts';
 import type { ClaimedRun, Store } from '../storage/store.ts';
 import { LoopFailures } from './loop-failures.ts';
+import { every } from './periodic.ts';
 import { Wakeup } from './wakeup.ts';
 
 export interface RunWorkerOptions {
@@ -86,8 +87,8 @@ export class RunWorker implements LocalExecution {
       bus.onStopRequested((runId, reason) => this.stop(runId, reason)),
     );
     this.timers = [
-      setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(leaseMs / 3))),
-      setInterval(() => void this.sweep(), sweepMs),
+      every(Math.max(100, Math.floor(leaseMs / 3)), () => this.renewLeases()),
+      every(sweepMs, () => this.sweep()),
     ];
     // Concurrency 0 (an API-only process): no claiming, but streamed runs are still adopted and executed here.
     this.loopDone = this.options.concurrency > 0 ? this.loop() : Promise.resolve();
@@ -163,49 +164,36 @@ export class RunWorker implements LocalExecution {
     if (execution && !execution.controller.signal.aborted) execution.controller.abort(reason);
   }
 
-  private renewing = false;
-
   /**
    * One statement per run executing here. With SQLite each is synchronous, so a thousand runs would hold the event
-   * loop for a tenth of a second, every live stream with it: the loop is let go every RENEW_SLICE_MS. One pass at a
-   * time: while the database is slow to answer (or away), passes would pile up behind each other.
+   * loop for a tenth of a second, every live stream with it: the loop is let go every RENEW_SLICE_MS.
    */
   private async renewLeases(): Promise<void> {
-    if (this.renewing) return;
-    this.renewing = true;
     const { store, leaseMs } = this.options;
-    try {
-      let since = performance.now();
-      for (const runId of [...this.executions.keys()]) {
-        if (performance.now() - since >= RENEW_SLICE_MS) {
-          await nextTurn();
-          since = performance.now();
-        }
-        try {
-          const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
-          this.failures.succeeded('renewing leases');
-          if (status === undefined) {
-            this.metrics?.leaseLost();
-            this.stop(runId, 'lease_lost');
-          } else {
-            this.metrics?.leaseRenewed();
-            if (status === 'cancelling') this.stop(runId, 'cancel');
-          }
-        } catch (error) {
-          this.failures.failed('renewing leases', error, { runId });
-        }
+    let since = performance.now();
+    for (const runId of [...this.executions.keys()]) {
+      if (performance.now() - since >= RENEW_SLICE_MS) {
+        await nextTurn();
+        since = performance.now();
       }
-    } finally {
-      this.renewing = false;
+      try {
+        const status = await store.renewLease(runId, this.id, Date.now() + leaseMs);
+        this.failures.succeeded('renewing leases');
+        if (status === undefined) {
+          this.metrics?.leaseLost();
+          this.stop(runId, 'lease_lost');
+        } else {
+          this.metrics?.leaseRenewed();
+          if (status === 'cancelling') this.stop(runId, 'cancel');
+        }
+      } catch (error) {
+        this.failures.failed('renewing leases', error, { runId });
+      }
     }
   }
 
-  private sweeping = false;
-
   /** Expires every active run past its deadline; an execution of it here is stopped. */
   private async sweep(): Promise<void> {
-    if (this.sweeping) return;
-    this.sweeping = true;
     const { store, bus } = this.options;
     try {
       for (const { scope, run, lock } of await store.runsDueForExpiry(unixSeconds(), 100)) {
@@ -229,8 +217,6 @@ export class RunWorker implements LocalExecution {
       this.failures.succeeded('expiring runs');
     } catch (error) {
       this.failures.failed('expiring runs', error);
-    } finally {
-      this.sweeping = false;
     }
   }
 }
