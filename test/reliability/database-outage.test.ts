@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { eventually } from '../support/eventually.ts';
@@ -25,20 +25,19 @@ const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
 const postgresUrl = postgresUrlOrSkip();
 if (postgresUrl === undefined) test('database outages (PostgreSQL)', { skip: POSTGRES_SKIP_REASON }, () => {});
 else
-  describe('a database outage under a running server (PostgreSQL)', () => {
-    let upstream: FakeUpstream;
-    before(async () => {
-      upstream = await FakeUpstream.start();
-      upstream.setDefault({ text: WORDS, chunkDelayMs: 100 });
-    });
-    after(() => upstream.close());
-
-    /** A server on a fresh database reached through a proxy; `check` gets both, and everything is closed after. */
+  describe('a database outage under a running server (PostgreSQL)', { concurrency: 3 }, () => {
+    /**
+     * A server on a fresh database reached through a proxy, with a model of its own; `check` gets them all, and
+     * everything is closed after. Each test has its own, so that the tests run side by side (most of their time is
+     * spent waiting for an outage to be noticed or to end).
+     */
     async function withServer(
       env: Record<string, string>,
-      check: (server: TestServer, proxy: TcpProxy, database: TestDatabase) => Promise<void>,
+      check: (server: TestServer, proxy: TcpProxy, database: TestDatabase, upstream: FakeUpstream) => Promise<void>,
       options: TestServerOptions = {},
     ) {
+      const upstream = await FakeUpstream.start();
+      upstream.setDefault({ text: WORDS, chunkDelayMs: 100 });
       const database: TestDatabase = await createTestDatabase(postgresUrl!);
       const target = new URL(database.url);
       const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
@@ -51,7 +50,7 @@ else
         options,
       );
       try {
-        await check(server, proxy, database);
+        await check(server, proxy, database, upstream);
       } catch (error) {
         proxy.cut(); // what still waits on a silenced connection fails, so that the server can close
         throw error;
@@ -60,6 +59,7 @@ else
         await server.close();
         await proxy.close();
         await database.drop();
+        await upstream.close();
       }
     }
 
@@ -93,6 +93,7 @@ else
      */
     async function answeredOnce(
       server: TestServer,
+      upstream: FakeUpstream,
       streamed: { events: SseEvent[]; threadId: string; runId: string },
       asked: number,
     ): Promise<Body> {
@@ -115,7 +116,7 @@ else
     }
 
     test('a turn that ends while the database is away is committed when it is back: the stream goes on as usual', async () => {
-      await withServer({}, async (server, proxy) => {
+      await withServer({}, async (server, proxy, _database, upstream) => {
         const asked = upstream.requests.length;
         const streamed = await streamedRun(server, async (threadId) => {
           proxy.cut();
@@ -137,7 +138,7 @@ else
           await new Promise((resolve) => setTimeout(resolve, 1000));
           proxy.restore();
         });
-        await answeredOnce(server, streamed, asked);
+        await answeredOnce(server, upstream, streamed, asked);
       });
     });
 
@@ -217,7 +218,7 @@ else
     });
 
     test('a file indexed while the database is away is stored once it is back, its embeddings not asked again', async () => {
-      await withServer({ ASSISTD_EMBEDDINGS_MODEL: 'embedder' }, async (server, proxy) => {
+      await withServer({ ASSISTD_EMBEDDINGS_MODEL: 'embedder' }, async (server, proxy, _database, upstream) => {
         const file = await server.api.upload('Cats and kittens purr.\n\nDogs and puppies bark.', 'pets.txt');
         const store = await server.api.post('/v1/vector_stores', { name: 'pets' });
         const asked = upstream.embeddingRequests.length;
@@ -360,7 +361,7 @@ else
     });
 
     test('a turn that ends while the database does not answer is committed once it does: the stream goes on as usual', async () => {
-      await withServer(SILENCE_TIMEOUT, async (server, proxy) => {
+      await withServer(SILENCE_TIMEOUT, async (server, proxy, _database, upstream) => {
         const asked = upstream.requests.length;
         const streamed = streamedRun(server, async () => {
           proxy.stall();
@@ -369,7 +370,7 @@ else
           await new Promise((resolve) => setTimeout(resolve, 1500)); // the commit's statement goes unanswered, then a connection attempt
           proxy.restore();
         });
-        await answeredOnce(server, await within('the stream', 30_000, streamed), asked);
+        await answeredOnce(server, upstream, await within('the stream', 30_000, streamed), asked);
       });
     });
 
@@ -395,7 +396,7 @@ else
     });
 
     test('a turn whose commit was applied but whose answer was lost ends its stream as usual, not as interrupted', async () => {
-      await withServer({ ASSISTD_DATABASE_TIMEOUT_S: '2' }, async (server, proxy, database) => {
+      await withServer({ ASSISTD_DATABASE_TIMEOUT_S: '2' }, async (server, proxy, database, upstream) => {
         const asked = upstream.requests.length;
         const locker = new pg.Client({ connectionString: database.url });
         locker.on('error', () => {});
@@ -422,7 +423,7 @@ else
             proxy.loseAnswers();
             await locker.query('commit');
           });
-          const run = await answeredOnce(server, await within('the stream', 30_000, streamed), asked);
+          const run = await answeredOnce(server, upstream, await within('the stream', 30_000, streamed), asked);
           assert.deepEqual(run.metadata, { topic: 'pets' });
         } finally {
           await locker.end();
@@ -431,7 +432,7 @@ else
     });
 
     test('an outage longer than the lease ends the stream with an error saying the run goes on; it does', async () => {
-      await withServer({ ASSISTD_WORKER_LEASE_S: '1' }, async (server, proxy) => {
+      await withServer({ ASSISTD_WORKER_LEASE_S: '1' }, async (server, proxy, _database, upstream) => {
         const asked = upstream.requests.length;
         // The stream ends while the database is still away: the commit waited a lease (a second) for it.
         const { events, threadId, runId } = await streamedRun(server, async () => proxy.cut());
