@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import type { BlobStore } from '../storage/blobs/blob-store.ts';
 import type { FileRecords } from '../storage/store.ts';
+import { LoopFailures } from '../worker/loop-failures.ts';
 
 /** How many rows one pass deletes at most; a pass that hits it is followed by another at once. */
 const BATCH = 500;
@@ -15,6 +16,8 @@ export class FileSweeper {
   private readonly records: FileRecords;
   private readonly blobs: BlobStore;
   private readonly logger: Logger;
+  /** A database away for a while fails every pass: said once, not at each (LoopFailures). */
+  private readonly failures: LoopFailures;
   private readonly intervalMs: number;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
@@ -31,6 +34,7 @@ export class FileSweeper {
     this.records = options.records;
     this.blobs = options.blobs;
     this.logger = options.logger;
+    this.failures = new LoopFailures(options.logger);
     this.intervalMs = options.intervalMs;
     this.now = options.now ?? Date.now;
   }
@@ -49,7 +53,10 @@ export class FileSweeper {
   /** One pass; `orphans` also scans the blob store for bytes without a row (at startup, or after a lapsed upload). */
   private run(orphans: boolean): Promise<void> {
     this.running ??= this.sweep(orphans)
-      .catch((error: unknown) => this.logger.warn({ err: error }, 'file sweep failed; it runs again later'))
+      .then(
+        () => this.failures.succeeded('sweeping files'),
+        (error: unknown) => this.failures.failed('sweeping files', error),
+      )
       .finally(() => {
         this.running = undefined;
       });

@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import pino from 'pino';
-import { DatabaseUnavailable, StorageFull } from '../../src/storage/store.ts';
+import { FileSweeper } from '../../src/files/file-sweeper.ts';
+import type { BlobStore } from '../../src/storage/blobs/blob-store.ts';
+import { DatabaseUnavailable, type FileRecords, StorageFull } from '../../src/storage/store.ts';
 import { LoopFailures } from '../../src/worker/loop-failures.ts';
+import { eventually } from '../support/eventually.ts';
 
-test("a loop's failures for want of the database are said once per reason, and once more when it works again", () => {
-  const lines: Array<{ level: number; msg: string; reason?: string }> = [];
-  const logger = pino(
+/** A logger whose entries land in `lines`. */
+function capturing(lines: Array<{ level: number; msg: string; reason?: string; err?: unknown }>) {
+  return pino(
     { level: 'info' },
     new Writable({
       write(chunk: Buffer, _encoding, done) {
@@ -16,7 +19,11 @@ test("a loop's failures for want of the database are said once per reason, and o
       },
     }),
   );
-  const failures = new LoopFailures(logger);
+}
+
+test("a loop's failures for want of the database are said once per reason, and once more when it works again", () => {
+  const lines: Array<{ level: number; msg: string; reason?: string }> = [];
+  const failures = new LoopFailures(capturing(lines));
   const away = new DatabaseUnavailable(new Error('Connection terminated unexpectedly'));
   const full = new StorageFull(new Error('database or disk is full'));
   for (let i = 0; i < 3; i++) failures.failed('claiming runs', away);
@@ -39,4 +46,34 @@ test("a loop's failures for want of the database are said once per reason, and o
     ],
   );
   assert.equal(lines[1]!.reason, 'no room left to store: database or disk is full');
+});
+
+test('the file sweeper says a database away once, not at every pass, and once more when it sweeps again', async () => {
+  const lines: Array<{ level: number; msg: string; reason?: string; err?: unknown }> = [];
+  let passes = 0;
+  const records = {
+    deleteLapsedAndExpired: async () => {
+      passes++;
+      if (passes <= 5) throw new DatabaseUnavailable(new Error('Connection terminated unexpectedly'));
+      return [];
+    },
+    rowStates: async () => new Map(),
+  } as unknown as FileRecords;
+  const blobs = { delete: async () => {}, sweepOrphans: async () => 0 } as unknown as BlobStore;
+  const sweeper = new FileSweeper({ records, blobs, logger: capturing(lines), intervalMs: 10 });
+  sweeper.start();
+  try {
+    await eventually('the sweeper to sweep again', 10_000, () => (passes > 6 ? true : undefined));
+  } finally {
+    await sweeper.close();
+  }
+  assert.deepEqual(
+    lines.map((l) => [l.level, l.msg]),
+    [
+      [40, 'sweeping files failed; it goes on trying, said again once it works'],
+      [30, 'sweeping files works again'],
+    ],
+  );
+  assert.equal(lines[0]!.err, undefined); // no stack
+  assert.equal(lines[0]!.reason, 'the database is unavailable: Connection terminated unexpectedly');
 });
