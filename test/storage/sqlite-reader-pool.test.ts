@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
 import { CompiledQuery } from 'kysely';
 import type { SqlStore } from '../../src/storage/sql/sql-store.ts';
 import { SqliteVecIndex } from '../../src/storage/sql/vector-index.ts';
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { SqliteReaderPool } from '../../src/storage/sqlite/reader-pool.ts';
+import { DatabaseUnavailable } from '../../src/storage/store.ts';
 import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
 import { recordFile } from '../support/file-rows.ts';
 import { tempDir } from '../support/server.ts';
@@ -275,6 +277,31 @@ describe('SQLite reader pool', () => {
     await assert.rejects(pool.executeQuery(CompiledQuery.raw('select 1')), { message: 'The store is closed.' });
     assert.deepEqual(pool.threads, []);
   });
+});
+
+test('a read refused for a lock another process holds past the busy timeout is DatabaseUnavailable (a 503)', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, SQLITE_FILE_NAME);
+  await (await openSqliteStore(dir, { readerThreads: 0 })).close();
+  // WAL readers wait for no writer, except one that holds the database exclusively.
+  const holder = new BetterSqlite3(file);
+  const pool = new SqliteReaderPool({ file, sqliteVec: true }, 1);
+  try {
+    holder.pragma('locking_mode = exclusive');
+    holder.exec('begin exclusive');
+    const refused = await pool.executeQuery(CompiledQuery.raw('select 1 as one')).then(
+      () => assert.fail('the read went through'),
+      (error: unknown) => error,
+    );
+    assert.ok(refused instanceof DatabaseUnavailable, String(refused));
+    assert.match(refused.message, /^the database is unavailable: database is locked/);
+    holder.close();
+    assert.deepEqual((await pool.executeQuery(CompiledQuery.raw('select 1 as one'))).rows, [{ one: 1 }]);
+  } finally {
+    await pool.close();
+    if (holder.open) holder.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** What `run` gives, and how many statements it sent to the reader threads meanwhile. */

@@ -121,7 +121,11 @@ function isBusy(error: unknown): boolean {
   return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }
 
-function unavailableIfFullOrBusy(error: unknown): unknown {
+/**
+ * SQLite's error as the store's: StorageFull for a full database, DatabaseUnavailable for a lock held past the wait
+ * (here, or on a reader thread's connection: reader-pool.ts); any other as it is.
+ */
+export function unavailableIfFullOrBusy(error: unknown): unknown {
   if ((error as { code?: unknown } | undefined)?.code === 'SQLITE_FULL') return new StorageFull(error);
   return isBusy(error) ? new DatabaseUnavailable(error) : error;
 }

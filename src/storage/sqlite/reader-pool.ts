@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import type { CompiledQuery, QueryResult } from 'kysely';
 import { startModuleThread } from '../../worker-thread.ts';
 import type { SearchReader } from '../sql/capabilities.ts';
+import { unavailableIfFullOrBusy } from './dialect.ts';
 
 export interface ReaderThreadData {
   /** The database file. */
@@ -130,7 +131,8 @@ export class SqliteReaderPool implements SearchReader {
 function settle(job: Job, response: ReaderResponse): void {
   if ('error' in response) {
     const { message, code } = response.error;
-    job.reject(Object.assign(new Error(message), code === undefined ? {} : { code }));
+    // A lock another process held past the thread's busy timeout is a 503, as on the store's connection.
+    job.reject(unavailableIfFullOrBusy(Object.assign(new Error(message), code === undefined ? {} : { code })) as Error);
     return;
   }
   // Structured clone turns the Buffers better-sqlite3 gives for blobs into Uint8Arrays: back to Buffers (no copy),
