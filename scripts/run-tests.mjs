@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Builds, then runs every test file under test/ with Node's test runner (TypeScript through tsx). Node 20's `--test`
-// does not expand globs itself, so the files are listed here. Extra arguments narrow the run: `npm test -- test/api`.
-import { spawnSync } from 'node:child_process';
+// Builds (and with --checks, as `npm test` does, type-checks and lints at the same time), then runs every test file
+// under test/ with Node's test runner (TypeScript through tsx). Node 20's `--test` does not expand globs itself, so
+// the files are listed here. Extra arguments narrow the run: `npm test -- test/api`.
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
@@ -15,12 +16,32 @@ function testFiles(dir) {
     .sort();
 }
 
-// The tests that start the CLI as a process (servers, workers, crashes and restarts) start the build, as `npm start`
-// does: half the CPU time of the source through tsx, for each of some hundred processes (test/support/server.ts).
-const build = spawnSync('npm', ['run', '-s', 'build'], { stdio: 'inherit' });
-if (build.status !== 0) process.exit(build.status ?? 1);
+/** Runs `npm run -s <script>` for each script at once (tsc is one thread); resolves once all ended, false if any failed. */
+async function runAtOnce(scripts) {
+  const ends = scripts.map(
+    (script) =>
+      new Promise((resolve) => {
+        const child = spawn('npm', ['run', '-s', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let output = '';
+        child.stdout.on('data', (chunk) => (output += chunk));
+        child.stderr.on('data', (chunk) => (output += chunk));
+        child.on('close', (code) => {
+          process.stdout.write(`npm run ${script}: ${code === 0 ? 'ok' : `failed (${code})`}\n${output}`);
+          resolve(code === 0);
+        });
+      }),
+  );
+  return (await Promise.all(ends)).every(Boolean);
+}
 
-const roots = process.argv.slice(2);
+// `--checks` (npm test) type-checks and lints first, beside the build. The tests that start the CLI as a process
+// (servers, workers, crashes and restarts) start the build, as `npm start` does: half the CPU time of the source
+// through tsx, for each of some hundred processes (test/support/server.ts).
+const args = process.argv.slice(2);
+const checks = args[0] === '--checks';
+if (!(await runAtOnce(checks ? ['typecheck', 'lint', 'build'] : ['build']))) process.exit(1);
+
+const roots = checks ? args.slice(1) : args;
 const files = (roots.length > 0 ? roots : ['test']).flatMap((root) =>
   statSync(root).isDirectory() ? testFiles(root) : [root],
 );
