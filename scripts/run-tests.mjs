@@ -16,7 +16,10 @@ function testFiles(dir) {
     .sort();
 }
 
-/** Runs `npm run -s <script>` for each script at once (tsc is one thread); resolves once all ended, false if any failed. */
+/**
+ * Runs `npm run -s <script>` for each of `scripts` at once (tsc uses one thread), each one's output printed whole
+ * when it ends; resolves once all ended, with false if one failed.
+ */
 async function runAtOnce(scripts) {
   const ends = scripts.map(
     (script) =>
@@ -34,9 +37,9 @@ async function runAtOnce(scripts) {
   return (await Promise.all(ends)).every(Boolean);
 }
 
-// `--checks` (npm test) type-checks and lints first, beside the build. The tests that start the CLI as a process
-// (servers, workers, crashes and restarts) start the build, as `npm start` does: half the CPU time of the source
-// through tsx, for each of some hundred processes (test/support/server.ts).
+// `--checks` (npm test) type-checks and lints beside the build, before any test runs. The tests that start the CLI
+// as a process (servers, workers, crashes and restarts) start the build, as `npm start` does: half the CPU time of
+// the source through tsx, for each of some hundred processes (test/support/server.ts).
 const args = process.argv.slice(2);
 const checks = args[0] === '--checks';
 if (!(await runAtOnce(checks ? ['typecheck', 'lint', 'build'] : ['build']))) process.exit(1);

@@ -10,6 +10,7 @@ import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open
 import { SqliteReaderPool } from '../../src/storage/sqlite/reader-pool.ts';
 import { DatabaseUnavailable } from '../../src/storage/store.ts';
 import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
+import { longestStall } from '../support/event-loop.ts';
 import { recordFile } from '../support/file-rows.ts';
 import { tempDir } from '../support/server.ts';
 
@@ -27,26 +28,6 @@ const DIMENSIONS = 128;
 /** Searches made at once. */
 const AT_ONCE = 8;
 const scope = { projectId: 'proj_readers' };
-
-/** The event loop's longest delay while `task` runs, in ms, from a timer that fires every 2 ms. */
-async function longestStall<T>(task: () => Promise<T>): Promise<{ result: T; stallMs: number }> {
-  let last = performance.now();
-  let stallMs = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    stallMs = Math.max(stallMs, now - last);
-    last = now;
-  }, 2);
-  try {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    const result = await task();
-    // A stall that lasts until the task ends is only seen by the timer's next turn.
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    return { result, stallMs };
-  } finally {
-    clearInterval(timer);
-  }
-}
 
 /** A deterministic pseudo-random vector. */
 function vectorOf(seed: number): Float32Array {

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /** The turns of the event loop counted from now until `stop()`: a statement that holds the loop lets none go by. */
 export interface TurnCounter {
   readonly count: number;
@@ -22,7 +24,7 @@ export function countTurns(): TurnCounter {
   };
 }
 
-/** One stall of the event loop: how long this process held it (`ms`), and how late the timer was. */
+/** One stall of the event loop: how long the main thread held it (`ms`), and how late the timer was. */
 export interface Stall {
   ms: number;
   lateMs: number;
@@ -34,25 +36,38 @@ export interface StallWatch {
   stop(): void;
 }
 
+/** Where Linux counts the time the main thread spent on a core (schedstat's first field, in ns). */
+const SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
+
+/** The main thread's time on a core so far, in ms; undefined where the kernel does not say. */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    return Number(readFileSync(SCHEDSTAT, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Watches the event loop with a timer every `sampleMs`. A stall is the time the timer was late, counted at most as
- * the CPU time this process (all its threads) used meanwhile: the tests run three files at once on two cores, and a
- * timer late because another process had the core says nothing of this one (timers were measured up to 230 ms late
- * so, while this process worked a fraction of that). Work that holds the loop is counted whole; a call that blocks
- * it without working (a synchronous wait) is not, and needs a wall-clock watch (test/sandbox/support.ts). `onStall`
- * hears every sample.
+ * the time the main thread spent on a core meanwhile: the tests run three files at once on two cores, and a timer
+ * late because another process (or another thread of this one) had the core says nothing of the event loop
+ * (timers were measured 100–230 ms late so, the main thread on a core for none of it). Work that holds the loop is
+ * counted whole; a call that blocks it without working (a synchronous wait) is not, and needs a wall-clock watch
+ * (test/sandbox/support.ts). `onStall` hears every sample.
  */
 export function watchStalls(onStall?: (stall: Stall) => void, sampleMs = 10): StallWatch {
   let longestMs = 0;
   let last = performance.now();
-  let lastCpu = process.cpuUsage();
+  let lastCpu = mainThreadCpuMs();
   const timer = setInterval(() => {
     const now = performance.now();
-    const cpu = process.cpuUsage(lastCpu);
+    const cpu = mainThreadCpuMs();
     const lateMs = now - last - sampleMs;
-    const ms = Math.max(0, Math.min(lateMs, (cpu.user + cpu.system) / 1000));
+    const worked = cpu === undefined || lastCpu === undefined ? lateMs : cpu - lastCpu;
+    const ms = Math.max(0, Math.min(lateMs, worked));
     last = now;
-    lastCpu = process.cpuUsage();
+    lastCpu = cpu;
     longestMs = Math.max(longestMs, ms);
     onStall?.({ ms, lateMs });
   }, sampleMs);
@@ -64,11 +79,16 @@ export function watchStalls(onStall?: (stall: Stall) => void, sampleMs = 10): St
   };
 }
 
-/** Runs `task`; answers its result and the longest stall of the event loop meanwhile, in ms (watchStalls). */
-export async function longestStall<T>(task: () => Promise<T>): Promise<{ result: T; stallMs: number }> {
-  const watch = watchStalls();
+/**
+ * Runs `task`; answers its result and the longest stall of the event loop meanwhile, in ms (watchStalls, a timer
+ * every `sampleMs`).
+ */
+export async function longestStall<T>(task: () => Promise<T>, sampleMs = 10): Promise<{ result: T; stallMs: number }> {
+  const watch = watchStalls(undefined, sampleMs);
   try {
     const result = await task();
+    // A stall that lasts until the task ends is seen by the timer's next turn.
+    await new Promise((resolve) => setTimeout(resolve, sampleMs));
     return { result, stallMs: watch.longestMs };
   } finally {
     watch.stop();
