@@ -44,8 +44,8 @@ const SEED = 0x5eed_14;
  * is the work of single legitimate requests at their size limits, measured in this suite's stall report: on
  * the 2-core machine 50–75 ms (four 8 MB bodies in flight, a JSON.parse each and the garbage collection after; a
  * list of runs each echoing 300,000-character instructions, about 6 MB of JSON to write). 200 ms is more than twice
- * that, and still 150 times below the stalls it guards against. A stall counts the CPU time this process used in it,
- * at most (watchStalls). Runs execute in this process too: a stall inside a run (its context built, its tokens
+ * that, and still 150 times below the stalls it guards against. A stall counts the main thread's time on a core in
+ * it, at most (watchStalls). Runs execute in this process too: a stall inside a run (its context built, its tokens
  * counted) is reported with the requests that happened to be in flight then, so a stall that names unrelated
  * requests points at a run.
  */
@@ -762,7 +762,7 @@ function fuzzSuite(name: string, databaseEnv: () => Promise<{ env: Record<string
       t.diagnostic(`event loop: longest stall ${maxStallMs.toFixed(1)} ms (bound ${EVENT_LOOP_BOUND_MS} ms)`);
       for (const stall of stalls)
         t.diagnostic(
-          `stall of ${stall.ms} ms (timer ${Math.round(stall.lateMs)} ms late) with in flight: ${stall.kinds.join(' | ')}`,
+          `stall of ${Math.round(stall.ms)} ms (timer ${Math.round(stall.lateMs)} ms late) with in flight: ${stall.kinds.join(' | ')}`,
         );
 
       const guarded = cases.filter((c) => c.guarded);

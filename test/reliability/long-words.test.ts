@@ -12,9 +12,9 @@ import { startTestServer, type TestServer } from '../support/server.ts';
  *
  * The bound: counting lets the loop go every 4 ms (runs/tokens.ts) and one piece of text costs at most ~5 ms; the
  * rest of a request's work on these bodies (parsing and storing a megabyte of JSON, the garbage collection after,
- * the client's own parsing in this same process) measured 25–75 ms on the 2-core machine (a stall counts the CPU
- * time this process used in it, at most: watchStalls in test/support/event-loop.ts). 200 ms, as in the fuzz's event-loop
- * guard, is still 150 times below the stall it guards against (29–52 s for one 256,000-letter message).
+ * the client's own parsing in this same process) measured 25–75 ms on the 2-core machine (a stall counts the main
+ * thread's time on a core in it, at most: watchStalls in test/support/event-loop.ts). 200 ms, as in the fuzz's
+ * event-loop guard, is still 150 times below the stall it guards against (29–52 s for one 256,000-letter message).
  */
 const MAX_LOOP_DELAY_MS = 200;
 
