@@ -15,6 +15,7 @@ import type { Scope } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
 import { aMessage, anAssistant, aRun, aThread, storedThreadWithOneAttachment } from '../support/builders.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
+import { TcpProxy } from '../support/tcp-proxy.ts';
 
 const adminUrl = postgresUrlOrSkip();
 const scope: Scope = { projectId: 'proj_pg' };
@@ -185,6 +186,38 @@ if (adminUrl === undefined) {
           assert.ok(!e.message.includes(password), e.message);
           return true;
         });
+      }
+    });
+
+    test('a database that does not answer stops startup once ASSISTD_DATABASE_TIMEOUT_S has passed', async () => {
+      const database = await createTestDatabase(serverUrl);
+      const target = new URL(database.url);
+      const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+      try {
+        proxy.stall(); // connections accepted, never answered
+        const storage = loadConfig({
+          ASSISTD_DATABASE_URL: proxy.through(database.url),
+          ASSISTD_DATABASE_TIMEOUT_S: '1',
+        }).storage;
+        let timer: NodeJS.Timeout | undefined;
+        const tooLong = new Promise<string>((resolve) => {
+          timer = setTimeout(() => resolve('still waiting after 5 s'), 5000);
+        });
+        const outcome = await Promise.race([
+          openStore(storage).then(
+            (store) => store.close().then(() => 'opened'),
+            (error: unknown) => error,
+          ),
+          tooLong,
+        ]);
+        clearTimeout(timer);
+        assert.ok(outcome instanceof ConfigError, String(outcome));
+        assert.equal(outcome.setting, 'ASSISTD_DATABASE_URL');
+        assert.match(outcome.message, /^ASSISTD_DATABASE_URL: cannot connect to postgres:\/\/\S+: timeout/);
+      } finally {
+        proxy.restore();
+        await proxy.close();
+        await database.drop();
       }
     });
 

@@ -49,9 +49,6 @@ const MIGRATIONS: Record<string, Migration> = {
   '019-chunk-overlap': chunkOverlap,
 };
 
-/** How long startup waits for the first connection before saying the database is unreachable. */
-const CONNECT_TIMEOUT_MS = 10_000;
-
 /** Exported for tests that wrap them to observe the store (e.g. count unique violations). */
 export const POSTGRES_CAPABILITIES: SqlCapabilities = {
   rowLocks: true,
@@ -96,7 +93,7 @@ export async function openPostgresStore(
   timeoutMs = DEFAULT_DATABASE_TIMEOUT_MS,
 ): Promise<SqlStore> {
   const where = describe(url);
-  await checkConnection(url, where);
+  await checkConnection(url, where, timeoutMs);
   await migrate(url);
 
   const pool = newPool(url, poolSize, timeoutMs);
@@ -139,9 +136,12 @@ class PostgresStore extends SqlStore {
   }
 }
 
-/** One connection with a timeout before the pool exists: a bad URL fails fast and clearly instead of hanging. */
-async function checkConnection(url: string, where: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+/**
+ * One connection before the pool exists, given up after `timeoutMs` as the pool's are: a bad URL, or a database that
+ * does not answer, stops startup clearly instead of hanging it.
+ */
+async function checkConnection(url: string, where: string, timeoutMs: number): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
   client.on('error', () => {});
   try {
     await client.connect();
