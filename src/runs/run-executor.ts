@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, notFound } from '../domain/errors.ts';
 import { type FunctionDefinition, type Message, type MessageContent, NO_PARAMETERS } from '../domain/objects.ts';
-import { RUN_STREAM_END, type RunStreamEvent, runInterruptedEvent } from '../domain/run-events.ts';
+import { RUN_STREAM_END, type RunStreamEvent, runDeletedEvent, runInterruptedEvent } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import type {
   FunctionToolCallDetails,
@@ -99,7 +99,7 @@ interface Execution {
   gatePassed: boolean;
   /** Called once, when the first model request is on its way or the execution stops before one (see `execute`). */
   asked: (() => void) | undefined;
-  /** Whether this execution has committed the run's end or pause: its streams have ended. */
+  /** Whether its streams have ended: this execution committed the run's end or pause, or found the run deleted. */
   ended: boolean;
 }
 
@@ -735,7 +735,7 @@ export class RunExecutor {
    */
   private async settle(x: Execution): Promise<void> {
     const run = await this.options.store.getRun(x.scope, x.run.thread_id, x.run.id);
-    if (!run) return;
+    if (!run) return this.deleted(x);
     x.run = run;
     if (run.status === 'cancelling') return this.finishCancel(x);
     if (run.status === 'in_progress' || run.status === 'queued') await this.commit(x, { run, lock: RELEASED });
@@ -748,7 +748,7 @@ export class RunExecutor {
   private async finishExpiry(x: Execution): Promise<void> {
     const { store } = this.options;
     const run = await store.getRun(x.scope, x.run.thread_id, x.run.id);
-    if (!run) return;
+    if (!run) return this.deleted(x);
     x.run = run;
     if (run.status === 'cancelling') return this.finishCancel(x);
     if (run.status !== 'in_progress') return;
@@ -756,11 +756,22 @@ export class RunExecutor {
     await this.end(x, { type: 'expire' });
   }
 
+  /**
+   * The run is gone: its thread was deleted, by a process whose word (RunEventBus.runsDeleted) has not reached this
+   * one, or never will (a signal lost while its listener reconnected). Its streams end as that word would end them,
+   * not as interrupted: the run does not go on.
+   */
+  private deleted(x: Execution): void {
+    x.ended = true;
+    this.options.bus.publish(x.run.thread_id, x.run.id, runDeletedEvent(x.run.thread_id, x.run.id));
+  }
+
   /** cancelling → cancelled, keeping what the current turn produced (its message `incomplete`, `run_cancelled`). */
   private async finishCancel(x: Execution): Promise<void> {
     const { store } = this.options;
     const run = await store.getRun(x.scope, x.run.thread_id, x.run.id);
-    if (run?.status !== 'cancelling') return;
+    if (!run) return this.deleted(x);
+    if (run.status !== 'cancelling') return;
     x.run = run;
     x.steps = await store.runSteps(x.scope, run.id);
     await this.end(x, { type: 'confirm_cancel' });

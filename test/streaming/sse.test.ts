@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { DEFAULT_SCOPE } from '../../src/storage/store.ts';
 import { FakeUpstream, type TextReply } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -290,6 +291,34 @@ describe('streaming (raw SSE)', () => {
     const request = upstream.requests.at(-1)!;
     for (let i = 0; i < 40 && request.abortedAt === undefined; i++) await new Promise((r) => setTimeout(r, 50));
     assert.ok(request.abortedAt !== undefined && request.finishedAt === undefined, 'the model request was abandoned');
+    assert.equal((await server.api.get(`/v1/threads/${threadId}`)).status, 404);
+  });
+
+  test("a thread deleted elsewhere before its word arrives: the run's stream says so when its turn ends", async () => {
+    // Deleted in the store directly: as by another process whose signal has not reached this one (it may never: a
+    // listener reconnecting), so the execution learns it only when its commit finds the run gone.
+    upstream.enqueue({ text: ['a ', 'b ', 'c '], chunkDelayMs: 100 });
+    const threadId = await newThread();
+    let runId = '';
+    let deleted: Promise<unknown> | undefined;
+    const events = await postSse(
+      `${server.url}/v1/threads/${threadId}/runs`,
+      { assistant_id: assistantId, stream: true },
+      (event) => {
+        if (event.event === 'thread.run.created') runId = event.data.id;
+        if (event.event === 'thread.message.delta')
+          deleted ??= server.server.store.deleteThread(DEFAULT_SCOPE, threadId);
+      },
+    );
+    assert.deepEqual(await deleted, [runId]);
+    const error = {
+      message: `Thread ${threadId} was deleted, and run ${runId} with it.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: null,
+    };
+    assert.deepEqual(eventNames(events).slice(-3), ['thread.message.delta*', 'error', 'done']);
+    assert.deepEqual(events.at(-2)!.data, { ...error, error });
     assert.equal((await server.api.get(`/v1/threads/${threadId}`)).status, 404);
   });
 
