@@ -28,6 +28,10 @@ async function runAtOnce(scripts) {
         let output = '';
         child.stdout.on('data', (chunk) => (output += chunk));
         child.stderr.on('data', (chunk) => (output += chunk));
+        child.on('error', (error) => {
+          process.stdout.write(`npm run ${script}: failed (${error.message})\n`);
+          resolve(false);
+        });
         child.on('close', (code) => {
           process.stdout.write(`npm run ${script}: ${code === 0 ? 'ok' : `failed (${code})`}\n${output}`);
           resolve(code === 0);

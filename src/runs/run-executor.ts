@@ -723,7 +723,9 @@ export class RunExecutor {
       if (reason === 'cancel') return await this.finishCancel(x);
       if (reason === 'expire') return await this.finishExpiry(x);
       if (reason === 'shutdown') return await this.settle(x);
-      // 'lease_lost': another worker has it; 'delete': it went with its thread.
+      // 'lease_lost': another worker has it, or the run is gone (deleted where the word has not arrived from);
+      // 'delete': it went with its thread.
+      if (reason === 'lease_lost' && (await this.gone(x))) this.deleted(x);
     } catch (error) {
       this.options.logger.error({ err: error, runId: x.run.id }, 'could not record a stopped run');
     }
@@ -754,6 +756,14 @@ export class RunExecutor {
     if (run.status !== 'in_progress') return;
     x.steps = await store.runSteps(x.scope, run.id);
     await this.end(x, { type: 'expire' });
+  }
+
+  /** Whether the run is no longer in the database (false when that cannot be read now: taken over, then). */
+  private gone(x: Execution): Promise<boolean> {
+    return this.options.store.getRun(x.scope, x.run.thread_id, x.run.id).then(
+      (run) => run === undefined,
+      () => false,
+    );
   }
 
   /**

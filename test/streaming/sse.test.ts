@@ -294,20 +294,21 @@ describe('streaming (raw SSE)', () => {
     assert.equal((await server.api.get(`/v1/threads/${threadId}`)).status, 404);
   });
 
-  test("a thread deleted elsewhere before its word arrives: the run's stream says so when its turn ends", async () => {
-    // Deleted in the store directly: as by another process whose signal has not reached this one (it may never: a
-    // listener reconnecting), so the execution learns it only when its commit finds the run gone.
-    upstream.enqueue({ text: ['a ', 'b ', 'c '], chunkDelayMs: 100 });
-    const threadId = await newThread();
+  /**
+   * A thread deleted in the store directly, as by another process whose signal has not reached this one (it may
+   * never: a listener reconnecting), at the run's first delta: its stream's end.
+   */
+  async function deletedElsewhere(on: TestServer, assistant: string) {
+    const thread = await on.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+    const threadId = thread.body.id as string;
     let runId = '';
     let deleted: Promise<unknown> | undefined;
     const events = await postSse(
-      `${server.url}/v1/threads/${threadId}/runs`,
-      { assistant_id: assistantId, stream: true },
+      `${on.url}/v1/threads/${threadId}/runs`,
+      { assistant_id: assistant, stream: true },
       (event) => {
         if (event.event === 'thread.run.created') runId = event.data.id;
-        if (event.event === 'thread.message.delta')
-          deleted ??= server.server.store.deleteThread(DEFAULT_SCOPE, threadId);
+        if (event.event === 'thread.message.delta') deleted ??= on.server.store.deleteThread(DEFAULT_SCOPE, threadId);
       },
     );
     assert.deepEqual(await deleted, [runId]);
@@ -319,7 +320,24 @@ describe('streaming (raw SSE)', () => {
     };
     assert.deepEqual(eventNames(events).slice(-3), ['thread.message.delta*', 'error', 'done']);
     assert.deepEqual(events.at(-2)!.data, { ...error, error });
-    assert.equal((await server.api.get(`/v1/threads/${threadId}`)).status, 404);
+    assert.equal((await on.api.get(`/v1/threads/${threadId}`)).status, 404);
+  }
+
+  test("a thread deleted elsewhere before its word arrives: the run's stream says so when its turn ends", async () => {
+    upstream.enqueue({ text: ['a ', 'b ', 'c '], chunkDelayMs: 100 });
+    await deletedElsewhere(server, assistantId);
+  });
+
+  test("a thread deleted elsewhere before its word arrives: the run's stream says so when its lease renewal finds the run gone", async () => {
+    // A lease of a second is renewed every third of it: the renewal finds the run gone long before the turn ends.
+    const short = await startTestServer({ ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl, ASSISTD_WORKER_LEASE_S: '1' });
+    try {
+      upstream.enqueue({ text: Array.from({ length: 12 }, (_, i) => `w${i} `), chunkDelayMs: 250 });
+      const assistant = await short.api.post('/v1/assistants', { model: 'gpt-test' });
+      await deletedElsewhere(short, assistant.body.id as string);
+    } finally {
+      await short.close();
+    }
   });
 
   test('many streams open at once: no listener-leak warning from the server', async () => {

@@ -36,13 +36,17 @@ export interface StallWatch {
   stop(): void;
 }
 
-/** Where Linux counts the time the main thread spent on a core (schedstat's first field, in ns). */
-const SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
+/** Where Linux counts the time the calling thread (here the main one) spent on a core: schedstat's first field, ns. */
+const SCHEDSTAT = '/proc/thread-self/schedstat';
 
-/** The main thread's time on a core so far, in ms; undefined where the kernel does not say. */
+/**
+ * The main thread's time on a core so far, in ms; undefined where the kernel does not say (no such file, or zeros:
+ * a kernel that keeps no such counts prints "0 0 0", and a thread that runs this has been on a core).
+ */
 function mainThreadCpuMs(): number | undefined {
   try {
-    return Number(readFileSync(SCHEDSTAT, 'utf8').split(' ')[0]) / 1e6;
+    const ns = Number(readFileSync(SCHEDSTAT, 'utf8').split(' ')[0]);
+    return ns > 0 ? ns / 1e6 : undefined;
   } catch {
     return undefined;
   }
