@@ -255,6 +255,16 @@ describe('streaming (raw SSE)', () => {
     assert.deepEqual(message.incomplete_details, { reason: 'run_cancelled' });
   });
 
+  /** The `error` a stream of run `runId` ends with when its thread is deleted. */
+  function deletedError(threadId: string, runId: string) {
+    return {
+      message: `Thread ${threadId} was deleted, and run ${runId} with it.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: null,
+    };
+  }
+
   test('deleting the thread mid-stream: the stream and an /events follower get an error and end; the model is let go', {
     timeout: 15_000,
   }, async () => {
@@ -275,12 +285,7 @@ describe('streaming (raw SSE)', () => {
       },
     );
     assert.equal(((await deleted) as { status: number }).status, 200);
-    const error = {
-      message: `Thread ${threadId} was deleted, and run ${runId} with it.`,
-      type: 'invalid_request_error',
-      param: null,
-      code: null,
-    };
+    const error = deletedError(threadId, runId);
     assert.deepEqual(eventNames(events).slice(-3), ['thread.message.delta*', 'error', 'done']);
     // The error, and again under `error` (the Python SDK's stream helpers raise only for data with that field).
     assert.deepEqual(events.at(-2)!.data, { ...error, error });
@@ -312,12 +317,7 @@ describe('streaming (raw SSE)', () => {
       },
     );
     assert.deepEqual(await deleted, [runId]);
-    const error = {
-      message: `Thread ${threadId} was deleted, and run ${runId} with it.`,
-      type: 'invalid_request_error',
-      param: null,
-      code: null,
-    };
+    const error = deletedError(threadId, runId);
     assert.deepEqual(eventNames(events).slice(-3), ['thread.message.delta*', 'error', 'done']);
     assert.deepEqual(events.at(-2)!.data, { ...error, error });
     assert.equal((await on.api.get(`/v1/threads/${threadId}`)).status, 404);
