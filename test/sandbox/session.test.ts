@@ -323,12 +323,13 @@ describe('a code interpreter session', () => {
   });
 
   it("interrupts a cell whose figures are slow to save ('timeout'), keeping those saved and the session", async () => {
-    // A grace long enough for the interrupt to land between two draw calls on a loaded machine (CI runs two test
+    // A grace long enough for the interrupt to land between two draw calls on a loaded machine (CI runs three test
     // files at once: 3 s once was not), and far under what saving the second figure takes.
     // The timeout lands in the saving, never in the code: the code takes ~1 s (alone on this machine), the second
     // figure ~12 s to save, each scatter drawn in one C++ call (~0.2 s) that the interrupt waits for. (Landed in the
-    // code, it would leave a figure partly drawn and quicker to save.)
-    const slow = await startedPool({ cellTimeoutMs: 4_000, killGraceMs: 8_000 });
+    // code, it would leave a figure partly drawn, saved after the interrupt without one: a timeout of 4 s did land
+    // there once in CI, the code slowed by the other test files, and the saving outlasted the grace.)
+    const slow = await startedPool({ cellTimeoutMs: 8_000, killGraceMs: 8_000 });
     try {
       const { session: own } = await slow.session('thread_slow_figures');
       await own.runCell('kept = 42');
