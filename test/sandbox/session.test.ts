@@ -323,7 +323,7 @@ describe('a code interpreter session', () => {
   });
 
   it("interrupts a cell whose figures are slow to save ('timeout'), keeping those saved and the session", async () => {
-    // A grace long enough for the interrupt to land between two draw calls on a loaded machine (CI runs three test
+    // A grace long enough for the interrupt to land between two draw calls on a loaded machine (CI runs two test
     // files at once: 3 s once was not), and far under what saving the second figure takes.
     // The timeout lands in the saving, never in the code: the code takes ~1 s (alone on this machine), the second
     // figure ~12 s to save, each scatter drawn in one C++ call (~0.2 s) that the interrupt waits for. (Landed in the

@@ -54,7 +54,7 @@ function mainThreadCpuMs(): number | undefined {
 
 /**
  * Watches the event loop with a timer every `sampleMs`. A stall is the time the timer was late, counted at most as
- * the time the main thread spent on a core meanwhile: the tests run three files at once on two cores, and a timer
+ * the time the main thread spent on a core meanwhile: the tests run two files at once on two cores, and a timer
  * late because another process (or another thread of this one) had the core says nothing of the event loop
  * (timers were measured 100–230 ms late so, the main thread on a core for none of it). Work that holds the loop is
  * counted whole; a call that blocks it without working (a synchronous wait) is not, and needs a wall-clock watch
