@@ -725,7 +725,7 @@ export class RunExecutor {
       if (reason === 'shutdown') return await this.settle(x);
       // 'lease_lost': another worker has it, or the run is gone (deleted where the word has not arrived from);
       // 'delete': it went with its thread.
-      if (reason === 'lease_lost' && (await this.gone(x))) this.deleted(x);
+      if (reason === 'lease_lost') await this.current(x).catch(() => undefined); // unreadable now: taken over, then
     } catch (error) {
       this.options.logger.error({ err: error, runId: x.run.id }, 'could not record a stopped run');
     }
@@ -736,8 +736,8 @@ export class RunExecutor {
    * finish is finished; a run still held but not finished is handed back for another attempt.
    */
   private async settle(x: Execution): Promise<void> {
-    const run = await this.options.store.getRun(x.scope, x.run.thread_id, x.run.id);
-    if (!run) return this.deleted(x);
+    const run = await this.current(x);
+    if (!run) return;
     x.run = run;
     if (run.status === 'cancelling') return this.finishCancel(x);
     if (run.status === 'in_progress' || run.status === 'queued') await this.commit(x, { run, lock: RELEASED });
@@ -748,42 +748,35 @@ export class RunExecutor {
    * cancel does. A run the sweeper has expired already, or one cancelled meanwhile, is left to that ending.
    */
   private async finishExpiry(x: Execution): Promise<void> {
-    const { store } = this.options;
-    const run = await store.getRun(x.scope, x.run.thread_id, x.run.id);
-    if (!run) return this.deleted(x);
+    const run = await this.current(x);
+    if (!run) return;
     x.run = run;
     if (run.status === 'cancelling') return this.finishCancel(x);
     if (run.status !== 'in_progress') return;
-    x.steps = await store.runSteps(x.scope, run.id);
+    x.steps = await this.options.store.runSteps(x.scope, run.id);
     await this.end(x, { type: 'expire' });
   }
 
-  /** Whether the run is no longer in the database (false when that cannot be read now: taken over, then). */
-  private gone(x: Execution): Promise<boolean> {
-    return this.options.store.getRun(x.scope, x.run.thread_id, x.run.id).then(
-      (run) => run === undefined,
-      () => false,
-    );
-  }
-
   /**
-   * The run is gone: its thread was deleted, by a process whose word (RunEventBus.runsDeleted) has not reached this
-   * one, or never will (a signal lost while its listener reconnected). Its streams end as that word would end them,
-   * not as interrupted: the run does not go on.
+   * The run as the database holds it now, or undefined when it is gone: its thread was deleted, by a process whose
+   * word (RunEventBus.runsDeleted) has not reached this one, or never will (a signal lost while its listener
+   * reconnected). Its streams then end as that word would end them, not as interrupted: the run does not go on.
    */
-  private deleted(x: Execution): void {
-    x.ended = true;
-    this.options.bus.publish(x.run.thread_id, x.run.id, runDeletedEvent(x.run.thread_id, x.run.id));
+  private async current(x: Execution): Promise<Run | undefined> {
+    const run = await this.options.store.getRun(x.scope, x.run.thread_id, x.run.id);
+    if (!run) {
+      x.ended = true;
+      this.options.bus.publish(x.run.thread_id, x.run.id, runDeletedEvent(x.run.thread_id, x.run.id));
+    }
+    return run;
   }
 
   /** cancelling → cancelled, keeping what the current turn produced (its message `incomplete`, `run_cancelled`). */
   private async finishCancel(x: Execution): Promise<void> {
-    const { store } = this.options;
-    const run = await store.getRun(x.scope, x.run.thread_id, x.run.id);
-    if (!run) return this.deleted(x);
-    if (run.status !== 'cancelling') return;
+    const run = await this.current(x);
+    if (run?.status !== 'cancelling') return;
     x.run = run;
-    x.steps = await store.runSteps(x.scope, run.id);
+    x.steps = await this.options.store.runSteps(x.scope, run.id);
     await this.end(x, { type: 'confirm_cancel' });
   }
 
