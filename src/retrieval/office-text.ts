@@ -1,8 +1,5 @@
 import path from 'node:path';
-import CFB from 'cfb';
-import JSZip from 'jszip';
-import mammoth from 'mammoth';
-import WordExtractor from 'word-extractor';
+import type JSZip from 'jszip';
 import { BlockTextBuilder, LINE, PARAGRAPH } from './block-text.ts';
 import { describeError } from './describe-error.ts';
 import { scanMarkup } from './markup-scanner.ts';
@@ -16,6 +13,23 @@ import { decodeText } from './text-decoding.ts';
 export type OfficeTextResult =
   | { ok: true; text: string }
   | { ok: false; reason: 'unreadable' | 'too_large' | 'too_much_text'; detail: string };
+
+/**
+ * The Office libraries, loaded on the first Office file: together a third of a second of CPU, which an indexing
+ * thread (vector-stores/index-thread.ts) that never sees one would otherwise spend as it starts.
+ */
+async function loadOfficeLibraries() {
+  const [cfb, jszip, mammoth, wordExtractor] = await Promise.all([
+    import('cfb'),
+    import('jszip'),
+    import('mammoth'),
+    import('word-extractor'),
+  ]);
+  return { CFB: cfb.default, JSZip: jszip.default, mammoth: mammoth.default, WordExtractor: wordExtractor.default };
+}
+type OfficeLibraries = Awaited<ReturnType<typeof loadOfficeLibraries>>;
+let loaded: Promise<OfficeLibraries> | undefined;
+const officeLibraries = () => (loaded ??= loadOfficeLibraries());
 
 /**
  * At most this many bytes of XML are decompressed from one file. A DOCX or PPTX is a zip, and a zip's XML can
@@ -40,6 +54,7 @@ interface Budget {
 }
 
 export async function docxToText(bytes: Buffer, maxChars: number): Promise<OfficeTextResult> {
+  const { mammoth } = await officeLibraries();
   const zip = await openZip(bytes);
   if (!zip.ok) return zip;
   // mammoth inflates the parts it reads in full: count them first, as streams, so that a bomb never reaches it.
@@ -71,7 +86,8 @@ export async function docxToText(bytes: Buffer, maxChars: number): Promise<Offic
  * parts can be, and word-extractor would build every copy.
  */
 export async function docToText(bytes: Buffer, maxChars: number): Promise<OfficeTextResult> {
-  const streams = wordStreams(bytes);
+  const { CFB, WordExtractor } = await officeLibraries();
+  const streams = wordStreams(CFB, bytes);
   if (typeof streams === 'string') return { ok: false, reason: 'unreadable', detail: streams };
   const claimed = wordTextChars(streams);
   if (typeof claimed === 'string') return { ok: false, reason: 'unreadable', detail: claimed };
@@ -112,7 +128,7 @@ interface WordStreams {
 }
 
 /** A Word document's two streams that hold its text, or why they cannot be read ([MS-DOC] 2.5.1: the FIB's flags). */
-function wordStreams(bytes: Buffer): WordStreams | string {
+function wordStreams(CFB: OfficeLibraries['CFB'], bytes: Buffer): WordStreams | string {
   if (!bytes.subarray(0, COMPOUND_FILE.length).equals(COMPOUND_FILE))
     return 'it is not a Word 97–2003 document (no Compound File header)';
   try {
@@ -205,6 +221,7 @@ async function openZip(
   bytes: Buffer,
 ): Promise<{ ok: true; zip: JSZip } | { ok: false; reason: 'unreadable'; detail: string }> {
   try {
+    const { JSZip } = await officeLibraries();
     return { ok: true, zip: await JSZip.loadAsync(bytes) };
   } catch (error) {
     return { ok: false, reason: 'unreadable', detail: `it is not a valid zip archive (${describeError(error)})` };
