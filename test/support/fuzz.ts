@@ -3,10 +3,8 @@
  * official schema that a server answers, and request bodies made from their request schemas — a minimal instance,
  * mutations of it that the schema refuses (invalid by construction), and mutations whose validity is left open.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
 import { ADDED_OPERATIONS } from '../../src/api/routes/openapi.ts';
+import { parsedSpec } from './openapi.ts';
 import type { RouteEntry } from './route-table.ts';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -37,8 +35,7 @@ export class Random {
   }
 }
 
-const SPEC_FILE = fileURLToPath(new URL('../../spec/assistants-v2.openapi.yaml', import.meta.url));
-const spec = YAML.parse(readFileSync(SPEC_FILE, 'utf8')) as {
+const spec = (await parsedSpec()) as {
   paths: Record<string, Record<string, Schema>>;
   components: { schemas: Record<string, Schema> };
 };
