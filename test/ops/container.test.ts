@@ -235,9 +235,9 @@ describe('the container image and compose.yaml, checked without Docker', () => {
       const worker = service.command![0] === 'worker';
       // A worker has no HTTP to check; an API process keeps the image's HEALTHCHECK.
       assert.equal(service.healthcheck?.disable === true, worker, `${name}'s health check`);
-      if (worker)
-        for (const option of ['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined'])
-          assert.ok(service.security_opt?.includes(option), `${name}: ${option}, for the sandbox`);
+      // API processes execute the runs they stream, code included: every process needs the sandbox's options.
+      for (const option of ['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined'])
+        assert.ok(service.security_opt?.includes(option), `${name}: ${option}, for the sandbox`);
     }
   });
 });
