@@ -32,7 +32,7 @@ export interface SandboxSettings {
   lifetimeMs: number;
   /**
    * Live sessions per process. One more evicts the least recently used session no one is using; when every session
-   * is in use (held by a caller or running code), `SandboxPool.session` refuses with a SandboxError.
+   * is in use (held by a caller or running code), `SandboxPool.session` waits for one, first come first served.
    */
   maxSessions: number;
 }
