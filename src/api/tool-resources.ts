@@ -15,6 +15,17 @@ export type VectorStoreCreation = Pick<VectorStoreService, 'create' | 'addFile' 
  */
 export const THREAD_STORE_EXPIRY: VectorStoreExpiry = Object.freeze({ anchor: 'last_active_at', days: 7 });
 
+/**
+ * Create-thread-and-run's two `tool_resources` (its thread's and its own) as the one its thread gets: tool by tool,
+ * the top level's where both name a tool, so that neither object is dropped for the other.
+ */
+export function toolByTool(
+  thread: CreateToolResources | null | undefined,
+  topLevel: CreateToolResources | null | undefined,
+): CreateToolResources | null | undefined {
+  return thread && topLevel ? { ...thread, ...topLevel } : (topLevel ?? thread);
+}
+
 /** The files a message attaches for file_search. */
 function fileSearchAttachments(messages: readonly NewMessageInput[] | null | undefined): string[] {
   const ids = (messages ?? []).flatMap((m) =>

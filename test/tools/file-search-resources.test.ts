@@ -148,6 +148,28 @@ describe('file_search tool resources through the SDK', () => {
     assert.equal(second.call.file_search.results![0]!.file_id, parking, 'the file attached later is searched');
   });
 
+  test('create thread and run: the thread gets both tool_resources, tool by tool, the top level first', async () => {
+    const assistant = await h.assistant();
+    const store = await h.client.vectorStores.create({ name: 'top level' });
+    h.upstream.enqueue({ text: 'Both.' });
+    const run = await h.client.beta.threads.createAndRunPoll({
+      assistant_id: assistant.id,
+      thread: {
+        tool_resources: {
+          code_interpreter: { file_ids: [coffee] },
+          file_search: { vector_stores: [{ file_ids: [parking] }] },
+        },
+      },
+      tool_resources: { file_search: { vector_store_ids: [store.id] } },
+    });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const thread = await h.client.beta.threads.retrieve(run.thread_id);
+    assert.deepEqual(thread.tool_resources, {
+      code_interpreter: { file_ids: [coffee] },
+      file_search: { vector_store_ids: [store.id] },
+    });
+  });
+
   test('a request refused after its attachments or helper would make a store makes none and leaves the thread', async () => {
     const stores = async () => (await h.client.vectorStores.list({ limit: 100 })).data.length;
     const before = await stores();

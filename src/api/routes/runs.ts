@@ -23,7 +23,7 @@ import {
 } from '../schemas/runs.ts';
 import { NO_INCLUDE, type StepInclude, serializeRun, serializeRunStep } from '../serializers.ts';
 import { openSse, type SseStream, type StreamSettings } from '../sse.ts';
-import type { ToolResourceHelpers } from '../tool-resources.ts';
+import { type ToolResourceHelpers, toolByTool } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
 
 export interface RunRouteDeps {
@@ -120,14 +120,9 @@ export function registerRunRoutes(
     ]);
     await helpers.checkVectorStores(request.scope, body.thread?.tool_resources, body.tool_resources);
     const id = newId('thread');
-    if (helpers.writes(body.thread?.messages, body.tool_resources, body.thread?.tool_resources))
-      await runs.checkCreation(request.scope, id, body);
-    const toolResources = await helpers.forNewThread(
-      request.scope,
-      id,
-      body.tool_resources ?? body.thread?.tool_resources,
-      body.thread?.messages,
-    );
+    const resources = toolByTool(body.thread?.tool_resources, body.tool_resources);
+    if (helpers.writes(body.thread?.messages, resources)) await runs.checkCreation(request.scope, id, body);
+    const toolResources = await helpers.forNewThread(request.scope, id, resources, body.thread?.messages);
     const thread: Thread = {
       id,
       created_at: unixSeconds(),
