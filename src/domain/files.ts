@@ -20,6 +20,8 @@ export const UPLOAD_PURPOSES = ['assistants', 'vision', 'user_data', 'batch', 'f
 /** `expires_after.seconds` bounds of CreateFileRequest: one hour to thirty days. */
 export const FILE_EXPIRY_MIN_SECONDS = 3600;
 export const FILE_EXPIRY_MAX_SECONDS = 2_592_000;
+/** A `batch` file uploaded without `expires_after` expires after thirty days, as upstream's did; other purposes never. */
+export const BATCH_FILE_EXPIRY_SECONDS = 2_592_000;
 
 /** The image formats vision models take (upstream's list for image_file parts). */
 export const IMAGE_MIME_TYPES: ReadonlySet<string> = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);

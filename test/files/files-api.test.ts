@@ -192,6 +192,22 @@ function filesSuite(name: string, makeStorage: () => Promise<Storage>): void {
       await client.files.delete(file.id);
     });
 
+    test('a batch file expires after 30 days unless told otherwise; other purposes persist', async () => {
+      const upload = async (purpose: 'batch' | 'assistants', expires?: number) =>
+        client.files.create({
+          file: await toFile(Buffer.from('{}'), 'input.jsonl'),
+          purpose,
+          ...(expires ? { expires_after: { anchor: 'created_at' as const, seconds: expires } } : {}),
+        });
+      const batch = await upload('batch');
+      assert.equal(batch.expires_at, batch.created_at + 30 * 24 * 3600);
+      const sooner = await upload('batch', 3600);
+      assert.equal(sooner.expires_at, sooner.created_at + 3600);
+      const kept = await upload('assistants');
+      assert.equal(kept.expires_at, null);
+      for (const file of [batch, sooner, kept]) await client.files.delete(file.id);
+    });
+
     test('bad uploads are clear OpenAI-shaped errors and leave nothing behind', async () => {
       const url = `${server.url}/v1/files`;
       const form = (parts: Array<[string, string | Blob, string?]>) => {

@@ -1,6 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError, invalidRequest } from '../../domain/errors.ts';
-import { FILE_EXPIRY_MAX_SECONDS, FILE_EXPIRY_MIN_SECONDS, UPLOAD_PURPOSES } from '../../domain/files.ts';
+import {
+  BATCH_FILE_EXPIRY_SECONDS,
+  FILE_EXPIRY_MAX_SECONDS,
+  FILE_EXPIRY_MIN_SECONDS,
+  UPLOAD_PURPOSES,
+} from '../../domain/files.ts';
 import { type FileFields, type FileService, fileTooLarge, type ReceivedUpload } from '../../files/file-service.ts';
 import { discardRest } from '../discard.ts';
 import { integerParameter, parsePageRequest, single, toListObject } from '../pagination.ts';
@@ -118,7 +123,8 @@ function parseFields(values: Map<FieldName, string>): FileFields {
     );
   const anchor = values.get('expires_after[anchor]');
   const seconds = values.get('expires_after[seconds]');
-  if (anchor === undefined && seconds === undefined) return { purpose, expiresAfterSeconds: null };
+  if (anchor === undefined && seconds === undefined)
+    return { purpose, expiresAfterSeconds: purpose === 'batch' ? BATCH_FILE_EXPIRY_SECONDS : null };
   if (anchor === undefined || seconds === undefined) {
     const missing = anchor === undefined ? 'expires_after.anchor' : 'expires_after.seconds';
     throw new ApiError(400, `Missing required parameter: '${missing}'.`, {
