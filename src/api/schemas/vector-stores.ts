@@ -161,7 +161,11 @@ export function filterDepth(filter: unknown, depth = 1): number {
 }
 export { FILTER_MAX_DEPTH };
 
-/** `VectorStoreSearchRequest` */
+/**
+ * `VectorStoreSearchRequest`. At most 10 queries (the spec sets no bound): each is searched, and embedded, on its
+ * own. `rewrite_query` is accepted and the query searched as given (`search_query` shows it): a rewrite needs a chat
+ * model, which the request does not name.
+ */
 export const searchRequest = z.strictObject(
   nullAsAbsent({
     query: z.union([z.string(), z.array(z.string()).min(1).max(10)]),
