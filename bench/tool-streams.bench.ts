@@ -84,7 +84,6 @@ function feed(kind: Kind, tokens: readonly string[]): { ms: number; found: numbe
     bus,
     new Map([['python', aCodeInterpreterForTurns()]]),
     ['python', 'client_function'],
-    1_700_000_000,
     annotatorOf(kind),
   );
   const name = kind === 'code input' ? 'python' : 'client_function';

@@ -1,3 +1,4 @@
+import { unixSeconds } from '../domain/clock.ts';
 import { newId } from '../domain/ids.ts';
 import type { Message, MessageContent, TextAnnotation } from '../domain/objects.ts';
 import type { AnnotationDelta, MessageDelta, RunStreamEvent, ToolCallDelta } from '../domain/run-events.ts';
@@ -45,7 +46,6 @@ export interface TurnSoFar {
  * `toolCallsResult`) and commits it.
  */
 export class ModelTurn {
-  readonly at: number;
   private readonly run: Run;
   private readonly bus: RunEventBus;
   private readonly serverTools: ReadonlyMap<string, ServerTool>;
@@ -96,7 +96,6 @@ export class ModelTurn {
     bus: RunEventBus,
     serverTools: ReadonlyMap<string, ServerTool>,
     offered: readonly string[],
-    at: number,
     annotate?: TextAnnotator,
     leadingParts: readonly MessageContent[] = [],
   ) {
@@ -104,7 +103,6 @@ export class ModelTurn {
     this.bus = bus;
     this.serverTools = serverTools;
     this.offered = offered;
-    this.at = at;
     this.annotate = annotate;
     this.leadingParts = leadingParts;
   }
@@ -333,8 +331,9 @@ export class ModelTurn {
       this.saidNothing = true;
       this.emitContent([{ index: 0, type: 'text', text: { value: '', annotations: [] } }]);
     }
-    const ended = finishMessage(finish(this.message!), this.at, incomplete);
-    const step = transitionStep(this.messageStep!, { type: 'complete', at: this.at, usage });
+    const at = unixSeconds(); // when the answer ended, not when the model was asked
+    const ended = finishMessage(finish(this.message!), at, incomplete);
+    const step = transitionStep(this.messageStep!, { type: 'complete', at, usage });
     return { message: ended.message, step: step.step, events: [...ended.events, ...step.events] };
   }
 
@@ -373,11 +372,12 @@ export class ModelTurn {
 
   private openMessage(): void {
     if (this.message) return;
-    const message = openMessage(this.run, this.at);
+    const at = unixSeconds();
+    const message = openMessage(this.run, at);
     const step = openStep(
       this.run,
       { type: 'message_creation', message_creation: { message_id: message.message.id } },
-      this.at,
+      at,
     );
     this.message = message.message;
     this.messageStep = step.step;
@@ -399,7 +399,7 @@ export class ModelTurn {
 
   private openToolStep(): void {
     if (this.toolStep) return;
-    const opened = openStep(this.run, { type: 'tool_calls', tool_calls: [] }, this.at);
+    const opened = openStep(this.run, { type: 'tool_calls', tool_calls: [] }, unixSeconds());
     this.toolStep = opened.step;
     for (const event of opened.events) this.emit(event);
     // What a client attaching now is shown: the calls announced so far, which the deltas to come extend.

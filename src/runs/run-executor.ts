@@ -283,7 +283,6 @@ export class RunExecutor {
       this.options.bus,
       x.serverTools,
       (offered.tools ?? []).map((t) => t.function.name),
-      unixSeconds(),
       this.annotator(x),
       this.answerParts(x),
     );
@@ -332,7 +331,7 @@ export class RunExecutor {
       // Nothing left to execute (every call named a function that does not exist): the model is told so next turn.
       const answered = !serverCalls && functions.length === 0;
       const completed = answered
-        ? transitionStep(step, { type: 'complete', at: turn.at, usage: step.turn_usage ?? ZERO_USAGE })
+        ? transitionStep(step, { type: 'complete', at: unixSeconds(), usage: step.turn_usage ?? ZERO_USAGE })
         : undefined;
       if (completed) step = completed.step;
       const change: Change = {
@@ -345,7 +344,7 @@ export class RunExecutor {
       const paused = !serverCalls && !answered;
       if (paused)
         Object.assign(change, {
-          ...transition(run, { type: 'require_action', at: turn.at, toolCalls: functions }),
+          ...transition(run, { type: 'require_action', at: unixSeconds(), toolCalls: functions }),
           lock: RELEASED,
         });
       if (!(await this.commit(x, change))) return 'settle';
@@ -360,8 +359,8 @@ export class RunExecutor {
     const answer = turn.messageResult(usage, incomplete, (message) => this.finishAnswer(x, message));
     const total = runUsage([...x.steps, answer.step]);
     const ended = hitBudget
-      ? transition(run, { type: 'incomplete', at: turn.at, reason: 'max_completion_tokens', usage: total })
-      : transition(run, { type: 'complete', at: turn.at, usage: total });
+      ? transition(run, { type: 'incomplete', at: unixSeconds(), reason: 'max_completion_tokens', usage: total })
+      : transition(run, { type: 'complete', at: unixSeconds(), usage: total });
     const committed = await this.commit(x, {
       run: ended.run,
       events: [...answer.events, ...ended.events],

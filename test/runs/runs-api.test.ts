@@ -765,6 +765,23 @@ describe('run engine', () => {
     assert.equal(step!.last_error?.code, 'server_error');
   });
 
+  test('completed_at is when the answer ended, not when the model was asked', async () => {
+    // The answer takes over a second to write, so its end falls in a later second than its start.
+    upstream.enqueue({ text: ['Slow', ' answer', '.'], chunkDelayMs: 600 });
+    const assistant = await assistantWith();
+    const run = await client.beta.threads.createAndRunPoll({
+      assistant_id: assistant.id,
+      thread: { messages: [{ role: 'user', content: 'Take your time.' }] },
+    });
+    assert.equal(run.status, 'completed');
+    assert.ok(run.completed_at! > run.started_at!, `completed_at ${run.completed_at}, started_at ${run.started_at}`);
+    const [answer] = (await client.beta.threads.messages.list(run.thread_id, { run_id: run.id })).data;
+    assert.ok(answer!.completed_at! > answer!.created_at, `message ${answer!.created_at}…${answer!.completed_at}`);
+    const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: run.thread_id })).data;
+    assert.ok(step!.completed_at! > step!.created_at, `step ${step!.created_at}…${step!.completed_at}`);
+    assert.ok(run.completed_at! >= answer!.completed_at!);
+  });
+
   test('createAndRunPoll creates the thread and runs it', async () => {
     upstream.setDefault({ text: 'Hi!' });
     const assistant = await assistantWith();

@@ -382,12 +382,12 @@ describe('a model turn with code_interpreter', () => {
   const tool = aCodeInterpreterForTurns();
   const ZERO = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
 
-  function turnWith(annotator?: TextAnnotator, parts = [] as ConstructorParameters<typeof ModelTurn>[6]) {
+  function turnWith(annotator?: TextAnnotator, parts = [] as ConstructorParameters<typeof ModelTurn>[5]) {
     const bus = new RunEventBus();
     const run = aRun('thread_ci', { status: 'in_progress' });
     const events: RunStreamEvent[] = [];
     bus.subscribeThread(run.thread_id, (_runId, event) => events.push(event));
-    const turn = new ModelTurn(run, bus, new Map([['python', tool]]), ['python'], 1_700_000_000, annotator, parts);
+    const turn = new ModelTurn(run, bus, new Map([['python', tool]]), ['python'], annotator, parts);
     return { turn, events };
   }
 

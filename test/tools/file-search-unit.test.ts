@@ -488,7 +488,7 @@ describe('annotations streamed by a model turn', () => {
     const run = aRun('thread_stream', { status: 'in_progress' });
     const events: RunStreamEvent[] = [];
     bus.subscribeThread(run.thread_id, (_runId, event) => events.push(event));
-    const turn = new ModelTurn(run, bus, new Map(), [], 1_700_000_000, citationAnnotator(CALLS));
+    const turn = new ModelTurn(run, bus, new Map(), [], citationAnnotator(CALLS));
     const chunks = ['Fridays 🚀【0:', '0†coffee.txt】 and【1:0†', 'parking.md】【0:0†c】.', ' Done【5:5†x】.'];
     for (const chunk of chunks) turn.addText(chunk);
     const deltas = events
