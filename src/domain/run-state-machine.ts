@@ -106,7 +106,7 @@ function apply(run: Run, command: RunCommand): Run {
     case 'fail':
       return { ...ended('failed', command.usage), failed_at: command.at, last_error: command.error };
     case 'cancel':
-      return { ...run, status: 'cancelling' };
+      return { ...run, status: 'cancelling', required_action: null }; // it takes no tool outputs now
     case 'confirm_cancel':
       return { ...ended('cancelled', command.usage), cancelled_at: command.at };
     case 'expire':

@@ -127,6 +127,8 @@ describe('run state machine', () => {
     assert.equal(cancelling.cancelled_at, null);
     const cancelled = transition(cancelling, { type: 'confirm_cancel', at: 1005, usage }).run;
     assert.equal(cancelled.cancelled_at, 1005);
+    const stopping = transition(aRun('requires_action', transitionToAction()), { type: 'cancel', at: 1004 }).run;
+    assert.equal(stopping.required_action, null, 'a cancelling run takes no tool outputs: no action is required');
     const expired = transition(aRun('requires_action', transitionToAction()), { type: 'expire', at: 1600, usage }).run;
     assert.equal(expired.required_action, null);
     assert.equal(expired.expires_at, null);
