@@ -220,8 +220,8 @@ export async function pptxToText(bytes: Buffer, maxChars: number): Promise<Offic
 async function openZip(
   bytes: Buffer,
 ): Promise<{ ok: true; zip: JSZip } | { ok: false; reason: 'unreadable'; detail: string }> {
+  const { JSZip } = await officeLibraries();
   try {
-    const { JSZip } = await officeLibraries();
     return { ok: true, zip: await JSZip.loadAsync(bytes) };
   } catch (error) {
     return { ok: false, reason: 'unreadable', detail: `it is not a valid zip archive (${describeError(error)})` };

@@ -47,8 +47,9 @@ function normalizeNullable(node: unknown): unknown {
 }
 
 /**
- * The spec parsed (a fresh object each call), from a JSON copy kept under node_modules/.cache by the YAML's hash: every test file that talks to
- * the API loads this module, and parsing the 350 kB of YAML takes it about 0.3 s of CPU, JSON a few milliseconds.
+ * The spec parsed (a fresh object each call), from a JSON copy kept under node_modules/.cache by the YAML's hash:
+ * every test file that talks to the API loads this module, and parsing the 350 kB of YAML takes it about 0.3 s of
+ * CPU, JSON a few milliseconds.
  */
 export async function parsedSpec(): Promise<unknown> {
   const yaml = readFileSync(SPEC_FILE, 'utf8');
