@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
+import { LoopFailures } from '../loop-failures.ts';
 import type { BlobStore } from '../storage/blobs/blob-store.ts';
 import type { FileRecords } from '../storage/store.ts';
-import { LoopFailures } from '../worker/loop-failures.ts';
 
 /** How many rows one pass deletes at most; a pass that hits it is followed by another at once. */
 const BATCH = 500;

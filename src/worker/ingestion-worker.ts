@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import type { StoredFile } from '../domain/files.ts';
 import { newId } from '../domain/ids.ts';
+import { LoopFailures } from '../loop-failures.ts';
 import type { Embedder } from '../providers/embedder.ts';
 import {
   type ChunkVectors,
@@ -14,7 +15,6 @@ import {
   whileUnavailable,
 } from '../storage/store.ts';
 import type { Indexer } from '../vector-stores/indexer.ts';
-import { LoopFailures } from './loop-failures.ts';
 import { every } from './periodic.ts';
 import { Wakeup } from './wakeup.ts';
 

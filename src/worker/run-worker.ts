@@ -3,13 +3,13 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { newId } from '../domain/ids.ts';
+import { LoopFailures } from '../loop-failures.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { endRun } from '../runs/run-ending.ts';
 import type { RunEventBus } from '../runs/run-event-bus.ts';
 import type { RunExecutor, StopReason } from '../runs/run-executor.ts';
 import type { AdoptedRun, LocalExecution } from '../runs/run-service.ts';
 import type { ClaimedRun, Store } from '../storage/store.ts';
-import { LoopFailures } from './loop-failures.ts';
 import { every } from './periodic.ts';
 import { Wakeup } from './wakeup.ts';
 

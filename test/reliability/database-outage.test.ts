@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import OpenAI from 'openai';
 import pg from 'pg';
-import { eventually } from '../support/eventually.ts';
+import { eventually, within } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
 import { startTestServer, type TestServer, type TestServerOptions } from '../support/server.ts';
@@ -247,19 +247,6 @@ else
         }
       });
     });
-
-    /** `pending`, failing the test if it does not settle within `timeoutMs`: a request that hangs is what is tested. */
-    async function within<T>(what: string, timeoutMs: number, pending: Promise<T>): Promise<T> {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
-      });
-      try {
-        return await Promise.race([pending, timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
-    }
 
     /**
      * The sessions on `database` that match `where`, by pid, read on a connection of their own (within a transaction,

@@ -14,6 +14,7 @@ import { SqlStore, WITH_ATTACHMENTS } from '../../src/storage/sql/sql-store.ts';
 import type { Scope } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
 import { aMessage, anAssistant, aRun, aThread, storedThreadWithOneAttachment } from '../support/builders.ts';
+import { within } from '../support/eventually.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { TcpProxy } from '../support/tcp-proxy.ts';
 
@@ -199,18 +200,14 @@ if (adminUrl === undefined) {
           ASSISTD_DATABASE_URL: proxy.through(database.url),
           ASSISTD_DATABASE_TIMEOUT_S: '1',
         }).storage;
-        let timer: NodeJS.Timeout | undefined;
-        const tooLong = new Promise<string>((resolve) => {
-          timer = setTimeout(() => resolve('still waiting after 5 s'), 5000);
-        });
-        const outcome = await Promise.race([
+        const outcome = await within(
+          'startup on a database that does not answer',
+          5000,
           openStore(storage).then(
             (store) => store.close().then(() => 'opened'),
             (error: unknown) => error,
           ),
-          tooLong,
-        ]);
-        clearTimeout(timer);
+        );
         assert.ok(outcome instanceof ConfigError, String(outcome));
         assert.equal(outcome.setting, 'ASSISTD_DATABASE_URL');
         assert.match(outcome.message, /^ASSISTD_DATABASE_URL: cannot connect to postgres:\/\/\S+: timeout/);

@@ -12,3 +12,16 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** `pending`, failing the test if it does not settle within `timeoutMs`: for a wait that hanging is what is tested. */
+export async function within<T>(what: string, timeoutMs: number, pending: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([pending, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -3,9 +3,9 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import pino from 'pino';
 import { FileSweeper } from '../../src/files/file-sweeper.ts';
+import { LoopFailures } from '../../src/loop-failures.ts';
 import type { BlobStore } from '../../src/storage/blobs/blob-store.ts';
 import { DatabaseUnavailable, type FileRecords, StorageFull } from '../../src/storage/store.ts';
-import { LoopFailures } from '../../src/worker/loop-failures.ts';
 import { eventually } from '../support/eventually.ts';
 
 /** A logger whose entries land in `lines`. */

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
-import { DatabaseUnavailable, StorageFull } from '../storage/store.ts';
+import { DatabaseUnavailable, StorageFull } from './storage/store.ts';
 
 /**
- * How a worker's loops (claims, lease renewals, sweeps) say that a turn failed. A database that is away or full fails
- * every turn of every loop, several times a second, until it is back: that is said once per loop, with its reason
- * (again if the reason changes), and once more when the loop's turn succeeds again. Any other failure is an error with its stack, every time.
+ * How a background loop (a worker's claims, lease renewals and sweeps; the file sweeper) says that a turn failed. A
+ * database that is away or full fails every turn of every loop, several times a second, until it is back: that is
+ * said once per loop, with its reason (again if the reason changes), and once more when the loop's turn succeeds
+ * again. Any other failure is an error with its stack, every time.
  */
 export class LoopFailures {
   private readonly logger: Logger;
