@@ -386,15 +386,24 @@ function checkBaseUrl(setting: string, where: string, raw: string): string {
   try {
     parsed = new URL(raw);
   } catch {
+    // Shown without what stands before an '@', which may be a password.
+    const shown = raw.replace(/\/\/[^/]*@/, '//…@');
     throw new ModelsConfigError(
       setting,
-      `${where}'${raw}' is not a valid URL (expected e.g. http://127.0.0.1:11434/v1).`,
+      `${where}'${shown}' is not a valid URL (expected e.g. http://127.0.0.1:11434/v1).`,
     );
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
     throw new ModelsConfigError(
       setting,
       `${where}unsupported scheme '${parsed.protocol}' (expected http:// or https://).`,
+    );
+  // Every request sends the API key in a header, which would replace the URL's credentials, and fetch refuses such a
+  // URL: refused here, where the mistake is plain, rather than a password repeated in logs and errors.
+  if (parsed.username !== '' || parsed.password !== '')
+    throw new ModelsConfigError(
+      setting,
+      `${where}a base URL cannot carry a user or password: give the key as ASSISTD_UPSTREAM_API_KEY, ASSISTD_EMBEDDINGS_API_KEY or a route's api_key_env.`,
     );
   return raw.replace(/\/+$/, '');
 }

@@ -453,6 +453,34 @@ describe('loadModelsConfig: without a models file', () => {
       'is not a valid URL',
     );
   });
+
+  test('a base URL with a user and password is refused, and the password is not repeated', () => {
+    // Every request sends the API key in a header, which would override the URL's Basic credentials, and the
+    // models list (fetch) refuses such a URL outright; the password must not reach the startup log either.
+    const refused = (run: () => unknown, setting: string) => {
+      assertModelsError(run, setting, 'a user or password', 'ASSISTD_UPSTREAM_API_KEY');
+      assert.throws(run, (error: Error) => !error.message.includes('s3cret'));
+    };
+    refused(
+      () => loadModelsConfig(settings({ upstreamBaseUrl: 'http://user:s3cret@127.0.0.1:11434/v1' })),
+      'ASSISTD_UPSTREAM_BASE_URL',
+    );
+    const file = modelsFile(
+      'yaml',
+      'models:\n  remote:\n    type: openai-compatible\n    base_url: https://s3cret@example.com/v1\n',
+    );
+    refused(() => loadModelsConfig(settings({ modelsFile: file })), 'ASSISTD_MODELS_FILE');
+    // Nor when the URL does not parse at all.
+    assertModelsError(
+      () => loadModelsConfig(settings({ upstreamBaseUrl: 'http://user:s3cret@exa mple.com/v1' })),
+      'ASSISTD_UPSTREAM_BASE_URL',
+      'is not a valid URL',
+    );
+    assert.throws(
+      () => loadModelsConfig(settings({ upstreamBaseUrl: 'http://user:s3cret@exa mple.com/v1' })),
+      (error: Error) => !error.message.includes('s3cret'),
+    );
+  });
 });
 
 describe('loadConfig: models settings', () => {

@@ -47,8 +47,6 @@ export class OpenAICompatibleEmbedder implements Embedder {
   readonly model: string;
   private dims: number | undefined;
   private readonly endpoint: URL;
-  /** The endpoint as messages name it: without the user and password a base URL may carry. */
-  private readonly shownEndpoint: string;
   private readonly apiKey: string;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
@@ -64,10 +62,6 @@ export class OpenAICompatibleEmbedder implements Embedder {
   constructor(options: OpenAICompatibleEmbedderOptions) {
     this.model = options.model;
     this.endpoint = endpointUrl(options.baseURL, 'embeddings');
-    const shown = new URL(this.endpoint);
-    shown.username = '';
-    shown.password = '';
-    this.shownEndpoint = shown.href;
     this.apiKey = options.apiKey ?? 'unused';
     this.timeoutMs = options.timeoutMs;
     this.maxRetries = options.maxRetries;
@@ -178,7 +172,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
   private vectors(body: unknown, count: number): Float32Array[] {
     const data = (body as { data?: unknown } | null)?.data;
     const invalid = (why: string) =>
-      new EmbeddingError(`the embeddings endpoint ${this.shownEndpoint} answered with ${why}`, { retryable: false });
+      new EmbeddingError(`the embeddings endpoint ${this.endpoint.href} answered with ${why}`, { retryable: false });
     if (!Array.isArray(data)) throw invalid('no `data` list');
     if (data.length !== count) throw invalid(`${data.length} embeddings for ${count} inputs`);
     const vectors = new Array<Float32Array>(count);
@@ -240,7 +234,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
     if (status >= 400) {
       const said = upstreamMessage(parsed);
       const detail = withoutKey(said ?? (typeof parsed === 'string' ? parsed.slice(0, 200) : ''), this.apiKey);
-      const message = `the embeddings endpoint ${this.shownEndpoint} returned ${status}${detail ? `: ${detail}` : ''}`;
+      const message = `the embeddings endpoint ${this.endpoint.href} returned ${status}${detail ? `: ${detail}` : ''}`;
       if (status === 429)
         throw new EmbeddingError(message, {
           retryable: true,
@@ -253,7 +247,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
     }
     if (typeof parsed !== 'object' || parsed === null)
       throw new EmbeddingError(
-        `the embeddings endpoint ${this.shownEndpoint} answered with something other than JSON`,
+        `the embeddings endpoint ${this.endpoint.href} answered with something other than JSON`,
         {
           retryable: false,
         },
@@ -265,11 +259,11 @@ export class OpenAICompatibleEmbedder implements Embedder {
     if (signal.aborted) return signal.reason;
     if (timeout.aborted)
       return new EmbeddingError(
-        `the embeddings endpoint ${this.shownEndpoint} did not answer within ${this.timeoutMs} ms`,
+        `the embeddings endpoint ${this.endpoint.href} did not answer within ${this.timeoutMs} ms`,
         { retryable: true },
       );
     const reason = withoutKey(error instanceof Error ? error.message : String(error), this.apiKey);
-    return new EmbeddingError(`the embeddings endpoint ${this.shownEndpoint} could not be reached: ${reason}`, {
+    return new EmbeddingError(`the embeddings endpoint ${this.endpoint.href} could not be reached: ${reason}`, {
       retryable: true,
     });
   }
