@@ -54,8 +54,8 @@ const files = (roots.length > 0 ? roots : ['test']).flatMap((root) =>
 );
 // A test that waits for something that never happens fails after five minutes instead of holding the run: the tests
 // assert what happened, not how long it took, so a regression can show as a wait. Two files at a time: on 2 cores,
-// that kept the CPU 87% busy (567 s); three made it 98% (478 s), but tests that race a deadline against work on a
-// loaded machine (a sandbox cell's timeout, the crash loop's kills) then failed in CI, one in each of three runs.
+// that kept the CPU 93% busy (519 s); three made it 96.5% busy and the suite slower (548 s), since the suite is
+// CPU-bound, and tests that race a deadline against work on a loaded machine failed more often.
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', '--test-reporter=spec', ...files],
