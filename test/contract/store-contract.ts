@@ -312,7 +312,13 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
     test('a run round-trips every field with its additional messages; metadata updates; lists page', async () => {
       const thread = aThread();
       await store.createThread(scope, thread, [aMessage(thread.id, 'first')]);
-      const run = aRun(thread.id, { max_prompt_tokens: 2000, parallel_tool_calls: true, tool_choice: 'required' });
+      // The spec sets the token limits no maximum: they are kept beyond 32 bits too.
+      const run = aRun(thread.id, {
+        max_prompt_tokens: 3_000_000_000,
+        max_completion_tokens: 2 ** 40,
+        parallel_tool_calls: true,
+        tool_choice: 'required',
+      });
       const extra = aMessage(thread.id, 'additional');
       await store.createRun(scope, run, [extra]);
 
