@@ -1,6 +1,7 @@
 import { invalidRequest } from '../domain/errors.ts';
 import type { Metadata } from '../domain/objects.ts';
 import { single } from './pagination.ts';
+import { characters } from './schemas/common.ts';
 
 // The limits of `Metadata` (schemas/common.ts): a filter that exceeds them could match no object.
 const MAX_PAIRS = 16;
@@ -27,15 +28,15 @@ export function parseMetadataFilter(query: Record<string, unknown>): Metadata | 
     const key = FILTER_PARAMETER.exec(name)?.[1];
     if (key === undefined) continue;
     const value = single(query, name) ?? '';
-    if (key.length === 0 || key.length > MAX_KEY)
+    if (key.length === 0 || characters(key) > MAX_KEY)
       throw invalidRequest(
-        `Invalid '${name}': expected a key of 1 to ${MAX_KEY} characters, but got a key with ${key.length} characters instead.`,
+        `Invalid '${name}': expected a key of 1 to ${MAX_KEY} characters, but got a key with ${characters(key)} characters instead.`,
         name,
         'invalid_value',
       );
-    if (value.length > MAX_VALUE)
+    if (characters(value) > MAX_VALUE)
       throw invalidRequest(
-        `Invalid '${name}': string too long. Expected a string with maximum length ${MAX_VALUE}, but got a string with length ${value.length} instead.`,
+        `Invalid '${name}': string too long. Expected a string with maximum length ${MAX_VALUE}, but got a string with length ${characters(value)} instead.`,
         name,
         'string_above_max_length',
       );

@@ -385,6 +385,24 @@ describe('errors', () => {
       });
       const exact = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`${i}`.padEnd(64, 'k'), 'v'.repeat(512)]));
       assert.equal((await server.api.post('/v1/threads', { metadata: exact })).status, 200);
+      // Characters are code points, as upstream (Python) counts them and as every other limit here does: 64 emoji
+      // are 128 UTF-16 units.
+      const emoji = { ['😀'.repeat(64)]: '😀'.repeat(512) };
+      assert.equal((await server.api.post('/v1/threads', { metadata: emoji })).status, 200);
+      assertError(await server.api.post('/v1/threads', { metadata: { k: '😀'.repeat(513) } }), 400, {
+        param: 'metadata.k',
+        code: 'string_above_max_length',
+      });
+      // So are the keys of a vector store file's attributes: this one passes, and the unknown file is what is wrong.
+      const store = await server.api.post<{ id: string }>('/v1/vector_stores', {});
+      assertError(
+        await server.api.post(`/v1/vector_stores/${store.body.id}/files`, {
+          file_id: 'file-missing',
+          attributes: { ['😀'.repeat(64)]: 'v' },
+        }),
+        404,
+        { param: null, code: null },
+      );
     });
 
     test('temperature 0–2 and top_p 0–1', async () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { ToolResources } from '../../domain/objects.ts';
+import { codePoints } from '../../tools/code-points.ts';
 import { INTEGER_EXPECTED } from '../validation.ts';
 
 // Building blocks of the official request schemas (../../../spec/assistants-v2.openapi.yaml), with its limits.
@@ -36,6 +37,13 @@ function absentIfNull<T extends z.ZodType>(schema: T) {
     .optional();
 }
 
+/**
+ * A string's length in characters as upstream (Python) and zod's `max` count them: code points, not UTF-16 units.
+ */
+export function characters(text: string): number {
+  return codePoints(text, 0, text.length);
+}
+
 const METADATA_MAX_PAIRS = 16;
 const METADATA_MAX_KEY = 64;
 const METADATA_MAX_VALUE = 512;
@@ -54,18 +62,18 @@ export const metadata = z
         params: { code: 'object_above_max_properties' },
       });
     for (const key of keys) {
-      if (key.length > METADATA_MAX_KEY)
+      if (characters(key) > METADATA_MAX_KEY)
         ctx.addIssue({
           code: 'custom',
-          message: `Invalid 'metadata': key '${key}' is too long. Expected keys of at most ${METADATA_MAX_KEY} characters, but got a key with ${key.length} characters instead.`,
+          message: `Invalid 'metadata': key '${key}' is too long. Expected keys of at most ${METADATA_MAX_KEY} characters, but got a key with ${characters(key)} characters instead.`,
           params: { code: 'string_above_max_length' },
         });
       const item = value[key]!;
-      if (item.length > METADATA_MAX_VALUE)
+      if (characters(item) > METADATA_MAX_VALUE)
         ctx.addIssue({
           code: 'custom',
           path: [key],
-          message: `Invalid 'metadata.${key}': string too long. Expected a string with maximum length ${METADATA_MAX_VALUE}, but got a string with length ${item.length} instead.`,
+          message: `Invalid 'metadata.${key}': string too long. Expected a string with maximum length ${METADATA_MAX_VALUE}, but got a string with length ${characters(item)} instead.`,
           params: { code: 'string_above_max_length' },
         });
     }

@@ -7,7 +7,7 @@ import {
   type StaticChunking,
 } from '../../domain/vector-stores.ts';
 import { describeValue } from '../validation.ts';
-import { decimal, integer, metadata, nullAsAbsent } from './common.ts';
+import { characters, decimal, integer, metadata, nullAsAbsent } from './common.ts';
 
 // The vector-store request schemas of the official spec, with its limits.
 
@@ -54,10 +54,10 @@ export const attributes = z
         params: { code: 'object_above_max_properties' },
       });
     for (const key of keys)
-      if (key.length > ATTRIBUTE_MAX_KEY)
+      if (characters(key) > ATTRIBUTE_MAX_KEY)
         ctx.addIssue({
           code: 'custom',
-          message: `Invalid 'attributes': key '${key}' is too long. Expected keys of at most ${ATTRIBUTE_MAX_KEY} characters, but got a key with ${key.length} characters instead.`,
+          message: `Invalid 'attributes': key '${key}' is too long. Expected keys of at most ${ATTRIBUTE_MAX_KEY} characters, but got a key with ${characters(key)} characters instead.`,
           params: { code: 'string_above_max_length' },
         });
   });
