@@ -274,7 +274,16 @@ export interface VectorStoreRecords {
   createVectorStore(scope: Scope, store: VectorStore, files: readonly VectorStoreFile[]): Promise<void>;
   getVectorStore(scope: Scope, id: string): Promise<VectorStoreView | undefined>;
   listVectorStores(scope: Scope, page: PageRequest): Promise<Page<VectorStoreView>>;
+  /**
+   * A patch with `expires_after` and no `expires_at` sets `expires_at` too: none for none, else counted from the
+   * stored `last_active_at` (the anchor) in the same statement, so that a concurrent touch cannot leave it stale.
+   */
   updateVectorStore(scope: Scope, id: string, patch: VectorStorePatch): Promise<VectorStoreView | undefined>;
+  /**
+   * The stores were used at `now` (searched, part of a run): each that has not expired gets `last_active_at` = `now`
+   * and its expiry moved with it, from its expiry as stored when the statement runs. One that has expired stays so.
+   */
+  touchVectorStores(scope: Scope, ids: readonly string[], now: number): Promise<void>;
   /** Deletes the store with its files, batches and chunks. */
   deleteVectorStore(scope: Scope, id: string): Promise<boolean>;
 

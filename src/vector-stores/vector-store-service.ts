@@ -145,8 +145,8 @@ export class VectorStoreService {
           'expires_after',
           'vector_store_expired',
         );
+      // expires_at follows, from the stored last_active_at (updateVectorStore).
       patch.expires_after = body.expires_after;
-      patch.expires_at = expiresAt(body.expires_after, current.last_active_at ?? unixSeconds());
     }
     const updated = await this.records.updateVectorStore(scope, id, patch);
     if (!updated) throw notFound('vector store', id);
@@ -157,8 +157,20 @@ export class VectorStoreService {
     if (!(await this.records.deleteVectorStore(scope, id))) throw notFound('vector store', id);
   }
 
+  /**
+   * Adds a file to the store, which counts as use of it. A file the store already has, indexed or being indexed, is
+   * indexed again only when the request gives a `chunking_strategy`; otherwise it stays as it is, given `attributes`
+   * replacing its own. Attaching a file to a second message of a thread comes here too, and must not hide the file
+   * from searches while it is indexed a second time.
+   */
   async addFile(scope: Scope, vectorStoreId: string, body: NewVectorStoreFile): Promise<VectorStoreFile> {
     await this.usable(scope, vectorStoreId);
+    await this.touch(scope, [vectorStoreId]);
+    const present = await this.records.getVectorStoreFile(scope, vectorStoreId, body.file_id);
+    if ((present?.status === 'completed' || present?.status === 'in_progress') && body.chunking_strategy === undefined)
+      return body.attributes === undefined
+        ? present
+        : this.updateAttributes(scope, vectorStoreId, body.file_id, body.attributes);
     const file = newFile(vectorStoreId, body, null, unixSeconds());
     await this.records.addFiles(scope, vectorStoreId, [file]);
     this.wake();
@@ -222,6 +234,7 @@ export class VectorStoreService {
     },
   ): Promise<FileBatchView> {
     await this.usable(scope, vectorStoreId);
+    await this.touch(scope, [vectorStoreId]);
     // `chunking_strategy` and `attributes` apply to every id of `file_ids`; `files` carry their own.
     const requested: NewVectorStoreFile[] =
       body.files !== undefined
@@ -293,7 +306,7 @@ export class VectorStoreService {
    * is every store when the query cannot be embedded (the endpoint is down), which the log says.
    */
   async search(scope: Scope, vectorStoreId: string, body: SearchRequest): Promise<SearchResult> {
-    const store = await this.usable(scope, vectorStoreId);
+    await this.usable(scope, vectorStoreId);
     const queries = (Array.isArray(body.query) ? body.query : [body.query]).filter((q) => q.trim() !== '');
     if (queries.length === 0)
       throw invalidRequest("Invalid 'query': the query must not be empty.", 'query', 'invalid_value');
@@ -343,7 +356,7 @@ export class VectorStoreService {
       .filter((hit) => hit.score >= threshold)
       .sort((a, b) => b.score - a.score)
       .slice(0, limit);
-    await this.touch(scope, store);
+    await this.touch(scope, [vectorStoreId]);
     return { queries, hits, attributes, ranking: vectors ? 'hybrid' : 'keyword' };
   }
 
@@ -370,14 +383,12 @@ export class VectorStoreService {
     }
   }
 
-  /** Use of a store moves its `last_active_at`, and with it the expiry. */
-  private async touch(scope: Scope, store: VectorStore): Promise<void> {
-    const now = unixSeconds();
-    if (store.last_active_at === now) return;
-    await this.records.updateVectorStore(scope, store.id, {
-      last_active_at: now,
-      expires_at: expiresAt(store.expires_after, now),
-    });
+  /**
+   * Use of stores — a search, or a run that can search them — moves their `last_active_at`, and with it the expiry:
+   * upstream's stores expire counting from "the last time the vector store was part of a run".
+   */
+  async touch(scope: Scope, ids: readonly string[]): Promise<void> {
+    await this.records.touchVectorStores(scope, ids, unixSeconds());
   }
 
   /** The store, which must exist and not have expired. */

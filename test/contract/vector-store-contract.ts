@@ -159,6 +159,47 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       }
     });
 
+    test('use moves a store’s expiry as stored when it happens; a new expiry counts from last_active_at', async () => {
+      const week = { anchor: 'last_active_at' as const, days: 7 };
+      const a = aStore({ expires_after: week, expires_at: T0 + 7 * 86_400 });
+      const b = aStore({ expires_after: week, expires_at: T0 + 7 * 86_400 });
+      const c = aStore();
+      for (const store of [a, b, c]) await records.createVectorStore(scope, store, []);
+      const read = async (id: string) => {
+        const { last_active_at, expires_after, expires_at } = (await records.getVectorStore(scope, id))!;
+        return { last_active_at, expires_after, expires_at };
+      };
+
+      // Modified since a search read it: the search's use keeps the new expiry (none for a, 2 days for b).
+      await records.updateVectorStore(scope, a.id, { expires_after: null });
+      await records.updateVectorStore(scope, b.id, { expires_after: { anchor: 'last_active_at', days: 2 } });
+      assert.deepEqual(await read(b.id), {
+        last_active_at: T0,
+        expires_after: { anchor: 'last_active_at', days: 2 },
+        expires_at: T0 + 2 * 86_400,
+      });
+      await records.touchVectorStores(scope, [a.id, b.id, c.id], T0 + 100);
+      assert.deepEqual(await read(a.id), { last_active_at: T0 + 100, expires_after: null, expires_at: null });
+      assert.deepEqual(await read(b.id), {
+        last_active_at: T0 + 100,
+        expires_after: { anchor: 'last_active_at', days: 2 },
+        expires_at: T0 + 100 + 2 * 86_400,
+      });
+      assert.deepEqual(await read(c.id), { last_active_at: T0 + 100, expires_after: null, expires_at: null });
+      // Another project's use of the ids touches nothing.
+      await records.touchVectorStores({ projectId: 'proj_vs_toucher' }, [b.id], T0 + 500);
+      assert.equal((await read(b.id)).last_active_at, T0 + 100);
+
+      // A store that expired stays as it expired.
+      await records.updateVectorStore(scope, b.id, { expires_at: T0 + 200 });
+      assert.ok((await records.expireVectorStores(T0 + 300, 100)).includes(b.id));
+      await records.touchVectorStores(scope, [b.id], T0 + 400);
+      const expired = (await records.getVectorStore(scope, b.id))!;
+      assert.equal(expired.expired, true);
+      assert.equal(expired.last_active_at, T0 + 100);
+      assert.equal(expired.expires_at, T0 + 200);
+    });
+
     test('a store round-trips, reads its file counts and usage from its files, updates and deletes', async () => {
       await drain();
       const store = aStore({ expires_after: { anchor: 'last_active_at', days: 7 }, expires_at: T0 + 7 * 86_400 });

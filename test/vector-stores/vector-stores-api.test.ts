@@ -249,6 +249,42 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
       await client.vectorStores.delete(two.id);
     });
 
+    test('a file added again keeps its index: attributes change in place; a new chunking strategy re-indexes it', async () => {
+      const store = await client.vectorStores.create({ name: 'again' });
+      const file = await client.files.create({
+        file: await text('The harbour master counts the fishing boats at dawn.', 'harbour.txt'),
+        purpose: 'assistants',
+      });
+      const first = await client.vectorStores.files.createAndPoll(store.id, { file_id: file.id, attributes: { a: 1 } });
+      assert.equal(first.status, 'completed');
+      assert.ok(first.usage_bytes > 0);
+
+      // As a second message attaching the same file does: nothing to index again, nothing hidden meanwhile.
+      const again = await client.vectorStores.files.create(store.id, { file_id: file.id });
+      assert.deepEqual({ ...again }, { ...first });
+      const relabelled = await client.vectorStores.files.create(store.id, { file_id: file.id, attributes: { a: 2 } });
+      assert.deepEqual({ ...relabelled }, { ...first, attributes: { a: 2 } });
+      const counted = await client.vectorStores.retrieve(store.id);
+      assert.equal(counted.status, 'completed');
+      assert.deepEqual(counted.file_counts, { in_progress: 0, completed: 1, failed: 0, cancelled: 0, total: 1 });
+      const hits = await client.vectorStores.search(store.id, { query: 'harbour fishing boats' });
+      assert.deepEqual(
+        hits.data.map((hit) => [hit.file_id, hit.attributes]),
+        [[file.id, { a: 2 }]],
+      );
+
+      const small = { type: 'static' as const, static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 20 } };
+      const rechunked = await client.vectorStores.files.create(store.id, {
+        file_id: file.id,
+        chunking_strategy: small,
+      });
+      assert.equal(rechunked.status, 'in_progress');
+      const indexed = await client.vectorStores.files.poll(store.id, file.id, { pollIntervalMs: 50 });
+      assert.equal(indexed.status, 'completed');
+      assert.deepEqual(indexed.chunking_strategy, small);
+      await client.vectorStores.delete(store.id);
+    });
+
     test('create with file_ids and a static chunking strategy; modify; list; delete', async () => {
       const long = Array.from({ length: 400 }, (_, i) => `Sentence ${i} about orbital mechanics.`).join(' ');
       const file = await client.files.create({ file: await text(long, 'orbits.txt'), purpose: 'assistants' });

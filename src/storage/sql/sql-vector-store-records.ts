@@ -51,6 +51,7 @@ import {
  * `vector_stores_expiring` (with a bound status it cannot prove the index applies).
  */
 const IN_PROGRESS = sql<boolean>`status = 'in_progress'`;
+const DAY_SECONDS = 86_400;
 const EXPIRING = sql<boolean>`expired = 0 and expires_at is not null`;
 
 /** A store's file, as a condition on `vector_store_files`. */
@@ -183,15 +184,42 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     if (patch.expires_at !== undefined) changes.expires_at = patch.expires_at;
     if (patch.last_active_at !== undefined) changes.last_active_at = patch.last_active_at;
     if (Object.keys(changes).length === 0) return this.getVectorStore(scope, id);
+    const anchored =
+      patch.expires_after === undefined || patch.expires_at !== undefined
+        ? {}
+        : {
+            expires_at:
+              patch.expires_after === null
+                ? null
+                : sql<number>`coalesce(last_active_at, created_at) + ${patch.expires_after.days * DAY_SECONDS}`,
+          };
     const row = await this.db
       .updateTable('vector_stores')
-      .set(changes)
+      .set({ ...changes, ...anchored })
       .where('project_id', '=', scope.projectId)
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirst();
     if (!row) return undefined;
     return storeView(row, await storeTotals(this.db, scope, [id]));
+  }
+
+  async touchVectorStores(scope: Scope, ids: readonly string[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    // While a store has an expiry, expires_at − last_active_at is its `days` (create, update and this keep it so):
+    // moving both by the same amount in one statement keeps the expiry as stored then, whatever changed it since
+    // the caller read the store.
+    await this.db
+      .updateTable('vector_stores')
+      .set({
+        last_active_at: now,
+        expires_at: sql<number | null>`expires_at - coalesce(last_active_at, created_at) + ${now}`,
+      })
+      .where('project_id', '=', scope.projectId)
+      .where('id', 'in', [...ids])
+      .where('expired', '=', 0)
+      .where((eb) => eb.or([eb('last_active_at', 'is', null), eb('last_active_at', '<', now)]))
+      .execute();
   }
 
   deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
