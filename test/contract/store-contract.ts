@@ -225,6 +225,22 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       );
     });
 
+    test('a cursor naming a deleted object still pages past it to an object created after it, in the same second', async () => {
+      // SQLite gives a new row the seq of the newest row just deleted: C takes B's place, (created_at, seq) and all.
+      const fresh: Scope = { projectId: 'proj_reused_place' };
+      const [a, b, c] = [anAssistant(), anAssistant(), anAssistant()];
+      await store.createAssistant(fresh, a);
+      await store.createAssistant(fresh, b);
+      assert.equal(await store.deleteAssistant(fresh, b.id), true);
+      await store.createAssistant(fresh, c);
+      const ids = async (page: Omit<PageRequest, 'limit'>) =>
+        (await store.listAssistants(fresh, { limit: 20, ...page })).data.map((x) => x.id);
+      assert.deepEqual(await ids({ order: 'asc', after: b.id }), [c.id]);
+      assert.deepEqual(await ids({ order: 'desc', before: b.id }), [c.id]);
+      assert.deepEqual(await ids({ order: 'desc', after: b.id }), [a.id]);
+      assert.deepEqual(await ids({ order: 'asc', before: b.id }), [a.id]);
+    });
+
     test('assistants list newest first by default, with has_more', async () => {
       const fresh: Scope = { projectId: 'proj_list' };
       const created = [];

@@ -14,6 +14,11 @@ import type { Database, PaginatedTable } from './schema.ts';
 export interface CursorKey {
   sort_key: number;
   seq: number | string; // bigint columns arrive as strings from pg; they are only passed back as parameters
+  /**
+   * The cursor names a deleted object (its place kept by list-tombstones.ts). SQLite gives the next row the seq of
+   * the newest row just deleted, so a live row with this very key was created after it: it lies on the newer side.
+   */
+  buried?: true;
 }
 
 export type SortColumn = 'created_at' | 'last_active_at';
@@ -55,7 +60,8 @@ export async function resolveCursors(
       select ${sql.ref(column)} as sort_key, seq from ${sql.table(table)}
       where project_id = ${scope.projectId} and ${idColumn} = ${id} ${parentFilter}`.execute(db);
     // A deleted object's place still counts: a loop that deletes what it lists asks for the page after it.
-    const key = rows[0] ?? (await buriedCursor(db, table, scope.projectId, parent?.value, id, column));
+    const buried = rows[0] ? undefined : await buriedCursor(db, table, scope.projectId, parent?.value, id, column);
+    const key = rows[0] ?? (buried && { ...buried, buried: true as const });
     if (!key) await parent?.mustExist?.();
     if (!key)
       throw invalidRequest(
@@ -79,16 +85,15 @@ export function applyPage<DB, TB extends keyof DB, O>(
 ): SelectQueryBuilder<DB, TB, O> {
   const backwards = page.before !== undefined && page.after === undefined;
   const ascending = (page.order === 'asc') !== backwards;
-  const afterOp = page.order === 'asc' ? '>' : '<';
-  const beforeOp = page.order === 'asc' ? '<' : '>';
+  // Towards newer objects ('>'), a buried cursor's own key is included: it can only be a newer object's.
+  const op = (newer: boolean, cursor: CursorKey) => sql.raw(newer ? (cursor.buried ? '>=' : '>') : '<');
   const column = sql.ref(cursors.column);
   let q = qb;
-  if (cursors.after)
-    q = q.where(sql<boolean>`(${column}, seq) ${sql.raw(afterOp)} (${cursors.after.sort_key}, ${cursors.after.seq})`);
-  if (cursors.before)
-    q = q.where(
-      sql<boolean>`(${column}, seq) ${sql.raw(beforeOp)} (${cursors.before.sort_key}, ${cursors.before.seq})`,
-    );
+  const { after, before } = cursors;
+  if (after)
+    q = q.where(sql<boolean>`(${column}, seq) ${op(page.order === 'asc', after)} (${after.sort_key}, ${after.seq})`);
+  if (before)
+    q = q.where(sql<boolean>`(${column}, seq) ${op(page.order !== 'asc', before)} (${before.sort_key}, ${before.seq})`);
   const direction = ascending ? sql`asc` : sql`desc`;
   return q
     .orderBy(sql`${column} ${direction}`)
