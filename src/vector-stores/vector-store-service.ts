@@ -165,16 +165,20 @@ export class VectorStoreService {
    */
   async addFile(scope: Scope, vectorStoreId: string, body: NewVectorStoreFile): Promise<VectorStoreFile> {
     await this.usable(scope, vectorStoreId);
-    await this.touch(scope, [vectorStoreId]);
     const present = await this.records.getVectorStoreFile(scope, vectorStoreId, body.file_id);
+    let added: VectorStoreFile;
     if ((present?.status === 'completed' || present?.status === 'in_progress') && body.chunking_strategy === undefined)
-      return body.attributes === undefined
-        ? present
-        : this.updateAttributes(scope, vectorStoreId, body.file_id, body.attributes);
-    const file = newFile(vectorStoreId, body, null, unixSeconds());
-    await this.records.addFiles(scope, vectorStoreId, [file]);
-    this.wake();
-    return this.getFile(scope, vectorStoreId, body.file_id);
+      added =
+        body.attributes === undefined
+          ? present
+          : await this.updateAttributes(scope, vectorStoreId, body.file_id, body.attributes);
+    else {
+      await this.records.addFiles(scope, vectorStoreId, [newFile(vectorStoreId, body, null, unixSeconds())]);
+      this.wake();
+      added = await this.getFile(scope, vectorStoreId, body.file_id);
+    }
+    await this.touch(scope, [vectorStoreId]);
+    return added;
   }
 
   async getFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<VectorStoreFile> {
@@ -234,7 +238,6 @@ export class VectorStoreService {
     },
   ): Promise<FileBatchView> {
     await this.usable(scope, vectorStoreId);
-    await this.touch(scope, [vectorStoreId]);
     // `chunking_strategy` and `attributes` apply to every id of `file_ids`; `files` carry their own.
     const requested: NewVectorStoreFile[] =
       body.files !== undefined
@@ -259,6 +262,7 @@ export class VectorStoreService {
       batch,
     );
     this.wake();
+    await this.touch(scope, [vectorStoreId]);
     return this.getBatch(scope, vectorStoreId, batch.id);
   }
 
