@@ -77,7 +77,7 @@ export interface SseStream {
    */
   end(options?: { closeConnection?: boolean }): void;
   readonly closed: boolean;
-  /** Called once when the client goes away or the stream ends. */
+  /** Called once when the client goes away or the stream ends; at once if either happened already. */
   onClose(listener: () => void): void;
 }
 
@@ -132,7 +132,10 @@ export function openSse(
     streamEnded?.();
     for (const listener of listeners) listener();
   };
-  res.on('close', close);
+  // A client may leave while the stream's run is being created or read (streamRun, /events): its `close` is gone by
+  // then, and without this its subscription, keep-alive timer and count would last until the run ends.
+  if (res.destroyed) close();
+  else res.once('close', close);
   // Frames sent in the same tick (a step and a message opening with their first delta, a run's closing events)
   // leave in one write: one syscall and one read for the client instead of one per frame. The headers go with the
   // first frames, which a stream sends in the tick it opens (or alone, if it sent none).
@@ -184,6 +187,9 @@ export function openSse(
     get closed() {
       return closed;
     },
-    onClose: (listener) => listeners.push(listener),
+    onClose: (listener) => {
+      if (closed) listener();
+      else listeners.push(listener);
+    },
   };
 }

@@ -1,13 +1,17 @@
 import { EventEmitter } from 'node:events';
 import type { Message } from '../domain/objects.ts';
 import { type RunStreamEvent, runDeletedEvent } from '../domain/run-events.ts';
-import type { Run, RunStep } from '../domain/runs.ts';
+import { type Run, type RunStep, TERMINAL_STEP_STATUSES } from '../domain/runs.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ClaimedRun, SignalChannel, StopRequest } from '../storage/store.ts';
 
 export type RunEventListener = (runId: string | undefined, event: RunStreamEvent) => void;
 
-/** What a run's current model turn has produced so far: for a stream that attaches mid-turn. */
+/**
+ * What a run's current model turn (or server-side call) shows so far: for a stream that attaches mid-turn. Its step
+ * and message go on changing as the turn goes on, by fields replaced, never changed deeper in place: a shallow copy
+ * of each is what they are at that moment (RunEventBus.liveTurn).
+ */
 export interface LiveTurn {
   step: RunStep | undefined;
   message: Message | undefined;
@@ -74,6 +78,10 @@ export class RunEventBus {
    */
   publishAll(threadId: string, runId: string | undefined, events: readonly RunStreamEvent[]): void {
     for (const event of events) {
+      // A live turn shows a step in progress: once that step has ended, nothing is live until the next turn (or
+      // server-side call) shows its own. Here, so that it holds for every way a step ends, and from the moment it does.
+      if (runId !== undefined && endsStep(event) && this.live.get(runId)?.step?.id === event.data.id)
+        this.live.delete(runId);
       this.emitLocally(threadId, runId, event);
       if (this.metrics && isRunStatusEvent(event)) this.metrics.runEvent(event.event, event.data as Run);
     }
@@ -160,9 +168,24 @@ export class RunEventBus {
     else this.live.delete(runId);
   }
 
+  /**
+   * The run's executing turn as it is now: copies, which the events published from now on extend (the turn's own
+   * objects go on changing, and read later would already hold some of them).
+   */
   liveTurn(runId: string): LiveTurn | undefined {
-    return this.live.get(runId);
+    const live = this.live.get(runId);
+    if (!live) return undefined;
+    const { step, message } = live;
+    return { step: step && { ...step }, message: message && { ...message } };
   }
+}
+
+const STEP_ENDS: ReadonlySet<string> = new Set(
+  [...TERMINAL_STEP_STATUSES].map((status) => `thread.run.step.${status}`),
+);
+
+function endsStep(event: RunStreamEvent): event is RunStreamEvent & { data: RunStep } {
+  return STEP_ENDS.has(event.event);
 }
 
 function isRunStatusEvent(event: RunStreamEvent): boolean {

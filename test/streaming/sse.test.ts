@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import type { FastifyReply } from 'fastify';
 import pg from 'pg';
+import { openSse } from '../../src/api/sse.ts';
 import { DEFAULT_SCOPE } from '../../src/storage/store.ts';
 import { FakeUpstream, type TextReply } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
@@ -582,5 +587,37 @@ describe('streaming: keep-alive comments (ASSISTD_STREAM_KEEPALIVE_S)', () => {
       const silent = await rawStream(server, { text: ['Hello'], chunkDelayMs: 1500 });
       assert.ok(!silent.includes(': keep-alive'), silent);
     });
+  });
+});
+
+describe('streaming: a client gone before its stream opens', () => {
+  test('the stream is closed at once, and what waits for its close is told at once', async () => {
+    const http = createServer();
+    http.listen(0, '127.0.0.1');
+    await once(http, 'listening');
+    try {
+      const served = once(http, 'request') as Promise<[unknown, ServerResponse]>;
+      fetch(`http://127.0.0.1:${(http.address() as AddressInfo).port}/`).catch(() => {}); // cut off below
+      const [, res] = await served;
+      res.destroy();
+      let streamEnded = 0;
+      // What openSse uses of its reply: a route's, once the client left while the run was being created or read.
+      const reply = {
+        raw: res,
+        request: { id: 'req-1' },
+        server: { metrics: { streamOpened: () => () => streamEnded++ } },
+        hijack() {},
+        getHeaders: () => ({}),
+      } as unknown as FastifyReply;
+      const sse = openSse(reply);
+      assert.equal(sse.closed, true);
+      assert.equal(streamEnded, 1, 'it no longer counts as open');
+      let told = 0;
+      sse.onClose(() => told++);
+      assert.equal(told, 1, 'a listener added after the close is called at once (the follower unsubscribes)');
+    } finally {
+      http.closeAllConnections();
+      http.close();
+    }
   });
 });

@@ -210,7 +210,9 @@ export function registerRunRoutes(
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     const include = parseInclude(request.query as Record<string, unknown>);
-    // Subscribe and take the live turn in one synchronous step: later deltas extend exactly this snapshot.
+    // Subscribe and copy the live turn in one synchronous step, before any wait: the deltas published from now on
+    // extend exactly this snapshot (one taken after the run is read would hold those of the read, and they would be
+    // sent twice).
     const follow = followRun(bus, closing, threadId);
     const live = bus.liveTurn(runId);
     let run: Run | undefined;
@@ -222,8 +224,8 @@ export function registerRunRoutes(
     if (!run) throw notFound('run', runId);
     const snapshot: RunStreamEvent[] = [{ event: `thread.run.${run.status}`, data: run }];
     if (!RUN_STREAM_END.has(`thread.run.${run.status}`) && live) {
-      if (live.step) snapshot.push({ event: 'thread.run.step.created', data: { ...live.step } });
-      if (live.message) snapshot.push({ event: 'thread.message.created', data: { ...live.message } });
+      if (live.step) snapshot.push({ event: 'thread.run.step.created', data: live.step });
+      if (live.message) snapshot.push({ event: 'thread.message.created', data: live.message });
     }
     follow.start(openSse(reply, include, stream), run, snapshot);
   });
@@ -280,8 +282,8 @@ async function streamRun(
 
 /**
  * The events of one run on its thread, buffered from the moment of subscription until the stream is open. The
- * stream ends after the run pauses (`requires_action`) or ends; a failed run is followed by an `error` event, and
- * so is a run gone with its deleted thread (RunEventBus.runsDeleted). A
+ * stream ends after the run pauses (`requires_action`) or ends, a failed run as any other (no `error` event after
+ * it: see `send`); a run gone with its deleted thread ends it with an `error` event (RunEventBus.runsDeleted). A
  * client that goes away only unsubscribes: the run goes on. When the server shuts down, open streams end at once
  * with an `error` event saying so (their runs resume after the restart), so that shutdown never waits on a stream
  * that waits on a run.
