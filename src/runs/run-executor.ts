@@ -170,6 +170,10 @@ export class RunExecutor {
       if (run.status === 'cancelling') return await this.finishCancel(x);
       if (run.status === 'queued' && !(await this.commit(x, transition(run, { type: 'start', at: unixSeconds() }))))
         return await this.settle(x);
+      for (const tool of new Set(x.serverTools.values()))
+        tool.executionStarted?.({ scope, run: x.run }).catch((error: unknown) => {
+          this.options.logger.warn({ err: error, runId: run.id, tool: tool.type }, "a tool's start of a run failed");
+        });
       x.steps = steps ?? (await this.options.store.runSteps(scope, run.id));
       await this.loop(x);
     } catch (error) {

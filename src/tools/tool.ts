@@ -55,6 +55,11 @@ export interface ServerTool {
    */
   execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult>;
   /**
+   * The run's execution in this process starts, before its first model turn: once per execution of a run that has
+   * the tool. The run does not wait for it (the model is asked meanwhile); a rejection is logged. Optional.
+   */
+  executionStarted?(context: Pick<ToolContext, 'scope' | 'run'>): Promise<void>;
+  /**
    * The run's execution in this process has stopped (the run ended or paused, or was handed back): what the tool
    * kept for it between its calls is let go. Called once per execution, whatever happened; must not throw.
    */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { eventually } from '../support/eventually.ts';
 import {
   COFFEE,
   FileSearchHarness,
@@ -85,6 +86,42 @@ describe('file_search tool resources through the SDK', () => {
     const { call, output } = await searchRun(thread.id, assistant.id, 'visitors park', '【0:0†parking.md】');
     assert.equal(call.file_search.results![0]!.file_id, parking, 'the thread’s store is searched');
     assert.ok(output.includes(PARKING));
+  });
+
+  test('a run that can search a store is use of it, whether or not the model searches: its expiry moves', async () => {
+    // Upstream's stores expire counting from "the last time the vector store was part of a run".
+    const thread = await h.client.beta.threads.create({
+      messages: [{ role: 'user', content: 'Hello.' }],
+      tool_resources: { file_search: { vector_stores: [{ file_ids: [parking] }] } },
+    });
+    const [threadStore] = thread.tool_resources?.file_search?.vector_store_ids ?? [];
+    const assistantStore = await h.client.vectorStores.create({
+      file_ids: [coffee],
+      expires_after: { anchor: 'last_active_at', days: 30 },
+    });
+    await h.ingested(assistantStore.id);
+    await h.ingested(threadStore!);
+    const before = await h.client.vectorStores.retrieve(threadStore!);
+    // last_active_at counts seconds: the run starts in a later one.
+    while (Math.floor(Date.now() / 1000) <= Math.max(before.last_active_at!, assistantStore.last_active_at!))
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    const startedAfter = Math.floor(Date.now() / 1000);
+    h.upstream.enqueue({ text: 'Hello to you.' });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: (await h.assistant([assistantStore.id])).id,
+    });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    // Marked beside the run, not before its model request: seen once the write lands.
+    for (const [id, days] of [
+      [threadStore!, 7],
+      [assistantStore.id, 30],
+    ] as const) {
+      const store = await eventually(`${id} to be marked used`, 10_000, async () => {
+        const read = await h.client.vectorStores.retrieve(id);
+        return read.last_active_at! >= startedAfter ? read : undefined;
+      });
+      assert.equal(store.expires_at, store.last_active_at! + days * 86_400);
+    }
   });
 
   test('create-thread-and-run with the helper on its thread', async () => {

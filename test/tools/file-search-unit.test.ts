@@ -269,6 +269,7 @@ class FakeBackend implements FileSearchBackend {
   thread: string[] = [];
   hits: ChunkHit[] = [];
   searches: Array<{ ids: readonly string[]; queries: readonly string[]; options: FileSearchOptions }> = [];
+  used: string[][] = [];
   reads = 0;
 
   async resolveStores() {
@@ -283,6 +284,9 @@ class FakeBackend implements FileSearchBackend {
   async search(_scope: Scope, ids: readonly string[], queries: readonly string[], options: FileSearchOptions) {
     this.searches.push({ ids, queries, options });
     return this.hits;
+  }
+  async markUsed(_scope: Scope, ids: readonly string[]) {
+    this.used.push([...ids]);
   }
 }
 
@@ -305,6 +309,15 @@ function contextFor(run: Run, overrides: Partial<ToolContext> = {}): ToolContext
 const FILE_SEARCH = { type: 'file_search' as const };
 
 describe('file_search execute() with a fake backend', () => {
+  test('an execution starting marks the assistant’s and the thread’s stores used, without searching', async () => {
+    const backend = new FakeBackend();
+    backend.assistant = ['vs_a'];
+    backend.thread = ['vs_t', 'vs_u'];
+    await fileSearchTool({ backend }).executionStarted!({ scope: DEFAULT_SCOPE, run: runWith([FILE_SEARCH]) });
+    assert.deepEqual(backend.used, [['vs_a', 'vs_t', 'vs_u']]);
+    assert.deepEqual(backend.searches, []);
+  });
+
   test('searches the assistant’s and the thread’s stores, applies the settings, shapes the step and the output', async () => {
     const backend = new FakeBackend();
     backend.assistant = ['vs_a'];

@@ -31,6 +31,8 @@ export interface FileSearchOptions {
 export interface FileSearchBackend {
   /** The stores named by the run's assistant and thread; none for one that no longer exists. */
   resolveStores(scope: Scope, run: Run): Promise<RunVectorStores>;
+  /** The stores were used now (part of a run): their expiry moves. */
+  markUsed(scope: Scope, vectorStoreIds: readonly string[]): Promise<void>;
   /** A store as it is now, with its file counts; undefined when there is no store with this id. */
   getStore(scope: Scope, id: string): Promise<VectorStoreView | undefined>;
   /**
@@ -254,6 +256,11 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
         results: [],
       },
     }),
+    // Upstream's stores expire counting from "the last time the vector store was part of a run", searched or not.
+    async executionStarted({ scope, run }) {
+      const stores = await backend.resolveStores(scope, run);
+      await backend.markUsed(scope, [...stores.assistant, ...stores.thread]);
+    },
     execute,
     annotator: (calls) => (calls.length > 0 ? citationAnnotator(calls) : undefined),
   };

@@ -10,7 +10,7 @@ import type { FileSearchBackend } from './file-search-tool.ts';
  */
 export function vectorStoreBackend(deps: {
   store: Pick<Store, 'getAssistant' | 'getThread' | 'vectorStores'>;
-  vectorStores: Pick<VectorStoreService, 'search'>;
+  vectorStores: Pick<VectorStoreService, 'search' | 'touch'>;
 }): FileSearchBackend {
   const { store, vectorStores } = deps;
   return {
@@ -24,6 +24,8 @@ export function vectorStoreBackend(deps: {
         thread: thread?.tool_resources?.file_search?.vector_store_ids ?? [],
       };
     },
+
+    markUsed: (scope, ids) => vectorStores.touch(scope, ids),
 
     getStore: (scope, id) => store.vectorStores.getVectorStore(scope, id),
 
