@@ -33,19 +33,29 @@ function startThread(): Worker {
 }
 
 /**
+ * How long a file's indexing may take: 5 minutes, and a second more per MB. A parser caught in an endless loop
+ * would otherwise hold its file in progress forever (a live worker keeps renewing the lease) and its thread with it.
+ */
+export function indexingTimeBudgetMs(bytes: number): number {
+  return 300_000 + Math.ceil(bytes / 1_000_000) * 1_000;
+}
+
+/**
  * Extraction and chunking on worker threads (index-thread.ts), so that no file, however large or odd, blocks the
- * event loop. Threads start on first use; a thread that dies fails the files it held with `server_error` and is
- * replaced.
+ * event loop. Threads start on first use; a thread that dies, or takes longer than its file's time budget, fails
+ * the file it held with `server_error` and is replaced.
  */
 export class ThreadIndexer implements Indexer {
   private readonly size: number;
+  private readonly timeBudgetMs: (bytes: number) => number;
   private readonly idle: Worker[] = [];
   private readonly all = new Set<Worker>();
   private readonly waiting: Array<(worker: Worker) => void> = [];
   private nextId = 1;
 
-  constructor(threads: number) {
+  constructor(threads: number, options: { timeBudgetMs?: (bytes: number) => number } = {}) {
     this.size = Math.max(1, threads);
+    this.timeBudgetMs = options.timeBudgetMs ?? indexingTimeBudgetMs;
   }
 
   async index(input: {
@@ -75,7 +85,19 @@ export class ThreadIndexer implements Indexer {
           void worker.terminate();
           resolve({ ok: false, code: 'server_error', message: `The indexing thread failed: ${error.message}` });
         };
+        const budgetMs = this.timeBudgetMs(input.bytes.length);
+        const timer = setTimeout(() => {
+          cleanup();
+          this.all.delete(worker);
+          void worker.terminate();
+          resolve({
+            ok: false,
+            code: 'server_error',
+            message: `Indexing the file took longer than ${Math.ceil(budgetMs / 1000)} s: it was stopped.`,
+          });
+        }, budgetMs);
         const cleanup = () => {
+          clearTimeout(timer);
           worker.off('message', onMessage);
           worker.off('exit', onExit);
           worker.off('error', onError);
