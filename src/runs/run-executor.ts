@@ -294,9 +294,9 @@ export class RunExecutor {
     x.turnUsage = async () =>
       toUsage({ prompt_tokens: context.promptTokens, completion_tokens: await tokens.count(turn.outputText) });
     let reply: ModelReply;
+    const maxTokens =
+      completionLeft === null ? null : Math.max(1, Math.min(completionLeft, contextWindow - context.promptTokens));
     try {
-      const maxTokens =
-        completionLeft === null ? null : Math.max(1, Math.min(completionLeft, contextWindow - context.promptTokens));
       const request = this.chatRequest(x, prompt.messages, offered, maxTokens);
       const replied = this.callModel(provider, request, x.signal, turn);
       askedModel(x); // the request is on its way (the provider writes it before its first wait)
@@ -356,7 +356,12 @@ export class RunExecutor {
       return paused ? 'done' : 'next';
     }
 
-    const hitBudget = reply.finish === 'length' && completionLeft !== null && usage.completion_tokens >= completionLeft;
+    // The model stopped at the max_tokens the run's budget set (its own count, which an estimate of an unreported
+    // usage may undercount), or counted the budget spent.
+    const hitBudget =
+      reply.finish === 'length' &&
+      completionLeft !== null &&
+      (maxTokens === completionLeft || usage.completion_tokens >= completionLeft);
     const incomplete =
       reply.finish === 'length' ? 'max_tokens' : reply.finish === 'content_filter' ? 'content_filter' : null;
     await turn.settle(x.signal);

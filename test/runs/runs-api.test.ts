@@ -685,6 +685,21 @@ describe('run engine', () => {
     assert.deepEqual(message!.incomplete_details, { reason: 'max_tokens' });
   });
 
+  test('max_completion_tokens reached by a model that reports no usage: the run is incomplete all the same', async () => {
+    // The answer's tokens are then counted with o200k, which may count fewer than the model's own tokenizer did:
+    // what says the budget was reached is the model stopping at the max_tokens the run's budget set.
+    upstream.setDefault({ text: 'a long answer', finishReason: 'length', usage: null });
+    const assistant = await assistantWith();
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Write a lot' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_completion_tokens: 256,
+    });
+    assert.equal(upstream.requests.at(-1)!.body.max_tokens, 256);
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+  });
+
   test('max_prompt_tokens too small for the prompt → incomplete without calling the model', async () => {
     await assertPromptOverBudget(client, upstream, (await assistantWith()).id, 'word '.repeat(400), 256);
   });
