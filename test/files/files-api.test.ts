@@ -112,8 +112,55 @@ function filesSuite(name: string, makeStorage: () => Promise<Storage>): void {
         `attachment; filename="say _hi___2.txt"; filename*=UTF-8''say%20%22hi%22%0D%0A2.txt`,
       );
       await client.files.delete(quoted.id);
+      // The SDK's streaming encoder (a file stream) escapes every control character too.
+      const oddPath = path.join(scratch, 'tab\there "1".txt');
+      writeFileSync(oddPath, 'x');
+      const odd = await client.files.create({ file: createReadStream(oddPath), purpose: 'assistants' });
+      assert.equal(odd.filename, 'tab\there "1".txt');
+      await client.files.delete(odd.id);
+      // A path is its last part, however it was sent (a backslash escaped by a file stream, as is by FormData).
+      const backslashed = path.join(scratch, 'dir\\name.txt');
+      writeFileSync(backslashed, 'x');
+      for (const file of [createReadStream(backslashed), await toFile(Buffer.from('x'), 'dir\\name.txt')]) {
+        const sent = await client.files.create({ file, purpose: 'assistants' });
+        assert.equal(sent.filename, 'name.txt');
+        await client.files.delete(sent.id);
+      }
 
       for (const id of [streamed.id, fromBuffer.id, empty.id]) await client.files.delete(id);
+    });
+
+    test('a form’s parts are told apart by name, whatever their type: `file` is the file, `purpose` a field', async () => {
+      const form = (...parts: string[]) => ({
+        method: 'POST',
+        headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
+        body: `${parts.map((part) => `--xyz\r\n${part}\r\n`).join('')}--xyz--\r\n`,
+      });
+      const cases = [
+        // curl -F 'file=<h.txt;type=application/octet-stream': a file without a name
+        form(
+          'Content-Disposition: form-data; name="purpose"\r\n\r\nassistants',
+          'Content-Disposition: form-data; name="file"\r\nContent-Type: application/octet-stream\r\n\r\nhello',
+        ),
+        // curl -F 'file=<h.txt': the file's content as a text field
+        form(
+          'Content-Disposition: form-data; name="file"\r\n\r\nhello',
+          'Content-Disposition: form-data; name="purpose"\r\n\r\nassistants',
+        ),
+        // a purpose typed as bytes
+        form(
+          'Content-Disposition: form-data; name="file"; filename="h.txt"\r\n\r\nhello',
+          'Content-Disposition: form-data; name="purpose"\r\nContent-Type: application/octet-stream\r\n\r\nassistants',
+        ),
+      ];
+      for (const [i, init] of cases.entries()) {
+        const response = await recorder.fetch(`${server.url}/v1/files`, init);
+        const body = (await response.json()) as { id: string; filename: string; bytes: number; purpose: string };
+        assert.equal(response.status, 200, `case ${i}: ${JSON.stringify(body)}`);
+        assert.deepEqual([body.filename, body.bytes, body.purpose], [i === 2 ? 'h.txt' : 'file', 5, 'assistants']);
+        assert.equal((await download(client, body.id)).toString(), 'hello');
+        await client.files.delete(body.id);
+      }
     });
 
     test('waitForProcessing returns at once: one retrieve, no polling', async () => {

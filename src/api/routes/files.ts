@@ -74,20 +74,26 @@ async function receiveForm(
     const parts = request.parts({
       // One byte over the limit is enough to know the file is too large; the service says so.
       limits: { fileSize: files.maxBytes + 1, files: 2, fields: 10, fieldSize: 64 * 1024, parts: 12 },
+      // By name, not by type (busboy's default takes any octet-stream part for a file, and a file without a
+      // filename for a field): curl's `-F file=<h.txt` and `-F 'purpose=…;type=application/octet-stream'` are forms
+      // as valid as the SDKs'.
+      isPartAFile: (name) => name === 'file',
     });
     for await (const part of fromClient(parts)) {
       if (part.type === 'file') {
         if (part.fieldname !== 'file') throw unknownParameter(part.fieldname);
         if (received !== undefined)
           throw invalidRequest('Only one file can be uploaded per request.', 'file', 'invalid_value');
-        // As in JSON bodies (api/app.ts): PostgreSQL cannot store a NUL, and no filename means one.
-        if (part.filename.includes('\u0000'))
+        // As in JSON bodies (api/app.ts): PostgreSQL cannot store a NUL. A file part may have no filename at all,
+        // whatever its type says.
+        const filename = uploadedName((part.filename as string | undefined) ?? '');
+        if (filename.includes('\u0000'))
           throw invalidRequest(
             "Invalid 'file': its filename contains a NUL character, which is not accepted.",
             'file',
             'invalid_value',
           );
-        received = await files.receive(request.scope, uploadedName(part.filename), fromClient(part.file));
+        received = await files.receive(request.scope, filename, fromClient(part.file));
         continue;
       }
       const name = part.fieldname as FieldName;
@@ -188,11 +194,12 @@ function multipartError(error: unknown, maxBytes: number): unknown {
 
 /**
  * A file part's filename as the client named the file: FormData (the SDKs', a browser's) sends a quote and line
- * breaks as `%22`, `%0A`, `%0D`, as the HTML standard's multipart encoding says; nothing else is escaped, so a name
- * that held those three characters literally cannot be told apart. No filename means one.
+ * breaks as `%22`, `%0A`, `%0D`, as the HTML standard's multipart encoding says, and the node SDK's streaming
+ * encoder (a file stream) every control character, a quote and a backslash; a name that held such an escape
+ * literally cannot be told apart. No filename means one.
  */
 function uploadedName(filename: string): string {
-  const name = filename.replace(/%22|%0A|%0D/gi, (escaped) => decodeURIComponent(escaped));
+  const name = filename.replace(/%[01][0-9a-f]|%7f|%22|%5c/gi, (escaped) => decodeURIComponent(escaped));
   return name || 'file';
 }
 
