@@ -116,6 +116,33 @@ export function vectorIndexContract(name: string, open: () => Promise<VectorInde
     const nearest = (vectorStoreId: string, vector: Float32Array, extra: Partial<VectorQuery> = {}, s = scope) =>
       records.searchVectors(s, { vectorStoreId, model: MODEL, vector, limit: 10, ...extra });
 
+    test('a file indexed again with new vectors is searched with them, its old ones forgotten', async () => {
+      // Its new chunks may take the very seqs its old ones had (SQLite reuses the newest deleted rowids).
+      const { id, files } = await ingest([{ name: 'again.txt', texts: ['east'], vectors: vectorsOf(2, [axis(2, 1)]) }]);
+      assert.deepEqual(
+        (await nearest(id, axis(2, 1))).map((h) => h.text),
+        ['east'],
+      );
+      await records.addFiles(scope, id, [aFile(id, files['again.txt']!)]);
+      const worker = newId('file');
+      await records.claimIngestions(worker, Date.now(), FOREVER, 100_000);
+      assert.ok(
+        await records.completeIngestion(scope, id, files['again.txt']!, worker, chunksOf(['north']), 1, {
+          ...vectorsOf(2, [axis(2, 0, 1)]),
+        }),
+      );
+      assert.deepEqual(
+        (await nearest(id, axis(2, 0, 1))).map((h) => [h.text, Math.round(h.score * 1000) / 1000]),
+        [['north', 1]],
+      );
+      // At a right angle to the new vector: no similarity (the old vector would be 1).
+      assert.deepEqual(
+        (await nearest(id, axis(2, 1))).filter((h) => h.score > 1e-4),
+        [],
+        'the old vector is not searched',
+      );
+    });
+
     test('a store records its first embedded file’s model; search finds the nearest chunks by cosine, best first', async () => {
       const { id, files } = await ingest([
         { name: 'plain.txt', texts: ['no vectors here'] },

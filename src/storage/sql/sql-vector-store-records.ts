@@ -859,12 +859,15 @@ function fts5Index(): KeywordIndex {
         const json = JSON.stringify(
           group.map((c, k) => [c.index, c.text, c.tokens, embeddings?.[i + k]?.toString('hex') ?? null, c.overlap]),
         );
+        // Numbered from chunk_seq, never reusing a deleted chunk's seq (sqlite/migrations/020-chunk-seq.ts).
         const { rows } = await sql<{ seq: number; chunk_index: number }>`
-        insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, embedding, text_overlap)
-        select ${scope.projectId}, ${vectorStoreId}, ${fileId}, value ->> 0, value ->> 1, value ->> 2,
-          unhex(value ->> 3), value ->> 4
+        insert into chunks (seq, project_id, vector_store_id, file_id, chunk_index, text, tokens, embedding,
+          text_overlap)
+        select (select next from chunk_seq) + key, ${scope.projectId}, ${vectorStoreId}, ${fileId}, value ->> 0,
+          value ->> 1, value ->> 2, unhex(value ->> 3), value ->> 4
         from json_each(${json})
         returning seq, chunk_index`.execute(trx);
+        await sql`update chunk_seq set next = next + ${group.length}`.execute(trx);
         const keywords = new Map(group.map((c) => [c.index, keywordText(c.text)]));
         const entries = JSON.stringify(rows.map((row) => [row.seq, keywords.get(row.chunk_index) ?? '']));
         await sql`

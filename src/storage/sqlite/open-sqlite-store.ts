@@ -25,6 +25,7 @@ import * as modelReasoning from './migrations/016-model-reasoning.ts';
 import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
 import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
+import * as chunkSeq from './migrations/020-chunk-seq.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -47,6 +48,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '017-step-deadline': stepDeadline,
   '018-messages-with-attachments': messagesWithAttachments,
   '019-chunk-overlap': chunkOverlap,
+  '020-chunk-seq': chunkSeq,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
