@@ -166,8 +166,8 @@ export class FileService {
   /** The file and its bytes, streamed. */
   async content(scope: Scope, id: string): Promise<{ file: StoredFile; body: Readable }> {
     const file = await this.get(scope, id);
-    const body = await this.options.blobs.read(id);
-    if (!body) throw this.missingBytes(id);
+    const body = await this.bytesOf(scope, id);
+    if (!body) throw noSuchFile(id);
     return { file, body };
   }
 
@@ -178,8 +178,8 @@ export class FileService {
   async readAll(scope: Scope, id: string): Promise<{ file: StoredFile; bytes: Buffer } | undefined> {
     const file = await this.options.records.getFile(scope, id);
     if (!file) return undefined;
-    const body = await this.options.blobs.read(id);
-    if (!body) throw this.missingBytes(id);
+    const body = await this.bytesOf(scope, id);
+    if (!body) return undefined;
     const chunks: Buffer[] = [];
     for await (const chunk of body) chunks.push(chunk as Buffer);
     return { file, bytes: Buffer.concat(chunks) };
@@ -192,6 +192,18 @@ export class FileService {
   async delete(scope: Scope, id: string): Promise<void> {
     if (!(await this.options.records.deleteFile(scope, id))) throw noSuchFile(id);
     await this.options.blobs.delete(id);
+  }
+
+  /**
+   * The bytes of a file whose row was just read; undefined when the file is gone since. A delete (or the expiry
+   * sweep) removes the row, then the bytes, so one that commits between the two reads leaves no bytes: the row is
+   * read again to tell that file, gone, from a row whose bytes are missing (a server error).
+   */
+  private async bytesOf(scope: Scope, id: string): Promise<Readable | undefined> {
+    const body = await this.options.blobs.read(id);
+    if (body) return body;
+    if (!(await this.options.records.getFile(scope, id))) return undefined;
+    throw this.missingBytes(id);
   }
 
   /**

@@ -184,6 +184,8 @@ export interface UploadLease {
  * without a row for good: `beginUpload` inserts a row that only the uploader sees, leased to it; the bytes are made
  * durable in the blob store; `finishUpload` makes the row a file. A row whose lease lapsed is a crashed upload, and
  * bytes whose id has no row are orphans (a file's row is deleted before its bytes): the sweeper removes both.
+ * A file past its `expires_at` is no file for the reads and `deleteFile` from that second on, though its row waits
+ * for the sweeper (`deleteLapsedAndExpired`).
  */
 export interface FileRecords {
   beginUpload(scope: Scope, id: string, createdAt: number, lease: UploadLease): Promise<void>;

@@ -960,9 +960,10 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       }
       assert.deepEqual(await records.storeFiles(scope, store.id), []);
 
-      // A file past its expires_at is swept like a deleted one: out of its stores, its chunks unsearchable.
+      // A file past its expires_at is swept like a deleted one: out of its stores, its chunks unsearchable. (It
+      // expires in an hour: one that has expired already cannot be added.)
       const expiring = newId('file');
-      const at = T0 + 100;
+      const at = Math.floor(Date.now() / 1000) + 3600;
       await fixture.store.files.beginUpload(scope, expiring, T0, { owner: 'u', until: Date.now() + 60_000 });
       const file = { id: expiring, created_at: T0, bytes: 1, filename: 'dingo.txt', purpose: 'assistants' };
       assert.equal(

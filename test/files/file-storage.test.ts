@@ -4,13 +4,14 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
+import { ApiError } from '../../src/domain/errors.ts';
 import { FileService } from '../../src/files/file-service.ts';
 import { FileSweeper } from '../../src/files/file-sweeper.ts';
 import type { BlobStore } from '../../src/storage/blobs/blob-store.ts';
 import { DirectoryBlobStore } from '../../src/storage/blobs/directory-blob-store.ts';
 import { openPostgresStore } from '../../src/storage/postgres/open-postgres-store.ts';
 import { openSqliteStore } from '../../src/storage/sqlite/open-sqlite-store.ts';
-import type { Scope, Store } from '../../src/storage/store.ts';
+import type { FileRecords, Scope, Store } from '../../src/storage/store.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { tempDir } from '../support/server.ts';
 
@@ -214,6 +215,52 @@ function fileStorageSuite(name: string, open: () => Promise<Fixture>): void {
       assert.equal((await readBlob(fixture.blobs, later.id))?.toString(), 'later');
 
       for (const id of [keep.id, later.id]) await files.delete(scope, id);
+    });
+
+    test('a file deleted between the read of its row and of its bytes is a 404; a row without bytes stays a 500', async () => {
+      const upload = async (name: string) =>
+        (await files.receive(scope, name, chunksOf(Buffer.from(name), 4))).commit({
+          purpose: 'assistants',
+          expiresAfterSeconds: null,
+        });
+      // A DELETE that commits right after the reader found the row: it removes the row, then the bytes.
+      const records = fixture.store.files;
+      const deletedOnce = new Set<string>();
+      const racing: FileRecords = Object.create(records, {
+        getFile: {
+          value: async (of: Scope, id: string) => {
+            const file = await records.getFile(of, id);
+            if (file && !deletedOnce.has(id)) {
+              deletedOnce.add(id);
+              await files.delete(of, id);
+            }
+            return file;
+          },
+        },
+      });
+      const reader = new FileService({ records: racing, blobs: fixture.blobs, maxBytes: MiB, leaseMs, logger: silent });
+
+      const downloaded = await upload('downloaded.txt');
+      await assert.rejects(reader.content(scope, downloaded.id), (error: unknown) => {
+        assert.ok(error instanceof ApiError);
+        assert.equal(error.status, 404);
+        assert.equal(error.message, `No such File object: ${downloaded.id}`);
+        return true;
+      });
+      const indexed = await upload('indexed.txt');
+      assert.equal(await reader.readAll(scope, indexed.id), undefined, 'as if it had been deleted before');
+
+      // The bytes alone gone, the row still there: storage lost them, a server error.
+      const lost = await upload('lost.txt');
+      await fixture.blobs.delete(lost.id);
+      for (const read of [() => files.content(scope, lost.id), () => files.readAll(scope, lost.id)])
+        await assert.rejects(read(), (error: unknown) => {
+          assert.ok(error instanceof ApiError);
+          assert.equal(error.status, 500);
+          assert.equal(error.message, `The content of file '${lost.id}' is missing from storage.`);
+          return true;
+        });
+      await files.delete(scope, lost.id);
     });
 
     test('the sweeper removes uploads whose lease lapsed and bytes without a row, never a live upload', async () => {

@@ -12,6 +12,7 @@ import { vectorIndexContract } from '../contract/vector-index-contract.ts';
 import { vectorStoreContract } from '../contract/vector-store-contract.ts';
 import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
 import { countTurns } from '../support/event-loop.ts';
+import { eventually } from '../support/eventually.ts';
 import { recordFile } from '../support/file-rows.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { tempDir } from '../support/server.ts';
@@ -268,6 +269,84 @@ if (adminUrl !== undefined) {
         assert.equal((await analysed()).reltuples, 3300);
       } finally {
         await raw.end();
+        await store.close();
+        await database.drop();
+      }
+    });
+  });
+
+  describe('PostgreSQL: deleting a vector store while its files change takes turns with them, never deadlocks', () => {
+    test('against a file completing with vectors, a file removed from the store, and a file deleted', async () => {
+      const database = await createTestDatabase(serverUrl);
+      const store = await openPostgresStore(database.url, 10);
+      const raw = new pg.Client({ connectionString: database.url });
+      const blocker = new pg.Client({ connectionString: database.url });
+      await raw.connect();
+      await blocker.connect();
+      try {
+        const scope = { projectId: 'proj_turns' };
+        const records = store.vectorStores;
+        const vectors = (n: number) => ({
+          model: 'embedder',
+          dimensions: 2,
+          vectors: Array.from({ length: n }, () => Float32Array.of(1, 0)),
+        });
+        const chunks = [{ index: 0, text: 'some words', tokens: 2 }];
+        let n = 0;
+        /** A store holding one file completed with vectors (so it has an embedding model), and one file claimed. */
+        const storeWithFiles = async () => {
+          const vectorStore = aVectorStore();
+          await records.createVectorStore(scope, vectorStore, []);
+          const ids: string[] = [];
+          for (let i = 0; i < 2; i++) {
+            const fileId = await recordFile(store.files, scope, `f${n++}.txt`, 1);
+            await records.addFiles(scope, vectorStore.id, [aVectorStoreFile(vectorStore.id, fileId)]);
+            const [claim] = await records.claimIngestions('w', Date.now(), Number.MAX_SAFE_INTEGER, 1);
+            assert.equal(claim?.fileId, fileId);
+            ids.push(fileId);
+          }
+          assert.ok(await records.completeIngestion(scope, vectorStore.id, ids[0]!, 'w', chunks, 1, vectors(1)));
+          return { id: vectorStore.id, completed: ids[0]!, claimed: ids[1]! };
+        };
+        const lockWaits = async (count: number) =>
+          eventually(`${count} statements waiting for a lock`, 20_000, async () => {
+            const { rows } = await raw.query(
+              "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+            );
+            return rows[0].n >= count ? true : undefined;
+          });
+        /**
+         * `change` starts while the chunks table is locked, so that it stops at its chunks holding its file's row;
+         * the store's deletion then starts and waits for that row (or for the store, had `change` locked it
+         * first). Both must end well once the chunks are free again.
+         */
+        const race = async (
+          change: (vectorStoreId: string, fileId: string) => Promise<unknown>,
+          which: 'completed' | 'claimed',
+        ) => {
+          const target = await storeWithFiles();
+          await blocker.query('begin');
+          await blocker.query('lock table chunks in share mode');
+          const changing = change(target.id, target[which]);
+          await lockWaits(1);
+          const deleting = records.deleteVectorStore(scope, target.id);
+          await lockWaits(2);
+          await blocker.query('commit');
+          const outcomes = await Promise.allSettled([changing, deleting]);
+          assert.deepEqual(
+            outcomes.map((o) => (o.status === 'fulfilled' ? 'ok' : String(o.reason))),
+            ['ok', 'ok'],
+            change.toString(),
+          );
+          assert.equal(await records.getVectorStore(scope, target.id), undefined);
+        };
+
+        await race((id, fileId) => records.completeIngestion(scope, id, fileId, 'w', chunks, 1, vectors(1)), 'claimed');
+        await race((id, fileId) => records.deleteVectorStoreFile(scope, id, fileId), 'completed');
+        await race((_id, fileId) => store.files.deleteFile(scope, fileId), 'completed');
+      } finally {
+        await blocker.query('rollback').catch(() => {});
+        await Promise.all([raw.end(), blocker.end()]);
         await store.close();
         await database.drop();
       }

@@ -2,6 +2,7 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { StoredFile } from '../../domain/files.ts';
 import type { FileRecords, Page, PageRequest, Scope, UploadLease } from '../store.ts';
 import { bury } from './list-tombstones.ts';
+import { liveFile } from './live-file.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, FilesTable } from './schema.ts';
 import { removeFilesFromStores } from './sql-vector-store-records.ts';
@@ -10,8 +11,11 @@ import { removeFilesFromStores } from './sql-vector-store-records.ts';
 export class SqlFileRecords implements FileRecords {
   private readonly db: Kysely<Database>;
 
-  constructor(db: Kysely<Database>) {
+  private readonly rowLocks: boolean;
+
+  constructor(db: Kysely<Database>, rowLocks: boolean) {
     this.db = db;
+    this.rowLocks = rowLocks;
   }
 
   async beginUpload(scope: Scope, id: string, createdAt: number, lease: UploadLease): Promise<void> {
@@ -80,14 +84,14 @@ export class SqlFileRecords implements FileRecords {
       .selectAll()
       .where('project_id', '=', scope.projectId)
       .where('id', '=', id)
-      .where(READY)
+      .where(liveFile())
       .executeTakeFirst();
     return row && rowToFile(row);
   }
 
   async listFiles(scope: Scope, page: PageRequest, purpose?: string): Promise<Page<StoredFile>> {
     const cursors = await resolveCursors(this.db, 'files', scope, page);
-    let query = this.db.selectFrom('files').selectAll().where('project_id', '=', scope.projectId).where(READY);
+    let query = this.db.selectFrom('files').selectAll().where('project_id', '=', scope.projectId).where(liveFile());
     if (purpose !== undefined) query = query.where('purpose', '=', purpose);
     return finishPage(await applyPage(query, page, cursors).execute(), page, rowToFile);
   }
@@ -100,7 +104,7 @@ export class SqlFileRecords implements FileRecords {
       .select('id')
       .where('project_id', '=', scope.projectId)
       .where('id', 'in', wanted)
-      .where(READY)
+      .where(liveFile())
       .execute();
     const found = new Set(rows.map((row) => row.id));
     return wanted.filter((id) => !found.has(id));
@@ -112,12 +116,12 @@ export class SqlFileRecords implements FileRecords {
         .deleteFrom('files')
         .where('project_id', '=', scope.projectId)
         .where('id', '=', id)
-        .where(READY)
+        .where(liveFile())
         .returning(['project_id', 'id', 'created_at', 'seq'])
         .execute();
       if (rows.length === 0) return false;
       await bury(trx, 'files', rows);
-      await removeFilesFromStores(trx, [id]);
+      await removeFilesFromStores(trx, [id], this.rowLocks);
       return true;
     });
   }
@@ -154,7 +158,7 @@ export class SqlFileRecords implements FileRecords {
         .returning('id')
         .execute();
       const gone = deleted.map((row) => row.id);
-      await removeFilesFromStores(trx, gone);
+      await removeFilesFromStores(trx, gone, this.rowLocks);
       return gone;
     });
   }
@@ -169,9 +173,6 @@ export class SqlFileRecords implements FileRecords {
     return new Map(rows.map((row) => [row.id, row.state]));
   }
 }
-
-/** Written as a literal so that SQLite can use the partial index `files_page`. */
-const READY = sql<boolean>`state = 'ready'`;
 
 function rowToFile(row: Selectable<FilesTable>): StoredFile {
   return {

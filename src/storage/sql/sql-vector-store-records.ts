@@ -35,6 +35,7 @@ import { createFtsTable, ftsTableExists, ftsTableOf } from './fts5-tables.ts';
 import { fromJson, fromNullableJson, toJson } from './json-column.ts';
 import { keywordText, queryTerms } from './keyword-text.ts';
 import { bury, deleteAndBury } from './list-tombstones.ts';
+import { liveFile } from './live-file.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, VectorStoreFileBatchesTable, VectorStoreFilesTable, VectorStoresTable } from './schema.ts';
 import {
@@ -307,6 +308,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   async deleteVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<boolean> {
     // Its chunks go with it (ON DELETE CASCADE, and the FTS5 and vec0 triggers on SQLite).
     return this.db.transaction().execute(async (trx) => {
+      await lockStores(trx, scope.projectId, [vectorStoreId], this.rowLocks);
       const rows = await trx
         .deleteFrom('vector_store_files')
         .where(theFile(scope, vectorStoreId, fileId))
@@ -486,6 +488,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
       await nextTurn(); // the queries that waited for these transactions run before the next
     }
     const completed = await this.db.transaction().execute(async (trx) => {
+      if (vectors) await lockStores(trx, scope.projectId, [vectorStoreId], this.rowLocks);
       const result = await trx
         .updateTable('vector_store_files')
         .set({ status: 'completed', usage_bytes: usageBytes, last_error: null, locked_by: null, locked_until: null })
@@ -729,6 +732,23 @@ interface SearchPlan {
  * Moves the stores' `vectors_version`, for the in-memory caches of their vectors (vector-matrix-cache.ts), after a
  * change that may have removed vectors: a store that holds none (no embedding model yet) has nothing to reload.
  */
+/**
+ * PostgreSQL: locks the stores' rows, in the order of their ids, before a transaction changes their files and then
+ * the stores themselves (bumpVectors, the embedding model). Deleting a store locks in that order (the store, then its
+ * files by cascade); the opposite order deadlocked against it, and the store's deletion failed.
+ */
+async function lockStores(trx: Db, projectId: string, ids: readonly string[], lock: boolean): Promise<void> {
+  if (!lock || ids.length === 0) return;
+  await trx
+    .selectFrom('vector_stores')
+    .select('id')
+    .where('project_id', '=', projectId)
+    .where('id', 'in', [...new Set(ids)])
+    .orderBy('id')
+    .forNoKeyUpdate()
+    .execute();
+}
+
 async function bumpVectors(trx: Db, scope: Scope, vectorStoreIds: readonly string[]): Promise<void> {
   const ids = [...new Set(vectorStoreIds)];
   for (let i = 0; i < ids.length; i += INSERT_CHUNK)
@@ -1040,7 +1060,7 @@ async function requireFiles(trx: Db, scope: Scope, files: readonly VectorStoreFi
       .select('id')
       .where('project_id', '=', scope.projectId)
       .where('id', 'in', ids.slice(i, i + INSERT_CHUNK))
-      .where(sql<boolean>`state = 'ready'`) // a file of the Files API, its upload finished (sql-file-records.ts READY)
+      .where(liveFile())
       .$if(lock, (qb) => qb.forKeyShare())
       .execute();
     for (const row of rows) found.add(row.id);
@@ -1049,31 +1069,46 @@ async function requireFiles(trx: Db, scope: Scope, files: readonly VectorStoreFi
   if (missing !== undefined) throw notFound('file', missing);
 }
 
-/**
- * Takes files out of every vector store that holds them, their chunks with them (ON DELETE CASCADE), in the
- * transaction that deletes their rows from the Files API (deleted, or past their `expires_at`): nothing of a file
- * that is gone stays searchable, even if the process dies right after. The rows locked first, then the stores'
- * versions: the order in which an ingestion's completion locks them.
- */
 /** A vector-store file's place in its store's list: it is named by its file. */
 const BURIED_STORE_FILE = ['project_id', 'vector_store_id as parent_id', 'file_id as id', 'created_at', 'seq'] as const;
 
-export async function removeFilesFromStores(trx: Db, fileIds: readonly string[]): Promise<void> {
+/**
+ * Takes files out of every vector store that holds them, their chunks with them (ON DELETE CASCADE), in the
+ * transaction that deletes their rows from the Files API (deleted, or past their `expires_at`): nothing of a file
+ * that is gone stays searchable, even if the process dies right after. The stores locked first (lockStores), then
+ * the files' rows.
+ */
+export async function removeFilesFromStores(trx: Db, fileIds: readonly string[], lock: boolean): Promise<void> {
   for (let i = 0; i < fileIds.length; i += INSERT_CHUNK) {
+    const part = fileIds.slice(i, i + INSERT_CHUNK);
+    if (lock) {
+      const held = await trx
+        .selectFrom('vector_store_files')
+        .select(['project_id', 'vector_store_id'])
+        .where('file_id', 'in', part)
+        .orderBy('project_id')
+        .execute();
+      for (const [projectId, storeIds] of byProjectOf(held)) await lockStores(trx, projectId, storeIds, lock);
+    }
     const rows = await trx
       .deleteFrom('vector_store_files')
-      .where('file_id', 'in', fileIds.slice(i, i + INSERT_CHUNK))
+      .where('file_id', 'in', part)
       .returning([...BURIED_STORE_FILE, 'vector_store_id'])
       .execute();
     await bury(trx, 'vector_store_files', rows);
-    const byProject = new Map<string, string[]>();
-    for (const row of rows) {
-      const stores = byProject.get(row.project_id);
-      if (stores) stores.push(row.vector_store_id);
-      else byProject.set(row.project_id, [row.vector_store_id]);
-    }
-    for (const [projectId, storeIds] of byProject) await bumpVectors(trx, { projectId }, storeIds);
+    for (const [projectId, storeIds] of byProjectOf(rows)) await bumpVectors(trx, { projectId }, storeIds);
   }
+}
+
+/** The stores of vector-store file rows, by project, in the rows' order. */
+function byProjectOf(rows: ReadonlyArray<{ project_id: string; vector_store_id: string }>): Map<string, string[]> {
+  const byProject = new Map<string, string[]>();
+  for (const row of rows) {
+    const stores = byProject.get(row.project_id);
+    if (stores) stores.push(row.vector_store_id);
+    else byProject.set(row.project_id, [row.vector_store_id]);
+  }
+  return byProject;
 }
 
 async function storeExists(db: Db, scope: Scope, id: string): Promise<boolean> {
