@@ -7,6 +7,11 @@
  * - `msgget`: SysV message queues, up to 32,000 queues of 16 KiB each in a new IPC namespace;
  * - `memfd_create`, `memfd_secret`: anonymous files filled with `write` are never mapped, so never counted; each can
  *   hold RLIMIT_FSIZE, times the open files allowed.
+ * It also refuses what a cell has no use for and would reach outside its session, or deep into the kernel:
+ * - `add_key`, `request_key`, `keyctl`: bwrap starts no keyring of its own, so the session keyring is the server's
+ *   (a key added inside was read by the host process that shared it, and the server's keys could be read or cleared);
+ * - `io_uring_setup`, `io_uring_enter`, `io_uring_register`, `userfaultfd`, `bpf`, `perf_event_open`: kernel
+ *   interfaces with a long record of privilege escalations, which Docker's default profile refuses too.
  * Python, numpy, pandas and matplotlib use none of them (multiprocessing's semaphores live in the sized /dev/shm).
  * Calls through another ABI than the native one (i386's `int 0x80`, x32) are refused whole, so that none of the above
  * is reachable under another number.
@@ -29,13 +34,62 @@ interface Architecture {
   /** AUDIT_ARCH_* of linux/audit.h. */
   audit: number;
   /** The numbers of the refused calls on this architecture. */
-  refused: Record<'shmget' | 'msgget' | 'memfd_create' | 'memfd_secret', number>;
+  refused: Record<RefusedCall, number>;
 }
 
-/** By Node's `process.arch`. */
+type RefusedCall =
+  | 'shmget'
+  | 'msgget'
+  | 'memfd_create'
+  | 'memfd_secret'
+  | 'add_key'
+  | 'request_key'
+  | 'keyctl'
+  | 'io_uring_setup'
+  | 'io_uring_enter'
+  | 'io_uring_register'
+  | 'userfaultfd'
+  | 'bpf'
+  | 'perf_event_open';
+
+/** By Node's `process.arch` (the numbers of arch/x86/entry/syscalls/syscall_64.tbl and the generic table's). */
 const ARCHITECTURES: Record<string, Architecture> = {
-  x64: { audit: 0xc000003e, refused: { shmget: 29, msgget: 68, memfd_create: 319, memfd_secret: 447 } },
-  arm64: { audit: 0xc00000b7, refused: { shmget: 194, msgget: 186, memfd_create: 279, memfd_secret: 447 } },
+  x64: {
+    audit: 0xc000003e,
+    refused: {
+      shmget: 29,
+      msgget: 68,
+      memfd_create: 319,
+      memfd_secret: 447,
+      add_key: 248,
+      request_key: 249,
+      keyctl: 250,
+      io_uring_setup: 425,
+      io_uring_enter: 426,
+      io_uring_register: 427,
+      userfaultfd: 323,
+      bpf: 321,
+      perf_event_open: 298,
+    },
+  },
+  arm64: {
+    audit: 0xc00000b7,
+    refused: {
+      shmget: 194,
+      msgget: 186,
+      memfd_create: 279,
+      memfd_secret: 447,
+      add_key: 217,
+      request_key: 218,
+      keyctl: 219,
+      io_uring_setup: 425,
+      io_uring_enter: 426,
+      io_uring_register: 427,
+      userfaultfd: 282,
+      bpf: 280,
+      perf_event_open: 241,
+    },
+  },
 };
 
 /** The system calls the filter refuses, by name (what the README and the tests name). */

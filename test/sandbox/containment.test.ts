@@ -204,6 +204,30 @@ describe('the sandbox contains', () => {
     assert.match(result.logs, /^memfd_create: refused PermissionError/m);
   });
 
+  it('refuses the keyrings it would share with the server, and io_uring, userfaultfd, bpf, perf_event_open', async () => {
+    // bwrap starts no session keyring of its own: a key added here was read by the host process whose keyring it was.
+    const call = (number: number, args: string) =>
+      `import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.syscall(${number}${args}) < 0:\n` +
+      '    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))';
+    const n =
+      process.arch === 'x64'
+        ? { addKey: 248, keyctl: 250, userfaultfd: 323, bpf: 321, perf: 298 }
+        : { addKey: 217, keyctl: 219, userfaultfd: 282, bpf: 280, perf: 241 };
+    const result = await nasty(
+      attempts({
+        add_key: call(n.addKey, ', b"user", b"x", b"data", 4, ctypes.c_long(-3)'),
+        keyctl: call(n.keyctl, ', 0, ctypes.c_long(-3), 0'),
+        io_uring_setup: call(425, ', 8, ctypes.create_string_buffer(120)'),
+        userfaultfd: call(n.userfaultfd, ', 1'),
+        bpf: call(n.bpf, ', 0, ctypes.create_string_buffer(128), 128'),
+        perf_event_open: call(n.perf, ', ctypes.create_string_buffer(128), 0, -1, -1, 0'),
+      }),
+    );
+    const names = ['add_key', 'keyctl', 'io_uring_setup', 'userfaultfd', 'bpf', 'perf_event_open'];
+    assertAllRefused(result, names);
+    for (const name of names) assert.match(result.logs, new RegExp(`^${name}: refused PermissionError`, 'm'), name);
+  });
+
   it('interrupts an infinite loop at its timeout and keeps the variables', async () => {
     await session.runCell('before_loop = 7');
     const result = await nasty('while True:\n    pass', 1_000);
