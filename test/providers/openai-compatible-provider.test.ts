@@ -1693,31 +1693,63 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
   });
 
   test("a schema the endpoint finds wrong is the client's error, not eased", async () => {
+    for (const message of [
+      "Invalid schema for response_format 'place': In context=(), 'additionalProperties' is required to be supplied and to be false.",
+      // Worded like a refused field ("not permitted"), but about a keyword of the schema.
+      "Invalid schema for response_format 'place': In context=('properties', 'name'), 'default' is not permitted.",
+    ]) {
+      const provider = open();
+      upstream.enqueue({
+        status: 400,
+        body: { error: { message, type: 'invalid_request_error', param: 'response_format' } },
+      });
+      const before = upstream.requests.length;
+      const { error } = await failure(
+        provider.stream(
+          { ...REQUEST, response_format: { type: 'json_schema', json_schema: { name: 'place', schema: {} } } },
+          signal,
+        ),
+      );
+      assertProviderError(error, {
+        code: 'invalid_prompt',
+        retryable: false,
+        message: /Invalid schema for response_format/,
+      });
+      assert.equal(upstream.requests.length - before, 1, message);
+    }
+  });
+
+  test('what one model refused is learnt for that model: the others behind the endpoint get their requests whole', async () => {
+    // One endpoint serves many models (OpenAI's API, a gateway): a reasoning model refusing temperature says nothing
+    // of the next model's, which would lose its temperature, its images or its schema for the process's life.
     const provider = open();
-    upstream.enqueue({
-      status: 400,
-      body: {
-        error: {
-          message:
-            "Invalid schema for response_format 'place': In context=(), 'additionalProperties' is required to be supplied and to be false.",
-          type: 'invalid_request_error',
-          param: 'response_format',
+    upstream.enqueue(
+      {
+        status: 400,
+        body: {
+          error: {
+            message: "Unsupported parameter: 'temperature' is not supported with this model.",
+            type: 'invalid_request_error',
+          },
         },
       },
-    });
-    const before = upstream.requests.length;
-    const { error } = await failure(
-      provider.stream(
-        { ...REQUEST, response_format: { type: 'json_schema', json_schema: { name: 'place', schema: {} } } },
-        signal,
-      ),
+      { text: 'reasoned' },
+      { text: 'warm' },
+      { text: 'reasoned again' },
     );
-    assertProviderError(error, {
-      code: 'invalid_prompt',
-      retryable: false,
-      message: /Invalid schema for response_format/,
-    });
-    assert.equal(upstream.requests.length - before, 1);
+    const before = upstream.requests.length;
+    await collect(provider.stream({ ...REQUEST, model: 'o3-mini', temperature: 0.5 }, signal));
+    await collect(provider.stream({ ...REQUEST, model: 'gpt-4o', temperature: 0.2 }, signal));
+    await collect(provider.stream({ ...REQUEST, model: 'o3-mini', temperature: 0.5 }, signal));
+    assert.deepEqual(
+      upstream.requests.slice(before).map((r) => [r.body.model, r.body.temperature]),
+      [
+        ['o3-mini', 0.5],
+        ['o3-mini', undefined],
+        ['gpt-4o', 0.2],
+        ['o3-mini', undefined],
+      ],
+    );
   });
 
   test("an older llama.cpp's 500 for tools in a stream: requests with tools are sent unstreamed, their answer read whole", async () => {

@@ -39,9 +39,10 @@ const REFUSES_IMAGES =
 const UNKNOWN = /unsupported|not supported|does not support|unknown|unrecognized|extra inputs|not permitted/i;
 
 /**
- * What an endpoint turned out to refuse, learnt from its errors (once per process: the model name does not say which
- * server, template or version answers), and the requests shaped accordingly from then on. A refusal that names
- * something learnable makes the request be sent again at once, reshaped; any other is the error it is.
+ * What an endpoint turned out to refuse for one model, learnt from its errors (once per process and model: the model's
+ * name does not say which server, template or version answers, and another model behind the same endpoint may take
+ * what this one refused), and the requests shaped accordingly from then on. A refusal that names something learnable
+ * makes the request be sent again at once, reshaped; any other is the error it is.
  */
 export class LearntShape {
   /** Messages of one role in a row are sent joined (alternating-roles.ts). */
@@ -156,12 +157,15 @@ export class LearntShape {
       this.noReasoning = true;
       return true;
     }
-    // Structured output the endpoint does not offer (not a schema it finds wrong: that is the client's to fix).
+    // Structured output the endpoint does not offer (not a schema it finds wrong: that is the client's to fix, and
+    // OpenAI's words for it, "Invalid schema for response_format …: In context=(…), 'default' is not permitted",
+    // would otherwise read as a refused field).
     const format = (sent as { response_format?: ChatResponseFormat }).response_format;
     if (
       format !== undefined &&
       this.format !== 'in-words' &&
       /response[_ ]?format|mime type/i.test(message) &&
+      !/invalid schema|in context=/i.test(message) &&
       (UNKNOWN.test(message) || /unavailable/i.test(message))
     ) {
       this.format = format.type === 'json_schema' && this.format === 'as-asked' ? 'json-mode' : 'in-words';

@@ -67,15 +67,16 @@ export class OpenAICompatibleProvider implements ModelProvider {
   private readonly timeoutMs: number;
   private readonly model: string | undefined;
   private readonly apiKey: string | undefined;
-  /** What the endpoint turned out to refuse, and how requests are shaped for it from then on. */
-  private readonly shape: LearntShape;
+  /** What the endpoint turned out to refuse, by model, and how requests are shaped for each from then on. */
+  private readonly shapes = new Map<string, LearntShape>();
+  private readonly limitField: CompletionLimitField;
 
   constructor(options: OpenAICompatibleProviderOptions) {
     this.timeoutMs = options.timeoutMs;
     this.apiKey = options.apiKey;
     this.contextWindow = options.contextWindow;
     this.model = options.model;
-    this.shape = new LearntShape(options.completionLimitField ?? completionLimitField(options.baseURL));
+    this.limitField = options.completionLimitField ?? completionLimitField(options.baseURL);
     this.client = new ChatCompletionsClient(options.baseURL, options.apiKey ?? 'unused');
   }
 
@@ -124,13 +125,14 @@ export class OpenAICompatibleProvider implements ModelProvider {
       try {
         // A refusal of something the endpoint turned out not to take is answered by sending the request again without
         // it, at once (LearntShape), a few times at most: each time something else.
+        const shape = this.shapeOf(this.model ?? request.model);
         for (let reshaped = 0; ; reshaped++) {
-          const body = this.shape.without(toUpstreamBody(request, this.model, this.shape));
+          const body = shape.without(toUpstreamBody(request, this.model, shape));
           try {
             iterator = await this.client.stream(body, upstream.signal, () => idleTimer.refresh());
             break;
           } catch (error) {
-            if (signal.aborted || timedOut || reshaped >= MAX_RESHAPES || !this.learnt(error, body, request))
+            if (signal.aborted || timedOut || reshaped >= MAX_RESHAPES || !learnt(shape, error, body, request))
               throw error;
             idleTimer.refresh();
           }
@@ -222,12 +224,30 @@ export class OpenAICompatibleProvider implements ModelProvider {
     }
   }
 
-  /** Whether `error` is a refusal the endpoint's shape learnt from (LearntShape.learn). */
-  private learnt(error: unknown, sent: ChatCompletionCreateParamsStreaming, request: ChatRequest): boolean {
-    if (!(error instanceof UpstreamHttpError)) return false;
-    const message = upstreamMessage(error.body);
-    return message !== undefined && this.shape.learn(error.status, message, sent, request.messages);
+  /**
+   * The shape learnt for `model`, the most recently used first kept: the names come from clients, so there are at
+   * most MAX_SHAPES.
+   */
+  private shapeOf(model: string): LearntShape {
+    let shape = this.shapes.get(model);
+    if (shape) this.shapes.delete(model);
+    else shape = new LearntShape(this.limitField);
+    this.shapes.set(model, shape);
+    if (this.shapes.size > MAX_SHAPES) this.shapes.delete(this.shapes.keys().next().value as string);
+    return shape;
   }
+}
+
+/** Whether `error` is a refusal `shape` learnt from (LearntShape.learn). */
+function learnt(
+  shape: LearntShape,
+  error: unknown,
+  sent: ChatCompletionCreateParamsStreaming,
+  request: ChatRequest,
+): boolean {
+  if (!(error instanceof UpstreamHttpError)) return false;
+  const message = upstreamMessage(error.body);
+  return message !== undefined && shape.learn(error.status, message, sent, request.messages);
 }
 
 /**
@@ -255,6 +275,9 @@ const FINISH_GRACE_MS = 2_000;
 
 /** How a server says the model's chat template raised an exception (Jinja's `raise_exception`). */
 const TEMPLATE_RAISED = /jinja exception|raise_exception/i;
+
+/** Models whose learnt shapes a provider keeps (the least recently used dropped first, to be learnt again). */
+const MAX_SHAPES = 256;
 
 /** How many times one request is sent again reshaped (LearntShape), each time without something else. */
 const MAX_RESHAPES = 3;
