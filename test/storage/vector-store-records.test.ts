@@ -105,7 +105,7 @@ test("SQLite: a large file's completion lets the event loop go round between its
   }
 });
 
-test('SQLite: deleting a file of thousands of chunks, or their store, lets the event loop go round meanwhile', async () => {
+test('SQLite: deleting a file of thousands of chunks (from its store, or from the Files API), or their store, lets the event loop go round meanwhile', async () => {
   // One cascade deleted every chunk of a store (and each one's FTS5 and vector entries) in one statement: 20,000
   // chunks held the event loop for 435 ms. Counted in turns of the loop, not in time.
   const dir = tempDir();
@@ -116,7 +116,7 @@ test('SQLite: deleting a file of thousands of chunks, or their store, lets the e
     const vectorStore = aVectorStore();
     await records.createVectorStore(scope, vectorStore, []);
     const files: string[] = [];
-    for (let f = 0; f < 2; f++) {
+    for (let f = 0; f < 3; f++) {
       const fileId = await recordFile(store.files, scope, `big${f}.txt`, 1_700_000_000);
       await records.addFiles(scope, vectorStore.id, [aVectorStoreFile(vectorStore.id, fileId)]);
       assert.equal((await records.claimIngestions('w', Date.now(), Number.MAX_SAFE_INTEGER, 1)).length, 1);
@@ -133,6 +133,9 @@ test('SQLite: deleting a file of thousands of chunks, or their store, lets the e
     const fileTurns = await whileDoing(() => records.deleteVectorStoreFile(scope, vectorStore.id, files[0]!));
     assert.ok(fileTurns >= 3, `the loop went round ${fileTurns} times while a file's 2,000 chunks were deleted`);
     assert.deepEqual(await records.fileChunks(scope, vectorStore.id, files[0]!), []);
+    const deletedTurns = await whileDoing(() => store.files.deleteFile(scope, files[1]!));
+    assert.ok(deletedTurns >= 3, `the loop went round ${deletedTurns} times while a file's 2,000 chunks were deleted`);
+    assert.equal(await records.getVectorStoreFile(scope, vectorStore.id, files[1]!), undefined);
     const storeTurns = await whileDoing(() => records.deleteVectorStore(scope, vectorStore.id));
     assert.ok(storeTurns >= 3, `the loop went round ${storeTurns} times while a store's 2,000 chunks were deleted`);
     const hits = await records.searchChunks(scope, { vectorStoreIds: [vectorStore.id], query: 'chunk', limit: 5 });

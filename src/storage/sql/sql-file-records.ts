@@ -1,21 +1,24 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { StoredFile } from '../../domain/files.ts';
 import type { FileRecords, Page, PageRequest, Scope, UploadLease } from '../store.ts';
+import type { SqlCapabilities } from './capabilities.ts';
 import { bury } from './list-tombstones.ts';
 import { liveFile } from './live-file.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, FilesTable } from './schema.ts';
-import { removeFilesFromStores } from './sql-vector-store-records.ts';
+import { deleteChunksInParts, removeFilesFromStores, storesOfFile } from './sql-vector-store-records.ts';
 
 /** The Files API's rows (see FileRecords in store.ts for the two-step write). */
 export class SqlFileRecords implements FileRecords {
   private readonly db: Kysely<Database>;
 
   private readonly rowLocks: boolean;
+  private readonly statementsOnEventLoop: boolean;
 
-  constructor(db: Kysely<Database>, rowLocks: boolean) {
+  constructor(db: Kysely<Database>, capabilities: Pick<SqlCapabilities, 'rowLocks' | 'statementsOnEventLoop'>) {
     this.db = db;
-    this.rowLocks = rowLocks;
+    this.rowLocks = capabilities.rowLocks;
+    this.statementsOnEventLoop = capabilities.statementsOnEventLoop;
   }
 
   async beginUpload(scope: Scope, id: string, createdAt: number, lease: UploadLease): Promise<void> {
@@ -111,6 +114,10 @@ export class SqlFileRecords implements FileRecords {
   }
 
   async deleteFile(scope: Scope, id: string): Promise<boolean> {
+    // Where statements hold the event loop, its chunks go a part at a time first (deleteChunksInParts).
+    if (this.statementsOnEventLoop && (await this.getFile(scope, id)))
+      for (const vectorStoreId of await storesOfFile(this.db, scope, id))
+        await deleteChunksInParts(this.db, scope, vectorStoreId, id);
     return this.db.transaction().execute(async (trx) => {
       const rows = await trx
         .deleteFrom('files')

@@ -112,7 +112,7 @@ export class SqlStore implements Store {
     this.description = description;
     this.capabilities = capabilities;
     this.signals = signals;
-    this.files = new SqlFileRecords(db, capabilities.rowLocks);
+    this.files = new SqlFileRecords(db, capabilities);
     this.vectorStores = new SqlVectorStoreRecords(db, capabilities);
     this.projects = new SqlProjectRecords(db);
   }

@@ -237,31 +237,8 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
     return deleteAndBury(this.db, 'vector_stores', scope.projectId, id, (trx) => forgetStore(trx, scope.projectId, id));
   }
 
-  /**
-   * Where statements run on the event loop (SQLite), a store's chunks, or one file's, deleted a part at a time before
-   * the rows that hold them go, each part its own transaction, the event loop free between them: one cascade held
-   * every request and stream of the process meanwhile (20,000 chunks: 435 ms). Meanwhile a search may find part of
-   * them gone; what the client asked is their deletion, and an interrupted one is finished by asking again.
-   */
   private async deleteChunksInParts(scope: Scope, vectorStoreId: string, fileId?: string): Promise<void> {
-    if (!this.statementsOnEventLoop) return;
-    for (;;) {
-      const deleted = await this.db.transaction().execute(async (trx) => {
-        const part = trx
-          .selectFrom('chunks')
-          .select('seq')
-          .where('project_id', '=', scope.projectId)
-          .where('vector_store_id', '=', vectorStoreId)
-          .$if(fileId !== undefined, (qb) => qb.where('file_id', '=', fileId as string))
-          .limit(DELETED_CHUNKS_PER_PART);
-        const { numDeletedRows } = await trx.deleteFrom('chunks').where('seq', 'in', part).executeTakeFirstOrThrow();
-        // The vector caches reload what changed (vector-matrix-cache.ts).
-        if (numDeletedRows > 0n) await bumpVectors(trx, scope, [vectorStoreId]);
-        return numDeletedRows;
-      });
-      if (deleted < BigInt(DELETED_CHUNKS_PER_PART)) return;
-      await nextTurn();
-    }
+    if (this.statementsOnEventLoop) await deleteChunksInParts(this.db, scope, vectorStoreId, fileId);
   }
 
   // ── files ───────────────────────────────────────────────────────────────────
@@ -768,6 +745,44 @@ interface SearchPlan {
  * Moves the stores' `vectors_version`, for the in-memory caches of their vectors (vector-matrix-cache.ts), after a
  * change that may have removed vectors: a store that holds none (no embedding model yet) has nothing to reload.
  */
+/**
+ * For where statements run on the event loop (SQLite): the chunks of a store, or of one of its files, deleted a part
+ * at a time before the rows that hold them go, each part its own transaction, the event loop free between them: one
+ * cascade held every request and stream of the process meanwhile (20,000 chunks: 435 ms). Meanwhile a search may
+ * find part of them gone; what the client asked is their deletion, and an interrupted one is finished by asking
+ * again.
+ */
+export async function deleteChunksInParts(db: Db, scope: Scope, vectorStoreId: string, fileId?: string): Promise<void> {
+  for (;;) {
+    const deleted = await db.transaction().execute(async (trx) => {
+      const part = trx
+        .selectFrom('chunks')
+        .select('seq')
+        .where('project_id', '=', scope.projectId)
+        .where('vector_store_id', '=', vectorStoreId)
+        .$if(fileId !== undefined, (qb) => qb.where('file_id', '=', fileId as string))
+        .limit(DELETED_CHUNKS_PER_PART);
+      const { numDeletedRows } = await trx.deleteFrom('chunks').where('seq', 'in', part).executeTakeFirstOrThrow();
+      // The vector caches reload what changed (vector-matrix-cache.ts).
+      if (numDeletedRows > 0n) await bumpVectors(trx, scope, [vectorStoreId]);
+      return numDeletedRows;
+    });
+    if (deleted < BigInt(DELETED_CHUNKS_PER_PART)) return;
+    await nextTurn();
+  }
+}
+
+/** The stores that hold a file (for deleteChunksInParts before the file's deletion). */
+export async function storesOfFile(db: Db, scope: Scope, fileId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('vector_store_files')
+    .select('vector_store_id')
+    .where('project_id', '=', scope.projectId)
+    .where('file_id', '=', fileId)
+    .execute();
+  return rows.map((row) => row.vector_store_id);
+}
+
 /**
  * PostgreSQL: locks the stores' rows, in the order of their ids, before a transaction changes their files and then
  * the stores themselves (bumpVectors, the embedding model). Deleting a store locks in that order (the store, then its
