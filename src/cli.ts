@@ -34,16 +34,17 @@ ${SETTINGS.map((s) => `  ${s.name.padEnd(28)} ${s.description} [default: ${s.def
 `;
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      'no-workers': { type: 'boolean' },
-      all: { type: 'boolean' },
-      name: { type: 'string' },
-    },
-  });
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (error) {
+    // A mistyped option (unknown, or without its value) is a usage error, said in a line.
+    if (!(error instanceof Error && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')))
+      throw error;
+    process.stderr.write(`assistd: ${error.message}; see assistd --help\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   const command = positionals[0] ?? 'serve';
   if (values.help || command === 'help') {
     process.stdout.write(HELP);
@@ -81,6 +82,19 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`assistd: unknown command '${command}'\n\n${HELP}`);
       return 2;
   }
+}
+
+function parseCommandLine(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      'no-workers': { type: 'boolean' },
+      all: { type: 'boolean' },
+      name: { type: 'string' },
+    },
+  });
 }
 
 /** `assistd backup DIR`: see storage/backup.ts. Run with the server's settings, so it finds what the server writes. */
@@ -136,6 +150,16 @@ async function backup(config: Config, destination: string | undefined): Promise<
   }
 }
 
+/** The positional arguments of each `assistd projects …` and `assistd keys …` action. */
+const ACTION_ARGUMENTS: Record<string, number> = {
+  'projects create': 1,
+  'projects list': 0,
+  'projects archive': 1,
+  'keys create': 1,
+  'keys list': 1,
+  'keys delete': 2,
+};
+
 /**
  * `assistd projects …` and `assistd keys …`: the admin API's operations on the database directly, for a first key
  * without HTTP (or without an admin key). Each prints what the admin API would answer, as JSON.
@@ -146,6 +170,12 @@ async function manageProjects(
   options: { all?: boolean | undefined; name?: string | undefined },
 ): Promise<number> {
   const usage = `assistd ${command}: see assistd --help for its actions\n`;
+  // What each action takes, exactly: an unquoted name's second word would otherwise be dropped without a word.
+  const takes = ACTION_ARGUMENTS[`${command} ${action}`];
+  if (takes === undefined || args.length !== takes) {
+    process.stderr.write(usage);
+    return 2;
+  }
   const { MAX_LIMIT } = await import('./api/pagination.ts');
   const { createApiKeyRequest, createProjectRequest } = await import('./api/schemas/organization.ts');
   const { serializeApiKey, serializeProject } = await import('./api/serializers.ts');
@@ -157,27 +187,23 @@ async function manageProjects(
   const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   const all = { limit: MAX_LIMIT } as const;
   try {
-    const [first, second] = args;
+    const [first = '', second = ''] = args;
     // Names are checked as the admin API checks them.
-    if (command === 'projects' && action === 'create' && first !== undefined)
+    if (command === 'projects' && action === 'create')
       print(serializeProject(await projects.create(parseBody(createProjectRequest, { name: first }).name)));
     else if (command === 'projects' && action === 'list')
       print(await listAll((after) => projects.list({ ...all, after }, options.all === true), serializeProject));
-    else if (command === 'projects' && action === 'archive' && first !== undefined)
-      print(serializeProject(await projects.archive(first)));
-    else if (command === 'keys' && action === 'create' && first !== undefined) {
+    else if (command === 'projects' && action === 'archive') print(serializeProject(await projects.archive(first)));
+    else if (command === 'keys' && action === 'create') {
       const name = parseBody(createApiKeyRequest, options.name === undefined ? {} : { name: options.name }).name;
       const { key, value } = await projects.createKey(first, name ?? 'Secret key');
       print({ ...serializeApiKey(key), value });
       process.stderr.write('assistd: keep the key now: its value is not stored and cannot be shown again.\n');
-    } else if (command === 'keys' && action === 'list' && first !== undefined)
+    } else if (command === 'keys' && action === 'list')
       print(await listAll((after) => projects.listKeys(first, { ...all, after }), serializeApiKey));
-    else if (command === 'keys' && action === 'delete' && first !== undefined && second !== undefined) {
+    else {
       await projects.deleteKey(first, second);
       print({ object: 'organization.project.api_key.deleted', id: second, deleted: true });
-    } else {
-      process.stderr.write(usage);
-      return 2;
     }
     return 0;
   } catch (error) {

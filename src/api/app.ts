@@ -257,7 +257,9 @@ async function authorize(authenticator: Authenticator, request: FastifyRequest, 
     if (caller.kind !== 'admin')
       throw new ApiError(
         403,
-        'The admin API (/v1/organization/…) needs the admin key (ASSISTD_ADMIN_KEY); a project key cannot manage projects.',
+        authenticator.hasAdminKey
+          ? 'The admin API (/v1/organization/…) needs the admin key (ASSISTD_ADMIN_KEY); a project key cannot manage projects.'
+          : 'The admin API (/v1/organization/…) is off: ASSISTD_ADMIN_KEY is not set. `assistd projects …` and `assistd keys …` manage projects without it.',
         { code: 'insufficient_permissions' },
       );
     return;

@@ -394,7 +394,9 @@ export interface ProjectRecords {
   createProject(project: Project): Promise<void>;
   getProject(id: string): Promise<Project | undefined>;
   listProjects(page: OrganizationPageRequest, includeArchived: boolean): Promise<Page<Project>>;
-  updateProject(id: string, patch: Partial<Pick<Project, 'name' | 'archived_at'>>): Promise<Project | undefined>;
+  updateProject(id: string, patch: Partial<Pick<Project, 'name'>>): Promise<Project | undefined>;
+  /** Archives the project unless it is archived already: undefined then (or for no such project). */
+  archiveProject(id: string, at: number): Promise<Project | undefined>;
   /** Throws not-found when the project does not exist. */
   createKey(key: ApiKey, secretHash: string): Promise<void>;
   getKey(projectId: string, id: string): Promise<ApiKey | undefined>;

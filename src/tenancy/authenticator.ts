@@ -72,6 +72,11 @@ export class Authenticator {
     this.onTouchError = onTouchError;
   }
 
+  /** Whether the admin API can be opened at all (ASSISTD_ADMIN_KEY is set). */
+  get hasAdminKey(): boolean {
+    return this.adminKeyDigest !== undefined;
+  }
+
   async authenticate(presented: string | undefined): Promise<Caller> {
     if (presented !== undefined) {
       const given = digest(presented);

@@ -32,7 +32,10 @@ export class ProjectService {
     return this.records.listProjects(page, includeArchived);
   }
 
+  /** An archived project cannot be changed: "Archived projects cannot be used or updated" (OpenAI's admin API). */
   async rename(id: string, name: string): Promise<Project> {
+    if ((await this.get(id)).archived_at !== null)
+      throw invalidRequest(`Project ${id} is archived: it cannot be changed.`, 'project_id', 'invalid_value');
     const project = await this.records.updateProject(id, { name });
     if (!project) throw notFound('project', id);
     return project;
@@ -45,9 +48,7 @@ export class ProjectService {
   async archive(id: string): Promise<Project> {
     if (id === DEFAULT_PROJECT_ID)
       throw invalidRequest('The default project cannot be archived.', 'project_id', 'invalid_value');
-    const project = await this.get(id);
-    if (project.archived_at !== null) return project;
-    return (await this.records.updateProject(id, { archived_at: unixSeconds() })) ?? project;
+    return (await this.records.archiveProject(id, unixSeconds())) ?? this.get(id);
   }
 
   /** A new key of an active project; its `value` is returned here and never again (only its hash is stored). */

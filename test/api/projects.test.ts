@@ -84,6 +84,13 @@ describe('projects and API keys (SQLite, one process)', () => {
     assert.match((refused.body['error'] as Json)['message'] as string, /default project cannot be archived/);
     const noKeys = await call(admin, 'POST', `/v1/organization/projects/${id}/api_keys`, { name: 'late' });
     assert.equal(noKeys.status, 400);
+    // "Archived projects cannot be used or updated" (OpenAI's Administration API).
+    const unchanged = await call(admin, 'POST', `/v1/organization/projects/${id}`, { name: 'renamed after archive' });
+    assert.equal(unchanged.status, 400);
+    assert.equal((unchanged.body['error'] as Json)['param'], 'project_id');
+    assert.equal((await call(admin, 'GET', `/v1/organization/projects/${id}`)).body['name'], 'Team A2');
+    // Archiving again changes nothing, its archived_at included.
+    assert.deepEqual((await call(admin, 'POST', `/v1/organization/projects/${id}/archive`)).body, archived.body);
   });
 
   test('project lists page with limit and after, each project once', async () => {
@@ -251,6 +258,23 @@ describe('projects and API keys (SQLite, one process)', () => {
       assert.equal(refused.code, 1, refused.stdout);
       assert.match(refused.stderr, /^assistd (projects|keys): Invalid 'name': /);
     }
+
+    // A mistyped command line is a usage error (2), said in a line, with nothing done: an unknown option, an option
+    // without its value, arguments more than the action takes (an unquoted name made a project of its first word).
+    const before = JSON.parse((await runCli(env, ['projects', 'list'])).stdout) as Json[];
+    for (const args of [
+      ['projects', 'list', '--al'],
+      ['keys', 'create', projectId, '--name'],
+      ['projects', 'create', 'Team', 'B'],
+      ['projects', 'archive', 'proj_a', 'proj_b'],
+      ['keys', 'list', projectId, 'extra'],
+    ]) {
+      const misused = await runCli(env, args);
+      assert.equal(misused.code, 2, `${args.join(' ')}: ${misused.stderr}`);
+      assert.doesNotMatch(misused.stderr, /\n\s+at /, `${args.join(' ')}: no stack trace`);
+      assert.match(misused.stderr, /^assistd/);
+    }
+    assert.deepEqual(JSON.parse((await runCli(env, ['projects', 'list'])).stdout), before, 'nothing was made');
   });
 
   test('no key can be read back from the database', async () => {
@@ -289,6 +313,11 @@ describe('an open server (no key set)', () => {
       [assistant.id],
       'in the default project, as without a key',
     );
+
+    // No admin key: the admin API says it is off, not that a key sent is the wrong one (none was sent).
+    const off = await client(server.url).get<{ error: Json }>('/v1/organization/projects');
+    assert.equal(off.status, 403);
+    assert.match(off.body.error['message'] as string, /ASSISTD_ADMIN_KEY is not set/);
 
     const env = { ASSISTD_DATA_DIR: server.dataDir };
     const project = await runCli(env, ['projects', 'create', 'Open']);

@@ -35,8 +35,19 @@ export class SqlProjectRecords implements ProjectRecords {
     return toPage(rows, page, rowToProject);
   }
 
-  async updateProject(id: string, patch: Partial<Pick<Project, 'name' | 'archived_at'>>): Promise<Project | undefined> {
+  async updateProject(id: string, patch: Partial<Pick<Project, 'name'>>): Promise<Project | undefined> {
     const row = await this.db.updateTable('projects').set(patch).where('id', '=', id).returningAll().executeTakeFirst();
+    return row && rowToProject(row);
+  }
+
+  async archiveProject(id: string, at: number): Promise<Project | undefined> {
+    const row = await this.db
+      .updateTable('projects')
+      .set({ archived_at: at })
+      .where('id', '=', id)
+      .where('archived_at', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
     return row && rowToProject(row);
   }
 
