@@ -58,7 +58,9 @@ def set_limits():
     both = lambda value: (value, value)  # noqa: E731
     resource.setrlimit(resource.RLIMIT_AS, both(CONFIG["memoryBytes"]))
     resource.setrlimit(resource.RLIMIT_FSIZE, both(CONFIG["maxFileBytes"]))
-    resource.setrlimit(resource.RLIMIT_CPU, (CONFIG["cpuSeconds"], CONFIG["cpuSeconds"] + 5))
+    # Soft at the hard limit: the driver is its pid namespace's init, and Linux drops the soft limit's SIGXCPU sent
+    # to an init without a handler, so a session spun on for 5 CPU-seconds past a soft limit below the hard one.
+    resource.setrlimit(resource.RLIMIT_CPU, both(CONFIG["cpuSeconds"]))
     resource.setrlimit(resource.RLIMIT_CORE, both(0))
     resource.setrlimit(resource.RLIMIT_NOFILE, both(1024))
     # Counted per uid within the sandbox's own user namespace (Linux ≥ 5.14 keeps one count per namespace), so this

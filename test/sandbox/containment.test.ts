@@ -3,17 +3,18 @@
  * watched while it runs and a check that the session still works after it.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
 import type { SandboxPool } from '../../src/sandbox/sandbox-pool.ts';
 import type { CellResult, SandboxSession } from '../../src/sandbox/sandbox-session.ts';
-import { EVENT_LOOP_BOUND_MS, startedPool, watchEventLoop } from './support.ts';
+import { EVENT_LOOP_BOUND_MS, startedPool, TEST_SETTINGS, watchEventLoop } from './support.ts';
 
 const SECRET = `assistd-secret-${randomBytes(12).toString('hex')}`;
 
@@ -257,7 +258,10 @@ describe('the sandbox contains', () => {
     assert.match(result.logs, /^big_file: refused OSError/m);
     const usage = await session.runCell('import shutil\nshutil.disk_usage("/mnt/data").used <= 96 * 1024**2');
     assert.equal(usage.logs, 'True\n');
-    await session.runCell('import glob, os\nfor f in glob.glob("/mnt/data/*") + glob.glob("/dev/shm/*"): os.remove(f)');
+    // Emptied for the tests that follow, /tmp too: left full, a later cell's write there fails (ENOSPC).
+    await session.runCell(
+      'import glob, os\nfor f in glob.glob("/mnt/data/*") + glob.glob("/dev/shm/*") + glob.glob("/tmp/big"): os.remove(f)',
+    );
   });
 
   it('caps 100 MB of output', async () => {
@@ -307,5 +311,171 @@ describe('the sandbox contains', () => {
       (await session.listFiles()).map((f) => f.name),
       ['dir/real.txt'],
     );
+  });
+
+  it("has a /tmp of its own: what a cell writes there is not in the host's /tmp", async () => {
+    // Without its own tmpfs on /tmp (a bind of the host's instead), a cell could plant files where the server and
+    // every other host process look for temporary files, and read or replace theirs (hostDir is one).
+    const name = `assistd-containment-${randomBytes(8).toString('hex')}`;
+    const result = await nasty(
+      `with open("/tmp/${name}", "w") as f:\n    f.write("inside")\nprint("own /tmp", open("/tmp/${name}").read())\n` +
+        attempts({ host_dir: `open(${JSON.stringify(path.join(hostDir, 'planted'))}, "w").write("planted")` }),
+    );
+    assert.match(result.logs, /^own \/tmp inside$/m, 'the cell writes its own /tmp');
+    assertAllRefused(result, ['host_dir']);
+    for (const dir of new Set([os.tmpdir(), '/tmp'])) assert.ok(!existsSync(path.join(dir, name)), `in ${dir}`);
+    assert.ok(!existsSync(path.join(hostDir, 'planted')));
+  });
+
+  it('signals no host process and reaches no abstract unix socket: its pid and network namespaces are its own', async () => {
+    // Without a pid namespace a cell signals every process of its host uid: the other sessions (all run as that uid)
+    // and, when the server is not root, the server itself; kill(-1) is how the driver clears a cell's strays.
+    // Abstract unix sockets are not files: only the network namespace separates them (a bus or agent listening on
+    // one would otherwise take the cell's connections), and the host here listens on one for the cell to find.
+    const address = `\0assistd-test-${randomBytes(8).toString('hex')}`;
+    const server = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ path: address }, resolve));
+    // Node binds an abstract name padded with NULs to the whole sun_path (108 bytes): only that exact name connects.
+    const connect = `import socket\nsocket.socket(socket.AF_UNIX).connect(${JSON.stringify(address)}.encode().ljust(108, b"\\0"))`;
+    try {
+      // The same code run on the host connects: the cell's refusal is the namespace's doing, not a wrong address.
+      const { stdout } = await promisify(execFile)(TEST_SETTINGS.python, ['-c', `${connect}\nprint("connected")`]);
+      assert.equal(stdout, 'connected\n');
+      const result = await nasty(
+        attempts({
+          signal_test: `import os\nos.kill(${process.pid}, 0)`,
+          signal_any: 'import os\nos.kill(-1, 0)',
+          abstract_socket: connect,
+        }),
+      );
+      assert.match(result.logs, /^signal_test: refused ProcessLookupError$/m, result.logs);
+      assert.match(result.logs, /^signal_any: refused ProcessLookupError$/m, 'no process but its own pid 1');
+      assert.match(result.logs, /^abstract_socket: refused (ConnectionRefusedError|FileNotFoundError)$/m, result.logs);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('gains no privileges: no new privileges, no capabilities, and a setuid binary runs as the caller', async (t) => {
+    // A setuid-root binary that took effect inside would give the cell root over all it can reach, and the means to
+    // undo its mounts. Three things each stop it: bwrap's no_new_privs, the nosuid flag of its mounts, and a user
+    // namespace in which root is not mapped; the exec below gains root only with all three gone, so the first two
+    // are checked on their own.
+    const result = await nasty(
+      [
+        'import os, subprocess',
+        'for line in open("/proc/self/status"):',
+        '    if line.startswith(("NoNewPrivs", "CapEff", "CapPrm", "CapBnd")):',
+        '        print(line, end="")',
+        'for binary in ("/usr/bin/su", "/usr/bin/mount"):',
+        '    if not (os.path.exists(binary) and os.stat(binary).st_mode & 0o4000):',
+        '        continue',
+        '    print(binary, "nosuid" if os.statvfs(binary).f_flag & os.ST_NOSUID else "suid allowed")',
+        '    child = subprocess.Popen([binary, "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)',
+        // Exited but not yet reaped: its last credentials are still in /proc, the setuid program unchanged by any
+        // later drop of privileges (`--version` drops none).
+        '    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)',
+        '    uids = next(l for l in open(f"/proc/{child.pid}/status") if l.startswith("Uid:")).split()[1:]',
+        '    child.wait()',
+        '    print(binary, "ran as", *uids)',
+      ].join('\n'),
+    );
+    assert.match(result.logs, /^NoNewPrivs:\t1$/m, result.logs);
+    for (const set of ['CapEff', 'CapPrm', 'CapBnd']) assert.match(result.logs, new RegExp(`^${set}:\\t0+$`, 'm'));
+    const ran = [...result.logs.matchAll(/^(\S+) ran as (.*)$/gm)];
+    if (ran.length === 0) t.diagnostic('no setuid su or mount inside: the exec of a setuid binary was not tried');
+    for (const [, binary, uids] of ran) {
+      assert.match(result.logs, new RegExp(`^${binary} nosuid$`, 'm'), `${binary}'s mount is nosuid`);
+      assert.ok(!uids?.split(' ').includes('0'), `${binary} ran with uids ${uids}: it gained root`);
+    }
+  });
+
+  it('cannot raise its limits (core dumps, CPU, memory, processes, files) and stops at 1,024 open files', async () => {
+    // Each hard limit is the only bound on what it limits: one raised would let a cell dump cores (with the host's
+    // core_pattern, into /mnt/data or to the host's handler), spin or allocate past its session's share, or hold open
+    // files by the tens of thousands (the host's own limit, which Node raises, would be the only one left).
+    const raise = (limit: string) =>
+      `import resource\nhard = resource.getrlimit(resource.${limit})[1]\n` +
+      `resource.setrlimit(resource.${limit}, (hard + 1, hard + 1))`;
+    const result = await nasty(
+      attempts({
+        core: 'import resource\nresource.setrlimit(resource.RLIMIT_CORE, (1 << 30, 1 << 30))',
+        cpu: raise('RLIMIT_CPU'),
+        memory: raise('RLIMIT_AS'),
+        processes: raise('RLIMIT_NPROC'),
+        file_size: raise('RLIMIT_FSIZE'),
+        open_files: raise('RLIMIT_NOFILE'),
+      }) +
+        [
+          '\nimport errno',
+          'files = []',
+          'try:',
+          '    while len(files) < 100_000:',
+          '        files.append(open("/dev/null"))',
+          'except OSError as e:',
+          '    print("opening refused", errno.errorcode[e.errno])',
+          'print("opened", len(files))',
+          'for file in files:',
+          '    file.close()',
+        ].join('\n'),
+    );
+    const names = ['core', 'cpu', 'memory', 'processes', 'file_size', 'open_files'];
+    for (const name of names) assert.match(result.logs, new RegExp(`^${name}: refused ValueError$`, 'm'), result.logs);
+    assert.match(result.logs, /^opening refused EMFILE$/m, result.logs);
+    const opened = Number(/^opened (\d+)$/m.exec(result.logs)?.[1]);
+    assert.ok(opened > 0 && opened < 1024, `${opened} files opened`);
+  });
+
+  it('kills a session that spins past its CPU time, even in a thread left running after its cell', async () => {
+    // A thread outlives its cell, out of reach of the cell's timeout: RLIMIT_CPU alone bounds the CPU it takes from
+    // the host. The driver is its pid namespace's init, to which the kernel drops the soft limit's SIGXCPU; the
+    // hard limit's SIGKILL (cpuSeconds + 5) is what ends it. Without the limit, the join below would wait for the
+    // cell's timeout and end as 'timeout', the thread still spinning.
+    // A minute of wall time for 6 s of CPU: room for a loaded machine before the cell's own timeout ends it instead.
+    const cpuPool = await startedPool({ cpuSeconds: 1, cellTimeoutMs: 60_000 });
+    try {
+      const { session: spinning } = await cpuPool.session('thread_containment_cpu');
+      const started = await spinning.runCell(
+        [
+          'import threading',
+          'before_spin = 1',
+          'def spin():',
+          '    while True:',
+          '        pass',
+          'spinner = threading.Thread(target=spin, daemon=True)',
+          'spinner.start()',
+        ].join('\n'),
+      );
+      assert.equal(started.outcome, 'ok', started.logs);
+      const joined = await spinning.runCell('spinner.join()');
+      assert.equal(joined.outcome, 'killed', joined.logs);
+      assert.match(joined.logs, /^\[The Python process ended/, 'ended by its limit, not by the host after a timeout');
+      assert.match((await spinning.runCell('before_spin')).logs, /NameError/, 'a fresh session');
+    } finally {
+      await cpuPool.close();
+    }
+  });
+
+  it('kills a session whose code forges a protocol message, without taking it as a reply', async () => {
+    // The cell runs in the driver's process and can call its `send`. The host takes replies only to the request in
+    // flight: else a reply forged for the next request would be taken as its answer (a cell's output, a file's
+    // bytes). Anything else ends the session, and only it: the server and the next cell go on.
+    await session.runCell('before_forgery = 1');
+    const result = await nasty(
+      [
+        'import sys',
+        'frame = sys._getframe()',
+        'while frame.f_code.co_name != "run_cell":',
+        '    frame = frame.f_back',
+        'request, send = frame.f_locals["request"], frame.f_globals["send"]',
+        'send({"id": request["id"] + 1, "type": "result", "outcome": "ok", "logs": "forged"})',
+        'print("sent")',
+      ].join('\n'),
+    );
+    assert.equal(result.outcome, 'killed', result.logs);
+    assert.match(result.logs, /protocol violation: an unexpected 'result' message/);
+    const next = await session.runCell('before_forgery');
+    assert.match(next.logs, /NameError/, 'a fresh session');
+    assert.doesNotMatch(next.logs, /forged/);
   });
 });
