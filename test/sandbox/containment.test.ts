@@ -428,10 +428,10 @@ describe('the sandbox contains', () => {
 
   it('kills a session that spins past its CPU time, even in a thread left running after its cell', async () => {
     // A thread outlives its cell, out of reach of the cell's timeout: RLIMIT_CPU alone bounds the CPU it takes from
-    // the host. The driver is its pid namespace's init, to which the kernel drops the soft limit's SIGXCPU; the
-    // hard limit's SIGKILL (cpuSeconds + 5) is what ends it. Without the limit, the join below would wait for the
-    // cell's timeout and end as 'timeout', the thread still spinning.
-    // A minute of wall time for 6 s of CPU: room for a loaded machine before the cell's own timeout ends it instead.
+    // the host. The driver is its pid namespace's init, to which the kernel drops a SIGXCPU: the hard limit's
+    // SIGKILL, at cpuSeconds, is what ends it. Without the limit, the join below would wait for the cell's timeout
+    // and end as 'timeout', the thread still spinning.
+    // A minute of wall time for 1 s of CPU: room for a loaded machine before the cell's own timeout ends it instead.
     const cpuPool = await startedPool({ cpuSeconds: 1, cellTimeoutMs: 60_000 });
     try {
       const { session: spinning } = await cpuPool.session('thread_containment_cpu');
