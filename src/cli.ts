@@ -201,7 +201,7 @@ async function manageProjects(
       process.stderr.write('assistd: keep the key now: its value is not stored and cannot be shown again.\n');
     } else if (command === 'keys' && action === 'list')
       print(await listAll((after) => projects.listKeys(first, { ...all, after }), serializeApiKey));
-    else {
+    else if (command === 'keys' && action === 'delete') {
       await projects.deleteKey(first, second);
       print({ object: 'organization.project.api_key.deleted', id: second, deleted: true });
     }

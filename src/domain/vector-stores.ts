@@ -29,6 +29,11 @@ export interface VectorStoreExpiry {
   days: number;
 }
 
+/** How long after its last activity a store with this expiry expires, in seconds. */
+export function expirySeconds(expiry: VectorStoreExpiry): number {
+  return expiry.days * 86_400;
+}
+
 export interface VectorStore {
   id: string;
   created_at: number;

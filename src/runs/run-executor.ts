@@ -170,10 +170,13 @@ export class RunExecutor {
       if (run.status === 'cancelling') return await this.finishCancel(x);
       if (run.status === 'queued' && !(await this.commit(x, transition(run, { type: 'start', at: unixSeconds() }))))
         return await this.settle(x);
+      // Beside the run, never failing it: a tool that throws at once is logged as one that rejects.
       for (const tool of new Set(x.serverTools.values()))
-        tool.executionStarted?.({ scope, run: x.run }).catch((error: unknown) => {
-          this.options.logger.warn({ err: error, runId: run.id, tool: tool.type }, "a tool's start of a run failed");
-        });
+        Promise.resolve()
+          .then(() => tool.executionStarted?.({ scope, run: x.run }))
+          .catch((error: unknown) => {
+            this.options.logger.warn({ err: error, runId: run.id, tool: tool.type }, "a tool's start of a run failed");
+          });
       x.steps = steps ?? (await this.options.store.runSteps(scope, run.id));
       await this.loop(x);
     } catch (error) {
@@ -356,12 +359,12 @@ export class RunExecutor {
       return paused ? 'done' : 'next';
     }
 
-    // The model stopped at the max_tokens the run's budget set (its own count, which an estimate of an unreported
-    // usage may undercount), or counted the budget spent.
+    // The budget is spent by the model's own count; without one, by its stopping at the max_tokens the budget set
+    // (an o200k estimate of its answer may count fewer tokens than its tokenizer did).
     const hitBudget =
       reply.finish === 'length' &&
       completionLeft !== null &&
-      (maxTokens === completionLeft || usage.completion_tokens >= completionLeft);
+      (reply.usage ? usage.completion_tokens >= completionLeft : maxTokens === completionLeft);
     const incomplete =
       reply.finish === 'length' ? 'max_tokens' : reply.finish === 'content_filter' ? 'content_filter' : null;
     await turn.settle(x.signal);

@@ -394,6 +394,7 @@ export interface ProjectRecords {
   createProject(project: Project): Promise<void>;
   getProject(id: string): Promise<Project | undefined>;
   listProjects(page: OrganizationPageRequest, includeArchived: boolean): Promise<Page<Project>>;
+  /** Changes an active project: undefined for an archived one (or no such project). */
   updateProject(id: string, patch: Partial<Pick<Project, 'name'>>): Promise<Project | undefined>;
   /** Archives the project unless it is archived already: undefined then (or for no such project). */
   archiveProject(id: string, at: number): Promise<Project | undefined>;

@@ -34,11 +34,10 @@ export class ProjectService {
 
   /** An archived project cannot be changed: "Archived projects cannot be used or updated" (OpenAI's admin API). */
   async rename(id: string, name: string): Promise<Project> {
-    if ((await this.get(id)).archived_at !== null)
-      throw invalidRequest(`Project ${id} is archived: it cannot be changed.`, 'project_id', 'invalid_value');
     const project = await this.records.updateProject(id, { name });
-    if (!project) throw notFound('project', id);
-    return project;
+    if (project) return project;
+    await this.get(id); // no such project: a 404
+    throw invalidRequest(`Project ${id} is archived: it cannot be changed.`, 'project_id', 'invalid_value');
   }
 
   /**

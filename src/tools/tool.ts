@@ -56,7 +56,7 @@ export interface ServerTool {
   execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult>;
   /**
    * The run's execution in this process starts, before its first model turn: once per execution of a run that has
-   * the tool. The run does not wait for it (the model is asked meanwhile); a rejection is logged. Optional.
+   * the tool. The run does not wait for it (the model is asked meanwhile), and its failure is only logged. Optional.
    */
   executionStarted?(context: Pick<ToolContext, 'scope' | 'run'>): Promise<void>;
   /**

@@ -74,28 +74,20 @@ export class ThreadIndexer implements Indexer {
           const { id: _id, ...result } = response;
           resolve(result);
         };
-        const onExit = (code: number) => {
-          cleanup();
-          this.all.delete(worker);
-          resolve({ ok: false, code: 'server_error', message: `The indexing thread stopped (exit code ${code}).` });
-        };
-        const onError = (error: Error) => {
+        /** The thread is done for: it leaves the pool (a waiter gets a new one), and the file fails. */
+        const fail = (message: string) => {
           cleanup();
           this.all.delete(worker);
           void worker.terminate();
-          resolve({ ok: false, code: 'server_error', message: `The indexing thread failed: ${error.message}` });
+          resolve({ ok: false, code: 'server_error', message });
         };
+        const onExit = (code: number) => fail(`The indexing thread stopped (exit code ${code}).`);
+        const onError = (error: Error) => fail(`The indexing thread failed: ${error.message}`);
         const budgetMs = this.timeBudgetMs(input.bytes.length);
-        const timer = setTimeout(() => {
-          cleanup();
-          this.all.delete(worker);
-          void worker.terminate();
-          resolve({
-            ok: false,
-            code: 'server_error',
-            message: `Indexing the file took longer than ${Math.ceil(budgetMs / 1000)} s: it was stopped.`,
-          });
-        }, budgetMs);
+        const timer = setTimeout(
+          () => fail(`Indexing the file took longer than ${Math.ceil(budgetMs / 1000)} s: it was stopped.`),
+          budgetMs,
+        );
         const cleanup = () => {
           clearTimeout(timer);
           worker.off('message', onMessage);

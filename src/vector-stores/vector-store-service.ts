@@ -8,6 +8,7 @@ import {
   type Attributes,
   AUTO_CHUNKING,
   type ChunkHit,
+  expirySeconds,
   type FileBatch,
   type FileBatchView,
   matchesFilter,
@@ -20,8 +21,6 @@ import {
 import type { Embedder } from '../providers/embedder.ts';
 import { reciprocalRankFusion } from '../retrieval/rank-fusion.ts';
 import type { Page, PageRequest, Scope, VectorStoreFileFilter, VectorStoreRecords } from '../storage/store.ts';
-
-const DAY_SECONDS = 86_400;
 
 export interface NewVectorStore {
   name?: string | undefined;
@@ -310,7 +309,7 @@ export class VectorStoreService {
    * is every store when the query cannot be embedded (the endpoint is down), which the log says.
    */
   async search(scope: Scope, vectorStoreId: string, body: SearchRequest): Promise<SearchResult> {
-    await this.usable(scope, vectorStoreId);
+    const store = await this.usable(scope, vectorStoreId);
     const queries = (Array.isArray(body.query) ? body.query : [body.query]).filter((q) => q.trim() !== '');
     if (queries.length === 0)
       throw invalidRequest("Invalid 'query': the query must not be empty.", 'query', 'invalid_value');
@@ -360,7 +359,8 @@ export class VectorStoreService {
       .filter((hit) => hit.score >= threshold)
       .sort((a, b) => b.score - a.score)
       .slice(0, limit);
-    await this.touch(scope, [vectorStoreId]);
+    // Used this second already: nothing to write (one search after another, each a write on SQLite's one writer).
+    if (store.last_active_at !== unixSeconds()) await this.touch(scope, [vectorStoreId]);
     return { queries, hits, attributes, ranking: vectors ? 'hybrid' : 'keyword' };
   }
 
@@ -417,7 +417,7 @@ function unique(ids: readonly string[]): string[] {
 }
 
 function expiresAt(expiry: VectorStoreExpiry | null, anchor: number): number | null {
-  return expiry === null ? null : anchor + expiry.days * DAY_SECONDS;
+  return expiry === null ? null : anchor + expirySeconds(expiry);
 }
 
 function newFile(

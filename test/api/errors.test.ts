@@ -393,6 +393,11 @@ describe('errors', () => {
         param: 'metadata.k',
         code: 'string_above_max_length',
       });
+      // A lone surrogate (JSON's \udc00) is a character of its own.
+      assertError(await server.api.post('/v1/threads', { metadata: { k: '\udc00'.repeat(513) } }), 400, {
+        param: 'metadata.k',
+        code: 'string_above_max_length',
+      });
       // So are the keys of a vector store file's attributes: this one passes, and the unknown file is what is wrong.
       const store = await server.api.post<{ id: string }>('/v1/vector_stores', {});
       assertError(

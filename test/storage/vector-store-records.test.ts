@@ -385,6 +385,22 @@ if (adminUrl !== undefined) {
         await race((id, fileId) => records.completeIngestion(scope, id, fileId, 'w', chunks, 1, vectors(1)), 'claimed');
         await race((id, fileId) => records.deleteVectorStoreFile(scope, id, fileId), 'completed');
         await race((_id, fileId) => store.files.deleteFile(scope, fileId), 'completed');
+
+        // A file added again (its chunks dropped while its row is held) against its removal from the store: both
+        // lock the store first.
+        const target = await storeWithFiles();
+        await blocker.query('begin');
+        await blocker.query('lock table chunks in share mode');
+        const readding = records.addFiles(scope, target.id, [aVectorStoreFile(target.id, target.completed)]);
+        await lockWaits(1);
+        const removing = records.deleteVectorStoreFile(scope, target.id, target.completed);
+        await lockWaits(2);
+        await blocker.query('commit');
+        const outcomes = await Promise.allSettled([readding, removing]);
+        assert.deepEqual(
+          outcomes.map((o) => (o.status === 'fulfilled' ? 'ok' : String(o.reason))),
+          ['ok', 'ok'],
+        );
       } finally {
         await blocker.query('rollback').catch(() => {});
         await Promise.all([raw.end(), blocker.end()]);

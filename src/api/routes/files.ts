@@ -81,7 +81,6 @@ async function receiveForm(
     });
     for await (const part of fromClient(parts)) {
       if (part.type === 'file') {
-        if (part.fieldname !== 'file') throw unknownParameter(part.fieldname);
         if (received !== undefined)
           throw invalidRequest('Only one file can be uploaded per request.', 'file', 'invalid_value');
         // As in JSON bodies (api/app.ts): PostgreSQL cannot store a NUL. A file part may have no filename at all,
@@ -196,10 +195,12 @@ function multipartError(error: unknown, maxBytes: number): unknown {
  * A file part's filename as the client named the file: FormData (the SDKs', a browser's) sends a quote and line
  * breaks as `%22`, `%0A`, `%0D`, as the HTML standard's multipart encoding says, and the node SDK's streaming
  * encoder (a file stream) every control character, a quote and a backslash; a name that held such an escape
- * literally cannot be told apart. No filename means one.
+ * literally cannot be told apart. A path is its last part; no filename means one.
  */
 function uploadedName(filename: string): string {
-  const name = filename.replace(/%[01][0-9a-f]|%7f|%22|%5c/gi, (escaped) => decodeURIComponent(escaped));
+  const decoded = filename.replace(/%[01][0-9a-f]|%7f|%22|%5c/gi, (escaped) => decodeURIComponent(escaped));
+  // Without the directories before it, as busboy drops those it sees unescaped (a browser may send a whole path).
+  const name = decoded.slice(Math.max(decoded.lastIndexOf('/'), decoded.lastIndexOf('\\')) + 1);
   return name || 'file';
 }
 

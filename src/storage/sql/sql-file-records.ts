@@ -12,13 +12,11 @@ import { deleteChunksInParts, removeFilesFromStores, storesOfFile } from './sql-
 export class SqlFileRecords implements FileRecords {
   private readonly db: Kysely<Database>;
 
-  private readonly rowLocks: boolean;
-  private readonly statementsOnEventLoop: boolean;
+  private readonly capabilities: Pick<SqlCapabilities, 'rowLocks' | 'statementsOnEventLoop'>;
 
   constructor(db: Kysely<Database>, capabilities: Pick<SqlCapabilities, 'rowLocks' | 'statementsOnEventLoop'>) {
     this.db = db;
-    this.rowLocks = capabilities.rowLocks;
-    this.statementsOnEventLoop = capabilities.statementsOnEventLoop;
+    this.capabilities = capabilities;
   }
 
   async beginUpload(scope: Scope, id: string, createdAt: number, lease: UploadLease): Promise<void> {
@@ -115,9 +113,9 @@ export class SqlFileRecords implements FileRecords {
 
   async deleteFile(scope: Scope, id: string): Promise<boolean> {
     // Where statements hold the event loop, its chunks go a part at a time first (deleteChunksInParts).
-    if (this.statementsOnEventLoop && (await this.getFile(scope, id)))
+    if (this.capabilities.statementsOnEventLoop && (await this.getFile(scope, id)))
       for (const vectorStoreId of await storesOfFile(this.db, scope, id))
-        await deleteChunksInParts(this.db, scope, vectorStoreId, id);
+        await deleteChunksInParts(this.db, this.capabilities, scope, vectorStoreId, id);
     return this.db.transaction().execute(async (trx) => {
       const rows = await trx
         .deleteFrom('files')
@@ -128,7 +126,7 @@ export class SqlFileRecords implements FileRecords {
         .execute();
       if (rows.length === 0) return false;
       await bury(trx, 'files', rows);
-      await removeFilesFromStores(trx, [id], this.rowLocks);
+      await removeFilesFromStores(trx, [id], this.capabilities.rowLocks);
       return true;
     });
   }
@@ -165,7 +163,7 @@ export class SqlFileRecords implements FileRecords {
         .returning('id')
         .execute();
       const gone = deleted.map((row) => row.id);
-      await removeFilesFromStores(trx, gone, this.rowLocks);
+      await removeFilesFromStores(trx, gone, this.capabilities.rowLocks);
       return gone;
     });
   }

@@ -36,7 +36,13 @@ export class SqlProjectRecords implements ProjectRecords {
   }
 
   async updateProject(id: string, patch: Partial<Pick<Project, 'name'>>): Promise<Project | undefined> {
-    const row = await this.db.updateTable('projects').set(patch).where('id', '=', id).returningAll().executeTakeFirst();
+    const row = await this.db
+      .updateTable('projects')
+      .set(patch)
+      .where('id', '=', id)
+      .where('archived_at', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
     return row && rowToProject(row);
   }
 

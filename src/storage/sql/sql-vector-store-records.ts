@@ -2,19 +2,20 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import { notFound } from '../../domain/errors.ts';
 import type { ToolResources } from '../../domain/objects.ts';
-import type {
-  Attributes,
-  Chunk,
-  ChunkHit,
-  FileBatch,
-  FileBatchView,
-  FileCounts,
-  StaticChunking,
-  VectorStore,
-  VectorStoreFile,
-  VectorStoreFileError,
-  VectorStoreFileStatus,
-  VectorStoreView,
+import {
+  type Attributes,
+  type Chunk,
+  type ChunkHit,
+  expirySeconds,
+  type FileBatch,
+  type FileBatchView,
+  type FileCounts,
+  type StaticChunking,
+  type VectorStore,
+  type VectorStoreFile,
+  type VectorStoreFileError,
+  type VectorStoreFileStatus,
+  type VectorStoreView,
 } from '../../domain/vector-stores.ts';
 import type {
   ChunkQuery,
@@ -52,7 +53,6 @@ import {
  * `vector_stores_expiring` (with a bound status it cannot prove the index applies).
  */
 const IN_PROGRESS = sql<boolean>`status = 'in_progress'`;
-const DAY_SECONDS = 86_400;
 const EXPIRING = sql<boolean>`expired = 0 and expires_at is not null`;
 
 /** A store's file, as a condition on `vector_store_files`. */
@@ -126,7 +126,7 @@ type Db = Kysely<Database>;
 export class SqlVectorStoreRecords implements VectorStoreRecords {
   private readonly db: Db;
   private readonly rowLocks: boolean;
-  private readonly statementsOnEventLoop: boolean;
+  readonly statementsOnEventLoop: boolean;
   private readonly index: KeywordIndex;
   /**
    * Runs the searches' heavy reads — the keyword search, and the vector index's (vector-index.ts) — off the event
@@ -199,7 +199,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
             expires_at:
               patch.expires_after === null
                 ? null
-                : sql<number>`coalesce(last_active_at, created_at) + ${patch.expires_after.days * DAY_SECONDS}`,
+                : sql<number>`coalesce(last_active_at, created_at) + ${expirySeconds(patch.expires_after)}`,
           };
     const row = await this.db
       .updateTable('vector_stores')
@@ -226,19 +226,17 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
       .where('project_id', '=', scope.projectId)
       .where('id', 'in', [...ids])
       .where('expired', '=', 0)
+      // Past its expires_at it has expired, whether or not the sweep has marked it yet.
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .where((eb) => eb.or([eb('last_active_at', 'is', null), eb('last_active_at', '<', now)]))
       .execute();
   }
 
   async deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
-    await this.deleteChunksInParts(scope, id);
+    await deleteChunksInParts(this.db, this, scope, id);
     // Files and batches go with the store, chunks with their files (ON DELETE CASCADE), and on SQLite each chunk's
     // FTS5 entry with it (its project table's delete trigger, fired for cascaded deletes too: fts5-tables.ts).
     return deleteAndBury(this.db, 'vector_stores', scope.projectId, id, (trx) => forgetStore(trx, scope.projectId, id));
-  }
-
-  private async deleteChunksInParts(scope: Scope, vectorStoreId: string, fileId?: string): Promise<void> {
-    if (this.statementsOnEventLoop) await deleteChunksInParts(this.db, scope, vectorStoreId, fileId);
   }
 
   // ── files ───────────────────────────────────────────────────────────────────
@@ -318,7 +316,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   }
 
   async deleteVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<boolean> {
-    await this.deleteChunksInParts(scope, vectorStoreId, fileId);
+    await deleteChunksInParts(this.db, this, scope, vectorStoreId, fileId);
     // Its chunks go with it (ON DELETE CASCADE, and the FTS5 and vec0 triggers on SQLite).
     return this.db.transaction().execute(async (trx) => {
       await lockStores(trx, scope.projectId, [vectorStoreId], this.rowLocks);
@@ -514,8 +512,8 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
       if (chunks.length === 0) return true;
       await this.index.insertChunks(trx, file, chunks.slice(last), embeddings?.slice(last));
       if (!vectors) return true;
-      // Last, so that on PostgreSQL the store's row is locked only for the rest of the commit: the store takes this
-      // model if it has none, or keeps it; a store holding another model's vectors keeps the chunks without these.
+      // The store takes this model if it has none, or keeps it; a store holding another model's vectors keeps the
+      // chunks without these.
       const accepted = await trx
         .updateTable('vector_stores')
         .set({
@@ -742,17 +740,20 @@ interface SearchPlan {
 }
 
 /**
- * Moves the stores' `vectors_version`, for the in-memory caches of their vectors (vector-matrix-cache.ts), after a
- * change that may have removed vectors: a store that holds none (no embedding model yet) has nothing to reload.
- */
-/**
  * For where statements run on the event loop (SQLite): the chunks of a store, or of one of its files, deleted a part
  * at a time before the rows that hold them go, each part its own transaction, the event loop free between them: one
  * cascade held every request and stream of the process meanwhile (20,000 chunks: 435 ms). Meanwhile a search may
  * find part of them gone; what the client asked is their deletion, and an interrupted one is finished by asking
  * again.
  */
-export async function deleteChunksInParts(db: Db, scope: Scope, vectorStoreId: string, fileId?: string): Promise<void> {
+export async function deleteChunksInParts(
+  db: Db,
+  capabilities: Pick<SqlCapabilities, 'statementsOnEventLoop'>,
+  scope: Scope,
+  vectorStoreId: string,
+  fileId?: string,
+): Promise<void> {
+  if (!capabilities.statementsOnEventLoop) return;
   for (;;) {
     const deleted = await db.transaction().execute(async (trx) => {
       const part = trx
@@ -800,6 +801,10 @@ async function lockStores(trx: Db, projectId: string, ids: readonly string[], lo
     .execute();
 }
 
+/**
+ * Moves the stores' `vectors_version`, for the in-memory caches of their vectors (vector-matrix-cache.ts), after a
+ * change that may have removed vectors: a store that holds none (no embedding model yet) has nothing to reload.
+ */
 async function bumpVectors(trx: Db, scope: Scope, vectorStoreIds: readonly string[]): Promise<void> {
   const ids = [...new Set(vectorStoreIds)];
   for (let i = 0; i < ids.length; i += INSERT_CHUNK)
@@ -1084,14 +1089,15 @@ const TSVECTOR_INDEX: KeywordIndex = {
 // ── rows ─────────────────────────────────────────────────────────────────────
 
 async function requireStore(trx: Db, scope: Scope, id: string, lock: boolean): Promise<void> {
-  // `for key share` (PostgreSQL): a concurrent deleteVectorStore waits for this transaction, then deletes what it
-  // added too; a store already deleted is not found.
+  // Locked as lockStores locks (PostgreSQL), before the files it replaces and the store's version: a concurrent
+  // deleteVectorStore waits for this transaction, then deletes what it added too; a store already deleted is not
+  // found.
   const row = await trx
     .selectFrom('vector_stores')
     .select('id')
     .where('project_id', '=', scope.projectId)
     .where('id', '=', id)
-    .$if(lock, (qb) => qb.forKeyShare())
+    .$if(lock, (qb) => qb.forNoKeyUpdate())
     .executeTakeFirst();
   if (!row) throw notFound('vector store', id);
 }
