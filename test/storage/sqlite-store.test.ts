@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, sql } from 'kysely';
 import type { Database } from '../../src/storage/sql/schema.ts';
@@ -92,4 +95,38 @@ test("a thread's attachments are read from the index of the messages that have s
     await db.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('sqlite: processes that open one new database at once all start, the migrations run once, in turn', async () => {
+  // `assistd serve` and `assistd worker` (or `assistd keys …`) started together after an upgrade: each found the
+  // migrations pending and ran them, and all but one failed ("table assistants already exists", "database is locked").
+  const dir = tempDir();
+  const store = pathToFileURL(path.resolve('src/storage/sqlite/open-sqlite-store.ts')).href;
+  // Each waits, its modules loaded, for one line on stdin: the line goes to all at once.
+  const script = `import { openSqliteStore } from ${JSON.stringify(store)};
+process.stdout.write('ready\\n');
+process.stdin.once('data', async () => {
+  const opened = await openSqliteStore(${JSON.stringify(dir)}, { readerThreads: 0 });
+  await opened.close();
+  process.stdout.write('opened\\n');
+  process.exit(0);
+});`;
+  const children = Array.from({ length: 3 }, () =>
+    spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'pipe' }),
+  );
+  const outputs = children.map((child) => {
+    let text = '';
+    child.stdout.on('data', (chunk) => (text += chunk));
+    child.stderr.on('data', (chunk) => (text += chunk));
+    return { text: () => text, exit: once(child, 'exit') as Promise<[number | null]> };
+  });
+  await Promise.all(children.map((child) => once(child.stdout, 'data')));
+  for (const child of children) child.stdin.write('go\n');
+  const codes = await Promise.all(outputs.map((o) => o.exit));
+  for (const [i, [code]] of codes.entries()) assert.equal(code, 0, outputs[i]!.text());
+  const raw = new BetterSqlite3(path.join(dir, SQLITE_FILE_NAME));
+  const migrations = raw.prepare('select name from kysely_migration').all() as Array<{ name: string }>;
+  raw.close();
+  assert.equal(new Set(migrations.map((m) => m.name)).size, migrations.length, 'each migration recorded once');
+  rmSync(dir, { recursive: true, force: true });
 });

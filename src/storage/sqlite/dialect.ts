@@ -3,8 +3,10 @@ import type BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
   type DatabaseConnection,
+  type DialectAdapter,
   type Driver,
   type QueryResult,
+  SqliteAdapter,
   type SqliteDatabase,
   SqliteDialect,
   SqliteDriver,
@@ -39,6 +41,22 @@ class ImmediateSqliteDialect extends SqliteDialect {
 
   override createDriver(): Driver {
     return new ImmediateSqliteDriver(this.#config, this.#sqlite);
+  }
+
+  override createAdapter(): DialectAdapter {
+    return new TransactionalDdlAdapter();
+  }
+}
+
+/**
+ * SQLite's DDL is transactional, though Kysely's adapter says not (and takes no migration lock): so said, the
+ * migrations run in one transaction, begun immediate, and processes that open one database at once take turns. Each
+ * ran the migrations it found pending, on autocommit, and all but one failed ("table assistants already exists");
+ * and a migration cut short by a kill stayed half applied.
+ */
+class TransactionalDdlAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
   }
 }
 

@@ -72,12 +72,12 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
   // WAL: readers never block the writer. synchronous=NORMAL in WAL mode loses no committed transaction when the
   // process dies (SIGKILL, crash); only an OS crash or power cut can roll back the last commits. FULL would fsync
   // on every commit for that last case.
+  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once: for
+  // these first statements, before any request, with the event loop held (WAL mode is set with the file locked).
+  sqlite.pragma(`busy_timeout = ${BUSY_WAIT_MS}`);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
-  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once: for
-  // these first statements, before any request, with the event loop held.
-  sqlite.pragma(`busy_timeout = ${BUSY_WAIT_MS}`);
   // sqlite-vec: the `vec0` tables that index chunk vectors. Its package ships the loadable extension for linux-x64
   // (and darwin, windows, linux-arm64); where it cannot be loaded, vectors are searched by the in-memory cache.
   const vectorIndex = loadSqliteVec(sqlite);
