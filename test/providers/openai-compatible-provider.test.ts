@@ -596,6 +596,15 @@ describe('OpenAICompatibleProvider', () => {
     ]);
   });
 
+  test('a usage with a negative count is no usage (it would be counted, and the metrics counter refuses it)', async () => {
+    upstream.enqueue({ text: ['a'], usage: { prompt_tokens: -1, completion_tokens: 3 } });
+    const events = await collect(provider.stream(REQUEST, signal));
+    assert.deepEqual(events, [
+      { type: 'text', text: 'a' },
+      { type: 'finish', reason: 'stop' },
+    ]);
+  });
+
   test('429 → rate_limit_exceeded, retryable, with retry-after', async () => {
     upstream.enqueue({ status: 429, headers: { 'retry-after': '2' } });
     const { error } = await failure(provider.stream(REQUEST, signal));

@@ -540,8 +540,10 @@ function toolCallEvents(calls: ChatCompletionChunk.Choice.Delta.ToolCall[], frag
 function usageEvent(reported: unknown): ChatEvent | undefined {
   if (typeof reported !== 'object' || reported === null) return undefined;
   const { prompt_tokens, completion_tokens } = reported as Record<string, unknown>;
-  if (typeof prompt_tokens !== 'number' || !Number.isFinite(prompt_tokens)) return undefined;
-  if (typeof completion_tokens !== 'number' || !Number.isFinite(completion_tokens)) return undefined;
+  // Counts, or no usage at all (the answer is then counted here): a negative one would be summed into the run's usage,
+  // and the metrics' counters throw on it.
+  const count = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+  if (!count(prompt_tokens) || !count(completion_tokens)) return undefined;
   return { type: 'usage', usage: { prompt_tokens, completion_tokens } };
 }
 
