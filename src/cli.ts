@@ -56,15 +56,13 @@ async function main(argv: string[]): Promise<number> {
       const { createLogger, startServer } = await import('./main.ts');
       const logger = createLogger(config);
       const server = await startServer(config, logger, { workers: !values['no-workers'] });
-      await untilSignal(logger, () => server.close());
-      return 0;
+      return untilSignal(logger, () => server.close());
     }
     case 'worker': {
       const { createLogger, startWorker } = await import('./main.ts');
       const logger = createLogger(config);
       const worker = await startWorker(config, logger);
-      await untilSignal(logger, () => worker.close());
-      return 0;
+      return untilSignal(logger, () => worker.close());
     }
     case 'migrate': {
       const { openStore } = await import('./storage/open-store.ts');
@@ -231,14 +229,30 @@ async function listAll<T extends { id: string }, W>(
 }
 
 /** Waits for SIGINT or SIGTERM, then shuts down gracefully: stop taking work, hand back runs in flight, close. */
-function untilSignal(logger: Logger, close: () => Promise<void>): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+/**
+ * Waits for SIGINT or SIGTERM, then closes: 0 once closed, 1 if closing failed (logged). A second signal, of either
+ * kind, while closing ends the process at once, as an impatient operator means.
+ */
+function untilSignal(logger: Logger, close: () => Promise<void>): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let closing = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (closing) {
+        logger.warn(`${signal} received again: exiting without waiting for the shutdown`);
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      closing = true;
       logger.info(`${signal} received, shutting down`);
-      close().then(resolve, resolve);
+      close().then(
+        () => resolve(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'the shutdown failed');
+          resolve(1);
+        },
+      );
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
 }
 

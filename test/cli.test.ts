@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -79,6 +80,17 @@ describe('assistd CLI', () => {
     await second.stop();
     assert.equal(again.status, 200);
     assert.deepEqual(again.body, created.body);
+  });
+
+  test('a second signal while shutting down, of either kind, ends the process at once', async () => {
+    const server = await spawnServer({ ASSISTD_DATA_DIR: tempDir() });
+    const exited = once(server.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    // Back to back: the second arrives while the first's shutdown (workers, streams, the database) is under way.
+    server.child.kill('SIGTERM');
+    server.child.kill('SIGINT');
+    const [code] = await exited;
+    assert.equal(code, 130, server.output());
+    assert.match(server.output(), /SIGINT received again: exiting without waiting for the shutdown/);
   });
 
   test('a write acknowledged before SIGKILL is still there after restart', async () => {
