@@ -9,6 +9,7 @@
  * requests reuse the evaluated prefix that their prompts share (the KV cache of one context sequence), so a run's
  * turn after its tool outputs evaluates only the new tokens.
  */
+import { randomInt } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type {
   ChatHistoryItem,
@@ -30,6 +31,25 @@ import { finiteNumbers, toGrammarSchema } from './json-schema.ts';
 import { type LlamaRuntime, llamaRuntime } from './llama-runtime.ts';
 
 /** The model file cannot be used; the message says why, for the startup error. */
+/**
+ * How a request's tokens are sampled: the API's defaults (temperature 1, top_p 1, the whole vocabulary), not
+ * node-llama-cpp's (top-k 40 and top-p 0.95 whenever the temperature is above 0), and a seed of its own: node-llama-cpp
+ * seeds each generation with the current second, so requests started in the same second sampled alike.
+ */
+export function samplingOf(request: Pick<ChatRequest, 'temperature' | 'top_p'>): {
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+} {
+  return {
+    temperature: request.temperature ?? 1,
+    topK: 0,
+    topP: request.top_p ?? 1,
+    seed: randomInt(2 ** 31),
+  };
+}
+
 export class GgufLoadError extends Error {
   constructor(message: string) {
     super(message);
@@ -314,9 +334,7 @@ export class LlamaCppProvider implements ModelProvider {
         1,
         Math.min(request.max_tokens ?? Number.POSITIVE_INFINITY, this.contextWindow - promptTokens),
       ),
-      // The API's defaults (temperature 1, top_p 1), not llama.cpp's greedy decoding.
-      temperature: request.temperature ?? 1,
-      ...(request.top_p === undefined || request.top_p === null ? {} : { topP: request.top_p }),
+      ...samplingOf(request),
       // maxTokens counts only the tokens the model generates; the syntax of function calls that node-llama-cpp writes
       // into the context itself (and a batch of calls, rendered again for each next call) does not count, and can
       // fill the window first. The generation ends there, never shifting the context (see ContextWindowFull).
