@@ -108,6 +108,16 @@ describe('chat completions of a GGUF model, through the SDK', () => {
       [{ fuzz: 1 }, 'fuzz', 'unknown_parameter'],
       [{ messages: [] }, 'messages', 'empty_array'],
       [{ messages: [{ role: 'function', name: 'f', content: 'x' }] }, 'messages[0].role', 'invalid_value'],
+      // A call it is told to make but cannot: no tools, or none of that name.
+      [{ tool_choice: 'required' }, 'tool_choice', 'invalid_value'],
+      [
+        {
+          tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }],
+          tool_choice: { type: 'function', function: { name: 'g' } },
+        },
+        'tool_choice',
+        'invalid_value',
+      ],
     ] as const) {
       const error = await refused(extra);
       assert.ok(error instanceof OpenAI.BadRequestError, `${JSON.stringify(extra)}: ${String(error)}`);

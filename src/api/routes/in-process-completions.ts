@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { unixSeconds } from '../../domain/clock.ts';
-import { ApiError, serverError } from '../../domain/errors.ts';
+import { ApiError, invalidRequest, serverError } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import {
   type ChatContentPart,
@@ -148,6 +148,21 @@ export async function completeInProcess(
         { param: name, code: 'unsupported_parameter' },
       );
   }
+  // A call the model is told to make but cannot, as upstream refuses it (the model would answer in text instead).
+  const toolNames = new Set((request.tools ?? []).map((tool) => tool.function.name));
+  const choice = request.tool_choice;
+  if (choice === 'required' && toolNames.size === 0)
+    throw invalidRequest(
+      "Invalid 'tool_choice': 'required' needs at least one tool in 'tools'.",
+      'tool_choice',
+      'invalid_value',
+    );
+  if (typeof choice === 'object' && !toolNames.has(choice.function.name))
+    throw invalidRequest(
+      `Invalid 'tool_choice': no function named '${choice.function.name}' in 'tools'.`,
+      'tool_choice',
+      'invalid_value',
+    );
   const events = provider.stream(toChatRequest(request), signal)[Symbol.asyncIterator]();
   // The first event is awaited before anything is sent: a request the backend refuses is an error status.
   const first = await events.next().catch((error: unknown) => asApiError(signal.aborted ? clientGone() : error));
