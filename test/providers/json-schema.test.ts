@@ -39,6 +39,21 @@ describe('toGrammarSchema', () => {
     });
   });
 
+  test('alternatives beside other keywords keep them: each alternative is the schema with its own additions', () => {
+    // An object that must have one property or the other: its structure stays, in each alternative with its
+    // `required` (it was any JSON at all).
+    const properties = { a: { type: 'string' }, b: { type: 'integer' } };
+    assert.deepEqual(
+      toGrammarSchema({ type: 'object', properties, anyOf: [{ required: ['a'] }, { required: ['b'] }] }),
+      {
+        oneOf: [
+          { type: 'object', properties, required: ['a'] },
+          { type: 'object', properties, required: ['b'] },
+        ],
+      },
+    );
+  });
+
   test('oneOf is kept, converting each alternative', () => {
     assert.deepEqual(toGrammarSchema({ oneOf: [{ type: 'number' }, {}] }), { oneOf: [{ type: 'number' }, ANY_JSON] });
   });

@@ -58,7 +58,17 @@ function convert(input: unknown): unknown {
     if (values.length > 0) return { enum: values, ...description };
   }
   const alternatives = Array.isArray(schema.anyOf) ? schema.anyOf : Array.isArray(schema.oneOf) ? schema.oneOf : null;
-  if (alternatives && alternatives.length > 0) return { oneOf: alternatives.map(convert), ...description };
+  if (alternatives && alternatives.length > 0) {
+    // The keywords beside them hold for each (an object whose alternatives only say what it requires keeps its
+    // properties), each alternative's own taking precedence.
+    const { anyOf: _anyOf, oneOf: _oneOf, ...beside } = schema;
+    return {
+      oneOf: alternatives.map((alternative) =>
+        convert(isObject(alternative) ? { ...beside, ...alternative } : alternative),
+      ),
+      ...description,
+    };
+  }
   if (Array.isArray(schema.allOf) && schema.allOf.length === 1) return convert(schema.allOf[0]);
 
   const types = typeList(schema);
