@@ -118,7 +118,7 @@ async function backup(config: Config, destination: string | undefined): Promise<
   const stop = (signal: NodeJS.Signals) => {
     stopped.abort();
     process.stderr.write(`assistd backup: stopped by ${signal}; nothing was written to ${path.resolve(destination)}\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
+    process.exit(signalExitCode(signal));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -228,10 +228,15 @@ async function listAll<T extends { id: string }, W>(
   return out;
 }
 
-/** Waits for SIGINT or SIGTERM, then shuts down gracefully: stop taking work, hand back runs in flight, close. */
+/** The exit code of a process a signal ended, as a shell reports it (128 + the signal's number). */
+function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGINT' ? 130 : 143;
+}
+
 /**
- * Waits for SIGINT or SIGTERM, then closes: 0 once closed, 1 if closing failed (logged). A second signal, of either
- * kind, while closing ends the process at once, as an impatient operator means.
+ * Waits for SIGINT or SIGTERM, then shuts down gracefully (stop taking work, hand back runs in flight, close): 0
+ * once closed, 1 if closing failed (logged). A second signal, of either kind, while closing ends the process at once,
+ * as an impatient operator means.
  */
 function untilSignal(logger: Logger, close: () => Promise<void>): Promise<number> {
   return new Promise<number>((resolve) => {
@@ -239,7 +244,7 @@ function untilSignal(logger: Logger, close: () => Promise<void>): Promise<number
     const stop = (signal: NodeJS.Signals) => {
       if (closing) {
         logger.warn(`${signal} received again: exiting without waiting for the shutdown`);
-        process.exit(signal === 'SIGINT' ? 130 : 143);
+        process.exit(signalExitCode(signal));
       }
       closing = true;
       logger.info(`${signal} received, shutting down`);

@@ -52,6 +52,22 @@ describe('toGrammarSchema', () => {
         ],
       },
     );
+    // Alternatives with properties of their own keep the others, which stay required.
+    const tagged = {
+      type: 'object',
+      properties: { kind: { type: 'string' }, common: { type: 'string' } },
+      required: ['kind', 'common'],
+      oneOf: [{ properties: { kind: { const: 'a' }, a: { type: 'integer' } }, required: ['a'] }],
+    };
+    assert.deepEqual(toGrammarSchema(tagged), {
+      oneOf: [
+        {
+          type: 'object',
+          properties: { kind: { const: 'a' }, common: { type: 'string' }, a: { type: 'integer' } },
+          required: ['kind', 'common', 'a'],
+        },
+      ],
+    });
   });
 
   test('oneOf is kept, converting each alternative', () => {

@@ -10,7 +10,7 @@ import { Kysely, sql } from 'kysely';
 import type { Database } from '../../src/storage/sql/schema.ts';
 import { WITH_ATTACHMENTS } from '../../src/storage/sql/sql-store.ts';
 import { sqliteDialect } from '../../src/storage/sqlite/dialect.ts';
-import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
+import { openSqliteStore, SQLITE_FILE_NAME, SQLITE_MIGRATIONS } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { DEFAULT_SCOPE } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
 import { anAssistant, storedThreadWithOneAttachment } from '../support/builders.ts';
@@ -122,11 +122,17 @@ process.stdin.once('data', async () => {
   });
   await Promise.all(children.map((child) => once(child.stdout, 'data')));
   for (const child of children) child.stdin.write('go\n');
-  const codes = await Promise.all(outputs.map((o) => o.exit));
-  for (const [i, [code]] of codes.entries()) assert.equal(code, 0, outputs[i]!.text());
-  const raw = new BetterSqlite3(path.join(dir, SQLITE_FILE_NAME));
-  const migrations = raw.prepare('select name from kysely_migration').all() as Array<{ name: string }>;
-  raw.close();
-  assert.equal(new Set(migrations.map((m) => m.name)).size, migrations.length, 'each migration recorded once');
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    const codes = await Promise.all(outputs.map((o) => o.exit));
+    for (const [i, [code]] of codes.entries()) assert.equal(code, 0, outputs[i]!.text());
+    const raw = new BetterSqlite3(path.join(dir, SQLITE_FILE_NAME));
+    const migrations = raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>;
+    raw.close();
+    assert.deepEqual(
+      migrations.map((m) => m.name),
+      Object.keys(SQLITE_MIGRATIONS).sort(),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

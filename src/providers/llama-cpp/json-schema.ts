@@ -42,6 +42,20 @@ export function toGrammarSchema(schema: unknown): GbnfJsonSchema {
   return { oneOf: [converted], $defs } as unknown as GbnfJsonSchema;
 }
 
+/**
+ * An alternative with the keywords beside it: its own win, but `properties` join property by property and
+ * `required` lists add up (an alternative naming one more property keeps the others, which stay required).
+ */
+function withBeside(beside: Record<string, unknown>, alternative: unknown): unknown {
+  if (!isObject(alternative)) return alternative;
+  const merged: Record<string, unknown> = { ...beside, ...alternative };
+  if (isObject(beside.properties) && isObject(alternative.properties))
+    merged.properties = { ...beside.properties, ...alternative.properties };
+  if (Array.isArray(beside.required) && Array.isArray(alternative.required))
+    merged.required = [...new Set([...beside.required, ...alternative.required])];
+  return merged;
+}
+
 function convert(input: unknown): unknown {
   if (input === false) return ANY_JSON; // "nothing matches" has no grammar; never generate it by accident
   if (!isObject(input)) return ANY_JSON;
@@ -62,12 +76,7 @@ function convert(input: unknown): unknown {
     // The keywords beside them hold for each (an object whose alternatives only say what it requires keeps its
     // properties), each alternative's own taking precedence.
     const { anyOf: _anyOf, oneOf: _oneOf, ...beside } = schema;
-    return {
-      oneOf: alternatives.map((alternative) =>
-        convert(isObject(alternative) ? { ...beside, ...alternative } : alternative),
-      ),
-      ...description,
-    };
+    return { oneOf: alternatives.map((alternative) => convert(withBeside(beside, alternative))), ...description };
   }
   if (Array.isArray(schema.allOf) && schema.allOf.length === 1) return convert(schema.allOf[0]);
 

@@ -30,7 +30,6 @@ import { forcingFunctionCall } from './forced-function-call.ts';
 import { finiteNumbers, toGrammarSchema } from './json-schema.ts';
 import { type LlamaRuntime, llamaRuntime } from './llama-runtime.ts';
 
-/** The model file cannot be used; the message says why, for the startup error. */
 /**
  * How a request's tokens are sampled: the API's defaults (temperature 1, top_p 1, the whole vocabulary), not
  * node-llama-cpp's (top-k 40 and top-p 0.95 whenever the temperature is above 0), and a seed of its own: node-llama-cpp
@@ -50,6 +49,7 @@ export function samplingOf(request: Pick<ChatRequest, 'temperature' | 'top_p'>):
   };
 }
 
+/** The model file cannot be used; the message says why, for the startup error. */
 export class GgufLoadError extends Error {
   constructor(message: string) {
     super(message);

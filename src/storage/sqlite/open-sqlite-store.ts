@@ -29,7 +29,7 @@ import * as chunkSeq from './migrations/020-chunk-seq.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
-const MIGRATIONS: Record<string, Migration> = {
+export const SQLITE_MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
   '002-runs': runs,
   '003-model-calls': modelCalls,
@@ -60,6 +60,9 @@ export const SQLITE_FILE_NAME = 'assistd.sqlite';
  */
 const READER_THREADS = Math.min(2, availableParallelism());
 
+/** How long opening the database waits for another process's migrations. */
+const MIGRATION_WAIT_MS = 10 * 60_000;
+
 export interface SqliteStoreOptions {
   /** Reader threads for the searches; 0 runs them on the store's connection (tests compare the two). */
   readerThreads?: number;
@@ -89,10 +92,13 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
       ? undefined
       : new SqliteReaderPool({ file, sqliteVec: vectorIndex === 'sqlite-vec' }, readerThreads);
 
+  const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
+  // Another process migrating the same file holds its write lock for as long as its migrations take (one of them
+  // re-indexes every chunk): waited for, since nothing is served yet.
+  sqlite.pragma(`busy_timeout = ${MIGRATION_WAIT_MS}`);
+  await migrate(db);
   // From now on a write lock held by another process is waited for without holding the event loop (dialect.ts).
   sqlite.pragma('busy_timeout = 0');
-  const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
-  await migrate(db);
   return new SqlStore(db, `sqlite:${file}`, {
     rowLocks: false,
     statementsOnEventLoop: true,
@@ -115,7 +121,7 @@ function loadSqliteVec(sqlite: BetterSqlite3.Database): 'sqlite-vec' | 'matrix-c
 }
 
 async function migrate(db: Kysely<Database>): Promise<void> {
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => SQLITE_MIGRATIONS } });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
