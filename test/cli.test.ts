@@ -86,11 +86,13 @@ describe('assistd CLI', () => {
     const server = await spawnServer({ ASSISTD_DATA_DIR: tempDir() });
     const exited = once(server.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     // Back to back: the second arrives while the first's shutdown (workers, streams, the database) is under way.
+    // Which the process sees first is the kernel's to order; the code is the second's.
     server.child.kill('SIGTERM');
     server.child.kill('SIGINT');
     const [code] = await exited;
-    assert.equal(code, 130, server.output());
-    assert.match(server.output(), /SIGINT received again: exiting without waiting for the shutdown/);
+    const second = /(SIGINT|SIGTERM) received again: exiting without waiting for the shutdown/.exec(server.output());
+    assert.ok(second, server.output());
+    assert.equal(code, second[1] === 'SIGINT' ? 130 : 143);
   });
 
   test('a write acknowledged before SIGKILL is still there after restart', async () => {
