@@ -115,7 +115,7 @@ export class SqlFileRecords implements FileRecords {
     // Where statements hold the event loop, its chunks go a part at a time first (deleteChunksInParts).
     if (this.capabilities.statementsOnEventLoop && (await this.getFile(scope, id)))
       for (const vectorStoreId of await storesOfFile(this.db, scope, id))
-        await deleteChunksInParts(this.db, this.capabilities, scope, vectorStoreId, id);
+        await deleteChunksInParts(this.db, this.capabilities.statementsOnEventLoop, scope, vectorStoreId, id);
     return this.db.transaction().execute(async (trx) => {
       const rows = await trx
         .deleteFrom('files')

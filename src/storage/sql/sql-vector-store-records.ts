@@ -126,7 +126,7 @@ type Db = Kysely<Database>;
 export class SqlVectorStoreRecords implements VectorStoreRecords {
   private readonly db: Db;
   private readonly rowLocks: boolean;
-  readonly statementsOnEventLoop: boolean;
+  private readonly statementsOnEventLoop: boolean;
   private readonly index: KeywordIndex;
   /**
    * Runs the searches' heavy reads — the keyword search, and the vector index's (vector-index.ts) — off the event
@@ -233,7 +233,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   }
 
   async deleteVectorStore(scope: Scope, id: string): Promise<boolean> {
-    await deleteChunksInParts(this.db, this, scope, id);
+    await deleteChunksInParts(this.db, this.statementsOnEventLoop, scope, id);
     // Files and batches go with the store, chunks with their files (ON DELETE CASCADE), and on SQLite each chunk's
     // FTS5 entry with it (its project table's delete trigger, fired for cascaded deletes too: fts5-tables.ts).
     return deleteAndBury(this.db, 'vector_stores', scope.projectId, id, (trx) => forgetStore(trx, scope.projectId, id));
@@ -316,7 +316,7 @@ export class SqlVectorStoreRecords implements VectorStoreRecords {
   }
 
   async deleteVectorStoreFile(scope: Scope, vectorStoreId: string, fileId: string): Promise<boolean> {
-    await deleteChunksInParts(this.db, this, scope, vectorStoreId, fileId);
+    await deleteChunksInParts(this.db, this.statementsOnEventLoop, scope, vectorStoreId, fileId);
     // Its chunks go with it (ON DELETE CASCADE, and the FTS5 and vec0 triggers on SQLite).
     return this.db.transaction().execute(async (trx) => {
       await lockStores(trx, scope.projectId, [vectorStoreId], this.rowLocks);
@@ -748,12 +748,12 @@ interface SearchPlan {
  */
 export async function deleteChunksInParts(
   db: Db,
-  capabilities: Pick<SqlCapabilities, 'statementsOnEventLoop'>,
+  statementsOnEventLoop: boolean,
   scope: Scope,
   vectorStoreId: string,
   fileId?: string,
 ): Promise<void> {
-  if (!capabilities.statementsOnEventLoop) return;
+  if (!statementsOnEventLoop) return;
   for (;;) {
     const deleted = await db.transaction().execute(async (trx) => {
       const part = trx
