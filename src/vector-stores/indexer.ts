@@ -50,8 +50,10 @@ export class ThreadIndexer implements Indexer {
   private readonly timeBudgetMs: (bytes: number) => number;
   private readonly idle: Worker[] = [];
   private readonly all = new Set<Worker>();
-  private readonly waiting: Array<(worker: Worker) => void> = [];
+  /** Callers waiting for a thread; told `undefined` once the indexer is closed. */
+  private readonly waiting: Array<(worker: Worker | undefined) => void> = [];
   private nextId = 1;
+  private closed = false;
 
   constructor(threads: number, options: { timeBudgetMs?: (bytes: number) => number } = {}) {
     this.size = Math.max(1, threads);
@@ -65,6 +67,7 @@ export class ThreadIndexer implements Indexer {
     chunking: StaticChunking;
   }): Promise<IndexResult> {
     const worker = await this.acquire();
+    if (!worker) return { ok: false, code: 'server_error', message: 'The indexer is closed.' };
     const id = this.nextId++;
     try {
       return await new Promise<IndexResult>((resolve) => {
@@ -113,14 +116,18 @@ export class ThreadIndexer implements Indexer {
     }
   }
 
+  /** Stops the threads: the files they hold fail (their thread stopped), as do those waiting and any sent later. */
   async close(): Promise<void> {
+    this.closed = true;
+    for (const waiter of this.waiting.splice(0)) waiter(undefined);
     const workers = [...this.all];
     this.all.clear();
     this.idle.length = 0;
     await Promise.all(workers.map((worker) => worker.terminate()));
   }
 
-  private acquire(): Promise<Worker> {
+  private acquire(): Promise<Worker | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
     const idle = this.idle.pop();
     if (idle) return Promise.resolve(idle);
     if (this.all.size < this.size) {

@@ -61,7 +61,7 @@ export class IngestionWorker {
    * The ingestions running. A file added again while it is being indexed is claimed again, here too: its earlier
    * ingestion runs on until it finds its lease lost, which its own holder (not this worker's id) makes sure of.
    */
-  private readonly active = new Set<Ingestion>();
+  private readonly active = new Map<Ingestion, Promise<void>>();
   private claims = 0;
   private loopDone: Promise<void> | undefined;
   private stopping = false;
@@ -87,13 +87,30 @@ export class IngestionWorker {
     this.wakeup.wake();
   }
 
+  /**
+   * Stops claiming, stops the ingestions running (a commit under way ends first) and hands their files back: their
+   * leases end now, so that the next worker, or this server started again, indexes them at once.
+   */
   async close(): Promise<void> {
     this.stopping = true;
     this.closing.abort(new Error('the worker is closing'));
     for (const timer of this.timers) clearInterval(timer);
     this.wake();
     await this.loopDone;
+    const running = [...this.active];
     await this.options.indexer.close();
+    await Promise.all(running.map(([, done]) => done));
+    await Promise.all(running.map(([claim]) => this.handBack(claim)));
+  }
+
+  /** Ends a claim's lease (a no-op once its file is completed, failed, or claimed by another holder). */
+  private async handBack({ scope, vectorStoreId, fileId, holder }: Ingestion): Promise<void> {
+    try {
+      await this.options.records.renewIngestion(scope, vectorStoreId, fileId, holder, 0);
+    } catch (error) {
+      // Its lease lapses instead.
+      this.options.logger.warn({ err: error, fileId }, 'could not hand back a file being indexed');
+    }
   }
 
   private async loop(): Promise<void> {
@@ -115,12 +132,11 @@ export class IngestionWorker {
       if (free > 0 && claimed.length === free) continue;
       await this.wakeup.sleep(pollMs);
     }
-    // In-flight indexing finishes or is abandoned with the process; its lease lapses and another worker redoes it.
+    // The ingestions running are stopped by close(); those of a process that dies are redone once their leases lapse.
   }
 
   private launch(ingestion: Ingestion): void {
-    this.active.add(ingestion);
-    void this.ingest(ingestion)
+    const done = this.ingest(ingestion)
       .catch((error: unknown) => {
         const { logger } = this.options;
         // The file stays in progress: its lease lapses, and a worker indexes it again once the database is back.
@@ -132,6 +148,7 @@ export class IngestionWorker {
         this.active.delete(ingestion);
         this.wake();
       });
+    this.active.set(ingestion, done);
   }
 
   private async ingest(claim: Ingestion): Promise<void> {
@@ -224,7 +241,7 @@ export class IngestionWorker {
 
   private async renewLeases(): Promise<void> {
     const { records, leaseMs } = this.options;
-    for (const claim of [...this.active]) {
+    for (const claim of [...this.active.keys()]) {
       try {
         const { scope, vectorStoreId, fileId, holder } = claim;
         if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))

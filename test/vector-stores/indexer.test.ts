@@ -37,3 +37,20 @@ test('the budget: 5 minutes, and a second per MB', () => {
   assert.equal(indexingTimeBudgetMs(1), 301_000);
   assert.equal(indexingTimeBudgetMs(512_000_000), 812_000);
 });
+
+test('closing ends every indexing, the running and the waiting, and later ones, without starting a thread', async () => {
+  const indexer = new ThreadIndexer(1);
+  // A file large enough to keep the one thread busy while the close arrives; the second waits for the thread.
+  const running = indexer.index(file('Some notes. '.repeat(200_000)));
+  const waiting = indexer.index(file('Other notes.'));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await indexer.close();
+  const [first, second] = await Promise.all([running, waiting]);
+  assert.equal(first.ok, false);
+  assert.deepEqual(second, { ok: false, code: 'server_error', message: 'The indexer is closed.' });
+  assert.deepEqual(await indexer.index(file('Late notes.')), {
+    ok: false,
+    code: 'server_error',
+    message: 'The indexer is closed.',
+  });
+});

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { openSqliteStore } from '../../src/storage/sqlite/open-sqlite-store.ts';
+import type { Indexer, IndexResult } from '../../src/vector-stores/indexer.ts';
+import { IngestionWorker } from '../../src/worker/ingestion-worker.ts';
+import { aStoredFile, aVectorStore, aVectorStoreFile } from '../support/builders.ts';
+import { eventually } from '../support/eventually.ts';
+import { recordFile } from '../support/file-rows.ts';
+import { tempDir } from '../support/server.ts';
+
+/**
+ * A worker that closes while it indexes hands its files back, as a run worker hands back its runs: close() returns
+ * once its ingestions have stopped, and the next worker (a restarted server) claims them at once, not after the
+ * lease (a minute here) has lapsed.
+ */
+test('closing hands the files being indexed back: the next worker indexes them at once', async () => {
+  const dir = tempDir();
+  const store = await openSqliteStore(dir);
+  const scope = { projectId: 'proj_close' };
+  const records = store.vectorStores;
+  const pending = new Set<(result: IndexResult) => void>();
+  /** An indexer that holds every file until it is closed, then fails them, as ThreadIndexer does. */
+  const holding: Indexer = {
+    index: () => new Promise<IndexResult>((resolve) => pending.add(resolve)),
+    close: async () => {
+      for (const resolve of pending) resolve({ ok: false, code: 'server_error', message: 'The indexer is closed.' });
+    },
+  };
+  const indexing: Indexer = {
+    index: async () => ({ ok: true, chunks: [{ index: 0, text: 'notes', tokens: 1 }], usageBytes: 5 }),
+    close: async () => {},
+  };
+  const worker = (indexer: Indexer) =>
+    new IngestionWorker({
+      records,
+      readFile: async () => ({ file: aStoredFile(), bytes: Buffer.from('notes') }),
+      indexer,
+      logger: pino({ level: 'silent' }),
+      concurrency: 4,
+      leaseMs: 60_000,
+      pollMs: 50,
+    });
+  const first = worker(holding);
+  const second = worker(indexing);
+  try {
+    const fileId = await recordFile(store.files, scope, 'notes.txt', 1_700_000_000);
+    const vectorStore = aVectorStore();
+    await records.createVectorStore(scope, vectorStore, [aVectorStoreFile(vectorStore.id, fileId)]);
+    first.start();
+    await eventually('the file is being indexed', 5_000, () => (pending.size === 1 ? true : undefined));
+    await first.close();
+    // Closing did not fail the file: it is still to be indexed.
+    assert.equal((await records.getVectorStoreFile(scope, vectorStore.id, fileId))?.status, 'in_progress');
+    second.start();
+    await eventually('the next worker indexed the file', 5_000, async () =>
+      (await records.getVectorStoreFile(scope, vectorStore.id, fileId))?.status === 'completed' ? true : undefined,
+    );
+  } finally {
+    await first.close();
+    await second.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
