@@ -437,7 +437,7 @@ function observeResponses(app: FastifyInstance, metrics: Metrics | undefined, lo
  * registration of anything; a /v1 request pays one `startsWith`):
  * - Azure OpenAI clients (`new AzureOpenAI({ endpoint })` in the official SDKs) send every /v1 path with /openai in
  *   its place, e.g. `/openai/threads/{id}/runs?api-version=2024-05-01-preview`; `api-version` is left in the query
- *   (no route rejects query parameters it does not know).
+ *   (no route rejects query parameters it does not know). Azure's "v1 API" base URL, `…/openai/v1/`, is /v1 itself.
  * - A client whose base URL lacks `/v1` sends `/threads/…`: LiteLLM's assistants calls take the base URL as given,
  *   and its OpenAI pass-through adds `/v1` itself, so one base URL serves both only if both spellings work (as
  *   LiteLLM's own proxy serves them). Only the paths assistd serves are taken so (pass-through.ts's among them).
@@ -452,7 +452,10 @@ function pathToV1(sent: string): string {
     query === -1 ? sent.replace(/\/{2,}/g, '/') : sent.slice(0, query).replace(/\/{2,}/g, '/') + sent.slice(query);
   if (url.startsWith('/v1/')) return url;
   // Only whole segments (`/openai`, `/openai/…`, `/openai?…`), not `/openaix`.
-  if (url.startsWith('/openai') && /^\/openai(?:[/?]|$)/.test(url)) return `/v1${url.slice('/openai'.length)}`;
+  if (url.startsWith('/openai') && /^\/openai(?:[/?]|$)/.test(url)) {
+    const rest = url.slice('/openai'.length);
+    return /^\/v1(?:[/?]|$)/.test(rest) ? rest : `/v1${rest}`;
+  }
   return UNVERSIONED.test(url) ? `/v1${url}` : url;
 }
 

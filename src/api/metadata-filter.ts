@@ -1,7 +1,7 @@
 import { invalidRequest } from '../domain/errors.ts';
 import type { Metadata } from '../domain/objects.ts';
 import { single } from './pagination.ts';
-import { characters } from './schemas/common.ts';
+import { characters } from './validation.ts';
 
 // The limits of `Metadata` (schemas/common.ts): a filter that exceeds them could match no object.
 const MAX_PAIRS = 16;

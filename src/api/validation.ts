@@ -142,7 +142,7 @@ function boundToError(
     case 'array': {
       const noun = issue.origin;
       const a = noun === 'array' ? 'an' : 'a';
-      const length = typeof value === 'string' || Array.isArray(value) ? value.length : 0;
+      const length = typeof value === 'string' ? characters(value) : Array.isArray(value) ? value.length : 0;
       if (!big && length === 0)
         return new ApiError(
           400,
@@ -222,4 +222,22 @@ function joinWords(words: readonly string[], conjunction: 'and' | 'or'): string 
   if (words.length <= 1) return words[0] ?? '';
   if (words.length === 2) return `${words[0]} ${conjunction} ${words[1]}`;
   return `${words.slice(0, -1).join(', ')}, ${conjunction} ${words.at(-1)}`;
+}
+
+/**
+ * A string's length in characters as upstream (Python) and zod's `max` count them: code points, not UTF-16 units —
+ * a surrogate pair is one, a lone surrogate (JSON's `\udc00`) one too.
+ */
+export function characters(text: string): number {
+  let pairs = 0;
+  for (let i = 0; i < text.length - 1; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0xd800 || unit > 0xdbff) continue;
+    const next = text.charCodeAt(i + 1);
+    if (next >= 0xdc00 && next <= 0xdfff) {
+      pairs++;
+      i++;
+    }
+  }
+  return text.length - pairs;
 }

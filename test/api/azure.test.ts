@@ -269,6 +269,8 @@ describe('every /v1 route is served under /openai, and those of the Assistants A
       const v1 = await send(`/v1${rest}`, { authorization: `Bearer ${KEY}` });
       const azure = await send(`/openai${rest}?api-version=${API_VERSION}`, { 'api-key': KEY });
       const v1WithVersion = await send(`/v1${rest}?api-version=${API_VERSION}`, { 'api-key': KEY });
+      // Azure's "v1 API": `new OpenAI({ baseURL: endpoint + '/openai/v1/' })`, as the SDK's Azure guide has it.
+      const azureV1 = await send(`/openai/v1${rest}`, { 'api-key': KEY });
       const what = `${method} ${url}`;
       if (/^\/(assistants|threads|files|vector_stores|models)\b/.test(rest)) {
         const unversioned = await send(rest, { authorization: `Bearer ${KEY}` });
@@ -283,8 +285,10 @@ describe('every /v1 route is served under /openai, and those of the Assistants A
       );
       assert.equal(azure.status, v1.status, `${what} under /openai: ${JSON.stringify(azure.body)}`);
       assert.equal(v1WithVersion.status, v1.status, `${what} with api-version: ${JSON.stringify(v1WithVersion.body)}`);
+      assert.equal(azureV1.status, v1.status, `${what} under /openai/v1: ${JSON.stringify(azureV1.body)}`);
       if (v1.status >= 400) {
         assert.deepEqual(azure.body, v1.body, what);
+        assert.deepEqual(azureV1.body, v1.body, what);
         assert.deepEqual(v1WithVersion.body, v1.body, what);
       }
     }

@@ -392,6 +392,15 @@ describe('errors', () => {
       assertError(await server.api.post('/v1/threads', { metadata: { k: '😀'.repeat(513) } }), 400, {
         param: 'metadata.k',
         code: 'string_above_max_length',
+        message:
+          "Invalid 'metadata.k': string too long. Expected a string with maximum length 512, but got a string with length 513 instead.",
+      });
+      // The other strings' limits count the same, and say so.
+      assertError(await server.api.post('/v1/assistants', { model: 'm', name: '😀'.repeat(257) }), 400, {
+        param: 'name',
+        code: 'string_above_max_length',
+        message:
+          "Invalid 'name': string too long. Expected a string with maximum length 256, but got a string with length 257 instead.",
       });
       // A lone surrogate (JSON's \udc00) is a character of its own.
       assertError(await server.api.post('/v1/threads', { metadata: { k: '\udc00'.repeat(513) } }), 400, {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ToolResources } from '../../domain/objects.ts';
-import { INTEGER_EXPECTED } from '../validation.ts';
+import { characters, INTEGER_EXPECTED } from '../validation.ts';
 
 // Building blocks of the official request schemas (../../../spec/assistants-v2.openapi.yaml), with its limits.
 
@@ -34,24 +34,6 @@ function absentIfNull<T extends z.ZodType>(schema: T) {
     .nullish()
     .transform((value) => value ?? undefined)
     .optional();
-}
-
-/**
- * A string's length in characters as upstream (Python) and zod's `max` count them: code points, not UTF-16 units —
- * a surrogate pair is one, a lone surrogate (JSON's `\udc00`) one too.
- */
-export function characters(text: string): number {
-  let pairs = 0;
-  for (let i = 0; i < text.length - 1; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0xd800 || unit > 0xdbff) continue;
-    const next = text.charCodeAt(i + 1);
-    if (next >= 0xdc00 && next <= 0xdfff) {
-      pairs++;
-      i++;
-    }
-  }
-  return text.length - pairs;
 }
 
 const METADATA_MAX_PAIRS = 16;

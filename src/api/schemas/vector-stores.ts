@@ -6,8 +6,8 @@ import {
   MIN_CHUNK_TOKENS,
   type StaticChunking,
 } from '../../domain/vector-stores.ts';
-import { describeValue } from '../validation.ts';
-import { characters, decimal, integer, metadata, nullAsAbsent } from './common.ts';
+import { characters, describeValue } from '../validation.ts';
+import { decimal, integer, metadata, nullAsAbsent } from './common.ts';
 
 // The vector-store request schemas of the official spec, with its limits.
 
