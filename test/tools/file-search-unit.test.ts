@@ -88,17 +88,42 @@ describe('citation markers', () => {
     for (const a of annotations) assert.equal(text.slice(a.start_index, a.end_index), a.text);
   });
 
-  test('a marker pointing nowhere, or malformed, gets no annotation; one without a filename still does', () => {
-    const text = 'a【2:0†x.txt】 b【0:7†coffee.txt】 c【0:0 coffee】 d【0:1】 e【1:0†renamed.pdf】 f【x:0†a】';
+  test('a marker pointing nowhere, or malformed, gets no annotation; one without a filename, or with a word for it, still does', () => {
+    const text =
+      'a【2:0†x.txt】 b【0:7†coffee.txt】 c【0:0 coffee】 d【0:1】 e【1:0†source】 f【x:0†a】 g【0:0†Coffee.TXT】 h【0:1†parking】';
     assert.deepEqual(
       citationsOf(text, CALLS).map((a) => [a.text, a.file_citation?.file_id]),
       [
         ['【0:1】', FILE_B],
-        ['【1:0†renamed.pdf】', FILE_B],
+        ['【1:0†source】', FILE_B],
+        ['【0:0†Coffee.TXT】', FILE_A],
+        ['【0:1†parking】', FILE_B],
       ],
     );
     assert.deepEqual(citationsOf('No markers here.', CALLS), []);
     assert.deepEqual(citationsOf('【0:0†coffee.txt】', []), []);
+  });
+
+  test('a marker naming another file is not a citation of the result it points at (copied from an earlier answer)', () => {
+    // Call numbers start from 0 in every run: an earlier run's 【0:0†coffee.txt】, repeated by the model from the
+    // thread's history, points at this run's 0:0, another file.
+    const thisRun = [searchCall('call_0', [{ file_id: FILE_B, file_name: 'parking.md' }])];
+    const text = 'Visitors park below【0:0†parking.md】; descaled on Fridays【0:0†coffee.txt】.';
+    assert.deepEqual(
+      citationsOf(text, thisRun).map((a) => [a.text, a.file_citation?.file_id]),
+      [['【0:0†parking.md】', FILE_B]],
+    );
+  });
+
+  test('a long filename is cut in its marker, which is still found streamed in small pieces', () => {
+    const name = `${'a very long name '.repeat(30)}.txt`;
+    const calls = [searchCall('call_0', [{ file_id: FILE_A, file_name: name }])];
+    const marker = citationMarker(0, 0, name);
+    assert.ok([...marker].length <= 220, `${[...marker].length} characters`);
+    const text = `As written${marker}, and again${marker}.`;
+    const whole = citationsOf(text, calls);
+    assert.equal(whole.length, 2);
+    assert.deepEqual(annotateInPieces(citationAnnotator(calls), text), whole);
   });
 
   test('indices count code points: after an emoji they differ from UTF-16 indices, and the annotation says which', () => {

@@ -7,7 +7,7 @@ import type { TextAnnotator } from '../tool.ts';
  * Citation markers, OpenAI's form: `【{turn}:{index}†{filename}】`, where `turn` is the position of the file_search
  * call in the run (0 for its first call) and `index` the position of the result in that call's results. The model
  * reads each result under its marker and copies the marker into its answer after what it took from it; every
- * marker of the answer that points at a result of the run becomes a `file_citation` annotation of exactly the
+ * marker of the answer that points at a result of the run (and names no other file) becomes a `file_citation` annotation of exactly the
  * marker's text. A marker that points nowhere (no such call or result) stays plain text, without an annotation.
  * Indices count code points (code-points.ts).
  */
@@ -18,30 +18,59 @@ const OPEN_CODE = OPEN.charCodeAt(0);
 const CLOSE_CODE = CLOSE.charCodeAt(0);
 
 /** A marker as models write it; the `†filename` part is optional (models sometimes drop or rename it). */
-const MARKER = /【(\d{1,4}):(\d{1,4})(?:†[^【】\n]*)?】/g;
+const MARKER = /【(\d{1,4}):(\d{1,4})(?:†([^【】\n]*))?】/g;
+
+/** The longest filename a marker holds, in UTF-16 units: a longer one is cut. */
+const MAX_MARKER_NAME = 200;
 
 /**
- * The longest run of text between `【` and `】` that is still waited for as a marker: a filename is at most 255
- * characters. An opening bracket with no closing one this far on is not a marker in the making.
+ * The longest run of text between `【` and `】` that is still waited for as a marker: the numbers, `†` and a name
+ * (cut to MAX_MARKER_NAME). An opening bracket with no closing one this far on is not a marker in the making.
  */
-const MAX_MARKER_LENGTH = 300;
+const MAX_MARKER_LENGTH = MAX_MARKER_NAME + 20;
 
 /** The marker of result `index` of the run's `turn`-th file_search call. */
 export function citationMarker(turn: number, index: number, filename: string): string {
   return `${OPEN}${turn}:${index}†${markerName(filename)}${CLOSE}`;
 }
 
-/** A filename as a marker can hold it: no brackets or line breaks, which would end or break the marker. */
+/**
+ * A filename as a marker can hold it: no brackets or line breaks, which would end or break the marker, and at most
+ * MAX_MARKER_NAME units (not ending in half a surrogate pair).
+ */
 function markerName(filename: string): string {
-  const name = filename.replace(/[【】\r\n]/g, ' ').trim();
+  let name = filename.replace(/[【】\r\n]/g, ' ').trim();
+  if (name.length > MAX_MARKER_NAME)
+    name = name
+      .slice(0, MAX_MARKER_NAME)
+      .replace(/[\ud800-\udbff]$/, '')
+      .trimEnd();
   return name === '' ? 'file' : name;
 }
 
-/** The file a marker's `turn:index` points at among the run's file_search calls, if any. */
-function citedFile(calls: readonly ToolCallDetails[], turn: number, index: number): string | undefined {
+/**
+ * The file a marker points at among the run's file_search calls, if any: result `index` of call `turn`, unless the
+ * marker names another file. Call numbers start from 0 in every run, so a marker the model repeats from an earlier
+ * answer in the thread may point at a result of this run; its name tells it apart. A name that is not a file's
+ * (`source`, a shortened or recased name) is the model's renaming, and still cites the result.
+ */
+function citedFile(
+  calls: readonly ToolCallDetails[],
+  turn: number,
+  index: number,
+  written: string | undefined,
+): string | undefined {
   const call = calls[turn];
   if (call?.type !== 'file_search') return undefined;
-  return call.file_search.results?.[index]?.file_id;
+  const result = call.file_search.results?.[index];
+  if (!result || (written !== undefined && namesAnotherFile(written.trim(), markerName(result.file_name))))
+    return undefined;
+  return result.file_id;
+}
+
+/** Whether a marker's name is a filename (it has an extension) other than `filename`, case aside. */
+function namesAnotherFile(written: string, filename: string): boolean {
+  return /\.[a-z0-9]{1,8}$/i.test(written) && written.toLowerCase() !== filename.toLowerCase();
 }
 
 /**
@@ -82,7 +111,7 @@ export function citationAnnotator(calls: readonly ToolCallDetails[]): TextAnnota
         const end = start + codePoints(match[0], 0, match[0].length);
         at = match.index + match[0].length;
         scannedPoints = end;
-        const fileId = citedFile(calls, Number(match[1]), Number(match[2]));
+        const fileId = citedFile(calls, Number(match[1]), Number(match[2]), match[3]);
         if (fileId !== undefined)
           found.push({
             type: 'file_citation',
