@@ -1,8 +1,10 @@
+import path from 'node:path';
 import { invalidRequest, notFound } from '../domain/errors.ts';
 import { isImage } from '../domain/files.ts';
 import type { NewMessageInput } from '../domain/messages.ts';
 import type { ToolResources } from '../domain/objects.ts';
 import type { FileService } from '../files/file-service.ts';
+import { unreadableType } from '../retrieval/extract.ts';
 import type { Scope } from '../storage/store.ts';
 import type { CreateToolResources } from './schemas/tool-resources.ts';
 
@@ -16,10 +18,14 @@ import type { CreateToolResources } from './schemas/tool-resources.ts';
  * (runs/image-files.ts).
  */
 
-/** A file id in a request body; `imageParam` marks an image_file part's id (its file must be an image): its path. */
+/**
+ * A file id in a request body. `imageParam` marks an image_file part's id (its file must be an image): its path;
+ * `searchParam` an attachment's for file_search (file_search must read its type): the path of the attachments.
+ */
 export interface FileReference {
   id: string;
   imageParam?: string;
+  searchParam?: string;
 }
 
 type Files = Pick<FileService, 'missing' | 'get'>;
@@ -40,7 +46,13 @@ export function messageFileReferences(message: NewMessageInput, at = ''): FileRe
           id: part.image_file.file_id,
           imageParam: `${at === '' ? '' : `${at}.`}content[${i}].image_file.file_id`,
         });
-  for (const attachment of message.attachments ?? []) references.push({ id: attachment.file_id });
+  const searchParam = `${at === '' ? '' : `${at}.`}attachments`;
+  for (const attachment of message.attachments ?? [])
+    references.push(
+      attachment.tools.some((tool) => tool.type === 'file_search')
+        ? { id: attachment.file_id, searchParam }
+        : { id: attachment.file_id },
+    );
   return references;
 }
 
@@ -66,7 +78,9 @@ export function toolResourcesFileReferences(
 /**
  * Throws upstream's 404 `No file found with id 'file-x'.` for the first reference (in request order) that is not a
  * file of the scope — all ids are looked up in one query — then a 400 for the first image_file part whose file is
- * not an image: the record of each image_file part's file is read once more, for its detected type.
+ * not an image, then upstream's 400 for the first file_search attachment of a type file_search does not read (rather
+ * than a file that fails in the thread's vector store, unseen): the record of each such file is read once more, for
+ * its detected type.
  */
 export async function checkFileReferences(
   files: Files,
@@ -80,8 +94,9 @@ export async function checkFileReferences(
   if (firstMissing) throw notFound('file', firstMissing.id);
 
   const images = references.filter((r) => r.imageParam !== undefined);
-  const imageIds = [...new Set(images.map((r) => r.id))];
-  const found = new Map(await Promise.all(imageIds.map(async (id) => [id, await files.get(scope, id)] as const)));
+  const searched = references.filter((r) => r.searchParam !== undefined);
+  const typed = [...new Set([...images, ...searched].map((r) => r.id))];
+  const found = new Map(await Promise.all(typed.map(async (id) => [id, await files.get(scope, id)] as const)));
   for (const reference of images) {
     const file = found.get(reference.id)!;
     if (!isImage(file))
@@ -95,6 +110,16 @@ export async function checkFileReferences(
         `Invalid '${reference.imageParam}': image file '${reference.id}' has ${file.bytes} bytes; images are limited to ${MAX_IMAGE_BYTES} bytes.`,
         reference.imageParam,
         'invalid_value',
+      );
+  }
+  for (const reference of searched) {
+    const file = found.get(reference.id)!;
+    const reason = unreadableType(file.mime_type, file.filename);
+    if (reason !== undefined)
+      throw invalidRequest(
+        `Files with extensions [${path.extname(file.filename) || 'none'}] are not supported for retrieval: ${reason[0]!.toLowerCase()}${reason.slice(1)}`,
+        reference.searchParam,
+        'unsupported_file',
       );
   }
 }

@@ -182,6 +182,18 @@ export function decideFormat(mimeType: string | null, filename: string, bytes?: 
   return { ok: false, message: unsupportedMessage(extension === '' ? null : extension) };
 }
 
+/**
+ * Why file_search cannot read a file, known from its detected type and its name alone (for a check before it is
+ * indexed); undefined when it may read it. A file named as text but typed otherwise is told apart by its bytes
+ * (decideFormat), when it is indexed: it passes here.
+ */
+export function unreadableType(mimeType: string | null, filename: string): string | undefined {
+  const decision = decideFormat(mimeType, filename);
+  if (decision.ok) return undefined;
+  const byExtension = FORMAT_BY_EXTENSION[path.extname(filename).toLowerCase()];
+  return byExtension === 'text' || byExtension === 'html' ? undefined : decision.message;
+}
+
 function unsupportedMessage(type: string | null): string {
   const what = type === null ? 'of this file could not be determined and' : type;
   return `The file type ${what} is not supported for file_search. Supported types: ${SUPPORTED_EXTENSIONS.join(', ')}.`;

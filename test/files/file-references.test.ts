@@ -161,6 +161,62 @@ describe('file ids are checked where the API takes them', () => {
     assert.deepEqual(rows(), { ...before, messages: before['messages']! + 1 }, 'the row count sees writes');
   });
 
+  test('a file_search attachment of a type file_search cannot read is upstream’s 400, before anything is written', async () => {
+    const thread = await client.beta.threads.create();
+    const stores = () => (db.prepare('select count(*) as n from vector_stores').get() as { n: number }).n;
+    const storesBefore = stores();
+    const searched = (fileId: string) => ({ file_id: fileId, tools: [{ type: 'file_search' as const }] });
+    const expected = {
+      message:
+        'Files with extensions [.png] are not supported for retrieval: the file type image/png is not supported for file_search.',
+      type: 'invalid_request_error',
+      param: 'attachments',
+      code: 'unsupported_file',
+    };
+    const refused = async (request: Promise<unknown>, param = 'attachments') => {
+      const error = await rejection(request);
+      assert.equal(error.status, 400, error.message);
+      assert.deepEqual(
+        {
+          ...(error.error as object),
+          message: (error.error as { message: string }).message.replace(/ Supported types: .*/, ''),
+        },
+        {
+          ...expected,
+          param,
+        },
+      );
+    };
+    await refusedWithoutWriting(async () => {
+      await refused(
+        client.beta.threads.messages.create(thread.id, {
+          role: 'user',
+          content: 'x',
+          attachments: [searched(text), searched(image)],
+        }),
+      );
+      await refused(
+        client.beta.threads.create({ messages: [{ role: 'user', content: 'x', attachments: [searched(image)] }] }),
+        'messages[0].attachments',
+      );
+      await refused(
+        client.beta.threads.runs.create(thread.id, {
+          assistant_id: assistantId,
+          additional_messages: [{ role: 'user', content: 'x', attachments: [searched(image)] }],
+        }),
+        'additional_messages[0].attachments',
+      );
+    });
+    assert.equal(stores(), storesBefore, 'no vector store was made for a refused attachment');
+    // For code_interpreter, any file goes.
+    const message = await client.beta.threads.messages.create(thread.id, {
+      role: 'user',
+      content: 'x',
+      attachments: [{ file_id: image, tools: [{ type: 'code_interpreter' }] }],
+    });
+    assert.equal(message.attachments?.[0]?.file_id, image);
+  });
+
   test('a deleted file is unknown', async () => {
     const gone = (
       await client.files.create({ file: await toFile(onePixelPng([0, 0, 255]), 'gone.png'), purpose: 'vision' })
