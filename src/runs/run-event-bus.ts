@@ -68,6 +68,11 @@ export class RunEventBus {
     });
   }
 
+  /** Whether other processes share the database: their changes come as signals, which can be lost. */
+  get acrossProcesses(): boolean {
+    return this.signals !== undefined;
+  }
+
   publish(threadId: string, runId: string | undefined, event: RunStreamEvent): void {
     this.publishAll(threadId, runId, [event]);
   }

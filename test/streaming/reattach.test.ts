@@ -3,11 +3,13 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { AssistantStream } from 'openai/lib/AssistantStream';
+import pg from 'pg';
 import type { Store } from '../../src/storage/store.ts';
 import { eventually } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
-import { readSse, type SseEvent } from '../support/sse.ts';
+import { eventNames, readSse, type SseEvent } from '../support/sse.ts';
 import { addCall, addTool } from '../support/test-tools.ts';
 
 /**
@@ -221,3 +223,43 @@ describe('re-attaching to a run (/events)', () => {
     }
   });
 });
+
+/**
+ * Across processes, a process learns of a run's change from another's signal, which can be lost: its LISTEN
+ * connection was down when it was sent (a PostgreSQL restart, a network blip), or the process that committed the
+ * change died before sending it. A stream following the run must still end with the run's end, not stay open for
+ * ever on keep-alives. The run here is ended by a plain UPDATE, as by a process whose signal never came.
+ */
+const postgresUrl = postgresUrlOrSkip();
+if (postgresUrl === undefined)
+  test('/events ends even when the signal of the run’s end is lost', { skip: POSTGRES_SKIP_REASON }, () => {});
+else
+  test('/events ends even when the signal of the run’s end is lost (PostgreSQL)', async () => {
+    const database = await createTestDatabase(postgresUrl);
+    // An API-only process: nothing here executes the run, as when a worker elsewhere does.
+    const server = await startTestServer({ ASSISTD_DATABASE_URL: database.url, ASSISTD_WORKER_CONCURRENCY: '0' });
+    const sql = new pg.Client({ connectionString: database.url });
+    try {
+      await sql.connect();
+      const assistant = await server.api.post('/v1/assistants', { model: 'm' });
+      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+      const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
+      assert.equal(run.body.status, 'queued');
+      const response = await fetch(`${server.url}/v1/threads/${thread.body.id}/runs/${run.body.id}/events`, {
+        signal: AbortSignal.timeout(20_000),
+      });
+      const events = readSse(response);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the stream is open, its snapshot sent
+      await sql.query(`update runs set status = 'cancelled', cancelled_at = $2 where id = $1`, [
+        run.body.id,
+        Math.floor(Date.now() / 1000),
+      ]);
+      const got = await events;
+      assert.deepEqual(eventNames(got), ['thread.run.queued', 'thread.run.cancelled', 'done']);
+      assert.equal(got[1]!.data.id, run.body.id);
+    } finally {
+      await sql.end().catch(() => {});
+      await server.close();
+      await database.drop();
+    }
+  });

@@ -4,12 +4,12 @@ import { unixSeconds } from '../../domain/clock.ts';
 import { notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import type { Thread } from '../../domain/objects.ts';
-import { RUN_STREAM_END, type RunStreamEvent, serverClosingEvent } from '../../domain/run-events.ts';
+import { RUN_STREAM_END, type RunStreamEvent, runDeletedEvent, serverClosingEvent } from '../../domain/run-events.ts';
 import type { Run, RunStatus } from '../../domain/runs.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { RunEventBus } from '../../runs/run-event-bus.ts';
 import type { RunService } from '../../runs/run-service.ts';
-import type { Store } from '../../storage/store.ts';
+import type { Scope, Store } from '../../storage/store.ts';
 import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { parseInclude } from '../include.ts';
@@ -54,6 +54,12 @@ const RECHECK_MS = 1000;
  * none, and the Python SDK's README of then set a read timeout of 5 s.
  */
 const UNSAID_HOLD_MS = 2000;
+/**
+ * How often a stream following a run re-reads it when changes made elsewhere come as signals (PostgreSQL), which
+ * can be lost. An end is acted on when a second read still finds it, and the stream has not ended meanwhile: the
+ * events of a change made here follow its commit at once.
+ */
+const FOLLOW_RECHECK_MS = 2000;
 /** A stated timeout this large is in milliseconds: the node SDK from 4.83 to 4.91 sent its default as `600000`. */
 const MILLISECONDS_FROM = 1000;
 
@@ -86,7 +92,7 @@ export function registerRunRoutes(
   app: FastifyInstance,
   { store, runs, bus, files, helpers, closing, stream, queueRuns }: RunRouteDeps,
 ): void {
-  const streaming: Streaming = { bus, closing, settings: stream };
+  const streaming: Streaming = { bus, closing, settings: stream, store };
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     // `include[]` shapes the steps this request's stream shows (a polled run's steps are listed with their own).
@@ -107,7 +113,7 @@ export function registerRunRoutes(
       queue ? undefined : threadHasActiveRun,
     );
     const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream), queue });
-    if (body.stream) return streamRun(reply, streaming, threadId, create, [], include);
+    if (body.stream) return streamRun(reply, streaming, request.scope, threadId, create, [], include);
     return sendRun(reply, await create());
   });
 
@@ -133,7 +139,8 @@ export function registerRunRoutes(
       runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body, {
         executeHere: Boolean(body.stream),
       });
-    if (body.stream) return streamRun(reply, streaming, thread.id, create, [{ event: 'thread.created', data: thread }]);
+    if (body.stream)
+      return streamRun(reply, streaming, request.scope, thread.id, create, [{ event: 'thread.created', data: thread }]);
     return sendRun(reply, await create());
   });
 
@@ -197,7 +204,7 @@ export function registerRunRoutes(
     const body = parseBody(submitToolOutputsRequest, request.body);
     const submit = () =>
       runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs, { executeHere: Boolean(body.stream) });
-    if (body.stream) return streamRun(reply, streaming, threadId, submit);
+    if (body.stream) return streamRun(reply, streaming, request.scope, threadId, submit);
     return sendRun(reply, await submit());
   });
 
@@ -227,7 +234,7 @@ export function registerRunRoutes(
       if (live.step) snapshot.push({ event: 'thread.run.step.created', data: live.step });
       if (live.message) snapshot.push({ event: 'thread.message.created', data: live.message });
     }
-    follow.start(openSse(reply, include, stream), run, snapshot);
+    follow.start(openSse(reply, include, stream), run, snapshot, () => store.getRun(request.scope, threadId, runId));
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps', async (request) => {
@@ -255,6 +262,7 @@ interface Streaming {
   bus: RunEventBus;
   closing: AbortSignal;
   settings: StreamSettings;
+  store: Store;
 }
 
 /**
@@ -263,7 +271,8 @@ interface Streaming {
  */
 async function streamRun(
   reply: FastifyReply,
-  { bus, closing, settings }: Streaming,
+  { bus, closing, settings, store }: Streaming,
+  scope: Scope,
   threadId: string,
   start: () => Promise<Run>,
   prelude: RunStreamEvent[] = [],
@@ -277,7 +286,7 @@ async function streamRun(
     follow.stop();
     throw error;
   }
-  follow.start(openSse(reply, include, settings), run, prelude);
+  follow.start(openSse(reply, include, settings), run, prelude, () => store.getRun(scope, run.thread_id, run.id));
 }
 
 /**
@@ -286,7 +295,8 @@ async function streamRun(
  * it: see `send`); a run gone with its deleted thread ends it with an `error` event (RunEventBus.runsDeleted). A
  * client that goes away only unsubscribes: the run goes on. When the server shuts down, open streams end at once
  * with an `error` event saying so (their runs resume after the restart), so that shutdown never waits on a stream
- * that waits on a run.
+ * that waits on a run. Across processes, where the word of a change made elsewhere can be lost, the stream also
+ * re-reads its run (`reread`, FOLLOW_RECHECK_MS) and ends with the end it finds.
  */
 function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
   const buffered: Array<[string | undefined, RunStreamEvent]> = [];
@@ -297,7 +307,7 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
   });
   return {
     stop: unsubscribe,
-    start(sse: SseStream, run: Run, prelude: RunStreamEvent[]) {
+    start(sse: SseStream, run: Run, prelude: RunStreamEvent[], reread: () => Promise<Run | undefined>) {
       const endOnShutdown = () => {
         if (sse.closed) return;
         sse.send(serverClosingEvent(run.thread_id, run.id));
@@ -324,6 +334,41 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
       for (const [runId, event] of buffered.splice(0)) deliver(runId, event);
       // The shutdown began while the run was being created: a listener added now would never be called.
       if (closing.aborted) endOnShutdown();
+      if (bus.acrossProcesses && !sse.closed) recheckUntilEnd(sse, run, reread, send);
     },
   };
+}
+
+/**
+ * Re-reads a followed run every FOLLOW_RECHECK_MS until its stream closes, and sends the end it finds twice running
+ * (the run paused or ended, or gone with its thread) as the event its signal would have brought.
+ */
+function recheckUntilEnd(
+  sse: SseStream,
+  run: Run,
+  reread: () => Promise<Run | undefined>,
+  send: (event: RunStreamEvent) => void,
+): void {
+  let found: RunStreamEvent | undefined;
+  let reading = false;
+  const timer = setInterval(() => {
+    if (reading) return;
+    reading = true;
+    reread()
+      .then((now) => {
+        const end = !now
+          ? runDeletedEvent(run.thread_id, run.id)
+          : RUN_STREAM_END.has(`thread.run.${now.status}`)
+            ? ({ event: `thread.run.${now.status}`, data: now } as RunStreamEvent)
+            : undefined;
+        if (end && found?.event === end.event) send(end);
+        found = end;
+      })
+      .catch(() => {}) // a database away: the next read, or the signal, will do
+      .finally(() => {
+        reading = false;
+      });
+  }, FOLLOW_RECHECK_MS);
+  timer.unref();
+  sse.onClose(() => clearInterval(timer));
 }
