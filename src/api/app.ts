@@ -206,10 +206,10 @@ export function buildApp({
   });
   if (metrics) registerMetricsRoute(app, metrics);
   const helpers = new ToolResourceHelpers(store, vectorStores);
-  registerAssistantRoutes(app, store, files, helpers);
+  registerAssistantRoutes(app, store, files, helpers, models);
   registerThreadRoutes(app, store, files, helpers, bus);
   registerMessageRoutes(app, store, files, helpers, queueRuns);
-  registerRunRoutes(app, { store, runs, bus, files, helpers, closing, stream, queueRuns });
+  registerRunRoutes(app, { store, runs, bus, files, helpers, closing, stream, queueRuns, models });
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);
   registerVectorStoreRoutes(app, vectorStores);

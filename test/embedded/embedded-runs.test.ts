@@ -261,15 +261,41 @@ describe('the embedded GGUF backend, routed next to an OpenAI-compatible upstrea
     assert.equal(messageText(messages.data[0]!), 'Hi from upstream');
   });
 
-  test('a run on a model without a route fails with a clear last_error', async () => {
-    const assistant = await client.beta.assistants.create({ model: 'no-such-model' });
+  test('a model without a route is upstream’s 400 model_not_found where it is named, before anything is written', async () => {
+    const refused = async (request: Promise<unknown>) => {
+      const error = await request.then(
+        () => assert.fail('expected a 400'),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+      assert.deepEqual(error.error, {
+        message: "The requested model 'no-such-model' does not exist.",
+        type: 'invalid_request_error',
+        param: 'model',
+        code: 'model_not_found',
+      });
+    };
+    const assistantsBefore = (await client.beta.assistants.list({ limit: 100 })).data.length;
+    await refused(client.beta.assistants.create({ model: 'no-such-model' }));
+    assert.equal((await client.beta.assistants.list({ limit: 100 })).data.length, assistantsBefore);
+    const assistant = await client.beta.assistants.create({ model: 'scripted-text' });
+    await refused(client.beta.assistants.update(assistant.id, { model: 'no-such-model', name: 'renamed' }));
+    assert.equal(
+      (await client.beta.assistants.retrieve(assistant.id)).name,
+      null,
+      'the refused update changed nothing',
+    );
     const { id: threadId } = await thread();
     const before = upstream.requests.length;
-    const run = await client.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistant.id });
-    assert.equal(run.status, 'failed');
-    assert.equal(run.last_error?.code, 'invalid_prompt');
-    assert.match(run.last_error!.message, /No backend serves model 'no-such-model'/);
-    assert.match(run.last_error!.message, /'scripted-text'/);
+    await refused(client.beta.threads.runs.create(threadId, { assistant_id: assistant.id, model: 'no-such-model' }));
+    await refused(
+      client.beta.threads.createAndRun({
+        assistant_id: assistant.id,
+        model: 'no-such-model',
+        thread: { messages: [{ role: 'user', content: 'hi' }] },
+      }),
+    );
+    assert.deepEqual((await client.beta.threads.runs.list(threadId)).data, []);
     assert.equal(upstream.requests.length, before, 'nothing was sent upstream');
   });
 

@@ -12,6 +12,7 @@ import { createAssistantRequest, modifyAssistantRequest } from '../schemas/assis
 import { serializeAssistant, serializeDeleted } from '../serializers.ts';
 import type { ToolResourceHelpers } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
+import { checkModel, type ModelCatalog } from './models.ts';
 
 // Upstream reports these defaults on an assistant created without them.
 const DEFAULT_TEMPERATURE = 1;
@@ -22,9 +23,11 @@ export function registerAssistantRoutes(
   store: Store,
   files: FileService,
   helpers: ToolResourceHelpers,
+  models: ModelCatalog,
 ): void {
   app.post('/v1/assistants', async (request) => {
     const body = parseBody(createAssistantRequest, request.body);
+    checkModel(models, body.model);
     await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
     await helpers.checkVectorStores(request.scope, body.tool_resources);
     // A `vector_stores` helper becomes a new store, named in vector_store_ids.
@@ -63,6 +66,7 @@ export function registerAssistantRoutes(
   app.post('/v1/assistants/:assistant_id', async (request) => {
     const id = pathId('assistant', request.params, 'assistant_id');
     const body = parseBody(modifyAssistantRequest, request.body);
+    checkModel(models, body.model);
     await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
     await helpers.checkVectorStores(request.scope, body.tool_resources);
     // A null resets a field to what an assistant created without it has.

@@ -9,6 +9,19 @@ export interface ModelCatalog {
   find(id: string): ModelInfo | undefined;
 }
 
+/**
+ * Throws upstream's 400 `model_not_found` for a model no backend serves, where a request names one (an assistant's,
+ * a run's override), rather than accept it and fail its runs. A server with no backend at all accepts any name: it
+ * is not set up yet, and says so in its log.
+ */
+export function checkModel(models: ModelCatalog, model: string | null | undefined): void {
+  if (model == null || models.find(model) !== undefined || models.list().length === 0) return;
+  throw new ApiError(400, `The requested model '${model}' does not exist.`, {
+    param: 'model',
+    code: 'model_not_found',
+  });
+}
+
 /** GET /v1/models and /v1/models/{id}, in the official `Model` shape. */
 export function registerModelRoutes(app: FastifyInstance, models: ModelCatalog): void {
   app.get('/v1/models', async () => {

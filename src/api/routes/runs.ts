@@ -25,6 +25,7 @@ import { NO_INCLUDE, type StepInclude, serializeRun, serializeRunStep } from '..
 import { openSse, type SseStream, type StreamSettings } from '../sse.ts';
 import { type ToolResourceHelpers, toolByTool } from '../tool-resources.ts';
 import { parseBody } from '../validation.ts';
+import { checkModel, type ModelCatalog } from './models.ts';
 
 export interface RunRouteDeps {
   store: Store;
@@ -39,6 +40,8 @@ export interface RunRouteDeps {
   stream: StreamSettings;
   /** ASSISTD_QUEUE_RUNS: whether a run created on a busy thread waits without `x-assistd-queue` (queue-header.ts). */
   queueRuns: boolean;
+  /** The models the backends serve: a run's `model` override must be one. */
+  models: ModelCatalog;
 }
 
 /** The statuses the SDK keeps polling through (lib/polling.js): a poll of a run in one of them may be held. */
@@ -90,7 +93,7 @@ function sendRun(reply: FastifyReply, run: Run) {
 
 export function registerRunRoutes(
   app: FastifyInstance,
-  { store, runs, bus, files, helpers, closing, stream, queueRuns }: RunRouteDeps,
+  { store, runs, bus, files, helpers, closing, stream, queueRuns, models }: RunRouteDeps,
 ): void {
   const streaming: Streaming = { bus, closing, settings: stream, store };
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
@@ -99,6 +102,7 @@ export function registerRunRoutes(
     const include = parseInclude(request.query as Record<string, unknown>);
     const queue = queueRequested(request.headers, queueRuns);
     const body = parseBody(createRunRequest, request.body);
+    checkModel(models, body.model);
     await checkFileReferences(
       files,
       request.scope,
@@ -119,6 +123,7 @@ export function registerRunRoutes(
 
   app.post('/v1/threads/runs', async (request, reply) => {
     const body = parseBody(createThreadAndRunRequest, request.body);
+    checkModel(models, body.model);
     await checkFileReferences(files, request.scope, [
       ...messagesFileReferences(body.thread?.messages, 'thread.messages'),
       ...toolResourcesFileReferences(body.thread?.tool_resources),
