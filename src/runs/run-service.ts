@@ -169,6 +169,7 @@ export class RunService {
         ? await this.store.getRun(scope, threadId, runId)
         : await this.store.updateRunMetadata(scope, threadId, runId, metadata);
     if (!run) throw notFound('run', runId);
+    if (metadata !== undefined) this.bus.runModified(run);
     return run;
   }
 
