@@ -13,8 +13,10 @@ export interface ChatState {
  * deltas grow the message they belong to (so the answer appears token by token), a completed message replaces the
  * grown one with the server's (its annotations resolved). Step events are the timeline's business.
  */
-export function applyEvent(state: ChatState, { event, data }: StreamEvent): ChatState {
-  if (event.startsWith('thread.run.') && !event.startsWith('thread.run.step.')) return { ...state, run: data as Run };
+export function applyEvent(state: ChatState, streamed: StreamEvent): ChatState {
+  const { event, data } = streamed;
+  const run = runOf(streamed);
+  if (run) return { ...state, run };
   if (
     event === 'thread.message.created' ||
     event === 'thread.message.completed' ||
@@ -31,6 +33,11 @@ export function applyEvent(state: ChatState, { event, data }: StreamEvent): Chat
     };
   }
   return state;
+}
+
+/** The run a run event (`thread.run.*`, not a step's) carries. */
+export function runOf({ event, data }: StreamEvent): Run | undefined {
+  return event.startsWith('thread.run.') && !event.startsWith('thread.run.step.') ? (data as Run) : undefined;
 }
 
 function upsert(messages: Message[], message: Message): Message[] {
@@ -59,4 +66,24 @@ function grow(content: MessageContent[], delta: MessageDeltaEvent): MessageConte
 /** A run that will still change by itself (requires_action waits for the user, so it is not "active" here). */
 export function isActive(run: Run | undefined): boolean {
   return run !== undefined && ['queued', 'in_progress', 'cancelling'].includes(run.status);
+}
+
+/**
+ * A run "Cancel run" applies to: an active one, or one waiting for tool outputs, which would otherwise block the
+ * thread (no message can be sent while it waits) until it expires.
+ */
+export function isCancellable(run: Run | undefined): boolean {
+  return isActive(run) || run?.status === 'requires_action';
+}
+
+/**
+ * What the chat says of a run that ended without its answer: a failed run's `last_error` (an upstream's refused key,
+ * say), an expiry, an incomplete end's reason. Undefined for any other run: its messages say how it went.
+ */
+export function endProblem(run: Run | undefined): string | undefined {
+  if (run?.status === 'failed') return `The run failed: ${run.last_error?.message ?? 'no reason was given.'}`;
+  if (run?.status === 'expired') return 'The run expired before it could end.';
+  if (run?.status === 'incomplete')
+    return `The run ended incomplete: ${run.incomplete_details?.reason ?? 'no reason was given'}.`;
+  return undefined;
 }

@@ -17,26 +17,55 @@ export interface CitedFile {
 /**
  * A text part as Markdown with its annotations resolved: a `file_citation` marker (【4:0†notes.txt】) becomes the link
  * `[n]` to the cited file, the n-th distinct one; a `file_path` marker (the `sandbox:/mnt/data/…` of a link the model
- * wrote) becomes that file's download link. Markers are replaced from the end so earlier indices stay right.
+ * wrote) becomes that file's download link. Markers are replaced from the end so earlier indices stay right. An
+ * annotation whose `text` is not where its indices say is left alone: a garbled answer is worse than a raw marker.
  */
 export function resolveAnnotations(text: TextContentBlock['text'], cited: CitedFile[]): string {
   let value = text.value;
+  const offsets = utf16Offsets(value);
   const ordered = [...text.annotations].sort((a, b) => a.start_index - b.start_index);
   const numbers = new Map<string, number>();
-  const replacements = ordered.map((annotation) => {
-    if (annotation.type === 'file_path') return { annotation, by: FILE_LINK + annotation.file_path.file_id };
-    const fileId = annotation.file_citation.file_id;
-    let number = numbers.get(fileId);
-    if (number === undefined) {
-      number = numbers.size + 1;
-      numbers.set(fileId, number);
-      cited.push({ fileId, number });
-    }
-    return { annotation, by: `[\\[${number}\\]](${FILE_LINK}${fileId})` };
+  const replacements = ordered.flatMap((annotation) => {
+    const start = offsets[annotation.start_index];
+    const end = offsets[annotation.end_index];
+    if (start === undefined || end === undefined || text.value.slice(start, end) !== annotation.text) return [];
+    return [{ start, end, by: replacement(annotation, numbers, cited) }];
   });
-  for (const { annotation, by } of replacements.reverse())
-    value = value.slice(0, annotation.start_index) + by + value.slice(annotation.end_index);
+  for (const { start, end, by } of replacements.reverse()) value = value.slice(0, start) + by + value.slice(end);
   return value;
+}
+
+/** What replaces an annotation's marker; a citation of a file not cited before numbers it and adds it to `cited`. */
+function replacement(
+  annotation: TextContentBlock['text']['annotations'][number],
+  numbers: Map<string, number>,
+  cited: CitedFile[],
+): string {
+  if (annotation.type === 'file_path') return FILE_LINK + annotation.file_path.file_id;
+  const fileId = annotation.file_citation.file_id;
+  let number = numbers.get(fileId);
+  if (number === undefined) {
+    number = numbers.size + 1;
+    numbers.set(fileId, number);
+    cited.push({ fileId, number });
+  }
+  return `[\\[${number}\\]](${FILE_LINK}${fileId})`;
+}
+
+/**
+ * The UTF-16 offset (a JavaScript string index) of each code point of `value`, and of its end: annotation indices
+ * count code points, as upstream's do, so they differ from string indices after a character outside the Basic
+ * Multilingual Plane (an emoji, two UTF-16 units).
+ */
+function utf16Offsets(value: string): number[] {
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const character of value) {
+    offsets.push(offset);
+    offset += character.length;
+  }
+  offsets.push(offset);
+  return offsets;
 }
 
 /**

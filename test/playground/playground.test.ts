@@ -155,6 +155,20 @@ class Playground {
     }
   }
 
+  /** A new thread opened in the chat view, with `assistantId` chosen in the composer; the thread's id. */
+  async openChat(assistantId: string): Promise<string> {
+    const thread = await sdk.beta.threads.create();
+    await this.go(`/threads/${thread.id}`);
+    await this.page.getByLabel('Assistant', { exact: true }).selectOption(assistantId);
+    return thread.id;
+  }
+
+  /** Types `text` into the composer and sends it. */
+  async send(text: string): Promise<void> {
+    await this.page.getByRole('textbox', { name: 'Message', exact: true }).fill(text);
+    await this.page.getByRole('button', { name: 'Send', exact: true }).click();
+  }
+
   /** The POSTs the page made to this API path, with their JSON bodies. */
   posts(pathname: string): unknown[] {
     return this.requests
@@ -317,6 +331,36 @@ describe('the playground (1280×860)', () => {
     await item.getByRole('button', { name: 'Delete', exact: true }).click();
     await item.waitFor({ state: 'detached', timeout: WAIT_MS });
     assert.deepEqual((await sdk.beta.assistants.list()).data, [], 'the assistant is deleted');
+  });
+
+  test('editing an assistant keeps the tool settings the form does not show (strict, max_num_results, ranking)', async () => {
+    const { page } = ui;
+    const created = await sdk.beta.assistants.create({
+      name: 'Strict helper',
+      model: 'gpt-test',
+      tools: [
+        { type: 'function', function: { name: 'get_weather', parameters: WEATHER_SCHEMA, strict: true } },
+        {
+          type: 'file_search',
+          file_search: { max_num_results: 7, ranking_options: { ranker: 'auto', score_threshold: 0.4 } },
+        },
+      ],
+    });
+    // Through another view: the list is read again when its view opens.
+    await ui.navLink('Threads').click();
+    await ui.navLink('Assistants').click();
+    const item = page.getByRole('list', { name: 'Assistants', exact: true }).getByRole('listitem').filter({
+      hasText: 'Strict helper',
+    });
+    await item.getByRole('button', { name: 'Edit', exact: true }).click();
+    const form = page.getByRole('form', { name: 'Assistant', exact: true });
+    await form.getByLabel('Name', { exact: true }).fill('Strict helper 2');
+    await form.getByRole('button', { name: 'Save assistant', exact: true }).click();
+    await ui.untilText(item, 'Strict helper 2', 'the edited assistant');
+    const edited = await sdk.beta.assistants.retrieve(created.id);
+    assert.equal(edited.name, 'Strict helper 2');
+    assert.deepEqual(edited.tools, created.tools, 'the tools are saved as they were');
+    await sdk.beta.assistants.delete(created.id);
   });
 
   test('chats with streaming: the answer grows token by token; Send is reachable by keyboard', async () => {
@@ -577,6 +621,135 @@ describe('the playground (1280×860)', () => {
     assert.equal(download.suggestedFilename(), 'sales.csv');
     const saved = await download.path();
     assert.equal(readFileSync(saved, 'utf8'), 'region,sales\nnorth,10\n');
+  });
+
+  test('cancels a run waiting for tool outputs; the thread takes messages again', async () => {
+    const { page } = ui;
+    const assistant = await sdk.beta.assistants.create({
+      name: 'Waiting helper',
+      model: 'gpt-test',
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: WEATHER_SCHEMA } }],
+    });
+    const threadId = await ui.openChat(assistant.id);
+    upstream.enqueue({ toolCalls: [{ name: 'get_weather', arguments: JSON.stringify({ city: 'Bergen' }) }] });
+    await ui.send('What is the weather in Bergen?');
+    const form = page.getByRole('form', { name: 'Tool outputs', exact: true });
+    await ui.untilText(form, 'Bergen', 'the form Tool outputs');
+    const send = page.getByRole('button', { name: 'Send', exact: true });
+    assert.ok(await send.isDisabled(), 'no message while the run waits');
+
+    const cancel = page.getByRole('button', { name: 'Cancel run', exact: true });
+    await cancel.click();
+    const run = await settledRun(threadId);
+    assert.equal(run.status, 'cancelled');
+    assert.equal(ui.posts(`/v1/threads/${threadId}/runs/${run.id}/cancel`).length, 1, 'the page asked to cancel');
+    await form.waitFor({ state: 'detached' });
+    await cancel.waitFor({ state: 'hidden' });
+    await ui.untilText(page.getByRole('list', { name: 'Runs', exact: true }), 'cancelled', 'the runs list');
+    assert.ok(await send.isEnabled(), 'Send is back once the run is cancelled');
+  });
+
+  test('a run that fails shows its error in the chat', async () => {
+    const assistant = await sdk.beta.assistants.create({ name: 'Failing helper', model: 'gpt-test' });
+    const threadId = await ui.openChat(assistant.id);
+    upstream.enqueue({ status: 401 });
+    await ui.send('Are you there?');
+    const run = await settledRun(threadId);
+    assert.equal(run.status, 'failed');
+    assert.ok(run.last_error, 'the run says why it failed');
+    const alert = await ui.alert(run.last_error.message);
+    assert.match(await alert.innerText(), /failed/, 'the alert says the run failed');
+  });
+
+  test('a message the thread refuses stays in the composer; Send waits until the message is added', async () => {
+    const { page } = ui;
+    const assistant = await sdk.beta.assistants.create({ name: 'Patient helper', model: 'gpt-test' });
+    const message = page.getByRole('textbox', { name: 'Message', exact: true });
+    const send = page.getByRole('button', { name: 'Send', exact: true });
+
+    // The thread deleted behind the page's back: the POST of the message is a 404, and the text is still there.
+    const goneId = await ui.openChat(assistant.id);
+    await sdk.beta.threads.delete(goneId);
+    await ui.send('Keep this text');
+    await ui.alert(`No thread found with id '${goneId}'.`);
+    assert.equal(await message.inputValue(), 'Keep this text', 'the refused message can be sent again');
+
+    // The POST of the message held: Send is disabled, and a second Enter sends nothing more.
+    const threadId = await ui.openChat(assistant.id);
+    const messagesPath = `/v1/threads/${threadId}/messages`;
+    let arrived = () => {};
+    const reached = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const isPost = (url: URL) => url.pathname === messagesPath;
+    await page.route(isPost, async (route) => {
+      if (route.request().method() === 'POST') {
+        arrived();
+        await held;
+      }
+      await route.continue();
+    });
+    upstream.enqueue({ text: 'Got it.' });
+    await message.fill('Only once');
+    await message.press('Enter');
+    await reached;
+    assert.ok(await send.isDisabled(), 'Send waits while the message is added');
+    await message.press('Enter');
+    release();
+    await ui.untilText(ui.answer, 'Got it.', 'the assistant message');
+    await page.unroute(isPost);
+    assert.equal((await settledRun(threadId)).status, 'completed');
+    assert.equal(ui.posts(messagesPath).length, 1, 'the message is sent once');
+    assert.equal(ui.posts(`/v1/threads/${threadId}/runs`).length, 1, 'one run');
+    assert.equal(await message.inputValue(), '', 'the composer is cleared once the message is added');
+  });
+
+  test('a citation and a sandbox: link after an emoji replace their own markers (indices count code points)', async () => {
+    const store = await sdk.vectorStores.create({ name: 'kitchen' });
+    const file = await sdk.vectorStores.files.uploadAndPoll(store.id, await toFile(Buffer.from(COFFEE), 'coffee.txt'), {
+      pollIntervalMs: 20,
+    });
+    assert.equal(file.status, 'completed', JSON.stringify(file.last_error));
+    const assistant = await sdk.beta.assistants.create({
+      name: 'Emoji helper',
+      model: 'gpt-test',
+      tools: [{ type: 'file_search' }, { type: 'code_interpreter' }],
+      tool_resources: { file_search: { vector_store_ids: [store.id] } },
+    });
+    const thread = await sdk.beta.threads.create({ messages: [{ role: 'user', content: 'When is it descaled?' }] });
+    // Each 😀 is one code point but two UTF-16 units: sliced by JavaScript indices, both markers land 2 to 4 late.
+    upstream.enqueue(
+      fileSearchCall('espresso machine descaled'),
+      python("open('/mnt/data/beans.csv', 'w').write('bean,kg\\narabica,3\\n')\nprint('written')"),
+      {
+        text: [
+          '☕😀😀 Descaled on Fridays',
+          '【0:0†coffee.txt】 ok, ',
+          'see [the beans](sandbox:/mnt/data/beans.csv) 😀.',
+        ],
+      },
+    );
+    const run = await sdk.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    const [answer] = (await sdk.beta.threads.messages.list(thread.id, { run_id: run.id })).data;
+    const part = answer?.content.find((p) => p.type === 'text');
+    assert.deepEqual(
+      part?.text.annotations.map((a) => a.type),
+      ['file_citation', 'file_path'],
+      'the server annotated both markers',
+    );
+
+    await ui.go(`/threads/${thread.id}`);
+    const shown = await ui.untilText(ui.answer, 'ok, see', 'the assistant message');
+    assert.ok(shown.includes('☕😀😀 Descaled on Fridays[1] ok, see the beans 😀.'), `each marker replaced: ${shown}`);
+    await ui.answer.getByRole('link', { name: '[1]', exact: true }).waitFor();
+    const downloaded = ui.page.waitForEvent('download', { timeout: WAIT_MS });
+    await ui.answer.getByRole('link', { name: 'the beans', exact: true }).click();
+    assert.equal((await downloaded).suggestedFilename(), 'beans.csv');
   });
 });
 

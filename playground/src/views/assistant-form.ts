@@ -1,5 +1,5 @@
 import { html } from 'htm/preact';
-import type { Assistant, AssistantTool } from 'openai/resources/beta/assistants';
+import type { Assistant, AssistantTool, FunctionTool } from 'openai/resources/beta/assistants';
 import type { FileObject } from 'openai/resources/files';
 import type { VectorStore } from 'openai/resources/vector-stores/vector-stores';
 import { useState } from 'preact/hooks';
@@ -10,6 +10,8 @@ interface FunctionDraft {
   name: string;
   description: string;
   parameters: string;
+  /** The saved function this draft edits, whose other fields (`strict`) are saved again as they were. */
+  kept?: FunctionTool['function'];
 }
 
 const EMPTY_PARAMETERS = JSON.stringify({ type: 'object', properties: {} }, null, 2);
@@ -21,6 +23,32 @@ function formatOf(assistant: Assistant | null): string {
   const format = assistant?.response_format;
   if (!format || format === 'auto') return 'auto';
   return format.type;
+}
+
+/**
+ * The assistant's tool of this type, to be saved again with what the form changes: an update replaces the tools
+ * wholesale, so a field the form does not show (file_search's `max_num_results`, `ranking_options`) would be lost.
+ */
+function keptTool<T extends AssistantTool['type']>(
+  tools: AssistantTool[],
+  type: T,
+): Extract<AssistantTool, { type: T }> {
+  const tool = tools.find((candidate) => candidate.type === type);
+  return (tool ?? { type }) as Extract<AssistantTool, { type: T }>;
+}
+
+/** A function tool as the form edits it: its other fields kept, its description left out when blank. */
+function functionTool(draft: FunctionDraft, index: number): FunctionTool {
+  const { description: _, ...kept } = draft.kept ?? {};
+  return {
+    type: 'function',
+    function: {
+      ...kept,
+      name: draft.name.trim(),
+      ...(draft.description.trim() === '' ? {} : { description: draft.description.trim() }),
+      parameters: parseParameters(draft.parameters, `Function ${index + 1}`),
+    },
+  };
 }
 
 /**
@@ -79,6 +107,7 @@ export function AssistantForm({
               name: tool.function.name,
               description: tool.function.description ?? '',
               parameters: JSON.stringify(tool.function.parameters ?? {}, null, 2),
+              kept: tool.function,
             },
           ]
         : [],
@@ -93,16 +122,9 @@ export function AssistantForm({
   /** The request body, or throws what is wrong with the form. */
   const body = () => {
     if (model.trim() === '') throw new Error('Choose or type a Model.');
-    const chosen: AssistantTool[] = functions.map((draft, index) => ({
-      type: 'function',
-      function: {
-        name: draft.name.trim(),
-        ...(draft.description.trim() === '' ? {} : { description: draft.description.trim() }),
-        parameters: parseParameters(draft.parameters, `Function ${index + 1}`),
-      },
-    }));
-    if (fileSearch) chosen.push({ type: 'file_search' });
-    if (codeInterpreter) chosen.push({ type: 'code_interpreter' });
+    const chosen: AssistantTool[] = functions.map(functionTool);
+    if (fileSearch) chosen.push(keptTool(tools, 'file_search'));
+    if (codeInterpreter) chosen.push(keptTool(tools, 'code_interpreter'));
     const responseFormat = FORMATS.includes(format)
       ? format === 'auto'
         ? 'auto'

@@ -5,7 +5,7 @@ import type { Run } from 'openai/resources/beta/threads/runs/runs';
 import type { Thread } from 'openai/resources/beta/threads/threads';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { get, getAll, type Page, post } from '../api.ts';
-import { applyEvent, type ChatState, isActive } from '../chat-events.ts';
+import { applyEvent, type ChatState, endProblem, isActive, isCancellable, runOf } from '../chat-events.ts';
 import { ErrorAlert } from '../components.ts';
 import { href } from '../router.ts';
 import { runEvents, type StreamEvent } from '../sse.ts';
@@ -51,14 +51,23 @@ export function ThreadView({ threadId }: { threadId: string }) {
     return latest.data[0];
   };
 
-  /** Applies a run's events as they come, then shows the thread as the server left it. */
+  /**
+   * Applies a run's events as they come, then shows the thread as the server left it. A run that ended without its
+   * answer (failed, expired, incomplete) is said in the alert: its stream ends as any run's, with no `error` event.
+   */
   const follow = async (events: (signal: AbortSignal) => AsyncGenerator<StreamEvent>) => {
     const controller = new AbortController();
     aborter.current = controller;
     setStreaming(true);
     setError(undefined);
     try {
-      for await (const event of events(controller.signal)) setChat((state) => applyEvent(state, event));
+      let last: Run | undefined;
+      for await (const event of events(controller.signal)) {
+        setChat((state) => applyEvent(state, event));
+        last = runOf(event) ?? last;
+      }
+      const problem = endProblem(last);
+      if (problem) setError(new Error(problem));
     } catch (failure) {
       if (!controller.signal.aborted) setError(failure);
     } finally {
@@ -91,14 +100,31 @@ export function ThreadView({ threadId }: { threadId: string }) {
     if (element) element.scrollTop = element.scrollHeight;
   }, [chat.messages]);
 
-  const sendMessage = async (text: string) => {
+  /**
+   * Adds the message and starts its run, resolving once the thread has the message (the composer then lets it go):
+   * false, the error shown, when the thread refused it. The run streams on (`follow` shows its own errors).
+   */
+  const sendMessage = async (text: string): Promise<boolean> => {
     setError(undefined);
-    const message = await post<Message>(`${path}/messages`, { role: 'user', content: text });
-    setChat((state) => ({ ...state, messages: [...state.messages, message] }));
-    await follow((signal) => runEvents('POST', `${path}/runs`, { assistant_id: assistantId, stream: true }, signal));
+    try {
+      const message = await post<Message>(`${path}/messages`, { role: 'user', content: text });
+      setChat((state) => ({ ...state, messages: [...state.messages, message] }));
+    } catch (failure) {
+      setError(failure);
+      return false;
+    }
+    void follow((signal) => runEvents('POST', `${path}/runs`, { assistant_id: assistantId, stream: true }, signal));
+    return true;
   };
 
-  const cancel = (run: Run) => post<Run>(`${path}/runs/${run.id}/cancel`).catch(setError);
+  /**
+   * Cancels the run. A stream being followed shows its end; a run waiting for tool outputs has no stream, so the
+   * thread is read again (the cancel ends a waiting run at once).
+   */
+  const cancel = async (run: Run) => {
+    await post<Run>(`${path}/runs/${run.id}/cancel`);
+    if (!streaming) await refresh();
+  };
 
   const submitOutputs = (run: Run, outputs: Array<{ tool_call_id: string; output: string }>) =>
     follow((signal) =>
@@ -130,8 +156,8 @@ export function ThreadView({ threadId }: { threadId: string }) {
                 assistantId=${assistantId}
                 onAssistant=${setAssistantId}
                 busy=${streaming || run?.status === 'requires_action'}
-                onSend=${(text: string) => sendMessage(text).catch(setError)}
-                onCancel=${run && isActive(run) ? () => cancel(run) : undefined}
+                onSend=${sendMessage}
+                onCancel=${run && isCancellable(run) ? () => cancel(run).catch(setError) : undefined}
               />
             </div>
             <${RunsList} threadId=${threadId} runs=${shownRuns} />
@@ -147,19 +173,28 @@ interface ComposerProps {
   assistantId: string;
   onAssistant: (id: string) => void;
   busy: boolean;
-  onSend: (text: string) => Promise<unknown>;
+  /** Resolves true once the message is sent, false when it was not (it stays in the box to send again). */
+  onSend: (text: string) => Promise<boolean>;
   onCancel: (() => void) | undefined;
 }
 
-/** The assistant to run, the message, Send (Enter; Shift+Enter for a new line) and, during a run, Cancel run. */
+/**
+ * The assistant to run, the message, Send (Enter; Shift+Enter for a new line) and, during a run, Cancel run. The
+ * message is cleared once sent, not before, so a refused one is not lost; while it is being sent, Send waits (a
+ * second Enter would send it twice) and the box is read-only (an edit would be cleared with it).
+ */
 function Composer({ assistants, assistantId, onAssistant, busy, onSend, onCancel }: ComposerProps) {
   const [text, setText] = useState('');
-  const submit = (event: Event) => {
+  const [sending, setSending] = useState(false);
+  const submit = async (event: Event) => {
     event.preventDefault();
-    if (busy || text.trim() === '' || assistantId === '') return;
-    const sent = text;
-    setText('');
-    onSend(sent);
+    if (busy || sending || text.trim() === '' || assistantId === '') return;
+    setSending(true);
+    try {
+      if (await onSend(text)) setText('');
+    } finally {
+      setSending(false);
+    }
   };
   return html`
     <form class="composer" onSubmit=${submit}>
@@ -179,6 +214,7 @@ function Composer({ assistants, assistantId, onAssistant, busy, onSend, onCancel
         <textarea
           id="composer-message"
           rows="3"
+          readonly=${sending}
           value=${text}
           onInput=${(event: Event) => setText((event.currentTarget as HTMLTextAreaElement).value)}
           onKeyDown=${(event: KeyboardEvent) => {
@@ -187,7 +223,7 @@ function Composer({ assistants, assistantId, onAssistant, busy, onSend, onCancel
         ></textarea>
       </div>
       <div class="actions">
-        <button type="submit" disabled=${busy}>Send</button>
+        <button type="submit" disabled=${busy || sending}>Send</button>
         ${onCancel && html`<button type="button" class="secondary" onClick=${onCancel}>Cancel run</button>`}
       </div>
     </form>
