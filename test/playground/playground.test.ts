@@ -49,6 +49,16 @@ let recorder: ValidatingFetch;
 /** The official SDK with the project's key: what the tests set up and check behind the page's back. */
 let sdk: OpenAI;
 
+/** A vector store named `name` holding coffee.txt (COFFEE), indexed. */
+async function coffeeStore(name: string): Promise<OpenAI.VectorStores.VectorStore> {
+  const store = await sdk.vectorStores.create({ name });
+  const file = await sdk.vectorStores.files.uploadAndPoll(store.id, await toFile(Buffer.from(COFFEE), 'coffee.txt'), {
+    pollIntervalMs: 20,
+  });
+  assert.equal(file.status, 'completed', JSON.stringify(file.last_error));
+  return store;
+}
+
 before(async () => {
   browser = await launchBrowser();
   await buildPlaygroundOnce();
@@ -557,11 +567,7 @@ describe('the playground (1280×860)', () => {
 
   test('a file_search answer shows its citation as a numbered link and the cited file under Sources', async () => {
     const { page } = ui;
-    const store = await sdk.vectorStores.create({ name: 'office' });
-    const file = await sdk.vectorStores.files.uploadAndPoll(store.id, await toFile(Buffer.from(COFFEE), 'coffee.txt'), {
-      pollIntervalMs: 20,
-    });
-    assert.equal(file.status, 'completed', JSON.stringify(file.last_error));
+    const store = await coffeeStore('office');
     const assistant = await sdk.beta.assistants.create({
       name: 'Office helper',
       model: 'gpt-test',
@@ -709,11 +715,7 @@ describe('the playground (1280×860)', () => {
   });
 
   test('a citation and a sandbox: link after an emoji replace their own markers (indices count code points)', async () => {
-    const store = await sdk.vectorStores.create({ name: 'kitchen' });
-    const file = await sdk.vectorStores.files.uploadAndPoll(store.id, await toFile(Buffer.from(COFFEE), 'coffee.txt'), {
-      pollIntervalMs: 20,
-    });
-    assert.equal(file.status, 'completed', JSON.stringify(file.last_error));
+    const store = await coffeeStore('kitchen');
     const assistant = await sdk.beta.assistants.create({
       name: 'Emoji helper',
       model: 'gpt-test',
