@@ -124,6 +124,22 @@ export class ModelTurn {
     return this.toolStep !== undefined;
   }
 
+  /**
+   * Whether the last call's arguments are cut short (not JSON), as a reply stopped by its token limit leaves them;
+   * the calls before it were finished (the model went on to the next). Raw code for code_interpreter counts as cut:
+   * nothing tells where it was meant to end.
+   */
+  get lastCallUnfinished(): boolean {
+    const last = this.madeCalls().at(-1);
+    if (!last || last.arguments.trim() === '') return false;
+    try {
+      JSON.parse(last.arguments);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
   get soFar(): TurnSoFar {
     return {
       earlier: this.earlier,

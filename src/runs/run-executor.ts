@@ -320,6 +320,30 @@ export class RunExecutor {
       reply.usage ?? { prompt_tokens: context.promptTokens, completion_tokens: await tokens.count(turn.outputText) },
     );
 
+    // The budget is spent by the model's own count; without one, by its stopping at the max_tokens the budget set
+    // (an o200k estimate of its answer may count fewer tokens than its tokenizer did).
+    const hitBudget =
+      reply.finish === 'length' &&
+      completionLeft !== null &&
+      (reply.usage ? usage.completion_tokens >= completionLeft : maxTokens === completionLeft);
+    if (turn.hasToolCalls && reply.finish === 'length' && (hitBudget || turn.lastCallUnfinished)) {
+      // Stopped by the token limit while it wrote its calls: the last one half-written, which neither the client nor
+      // a server-side tool can execute; or the run's budget spent, so that no later turn could read the outputs.
+      x.turnUsage = async () => usage;
+      return this.end(
+        x,
+        hitBudget
+          ? { type: 'incomplete', reason: 'max_completion_tokens' }
+          : {
+              type: 'fail',
+              error: {
+                code: 'server_error',
+                message:
+                  "The model's reply was cut off at its token limit (finish_reason: length) while it wrote its tool calls.",
+              },
+            },
+      );
+    }
     if (turn.hasToolCalls && answerNow)
       return this.end(x, {
         type: 'fail',
@@ -359,12 +383,6 @@ export class RunExecutor {
       return paused ? 'done' : 'next';
     }
 
-    // The budget is spent by the model's own count; without one, by its stopping at the max_tokens the budget set
-    // (an o200k estimate of its answer may count fewer tokens than its tokenizer did).
-    const hitBudget =
-      reply.finish === 'length' &&
-      completionLeft !== null &&
-      (reply.usage ? usage.completion_tokens >= completionLeft : maxTokens === completionLeft);
     const incomplete =
       reply.finish === 'length' ? 'max_tokens' : reply.finish === 'content_filter' ? 'content_filter' : null;
     await turn.settle(x.signal);

@@ -718,6 +718,35 @@ describe('run engine', () => {
     assert.deepEqual(message!.incomplete_details, { reason: 'max_tokens' });
   });
 
+  test('a tool call cut off by the token limit is never asked of the client: the run ends incomplete, or failed', async () => {
+    const assistant = await assistantWith([orderTool]);
+    const cut = { toolCalls: [{ name: 'calculate_order_total', arguments: '{"items": [{"sku": "A' }] };
+    upstream.enqueue({ ...cut, finishReason: 'length', usage: { prompt_tokens: 100, completion_tokens: 256 } });
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Total?' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, {
+      assistant_id: assistant.id,
+      max_completion_tokens: 256,
+    });
+    assert.equal(run.status, 'incomplete');
+    assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
+    assert.equal(run.required_action, null);
+    assert.deepEqual(run.usage, { prompt_tokens: 100, completion_tokens: 256, total_tokens: 356 });
+    const [step] = (await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id })).data;
+    assert.equal(step?.type, 'tool_calls');
+    assert.notEqual(step?.status, 'in_progress');
+    assert.deepEqual(step?.usage, run.usage);
+
+    // Without a budget the limit was the backend's own: the run cannot go on, and says why.
+    upstream.enqueue({ ...cut, finishReason: 'length', usage: { prompt_tokens: 100, completion_tokens: 50 } });
+    const unbounded = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(unbounded.status, 'failed');
+    assert.equal(unbounded.last_error?.code, 'server_error');
+    assert.match(
+      unbounded.last_error!.message,
+      /cut off at its token limit \(finish_reason: length\) while it wrote its tool calls/,
+    );
+  });
+
   test('max_completion_tokens reached by a model that reports no usage: the run is incomplete all the same', async () => {
     // The answer's tokens are then counted with o200k, which may count fewer than the model's own tokenizer did:
     // what says the budget was reached is the model stopping at the max_tokens the run's budget set.

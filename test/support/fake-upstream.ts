@@ -73,6 +73,8 @@ export interface ToolCallsReply {
   toolCalls: Array<{ name: string; arguments: string; id?: string }>;
   usage?: UpstreamUsage | null;
   chunkDelayMs?: number;
+  /** Default `tool_calls`; `length`: cut off at the token limit (the last call's arguments as given, cut). */
+  finishReason?: 'tool_calls' | 'length';
 }
 
 export interface ErrorReply {
@@ -601,7 +603,7 @@ class ReplyWriter {
       }
     }
     const completion = reply.toolCalls.map((call) => call.name + call.arguments).join('');
-    await this.finishStream('tool_calls', this.usage(reply, completion), delay);
+    await this.finishStream(reply.finishReason ?? 'tool_calls', this.usage(reply, completion), delay);
   }
 
   private completion(message: Record<string, unknown>, finishReason: string, usage: UpstreamUsage | null): unknown {
@@ -635,7 +637,7 @@ class ReplyWriter {
     const completion = reply.toolCalls.map((call) => call.name + call.arguments).join('');
     const body = this.completion(
       { role: 'assistant', content: null, tool_calls: toolCalls },
-      'tool_calls',
+      reply.finishReason ?? 'tool_calls',
       this.usage(reply, completion),
     );
     sendJson(this.res, 200, body);
