@@ -544,6 +544,21 @@ describe('the playground (1280×860)', () => {
     assert.ok(missing.headers.get('content-security-policy'), 'a 404 is as guarded as a page');
   });
 
+  test('the page and its files are revalidated on every load (an upgraded server’s script is never run from the cache)', async () => {
+    for (const name of ['', 'app.js', 'styles.css']) {
+      const response = await fetch(`${server.url}/playground/${name}`);
+      assert.equal(response.status, 200, name);
+      assert.equal(response.headers.get('cache-control'), 'no-cache', name);
+      const etag = response.headers.get('etag');
+      assert.match(etag ?? '', /^"[\w-]+"$/, name);
+      const again = await fetch(`${server.url}/playground/${name}`, { headers: { 'if-none-match': etag! } });
+      assert.equal(again.status, 304, name);
+      assert.equal(await again.text(), '', name);
+      const other = await fetch(`${server.url}/playground/${name}`, { headers: { 'if-none-match': '"other"' } });
+      assert.equal(other.status, 200, name);
+    }
+  });
+
   test('uploads a file: it is listed, and the API has it', async () => {
     const { page } = ui;
     const text = 'Meeting notes: the playground ships on Friday.\n';

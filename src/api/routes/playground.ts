@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /**
  * The playground's files, as `npm run build` bundles them (scripts/build-playground.mjs). From src/api/routes (tsx)
@@ -28,7 +29,7 @@ const CONTENT_SECURITY_POLICY =
  * The files are read once, on first request; without a build they are a 404 saying how to make them.
  */
 export function registerPlaygroundRoutes(app: FastifyInstance): void {
-  let files: Promise<Map<string, Buffer>> | undefined;
+  let files: Promise<Map<string, BundleFile>> | undefined;
   const bundle = () => {
     files ??= loadBundle().catch((error: unknown) => {
       files = undefined;
@@ -39,40 +40,51 @@ export function registerPlaygroundRoutes(app: FastifyInstance): void {
 
   app.get('/', async (_request, reply) => reply.redirect('/playground/'));
 
-  const serve = async (name: string, reply: FastifyReply) => {
+  const serve = async (name: string, request: FastifyRequest, reply: FastifyReply) => {
     const loaded = await bundle().catch(() => undefined);
-    const body = loaded?.get(name);
+    const file = loaded?.get(name);
     // A link in a message (the model's, a user's) leads anywhere: the site it opens is not told where it came from.
     reply
       .header('content-security-policy', CONTENT_SECURITY_POLICY)
       .header('x-content-type-options', 'nosniff')
       .header('referrer-policy', 'no-referrer');
-    if (body === undefined)
+    if (file === undefined)
       return reply
         .code(404)
         .type('text/plain; charset=utf-8')
         .send(loaded ? `No playground file ${name}.` : 'The playground is not built: run `npm run build`.');
-    return reply
-      .type(TYPES[name.slice(name.lastIndexOf('.'))] ?? 'application/octet-stream')
-      .header('cache-control', name === 'index.html' ? 'no-cache' : 'public, max-age=300')
-      .send(body);
+    // The files keep their names from build to build: a browser asks every time whether its copy is still this one
+    // (a 304 without a body when it is), so a page never runs an older server's script.
+    reply.header('cache-control', 'no-cache').header('etag', file.etag);
+    if (request.headers['if-none-match'] === file.etag) return reply.code(304).send();
+    return reply.type(TYPES[name.slice(name.lastIndexOf('.'))] ?? 'application/octet-stream').send(file.body);
   };
 
   // The app ignores trailing slashes, so this route also answers `/playground/`: redirecting that would loop.
   app.get('/playground', async (request, reply) =>
-    request.url.split('?')[0]!.endsWith('/') ? serve('index.html', reply) : reply.redirect('/playground/'),
+    request.url.split('?')[0]!.endsWith('/') ? serve('index.html', request, reply) : reply.redirect('/playground/'),
   );
 
   app.get('/playground/*', async (request, reply) =>
-    serve((request.params as { '*': string })['*'] || 'index.html', reply),
+    serve((request.params as { '*': string })['*'] || 'index.html', request, reply),
   );
 }
 
+interface BundleFile {
+  body: Buffer;
+  /** A strong validator: the content's hash. */
+  etag: string;
+}
+
 /** Every file of the bundle by name (a flat directory: no path of a request reaches anything else). */
-async function loadBundle(): Promise<Map<string, Buffer>> {
+async function loadBundle(): Promise<Map<string, BundleFile>> {
   const names = await readdir(BUNDLE_DIR);
   const entries = await Promise.all(
-    names.map(async (name) => [name, await readFile(new URL(name, BUNDLE_DIR))] as const),
+    names.map(async (name) => {
+      const body = await readFile(new URL(name, BUNDLE_DIR));
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+      return [name, { body, etag }] as const;
+    }),
   );
   return new Map(entries);
 }
