@@ -10,6 +10,7 @@ import autocannon from 'autocannon';
 import { type ServerProcess, spawnServer, tempDir } from '../test/support/server.ts';
 import {
   cleanups,
+  loadAverage,
   log,
   machine,
   percentile,
@@ -33,7 +34,8 @@ async function startAssistd(): Promise<ServerProcess> {
   const dataDir = tempDir('assistd-bench-');
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   // Level info: spawnServer waits for the "assistd listening on" line, which is logged at info. Request logging is
-  // off in the app, so nothing is logged per request.
+  // left at its production default (ASSISTD_LOG_REQUESTS=on, src/config.ts): one JSON line per HTTP response, which
+  // the figures include, as a deployed server pays for it. This process reads those lines from the server's stdout.
   const server = await withTimeout(spawnServer({ ASSISTD_DATA_DIR: dataDir, ASSISTD_LOG_LEVEL: 'info' }), 'assistd');
   cleanups.push(() => server.stop());
   return server;
@@ -146,7 +148,7 @@ function measurementTable(rows: Measurement[], floor: Measurement): string {
 }
 
 async function main(): Promise<void> {
-  log(machine());
+  log(`${machine()}; load average ${loadAverage(' ')} (other processes share these cores)`);
   log(
     `node ${process.version}; ${CONNECTIONS} connections, ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up`,
   );
@@ -193,6 +195,7 @@ async function main(): Promise<void> {
     `list-messages p50 ratio to floor: ${ratio.toFixed(1)}× (target ≤ ${TARGET_RATIO}×) — ` +
       (ratio <= TARGET_RATIO ? 'met' : 'NOT met'),
   );
+  log(`load average at end: ${loadAverage(' ')}`);
 }
 
 await runBench(main);

@@ -30,7 +30,8 @@ function message(i: number) {
 const data = Array.from({ length: 20 }, (_, i) => message(i));
 const body = { object: 'list', data, first_id: data[0]!.id, last_id: data.at(-1)!.id, has_more: true };
 
-const app = Fastify({ logger: false });
+// Connections closed when the floor stops, even mid-request (see listenAsFloor).
+const app = Fastify({ logger: false, forceCloseConnections: true });
 app.get('/floor', async () => body);
 
 await listenAsFloor(app);

@@ -175,7 +175,8 @@ function streamRun(threadId: string, id: string, createdAt: number, reply: Fasti
 const runs = new Map<string, { createdAt: number; done: Promise<unknown> }>();
 let sequence = 0;
 
-const app = Fastify({ logger: false });
+// Connections closed when the floor stops, even mid-request (see listenAsFloor).
+const app = Fastify({ logger: false, forceCloseConnections: true });
 app.post<{ Params: { thread: string }; Body: { stream?: boolean } | undefined }>(
   '/v1/threads/:thread/runs',
   async (request, reply) => {

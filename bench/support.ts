@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { createParser } from 'eventsource-parser';
 import OpenAI from 'openai';
 import pg from 'pg';
 import type { RecordedRequest } from '../test/support/fake-upstream.ts';
@@ -110,14 +111,25 @@ export async function started<P extends { stop(signal?: NodeJS.Signals): Promise
   return withTimeout(spawned, what);
 }
 
+/** How long a stopped floor server may take to close before it is killed. */
+const FLOOR_STOP_TIMEOUT_MS = 5_000;
+
+export interface Floor {
+  url: string;
+  pid: number;
+  /**
+   * Stops the floor: SIGTERM, then SIGKILL if it has not exited within FLOOR_STOP_TIMEOUT_MS, so that a floor stuck
+   * closing (a request still in flight) can never hold up the benchmark or outlive it. Also done at cleanup.
+   */
+  stop(): Promise<void>;
+}
+
 /**
  * A floor server (a script of bench/ printing `floor listening on <url>` once it listens) as its own process, stopped
- * at cleanup; resolves with its URL and pid.
+ * at cleanup; resolves with its URL, pid and how to stop it — which a benchmark does as soon as it is done with it,
+ * so that an idle floor does not share the cores with the parts that follow.
  */
-export async function startFloor(
-  script: string,
-  env: Record<string, string> = {},
-): Promise<{ url: string; pid: number }> {
+export async function startFloor(script: string, env: Record<string, string> = {}): Promise<Floor> {
   const child: ChildProcess = spawn(
     process.execPath,
     ['--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))],
@@ -127,22 +139,44 @@ export async function startFloor(
     },
   );
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let output = '';
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), FLOOR_STOP_TIMEOUT_MS);
+      });
+      const outcome = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (outcome !== 'late') return;
+      process.stderr.write(
+        `floor server ${child.pid} still running ${FLOOR_STOP_TIMEOUT_MS} ms after SIGTERM: killed\n`,
+      );
+      child.kill('SIGKILL');
+      await exited;
+    })();
+    return stopping;
+  };
+  cleanups.push(stop);
+  // What it printed until it listened, for the error if it never does; afterwards its output is read and dropped.
+  let output: string | undefined = '';
   const listening = new Promise<string>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
+      if (output === undefined) return;
       output += chunk.toString();
       const match = output.match(/floor listening on (http:\/\/\S+)/);
-      if (match) resolve(match[1]!);
+      if (match) {
+        output = undefined;
+        resolve(match[1]!);
+      }
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     exited.then((code) => reject(new Error(`floor server exited with ${code} before listening:\n${output}`)));
   });
-  return { url: await withTimeout(listening, 'floor server'), pid: child.pid! };
+  return { url: await withTimeout(listening, 'floor server'), pid: child.pid!, stop };
 }
 
 // ── databases ─────────────────────────────────────────────────────────────────
@@ -262,6 +296,35 @@ export async function startAssistd(
       await database.drop();
     },
   };
+}
+
+/**
+ * What is wrong with a streamed run's Server-Sent Events, read to their end, if anything. assistd ends every stream
+ * with `done`, a failed or cancelled run's too, so a stream only counts if `thread.run.completed` comes right before
+ * it and it carries one `thread.message.delta` per expected token (and, if given, exactly the expected text): a
+ * regression that failed runs, or lost tokens, must fail the benchmark rather than make it cheaper or faster.
+ */
+export function runStreamProblem(sse: string, expected: { deltas: number; text?: string }): string | undefined {
+  const names: string[] = [];
+  let deltas = 0;
+  let text = '';
+  const parser = createParser({
+    onEvent: (message) => {
+      names.push(message.event ?? 'message');
+      if (message.event !== 'thread.message.delta') return;
+      deltas++;
+      if (expected.text === undefined) return;
+      const data = JSON.parse(message.data) as { delta: { content?: Array<{ text?: { value?: string } }> } };
+      text += data.delta.content?.[0]?.text?.value ?? '';
+    },
+  });
+  parser.feed(sse);
+  if (names.slice(-2).join(', ') !== 'thread.run.completed, done')
+    return `events ended ${names.slice(-3).join(', ') || '(none)'}`;
+  if (deltas !== expected.deltas) return `${deltas} deltas, not ${expected.deltas}`;
+  if (expected.text !== undefined && text !== expected.text)
+    return `streamed ${text.length} chars, not ${expected.text.length}`;
+  return undefined;
 }
 
 /** A streamed reply of `count` one-word tokens, each its own SSE chunk. */
@@ -485,6 +548,12 @@ export function table(header: string[], rows: string[][]): string {
   const rule = `|${widths.map((w, i) => (i === 0 ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
   return [format(header), rule, ...rows.map(format)].join('\n');
 }
+
+/**
+ * The createAndPoll p50 ÷ direct p50 target per database, here so that bench/runs.bench.ts and bench/scale.bench.ts
+ * judge the same measurement against the same figure.
+ */
+export const CREATE_AND_POLL_TARGET: Record<DatabaseKind, number> = { sqlite: 1.05, postgres: 1.08 };
 
 /** The createAndPoll ÷ direct completion table and verdict (bench/runs.bench.ts part 1, bench/scale.bench.ts part 2). */
 export function reportCreateAndPoll(

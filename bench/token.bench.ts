@@ -29,6 +29,7 @@ import {
   positiveNumber,
   processCpu,
   runBench,
+  runStreamProblem,
   startAssistd,
   startFloor,
   table,
@@ -43,8 +44,12 @@ const SHORT_TOKENS = 20;
 const TARGET_US = 25;
 const MODEL = 'bench-model';
 
-/** One POST whose SSE answer is read and thrown away; rejects unless it ends with `done`. */
-function discardStream(agent: Agent, url: string, body: string): Promise<void> {
+/**
+ * One POST whose SSE answer is read to its end and kept as it came (no parsing while the batch is timed: the
+ * client's work would compete with the server for the cores); rejects unless it is a 200. What it streamed is
+ * checked once the batch is over (`runStreamProblem`).
+ */
+function readStream(agent: Agent, url: string, body: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request(url, {
       method: 'POST',
@@ -53,17 +58,14 @@ function discardStream(agent: Agent, url: string, body: string): Promise<void> {
     });
     req.on('error', reject);
     req.on('response', (res) => {
-      let tail = '';
-      res.setEncoding('utf8');
-      res.on('data', (piece: string) => {
-        tail = (tail + piece).slice(-64);
-      });
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);
-      res.on('end', () =>
-        res.statusCode === 200 && tail.endsWith('data: [DONE]\n\n')
-          ? resolve()
-          : reject(new Error(`HTTP ${res.statusCode}, stream ended with ${JSON.stringify(tail)}`)),
-      );
+      res.on('end', () => {
+        const sse = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode === 200) resolve(sse);
+        else reject(new Error(`HTTP ${res.statusCode}: ${sse.slice(0, 200)}`));
+      });
     });
     req.end(body);
   });
@@ -74,6 +76,8 @@ interface Path {
   pid: number;
   /** The requests of one batch (one per stream), made before the batch is timed. */
   prepare(count: number): Promise<Array<{ url: string; body: string }>>;
+  /** The text a stream of `count` tokens must carry, where the path streams the upstream's (the floor does not). */
+  text?: (count: number) => string;
   cpu: { short: Cpu; long: Cpu };
 }
 
@@ -89,12 +93,22 @@ function cpuOf(pid: number): Cpu {
   return cpu;
 }
 
+/**
+ * One batch of STREAMS streams of `count` tokens; the server's CPU over it. Every stream must have completed its run
+ * with `count` deltas: a stream cut short, or a run that failed (assistd still ends its stream with `done`), would
+ * make a token look cheaper than it is.
+ */
 async function batch(path: Path, upstream: FakeUpstream, agent: Agent, count: number): Promise<Cpu> {
   const requests = await path.prepare(STREAMS);
   upstream.setDefault({ text: tokens(count), chunkDelayMs: CHUNK_MS });
   const before = cpuOf(path.pid);
-  await Promise.all(requests.map((r) => discardStream(agent, r.url, r.body)));
+  const streams = await Promise.all(requests.map((r) => readStream(agent, r.url, r.body)));
   const after = cpuOf(path.pid);
+  const expected = { deltas: count, ...(path.text ? { text: path.text(count) } : {}) };
+  for (const [i, sse] of streams.entries()) {
+    const problem = runStreamProblem(sse, expected);
+    if (problem) throw new Error(`${path.name}, stream ${i} of ${streams.length} (${count} tokens): ${problem}`);
+  }
   return { user: after.user - before.user, system: after.system - before.system };
 }
 
@@ -138,6 +152,7 @@ async function main(): Promise<void> {
             };
           }),
         ),
+      text: (count) => tokens(count).join(''),
       cpu: { short: { user: 0, system: 0 }, long: { user: 0, system: 0 } },
     },
     {

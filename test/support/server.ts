@@ -191,6 +191,8 @@ function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, wh
     let waiting = true;
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
+      // A server logging every request (a benchmark's load) would otherwise grow this without end: the latest half.
+      if (output.length > MAX_OUTPUT_CHARS) output = output.slice(-MAX_OUTPUT_CHARS / 2);
       // Matched until ready only: a server logging every request would otherwise be re-scanned whole per chunk.
       const match = waiting ? output.match(ready) : null;
       if (match) {
@@ -211,6 +213,9 @@ function spawnCli(args: string[], env: Record<string, string>, ready: RegExp, wh
     exited.then((code) => reject(new Error(`${what} exited with ${code} before it was ready:\n${output}`)));
   });
 }
+
+/** How much of a spawned process's output is kept (output()): more than any test reads. */
+const MAX_OUTPUT_CHARS = 16 * 1024 * 1024;
 
 /** An HTTP server process of `entry` on a free port; resolves once it logs its address. */
 async function spawnListening(
