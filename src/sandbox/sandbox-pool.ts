@@ -12,11 +12,11 @@ import type { SandboxSettings } from './settings.ts';
 /**
  * The code_interpreter's sessions, one per key (a thread id): each a Python process in its own bubblewrap sandbox
  * (bwrap-command.ts) running driver.py, with numpy, pandas and matplotlib preloaded. At most `maxSessions` live at
- * once; a session ends after `idleMs` unused or `lifetimeMs` in all, when evicted for a new one, when its key is
- * closed (closeSession: the thread was deleted), or on close(). Only a session no one is using is evicted: one held by
- * a caller (from session() to its release(), which covers its start and the file placing before a cell) or running
- * an operation; when every session is in use, a new key waits for one (session()) rather than a caller's session
- * being closed under it.
+ * once; a session ends after `idleMs` unused or `lifetimeMs` in all (one held then: once let go), when evicted for a
+ * new one, when its key is closed (closeSession: the thread was deleted), or on close(). Only a session no one is
+ * using is evicted: one held by a caller (from session() to its release(), which covers its start and the file placing
+ * before a cell) or running an operation; when every session is in use, a new key waits for one (session()) rather
+ * than a caller's session being closed under it.
  *
  * One spare process, started ahead and not counted in `maxSessions`, is what a new session gets: importing numpy,
  * pandas and matplotlib costs ~1.3 s of CPU on a slow core, which the first cell of a thread would otherwise wait
@@ -65,6 +65,8 @@ interface Entry {
   handed: number;
   /** Callers holding the session (session() to release()). */
   holders: number;
+  /** Its lifetime ended while it was held: it is closed once no one holds it. */
+  lifetimeEnded?: boolean;
 }
 
 export class SandboxPool {
@@ -137,6 +139,7 @@ export class SandboxPool {
       if (released) return;
       released = true;
       held.holders--;
+      if (held.holders === 0 && held.lifetimeEnded) this.expire(held.session, 'lifetime');
       this.roomChanged();
     };
     session.lastUsedMs = performance.now();
@@ -182,13 +185,23 @@ export class SandboxPool {
       return spare !== undefined && !spare.ended ? spare : this.newProcess();
     },
     idle: () => this.roomChanged(),
-    expired: (session: CodeSession, why: 'idle' | 'lifetime') => {
-      if (this.sessions.get(session.key)?.session !== session) return;
-      this.logger.info({ key: session.key, why }, 'code interpreter session expired');
-      // A lifetime reached during a cell lets the cell finish; an idle session has none.
-      this.forget(session.key, why === 'idle' ? 'idle too long' : 'lifetime reached', false);
-    },
+    expired: (session: CodeSession, why: 'idle' | 'lifetime') => this.expire(session, why),
   };
+
+  private expire(session: CodeSession, why: 'idle' | 'lifetime'): void {
+    const entry = this.sessions.get(session.key);
+    if (entry?.session !== session) return;
+    // A session held at the end of its lifetime is closed when let go, not under its holder: one placing files
+    // before a cell would have its next writes and its cell refused (failing its run), a run between its calls would
+    // lose its variables midway.
+    if (why === 'lifetime' && entry.holders > 0) {
+      entry.lifetimeEnded = true;
+      return;
+    }
+    this.logger.info({ key: session.key, why }, 'code interpreter session expired');
+    // A lifetime reached during a cell lets the cell finish; an idle session has none.
+    this.forget(session.key, why === 'idle' ? 'idle too long' : 'lifetime reached', false);
+  }
 
   private newProcess(): SandboxProcess {
     if (this.command === undefined) throw new SandboxError('The code interpreter was not started.');

@@ -24,6 +24,12 @@ export interface CellResult {
    * kept; or it never ran, when the signal aborted while it was queued).
    */
   outcome: 'ok' | 'error' | 'timeout' | 'killed' | 'aborted';
+  /**
+   * With 'killed', why (its logs say it too): 'interrupt', the cell did not stop within the grace period after its
+   * interrupt (a timeout or an abort), so it was killed; 'ended', its Python process ended under it (the code exited
+   * with os._exit, crashed, reached the CPU time limit, or broke the protocol); 'closed', the session was closed.
+   */
+  killed?: 'interrupt' | 'ended' | 'closed';
 }
 
 /** A regular file under /mnt/data. */
@@ -83,7 +89,10 @@ const MAX_LISTED = 1000;
 export interface SessionHooks {
   /** Starts a sandbox process (not yet ready). */
   startProcess(): SandboxProcess;
-  /** The session reached its idle time or lifetime: the pool forgets it and closes it. */
+  /**
+   * The session reached its idle time or lifetime: the pool forgets it and closes it (one held at its lifetime, once
+   * let go).
+   */
   expired(session: CodeSession, why: 'idle' | 'lifetime'): void;
   /** The session has no operation running or queued any more: it may be evicted now. */
   idle(): void;
@@ -316,7 +325,12 @@ export class CodeSession implements SandboxSession {
   /** The result of a cell whose process ended under it; a new process is started for what comes next. */
   private died(error: SandboxExited, interruptedBy: 'timeout' | 'aborted' | undefined): CellResult {
     if (this.closedReason !== undefined)
-      return { logs: `[The session was closed (${this.closedReason}).]`, images: [], outcome: 'killed' };
+      return {
+        logs: `[The session was closed (${this.closedReason}).]`,
+        images: [],
+        outcome: 'killed',
+        killed: 'closed',
+      };
     const why =
       interruptedBy === undefined
         ? `The Python process ended (${error.message})`
@@ -328,6 +342,7 @@ export class CodeSession implements SandboxSession {
       logs: `[${why}: the session was restarted. Its variables and the files in /mnt/data are lost.]`,
       images: [],
       outcome: 'killed',
+      killed: interruptedBy === undefined ? 'ended' : 'interrupt',
     };
   }
 

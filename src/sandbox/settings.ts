@@ -28,7 +28,10 @@ export interface SandboxSettings {
   outputChars: number;
   /** A session unused this long is closed. */
   idleMs: number;
-  /** A session is closed this long after it started, used or not (once its running cell ends). */
+  /**
+   * A session is closed this long after it started, used or not (once its running cell ends; one held by a caller,
+   * such as a run between its calls, once it is let go).
+   */
   lifetimeMs: number;
   /**
    * Live sessions per process. One more evicts the least recently used session no one is using; when every session

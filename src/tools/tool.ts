@@ -224,3 +224,21 @@ export class ToolRegistry {
 export function allMade(making: readonly Promise<unknown>[]): Promise<void> | undefined {
   return making.length === 0 ? undefined : Promise.all(making).then(() => {});
 }
+
+/** A call's output gets at most half of what the context window has left: the other half is for the answer and what follows. */
+const CONTEXT_SHARE = 0.5;
+/**
+ * …but never less than this: a context window filled by a long thread is freed by truncating the thread's middle
+ * messages (runs/context.ts), and output the model cannot read is of no use.
+ */
+const MIN_RESULT_TOKENS = 500;
+
+/**
+ * The token budget of a server-side call's output (file_search's results, code_interpreter's logs), given what the
+ * context window has left (ToolContext.contextTokensLeft) and the tool's own cap.
+ */
+export function resultTokenBudget(contextTokensLeft: number | undefined, maxResultTokens: number): number {
+  if (contextTokensLeft === undefined) return maxResultTokens;
+  const share = Math.floor(contextTokensLeft * CONTEXT_SHARE);
+  return Math.min(maxResultTokens, Math.max(MIN_RESULT_TOKENS, share));
+}

@@ -449,6 +449,7 @@ describe('the sandbox contains', () => {
       assert.equal(started.outcome, 'ok', started.logs);
       const joined = await spinning.runCell('spinner.join()');
       assert.equal(joined.outcome, 'killed', joined.logs);
+      assert.equal(joined.killed, 'ended', 'ended by its limit, not by the host after a timeout');
       assert.match(joined.logs, /^\[The Python process ended/, 'ended by its limit, not by the host after a timeout');
       assert.match((await spinning.runCell('before_spin')).logs, /NameError/, 'a fresh session');
     } finally {

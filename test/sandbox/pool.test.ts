@@ -160,7 +160,12 @@ describe('the sandbox pool', () => {
       await new Promise((resolve) => setTimeout(resolve, 200)); // the cell has started
       const before = ownBwraps();
       await pool.closeSession('thread_a', 'thread deleted');
-      assert.equal((await running).outcome, 'killed');
+      assert.deepEqual(await running, {
+        logs: '[The session was closed (thread deleted).]',
+        images: [],
+        outcome: 'killed',
+        killed: 'closed',
+      });
       const after = ownBwraps();
       assert.equal(before.filter((pid) => !after.includes(pid)).length, 1, 'its sandbox ended');
       await assert.rejects(held.session.runCell('kept'), /closed \(thread deleted\)/);
@@ -189,14 +194,40 @@ describe('the sandbox pool', () => {
     }
   });
 
-  it('closes a session at the end of its lifetime, even while in use', async () => {
+  it('closes a session at the end of its lifetime, even while a cell runs (its caller done with it)', async () => {
     const pool = await startedPool({ lifetimeMs: 1_500 });
     try {
       const first = await pool.session('thread_a');
+      first.release();
       const cell = first.session.runCell('import time\ntime.sleep(2)\n"finished"');
       await new Promise((resolve) => setTimeout(resolve, 1_700));
       assert.equal((await pool.session('thread_a')).fresh, true, 'replaced at once');
       assert.equal((await cell).logs, "'finished'\n", 'the running cell was let finish');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('closes a session held at the end of its lifetime once it is let go, not under its holder', async () => {
+    const pool = await startedPool({ lifetimeMs: 1_000 });
+    try {
+      const held = await pool.session('thread_a');
+      await held.session.runCell('kept = 1');
+      // Its lifetime ends while it is held: between two files a call places, or between two calls of a run.
+      await new Promise((resolve) => setTimeout(resolve, 1_300));
+      await held.session.writeFile('late.txt', new Uint8Array([1]));
+      assert.equal((await held.session.runCell('kept')).logs, '1\n');
+      const again = await pool.session('thread_a');
+      assert.equal(again.session, held.session, 'its key still gets it while it is held');
+      assert.equal(again.fresh, false);
+      again.release();
+      assert.equal((await held.session.runCell('kept')).logs, '1\n', 'held by its first caller still');
+      held.release();
+      await assert.rejects(held.session.runCell('kept'), /closed \(lifetime reached\)/);
+      const next = await pool.session('thread_a');
+      next.release();
+      assert.equal(next.fresh, true);
+      assert.notEqual(next.session, held.session);
     } finally {
       await pool.close();
     }

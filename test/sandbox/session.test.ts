@@ -391,6 +391,7 @@ describe('a code interpreter session', () => {
       },
     );
     assert.equal(result.outcome, 'killed');
+    assert.equal(result.killed, 'interrupt');
     assert.match(result.logs, /did not stop within 1 s of its interrupt.*restarted/);
     const next = await session.runCell('kept');
     assert.equal(next.outcome, 'error');
@@ -402,9 +403,10 @@ describe('a code interpreter session', () => {
     assert.equal((await pool.session('thread_session')).fresh, false);
   });
 
-  it("reports a Python process that died under its cell as 'killed', and restarts it", async () => {
+  it("reports a Python process that died under its cell as 'killed', ended (not interrupted), and restarts it", async () => {
     const result = await session.runCell('import os\nos._exit(3)');
     assert.equal(result.outcome, 'killed');
+    assert.equal(result.killed, 'ended', 'the cause is carried with the result');
     assert.match(result.logs, /The Python process ended \(exited with code 3\)/);
     assert.equal((await session.runCell('6 * 7')).logs, '42\n');
   });

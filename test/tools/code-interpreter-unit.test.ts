@@ -9,13 +9,14 @@ import { ModelTurn } from '../../src/runs/model-turn.ts';
 import { RunEventBus } from '../../src/runs/run-event-bus.ts';
 import { codeOf, codeReader, codeSoFar } from '../../src/tools/code-interpreter/code-arguments.ts';
 import {
+  type CellResult,
   type CodeInterpreterBackend,
   codeInterpreterTool,
   type PythonSession,
   placements,
 } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
 import { sandboxLinkAnnotator } from '../../src/tools/code-interpreter/sandbox-links.ts';
-import type { TextAnnotator } from '../../src/tools/tool.ts';
+import { type TextAnnotator, ToolError } from '../../src/tools/tool.ts';
 import { annotateInPieces } from '../support/annotators.ts';
 import { aCodeInterpreterForTurns, aRun, aStoredFile } from '../support/builders.ts';
 import { assertMatchesSchema } from '../support/openapi.ts';
@@ -39,6 +40,26 @@ describe('the code of a call', () => {
     assert.equal(codeOf('import math\nprint(math.pi)'), 'import math\nprint(math.pi)');
     assert.equal(codeOf('{"code": "print(1)\nprint(2)"}'), 'print(1)\nprint(2)');
     assert.equal(codeOf('{"code": "a = \\"\\u00e9\\ud83d\\ude80\\t\\\\\\/"}'), 'a = "é🚀\t\\/');
+  });
+
+  test('arguments without code to run give none; raw code that opens with a brace is code', () => {
+    for (const args of [
+      '{"script": "print(1)"}',
+      '{"code": 5}',
+      '""',
+      '',
+      '  ',
+      '{"a": 1}',
+      '{"code": " \\n"}',
+      '{"code": ""}',
+    ])
+      assert.equal(codeOf(args), '', args);
+    // Python that is not JSON, though it starts as an object would: no `"code": "` in it.
+    assert.equal(codeOf('{x: x**2 for x in range(3)}'), '{x: x**2 for x in range(3)}');
+    assert.equal(codeOf('{1, 2} | {3}'), '{1, 2} | {3}');
+    assert.equal(codeOf('{"a": 1}["a"]'), '{"a": 1}["a"]');
+    // Whatever the arguments, the code streamed is a prefix of the code shown once they are complete.
+    assert.equal(codeSoFar('{x: x**2 for x in range(3)}'), '');
   });
 
   test('as arguments stream, the code so far only grows and ends as the whole code, in every split', () => {
@@ -252,17 +273,31 @@ describe('the session a run holds, and the files it is given', () => {
     lastCall: async () => undefined,
   };
 
-  /** The tool over a fake sandbox (a session per thread) whose leases are logged in `events`, files in `written`. */
-  function toolOver(backend: CodeInterpreterBackend, events: string[] = []) {
+  const printed = (logs: string): CellResult => ({ logs, images: [], outcome: 'ok' });
+
+  /**
+   * The tool over a fake sandbox (a session per thread) whose leases are logged in `events`, files in `written`; its
+   * cells' results are `cell`'s, and a session whose cell was 'killed' is fresh at its next lease, as the pool's.
+   */
+  function toolOver(
+    backend: CodeInterpreterBackend,
+    events: string[] = [],
+    cell: (code: string) => CellResult = () => printed(''),
+  ) {
     let leases = 0;
     const written = new Map<string, number>();
     const sessions = new Map<string, PythonSession>();
+    const restarted = new Set<string>();
     const sessionOf = (key: string) => {
       let session = sessions.get(key);
-      const fresh = !session;
+      const fresh = !session || restarted.delete(key);
       if (!session) {
         session = {
-          runCell: async () => ({ logs: '', images: [], outcome: 'ok' as const }),
+          runCell: async (code: string) => {
+            const result = cell(code);
+            if (result.outcome === 'killed') restarted.add(key);
+            return result;
+          },
           writeFile: async (name: string, bytes: Uint8Array) => {
             written.set(name, bytes.byteLength);
           },
@@ -299,15 +334,12 @@ describe('the session a run holds, and the files it is given', () => {
     return { tool, written };
   }
 
-  function contextOf(run: Run, signal = new AbortController().signal) {
-    return {
-      scope: { projectId: 'proj_pin' },
-      run,
-      signal,
-      calls: [],
-      contextTokensLeft: undefined,
-      progress: () => {},
-    };
+  function contextOf(
+    run: Run,
+    signal = new AbortController().signal,
+    { calls = [] as ToolCallDetails[], contextTokensLeft = undefined as number | undefined } = {},
+  ) {
+    return { scope: { projectId: 'proj_pin' }, run, signal, calls, contextTokensLeft, progress: () => {} };
   }
 
   test("a run's first lease is kept between its calls, let go when its execution ends; later leases at each call's end", async () => {
@@ -375,6 +407,99 @@ describe('the session a run holds, and the files it is given', () => {
     const again = await tool.execute({ id: 'call_3', arguments: '{"code": "x"}' }, contextOf(run('run_3')));
     assert.ok(events.includes('close thread_hop'), events.join(', '));
     assert.match(again.output, /The Python session was restarted before this code ran/);
+  });
+
+  test('a call without code runs nothing and tells the model how to call; raw code that opens with a brace runs', async () => {
+    const ran: string[] = [];
+    const { tool } = toolOver(noFiles, [], (code) => {
+      ran.push(code);
+      return printed('{0: 0, 1: 1, 2: 4}\n');
+    });
+    const run = aRun('thread_args', { status: 'in_progress' });
+    for (const args of ['{"script": "print(1)"}', '{"code": 5}', '""', '', '{"a": 1}', '{"code": "  "}'])
+      await assert.rejects(
+        tool.execute({ id: 'call_bad', arguments: args }, contextOf(run)),
+        (error) =>
+          error instanceof ToolError &&
+          error.message ===
+            'No code ran: the arguments must be {"code": "<python source>"}, the code a non-empty string.',
+        args,
+      );
+    assert.deepEqual(ran, [], 'no cell ran');
+    const brace = '{x: x**2 for x in range(3)}';
+    // The call without code before it (its input empty) ran nothing: the new session is not news to the model.
+    const calls = [tool.describe({ id: 'call_bad', arguments: '{"script": "print(1)"}' }, run)];
+    const done = await tool.execute({ id: 'call_brace', arguments: brace }, contextOf(run, undefined, { calls }));
+    assert.deepEqual(ran, [brace]);
+    assert.equal(done.output, '{0: 0, 1: 1, 2: 4}\n');
+    assert.deepEqual(done.details, {
+      id: 'call_brace',
+      type: 'code_interpreter',
+      code_interpreter: { input: brace, outputs: [{ type: 'logs', logs: '{0: 0, 1: 1, 2: 4}\n' }] },
+    });
+  });
+
+  test("a killed cell's true cause; the next call of the run is not told again of the restart it was told of", async () => {
+    const ended =
+      '[The Python process ended (exited with code 3): the session was restarted. Its variables and the files in /mnt/data are lost.]';
+    const calls: ToolCallDetails[] = [];
+    const { tool } = toolOver({ ...noFiles, lastCall: async () => calls.at(-1)?.id }, [], (code) => {
+      if (code === 'exit') return { logs: ended, images: [], outcome: 'killed', killed: 'ended' };
+      if (code === 'spin')
+        return { logs: '[The cell did not stop…]', images: [], outcome: 'killed', killed: 'interrupt' };
+      return printed('1\n');
+    });
+    const run = aRun('thread_killed', { status: 'in_progress' });
+    const call = async (id: string, code: string) => {
+      const result = await tool.execute(
+        { id, arguments: JSON.stringify({ code }) },
+        contextOf(run, undefined, { calls }),
+      );
+      calls.push(result.details);
+      return result.output;
+    };
+    assert.equal(
+      await call('call_1', 'exit'),
+      `${ended}\n[The Python process ended while the code ran, so the Python session was restarted: all variables, imports and files written by earlier code are gone.]`,
+    );
+    assert.equal(await call('call_2', 'print(1)'), '1\n', 'told already, by the output just before');
+    assert.match(
+      await call('call_3', 'spin'),
+      /\n\[The code did not stop when interrupted, so the Python session was restarted/,
+    );
+    assert.equal(await call('call_4', 'print(1)'), '1\n');
+    // A later run of the thread: the restart it did not see is its news.
+    const next = aRun('thread_killed', { status: 'in_progress' });
+    await call('call_5', 'exit');
+    tool.executionEnded!(run);
+    const output = (await tool.execute({ id: 'call_6', arguments: '{"code": "print(1)"}' }, contextOf(next))).output;
+    assert.match(output, /^The Python session was restarted before this code ran/);
+  });
+
+  test("a long output is cut to the context window's room for the model, head and tail kept; the step keeps it whole", async () => {
+    // As the sandbox gives them: cut already, with its note.
+    const logs = `${'é'.repeat(4000)}\n…[output truncated: 5,000 more characters]\n${'z'.repeat(4000)}`;
+    const { tool } = toolOver(noFiles, [], () => printed(logs));
+    const run = aRun('thread_long', { status: 'in_progress' });
+    const execute = (contextTokensLeft: number | undefined) =>
+      tool.execute(
+        { id: 'call_long', arguments: '{"code": "print(long)"}' },
+        contextOf(run, undefined, { contextTokensLeft }),
+      );
+
+    const small = await execute(1000);
+    assert.deepEqual(small.details.type === 'code_interpreter' && small.details.code_interpreter.outputs, [
+      { type: 'logs', logs },
+    ]);
+    // Half of what the window has left, at a byte a token (a bound every tokenizer keeps to).
+    assert.ok(Buffer.byteLength(small.output) <= 500, `${Buffer.byteLength(small.output)} bytes`);
+    assert.ok(Buffer.byteLength(small.output) > 450, `${Buffer.byteLength(small.output)} bytes`);
+    const [, head, dropped, tail] = /^(é+)\n…\[output truncated: ([\d,]+) more characters\]\n(z+)$/.exec(small.output)!;
+    assert.ok(head!.length > 50 && tail!.length > 100, small.output);
+    assert.equal(Number(dropped!.replaceAll(',', '')), 5000 + 8000 - head!.length - tail!.length, 'both cuts counted');
+
+    assert.equal((await execute(undefined)).output, logs, 'no model backend: as the sandbox gave them');
+    assert.equal((await execute(100_000)).output, logs, 'room enough');
   });
 });
 

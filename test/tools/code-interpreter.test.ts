@@ -4,7 +4,12 @@ import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import type OpenAI from 'openai';
 import { AssistantStream } from 'openai/lib/AssistantStream';
+import { pino } from 'pino';
+import type { SandboxPool } from '../../src/sandbox/sandbox-pool.ts';
 import { PYTHON_FUNCTION } from '../../src/tools/code-interpreter/code-arguments.ts';
+import { codeInterpreterTool } from '../../src/tools/code-interpreter/code-interpreter-tool.ts';
+import { startedPool } from '../sandbox/support.ts';
+import { aRun, aStoredFile } from '../support/builders.ts';
 import { eventually } from '../support/eventually.ts';
 import type { RecordedRequest, ToolCallsReply } from '../support/fake-upstream.ts';
 import { pngSize } from '../support/images.ts';
@@ -430,6 +435,44 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.match((call!.code_interpreter.outputs[0] as { logs: string }).logs, /ZeroDivisionError/);
   });
 
+  test('arguments without code run nothing and the model is told how to call; raw code opening with a brace runs', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Squares?' }] });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python('{"script": "print(1)"}', true), python('{x: x**2 for x in range(3)}', true), {
+      text: 'Done.',
+    });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.equal(
+      toolMessages(h.upstream.requests[seen + 1])[0],
+      'Error: No code ran: the arguments must be {"code": "<python source>"}, the code a non-empty string.',
+    );
+    assert.equal(toolMessages(h.upstream.requests[seen + 2])[1], '{0: 0, 1: 1, 2: 4}\n');
+    const steps = await h.steps(thread.id, run.id);
+    assert.deepEqual(codeCalls(steps[0])[0]!.code_interpreter, { input: '', outputs: [] });
+    assert.deepEqual(codeCalls(steps[1])[0]!.code_interpreter, {
+      input: '{x: x**2 for x in range(3)}',
+      outputs: [{ type: 'logs', logs: '{0: 0, 1: 1, 2: 4}\n' }],
+    });
+  });
+
+  test("a Python process that ends under its cell: the model reads why, once; the run's next cell runs anew", async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Exit.' }] });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(python('import os\nos._exit(3)'), python("print(open('sales.csv').read().count('\\n'))"), {
+      text: 'Done.',
+    });
+    const run = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+    assert.equal(
+      toolMessages(h.upstream.requests[seen + 1])[0],
+      '[The Python process ended (exited with code 3): the session was restarted. Its variables and the files in ' +
+        '/mnt/data are lost.]\n[The Python process ended while the code ran, so the Python session was restarted: ' +
+        'all variables, imports and files written by earlier code are gone.]',
+    );
+    assert.equal(toolMessages(h.upstream.requests[seen + 2])[1], '4\n', 'not told again; sales.csv placed again');
+  });
+
   test('a cell that shows nothing has no outputs, as upstream’s; the model is told it printed nothing', async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Set x.' }] });
     const { run, output } = await h.runCode(thread.id, assistantId, 'x = 1', 'x is set.');
@@ -719,6 +762,32 @@ describe('code_interpreter, streamed', () => {
   });
 });
 
+describe('code_interpreter with a small context window', () => {
+  const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'on', ASSISTD_CONTEXT_WINDOW: '4096' });
+  before(() => h.start());
+  after(() => h.close());
+  afterEach(() => h.recorder.assertNoViolations());
+
+  test("a long output is cut to what the window has left for the model, its head and tail kept; the step's logs whole", async () => {
+    const assistant = await h.assistant();
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Show the table.' }] });
+    const code =
+      "import pandas as pd\ndf = pd.DataFrame({'n': range(1500), 'square': [i * i for i in range(1500)]})\nprint(df.to_string())";
+    const { run, output } = await h.runCode(thread.id, assistant.id, code, 'A long table.');
+    const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
+    const logs = (call!.code_interpreter.outputs[0] as { logs: string }).logs;
+    assert.ok(logs.length > 19_000, `the step keeps the cell's logs as the sandbox gave them: ${logs.length}`);
+    assert.ok(Buffer.byteLength(output) < 2_048, `${Buffer.byteLength(output)} bytes for the model`);
+    assert.ok(output.startsWith(logs.slice(0, 100)), output);
+    assert.ok(output.endsWith('1499  2247001\n'), output);
+    // What was left out: the sandbox's cut and this one, counted together.
+    const driverCut = Number(/output truncated: ([\d,]+) more/.exec(logs)![1]!.replaceAll(',', ''));
+    const left = Number(/\n…\[output truncated: ([\d,]+) more characters\]\n/.exec(output)![1]!.replaceAll(',', ''));
+    const note = /\n…\[output truncated: [\d,]+ more characters\]\n/;
+    assert.equal(left, driverCut + logs.replace(note, '').length - output.replace(note, '').length);
+  });
+});
+
 describe("code_interpreter when the thread's session is gone", () => {
   // Sessions idle for a second are closed: as when a run of the thread lands on another worker, or after a pause.
   const h = new CodeHarness({ ASSISTD_CODE_INTERPRETER: 'on', ASSISTD_SANDBOX_IDLE_S: '1' });
@@ -784,5 +853,57 @@ describe('code_interpreter on an API-only process (serve --no-workers)', () => {
     assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
     const [call] = codeCalls((await h.steps(thread.id, run.id))[0]);
     assert.deepEqual(call!.code_interpreter.outputs, [{ type: 'logs', logs: '4\n' }]);
+  });
+});
+
+describe('code_interpreter over a session whose lifetime ends while a call places its files', () => {
+  let pool: SandboxPool;
+  before(async () => {
+    pool = await startedPool({ lifetimeMs: 1_000 });
+  });
+  after(() => pool.close());
+
+  test('the call places them all and runs its cell; the next run has a new session, and is told so', async () => {
+    const files = ['a.txt', 'b.txt'].map((filename) => aStoredFile({ filename }));
+    let last: string | undefined;
+    const tool = codeInterpreterTool({
+      sandbox: pool,
+      backend: {
+        runFiles: async () => ({ files, missing: [] }),
+        readFile: async (_scope, id) => {
+          // The session's lifetime ends while the second file is read: after one write, before the next.
+          if (id === files[1]!.id) await new Promise((resolve) => setTimeout(resolve, 1_300));
+          return new TextEncoder().encode(id);
+        },
+        saveFile: async () => {
+          throw new Error('no files made here');
+        },
+        lastCall: async () => last,
+      },
+      logger: pino({ level: 'silent' }),
+      cellTimeoutMs: 20_000,
+      maxFileBytes: 1024,
+      sandboxFileBytes: 1024,
+    });
+    const context = (run: ReturnType<typeof aRun>) => ({
+      scope: { projectId: 'proj_lifetime' },
+      run,
+      signal: new AbortController().signal,
+      calls: [],
+      contextTokensLeft: undefined,
+      progress: () => {},
+    });
+    const code = JSON.stringify({ code: "print(open('a.txt').read(), open('b.txt').read())" });
+    const run = aRun('thread_lifetime', { status: 'in_progress', expires_at: null });
+    const placing = await tool.execute({ id: 'call_placing', arguments: code }, context(run));
+    assert.equal(placing.output, `${files[0]!.id} ${files[1]!.id}\n`);
+    tool.executionEnded!(run);
+    last = 'call_placing';
+
+    const next = aRun('thread_lifetime', { status: 'in_progress', expires_at: null });
+    const again = await tool.execute({ id: 'call_next', arguments: code }, context(next));
+    tool.executionEnded!(next);
+    assert.match(again.output, /^The Python session was restarted before this code ran/);
+    assert.ok(again.output.endsWith(`\n${files[0]!.id} ${files[1]!.id}\n`), again.output);
   });
 });

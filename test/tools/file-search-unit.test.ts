@@ -16,10 +16,9 @@ import {
   type FileSearchOptions,
   fileSearchTool,
   parseQueries,
-  resultTokenBudget,
 } from '../../src/tools/file-search/file-search-tool.ts';
 import { resultsText } from '../../src/tools/file-search/results-text.ts';
-import { type ToolContext, ToolError, ToolRunFailure } from '../../src/tools/tool.ts';
+import { resultTokenBudget, type ToolContext, ToolError, ToolRunFailure } from '../../src/tools/tool.ts';
 import { annotateInPieces } from '../support/annotators.ts';
 import { aRun, aStep } from '../support/builders.ts';
 import { assertMatchesSchema } from '../support/openapi.ts';

@@ -27,24 +27,36 @@ export const ALTERNATE_NAME = 'code_interpreter';
 const CODE_KEY = /"code"\s*:\s*"/;
 
 /**
- * The code of a call's complete arguments: `{"code": "..."}` (a JSON string of the code also works), or the
- * arguments themselves when they are not JSON (raw code). JSON that does not parse but has a `"code"` string (a
- * model that wrote raw line breaks inside it) gives that string as far as it goes, as it streamed.
+ * The code of a call's complete arguments as its step shows it: `codeToRun`'s, or '' when they have none.
  */
 export function codeOf(args: string): string {
+  return codeToRun(args) ?? '';
+}
+
+/**
+ * The code of a call's complete arguments: `{"code": "..."}` (a JSON string of the code also works), or the
+ * arguments themselves when they are not JSON (raw code, even when it opens with a brace: `{x: 1 for x in s}`). JSON
+ * that does not parse but has a `"code"` string (a model that wrote raw line breaks inside it) gives that string as
+ * far as it goes, as it streamed. Undefined when there is no code to run: a JSON object without a `code` string
+ * (`{"script": ...}`, `{"code": 5}`), or code that is blank — the model is told, rather than shown an empty cell's
+ * success.
+ */
+export function codeToRun(args: string): string | undefined {
+  let code = args;
   try {
     const value: unknown = JSON.parse(args);
-    if (typeof value === 'string') return value;
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      const { code } = value as Record<string, unknown>;
-      if (typeof code === 'string') return code;
+    if (typeof value === 'string') code = value;
+    else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const { code: given } = value as Record<string, unknown>;
+      if (typeof given !== 'string') return undefined;
+      code = given;
     }
   } catch {
-    // not JSON: below
+    // Not JSON: raw code, unless it is an object with a `code` string being written (as codeReader streamed it).
+    // Arguments that start with a quote and are not one JSON string are raw code (`"a".upper()`, a string left open).
+    if (!/^\s*"/.test(args) && CODE_KEY.test(args)) code = codeSoFar(args);
   }
-  // Arguments that start with a quote and are not one JSON string are raw code (`"a".upper()`, or a string left open).
-  if (/^\s*"/.test(args)) return args;
-  return codeSoFar(args);
+  return code.trim() === '' ? undefined : code;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { StoredFile } from '../../domain/files.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { Store } from '../../storage/store.ts';
-import type { CodeInterpreterBackend } from './code-interpreter-tool.ts';
+import { type CodeInterpreterBackend, ranCode } from './code-interpreter-tool.ts';
 
 /** How many of the thread's earlier runs are looked at for code_interpreter calls. */
 const EARLIER_RUNS = 20;
@@ -51,7 +51,7 @@ export function codeInterpreterBackend(deps: {
         const steps = await store.runSteps(scope, earlier.id);
         for (const step of [...steps].reverse()) {
           if (step.status !== 'completed' || step.step_details.type !== 'tool_calls') continue;
-          const call = step.step_details.tool_calls.findLast((c) => c.type === 'code_interpreter');
+          const call = step.step_details.tool_calls.findLast(ranCode);
           if (call) return call.id;
         }
       }

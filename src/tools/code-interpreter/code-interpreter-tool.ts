@@ -6,13 +6,15 @@ import type { CodeInterpreterOutput, Run, ToolCallDetails } from '../../domain/r
 import type { Scope } from '../../storage/store.ts';
 import {
   allMade,
+  resultTokenBudget,
   type ServerTool,
   type ServerToolCall,
   type TextAnnotator,
   type ToolContext,
+  ToolError,
   type ToolResult,
 } from '../tool.ts';
-import { ALTERNATE_NAME, codeOf, codeReader, PYTHON_FUNCTION } from './code-arguments.ts';
+import { ALTERNATE_NAME, codeOf, codeReader, codeToRun, PYTHON_FUNCTION } from './code-arguments.ts';
 import { sandboxLinkAnnotator } from './sandbox-links.ts';
 
 /**
@@ -76,6 +78,8 @@ export interface CellResult {
   logs: string;
   images: Uint8Array[];
   outcome: 'ok' | 'error' | 'timeout' | 'killed' | 'aborted';
+  /** With 'killed', why: the cell ignored its interrupt, its Python process ended under it, or its session closed. */
+  killed?: 'interrupt' | 'ended' | 'closed';
 }
 
 /** What the tool needs of the rest of the server (code-interpreter-backend.ts over the Store and FileService). */
@@ -90,8 +94,8 @@ export interface CodeInterpreterBackend {
   /** Makes a file of the run's output (purpose `assistants_output`), under `id` if one was promised. */
   saveFile(scope: Scope, file: { id?: string; filename: string; bytes: Uint8Array }): Promise<StoredFile>;
   /**
-   * The id of the thread's latest code_interpreter call that completed in an earlier run (the session's state is
-   * that call's, or later), if any.
+   * The id of the thread's latest code_interpreter call that ran code (`ranCode`) and completed in an earlier run (the
+   * session's state is that call's, or later), if any.
    */
   lastCall(scope: Scope, run: Run): Promise<string | undefined>;
 }
@@ -129,6 +133,12 @@ interface LinkedFile {
   making: Promise<void>;
 }
 
+/**
+ * What the model is told of a call without code, which runs nothing. It does not name the function: the model called
+ * it `python` or `code_interpreter` (code-arguments.ts).
+ */
+const ARGUMENTS_ERROR = 'No code ran: the arguments must be {"code": "<python source>"}, the code a non-empty string.';
+
 /** Threads whose files are remembered at once; the oldest is forgotten beyond this. */
 const MAX_REMEMBERED_THREADS = 10_000;
 
@@ -141,6 +151,11 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
   const pinned = new Map<string, HeldSession>();
   /** The calls each session has run the code of: its state is theirs. A new session has none. */
   const ran = new WeakMap<PythonSession, Set<string>>();
+  /**
+   * By run id, until its execution ends, the run's last call whose cell was killed: its output told the model that
+   * the session was restarted, which the call right after it need not say again.
+   */
+  const killedCalls = new Map<string, string>();
 
   function remember(threadId: string, files: ThreadFiles): void {
     threadFiles.delete(threadId);
@@ -245,7 +260,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
 
   async function execute(call: ServerToolCall, context: ToolContext): Promise<ToolResult> {
     const { scope, run, signal } = context;
-    const code = codeOf(call.arguments);
+    const code = codeToRun(call.arguments);
+    if (code === undefined) throw new ToolError(ARGUMENTS_ERROR);
     const result = (outputs: CodeInterpreterOutput[], output: string): ToolResult => ({
       details: { id: call.id, type: 'code_interpreter', code_interpreter: { input: code, outputs } },
       output,
@@ -261,8 +277,9 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     // A run stopped meanwhile starts no session: if its thread was deleted, the sandbox has closed the thread's
     // session already, and a new one would live on until it idled out.
     if (signal.aborted) throw signal.reason;
-    // The call the session should have run last: this run's previous one, or the thread's last before this run.
-    const previous = context.calls.at(-1)?.id ?? (await backend.lastCall(scope, run));
+    // The call the session should have run last: this run's previous one that ran code, or the thread's last before
+    // this run.
+    const previous = context.calls.findLast(ranCode)?.id ?? (await backend.lastCall(scope, run));
     let opened: HeldSession;
     try {
       opened = await sandbox.session(run.thread_id, { signal });
@@ -292,7 +309,8 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     // in any of which another thread's new session could otherwise evict it.
     try {
       const notes: string[] = [];
-      if (fresh && previous !== undefined)
+      const told = previous !== undefined && killedCalls.get(run.id) === previous;
+      if (fresh && previous !== undefined && !told)
         notes.push(
           'The Python session was restarted before this code ran: variables, imports and files written by earlier ' +
             'code are gone. The files you were given are in /mnt/data again.',
@@ -308,7 +326,10 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
         signal,
       });
       if (signal.aborted) throw signal.reason;
-      if (cell.outcome === 'killed') placed.delete(session); // a new sandbox: the files go in again
+      if (cell.outcome === 'killed') {
+        placed.delete(session); // a new sandbox: the files go in again
+        killedCalls.set(run.id, call.id);
+      }
 
       // A cell that showed nothing has no outputs, as upstream's (the model is told so: modelOutput).
       const outputs: CodeInterpreterOutput[] = [];
@@ -333,7 +354,10 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       } catch (error) {
         logger.warn({ err: error, threadId: run.thread_id }, 'could not list the files of a code_interpreter session');
       }
-      return result(outputs, modelOutput(cell, outputs, notes, options.cellTimeoutMs));
+      // The model reads what fits its context window: the share of what the window has left that file_search's
+      // results get, with no cap of its own (the sandbox's cap of the logs is one). The step keeps the logs whole.
+      const budget = resultTokenBudget(context.contextTokensLeft, Number.POSITIVE_INFINITY);
+      return result(outputs, modelOutput(cell, outputs, notes, options.cellTimeoutMs, budget * BYTES_PER_TOKEN));
     } finally {
       release();
     }
@@ -400,6 +424,7 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
     executionEnded(run) {
       pinned.get(run.id)?.release();
       pinned.delete(run.id);
+      killedCalls.delete(run.id);
     },
     annotator,
     answerParts: (calls) =>
@@ -439,6 +464,14 @@ export function codeInterpreterTool(options: CodeInterpreterToolOptions): Server
       ].join(' ');
     },
   };
+}
+
+/**
+ * Whether a call's details are those of a call with code to run: one without (its input empty) ran nothing, and left
+ * the session as it was.
+ */
+export function ranCode(call: ToolCallDetails): boolean {
+  return call.type === 'code_interpreter' && call.code_interpreter.input !== '';
 }
 
 /**
@@ -493,26 +526,96 @@ function prefixOfBytes(text: string, max: number): string {
   return text.slice(0, end);
 }
 
-/** What the model reads of a cell: its output, what happened to it, the images it drew. */
+/**
+ * How many UTF-8 bytes of text the model is given for each token its context window has left. The tool has no token
+ * counter, and could not have the right one: the run counts its prompt with the model's own tokenizer when its
+ * backend has one (llama.cpp's), which can make several times the tokens o200k_base counts (Llama 2's and Mistral's
+ * make a token of each digit of a table, o200k_base one of three). So the text is sized by a bound that holds for
+ * every tokenizer instead: none makes more tokens of a text than it has bytes (a byte-level BPE token is at least one
+ * byte; SentencePiece falls back to a token a byte). Prose takes ~4 bytes a token: the model may be shown less than
+ * would fit, never more.
+ */
+const BYTES_PER_TOKEN = 1;
+
+/** The note the sandbox puts where it cut a cell's logs (sandbox-session.ts, driver.py); the model's cut too. */
+const TRUNCATION_NOTE = /\n…\[output truncated: ([\d,]+) more characters\]\n/;
+
+function truncationNote(dropped: number): string {
+  return `\n…[output truncated: ${dropped.toLocaleString('en-US')} more characters]\n`;
+}
+
+/** What happened to a session whose cell was killed, by why (CellResult.killed). */
+const KILLED: Record<NonNullable<CellResult['killed']> | 'unknown', string> = {
+  interrupt: 'The code did not stop when interrupted, so the Python session was restarted',
+  ended: 'The Python process ended while the code ran, so the Python session was restarted',
+  closed: 'The Python session was closed while the code ran',
+  unknown: 'The Python session was restarted while the code ran',
+};
+
+/** What the model reads of a cell, in at most about `maxBytes`: its output, what happened to it, the images it drew. */
 function modelOutput(
   cell: CellResult,
   outputs: readonly CodeInterpreterOutput[],
   notes: readonly string[],
   cellTimeoutMs: number,
+  maxBytes: number,
 ): string {
-  const parts = [...notes];
-  if (cell.logs !== '') parts.push(cell.logs);
+  const after: string[] = [];
   const images = outputs.flatMap((o) => (o.type === 'image' ? [o.image.file_id] : []));
   if (images.length > 0)
-    parts.push(`[${images.length === 1 ? 'An image was' : `${images.length} images were`} shown to the user.]`);
+    after.push(`[${images.length === 1 ? 'An image was' : `${images.length} images were`} shown to the user.]`);
   if (cell.outcome === 'timeout')
-    parts.push(
+    after.push(
       `[The code was interrupted: it ran longer than the time limit (${Math.round(cellTimeoutMs / 1000)} s at most). Variables defined before it are kept.]`,
     );
   if (cell.outcome === 'killed')
-    parts.push(
-      '[The code did not stop when interrupted, so the Python session was restarted: all variables, imports and files written by earlier code are gone.]',
+    after.push(
+      `[${KILLED[cell.killed ?? 'unknown']}: all variables, imports and files written by earlier code are gone.]`,
     );
+  const around = [...notes, ...after];
+  // The notes are short and each matters: the logs get what they leave.
+  const room = maxBytes - Buffer.byteLength(around.join('\n')) - around.length;
+  const parts = [...notes, ...(cell.logs === '' ? [] : [fitted(cell.logs, room)]), ...after];
   if (parts.length === 0) parts.push('[The code ran and printed nothing.]');
   return parts.join('\n');
+}
+
+/**
+ * `logs` in at most about `maxBytes` UTF-8 bytes: their head and tail, with the sandbox's note between them saying how
+ * many characters were left out, those the sandbox left out already (its note, which the cut takes in) counted too.
+ */
+function fitted(logs: string, maxBytes: number): string {
+  if (Buffer.byteLength(logs) <= maxBytes) return logs;
+  const half = Math.max(0, Math.floor((maxBytes - Buffer.byteLength(truncationNote(logs.length))) / 2));
+  let start = prefixOfBytes(logs, half).length;
+  let end = logs.length - suffixOfBytes(logs, half).length;
+  let before = 0;
+  const earlier = TRUNCATION_NOTE.exec(logs);
+  if (earlier && earlier.index < end && earlier.index + earlier[0].length > start) {
+    start = Math.min(start, earlier.index);
+    end = Math.max(end, earlier.index + earlier[0].length);
+    before = Number(earlier[1]!.replaceAll(',', '')) - codePoints(earlier[0]);
+  }
+  // Characters as the sandbox counts them (Python's: code points).
+  const dropped = before + codePoints(logs.slice(start, end));
+  return `${logs.slice(0, start)}${truncationNote(dropped)}${logs.slice(end)}`;
+}
+
+/** The longest suffix of `text` of at most `max` UTF-8 bytes that cuts no character. */
+function suffixOfBytes(text: string, max: number): string {
+  if (Buffer.byteLength(text) <= max) return text;
+  let bytes = 0;
+  let start = text.length;
+  for (const ch of [...text].reverse()) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > max) break;
+    start -= ch.length;
+  }
+  return text.slice(start);
+}
+
+function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
 }

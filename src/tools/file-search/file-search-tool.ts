@@ -4,7 +4,14 @@ import type { FileSearchToolCallDetails, Run } from '../../domain/runs.ts';
 import type { ChunkHit, VectorStoreView } from '../../domain/vector-stores.ts';
 import { countTextTokens } from '../../runs/tokens.ts';
 import type { Scope } from '../../storage/store.ts';
-import { type ServerTool, type ServerToolCall, type ToolContext, ToolError, ToolRunFailure } from '../tool.ts';
+import {
+  resultTokenBudget,
+  type ServerTool,
+  type ServerToolCall,
+  type ToolContext,
+  ToolError,
+  ToolRunFailure,
+} from '../tool.ts';
 import { citationAnnotator } from './citations.ts';
 import { resultsText } from './results-text.ts';
 
@@ -68,13 +75,6 @@ export const MAX_QUERIES = 5;
 const DEFAULT_INGESTION_WAIT_MS = 60_000;
 const DEFAULT_INGESTION_POLL_MS = 250;
 const DEFAULT_MAX_RESULT_TOKENS = 16_000;
-/** Results get at most half of what the context window has left: the other half is for the answer and what follows. */
-const CONTEXT_SHARE = 0.5;
-/**
- * …but never less than this: a context window filled by a long thread is freed by truncating the thread's middle
- * messages (runs/context.ts), and results the model cannot read are of no use.
- */
-const MIN_RESULT_TOKENS = 500;
 
 export const FILE_SEARCH_FUNCTION: FunctionDefinition = {
   name: 'file_search',
@@ -138,13 +138,6 @@ function rankingOptions(
   settings: FileSearchOptions,
 ): NonNullable<FileSearchToolCallDetails['file_search']['ranking_options']> {
   return { ranker: DEFAULT_RANKER, score_threshold: settings.scoreThreshold };
-}
-
-/** The token budget of a call's results, given what the context window has left. */
-export function resultTokenBudget(contextTokensLeft: number | undefined, maxResultTokens: number): number {
-  if (contextTokensLeft === undefined) return maxResultTokens;
-  const share = Math.floor(contextTokensLeft * CONTEXT_SHARE);
-  return Math.min(maxResultTokens, Math.max(MIN_RESULT_TOKENS, share));
 }
 
 export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
