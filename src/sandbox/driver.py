@@ -144,6 +144,7 @@ class Output:
             head = "".join(self.head)
             if not self.dropped:
                 return head + tail
+            # The words of output-note.ts, which the server matches.
             return f"{head}\n…[output truncated: {self.dropped:,} more characters]\n{tail}"
 
 

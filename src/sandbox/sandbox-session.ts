@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { truncationNote } from './output-note.ts';
 import { SandboxError } from './sandbox-error.ts';
 import { type DriverMessage, SandboxExited, type SandboxProcess } from './sandbox-process.ts';
 import type { SandboxSettings } from './settings.ts';
@@ -352,7 +353,7 @@ export class CodeSession implements SandboxSession {
     if (logs.length <= limit) return logs;
     const half = Math.floor(this.settings.outputChars / 2);
     const dropped = logs.length - 2 * half;
-    return `${logs.slice(0, half)}\n…[output truncated: ${dropped.toLocaleString('en-US')} more characters]\n${logs.slice(-half)}`;
+    return `${logs.slice(0, half)}${truncationNote(dropped)}${logs.slice(-half)}`;
   }
 
   /**

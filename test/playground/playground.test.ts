@@ -556,6 +556,11 @@ describe('the playground (1280×860)', () => {
       assert.equal(await again.text(), '', name);
       const other = await fetch(`${server.url}/playground/${name}`, { headers: { 'if-none-match': '"other"' } });
       assert.equal(other.status, 200, name);
+      // A list, and the weak form a compressing proxy makes of it.
+      const listed = await fetch(`${server.url}/playground/${name}`, {
+        headers: { 'if-none-match': `"other", W/${etag}` },
+      });
+      assert.equal(listed.status, 304, name);
     }
   });
 

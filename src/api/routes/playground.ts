@@ -56,7 +56,7 @@ export function registerPlaygroundRoutes(app: FastifyInstance): void {
     // The files keep their names from build to build: a browser asks every time whether its copy is still this one
     // (a 304 without a body when it is), so a page never runs an older server's script.
     reply.header('cache-control', 'no-cache').header('etag', file.etag);
-    if (request.headers['if-none-match'] === file.etag) return reply.code(304).send();
+    if (matches(request.headers['if-none-match'], file.etag)) return reply.code(304).send();
     return reply.type(TYPES[name.slice(name.lastIndexOf('.'))] ?? 'application/octet-stream').send(file.body);
   };
 
@@ -68,6 +68,18 @@ export function registerPlaygroundRoutes(app: FastifyInstance): void {
   app.get('/playground/*', async (request, reply) =>
     serve((request.params as { '*': string })['*'] || 'index.html', request, reply),
   );
+}
+
+/**
+ * Whether an If-None-Match header names this ETag: one of its list, weak or not (a proxy compressing the file makes
+ * it weak), or `*`.
+ */
+function matches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((tag) => {
+    const trimmed = tag.trim();
+    return trimmed === '*' || trimmed.replace(/^W\//, '') === etag;
+  });
 }
 
 interface BundleFile {

@@ -3,7 +3,9 @@ import type { StoredFile } from '../../domain/files.ts';
 import { newId } from '../../domain/ids.ts';
 import type { MessageContent } from '../../domain/objects.ts';
 import type { CodeInterpreterOutput, Run, ToolCallDetails } from '../../domain/runs.ts';
+import { TRUNCATION_NOTE, truncationNote } from '../../sandbox/output-note.ts';
 import type { Scope } from '../../storage/store.ts';
+import { codePoints } from '../code-points.ts';
 import {
   allMade,
   resultTokenBudget,
@@ -78,7 +80,10 @@ export interface CellResult {
   logs: string;
   images: Uint8Array[];
   outcome: 'ok' | 'error' | 'timeout' | 'killed' | 'aborted';
-  /** With 'killed', why: the cell ignored its interrupt, its Python process ended under it, or its session closed. */
+  /**
+   * With 'killed', why: the cell ignored its interrupt, its Python process ended under it, or its session closed. The
+   * logs say it to the model, in the sandbox's words (sandbox-session.ts).
+   */
   killed?: 'interrupt' | 'ended' | 'closed';
 }
 
@@ -537,21 +542,6 @@ function prefixOfBytes(text: string, max: number): string {
  */
 const BYTES_PER_TOKEN = 1;
 
-/** The note the sandbox puts where it cut a cell's logs (sandbox-session.ts, driver.py); the model's cut too. */
-const TRUNCATION_NOTE = /\n…\[output truncated: ([\d,]+) more characters\]\n/;
-
-function truncationNote(dropped: number): string {
-  return `\n…[output truncated: ${dropped.toLocaleString('en-US')} more characters]\n`;
-}
-
-/** What happened to a session whose cell was killed, by why (CellResult.killed). */
-const KILLED: Record<NonNullable<CellResult['killed']> | 'unknown', string> = {
-  interrupt: 'The code did not stop when interrupted, so the Python session was restarted',
-  ended: 'The Python process ended while the code ran, so the Python session was restarted',
-  closed: 'The Python session was closed while the code ran',
-  unknown: 'The Python session was restarted while the code ran',
-};
-
 /** What the model reads of a cell, in at most about `maxBytes`: its output, what happened to it, the images it drew. */
 function modelOutput(
   cell: CellResult,
@@ -567,10 +557,6 @@ function modelOutput(
   if (cell.outcome === 'timeout')
     after.push(
       `[The code was interrupted: it ran longer than the time limit (${Math.round(cellTimeoutMs / 1000)} s at most). Variables defined before it are kept.]`,
-    );
-  if (cell.outcome === 'killed')
-    after.push(
-      `[${KILLED[cell.killed ?? 'unknown']}: all variables, imports and files written by earlier code are gone.]`,
     );
   const around = [...notes, ...after];
   // The notes are short and each matters: the logs get what they leave.
@@ -594,10 +580,10 @@ function fitted(logs: string, maxBytes: number): string {
   if (earlier && earlier.index < end && earlier.index + earlier[0].length > start) {
     start = Math.min(start, earlier.index);
     end = Math.max(end, earlier.index + earlier[0].length);
-    before = Number(earlier[1]!.replaceAll(',', '')) - codePoints(earlier[0]);
+    before = Number(earlier[1]!.replaceAll(',', '')) - codePoints(earlier[0], 0, earlier[0].length);
   }
   // Characters as the sandbox counts them (Python's: code points).
-  const dropped = before + codePoints(logs.slice(start, end));
+  const dropped = before + codePoints(logs, start, end);
   return `${logs.slice(0, start)}${truncationNote(dropped)}${logs.slice(end)}`;
 }
 
@@ -612,10 +598,4 @@ function suffixOfBytes(text: string, max: number): string {
     start -= ch.length;
   }
   return text.slice(start);
-}
-
-function codePoints(text: string): number {
-  let n = 0;
-  for (const _ of text) n++;
-  return n;
 }
