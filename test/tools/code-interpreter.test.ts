@@ -467,8 +467,7 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     assert.equal(
       toolMessages(h.upstream.requests[seen + 1])[0],
       '[The Python process ended (exited with code 3): the session was restarted. Its variables and the files in ' +
-        '/mnt/data are lost.]\n[The Python process ended while the code ran, so the Python session was restarted: ' +
-        'all variables, imports and files written by earlier code are gone.]',
+        '/mnt/data are lost.]',
     );
     assert.equal(toolMessages(h.upstream.requests[seen + 2])[1], '4\n', 'not told again; sales.csv placed again');
   });
