@@ -35,8 +35,8 @@ const MODEL_ROUTES = new Set([
  * `retry-after` / `retry-after-ms`, which the official SDKs wait for and retry.
  *
  * Requests: a token bucket per key in this process (a minute's allowance, refilled continuously), so with several
- * API processes each admits its own allowance. Tokens: the tokens of the key's model turns of the last minute (the
- * turns of runs still going too), read from the database, so every process sees every run.
+ * API processes each admits its own allowance. Tokens: the tokens the key's runs created in the last minute used,
+ * read from the database, so every process sees every run.
  */
 export class RateLimits {
   private readonly requests: RequestBuckets | undefined;
@@ -79,7 +79,7 @@ export class RateLimits {
     const limit = this.tokensPerMinute!;
     const now = this.now();
     const { tokens, oldest } = await this.tokensUsed(scope, Math.floor((now - MINUTE_MS) / 1000));
-    // The window frees when its oldest turn leaves it (created_at is in whole seconds: the next second at most).
+    // The window frees when its oldest run leaves it (created_at is in whole seconds: the next second at most).
     const freesInMs = oldest === null ? 0 : Math.max(0, (oldest + 61) * 1000 - now);
     void reply.headers({
       'x-ratelimit-limit-tokens': String(limit),

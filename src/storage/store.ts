@@ -537,10 +537,9 @@ export interface Store {
   /** Active runs whose `expires_at` (Unix seconds) has passed. */
   runsDueForExpiry(nowSeconds: number, limit: number): Promise<ClaimedRun[]>;
   /**
-   * The tokens (`total_tokens`) of the model turns since `sinceSeconds` — their steps', counted from when each turn
-   * began, for runs still going too — of runs with the scope's key (with no key: ASSISTD_API_KEY, a server without
-   * keys, the project's runs created without one), and when the oldest of those turns began (null: none): the
-   * tokens-per-minute limit.
+   * The tokens (`usage.total_tokens`) of the runs created since `sinceSeconds` with the scope's key — with no key
+   * (ASSISTD_API_KEY, a server without keys), the project's runs created without one — and when the oldest of those
+   * that used tokens was created (null: none): the tokens-per-minute limit.
    */
   tokensUsedSince(scope: Scope, sinceSeconds: number): Promise<{ tokens: number; oldest: number | null }>;
 }

@@ -24,7 +24,6 @@ import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
 import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import * as runTokenLimits from './migrations/020-run-token-limits.ts';
-import * as stepTokensWindow from './migrations/021-step-tokens-window.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -50,7 +49,6 @@ const MIGRATIONS: Record<string, Migration> = {
   '018-messages-with-attachments': messagesWithAttachments,
   '019-chunk-overlap': chunkOverlap,
   '020-run-token-limits': runTokenLimits,
-  '021-step-tokens-window': stepTokensWindow,
 };
 
 /** Exported for tests that wrap them to observe the store (e.g. count unique violations). */

@@ -726,21 +726,18 @@ export class SqlStore implements Store {
   }
 
   async tokensUsedSince(scope: Scope, sinceSeconds: number): Promise<{ tokens: number; oldest: number | null }> {
-    const { jsonField } = this.capabilities;
-    // A step's usage once it ended; a tool_calls step waiting for outputs, or for its calls to execute, has its
-    // turn's (the run's own usage stays null until the run ends).
-    const tokens = sql<number>`cast(coalesce(${jsonField('s.usage', 'total_tokens')}, ${jsonField('s.turn_usage', 'total_tokens')}) as bigint)`;
+    const tokens = sql<number>`cast(${this.capabilities.jsonField('usage', 'total_tokens')} as bigint)`;
     const row = await this.db
-      .selectFrom('run_steps as s')
-      .innerJoin('runs as r', 'r.id', 's.run_id')
+      .selectFrom('runs')
       .select([
         sql<string | number | null>`sum(${tokens})`.as('tokens'),
-        sql<string | number | null>`min(case when ${tokens} > 0 then s.created_at end)`.as('oldest'),
+        sql<string | number | null>`min(case when ${tokens} > 0 then created_at end)`.as('oldest'),
       ])
-      .where('s.project_id', '=', scope.projectId)
-      .where('s.created_at', '>=', sinceSeconds)
-      .$if(scope.keyId !== undefined, (q) => q.where('r.api_key_id', '=', scope.keyId!))
-      .$if(scope.keyId === undefined, (q) => q.where('r.api_key_id', 'is', null))
+      .$if(scope.keyId !== undefined, (q) => q.where('api_key_id', '=', scope.keyId!))
+      .$if(scope.keyId === undefined, (q) =>
+        q.where('api_key_id', 'is', null).where('project_id', '=', scope.projectId),
+      )
+      .where('created_at', '>=', sinceSeconds)
       .executeTakeFirst();
     return { tokens: Number(row?.tokens ?? 0), oldest: row?.oldest == null ? null : Number(row.oldest) };
   }

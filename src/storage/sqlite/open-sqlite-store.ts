@@ -26,7 +26,6 @@ import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
 import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import * as chunkSeq from './migrations/020-chunk-seq.ts';
-import * as stepTokensWindow from './migrations/021-step-tokens-window.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -50,7 +49,6 @@ export const SQLITE_MIGRATIONS: Record<string, Migration> = {
   '018-messages-with-attachments': messagesWithAttachments,
   '019-chunk-overlap': chunkOverlap,
   '020-chunk-seq': chunkSeq,
-  '021-step-tokens-window': stepTokensWindow,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
