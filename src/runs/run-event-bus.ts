@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
-import type { Message, Metadata } from '../domain/objects.ts';
+import type { Message } from '../domain/objects.ts';
 import { type RunStreamEvent, runDeletedEvent } from '../domain/run-events.ts';
-import { type Run, type RunStep, TERMINAL_RUN_STATUSES, TERMINAL_STEP_STATUSES } from '../domain/runs.ts';
+import { type Run, type RunStep, TERMINAL_STEP_STATUSES } from '../domain/runs.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ClaimedRun, SignalChannel, StopRequest } from '../storage/store.ts';
 
@@ -40,12 +40,6 @@ export interface RunEventBusOptions {
 export class RunEventBus {
   private readonly emitter = new EventEmitter();
   private readonly live = new Map<string, LiveTurn>();
-  /**
-   * The metadata of runs modified while they went on (runModified): what their events published here carry, since
-   * the copy of the run that an execution publishes is older (a commit never writes metadata). Kept until the run
-   * ends, at most MAX_MODIFIED runs.
-   */
-  private readonly modified = new Map<string, Metadata>();
   private readonly signals: SignalChannel | undefined;
   private readonly metrics: Metrics | undefined;
 
@@ -58,10 +52,6 @@ export class RunEventBus {
       if (signal.kind === 'work') this.emitter.emit('work');
       else if (signal.kind === 'stop') this.emitter.emit('stop', signal.runId, signal.reason);
       else if (signal.kind === 'thread-deleted') this.emitter.emit('thread-deleted', signal.threadId);
-      else if (signal.kind === 'modified')
-        void findRun?.(signal.runId)
-          .then((found) => found && this.keepMetadata(found.run))
-          .catch(() => {}); // its events show the metadata they had
       // Read the run back only if someone here follows it (a held poll, a stream, /events).
       else if (this.followed(signal.threadId, signal.runId))
         void findRun?.(signal.runId)
@@ -92,9 +82,7 @@ export class RunEventBus {
    * changed the run's status: they read the run back, which shows the last change.
    */
   publishAll(threadId: string, runId: string | undefined, events: readonly RunStreamEvent[]): void {
-    for (let event of events) {
-      if (runId !== undefined && this.modified.size > 0 && isRunStatusEvent(event))
-        event = this.withMetadata(runId, event);
+    for (const event of events) {
       // A live turn shows a step in progress: once that step has ended, nothing is live until the next turn (or
       // server-side call) shows its own. Here, so that it holds for every way a step ends, and from the moment it does.
       if (runId !== undefined && endsStep(event) && this.live.get(runId)?.step?.id === event.data.id)
@@ -103,30 +91,6 @@ export class RunEventBus {
       if (this.metrics && isRunStatusEvent(event)) this.metrics.runEvent(event.event, event.data as Run);
     }
     if (runId !== undefined && events.some(isRunStatusEvent)) this.signals?.send({ kind: 'run', runId, threadId });
-  }
-
-  /**
-   * The run's metadata was modified (modify run): the run events published from now on, here or by the process
-   * executing it, show it.
-   */
-  runModified(run: Run): void {
-    this.keepMetadata(run);
-    this.signals?.send({ kind: 'modified', runId: run.id });
-  }
-
-  private keepMetadata(run: Run): void {
-    if (TERMINAL_RUN_STATUSES.has(run.status)) return;
-    if (this.modified.size >= MAX_MODIFIED) this.modified.delete(this.modified.keys().next().value!);
-    this.modified.set(run.id, run.metadata);
-  }
-
-  /** A run event with the run's modified metadata, if any; the run's end lets it go. */
-  private withMetadata(runId: string, event: RunStreamEvent): RunStreamEvent {
-    const metadata = this.modified.get(runId);
-    if (metadata === undefined) return event;
-    const run = event.data as Run;
-    if (TERMINAL_RUN_STATUSES.has(run.status)) this.modified.delete(runId);
-    return { ...event, data: { ...run, metadata } } as RunStreamEvent;
   }
 
   private followed(threadId: string, runId: string): boolean {
@@ -220,9 +184,6 @@ export class RunEventBus {
     return { step: step && { ...step }, message: message && { ...message } };
   }
 }
-
-/** Runs whose modified metadata is kept (RunEventBus.modified): more than are ever modified while they go on. */
-const MAX_MODIFIED = 10_000;
 
 const STEP_ENDS: ReadonlySet<string> = new Set(
   [...TERMINAL_STEP_STATUSES].map((status) => `thread.run.step.${status}`),

@@ -169,7 +169,6 @@ export class RunService {
         ? await this.store.getRun(scope, threadId, runId)
         : await this.store.updateRunMetadata(scope, threadId, runId, metadata);
     if (!run) throw notFound('run', runId);
-    if (metadata !== undefined) this.bus.runModified(run);
     return run;
   }
 

@@ -148,7 +148,6 @@ export type RunSignal =
   | { kind: 'work' }
   | { kind: 'stop'; runId: string; reason: StopRequest }
   | { kind: 'run'; runId: string; threadId: string }
-  | { kind: 'modified'; runId: string }
   | { kind: 'thread-deleted'; threadId: string };
 
 /** Carries RunSignals to the other processes on the same database. */

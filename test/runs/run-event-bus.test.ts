@@ -59,28 +59,3 @@ test('the live turn ends with the step it shows: once that step has ended, nothi
   bus.publishAll('thread_1', run.id, completed.events);
   assert.equal(bus.liveTurn(run.id), undefined);
 });
-
-test('metadata modified through one process is on the run events the executing process publishes, until the run ends', async () => {
-  const [a, b] = linkedChannels();
-  const executing = aRun('thread_1', { status: 'in_progress', metadata: { tag: 'old' } });
-  const stored = { ...executing, metadata: { tag: 'new' } };
-  const here = new RunEventBus({ signals: a });
-  const there = new RunEventBus({
-    signals: b,
-    findRun: async () => ({ scope: { projectId: 'proj_1' }, run: stored, lock: { lockedBy: null, lockedUntil: null } }),
-  });
-  const seen: Array<Record<string, string>> = [];
-  there.subscribeThread('thread_1', (_runId, event) => seen.push((event.data as typeof executing).metadata));
-  here.runModified(stored);
-  await new Promise((resolve) => setImmediate(resolve)); // the other process reads the run back
-  // The executing process's copy of the run still has the old metadata.
-  there.publish('thread_1', executing.id, {
-    event: 'thread.run.completed',
-    data: { ...executing, status: 'completed' },
-  });
-  there.publish('thread_1', executing.id, {
-    event: 'thread.run.completed',
-    data: { ...executing, status: 'completed' },
-  });
-  assert.deepEqual(seen, [{ tag: 'new' }, { tag: 'old' }], 'kept until the run ended, then let go');
-});

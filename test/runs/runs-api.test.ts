@@ -521,39 +521,6 @@ describe('run engine', () => {
     assert.equal((again.body.error as { message: string }).message, "Cannot cancel run with status 'cancelled'.");
   });
 
-  test('metadata modified while the run executes: its poll, its stream’s events and its retrieval all show it', async () => {
-    const assistant = await assistantWith();
-    let release = () => {};
-    const holdLast = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    upstream.enqueue({ text: ['One ', 'two ', 'three.'], chunkDelayMs: 50, holdLast });
-    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Count' }] });
-    const stream = client.beta.threads.runs.stream(thread.id, { assistant_id: assistant.id, metadata: { tag: 'old' } });
-    const runEvents: OpenAI.Beta.Threads.Run[] = [];
-    stream.on('event', (event) => {
-      if (event.event.startsWith('thread.run.') && !event.event.startsWith('thread.run.step.'))
-        runEvents.push(event.data as OpenAI.Beta.Threads.Run);
-    });
-    const created = await new Promise<OpenAI.Beta.Threads.Run>((resolve) =>
-      stream.on('textCreated', () => resolve(stream.currentRun()!)),
-    );
-    const modified = await client.beta.threads.runs.update(created.id, {
-      thread_id: thread.id,
-      metadata: { tag: 'new' },
-    });
-    assert.deepEqual(modified.metadata, { tag: 'new' });
-    const poll = client.beta.threads.runs.poll(created.id, { thread_id: thread.id });
-    release();
-    const [polled, final] = await Promise.all([poll, stream.finalRun()]);
-    assert.equal(polled.status, 'completed');
-    assert.deepEqual(polled.metadata, { tag: 'new' }, 'the held poll');
-    assert.deepEqual(final.metadata, { tag: 'new' }, 'the stream’s last run event');
-    assert.deepEqual(runEvents.at(-1)?.metadata, { tag: 'new' });
-    const retrieved = await client.beta.threads.runs.retrieve(created.id, { thread_id: thread.id });
-    assert.deepEqual(retrieved.metadata, { tag: 'new' });
-  });
-
   test('cancelling a run waiting for tool outputs cancels it and its step; a completed run cannot be cancelled', async () => {
     const assistant = await assistantWith([orderTool]);
     upstream.enqueue({
