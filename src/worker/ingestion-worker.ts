@@ -67,6 +67,8 @@ export class IngestionWorker {
   private stopping = false;
   private readonly wakeup = new Wakeup();
   private timers: NodeJS.Timeout[] = [];
+  /** The pass of lease renewals under way, if any: close() waits for it before it hands the files back. */
+  private renewing: Promise<void> | undefined;
 
   constructor(options: IngestionWorkerOptions) {
     this.options = { pollMs: 1000, ...options, embedder: options.embedder };
@@ -76,7 +78,10 @@ export class IngestionWorker {
   start(): void {
     const { leaseMs, pollMs } = this.options;
     this.timers = [
-      every(Math.max(100, Math.floor(leaseMs / 3)), () => this.renewLeases()),
+      every(Math.max(100, Math.floor(leaseMs / 3)), () => {
+        this.renewing = this.renewLeases();
+        return this.renewing;
+      }),
       every(pollMs, () => this.expireStores()),
     ];
     this.loopDone = this.options.concurrency > 0 ? this.loop() : Promise.resolve();
@@ -100,6 +105,8 @@ export class IngestionWorker {
     const running = [...this.active];
     await this.options.indexer.close();
     await Promise.all(running.map(([, done]) => done));
+    // A renewal answered after the hand-back would lease the file again, for a worker that is gone.
+    await this.renewing;
     await Promise.all(running.map(([claim]) => this.handBack(claim)));
   }
 
@@ -242,6 +249,7 @@ export class IngestionWorker {
   private async renewLeases(): Promise<void> {
     const { records, leaseMs } = this.options;
     for (const claim of [...this.active.keys()]) {
+      if (this.stopping) return; // close() hands the files back
       try {
         const { scope, vectorStoreId, fileId, holder } = claim;
         if (!(await records.renewIngestion(scope, vectorStoreId, fileId, holder, Date.now() + leaseMs)))

@@ -64,3 +64,56 @@ test('closing hands the files being indexed back: the next worker indexes them a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a lease renewal under way when the worker closes does not take back a file it handed back', async () => {
+  const dir = tempDir();
+  const store = await openSqliteStore(dir);
+  const scope = { projectId: 'proj_close_renewal' };
+  const records = store.vectorStores;
+  const pending = new Set<(result: IndexResult) => void>();
+  const holding: Indexer = {
+    index: () => new Promise<IndexResult>((resolve) => pending.add(resolve)),
+    close: async () => {
+      for (const resolve of pending) resolve({ ok: false, code: 'server_error', message: 'The indexer is closed.' });
+    },
+  };
+  // Every renewal takes 300 ms to answer, as a busy database's would: the close comes while one is under way. The
+  // hand-back (a lease ending at 0) answers at once.
+  let renewals = 0;
+  const slow = Object.create(records) as typeof records;
+  slow.renewIngestion = async (...args) => {
+    if (args[4] !== 0) {
+      renewals++;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    return records.renewIngestion(...args);
+  };
+  const worker = new IngestionWorker({
+    records: slow,
+    readFile: async () => ({ file: aStoredFile(), bytes: Buffer.from('notes') }),
+    indexer: holding,
+    logger: pino({ level: 'silent' }),
+    concurrency: 4,
+    leaseMs: 600,
+    pollMs: 50,
+  });
+  try {
+    const fileId = await recordFile(store.files, scope, 'notes.txt', 1_700_000_000);
+    const vectorStore = aVectorStore();
+    await records.createVectorStore(scope, vectorStore, [aVectorStoreFile(vectorStore.id, fileId)]);
+    worker.start();
+    await eventually('a renewal is under way', 5_000, () => (renewals > 0 ? true : undefined));
+    await worker.close();
+    await new Promise((resolve) => setTimeout(resolve, 400)); // the renewal, had it gone on, has answered
+    const claimed = await records.claimIngestions('next', Date.now(), Date.now() + 60_000, 4);
+    assert.deepEqual(
+      claimed.map((c) => c.fileId),
+      [fileId],
+      'the next worker claims the file at once',
+    );
+  } finally {
+    await worker.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
