@@ -68,9 +68,16 @@ export class RunEventBus {
     });
   }
 
-  /** Whether other processes share the database: their changes come as signals, which can be lost. */
+  /**
+   * Whether other processes may share the database (PostgreSQL): their changes come as signals, which can be lost.
+   * `othersNow` says whether any listens at present (a process alone on its database hears of every change here).
+   */
   get acrossProcesses(): boolean {
     return this.signals !== undefined;
+  }
+
+  get othersNow(): boolean {
+    return this.signals?.othersListening ?? false;
   }
 
   publish(threadId: string, runId: string | undefined, event: RunStreamEvent): void {

@@ -152,6 +152,8 @@ export type RunSignal =
 
 /** Carries RunSignals to the other processes on the same database. */
 export interface SignalChannel {
+  /** Whether another process may be listening (when unknown, yes): else a signal would reach no one. */
+  readonly othersListening: boolean;
   send(signal: RunSignal): void;
   /** Receives the signals other processes send (never this process's own). */
   listen(receive: (signal: RunSignal) => void): void;

@@ -10,6 +10,7 @@ import { aMessage, aRun, aStep } from '../support/builders.ts';
 function linkedChannels(): [SignalChannel, SignalChannel] {
   const receivers: Array<(signal: RunSignal) => void> = [];
   const channel = (self: number): SignalChannel => ({
+    othersListening: true,
     send: (signal) => receivers[1 - self]?.(JSON.parse(JSON.stringify(signal)) as RunSignal),
     listen: (receive) => {
       receivers[self] = receive;

@@ -239,8 +239,12 @@ else
     // An API-only process: nothing here executes the run, as when a worker elsewhere does.
     const server = await startTestServer({ ASSISTD_DATABASE_URL: database.url, ASSISTD_WORKER_CONCURRENCY: '0' });
     const sql = new pg.Client({ connectionString: database.url });
+    // The other process, listening as every assistd process does (a process alone on its database re-reads nothing).
+    const peer = new pg.Client({ connectionString: database.url });
     try {
       await sql.connect();
+      await peer.connect();
+      await peer.query('listen assistd_runs');
       const assistant = await server.api.post('/v1/assistants', { model: 'm' });
       const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
       const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
@@ -259,6 +263,7 @@ else
       assert.equal(got[1]!.data.id, run.body.id);
     } finally {
       await sql.end().catch(() => {});
+      await peer.end().catch(() => {});
       await server.close();
       await database.drop();
     }

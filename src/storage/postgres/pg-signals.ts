@@ -98,8 +98,12 @@ export class PgSignals implements SignalChannel {
     }, PEER_CHECK_MS).unref();
   }
 
+  get othersListening(): boolean {
+    return this.peers > 0;
+  }
+
   send(signal: RunSignal): void {
-    if (this.peers > 0) this.notify({ origin: this.origin, signal });
+    if (this.othersListening) this.notify({ origin: this.origin, signal });
   }
 
   private notify(payload: { origin: string; signal?: RunSignal }): void {
