@@ -6,7 +6,7 @@ import { Kysely, type Migration, Migrator, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
-import { BUSY_WAIT_MS, sqliteDialect } from './dialect.ts';
+import { sqliteDialect } from './dialect.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
 import * as modelCalls from './migrations/003-model-calls.ts';
@@ -75,9 +75,11 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
   // WAL: readers never block the writer. synchronous=NORMAL in WAL mode loses no committed transaction when the
   // process dies (SIGKILL, crash); only an OS crash or power cut can roll back the last commits. FULL would fsync
   // on every commit for that last case.
-  // Another process on the same file (e.g. `assistd migrate` next to a server) waits instead of failing at once: for
-  // these first statements, before any request, with the event loop held (WAL mode is set with the file locked).
-  sqlite.pragma(`busy_timeout = ${BUSY_WAIT_MS}`);
+  // Another process on the same file (`assistd migrate` next to a server, or processes started together on a new
+  // file) is waited for instead of failed at once: for these first statements and the migrations, before any request,
+  // with the event loop held (WAL mode is set with the file locked). The other process may be migrating: its lock is
+  // held for as long as its migrations take (one of them re-indexes every chunk).
+  sqlite.pragma(`busy_timeout = ${MIGRATION_WAIT_MS}`);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
@@ -93,9 +95,6 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
       : new SqliteReaderPool({ file, sqliteVec: vectorIndex === 'sqlite-vec' }, readerThreads);
 
   const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
-  // Another process migrating the same file holds its write lock for as long as its migrations take (one of them
-  // re-indexes every chunk): waited for, since nothing is served yet.
-  sqlite.pragma(`busy_timeout = ${MIGRATION_WAIT_MS}`);
   await migrate(db);
   // From now on a write lock held by another process is waited for without holding the event loop (dialect.ts).
   sqlite.pragma('busy_timeout = 0');
