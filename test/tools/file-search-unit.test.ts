@@ -114,6 +114,22 @@ describe('citation markers', () => {
     );
   });
 
+  test('a name written a little differently still cites its file: extension dropped or added, the whole long name', () => {
+    const long = `${'a long name '.repeat(20)}report.pdf`;
+    const calls = [
+      searchCall('call_0', [
+        { file_id: FILE_A, file_name: 'Guide v1.5.pdf' },
+        { file_id: FILE_B, file_name: 'notes' },
+        { file_id: FILE_A, file_name: long },
+      ]),
+    ];
+    const text = `a【0:0†Guide v1.5】 b【0:1†notes.txt】 c【0:2†${long}】 d【0:0†Section 2.3】 e【0:1†coffee.txt】`;
+    assert.deepEqual(
+      citationsOf(text, calls).map((a) => a.text.slice(0, 20)),
+      ['【0:0†Guide v1.5】', '【0:1†notes.txt】', `【0:2†${long}`.slice(0, 20), '【0:0†Section 2.3】'],
+    );
+  });
+
   test('a long filename is cut in its marker, which is still found streamed in small pieces', () => {
     const name = `${'a very long name '.repeat(30)}.txt`;
     const calls = [searchCall('call_0', [{ file_id: FILE_A, file_name: name }])];

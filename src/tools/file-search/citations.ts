@@ -24,10 +24,11 @@ const MARKER = /【(\d{1,4}):(\d{1,4})(?:†([^【】\n]*))?】/g;
 const MAX_MARKER_NAME = 200;
 
 /**
- * The longest run of text between `【` and `】` that is still waited for as a marker: the numbers, `†` and a name
- * (cut to MAX_MARKER_NAME). An opening bracket with no closing one this far on is not a marker in the making.
+ * The longest run of text between `【` and `】` that is still waited for as a marker: the numbers, `†` and a name —
+ * the marker's (cut to MAX_MARKER_NAME), or a whole filename of up to 255 characters that the model may write
+ * instead. An opening bracket with no closing one this far on is not a marker in the making.
  */
-const MAX_MARKER_LENGTH = MAX_MARKER_NAME + 20;
+const MAX_MARKER_LENGTH = 300;
 
 /** The marker of result `index` of the run's `turn`-th file_search call. */
 export function citationMarker(turn: number, index: number, filename: string): string {
@@ -63,14 +64,28 @@ function citedFile(
   const call = calls[turn];
   if (call?.type !== 'file_search') return undefined;
   const result = call.file_search.results?.[index];
-  if (!result || (written !== undefined && namesAnotherFile(written.trim(), markerName(result.file_name))))
-    return undefined;
+  if (!result || (written !== undefined && namesAnotherFile(written, result.file_name))) return undefined;
   return result.file_id;
 }
 
-/** Whether a marker's name is a filename (it has an extension) other than `filename`, case aside. */
+/**
+ * Whether a marker's name is another file's: a name with an extension that is neither the file's name (whole, as
+ * its marker cuts it, or without its extension) nor that name with an extension added, case aside. A name without
+ * one (`source`, `Q3 report`, `Section 2.3`: an extension starts with a letter) is the model's renaming of this file.
+ */
 function namesAnotherFile(written: string, filename: string): boolean {
-  return /\.[a-z0-9]{1,8}$/i.test(written) && written.toLowerCase() !== filename.toLowerCase();
+  const name = written.trim().toLowerCase();
+  if (!/\.[a-z][a-z0-9]{0,7}$/.test(name)) return false;
+  const whole = filename
+    .replace(/[【】\r\n]/g, ' ')
+    .trim()
+    .toLowerCase();
+  const names = new Set([whole, markerName(filename).toLowerCase(), withoutExtension(whole)]);
+  return !names.has(name) && !names.has(withoutExtension(name));
+}
+
+function withoutExtension(name: string): string {
+  return name.replace(/\.[a-z][a-z0-9]{0,7}$/, '');
 }
 
 /**
