@@ -15,19 +15,24 @@ import { tempDir } from '../support/server.ts';
  * once its ingestions have stopped, and the next worker (a restarted server) claims them at once, not after the
  * lease (a minute here) has lapsed.
  */
-test('closing hands the files being indexed back: the next worker indexes them at once', async () => {
-  const dir = tempDir();
-  const store = await openSqliteStore(dir);
-  const scope = { projectId: 'proj_close' };
-  const records = store.vectorStores;
+/** An indexer that holds every file until it is closed, then fails them, as ThreadIndexer does. */
+function holdingIndexer(): { holding: Indexer; pending: Set<(result: IndexResult) => void> } {
   const pending = new Set<(result: IndexResult) => void>();
-  /** An indexer that holds every file until it is closed, then fails them, as ThreadIndexer does. */
   const holding: Indexer = {
     index: () => new Promise<IndexResult>((resolve) => pending.add(resolve)),
     close: async () => {
       for (const resolve of pending) resolve({ ok: false, code: 'server_error', message: 'The indexer is closed.' });
     },
   };
+  return { holding, pending };
+}
+
+test('closing hands the files being indexed back: the next worker indexes them at once', async () => {
+  const dir = tempDir();
+  const store = await openSqliteStore(dir);
+  const scope = { projectId: 'proj_close' };
+  const records = store.vectorStores;
+  const { holding, pending } = holdingIndexer();
   const indexing: Indexer = {
     index: async () => ({ ok: true, chunks: [{ index: 0, text: 'notes', tokens: 1 }], usageBytes: 5 }),
     close: async () => {},
@@ -70,13 +75,7 @@ test('a lease renewal under way when the worker closes does not take back a file
   const store = await openSqliteStore(dir);
   const scope = { projectId: 'proj_close_renewal' };
   const records = store.vectorStores;
-  const pending = new Set<(result: IndexResult) => void>();
-  const holding: Indexer = {
-    index: () => new Promise<IndexResult>((resolve) => pending.add(resolve)),
-    close: async () => {
-      for (const resolve of pending) resolve({ ok: false, code: 'server_error', message: 'The indexer is closed.' });
-    },
-  };
+  const { holding } = holdingIndexer();
   // Every renewal takes 300 ms to answer, as a busy database's would: the close comes while one is under way. The
   // hand-back (a lease ending at 0) answers at once.
   let renewals = 0;
