@@ -157,12 +157,16 @@ export function buildApp({
   });
   app.decorateRequest('scope', DEFAULT_SCOPE_PLACEHOLDER);
   const limits = new RateLimits(rateLimits, (scope, since) => store.tokensUsedSince(scope, since));
+  // First of the hooks: every answer carries it, those of the hooks that answer early (a CORS preflight) too.
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
   allowOrigins(app, corsOrigins);
   dropStalledBodies(app, bodyTimeoutMs);
   acceptJsonBodies(app);
   acceptMultipartUploads(app);
   app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
     const area = areaOf(request);
     await authorize(authenticator, request, area);
     // A project's request (the admin API and /metrics are not limited).

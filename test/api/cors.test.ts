@@ -147,6 +147,7 @@ describe('CORS: pages on the allowed origins call the API from a browser', () =>
     );
     assert.match(preflight.headers.get('access-control-allow-methods') ?? '', /POST/);
     assert.match(preflight.headers.get('vary') ?? '', /origin/i);
+    assert.match(preflight.headers.get('x-request-id') ?? '', /^req_/, 'a preflight is a request like any other');
   });
 });
 
