@@ -329,7 +329,6 @@ export class RunExecutor {
     if (turn.hasToolCalls && reply.finish === 'length' && (hitBudget || turn.lastCallUnfinished)) {
       // Stopped by the token limit while it wrote its calls: the last one half-written, which neither the client nor
       // a server-side tool can execute; or the run's budget spent, so that no later turn could read the outputs.
-      x.turnUsage = async () => usage;
       return this.end(
         x,
         hitBudget
@@ -342,6 +341,7 @@ export class RunExecutor {
                   "The model's reply was cut off at its token limit (finish_reason: length) while it wrote its tool calls.",
               },
             },
+        usage,
       );
     }
     if (turn.hasToolCalls && answerNow)
@@ -737,10 +737,13 @@ export class RunExecutor {
 
   // ── endings ───────────────────────────────────────────────────────────────────
 
-  /** Ends the run now (run-ending.ts), with whatever the current model turn has produced. */
-  private async end(x: Execution, ending: RunEnding): Promise<'done' | 'settle'> {
+  /**
+   * Ends the run now (run-ending.ts), with whatever the current model turn has produced: its usage as reported, when
+   * the turn has ended, else estimated (`turnUsage`).
+   */
+  private async end(x: Execution, ending: RunEnding, turnUsage?: Usage): Promise<'done' | 'settle'> {
     const at = unixSeconds();
-    const turn = x.turn && { ...x.turn.soFar, usage: await x.turnUsage?.() };
+    const turn = x.turn && { ...x.turn.soFar, usage: turnUsage ?? (await x.turnUsage?.()) };
     const ended = endRun(x.run, x.steps, ending, at, turn);
     x.turn = undefined;
     return (await this.commit(x, { ...ended, lock: RELEASED })) ? 'done' : 'settle';

@@ -35,12 +35,17 @@ export function citationMarker(turn: number, index: number, filename: string): s
   return `${OPEN}${turn}:${index}†${markerName(filename)}${CLOSE}`;
 }
 
+/** A filename without the brackets and line breaks that would end or break a marker. */
+function unbroken(filename: string): string {
+  return filename.replace(/[【】\r\n]/g, ' ').trim();
+}
+
 /**
  * A filename as a marker can hold it: no brackets or line breaks, which would end or break the marker, and at most
  * MAX_MARKER_NAME units (not ending in half a surrogate pair).
  */
 function markerName(filename: string): string {
-  let name = filename.replace(/[【】\r\n]/g, ' ').trim();
+  let name = unbroken(filename);
   if (name.length > MAX_MARKER_NAME)
     name = name
       .slice(0, MAX_MARKER_NAME)
@@ -76,10 +81,7 @@ function citedFile(
 function namesAnotherFile(written: string, filename: string): boolean {
   const name = written.trim().toLowerCase();
   if (!/\.[a-z][a-z0-9]{0,7}$/.test(name)) return false;
-  const whole = filename
-    .replace(/[【】\r\n]/g, ' ')
-    .trim()
-    .toLowerCase();
+  const whole = unbroken(filename).toLowerCase();
   const names = new Set([whole, markerName(filename).toLowerCase(), withoutExtension(whole)]);
   return !names.has(name) && !names.has(withoutExtension(name));
 }
