@@ -69,6 +69,19 @@ export type RunStreamEvent =
   | { event: 'error'; data: StreamError };
 
 /**
+ * `events` announcing a commit, with the run they carry as committed: the committer's copy of the run may hold
+ * metadata that modify run has changed since it was read, and what a stream or a held poll is told is what is stored
+ * (Store.commitRun answers with that).
+ */
+export function asCommitted(events: readonly RunStreamEvent[], committed: Run): RunStreamEvent[] {
+  return events.map((e) => (isRunEvent(e) && e.data.id === committed.id ? { ...e, data: committed } : e));
+}
+
+function isRunEvent(e: RunStreamEvent): e is Extract<RunStreamEvent, { data: Run }> {
+  return e.event.startsWith('thread.run.') && !e.event.startsWith('thread.run.step.');
+}
+
+/**
  * What a stream following a run gets when the run's thread is deleted under it (the run is gone with it), before
  * the stream ends: an `error` event, the only one the bus carries.
  */

@@ -3,7 +3,13 @@ import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, notFound } from '../domain/errors.ts';
 import { type FunctionDefinition, type Message, type MessageContent, NO_PARAMETERS } from '../domain/objects.ts';
-import { RUN_STREAM_END, type RunStreamEvent, runDeletedEvent, runInterruptedEvent } from '../domain/run-events.ts';
+import {
+  asCommitted,
+  RUN_STREAM_END,
+  type RunStreamEvent,
+  runDeletedEvent,
+  runInterruptedEvent,
+} from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import type {
   FunctionToolCallDetails,
@@ -866,8 +872,9 @@ export class RunExecutor {
       x.signal,
     );
     const ends = RUN_STREAM_END.has(`thread.run.${change.run.status}`);
-    if (!committed && !(lost && ends && (await this.applied(x, change)))) return false;
-    x.run = change.run;
+    const stored = committed ?? (lost && ends ? await this.applied(x, change) : undefined);
+    if (!stored) return false;
+    x.run = stored;
     x.ended = ends;
     for (const step of change.steps ?? []) {
       const at = x.steps.findIndex((s) => s.id === step.id);
@@ -875,7 +882,7 @@ export class RunExecutor {
       else x.steps.push(step);
     }
     x.messages?.add((change.messages ?? []).filter((m) => m.status !== 'in_progress'));
-    if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, change.events);
+    if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, asCommitted(change.events, stored));
     return true;
   }
 
@@ -883,9 +890,10 @@ export class RunExecutor {
    * Whether `change`, a commit that ends or pauses the run refused by its fence after an attempt whose connection
    * was lost, is what the run holds: that attempt was applied, and only its answer was lost. The run is as it wrote
    * it, and so are its steps. (A commit that leaves the run in progress is refused when another worker took the run
-   * over after its lease: that one goes on with it. An ended or paused run is taken over by none.)
+   * over after its lease: that one goes on with it. An ended or paused run is taken over by none.) The run as stored
+   * when it was, else undefined.
    */
-  private async applied(x: Execution, change: Change): Promise<boolean> {
+  private async applied(x: Execution, change: Change): Promise<Run | undefined> {
     const { store } = this.options;
     try {
       const [run, steps] = await Promise.all([
@@ -894,13 +902,13 @@ export class RunExecutor {
       ]);
       const stored = new Map(steps.map((step) => [step.id, step]));
       // All but its metadata, which modify run may have changed meanwhile and no commit writes.
-      return (
+      const same =
         run !== undefined &&
         isDeepStrictEqual({ ...run, metadata: null }, { ...change.run, metadata: null }) &&
-        (change.steps ?? []).every((step) => isDeepStrictEqual(stored.get(step.id), step))
-      );
+        (change.steps ?? []).every((step) => isDeepStrictEqual(stored.get(step.id), step));
+      return same ? run : undefined;
     } catch {
-      return false; // unknown: as refused
+      return undefined; // unknown: as refused
     }
   }
 }

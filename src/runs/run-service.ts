@@ -2,7 +2,7 @@ import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, invalidRequest, notFound } from '../domain/errors.ts';
 import { type NewMessageInput, newClientMessage } from '../domain/messages.ts';
 import type { Metadata, Thread } from '../domain/objects.ts';
-import type { RunStreamEvent } from '../domain/run-events.ts';
+import { asCommitted, type RunStreamEvent } from '../domain/run-events.ts';
 import { type Transition, transition, transitionStep } from '../domain/run-state-machine.ts';
 import type { Run, StoredStep } from '../domain/runs.ts';
 import type { ClaimedRun, RunLock, Scope, Store } from '../storage/store.ts';
@@ -183,11 +183,12 @@ export class RunService {
       if (!run) throw notFound('run', runId);
       const { run: cancelling, events } = transition(run, { type: 'cancel', at: unixSeconds() });
       // A concurrent change (the worker finished, the run expired) makes the fence fail: look again.
-      if (!(await this.store.commitRun(scope, { run: cancelling, expect: { status: run.status } }))) continue;
-      this.publish(cancelling, events);
-      await this.cancelIfIdle(scope, cancelling);
+      const committed = await this.store.commitRun(scope, { run: cancelling, expect: { status: run.status } });
+      if (!committed) continue;
+      this.publish(committed, asCommitted(events, committed));
+      await this.cancelIfIdle(scope, committed);
       this.bus.stopRequested(runId, 'cancel');
-      return cancelling;
+      return committed;
     }
   }
 
@@ -202,7 +203,7 @@ export class RunService {
       steps: ended.steps,
       messages: ended.messages,
     });
-    if (committed) this.publish(run, ended.events);
+    if (committed) this.publish(committed, asCommitted(ended.events, committed));
   }
 
   /** Completes the pending tool_calls step with the outputs and queues the run for the next model turn. */
@@ -261,10 +262,9 @@ export class RunService {
     if (!committed) throw notAccepted(await statusNow());
     // A stream of the continuation starts with the tool step, now holding the outputs.
     const stepsNow = steps.map((s) => (s.id === completed.step.id ? completed.step : s));
-    await this.queued(scope, { run: stored.run, events: [...completed.events, ...stored.events] }, lock, {
-      steps: stepsNow,
-    });
-    return queued.run;
+    const events = asCommitted([...completed.events, ...stored.events], committed);
+    await this.queued(scope, { run: committed, events }, lock, { steps: stepsNow });
+    return { ...queued.run, metadata: committed.metadata };
   }
 
   /**

@@ -520,8 +520,12 @@ export interface Store {
   runSteps(scope: Scope, runId: string): Promise<StoredStep[]>;
   runLock(runId: string): Promise<RunLock | undefined>;
 
-  /** Applies a RunCommit; false when its fence did not hold (nothing was written). */
-  commitRun(scope: Scope, commit: RunCommit): Promise<boolean>;
+  /**
+   * Applies a RunCommit. Answers with the run as stored — the commit's run with the metadata the database holds,
+   * which modify run may have changed since the committer read it — or undefined when the fence did not hold
+   * (nothing was written).
+   */
+  commitRun(scope: Scope, commit: RunCommit): Promise<Run | undefined>;
   /**
    * Calls `listener` after a commit made here ended a run while other runs of its thread were waiting (QueueOption):
    * the first of them may start now, and a wake-up has a worker claim it at once rather than at its next poll.

@@ -3,6 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { unixSeconds } from '../domain/clock.ts';
 import { newId } from '../domain/ids.ts';
+import { asCommitted } from '../domain/run-events.ts';
 import { LoopFailures } from '../loop-failures.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { endRun } from '../runs/run-ending.ts';
@@ -211,7 +212,7 @@ export class RunWorker implements LocalExecution {
           messages: ended.messages,
         });
         if (!committed) continue; // it changed meanwhile; the next sweep sees it again if still due
-        bus.publishAll(run.thread_id, run.id, ended.events);
+        bus.publishAll(run.thread_id, run.id, asCommitted(ended.events, committed));
         bus.stopRequested(run.id, 'expire');
       }
       this.failures.succeeded('expiring runs');

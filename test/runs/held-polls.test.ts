@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
+import { readSse, type SseEvent } from '../support/sse.ts';
 
 /**
  * A poll the SDK's helpers make (`X-Stainless-Poll-Helper`) is held until the run changes; a client that says its
@@ -91,6 +92,28 @@ describe('held polls and the client timeout', () => {
     } finally {
       release();
     }
+  });
+
+  test('a run modified while its model answers ends with the new metadata, in held polls and streams alike', async () => {
+    // The run the executor holds was read before the modification; what it publishes when the run ends is what a
+    // held poll and a stream answer with, so that must be the run as stored, not the executor's copy.
+    const { threadId, runId, release } = await heldRun();
+    const events: SseEvent[] = [];
+    const streamed = fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}/events`).then((response) =>
+      readSse(response, (event) => void events.push(event)),
+    );
+    const polled = fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}`, {
+      headers: { 'x-stainless-poll-helper': 'true' },
+    });
+    const modified = await server.api.post(`/v1/threads/${threadId}/runs/${runId}`, { metadata: { step: 'two' } });
+    assert.equal(modified.status, 200);
+    release();
+    const answered = (await (await polled).json()) as { status: string; metadata: unknown };
+    assert.equal(answered.status, 'completed');
+    assert.deepEqual(answered.metadata, { step: 'two' });
+    await streamed;
+    const completed = events.find((e) => e.event === 'thread.run.completed');
+    assert.deepEqual(completed?.data.metadata, { step: 'two' });
   });
 
   test('a client that says no timeout, or says it in milliseconds, is answered within it', async () => {

@@ -25,7 +25,7 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
       ? 'false'
       : `exists (select 1 from "messages" where "thread_id" = ${bind(waitingOf)} and "queued_behind" = ${bind(fence.runId)})`;
   where += ` and not ${queued}`;
-  const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning 1)`];
+  const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning "metadata")`];
   const upsert = (table: string, row: Record<string, unknown>, n: number) => {
     const changed = Object.keys(row)
       .filter((c) => c !== 'id' && c !== 'project_id')
@@ -45,7 +45,7 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
       : `exists (select 1 from "runs" where "thread_id" = ${bind(waitingOf)} and "waiting" = 1 ` +
         `and "id" <> ${bind(fence.runId)} and "status" in ('queued', 'in_progress', 'requires_action', 'cancelling'))`;
   return CompiledQuery.raw(
-    `with ${ctes.join(', ')} select count(*)::int as "updated", ${waiting} as "waiting", ${queued} as "queued" from r`,
+    `with ${ctes.join(', ')} select (select "metadata" from r) as "metadata", ${waiting} as "waiting", ${queued} as "queued"`,
     parameters,
   );
 }

@@ -23,6 +23,7 @@ import type {
 } from '../store.ts';
 import type { SqlCapabilities } from './capabilities.ts';
 import { type Arg, CompiledQueries, rowArgs } from './compiled-queries.ts';
+import { fromJson } from './json-column.ts';
 import { bury, deleteAndBury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import { queueBehindLastRun, releaseQueuedMessages } from './queued-messages.ts';
@@ -595,21 +596,25 @@ export class SqlStore implements Store {
 
   // ── execution ───────────────────────────────────────────────────────────────
 
-  async commitRun(scope: Scope, commit: RunCommit): Promise<boolean> {
-    const { committed, waiting } = await this.writeCommit(scope, commit);
-    if (committed && waiting) for (const listener of this.waitingRunsFreed) listener();
-    return committed;
+  async commitRun(scope: Scope, commit: RunCommit): Promise<Run | undefined> {
+    const { metadata, waiting } = await this.writeCommit(scope, commit);
+    if (metadata === undefined) return undefined;
+    if (waiting) for (const listener of this.waitingRunsFreed) listener();
+    return { ...commit.run, metadata: fromJson(metadata) };
   }
 
   onWaitingRunsFreed(listener: () => void): void {
     this.waitingRunsFreed.push(listener);
   }
 
-  /** Applies the commit; `waiting` when it ended the run and other runs of its thread wait (queued runs). */
+  /**
+   * Applies the commit: the run's stored metadata (JSON) when it did, and `waiting` when it ended the run and other
+   * runs of its thread wait (queued runs).
+   */
   private async writeCommit(
     scope: Scope,
     { run, expect, lock, steps = [], messages = [] }: RunCommit,
-  ): Promise<{ committed: boolean; waiting: boolean }> {
+  ): Promise<{ metadata?: string; waiting: boolean }> {
     const ends = TERMINAL_RUN_STATUSES.has(run.status);
     if (this.capabilities.rowLocks && this.capabilities.commitStatement) {
       const statement = this.capabilities.commitStatement({
@@ -619,15 +624,18 @@ export class SqlStore implements Store {
         steps: steps.map((step) => stepToRow(scope, step)),
         messages: messages.map((message) => messageToRow(scope, message)),
       });
-      const { rows } = await this.db.executeQuery<{ updated: number; waiting: boolean; queued: boolean }>(statement);
+      const { rows } = await this.db.executeQuery<{ metadata: string | null; waiting: boolean; queued: boolean }>(
+        statement,
+      );
       // An ending that messages wait behind is not made by the statement: the transaction below releases them too.
-      if (rows[0]?.queued !== true) return { committed: rows[0]?.updated === 1, waiting: rows[0]?.waiting === true };
+      if (rows[0]?.queued !== true)
+        return { ...(rows[0]?.metadata != null && { metadata: rows[0].metadata }), waiting: rows[0]?.waiting === true };
     }
     return this.db.transaction().execute(async (trx) => {
       const set = rowArgs(withLock(runStateToRow(run), lock));
       const fence = expect.lockedBy === null ? 'free' : expect.lockedBy === undefined ? 'any' : 'held';
       const n = set.values.length;
-      const result = await this.q.execute(
+      const [updated] = await this.q.rows(
         trx,
         `commitRun:${fence}:${set.key}`,
         (a) => {
@@ -639,15 +647,15 @@ export class SqlStore implements Store {
             .where('status', '=', a(n + 2));
           if (fence === 'free') update = update.where('locked_by', 'is', null);
           else if (fence === 'held') update = update.where('locked_by', '=', a(n + 3));
-          return update;
+          return update.returning('metadata');
         },
         [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy],
       );
-      if (!result.numAffectedRows) return { committed: false, waiting: false };
+      if (!updated) return { waiting: false };
       for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
       for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
       if (ends) await releaseQueuedMessages(trx, run.thread_id, run.id, this.capabilities.rowLocks);
-      return { committed: true, waiting: ends && (await waitingRunOf(trx, this.q, run.thread_id, run.id)) };
+      return { metadata: updated.metadata, waiting: ends && (await waitingRunOf(trx, this.q, run.thread_id, run.id)) };
     });
   }
 
