@@ -222,8 +222,9 @@ export async function extractText(input: ExtractInput): Promise<ExtractResult> {
     result = invalid(`The file could not be read as ${FORMAT_NAMES[format]}: ${describeError(error)}`);
   }
   if (!result.ok) return result;
-  // Every format's text passes here: no U+0000 reaches the store.
-  const text = replaceNul(normalizeLineEnds(result.text));
+  // Every format's text passes here: no U+0000 reaches the store, and no lone surrogate (a `&#xD800;`), which the two
+  // databases would keep differently (app.ts, wellFormed).
+  const text = replaceNul(normalizeLineEnds(result.text)).toWellFormed();
   if (text.length > MAX_TEXT_CHARS) return tooMuchText();
   return { ok: true, text };
 }

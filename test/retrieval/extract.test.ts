@@ -161,6 +161,17 @@ describe('extractText: DOCX', () => {
     assert.equal(textOf(await extract(htmlDocument('<p>x&#0;y</p>', ''), 'reference.html')), 'x\ufffdy');
   });
 
+  it('keeps no lone surrogate in the text (the databases keep one differently): &#xD800; becomes U+FFFD', async () => {
+    const reference = await rewritePart(
+      await docxDocument(['before MARK after']),
+      'word/document.xml',
+      'MARK',
+      'x&#xD800;y&#xDFFF;z&#x1F600;',
+    );
+    assert.equal(textOf(await extract(reference, 'reference.docx')).trim(), 'before x\ufffdy\ufffdz😀 after');
+    assert.equal(textOf(await extract(htmlDocument('<p>x&#xD800;y</p>', ''), 'reference.html')), 'x\ufffdy');
+  });
+
   it('refuses a zip named .docx that holds no Word document as invalid_file', async () => {
     const zip = new JSZip();
     zip.file('readme.txt', 'not a document');
