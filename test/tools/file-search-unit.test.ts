@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { parseInclude } from '../../src/api/include.ts';
 import { serializeRunStep } from '../../src/api/serializers.ts';
 import { frame } from '../../src/api/sse.ts';
+import { invalidRequest, notFound } from '../../src/domain/errors.ts';
 import type { TextAnnotation } from '../../src/domain/objects.ts';
 import type { MessageDelta, RunStreamEvent } from '../../src/domain/run-events.ts';
 import type { FileSearchToolCallDetails, Run, ToolCallDetails } from '../../src/domain/runs.ts';
@@ -18,6 +19,7 @@ import {
   parseQueries,
 } from '../../src/tools/file-search/file-search-tool.ts';
 import { resultsText } from '../../src/tools/file-search/results-text.ts';
+import { vectorStoreBackend } from '../../src/tools/file-search/vector-store-backend.ts';
 import { resultTokenBudget, type ToolContext, ToolError, ToolRunFailure } from '../../src/tools/tool.ts';
 import { annotateInPieces } from '../support/annotators.ts';
 import { aRun, aStep } from '../support/builders.ts';
@@ -611,5 +613,57 @@ describe('include[] and the step serializer', () => {
     assert.deepEqual(parseInclude({ 'include[]': value }), { fileSearchContent: true });
     assert.deepEqual(parseInclude({ 'include[]': [value, value] }), { fileSearchContent: true });
     assert.throws(() => parseInclude({ 'include[]': [value, 'other'] }), /Invalid value: 'other'/);
+  });
+});
+
+describe('vectorStoreBackend', () => {
+  const hit = (file: string, score: number): ChunkHit => ({
+    vector_store_id: 'vs_kept',
+    file_id: file,
+    filename: `${file}.txt`,
+    text: `text of ${file}`,
+    score,
+    chunk_index: 0,
+  });
+
+  /** A backend over a fake service whose stores answer a search with `answers[id]`: hits, or the error it throws. */
+  function backendOver(answers: Record<string, ChunkHit[] | Error>) {
+    return vectorStoreBackend({
+      store: {} as never,
+      vectorStores: {
+        touch: async () => {},
+        search: async (_scope, id) => {
+          const answer = answers[id];
+          if (answer instanceof Error) throw answer;
+          return { hits: answer ?? [] } as never;
+        },
+      },
+    });
+  }
+  const options = { maxNumResults: 5, scoreThreshold: 0 } as never;
+
+  test('a store deleted once the call has named it is not searched; the others are', async () => {
+    const backend = backendOver({ vs_gone: notFound('vector store', 'vs_gone'), vs_kept: [hit(FILE_A, 0.5)] });
+    const hits = await backend.search(DEFAULT_SCOPE, ['vs_gone', 'vs_kept'], ['q'], options);
+    assert.deepEqual(
+      hits.map((h) => h.file_id),
+      [FILE_A],
+    );
+  });
+
+  test('a store that expired once the call has named it fails the run with invalid_prompt, naming it', async () => {
+    const expired = invalidRequest('Vector store vs_old has expired.', 'vector_store_id', 'vector_store_expired');
+    const backend = backendOver({ vs_old: expired });
+    await assert.rejects(backend.search(DEFAULT_SCOPE, ['vs_old'], ['q'], options), (error: unknown) => {
+      assert.ok(error instanceof ToolRunFailure);
+      assert.equal(error.code, 'invalid_prompt');
+      assert.match(error.message, /vs_old has expired/);
+      return true;
+    });
+  });
+
+  test('any other error of a search is the tool failing', async () => {
+    const backend = backendOver({ vs_a: new Error('disk on fire') });
+    await assert.rejects(backend.search(DEFAULT_SCOPE, ['vs_a'], ['q'], options), /disk on fire/);
   });
 });

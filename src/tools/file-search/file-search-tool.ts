@@ -140,6 +140,18 @@ function rankingOptions(
   return { ranker: DEFAULT_RANKER, score_threshold: settings.scoreThreshold };
 }
 
+/**
+ * The failure of a run whose vector store has expired: `where` names what holds it (the assistant or the thread)
+ * when that is known.
+ */
+export function expiredStore(id: string, where?: string): ToolRunFailure {
+  const holder = where ?? 'assistant or thread';
+  return new ToolRunFailure(
+    'invalid_prompt',
+    `Vector store ${id}${where ? ` (the ${where}'s)` : ''} has expired. Create a new vector store with its files and attach it to the ${holder} in tool_resources.file_search.vector_store_ids.`,
+  );
+}
+
 export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
   const { backend } = options;
   const waitMs = options.ingestionWaitMs ?? DEFAULT_INGESTION_WAIT_MS;
@@ -154,11 +166,7 @@ export function fileSearchTool(options: FileSearchToolOptions): ServerTool {
    * and where it is named.
    */
   function usable(store: VectorStoreView | undefined, id: string, where: string): VectorStoreView | undefined {
-    if (store?.expired)
-      throw new ToolRunFailure(
-        'invalid_prompt',
-        `Vector store ${id} (the ${where}'s) has expired. Create a new vector store with its files and attach it to the ${where} in tool_resources.file_search.vector_store_ids.`,
-      );
+    if (store?.expired) throw expiredStore(id, where);
     return store;
   }
 
