@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { unixSeconds } from '../domain/clock.ts';
 import { ApiError, invalidRequest, notFound } from '../domain/errors.ts';
 import { type NewMessageInput, newClientMessage } from '../domain/messages.ts';
@@ -206,7 +207,14 @@ export class RunService {
     if (committed) this.publish(committed, asCommitted(ended.events, committed));
   }
 
-  /** Completes the pending tool_calls step with the outputs and queues the run for the next model turn. */
+  /**
+   * Completes the pending tool_calls step with the outputs and queues the run for the next model turn.
+   *
+   * The outputs answer the pause they were checked against. Another request (here or in another process) may have
+   * answered it first, cancelled the run or expired it, and the run may even have paused again since; then the
+   * submission is judged against the run as it is now — refused by its status, or by its outputs naming calls no
+   * longer pending — and never taken as the answer to a later pause: the commit is fenced on the pause it read.
+   */
   async submitToolOutputs(
     scope: Scope,
     threadId: string,
@@ -214,26 +222,40 @@ export class RunService {
     outputs: ToolOutput[],
     options: RunRequestOptions = {},
   ): Promise<Run> {
+    for (;;) {
+      const submitted = await this.submitOnce(scope, threadId, runId, outputs, options);
+      if (submitted) return submitted;
+    }
+  }
+
+  /** One attempt of submitToolOutputs: undefined when the run's pause changed since it was read. */
+  private async submitOnce(
+    scope: Scope,
+    threadId: string,
+    runId: string,
+    outputs: ToolOutput[],
+    options: RunRequestOptions,
+  ): Promise<Run | undefined> {
     const run = await this.store.getRun(scope, threadId, runId);
     if (!run) throw notFound('run', runId);
     const at = unixSeconds();
     const queued = transition(run, { type: 'submit_tool_outputs', at });
-    const pending = run.required_action?.submit_tool_outputs.tool_calls ?? [];
-    const byId = checkOutputs(
-      pending.map((c) => c.id),
-      outputs,
-    );
-    // Another request (here or in another process) may have given the outputs, cancelled it or expired it since it
-    // was read: then its steps have moved on too, and the answer is the status it has now.
-    const statusNow = async () => (await this.store.getRun(scope, threadId, runId))?.status ?? 'deleted';
-    const notAccepted = (status: string) => invalidRequest(`Runs in status "${status}" do not accept tool outputs.`);
+    const pending = run.required_action?.submit_tool_outputs.tool_calls.map((c) => c.id) ?? [];
+    const byId = checkOutputs(pending, outputs);
     const steps = await this.store.runSteps(scope, runId);
-    const step = steps.find((s) => s.status === 'in_progress' && s.step_details.type === 'tool_calls');
+    const step = steps.find(
+      (s) =>
+        s.status === 'in_progress' &&
+        s.step_details.type === 'tool_calls' &&
+        pending.every(
+          (id) => s.step_details.type === 'tool_calls' && s.step_details.tool_calls.some((c) => c.id === id),
+        ),
+    );
     if (step?.step_details.type !== 'tool_calls') {
-      const status = await statusNow();
-      if (status === 'requires_action')
+      const now = await this.store.getRun(scope, threadId, runId);
+      if (now?.status === 'requires_action' && isDeepStrictEqual(now.required_action, run.required_action))
         throw new ApiError(500, `Run ${runId} requires action but has no pending tool_calls step.`);
-      throw notAccepted(status);
+      return undefined;
     }
     // The functions get their outputs; a server-side call of the same step keeps the result it has.
     const stepDetails = {
@@ -255,11 +277,11 @@ export class RunService {
     const stored = this.startedIfLocal(queued, lock);
     const committed = await this.store.commitRun(scope, {
       run: stored.run,
-      expect: { status: 'requires_action' },
+      expect: { status: 'requires_action', requiredAction: run.required_action },
       steps: [completed.step],
       ...(lock ? { lock } : {}),
     });
-    if (!committed) throw notAccepted(await statusNow());
+    if (!committed) return undefined;
     // A stream of the continuation starts with the tool step, now holding the outputs.
     const stepsNow = steps.map((s) => (s.id === completed.step.id ? completed.step : s));
     const events = asCommitted([...completed.events, ...stored.events], committed);

@@ -128,7 +128,11 @@ export interface RunLock {
  */
 export interface RunCommit {
   run: Run;
-  expect: { status: RunStatus; lockedBy?: string | null };
+  /**
+   * What the run must hold for the commit to apply: its status; its lock holder (null: none), when given; and its
+   * pending action, when given (tool outputs answer the one pause they were checked against).
+   */
+  expect: { status: RunStatus; lockedBy?: string | null; requiredAction?: Run['required_action'] };
   /** The new lock; omitted = unchanged. */
   lock?: RunLock;
   /** Inserted, or replaced by id. */

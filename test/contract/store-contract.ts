@@ -604,6 +604,30 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       );
     });
 
+    test('commitRun fenced on a pending action applies only while the run holds that one', async () => {
+      const run = await threadWithRun();
+      const pause = (id: string): Run['required_action'] => ({
+        type: 'submit_tool_outputs',
+        submit_tool_outputs: {
+          tool_calls: [{ id, type: 'function', function: { name: 'lookup', arguments: '{"q":"é"}' } }],
+        },
+      });
+      const paused: Run = { ...run, status: 'requires_action', required_action: pause('call_2') };
+      assert.ok(await store.commitRun(scope, { run: paused, expect: { status: 'queued' } }));
+      const answered: Run = { ...paused, status: 'queued', required_action: null };
+      // Outputs checked against an earlier pause of the same run: not applied.
+      const stale = { status: 'requires_action' as const, requiredAction: pause('call_1') };
+      assert.equal(await store.commitRun(scope, { run: answered, expect: stale }), undefined);
+      assert.equal(
+        await store.commitRun(scope, { run: answered, expect: { status: 'requires_action', requiredAction: null } }),
+        undefined,
+      );
+      assert.deepEqual(await store.getRun(scope, run.thread_id, run.id), paused);
+      const current = { status: 'requires_action' as const, requiredAction: pause('call_2') };
+      assert.ok(await store.commitRun(scope, { run: answered, expect: current }));
+      assert.deepEqual(await store.getRun(scope, run.thread_id, run.id), answered);
+    });
+
     test("commitRun leaves the run's metadata as modify run last set it", async () => {
       const run = await threadWithRun();
       const modified = await store.updateRunMetadata(scope, run.thread_id, run.id, { changed: 'meanwhile' });

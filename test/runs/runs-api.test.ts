@@ -484,6 +484,72 @@ describe('run engine', () => {
     assert.equal(done.status, 'completed');
   });
 
+  /**
+   * A run that pauses twice: `stage(submitFirst)` patches the store so that a late submission of the first pause's
+   * outputs is overtaken, at the patched point, by the first pause's own submission and the run's second pause.
+   * The late one must be refused, never taken as the answer to the second pause, which stays pending.
+   */
+  async function overtakenSubmission(patch: 'runSteps' | 'commitRun') {
+    const assistant = await assistantWith([orderTool]);
+    upstream.enqueue(
+      { toolCalls: [{ name: 'calculate_order_total', arguments: '{"n":1}' }] },
+      { toolCalls: [{ name: 'calculate_order_total', arguments: '{"n":2}' }] },
+      { text: 'Total: 3' },
+    );
+    const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Go' }] });
+    const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    const [first] = run.required_action!.submit_tool_outputs.tool_calls;
+    const submit = (id: string) =>
+      server.api.post(`/v1/threads/${thread.id}/runs/${run.id}/submit_tool_outputs`, {
+        tool_outputs: [{ tool_call_id: id, output: '3' }],
+      });
+    const store = server.server.store;
+    const original = store[patch].bind(store) as (...args: unknown[]) => Promise<unknown>;
+    let second: OpenAI.Beta.Threads.Run | undefined;
+    (store as unknown as Record<string, unknown>)[patch] = async (...args: unknown[]) => {
+      if (!second) {
+        (store as unknown as Record<string, unknown>)[patch] = original;
+        assert.equal((await submit(first!.id)).status, 200);
+        second = await client.beta.threads.runs.poll(run.id, { thread_id: thread.id });
+      }
+      return original(...args);
+    };
+    let late: Awaited<ReturnType<typeof submit>>;
+    try {
+      late = await submit(first!.id);
+    } finally {
+      (store as unknown as Record<string, unknown>)[patch] = original;
+    }
+    assert.equal(second?.status, 'requires_action', 'the race was staged');
+    const [pending] = second!.required_action!.submit_tool_outputs.tool_calls;
+    assert.notEqual(pending!.id, first!.id);
+    assert.equal(late.status, 400, JSON.stringify(late.body));
+    assert.match((late.body.error as { message: string }).message, /unknown tool call ids/);
+    const still = await client.beta.threads.runs.retrieve(run.id, { thread_id: thread.id });
+    assert.equal(still.status, 'requires_action');
+    assert.deepEqual(still.required_action, second!.required_action);
+    const done = await client.beta.threads.runs.submitToolOutputsAndPoll(run.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: pending!.id, output: '3' }],
+    });
+    assert.equal(done.status, 'completed');
+    const steps = await client.beta.threads.runs.steps.list(run.id, { thread_id: thread.id, order: 'asc' });
+    const outputs = steps.data.flatMap((step) =>
+      step.step_details.type === 'tool_calls'
+        ? step.step_details.tool_calls.map((call) => (call.type === 'function' ? call.function.output : null))
+        : [],
+    );
+    assert.deepEqual(outputs, ['3', '3']);
+  }
+
+  test("a submission overtaken by the run's next pause before it reads its steps is refused", async () => {
+    await overtakenSubmission('runSteps');
+  });
+
+  test("a submission overtaken by the run's next pause before it commits is refused", async () => {
+    await overtakenSubmission('commitRun');
+  });
+
   test('cancel during a slow upstream reply: cancelled at once, upstream aborted, partial text kept', async () => {
     const assistant = await assistantWith();
     // The story's end is held until the test ends: a cancel that waited for the reply to finish would never end.

@@ -19,6 +19,8 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
   let where = `"project_id" = ${bind(fence.projectId)} and "id" = ${bind(fence.runId)} and "status" = ${bind(fence.status)}`;
   if (fence.lockedBy === null) where += ' and "locked_by" is null';
   else if (fence.lockedBy !== undefined) where += ` and "locked_by" = ${bind(fence.lockedBy)}`;
+  if (fence.requiredAction === null) where += ' and "required_action" is null';
+  else if (fence.requiredAction !== undefined) where += ` and "required_action" = ${bind(fence.requiredAction)}`;
   // An ending that messages wait behind (queued-messages.ts) is left to a transaction, which releases them too.
   const queued =
     waitingOf === undefined

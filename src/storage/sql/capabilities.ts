@@ -75,7 +75,14 @@ export interface RunCreationRows {
 /** A run's commit as rows: the run's new columns, the fence of the update, and the step and message rows. */
 export interface CommitRows {
   set: Record<string, unknown>;
-  fence: { projectId: string; runId: string; status: string; lockedBy?: string | null | undefined };
+  fence: {
+    projectId: string;
+    runId: string;
+    status: string;
+    lockedBy?: string | null | undefined;
+    /** The run's `required_action` column as it must be (JSON text, or null for none), when the commit says. */
+    requiredAction?: string | null | undefined;
+  };
   /** The thread of a run this commit ends: whether other runs of it wait behind is reported too. */
   waitingOf?: string | undefined;
   steps: ReadonlyArray<Record<string, unknown>>;

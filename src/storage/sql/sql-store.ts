@@ -23,7 +23,7 @@ import type {
 } from '../store.ts';
 import type { SqlCapabilities } from './capabilities.ts';
 import { type Arg, CompiledQueries, rowArgs } from './compiled-queries.ts';
-import { fromJson } from './json-column.ts';
+import { fromJson, toJson } from './json-column.ts';
 import { bury, deleteAndBury } from './list-tombstones.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import { queueBehindLastRun, releaseQueuedMessages } from './queued-messages.ts';
@@ -616,10 +616,21 @@ export class SqlStore implements Store {
     { run, expect, lock, steps = [], messages = [] }: RunCommit,
   ): Promise<{ metadata?: string; waiting: boolean }> {
     const ends = TERMINAL_RUN_STATUSES.has(run.status);
+    // As the column holds it: the same JSON text for the same pause (its row was written by the same toJson).
+    const requiredAction =
+      expect.requiredAction === undefined || expect.requiredAction === null
+        ? expect.requiredAction
+        : toJson(expect.requiredAction);
     if (this.capabilities.rowLocks && this.capabilities.commitStatement) {
       const statement = this.capabilities.commitStatement({
         set: withLock(runStateToRow(run), lock),
-        fence: { projectId: scope.projectId, runId: run.id, status: expect.status, lockedBy: expect.lockedBy },
+        fence: {
+          projectId: scope.projectId,
+          runId: run.id,
+          status: expect.status,
+          lockedBy: expect.lockedBy,
+          requiredAction,
+        },
         waitingOf: ends ? run.thread_id : undefined,
         steps: steps.map((step) => stepToRow(scope, step)),
         messages: messages.map((message) => messageToRow(scope, message)),
@@ -634,10 +645,11 @@ export class SqlStore implements Store {
     return this.db.transaction().execute(async (trx) => {
       const set = rowArgs(withLock(runStateToRow(run), lock));
       const fence = expect.lockedBy === null ? 'free' : expect.lockedBy === undefined ? 'any' : 'held';
+      const pause = requiredAction === null ? 'none' : requiredAction === undefined ? 'any' : 'this';
       const n = set.values.length;
       const [updated] = await this.q.rows(
         trx,
-        `commitRun:${fence}:${set.key}`,
+        `commitRun:${fence}:${pause}:${set.key}`,
         (a) => {
           let update = trx
             .updateTable('runs')
@@ -647,9 +659,11 @@ export class SqlStore implements Store {
             .where('status', '=', a(n + 2));
           if (fence === 'free') update = update.where('locked_by', 'is', null);
           else if (fence === 'held') update = update.where('locked_by', '=', a(n + 3));
+          if (pause === 'none') update = update.where('required_action', 'is', null);
+          else if (pause === 'this') update = update.where('required_action', '=', a(n + 4));
           return update.returning('metadata');
         },
-        [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy],
+        [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy, requiredAction],
       );
       if (!updated) return { waiting: false };
       for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
