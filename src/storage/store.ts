@@ -514,6 +514,8 @@ export interface Store {
   getRun(scope: Scope, threadId: string, runId: string): Promise<Run | undefined>;
   /** A run by id alone, with its scope: for signals from other processes, which name only the run. */
   findRun(runId: string): Promise<ClaimedRun | undefined>;
+  /** The runs of these ids that exist, by id alone as findRun, in no order. */
+  findRuns(runIds: readonly string[]): Promise<Run[]>;
   /** Throws not-found when the thread does not exist. */
   listRuns(scope: Scope, threadId: string, page: PageRequest): Promise<Page<Run>>;
   updateRunMetadata(scope: Scope, threadId: string, runId: string, metadata: Metadata): Promise<Run | undefined>;

@@ -245,22 +245,37 @@ else
       await sql.connect();
       await peer.connect();
       await peer.query('listen assistd_runs');
+      // Every re-read, by the ids it reads: one statement serves every stream.
+      const { store } = server.server;
+      const findRuns = store.findRuns.bind(store);
+      const reads: string[][] = [];
+      store.findRuns = (ids) => {
+        reads.push([...ids]);
+        return findRuns(ids);
+      };
       const assistant = await server.api.post('/v1/assistants', { model: 'm' });
-      const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
-      const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
-      assert.equal(run.body.status, 'queued');
-      const response = await fetch(`${server.url}/v1/threads/${thread.body.id}/runs/${run.body.id}/events`, {
-        signal: AbortSignal.timeout(20_000),
-      });
-      const events = readSse(response);
-      await new Promise((resolve) => setTimeout(resolve, 300)); // the stream is open, its snapshot sent
-      await sql.query(`update runs set status = 'cancelled', cancelled_at = $2 where id = $1`, [
-        run.body.id,
+      const followed: Array<{ runId: string; events: ReturnType<typeof readSse> }> = [];
+      for (let i = 0; i < 3; i++) {
+        const thread = await server.api.post('/v1/threads', { messages: [{ role: 'user', content: 'hi' }] });
+        const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, { assistant_id: assistant.body.id });
+        assert.equal(run.body.status, 'queued');
+        const response = await fetch(`${server.url}/v1/threads/${thread.body.id}/runs/${run.body.id}/events`, {
+          signal: AbortSignal.timeout(20_000),
+        });
+        followed.push({ runId: run.body.id as string, events: readSse(response) });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the streams are open, their snapshots sent
+      await sql.query(`update runs set status = 'cancelled', cancelled_at = $2 where id = any($1)`, [
+        followed.map((f) => f.runId),
         Math.floor(Date.now() / 1000),
       ]);
-      const got = await events;
-      assert.deepEqual(eventNames(got), ['thread.run.queued', 'thread.run.cancelled', 'done']);
-      assert.equal(got[1]!.data.id, run.body.id);
+      for (const { runId, events } of followed) {
+        const got = await events;
+        assert.deepEqual(eventNames(got), ['thread.run.queued', 'thread.run.cancelled', 'done']);
+        assert.equal(got[1]!.data.id, runId);
+      }
+      assert.ok(reads.length >= 2, 'an end is acted on when a second read still finds it');
+      for (const ids of reads) assert.deepEqual(ids.sort(), followed.map((f) => f.runId).sort());
     } finally {
       await sql.end().catch(() => {});
       await peer.end().catch(() => {});

@@ -9,8 +9,9 @@ import type { Run, RunStatus } from '../../domain/runs.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { RunEventBus } from '../../runs/run-event-bus.ts';
 import type { RunService } from '../../runs/run-service.ts';
-import type { Scope, Store } from '../../storage/store.ts';
+import type { Store } from '../../storage/store.ts';
 import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
+import { FollowedRuns } from '../followed-runs.ts';
 import { pathId } from '../ids.ts';
 import { parseInclude } from '../include.ts';
 import { parsePageRequest, toListObject } from '../pagination.ts';
@@ -95,7 +96,15 @@ export function registerRunRoutes(
   app: FastifyInstance,
   { store, runs, bus, files, helpers, closing, stream, queueRuns, models }: RunRouteDeps,
 ): void {
-  const streaming: Streaming = { bus, closing, settings: stream, store };
+  // Only where changes made elsewhere come as signals, which can be lost.
+  const followed = bus.acrossProcesses
+    ? new FollowedRuns(
+        (ids) => store.findRuns(ids),
+        () => bus.othersNow,
+        FOLLOW_RECHECK_MS,
+      )
+    : undefined;
+  const streaming: Streaming = { bus, closing, settings: stream, followed };
   app.post('/v1/threads/:thread_id/runs', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     // `include[]` shapes the steps this request's stream shows (a polled run's steps are listed with their own).
@@ -117,7 +126,7 @@ export function registerRunRoutes(
       queue ? undefined : threadHasActiveRun,
     );
     const create = () => runs.createRun(request.scope, threadId, body, { executeHere: Boolean(body.stream), queue });
-    if (body.stream) return streamRun(reply, streaming, request.scope, threadId, create, [], include);
+    if (body.stream) return streamRun(reply, streaming, threadId, create, [], include);
     return sendRun(reply, await create());
   });
 
@@ -144,8 +153,7 @@ export function registerRunRoutes(
       runs.createThreadAndRun(request.scope, thread, body.thread?.messages ?? [], body, {
         executeHere: Boolean(body.stream),
       });
-    if (body.stream)
-      return streamRun(reply, streaming, request.scope, thread.id, create, [{ event: 'thread.created', data: thread }]);
+    if (body.stream) return streamRun(reply, streaming, thread.id, create, [{ event: 'thread.created', data: thread }]);
     return sendRun(reply, await create());
   });
 
@@ -209,7 +217,7 @@ export function registerRunRoutes(
     const body = parseBody(submitToolOutputsRequest, request.body);
     const submit = () =>
       runs.submitToolOutputs(request.scope, threadId, runId, body.tool_outputs, { executeHere: Boolean(body.stream) });
-    if (body.stream) return streamRun(reply, streaming, request.scope, threadId, submit);
+    if (body.stream) return streamRun(reply, streaming, threadId, submit);
     return sendRun(reply, await submit());
   });
 
@@ -225,7 +233,7 @@ export function registerRunRoutes(
     // Subscribe and copy the live turn in one synchronous step, before any wait: the deltas published from now on
     // extend exactly this snapshot (one taken after the run is read would hold those of the read, and they would be
     // sent twice).
-    const follow = followRun(bus, closing, threadId);
+    const follow = followRun(streaming, threadId);
     const live = bus.liveTurn(runId);
     let run: Run | undefined;
     try {
@@ -239,7 +247,7 @@ export function registerRunRoutes(
       if (live.step) snapshot.push({ event: 'thread.run.step.created', data: live.step });
       if (live.message) snapshot.push({ event: 'thread.message.created', data: live.message });
     }
-    follow.start(openSse(reply, include, stream), run, snapshot, () => store.getRun(request.scope, threadId, runId));
+    follow.start(openSse(reply, include, stream), run, snapshot);
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps', async (request) => {
@@ -267,7 +275,8 @@ interface Streaming {
   bus: RunEventBus;
   closing: AbortSignal;
   settings: StreamSettings;
-  store: Store;
+  /** Across processes: what re-reads the followed runs. */
+  followed: FollowedRuns | undefined;
 }
 
 /**
@@ -276,14 +285,13 @@ interface Streaming {
  */
 async function streamRun(
   reply: FastifyReply,
-  { bus, closing, settings, store }: Streaming,
-  scope: Scope,
+  streaming: Streaming,
   threadId: string,
   start: () => Promise<Run>,
   prelude: RunStreamEvent[] = [],
   include: StepInclude = NO_INCLUDE,
 ): Promise<void> {
-  const follow = followRun(bus, closing, threadId);
+  const follow = followRun(streaming, threadId);
   let run: Run;
   try {
     run = await start();
@@ -291,7 +299,7 @@ async function streamRun(
     follow.stop();
     throw error;
   }
-  follow.start(openSse(reply, include, settings), run, prelude, () => store.getRun(scope, run.thread_id, run.id));
+  follow.start(openSse(reply, include, streaming.settings), run, prelude);
 }
 
 /**
@@ -301,9 +309,9 @@ async function streamRun(
  * client that goes away only unsubscribes: the run goes on. When the server shuts down, open streams end at once
  * with an `error` event saying so (their runs resume after the restart), so that shutdown never waits on a stream
  * that waits on a run. Across processes, where the word of a change made elsewhere can be lost, the stream also
- * re-reads its run (`reread`, FOLLOW_RECHECK_MS) and ends with the end it finds.
+ * is told what its run is now (FollowedRuns, every FOLLOW_RECHECK_MS) and ends with the end it finds.
  */
-function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
+function followRun({ bus, closing, followed }: Streaming, threadId: string) {
   const buffered: Array<[string | undefined, RunStreamEvent]> = [];
   let deliver: ((runId: string | undefined, event: RunStreamEvent) => void) | undefined;
   const unsubscribe = bus.subscribeThread(threadId, (runId, event) => {
@@ -312,7 +320,7 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
   });
   return {
     stop: unsubscribe,
-    start(sse: SseStream, run: Run, prelude: RunStreamEvent[], reread: () => Promise<Run | undefined>) {
+    start(sse: SseStream, run: Run, prelude: RunStreamEvent[]) {
       const endOnShutdown = () => {
         if (sse.closed) return;
         sse.send(serverClosingEvent(run.thread_id, run.id));
@@ -339,45 +347,25 @@ function followRun(bus: RunEventBus, closing: AbortSignal, threadId: string) {
       for (const [runId, event] of buffered.splice(0)) deliver(runId, event);
       // The shutdown began while the run was being created: a listener added now would never be called.
       if (closing.aborted) endOnShutdown();
-      if (bus.acrossProcesses && !sse.closed) recheckUntilEnd(sse, run, bus, reread, send);
+      if (followed && !sse.closed) endWhenFound(sse, run, followed, send);
     },
   };
 }
 
 /**
- * Re-reads a followed run every FOLLOW_RECHECK_MS until its stream closes, while another process shares the database,
- * and sends the end it finds twice running (the run paused or ended, or gone with its thread) as the event its signal
- * would have brought.
+ * Ends the stream of `run` with the end its re-reads find twice running (the run paused or ended, or gone with its
+ * thread), sent as the event its signal would have brought.
  */
-function recheckUntilEnd(
-  sse: SseStream,
-  run: Run,
-  bus: RunEventBus,
-  reread: () => Promise<Run | undefined>,
-  send: (event: RunStreamEvent) => void,
-): void {
+function endWhenFound(sse: SseStream, run: Run, followed: FollowedRuns, send: (event: RunStreamEvent) => void): void {
   let found: RunStreamEvent | undefined;
-  let reading = false;
-  const timer = setInterval(() => {
-    // Alone on the database, nothing can be lost: the run's changes are all made here (a read per stream would cost
-    // 1,000 live streams 500 reads a second for nothing).
-    if (reading || !bus.othersNow) return;
-    reading = true;
-    reread()
-      .then((now) => {
-        const end = !now
-          ? runDeletedEvent(run.thread_id, run.id)
-          : RUN_STREAM_END.has(`thread.run.${now.status}`)
-            ? ({ event: `thread.run.${now.status}`, data: now } as RunStreamEvent)
-            : undefined;
-        if (end && found?.event === end.event) send(end);
-        found = end;
-      })
-      .catch(() => {}) // a database away: the next read, or the signal, will do
-      .finally(() => {
-        reading = false;
-      });
-  }, FOLLOW_RECHECK_MS);
-  timer.unref();
-  sse.onClose(() => clearInterval(timer));
+  const unfollow = followed.follow(run.id, (now) => {
+    const end = !now
+      ? runDeletedEvent(run.thread_id, run.id)
+      : RUN_STREAM_END.has(`thread.run.${now.status}`)
+        ? ({ event: `thread.run.${now.status}`, data: now } as RunStreamEvent)
+        : undefined;
+    if (end && found?.event === end.event) send(end);
+    found = end;
+  });
+  sse.onClose(unfollow);
 }

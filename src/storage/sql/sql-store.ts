@@ -523,6 +523,13 @@ export class SqlStore implements Store {
     );
   }
 
+  /** By ids alone, as findRun: for streams that found each run in their own scope first (FollowedRuns). */
+  async findRuns(runIds: readonly string[]): Promise<Run[]> {
+    if (runIds.length === 0) return [];
+    const rows = await this.db.selectFrom('runs').selectAll().where('id', 'in', runIds).execute();
+    return rows.map(rowToRun);
+  }
+
   async listRuns(scope: Scope, threadId: string, page: PageRequest): Promise<Page<Run>> {
     if (!(await this.getThread(scope, threadId))) throw notFound('thread', threadId);
     const cursors = await resolveCursors(this.db, 'runs', scope, page, { column: 'thread_id', value: threadId });
