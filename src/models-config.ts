@@ -25,6 +25,11 @@ export interface OpenAICompatibleRouteConfig {
   timeoutMs: number;
   /** The model's context window in tokens, for truncation. */
   contextWindow: number;
+  /**
+   * The model's chat template opens its reasoning in the prompt (`<think>`), so the answer streams as
+   * `reasoning…</think>answer` with no opening tag: its content is reasoning up to `</think>` (LeadingThinking).
+   */
+  reasoningOpened: boolean;
 }
 
 export interface GgufRouteConfig {
@@ -218,6 +223,7 @@ function fallbackFromEnv(settings: ModelsEnv): RouteConfig | undefined {
       model: undefined,
       timeoutMs: settings.upstreamTimeoutMs,
       contextWindow: settings.contextWindow,
+      reasoningOpened: false,
     };
   return undefined;
 }
@@ -232,6 +238,7 @@ const openAICompatibleRoute = z
     model: z.string().min(1).optional(),
     context_window: z.number().int().min(256).max(100_000_000).optional(),
     timeout_s: positiveInt(86_400).optional(),
+    reasoning_opened: z.boolean({ error: 'must be true or false' }).optional(),
   })
   .strict();
 
@@ -354,6 +361,7 @@ function toRoute(input: RouteInput, settings: ModelsEnv, dir: string, label: str
     model: input.model,
     timeoutMs: input.timeout_s === undefined ? settings.upstreamTimeoutMs : input.timeout_s * 1000,
     contextWindow: input.context_window ?? settings.contextWindow,
+    reasoningOpened: input.reasoning_opened ?? false,
   };
   return route;
 }

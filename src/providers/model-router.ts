@@ -165,6 +165,7 @@ async function openBackend(route: RouteConfig, logger: Logger, started: number):
       timeoutMs: route.timeoutMs,
       contextWindow: route.contextWindow,
       model: route.model,
+      reasoningOpened: route.reasoningOpened,
     });
     return { provider, created: started };
   }

@@ -152,6 +152,15 @@ export class ModelTurn {
     this.reasoning = addReasoning(this.reasoning, field, piece);
   }
 
+  /**
+   * Forgets what an attempt that failed before publishing anything left, before the turn is asked again: its
+   * reasoning, which the retry writes anew. Kept, it would be joined to the retry's and go back to the model as one
+   * (OpenRouter's reasoning_details: both attempts' text under the second's signature).
+   */
+  discardUnpublished(): void {
+    this.reasoning = {};
+  }
+
   addText(chunk: string): void {
     // Text after tool calls has nowhere to go in the Assistants model; after a refusal, it is dropped (refusalIndex).
     if (chunk === '' || this.toolStep || this.refusal !== '') return;

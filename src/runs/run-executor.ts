@@ -571,6 +571,7 @@ export class RunExecutor {
           { err: error.message, attempt, runId: turn.runId },
           'upstream attempt failed; retrying',
         );
+        turn.discardUnpublished();
         await sleep(retryDelayMs(attempt, error.retryAfterMs), signal);
       }
     }

@@ -125,6 +125,7 @@ describe('loadModelsConfig: a models file', () => {
         model: 'gpt-4o-2024-08-06',
         timeoutMs: 30_000,
         contextWindow: 64_000,
+        reasoningOpened: false,
       });
       const local = asGguf(config.routes.get('local'));
       assert.ok(path.isAbsolute(local.path));
@@ -171,11 +172,23 @@ describe('loadModelsConfig: a models file', () => {
       model: undefined,
       timeoutMs: 45_000,
       contextWindow: 32_000,
+      reasoningOpened: false,
     });
     const local = asGguf(config.routes.get('local'));
     assert.equal(local.threads, 5);
     assert.equal(local.contextSize, 2048);
     assert.equal(config.fallback, undefined);
+  });
+
+  test("reasoning_opened: a route whose model's chat template opens its reasoning in the prompt", () => {
+    const file = modelsFile(
+      'yaml',
+      'models:\n  r1:\n    type: openai-compatible\n    base_url: http://127.0.0.1:8000/v1\n    reasoning_opened: true\n' +
+        '  plain:\n    type: openai-compatible\n    base_url: http://127.0.0.1:8000/v1\n    reasoning_opened: false\n',
+    );
+    const config = loadModelsConfig(settings({ modelsFile: file }));
+    assert.equal(asOpenAI(config.routes.get('r1')).reasoningOpened, true);
+    assert.equal(asOpenAI(config.routes.get('plain')).reasoningOpened, false);
   });
 
   test('default given as a route object', () => {
@@ -192,6 +205,7 @@ describe('loadModelsConfig: a models file', () => {
       model: undefined,
       timeoutMs: 5_000,
       contextWindow: 128_000,
+      reasoningOpened: false,
     });
     assert.deepEqual([...config.routes.keys()], ['local']);
   });
@@ -294,6 +308,19 @@ describe('loadModelsConfig: mistakes in a models file', () => {
       'ASSISTD_MODELS_FILE',
       'models.remote',
       'type must be "openai-compatible" or "gguf"',
+    );
+  });
+
+  test('a reasoning_opened that is not true or false', () => {
+    const file = modelsFile(
+      'yaml',
+      'models:\n  r1:\n    type: openai-compatible\n    base_url: http://127.0.0.1:8000/v1\n    reasoning_opened: yes\n',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file })),
+      'ASSISTD_MODELS_FILE',
+      'models.r1.reasoning_opened',
+      'must be true or false',
     );
   });
 
@@ -438,6 +465,7 @@ describe('loadModelsConfig: without a models file', () => {
       model: undefined,
       timeoutMs: 9_000,
       contextWindow: 8_000,
+      reasoningOpened: false,
     });
   });
 
@@ -534,6 +562,7 @@ describe('loadConfig: models settings', () => {
       model: undefined,
       timeoutMs: 12_000,
       contextWindow: 16_000,
+      reasoningOpened: false,
     });
     const local = asGguf(config.models.routes.get('local'));
     assert.equal(local.threads, 2);

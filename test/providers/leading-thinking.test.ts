@@ -3,8 +3,8 @@ import { describe, test } from 'node:test';
 import { LeadingThinking } from '../../src/providers/openai-compatible/leading-thinking.ts';
 
 /** The answer the filter lets through for content streamed in these pieces, and what each piece let through. */
-function filter(pieces: string[]): { answer: string; passed: string[] } {
-  const thinking = new LeadingThinking();
+function filter(pieces: string[], opened = false): { answer: string; passed: string[] } {
+  const thinking = new LeadingThinking(opened);
   const passed = pieces.map((piece) => thinking.take(piece));
   const answer = passed.join('') + thinking.flush();
   return { answer, passed };
@@ -32,5 +32,15 @@ describe('LeadingThinking: inline <think>…</think> at the start of an answer i
 
   test('reasoning never closed (the answer cut short) leaves no text', () => {
     assert.equal(filter(['<think>still thinking', ' about it']).answer, '');
+  });
+
+  test('opened (the chat template put <think> in the prompt): the content is reasoning up to </think>', () => {
+    const content = 'The user says hi. I should greet.\n</think>\n\nHello! How can I help?';
+    for (let a = 1; a < content.length; a++) {
+      const pieces = [content.slice(0, a), content.slice(a)];
+      assert.equal(filter(pieces, true).answer, 'Hello! How can I help?', JSON.stringify(pieces));
+    }
+    assert.equal(filter(['<think>x</think>answer'], true).answer, 'answer', 'an opening tag written anyway goes too');
+    assert.equal(filter(['still thinking'], true).answer, '', 'reasoning never closed leaves no text');
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { addReasoning, type ModelReasoning } from '../../src/providers/provider.ts';
+import { SdkHarness } from '../support/sdk-harness.ts';
 
 /** `pieces` added in order, each `[field, piece]`. */
 function streamed(...pieces: Array<[string, string | unknown[]]>): ModelReasoning {
@@ -60,5 +61,59 @@ describe('addReasoning', () => {
         ],
       },
     );
+  });
+});
+
+describe('a model turn retried while the model was still reasoning', () => {
+  const h = new SdkHarness({ ASSISTD_UPSTREAM_MAX_RETRIES: '1' });
+  before(() => h.start());
+  after(() => h.close());
+
+  const frame = (delta: object, finish: string | null = null) =>
+    `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+  const detail = (text: string, more: object = {}) => ({ type: 'reasoning.text', text, index: 0, ...more });
+
+  test("sends back the retry's reasoning only, not the failed attempt's joined to it", async () => {
+    const assistant = await h.client.beta.assistants.create({
+      model: 'gpt-test',
+      tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } }],
+    });
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Look it up.' }] });
+    const seen = h.upstream.requests.length;
+    h.upstream.enqueue(
+      // Cut short while the model reasons: nothing of the turn is shown yet, so it is retried.
+      {
+        contentType: 'text/event-stream',
+        raw: [
+          frame({ role: 'assistant', reasoning_content: 'FIRST-ATTEMPT. ', reasoning_details: [detail('first ')] }),
+        ],
+      },
+      {
+        contentType: 'text/event-stream',
+        raw: [
+          frame({ role: 'assistant', reasoning_content: 'Second.', reasoning_details: [detail('second')] }),
+          frame({ reasoning_details: [detail('', { signature: 'SIG-2' })] }),
+          frame({
+            tool_calls: [{ index: 0, id: 'up_1', type: 'function', function: { name: 'lookup', arguments: '{}' } }],
+          }),
+          frame({}, 'tool_calls'),
+          'data: [DONE]\n\n',
+        ],
+      },
+      { text: 'Found.' },
+    );
+    const paused = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
+    assert.equal(paused.status, 'requires_action', `run ended ${paused.status}: ${JSON.stringify(paused.last_error)}`);
+    const callId = paused.required_action!.submit_tool_outputs.tool_calls[0]!.id;
+    const run = await h.client.beta.threads.runs.submitToolOutputsAndPoll(paused.id, {
+      thread_id: thread.id,
+      tool_outputs: [{ tool_call_id: callId, output: 'x' }],
+    });
+    assert.equal(run.status, 'completed', `run ended ${run.status}: ${JSON.stringify(run.last_error)}`);
+    const requests = h.upstream.requests.slice(seen);
+    assert.equal(requests.length, 3, 'the first attempt, its retry, the turn after the call');
+    const sent = requests[2]!.body.messages.find((m) => m.role === 'assistant')!;
+    assert.equal(sent['reasoning_content'], 'Second.');
+    assert.deepEqual(sent['reasoning_details'], [detail('second', { signature: 'SIG-2' })]);
   });
 });

@@ -156,6 +156,27 @@ describe('OpenAICompatibleProvider', () => {
     );
   });
 
+  test('with reasoningOpened (the chat template opens <think> in the prompt), reasoning up to </think> is not text', async () => {
+    const opened = new OpenAICompatibleProvider({
+      baseURL: upstream.baseUrl,
+      timeoutMs: 60_000,
+      contextWindow: 128_000,
+      reasoningOpened: true,
+    });
+    upstream.enqueue({ text: ['Greet', ' them.</th', 'ink>\n\n', 'Hello', '!'] });
+    const texts = (await collect(opened.stream(REQUEST, signal))).filter((e) => e.type === 'text');
+    assert.deepEqual(texts, [
+      { type: 'text', text: 'Hello' },
+      { type: 'text', text: '!' },
+    ]);
+    await opened.close();
+
+    // Without it, the same stream is all answer: nothing says that it began with reasoning.
+    upstream.enqueue({ text: ['Greet', ' them.</think>', 'Hello'] });
+    const whole = (await collect(provider.stream(REQUEST, signal))).filter((e) => e.type === 'text');
+    assert.equal(whole.map((e) => (e.type === 'text' ? e.text : '')).join(''), 'Greet them.</think>Hello');
+  });
+
   test("tool-call ids sent to Mistral's models are 9 letters or digits, the same for a call and its output", async () => {
     const history: ChatRequest['messages'] = [
       { role: 'user', content: 'Weather in Paris and Rome?' },
@@ -495,6 +516,39 @@ describe('OpenAICompatibleProvider', () => {
     assert.deepEqual(events.at(-1), { type: 'finish', reason: 'tool_calls' });
   });
 
+  test('calls with no index and an empty id (Gemini through proxies) are told apart: a name after whole arguments', async () => {
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const call = (name: string, args: string) => ({ id: '', type: '', function: { name, arguments: args } });
+    upstream.enqueue({
+      contentType: 'text/event-stream',
+      raw: [
+        frame({ role: 'assistant', tool_calls: [call('a', '{"x":1}')] }),
+        frame({ tool_calls: [call('b', '{"y":2}')] }),
+        // Two in one delta, without ids at all; the second in fragments, its name repeated on each.
+        frame({
+          tool_calls: [{ function: { name: 'c', arguments: '{}' } }, { function: { name: 'd', arguments: '{"z":' } }],
+        }),
+        frame({ tool_calls: [{ function: { name: 'd', arguments: '3}' } }] }),
+        frame({}, 'stop'),
+        'data: [DONE]\n\n',
+      ],
+    });
+    const events = await collect(provider.stream(REQUEST, signal));
+    const calls: Array<{ name: string; arguments: string }> = [];
+    for (const event of events) {
+      if (event.type !== 'tool_call') continue;
+      calls[event.index] ??= { name: event.name ?? '', arguments: '' };
+      calls[event.index]!.arguments += event.arguments ?? '';
+    }
+    assert.deepEqual(calls, [
+      { name: 'a', arguments: '{"x":1}' },
+      { name: 'b', arguments: '{"y":2}' },
+      { name: 'c', arguments: '{}' },
+      { name: 'd', arguments: '{"z":3}' },
+    ]);
+  });
+
   test("Mistral's content as a list of parts: its text parts are the answer, its thinking parts are not shown", async () => {
     const frame = (delta: object, finish: string | null = null) =>
       `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
@@ -779,6 +833,30 @@ describe('OpenAICompatibleProvider', () => {
       retryable: true,
     });
     assert.equal(upstream.requests.length, 2, 'the provider itself never retries');
+  });
+
+  test("a 5xx's, 408's or 409's Retry-After is the retry's wait; a wait too long is not retried", async () => {
+    for (const status of [503, 408, 409]) {
+      upstream.enqueue({ status, headers: { 'retry-after': '5' } });
+      assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+        code: 'server_error',
+        retryable: true,
+        retryAfterMs: 5000,
+      });
+    }
+    upstream.enqueue({ status: 502, headers: { 'retry-after-ms': '250' } });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: true,
+      retryAfterMs: 250,
+    });
+    // A maintenance window, as a 503's Retry-After gives it.
+    upstream.enqueue({ status: 503, headers: { 'retry-after': '3600' } });
+    assertProviderError((await failure(provider.stream(REQUEST, signal))).error, {
+      code: 'server_error',
+      retryable: false,
+      retryAfterMs: 3_600_000,
+    });
   });
 
   test("a 500 saying the chat template raised → invalid_prompt, not retryable, in the template's words", async () => {
@@ -1857,6 +1935,58 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
     assert.equal(upstream.requests.length - before, 4, 'sent again three times at most');
   });
 
+  test("LM Studio's refusal of JSON mode ('must be json_schema or text') asks for JSON in words", async () => {
+    const provider = open();
+    const before = upstream.requests.length;
+    upstream.enqueue(
+      { status: 400, body: { error: "'response_format.type' must be 'json_schema' or 'text'" } },
+      { text: '{"a":1}' },
+    );
+    const request: ChatRequest = { ...REQUEST, response_format: { type: 'json_object' } };
+    assert.deepEqual((await collect(provider.stream(request, signal))).at(-1), { type: 'finish', reason: 'stop' });
+    const bodies = upstream.requests.slice(before).map((r) => r.body as unknown as Record<string, unknown>);
+    assert.deepEqual(
+      bodies.map((b) => (b.response_format as { type?: string } | undefined)?.type),
+      ['json_object', undefined],
+    );
+    assert.match((bodies[1]!.messages as Array<{ content: string }>)[0]!.content, /Answer with one JSON object/);
+  });
+
+  test("a tool's `strict` the endpoint does not know (Cohere through OpenRouter) is sent no more", async () => {
+    const provider = open();
+    const before = upstream.requests.length;
+    const refusal = {
+      status: 422,
+      body: {
+        error: {
+          message:
+            "unknown field: parameter 'strict' is not a valid field. For proper usage, please refer to https://docs.cohere.com/reference/chat",
+          code: 422,
+        },
+      },
+    };
+    upstream.enqueue(refusal, { text: 'ok' }, { text: 'again' });
+    const strict: ChatRequest['tools'] = [
+      { type: 'function', function: { name: 'f', parameters: { type: 'object' }, strict: true } },
+      { type: 'function', function: { name: 'g', description: 'G.', strict: false } },
+    ];
+    const request: ChatRequest = { ...REQUEST, tools: strict };
+    assert.deepEqual((await collect(provider.stream(request, signal))).at(-1), { type: 'finish', reason: 'stop' });
+    await collect(provider.stream(request, signal));
+    const sent = upstream.requests.slice(before).map((r) => r.body.tools);
+    assert.deepEqual(sent, [
+      strict,
+      [
+        { type: 'function', function: { name: 'f', parameters: { type: 'object' } } },
+        { type: 'function', function: { name: 'g', description: 'G.' } },
+      ],
+      [
+        { type: 'function', function: { name: 'f', parameters: { type: 'object' } } },
+        { type: 'function', function: { name: 'g', description: 'G.' } },
+      ],
+    ]);
+  });
+
   test("validation errors are quoted: Mistral's object message, and a FastAPI server's 422", async () => {
     const provider = open();
     upstream.enqueue(mistral('foo'), {
@@ -1936,6 +2066,21 @@ describe('OpenAICompatibleProvider: an endpoint that refuses a field it does not
       type: 'finish',
       reason: 'content_filter',
     });
+  });
+
+  test('vLLM\'s finish_reason "abort" (its engine shut down or went to sleep) is a failure, retried, not an answer', async () => {
+    const provider = open();
+    const frame = (delta: object, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    for (const content of ['', 'Part']) {
+      upstream.enqueue({
+        contentType: 'text/event-stream',
+        raw: [frame({ role: 'assistant', content }), frame({}, 'abort'), 'data: [DONE]\n\n'],
+      });
+      const { error, events } = await failure(provider.stream(REQUEST, signal));
+      assertProviderError(error, { code: 'server_error', retryable: true, message: /finish_reason "abort"/ });
+      assert.ok(!events.some((e) => e.type === 'finish'), 'no finish event');
+    }
   });
 });
 

@@ -7,10 +7,18 @@ const CLOSE = '</think>';
  * reasoning models never show theirs: a message holds the answer, and the thread sent back to the model does not
  * grow by its thoughts. Text that does not begin with the tag (after whitespace) passes at once; only a beginning
  * that could still be the tag (`<`, `<th`) waits for the next piece.
+ *
+ * A model whose chat template writes the opening tag into the prompt (DeepSeek-R1's distills, QwQ, Qwen3's thinking
+ * models) streams `reasoning…</think>answer` without it. Nothing in the text says so, and what was passed on cannot
+ * be taken back, so its route says it (`opened`): the content is reasoning from its first piece.
  */
 export class LeadingThinking {
-  private state: 'start' | 'thinking' | 'after' | 'answer' = 'start';
+  private state: 'start' | 'thinking' | 'after' | 'answer';
   private held = '';
+
+  constructor(opened = false) {
+    this.state = opened ? 'thinking' : 'start';
+  }
 
   /** What of this piece of the content is answer. */
   take(text: string): string {

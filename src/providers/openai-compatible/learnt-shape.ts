@@ -1,4 +1,4 @@
-import { type ChatMessage, type ChatResponseFormat, textWithImageNotes } from '../provider.ts';
+import { type ChatMessage, type ChatResponseFormat, type ChatTool, textWithImageNotes } from '../provider.ts';
 import { joinedInRows, refusesRowsOfRoles } from './alternating-roles.ts';
 import { hasLooseArguments, REFUSES_LOOSE_ARGUMENTS } from './object-arguments.ts';
 
@@ -39,6 +39,12 @@ const REFUSES_IMAGES =
 const UNKNOWN = /unsupported|not supported|does not support|unknown|unrecognized|extra inputs|not permitted/i;
 
 /**
+ * How OpenAI says a schema it was sent is wrong ("Invalid schema for response_format …: In context=(…), 'default' is
+ * not permitted"): the client's to fix, though worded like a refused field.
+ */
+const WRONG_SCHEMA = /invalid schema|in context=/i;
+
+/**
  * What an endpoint turned out to refuse for one model, learnt from its errors (once per process and model: the model's
  * name does not say which server, template or version answers, and another model behind the same endpoint may take
  * what this one refused), and the requests shaped accordingly from then on. A refusal that names something learnable
@@ -56,6 +62,8 @@ export class LearntShape {
   private objects = false;
   /** The model's reasoning is not sent back with its tool calls: the endpoint refused it as a field it does not know. */
   private noReasoning = false;
+  /** Tools are sent without their `strict`: the endpoint refused it as a field it does not know. */
+  private noStrict = false;
   /** How far `response_format` is eased: as asked, JSON mode instead of a schema, or asked for in words only. */
   private format: 'as-asked' | 'json-mode' | 'in-words' = 'as-asked';
   private limit: CompletionLimitField;
@@ -100,12 +108,21 @@ export class LearntShape {
     return this.format === 'json-mode' ? { format: { type: 'json_object' }, instruction } : { instruction };
   }
 
-  /** `body` without the fields the endpoint refused, and not streamed where it refused to stream tools. */
+  /**
+   * `body` without the fields the endpoint refused (its tools' `strict` among them), and not streamed where it refused
+   * to stream tools.
+   */
   without<B extends object>(body: B): B {
     const unstreamed = this.unstreamedTools && 'tools' in body;
-    if (this.dropped.size === 0 && !unstreamed) return body;
+    const unstrict = this.noStrict && 'tools' in body;
+    if (this.dropped.size === 0 && !unstreamed && !unstrict) return body;
     const kept: Record<string, unknown> = { ...(body as Record<string, unknown>) };
     for (const field of this.dropped) delete kept[field];
+    if (unstrict)
+      kept['tools'] = (kept['tools'] as ChatTool[]).map(({ function: { strict: _, ...fn }, ...tool }) => ({
+        ...tool,
+        function: fn,
+      }));
     if (unstreamed) {
       kept['stream'] = false;
       delete kept['stream_options'];
@@ -157,16 +174,28 @@ export class LearntShape {
       this.noReasoning = true;
       return true;
     }
-    // Structured output the endpoint does not offer (not a schema it finds wrong: that is the client's to fix, and
-    // OpenAI's words for it, "Invalid schema for response_format …: In context=(…), 'default' is not permitted",
-    // would otherwise read as a refused field).
+    // A tool's `strict` (OpenAI's structured outputs for its arguments) that the endpoint does not know: Cohere's API
+    // through OpenRouter (422 "unknown field: parameter 'strict' is not a valid field"). The tools themselves stay.
+    if (
+      !this.noStrict &&
+      /\bstrict\b/i.test(message) &&
+      UNKNOWN.test(message) &&
+      !WRONG_SCHEMA.test(message) &&
+      ((sent as { tools?: ChatTool[] }).tools ?? []).some((tool) => 'strict' in tool.function)
+    ) {
+      this.noStrict = true;
+      return true;
+    }
+    // Structured output the endpoint does not offer (not a schema it finds wrong, WRONG_SCHEMA), in its words or in
+    // the types it names instead: LM Studio refuses JSON mode with "'response_format.type' must be 'json_schema' or
+    // 'text'".
     const format = (sent as { response_format?: ChatResponseFormat }).response_format;
     if (
       format !== undefined &&
       this.format !== 'in-words' &&
       /response[_ ]?format|mime type/i.test(message) &&
-      !/invalid schema|in context=/i.test(message) &&
-      (UNKNOWN.test(message) || /unavailable/i.test(message))
+      !WRONG_SCHEMA.test(message) &&
+      (UNKNOWN.test(message) || /unavailable|type\W+must be/i.test(message))
     ) {
       this.format = format.type === 'json_schema' && this.format === 'as-asked' ? 'json-mode' : 'in-words';
       return true;

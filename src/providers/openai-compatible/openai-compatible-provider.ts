@@ -48,6 +48,8 @@ export interface OpenAICompatibleProviderOptions {
   model?: string | undefined;
   /** The field a completion's token bound is sent in; by default completionLimitField(baseURL). */
   completionLimitField?: CompletionLimitField;
+  /** The model's chat template opens its reasoning in the prompt: its content is reasoning up to `</think>`. */
+  reasoningOpened?: boolean;
 }
 
 export type { CompletionLimitField } from './learnt-shape.ts';
@@ -70,6 +72,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
   /** What the endpoint turned out to refuse, by model, and how requests are shaped for each from then on. */
   private readonly shapes = new Map<string, LearntShape>();
   private readonly limitField: CompletionLimitField;
+  private readonly reasoningOpened: boolean;
 
   constructor(options: OpenAICompatibleProviderOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -77,6 +80,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     this.contextWindow = options.contextWindow;
     this.model = options.model;
     this.limitField = options.completionLimitField ?? completionLimitField(options.baseURL);
+    this.reasoningOpened = options.reasoningOpened ?? false;
     this.client = new ChatCompletionsClient(options.baseURL, options.apiKey ?? 'unused');
   }
 
@@ -120,7 +124,7 @@ export class OpenAICompatibleProvider implements ModelProvider {
     let marked = false;
     let answered = false;
     const calls = new ToolCallFragments();
-    const thinking = new LeadingThinking();
+    const thinking = new LeadingThinking(this.reasoningOpened);
     try {
       try {
         // A refusal of something the endpoint turned out not to take is answered by sending the request again without
@@ -422,7 +426,8 @@ function toUpstreamBody(
  * The index is counted here. Some compatible endpoints do not number the calls: Ollama sends every call of a
  * parallel batch as `index: 0`, its older versions and Gemini's endpoint send none. So a fragment that starts a call
  * (its name, with an id other than that of the call at its index) is the next call; a fragment without an index
- * continues the last call unless its id is new.
+ * continues the last call unless its id is new, or, without an id (some proxies in front of Gemini send each call
+ * whole with `id: ""`), unless it names a function after the last call's arguments are whole.
  *
  * Some endpoints (gateways to DeepSeek or Qianfan, older vLLM parsers) send a call's arguments so far in every
  * fragment rather than what is new: a fragment that extends the arguments so far marks its call so, and only what it
@@ -450,7 +455,8 @@ class ToolCallFragments {
   /** Our index of the call a fragment belongs to. */
   of(call: { index?: number | null; id?: string | null; function?: { name?: string | null } | null }): number {
     const id = call.id || undefined;
-    const starts = id !== undefined && Boolean(call.function?.name);
+    const names = Boolean(call.function?.name);
+    const starts = id !== undefined && names;
     const upstream = call.index;
     let entry: { index: number; id: string | undefined } | undefined;
     if (typeof upstream === 'number' && Number.isInteger(upstream) && upstream >= 0) {
@@ -461,7 +467,8 @@ class ToolCallFragments {
       }
     } else {
       const last = this.last;
-      entry = last !== undefined && (id === undefined || id === last.id) ? last : { index: this.next++, id };
+      const continues = last !== undefined && (id === undefined ? !(names && this.whole(last.index)) : id === last.id);
+      entry = continues ? last : { index: this.next++, id };
     }
     entry.id ??= id;
     this.last = entry;
@@ -492,6 +499,18 @@ class ToolCallFragments {
     const left = [...this.nameless.values()];
     this.nameless.clear();
     return left;
+  }
+
+  /** Whether call `index`'s arguments so far are whole: JSON that parses. */
+  private whole(index: number): boolean {
+    const text = this.args.get(index)?.text;
+    if (text === undefined) return false;
+    try {
+      JSON.parse(text);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** What `text`, a fragment of call `index`'s arguments, adds to them. */
@@ -584,9 +603,10 @@ function toFinishReason(reason: string): FinishReason {
 
 /**
  * Finish reasons that say the model's backend failed mid-answer: `error` (OpenRouter), `network_error` (Zhipu's
- * GLM: "model inference error"), `insufficient_system_resource` (DeepSeek, when it is overloaded).
+ * GLM: "model inference error"), `insufficient_system_resource` (DeepSeek, when it is overloaded), `abort` (vLLM,
+ * when its engine shuts down or is put to sleep under a request).
  */
-const FAILED = new Set(['error', 'network_error', 'insufficient_system_resource']);
+const FAILED = new Set(['error', 'network_error', 'insufficient_system_resource', 'abort']);
 
 /** A finish reason in FAILED: the answer is cut short, not finished, and may be retried like a dropped connection. */
 function finishedInError(reason: string): ProviderError {
@@ -645,6 +665,11 @@ export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
+/** Whether a retry may wait for what the upstream asked (`after`, in ms): a longer wait is not worth retrying now. */
+function waitable(after: number | undefined): boolean {
+  return after === undefined || after <= MAX_RETRY_AFTER_MS;
+}
+
 /**
  * The provider's error for what went wrong. Its message quotes the upstream where that helps, and reaches the log
  * and the run's `last_error`: an upstream that echoes the request it was sent (a proxy's debug page) would hand the
@@ -672,11 +697,10 @@ function describeFailure(error: unknown): ProviderError {
     const message = upstreamMessage(error.body);
     if (status === 429) {
       const after = retryAfterMs(error.headers) ?? retryHintMs(error.body, message);
-      // A quota that is spent (OpenAI's insufficient_quota, Gemini's per-day quotas), or a wait longer than a retry
-      // waits, is not worth retrying now.
+      // A quota that is spent (OpenAI's insufficient_quota, Gemini's per-day quotas) is not worth retrying now.
       const spent = /insufficient_quota|PerDay/i.test(JSON.stringify(error.body ?? ''));
       return new ProviderError('rate_limit_exceeded', message ?? 'The model backend answered 429 (rate limited)', {
-        retryable: !spent && (after === undefined || after <= MAX_RETRY_AFTER_MS),
+        retryable: !spent && waitable(after),
         retryAfterMs: after,
       });
     }
@@ -695,7 +719,12 @@ function describeFailure(error: unknown): ProviderError {
     if (status >= 500 || status === 408 || status === 409 || status === 498) {
       // A proxy's error page is not quoted: only an OpenAI-shaped error's message is.
       const detail = message === undefined ? '' : `: ${message}`;
-      return new ProviderError('server_error', `The model backend answered ${status}${detail}`, { retryable: true });
+      // An overloaded or restarting server's Retry-After (a 503's, most often) says when it will answer again.
+      const after = retryAfterMs(error.headers);
+      return new ProviderError('server_error', `The model backend answered ${status}${detail}`, {
+        retryable: waitable(after),
+        retryAfterMs: after,
+      });
     }
     if (status === 401 || status === 403) {
       // The server's credentials for the upstream are wrong: not the prompt's fault, and not worth a retry.
