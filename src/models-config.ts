@@ -338,6 +338,12 @@ function toEmbeddings(input: z.infer<typeof embeddingsSchema>, settings: ModelsE
 
 function apiKeyFromEnv(name: string | undefined, settings: ModelsEnv, label: string): string | undefined {
   if (name === undefined) return undefined;
+  // A key pasted where its variable's name goes: said without the value, which startup errors would print.
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+    throw new ModelsConfigError(
+      'ASSISTD_MODELS_FILE',
+      `${label}: api_key_env is not the name of an environment variable (letters, digits and _): it names the variable that holds the key, never the key itself.`,
+    );
   const apiKey = settings.env[name]?.trim() || undefined;
   if (apiKey === undefined)
     throw new ModelsConfigError(

@@ -261,6 +261,21 @@ describe('loadModelsConfig: mistakes in a models file', () => {
     );
   });
 
+  test('a key pasted into api_key_env is refused without being written out', () => {
+    const file = modelsFile(
+      'yaml',
+      'models:\n  remote:\n    type: openai-compatible\n    base_url: https://api.example.com/v1\n' +
+        '    api_key_env: sk-proj-PASTEDSECRET123\n',
+    );
+    assertModelsError(
+      () => loadModelsConfig(settings({ modelsFile: file, env: {} })),
+      'ASSISTD_MODELS_FILE',
+      "model 'remote'",
+      'is not the name of an environment variable',
+      /^(?![\s\S]*PASTEDSECRET)/,
+    );
+  });
+
   test('api_key_env naming an unset variable', () => {
     const file = modelsFile(
       'yaml',
