@@ -180,7 +180,7 @@ async function manageProjects(
   const { parseBody } = await import('./api/validation.ts');
   const { openStore } = await import('./storage/open-store.ts');
   const { ProjectService } = await import('./tenancy/project-service.ts');
-  const store = await openStore(config.storage);
+  const store = await openStore(config.storage, { existing: true });
   const projects = new ProjectService(store.projects);
   const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   const all = { limit: MAX_LIMIT } as const;
@@ -261,6 +261,12 @@ function untilSignal(logger: Logger, close: () => Promise<void>): Promise<number
   });
 }
 
+/**
+ * What listening on HOST:PORT fails with: the port taken or privileged, HOST no address of this machine, or a name
+ * that does not resolve. Nothing else at startup reaches the network unhandled (a database's errors are ConfigErrors).
+ */
+const LISTEN_ERRORS = new Set(['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL']);
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   async (error: unknown) => {
@@ -269,7 +275,7 @@ main(process.argv.slice(2)).then(
     if (error instanceof ConfigError) process.stderr.write(`assistd: invalid setting ${error.message}\n`);
     else if (error instanceof ModelLoadError)
       process.stderr.write(`assistd: cannot load the model of ${error.setting}: ${error.message}\n`);
-    else if (error instanceof Error && 'code' in error && (error.code === 'EADDRINUSE' || error.code === 'EACCES'))
+    else if (error instanceof Error && LISTEN_ERRORS.has(String((error as NodeJS.ErrnoException).code)))
       process.stderr.write(`assistd: cannot listen (HOST/PORT): ${error.message}\n`);
     else process.stderr.write(`assistd: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);

@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.ts';
-import type { Config } from './config.ts';
+import { type Config, ConfigError } from './config.ts';
 import { FileService } from './files/file-service.ts';
 import { FileSweeper } from './files/file-sweeper.ts';
 import { Metrics } from './metrics/metrics.ts';
@@ -17,7 +18,7 @@ import { SandboxPool } from './sandbox/sandbox-pool.ts';
 import type { BlobStore } from './storage/blobs/blob-store.ts';
 import { DirectoryBlobStore } from './storage/blobs/directory-blob-store.ts';
 import { openStore } from './storage/open-store.ts';
-import type { Store } from './storage/store.ts';
+import { StorageFull, type Store } from './storage/store.ts';
 import { codeInterpreterBackend } from './tools/code-interpreter/code-interpreter-backend.ts';
 import { codeInterpreterTool } from './tools/code-interpreter/code-interpreter-tool.ts';
 import { fileSearchTool } from './tools/file-search/file-search-tool.ts';
@@ -79,6 +80,37 @@ function openBlobStore(config: Config, store: Store): BlobStore {
 }
 
 /**
+ * Before any request, what file bytes need: where they are written can be written (a folder of another user would
+ * fail every upload while /healthz said ok), and this SQLite database's files have their bytes there (backup.ts).
+ */
+async function checkFileStorage(config: Config, blobs: BlobStore): Promise<void> {
+  if (config.files.storage === 'directory') await proveWritable(blobs, config.files.dir);
+  if (config.storage.kind !== 'sqlite') return;
+  const { fileBytesMissing } = await import('./storage/backup.ts');
+  const missing = await fileBytesMissing(config.storage.dataDir, blobs);
+  // Bytes missing from a directory: most likely the data directory was restored without its files/ folder.
+  if (missing !== undefined)
+    throw new ConfigError(config.files.storage === 'directory' ? 'ASSISTD_DATA_DIR' : 'ASSISTD_FILE_STORAGE', missing);
+}
+
+/** An empty file written and deleted as an upload's bytes are. A crash in between leaves an orphan the sweep removes. */
+async function proveWritable(blobs: BlobStore, dir: string): Promise<void> {
+  const probe = `startup-check-${randomBytes(9).toString('hex')}`;
+  try {
+    await blobs.write(probe, (async function* nothing() {})());
+    await blobs.delete(probe);
+  } catch (error) {
+    // A full disk is no setting to fix: the server starts, and answers uploads that it is full.
+    if (error instanceof StorageFull) return;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(
+      'ASSISTD_DATA_DIR',
+      `cannot write files in ${dir} (${reason}): the server's user must be able to write it and the folders in it.`,
+    );
+  }
+}
+
+/**
  * What every process role shares: the store, the bus (with the database's signals between processes), and a run
  * worker — which claims runs only when `claimRuns` (serve, worker), and otherwise just executes the streamed runs
  * this process adopts (serve --no-workers).
@@ -88,11 +120,15 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
   const metrics = new Metrics();
   const router = await createModelRouter(config.models, logger, metrics);
   let embedder: Embedder | undefined;
-  let store: Store;
+  let store: Store | undefined;
+  let blobs: BlobStore;
   try {
     embedder = await openEmbedder(config.models.embeddings, { logger, maxRetries: config.runs.maxRetries });
     store = await openStore(config.storage);
+    blobs = openBlobStore(config, store);
+    await checkFileStorage(config, blobs);
   } catch (error) {
+    await store?.close();
     await embedder?.close();
     await router.close();
     metrics.close();
@@ -103,7 +139,6 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
   const bus = new RunEventBus({ signals: store.signals, findRun: (runId) => store.findRun(runId), metrics });
   // A run ended with queued runs behind it: the next may start, and a worker here or elsewhere should claim it now.
   store.onWaitingRunsFreed(() => bus.workAvailable());
-  const blobs = openBlobStore(config, store);
   const files = new FileService({
     records: store.files,
     blobs,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { ApiClient, runCli, spawnServer, tempDir } from './support/server.ts';
@@ -60,6 +61,19 @@ describe('assistd CLI', () => {
     assert.match(stderr, /cannot listen \(HOST\/PORT\)/);
   });
 
+  test('a HOST that is no address of this machine, or a name that does not resolve, is one line naming HOST', async () => {
+    // 192.0.2.0/24 is TEST-NET-1, never a local address; .invalid names never resolve (RFC 6761).
+    const results = await Promise.all(
+      ['192.0.2.123', 'nonexistent.invalid'].map((host) => runCli({ ASSISTD_DATA_DIR: tempDir(), HOST: host })),
+    );
+    for (const { code, stderr } of results) {
+      assert.equal(code, 1, stderr);
+      const lines = stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line, got: ${stderr}`);
+      assert.match(lines[0]!, /^assistd: cannot listen \(HOST\/PORT\): /);
+    }
+  });
+
   test('serve answers /healthz, logs that no key is needed, and keeps data across a restart', async () => {
     const dir = tempDir();
     const first = await spawnServer({ ASSISTD_DATA_DIR: dir });
@@ -84,6 +98,15 @@ describe('assistd CLI', () => {
 
   test('a second signal while shutting down, of either kind, ends the process at once', async () => {
     const server = await spawnServer({ ASSISTD_DATA_DIR: tempDir() });
+    // A request whose body has not all arrived holds the shutdown for its grace period: an idle server's takes a few
+    // milliseconds, and could be over before the second signal is handled. The server's 100 Continue says it has it.
+    const held = connect(Number(new URL(server.url).port), '127.0.0.1');
+    held.on('error', () => {}); // reset when the process ends
+    held.write(
+      'POST /v1/threads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n',
+    );
+    const [answer] = (await once(held, 'data')) as [Buffer];
+    assert.match(answer.toString(), /^HTTP\/1\.1 100 Continue/);
     const exited = once(server.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     // Back to back: the second arrives while the first's shutdown (workers, streams, the database) is under way.
     // Which the process sees first is the kernel's to order; the code is the second's.

@@ -4,7 +4,7 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import type { BlobStore } from './blobs/blob-store.ts';
 import { syncDir } from './blobs/directory-blob-store.ts';
-import { SQLITE_FILE_NAME } from './sqlite/open-sqlite-store.ts';
+import { noDatabaseIn, SQLITE_FILE_NAME } from './sqlite/open-sqlite-store.ts';
 
 /**
  * `assistd backup DIR` of a SQLite deployment, while it runs. The backup is a new data directory: the database
@@ -53,9 +53,9 @@ export async function backupSqlite(
 ): Promise<BackupSummary> {
   const target = path.resolve(destination);
   if (existsSync(target)) throw new BackupError(`${target} already exists: name a new directory for the backup.`);
+  const noDatabase = noDatabaseIn(source.dataDir);
+  if (noDatabase !== undefined) throw new BackupError(noDatabase);
   const databaseFile = path.join(source.dataDir, SQLITE_FILE_NAME);
-  if (!existsSync(databaseFile))
-    throw new BackupError(`there is no database at ${databaseFile}: is ASSISTD_DATA_DIR the server's?`);
 
   // Written beside the destination and renamed into place at the end: a directory at that name is a whole backup.
   await mkdir(path.dirname(target), { recursive: true });
@@ -97,10 +97,7 @@ async function copyDeployment(
     await database.backup(snapshotFile, { progress: () => 0x7fffffff });
     const files = readyFiles(snapshotFile, blobs === undefined);
     if (blobs === undefined) {
-      if (files.withoutBytes.length > 0)
-        throw new BackupError(
-          `${files.withoutBytes.length} files (e.g. ${files.withoutBytes[0]}) have no bytes in the database: is ASSISTD_FILE_STORAGE the server's?`,
-        );
+      if (files.withoutBytes.length > 0) throw new BackupError(bytesNotFound(files.withoutBytes, 'the database'));
       return { databaseBytes: (await stat(snapshotFile)).size, files: files.ids.length, snapshots };
     }
 
@@ -110,10 +107,7 @@ async function copyDeployment(
       const bytes = await blobs.source.read(id);
       if (bytes === undefined) {
         // Missing from two snapshots in a row: not a deletion under way (its row would be gone by now).
-        if (missingBefore.has(id))
-          throw new BackupError(
-            `the bytes of ${id} are not in ${blobs.source.description}: are ASSISTD_DATA_DIR and ASSISTD_FILE_STORAGE the server's?`,
-          );
+        if (missingBefore.has(id)) throw new BackupError(bytesNotFound([id], blobs.source.description));
         missing.add(id);
         continue;
       }
@@ -133,14 +127,59 @@ async function copyDeployment(
   );
 }
 
-/** The files of a snapshot (uploads in progress are not files yet); with bytes in the database, those that lack them. */
+/**
+ * A file is ready once its bytes are stored, and its row goes before its bytes (blob-store.ts): a ready file whose
+ * bytes are not there says that the bytes are kept elsewhere, by a deployment whose settings these are not.
+ */
+function bytesNotFound(ids: readonly string[], where: string, newest = false): string {
+  const files = ids.length === 1 ? ids[0] : `${newest ? 'the newest ' : ''}${ids.length} files (e.g. ${ids[0]})`;
+  return `the bytes of ${files} are not in ${where}: are ASSISTD_DATA_DIR and ASSISTD_FILE_STORAGE the server's?`;
+}
+
+/** How many of the newest files startup looks for (fileBytesMissing). */
+const STARTUP_SAMPLE = 10;
+
+/**
+ * At startup, a backup's check of every file made of the newest few: whether this SQLite database's files have
+ * their bytes in `blobs`. A data directory restored without its files/ folder, or an ASSISTD_FILE_STORAGE not the
+ * server's, would otherwise start and answer every download 500. One query and, where the bytes are, one lookup;
+ * a file whose bytes were lost behind the server's back does not stop it, a storage without any of them does.
+ * Gives the reason, or undefined.
+ */
+export async function fileBytesMissing(dataDir: string, blobs: BlobStore): Promise<string | undefined> {
+  const database = new BetterSqlite3(path.join(dataDir, SQLITE_FILE_NAME), { readonly: true, fileMustExist: true });
+  let newest: string[];
+  try {
+    newest = readyFileIds(database, STARTUP_SAMPLE);
+  } finally {
+    database.close();
+  }
+  for (const id of newest) {
+    const bytes = await blobs.read(id);
+    if (bytes === undefined) continue;
+    bytes.destroy();
+    return undefined;
+  }
+  return newest.length === 0 ? undefined : bytesNotFound(newest, blobs.description, true);
+}
+
+/** The ready files (uploads in progress are not files yet), oldest first; with `newest`, only that many, newest first. */
+function readyFileIds(database: BetterSqlite3.Database, newest?: number): string[] {
+  const query =
+    newest === undefined
+      ? `select id from files where state = 'ready' order by seq`
+      : `select id from files where state = 'ready' order by seq desc limit ${newest}`;
+  return database
+    .prepare<[], { id: string }>(query)
+    .all()
+    .map((row) => row.id);
+}
+
+/** The files of a snapshot; with bytes in the database, those that lack them. */
 function readyFiles(snapshotFile: string, bytesInDatabase: boolean): { ids: string[]; withoutBytes: string[] } {
   const snapshot = new BetterSqlite3(snapshotFile, { fileMustExist: true });
   try {
-    const ids = snapshot
-      .prepare<[], { id: string }>(`select id from files where state = 'ready' order by seq`)
-      .all()
-      .map((row) => row.id);
+    const ids = readyFileIds(snapshot);
     // Every file stored in the database has a chunk 0, even an empty one (sql-blob-store.ts).
     const withoutBytes = bytesInDatabase
       ? snapshot

@@ -2,12 +2,25 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import { ConfigError, type StorageConfig } from '../config.ts';
 import type { Store } from './store.ts';
 
-/** Opens the configured database and brings its schema up to date. Only that database's driver and store load. */
-export async function openStore(storage: StorageConfig): Promise<Store> {
+export interface OpenStoreOptions {
+  /**
+   * The database must exist already (the admin commands): a SQLite data directory without one is refused rather
+   * than given a new database, whose keys the server, on its own directory, would never accept.
+   */
+  existing?: boolean;
+}
+
+/**
+ * Opens the configured database and brings its schema up to date. Only that database's driver and store load. A
+ * database this process cannot use (unreachable, refused, corrupt, not writable) stops it with a ConfigError.
+ */
+export async function openStore(storage: StorageConfig, options: OpenStoreOptions = {}): Promise<Store> {
   switch (storage.kind) {
     case 'sqlite': {
+      const { noDatabaseIn, openSqliteStore } = await import('./sqlite/open-sqlite-store.ts');
+      const missing = options.existing ? noDatabaseIn(storage.dataDir) : undefined;
+      if (missing !== undefined) throw new ConfigError('ASSISTD_DATA_DIR', missing);
       ensureWritableDir(storage.dataDir);
-      const { openSqliteStore } = await import('./sqlite/open-sqlite-store.ts');
       return openSqliteStore(storage.dataDir);
     }
     case 'postgres': {

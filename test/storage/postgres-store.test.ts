@@ -190,6 +190,33 @@ if (adminUrl === undefined) {
       }
     });
 
+    test('a user who may not create tables stops startup naming ASSISTD_DATABASE_URL and the grant, never the password', async () => {
+      const database = await createTestDatabase(serverUrl);
+      const role = `assistd_test_user_${database.name.slice(-12)}`;
+      const password = 'pa55-s3cret';
+      // PostgreSQL 15's default for a user who does not own the database: no CREATE on schema public.
+      await query(serverUrl, `create role ${role} login password '${password}'`);
+      await query(database.url, 'revoke create on schema public from public');
+      const url = new URL(database.url);
+      url.username = role;
+      url.password = password;
+      try {
+        await assert.rejects(openStore(loadConfig({ ASSISTD_DATABASE_URL: url.toString() }).storage), (e: Error) => {
+          assert.ok(e instanceof ConfigError, String(e));
+          assert.equal(e.setting, 'ASSISTD_DATABASE_URL');
+          assert.equal(
+            e.message,
+            `ASSISTD_DATABASE_URL: cannot create assistd's tables in postgres://${role}@${url.host}/${database.name}: permission denied for schema public (GRANT CREATE ON SCHEMA public TO ${role}, or make the user own the database)`,
+          );
+          assert.ok(!e.message.includes(password), e.message);
+          return true;
+        });
+      } finally {
+        await database.drop();
+        await query(serverUrl, `drop role ${role}`);
+      }
+    });
+
     test('a database that does not answer stops startup once ASSISTD_DATABASE_TIMEOUT_S has passed', async () => {
       const database = await createTestDatabase(serverUrl);
       const target = new URL(database.url);

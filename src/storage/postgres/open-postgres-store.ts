@@ -96,7 +96,7 @@ export async function openPostgresStore(
 ): Promise<SqlStore> {
   const where = describe(url);
   await checkConnection(url, where, timeoutMs);
-  await migrate(url);
+  await migrate(url, where);
 
   const pool = newPool(url, poolSize, timeoutMs);
   const statements = kyselyPool(pool, timeoutMs);
@@ -164,7 +164,7 @@ async function checkConnection(url: string, where: string, timeoutMs: number): P
  * `create table if not exists` plus a re-check when a racing creation fails. test/storage/postgres-store.test.ts
  * opens four stores on one fresh database at once (and 8 × 10 such openings were tried by hand) to hold it to that.
  */
-async function migrate(url: string): Promise<void> {
+async function migrate(url: string, where: string): Promise<void> {
   // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
   // long, and so may waiting for another process's migration.
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(newPool(url, 1)) }) });
@@ -172,12 +172,34 @@ async function migrate(url: string): Promise<void> {
     const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (isPermissionDenied(error)) throw await mayNotCreateTables(db, where, hidePassword(reason, url));
       const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-      throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+      throw new Error(`migration ${failed} failed: ${reason}`);
     }
   } finally {
     await db.destroy();
   }
+}
+
+/** 42501 is insufficient_privilege. */
+function isPermissionDenied(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === '42501';
+}
+
+/**
+ * A user who may not create tables in the schema (PostgreSQL 15's default for one who does not own the database)
+ * is a setting to fix, said with the grant that fixes it.
+ */
+async function mayNotCreateTables(db: Kysely<Database>, where: string, reason: string): Promise<ConfigError> {
+  const user = await sql<{ user: string }>`select current_user as user`
+    .execute(db)
+    .then((result) => result.rows[0]?.user ?? 'its user')
+    .catch(() => 'its user');
+  return new ConfigError(
+    'ASSISTD_DATABASE_URL',
+    `cannot create assistd's tables in ${where}: ${reason} (GRANT CREATE ON SCHEMA public TO ${user}, or make the user own the database)`,
+  );
 }
 
 /** `postgres://user@host:5432/db` for the startup log and errors: the URL without its password and parameters. */

@@ -1,9 +1,10 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, type Migration, Migrator, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
+import { ConfigError } from '../../config.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import { sqliteDialect } from './dialect.ts';
@@ -54,6 +55,15 @@ export const SQLITE_MIGRATIONS: Record<string, Migration> = {
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
 
 /**
+ * Why `dataDir` has no database for a command that works on the server's (`assistd backup`, `keys`, `projects`),
+ * or undefined when it has one: such a command on a wrong directory must not make a new database nobody serves.
+ */
+export function noDatabaseIn(dataDir: string): string | undefined {
+  const file = path.join(dataDir, SQLITE_FILE_NAME);
+  return existsSync(file) ? undefined : `there is no database at ${file}: is ASSISTD_DATA_DIR the server's?`;
+}
+
+/**
  * Reader threads for the searches (reader-pool.ts): two run two searches at once beside the event loop, which is
  * what a 2-core machine has room for (more would take the event loop's CPU). Each holds a connection and its own
  * page cache, and a search is tens of milliseconds: larger machines get two as well.
@@ -71,7 +81,24 @@ export interface SqliteStoreOptions {
 export async function openSqliteStore(dataDir: string, options: SqliteStoreOptions = {}): Promise<SqlStore> {
   mkdirSync(dataDir, { recursive: true });
   const file = path.join(dataDir, SQLITE_FILE_NAME);
-  const sqlite = new BetterSqlite3(file);
+  const sqlite = openFile(file);
+  try {
+    return await openOn(sqlite, file, options);
+  } catch (error) {
+    sqlite.close();
+    throw unusable(error, file);
+  }
+}
+
+function openFile(file: string): BetterSqlite3.Database {
+  try {
+    return new BetterSqlite3(file);
+  } catch (error) {
+    throw unusable(error, file);
+  }
+}
+
+async function openOn(sqlite: BetterSqlite3.Database, file: string, options: SqliteStoreOptions): Promise<SqlStore> {
   // WAL: readers never block the writer. synchronous=NORMAL in WAL mode loses no committed transaction when the
   // process dies (SIGKILL, crash); only an OS crash or power cut can roll back the last commits. FULL would fsync
   // on every commit for that last case.
@@ -86,6 +113,7 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
   // sqlite-vec: the `vec0` tables that index chunk vectors. Its package ships the loadable extension for linux-x64
   // (and darwin, windows, linux-arm64); where it cannot be loaded, vectors are searched by the in-memory cache.
   const vectorIndex = loadSqliteVec(sqlite);
+  proveWritable(sqlite);
 
   // A reader thread opens the file anew: a database in memory exists only on this connection, and is searched there.
   const readerThreads = options.readerThreads ?? READER_THREADS;
@@ -95,7 +123,12 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
       : new SqliteReaderPool({ file, sqliteVec: vectorIndex === 'sqlite-vec' }, readerThreads);
 
   const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
-  await migrate(db);
+  try {
+    await migrate(db);
+  } catch (error) {
+    await searchReader?.close();
+    throw error;
+  }
   // From now on a write lock held by another process is waited for without holding the event loop (dialect.ts).
   sqlite.pragma('busy_timeout = 0');
   return new SqlStore(db, `sqlite:${file}`, {
@@ -124,6 +157,43 @@ async function migrate(db: Kysely<Database>): Promise<void> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
   }
+}
+
+/**
+ * A write, rolled back: SQLite opens a file it may not write read-only without a word, and a server on it would
+ * answer /healthz ok and every write 500. BEGIN IMMEDIATE alone passes on such a file (it only takes the WAL's
+ * lock); rewriting the header's user_version as it is fails unless the file, its -wal and its -shm are writable.
+ */
+function proveWritable(sqlite: BetterSqlite3.Database): void {
+  sqlite.exec('begin immediate');
+  try {
+    sqlite.pragma(`user_version = ${Number(sqlite.pragma('user_version', { simple: true }))}`);
+  } finally {
+    sqlite.exec('rollback');
+  }
+}
+
+/**
+ * SQLite's refusals that a setting fixes, as a ConfigError naming the file: a database restored badly (truncated,
+ * overwritten, not SQLite at all) or one this user may not write. Any other error as it is.
+ */
+function unusable(error: unknown, file: string): unknown {
+  const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+  const code = String((cause as { code?: unknown } | undefined)?.code);
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')
+    return new ConfigError(
+      'ASSISTD_DATA_DIR',
+      `${file} is not a usable SQLite database (${reason}): restore it from a backup.`,
+    );
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM')
+    return new ConfigError(
+      'ASSISTD_DATA_DIR',
+      `${file} cannot be written by this user (${reason}): the server's user must be able to write it, its -wal and -shm files and its directory.`,
+    );
+  return error;
 }
