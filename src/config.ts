@@ -82,6 +82,8 @@ export interface FilesConfig {
   maxBytes: number;
   /** Threads extracting and chunking files for vector stores (each indexes two files at a time). */
   indexingThreads: number;
+  /** How much the process may grow while one file is read for a vector store, in bytes; 0: no bound. */
+  indexingMemoryBytes: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -216,6 +218,11 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: '1',
     description: 'threads indexing vector-store files (extraction, chunking) in this process; 0: none here',
   },
+  {
+    name: 'ASSISTD_INDEXING_MEMORY_MB',
+    default: '2048',
+    description: 'how much the process may grow while one vector-store file is read (in MiB); over it, the file fails',
+  },
   { name: 'ASSISTD_MAX_FILE_MB', default: '512', description: 'the largest file accepted, in MB (1 MB = 10^6 bytes)' },
   {
     name: 'ASSISTD_CONTEXT_WINDOW',
@@ -349,6 +356,7 @@ export function loadConfig(env: Env = process.env): Config {
       dir: path.join(dataDir, 'files'),
       maxBytes: integer(env, 'ASSISTD_MAX_FILE_MB', 512, 1, 1_000_000) * 1_000_000,
       indexingThreads: integer(env, 'ASSISTD_INDEXING_THREADS', 1, 0, 64),
+      indexingMemoryBytes: integer(env, 'ASSISTD_INDEXING_MEMORY_MB', 2048, 0, 1_048_576) * 1024 * 1024,
     },
     models: parseModels(env),
     sandbox: parseSandbox(env),

@@ -151,7 +151,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
   const ingestion = new IngestionWorker({
     records: store.vectorStores,
     readFile: (scope, id) => files.readAll(scope, id),
-    indexer: new ThreadIndexer(threads),
+    indexer: new ThreadIndexer(threads, { memoryBudgetBytes: config.files.indexingMemoryBytes }),
     embedder,
     logger,
     // Two files per thread: one is read or committed while the other is extracted.

@@ -54,3 +54,64 @@ test('closing ends every indexing, the running and the waiting, and later ones, 
     message: 'The indexer is closed.',
   });
 });
+
+/**
+ * The memory bound. The process's memory is made up here (`rss`): it stands high while a file named `bomb.txt` is
+ * being read, as a file unpacking to gigabytes would make it, and it reads the indexer's own list of the files it
+ * reads to know (a real bomb's memory cannot be told from its neighbours', which is why a file that went over
+ * beside others is read again alone).
+ */
+function boundedIndexer(threads: number) {
+  const indexer: ThreadIndexer = new ThreadIndexer(threads, {
+    memoryBudgetBytes: 1_000_000,
+    memoryCheckMs: 5,
+    rss: () => {
+      const jobs = (indexer as unknown as { jobs: Set<{ filename: string }> }).jobs;
+      return [...jobs].some((job) => job.filename === 'bomb.txt') ? 5_000_000_000 : 100_000_000;
+    },
+  });
+  return indexer;
+}
+/** Long enough to read that the memory is looked at meanwhile. */
+const longText = 'Some notes on the subject. '.repeat(100_000);
+const named = (filename: string) => ({ ...file(longText), filename });
+
+test('a file during which the process grows past the budget fails invalid_file; its thread is replaced', async () => {
+  const indexer = boundedIndexer(1);
+  try {
+    const bomb = await indexer.index(named('bomb.txt'));
+    assert.equal(bomb.ok, false);
+    assert.equal(!bomb.ok && bomb.code, 'invalid_file');
+    assert.match(!bomb.ok ? bomb.message : '', /^Reading the file took more than 1 MiB of memory/);
+    assert.equal((await indexer.index(named('notes.txt'))).ok, true);
+  } finally {
+    await indexer.close();
+  }
+});
+
+test('files read beside the one that went over are read again alone, and only it fails', async () => {
+  const indexer = boundedIndexer(3);
+  try {
+    const [before, bomb, after] = await Promise.all([
+      indexer.index(named('before.txt')),
+      indexer.index(named('bomb.txt')),
+      indexer.index(named('after.txt')),
+    ]);
+    assert.equal(before.ok, true);
+    assert.equal(after.ok, true);
+    assert.equal(!bomb.ok && bomb.code, 'invalid_file');
+  } finally {
+    await indexer.close();
+  }
+});
+
+test('with no budget (0), memory is not looked at', async () => {
+  let looked = 0;
+  const indexer = new ThreadIndexer(1, { memoryBudgetBytes: 0, memoryCheckMs: 5, rss: () => ++looked });
+  try {
+    assert.equal((await indexer.index(named('bomb.txt'))).ok, true);
+    assert.equal(looked, 1, 'only the baseline of the file');
+  } finally {
+    await indexer.close();
+  }
+});
