@@ -10,8 +10,15 @@ import {
   MAX_TEXT_CHARS,
   SUPPORTED_EXTENSIONS,
 } from '../../src/retrieval/extract.ts';
-import { OFFICE_XML_LIMIT_BYTES } from '../../src/retrieval/office-text.ts';
-import { docDocument, docxDocument, htmlDocument, pdfDocument, pptxDocument } from '../support/documents.ts';
+import { OFFICE_XML_LIMIT_BYTES, OFFICE_ZIP_ENTRY_LIMIT } from '../../src/retrieval/office-text.ts';
+import {
+  docDocument,
+  docxDocument,
+  htmlDocument,
+  pdfDocument,
+  pptxDocument,
+  withEmptyParts,
+} from '../support/documents.ts';
 import { Random } from '../support/fuzz.ts';
 import { onePixelPng } from '../support/images.ts';
 
@@ -202,6 +209,58 @@ describe('extractText: DOCX', () => {
     const bomb = await zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
     assert.ok(bomb.byteLength < 1024 * 1024, 'the fixture is a small file that inflates a lot');
     failure(await extract(bomb, 'bomb.docx'), 'invalid_file', /too large to index.*inflates to more than 32 MiB/);
+  });
+
+  it('counts the main part against the limit whatever its name: word/document.bin, as _rels/.rels names it', async () => {
+    const bomb = await docxDocument([' '.repeat(OFFICE_XML_LIMIT_BYTES + 1024)], { mainPart: 'word/document.bin' });
+    assert.ok(bomb.byteLength < 1024 * 1024, 'the fixture is a small file that inflates a lot');
+    const started = performance.now();
+    failure(await extract(bomb, 'bomb.docx'), 'invalid_file', /too large to index.*inflates to more than 32 MiB/);
+    assert.ok(performance.now() - started < 5000, 'refused as it inflates, not after parsing');
+  });
+
+  it('reads a DOCX whose embedded image is larger than the limit: images are not inflated for text', async () => {
+    const namespaces =
+      'xmlns:wp="http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing" ' +
+      'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" ' +
+      'xmlns:pic="http://schemas.openxmlformats.org/drawingml/2006/picture" ' +
+      'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"';
+    const picture =
+      `<w:p><w:r><w:drawing ${namespaces}><wp:inline><wp:extent cx="1" cy="1"/>` +
+      '<wp:docPr id="1" name="Picture 1" descr="photo"/><a:graphic>' +
+      '<a:graphicData uri="http://schemas.openxmlformats.org/drawingml/2006/picture"><pic:pic><pic:blipFill>' +
+      '<a:blip r:embed="rId5"/></pic:blipFill></pic:pic></a:graphicData></a:graphic></wp:inline></w:drawing>' +
+      '</w:r></w:p>';
+    const withPicture = await rewritePart(
+      await docxDocument(['before', 'after']),
+      'word/document.xml',
+      '</w:p>',
+      `</w:p>${picture}`,
+    );
+    const zip = await JSZip.loadAsync(withPicture);
+    zip.file(
+      'word/_rels/document.xml.rels',
+      '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">' +
+        '<Relationship Id="rId5" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/image" ' +
+        'Target="media/image1.png"/></Relationships>',
+    );
+    zip.file('word/media/image1.png', Buffer.alloc(OFFICE_XML_LIMIT_BYTES + 8 * 1024 * 1024));
+    const docx = await zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
+    assert.equal(textOf(await extract(docx, 'photo.docx')).trim(), 'before\n\n\n\nafter');
+  });
+
+  it('refuses a zip of more entries than the bound before reading them', async () => {
+    const bound = OFFICE_ZIP_ENTRY_LIMIT;
+    const atTheBound = await withEmptyParts(await docxDocument(['Some text']), bound - 3); // 3 parts of its own
+    assert.equal(textOf(await extract(atTheBound, 'many-parts.docx')).trim(), 'Some text');
+    const crowded = await withEmptyParts(await docxDocument(['Some text']), bound - 2);
+    let started = performance.now();
+    failure(await extract(crowded, 'crowded.docx'), 'invalid_file', /too large to index.*more than 20,000 entries/);
+    assert.ok(performance.now() - started < 500, 'refused before the zip is parsed');
+    const crowdedDeck = await withEmptyParts(await pptxDocument([['x']]), bound);
+    started = performance.now();
+    failure(await extract(crowdedDeck, 'crowded.pptx'), 'invalid_file', /too large to index.*more than 20,000 entries/);
+    assert.ok(performance.now() - started < 500, 'refused before the zip is parsed');
   });
 });
 

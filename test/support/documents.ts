@@ -108,8 +108,17 @@ async function zipParts(parts: ReadonlyArray<readonly [name: string, content: st
   return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
 }
 
+export interface DocxOptions {
+  /**
+   * The main document part's name (default `word/document.xml`), as `_rels/.rels` names it: Word names it so, but
+   * readers follow the relationship, whatever the name.
+   */
+  mainPart?: string;
+}
+
 /** A DOCX whose body is one paragraph (`<w:p>`) per entry; a paragraph's text is one run. */
-export function docxDocument(paragraphs: readonly string[]): Promise<Buffer> {
+export function docxDocument(paragraphs: readonly string[], options: DocxOptions = {}): Promise<Buffer> {
+  const mainPart = options.mainPart ?? 'word/document.xml';
   const w = 'http://schemas.openxmlformats.org/wordprocessingml/2006/main';
   const body = paragraphs
     .map((text) => `<w:p><w:r><w:t xml:space="preserve">${xmlEscape(text)}</w:t></w:r></w:p>`)
@@ -118,11 +127,11 @@ export function docxDocument(paragraphs: readonly string[]): Promise<Buffer> {
     [
       '[Content_Types].xml',
       contentTypes([
-        ['/word/document.xml', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml'],
+        [`/${mainPart}`, 'application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml'],
       ]),
     ],
-    ['_rels/.rels', relationships([['rId1', OFFICE_DOCUMENT, 'word/document.xml']])],
-    ['word/document.xml', `${XML_DECLARATION}<w:document xmlns:w="${w}"><w:body>${body}</w:body></w:document>`],
+    ['_rels/.rels', relationships([['rId1', OFFICE_DOCUMENT, mainPart]])],
+    [mainPart, `${XML_DECLARATION}<w:document xmlns:w="${w}"><w:body>${body}</w:body></w:document>`],
   ]);
 }
 
@@ -184,6 +193,72 @@ export function pptxDocument(slides: ReadonlyArray<readonly string[]>, options: 
     ],
     ...slideParts,
   ]);
+}
+
+/**
+ * `document` (a DOCX or PPTX) with `count` empty parts added after its own (`customXml/itemN.xml`), every entry
+ * stored: a zip of many entries written directly, which JSZip would take seconds to generate.
+ */
+export async function withEmptyParts(document: Buffer, count: number): Promise<Buffer> {
+  const zip = await JSZip.loadAsync(document);
+  const parts: Array<[string, Buffer]> = [];
+  for (const file of Object.values(zip.files)) {
+    if (!file.dir) parts.push([file.name, await file.async('nodebuffer')]);
+  }
+  for (let i = 0; i < count; i++) parts.push([`customXml/item${i}.xml`, Buffer.alloc(0)]);
+  return storedZip(parts);
+}
+
+/** A zip of the parts in order, uncompressed (method 0), without ZIP64: fewer than 65,535 parts of < 4 GiB. */
+function storedZip(parts: ReadonlyArray<readonly [name: string, content: Buffer]>): Buffer {
+  const local: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const [name, content] of parts) {
+    const fileName = Buffer.from(name, 'utf8');
+    const crc = crc32(content);
+    const header = Buffer.alloc(30);
+    header.writeUInt32LE(0x04034b50, 0);
+    header.writeUInt16LE(20, 4); // version needed
+    header.writeUInt16LE(0x0800, 6); // UTF-8 names
+    header.writeUInt32LE(crc, 14);
+    header.writeUInt32LE(content.length, 18);
+    header.writeUInt32LE(content.length, 22);
+    header.writeUInt16LE(fileName.length, 26);
+    local.push(header, fileName, content);
+    const entry = Buffer.alloc(46);
+    entry.writeUInt32LE(0x02014b50, 0);
+    entry.writeUInt16LE(20, 4); // version made by
+    entry.writeUInt16LE(20, 6);
+    entry.writeUInt16LE(0x0800, 8);
+    entry.writeUInt32LE(crc, 16);
+    entry.writeUInt32LE(content.length, 20);
+    entry.writeUInt32LE(content.length, 24);
+    entry.writeUInt16LE(fileName.length, 28);
+    entry.writeUInt32LE(offset, 42);
+    central.push(entry, fileName);
+    offset += header.length + fileName.length + content.length;
+  }
+  const directory = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(parts.length, 8);
+  end.writeUInt16LE(parts.length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...local, directory, end]);
+}
+
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) crc = CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
 }
 
 // ── HTML ─────────────────────────────────────────────────────────────────────
