@@ -157,20 +157,25 @@ export class RunEventBus {
     return () => this.emitter.off('thread-deleted', listener);
   }
 
-  /** Resolves with the run's next status change, or undefined after `timeoutMs` or on `signal`. */
-  nextChange(runId: string, timeoutMs: number, signal?: AbortSignal): Promise<Run | undefined> {
+  /**
+   * Resolves with the run's next status change, or undefined after `timeoutMs` or on any of `signals`. Each signal is
+   * listened to and let go of here, rather than combined with AbortSignal.any: a long-lived one (the server's
+   * shutdown signal) would keep every combination made with it for as long as it lives (nodejs/node#55351).
+   */
+  nextChange(runId: string, timeoutMs: number, signals: readonly AbortSignal[] = []): Promise<Run | undefined> {
     return new Promise((resolve) => {
       const event = `run:${runId}`;
       const done = (run: Run | undefined) => {
         clearTimeout(timer);
         this.emitter.off(event, done);
-        signal?.removeEventListener('abort', onAbort);
+        for (const signal of signals) signal.removeEventListener('abort', onAbort);
         resolve(run);
       };
       const onAbort = () => done(undefined);
       const timer = setTimeout(() => done(undefined), timeoutMs);
       this.emitter.on(event, done);
-      signal?.addEventListener('abort', onAbort);
+      for (const signal of signals) signal.addEventListener('abort', onAbort);
+      if (signals.some((signal) => signal.aborted)) done(undefined);
     });
   }
 

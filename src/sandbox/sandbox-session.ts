@@ -249,7 +249,12 @@ export class CodeSession implements SandboxSession {
     clearTimeout(this.idleTimer);
     clearTimeout(this.lifetimeTimer);
     if (!now) await this.tail;
-    await this.process?.kill(`session closed: ${reason}`);
+    const process = this.process;
+    if (!process) return;
+    await process.kill(`session closed: ${reason}`);
+    // Once it is gone, its child process, pipes and timers are let go of: a closed session may still be referred to
+    // (the thread's files, for links in a later answer) long after.
+    if (this.process === process) this.process = undefined;
   }
 
   // ── internals ──────────────────────────────────────────────────────────────

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -159,6 +160,27 @@ describe('OpenAICompatibleEmbedder against a fake /v1/embeddings', () => {
       },
     );
     await e.close();
+  });
+
+  test("requests let go of the caller's signal: nothing of them stays on a signal that lives long", async () => {
+    // The ingestion worker's signal lives as long as the server. AbortSignal.any would keep each request's
+    // combination with it for as long (Node's #55351); listeners are removed once the request is over.
+    const any = AbortSignal.any;
+    let combined = 0;
+    AbortSignal.any = (signals) => {
+      combined++;
+      return any(signals);
+    };
+    const lifetime = new AbortController();
+    const e = embedder({ batchSize: 1 });
+    try {
+      assert.equal((await e.embed(['car', 'pizza', 'rain'], lifetime.signal)).length, 3);
+    } finally {
+      AbortSignal.any = any;
+      await e.close();
+    }
+    assert.equal(combined, 0);
+    assert.equal(getEventListeners(lifetime.signal, 'abort').length, 0);
   });
 
   test('an unreachable endpoint and an aborted call fail clearly', async () => {

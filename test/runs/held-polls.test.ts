@@ -116,6 +116,45 @@ describe('held polls and the client timeout', () => {
     assert.deepEqual(completed?.data.metadata, { step: 'two' });
   });
 
+  test('held polls leave nothing on the server: no signal combined with its shutdown signal', async () => {
+    // AbortSignal.any keeps every signal combined with a long-lived one for as long as that one lives (Node's
+    // #55351): one held poll at a time, 81 bytes each, never freed.
+    const any = AbortSignal.any;
+    let combined = 0;
+    AbortSignal.any = (signals) => {
+      combined++;
+      return any(signals);
+    };
+    const { threadId, runId, release } = await heldRun();
+    try {
+      for (let i = 0; i < 3; i++) {
+        const response = await fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}`, {
+          headers: { 'x-stainless-poll-helper': 'true', 'x-stainless-timeout': '2' },
+        });
+        assert.equal(((await response.json()) as { status: string }).status, 'in_progress');
+      }
+    } finally {
+      AbortSignal.any = any;
+      release();
+    }
+    assert.equal(combined, 0);
+  });
+
+  test('a hold shorter than a second is answered when it ends, not at the next re-read', async () => {
+    const { threadId, runId, release } = await heldRun();
+    try {
+      // Half the stated timeout: a hold of 0.25 s, answered long before the client gives up (the re-read would
+      // answer it after a whole second).
+      const response = await fetch(`${server.url}/v1/threads/${threadId}/runs/${runId}`, {
+        headers: { 'x-stainless-poll-helper': 'true', 'x-stainless-read-timeout': '0.5' },
+        signal: AbortSignal.timeout(800),
+      });
+      assert.equal(((await response.json()) as { status: string }).status, 'in_progress');
+    } finally {
+      release();
+    }
+  });
+
   test('a client that says no timeout, or says it in milliseconds, is answered within it', async () => {
     // The Python SDK before 1.62 says none, and its README of then read with a 5 s timeout; the node SDK from 4.83 to
     // 4.91 said its timeout in milliseconds (`600000` by default). Both were held 5 s: past a 5 s timeout or a

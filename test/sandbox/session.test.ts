@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
 import type { SandboxPool } from '../../src/sandbox/sandbox-pool.ts';
-import type { SandboxSession } from '../../src/sandbox/sandbox-session.ts';
+import type { CodeSession, SandboxSession } from '../../src/sandbox/sandbox-session.ts';
 import { pngSize } from '../support/images.ts';
 import { startedPool } from './support.ts';
 
@@ -15,6 +15,15 @@ describe('a code interpreter session', () => {
     ({ session } = await pool.session('thread_session'));
   });
   after(() => pool.close());
+
+  it('a closed session lets go of its process (kept by whatever still holds the session, for ever)', async () => {
+    const { session: closing } = await pool.session('thread_closing');
+    assert.equal((await closing.runCell('1')).outcome, 'ok');
+    const holds = () => (closing as unknown as { process: unknown }).process;
+    assert.notEqual(holds(), undefined);
+    await (closing as CodeSession).close('the test is done with it', true);
+    assert.equal(holds(), undefined);
+  });
 
   it('keeps variables between cells', async () => {
     assert.equal((await session.runCell('x = 41')).outcome, 'ok');

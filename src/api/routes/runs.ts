@@ -177,7 +177,9 @@ export function registerRunRoutes(
     for (;;) {
       // Listen before reading, so a change between the read and the wait is not missed.
       const stop = new AbortController();
-      const change = held ? bus.nextChange(runId, RECHECK_MS, AbortSignal.any([closing, stop.signal])) : undefined;
+      // Waits no longer than the hold has left: a client whose timeout is near a second is answered within it.
+      const wait = Math.min(RECHECK_MS, Math.max(0, deadline - Date.now()));
+      const change = held ? bus.nextChange(runId, wait, [closing, stop.signal]) : undefined;
       const run = await store.getRun(request.scope, threadId, runId);
       const moving = run !== undefined && POLLED_THROUGH.has(run.status);
       if (!run || !held || !moving || Date.now() >= deadline || closing.aborted) {

@@ -192,11 +192,34 @@ export class OpenAICompatibleEmbedder implements Embedder {
     return vectors;
   }
 
-  /** One request: the parsed JSON answer, or an EmbeddingError saying whether a retry may help. */
+  /**
+   * One request: the parsed JSON answer, or an EmbeddingError saying whether a retry may help. Stopped by `signal`
+   * (the ingestion worker's, which lives as long as the server) or the timeout, each listened to only while the
+   * request lasts: AbortSignal.any would keep every request's combination for as long as `signal` lives
+   * (nodejs/node#55351).
+   */
   private async post(body: unknown, signal: AbortSignal): Promise<unknown> {
-    const payload = JSON.stringify(body);
     const timeout = AbortSignal.timeout(this.timeoutMs);
-    const both = AbortSignal.any([signal, timeout]);
+    const both = new AbortController();
+    const abort = () => both.abort(signal.aborted ? signal.reason : timeout.reason);
+    signal.addEventListener('abort', abort);
+    timeout.addEventListener('abort', abort);
+    if (signal.aborted) abort();
+    try {
+      return await this.postWithin(body, signal, timeout, both.signal);
+    } finally {
+      signal.removeEventListener('abort', abort);
+      timeout.removeEventListener('abort', abort);
+    }
+  }
+
+  private async postWithin(
+    body: unknown,
+    signal: AbortSignal,
+    timeout: AbortSignal,
+    both: AbortSignal,
+  ): Promise<unknown> {
+    const payload = JSON.stringify(body);
     let response: IncomingMessage;
     try {
       response = await new Promise<IncomingMessage>((resolve, reject) => {
