@@ -69,12 +69,15 @@ export type RunStreamEvent =
   | { event: 'error'; data: StreamError };
 
 /**
- * `events` announcing a commit, with the run they carry as committed: the committer's copy of the run may hold
- * metadata that modify run has changed since it was read, and what a stream or a held poll is told is what is stored
- * (Store.commitRun answers with that).
+ * `events` announcing a commit, the run in each with its metadata as committed: the committer's copy of the run may
+ * hold metadata that modify run has changed since it was read, and what a stream or a held poll is told is what is
+ * stored (Store.commitRun answers with that). Only the metadata: a commit may announce several statuses in turn
+ * (`queued`, then `in_progress`), each event with its own.
  */
 export function asCommitted(events: readonly RunStreamEvent[], committed: Run): RunStreamEvent[] {
-  return events.map((e) => (isRunEvent(e) && e.data.id === committed.id ? { ...e, data: committed } : e));
+  return events.map((e) =>
+    isRunEvent(e) && e.data.id === committed.id ? { ...e, data: { ...e.data, metadata: committed.metadata } } : e,
+  );
 }
 
 function isRunEvent(e: RunStreamEvent): e is Extract<RunStreamEvent, { data: Run }> {

@@ -165,6 +165,10 @@ describe('streaming (raw SSE)', () => {
       'thread.run.completed',
       'done',
     ]);
+    // Each run event carries the run as that event says it is.
+    for (const { event, data } of continuation)
+      if (event.startsWith('thread.run.') && !event.startsWith('thread.run.step.'))
+        assert.equal(`thread.run.${data.status}`, event);
     const toolStep = continuation[0]!.data;
     assert.equal(toolStep.id, created.id);
     assert.deepEqual(

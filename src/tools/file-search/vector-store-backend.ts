@@ -5,11 +5,6 @@ import type { VectorStoreService } from '../../vector-stores/vector-store-servic
 import { expiredStore, type FileSearchBackend } from './file-search-tool.ts';
 
 /**
- * file_search over assistd's own vector stores: the stores are named by the run's assistant and thread (read
- * through the Store), their state comes from VectorStoreRecords, and each is searched by the VectorStoreService —
- * the same search as `POST /vector_stores/{id}/search`, which also keeps a store in use from expiring.
- */
-/**
  * What a search of store `id` throwing means: a store deleted meanwhile is skipped (undefined); one that expired
  * meanwhile fails the run as one found expired does; anything else is the tool failing.
  */
@@ -21,6 +16,11 @@ function gone(id: string) {
   };
 }
 
+/**
+ * file_search over assistd's own vector stores: the stores are named by the run's assistant and thread (read
+ * through the Store), their state comes from VectorStoreRecords, and each is searched by the VectorStoreService —
+ * the same search as `POST /vector_stores/{id}/search`, which also keeps a store in use from expiring.
+ */
 export function vectorStoreBackend(deps: {
   store: Pick<Store, 'getAssistant' | 'getThread' | 'vectorStores'>;
   vectorStores: Pick<VectorStoreService, 'search' | 'touch'>;
