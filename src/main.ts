@@ -93,8 +93,12 @@ async function checkFileStorage(config: Config, blobs: BlobStore): Promise<void>
     throw new ConfigError(config.files.storage === 'directory' ? 'ASSISTD_DATA_DIR' : 'ASSISTD_FILE_STORAGE', missing);
 }
 
-/** An empty file written and deleted as an upload's bytes are. A crash in between leaves an orphan the sweep removes. */
-async function proveWritable(blobs: BlobStore, dir: string): Promise<void> {
+/**
+ * An empty file written and deleted as an upload's bytes are. A crash in between leaves an orphan the sweep removes;
+ * and the sweep of another process starting on the same directory may remove the probe under it (it has no row),
+ * which fails its write with ENOENT: tried again then, the race is not lost three times running.
+ */
+async function proveWritable(blobs: BlobStore, dir: string, attempts = 3): Promise<void> {
   const probe = `startup-check-${randomBytes(9).toString('hex')}`;
   try {
     await blobs.write(probe, (async function* nothing() {})());
@@ -102,6 +106,8 @@ async function proveWritable(blobs: BlobStore, dir: string): Promise<void> {
   } catch (error) {
     // A full disk is no setting to fix: the server starts, and answers uploads that it is full.
     if (error instanceof StorageFull) return;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && attempts > 1)
+      return proveWritable(blobs, dir, attempts - 1);
     const reason = error instanceof Error ? error.message : String(error);
     throw new ConfigError(
       'ASSISTD_DATA_DIR',

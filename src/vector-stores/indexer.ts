@@ -93,6 +93,11 @@ export class ThreadIndexer implements Indexer {
   /** Callers waiting for a thread; told `undefined` once the indexer is closed. */
   private readonly waiting: Array<(worker: Worker | undefined) => void> = [];
   private readonly jobs = new Set<Job>();
+  /**
+   * Threads handed out and not yet given back: what "nothing else is being read" counts. A thread is busy before its
+   * file joins `jobs` and after it leaves them.
+   */
+  private busy = 0;
   /** Files to be read again alone, waiting for the others to end. */
   private readonly alone: Array<() => void> = [];
   /** A file is being read alone: no other starts. */
@@ -230,7 +235,7 @@ export class ThreadIndexer implements Indexer {
 
   /** Waits until this file may be read alone: no other being read, and none starting until endSolo. */
   private async aloneTurn(): Promise<void> {
-    if (!this.solo && this.jobs.size === 0 && this.alone.length === 0) {
+    if (!this.solo && this.busy === 0 && this.alone.length === 0) {
       this.solo = true;
       return;
     }
@@ -246,7 +251,7 @@ export class ThreadIndexer implements Indexer {
   private startWaiting(): void {
     if (this.solo) return;
     if (this.alone.length > 0) {
-      if (this.jobs.size > 0) return;
+      if (this.busy > 0) return;
       this.solo = true;
       this.alone.shift()!();
       return;
@@ -262,17 +267,22 @@ export class ThreadIndexer implements Indexer {
     // While a file waits to be read alone, or is, the others wait.
     if (!alone && (this.solo || this.alone.length > 0)) return new Promise((resolve) => this.waiting.push(resolve));
     const idle = this.idle.pop();
-    if (idle) return Promise.resolve(idle);
+    if (idle) {
+      this.busy++;
+      return Promise.resolve(idle);
+    }
     if (this.all.size < this.size) {
       const worker = startThread();
       worker.unref();
       this.all.add(worker);
+      this.busy++;
       return Promise.resolve(worker);
     }
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
   private release(worker: Worker): void {
+    this.busy--;
     // A thread that died is not kept: the next caller gets a new one.
     if (this.all.has(worker)) this.idle.push(worker);
     this.startWaiting();

@@ -105,6 +105,24 @@ test('files read beside the one that went over are read again alone, and only it
   }
 });
 
+test('more files than threads, one going over: every file is answered, and only it fails', async () => {
+  // Files wait for a thread while others are read alone: a file to be read alone must not wait behind them.
+  for (const threads of [1, 2, 3]) {
+    const indexer = boundedIndexer(threads);
+    try {
+      const names = ['a.txt', 'bomb.txt', 'b.txt', 'c.txt', 'd.txt', 'e.txt'];
+      const results = await Promise.all(names.map((name) => indexer.index(named(name))));
+      assert.deepEqual(
+        results.map((result) => (result.ok ? 'ok' : result.code)),
+        names.map((name) => (name === 'bomb.txt' ? 'invalid_file' : 'ok')),
+        `${threads} threads`,
+      );
+    } finally {
+      await indexer.close();
+    }
+  }
+});
+
 test('with no budget (0), memory is not looked at', async () => {
   let looked = 0;
   const indexer = new ThreadIndexer(1, { memoryBudgetBytes: 0, memoryCheckMs: 5, rss: () => ++looked });
