@@ -14,7 +14,7 @@ import { SqlStore, WITH_ATTACHMENTS } from '../../src/storage/sql/sql-store.ts';
 import type { Scope } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
 import { aMessage, anAssistant, aRun, aThread, storedThreadWithOneAttachment } from '../support/builders.ts';
-import { within } from '../support/eventually.ts';
+import { eventually, within } from '../support/eventually.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { TcpProxy } from '../support/tcp-proxy.ts';
 
@@ -82,6 +82,39 @@ if (adminUrl === undefined) {
         assert.ok(migrations.length >= 4);
         assert.deepEqual(await query(database.url, 'select name from kysely_migration order by name'), migrations);
       } finally {
+        await database.drop();
+      }
+    });
+
+    test("deleting a thread while a run's commit holds the run: the delete waits for it, and neither deadlocks", async () => {
+      const database = await createTestDatabase(serverUrl);
+      const store = await openPostgresStore(database.url, 4);
+      const committer = new pg.Client({ connectionString: database.url });
+      try {
+        await committer.connect();
+        const thread = aThread();
+        await store.createThread(scope, thread, []);
+        const run = aRun(thread.id);
+        await store.createRun(scope, run, []);
+        // A run's commit locks the run's row first (its fenced update), then, by the foreign key of a message or
+        // step it writes, the thread's row (one-statement-commit.ts).
+        await committer.query('begin');
+        await committer.query(`update runs set status = 'in_progress' where id = $1`, [run.id]);
+        const deleting = store.deleteThread(scope, thread.id);
+        await eventually('the deletion to wait for a lock', 10_000, async () => {
+          const [row] = await query(
+            database.url,
+            `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'`,
+          );
+          return (row as { n: number }).n > 0 ? true : undefined;
+        });
+        await committer.query('select 1 from threads where id = $1 for key share', [thread.id]);
+        await committer.query('commit');
+        assert.deepEqual(await deleting, [run.id]);
+        assert.equal(await store.getThread(scope, thread.id), undefined);
+      } finally {
+        await committer.end().catch(() => {});
+        await store.close();
         await database.drop();
       }
     });

@@ -227,7 +227,19 @@ export class SqlStore implements Store {
   async deleteThread(scope: Scope, id: string): Promise<string[] | undefined> {
     if (this.capabilities.statementsOnEventLoop) await this.deleteThreadContents(scope, id);
     return this.db.transaction().execute(async (trx) => {
-      // The thread's row locked first (as a run's creation locks it), so no run is created between the two reads.
+      // Locks in a run's commit's order (PostgreSQL): its run's row, then, by the foreign key of the message or step
+      // it writes, its thread's. Taking the thread's first, the deletion then waited for the run's row in its
+      // cascade while the commit waited for the thread's: a deadlock, which failed the run or the deletion.
+      if (this.capabilities.rowLocks)
+        await trx
+          .selectFrom('runs')
+          .select('id')
+          .where('thread_id', '=', id)
+          .where('project_id', '=', scope.projectId)
+          .orderBy('id')
+          .forUpdate()
+          .execute();
+      // Then the thread's row (as a run's creation locks it), so no run is created between the two reads.
       const thread = await trx
         .selectFrom('threads')
         .select(['project_id', 'id', 'created_at', 'last_active_at', 'seq'])
