@@ -75,6 +75,10 @@ export function createRun(fields: Omit<Run, 'status'>): Transition {
 
 export function transition(run: Run, command: RunCommand): Transition {
   if (!ALLOWED_FROM[command.type].includes(run.status)) throw illegal(run, command);
+  // A pause past its deadline is over, whether or not the worker's sweep has recorded its expiry yet (it does within
+  // a second or so): tool outputs then are refused as by the expired run, not taken and the run expired after.
+  if (command.type === 'submit_tool_outputs' && run.expires_at !== null && command.at >= run.expires_at)
+    throw illegal({ ...run, status: 'expired' }, command);
   const next = apply(run, command);
   return { run: next, events: [{ event: `thread.run.${next.status}`, data: next }] };
 }

@@ -145,6 +145,16 @@ describe('run state machine', () => {
     );
   });
 
+  test('a pause past its expires_at takes no tool outputs, as the expired run it is, recorded or not', () => {
+    const paused = aRun('requires_action', { ...transitionToAction(), expires_at: 1600 });
+    assert.equal(transition(paused, { type: 'submit_tool_outputs', at: 1599 }).run.status, 'queued');
+    for (const at of [1600, 1700])
+      assert.throws(
+        () => transition(paused, { type: 'submit_tool_outputs', at }),
+        (e: ApiError) => e.status === 400 && e.message === 'Runs in status "expired" do not accept tool outputs.',
+      );
+  });
+
   test('a new run announces created then queued', () => {
     const { status: _status, ...fields } = aRun();
     const created = createRun(fields);
