@@ -157,9 +157,11 @@ export function buildApp({
   });
   app.decorateRequest('scope', DEFAULT_SCOPE_PLACEHOLDER);
   const limits = new RateLimits(rateLimits, (scope, since) => store.tokensUsedSince(scope, since));
-  // First of the hooks: every answer carries it, those of the hooks that answer early (a CORS preflight) too.
+  // First of the hooks: every answer carries them, those of the hooks that answer early (a CORS preflight) too.
+  // nosniff: a browser never reads an answer as another type than the one it says (a file's bytes, an error).
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    reply.header('x-content-type-options', 'nosniff');
     done();
   });
   allowOrigins(app, corsOrigins);

@@ -645,11 +645,12 @@ describe('errors', () => {
       assert.equal(withHeader.status, 200);
     });
 
-    test('every response carries x-request-id', async () => {
+    test('every response carries x-request-id, and nosniff', async () => {
       const ok = await server.api.get('/healthz');
       const bad = await server.api.get('/v1/assistants/asst_x');
       assert.match(ok.headers.get('x-request-id') ?? '', /^req_/);
       assert.match(bad.headers.get('x-request-id') ?? '', /^req_/);
+      for (const response of [ok, bad]) assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
     });
   });
 });

@@ -44,10 +44,8 @@ export function registerPlaygroundRoutes(app: FastifyInstance): void {
     const loaded = await bundle().catch(() => undefined);
     const file = loaded?.get(name);
     // A link in a message (the model's, a user's) leads anywhere: the site it opens is not told where it came from.
-    reply
-      .header('content-security-policy', CONTENT_SECURITY_POLICY)
-      .header('x-content-type-options', 'nosniff')
-      .header('referrer-policy', 'no-referrer');
+    // (nosniff, as on every answer: app.ts.)
+    reply.header('content-security-policy', CONTENT_SECURITY_POLICY).header('referrer-policy', 'no-referrer');
     if (file === undefined)
       return reply
         .code(404)
