@@ -107,7 +107,7 @@ async function openOn(sqlite: BetterSqlite3.Database, file: string, options: Sql
   // with the event loop held (WAL mode is set with the file locked). The other process may be migrating: its lock is
   // held for as long as its migrations take (one of them re-indexes every chunk).
   sqlite.pragma(`busy_timeout = ${MIGRATION_WAIT_MS}`);
-  sqlite.pragma('journal_mode = WAL');
+  await whileBusy(() => sqlite.pragma('journal_mode = WAL'), Date.now() + MIGRATION_WAIT_MS);
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   // sqlite-vec: the `vec0` tables that index chunk vectors. Its package ships the loadable extension for linux-x64
@@ -141,6 +141,23 @@ async function openOn(sqlite: BetterSqlite3.Database, file: string, options: Sql
     jsonField: (column, key) =>
       sql<string | null>`(select value from json_each(${sql.ref(column)}) where key = ${key})`,
   });
+}
+
+/**
+ * `statement`, tried again while SQLite answers SQLITE_BUSY at once. The switch of a new file to WAL needs it locked
+ * whole, and when another process opening it at the same moment holds a lock this one would wait behind while
+ * holding its own, SQLite refuses rather than wait (its busy handler is not called where waiting could deadlock):
+ * one of three processes started together on a new database failed so about once in fifteen tries.
+ */
+async function whileBusy<T>(statement: () => T, deadline: number): Promise<T> {
+  for (;;) {
+    try {
+      return statement();
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 40));
+    }
+  }
 }
 
 function loadSqliteVec(sqlite: BetterSqlite3.Database): 'sqlite-vec' | 'matrix-cache' {
