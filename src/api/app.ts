@@ -548,10 +548,11 @@ function acceptJsonBodies(app: FastifyInstance): void {
     } catch {
       return done(notJson('not valid JSON'), undefined);
     }
-    // A lone surrogate can only come from a `\u` escape (UTF-8 text cannot hold one): otherwise no walk of the value.
-    if (text.includes('\\u')) value = wellFormed(value);
-    // Written out, or with a `\u` escape (the only one its letters can have): otherwise no walk of the value.
-    const proto = text.includes('__proto__') || text.includes('\\u') ? protoKeyPath(value) : undefined;
+    // A lone surrogate can only come from a `\u` escape (UTF-8 text cannot hold one), and `__proto__` is written out
+    // or has one (the only escape its letters can have): without either, no walk of the value.
+    const escapes = text.includes('\\u');
+    if (escapes) value = wellFormed(value);
+    const proto = escapes || text.includes('__proto__') ? protoKeyPath(value) : undefined;
     if (proto !== undefined)
       return done(
         new ApiError(400, `Invalid '${proto}': '__proto__' cannot be used as a key.`, {

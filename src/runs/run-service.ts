@@ -243,14 +243,10 @@ export class RunService {
     const pending = run.required_action?.submit_tool_outputs.tool_calls.map((c) => c.id) ?? [];
     const byId = checkOutputs(pending, outputs);
     const steps = await this.store.runSteps(scope, runId);
-    const step = steps.find(
-      (s) =>
-        s.status === 'in_progress' &&
-        s.step_details.type === 'tool_calls' &&
-        pending.every(
-          (id) => s.step_details.type === 'tool_calls' && s.step_details.tool_calls.some((c) => c.id === id),
-        ),
-    );
+    const step = steps.find(({ status, step_details: details }) => {
+      if (status !== 'in_progress' || details.type !== 'tool_calls') return false;
+      return pending.every((id) => details.tool_calls.some((c) => c.id === id));
+    });
     if (step?.step_details.type !== 'tool_calls') {
       const now = await this.store.getRun(scope, threadId, runId);
       if (now?.status === 'requires_action' && isDeepStrictEqual(now.required_action, run.required_action))

@@ -56,7 +56,6 @@ export interface ThreadIndexerOptions {
 
 /** A file being read on a thread. */
 interface Job {
-  worker: Worker;
   filename: string;
   /** The process's resident memory when the file started. */
   baseline: number;
@@ -173,7 +172,6 @@ export class ThreadIndexer implements Indexer {
           budgetMs,
         );
         const job: Job = {
-          worker,
           filename: input.filename,
           baseline: this.rss(),
           shared: this.jobs.size > 0,
