@@ -857,6 +857,29 @@ export function vectorStoreContract(name: string, open: () => Promise<VectorStor
       assert.equal((await search('near', [id])).length, 1);
     });
 
+    test('English words are stemmed the same on both databases: inflections meet, unrelated words do not', async () => {
+      await drain();
+      const { id } = await storeWith({
+        'stems.txt': [
+          'Clear skies over the harbour.',
+          'He was lying about the results.',
+          'A generous donation arrived.',
+          'General meeting at noon.',
+          'Breaking news tonight.',
+          'A new bridge opened.',
+          'The organizations met.',
+        ],
+      });
+      const found = async (query: string) => (await search(query, [id])).map((hit) => hit.text);
+      assert.deepEqual(await found('sky'), ['Clear skies over the harbour.']);
+      assert.deepEqual(await found('lie'), ['He was lying about the results.']);
+      assert.deepEqual(await found('generously'), ['A generous donation arrived.']);
+      assert.deepEqual(await found('generals'), ['General meeting at noon.']);
+      assert.deepEqual(await found('news'), ['Breaking news tonight.']);
+      assert.deepEqual(await found('new'), ['A new bridge opened.']);
+      assert.deepEqual(await found('organization'), ['The organizations met.']);
+    });
+
     test('Chinese and Japanese text is found by words inside runs without spaces', async () => {
       await drain();
       const { id } = await storeWith({

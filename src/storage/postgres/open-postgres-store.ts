@@ -24,6 +24,7 @@ import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
 import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import * as runTokenLimits from './migrations/020-run-token-limits.ts';
+import * as stemmedKeywords from './migrations/021-stemmed-keywords.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -49,6 +50,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '018-messages-with-attachments': messagesWithAttachments,
   '019-chunk-overlap': chunkOverlap,
   '020-run-token-limits': runTokenLimits,
+  '021-stemmed-keywords': stemmedKeywords,
 };
 
 /** Exported for tests that wrap them to observe the store (e.g. count unique violations). */

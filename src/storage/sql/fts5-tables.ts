@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type QueryExecutorProvider, sql } from 'kysely';
+import { keywordText } from './keyword-text.ts';
 
 /**
  * SQLite's keyword index: one contentless FTS5 table per project, rowid = chunks.seq, one column holding
@@ -8,9 +9,8 @@ import { type QueryExecutorProvider, sql } from 'kysely';
  * scores of one project's search would show which words other projects' files hold. A project's table, with the
  * trigger that deletes a chunk's entry with the chunk (cascaded deletes included), is made with its first chunk.
  *
- * The tokenizer only splits what keywordText wrote on spaces and stems it: `porter` for English suffixes
- * (PostgreSQL's side uses the `english` config); diacritics are not removed here because keywordText already
- * decided which to fold, the same for both databases; marks (M*) are word characters so that scripts written with
+ * The tokenizer only splits what keywordText wrote on spaces: keywordText already stemmed the words and decided which
+ * diacritics to fold, the same for both databases; marks (M*) are word characters so that scripts written with
  * combining vowel signs stay whole. Contentless (the text is already in `chunks`), with contentless_delete so that
  * an entry can be deleted by rowid alone.
  */
@@ -28,7 +28,7 @@ export async function createFtsTable(db: QueryExecutorProvider, projectId: strin
       keywords,
       content = '',
       contentless_delete = 1,
-      tokenize = "porter unicode61 remove_diacritics 0 categories 'L* N* Co M*'"
+      tokenize = "unicode61 remove_diacritics 0 categories 'L* N* Co M*'"
     )`.execute(db);
   // No parameters in a trigger: the project's id is a literal, quoted as SQL quotes strings.
   const project = `'${projectId.replaceAll("'", "''")}'`;
@@ -45,4 +45,27 @@ export async function ftsTableExists(db: QueryExecutorProvider, projectId: strin
   const { rows } =
     await sql`select 1 from sqlite_master where type = 'table' and name = ${ftsTableOf(projectId)}`.execute(db);
   return rows.length > 0;
+}
+
+/** Chunks indexed per statement by indexProjectChunks. */
+const BATCH = 2000;
+
+/**
+ * Makes the project's table (unless it exists) and indexes all its chunks in it, as ingestion would have: for the
+ * migrations that rebuild the keyword index.
+ */
+export async function indexProjectChunks(db: QueryExecutorProvider, projectId: string): Promise<void> {
+  const table = await createFtsTable(db, projectId);
+  for (let after = 0; ; ) {
+    const { rows } = await sql<{ seq: number; text: string }>`
+      select seq, text from chunks where project_id = ${projectId} and seq > ${after} order by seq limit ${BATCH}`.execute(
+      db,
+    );
+    if (rows.length === 0) return;
+    const entries = JSON.stringify(rows.map((row) => [row.seq, keywordText(row.text)]));
+    await sql`
+      insert into ${sql.id(table)} (rowid, keywords)
+      select value ->> 0, value ->> 1 from json_each(${entries})`.execute(db);
+    after = Number(rows.at(-1)!.seq);
+  }
 }

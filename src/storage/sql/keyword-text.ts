@@ -14,11 +14,16 @@
  *   characters is looked up by its bigrams only; a lone character by itself.
  * - Words longer than MAX_WORD_LENGTH characters (hashes, base64, minified code) are left out on both sides:
  *   PostgreSQL ignores words over 2047 bytes anyway, and nobody searches for them.
- * - Stemming is the databases' (FTS5 `porter`, PostgreSQL `english`). PostgreSQL's `english` config also drops
- *   English stop words from what it indexes, so queryTerms drops the same list (PostgreSQL's english.stop) on both
- *   databases: a query term is then never one that one database can match and the other cannot, and `the` or `of`
- *   never makes every chunk a hit.
+ * - English words (ASCII letters only) are stemmed here with Snowball's English stemmer (Porter2: `skies` and `sky`
+ *   → `sky`, `lying` → `lie`), and neither database stems: FTS5's `porter` tokenizer (the original Porter
+ *   algorithm) and PostgreSQL's `english` config (Snowball) stemmed differently, so that `skies` found `sky` on one
+ *   database only, and on SQLite `news` found `new` and `generous` found `general`. A word with a digit or a
+ *   non-ASCII letter is kept whole, as PostgreSQL's parser kept it (`numword`).
+ * - English stop words (PostgreSQL's english.stop) are neither indexed nor searched: `the` or `of` never makes every
+ *   chunk a hit, and the databases' ranking counts the same words.
  */
+
+import stem from 'wink-porter2-stemmer';
 
 /** The Han, Hiragana, Katakana and Hangul scripts, with the prolonged-sound mark (ー, script Common). */
 const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\u30fc]/u;
@@ -33,7 +38,7 @@ export const MAX_WORD_LENGTH = 256;
 /** More distinct terms than this in one query are dropped (the first ones are kept): a bound on the query's cost. */
 export const MAX_QUERY_TERMS = 64;
 
-/** PostgreSQL's tsearch_data/english.stop, which the `english` config removes. */
+/** PostgreSQL's tsearch_data/english.stop. */
 const STOP_WORDS = new Set(
   (
     'i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself ' +
@@ -51,6 +56,14 @@ function words(text: string): string[] {
   return (normalised.normalize('NFC').match(WORD) ?? []).filter((word) => word.length <= MAX_WORD_LENGTH);
 }
 
+const ENGLISH = /^[a-z]+$/;
+
+/** The term `part` (a word's part without CJK) is indexed and searched as, or undefined for a stop word. */
+function term(part: string): string | undefined {
+  if (STOP_WORDS.has(part)) return undefined;
+  return ENGLISH.test(part) ? stem(part) : part;
+}
+
 /** A word split into its CJK runs and the rest, e.g. `iphone手机壳` → `iphone`, `手机壳`. */
 function segments(word: string): string[] {
   if (!CJK.test(word)) return [word];
@@ -63,13 +76,14 @@ function bigrams(run: readonly string[]): string[] {
   return out;
 }
 
-/** The text to index for `text`: its terms separated by spaces (CJK runs as characters and bigrams). */
+/** The text to index for `text`: its terms separated by spaces (stemmed, CJK runs as characters and bigrams). */
 export function keywordText(text: string): string {
   const out: string[] = [];
   for (const word of words(text))
     for (const part of segments(word)) {
       if (!CJK.test(part)) {
-        out.push(part);
+        const indexed = term(part);
+        if (indexed !== undefined) out.push(indexed);
         continue;
       }
       const chars = [...part];
@@ -79,7 +93,7 @@ export function keywordText(text: string): string {
 }
 
 /**
- * The distinct terms of a query, in order of first appearance, without English stop words and at most
+ * The distinct terms of a query, stemmed as keywordText stems, in order of first appearance, without stop words, at most
  * MAX_QUERY_TERMS: each is letters, digits and marks only, so it can be quoted into FTS5's or PostgreSQL's query
  * syntax as a plain word. Empty when nothing searchable is left (a search then finds nothing).
  */
@@ -88,7 +102,8 @@ export function queryTerms(text: string): string[] {
   for (const word of words(text))
     for (const part of segments(word)) {
       if (!CJK.test(part)) {
-        if (!STOP_WORDS.has(part)) terms.add(part);
+        const searched = term(part);
+        if (searched !== undefined) terms.add(searched);
         continue;
       }
       const chars = [...part];

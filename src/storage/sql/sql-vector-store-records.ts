@@ -984,7 +984,8 @@ function fts5Index(): KeywordIndex {
 
 /**
  * PostgreSQL: the `tsvector` column `chunks.keywords` under the GIN index `chunks_keywords`, written by the chunk's
- * insert as to_tsvector('english', keywordText(text)).
+ * insert as to_tsvector('simple', keywordText(text)): keywordText stemmed the words already (keyword-text.ts), so
+ * the `simple` config, which neither stems nor drops words, keeps them as they are.
  *
  * The terms reach to_tsquery quoted as lexemes (`'word' | 'other'`); they hold letters, digits and marks only, so
  * the quoting is a formality, kept (with `'` and `\` escaped) so that nothing depends on that. The OR query is
@@ -995,7 +996,7 @@ function fts5Index(): KeywordIndex {
  * machine, so read the ratios):
  *
  * - Both tsqueries (the OR and the per-term list) are parsed once, in materialised CTEs. Written in place,
- *   `to_tsquery('english', $n)` is a stable function of a parameter: once PostgreSQL switches a prepared statement to
+ *   `to_tsquery('simple', $n)` is a stable function of a parameter: once PostgreSQL switches a prepared statement to
  *   its generic plan it calls it again for every candidate row, in the ranking (≈ 30% of the statement).
  * - The best `limit` chunks are picked from `chunks` alone, in a materialised CTE, and only those few are joined
  *   with their file (its status) and its name. The stores' conditions become an array computed once (`= any(array(
@@ -1029,7 +1030,7 @@ const TSVECTOR_INDEX: KeywordIndex = {
         insert into chunks (project_id, vector_store_id, file_id, chunk_index, text, tokens, keywords, embedding,
           text_overlap)
         select ${scope.projectId}, ${vectorStoreId}, ${fileId}, c.chunk_index, c.text, c.tokens,
-          to_tsvector('english', c.keywords), c.embedding, c.text_overlap
+          to_tsvector('simple', c.keywords), c.embedding, c.text_overlap
         from unnest(
           cast(${group.map((c) => c.index)} as integer[]),
           cast(${group.map((c) => c.text)} as text[]),
@@ -1047,10 +1048,10 @@ const TSVECTOR_INDEX: KeywordIndex = {
     const files = plan.fileIds ? sql`and c.file_id = any(cast(${plan.fileIds} as text[]))` : sql``;
     return sql<SearchRow>`
       with term as materialized (
-        select to_tsquery('english', lexeme) as query from unnest(cast(${lexemes} as text[])) as lexeme
+        select to_tsquery('simple', lexeme) as query from unnest(cast(${lexemes} as text[])) as lexeme
       ),
       search as materialized (
-        select to_tsquery('english', ${lexemes.join(' | ')}) as query
+        select to_tsquery('simple', ${lexemes.join(' | ')}) as query
       ),
       best as materialized (
         select c.seq,

@@ -27,6 +27,7 @@ import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
 import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import * as chunkSeq from './migrations/020-chunk-seq.ts';
+import * as stemmedKeywords from './migrations/021-stemmed-keywords.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -50,6 +51,7 @@ export const SQLITE_MIGRATIONS: Record<string, Migration> = {
   '018-messages-with-attachments': messagesWithAttachments,
   '019-chunk-overlap': chunkOverlap,
   '020-chunk-seq': chunkSeq,
+  '021-stemmed-keywords': stemmedKeywords,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
