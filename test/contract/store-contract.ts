@@ -360,6 +360,38 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       );
     });
 
+    test("a run's additional messages, and a commit's steps and messages, are listed in the order given", async () => {
+      const thread = aThread();
+      await store.createThread(scope, thread, []);
+      const run = aRun(thread.id);
+      const extras = ['one', 'two', 'three', 'four'].map((text) => aMessage(thread.id, text));
+      await store.createRun(scope, run, extras);
+      const texts = async () =>
+        (await store.listMessages(scope, thread.id, { limit: 20, order: 'asc' })).data.map((m) => m.id);
+      assert.deepEqual(
+        await texts(),
+        extras.map((m) => m.id),
+      );
+
+      const done: Run = { ...run, status: 'completed', completed_at: run.created_at };
+      const answers = [aMessage(thread.id, 'answer one'), aMessage(thread.id, 'answer two')];
+      const creation = aStep(done, {
+        type: 'message_creation',
+        step_details: { type: 'message_creation', message_creation: { message_id: answers[0]!.id } },
+      });
+      const steps = [creation, aStep(done), aStep(done)];
+      assert.ok(await store.commitRun(scope, { run: done, expect: { status: 'queued' }, steps, messages: answers }));
+      const listed = await store.listRunSteps(scope, thread.id, run.id, { limit: 20, order: 'asc' });
+      assert.deepEqual(
+        listed.data.map((step) => step.id),
+        steps.map((step) => step.id),
+      );
+      assert.deepEqual(
+        await texts(),
+        [...extras, ...answers].map((m) => m.id),
+      );
+    });
+
     test('an active run locks its thread: no second run, no new message, until it ends', async () => {
       const run = await threadWithRun();
       const threadId = run.thread_id;

@@ -28,17 +28,18 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
       : `exists (select 1 from "messages" where "thread_id" = ${bind(waitingOf)} and "queued_behind" = ${bind(fence.runId)})`;
   where += ` and not ${queued}`;
   const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning "metadata")`];
-  const upsert = (table: string, row: Record<string, unknown>, n: number) => {
-    const changed = Object.keys(row)
+  const upsert = (table: string, rows: ReadonlyArray<Record<string, unknown>>) => {
+    if (rows.length === 0) return;
+    const changed = Object.keys(rows[0]!)
       .filter((c) => c !== 'id' && c !== 'project_id')
       .map((c) => `${quote(c)} = excluded.${quote(c)}`);
     ctes.push(
-      `${table}_${n} as (${populatedInsert(table, row, bind, 'exists (select 1 from r)')} ` +
+      `${table}_written as (${populatedInsert(table, rows, bind, 'exists (select 1 from r)')} ` +
         `on conflict ("id") do update set ${changed.join(', ')})`,
     );
   };
-  for (const [n, row] of steps.entries()) upsert('run_steps', row, n);
-  for (const [n, row] of messages.entries()) upsert('messages', row, n);
+  upsert('run_steps', steps);
+  upsert('messages', messages);
   // Read as of the statement's start: a run made to wait while this one ended may be missed, and is then claimed at
   // a worker's next poll instead (the claim, not this report, decides who runs). By thread alone, as waitingRunOf.
   const waiting =
@@ -52,17 +53,24 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
   );
 }
 
-/** `insert into table (columns) select columns from json_populate_record(…) where condition`, the row as JSON. */
+/**
+ * `insert into table (columns) select columns from json_populate_recordset(…) where condition`, the rows (all with
+ * the same columns, those of the first) as one JSON array, inserted in their order: a table's `seq` (its identity
+ * column), which orders rows of the same `created_at` in lists, follows the array. One data-modifying CTE per row
+ * would not: PostgreSQL runs a statement's CTEs in no promised order (it ran them last to first), and a run's
+ * additional messages were listed, and sent to the model, reversed.
+ */
 export function populatedInsert(
   table: string,
-  row: Record<string, unknown>,
+  rows: ReadonlyArray<Record<string, unknown>>,
   bind: (value: unknown) => string,
   condition: string,
 ): string {
-  const columns = Object.keys(row).map(quote).join(', ');
+  const columns = Object.keys(rows[0]!).map(quote).join(', ');
   return (
     `insert into ${quote(table)} (${columns}) select ${columns} ` +
-    `from json_populate_record(null::${quote(table)}, ${bind(JSON.stringify(row))}::json) where ${condition}`
+    `from json_populate_recordset(null::${quote(table)}, ${bind(JSON.stringify(rows))}::json) with ordinality ` +
+    `where ${condition} order by ordinality`
   );
 }
 

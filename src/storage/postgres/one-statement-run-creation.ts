@@ -26,9 +26,8 @@ export function oneStatementRunCreation({ projectId, threadId, messages, run }: 
       `and "status" in ('queued', 'in_progress', 'requires_action', 'cancelling') limit 1)`,
   ];
   const allowed = 'exists (select 1 from t) and not exists (select 1 from a)';
-  for (const [n, row] of messages.entries())
-    ctes.push(`m_${n} as (${populatedInsert('messages', row, bind, allowed)})`);
-  ctes.push(`r as (${populatedInsert('runs', run, bind, allowed)} returning 1)`);
+  if (messages.length > 0) ctes.push(`m as (${populatedInsert('messages', messages, bind, allowed)})`);
+  ctes.push(`r as (${populatedInsert('runs', [run], bind, allowed)} returning 1)`);
   const at = bind(run['created_at']);
   ctes.push(
     `u as (update "threads" set "last_active_at" = ${at} where "project_id" = ${project} and "id" = ${thread} ` +
