@@ -78,9 +78,8 @@ export class RateLimits {
   private async admitTokens(scope: Scope, reply: FastifyReply): Promise<void> {
     const limit = this.tokensPerMinute!;
     const now = this.now();
-    const { tokens, oldest } = await this.tokensUsed(scope, Math.floor((now - MINUTE_MS) / 1000));
-    // The window frees when its oldest run leaves it (created_at is in whole seconds: the next second at most).
-    const freesInMs = oldest === null ? 0 : Math.max(0, (oldest + 61) * 1000 - now);
+    const { tokens, oldest } = await this.tokensUsed(scope, tokenWindowStart(now));
+    const freesInMs = oldest === null ? 0 : tokenWindowFreesInMs(oldest, now);
     void reply.headers({
       'x-ratelimit-limit-tokens': String(limit),
       'x-ratelimit-remaining-tokens': String(Math.max(0, limit - tokens)),
@@ -88,6 +87,20 @@ export class RateLimits {
     });
     if (tokens >= limit) throw tooMany(reply, 'tokens', 'tokens per min (TPM)', scope, limit, freesInMs, tokens);
   }
+}
+
+/**
+ * The tokens window: the runs created in the last minute. created_at is in whole seconds, so a run counts while
+ * `created_at * 1000 > now - 1 minute`, and leaves the window at most a minute after any moment it is in it: the
+ * Retry-After of a tokens 429 is never past 60 s, which the official SDKs ignore (they retry at once instead).
+ */
+export function tokenWindowStart(nowMs: number): number {
+  return Math.floor((nowMs - MINUTE_MS) / 1000) + 1;
+}
+
+/** When the run created at `oldestSeconds`, the window's oldest, leaves it. */
+export function tokenWindowFreesInMs(oldestSeconds: number, nowMs: number): number {
+  return Math.max(0, oldestSeconds * 1000 + MINUTE_MS - nowMs);
 }
 
 function bucketKey(scope: Scope): string {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { duration, RequestBuckets } from '../../src/api/rate-limits.ts';
+import { duration, RequestBuckets, tokenWindowFreesInMs, tokenWindowStart } from '../../src/api/rate-limits.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { createTestDatabase, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
 import { ApiClient, startTestServer, type TestServer } from '../support/server.ts';
@@ -10,6 +10,16 @@ const ADMIN_KEY = 'sk-rate-limit-admin-0001';
 const SINGLE_KEY = 'sk-rate-limit-single-0002';
 
 type Json = Record<string, unknown>;
+
+test("the tokens window's oldest run leaves it within a minute, never later (the SDK ignores a Retry-After past 60 s)", () => {
+  for (let now = 1_700_000_000_000; now < 1_700_000_003_000; now += 125)
+    for (let oldest = tokenWindowStart(now); oldest <= Math.floor(now / 1000); oldest++) {
+      const wait = tokenWindowFreesInMs(oldest, now);
+      assert.ok(wait > 0 && wait <= 60_000, `${wait} ms`);
+      assert.ok(tokenWindowStart(now + wait) > oldest, 'gone when said');
+      assert.ok(tokenWindowStart(now + wait - 1) <= oldest, 'not before');
+    }
+});
 
 describe('request buckets', () => {
   test('a key has a minute of requests, refilled continuously; other keys are apart', () => {
@@ -204,7 +214,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
       assert.equal(refused.headers.get('x-ratelimit-remaining-tokens'), '0');
       assert.equal(refused.headers.get('x-ratelimit-limit-requests'), '1000', 'the requests headers too');
       assert.ok(Number(refused.headers.get('retry-after')) >= 1);
-      assert.ok(Number(refused.headers.get('retry-after-ms')) <= 61_000);
+      assert.ok(Number(refused.headers.get('retry-after-ms')) <= 60_000);
       const completion = await api.post<{ error: Json }>('/v1/chat/completions', {
         model: 'gpt-4o-mini',
         messages: [{ role: 'user', content: 'A title?' }],
