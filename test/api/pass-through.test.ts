@@ -188,11 +188,16 @@ describe('OpenAI endpoints beside the Assistants API, passed on to the model bac
     assert.equal(upstream.embeddingRequests.at(-1)!.body.model, 'text-embedding-3-small');
   });
 
-  test("a redirect, or the backend refusing assistd's own key, is the backend's failure: a 502 saying so", async () => {
+  test("a redirect, or the backend refusing assistd's own key, is the backend's failure: a 502 saying so, not retried", async () => {
+    // The SDK retries a 5xx unless told not to: a backend's configuration does not mend in a second.
+    const retrying = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 2 });
+    const sent = upstream.requests.length;
     upstream.enqueue({ raw: '<a href="https://elsewhere/">Moved</a>', contentType: 'text/html', status: 301 });
-    const moved = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
+    const moved = await retrying.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
     assert.ok(moved instanceof OpenAI.APIError && moved.status === 502, String(moved));
     assert.equal(moved.code, 'upstream_redirect');
+    assert.equal(moved.headers.get('x-should-retry'), 'false');
+    assert.equal(upstream.requests.length, sent + 1, 'asked once');
     upstream.enqueue({
       status: 401,
       body: {
@@ -204,9 +209,10 @@ describe('OpenAI endpoints beside the Assistants API, passed on to the model bac
         },
       },
     });
-    const refused = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
+    const refused = await retrying.chat.completions.create({ model: 'gpt-4o-mini', messages: hi }).catch((e) => e);
     assert.ok(refused instanceof OpenAI.APIError && refused.status === 502, String(refused));
     assert.equal(refused.code, 'upstream_auth_failed');
+    assert.equal(upstream.requests.length, sent + 2, 'asked once');
     assert.doesNotMatch(refused.message, /sk-upst/);
   });
 

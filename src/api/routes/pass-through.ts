@@ -149,6 +149,8 @@ async function answer(reply: FastifyReply, response: IncomingMessage, apiKey: st
   const status = response.statusCode ?? 502;
   if (status < 200 || (status >= 300 && status < 400) || status === 401) {
     response.resume();
+    // The SDKs retry a 5xx unless told not to; a backend's configuration does not mend in a second.
+    void reply.header('x-should-retry', 'false');
     const what = status === 401 ? "refused assistd's key for it" : 'answered with a redirect';
     throw new ApiError(502, `The model backend ${what} (HTTP ${status}).`, {
       type: 'server_error',
