@@ -758,7 +758,7 @@ function routingError(error: FastifyError, method: string, url: string): ApiErro
 /**
  * Node's HTTP parser refused the request (its request line and headers over maxHeaderSize → 431, a request that is
  * not HTTP → 400, headers not received in time → 408). There is no request or reply object yet: the response is
- * written to the socket as it is, OpenAI-shaped like every other, and the connection is closed, as Node's own
+ * written to the socket as it is, OpenAI-shaped and with a request id like every other, and the connection is closed, as Node's own
  * handler does, since the rest of what the client sent cannot be read as a request. Returns the status answered.
  */
 function answerClientError(error: Error & { code?: string }, socket: Duplex): number | undefined {
@@ -768,6 +768,7 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex): nu
   if (socket.writable)
     socket.write(
       `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nContent-Type: application/json\r\n` +
+        `X-Request-Id: ${nextRequestId()}\r\nX-Content-Type-Options: nosniff\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   socket.destroy();

@@ -243,6 +243,8 @@ describe('hardening', () => {
       assert.equal(response.status, 431);
       assert.equal(response.headers['connection'], 'close');
       assert.equal(response.headers['content-type'], 'application/json');
+      assert.match(String(response.headers['x-request-id']), /^req_/, 'a request id, as every answer has');
+      assert.equal(response.headers['x-content-type-options'], 'nosniff');
       assert.deepEqual(JSON.parse(response.body), {
         error: {
           message: `Request header fields too large: the request line and headers may take at most ${maxHeaderSize} bytes.`,
