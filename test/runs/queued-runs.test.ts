@@ -230,6 +230,37 @@ function queuedRunsSuite(
       assert.ok(!upstream.requests.some((r) => markerOf(r) === marker(97)), 'the cancelled run never ran');
     });
 
+    test('messages waiting behind a waiting run that is cancelled keep waiting behind the run going before it', async () => {
+      const { threadId, runId, callId } = await busyThread();
+      const cancelled = await createRun(threadId, {
+        instructions: marker(96),
+        additional_messages: [{ role: 'user', content: 'brought by the cancelled run' }],
+      });
+      const later = await server.api.request(
+        'POST',
+        `/v1/threads/${threadId}/messages`,
+        { role: 'user', content: 'asked after both runs' },
+        { headers: QUEUE },
+      );
+      assert.equal(later.status, 200);
+      const cancel = await server.api.post(`/v1/threads/${threadId}/runs/${cancelled.body.id}/cancel`);
+      assert.equal(cancel.status, 200);
+      assert.equal((await ended(threadId, cancelled.body.id)).status, 'cancelled');
+      const seen = upstream.requests.length;
+      await submitOutputs(threadId, runId, callId);
+      assert.equal((await ended(threadId, runId)).status, 'completed');
+      const going = upstream.requests.slice(seen).at(-1);
+      assert.ok(going, 'the busy run asked the model again after its tool outputs');
+      assert.ok(!JSON.stringify(going.body.messages).includes('asked after both runs'), 'not read by the run going');
+      const thread = await server.api.get<{
+        data: Array<{ role: string; content: Array<{ text: { value: string } }> }>;
+      }>(`/v1/threads/${threadId}/messages?order=asc`);
+      assert.deepEqual(
+        thread.body.data.map((m) => `${m.role}: ${m.content[0]!.text.value}`),
+        ['user: hi', 'assistant: An answer.', 'user: brought by the cancelled run', 'user: asked after both runs'],
+      );
+    });
+
     test('x-assistd-queue takes true or false: anything else is a 400', async () => {
       const threadId = await newThread();
       for (const url of [`/v1/threads/${threadId}/runs`, `/v1/threads/${threadId}/messages`]) {

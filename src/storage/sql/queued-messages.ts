@@ -42,15 +42,41 @@ export async function queueBehindLastRun(
 
 /**
  * The messages waiting behind `runId`, which has ended, join the thread now, in the order they were added: each
- * `created_at` becomes now (if later) and each gets a new `seq`, after the run's answer. `identitySeq`: `seq` is
- * PostgreSQL's identity column (set to DEFAULT for its next value); else SQLite's rowid (one past the largest).
+ * `created_at` becomes now (if later) and each gets a new `seq`, after the run's answer. `postgres`: `seq` is
+ * PostgreSQL's identity column (set to DEFAULT for its next value), else SQLite's rowid (one past the largest); and
+ * rows are locked.
+ *
+ * Unless a run made before `runId` still goes (a waiting run cancelled or expired while the one before it runs):
+ * they wait behind that one instead, after the messages already waiting there (their `seq`s are larger), as they
+ * would have had `runId` never been made. The run is locked (`for update`), so that it cannot end and release its
+ * messages between this look and the move: its ending waits for this one, or this one sees it ended.
  */
 export async function releaseQueuedMessages(
   db: Kysely<Database>,
   threadId: string,
   runId: string,
-  identitySeq: boolean,
+  postgres: boolean,
 ): Promise<void> {
+  const before = await db
+    .selectFrom('runs')
+    .select('id')
+    .where('thread_id', '=', threadId)
+    .where('status', 'in', ['queued', 'in_progress', 'requires_action', 'cancelling'])
+    .where(sql<boolean>`(created_at, seq) < (select created_at, seq from runs where id = ${runId})`)
+    .orderBy('created_at', 'desc')
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .$if(postgres, (qb) => qb.forUpdate())
+    .executeTakeFirst();
+  if (before) {
+    await db
+      .updateTable('messages')
+      .set({ queued_behind: before.id })
+      .where('thread_id', '=', threadId)
+      .where('queued_behind', '=', runId)
+      .execute();
+    return;
+  }
   const rows = await db
     .selectFrom('messages')
     .select(['id', 'project_id', 'doc'])
@@ -69,7 +95,7 @@ export async function releaseQueuedMessages(
         doc,
         created_at,
         queued_behind: null,
-        seq: identitySeq ? sql`default` : sql`(select max(seq) + 1 from messages)`,
+        seq: postgres ? sql`default` : sql`(select max(seq) + 1 from messages)`,
       })
       .where('id', '=', row.id)
       .execute();
