@@ -15,7 +15,8 @@ import type { CreateToolResources } from './schemas/tool-resources.ts';
  * below, then calls `checkFileReferences` once.
  *
  * A check, not a hold: a file deleted after it stays referred to, and a run that needs its bytes then fails
- * (runs/image-files.ts).
+ * (runs/image-files.ts). A modify checks only the ids the object does not refer to yet (`notReferredTo`), so that
+ * the object sent back as it was read is taken.
  */
 
 /**
@@ -73,6 +74,15 @@ export function toolResourcesFileReferences(
     ...(resources?.code_interpreter?.file_ids ?? []),
     ...(helper?.vector_stores ?? []).flatMap((store) => store.file_ids),
   ].map((id) => ({ id }));
+}
+
+/** The references of a modify's tool_resources that `current` (the object's as stored) does not hold already. */
+export function notReferredTo(
+  references: readonly FileReference[],
+  current: ToolResources | null | undefined,
+): FileReference[] {
+  const held = new Set(current?.code_interpreter?.file_ids ?? []);
+  return references.filter((reference) => !held.has(reference.id));
 }
 
 /**

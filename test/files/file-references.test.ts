@@ -310,6 +310,39 @@ describe('file ids are checked where the API takes them', () => {
     assert.deepEqual(updated.tool_resources, { code_interpreter: { file_ids: [image] } });
   });
 
+  test('modify: a file deleted since it was given stays referred to, and sending the object back as read is no 404', async () => {
+    const doomed = async () =>
+      (await client.files.create({ file: await toFile(Buffer.from('Gone.\n'), 'gone.txt'), purpose: 'assistants' })).id;
+    const [forAssistant, forThread] = [await doomed(), await doomed()];
+    const assistant = await client.beta.assistants.create({
+      model: 'gpt-test',
+      tool_resources: { code_interpreter: { file_ids: [forAssistant, text] } },
+    });
+    const thread = await client.beta.threads.create({
+      tool_resources: { code_interpreter: { file_ids: [forThread] } },
+    });
+    await client.files.delete(forAssistant);
+    await client.files.delete(forThread);
+    const read = await client.beta.assistants.retrieve(assistant.id);
+    const renamed = await client.beta.assistants.update(assistant.id, {
+      name: 'renamed',
+      tool_resources: read.tool_resources!,
+    });
+    assert.deepEqual(renamed.tool_resources, { code_interpreter: { file_ids: [forAssistant, text] } });
+    const kept = await client.beta.threads.update(thread.id, {
+      tool_resources: (await client.beta.threads.retrieve(thread.id)).tool_resources!,
+      metadata: { kept: 'yes' },
+    });
+    assert.deepEqual(kept.metadata, { kept: 'yes' });
+    // A deleted file given anew is still unknown.
+    await assertNoFile(
+      client.beta.threads.update(thread.id, {
+        tool_resources: { code_interpreter: { file_ids: [forThread, forAssistant] } },
+      }),
+      forAssistant,
+    );
+  });
+
   test('create and modify assistant: tool_resources ids are checked; more than 20 is upstream’s 400', async () => {
     await refusedWithoutWriting(async () => {
       await assertNoFile(

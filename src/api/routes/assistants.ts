@@ -5,7 +5,7 @@ import { newId } from '../../domain/ids.ts';
 import type { Assistant } from '../../domain/objects.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { AssistantPatch, Store } from '../../storage/store.ts';
-import { checkFileReferences, toolResourcesFileReferences } from '../file-references.ts';
+import { checkFileReferences, notReferredTo, toolResourcesFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { parsePageRequest, toListObject } from '../pagination.ts';
 import { createAssistantRequest, modifyAssistantRequest } from '../schemas/assistants.ts';
@@ -67,7 +67,9 @@ export function registerAssistantRoutes(
     const id = pathId('assistant', request.params, 'assistant_id');
     const body = parseBody(modifyAssistantRequest, request.body);
     checkModel(models, body.model);
-    await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
+    const references = toolResourcesFileReferences(body.tool_resources);
+    const current = references.length > 0 ? await store.getAssistant(request.scope, id) : undefined;
+    await checkFileReferences(files, request.scope, notReferredTo(references, current?.tool_resources));
     await helpers.checkVectorStores(request.scope, body.tool_resources);
     // A null resets a field to what an assistant created without it has.
     const patch: AssistantPatch = {};

@@ -7,7 +7,12 @@ import type { Thread } from '../../domain/objects.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { RunEventBus } from '../../runs/run-event-bus.ts';
 import type { Store, ThreadFilter, ThreadOrderBy, ThreadPatch } from '../../storage/store.ts';
-import { checkFileReferences, messagesFileReferences, toolResourcesFileReferences } from '../file-references.ts';
+import {
+  checkFileReferences,
+  messagesFileReferences,
+  notReferredTo,
+  toolResourcesFileReferences,
+} from '../file-references.ts';
 import { pathId } from '../ids.ts';
 import { parseMetadataFilter } from '../metadata-filter.ts';
 import { parsePageRequest, single, toListObject } from '../pagination.ts';
@@ -58,7 +63,9 @@ export function registerThreadRoutes(
   app.post('/v1/threads/:thread_id', async (request) => {
     const id = pathId('thread', request.params, 'thread_id');
     const body = parseBody(modifyThreadRequest, request.body);
-    await checkFileReferences(files, request.scope, toolResourcesFileReferences(body.tool_resources));
+    const references = toolResourcesFileReferences(body.tool_resources);
+    const current = references.length > 0 ? await store.getThread(request.scope, id) : undefined;
+    await checkFileReferences(files, request.scope, notReferredTo(references, current?.tool_resources));
     await helpers.checkVectorStores(request.scope, body.tool_resources);
     const patch: ThreadPatch = {};
     if (body.tool_resources !== undefined) patch.tool_resources = body.tool_resources ?? {};
