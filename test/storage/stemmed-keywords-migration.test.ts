@@ -6,11 +6,11 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { newId } from '../../src/domain/ids.ts';
-import { up as upPostgres } from '../../src/storage/postgres/migrations/021-stemmed-keywords.ts';
+import { up as upPostgres } from '../../src/storage/postgres/migrations/022-stemmed-keywords.ts';
 import { openPostgresStore } from '../../src/storage/postgres/open-postgres-store.ts';
 import { ftsTableOf } from '../../src/storage/sql/fts5-tables.ts';
 import { keywordText } from '../../src/storage/sql/keyword-text.ts';
-import { up as upSqlite } from '../../src/storage/sqlite/migrations/021-stemmed-keywords.ts';
+import { up as upSqlite } from '../../src/storage/sqlite/migrations/022-stemmed-keywords.ts';
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import type { Scope, Store } from '../../src/storage/store.ts';
 import { aVectorStore, aVectorStoreFile } from '../support/builders.ts';
@@ -19,7 +19,7 @@ import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../
 import { tempDir } from '../support/server.ts';
 
 /**
- * Migration 021 moves stemming out of the databases into keywordText (sql/keyword-text.ts): SQLite's FTS5 tables
+ * Migration 022 moves stemming out of the databases into keywordText (sql/keyword-text.ts): SQLite's FTS5 tables
  * lose the `porter` tokenizer, PostgreSQL's vectors are made with the `simple` config. A database is put back as it
  * was before (the index as each database's stemmer made it) and migrated again: searches find what the stemmer the
  * two databases now share finds, and what ingestion writes next sits beside the migrated entries.
@@ -33,7 +33,7 @@ const TEXTS = ['Clear skies over the harbour.', 'Breaking news tonight.', 'A new
 
 interface Backend {
   open(): Promise<Store>;
-  /** Puts the keyword index back as before the migration, then runs migration 021, with the store closed. */
+  /** Puts the keyword index back as before the migration, then runs migration 022, with the store closed. */
   migrate(): Promise<void>;
   cleanup(): Promise<void>;
 }
@@ -80,7 +80,7 @@ async function checkMigration(backend: Backend): Promise<void> {
   }
 }
 
-test('021-stemmed-keywords on SQLite: every FTS5 table is made again without porter, its entries from the text', async () => {
+test('022-stemmed-keywords on SQLite: every FTS5 table is made again without porter, its entries from the text', async () => {
   const dir = tempDir();
   const file = path.join(dir, SQLITE_FILE_NAME);
   await checkMigration({
@@ -116,7 +116,7 @@ test('021-stemmed-keywords on SQLite: every FTS5 table is made again without por
 });
 
 const adminUrl = postgresUrlOrSkip();
-test("021-stemmed-keywords on PostgreSQL: every chunk's vector is made again from its stemmed text with `simple`", {
+test("022-stemmed-keywords on PostgreSQL: every chunk's vector is made again from its stemmed text with `simple`", {
   skip: adminUrl ? false : POSTGRES_SKIP_REASON,
 }, async () => {
   const database = await createTestDatabase(adminUrl!);

@@ -4,6 +4,7 @@ import { ConfigError, DEFAULT_DATABASE_TIMEOUT_MS } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
+import { unknownMigration } from '../sql/unknown-migration.ts';
 import { kyselyPool } from './kysely-pool.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
@@ -24,7 +25,9 @@ import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
 import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import * as runTokenLimits from './migrations/020-run-token-limits.ts';
-import * as stemmedKeywords from './migrations/021-stemmed-keywords.ts';
+import * as stepTokensWindow from './migrations/021-step-tokens-window.ts';
+import * as stemmedKeywords from './migrations/022-stemmed-keywords.ts';
+import * as noStepTimeIndex from './migrations/023-no-step-time-index.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -50,7 +53,9 @@ const MIGRATIONS: Record<string, Migration> = {
   '018-messages-with-attachments': messagesWithAttachments,
   '019-chunk-overlap': chunkOverlap,
   '020-run-token-limits': runTokenLimits,
-  '021-stemmed-keywords': stemmedKeywords,
+  '021-step-tokens-window': stepTokensWindow,
+  '022-stemmed-keywords': stemmedKeywords,
+  '023-no-step-time-index': noStepTimeIndex,
 };
 
 /** Exported for tests that wrap them to observe the store (e.g. count unique violations). */
@@ -176,6 +181,8 @@ async function migrate(url: string, where: string): Promise<void> {
     if (error) {
       const reason = error instanceof Error ? error.message : String(error);
       if (isPermissionDenied(error)) throw await mayNotCreateTables(db, where, hidePassword(reason, url));
+      const unknown = unknownMigration(error, 'ASSISTD_DATABASE_URL', where);
+      if (unknown) throw unknown;
       const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
       throw new Error(`migration ${failed} failed: ${reason}`);
     }

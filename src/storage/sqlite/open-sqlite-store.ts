@@ -7,6 +7,7 @@ import * as sqliteVec from 'sqlite-vec';
 import { ConfigError } from '../../config.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
+import { unknownMigration } from '../sql/unknown-migration.ts';
 import { sqliteDialect } from './dialect.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
@@ -27,7 +28,9 @@ import * as stepDeadline from './migrations/017-step-deadline.ts';
 import * as messagesWithAttachments from './migrations/018-messages-with-attachments.ts';
 import * as chunkOverlap from './migrations/019-chunk-overlap.ts';
 import * as chunkSeq from './migrations/020-chunk-seq.ts';
-import * as stemmedKeywords from './migrations/021-stemmed-keywords.ts';
+import * as stepTokensWindow from './migrations/021-step-tokens-window.ts';
+import * as stemmedKeywords from './migrations/022-stemmed-keywords.ts';
+import * as noStepTimeIndex from './migrations/023-no-step-time-index.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -51,7 +54,9 @@ export const SQLITE_MIGRATIONS: Record<string, Migration> = {
   '018-messages-with-attachments': messagesWithAttachments,
   '019-chunk-overlap': chunkOverlap,
   '020-chunk-seq': chunkSeq,
-  '021-stemmed-keywords': stemmedKeywords,
+  '021-step-tokens-window': stepTokensWindow,
+  '022-stemmed-keywords': stemmedKeywords,
+  '023-no-step-time-index': noStepTimeIndex,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
@@ -126,7 +131,7 @@ async function openOn(sqlite: BetterSqlite3.Database, file: string, options: Sql
 
   const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
   try {
-    await migrate(db);
+    await migrate(db, file);
   } catch (error) {
     await searchReader?.close();
     throw error;
@@ -171,10 +176,12 @@ function loadSqliteVec(sqlite: BetterSqlite3.Database): 'sqlite-vec' | 'matrix-c
   }
 }
 
-async function migrate(db: Kysely<Database>): Promise<void> {
+async function migrate(db: Kysely<Database>, file: string): Promise<void> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => SQLITE_MIGRATIONS } });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
+    const unknown = unknownMigration(error, 'ASSISTD_DATA_DIR', file);
+    if (unknown) throw unknown;
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, {
       cause: error,
