@@ -135,17 +135,18 @@ export function buildApp({
     rewriteUrl: (request) => pathToV1(request.url ?? '/'),
     // What the router refuses before any route or hook runs (a path that is not valid percent-encoding).
     frameworkErrors: (error, request, reply) => {
-      void reply.header('x-request-id', request.id);
+      void reply.headers(everyAnswerHeaders(request.id));
       // The path as the client sent it (`/openai/…`, `/threads/…`), not as rewritten.
       sendError(reply, routingError(error, request.method, request.originalUrl));
     },
     // What Node's HTTP parser refuses before Fastify sees a request (a request line and headers over maxHeaderSize).
     clientErrorHandler: (error, socket) => {
-      const status = answerClientError(error, socket);
-      if (status === undefined) return;
+      const answered = answerClientError(error, socket);
+      if (answered === undefined) return;
+      const { status, requestId } = answered;
       // Logged and counted as every other answer, under the route 'unparsed': there is no method or path to name.
       metrics?.httpResponse('unparsed', 'unparsed', status, 0);
-      if (logRequests) logger.info({ route: 'unparsed', status, err: error.message }, 'request');
+      if (logRequests) logger.info({ reqId: requestId, route: 'unparsed', status, err: error.message }, 'request');
     },
   }) as unknown as FastifyInstance;
 
@@ -158,10 +159,8 @@ export function buildApp({
   app.decorateRequest('scope', DEFAULT_SCOPE_PLACEHOLDER);
   const limits = new RateLimits(rateLimits, (scope, since) => store.tokensUsedSince(scope, since));
   // First of the hooks: every answer carries them, those of the hooks that answer early (a CORS preflight) too.
-  // nosniff: a browser never reads an answer as another type than the one it says (a file's bytes, an error).
   app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id);
-    reply.header('x-content-type-options', 'nosniff');
+    reply.headers(everyAnswerHeaders(request.id));
     done();
   });
   allowOrigins(app, corsOrigins);
@@ -761,18 +760,30 @@ function routingError(error: FastifyError, method: string, url: string): ApiErro
  * written to the socket as it is, OpenAI-shaped and with a request id like every other, and the connection is closed, as Node's own
  * handler does, since the rest of what the client sent cannot be read as a request. Returns the status answered.
  */
-function answerClientError(error: Error & { code?: string }, socket: Duplex): number | undefined {
+function answerClientError(
+  error: Error & { code?: string },
+  socket: Duplex,
+): { status: number; requestId: string } | undefined {
   if (error.code === 'ECONNRESET' || socket.destroyed) return undefined;
   const refusal = clientErrorToApiError(error.code);
+  const requestId = nextRequestId();
   const body = JSON.stringify(errorBody(refusal));
+  const headers = Object.entries(everyAnswerHeaders(requestId)).map(([name, value]) => `${name}: ${value}\r\n`);
   if (socket.writable)
     socket.write(
       `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nContent-Type: application/json\r\n` +
-        `X-Request-Id: ${nextRequestId()}\r\nX-Content-Type-Options: nosniff\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `${headers.join('')}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   socket.destroy();
-  return refusal.status;
+  return { status: refusal.status, requestId };
+}
+
+/**
+ * The headers of every answer, whatever answers: its request id, and nosniff (a browser never reads an answer as
+ * another type than the one it says: a file's bytes, an error).
+ */
+function everyAnswerHeaders(requestId: string): Record<string, string> {
+  return { 'x-request-id': requestId, 'x-content-type-options': 'nosniff' };
 }
 
 function clientErrorToApiError(code: string | undefined): ApiError {

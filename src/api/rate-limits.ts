@@ -100,7 +100,8 @@ export function tokenWindowStart(nowMs: number): number {
 
 /** When the run created at `oldestSeconds`, the window's oldest, leaves it. */
 export function tokenWindowFreesInMs(oldestSeconds: number, nowMs: number): number {
-  return Math.max(0, oldestSeconds * 1000 + MINUTE_MS - nowMs);
+  // At most a minute even when the run was created on a process whose clock is ahead.
+  return Math.min(MINUTE_MS, Math.max(0, oldestSeconds * 1000 + MINUTE_MS - nowMs));
 }
 
 function bucketKey(scope: Scope): string {

@@ -220,6 +220,7 @@ describe('hardening', () => {
         assert.equal(error.param, null);
         assert.equal(error.message, `Invalid URL (GET ${path}): the path is not valid percent-encoded UTF-8.`);
         assert.ok(response.headers.get('x-request-id'));
+        assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
       }
     });
 

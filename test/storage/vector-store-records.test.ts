@@ -264,7 +264,7 @@ if (adminUrl !== undefined) {
         };
         const found = async () => {
           const { rows } = await raw.query(
-            `select count(*)::int as n from chunks where keywords @@ to_tsquery('english', 'pending')`,
+            `select count(*)::int as n from chunks where keywords @@ to_tsquery('simple', '${queryTerms('pending')[0]}')`,
           );
           return rows[0].n as number;
         };

@@ -6,8 +6,8 @@ import type { CommitRows } from '../sql/capabilities.ts';
  * messages in data-modifying CTEs that write only if the update matched (`where exists (select 1 from r)`); an
  * ending that queued messages wait behind matches nothing and says so (`queued`), for a transaction to make. One
  * round trip instead of five (begin, update, one upsert per row, commit), atomic as any single statement.
- * `json_populate_record` types each row's values by the table's own row type, so the rows travel as one JSON
- * parameter each and no column needs a cast.
+ * `json_populate_recordset` types each row's values by the table's own row type, so a table's rows travel as one
+ * JSON parameter and no column needs a cast.
  */
 export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: CommitRows): CompiledQuery {
   const parameters: unknown[] = [];

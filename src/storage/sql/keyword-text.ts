@@ -18,7 +18,10 @@
  *   → `sky`, `lying` → `lie`), and neither database stems: FTS5's `porter` tokenizer (the original Porter
  *   algorithm) and PostgreSQL's `english` config (Snowball) stemmed differently, so that `skies` found `sky` on one
  *   database only, and on SQLite `news` found `new` and `generous` found `general`. A word with a digit or a
- *   non-ASCII letter is kept whole, as PostgreSQL's parser kept it (`numword`).
+ *   non-ASCII letter is kept whole: the stemmer is for English letters (it writes its own marker for a `y` as `3`,
+ *   so a word with a 3 in it would come out changed), and words longer than MAX_STEMMED_LENGTH letters are kept
+ *   whole too (a stem costs about a millisecond at 256 letters, and such words are not English ones). Stems are
+ *   memoised: a text's words repeat, and stemming each anew made indexing twelve times slower.
  * - English stop words (PostgreSQL's english.stop) are neither indexed nor searched: `the` or `of` never makes every
  *   chunk a hit, and the databases' ranking counts the same words.
  */
@@ -57,11 +60,23 @@ function words(text: string): string[] {
 }
 
 const ENGLISH = /^[a-z]+$/;
+/** Longer words are not stemmed. */
+const MAX_STEMMED_LENGTH = 40;
+/** The stems of the words seen last, at most MAX_STEMS (then it starts again). */
+const stems = new Map<string, string>();
+const MAX_STEMS = 100_000;
 
 /** The term `part` (a word's part without CJK) is indexed and searched as, or undefined for a stop word. */
 function term(part: string): string | undefined {
   if (STOP_WORDS.has(part)) return undefined;
-  return ENGLISH.test(part) ? stem(part) : part;
+  if (part.length > MAX_STEMMED_LENGTH || !ENGLISH.test(part)) return part;
+  let stemmed = stems.get(part);
+  if (stemmed === undefined) {
+    stemmed = stem(part);
+    if (stems.size >= MAX_STEMS) stems.clear();
+    stems.set(part, stemmed);
+  }
+  return stemmed;
 }
 
 /** A word split into its CJK runs and the rest, e.g. `iphone手机壳` → `iphone`, `手机壳`. */
