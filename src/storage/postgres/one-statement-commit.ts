@@ -21,11 +21,14 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
   else if (fence.lockedBy !== undefined) where += ` and "locked_by" = ${bind(fence.lockedBy)}`;
   if (fence.requiredAction === null) where += ' and "required_action" is null';
   else if (fence.requiredAction !== undefined) where += ` and "required_action" = ${bind(fence.requiredAction)}`;
-  // An ending that messages wait behind (queued-messages.ts) is left to a transaction, which releases them too.
+  // An ending on a thread where messages wait (queued-messages.ts) is left to a transaction, which releases those
+  // behind this run. Any run's, not only this one's: this statement reads the messages as they were when it began,
+  // and a waiting run that ends meanwhile may move its messages behind this one (releaseQueuedMessages) while this
+  // statement waits for the run's row; the transaction's later statements see them there.
   const queued =
     waitingOf === undefined
       ? 'false'
-      : `exists (select 1 from "messages" where "thread_id" = ${bind(waitingOf)} and "queued_behind" = ${bind(fence.runId)})`;
+      : `exists (select 1 from "messages" where "thread_id" = ${bind(waitingOf)} and "queued_behind" is not null)`;
   where += ` and not ${queued}`;
   const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning "metadata")`];
   const upsert = (table: string, rows: ReadonlyArray<Record<string, unknown>>) => {

@@ -48,8 +48,9 @@ export async function queueBehindLastRun(
  *
  * Unless a run made before `runId` still goes (a waiting run cancelled or expired while the one before it runs):
  * they wait behind that one instead, after the messages already waiting there (their `seq`s are larger), as they
- * would have had `runId` never been made. The run is locked (`for update`), so that it cannot end and release its
- * messages between this look and the move: its ending waits for this one, or this one sees it ended.
+ * would have had `runId` never been made. The run is locked (`for update`): its ending waits for this move, or this
+ * look sees it ended. An ending that waited reads the moved messages, as PostgreSQL's one-statement commit leaves
+ * every ending on a thread with waiting messages to a transaction (one-statement-commit.ts).
  */
 export async function releaseQueuedMessages(
   db: Kysely<Database>,
