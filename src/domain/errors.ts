@@ -58,14 +58,6 @@ export function threadHasActiveRun(threadId: string, runId: string): ApiError {
   return invalidRequest(`Thread ${threadId} already has an active run ${runId}.`);
 }
 
-/**
- * A message a run is writing (stored in progress as it opens) is changed by that run alone until it ends: a
- * modification or a deletion meanwhile would be undone by the run's next write of it.
- */
-export function messageInProgress(messageId: string, action: 'modify' | 'delete'): ApiError {
-  return invalidRequest(`Can't ${action} message ${messageId} while it is in progress: its run is writing it.`);
-}
-
 export function messagesLockedByRun(threadId: string, runId: string): ApiError {
   return invalidRequest(`Can't add messages to ${threadId} while a run ${runId} is active.`);
 }

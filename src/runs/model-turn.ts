@@ -9,23 +9,6 @@ import type { ServerTool, TextAnnotator } from '../tools/tool.ts';
 import { ZERO_USAGE } from './run-accounting.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 
-/** A message as a model turn opens it, with its message_creation step, both in progress. */
-export interface OpenedMessage {
-  message: Message;
-  step: StoredStep;
-}
-
-/** How a turn's message is opened (ModelTurn.open). */
-export interface MessageOpening {
-  /** Stores the message and its step as they open; throws when it cannot (the run is no longer this worker's). */
-  commit?: (opened: OpenedMessage) => Promise<void>;
-  /**
-   * The message_creation step (in progress) of an attempt of this turn that stopped before its end, e.g. a process
-   * killed: the message this turn writes takes its step's and its message's ids and created_at (RunExecutor).
-   */
-  reopen?: StoredStep | undefined;
-}
-
 /** What a model turn has produced that is not stored yet, as a run's ending must record it (run-ending.ts). */
 export interface TurnSoFar {
   /** A message finished early in the turn (text came before tool calls): stored as it is. */
@@ -59,11 +42,8 @@ export interface TurnSoFar {
  * the calls of the run's tools, as with OpenAI's models, which never call another. Clients count on it: Semantic
  * Kernel takes every function call of a completed step for one it was asked to execute, and fails on any other.
  *
- * Nothing here touches the database but through `commitOpening`, the executor's commit of the message as it opens:
- * the executor awaits `open` before the text or refusal that opens the message (`opensMessage`), and the message
- * (in_progress, its parts as opened) and its message_creation step are stored before the events announcing them are
- * published, so that a client that saw them can read them. The executor takes the turn's result at its end
- * (`messageResult`, `toolCallsResult`) and commits it, the message and step replaced by id.
+ * Nothing here touches the database; the executor takes the turn's result at its end (`messageResult`,
+ * `toolCallsResult`) and commits it.
  */
 export class ModelTurn {
   private readonly run: Run;
@@ -105,9 +85,6 @@ export class ModelTurn {
   private announced = 0;
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
-  private readonly commitOpening: MessageOpening['commit'];
-  /** The step of an earlier attempt whose ids the message takes, until it opens (MessageOpening.reopen). */
-  private reopen: StoredStep | undefined;
 
   /** The run this turn belongs to, for log lines. */
   get runId(): string {
@@ -121,7 +98,6 @@ export class ModelTurn {
     offered: readonly string[],
     annotate?: TextAnnotator,
     leadingParts: readonly MessageContent[] = [],
-    opening: MessageOpening = {},
   ) {
     this.run = run;
     this.bus = bus;
@@ -129,32 +105,6 @@ export class ModelTurn {
     this.offered = offered;
     this.annotate = annotate;
     this.leadingParts = leadingParts;
-    this.commitOpening = opening.commit;
-    this.reopen = opening.reopen;
-  }
-
-  /**
-   * An earlier attempt's message_creation step this turn was to reuse and did not (it wrote no message): the
-   * executor ends it with the turn.
-   */
-  get notReopened(): StoredStep | undefined {
-    return this.reopen;
-  }
-
-  /** Whether a chunk of text or refusal opens the turn's message (addText, addRefusal): `open` must come first. */
-  opensMessage(chunk: string): boolean {
-    return chunk !== '' && !this.message && !this.toolStep;
-  }
-
-  /**
-   * Opens the turn's message, if it is not open: stored (MessageOpening.commit), then announced. The message is the
-   * turn's once stored: what a run's ending records of the turn (soFar) is only what was committed.
-   */
-  async open(): Promise<void> {
-    if (this.message) return;
-    const opened = this.opening();
-    await this.commitOpening?.(opened);
-    this.announceOpening(opened);
   }
 
   /** The text and calls so far, for a token estimate when the upstream reports no usage. */
@@ -214,7 +164,7 @@ export class ModelTurn {
   addText(chunk: string): void {
     // Text after tool calls has nowhere to go in the Assistants model; after a refusal, it is dropped (refusalIndex).
     if (chunk === '' || this.toolStep || this.refusal !== '') return;
-    this.openUnstored();
+    this.openMessage();
     this.unsent += chunk;
     this.annotate?.write(chunk);
     this.sendText(false);
@@ -222,7 +172,7 @@ export class ModelTurn {
 
   addRefusal(chunk: string): void {
     if (chunk === '' || this.toolStep) return;
-    this.openUnstored();
+    this.openMessage();
     if (this.refusal === '') {
       if (this.unsent !== '') this.sendText(true);
       this.refusalIndex = this.leadingParts.length + (this.sent === '' ? 0 : 1);
@@ -398,7 +348,7 @@ export class ModelTurn {
     incomplete: 'max_tokens' | 'content_filter' | null,
     finish: (message: Message) => Message,
   ): { message: Message; step: StoredStep; events: RunStreamEvent[] } {
-    this.openUnstored();
+    this.openMessage();
     this.sendText(true);
     // An answer has a part to read: programs read `content[0]` of the run's message (AG2, OpenAI's cookbook), and
     // Semantic Kernel raises on a message without one.
@@ -445,48 +395,18 @@ export class ModelTurn {
     return this.calls.filter((c) => c !== undefined && !c.stray) as Call[];
   }
 
-  /**
-   * The message as it opens, in progress with the parts the answer shows before its text, and its step: new, or
-   * with the ids and created_at of the earlier attempt's (reopen).
-   */
-  private opening(): OpenedMessage & { events: RunStreamEvent[] } {
-    const reopen = this.reopen;
-    const at = reopen?.created_at ?? unixSeconds();
+  private openMessage(): void {
+    if (this.message) return;
+    const at = unixSeconds();
     const message = openMessage(this.run, at);
-    const id =
-      reopen?.step_details.type === 'message_creation' ? reopen.step_details.message_creation.message_id : undefined;
-    if (id !== undefined) {
-      message.message = { ...message.message, id };
-      message.events = message.events.map((event) => ({ ...event, data: { ...event.data, id } }) as RunStreamEvent);
-    }
     const step = openStep(
       this.run,
       { type: 'message_creation', message_creation: { message_id: message.message.id } },
       at,
     );
-    if (reopen) {
-      step.step = { ...step.step, id: reopen.id };
-      step.events = step.events.map(
-        (event) => ({ ...event, data: { ...event.data, id: reopen.id } }) as RunStreamEvent,
-      );
-    }
-    return {
-      message: { ...message.message, content: [...this.leadingParts] },
-      step: step.step,
-      events: [...step.events, ...message.events],
-    };
-  }
-
-  /** Opens the message without storing it first: a turn whose executor did not `open` it (e.g. a unit test). */
-  private openUnstored(): void {
-    if (!this.message) this.announceOpening(this.opening());
-  }
-
-  private announceOpening({ message, step, events }: OpenedMessage & { events: RunStreamEvent[] }): void {
-    this.reopen = undefined;
-    this.message = { ...message, content: [] };
-    this.messageStep = step;
-    for (const event of events) this.emit(event);
+    this.message = message.message;
+    this.messageStep = step.step;
+    for (const event of [...step.events, ...message.events]) this.emit(event);
     // One delta per part: clients read a delta's first part only (Flowise's `delta.content[0]`, for its images).
     for (const [index, part] of this.leadingParts.entries())
       if (part.type === 'image_file') this.emitContent([{ index, type: 'image_file', image_file: part.image_file }]);

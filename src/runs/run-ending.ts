@@ -1,12 +1,6 @@
 import type { Message, MessageIncompleteReason } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
-import {
-  finishMessage,
-  openMessage,
-  type StepCommand,
-  transition,
-  transitionStep,
-} from '../domain/run-state-machine.ts';
+import { finishMessage, type StepCommand, transition, transitionStep } from '../domain/run-state-machine.ts';
 import type { IncompleteReason, Run, RunError, StoredStep, Usage } from '../domain/runs.ts';
 import type { TurnSoFar } from './model-turn.ts';
 import { addUsage, runUsage } from './run-accounting.ts';
@@ -73,21 +67,7 @@ export function endRun(
     messages.push(turn.earlier.message);
     steps.push(turn.earlier.step);
   }
-  // The turn's own steps are stored as it opened them (its message's) or not yet: its version of each is the one ended.
-  const held = new Set([turn?.earlier?.step.id, turn?.message?.step.id, turn?.toolStep?.id]);
-  const open: StoredStep[] = [];
-  for (const step of storedSteps) {
-    if (step.status !== 'in_progress' || held.has(step.id)) continue;
-    if (step.type !== 'message_creation') {
-      open.push(step);
-      continue;
-    }
-    // An earlier attempt's message, stored as it opened and left by a process that stopped (abandonedMessageStep):
-    // ended with the run, stored and not announced (no stream of this attempt has shown it).
-    const ended = endAbandonedMessage(run, step, at, stepCommand(null), MESSAGE_REASON[ending.type]);
-    messages.push(ended.message);
-    steps.push(ended.step);
-  }
+  const open = storedSteps.filter((step) => step.status === 'in_progress');
   if (turn?.message) {
     const ended = finishMessage(turn.message.message, at, MESSAGE_REASON[ending.type]);
     messages.push(ended.message);
@@ -112,50 +92,4 @@ export function endRun(
         : transition(run, { type: ending.type, at, usage });
   events.push(...next.events);
   return { run: next.run, steps, messages, events };
-}
-
-/**
- * The message_creation step in progress of a model turn that an attempt began and never ended (its process killed,
- * or stopped, its lease lost): the message it stored as it opened (ModelTurn.open) is in progress too. At most one:
- * a run has one turn at a time, and a turn's commit at its end ends its message.
- *
- * The next attempt of the run asks the model that turn again, and its message takes this one's ids and created_at
- * (ModelTurn's MessageOpening.reopen), rather than this one being ended and another one written: a client that
- * polled, or fetched the message named by `thread.message.created`, finds the answer under the id it knows, and the
- * run keeps one message_creation step per answer (the SDK's `createAndPoll` users read the last message). Nothing
- * of its text was stored (the text of a turn is stored at its end), so nothing of it is shown twice. If that turn
- * writes no message this time (it calls tools instead), or the run ends first (cancelled, expired, failed: endRun),
- * this one ends: its message incomplete and empty (endAbandonedMessage).
- */
-export function abandonedMessageStep(steps: readonly StoredStep[]): StoredStep | undefined {
-  return steps.find((step) => step.type === 'message_creation' && step.status === 'in_progress');
-}
-
-/**
- * Ends an abandoned message (abandonedMessageStep) and its step: by `command` and `reason` when the run ends (endRun);
- * otherwise (its turn, asked again, called tools instead) the step failed and the message incomplete, `run_failed`:
- * the attempt that wrote it did. The message is made anew from its step: as it opened, with no part, so that the
- * callers holding only the run's steps (the run service's cancel, the worker's expiry sweep) can end it too. What the
- * attempt stored of it (the parts shown before its text: images of a code_interpreter call) is left out: those show
- * in the calls' steps, and are the next message's to show (RunExecutor.answerParts). No event: no stream of this attempt
- * has shown it.
- */
-export function endAbandonedMessage(
-  run: Run,
-  step: StoredStep,
-  at: number,
-  command: StepCommand = {
-    type: 'fail',
-    at,
-    error: {
-      code: 'server_error',
-      message: 'The server stopped while the model wrote this message; the model was asked again.',
-    },
-    usage: null,
-  },
-  reason: MessageIncompleteReason = 'run_failed',
-): { message: Message; step: StoredStep } {
-  const id = step.step_details.type === 'message_creation' ? step.step_details.message_creation.message_id : '';
-  const opened = { ...openMessage(run, step.created_at).message, id };
-  return { message: finishMessage(opened, at, reason).message, step: transitionStep(step, command).step };
 }

@@ -55,7 +55,7 @@ import { buildContext, type ContextResult, toolRoundsOfRun } from './context.ts'
 import { resolveImageFiles } from './image-files.ts';
 import { announcedCalls, ModelTurn, streamsAsWritten } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
-import { abandonedMessageStep, endAbandonedMessage, endRun, type RunEnding } from './run-ending.ts';
+import { endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 import { ThreadWindow } from './thread-window.ts';
 import { O200K, TokenCounter } from './tokens.ts';
@@ -125,40 +125,15 @@ interface ModelReply {
 
 const RELEASED: RunLock = { lockedBy: null, lockedUntil: null };
 
-/** A model turn's message could not be stored as it opened: the commit's fence failed (the run changed hands). */
-class FencedOut extends Error {}
-
-/** Opens the turn's message (ModelTurn.open), if it is not open; false when its commit was refused (FencedOut). */
-async function opened(turn: ModelTurn): Promise<boolean> {
-  try {
-    await turn.open();
-    return true;
-  } catch (error) {
-    if (error instanceof FencedOut) return false;
-    throw error;
-  }
-}
-
-/**
- * The thread's messages a prompt may show: not one in progress, which only a model turn of this run writes (an
- * earlier attempt's, left by a process that stopped, which this run's turn writes again: run-ending.ts).
- */
-function written(messages: Message[]): Message[] {
-  return messages.some((m) => m.status === 'in_progress')
-    ? messages.filter((m) => m.status !== 'in_progress')
-    : messages;
-}
-
 /**
  * Executes a claimed run to its end or its next pause, within one claim: model turn → the server-side tools it
  * called (src/tools) → the next model turn with their results → … → the answer, or `requires_action` when the
- * model calls a client's function. While the model streams, its output is published as run events (ModelTurn) and
- * only its message is written, once, as it opens (in progress, before the events announcing it: a client that saw
- * them can read it). Each turn's result is committed in one transaction fenced on this worker's lease, and each
+ * model calls a client's function. While the model streams, its output is published as run events (ModelTurn) but
+ * nothing is written. Each turn's result is committed in one transaction fenced on this worker's lease, and each
  * server-side call's result likewise once it has run; the events that announce a commit are published after it.
- * A crash therefore resumes from the last commit: a turn the model had not finished is asked again (its message, if
- * it had opened, written again under the same id: run-ending.ts, abandonedMessageStep), a server-side call without a
- * stored result is executed again, and nothing committed is repeated — no assistant message is ever written twice.
+ * A crash therefore resumes from the last commit: a turn the model had not finished is asked again, a server-side
+ * call without a stored result is executed again, and nothing committed is repeated — no assistant message is
+ * ever written twice.
  *
  * An upstream failure is retried only while the attempt has published nothing: once text has reached a stream, a
  * retry would show it twice, so the run fails instead and keeps the partial message as `incomplete`.
@@ -282,7 +257,7 @@ export class RunExecutor {
     for (;;) {
       context = await buildContext({
         instructions,
-        ...toolRoundsOfRun(x.steps, written(x.messages.messages)),
+        ...toolRoundsOfRun(x.steps, x.messages.messages),
         olderUnread: x.messages.olderUnread,
         truncation: run.truncation_strategy,
         contextWindow,
@@ -323,12 +298,6 @@ export class RunExecutor {
       (offered.tools ?? []).map((t) => t.function.name),
       this.annotator(x),
       this.answerParts(x),
-      {
-        commit: async ({ message, step }) => {
-          if (!(await this.commit(x, { run: x.run, steps: [step], messages: [message] }))) throw new FencedOut();
-        },
-        reopen: abandonedMessageStep(x.steps),
-      },
     );
     x.turn = turn;
     x.turnUsage = async () =>
@@ -342,7 +311,6 @@ export class RunExecutor {
       askedModel(x); // the request is on its way (the provider writes it before its first wait)
       reply = await replied;
     } catch (error) {
-      if (error instanceof FencedOut) return 'settle'; // the message could not be opened: the run is not ours now
       if (error instanceof ProviderError && !x.signal.aborted) {
         // The operator's view of it (a wrong upstream key, a model the backend does not have): the run says it too.
         this.options.logger.warn(
@@ -403,11 +371,10 @@ export class RunExecutor {
         ? transitionStep(step, { type: 'complete', at: unixSeconds(), usage: step.turn_usage ?? ZERO_USAGE })
         : undefined;
       if (completed) step = completed.step;
-      const abandoned = turn.notReopened && endAbandonedMessage(run, turn.notReopened, unixSeconds());
       const change: Change = {
         run,
-        steps: [...(abandoned ? [abandoned.step] : []), ...(earlier ? [earlier.step] : []), step],
-        messages: [...(abandoned ? [abandoned.message] : []), ...(earlier ? [earlier.message] : [])],
+        steps: earlier ? [earlier.step, step] : [step],
+        messages: earlier ? [earlier.message] : [],
         ...(completed ? { events: completed.events } : {}),
       };
       // Only functions: the client executes them. Otherwise the server-side calls run first (the loop's next step).
@@ -425,9 +392,8 @@ export class RunExecutor {
     const incomplete =
       reply.finish === 'length' ? 'max_tokens' : reply.finish === 'content_filter' ? 'content_filter' : null;
     await turn.settle(x.signal);
-    if (!(await opened(turn))) return 'settle'; // the model said nothing: its empty answer opens here
     const answer = turn.messageResult(usage, incomplete, (message) => this.finishAnswer(x, message));
-    const total = runUsage([...x.steps.filter((s) => s.id !== answer.step.id), answer.step]);
+    const total = runUsage([...x.steps, answer.step]);
     const ended = hitBudget
       ? transition(run, { type: 'incomplete', at: unixSeconds(), reason: 'max_completion_tokens', usage: total })
       : transition(run, { type: 'complete', at: unixSeconds(), usage: total });
@@ -481,9 +447,7 @@ export class RunExecutor {
 
   /** What the run's server-side tools show before the text of its next message: from their calls since the last one. */
   private answerParts(x: Execution): MessageContent[] {
-    // A message shown: not one an attempt that stopped left in progress, which this turn writes again (with these
-    // parts), nor one that ended with it unwritten (run-ending.ts, endAbandonedMessage).
-    const lastMessage = x.steps.findLastIndex((s) => s.type === 'message_creation' && s.status === 'completed');
+    const lastMessage = x.steps.findLastIndex((s) => s.type === 'message_creation');
     const since = x.steps.slice(lastMessage + 1);
     const parts: MessageContent[] = [];
     for (const tool of new Set(x.serverTools.values())) {
@@ -583,11 +547,9 @@ export class RunExecutor {
               turn.addReasoning(event.field, event.piece);
               break;
             case 'text':
-              if (turn.opensMessage(event.text)) await turn.open();
               turn.addText(event.text);
               break;
             case 'refusal':
-              if (turn.opensMessage(event.text)) await turn.open();
               turn.addRefusal(event.text);
               break;
             case 'tool_call':

@@ -1,5 +1,5 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
-import { messageInProgress, messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
+import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../../domain/objects.ts';
 import { type Run, type RunStatus, TERMINAL_RUN_STATUSES } from '../../domain/runs.ts';
 import type { BlobStore } from '../blobs/blob-store.ts';
@@ -356,9 +356,7 @@ export class SqlStore implements Store {
         .where('id', '=', id)
         .executeTakeFirst();
       if (!row) return undefined;
-      const stored = rowToMessage(row);
-      if (stored.status === 'in_progress') throw messageInProgress(id, 'modify');
-      const message = { ...stored, ...patch };
+      const message = { ...rowToMessage(row), ...patch };
       await trx
         .updateTable('messages')
         .set(messageToRow(scope, message))
@@ -372,14 +370,6 @@ export class SqlStore implements Store {
 
   async deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .selectFrom('messages')
-        .select('doc')
-        .where('project_id', '=', scope.projectId)
-        .where('thread_id', '=', threadId)
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (row && rowToMessage(row).status === 'in_progress') throw messageInProgress(id, 'delete');
       const rows = await trx
         .deleteFrom('messages')
         .where('project_id', '=', scope.projectId)
