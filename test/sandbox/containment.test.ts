@@ -431,8 +431,10 @@ describe('the sandbox contains', () => {
     // the host. The driver is its pid namespace's init, to which the kernel drops a SIGXCPU: the hard limit's
     // SIGKILL, at cpuSeconds, is what ends it. Without the limit, the join below would wait for the cell's timeout
     // and end as 'timeout', the thread still spinning.
-    // A minute of wall time for 1 s of CPU: room for a loaded machine before the cell's own timeout ends it instead.
-    const cpuPool = await startedPool({ cpuSeconds: 1, cellTimeoutMs: 60_000 });
+    // A minute of wall time for 3 s of CPU: room for a loaded machine before the cell's own timeout ends it instead.
+    // The limit counts the session's start too (Python with numpy, pandas and matplotlib): at 1 s, a start on a
+    // loaded machine (CI with other work going) was killed before the pool was up.
+    const cpuPool = await startedPool({ cpuSeconds: 3, cellTimeoutMs: 60_000 });
     try {
       const { session: spinning } = await cpuPool.session('thread_containment_cpu');
       const started = await spinning.runCell(
