@@ -2,9 +2,9 @@ import { Kysely, type Migration, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { ConfigError, DEFAULT_DATABASE_TIMEOUT_MS } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
+import { migrationFailure } from '../sql/migration-failure.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
-import { unknownMigration } from '../sql/unknown-migration.ts';
 import { kyselyPool } from './kysely-pool.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
@@ -181,10 +181,7 @@ async function migrate(url: string, where: string): Promise<void> {
     if (error) {
       const reason = error instanceof Error ? error.message : String(error);
       if (isPermissionDenied(error)) throw await mayNotCreateTables(db, where, hidePassword(reason, url));
-      const unknown = unknownMigration(error, 'ASSISTD_DATABASE_URL', where);
-      if (unknown) throw unknown;
-      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-      throw new Error(`migration ${failed} failed: ${reason}`);
+      throw migrationFailure(error, results, 'ASSISTD_DATABASE_URL', where);
     }
   } finally {
     await db.destroy();

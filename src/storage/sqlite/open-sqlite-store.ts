@@ -5,9 +5,9 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, type Migration, Migrator, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
 import { ConfigError } from '../../config.ts';
+import { migrationFailure } from '../sql/migration-failure.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
-import { unknownMigration } from '../sql/unknown-migration.ts';
 import { sqliteDialect } from './dialect.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as runs from './migrations/002-runs.ts';
@@ -179,14 +179,7 @@ function loadSqliteVec(sqlite: BetterSqlite3.Database): 'sqlite-vec' | 'matrix-c
 async function migrate(db: Kysely<Database>, file: string): Promise<void> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => SQLITE_MIGRATIONS } });
   const { error, results } = await migrator.migrateToLatest();
-  if (error) {
-    const unknown = unknownMigration(error, 'ASSISTD_DATA_DIR', file);
-    if (unknown) throw unknown;
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
-  }
+  if (error) throw migrationFailure(error, results, 'ASSISTD_DATA_DIR', file);
 }
 
 /**
