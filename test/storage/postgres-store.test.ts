@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { ApiError } from '../../src/domain/errors.ts';
+import type { Run } from '../../src/domain/runs.ts';
 import { openStore } from '../../src/storage/open-store.ts';
 import { kyselyPool } from '../../src/storage/postgres/kysely-pool.ts';
 import { openPostgresStore, POSTGRES_CAPABILITIES } from '../../src/storage/postgres/open-postgres-store.ts';
@@ -202,6 +203,93 @@ if (adminUrl === undefined) {
         await database.drop();
       }
     });
+
+    // Messages land behind a run at the moment that run's ending commits in one statement (one-statement-commit.ts):
+    // a message queued then, or the messages of a waiting run cancelled then, moved behind the run going
+    // (releaseQueuedMessages). The statement reads the thread as it was when it began, so what lands meanwhile must
+    // still stop it; else the run ends without releasing them, and they wait behind an ended run for ever, unread by
+    // every later run. A trigger holds the queuing transaction open between its writes until the ending has started.
+    const landings: Array<
+      [string, (store: SqlStore, threadId: string) => Promise<{ id: string; land(): Promise<unknown> }>]
+    > = [
+      [
+        'a message queued behind a run as its ending commits joins the thread after it',
+        async (store, threadId) => {
+          const message = aMessage(threadId, 'asked as the run ended');
+          return { id: message.id, land: () => store.createMessage(scope, message, { queue: true }) };
+        },
+      ],
+      [
+        'the messages of a waiting run cancelled as the run before it ends join the thread after that run',
+        async (store, threadId) => {
+          const waiting = aRun(threadId, { created_at: 1_700_000_001 });
+          assert.deepEqual(await store.createRun(scope, waiting, [], undefined, { queue: true }), { waiting: true });
+          const message = aMessage(threadId, 'asked after the waiting run');
+          await store.createMessage(scope, message, { queue: true });
+          const cancelled: Run = { ...waiting, status: 'cancelled', cancelled_at: 1_700_000_010 };
+          return {
+            id: message.id,
+            land: () => store.commitRun(scope, { run: cancelled, expect: { status: 'queued' } }),
+          };
+        },
+      ],
+    ];
+    for (const [name, arrange] of landings)
+      test(name, async () => {
+        const database = await createTestDatabase(serverUrl);
+        const store = await openPostgresStore(database.url, 4);
+        const holder = new pg.Client({ connectionString: database.url });
+        try {
+          await holder.connect();
+          const thread = aThread();
+          await store.createThread(scope, thread, []);
+          const going = aRun(thread.id);
+          await store.createRun(scope, going, []);
+          const { id, land } = await arrange(store, thread.id);
+          await holder.query(`create function hold_queuing() returns trigger language plpgsql as $$
+            begin perform pg_advisory_xact_lock(4242); return new; end $$`);
+          await holder.query(`create trigger hold_queuing before update of queued_behind on messages for each row
+            when (new.queued_behind is not null) execute function hold_queuing()`);
+          await holder.query('select pg_advisory_lock(4242)');
+          const landing = land();
+          const waiters = async () => {
+            const [row] = await query(
+              database.url,
+              `select count(*)::int as n from pg_stat_activity where datname = '${database.name}' and wait_event_type in ('Lock', 'Advisory')`,
+            );
+            return (row as { n: number }).n;
+          };
+          await waitFor(async () => (await waiters()) === 1);
+          let settled = false;
+          const ending = store
+            .commitRun(scope, {
+              run: { ...going, status: 'completed', completed_at: 1_700_000_020 },
+              expect: { status: 'queued' },
+            })
+            .finally(() => {
+              settled = true;
+            });
+          // The ending waits for the landing (a second waiter), or, not stopped by it, has already ended the run.
+          await waitFor(async () => settled || (await waiters()) === 2);
+          await holder.query('select pg_advisory_unlock(4242)');
+          await landing;
+          assert.ok(await ending, 'the run ended');
+          const stranded = await query(
+            database.url,
+            `select m.id from messages m join runs r on r.id = m.queued_behind where r.status not in ('queued', 'in_progress', 'requires_action', 'cancelling')`,
+          );
+          assert.deepEqual(stranded, [], 'no message waits behind an ended run');
+          const read = await store.threadMessagesFrom(scope, thread.id, 'oldest', 0, 100);
+          assert.ok(
+            read.some((m) => m.id === id),
+            'the next run reads the message',
+          );
+        } finally {
+          await holder.end().catch(() => {});
+          await store.close();
+          await database.drop();
+        }
+      });
 
     test('an unreachable or missing database stops startup naming ASSISTD_DATABASE_URL, never the password', async () => {
       const password = 'pa55-s3cret';

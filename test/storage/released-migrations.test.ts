@@ -36,12 +36,14 @@ async function check(backend: Backend): Promise<void> {
       `insert into kysely_migration (name, timestamp) select '021-step-tokens-window', max(timestamp) from kysely_migration`,
     );
     await backend.sql('create index run_steps_by_time on run_steps (project_id, created_at)');
+    await backend.sql('alter table runs drop column queued_messages'); // 024's
     await (await backend.open()).close();
     const upgraded = await backend.state();
-    assert.deepEqual(upgraded.migrations.slice(-3), [
+    assert.deepEqual(upgraded.migrations.slice(-4), [
       '021-step-tokens-window',
       '022-stemmed-keywords',
       '023-no-step-time-index',
+      '024-queued-messages-mark',
     ]);
     assert.equal(upgraded.stepTimeIndex, false, 'the reverted index is dropped');
 

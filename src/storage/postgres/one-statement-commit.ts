@@ -4,7 +4,7 @@ import type { CommitRows } from '../sql/capabilities.ts';
 /**
  * A run's commit as one statement (PostgreSQL): the fenced update of the run, and the upserts of its steps and
  * messages in data-modifying CTEs that write only if the update matched (`where exists (select 1 from r)`); an
- * ending that queued messages wait behind matches nothing and says so (`queued`), for a transaction to make. One
+ * ending of a run that messages wait behind matches nothing, for a transaction to make (SqlStore.writeCommit). One
  * round trip instead of five (begin, update, one upsert per row, commit), atomic as any single statement.
  * `json_populate_recordset` types each row's values by the table's own row type, so a table's rows travel as one
  * JSON parameter and no column needs a cast.
@@ -21,15 +21,11 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
   else if (fence.lockedBy !== undefined) where += ` and "locked_by" = ${bind(fence.lockedBy)}`;
   if (fence.requiredAction === null) where += ' and "required_action" is null';
   else if (fence.requiredAction !== undefined) where += ` and "required_action" = ${bind(fence.requiredAction)}`;
-  // An ending on a thread where messages wait (queued-messages.ts) is left to a transaction, which releases those
-  // behind this run. Any run's, not only this one's: this statement reads the messages as they were when it began,
-  // and a waiting run that ends meanwhile may move its messages behind this one (releaseQueuedMessages) while this
-  // statement waits for the run's row; the transaction's later statements see them there.
-  const queued =
-    waitingOf === undefined
-      ? 'false'
-      : `exists (select 1 from "messages" where "thread_id" = ${bind(waitingOf)} and "queued_behind" is not null)`;
-  where += ` and not ${queued}`;
+  // An ending of a run that messages wait behind (queued-messages.ts) is left to a transaction, which releases them.
+  // Told by the run's own row, not by the messages: this statement reads other rows as they were when it began,
+  // while a row it updates is re-read, and re-checked, once a transaction that changed it meanwhile commits. Marking
+  // the run (markWaitedBehind) is such a change, made before the messages are queued behind it.
+  if (waitingOf !== undefined) where += ' and "queued_messages" = 0';
   const ctes = [`r as (update "runs" set ${assignments.join(', ')} where ${where} returning "metadata")`];
   const upsert = (table: string, rows: ReadonlyArray<Record<string, unknown>>) => {
     if (rows.length === 0) return;
@@ -51,7 +47,7 @@ export function oneStatementCommit({ set, fence, waitingOf, steps, messages }: C
       : `exists (select 1 from "runs" where "thread_id" = ${bind(waitingOf)} and "waiting" = 1 ` +
         `and "id" <> ${bind(fence.runId)} and "status" in ('queued', 'in_progress', 'requires_action', 'cancelling'))`;
   return CompiledQuery.raw(
-    `with ${ctes.join(', ')} select (select "metadata" from r) as "metadata", ${waiting} as "waiting", ${queued} as "queued"`,
+    `with ${ctes.join(', ')} select (select "metadata" from r) as "metadata", ${waiting} as "waiting"`,
     parameters,
   );
 }

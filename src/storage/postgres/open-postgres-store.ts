@@ -28,6 +28,7 @@ import * as runTokenLimits from './migrations/020-run-token-limits.ts';
 import * as stepTokensWindow from './migrations/021-step-tokens-window.ts';
 import * as stemmedKeywords from './migrations/022-stemmed-keywords.ts';
 import * as noStepTimeIndex from './migrations/023-no-step-time-index.ts';
+import * as queuedMessagesMark from './migrations/024-queued-messages-mark.ts';
 import { oneStatementCommit } from './one-statement-commit.ts';
 import { oneStatementRunCreation } from './one-statement-run-creation.ts';
 import { PgSignals } from './pg-signals.ts';
@@ -56,6 +57,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '021-step-tokens-window': stepTokensWindow,
   '022-stemmed-keywords': stemmedKeywords,
   '023-no-step-time-index': noStepTimeIndex,
+  '024-queued-messages-mark': queuedMessagesMark,
 };
 
 /** Exported for tests that wrap them to observe the store (e.g. count unique violations). */

@@ -50,9 +50,9 @@ export type SqlCapabilities = {
       isUniqueViolation(error: unknown, index: string): boolean;
       /**
        * A run's commit (SqlStore.commitRun) as one statement, where the database can make one: a round trip
-       * instead of a transaction's five. It returns one row, `{ metadata, waiting, queued }`: the run's metadata
-       * when the fence held (else null), and, with `waitingOf`, whether other runs of that thread wait (queued runs)
-       * and whether messages wait behind this run (then nothing was written: a transaction makes the ending).
+       * instead of a transaction's five. It returns one row, `{ metadata, waiting }`: the run's metadata when the
+       * fence held (else null), and, with `waitingOf`, whether other runs of that thread wait (queued runs). An
+       * ending (`waitingOf`) of a run that messages wait behind writes nothing: a transaction makes it.
        */
       commitStatement?(rows: CommitRows): CompiledQuery;
       /**

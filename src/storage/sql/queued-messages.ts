@@ -1,7 +1,10 @@
 import { type Kysely, sql } from 'kysely';
 import { unixSeconds } from '../../domain/clock.ts';
+import { ACTIVE_RUN_STATUSES } from '../../domain/runs.ts';
 import { messageToRow, rowToMessage } from './rows.ts';
 import type { Database } from './schema.ts';
+
+const ACTIVE = [...ACTIVE_RUN_STATUSES];
 
 /**
  * Queued runs (`x-assistd-queue`) let a message, or a run with its messages, be added while the thread has runs
@@ -20,6 +23,17 @@ export async function addQueuedMessages(db: Kysely<unknown>): Promise<void> {
   );
 }
 
+/**
+ * Migration 024, the same on both databases: `runs.queued_messages`, 1 once messages were made to wait behind the
+ * run (never reset: only the run's ending reads it). It is on the run's own row so that PostgreSQL's one-statement
+ * ending sees it even when it lands while that statement runs (one-statement-commit.ts).
+ */
+export async function addQueuedMessagesMark(db: Kysely<unknown>): Promise<void> {
+  await sql`alter table runs add column queued_messages integer not null default 0`.execute(db);
+  await sql`update runs set queued_messages = 1
+    where id in (select queued_behind from messages where queued_behind is not null)`.execute(db);
+}
+
 /** Makes `messageIds` wait behind the last active run of the thread (the most recent one), if it has any. */
 export async function queueBehindLastRun(
   db: Kysely<Database>,
@@ -27,30 +41,51 @@ export async function queueBehindLastRun(
   messageIds: readonly string[],
 ): Promise<void> {
   if (messageIds.length === 0) return;
-  const last = await db
-    .selectFrom('runs')
-    .select('id')
-    .where('thread_id', '=', threadId)
-    .where('status', 'in', ['queued', 'in_progress', 'requires_action', 'cancelling'])
-    .orderBy('created_at', 'desc')
-    .orderBy('seq', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  if (!last) return;
-  await db.updateTable('messages').set({ queued_behind: last.id }).where('id', 'in', messageIds).execute();
+  const last = await markWaitedBehind(db, threadId);
+  if (last) await db.updateTable('messages').set({ queued_behind: last }).where('id', 'in', messageIds).execute();
+}
+
+/**
+ * The thread's last active run (made before the run `before`, if given), marked as one that messages wait behind
+ * (`queued_messages`), or undefined when it has none. The mark is an update of the run's row, which also locks it:
+ * an ending of that run that began before waits for this transaction and then sees the mark (PostgreSQL re-checks
+ * an updated row against its statement's conditions), and one that committed first makes the update match nothing,
+ * and the run before it is looked for.
+ */
+async function markWaitedBehind(db: Kysely<Database>, threadId: string, before?: string): Promise<string | undefined> {
+  for (;;) {
+    const last = await db
+      .selectFrom('runs')
+      .select('id')
+      .where('thread_id', '=', threadId)
+      .where('status', 'in', ACTIVE)
+      .$if(before !== undefined, (qb) =>
+        qb.where(sql<boolean>`(created_at, seq) < (select created_at, seq from runs where id = ${before})`),
+      )
+      .orderBy('created_at', 'desc')
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (!last) return undefined;
+    const marked = await db
+      .updateTable('runs')
+      .set({ queued_messages: 1 })
+      .where('id', '=', last.id)
+      .where('status', 'in', ACTIVE)
+      .returning('id')
+      .executeTakeFirst();
+    if (marked) return marked.id;
+  }
 }
 
 /**
  * The messages waiting behind `runId`, which has ended, join the thread now, in the order they were added: each
  * `created_at` becomes now (if later) and each gets a new `seq`, after the run's answer. `postgres`: `seq` is
- * PostgreSQL's identity column (set to DEFAULT for its next value), else SQLite's rowid (one past the largest); and
- * rows are locked.
+ * PostgreSQL's identity column (set to DEFAULT for its next value), else SQLite's rowid (one past the largest).
  *
  * Unless a run made before `runId` still goes (a waiting run cancelled or expired while the one before it runs):
  * they wait behind that one instead, after the messages already waiting there (their `seq`s are larger), as they
- * would have had `runId` never been made. The run is locked (`for update`): its ending waits for this move, or this
- * look sees it ended. An ending that waited reads the moved messages, as PostgreSQL's one-statement commit leaves
- * every ending on a thread with waiting messages to a transaction (one-statement-commit.ts).
+ * would have had `runId` never been made; that run is marked as queued behind as by queueBehindLastRun.
  */
 export async function releaseQueuedMessages(
   db: Kysely<Database>,
@@ -58,21 +93,11 @@ export async function releaseQueuedMessages(
   runId: string,
   postgres: boolean,
 ): Promise<void> {
-  const before = await db
-    .selectFrom('runs')
-    .select('id')
-    .where('thread_id', '=', threadId)
-    .where('status', 'in', ['queued', 'in_progress', 'requires_action', 'cancelling'])
-    .where(sql<boolean>`(created_at, seq) < (select created_at, seq from runs where id = ${runId})`)
-    .orderBy('created_at', 'desc')
-    .orderBy('seq', 'desc')
-    .limit(1)
-    .$if(postgres, (qb) => qb.forUpdate())
-    .executeTakeFirst();
+  const before = await markWaitedBehind(db, threadId, runId);
   if (before) {
     await db
       .updateTable('messages')
-      .set({ queued_behind: before.id })
+      .set({ queued_behind: before })
       .where('thread_id', '=', threadId)
       .where('queued_behind', '=', runId)
       .execute();

@@ -98,6 +98,8 @@ export interface RunsTable {
   locked_until: number | null;
   /** 1 while a queued run waits behind another run of its thread (queued runs: SqlStore.createRun's `queue`). */
   waiting: Generated<number>;
+  /** 1 once messages were made to wait behind the run (queued runs; queued-messages.ts, migration 024). */
+  queued_messages: Generated<number>;
   /** The project key the run was created with; null for ASSISTD_API_KEY or no key (migration 011). */
   api_key_id: string | null;
 }

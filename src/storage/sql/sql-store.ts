@@ -654,12 +654,12 @@ export class SqlStore implements Store {
         steps: steps.map((step) => stepToRow(scope, step)),
         messages: messages.map((message) => messageToRow(scope, message)),
       });
-      const { rows } = await this.db.executeQuery<{ metadata: string | null; waiting: boolean; queued: boolean }>(
-        statement,
-      );
-      // An ending that messages wait behind is not made by the statement: the transaction below releases them too.
-      if (rows[0]?.queued !== true)
-        return { ...(rows[0]?.metadata != null && { metadata: rows[0].metadata }), waiting: rows[0]?.waiting === true };
+      const { rows } = await this.db.executeQuery<{ metadata: string | null; waiting: boolean }>(statement);
+      const metadata = rows[0]?.metadata;
+      if (metadata != null) return { metadata, waiting: rows[0]?.waiting === true };
+      // An ending that wrote nothing may be one that messages wait behind: the transaction below releases them too
+      // (or finds the fence failed, as the statement did).
+      if (!ends) return { waiting: false };
     }
     return this.db.transaction().execute(async (trx) => {
       const set = rowArgs(withLock(runStateToRow(run), lock));

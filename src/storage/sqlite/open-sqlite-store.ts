@@ -31,6 +31,7 @@ import * as chunkSeq from './migrations/020-chunk-seq.ts';
 import * as stepTokensWindow from './migrations/021-step-tokens-window.ts';
 import * as stemmedKeywords from './migrations/022-stemmed-keywords.ts';
 import * as noStepTimeIndex from './migrations/023-no-step-time-index.ts';
+import * as queuedMessagesMark from './migrations/024-queued-messages-mark.ts';
 import { SqliteReaderPool } from './reader-pool.ts';
 
 /** Numbered migrations, applied in order at startup; a new one is appended here and never edited once released. */
@@ -57,6 +58,7 @@ export const SQLITE_MIGRATIONS: Record<string, Migration> = {
   '021-step-tokens-window': stepTokensWindow,
   '022-stemmed-keywords': stemmedKeywords,
   '023-no-step-time-index': noStepTimeIndex,
+  '024-queued-messages-mark': queuedMessagesMark,
 };
 
 export const SQLITE_FILE_NAME = 'assistd.sqlite';
