@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger, startServer } from '../../src/main.ts';
 import { eventually } from '../support/eventually.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { ROOT, runCli, tempDir } from '../support/server.ts';
 
 /**
@@ -194,6 +195,51 @@ describe('file bytes that are not where the database says', () => {
     assert.match(oneLine(asDatabase.stderr, 'ASSISTD_FILE_STORAGE'), /ASSISTD_FILE_STORAGE the server's\?$/);
     assert.equal(asDirectory.code, 1, asDirectory.stderr);
     assert.match(oneLine(asDirectory.stderr, 'ASSISTD_DATA_DIR'), /ASSISTD_FILE_STORAGE the server's\?$/);
+  });
+
+  // The orphan sweep deletes bytes whose file has no row: on a database that is not theirs, it would delete them all.
+  test('a data directory whose database is gone stops startup, and its files keep their bytes', async () => {
+    const dataDir = await dataDirWithAFile();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(path.join(dataDir, `assistd.sqlite${suffix}`), { force: true });
+    const blobs = path.join(dataDir, 'files', 'blobs');
+    const before = readdirSync(blobs);
+    assert.equal(before.length, 1);
+    const { code, stderr } = await runCli({ ASSISTD_DATA_DIR: dataDir });
+    assert.equal(code, 1, stderr);
+    assert.match(
+      oneLine(stderr, 'ASSISTD_DATA_DIR'),
+      /files holds the bytes of 1 files, and the database has none of them: .* Restore their database, or move .*files away to start afresh\.$/,
+    );
+    assert.deepEqual(readdirSync(blobs), before, 'no byte deleted');
+  });
+
+  test('PostgreSQL: a file directory with another database’s files stops startup, naming ASSISTD_DATABASE_URL', async (t) => {
+    const serverUrl = postgresUrlOrSkip();
+    if (serverUrl === undefined) return t.skip(POSTGRES_SKIP_REASON);
+    const [theirs, another] = await Promise.all([createTestDatabase(serverUrl), createTestDatabase(serverUrl)]);
+    const dataDir = tempDir();
+    try {
+      const env = { ASSISTD_DATA_DIR: dataDir, ASSISTD_FILE_STORAGE: 'directory', ASSISTD_CODE_INTERPRETER: 'off' };
+      const server = await startServer(
+        loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_DATABASE_URL: theirs.url, ...env }),
+        createLogger({ logLevel: 'silent' }),
+      );
+      try {
+        const form = new FormData();
+        form.set('purpose', 'assistants');
+        form.set('file', new Blob(['hello']), 'hello.txt');
+        const response = await fetch(`${server.url}/v1/files`, { method: 'POST', body: form });
+        assert.equal(response.status, 200, await response.text());
+      } finally {
+        await server.close();
+      }
+      const { code, stderr } = await runCli({ ...env, ASSISTD_DATABASE_URL: another.url });
+      assert.equal(code, 1, stderr);
+      assert.match(oneLine(stderr, 'ASSISTD_DATABASE_URL'), /holds the bytes of 1 files, and the database has none/);
+      assert.equal(readdirSync(path.join(dataDir, 'files', 'blobs')).length, 1, 'no byte deleted');
+    } finally {
+      await Promise.all([theirs.drop(), another.drop()]);
+    }
   });
 
   test('one file lost behind the server’s back does not stop it', async () => {
