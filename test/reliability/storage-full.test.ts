@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
@@ -10,6 +11,7 @@ import { BUSY_WAIT_MS } from '../../src/storage/sqlite/dialect.ts';
 import { SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
 import { DatabaseUnavailable, StorageFull } from '../../src/storage/store.ts';
 import { countTurns } from '../support/event-loop.ts';
+import { eventually } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { ANSWERED, eventNames, postSse, type SseEvent } from '../support/sse.ts';
@@ -183,3 +185,28 @@ test('a full disk is StorageFull wherever it is met: PostgreSQL (disk_full), the
   const other = Object.assign(new Error('EACCES'), { code: 'EACCES' });
   assert.equal(fullIfNoRoom(other), other);
 });
+
+for (const deleted of ['', '-wal'])
+  test(`SQLite: assistd.sqlite${deleted} deleted under a running server: writes get a 503 and /healthz says unavailable, none acknowledged into the lost file`, async () => {
+    const server = await startTestServer();
+    try {
+      const thread = await server.api.post('/v1/threads', {});
+      assert.equal(thread.status, 200);
+      for (const suffix of deleted === '' ? ['', '-wal', '-shm'] : ['-wal'])
+        rmSync(path.join(server.dataDir, `${SQLITE_FILE_NAME}${suffix}`), { force: true });
+      // Looked at once a second: a write in the second after is still acknowledged; then every one is refused.
+      const refused = await eventually('writes refused', 10_000, async () => {
+        const added = await server.api.post(`/v1/threads/${thread.body.id}/messages`, { role: 'user', content: 'x' });
+        return added.status === 200 ? undefined : added;
+      });
+      assert.equal(refused.status, 503);
+      assert.equal((refused.body as { error: { code: string } }).error.code, 'database_unavailable');
+      const health = await fetch(`${server.url}/healthz`);
+      assert.equal(health.status, 503);
+      assert.equal(((await health.json()) as { status: string }).status, 'unavailable');
+      const listed = await server.api.get(`/v1/threads/${thread.body.id}/messages`);
+      assert.equal(listed.status, 503, 'reads too: the file read is not the one at the path');
+    } finally {
+      await server.close();
+    }
+  });

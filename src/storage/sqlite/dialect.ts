@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type BetterSqlite3 from 'better-sqlite3';
 import {
@@ -23,7 +24,7 @@ import { withStatementCache } from './statement-cache.ts';
  *
  * A full database (SQLITE_FULL) fails a statement with StorageFull, and a write lock held by another process past
  * BUSY_WAIT_MS (SQLITE_BUSY) with DatabaseUnavailable: the API answers 507 and 503, and a run's commit waits, as for
- * PostgreSQL.
+ * PostgreSQL. So does every statement once the database's file is no longer the one open (OpenFileWatch).
  */
 export function sqliteDialect(sqlite: BetterSqlite3.Database): SqliteDialect {
   return new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }, sqlite);
@@ -74,11 +75,18 @@ class ImmediateSqliteDriver extends SqliteDriver {
   #connection: DatabaseConnection | undefined;
   /** When writes started finding the write lock held by another process; undefined once one goes through. */
   #busySince: number | undefined;
+  readonly #file: OpenFileWatch | undefined;
 
   constructor(config: ConstructorParameters<typeof SqliteDialect>[0], sqlite: BetterSqlite3.Database) {
     super(config);
     this.#sqlite = sqlite;
     this.#statements = config.database as SqliteDatabase;
+    this.#file = sqlite.memory ? undefined : new OpenFileWatch(sqlite.name);
+  }
+
+  override async destroy(): Promise<void> {
+    this.#file?.stop();
+    await super.destroy();
   }
 
   override async acquireConnection(): Promise<DatabaseConnection> {
@@ -86,6 +94,8 @@ class ImmediateSqliteDriver extends SqliteDriver {
     this.#connection ??= {
       // Kysely's SQLite connection throws at once rather than rejecting: no await is added to every statement.
       executeQuery: <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
+        // A transaction begun goes on to its end: its rollback must not fail in place of the error that ended it.
+        if (this.#file?.lost !== undefined && !this.#sqlite.inTransaction) throw this.#file.lost;
         try {
           const result = connection.executeQuery<R>(query);
           if (this.#busySince !== undefined) this.#wrote(query);
@@ -132,6 +142,46 @@ class ImmediateSqliteDriver extends SqliteDriver {
     // with "no transaction is active", and that error would hide the one that ended the transaction.
     if (this.#sqlite.inTransaction) await super.rollbackTransaction(connection);
   }
+}
+
+/** How often OpenFileWatch looks at the database's files. */
+const FILE_CHECK_MS = 1000;
+
+/**
+ * Whether the database's file and its WAL are still, at their paths, the files the connection has open. Deleted or
+ * replaced under the server (an `rm`, a restore copied over it), the writes would go on into files no longer linked,
+ * acknowledged and then lost at the next start, /healthz saying ok all along. Looked at every FILE_CHECK_MS, off
+ * the statements' path: once they are not, `lost` is the error every statement fails with until a restart (503, and
+ * /healthz unavailable), losing at most that interval's writes.
+ */
+class OpenFileWatch {
+  lost: DatabaseUnavailable | undefined;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(file: string) {
+    const opened = [file, `${file}-wal`].map((path) => ({ path, ino: inode(path) }));
+    this.#timer = setInterval(() => {
+      const gone = opened.find(({ path, ino }) => ino !== undefined && inode(path) !== ino);
+      if (gone === undefined) return;
+      this.lost = new DatabaseUnavailable(
+        new Error(
+          `${gone.path} was deleted or replaced while the server had it open, and what is written now would be ` +
+            'lost: restart the server (after putting the file back, if it was not meant to go)',
+        ),
+      );
+      this.stop();
+    }, FILE_CHECK_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+/** The file's inode number, or undefined when there is none at `path`. */
+function inode(path: string): number | undefined {
+  return statSync(path, { throwIfNoEntry: false })?.ino;
 }
 
 function isBusy(error: unknown): boolean {
