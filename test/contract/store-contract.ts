@@ -713,6 +713,20 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       );
     });
 
+    test('claimRuns leaves a run past its expires_at to the sweep that expires it', async () => {
+      await claimEverythingWaiting();
+      const now = Date.now();
+      const nowSeconds = Math.floor(now / 1000);
+      const due = await threadWithRun({ expires_at: nowSeconds });
+      const notYet = await threadWithRun({ expires_at: nowSeconds + 1 });
+      assert.deepEqual(
+        (await store.claimRuns('worker_a', now, now + 15_000, 10)).map((c) => c.run.id),
+        [notYet.id],
+      );
+      const expiring = (await store.runsDueForExpiry(nowSeconds, 1000)).map((c) => c.run.id);
+      assert.ok(expiring.includes(due.id) && !expiring.includes(notYet.id));
+    });
+
     test('concurrent claims by different workers never lease the same run', async () => {
       await claimEverythingWaiting();
       for (let round = 0; round < 5; round++) {

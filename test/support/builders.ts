@@ -60,7 +60,8 @@ export function aRun(threadId: string, overrides: Partial<Run> = {}): Run {
     status: 'queued',
     required_action: null,
     last_error: null,
-    expires_at: 1_700_000_600,
+    // Far off: a run past its expires_at is not claimed (it is the sweep's to expire).
+    expires_at: 4_000_000_000,
     started_at: null,
     cancelled_at: null,
     failed_at: null,

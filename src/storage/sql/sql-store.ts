@@ -727,6 +727,7 @@ export class SqlStore implements Store {
             .select('id')
             .where(NEEDS_WORKER)
             .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
+            .where((w) => w.or([w('expires_at', 'is', null), w('expires_at', '>', Math.floor(now / 1000))]))
             .where((w) => w.or([w('waiting', '=', 0), FIRST_IN_LINE]))
             .orderBy('created_at')
             .orderBy('seq')
