@@ -114,6 +114,33 @@ function fileExpirySuite(name: string, makeBackend: () => Promise<Backend>): voi
       assert.equal(rows.length, 1, 'the sweeper has not run: the row is still there');
       await client.files.delete(kept.id);
     });
+
+    test("an expired file's chunks are not found by a search before the sweeper takes it out of its stores", async () => {
+      const upload = (text: string, name: string, expires?: number) =>
+        toFile(Buffer.from(text), name).then((file) =>
+          client.files.create({
+            file,
+            purpose: 'assistants',
+            ...(expires ? { expires_after: { anchor: 'created_at' as const, seconds: expires } } : {}),
+          }),
+        );
+      const kept = await upload('Otters hold hands while they sleep.', 'kept.txt');
+      const expiring = await upload('Otters have a pocket of skin for stones.', 'expiring.txt', 3600);
+      const store = await client.vectorStores.create({ name: 'otters' });
+      for (const file of [kept, expiring]) {
+        const added = await client.vectorStores.files.createAndPoll(store.id, { file_id: file.id });
+        assert.equal(added.status, 'completed');
+      }
+      const found = async () => {
+        const page = await client.vectorStores.search(store.id, { query: 'otters' });
+        return page.data.map((result) => result.file_id).sort();
+      };
+      assert.deepEqual(await found(), [kept.id, expiring.id].sort());
+      await backend.query(server, `update files set expires_at = created_at where id = '${expiring.id}'`);
+      assert.deepEqual(await found(), [kept.id], 'the expired file is not read');
+      await client.vectorStores.delete(store.id);
+      await client.files.delete(kept.id);
+    });
   });
 }
 

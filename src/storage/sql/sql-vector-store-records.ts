@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
+import { unixSeconds } from '../../domain/clock.ts';
 import { notFound } from '../../domain/errors.ts';
 import type { ToolResources } from '../../domain/objects.ts';
 import {
@@ -865,8 +866,9 @@ interface KeywordIndex {
 
 /**
  * The joins and filters every search applies after the index: the scope, the stores asked for, completed files
- * only (a large file in progress has some of its chunks written already), stores not expired, and the
- * file's name from the Files API's rows (an empty name if the file was deleted meanwhile). `join` is the join
+ * only (a large file in progress has some of its chunks written already), stores not expired, files not expired
+ * (gone for the API at once: live-file.ts; FileSweeper takes them out of their stores later), and the file's name
+ * from the Files API's rows (an empty name if the file was deleted meanwhile). `join` is the join
  * operator: SQLite's planner is handed `cross join`, which fixes the order of the tables as written (its documented
  * manual control) — left to itself it started from the store and walked all its chunks by `chunks_by_file`,
  * probing each against the keyword hits, instead of looking each hit's chunk up by rowid.
@@ -890,7 +892,13 @@ function searchFilters(
     ${files}
     and vs.project_id = ${plan.scope.projectId}
     and vs.expired = 0
-    and vf.status = 'completed'`;
+    and vf.status = 'completed'
+    and ${fileNotExpired()}`;
+}
+
+/** The chunk's file (`f`, left joined: none if deleted meanwhile) has not expired (live-file.ts). */
+function fileNotExpired(): RawBuilder<boolean> {
+  return sql<boolean>`(f.expires_at is null or f.expires_at > ${unixSeconds()})`;
 }
 
 /** x ≥ 0 → [0, 1). */
@@ -1076,7 +1084,7 @@ const TSVECTOR_INDEX: KeywordIndex = {
       ) as c
       join vector_store_files vf on vf.vector_store_id = c.vector_store_id and vf.file_id = c.file_id
       left join files f on f.id = c.file_id and f.project_id = c.project_id
-      where vf.status = 'completed'
+      where vf.status = 'completed' and ${fileNotExpired()}
       order by b.matched desc, b.relevance desc, c.vector_store_id, c.file_id, c.chunk_index`;
   },
 
