@@ -140,6 +140,7 @@ export class SandboxPool {
       released = true;
       held.holders--;
       if (held.holders === 0 && held.lifetimeEnded) this.expire(held.session, 'lifetime');
+      else if (held.holders === 0) held.session.idleFromNow();
       this.roomChanged();
     };
     session.lastUsedMs = performance.now();
@@ -191,11 +192,11 @@ export class SandboxPool {
   private expire(session: CodeSession, why: 'idle' | 'lifetime'): void {
     const entry = this.sessions.get(session.key);
     if (entry?.session !== session) return;
-    // A session held at the end of its lifetime is closed when let go, not under its holder: one placing files
-    // before a cell would have its next writes and its cell refused (failing its run), a run between its calls would
-    // lose its variables midway.
-    if (why === 'lifetime' && entry.holders > 0) {
-      entry.lifetimeEnded = true;
+    // A held session is not closed under its holder: one placing files before a cell would have its next writes and
+    // its cell refused (failing its run), a run between its calls (a long model turn) would lose its variables
+    // midway. At the end of its lifetime it is closed when let go; its idle time counts from then.
+    if (entry.holders > 0) {
+      if (why === 'lifetime') entry.lifetimeEnded = true;
       return;
     }
     this.logger.info({ key: session.key, why }, 'code interpreter session expired');

@@ -278,6 +278,11 @@ export class CodeSession implements SandboxSession {
     return run;
   }
 
+  /** Idle time counts from now (its holder let it go), or from the end of the operations queued, if any. */
+  idleFromNow(): void {
+    if (this.queued === 0 && this.closedReason === undefined) this.armIdleTimer();
+  }
+
   private armIdleTimer(): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => this.hooks.expired(this, 'idle'), this.settings.idleMs).unref();

@@ -184,11 +184,33 @@ describe('the sandbox pool', () => {
     try {
       const first = await pool.session('thread_a');
       await first.session.runCell('value = 1');
+      first.release();
       await new Promise((resolve) => setTimeout(resolve, 900));
       const after = await pool.session('thread_a');
       assert.equal(after.fresh, true);
       assert.notEqual(after.session, first.session);
       assert.match((await after.session.runCell('value')).logs, /NameError/);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('keeps a held session idle longer than its idle time (a run between two calls); idle time counts once let go', async () => {
+    const pool = await startedPool({ idleMs: 400 });
+    try {
+      const held = await pool.session('thread_a');
+      await held.session.runCell('kept = 1');
+      await new Promise((resolve) => setTimeout(resolve, 900)); // a model turn longer than the idle time
+      assert.equal((await held.session.runCell('kept')).logs, '1\n');
+      held.release();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const again = await pool.session('thread_a');
+      assert.equal(again.fresh, false, 'let go 200 ms ago: not idle too long yet');
+      again.release();
+      await new Promise((resolve) => setTimeout(resolve, 900));
+      const later = await pool.session('thread_a');
+      later.release();
+      assert.equal(later.fresh, true, 'idle too long once let go');
     } finally {
       await pool.close();
     }
