@@ -82,19 +82,21 @@ function openBlobStore(config: Config, store: Store): BlobStore {
 /**
  * Before any request, what file bytes need: where they are written can be written (a folder of another user would
  * fail every upload while /healthz said ok), the bytes there are this database's (else the orphan sweep would
- * delete them), and this SQLite database's files have their bytes there (backup.ts).
+ * delete them all: DirectoryBlobStore.belongTo), and this SQLite database's files have their bytes there
+ * (backup.ts).
  */
 async function checkFileStorage(config: Config, store: Store, blobs: BlobStore): Promise<void> {
   if (blobs instanceof DirectoryBlobStore) {
     await proveWritable(blobs, config.files.dir);
-    const unknown = await blobs.unknownTo((ids) => store.files.rowStates(ids));
-    if (unknown > 0)
+    const another = await blobs.belongTo(await store.databaseId(), store.createdNow, (ids) =>
+      store.files.rowStates(ids),
+    );
+    if (another !== undefined)
       throw new ConfigError(
         config.storage.kind === 'sqlite' ? 'ASSISTD_DATA_DIR' : 'ASSISTD_DATABASE_URL',
-        `${config.files.dir} holds the bytes of ${unknown} files, and the database has none of them: it is not ` +
-          'the database they belong to (lost and made anew, restored without them, or another one named), and ' +
-          `starting would delete them as leftovers. Restore their database, or move ${config.files.dir} away to ` +
-          'start afresh.',
+        `${config.files.dir} is not this database's: ${another} (their database was lost, moved, or is not the ` +
+          'one named), and starting would delete them as leftovers. Restore their database, or move ' +
+          `${config.files.dir} away to start afresh.`,
       );
   }
   if (config.storage.kind !== 'sqlite') return;

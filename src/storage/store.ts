@@ -424,6 +424,10 @@ export interface ProjectRecords {
 export interface Store {
   /** A short description for the startup log, e.g. `sqlite:/data/assistd.sqlite`. */
   readonly description: string;
+  /** Opening it made the database: its first migration ran now (a new data directory, or an empty database). */
+  readonly createdNow: boolean;
+  /** What tells this database from another, kept by its backups: when its first migration ran. */
+  databaseId(): Promise<string>;
   /**
    * Present when several processes can share the database (PostgreSQL): signals between them. Absent for a
    * database only one process uses (SQLite).

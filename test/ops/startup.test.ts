@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { chmodSync, chownSync, cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger, startServer } from '../../src/main.ts';
 import { eventually } from '../support/eventually.ts';
@@ -198,19 +199,52 @@ describe('file bytes that are not where the database says', () => {
   });
 
   // The orphan sweep deletes bytes whose file has no row: on a database that is not theirs, it would delete them all.
-  test('a data directory whose database is gone stops startup, and its files keep their bytes', async () => {
+  test('a data directory whose database is gone stops startup, every time, and its files keep their bytes', async () => {
     const dataDir = await dataDirWithAFile();
     for (const suffix of ['', '-wal', '-shm']) rmSync(path.join(dataDir, `assistd.sqlite${suffix}`), { force: true });
     const blobs = path.join(dataDir, 'files', 'blobs');
     const before = readdirSync(blobs);
     assert.equal(before.length, 1);
+    // Twice: a supervisor restarting the server finds the database the first start made.
+    for (let start = 0; start < 2; start++) {
+      const { code, stderr } = await runCli({ ASSISTD_DATA_DIR: dataDir });
+      assert.equal(code, 1, stderr);
+      assert.match(
+        oneLine(stderr, 'ASSISTD_DATA_DIR'),
+        /files is not this database's: its bytes are those of another database \(.*\) .* Restore their database, or move .*files away to start afresh\.$/,
+      );
+      assert.deepEqual(readdirSync(blobs), before, 'no byte deleted');
+    }
+    // Not marked (an older version's directory): the database knows none of its bytes.
+    rmSync(path.join(dataDir, 'files', 'database'));
     const { code, stderr } = await runCli({ ASSISTD_DATA_DIR: dataDir });
     assert.equal(code, 1, stderr);
     assert.match(
       oneLine(stderr, 'ASSISTD_DATA_DIR'),
-      /files holds the bytes of 1 files, and the database has none of them: .* Restore their database, or move .*files away to start afresh\.$/,
+      /it holds the bytes of 1 files, and the database knows none of them/,
     );
     assert.deepEqual(readdirSync(blobs), before, 'no byte deleted');
+  });
+
+  test('a data directory whose only bytes are a crash’s leftovers (their file deleted) starts, and sweeps them', async () => {
+    const dataDir = await dataDirWithAFile();
+    const db = new BetterSqlite3(path.join(dataDir, 'assistd.sqlite'));
+    db.exec('delete from files'); // as a crash between a file's row deleted and its bytes
+    db.close();
+    const config = loadConfig({
+      HOST: '127.0.0.1',
+      PORT: '0',
+      ASSISTD_DATA_DIR: dataDir,
+      ASSISTD_CODE_INTERPRETER: 'off',
+    });
+    const server = await startServer(config, createLogger({ logLevel: 'silent' }));
+    try {
+      await eventually('the leftover swept', 10_000, () =>
+        readdirSync(path.join(dataDir, 'files', 'blobs')).length === 0 ? true : undefined,
+      );
+    } finally {
+      await server.close();
+    }
   });
 
   test('PostgreSQL: a file directory with another database’s files stops startup, naming ASSISTD_DATABASE_URL', async (t) => {
@@ -235,7 +269,10 @@ describe('file bytes that are not where the database says', () => {
       }
       const { code, stderr } = await runCli({ ...env, ASSISTD_DATABASE_URL: another.url });
       assert.equal(code, 1, stderr);
-      assert.match(oneLine(stderr, 'ASSISTD_DATABASE_URL'), /holds the bytes of 1 files, and the database has none/);
+      assert.match(
+        oneLine(stderr, 'ASSISTD_DATABASE_URL'),
+        /files is not this database's: its bytes are those of another/,
+      );
       assert.equal(readdirSync(path.join(dataDir, 'files', 'blobs')).length, 1, 'no byte deleted');
     } finally {
       await Promise.all([theirs.drop(), another.drop()]);

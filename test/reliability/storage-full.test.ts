@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
@@ -186,14 +186,21 @@ test('a full disk is StorageFull wherever it is met: PostgreSQL (disk_full), the
   assert.equal(fullIfNoRoom(other), other);
 });
 
-for (const deleted of ['', '-wal'])
-  test(`SQLite: assistd.sqlite${deleted} deleted under a running server: writes get a 503 and /healthz says unavailable, none acknowledged into the lost file`, async () => {
+for (const deleted of ['assistd.sqlite', 'assistd.sqlite-wal', 'the data directory (a file in its place)'])
+  test(`SQLite: ${deleted} deleted under a running server: writes get a 503 and /healthz says unavailable, none acknowledged into the lost file`, async () => {
     const server = await startTestServer();
     try {
       const thread = await server.api.post('/v1/threads', {});
       assert.equal(thread.status, 200);
-      for (const suffix of deleted === '' ? ['', '-wal', '-shm'] : ['-wal'])
-        rmSync(path.join(server.dataDir, `${SQLITE_FILE_NAME}${suffix}`), { force: true });
+      if (deleted === 'assistd.sqlite-wal') rmSync(path.join(server.dataDir, `${SQLITE_FILE_NAME}-wal`));
+      else if (deleted === 'assistd.sqlite')
+        for (const suffix of ['', '-wal', '-shm'])
+          rmSync(path.join(server.dataDir, `${SQLITE_FILE_NAME}${suffix}`), { force: true });
+      else {
+        // Its path now leads through a file (ENOTDIR): the database is gone from it, and the server stays up.
+        renameSync(server.dataDir, `${server.dataDir}.moved`);
+        writeFileSync(server.dataDir, '');
+      }
       // Looked at once a second: a write in the second after is still acknowledged; then every one is refused.
       const refused = await eventually('writes refused', 10_000, async () => {
         const added = await server.api.post(`/v1/threads/${thread.body.id}/messages`, { role: 'user', content: 'x' });

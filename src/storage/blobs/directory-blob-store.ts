@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -18,12 +18,14 @@ const SWEEP_BATCH = 500;
  */
 export class DirectoryBlobStore implements BlobStore {
   readonly description: string;
+  private readonly root: string;
   private readonly blobsDir: string;
   private readonly tmpDir: string;
   private ready: Promise<void> | undefined;
 
   constructor(root: string) {
     this.description = `directory:${root}`;
+    this.root = root;
     this.blobsDir = path.join(root, 'blobs');
     this.tmpDir = path.join(root, 'tmp');
   }
@@ -103,18 +105,31 @@ export class DirectoryBlobStore implements BlobStore {
   }
 
   /**
-   * How many blobs the directory holds when the database has a row for none of them (of the first SWEEP_BATCH
-   * found), else 0. Then it is not the database they belong to: one lost and made anew, restored without them, or
-   * another one named. The orphan sweep would delete them all.
+   * Ties the directory to the database its bytes belong to, by the id in its file `database` (Store.databaseId):
+   * with another database — its own lost and made anew, or another one named — the orphan sweep would delete every
+   * blob. Returns why the directory is another database's, or undefined once it is marked as this one's. A directory
+   * not marked yet (made by an older version) is another's when it holds blobs and the database was made just now,
+   * or knows none of them (of the first SWEEP_BATCH).
    */
-  async unknownTo(rowStates: (ids: readonly string[]) => Promise<Map<string, 'uploading' | 'ready'>>): Promise<number> {
-    const blobs = await readdir(this.blobsDir).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [];
+  async belongTo(
+    databaseId: string,
+    createdNow: boolean,
+    rowStates: (ids: readonly string[]) => Promise<Map<string, 'uploading' | 'ready'>>,
+  ): Promise<string | undefined> {
+    const marker = path.join(this.root, 'database');
+    const marked = await readFile(marker, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
       throw error;
     });
-    if (blobs.length === 0) return 0;
-    const states = await rowStates(blobs.slice(0, SWEEP_BATCH));
-    return states.size === 0 ? blobs.length : 0;
+    if (marked !== undefined)
+      return marked.trim() === databaseId ? undefined : `its bytes are those of another database (${marked.trim()})`;
+    const blobs = await readdir(this.blobsDir);
+    if (blobs.length > 0 && (createdNow || (await rowStates(blobs.slice(0, SWEEP_BATCH))).size === 0))
+      return `it holds the bytes of ${blobs.length} files, and the database knows none of them`;
+    const tmp = `${marker}.${randomBytes(6).toString('hex')}`;
+    await writeFile(tmp, `${databaseId}\n`, { flush: true });
+    await rename(tmp, marker);
+    return undefined;
   }
 
   private blobPath(id: string): string {

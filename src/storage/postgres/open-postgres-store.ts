@@ -2,7 +2,7 @@ import { Kysely, type Migration, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { ConfigError, DEFAULT_DATABASE_TIMEOUT_MS } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
-import { migrationFailure } from '../sql/migration-failure.ts';
+import { madeNow, migrationFailure } from '../sql/migration-failure.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import { kyselyPool } from './kysely-pool.ts';
@@ -105,7 +105,7 @@ export async function openPostgresStore(
 ): Promise<SqlStore> {
   const where = describe(url);
   await checkConnection(url, where, timeoutMs);
-  await migrate(url, where);
+  const createdNow = await migrate(url, where);
 
   const pool = newPool(url, poolSize, timeoutMs);
   const statements = kyselyPool(pool, timeoutMs);
@@ -117,7 +117,9 @@ export async function openPostgresStore(
     await db.destroy();
     throw error;
   }
-  return new PostgresStore(db, where, POSTGRES_CAPABILITIES, signals, pool);
+  const store = new PostgresStore(db, where, POSTGRES_CAPABILITIES, signals, pool);
+  store.createdNow = createdNow;
+  return store;
 }
 
 /**
@@ -173,7 +175,8 @@ async function checkConnection(url: string, where: string, timeoutMs: number): P
  * `create table if not exists` plus a re-check when a racing creation fails. test/storage/postgres-store.test.ts
  * opens four stores on one fresh database at once (and 8 × 10 such openings were tried by hand) to hold it to that.
  */
-async function migrate(url: string, where: string): Promise<void> {
+/** Brings the schema up to date; whether that made the database (its first migration ran). */
+async function migrate(url: string, where: string): Promise<boolean> {
   // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
   // long, and so may waiting for another process's migration.
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(newPool(url, 1)) }) });
@@ -185,6 +188,7 @@ async function migrate(url: string, where: string): Promise<void> {
       if (isPermissionDenied(error)) throw await mayNotCreateTables(db, where, hidePassword(reason, url));
       throw migrationFailure(error, results, 'ASSISTD_DATABASE_URL', where);
     }
+    return madeNow(results);
   } finally {
     await db.destroy();
   }

@@ -8,5 +8,10 @@ import { unixSeconds } from '../../domain/clock.ts';
  * use the partial index `files_page`.
  */
 export function liveFile(): RawBuilder<boolean> {
-  return sql<boolean>`state = 'ready' and (expires_at is null or expires_at > ${unixSeconds()})`;
+  return sql<boolean>`state = 'ready' and ${notExpired(sql`expires_at`)}`;
+}
+
+/** The file whose `expires_at` column is `expiresAt` has not expired (null: none, as for a file left joined). */
+export function notExpired(expiresAt: RawBuilder<unknown>): RawBuilder<boolean> {
+  return sql<boolean>`(${expiresAt} is null or ${expiresAt} > ${unixSeconds()})`;
 }

@@ -23,3 +23,8 @@ export function migrationFailure(
   const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
   return new Error(`migration ${failed} failed: ${reason}`, { cause: error });
 }
+
+/** Whether the migrations just run made the database: its first one was among them. */
+export function madeNow(results: readonly MigrationResult[] | undefined): boolean {
+  return results?.some((result) => result.migrationName === '001-initial' && result.status === 'Success') ?? false;
+}

@@ -93,6 +93,8 @@ const MAX_CREATE_ATTEMPTS = 3;
 
 export class SqlStore implements Store {
   readonly description: string;
+  /** Set by the opener whose migrations made the database (open-sqlite-store.ts, open-postgres-store.ts). */
+  createdNow = false;
   readonly signals: (SignalChannel & { close(): Promise<void> }) | undefined;
   readonly files: SqlFileRecords;
   readonly vectorStores: SqlVectorStoreRecords;
@@ -120,6 +122,12 @@ export class SqlStore implements Store {
 
   databaseBlobs(): BlobStore {
     return new SqlBlobStore(this.db, `database:${this.description}`);
+  }
+
+  async databaseId(): Promise<string> {
+    const { rows } = await sql<{ timestamp: string }>`
+      select timestamp from kysely_migration where name = '001-initial'`.execute(this.db);
+    return String(rows[0]?.timestamp);
   }
 
   async ping(): Promise<void> {
@@ -657,8 +665,8 @@ export class SqlStore implements Store {
       const { rows } = await this.db.executeQuery<{ metadata: string | null; waiting: boolean }>(statement);
       const metadata = rows[0]?.metadata;
       if (metadata != null) return { metadata, waiting: rows[0]?.waiting === true };
-      // An ending that wrote nothing may be one that messages wait behind: the transaction below releases them too
-      // (or finds the fence failed, as the statement did).
+      // An ending that wrote nothing may be one that messages wait behind: the transaction below releases them too.
+      // Or its fence failed: the transaction's update checks it again, on the row as it is then.
       if (!ends) return { waiting: false };
     }
     return this.db.transaction().execute(async (trx) => {

@@ -1,6 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
-import { unixSeconds } from '../../domain/clock.ts';
 import { notFound } from '../../domain/errors.ts';
 import type { ToolResources } from '../../domain/objects.ts';
 import {
@@ -37,7 +36,7 @@ import { createFtsTable, ftsTableExists, ftsTableOf } from './fts5-tables.ts';
 import { fromJson, fromNullableJson, toJson } from './json-column.ts';
 import { keywordText, queryTerms } from './keyword-text.ts';
 import { bury, deleteAndBury } from './list-tombstones.ts';
-import { liveFile } from './live-file.ts';
+import { liveFile, notExpired } from './live-file.ts';
 import { applyPage, finishPage, resolveCursors } from './pagination.ts';
 import type { Database, VectorStoreFileBatchesTable, VectorStoreFilesTable, VectorStoresTable } from './schema.ts';
 import {
@@ -898,7 +897,7 @@ function searchFilters(
 
 /** The chunk's file (`f`, left joined: none if deleted meanwhile) has not expired (live-file.ts). */
 function fileNotExpired(): RawBuilder<boolean> {
-  return sql<boolean>`(f.expires_at is null or f.expires_at > ${unixSeconds()})`;
+  return notExpired(sql`f.expires_at`);
 }
 
 /** x ≥ 0 → [0, 1). */

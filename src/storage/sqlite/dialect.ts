@@ -149,7 +149,7 @@ const FILE_CHECK_MS = 1000;
 
 /**
  * Whether the database's file and its WAL are still, at their paths, the files the connection has open. Deleted or
- * replaced under the server (an `rm`, a restore copied over it), the writes would go on into files no longer linked,
+ * renamed over under the server (`rm`, `mv`, `rsync`), the writes would go on into files no longer linked,
  * acknowledged and then lost at the next start, /healthz saying ok all along. Looked at every FILE_CHECK_MS, off
  * the statements' path: once they are not, `lost` is the error every statement fails with until a restart (503, and
  * /healthz unavailable), losing at most that interval's writes.
@@ -161,7 +161,11 @@ class OpenFileWatch {
   constructor(file: string) {
     const opened = [file, `${file}-wal`].map((path) => ({ path, ino: inode(path) }));
     this.#timer = setInterval(() => {
-      const gone = opened.find(({ path, ino }) => ino !== undefined && inode(path) !== ino);
+      const gone = opened.find(({ path, ino }) => {
+        if (ino === undefined || ino === null) return false;
+        const now = inode(path);
+        return now !== null && now !== ino;
+      });
       if (gone === undefined) return;
       this.lost = new DatabaseUnavailable(
         new Error(
@@ -179,9 +183,16 @@ class OpenFileWatch {
   }
 }
 
-/** The file's inode number, or undefined when there is none at `path`. */
-function inode(path: string): number | undefined {
-  return statSync(path, { throwIfNoEntry: false })?.ino;
+/**
+ * The file's inode number, undefined when there is none at `path` (or a folder on the way is a file now), or null
+ * when it cannot be told now (EACCES, EIO…): the file open may well be there still, and is looked at again later.
+ */
+function inode(path: string): number | undefined | null {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.ino;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOTDIR' ? undefined : null;
+  }
 }
 
 function isBusy(error: unknown): boolean {

@@ -5,7 +5,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, type Migration, Migrator, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
 import { ConfigError } from '../../config.ts';
-import { migrationFailure } from '../sql/migration-failure.ts';
+import { madeNow, migrationFailure } from '../sql/migration-failure.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import { sqliteDialect } from './dialect.ts';
@@ -132,15 +132,16 @@ async function openOn(sqlite: BetterSqlite3.Database, file: string, options: Sql
       : new SqliteReaderPool({ file, sqliteVec: vectorIndex === 'sqlite-vec' }, readerThreads);
 
   const db = new Kysely<Database>({ dialect: sqliteDialect(sqlite) });
+  let createdNow: boolean;
   try {
-    await migrate(db, file);
+    createdNow = await migrate(db, file);
   } catch (error) {
     await searchReader?.close();
     throw error;
   }
   // From now on a write lock held by another process is waited for without holding the event loop (dialect.ts).
   sqlite.pragma('busy_timeout = 0');
-  return new SqlStore(db, `sqlite:${file}`, {
+  const store = new SqlStore(db, `sqlite:${file}`, {
     rowLocks: false,
     statementsOnEventLoop: true,
     ...(searchReader && { searchReader }),
@@ -150,6 +151,8 @@ async function openOn(sqlite: BetterSqlite3.Database, file: string, options: Sql
     jsonField: (column, key) =>
       sql<string | null>`(select value from json_each(${sql.ref(column)}) where key = ${key})`,
   });
+  store.createdNow = createdNow;
+  return store;
 }
 
 /**
@@ -178,10 +181,12 @@ function loadSqliteVec(sqlite: BetterSqlite3.Database): 'sqlite-vec' | 'matrix-c
   }
 }
 
-async function migrate(db: Kysely<Database>, file: string): Promise<void> {
+/** Brings the schema up to date; whether that made the database (its first migration ran). */
+async function migrate(db: Kysely<Database>, file: string): Promise<boolean> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => SQLITE_MIGRATIONS } });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw migrationFailure(error, results, 'ASSISTD_DATA_DIR', file);
+  return madeNow(results);
 }
 
 /**
