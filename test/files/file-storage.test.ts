@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { ApiError } from '../../src/domain/errors.ts';
 import { FileService } from '../../src/files/file-service.ts';
@@ -349,17 +350,45 @@ else
 describe('directory blob store', () => {
   test('a source that fails while the temporary file is still being opened leaves no temporary file', async () => {
     // The pipeline ends as the source fails, while the file's open may still be waiting in libuv's pool beside the
-    // removal: without waiting for the stream to close, about 1 in 2,000 removals ran before the file existed.
+    // removal: without waiting for the stream to close, about 1 in 2,000 removals ran before the file existed. Here
+    // that order is made certain rather than waited for: the write stream's open (fs.open) is held back until the
+    // write has settled, or 100 ms have passed (a write that waits for its stream to close waits for the open).
     const root = tempDir();
+    const open = fs.open;
+    let held = 0;
     try {
       const blobs = new DirectoryBlobStore(root);
       async function* gone(): AsyncIterable<Uint8Array> {
         yield Buffer.from('abc');
         throw new Error('client went away');
       }
-      for (let i = 0; i < 5000; i++) await blobs.write(`file-gone${i}`, gone()).catch(() => {});
+      for (let i = 0; i < 3; i++) {
+        let settled!: () => void;
+        const written = new Promise<void>((resolve) => (settled = resolve));
+        const opened: Array<Promise<void>> = [];
+        fs.open = ((...args: unknown[]) => {
+          held++;
+          const callback = args.pop() as (...result: unknown[]) => void;
+          opened.push(
+            new Promise<void>((done) => {
+              void Promise.race([written, sleep(100)]).then(() =>
+                (open as (...a: unknown[]) => void)(...args, (...result: unknown[]) => {
+                  callback(...result);
+                  done();
+                }),
+              );
+            }),
+          );
+        }) as typeof fs.open;
+        await assert.rejects(blobs.write(`file-gone${i}`, gone()), /client went away/);
+        settled();
+        await Promise.all(opened);
+        fs.open = open;
+      }
+      assert.equal(held, 3, 'each write opened its file through fs.open, held back');
       assert.deepEqual(readdirSync(path.join(root, 'tmp')), []);
     } finally {
+      fs.open = open;
       rmSync(root, { recursive: true, force: true });
     }
   });

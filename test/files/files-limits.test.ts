@@ -5,14 +5,16 @@ import { Agent, request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
+import { loadConfig } from '../../src/config.ts';
 import { eventually } from '../support/eventually.ts';
 import { memoryOf } from '../support/processes.ts';
 import { type ServerProcess, spawnServer, tempDir } from '../support/server.ts';
 
 /**
  * Large and broken uploads against `assistd serve` as its own process (so that its memory is its own): a 300 MB
- * upload and download stream through without being held in memory, a file over the 512 MB cap is refused while it
- * streams, and an upload cut off mid-way leaves nothing.
+ * upload and download stream through without being held in memory, a file over the cap (512 MB unless set; 1 MB
+ * here, as the refusal is the same at any size) is refused while it streams, and an upload cut off mid-way leaves
+ * nothing.
  */
 
 const MB = 1_000_000;
@@ -93,25 +95,6 @@ describe('large and broken uploads', () => {
     rmSync(file);
   });
 
-  test('a 513 MB upload is a 413 while it streams: no row, no blob, no temporary file', async () => {
-    const file = path.join(scratch, 'too-big.bin');
-    // Sparse: the bytes are zeros, which is all the limit needs.
-    const fd = openSync(file, 'w');
-    ftruncateSync(fd, 513 * MB);
-    closeSync(fd);
-    await assert.rejects(client.files.create({ file: createReadStream(file), purpose: 'assistants' }), (error) => {
-      assert.ok(error instanceof OpenAI.APIError, String(error));
-      assert.equal(error.status, 413);
-      assert.equal(error.code, 'file_too_large');
-      assert.equal(error.param, 'file');
-      assert.match(error.message, /largest file accepted is 512000000 bytes/);
-      return true;
-    });
-    assert.deepEqual((await client.files.list()).data, []);
-    assert.deepEqual(leftovers(), { blobs: [], tmp: [] });
-    rmSync(file);
-  });
-
   test('an upload cut off mid-stream leaves nothing behind, and the server goes on', async () => {
     const boundary = 'cutoffboundary';
     const socketClosed = new Promise<void>((resolve) => {
@@ -151,7 +134,7 @@ describe('large and broken uploads', () => {
   });
 });
 
-describe('an upload refused while the client is still sending', () => {
+describe('an upload over the limit (ASSISTD_MAX_FILE_MB=1)', () => {
   let server: ServerProcess;
   let dataDir: string;
 
@@ -162,6 +145,40 @@ describe('an upload refused while the client is still sending', () => {
   after(async () => {
     await server?.stop();
     rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('the limit is 512 MB unless set', () => {
+    assert.equal(loadConfig({}).files.maxBytes, 512 * MB);
+  });
+
+  test('a file over the limit is a 413 while it streams: no row, no blob, no temporary file', async () => {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'test', maxRetries: 0 });
+    const scratch = tempDir('assistd-large-');
+    const file = path.join(scratch, 'too-big.bin');
+    // Sparse: the bytes are zeros, which is all the limit needs.
+    const fd = openSync(file, 'w');
+    ftruncateSync(fd, 1 * MB + 1);
+    closeSync(fd);
+    try {
+      await assert.rejects(client.files.create({ file: createReadStream(file), purpose: 'assistants' }), (error) => {
+        assert.ok(error instanceof OpenAI.APIError, String(error));
+        assert.equal(error.status, 413);
+        assert.equal(error.code, 'file_too_large');
+        assert.equal(error.param, 'file');
+        assert.match(error.message, /largest file accepted is 1000000 bytes/);
+        return true;
+      });
+      assert.deepEqual((await client.files.list()).data, []);
+      assert.deepEqual(
+        {
+          blobs: readdirSync(path.join(dataDir, 'files', 'blobs')),
+          tmp: readdirSync(path.join(dataDir, 'files', 'tmp')),
+        },
+        { blobs: [], tmp: [] },
+      );
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   test('the 413 arrives, the client finishes sending without a reset, and the connection serves the next request', async () => {

@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config.ts';
 import { createLogger, startServer } from '../../src/main.ts';
 import { eventually } from '../support/eventually.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
-import { ROOT, runCli, tempDir } from '../support/server.ts';
+import { cliEntryArgs, ROOT, runCli, tempDir } from '../support/server.ts';
 
 /**
  * A data directory the server cannot use stops startup with one line naming the setting, before any request: a
@@ -106,10 +106,10 @@ describe('a database that is not a usable SQLite database', () => {
 const AS_ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;
 
-/** The CLI from source, as nobody when the tests run as root; its exit code and stderr. */
+/** The CLI as runCli starts it (the build, under npm test), as nobody when the tests run as root; its code, stderr. */
 function runCliAsNobody(env: Record<string, string>, args: string[] = ['serve']) {
   return new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
+    const child = spawn(process.execPath, [...cliEntryArgs(), ...args], {
       cwd: ROOT,
       env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ASSISTD_CODE_INTERPRETER: 'off', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import { sandboxCommand } from '../../src/sandbox/bwrap-command.ts';
 import { fontCacheDir } from '../../src/sandbox/font-cache.ts';
 import { SandboxProcess } from '../../src/sandbox/sandbox-process.ts';
+import { ROOT } from '../support/root.ts';
 import { TEST_SETTINGS } from './support.ts';
 
 /** Live bwrap processes whose parent is this process or init (an orphan of a sandbox killed too early). */
@@ -25,7 +27,7 @@ function bwraps(): number[] {
 
 describe('a sandbox process', () => {
   it('can be killed at any moment of its start, leaving nothing behind', async () => {
-    const driver = await readFile(new URL('../../src/sandbox/driver.py', import.meta.url), 'utf8');
+    const driver = await readFile(path.join(ROOT, 'src/sandbox/driver.py'), 'utf8');
     const command = sandboxCommand(TEST_SETTINGS, driver, await fontCacheDir(TEST_SETTINGS.python));
     const before = new Set(bwraps());
     for (let delayMs = 0; delayMs < 30; delayMs += 0.5) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -17,6 +18,7 @@ import { storeContract } from '../contract/store-contract.ts';
 import { aMessage, anAssistant, aRun, aThread, storedThreadWithOneAttachment } from '../support/builders.ts';
 import { eventually, within } from '../support/eventually.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
+import { ROOT } from '../support/root.ts';
 import { TcpProxy } from '../support/tcp-proxy.ts';
 
 const adminUrl = postgresUrlOrSkip();
@@ -77,7 +79,7 @@ if (adminUrl === undefined) {
         assert.deepEqual(await reopened.getAssistant(scope, assistant.id), assistant);
         await reopened.close();
         // Each migration of src/storage/postgres/migrations applied exactly once.
-        const migrations = readdirSync(new URL('../../src/storage/postgres/migrations/', import.meta.url))
+        const migrations = readdirSync(path.join(ROOT, 'src/storage/postgres/migrations'))
           .map((file) => ({ name: file.replace(/\.ts$/, '') }))
           .sort((a, b) => a.name.localeCompare(b.name));
         assert.ok(migrations.length >= 4);

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { keywordText } from '../../src/storage/sql/keyword-text.ts';
 import { POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
+import { ROOT } from '../support/root.ts';
 
 /**
  * keywordText stems English words itself (sql/keyword-text.ts), with the algorithm PostgreSQL's `english` config
@@ -16,10 +17,9 @@ const adminUrl = postgresUrlOrSkip();
 test("keywordText stems English words as PostgreSQL's english config does", {
   skip: adminUrl ? false : POSTGRES_SKIP_REASON,
 }, async () => {
-  const root = path.join(import.meta.dirname, '../..');
-  const docs = path.join(root, 'bench/retrieval-set/docs');
+  const docs = path.join(ROOT, 'bench/retrieval-set/docs');
   const texts = [
-    readFileSync(path.join(root, 'README.md'), 'utf8'),
+    readFileSync(path.join(ROOT, 'README.md'), 'utf8'),
     ...readdirSync(docs).map((name) => readFileSync(path.join(docs, name), 'utf8')),
   ];
   const words = [

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Ajv2019, type ValidateFunction } from 'ajv/dist/2019.js';
 import addFormatsModule from 'ajv-formats';
 import { ADDED_OPERATIONS, ADDED_SCHEMAS } from '../../src/api/routes/openapi.ts';
 import { ORGANIZATION_OPERATIONS, ORGANIZATION_SCHEMAS } from '../../src/api/routes/organization-openapi.ts';
+import { ROOT } from './root.ts';
 
 /**
  * Validates wire objects against the official schema (spec/assistants-v2.openapi.yaml, the project's own copy).
@@ -18,7 +18,7 @@ import { ORGANIZATION_OPERATIONS, ORGANIZATION_SCHEMAS } from '../../src/api/rou
  * endpoints, assistd's extensions such as GET /v1/threads, the admin API) are validated as the document describes them, against
  * the spec's schemas where it names them.
  */
-const SPEC_FILE = fileURLToPath(new URL('../../spec/assistants-v2.openapi.yaml', import.meta.url));
+const SPEC_FILE = path.join(ROOT, 'spec/assistants-v2.openapi.yaml');
 const SPEC_ID = 'https://assistd.local/openapi.json';
 
 interface Operation {
@@ -54,7 +54,7 @@ function normalizeNullable(node: unknown): unknown {
 export async function parsedSpec(): Promise<unknown> {
   const yaml = readFileSync(SPEC_FILE, 'utf8');
   const hash = createHash('sha256').update(yaml).digest('hex').slice(0, 16);
-  const cached = fileURLToPath(new URL(`../../node_modules/.cache/assistd/openapi-${hash}.json`, import.meta.url));
+  const cached = path.join(ROOT, `node_modules/.cache/assistd/openapi-${hash}.json`);
   try {
     return JSON.parse(readFileSync(cached, 'utf8'));
   } catch {

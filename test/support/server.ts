@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger, type RunningServer, startServer } from '../../src/main.ts';
 import type { ServerTool } from '../../src/tools/tool.ts';
 import { assertValidResponse } from './openapi.ts';
+import { ROOT } from './root.ts';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export { ROOT } from './root.ts';
 
 export function tempDir(prefix = 'assistd-test-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
@@ -167,10 +167,20 @@ const TOOL_SERVER_ENTRY = 'test/support/tool-server.ts';
  */
 const RUN_BUILT = process.env.ASSISTD_TEST_BUILT === '1' && SERVER_ROOT === ROOT;
 
-/** The Node arguments that start `entry` (a .ts path from the root): the build of the CLI, or the source via tsx. */
+/**
+ * The Node arguments that start `entry` (a .ts path from the root): the build of the CLI; another entry as npm test
+ * compiled it (.test-build, scripts/run-tests.mjs), when it did; else the source via tsx.
+ */
 function entryArgs(root: string, entry: string): string[] {
   if (RUN_BUILT && entry === CLI_ENTRY) return [path.join(root, 'dist/cli.js')];
+  const compiled = path.join(root, '.test-build', entry.replace(/\.ts$/, '.js'));
+  if (RUN_BUILT && existsSync(compiled)) return [compiled];
   return ['--import', 'tsx', path.join(root, entry)];
+}
+
+/** The Node arguments that start the CLI, as runCli starts it: for a test that spawns it its own way. */
+export function cliEntryArgs(): string[] {
+  return entryArgs(ROOT, CLI_ENTRY);
 }
 
 /**

@@ -72,8 +72,8 @@ function boundedIndexer(threads: number) {
   });
   return indexer;
 }
-/** Long enough to read that the memory is looked at meanwhile. */
-const longText = 'Some notes on the subject. '.repeat(100_000);
+/** Long enough to read that the memory is looked at meanwhile (tens of ms; it is looked at every 5 ms). */
+const longText = 'Some notes on the subject. '.repeat(20_000);
 const named = (filename: string) => ({ ...file(longText), filename });
 
 test('a file during which the process grows past the budget fails invalid_file; its thread is replaced', async () => {
