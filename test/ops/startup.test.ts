@@ -24,23 +24,34 @@ const oneLine = (stderr: string, setting: string) => {
   return lines[0]!;
 };
 
-/** A data directory whose database holds one file (`hello.txt`), its bytes in `storage`; the server stopped. */
-async function dataDirWithAFile(storage: 'directory' | 'database' = 'directory'): Promise<string> {
+/** The server in this process on the settings `env` (code_interpreter off), logging nothing. */
+function startOn(env: Record<string, string>) {
+  const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_CODE_INTERPRETER: 'off', ...env });
+  return startServer(config, createLogger({ logLevel: 'silent' }));
+}
+
+/** Uploads a file named `name` holding `text` to the server at `url`; its id. */
+async function upload(url: string, name: string, text: string): Promise<string> {
+  const form = new FormData();
+  form.set('purpose', 'assistants');
+  form.set('file', new Blob([text]), name);
+  const response = await fetch(`${url}/v1/files`, { method: 'POST', body: form });
+  assert.equal(response.status, 200);
+  return ((await response.json()) as { id: string }).id;
+}
+
+/**
+ * A data directory whose database (SQLite's, or the one `env` names) holds one file (`hello.txt`), its bytes in
+ * `storage`; the server stopped.
+ */
+async function dataDirWithAFile(
+  storage: 'directory' | 'database' = 'directory',
+  env: Record<string, string> = {},
+): Promise<string> {
   const dataDir = tempDir();
-  const config = loadConfig({
-    HOST: '127.0.0.1',
-    PORT: '0',
-    ASSISTD_DATA_DIR: dataDir,
-    ASSISTD_FILE_STORAGE: storage,
-    ASSISTD_CODE_INTERPRETER: 'off',
-  });
-  const server = await startServer(config, createLogger({ logLevel: 'silent' }));
+  const server = await startOn({ ASSISTD_DATA_DIR: dataDir, ASSISTD_FILE_STORAGE: storage, ...env });
   try {
-    const form = new FormData();
-    form.set('purpose', 'assistants');
-    form.set('file', new Blob(['hello']), 'hello.txt');
-    const response = await fetch(`${server.url}/v1/files`, { method: 'POST', body: form });
-    assert.equal(response.status, 200, await response.text());
+    await upload(server.url, 'hello.txt', 'hello');
   } finally {
     await server.close();
   }
@@ -231,13 +242,7 @@ describe('file bytes that are not where the database says', () => {
     const db = new BetterSqlite3(path.join(dataDir, 'assistd.sqlite'));
     db.exec('delete from files'); // as a crash between a file's row deleted and its bytes
     db.close();
-    const config = loadConfig({
-      HOST: '127.0.0.1',
-      PORT: '0',
-      ASSISTD_DATA_DIR: dataDir,
-      ASSISTD_CODE_INTERPRETER: 'off',
-    });
-    const server = await startServer(config, createLogger({ logLevel: 'silent' }));
+    const server = await startOn({ ASSISTD_DATA_DIR: dataDir });
     try {
       await eventually('the leftover swept', 10_000, () =>
         readdirSync(path.join(dataDir, 'files', 'blobs')).length === 0 ? true : undefined,
@@ -251,22 +256,9 @@ describe('file bytes that are not where the database says', () => {
     const serverUrl = postgresUrlOrSkip();
     if (serverUrl === undefined) return t.skip(POSTGRES_SKIP_REASON);
     const [theirs, another] = await Promise.all([createTestDatabase(serverUrl), createTestDatabase(serverUrl)]);
-    const dataDir = tempDir();
     try {
+      const dataDir = await dataDirWithAFile('directory', { ASSISTD_DATABASE_URL: theirs.url });
       const env = { ASSISTD_DATA_DIR: dataDir, ASSISTD_FILE_STORAGE: 'directory', ASSISTD_CODE_INTERPRETER: 'off' };
-      const server = await startServer(
-        loadConfig({ HOST: '127.0.0.1', PORT: '0', ASSISTD_DATABASE_URL: theirs.url, ...env }),
-        createLogger({ logLevel: 'silent' }),
-      );
-      try {
-        const form = new FormData();
-        form.set('purpose', 'assistants');
-        form.set('file', new Blob(['hello']), 'hello.txt');
-        const response = await fetch(`${server.url}/v1/files`, { method: 'POST', body: form });
-        assert.equal(response.status, 200, await response.text());
-      } finally {
-        await server.close();
-      }
       const { code, stderr } = await runCli({ ...env, ASSISTD_DATABASE_URL: another.url });
       assert.equal(code, 1, stderr);
       assert.match(
@@ -281,26 +273,15 @@ describe('file bytes that are not where the database says', () => {
 
   test('one file lost behind the server’s back does not stop it', async () => {
     const dataDir = await dataDirWithAFile();
-    const config = loadConfig({
-      HOST: '127.0.0.1',
-      PORT: '0',
-      ASSISTD_DATA_DIR: dataDir,
-      ASSISTD_CODE_INTERPRETER: 'off',
-    });
-    const server = await startServer(config, createLogger({ logLevel: 'silent' }));
+    const server = await startOn({ ASSISTD_DATA_DIR: dataDir });
     try {
-      const form = new FormData();
-      form.set('purpose', 'assistants');
-      form.set('file', new Blob(['second']), 'second.txt');
-      const second = (await (await fetch(`${server.url}/v1/files`, { method: 'POST', body: form })).json()) as {
-        id: string;
-      };
-      rmSync(path.join(dataDir, 'files', 'blobs', second.id));
+      const second = await upload(server.url, 'second.txt', 'second');
+      rmSync(path.join(dataDir, 'files', 'blobs', second));
     } finally {
       await server.close();
     }
     // The newest file's bytes are gone, the one before it still has its own: that storage is the server's.
-    const restarted = await startServer(config, createLogger({ logLevel: 'silent' }));
+    const restarted = await startOn({ ASSISTD_DATA_DIR: dataDir });
     await restarted.close();
   });
 });
