@@ -7,7 +7,8 @@ import pg from 'pg';
 import { ConfigError } from '../../src/config.ts';
 import { openPostgresStore } from '../../src/storage/postgres/open-postgres-store.ts';
 import { openSqliteStore, SQLITE_FILE_NAME } from '../../src/storage/sqlite/open-sqlite-store.ts';
-import type { Store } from '../../src/storage/store.ts';
+import type { Scope, Store } from '../../src/storage/store.ts';
+import { aMessage, aRun, aThread } from '../support/builders.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { tempDir } from '../support/server.ts';
 
@@ -22,14 +23,25 @@ interface Backend {
   open(): Promise<Store>;
   /** Runs SQL on the database with the store closed. */
   sql(statement: string): Promise<void>;
-  /** The names of the migrations the database ran, and whether the reverted migration's index exists. */
-  state(): Promise<{ migrations: string[]; stepTimeIndex: boolean }>;
+  /**
+   * The names of the migrations the database ran, whether the reverted migration's index exists, and how many runs
+   * are marked as having messages queued behind them (migration 024).
+   */
+  state(): Promise<{ migrations: string[]; stepTimeIndex: boolean; markedRuns: number }>;
   cleanup(): Promise<void>;
 }
 
+const scope: Scope = { projectId: 'proj_migrations' };
+
 async function check(backend: Backend): Promise<void> {
   try {
-    await (await backend.open()).close();
+    // A message queued behind a run, as a version before 024 left it: 024 marks the run (queued-messages.ts).
+    const store = await backend.open();
+    const thread = aThread();
+    await store.createThread(scope, thread, []);
+    await store.createRun(scope, aRun(thread.id), []);
+    await store.createMessage(scope, aMessage(thread.id, 'asked while it ran'), { queue: true });
+    await store.close();
     // As a version with the reverted migration left it: 001–020, then 021-step-tokens-window and its index.
     await backend.sql(`delete from kysely_migration where name > '021'`);
     await backend.sql(
@@ -46,6 +58,7 @@ async function check(backend: Backend): Promise<void> {
       '024-queued-messages-mark',
     ]);
     assert.equal(upgraded.stepTimeIndex, false, 'the reverted index is dropped');
+    assert.equal(upgraded.markedRuns, 1, 'the run that a message waits behind is marked');
 
     // A newer version's migration: refused, said so, and nothing changed.
     await backend.sql(
@@ -83,8 +96,9 @@ test('SQLite: every released migration name is known; a newer version’s databa
       ).map((row) => row.name);
       const stepTimeIndex =
         db.prepare("select 1 from sqlite_master where name = 'run_steps_by_time'").get() !== undefined;
+      const { n } = db.prepare('select count(*) as n from runs where queued_messages = 1').get() as { n: number };
       db.close();
-      return { migrations, stepTimeIndex };
+      return { migrations, stepTimeIndex, markedRuns: n };
     },
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
   });
@@ -112,6 +126,7 @@ test('PostgreSQL: every released migration name is known; a newer version’s da
         (row) => row.name,
       ),
       stepTimeIndex: (await query(`select 1 from pg_indexes where indexname = 'run_steps_by_time'`)).length > 0,
+      markedRuns: (await query<{ n: number }>('select count(*)::int as n from runs where queued_messages = 1'))[0]!.n,
     }),
     cleanup: () => database.drop(),
   });
