@@ -2,7 +2,7 @@ import { Kysely, type Migration, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { ConfigError, DEFAULT_DATABASE_TIMEOUT_MS } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
-import { madeNow, migrationFailure } from '../sql/migration-failure.ts';
+import { madeNow, migrationFailure } from '../sql/migration-results.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import { kyselyPool } from './kysely-pool.ts';
@@ -167,6 +167,8 @@ async function checkConnection(url: string, where: string, timeoutMs: number): P
 }
 
 /**
+ * Brings the schema up to date, and says whether that made the database (its first migration ran).
+ *
  * Several processes may start on one fresh database at once; Kysely's Migrator already makes that safe, so no lock
  * of our own is added. On PostgreSQL its adapter's `acquireMigrationLock` takes a session advisory lock
  * (`pg_advisory_lock`, kysely/dist/esm/dialect/postgres/postgres-adapter.js) on one connection and runs the pending
@@ -175,7 +177,6 @@ async function checkConnection(url: string, where: string, timeoutMs: number): P
  * `create table if not exists` plus a re-check when a racing creation fails. test/storage/postgres-store.test.ts
  * opens four stores on one fresh database at once (and 8 × 10 such openings were tried by hand) to hold it to that.
  */
-/** Brings the schema up to date; whether that made the database (its first migration ran). */
 async function migrate(url: string, where: string): Promise<boolean> {
   // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
   // long, and so may waiting for another process's migration.

@@ -159,10 +159,12 @@ class OpenFileWatch {
   readonly #timer: NodeJS.Timeout;
 
   constructor(file: string) {
-    const opened = [file, `${file}-wal`].map((path) => ({ path, ino: inode(path) }));
+    // What is not there at the start (or cannot be told) is not watched.
+    const opened = [file, `${file}-wal`]
+      .map((path) => ({ path, ino: inode(path) }))
+      .filter(({ ino }) => typeof ino === 'number');
     this.#timer = setInterval(() => {
       const gone = opened.find(({ path, ino }) => {
-        if (ino === undefined || ino === null) return false;
         const now = inode(path);
         return now !== null && now !== ino;
       });

@@ -5,7 +5,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, type Migration, Migrator, sql } from 'kysely';
 import * as sqliteVec from 'sqlite-vec';
 import { ConfigError } from '../../config.ts';
-import { madeNow, migrationFailure } from '../sql/migration-failure.ts';
+import { madeNow, migrationFailure } from '../sql/migration-results.ts';
 import type { Database } from '../sql/schema.ts';
 import { SqlStore } from '../sql/sql-store.ts';
 import { sqliteDialect } from './dialect.ts';

@@ -1,6 +1,8 @@
 import type { MigrationResult } from 'kysely';
 import { ConfigError } from '../../config.ts';
 
+// What startup makes of the migrations' results, the same for both databases.
+
 /**
  * Why the migrations of the database at `where` failed, as startup reports it. Kysely's refusal of a database that
  * ran a migration this version does not list (a newer assistd's, most often) is a ConfigError of `setting` saying
