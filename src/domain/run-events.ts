@@ -80,7 +80,8 @@ export function asCommitted(events: readonly RunStreamEvent[], committed: Run): 
   );
 }
 
-function isRunEvent(e: RunStreamEvent): e is Extract<RunStreamEvent, { data: Run }> {
+/** An event of the run itself (its status), not of its steps. */
+export function isRunEvent(e: RunStreamEvent): e is Extract<RunStreamEvent, { data: Run }> {
   return e.event.startsWith('thread.run.') && !e.event.startsWith('thread.run.step.');
 }
 

@@ -189,6 +189,34 @@ describe('re-attaching to a run (/events)', () => {
     await attachBetweenTurns(assistantId, { toolCalls: [{ name: 'python', arguments: '{"code":"1"}' }] });
   });
 
+  test('a run that starts while the route reads it: each of its statuses is sent once, in order', async () => {
+    upstream.enqueue({ text: ['The first', ' answer.'], chunkDelayMs: 100 });
+    upstream.enqueue({ text: ['The second', ' answer.'], chunkDelayMs: 100 });
+    const { threadId } = await startRun(assistantId);
+    const waiting = await server.api.request<{ id: string; status: string }>(
+      'POST',
+      `/v1/threads/${threadId}/runs`,
+      { assistant_id: assistantId },
+      { headers: { 'x-assistd-queue': 'true' } },
+    );
+    assert.equal(waiting.body.status, 'queued', 'it waits behind the first run');
+    const runId = waiting.body.id;
+    // The route subscribes while the run waits, and reads it once it has started: its `in_progress` (and the
+    // `created`, `queued` of a run just made, as another process's signal may bring late) came before the read.
+    holdNextGetRun(server.server.store, () =>
+      eventually('the waiting run started', 5000, async () => {
+        const run = await server.api.get<{ status: string }>(`/v1/threads/${threadId}/runs/${runId}`);
+        return run.body.status === 'queued' ? undefined : true;
+      }),
+    );
+    const events = await readSse(await fetch(eventsUrl(threadId, runId)));
+    assert.deepEqual(
+      eventNames(events).filter((name) => name.startsWith('thread.run.') && !name.startsWith('thread.run.step.')),
+      ['thread.run.in_progress', 'thread.run.completed'],
+    );
+    assert.equal((await sdkStream(events).finalRun()).status, 'completed');
+  });
+
   test('a client gone before its stream opens: the stream is closed at once, not left open until its run ends', async () => {
     const scrape = async () => {
       const text = await (await fetch(`${server.url}/metrics`)).text();

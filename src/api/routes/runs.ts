@@ -4,7 +4,13 @@ import { unixSeconds } from '../../domain/clock.ts';
 import { notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import { newId } from '../../domain/ids.ts';
 import type { Thread } from '../../domain/objects.ts';
-import { RUN_STREAM_END, type RunStreamEvent, runDeletedEvent, serverClosingEvent } from '../../domain/run-events.ts';
+import {
+  isRunEvent,
+  RUN_STREAM_END,
+  type RunStreamEvent,
+  runDeletedEvent,
+  serverClosingEvent,
+} from '../../domain/run-events.ts';
 import type { Run, RunStatus } from '../../domain/runs.ts';
 import type { FileService } from '../../files/file-service.ts';
 import type { RunEventBus } from '../../runs/run-event-bus.ts';
@@ -249,7 +255,7 @@ export function registerRunRoutes(
       if (live.step) snapshot.push({ event: 'thread.run.step.created', data: live.step });
       if (live.message) snapshot.push({ event: 'thread.message.created', data: live.message });
     }
-    follow.start(openSse(reply, include, stream), run, snapshot);
+    follow.start(openSse(reply, include, stream), run, snapshot, { isSnapshot: true });
   });
 
   app.get('/v1/threads/:thread_id/runs/:run_id/steps', async (request) => {
@@ -322,7 +328,12 @@ function followRun({ bus, closing, followed }: Streaming, threadId: string) {
   });
   return {
     stop: unsubscribe,
-    start(sse: SseStream, run: Run, prelude: RunStreamEvent[]) {
+    /**
+     * `isSnapshot`: the prelude shows the run as it was read, after the subscription began. A status event published
+     * before the read (or another process's, brought late by its signal) shows what the snapshot already did, and is
+     * not sent: a stream's statuses only move on.
+     */
+    start(sse: SseStream, run: Run, prelude: RunStreamEvent[], { isSnapshot = false } = {}) {
       const endOnShutdown = () => {
         if (sse.closed) return;
         sse.send(serverClosingEvent(run.thread_id, run.id));
@@ -343,8 +354,15 @@ function followRun({ bus, closing, followed }: Streaming, threadId: string) {
       };
       for (const event of prelude) send(event);
       if (sse.closed) return; // the snapshot was already final
+      let shown = isSnapshot ? statusRank(prelude[0]!)! : -1;
       deliver = (runId, event) => {
-        if (runId === run.id) send(event);
+        if (runId !== run.id) return;
+        const rank = statusRank(event);
+        if (rank !== undefined) {
+          if (rank <= shown) return;
+          shown = rank;
+        }
+        send(event);
       };
       for (const [runId, event] of buffered.splice(0)) deliver(runId, event);
       // The shutdown began while the run was being created: a listener added now would never be called.
@@ -352,6 +370,13 @@ function followRun({ bus, closing, followed }: Streaming, threadId: string) {
       if (followed && !sse.closed) endWhenFound(sse, run, followed, send);
     },
   };
+}
+
+/** Where a run event comes in a run's life as one stream shows it (a pause or an end last); undefined: a step's. */
+function statusRank(event: RunStreamEvent): number | undefined {
+  if (!isRunEvent(event)) return undefined;
+  const rank = ['created', 'queued', 'in_progress', 'cancelling'].indexOf(event.event.slice('thread.run.'.length));
+  return rank === -1 ? 4 : rank;
 }
 
 /**
