@@ -613,6 +613,9 @@ describe('include[] and the step serializer', () => {
     assert.deepEqual(parseInclude({ 'include[]': value }), { fileSearchContent: true });
     assert.deepEqual(parseInclude({ 'include[]': [value, value] }), { fileSearchContent: true });
     assert.throws(() => parseInclude({ 'include[]': [value, 'other'] }), /Invalid value: 'other'/);
+    assert.deepEqual(parseInclude({ 'include[0]': value, 'include[1]': value }), { fileSearchContent: true });
+    assert.throws(() => parseInclude({ 'include[1]': 'other' }), /Invalid value: 'other'/);
+    assert.deepEqual(parseInclude({ 'include[x]': 'other', included: 'other' }), { fileSearchContent: false });
   });
 });
 

@@ -111,6 +111,13 @@ function fileSearchSuite(name: string, makeDatabase: () => Promise<Database>): v
         include: [INCLUDE_CONTENT],
       });
       assert.deepEqual(retrieved, included[0]);
+      // The indexed form of qs (axios-based clients), and the plain key, are read as include[] is.
+      for (const key of ['include%5B0%5D', 'include']) {
+        const indexed = await h.server.api.get<{ data: unknown[] }>(
+          `/v1/threads/${thread.id}/runs/${run.id}/steps?order=asc&${key}=${encodeURIComponent(INCLUDE_CONTENT)}`,
+        );
+        assert.deepEqual(indexed.body.data, JSON.parse(JSON.stringify(included)), key);
+      }
       const plain = await h.client.beta.threads.runs.steps.retrieve(steps[0]!.id, {
         thread_id: thread.id,
         run_id: run.id,
