@@ -862,17 +862,27 @@ export class RunExecutor {
     // again to the same effect, or refused by its fence if it changed the run's status: then what the run holds
     // says whether it was this commit (applied).
     let lost = false;
-    const committed = await whileUnavailable(
-      () =>
-        this.options.store.commitRun(x.scope, commit).catch((error: unknown) => {
-          // A connection lost under it: applied or not, none can say. (No room or a lock: not applied.)
-          lost ||= error instanceof DatabaseUnavailable && !(error instanceof StorageFull);
-          throw error;
-        }),
-      Date.now() + this.options.leaseMs,
-      x.signal,
-    );
     const ends = RUN_STREAM_END.has(`thread.run.${change.run.status}`);
+    let committed: Run | undefined;
+    try {
+      committed = await whileUnavailable(
+        () =>
+          this.options.store.commitRun(x.scope, commit).catch((error: unknown) => {
+            // A connection lost under it: applied or not, none can say. (No room or a lock: not applied.)
+            lost ||= error instanceof DatabaseUnavailable && !(error instanceof StorageFull);
+            throw error;
+          }),
+        Date.now() + this.options.leaseMs,
+        x.signal,
+      );
+    } catch (error) {
+      // Given up (the lease's time is over, or the execution was stopped as having lost its lease): an ending commit
+      // whose answer was lost may have been applied all the same. Then the renewal of the lease that stopped it found
+      // the run released by this very commit, and the run is over: its streams end as it does, not as interrupted.
+      if (!(lost && ends && error instanceof DatabaseUnavailable && interrupts(x.signal))) throw error;
+      committed = await this.applied(x, change);
+      if (!committed) throw error;
+    }
     const stored = committed ?? (lost && ends ? await this.applied(x, change) : undefined);
     if (!stored) return false;
     x.run = stored;
