@@ -233,7 +233,10 @@ else
         try {
           const added = await server.api.post(`/v1/vector_stores/${store.body.id}/files`, { file_id: file.id });
           assert.equal(added.status, 200, JSON.stringify(added.body));
-          await eventually('the outage', 10_000, () => (cut ? true : undefined));
+          // The file's embeddings come once the server's first indexing thread has started (its parsers and
+          // tokenizer loaded: about a second on an idle machine, many more on a loaded one): a bound only for a wait
+          // that never ends.
+          await eventually('the outage', 120_000, () => (cut ? true : undefined));
           await new Promise((resolve) => setTimeout(resolve, 2500));
           proxy.restore();
           const indexed = await eventually('the file to be indexed', 30_000, async () => {
@@ -274,8 +277,12 @@ else
     // proxy's stall(). Nothing fails on its own; the server's timeout (ASSISTD_DATABASE_TIMEOUT_S) is what notices.
     const SILENCE_TIMEOUT = { ASSISTD_DATABASE_TIMEOUT_S: '1' };
 
+    // 3 s, not 1: the ten updates of the next test must all wait on the locks before the first gives up, which on a
+    // loaded machine took more than a second.
+    const LOCK_WAITS_TIMEOUT = { ASSISTD_DATABASE_TIMEOUT_S: '3' };
+
     test('a database that stops answering gets requests a 503, not a hang; once it is back, the silent connections are not used', async () => {
-      await withServer({ ...SILENCE_TIMEOUT, ASSISTD_DATABASE_POOL: '20' }, async (server, proxy, database) => {
+      await withServer({ ...LOCK_WAITS_TIMEOUT, ASSISTD_DATABASE_POOL: '20' }, async (server, proxy, database) => {
         const thread = await server.api.post('/v1/threads', {});
         // Ten connections open in the pool, all of them silenced by the stall: updates that wait together on row
         // locks each hold one. More than the server's own polling takes (and so gives up) while the stall lasts.
