@@ -764,11 +764,7 @@ describe('GET /v1/models/{id}', () => {
   test('an id is the path as the router decodes it, once: slashes, an encoded slash, a literal %', async () => {
     const ids = ['meta-llama/Llama-3.1-8B', 'a%41', '%'];
     const found = (id: string) => (ids.includes(id) ? { id, created: 1_700_000_000 } : undefined);
-    const app = bareApp({} as Store, pino({ level: 'silent' }), {
-      list: () => [],
-      defaultModels: async () => [],
-      find: found,
-    });
+    const app = bareApp({} as Store, pino({ level: 'silent' }), { list: () => [], find: found } as never);
     const get = (path: string) => app.inject({ method: 'GET', url: `/v1/models/${path}` });
     try {
       for (const [path, id] of [

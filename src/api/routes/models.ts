@@ -40,10 +40,7 @@ export function registerModelRoutes(app: FastifyInstance, models: ModelCatalog):
       throw new ApiError(404, `The model '${id}' does not exist or you do not have access to it.`, {
         code: 'model_not_found',
       });
-    // As the list shows it: a model only the default backend lists has that backend's date.
-    const routed = models.list().some((m) => m.id === id);
-    const served = routed ? undefined : (await models.defaultModels()).find((m) => m.id === id);
-    return serializeModel(served ?? model);
+    return serializeModel(model);
   });
 }
 
