@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Message } from '../domain/objects.ts';
-import { type RunStreamEvent, runDeletedEvent } from '../domain/run-events.ts';
+import { isRunEvent, type RunStreamEvent, runDeletedEvent } from '../domain/run-events.ts';
 import { type Run, type RunStep, TERMINAL_STEP_STATUSES } from '../domain/runs.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ClaimedRun, SignalChannel, StopRequest } from '../storage/store.ts';
@@ -95,9 +95,9 @@ export class RunEventBus {
       if (runId !== undefined && endsStep(event) && this.live.get(runId)?.step?.id === event.data.id)
         this.live.delete(runId);
       this.emitLocally(threadId, runId, event);
-      if (this.metrics && isRunStatusEvent(event)) this.metrics.runEvent(event.event, event.data as Run);
+      if (this.metrics && isRunEvent(event)) this.metrics.runEvent(event.event, event.data);
     }
-    if (runId !== undefined && events.some(isRunStatusEvent)) this.signals?.send({ kind: 'run', runId, threadId });
+    if (runId !== undefined && events.some(isRunEvent)) this.signals?.send({ kind: 'run', runId, threadId });
   }
 
   private followed(threadId: string, runId: string): boolean {
@@ -106,7 +106,7 @@ export class RunEventBus {
 
   private emitLocally(threadId: string, runId: string | undefined, event: RunStreamEvent): void {
     this.emitter.emit(`thread:${threadId}`, runId, event);
-    if (runId !== undefined && isRunStatusEvent(event)) this.emitter.emit(`run:${runId}`, event.data as Run);
+    if (runId !== undefined && isRunEvent(event)) this.emitter.emit(`run:${runId}`, event.data);
   }
 
   subscribeThread(threadId: string, listener: RunEventListener): () => void {
@@ -203,8 +203,4 @@ const STEP_ENDS: ReadonlySet<string> = new Set(
 
 function endsStep(event: RunStreamEvent): event is RunStreamEvent & { data: RunStep } {
   return STEP_ENDS.has(event.event);
-}
-
-function isRunStatusEvent(event: RunStreamEvent): boolean {
-  return event.event.startsWith('thread.run.') && !event.event.startsWith('thread.run.step.');
 }

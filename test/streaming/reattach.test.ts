@@ -217,6 +217,34 @@ describe('re-attaching to a run (/events)', () => {
     assert.equal((await sdkStream(events).finalRun()).status, 'completed');
   });
 
+  test('a run that pauses and goes on while the route reads it: the pause before the read does not end the stream', async () => {
+    upstream.enqueue(
+      { toolCalls: [{ name: 'lookup', arguments: '{}' }], chunkDelayMs: 100 },
+      { text: ['Found', ' it', '.'], chunkDelayMs: 100 },
+    );
+    const { threadId, runId } = await startRun(functionAssistantId);
+    const runUrl = `/v1/threads/${threadId}/runs/${runId}`;
+    const status = async () => (await server.api.get<{ status: string }>(runUrl)).body.status;
+    // Subscribed while the model writes its call; read once the run has paused, had its output and gone on.
+    holdNextGetRun(server.server.store, async () => {
+      await eventually('the pause', 5000, async () => ((await status()) === 'requires_action' ? true : undefined));
+      const run = await server.api.get<{
+        required_action: { submit_tool_outputs: { tool_calls: Array<{ id: string }> } };
+      }>(runUrl);
+      const [call] = run.body.required_action.submit_tool_outputs.tool_calls;
+      await server.api.post(`${runUrl}/submit_tool_outputs`, {
+        tool_outputs: [{ tool_call_id: call!.id, output: 'x' }],
+      });
+      await eventually('the run going on', 5000, async () => ((await status()) === 'in_progress' ? true : undefined));
+    });
+    const events = await readSse(await fetch(eventsUrl(threadId, runId)));
+    assert.deepEqual(
+      eventNames(events).filter((name) => name.startsWith('thread.run.') && !name.startsWith('thread.run.step.')),
+      ['thread.run.in_progress', 'thread.run.completed'],
+    );
+    assert.equal((await sdkStream(events).finalRun()).status, 'completed');
+  });
+
   test('a client gone before its stream opens: the stream is closed at once, not left open until its run ends', async () => {
     const scrape = async () => {
       const text = await (await fetch(`${server.url}/metrics`)).text();

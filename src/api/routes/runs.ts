@@ -329,9 +329,10 @@ function followRun({ bus, closing, followed }: Streaming, threadId: string) {
   return {
     stop: unsubscribe,
     /**
-     * `isSnapshot`: the prelude shows the run as it was read, after the subscription began. A status event published
-     * before the read (or another process's, brought late by its signal) shows what the snapshot already did, and is
-     * not sent: a stream's statuses only move on.
+     * `isSnapshot`: the prelude shows the run as it was read, after the subscription began. The status events
+     * published before the read are not sent (the snapshot shows where they led), nor is one that would take the
+     * stream back (another process's, brought late by its signal): within a snapshot stream, which ends at the run's
+     * first pause, statuses only move on.
      */
     start(sse: SseStream, run: Run, prelude: RunStreamEvent[], { isSnapshot = false } = {}) {
       const endOnShutdown = () => {
@@ -364,7 +365,14 @@ function followRun({ bus, closing, followed }: Streaming, threadId: string) {
         }
         send(event);
       };
-      for (const [runId, event] of buffered.splice(0)) deliver(runId, event);
+      let held = buffered.splice(0);
+      if (isSnapshot) {
+        // What led up to the read: the run's statuses up to the last that shows the one read (a pause and its going
+        // on among them) are in the snapshot.
+        const readAt = held.findLastIndex(([id, e]) => id === run.id && isRunEvent(e) && e.data.status === run.status);
+        held = held.filter(([id, e], i) => i > readAt || id !== run.id || !isRunEvent(e));
+      }
+      for (const [runId, event] of held) deliver(runId, event);
       // The shutdown began while the run was being created: a listener added now would never be called.
       if (closing.aborted) endOnShutdown();
       if (followed && !sse.closed) endWhenFound(sse, run, followed, send);
