@@ -864,6 +864,7 @@ export class RunExecutor {
     let lost = false;
     const ends = RUN_STREAM_END.has(`thread.run.${change.run.status}`);
     let committed: Run | undefined;
+    let gaveUp: unknown;
     try {
       committed = await whileUnavailable(
         () =>
@@ -880,10 +881,10 @@ export class RunExecutor {
       // whose answer was lost may have been applied all the same. Then the renewal of the lease that stopped it found
       // the run released by this very commit, and the run is over: its streams end as it does, not as interrupted.
       if (!(lost && ends && error instanceof DatabaseUnavailable && interrupts(x.signal))) throw error;
-      committed = await this.applied(x, change);
-      if (!committed) throw error;
+      gaveUp = error;
     }
     const stored = committed ?? (lost && ends ? await this.applied(x, change) : undefined);
+    if (!stored && gaveUp) throw gaveUp;
     if (!stored) return false;
     x.run = stored;
     x.ended = ends;

@@ -389,41 +389,47 @@ else
       });
     });
 
-    test('a turn whose commit was applied but whose answer was lost ends its stream as usual, not as interrupted', async () => {
-      await withServer({ ASSISTD_DATABASE_TIMEOUT_S: '2' }, async (server, proxy, database, upstream) => {
-        const asked = upstream.requests.length;
-        const locker = new pg.Client({ connectionString: database.url });
-        locker.on('error', () => {});
-        await locker.connect();
-        try {
-          const streamed = streamedRun(server, async (threadId) => {
-            // Modified meanwhile: its metadata, which no commit writes, is newer than the execution's copy.
-            const runs = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs`);
-            const modified = await server.api.post(`/v1/threads/${threadId}/runs/${runs.body.data[0]!.id}`, {
-              metadata: { topic: 'pets' },
+    for (const [when, settings] of [
+      ['its fence refuses it again', { ASSISTD_DATABASE_TIMEOUT_S: '2' }],
+      // The wait for the answer outlasts the lease: the lease's renewal (another connection) finds the run released by
+      // that very commit and stops the execution, whose wait for the database is then given up.
+      ['its lease lapses meanwhile', { ASSISTD_DATABASE_TIMEOUT_S: '3', ASSISTD_WORKER_LEASE_S: '1' }],
+    ] as const)
+      test(`a turn whose commit was applied but whose answer was lost ends its stream as usual, not as interrupted (${when})`, async () => {
+        await withServer(settings, async (server, proxy, database, upstream) => {
+          const asked = upstream.requests.length;
+          const locker = new pg.Client({ connectionString: database.url });
+          locker.on('error', () => {});
+          await locker.connect();
+          try {
+            const streamed = streamedRun(server, async (threadId) => {
+              // Modified meanwhile: its metadata, which no commit writes, is newer than the execution's copy.
+              const runs = await server.api.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs`);
+              const modified = await server.api.post(`/v1/threads/${threadId}/runs/${runs.body.data[0]!.id}`, {
+                metadata: { topic: 'pets' },
+              });
+              assert.equal(modified.status, 200);
+              // The run's row locked: its ending commit, sent to the database, waits there.
+              await locker.query('begin');
+              await locker.query('select id from runs where thread_id = $1 for update', [threadId]);
+              await eventually('the commit to wait on the lock', 10_000, async () =>
+                (await sessions(database, `wait_event_type = 'Lock' and query like 'with r as (update "runs"%'`))
+                  .length > 0
+                  ? true
+                  : undefined,
+              );
+              // Applied once the lock is let go, its answer lost: the server gives its connection up (2 s) and commits
+              // again, which the run's fence refuses, the run having ended.
+              proxy.loseAnswers();
+              await locker.query('commit');
             });
-            assert.equal(modified.status, 200);
-            // The run's row locked: its ending commit, sent to the database, waits there.
-            await locker.query('begin');
-            await locker.query('select id from runs where thread_id = $1 for update', [threadId]);
-            await eventually('the commit to wait on the lock', 10_000, async () =>
-              (await sessions(database, `wait_event_type = 'Lock' and query like 'with r as (update "runs"%'`)).length >
-              0
-                ? true
-                : undefined,
-            );
-            // Applied once the lock is let go, its answer lost: the server gives its connection up (2 s) and commits
-            // again, which the run's fence refuses, the run having ended.
-            proxy.loseAnswers();
-            await locker.query('commit');
-          });
-          const run = await answeredOnce(server, upstream, await within('the stream', 30_000, streamed), asked);
-          assert.deepEqual(run.metadata, { topic: 'pets' });
-        } finally {
-          await locker.end();
-        }
+            const run = await answeredOnce(server, upstream, await within('the stream', 30_000, streamed), asked);
+            assert.deepEqual(run.metadata, { topic: 'pets' });
+          } finally {
+            await locker.end();
+          }
+        });
       });
-    });
 
     test('an outage longer than the lease ends the stream with an error saying the run goes on; it does', async () => {
       await withServer({ ASSISTD_WORKER_LEASE_S: '1' }, async (server, proxy, _database, upstream) => {
