@@ -309,8 +309,8 @@ if (adminUrl !== undefined) {
         assert.equal(await found(), 1200, 'and lost nothing');
         // What PostgreSQL counts as changed since an ANALYZE (pg_stat_get_mod_since_analyze) also holds the inserts
         // of rows it analysed that their connections reported after it: a backend reports its counts at most once a
-        // second, and when idle up to 10 s later, each report adding to the count the ANALYZE reset. On a loaded
-        // machine that added up to 1,200 rows to the 1,100 below, which then looked doubled. The changes are to be
+        // second, and when idle up to 10 s later, each report adding to the count the ANALYZE reset (ChunkStatistics'
+        // slack). Here that added up to 1,200 rows to the 1,100 below, which then looked doubled. The changes are to be
         // counted from the 1,200 rows analysed: once every insert so far has been reported, they are analysed again
         // (the same 1,200 rows), so that the count starts at 0.
         await eventually('every insert so far to be reported to the statistics', 30_000, async () => {
