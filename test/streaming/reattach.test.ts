@@ -189,6 +189,16 @@ describe('re-attaching to a run (/events)', () => {
     await attachBetweenTurns(assistantId, { toolCalls: [{ name: 'python', arguments: '{"code":"1"}' }] });
   });
 
+  /** Re-attaches to a run in progress: its statuses come once each, in order, and the SDK reads it to its end. */
+  async function attachUntilCompleted(threadId: string, runId: string): Promise<void> {
+    const events = await readSse(await fetch(eventsUrl(threadId, runId)));
+    assert.deepEqual(
+      eventNames(events).filter((name) => name.startsWith('thread.run.') && !name.startsWith('thread.run.step.')),
+      ['thread.run.in_progress', 'thread.run.completed'],
+    );
+    assert.equal((await sdkStream(events).finalRun()).status, 'completed');
+  }
+
   test('a run that starts while the route reads it: each of its statuses is sent once, in order', async () => {
     upstream.enqueue({ text: ['The first', ' answer.'], chunkDelayMs: 100 });
     upstream.enqueue({ text: ['The second', ' answer.'], chunkDelayMs: 100 });
@@ -209,12 +219,7 @@ describe('re-attaching to a run (/events)', () => {
         return run.body.status === 'queued' ? undefined : true;
       }),
     );
-    const events = await readSse(await fetch(eventsUrl(threadId, runId)));
-    assert.deepEqual(
-      eventNames(events).filter((name) => name.startsWith('thread.run.') && !name.startsWith('thread.run.step.')),
-      ['thread.run.in_progress', 'thread.run.completed'],
-    );
-    assert.equal((await sdkStream(events).finalRun()).status, 'completed');
+    await attachUntilCompleted(threadId, runId);
   });
 
   test('a run that pauses and goes on while the route reads it: the pause before the read does not end the stream', async () => {
@@ -237,12 +242,7 @@ describe('re-attaching to a run (/events)', () => {
       });
       await eventually('the run going on', 5000, async () => ((await status()) === 'in_progress' ? true : undefined));
     });
-    const events = await readSse(await fetch(eventsUrl(threadId, runId)));
-    assert.deepEqual(
-      eventNames(events).filter((name) => name.startsWith('thread.run.') && !name.startsWith('thread.run.step.')),
-      ['thread.run.in_progress', 'thread.run.completed'],
-    );
-    assert.equal((await sdkStream(events).finalRun()).status, 'completed');
+    await attachUntilCompleted(threadId, runId);
   });
 
   test('a client gone before its stream opens: the stream is closed at once, not left open until its run ends', async () => {
