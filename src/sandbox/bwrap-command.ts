@@ -88,9 +88,7 @@ export function sandboxCommand(
     // The driver is the namespace's pid 1, under its own limits: bwrap's init, with none, could be ptrace'd by the
     // code (same uid) and made to hold any amount of memory, CPU or processes.
     '--as-pid-1',
-    // No `--new-session`: the spawn's `detached` gives bwrap a session of its own with no terminal already, and the
-    // driver must stay in bwrap's process group, which is what a kill kills (SandboxProcess.kill): it calls setsid()
-    // before it sets its parent-death signal, and a kill between the two left it running without bwrap.
+    '--new-session',
     '--cap-drop',
     'ALL',
     '--seccomp',

@@ -69,8 +69,7 @@ export class SandboxProcess {
       failStart = reject;
     });
     this.ready.catch(() => {}); // observed through `exited` too
-    // detached: a session and a process group of its own, with no terminal: a terminal's ^C reaches the server, which
-    // closes the sandboxes, rather than the sandboxes directly, and no code inside can put input into a terminal.
+    // detached: a terminal's ^C reaches the server, which closes the sandboxes, rather than the sandboxes directly.
     // fd 3 (SECCOMP_FD) carries the seccomp filter, which bwrap reads to its end before it starts the driver.
     this.child = spawn(command.command, command.args, {
       ...command.spawn,
@@ -150,10 +149,10 @@ export class SandboxProcess {
   }
 
   /**
-   * Kills the whole sandbox and waits until it is gone. Its process group, not just bwrap: killed within a few ms of
-   * its spawn, bwrap's inner process (the driver to be, the namespace's pid 1) has not yet set its parent-death
-   * signal, and would otherwise outlive it, holding the pipes open. It stays in the group (bwrap-command.ts: no
-   * `--new-session`); once it has its signal, the pid namespace ends with it.
+   * Kills the whole sandbox and waits until it is gone. Its process group, not just bwrap: killed within a few ms
+   * of its spawn, bwrap's inner process has not yet set its parent-death signal nor left the group (its
+   * `--new-session` comes later), and would otherwise outlive it, holding the pipes open. Once it has, its pid
+   * namespace ends with it.
    */
   kill(reason: string): Promise<string> {
     this.endReason ??= reason;
