@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { type SandboxCommand, SECCOMP_FD } from './bwrap-command.ts';
@@ -149,15 +150,20 @@ export class SandboxProcess {
   }
 
   /**
-   * Kills the whole sandbox and waits until it is gone. Its process group, not just bwrap: killed within a few ms
-   * of its spawn, bwrap's inner process has not yet set its parent-death signal nor left the group (its
-   * `--new-session` comes later), and would otherwise outlive it, holding the pipes open. Once it has, its pid
-   * namespace ends with it.
+   * Kills the whole sandbox and waits until it is gone: bwrap's inner process first (the driver, pid 1 of the
+   * sandbox's pid namespace, which ends with it), then bwrap's process group and bwrap. Neither bwrap's death nor
+   * its group reaches the inner process for sure: it leaves the group (`--new-session`) before it sets its
+   * parent-death signal, and a kill between the two left it running without bwrap, holding the pipes open until
+   * they were cut 5 s later. The group still takes one cloned a moment ago, not yet listed as bwrap's child.
    */
   kill(reason: string): Promise<string> {
     this.endReason ??= reason;
     const pid = this.child.pid;
     if (pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
+      for (const inner of childrenOf(pid))
+        try {
+          process.kill(inner, 'SIGKILL');
+        } catch {} // gone already
       try {
         process.kill(-pid, 'SIGKILL');
       } catch {} // the group is gone already
@@ -231,5 +237,14 @@ export class SandboxProcess {
       pending.resolve();
     }
     return true;
+  }
+}
+
+/** The children of process `pid` (Linux's /proc/<pid>/task/<pid>/children); none if it cannot be read. */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
   }
 }
