@@ -330,9 +330,9 @@ function followRun({ bus, closing, followed }: Streaming, threadId: string) {
     stop: unsubscribe,
     /**
      * `isSnapshot`: the prelude shows the run as it was read, after the subscription began. The status events
-     * published before the read are not sent (the snapshot shows where they led), nor is one that would take the
-     * stream back (another process's, brought late by its signal): within a snapshot stream, which ends at the run's
-     * first pause, statuses only move on.
+     * received up to the last one that shows the status read are not sent (the snapshot shows where they led), nor
+     * is one that would take the stream back (another process's, brought late by its signal): within a snapshot
+     * stream, which ends at the run's first pause, statuses only move on.
      */
     start(sse: SseStream, run: Run, prelude: RunStreamEvent[], { isSnapshot = false } = {}) {
       const endOnShutdown = () => {
