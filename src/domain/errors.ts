@@ -58,6 +58,13 @@ export function threadHasActiveRun(threadId: string, runId: string): ApiError {
   return invalidRequest(`Thread ${threadId} already has an active run ${runId}.`);
 }
 
+/** A run's message that its model is still writing: changed only by the run until it is complete. */
+export function messageInProgress(messageId: string, runId: string | null): ApiError {
+  return invalidRequest(
+    `Message ${messageId} is in progress: run ${runId} is still writing it. It can be modified or deleted once it is complete.`,
+  );
+}
+
 export function messagesLockedByRun(threadId: string, runId: string): ApiError {
   return invalidRequest(`Can't add messages to ${threadId} while a run ${runId} is active.`);
 }

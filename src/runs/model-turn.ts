@@ -83,6 +83,8 @@ export class ModelTurn {
   private readonly inputs: Array<{ soFar: string; read: (fragment: string) => string; empty: ToolCallDetails }> = [];
   /** How many of the tool step's calls (a prefix) have been announced in deltas as they were written. */
   private announced = 0;
+  /** Told of each message the turn begins, once it is announced (the executor stores it, in progress). */
+  private readonly begun: ((message: Message, step: StoredStep) => void) | undefined;
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
 
@@ -98,7 +100,9 @@ export class ModelTurn {
     offered: readonly string[],
     annotate?: TextAnnotator,
     leadingParts: readonly MessageContent[] = [],
+    begun?: (message: Message, step: StoredStep) => void,
   ) {
+    this.begun = begun;
     this.run = run;
     this.bus = bus;
     this.serverTools = serverTools;
@@ -411,6 +415,7 @@ export class ModelTurn {
     for (const [index, part] of this.leadingParts.entries())
       if (part.type === 'image_file') this.emitContent([{ index, type: 'image_file', image_file: part.image_file }]);
     this.bus.setLiveTurn(this.run.id, { step: this.messageStep, message: this.message });
+    this.begun?.(this.message, this.messageStep);
   }
 
   /** Text came before tool calls: that message is complete, and closes before the tool step opens. */

@@ -19,6 +19,8 @@ export interface EndedRun {
   messages: Message[];
   /** What announces the ending, in the order the SDK expects: messages, then steps, then the run. */
   events: RunStreamEvent[];
+  /** A dead model turn's message, stored as it began, and its step: deleted (RunCommit.discard). */
+  discard: { steps: string[]; messages: string[] };
 }
 
 const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
@@ -32,7 +34,9 @@ const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
  * Ends a run that stops before its answer — cancelled, expired, failed, or out of budget — the one place that
  * decides what that means for everything the run has open: every step still in progress (stored, or the current
  * turn's) takes the run's fate, the message being written is kept `incomplete` with the run's reason, and a
- * message the turn had already finished is stored as it is. Used by cancel (run service and executor), expiry (the
+ * message the turn had already finished is stored as it is. A message stored in progress that is not the current
+ * turn's was begun by a turn that died with its execution: it is deleted with its step, as an execution that takes
+ * the run over deletes it before it asks the model again. Used by cancel (run service and executor), expiry (the
  * executor holding the run, else the worker's sweeper) and failure (executor); a shutdown does not end runs, it
  * hands them back.
  */
@@ -67,7 +71,11 @@ export function endRun(
     messages.push(turn.earlier.message);
     steps.push(turn.earlier.step);
   }
-  const open = storedSteps.filter((step) => step.status === 'in_progress');
+  // The turn's own steps are stored in progress as they began (its message being written): the turn's are the newer.
+  const own = new Set([turn?.earlier?.step.id, turn?.message?.step.id, turn?.toolStep?.id]);
+  const stored = storedSteps.filter((step) => step.status === 'in_progress' && !own.has(step.id));
+  const discard = deadMessages(stored);
+  const open = stored.filter((step) => step.type !== 'message_creation');
   if (turn?.message) {
     const ended = finishMessage(turn.message.message, at, MESSAGE_REASON[ending.type]);
     messages.push(ended.message);
@@ -91,5 +99,18 @@ export function endRun(
         ? transition(run, { type: 'incomplete', at, reason: ending.reason, usage })
         : transition(run, { type: ending.type, at, usage });
   events.push(...next.events);
-  return { run: next.run, steps, messages, events };
+  return { run: next.run, steps, messages, events, discard };
+}
+
+/**
+ * The message_creation steps among `open` (steps stored in progress that no live turn holds) and their messages: begun
+ * by a model turn whose execution died or was cut off, never to be finished.
+ */
+export function deadMessages(open: readonly StoredStep[]): { steps: string[]; messages: string[] } {
+  const dead = open.flatMap((step) =>
+    step.status === 'in_progress' && step.step_details.type === 'message_creation'
+      ? [{ step: step.id, message: step.step_details.message_creation.message_id }]
+      : [],
+  );
+  return { steps: dead.map((d) => d.step), messages: dead.map((d) => d.message) };
 }

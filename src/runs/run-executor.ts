@@ -55,7 +55,7 @@ import { buildContext, type ContextResult, toolRoundsOfRun } from './context.ts'
 import { resolveImageFiles } from './image-files.ts';
 import { announcedCalls, ModelTurn, streamsAsWritten } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
-import { endRun, type RunEnding } from './run-ending.ts';
+import { deadMessages, endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 import { ThreadWindow } from './thread-window.ts';
 import { O200K, TokenCounter } from './tokens.ts';
@@ -107,6 +107,8 @@ interface Execution {
   asked: (() => void) | undefined;
   /** Whether its streams have ended: this execution committed the run's end or pause, or found the run deleted. */
   ended: boolean;
+  /** The write of the message the model began (`storeBegun`), which every commit waits for: it must land first. */
+  begun: Promise<void> | undefined;
 }
 
 /** What a change to the run records: the new run (or its transition), the objects with it, the events after it. */
@@ -116,6 +118,7 @@ interface Change {
   steps?: readonly StoredStep[];
   messages?: readonly Message[];
   lock?: RunLock;
+  discard?: RunCommit['discard'];
 }
 
 interface ModelReply {
@@ -171,6 +174,7 @@ export class RunExecutor {
       gatePassed,
       asked,
       ended: false,
+      begun: undefined,
     };
     try {
       if (run.status === 'cancelling') return await this.finishCancel(x);
@@ -184,6 +188,10 @@ export class RunExecutor {
             this.options.logger.warn({ err: error, runId: run.id, tool: tool.type }, "a tool's start of a run failed");
           });
       x.steps = steps ?? (await this.options.store.runSteps(scope, run.id));
+      // A message an execution before this one began and never finished (it died, or lost its lease): the model is
+      // asked again, and writes another.
+      const dead = deadMessages(x.steps);
+      if (dead.steps.length > 0 && !(await this.commit(x, { run: x.run, discard: dead }))) return await this.settle(x);
       await this.loop(x);
     } catch (error) {
       if (signal.aborted) return await this.stopped(x, signal.reason as StopReason);
@@ -298,6 +306,7 @@ export class RunExecutor {
       (offered.tools ?? []).map((t) => t.function.name),
       this.annotator(x),
       this.answerParts(x),
+      (message, step) => this.storeBegun(x, message, step),
     );
     x.turn = turn;
     x.turnUsage = async () =>
@@ -742,6 +751,31 @@ export class RunExecutor {
     return Math.max(0, provider.contextWindow - used);
   }
 
+  /**
+   * Stores the message the model has begun and its step, in progress, so that they can be read (retrieved, listed)
+   * while it is written, as the events announcing them say they exist; the turn's end stores them finished. Not
+   * waited for by the turn, which streams on; every later commit waits for it (`begun`). Written once, with what the
+   * message shows as it opens (its content stays as written then until the turn ends). Fenced as any commit, and
+   * left unwritten when that or the database fails: the turn's end, or the run's, stores the message all the same.
+   */
+  private storeBegun(x: Execution, message: Message, step: StoredStep): void {
+    const { store, logger } = this.options;
+    const previous = x.begun;
+    const commit: RunCommit = {
+      run: x.run,
+      expect: { status: x.run.status, lockedBy: x.workerId },
+      steps: [step],
+      messages: [{ ...message, content: [...message.content] }], // the turn goes on changing its own
+    };
+    const write = async () => {
+      await previous;
+      await store.commitRun(x.scope, commit);
+    };
+    x.begun = write().catch((error: unknown) => {
+      logger.debug({ err: error, runId: x.run.id }, 'the message begun was not stored before its end');
+    });
+  }
+
   // ── endings ───────────────────────────────────────────────────────────────────
 
   /**
@@ -849,12 +883,15 @@ export class RunExecutor {
    * execution's view (run, steps, messages) in step with what was committed; false when the fence failed.
    */
   private async commit(x: Execution, change: Change): Promise<boolean> {
+    if (x.begun) await x.begun;
+    x.begun = undefined;
     const commit: RunCommit = {
       run: change.run,
       expect: { status: x.run.status, lockedBy: x.workerId },
       ...(change.lock ? { lock: change.lock } : {}),
       steps: change.steps ?? [],
       messages: change.messages ?? [],
+      ...(change.discard ? { discard: change.discard } : {}),
     };
     // A database that went away (a restart, a failover) is waited for, so that a model's answer is kept rather than
     // asked again; as long as a lease lasts, after which another worker may take the run over. Trying again repeats
@@ -888,6 +925,7 @@ export class RunExecutor {
     if (!stored) return false;
     x.run = stored;
     x.ended = ends;
+    if (change.discard) x.steps = x.steps.filter((s) => !change.discard!.steps.includes(s.id));
     for (const step of change.steps ?? []) {
       const at = x.steps.findIndex((s) => s.id === step.id);
       if (at >= 0) x.steps[at] = step;

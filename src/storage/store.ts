@@ -139,6 +139,11 @@ export interface RunCommit {
   steps?: readonly StoredStep[];
   /** Inserted, or replaced by id. */
   messages?: readonly Message[];
+  /**
+   * Deleted: the message_creation steps (by id) of a model turn that will never end, and their messages — written as
+   * the turn began (its message in progress, readable while it was written) by an execution that died or was cut off.
+   */
+  discard?: { steps: readonly string[]; messages: readonly string[] };
 }
 
 /** Why a run's execution is asked to stop: cancelled, expired, or its thread deleted (the run is gone). */
@@ -479,7 +484,12 @@ export interface Store {
   listMessages(scope: Scope, threadId: string, page: PageRequest, filter?: MessageFilter): Promise<Page<Message>>;
   /** The same page as wire JSON (see WireJson). */
   listMessagesJson(scope: Scope, threadId: string, page: PageRequest, filter?: MessageFilter): Promise<Page<WireJson>>;
+  /**
+   * Undefined when there is no such message. Throws a 400 for a message in progress: its run writes it until it is
+   * complete, and would undo the change (or bring a deleted one back).
+   */
   updateMessage(scope: Scope, threadId: string, id: string, patch: MessagePatch): Promise<Message | undefined>;
+  /** False when there is no such message; a 400 for one in progress, as updateMessage. */
   deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean>;
   /** The attachments of a thread's messages, oldest first; read without reading the messages that have none. */
   threadAttachments(scope: Scope, threadId: string): Promise<MessageAttachment[]>;

@@ -11,7 +11,7 @@ import { type ServerProcess, spawnServer, tempDir } from '../support/server.ts';
  * and starting runs (polled and streamed) on a few threads, then restarted on the same data, KILLS times. After the
  * last restart, once the killed servers' leases have lapsed: every message and run the server acknowledged (a 2xx
  * the client received) exists, every run is terminal, and no run answered twice. Every server lives until a run was
- * started on it.
+ * started on it. No message or step is left in progress.
  */
 
 const KILLS = 10;
@@ -44,7 +44,7 @@ interface Body {
   id: string;
   status: string;
   content: Array<{ text: { value: string } }>;
-  data: Array<{ role: string; run_id: string; type: string }>;
+  data: Array<{ role: string; run_id: string; type: string; status: string }>;
   has_more: boolean;
   last_id: string;
 }
@@ -177,8 +177,11 @@ async function crashLoop(t: TestContext, env: Record<string, string>): Promise<v
           `${url}/v1/threads/${threadId}/messages?order=asc&limit=100${after ? `&after=${after}` : ''}`,
           'GET',
         );
-        for (const message of page.json.data)
+        for (const message of page.json.data) {
+          // A message begun by a killed server is deleted when its run is taken over or ended.
+          assert.notEqual(message.status, 'in_progress', `run ${message.run_id} left a message in progress`);
           if (message.role === 'assistant') answers.set(message.run_id, (answers.get(message.run_id) ?? 0) + 1);
+        }
         if (!page.json.has_more) break;
         after = page.json.last_id;
       }
@@ -186,6 +189,10 @@ async function crashLoop(t: TestContext, env: Record<string, string>): Promise<v
     for (const [runId, count] of answers) assert.equal(count, 1, `run ${runId} answered ${count} times`);
     for (const [runId, threadId] of ack.runs) {
       const steps = await call(`${url}/v1/threads/${threadId}/runs/${runId}/steps`, 'GET');
+      assert.ok(
+        steps.json.data.every((s) => s.status !== 'in_progress'),
+        `run ${runId} left a step in progress`,
+      );
       const creations = steps.json.data.filter((s) => s.type === 'message_creation');
       assert.ok(creations.length <= 1, `run ${runId} has ${creations.length} message_creation steps`);
       if (statuses.get(runId) === 'completed')

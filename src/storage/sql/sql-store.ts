@@ -1,5 +1,5 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
-import { messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
+import { messageInProgress, messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../../domain/objects.ts';
 import { type Run, type RunStatus, TERMINAL_RUN_STATUSES } from '../../domain/runs.ts';
 import type { BlobStore } from '../blobs/blob-store.ts';
@@ -364,7 +364,9 @@ export class SqlStore implements Store {
         .where('id', '=', id)
         .executeTakeFirst();
       if (!row) return undefined;
-      const message = { ...rowToMessage(row), ...patch };
+      const stored = rowToMessage(row);
+      if (stored.status === 'in_progress') throw messageInProgress(id, stored.run_id);
+      const message = { ...stored, ...patch };
       await trx
         .updateTable('messages')
         .set(messageToRow(scope, message))
@@ -378,6 +380,16 @@ export class SqlStore implements Store {
 
   async deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .selectFrom('messages')
+        .select('doc')
+        .where('project_id', '=', scope.projectId)
+        .where('thread_id', '=', threadId)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!row) return false;
+      const stored = rowToMessage(row);
+      if (stored.status === 'in_progress') throw messageInProgress(id, stored.run_id);
       const rows = await trx
         .deleteFrom('messages')
         .where('project_id', '=', scope.projectId)
@@ -640,7 +652,7 @@ export class SqlStore implements Store {
    */
   private async writeCommit(
     scope: Scope,
-    { run, expect, lock, steps = [], messages = [] }: RunCommit,
+    { run, expect, lock, steps = [], messages = [], discard }: RunCommit,
   ): Promise<{ metadata?: string; waiting: boolean }> {
     const ends = TERMINAL_RUN_STATUSES.has(run.status);
     // As the column holds it: the same JSON text for the same pause (its row was written by the same toJson).
@@ -648,7 +660,8 @@ export class SqlStore implements Store {
       expect.requiredAction === undefined || expect.requiredAction === null
         ? expect.requiredAction
         : toJson(expect.requiredAction);
-    if (this.capabilities.rowLocks && this.capabilities.commitStatement) {
+    const discards = discard !== undefined && discard.steps.length + discard.messages.length > 0;
+    if (this.capabilities.rowLocks && this.capabilities.commitStatement && !discards) {
       const statement = this.capabilities.commitStatement({
         set: withLock(runStateToRow(run), lock),
         fence: {
@@ -693,6 +706,7 @@ export class SqlStore implements Store {
         [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy, requiredAction],
       );
       if (!updated) return { waiting: false };
+      if (discards) await discardTurn(trx, scope, run.id, discard);
       for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
       for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
       if (ends) await releaseQueuedMessages(trx, run.thread_id, run.id, this.capabilities.rowLocks);
@@ -1020,6 +1034,31 @@ async function upsert(
         ),
     values.values,
   );
+}
+
+/** Deletes a dead model turn's open steps and messages (RunCommit.discard): of this run only. */
+async function discardTurn(
+  trx: Kysely<Database>,
+  scope: Scope,
+  runId: string,
+  discard: NonNullable<RunCommit['discard']>,
+): Promise<void> {
+  if (discard.steps.length > 0)
+    await trx
+      .deleteFrom('run_steps')
+      .where('project_id', '=', scope.projectId)
+      .where('run_id', '=', runId)
+      .where('id', 'in', discard.steps)
+      .execute();
+  if (discard.messages.length === 0) return;
+  const rows = await trx
+    .deleteFrom('messages')
+    .where('project_id', '=', scope.projectId)
+    .where('run_id', '=', runId)
+    .where('id', 'in', discard.messages)
+    .returning(['project_id', 'thread_id as parent_id', 'id', 'created_at', 'seq'])
+    .execute();
+  await bury(trx, 'messages', rows);
 }
 
 /** A run's columns with its new lease, when there is one (RunLock → `locked_by`, `locked_until`). */

@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { eventually } from '../support/eventually.ts';
+import { FakeUpstream } from '../support/fake-upstream.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
+import {
+  ApiClient,
+  type ServerProcess,
+  spawnServer,
+  startTestServer,
+  type TestServer,
+  tempDir,
+} from '../support/server.ts';
+import { readSse } from '../support/sse.ts';
+
+/**
+ * The message a run's model is writing, and its message_creation step, exist from the moment their events announce
+ * them, as upstream's did: retrieved and listed (in progress) while the model writes, not only once it has finished.
+ * Until it is complete, only its run changes the message. A message begun by an execution that died is deleted when
+ * the run is taken over or ended, never left in progress.
+ */
+
+interface Obj {
+  id: string;
+  status: string;
+  type: string;
+  role: string;
+  run_id: string | null;
+  content: Array<{ type: string; text: { value: string } }>;
+  step_details: { message_creation: { message_id: string } };
+  data: Obj[];
+  error: { message: string; type: string };
+}
+
+/**
+ * Starts a streamed run of `assistantId` on a new thread, and resolves once its message has been announced (the
+ * stream is read on in the background: `ended`).
+ */
+async function streamUntilMessage(api: ApiClient, assistantId: string) {
+  const thread = await api.post<Obj>('/v1/threads', { messages: [{ role: 'user', content: 'hello' }] });
+  const threadId = thread.body.id;
+  let announced!: (ids: { messageId: string; stepId: string; runId: string }) => void;
+  const message = new Promise<{ messageId: string; stepId: string; runId: string }>((resolve) => {
+    announced = resolve;
+  });
+  let runId = '';
+  let stepId = '';
+  const response = await fetch(`${api.baseUrl}/v1/threads/${threadId}/runs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ assistant_id: assistantId, stream: true }),
+  });
+  const ended = readSse(response, (event) => {
+    if (event.event === 'thread.run.created') runId = event.data.id;
+    if (event.event === 'thread.run.step.created') stepId = event.data.id;
+    if (event.event === 'thread.message.created') announced({ messageId: event.data.id, stepId, runId });
+  }).catch(() => []); // a server killed under it
+  return { threadId, ended, ...(await message) };
+}
+
+/** The message, once stored: it is written as it is announced, its write not waited for by the stream. */
+function storedMessage(api: ApiClient, threadId: string, messageId: string): Promise<Obj> {
+  return eventually(`message ${messageId} stored`, 5000, async () => {
+    const response = await api.get<Obj>(`/v1/threads/${threadId}/messages/${messageId}`);
+    return response.status === 200 ? response.body : undefined;
+  });
+}
+
+async function runSteps(api: ApiClient, threadId: string, runId: string): Promise<Obj[]> {
+  const steps = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}/steps`);
+  assert.equal(steps.status, 200);
+  return steps.body.data;
+}
+
+async function runStatus(api: ApiClient, threadId: string, runId: string, statuses: string[]): Promise<Obj> {
+  return eventually(`run ${runId} ${statuses.join(' or ')}`, 30_000, async () => {
+    const run = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}`);
+    return statuses.includes(run.body.status) ? run.body : undefined;
+  });
+}
+
+function suite(name: string, database: () => Promise<{ env: Record<string, string>; drop(): Promise<void> }>) {
+  describe(`a run's message while it is written (${name})`, () => {
+    let upstream: FakeUpstream;
+    let server: TestServer;
+    let db: { env: Record<string, string>; drop(): Promise<void> };
+    let assistantId: string;
+
+    before(async () => {
+      db = await database();
+      upstream = await FakeUpstream.start();
+      server = await startTestServer({ ...db.env, ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
+      assistantId = (await server.api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
+    });
+    after(async () => {
+      await server.close();
+      await upstream.close();
+      await db.drop();
+    });
+
+    test('retrieved and listed in progress, with its step; changed by its run alone until it is complete', async () => {
+      let release!: () => void;
+      upstream.enqueue({ text: ['Hello', ' there', '.'], holdLast: new Promise<void>((r) => (release = r)) });
+      const { api } = server;
+      const { threadId, runId, messageId, stepId, ended } = await streamUntilMessage(api, assistantId);
+
+      const message = await storedMessage(api, threadId, messageId);
+      assert.equal(message.status, 'in_progress');
+      assert.equal(message.role, 'assistant');
+      assert.equal(message.run_id, runId);
+      const listed = await api.get<Obj>(`/v1/threads/${threadId}/messages?run_id=${runId}`);
+      assert.deepEqual(
+        listed.body.data.map((m) => [m.id, m.status]),
+        [[messageId, 'in_progress']],
+      );
+      const steps = await runSteps(api, threadId, runId);
+      assert.deepEqual(
+        steps.map((s) => [s.id, s.type, s.status, s.step_details.message_creation.message_id]),
+        [[stepId, 'message_creation', 'in_progress', messageId]],
+      );
+      const step = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}/steps/${stepId}`);
+      assert.equal(step.status, 200);
+      assert.equal(step.body.status, 'in_progress');
+
+      // Its run would undo a change, or bring it back: refused, and nothing changes.
+      const modified = await api.post<Obj>(`/v1/threads/${threadId}/messages/${messageId}`, {
+        metadata: { seen: 'yes' },
+      });
+      assert.equal(modified.status, 400);
+      assert.equal(modified.body.error.type, 'invalid_request_error');
+      assert.match(modified.body.error.message, /in progress/);
+      const deleted = await api.delete<Obj>(`/v1/threads/${threadId}/messages/${messageId}`);
+      assert.equal(deleted.status, 400);
+
+      release();
+      await ended;
+      const done = await api.get<Obj>(`/v1/threads/${threadId}/messages/${messageId}`);
+      assert.equal(done.body.status, 'completed');
+      assert.equal(done.body.content[0]?.text.value, 'Hello there.');
+      const after = await runSteps(api, threadId, runId);
+      assert.deepEqual(
+        after.map((s) => [s.id, s.status]),
+        [[stepId, 'completed']],
+      );
+      const all = await api.get<Obj>(`/v1/threads/${threadId}/messages`);
+      assert.deepEqual(
+        all.body.data.map((m) => m.role),
+        ['assistant', 'user'],
+      );
+      const now = await api.post<Obj>(`/v1/threads/${threadId}/messages/${messageId}`, { metadata: { seen: 'yes' } });
+      assert.equal(now.status, 200);
+    });
+
+    test('cancelled while written: the message stored once, incomplete, and its one step cancelled', async () => {
+      upstream.enqueue({ text: ['Hello', ' there', '.'], holdLast: new Promise(() => {}) });
+      const { api } = server;
+      const { threadId, runId, messageId, stepId, ended } = await streamUntilMessage(api, assistantId);
+      await storedMessage(api, threadId, messageId);
+      const cancel = await api.post<Obj>(`/v1/threads/${threadId}/runs/${runId}/cancel`);
+      assert.equal(cancel.status, 200);
+      await ended;
+      await runStatus(api, threadId, runId, ['cancelled']);
+      const message = await api.get<Obj>(`/v1/threads/${threadId}/messages/${messageId}`);
+      assert.equal(message.body.status, 'incomplete');
+      assert.equal(message.body.content[0]?.text.value, 'Hello there');
+      assert.deepEqual(
+        (await runSteps(api, threadId, runId)).map((s) => [s.id, s.status]),
+        [[stepId, 'cancelled']],
+      );
+    });
+
+    test('begun by a server that died: deleted when the run is ended (cancel) or taken over (a new answer)', async () => {
+      // Its own database: the server of the tests above would take the runs over.
+      const own = await database();
+      const dataDir = tempDir();
+      const env = {
+        ...own.env,
+        ASSISTD_DATA_DIR: dataDir,
+        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+        ASSISTD_WORKER_LEASE_S: '1',
+      };
+      let process: ServerProcess | undefined = await spawnServer(env);
+      try {
+        const api = new ApiClient(process.url);
+        const id = (await api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
+        upstream.enqueue(
+          { text: ['Never', ' finished'], holdLast: new Promise(() => {}) },
+          { text: ['Never', ' finished'], holdLast: new Promise(() => {}) },
+        );
+        const resumed = await streamUntilMessage(api, id);
+        const cancelled = await streamUntilMessage(api, id);
+        await storedMessage(api, resumed.threadId, resumed.messageId);
+        await storedMessage(api, cancelled.threadId, cancelled.messageId);
+        await process.stop('SIGKILL');
+
+        // A server that executes nothing: the run's lease lapses, and its cancel ends it here.
+        process = await spawnServer({ ...env, ASSISTD_WORKER_CONCURRENCY: '0' });
+        const idle = new ApiClient(process.url);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        const { threadId, runId, messageId } = cancelled;
+        assert.equal((await idle.post<Obj>(`/v1/threads/${threadId}/runs/${runId}/cancel`)).status, 200);
+        await runStatus(idle, threadId, runId, ['cancelled']);
+        assert.equal((await idle.get(`/v1/threads/${threadId}/messages/${messageId}`)).status, 404);
+        assert.deepEqual(await runSteps(idle, threadId, runId), []);
+        await process.stop();
+
+        upstream.enqueue({ text: 'Answered again.' });
+        process = await spawnServer(env);
+        const again = new ApiClient(process.url);
+        await runStatus(again, resumed.threadId, resumed.runId, ['completed']);
+        assert.equal((await again.get(`/v1/threads/${resumed.threadId}/messages/${resumed.messageId}`)).status, 404);
+        const messages = await again.get<Obj>(`/v1/threads/${resumed.threadId}/messages?run_id=${resumed.runId}`);
+        assert.deepEqual(
+          messages.body.data.map((m) => [m.status, m.content[0]?.text.value]),
+          [['completed', 'Answered again.']],
+        );
+        const steps = await runSteps(again, resumed.threadId, resumed.runId);
+        assert.deepEqual(
+          steps.map((s) => [s.type, s.status, s.step_details.message_creation.message_id]),
+          [['message_creation', 'completed', messages.body.data[0]!.id]],
+        );
+      } finally {
+        await process?.stop();
+        await own.drop();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+  });
+}
+
+suite('SQLite', async () => ({ env: {}, drop: async () => {} }));
+
+const postgresUrl = postgresUrlOrSkip();
+describe('PostgreSQL', { skip: postgresUrl === undefined && POSTGRES_SKIP_REASON }, () => {
+  suite('PostgreSQL', async () => {
+    const database = await createTestDatabase(postgresUrl!);
+    return { env: { ASSISTD_DATABASE_URL: database.url }, drop: () => database.drop() };
+  });
+});
