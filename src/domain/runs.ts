@@ -193,3 +193,15 @@ export interface StoredStep extends RunStep {
   model_calls: ModelToolCall[] | null;
   model_reasoning: Record<string, string | unknown[]> | null;
 }
+
+/**
+ * Whether a step is stored as its model turn began, and not yet as the turn ended it: a message_creation step in
+ * progress (its message being written), or a tool_calls step in progress with no call in it yet (the model writing
+ * its calls). A tool_calls step stored at its turn's end has the model's calls (`model_calls`, and those it shows):
+ * they are executed, or wait for the client's outputs. Held by no live turn, such a step is a dead turn's, never to be finished.
+ */
+export function isBegunStep(step: StoredStep): boolean {
+  if (step.status !== 'in_progress') return false;
+  const details = step.step_details;
+  return details.type === 'message_creation' || (details.tool_calls.length === 0 && !step.model_calls?.length);
+}

@@ -42,8 +42,8 @@ export interface TurnSoFar {
  * the calls of the run's tools, as with OpenAI's models, which never call another. Clients count on it: Semantic
  * Kernel takes every function call of a completed step for one it was asked to execute, and fails on any other.
  *
- * Nothing here touches the database; the executor takes the turn's result at its end (`messageResult`,
- * `toolCallsResult`) and commits it.
+ * Nothing here touches the database: the executor is told of each step (and message) as it opens (`begun`), and
+ * stores it in progress, and takes the turn's result at its end (`messageResult`, `toolCallsResult`) to commit it.
  */
 export class ModelTurn {
   private readonly run: Run;
@@ -83,8 +83,8 @@ export class ModelTurn {
   private readonly inputs: Array<{ soFar: string; read: (fragment: string) => string; empty: ToolCallDetails }> = [];
   /** How many of the tool step's calls (a prefix) have been announced in deltas as they were written. */
   private announced = 0;
-  /** Told of each message the turn begins, once it is announced (the executor stores it, in progress). */
-  private readonly begun: ((message: Message, step: StoredStep) => void) | undefined;
+  /** Told of each step the turn begins (with its message), once announced (the executor stores them, in progress). */
+  private readonly begun: ((step: StoredStep, message?: Message) => void) | undefined;
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
 
@@ -100,7 +100,7 @@ export class ModelTurn {
     offered: readonly string[],
     annotate?: TextAnnotator,
     leadingParts: readonly MessageContent[] = [],
-    begun?: (message: Message, step: StoredStep) => void,
+    begun?: (step: StoredStep, message?: Message) => void,
   ) {
     this.begun = begun;
     this.run = run;
@@ -352,7 +352,7 @@ export class ModelTurn {
     incomplete: 'max_tokens' | 'content_filter' | null,
     finish: (message: Message) => Message,
   ): { message: Message; step: StoredStep; events: RunStreamEvent[] } {
-    this.openMessage();
+    this.openMessage(false); // opened at its end (the model said nothing): stored with it, not before
     this.sendText(true);
     // An answer has a part to read: programs read `content[0]` of the run's message (AG2, OpenAI's cookbook), and
     // Semantic Kernel raises on a message without one.
@@ -399,7 +399,7 @@ export class ModelTurn {
     return this.calls.filter((c) => c !== undefined && !c.stray) as Call[];
   }
 
-  private openMessage(): void {
+  private openMessage(store = true): void {
     if (this.message) return;
     const at = unixSeconds();
     const message = openMessage(this.run, at);
@@ -415,7 +415,7 @@ export class ModelTurn {
     for (const [index, part] of this.leadingParts.entries())
       if (part.type === 'image_file') this.emitContent([{ index, type: 'image_file', image_file: part.image_file }]);
     this.bus.setLiveTurn(this.run.id, { step: this.messageStep, message: this.message });
-    this.begun?.(this.message, this.messageStep);
+    if (store) this.begun?.(this.messageStep, this.message);
   }
 
   /** Text came before tool calls: that message is complete, and closes before the tool step opens. */
@@ -432,6 +432,7 @@ export class ModelTurn {
     const opened = openStep(this.run, { type: 'tool_calls', tool_calls: [] }, unixSeconds());
     this.toolStep = opened.step;
     for (const event of opened.events) this.emit(event);
+    this.begun?.(this.toolStep);
     // What a client attaching now is shown: the calls announced so far, which the deltas to come extend.
     const turn = this;
     this.bus.setLiveTurn(this.run.id, {

@@ -1,7 +1,14 @@
 import type { Message, MessageIncompleteReason } from '../domain/objects.ts';
 import type { RunStreamEvent } from '../domain/run-events.ts';
 import { finishMessage, type StepCommand, transition, transitionStep } from '../domain/run-state-machine.ts';
-import type { IncompleteReason, Run, RunError, StoredStep, Usage } from '../domain/runs.ts';
+import {
+  type IncompleteReason,
+  isBegunStep,
+  type Run,
+  type RunError,
+  type StoredStep,
+  type Usage,
+} from '../domain/runs.ts';
 import type { TurnSoFar } from './model-turn.ts';
 import { addUsage, runUsage } from './run-accounting.ts';
 
@@ -19,8 +26,8 @@ export interface EndedRun {
   messages: Message[];
   /** What announces the ending, in the order the SDK expects: messages, then steps, then the run. */
   events: RunStreamEvent[];
-  /** A dead model turn's message, stored as it began, and its step: deleted (RunCommit.discard). */
-  discard: { steps: string[]; messages: string[] };
+  /** What the ending's commit deletes beside: the steps a dead turn stored as it began (RunCommit.discardBegun). */
+  discardBegun: true;
 }
 
 const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
@@ -34,9 +41,9 @@ const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
  * Ends a run that stops before its answer — cancelled, expired, failed, or out of budget — the one place that
  * decides what that means for everything the run has open: every step still in progress (stored, or the current
  * turn's) takes the run's fate, the message being written is kept `incomplete` with the run's reason, and a
- * message the turn had already finished is stored as it is. A message stored in progress that is not the current
- * turn's was begun by a turn that died with its execution: it is deleted with its step, as an execution that takes
- * the run over deletes it before it asks the model again. Used by cancel (run service and executor), expiry (the
+ * message the turn had already finished is stored as it is. A message or step stored as it began that is not the
+ * current turn's was begun by a turn that died with its execution (isBegunStep): it is deleted with the ending, as
+ * an execution that takes the run over deletes it before it asks the model again. Used by cancel (run service and executor), expiry (the
  * executor holding the run, else the worker's sweeper) and failure (executor); a shutdown does not end runs, it
  * hands them back.
  */
@@ -71,11 +78,9 @@ export function endRun(
     messages.push(turn.earlier.message);
     steps.push(turn.earlier.step);
   }
-  // The turn's own steps are stored in progress as they began (its message being written): the turn's are the newer.
+  // The turn's own steps are stored in progress as they began: the turn's are the newer.
   const own = new Set([turn?.earlier?.step.id, turn?.message?.step.id, turn?.toolStep?.id]);
-  const stored = storedSteps.filter((step) => step.status === 'in_progress' && !own.has(step.id));
-  const discard = deadMessages(stored);
-  const open = stored.filter((step) => step.type !== 'message_creation');
+  const open = storedSteps.filter((step) => step.status === 'in_progress' && !own.has(step.id) && !isBegunStep(step));
   if (turn?.message) {
     const ended = finishMessage(turn.message.message, at, MESSAGE_REASON[ending.type]);
     messages.push(ended.message);
@@ -99,18 +104,5 @@ export function endRun(
         ? transition(run, { type: 'incomplete', at, reason: ending.reason, usage })
         : transition(run, { type: ending.type, at, usage });
   events.push(...next.events);
-  return { run: next.run, steps, messages, events, discard };
-}
-
-/**
- * The message_creation steps among `open` (steps stored in progress that no live turn holds) and their messages: begun
- * by a model turn whose execution died or was cut off, never to be finished.
- */
-export function deadMessages(open: readonly StoredStep[]): { steps: string[]; messages: string[] } {
-  const dead = open.flatMap((step) =>
-    step.status === 'in_progress' && step.step_details.type === 'message_creation'
-      ? [{ step: step.id, message: step.step_details.message_creation.message_id }]
-      : [],
-  );
-  return { steps: dead.map((d) => d.step), messages: dead.map((d) => d.message) };
+  return { run: next.run, steps, messages, events, discardBegun: true };
 }

@@ -11,15 +11,16 @@ import {
   runInterruptedEvent,
 } from '../domain/run-events.ts';
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
-import type {
-  FunctionToolCallDetails,
-  ModelToolCall,
-  Run,
-  RunError,
-  RunToolCall,
-  StoredStep,
-  ToolCallDetails,
-  Usage,
+import {
+  type FunctionToolCallDetails,
+  isBegunStep,
+  type ModelToolCall,
+  type Run,
+  type RunError,
+  type RunToolCall,
+  type StoredStep,
+  type ToolCallDetails,
+  type Usage,
 } from '../domain/runs.ts';
 import type { FileService } from '../files/file-service.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
@@ -55,7 +56,7 @@ import { buildContext, type ContextResult, toolRoundsOfRun } from './context.ts'
 import { resolveImageFiles } from './image-files.ts';
 import { announcedCalls, ModelTurn, streamsAsWritten } from './model-turn.ts';
 import { runUsage, ZERO_USAGE } from './run-accounting.ts';
-import { deadMessages, endRun, type RunEnding } from './run-ending.ts';
+import { endRun, type RunEnding } from './run-ending.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 import { ThreadWindow } from './thread-window.ts';
 import { O200K, TokenCounter } from './tokens.ts';
@@ -118,7 +119,7 @@ interface Change {
   steps?: readonly StoredStep[];
   messages?: readonly Message[];
   lock?: RunLock;
-  discard?: RunCommit['discard'];
+  discardBegun?: boolean;
 }
 
 interface ModelReply {
@@ -188,15 +189,17 @@ export class RunExecutor {
             this.options.logger.warn({ err: error, runId: run.id, tool: tool.type }, "a tool's start of a run failed");
           });
       x.steps = steps ?? (await this.options.store.runSteps(scope, run.id));
-      // A message an execution before this one began and never finished (it died, or lost its lease): the model is
-      // asked again, and writes another.
-      const dead = deadMessages(x.steps);
-      if (dead.steps.length > 0 && !(await this.commit(x, { run: x.run, discard: dead }))) return await this.settle(x);
+      // What a turn of an execution before this one began and never finished (it died, or lost its lease): the model
+      // is asked again, and writes anew.
+      if (x.steps.some(isBegunStep) && !(await this.commit(x, { run: x.run, discardBegun: true })))
+        return await this.settle(x);
       await this.loop(x);
     } catch (error) {
       if (signal.aborted) return await this.stopped(x, signal.reason as StopReason);
       await this.failUnexpectedly(x, error);
     } finally {
+      // Not left behind: landing after this worker takes the run again, it would be taken for the new execution's.
+      await x.begun;
       this.options.bus.setLiveTurn(run.id, undefined);
       if (!x.ended && interrupts(signal))
         this.options.bus.publish(run.thread_id, run.id, runInterruptedEvent(run.thread_id, run.id));
@@ -306,7 +309,7 @@ export class RunExecutor {
       (offered.tools ?? []).map((t) => t.function.name),
       this.annotator(x),
       this.answerParts(x),
-      (message, step) => this.storeBegun(x, message, step),
+      (step, message) => this.storeBegun(x, step, message),
     );
     x.turn = turn;
     x.turnUsage = async () =>
@@ -752,27 +755,29 @@ export class RunExecutor {
   }
 
   /**
-   * Stores the message the model has begun and its step, in progress, so that they can be read (retrieved, listed)
-   * while it is written, as the events announcing them say they exist; the turn's end stores them finished. Not
-   * waited for by the turn, which streams on; every later commit waits for it (`begun`). Written once, with what the
-   * message shows as it opens (its content stays as written then until the turn ends). Fenced as any commit, and
-   * left unwritten when that or the database fails: the turn's end, or the run's, stores the message all the same.
+   * Stores a step the model has begun (and the message it writes), in progress, so that they can be read (retrieved,
+   * listed) while it is written, as the events announcing them say they exist; the turn's end stores them finished.
+   * Not waited for by the turn, which streams on; every later commit waits for it (`begun`). Written once, as they
+   * are when they open: a message's content, and a tool_calls step's calls (none yet), stay as they were then until
+   * the turn ends. Fenced as any commit, and left unwritten when that or the database fails: the turn's end, or the
+   * run's, stores them all the same.
    */
-  private storeBegun(x: Execution, message: Message, step: StoredStep): void {
+  private storeBegun(x: Execution, step: StoredStep, message: Message | undefined): void {
     const { store, logger } = this.options;
     const previous = x.begun;
+    // Copies: the turn goes on changing its own.
     const commit: RunCommit = {
       run: x.run,
       expect: { status: x.run.status, lockedBy: x.workerId },
-      steps: [step],
-      messages: [{ ...message, content: [...message.content] }], // the turn goes on changing its own
+      steps: [{ ...step }],
+      messages: message ? [{ ...message, content: [...message.content] }] : [],
     };
     const write = async () => {
       await previous;
       await store.commitRun(x.scope, commit);
     };
     x.begun = write().catch((error: unknown) => {
-      logger.debug({ err: error, runId: x.run.id }, 'the message begun was not stored before its end');
+      logger.debug({ err: error, runId: x.run.id }, 'a step begun was not stored before its end');
     });
   }
 
@@ -891,7 +896,7 @@ export class RunExecutor {
       ...(change.lock ? { lock: change.lock } : {}),
       steps: change.steps ?? [],
       messages: change.messages ?? [],
-      ...(change.discard ? { discard: change.discard } : {}),
+      ...(change.discardBegun ? { discardBegun: true } : {}),
     };
     // A database that went away (a restart, a failover) is waited for, so that a model's answer is kept rather than
     // asked again; as long as a lease lasts, after which another worker may take the run over. Trying again repeats
@@ -925,7 +930,7 @@ export class RunExecutor {
     if (!stored) return false;
     x.run = stored;
     x.ended = ends;
-    if (change.discard) x.steps = x.steps.filter((s) => !change.discard!.steps.includes(s.id));
+    if (change.discardBegun) x.steps = x.steps.filter((s) => !isBegunStep(s));
     for (const step of change.steps ?? []) {
       const at = x.steps.findIndex((s) => s.id === step.id);
       if (at >= 0) x.steps[at] = step;

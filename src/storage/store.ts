@@ -140,10 +140,11 @@ export interface RunCommit {
   /** Inserted, or replaced by id. */
   messages?: readonly Message[];
   /**
-   * Deleted: the message_creation steps (by id) of a model turn that will never end, and their messages — written as
-   * the turn began (its message in progress, readable while it was written) by an execution that died or was cut off.
+   * Deletes the run's steps stored as their model turn began (isBegunStep) that this commit does not write, with
+   * their messages: a turn whose execution died or was cut off, never to be finished. Found as the commit applies,
+   * after its fence: a step stored just before it is found, one that comes after is refused by the fence.
    */
-  discard?: { steps: readonly string[]; messages: readonly string[] };
+  discardBegun?: boolean;
 }
 
 /** Why a run's execution is asked to stop: cancelled, expired, or its thread deleted (the run is gone). */

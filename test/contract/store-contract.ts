@@ -660,6 +660,91 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.deepEqual(await store.getRun(scope, run.thread_id, run.id), answered);
     });
 
+    test('a message in progress is changed by its run alone; discardBegun deletes what a dead turn began, not what the commit writes', async () => {
+      const run = await threadWithRun();
+      const { thread_id: threadId } = run;
+      const started: Run = { ...run, status: 'in_progress', started_at: run.created_at + 1 };
+      const held = { status: 'in_progress' as const, lockedBy: 'worker_a' };
+      await store.commitRun(scope, {
+        run: started,
+        expect: { status: 'queued' },
+        lock: { lockedBy: 'worker_a', lockedUntil: 1 },
+      });
+      // As a turn stores them as they begin: a message being written with its step, a tool_calls step with no call.
+      const begun = (text: string) => {
+        const message = aMessage(threadId, text, {
+          role: 'assistant',
+          run_id: run.id,
+          assistant_id: run.assistant_id,
+          status: 'in_progress',
+          content: [],
+          completed_at: null,
+        });
+        const step = aStep(run, {
+          type: 'message_creation',
+          step_details: { type: 'message_creation', message_creation: { message_id: message.id } },
+          turn_usage: null,
+        });
+        return { message, step };
+      };
+      const pending = aStep(run); // the model's calls in it: not a turn's beginning
+      const dead = begun('');
+      const deadCalls = aStep(run, {
+        step_details: { type: 'tool_calls', tool_calls: [] },
+        model_calls: [],
+        turn_usage: null,
+      });
+      const own = begun('');
+      for (const written of [
+        { steps: [pending] },
+        { steps: [dead.step], messages: [dead.message] },
+        { steps: [deadCalls] },
+        { steps: [own.step], messages: [own.message] },
+      ])
+        assert.ok(await store.commitRun(scope, { run: started, expect: held, ...written }));
+
+      await assert.rejects(
+        store.updateMessage(scope, threadId, dead.message.id, { metadata: { a: 'b' } }),
+        (e: ApiError) => e.status === 400 && /in progress/.test(e.message),
+      );
+      await assert.rejects(store.deleteMessage(scope, threadId, dead.message.id), (e: ApiError) => e.status === 400);
+
+      const at = run.created_at + 2;
+      const ended: Run = { ...started, status: 'cancelled', cancelled_at: at };
+      const cancelledPending = { ...pending, status: 'cancelled' as const, cancelled_at: at };
+      const ownDone = { ...own.step, status: 'completed' as const, completed_at: at };
+      const ownMessage = {
+        ...own.message,
+        status: 'incomplete' as const,
+        content: aMessage(threadId, 'so far').content,
+      };
+      assert.ok(
+        await store.commitRun(scope, {
+          run: ended,
+          expect: held,
+          steps: [cancelledPending, ownDone],
+          messages: [ownMessage],
+          discardBegun: true,
+        }),
+      );
+      assert.deepEqual(await store.runSteps(scope, run.id), [cancelledPending, ownDone]);
+      assert.equal(await store.getMessage(scope, threadId, dead.message.id), undefined);
+      assert.deepEqual(await store.getMessage(scope, threadId, own.message.id), ownMessage);
+      // Their places stay: a cursor naming one pages on.
+      assert.deepEqual(
+        (await store.listRunSteps(scope, threadId, run.id, { limit: 20, order: 'asc', after: dead.step.id })).data,
+        [ownDone],
+      );
+      assert.deepEqual(
+        (await store.listMessages(scope, threadId, { limit: 20, order: 'asc', after: dead.message.id })).data.map(
+          (m) => m.id,
+        ),
+        [own.message.id],
+      );
+      const modified = await store.updateMessage(scope, threadId, own.message.id, { metadata: { a: 'b' } });
+      assert.deepEqual(modified?.metadata, { a: 'b' });
+    });
+
     test("commitRun leaves the run's metadata as modify run last set it", async () => {
       const run = await threadWithRun();
       const modified = await store.updateRunMetadata(scope, run.thread_id, run.id, { changed: 'meanwhile' });

@@ -15,11 +15,13 @@ import {
 import { readSse } from '../support/sse.ts';
 
 /**
- * The message a run's model is writing, and its message_creation step, exist from the moment their events announce
- * them, as upstream's did: retrieved and listed (in progress) while the model writes, not only once it has finished.
- * Until it is complete, only its run changes the message. A message begun by an execution that died is deleted when
- * the run is taken over or ended, never left in progress.
+ * The message a run's model is writing, and its step (message_creation or tool_calls), exist from the moment their
+ * events announce them: retrieved and listed (in progress) while the model writes, not only once it has finished.
+ * Until it is complete, only its run changes the message. What a turn begun by an execution that died stored is
+ * deleted when the run is taken over or ended, never left in progress.
  */
+
+const lookup = { type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } };
 
 interface Obj {
   id: string;
@@ -34,10 +36,10 @@ interface Obj {
 }
 
 /**
- * Starts a streamed run of `assistantId` on a new thread, and resolves once its message has been announced (the
- * stream is read on in the background: `ended`).
+ * Starts a streamed run of `assistantId` on a new thread, and resolves once its message has been announced (or, with
+ * `step`, its first step), the stream read on in the background (`ended`).
  */
-async function streamUntilMessage(api: ApiClient, assistantId: string) {
+async function streamUntilMessage(api: ApiClient, assistantId: string, until = 'thread.message.created') {
   const thread = await api.post<Obj>('/v1/threads', { messages: [{ role: 'user', content: 'hello' }] });
   const threadId = thread.body.id;
   let announced!: (ids: { messageId: string; stepId: string; runId: string }) => void;
@@ -54,7 +56,7 @@ async function streamUntilMessage(api: ApiClient, assistantId: string) {
   const ended = readSse(response, (event) => {
     if (event.event === 'thread.run.created') runId = event.data.id;
     if (event.event === 'thread.run.step.created') stepId = event.data.id;
-    if (event.event === 'thread.message.created') announced({ messageId: event.data.id, stepId, runId });
+    if (event.event === until) announced({ messageId: event.data.id, stepId, runId });
   }).catch(() => []); // a server killed under it
   return { threadId, ended, ...(await message) };
 }
@@ -86,12 +88,14 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
     let server: TestServer;
     let db: { env: Record<string, string>; drop(): Promise<void> };
     let assistantId: string;
+    let functionAssistantId: string;
 
     before(async () => {
       db = await database();
       upstream = await FakeUpstream.start();
       server = await startTestServer({ ...db.env, ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
       assistantId = (await server.api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
+      functionAssistantId = (await server.api.post<Obj>('/v1/assistants', { model: 'm', tools: [lookup] })).body.id;
     });
     after(async () => {
       await server.close();
@@ -152,6 +156,37 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
       assert.equal(now.status, 200);
     });
 
+    test('a tool_calls step is retrieved and listed while the model writes its calls', async () => {
+      upstream.enqueue({ toolCalls: [{ name: 'lookup', arguments: '{"q":"abc"}' }], chunkDelayMs: 300 });
+      const { api } = server;
+      const { threadId, runId, stepId, ended } = await streamUntilMessage(
+        api,
+        functionAssistantId,
+        'thread.run.step.created',
+      );
+      const step = await eventually('the step stored', 5000, async () => {
+        const response = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}/steps/${stepId}`);
+        return response.status === 200 ? response.body : undefined;
+      });
+      assert.equal(step.type, 'tool_calls');
+      assert.equal(step.status, 'in_progress');
+      assert.deepEqual(
+        (await runSteps(api, threadId, runId)).map((s) => s.id),
+        [stepId],
+      );
+      await ended;
+      const paused = await runStatus(api, threadId, runId, ['requires_action']);
+      assert.ok(paused);
+      const [written] = await runSteps(api, threadId, runId);
+      assert.equal(written!.id, stepId);
+      const calls = (written!.step_details as unknown as { tool_calls: Array<{ function: { arguments: string } }> })
+        .tool_calls;
+      assert.deepEqual(
+        calls.map((c) => c.function.arguments),
+        ['{"q":"abc"}'],
+      );
+    });
+
     test('cancelled while written: the message stored once, incomplete, and its one step cancelled', async () => {
       upstream.enqueue({ text: ['Hello', ' there', '.'], holdLast: new Promise(() => {}) });
       const { api } = server;
@@ -184,14 +219,21 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
       try {
         const api = new ApiClient(process.url);
         const id = (await api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
+        const withFunction = (await api.post<Obj>('/v1/assistants', { model: 'm', tools: [lookup] })).body.id;
         upstream.enqueue(
           { text: ['Never', ' finished'], holdLast: new Promise(() => {}) },
           { text: ['Never', ' finished'], holdLast: new Promise(() => {}) },
+          { toolCalls: [{ name: 'lookup', arguments: '{"q":"abc"}' }], holdLast: new Promise(() => {}) },
         );
         const resumed = await streamUntilMessage(api, id);
         const cancelled = await streamUntilMessage(api, id);
+        // A turn killed as it began to write a call: its tool_calls step stored as it opened, with no call yet.
+        const called = await streamUntilMessage(api, withFunction, 'thread.run.step.created');
         await storedMessage(api, resumed.threadId, resumed.messageId);
         await storedMessage(api, cancelled.threadId, cancelled.messageId);
+        await eventually('the tool_calls step stored', 5000, async () =>
+          (await runSteps(api, called.threadId, called.runId)).length === 1 ? true : undefined,
+        );
         await process.stop('SIGKILL');
 
         // A server that executes nothing: the run's lease lapses, and its cancel ends it here.
@@ -199,16 +241,22 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         const idle = new ApiClient(process.url);
         await new Promise((resolve) => setTimeout(resolve, 1500));
         const { threadId, runId, messageId } = cancelled;
-        assert.equal((await idle.post<Obj>(`/v1/threads/${threadId}/runs/${runId}/cancel`)).status, 200);
+        const cancel = await idle.post<Obj>(`/v1/threads/${threadId}/runs/${runId}/cancel`);
+        assert.equal(cancel.status, 200, JSON.stringify(cancel.body));
         await runStatus(idle, threadId, runId, ['cancelled']);
         assert.equal((await idle.get(`/v1/threads/${threadId}/messages/${messageId}`)).status, 404);
         assert.deepEqual(await runSteps(idle, threadId, runId), []);
         await process.stop();
 
-        upstream.enqueue({ text: 'Answered again.' });
+        upstream.enqueue({ text: 'Answered again.' }, { text: 'Answered again.' });
         process = await spawnServer(env);
         const again = new ApiClient(process.url);
         await runStatus(again, resumed.threadId, resumed.runId, ['completed']);
+        await runStatus(again, called.threadId, called.runId, ['completed']);
+        assert.deepEqual(
+          (await runSteps(again, called.threadId, called.runId)).map((s) => [s.type, s.status]),
+          [['message_creation', 'completed']],
+        );
         assert.equal((await again.get(`/v1/threads/${resumed.threadId}/messages/${resumed.messageId}`)).status, 404);
         const messages = await again.get<Obj>(`/v1/threads/${resumed.threadId}/messages?run_id=${resumed.runId}`);
         assert.deepEqual(

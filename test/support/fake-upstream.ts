@@ -75,6 +75,8 @@ export interface ToolCallsReply {
   chunkDelayMs?: number;
   /** Default `tool_calls`; `length`: cut off at the token limit (the last call's arguments as given, cut). */
   finishReason?: 'tool_calls' | 'length';
+  /** The stream's end (its finish_reason) is sent once this settles: the calls stay the ones being written. */
+  holdLast?: Promise<unknown>;
 }
 
 export interface ErrorReply {
@@ -603,6 +605,7 @@ class ReplyWriter {
       }
     }
     const completion = reply.toolCalls.map((call) => call.name + call.arguments).join('');
+    if (reply.holdLast) await reply.holdLast;
     await this.finishStream(reply.finishReason ?? 'tool_calls', this.usage(reply, completion), delay);
   }
 

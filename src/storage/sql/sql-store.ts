@@ -1,7 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { messageInProgress, messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../../domain/objects.ts';
-import { type Run, type RunStatus, TERMINAL_RUN_STATUSES } from '../../domain/runs.ts';
+import { isBegunStep, type Run, type RunStatus, TERMINAL_RUN_STATUSES } from '../../domain/runs.ts';
 import type { BlobStore } from '../blobs/blob-store.ts';
 import type {
   AssistantPatch,
@@ -652,7 +652,7 @@ export class SqlStore implements Store {
    */
   private async writeCommit(
     scope: Scope,
-    { run, expect, lock, steps = [], messages = [], discard }: RunCommit,
+    { run, expect, lock, steps = [], messages = [], discardBegun = false }: RunCommit,
   ): Promise<{ metadata?: string; waiting: boolean }> {
     const ends = TERMINAL_RUN_STATUSES.has(run.status);
     // As the column holds it: the same JSON text for the same pause (its row was written by the same toJson).
@@ -660,8 +660,7 @@ export class SqlStore implements Store {
       expect.requiredAction === undefined || expect.requiredAction === null
         ? expect.requiredAction
         : toJson(expect.requiredAction);
-    const discards = discard !== undefined && discard.steps.length + discard.messages.length > 0;
-    if (this.capabilities.rowLocks && this.capabilities.commitStatement && !discards) {
+    if (this.capabilities.rowLocks && this.capabilities.commitStatement && !discardBegun) {
       const statement = this.capabilities.commitStatement({
         set: withLock(runStateToRow(run), lock),
         fence: {
@@ -706,7 +705,7 @@ export class SqlStore implements Store {
         [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy, requiredAction],
       );
       if (!updated) return { waiting: false };
-      if (discards) await discardTurn(trx, scope, run.id, discard);
+      if (discardBegun) await discardBegunSteps(trx, scope, run.id, steps);
       for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
       for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
       if (ends) await releaseQueuedMessages(trx, run.thread_id, run.id, this.capabilities.rowLocks);
@@ -1036,29 +1035,49 @@ async function upsert(
   );
 }
 
-/** Deletes a dead model turn's open steps and messages (RunCommit.discard): of this run only. */
-async function discardTurn(
+/**
+ * Deletes the run's steps stored as their turn began (isBegunStep), but those of `written`, and their messages
+ * (RunCommit.discardBegun), leaving their places in the lists.
+ */
+async function discardBegunSteps(
   trx: Kysely<Database>,
   scope: Scope,
   runId: string,
-  discard: NonNullable<RunCommit['discard']>,
+  written: readonly StoredStep[],
 ): Promise<void> {
-  if (discard.steps.length > 0)
-    await trx
-      .deleteFrom('run_steps')
-      .where('project_id', '=', scope.projectId)
-      .where('run_id', '=', runId)
-      .where('id', 'in', discard.steps)
-      .execute();
-  if (discard.messages.length === 0) return;
-  const rows = await trx
+  const keep = new Set(written.map((step) => step.id));
+  const open = await trx
+    .selectFrom('run_steps')
+    .selectAll()
+    .where('project_id', '=', scope.projectId)
+    .where('run_id', '=', runId)
+    .where('status', '=', 'in_progress')
+    .execute();
+  const begun = open.map(rowToStep).filter((step) => isBegunStep(step) && !keep.has(step.id));
+  if (begun.length === 0) return;
+  const steps = await trx
+    .deleteFrom('run_steps')
+    .where('project_id', '=', scope.projectId)
+    .where(
+      'id',
+      'in',
+      begun.map((step) => step.id),
+    )
+    .returning(['project_id', 'run_id as parent_id', 'id', 'created_at', 'seq'])
+    .execute();
+  await bury(trx, 'run_steps', steps);
+  const messageIds = begun.flatMap((step) =>
+    step.step_details.type === 'message_creation' ? [step.step_details.message_creation.message_id] : [],
+  );
+  if (messageIds.length === 0) return;
+  const messages = await trx
     .deleteFrom('messages')
     .where('project_id', '=', scope.projectId)
     .where('run_id', '=', runId)
-    .where('id', 'in', discard.messages)
+    .where('id', 'in', messageIds)
     .returning(['project_id', 'thread_id as parent_id', 'id', 'created_at', 'seq'])
     .execute();
-  await bury(trx, 'messages', rows);
+  await bury(trx, 'messages', messages);
 }
 
 /** A run's columns with its new lease, when there is one (RunLock → `locked_by`, `locked_until`). */
