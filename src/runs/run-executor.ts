@@ -791,8 +791,11 @@ export class RunExecutor {
     const at = unixSeconds();
     const turn = x.turn && { ...x.turn.soFar, usage: turnUsage ?? (await x.turnUsage?.()) };
     const ended = endRun(x.run, x.steps, ending, at, turn);
+    // Kept until committed: an ending refused by its fence (a cancel came first) is made again with it, or the turn's
+    // message, stored as it began, would be taken for a dead turn's and deleted.
+    if (!(await this.commit(x, { ...ended, lock: RELEASED }))) return 'settle';
     x.turn = undefined;
-    return (await this.commit(x, { ...ended, lock: RELEASED })) ? 'done' : 'settle';
+    return 'done';
   }
 
   /** The execution was told to stop: record what that means for the run. */

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import type { Run } from '../../src/domain/runs.ts';
+import type { RunCommit } from '../../src/storage/store.ts';
 import { eventually } from '../support/eventually.ts';
 import { FakeUpstream } from '../support/fake-upstream.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
@@ -13,6 +15,7 @@ import {
   tempDir,
 } from '../support/server.ts';
 import { readSse } from '../support/sse.ts';
+import { addCall, addTool } from '../support/test-tools.ts';
 
 /**
  * The message a run's model is writing, and its step (message_creation or tool_calls), exist from the moment their
@@ -70,7 +73,7 @@ function storedMessage(api: ApiClient, threadId: string, messageId: string): Pro
 }
 
 async function runSteps(api: ApiClient, threadId: string, runId: string): Promise<Obj[]> {
-  const steps = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}/steps`);
+  const steps = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}/steps?order=asc`);
   assert.equal(steps.status, 200);
   return steps.body.data;
 }
@@ -89,13 +92,19 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
     let db: { env: Record<string, string>; drop(): Promise<void> };
     let assistantId: string;
     let functionAssistantId: string;
+    let addAssistantId: string;
 
     before(async () => {
       db = await database();
       upstream = await FakeUpstream.start();
-      server = await startTestServer({ ...db.env, ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl });
+      server = await startTestServer(
+        { ...db.env, ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl },
+        { tools: [addTool()] },
+      );
       assistantId = (await server.api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
       functionAssistantId = (await server.api.post<Obj>('/v1/assistants', { model: 'm', tools: [lookup] })).body.id;
+      const add = { model: 'm', tools: [{ type: 'code_interpreter' }] }; // the test tool `add` takes its place
+      addAssistantId = (await server.api.post<Obj>('/v1/assistants', add)).body.id;
     });
     after(async () => {
       await server.close();
@@ -203,6 +212,121 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         (await runSteps(api, threadId, runId)).map((s) => [s.id, s.status]),
         [[stepId, 'cancelled']],
       );
+    });
+
+    /** Runs `during` with the server's commits going through `wrap` (given the store's own commitRun). */
+    async function withCommits(
+      wrap: (commit: RunCommit, original: (commit: RunCommit) => Promise<Run | undefined>) => Promise<Run | undefined>,
+      during: () => Promise<void>,
+    ): Promise<void> {
+      const { store } = server.server;
+      const commitRun = store.commitRun;
+      store.commitRun = (scope, commit) => wrap(commit, (c) => commitRun.call(store, scope, c));
+      try {
+        await during();
+      } finally {
+        store.commitRun = commitRun;
+      }
+    }
+
+    test('a failure whose ending a cancel beat to the run: the message kept, incomplete, its step cancelled', async () => {
+      const { api } = server;
+      let raced = false;
+      await withCommits(
+        async (commit, original) => {
+          if (!raced && commit.run.status === 'failed') {
+            raced = true; // the cancel's commit comes first, and the failure's fence fails
+            const cancelling: Run = { ...commit.run, status: 'cancelling', failed_at: null, last_error: null };
+            assert.ok(await original({ run: cancelling, expect: { status: 'in_progress' } }));
+          }
+          return original(commit);
+        },
+        async () => {
+          // The upstream's stream breaks off after the text: the run fails.
+          upstream.enqueue({ text: ['Hello', ' there'], finishReason: null, done: false, chunkDelayMs: 100 });
+          const { threadId, runId, messageId, stepId, ended } = await streamUntilMessage(api, assistantId);
+          await ended;
+          await runStatus(api, threadId, runId, ['cancelled']);
+          assert.ok(raced);
+          const message = await api.get<Obj>(`/v1/threads/${threadId}/messages/${messageId}`);
+          assert.equal(message.status, 200);
+          assert.equal(message.body.status, 'incomplete');
+          assert.equal(message.body.content[0]?.text.value, 'Hello there');
+          assert.deepEqual(
+            (await runSteps(api, threadId, runId)).map((s) => [s.id, s.status]),
+            [[stepId, 'cancelled']],
+          );
+        },
+      );
+    });
+
+    test('a step stored as it began, its write landing late, never undoes what the turn stored after it', async () => {
+      const { api } = server;
+      await withCommits(
+        async (commit, original) => {
+          if (commit.steps?.some((step) => step.status === 'in_progress' && step.type === 'tool_calls'))
+            if (
+              commit.steps[0]?.step_details.type === 'tool_calls' &&
+              commit.steps[0].step_details.tool_calls.length === 0
+            )
+              await new Promise((resolve) => setTimeout(resolve, 300)); // the tool_calls step as it opened
+          return original(commit);
+        },
+        async () => {
+          // The call executes and its step completes at once; the answer takes longer than the late write.
+          let answer!: () => void;
+          upstream.enqueue(addCall(2, 3), {
+            text: ['The sum', ' is 5.'],
+            holdLast: new Promise<void>((resolve) => (answer = resolve)),
+          });
+          const { threadId, runId, ended } = await streamUntilMessage(api, addAssistantId);
+          await new Promise((resolve) => setTimeout(resolve, 600));
+          answer();
+          await ended;
+          await runStatus(api, threadId, runId, ['completed']);
+          const steps = await runSteps(api, threadId, runId);
+          assert.deepEqual(
+            steps.map((s) => [s.type, s.status]),
+            [
+              ['tool_calls', 'completed'],
+              ['message_creation', 'completed'],
+            ],
+          );
+          const calls = (steps[0]!.step_details as unknown as { tool_calls: unknown[] }).tool_calls;
+          assert.equal(calls.length, 1);
+        },
+      );
+    });
+
+    test('begun by a server that died, its run expired by the sweep: deleted with the expiry', async () => {
+      const own = await database();
+      const dataDir = tempDir();
+      const env = {
+        ...own.env,
+        ASSISTD_DATA_DIR: dataDir,
+        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+        ASSISTD_WORKER_LEASE_S: '1',
+        ASSISTD_RUN_EXPIRES_AFTER_S: '3',
+      };
+      let process: ServerProcess | undefined = await spawnServer(env);
+      try {
+        const api = new ApiClient(process.url);
+        const id = (await api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
+        upstream.enqueue({ text: ['Never', ' finished'], holdLast: new Promise(() => {}) });
+        const { threadId, runId, messageId } = await streamUntilMessage(api, id);
+        await storedMessage(api, threadId, messageId);
+        await process.stop('SIGKILL');
+        // A server that executes nothing: only its sweep, which expires the run with what is stored.
+        process = await spawnServer({ ...env, ASSISTD_WORKER_CONCURRENCY: '0' });
+        const sweeping = new ApiClient(process.url);
+        await runStatus(sweeping, threadId, runId, ['expired']);
+        assert.equal((await sweeping.get(`/v1/threads/${threadId}/messages/${messageId}`)).status, 404);
+        assert.deepEqual(await runSteps(sweeping, threadId, runId), []);
+      } finally {
+        await process?.stop();
+        await own.drop();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     });
 
     test('begun by a server that died: deleted when the run is ended (cancel) or taken over (a new answer)', async () => {
