@@ -213,7 +213,7 @@ export function buildApp({
   const helpers = new ToolResourceHelpers(store, vectorStores);
   registerAssistantRoutes(app, store, files, helpers, models);
   registerThreadRoutes(app, store, files, helpers, bus);
-  registerMessageRoutes(app, store, files, helpers, queueRuns);
+  registerMessageRoutes(app, store, bus, files, helpers, queueRuns);
   registerRunRoutes(app, { store, runs, bus, files, helpers, closing, stream, queueRuns, models });
   registerModelRoutes(app, models);
   registerFileRoutes(app, files);

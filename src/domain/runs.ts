@@ -195,13 +195,22 @@ export interface StoredStep extends RunStep {
 }
 
 /**
- * Whether a step is stored as its model turn began, and not yet as the turn ended it: a message_creation step in
- * progress (its message being written), or a tool_calls step in progress with no call in it yet (the model writing
- * its calls). A tool_calls step stored at its turn's end has the model's calls (`model_calls`, and those it shows):
- * they are executed, or wait for the client's outputs. Held by no live turn, such a step is a dead turn's, never to be finished.
+ * The steps a model turn stored before its end, of a run whose turns have all ended but this one: a message being
+ * written (its message_creation step in progress), a message the turn finished before writing its calls (completed),
+ * a tool_calls step as it opened (in progress, no call in it yet). They come after the last turn that was committed
+ * with calls: a tool_calls step holding them (those it shows, or the model's own, `model_calls`), which are executed
+ * or wait for the client's outputs. (A turn that answers ends the run: none of a run still going comes after its last calls.) Held
+ * by no live turn, they are a dead turn's, never to be finished: the turn is asked again, and writes anew.
  */
-export function isBegunStep(step: StoredStep): boolean {
-  if (step.status !== 'in_progress') return false;
-  const details = step.step_details;
-  return details.type === 'message_creation' || (details.tool_calls.length === 0 && !step.model_calls?.length);
+export function uncommittedTurn(steps: readonly StoredStep[]): StoredStep[] {
+  const lastCalls = steps.findLastIndex(
+    (step) =>
+      step.step_details.type === 'tool_calls' &&
+      (step.step_details.tool_calls.length > 0 || (step.model_calls?.length ?? 0) > 0),
+  );
+  return steps.slice(lastCalls + 1).filter((step) => {
+    const details = step.step_details;
+    if (details.type === 'message_creation') return step.status === 'in_progress' || step.status === 'completed';
+    return step.status === 'in_progress' && details.tool_calls.length === 0;
+  });
 }

@@ -83,7 +83,10 @@ export class ModelTurn {
   private readonly inputs: Array<{ soFar: string; read: (fragment: string) => string; empty: ToolCallDetails }> = [];
   /** How many of the tool step's calls (a prefix) have been announced in deltas as they were written. */
   private announced = 0;
-  /** Told of each step the turn begins (with its message), once announced (the executor stores them, in progress). */
+  /**
+   * Told of each step the turn begins (with its message), once announced, and of a message it finishes early (text
+   * before its calls): the executor stores them as announced, before the turn's end.
+   */
   private readonly begun: ((step: StoredStep, message?: Message) => void) | undefined;
   /** Whether anything of this turn has been published: then it can no longer be retried invisibly. */
   published = false;
@@ -423,6 +426,7 @@ export class ModelTurn {
     const finished = this.messageResult(ZERO_USAGE, null, (m) => m);
     this.earlier = { message: finished.message, step: finished.step };
     for (const event of finished.events) this.emit(event);
+    this.begun?.(finished.step, finished.message); // stored as completed, as announced
     this.message = undefined;
     this.messageStep = undefined;
   }

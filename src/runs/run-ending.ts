@@ -3,11 +3,11 @@ import type { RunStreamEvent } from '../domain/run-events.ts';
 import { finishMessage, type StepCommand, transition, transitionStep } from '../domain/run-state-machine.ts';
 import {
   type IncompleteReason,
-  isBegunStep,
   type Run,
   type RunError,
   type StoredStep,
   type Usage,
+  uncommittedTurn,
 } from '../domain/runs.ts';
 import type { TurnSoFar } from './model-turn.ts';
 import { addUsage, runUsage } from './run-accounting.ts';
@@ -42,7 +42,7 @@ const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
  * decides what that means for everything the run has open: every step still in progress (stored, or the current
  * turn's) takes the run's fate, the message being written is kept `incomplete` with the run's reason, and a
  * message the turn had already finished is stored as it is. A message or step stored as it began that is not the
- * current turn's was begun by a turn that died with its execution (isBegunStep): it is deleted with the ending, as
+ * current turn's was begun by a turn that died with its execution (uncommittedTurn): it is deleted with the ending, as
  * an execution that takes the run over deletes it before it asks the model again. Used by cancel (run service and executor), expiry (the
  * executor holding the run, else the worker's sweeper) and failure (executor); a shutdown does not end runs, it
  * hands them back.
@@ -80,7 +80,9 @@ export function endRun(
   }
   // The turn's own steps are stored in progress as they began: the turn's are the newer.
   const own = new Set([turn?.earlier?.step.id, turn?.message?.step.id, turn?.toolStep?.id]);
-  const open = storedSteps.filter((step) => step.status === 'in_progress' && !own.has(step.id) && !isBegunStep(step));
+  const others = storedSteps.filter((step) => !own.has(step.id));
+  const dead = new Set(uncommittedTurn(others));
+  const open = others.filter((step) => step.status === 'in_progress' && !dead.has(step));
   if (turn?.message) {
     const ended = finishMessage(turn.message.message, at, MESSAGE_REASON[ending.type]);
     messages.push(ended.message);

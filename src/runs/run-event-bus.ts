@@ -40,6 +40,7 @@ export interface RunEventBusOptions {
 export class RunEventBus {
   private readonly emitter = new EventEmitter();
   private readonly live = new Map<string, LiveTurn>();
+  private readonly writes = new Map<string, Promise<void>>();
   private readonly signals: SignalChannel | undefined;
   private readonly metrics: Metrics | undefined;
 
@@ -177,6 +178,23 @@ export class RunEventBus {
       for (const signal of signals) signal.addEventListener('abort', onAbort);
       if (signals.some((signal) => signal.aborted)) done(undefined);
     });
+  }
+
+  /**
+   * A write of what a run's turn has begun (its message, its step), announced before it lands (RunExecutor.
+   * storeBegun): a read of the thread's messages or steps in this process waits for it (`written`), so that what an
+   * event announced is there to read. Other processes may read before it lands, for the time of the write.
+   */
+  writing(threadId: string, write: Promise<void>): void {
+    this.writes.set(threadId, write);
+    write.then(() => {
+      if (this.writes.get(threadId) === write) this.writes.delete(threadId);
+    });
+  }
+
+  /** The thread's write in flight (`writing`), if any. */
+  written(threadId: string): Promise<void> | undefined {
+    return this.writes.get(threadId);
   }
 
   /** The executing turn of a run, kept by the executor while it streams (in this process). */

@@ -13,7 +13,6 @@ import {
 import { transition, transitionStep } from '../domain/run-state-machine.ts';
 import {
   type FunctionToolCallDetails,
-  isBegunStep,
   type ModelToolCall,
   type Run,
   type RunError,
@@ -21,6 +20,7 @@ import {
   type StoredStep,
   type ToolCallDetails,
   type Usage,
+  uncommittedTurn,
 } from '../domain/runs.ts';
 import type { FileService } from '../files/file-service.ts';
 import type { ModelRouter } from '../providers/model-router.ts';
@@ -110,6 +110,11 @@ interface Execution {
   ended: boolean;
   /** The write of the message the model began (`storeBegun`), which every commit waits for: it must land first. */
   begun: Promise<void> | undefined;
+  /**
+   * Messages a turn finished early (text before its tool calls), as storeBegun stored them: a later commit carrying
+   * one unchanged leaves it as it is, with any metadata set on it meanwhile.
+   */
+  finished: Map<string, Message>;
 }
 
 /** What a change to the run records: the new run (or its transition), the objects with it, the events after it. */
@@ -176,6 +181,7 @@ export class RunExecutor {
       asked,
       ended: false,
       begun: undefined,
+      finished: new Map(),
     };
     try {
       if (run.status === 'cancelling') return await this.finishCancel(x);
@@ -191,7 +197,7 @@ export class RunExecutor {
       x.steps = steps ?? (await this.options.store.runSteps(scope, run.id));
       // What a turn of an execution before this one began and never finished (it died, or lost its lease): the model
       // is asked again, and writes anew.
-      if (x.steps.some(isBegunStep) && !(await this.commit(x, { run: x.run, discardBegun: true })))
+      if (uncommittedTurn(x.steps).length > 0 && !(await this.commit(x, { run: x.run, discardBegun: true })))
         return await this.settle(x);
       await this.loop(x);
     } catch (error) {
@@ -757,6 +763,7 @@ export class RunExecutor {
   /**
    * Stores a step the model has begun (and the message it writes), in progress, so that they can be read (retrieved,
    * listed) while it is written, as the events announcing them say they exist; the turn's end stores them finished.
+   * A message the turn finished early (text before its calls) is stored so too, completed, as its events say.
    * Not waited for by the turn, which streams on; every later commit waits for it (`begun`). Written once, as they
    * are when they open: a message's content, and a tool_calls step's calls (none yet), stay as they were then until
    * the turn ends. Fenced as any commit, and left unwritten when that or the database fails: the turn's end, or the
@@ -766,19 +773,22 @@ export class RunExecutor {
     const { store, logger } = this.options;
     const previous = x.begun;
     // Copies: the turn goes on changing its own.
+    const copy = message && { ...message, content: [...message.content] };
     const commit: RunCommit = {
       run: x.run,
       expect: { status: x.run.status, lockedBy: x.workerId },
       steps: [{ ...step }],
-      messages: message ? [{ ...message, content: [...message.content] }] : [],
+      messages: copy ? [copy] : [],
     };
     const write = async () => {
       await previous;
-      await store.commitRun(x.scope, commit);
+      if ((await store.commitRun(x.scope, commit)) && copy && copy.status !== 'in_progress')
+        x.finished.set(copy.id, copy);
     };
     x.begun = write().catch((error: unknown) => {
       logger.debug({ err: error, runId: x.run.id }, 'a step begun was not stored before its end');
     });
+    this.options.bus.writing(x.run.thread_id, x.begun);
   }
 
   // ── endings ───────────────────────────────────────────────────────────────────
@@ -898,7 +908,7 @@ export class RunExecutor {
       expect: { status: x.run.status, lockedBy: x.workerId },
       ...(change.lock ? { lock: change.lock } : {}),
       steps: change.steps ?? [],
-      messages: change.messages ?? [],
+      messages: (change.messages ?? []).filter((m) => !isDeepStrictEqual(x.finished.get(m.id), m)),
       ...(change.discardBegun ? { discardBegun: true } : {}),
     };
     // A database that went away (a restart, a failover) is waited for, so that a model's answer is kept rather than
@@ -933,7 +943,10 @@ export class RunExecutor {
     if (!stored) return false;
     x.run = stored;
     x.ended = ends;
-    if (change.discardBegun) x.steps = x.steps.filter((s) => !isBegunStep(s));
+    if (change.discardBegun) {
+      const dead = new Set(uncommittedTurn(x.steps));
+      x.steps = x.steps.filter((s) => !dead.has(s));
+    }
     for (const step of change.steps ?? []) {
       const at = x.steps.findIndex((s) => s.id === step.id);
       if (at >= 0) x.steps[at] = step;

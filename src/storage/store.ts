@@ -140,7 +140,7 @@ export interface RunCommit {
   /** Inserted, or replaced by id. */
   messages?: readonly Message[];
   /**
-   * Deletes the run's steps stored as their model turn began (isBegunStep) that this commit does not write, with
+   * Deletes the steps a model turn stored before its end (uncommittedTurn) that this commit does not write, with
    * their messages: a turn whose execution died or was cut off, never to be finished. Found as the commit applies,
    * after its fence: a step stored just before it is found, one that comes after is refused by the fence.
    */

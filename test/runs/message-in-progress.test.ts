@@ -64,12 +64,14 @@ async function streamUntilMessage(api: ApiClient, assistantId: string, until = '
   return { threadId, ended, ...(await message) };
 }
 
-/** The message, once stored: it is written as it is announced, its write not waited for by the stream. */
-function storedMessage(api: ApiClient, threadId: string, messageId: string): Promise<Obj> {
-  return eventually(`message ${messageId} stored`, 5000, async () => {
-    const response = await api.get<Obj>(`/v1/threads/${threadId}/messages/${messageId}`);
-    return response.status === 200 ? response.body : undefined;
-  });
+/**
+ * The message, read as soon as it is announced: its write is not waited for by the stream, but a read in the process
+ * that announced it waits for it (every server here is one process).
+ */
+async function storedMessage(api: ApiClient, threadId: string, messageId: string): Promise<Obj> {
+  const response = await api.get<Obj>(`/v1/threads/${threadId}/messages/${messageId}`);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return response.body;
 }
 
 async function runSteps(api: ApiClient, threadId: string, runId: string): Promise<Obj[]> {
@@ -173,10 +175,9 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         functionAssistantId,
         'thread.run.step.created',
       );
-      const step = await eventually('the step stored', 5000, async () => {
-        const response = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}/steps/${stepId}`);
-        return response.status === 200 ? response.body : undefined;
-      });
+      const retrieved = await api.get<Obj>(`/v1/threads/${threadId}/runs/${runId}/steps/${stepId}`);
+      assert.equal(retrieved.status, 200, 'read as soon as announced');
+      const step = retrieved.body;
       assert.equal(step.type, 'tool_calls');
       assert.equal(step.status, 'in_progress');
       assert.deepEqual(
@@ -193,6 +194,41 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
       assert.deepEqual(
         calls.map((c) => c.function.arguments),
         ['{"q":"abc"}'],
+      );
+    });
+
+    test('text before tool calls: its message completed as its event says, its metadata kept by the turn', async () => {
+      const { api } = server;
+      upstream.enqueue({
+        textBefore: ['Let me', ' look.'],
+        toolCalls: [{ name: 'lookup', arguments: '{"q":"abcdef"}' }],
+        chunkDelayMs: 150,
+      });
+      const { threadId, runId, messageId, ended } = await streamUntilMessage(
+        api,
+        functionAssistantId,
+        'thread.message.completed',
+      );
+      // The model writes its calls meanwhile.
+      const message = await storedMessage(api, threadId, messageId);
+      assert.equal(message.status, 'completed');
+      assert.equal(message.content[0]?.text.value, 'Let me look.');
+      const tagged = await api.post<Obj>(`/v1/threads/${threadId}/messages/${messageId}`, {
+        metadata: { rated: 'good' },
+      });
+      assert.equal(tagged.status, 200);
+      await ended;
+      await runStatus(api, threadId, runId, ['requires_action']);
+      const after = await api.get<Obj & { metadata: Record<string, string> }>(
+        `/v1/threads/${threadId}/messages/${messageId}`,
+      );
+      assert.deepEqual([after.body.status, after.body.metadata], ['completed', { rated: 'good' }]);
+      assert.deepEqual(
+        (await runSteps(api, threadId, runId)).map((s) => [s.type, s.status]),
+        [
+          ['message_creation', 'completed'],
+          ['tool_calls', 'in_progress'],
+        ],
       );
     });
 
@@ -348,16 +384,22 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
           { text: ['Never', ' finished'], holdLast: new Promise(() => {}) },
           { text: ['Never', ' finished'], holdLast: new Promise(() => {}) },
           { toolCalls: [{ name: 'lookup', arguments: '{"q":"abc"}' }], holdLast: new Promise(() => {}) },
+          {
+            textBefore: ['Before', ' calls.'],
+            toolCalls: [{ name: 'lookup', arguments: '{"q":"abc"}' }],
+            holdLast: new Promise(() => {}),
+          },
         );
         const resumed = await streamUntilMessage(api, id);
         const cancelled = await streamUntilMessage(api, id);
         // A turn killed as it began to write a call: its tool_calls step stored as it opened, with no call yet.
         const called = await streamUntilMessage(api, withFunction, 'thread.run.step.created');
+        // One killed as it wrote its calls after a message, stored completed as the stream said.
+        const early = await streamUntilMessage(api, withFunction, 'thread.message.completed');
         await storedMessage(api, resumed.threadId, resumed.messageId);
         await storedMessage(api, cancelled.threadId, cancelled.messageId);
-        await eventually('the tool_calls step stored', 5000, async () =>
-          (await runSteps(api, called.threadId, called.runId)).length === 1 ? true : undefined,
-        );
+        assert.equal((await runSteps(api, called.threadId, called.runId)).length, 1);
+        assert.equal((await storedMessage(api, early.threadId, early.messageId)).status, 'completed');
         await process.stop('SIGKILL');
 
         // A server that executes nothing: the run's lease lapses, and its cancel ends it here.
@@ -372,11 +414,19 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         assert.deepEqual(await runSteps(idle, threadId, runId), []);
         await process.stop();
 
-        upstream.enqueue({ text: 'Answered again.' }, { text: 'Answered again.' });
+        upstream.enqueue({ text: 'Answered again.' }, { text: 'Answered again.' }, { text: 'Answered again.' });
         process = await spawnServer(env);
         const again = new ApiClient(process.url);
         await runStatus(again, resumed.threadId, resumed.runId, ['completed']);
         await runStatus(again, called.threadId, called.runId, ['completed']);
+        await runStatus(again, early.threadId, early.runId, ['completed']);
+        // The killed turn is asked again whole: its message is not kept beside the new answer.
+        assert.equal((await again.get(`/v1/threads/${early.threadId}/messages/${early.messageId}`)).status, 404);
+        const answers = await again.get<Obj>(`/v1/threads/${early.threadId}/messages?run_id=${early.runId}`);
+        assert.deepEqual(
+          answers.body.data.map((m) => m.content[0]?.text.value),
+          ['Answered again.'],
+        );
         assert.deepEqual(
           (await runSteps(again, called.threadId, called.runId)).map((s) => [s.type, s.status]),
           [['message_creation', 'completed']],

@@ -77,6 +77,8 @@ export interface ToolCallsReply {
   finishReason?: 'tool_calls' | 'length';
   /** The stream's end (its finish_reason) is sent once this settles: the calls stay the ones being written. */
   holdLast?: Promise<unknown>;
+  /** Text the model writes before its calls, one piece per chunk (streamed only). */
+  textBefore?: string[];
 }
 
 export interface ErrorReply {
@@ -592,6 +594,11 @@ class ReplyWriter {
   private async streamToolCalls(reply: ToolCallsReply, delay: number): Promise<void> {
     this.startStream();
     await this.send({ role: 'assistant', content: null }, null);
+    for (const piece of reply.textBefore ?? []) {
+      if (!(await this.pause(delay))) return;
+      this.markContent();
+      await this.send({ content: piece }, null);
+    }
     for (const [index, call] of reply.toolCalls.entries()) {
       if (!(await this.pause(delay))) return;
       const id = call.id ?? `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`;

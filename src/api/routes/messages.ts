@@ -3,6 +3,7 @@ import { unixSeconds } from '../../domain/clock.ts';
 import { type ApiError, messagesLockedByRun, notFound } from '../../domain/errors.ts';
 import { newClientMessage } from '../../domain/messages.ts';
 import type { FileService } from '../../files/file-service.ts';
+import type { RunEventBus } from '../../runs/run-event-bus.ts';
 import type { Store } from '../../storage/store.ts';
 import { checkFileReferences, messageFileReferences } from '../file-references.ts';
 import { pathId } from '../ids.ts';
@@ -16,6 +17,8 @@ import { parseBody } from '../validation.ts';
 export function registerMessageRoutes(
   app: FastifyInstance,
   store: Store,
+  /** What a run's turn has begun and announced is read once stored (RunEventBus.writing). */
+  bus: Pick<RunEventBus, 'written'>,
   files: FileService,
   helpers: ToolResourceHelpers,
   /** ASSISTD_QUEUE_RUNS: whether a message added during a run is stored without `x-assistd-queue` (queue-header.ts). */
@@ -43,6 +46,7 @@ export function registerMessageRoutes(
   app.get('/v1/threads/:thread_id/messages', async (request, reply) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const query = request.query as Record<string, unknown>;
+    await bus.written(threadId);
     const page = await store.listMessagesJson(request.scope, threadId, parsePageRequest(query), {
       runId: single(query, 'run_id'),
     });
@@ -52,6 +56,7 @@ export function registerMessageRoutes(
   app.get('/v1/threads/:thread_id/messages/:message_id', async (request) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const id = pathId('message', request.params, 'message_id');
+    await bus.written(threadId);
     const message = await store.getMessage(request.scope, threadId, id);
     if (!message) throw await missing(request, threadId, id);
     return serializeMessage(message);
@@ -62,6 +67,7 @@ export function registerMessageRoutes(
     const id = pathId('message', request.params, 'message_id');
     const body = parseBody(modifyMessageRequest, request.body);
     const patch = body.metadata !== undefined ? { metadata: body.metadata ?? {} } : {};
+    await bus.written(threadId);
     const message = await store.updateMessage(request.scope, threadId, id, patch);
     if (!message) throw await missing(request, threadId, id);
     return serializeMessage(message);
@@ -70,6 +76,7 @@ export function registerMessageRoutes(
   app.delete('/v1/threads/:thread_id/messages/:message_id', async (request) => {
     const threadId = pathId('thread', request.params, 'thread_id');
     const id = pathId('message', request.params, 'message_id');
+    await bus.written(threadId);
     if (!(await store.deleteMessage(request.scope, threadId, id))) throw await missing(request, threadId, id);
     return serializeDeleted(id, 'thread.message.deleted');
   });

@@ -263,6 +263,7 @@ export function registerRunRoutes(
     const runId = pathId('run', request.params, 'run_id');
     const query = request.query as Record<string, unknown>;
     const include = parseInclude(query);
+    await bus.written(threadId);
     const page = await store.listRunSteps(request.scope, threadId, runId, parsePageRequest(query));
     return toListObject(page, (step) => serializeRunStep(step, include));
   });
@@ -272,6 +273,7 @@ export function registerRunRoutes(
     const runId = pathId('run', request.params, 'run_id');
     const stepId = pathId('step', request.params, 'step_id');
     const include = parseInclude(request.query as Record<string, unknown>);
+    await bus.written(threadId);
     const step = await store.getRunStep(request.scope, threadId, runId, stepId);
     if (!step) throw notFound('run step', stepId);
     return serializeRunStep(step, include);

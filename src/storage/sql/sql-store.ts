@@ -1,7 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { messageInProgress, messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../../domain/objects.ts';
-import { isBegunStep, type Run, type RunStatus, TERMINAL_RUN_STATUSES } from '../../domain/runs.ts';
+import { type Run, type RunStatus, TERMINAL_RUN_STATUSES, uncommittedTurn } from '../../domain/runs.ts';
 import type { BlobStore } from '../blobs/blob-store.ts';
 import type {
   AssistantPatch,
@@ -1036,8 +1036,8 @@ async function upsert(
 }
 
 /**
- * Deletes the run's steps stored as their turn began (isBegunStep), but those of `written`, and their messages
- * (RunCommit.discardBegun), leaving their places in the lists.
+ * Deletes what the run's dead turn stored before its end (uncommittedTurn), but the steps of `written`, and their
+ * messages (RunCommit.discardBegun), leaving their places in the lists.
  */
 async function discardBegunSteps(
   trx: Kysely<Database>,
@@ -1046,14 +1046,15 @@ async function discardBegunSteps(
   written: readonly StoredStep[],
 ): Promise<void> {
   const keep = new Set(written.map((step) => step.id));
-  const open = await trx
+  const stored = await trx
     .selectFrom('run_steps')
     .selectAll()
     .where('project_id', '=', scope.projectId)
     .where('run_id', '=', runId)
-    .where('status', '=', 'in_progress')
+    .orderBy('created_at')
+    .orderBy('seq')
     .execute();
-  const begun = open.map(rowToStep).filter((step) => isBegunStep(step) && !keep.has(step.id));
+  const begun = uncommittedTurn(stored.map(rowToStep).filter((step) => !keep.has(step.id)));
   if (begun.length === 0) return;
   const steps = await trx
     .deleteFrom('run_steps')
