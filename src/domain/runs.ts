@@ -208,9 +208,10 @@ export function uncommittedTurn(steps: readonly StoredStep[]): StoredStep[] {
       step.step_details.type === 'tool_calls' &&
       (step.step_details.tool_calls.length > 0 || (step.model_calls?.length ?? 0) > 0),
   );
-  return steps.slice(lastCalls + 1).filter((step) => {
-    const details = step.step_details;
-    if (details.type === 'message_creation') return step.status === 'in_progress' || step.status === 'completed';
-    return step.status === 'in_progress' && details.tool_calls.length === 0;
-  });
+  // After it, a tool_calls step has no call: it is one as it opened.
+  return steps
+    .slice(lastCalls + 1)
+    .filter(
+      (step) => step.status === 'in_progress' || (step.type === 'message_creation' && step.status === 'completed'),
+    );
 }

@@ -9,7 +9,7 @@ import type { ServerTool, TextAnnotator } from '../tools/tool.ts';
 import { ZERO_USAGE } from './run-accounting.ts';
 import type { RunEventBus } from './run-event-bus.ts';
 
-/** What a model turn has produced that is not stored yet, as a run's ending must record it (run-ending.ts). */
+/** What a model turn has produced that is not committed yet, as a run's ending must record it (run-ending.ts). */
 export interface TurnSoFar {
   /** A message finished early in the turn (text came before tool calls): stored as it is. */
   earlier: { message: Message; step: StoredStep } | undefined;

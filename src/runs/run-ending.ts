@@ -26,8 +26,6 @@ export interface EndedRun {
   messages: Message[];
   /** What announces the ending, in the order the SDK expects: messages, then steps, then the run. */
   events: RunStreamEvent[];
-  /** What the ending's commit deletes beside: the steps a dead turn stored as it began (RunCommit.discardBegun). */
-  discardBegun: true;
 }
 
 const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
@@ -41,9 +39,9 @@ const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
  * Ends a run that stops before its answer — cancelled, expired, failed, or out of budget — the one place that
  * decides what that means for everything the run has open: every step still in progress (stored, or the current
  * turn's) takes the run's fate, the message being written is kept `incomplete` with the run's reason, and a
- * message the turn had already finished is stored as it is. A message or step stored as it began that is not the
- * current turn's was begun by a turn that died with its execution (uncommittedTurn): it is deleted with the ending, as
- * an execution that takes the run over deletes it before it asks the model again. Used by cancel (run service and executor), expiry (the
+ * message the turn had already finished is stored as it is. What a turn that died with its execution stored before
+ * its end (uncommittedTurn, not the current turn's) is not ended here: the ending's commit deletes it
+ * (RunCommit.discardBegun), as an execution that takes the run over deletes it before it asks the model again. Used by cancel (run service and executor), expiry (the
  * executor holding the run, else the worker's sweeper) and failure (executor); a shutdown does not end runs, it
  * hands them back.
  */
@@ -80,9 +78,8 @@ export function endRun(
   }
   // The turn's own steps are stored in progress as they began: the turn's are the newer.
   const own = new Set([turn?.earlier?.step.id, turn?.message?.step.id, turn?.toolStep?.id]);
-  const others = storedSteps.filter((step) => !own.has(step.id));
-  const dead = new Set(uncommittedTurn(others));
-  const open = others.filter((step) => step.status === 'in_progress' && !dead.has(step));
+  const dead = new Set(uncommittedTurn(storedSteps));
+  const open = storedSteps.filter((step) => step.status === 'in_progress' && !own.has(step.id) && !dead.has(step));
   if (turn?.message) {
     const ended = finishMessage(turn.message.message, at, MESSAGE_REASON[ending.type]);
     messages.push(ended.message);
@@ -106,5 +103,5 @@ export function endRun(
         ? transition(run, { type: 'incomplete', at, reason: ending.reason, usage })
         : transition(run, { type: ending.type, at, usage });
   events.push(...next.events);
-  return { run: next.run, steps, messages, events, discardBegun: true };
+  return { run: next.run, steps, messages, events };
 }

@@ -187,9 +187,10 @@ export class RunEventBus {
    */
   writing(threadId: string, write: Promise<void>): void {
     this.writes.set(threadId, write);
-    write.then(() => {
+    const done = () => {
       if (this.writes.get(threadId) === write) this.writes.delete(threadId);
-    });
+    };
+    write.then(done, done);
   }
 
   /** The thread's write in flight (`writing`), if any. */

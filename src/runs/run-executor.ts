@@ -137,12 +137,13 @@ const RELEASED: RunLock = { lockedBy: null, lockedUntil: null };
 /**
  * Executes a claimed run to its end or its next pause, within one claim: model turn → the server-side tools it
  * called (src/tools) → the next model turn with their results → … → the answer, or `requires_action` when the
- * model calls a client's function. While the model streams, its output is published as run events (ModelTurn) but
- * nothing is written. Each turn's result is committed in one transaction fenced on this worker's lease, and each
- * server-side call's result likewise once it has run; the events that announce a commit are published after it.
- * A crash therefore resumes from the last commit: a turn the model had not finished is asked again, a server-side
- * call without a stored result is executed again, and nothing committed is repeated — no assistant message is
- * ever written twice.
+ * model calls a client's function. While the model streams, its output is published as run events (ModelTurn);
+ * what it has begun (a step, the message it writes) is stored as announced, in progress (storeBegun), and nothing
+ * more until the turn ends. Each turn's result is committed in one transaction fenced on this worker's lease, and
+ * each server-side call's result likewise once it has run; the events that announce a commit are published after
+ * it. A crash therefore resumes from the last commit: what the dead turn stored as it went is deleted and the turn
+ * asked again, a server-side call without a stored result is executed again, and nothing committed is repeated —
+ * no assistant message is ever written twice.
  *
  * An upstream failure is retried only while the attempt has published nothing: once text has reached a stream, a
  * retry would show it twice, so the run fails instead and keeps the partial message as `incomplete`.
@@ -803,7 +804,7 @@ export class RunExecutor {
     const ended = endRun(x.run, x.steps, ending, at, turn);
     // Kept until committed: an ending refused by its fence (a cancel came first) is made again with it, or the turn's
     // message, stored as it began, would be taken for a dead turn's and deleted.
-    if (!(await this.commit(x, { ...ended, lock: RELEASED }))) return 'settle';
+    if (!(await this.commit(x, { ...ended, lock: RELEASED, discardBegun: true }))) return 'settle';
     x.turn = undefined;
     return 'done';
   }
@@ -908,7 +909,7 @@ export class RunExecutor {
       expect: { status: x.run.status, lockedBy: x.workerId },
       ...(change.lock ? { lock: change.lock } : {}),
       steps: change.steps ?? [],
-      messages: (change.messages ?? []).filter((m) => !isDeepStrictEqual(x.finished.get(m.id), m)),
+      messages: await this.unfinished(x, change.messages ?? []),
       ...(change.discardBegun ? { discardBegun: true } : {}),
     };
     // A database that went away (a restart, a failover) is waited for, so that a model's answer is kept rather than
@@ -955,6 +956,24 @@ export class RunExecutor {
     x.messages?.add((change.messages ?? []).filter((m) => m.status !== 'in_progress'));
     if (change.events) this.options.bus.publishAll(x.run.thread_id, x.run.id, asCommitted(change.events, stored));
     return true;
+  }
+
+  /**
+   * The messages a commit writes: not one the turn stored finished early (`finished`) and carries unchanged; one it
+   * changed since (an annotation whose file could not be made, taken out) as the client left it, with the metadata
+   * it set meanwhile, or not at all if the client deleted it.
+   */
+  private async unfinished(x: Execution, messages: readonly Message[]): Promise<Message[]> {
+    const written: Message[] = [];
+    for (const message of messages) {
+      const early = x.finished.get(message.id);
+      if (!early) written.push(message);
+      else if (!isDeepStrictEqual(early, message)) {
+        const stored = await this.options.store.getMessage(x.scope, message.thread_id, message.id);
+        if (stored) written.push({ ...message, metadata: stored.metadata });
+      }
+    }
+    return written;
   }
 
   /**

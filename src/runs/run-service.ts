@@ -203,7 +203,7 @@ export class RunService {
       lock: { lockedBy: null, lockedUntil: null },
       steps: ended.steps,
       messages: ended.messages,
-      discardBegun: ended.discardBegun,
+      discardBegun: true,
     });
     if (committed) this.publish(committed, asCommitted(ended.events, committed));
   }

@@ -210,7 +210,7 @@ export class RunWorker implements LocalExecution {
           lock: { lockedBy: null, lockedUntil: null },
           steps: ended.steps,
           messages: ended.messages,
-          discardBegun: ended.discardBegun,
+          discardBegun: true,
         });
         if (!committed) continue; // it changed meanwhile; the next sweep sees it again if still due
         bus.publishAll(run.thread_id, run.id, asCommitted(ended.events, committed));

@@ -687,6 +687,12 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         });
         return { message, step };
       };
+      // A turn that wrote a message before its calls, committed with them: kept, also when the ending writes the calls.
+      const said = begun('');
+      const early = {
+        message: { ...said.message, status: 'completed' as const, content: aMessage(threadId, 'Let me look.').content },
+        step: { ...said.step, status: 'completed' as const, completed_at: run.created_at + 1 },
+      };
       const pending = aStep(run); // the model's calls in it: not a turn's beginning
       const dead = begun('');
       const deadCalls = aStep(run, {
@@ -696,7 +702,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       });
       const own = begun('');
       for (const written of [
-        { steps: [pending] },
+        { steps: [early.step, pending], messages: [early.message] },
         { steps: [dead.step], messages: [dead.message] },
         { steps: [deadCalls] },
         { steps: [own.step], messages: [own.message] },
@@ -727,7 +733,8 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
           discardBegun: true,
         }),
       );
-      assert.deepEqual(await store.runSteps(scope, run.id), [cancelledPending, ownDone]);
+      assert.deepEqual(await store.runSteps(scope, run.id), [early.step, cancelledPending, ownDone]);
+      assert.deepEqual(await store.getMessage(scope, threadId, early.message.id), early.message);
       assert.equal(await store.getMessage(scope, threadId, dead.message.id), undefined);
       assert.deepEqual(await store.getMessage(scope, threadId, own.message.id), ownMessage);
       // Their places stay: a cursor naming one pages on.

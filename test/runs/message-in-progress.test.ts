@@ -230,6 +230,20 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
           ['tool_calls', 'in_progress'],
         ],
       );
+      // Cancelled at its pause: the calls' step cancelled, the message before them kept.
+      assert.equal((await api.post(`/v1/threads/${threadId}/runs/${runId}/cancel`)).status, 200);
+      await runStatus(api, threadId, runId, ['cancelled']);
+      const kept = await api.get<Obj & { metadata: Record<string, string> }>(
+        `/v1/threads/${threadId}/messages/${messageId}`,
+      );
+      assert.deepEqual([kept.status, kept.body.status, kept.body.metadata], [200, 'completed', { rated: 'good' }]);
+      assert.deepEqual(
+        (await runSteps(api, threadId, runId)).map((s) => [s.type, s.status]),
+        [
+          ['message_creation', 'completed'],
+          ['tool_calls', 'cancelled'],
+        ],
+      );
     });
 
     test('cancelled while written: the message stored once, incomplete, and its one step cancelled', async () => {
@@ -389,6 +403,8 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
             toolCalls: [{ name: 'lookup', arguments: '{"q":"abc"}' }],
             holdLast: new Promise(() => {}),
           },
+          { toolCalls: [{ name: 'lookup', arguments: '{"q":"abc"}' }] },
+          { text: ['Never', ' finished'], holdLast: new Promise(() => {}) },
         );
         const resumed = await streamUntilMessage(api, id);
         const cancelled = await streamUntilMessage(api, id);
@@ -396,6 +412,28 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         const called = await streamUntilMessage(api, withFunction, 'thread.run.step.created');
         // One killed as it wrote its calls after a message, stored completed as the stream said.
         const early = await streamUntilMessage(api, withFunction, 'thread.message.completed');
+        // And one killed as it answered after a round of calls, its outputs submitted.
+        const rounds = await streamUntilMessage(api, withFunction, 'thread.run.requires_action');
+        await rounds.ended;
+        const paused = await api.get<Obj & { required_action: { submit_tool_outputs: { tool_calls: Obj[] } } }>(
+          `/v1/threads/${rounds.threadId}/runs/${rounds.runId}`,
+        );
+        const callId = paused.body.required_action.submit_tool_outputs.tool_calls[0]!.id;
+        const submitted = await fetch(
+          `${api.baseUrl}/v1/threads/${rounds.threadId}/runs/${rounds.runId}/submit_tool_outputs`,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ tool_outputs: [{ tool_call_id: callId, output: 'found' }], stream: true }),
+          },
+        );
+        let answering!: (id: string) => void;
+        const answer = new Promise<string>((resolve) => (answering = resolve));
+        readSse(submitted, (event) => {
+          if (event.event === 'thread.message.created') answering(event.data.id);
+        }).catch(() => []);
+        const roundsMessage = await answer;
+        assert.equal((await storedMessage(api, rounds.threadId, roundsMessage)).status, 'in_progress');
         await storedMessage(api, resumed.threadId, resumed.messageId);
         await storedMessage(api, cancelled.threadId, cancelled.messageId);
         assert.equal((await runSteps(api, called.threadId, called.runId)).length, 1);
@@ -414,12 +452,26 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         assert.deepEqual(await runSteps(idle, threadId, runId), []);
         await process.stop();
 
-        upstream.enqueue({ text: 'Answered again.' }, { text: 'Answered again.' }, { text: 'Answered again.' });
+        upstream.enqueue(
+          { text: 'Answered again.' },
+          { text: 'Answered again.' },
+          { text: 'Answered again.' },
+          { text: 'Answered again.' },
+        );
         process = await spawnServer(env);
         const again = new ApiClient(process.url);
         await runStatus(again, resumed.threadId, resumed.runId, ['completed']);
         await runStatus(again, called.threadId, called.runId, ['completed']);
         await runStatus(again, early.threadId, early.runId, ['completed']);
+        await runStatus(again, rounds.threadId, rounds.runId, ['completed']);
+        assert.equal((await again.get(`/v1/threads/${rounds.threadId}/messages/${roundsMessage}`)).status, 404);
+        assert.deepEqual(
+          (await runSteps(again, rounds.threadId, rounds.runId)).map((s) => [s.type, s.status]),
+          [
+            ['tool_calls', 'completed'],
+            ['message_creation', 'completed'],
+          ],
+        );
         // The killed turn is asked again whole: its message is not kept beside the new answer.
         assert.equal((await again.get(`/v1/threads/${early.threadId}/messages/${early.messageId}`)).status, 404);
         const answers = await again.get<Obj>(`/v1/threads/${early.threadId}/messages?run_id=${early.runId}`);

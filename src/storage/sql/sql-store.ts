@@ -1054,7 +1054,8 @@ async function discardBegunSteps(
     .orderBy('created_at')
     .orderBy('seq')
     .execute();
-  const begun = uncommittedTurn(stored.map(rowToStep).filter((step) => !keep.has(step.id)));
+  // Found among all the run's steps: the steps this commit writes may be the last calls the turns stop at.
+  const begun = uncommittedTurn(stored.map(rowToStep)).filter((step) => !keep.has(step.id));
   if (begun.length === 0) return;
   const steps = await trx
     .deleteFrom('run_steps')
