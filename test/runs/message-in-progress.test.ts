@@ -264,6 +264,37 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
       );
     });
 
+    /**
+     * Runs `body` with servers it spawns (`spawn`, with more settings) on a database and data directory of their own
+     * (the suite's server would take their runs over), a lease of 1 s; stops them and removes both after.
+     */
+    async function withOwnData(
+      settings: Record<string, string>,
+      body: (spawn: (more?: Record<string, string>) => Promise<ServerProcess>) => Promise<void>,
+    ): Promise<void> {
+      const own = await database();
+      const dataDir = tempDir();
+      const env = {
+        ...own.env,
+        ASSISTD_DATA_DIR: dataDir,
+        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
+        ASSISTD_WORKER_LEASE_S: '1',
+        ...settings,
+      };
+      const spawned: ServerProcess[] = [];
+      try {
+        await body(async (more = {}) => {
+          const started = await spawnServer({ ...env, ...more });
+          spawned.push(started);
+          return started;
+        });
+      } finally {
+        for (const started of spawned) await started.stop();
+        await own.drop();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    }
+
     /** Runs `during` with the server's commits going through `wrap` (given the store's own commitRun). */
     async function withCommits(
       wrap: (commit: RunCommit, original: (commit: RunCommit) => Promise<Run | undefined>) => Promise<Run | undefined>,
@@ -349,17 +380,8 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
     });
 
     test('begun by a server that died, its run expired by the sweep: deleted with the expiry', async () => {
-      const own = await database();
-      const dataDir = tempDir();
-      const env = {
-        ...own.env,
-        ASSISTD_DATA_DIR: dataDir,
-        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
-        ASSISTD_WORKER_LEASE_S: '1',
-        ASSISTD_RUN_EXPIRES_AFTER_S: '3',
-      };
-      let process: ServerProcess | undefined = await spawnServer(env);
-      try {
+      await withOwnData({ ASSISTD_RUN_EXPIRES_AFTER_S: '3' }, async (spawn) => {
+        let process = await spawn();
         const api = new ApiClient(process.url);
         const id = (await api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
         upstream.enqueue({ text: ['Never', ' finished'], holdLast: new Promise(() => {}) });
@@ -367,30 +389,17 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         await storedMessage(api, threadId, messageId);
         await process.stop('SIGKILL');
         // A server that executes nothing: only its sweep, which expires the run with what is stored.
-        process = await spawnServer({ ...env, ASSISTD_WORKER_CONCURRENCY: '0' });
+        process = await spawn({ ASSISTD_WORKER_CONCURRENCY: '0' });
         const sweeping = new ApiClient(process.url);
         await runStatus(sweeping, threadId, runId, ['expired']);
         assert.equal((await sweeping.get(`/v1/threads/${threadId}/messages/${messageId}`)).status, 404);
         assert.deepEqual(await runSteps(sweeping, threadId, runId), []);
-      } finally {
-        await process?.stop();
-        await own.drop();
-        rmSync(dataDir, { recursive: true, force: true });
-      }
+      });
     });
 
     test('begun by a server that died: deleted when the run is ended (cancel) or taken over (a new answer)', async () => {
-      // Its own database: the server of the tests above would take the runs over.
-      const own = await database();
-      const dataDir = tempDir();
-      const env = {
-        ...own.env,
-        ASSISTD_DATA_DIR: dataDir,
-        ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
-        ASSISTD_WORKER_LEASE_S: '1',
-      };
-      let process: ServerProcess | undefined = await spawnServer(env);
-      try {
+      await withOwnData({}, async (spawn) => {
+        let process = await spawn();
         const api = new ApiClient(process.url);
         const id = (await api.post<Obj>('/v1/assistants', { model: 'm' })).body.id;
         const withFunction = (await api.post<Obj>('/v1/assistants', { model: 'm', tools: [lookup] })).body.id;
@@ -441,7 +450,7 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
         await process.stop('SIGKILL');
 
         // A server that executes nothing: the run's lease lapses, and its cancel ends it here.
-        process = await spawnServer({ ...env, ASSISTD_WORKER_CONCURRENCY: '0' });
+        process = await spawn({ ASSISTD_WORKER_CONCURRENCY: '0' });
         const idle = new ApiClient(process.url);
         await new Promise((resolve) => setTimeout(resolve, 1500));
         const { threadId, runId, messageId } = cancelled;
@@ -458,7 +467,7 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
           { text: 'Answered again.' },
           { text: 'Answered again.' },
         );
-        process = await spawnServer(env);
+        process = await spawn();
         const again = new ApiClient(process.url);
         await runStatus(again, resumed.threadId, resumed.runId, ['completed']);
         await runStatus(again, called.threadId, called.runId, ['completed']);
@@ -494,11 +503,7 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
           steps.map((s) => [s.type, s.status, s.step_details.message_creation.message_id]),
           [['message_creation', 'completed', messages.body.data[0]!.id]],
         );
-      } finally {
-        await process?.stop();
-        await own.drop();
-        rmSync(dataDir, { recursive: true, force: true });
-      }
+      });
     });
   });
 }

@@ -307,15 +307,8 @@ export class SqlStore implements Store {
     });
   }
 
-  async getMessage(scope: Scope, threadId: string, id: string): Promise<Message | undefined> {
-    const row = await this.db
-      .selectFrom('messages')
-      .select('doc')
-      .where('project_id', '=', scope.projectId)
-      .where('thread_id', '=', threadId)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row && rowToMessage(row);
+  getMessage(scope: Scope, threadId: string, id: string): Promise<Message | undefined> {
+    return readMessage(this.db, scope, threadId, id);
   }
 
   async listMessages(
@@ -356,16 +349,8 @@ export class SqlStore implements Store {
 
   async updateMessage(scope: Scope, threadId: string, id: string, patch: MessagePatch): Promise<Message | undefined> {
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .selectFrom('messages')
-        .select('doc')
-        .where('project_id', '=', scope.projectId)
-        .where('thread_id', '=', threadId)
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (!row) return undefined;
-      const stored = rowToMessage(row);
-      if (stored.status === 'in_progress') throw messageInProgress(id, stored.run_id);
+      const stored = await changeableMessage(trx, scope, threadId, id);
+      if (!stored) return undefined;
       const message = { ...stored, ...patch };
       await trx
         .updateTable('messages')
@@ -380,25 +365,8 @@ export class SqlStore implements Store {
 
   async deleteMessage(scope: Scope, threadId: string, id: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .selectFrom('messages')
-        .select('doc')
-        .where('project_id', '=', scope.projectId)
-        .where('thread_id', '=', threadId)
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (!row) return false;
-      const stored = rowToMessage(row);
-      if (stored.status === 'in_progress') throw messageInProgress(id, stored.run_id);
-      const rows = await trx
-        .deleteFrom('messages')
-        .where('project_id', '=', scope.projectId)
-        .where('thread_id', '=', threadId)
-        .where('id', '=', id)
-        .returning(['project_id', 'thread_id as parent_id', 'id', 'created_at', 'seq'])
-        .execute();
-      await bury(trx, 'messages', rows);
-      return rows.length > 0;
+      if (!(await changeableMessage(trx, scope, threadId, id))) return false;
+      return (await deleteAndBuryChildren(trx, 'messages', scope, threadId, [id])) > 0;
     });
   }
 
@@ -705,7 +673,7 @@ export class SqlStore implements Store {
         [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy, requiredAction],
       );
       if (!updated) return { waiting: false };
-      if (discardBegun) await discardBegunSteps(trx, scope, run.id, steps);
+      if (discardBegun) await discardBegunSteps(trx, scope, run, steps);
       for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
       for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
       if (ends) await releaseQueuedMessages(trx, run.thread_id, run.id, this.capabilities.rowLocks);
@@ -1035,6 +1003,34 @@ async function upsert(
   );
 }
 
+async function readMessage(
+  db: Kysely<Database>,
+  scope: Scope,
+  threadId: string,
+  id: string,
+): Promise<Message | undefined> {
+  const row = await db
+    .selectFrom('messages')
+    .select('doc')
+    .where('project_id', '=', scope.projectId)
+    .where('thread_id', '=', threadId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row && rowToMessage(row);
+}
+
+/** The message as stored, if there is one; a 400 while it is in progress (Store.updateMessage). */
+async function changeableMessage(
+  trx: Kysely<Database>,
+  scope: Scope,
+  threadId: string,
+  id: string,
+): Promise<Message | undefined> {
+  const stored = await readMessage(trx, scope, threadId, id);
+  if (stored?.status === 'in_progress') throw messageInProgress(id, stored.run_id);
+  return stored;
+}
+
 /**
  * Deletes what the run's dead turn stored before its end (uncommittedTurn), but the steps of `written`, and their
  * messages (RunCommit.discardBegun), leaving their places in the lists.
@@ -1042,7 +1038,7 @@ async function upsert(
 async function discardBegunSteps(
   trx: Kysely<Database>,
   scope: Scope,
-  runId: string,
+  { id: runId, thread_id: threadId }: Run,
   written: readonly StoredStep[],
 ): Promise<void> {
   const keep = new Set(written.map((step) => step.id));
@@ -1057,29 +1053,41 @@ async function discardBegunSteps(
   // Found among all the run's steps: the steps this commit writes may be the last calls the turns stop at.
   const begun = uncommittedTurn(stored.map(rowToStep)).filter((step) => !keep.has(step.id));
   if (begun.length === 0) return;
-  const steps = await trx
-    .deleteFrom('run_steps')
-    .where('project_id', '=', scope.projectId)
-    .where(
-      'id',
-      'in',
-      begun.map((step) => step.id),
-    )
-    .returning(['project_id', 'run_id as parent_id', 'id', 'created_at', 'seq'])
-    .execute();
-  await bury(trx, 'run_steps', steps);
+  await deleteAndBuryChildren(
+    trx,
+    'run_steps',
+    scope,
+    runId,
+    begun.map((step) => step.id),
+  );
   const messageIds = begun.flatMap((step) =>
     step.step_details.type === 'message_creation' ? [step.step_details.message_creation.message_id] : [],
   );
-  if (messageIds.length === 0) return;
-  const messages = await trx
-    .deleteFrom('messages')
+  if (messageIds.length > 0) await deleteAndBuryChildren(trx, 'messages', scope, threadId, messageIds);
+}
+
+/**
+ * Deletes objects of a list within its parent (a thread's messages, a run's steps) by id, and records where they
+ * stood (list-tombstones.ts); how many there were.
+ */
+async function deleteAndBuryChildren(
+  trx: Kysely<Database>,
+  list: 'messages' | 'run_steps',
+  scope: Scope,
+  parentId: string,
+  ids: readonly string[],
+): Promise<number> {
+  const parent = list === 'messages' ? 'thread_id' : 'run_id';
+  // biome-ignore lint/suspicious/noExplicitAny: both tables have the columns used, each with its own parent column
+  const rows = await (trx as Kysely<any>)
+    .deleteFrom(list)
     .where('project_id', '=', scope.projectId)
-    .where('run_id', '=', runId)
-    .where('id', 'in', messageIds)
-    .returning(['project_id', 'thread_id as parent_id', 'id', 'created_at', 'seq'])
+    .where(parent, '=', parentId)
+    .where('id', 'in', ids)
+    .returning(['project_id', `${parent} as parent_id`, 'id', 'created_at', 'seq'])
     .execute();
-  await bury(trx, 'messages', messages);
+  await bury(trx, list, rows);
+  return rows.length;
 }
 
 /** A run's columns with its new lease, when there is one (RunLock → `locked_by`, `locked_until`). */
