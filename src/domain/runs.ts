@@ -199,8 +199,8 @@ export interface StoredStep extends RunStep {
  * written (its message_creation step in progress), a message the turn finished before writing its calls (completed),
  * a tool_calls step as it opened (in progress, no call in it yet). They come after the last turn that was committed
  * with calls: a tool_calls step holding them (those it shows, or the model's own, `model_calls`), which are executed
- * or wait for the client's outputs. (A turn that answers ends the run: none of a run still going comes after its last calls.) Held
- * by no live turn, they are a dead turn's, never to be finished: the turn is asked again, and writes anew.
+ * or wait for the client's outputs. (A turn that answers ends the run: in a run still going, no answer comes after
+ * its last calls.) Held by no live turn, they are a dead turn's, never to be finished: the turn is asked again.
  */
 export function uncommittedTurn(steps: readonly StoredStep[]): StoredStep[] {
   const lastCalls = steps.findLastIndex(

@@ -41,9 +41,9 @@ const MESSAGE_REASON: Record<RunEnding['type'], MessageIncompleteReason> = {
  * turn's) takes the run's fate, the message being written is kept `incomplete` with the run's reason, and a
  * message the turn had already finished is stored as it is. What a turn that died with its execution stored before
  * its end (uncommittedTurn, not the current turn's) is not ended here: the ending's commit deletes it
- * (RunCommit.discardBegun), as an execution that takes the run over deletes it before it asks the model again. Used by cancel (run service and executor), expiry (the
- * executor holding the run, else the worker's sweeper) and failure (executor); a shutdown does not end runs, it
- * hands them back.
+ * (RunCommit.discardBegun), as an execution that takes the run over deletes it before it asks the model again. Used
+ * by cancel (run service and executor), expiry (the executor holding the run, else the worker's sweeper) and failure
+ * (executor); a shutdown does not end runs, it hands them back.
  */
 export function endRun(
   run: Run,

@@ -108,7 +108,7 @@ interface Execution {
   asked: (() => void) | undefined;
   /** Whether its streams have ended: this execution committed the run's end or pause, or found the run deleted. */
   ended: boolean;
-  /** The write of the message the model began (`storeBegun`), which every commit waits for: it must land first. */
+  /** The write of what the turn began (`storeBegun`), which every commit waits for: it must land first. */
   begun: Promise<void> | undefined;
   /**
    * Messages a turn finished early (text before its tool calls), as storeBegun stored them: a later commit carrying

@@ -576,16 +576,8 @@ export class SqlStore implements Store {
     return finishPage(await applyPage(query, page, cursors).execute(), page, rowToStep);
   }
 
-  async runSteps(scope: Scope, runId: string): Promise<StoredStep[]> {
-    const rows = await this.db
-      .selectFrom('run_steps')
-      .selectAll()
-      .where('run_id', '=', runId)
-      .where('project_id', '=', scope.projectId)
-      .orderBy('created_at')
-      .orderBy('seq')
-      .execute();
-    return rows.map(rowToStep);
+  runSteps(scope: Scope, runId: string): Promise<StoredStep[]> {
+    return readRunSteps(this.db, scope, runId);
   }
 
   /**
@@ -1003,6 +995,19 @@ async function upsert(
   );
 }
 
+/** A run's steps, oldest first (Store.runSteps). */
+async function readRunSteps(db: Kysely<Database>, scope: Scope, runId: string): Promise<StoredStep[]> {
+  const rows = await db
+    .selectFrom('run_steps')
+    .selectAll()
+    .where('run_id', '=', runId)
+    .where('project_id', '=', scope.projectId)
+    .orderBy('created_at')
+    .orderBy('seq')
+    .execute();
+  return rows.map(rowToStep);
+}
+
 async function readMessage(
   db: Kysely<Database>,
   scope: Scope,
@@ -1042,16 +1047,8 @@ async function discardBegunSteps(
   written: readonly StoredStep[],
 ): Promise<void> {
   const keep = new Set(written.map((step) => step.id));
-  const stored = await trx
-    .selectFrom('run_steps')
-    .selectAll()
-    .where('project_id', '=', scope.projectId)
-    .where('run_id', '=', runId)
-    .orderBy('created_at')
-    .orderBy('seq')
-    .execute();
   // Found among all the run's steps: the steps this commit writes may be the last calls the turns stop at.
-  const begun = uncommittedTurn(stored.map(rowToStep)).filter((step) => !keep.has(step.id));
+  const begun = uncommittedTurn(await readRunSteps(trx, scope, runId)).filter((step) => !keep.has(step.id));
   if (begun.length === 0) return;
   await deleteAndBuryChildren(
     trx,
