@@ -129,10 +129,17 @@ export interface RunLock {
 export interface RunCommit {
   run: Run;
   /**
-   * What the run must hold for the commit to apply: its status; its lock holder (null: none), when given; and its
-   * pending action, when given (tool outputs answer the one pause they were checked against).
+   * What the run must hold for the commit to apply: its status; its lock holder (null: none), when given; its
+   * pending action, when given (tool outputs answer the one pause they were checked against); and its steps, as
+   * runSteps gave them, when given: an ending made from the steps it read by another than the run's execution (the
+   * expiry sweep) would leave open a step that the execution, still holding the run, committed since.
    */
-  expect: { status: RunStatus; lockedBy?: string | null; requiredAction?: Run['required_action'] };
+  expect: {
+    status: RunStatus;
+    lockedBy?: string | null;
+    requiredAction?: Run['required_action'];
+    steps?: readonly StoredStep[];
+  };
   /** The new lock; omitted = unchanged. */
   lock?: RunLock;
   /** Inserted, or replaced by id. */

@@ -203,10 +203,12 @@ export class RunWorker implements LocalExecution {
           bus.stopRequested(run.id, 'expire');
           continue;
         }
-        const ended = endRun(run, await store.runSteps(scope, run.id), { type: 'expire' }, unixSeconds());
+        // A stuck execution still holds the run: the ending is refused should it commit a step meanwhile.
+        const steps = await store.runSteps(scope, run.id);
+        const ended = endRun(run, steps, { type: 'expire' }, unixSeconds());
         const committed = await store.commitRun(scope, {
           run: ended.run,
-          expect: { status: run.status, lockedBy: lock.lockedBy },
+          expect: { status: run.status, lockedBy: lock.lockedBy, steps },
           lock: { lockedBy: null, lockedUntil: null },
           steps: ended.steps,
           messages: ended.messages,

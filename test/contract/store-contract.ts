@@ -752,6 +752,49 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.deepEqual(modified?.metadata, { a: 'b' });
     });
 
+    test("an ending fenced on the steps it read is refused once the run's holder commits a step, and applies on the steps as they are", async () => {
+      const run = await threadWithRun();
+      const started: Run = { ...run, status: 'in_progress', started_at: run.created_at + 1 };
+      const held = { status: 'in_progress' as const, lockedBy: 'worker_stuck' };
+      await store.commitRun(scope, {
+        run: started,
+        expect: { status: 'queued' },
+        lock: { lockedBy: 'worker_stuck', lockedUntil: Date.now() + 60_000 },
+      });
+      // The holder's tool_calls step as it opened, then with its calls (executed in the server, so in progress).
+      const opened = aStep(run, {
+        step_details: { type: 'tool_calls', tool_calls: [] },
+        model_calls: [],
+        turn_usage: null,
+      });
+      assert.ok(await store.commitRun(scope, { run: started, expect: held, steps: [opened] }));
+      const read = await store.runSteps(scope, run.id);
+      const calls = aStep(run, { id: opened.id });
+      assert.ok(await store.commitRun(scope, { run: started, expect: held, steps: [calls] }));
+
+      // The ending made from what it read takes the step for a dead turn's beginning: the calls would stay open on it.
+      const at = run.created_at + 2;
+      const expired: Run = { ...started, status: 'expired' };
+      const ending = (steps: typeof read, written: typeof read) =>
+        store.commitRun(scope, {
+          run: expired,
+          expect: { ...held, steps },
+          lock: { lockedBy: null, lockedUntil: null },
+          steps: written,
+          discardBegun: true,
+        });
+      assert.equal(await ending(read, []), undefined);
+      assert.deepEqual(await store.getRun(scope, run.thread_id, run.id), started);
+      assert.deepEqual(await store.runSteps(scope, run.id), [calls]);
+      assert.equal((await store.runLock(run.id))?.lockedBy, 'worker_stuck');
+
+      const now = await store.runSteps(scope, run.id);
+      const callsExpired = { ...calls, status: 'expired' as const, expired_at: at };
+      assert.ok(await ending(now, [callsExpired]));
+      assert.deepEqual(await store.runSteps(scope, run.id), [callsExpired]);
+      assert.equal((await store.getRun(scope, run.thread_id, run.id))?.status, 'expired');
+    });
+
     test("commitRun leaves the run's metadata as modify run last set it", async () => {
       const run = await threadWithRun();
       const modified = await store.updateRunMetadata(scope, run.thread_id, run.id, { changed: 'meanwhile' });

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { messageInProgress, messagesLockedByRun, notFound, threadHasActiveRun } from '../../domain/errors.ts';
 import type { Assistant, Message, MessageAttachment, Metadata, Thread } from '../../domain/objects.ts';
@@ -614,13 +615,14 @@ export class SqlStore implements Store {
     scope: Scope,
     { run, expect, lock, steps = [], messages = [], discardBegun = false }: RunCommit,
   ): Promise<{ metadata?: string; waiting: boolean }> {
+    const readsSteps = discardBegun || expect.steps !== undefined;
     const ends = TERMINAL_RUN_STATUSES.has(run.status);
     // As the column holds it: the same JSON text for the same pause (its row was written by the same toJson).
     const requiredAction =
       expect.requiredAction === undefined || expect.requiredAction === null
         ? expect.requiredAction
         : toJson(expect.requiredAction);
-    if (this.capabilities.rowLocks && this.capabilities.commitStatement && !discardBegun) {
+    if (this.capabilities.rowLocks && this.capabilities.commitStatement && !readsSteps) {
       const statement = this.capabilities.commitStatement({
         set: withLock(runStateToRow(run), lock),
         fence: {
@@ -641,36 +643,49 @@ export class SqlStore implements Store {
       // Or its fence failed: the transaction's update checks it again, on the row as it is then.
       if (!ends) return { waiting: false };
     }
-    return this.db.transaction().execute(async (trx) => {
-      const set = rowArgs(withLock(runStateToRow(run), lock));
-      const fence = expect.lockedBy === null ? 'free' : expect.lockedBy === undefined ? 'any' : 'held';
-      const pause = requiredAction === null ? 'none' : requiredAction === undefined ? 'any' : 'this';
-      const n = set.values.length;
-      const [updated] = await this.q.rows(
-        trx,
-        `commitRun:${fence}:${pause}:${set.key}`,
-        (a) => {
-          let update = trx
-            .updateTable('runs')
-            .set(set.marked)
-            .where('project_id', '=', a(n))
-            .where('id', '=', a(n + 1))
-            .where('status', '=', a(n + 2));
-          if (fence === 'free') update = update.where('locked_by', 'is', null);
-          else if (fence === 'held') update = update.where('locked_by', '=', a(n + 3));
-          if (pause === 'none') update = update.where('required_action', 'is', null);
-          else if (pause === 'this') update = update.where('required_action', '=', a(n + 4));
-          return update.returning('metadata');
-        },
-        [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy, requiredAction],
-      );
-      if (!updated) return { waiting: false };
-      if (discardBegun) await discardBegunSteps(trx, scope, run, steps);
-      for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
-      for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
-      if (ends) await releaseQueuedMessages(trx, run.thread_id, run.id, this.capabilities.rowLocks);
-      return { metadata: updated.metadata, waiting: ends && (await waitingRunOf(trx, this.q, run.thread_id, run.id)) };
-    });
+    const changed = Symbol("the run's steps changed");
+    return this.db
+      .transaction()
+      .execute(async (trx) => {
+        const set = rowArgs(withLock(runStateToRow(run), lock));
+        const fence = expect.lockedBy === null ? 'free' : expect.lockedBy === undefined ? 'any' : 'held';
+        const pause = requiredAction === null ? 'none' : requiredAction === undefined ? 'any' : 'this';
+        const n = set.values.length;
+        const [updated] = await this.q.rows(
+          trx,
+          `commitRun:${fence}:${pause}:${set.key}`,
+          (a) => {
+            let update = trx
+              .updateTable('runs')
+              .set(set.marked)
+              .where('project_id', '=', a(n))
+              .where('id', '=', a(n + 1))
+              .where('status', '=', a(n + 2));
+            if (fence === 'free') update = update.where('locked_by', 'is', null);
+            else if (fence === 'held') update = update.where('locked_by', '=', a(n + 3));
+            if (pause === 'none') update = update.where('required_action', 'is', null);
+            else if (pause === 'this') update = update.where('required_action', '=', a(n + 4));
+            return update.returning('metadata');
+          },
+          [...set.values, scope.projectId, run.id, expect.status, expect.lockedBy, requiredAction],
+        );
+        if (!updated) return { waiting: false };
+        // Read after the fence: a commit of the run's execution lands before it, or is refused by it.
+        const stored = readsSteps ? await readRunSteps(trx, scope, run.id) : [];
+        if (expect.steps !== undefined && !isDeepStrictEqual(stored, expect.steps)) throw changed;
+        if (discardBegun) await discardBegunSteps(trx, scope, run, stored, steps);
+        for (const step of steps) await upsert(trx, this.q, 'run_steps', stepToRow(scope, step));
+        for (const message of messages) await upsert(trx, this.q, 'messages', messageToRow(scope, message));
+        if (ends) await releaseQueuedMessages(trx, run.thread_id, run.id, this.capabilities.rowLocks);
+        return {
+          metadata: updated.metadata,
+          waiting: ends && (await waitingRunOf(trx, this.q, run.thread_id, run.id)),
+        };
+      })
+      .catch((error: unknown) => {
+        if (error === changed) return { waiting: false }; // rolled back
+        throw error;
+      });
   }
 
   /**
@@ -1037,18 +1052,19 @@ async function changeableMessage(
 }
 
 /**
- * Deletes what the run's dead turn stored before its end (uncommittedTurn), but the steps of `written`, and their
- * messages (RunCommit.discardBegun), leaving their places in the lists.
+ * Deletes what the run's dead turn stored before its end (uncommittedTurn of the run's `stored` steps), but the steps
+ * of `written`, and their messages (RunCommit.discardBegun), leaving their places in the lists.
  */
 async function discardBegunSteps(
   trx: Kysely<Database>,
   scope: Scope,
   { id: runId, thread_id: threadId }: Run,
+  stored: readonly StoredStep[],
   written: readonly StoredStep[],
 ): Promise<void> {
   const keep = new Set(written.map((step) => step.id));
   // Found among all the run's steps: the steps this commit writes may be the last calls the turns stop at.
-  const begun = uncommittedTurn(await readRunSteps(trx, scope, runId)).filter((step) => !keep.has(step.id));
+  const begun = uncommittedTurn(stored).filter((step) => !keep.has(step.id));
   if (begun.length === 0) return;
   await deleteAndBuryChildren(
     trx,
