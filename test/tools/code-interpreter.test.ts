@@ -38,6 +38,24 @@ function processesSeeing(name: string): number[] {
     .map(Number);
 }
 
+/** Kills the sandbox whose code wrote /mnt/data/<name>, as if it died; resolves once the server has reaped it. */
+async function killSessionSeeing(name: string): Promise<void> {
+  const pids = processesSeeing(name);
+  assert.notDeepEqual(pids, []);
+  // bubblewrap, outside the sandbox: gone once the server has reaped it, i.e. has seen the session's process end.
+  const parents = pids.map((pid) => Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]));
+  const bwrap = parents.filter((pid) => !pids.includes(pid));
+  assert.equal(bwrap.length, 1);
+  for (const pid of pids)
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch (error) {
+      // Gone already: the sandbox's init took the others with it.
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  await eventually('the sandbox process reaped', 5_000, () => (existsSync(`/proc/${bwrap[0]}`) ? undefined : true));
+}
+
 function codeCalls(step: OpenAI.Beta.Threads.Runs.RunStep | undefined): CodeCall[] {
   assert.ok(step, 'there is a step');
   assert.equal(step.step_details.type, 'tool_calls');
@@ -281,26 +299,74 @@ describe('code_interpreter in a run (createAndPoll)', () => {
     );
   });
 
+  test('text before calls linking a file that cannot be made: stored without the link, as the client left it', async () => {
+    const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Make a file.' }] });
+    const made = `${thread.id}.txt`;
+    // Each run: a file written by the last cell is linked by text before the calls. Its session died since: the file
+    // is looked for once a new process has started, after the calls began, and so the message they finished names
+    // it; it is not found. The stream's end waits for the test to act on that message.
+    const turn = async (act: (message: OpenAI.Beta.Threads.Message) => Promise<unknown>) => {
+      await h.runCode(thread.id, assistantId, `open('${made}', 'w').write('x')`, 'Made.');
+      await killSessionSeeing(made);
+      let release!: () => void;
+      h.upstream.enqueue(
+        {
+          textBefore: ['Earlier: [the file](sandbox:', `/mnt/data/${made}).`],
+          toolCalls: [{ name: 'python', arguments: JSON.stringify({ code: 'print(2)' }) }],
+          holdLast: new Promise<void>((resolve) => {
+            release = resolve;
+          }),
+        },
+        { text: 'Done.' },
+      );
+      await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Link them.' });
+      const created = await h.client.beta.threads.runs.create(thread.id, { assistant_id: assistantId });
+      const early = await eventually('the message before the calls, completed', 10_000, async () => {
+        const [message] = (await h.client.beta.threads.messages.list(thread.id, { run_id: created.id })).data;
+        return message?.status === 'completed' ? message : undefined;
+      });
+      const annotated = (early.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.annotations;
+      assert.deepEqual(
+        annotated.map((a) => a.text),
+        [`sandbox:/mnt/data/${made}`],
+        'finished before its file could be made: the link is annotated',
+      );
+      await act(early);
+      release();
+      const run = await h.client.beta.threads.runs.poll(created.id, { thread_id: thread.id });
+      assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+      return { run, early };
+    };
+
+    // Rated while the model wrote its calls: kept when the link whose file could not be made is taken out.
+    const rated = await turn((m) =>
+      h.client.beta.threads.messages.update(m.id, { thread_id: thread.id, metadata: { rated: 'good' } }),
+    );
+    const kept = await h.client.beta.threads.messages.retrieve(rated.early.id, { thread_id: thread.id });
+    const text = (kept.content[0] as OpenAI.Beta.Threads.TextContentBlock).text;
+    assert.deepEqual(text, { value: `Earlier: [the file](sandbox:/mnt/data/${made}).`, annotations: [] });
+    assert.deepEqual(kept.metadata, { rated: 'good' });
+
+    // Deleted meanwhile: it stays deleted, the run's answer is stored.
+    const deleted = await turn((m) => h.client.beta.threads.messages.delete(m.id, { thread_id: thread.id }));
+    await assert.rejects(
+      h.client.beta.threads.messages.retrieve(deleted.early.id, { thread_id: thread.id }),
+      (e: { status?: number }) => e.status === 404,
+    );
+    const answers = (await h.client.beta.threads.messages.list(thread.id, { run_id: deleted.run.id })).data;
+    assert.deepEqual(
+      answers.map((m) => (m.content[0] as OpenAI.Beta.Threads.TextContentBlock).text.value),
+      ['Done.'],
+    );
+  });
+
   test("a session whose process died between runs gets the run's files again", async () => {
     const thread = await h.client.beta.threads.create({ messages: [{ role: 'user', content: 'Mark it.' }] });
     const marker = `${thread.id}.mark`;
     h.upstream.enqueue(python(`open('${marker}', 'w').write('x')`), { text: 'Marked.' });
     const first = await h.client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistantId });
     assert.equal(first.status, 'completed', JSON.stringify(first.last_error));
-    const pids = processesSeeing(marker);
-    assert.notDeepEqual(pids, []);
-    // bubblewrap, outside the sandbox: gone once the server has reaped it, i.e. has seen the session's process end.
-    const parents = pids.map((pid) => Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]));
-    const bwrap = parents.filter((pid) => !pids.includes(pid));
-    assert.equal(bwrap.length, 1);
-    for (const pid of pids)
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch (error) {
-        // Gone already: the sandbox's init took the others with it.
-        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-      }
-    await eventually('the sandbox process reaped', 5_000, () => (existsSync(`/proc/${bwrap[0]}`) ? undefined : true));
+    await killSessionSeeing(marker);
 
     await h.client.beta.threads.messages.create(thread.id, { role: 'user', content: 'Total?' });
     const { output } = await h.runCode(thread.id, assistantId, "print(open('sales.csv').read().count('\\n'))");
