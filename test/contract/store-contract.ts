@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
 import { ApiError } from '../../src/domain/errors.ts';
 import type { Run } from '../../src/domain/runs.ts';
+import { RunEventBus } from '../../src/runs/run-event-bus.ts';
+import type { RunExecutor } from '../../src/runs/run-executor.ts';
 import type { PageRequest, Scope, Store } from '../../src/storage/store.ts';
+import { RunWorker } from '../../src/worker/run-worker.ts';
 import { aMessage, anAssistant, aRun, aStep, aThread } from '../support/builders.ts';
 import { countTurns } from '../support/event-loop.ts';
+import { eventually } from '../support/eventually.ts';
 import { collectIds } from '../support/paging.ts';
 
 export interface StoreFixture {
@@ -752,8 +757,12 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.deepEqual(modified?.metadata, { a: 'b' });
     });
 
-    test("an ending fenced on the steps it read is refused once the run's holder commits a step, and applies on the steps as they are", async () => {
-      const run = await threadWithRun();
+    /**
+     * A run held by a stuck execution (`worker_stuck`, its lease renewed), whose model turn opened a tool_calls step:
+     * `commitCalls` commits the calls in it (executed in the server, so still in progress), as the holder would.
+     */
+    async function stuckRun(overrides: Partial<Run> = {}) {
+      const run = await threadWithRun(overrides);
       const started: Run = { ...run, status: 'in_progress', started_at: run.created_at + 1 };
       const held = { status: 'in_progress' as const, lockedBy: 'worker_stuck' };
       await store.commitRun(scope, {
@@ -761,20 +770,26 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         expect: { status: 'queued' },
         lock: { lockedBy: 'worker_stuck', lockedUntil: Date.now() + 60_000 },
       });
-      // The holder's tool_calls step as it opened, then with its calls (executed in the server, so in progress).
       const opened = aStep(run, {
         step_details: { type: 'tool_calls', tool_calls: [] },
         model_calls: [],
         turn_usage: null,
       });
       assert.ok(await store.commitRun(scope, { run: started, expect: held, steps: [opened] }));
-      const read = await store.runSteps(scope, run.id);
       const calls = aStep(run, { id: opened.id });
-      assert.ok(await store.commitRun(scope, { run: started, expect: held, steps: [calls] }));
+      const commitCalls = async () =>
+        assert.ok(await store.commitRun(scope, { run: started, expect: held, steps: [calls] }));
+      return { run: started, held, calls, commitCalls };
+    }
+
+    test("an ending fenced on the steps it read is refused once the run's holder commits a step, and applies on the steps as they are", async () => {
+      const { run, held, calls, commitCalls } = await stuckRun();
+      const read = await store.runSteps(scope, run.id);
+      await commitCalls();
 
       // The ending made from what it read takes the step for a dead turn's beginning: the calls would stay open on it.
       const at = run.created_at + 2;
-      const expired: Run = { ...started, status: 'expired' };
+      const expired: Run = { ...run, status: 'expired' };
       const ending = (steps: typeof read, written: typeof read) =>
         store.commitRun(scope, {
           run: expired,
@@ -784,7 +799,7 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
           discardBegun: true,
         });
       assert.equal(await ending(read, []), undefined);
-      assert.deepEqual(await store.getRun(scope, run.thread_id, run.id), started);
+      assert.deepEqual(await store.getRun(scope, run.thread_id, run.id), run);
       assert.deepEqual(await store.runSteps(scope, run.id), [calls]);
       assert.equal((await store.runLock(run.id))?.lockedBy, 'worker_stuck');
 
@@ -793,6 +808,49 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.ok(await ending(now, [callsExpired]));
       assert.deepEqual(await store.runSteps(scope, run.id), [callsExpired]);
       assert.equal((await store.getRun(scope, run.thread_id, run.id))?.status, 'expired');
+    });
+
+    test('the expiry sweep of a run its stuck execution holds ends the step that execution committed as the sweep looked', async () => {
+      // Long past its deadline, and so past the time left to its execution to expire it.
+      const { run, calls, commitCalls } = await stuckRun({ expires_at: Math.floor(Date.now() / 1000) - 60 });
+      // The worker's store: its first read of the run's steps is followed by the holder's commit of the calls.
+      let raced = false;
+      const racing = new Proxy(store, {
+        get(target, key) {
+          if (key === 'runSteps')
+            return async (...args: Parameters<Store['runSteps']>) => {
+              const read = await target.runSteps(...args);
+              if (!raced && args[1] === run.id) {
+                raced = true;
+                await commitCalls();
+              }
+              return read;
+            };
+          const value = Reflect.get(target, key);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const worker = new RunWorker({
+        store: racing,
+        bus: new RunEventBus(),
+        executor: {} as RunExecutor, // concurrency 0: it executes nothing, it sweeps
+        logger: pino({ level: 'silent' }),
+        concurrency: 0,
+        leaseMs: 60_000,
+        sweepMs: 50,
+      });
+      worker.start();
+      try {
+        await eventually('the run expired', 10_000, async () =>
+          (await store.getRun(scope, run.thread_id, run.id))?.status === 'expired' ? true : undefined,
+        );
+      } finally {
+        await worker.close();
+      }
+      assert.ok(raced);
+      const [step, ...more] = await store.runSteps(scope, run.id);
+      assert.deepEqual(more, []);
+      assert.deepEqual([step?.id, step?.status, step?.step_details], [calls.id, 'expired', calls.step_details]);
     });
 
     test("commitRun leaves the run's metadata as modify run last set it", async () => {
