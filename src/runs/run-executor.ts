@@ -110,6 +110,8 @@ interface Execution {
   ended: boolean;
   /** The write of what the turn began (`storeBegun`), which every commit waits for: it must land first. */
   begun: Promise<void> | undefined;
+  /** What the last of those writes stores, while it waits for the one before it: what begins meanwhile joins it. */
+  nextBegun: { steps: StoredStep[]; messages: Message[] } | undefined;
   /**
    * Messages a turn finished early (text before its tool calls), as storeBegun stored them: a later commit carrying
    * one unchanged leaves it as it is, with any metadata set on it meanwhile.
@@ -182,6 +184,7 @@ export class RunExecutor {
       asked,
       ended: false,
       begun: undefined,
+      nextBegun: undefined,
       finished: new Map(),
     };
     try {
@@ -768,23 +771,29 @@ export class RunExecutor {
    * Not waited for by the turn, which streams on; every later commit waits for it (`begun`). Written once, as they
    * are when they open: a message's content, and a tool_calls step's calls (none yet), stay as they were then until
    * the turn ends. Fenced as any commit, and left unwritten when that or the database fails: the turn's end, or the
-   * run's, stores them all the same.
+   * run's, stores them all the same. The writes go one after the other; what begins while one waits for the write
+   * before it joins it (a message finished early, and the step of the calls that ended it, are one write).
    */
   private storeBegun(x: Execution, step: StoredStep, message: Message | undefined): void {
     const { store, logger } = this.options;
-    const previous = x.begun;
     // Copies: the turn goes on changing its own.
     const copy = message && { ...message, content: [...message.content] };
-    const commit: RunCommit = {
-      run: x.run,
-      expect: { status: x.run.status, lockedBy: x.workerId },
-      steps: [{ ...step }],
-      messages: copy ? [copy] : [],
-    };
+    if (x.nextBegun) {
+      x.nextBegun.steps = withReplaced(x.nextBegun.steps, { ...step });
+      if (copy) x.nextBegun.messages = withReplaced(x.nextBegun.messages, copy);
+      return;
+    }
+    const next = { steps: [{ ...step }], messages: copy ? [copy] : [] };
+    x.nextBegun = next;
+    const previous = x.begun;
+    const expect = { status: x.run.status, lockedBy: x.workerId };
+    const run = x.run;
     const write = async () => {
       await previous;
-      if ((await store.commitRun(x.scope, commit)) && copy && copy.status !== 'in_progress')
-        x.finished.set(copy.id, copy);
+      if (x.nextBegun === next) x.nextBegun = undefined;
+      if (await store.commitRun(x.scope, { run, expect, ...next }))
+        for (const finished of next.messages)
+          if (finished.status !== 'in_progress') x.finished.set(finished.id, finished);
     };
     x.begun = write().catch((error: unknown) => {
       logger.debug({ err: error, runId: x.run.id }, 'a step begun was not stored before its end');
@@ -1145,4 +1154,10 @@ function askedModel(x: Execution): void {
   const asked = x.asked;
   x.asked = undefined;
   if (asked) process.nextTick(asked);
+}
+
+/** `list` with `item` in the place of the one of its id, or after them all. */
+function withReplaced<T extends { id: string }>(list: readonly T[], item: T): T[] {
+  const at = list.findIndex((other) => other.id === item.id);
+  return at === -1 ? [...list, item] : list.with(at, item);
 }

@@ -341,6 +341,33 @@ function suite(name: string, database: () => Promise<{ env: Record<string, strin
       );
     });
 
+    test('text before tool calls: the message it finished and the step of the calls that ended it are one write', async () => {
+      const { api } = server;
+      const written: string[][] = [];
+      await withCommits(
+        (commit, original) => {
+          const steps = (commit.steps ?? []).map((step) => {
+            const details = step.step_details;
+            return `${step.type}:${step.status}${details.type === 'tool_calls' ? `:${details.tool_calls.length}` : ''}`;
+          });
+          written.push([commit.run.status, ...steps, ...(commit.messages ?? []).map((m) => `message:${m.status}`)]);
+          return original(commit);
+        },
+        async () => {
+          upstream.enqueue({ textBefore: ['Let me', ' look.'], toolCalls: [{ name: 'lookup', arguments: '{}' }] });
+          const { threadId, runId, ended } = await streamUntilMessage(api, functionAssistantId);
+          await ended;
+          await runStatus(api, threadId, runId, ['requires_action']);
+        },
+      );
+      // (The run was created started, and its pause writes the calls with the step of the message before them.)
+      assert.deepEqual(written, [
+        ['in_progress', 'message_creation:in_progress', 'message:in_progress'],
+        ['in_progress', 'message_creation:completed', 'tool_calls:in_progress:0', 'message:completed'],
+        ['requires_action', 'message_creation:completed', 'tool_calls:in_progress:1'],
+      ]);
+    });
+
     test('a step stored as it began, its write landing late, never undoes what the turn stored after it', async () => {
       const { api } = server;
       await withCommits(
