@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs and the machine lacks: bubblewrap and Debian's Python with
 # numpy, pandas, matplotlib, openpyxl and seaborn, which code_interpreter's sandbox runs (test/sandbox,
-# test/tools/code-interpreter*), and Chromium, which the playground's browser tests drive (test/playground). Does
-# nothing when they are present.
+# test/tools/code-interpreter*), Chromium, which the playground's browser tests drive (test/playground), and
+# PgBouncer, which the multi-process tests put in front of PostgreSQL (test/scale). Does nothing when they are
+# present.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -13,9 +14,10 @@ if ! [ -x "$PYTHON" ] || ! "$PYTHON" -c 'import numpy, pandas, matplotlib, openp
   packages+=(python3 python3-numpy python3-pandas python3-matplotlib python3-openpyxl python3-seaborn)
 fi
 [ -x "${ASSISTD_TEST_CHROMIUM:-/usr/bin/chromium}" ] || packages+=(chromium)
+[ -x "${ASSISTD_TEST_PGBOUNCER:-/usr/sbin/pgbouncer}" ] || packages+=(pgbouncer)
 [ ${#packages[@]} -eq 0 ] && exit 0
 
-echo "installing ${packages[*]} for the code_interpreter and playground tests"
+echo "installing ${packages[*]} for the code_interpreter, playground and PgBouncer tests"
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 export DEBIAN_FRONTEND=noninteractive

@@ -19,6 +19,13 @@ export type StorageConfig =
        * dead (kysely-pool.ts): a database gone without closing its connections never answers them at all.
        */
       timeoutMs: number;
+      /**
+       * A URL that reaches PostgreSQL itself when `url` goes through a pooler in transaction mode: for the connection
+       * that listens for other processes' signals (LISTEN needs a session of its own). Absent: `url`.
+       */
+      directUrl?: string;
+      /** Whether statements run as named prepared statements (off for poolers that cannot keep them). */
+      preparedStatements: boolean;
     };
 
 /** ASSISTD_DATABASE_TIMEOUT_S's default: far above a run's statements (milliseconds), far below TCP's own give-up (minutes). */
@@ -118,6 +125,18 @@ export const SETTINGS: ReadonlyArray<{ name: string; default: string; descriptio
     default: String(DEFAULT_DATABASE_TIMEOUT_MS / 1000),
     description:
       'a PostgreSQL statement, connection attempt or wait for a free connection lasting this long fails with a 503, a silent connection given up (ignored with SQLite)',
+  },
+  {
+    name: 'ASSISTD_DATABASE_DIRECT_URL',
+    default: '(unset: ASSISTD_DATABASE_URL)',
+    description:
+      'a postgres:// URL reaching PostgreSQL itself, for the connection that listens for other processes: set it when ASSISTD_DATABASE_URL goes through a pooler in transaction mode',
+  },
+  {
+    name: 'ASSISTD_DATABASE_PREPARED_STATEMENTS',
+    default: 'on',
+    description:
+      'off: statements are not prepared by name, for a pooler in transaction mode that cannot keep them (PgBouncer before 1.21)',
   },
   {
     name: 'ASSISTD_API_KEY',
@@ -453,28 +472,32 @@ function parsePort(raw: string | undefined): number {
 }
 
 function parseStorage(env: Env, dataDir: string): StorageConfig {
-  const url = setting(env, 'ASSISTD_DATABASE_URL');
+  const url = postgresUrl(env, 'ASSISTD_DATABASE_URL', 'leave it unset to use SQLite in ASSISTD_DATA_DIR');
   if (url === undefined) return { kind: 'sqlite', dataDir };
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new ConfigError(
-      'ASSISTD_DATABASE_URL',
-      `'${redact(url)}' is not a valid URL (expected postgres://user@host:5432/db).`,
-    );
-  }
-  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:')
-    throw new ConfigError(
-      'ASSISTD_DATABASE_URL',
-      `unsupported scheme '${parsed.protocol}' (expected postgres://…; leave it unset to use SQLite in ASSISTD_DATA_DIR).`,
-    );
+  const directUrl = postgresUrl(env, 'ASSISTD_DATABASE_DIRECT_URL', 'or leave it unset');
   return {
     kind: 'postgres',
     url,
     poolSize: integer(env, 'ASSISTD_DATABASE_POOL', 10, 1, 1000),
     timeoutMs: integer(env, 'ASSISTD_DATABASE_TIMEOUT_S', DEFAULT_DATABASE_TIMEOUT_MS / 1000, 1, 3600) * 1000,
+    ...(directUrl === undefined ? {} : { directUrl }),
+    preparedStatements: onOff(env, 'ASSISTD_DATABASE_PREPARED_STATEMENTS', 'on'),
   };
+}
+
+/** The setting `name`, a postgres:// URL, if set. */
+function postgresUrl(env: Env, name: string, otherwise: string): string | undefined {
+  const url = setting(env, name);
+  if (url === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(name, `'${redact(url)}' is not a valid URL (expected postgres://user@host:5432/db).`);
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:')
+    throw new ConfigError(name, `unsupported scheme '${parsed.protocol}' (expected postgres://…; ${otherwise}).`);
+  return url;
 }
 
 /** `*`, or origins as a browser sends them (`https://app.example.com`, `http://localhost:3000`): scheme, host, port. */

@@ -25,7 +25,8 @@ export async function openStore(storage: StorageConfig, options: OpenStoreOption
     }
     case 'postgres': {
       const { openPostgresStore } = await import('./postgres/open-postgres-store.ts');
-      return openPostgresStore(storage.url, storage.poolSize, storage.timeoutMs);
+      const { url, poolSize, timeoutMs, directUrl, preparedStatements } = storage;
+      return openPostgresStore(url, poolSize, timeoutMs, { directUrl, preparedStatements });
     }
   }
 }

@@ -88,8 +88,8 @@ function sandboxPackages(): string[] {
   const script = read('scripts/install-test-packages.sh');
   const packages = [...script.matchAll(/packages\+=\(([^)]*)\)/g)]
     .flatMap((m) => m[1]!.trim().split(/\s+/))
-    // Chromium is for the playground's browser tests, not for the image.
-    .filter((pkg) => pkg !== 'chromium');
+    // Chromium is for the playground's browser tests, PgBouncer for the pooler's: not for the image.
+    .filter((pkg) => pkg !== 'chromium' && pkg !== 'pgbouncer');
   assert.ok(packages.includes('bubblewrap') && packages.includes('python3-numpy'), packages.join(' '));
   return packages;
 }

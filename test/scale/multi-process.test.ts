@@ -6,6 +6,7 @@ import OpenAI from 'openai';
 import pg from 'pg';
 import { eventually } from '../support/eventually.ts';
 import { FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.ts';
+import { type PgBouncer, startPgBouncer } from '../support/pgbouncer.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip, type TestDatabase } from '../support/postgres.ts';
 import { ApiClient, type ServerProcess, spawnServer, spawnWorker, type WorkerProcess } from '../support/server.ts';
 import { ANSWERED, eventNames, postSse, readSse } from '../support/sse.ts';
@@ -96,23 +97,34 @@ function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
 class Deployment {
   apis: ServerProcess[] = [];
   workers: WorkerProcess[] = [];
+  /** What its processes were started with. */
+  env: Record<string, string> = {};
   private readonly spawned: Array<Promise<{ stop(signal?: NodeJS.Signals): Promise<number | null> }>> = [];
   private observer: pg.Client | undefined;
 
   private constructor(readonly database: TestDatabase) {}
 
+  /** With `pooler`, the processes reach the database through it, and PostgreSQL itself for their LISTEN. */
   static async start(
     serverUrl: string,
     upstream: FakeUpstream,
-    { apis, workers, env = {} }: { apis: number; workers: number; env?: Record<string, string> },
+    {
+      apis,
+      workers,
+      env = {},
+      pooler,
+    }: { apis: number; workers: number; env?: Record<string, string>; pooler?: PgBouncer },
   ): Promise<Deployment> {
     const deployment = new Deployment(await createTestDatabase(serverUrl));
     try {
+      const { url } = deployment.database;
       const common = {
-        ASSISTD_DATABASE_URL: deployment.database.url,
+        ASSISTD_DATABASE_URL: pooler ? pooler.through(url) : url,
+        ...(pooler ? { ASSISTD_DATABASE_DIRECT_URL: url } : {}),
         ASSISTD_UPSTREAM_BASE_URL: upstream.baseUrl,
         ...env,
       };
+      deployment.env = common;
       const apiStarts = Array.from({ length: apis }, () => spawnServer(common, ['serve', '--no-workers']));
       const workerStarts = Array.from({ length: workers }, () => spawnWorker(common));
       deployment.spawned.push(...apiStarts, ...workerStarts);
@@ -136,6 +148,22 @@ class Deployment {
     return new Map(rows.map((row) => [row.id, row.locked_by]));
   }
 
+  /** The advisory locks held on its database, by any session. */
+  async advisoryLocks(): Promise<number> {
+    const { rows } = await this.observer!.query<{ n: number }>(
+      `select count(*)::int as n from pg_locks
+       where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`,
+    );
+    return rows[0]!.n;
+  }
+
+  /** One more API process, started as the others were; stopped with them. */
+  async spawnApi(): Promise<ServerProcess> {
+    const starting = spawnServer(this.env, ['serve', '--no-workers']);
+    this.spawned.push(starting);
+    return withTimeout(starting, 'the API process started later');
+  }
+
   async statusCounts(): Promise<Map<string, number>> {
     const { rows } = await this.observer!.query<{ status: string; n: string }>(
       'select status, count(*) as n from runs group by status',
@@ -156,6 +184,74 @@ class Deployment {
     await this.observer?.end().catch(() => {});
     await this.database.drop();
   }
+}
+
+/** A thread of one user message `text`, made through `api`. */
+function newThread(api: ApiClient, text: string): Promise<string> {
+  return api.post('/v1/threads', { messages: [{ role: 'user', content: text }] }).then(({ status, body }) => {
+    assert.equal(status, 200, JSON.stringify(body));
+    return body.id as string;
+  });
+}
+
+/**
+ * A cancel through API process A stops a run executing in a worker process, and its model call: the worker learns
+ * of it from A's notification (its lease, renewed every 200 s, would not tell it in time).
+ */
+async function cancelReachesWorker(
+  deployment: Deployment,
+  upstream: FakeUpstream,
+  apis: ApiClient[],
+  assistantId: string,
+): Promise<void> {
+  const text = `long cancel ${randomUUID()}`;
+  const threadId = await newThread(apis[1]!, text);
+  const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
+  assert.equal(created.status, 200);
+  const runId = created.body.id as string;
+  const request = await eventually('the run to reach the upstream', 5000, async () => callsFor(upstream, text)[0]);
+  await waitForRun(apis[0]!, threadId, runId, (r) => r.status === 'in_progress', 5000);
+  const holder = (await deployment.leases()).get(runId);
+  assert.ok(
+    holder !== undefined && deployment.workers.some((w) => w.id === holder),
+    `run held by ${holder}, not a worker`,
+  );
+  assert.equal(request.abortedAt, undefined);
+
+  const cancel = await apis[0]!.post(`/v1/threads/${threadId}/runs/${runId}/cancel`);
+  assert.equal(cancel.status, 200);
+  assert.ok(['cancelling', 'cancelled'].includes(cancel.body.status as string), String(cancel.body.status));
+  // The reply takes 15 s and the worker's lease is not renewed before 200 s: a model call cut short (not
+  // finished) shows the worker learnt of the cancel from the API process's notification.
+  const [ended, cancelled] = await Promise.all([
+    upstream.waitForEnd(request, 30_000),
+    waitForRun(apis[0]!, threadId, runId, (r) => TERMINAL.has(r.status as string), 30_000),
+  ]);
+  assert.equal(ended, 'aborted');
+  assert.equal(cancelled.status, 'cancelled');
+  assert.equal(callsFor(upstream, text).length, 1);
+}
+
+/** createAndPoll through an API process is answered on the worker process's notification. */
+async function pollsAnsweredOnNotification(
+  deployment: Deployment,
+  apis: ApiClient[],
+  clients: OpenAI[],
+  assistantId: string,
+): Promise<void> {
+  const before = await Promise.all(deployment.apis.map((p) => heldPolls(p.url)));
+  for (let i = 0; i < 6; i++) {
+    const threadId = await newThread(apis[i % 2]!, `quick ${i} ${randomUUID()}`);
+    const run = await clients[i % 2]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId });
+    assert.equal(run.status, 'completed');
+  }
+  const after = await Promise.all(deployment.apis.map((p) => heldPolls(p.url)));
+  const answered = (by: string) => after.reduce((sum, counts, i) => sum + counts[by]! - before[i]![by]!, 0);
+  // The SDK polls every 5 s by default: its next poll is held instead, and answered when the worker process's
+  // NOTIFY of the run's change reaches the API process, not by the once-a-second re-read of a held poll.
+  assert.ok(answered('notified') >= 1, `held polls answered on a notification: ${answered('notified')}`);
+  assert.equal(answered('rechecked'), 0, 'held polls answered by a re-read: the notifications did not arrive');
+  assert.equal(answered('deadline'), 0);
 }
 
 const adminUrl = postgresUrlOrSkip();
@@ -195,13 +291,6 @@ if (adminUrl === undefined) {
       { timeout: 60_000 },
     );
     after(async () => deployment?.close());
-
-    function newThread(api: ApiClient, text: string): Promise<string> {
-      return api.post('/v1/threads', { messages: [{ role: 'user', content: text }] }).then(({ status, body }) => {
-        assert.equal(status, 200, JSON.stringify(body));
-        return body.id as string;
-      });
-    }
 
     test('200 runs through both API processes: all complete, each model call made once, by both workers', async () => {
       const texts = Array.from({ length: 200 }, (_, i) => `plain ${i} ${randomUUID()}`);
@@ -264,34 +353,8 @@ if (adminUrl === undefined) {
       }
     });
 
-    test('a cancel through API process A stops a run executing in a worker process, and its model call', async () => {
-      const text = `long cancel ${randomUUID()}`;
-      const threadId = await newThread(apis[1]!, text);
-      const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
-      assert.equal(created.status, 200);
-      const runId = created.body.id as string;
-      const request = await eventually('the run to reach the upstream', 5000, async () => callsFor(upstream, text)[0]);
-      await waitForRun(apis[0]!, threadId, runId, (r) => r.status === 'in_progress', 5000);
-      const holder = (await deployment.leases()).get(runId);
-      assert.ok(
-        holder !== undefined && deployment.workers.some((w) => w.id === holder),
-        `run held by ${holder}, not a worker`,
-      );
-      assert.equal(request.abortedAt, undefined);
-
-      const cancel = await apis[0]!.post(`/v1/threads/${threadId}/runs/${runId}/cancel`);
-      assert.equal(cancel.status, 200);
-      assert.ok(['cancelling', 'cancelled'].includes(cancel.body.status as string), String(cancel.body.status));
-      // The reply takes 15 s and the worker's lease is not renewed before 200 s: a model call cut short (not
-      // finished) shows the worker learnt of the cancel from the API process's notification.
-      const [ended, cancelled] = await Promise.all([
-        upstream.waitForEnd(request, 30_000),
-        waitForRun(apis[0]!, threadId, runId, (r) => TERMINAL.has(r.status as string), 30_000),
-      ]);
-      assert.equal(ended, 'aborted');
-      assert.equal(cancelled.status, 'cancelled');
-      assert.equal(callsFor(upstream, text).length, 1);
-    });
+    test('a cancel through API process A stops a run executing in a worker process, and its model call', () =>
+      cancelReachesWorker(deployment, upstream, apis, assistantId));
 
     test("deleting a thread through API process A: a worker's execution of its run stops, B's /events follower ends", async () => {
       const text = `long delete ${randomUUID()}`;
@@ -376,21 +439,55 @@ if (adminUrl === undefined) {
       }
     });
 
-    test("createAndPoll through an API process is answered on the worker process's notification", async () => {
-      const before = await Promise.all(deployment.apis.map((p) => heldPolls(p.url)));
-      for (let i = 0; i < 6; i++) {
-        const threadId = await newThread(apis[i % 2]!, `quick ${i} ${randomUUID()}`);
-        const run = await clients[i % 2]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId });
-        assert.equal(run.status, 'completed');
-      }
-      const after = await Promise.all(deployment.apis.map((p) => heldPolls(p.url)));
-      const answered = (by: string) => after.reduce((sum, counts, i) => sum + counts[by]! - before[i]![by]!, 0);
-      // The SDK polls every 5 s by default: its next poll is held instead, and answered when the worker process's
-      // NOTIFY of the run's change reaches the API process, not by the once-a-second re-read of a held poll.
-      assert.ok(answered('notified') >= 1, `held polls answered on a notification: ${answered('notified')}`);
-      assert.equal(answered('rechecked'), 0, 'held polls answered by a re-read: the notifications did not arrive');
-      assert.equal(answered('deadline'), 0);
+    test("createAndPoll through an API process is answered on the worker process's notification", () =>
+      pollsAnsweredOnNotification(deployment, apis, clients, assistantId));
+  });
+
+  describe('behind PgBouncer in transaction mode (Debian 12 ships 1.18: no prepared statements kept)', () => {
+    let pooler: PgBouncer;
+    let deployment: Deployment;
+    let apis: ApiClient[];
+    let clients: OpenAI[];
+    let assistantId: string;
+
+    before(
+      async () => {
+        pooler = await startPgBouncer(serverUrl, 'transaction');
+        // Four processes at once on a fresh database: each migrates, through the pooler, one after the other.
+        deployment = await Deployment.start(serverUrl, upstream, {
+          apis: 2,
+          workers: 2,
+          pooler,
+          env: {
+            ASSISTD_DATABASE_PREPARED_STATEMENTS: 'off',
+            ASSISTD_WORKER_CONCURRENCY: '16',
+            ASSISTD_WORKER_LEASE_S: '600',
+          },
+        });
+        apis = deployment.apis.map((p) => new ApiClient(p.url));
+        clients = deployment.apis.map((p) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'test', maxRetries: 0 }));
+        assistantId = (await apis[0]!.post('/v1/assistants', { model: 'm' })).body.id as string;
+      },
+      { timeout: 60_000 },
+    );
+    after(async () => {
+      await deployment?.close();
+      await pooler?.stop();
     });
+
+    test('the migration leaves no lock held on a pooled connection: a process started later starts', async () => {
+      assert.equal(await deployment.advisoryLocks(), 0);
+      const later = new ApiClient((await deployment.spawnApi()).url);
+      const threadId = await newThread(later, `quick later ${randomUUID()}`);
+      const run = await clients[0]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId });
+      assert.equal(run.status, 'completed');
+    });
+
+    test("createAndPoll through an API process is answered on the worker process's notification", () =>
+      pollsAnsweredOnNotification(deployment, apis, clients, assistantId));
+
+    test('a cancel through API process A stops a run executing in a worker process, and its model call', () =>
+      cancelReachesWorker(deployment, upstream, apis, assistantId));
   });
 
   describe('a worker process killed mid-run', () => {

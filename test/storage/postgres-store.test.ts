@@ -24,21 +24,31 @@ import { TcpProxy } from '../support/tcp-proxy.ts';
 const adminUrl = postgresUrlOrSkip();
 const scope: Scope = { projectId: 'proj_pg' };
 
-test('ASSISTD_DATABASE_POOL and ASSISTD_DATABASE_TIMEOUT_S size the pool and its timeout, validated like the other integer settings', () => {
+test('the PostgreSQL settings: the pool, its timeout, and what a pooler in transaction mode needs, validated', () => {
   const url = 'postgres://u:secret@db.example:5432/assistd';
   assert.deepEqual(loadConfig({ ASSISTD_DATABASE_URL: url }).storage, {
     kind: 'postgres',
     url,
     poolSize: 10,
     timeoutMs: 30_000,
+    preparedStatements: true,
   });
+  const directUrl = 'postgresql://u:secret@db.example:5432/assistd';
   assert.deepEqual(
-    loadConfig({ ASSISTD_DATABASE_URL: url, ASSISTD_DATABASE_POOL: '4', ASSISTD_DATABASE_TIMEOUT_S: '5' }).storage,
-    { kind: 'postgres', url, poolSize: 4, timeoutMs: 5000 },
+    loadConfig({
+      ASSISTD_DATABASE_URL: url,
+      ASSISTD_DATABASE_POOL: '4',
+      ASSISTD_DATABASE_TIMEOUT_S: '5',
+      ASSISTD_DATABASE_DIRECT_URL: directUrl,
+      ASSISTD_DATABASE_PREPARED_STATEMENTS: 'off',
+    }).storage,
+    { kind: 'postgres', url, poolSize: 4, timeoutMs: 5000, directUrl, preparedStatements: false },
   );
   for (const [setting, bad] of [
     ['ASSISTD_DATABASE_POOL', ['0', 'ten', '-1', '1001']],
     ['ASSISTD_DATABASE_TIMEOUT_S', ['0', '1.5', '3601']],
+    ['ASSISTD_DATABASE_DIRECT_URL', ['not a url', 'mysql://db.example/assistd']],
+    ['ASSISTD_DATABASE_PREPARED_STATEMENTS', ['no', 'true']],
   ] as const)
     for (const value of bad)
       assert.throws(
@@ -302,7 +312,7 @@ if (adminUrl === undefined) {
       refused.port = '1';
       for (const url of [missing.toString(), refused.toString()]) {
         const storage = loadConfig({ ASSISTD_DATABASE_URL: url, ASSISTD_DATABASE_POOL: '3' }).storage;
-        assert.deepEqual(storage, { kind: 'postgres', url, poolSize: 3, timeoutMs: 30_000 });
+        assert.deepEqual(storage, { kind: 'postgres', url, poolSize: 3, timeoutMs: 30_000, preparedStatements: true });
         await assert.rejects(openStore(storage), (e: Error) => {
           assert.ok(e instanceof ConfigError, String(e));
           assert.equal(e.setting, 'ASSISTD_DATABASE_URL');
@@ -311,6 +321,15 @@ if (adminUrl === undefined) {
           return true;
         });
       }
+      // The listening connection's own URL, when given, is checked as well.
+      const direct = loadConfig({ ASSISTD_DATABASE_URL: serverUrl, ASSISTD_DATABASE_DIRECT_URL: refused.toString() });
+      await assert.rejects(openStore(direct.storage), (e: Error) => {
+        assert.ok(e instanceof ConfigError, String(e));
+        assert.equal(e.setting, 'ASSISTD_DATABASE_DIRECT_URL');
+        assert.match(e.message, /^ASSISTD_DATABASE_DIRECT_URL: cannot connect to postgres:\/\/\S+:1\/\S+: \S/);
+        assert.ok(!e.message.includes(password), e.message);
+        return true;
+      });
     });
 
     test('a user who may not create tables stops startup naming ASSISTD_DATABASE_URL and the grant, never the password', async () => {

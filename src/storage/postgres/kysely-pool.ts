@@ -13,7 +13,8 @@ const DISK_FULL = '53100';
  * The pool every statement of the store goes through (Kysely's, PgSignals' own, the migrations'). Three things
  * differ from pg's:
  *
- * - Every statement that has parameters runs as a named prepared statement: PostgreSQL parses and plans it once per
+ * - Every statement that has parameters runs as a named prepared statement, unless `prepared` is false (a pooler in
+ *   transaction mode that cannot keep them: PgBouncer before 1.21): PostgreSQL parses and plans it once per
  *   connection instead of on every call (planning was about 0.3 ms of a run's short statements, measured by
  *   bench/runs.bench.ts). Names are given by SQL text, per process; Kysely compiles the same text for the same query
  *   shape, and the run path's queries are compiled once per shape anyway (sql/compiled-queries.ts). A plan
@@ -29,11 +30,11 @@ const DISK_FULL = '53100';
  *   place. (`pool` itself limits its connection attempts and its waits for a free connection: pg's
  *   `connectionTimeoutMillis`.) Without it, statements take as long as they take: migrations.
  */
-export function kyselyPool(pool: pg.Pool, timeoutMs?: number): PostgresPool {
+export function kyselyPool(pool: pg.Pool, timeoutMs?: number, prepared = true): PostgresPool {
   const names = new Map<string, string>();
   const unnamed = new Set<string>();
   const nameOf = (sql: string): string | undefined => {
-    if (unnamed.has(sql)) return undefined;
+    if (!prepared || unnamed.has(sql)) return undefined;
     let name = names.get(sql);
     if (name === undefined && names.size < CAPACITY) {
       name = `assistd_${names.size}`;

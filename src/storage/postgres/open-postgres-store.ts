@@ -1,4 +1,13 @@
-import { Kysely, type Migration, Migrator, PostgresDialect, sql } from 'kysely';
+import {
+  Kysely,
+  type Migration,
+  Migrator,
+  PostgresAdapter,
+  PostgresDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+  sql,
+} from 'kysely';
 import pg from 'pg';
 import { ConfigError, DEFAULT_DATABASE_TIMEOUT_MS } from '../../config.ts';
 import type { SqlCapabilities } from '../sql/capabilities.ts';
@@ -93,24 +102,35 @@ const TYPES: pg.CustomTypesConfig = {
     oid === pg.types.builtins.INT8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format),
 };
 
+/** How a store reaches PostgreSQL through a pooler in transaction mode (StorageConfig). */
+export interface PoolerOptions {
+  /** The URL of the listening connection, which reaches PostgreSQL itself; default: the store's. */
+  directUrl?: string | undefined;
+  /** Whether statements run as named prepared statements (default: yes). */
+  preparedStatements?: boolean;
+}
+
 /**
  * Opens a PostgreSQL store on a pool of at most `poolSize` connections and brings its schema up to date. A database
- * that cannot be reached or refuses the login stops startup with a ConfigError naming ASSISTD_DATABASE_URL; the
- * password never appears in it.
+ * that cannot be reached or refuses the login stops startup with a ConfigError naming ASSISTD_DATABASE_URL (or
+ * ASSISTD_DATABASE_DIRECT_URL); the password never appears in it.
  */
 export async function openPostgresStore(
   url: string,
   poolSize: number,
   timeoutMs = DEFAULT_DATABASE_TIMEOUT_MS,
+  { directUrl, preparedStatements = true }: PoolerOptions = {},
 ): Promise<SqlStore> {
   const where = describe(url);
   await checkConnection(url, where, timeoutMs);
+  if (directUrl !== undefined)
+    await checkConnection(directUrl, describe(directUrl), timeoutMs, 'ASSISTD_DATABASE_DIRECT_URL');
   const createdNow = await migrate(url, where);
 
   const pool = newPool(url, poolSize, timeoutMs);
-  const statements = kyselyPool(pool, timeoutMs);
+  const statements = kyselyPool(pool, timeoutMs, preparedStatements);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: statements }) });
-  const signals = new PgSignals(statements, url, timeoutMs);
+  const signals = new PgSignals(statements, directUrl ?? url, timeoutMs);
   try {
     await signals.start();
   } catch (error) {
@@ -153,46 +173,112 @@ class PostgresStore extends SqlStore {
  * One connection before the pool exists, given up after `timeoutMs` as the pool's are: a bad URL, or a database that
  * does not answer, stops startup clearly instead of hanging it.
  */
-async function checkConnection(url: string, where: string, timeoutMs: number): Promise<void> {
+async function checkConnection(
+  url: string,
+  where: string,
+  timeoutMs: number,
+  setting = 'ASSISTD_DATABASE_URL',
+): Promise<void> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
   client.on('error', () => {});
   try {
     await client.connect();
   } catch (error) {
     const reason = error instanceof Error ? error.message || error.name : String(error);
-    throw new ConfigError('ASSISTD_DATABASE_URL', `cannot connect to ${where}: ${hidePassword(reason, url)}`);
+    throw new ConfigError(setting, `cannot connect to ${where}: ${hidePassword(reason, url)}`);
   } finally {
     await client.end().catch(() => {});
   }
 }
 
 /**
+ * Kysely's lock id for migrations (kysely/dist/esm/dialect/postgres/postgres-adapter.js): an earlier assistd, which
+ * takes it as a session lock through Kysely's Migrator, and this one exclude each other.
+ */
+const MIGRATION_LOCK = '3853314791062309107';
+
+/**
  * Brings the schema up to date, and says whether that made the database (its first migration ran).
  *
- * Several processes may start on one fresh database at once; Kysely's Migrator already makes that safe, so no lock
- * of our own is added. On PostgreSQL its adapter's `acquireMigrationLock` takes a session advisory lock
- * (`pg_advisory_lock`, kysely/dist/esm/dialect/postgres/postgres-adapter.js) on one connection and runs the pending
- * migrations in one transaction under it, so the first process migrates and the others find nothing left to do.
- * Its bookkeeping tables (`kysely_migration`, `kysely_migration_lock`) are created before that lock, with
- * `create table if not exists` plus a re-check when a racing creation fails. test/storage/postgres-store.test.ts
- * opens four stores on one fresh database at once (and 8 × 10 such openings were tried by hand) to hold it to that.
+ * Several processes may start on one fresh database at once. Everything the migration does — Kysely's bookkeeping
+ * tables, the pending migrations, their record — is one transaction on one connection, which first takes an
+ * advisory lock held until it ends (`pg_advisory_xact_lock`): the first process migrates, and the others, waiting,
+ * then find nothing left to do. Kysely's Migrator runs inside it, its own lock (a session lock taken and released
+ * around its transaction, in statements of their own) left out: through a pooler in transaction mode (PgBouncer)
+ * those statements may each reach another server connection, and a lock left held on one stopped every later
+ * process at startup. test/storage/postgres-store.test.ts opens four stores on one fresh database at once, and
+ * test/storage/pooler.test.ts does so through PgBouncer, to hold it to that.
  */
 async function migrate(url: string, where: string): Promise<boolean> {
   // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
   // long, and so may waiting for another process's migration.
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(newPool(url, 1)) }) });
+  const pool = newPool(url, 1);
+  let client: pg.PoolClient;
   try {
-    const migrator = new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+    client = await pool.connect();
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+  const db = new Kysely<Database>({ dialect: new MigrationsUnderOwnLock({ pool: onClient(client) }) });
+  let open = false;
+  try {
+    await client.query('begin');
+    open = true;
+    await client.query(`select pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+    const migrator = new Migrator({
+      db,
+      provider: { getMigrations: async () => MIGRATIONS },
+      disableTransactions: true,
+    });
     const { error, results } = await migrator.migrateToLatest();
+    await client.query(error ? 'rollback' : 'commit');
+    open = false;
     if (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      if (isPermissionDenied(error)) throw await mayNotCreateTables(db, where, hidePassword(reason, url));
+      if (isPermissionDenied(error)) throw await mayNotCreateTables(client, where, hidePassword(reason, url));
       throw migrationFailure(error, results, 'ASSISTD_DATABASE_URL', where);
     }
     return madeNow(results);
   } finally {
-    await db.destroy();
+    if (open) await client.query('rollback').catch(() => {});
+    client.release();
+    await pool.end();
   }
+}
+
+/** Kysely's dialect, but for the migration lock, which `migrate` holds itself. */
+class MigrationsUnderOwnLock extends PostgresDialect {
+  override createAdapter(): PostgresAdapter {
+    return new (class extends PostgresAdapter {
+      override async acquireMigrationLock(): Promise<void> {}
+      override async releaseMigrationLock(): Promise<void> {}
+    })();
+  }
+}
+
+/**
+ * A Kysely pool that is one connection, lent to every statement at once: migrate's, whose transaction it holds. Each
+ * statement runs in a savepoint of its own, so that one that fails leaves the transaction usable, as it would be
+ * outside one: Kysely tries `create table if not exists` and looks again when that fails, and a user who may not
+ * create tables is then told why (mayNotCreateTables).
+ */
+function onClient(client: pg.PoolClient): PostgresPool {
+  const query = async (text: string, values?: readonly unknown[]) => {
+    await client.query('savepoint statement');
+    try {
+      const result = await client.query(text, values ? [...values] : []);
+      await client.query('release savepoint statement');
+      return result;
+    } catch (error) {
+      await client.query('rollback to savepoint statement').catch(() => {});
+      throw error;
+    }
+  };
+  return {
+    connect: async () => ({ query: query as unknown as PostgresPoolClient['query'], release: () => {} }),
+    end: async () => {},
+  };
 }
 
 /** 42501 is insufficient_privilege. */
@@ -204,9 +290,9 @@ function isPermissionDenied(error: unknown): boolean {
  * A user who may not create tables in the schema (PostgreSQL 15's default for one who does not own the database)
  * is a setting to fix, said with the grant that fixes it.
  */
-async function mayNotCreateTables(db: Kysely<Database>, where: string, reason: string): Promise<ConfigError> {
-  const user = await sql<{ user: string }>`select current_user as user`
-    .execute(db)
+async function mayNotCreateTables(client: pg.ClientBase, where: string, reason: string): Promise<ConfigError> {
+  const user = await client
+    .query<{ user: string }>('select current_user as user')
     .then((result) => result.rows[0]?.user ?? 'its user')
     .catch(() => 'its user');
   return new ConfigError(
