@@ -144,6 +144,7 @@ export function openSse(
   /** What this tick's frames added to what waits (they leave together when it ends). */
   let tickLength = 0;
   const uncork = () => {
+    if (!corked) return;
     corked = false;
     tickLength = 0;
     if (!wrote && !closed) res.flushHeaders();
@@ -181,6 +182,9 @@ export function openSse(
     end: (options) => {
       if (closed) return;
       const { socket } = res; // detached from the response once it is sent
+      // What this tick wrote goes first: Node 22 writes a chunked response's last chunk ahead of corked frames
+      // ended with it, and the client then never reads them (the run's closing events and `done`).
+      uncork();
       res.end(DONE, options?.closeConnection ? () => socket?.end() : undefined);
       close();
     },
