@@ -99,6 +99,36 @@ if (adminUrl === undefined) {
       }
     });
 
+    test('a migration waiting for another process whose connection is lost fails startup with the reason, and rolls back', async () => {
+      const database = await createTestDatabase(serverUrl);
+      // Another process's migration, as it holds the lock (Kysely's id, which migrate takes in its transaction).
+      const other = new pg.Client({ connectionString: database.url });
+      await other.connect();
+      try {
+        await other.query('begin');
+        await other.query('select pg_advisory_xact_lock(3853314791062309107)');
+        const opening = openPostgresStore(database.url, 2).then(
+          () => assert.fail('the store opened'),
+          (error: unknown) => error,
+        );
+        const [waiting] = await eventually('the migration waiting for the lock', 10_000, async () => {
+          const rows = (await query(
+            database.url,
+            "select pid from pg_stat_activity where wait_event_type = 'Lock' and query like '%pg_advisory_xact_lock%'",
+          )) as Array<{ pid: number }>;
+          return rows.length > 0 ? rows : undefined;
+        });
+        await query(database.url, `select pg_terminate_backend(${waiting!.pid})`);
+        // Not a crash of this process (an 'error' event with no listener): startup's own error.
+        assert.match(String(await opening), /^Error: migration unknown failed: the database is unavailable/);
+        await other.query('rollback');
+        assert.deepEqual(await query(database.url, "select to_regclass('kysely_migration') as t"), [{ t: null }]);
+      } finally {
+        await other.end();
+        await database.drop();
+      }
+    });
+
     test("deleting a thread while a run's commit holds the run: the delete waits for it, and neither deadlocks", async () => {
       const database = await createTestDatabase(serverUrl);
       const store = await openPostgresStore(database.url, 4);

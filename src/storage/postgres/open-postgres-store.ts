@@ -1,6 +1,7 @@
 import {
   Kysely,
   type Migration,
+  type MigrationResult,
   Migrator,
   PostgresAdapter,
   PostgresDialect,
@@ -207,42 +208,43 @@ const MIGRATION_LOCK = '3853314791062309107';
  * around its transaction, in statements of their own) left out: through a pooler in transaction mode (PgBouncer)
  * those statements may each reach another server connection, and a lock left held on one stopped every later
  * process at startup. test/storage/postgres-store.test.ts opens four stores on one fresh database at once, and
- * test/storage/pooler.test.ts does so through PgBouncer, to hold it to that.
+ * test/scale/multi-process.test.ts starts four processes so through PgBouncer, to hold it to that.
  */
 async function migrate(url: string, where: string): Promise<boolean> {
   // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
-  // long, and so may waiting for another process's migration.
-  const pool = newPool(url, 1);
-  let client: pg.PoolClient;
+  // long, and so may waiting for another process's migration. Not prepared by name: the names would outlive the
+  // transaction on a pooler's server connection, for another process's migration to collide with.
+  const pool = kyselyPool(newPool(url, 1), undefined, false);
+  let results: readonly MigrationResult[] | undefined;
   try {
-    client = await pool.connect();
-  } catch (error) {
-    await pool.end();
-    throw error;
-  }
-  const db = new Kysely<Database>({ dialect: new MigrationsUnderOwnLock({ pool: onClient(client) }) });
-  let open = false;
-  try {
-    await client.query('begin');
-    open = true;
-    await client.query(`select pg_advisory_xact_lock(${MIGRATION_LOCK})`);
-    const migrator = new Migrator({
-      db,
-      provider: { getMigrations: async () => MIGRATIONS },
-      disableTransactions: true,
-    });
-    const { error, results } = await migrator.migrateToLatest();
-    await client.query(error ? 'rollback' : 'commit');
-    open = false;
-    if (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      if (isPermissionDenied(error)) throw await mayNotCreateTables(client, where, hidePassword(reason, url));
-      throw migrationFailure(error, results, 'ASSISTD_DATABASE_URL', where);
+    const connection = await pool.connect();
+    const run = (text: string) => connection.query(text, []);
+    let open = false;
+    try {
+      await run('begin');
+      open = true;
+      await run(`select pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+      const db = new Kysely<Database>({ dialect: new MigrationsUnderOwnLock({ pool: inTransaction(connection) }) });
+      const migrator = new Migrator({
+        db,
+        provider: { getMigrations: async () => MIGRATIONS },
+        disableTransactions: true,
+      });
+      const outcome = await migrator.migrateToLatest();
+      results = outcome.results;
+      if (outcome.error) throw outcome.error;
+      await run('commit');
+      open = false;
+      return madeNow(results);
+    } finally {
+      if (open) await run('rollback').catch(() => {});
+      connection.release();
     }
-    return madeNow(results);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (isPermissionDenied(error)) throw await mayNotCreateTables(pool, where, hidePassword(reason, url));
+    throw migrationFailure(error, results, 'ASSISTD_DATABASE_URL', where);
   } finally {
-    if (open) await client.query('rollback').catch(() => {});
-    client.release();
     await pool.end();
   }
 }
@@ -263,20 +265,21 @@ class MigrationsUnderOwnLock extends PostgresDialect {
  * outside one: Kysely tries `create table if not exists` and looks again when that fails, and a user who may not
  * create tables is then told why (mayNotCreateTables).
  */
-function onClient(client: pg.PoolClient): PostgresPool {
+function inTransaction(connection: PostgresPoolClient): PostgresPool {
+  const run = (text: string) => connection.query(text, []);
   const query = async (text: string, values?: readonly unknown[]) => {
-    await client.query('savepoint statement');
+    await run('savepoint statement');
     try {
-      const result = await client.query(text, values ? [...values] : []);
-      await client.query('release savepoint statement');
+      const result = await connection.query(text, values ?? []);
+      await run('release savepoint statement');
       return result;
     } catch (error) {
-      await client.query('rollback to savepoint statement').catch(() => {});
+      await run('rollback to savepoint statement; release savepoint statement').catch(() => {});
       throw error;
     }
   };
   return {
-    connect: async () => ({ query: query as unknown as PostgresPoolClient['query'], release: () => {} }),
+    connect: async () => ({ query: query as PostgresPoolClient['query'], release: () => {} }),
     end: async () => {},
   };
 }
@@ -290,11 +293,17 @@ function isPermissionDenied(error: unknown): boolean {
  * A user who may not create tables in the schema (PostgreSQL 15's default for one who does not own the database)
  * is a setting to fix, said with the grant that fixes it.
  */
-async function mayNotCreateTables(client: pg.ClientBase, where: string, reason: string): Promise<ConfigError> {
-  const user = await client
-    .query<{ user: string }>('select current_user as user')
-    .then((result) => result.rows[0]?.user ?? 'its user')
-    .catch(() => 'its user');
+async function mayNotCreateTables(pool: PostgresPool, where: string, reason: string): Promise<ConfigError> {
+  let user = 'its user';
+  try {
+    const connection = await pool.connect();
+    try {
+      const { rows } = await connection.query<{ user: string }>('select current_user as user', []);
+      user = rows[0]?.user ?? user;
+    } finally {
+      connection.release();
+    }
+  } catch {}
   return new ConfigError(
     'ASSISTD_DATABASE_URL',
     `cannot create assistd's tables in ${where}: ${reason} (GRANT CREATE ON SCHEMA public TO ${user}, or make the user own the database)`,
