@@ -2,7 +2,7 @@
 # The image is not built in CI (no Docker daemon there); test/ops/container.test.ts checks this file against the code.
 
 # Build: every dependency (TypeScript, native modules built for this Debian), then only the production ones kept.
-FROM node:20-bookworm AS build
+FROM node:24-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -14,7 +14,7 @@ COPY scripts/build-playground.mjs ./scripts/
 RUN npm run build && npm prune --omit=dev
 
 # Runtime: the same Debian release as the build (better-sqlite3's and sqlite-vec's binaries), no compiler.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # code_interpreter runs Debian's Python (ASSISTD_SANDBOX_PYTHON=/usr/bin/python3) inside bubblewrap. The container
 # must allow user namespaces for it (README.md, "Container image"); without them the server still runs and says
 # why code cannot run (/healthz).

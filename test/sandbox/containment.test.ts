@@ -335,8 +335,20 @@ describe('the sandbox contains', () => {
     const address = `\0assistd-test-${randomBytes(8).toString('hex')}`;
     const server = net.createServer((socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ path: address }, resolve));
-    // Node binds an abstract name padded with NULs to the whole sun_path (108 bytes): only that exact name connects.
-    const connect = `import socket\nsocket.socket(socket.AF_UNIX).connect(${JSON.stringify(address)}.encode().ljust(108, b"\\0"))`;
+    // Node 20 binds an abstract name padded with NULs to the whole sun_path (108 bytes), Node 22 and later the name
+    // alone: only the exact name bound connects, so both are tried.
+    const connect = [
+      'import socket',
+      'def reach(address):',
+      '    try:',
+      '        socket.socket(socket.AF_UNIX).connect(address)',
+      '        return True',
+      '    except ConnectionRefusedError:',
+      '        return False',
+      `name = ${JSON.stringify(address)}.encode()`,
+      'if not (reach(name) or reach(name.ljust(108, b"\\0"))):',
+      '    raise ConnectionRefusedError(111, "Connection refused")',
+    ].join('\n');
     try {
       // The same code run on the host connects: the cell's refusal is the namespace's doing, not a wrong address.
       const { stdout } = await promisify(execFile)(TEST_SETTINGS.python, ['-c', `${connect}\nprint("connected")`]);
