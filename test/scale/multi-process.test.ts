@@ -148,6 +148,14 @@ class Deployment {
     return new Map(rows.map((row) => [row.id, row.locked_by]));
   }
 
+  /** A raw client and an SDK client of each API process, and an assistant made through the first. */
+  async clients(): Promise<{ apis: ApiClient[]; clients: OpenAI[]; assistantId: string }> {
+    const apis = this.apis.map((p) => new ApiClient(p.url));
+    const clients = this.apis.map((p) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'test', maxRetries: 0 }));
+    const assistantId = (await apis[0]!.post('/v1/assistants', { model: 'm' })).body.id as string;
+    return { apis, clients, assistantId };
+  }
+
   /** The advisory locks held on its database, by any session. */
   async advisoryLocks(): Promise<number> {
     const { rows } = await this.observer!.query<{ n: number }>(
@@ -284,9 +292,7 @@ if (adminUrl === undefined) {
           // Leases renewed every 200 s: within a test, only a notification can tell a worker of a cancel.
           env: { ASSISTD_WORKER_CONCURRENCY: '16', ASSISTD_WORKER_LEASE_S: '600' },
         });
-        apis = deployment.apis.map((p) => new ApiClient(p.url));
-        clients = deployment.apis.map((p) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'test', maxRetries: 0 }));
-        assistantId = (await apis[0]!.post('/v1/assistants', { model: 'm' })).body.id as string;
+        ({ apis, clients, assistantId } = await deployment.clients());
       },
       { timeout: 60_000 },
     );
@@ -464,9 +470,7 @@ if (adminUrl === undefined) {
             ASSISTD_WORKER_LEASE_S: '600',
           },
         });
-        apis = deployment.apis.map((p) => new ApiClient(p.url));
-        clients = deployment.apis.map((p) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'test', maxRetries: 0 }));
-        assistantId = (await apis[0]!.post('/v1/assistants', { model: 'm' })).body.id as string;
+        ({ apis, clients, assistantId } = await deployment.clients());
       },
       { timeout: 60_000 },
     );
