@@ -17,6 +17,7 @@ import type { Scope } from '../../src/storage/store.ts';
 import { storeContract } from '../contract/store-contract.ts';
 import { aMessage, anAssistant, aRun, aThread, storedThreadWithOneAttachment } from '../support/builders.ts';
 import { eventually, within } from '../support/eventually.ts';
+import { startPgBouncer } from '../support/pgbouncer.ts';
 import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { ROOT } from '../support/root.ts';
 import { TcpProxy } from '../support/tcp-proxy.ts';
@@ -125,6 +126,38 @@ if (adminUrl === undefined) {
         assert.deepEqual(await query(database.url, "select to_regclass('kysely_migration') as t"), [{ t: null }]);
       } finally {
         await other.end();
+        await database.drop();
+      }
+    });
+
+    test('through a pooler that cannot keep prepared statements: the error names the setting, and with it off all goes', async () => {
+      const database = await createTestDatabase(serverUrl);
+      // Debian 12's PgBouncer (1.18) in transaction mode, on one server connection: the store's two connections both
+      // prepare their statements on it.
+      const pooler = await startPgBouncer(serverUrl, 'transaction', 1);
+      const direct = { directUrl: database.url };
+      try {
+        const prepared = await openPostgresStore(pooler.through(database.url), 2, undefined, direct);
+        const both = () => Promise.all([0, 1].map(() => prepared.getAssistant(scope, 'asst_none')));
+        await assert.rejects(async () => {
+          for (let i = 0; i < 10; i++) await both();
+        }, /prepared statement .*: a pooler in transaction mode .* ASSISTD_DATABASE_PREPARED_STATEMENTS=off/);
+        await prepared.close();
+
+        const unprepared = await openPostgresStore(pooler.through(database.url), 2, undefined, {
+          ...direct,
+          preparedStatements: false,
+        });
+        const assistant = anAssistant();
+        await unprepared.createAssistant(scope, assistant);
+        for (let i = 0; i < 10; i++)
+          assert.deepEqual(await Promise.all([0, 1].map(() => unprepared.getAssistant(scope, assistant.id))), [
+            assistant,
+            assistant,
+          ]);
+        await unprepared.close();
+      } finally {
+        await pooler.stop();
         await database.drop();
       }
     });

@@ -17,10 +17,15 @@ export interface PgBouncer {
 
 /**
  * A PgBouncer of its own in front of the PostgreSQL server of `serverUrl` (any database on it, the same user, no
- * password), pooling in `mode`, as operators put one in front of several assistd processes. Run as `postgres` when
+ * password), pooling in `mode` on `serverConnections` per database, as operators put one in front of several assistd
+ * processes. Run as `postgres` when
  * this process is root: PgBouncer refuses to run as root.
  */
-export async function startPgBouncer(serverUrl: string, mode: 'transaction' | 'session'): Promise<PgBouncer> {
+export async function startPgBouncer(
+  serverUrl: string,
+  mode: 'transaction' | 'session',
+  serverConnections = 20,
+): Promise<PgBouncer> {
   const server = new URL(serverUrl);
   const dir = mkdtempSync(path.join(tmpdir(), 'assistd-pgbouncer-'));
   const port = await freePort();
@@ -38,7 +43,7 @@ export async function startPgBouncer(serverUrl: string, mode: 'transaction' | 's
       'auth_type = trust',
       `auth_file = ${path.join(dir, 'users.txt')}`,
       `pool_mode = ${mode}`,
-      'default_pool_size = 20',
+      `default_pool_size = ${serverConnections}`,
       'max_client_conn = 1000',
       'ignore_startup_parameters = extra_float_digits',
       `logfile = ${path.join(dir, 'pgbouncer.log')}`,

@@ -6,6 +6,14 @@ import { DatabaseUnavailable, StorageFull } from '../store.ts';
 const CAPACITY = 256;
 /** `cached plan must not change result type`: a prepared `select *` after a migration added a column. */
 const FEATURE_NOT_SUPPORTED = '0A000';
+/**
+ * A named statement the server connection does not have (`invalid_sql_statement_name`), or has already
+ * (`duplicate_prepared_statement`): pg prepares each name once per connection, so the connection it prepared it on
+ * was swapped under it, by a pooler in transaction mode that cannot keep prepared statements.
+ */
+const POOLED_AWAY = new Set<unknown>(['26000', '42P05']);
+const POOLED_AWAY_HINT =
+  'a pooler in transaction mode that cannot keep prepared statements? Set ASSISTD_DATABASE_PREPARED_STATEMENTS=off (README, "Behind a connection pooler")';
 /** `disk_full`: PostgreSQL could not extend a file of the database. */
 const DISK_FULL = '53100';
 
@@ -68,7 +76,9 @@ export function kyselyPool(pool: pg.Pool, timeoutMs?: number, prepared = true): 
       const query = (sql: string, values: unknown[]) => {
         const name = values.length > 0 ? nameOf(sql) : undefined;
         if (name === undefined) return client.query(sql, values);
-        return client.query({ name, text: sql, values }).catch((error: { code?: unknown }) => {
+        return client.query({ name, text: sql, values }).catch((error: { code?: unknown; message?: unknown }) => {
+          if (POOLED_AWAY.has(error?.code) && typeof error.message === 'string')
+            error.message += `: ${POOLED_AWAY_HINT}`;
           if (error?.code !== FEATURE_NOT_SUPPORTED) throw error;
           unnamed.add(sql);
           return client.query(sql, values);
