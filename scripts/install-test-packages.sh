@@ -2,8 +2,8 @@
 # Installs the Debian packages the test suite needs and the machine lacks: bubblewrap and Debian's Python with
 # numpy, pandas, matplotlib, openpyxl and seaborn, which code_interpreter's sandbox runs (test/sandbox,
 # test/tools/code-interpreter*), Chromium, which the playground's browser tests drive (test/playground), and
-# PgBouncer, which the multi-process tests put in front of PostgreSQL (test/scale). Does nothing when they are
-# present.
+# PgBouncer, which the multi-process and PostgreSQL store tests put in front of PostgreSQL (test/scale,
+# test/storage). Does nothing when they are present.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
