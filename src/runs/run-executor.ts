@@ -770,9 +770,10 @@ export class RunExecutor {
    * A message the turn finished early (text before its calls) is stored so too, completed, as its events say.
    * Not waited for by the turn, which streams on; every later commit waits for it (`begun`). Written as they are
    * when they open (or as they are when they finish early, the write not yet begun), and not again until the turn
-   * ends: a message's content, and a tool_calls step's calls (none yet), stay as they were then. Fenced as any commit, and left unwritten when that or the database fails: the turn's end, or the
-   * run's, stores them all the same. The writes go one after the other; what begins while one waits for the write
-   * before it joins it (a message finished early, and the step of the calls that ended it, are one write).
+   * ends: a message's content, and a tool_calls step's calls (none yet), stay as they were then. Fenced as any
+   * commit, and left unwritten when that or the database fails: the turn's end, or the run's, stores them all the
+   * same. The writes go one after the other; what begins while one waits for the write before it joins it (a
+   * message finished early, and the step of the calls that ended it, are one write).
    */
   private storeBegun(x: Execution, step: StoredStep, message: Message | undefined): void {
     const { store, logger } = this.options;
