@@ -66,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'migrate': {
       const { openStore } = await import('./storage/open-store.ts');
-      const store = await openStore(config.storage);
+      const store = await openStore(config.storage, {
+        onMigrationWait: (message) => process.stderr.write(`assistd: ${message}\n`),
+      });
       process.stdout.write(`assistd: ${store.description} is up to date\n`);
       await store.close();
       return 0;

@@ -144,7 +144,7 @@ async function startCore(config: Config, logger: Logger, claimRuns: boolean, too
   let blobs: BlobStore;
   try {
     embedder = await openEmbedder(config.models.embeddings, { logger, maxRetries: config.runs.maxRetries });
-    store = await openStore(config.storage);
+    store = await openStore(config.storage, { onMigrationWait: (message) => logger.warn(message) });
     blobs = openBlobStore(config, store);
     await checkFileStorage(config, store, blobs);
   } catch (error) {

@@ -8,6 +8,11 @@ export interface OpenStoreOptions {
    * than given a new database, whose keys the server, on its own directory, would never accept.
    */
   existing?: boolean;
+  /**
+   * Told when startup waits for the migrations of another process on the same PostgreSQL database, saying who holds
+   * their lock: a wait that would otherwise be silent for as long as it lasts.
+   */
+  onMigrationWait?: (message: string) => void;
 }
 
 /**
@@ -26,7 +31,8 @@ export async function openStore(storage: StorageConfig, options: OpenStoreOption
     case 'postgres': {
       const { openPostgresStore } = await import('./postgres/open-postgres-store.ts');
       const { url, poolSize, timeoutMs, directUrl, preparedStatements } = storage;
-      return openPostgresStore(url, poolSize, timeoutMs, { directUrl, preparedStatements });
+      const { onMigrationWait } = options;
+      return openPostgresStore(url, poolSize, timeoutMs, { directUrl, preparedStatements, onMigrationWait });
     }
   }
 }

@@ -100,7 +100,7 @@ if (adminUrl === undefined) {
       }
     });
 
-    test('a migration waiting for another process whose connection is lost fails startup with the reason, and rolls back', async () => {
+    test('a migration waiting for another process says so, naming the holder; its connection lost, startup fails with the reason and rolls back', async () => {
       const database = await createTestDatabase(serverUrl);
       // Another process's migration, as it holds the lock (Kysely's id, which migrate takes in its transaction).
       const other = new pg.Client({ connectionString: database.url });
@@ -108,7 +108,10 @@ if (adminUrl === undefined) {
       try {
         await other.query('begin');
         await other.query('select pg_advisory_xact_lock(3853314791062309107)');
-        const opening = openPostgresStore(database.url, 2).then(
+        const told: string[] = [];
+        const opening = openPostgresStore(database.url, 2, undefined, {
+          onMigrationWait: (message) => told.push(message),
+        }).then(
           () => assert.fail('the store opened'),
           (error: unknown) => error,
         );
@@ -119,9 +122,25 @@ if (adminUrl === undefined) {
           )) as Array<{ pid: number }>;
           return rows.length > 0 ? rows : undefined;
         });
+        // The wait is told once, naming the connection that holds the lock, which an operator may end by its pid.
+        const [holder] = (await other.query('select pg_backend_pid() as pid')).rows as Array<{ pid: number }>;
+        assert.equal(told.length, 1);
+        assert.match(
+          told[0]!,
+          /: waiting for the migrations another process is running \(it holds the migration lock\)/,
+        );
+        assert.match(
+          told[0]!,
+          new RegExp(
+            `PostgreSQL backend pid ${holder!.pid} \\(state idle in transaction, in its transaction for \\d+ s\\)\\.$`,
+          ),
+        );
         await query(database.url, `select pg_terminate_backend(${waiting!.pid})`);
         // Not a crash of this process (an 'error' event with no listener): startup's own error.
-        assert.match(String(await opening), /^Error: migration unknown failed: the database is unavailable/);
+        assert.match(
+          String(await opening),
+          /^Error: the migrations of postgres:\/\/\S+ failed: the database is unavailable/,
+        );
         await other.query('rollback');
         assert.deepEqual(await query(database.url, "select to_regclass('kysely_migration') as t"), [{ t: null }]);
       } finally {

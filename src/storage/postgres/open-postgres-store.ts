@@ -103,12 +103,16 @@ const TYPES: pg.CustomTypesConfig = {
     oid === pg.types.builtins.INT8 && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format),
 };
 
-/** How a store reaches PostgreSQL through a pooler in transaction mode (StorageConfig). */
-export interface PoolerOptions {
-  /** The URL of the listening connection, which reaches PostgreSQL itself; default: the store's. */
+export interface PostgresStoreOptions {
+  /**
+   * How the store reaches PostgreSQL through a pooler in transaction mode (StorageConfig): the URL of the listening
+   * connection, which reaches PostgreSQL itself (default: the store's).
+   */
   directUrl?: string | undefined;
   /** Whether statements run as named prepared statements (default: yes). */
   preparedStatements?: boolean;
+  /** Told, once, when startup waits for another process's migrations (OpenStoreOptions.onMigrationWait). */
+  onMigrationWait?: ((message: string) => void) | undefined;
 }
 
 /**
@@ -120,13 +124,13 @@ export async function openPostgresStore(
   url: string,
   poolSize: number,
   timeoutMs = DEFAULT_DATABASE_TIMEOUT_MS,
-  { directUrl, preparedStatements = true }: PoolerOptions = {},
+  { directUrl, preparedStatements = true, onMigrationWait }: PostgresStoreOptions = {},
 ): Promise<SqlStore> {
   const where = describe(url);
   await checkConnection(url, where, timeoutMs);
   if (directUrl !== undefined)
     await checkConnection(directUrl, describe(directUrl), timeoutMs, 'ASSISTD_DATABASE_DIRECT_URL');
-  const createdNow = await migrate(url, where);
+  const createdNow = await migrate(url, where, onMigrationWait);
 
   const pool = newPool(url, poolSize, timeoutMs);
   const statements = kyselyPool(pool, timeoutMs, preparedStatements);
@@ -210,7 +214,7 @@ const MIGRATION_LOCK = '3853314791062309107';
  * process at startup. test/storage/postgres-store.test.ts opens four stores on one fresh database at once, and
  * test/scale/multi-process.test.ts starts four processes so through PgBouncer, to hold it to that.
  */
-async function migrate(url: string, where: string): Promise<boolean> {
+async function migrate(url: string, where: string, onWait?: (message: string) => void): Promise<boolean> {
   // A connection of its own, with no limit on how long a statement takes: a migration of a large table may take
   // long, and so may waiting for another process's migration. Not prepared by name: the names would outlive the
   // transaction on a pooler's server connection, for another process's migration to collide with.
@@ -223,7 +227,14 @@ async function migrate(url: string, where: string): Promise<boolean> {
     try {
       await run('begin');
       open = true;
-      await run(`select pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+      const { rows } = await connection.query<{ free: boolean }>(
+        `select pg_try_advisory_xact_lock(${MIGRATION_LOCK}) as free`,
+        [],
+      );
+      if (!rows[0]?.free) {
+        onWait?.(await migrationLockHolder(connection, where));
+        await run(`select pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+      }
       const db = new Kysely<Database>({ dialect: new MigrationsUnderOwnLock({ pool: inTransaction(connection) }) });
       const migrator = new Migrator({
         db,
@@ -246,6 +257,40 @@ async function migrate(url: string, where: string): Promise<boolean> {
     throw migrationFailure(error, results, 'ASSISTD_DATABASE_URL', where);
   } finally {
     await pool.end();
+  }
+}
+
+/**
+ * Who holds the migration lock, as startup says it waits: a process migrating, or a connection that an earlier
+ * assistd left holding Kysely's session lock (through a pooler), which the operator may end by its pid.
+ */
+async function migrationLockHolder(connection: PostgresPoolClient, where: string): Promise<string> {
+  const waiting = `${where}: waiting for the migrations another process is running (it holds the migration lock)`;
+  // pg_locks shows a bigint advisory lock as its high and low 32 bits.
+  const high = BigInt(MIGRATION_LOCK) >> 32n;
+  const low = BigInt(MIGRATION_LOCK) & 0xffffffffn;
+  try {
+    const { rows } = await connection.query<{
+      pid: number;
+      application_name: string | null;
+      state: string | null;
+      seconds: number | null;
+    }>(
+      `select l.pid, a.application_name, a.state, extract(epoch from now() - a.xact_start)::int as seconds
+         from pg_locks l left join pg_stat_activity a on a.pid = l.pid
+        where l.locktype = 'advisory' and l.granted and l.classid = ${high} and l.objid = ${low} and l.objsubid = 1`,
+      [],
+    );
+    const holder = rows[0];
+    if (holder === undefined) return `${waiting}.`;
+    const what = [
+      holder.application_name ? `application '${holder.application_name}'` : undefined,
+      holder.state ? `state ${holder.state}` : undefined,
+      holder.seconds != null ? `in its transaction for ${holder.seconds} s` : undefined,
+    ].filter((part) => part !== undefined);
+    return `${waiting}: PostgreSQL backend pid ${holder.pid}${what.length > 0 ? ` (${what.join(', ')})` : ''}.`;
+  } catch {
+    return `${waiting}.`;
   }
 }
 
