@@ -25,7 +25,7 @@ import type { Page, PageRequest, Scope, VectorStoreFileFilter, VectorStoreRecord
 export interface NewVectorStore {
   name?: string | undefined;
   description?: string | undefined;
-  metadata?: Metadata | null | undefined;
+  metadata?: Metadata | undefined;
   expires_after?: VectorStoreExpiry | undefined;
   file_ids?: readonly string[] | undefined;
   chunking_strategy?: StaticChunking | undefined;
@@ -130,12 +130,12 @@ export class VectorStoreService {
   async update(
     scope: Scope,
     id: string,
-    body: { name?: string | null; metadata?: Metadata | null; expires_after?: VectorStoreExpiry | null },
+    body: { name?: string | null; metadata?: Metadata; expires_after?: VectorStoreExpiry | null },
   ): Promise<VectorStoreView> {
     const current = await this.get(scope, id);
     const patch: Parameters<VectorStoreRecords['updateVectorStore']>[2] = {};
     if (body.name !== undefined) patch.name = body.name;
-    if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
+    if (body.metadata !== undefined) patch.metadata = body.metadata;
     if (body.expires_after !== undefined) {
       // An expired store stays expired: a new expiry would only contradict its status.
       if (current.expired)

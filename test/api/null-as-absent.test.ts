@@ -124,4 +124,63 @@ describe('null for an optional field', () => {
     const noContent = await server.api.post(`/v1/threads/${thread.body.id}/messages`, { role: 'user', content: null });
     assert.equal(noContent.status, 400);
   });
+
+  describe("go-openai's requests: its fields without omitempty are sent when a program leaves them unset", () => {
+    test('a modification with metadata null keeps the metadata; {} empties it', async () => {
+      const meta = { user: 'u1', session: 's9' };
+      const store = await server.api.post('/v1/vector_stores', {});
+      // ModifyThreadRequest{ToolResources: …}: {"metadata":null,"tool_resources":{…}}.
+      const thread = await server.api.post('/v1/threads', { metadata: meta });
+      const modified = await server.api.post(`/v1/threads/${thread.body.id}`, {
+        metadata: null,
+        tool_resources: { file_search: { vector_store_ids: [store.body.id] } },
+      });
+      assert.equal(modified.status, 200, JSON.stringify(modified.body));
+      assert.deepEqual(modified.body.metadata, meta);
+      assert.deepEqual((await server.api.get(`/v1/threads/${thread.body.id}`)).body.metadata, meta);
+
+      const assistant = await server.api.post('/v1/assistants', { model: 'm', metadata: meta });
+      const message = await server.api.post(`/v1/threads/${thread.body.id}/messages`, {
+        role: 'user',
+        content: 'hi',
+        metadata: meta,
+      });
+      const tagged = await server.api.post('/v1/vector_stores', { metadata: meta });
+      for (const path of [
+        `/v1/assistants/${assistant.body.id}`,
+        `/v1/threads/${thread.body.id}/messages/${message.body.id}`,
+        `/v1/vector_stores/${tagged.body.id}`,
+        `/v1/threads/${thread.body.id}`,
+      ]) {
+        const kept = await server.api.post(path, { metadata: null });
+        assert.equal(kept.status, 200, `${path}: ${JSON.stringify(kept.body)}`);
+        assert.deepEqual(kept.body.metadata, meta, path);
+        const emptied = await server.api.post(path, { metadata: {} });
+        assert.deepEqual([emptied.status, emptied.body.metadata], [200, {}], path);
+      }
+    });
+
+    test('a built-in tool named as the tool choice, with the empty function go-openai sends beside it', async () => {
+      const tools = [{ type: 'file_search' }, { type: 'code_interpreter' }];
+      const assistant = await server.api.post('/v1/assistants', { model: 'm', tools });
+      for (const { type } of tools) {
+        const thread = await server.api.post('/v1/threads', {});
+        const run = await server.api.post(`/v1/threads/${thread.body.id}/runs`, {
+          assistant_id: assistant.body.id,
+          tool_choice: { type, function: { name: '' } },
+        });
+        assert.equal(run.status, 200, JSON.stringify(run.body));
+        assert.deepEqual(run.body.tool_choice, { type });
+      }
+    });
+
+    test("an assistant modified without a model: go-openai's AssistantRequest sends model as an empty string", async () => {
+      const assistant = await server.api.post('/v1/assistants', { model: 'm', name: 'before' });
+      const modified = await server.api.post(`/v1/assistants/${assistant.body.id}`, { model: '', name: 'after' });
+      assert.equal(modified.status, 200, JSON.stringify(modified.body));
+      assert.deepEqual([modified.body.model, modified.body.name], ['m', 'after']);
+      const created = await server.api.post('/v1/assistants', { model: '' });
+      assert.equal(created.status, 400); // a new assistant needs one
+    });
+  });
 });

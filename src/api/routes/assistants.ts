@@ -80,7 +80,7 @@ export function registerAssistantRoutes(
     if (body.reasoning_effort !== undefined) patch.reasoning_effort = body.reasoning_effort;
     if (body.tools !== undefined) patch.tools = body.tools;
     if (body.tool_resources !== undefined) patch.tool_resources = body.tool_resources ?? {};
-    if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
+    if (body.metadata !== undefined) patch.metadata = body.metadata;
     if (body.temperature !== undefined) patch.temperature = body.temperature ?? DEFAULT_TEMPERATURE;
     if (body.top_p !== undefined) patch.top_p = body.top_p ?? DEFAULT_TOP_P;
     if (body.response_format !== undefined) patch.response_format = body.response_format ?? 'auto';

@@ -66,7 +66,7 @@ export function registerMessageRoutes(
     const threadId = pathId('thread', request.params, 'thread_id');
     const id = pathId('message', request.params, 'message_id');
     const body = parseBody(modifyMessageRequest, request.body);
-    const patch = body.metadata !== undefined ? { metadata: body.metadata ?? {} } : {};
+    const patch = body.metadata !== undefined ? { metadata: body.metadata } : {};
     await bus.written(threadId);
     const message = await store.updateMessage(request.scope, threadId, id, patch);
     if (!message) throw await missing(request, threadId, id);

@@ -209,8 +209,7 @@ export function registerRunRoutes(
     const threadId = pathId('thread', request.params, 'thread_id');
     const runId = pathId('run', request.params, 'run_id');
     const body = parseBody(modifyRunRequest, request.body);
-    const metadata = body.metadata === undefined ? undefined : (body.metadata ?? {});
-    return sendRun(reply, await runs.modifyRun(request.scope, threadId, runId, metadata));
+    return sendRun(reply, await runs.modifyRun(request.scope, threadId, runId, body.metadata));
   });
 
   app.post('/v1/threads/:thread_id/runs/:run_id/cancel', async (request, reply) => {

@@ -69,7 +69,7 @@ export function registerThreadRoutes(
     await helpers.checkVectorStores(request.scope, body.tool_resources);
     const patch: ThreadPatch = {};
     if (body.tool_resources !== undefined) patch.tool_resources = body.tool_resources ?? {};
-    if (body.metadata !== undefined) patch.metadata = body.metadata ?? {};
+    if (body.metadata !== undefined) patch.metadata = body.metadata;
     const thread = await store.updateThread(request.scope, id, patch);
     if (!thread) throw notFound('thread', id);
     return serializeThread(thread);

@@ -30,7 +30,13 @@ export const createAssistantRequest = z.strictObject(
   nullAsAbsent({ ...assistantFields, tool_resources: createToolResources.optional() }),
 );
 
-/** `ModifyAssistantRequest`: the same fields, all optional. */
+/**
+ * `ModifyAssistantRequest`: the same fields, all optional. An empty model is leaving it out: go-openai's
+ * `AssistantRequest`, shared with creation, sends `"model":""` when a modification leaves it unset.
+ */
 export const modifyAssistantRequest = z.strictObject(
-  nullAsAbsent({ ...assistantFields, model: assistantFields.model.optional() }),
+  nullAsAbsent({
+    ...assistantFields,
+    model: z.preprocess((model) => (model === '' ? undefined : model), assistantFields.model.optional()),
+  }),
 );

@@ -16,7 +16,7 @@ export function integer() {
  * A request object's fields, each optional one that takes no `null` of its own taking `null` as leaving it out. The
  * Python SDK sends a `None` it is given as `null` (`tools=None`, `parallel_tool_calls=None`), and programs send back
  * what they read (`tool_resources.model_dump()` holds `"file_search": null`); OpenAI took them. A field whose `null`
- * means something (`metadata`, `instructions`: clear it) keeps its meaning; a required field's `null` is refused.
+ * means something (`instructions`: clear them) keeps its meaning; a required field's `null` is refused.
  * Every object of the official request schemas is built through it, nested ones included.
  */
 export function nullAsAbsent<S extends z.ZodRawShape>(shape: S): S {
@@ -40,36 +40,36 @@ const METADATA_MAX_PAIRS = 16;
 const METADATA_MAX_KEY = 64;
 const METADATA_MAX_VALUE = 512;
 
-/** `Metadata`: ≤16 string pairs, keys ≤64 characters, values ≤512. `null` clears it. */
-export const metadata = z
-  .record(z.string(), z.string())
-  .nullable()
-  .superRefine((value, ctx) => {
-    if (value === null) return;
-    const keys = Object.keys(value);
-    if (keys.length > METADATA_MAX_PAIRS)
+/**
+ * `Metadata`: ≤16 string pairs, keys ≤64 characters, values ≤512. Its `null` is leaving it out (nullAsAbsent): a
+ * modification with `"metadata": null` keeps the object's, as `{}` empties it. go-openai sends `null` whenever a
+ * program leaves it unset (`ModifyThreadRequest`, to add a vector store), and emptying would lose what it holds.
+ */
+export const metadata = z.record(z.string(), z.string()).superRefine((value, ctx) => {
+  const keys = Object.keys(value);
+  if (keys.length > METADATA_MAX_PAIRS)
+    ctx.addIssue({
+      code: 'custom',
+      message: `Invalid 'metadata': too many properties. Expected an object with at most ${METADATA_MAX_PAIRS} properties, but got an object with ${keys.length} properties instead.`,
+      params: { code: 'object_above_max_properties' },
+    });
+  for (const key of keys) {
+    if (characters(key) > METADATA_MAX_KEY)
       ctx.addIssue({
         code: 'custom',
-        message: `Invalid 'metadata': too many properties. Expected an object with at most ${METADATA_MAX_PAIRS} properties, but got an object with ${keys.length} properties instead.`,
-        params: { code: 'object_above_max_properties' },
+        message: `Invalid 'metadata': key '${key}' is too long. Expected keys of at most ${METADATA_MAX_KEY} characters, but got a key with ${characters(key)} characters instead.`,
+        params: { code: 'string_above_max_length' },
       });
-    for (const key of keys) {
-      if (characters(key) > METADATA_MAX_KEY)
-        ctx.addIssue({
-          code: 'custom',
-          message: `Invalid 'metadata': key '${key}' is too long. Expected keys of at most ${METADATA_MAX_KEY} characters, but got a key with ${characters(key)} characters instead.`,
-          params: { code: 'string_above_max_length' },
-        });
-      const item = value[key]!;
-      if (characters(item) > METADATA_MAX_VALUE)
-        ctx.addIssue({
-          code: 'custom',
-          path: [key],
-          message: `Invalid 'metadata.${key}': string too long. Expected a string with maximum length ${METADATA_MAX_VALUE}, but got a string with length ${characters(item)} instead.`,
-          params: { code: 'string_above_max_length' },
-        });
-    }
-  });
+    const item = value[key]!;
+    if (characters(item) > METADATA_MAX_VALUE)
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message: `Invalid 'metadata.${key}': string too long. Expected a string with maximum length ${METADATA_MAX_VALUE}, but got a string with length ${characters(item)} instead.`,
+        params: { code: 'string_above_max_length' },
+      });
+  }
+});
 
 const NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 

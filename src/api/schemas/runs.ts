@@ -32,13 +32,23 @@ const truncationStrategy = z
   .nullable()
   .optional();
 
+/**
+ * A built-in tool named as the tool choice. `AssistantsNamedToolChoice` declares `function` for every `type`; a
+ * built-in tool's is dropped. go-openai's `ToolChoice` always sends one (`{"type":"file_search","function":{"name":""}}`).
+ */
+function namedBuiltIn<T extends 'code_interpreter' | 'file_search'>(type: T) {
+  return z
+    .strictObject({ type: z.literal(type), function: z.strictObject({ name: z.string() }).optional() })
+    .transform(() => ({ type }));
+}
+
 const toolChoice = z
   .union([
     z.enum(['none', 'auto', 'required']),
     z.discriminatedUnion('type', [
       z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string().min(1) }) }),
-      z.strictObject({ type: z.literal('code_interpreter') }),
-      z.strictObject({ type: z.literal('file_search') }),
+      namedBuiltIn('code_interpreter'),
+      namedBuiltIn('file_search'),
     ]),
   ])
   .nullable()

@@ -11,7 +11,7 @@ import { chunkingStrategy } from './vector-stores.ts';
 export interface VectorStoreHelper {
   file_ids: string[];
   chunking_strategy?: StaticChunking | undefined;
-  metadata?: Metadata | null | undefined;
+  metadata?: Metadata | undefined;
 }
 
 /** `tool_resources` as a create request gives it: the stored shape, plus the helper until it is resolved. */
