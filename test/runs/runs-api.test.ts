@@ -735,17 +735,27 @@ describe('run engine', () => {
     upstream.setDefault({
       text: 'a long answer',
       finishReason: 'length',
-      usage: { prompt_tokens: 20, completion_tokens: 256 },
+      usage: { prompt_tokens: 20, completion_tokens: 16 },
     });
     const assistant = await assistantWith();
     const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Write a lot' }] });
+    // 16, below the schema's minimum of 256, as ruby-openai's README sends it and api.openai.com took it.
     const run = await client.beta.threads.runs.createAndPoll(thread.id, {
       assistant_id: assistant.id,
-      max_completion_tokens: 256,
+      max_prompt_tokens: 256,
+      max_completion_tokens: 16,
     });
     assert.equal(run.status, 'incomplete');
     assert.deepEqual(run.incomplete_details, { reason: 'max_completion_tokens' });
-    assert.equal(upstream.requests.at(-1)!.body.max_tokens, 256);
+    assert.equal(upstream.requests.at(-1)!.body.max_tokens, 16);
+    for (const [param, value] of [
+      ['max_completion_tokens', 0],
+      ['max_prompt_tokens', 255],
+    ] as const)
+      await assert.rejects(
+        client.beta.threads.runs.create(thread.id, { assistant_id: assistant.id, [param]: value }),
+        (error: InstanceType<typeof OpenAI.APIError>) => error.status === 400 && error.param === param,
+      );
     const [message] = (await client.beta.threads.messages.list(thread.id, { limit: 1 })).data;
     assert.equal(message!.status, 'incomplete');
     assert.deepEqual(message!.incomplete_details, { reason: 'max_tokens' });

@@ -484,8 +484,8 @@ describe('server-side tools: token budgets across the loop', () => {
   before(() => h.start());
   after(() => h.close());
 
-  // The API's least budget is 256 tokens (below it, a 400): 100 tokens a turn reach it on the third turn at the
-  // latest, while the first prompt (a few dozen tokens however it is counted) always fits.
+  // A budget of 256 tokens (the least max_prompt_tokens the API takes): 100 tokens a turn reach it on the third turn
+  // at the latest, while the first prompt (a few dozen tokens however it is counted) always fits.
   const budgets = [
     { budget: 'max_completion_tokens', usage: { prompt_tokens: 10, completion_tokens: 100 } },
     { budget: 'max_prompt_tokens', usage: { prompt_tokens: 100, completion_tokens: 5 } },

@@ -13,7 +13,13 @@ import {
 import { createMessageRequest } from './messages.ts';
 import { createThreadRequest } from './threads.ts';
 
-const tokenBudget = integer().min(256).nullable().optional();
+/**
+ * A run's token budgets. The schema sets both a minimum of 256, and OpenAI held `max_prompt_tokens` to it; it took a
+ * `max_completion_tokens` of 16 (ruby-openai's README example, recorded from api.openai.com with assistants=v2 in
+ * its spec/fixtures/cassettes/runs_create.yml): a short answer's bound.
+ */
+const promptBudget = integer().min(256).nullable().optional();
+const completionBudget = integer().min(1).nullable().optional();
 
 const truncationStrategy = z
   .strictObject({
@@ -68,8 +74,8 @@ const runSettings = {
   temperature: temperature.optional(),
   top_p: topP.optional(),
   stream: z.boolean().nullable().optional(),
-  max_prompt_tokens: tokenBudget,
-  max_completion_tokens: tokenBudget,
+  max_prompt_tokens: promptBudget,
+  max_completion_tokens: completionBudget,
   truncation_strategy: truncationStrategy,
   tool_choice: toolChoice,
   parallel_tool_calls: z.boolean().optional(),
