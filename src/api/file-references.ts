@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { invalidRequest, notFound } from '../domain/errors.ts';
 import { isImage } from '../domain/files.ts';
+import { hasPrefix } from '../domain/ids.ts';
 import type { NewMessageInput } from '../domain/messages.ts';
 import type { ToolResources } from '../domain/objects.ts';
 import type { FileService } from '../files/file-service.ts';
@@ -20,11 +21,13 @@ import type { CreateToolResources } from './schemas/tool-resources.ts';
  */
 
 /**
- * A file id in a request body. `imageParam` marks an image_file part's id (its file must be an image): its path;
- * `searchParam` an attachment's for file_search (file_search must read its type): the path of the attachments.
+ * A file id in a request body, at `param` (its path). `imageParam` marks an image_file part's id (its file must be an
+ * image): its path; `searchParam` an attachment's for file_search (file_search must read its type): the path of the
+ * attachments.
  */
 export interface FileReference {
   id: string;
+  param: string;
   imageParam?: string;
   searchParam?: string;
 }
@@ -40,20 +43,20 @@ export const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
 /** One message's references: its content parts, then its attachments. `at` is the message's path in the body. */
 export function messageFileReferences(message: NewMessageInput, at = ''): FileReference[] {
   const references: FileReference[] = [];
+  const within = at === '' ? '' : `${at}.`;
   if (typeof message.content !== 'string')
     for (const [i, part] of message.content.entries())
-      if (part.type === 'image_file')
-        references.push({
-          id: part.image_file.file_id,
-          imageParam: `${at === '' ? '' : `${at}.`}content[${i}].image_file.file_id`,
-        });
-  const searchParam = `${at === '' ? '' : `${at}.`}attachments`;
-  for (const attachment of message.attachments ?? [])
+      if (part.type === 'image_file') {
+        const param = `${within}content[${i}].image_file.file_id`;
+        references.push({ id: part.image_file.file_id, param, imageParam: param });
+      }
+  const searchParam = `${within}attachments`;
+  for (const [i, attachment] of (message.attachments ?? []).entries()) {
+    const reference = { id: attachment.file_id, param: `${searchParam}[${i}].file_id` };
     references.push(
-      attachment.tools.some((tool) => tool.type === 'file_search')
-        ? { id: attachment.file_id, searchParam }
-        : { id: attachment.file_id },
+      attachment.tools.some((tool) => tool.type === 'file_search') ? { ...reference, searchParam } : reference,
     );
+  }
   return references;
 }
 
@@ -65,15 +68,24 @@ export function messagesFileReferences(
   return (messages ?? []).flatMap((message, i) => messageFileReferences(message, `${at}[${i}]`));
 }
 
-/** `code_interpreter.file_ids`, then the files of a `file_search.vector_stores` helper (create requests). */
+/**
+ * `code_interpreter.file_ids`, then the files of a `file_search.vector_stores` helper (create requests), of the
+ * tool_resources at path `at`.
+ */
 export function toolResourcesFileReferences(
   resources: ToolResources | CreateToolResources | null | undefined,
+  at = 'tool_resources',
 ): FileReference[] {
   const helper = resources?.file_search && 'vector_stores' in resources.file_search ? resources.file_search : undefined;
   return [
-    ...(resources?.code_interpreter?.file_ids ?? []),
-    ...(helper?.vector_stores ?? []).flatMap((store) => store.file_ids),
-  ].map((id) => ({ id }));
+    ...(resources?.code_interpreter?.file_ids ?? []).map((id, i) => ({
+      id,
+      param: `${at}.code_interpreter.file_ids[${i}]`,
+    })),
+    ...(helper?.vector_stores ?? []).flatMap((store, k) =>
+      store.file_ids.map((id, i) => ({ id, param: `${at}.file_search.vector_stores[${k}].file_ids[${i}]` })),
+    ),
+  ];
 }
 
 /** The references of a modify's tool_resources that `current` (the object's as stored) does not hold already. */
@@ -86,8 +98,8 @@ export function notReferredTo(
 }
 
 /**
- * Throws upstream's 404 `No file found with id 'file-x'.` for the first reference (in request order) that is not a
- * file of the scope — all ids are looked up in one query — then a 400 for the first image_file part whose file is
+ * Throws upstream's 400 for the first reference (in request order) that is no file id at all, then its 404 `No file
+ * found with id 'file-x'.` for the first that is not a file of the scope — all ids are looked up in one query — then a 400 for the first image_file part whose file is
  * not an image, then upstream's 400 for the first file_search attachment of a type file_search does not read (rather
  * than a file that fails in the thread's vector store, unseen): the record of each such file is read once more, for
  * its detected type.
@@ -98,6 +110,15 @@ export async function checkFileReferences(
   references: readonly FileReference[],
 ): Promise<void> {
   if (references.length === 0) return;
+  // Upstream's 400 for an id that cannot be a file's (a client's own id for it, most often): `Invalid
+  // 'messages[0].attachments[0].file_id': '31abac64-…'. Expected an ID that begins with 'file'.` (LibreChat #8178).
+  const malformed = references.find((r) => !hasPrefix('file', r.id));
+  if (malformed)
+    throw invalidRequest(
+      `Invalid '${malformed.param}': '${malformed.id}'. Expected an ID that begins with 'file'.`,
+      malformed.param,
+      'invalid_value',
+    );
   const ids = references.map((r) => r.id);
   const missing = new Set(await files.missing(scope, ids));
   const firstMissing = references.find((r) => missing.has(r.id));

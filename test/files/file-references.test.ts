@@ -473,4 +473,64 @@ describe('file ids are checked where the API takes them', () => {
     const thread = await client.beta.threads.retrieve(run.thread_id);
     assert.deepEqual(thread.tool_resources, { code_interpreter: { file_ids: [text] } });
   });
+
+  test("an id that is no file id is upstream's 400 naming where it is, before unknown ids' 404", async () => {
+    // LibreChat sent its own id for a file (a UUID): `Invalid 'messages[0].attachments[0].file_id': '31abac64-…'.
+    // Expected an ID that begins with 'file'.` (LibreChat #8178, from api.openai.com).
+    const own = '31abac64-545c-4c30-ba06-2a7ae1b987bf';
+    const assertNoFileId = async (promise: Promise<unknown>, param: string) => {
+      const error = await rejection(promise);
+      assert.ok(error instanceof OpenAI.BadRequestError, `expected a 400, got ${error.status}: ${error.message}`);
+      assert.deepEqual(error.error, {
+        message: `Invalid '${param}': '${own}'. Expected an ID that begins with 'file'.`,
+        type: 'invalid_request_error',
+        param,
+        code: 'invalid_value',
+      });
+    };
+    const thread = await client.beta.threads.create();
+    await refusedWithoutWriting(async () => {
+      await assertNoFileId(
+        client.beta.threads.createAndRun({
+          assistant_id: assistantId,
+          thread: {
+            messages: [
+              { role: 'user', content: 'hi', attachments: [{ file_id: UNKNOWN, tools: [] }] },
+              { role: 'user', content: 'and', attachments: [{ file_id: own, tools: [{ type: 'file_search' }] }] },
+            ],
+          },
+        }),
+        'thread.messages[1].attachments[0].file_id',
+      );
+      await assertNoFileId(
+        client.beta.threads.messages.create(thread.id, { role: 'user', content: [imagePart(own)] }),
+        'content[0].image_file.file_id',
+      );
+      await assertNoFileId(
+        client.beta.assistants.create({
+          model: 'gpt-test',
+          tool_resources: { code_interpreter: { file_ids: [text, own] } },
+        }),
+        'tool_resources.code_interpreter.file_ids[1]',
+      );
+      await assertNoFileId(
+        client.beta.threads.create({ tool_resources: { file_search: { vector_stores: [{ file_ids: [own] }] } } }),
+        'tool_resources.file_search.vector_stores[0].file_ids[0]',
+      );
+      await assertNoFileId(
+        client.beta.threads.createAndRun({
+          assistant_id: assistantId,
+          thread: { tool_resources: { code_interpreter: { file_ids: [own] } } },
+        }),
+        'thread.tool_resources.code_interpreter.file_ids[0]',
+      );
+      await assertNoFileId(
+        client.beta.threads.runs.create(thread.id, {
+          assistant_id: assistantId,
+          additional_messages: [{ role: 'user', content: 'x', attachments: [{ file_id: own, tools: [] }] }],
+        }),
+        'additional_messages[0].attachments[0].file_id',
+      );
+    });
+  });
 });

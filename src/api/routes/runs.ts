@@ -141,7 +141,7 @@ export function registerRunRoutes(
     checkModel(models, body.model);
     await checkFileReferences(files, request.scope, [
       ...messagesFileReferences(body.thread?.messages, 'thread.messages'),
-      ...toolResourcesFileReferences(body.thread?.tool_resources),
+      ...toolResourcesFileReferences(body.thread?.tool_resources, 'thread.tool_resources'),
       ...toolResourcesFileReferences(body.tool_resources),
     ]);
     await helpers.checkVectorStores(request.scope, body.thread?.tool_resources, body.tool_resources);
