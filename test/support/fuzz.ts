@@ -4,7 +4,7 @@
  * mutations of it that the schema refuses (invalid by construction), and mutations whose validity is left open.
  */
 import { ADDED_OPERATIONS } from '../../src/api/routes/openapi.ts';
-import { parsedSpec } from './openapi.ts';
+import { asOpenAIAnswered, parsedSpec } from './openapi.ts';
 import type { RouteEntry } from './route-table.ts';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -39,6 +39,7 @@ const spec = (await parsedSpec()) as {
   paths: Record<string, Record<string, Schema>>;
   components: { schemas: Record<string, Schema> };
 };
+asOpenAIAnswered(spec.components.schemas);
 
 function resolve(schema: unknown): Schema {
   let node = (schema ?? {}) as Schema;

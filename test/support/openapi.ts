@@ -79,16 +79,25 @@ for (const [name, schema] of Object.entries(schemas)) {
     props['last_id'] = { anyOf: [{ type: 'string' }, { type: 'null' }] };
   }
 }
-// Where assistd answers as OpenAI did rather than as its schema says. A run shows the tools it runs with: its
-// assistant's, up to 128, or its own, as many (the spec's 20 is refused by no client; Semantic Kernel sends more).
-// A file's `expires_at` and `status_details` are null when they have no value; a batch is a `vector_store.file_batch`.
-const propertiesOf = (name: string) => schemas[name]!['properties'] as Record<string, Json>;
-propertiesOf('RunObject')['tools']!['maxItems'] = 128;
-for (const field of ['expires_at', 'status_details']) {
-  const declared = propertiesOf('OpenAIFile')[field]!;
-  propertiesOf('OpenAIFile')[field] = { anyOf: [declared, { type: 'null' }] };
+/**
+ * Where assistd answers as OpenAI did rather than as its schema says, for the checks of responses and the fuzz's
+ * requests alike. A run shows the tools it runs with: its assistant's, up to 128, or its own, as many (the spec's 20
+ * is refused by no client; Semantic Kernel sends more). A run's `max_completion_tokens` may be below the schema's
+ * 256 (api.openai.com took 16: ruby-openai's recordings). A file's `expires_at` and `status_details` are null when
+ * they have no value; a batch is a `vector_store.file_batch`.
+ */
+export function asOpenAIAnswered(schemas: Record<string, Json>): void {
+  const propertiesOf = (name: string) => schemas[name]!['properties'] as Record<string, Json>;
+  propertiesOf('RunObject')['tools']!['maxItems'] = 128;
+  for (const name of ['RunObject', 'CreateRunRequest', 'CreateThreadAndRunRequest'])
+    propertiesOf(name)['max_completion_tokens']!['minimum'] = 1;
+  for (const field of ['expires_at', 'status_details']) {
+    const declared = propertiesOf('OpenAIFile')[field]!;
+    propertiesOf('OpenAIFile')[field] = { anyOf: [declared, { type: 'null' }] };
+  }
+  propertiesOf('VectorStoreFileBatchObject')['object'] = { enum: ['vector_store.file_batch'] };
 }
-propertiesOf('VectorStoreFileBatchObject')['object'] = { enum: ['vector_store.file_batch'] };
+asOpenAIAnswered(schemas);
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2019) => Ajv2019;
 const ajv = new Ajv2019({ strict: false, allErrors: true });
