@@ -111,7 +111,9 @@ export function openSse(
   res.writeHead(200, {
     ...(reply.getHeaders() as OutgoingHttpHeaders), // those set before the route (CORS)
     ...SSE_HEADERS,
-    connection: 'keep-alive',
+    // No `connection` header of its own: Node keeps the connection alive, unless the request said `Connection:
+    // close` (PHP's http stream wrapper, under openai-php's Guzzle, does), when it closes it after the stream, as
+    // HTTP/1.1 requires. Forcing keep-alive left such a client reading until the idle connection timed out.
     'x-request-id': String(reply.request.id),
   });
   let closed = false;

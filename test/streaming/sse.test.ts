@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyReply } from 'fastify';
 import pg from 'pg';
 import { openSse } from '../../src/api/sse.ts';
@@ -71,6 +72,42 @@ describe('streaming (raw SSE)', () => {
     assert.ok(run.usage);
     const step = events.find((e) => e.event === 'thread.run.step.completed')!.data;
     assert.deepEqual(step.step_details, { type: 'message_creation', message_creation: { message_id: created.id } });
+  });
+
+  test('a request that says Connection: close has its connection closed once the stream is done', async () => {
+    // PHP's http stream wrapper (openai-php through Guzzle) sends it, then reads until the connection ends.
+    upstream.enqueue({ text: ['Hel', 'lo'] });
+    const threadId = await newThread();
+    const body = JSON.stringify({ assistant_id: assistantId, stream: true });
+    const { port } = new URL(server.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    socket.write(
+      `POST /v1/threads/${threadId}/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer test\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => {
+      received += chunk;
+    });
+    // Ended by the server: before, it kept the connection for its idle timeout (72 s), and this waited for it.
+    const ended = once(socket, 'end').then(() => 'ended');
+    const later = sleep(10_000, 'still open', { ref: false });
+    assert.equal(await Promise.race([ended, later]), 'ended');
+    socket.destroy();
+    const [head] = received.split('\r\n\r\n');
+    assert.match(head!, /^HTTP\/1\.1 200/);
+    assert.match(head!, /\r\nconnection: close\r\n/i);
+    assert.match(received, /event: done\r?\ndata: \[DONE\]/);
+
+    // Without it, the connection is kept for the next request.
+    upstream.enqueue({ text: 'again' });
+    const kept = await fetch(`${server.url}/v1/threads/${await newThread()}/runs`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer test', 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistantId, stream: true }),
+    });
+    assert.equal(kept.headers.get('connection'), 'keep-alive');
+    await kept.text();
   });
 
   test('a model that says nothing: the answer is one empty text part, streamed as stored', async () => {
