@@ -63,7 +63,11 @@ describe('large and broken uploads', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  test('a 300 MB upload and its download grow the server RSS by less than 64 MB', async () => {
+  // The bound is what any upload costs, well under the file's size: the buffers a stream has read and written are
+  // freed only at V8's next collection, which their external memory brings on once it passes V8's soft limit
+  // (64 MB). On Node 20 the growth was 24–26 MB, on Node 24 56–74 MB for the first large upload after startup
+  // (a 500 MB upload after it grew nothing more). A server that held the file would grow by 300 MB.
+  test('a 300 MB upload and its download grow the server RSS by less than 96 MB', async () => {
     const file = path.join(scratch, 'big.bin');
     const digest = writeRandomFile(file, 300 * MB);
     // Settle what startup allocated, then take the baseline.
@@ -90,7 +94,7 @@ describe('large and broken uploads', () => {
       `# server RSS ${(baseline / MB).toFixed(1)} MB before; peak ${(afterUpload / MB).toFixed(1)} MB after the upload, ` +
         `${(afterDownload / MB).toFixed(1)} MB after the download: growth ${(growth / MB).toFixed(1)} MB\n`,
     );
-    assert.ok(growth < 64 * 1024 * 1024, `the server grew by ${(growth / MB).toFixed(1)} MB`);
+    assert.ok(growth < 96 * MB, `the server grew by ${(growth / MB).toFixed(1)} MB`);
     await client.files.delete(uploaded.id);
     rmSync(file);
   });
