@@ -46,21 +46,8 @@ const METADATA_MAX_VALUE = 512;
  * program leaves it unset (`ModifyThreadRequest`, to add a vector store), and emptying would lose what it holds.
  */
 export const metadata = z.record(z.string(), z.string()).superRefine((value, ctx) => {
-  const keys = Object.keys(value);
-  if (keys.length > METADATA_MAX_PAIRS)
-    ctx.addIssue({
-      code: 'custom',
-      message: `Invalid 'metadata': too many properties. Expected an object with at most ${METADATA_MAX_PAIRS} properties, but got an object with ${keys.length} properties instead.`,
-      params: { code: 'object_above_max_properties' },
-    });
-  for (const key of keys) {
-    if (characters(key) > METADATA_MAX_KEY)
-      ctx.addIssue({
-        code: 'custom',
-        message: `Invalid 'metadata': key '${key}' is too long. Expected keys of at most ${METADATA_MAX_KEY} characters, but got a key with ${characters(key)} characters instead.`,
-        params: { code: 'string_above_max_length' },
-      });
-    const item = value[key]!;
+  checkPairs('metadata', value, ctx, METADATA_MAX_PAIRS, METADATA_MAX_KEY);
+  for (const [key, item] of Object.entries(value))
     if (characters(item) > METADATA_MAX_VALUE)
       ctx.addIssue({
         code: 'custom',
@@ -68,8 +55,31 @@ export const metadata = z.record(z.string(), z.string()).superRefine((value, ctx
         message: `Invalid 'metadata.${key}': string too long. Expected a string with maximum length ${METADATA_MAX_VALUE}, but got a string with length ${characters(item)} instead.`,
         params: { code: 'string_above_max_length' },
       });
-  }
 });
+
+/** The limits `metadata` and a vector store file's `attributes` share: how many pairs, how long a key. */
+export function checkPairs(
+  field: string,
+  value: Record<string, unknown>,
+  ctx: z.RefinementCtx,
+  maxPairs: number,
+  maxKey: number,
+): void {
+  const keys = Object.keys(value);
+  if (keys.length > maxPairs)
+    ctx.addIssue({
+      code: 'custom',
+      message: `Invalid '${field}': too many properties. Expected an object with at most ${maxPairs} properties, but got an object with ${keys.length} properties instead.`,
+      params: { code: 'object_above_max_properties' },
+    });
+  for (const key of keys)
+    if (characters(key) > maxKey)
+      ctx.addIssue({
+        code: 'custom',
+        message: `Invalid '${field}': key '${key}' is too long. Expected keys of at most ${maxKey} characters, but got a key with ${characters(key)} characters instead.`,
+        params: { code: 'string_above_max_length' },
+      });
+}
 
 const NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 

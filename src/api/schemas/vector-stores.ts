@@ -6,8 +6,8 @@ import {
   MIN_CHUNK_TOKENS,
   type StaticChunking,
 } from '../../domain/vector-stores.ts';
-import { characters, describeValue } from '../validation.ts';
-import { decimal, integer, metadata, nullAsAbsent } from './common.ts';
+import { describeValue } from '../validation.ts';
+import { checkPairs, decimal, integer, metadata, nullAsAbsent } from './common.ts';
 
 // The vector-store request schemas of the official spec, with its limits.
 
@@ -45,21 +45,7 @@ export const attributes = z
   .record(z.string(), z.union([z.string().max(ATTRIBUTE_MAX_STRING), z.number(), z.boolean()]))
   .nullable()
   .superRefine((value, ctx) => {
-    if (value === null) return;
-    const keys = Object.keys(value);
-    if (keys.length > ATTRIBUTES_MAX_PAIRS)
-      ctx.addIssue({
-        code: 'custom',
-        message: `Invalid 'attributes': too many properties. Expected an object with at most ${ATTRIBUTES_MAX_PAIRS} properties, but got an object with ${keys.length} properties instead.`,
-        params: { code: 'object_above_max_properties' },
-      });
-    for (const key of keys)
-      if (characters(key) > ATTRIBUTE_MAX_KEY)
-        ctx.addIssue({
-          code: 'custom',
-          message: `Invalid 'attributes': key '${key}' is too long. Expected keys of at most ${ATTRIBUTE_MAX_KEY} characters, but got a key with ${characters(key)} characters instead.`,
-          params: { code: 'string_above_max_length' },
-        });
+    if (value !== null) checkPairs('attributes', value, ctx, ATTRIBUTES_MAX_PAIRS, ATTRIBUTE_MAX_KEY);
   });
 
 const expiresAfter = z.strictObject({
