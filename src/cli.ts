@@ -66,9 +66,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'migrate': {
       const { openStore } = await import('./storage/open-store.ts');
-      const store = await openStore(config.storage, {
-        onMigrationWait: (message) => process.stderr.write(`assistd: ${message}\n`),
-      });
+      const store = await openStore(config.storage, { onMigrationWait: tellMigrationWait });
       process.stdout.write(`assistd: ${store.description} is up to date\n`);
       await store.close();
       return 0;
@@ -82,6 +80,11 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`assistd: unknown command '${command}'\n\n${HELP}`);
       return 2;
   }
+}
+
+/** A command that opens the store says it waits for another process's migrations (PostgreSQL), on stderr. */
+function tellMigrationWait(message: string): void {
+  process.stderr.write(`assistd: ${message}\n`);
 }
 
 function parseCommandLine(argv: string[]) {
@@ -182,7 +185,7 @@ async function manageProjects(
   const { parseBody } = await import('./api/validation.ts');
   const { openStore } = await import('./storage/open-store.ts');
   const { ProjectService } = await import('./tenancy/project-service.ts');
-  const store = await openStore(config.storage, { existing: true });
+  const store = await openStore(config.storage, { existing: true, onMigrationWait: tellMigrationWait });
   const projects = new ProjectService(store.projects);
   const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   const all = { limit: MAX_LIMIT } as const;

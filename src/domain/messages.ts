@@ -15,7 +15,7 @@ export interface NewMessageInput {
   role: MessageRole;
   content: MessageContentInput;
   attachments?: MessageAttachment[] | null | undefined;
-  metadata?: Metadata | null | undefined;
+  metadata?: Metadata | undefined;
 }
 
 /** A string becomes one `text` part with no annotations, as upstream stores it. */

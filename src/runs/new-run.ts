@@ -10,7 +10,7 @@ export interface RunSettingsInput {
   additional_instructions?: string | null | undefined;
   reasoning_effort?: ReasoningEffort | null | undefined;
   tools?: AssistantTool[] | null | undefined;
-  metadata?: Metadata | null | undefined;
+  metadata?: Metadata | undefined;
   temperature?: number | null | undefined;
   top_p?: number | null | undefined;
   max_prompt_tokens?: number | null | undefined;

@@ -171,6 +171,13 @@ describe('null for an optional field', () => {
         });
         assert.equal(run.status, 200, JSON.stringify(run.body));
         assert.deepEqual(run.body.tool_choice, { type });
+        // The Python SDK's AssistantToolChoice dumped back: {"type": "file_search", "function": None}.
+        const dumped = await server.api.post('/v1/threads/runs', {
+          assistant_id: assistant.body.id,
+          tool_choice: { type, function: null },
+        });
+        assert.equal(dumped.status, 200, JSON.stringify(dumped.body));
+        assert.deepEqual(dumped.body.tool_choice, { type });
       }
     });
 

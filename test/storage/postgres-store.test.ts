@@ -105,6 +105,12 @@ if (adminUrl === undefined) {
       // Another process's migration, as it holds the lock (Kysely's id, which migrate takes in its transaction).
       const other = new pg.Client({ connectionString: database.url });
       await other.connect();
+      // And another deployment's, migrating its own database on the same server: the same lock number, not this one.
+      const elsewhere = await createTestDatabase(serverUrl);
+      const neighbour = new pg.Client({ connectionString: elsewhere.url });
+      await neighbour.connect();
+      await neighbour.query('begin');
+      await neighbour.query('select pg_advisory_xact_lock(3853314791062309107)');
       try {
         await other.query('begin');
         await other.query('select pg_advisory_xact_lock(3853314791062309107)');
@@ -145,7 +151,9 @@ if (adminUrl === undefined) {
         assert.deepEqual(await query(database.url, "select to_regclass('kysely_migration') as t"), [{ t: null }]);
       } finally {
         await other.end();
+        await neighbour.end();
         await database.drop();
+        await elsewhere.drop();
       }
     });
 

@@ -44,7 +44,7 @@ const truncationStrategy = z
  */
 function namedBuiltIn<T extends 'code_interpreter' | 'file_search'>(type: T) {
   return z
-    .strictObject({ type: z.literal(type), function: z.strictObject({ name: z.string() }).optional() })
+    .strictObject(nullAsAbsent({ type: z.literal(type), function: z.strictObject({ name: z.string() }).optional() }))
     .transform(() => ({ type }));
 }
 
@@ -52,7 +52,9 @@ const toolChoice = z
   .union([
     z.enum(['none', 'auto', 'required']),
     z.discriminatedUnion('type', [
-      z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string().min(1) }) }),
+      z.strictObject(
+        nullAsAbsent({ type: z.literal('function'), function: z.strictObject({ name: z.string().min(1) }) }),
+      ),
       namedBuiltIn('code_interpreter'),
       namedBuiltIn('file_search'),
     ]),

@@ -261,14 +261,18 @@ async function migrate(url: string, where: string, onWait?: (message: string) =>
 }
 
 /**
- * Who holds the migration lock, as startup says it waits: a process migrating, or a connection that an earlier
- * assistd left holding Kysely's session lock (through a pooler), which the operator may end by its pid.
+ * Who holds the migration lock of this database (every database's assistd takes the same number), as startup says
+ * it waits: a process migrating, or a connection that an earlier assistd left holding Kysely's session lock (through
+ * a pooler), which the operator may end by its pid. Read in a savepoint of migrate's transaction: a read that fails
+ * leaves it usable, and startup goes on to wait.
  */
 async function migrationLockHolder(connection: PostgresPoolClient, where: string): Promise<string> {
   const waiting = `${where}: waiting for the migrations another process is running (it holds the migration lock)`;
   // pg_locks shows a bigint advisory lock as its high and low 32 bits.
   const high = BigInt(MIGRATION_LOCK) >> 32n;
   const low = BigInt(MIGRATION_LOCK) & 0xffffffffn;
+  const run = (text: string) => connection.query(text, []);
+  await run('savepoint holder');
   try {
     const { rows } = await connection.query<{
       pid: number;
@@ -278,9 +282,11 @@ async function migrationLockHolder(connection: PostgresPoolClient, where: string
     }>(
       `select l.pid, a.application_name, a.state, extract(epoch from now() - a.xact_start)::int as seconds
          from pg_locks l left join pg_stat_activity a on a.pid = l.pid
-        where l.locktype = 'advisory' and l.granted and l.classid = ${high} and l.objid = ${low} and l.objsubid = 1`,
+        where l.locktype = 'advisory' and l.granted and l.classid = ${high} and l.objid = ${low} and l.objsubid = 1
+          and l.database = (select oid from pg_database where datname = current_database())`,
       [],
     );
+    await run('release savepoint holder');
     const holder = rows[0];
     if (holder === undefined) return `${waiting}.`;
     const what = [
@@ -290,6 +296,7 @@ async function migrationLockHolder(connection: PostgresPoolClient, where: string
     ].filter((part) => part !== undefined);
     return `${waiting}: PostgreSQL backend pid ${holder.pid}${what.length > 0 ? ` (${what.join(', ')})` : ''}.`;
   } catch {
+    await run('rollback to savepoint holder; release savepoint holder');
     return `${waiting}.`;
   }
 }
