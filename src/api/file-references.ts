@@ -99,10 +99,10 @@ export function notReferredTo(
 
 /**
  * Throws upstream's 400 for the first reference (in request order) that is no file id at all, then its 404 `No file
- * found with id 'file-x'.` for the first that is not a file of the scope — all ids are looked up in one query — then a 400 for the first image_file part whose file is
- * not an image, then upstream's 400 for the first file_search attachment of a type file_search does not read (rather
- * than a file that fails in the thread's vector store, unseen): the record of each such file is read once more, for
- * its detected type.
+ * found with id 'file-x'.` for the first that is not a file of the scope — all ids are looked up in one query — then
+ * a 400 for the first image_file part whose file is not an image, then upstream's 400 for the first file_search
+ * attachment of a type file_search does not read (rather than a file that fails in the thread's vector store,
+ * unseen): the record of each such file is read once more, for its detected type.
  */
 export async function checkFileReferences(
   files: Files,

@@ -40,7 +40,8 @@ const truncationStrategy = z
 
 /**
  * A built-in tool named as the tool choice. `AssistantsNamedToolChoice` declares `function` for every `type`; a
- * built-in tool's is dropped. go-openai's `ToolChoice` always sends one (`{"type":"file_search","function":{"name":""}}`).
+ * built-in tool's is dropped. go-openai's `ToolChoice` always sends one
+ * (`{"type":"file_search","function":{"name":""}}`), and the Python SDK's dump a null one.
  */
 function namedBuiltIn<T extends 'code_interpreter' | 'file_search'>(type: T) {
   return z
