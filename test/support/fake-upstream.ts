@@ -8,6 +8,7 @@
  * embedding requests fail.
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import {
   createServer,
   type IncomingHttpHeaders,
@@ -226,6 +227,8 @@ export class FakeUpstream {
     this.options = options;
     const { port } = server.address() as AddressInfo;
     this.baseUrl = `http://127.0.0.1:${port}/v1`;
+    // Every reply's pauses listen for the fake's close, as many at once as streams are open.
+    setMaxListeners(0, this.closing.signal);
   }
 
   static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
