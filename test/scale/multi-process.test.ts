@@ -202,16 +202,39 @@ function newThread(api: ApiClient, text: string): Promise<string> {
   });
 }
 
+/** A deployment a describe's tests share, with its clients (Deployment.clients). */
+interface Suite {
+  deployment: Deployment;
+  apis: ApiClient[];
+  clients: OpenAI[];
+  assistantId: string;
+}
+
+/**
+ * Starts a deployment before the tests of the describe that calls it and closes it after them (then `stopAlso`):
+ * the tests read the suite's fields once it has started.
+ */
+function deploymentSuite(start: () => Promise<Deployment>, stopAlso?: () => Promise<void>): Suite {
+  const suite = {} as Suite;
+  before(
+    async () => {
+      suite.deployment = await start();
+      Object.assign(suite, await suite.deployment.clients());
+    },
+    { timeout: 60_000 },
+  );
+  after(async () => {
+    await suite.deployment?.close();
+    await stopAlso?.();
+  });
+  return suite;
+}
+
 /**
  * A cancel through API process A stops a run executing in a worker process, and its model call: the worker learns
  * of it from A's notification (its lease, renewed every 200 s, would not tell it in time).
  */
-async function cancelReachesWorker(
-  deployment: Deployment,
-  upstream: FakeUpstream,
-  apis: ApiClient[],
-  assistantId: string,
-): Promise<void> {
+async function cancelReachesWorker({ deployment, apis, assistantId }: Suite, upstream: FakeUpstream): Promise<void> {
   const text = `long cancel ${randomUUID()}`;
   const threadId = await newThread(apis[1]!, text);
   const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
@@ -241,12 +264,7 @@ async function cancelReachesWorker(
 }
 
 /** createAndPoll through an API process is answered on the worker process's notification. */
-async function pollsAnsweredOnNotification(
-  deployment: Deployment,
-  apis: ApiClient[],
-  clients: OpenAI[],
-  assistantId: string,
-): Promise<void> {
+async function pollsAnsweredOnNotification({ deployment, apis, clients, assistantId }: Suite): Promise<void> {
   const before = await Promise.all(deployment.apis.map((p) => heldPolls(p.url)));
   for (let i = 0; i < 6; i++) {
     const threadId = await newThread(apis[i % 2]!, `quick ${i} ${randomUUID()}`);
@@ -279,28 +297,18 @@ if (adminUrl === undefined) {
   after(async () => upstream?.close());
 
   describe('two API processes and two worker processes on one PostgreSQL database', () => {
-    let deployment: Deployment;
-    let apis: ApiClient[];
-    let clients: OpenAI[];
-    let assistantId: string;
-
-    before(
-      async () => {
-        deployment = await Deployment.start(serverUrl, upstream, {
-          apis: 2,
-          workers: 2,
-          // Leases renewed every 200 s: within a test, only a notification can tell a worker of a cancel.
-          env: { ASSISTD_WORKER_CONCURRENCY: '16', ASSISTD_WORKER_LEASE_S: '600' },
-        });
-        ({ apis, clients, assistantId } = await deployment.clients());
-      },
-      { timeout: 60_000 },
+    const suite = deploymentSuite(() =>
+      Deployment.start(serverUrl, upstream, {
+        apis: 2,
+        workers: 2,
+        // Leases renewed every 200 s: within a test, only a notification can tell a worker of a cancel.
+        env: { ASSISTD_WORKER_CONCURRENCY: '16', ASSISTD_WORKER_LEASE_S: '600' },
+      }),
     );
-    after(async () => deployment?.close());
 
     test('200 runs through both API processes: all complete, each model call made once, by both workers', async () => {
       const texts = Array.from({ length: 200 }, (_, i) => `plain ${i} ${randomUUID()}`);
-      const threads = await pool(texts, 20, (text, i) => newThread(apis[i % 2]!, text));
+      const threads = await pool(texts, 20, (text, i) => newThread(suite.apis[i % 2]!, text));
       const from = upstream.requests.length;
 
       // Who executes: every lease seen while the runs go, sampled from the database.
@@ -308,7 +316,7 @@ if (adminUrl === undefined) {
       let sampling = true;
       const sampler = (async () => {
         while (sampling) {
-          for (const [runId, holder] of await deployment.leases()) holders.set(runId, holder);
+          for (const [runId, holder] of await suite.deployment.leases()) holders.set(runId, holder);
           await new Promise((r) => setTimeout(r, 10));
         }
       })();
@@ -316,7 +324,7 @@ if (adminUrl === undefined) {
       try {
         runs = await Promise.all(
           threads.map((threadId, i) =>
-            clients[i % 2]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId }),
+            suite.clients[i % 2]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: suite.assistantId }),
           ),
         );
       } finally {
@@ -339,7 +347,7 @@ if (adminUrl === undefined) {
         'runs whose message reached the upstream other than once',
       );
       // Both worker processes executed runs; the API processes (no workers) none.
-      const workerIds = deployment.workers.map((w) => w.id);
+      const workerIds = suite.deployment.workers.map((w) => w.id);
       const byHolder = new Map<string, number>();
       for (const holder of holders.values()) byHolder.set(holder, (byHolder.get(holder) ?? 0) + 1);
       assert.deepEqual(
@@ -351,7 +359,7 @@ if (adminUrl === undefined) {
         assert.ok((byHolder.get(id) ?? 0) > 0, `worker ${id} executed none of the runs seen (${[...byHolder]})`);
       // Each answer was stored once, on the right thread.
       const messages = await pool(threads, 20, (threadId, i) =>
-        apis[(i + 1) % 2]!.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`),
+        suite.apis[(i + 1) % 2]!.get<{ data: Body[] }>(`/v1/threads/${threadId}/messages`),
       );
       for (const { body } of messages) {
         const answers = body.data.filter((m) => m.role === 'assistant');
@@ -360,33 +368,35 @@ if (adminUrl === undefined) {
     });
 
     test('a cancel through API process A stops a run executing in a worker process, and its model call', () =>
-      cancelReachesWorker(deployment, upstream, apis, assistantId));
+      cancelReachesWorker(suite, upstream));
 
     test("deleting a thread through API process A: a worker's execution of its run stops, B's /events follower ends", async () => {
       const text = `long delete ${randomUUID()}`;
-      const threadId = await newThread(apis[1]!, text);
-      const created = await apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId });
+      const threadId = await newThread(suite.apis[1]!, text);
+      const created = await suite.apis[1]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: suite.assistantId });
       const runId = created.body.id as string;
       const request = await eventually('the run to reach the upstream', 5000, async () => callsFor(upstream, text)[0]);
-      await waitForRun(apis[1]!, threadId, runId, (r) => r.status === 'in_progress', 5000);
-      const follower = readSse(await fetch(`${deployment.apis[1]!.url}/v1/threads/${threadId}/runs/${runId}/events`));
+      await waitForRun(suite.apis[1]!, threadId, runId, (r) => r.status === 'in_progress', 5000);
+      const follower = readSse(
+        await fetch(`${suite.deployment.apis[1]!.url}/v1/threads/${threadId}/runs/${runId}/events`),
+      );
 
-      const deleted = await apis[0]!.delete(`/v1/threads/${threadId}`);
+      const deleted = await suite.apis[0]!.delete(`/v1/threads/${threadId}`);
       assert.equal(deleted.status, 200);
       // The model call first: were the deletion not to reach the worker, its follower would never end.
       assert.equal(await upstream.waitForEnd(request, 30_000), 'aborted', 'the worker let the model go');
       const followed = await follower;
       assert.deepEqual(eventNames(followed).slice(-2), ['error', 'done']);
       assert.equal(followed.at(-2)!.data.message, `Thread ${threadId} was deleted, and run ${runId} with it.`);
-      assert.equal((await apis[1]!.get(`/v1/threads/${threadId}/runs/${runId}`)).status, 404);
+      assert.equal((await suite.apis[1]!.get(`/v1/threads/${threadId}/runs/${runId}`)).status, 404);
     });
 
     test('50 concurrent run creations on one thread through both API processes: one 200, 49 thread-lock 400s', async () => {
       // The winner's run is slow, so that it is still active when the last creation arrives.
-      const threadId = await newThread(apis[0]!, `slow lock ${randomUUID()}`);
+      const threadId = await newThread(suite.apis[0]!, `slow lock ${randomUUID()}`);
       const outcomes = await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          apis[i % 2]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: assistantId }),
+          suite.apis[i % 2]!.post(`/v1/threads/${threadId}/runs`, { assistant_id: suite.assistantId }),
         ),
       );
       const winners = outcomes.filter((o) => o.status === 200);
@@ -405,23 +415,23 @@ if (adminUrl === undefined) {
           },
         });
       }
-      const listed = await apis[1]!.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs`);
+      const listed = await suite.apis[1]!.get<{ data: Body[] }>(`/v1/threads/${threadId}/runs`);
       assert.deepEqual(
         listed.body.data.map((r) => r.id),
         [winner],
       );
-      await apis[1]!.post(`/v1/threads/${threadId}/runs/${winner}/cancel`);
-      const ended = await waitForRun(apis[0]!, threadId, winner, (r) => TERMINAL.has(r.status as string), 5000);
+      await suite.apis[1]!.post(`/v1/threads/${threadId}/runs/${winner}/cancel`);
+      const ended = await waitForRun(suite.apis[0]!, threadId, winner, (r) => TERMINAL.has(r.status as string), 5000);
       assert.equal(ended.status, 'cancelled');
     });
 
     test('a streamed run works through either API process: official sequence, deltas add up to the message', async () => {
-      for (const [i, server] of deployment.apis.entries()) {
-        const other = apis[1 - i]!;
+      for (const [i, server] of suite.deployment.apis.entries()) {
+        const other = suite.apis[1 - i]!;
         const text = `stream ${i} ${randomUUID()}`;
         const threadId = await newThread(other, text);
         const events = await postSse(`${server.url}/v1/threads/${threadId}/runs`, {
-          assistant_id: assistantId,
+          assistant_id: suite.assistantId,
           stream: true,
         });
         assert.deepEqual(eventNames(events), ANSWERED);
@@ -446,21 +456,16 @@ if (adminUrl === undefined) {
     });
 
     test("createAndPoll through an API process is answered on the worker process's notification", () =>
-      pollsAnsweredOnNotification(deployment, apis, clients, assistantId));
+      pollsAnsweredOnNotification(suite));
   });
 
   describe('behind PgBouncer in transaction mode (Debian 12 ships 1.18: no prepared statements kept)', () => {
-    let pooler: PgBouncer;
-    let deployment: Deployment;
-    let apis: ApiClient[];
-    let clients: OpenAI[];
-    let assistantId: string;
-
-    before(
+    let pooler: PgBouncer | undefined;
+    const suite = deploymentSuite(
       async () => {
         pooler = await startPgBouncer(serverUrl, 'transaction');
         // Four processes at once on a fresh database: each migrates, through the pooler, one after the other.
-        deployment = await Deployment.start(serverUrl, upstream, {
+        return Deployment.start(serverUrl, upstream, {
           apis: 2,
           workers: 2,
           pooler,
@@ -470,28 +475,25 @@ if (adminUrl === undefined) {
             ASSISTD_WORKER_LEASE_S: '600',
           },
         });
-        ({ apis, clients, assistantId } = await deployment.clients());
       },
-      { timeout: 60_000 },
+      async () => pooler?.stop(),
     );
-    after(async () => {
-      await deployment?.close();
-      await pooler?.stop();
-    });
 
     test('the migration leaves no lock held on a pooled connection: a process started later starts', async () => {
-      assert.equal(await deployment.advisoryLocks(), 0);
-      const later = new ApiClient((await deployment.spawnApi()).url);
+      assert.equal(await suite.deployment.advisoryLocks(), 0);
+      const later = new ApiClient((await suite.deployment.spawnApi()).url);
       const threadId = await newThread(later, `quick later ${randomUUID()}`);
-      const run = await clients[0]!.beta.threads.runs.createAndPoll(threadId, { assistant_id: assistantId });
+      const run = await suite.clients[0]!.beta.threads.runs.createAndPoll(threadId, {
+        assistant_id: suite.assistantId,
+      });
       assert.equal(run.status, 'completed');
     });
 
     test("createAndPoll through an API process is answered on the worker process's notification", () =>
-      pollsAnsweredOnNotification(deployment, apis, clients, assistantId));
+      pollsAnsweredOnNotification(suite));
 
     test('a cancel through API process A stops a run executing in a worker process, and its model call', () =>
-      cancelReachesWorker(deployment, upstream, apis, assistantId));
+      cancelReachesWorker(suite, upstream));
   });
 
   describe('a worker process killed mid-run', () => {
