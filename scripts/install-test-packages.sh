@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs and the machine lacks: bubblewrap and Debian's Python with
 # numpy, pandas, matplotlib, openpyxl and seaborn, which code_interpreter's sandbox runs (test/sandbox,
-# test/tools/code-interpreter*), Chromium, which the playground's browser tests drive (test/playground), and
+# test/tools/code-interpreter*) and which runs the official Python SDK's checks (test/conformance/python), Chromium, which the playground's browser tests drive (test/playground), and
 # PgBouncer, which the multi-process and PostgreSQL store tests put in front of PostgreSQL (test/scale,
 # test/storage). Does nothing when they are present.
 # Needs root (or sudo) only when something is missing.
