@@ -17,7 +17,11 @@
  * - a plot cell (a line plot rendered to PNG), 10 times (p50);
  * - 8 cold starts at once: the wall time until all are ready;
  * - the idle memory of a session: PSS summed over its processes (bwrap's two and Python), from
- *   /proc/<pid>/smaps_rollup (readable as root or as the sandbox's uid), averaged over the 8.
+ *   /proc/<pid>/smaps_rollup (readable as root or as the sandbox's uid), averaged over the 8;
+ * - the event loop's longest stall while a sandbox starts (spawn → ready, monitorEventLoopDelay at 1 ms), with this
+ *   process holding BENCH_BALLAST_MB of heap (a server's resident memory), BENCH_COLD_STARTS times (p50);
+ *   baseline: the same command spawned from this process, as the server did before the spawner (spawner.ts): its
+ *   fork copies this process's page tables while the loop waits.
  *
  * End to end, from the user's side: `assistd serve` in its own process (SQLite, ASSISTD_CODE_INTERPRETER=on) and the
  * official SDK's `runs.createAndPoll`, the model played by the fake upstream in this process (no added latency):
@@ -30,17 +34,21 @@
  * Targets: warm cell p50 ≤ 2 ms, cold start p50 ≤ 0.6 s.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type OpenAI from 'openai';
 import pino from 'pino';
-import { sandboxCommand } from '../src/sandbox/bwrap-command.ts';
+import { type SandboxCommand, SECCOMP_FD, sandboxCommand } from '../src/sandbox/bwrap-command.ts';
 import { fontCacheDir } from '../src/sandbox/font-cache.ts';
 import { SandboxPool } from '../src/sandbox/sandbox-pool.ts';
 import { SandboxProcess } from '../src/sandbox/sandbox-process.ts';
 import { DEFAULT_SANDBOX_SETTINGS, type SandboxSettings } from '../src/sandbox/settings.ts';
+import { SandboxSpawner } from '../src/sandbox/spawner.ts';
 import { FakeUpstream } from '../test/support/fake-upstream.ts';
 import { descendants } from '../test/support/processes.ts';
 import { tempDir } from '../test/support/server.ts';
@@ -63,6 +71,7 @@ const CELLS = positiveInteger('BENCH_CELLS', 500);
 const RUNS = positiveInteger('BENCH_RUNS', 30);
 const NEW_THREADS = positiveInteger('BENCH_NEW_THREADS', 10);
 const CONCURRENT = 8;
+const BALLAST_MB = positiveInteger('BENCH_BALLAST_MB', 1024);
 const WARMUP_RUNS = 3;
 const TARGET_WARM_MS = 2;
 const TARGET_COLD_MS = 600;
@@ -314,6 +323,51 @@ async function checkCell(client: OpenAI, threadId: string, runId: string): Promi
 
 // ── main ───────────────────────────────────────────────────────────────────────
 
+/**
+ * The event loop's longest stall (ms) from the start of a sandbox to its driver's `ready`, started through the
+ * spawner and, as the baseline, spawned by this process; with BALLAST_MB of heap held meanwhile.
+ */
+async function measureStartStalls(
+  command: SandboxCommand,
+  spawner: SandboxSpawner,
+): Promise<{ spawner: number[]; direct: number[] }> {
+  const ballast = Array.from({ length: BALLAST_MB }, () => Buffer.alloc(1024 * 1024, 1));
+  const stall = async (start: () => Promise<() => Promise<unknown>>) => {
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
+    await sleep(20); // its first tick only starts the count: a stall before it would not be seen
+    const stop = await start();
+    delay.disable();
+    await stop();
+    return delay.max / 1e6;
+  };
+  const [viaSpawner, direct] = await interleaved(
+    COLD_STARTS,
+    () =>
+      stall(async () => {
+        const sandbox = new SandboxProcess(command, spawner, logger);
+        await sandbox.ready;
+        return () => sandbox.kill('measured');
+      }),
+    () =>
+      stall(async () => {
+        const child = spawn(command.command, command.args, {
+          ...command.spawn,
+          stdio: ['ignore', 'pipe', 'ignore', 'pipe'],
+          detached: true,
+        });
+        (child.stdio[SECCOMP_FD] as Writable).end(command.seccomp);
+        await once(child.stdout!, 'data'); // the driver's `ready`
+        return async () => {
+          process.kill(-child.pid!, 'SIGKILL');
+          await once(child, 'close');
+        };
+      }),
+  );
+  ballast.length = 0;
+  return { spawner: viaSpawner, direct };
+}
+
 async function main(): Promise<void> {
   log(`${machine()}; load average ${loadAverage(' ')} (other processes share these cores)`);
   const pool = new SandboxPool(settings, logger);
@@ -329,9 +383,11 @@ async function main(): Promise<void> {
     fontCache,
   );
   const plainEnv = plainEnvironment(fontCache);
+  const spawner = new SandboxSpawner();
+  cleanups.push(() => spawner.close());
   const startProcess = async () => {
     const started = performance.now();
-    const process = new SandboxProcess(command, logger);
+    const process = new SandboxProcess(command, spawner, logger);
     await process.ready;
     return { process, ms: performance.now() - started };
   };
@@ -408,6 +464,8 @@ async function main(): Promise<void> {
   const known = pss.filter((value): value is number => value !== undefined);
   const idleMiB = known.length ? known.reduce((a, b) => a + b, 0) / known.length : undefined;
 
+  const stalls = await measureStartStalls(command, spawner);
+
   const coldP50 = p50(cold);
   const e2e = await measureEndToEnd(coldP50);
 
@@ -424,6 +482,8 @@ async function main(): Promise<void> {
         statsRow('warm cell `1` round trip', warm),
         statsRow('  baseline: JSON line echo, no sandbox', plainWarm),
         statsRow('plot cell (line plot → PNG)', plot),
+        statsRow(`event loop stall, sandbox start (${BALLAST_MB} MB heap)`, stalls.spawner),
+        statsRow('  baseline: the same start forked by this process', stalls.direct),
       ],
     ),
   );
@@ -433,6 +493,10 @@ async function main(): Promise<void> {
   log(`cold start p50 ÷ baseline p50: ${ratio(coldP50, p50(plainCold))}, what bwrap and the driver add to a start`);
   log(`warm cell p50 ÷ baseline p50: ${ratio(warmP50, p50(plainWarm))}, what the driver and the session add per cell`);
   log(`${CONCURRENT} cold starts at once: all ready after ${ms(concurrentMs)} ms (wall)`);
+  log(
+    `event loop stall while a sandbox starts, p50 ÷ baseline p50: ${ratio(p50(stalls.spawner), p50(stalls.direct))}` +
+      ', what the spawner saves every stream of the server at each new sandbox',
+  );
   log(
     `idle memory per session (PSS of bwrap ×2 + python, mean of ${known.length}): ` +
       `${idleMiB === undefined ? 'n/a (smaps_rollup unreadable: run as root)' : `${idleMiB.toFixed(1)} MiB`}`,

@@ -8,6 +8,7 @@ import { SandboxError } from './sandbox-error.ts';
 import { SandboxProcess } from './sandbox-process.ts';
 import { CodeSession, type SandboxSession } from './sandbox-session.ts';
 import type { SandboxSettings } from './settings.ts';
+import { SandboxSpawner } from './spawner.ts';
 
 /**
  * The code_interpreter's sessions, one per key (a thread id): each a Python process in its own bubblewrap sandbox
@@ -74,6 +75,7 @@ export class SandboxPool {
   private starting: Promise<SandboxStatus> | undefined;
   private command: SandboxCommand | undefined;
   private spare: SandboxProcess | undefined;
+  private readonly spawner = new SandboxSpawner();
   private readonly sessions = new Map<string, Entry>();
   private readonly closing = new Set<Promise<void>>();
   private closed = false;
@@ -174,6 +176,7 @@ export class SandboxPool {
     const spare = this.spare;
     this.spare = undefined;
     await Promise.all([...this.closing, spare?.kill('server closing')]);
+    this.spawner.close();
   }
 
   // ── internals ──────────────────────────────────────────────────────────────
@@ -206,7 +209,7 @@ export class SandboxPool {
 
   private newProcess(): SandboxProcess {
     if (this.command === undefined) throw new SandboxError('The code interpreter was not started.');
-    return new SandboxProcess(this.command, this.logger);
+    return new SandboxProcess(this.command, this.spawner, this.logger);
   }
 
   private startSpare(): void {
@@ -295,7 +298,7 @@ export class SandboxPool {
       });
       this.command = sandboxCommand({ ...this.settings, bwrap }, driver, fontCache);
       const started = performance.now();
-      const probe = new SandboxProcess(this.command, this.logger);
+      const probe = new SandboxProcess(this.command, this.spawner, this.logger);
       let keep = false;
       try {
         const detail = await probe.ready.catch((error: unknown) => {

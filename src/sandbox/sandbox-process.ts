@@ -1,8 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { type SandboxCommand, SECCOMP_FD } from './bwrap-command.ts';
+import type { SandboxCommand } from './bwrap-command.ts';
+import type { SandboxSpawner, SpawnedSandbox } from './spawner.ts';
 
 /**
  * One sandboxed Python process running driver.py, and the host's side of its JSON-lines protocol: requests on its
@@ -50,7 +49,10 @@ export class SandboxProcess {
   /** Resolves once the process and its pipes are closed, with what ended it. */
   readonly exited: Promise<string>;
 
-  private readonly child: ChildProcess;
+  private readonly child: SpawnedSandbox;
+  private stdin: Writable | undefined;
+  /** What was written before the sandbox's stdin arrived from the spawner. */
+  private readonly unsent: string[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private parts: Buffer[] = [];
@@ -61,6 +63,7 @@ export class SandboxProcess {
 
   constructor(
     command: SandboxCommand,
+    spawner: SandboxSpawner,
     private readonly logger: Logger,
     startTimeoutMs = 30_000,
   ) {
@@ -70,16 +73,7 @@ export class SandboxProcess {
       failStart = reject;
     });
     this.ready.catch(() => {}); // observed through `exited` too
-    // detached: a terminal's ^C reaches the server, which closes the sandboxes, rather than the sandboxes directly.
-    // fd 3 (SECCOMP_FD) carries the seccomp filter, which bwrap reads to its end before it starts the driver.
-    this.child = spawn(command.command, command.args, {
-      ...command.spawn,
-      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-      detached: true,
-    });
-    const filterPipe = this.child.stdio[SECCOMP_FD] as Writable | null;
-    filterPipe?.on('error', () => {}); // bwrap gone before reading it: `close` reports why
-    filterPipe?.end(command.seccomp);
+    this.child = spawner.spawn(command);
     const startTimer = setTimeout(() => this.fail(`did not start within ${startTimeoutMs} ms`), startTimeoutMs);
     this.exited = new Promise((resolve) => {
       let spawnError: string | undefined;
@@ -103,21 +97,23 @@ export class SandboxProcess {
     // 'close' waits for the pipes too: should anything in the sandbox outlive bwrap and hold them, they are cut.
     this.child.once('exit', () => {
       setTimeout(() => {
-        if (this.child.stdout?.destroyed === false) {
+        if (this.child.destroyStdio())
           this.logger.warn({ pid: this.child.pid }, 'code interpreter sandbox pipes still open after its exit');
-          for (const stream of [this.child.stdin, this.child.stdout, this.child.stderr]) stream?.destroy();
-        }
       }, 5_000).unref();
     });
     this.ready.then(
       () => clearTimeout(startTimer),
       () => {},
     );
-    this.child.stdin?.on('error', () => {}); // EPIPE once it has died: `close` reports that
-    this.child.stdout?.on('data', (chunk: Buffer) => this.receive(chunk));
-    this.child.stderr?.setEncoding('utf8');
-    this.child.stderr?.on('data', (text: string) => {
-      this.stderrTail = (this.stderrTail + text).slice(-STDERR_TAIL_CHARS);
+    this.child.once('spawn', ({ stdin, stdout, stderr }) => {
+      stdin.on('error', () => {}); // EPIPE once it has died: `close` reports that
+      stdout.on('data', (chunk: Buffer) => this.receive(chunk));
+      stderr.setEncoding('utf8');
+      stderr.on('data', (text: string) => {
+        this.stderrTail = (this.stderrTail + text).slice(-STDERR_TAIL_CHARS);
+      });
+      this.stdin = stdin;
+      for (const line of this.unsent.splice(0)) stdin.write(line);
     });
   }
 
@@ -149,26 +145,10 @@ export class SandboxProcess {
     if (this.endReason === undefined) this.write(body);
   }
 
-  /**
-   * Kills the whole sandbox and waits until it is gone: bwrap's inner process first (the driver, pid 1 of the
-   * sandbox's pid namespace, which ends with it), then bwrap's process group and bwrap. Neither bwrap's death nor
-   * its group reaches the inner process for sure: it leaves the group (`--new-session`) before it sets its
-   * parent-death signal, and a kill between the two left it running without bwrap, holding the pipes open until
-   * they were cut 5 s later. The group still takes one cloned a moment ago, not yet listed as bwrap's child.
-   */
+  /** Kills the whole sandbox (SandboxSpawner) and waits until it is gone. */
   kill(reason: string): Promise<string> {
     this.endReason ??= reason;
-    const pid = this.child.pid;
-    if (pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
-      for (const inner of childrenOf(pid))
-        try {
-          process.kill(inner, 'SIGKILL');
-        } catch {} // gone already
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {} // the group is gone already
-      this.child.kill('SIGKILL');
-    }
+    this.child.kill();
     return this.exited;
   }
 
@@ -178,7 +158,9 @@ export class SandboxProcess {
   }
 
   private write(body: Record<string, unknown>): void {
-    this.child.stdin?.write(`${JSON.stringify(body)}\n`);
+    const line = `${JSON.stringify(body)}\n`;
+    if (this.stdin) this.stdin.write(line);
+    else this.unsent.push(line);
   }
 
   private receive(chunk: Buffer): void {
@@ -237,14 +219,5 @@ export class SandboxProcess {
       pending.resolve();
     }
     return true;
-  }
-}
-
-/** The children of process `pid` (Linux's /proc/<pid>/task/<pid>/children); none if it cannot be read. */
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-  } catch {
-    return [];
   }
 }

@@ -1,23 +1,12 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
+import { commandOf, parentOf, sandboxesBelow } from '../support/processes.ts';
 import { startedPool, testPool } from './support.ts';
 
-/** Pids of the bwrap processes this test process started. */
+/** Pids of the sandboxes this test process started. */
 function ownBwraps(): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return state !== 'Z' && Number(ppid) === process.pid && stat.includes('(bwrap)');
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
+  return sandboxesBelow(process.pid);
 }
 
 describe('the sandbox pool', () => {
@@ -250,6 +239,46 @@ describe('the sandbox pool', () => {
       next.release();
       assert.equal(next.fresh, true);
       assert.notEqual(next.session, held.session);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('starts its sandboxes from the spawner: the server forks none of them itself', async () => {
+    const pool = await startedPool();
+    try {
+      await pool.session('thread_a');
+      const sandboxes = ownBwraps();
+      assert.ok(sandboxes.length >= 1, 'the session');
+      const parents = new Set(sandboxes.map(parentOf));
+      assert.equal(parents.size, 1, 'one spawner');
+      const [spawner] = parents;
+      assert.notEqual(spawner, process.pid);
+      assert.equal(parentOf(spawner!), process.pid, "the spawner is the server's child");
+      assert.equal(commandOf(spawner!), 'node');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('outlives a killed spawner: its sandboxes die with it, their cells end, and the next session gets a new one', async () => {
+    const pool = await startedPool();
+    try {
+      const { session, release } = await pool.session('thread_a');
+      await session.runCell('kept = 1');
+      const running = session.runCell('while True:\n    pass');
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the cell has started
+      const [first] = ownBwraps();
+      const spawner = parentOf(first!)!;
+      process.kill(spawner, 'SIGKILL');
+      assert.equal((await running).outcome, 'killed');
+      release();
+      const again = await pool.session('thread_a');
+      assert.equal(again.fresh, true, 'its variables went with its sandbox');
+      assert.equal((await again.session.runCell('print(6 * 7)')).logs, '42\n');
+      again.release();
+      const now = new Set(ownBwraps().map(parentOf));
+      assert.ok(now.size === 1 && !now.has(spawner), 'a new spawner started the new sandboxes');
     } finally {
       await pool.close();
     }

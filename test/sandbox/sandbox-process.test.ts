@@ -7,18 +7,19 @@ import pino from 'pino';
 import { sandboxCommand } from '../../src/sandbox/bwrap-command.ts';
 import { fontCacheDir } from '../../src/sandbox/font-cache.ts';
 import { SandboxProcess } from '../../src/sandbox/sandbox-process.ts';
+import { SandboxSpawner } from '../../src/sandbox/spawner.ts';
 import { ROOT } from '../support/root.ts';
 import { TEST_SETTINGS } from './support.ts';
 
-/** Live bwrap processes whose parent is this process or init (an orphan of a sandbox killed too early). */
-function bwraps(): number[] {
+/** Live bwrap processes whose parent is `spawner` or init (an orphan of a sandbox killed too early). */
+function bwraps(spawner: number | undefined): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (stat.includes('(bwrap)') && state !== 'Z' && (Number(ppid) === process.pid || ppid === '1'))
+      if (stat.includes('(bwrap)') && state !== 'Z' && (Number(ppid) === spawner || ppid === '1'))
         found.push(Number(entry));
     } catch {}
   }
@@ -29,9 +30,10 @@ describe('a sandbox process', () => {
   it('can be killed at any moment of its start, leaving nothing behind', async () => {
     const driver = await readFile(path.join(ROOT, 'src/sandbox/driver.py'), 'utf8');
     const command = sandboxCommand(TEST_SETTINGS, driver, await fontCacheDir(TEST_SETTINGS.python));
-    const before = new Set(bwraps());
+    const spawner = new SandboxSpawner();
+    const before = new Set(bwraps(spawner.pid));
     for (let delayMs = 0; delayMs < 30; delayMs += 0.5) {
-      const sandbox = new SandboxProcess(command, pino({ level: 'silent' }));
+      const sandbox = new SandboxProcess(command, spawner, pino({ level: 'silent' }));
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       const killed = await Promise.race([
         sandbox.kill('test').then(() => true),
@@ -40,11 +42,12 @@ describe('a sandbox process', () => {
       assert.ok(killed, `kill after ${delayMs} ms did not finish`);
     }
     const deadline = Date.now() + 3_000;
-    let left = bwraps().filter((pid) => !before.has(pid));
+    let left = bwraps(spawner.pid).filter((pid) => !before.has(pid));
     while (left.length > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 100));
-      left = bwraps().filter((pid) => !before.has(pid));
+      left = bwraps(spawner.pid).filter((pid) => !before.has(pid));
     }
+    spawner.close();
     assert.deepEqual(left, []);
   });
 });

@@ -31,6 +31,26 @@ export function descendants(root: number): number[] {
   return found;
 }
 
+/**
+ * The sandboxes below `root`: its live bwrap processes whose parent is not a bwrap (bwrap runs the sandbox under a
+ * bwrap child of its own), one per sandbox, whatever process started them.
+ */
+export function sandboxesBelow(root: number): number[] {
+  return descendants(root).filter(
+    (pid) => commandOf(pid) === 'bwrap' && alive(pid) && commandOf(parentOf(pid) ?? 0) !== 'bwrap',
+  );
+}
+
+/** The parent of process `pid`; undefined once it is gone. */
+export function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether the process exists and is not a zombie. */
 export function alive(pid: number): boolean {
   try {
