@@ -232,7 +232,8 @@ export function serializeVectorStoreFile(f: VectorStoreFile) {
     status: f.status,
     last_error: f.last_error,
     chunking_strategy: f.chunking_strategy,
-    attributes: f.attributes,
+    // A file given none shows an empty object, as OpenAI's did (async-openai and openai-php fail on null).
+    attributes: f.attributes ?? {},
   };
 }
 

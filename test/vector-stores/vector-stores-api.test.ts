@@ -82,6 +82,7 @@ function vectorStoresSuite(name: string, makeBackend: () => Promise<Backend>): v
           type: 'static',
           static: { max_chunk_size_tokens: 800, chunk_overlap_tokens: 400 },
         });
+        assert.deepEqual(file.attributes, {}); // added without: an empty object, as OpenAI answered
       }
       const after = await client.vectorStores.retrieve(store.id);
       assert.equal(after.status, 'completed');
