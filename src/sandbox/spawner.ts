@@ -27,7 +27,11 @@ export class SandboxSpawner {
     const spawner = this.started();
     const sandbox = new SpawnedSandbox(spawner, () => this.send(spawner, { type: 'kill', id }));
     this.live.set(id, sandbox);
-    sandbox.once('close', () => this.live.delete(id));
+    spawner.channel?.ref();
+    sandbox.once('close', () => {
+      this.live.delete(id);
+      if (this.live.size === 0) spawner.channel?.unref();
+    });
     this.send(spawner, {
       type: 'spawn',
       id,
@@ -63,7 +67,7 @@ export class SandboxSpawner {
       serialization: 'json',
       detached: true,
     });
-    // The sandboxes' own stdio keep the server's event loop alive while they run; the spawner alone does not.
+    // Its channel keeps the server's event loop alive while a sandbox lives (spawn); the spawner alone does not.
     spawner.unref();
     spawner.channel?.unref();
     spawner.on('message', (reply: SpawnerReply, handle?: Socket) => this.receive(reply, handle));
