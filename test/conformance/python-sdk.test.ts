@@ -36,13 +36,27 @@ function model(request: RecordedRequest): Reply {
     if (calls?.[0]?.function.name === 'file_search') return { text: ['Fridays', '【0:0†coffee.txt】', '.'] };
     return { text: ['Tool said: ', String(last['content'])] };
   }
-  const said = String(last?.['content'] ?? '');
+  const content = last?.['content'];
+  const said = Array.isArray(content)
+    ? content.flatMap((part: { type: string; text?: string }) => (part.type === 'text' ? [part.text] : [])).join(' ')
+    : String(content ?? '');
   if (said.includes('weather') && offered.has('get_weather'))
     return { toolCalls: [{ name: 'get_weather', arguments: '{"city": "Paris"}' }] };
   if (said.includes('espresso') && offered.has('file_search'))
     return { toolCalls: [{ name: 'file_search', arguments: JSON.stringify({ queries: ['espresso descaled'] }) }] };
   if (said.includes('compute') && offered.has('python'))
     return { toolCalls: [{ name: 'python', arguments: JSON.stringify({ code: 'print(6 * 7)' }) }] };
+  if (said.includes('at length')) {
+    // A word a token, cut at the request's limit as a model is.
+    const words = Array.from({ length: 200 }, (_, i) => `word ${i} `);
+    const limit = Number(request.body['max_completion_tokens'] ?? request.body['max_tokens'] ?? words.length);
+    if (limit >= words.length) return { text: words };
+    return {
+      text: words.slice(0, limit),
+      finishReason: 'length',
+      usage: { prompt_tokens: 20, completion_tokens: limit },
+    };
+  }
   if (said.includes('slowly'))
     return { text: ['Echo: ', ...Array.from({ length: 40 }, (_, i) => `word ${i} `)], chunkDelayMs: 60 };
   return { text: ['Echo', ': ', ...said.split(/(?= )/)] };

@@ -11,6 +11,7 @@ The scripted model answers by what it was last sent:
 - "espresso" with file_search offered: a file_search call;
 - "compute" with code_interpreter offered: a python call printing 6 * 7;
 - "slowly": forty words, 60 ms apart;
+- "at length": two hundred words, a token each, cut at the request's max_tokens;
 - anything else: "Echo: <the message>", streamed in pieces.
 
 Prints one line per check, "ok <name>" or "not ok <name>" followed by the traceback; exits 1 if any failed.
@@ -263,6 +264,57 @@ def none_for_an_optional_field_is_taken_as_left_out():
     assert helper.tools == [] and helper.metadata == {}, helper
     kept = client.beta.assistants.update(helper.id, metadata={"k": "v"})
     assert client.beta.assistants.update(helper.id, metadata=None, name="again").metadata == kept.metadata
+
+
+@check
+def run_parameters_listing_and_filters_round_trip():
+    helper = assistant(tools=[{"type": "file_search"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "tell it at length"}])
+    cut = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=helper.id, max_completion_tokens=16, poll_interval_ms=50,
+        # As a program that dumps an AssistantToolChoice sends it (function None), and a temperature override.
+        tool_choice={"type": "file_search", "function": None}, temperature=0.2, metadata={"try": "1"},
+    )
+    assert cut.status == "incomplete", cut.status
+    assert cut.incomplete_details.reason == "max_completion_tokens", cut.incomplete_details
+    assert (cut.max_completion_tokens, cut.temperature, cut.tool_choice.type) == (16, 0.2, "file_search"), cut
+    assert cut.usage.completion_tokens <= 16, cut.usage
+    assert client.beta.threads.runs.update(run_id=cut.id, thread_id=thread.id, metadata={"try": "2"}).metadata == {
+        "try": "2"
+    }
+    client.beta.threads.messages.create(thread_id=thread.id, role="user", content="and now briefly")
+    done = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=helper.id, poll_interval_ms=50)
+    assert done.status == "completed", done.last_error
+    runs = list(client.beta.threads.runs.list(thread_id=thread.id, limit=1))
+    assert [r.id for r in runs] == [done.id, cut.id], runs
+    answers = client.beta.threads.messages.list(thread_id=thread.id, run_id=done.id).data
+    assert [text_of(m) for m in answers] == ["Echo: and now briefly"], answers
+    cut_message = client.beta.threads.messages.list(thread_id=thread.id, run_id=cut.id).data[0]
+    assert cut_message.status == "incomplete" and cut_message.incomplete_details.reason == "max_tokens", cut_message
+
+
+@check
+def an_image_file_uploaded_for_vision_goes_into_a_message():
+    png = bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+    )
+    image = client.files.create(file=("dot.png", png), purpose="vision")
+    assert image.purpose == "vision"
+    thread = client.beta.threads.create()
+    message = client.beta.threads.messages.create(
+        thread_id=thread.id,
+        role="user",
+        content=[
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_file", "image_file": {"file_id": image.id, "detail": "low"}},
+        ],
+    )
+    assert [part.type for part in message.content] == ["text", "image_file"], message.content
+    assert (message.content[1].image_file.file_id, message.content[1].image_file.detail) == (image.id, "low")
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant().id, poll_interval_ms=50)
+    assert run.status == "completed", run.last_error
+    assert answer(thread.id) == "Echo: What is in this picture?"
 
 
 @check
