@@ -43,7 +43,7 @@ function start(request: Extract<SpawnerRequest, { type: 'spawn' }>): void {
     detached: true,
   });
   child.once('error', (error) => {
-    children.delete(id);
+    if (child.pid !== undefined) return; // started: a failed kill, say; its exit is what counts
     send({ type: 'error', id, message: error.message });
   });
   if (child.pid === undefined) return; // not started: `error` follows

@@ -61,7 +61,8 @@ export class SandboxSpawner {
     // Its own process group, out of reach of a terminal's ^C (the server closes the sandboxes, then the channel);
     // only PATH of the server's environment, which holds its secrets.
     const spawner = fork(entry, [], {
-      execArgv: fromSource ? ['--import', 'tsx'] : [],
+      // From source (the tests, `assistd` through tsx), tsx loads the TypeScript, found from here, not from the cwd.
+      execArgv: fromSource ? ['--import', import.meta.resolve('tsx')] : [],
       env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'json',
