@@ -22,9 +22,8 @@ import { SandboxSpawner } from './spawner.ts';
  * One spare process, started ahead and not counted in `maxSessions`, is what a new session gets: importing numpy,
  * pandas and matplotlib costs ~1.3 s of CPU on a slow core, which the first cell of a thread would otherwise wait
  * for. The probe's process is the first spare; each one taken starts the next (~64 MiB idle while it waits), a
- * moment later (SPARE_DELAY_MS): spawning blocks the event loop for as long as forking the server takes (10–20 ms
- * for a server of a few hundred MB), and the spare's imports take a core, both of which the session just handed out
- * would otherwise pay for in its first cell.
+ * moment later (SPARE_DELAY_MS): the spare's imports take a core, which the session just handed out would otherwise
+ * pay for in its first cell.
  */
 
 export type SandboxStatus =
@@ -176,7 +175,7 @@ export class SandboxPool {
     const spare = this.spare;
     this.spare = undefined;
     await Promise.all([...this.closing, spare?.kill('server closing')]);
-    this.spawner.close();
+    await this.spawner.close();
   }
 
   // ── internals ──────────────────────────────────────────────────────────────

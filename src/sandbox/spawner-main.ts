@@ -4,7 +4,8 @@
  * kills a sandbox when asked, says when one exited, and when its channel closes (the server exited or was killed)
  * kills every sandbox it started and exits.
  *
- * It imports nothing of the server's: its heap stays small, so that its forks stay cheap.
+ * It imports nothing of the server's but the seccomp filter's fd (bwrap-command.ts): its heap stays small, so that
+ * its forks stay cheap.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -30,18 +31,26 @@ export type SpawnerReply =
 const children = new Map<number, ChildProcess>();
 
 function send(reply: SpawnerReply, handle?: Socket): void {
-  if (process.connected) process.send?.(reply, handle);
+  // A send that fails (the server gone meanwhile) is not this process's end: its `disconnect` is.
+  if (process.connected) process.send?.(reply, handle, undefined, () => {});
 }
 
 function start(request: Extract<SpawnerRequest, { type: 'spawn' }>): void {
   const { id } = request;
-  // detached: the sandbox is a process group of its own, which kill() ends whole.
-  const child = spawn(request.command, request.args, {
-    env: request.env,
-    ...(request.uid !== undefined ? { uid: request.uid, gid: request.gid } : {}),
-    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-    detached: true,
-  });
+  let child: ChildProcess;
+  try {
+    // detached: the sandbox is a process group of its own, which kill() ends whole.
+    child = spawn(request.command, request.args, {
+      env: request.env,
+      ...(request.uid !== undefined ? { uid: request.uid, gid: request.gid } : {}),
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+  } catch (error) {
+    // Thrown rather than emitted (no memory to fork, bad arguments): this start fails, not the others.
+    send({ type: 'error', id, message: error instanceof Error ? error.message : String(error) });
+    return;
+  }
   child.once('error', (error) => {
     if (child.pid !== undefined) return; // started: a failed kill, say; its exit is what counts
     send({ type: 'error', id, message: error.message });

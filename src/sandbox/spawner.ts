@@ -6,9 +6,8 @@ import type { SpawnerReply, SpawnerRequest } from './spawner-main.ts';
 
 /**
  * Starts the sandboxes from a small process of its own (spawner-main.ts), so that the server never forks. A fork
- * copies the forking process's page tables while its event loop waits: 4 ms at 100 MB of resident memory, 13 ms at
- * 360 MB, 40 ms at 1.1 GB (`npm run bench:code`), every stream of the server stalled meanwhile, at each new
- * sandbox. The spawner's heap stays small, and its forks stall only itself. It hands the server each sandbox's
+ * copies the forking process's page tables while its event loop waits, about 50 ms for a process of 1.1 GB here
+ * (`npm run bench:code`), every stream of the server stalled meanwhile, at each new sandbox. The spawner's heap stays small, and its forks stall only itself. It hands the server each sandbox's
  * stdin, stdout and stderr as file descriptors over the IPC channel: the server reads and writes them as its own,
  * with nothing copied on the way.
  *
@@ -20,9 +19,17 @@ export class SandboxSpawner {
   private process: ChildProcess | undefined;
   private nextId = 1;
   private readonly live = new Map<number, SpawnedSandbox>();
+  private closed = false;
+  /** Resolves once the spawner last started is gone. */
+  private gone: Promise<void> = Promise.resolve();
 
   /** Starts `command`: its stdio arrive with `spawn`, or `error` says why not; `close` ends it either way. */
   spawn(command: SandboxCommand): SpawnedSandbox {
+    if (this.closed) {
+      const refused = new SpawnedSandbox(undefined, () => {});
+      process.nextTick(() => refused.spawnerGone('the sandbox spawner is closed'));
+      return refused;
+    }
     const id = this.nextId++;
     const spawner = this.started();
     const sandbox = new SpawnedSandbox(spawner, () => this.send(spawner, { type: 'kill', id }));
@@ -30,7 +37,7 @@ export class SandboxSpawner {
     spawner.channel?.ref();
     sandbox.once('close', () => {
       this.live.delete(id);
-      if (this.live.size === 0) spawner.channel?.unref();
+      if (![...this.live.values()].some((other) => other.spawner === spawner)) spawner.channel?.unref();
     });
     this.send(spawner, {
       type: 'spawn',
@@ -48,10 +55,15 @@ export class SandboxSpawner {
     return this.process?.pid;
   }
 
-  /** Lets the spawner go: it kills what it still runs, and exits. */
-  close(): void {
-    this.process?.disconnect();
+  /** Lets the spawner go, and starts none again; resolves once it is gone (it kills what it still runs first). */
+  close(): Promise<void> {
+    this.closed = true;
+    if (this.process?.connected) {
+      this.process.ref(); // until it is gone: a caller waits for that
+      this.process.disconnect();
+    }
     this.process = undefined;
+    return this.gone;
   }
 
   private started(): ChildProcess {
@@ -72,11 +84,19 @@ export class SandboxSpawner {
     spawner.unref();
     spawner.channel?.unref();
     spawner.on('message', (reply: SpawnerReply, handle?: Socket) => this.receive(reply, handle));
-    spawner.on('error', () => {}); // a failed fork or send: `exit` follows, or the spawn's own error
-    spawner.once('exit', (code, signal) => {
-      if (this.process === spawner) this.process = undefined;
-      const why = `the sandbox spawner exited (${signal ? `signal ${signal}` : `code ${code}`})`;
-      for (const sandbox of this.live.values()) if (sandbox.spawner === spawner) sandbox.spawnerGone(why);
+    this.gone = new Promise((resolve) => {
+      const gone = (why: string) => {
+        if (this.process === spawner) this.process = undefined;
+        for (const sandbox of this.live.values()) if (sandbox.spawner === spawner) sandbox.spawnerGone(why);
+        resolve();
+      };
+      spawner.once('exit', (code, signal) =>
+        gone(`the sandbox spawner exited (${signal ? `signal ${signal}` : `code ${code}`})`),
+      );
+      // A fork that failed (no such file, no more processes) has no exit; a failed send is followed by one.
+      spawner.on('error', (error) => {
+        if (spawner.pid === undefined) gone(`the sandbox spawner did not start: ${error.message}`);
+      });
     });
     this.process = spawner;
     return spawner;
@@ -122,8 +142,8 @@ export class SpawnedSandbox extends EventEmitter<{
   private closed = false;
 
   constructor(
-    /** The spawner process that started it. */
-    readonly spawner: ChildProcess,
+    /** The spawner process that started it; none when it was refused. */
+    readonly spawner: ChildProcess | undefined,
     private readonly requestKill: () => void,
   ) {
     super();
@@ -131,7 +151,9 @@ export class SpawnedSandbox extends EventEmitter<{
 
   /** Kills the whole sandbox (bwrap, its group, the driver): `exit` follows. */
   kill(): void {
-    if (!this.exited) this.requestKill();
+    if (this.exited) return;
+    if (this.spawner?.connected) this.requestKill();
+    else this.spawnerGone('the sandbox spawner is gone'); // and its sandboxes with it (`--die-with-parent`)
   }
 
   receive(reply: SpawnerReply, handle: Socket | undefined): void {

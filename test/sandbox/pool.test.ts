@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
-import { commandOf, parentOf, sandboxesBelow } from '../support/processes.ts';
+import { alive, commandOf, descendants, parentOf, sandboxesBelow } from '../support/processes.ts';
 import { startedPool, testPool } from './support.ts';
 
 /** Pids of the sandboxes this test process started. */
@@ -293,6 +293,11 @@ describe('the sandbox pool', () => {
     await pool.close();
     assert.equal((await running).outcome, 'killed');
     assert.deepEqual(ownBwraps(), []);
+    assert.deepEqual(
+      descendants(process.pid).filter((pid) => commandOf(pid) === 'node' && alive(pid)),
+      [],
+      'the spawner is gone too',
+    );
     await assert.rejects(pool.session('thread_c'), /shutting down/);
   });
 });
