@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -8,22 +7,15 @@ import { sandboxCommand } from '../../src/sandbox/bwrap-command.ts';
 import { fontCacheDir } from '../../src/sandbox/font-cache.ts';
 import { SandboxProcess } from '../../src/sandbox/sandbox-process.ts';
 import { SandboxSpawner } from '../../src/sandbox/spawner.ts';
+import { alive, commandOf, parents } from '../support/processes.ts';
 import { ROOT } from '../support/root.ts';
 import { TEST_SETTINGS } from './support.ts';
 
 /** Live bwrap processes whose parent is `spawner` or init (an orphan of a sandbox killed too early). */
 function bwraps(spawner: number | undefined): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (stat.includes('(bwrap)') && state !== 'Z' && (Number(ppid) === spawner || ppid === '1'))
-        found.push(Number(entry));
-    } catch {}
-  }
-  return found;
+  return [...parents()]
+    .filter(([pid, parent]) => (parent === spawner || parent === 1) && commandOf(pid) === 'bwrap' && alive(pid))
+    .map(([pid]) => pid);
 }
 
 describe('a sandbox process', () => {
@@ -47,7 +39,7 @@ describe('a sandbox process', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       left = bwraps(spawner.pid).filter((pid) => !before.has(pid));
     }
-    spawner.close();
+    await spawner.close();
     assert.deepEqual(left, []);
   });
 });

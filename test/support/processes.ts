@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** The host's processes as /proc shows them, for tests that check what a server leaves running. */
 
 /** Pid → parent pid of every process on the host. */
-function parents(): Map<number, number> {
+export function parents(): Map<number, number> {
   const map = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
