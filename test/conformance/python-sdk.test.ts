@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { RecordedRequest, Reply } from '../support/fake-upstream.ts';
+import { createTestDatabase, POSTGRES_SKIP_REASON, postgresUrlOrSkip } from '../support/postgres.ts';
 import { SdkHarness } from '../support/sdk-harness.ts';
 import { ROOT } from '../support/server.ts';
 
@@ -17,7 +18,8 @@ import { ROOT } from '../support/server.ts';
  * python/wheels (the last 2.x and the newest release, with their dependencies: the registry CI reaches has no
  * Python packages). It runs on Debian's Python, the one the code_interpreter sandbox needs (scripts/
  * install-test-packages.sh installs it), and goes through a proxy that checks every JSON response against the
- * official schema, as the node SDK's tests do.
+ * official schema, as the node SDK's tests do. On SQLite, and on PostgreSQL when ASSISTD_TEST_DATABASE_URL is set
+ * (skipped loudly otherwise), as the node SDK's conformance suite.
  */
 
 const PYTHON = process.env['ASSISTD_SANDBOX_PYTHON'] ?? '/usr/bin/python3';
@@ -109,48 +111,74 @@ async function validatingProxy(h: SdkHarness, target: string): Promise<Server> {
   return server;
 }
 
-describe('the official Python SDK', () => {
-  const h = new SdkHarness({ ASSISTD_CODE_INTERPRETER: 'on', ASSISTD_API_KEY: KEY });
-  const unpacked = mkdtempSync(path.join(tmpdir(), 'assistd-python-sdk-'));
-  let proxy: Server;
-  let wheels: Awaited<ReturnType<typeof unpackWheels>>;
-
-  before(async () => {
-    await h.start();
-    h.upstream.setDefault(model);
-    proxy = await validatingProxy(h, h.server.url);
-    wheels = await unpackWheels(unpacked);
-  });
-  after(async () => {
-    proxy?.close();
-    await h.close();
-    rmSync(unpacked, { recursive: true, force: true });
-  });
-
-  test('the wheels hold the two SDK versions the checks run on', () => {
-    assert.deepEqual([...wheels.sdks.keys()].sort(), ['2.54.0', '3.22.1']);
-  });
-
-  for (const version of ['2.54.0', '3.22.1'])
-    test(`openai ${version}: every check of conformance.py passes`, async (t) => {
-      const { port } = proxy.address() as AddressInfo;
-      const sdk = wheels.sdks.get(version);
-      assert.ok(sdk, `the wheel of openai ${version} is in ${WHEELS}`);
-      const result = await run(PYTHON, [path.join(HERE, 'conformance.py')], {
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          PYTHONPATH: [sdk, wheels.deps].join(path.delimiter),
-          PYTHONDONTWRITEBYTECODE: '1',
-          ASSISTD_ROOT_URL: `http://127.0.0.1:${port}`,
-          ASSISTD_API_KEY: KEY,
-        },
-        timeout: 120_000,
-      }).catch((error: { stdout?: string; stderr?: string; message: string }) => {
-        assert.fail(`conformance.py failed:\n${error.stdout ?? ''}\n${error.stderr ?? error.message}`);
-      });
-      assert.match(result.stdout, new RegExp(`^openai ${version.replaceAll('.', '\\.')} on Python 3`));
-      assert.match(result.stdout, /^(\d+) of \1 checks passed$/m, result.stdout);
-      for (const line of result.stdout.trim().split('\n')) t.diagnostic(line);
-      h.recorder.assertNoViolations();
-    });
+const VERSIONS = ['2.54.0', '3.22.1'];
+const unpacked = mkdtempSync(path.join(tmpdir(), 'assistd-python-sdk-'));
+let wheels: Awaited<ReturnType<typeof unpackWheels>>;
+before(async () => {
+  wheels = await unpackWheels(unpacked);
 });
+after(() => rmSync(unpacked, { recursive: true, force: true }));
+
+test('the wheels hold the SDK versions the checks run on', () => {
+  assert.deepEqual([...wheels.sdks.keys()].sort(), VERSIONS);
+});
+
+/** The checks, once per SDK version, against a server on the storage `provision` gives. */
+function pythonSuite(
+  name: string,
+  provision: () => Promise<{ env: Record<string, string>; cleanup(): Promise<void> }>,
+) {
+  describe(`the official Python SDK on ${name}`, () => {
+    let h: SdkHarness;
+    let proxy: Server;
+    let cleanup: (() => Promise<void>) | undefined;
+
+    before(async () => {
+      const backend = await provision();
+      cleanup = backend.cleanup;
+      h = new SdkHarness({ ASSISTD_CODE_INTERPRETER: 'on', ASSISTD_API_KEY: KEY, ...backend.env });
+      await h.start();
+      h.upstream.setDefault(model);
+      proxy = await validatingProxy(h, h.server.url);
+    });
+    after(async () => {
+      proxy?.close();
+      await h?.close();
+      await cleanup?.();
+    });
+
+    for (const version of VERSIONS)
+      test(`openai ${version}: every check of conformance.py passes`, async (t) => {
+        const { port } = proxy.address() as AddressInfo;
+        const sdk = wheels.sdks.get(version);
+        assert.ok(sdk, `the wheel of openai ${version} is in ${WHEELS}`);
+        const result = await run(PYTHON, [path.join(HERE, 'conformance.py')], {
+          env: {
+            PATH: process.env['PATH'] ?? '',
+            PYTHONPATH: [sdk, wheels.deps].join(path.delimiter),
+            PYTHONDONTWRITEBYTECODE: '1',
+            ASSISTD_ROOT_URL: `http://127.0.0.1:${port}`,
+            ASSISTD_API_KEY: KEY,
+          },
+          timeout: 120_000,
+        }).catch((error: { stdout?: string; stderr?: string; message: string }) => {
+          assert.fail(`conformance.py failed:\n${error.stdout ?? ''}\n${error.stderr ?? error.message}`);
+        });
+        assert.match(result.stdout, new RegExp(`^openai ${version.replaceAll('.', '\\.')} on Python 3`));
+        assert.match(result.stdout, /^(\d+) of \1 checks passed$/m, result.stdout);
+        for (const line of result.stdout.trim().split('\n')) t.diagnostic(line);
+        h.recorder.assertNoViolations();
+      });
+  });
+}
+
+// SQLite in the harness's own data directory (SdkHarness removes it).
+pythonSuite('SQLite', async () => ({ env: {}, cleanup: async () => {} }));
+
+const postgresUrl = postgresUrlOrSkip();
+if (postgresUrl === undefined) test('the official Python SDK on PostgreSQL', { skip: POSTGRES_SKIP_REASON }, () => {});
+else
+  pythonSuite('PostgreSQL', async () => {
+    const database = await createTestDatabase(postgresUrl);
+    return { env: { ASSISTD_DATABASE_URL: database.url }, cleanup: () => database.drop() };
+  });
