@@ -336,6 +336,21 @@ def a_streamed_run_reaches_the_event_handler_and_the_final_helpers():
 
 
 @check
+def a_raw_stream_yields_every_event_typed():
+    # stream=True without the helpers: the SDK's Stream of AssistantStreamEvent, as many programs iterate it.
+    helper = assistant()
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "raw events"}])
+    events = list(client.beta.threads.runs.create(thread_id=thread.id, assistant_id=helper.id, stream=True))
+    names = [e.event for e in events]
+    assert names[0] == "thread.run.created" and names[-1] == "thread.run.completed", names
+    deltas = [e.data.delta.content[0].text.value for e in events if e.event == "thread.message.delta"]
+    assert "".join(deltas) == "Echo: raw events", deltas
+    completed = next(e.data for e in events if e.event == "thread.message.completed")
+    assert text_of(completed) == "Echo: raw events" and completed.status == "completed", completed
+    assert type(events[-1]).__name__ == "ThreadRunCompleted", type(events[-1])
+
+
+@check
 def a_streamed_function_call_is_answered_through_submit_tool_outputs_stream():
     helper = assistant(tools=[WEATHER])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "the weather, streamed"}])
