@@ -15,6 +15,9 @@ import type { SpawnerReply, SpawnerRequest } from './spawner-main.ts';
  * bwrap's `--die-with-parent`). It ends when the server closes it or exits, killed or not: its channel closes, and
  * it kills its sandboxes.
  */
+/** How long a spawner let go has to end its sandboxes and exit before it is killed. */
+const CLOSE_GRACE_MS = 5_000;
+
 export class SandboxSpawner {
   private process: ChildProcess | undefined;
   private nextId = 1;
@@ -55,12 +58,18 @@ export class SandboxSpawner {
     return this.process?.pid;
   }
 
-  /** Lets the spawner go, and starts none again; resolves once it is gone (it kills what it still runs first). */
+  /**
+   * Lets the spawner go, and starts none again; resolves once it is gone (it kills what it still runs first, or is
+   * killed after CLOSE_GRACE_MS, its sandboxes with it).
+   */
   close(): Promise<void> {
     this.closed = true;
-    if (this.process?.connected) {
-      this.process.ref(); // until it is gone: a caller waits for that
-      this.process.disconnect();
+    const spawner = this.process;
+    if (spawner?.connected) {
+      spawner.ref(); // until it is gone: a caller waits for that
+      spawner.disconnect();
+      const deadline = setTimeout(() => spawner.kill('SIGKILL'), CLOSE_GRACE_MS);
+      void this.gone.then(() => clearTimeout(deadline));
     }
     this.process = undefined;
     return this.gone;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { SandboxCommand } from '../../src/sandbox/bwrap-command.ts';
 import { SandboxSpawner, type SandboxStdio, type SpawnedSandbox } from '../../src/sandbox/spawner.ts';
@@ -26,6 +27,20 @@ async function ending(sandbox: SpawnedSandbox): Promise<{ error?: string; signal
   // Not events.once: it rejects on the `error` that comes first.
   const signal = await new Promise<string | null>((resolve) => sandbox.once('close', (_code, sig) => resolve(sig)));
   return { ...(error !== undefined ? { error } : {}), signal };
+}
+
+/** The live processes whose command line is `cmdline` (its arguments joined by NULs), wherever they are. */
+function running(cmdline: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '') === cmdline && alive(Number(pid));
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
 }
 
 /** The node processes below this one: spawners (the tests' own helpers run none). */
@@ -70,6 +85,39 @@ describe('the sandbox spawner', () => {
     await spawner.close();
   });
 
+  it('is gone once closed, also when a start was in flight (its handles unacknowledged), and takes its sandboxes', async () => {
+    for (const delayMs of [0, 1, 5]) {
+      const spawner = new SandboxSpawner();
+      const first = spawner.spawn(command('/bin/sleep', '100'));
+      await once(first, 'spawn'); // the spawner is up
+      first.kill();
+      await ending(first);
+      const marker = `77.${delayMs}1`;
+      const inFlight = spawner.spawn(command('/bin/sleep', marker));
+      const settled = ending(inFlight);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const closed = await Promise.race([
+        spawner.close().then(() => true),
+        new Promise((resolve) => setTimeout(() => resolve(false), 8_000)),
+      ]);
+      assert.ok(closed, `close() ${delayMs} ms after a start resolved`);
+      await settled;
+      assert.deepEqual(spawners(), []);
+      assert.deepEqual(running(`/bin/sleep\0${marker}`), [], 'its sandbox is gone too');
+    }
+  });
+
+  it('kills a sandbox whose spawner was let go: kill() settles it at once', async () => {
+    const spawner = new SandboxSpawner();
+    const sandbox = spawner.spawn(command('/bin/sleep', '100'));
+    await once(sandbox, 'spawn');
+    const closing = spawner.close();
+    const settled = ending(sandbox);
+    sandbox.kill();
+    assert.equal((await settled).signal, 'SIGKILL');
+    await closing;
+  });
+
   it('starts nothing once closed: a start then fails at once', async () => {
     const spawner = new SandboxSpawner();
     await spawner.close();
@@ -78,10 +126,19 @@ describe('the sandbox spawner', () => {
     assert.deepEqual(spawners(), []);
   });
 
-  it('leaves no spawner behind a pool closed while it probes the sandbox', async () => {
+  it('leaves no spawner behind a pool closed before or while it probes the sandbox', async () => {
+    const early = testPool();
+    const probing = early.start();
+    await early.close(); // before the probe's first start: none is made
+    await probing;
+    assert.deepEqual(spawners(), []);
+
     const pool = testPool();
     const started = pool.start();
-    await pool.close();
+    const deadline = Date.now() + 10_000;
+    while (spawners().length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.equal(spawners().length, 1, 'the probe started the spawner');
+    await pool.close(); // the probe's sandbox starting or started
     await started;
     assert.deepEqual(spawners(), []);
   });
