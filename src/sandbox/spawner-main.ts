@@ -101,6 +101,12 @@ function childrenOf(pid: number): number[] {
   }
 }
 
+/** The server's end of the channel closed (it exited, was killed, or let this process go): so do its sandboxes. */
+function shutdown(): void {
+  for (const child of children.values()) kill(child);
+  process.exit(0);
+}
+
 process.on('message', (request: SpawnerRequest) => {
   if (request.type === 'spawn') start(request);
   else if (request.type === 'kill') {
@@ -108,11 +114,6 @@ process.on('message', (request: SpawnerRequest) => {
     if (child) kill(child);
   }
 });
-/** The server's end of the channel closed (it exited, was killed, or let this process go): so do its sandboxes. */
-function shutdown(): void {
-  for (const child of children.values()) kill(child);
-  process.exit(0);
-}
 process.on('disconnect', shutdown);
 // Node 20 loses `disconnect` when the channel ends while a handle sent waits for its acknowledgement (a sandbox's
 // stdio in flight): `connected` is false all the same. Looked at four times a second, without keeping this alive.

@@ -4,20 +4,20 @@ import type { Socket } from 'node:net';
 import type { SandboxCommand } from './bwrap-command.ts';
 import type { SpawnerReply, SpawnerRequest } from './spawner-main.ts';
 
+/** How long a spawner let go has to end its sandboxes and exit before it is killed. */
+const CLOSE_GRACE_MS = 5_000;
+
 /**
  * Starts the sandboxes from a small process of its own (spawner-main.ts), so that the server never forks. A fork
  * copies the forking process's page tables while its event loop waits, about 50 ms for a process of 1.1 GB here
- * (`npm run bench:code`), every stream of the server stalled meanwhile, at each new sandbox. The spawner's heap stays small, and its forks stall only itself. It hands the server each sandbox's
- * stdin, stdout and stderr as file descriptors over the IPC channel: the server reads and writes them as its own,
- * with nothing copied on the way.
+ * (`npm run bench:code`), every stream of the server stalled meanwhile, at each new sandbox. The spawner's heap
+ * stays small, and its forks stall only itself. It hands the server each sandbox's stdin, stdout and stderr as file
+ * descriptors over the IPC channel: the server reads and writes them as its own, with nothing copied on the way.
  *
  * The spawner is started at the first sandbox and again after it died (the sandboxes it had started die with it:
  * bwrap's `--die-with-parent`). It ends when the server closes it or exits, killed or not: its channel closes, and
  * it kills its sandboxes.
  */
-/** How long a spawner let go has to end its sandboxes and exit before it is killed. */
-const CLOSE_GRACE_MS = 5_000;
-
 export class SandboxSpawner {
   private process: ChildProcess | undefined;
   private nextId = 1;
