@@ -143,10 +143,10 @@ export class SpawnedSandbox extends EventEmitter<{
   close: [number | null, NodeJS.Signals | null];
 }> {
   pid: number | undefined;
-  exited = false;
   private readonly stdio: Partial<Record<0 | 1 | 2, Socket>> = {};
   /** Of stdout and stderr, those that arrived and are not closed yet. */
   private open = 0;
+  /** Its exit's code and signal, once it exited. */
   private ended: [number | null, NodeJS.Signals | null] | undefined;
   private closed = false;
 
@@ -160,7 +160,7 @@ export class SpawnedSandbox extends EventEmitter<{
 
   /** Kills the whole sandbox (bwrap, its group, the driver): `exit` follows. */
   kill(): void {
-    if (this.exited) return;
+    if (this.ended) return;
     if (this.spawner?.connected) this.requestKill();
     else this.spawnerGone('the sandbox spawner is gone'); // and its sandboxes with it (`--die-with-parent`)
   }
@@ -186,7 +186,7 @@ export class SpawnedSandbox extends EventEmitter<{
 
   /** The spawner died: the sandbox died with it (`--die-with-parent`), its exit unsaid. */
   spawnerGone(why: string): void {
-    if (this.exited) return;
+    if (this.ended) return;
     if (this.pid === undefined) this.emit('error', new Error(why));
     this.finish(null, 'SIGKILL');
   }
@@ -199,8 +199,7 @@ export class SpawnedSandbox extends EventEmitter<{
   }
 
   private finish(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.exited) return;
-    this.exited = true;
+    if (this.ended) return;
     this.ended = [code, signal];
     this.stdio[0]?.destroy(); // as ChildProcess does: nothing reads it any more
     this.emit('exit', code, signal);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SandboxError } from '../../src/sandbox/sandbox-error.ts';
-import { alive, commandOf, descendants, parentOf, sandboxesBelow } from '../support/processes.ts';
+import { commandOf, parentOf, sandboxesBelow, spawnersBelow } from '../support/processes.ts';
 import { startedPool, testPool } from './support.ts';
 
 /** Pids of the sandboxes this test process started. */
@@ -293,11 +293,7 @@ describe('the sandbox pool', () => {
     await pool.close();
     assert.equal((await running).outcome, 'killed');
     assert.deepEqual(ownBwraps(), []);
-    assert.deepEqual(
-      descendants(process.pid).filter((pid) => commandOf(pid) === 'node' && alive(pid)),
-      [],
-      'the spawner is gone too',
-    );
+    assert.deepEqual(spawnersBelow(process.pid), [], 'the spawner is gone too');
     await assert.rejects(pool.session('thread_c'), /shutting down/);
   });
 });

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { SandboxCommand } from '../../src/sandbox/bwrap-command.ts';
 import { SandboxSpawner, type SandboxStdio, type SpawnedSandbox } from '../../src/sandbox/spawner.ts';
-import { alive, commandOf, descendants } from '../support/processes.ts';
+import { alive, spawnersBelow } from '../support/processes.ts';
 import { testPool } from './support.ts';
 
 /**
@@ -43,9 +43,9 @@ function running(cmdline: string): number[] {
     .map(Number);
 }
 
-/** The node processes below this one: spawners (the tests' own helpers run none). */
+/** The spawners below this process. */
 function spawners(): number[] {
-  return descendants(process.pid).filter((pid) => commandOf(pid) === 'node' && alive(pid));
+  return spawnersBelow(process.pid);
 }
 
 describe('the sandbox spawner', () => {

@@ -2,15 +2,23 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /** The host's processes as /proc shows them, for tests that check what a server leaves running. */
 
+/** The fields of /proc/<pid>/stat after the command (state, parent pid, …); undefined once it is gone. */
+function statFields(pid: number | string): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
 /** Pid → parent pid of every process on the host. */
 export function parents(): Map<number, number> {
   const map = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      map.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {} // gone meanwhile
+    const fields = statFields(entry);
+    if (fields) map.set(Number(entry), Number(fields[1])); // else gone meanwhile
   }
   return map;
 }
@@ -41,24 +49,21 @@ export function sandboxesBelow(root: number): number[] {
   );
 }
 
+/** The spawners below `root`: its live node processes (the tests' own helpers run none). */
+export function spawnersBelow(root: number): number[] {
+  return descendants(root).filter((pid) => commandOf(pid) === 'node' && alive(pid));
+}
+
 /** The parent of process `pid`; undefined once it is gone. */
 export function parentOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
+  const fields = statFields(pid);
+  return fields && Number(fields[1]);
 }
 
 /** Whether the process exists and is not a zombie. */
 export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
+  const state = statFields(pid)?.[0];
+  return state !== undefined && state !== 'Z';
 }
 
 /** The process's command name (`comm`), or undefined once it is gone. */
